@@ -1,0 +1,41 @@
+// Core agent vocabulary shared by workflows, activities, the simulator and the CLI.
+// Workflow-safe: types only, no runtime imports.
+
+export type Role = 'system' | 'user' | 'assistant';
+
+export interface ChatMessage {
+  role: Role;
+  content: string;
+}
+
+/** exp(mean top-k entropy) over a functional region of one generated turn; null when the region is empty. */
+export interface RegionScores {
+  think_ppl: number | null;
+  tool_call_ppl: number | null;
+  all_ppl: number | null;
+}
+
+export interface TokenUsage {
+  promptTokens: number;
+  /** Prompt tokens the server served from its prefix (KV) cache, when it reports them. */
+  cachedPromptTokens: number;
+  completionTokens: number;
+}
+
+export interface ToolCall {
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+/** One model turn after parsing. `report` is set by policies whose turns carry an evolving report (iterresearch). */
+export type ParsedTurn =
+  | { kind: 'tool_call'; think: string; call: ToolCall; report?: string }
+  | { kind: 'answer'; think: string; answer: string; report?: string }
+  /** A <tool_call> block that is not valid JSON with "name" and "arguments": the trajectory goes on with an error observation. */
+  | { kind: 'invalid_tool_call'; think: string; error: string; raw: string; report?: string }
+  /** Neither a tool call nor an answer (garbage or truncated output). */
+  | { kind: 'no_action'; think: string; report?: string };
+
+export type Termination = 'answer' | 'max_turns' | 'max_context' | 'error' | 'cancelled';
+
+export type ContextPolicyName = 'react' | 'iterresearch' | 'resum';

@@ -1,0 +1,66 @@
+// The inference contract between rollout workers, pool members and backends.
+import type { ChatMessage, RegionScores, TokenUsage } from '../agent/types.js';
+
+export interface GenerateParams {
+  maxTokens: number;
+  temperature: number;
+  /** k for top-k logprobs; the reference uses 16. */
+  topLogprobs: number;
+  /** Sampling seed; different seeds give different samples of the same prompt. */
+  seed?: number;
+  stop?: string[];
+}
+
+/** What a backend is asked to do: one chat completion with top-k logprobs. */
+export interface BackendRequest {
+  id: string;
+  model?: string;
+  messages: ChatMessage[];
+  params: GenerateParams;
+  /** Absolute deadline, epoch milliseconds; the backend must give up after it. */
+  deadline: number;
+}
+
+/** One generated token with the logprobs of its top-k alternatives (the chosen token may or may not be among them). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  topLogprobs: number[];
+}
+
+export interface RawGeneration {
+  text: string;
+  /** Generated tokens in order; their `token` strings concatenate to `text`. */
+  tokens: TokenLogprob[];
+  usage: TokenUsage;
+  finishReason: 'stop' | 'length';
+  model: string;
+}
+
+/** Load a backend reports so a member can announce it (queue depth, prefix-cache occupancy). */
+export interface BackendLoad {
+  running: number;
+  queued: number;
+  maxBatch: number;
+  cacheCapacityTokens: number;
+  cacheUsedTokens: number;
+}
+
+export interface InferenceBackend {
+  readonly kind: string;
+  generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration>;
+  load?(): BackendLoad;
+  close?(): Promise<void>;
+}
+
+/** What a pool member returns: the text plus uncertainty computed where the logprobs are. */
+export interface Generation {
+  text: string;
+  /** One entropy (nats, top-k renormalised) per generated token. */
+  entropies: Float32Array;
+  regions: RegionScores;
+  usage: TokenUsage;
+  finishReason: 'stop' | 'length';
+  model: string;
+  memberId: string;
+}
