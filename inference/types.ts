@@ -57,7 +57,7 @@ export interface InferenceBackend {
 export interface Generation {
   text: string;
   /** One entropy (nats, top-k renormalised) per generated token. */
-  entropies: Float32Array;
+  entropies: Float32Array<ArrayBuffer>;
   regions: RegionScores;
   usage: TokenUsage;
   finishReason: 'stop' | 'length';

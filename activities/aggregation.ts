@@ -1,0 +1,93 @@
+// ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
+// A report distils one trajectory; integration reads all reports and must choose one answer.
+import { parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
+import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
+import type { StepRecord } from '../agent/trajectory.js';
+import type { TokenUsage } from '../agent/types.js';
+import { namespaceFor } from '../common/blob-store.js';
+import type { CallModel, SamplingInput } from './index.js';
+import type { ContextStore } from './content.js';
+
+export interface ReportInput {
+  jobId: string;
+  rolloutId: string;
+  question: string;
+  steps: Pick<StepRecord, 'turnRef' | 'observationRef'>[];
+  pool: string;
+  model?: string;
+  sampling: SamplingInput;
+  seed: number;
+}
+
+export interface IntegrateInput {
+  jobId: string;
+  question: string;
+  reportRefs: string[];
+  pool: string;
+  model?: string;
+  sampling: SamplingInput;
+  seed: number;
+}
+
+/** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
+const REPORT_OBSERVATION_CHARS = 4000;
+
+export function createAggregationActivities(deps: { content: ContextStore; callModel: CallModel }) {
+  const { content, callModel } = deps;
+  const params = (s: SamplingInput, seed: number) => ({
+    maxTokens: s.maxTokensPerTurn,
+    temperature: s.temperature,
+    topLogprobs: s.topLogprobs,
+    seed,
+  });
+
+  return {
+    async reportStep(input: ReportInput): Promise<{ reportRef: string; usage: TokenUsage; reportChars: number; trajectoryChars: number }> {
+      const steps = await Promise.all(
+        input.steps.map(async (s) => ({
+          turn: await content.getText(s.turnRef),
+          ...(s.observationRef ? { observation: await content.getText(s.observationRef) } : {}),
+        })),
+      );
+      const text = renderTrajectory(steps, { maxObservationChars: REPORT_OBSERVATION_CHARS });
+      const g = await callModel(input.pool, reportMessages(input.question, text), params(input.sampling, input.seed), {
+        model: input.model,
+        stickyKey: `${input.rolloutId}/report`,
+      });
+      const report = parseReport(g.text) ?? g.text.trim();
+      const reportRef = await content.putText(namespaceFor(input.jobId), report);
+      const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
+      return { reportRef, usage: g.usage, reportChars: report.length, trajectoryChars };
+    },
+
+    async integrateStep(input: IntegrateInput): Promise<{ answer: string | null; usage: TokenUsage; contextChars: number }> {
+      const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
+      const messages = integrationMessages(input.question, reports);
+      const g = await callModel(input.pool, messages, params(input.sampling, input.seed), {
+        model: input.model,
+        stickyKey: `${input.jobId}/integrate`,
+      });
+      return {
+        answer: parseAnswer(g.text),
+        usage: g.usage,
+        contextChars: messages.reduce((n, m) => n + m.content.length, 0),
+      };
+    },
+
+    /** Model-graded correctness, like the reference's evaluation; `null` when the judge's output is unusable. */
+    async judgeStep(input: {
+      question: string;
+      gold: string;
+      prediction: string;
+      pool: string;
+      model?: string;
+      sampling: SamplingInput;
+    }): Promise<{ correct: boolean | null; usage: TokenUsage }> {
+      const g = await callModel(input.pool, judgeMessages(input.question, input.gold, input.prediction), params(input.sampling, 0), {
+        model: input.model,
+      });
+      const j = parseJudgement(g.text);
+      return { correct: j === null ? null : j === 'correct', usage: g.usage };
+    },
+  };
+}

@@ -1,0 +1,104 @@
+// Trajectory content by reference. A context (what the next prompt is built from) is stored as a small
+// object of references to turns, observations, reports and summaries; each is content-addressed, so a branch
+// shares its parent's prefix without copying it, and Temporal history carries one reference per step.
+import type { ContextState, ContextStep } from '../agent/context.js';
+import type { ContextPolicyName } from '../agent/types.js';
+import type { BlobRef, BlobStore } from '../common/blob-store.js';
+
+interface StoredStep {
+  turn: BlobRef;
+  observation?: BlobRef;
+}
+
+interface StoredContext {
+  kind: 'muse.context';
+  policy: ContextPolicyName;
+  question: BlobRef;
+  steps: StoredStep[];
+  report?: BlobRef;
+  summary?: BlobRef;
+  round: number;
+}
+
+/** Remembers which stored text a string came from, so storing an unchanged context rehashes nothing. */
+class TextRefCache {
+  private readonly map = new Map<string, BlobRef>();
+  private chars = 0;
+  constructor(private readonly maxChars: number) {}
+  get(text: string): BlobRef | undefined {
+    return this.map.get(text);
+  }
+  set(text: string, ref: BlobRef): void {
+    if (this.map.has(text) || text.length > this.maxChars / 4) return;
+    this.map.set(text, ref);
+    this.chars += text.length;
+    while (this.chars > this.maxChars) {
+      const oldest = this.map.keys().next().value;
+      if (oldest === undefined) break;
+      this.map.delete(oldest);
+      this.chars -= oldest.length;
+    }
+  }
+}
+
+export class ContextStore {
+  private readonly refs = new TextRefCache(128 * 1024 * 1024);
+
+  constructor(private readonly blobs: BlobStore) {}
+
+  async putText(namespace: string, text: string): Promise<BlobRef> {
+    const known = this.refs.get(text);
+    if (known && known.split(':')[1] === namespace) return known;
+    const ref = await this.blobs.putText(namespace, text);
+    this.refs.set(text, ref);
+    return ref;
+  }
+
+  async getText(ref: BlobRef): Promise<string> {
+    const text = await this.blobs.getText(ref);
+    this.refs.set(text, ref);
+    return text;
+  }
+
+  async putContext(namespace: string, policy: ContextPolicyName, state: ContextState): Promise<BlobRef> {
+    const put = (t: string) => this.putText(namespace, t);
+    const steps = await Promise.all(
+      state.steps.map(async (s): Promise<StoredStep> => ({
+        turn: await put(s.turn),
+        ...(s.observation !== undefined ? { observation: await put(s.observation) } : {}),
+      })),
+    );
+    const stored: StoredContext = {
+      kind: 'muse.context',
+      policy,
+      question: await put(state.question),
+      steps,
+      round: state.round,
+      ...(state.report !== undefined ? { report: await put(state.report) } : {}),
+      ...(state.summary !== undefined ? { summary: await put(state.summary) } : {}),
+    };
+    return this.blobs.put(namespace, stored);
+  }
+
+  async getContext(ref: BlobRef): Promise<{ policy: ContextPolicyName; state: ContextState }> {
+    const stored = await this.blobs.get<StoredContext>(ref);
+    if (stored?.kind !== 'muse.context') throw new TypeError(`content reference ${ref} does not hold a trajectory context`);
+    const get = (r: BlobRef) => this.getText(r);
+    const steps = await Promise.all(
+      stored.steps.map(async (s): Promise<ContextStep> => ({
+        turn: await get(s.turn),
+        ...(s.observation ? { observation: await get(s.observation) } : {}),
+      })),
+    );
+    return {
+      policy: stored.policy,
+      state: {
+        question: await get(stored.question),
+        steps,
+        round: stored.round,
+        ...(stored.report ? { report: await get(stored.report) } : {}),
+        ...(stored.summary ? { summary: await get(stored.summary) } : {}),
+      },
+    };
+  }
+}

@@ -1,0 +1,292 @@
+// Side effects the workflows call. Each takes and returns references plus small metadata, so Temporal
+// history stays small whatever the size of prompts and observations. Built from explicit dependencies
+// (NATS connection, blob store, tools, config) as in the Temporal samples' dependency-injection pattern.
+import { Context } from '@temporalio/activity';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { contextPolicy, type ContextState } from '../agent/context.js';
+import { parseTurn, parseSummary } from '../agent/format.js';
+import type { StepKind, StepRecord } from '../agent/trajectory.js';
+import type { ChatMessage, ContextPolicyName, ParsedTurn, RegionScores, TokenUsage } from '../agent/types.js';
+import { type BlobStore, namespaceFor } from '../common/blob-store.js';
+import type { MuseConfig } from '../common/config.js';
+import { PoolClient } from '../inference/pool-client.js';
+import type { Generation, GenerateParams } from '../inference/types.js';
+import type { ToolRegistry } from '../tools/registry.js';
+import { ContextStore } from './content.js';
+import { createAggregationActivities } from './aggregation.js';
+
+export interface ActivityDeps {
+  nc: NatsConnection;
+  blobs: BlobStore;
+  tools: ToolRegistry;
+  config: MuseConfig;
+  /** Observes every model request this worker makes (tests assert no completed step is re-run). */
+  onModelCall?: (e: { trajectoryId: string; step: number; kind: string }) => void;
+}
+
+export interface SamplingInput {
+  temperature: number;
+  topLogprobs: number;
+  maxTokensPerTurn: number;
+}
+
+export interface LlmStepInput {
+  jobId: string;
+  trajectoryId: string;
+  step: number;
+  policy: ContextPolicyName;
+  /** Absent at step 0 of a fresh trajectory: the initial context is built from `question`. */
+  contextRef?: string;
+  question?: string;
+  pool: string;
+  model?: string;
+  sampling: SamplingInput;
+  seed: number;
+  contextWindow: number;
+  summaryThreshold: number;
+}
+
+export type LlmStepResult =
+  | {
+      status: 'turn';
+      contextRef: string;
+      turnRef: string;
+      kind: StepKind;
+      tool?: string;
+      actionPreview: string;
+      answer?: string;
+      regions: RegionScores;
+      usage: TokenUsage;
+      memberId: string;
+      finishReason: 'stop' | 'length';
+    }
+  | { status: 'needs_summary'; contextRef: string; estimatedPromptTokens: number }
+  | { status: 'max_context'; contextRef: string; estimatedPromptTokens: number };
+
+export interface ToolStepInput {
+  jobId: string;
+  question: string;
+  policy: ContextPolicyName;
+  contextRef: string;
+  turnRef: string;
+}
+
+export interface ToolStepResult {
+  contextRef: string;
+  observationRef: string;
+  observationBytes: number;
+  toolCalled: boolean;
+  toolError?: string;
+}
+
+export interface SummarizeInput {
+  jobId: string;
+  trajectoryId: string;
+  step: number;
+  policy: ContextPolicyName;
+  contextRef: string;
+  pool: string;
+  model?: string;
+  sampling: SamplingInput;
+  seed: number;
+}
+
+/** The tokenizer-free estimate used before a call; the server's count comes back in usage. */
+export function estimateTokens(messages: ChatMessage[]): number {
+  let chars = 0;
+  for (const m of messages) chars += m.content.length + 16;
+  return Math.ceil(chars / 4);
+}
+
+export const NO_ACTION_OBSERVATION =
+  'Error: the response has neither a <tool_call> nor an <answer>. Think, then either call a tool or give the final answer.';
+
+export function createActivities(deps: ActivityDeps) {
+  const content = new ContextStore(deps.blobs);
+  const pools = new Map<string, PoolClient>();
+  const router = deps.config.router;
+
+  function pool(name: string): PoolClient {
+    let p = pools.get(name);
+    if (!p) {
+      p = new PoolClient({
+        nc: deps.nc,
+        pool: name,
+        policy: router.policy,
+        memberTtlMs: router.memberTtlMs,
+        maxAttempts: router.maxAttempts,
+        attemptTimeoutMs: router.attemptTimeoutMs,
+        inlineRequestBytes: router.inlineRequestBytes,
+        maxRequestBytes: router.maxRequestBytes,
+        blobs: deps.blobs,
+        blobNamespace: 'requests',
+      });
+      pools.set(name, p);
+    }
+    return p;
+  }
+
+  /** A model call bounded by the activity's own deadline, heartbeating while it waits. */
+  async function callModel(
+    poolName: string,
+    messages: ChatMessage[],
+    params: GenerateParams,
+    opts: { model?: string; stickyKey?: string },
+  ): Promise<Generation> {
+    const ctx = Context.current();
+    const info = ctx.info;
+    const deadline = info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - 250;
+    const beat = setInterval(() => ctx.heartbeat(), Math.max(200, Math.min(2000, (info.heartbeatTimeoutMs ?? 10_000) / 3)));
+    try {
+      return await pool(poolName).generate(messages, params, {
+        deadline: Math.max(Date.now() + 1, deadline),
+        signal: ctx.cancellationSignal,
+        stickyKey: opts.stickyKey,
+        model: opts.model,
+      });
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  async function loadContext(input: { contextRef?: string; question?: string; policy: ContextPolicyName; jobId: string }) {
+    const policy = contextPolicy(input.policy);
+    if (input.contextRef) {
+      const { state } = await content.getContext(input.contextRef);
+      return { policy, state, contextRef: input.contextRef };
+    }
+    if (!input.question) throw new TypeError('llmStep needs either contextRef or question');
+    const state = policy.initial(input.question);
+    const contextRef = await content.putContext(namespaceFor(input.jobId), input.policy, state);
+    return { policy, state, contextRef };
+  }
+
+  return {
+    async llmStep(input: LlmStepInput): Promise<LlmStepResult> {
+      const { policy, state, contextRef } = await loadContext(input);
+      const messages = policy.buildMessages(state);
+      const estimate = estimateTokens(messages);
+      if (input.policy === 'resum' && state.steps.length > 0 && policy.wantsSummary(estimate, input.contextWindow)) {
+        return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
+      }
+      if (estimate + input.sampling.maxTokensPerTurn > input.contextWindow && estimate > input.contextWindow * 0.98) {
+        return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
+      }
+      deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'turn' });
+      const g = await callModel(
+        input.pool,
+        messages,
+        {
+          maxTokens: input.sampling.maxTokensPerTurn,
+          temperature: input.sampling.temperature,
+          topLogprobs: input.sampling.topLogprobs,
+          seed: input.seed,
+        },
+        { model: input.model, stickyKey: input.trajectoryId },
+      );
+      const turn = parseTurn(g.text);
+      const turnRef = await content.putText(namespaceFor(input.jobId), g.text);
+      return {
+        status: 'turn',
+        contextRef,
+        turnRef,
+        kind: turn.kind,
+        ...(turn.kind === 'tool_call' ? { tool: turn.call.name } : {}),
+        ...(turn.kind === 'answer' ? { answer: turn.answer } : {}),
+        actionPreview: preview(turn),
+        regions: g.regions,
+        usage: g.usage,
+        memberId: g.memberId,
+        finishReason: g.finishReason,
+      };
+    },
+
+    async toolStep(input: ToolStepInput): Promise<ToolStepResult> {
+      const ns = namespaceFor(input.jobId);
+      const raw = await content.getText(input.turnRef);
+      const turn = parseTurn(raw);
+      let observation: string;
+      let toolError: string | undefined;
+      let toolCalled = false;
+      switch (turn.kind) {
+        case 'tool_call': {
+          toolCalled = true;
+          const out = await deps.tools.run(turn.call, { question: input.question, signal: Context.current().cancellationSignal });
+          observation = out.observation;
+          toolError = out.error;
+          break;
+        }
+        case 'invalid_tool_call':
+          observation = turn.error;
+          toolError = turn.error;
+          break;
+        case 'no_action':
+          observation = NO_ACTION_OBSERVATION;
+          toolError = NO_ACTION_OBSERVATION;
+          break;
+        case 'answer':
+          throw new TypeError('toolStep called for an answer turn');
+      }
+      const { policy, state } = await loadContext({ ...input });
+      const next: ContextState = policy.advance(state, turn, raw, observation);
+      const [observationRef, contextRef] = await Promise.all([
+        content.putText(ns, observation),
+        content.putContext(ns, input.policy, next),
+      ]);
+      return { contextRef, observationRef, observationBytes: observation.length, toolCalled, ...(toolError ? { toolError } : {}) };
+    },
+
+    /** resum's context-management step: the model summarises, the history is replaced by question + summary. */
+    async summarizeStep(input: SummarizeInput): Promise<{ contextRef: string; usage: TokenUsage }> {
+      const { policy, state } = await loadContext(input);
+      deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'summary' });
+      const g = await callModel(
+        input.pool,
+        policy.summaryMessages(state),
+        { maxTokens: input.sampling.maxTokensPerTurn, temperature: input.sampling.temperature, topLogprobs: input.sampling.topLogprobs, seed: input.seed },
+        { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
+      );
+      const summary = parseSummary(g.text) ?? g.text.trim();
+      const contextRef = await content.putContext(namespaceFor(input.jobId), input.policy, policy.applySummary(state, summary));
+      return { contextRef, usage: g.usage };
+    },
+
+    async saveStepLog(input: { jobId: string; records: StepRecord[] }): Promise<string> {
+      return deps.blobs.put(namespaceFor(input.jobId), { kind: 'muse.steplog', records: input.records });
+    },
+
+    async loadStepLog(input: { refs: string[] }): Promise<StepRecord[]> {
+      const out: StepRecord[] = [];
+      for (const ref of input.refs) {
+        const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(ref);
+        if (log?.kind !== 'muse.steplog') throw new TypeError(`content reference ${ref} does not hold a step log`);
+        out.push(...log.records);
+      }
+      return out;
+    },
+
+    ...createAggregationActivities({ content, callModel }),
+  };
+}
+
+export type MuseActivities = ReturnType<typeof createActivities>;
+export type CallModel = (
+  pool: string,
+  messages: ChatMessage[],
+  params: GenerateParams,
+  opts: { model?: string; stickyKey?: string },
+) => Promise<Generation>;
+
+function preview(turn: ParsedTurn): string {
+  const clip = (s: string, n = 120) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+  switch (turn.kind) {
+    case 'tool_call':
+      return clip(`${turn.call.name} ${JSON.stringify(turn.call.arguments)}`);
+    case 'answer':
+      return clip(`answer: ${turn.answer}`);
+    case 'invalid_tool_call':
+      return 'invalid tool call';
+    case 'no_action':
+      return 'no action';
+  }
+}

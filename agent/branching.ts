@@ -1,0 +1,231 @@
+// ParallelMuse stage 1 planning: where to branch (functionality-specified partial rollout) and how the sampling
+// budget splits between initial, partial and from-scratch rollouts. Workflow-safe: pure functions.
+import type { RegionScores } from './types.js';
+
+export type BranchMode = 'none' | 'all_ppl' | 'think_ppl' | 'tool_call_ppl' | 'mixed_ppl';
+
+export const BRANCH_MODES: readonly BranchMode[] = [
+  'none',
+  'all_ppl',
+  'think_ppl',
+  'tool_call_ppl',
+  'mixed_ppl',
+];
+
+/** The reference's default mode. */
+export const DEFAULT_BRANCH_MODE: BranchMode = 'tool_call_ppl';
+
+/**
+ * Labels of the reference's rollout records: every rollout started from the question alone (the M initial ones
+ * and the scratch fill) is a `traj_level_rollout`; a branch is a `partial_rollout`.
+ */
+export type RolloutType = 'traj_level_rollout' | 'partial_rollout';
+export type RolloutOrigin = 'initial' | 'scratch' | 'branch';
+
+export function rolloutType(origin: RolloutOrigin): RolloutType {
+  return origin === 'branch' ? 'partial_rollout' : 'traj_level_rollout';
+}
+
+export interface SelectOptions {
+  /** Lowest step that may be chosen: a branch's steps before its branch point are its parent's, already explored. */
+  minStep?: number;
+  /** Highest step that may be chosen (inclusive). */
+  maxStep?: number;
+}
+
+type ScoreKey = 'all_ppl' | 'think_ppl' | 'tool_call_ppl';
+
+interface Candidate<K> {
+  key: K;
+  scores: RegionScores;
+}
+
+function scoreOf(s: RegionScores, key: ScoreKey): number | null {
+  const v = s[key];
+  return v === null || Number.isNaN(v) ? null : v;
+}
+
+/** Highest score first; equal scores keep input order (earlier first), like Python's stable sort in the reference. */
+function ranked<K>(cands: readonly Candidate<K>[], key: ScoreKey): K[] {
+  const scored: { key: K; score: number; order: number }[] = [];
+  cands.forEach((c, order) => {
+    const score = scoreOf(c.scores, key);
+    if (score !== null) scored.push({ key: c.key, score, order });
+  });
+  scored.sort((a, b) => b.score - a.score || a.order - b.order);
+  return scored.map((s) => s.key);
+}
+
+function pick<K>(cands: readonly Candidate<K>[], mode: Exclude<BranchMode, 'none'>, k: number): K[] {
+  if (mode !== 'mixed_ppl') return ranked(cands, mode).slice(0, k);
+  // ceil(K/2) by tool-call uncertainty, floor(K/2) by reasoning uncertainty. The reference can pick one step
+  // twice here (and so spend 2·T rollouts on it); Muse skips duplicates and tops up from the other ranking.
+  const byTool = ranked(cands, 'tool_call_ppl');
+  const byThink = ranked(cands, 'think_ppl');
+  const chosen: K[] = [];
+  const taken = new Set<K>();
+  const take = (from: readonly K[], quota: number) => {
+    for (const key of from) {
+      if (chosen.length >= k || quota <= 0) return;
+      if (taken.has(key)) continue;
+      taken.add(key);
+      chosen.push(key);
+      quota--;
+    }
+  };
+  take(byTool, Math.ceil(k / 2));
+  take(byThink, Math.floor(k / 2));
+  take(byTool, k);
+  take(byThink, k);
+  return chosen;
+}
+
+function checkK(k: number): void {
+  if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a non-negative integer, got ${k}`);
+}
+
+/**
+ * Steps (turn indices) to branch from, most uncertain first, at most k of them.
+ *
+ * - Steps whose score for the mode is null are skipped for that score (in the default tool_call_ppl mode an
+ *   answer turn has no score). A trajectory with fewer scored steps than k gives fewer; the budget's scratch
+ *   fill makes up the difference (see scratchToFill).
+ * - Ties go to the earlier step, as the reference's stable sort does.
+ * - Branching at step s keeps turns 0..s-1 and regenerates turn s, so step 0 (a fresh start) is allowed, as in
+ *   the reference.
+ * - The reference scores only turns that contain a tool call, so an answer turn is never chosen on merit there.
+ *   Here answer turns carry think_ppl and all_ppl; to keep them out in those modes, pass maxStep = the index
+ *   before the answer turn (trajectories that ended with max_turns/max_context have no answer turn).
+ * - 'none' selects nothing.
+ */
+export function selectBranchSteps(
+  steps: readonly RegionScores[],
+  mode: BranchMode,
+  k: number,
+  opts: SelectOptions = {},
+): number[] {
+  checkK(k);
+  if (mode === 'none' || k === 0) return [];
+  const lo = opts.minStep ?? 0;
+  const hi = opts.maxStep ?? steps.length - 1;
+  const cands: Candidate<number>[] = [];
+  steps.forEach((scores, i) => {
+    if (i >= lo && i <= hi) cands.push({ key: i, scores });
+  });
+  return pick(cands, mode, k);
+}
+
+export interface RoundCandidate {
+  rolloutId: string;
+  /** The step this rollout was branched at; its earlier steps are its parent's and are not considered again. */
+  branchStep: number;
+  steps: RegionScores[];
+  /** Highest step that may be chosen (see selectBranchSteps on answer turns). */
+  maxStep?: number;
+}
+
+export interface BranchPoint {
+  rolloutId: string;
+  step: number;
+}
+
+/**
+ * Rounds after the first: the top-k (rollout, step) pairs among the previous round's branches of one initial
+ * lineage, only at or after each branch's own branch point. Ties go to the earlier candidate, then the earlier
+ * step. Each point then gets T branches, so every round adds M·K·T rollouts across the M lineages.
+ */
+export function selectRoundBranchPoints(
+  candidates: readonly RoundCandidate[],
+  mode: BranchMode,
+  k: number,
+): BranchPoint[] {
+  checkK(k);
+  if (mode === 'none' || k === 0) return [];
+  const cands: Candidate<BranchPoint>[] = [];
+  for (const c of candidates) {
+    const hi = c.maxStep ?? c.steps.length - 1;
+    c.steps.forEach((scores, step) => {
+      if (step < c.branchStep || step > hi) return;
+      const point = { rolloutId: c.rolloutId, step };
+      cands.push({ key: point, scores });
+    });
+  }
+  return pick(cands, mode, k).map((p) => ({ rolloutId: p.rolloutId, step: p.step }));
+}
+
+/** Turns a branch at `step` may still take: the parent's turns before the branch point count against it. */
+export function branchTurnBudget(maxTurns: number, step: number): number {
+  return Math.max(0, maxTurns - step);
+}
+
+export class BudgetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BudgetError';
+  }
+}
+
+export interface BudgetInput {
+  /** Sampling budget: rollouts per question, all kinds together. */
+  n: number;
+  /** Initial rollouts per question. */
+  m: number;
+  /** Branch steps per trajectory. */
+  k: number;
+  /** Branches per step. */
+  t: number;
+  /** Branching rounds. */
+  r: number;
+  mode: BranchMode;
+}
+
+export interface BudgetPlan {
+  initial: number;
+  /** M·K·T: partial rollouts added by each round. */
+  partialPerRound: number;
+  /** M·K·R·T. */
+  partial: number;
+  /** From-scratch rollouts that fill the rest of the budget. */
+  scratch: number;
+  total: number;
+}
+
+function checkPositiveInt(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) throw new BudgetError(`${name} must be a positive integer, got ${v}`);
+}
+
+/**
+ * N = M + M·K·R·T + scratch. Counted over the whole question, not per initial rollout as the reference does
+ * (int(N/M) per lineage), so an N that M does not divide loses nothing.
+ *
+ * Mode 'none' is plain parallel sampling: all N rollouts start from the question at once, and like the
+ * reference (which calls all of them initial-type `traj_level_rollout`s) they are counted as initial; K, T and R
+ * are not used and not checked.
+ */
+export function planBudget(input: BudgetInput): BudgetPlan {
+  const { n, m, k, t, r, mode } = input;
+  checkPositiveInt('N', n);
+  if (mode === 'none') return { initial: n, partialPerRound: 0, partial: 0, scratch: 0, total: n };
+  checkPositiveInt('M', m);
+  checkPositiveInt('K', k);
+  checkPositiveInt('T', t);
+  checkPositiveInt('R', r);
+  const partialPerRound = m * k * t;
+  const partial = partialPerRound * r;
+  const needed = m + partial;
+  if (n < needed) {
+    throw new BudgetError(
+      `sampling budget N=${n} cannot fit the branching plan: M + M·K·R·T = ${m} + ${m}·${k}·${r}·${t} = ${needed}`,
+    );
+  }
+  return { initial: m, partialPerRound, partial, scratch: n - needed, total: n };
+}
+
+/**
+ * From-scratch rollouts to launch once branching is done: the planned scratch plus whatever the branch
+ * selection could not use (trajectories with fewer than K scored steps), so every question still gets N
+ * rollouts, as in the reference.
+ */
+export function scratchToFill(plan: BudgetPlan, partialLaunched: number): number {
+  return Math.max(0, plan.total - plan.initial - partialLaunched);
+}

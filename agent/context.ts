@@ -1,0 +1,210 @@
+// Context policies: what the model sees at each step of a trajectory. One object per policy, chosen by name.
+// Workflow-safe: states are plain data and every transition returns a new state.
+import {
+  iterresearchSystemPrompt,
+  RESUM_SUMMARY_SYSTEM_PROMPT,
+  reactSystemPrompt,
+  renderTrajectory,
+} from './prompts.js';
+import type { ChatMessage, ContextPolicyName, ParsedTurn } from './types.js';
+
+export interface ContextStep {
+  /** react/resum: the raw assistant turn, byte for byte (prefix caches depend on it). iterresearch: the action only. */
+  turn: string;
+  observation?: string;
+}
+
+export interface ContextState {
+  question: string;
+  /** react: every step; resum: the steps since the last summary; iterresearch: the last step only. */
+  steps: ContextStep[];
+  /** iterresearch: the evolving report M_t. */
+  report?: string;
+  /** resum: the latest summary. */
+  summary?: string;
+  /** Turns taken so far (summary turns not counted). */
+  round: number;
+}
+
+export interface ContextPolicy {
+  readonly name: ContextPolicyName;
+  initial(question: string): ContextState;
+  /** The prompt of the next turn. */
+  buildMessages(state: ContextState): ChatMessage[];
+  advance(
+    state: ContextState,
+    turn: ParsedTurn,
+    rawTurn: string,
+    observation: string | undefined,
+  ): ContextState;
+  /** resum only: true when the next prompt's tokens pass the threshold (reference: 90% of the window). */
+  wantsSummary(promptTokens: number, contextWindow: number): boolean;
+  /** resum only. */
+  summaryMessages(state: ContextState): ChatMessage[];
+  /** resum only: history replaced by question + summary. */
+  applySummary(state: ContextState, summary: string): ContextState;
+}
+
+export interface ContextPolicyOptions {
+  /** Appended to the system prompt as "Current date: …"; passed in because workflow code may not read clocks. */
+  date?: string;
+  /** resum: fraction of the context window at which a summary turn is due. Default 0.9, as in the reference. */
+  summaryThreshold?: number;
+}
+
+export const DEFAULT_SUMMARY_THRESHOLD = 0.9;
+
+export function formatToolResponse(observation: string): string {
+  return `<tool_response>\n${observation}\n</tool_response>`;
+}
+
+/**
+ * The action part of a turn as iterresearch shows it back to the model: the tool call re-serialised (so
+ * whitespace and fences the model added do not accumulate), a malformed call as written, the answer, or for a
+ * turn without action its text minus reasoning and report.
+ */
+export function actionText(turn: ParsedTurn, rawTurn: string): string {
+  switch (turn.kind) {
+    case 'tool_call':
+      return `<tool_call>\n${JSON.stringify({ name: turn.call.name, arguments: turn.call.arguments })}\n</tool_call>`;
+    case 'invalid_tool_call':
+      return `<tool_call>\n${turn.raw}\n</tool_call>`;
+    case 'answer':
+      return `<answer>${turn.answer}</answer>`;
+    case 'no_action': {
+      const rest = rawTurn
+        .replace(/<think>[\s\S]*?<\/think>/g, '')
+        .replace(/^[\s\S]*?<\/think>/, '')
+        .replace(/<report>[\s\S]*?(<\/report>|$)/g, '')
+        .trim();
+      return rest.length > 0 ? rest : '(no action)';
+    }
+  }
+}
+
+function historyMessages(steps: readonly ContextStep[]): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  for (const s of steps) {
+    out.push({ role: 'assistant', content: s.turn });
+    if (s.observation !== undefined) out.push({ role: 'user', content: formatToolResponse(s.observation) });
+  }
+  return out;
+}
+
+function notSummarising(name: ContextPolicyName): Error {
+  return new Error(`context policy '${name}' has no summary turn`);
+}
+
+function appendStep(state: ContextState, rawTurn: string, observation: string | undefined): ContextState {
+  const step: ContextStep = observation !== undefined ? { turn: rawTurn, observation } : { turn: rawTurn };
+  return { ...state, steps: [...state.steps, step], round: state.round + 1 };
+}
+
+function reactPolicy(opts: ContextPolicyOptions): ContextPolicy {
+  const system = reactSystemPrompt(opts.date);
+  return {
+    name: 'react',
+    initial: (question) => ({ question, steps: [], round: 0 }),
+    buildMessages: (state) => [
+      { role: 'system', content: system },
+      { role: 'user', content: state.question },
+      ...historyMessages(state.steps),
+    ],
+    advance: (state, _turn, rawTurn, observation) => appendStep(state, rawTurn, observation),
+    wantsSummary: () => false,
+    summaryMessages: () => {
+      throw notSummarising('react');
+    },
+    applySummary: () => {
+      throw notSummarising('react');
+    },
+  };
+}
+
+function resumPolicy(opts: ContextPolicyOptions): ContextPolicy {
+  const system = reactSystemPrompt(opts.date);
+  const threshold = opts.summaryThreshold ?? DEFAULT_SUMMARY_THRESHOLD;
+  if (!(threshold > 0 && threshold <= 1))
+    throw new RangeError(`summaryThreshold must be in (0, 1], got ${threshold}`);
+  return {
+    name: 'resum',
+    initial: (question) => ({ question, steps: [], round: 0 }),
+    buildMessages: (state) => [
+      { role: 'system', content: system },
+      {
+        role: 'user',
+        content:
+          state.summary !== undefined
+            ? `${state.question}\n\n<summary>\n${state.summary}\n</summary>`
+            : state.question,
+      },
+      ...historyMessages(state.steps),
+    ],
+    advance: (state, _turn, rawTurn, observation) => appendStep(state, rawTurn, observation),
+    wantsSummary: (promptTokens, contextWindow) => promptTokens >= threshold * contextWindow,
+    summaryMessages: (state) => {
+      // An earlier summary is the start of the history, so each summary builds on the previous one.
+      const earlier = state.summary !== undefined ? `## Summary of earlier work\n${state.summary}\n\n` : '';
+      return [
+        { role: 'system', content: RESUM_SUMMARY_SYSTEM_PROMPT },
+        {
+          role: 'user',
+          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps)}\n</history>`,
+        },
+      ];
+    },
+    applySummary: (state, summary) => ({ ...state, steps: [], summary }),
+  };
+}
+
+function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {
+  const system = iterresearchSystemPrompt(opts.date);
+  return {
+    name: 'iterresearch',
+    initial: (question) => ({ question, steps: [], report: '', round: 0 }),
+    buildMessages: (state) => {
+      const last = state.steps[state.steps.length - 1];
+      let content = `<question>\n${state.question}\n</question>\n<report>\n${state.report ?? ''}\n</report>`;
+      if (last) {
+        content += `\n<last_action>\n${last.turn}\n</last_action>\n<last_observation>\n${last.observation ?? ''}\n</last_observation>`;
+      }
+      return [
+        { role: 'system', content: system },
+        { role: 'user', content },
+      ];
+    },
+    // The state never grows: one step and one report, whatever the depth.
+    advance: (state, turn, rawTurn, observation) => {
+      const action = actionText(turn, rawTurn);
+      const step: ContextStep = observation !== undefined ? { turn: action, observation } : { turn: action };
+      return {
+        question: state.question,
+        steps: [step],
+        report: turn.report ?? state.report ?? '',
+        round: state.round + 1,
+      };
+    },
+    wantsSummary: () => false,
+    summaryMessages: () => {
+      throw notSummarising('iterresearch');
+    },
+    applySummary: () => {
+      throw notSummarising('iterresearch');
+    },
+  };
+}
+
+export const CONTEXT_POLICY_NAMES: readonly ContextPolicyName[] = ['react', 'iterresearch', 'resum'];
+
+export function contextPolicy(name: ContextPolicyName, opts: ContextPolicyOptions = {}): ContextPolicy {
+  switch (name) {
+    case 'react':
+      return reactPolicy(opts);
+    case 'resum':
+      return resumPolicy(opts);
+    case 'iterresearch':
+      return iterresearchPolicy(opts);
+    default:
+      throw new Error(`unknown context policy '${String(name)}'`);
+  }
+}

@@ -1,0 +1,221 @@
+// Parsing of model output in the Tongyi DeepResearch turn format:
+//   <think>…</think> [<report>…</report>] then <tool_call>{"name": …, "arguments": {…}}</tool_call> or <answer>…</answer>
+// Workflow-safe: pure string handling; zod only validates the tool-call JSON the model produced.
+import { z } from 'zod';
+import type { ParsedTurn, ToolCall } from './types.js';
+
+/**
+ * The observation a trajectory receives when its <tool_call> block cannot be used. The wording is the one
+ * the reference rollout script feeds back, so trajectories stay comparable with those it produced.
+ */
+export const TOOL_CALL_FORMAT_ERROR =
+  'Error: Tool call is not a valid JSON. Tool call must contain a valid "name" and "arguments" field.';
+
+const ToolCallSchema = z.object({
+  name: z.string().min(1),
+  arguments: z.record(z.string(), z.unknown()),
+});
+
+interface TagSpan {
+  /** Offset of the opening tag. */
+  open: number;
+  /** Content bounds (exclusive end). */
+  start: number;
+  end: number;
+  /** Offset just past the closing tag, or the end of the searched range when the tag is unclosed. */
+  after: number;
+  closed: boolean;
+}
+
+function findTag(text: string, tag: string, from = 0, stopAt: readonly string[] = []): TagSpan | null {
+  const openTag = `<${tag}>`;
+  const closeTag = `</${tag}>`;
+  const open = text.indexOf(openTag, from);
+  if (open < 0) return null;
+  const start = open + openTag.length;
+  const close = text.indexOf(closeTag, start);
+  if (close >= 0) return { open, start, end: close, after: close + closeTag.length, closed: true };
+  // Unclosed (truncated output): the content runs to the next tag that cannot belong to it, or to the end.
+  let end = text.length;
+  for (const s of stopAt) {
+    const i = text.indexOf(s, start);
+    if (i >= 0 && i < end) end = i;
+  }
+  return { open, start, end, after: end, closed: false };
+}
+
+/** Trimmed content of the first `<tag>…</tag>` in `text`; an unclosed tag runs to the end. Null when absent. */
+export function extractTag(text: string, tag: string): string | null {
+  const span = findTag(text, tag);
+  return span ? text.slice(span.start, span.end).trim() : null;
+}
+
+/** Content of the last `<tag>…</tag>`: the model's final version wins when it drafted more than one. */
+function extractLastTag(text: string, tag: string): string | null {
+  const openTag = `<${tag}>`;
+  const open = text.lastIndexOf(openTag);
+  if (open < 0) return null;
+  const start = open + openTag.length;
+  const close = text.indexOf(`</${tag}>`, start);
+  return text.slice(start, close >= 0 ? close : text.length).trim();
+}
+
+/** Text after the reasoning block; the whole text when there is no `</think>`. */
+function afterThink(text: string): string {
+  const i = text.lastIndexOf('</think>');
+  return i >= 0 ? text.slice(i + '</think>'.length) : text;
+}
+
+const ACTION_TAGS = ['<tool_call>', '<answer>', '<report>'] as const;
+
+interface ThinkSplit {
+  think: string;
+  /** Offset where the part that may hold report and action starts. */
+  rest: number;
+}
+
+function splitThink(text: string): ThinkSplit {
+  const close = text.indexOf('</think>');
+  const open = text.indexOf('<think>');
+  if (close >= 0 && (open < 0 || open < close)) {
+    // A missing <think> is common: chat templates often put the opening tag in the prompt.
+    const start = open >= 0 ? open + '<think>'.length : 0;
+    return { think: text.slice(start, close).trim(), rest: close + '</think>'.length };
+  }
+  // No closing tag: reasoning runs to the first action tag, so a truncated or sloppy turn keeps its action.
+  const start = open >= 0 ? open + '<think>'.length : 0;
+  let end = text.length;
+  for (const tag of ACTION_TAGS) {
+    const i = text.indexOf(tag, start);
+    if (i >= 0 && i < end) end = i;
+  }
+  return { think: text.slice(start, end).trim(), rest: end };
+}
+
+function stripCodeFence(s: string): string {
+  const t = s.trim();
+  const m = /^```[a-zA-Z0-9_-]*\s*\n?([\s\S]*?)\n?\s*```$/.exec(t);
+  return m?.[1] !== undefined ? m[1].trim() : t;
+}
+
+function tryJson(s: string): unknown {
+  try {
+    return JSON.parse(s) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why a tool-call body cannot be used, as a fixed phrase (engine error texts vary across Node versions,
+ * and this may run in replayed workflow code), or null when it is fine.
+ */
+export function toolCallProblem(body: string): string | null {
+  const r = parseToolCallBody(body);
+  return 'problem' in r ? r.problem : null;
+}
+
+function parseToolCallBody(body: string): { call: ToolCall } | { problem: string } {
+  const cleaned = stripCodeFence(body);
+  let value = tryJson(cleaned);
+  if (value === undefined) {
+    // Text around the object (a stray word, a trailing <tool_response> the model imagined) is tolerated.
+    const first = cleaned.indexOf('{');
+    const last = cleaned.lastIndexOf('}');
+    if (first >= 0 && last > first) value = tryJson(cleaned.slice(first, last + 1));
+  }
+  if (value === undefined) return { problem: 'tool call is not valid JSON' };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { problem: 'tool call is not a JSON object' };
+  }
+  const obj = value as Record<string, unknown>;
+  // OpenAI-style calls carry the arguments as a JSON string; accept them when that string is an object.
+  if (typeof obj.arguments === 'string') {
+    const inner = tryJson(obj.arguments);
+    if (inner !== undefined) value = { ...obj, arguments: inner };
+  }
+  const parsed = ToolCallSchema.safeParse(value);
+  if (parsed.success) return { call: { name: parsed.data.name, arguments: parsed.data.arguments } };
+  if (typeof obj.name !== 'string' || obj.name.length === 0)
+    return { problem: 'tool call has no string "name"' };
+  return { problem: 'tool call has no object "arguments"' };
+}
+
+/**
+ * Parse one generated turn. The action is the first <tool_call> or <answer> after the reasoning; text after it
+ * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
+ * `toolCallProblem(raw)` says what was wrong for logs.
+ */
+export function parseTurn(text: string): ParsedTurn {
+  const { think, rest } = splitThink(text);
+
+  const call = findTag(text, 'tool_call', rest, ['<tool_response>', '</tool_response>', '<answer>']);
+  const answer = findTag(text, 'answer', rest, ['<tool_call>', '<tool_response>']);
+  const reportSpan = findTag(text, 'report', rest, ['<tool_call>', '<answer>']);
+  const report =
+    reportSpan && (!call || reportSpan.open < call.open) && (!answer || reportSpan.open < answer.open)
+      ? text.slice(reportSpan.start, reportSpan.end).trim()
+      : undefined;
+  const withReport = <T extends object>(t: T): T & { report?: string } =>
+    report !== undefined ? { ...t, report } : t;
+
+  if (call && (!answer || call.open < answer.open)) {
+    const raw = text.slice(call.start, call.end).trim();
+    const r = parseToolCallBody(raw);
+    if ('call' in r) return withReport({ kind: 'tool_call' as const, think, call: r.call });
+    return withReport({ kind: 'invalid_tool_call' as const, think, error: TOOL_CALL_FORMAT_ERROR, raw });
+  }
+  if (answer) {
+    return withReport({
+      kind: 'answer' as const,
+      think,
+      answer: text.slice(answer.start, answer.end).trim(),
+    });
+  }
+  return withReport({ kind: 'no_action' as const, think });
+}
+
+/** The <answer> of a free-form response (e.g. the integration call), reasoning skipped; null when absent. */
+export function parseAnswer(text: string): string | null {
+  return extractLastTag(afterThink(text), 'answer');
+}
+
+/**
+ * The <summary> of a ReSum summary turn. Like the reference's report extraction, a response that forgot the tags
+ * is taken whole (after its reasoning); null only when nothing is left.
+ */
+export function parseSummary(text: string): string | null {
+  return tagOrWhole(text, 'summary');
+}
+
+/** The <report> of an aggregation report call; same fallback as parseSummary. */
+export function parseReport(text: string): string | null {
+  return tagOrWhole(text, 'report');
+}
+
+function tagOrWhole(text: string, tag: string): string | null {
+  const body = afterThink(text);
+  const tagged = extractLastTag(body, tag);
+  const out = tagged ?? body.trim();
+  return out.length > 0 ? out : null;
+}
+
+export type Judgement = 'correct' | 'incorrect';
+
+/**
+ * The verdict of the LLM judge: `<judgement>correct|incorrect</judgement>`; without the tag, the last standalone
+ * "correct"/"incorrect" after the reasoning. Null when no verdict can be read.
+ */
+export function parseJudgement(text: string): Judgement | null {
+  const body = afterThink(text);
+  const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
+  const source = tagged ?? body;
+  const words = source.toLowerCase().match(/\b(?:incorrect|correct)\b/g);
+  const last = words?.[words.length - 1];
+  if (tagged !== null) {
+    // Inside the tag only one verdict may be given.
+    const first = words?.[0];
+    return first !== undefined && first === last ? (first as Judgement) : null;
+  }
+  return (last as Judgement | undefined) ?? null;
+}

@@ -1,0 +1,68 @@
+// Job specs: what a user asks Muse to run. Validated at the trust boundary (CLI, batch files, client
+// API) so a bad field is reported by name before any workflow starts. Workflow-safe (zod is pure).
+import { z } from 'zod';
+
+export const ContextPolicySchema = z.enum(['react', 'iterresearch', 'resum']);
+export const BranchModeSchema = z.enum(['none', 'all_ppl', 'think_ppl', 'tool_call_ppl', 'mixed_ppl']);
+export const AggregatorSchema = z.enum(['compressed', 'majority', 'confidence_weighted', 'min_uncertainty']);
+
+const positiveInt = z.number().int().positive();
+
+export const SamplingSchema = z.object({
+  temperature: z.number().min(0).max(2).default(0.85),
+  /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
+  topLogprobs: z.number().int().min(1).max(20).default(16),
+  maxTokensPerTurn: positiveInt.max(65_536).default(4096),
+});
+
+export const TrajectorySpecSchema = z
+  .object({
+    question: z.string().trim().min(1, 'question must not be empty'),
+    /** Ground truth, when known; used for scoring only, never shown to the model. */
+    answer: z.string().optional(),
+    policy: ContextPolicySchema.default('react'),
+    maxTurns: positiveInt.max(4096).default(64),
+    /** Model context window in tokens: past it the trajectory ends with `max_context` (resum summarises first). */
+    contextWindow: positiveInt.min(512).default(131_072),
+    /** resum: summarise when the prompt passes this fraction of the window (reference: 0.9). */
+    summaryThreshold: z.number().gt(0).lt(1).default(0.9),
+    pool: z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, digits, _ or -').default('default'),
+    model: z.string().optional(),
+    seed: z.number().int().min(0).default(0),
+    /** Steps per workflow run before continue-as-new (the server's own suggestion also triggers it). */
+    stepsPerRun: positiveInt.max(1000).default(200),
+    sampling: SamplingSchema.prefault({}),
+  })
+  .strict();
+
+export type TrajectorySpec = z.infer<typeof TrajectorySpecSchema>;
+export type TrajectorySpecInput = z.input<typeof TrajectorySpecSchema>;
+
+export const ParallelMuseSpecSchema = z
+  .object({
+    trajectory: TrajectorySpecSchema,
+    /** Sampling budget per question (reference default 8). */
+    n: positiveInt.max(1024).default(8),
+    /** Initial from-scratch rollouts (M). */
+    m: positiveInt.default(1),
+    branchMode: BranchModeSchema.default('tool_call_ppl'),
+    /** Top-K branch steps per rollout. */
+    k: positiveInt.default(2),
+    /** Branches per selected step. */
+    t: positiveInt.default(3),
+    /** Branching rounds; rounds > 1 branch again from the previous round's branches. */
+    r: positiveInt.max(8).default(1),
+    aggregators: z.array(AggregatorSchema).min(1).default(['compressed', 'majority', 'confidence_weighted', 'min_uncertainty']),
+    /** The aggregator whose answer is the question's prediction. */
+    primaryAggregator: AggregatorSchema.default('compressed'),
+    /** Pool/model for report + integration calls (defaults to the rollout pool/model). */
+    aggregatorPool: z.string().optional(),
+    aggregatorModel: z.string().optional(),
+    judge: z.enum(['exact', 'llm']).default('exact'),
+    /** Child workflows in flight at once; far below Temporal's 2,000 pending-children limit. */
+    maxConcurrentRollouts: positiveInt.max(500).default(16),
+  })
+  .strict();
+
+export type ParallelMuseSpec = z.infer<typeof ParallelMuseSpecSchema>;
+export type ParallelMuseSpecInput = z.input<typeof ParallelMuseSpecSchema>;

@@ -1,0 +1,213 @@
+// Every prompt text Muse sends, in one place, plus the builders that wrap data in the tags the parsers
+// (and the simulator) expect. Workflow-safe: strings only.
+import { parseTurn } from './format.js';
+import type { ChatMessage } from './types.js';
+
+/** Tool schemas in the Tongyi <tools> block: one JSON function signature a line. */
+export const TOOL_SCHEMAS: readonly string[] = [
+  JSON.stringify({
+    type: 'function',
+    function: {
+      name: 'search',
+      description:
+        'Run web searches and return the top results (title, url, snippet) for each query. Several queries may be sent at once.',
+      parameters: {
+        type: 'object',
+        properties: {
+          query: {
+            type: 'array',
+            items: { type: 'string' },
+            minItems: 1,
+            description: 'The search queries.',
+          },
+        },
+        required: ['query'],
+      },
+    },
+  }),
+  JSON.stringify({
+    type: 'function',
+    function: {
+      name: 'visit',
+      description: 'Open web pages and return what they say that is relevant to the goal.',
+      parameters: {
+        type: 'object',
+        properties: {
+          url: { type: 'array', items: { type: 'string' }, minItems: 1, description: 'The URLs to open.' },
+          goal: { type: 'string', description: 'The information sought on these pages.' },
+        },
+        required: ['url', 'goal'],
+      },
+    },
+  }),
+];
+
+const TOOLS_BLOCK = `# Tools
+
+You may call one function per turn to help with the question.
+
+The function signatures are inside <tools></tools>:
+<tools>
+${TOOL_SCHEMAS.join('\n')}
+</tools>
+
+To call a function, write a JSON object with the function name and its arguments inside <tool_call></tool_call>:
+<tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call>
+The result comes back in the next message inside <tool_response></tool_response>.`;
+
+function withDate(prompt: string, date?: string): string {
+  return date ? `${prompt}\n\nCurrent date: ${date}` : prompt;
+}
+
+/** ReAct (and ReSum between summaries): the whole history stays in the prompt. */
+export const REACT_SYSTEM_PROMPT = `You are a deep research assistant. You answer hard questions by investigating them on the web: break the question down, search, read the sources, check facts against more than one source, and keep going until the answer is certain.
+
+Every turn you write your reasoning inside <think></think>, then exactly one of:
+- a tool call inside <tool_call></tool_call>, when you need more information;
+- the final answer inside <answer></answer>, when the evidence is sufficient. Give the answer itself, short and exact, not an essay.
+
+${TOOLS_BLOCK}`;
+
+/**
+ * IterResearch: the prompt holds only the question, the evolving report and the last action with its result,
+ * so the report must carry everything worth keeping.
+ */
+export const ITERRESEARCH_SYSTEM_PROMPT = `You are a deep research assistant working in rounds. You answer hard questions by investigating them on the web. You do not see the full history of your work: each round you see the question, your research report so far (inside <report></report>), and your last action with its result (inside <last_action></last_action> and <last_observation></last_observation>).
+
+Every round write, in this order:
+1. your reasoning inside <think></think>;
+2. the updated report inside <report></report>: rewrite the previous report so that it keeps every established fact, source, open lead and dead end that still matters, and adds what the last observation taught you. Anything you leave out of the report is lost for good;
+3. exactly one action: a tool call inside <tool_call></tool_call> when you need more information, or the final answer inside <answer></answer> when the report supports it. Give the answer itself, short and exact.
+
+${TOOLS_BLOCK}`;
+
+/** ReSum summary turn: condenses the history so far into a state the agent can continue from. */
+export const RESUM_SUMMARY_SYSTEM_PROMPT = `You condense the working history of a research agent so that it can continue from a short summary instead of the full history.
+
+You are given the question inside <question></question> and the history inside <history></history> (it may start with the summary of earlier work). Write a summary that keeps:
+- every fact established so far that bears on the question, with the source it came from;
+- the partial answers and the candidates that were ruled out, and why;
+- the leads still open and what the agent was about to do next.
+Only include information stated in the history; do not guess or add anything. Leave out failed or useless steps unless knowing they failed avoids repeating them.
+
+Reason inside <think></think> if you need to, then write the summary inside <summary></summary>.`;
+
+/** Stage-2 aggregation, step 1: one trajectory distilled into a report. */
+export const REPORT_SYSTEM_PROMPT = `You turn the trajectory of a research agent into a short problem-solving report. You are given the question inside <question></question> and the trajectory inside <trajectory></trajectory>.
+
+Use only information contained in the trajectory; add nothing from your own knowledge. The report has three parts:
+1. Solution planning: how the question was broken into subproblems, in which order they were tackled and how they depend on each other.
+2. Solution methods: for each subproblem, the tool calls made (tool and arguments), and only the fragments of their results that were essential to the partial answers obtained; do not copy whole tool outputs.
+3. Final reasoning: how the partial answers lead to the final answer.
+
+Be concise and keep the structure clear enough that every step can be checked. Leave out steps that did not contribute. End the report with a line "Final answer: X" where X is the trajectory's final answer.
+
+Write the report in Markdown inside <report></report>.`;
+
+/** Stage-2 aggregation, step 2: all reports of one question read together, one answer chosen. */
+export const INTEGRATION_SYSTEM_PROMPT = `You are the final analyst for a research question. Several independent attempts were made to answer it, and each has been written up as a report of its planning, methods, evidence and final answer. You are given the question inside <question></question> and the reports inside <reports></reports>.
+
+Your task is to choose the single best-supported answer:
+- Examine how each report reached its answer and how trustworthy its evidence is; reports can contradict each other or contain mistakes.
+- Several reports agreeing is evidence that their answer is right, but not proof: check the reasoning behind it all the same.
+- A report without a clear, definite final answer deserves much less trust.
+- You must pick one report's answer. Do not merge different answers and do not write a broad answer that covers several candidates.
+- You cannot use tools; rely only on the reports.
+- The question has one definite answer; do not refuse because of uncertainty.
+
+Reason inside <think></think>, then give the short final answer itself inside <answer></answer>.`;
+
+/** Grading a prediction against the gold answer, for evaluation runs. */
+export const JUDGE_SYSTEM_PROMPT = `You grade answers to questions. You are given the question inside <question></question>, the correct answer inside <gold></gold>, and a predicted answer inside <prediction></prediction>.
+
+The prediction is correct when it means the same as the correct answer: differences in wording, formatting, units written out or abbreviated, or small rounding of numbers do not matter. It is incorrect when it gives a different answer, several candidate answers, only part of the answer, or no answer.
+
+Reason briefly inside <think></think>, then write exactly <judgement>correct</judgement> or <judgement>incorrect</judgement>.`;
+
+export function reactSystemPrompt(date?: string): string {
+  return withDate(REACT_SYSTEM_PROMPT, date);
+}
+
+export function iterresearchSystemPrompt(date?: string): string {
+  return withDate(ITERRESEARCH_SYSTEM_PROMPT, date);
+}
+
+export interface RenderOptions {
+  /** Observations longer than this are cut, with a marker saying how much was left out. */
+  maxObservationChars?: number;
+}
+
+function clip(text: string, max: number | undefined): string {
+  if (max === undefined || text.length <= max) return text;
+  return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
+}
+
+/**
+ * A trajectory as readable text for the report and summary calls: per step the reasoning, then the tool call
+ * (or the answer), then the observation. Raw tags are left out so the reader is not tempted to continue the
+ * trajectory instead of describing it.
+ */
+export function renderTrajectory(
+  steps: readonly { turn: string; observation?: string }[],
+  opts: RenderOptions = {},
+): string {
+  const parts: string[] = [];
+  steps.forEach((step, i) => {
+    const t = parseTurn(step.turn);
+    const lines = [`## Step ${i + 1}`];
+    if (t.think) lines.push(`Thinking: ${t.think}`);
+    if (t.report !== undefined) lines.push(`Report: ${t.report}`);
+    switch (t.kind) {
+      case 'tool_call':
+        lines.push(`Tool call: ${JSON.stringify({ name: t.call.name, arguments: t.call.arguments })}`);
+        break;
+      case 'invalid_tool_call':
+        lines.push(`Tool call (malformed): ${t.raw}`);
+        break;
+      case 'answer':
+        lines.push(`Answer: ${t.answer}`);
+        break;
+      case 'no_action':
+        break;
+    }
+    if (step.observation !== undefined) {
+      lines.push(`Tool response:\n${clip(step.observation, opts.maxObservationChars)}`);
+    }
+    parts.push(lines.join('\n'));
+  });
+  return parts.join('\n\n');
+}
+
+export function reportMessages(question: string, trajectoryText: string): ChatMessage[] {
+  return [
+    { role: 'system', content: REPORT_SYSTEM_PROMPT },
+    {
+      role: 'user',
+      content: `<question>\n${question}\n</question>\n<trajectory>\n${trajectoryText}\n</trajectory>`,
+    },
+  ];
+}
+
+/** Reports are numbered from 1 in the order given; callers map the ids back to rollouts. */
+export function integrationMessages(question: string, reports: readonly string[]): ChatMessage[] {
+  const body = reports.map((r, i) => `<report id=${i + 1}>\n${r}\n</report>`).join('\n');
+  return [
+    { role: 'system', content: INTEGRATION_SYSTEM_PROMPT },
+    {
+      role: 'user',
+      content: `<question>\n${question}\n</question>\n<reports>\n${body}${body ? '\n' : ''}</reports>`,
+    },
+  ];
+}
+
+export function judgeMessages(question: string, gold: string, prediction: string): ChatMessage[] {
+  return [
+    { role: 'system', content: JUDGE_SYSTEM_PROMPT },
+    {
+      role: 'user',
+      content: `<question>\n${question}\n</question>\n<gold>\n${gold}\n</gold>\n<prediction>\n${prediction}\n</prediction>`,
+    },
+  ];
+}

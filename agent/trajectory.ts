@@ -1,0 +1,88 @@
+// The compact, reference-based record of a trajectory that workflows keep and return. Content lives in the
+// blob store; these records carry references and small metadata only. Types only: workflow-safe.
+import type { RegionScores, Termination, TokenUsage } from './types.js';
+
+export type StepKind = 'tool_call' | 'answer' | 'invalid_tool_call' | 'no_action';
+
+export interface StepRecord {
+  step: number;
+  kind: StepKind;
+  /** The context the turn was generated from: a branch at this step starts from it. */
+  contextBefore: string;
+  turnRef: string;
+  tool?: string;
+  /** Short, for progress display. */
+  actionPreview: string;
+  observationRef?: string;
+  toolError?: string;
+  answer?: string;
+  regions: RegionScores;
+  usage: TokenUsage;
+  memberId: string;
+  /** resum: set when a summary turn ran before this step. */
+  summarized?: boolean;
+}
+
+export interface UsageTotals extends TokenUsage {
+  toolCalls: number;
+  llmCalls: number;
+}
+
+export const emptyUsage = (): UsageTotals => ({
+  promptTokens: 0,
+  cachedPromptTokens: 0,
+  completionTokens: 0,
+  toolCalls: 0,
+  llmCalls: 0,
+});
+
+export function addUsage(total: UsageTotals, u: Partial<UsageTotals>): UsageTotals {
+  return {
+    promptTokens: total.promptTokens + (u.promptTokens ?? 0),
+    cachedPromptTokens: total.cachedPromptTokens + (u.cachedPromptTokens ?? 0),
+    completionTokens: total.completionTokens + (u.completionTokens ?? 0),
+    toolCalls: total.toolCalls + (u.toolCalls ?? 0),
+    llmCalls: total.llmCalls + (u.llmCalls ?? 0),
+  };
+}
+
+/** Where a partial rollout came from. */
+export interface Lineage {
+  rolloutType: 'initial' | 'partial' | 'scratch';
+  parentRolloutId?: string;
+  branchStep?: number;
+  round: number;
+  mode?: string;
+  /** Steps taken over from the parent unchanged (no model or tool call made for them). */
+  reusedSteps: number;
+  /** Completion tokens of the reused steps (generated once, by the parent). */
+  reusedCompletionTokens: number;
+  reusedToolCalls: number;
+}
+
+export interface TrajectoryResult {
+  trajectoryId: string;
+  prediction: string | null;
+  termination: Termination;
+  /** Steps in the trajectory, the reused prefix of a branch included. */
+  steps: number;
+  /** Usage of the steps this trajectory generated itself (a branch's reused prefix excluded). */
+  usage: UsageTotals;
+  error?: string;
+  /** Step records of the whole trajectory (inline when short; otherwise only stepLogRefs). */
+  stepLog?: StepRecord[];
+  /** One reference per workflow run (continue-as-new) to that run's step records. */
+  stepLogRefs: string[];
+  lineage?: Lineage;
+  runs: number;
+}
+
+export interface TrajectoryProgress {
+  status: 'running' | 'finished';
+  step: number;
+  run: number;
+  lastAction: string;
+  usage: UsageTotals;
+  termination?: Termination;
+  prediction?: string | null;
+}

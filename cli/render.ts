@@ -1,0 +1,52 @@
+// Human-readable output for trajectories and progress.
+import cliProgress from 'cli-progress';
+import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
+
+export function progressBar(total: number): { update(p: TrajectoryProgress): void; stop(): void } {
+  if (!process.stderr.isTTY) {
+    let last = -1;
+    return {
+      update(p) {
+        if (p.step === last) return;
+        last = p.step;
+        process.stderr.write(`  step ${p.step}/${total}  ${p.lastAction}\n`);
+      },
+      stop() {},
+    };
+  }
+  const bar = new cliProgress.SingleBar(
+    { format: '  {bar} step {value}/{total} | {action}', hideCursor: true, stream: process.stderr, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0, { action: 'starting' });
+  return {
+    update: (p) => bar.update(p.step, { action: p.lastAction.slice(0, 70) }),
+    stop: () => bar.stop(),
+  };
+}
+
+export function summarizeTrajectory(r: TrajectoryResult): string {
+  const u = r.usage;
+  const cacheRate = u.promptTokens ? ((100 * u.cachedPromptTokens) / u.promptTokens).toFixed(1) : '0.0';
+  return [
+    `  prediction : ${r.prediction ?? '(none)'}`,
+    `  termination: ${r.termination}${r.error ? ` (${r.error})` : ''}`,
+    `  steps      : ${r.steps} (${u.toolCalls} tool calls, ${u.llmCalls} model calls, ${r.runs} workflow run${r.runs > 1 ? 's' : ''})`,
+    `  tokens     : ${u.promptTokens} prompt (${u.cachedPromptTokens} from prefix cache, ${cacheRate}%), ${u.completionTokens} completion`,
+    `  workflow   : ${r.trajectoryId}`,
+  ].join('\n');
+}
+
+/** The `--json` shape of a single trajectory. */
+export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?: boolean }) {
+  return {
+    id: r.trajectoryId,
+    prediction: r.prediction,
+    termination: r.termination,
+    steps: r.steps,
+    usage: r.usage,
+    runs: r.runs,
+    ...(r.error ? { error: r.error } : {}),
+    ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
+  };
+}

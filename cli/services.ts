@@ -1,0 +1,87 @@
+// Process commands: the local stack (up/down), rollout workers and pool members.
+import type { Command } from 'commander';
+import { down, stackStatus, up } from '../infra/services.js';
+import { startPoolMember } from '../workers/pool-member.js';
+import { createRolloutWorker } from '../workers/rollout-worker.js';
+import { intArg, numberArg } from './args.js';
+import { cliConfig } from './context.js';
+
+export function registerServiceCommands(program: Command): void {
+  program
+    .command('up')
+    .description('start a local Temporal dev server and nats-server (JetStream) in the background; idempotent')
+    .option('--temporal-port <port>', 'Temporal frontend port', intArg('--temporal-port'))
+    .option('--nats-port <port>', 'NATS client port', intArg('--nats-port'))
+    .action(async (o) => {
+      const cfg = cliConfig(program.opts());
+      const r = await up({ dataDir: cfg.dataDir, temporalPort: o.temporalPort, natsPort: o.natsPort });
+      for (const m of r.messages) console.log(m);
+    });
+
+  program
+    .command('down')
+    .description('stop the local Temporal and NATS servers started by `muse up`; idempotent')
+    .action(async () => {
+      const cfg = cliConfig(program.opts());
+      const r = await down({ dataDir: cfg.dataDir });
+      for (const m of r.messages) console.log(m);
+    });
+
+  program
+    .command('stack')
+    .description('show whether the local stack is running')
+    .action(async () => {
+      const cfg = cliConfig(program.opts());
+      console.log(JSON.stringify(await stackStatus({ dataDir: cfg.dataDir }), null, 2));
+    });
+
+  program
+    .command('worker')
+    .description('run a rollout worker (trajectory and ParallelMuse workflows and their activities)')
+    .option('--concurrency <n>', 'concurrent activity executions', intArg('--concurrency'), 256)
+    .action(async (o) => {
+      const cfg = cliConfig(program.opts());
+      const w = await createRolloutWorker({ config: cfg, maxConcurrentActivities: o.concurrency });
+      console.error(`rollout worker on task queue '${cfg.temporal.taskQueue}' (Temporal ${cfg.temporal.address}, NATS ${cfg.nats.url})`);
+      const stop = () => void w.shutdown();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      await w.run();
+    });
+
+  const pool = program.command('pool').description('inference pools');
+  pool
+    .command('serve')
+    .description('serve one inference backend as a member of a pool over NATS')
+    .requiredOption('--backend <kind>', 'sim | openai | sglang')
+    .option('--pool <name>', 'pool name', 'default')
+    .option('--id <id>', 'member id (default: random)')
+    .option('--model <name>', 'model name (openai: required)')
+    .option('--base-url <url>', 'server URL (openai: …/v1; sglang: server root)')
+    .option('--api-key <key>', 'API key (also MUSE_API_KEY)')
+    .option('--mode <mode>', 'openai: chat | completions', 'chat')
+    .option('--capacity <n>', 'concurrent requests before queueing', intArg('--capacity'))
+    .option('--time-scale <x>', 'sim: serving-time multiplier (0 = no waiting, 1 = real time)', numberArg('--time-scale'), 0)
+    .option('--max-batch <n>', 'sim/openai/sglang: the server batch limit', intArg('--max-batch'))
+    .action(async (o) => {
+      const cfg = cliConfig(program.opts());
+      const apiKey = o.apiKey ?? process.env.MUSE_API_KEY;
+      const backend =
+        o.backend === 'sim'
+          ? { backend: 'sim' as const, timeScale: o.timeScale, ...(o.model ? { model: o.model } : {}), ...(o.maxBatch ? { maxBatch: o.maxBatch } : {}) }
+          : o.backend === 'openai'
+            ? { backend: 'openai' as const, baseUrl: o.baseUrl, apiKey, model: o.model, mode: o.mode, maxBatch: o.maxBatch }
+            : o.backend === 'sglang'
+              ? { backend: 'sglang' as const, baseUrl: o.baseUrl, apiKey, model: o.model, maxBatch: o.maxBatch }
+              : undefined;
+      if (!backend) throw new Error(`unknown backend '${o.backend}' (expected sim, openai or sglang)`);
+      const m = await startPoolMember({ config: cfg, pool: o.pool, backend, id: o.id, capacity: o.capacity });
+      console.error(`pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`);
+      const stop = async () => {
+        await m.stop();
+        process.exit(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}

@@ -1,0 +1,192 @@
+// Content-addressed storage on NATS JetStream. Temporal history and NATS requests carry references;
+// the content itself (turns, observations, contexts, reports, large prompts) lives here, stored once
+// per job however many trajectories share it (branches share their whole prefix).
+//
+// One namespace per job: small blobs in a KV bucket (one publish per put), large ones in an Object Store
+// bucket (chunked, so a blob may exceed the NATS max payload). The namespace's lifetime is the job's:
+// a bucket TTL when set, and `deleteNamespace` when the job's content is no longer wanted.
+import { createHash } from 'node:crypto';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { type ObjectStore, Objm } from '@nats-io/obj';
+import { packValue, unpackValue } from './msgpack.js';
+
+/** `kv:<namespace>:<sha256>` or `obj:<namespace>:<sha256>`. */
+export type BlobRef = string;
+
+export class BlobNotFoundError extends Error {
+  constructor(readonly ref: BlobRef) {
+    super(`content reference ${ref} cannot be resolved: the blob is missing (expired or deleted?)`);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+export interface BlobStoreOptions {
+  /** Blobs above this size go to the Object Store; must stay below the server's max payload. */
+  inlineLimitBytes?: number;
+  /** Lifetime of a namespace's content in ms (0 = until deleted). */
+  ttlMs?: number;
+  /** In-process cache of decoded blobs, in bytes. */
+  cacheBytes?: number;
+}
+
+const NAMESPACE_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Turns a job id into a bucket-safe namespace (deterministic, collision-resistant). */
+export function namespaceFor(jobId: string): string {
+  const clean = jobId.replace(/[^A-Za-z0-9_-]/g, '_');
+  if (clean === jobId && clean.length <= 48) return clean;
+  return `${clean.slice(0, 32)}_${createHash('sha256').update(jobId).digest('hex').slice(0, 12)}`;
+}
+
+export function parseBlobRef(ref: BlobRef): { kind: 'kv' | 'obj'; namespace: string; key: string } {
+  const m = /^(kv|obj):([A-Za-z0-9_-]+):([0-9a-f]{64})$/.exec(ref);
+  if (!m) throw new TypeError(`malformed content reference: ${JSON.stringify(ref).slice(0, 120)}`);
+  return { kind: m[1] as 'kv' | 'obj', namespace: m[2]!, key: m[3]! };
+}
+
+export class BlobStore {
+  private readonly kvm: Kvm;
+  private readonly objm: Objm;
+  private readonly kvs = new Map<string, Promise<KV>>();
+  private readonly objs = new Map<string, Promise<ObjectStore>>();
+  private readonly known = new Set<BlobRef>();
+  private readonly cache = new Map<BlobRef, { value: unknown; size: number }>();
+  private cacheSize = 0;
+  private readonly inlineLimit: number;
+  private readonly ttlMs: number;
+  private readonly cacheBytes: number;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    opts: BlobStoreOptions = {},
+  ) {
+    this.kvm = new Kvm(nc);
+    this.objm = new Objm(nc);
+    this.inlineLimit = opts.inlineLimitBytes ?? 256 * 1024;
+    this.ttlMs = opts.ttlMs ?? 0;
+    this.cacheBytes = opts.cacheBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Stores any msgpack-able value; equal values get equal references and are written once. */
+  async put(namespace: string, value: unknown): Promise<BlobRef> {
+    const bytes = packValue(value);
+    const key = createHash('sha256').update(bytes).digest('hex');
+    const kind = bytes.length > this.inlineLimit ? 'obj' : 'kv';
+    const ref = `${kind}:${namespace}:${key}`;
+    if (this.known.has(ref)) return ref;
+    if (kind === 'kv') {
+      const kv = await this.kv(namespace);
+      await kv.put(key, bytes);
+    } else {
+      const os = await this.obj(namespace);
+      if (!(await os.info(key))) await os.putBlob({ name: key }, bytes);
+    }
+    this.known.add(ref);
+    this.remember(ref, value, bytes.length);
+    return ref;
+  }
+
+  async putText(namespace: string, text: string): Promise<BlobRef> {
+    return this.put(namespace, text);
+  }
+
+  async get<T = unknown>(ref: BlobRef): Promise<T> {
+    const hit = this.cache.get(ref);
+    if (hit) {
+      // Re-insert to keep Map order as LRU order.
+      this.cache.delete(ref);
+      this.cache.set(ref, hit);
+      return hit.value as T;
+    }
+    const { kind, namespace, key } = parseBlobRef(ref);
+    let bytes: Uint8Array | null = null;
+    if (kind === 'kv') {
+      const entry = await (await this.kv(namespace)).get(key);
+      bytes = entry && entry.operation === 'PUT' ? entry.value : null;
+    } else {
+      bytes = await (await this.obj(namespace)).getBlob(key);
+    }
+    if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
+    const value = unpackValue<T>(bytes);
+    this.known.add(ref);
+    this.remember(ref, value, bytes.length);
+    return value;
+  }
+
+  async getText(ref: BlobRef): Promise<string> {
+    const v = await this.get<unknown>(ref);
+    if (typeof v !== 'string') throw new TypeError(`content reference ${ref} does not hold text`);
+    return v;
+  }
+
+  /** Deletes every blob of a namespace (a job's retention ends). Idempotent. */
+  async deleteNamespace(namespace: string): Promise<{ deleted: string[] }> {
+    const jsm = await jetstreamManager(this.nc);
+    const deleted: string[] = [];
+    for (const stream of [`KV_${kvBucket(namespace)}`, `OBJ_${objBucket(namespace)}`]) {
+      try {
+        await jsm.streams.delete(stream);
+        deleted.push(stream);
+      } catch (err) {
+        if (!/not found/i.test(String(err))) throw err;
+      }
+    }
+    this.kvs.delete(namespace);
+    this.objs.delete(namespace);
+    for (const ref of [...this.known]) if (ref.split(':')[1] === namespace) this.known.delete(ref);
+    for (const ref of [...this.cache.keys()]) if (ref.split(':')[1] === namespace) this.forget(ref);
+    return { deleted };
+  }
+
+  private kv(namespace: string): Promise<KV> {
+    let p = this.kvs.get(namespace);
+    if (!p) {
+      assertNamespace(namespace);
+      p = this.kvm.create(kvBucket(namespace), { history: 1, ttl: this.ttlMs, maxValueSize: -1 });
+      p.catch(() => this.kvs.delete(namespace));
+      this.kvs.set(namespace, p);
+    }
+    return p;
+  }
+
+  private obj(namespace: string): Promise<ObjectStore> {
+    let p = this.objs.get(namespace);
+    if (!p) {
+      assertNamespace(namespace);
+      p = this.objm.create(objBucket(namespace), this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {});
+      p.catch(() => this.objs.delete(namespace));
+      this.objs.set(namespace, p);
+    }
+    return p;
+  }
+
+  private remember(ref: BlobRef, value: unknown, size: number): void {
+    if (size > this.cacheBytes / 4) return;
+    this.cache.set(ref, { value, size });
+    this.cacheSize += size;
+    while (this.cacheSize > this.cacheBytes) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest === undefined) break;
+      this.forget(oldest);
+    }
+  }
+
+  private forget(ref: BlobRef): void {
+    const e = this.cache.get(ref);
+    if (!e) return;
+    this.cache.delete(ref);
+    this.cacheSize -= e.size;
+  }
+}
+
+function kvBucket(namespace: string): string {
+  return `muse-${namespace}`;
+}
+function objBucket(namespace: string): string {
+  return `muse-${namespace}`;
+}
+function assertNamespace(namespace: string): void {
+  if (!NAMESPACE_RE.test(namespace)) throw new TypeError(`invalid content namespace '${namespace}'`);
+}

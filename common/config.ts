@@ -1,0 +1,119 @@
+// Runtime configuration: defaults < optional JSON file (MUSE_CONFIG or --config) < environment variables.
+// Validated with zod so a wrong value is reported with its path before anything starts.
+import { existsSync, readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+export const RoutingPolicyName = z.enum(['round_robin', 'least_loaded', 'prefix_affinity']);
+
+export const ConfigSchema = z.object({
+  dataDir: z.string().default('.muse'),
+  temporal: z
+    .object({
+      address: z.string().default('127.0.0.1:7233'),
+      namespace: z.string().default('default'),
+      taskQueue: z.string().default('muse-rollouts'),
+    })
+    .prefault({}),
+  nats: z
+    .object({
+      url: z.string().default('nats://127.0.0.1:4222'),
+    })
+    .prefault({}),
+  router: z
+    .object({
+      policy: RoutingPolicyName.default('prefix_affinity'),
+      /** A member that has not announced itself for this long is out of rotation. */
+      memberTtlMs: z.number().int().positive().default(3000),
+      /** Attempts across members before the pool is declared unavailable. */
+      maxAttempts: z.number().int().positive().default(4),
+      /** Per-attempt timeout cap; the activity deadline caps it further. */
+      attemptTimeoutMs: z.number().int().positive().default(120_000),
+      /** Requests whose encoded messages exceed this go by reference through the blob store. */
+      inlineRequestBytes: z.number().int().positive().default(512 * 1024),
+      /** Hard cap on a single request's prompt size. */
+      maxRequestBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    })
+    .prefault({}),
+  store: z
+    .object({
+      /** Lifetime of a job's stored content (ms); 0 keeps it until `muse content delete`. */
+      ttlMs: z.number().int().nonnegative().default(7 * 24 * 3600 * 1000),
+    })
+    .prefault({}),
+  telemetry: z
+    .object({
+      /** none | console | file (JSON lines under dataDir/traces.jsonl, or `file` path) */
+      exporter: z.enum(['none', 'console', 'file']).default('none'),
+      file: z.string().optional(),
+      serviceName: z.string().default('muse'),
+    })
+    .prefault({}),
+});
+
+export type MuseConfig = z.infer<typeof ConfigSchema>;
+
+const ENV_MAP: Record<string, string[]> = {
+  MUSE_DATA_DIR: ['dataDir'],
+  MUSE_TEMPORAL_ADDRESS: ['temporal', 'address'],
+  MUSE_TEMPORAL_NAMESPACE: ['temporal', 'namespace'],
+  MUSE_TASK_QUEUE: ['temporal', 'taskQueue'],
+  MUSE_NATS_URL: ['nats', 'url'],
+  MUSE_ROUTING_POLICY: ['router', 'policy'],
+  MUSE_MEMBER_TTL_MS: ['router', 'memberTtlMs'],
+  MUSE_STORE_TTL_MS: ['store', 'ttlMs'],
+  MUSE_TRACE_EXPORTER: ['telemetry', 'exporter'],
+  MUSE_TRACE_FILE: ['telemetry', 'file'],
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: unknown } = {}): MuseConfig {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.MUSE_CONFIG;
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    if (!existsSync(file)) throw new ConfigError(`config file ${file} does not exist`);
+    try {
+      raw = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  for (const [name, path] of Object.entries(ENV_MAP)) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    setPath(raw, path, /^\d+$/.test(v) ? Number(v) : v);
+  }
+  if (opts.overrides) deepMerge(raw, opts.overrides as Record<string, unknown>);
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(`invalid configuration: ${formatZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** "field.path: message; other.field: message" — names the offending field for the user. */
+export function formatZodError(err: z.ZodError): string {
+  return err.issues
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj;
+  for (const key of path.slice(0, -1)) {
+    if (typeof cur[key] !== 'object' || cur[key] === null) cur[key] = {};
+    cur = cur[key] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1]!] = value;
+}
+
+function deepMerge(target: Record<string, unknown>, src: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(src)) {
+    if (v === undefined) continue;
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      if (typeof target[k] !== 'object' || target[k] === null) target[k] = {};
+      deepMerge(target[k] as Record<string, unknown>, v as Record<string, unknown>);
+    } else target[k] = v;
+  }
+}

@@ -1,0 +1,13 @@
+import { connect } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { MuseConfig } from './config.js';
+
+export async function connectNats(cfg: MuseConfig, name: string): Promise<NatsConnection> {
+  try {
+    return await connect({ servers: cfg.nats.url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+  } catch (err) {
+    throw new Error(
+      `cannot reach NATS at ${cfg.nats.url} (${(err as Error).message}); start it with \`muse up\` or set MUSE_NATS_URL`,
+    );
+  }
+}

@@ -1,0 +1,94 @@
+// OpenTelemetry wiring shared by every process. One trace per trajectory: the client starts it, the
+// Temporal interceptors carry it through workflow and activities, NATS headers (W3C traceparent) carry it
+// to the pool member. Exporters: none, console, or a JSON-lines file (handy to inspect one run).
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { type Context, context, propagation, type TextMapGetter, type TextMapSetter, trace } from '@opentelemetry/api';
+import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { Resource } from '@opentelemetry/resources';
+import {
+  BasicTracerProvider,
+  ConsoleSpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+  type SpanExporter,
+} from '@opentelemetry/sdk-trace-base';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import type { MsgHdrs } from '@nats-io/nats-core';
+import type { MuseConfig } from './config.js';
+
+/** Writes finished spans as JSON lines; several processes may append to one file. */
+export class JsonLinesSpanExporter implements SpanExporter {
+  constructor(private readonly file: string) {
+    mkdirSync(dirname(file), { recursive: true });
+  }
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    const lines = spans.map((s) =>
+      JSON.stringify({
+        traceId: s.spanContext().traceId,
+        spanId: s.spanContext().spanId,
+        parentSpanId: s.parentSpanId,
+        name: s.name,
+        service: s.resource.attributes['service.name'],
+        startMs: s.startTime[0] * 1e3 + s.startTime[1] / 1e6,
+        durationMs: s.duration[0] * 1e3 + s.duration[1] / 1e6,
+        attributes: s.attributes,
+      }),
+    );
+    try {
+      appendFileSync(this.file, `${lines.join('\n')}\n`);
+      done({ code: ExportResultCode.SUCCESS });
+    } catch (error) {
+      done({ code: ExportResultCode.FAILED, error: error as Error });
+    }
+  }
+  async shutdown(): Promise<void> {}
+}
+
+let provider: BasicTracerProvider | undefined;
+let exporter: SpanExporter | undefined;
+let resource: Resource | undefined;
+
+/** The process's telemetry resource (the Temporal workflow span sink needs it). */
+export function telemetryResource(): Resource | undefined {
+  return resource;
+}
+
+/** Installs the global tracer provider once per process; returns the exporter (for the Temporal workflow sink). */
+export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporter | undefined {
+  if (provider) return exporter;
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const kind = cfg.telemetry.exporter;
+  exporter =
+    kind === 'console'
+      ? new ConsoleSpanExporter()
+      : kind === 'file'
+        ? new JsonLinesSpanExporter(cfg.telemetry.file ?? `${cfg.dataDir}/traces.jsonl`)
+        : undefined;
+  resource = new Resource({ 'service.name': `${cfg.telemetry.serviceName}-${serviceRole}` });
+  provider = new BasicTracerProvider({ resource });
+  if (exporter) provider.addSpanProcessor(new SimpleSpanProcessor(exporter));
+  trace.setGlobalTracerProvider(provider);
+  return exporter;
+}
+
+export async function shutdownTelemetry(): Promise<void> {
+  await provider?.shutdown();
+}
+
+export const tracer = () => trace.getTracer('muse');
+
+const natsSetter: TextMapSetter<MsgHdrs> = { set: (h, k, v) => h.set(k, v) };
+const natsGetter: TextMapGetter<MsgHdrs | undefined> = {
+  keys: (h) => (h ? [...h.keys()] : []),
+  get: (h, k) => h?.get(k) || undefined,
+};
+
+export function injectTraceHeaders(h: MsgHdrs, ctx: Context = context.active()): void {
+  propagation.inject(ctx, h, natsSetter);
+}
+
+export function extractTraceContext(h: MsgHdrs | undefined): Context {
+  return propagation.extract(context.active(), h, natsGetter);
+}

@@ -1,0 +1,236 @@
+// JSON over HTTP for the real inference backends (vLLM, SGLang, any OpenAI-compatible server).
+// Runs inside pool members, never in workflow code, so wall clocks and Math.random are fine here.
+
+export interface BackoffOptions {
+  /** First retry waits about this long (before jitter). Default 200 ms. */
+  baseMs?: number;
+  /** No single wait is longer than this, Retry-After included. Default 10 s. */
+  maxMs?: number;
+}
+
+export interface PostJsonOptions {
+  /** Sent as `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** Absolute deadline, epoch ms. No attempt starts, and no wait ends, after it. */
+  deadline: number;
+  signal?: AbortSignal;
+  /** Retries after the first attempt. Default 3. */
+  retries?: number;
+  backoff?: BackoffOptions;
+  headers?: Record<string, string>;
+  /** Injectable for tests; defaults to the global fetch. */
+  fetch?: typeof fetch;
+  /** Injectable clock for the deadline arithmetic; defaults to Date.now. */
+  now?: () => number;
+}
+
+const EXCERPT_CHARS = 300;
+
+function excerpt(body: string): string {
+  const oneLine = body.replace(/\s+/g, ' ').trim();
+  return oneLine.length > EXCERPT_CHARS ? `${oneLine.slice(0, EXCERPT_CHARS)}…` : oneLine;
+}
+
+/** The server answered with an error status. `retryable` says whether another member could do better. */
+export class BackendHttpError extends Error {
+  override readonly name = 'BackendHttpError';
+  constructor(
+    readonly url: string,
+    readonly status: number,
+    readonly bodyExcerpt: string,
+    readonly attempts: number,
+  ) {
+    super(`POST ${url} failed with HTTP ${status} after ${attempts} attempt(s): ${bodyExcerpt}`);
+  }
+  get retryable(): boolean {
+    return isRetryableStatus(this.status);
+  }
+}
+
+/** The server could not be reached (connection refused, reset, DNS) on every attempt. */
+export class BackendUnavailableError extends Error {
+  override readonly name = 'BackendUnavailableError';
+  readonly retryable = true;
+  constructor(
+    readonly url: string,
+    readonly attempts: number,
+    cause: unknown,
+  ) {
+    super(`POST ${url} unreachable after ${attempts} attempt(s): ${describe(cause)}`, { cause });
+  }
+}
+
+/** The request's deadline passed before a usable answer came back. */
+export class BackendDeadlineError extends Error {
+  override readonly name = 'BackendDeadlineError';
+  readonly retryable = true;
+  constructor(
+    readonly url: string,
+    readonly deadline: number,
+    readonly attempts: number,
+    cause?: unknown,
+  ) {
+    super(
+      `POST ${url} did not finish before its deadline (${new Date(deadline).toISOString()}, ${attempts} attempt(s))` +
+        (cause === undefined ? '' : `: ${describe(cause)}`),
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+/** A 2xx answer whose body is not what the backend protocol promises (not JSON, missing logprobs, ...). */
+export class BackendProtocolError extends Error {
+  override readonly name = 'BackendProtocolError';
+  /** True only where the server itself gave up (e.g. finish_reason "abort"), so another member may succeed. */
+  readonly retryable: boolean;
+  constructor(message: string, opts?: { retryable?: boolean; cause?: unknown }) {
+    super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
+    this.retryable = opts?.retryable ?? false;
+  }
+}
+
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause;
+    // undici reports "fetch failed" and hides the useful part (ECONNREFUSED, ...) in the cause.
+    return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
+  }
+  return String(err);
+}
+
+/** Retry-After is either delta-seconds or an HTTP date; returns ms to wait, or undefined. */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null || value.trim() === '') return undefined;
+  const secs = Number(value);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+function backoffDelay(attempt: number, opts: BackoffOptions | undefined): number {
+  const base = opts?.baseMs ?? 200;
+  const max = opts?.maxMs ?? 10_000;
+  const exp = Math.min(max, base * 2 ** attempt);
+  // Equal jitter: keeps a floor so retries do not hammer, and spreads members that failed together.
+  return exp / 2 + Math.random() * (exp / 2);
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+type Attempt =
+  | { kind: 'ok'; value: unknown }
+  | { kind: 'http'; status: number; body: string; retryAfterMs?: number }
+  | { kind: 'network'; error: unknown }
+  | { kind: 'deadline'; error?: unknown };
+
+/**
+ * POST `body` as JSON and return the parsed JSON answer.
+ * Retries network errors and 408/429/5xx with exponential backoff and jitter (at least Retry-After when the
+ * server sends one), never waiting or starting an attempt past `deadline`. Other statuses fail at once.
+ * An abort of `signal` rejects with the signal's reason, untouched, so callers can tell cancellation apart.
+ */
+export async function postJson(url: string, body: unknown, opts: PostJsonOptions): Promise<unknown> {
+  const doFetch = opts.fetch ?? fetch;
+  const now = opts.now ?? Date.now;
+  const retries = Math.max(0, opts.retries ?? 3);
+  const payload = JSON.stringify(body);
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...opts.headers,
+  };
+  if (opts.apiKey) headers.authorization = `Bearer ${opts.apiKey}`;
+
+  let last: Attempt | undefined;
+  for (let attempt = 0; attempt <= retries; attempt++) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    const remaining = opts.deadline - now();
+    if (remaining <= 0) throw finalError(url, opts.deadline, attempt, last, true);
+
+    last = await attemptOnce(doFetch, url, payload, headers, remaining, opts.signal, now);
+    if (last.kind === 'ok') return last.value;
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    if (last.kind === 'deadline') throw new BackendDeadlineError(url, opts.deadline, attempt + 1, last.error);
+    if (last.kind === 'http' && !isRetryableStatus(last.status)) {
+      throw new BackendHttpError(url, last.status, excerpt(last.body), attempt + 1);
+    }
+    if (attempt === retries) break;
+
+    let wait = backoffDelay(attempt, opts.backoff);
+    if (last.kind === 'http' && last.retryAfterMs !== undefined) wait = Math.max(wait, last.retryAfterMs);
+    // Sleeping into the deadline only to fail there wastes the caller's failover budget: report the real
+    // cause now so the router can try the next member while time is left.
+    if (now() + wait >= opts.deadline) break;
+    await sleep(wait, opts.signal);
+  }
+  throw finalError(url, opts.deadline, retries + 1, last, false);
+}
+
+function finalError(url: string, deadline: number, attempts: number, last: Attempt | undefined, expired: boolean) {
+  if (last?.kind === 'http') return new BackendHttpError(url, last.status, excerpt(last.body), attempts);
+  if (last?.kind === 'network' && !expired) return new BackendUnavailableError(url, attempts, last.error);
+  return new BackendDeadlineError(url, deadline, attempts, last?.kind === 'network' ? last.error : undefined);
+}
+
+async function attemptOnce(
+  doFetch: typeof fetch,
+  url: string,
+  payload: string,
+  headers: Record<string, string>,
+  remainingMs: number,
+  signal: AbortSignal | undefined,
+  now: () => number,
+): Promise<Attempt> {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new Error('deadline reached'));
+  }, remainingMs);
+  const onAbort = () => controller.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const res = await doFetch(url, { method: 'POST', headers, body: payload, signal: controller.signal });
+    // The body is read under the same timer: a server that sends headers and then stalls still hits the deadline.
+    const text = await res.text();
+    if (!res.ok) {
+      const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'), now());
+      return retryAfterMs === undefined
+        ? { kind: 'http', status: res.status, body: text }
+        : { kind: 'http', status: res.status, body: text, retryAfterMs };
+    }
+    try {
+      return { kind: 'ok', value: JSON.parse(text) as unknown };
+    } catch {
+      throw new BackendProtocolError(`POST ${url} returned HTTP ${res.status} with a body that is not JSON: ${excerpt(text)}`);
+    }
+  } catch (err) {
+    if (err instanceof BackendProtocolError) throw err;
+    if (timedOut) return { kind: 'deadline', error: err };
+    // A caller abort also lands here; postJson checks the signal and rethrows its reason.
+    return { kind: 'network', error: err };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

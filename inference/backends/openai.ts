@@ -1,0 +1,487 @@
+// OpenAI-compatible HTTP backend (vLLM, SGLang's OpenAI server, hosted APIs) with top-k logprobs.
+// Also home of what every HTTP backend shares: chat-template rendering, prompt tokenisation, and aligning the
+// server's per-token strings with the generated text.
+import { z } from 'zod';
+import type { ChatMessage } from '../../agent/types.js';
+import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
+import { type BackoffOptions, BackendProtocolError, postJson } from './http.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Chat templates (completions mode, SGLang /generate)
+
+export type ChatTemplateFn = (messages: readonly ChatMessage[]) => string;
+
+/** `message` is written once per message with `{role}` and `{content}` substituted; `generationPrompt` opens the reply. */
+export interface SimpleChatTemplate {
+  prefix?: string;
+  message: string;
+  generationPrompt: string;
+}
+
+export type ChatTemplate = 'chatml' | SimpleChatTemplate | ChatTemplateFn;
+
+/** ChatML, the template of the Qwen family that Tongyi DeepResearch and most open research agents build on. */
+export const CHATML_TEMPLATE: SimpleChatTemplate = {
+  message: '<|im_start|>{role}\n{content}<|im_end|>\n',
+  generationPrompt: '<|im_start|>assistant\n',
+};
+
+export function renderChatTemplate(template: ChatTemplate, messages: readonly ChatMessage[]): string {
+  if (typeof template === 'function') return template(messages);
+  const t = template === 'chatml' ? CHATML_TEMPLATE : template;
+  const parts: string[] = [t.prefix ?? ''];
+  for (const m of messages) {
+    // One pass with a callback: message text may itself contain "{role}" or "$&" and must come through verbatim.
+    parts.push(t.message.replace(/\{(role|content)\}/g, (_, key: string) => (key === 'role' ? m.role : m.content)));
+  }
+  parts.push(t.generationPrompt);
+  return parts.join('');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prompt token ids
+
+export type Tokenizer = (prompt: string, signal: AbortSignal, deadline: number) => Promise<number[]>;
+
+const TokenizeResponse = z.object({ tokens: z.array(z.number().int()) });
+
+/** The root of an OpenAI-style base URL: vLLM and SGLang serve /tokenize beside /v1, not under it. */
+export function serverRoot(baseUrl: string): string {
+  return baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
+}
+
+/** A tokenizer backed by the server's own POST /tokenize (vLLM and SGLang share the request and answer shape). */
+export function serverTokenizer(url: string, opts: { model?: string; apiKey?: string } = {}): Tokenizer {
+  return async (prompt, signal, deadline) => {
+    const body = await postJson(
+      url,
+      // The chat template already wrote every special token; letting the server add a BOS would shift the prompt.
+      { ...(opts.model ? { model: opts.model } : {}), prompt, add_special_tokens: false },
+      { signal, deadline, ...(opts.apiKey ? { apiKey: opts.apiKey } : {}) },
+    );
+    const parsed = TokenizeResponse.safeParse(body);
+    if (!parsed.success) {
+      throw new BackendProtocolError(`POST ${url}: answer has no "tokens" array of integers: ${zodMessage(parsed.error)}`);
+    }
+    return parsed.data.tokens;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token/text alignment
+
+const RESYNC_WINDOW = 16;
+
+/** Undo the usual ways a server's per-token strings differ from the decoded text. */
+function normaliseToken(t: string): string {
+  // OpenAI spells undecodable partial UTF-8 tokens as "bytes:\xe2\x80"; their character lands on a later token.
+  if (t.startsWith('bytes:')) return '';
+  return t
+    .replace(/\uFFFD/g, '')
+    .replace(/\u0120/g, ' ') // byte-level BPE space (Ġ)
+    .replace(/\u010A/g, '\n') // byte-level BPE newline (Ċ)
+    .replace(/\u0109/g, '\t') // byte-level BPE tab (ĉ)
+    .replace(/\u2581/g, ' '); // SentencePiece space (▁)
+}
+
+function utf8Len(cp: number): number {
+  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
+
+function alignByBytes(text: string, bytes: readonly (readonly number[])[]): string[] | undefined {
+  let total = 0;
+  for (const b of bytes) total += b.length;
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const b of bytes) {
+    all.set(b, off);
+    off += b.length;
+  }
+  const decoded = new TextDecoder().decode(all);
+  // A stop string the server trimmed from the text may still be in the token stream: a prefix match is enough.
+  if (!decoded.startsWith(text)) return undefined;
+  const out: string[] = [];
+  let byteEnd = 0;
+  let charPos = 0; // UTF-16 index into text
+  let bytePos = 0; // UTF-8 bytes of text[0, charPos)
+  for (const b of bytes) {
+    const start = charPos;
+    byteEnd += b.length;
+    // A character belongs to the token that carries its last byte, so a split code point is never halved.
+    while (charPos < text.length) {
+      const cp = text.codePointAt(charPos)!;
+      const len = utf8Len(cp);
+      if (bytePos + len > byteEnd) break;
+      bytePos += len;
+      charPos += cp > 0xffff ? 2 : 1;
+    }
+    out.push(text.slice(start, charPos));
+  }
+  return out;
+}
+
+function alignGreedy(text: string, raw: readonly string[]): string[] {
+  const out: string[] = new Array(raw.length);
+  const norm = raw.map(normaliseToken);
+  let cur = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const t = raw[i]!;
+    if (t.length > 0 && text.startsWith(t, cur)) {
+      out[i] = t;
+      cur += t.length;
+      continue;
+    }
+    const n = norm[i]!;
+    if (n.length > 0 && text.startsWith(n, cur)) {
+      out[i] = n;
+      cur += n.length;
+      continue;
+    }
+    // Unmatched: give this token the text up to where the next visible token matches, within a small window,
+    // so one odd token does not shift every later token's boundary.
+    let take = Math.min(n.length, text.length - cur);
+    let j = i + 1;
+    while (j < norm.length && norm[j]!.length === 0) j++;
+    const next = j < norm.length ? norm[j]! : '';
+    if (next.length > 0) {
+      const window = text.slice(cur, cur + n.length + RESYNC_WINDOW + next.length);
+      const at = window.indexOf(next);
+      if (at >= 0) take = at;
+    }
+    out[i] = text.slice(cur, cur + take);
+    cur += take;
+  }
+  if (cur < text.length && out.length > 0) out[out.length - 1] += text.slice(cur);
+  return out;
+}
+
+export interface AlignedTokens {
+  tokens: string[];
+  /** False when the server's strings had to be reconciled approximately (boundaries may be off by a few characters). */
+  exact: boolean;
+}
+
+/**
+ * Make per-token strings concatenate exactly to `text`, as RawGeneration promises, keeping one entry per generated
+ * token so logprobs stay index-aligned. Servers break the promise with partial UTF-8 tokens (U+FFFD or "bytes:"),
+ * byte-level BPE spellings, stop strings trimmed from the text but not from the tokens, and special tokens.
+ * Order of preference: the strings as sent; the OpenAI `bytes` field decoded as UTF-8; a greedy alignment that
+ * resynchronises on the next matching token. Trailing tokens beyond the text become "" and leftover text goes to
+ * the last token.
+ */
+export function alignTokensToText(
+  text: string,
+  raw: readonly string[],
+  bytes?: readonly (readonly number[] | null | undefined)[],
+): AlignedTokens {
+  if (raw.join('') === text) return { tokens: [...raw], exact: true };
+  if (raw.length === 0) {
+    throw new BackendProtocolError('backend returned generated text but no per-token logprobs for it');
+  }
+  if (bytes && bytes.length === raw.length && bytes.every((b) => Array.isArray(b))) {
+    const byBytes = alignByBytes(text, bytes as readonly (readonly number[])[]);
+    if (byBytes) return { tokens: byBytes, exact: true };
+  }
+  return { tokens: alignGreedy(text, raw), exact: false };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared parsing helpers
+
+export function zodMessage(err: z.ZodError): string {
+  return err.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}
+
+/** The top-k logprobs, best first, at most k: servers add the chosen token or pad the list. */
+export function topK(values: Iterable<number | null | undefined>, k: number): number[] {
+  const out: number[] = [];
+  for (const v of values) if (typeof v === 'number' && !Number.isNaN(v)) out.push(v);
+  out.sort((a, b) => b - a);
+  return out.length > k ? out.slice(0, k) : out;
+}
+
+/** OpenAI's convention for "not in the top 20"; a null logprob means the same and must not become NaN downstream. */
+export const UNLIKELY_LOGPROB = -9999;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Response schemas
+
+const ServerError = z.object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) }).loose();
+
+const Usage = z
+  .object({
+    prompt_tokens: z.number().int().nonnegative(),
+    completion_tokens: z.number().int().nonnegative(),
+    prompt_tokens_details: z
+      .object({ cached_tokens: z.number().int().nonnegative().nullish() })
+      .nullish(),
+  })
+  .nullish();
+
+const ChatTokenLogprob = z.object({
+  token: z.string(),
+  logprob: z.number().nullable(),
+  bytes: z.array(z.number().int()).nullish(),
+  top_logprobs: z.array(z.object({ token: z.string().optional(), logprob: z.number().nullable() })).nullish(),
+});
+
+const ChatResponse = z.object({
+  model: z.string().optional(),
+  choices: z
+    .array(
+      z.object({
+        message: z.object({
+          content: z.string().nullish(),
+          // vLLM/SGLang reasoning parsers move <think> out of content; both spellings are in use.
+          reasoning_content: z.string().nullish(),
+          reasoning: z.string().nullish(),
+        }),
+        logprobs: z.object({ content: z.array(ChatTokenLogprob).nullish() }).nullish(),
+        finish_reason: z.string().nullish(),
+      }),
+    )
+    .min(1),
+  usage: Usage,
+});
+
+const CompletionResponse = z.object({
+  model: z.string().optional(),
+  choices: z
+    .array(
+      z.object({
+        text: z.string(),
+        logprobs: z
+          .object({
+            tokens: z.array(z.string()).nullish(),
+            token_logprobs: z.array(z.number().nullable()).nullish(),
+            top_logprobs: z.array(z.record(z.string(), z.number().nullable()).nullable()).nullish(),
+          })
+          .nullish(),
+        finish_reason: z.string().nullish(),
+      }),
+    )
+    .min(1),
+  usage: Usage,
+});
+
+export function mapFinishReason(reason: string | null | undefined, backend: string): 'stop' | 'length' {
+  if (reason === 'length') return 'length';
+  if (reason === 'abort') {
+    throw new BackendProtocolError(`${backend} backend: the server aborted the generation (finish_reason "abort")`, {
+      retryable: true,
+    });
+  }
+  // stop, eos, tool_calls, content_filter, or no reason at all: the model (or a filter) ended the turn.
+  return 'stop';
+}
+
+function parseOrThrow<S extends z.ZodType>(schema: S, body: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const err = ServerError.safeParse(body);
+  if (err.success) {
+    const e = err.data.error;
+    throw new BackendProtocolError(`${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`);
+  }
+  throw new BackendProtocolError(`${what}: unexpected response shape: ${zodMessage(parsed.error)}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The backend
+
+export interface OpenAIBackendOptions {
+  /** e.g. http://127.0.0.1:8000/v1 */
+  baseUrl: string;
+  apiKey?: string;
+  model: string;
+  /** `chat` uses the server's chat template; `completions` renders the prompt here (see chatTemplate). Default chat. */
+  mode?: 'chat' | 'completions';
+  /** Completions mode only: how messages become a prompt. Default ChatML. */
+  chatTemplate?: ChatTemplate;
+  /**
+   * Completions mode only: send the prompt as token ids. Uses `tokenize` when given, else the server's
+   * POST /tokenize at `tokenizeUrl` (default: the base URL's root + /tokenize).
+   */
+  promptTokenIds?: boolean;
+  tokenize?: Tokenizer;
+  tokenizeUrl?: string;
+  /** Merged into every request body (e.g. top_p, skip_special_tokens, chat_template_kwargs). */
+  extraBody?: Record<string, unknown>;
+  retries?: number;
+  backoff?: BackoffOptions;
+  /** Reported by load() so the member can announce it; the server's own batch limit (vLLM max_num_seqs). Default 256. */
+  maxBatch?: number;
+  /** Reported by load(); 0 means unknown. */
+  cacheCapacityTokens?: number;
+  fetch?: typeof fetch;
+}
+
+export class OpenAIBackend implements InferenceBackend {
+  readonly kind = 'openai';
+  private readonly base: string;
+  private readonly mode: 'chat' | 'completions';
+  private readonly tokenizer: Tokenizer | undefined;
+  private running = 0;
+
+  constructor(private readonly opts: OpenAIBackendOptions) {
+    this.base = opts.baseUrl.replace(/\/+$/, '');
+    this.mode = opts.mode ?? 'chat';
+    if (opts.promptTokenIds && this.mode === 'completions') {
+      this.tokenizer =
+        opts.tokenize ??
+        serverTokenizer(opts.tokenizeUrl ?? `${serverRoot(this.base)}/tokenize`, {
+          model: opts.model,
+          ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
+        });
+    }
+  }
+
+  load(): BackendLoad {
+    return {
+      running: this.running,
+      queued: 0,
+      maxBatch: this.opts.maxBatch ?? 256,
+      cacheCapacityTokens: this.opts.cacheCapacityTokens ?? 0,
+      cacheUsedTokens: 0,
+    };
+  }
+
+  async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
+    this.running++;
+    try {
+      return this.mode === 'chat' ? await this.chat(req, signal) : await this.completions(req, signal);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private post(path: string, body: Record<string, unknown>, req: BackendRequest, signal: AbortSignal) {
+    return postJson(
+      `${this.base}${path}`,
+      { ...body, ...this.opts.extraBody },
+      {
+        deadline: req.deadline,
+        signal,
+        ...(this.opts.apiKey ? { apiKey: this.opts.apiKey } : {}),
+        ...(this.opts.retries !== undefined ? { retries: this.opts.retries } : {}),
+        ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
+        ...(this.opts.fetch ? { fetch: this.opts.fetch } : {}),
+      },
+    );
+  }
+
+  private commonParams(req: BackendRequest): Record<string, unknown> {
+    const p = req.params;
+    return {
+      model: req.model ?? this.opts.model,
+      max_tokens: p.maxTokens,
+      temperature: p.temperature,
+      ...(p.seed !== undefined ? { seed: p.seed } : {}),
+      ...(p.stop && p.stop.length > 0 ? { stop: p.stop } : {}),
+    };
+  }
+
+  private async chat(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
+    const k = req.params.topLogprobs;
+    const body = await this.post(
+      '/chat/completions',
+      { ...this.commonParams(req), messages: req.messages, logprobs: true, top_logprobs: k },
+      req,
+      signal,
+    );
+    const res = parseOrThrow(ChatResponse, body, 'openai backend (chat)');
+    const choice = res.choices[0]!;
+    const content = choice.logprobs?.content;
+    if (!content) {
+      throw new BackendProtocolError(
+        'openai backend: response has no choices[0].logprobs.content; the server must support logprobs=true with top_logprobs',
+      );
+    }
+    const rawTokens: string[] = [];
+    const bytes: (number[] | null | undefined)[] = [];
+    const tokens: TokenLogprob[] = [];
+    let anyTop = false;
+    for (let i = 0; i < content.length; i++) {
+      const c = content[i]!;
+      if (k > 0 && !c.top_logprobs) {
+        throw new BackendProtocolError(
+          `openai backend: response has no choices[0].logprobs.content[${i}].top_logprobs; the server must support top_logprobs=${k}`,
+        );
+      }
+      const top = topK((c.top_logprobs ?? []).map((t) => t.logprob), k);
+      if (top.length > 0) anyTop = true;
+      rawTokens.push(c.token);
+      bytes.push(c.bytes);
+      tokens.push({ token: c.token, logprob: c.logprob ?? UNLIKELY_LOGPROB, topLogprobs: top });
+    }
+    if (k > 0 && content.length > 0 && !anyTop) {
+      throw new BackendProtocolError(
+        `openai backend: choices[0].logprobs.content[].top_logprobs are all empty; the server ignored top_logprobs=${k}`,
+      );
+    }
+    const reasoning = choice.message.reasoning_content ?? choice.message.reasoning;
+    let text = choice.message.content ?? '';
+    // With a reasoning parser on, the server strips <think> from content while logprobs still cover it; the agent
+    // parses the Tongyi format itself, so the think block is put back where the model wrote it.
+    if (reasoning) text = `<think>${reasoning}</think>${text}`;
+    const aligned = alignTokensToText(text, rawTokens, bytes);
+    for (let i = 0; i < tokens.length; i++) tokens[i]!.token = aligned.tokens[i]!;
+    return {
+      text,
+      tokens,
+      usage: {
+        promptTokens: res.usage?.prompt_tokens ?? 0,
+        cachedPromptTokens: res.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+        completionTokens: res.usage?.completion_tokens ?? tokens.length,
+      },
+      finishReason: mapFinishReason(choice.finish_reason, 'openai'),
+      model: res.model ?? req.model ?? this.opts.model,
+    };
+  }
+
+  private async completions(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
+    const k = req.params.topLogprobs;
+    const rendered = renderChatTemplate(this.opts.chatTemplate ?? 'chatml', req.messages);
+    const prompt = this.tokenizer ? await this.tokenizer(rendered, signal, req.deadline) : rendered;
+    const body = await this.post('/completions', { ...this.commonParams(req), prompt, logprobs: k }, req, signal);
+    const res = parseOrThrow(CompletionResponse, body, 'openai backend (completions)');
+    const choice = res.choices[0]!;
+    const lp = choice.logprobs;
+    if (!lp?.tokens) {
+      throw new BackendProtocolError(
+        'openai backend: response has no choices[0].logprobs.tokens; the server must support logprobs=k on /completions',
+      );
+    }
+    if (!lp.token_logprobs || lp.token_logprobs.length !== lp.tokens.length) {
+      throw new BackendProtocolError(
+        'openai backend: choices[0].logprobs.token_logprobs is missing or not one per token in choices[0].logprobs.tokens',
+      );
+    }
+    if (k > 0 && (!lp.top_logprobs || lp.top_logprobs.length !== lp.tokens.length)) {
+      throw new BackendProtocolError(
+        `openai backend: choices[0].logprobs.top_logprobs is missing or not one per token; the server must support logprobs=${k}`,
+      );
+    }
+    const aligned = alignTokensToText(choice.text, lp.tokens);
+    const tokens: TokenLogprob[] = lp.tokens.map((_, i) => ({
+      token: aligned.tokens[i]!,
+      logprob: lp.token_logprobs![i] ?? UNLIKELY_LOGPROB,
+      // Keyed by token string, so two ids that decode alike collapse into one entry; the loss is one tail term.
+      topLogprobs: topK(Object.values(lp.top_logprobs?.[i] ?? {}), k),
+    }));
+    return {
+      text: choice.text,
+      tokens,
+      usage: {
+        promptTokens: res.usage?.prompt_tokens ?? (Array.isArray(prompt) ? prompt.length : 0),
+        cachedPromptTokens: res.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+        completionTokens: res.usage?.completion_tokens ?? tokens.length,
+      },
+      finishReason: mapFinishReason(choice.finish_reason, 'openai'),
+      model: res.model ?? req.model ?? this.opts.model,
+    };
+  }
+}

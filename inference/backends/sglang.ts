@@ -1,0 +1,193 @@
+// SGLang's native POST /generate: the prompt is rendered here (or sent as input_ids), logprobs come back in
+// meta_info as [logprob, token_id, token_text] triples, and cached_tokens says how much of the prompt hit the radix cache.
+import { z } from 'zod';
+import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
+import { type BackoffOptions, BackendProtocolError, postJson } from './http.js';
+import {
+  type ChatTemplate,
+  type Tokenizer,
+  UNLIKELY_LOGPROB,
+  alignTokensToText,
+  mapFinishReason,
+  renderChatTemplate,
+  serverTokenizer,
+  topK,
+  zodMessage,
+} from './openai.js';
+
+export interface SGLangBackendOptions {
+  /** The server root, e.g. http://127.0.0.1:30000 (not the /v1 OpenAI prefix). */
+  baseUrl: string;
+  apiKey?: string;
+  /** Reported as RawGeneration.model; /generate serves whatever the server loaded. */
+  model?: string;
+  /** How messages become the prompt. Default ChatML. */
+  chatTemplate?: ChatTemplate;
+  /** Send `input_ids` instead of `text`, tokenised by `tokenize` or else by the server's POST /tokenize. */
+  inputIds?: boolean;
+  tokenize?: Tokenizer;
+  /**
+   * Name of the per-request seed in sampling_params. Recent SGLang calls it `sampling_seed`; older servers reject
+   * unknown sampling params, so null leaves the seed out. Default 'sampling_seed'.
+   */
+  seedParam?: string | null;
+  /** Merged into sampling_params (e.g. top_p, top_k, skip_special_tokens). */
+  extraSamplingParams?: Record<string, unknown>;
+  /** Merged into the request body (e.g. lora_path, rid). */
+  extraBody?: Record<string, unknown>;
+  retries?: number;
+  backoff?: BackoffOptions;
+  /** Reported by load(); SGLang's --max-running-requests. Default 256. */
+  maxBatch?: number;
+  /** Reported by load(); 0 means unknown. */
+  cacheCapacityTokens?: number;
+  fetch?: typeof fetch;
+}
+
+/** [logprob, token_id, token_text]; the text is null unless return_text_in_logprobs was set. */
+const LogprobTriple = z.tuple([z.number().nullable(), z.number().int(), z.string().nullish()]).rest(z.unknown());
+
+const FinishReason = z
+  .object({ type: z.string(), message: z.string().nullish() })
+  .loose()
+  .nullish();
+
+const GenerateItem = z.object({
+  text: z.string(),
+  meta_info: z.object({
+    prompt_tokens: z.number().int().nonnegative(),
+    completion_tokens: z.number().int().nonnegative(),
+    cached_tokens: z.number().int().nonnegative().nullish(),
+    finish_reason: FinishReason,
+    output_token_logprobs: z.array(LogprobTriple).nullish(),
+    output_top_logprobs: z.array(z.array(LogprobTriple).nullable()).nullish(),
+  }),
+});
+
+// A request with one prompt gets one object back; some versions wrap it in a one-element list.
+const GenerateResponse = z.union([GenerateItem, z.array(GenerateItem).length(1)]);
+
+export class SGLangBackend implements InferenceBackend {
+  readonly kind = 'sglang';
+  private readonly base: string;
+  private readonly tokenizer: Tokenizer | undefined;
+  private running = 0;
+
+  constructor(private readonly opts: SGLangBackendOptions) {
+    this.base = opts.baseUrl.replace(/\/+$/, '');
+    if (opts.inputIds) {
+      this.tokenizer =
+        opts.tokenize ??
+        serverTokenizer(`${this.base}/tokenize`, {
+          ...(opts.model ? { model: opts.model } : {}),
+          ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
+        });
+    }
+  }
+
+  load(): BackendLoad {
+    return {
+      running: this.running,
+      queued: 0,
+      maxBatch: this.opts.maxBatch ?? 256,
+      cacheCapacityTokens: this.opts.cacheCapacityTokens ?? 0,
+      cacheUsedTokens: 0,
+    };
+  }
+
+  async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
+    this.running++;
+    try {
+      return await this.generateOnce(req, signal);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private async generateOnce(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
+    const p = req.params;
+    const k = p.topLogprobs;
+    const rendered = renderChatTemplate(this.opts.chatTemplate ?? 'chatml', req.messages);
+    const prompt = this.tokenizer
+      ? { input_ids: await this.tokenizer(rendered, signal, req.deadline) }
+      : { text: rendered };
+    const seedParam = this.opts.seedParam === undefined ? 'sampling_seed' : this.opts.seedParam;
+    const sampling: Record<string, unknown> = {
+      max_new_tokens: p.maxTokens,
+      temperature: p.temperature,
+      ...(p.stop && p.stop.length > 0 ? { stop: p.stop } : {}),
+      ...(seedParam && p.seed !== undefined ? { [seedParam]: p.seed } : {}),
+      ...this.opts.extraSamplingParams,
+    };
+    const body = await postJson(
+      `${this.base}/generate`,
+      {
+        ...prompt,
+        sampling_params: sampling,
+        return_logprob: true,
+        top_logprobs_num: k,
+        return_text_in_logprobs: true,
+        stream: false,
+        ...this.opts.extraBody,
+      },
+      {
+        deadline: req.deadline,
+        signal,
+        ...(this.opts.apiKey ? { apiKey: this.opts.apiKey } : {}),
+        ...(this.opts.retries !== undefined ? { retries: this.opts.retries } : {}),
+        ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
+        ...(this.opts.fetch ? { fetch: this.opts.fetch } : {}),
+      },
+    );
+    const parsed = GenerateResponse.safeParse(body);
+    if (!parsed.success) {
+      throw new BackendProtocolError(`sglang backend: unexpected /generate response shape: ${zodMessage(parsed.error)}`);
+    }
+    const item = Array.isArray(parsed.data) ? parsed.data[0]! : parsed.data;
+    const meta = item.meta_info;
+    if (meta.finish_reason?.type === 'abort') {
+      throw new BackendProtocolError(
+        `sglang backend: the server aborted the generation${meta.finish_reason.message ? `: ${meta.finish_reason.message}` : ''}`,
+        { retryable: true },
+      );
+    }
+    const out = meta.output_token_logprobs;
+    if (!out) {
+      throw new BackendProtocolError(
+        'sglang backend: response has no meta_info.output_token_logprobs; the request must set return_logprob=true',
+      );
+    }
+    const top = meta.output_top_logprobs;
+    if (k > 0 && (!top || top.length !== out.length)) {
+      throw new BackendProtocolError(
+        `sglang backend: response has no meta_info.output_top_logprobs with one entry per output token; top_logprobs_num=${k} was ignored`,
+      );
+    }
+    const rawTokens = out.map((t, i) => {
+      const s = t[2];
+      if (typeof s !== 'string') {
+        throw new BackendProtocolError(
+          `sglang backend: meta_info.output_token_logprobs[${i}] has no token text; the server must honour return_text_in_logprobs=true`,
+        );
+      }
+      return s;
+    });
+    const aligned = alignTokensToText(item.text, rawTokens);
+    const tokens: TokenLogprob[] = out.map((t, i) => ({
+      token: aligned.tokens[i]!,
+      logprob: t[0] ?? UNLIKELY_LOGPROB,
+      topLogprobs: topK((top?.[i] ?? []).map((x) => x[0]), k),
+    }));
+    return {
+      text: item.text,
+      tokens,
+      usage: {
+        promptTokens: meta.prompt_tokens,
+        cachedPromptTokens: meta.cached_tokens ?? 0,
+        completionTokens: meta.completion_tokens,
+      },
+      finishReason: mapFinishReason(meta.finish_reason?.type, 'sglang'),
+      model: this.opts.model ?? 'sglang',
+    };
+  }
+}

@@ -1,0 +1,206 @@
+// A pool member: the small process beside one inference server. It serves its pool's queue-group subject
+// and its own routed subject, turns top-k logprobs into per-token entropies and region scores where the
+// logprobs are (so replies stay small), and announces its load so routers can balance against it.
+import { randomUUID } from 'node:crypto';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
+import { SpanKind, SpanStatusCode, context } from '@opentelemetry/api';
+import { regionScores, tokenEntropies } from '../agent/uncertainty.js';
+import type { ChatMessage } from '../agent/types.js';
+import type { BlobStore } from '../common/blob-store.js';
+import { extractTraceContext, tracer } from '../common/telemetry.js';
+import type { Generation, InferenceBackend } from './types.js';
+import {
+  decodeWire,
+  encodeWire,
+  GenerateRequestWire,
+  type GenerateReplyWire,
+  type MemberAnnouncementWire,
+  subjects,
+  WIRE_VERSION,
+  WireDecodeError,
+  type WireErrorCode,
+} from './wire.js';
+
+export interface PoolMemberOptions {
+  nc: NatsConnection;
+  pool: string;
+  backend: InferenceBackend;
+  id?: string;
+  model?: string;
+  /** Requests run at once; beyond it requests wait in the member's queue. */
+  capacity?: number;
+  /** Requests allowed to wait; beyond it the member answers `overloaded` so the router tries another. */
+  maxQueue?: number;
+  announceIntervalMs?: number;
+  /** Resolves `messagesRef` requests (prompts too large for one NATS message). */
+  blobs?: BlobStore;
+}
+
+export class PoolMember {
+  readonly id: string;
+  private readonly subs: Subscription[] = [];
+  private timer?: NodeJS.Timeout;
+  private inFlight = 0;
+  private waiting: Array<() => void> = [];
+  private served = 0;
+  private stopping = false;
+  private readonly capacity: number;
+  private readonly maxQueue: number;
+  private readonly model: string;
+
+  constructor(private readonly opts: PoolMemberOptions) {
+    this.id = opts.id ?? `m-${randomUUID().slice(0, 8)}`;
+    this.capacity = opts.capacity ?? opts.backend.load?.().maxBatch ?? 64;
+    this.maxQueue = opts.maxQueue ?? this.capacity * 4;
+    this.model = opts.model ?? opts.backend.kind;
+  }
+
+  get stats() {
+    return { id: this.id, inFlight: this.inFlight, queued: this.waiting.length, served: this.served };
+  }
+
+  async start(): Promise<void> {
+    const { nc, pool } = this.opts;
+    const handler = (err: Error | null, msg: Msg) => {
+      if (!err) void this.handle(msg);
+    };
+    this.subs.push(nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }));
+    this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
+    this.subs.push(
+      nc.subscribe(subjects.discover(pool), {
+        callback: (err, msg) => {
+          if (!err) msg.respond(encodeWire(this.announcement()));
+        },
+      }),
+    );
+    await nc.flush();
+    this.announce();
+    this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
+  }
+
+  /** Stops taking work, tells routers, and waits (bounded) for requests in flight. */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.timer);
+    for (const s of this.subs) s.unsubscribe();
+    this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
+    const until = Date.now() + timeoutMs;
+    while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.opts.nc.flush().catch(() => {});
+  }
+
+  private announcement(leaving = false): MemberAnnouncementWire {
+    const load = this.opts.backend.load?.();
+    return {
+      v: WIRE_VERSION,
+      id: this.id,
+      pool: this.opts.pool,
+      model: this.model,
+      backend: this.opts.backend.kind,
+      capacity: this.capacity,
+      inFlight: this.inFlight,
+      queued: this.waiting.length + (load?.queued ?? 0),
+      cacheCapacityTokens: load?.cacheCapacityTokens ?? 0,
+      cacheUsedTokens: load?.cacheUsedTokens ?? 0,
+      servedRequests: this.served,
+      ...(leaving ? { leaving: true } : {}),
+    };
+  }
+
+  private announce(): void {
+    if (this.opts.nc.isClosed()) return;
+    this.opts.nc.publish(subjects.announce(this.opts.pool), encodeWire(this.announcement()));
+  }
+
+  private async handle(msg: Msg): Promise<void> {
+    let id = '?';
+    try {
+      const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');
+      id = req.id;
+      if (this.stopping) return this.fail(msg, id, 'shutting_down', 'member is stopping', true);
+      if (Date.now() >= req.deadline) return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
+      if (this.inFlight >= this.capacity && this.waiting.length >= this.maxQueue) {
+        return this.fail(msg, id, 'overloaded', `member ${this.id} queue is full (${this.maxQueue})`, true);
+      }
+      const parent = extractTraceContext(msg.headers);
+      await context.with(parent, () =>
+        tracer().startActiveSpan('pool.generate', { kind: SpanKind.SERVER, attributes: { 'muse.member': this.id, 'muse.request': id } }, async (span) => {
+          try {
+            const generation = await this.generate(req);
+            span.setAttributes({ 'muse.prompt_tokens': generation.usage.promptTokens, 'muse.cached_tokens': generation.usage.cachedPromptTokens });
+            const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: true, id, generation };
+            msg.respond(encodeWire(reply));
+          } catch (err) {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+            throw err;
+          } finally {
+            span.end();
+          }
+        }),
+      );
+    } catch (err) {
+      if (err instanceof WireDecodeError) return this.fail(msg, id, 'bad_request', err.message, false);
+      const deadline = /deadline/i.test(String((err as Error)?.message));
+      this.fail(msg, id, deadline ? 'deadline_exceeded' : 'backend_error', (err as Error)?.message ?? String(err), !deadline);
+    }
+  }
+
+  private async generate(req: GenerateRequestWire): Promise<Generation> {
+    const messages = req.messages ?? (await this.resolveMessages(req.messagesRef!));
+    await this.acquire();
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new Error(`request ${req.id} passed its deadline`)), Math.max(0, req.deadline - Date.now()));
+    try {
+      const raw = await this.opts.backend.generate(
+        { id: req.id, model: req.model, messages, params: req.params, deadline: req.deadline },
+        ctl.signal,
+      );
+      const entropies = tokenEntropies(raw.tokens);
+      this.served++;
+      return {
+        text: raw.text,
+        entropies,
+        regions: regionScores(raw.text, raw.tokens, entropies),
+        usage: raw.usage,
+        finishReason: raw.finishReason,
+        model: raw.model,
+        memberId: this.id,
+      };
+    } finally {
+      clearTimeout(timer);
+      this.release();
+    }
+  }
+
+  private async resolveMessages(ref: string): Promise<ChatMessage[]> {
+    if (!this.opts.blobs) throw new WireDecodeError('generate request: messagesRef given but this member has no blob store');
+    const messages = await this.opts.blobs.get<ChatMessage[]>(ref);
+    if (!Array.isArray(messages)) throw new WireDecodeError(`generate request: ${ref} does not hold a message list`);
+    return messages;
+  }
+
+  private acquire(): Promise<void> {
+    if (this.inFlight < this.capacity) {
+      this.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(() => { this.inFlight++; resolve(); }));
+  }
+
+  private release(): void {
+    this.inFlight--;
+    this.waiting.shift()?.();
+  }
+
+  private fail(msg: Msg, id: string, code: WireErrorCode, message: string, retryable: boolean): void {
+    const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: false, id, memberId: this.id, error: { code, message, retryable } };
+    try {
+      msg.respond(encodeWire(reply));
+    } catch {
+      // The requester is gone (timed out); nothing left to tell.
+    }
+  }
+}

@@ -1,0 +1,298 @@
+// The rollout worker's view of an inference pool: membership from announcements, a routing policy that
+// ranks members, and failover across them. Callers see an error only when the whole pool is unavailable.
+import { randomUUID } from 'node:crypto';
+import { headers, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import type { ChatMessage } from '../agent/types.js';
+import type { BlobStore } from '../common/blob-store.js';
+import { packValue } from '../common/msgpack.js';
+import { injectTraceHeaders, tracer } from '../common/telemetry.js';
+import { CircuitBreaker } from './router/breaker.js';
+import { createPolicy, type MemberView, type RoutingPolicy } from './router/policies.js';
+import { prefixBlockHashes } from './router/prefix.js';
+import type { Generation, GenerateParams } from './types.js';
+import {
+  decodeWire,
+  encodeWire,
+  GenerateReplyWire,
+  type GenerateRequestWire,
+  MemberAnnouncementWire,
+  subjects,
+  WIRE_VERSION,
+} from './wire.js';
+
+export class PoolUnavailableError extends Error {
+  override name = 'PoolUnavailableError';
+}
+export class RequestTooLargeError extends Error {
+  override name = 'RequestTooLargeError';
+}
+/** A request the member rejected as invalid: retrying elsewhere cannot help. */
+export class BadRequestError extends Error {
+  override name = 'BadRequestError';
+}
+
+export interface PoolClientOptions {
+  nc: NatsConnection;
+  pool: string;
+  policy?: RoutingPolicy | 'round_robin' | 'least_loaded' | 'prefix_affinity';
+  memberTtlMs?: number;
+  maxAttempts?: number;
+  attemptTimeoutMs?: number;
+  /** Encoded messages above this go by blob reference (needs `blobs`). */
+  inlineRequestBytes?: number;
+  maxRequestBytes?: number;
+  blobs?: BlobStore;
+  /** Blob namespace for request bodies sent by reference. */
+  blobNamespace?: string;
+  now?: () => number;
+}
+
+export interface PoolGenerateOptions {
+  /** Absolute deadline (epoch ms); no attempt outlives it. */
+  deadline: number;
+  signal?: AbortSignal;
+  /** Keeps one trajectory on one member where load allows (its prefix grows turn by turn). */
+  stickyKey?: string;
+  model?: string;
+  /** Called once per attempt with the member tried; used for heartbeats and tests. */
+  onAttempt?: (memberId: string | undefined, attempt: number) => void;
+}
+
+interface MemberState {
+  info: MemberAnnouncementWire;
+  lastSeen: number;
+  /** Requests this router has outstanding on the member (fresher than the member's own report). */
+  outstanding: number;
+  breaker: CircuitBreaker;
+}
+
+export class PoolClient {
+  private readonly members = new Map<string, MemberState>();
+  private readonly subs: Subscription[] = [];
+  private readonly policy: RoutingPolicy;
+  private readonly now: () => number;
+  private readonly ttl: number;
+  private readonly maxAttempts: number;
+  private readonly attemptTimeout: number;
+  private readonly inlineBytes: number;
+  private readonly maxBytes: number;
+  private started?: Promise<void>;
+
+  constructor(private readonly opts: PoolClientOptions) {
+    this.policy = typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
+    this.now = opts.now ?? Date.now;
+    this.ttl = opts.memberTtlMs ?? 3000;
+    this.maxAttempts = opts.maxAttempts ?? 4;
+    this.attemptTimeout = opts.attemptTimeoutMs ?? 120_000;
+    this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
+    this.maxBytes = opts.maxRequestBytes ?? 64 * 1024 * 1024;
+  }
+
+  get policyName(): string {
+    return this.policy.name;
+  }
+
+  /** Subscribes to announcements and asks live members to identify themselves. Idempotent. */
+  start(): Promise<void> {
+    this.started ??= this.doStart();
+    return this.started;
+  }
+
+  private async doStart(): Promise<void> {
+    const { nc, pool } = this.opts;
+    this.subs.push(nc.subscribe(subjects.announce(pool), { callback: (e, m) => {
+        if (!e) this.onAnnounce(m.data);
+      } }));
+    this.subs.push(nc.subscribe(subjects.leave(pool), { callback: (e, m) => {
+        if (!e) this.onLeave(m.data);
+      } }));
+    await nc.flush();
+    await this.discover();
+  }
+
+  /** Collects immediate answers from live members (bounded wait). */
+  async discover(waitMs = 250): Promise<void> {
+    const { nc, pool } = this.opts;
+    const inbox = nc.subscribe(`_INBOX.${randomUUID()}`, {
+      callback: (e, m) => {
+        if (!e) this.onAnnounce(m.data);
+      },
+    });
+    nc.publish(subjects.discover(pool), new Uint8Array(), { reply: inbox.getSubject() });
+    await new Promise((r) => setTimeout(r, waitMs));
+    inbox.unsubscribe();
+  }
+
+  close(): void {
+    for (const s of this.subs) s.unsubscribe();
+    this.subs.length = 0;
+    this.started = undefined;
+  }
+
+  /** Live members as the router sees them (for status output, tests and benchmarks). */
+  liveMembers(): MemberView[] {
+    const now = this.now();
+    const views: MemberView[] = [];
+    for (const [id, m] of this.members) {
+      if (now - m.lastSeen > this.ttl) {
+        this.members.delete(id);
+        this.policy.onMemberGone(id);
+        continue;
+      }
+      views.push({
+        id,
+        capacity: m.info.capacity,
+        inFlight: Math.max(m.info.inFlight, m.outstanding),
+        queued: m.info.queued,
+        cacheCapacityTokens: m.info.cacheCapacityTokens,
+        cacheUsedTokens: m.info.cacheUsedTokens,
+        healthy: m.breaker.canRequest(),
+      });
+    }
+    return views;
+  }
+
+  async generate(messages: ChatMessage[], params: GenerateParams, options: PoolGenerateOptions): Promise<Generation> {
+    await this.start();
+    const encodedMessages = packValue(messages);
+    if (encodedMessages.length > this.maxBytes) {
+      throw new RequestTooLargeError(
+        `request of ${encodedMessages.length} bytes exceeds the limit of ${this.maxBytes} bytes (router.maxRequestBytes)`,
+      );
+    }
+    const promptText = messages.map((m) => m.content).join('\n');
+    const route = { prefixKeys: prefixBlockHashes(promptText), stickyKey: options.stickyKey, promptChars: promptText.length };
+    const id = randomUUID();
+    const body: GenerateRequestWire = { v: WIRE_VERSION, id, pool: this.opts.pool, params, deadline: options.deadline, ...(options.model ? { model: options.model } : {}) };
+    if (encodedMessages.length > this.inlineBytes) {
+      if (!this.opts.blobs) {
+        throw new RequestTooLargeError(
+          `request of ${encodedMessages.length} bytes exceeds the inline limit of ${this.inlineBytes} bytes and no blob store is configured`,
+        );
+      }
+      body.messagesRef = await this.opts.blobs.put(this.opts.blobNamespace ?? 'requests', messages);
+    } else body.messages = messages;
+    const payload = encodeWire(body);
+
+    return tracer().startActiveSpan('pool.request', { kind: SpanKind.CLIENT, attributes: { 'muse.pool': this.opts.pool, 'muse.request': id } }, async (span) => {
+      try {
+        const g = await this.withFailover(payload, route, options);
+        span.setAttribute('muse.member', g.memberId);
+        return g;
+      } catch (err) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+        throw err;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  private async withFailover(
+    payload: Uint8Array,
+    route: { prefixKeys: string[]; stickyKey?: string; promptChars: number },
+    options: PoolGenerateOptions,
+  ): Promise<Generation> {
+    const errors: string[] = [];
+    const tried = new Set<string>();
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      options.signal?.throwIfAborted();
+      const remaining = options.deadline - this.now();
+      if (remaining <= 0) break;
+      const ranked = this.policy.rank(route, this.liveMembers());
+      // Prefer members not yet tried for this request; fall back to the queue group when none is known.
+      const memberId = ranked.find((m) => !tried.has(m)) ?? (ranked.length === 0 ? undefined : ranked[0]);
+      if (memberId) tried.add(memberId);
+      options.onAttempt?.(memberId, attempt);
+      const subject = memberId ? subjects.member(this.opts.pool, memberId) : subjects.generate(this.opts.pool);
+      const state = memberId ? this.members.get(memberId) : undefined;
+      if (memberId) this.policy.onRouted(memberId, route);
+      if (state) state.outstanding++;
+      try {
+        const h = headers();
+        injectTraceHeaders(h);
+        const msg = await this.opts.nc.request(subject, payload, {
+          timeout: Math.max(1, Math.min(remaining, this.attemptTimeout)),
+          headers: h,
+        });
+        let reply: GenerateReplyWire;
+        try {
+          reply = decodeWire(GenerateReplyWire, msg.data, `reply from ${memberId ?? 'pool'}`);
+        } catch (err) {
+          // An undecodable reply is that member's failure, not ours: try the next one.
+          throw new MemberFailure(String((err as Error).message), true);
+        }
+        if (reply.ok) {
+          state?.breaker.onSuccess();
+          return reply.generation;
+        }
+        if (reply.error.code === 'bad_request') throw new BadRequestError(`pool member rejected the request: ${reply.error.message}`);
+        if (reply.error.code === 'too_large') throw new RequestTooLargeError(reply.error.message);
+        throw new MemberFailure(`${reply.error.code}: ${reply.error.message}`, reply.error.retryable);
+      } catch (err) {
+        if (err instanceof BadRequestError || err instanceof RequestTooLargeError) throw err;
+        const reason = describe(err);
+        errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
+        state?.breaker.onFailure();
+        if (/no responders|503/i.test(reason) && memberId) this.dropMember(memberId);
+        if (err instanceof MemberFailure && !err.retryable) break;
+        await sleep(Math.min(50 * 2 ** attempt, Math.max(0, options.deadline - this.now())));
+      } finally {
+        if (state) state.outstanding--;
+      }
+    }
+    throw new PoolUnavailableError(
+      `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${errors.join('; ') || 'deadline passed'}`,
+    );
+  }
+
+  private onAnnounce(data: Uint8Array): void {
+    let info: MemberAnnouncementWire;
+    try {
+      info = decodeWire(MemberAnnouncementWire, data, 'member announcement');
+    } catch {
+      return; // A malformed announcement is ignored: it cannot put a member into rotation.
+    }
+    if (info.pool !== this.opts.pool) return;
+    if (info.leaving) return this.dropMember(info.id);
+    const existing = this.members.get(info.id);
+    if (existing) {
+      existing.info = info;
+      existing.lastSeen = this.now();
+    } else {
+      this.members.set(info.id, { info, lastSeen: this.now(), outstanding: 0, breaker: new CircuitBreaker({ now: this.now }) });
+    }
+  }
+
+  private onLeave(data: Uint8Array): void {
+    try {
+      this.dropMember(decodeWire(MemberAnnouncementWire, data, 'leave').id);
+    } catch {
+      // ignored, as for announcements
+    }
+  }
+
+  private dropMember(id: string): void {
+    if (this.members.delete(id)) this.policy.onMemberGone(id);
+  }
+}
+
+class MemberFailure extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as Error & { code?: string; cause?: unknown };
+  const cause = e?.cause ? ` (${(e.cause as Error).message ?? e.cause})` : '';
+  return `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}${cause}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

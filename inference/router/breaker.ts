@@ -1,0 +1,144 @@
+// Per-member circuit breakers. A member that keeps failing is taken out of rotation for a cooldown instead of
+// costing every request a timeout before failover; after the cooldown one probe request decides whether it is back.
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export interface BreakerOptions {
+  /** Consecutive failures that open the circuit. Default 5. */
+  failureThreshold?: number;
+  /** How long an open circuit stays open before one probe is let through. Default 5 s. */
+  cooldownMs?: number;
+  /** Each failed probe multiplies the cooldown by this, up to maxCooldownMs, so a dead member is tried rarely. Default 2. */
+  cooldownMultiplier?: number;
+  /** Default 60 s. */
+  maxCooldownMs?: number;
+  now?: () => number;
+}
+
+export class CircuitBreaker {
+  private readonly threshold: number;
+  private readonly baseCooldown: number;
+  private readonly multiplier: number;
+  private readonly maxCooldown: number;
+  private readonly now: () => number;
+
+  private _state: BreakerState = 'closed';
+  private failures = 0;
+  private cooldown: number;
+  private openedAt = 0;
+  /** When the half-open probe was handed out; undefined while none is out. */
+  private probeSince: number | undefined;
+
+  constructor(opts: BreakerOptions = {}) {
+    this.threshold = Math.max(1, opts.failureThreshold ?? 5);
+    this.baseCooldown = Math.max(0, opts.cooldownMs ?? 5_000);
+    this.multiplier = Math.max(1, opts.cooldownMultiplier ?? 2);
+    this.maxCooldown = Math.max(this.baseCooldown, opts.maxCooldownMs ?? 60_000);
+    this.now = opts.now ?? Date.now;
+    this.cooldown = this.baseCooldown;
+  }
+
+  /** The state now; an open circuit whose cooldown has passed reads as half-open. */
+  get state(): BreakerState {
+    if (this._state === 'open' && this.now() - this.openedAt >= this.cooldown) {
+      this._state = 'half_open';
+      this.probeSince = undefined;
+    }
+    return this._state;
+  }
+
+  get consecutiveFailures(): number {
+    return this.failures;
+  }
+
+  /**
+   * Whether the router may send to this member now, without taking the half-open probe. Routers use it to build
+   * the healthy set; the member then gets the probe through tryAcquire.
+   */
+  isAvailable(): boolean {
+    const s = this.state;
+    if (s === 'closed') return true;
+    if (s === 'open') return false;
+    return this.probeFree();
+  }
+
+  /** Call right before sending. In half-open, true exactly once until the probe's outcome is recorded. */
+  tryAcquire(): boolean {
+    const s = this.state;
+    if (s === 'closed') return true;
+    if (s === 'open' || !this.probeFree()) return false;
+    this.probeSince = this.now();
+    return true;
+  }
+
+  private probeFree(): boolean {
+    // A probe whose outcome never came back (the caller crashed or forgot) must not pin the circuit half-open
+    // forever: after another cooldown a new probe is allowed.
+    return this.probeSince === undefined || this.now() - this.probeSince >= this.cooldown;
+  }
+
+  onSuccess(): void {
+    this._state = 'closed';
+    this.failures = 0;
+    this.cooldown = this.baseCooldown;
+    this.probeSince = undefined;
+  }
+
+  onFailure(): void {
+    const s = this.state;
+    this.failures++;
+    if (s === 'half_open') {
+      this.cooldown = Math.min(this.maxCooldown, this.cooldown * this.multiplier);
+      this.trip();
+    } else if (s === 'closed' && this.failures >= this.threshold) {
+      this.trip();
+    }
+    // Failures while open come from requests sent before it opened; they do not extend the cooldown.
+  }
+
+  private trip(): void {
+    this._state = 'open';
+    this.openedAt = this.now();
+    this.probeSince = undefined;
+  }
+}
+
+/** One breaker per member, created on first use. */
+export class BreakerSet {
+  private readonly breakers = new Map<string, CircuitBreaker>();
+
+  constructor(private readonly opts: BreakerOptions = {}) {}
+
+  get(memberId: string): CircuitBreaker {
+    let b = this.breakers.get(memberId);
+    if (!b) {
+      b = new CircuitBreaker(this.opts);
+      this.breakers.set(memberId, b);
+    }
+    return b;
+  }
+
+  state(memberId: string): BreakerState {
+    return this.breakers.get(memberId)?.state ?? 'closed';
+  }
+
+  isAvailable(memberId: string): boolean {
+    return this.breakers.get(memberId)?.isAvailable() ?? true;
+  }
+
+  tryAcquire(memberId: string): boolean {
+    return this.get(memberId).tryAcquire();
+  }
+
+  onSuccess(memberId: string): void {
+    this.breakers.get(memberId)?.onSuccess();
+  }
+
+  onFailure(memberId: string): void {
+    this.get(memberId).onFailure();
+  }
+
+  forget(memberId: string): void {
+    this.breakers.delete(memberId);
+  }
+}

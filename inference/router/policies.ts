@@ -1,0 +1,269 @@
+// Routing policies: given the pool as the router sees it, order the healthy members best first. The first is
+// where the request goes; the rest are the failover order when it fails (no responders, timeout, member gone).
+import { PrefixIndex } from './prefix.js';
+
+export interface MemberView {
+  id: string;
+  /** Requests the member runs at once (its backend's max batch). */
+  capacity: number;
+  /** In flight as the member last reported, plus what this router sent since. */
+  inFlight: number;
+  queued: number;
+  cacheCapacityTokens: number;
+  cacheUsedTokens: number;
+  /** Circuit not open and announcement fresh. */
+  healthy: boolean;
+}
+
+export interface RouteRequest {
+  /** Prefix block keys of the prompt (see prefix.ts). */
+  prefixKeys: string[];
+  /** Requests that should land together when nothing is cached yet, e.g. every rollout of one question. */
+  stickyKey?: string;
+  promptChars: number;
+}
+
+export type PolicyName = 'round_robin' | 'least_loaded' | 'prefix_affinity';
+
+export interface RoutingPolicy {
+  readonly name: PolicyName;
+  /** Every healthy member, best first; unhealthy members are left out. */
+  rank(req: RouteRequest, members: MemberView[]): string[];
+  /** The request was sent to this member (called once per attempt that was actually sent). */
+  onRouted(memberId: string, req: RouteRequest): void;
+  onMemberGone(memberId: string): void;
+}
+
+/** Outstanding work relative to what the member runs at once; queued requests count fully. */
+export function utilisation(m: MemberView): number {
+  return (m.inFlight + m.queued) / Math.max(1, m.capacity);
+}
+
+function outstanding(m: MemberView): number {
+  return m.inFlight + m.queued;
+}
+
+function byId(a: MemberView, b: MemberView): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+function leastLoadedOrder(members: MemberView[]): MemberView[] {
+  return [...members].sort((a, b) => utilisation(a) - utilisation(b) || byId(a, b));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export class RoundRobinPolicy implements RoutingPolicy {
+  readonly name = 'round_robin' as const;
+  private next = 0;
+
+  rank(_req: RouteRequest, members: MemberView[]): string[] {
+    // Sorted so the rotation is stable when announcements reorder the member list.
+    const healthy = members.filter((m) => m.healthy).sort(byId);
+    if (healthy.length === 0) return [];
+    const start = this.next % healthy.length;
+    this.next = (start + 1) % Number.MAX_SAFE_INTEGER;
+    return [...healthy.slice(start), ...healthy.slice(0, start)].map((m) => m.id);
+  }
+
+  onRouted(): void {}
+  onMemberGone(): void {}
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export class LeastLoadedPolicy implements RoutingPolicy {
+  readonly name = 'least_loaded' as const;
+
+  rank(_req: RouteRequest, members: MemberView[]): string[] {
+    return leastLoadedOrder(members.filter((m) => m.healthy)).map((m) => m.id);
+  }
+
+  onRouted(): void {}
+  onMemberGone(): void {}
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface PrefixAffinityOptions {
+  /**
+   * The pool counts as imbalanced when both hold: max − min load above this (outstanding requests, scaled to an
+   * average member's capacity in a mixed pool)... Default 8: SGLang's 64 assumes a router in front of large
+   * batches; rollout pools run batches of tens, where eight requests queued behind one member already cost more
+   * than re-prefilling the prefix elsewhere.
+   */
+  balanceAbsThreshold?: number;
+  /** ...and max load above this multiple of min load. Default 1.5 (SGLang's cache-aware default). */
+  balanceRelThreshold?: number;
+  /**
+   * Fraction of the prompt's blocks the best member must already hold for the request to follow it. Default 0.3
+   * (SGLang's cache_threshold): below it the saving is too small to justify concentrating load.
+   */
+  cacheThreshold?: number;
+  /**
+   * Where a request goes when no member holds enough of its prefix. 'rendezvous' hashes the sticky key (else the
+   * whole-prompt key) so related requests converge; 'least_loaded' spreads. 'auto' (default) uses rendezvous only
+   * when the request has a stickyKey: without one the whole-prompt key is unique and hashing it just scatters.
+   */
+  coldPlacement?: 'auto' | 'rendezvous' | 'least_loaded';
+  /** PrefixIndex blocks per member when the member does not announce its cache size. Default 16384. */
+  defaultCapacityBlocks?: number;
+  /** Block size the prefix keys were made with, to turn announced cache tokens into blocks. Default 256. */
+  blockChars?: number;
+  /** Rough characters per token for that conversion. Default 4. */
+  charsPerToken?: number;
+  /** Share an index with other components (e.g. benchmarks inspecting it); one is created otherwise. */
+  index?: PrefixIndex;
+}
+
+export const PREFIX_AFFINITY_DEFAULTS = {
+  balanceAbsThreshold: 8,
+  balanceRelThreshold: 1.5,
+  cacheThreshold: 0.3,
+  coldPlacement: 'auto',
+  defaultCapacityBlocks: 16384,
+  blockChars: 256,
+  charsPerToken: 4,
+} as const satisfies Required<Omit<PrefixAffinityOptions, 'index'>>;
+
+/** Highest-random-weight score of (key, member): stable per pair, so a key keeps its member while others come and go. */
+export function rendezvousScore(key: string, memberId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ 0xff, 0x01000193);
+  for (let i = 0; i < memberId.length; i++) h = Math.imul(h ^ memberId.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+export type AffinityDecision = 'affinity' | 'cold_rendezvous' | 'cold_least_loaded' | 'imbalanced' | 'affinity_full';
+
+/**
+ * Cache-aware routing after SGLang's router: follow the member holding the longest prefix while the pool is
+ * balanced, and fall back to least-loaded order when it is not, or when that member is full. Dynamo's KV router
+ * and llm-d's prefix scorer weigh the same two signals; a hard switch keeps the behaviour easy to predict.
+ */
+export class PrefixAffinityPolicy implements RoutingPolicy {
+  readonly name = 'prefix_affinity' as const;
+  readonly index: PrefixIndex;
+  private readonly o: Required<Omit<PrefixAffinityOptions, 'index'>>;
+  /** Why the last rank() put its first member first; for metrics and tests. */
+  lastDecision: AffinityDecision | undefined;
+
+  constructor(opts: PrefixAffinityOptions = {}) {
+    const { index, ...rest } = opts;
+    this.o = { ...PREFIX_AFFINITY_DEFAULTS, ...stripUndefined(rest) };
+    this.index = index ?? new PrefixIndex({ capacityBlocks: this.o.defaultCapacityBlocks });
+  }
+
+  /**
+   * Member loads in "requests on an average member": equal to outstanding requests in a uniform pool (so the
+   * thresholds read like SGLang's), scaled by capacity in a mixed one so a big server is not called imbalanced
+   * for carrying its share.
+   */
+  private loads(members: MemberView[]): Map<string, number> {
+    const mean = members.reduce((s, m) => s + Math.max(1, m.capacity), 0) / members.length;
+    return new Map(members.map((m) => [m.id, (outstanding(m) * mean) / Math.max(1, m.capacity)]));
+  }
+
+  rank(req: RouteRequest, members: MemberView[]): string[] {
+    const healthy = members.filter((m) => m.healthy);
+    if (healthy.length === 0) {
+      this.lastDecision = undefined;
+      return [];
+    }
+    for (const m of healthy) {
+      if (m.cacheCapacityTokens > 0) {
+        this.index.setCapacity(m.id, (m.cacheCapacityTokens * this.o.charsPerToken) / this.o.blockChars);
+      }
+    }
+    const match = new Map(healthy.map((m) => [m.id, this.index.matchLength(m.id, req.prefixKeys)]));
+    const util = new Map(healthy.map((m) => [m.id, utilisation(m)]));
+    // Failover after the first: members holding more of the prefix, then the less loaded.
+    const fallbackOrder = (a: MemberView, b: MemberView) =>
+      match.get(b.id)! - match.get(a.id)! || util.get(a.id)! - util.get(b.id)! || byId(a, b);
+    const leastLoaded = () =>
+      [...healthy].sort((a, b) => util.get(a.id)! - util.get(b.id)! || match.get(b.id)! - match.get(a.id)! || byId(a, b));
+
+    const loads = this.loads(healthy);
+    let max = -Infinity;
+    let min = Infinity;
+    for (const l of loads.values()) {
+      if (l > max) max = l;
+      if (l < min) min = l;
+    }
+    const imbalanced = max - min > this.o.balanceAbsThreshold && max > this.o.balanceRelThreshold * min;
+
+    const ordered = [...healthy].sort(fallbackOrder);
+    const best = ordered[0]!;
+    const total = req.prefixKeys.length;
+    const ratio = total > 0 ? match.get(best.id)! / total : 0;
+
+    let target: MemberView;
+    let decision: AffinityDecision;
+    if (ratio >= this.o.cacheThreshold && match.get(best.id)! > 0) {
+      target = best;
+      decision = 'affinity';
+    } else {
+      const key = req.stickyKey ?? req.prefixKeys[total - 1];
+      const useRendezvous =
+        key !== undefined &&
+        (this.o.coldPlacement === 'rendezvous' || (this.o.coldPlacement === 'auto' && req.stickyKey !== undefined));
+      if (useRendezvous) {
+        target = healthy.reduce((a, b) => {
+          const sa = rendezvousScore(key, a.id);
+          const sb = rendezvousScore(key, b.id);
+          return sb > sa || (sb === sa && b.id < a.id) ? b : a;
+        });
+        decision = 'cold_rendezvous';
+      } else {
+        target = leastLoaded()[0]!;
+        decision = 'cold_least_loaded';
+      }
+    }
+
+    if (imbalanced || outstanding(target) >= Math.max(1, target.capacity)) {
+      this.lastDecision = imbalanced ? 'imbalanced' : 'affinity_full';
+      return leastLoaded().map((m) => m.id);
+    }
+    this.lastDecision = decision;
+    return [target.id, ...ordered.filter((m) => m !== target).map((m) => m.id)];
+  }
+
+  onRouted(memberId: string, req: RouteRequest): void {
+    this.index.record(memberId, req.prefixKeys);
+  }
+
+  onMemberGone(memberId: string): void {
+    this.index.forget(memberId);
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export type PolicyOptions = PrefixAffinityOptions;
+
+export const DEFAULT_POLICY: PolicyName = 'prefix_affinity';
+
+export function createPolicy(name: PolicyName = DEFAULT_POLICY, opts?: PolicyOptions): RoutingPolicy {
+  switch (name) {
+    case 'round_robin':
+      return new RoundRobinPolicy();
+    case 'least_loaded':
+      return new LeastLoadedPolicy();
+    case 'prefix_affinity':
+      return new PrefixAffinityPolicy(opts);
+    default: {
+      const never: never = name;
+      throw new Error(`unknown routing policy: ${String(never)}`);
+    }
+  }
+}

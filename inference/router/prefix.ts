@@ -1,0 +1,188 @@
+// Prefix block keys and the router's approximate record of which prefixes each member holds.
+//
+// A prompt is cut into fixed-size character blocks; block i's key hashes the whole prompt up to the end of
+// block i (a hash chain), so equal keys mean equal prefixes and "longest shared prefix" is "longest run of
+// equal keys". Characters rather than tokens: the router never sees a tokenizer, and branches of one question
+// re-send byte-identical rendered prefixes, so character blocks line up exactly where the server's KV pages do
+// (at a coarser grain: 256 chars is about 64 tokens).
+import type { ChatMessage } from '../../agent/types.js';
+
+export const DEFAULT_BLOCK_CHARS = 256;
+
+// Two independent 32-bit FNV-1a lanes (different offset bases, different primes) make a 64-bit key without
+// BigInt, which would be an order of magnitude slower on multi-MB prompts.
+const OFFSET_A = 0x811c9dc5;
+const OFFSET_B = 0x01000193 ^ 0x9e3779b9;
+const PRIME_A = 0x01000193;
+const PRIME_B = 0x01000247; // odd and far from PRIME_A so the lanes do not move together
+
+function fmix32(h: number): number {
+  // murmur3's finaliser: FNV's low bits mix poorly, and keys are compared (and rendezvous-hashed) as strings.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function hex8(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, '0');
+}
+
+/**
+ * Streams text in any number of pieces and emits a key at every block boundary. The running state is never
+ * reset, so each key covers everything fed so far: the chain property comes for free.
+ */
+export class PrefixHasher {
+  private a = OFFSET_A;
+  private b = OFFSET_B;
+  private inBlock = 0;
+  readonly keys: string[] = [];
+
+  constructor(readonly blockChars: number = DEFAULT_BLOCK_CHARS) {
+    if (!Number.isInteger(blockChars) || blockChars <= 0) throw new RangeError('blockChars must be a positive integer');
+  }
+
+  update(text: string): this {
+    let a = this.a;
+    let b = this.b;
+    let inBlock = this.inBlock;
+    const size = this.blockChars;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      a = Math.imul(a ^ c, PRIME_A);
+      b = Math.imul(b ^ c, PRIME_B);
+      if (++inBlock === size) {
+        this.keys.push(hex8(fmix32(a)) + hex8(fmix32(b ^ 0x5bd1e995)));
+        inBlock = 0;
+      }
+    }
+    this.a = a;
+    this.b = b;
+    this.inBlock = inBlock;
+    return this;
+  }
+
+  /**
+   * The keys so far, plus one for a trailing partial block when `includePartial`. That last key identifies the
+   * whole prompt, so a short prompt (below one block) still has an identity; it rarely matches anything else.
+   */
+  digest(includePartial = true): string[] {
+    if (!includePartial || this.inBlock === 0) return [...this.keys];
+    return [...this.keys, `${hex8(fmix32(this.a ^ 0x27d4eb2f))}${hex8(fmix32(this.b ^ 0x165667b1))}`];
+  }
+}
+
+/** Block keys of `text`: key i identifies text[0, (i+1)·blockChars). */
+export function prefixBlockHashes(text: string, blockChars = DEFAULT_BLOCK_CHARS, includePartial = true): string[] {
+  return new PrefixHasher(blockChars).update(text).digest(includePartial);
+}
+
+/**
+ * Block keys of a chat without concatenating it. The separators keep role and message boundaries in the hash so
+ * ["ab","c"] and ["a","bc"] differ; the exact bytes the server's template writes do not matter, only that equal
+ * conversations give equal keys.
+ */
+export function messagesPrefixKeys(
+  messages: readonly ChatMessage[],
+  blockChars = DEFAULT_BLOCK_CHARS,
+  includePartial = true,
+): string[] {
+  const h = new PrefixHasher(blockChars);
+  for (const m of messages) h.update(m.role).update('\u0000').update(m.content).update('\u0001');
+  return h.digest(includePartial);
+}
+
+export interface PrefixIndexOptions {
+  /**
+   * Blocks remembered per member before the least recently used are forgotten. Default 16384 blocks of 256
+   * chars, about a million tokens: the order of one GPU's KV cache. Per-member values come from setCapacity.
+   */
+  capacityBlocks?: number;
+}
+
+/**
+ * What the router sent where, per member, as an LRU set of block keys. Approximate by design: the member's real
+ * cache also evicts under pressure from requests other routers sent, so a match is a hint, never a promise.
+ */
+export class PrefixIndex {
+  private readonly defaultCapacity: number;
+  private readonly members = new Map<string, Map<string, true>>();
+  private readonly capacities = new Map<string, number>();
+
+  constructor(opts: PrefixIndexOptions = {}) {
+    this.defaultCapacity = Math.max(1, Math.floor(opts.capacityBlocks ?? 16384));
+  }
+
+  capacity(memberId: string): number {
+    return this.capacities.get(memberId) ?? this.defaultCapacity;
+  }
+
+  setCapacity(memberId: string, blocks: number): void {
+    const cap = Math.max(1, Math.floor(blocks));
+    this.capacities.set(memberId, cap);
+    const set = this.members.get(memberId);
+    if (set) evictTo(set, cap);
+  }
+
+  /** Blocks of the longest prefix of `keys` recorded for the member. */
+  matchLength(memberId: string, keys: readonly string[]): number {
+    const set = this.members.get(memberId);
+    if (!set || keys.length === 0 || !set.has(keys[0]!)) return 0;
+    // record() touches keys last-to-first, so a prefix's early blocks are always more recent than its later ones
+    // and eviction removes from the end: the recorded keys of any chain form a prefix, and binary search is exact.
+    let lo = 1; // keys[0, lo) are present
+    let hi = keys.length; // keys[hi] onwards are absent (hi = length: unknown past the end)
+    if (set.has(keys[hi - 1]!)) return hi;
+    hi -= 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (set.has(keys[mid]!)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  record(memberId: string, keys: readonly string[]): void {
+    if (keys.length === 0) return;
+    let set = this.members.get(memberId);
+    if (!set) {
+      set = new Map();
+      this.members.set(memberId, set);
+    }
+    const cap = this.capacity(memberId);
+    // Only the first `cap` blocks can be held at once; recording more would evict this prompt's own head.
+    const n = Math.min(keys.length, cap);
+    for (let i = n - 1; i >= 0; i--) {
+      const k = keys[i]!;
+      set.delete(k);
+      set.set(k, true);
+    }
+    evictTo(set, cap);
+  }
+
+  forget(memberId: string): void {
+    this.members.delete(memberId);
+    this.capacities.delete(memberId);
+  }
+
+  /** Blocks currently recorded for the member. */
+  size(memberId: string): number {
+    return this.members.get(memberId)?.size ?? 0;
+  }
+
+  memberIds(): string[] {
+    return [...this.members.keys()];
+  }
+}
+
+function evictTo(set: Map<string, true>, cap: number): void {
+  if (set.size <= cap) return;
+  let excess = set.size - cap;
+  // Map iteration is insertion order, and record() re-inserts on touch: the first keys are the least recent.
+  for (const k of set.keys()) {
+    if (excess-- <= 0) break;
+    set.delete(k);
+  }
+}

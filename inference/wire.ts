@@ -1,0 +1,131 @@
+// The NATS wire protocol between rollout workers and pool members. Every message is msgpackr-encoded and
+// zod-validated on receipt: a member must survive any bytes a peer sends, and a caller must treat a reply
+// it cannot decode as that member's failure.
+import { z } from 'zod';
+import { packValue, unpackValue } from '../common/msgpack.js';
+import { formatZodError } from '../common/config.js';
+
+export const WIRE_VERSION = 1;
+
+export const subjects = {
+  /** Any member of the pool answers (queue group): used when the router has no view of the pool yet. */
+  generate: (pool: string) => `muse.pool.${pool}.generate`,
+  queueGroup: (pool: string) => `muse-pool-${pool}`,
+  /** One member, chosen by the router. */
+  member: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}`,
+  /** Members publish their load here at a short interval. */
+  announce: (pool: string) => `muse.pool.${pool}.announce`,
+  /** A request here makes every live member announce itself at once (router start-up). */
+  discover: (pool: string) => `muse.pool.${pool}.discover`,
+  /** A member that stops gracefully says so here so it leaves rotation without waiting for its TTL. */
+  leave: (pool: string) => `muse.pool.${pool}.leave`,
+};
+
+export const TRACEPARENT_HEADER = 'traceparent';
+export const TRACESTATE_HEADER = 'tracestate';
+
+const ChatMessageWire = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+
+export const GenerateRequestWire = z
+  .object({
+    v: z.literal(WIRE_VERSION),
+    id: z.string().min(1).max(200),
+    pool: z.string().min(1),
+    model: z.string().optional(),
+    /** Inline messages, or a blob-store reference when they are too large for one NATS message. */
+    messages: z.array(ChatMessageWire).min(1).optional(),
+    messagesRef: z.string().optional(),
+    params: z.object({
+      maxTokens: z.number().int().positive(),
+      temperature: z.number().min(0),
+      topLogprobs: z.number().int().min(1).max(20),
+      seed: z.number().int().optional(),
+      stop: z.array(z.string()).optional(),
+    }),
+    /** Absolute deadline (epoch ms): a member never works on a request past it. */
+    deadline: z.number().int().positive(),
+  })
+  .refine((r) => (r.messages ? 1 : 0) + (r.messagesRef ? 1 : 0) === 1, {
+    message: 'exactly one of messages or messagesRef is required',
+    path: ['messages'],
+  });
+export type GenerateRequestWire = z.infer<typeof GenerateRequestWire>;
+
+export const WireErrorCode = z.enum([
+  'bad_request',
+  'deadline_exceeded',
+  'overloaded',
+  'backend_error',
+  'shutting_down',
+  'too_large',
+]);
+export type WireErrorCode = z.infer<typeof WireErrorCode>;
+
+export const GenerationWire = z.object({
+  text: z.string(),
+  entropies: z.custom<Float32Array>((v) => v instanceof Float32Array, 'expected a Float32Array'),
+  regions: z.object({
+    think_ppl: z.number().nullable(),
+    tool_call_ppl: z.number().nullable(),
+    all_ppl: z.number().nullable(),
+  }),
+  usage: z.object({
+    promptTokens: z.number().int().nonnegative(),
+    cachedPromptTokens: z.number().int().nonnegative(),
+    completionTokens: z.number().int().nonnegative(),
+  }),
+  finishReason: z.enum(['stop', 'length']),
+  model: z.string(),
+  memberId: z.string(),
+});
+
+export const GenerateReplyWire = z.discriminatedUnion('ok', [
+  z.object({ v: z.literal(WIRE_VERSION), ok: z.literal(true), id: z.string(), generation: GenerationWire }),
+  z.object({
+    v: z.literal(WIRE_VERSION),
+    ok: z.literal(false),
+    id: z.string(),
+    memberId: z.string().optional(),
+    error: z.object({ code: WireErrorCode, message: z.string(), retryable: z.boolean() }),
+  }),
+]);
+export type GenerateReplyWire = z.infer<typeof GenerateReplyWire>;
+
+export const MemberAnnouncementWire = z.object({
+  v: z.literal(WIRE_VERSION),
+  id: z.string().regex(/^[A-Za-z0-9_-]+$/),
+  pool: z.string(),
+  model: z.string(),
+  backend: z.string(),
+  /** Requests the member runs concurrently before it reports itself saturated. */
+  capacity: z.number().int().positive(),
+  inFlight: z.number().int().nonnegative(),
+  queued: z.number().int().nonnegative(),
+  cacheCapacityTokens: z.number().nonnegative(),
+  cacheUsedTokens: z.number().nonnegative(),
+  servedRequests: z.number().int().nonnegative(),
+  /** Set on the last announcement of a member that is stopping. */
+  leaving: z.boolean().optional(),
+});
+export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
+
+export class WireDecodeError extends Error {
+  override name = 'WireDecodeError';
+}
+
+/** Decodes and validates; throws WireDecodeError naming what is wrong (never a raw decoder crash). */
+export function decodeWire<S extends z.ZodTypeAny>(schema: S, bytes: Uint8Array, what: string): z.infer<S> {
+  let raw: unknown;
+  try {
+    raw = unpackValue(bytes);
+  } catch (err) {
+    throw new WireDecodeError(`${what}: not valid msgpack (${(err as Error).message})`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new WireDecodeError(`${what}: ${formatZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+export function encodeWire(value: unknown): Uint8Array {
+  return packValue(value);
+}

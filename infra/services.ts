@@ -1,0 +1,885 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { basename, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { Connection } from '@temporalio/client';
+import { resolveBinary } from './binaries.js';
+
+export { MissingBinaryError, resolveBinary } from './binaries.js';
+
+export type ServiceName = 'temporal' | 'nats';
+
+export interface ServiceHandle {
+  readonly name: ServiceName;
+  /** host:port (for Temporal this is the gRPC address clients connect to). */
+  readonly address: string;
+  /** Temporal: same as `address`; NATS: `nats://host:port`. */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly logFile: string;
+  /** Absolute path of the executable that was started. */
+  readonly binary: string;
+  readonly detached: boolean;
+  /** Every port the process was told to bind, by purpose. */
+  readonly ports: Readonly<Record<string, number>>;
+  /** SIGTERM, wait up to `timeoutMs`, then SIGKILL. Resolves once the process is gone; idempotent. */
+  stop(opts?: { timeoutMs?: number }): Promise<void>;
+}
+
+export interface TemporalHandle extends ServiceHandle {
+  readonly name: 'temporal';
+  readonly namespace: string;
+}
+
+export interface NatsHandle extends ServiceHandle {
+  readonly name: 'nats';
+  readonly maxPayload: number;
+}
+
+export class PortInUseError extends Error {
+  override readonly name = 'PortInUseError';
+  constructor(
+    readonly port: number,
+    readonly host: string,
+    readonly flag: string,
+  ) {
+    super(`port ${port} on ${host} is already in use; pass ${flag} or stop the other process`);
+  }
+}
+
+export class ServiceStartError extends Error {
+  override readonly name = 'ServiceStartError';
+  constructor(
+    readonly service: ServiceName,
+    message: string,
+    readonly logTail: string,
+  ) {
+    super(logTail ? `${message}\n--- last lines of the log ---\n${logTail}` : message);
+  }
+}
+
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
+const DEFAULT_STOP_TIMEOUT_MS = 15_000;
+export const DEFAULT_TEMPORAL_PORT = 7233;
+export const DEFAULT_NATS_PORT = 4222;
+/** NATS defaults to 1 MB; prompts and reports can be larger, so the embedded server takes 8 MiB. */
+export const DEFAULT_NATS_MAX_PAYLOAD = 8 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// ports
+
+/** A port that was free on 127.0.0.1 a moment ago (the OS picks it; another process may still race us). */
+export async function freePort(host = DEFAULT_HOST): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen({ port: 0, host, exclusive: true }, () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      server.close(() => (port ? resolvePort(port) : reject(new Error('could not allocate a free port'))));
+    });
+  });
+}
+
+function canConnect(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = createConnection({ host, port });
+    const finish = (ok: boolean) => {
+      socket.removeAllListeners();
+      socket.destroy();
+      done(ok);
+    };
+    socket.setTimeout(timeoutMs, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
+/**
+ * True when something accepts connections on host:port or the port cannot be bound. Both checks are
+ * needed: a listener on 0.0.0.0 or [::] blocks the bind without necessarily answering on 127.0.0.1 first.
+ */
+export async function isPortInUse(port: number, host = DEFAULT_HOST): Promise<boolean> {
+  if (await canConnect(host, port)) return true;
+  return new Promise((done, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') done(true);
+      else reject(new Error(`cannot bind port ${port} on ${host}: ${err.message}`));
+    });
+    server.listen({ port, host, exclusive: true }, () => server.close(() => done(false)));
+  });
+}
+
+async function assertPortFree(port: number, host: string, flag: string): Promise<void> {
+  if (await isPortInUse(port, host)) throw new PortInUseError(port, host, flag);
+}
+
+// ---------------------------------------------------------------------------------------------
+// processes
+
+/** Alive and not a zombie: a killed child of a process that has not reaped it still answers kill(0). */
+export function isProcessAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return false;
+  } catch {
+    // no procfs (macOS): kill(0) is all we have
+  }
+  return true;
+}
+
+/**
+ * Whether pid still runs the given binary. Guards against pid reuse after a reboot or crash, where
+ * stack.json names a pid that now belongs to something unrelated we must not signal.
+ */
+function processRuns(pid: number, binary: string): boolean {
+  if (!isProcessAlive(pid)) return false;
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(basename(binary));
+  } catch {
+    return true;
+  }
+}
+
+const owned = new Set<ChildProcess>();
+const signalNames = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+let hooksInstalled = false;
+
+function killOwned(): void {
+  for (const child of owned) {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        child.kill('SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+function onExit(): void {
+  killOwned();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  killOwned();
+  // Listening for a signal disables Node's default "terminate"; when nobody else handles it, restore
+  // that behaviour instead of leaving the process running with its servers gone.
+  if (process.listenerCount(signal) === 1) {
+    uninstallHooks();
+    process.kill(process.pid, signal);
+  }
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', onExit);
+  for (const s of signalNames) process.on(s, onSignal);
+}
+
+function uninstallHooks(): void {
+  if (!hooksInstalled) return;
+  hooksInstalled = false;
+  process.removeListener('exit', onExit);
+  for (const s of signalNames) process.removeListener(s, onSignal);
+}
+
+function adopt(child: ChildProcess): void {
+  owned.add(child);
+  installHooks();
+  child.once('exit', () => {
+    owned.delete(child);
+    if (owned.size === 0) uninstallHooks();
+  });
+}
+
+function hasExited(child: ChildProcess | undefined, pid: number): boolean {
+  if (child) return child.exitCode !== null || child.signalCode !== null;
+  return !isProcessAlive(pid);
+}
+
+async function waitExit(child: ChildProcess | undefined, pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (hasExited(child, pid)) return true;
+    await sleep(50);
+  }
+  return hasExited(child, pid);
+}
+
+/** SIGTERM, then SIGKILL after `timeoutMs`. Works for pids this process did not spawn (stack.json). */
+export async function stopProcess(
+  pid: number,
+  opts: { timeoutMs?: number; child?: ChildProcess } = {},
+): Promise<void> {
+  const { child } = opts;
+  if (hasExited(child, pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw err;
+  }
+  if (await waitExit(child, pid, opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw err;
+  }
+  if (!(await waitExit(child, pid, 5_000))) throw new Error(`process ${pid} survived SIGKILL`);
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The last lines written to `path` after byte `from` (this run's output only; logs are appended). */
+export function logTail(path: string, from = 0, maxLines = 40): string {
+  try {
+    const size = fileSize(path);
+    const start = Math.max(from, size - 16 * 1024);
+    if (size <= start) return '';
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(size - start);
+      readSync(fd, buf, 0, buf.length, start);
+      return buf.toString('utf8').split('\n').filter(Boolean).slice(-maxLines).join('\n');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}
+
+interface Spawned {
+  child: ChildProcess;
+  pid: number;
+  logOffset: number;
+}
+
+async function spawnService(
+  binary: string,
+  args: string[],
+  logFile: string,
+  detached: boolean,
+): Promise<Spawned> {
+  mkdirSync(resolve(logFile, '..'), { recursive: true });
+  const logOffset = fileSize(logFile);
+  const fd = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(binary, args, {
+      // A detached server gets its own session so it outlives this process and a terminal's Ctrl-C.
+      detached,
+      stdio: ['ignore', fd, fd],
+      env: process.env,
+    });
+  } finally {
+    closeSync(fd);
+  }
+  await new Promise<void>((ok, fail) => {
+    child.once('spawn', () => ok());
+    child.once('error', (err) => fail(new Error(`could not start ${binary}: ${err.message}`)));
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not start ${binary}: no pid`);
+  if (detached) child.unref();
+  else adopt(child);
+  return { child, pid, logOffset };
+}
+
+async function waitHealthy(
+  service: ServiceName,
+  spawned: Spawned,
+  logFile: string,
+  timeoutMs: number,
+  host: string,
+  port: number,
+  check: () => Promise<void>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (hasExited(spawned.child, spawned.pid)) {
+      const { exitCode, signalCode } = spawned.child;
+      throw new ServiceStartError(
+        service,
+        `${service} exited during startup (${signalCode ? `signal ${signalCode}` : `code ${exitCode}`}); log: ${logFile}`,
+        logTail(logFile, spawned.logOffset),
+      );
+    }
+    if (await canConnect(host, port)) {
+      try {
+        await check();
+        return;
+      } catch (err) {
+        lastError = err instanceof Error ? err.message : String(err);
+      }
+    } else {
+      lastError = `nothing accepts connections on ${host}:${port} yet`;
+    }
+    await sleep(150);
+  }
+  await stopProcess(spawned.pid, { child: spawned.child, timeoutMs: 5_000 }).catch(() => undefined);
+  throw new ServiceStartError(
+    service,
+    `${service} did not become healthy within ${Math.round(timeoutMs / 1000)} s on ${host}:${port} (last check: ${lastError}); log: ${logFile}`,
+    logTail(logFile, spawned.logOffset),
+  );
+}
+
+function makeHandle<T extends ServiceHandle>(fields: Omit<T, 'stop'>, child: ChildProcess | undefined): T {
+  let stopping: Promise<void> | undefined;
+  return {
+    ...fields,
+    stop(opts?: { timeoutMs?: number }) {
+      stopping ??= stopProcess(fields.pid, { child, timeoutMs: opts?.timeoutMs });
+      return stopping;
+    },
+  } as T;
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// health checks
+
+/** One real round trip: the frontend answers and the namespace exists (it is created during startup). */
+export async function checkTemporal(
+  address: string,
+  namespace = 'default',
+  timeoutMs = 5_000,
+): Promise<void> {
+  const connection = await withTimeout(
+    Connection.connect({ address, connectTimeout: timeoutMs }),
+    timeoutMs + 1_000,
+    `connecting to Temporal at ${address}`,
+  );
+  try {
+    await withTimeout(
+      connection.withDeadline(Date.now() + timeoutMs, () =>
+        connection.workflowService.describeNamespace({ namespace }),
+      ),
+      timeoutMs + 1_000,
+      `describing namespace ${namespace}`,
+    );
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+/** JetStream must answer, not just the core protocol: KV and Object Store depend on it. */
+export async function checkNats(url: string, minPayload = 0, timeoutMs = 5_000): Promise<void> {
+  const nc = await natsConnect({ servers: url, timeout: timeoutMs, reconnect: false });
+  try {
+    const jsm = await withTimeout(jetstreamManager(nc), timeoutMs, 'JetStream API');
+    await withTimeout(jsm.getAccountInfo(), timeoutMs, 'JetStream account info');
+    const maxPayload = nc.info?.max_payload ?? 0;
+    if (maxPayload < minPayload) {
+      throw new Error(`server max_payload is ${maxPayload} bytes, expected at least ${minPayload}`);
+    }
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}
+
+/** Poll `check` until it passes, for servers started elsewhere (compose, k8s port-forward). */
+export async function waitFor(
+  check: () => Promise<void>,
+  timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS,
+  what = 'service',
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(200);
+  }
+  throw new Error(
+    `${what} not healthy after ${timeoutMs} ms: ${last instanceof Error ? last.message : String(last)}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporal
+
+export interface StartTemporalOptions {
+  dataDir: string;
+  port?: number;
+  host?: string;
+  /** Serve the Web UI on this port; without it the server runs headless. */
+  uiPort?: number;
+  /** HTTP API port; a free one by default (the CLI would otherwise also pick one at random). */
+  httpPort?: number;
+  metricsPort?: number;
+  /** Created at launch when it is not `default` (which always exists). */
+  namespace?: string;
+  detached?: boolean;
+  logFile?: string;
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Extra dynamic config; values are JSON-encoded. */
+  dynamicConfig?: Record<string, string | number | boolean>;
+  healthTimeoutMs?: number;
+  /** Flag named in the "port in use" error, so CLI users see the option they can change. */
+  portFlag?: string;
+}
+
+export async function startTemporal(opts: StartTemporalOptions): Promise<TemporalHandle> {
+  const binary = resolveBinary('temporal');
+  const host = opts.host ?? DEFAULT_HOST;
+  const port = opts.port ?? DEFAULT_TEMPORAL_PORT;
+  const namespace = opts.namespace ?? 'default';
+  const detached = opts.detached ?? false;
+  const dataDir = resolve(opts.dataDir);
+  const logFile = resolve(opts.logFile ?? join(dataDir, 'logs', 'temporal.log'));
+
+  await assertPortFree(port, host, opts.portFlag ?? '--temporal-port');
+  if (opts.uiPort !== undefined) await assertPortFree(opts.uiPort, host, '--temporal-ui-port');
+  if (opts.httpPort !== undefined) await assertPortFree(opts.httpPort, host, '--temporal-http-port');
+  if (opts.metricsPort !== undefined) await assertPortFree(opts.metricsPort, host, '--temporal-metrics-port');
+  // Explicit ports keep two dev servers on one machine from racing for the same random/derived ports.
+  const httpPort = opts.httpPort ?? (await freePort(host));
+  const metricsPort = opts.metricsPort ?? (await freePort(host));
+
+  mkdirSync(dataDir, { recursive: true });
+  const dynamicConfig: Record<string, string | number | boolean> = {
+    'system.enableActivityEagerExecution': true,
+    ...opts.dynamicConfig,
+  };
+  const args = [
+    'server',
+    'start-dev',
+    '--db-filename',
+    join(dataDir, 'temporal.db'),
+    '--ip',
+    host,
+    '--port',
+    String(port),
+    '--http-port',
+    String(httpPort),
+    '--metrics-port',
+    String(metricsPort),
+    '--sqlite-pragma',
+    'journal_mode=WAL',
+    '--sqlite-pragma',
+    'synchronous=OFF',
+    '--log-level',
+    opts.logLevel ?? 'warn',
+  ];
+  for (const [key, value] of Object.entries(dynamicConfig)) {
+    args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
+  }
+  if (opts.uiPort !== undefined) args.push('--ui-port', String(opts.uiPort), '--ui-disable-news-fetch');
+  else args.push('--headless');
+  if (namespace !== 'default') args.push('--namespace', namespace);
+
+  const spawned = await spawnService(binary, args, logFile, detached);
+  const address = `${host}:${port}`;
+  await waitHealthy(
+    'temporal',
+    spawned,
+    logFile,
+    opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+    host,
+    port,
+    () => checkTemporal(address, namespace, 3_000),
+  );
+  const ports: Record<string, number> = { grpc: port, http: httpPort, metrics: metricsPort };
+  if (opts.uiPort !== undefined) ports.ui = opts.uiPort;
+  return makeHandle<TemporalHandle>(
+    {
+      name: 'temporal',
+      address,
+      url: address,
+      host,
+      port,
+      pid: spawned.pid,
+      logFile,
+      binary,
+      detached,
+      ports,
+      namespace,
+    },
+    spawned.child,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// NATS
+
+export interface StartNatsOptions {
+  dataDir: string;
+  port?: number;
+  host?: string;
+  /** Bytes; default 8 MiB. */
+  maxPayload?: number;
+  /** Enable the HTTP monitoring endpoint (/healthz, /varz) on this port. */
+  monitorPort?: number;
+  detached?: boolean;
+  logFile?: string;
+  healthTimeoutMs?: number;
+  portFlag?: string;
+}
+
+export async function startNats(opts: StartNatsOptions): Promise<NatsHandle> {
+  const binary = resolveBinary('nats-server');
+  const host = opts.host ?? DEFAULT_HOST;
+  const port = opts.port ?? DEFAULT_NATS_PORT;
+  const maxPayload = opts.maxPayload ?? DEFAULT_NATS_MAX_PAYLOAD;
+  const detached = opts.detached ?? false;
+  const dataDir = resolve(opts.dataDir);
+  const logFile = resolve(opts.logFile ?? join(dataDir, 'logs', 'nats.log'));
+
+  await assertPortFree(port, host, opts.portFlag ?? '--nats-port');
+  if (opts.monitorPort !== undefined) await assertPortFree(opts.monitorPort, host, '--nats-monitor-port');
+
+  const storeDir = join(dataDir, 'jetstream');
+  mkdirSync(storeDir, { recursive: true });
+  // max_payload has no command-line flag, so it goes through a config file.
+  const configFile = join(dataDir, `nats-${port}.conf`);
+  writeFileSync(configFile, `# written by infra/services.ts on each start\nmax_payload: ${maxPayload}\n`);
+
+  const args = ['-c', configFile, '-a', host, '-p', String(port), '-js', '-sd', storeDir];
+  if (opts.monitorPort !== undefined) args.push('-m', String(opts.monitorPort));
+
+  const spawned = await spawnService(binary, args, logFile, detached);
+  const url = `nats://${host}:${port}`;
+  await waitHealthy(
+    'nats',
+    spawned,
+    logFile,
+    opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+    host,
+    port,
+    () => checkNats(url, maxPayload, 3_000),
+  );
+  const ports: Record<string, number> = { client: port };
+  if (opts.monitorPort !== undefined) ports.monitor = opts.monitorPort;
+  return makeHandle<NatsHandle>(
+    {
+      name: 'nats',
+      address: `${host}:${port}`,
+      url,
+      host,
+      port,
+      pid: spawned.pid,
+      logFile,
+      binary,
+      detached,
+      ports,
+      maxPayload,
+    },
+    spawned.child,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// background stack: up / down / status
+
+export interface ServiceRecord {
+  pid: number;
+  binary: string;
+  host: string;
+  port: number;
+  address: string;
+  url: string;
+  logFile: string;
+  ports: Record<string, number>;
+  startedAt: string;
+}
+
+export interface StackFile {
+  version: 1;
+  dataDir: string;
+  temporal?: ServiceRecord & { namespace: string };
+  nats?: ServiceRecord & { maxPayload: number };
+}
+
+export interface UpOptions {
+  dataDir?: string;
+  temporalPort?: number;
+  natsPort?: number;
+  host?: string;
+  temporalUiPort?: number;
+  namespace?: string;
+  natsMaxPayload?: number;
+  healthTimeoutMs?: number;
+}
+
+export interface UpResult {
+  /** True when both services were already up and healthy; nothing was started. */
+  alreadyRunning: boolean;
+  started: ServiceName[];
+  stack: StackFile & Required<Pick<StackFile, 'temporal' | 'nats'>>;
+  temporalAddress: string;
+  natsUrl: string;
+  /** Human-readable, one line per service. */
+  messages: string[];
+}
+
+export interface DownResult {
+  stopped: ServiceName[];
+  /** True when nothing was running. */
+  wasRunning: boolean;
+  messages: string[];
+}
+
+export interface ServiceStatus {
+  record: ServiceRecord;
+  alive: boolean;
+  healthy: boolean;
+}
+
+export interface StackStatus {
+  dataDir: string;
+  /** Both services alive and healthy. */
+  running: boolean;
+  temporal?: ServiceStatus;
+  nats?: ServiceStatus;
+}
+
+export function stackFilePath(dataDir: string): string {
+  return join(resolve(dataDir), 'stack.json');
+}
+
+export function readStackFile(dataDir: string): StackFile | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(stackFilePath(dataDir), 'utf8')) as StackFile;
+    return parsed && parsed.version === 1 ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeStackFile(dataDir: string, stack: StackFile): void {
+  const path = stackFilePath(dataDir);
+  mkdirSync(resolve(dataDir), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(stack, null, 2)}\n`);
+  renameSync(tmp, path);
+}
+
+async function recordHealthy(name: ServiceName, stack: StackFile): Promise<ServiceStatus | undefined> {
+  const record = name === 'temporal' ? stack.temporal : stack.nats;
+  if (!record) return undefined;
+  const alive = processRuns(record.pid, record.binary);
+  let healthy = false;
+  if (alive) {
+    try {
+      if (name === 'temporal')
+        await checkTemporal(record.address, stack.temporal?.namespace ?? 'default', 3_000);
+      else await checkNats(record.url, 0, 3_000);
+      healthy = true;
+    } catch {
+      healthy = false;
+    }
+  }
+  return { record, alive, healthy };
+}
+
+export async function stackStatus(opts: { dataDir?: string } = {}): Promise<StackStatus> {
+  const dataDir = resolve(opts.dataDir ?? '.muse');
+  const stack = readStackFile(dataDir);
+  if (!stack) return { dataDir, running: false };
+  const [temporal, nats] = await Promise.all([
+    recordHealthy('temporal', stack),
+    recordHealthy('nats', stack),
+  ]);
+  return { dataDir, running: Boolean(temporal?.healthy && nats?.healthy), temporal, nats };
+}
+
+function toRecord(h: ServiceHandle): ServiceRecord {
+  return {
+    pid: h.pid,
+    binary: h.binary,
+    host: h.host,
+    port: h.port,
+    address: h.address,
+    url: h.url,
+    logFile: h.logFile,
+    ports: { ...h.ports },
+    startedAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Start the local stack in the background (idempotent). Services recorded in `<dataDir>/stack.json`
+ * that are alive and healthy are left alone; dead or unhealthy ones are (re)started. Logs go to
+ * `<dataDir>/logs/{temporal,nats}.log`.
+ */
+export async function up(opts: UpOptions = {}): Promise<UpResult> {
+  const dataDir = resolve(opts.dataDir ?? '.muse');
+  const host = opts.host ?? DEFAULT_HOST;
+  mkdirSync(join(dataDir, 'logs'), { recursive: true });
+  const previous = readStackFile(dataDir);
+  const stack: StackFile = { version: 1, dataDir };
+  const started: ServiceName[] = [];
+  const startedHandles: ServiceHandle[] = [];
+  const messages: string[] = [];
+
+  const current = previous
+    ? await Promise.all([recordHealthy('temporal', previous), recordHealthy('nats', previous)])
+    : [undefined, undefined];
+  const [temporalStatus, natsStatus] = current;
+
+  const mismatch = (
+    name: string,
+    flag: string,
+    requested: number | undefined,
+    status: ServiceStatus | undefined,
+  ) => {
+    if (requested !== undefined && status?.alive && status.record.port !== requested) {
+      throw new Error(
+        `${name} from ${dataDir} is already running on port ${status.record.port}, not ${requested}; ` +
+          `run \`muse down\` first or drop ${flag}`,
+      );
+    }
+  };
+  mismatch('temporal', '--temporal-port', opts.temporalPort, temporalStatus);
+  mismatch('nats', '--nats-port', opts.natsPort, natsStatus);
+
+  const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);
+  const keepNats = Boolean(natsStatus?.alive && natsStatus.healthy && previous?.nats);
+  if (keepTemporal && previous?.temporal) {
+    stack.temporal = previous.temporal;
+    messages.push(`temporal already running at ${previous.temporal.address} (pid ${previous.temporal.pid})`);
+  }
+  if (keepNats && previous?.nats) {
+    stack.nats = previous.nats;
+    messages.push(`nats already running at ${previous.nats.url} (pid ${previous.nats.pid})`);
+  }
+
+  try {
+    if (!keepTemporal) {
+      // A live but unhealthy server holds the port and the SQLite file; replace it.
+      if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
+      const h = await startTemporal({
+        dataDir,
+        port: opts.temporalPort ?? DEFAULT_TEMPORAL_PORT,
+        host,
+        uiPort: opts.temporalUiPort,
+        namespace: opts.namespace,
+        detached: true,
+        logFile: join(dataDir, 'logs', 'temporal.log'),
+        healthTimeoutMs: opts.healthTimeoutMs,
+      });
+      startedHandles.push(h);
+      started.push('temporal');
+      stack.temporal = { ...toRecord(h), namespace: h.namespace };
+      messages.push(`temporal started at ${h.address} (pid ${h.pid}), log ${h.logFile}`);
+    }
+    if (!keepNats) {
+      if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
+      const h = await startNats({
+        dataDir,
+        port: opts.natsPort ?? DEFAULT_NATS_PORT,
+        host,
+        maxPayload: opts.natsMaxPayload,
+        detached: true,
+        logFile: join(dataDir, 'logs', 'nats.log'),
+        healthTimeoutMs: opts.healthTimeoutMs,
+      });
+      startedHandles.push(h);
+      started.push('nats');
+      stack.nats = { ...toRecord(h), maxPayload: h.maxPayload };
+      messages.push(`nats started at ${h.url} (pid ${h.pid}), log ${h.logFile}`);
+    }
+  } catch (err) {
+    // Roll back what this call started, and keep stack.json describing exactly what still runs.
+    await Promise.all(startedHandles.map((h) => h.stop().catch(() => undefined)));
+    const survivors: StackFile = { version: 1, dataDir };
+    if (keepTemporal) survivors.temporal = stack.temporal;
+    if (keepNats) survivors.nats = stack.nats;
+    if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
+    else rmSync(stackFilePath(dataDir), { force: true });
+    throw err;
+  }
+
+  if (started.length > 0 || !previous) writeStackFile(dataDir, stack);
+  const full = stack as UpResult['stack'];
+  return {
+    alreadyRunning: started.length === 0,
+    started,
+    stack: full,
+    temporalAddress: full.temporal.address,
+    natsUrl: full.nats.url,
+    messages,
+  };
+}
+
+/** Stop the background stack recorded in `<dataDir>/stack.json` (idempotent). */
+export async function down(opts: { dataDir?: string; timeoutMs?: number } = {}): Promise<DownResult> {
+  const dataDir = resolve(opts.dataDir ?? '.muse');
+  const stack = readStackFile(dataDir);
+  const stopped: ServiceName[] = [];
+  const messages: string[] = [];
+  if (stack) {
+    // NATS first: workers notice it going away and stop taking work before Temporal disappears.
+    for (const name of ['nats', 'temporal'] as const) {
+      const record = stack[name];
+      if (!record) continue;
+      if (processRuns(record.pid, record.binary)) {
+        await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
+        stopped.push(name);
+        messages.push(`${name} stopped (pid ${record.pid})`);
+      } else {
+        messages.push(`${name} was not running`);
+      }
+    }
+  }
+  if (existsSync(stackFilePath(dataDir))) rmSync(stackFilePath(dataDir), { force: true });
+  if (!stack) messages.push(`not running (no ${stackFilePath(dataDir)})`);
+  return { stopped, wasRunning: stopped.length > 0, messages };
+}

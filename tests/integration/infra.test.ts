@@ -1,0 +1,232 @@
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { MissingBinaryError, resolveBinary } from '../../infra/binaries.js';
+import {
+  checkNats,
+  checkTemporal,
+  down,
+  freePort,
+  isPortInUse,
+  isProcessAlive,
+  PortInUseError,
+  ServiceStartError,
+  stackFilePath,
+  stackStatus,
+  startNats,
+  startTemporal,
+  up,
+} from '../../infra/services.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'muse-infra-'));
+  dirs.push(dir);
+  return dir;
+}
+
+async function occupy(port: number): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(port, '127.0.0.1', ok));
+  return server;
+}
+
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('global setup', () => {
+  it('exposes reachable Temporal and NATS servers', async () => {
+    const temporalAddress = inject('temporalAddress');
+    const natsUrl = inject('natsUrl');
+    expect(temporalAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    expect(inject('dataDir')).toBeTruthy();
+    await checkTemporal(temporalAddress);
+    await checkNats(natsUrl, 8 * 1024 * 1024);
+  });
+});
+
+describe('startTemporal / startNats', () => {
+  it('start, answer health checks, and stop', async () => {
+    const dataDir = tempDir();
+    const [temporalPort, natsPort] = [await freePort(), await freePort()];
+    const [temporal, nats] = await Promise.all([
+      startTemporal({ dataDir, port: temporalPort, namespace: 'muse-infra-test' }),
+      startNats({ dataDir, port: natsPort }),
+    ]);
+    try {
+      expect(temporal.address).toBe(`127.0.0.1:${temporalPort}`);
+      expect(nats.url).toBe(`nats://127.0.0.1:${natsPort}`);
+      expect(isProcessAlive(temporal.pid)).toBe(true);
+      expect(isProcessAlive(nats.pid)).toBe(true);
+      await checkTemporal(temporal.address, 'muse-infra-test');
+      // 8 MiB default payload, so large bodies need no object-store detour unless they exceed it.
+      await checkNats(nats.url, 8 * 1024 * 1024);
+      expect(existsSync(join(dataDir, 'temporal.db'))).toBe(true);
+    } finally {
+      await Promise.all([temporal.stop(), nats.stop()]);
+    }
+    expect(isProcessAlive(temporal.pid)).toBe(false);
+    expect(isProcessAlive(nats.pid)).toBe(false);
+    expect(await isPortInUse(temporalPort)).toBe(false);
+    expect(await isPortInUse(natsPort)).toBe(false);
+    // stop is idempotent
+    await temporal.stop();
+    await nats.stop();
+  });
+
+  it('refuse a taken port with a clear error before spawning', async () => {
+    const port = await freePort();
+    const blocker = await occupy(port);
+    try {
+      const nats = startNats({ dataDir: tempDir(), port });
+      await expect(nats).rejects.toBeInstanceOf(PortInUseError);
+      await expect(nats).rejects.toThrow(
+        `port ${port} on 127.0.0.1 is already in use; pass --nats-port or stop the other process`,
+      );
+      await expect(startTemporal({ dataDir: tempDir(), port })).rejects.toThrow(
+        `port ${port} on 127.0.0.1 is already in use; pass --temporal-port or stop the other process`,
+      );
+    } finally {
+      await new Promise((ok) => blocker.close(ok));
+    }
+  });
+
+  describe('binary resolution', () => {
+    const saved = { nats: process.env.MUSE_NATS_SERVER_BIN, temporal: process.env.MUSE_TEMPORAL_BIN };
+    afterEach(() => {
+      for (const [key, value] of [
+        ['MUSE_NATS_SERVER_BIN', saved.nats],
+        ['MUSE_TEMPORAL_BIN', saved.temporal],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    });
+
+    it('resolves both binaries to absolute paths', () => {
+      expect(resolveBinary('temporal')).toMatch(/^\//);
+      expect(resolveBinary('nats-server')).toMatch(/^\//);
+    });
+
+    it('a missing binary gives MissingBinaryError with an install hint', async () => {
+      process.env.MUSE_NATS_SERVER_BIN = '/nonexistent';
+      expect(() => resolveBinary('nats-server')).toThrow(MissingBinaryError);
+      const start = startNats({ dataDir: tempDir(), port: await freePort() });
+      await expect(start).rejects.toBeInstanceOf(MissingBinaryError);
+      await expect(start).rejects.toThrow(/nats-server-bin/);
+
+      process.env.MUSE_TEMPORAL_BIN = '/nonexistent/temporal';
+      await expect(startTemporal({ dataDir: tempDir(), port: await freePort() })).rejects.toThrow(
+        MissingBinaryError,
+      );
+    });
+
+    it('a server that dies during startup fails fast with its log tail', async () => {
+      const dir = tempDir();
+      const fake = join(dir, 'nats-server');
+      writeFileSync(fake, '#!/bin/sh\necho "fake nats-server: config rejected" >&2\nexit 3\n');
+      chmodSync(fake, 0o755);
+      process.env.MUSE_NATS_SERVER_BIN = fake;
+      const started = Date.now();
+      const start = startNats({ dataDir: dir, port: await freePort() });
+      await expect(start).rejects.toBeInstanceOf(ServiceStartError);
+      await expect(start).rejects.toThrow(/exited during startup \(code 3\)[\s\S]*config rejected/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    });
+  });
+});
+
+describe('up / down', () => {
+  let dataDir: string;
+  let temporalPort: number;
+  let natsPort: number;
+
+  beforeAll(async () => {
+    dataDir = tempDir();
+    temporalPort = await freePort();
+    natsPort = await freePort();
+  });
+
+  afterAll(async () => {
+    await down({ dataDir });
+  });
+
+  it('down before anything ran is fine', async () => {
+    const result = await down({ dataDir });
+    expect(result.wasRunning).toBe(false);
+    expect(result.stopped).toEqual([]);
+  });
+
+  it('up starts the stack in the background and is idempotent', async () => {
+    const first = await up({ dataDir, temporalPort, natsPort });
+    expect(first.alreadyRunning).toBe(false);
+    expect(first.started.sort()).toEqual(['nats', 'temporal']);
+    expect(first.temporalAddress).toBe(`127.0.0.1:${temporalPort}`);
+    expect(first.natsUrl).toBe(`nats://127.0.0.1:${natsPort}`);
+    expect(existsSync(stackFilePath(dataDir))).toBe(true);
+    expect(existsSync(join(dataDir, 'logs', 'temporal.log'))).toBe(true);
+    expect(existsSync(join(dataDir, 'logs', 'nats.log'))).toBe(true);
+
+    const status = await stackStatus({ dataDir });
+    expect(status.running).toBe(true);
+    expect(status.temporal?.healthy).toBe(true);
+    expect(status.nats?.healthy).toBe(true);
+
+    const again = await up({ dataDir, temporalPort, natsPort });
+    expect(again.alreadyRunning).toBe(true);
+    expect(again.started).toEqual([]);
+    expect(again.messages.join('\n')).toMatch(/already running/);
+    expect(again.stack.temporal.pid).toBe(first.stack.temporal.pid);
+    expect(again.stack.nats.pid).toBe(first.stack.nats.pid);
+
+    // Without explicit ports, up() reuses whatever the running stack has.
+    const plain = await up({ dataDir });
+    expect(plain.alreadyRunning).toBe(true);
+  });
+
+  it('up refuses to silently ignore a different explicit port', async () => {
+    const other = await freePort();
+    await expect(up({ dataDir, temporalPort: other, natsPort })).rejects.toThrow(/already running on port/);
+  });
+
+  it('up restarts only the service that died', async () => {
+    const before = await stackStatus({ dataDir });
+    const natsPid = before.nats?.record.pid ?? 0;
+    const temporalPid = before.temporal?.record.pid ?? 0;
+    process.kill(natsPid, 'SIGKILL');
+    await expect.poll(() => isProcessAlive(natsPid), { timeout: 10_000 }).toBe(false);
+
+    const result = await up({ dataDir, temporalPort, natsPort });
+    expect(result.started).toEqual(['nats']);
+    expect(result.stack.temporal.pid).toBe(temporalPid);
+    expect(result.stack.nats.pid).not.toBe(natsPid);
+    await checkNats(result.natsUrl);
+  });
+
+  it('down stops everything and is idempotent', async () => {
+    const status = await stackStatus({ dataDir });
+    const pids = [status.temporal?.record.pid ?? 0, status.nats?.record.pid ?? 0];
+
+    const first = await down({ dataDir });
+    expect(first.wasRunning).toBe(true);
+    expect(first.stopped.sort()).toEqual(['nats', 'temporal']);
+    for (const pid of pids) expect(isProcessAlive(pid)).toBe(false);
+    expect(existsSync(stackFilePath(dataDir))).toBe(false);
+    expect(await isPortInUse(temporalPort)).toBe(false);
+    expect(await isPortInUse(natsPort)).toBe(false);
+
+    const second = await down({ dataDir });
+    expect(second.wasRunning).toBe(false);
+    expect((await stackStatus({ dataDir })).running).toBe(false);
+  });
+
+  it('up after down starts again on the same data', async () => {
+    const result = await up({ dataDir, temporalPort, natsPort });
+    expect(result.started.sort()).toEqual(['nats', 'temporal']);
+    await down({ dataDir });
+  });
+});

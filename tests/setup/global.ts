@@ -1,0 +1,77 @@
+// vitest globalSetup for integration tests: one real Temporal dev server and one real nats-server
+// (JetStream) per run, on free ports, with a throwaway data dir. Tests read the addresses with
+// `inject('temporalAddress')`, `inject('natsUrl')`, `inject('dataDir')`.
+//
+// Env knobs:
+//   MUSE_UNIT_ONLY=1            start nothing (unit runs that happen to load this project)
+//   MUSE_TEST_TEMPORAL_ADDRESS  + MUSE_TEST_NATS_URL: use servers that are already running instead
+//   MUSE_KEEP_TEST_DATA=1       keep the data dir (SQLite db, JetStream store, logs) for a post-mortem
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import {
+  freePort,
+  type NatsHandle,
+  startNats,
+  startTemporal,
+  type TemporalHandle,
+} from '../../infra/services.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    temporalAddress: string;
+    natsUrl: string;
+    dataDir: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  if (process.env.MUSE_UNIT_ONLY === '1') return async () => {};
+
+  const externalTemporal = process.env.MUSE_TEST_TEMPORAL_ADDRESS;
+  const externalNats = process.env.MUSE_TEST_NATS_URL;
+  if (externalTemporal && externalNats) {
+    const dataDir = process.env.MUSE_TEST_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'muse-it-'));
+    project.provide('temporalAddress', externalTemporal);
+    project.provide('natsUrl', externalNats);
+    project.provide('dataDir', dataDir);
+    return async () => {};
+  }
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'muse-it-'));
+  const [temporalPort, natsPort] = [await freePort(), await freePort()];
+  const results = await Promise.allSettled([
+    startTemporal({ dataDir, port: temporalPort }),
+    startNats({ dataDir, port: natsPort }),
+  ]);
+  const [temporalResult, natsResult] = results;
+  if (temporalResult.status === 'rejected' || natsResult.status === 'rejected') {
+    await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    throw reasons.length === 1 ? reasons[0] : new AggregateError(reasons, 'could not start the test servers');
+  }
+  const temporal: TemporalHandle = temporalResult.value;
+  const nats: NatsHandle = natsResult.value;
+
+  project.provide('temporalAddress', temporal.address);
+  project.provide('natsUrl', nats.url);
+  project.provide('dataDir', dataDir);
+  // For code that cannot call inject() (helpers spawned as subprocesses); test workers inherit the env.
+  process.env.MUSE_TEST_TEMPORAL_ADDRESS = temporal.address;
+  process.env.MUSE_TEST_NATS_URL = nats.url;
+  process.env.MUSE_TEST_DATA_DIR = dataDir;
+
+  return async () => {
+    await Promise.all([temporal.stop(), nats.stop()]);
+    delete process.env.MUSE_TEST_TEMPORAL_ADDRESS;
+    delete process.env.MUSE_TEST_NATS_URL;
+    delete process.env.MUSE_TEST_DATA_DIR;
+    if (process.env.MUSE_KEEP_TEST_DATA === '1') {
+      process.stderr.write(`[muse tests] kept test data in ${dataDir}\n`);
+    } else {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  };
+}

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { aggregate, confidenceWeight, exactMatch, normalizeAnswer } from '../../agent/aggregate.js';
+
+describe('normalizeAnswer', () => {
+  it('lowercases, strips punctuation, articles and extra whitespace', () => {
+    expect(normalizeAnswer('  The Eiffel   Tower! ')).toBe('eiffel tower');
+    expect(normalizeAnswer('A cat, an apple.')).toBe('cat apple');
+    expect(normalizeAnswer('U.S.A.')).toBe('usa');
+    expect(normalizeAnswer('theory')).toBe('theory');
+    expect(normalizeAnswer('北京。')).toBe('北京');
+    expect(normalizeAnswer('ＡＢＣ')).toBe('abc');
+  });
+
+  it('exactMatch compares normalised forms', () => {
+    expect(exactMatch('the Beatles', 'Beatles')).toBe(true);
+    expect(exactMatch('Beatles.', 'The Rolling Stones')).toBe(false);
+    expect(exactMatch(null, 'x')).toBe(false);
+  });
+});
+
+describe('aggregate', () => {
+  const c = (rolloutId: string, answer: string | null, uncertainty: number) => ({
+    rolloutId,
+    answer,
+    uncertainty,
+  });
+
+  it('majority picks the most common normalised answer', () => {
+    const r = aggregate('majority', [
+      c('a', 'Paris', 1.5),
+      c('b', 'paris.', 1.2),
+      c('c', 'Lyon', 1.0),
+      c('d', null, 1),
+    ]);
+    expect(r).toEqual({ answer: 'Paris', support: 2, excluded: ['d'] });
+  });
+
+  it('majority tie goes to the lower mean uncertainty, then to the first given', () => {
+    // Paris mean (1.4+1.6)/2 = 1.5, Lyon mean (1.1+1.3)/2 = 1.2 → Lyon
+    expect(
+      aggregate('majority', [
+        c('a', 'Paris', 1.4),
+        c('b', 'Lyon', 1.1),
+        c('c', 'Paris', 1.6),
+        c('d', 'Lyon', 1.3),
+      ]).answer,
+    ).toBe('Lyon');
+    // equal means → the answer given first
+    expect(aggregate('majority', [c('a', 'Lyon', 1.2), c('b', 'Paris', 1.2)]).answer).toBe('Lyon');
+    expect(aggregate('majority', [c('a', 'Lyon', Infinity), c('b', 'Paris', Infinity)]).answer).toBe('Lyon');
+  });
+
+  it('confidence_weighted sums 1/uncertainty', () => {
+    // Paris: 1/2 + 1/2 = 1.0; Lyon: 1/1.1 ≈ 0.909 → Paris
+    expect(
+      aggregate('confidence_weighted', [c('a', 'Paris', 2), c('b', 'Paris', 2), c('c', 'Lyon', 1.1)]),
+    ).toEqual({
+      answer: 'Paris',
+      support: 2,
+      excluded: [],
+    });
+    // Paris: 1/4 + 1/4 = 0.5; Lyon: 1/1.5 ≈ 0.667 → Lyon despite fewer votes
+    expect(
+      aggregate('confidence_weighted', [c('a', 'Paris', 4), c('b', 'Paris', 4), c('c', 'Lyon', 1.5)]).answer,
+    ).toBe('Lyon');
+    expect(confidenceWeight(2)).toBe(0.5);
+    expect(confidenceWeight(Number.NaN)).toBe(0);
+  });
+
+  it('confidence_weighted with unknown uncertainties falls back to votes', () => {
+    expect(
+      aggregate('confidence_weighted', [c('a', 'X', NaN), c('b', 'Y', NaN), c('c', 'Y', NaN)]).answer,
+    ).toBe('Y');
+  });
+
+  it('min_uncertainty takes the least uncertain rollout, earliest on ties', () => {
+    const r = aggregate('min_uncertainty', [
+      c('a', 'Paris', 1.4),
+      c('b', 'Lyon', 1.1),
+      c('c', 'Paris', 1.3),
+      c('d', 'lyon', 1.1),
+    ]);
+    expect(r).toEqual({ answer: 'Lyon', support: 2, excluded: [] });
+    expect(aggregate('min_uncertainty', [c('a', 'X', NaN), c('b', 'Y', 5)]).answer).toBe('Y');
+  });
+
+  it('excludes rollouts without a usable answer and reports when none answered', () => {
+    for (const name of ['majority', 'confidence_weighted', 'min_uncertainty'] as const) {
+      expect(aggregate(name, [c('a', null, 1), c('b', ' . ', 1)])).toEqual({
+        answer: null,
+        support: 0,
+        excluded: ['a', 'b'],
+        reason: 'no answered trajectory',
+      });
+      expect(aggregate(name, [])).toEqual({
+        answer: null,
+        support: 0,
+        excluded: [],
+        reason: 'no answered trajectory',
+      });
+    }
+  });
+});

@@ -1,0 +1,182 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BudgetError,
+  branchTurnBudget,
+  planBudget,
+  rolloutType,
+  scratchToFill,
+  selectBranchSteps,
+  selectRoundBranchPoints,
+} from '../../agent/branching.js';
+import type { RegionScores } from '../../agent/types.js';
+
+const s = (think: number | null, tool: number | null, all: number | null): RegionScores => ({
+  think_ppl: think,
+  tool_call_ppl: tool,
+  all_ppl: all,
+});
+
+// step:          0               1              2              3              4 (answer turn)
+const STEPS = [s(1.5, 1.2, 1.3), s(1.1, 2.0, 1.6), s(2.5, 1.4, 1.9), s(1.2, 1.8, 1.2), s(3.0, null, 2.2)];
+
+describe('selectBranchSteps', () => {
+  it('tool_call_ppl: highest first, null (answer turn) skipped', () => {
+    expect(selectBranchSteps(STEPS, 'tool_call_ppl', 2)).toEqual([1, 3]);
+    expect(selectBranchSteps(STEPS, 'tool_call_ppl', 10)).toEqual([1, 3, 2, 0]);
+  });
+
+  it('think_ppl and all_ppl', () => {
+    expect(selectBranchSteps(STEPS, 'think_ppl', 2)).toEqual([4, 2]);
+    expect(selectBranchSteps(STEPS, 'all_ppl', 3)).toEqual([4, 2, 1]);
+  });
+
+  it('maxStep keeps the answer turn out, minStep the reused prefix', () => {
+    expect(selectBranchSteps(STEPS, 'think_ppl', 2, { maxStep: 3 })).toEqual([2, 0]);
+    expect(selectBranchSteps(STEPS, 'tool_call_ppl', 2, { minStep: 2 })).toEqual([3, 2]);
+  });
+
+  it('ties go to the earlier step', () => {
+    const tied = [s(1, 1.5, 1), s(1, 1.7, 1), s(1, 1.5, 1), s(1, 1.7, 1)];
+    expect(selectBranchSteps(tied, 'tool_call_ppl', 3)).toEqual([1, 3, 0]);
+    expect(selectBranchSteps(tied, 'all_ppl', 2)).toEqual([0, 1]);
+  });
+
+  it('gives fewer steps than K for a short trajectory', () => {
+    expect(selectBranchSteps([s(1.3, 1.4, 1.2)], 'tool_call_ppl', 2)).toEqual([0]);
+    expect(selectBranchSteps([], 'mixed_ppl', 2)).toEqual([]);
+    expect(selectBranchSteps([s(null, null, null)], 'all_ppl', 2)).toEqual([]);
+  });
+
+  it('mixed_ppl: ceil(K/2) by tool call, floor(K/2) by think', () => {
+    // tool ranking 1,3,2,0; think ranking 4,2,0,3,1
+    expect(selectBranchSteps(STEPS, 'mixed_ppl', 2)).toEqual([1, 4]);
+    expect(selectBranchSteps(STEPS, 'mixed_ppl', 3)).toEqual([1, 3, 4]);
+    expect(selectBranchSteps(STEPS, 'mixed_ppl', 4)).toEqual([1, 3, 4, 2]);
+  });
+
+  it('mixed_ppl skips a step both rankings want and takes the next one', () => {
+    // step 0 tops both rankings; think's quota goes to its second choice, step 2
+    const steps = [s(3, 3, 1), s(1, 2, 1), s(2, 1, 1)];
+    expect(selectBranchSteps(steps, 'mixed_ppl', 2)).toEqual([0, 2]);
+  });
+
+  it('mixed_ppl fills from the other ranking when one runs out', () => {
+    // only step 0 has a tool-call score: the rest comes from think
+    const steps = [s(1, 2, 1), s(3, null, 1), s(2, null, 1)];
+    expect(selectBranchSteps(steps, 'mixed_ppl', 3)).toEqual([0, 1, 2]);
+    // no think scores: tool call fills all
+    const noThink = [s(null, 1, 1), s(null, 3, 1), s(null, 2, 1)];
+    expect(selectBranchSteps(noThink, 'mixed_ppl', 2)).toEqual([1, 2]);
+  });
+
+  it("'none' and K=0 select nothing; bad K throws", () => {
+    expect(selectBranchSteps(STEPS, 'none', 2)).toEqual([]);
+    expect(selectBranchSteps(STEPS, 'all_ppl', 0)).toEqual([]);
+    expect(() => selectBranchSteps(STEPS, 'all_ppl', 1.5)).toThrow(RangeError);
+  });
+});
+
+describe('selectRoundBranchPoints', () => {
+  it('ranks (rollout, step) pairs at or after each branch point', () => {
+    const points = selectRoundBranchPoints(
+      [
+        // branched at step 2: steps 0 and 1 are the parent's and are ignored despite their high scores
+        { rolloutId: 'b1', branchStep: 2, steps: [s(1, 9, 1), s(1, 9, 1), s(1, 1.5, 1), s(1, 1.1, 1)] },
+        { rolloutId: 'b2', branchStep: 1, steps: [s(1, 9, 1), s(1, 1.5, 1), s(1, 1.8, 1), s(3, null, 1)] },
+      ],
+      'tool_call_ppl',
+      3,
+    );
+    // candidates: b1@2 1.5, b1@3 1.1, b2@1 1.5, b2@2 1.8 → 1.8, then the 1.5 tie to the earlier candidate
+    expect(points).toEqual([
+      { rolloutId: 'b2', step: 2 },
+      { rolloutId: 'b1', step: 2 },
+      { rolloutId: 'b2', step: 1 },
+    ]);
+  });
+
+  it('supports mixed mode and maxStep', () => {
+    const points = selectRoundBranchPoints(
+      [{ rolloutId: 'x', branchStep: 0, steps: [s(1, 2, 1), s(5, 1, 1), s(9, null, 1)], maxStep: 1 }],
+      'mixed_ppl',
+      2,
+    );
+    expect(points).toEqual([
+      { rolloutId: 'x', step: 0 },
+      { rolloutId: 'x', step: 1 },
+    ]);
+  });
+});
+
+describe('planBudget', () => {
+  it('reference default: N=8, M=1, K=2, T=3, R=1', () => {
+    expect(planBudget({ n: 8, m: 1, k: 2, t: 3, r: 1, mode: 'tool_call_ppl' })).toEqual({
+      initial: 1,
+      partialPerRound: 6,
+      partial: 6,
+      scratch: 1,
+      total: 8,
+    });
+  });
+
+  it('R=2 needs N ≥ 1 + 1·2·2·3 = 13', () => {
+    expect(() => planBudget({ n: 12, m: 1, k: 2, t: 3, r: 2, mode: 'tool_call_ppl' })).toThrow(BudgetError);
+    expect(() => planBudget({ n: 12, m: 1, k: 2, t: 3, r: 2, mode: 'tool_call_ppl' })).toThrow(
+      'sampling budget N=12 cannot fit the branching plan: M + M·K·R·T = 1 + 1·2·2·3 = 13',
+    );
+    expect(planBudget({ n: 13, m: 1, k: 2, t: 3, r: 2, mode: 'mixed_ppl' }).scratch).toBe(0);
+  });
+
+  it('N=16, R=2 leaves 3 from scratch', () => {
+    expect(planBudget({ n: 16, m: 1, k: 2, t: 3, r: 2, mode: 'think_ppl' })).toEqual({
+      initial: 1,
+      partialPerRound: 6,
+      partial: 12,
+      scratch: 3,
+      total: 16,
+    });
+  });
+
+  it('counts over the question, not per initial rollout', () => {
+    // M=2: 2 + 2·2·1·3 = 14 of 15, scratch 1 (per-lineage int(15/2)=7 would have lost one)
+    expect(planBudget({ n: 15, m: 2, k: 2, t: 3, r: 1, mode: 'all_ppl' }).scratch).toBe(1);
+  });
+
+  it("mode 'none': all N start from the question", () => {
+    expect(planBudget({ n: 8, m: 1, k: 0, t: 0, r: 0, mode: 'none' })).toEqual({
+      initial: 8,
+      partialPerRound: 0,
+      partial: 0,
+      scratch: 0,
+      total: 8,
+    });
+  });
+
+  it('rejects non-positive or fractional numbers', () => {
+    expect(() => planBudget({ n: 8, m: 0, k: 2, t: 3, r: 1, mode: 'all_ppl' })).toThrow(
+      /M must be a positive integer/,
+    );
+    expect(() => planBudget({ n: 8, m: 1, k: 2.5, t: 3, r: 1, mode: 'all_ppl' })).toThrow(BudgetError);
+    expect(() => planBudget({ n: -1, m: 1, k: 2, t: 3, r: 1, mode: 'none' })).toThrow(/N must be/);
+  });
+
+  it('scratch fill makes up for branch points that could not be found', () => {
+    const plan = planBudget({ n: 8, m: 1, k: 2, t: 3, r: 1, mode: 'tool_call_ppl' });
+    expect(scratchToFill(plan, 6)).toBe(1);
+    // only one branch step found: 3 partial rollouts, 4 from scratch
+    expect(scratchToFill(plan, 3)).toBe(4);
+  });
+});
+
+describe('labels and turn budget', () => {
+  it('uses the reference rollout types', () => {
+    expect(rolloutType('initial')).toBe('traj_level_rollout');
+    expect(rolloutType('scratch')).toBe('traj_level_rollout');
+    expect(rolloutType('branch')).toBe('partial_rollout');
+  });
+
+  it('a branch at step s has maxTurns - s turns left', () => {
+    expect(branchTurnBudget(100, 3)).toBe(97);
+    expect(branchTurnBudget(2, 5)).toBe(0);
+  });
+});

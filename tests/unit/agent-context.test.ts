@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import { contextPolicy, formatToolResponse } from '../../agent/context.js';
+import { parseTurn } from '../../agent/format.js';
+import {
+  ITERRESEARCH_SYSTEM_PROMPT,
+  REACT_SYSTEM_PROMPT,
+  RESUM_SUMMARY_SYSTEM_PROMPT,
+} from '../../agent/prompts.js';
+
+const CALL =
+  '<think>look</think>\n<tool_call>\n{"name": "search", "arguments": {"query": ["q"]}}\n</tool_call>';
+const CALL2 =
+  '<think>read</think><tool_call>{"name":"visit","arguments":{"url":["u"],"goal":"g"}}</tool_call>';
+
+describe('react', () => {
+  const p = contextPolicy('react');
+
+  it('starts with system and question', () => {
+    const s = p.initial('Q?');
+    expect(p.buildMessages(s)).toEqual([
+      { role: 'system', content: REACT_SYSTEM_PROMPT },
+      { role: 'user', content: 'Q?' },
+    ]);
+  });
+
+  it('appends each raw turn and its tool response', () => {
+    let s = p.initial('Q?');
+    s = p.advance(s, parseTurn(CALL), CALL, 'result 1');
+    s = p.advance(s, parseTurn(CALL2), CALL2, 'result 2');
+    expect(s.round).toBe(2);
+    expect(p.buildMessages(s)).toEqual([
+      { role: 'system', content: REACT_SYSTEM_PROMPT },
+      { role: 'user', content: 'Q?' },
+      { role: 'assistant', content: CALL },
+      { role: 'user', content: '<tool_response>\nresult 1\n</tool_response>' },
+      { role: 'assistant', content: CALL2 },
+      { role: 'user', content: '<tool_response>\nresult 2\n</tool_response>' },
+    ]);
+    expect(formatToolResponse('x')).toBe('<tool_response>\nx\n</tool_response>');
+  });
+
+  it('does not mutate the previous state', () => {
+    const s0 = p.initial('Q?');
+    const s1 = p.advance(s0, parseTurn(CALL), CALL, 'r');
+    expect(s0.steps).toEqual([]);
+    expect(s1.steps.length).toBe(1);
+  });
+
+  it('never summarises', () => {
+    expect(p.wantsSummary(1_000_000, 1000)).toBe(false);
+    expect(() => p.summaryMessages(p.initial('Q'))).toThrow(/no summary turn/);
+  });
+
+  it('puts the date in the system prompt when given', () => {
+    const msgs = contextPolicy('react', { date: '2025-01-31' }).buildMessages(p.initial('Q'));
+    expect(msgs[0]!.content.endsWith('Current date: 2025-01-31')).toBe(true);
+  });
+});
+
+describe('resum', () => {
+  const p = contextPolicy('resum');
+
+  it('asks for a summary from 90% of the window', () => {
+    expect(p.wantsSummary(899, 1000)).toBe(false);
+    expect(p.wantsSummary(900, 1000)).toBe(true);
+    expect(contextPolicy('resum', { summaryThreshold: 0.5 }).wantsSummary(500, 1000)).toBe(true);
+    expect(() => contextPolicy('resum', { summaryThreshold: 1.5 })).toThrow(RangeError);
+  });
+
+  it('builds the summary turn from the history and continues from question + summary', () => {
+    let s = p.initial('Q?');
+    s = p.advance(s, parseTurn(CALL), CALL, 'result 1');
+    const sm = p.summaryMessages(s);
+    expect(sm[0]).toEqual({ role: 'system', content: RESUM_SUMMARY_SYSTEM_PROMPT });
+    expect(sm[1]!.role).toBe('user');
+    expect(sm[1]!.content.startsWith('<question>\nQ?\n</question>\n<history>\n')).toBe(true);
+    expect(sm[1]!.content.endsWith('\n</history>')).toBe(true);
+    expect(sm[1]!.content).toContain('result 1');
+    expect(sm[1]!.content).toContain('"search"');
+
+    s = p.applySummary(s, 'S1');
+    expect(s.steps).toEqual([]);
+    expect(s.round).toBe(1);
+    s = p.advance(s, parseTurn(CALL2), CALL2, 'result 2');
+    expect(p.buildMessages(s)).toEqual([
+      { role: 'system', content: REACT_SYSTEM_PROMPT },
+      { role: 'user', content: 'Q?\n\n<summary>\nS1\n</summary>' },
+      { role: 'assistant', content: CALL2 },
+      { role: 'user', content: '<tool_response>\nresult 2\n</tool_response>' },
+    ]);
+    // The next summary builds on the previous one.
+    expect(p.summaryMessages(s)[1]!.content).toContain('S1');
+  });
+});
+
+describe('iterresearch', () => {
+  const p = contextPolicy('iterresearch');
+
+  it('first round has the question and an empty report', () => {
+    expect(p.buildMessages(p.initial('Q?'))).toEqual([
+      { role: 'system', content: ITERRESEARCH_SYSTEM_PROMPT },
+      { role: 'user', content: '<question>\nQ?\n</question>\n<report>\n\n</report>' },
+    ]);
+  });
+
+  it('keeps the report from the turn and only the last action', () => {
+    const t1 =
+      '<think>a</think><report>M1</report><tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>';
+    const t2 = '<think>b</think><tool_call>{"name":"visit","arguments":{"url":["u"],"goal":"g"}}</tool_call>';
+    let s = p.initial('Q?');
+    s = p.advance(s, parseTurn(t1), t1, 'obs 1');
+    expect(p.buildMessages(s)[1]!.content).toBe(
+      '<question>\nQ?\n</question>\n<report>\nM1\n</report>\n<last_action>\n<tool_call>\n{"name":"search","arguments":{"query":["q"]}}\n</tool_call>\n</last_action>\n<last_observation>\nobs 1\n</last_observation>',
+    );
+    // t2 has no report: M1 stays
+    s = p.advance(s, parseTurn(t2), t2, 'obs 2');
+    const content = p.buildMessages(s)[1]!.content;
+    expect(content).toContain('<report>\nM1\n</report>');
+    expect(content).toContain('"visit"');
+    expect(content).toContain('obs 2');
+    expect(content).not.toContain('obs 1');
+  });
+
+  it('shows a malformed call as written', () => {
+    const t = '<think>x</think><report>R</report><tool_call>{bad</tool_call>';
+    const s = p.advance(p.initial('Q'), parseTurn(t), t, 'Error');
+    expect(p.buildMessages(s)[1]!.content).toContain(
+      '<last_action>\n<tool_call>\n{bad\n</tool_call>\n</last_action>',
+    );
+  });
+
+  it('stays bounded after many rounds', () => {
+    let s = p.initial('Q?');
+    let firstSize = 0;
+    for (let i = 0; i < 2048; i++) {
+      const t = `<think>step ${i}</think><report>report v${i % 10}</report><tool_call>{"name":"search","arguments":{"query":["q${i % 10}"]}}</tool_call>`;
+      s = p.advance(s, parseTurn(t), t, `observation ${i % 10}`);
+      const size = JSON.stringify(s).length + JSON.stringify(p.buildMessages(s)).length;
+      if (i === 9) firstSize = size;
+      if (i > 9) expect(size).toBeLessThanOrEqual(firstSize + 16);
+    }
+    expect(s.round).toBe(2048);
+    expect(s.steps.length).toBe(1);
+  });
+});
+
+describe('contextPolicy', () => {
+  it('selects by name', () => {
+    for (const n of ['react', 'iterresearch', 'resum'] as const) expect(contextPolicy(n).name).toBe(n);
+    expect(() => contextPolicy('nope' as never)).toThrow(/unknown context policy/);
+  });
+});

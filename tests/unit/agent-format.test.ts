@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import {
+  extractTag,
+  parseAnswer,
+  parseJudgement,
+  parseReport,
+  parseSummary,
+  parseTurn,
+  TOOL_CALL_FORMAT_ERROR,
+  toolCallProblem,
+} from '../../agent/format.js';
+
+describe('parseTurn', () => {
+  it('parses a well-formed tool call', () => {
+    const t = parseTurn(
+      '<think>\nI should search.\n</think>\n<tool_call>\n{"name": "search", "arguments": {"query": ["a b"]}}\n</tool_call>',
+    );
+    expect(t).toEqual({
+      kind: 'tool_call',
+      think: 'I should search.',
+      call: { name: 'search', arguments: { query: ['a b'] } },
+    });
+  });
+
+  it('parses an answer', () => {
+    const t = parseTurn('<think>done</think>\n\n<answer>  Paris </answer>');
+    expect(t).toEqual({ kind: 'answer', think: 'done', answer: 'Paris' });
+  });
+
+  it('turns invalid JSON into invalid_tool_call with the reference observation', () => {
+    const t = parseTurn('<think>x</think><tool_call>{"name": "search", "arguments": {query: }</tool_call>');
+    expect(t.kind).toBe('invalid_tool_call');
+    if (t.kind !== 'invalid_tool_call') throw new Error('unreachable');
+    expect(t.error).toBe(TOOL_CALL_FORMAT_ERROR);
+    expect(t.error).toBe(
+      'Error: Tool call is not a valid JSON. Tool call must contain a valid "name" and "arguments" field.',
+    );
+    expect(t.raw).toBe('{"name": "search", "arguments": {query: }');
+    expect(toolCallProblem(t.raw)).toBe('tool call is not valid JSON');
+  });
+
+  it('rejects a call without a string name', () => {
+    const t = parseTurn('<think>x</think><tool_call>{"arguments": {"query": ["q"]}}</tool_call>');
+    expect(t.kind).toBe('invalid_tool_call');
+    expect(toolCallProblem('{"arguments": {"query": ["q"]}}')).toBe('tool call has no string "name"');
+    expect(toolCallProblem('{"name": 3, "arguments": {}}')).toBe('tool call has no string "name"');
+  });
+
+  it('rejects arguments that are not an object', () => {
+    expect(parseTurn('<tool_call>{"name": "visit", "arguments": ["u"]}</tool_call>').kind).toBe(
+      'invalid_tool_call',
+    );
+    expect(toolCallProblem('{"name": "visit"}')).toBe('tool call has no object "arguments"');
+    expect(toolCallProblem('[1, 2]')).toBe('tool call is not a JSON object');
+  });
+
+  it('accepts arguments given as a JSON string', () => {
+    const t = parseTurn(
+      '<think>x</think><tool_call>{"name": "search", "arguments": "{\\"query\\": [\\"q\\"]}"}</tool_call>',
+    );
+    expect(t).toMatchObject({ kind: 'tool_call', call: { name: 'search', arguments: { query: ['q'] } } });
+  });
+
+  it('strips a code fence inside the tool call', () => {
+    const t = parseTurn(
+      '<think>x</think>\n<tool_call>\n```json\n{"name": "visit", "arguments": {"url": ["u"], "goal": "g"}}\n```\n</tool_call>',
+    );
+    expect(t).toMatchObject({
+      kind: 'tool_call',
+      call: { name: 'visit', arguments: { url: ['u'], goal: 'g' } },
+    });
+  });
+
+  it('tolerates text around the JSON object and after the call', () => {
+    const t = parseTurn(
+      '<think>x</think><tool_call>call: {"name": "search", "arguments": {"query": ["q"]}} ok</tool_call>\nmore text <answer>no</answer>',
+    );
+    expect(t).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+  });
+
+  it('handles a missing </think>: reasoning runs to the action', () => {
+    const t = parseTurn('<think>thinking hard\n<answer>42</answer>');
+    expect(t).toEqual({ kind: 'answer', think: 'thinking hard', answer: '42' });
+  });
+
+  it('handles a missing <think> (opened by the chat template)', () => {
+    const t = parseTurn('reasoning here</think>\n<answer>42</answer>');
+    expect(t).toEqual({ kind: 'answer', think: 'reasoning here', answer: '42' });
+  });
+
+  it('ignores tags quoted inside the reasoning', () => {
+    const t = parseTurn(
+      '<think>I could write <answer>x</answer> but no</think><tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>',
+    );
+    expect(t.kind).toBe('tool_call');
+    expect(t.think).toBe('I could write <answer>x</answer> but no');
+  });
+
+  it('reads a truncated but complete tool call without its closing tag', () => {
+    const t = parseTurn(
+      '<think>x</think><tool_call>\n{"name": "search", "arguments": {"query": ["q"]}}\n<tool_response>',
+    );
+    expect(t).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+  });
+
+  it('reads an unclosed answer to the end', () => {
+    expect(parseTurn('<think>x</think><answer>Lyon')).toMatchObject({ kind: 'answer', answer: 'Lyon' });
+  });
+
+  it('gives no_action for garbage and for reasoning alone', () => {
+    expect(parseTurn('lorem ipsum')).toEqual({ kind: 'no_action', think: 'lorem ipsum' });
+    expect(parseTurn('')).toEqual({ kind: 'no_action', think: '' });
+    expect(parseTurn('<think>only thinking</think>\n')).toEqual({
+      kind: 'no_action',
+      think: 'only thinking',
+    });
+  });
+
+  it('returns the iterresearch report', () => {
+    const t = parseTurn(
+      '<think>t</think>\n<report>\n# Findings\n- A\n</report>\n<tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>',
+    );
+    expect(t).toMatchObject({ kind: 'tool_call', report: '# Findings\n- A' });
+    const a = parseTurn('<think>t</think><report>R</report><answer>X</answer>');
+    expect(a).toEqual({ kind: 'answer', think: 't', answer: 'X', report: 'R' });
+    expect('report' in parseTurn('<think>t</think><answer>X</answer>')).toBe(false);
+  });
+
+  it('takes the first action when both appear', () => {
+    expect(
+      parseTurn('<think>t</think><answer>A</answer><tool_call>{"name":"s","arguments":{}}</tool_call>').kind,
+    ).toBe('answer');
+  });
+});
+
+describe('tag helpers', () => {
+  it('extractTag takes the first occurrence, trimmed, unclosed to the end', () => {
+    expect(extractTag('a <x> 1 </x> <x>2</x>', 'x')).toBe('1');
+    expect(extractTag('<x>open', 'x')).toBe('open');
+    expect(extractTag('none', 'x')).toBeNull();
+  });
+
+  it('parseSummary and parseReport skip reasoning and fall back to the whole response', () => {
+    expect(parseSummary('<think><summary>draft</summary></think><summary>\nfinal\n</summary>')).toBe('final');
+    expect(parseSummary('<think>x</think>\nplain summary')).toBe('plain summary');
+    expect(parseSummary('<think>x</think>  ')).toBeNull();
+    expect(parseReport('<think>x</think><report>## Plan\nFinal answer: 7</report>')).toBe(
+      '## Plan\nFinal answer: 7',
+    );
+  });
+
+  it('parseAnswer reads the answer after the reasoning', () => {
+    expect(parseAnswer('<think><answer>no</answer></think><answer>yes</answer>')).toBe('yes');
+    expect(parseAnswer('nothing')).toBeNull();
+  });
+
+  it('parseJudgement reads the verdict', () => {
+    expect(parseJudgement('<think>is it correct?</think><judgement>incorrect</judgement>')).toBe('incorrect');
+    expect(parseJudgement('<judgement> Correct </judgement>')).toBe('correct');
+    expect(parseJudgement('<think>hmm</think>The prediction is correct.')).toBe('correct');
+    expect(parseJudgement('<judgement>correct or incorrect</judgement>')).toBeNull();
+    expect(parseJudgement('no idea')).toBeNull();
+  });
+});

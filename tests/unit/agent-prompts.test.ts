@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import {
+  INTEGRATION_SYSTEM_PROMPT,
+  ITERRESEARCH_SYSTEM_PROMPT,
+  integrationMessages,
+  JUDGE_SYSTEM_PROMPT,
+  judgeMessages,
+  REACT_SYSTEM_PROMPT,
+  REPORT_SYSTEM_PROMPT,
+  renderTrajectory,
+  reportMessages,
+} from '../../agent/prompts.js';
+
+describe('system prompts', () => {
+  it('list both tools with their parameters and the output format', () => {
+    for (const p of [REACT_SYSTEM_PROMPT, ITERRESEARCH_SYSTEM_PROMPT]) {
+      expect(p).toContain('"name":"search"');
+      expect(p).toContain('"query":{"type":"array"');
+      expect(p).toContain('"name":"visit"');
+      expect(p).toContain('"required":["url","goal"]');
+      expect(p).toContain('<tool_call>');
+      expect(p).toContain('<answer>');
+      expect(p).toContain('<think>');
+    }
+    expect(ITERRESEARCH_SYSTEM_PROMPT).toContain('<report>');
+    expect(REPORT_SYSTEM_PROMPT).toContain('Final answer: X');
+    expect(INTEGRATION_SYSTEM_PROMPT).toContain('not proof');
+    expect(JUDGE_SYSTEM_PROMPT).toContain('<judgement>correct</judgement>');
+  });
+});
+
+describe('builders', () => {
+  it('reportMessages wraps question and trajectory', () => {
+    const m = reportMessages('Q', 'T');
+    expect(m[0]).toEqual({ role: 'system', content: REPORT_SYSTEM_PROMPT });
+    expect(m[1]).toEqual({
+      role: 'user',
+      content: '<question>\nQ\n</question>\n<trajectory>\nT\n</trajectory>',
+    });
+  });
+
+  it('integrationMessages numbers the reports from 1', () => {
+    const m = integrationMessages('Q', ['r one', 'r two']);
+    expect(m[1]!.content).toBe(
+      '<question>\nQ\n</question>\n<reports>\n<report id=1>\nr one\n</report>\n<report id=2>\nr two\n</report>\n</reports>',
+    );
+  });
+
+  it('judgeMessages tags question, gold and prediction', () => {
+    expect(judgeMessages('Q', 'G', 'P')[1]!.content).toBe(
+      '<question>\nQ\n</question>\n<gold>\nG\n</gold>\n<prediction>\nP\n</prediction>',
+    );
+  });
+
+  it('renderTrajectory shows reasoning, calls, observations and the answer', () => {
+    const text = renderTrajectory(
+      [
+        {
+          turn: '<think>search first</think><tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>',
+          observation: 'x'.repeat(50),
+        },
+        { turn: '<think>bad</think><tool_call>{oops</tool_call>', observation: 'Error' },
+        { turn: '<think>got it</think><answer>42</answer>' },
+      ],
+      { maxObservationChars: 10 },
+    );
+    expect(text).toBe(
+      [
+        '## Step 1\nThinking: search first\nTool call: {"name":"search","arguments":{"query":["q"]}}\nTool response:\nxxxxxxxxxx\n[… 40 more characters omitted]',
+        '## Step 2\nThinking: bad\nTool call (malformed): {oops\nTool response:\nError',
+        '## Step 3\nThinking: got it\nAnswer: 42',
+      ].join('\n\n'),
+    );
+  });
+});

@@ -1,0 +1,137 @@
+import { describe, expect, it } from 'vitest';
+import { regionScores, tokenEntropies, topKEntropy, trajectoryUncertainty } from '../../agent/uncertainty.js';
+import type { TokenLogprob } from '../../inference/types.js';
+
+const LN2 = Math.log(2);
+
+describe('topKEntropy', () => {
+  it('uniform over 2 gives ln 2', () => {
+    // p = (0.5, 0.5): H = -2 · 0.5 · ln 0.5 = ln 2 ≈ 0.693147
+    expect(topKEntropy([Math.log(0.5), Math.log(0.5)])).toBeCloseTo(LN2, 12);
+  });
+
+  it('renormalises over the top-k', () => {
+    // (0.1, 0.1, 0.1, 0.1) sums to 0.4; renormalised it is uniform over 4: H = ln 4 ≈ 1.386294
+    expect(topKEntropy([0.1, 0.1, 0.1, 0.1].map(Math.log))).toBeCloseTo(Math.log(4), 12);
+    // (0.3, 0.1) → (0.75, 0.25): H = 0.75·ln(4/3) + 0.25·ln 4 = 0.215762 + 0.346574 = 0.562335
+    expect(topKEntropy([Math.log(0.3), Math.log(0.1)])).toBeCloseTo(0.562335, 6);
+  });
+
+  it('is 0 for one alternative, none, or only impossible ones', () => {
+    expect(topKEntropy([Math.log(0.9)])).toBe(0);
+    expect(topKEntropy([])).toBe(0);
+    // -Infinity is probability 0: (1, 0) → H = 0
+    expect(topKEntropy([0, Number.NEGATIVE_INFINITY])).toBe(0);
+    expect(topKEntropy([Number.NEGATIVE_INFINITY])).toBe(0);
+  });
+
+  it('stays finite for very negative logprobs', () => {
+    // exp(-800) underflows; shifted by the max, (-800, -800) is uniform over 2
+    expect(topKEntropy([-800, -800])).toBeCloseTo(LN2, 12);
+  });
+
+  it('tokenEntropies gives one float per token', () => {
+    const toks: TokenLogprob[] = [
+      { token: 'a', logprob: -0.69, topLogprobs: [Math.log(0.5), Math.log(0.5)] },
+      { token: 'b', logprob: 0, topLogprobs: [0] },
+    ];
+    const e = tokenEntropies(toks);
+    expect(e).toBeInstanceOf(Float32Array);
+    expect(e.length).toBe(2);
+    expect(e[0]).toBeCloseTo(LN2, 6);
+    expect(e[1]).toBe(0);
+  });
+});
+
+function scores(tokens: string[], entropies: number[]) {
+  return regionScores(
+    tokens.join(''),
+    tokens.map((token) => ({ token })),
+    Float32Array.from(entropies),
+  );
+}
+
+describe('regionScores', () => {
+  it('averages entropies inside each region, tag tokens excluded', () => {
+    const tokens = ['<think>', 'a', 'b', '</think>', '\n', '<tool_call>', 'x', 'y', '</tool_call>'];
+    const ent = [0, 0.2, 0.4, 0.1, 0.3, 0, 1.0, 0, 0];
+    const r = scores(tokens, ent);
+    // think: tokens 'a','b' → mean(0.2, 0.4) = 0.3 → exp(0.3) ≈ 1.349859
+    expect(r.think_ppl).toBeCloseTo(Math.exp(0.3), 6);
+    // tool_call: 'x','y' → mean(1.0, 0) = 0.5 → exp(0.5) ≈ 1.648721
+    expect(r.tool_call_ppl).toBeCloseTo(Math.exp(0.5), 6);
+    // all: (0+0.2+0.4+0.1+0.3+0+1.0+0+0)/9 = 2.0/9 → exp(0.2222) ≈ 1.248849
+    expect(r.all_ppl).toBeCloseTo(Math.exp(2 / 9), 6);
+  });
+
+  it('uniform-over-2 reasoning gives exp(ln 2) = 2', () => {
+    const r = scores(['<think>', 'p', 'q', '</think>'], [0, LN2, LN2, 0]);
+    // think: mean(ln2, ln2) = ln 2 → 2; all: (2 ln 2)/4 = ln2/2 → sqrt 2
+    expect(r.think_ppl).toBeCloseTo(2, 6);
+    expect(r.tool_call_ppl).toBeNull();
+    expect(r.all_ppl).toBeCloseTo(Math.SQRT2, 6);
+  });
+
+  it('leaves out the pieces of a tag split over several tokens', () => {
+    const r = scores(['<', 'think', '>', 'hi', '</', 'think', '>'], [1, 1, 1, 0.5, 1, 1, 1]);
+    // only 'hi' starts inside the content: exp(0.5)
+    expect(r.think_ppl).toBeCloseTo(Math.exp(0.5), 6);
+  });
+
+  it('keeps a token that starts in the content and runs into the closing tag', () => {
+    const r = scores(['<think>', 'ab', 'c</think>'], [0, 0.2, 0.6]);
+    // 'ab' and 'c</think>' both start inside: mean(0.2, 0.6) = 0.4
+    expect(r.think_ppl).toBeCloseTo(Math.exp(0.4), 6);
+  });
+
+  it('reasoning starts at the beginning when <think> came from the template', () => {
+    const r = scores(['abc', '</think>', '<answer>', 'X', '</answer>'], [0.4, 0, 0, 2, 0]);
+    // think: 'abc' → exp(0.4); no tool call; all: 2.4/5 = 0.48
+    expect(r.think_ppl).toBeCloseTo(Math.exp(0.4), 6);
+    expect(r.tool_call_ppl).toBeNull();
+    expect(r.all_ppl).toBeCloseTo(Math.exp(0.48), 6);
+  });
+
+  it('a tool_call tag quoted in the reasoning is not the tool-call region', () => {
+    const r = scores(
+      ['<think>', 'use <tool_call>', '</think>', '<tool_call>', '{}', '</tool_call>'],
+      [0, 1, 0, 0, 0.25, 0],
+    );
+    expect(r.think_ppl).toBeCloseTo(Math.exp(1), 6);
+    expect(r.tool_call_ppl).toBeCloseTo(Math.exp(0.25), 6);
+  });
+
+  it('an unclosed tool call runs to the end; empty regions are null', () => {
+    const r = scores(['<think>', '</think>', '<tool_call>', '{"n', 'ame'], [0, 0, 0, 0.2, 0.4]);
+    expect(r.think_ppl).toBeNull();
+    expect(r.tool_call_ppl).toBeCloseTo(Math.exp(0.3), 6);
+    expect(regionScores('', [], new Float32Array(0))).toEqual({
+      think_ppl: null,
+      tool_call_ppl: null,
+      all_ppl: null,
+    });
+  });
+
+  it('locates regions in the tokens when the text differs', () => {
+    const tokens = ['<think>', 'a', '</think>'].map((token) => ({ token }));
+    const r = regionScores('something else', tokens, Float32Array.from([0, 1, 0]));
+    expect(r.think_ppl).toBeCloseTo(Math.E, 6);
+  });
+});
+
+describe('trajectoryUncertainty', () => {
+  it('is the mean all_ppl over scored turns', () => {
+    // (2 + 4) / 2 = 3; the null turn is skipped
+    expect(
+      trajectoryUncertainty([
+        { think_ppl: null, tool_call_ppl: null, all_ppl: 2 },
+        { think_ppl: 9, tool_call_ppl: 9, all_ppl: 4 },
+        { think_ppl: null, tool_call_ppl: null, all_ppl: null },
+      ]),
+    ).toBe(3);
+  });
+
+  it('is Infinity without any score', () => {
+    expect(trajectoryUncertainty([])).toBe(Number.POSITIVE_INFINITY);
+  });
+});

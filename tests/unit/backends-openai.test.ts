@@ -1,0 +1,318 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
+import {
+  OpenAIBackend,
+  alignTokensToText,
+  renderChatTemplate,
+  serverRoot,
+} from '../../inference/backends/openai.js';
+import type { BackendRequest } from '../../inference/types.js';
+
+interface Reply {
+  status?: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+interface Seen {
+  path: string;
+  body: Record<string, unknown>;
+  headers: http.IncomingHttpHeaders;
+}
+
+async function fakeServer(handler: (req: Seen, n: number) => Reply) {
+  const seen: Seen[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s: Seen = { path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')), headers: req.headers };
+      seen.push(s);
+      const r = handler(s, seen.length);
+      res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...r.headers });
+      res.end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body ?? {}));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return { url: `http://127.0.0.1:${port}/v1`, seen, close };
+}
+
+let cleanup: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await cleanup?.();
+  cleanup = undefined;
+});
+
+function request(over: Partial<BackendRequest['params']> = {}): BackendRequest {
+  return {
+    id: 'r1',
+    messages: [
+      { role: 'system', content: 'You are a researcher.' },
+      { role: 'user', content: 'Who?' },
+    ],
+    params: { maxTokens: 64, temperature: 0.7, topLogprobs: 2, seed: 7, stop: ['</answer>'], ...over },
+    deadline: Date.now() + 5000,
+  };
+}
+
+const signal = () => new AbortController().signal;
+
+function chatBody(opts: { usage?: unknown; logprobs?: unknown; content?: string; finish?: string } = {}) {
+  return {
+    id: 'x',
+    model: 'served-model',
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: opts.content ?? 'Hi there' },
+        logprobs:
+          opts.logprobs === undefined
+            ? {
+                content: [
+                  {
+                    token: 'Hi',
+                    logprob: -0.1,
+                    bytes: [72, 105],
+                    top_logprobs: [
+                      { token: 'Hi', logprob: -0.1 },
+                      { token: 'Hey', logprob: -2.5 },
+                      { token: 'Hello', logprob: -3 },
+                    ],
+                  },
+                  {
+                    token: ' there',
+                    logprob: -0.4,
+                    top_logprobs: [
+                      { token: ' friend', logprob: -1.6 },
+                      { token: ' there', logprob: -0.4 },
+                    ],
+                  },
+                ],
+              }
+            : opts.logprobs,
+        finish_reason: opts.finish ?? 'stop',
+      },
+    ],
+    usage:
+      opts.usage === undefined
+        ? { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42, prompt_tokens_details: { cached_tokens: 32 } }
+        : opts.usage,
+  };
+}
+
+describe('OpenAIBackend (chat)', () => {
+  it('sends logprobs=true with top_logprobs and parses tokens, top-k, usage and cached tokens', async () => {
+    const s = await fakeServer(() => ({ body: chatBody() }));
+    cleanup = s.close;
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', apiKey: 'sk' });
+    const g = await b.generate(request(), signal());
+    expect(s.seen[0]!.path).toBe('/v1/chat/completions');
+    expect(s.seen[0]!.headers.authorization).toBe('Bearer sk');
+    expect(s.seen[0]!.body).toMatchObject({
+      model: 'm',
+      logprobs: true,
+      top_logprobs: 2,
+      max_tokens: 64,
+      temperature: 0.7,
+      seed: 7,
+      stop: ['</answer>'],
+      messages: request().messages,
+    });
+    expect(g.text).toBe('Hi there');
+    expect(g.tokens.map((t) => t.token)).toEqual(['Hi', ' there']);
+    expect(g.tokens[0]!.logprob).toBeCloseTo(-0.1);
+    // best first, cut to k
+    expect(g.tokens[0]!.topLogprobs).toEqual([-0.1, -2.5]);
+    expect(g.tokens[1]!.topLogprobs).toEqual([-0.4, -1.6]);
+    expect(g.usage).toEqual({ promptTokens: 40, cachedPromptTokens: 32, completionTokens: 2 });
+    expect(g.finishReason).toBe('stop');
+    expect(g.model).toBe('served-model');
+    expect(b.load().running).toBe(0);
+  });
+
+  it('reads cached tokens as 0 when the server does not report them', async () => {
+    const s = await fakeServer(() => ({
+      body: chatBody({ usage: { prompt_tokens: 40, completion_tokens: 2, prompt_tokens_details: null } }),
+    }));
+    cleanup = s.close;
+    const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(g.usage.cachedPromptTokens).toBe(0);
+  });
+
+  it('fails with a message naming the missing field when logprobs are absent', async () => {
+    const s = await fakeServer(() => ({ body: chatBody({ logprobs: null }) }));
+    cleanup = s.close;
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendProtocolError);
+    expect((err as Error).message).toContain('choices[0].logprobs.content');
+    expect((err as Error).message).toContain('logprobs=true');
+  });
+
+  it('fails when top_logprobs are missing on a token', async () => {
+    const s = await fakeServer(() => ({
+      body: chatBody({ content: 'Hi', logprobs: { content: [{ token: 'Hi', logprob: -0.1 }] } }),
+    }));
+    cleanup = s.close;
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal()).catch((e) => e);
+    expect((err as Error).message).toContain('choices[0].logprobs.content[0].top_logprobs');
+  });
+
+  it('retries a 429 and then succeeds', async () => {
+    const s = await fakeServer((_, n) => (n === 1 ? { status: 429, body: { error: 'rate' }, headers: { 'retry-after': '0' } } : { body: chatBody() }));
+    cleanup = s.close;
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', backoff: { baseMs: 1, maxMs: 2 } });
+    const g = await b.generate(request(), signal());
+    expect(g.text).toBe('Hi there');
+    expect(s.seen).toHaveLength(2);
+  });
+
+  it('does not retry a 400', async () => {
+    const s = await fakeServer(() => ({ status: 400, body: { error: { message: 'bad top_logprobs' } } }));
+    cleanup = s.close;
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendHttpError);
+    expect((err as BackendHttpError).status).toBe(400);
+    expect(s.seen).toHaveLength(1);
+  });
+
+  it('maps finish_reason length, and reports an aborted generation as retryable', async () => {
+    const s = await fakeServer((_, n) => ({ body: chatBody({ finish: n === 1 ? 'length' : 'abort' }) }));
+    cleanup = s.close;
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'm' });
+    expect((await b.generate(request(), signal())).finishReason).toBe('length');
+    const err = await b.generate(request(), signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendProtocolError);
+    expect((err as BackendProtocolError).retryable).toBe(true);
+  });
+
+  it('puts a reasoning parser\'s think block back into the text', async () => {
+    const body = chatBody({
+      content: 'Done',
+      logprobs: {
+        content: ['<think>', 'hmm', '</think>', 'Done'].map((token) => ({ token, logprob: -1, top_logprobs: [{ token, logprob: -1 }] })),
+      },
+    });
+    (body.choices[0]!.message as Record<string, unknown>).reasoning_content = 'hmm';
+    const s = await fakeServer(() => ({ body }));
+    cleanup = s.close;
+    const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(g.text).toBe('<think>hmm</think>Done');
+    expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
+  });
+});
+
+describe('OpenAIBackend (completions)', () => {
+  const completion = {
+    model: 'm',
+    choices: [
+      {
+        index: 0,
+        text: 'Hi there',
+        logprobs: {
+          text_offset: [0, 2],
+          tokens: ['Hi', ' there'],
+          token_logprobs: [-0.2, -0.3],
+          top_logprobs: [
+            { Hi: -0.2, Hey: -1.9, Yo: -4 },
+            { ' there': -0.3, ' you': -1.5 },
+          ],
+        },
+        finish_reason: 'length',
+      },
+    ],
+    usage: { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 },
+  };
+
+  it('renders the chat template, sends logprobs=k and parses the vLLM shape', async () => {
+    const s = await fakeServer(() => ({ body: completion }));
+    cleanup = s.close;
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' });
+    const g = await b.generate(request(), signal());
+    expect(s.seen[0]!.path).toBe('/v1/completions');
+    expect(s.seen[0]!.body).toMatchObject({ model: 'm', logprobs: 2, max_tokens: 64, temperature: 0.7, seed: 7 });
+    expect(s.seen[0]!.body.prompt).toBe(
+      '<|im_start|>system\nYou are a researcher.<|im_end|>\n<|im_start|>user\nWho?<|im_end|>\n<|im_start|>assistant\n',
+    );
+    expect(g.tokens.map((t) => t.token)).toEqual(['Hi', ' there']);
+    expect(g.tokens[0]!.topLogprobs).toEqual([-0.2, -1.9]);
+    expect(g.tokens[1]!.logprob).toBeCloseTo(-0.3);
+    expect(g.finishReason).toBe('length');
+    expect(g.usage).toEqual({ promptTokens: 30, cachedPromptTokens: 0, completionTokens: 2 });
+  });
+
+  it('names the missing field when the completions answer has no logprobs', async () => {
+    const s = await fakeServer(() => ({ body: { ...completion, choices: [{ ...completion.choices[0], logprobs: null }] } }));
+    cleanup = s.close;
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' })
+      .generate(request(), signal())
+      .catch((e) => e);
+    expect((err as Error).message).toContain('choices[0].logprobs.tokens');
+  });
+
+  it('sends token ids from the server tokenizer when promptTokenIds is set', async () => {
+    const s = await fakeServer((req) => (req.path === '/tokenize' ? { body: { tokens: [1, 2, 3], count: 3 } } : { body: completion }));
+    cleanup = s.close;
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions', promptTokenIds: true });
+    await b.generate(request(), signal());
+    expect(s.seen[0]!.path).toBe('/tokenize');
+    expect(s.seen[0]!.body).toMatchObject({ model: 'm', add_special_tokens: false });
+    expect(s.seen[1]!.body.prompt).toEqual([1, 2, 3]);
+  });
+
+  it('accepts a custom template and tokenizer', async () => {
+    const s = await fakeServer(() => ({ body: completion }));
+    cleanup = s.close;
+    const b = new OpenAIBackend({
+      baseUrl: s.url,
+      model: 'm',
+      mode: 'completions',
+      chatTemplate: { prefix: '<s>', message: '[{role}] {content}\n', generationPrompt: '[assistant] ' },
+      promptTokenIds: true,
+      tokenize: async (p) => [p.length],
+    });
+    await b.generate(request(), signal());
+    const expected = '<s>[system] You are a researcher.\n[user] Who?\n[assistant] ';
+    expect(s.seen[0]!.body.prompt).toEqual([expected.length]);
+  });
+});
+
+describe('chat templates and token alignment', () => {
+  it('substitutes placeholders once, leaving message text verbatim', () => {
+    const out = renderChatTemplate({ message: '<{role}>{content}</{role}>', generationPrompt: '<assistant>' }, [
+      { role: 'user', content: 'literal {role} and $& stay' },
+    ]);
+    expect(out).toBe('<user>literal {role} and $& stay</user><assistant>');
+  });
+
+  it('finds the server root beside /v1', () => {
+    expect(serverRoot('http://h:8000/v1/')).toBe('http://h:8000');
+    expect(serverRoot('http://h:8000')).toBe('http://h:8000');
+  });
+
+  it('keeps exact tokens as they are', () => {
+    expect(alignTokensToText('ab', ['a', 'b'])).toEqual({ tokens: ['a', 'b'], exact: true });
+  });
+
+  it('uses the bytes field for a character split across tokens', () => {
+    const emoji = '😀'; // f0 9f 98 80
+    const r = alignTokensToText(`a${emoji}b`, ['a', 'bytes:\\xf0\\x9f', 'bytes:\\x98\\x80', 'b'], [[97], [0xf0, 0x9f], [0x98, 0x80], [98]]);
+    expect(r).toEqual({ tokens: ['a', '', emoji, 'b'], exact: true });
+  });
+
+  it('reconciles replacement characters, BPE spellings and a trailing stop token, keeping one entry per token', () => {
+    const text = 'x é y';
+    const r = alignTokensToText(text, ['x', '\u0120\uFFFD', '\uFFFD', '\u0120y', '<|im_end|>']);
+    expect(r.exact).toBe(false);
+    expect(r.tokens).toHaveLength(5);
+    expect(r.tokens.join('')).toBe(text);
+    expect(r.tokens[3]).toBe(' y');
+    expect(r.tokens[4]).toBe('');
+  });
+});

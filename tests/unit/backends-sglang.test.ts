@@ -1,0 +1,160 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
+import { SGLangBackend } from '../../inference/backends/sglang.js';
+import type { BackendRequest } from '../../inference/types.js';
+
+interface Reply {
+  status?: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+interface Seen {
+  path: string;
+  body: Record<string, unknown>;
+}
+
+async function fakeServer(handler: (req: Seen, n: number) => Reply) {
+  const seen: Seen[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s: Seen = { path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+      seen.push(s);
+      const r = handler(s, seen.length);
+      res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...r.headers });
+      res.end(JSON.stringify(r.body ?? {}));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return { url: `http://127.0.0.1:${port}`, seen, close };
+}
+
+let cleanup: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await cleanup?.();
+  cleanup = undefined;
+});
+
+const request: BackendRequest = {
+  id: 'r1',
+  messages: [{ role: 'user', content: 'Q?' }],
+  params: { maxTokens: 32, temperature: 1, topLogprobs: 2, seed: 3, stop: ['</tool_call>'] },
+  deadline: Date.now() + 60_000,
+};
+const signal = () => new AbortController().signal;
+
+function generateBody(meta: Record<string, unknown> = {}) {
+  return {
+    text: '<think>ok',
+    meta_info: {
+      id: 'abc',
+      prompt_tokens: 12,
+      completion_tokens: 4,
+      cached_tokens: 8,
+      finish_reason: { type: 'stop', matched: 151645 },
+      output_token_logprobs: [
+        [-0.5, 13708, '<think>'],
+        [-0.1, 562, 'ok'],
+        [-0.01, 151645, '<|im_end|>'],
+      ],
+      output_top_logprobs: [
+        [
+          [-0.5, 13708, '<think>'],
+          [-1.2, 40, 'I'],
+          [-3, 41, 'J'],
+        ],
+        [
+          [-0.1, 562, 'ok'],
+          [-2.4, 563, 'no'],
+        ],
+        [[-0.01, 151645, '<|im_end|>']],
+      ],
+      ...meta,
+    },
+  };
+}
+
+describe('SGLangBackend', () => {
+  it('posts the native /generate shape and parses meta_info', async () => {
+    const s = await fakeServer(() => ({ body: generateBody() }));
+    cleanup = s.close;
+    const b = new SGLangBackend({ baseUrl: `${s.url}/`, model: 'qwen' });
+    const g = await b.generate(request, signal());
+    expect(s.seen[0]!.path).toBe('/generate');
+    expect(s.seen[0]!.body).toMatchObject({
+      text: '<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n',
+      sampling_params: { max_new_tokens: 32, temperature: 1, stop: ['</tool_call>'], sampling_seed: 3 },
+      return_logprob: true,
+      top_logprobs_num: 2,
+      return_text_in_logprobs: true,
+    });
+    expect(g.text).toBe('<think>ok');
+    // the EOS token the text leaves out stays, as an empty string, so logprobs keep their positions
+    expect(g.tokens.map((t) => t.token)).toEqual(['<think>', 'ok', '']);
+    expect(g.tokens[0]!.topLogprobs).toEqual([-0.5, -1.2]);
+    expect(g.tokens[1]!.logprob).toBeCloseTo(-0.1);
+    expect(g.usage).toEqual({ promptTokens: 12, cachedPromptTokens: 8, completionTokens: 4 });
+    expect(g.finishReason).toBe('stop');
+    expect(g.model).toBe('qwen');
+  });
+
+  it('sends input_ids when asked, and can leave the seed out', async () => {
+    const s = await fakeServer(() => ({ body: generateBody({ finish_reason: { type: 'length', length: 32 } }) }));
+    cleanup = s.close;
+    const b = new SGLangBackend({ baseUrl: s.url, inputIds: true, tokenize: async () => [5, 6], seedParam: null });
+    const g = await b.generate(request, signal());
+    expect(s.seen[0]!.body.input_ids).toEqual([5, 6]);
+    expect(s.seen[0]!.body.text).toBeUndefined();
+    expect((s.seen[0]!.body.sampling_params as Record<string, unknown>).sampling_seed).toBeUndefined();
+    expect(g.finishReason).toBe('length');
+  });
+
+  it('names the missing field when logprobs are absent', async () => {
+    const s = await fakeServer(() => ({ body: generateBody({ output_token_logprobs: undefined }) }));
+    cleanup = s.close;
+    const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendProtocolError);
+    expect((err as Error).message).toContain('meta_info.output_token_logprobs');
+  });
+
+  it('names the missing field when top logprobs are absent', async () => {
+    const s = await fakeServer(() => ({ body: generateBody({ output_top_logprobs: null }) }));
+    cleanup = s.close;
+    const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
+    expect((err as Error).message).toContain('meta_info.output_top_logprobs');
+  });
+
+  it('reports cached tokens as 0 when absent, and an abort as retryable', async () => {
+    const s = await fakeServer((_, n) =>
+      n === 1
+        ? { body: generateBody({ cached_tokens: undefined }) }
+        : { body: generateBody({ finish_reason: { type: 'abort', message: 'server shutting down' } }) },
+    );
+    cleanup = s.close;
+    const b = new SGLangBackend({ baseUrl: s.url });
+    expect((await b.generate(request, signal())).usage.cachedPromptTokens).toBe(0);
+    const err = await b.generate(request, signal()).catch((e) => e);
+    expect((err as BackendProtocolError).retryable).toBe(true);
+    expect((err as Error).message).toContain('server shutting down');
+  });
+
+  it('retries a 503 and does not retry a 400', async () => {
+    const s = await fakeServer((_, n) => (n === 1 ? { status: 503 } : n === 2 ? { body: generateBody() } : { status: 400, body: { error: 'bad' } }));
+    cleanup = s.close;
+    const b = new SGLangBackend({ baseUrl: s.url, backoff: { baseMs: 1, maxMs: 2 } });
+    await b.generate(request, signal());
+    expect(s.seen).toHaveLength(2);
+    const err = await b.generate(request, signal()).catch((e) => e);
+    expect((err as BackendHttpError).status).toBe(400);
+    expect(s.seen).toHaveLength(3);
+  });
+});

@@ -1,0 +1,25 @@
+// search and visit over the simulator's synthetic knowledge base (see docs/simulator.md). The world is
+// derived from the question, so any process can answer a tool call without shared state.
+import { z } from 'zod';
+import { simSearch, simVisit } from '../sim/tools.js';
+import type { Tool } from './types.js';
+
+const stringOrList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(10)]);
+
+const search: Tool<{ query: string | string[] }> = {
+  name: 'search',
+  description: 'Web search over the simulated knowledge base. Arguments: {"query": ["..."]}',
+  args: z.object({ query: stringOrList }),
+  run: async (args, ctx) => simSearch(ctx.question, args.query),
+};
+
+const visit: Tool<{ url: string | string[]; goal?: string }> = {
+  name: 'visit',
+  description: 'Read simulated web pages. Arguments: {"url": ["..."], "goal": "..."}',
+  args: z.object({ url: stringOrList, goal: z.string().optional() }),
+  run: async (args, ctx) => simVisit(ctx.question, args.url, args.goal),
+};
+
+export function simWebTools(): Tool<unknown>[] {
+  return [search, visit] as Tool<unknown>[];
+}

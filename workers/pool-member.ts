@@ -1,0 +1,41 @@
+// Entry point of a pool-member process: one inference server (or the simulator) served on NATS.
+import type { NatsConnection } from '@nats-io/nats-core';
+import { BlobStore } from '../common/blob-store.js';
+import type { MuseConfig } from '../common/config.js';
+import { connectNats } from '../common/nats.js';
+import { initTelemetry } from '../common/telemetry.js';
+import { type BackendSpec, createBackend } from '../inference/backends/index.js';
+import { PoolMember } from '../inference/member.js';
+
+export interface PoolMemberProcessOptions {
+  config: MuseConfig;
+  pool: string;
+  backend: BackendSpec;
+  id?: string;
+  capacity?: number;
+  nc?: NatsConnection;
+}
+
+export async function startPoolMember(opts: PoolMemberProcessOptions): Promise<{ member: PoolMember; stop(): Promise<void> }> {
+  initTelemetry(opts.config, 'pool-member');
+  const backend = createBackend(opts.backend);
+  const nc = opts.nc ?? (await connectNats(opts.config, `muse-pool-${opts.pool}`));
+  const member = new PoolMember({
+    nc,
+    pool: opts.pool,
+    backend,
+    id: opts.id,
+    model: opts.backend.model,
+    capacity: opts.capacity,
+    blobs: new BlobStore(nc),
+  });
+  await member.start();
+  return {
+    member,
+    async stop() {
+      await member.stop();
+      await backend.close?.();
+      if (!opts.nc) await nc.drain().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,122 @@
+// The rollout worker: runs trajectory and ParallelMuse workflows and their activities, reaching inference
+// pools over NATS. Any number can run against one task queue; a killed one loses nothing.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NatsConnection } from '@nats-io/nats-core';
+import {
+  makeWorkflowExporter,
+  OpenTelemetryActivityInboundInterceptor,
+  OpenTelemetryActivityOutboundInterceptor,
+} from '@temporalio/interceptors-opentelemetry';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import { ExportResultCode } from '@opentelemetry/core';
+import { SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { type ActivityDeps, createActivities } from '../activities/index.js';
+import { BlobStore } from '../common/blob-store.js';
+import type { MuseConfig } from '../common/config.js';
+import { connectNats } from '../common/nats.js';
+import { initTelemetry, telemetryResource } from '../common/telemetry.js';
+import { otelWorkflowInterceptorsPath, payloadConverterPath } from '../common/temporal.js';
+import { createToolRegistry } from '../tools/registry.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const workflowsPath = join(root, 'workflows', 'index.ts');
+
+/** Workflow code is bundled once per source version and cached: worker start-up stays fast. */
+export async function workflowBundle(cacheDir: string): Promise<{ code: string }> {
+  const hash = createHash('sha256');
+  for (const dir of ['workflows', 'agent', 'common']) {
+    for (const f of readdirSync(join(root, dir)).sort()) {
+      const p = join(root, dir, f);
+      if (statSync(p).isFile()) hash.update(f).update(readFileSync(p));
+    }
+  }
+  const file = join(cacheDir, `workflow-bundle-${hash.digest('hex').slice(0, 16)}.js`);
+  if (existsSync(file)) return { code: readFileSync(file, 'utf8') };
+  const { code } = await bundleWorkflowCode({
+    workflowsPath,
+    payloadConverterPath,
+    workflowInterceptorModules: [otelWorkflowInterceptorsPath],
+    logger: { log() {}, trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error },
+  });
+  mkdirSync(cacheDir, { recursive: true });
+  writeFileSync(file, code);
+  return { code };
+}
+
+const noopExporter: SpanExporter = {
+  export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }),
+  shutdown: async () => {},
+};
+
+export interface RolloutWorkerOptions {
+  config: MuseConfig;
+  /** Concurrent activity executions (model calls mostly wait on the pool). */
+  maxConcurrentActivities?: number;
+  maxConcurrentWorkflowTasks?: number;
+  identity?: string;
+  onModelCall?: ActivityDeps['onModelCall'];
+  nc?: NatsConnection;
+}
+
+export interface RolloutWorker {
+  worker: Worker;
+  nc: NatsConnection;
+  run(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<RolloutWorker> {
+  const { config } = opts;
+  const exporter = initTelemetry(config, 'worker') ?? noopExporter;
+  const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
+  const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs });
+  const activities = createActivities({ nc, blobs, tools: createToolRegistry('sim'), config, onModelCall: opts.onModelCall });
+  let connection: NativeConnection;
+  try {
+    connection = await NativeConnection.connect({ address: config.temporal.address });
+  } catch (err) {
+    throw new Error(`cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``);
+  }
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    workflowBundle: await workflowBundle(join(config.dataDir, 'cache')),
+    activities,
+    dataConverter: { payloadConverterPath },
+    identity: opts.identity,
+    maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 256,
+    maxConcurrentWorkflowTaskExecutions: opts.maxConcurrentWorkflowTasks ?? 64,
+    maxCachedWorkflows: 1024,
+    shutdownGraceTime: '5s',
+    interceptors: {
+      activity: [
+        (ctx) => ({
+          inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
+          outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
+        }),
+      ],
+    },
+    sinks: { exporter: makeWorkflowExporter(new SimpleSpanProcessor(exporter), telemetryResource()!) },
+  });
+  const ownsNc = !opts.nc;
+  let running: Promise<void> | undefined;
+  return {
+    worker,
+    nc,
+    run() {
+      running ??= worker.run().finally(async () => {
+        await connection.close().catch(() => {});
+        if (ownsNc) await nc.drain().catch(() => {});
+      });
+      return running;
+    },
+    async shutdown() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+// Workflow entry module for the worker bundle: every workflow type Muse registers.
+export { trajectory, progressQuery } from './trajectory.js';

@@ -1,0 +1,251 @@
+// One agent trajectory as a durable MDP. Every step is an activity (LLM turn, tool call, context
+// management), so a killed worker or restarted server resumes at the last finished step. The workflow holds
+// only references and small metadata; it continues-as-new when the server suggests it (or at a step cap),
+// keeping one workflow id, so a 2048-step run never approaches the history limits.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  continueAsNew,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { MuseActivities } from '../activities/index.js';
+import type { TrajectorySpec } from '../agent/job.js';
+import {
+  addUsage,
+  emptyUsage,
+  type Lineage,
+  type StepRecord,
+  type TrajectoryProgress,
+  type TrajectoryResult,
+  type UsageTotals,
+} from '../agent/trajectory.js';
+import type { RegionScores, Termination } from '../agent/types.js';
+
+export interface StepTimeouts {
+  /** Upper bound of one step's activity attempt. */
+  stepMs: number;
+  /** A worker that stops heartbeating for this long is presumed dead and the step is retried elsewhere. */
+  heartbeatMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: StepTimeouts = { stepMs: 10 * 60_000, heartbeatMs: 20_000 };
+
+/** A segment of a trajectory's step log: the records of `ref` with step < untilStep (a branch's reused prefix). */
+export interface StepLogSegment {
+  ref: string;
+  untilStep?: number;
+}
+
+/** Per-step facts a ParallelMuse parent needs to branch, kept only for trajectories short enough to branch. */
+export interface BranchableStep {
+  regions: RegionScores;
+  contextBefore: string;
+  completionTokens: number;
+  toolCalled: boolean;
+}
+
+export const BRANCHABLE_STEP_LIMIT = 512;
+
+export interface TrajectoryInput {
+  spec: TrajectorySpec;
+  /** Blob namespace and retention unit. */
+  jobId: string;
+  timeouts?: StepTimeouts;
+  /** Start from a recorded step of another trajectory instead of from scratch (partial rollout). */
+  branch?: {
+    contextRef: string;
+    step: number;
+    prefixLog: StepLogSegment[];
+    prefixSteps: BranchableStep[];
+    lineage: Lineage;
+  };
+  /** State carried across continue-as-new. */
+  carried?: CarriedState;
+}
+
+interface CarriedState {
+  step: number;
+  run: number;
+  contextRef?: string;
+  usage: UsageTotals;
+  log: StepLogSegment[];
+  branchable?: BranchableStep[];
+  lastAction: string;
+}
+
+export type TrajectoryOutput = TrajectoryResult & { log: StepLogSegment[]; branchable?: BranchableStep[] };
+
+export const progressQuery = defineQuery<TrajectoryProgress>('progress');
+
+const NON_RETRYABLE = ['BadRequestError', 'RequestTooLargeError', 'BlobNotFoundError', 'TypeError', 'ZodError'];
+
+export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutput> {
+  const { spec, jobId } = input;
+  const timeouts = input.timeouts ?? DEFAULT_TIMEOUTS;
+  const steps = proxyActivities<MuseActivities>({
+    startToCloseTimeout: timeouts.stepMs,
+    heartbeatTimeout: timeouts.heartbeatMs,
+    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+  const bookkeeping = proxyActivities<MuseActivities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '500ms', maximumInterval: '10s', nonRetryableErrorTypes: NON_RETRYABLE },
+  });
+
+  const trajectoryId = workflowInfo().workflowId;
+  const carried: CarriedState = input.carried ?? {
+    step: input.branch?.step ?? 0,
+    run: 1,
+    contextRef: input.branch?.contextRef,
+    usage: emptyUsage(),
+    log: input.branch?.prefixLog ?? [],
+    branchable: input.branch ? [...input.branch.prefixSteps] : [],
+    lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
+  };
+  let { step, contextRef, usage, lastAction } = carried;
+  let branchable = carried.branchable;
+  const log = [...carried.log];
+  const records: StepRecord[] = [];
+  let finished: { termination: Termination; prediction: string | null; error?: string } | undefined;
+
+  setHandler(progressQuery, () => ({
+    status: finished ? 'finished' : 'running',
+    step,
+    run: carried.run,
+    lastAction,
+    usage,
+    ...(finished ? { termination: finished.termination, prediction: finished.prediction } : {}),
+  }));
+
+  const flushRecords = async () => {
+    if (records.length === 0) return;
+    const ref = await bookkeeping.saveStepLog({ jobId, records: [...records] });
+    log.push({ ref });
+    records.length = 0;
+  };
+
+  const common = {
+    jobId,
+    trajectoryId,
+    policy: spec.policy,
+    pool: spec.pool,
+    model: spec.model,
+    sampling: spec.sampling,
+  };
+
+  let summarized = false;
+  try {
+    while (!finished) {
+      if (CancellationScope.current().consideredCancelled) throw new CancelledByUser();
+      if (step >= spec.maxTurns) {
+        finished = { termination: 'max_turns', prediction: null };
+        break;
+      }
+      if (records.length >= spec.stepsPerRun || (records.length > 0 && workflowInfo().continueAsNewSuggested)) {
+        await flushRecords();
+        const next: CarriedState = { step, run: carried.run + 1, contextRef, usage, log, branchable, lastAction };
+        return await continueAsNew<typeof trajectory>({ spec, jobId, timeouts, carried: next });
+      }
+      const seed = stepSeed(spec.seed, step);
+      const r = await steps.llmStep({
+        ...common,
+        step,
+        contextRef,
+        question: contextRef ? undefined : spec.question,
+        seed,
+        contextWindow: spec.contextWindow,
+        summaryThreshold: spec.summaryThreshold,
+      });
+      contextRef = r.contextRef;
+      if (r.status === 'needs_summary') {
+        const s = await steps.summarizeStep({ ...common, step, contextRef, seed: seed + 1 });
+        contextRef = s.contextRef;
+        usage = addUsage(usage, { ...s.usage, llmCalls: 1 });
+        summarized = true;
+        lastAction = 'summarised the history';
+        continue;
+      }
+      if (r.status === 'max_context') {
+        finished = { termination: 'max_context', prediction: null };
+        break;
+      }
+      usage = addUsage(usage, { ...r.usage, llmCalls: 1 });
+      const record: StepRecord = {
+        step,
+        kind: r.kind,
+        contextBefore: r.contextRef,
+        turnRef: r.turnRef,
+        actionPreview: r.actionPreview,
+        regions: r.regions,
+        usage: r.usage,
+        memberId: r.memberId,
+        ...(r.tool ? { tool: r.tool } : {}),
+        ...(r.answer !== undefined ? { answer: r.answer } : {}),
+        ...(summarized ? { summarized } : {}),
+      };
+      summarized = false;
+      lastAction = r.actionPreview;
+      let toolCalled = false;
+      if (r.kind === 'answer') {
+        finished = { termination: 'answer', prediction: r.answer ?? '' };
+      } else {
+        const t = await steps.toolStep({ jobId, question: spec.question, policy: spec.policy, contextRef, turnRef: r.turnRef });
+        contextRef = t.contextRef;
+        record.observationRef = t.observationRef;
+        if (t.toolError) record.toolError = t.toolError;
+        toolCalled = t.toolCalled;
+        if (toolCalled) usage = addUsage(usage, { toolCalls: 1 });
+      }
+      records.push(record);
+      if (branchable && branchable.length < BRANCHABLE_STEP_LIMIT) {
+        branchable.push({ regions: r.regions, contextBefore: r.contextRef, completionTokens: r.usage.completionTokens, toolCalled });
+      } else branchable = undefined;
+      step++;
+    }
+  } catch (err) {
+    if (isCancellation(err) || err instanceof CancelledByUser) {
+      finished = { termination: 'cancelled', prediction: null };
+    } else if (err instanceof ActivityFailure || err instanceof ApplicationFailure) {
+      finished = { termination: 'error', prediction: null, error: failureMessage(err) };
+    } else throw err;
+  }
+
+  // Bookkeeping must complete even when the trajectory was cancelled.
+  await CancellationScope.nonCancellable(flushRecords);
+  const result: TrajectoryOutput = {
+    trajectoryId,
+    prediction: finished.prediction,
+    termination: finished.termination,
+    steps: step,
+    usage,
+    ...(finished.error ? { error: finished.error } : {}),
+    stepLogRefs: log.map((s) => s.ref),
+    log,
+    ...(branchable ? { branchable } : {}),
+    ...(input.branch ? { lineage: input.branch.lineage } : {}),
+    runs: carried.run,
+  };
+  return result;
+}
+
+class CancelledByUser extends Error {}
+
+/** Distinct per step and per trajectory seed; a retried step reuses its seed, so a replayed sample is identical. */
+export function stepSeed(seed: number, step: number): number {
+  return (seed * 10_007 + step * 7 + 1) % 2_147_483_647;
+}
+
+function failureMessage(err: ActivityFailure | ApplicationFailure): string {
+  let e: Error | undefined = err;
+  const parts: string[] = [];
+  while (e) {
+    if (e.message) parts.push(e.message);
+    e = (e as { cause?: Error }).cause;
+  }
+  return parts.join(': ');
+}
