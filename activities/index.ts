@@ -44,6 +44,8 @@ export interface LlmStepInput {
   seed: number;
   contextWindow: number;
   summaryThreshold: number;
+  /** Requests with one route key land together while nothing is cached (all rollouts of one question). */
+  routeKey?: string;
 }
 
 export type LlmStepResult =
@@ -182,7 +184,7 @@ export function createActivities(deps: ActivityDeps) {
           topLogprobs: input.sampling.topLogprobs,
           seed: input.seed,
         },
-        { model: input.model, stickyKey: input.trajectoryId },
+        { model: input.model, stickyKey: input.routeKey ?? input.trajectoryId },
       );
       const turn = parseTurn(g.text);
       const turnRef = await content.putText(namespaceFor(input.jobId), g.text);
@@ -261,6 +263,21 @@ export function createActivities(deps: ActivityDeps) {
         const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(ref);
         if (log?.kind !== 'muse.steplog') throw new TypeError(`content reference ${ref} does not hold a step log`);
         out.push(...log.records);
+      }
+      return out;
+    },
+
+    /** The steps of a trajectory from its log segments (a branch's reused prefix included), for reports. */
+    async loadStepLogSegments(input: { segments: { ref: string; untilStep?: number }[] }): Promise<Pick<StepRecord, 'turnRef' | 'observationRef'>[]> {
+      const out: Pick<StepRecord, 'turnRef' | 'observationRef'>[] = [];
+      for (const seg of input.segments) {
+        const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(seg.ref);
+        if (log?.kind !== 'muse.steplog') throw new TypeError(`content reference ${seg.ref} does not hold a step log`);
+        for (const r of log.records) {
+          if (seg.untilStep === undefined || r.step < seg.untilStep) {
+            out.push({ turnRef: r.turnRef, ...(r.observationRef ? { observationRef: r.observationRef } : {}) });
+          }
+        }
       }
       return out;
     },

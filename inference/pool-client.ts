@@ -9,7 +9,7 @@ import { packValue } from '../common/msgpack.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RoutingPolicy } from './router/policies.js';
-import { prefixBlockHashes } from './router/prefix.js';
+import { messagesPrefixKeys } from './router/prefix.js';
 import type { Generation, GenerateParams } from './types.js';
 import {
   decodeWire,
@@ -65,6 +65,8 @@ interface MemberState {
   /** Requests this router has outstanding on the member (fresher than the member's own report). */
   outstanding: number;
   breaker: CircuitBreaker;
+  /** Rejects the requests in flight on this member when it leaves rotation (killed, partitioned, stopping). */
+  onGone: Set<(reason: Error) => void>;
 }
 
 export class PoolClient {
@@ -78,6 +80,7 @@ export class PoolClient {
   private readonly inlineBytes: number;
   private readonly maxBytes: number;
   private started?: Promise<void>;
+  private sweeper?: NodeJS.Timeout;
 
   constructor(private readonly opts: PoolClientOptions) {
     this.policy = typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
@@ -108,6 +111,9 @@ export class PoolClient {
         if (!e) this.onLeave(m.data);
       } }));
     await nc.flush();
+    // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
+    this.sweeper = setInterval(() => this.liveMembers(), Math.max(100, Math.floor(this.ttl / 4)));
+    this.sweeper.unref();
     await this.discover();
   }
 
@@ -125,6 +131,7 @@ export class PoolClient {
   }
 
   close(): void {
+    clearInterval(this.sweeper);
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
     this.started = undefined;
@@ -136,8 +143,7 @@ export class PoolClient {
     const views: MemberView[] = [];
     for (const [id, m] of this.members) {
       if (now - m.lastSeen > this.ttl) {
-        this.members.delete(id);
-        this.policy.onMemberGone(id);
+        this.dropMember(id, `member ${id} stopped announcing (no heartbeat for ${this.ttl} ms)`);
         continue;
       }
       views.push({
@@ -147,7 +153,7 @@ export class PoolClient {
         queued: m.info.queued,
         cacheCapacityTokens: m.info.cacheCapacityTokens,
         cacheUsedTokens: m.info.cacheUsedTokens,
-        healthy: m.breaker.canRequest(),
+        healthy: m.breaker.isAvailable(),
       });
     }
     return views;
@@ -161,8 +167,8 @@ export class PoolClient {
         `request of ${encodedMessages.length} bytes exceeds the limit of ${this.maxBytes} bytes (router.maxRequestBytes)`,
       );
     }
-    const promptText = messages.map((m) => m.content).join('\n');
-    const route = { prefixKeys: prefixBlockHashes(promptText), stickyKey: options.stickyKey, promptChars: promptText.length };
+    const promptChars = messages.reduce((n, m) => n + m.content.length, 0);
+    const route = { prefixKeys: messagesPrefixKeys(messages), stickyKey: options.stickyKey, promptChars };
     const id = randomUUID();
     const body: GenerateRequestWire = { v: WIRE_VERSION, id, pool: this.opts.pool, params, deadline: options.deadline, ...(options.model ? { model: options.model } : {}) };
     if (encodedMessages.length > this.inlineBytes) {
@@ -202,7 +208,9 @@ export class PoolClient {
       if (remaining <= 0) break;
       const ranked = this.policy.rank(route, this.liveMembers());
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
-      const memberId = ranked.find((m) => !tried.has(m)) ?? (ranked.length === 0 ? undefined : ranked[0]);
+      const memberId =
+        ranked.find((m) => !tried.has(m) && this.members.get(m)?.breaker.tryAcquire() !== false) ??
+        (ranked.length === 0 ? undefined : ranked[0]);
       if (memberId) tried.add(memberId);
       options.onAttempt?.(memberId, attempt);
       const subject = memberId ? subjects.member(this.opts.pool, memberId) : subjects.generate(this.opts.pool);
@@ -212,9 +220,18 @@ export class PoolClient {
       try {
         const h = headers();
         injectTraceHeaders(h);
-        const msg = await this.opts.nc.request(subject, payload, {
+        const request = this.opts.nc.request(subject, payload, {
           timeout: Math.max(1, Math.min(remaining, this.attemptTimeout)),
           headers: h,
+        });
+        let onGone: ((e: Error) => void) | undefined;
+        const gone = new Promise<never>((_, reject) => {
+          onGone = reject;
+          state?.onGone.add(reject);
+        });
+        const msg = await Promise.race([request, gone]).finally(() => {
+          if (onGone) state?.onGone.delete(onGone);
+          request.catch(() => {});
         });
         let reply: GenerateReplyWire;
         try {
@@ -225,7 +242,7 @@ export class PoolClient {
         }
         if (reply.ok) {
           state?.breaker.onSuccess();
-          return reply.generation;
+          return reply.generation as Generation;
         }
         if (reply.error.code === 'bad_request') throw new BadRequestError(`pool member rejected the request: ${reply.error.message}`);
         if (reply.error.code === 'too_large') throw new RequestTooLargeError(reply.error.message);
@@ -235,7 +252,7 @@ export class PoolClient {
         const reason = describe(err);
         errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
         state?.breaker.onFailure();
-        if (/no responders|503/i.test(reason) && memberId) this.dropMember(memberId);
+        if (/no responders|503/i.test(reason) && memberId) this.dropMember(memberId, `member ${memberId} has no responders`);
         if (err instanceof MemberFailure && !err.retryable) break;
         await sleep(Math.min(50 * 2 ** attempt, Math.max(0, options.deadline - this.now())));
       } finally {
@@ -255,26 +272,37 @@ export class PoolClient {
       return; // A malformed announcement is ignored: it cannot put a member into rotation.
     }
     if (info.pool !== this.opts.pool) return;
-    if (info.leaving) return this.dropMember(info.id);
+    if (info.leaving) return this.dropMember(info.id, `member ${info.id} left the pool`);
     const existing = this.members.get(info.id);
     if (existing) {
       existing.info = info;
       existing.lastSeen = this.now();
     } else {
-      this.members.set(info.id, { info, lastSeen: this.now(), outstanding: 0, breaker: new CircuitBreaker({ now: this.now }) });
+      this.members.set(info.id, {
+        info,
+        lastSeen: this.now(),
+        outstanding: 0,
+        breaker: new CircuitBreaker({ now: this.now }),
+        onGone: new Set(),
+      });
     }
   }
 
   private onLeave(data: Uint8Array): void {
     try {
-      this.dropMember(decodeWire(MemberAnnouncementWire, data, 'leave').id);
+      const id = decodeWire(MemberAnnouncementWire, data, 'leave').id;
+      this.dropMember(id, `member ${id} left the pool`);
     } catch {
       // ignored, as for announcements
     }
   }
 
-  private dropMember(id: string): void {
-    if (this.members.delete(id)) this.policy.onMemberGone(id);
+  private dropMember(id: string, reason: string): void {
+    const m = this.members.get(id);
+    if (!m) return;
+    this.members.delete(id);
+    this.policy.onMemberGone(id);
+    for (const reject of m.onGone) reject(new MemberFailure(reason, true));
   }
 }
 

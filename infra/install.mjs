@@ -303,7 +303,7 @@ function main() {
   } catch {
     current = undefined;
   }
-  if (serialized !== current && Object.keys(next).length > 0) {
+  if (serialized !== current && (current !== undefined || Object.keys(next).length > 0)) {
     mkdirSync(STATE_DIR, { recursive: true });
     writeFileSync(BIN_PATHS, serialized);
   }

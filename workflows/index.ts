@@ -1,2 +1,3 @@
 // Workflow entry module for the worker bundle: every workflow type Muse registers.
-export { trajectory, progressQuery } from './trajectory.js';
+export { parallelMuse } from './parallel-muse.js';
+export { progressQuery, trajectory } from './trajectory.js';

@@ -56,6 +56,8 @@ export interface TrajectoryInput {
   /** Blob namespace and retention unit. */
   jobId: string;
   timeouts?: StepTimeouts;
+  /** Routing affinity key for this trajectory's model calls (ParallelMuse: the question). */
+  routeKey?: string;
   /** Start from a recorded step of another trajectory instead of from scratch (partial rollout). */
   branch?: {
     contextRef: string;
@@ -149,7 +151,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
       if (records.length >= spec.stepsPerRun || (records.length > 0 && workflowInfo().continueAsNewSuggested)) {
         await flushRecords();
         const next: CarriedState = { step, run: carried.run + 1, contextRef, usage, log, branchable, lastAction };
-        return await continueAsNew<typeof trajectory>({ spec, jobId, timeouts, carried: next });
+        return await continueAsNew<typeof trajectory>({ spec, jobId, timeouts, routeKey: input.routeKey, carried: next });
       }
       const seed = stepSeed(spec.seed, step);
       const r = await steps.llmStep({
@@ -160,6 +162,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
         seed,
         contextWindow: spec.contextWindow,
         summaryThreshold: spec.summaryThreshold,
+        routeKey: input.routeKey,
       });
       contextRef = r.contextRef;
       if (r.status === 'needs_summary') {

@@ -186,7 +186,13 @@ export async function postJson(url: string, body: unknown, opts: PostJsonOptions
   throw finalError(url, opts.deadline, retries + 1, last, false);
 }
 
-function finalError(url: string, deadline: number, attempts: number, last: Attempt | undefined, expired: boolean) {
+function finalError(
+  url: string,
+  deadline: number,
+  attempts: number,
+  last: Attempt | undefined,
+  expired: boolean,
+) {
   if (last?.kind === 'http') return new BackendHttpError(url, last.status, excerpt(last.body), attempts);
   if (last?.kind === 'network' && !expired) return new BackendUnavailableError(url, attempts, last.error);
   return new BackendDeadlineError(url, deadline, attempts, last?.kind === 'network' ? last.error : undefined);
@@ -222,7 +228,9 @@ async function attemptOnce(
     try {
       return { kind: 'ok', value: JSON.parse(text) as unknown };
     } catch {
-      throw new BackendProtocolError(`POST ${url} returned HTTP ${res.status} with a body that is not JSON: ${excerpt(text)}`);
+      throw new BackendProtocolError(
+        `POST ${url} returned HTTP ${res.status} with a body that is not JSON: ${excerpt(text)}`,
+      );
     }
   } catch (err) {
     if (err instanceof BackendProtocolError) throw err;

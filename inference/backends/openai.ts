@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { ChatMessage } from '../../agent/types.js';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
-import { type BackoffOptions, BackendProtocolError, postJson } from './http.js';
+import { BackendProtocolError, type BackoffOptions, postJson } from './http.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Chat templates (completions mode, SGLang /generate)
@@ -32,7 +32,9 @@ export function renderChatTemplate(template: ChatTemplate, messages: readonly Ch
   const parts: string[] = [t.prefix ?? ''];
   for (const m of messages) {
     // One pass with a callback: message text may itself contain "{role}" or "$&" and must come through verbatim.
-    parts.push(t.message.replace(/\{(role|content)\}/g, (_, key: string) => (key === 'role' ? m.role : m.content)));
+    parts.push(
+      t.message.replace(/\{(role|content)\}/g, (_, key: string) => (key === 'role' ? m.role : m.content)),
+    );
   }
   parts.push(t.generationPrompt);
   return parts.join('');
@@ -61,7 +63,9 @@ export function serverTokenizer(url: string, opts: { model?: string; apiKey?: st
     );
     const parsed = TokenizeResponse.safeParse(body);
     if (!parsed.success) {
-      throw new BackendProtocolError(`POST ${url}: answer has no "tokens" array of integers: ${zodMessage(parsed.error)}`);
+      throw new BackendProtocolError(
+        `POST ${url}: answer has no "tokens" array of integers: ${zodMessage(parsed.error)}`,
+      );
     }
     return parsed.data.tokens;
   };
@@ -209,15 +213,15 @@ export const UNLIKELY_LOGPROB = -9999;
 // ---------------------------------------------------------------------------------------------------------------
 // Response schemas
 
-const ServerError = z.object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) }).loose();
+const ServerError = z
+  .object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) })
+  .loose();
 
 const Usage = z
   .object({
     prompt_tokens: z.number().int().nonnegative(),
     completion_tokens: z.number().int().nonnegative(),
-    prompt_tokens_details: z
-      .object({ cached_tokens: z.number().int().nonnegative().nullish() })
-      .nullish(),
+    prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().nullish() }).nullish(),
   })
   .nullish();
 
@@ -270,9 +274,12 @@ const CompletionResponse = z.object({
 export function mapFinishReason(reason: string | null | undefined, backend: string): 'stop' | 'length' {
   if (reason === 'length') return 'length';
   if (reason === 'abort') {
-    throw new BackendProtocolError(`${backend} backend: the server aborted the generation (finish_reason "abort")`, {
-      retryable: true,
-    });
+    throw new BackendProtocolError(
+      `${backend} backend: the server aborted the generation (finish_reason "abort")`,
+      {
+        retryable: true,
+      },
+    );
   }
   // stop, eos, tool_calls, content_filter, or no reason at all: the model (or a filter) ended the turn.
   return 'stop';
@@ -284,7 +291,9 @@ function parseOrThrow<S extends z.ZodType>(schema: S, body: unknown, what: strin
   const err = ServerError.safeParse(body);
   if (err.success) {
     const e = err.data.error;
-    throw new BackendProtocolError(`${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`);
+    throw new BackendProtocolError(
+      `${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`,
+    );
   }
   throw new BackendProtocolError(`${what}: unexpected response shape: ${zodMessage(parsed.error)}`);
 }
@@ -411,7 +420,10 @@ export class OpenAIBackend implements InferenceBackend {
           `openai backend: response has no choices[0].logprobs.content[${i}].top_logprobs; the server must support top_logprobs=${k}`,
         );
       }
-      const top = topK((c.top_logprobs ?? []).map((t) => t.logprob), k);
+      const top = topK(
+        (c.top_logprobs ?? []).map((t) => t.logprob),
+        k,
+      );
       if (top.length > 0) anyTop = true;
       rawTokens.push(c.token);
       bytes.push(c.bytes);
@@ -446,7 +458,12 @@ export class OpenAIBackend implements InferenceBackend {
     const k = req.params.topLogprobs;
     const rendered = renderChatTemplate(this.opts.chatTemplate ?? 'chatml', req.messages);
     const prompt = this.tokenizer ? await this.tokenizer(rendered, signal, req.deadline) : rendered;
-    const body = await this.post('/completions', { ...this.commonParams(req), prompt, logprobs: k }, req, signal);
+    const body = await this.post(
+      '/completions',
+      { ...this.commonParams(req), prompt, logprobs: k },
+      req,
+      signal,
+    );
     const res = parseOrThrow(CompletionResponse, body, 'openai backend (completions)');
     const choice = res.choices[0]!;
     const lp = choice.logprobs;

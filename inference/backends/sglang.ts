@@ -2,16 +2,16 @@
 // meta_info as [logprob, token_id, token_text] triples, and cached_tokens says how much of the prompt hit the radix cache.
 import { z } from 'zod';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
-import { type BackoffOptions, BackendProtocolError, postJson } from './http.js';
+import { BackendProtocolError, type BackoffOptions, postJson } from './http.js';
 import {
-  type ChatTemplate,
-  type Tokenizer,
-  UNLIKELY_LOGPROB,
   alignTokensToText,
+  type ChatTemplate,
   mapFinishReason,
   renderChatTemplate,
   serverTokenizer,
+  type Tokenizer,
   topK,
+  UNLIKELY_LOGPROB,
   zodMessage,
 } from './openai.js';
 
@@ -45,12 +45,11 @@ export interface SGLangBackendOptions {
 }
 
 /** [logprob, token_id, token_text]; the text is null unless return_text_in_logprobs was set. */
-const LogprobTriple = z.tuple([z.number().nullable(), z.number().int(), z.string().nullish()]).rest(z.unknown());
+const LogprobTriple = z
+  .tuple([z.number().nullable(), z.number().int(), z.string().nullish()])
+  .rest(z.unknown());
 
-const FinishReason = z
-  .object({ type: z.string(), message: z.string().nullish() })
-  .loose()
-  .nullish();
+const FinishReason = z.object({ type: z.string(), message: z.string().nullish() }).loose().nullish();
 
 const GenerateItem = z.object({
   text: z.string(),
@@ -141,7 +140,9 @@ export class SGLangBackend implements InferenceBackend {
     );
     const parsed = GenerateResponse.safeParse(body);
     if (!parsed.success) {
-      throw new BackendProtocolError(`sglang backend: unexpected /generate response shape: ${zodMessage(parsed.error)}`);
+      throw new BackendProtocolError(
+        `sglang backend: unexpected /generate response shape: ${zodMessage(parsed.error)}`,
+      );
     }
     const item = Array.isArray(parsed.data) ? parsed.data[0]! : parsed.data;
     const meta = item.meta_info;
@@ -176,7 +177,10 @@ export class SGLangBackend implements InferenceBackend {
     const tokens: TokenLogprob[] = out.map((t, i) => ({
       token: aligned.tokens[i]!,
       logprob: t[0] ?? UNLIKELY_LOGPROB,
-      topLogprobs: topK((top?.[i] ?? []).map((x) => x[0]), k),
+      topLogprobs: topK(
+        (top?.[i] ?? []).map((x) => x[0]),
+        k,
+      ),
     }));
     return {
       text: item.text,

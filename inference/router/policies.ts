@@ -140,7 +140,12 @@ export function rendezvousScore(key: string, memberId: string): number {
   return h >>> 0;
 }
 
-export type AffinityDecision = 'affinity' | 'cold_rendezvous' | 'cold_least_loaded' | 'imbalanced' | 'affinity_full';
+export type AffinityDecision =
+  | 'affinity'
+  | 'cold_rendezvous'
+  | 'cold_least_loaded'
+  | 'imbalanced'
+  | 'affinity_full';
 
 /**
  * Cache-aware routing after SGLang's router: follow the member holding the longest prefix while the pool is
@@ -187,7 +192,9 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
     const fallbackOrder = (a: MemberView, b: MemberView) =>
       match.get(b.id)! - match.get(a.id)! || util.get(a.id)! - util.get(b.id)! || byId(a, b);
     const leastLoaded = () =>
-      [...healthy].sort((a, b) => util.get(a.id)! - util.get(b.id)! || match.get(b.id)! - match.get(a.id)! || byId(a, b));
+      [...healthy].sort(
+        (a, b) => util.get(a.id)! - util.get(b.id)! || match.get(b.id)! - match.get(a.id)! || byId(a, b),
+      );
 
     const loads = this.loads(healthy);
     let max = -Infinity;
@@ -212,7 +219,8 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
       const key = req.stickyKey ?? req.prefixKeys[total - 1];
       const useRendezvous =
         key !== undefined &&
-        (this.o.coldPlacement === 'rendezvous' || (this.o.coldPlacement === 'auto' && req.stickyKey !== undefined));
+        (this.o.coldPlacement === 'rendezvous' ||
+          (this.o.coldPlacement === 'auto' && req.stickyKey !== undefined));
       if (useRendezvous) {
         target = healthy.reduce((a, b) => {
           const sa = rendezvousScore(key, a.id);

@@ -41,7 +41,8 @@ export class PrefixHasher {
   readonly keys: string[] = [];
 
   constructor(readonly blockChars: number = DEFAULT_BLOCK_CHARS) {
-    if (!Number.isInteger(blockChars) || blockChars <= 0) throw new RangeError('blockChars must be a positive integer');
+    if (!Number.isInteger(blockChars) || blockChars <= 0)
+      throw new RangeError('blockChars must be a positive integer');
   }
 
   update(text: string): this {
@@ -75,7 +76,11 @@ export class PrefixHasher {
 }
 
 /** Block keys of `text`: key i identifies text[0, (i+1)·blockChars). */
-export function prefixBlockHashes(text: string, blockChars = DEFAULT_BLOCK_CHARS, includePartial = true): string[] {
+export function prefixBlockHashes(
+  text: string,
+  blockChars = DEFAULT_BLOCK_CHARS,
+  includePartial = true,
+): string[] {
   return new PrefixHasher(blockChars).update(text).digest(includePartial);
 }
 

@@ -71,7 +71,9 @@ describe('postJson', () => {
   });
 
   it('retries 429 then succeeds', async () => {
-    const s = await fakeServer((_, n) => (n === 1 ? { status: 429, body: 'slow down', headers: { 'retry-after': '0' } } : { body: { n } }));
+    const s = await fakeServer((_, n) =>
+      n === 1 ? { status: 429, body: 'slow down', headers: { 'retry-after': '0' } } : { body: { n } },
+    );
     cleanup = s.close;
     const out = await postJson(s.url, {}, { deadline: Date.now() + 5000, backoff: fast });
     expect(out).toEqual({ n: 2 });
@@ -81,7 +83,9 @@ describe('postJson', () => {
   it('retries 5xx and 408 up to the retry count, then reports the last status', async () => {
     const s = await fakeServer((_, n) => ({ status: n % 2 ? 503 : 408, body: { error: 'busy' } }));
     cleanup = s.close;
-    const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 2, backoff: fast }).catch((e) => e);
+    const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 2, backoff: fast }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(BackendHttpError);
     expect((err as BackendHttpError).status).toBe(503);
     expect((err as BackendHttpError).attempts).toBe(3);
@@ -90,7 +94,10 @@ describe('postJson', () => {
   });
 
   it('does not retry a 400 and carries a short excerpt of the body', async () => {
-    const s = await fakeServer(() => ({ status: 400, body: { error: { message: 'top_logprobs must be <= 20' } } }));
+    const s = await fakeServer(() => ({
+      status: 400,
+      body: { error: { message: 'top_logprobs must be <= 20' } },
+    }));
     cleanup = s.close;
     const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, backoff: fast }).catch((e) => e);
     expect(err).toBeInstanceOf(BackendHttpError);
@@ -121,7 +128,9 @@ describe('postJson', () => {
   });
 
   it('waits at least Retry-After', async () => {
-    const s = await fakeServer((_, n) => (n === 1 ? { status: 503, headers: { 'retry-after': '0.3' } } : { body: {} }));
+    const s = await fakeServer((_, n) =>
+      n === 1 ? { status: 503, headers: { 'retry-after': '0.3' } } : { body: {} },
+    );
     cleanup = s.close;
     const t0 = Date.now();
     await postJson(s.url, {}, { deadline: t0 + 5000, backoff: fast });
@@ -142,7 +151,9 @@ describe('postJson', () => {
     const s = await fakeServer(() => ({}));
     const url = s.url;
     await s.close();
-    const err = await postJson(url, {}, { deadline: Date.now() + 5000, retries: 2, backoff: fast }).catch((e) => e);
+    const err = await postJson(url, {}, { deadline: Date.now() + 5000, retries: 2, backoff: fast }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(BackendUnavailableError);
     expect((err as BackendUnavailableError).attempts).toBe(3);
   });

@@ -3,8 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import {
-  OpenAIBackend,
   alignTokensToText,
+  OpenAIBackend,
   renderChatTemplate,
   serverRoot,
 } from '../../inference/backends/openai.js';
@@ -27,7 +27,11 @@ async function fakeServer(handler: (req: Seen, n: number) => Reply) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const s: Seen = { path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')), headers: req.headers };
+      const s: Seen = {
+        path: req.url ?? '',
+        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+        headers: req.headers,
+      };
       seen.push(s);
       const r = handler(s, seen.length);
       res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...r.headers });
@@ -102,7 +106,12 @@ function chatBody(opts: { usage?: unknown; logprobs?: unknown; content?: string;
     ],
     usage:
       opts.usage === undefined
-        ? { prompt_tokens: 40, completion_tokens: 2, total_tokens: 42, prompt_tokens_details: { cached_tokens: 32 } }
+        ? {
+            prompt_tokens: 40,
+            completion_tokens: 2,
+            total_tokens: 42,
+            prompt_tokens_details: { cached_tokens: 32 },
+          }
         : opts.usage,
   };
 }
@@ -149,7 +158,9 @@ describe('OpenAIBackend (chat)', () => {
   it('fails with a message naming the missing field when logprobs are absent', async () => {
     const s = await fakeServer(() => ({ body: chatBody({ logprobs: null }) }));
     cleanup = s.close;
-    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal()).catch((e) => e);
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
+      .generate(request(), signal())
+      .catch((e) => e);
     expect(err).toBeInstanceOf(BackendProtocolError);
     expect((err as Error).message).toContain('choices[0].logprobs.content');
     expect((err as Error).message).toContain('logprobs=true');
@@ -160,12 +171,18 @@ describe('OpenAIBackend (chat)', () => {
       body: chatBody({ content: 'Hi', logprobs: { content: [{ token: 'Hi', logprob: -0.1 }] } }),
     }));
     cleanup = s.close;
-    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal()).catch((e) => e);
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
+      .generate(request(), signal())
+      .catch((e) => e);
     expect((err as Error).message).toContain('choices[0].logprobs.content[0].top_logprobs');
   });
 
   it('retries a 429 and then succeeds', async () => {
-    const s = await fakeServer((_, n) => (n === 1 ? { status: 429, body: { error: 'rate' }, headers: { 'retry-after': '0' } } : { body: chatBody() }));
+    const s = await fakeServer((_, n) =>
+      n === 1
+        ? { status: 429, body: { error: 'rate' }, headers: { 'retry-after': '0' } }
+        : { body: chatBody() },
+    );
     cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', backoff: { baseMs: 1, maxMs: 2 } });
     const g = await b.generate(request(), signal());
@@ -176,7 +193,9 @@ describe('OpenAIBackend (chat)', () => {
   it('does not retry a 400', async () => {
     const s = await fakeServer(() => ({ status: 400, body: { error: { message: 'bad top_logprobs' } } }));
     cleanup = s.close;
-    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal()).catch((e) => e);
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
+      .generate(request(), signal())
+      .catch((e) => e);
     expect(err).toBeInstanceOf(BackendHttpError);
     expect((err as BackendHttpError).status).toBe(400);
     expect(s.seen).toHaveLength(1);
@@ -192,11 +211,15 @@ describe('OpenAIBackend (chat)', () => {
     expect((err as BackendProtocolError).retryable).toBe(true);
   });
 
-  it('puts a reasoning parser\'s think block back into the text', async () => {
+  it("puts a reasoning parser's think block back into the text", async () => {
     const body = chatBody({
       content: 'Done',
       logprobs: {
-        content: ['<think>', 'hmm', '</think>', 'Done'].map((token) => ({ token, logprob: -1, top_logprobs: [{ token, logprob: -1 }] })),
+        content: ['<think>', 'hmm', '</think>', 'Done'].map((token) => ({
+          token,
+          logprob: -1,
+          top_logprobs: [{ token, logprob: -1 }],
+        })),
       },
     });
     (body.choices[0]!.message as Record<string, unknown>).reasoning_content = 'hmm';
@@ -236,7 +259,13 @@ describe('OpenAIBackend (completions)', () => {
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' });
     const g = await b.generate(request(), signal());
     expect(s.seen[0]!.path).toBe('/v1/completions');
-    expect(s.seen[0]!.body).toMatchObject({ model: 'm', logprobs: 2, max_tokens: 64, temperature: 0.7, seed: 7 });
+    expect(s.seen[0]!.body).toMatchObject({
+      model: 'm',
+      logprobs: 2,
+      max_tokens: 64,
+      temperature: 0.7,
+      seed: 7,
+    });
     expect(s.seen[0]!.body.prompt).toBe(
       '<|im_start|>system\nYou are a researcher.<|im_end|>\n<|im_start|>user\nWho?<|im_end|>\n<|im_start|>assistant\n',
     );
@@ -248,7 +277,9 @@ describe('OpenAIBackend (completions)', () => {
   });
 
   it('names the missing field when the completions answer has no logprobs', async () => {
-    const s = await fakeServer(() => ({ body: { ...completion, choices: [{ ...completion.choices[0], logprobs: null }] } }));
+    const s = await fakeServer(() => ({
+      body: { ...completion, choices: [{ ...completion.choices[0], logprobs: null }] },
+    }));
     cleanup = s.close;
     const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' })
       .generate(request(), signal())
@@ -257,7 +288,9 @@ describe('OpenAIBackend (completions)', () => {
   });
 
   it('sends token ids from the server tokenizer when promptTokenIds is set', async () => {
-    const s = await fakeServer((req) => (req.path === '/tokenize' ? { body: { tokens: [1, 2, 3], count: 3 } } : { body: completion }));
+    const s = await fakeServer((req) =>
+      req.path === '/tokenize' ? { body: { tokens: [1, 2, 3], count: 3 } } : { body: completion },
+    );
     cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions', promptTokenIds: true });
     await b.generate(request(), signal());
@@ -285,9 +318,10 @@ describe('OpenAIBackend (completions)', () => {
 
 describe('chat templates and token alignment', () => {
   it('substitutes placeholders once, leaving message text verbatim', () => {
-    const out = renderChatTemplate({ message: '<{role}>{content}</{role}>', generationPrompt: '<assistant>' }, [
-      { role: 'user', content: 'literal {role} and $& stay' },
-    ]);
+    const out = renderChatTemplate(
+      { message: '<{role}>{content}</{role}>', generationPrompt: '<assistant>' },
+      [{ role: 'user', content: 'literal {role} and $& stay' }],
+    );
     expect(out).toBe('<user>literal {role} and $& stay</user><assistant>');
   });
 
@@ -302,7 +336,11 @@ describe('chat templates and token alignment', () => {
 
   it('uses the bytes field for a character split across tokens', () => {
     const emoji = '😀'; // f0 9f 98 80
-    const r = alignTokensToText(`a${emoji}b`, ['a', 'bytes:\\xf0\\x9f', 'bytes:\\x98\\x80', 'b'], [[97], [0xf0, 0x9f], [0x98, 0x80], [98]]);
+    const r = alignTokensToText(
+      `a${emoji}b`,
+      ['a', 'bytes:\\xf0\\x9f', 'bytes:\\x98\\x80', 'b'],
+      [[97], [0xf0, 0x9f], [0x98, 0x80], [98]],
+    );
     expect(r).toEqual({ tokens: ['a', '', emoji, 'b'], exact: true });
   });
 

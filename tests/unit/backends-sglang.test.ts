@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
+import { type BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import { SGLangBackend } from '../../inference/backends/sglang.js';
 import type { BackendRequest } from '../../inference/types.js';
 
@@ -108,9 +108,16 @@ describe('SGLangBackend', () => {
   });
 
   it('sends input_ids when asked, and can leave the seed out', async () => {
-    const s = await fakeServer(() => ({ body: generateBody({ finish_reason: { type: 'length', length: 32 } }) }));
+    const s = await fakeServer(() => ({
+      body: generateBody({ finish_reason: { type: 'length', length: 32 } }),
+    }));
     cleanup = s.close;
-    const b = new SGLangBackend({ baseUrl: s.url, inputIds: true, tokenize: async () => [5, 6], seedParam: null });
+    const b = new SGLangBackend({
+      baseUrl: s.url,
+      inputIds: true,
+      tokenize: async () => [5, 6],
+      seedParam: null,
+    });
     const g = await b.generate(request, signal());
     expect(s.seen[0]!.body.input_ids).toEqual([5, 6]);
     expect(s.seen[0]!.body.text).toBeUndefined();
@@ -148,7 +155,13 @@ describe('SGLangBackend', () => {
   });
 
   it('retries a 503 and does not retry a 400', async () => {
-    const s = await fakeServer((_, n) => (n === 1 ? { status: 503 } : n === 2 ? { body: generateBody() } : { status: 400, body: { error: 'bad' } }));
+    const s = await fakeServer((_, n) =>
+      n === 1
+        ? { status: 503 }
+        : n === 2
+          ? { body: generateBody() }
+          : { status: 400, body: { error: 'bad' } },
+    );
     cleanup = s.close;
     const b = new SGLangBackend({ baseUrl: s.url, backoff: { baseMs: 1, maxMs: 2 } });
     await b.generate(request, signal());

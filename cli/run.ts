@@ -1,0 +1,124 @@
+// Commands that run work: a single trajectory, its status, and the end-to-end demo.
+import type { Command } from 'commander';
+import { exactMatch } from '../agent/aggregate.js';
+import type { TrajectorySpecInput } from '../agent/job.js';
+import { followTrajectory, queryProgress, startTrajectory } from '../client/trajectories.js';
+import type { MuseConfig } from '../common/config.js';
+import { connectClient } from '../common/temporal.js';
+import { shutdownTelemetry } from '../common/telemetry.js';
+import { down, up } from '../infra/services.js';
+import { sampleQuestions } from '../sim/world.js';
+import { startPoolMember } from '../workers/pool-member.js';
+import { createRolloutWorker } from '../workers/rollout-worker.js';
+import { intArg } from './args.js';
+import { cliConfig } from './context.js';
+import { progressBar, summarizeTrajectory, trajectoryJson } from './render.js';
+
+interface RunOptions {
+  policy: string;
+  maxTurns: number;
+  seed: number;
+  pool: string;
+  model?: string;
+  answer?: string;
+  id?: string;
+  json?: boolean;
+  contextWindow?: number;
+}
+
+function specFrom(question: string, o: RunOptions): TrajectorySpecInput {
+  return {
+    question,
+    policy: o.policy as TrajectorySpecInput['policy'],
+    maxTurns: o.maxTurns,
+    seed: o.seed,
+    pool: o.pool,
+    ...(o.model ? { model: o.model } : {}),
+    ...(o.answer ? { answer: o.answer } : {}),
+    ...(o.contextWindow ? { contextWindow: o.contextWindow } : {}),
+  };
+}
+
+async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise<void> {
+  const client = await connectClient(cfg);
+  const spec = specFrom(question, o);
+  const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
+  if (!o.json) process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
+  const bar = o.json ? undefined : progressBar(o.maxTurns);
+  const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => bar?.stop());
+  const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
+  if (o.json) {
+    console.log(JSON.stringify({ ...trajectoryJson({ ...result, ...(o.answer !== undefined ? { answer: o.answer, correct } : {}) }) }));
+  } else {
+    console.log(summarizeTrajectory(result));
+    if (o.answer !== undefined) console.log(`  correct    : ${correct} (ground truth: ${o.answer})`);
+  }
+  await client.connection.close();
+}
+
+function addRunOptions(cmd: Command): Command {
+  return cmd
+    .option('--policy <policy>', 'context policy: react | iterresearch | resum', 'react')
+    .option('--max-turns <n>', 'turn budget', intArg('--max-turns'), 64)
+    .option('--context-window <tokens>', 'model context window', intArg('--context-window'))
+    .option('--seed <n>', 'sampling seed', intArg('--seed'), 0)
+    .option('--pool <name>', 'inference pool', 'default')
+    .option('--model <name>', 'model name sent to the pool')
+    .option('--answer <text>', 'ground truth, to score the prediction');
+}
+
+export function registerRunCommands(program: Command): void {
+  addRunOptions(program.command('run').argument('<question>', 'the question to research'))
+    .description('run one trajectory durably, show live progress, print the answer')
+    .option('--id <workflowId>', 'workflow id (default: random)')
+    .option('--json', 'print one JSON object (prediction, termination, steps, usage)')
+    .action(async (question: string, o: RunOptions) => {
+      await runOne(cliConfig(program.opts()), question, o);
+    });
+
+  program
+    .command('status')
+    .argument('<id>', 'workflow id')
+    .description('show the progress or result of a trajectory')
+    .action(async (id: string) => {
+      const cfg = cliConfig(program.opts());
+      const client = await connectClient(cfg);
+      const handle = client.workflow.getHandle(id);
+      const desc = await handle.describe();
+      const progress = await queryProgress(handle);
+      console.log(JSON.stringify({ id, status: desc.status.name, runId: desc.runId, progress }, null, 2));
+      await client.connection.close();
+    });
+
+  program
+    .command('demo')
+    .description('start the embedded default (Temporal + NATS + simulated pool + worker) and run one sample question')
+    .option('--policy <policy>', 'context policy', 'react')
+    .option('--keep-running', 'leave the local Temporal and NATS servers running afterwards')
+    .action(async (o: { policy: string; keepRunning?: boolean }) => {
+      const cfg = cliConfig(program.opts());
+      console.log('Muse demo: one deep-research trajectory on the embedded default.');
+      console.log('The inference pool here is the built-in SIMULATOR (synthetic model + synthetic web), not a real model.\n');
+      const stack = await up({ dataDir: cfg.dataDir });
+      for (const m of stack.messages) console.log(`  ${m}`);
+      const live = cliConfig(program.opts());
+      const member = await startPoolMember({ config: live, pool: 'default', backend: { backend: 'sim', timeScale: 0.02 } });
+      const worker = await createRolloutWorker({ config: live });
+      const running = worker.run();
+      const [sample] = sampleQuestions(1, 7);
+      console.log(`\nQuestion: ${sample!.question}\n`);
+      try {
+        await runOne(live, sample!.question, { policy: o.policy, maxTurns: 32, seed: 0, pool: 'default', answer: sample!.answer });
+      } finally {
+        await worker.shutdown();
+        await running;
+        await member.stop();
+        await shutdownTelemetry();
+        if (!o.keepRunning && !stack.alreadyRunning) {
+          const d = await down({ dataDir: cfg.dataDir });
+          for (const m of d.messages) console.log(`  ${m}`);
+        }
+      }
+      console.log('\nNext: `muse up`, `muse pool serve --backend sim`, `muse worker`, `muse run "<question>"` (see README).');
+    });
+}

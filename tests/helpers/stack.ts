@@ -1,0 +1,109 @@
+// Test harness over the real servers started by tests/setup/global.ts: configs with a unique task queue,
+// in-process pool members and workers, and rollout workers as child processes (to SIGKILL them).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { type MuseConfig, loadConfig } from '../../common/config.js';
+import { connectNats } from '../../common/nats.js';
+import type { BackendSpec } from '../../inference/backends/index.js';
+import { startPoolMember } from '../../workers/pool-member.js';
+import { createRolloutWorker, type RolloutWorkerOptions } from '../../workers/rollout-worker.js';
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+export function testConfig(overrides: Record<string, unknown> = {}): MuseConfig {
+  const id = randomUUID().slice(0, 8);
+  return loadConfig({
+    env: {},
+    overrides: {
+      dataDir: join(inject('dataDir'), 'state'),
+      temporal: { address: inject('temporalAddress'), taskQueue: `muse-test-${id}` },
+      nats: { url: inject('natsUrl') },
+      router: { memberTtlMs: 1500 },
+      ...overrides,
+    },
+  });
+}
+
+export function configEnv(cfg: MuseConfig): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    MUSE_DATA_DIR: cfg.dataDir,
+    MUSE_TEMPORAL_ADDRESS: cfg.temporal.address,
+    MUSE_TASK_QUEUE: cfg.temporal.taskQueue,
+    MUSE_NATS_URL: cfg.nats.url,
+    MUSE_ROUTING_POLICY: cfg.router.policy,
+    MUSE_MEMBER_TTL_MS: String(cfg.router.memberTtlMs),
+    MUSE_TRACE_EXPORTER: cfg.telemetry.exporter,
+    ...(cfg.telemetry.file ? { MUSE_TRACE_FILE: cfg.telemetry.file } : {}),
+  };
+}
+
+export async function inProcessMember(cfg: MuseConfig, backend: BackendSpec = { backend: 'sim' }, extra: { pool?: string; id?: string; capacity?: number } = {}) {
+  return startPoolMember({ config: cfg, pool: extra.pool ?? 'default', backend, id: extra.id, capacity: extra.capacity });
+}
+
+export async function inProcessWorker(cfg: MuseConfig, opts: Partial<RolloutWorkerOptions> = {}) {
+  const w = await createRolloutWorker({ config: cfg, ...opts });
+  const running = w.run();
+  return {
+    ...w,
+    async stop() {
+      await w.shutdown();
+      await running.catch(() => {});
+    },
+  };
+}
+
+/** Spawns `muse <args>` as a separate process; resolves once `readyPattern` appears on its stderr. */
+export async function spawnMuse(cfg: MuseConfig, args: string[], readyPattern: RegExp, timeoutMs = 60_000): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'muse.js'), ...args], {
+    cwd: repoRoot,
+    env: configEnv(cfg),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`muse ${args.join(' ')} not ready after ${timeoutMs} ms:\n${log}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      log += d.toString();
+      if (readyPattern.test(log)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stderr!.on('data', onData);
+    child.stdout!.on('data', (d: Buffer) => {
+      log += d.toString();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`muse ${args.join(' ')} exited with ${code} before ready:\n${log}`));
+    });
+  });
+  return child;
+}
+
+export function killHard(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+export async function natsFor(cfg: MuseConfig): Promise<NatsConnection> {
+  return connectNats(cfg, 'muse-test');
+}
+
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -1,0 +1,134 @@
+// Fault injection on loopback: a rollout worker SIGKILLed mid-trajectory, a pool member SIGKILLed
+// mid-request, and a pool with no members at all. Bounded in time; every process is stopped at the end.
+import type { ChildProcess } from 'node:child_process';
+import type { Client } from '@temporalio/client';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient } from '../../common/temporal.js';
+import { queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { PoolMember } from '../../inference/member.js';
+import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
+import { SimBackend } from '../../sim/backend.js';
+import { sampleQuestions } from '../../sim/world.js';
+import { inProcessMember, inProcessWorker, killHard, natsFor, spawnMuse, testConfig, waitUntil } from '../helpers/stack.js';
+
+const cfg = testConfig();
+let client: Client;
+let nc: NatsConnection;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  client = await connectClient(cfg);
+  nc = await natsFor(cfg);
+});
+
+afterAll(async () => {
+  await Promise.all(children.map(killHard));
+  await nc?.drain();
+  await client?.connection.close();
+});
+
+/** Wraps the simulator and records, per model request, which step of which question it was for. */
+function recordingBackend(inner: InferenceBackend, calls: string[]): InferenceBackend {
+  return {
+    kind: inner.kind,
+    load: () => inner.load!(),
+    async generate(req: BackendRequest, signal: AbortSignal) {
+      const step = req.messages.filter((m) => m.role === 'assistant').length;
+      calls.push(`${req.messages[1]?.content.slice(0, 60)}#${step}`);
+      return inner.generate(req, signal);
+    },
+  };
+}
+
+const fastRetry = { stepMs: 60_000, heartbeatMs: 2_000 };
+
+describe('durability under faults', () => {
+  it('a trajectory whose worker is SIGKILLed mid-run is finished by a new worker, without re-running completed steps', async () => {
+    const calls: string[] = [];
+    const member = new PoolMember({ nc, pool: 'kill-worker', id: 'rec', backend: recordingBackend(new SimBackend({ profile: { timeScale: 0.2 } }), calls) });
+    await member.start();
+    const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
+    children.push(child);
+    try {
+      const [q] = sampleQuestions(1, 21);
+      const handle = await startTrajectory(
+        client,
+        cfg,
+        { question: `${q!.question} [sim:min-turns=10]`, maxTurns: 30, pool: 'kill-worker' },
+        { timeouts: fastRetry },
+      );
+      await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 3, 60_000, 'three steps on the first worker');
+      await killHard(child);
+      const stepsAtKill = (await queryProgress(handle))?.step ?? 0;
+      const replacement = await inProcessWorker(cfg);
+      try {
+        const result = await handle.result();
+        expect(result.termination).toBe('answer');
+        expect(result.steps).toBeGreaterThan(stepsAtKill);
+        const perStep = new Map<string, number>();
+        for (const c of calls) perStep.set(c, (perStep.get(c) ?? 0) + 1);
+        const repeated = [...perStep.entries()].filter(([, n]) => n > 1);
+        // Only the step in flight at the kill may have been asked twice; no completed step ran again.
+        expect(repeated.length).toBeLessThanOrEqual(1);
+        for (const [key] of repeated) expect(Number(key.split('#')[1])).toBeGreaterThanOrEqual(stepsAtKill);
+        expect(perStep.size).toBe(result.steps);
+      } finally {
+        await replacement.stop();
+      }
+    } finally {
+      await member.stop();
+    }
+  });
+
+  it('a pool member SIGKILLed mid-request does not lose the trajectory: the request completes on another member', async () => {
+    const victim = await spawnMuse(cfg, ['pool', 'serve', '--backend', 'sim', '--pool', 'kill-member', '--id', 'victim', '--time-scale', '1'], /serving pool/);
+    children.push(victim);
+    const worker = await inProcessWorker(cfg);
+    try {
+      const [q] = sampleQuestions(1, 22);
+      const handle = await startTrajectory(client, cfg, { question: q!.question, maxTurns: 30, pool: 'kill-member' }, { timeouts: fastRetry });
+      await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 1, 60_000, 'a step on the victim');
+      const survivor = await inProcessMember(cfg, { backend: 'sim', timeScale: 0.05 }, { pool: 'kill-member', id: 'survivor' });
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        await killHard(victim);
+        const result = await handle.result();
+        expect(result.termination).toBe('answer');
+        expect(survivor.member.stats.served).toBeGreaterThan(0);
+      } finally {
+        await survivor.stop();
+      }
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('with no member at all the step waits (Temporal retries it) and proceeds when a member joins', async () => {
+    const worker = await inProcessWorker(cfg);
+    try {
+      const [q] = sampleQuestions(1, 23);
+      const handle = await startTrajectory(client, cfg, { question: q!.question, maxTurns: 30, pool: 'empty' }, { timeouts: fastRetry });
+      // The step fails with a clear pool-unavailable error while nobody serves the pool.
+      await waitUntil(
+        async () => {
+          const d = await handle.describe();
+          const pending = (d.raw.pendingActivities ?? [])[0];
+          return Boolean(pending?.lastFailure?.message?.includes("pool 'empty' is unavailable"));
+        },
+        60_000,
+        'the pool-unavailable failure',
+      );
+      const late = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'empty', id: 'late' });
+      try {
+        const result = await handle.result();
+        expect(result.termination).toBe('answer');
+        expect(late.member.stats.served).toBeGreaterThan(0);
+      } finally {
+        await late.stop();
+      }
+    } finally {
+      await worker.stop();
+    }
+  });
+});

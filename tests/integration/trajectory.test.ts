@@ -1,0 +1,121 @@
+// A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
+import type { StepRecord } from '../../agent/trajectory.js';
+import { BlobStore } from '../../common/blob-store.js';
+import { encodeWire, decodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
+import { connectClient } from '../../common/temporal.js';
+import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { sampleQuestions } from '../../sim/world.js';
+import { inProcessMember, inProcessWorker, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
+import type { Client } from '@temporalio/client';
+import type { NatsConnection } from '@nats-io/nats-core';
+
+const cfg = testConfig();
+let client: Client;
+let nc: NatsConnection;
+let member: Awaited<ReturnType<typeof inProcessMember>>;
+let worker: Awaited<ReturnType<typeof inProcessWorker>>;
+
+beforeAll(async () => {
+  client = await connectClient(cfg);
+  nc = await natsFor(cfg);
+  member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { id: 'sim-a' });
+  worker = await inProcessWorker(cfg);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await member?.stop();
+  await nc?.drain();
+  await client?.connection.close();
+});
+
+async function stepLog(refs: string[]): Promise<StepRecord[]> {
+  const blobs = new BlobStore(nc);
+  const out: StepRecord[] = [];
+  for (const ref of refs) out.push(...(await blobs.get<{ records: StepRecord[] }>(ref)).records);
+  return out;
+}
+
+describe('trajectory workflow', () => {
+  it('runs a sample question to an answer, recording every step by reference', async () => {
+    const [q] = sampleQuestions(1, 11);
+    const handle = await startTrajectory(client, cfg, { question: q!.question, maxTurns: 40 });
+    const result = await handle.result();
+    expect(result.termination).toBe('answer');
+    expect(result.prediction).toBeTruthy();
+    expect(result.steps).toBeGreaterThan(1);
+    expect(result.usage.llmCalls).toBe(result.steps);
+    expect(result.usage.promptTokens).toBeGreaterThan(0);
+    expect(result.usage.completionTokens).toBeGreaterThan(0);
+    const log = await stepLog(result.stepLogRefs);
+    expect(log.map((s) => s.step)).toEqual([...Array(result.steps).keys()]);
+    expect(log.at(-1)!.kind).toBe('answer');
+    for (const s of log.slice(0, -1)) expect(s.observationRef).toMatch(/^(kv|obj):/);
+    expect(log[0]!.regions.all_ppl).toBeGreaterThan(1);
+    const progress = await queryProgress(handle);
+    expect(progress).toMatchObject({ status: 'finished', termination: 'answer', step: result.steps });
+  });
+
+  it('rejects an invalid job spec with a message naming the field', async () => {
+    await expect(startTrajectory(client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(JobSpecError);
+    await expect(startTrajectory(client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(/maxTurns/);
+    await expect(startTrajectory(client, cfg, { question: '   ' })).rejects.toThrow(/question/);
+    await expect(startTrajectory(client, cfg, { question: 'q', policy: 'magic' as never })).rejects.toThrow(/policy/);
+  });
+
+  it('turns a malformed tool call and an unknown tool into error observations and goes on', async () => {
+    const [q] = sampleQuestions(1, 12);
+    const handle = await startTrajectory(client, cfg, {
+      question: `${q!.question} [sim:malformed-tool-call@1] [sim:unknown-tool@2]`,
+      maxTurns: 40,
+    });
+    const result = await handle.result();
+    expect(result.termination).toBe('answer');
+    const log = await stepLog(result.stepLogRefs);
+    expect(log[1]!.kind).toBe('invalid_tool_call');
+    expect(log[1]!.toolError).toBe(TOOL_CALL_FORMAT_ERROR);
+    expect(log[2]!.kind).toBe('tool_call');
+    expect(log[2]!.tool).toBe('teleport');
+    expect(log[2]!.toolError).toMatch(/unknown tool 'teleport'/);
+    expect(log.length).toBeGreaterThan(3);
+  });
+
+  it('ends cleanly with what it has when cancelled', async () => {
+    const slow = await inProcessMember(cfg, { backend: 'sim', timeScale: 1 }, { id: 'sim-slow', pool: 'slow' });
+    try {
+      const [q] = sampleQuestions(1, 13);
+      const handle = await startTrajectory(client, cfg, { question: `${q!.question} [sim:min-turns=30]`, maxTurns: 40, pool: 'slow' });
+      await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 2, 60_000, 'two steps');
+      await handle.cancel();
+      const result = await handle.result();
+      expect(result.termination).toBe('cancelled');
+      expect(result.steps).toBeGreaterThanOrEqual(2);
+      expect((await stepLog(result.stepLogRefs)).length).toBe(result.steps);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  it('pool member answers malformed wire messages with an error and keeps serving', async () => {
+    const subject = subjects.member('default', 'sim-a');
+    const garbage = [new Uint8Array([0xc1, 0xff, 0x00, 0x13]), encodeWire({ v: 1, id: 42, messages: 'nope' }), encodeWire('hello')];
+    for (const g of garbage) {
+      const reply = decodeWire(GenerateReplyWire, (await nc.request(subject, g, { timeout: 5000 })).data, 'reply');
+      expect(reply.ok).toBe(false);
+      if (!reply.ok) expect(reply.error.code).toBe('bad_request');
+    }
+    const ok = encodeWire({
+      v: 1,
+      id: 'after-garbage',
+      pool: 'default',
+      messages: [{ role: 'user', content: 'Who founded the Varnholt Institute?' }],
+      params: { maxTokens: 256, temperature: 0.8, topLogprobs: 16, seed: 1 },
+      deadline: Date.now() + 10_000,
+    });
+    const reply = decodeWire(GenerateReplyWire, (await nc.request(subject, ok, { timeout: 10_000 })).data, 'reply');
+    expect(reply.ok).toBe(true);
+    if (reply.ok) expect(reply.generation.entropies.length).toBeGreaterThan(0);
+  });
+});

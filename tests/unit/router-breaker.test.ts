@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { BreakerSet, CircuitBreaker } from '../../inference/router/breaker.js';
+
+function clock() {
+  let t = 1_000;
+  return { now: () => t, advance: (ms: number) => (t += ms) };
+}
+
+describe('CircuitBreaker', () => {
+  it('opens after N consecutive failures, half-opens after the cooldown, closes on a successful probe', () => {
+    const c = clock();
+    const b = new CircuitBreaker({ failureThreshold: 3, cooldownMs: 1000, now: c.now });
+    expect(b.state).toBe('closed');
+    b.onFailure();
+    b.onFailure();
+    b.onSuccess(); // resets the run
+    b.onFailure();
+    b.onFailure();
+    expect(b.state).toBe('closed');
+    b.onFailure();
+    expect(b.state).toBe('open');
+    expect(b.isAvailable()).toBe(false);
+    expect(b.tryAcquire()).toBe(false);
+    c.advance(999);
+    expect(b.state).toBe('open');
+    c.advance(1);
+    expect(b.state).toBe('half_open');
+    expect(b.isAvailable()).toBe(true);
+    expect(b.tryAcquire()).toBe(true);
+    // only one probe at a time
+    expect(b.tryAcquire()).toBe(false);
+    expect(b.isAvailable()).toBe(false);
+    b.onSuccess();
+    expect(b.state).toBe('closed');
+    expect(b.consecutiveFailures).toBe(0);
+  });
+
+  it('re-opens on a failed probe with a longer cooldown', () => {
+    const c = clock();
+    const b = new CircuitBreaker({
+      failureThreshold: 1,
+      cooldownMs: 1000,
+      cooldownMultiplier: 2,
+      maxCooldownMs: 3000,
+      now: c.now,
+    });
+    b.onFailure();
+    c.advance(1000);
+    expect(b.tryAcquire()).toBe(true);
+    b.onFailure();
+    expect(b.state).toBe('open');
+    c.advance(1999);
+    expect(b.state).toBe('open');
+    c.advance(1);
+    expect(b.state).toBe('half_open');
+    b.tryAcquire();
+    b.onFailure();
+    c.advance(2999);
+    expect(b.state).toBe('open'); // capped at 3000
+    c.advance(1);
+    expect(b.state).toBe('half_open');
+  });
+
+  it('hands out another probe when the first one never reports back', () => {
+    const c = clock();
+    const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 500, now: c.now });
+    b.onFailure();
+    c.advance(500);
+    expect(b.tryAcquire()).toBe(true);
+    c.advance(499);
+    expect(b.tryAcquire()).toBe(false);
+    c.advance(1);
+    expect(b.tryAcquire()).toBe(true);
+  });
+
+  it('resets the cooldown after recovering', () => {
+    const c = clock();
+    const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 100, now: c.now });
+    b.onFailure();
+    c.advance(100);
+    b.tryAcquire();
+    b.onFailure(); // cooldown 200
+    c.advance(200);
+    b.tryAcquire();
+    b.onSuccess();
+    b.onFailure();
+    c.advance(100);
+    expect(b.state).toBe('half_open');
+  });
+});
+
+describe('BreakerSet', () => {
+  it('keeps one breaker per member', () => {
+    const c = clock();
+    const s = new BreakerSet({ failureThreshold: 2, cooldownMs: 100, now: c.now });
+    expect(s.isAvailable('a')).toBe(true);
+    s.onFailure('a');
+    s.onFailure('a');
+    s.onFailure('b');
+    expect(s.state('a')).toBe('open');
+    expect(s.isAvailable('a')).toBe(false);
+    expect(s.isAvailable('b')).toBe(true);
+    c.advance(100);
+    expect(s.tryAcquire('a')).toBe(true);
+    s.onSuccess('a');
+    expect(s.state('a')).toBe('closed');
+    s.forget('b');
+    expect(s.get('b').consecutiveFailures).toBe(0);
+  });
+});

@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createPolicy,
+  LeastLoadedPolicy,
+  type MemberView,
+  PrefixAffinityPolicy,
+  type RouteRequest,
+  type RoutingPolicy,
+  rendezvousScore,
+} from '../../inference/router/policies.js';
+import { prefixBlockHashes } from '../../inference/router/prefix.js';
+
+function member(id: string, over: Partial<MemberView> = {}): MemberView {
+  return {
+    id,
+    capacity: 32,
+    inFlight: 0,
+    queued: 0,
+    cacheCapacityTokens: 0,
+    cacheUsedTokens: 0,
+    healthy: true,
+    ...over,
+  };
+}
+
+function req(text: string, stickyKey?: string): RouteRequest {
+  return {
+    prefixKeys: prefixBlockHashes(text),
+    promptChars: text.length,
+    ...(stickyKey ? { stickyKey } : {}),
+  };
+}
+
+/** Route like the pool client does: take the first ranked member, count the request in flight there. */
+function route(policy: RoutingPolicy, members: MemberView[], r: RouteRequest): string {
+  const ranked = policy.rank(r, members);
+  const id = ranked[0]!;
+  policy.onRouted(id, r);
+  members.find((m) => m.id === id)!.inFlight++;
+  return id;
+}
+
+const question = (q: number) =>
+  `${'S'.repeat(1000)} question ${q} ${'q'.repeat(900)}${String(q).repeat(600)}`;
+const branch = (q: number, b: number) => `${question(q)}${'t'.repeat(3000)} branch ${b} ${'x'.repeat(300)}`;
+
+describe('prefix_affinity', () => {
+  it('is the default policy', () => {
+    expect(createPolicy().name).toBe('prefix_affinity');
+  });
+
+  it('sends requests that share a prefix to the member that holds it', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const first = route(p, members, req(`${question(1)}${'t'.repeat(3000)}`));
+    for (let b = 0; b < 6; b++) {
+      expect(route(p, members, req(branch(1, b)))).toBe(first);
+      expect(p.lastDecision).toBe('affinity');
+    }
+  });
+
+  it('spreads different prefixes across members', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const used = new Set<string>();
+    for (let q = 0; q < 8; q++) used.add(route(p, members, req(`${q}`.repeat(5) + 'Z'.repeat(3000 + q))));
+    expect(used.size).toBe(4);
+    expect(Math.max(...members.map((m) => m.inFlight))).toBe(2);
+  });
+
+  it('uses rendezvous hashing on the sticky key for cold prefixes, so one question converges', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const expected = members.reduce((x, y) =>
+      rendezvousScore('q42', y.id) > rendezvousScore('q42', x.id) ? y : x,
+    ).id;
+    expect(p.rank(req(question(42), 'q42'), members)[0]).toBe(expected);
+    expect(p.lastDecision).toBe('cold_rendezvous');
+  });
+
+  it('falls back to least-loaded order when the pool is imbalanced', () => {
+    const p = new PrefixAffinityPolicy({ balanceAbsThreshold: 8, balanceRelThreshold: 1.5 });
+    const members = [member('a'), member('b'), member('c')];
+    const r0 = req(branch(1, 0));
+    p.onRouted('a', r0);
+    members[0]!.inFlight = 20;
+    members[1]!.inFlight = 3;
+    members[2]!.inFlight = 5;
+    const ranked = p.rank(req(branch(1, 1)), members);
+    expect(p.lastDecision).toBe('imbalanced');
+    expect(ranked).toEqual(['b', 'c', 'a']);
+  });
+
+  it('stays with the affinity member while the imbalance is under either threshold', () => {
+    const p = new PrefixAffinityPolicy({ balanceAbsThreshold: 8, balanceRelThreshold: 1.5 });
+    const members = [member('a', { inFlight: 20 }), member('b', { inFlight: 14 })];
+    p.onRouted('a', req(branch(1, 0)));
+    // diff 6 <= 8: balanced
+    expect(p.rank(req(branch(1, 1)), members)[0]).toBe('a');
+    expect(p.lastDecision).toBe('affinity');
+  });
+
+  it('leaves the affinity member when it is at capacity', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = [member('a', { capacity: 4, inFlight: 4 }), member('b', { capacity: 4, inFlight: 1 })];
+    p.onRouted('a', req(branch(1, 0)));
+    expect(p.rank(req(branch(1, 1)), members)).toEqual(['b', 'a']);
+    expect(p.lastDecision).toBe('affinity_full');
+  });
+
+  it('treats a small shared prefix below the cache threshold as cold', () => {
+    const p = new PrefixAffinityPolicy({ cacheThreshold: 0.5 });
+    const members = [member('a', { inFlight: 2 }), member('b')];
+    const shared = 'S'.repeat(512);
+    p.onRouted('a', req(`${shared}${'1'.repeat(2048)}`));
+    expect(p.rank(req(`${shared}${'2'.repeat(2048)}`), members)[0]).toBe('b');
+    expect(p.lastDecision).toBe('cold_least_loaded');
+  });
+
+  it('skips unhealthy members and forgets gone ones', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = [member('a', { healthy: false }), member('b'), member('c')];
+    const r = req(branch(1, 0));
+    p.onRouted('a', r);
+    const ranked = p.rank(r, members);
+    expect(ranked).not.toContain('a');
+    expect(ranked.sort()).toEqual(['b', 'c']);
+    p.onMemberGone('a');
+    expect(p.index.matchLength('a', r.prefixKeys)).toBe(0);
+    expect(p.rank(r, [member('x', { healthy: false })])).toEqual([]);
+  });
+
+  it('ranks every healthy member, prefix holders first for failover', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd', 'e'].map((id) => member(id));
+    const r = req(branch(3, 0));
+    p.onRouted('c', r);
+    p.onRouted('e', { ...r, prefixKeys: r.prefixKeys.slice(0, 4) });
+    const ranked = p.rank(r, members);
+    expect(ranked).toHaveLength(5);
+    expect(ranked.slice(0, 2)).toEqual(['c', 'e']);
+  });
+
+  it('sizes the per-member index from the announced cache', () => {
+    const p = new PrefixAffinityPolicy({ blockChars: 256, charsPerToken: 4 });
+    p.rank(req('x'), [member('a', { cacheCapacityTokens: 64 * 100 })]);
+    expect(p.index.capacity('a')).toBe(100);
+  });
+});
+
+describe('round_robin', () => {
+  it('rotates through healthy members and includes them all', () => {
+    const p = createPolicy('round_robin');
+    const members = [member('c'), member('a'), member('b'), member('x', { healthy: false })];
+    const r = req('anything');
+    expect(p.rank(r, members)).toEqual(['a', 'b', 'c']);
+    expect(p.rank(r, members)).toEqual(['b', 'c', 'a']);
+    expect(p.rank(r, members)).toEqual(['c', 'a', 'b']);
+    expect(p.rank(r, members)).toEqual(['a', 'b', 'c']);
+  });
+});
+
+describe('least_loaded', () => {
+  it('picks the lowest utilisation, ties by id', () => {
+    const p = new LeastLoadedPolicy();
+    const members = [
+      member('a', { inFlight: 10, capacity: 32 }),
+      member('b', { inFlight: 10, queued: 2, capacity: 64 }),
+      member('c', { inFlight: 3, capacity: 8 }),
+      member('d', { inFlight: 0, healthy: false }),
+      member('e', { inFlight: 6, capacity: 32 }),
+    ];
+    // b 0.1875, e 0.1875, a 0.3125, c 0.375
+    expect(p.rank(req('x'), members)).toEqual(['b', 'e', 'a', 'c']);
+  });
+});

@@ -1,0 +1,358 @@
+// ParallelMuse for one question: initial rollouts, uncertainty-guided partial rollouts that reuse the
+// recorded prefix (by reference: no model or tool call is repeated), optional further rounds that branch
+// from the branches, from-scratch rollouts to fill the budget, then compressed reasoning aggregation and the
+// vote baselines over the same rollouts. Every rollout is a child trajectory workflow with a deterministic
+// id, bounded in flight.
+import { ApplicationFailure, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { MuseActivities } from '../activities/index.js';
+import { aggregate, type AggregateResult, exactMatch } from '../agent/aggregate.js';
+import {
+  type BranchPoint,
+  BudgetError,
+  planBudget,
+  type RoundCandidate,
+  rolloutType,
+  type RolloutOrigin,
+  scratchToFill,
+  selectRoundBranchPoints,
+} from '../agent/branching.js';
+import type { ParallelMuseSpec } from '../agent/job.js';
+import { addUsage, emptyUsage, type Lineage, type UsageTotals } from '../agent/trajectory.js';
+import { trajectoryUncertainty } from '../agent/uncertainty.js';
+import type { Termination, TokenUsage } from '../agent/types.js';
+import { DEFAULT_TIMEOUTS, type StepTimeouts, type TrajectoryOutput, trajectory } from './trajectory.js';
+
+export interface ParallelMuseInput {
+  spec: ParallelMuseSpec;
+  jobId: string;
+  timeouts?: StepTimeouts;
+}
+
+export interface RolloutRecord {
+  rolloutId: string;
+  /** As in the reference's output: traj_level_rollout | partial_rollout. */
+  rollout_type: string;
+  origin: RolloutOrigin;
+  prediction: string | null;
+  termination: Termination;
+  steps: number;
+  usage: UsageTotals;
+  uncertainty: number;
+  lineage: Lineage;
+  error?: string;
+}
+
+export interface AggregatorOutcome extends AggregateResult {
+  correct?: boolean;
+}
+
+export interface ParallelMuseResult {
+  questionId: string;
+  question: string;
+  answer?: string;
+  /** The primary aggregator's answer; null when no trajectory answered. */
+  prediction: string | null;
+  aggregator: string;
+  correct?: boolean;
+  judge?: { method: 'exact' | 'llm'; correct: boolean | null };
+  outcomes: Record<string, AggregatorOutcome>;
+  rollouts: RolloutRecord[];
+  /** Rollouts without an answer, left out of aggregation. */
+  excluded: string[];
+  plan: { n: number; initial: number; partial: number; scratch: number; rounds: number };
+  accounting: {
+    promptTokens: number;
+    cachedPromptTokens: number;
+    /** Tokens the model generated for this question's rollouts (reused prefixes not counted again). */
+    generatedTokens: number;
+    toolCalls: number;
+    reusedTokens: number;
+    reusedToolCalls: number;
+    /** 1 + Σreused / Σgenerated. */
+    reuseFactor: number;
+    aggregation: TokenUsage & { calls: number };
+  };
+  compression?: { trajectoryChars: number; reportChars: number; integrationContextChars: number };
+}
+
+const aggregation = proxyActivities<MuseActivities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1s', maximumInterval: '15s', nonRetryableErrorTypes: ['BadRequestError', 'BlobNotFoundError', 'TypeError'] },
+});
+
+export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMuseResult> {
+  const { spec, jobId } = input;
+  const questionId = workflowInfo().workflowId;
+  const tspec = spec.trajectory;
+  let plan: ReturnType<typeof planBudget>;
+  try {
+    plan = planBudget({ n: spec.n, m: spec.m, k: spec.k, t: spec.t, r: spec.r, mode: spec.branchMode });
+  } catch (err) {
+    if (err instanceof BudgetError) throw ApplicationFailure.nonRetryable(err.message, 'BudgetError');
+    throw err;
+  }
+
+  const limit = createLimiter(spec.maxConcurrentRollouts);
+  const rollouts: RolloutRecord[] = [];
+  const outputs = new Map<string, TrajectoryOutput>();
+
+  const runRollout = (
+    rolloutId: string,
+    origin: RolloutOrigin,
+    seed: number,
+    branch?: { parent: TrajectoryOutput; parentId: string; step: number; round: number },
+  ) =>
+    limit(async () => {
+      const workflowId = `${questionId}/${rolloutId}`;
+      const lineage: Lineage = branch
+        ? branchLineage(branch.parent, branch.parentId, branch.step, branch.round, spec.branchMode)
+        : { rolloutType: origin === 'initial' ? 'initial' : 'scratch', round: 0, reusedSteps: 0, reusedCompletionTokens: 0, reusedToolCalls: 0 };
+      let out: TrajectoryOutput | undefined;
+      let error: string | undefined;
+      try {
+        out = await executeChild(trajectory, {
+          workflowId,
+          args: [
+            {
+              spec: { ...tspec, seed },
+              jobId,
+              timeouts: input.timeouts ?? DEFAULT_TIMEOUTS,
+              routeKey: questionId,
+              ...(branch
+                ? {
+                    branch: {
+                      contextRef: branch.parent.branchable![branch.step]!.contextBefore,
+                      step: branch.step,
+                      prefixLog: branch.parent.log.map((s) => ({ ref: s.ref, untilStep: Math.min(s.untilStep ?? Number.MAX_SAFE_INTEGER, branch.step) })),
+                      prefixSteps: branch.parent.branchable!.slice(0, branch.step),
+                      lineage,
+                    },
+                  }
+                : {}),
+            },
+          ],
+        });
+        outputs.set(rolloutId, out);
+      } catch (err) {
+        error = (err as Error).message;
+      }
+      const record: RolloutRecord = {
+        rolloutId,
+        rollout_type: rolloutType(origin),
+        origin,
+        prediction: out?.prediction ?? null,
+        termination: out?.termination ?? 'error',
+        steps: out?.steps ?? 0,
+        usage: out?.usage ?? emptyUsage(),
+        uncertainty: out?.branchable ? trajectoryUncertainty(out.branchable.map((s) => s.regions)) : Number.POSITIVE_INFINITY,
+        lineage,
+        ...(error ?? out?.error ? { error: error ?? out?.error } : {}),
+      };
+      rollouts.push(record);
+      return record;
+    });
+
+  const base = tspec.seed * 1_000_003;
+  // Initial and from-scratch rollouts are independent of one another: all start at once (bounded).
+  const initial = Array.from({ length: plan.initial }, (_, j) => runRollout(`initial-${j}`, 'initial', base + j));
+  const scratch = Array.from({ length: plan.scratch }, (_, s) => runRollout(`scratch-${s}`, 'scratch', base + 500 + s));
+
+  let partialLaunched = 0;
+  if (spec.branchMode !== 'none') {
+    const initialRecords = await Promise.all(initial);
+    // One lineage per initial rollout; each round branches from the previous round's rollouts of that lineage.
+    let frontier: { lineage: number; ids: string[]; branchSteps: number[] }[] = initialRecords.map((r, j) => ({
+      lineage: j,
+      ids: [r.rolloutId],
+      branchSteps: [0],
+    }));
+    for (let round = 1; round <= spec.r; round++) {
+      const next: typeof frontier = [];
+      const launched: Promise<RolloutRecord>[] = [];
+      for (const f of frontier) {
+        const candidates: RoundCandidate[] = [];
+        f.ids.forEach((id, i) => {
+          const out = outputs.get(id);
+          if (!out?.branchable?.length) return;
+          const last = out.branchable.length - 1;
+          candidates.push({
+            rolloutId: id,
+            branchStep: f.branchSteps[i]!,
+            steps: out.branchable.map((s) => s.regions),
+            // An answer turn is never a branch point (as in the reference, which scores tool-call turns only).
+            maxStep: out.termination === 'answer' ? last - 1 : last,
+          });
+        });
+        const points: BranchPoint[] = selectRoundBranchPoints(candidates, spec.branchMode, spec.k);
+        const ids: string[] = [];
+        const steps: number[] = [];
+        points.forEach((p, pi) => {
+          const parent = outputs.get(p.rolloutId)!;
+          for (let t = 0; t < spec.t; t++) {
+            const id = `r${round}-l${f.lineage}-p${pi}-b${t}`;
+            ids.push(id);
+            steps.push(p.step);
+            partialLaunched++;
+            launched.push(
+              runRollout(id, 'branch', base + round * 100_000 + f.lineage * 1_000 + pi * 10 + t + 1, {
+                parent,
+                parentId: p.rolloutId,
+                step: p.step,
+                round,
+              }),
+            );
+          }
+        });
+        next.push({ lineage: f.lineage, ids, branchSteps: steps });
+      }
+      await Promise.all(launched);
+      frontier = next;
+    }
+  }
+  // Branch points that could not be found (short trajectories) are made up by from-scratch rollouts.
+  const topUp = spec.branchMode === 'none' ? 0 : scratchToFill(plan, partialLaunched);
+  const extra = Array.from({ length: topUp }, (_, s) => runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s));
+  await Promise.all([...initial, ...scratch, ...extra]);
+  rollouts.sort((a, b) => order(a.rolloutId) - order(b.rolloutId) || a.rolloutId.localeCompare(b.rolloutId));
+
+  // Stage 2: aggregation over answered rollouts only.
+  const answered = rollouts.filter((r) => r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '');
+  const excluded = rollouts.filter((r) => !answered.includes(r)).map((r) => r.rolloutId);
+  const candidates = answered.map((r) => ({ rolloutId: r.rolloutId, answer: r.prediction, uncertainty: r.uncertainty }));
+  const outcomes: Record<string, AggregatorOutcome> = {};
+  let aggUsage: TokenUsage & { calls: number } = { promptTokens: 0, cachedPromptTokens: 0, completionTokens: 0, calls: 0 };
+  let compression: ParallelMuseResult['compression'];
+  const aggPool = spec.aggregatorPool ?? tspec.pool;
+  const aggModel = spec.aggregatorModel ?? tspec.model;
+  for (const name of spec.aggregators) {
+    if (name !== 'compressed') {
+      outcomes[name] = aggregate(name, candidates);
+      continue;
+    }
+    if (answered.length === 0) {
+      outcomes.compressed = { answer: null, support: 0, excluded, reason: 'no answered trajectory' };
+      continue;
+    }
+    const reports = await Promise.all(
+      answered.map((r, i) =>
+        limit(async () => {
+          const out = outputs.get(r.rolloutId)!;
+          const steps = await aggregation.loadStepLogSegments({ segments: out.log });
+          return aggregation.reportStep({
+            jobId,
+            rolloutId: `${questionId}/${r.rolloutId}`,
+            question: tspec.question,
+            steps,
+            pool: aggPool,
+            model: aggModel,
+            sampling: tspec.sampling,
+            seed: base + 900_000 + i,
+          });
+        }),
+      ),
+    );
+    const integrated = await aggregation.integrateStep({
+      jobId,
+      question: tspec.question,
+      reportRefs: reports.map((r) => r.reportRef),
+      pool: aggPool,
+      model: aggModel,
+      sampling: tspec.sampling,
+      seed: base + 999_999,
+    });
+    for (const u of [...reports.map((r) => r.usage), integrated.usage]) {
+      aggUsage = {
+        promptTokens: aggUsage.promptTokens + u.promptTokens,
+        cachedPromptTokens: aggUsage.cachedPromptTokens + u.cachedPromptTokens,
+        completionTokens: aggUsage.completionTokens + u.completionTokens,
+        calls: aggUsage.calls + 1,
+      };
+    }
+    const support = integrated.answer ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length : 0;
+    outcomes.compressed = {
+      answer: integrated.answer,
+      support,
+      excluded,
+      ...(integrated.answer ? {} : { reason: 'the integration call gave no answer' }),
+    };
+    compression = {
+      trajectoryChars: reports.reduce((n, r) => n + r.trajectoryChars, 0),
+      reportChars: reports.reduce((n, r) => n + r.reportChars, 0),
+      integrationContextChars: integrated.contextChars,
+    };
+  }
+
+  const gold = tspec.answer;
+  if (gold !== undefined) for (const o of Object.values(outcomes)) o.correct = exactMatch(o.answer, gold);
+  const primary = outcomes[spec.primaryAggregator] ?? outcomes[spec.aggregators[0]!]!;
+  let judge: ParallelMuseResult['judge'];
+  if (gold !== undefined) {
+    if (spec.judge === 'llm' && primary.answer) {
+      const j = await aggregation.judgeStep({ question: tspec.question, gold, prediction: primary.answer, pool: aggPool, model: aggModel, sampling: tspec.sampling });
+      judge = { method: 'llm', correct: j.correct };
+    } else judge = { method: 'exact', correct: primary.correct ?? false };
+  }
+
+  const totals = rollouts.reduce((t, r) => addUsage(t, r.usage), emptyUsage());
+  const reusedTokens = rollouts.reduce((n, r) => n + r.lineage.reusedCompletionTokens, 0);
+  const reusedToolCalls = rollouts.reduce((n, r) => n + r.lineage.reusedToolCalls, 0);
+  return {
+    questionId,
+    question: tspec.question,
+    ...(gold !== undefined ? { answer: gold } : {}),
+    prediction: primary.answer,
+    aggregator: spec.primaryAggregator,
+    ...(gold !== undefined ? { correct: judge?.correct ?? false } : {}),
+    ...(judge ? { judge } : {}),
+    outcomes,
+    rollouts,
+    excluded,
+    plan: { n: spec.n, initial: plan.initial, partial: partialLaunched, scratch: plan.scratch + topUp, rounds: spec.branchMode === 'none' ? 0 : spec.r },
+    accounting: {
+      promptTokens: totals.promptTokens,
+      cachedPromptTokens: totals.cachedPromptTokens,
+      generatedTokens: totals.completionTokens,
+      toolCalls: totals.toolCalls,
+      reusedTokens,
+      reusedToolCalls,
+      reuseFactor: totals.completionTokens ? 1 + reusedTokens / totals.completionTokens : 1,
+      aggregation: aggUsage,
+    },
+    ...(compression ? { compression } : {}),
+  };
+}
+
+function branchLineage(parent: TrajectoryOutput, parentId: string, step: number, round: number, mode: string): Lineage {
+  const prefix = parent.branchable!.slice(0, step);
+  return {
+    rolloutType: 'partial',
+    parentRolloutId: parentId,
+    branchStep: step,
+    round,
+    mode,
+    reusedSteps: step,
+    reusedCompletionTokens: prefix.reduce((n, s) => n + s.completionTokens, 0),
+    reusedToolCalls: prefix.filter((s) => s.toolCalled).length,
+  };
+}
+
+function order(id: string): number {
+  return id.startsWith('initial') ? 0 : id.startsWith('r') ? 1 : 2;
+}
+
+/** Bounds work in flight; deterministic in a workflow because it only chains promises. */
+function createLimiter(max: number) {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= max) await new Promise<void>((resolve) => queue.push(resolve));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      queue.shift()?.();
+    }
+  };
+}
