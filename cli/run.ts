@@ -11,6 +11,7 @@ import { sampleQuestions } from '../sim/world.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 import { intArg } from './args.js';
+import { addParallelMuseOptions, type ParallelMuseCliOptions, registerBatchCommand, runQuestionCommand } from './batch.js';
 import { cliConfig } from './context.js';
 import { progressBar, summarizeTrajectory, trajectoryJson } from './render.js';
 
@@ -72,9 +73,15 @@ export function registerRunCommands(program: Command): void {
     .description('run one trajectory durably, show live progress, print the answer')
     .option('--id <workflowId>', 'workflow id (default: random)')
     .option('--json', 'print one JSON object (prediction, termination, steps, usage)')
-    .action(async (question: string, o: RunOptions) => {
+    .option('--mode <mode>', 'trajectory | parallel-muse', 'trajectory');
+  addParallelMuseOptions(program.commands.find((c) => c.name() === 'run')!).action(
+    async (question: string, o: RunOptions & ParallelMuseCliOptions & { mode: string }) => {
+      if (o.mode === 'parallel-muse') return runQuestionCommand(program, question, o);
+      if (o.mode !== 'trajectory') throw new Error(`unknown --mode '${o.mode}' (expected trajectory or parallel-muse)`);
       await runOne(cliConfig(program.opts()), question, o);
-    });
+    },
+  );
+  registerBatchCommand(program, addRunOptions);
 
   program
     .command('status')
