@@ -1,6 +1,6 @@
 // Starting, watching and reading trajectories from outside Temporal (CLI, tests, benchmarks).
 import { randomUUID } from 'node:crypto';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from "@temporalio/client";
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
 import type { TrajectoryProgress } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
@@ -27,7 +27,7 @@ export async function startTrajectory(
   cfg: MuseConfig,
   specInput: TrajectorySpecInput,
   opts: StartTrajectoryOptions = {},
-): Promise<WorkflowHandle<typeof trajectory>> {
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof trajectory>> {
   const spec = parseTrajectorySpec(specInput);
   const workflowId = opts.workflowId ?? `traj-${randomUUID().slice(0, 12)}`;
   return client.workflow.start<typeof trajectory>('trajectory', {

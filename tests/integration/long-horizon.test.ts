@@ -1,0 +1,145 @@
+// Long-horizon trajectories: 2048 durable iterresearch steps with bounded history per run, large
+// observations kept out of history, and a worker killed at continue-as-new boundaries.
+import type { ChildProcess } from 'node:child_process';
+import type { Client } from '@temporalio/client';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportTrajectory } from '../../client/content.js';
+import { queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { connectClient } from '../../common/temporal.js';
+import { PoolMember } from '../../inference/member.js';
+import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
+import { SimBackend } from '../../sim/backend.js';
+import { sampleQuestions } from '../../sim/world.js';
+import { historyChain } from '../helpers/history.js';
+import { inProcessMember, inProcessWorker, killHard, natsFor, spawnMuse, testConfig, waitUntil } from '../helpers/stack.js';
+
+const cfg = testConfig();
+let client: Client;
+let nc: NatsConnection;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  client = await connectClient(cfg);
+  nc = await natsFor(cfg);
+});
+
+afterAll(async () => {
+  await Promise.all(children.map(killHard));
+  await nc?.drain();
+  await client?.connection.close();
+});
+
+describe('long-horizon trajectories', () => {
+  it('runs 2048 iterresearch steps durably with every run under 10,240 events and 10 MB of history', { timeout: 900_000 }, async () => {
+    const member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { pool: 'long' });
+    const worker = await inProcessWorker(cfg);
+    try {
+      const [q] = sampleQuestions(1, 31);
+      const handle = await startTrajectory(client, cfg, {
+        question: `${q!.question} [sim:min-turns=4096]`,
+        policy: 'iterresearch',
+        maxTurns: 2048,
+        pool: 'long',
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('max_turns');
+      expect(result.steps).toBe(2048);
+      expect(result.runs).toBeGreaterThan(1);
+      const runs = await historyChain(client, handle.workflowId, handle.firstExecutionRunId);
+      expect(runs.length).toBe(result.runs);
+      for (const run of runs) {
+        expect(run.events).toBeLessThan(10_240);
+        expect(run.bytes).toBeLessThan(10 * 1024 * 1024);
+      }
+      let n = 0;
+      for await (const step of exportTrajectory(client, nc, handle.workflowId)) {
+        expect(step.step).toBe(n);
+        expect(step.turn.length).toBeGreaterThan(0);
+        n++;
+      }
+      expect(n).toBe(2048);
+    } finally {
+      await worker.stop();
+      await member.stop();
+    }
+  });
+
+  it('completes a react trajectory whose observations are 1 MB each, with history holding references only', { timeout: 600_000 }, async () => {
+    const member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { pool: 'big' });
+    const worker = await inProcessWorker(cfg);
+    try {
+      const [q] = sampleQuestions(1, 32);
+      const handle = await startTrajectory(client, cfg, {
+        question: `${q!.question} [sim:obs-bytes=1000000] [sim:min-turns=50]`,
+        policy: 'react',
+        maxTurns: 60,
+        contextWindow: 64_000_000,
+        pool: 'big',
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('answer');
+      expect(result.steps).toBeGreaterThanOrEqual(50);
+      let bigObservations = 0;
+      for await (const step of exportTrajectory(client, nc, handle.workflowId)) {
+        if ((step.observation?.length ?? 0) >= 1_000_000) bigObservations++;
+      }
+      expect(bigObservations).toBeGreaterThanOrEqual(20);
+      const runs = await historyChain(client, handle.workflowId, handle.firstExecutionRunId);
+      const totalBytes = runs.reduce((n, r) => n + r.bytes, 0);
+      // Inline, the observations alone would be > 20 MB of history (and every prompt carrying them far more).
+      expect(totalBytes).toBeLessThan(2 * 1024 * 1024);
+    } finally {
+      await worker.stop();
+      await member.stop();
+    }
+  });
+
+  it('a worker killed at continue-as-new boundaries loses and repeats no step', { timeout: 300_000 }, async () => {
+    const calls: number[] = [];
+    const inner = new SimBackend({ profile: { timeScale: 0.05 } });
+    const recording: InferenceBackend = {
+      kind: 'sim',
+      load: () => inner.load(),
+      generate(req: BackendRequest, signal: AbortSignal) {
+        // iterresearch prompts carry the round counter in the simulator's report: count requests per round.
+        const m = /Rounds?:\s*(\d+)/i.exec(req.messages.at(-1)?.content ?? '');
+        calls.push(m ? Number(m[1]) : 0);
+        return inner.generate(req, signal);
+      },
+    };
+    const member = new PoolMember({ nc, pool: 'can', id: 'rec-can', backend: recording });
+    await member.start();
+    try {
+      const [q] = sampleQuestions(1, 33);
+      const handle = await startTrajectory(
+        client,
+        cfg,
+        { question: `${q!.question} [sim:min-turns=40]`, policy: 'iterresearch', maxTurns: 40, stepsPerRun: 4, pool: 'can' },
+        { timeouts: { stepMs: 60_000, heartbeatMs: 2_000 } },
+      );
+      let worker = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
+      children.push(worker);
+      let kills = 0;
+      let lastRun = 1;
+      while (kills < 3) {
+        await waitUntil(async () => ((await queryProgress(handle))?.run ?? 0) > lastRun, 120_000, 'the next continue-as-new');
+        lastRun = (await queryProgress(handle))!.run;
+        await killHard(worker);
+        kills++;
+        worker = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
+        children.push(worker);
+      }
+      const result = await handle.result();
+      expect(result.steps).toBe(40);
+      const steps: number[] = [];
+      for await (const step of exportTrajectory(client, nc, handle.workflowId)) steps.push(step.step);
+      expect(steps).toEqual([...Array(40).keys()]);
+      expect(result.runs).toBeGreaterThanOrEqual(10);
+      // Requests beyond one per step can only be the steps in flight at the three kills.
+      expect(calls.length).toBeLessThanOrEqual(40 + 3);
+    } finally {
+      await member.stop();
+    }
+  });
+});
