@@ -54,23 +54,28 @@ export interface NatsHandle extends ServiceHandle {
 
 export class PortInUseError extends Error {
   override readonly name = 'PortInUseError';
-  constructor(
-    readonly port: number,
-    readonly host: string,
-    readonly flag: string,
-  ) {
+  readonly port: number;
+  readonly host: string;
+  /** The CLI option that changes this port. */
+  readonly flag: string;
+
+  constructor(port: number, host: string, flag: string) {
     super(`port ${port} on ${host} is already in use; pass ${flag} or stop the other process`);
+    this.port = port;
+    this.host = host;
+    this.flag = flag;
   }
 }
 
 export class ServiceStartError extends Error {
   override readonly name = 'ServiceStartError';
-  constructor(
-    readonly service: ServiceName,
-    message: string,
-    readonly logTail: string,
-  ) {
+  readonly service: ServiceName;
+  readonly logTail: string;
+
+  constructor(service: ServiceName, message: string, logTail: string) {
     super(logTail ? `${message}\n--- last lines of the log ---\n${logTail}` : message);
+    this.service = service;
+    this.logTail = logTail;
   }
 }
 
@@ -711,22 +716,33 @@ function writeStackFile(dataDir: string, stack: StackFile): void {
   renameSync(tmp, path);
 }
 
-async function recordHealthy(name: ServiceName, stack: StackFile): Promise<ServiceStatus | undefined> {
+/**
+ * Liveness plus health of a recorded service. With `waitMs`, a live process gets that long to answer:
+ * it may still be starting (another `up` just launched it) or be slow under load, and replacing a live
+ * server would throw away work in flight.
+ */
+async function recordHealthy(
+  name: ServiceName,
+  stack: StackFile,
+  waitMs = 0,
+): Promise<ServiceStatus | undefined> {
   const record = name === 'temporal' ? stack.temporal : stack.nats;
   if (!record) return undefined;
-  const alive = processRuns(record.pid, record.binary);
-  let healthy = false;
-  if (alive) {
+  const check = () =>
+    name === 'temporal'
+      ? checkTemporal(record.address, stack.temporal?.namespace ?? 'default', 5_000)
+      : checkNats(record.url, 0, 5_000);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    if (!processRuns(record.pid, record.binary)) return { record, alive: false, healthy: false };
     try {
-      if (name === 'temporal')
-        await checkTemporal(record.address, stack.temporal?.namespace ?? 'default', 3_000);
-      else await checkNats(record.url, 0, 3_000);
-      healthy = true;
+      await check();
+      return { record, alive: true, healthy: true };
     } catch {
-      healthy = false;
+      if (Date.now() >= deadline) return { record, alive: true, healthy: false };
     }
+    await sleep(250);
   }
-  return { record, alive, healthy };
 }
 
 export async function stackStatus(opts: { dataDir?: string } = {}): Promise<StackStatus> {
@@ -762,6 +778,7 @@ function toRecord(h: ServiceHandle): ServiceRecord {
 export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   const host = opts.host ?? DEFAULT_HOST;
+  const healthTimeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
   const previous = readStackFile(dataDir);
   const stack: StackFile = { version: 1, dataDir };
@@ -770,7 +787,10 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const messages: string[] = [];
 
   const current = previous
-    ? await Promise.all([recordHealthy('temporal', previous), recordHealthy('nats', previous)])
+    ? await Promise.all([
+        recordHealthy('temporal', previous, healthTimeoutMs),
+        recordHealthy('nats', previous, healthTimeoutMs),
+      ])
     : [undefined, undefined];
   const [temporalStatus, natsStatus] = current;
 
@@ -813,7 +833,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         namespace: opts.namespace,
         detached: true,
         logFile: join(dataDir, 'logs', 'temporal.log'),
-        healthTimeoutMs: opts.healthTimeoutMs,
+        healthTimeoutMs,
       });
       startedHandles.push(h);
       started.push('temporal');
@@ -829,7 +849,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         maxPayload: opts.natsMaxPayload,
         detached: true,
         logFile: join(dataDir, 'logs', 'nats.log'),
-        healthTimeoutMs: opts.healthTimeoutMs,
+        healthTimeoutMs,
       });
       startedHandles.push(h);
       started.push('nats');

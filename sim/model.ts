@@ -13,20 +13,19 @@
 
 import type { ChatMessage } from '../agent/types.js';
 import type { GenerateParams, TokenLogprob } from '../inference/types.js';
-import { parseDirectives, stripDirectives, type SimDirectives } from './directives.js';
+import { parseDirectives, type SimDirectives, stripDirectives } from './directives.js';
 import { simTokenize } from './tokenizer.js';
 import {
+  factSentence,
   fnv1a32,
   mix32,
   questionStructure,
-  relationByInverse,
   relationByLabel,
   SIM_CREDIBLE_SOURCES,
   SIM_DUBIOUS_SOURCES,
-  SimRng,
   type SimQuestionStructure,
   type SimRelation,
-  TYPE_NOUN,
+  SimRng,
 } from './world.js';
 
 /** A generated token plus the strings of its top-k alternatives (for HTTP logprob output). */
@@ -63,8 +62,28 @@ export function reasoningUncertainty(t: number): number {
 type Region = 'think' | 'tool' | 'plain';
 
 const ALT_TOKENS = [
-  ' the', ',', '.', ' and', '\n', ' of', ' a', ' to', ' in', ' is', ' that', ' for', ' it', ' with', ' as', ' on',
-  ' was', ' this', ':', ' by', ' I', ' be',
+  ' the',
+  ',',
+  '.',
+  ' and',
+  '\n',
+  ' of',
+  ' a',
+  ' to',
+  ' in',
+  ' is',
+  ' that',
+  ' for',
+  ' it',
+  ' with',
+  ' as',
+  ' on',
+  ' was',
+  ' this',
+  ':',
+  ' by',
+  ' I',
+  ' be',
 ];
 
 const tailCache = new Map<number, number[]>();
@@ -98,7 +117,7 @@ class TurnWriter {
   ) {
     const ut = explorationUncertainty(turn);
     const ur = reasoningUncertainty(turn);
-    this.eps = { think: 0.015 + 0.12 * ur, tool: 0.004 + 0.06 * ut, plain: 0.012 };
+    this.eps = { think: 0.01 + 0.06 * ur, tool: 0.004 + 0.06 * ut, plain: 0.012 };
     this.betaThink = 1 / (0.2 + 0.8 * ur);
     this.betaTool = 1 / (0.35 + 0.65 * ut);
   }
@@ -154,7 +173,12 @@ class TurnWriter {
     return chosen;
   }
 
-  private emitChoice(options: readonly string[], probs: readonly number[], chosen: number, region: Region): void {
+  private emitChoice(
+    options: readonly string[],
+    probs: readonly number[],
+    chosen: number,
+    region: Region,
+  ): void {
     const toks = options.map((o) => simTokenize(o));
     const mine = toks[chosen]!;
     let compat = options.map((_, i) => i);
@@ -186,18 +210,10 @@ class TurnWriter {
   /** A token whose alternatives are real options: its distribution is the choice distribution. */
   private decisionToken(tok: string, groups: Map<string, number>, mass: number): void {
     const tailMass = 0.003;
-    const entries = [...groups.entries()]
-      .filter(([t]) => t !== '\u0000')
-      .map(([t, m]) => [t, ((m / mass) * (1 - tailMass))] as [string, number])
-      .sort((a, b) => b[1] - a[1]);
+    const entries: [string, number][] = [];
+    for (const [t, m] of groups) if (t !== '\u0000') entries.push([t, Math.log((m / mass) * (1 - tailMass))]);
     const own = entries.find(([t]) => t === tok)![1];
-    const top: number[] = [];
-    const topTokens: string[] = [];
-    for (const [t, p] of entries.slice(0, this.k)) {
-      top.push(Math.log(p));
-      topTokens.push(t);
-    }
-    const rest = this.k - top.length;
+    const rest = Math.max(0, this.k - entries.length);
     if (rest > 0) {
       const tail = lnTail(rest);
       const lnT = Math.log(tailMass);
@@ -205,11 +221,17 @@ class TurnWriter {
       for (let i = 0; i < rest; i++) {
         let alt = ALT_TOKENS[a++ % ALT_TOKENS.length]!;
         while (groups.has(alt)) alt = ALT_TOKENS[a++ % ALT_TOKENS.length]!;
-        top.push(lnT + tail[i]!);
-        topTokens.push(alt);
+        entries.push([alt, lnT + tail[i]!]);
       }
     }
-    this.tokens.push({ token: tok, logprob: Math.log(own), topLogprobs: top, topTokens });
+    entries.sort((x, y) => y[1] - x[1]);
+    const top = entries.slice(0, this.k);
+    this.tokens.push({
+      token: tok,
+      logprob: own,
+      topLogprobs: top.map((e) => e[1]),
+      topTokens: top.map((e) => e[0]),
+    });
   }
 }
 
@@ -268,7 +290,8 @@ class Memory {
   entityOf(query: string): string | null {
     const q = query.toLowerCase();
     let best: string | null = null;
-    for (const k of this.names.keys()) if (q.includes(k) && (best === null || k.length > best.length)) best = k;
+    for (const k of this.names.keys())
+      if (q.includes(k) && (best === null || k.length > best.length)) best = k;
     return best;
   }
 
@@ -383,7 +406,12 @@ function readOwnText(text: string, mem: Memory): void {
 
 // Report / summary memory format (the agent's notes; also what iterresearch carries between rounds).
 
-function serializeMemory(mem: Memory, keep: Set<string> | null, counterLabel: string, counter: number): string {
+function serializeMemory(
+  mem: Memory,
+  keep: Set<string> | null,
+  counterLabel: string,
+  counter: number,
+): string {
   const lines: string[] = ['Facts:'];
   const kept = mem.facts.filter((f) => keep === null || keep.has(f.s.toLowerCase()));
   if (kept.length === 0) lines.push('- (none yet)');
@@ -392,16 +420,15 @@ function serializeMemory(mem: Memory, keep: Set<string> | null, counterLabel: st
     lines.push('Rejected:');
     for (const r of mem.rejected.values()) lines.push(`- ${r.s} | ${r.r} | ${r.o}`);
   }
-  const leadUrls = new Set<string>();
+  // Only unopened leads are listed; opened pages are kept as bare URLs so a repeated search does not reopen them.
   for (const [entity, leads] of mem.leads) {
     if (keep !== null && !keep.has(entity)) continue;
     lines.push(`Leads for ${mem.names.get(entity) ?? entity} (searched ${mem.searches.get(entity) ?? 1}):`);
     for (const l of leads) {
-      lines.push(`- ${l.url} | ${l.title}`);
-      leadUrls.add(l.url);
+      if (!mem.visited.has(l.url)) lines.push(`- ${l.url} | ${l.title}`);
     }
   }
-  const visited = [...mem.visited].filter((u) => leadUrls.has(u));
+  const visited = [...mem.visited];
   if (visited.length > 0) lines.push(`Visited: ${visited.join(' ')}`);
   lines.push(`${counterLabel}: ${counter}`);
   return lines.join('\n');
@@ -463,7 +490,9 @@ function resolveChain(mem: Memory, st: SimQuestionStructure): ChainView {
   const edges: Fact[] = [];
   for (const rel of st.relations) {
     const cur = chain[chain.length - 1]!;
-    const f = mem.facts.find((x) => x.s === cur && x.r === rel.label && !mem.isRejected(x) && !chain.includes(x.o));
+    const f = mem.facts.find(
+      (x) => x.s === cur && x.r === rel.label && !mem.isRejected(x) && !chain.includes(x.o),
+    );
     if (!f) break;
     edges.push(f);
     chain.push(f.o);
@@ -472,7 +501,12 @@ function resolveChain(mem: Memory, st: SimQuestionStructure): ChainView {
 }
 
 /** Back-reference facts about `b` under `inverse`, split into those that point at `a` and the others. */
-function backRefs(facts: readonly Fact[], a: string, b: string, inverse: string): { agree: Fact[]; disagree: Fact[] } {
+function backRefs(
+  facts: readonly Fact[],
+  a: string,
+  b: string,
+  inverse: string,
+): { agree: Fact[]; disagree: Fact[] } {
   const agree: Fact[] = [];
   const disagree: Fact[] = [];
   for (const f of facts) {
@@ -557,35 +591,44 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     w.write(`${cur}.</think>\n`, 'think');
     report();
     if (forced === 'malformed')
-      w.write(`<tool_call>{"name": "search", "arguments": {"query": ["sim-malformed ${cur}"]</tool_call>`, 'tool');
+      w.write(
+        `<tool_call>{"name": "search", "arguments": {"query": ["sim-malformed ${cur}"]</tool_call>`,
+        'tool',
+      );
     else if (forced === 'unknown') w.write(toolCall('teleport', { destination: cur }), 'tool');
     else w.write('Let me reconsider the sources before acting. [sim] garbage turn', 'plain');
     return;
   }
 
   w.write('<think>', 'think');
+  let opened = false;
+  const say = (text: string) => {
+    w.write(opened ? text : text.replace(/^ /, ''), 'think');
+    opened = true;
+  };
   const fresh = mem.freshVisits[0];
   const freshSearch = mem.freshSearches[0];
   if (turn === 0 || (mem.facts.length === 0 && mem.leads.size === 0)) {
     const labels = st.relations.map((r) => r.label).join(', then ');
-    w.write(`The question starts from ${st.start.display} and needs ${h} links: ${labels}.`, 'think');
+    say(`The question starts from ${st.start.display} and needs ${h} links: ${labels}.`);
   }
   if (freshSearch) {
-    const who = freshSearch.entity !== null ? (mem.names.get(freshSearch.entity) ?? freshSearch.entity) : 'the query';
-    w.write(` The search returned ${freshSearch.count} results for ${who}.`, 'think');
+    const who =
+      freshSearch.entity !== null ? (mem.names.get(freshSearch.entity) ?? freshSearch.entity) : 'the query';
+    say(` The search returned ${freshSearch.count} results for ${who}.`);
   }
   if (fresh) {
     const edge = fresh.facts.find((f) => view.edges.includes(f));
-    if (fresh.notFound) w.write(` The page ${fresh.url} could not be found.`, 'think');
+    if (fresh.notFound) say(` The page ${fresh.url} could not be found.`);
     else if (edge) {
-      w.write(' The page', 'think');
+      say(' The page');
       w.choose([' states', ' reports', ' indicates', ' says'], [0.55, 0.2, 0.15, 0.1], 'think', w.betaThink);
-      w.write(` that ${edge.s} is ${edge.r} ${edge.o}.`, 'think');
+      say(` that ${factSentence(edge.s, edge.r, edge.o)}.`);
     } else {
       const onChain = fresh.facts.find((f) => view.chain.includes(f.s));
       if (!onChain) {
         const about = fresh.facts[0]?.s ?? 'something else';
-        w.write(` That page is about ${about}, which is not what I am looking for.`, 'think');
+        say(` That page is about ${about}, which is not what I am looking for.`);
       }
     }
   }
@@ -598,43 +641,46 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     const freshAgree = agree.find((f) => f.fresh);
     const freshDisagree = disagree.find((f) => f.fresh);
     if (freshDisagree) {
-      w.write(` The page lists ${e.o} as ${rel.inverse} ${freshDisagree.o}, not ${e.s}; this`, 'think');
+      say(` The page says ${factSentence(e.o, rel.inverse, freshDisagree.o)}, not of ${e.s}; this`);
       const notice =
-        w.choose([' contradicts', ' does not change'], [NOTICE_CONTRADICTION, 1 - NOTICE_CONTRADICTION], 'think') === 0;
-      w.write(` the claim that ${e.s} is ${e.r} ${e.o}.`, 'think');
+        w.choose(
+          [' contradicts', ' does not change'],
+          [NOTICE_CONTRADICTION, 1 - NOTICE_CONTRADICTION],
+          'think',
+        ) === 0;
+      say(` the claim that ${factSentence(e.s, e.r, e.o)}.`);
       if (notice) {
-        w.write(` Rejected: ${e.s} | ${e.r} | ${e.o}.`, 'think');
+        say(` Rejected: ${e.s} | ${e.r} | ${e.o}.`);
         mem.reject(e.s, e.r, e.o);
         view = resolveChain(mem, st);
       }
       break;
     }
-    if (freshAgree) w.write(` It also lists ${e.o} as ${rel.inverse} ${e.s}, which fits.`, 'think');
+    if (freshAgree) say(` It also says ${factSentence(e.o, rel.inverse, e.s)}, which fits.`);
   }
 
   const k = view.edges.length;
   if (k < h) {
     const cur = view.chain[k]!;
     const rel = st.relations[k]!;
-    w.write(` Next I need ${goalText(rel, displayName(cur, st))}.`, 'think');
+    say(` Next I need ${goalText(rel, displayName(cur, st))}.`);
     const leads = mem.unvisitedLeads(cur);
     const searched = mem.searches.get(cur.toLowerCase()) ?? 0;
     if (leads.length > 0) {
-      w.write(
+      say(
         ` There ${leads.length === 1 ? 'is 1 unopened result' : `are ${leads.length} unopened results`} for ${cur}; I will open the most promising one.</think>\n`,
-        'think',
       );
       report();
       visit(w, leads, cur, rel.topic, `Find ${goalText(rel, displayName(cur, st))}`);
       return;
     }
     if (searched >= MAX_SEARCHES_PER_ENTITY) {
-      w.write(' Searching again is unlikely to help, so I will give my best guess.</think>\n', 'think');
+      say(' Searching again is unlikely to help, so I will give my best guess.</think>\n');
       report();
       w.write(`<answer>${cur}</answer>`, 'plain');
       return;
     }
-    w.write(` I will search for ${displayName(cur, st)}.</think>\n`, 'think');
+    say(` I will search for ${displayName(cur, st)}.</think>\n`);
     report();
     search(w, queryOptions(rel, cur));
     return;
@@ -643,14 +689,16 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
   const answer = view.chain[h]!;
   const lastRel = st.relations[h - 1]!;
   const prev = view.chain[h - 1]!;
-  w.write(` So the chain is ${view.chain.join(' -> ')}.`, 'think');
+  say(` So the chain is ${view.chain.join(' -> ')}.`);
   const verified = backRefs(mem.facts, prev, answer, lastRel.inverse).agree.length > 0;
   const answerLeads = mem.leads.get(answer.toLowerCase());
   const verifyLeads = mem.unvisitedLeads(answer);
   const verifyGoal = `Check how ${answer} relates to ${prev}`;
 
-  if (turn + 1 < d.minTurns) {
-    w.write(` I have a candidate answer, but I will keep checking the sources (turn ${turn + 1} of at least ${d.minTurns}).</think>\n`, 'think');
+  if (turn < d.minTurns) {
+    say(
+      ` I have a candidate answer, but I will keep checking the sources (turn ${turn + 1} of at least ${d.minTurns}).</think>\n`,
+    );
     report();
     if (verifyLeads.length > 0) {
       visit(w, verifyLeads, answer, null, verifyGoal);
@@ -658,27 +706,33 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     }
     const j = turn % (h + 1);
     const edge = view.edges[j];
-    if (edge && edge.url) {
-      w.write(toolCall('visit', { url: [edge.url], goal: `Re-check ${goalText(st.relations[j]!, displayName(edge.s, st))}` }), 'tool');
+    if (edge?.url) {
+      w.write(
+        toolCall('visit', {
+          url: [edge.url],
+          goal: `Re-check ${goalText(st.relations[j]!, displayName(edge.s, st))}`,
+        }),
+        'tool',
+      );
     } else {
       search(w, [`"${answer}" ${lastRel.inverseTopic}`, `${answer} ${lastRel.inverse}`]);
     }
     return;
   }
   if (verified) {
-    w.write(` ${answer}'s own page confirms the last link, so the answer is ${answer}.</think>\n`, 'think');
+    say(` ${answer}'s own page confirms the last link, so the answer is ${answer}.</think>\n`);
     report();
     w.write(`<answer>${answer}</answer>`, 'plain');
     return;
   }
   if (answerLeads !== undefined) {
     if (verifyLeads.length > 0) {
-      w.write(` I am still checking ${answer}.</think>\n`, 'think');
+      say(` I am still checking ${answer}.</think>\n`);
       report();
       visit(w, verifyLeads, answer, null, verifyGoal);
       return;
     }
-    w.write(` The check found nothing against ${answer}.</think>\n`, 'think');
+    say(` The check found nothing against ${answer}.</think>\n`);
     report();
     w.write(`<answer>${answer}</answer>`, 'plain');
     return;
@@ -686,20 +740,30 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
   const justCompleted = view.edges[h - 1]!.fresh;
   if (justCompleted) {
     const pVerify = Math.min(0.8, VERIFY_BASE + 0.1 * (h - 2));
-    w.write(' I am', 'think');
+    say(' I am');
     const check =
-      w.choose([' confident enough to answer.', ` not yet certain, so I will check ${answer} directly.`], [1 - pVerify, pVerify], 'think') === 1;
-    w.write('</think>\n', 'think');
+      w.choose(
+        [' confident enough to answer.', ` not yet certain, so I will check ${answer} directly.`],
+        [1 - pVerify, pVerify],
+        'think',
+      ) === 1;
+    say('</think>\n');
     report();
     if (check) search(w, [`"${answer}" ${lastRel.inverseTopic}`, `${answer} ${lastRel.inverse}`]);
     else w.write(`<answer>${answer}</answer>`, 'plain');
     return;
   }
-  w.write(' That answers the question.</think>\n', 'think');
+  say(' That answers the question.</think>\n');
   report();
   w.write(`<answer>${answer}</answer>`, 'plain');
 
-  function visit(writer: TurnWriter, leads: Lead[], entity: string, topic: string | null, goal: string): void {
+  function visit(
+    writer: TurnWriter,
+    leads: Lead[],
+    entity: string,
+    topic: string | null,
+    goal: string,
+  ): void {
     const options = leads.map((l) => toolCall('visit', { url: [l.url], goal }));
     const all = mem.leads.get(entity.toLowerCase()) ?? leads;
     const weights = leads.map((l) => leadWeight(l, entity, topic, all.indexOf(l)));
@@ -718,7 +782,8 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
 const QUESTION_TAG_RE = /<question>\s*([\s\S]*?)\s*<\/question>/;
 
 function lastUser(messages: readonly ChatMessage[]): { index: number; content: string } {
-  for (let i = messages.length - 1; i >= 0; i--) if (messages[i]!.role === 'user') return { index: i, content: messages[i]!.content };
+  for (let i = messages.length - 1; i >= 0; i--)
+    if (messages[i]!.role === 'user') return { index: i, content: messages[i]!.content };
   return { index: -1, content: '' };
 }
 
@@ -794,7 +859,15 @@ function iterresearch(messages: readonly ChatMessage[], w: (turn: number) => Tur
   readOwnText(lastAction, mem);
   readObservations(section(u, 'last_observation') ?? '', mem, true);
   const writer = w(turn);
-  agentTurn(writer, { policy: 'iterresearch', question, directives: parseDirectives(question), st, mem, turn, lastAction });
+  agentTurn(writer, {
+    policy: 'iterresearch',
+    question,
+    directives: parseDirectives(question),
+    st,
+    mem,
+    turn,
+    lastAction,
+  });
   return writer;
 }
 
@@ -809,7 +882,11 @@ function anyQuestion(messages: readonly ChatMessage[]): string | null {
 }
 
 /** Entities of the chain if the question is known and its start entity occurs in the text. */
-function chainKeep(question: string | null, text: string, mem: Memory): { st: SimQuestionStructure | null; keep: Set<string> | null } {
+function chainKeep(
+  question: string | null,
+  text: string,
+  mem: Memory,
+): { st: SimQuestionStructure | null; keep: Set<string> | null } {
   if (question === null) return { st: null, keep: null };
   const st = questionStructure(question);
   if (!text.includes(st.start.name)) return { st: null, keep: null };
@@ -847,7 +924,9 @@ function chainTo(answer: string, facts: readonly Claim[], rejected: (c: Claim) =
   let cur = answer;
   const seen = new Set<string>([cur]);
   for (;;) {
-    const f = facts.find((x) => x.o === cur && relationByLabel(x.r) !== undefined && !rejected(x) && !seen.has(x.s));
+    const f = facts.find(
+      (x) => x.o === cur && relationByLabel(x.r) !== undefined && !rejected(x) && !seen.has(x.s),
+    );
     if (!f) break;
     out.unshift(f);
     seen.add(f.s);
@@ -856,7 +935,10 @@ function chainTo(answer: string, facts: readonly Claim[], rejected: (c: Claim) =
   return out;
 }
 
-function analyseChain(chain: readonly Claim[], facts: readonly Claim[]): { corroborated: number; contradicted: Claim[] } {
+function analyseChain(
+  chain: readonly Claim[],
+  facts: readonly Claim[],
+): { corroborated: number; contradicted: Claim[] } {
   let corroborated = 0;
   const contradicted: Claim[] = [];
   for (const e of chain) {
@@ -872,7 +954,7 @@ function analyseChain(chain: readonly Claim[], facts: readonly Claim[]): { corro
 function reportTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const u = lastUser(messages).content;
   const traj = section(u, 'trajectory') ?? u;
-  const question = anyQuestion(messages) ?? (QUESTION_TAG_RE.exec(traj)?.[1] ?? null);
+  const question = anyQuestion(messages) ?? QUESTION_TAG_RE.exec(traj)?.[1] ?? null;
   const mem = new Memory(null);
   readOwnText(traj, mem);
   readObservations(traj, mem, false);
@@ -896,14 +978,21 @@ function reportTask(messages: readonly ChatMessage[], w: TurnWriter): void {
       `Solution planning: start from ${st.start.display} and follow ${st.relations.length} links (${st.relations.map((r) => r.label).join(', ')}) to the final entity.`,
     );
   } else {
-    lines.push('Solution planning: follow the chain of relations named in the question from its start entity.');
+    lines.push(
+      'Solution planning: follow the chain of relations named in the question from its start entity.',
+    );
   }
   lines.push('Solution methods:');
   if (queries.length > 0)
-    lines.push(`- ${queries.length} searches, e.g. ${queries.slice(0, 3).map((q) => JSON.stringify(q)).join(', ')}.`);
+    lines.push(
+      `- ${queries.length} searches, e.g. ${queries
+        .slice(0, 3)
+        .map((q) => JSON.stringify(q))
+        .join(', ')}.`,
+    );
   const byUrl = new Map<string, Fact[]>();
   for (const f of mem.facts) {
-    if (!chainEntities.has(f.s) && !chain.some((c) => c.s === f.s)) continue;
+    if (!chainEntities.has(f.s)) continue;
     const list = byUrl.get(f.url) ?? [];
     list.push(f);
     byUrl.set(f.url, list);
@@ -1107,8 +1196,7 @@ export function simGenerate(messages: readonly ChatMessage[], params: GeneratePa
 /** The question text a prompt is about (react and iterresearch formats), without directives. */
 export function simQuestionOf(messages: readonly ChatMessage[]): string {
   const task = detectSimTask(messages);
-  if (task === 'iterresearch') return stripDirectives(QUESTION_TAG_RE.exec(lastUser(messages).content)?.[1] ?? '');
+  if (task === 'iterresearch')
+    return stripDirectives(QUESTION_TAG_RE.exec(lastUser(messages).content)?.[1] ?? '');
   return stripDirectives(reactQuestion(messages).question);
 }
-
-export { TYPE_NOUN, relationByInverse };

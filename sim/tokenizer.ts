@@ -147,7 +147,8 @@ export function simDetokenize(ids: readonly number[]): string {
   let out = '';
   for (const id of ids) {
     const t = idToText.get(id);
-    if (t === undefined) throw new Error(`unknown simulated token id ${id} (ids come from /tokenize or earlier outputs)`);
+    if (t === undefined)
+      throw new Error(`unknown simulated token id ${id} (ids come from /tokenize or earlier outputs)`);
     out += t;
   }
   return out;

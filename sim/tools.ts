@@ -7,7 +7,16 @@
 // Pages state facts on lines of the form `Fact: <A> | <relation> | <B>.` that a reader can quote.
 
 import { parseDirectives } from './directives.js';
-import { entityForQuery, fnv1a32, mix32, puzzleFor, SimRng, type SimPage, type SimPuzzle } from './world.js';
+import {
+  entityForQuery,
+  factSentence,
+  fnv1a32,
+  mix32,
+  puzzleFor,
+  type SimPage,
+  type SimPuzzle,
+  SimRng,
+} from './world.js';
 
 const JOIN = '\n=======\n';
 
@@ -18,7 +27,12 @@ function asList(v: string | readonly string[]): string[] {
 /** Results for queries that name no entity of the puzzle: generic pages that never help. */
 function miscResults(puzzle: SimPuzzle, query: string): { title: string; url: string; snippet: string }[] {
   const rng = new SimRng(mix32(puzzle.key, fnv1a32(query), 7));
-  const topics = ['A general overview', 'Frequently asked questions', 'A list of regional landmarks', 'An archive index'];
+  const topics = [
+    'A general overview',
+    'Frequently asked questions',
+    'A list of regional landmarks',
+    'An archive index',
+  ];
   const n = 2 + rng.int(2);
   const out: { title: string; url: string; snippet: string }[] = [];
   for (let i = 0; i < n; i++) {
@@ -79,7 +93,9 @@ function pageBody(page: SimPage): string {
 
 function pageSummary(page: SimPage): string {
   if (page.facts.length === 0) return 'The page contains no specific facts.';
-  return page.facts.map((f) => `The page states that ${f.subject} is ${f.relation} ${f.object}.`).join(' ');
+  return page.facts
+    .map((f) => `The page states that ${factSentence(f.subject, f.relation, f.object)}.`)
+    .join(' ');
 }
 
 function visitOne(puzzle: SimPuzzle, url: string, goal: string, obsBytes: number): string {

@@ -14,7 +14,7 @@
 // ("Ostrava Works | builder of | Varnholt Bridge"), and the first entity of a wrong chain points
 // back to someone else. Noticing that is what verification means here.
 
-import { stripDirectives, parseDirectives } from './directives.js';
+import { parseDirectives, stripDirectives } from './directives.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hashing and seeded randomness (no Math.random anywhere in the simulator).
@@ -84,7 +84,15 @@ export class SimRng {
 // ---------------------------------------------------------------------------------------------
 // Entities and relations.
 
-export type SimEntityType = 'bridge' | 'ship' | 'novel' | 'company' | 'person' | 'city' | 'university' | 'river';
+export type SimEntityType =
+  | 'bridge'
+  | 'ship'
+  | 'novel'
+  | 'company'
+  | 'person'
+  | 'city'
+  | 'university'
+  | 'river';
 
 export interface SimEntity {
   /** Bare name as it appears in facts: "Varnholt Bridge". */
@@ -289,6 +297,15 @@ export function relationByInverse(inverse: string): SimRelation | undefined {
   return RELATION_BY_INVERSE.get(inverse);
 }
 
+/** A fact as an English clause ("X was built by Y"), for prose around facts. */
+export function factSentence(subject: string, relation: string, object: string): string {
+  if (relation.endsWith(' of')) return `${subject} is the ${relation} ${object}`;
+  if (relation.endsWith(' by') || relation === 'born in') return `${subject} was ${relation} ${object}`;
+  if (relation === 'headquartered in' || relation === 'located in')
+    return `${subject} is ${relation} ${object}`;
+  return `${subject} ${relation} ${object}`;
+}
+
 /** Page sources; the simulated model trusts the first kind more, as a real model trusts an archive over a forum. */
 export const SIM_CREDIBLE_SOURCES: readonly string[] = [
   'Municipal Archive',
@@ -317,23 +334,123 @@ export const TYPE_NOUN: Record<SimEntityType, string> = {
 };
 
 const PRE = [
-  'Varn', 'Ost', 'Bril', 'Cas', 'Dun', 'Eld', 'Fen', 'Gal', 'Hal', 'Ivr', 'Kel', 'Lor', 'Mar', 'Nor', 'Orm',
-  'Pel', 'Quen', 'Rav', 'Sel', 'Tor', 'Ul', 'Vel', 'Wyn', 'Yar', 'Zel', 'Ash', 'Brom', 'Cor', 'Dral', 'Esk',
+  'Varn',
+  'Ost',
+  'Bril',
+  'Cas',
+  'Dun',
+  'Eld',
+  'Fen',
+  'Gal',
+  'Hal',
+  'Ivr',
+  'Kel',
+  'Lor',
+  'Mar',
+  'Nor',
+  'Orm',
+  'Pel',
+  'Quen',
+  'Rav',
+  'Sel',
+  'Tor',
+  'Ul',
+  'Vel',
+  'Wyn',
+  'Yar',
+  'Zel',
+  'Ash',
+  'Brom',
+  'Cor',
+  'Dral',
+  'Esk',
 ];
 const MID = ['', '', 'a', 'e', 'i', 'o', 'en', 'er', 'an', 'el', 'or'];
 const SUF = [
-  'holt', 'mere', 'wick', 'ford', 'stead', 'moor', 'haven', 'bury', 'dale', 'gate', 'ton', 'ley', 'mouth',
-  'crest', 'field', 'brook', 'wood', 'vale',
+  'holt',
+  'mere',
+  'wick',
+  'ford',
+  'stead',
+  'moor',
+  'haven',
+  'bury',
+  'dale',
+  'gate',
+  'ton',
+  'ley',
+  'mouth',
+  'crest',
+  'field',
+  'brook',
+  'wood',
+  'vale',
 ];
 const FIRST = [
-  'Ada', 'Bertil', 'Clara', 'Desmond', 'Elena', 'Felix', 'Greta', 'Hugo', 'Ines', 'Jonas', 'Katrin', 'Leon',
-  'Mira', 'Nils', 'Olga', 'Pavel', 'Rosa', 'Stefan', 'Tilda', 'Viktor', 'Wilma', 'Yusuf', 'Zora', 'Anselm',
-  'Britta', 'Cyril', 'Dagny', 'Emil', 'Frida', 'Gustav',
+  'Ada',
+  'Bertil',
+  'Clara',
+  'Desmond',
+  'Elena',
+  'Felix',
+  'Greta',
+  'Hugo',
+  'Ines',
+  'Jonas',
+  'Katrin',
+  'Leon',
+  'Mira',
+  'Nils',
+  'Olga',
+  'Pavel',
+  'Rosa',
+  'Stefan',
+  'Tilda',
+  'Viktor',
+  'Wilma',
+  'Yusuf',
+  'Zora',
+  'Anselm',
+  'Britta',
+  'Cyril',
+  'Dagny',
+  'Emil',
+  'Frida',
+  'Gustav',
 ];
-const COMPANY_SUFFIX = ['Works', 'Industries', 'Engineering', 'Foundry', 'Company', 'Holdings', 'Ironworks', 'Shipwrights'];
-const NOVEL_ADJ = ['Glass', 'Silent', 'Iron', 'Hollow', 'Amber', 'Northern', 'Last', 'Winter', 'Crimson', 'Distant'];
+const COMPANY_SUFFIX = [
+  'Works',
+  'Industries',
+  'Engineering',
+  'Foundry',
+  'Company',
+  'Holdings',
+  'Ironworks',
+  'Shipwrights',
+];
+const NOVEL_ADJ = [
+  'Glass',
+  'Silent',
+  'Iron',
+  'Hollow',
+  'Amber',
+  'Northern',
+  'Last',
+  'Winter',
+  'Crimson',
+  'Distant',
+];
 const NOVEL_NOUN = [
-  'Harbour', 'Orchard', 'Lantern', 'Meridian', 'Archive', 'Tide', 'Garden', 'Signal', 'Cartographer', 'Lighthouse',
+  'Harbour',
+  'Orchard',
+  'Lantern',
+  'Meridian',
+  'Archive',
+  'Tide',
+  'Garden',
+  'Signal',
+  'Cartographer',
+  'Lighthouse',
 ];
 const IRRELEVANT_SUFFIX = ['Museum', 'Festival', 'Station', 'Park', 'Society', 'Tunnel', 'Gallery', 'Market'];
 
@@ -405,7 +522,15 @@ function parseEntityDisplay(display: string): SimEntity | null {
   return null;
 }
 
-const START_TYPES: readonly SimEntityType[] = ['bridge', 'ship', 'novel', 'company', 'person', 'city', 'university'];
+const START_TYPES: readonly SimEntityType[] = [
+  'bridge',
+  'ship',
+  'novel',
+  'company',
+  'person',
+  'city',
+  'university',
+];
 
 function relationsFrom(type: SimEntityType): SimRelation[] {
   return SIM_RELATIONS.filter((r) => r.from === type);
@@ -522,7 +647,8 @@ function slug(text: string): string {
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '')
-    .slice(0, 48);
+    .slice(0, 32)
+    .replace(/-$/, '');
 }
 
 const YEARS = (rng: SimRng) => 1820 + rng.int(180);
@@ -672,7 +798,8 @@ function buildPuzzle(question: string): SimPuzzle {
   const chain: SimEntity[] = [start];
   for (const r of relations) chain.push(b.entity(r.to, chainRng));
 
-  const difficulty = directives.difficulty ?? Math.min(1, Math.max(0, (worldRng.next() + worldRng.next()) / 2));
+  const difficulty =
+    directives.difficulty ?? Math.min(1, Math.max(0, (worldRng.next() + worldRng.next()) / 2));
   const h = relations.length;
   const hops: SimHop[] = [];
   const wrongAnswers: string[] = [];
@@ -682,12 +809,22 @@ function buildPuzzle(question: string): SimPuzzle {
     const rel = relations[k]!;
     const back = k > 0 ? { relation: relations[k - 1]!, object: chain[k - 1]! } : null;
     const results: SimPage[] = [];
-    results.push(b.factPage('correct', from, { relation: rel, object: chain[k + 1]! }, back, worldRng.next() > 0.3 * difficulty));
+    results.push(
+      b.factPage(
+        'correct',
+        from,
+        { relation: rel, object: chain[k + 1]! },
+        back,
+        worldRng.next() > 0.3 * difficulty,
+      ),
+    );
     const distractors = 2 + worldRng.int(2);
     const misleading = Math.min(distractors - 1, 1 + (worldRng.next() < 0.5 * difficulty ? 1 : 0));
     for (let j = 0; j < misleading; j++) {
       const wrong = b.entity(rel.to);
-      results.push(b.factPage('misleading', from, { relation: rel, object: wrong }, back, worldRng.next() < difficulty));
+      results.push(
+        b.factPage('misleading', from, { relation: rel, object: wrong }, back, worldRng.next() < difficulty),
+      );
       wrongAnswers.push(buildWrongChain(b, wrong, k + 1, relations, from));
     }
     for (let j = misleading; j < distractors; j++) results.push(b.irrelevantPage(from));
@@ -737,7 +874,10 @@ function buildWrongChain(
     const backObject = prev ?? b.entity(claimedPredecessor.type);
     const back = { relation: incoming, object: backObject };
     if (k === h) {
-      b.addToPool(cur.name, [b.factPage('wrong-chain', cur, null, back, b.rng.next() < 0.7), b.irrelevantPage(cur)]);
+      b.addToPool(cur.name, [
+        b.factPage('wrong-chain', cur, null, back, b.rng.next() < 0.7),
+        b.irrelevantPage(cur),
+      ]);
       return cur.name;
     }
     const rel = relations[k]!;

@@ -1,0 +1,95 @@
+// Partial rollout versus from-scratch sampling at equal budget (N=8 per question) over a fixed set of
+// simulator questions. Prints generated tokens, tool calls, reuse factor and per-aggregator accuracy, and
+// checks that the saving is exactly the reused prefix: a branch makes one model call per step it
+// generates and none for the steps it reuses.
+import { runParallelMuse } from '../client/parallel-muse.js';
+import { connectClient } from '../common/temporal.js';
+import { sampleQuestions } from '../sim/world.js';
+import { startPoolMember } from '../workers/pool-member.js';
+import { createRolloutWorker } from '../workers/rollout-worker.js';
+import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
+import { benchStack, table } from './harness.js';
+
+const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 16);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const questions = sampleQuestions(QUESTIONS, 99);
+const configs = [
+  { name: 'from scratch', branchMode: 'none' as const },
+  { name: 'partial tool_call_ppl', branchMode: 'tool_call_ppl' as const },
+  { name: 'partial mixed_ppl', branchMode: 'mixed_ppl' as const },
+];
+const aggregators = ['compressed', 'majority', 'confidence_weighted', 'min_uncertainty'] as const;
+
+async function main() {
+  const stack = await benchStack('pm');
+  const members = await Promise.all([0, 1].map((i) => startPoolMember({ config: stack.cfg, pool: 'default', id: `sim-${i}`, backend: { backend: 'sim', timeScale: 0 } })));
+  const worker = await createRolloutWorker({ config: stack.cfg });
+  const running = worker.run();
+  const client = await connectClient(stack.cfg);
+  const rows: Record<string, string | number>[] = [];
+  let base: { tokens: number; tools: number } | undefined;
+  const violations: string[] = [];
+  try {
+    for (const c of configs) {
+      const results: ParallelMuseResult[] = [];
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (next < questions.length) {
+            const i = next++;
+            const q = questions[i]!;
+            const { result } = await runParallelMuse(
+              client,
+              stack.cfg,
+              { n: 8, m: 1, k: 2, t: 3, r: 1, branchMode: c.branchMode, trajectory: { question: q.question, answer: q.answer, maxTurns: 40, seed: i } },
+              { workflowId: `bench-${c.branchMode}-${i}`, jobId: `bench-${c.branchMode}` },
+            );
+            results.push(result);
+          }
+        }),
+      );
+      const tokens = results.reduce((n, r) => n + r.accounting.generatedTokens, 0);
+      const tools = results.reduce((n, r) => n + r.accounting.toolCalls, 0);
+      const reused = results.reduce((n, r) => n + r.accounting.reusedTokens, 0);
+      const reusedTools = results.reduce((n, r) => n + r.accounting.reusedToolCalls, 0);
+      for (const r of results) {
+        for (const ro of r.rollouts) {
+          const generatedSteps = ro.steps - ro.lineage.reusedSteps;
+          if (ro.termination !== 'error' && ro.usage.llmCalls !== generatedSteps) {
+            violations.push(`${r.questionId}/${ro.rolloutId}: ${ro.usage.llmCalls} model calls for ${generatedSteps} generated steps`);
+          }
+        }
+      }
+      base ??= { tokens, tools };
+      const row: Record<string, string | number> = {
+        config: c.name,
+        rollouts: results.reduce((n, r) => n + r.rollouts.length, 0),
+        'gen tokens': tokens,
+        'tool calls': tools,
+        'reused tokens': reused,
+        'reused calls': reusedTools,
+        'reuse factor': tokens ? 1 + reused / tokens : 1,
+        'tokens vs scratch': tokens / base.tokens,
+        'tools vs scratch': tools / base.tools,
+      };
+      for (const a of aggregators) row[`acc ${a}`] = results.filter((r) => r.outcomes[a]?.correct).length / results.length;
+      rows.push(row);
+    }
+    console.log(`ParallelMuse at equal budget N=8 (M=1, K=2, T=3, R=1) over ${QUESTIONS} simulator questions\n`);
+    console.log(table(rows));
+    console.log(
+      violations.length
+        ? `\nREUSE CHECK FAILED:\n${violations.slice(0, 10).join('\n')}`
+        : '\nreuse check: every rollout made exactly one model call per generated step and none for its reused prefix',
+    );
+  } finally {
+    await client.connection.close();
+    await worker.shutdown();
+    await running;
+    await Promise.all(members.map((m) => m.stop()));
+    await stack.stop();
+  }
+}
+
+await main();
+process.exit(0);

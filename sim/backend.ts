@@ -1,0 +1,80 @@
+// The simulator as an inference backend: the simulated policy for the text and logprobs, the
+// serving model for timing, batching and prefix-cache accounting.
+
+import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration } from '../inference/types.js';
+import { type SimTokenLogprob, simGenerate } from './model.js';
+import { SimServer, type SimServerStats, type SimServingProfile } from './serving.js';
+import { renderChatPrompt, simTokenize } from './tokenizer.js';
+
+export interface SimBackendOptions {
+  profile?: Partial<SimServingProfile>;
+  /** Model name reported in generations ("muse-sim" by default). */
+  modelName?: string;
+}
+
+/** A RawGeneration with the simulated server's timing attached (useful to benchmarks). */
+export interface SimRawGeneration extends RawGeneration {
+  tokens: SimTokenLogprob[];
+  timing: { queuedMs: number; serviceMs: number };
+}
+
+export class SimBackend implements InferenceBackend {
+  readonly kind = 'sim';
+  readonly modelName: string;
+  readonly server: SimServer;
+
+  constructor(options: SimBackendOptions = {}) {
+    this.modelName = options.modelName ?? 'muse-sim';
+    this.server = new SimServer(options.profile);
+  }
+
+  async generate(req: BackendRequest, signal: AbortSignal): Promise<SimRawGeneration> {
+    const budget = req.deadline - Date.now();
+    if (budget <= 0) throw deadlineError(req, budget);
+    if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('request aborted');
+    const gen = simGenerate(req.messages, req.params);
+    const prompt = simTokenize(renderChatPrompt(req.messages));
+
+    const controller = new AbortController();
+    const onAbort = () =>
+      controller.abort(signal.reason instanceof Error ? signal.reason : new Error('request aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(deadlineError(req, budget)), budget);
+    try {
+      const r = await this.server.run(prompt, gen.tokens.length, controller.signal);
+      return {
+        text: gen.text,
+        tokens: gen.tokens,
+        usage: {
+          promptTokens: prompt.length,
+          cachedPromptTokens: r.cachedPromptTokens,
+          completionTokens: gen.tokens.length,
+        },
+        finishReason: gen.finishReason,
+        model: this.modelName,
+        timing: { queuedMs: r.queuedMs, serviceMs: r.serviceMs },
+      };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  load(): BackendLoad {
+    return this.server.load();
+  }
+
+  stats(): SimServerStats {
+    return this.server.stats();
+  }
+
+  async close(): Promise<void> {
+    this.server.close();
+  }
+}
+
+function deadlineError(req: BackendRequest, budgetMs: number): Error {
+  return new Error(
+    `sim backend: request ${req.id} exceeded its deadline ${new Date(req.deadline).toISOString()} (budget ${Math.round(budgetMs)} ms)`,
+  );
+}

@@ -1,0 +1,455 @@
+// The simulator behind the HTTP APIs real inference servers speak (OpenAI-compatible as served by
+// vLLM/SGLang, plus SGLang's native /generate), so the real HTTP backend, its retries, timeouts
+// and logprob parsing can be exercised end to end without a GPU.
+
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import type { ChatMessage, Role } from '../agent/types.js';
+import type {
+  BackendRequest,
+  GenerateParams,
+  InferenceBackend,
+  RawGeneration,
+  TokenLogprob,
+} from '../inference/types.js';
+import { SimBackend } from './backend.js';
+import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
+
+export interface SimHttpServerOptions {
+  backend?: InferenceBackend;
+  /** 0 (default) picks an ephemeral port. */
+  port?: number;
+  host?: string;
+  /** Model name listed by /v1/models when the backend does not report one. */
+  modelName?: string;
+}
+
+export interface SimHttpServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+const MAX_BODY_BYTES = 512 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+/** Context length reported by /tokenize; the simulator itself has no hard limit. */
+const MAX_MODEL_LEN = 131_072;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// -- request schemas --------------------------------------------------------------------------
+
+const ContentPart = z.object({ type: z.string(), text: z.string().optional() });
+const ChatMessageSchema = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string(), z.array(ContentPart), z.null()]).optional(),
+});
+const Stop = z.union([z.string(), z.array(z.string())]).optional();
+const TopK = z.number().int().min(0).max(20);
+
+const ChatBody = z.object({
+  model: z.string().optional(),
+  messages: z.array(ChatMessageSchema).min(1),
+  max_tokens: z.number().int().min(0).nullish(),
+  max_completion_tokens: z.number().int().min(0).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  seed: z.number().int().nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: TopK.nullish(),
+  stop: Stop.nullable(),
+  n: z.literal(1).nullish(),
+  stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).nullish(),
+});
+
+const CompletionBody = z.object({
+  model: z.string().optional(),
+  prompt: z.union([z.string(), z.array(z.string()).length(1)]),
+  max_tokens: z.number().int().min(0).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  seed: z.number().int().nullish(),
+  logprobs: TopK.nullish(),
+  stop: Stop.nullable(),
+  n: z.literal(1).nullish(),
+  stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).nullish(),
+});
+
+const GenerateBody = z
+  .object({
+    text: z.union([z.string(), z.array(z.string()).length(1)]).optional(),
+    input_ids: z.array(z.number().int().min(0)).optional(),
+    sampling_params: z
+      .object({
+        max_new_tokens: z.number().int().min(0).nullish(),
+        temperature: z.number().min(0).nullish(),
+        top_p: z.number().nullish(),
+        stop: Stop.nullable(),
+        seed: z.number().int().nullish(),
+        sampling_seed: z.number().int().nullish(),
+      })
+      .optional(),
+    return_logprob: z.boolean().optional(),
+    top_logprobs_num: z.number().int().min(0).max(64).optional(),
+    stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).optional(),
+    rid: z.string().optional(),
+  })
+  .refine((b) => (b.text === undefined) !== (b.input_ids === undefined), {
+    message: 'exactly one of "text" and "input_ids" is required',
+  });
+
+const TokenizeBody = z
+  .object({
+    prompt: z.string().optional(),
+    messages: z.array(ChatMessageSchema).optional(),
+  })
+  .refine((b) => (b.prompt === undefined) !== (b.messages === undefined), {
+    message: 'exactly one of "prompt" and "messages" is required',
+  });
+
+const DetokenizeBody = z.object({ tokens: z.array(z.number().int().min(0)) });
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue && issue.path.length > 0 ? ` at "${issue.path.join('.')}"` : '';
+    throw new HttpError(
+      400,
+      `invalid request body${where}: ${issue?.message ?? 'does not match the schema'}`,
+    );
+  }
+  return r.data;
+}
+
+// -- helpers ----------------------------------------------------------------------------------
+
+function toChatMessages(msgs: z.infer<typeof ChatMessageSchema>[]): ChatMessage[] {
+  return msgs.map((m) => {
+    const role: Role = m.role === 'developer' ? 'system' : m.role === 'tool' ? 'user' : m.role;
+    const c = m.content;
+    const content = c == null ? '' : typeof c === 'string' ? c : c.map((p) => p.text ?? '').join('');
+    return { role, content };
+  });
+}
+
+function stopList(stop: string | string[] | null | undefined): string[] | undefined {
+  if (stop == null) return undefined;
+  return typeof stop === 'string' ? [stop] : stop;
+}
+
+function bytesOf(s: string): number[] {
+  return [...Buffer.from(s, 'utf8')];
+}
+
+/** Strings of the top-k alternatives: the simulator provides them; other backends get placeholders. */
+function topTokenStrings(t: TokenLogprob): string[] {
+  const given = (t as { topTokens?: unknown }).topTokens;
+  if (Array.isArray(given) && given.length === t.topLogprobs.length) return given as string[];
+  return t.topLogprobs.map((_, i) => (i === 0 ? t.token : `<alt_${i}>`));
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const b = chunk as Buffer;
+    size += b.length;
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    chunks.push(b);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim().length === 0) throw new HttpError(400, 'invalid JSON body: the body is empty');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new HttpError(400, `invalid JSON body: ${(e as Error).message}`);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, message: string): void {
+  const type = status >= 500 ? 'internal_error' : 'invalid_request_error';
+  send(res, status, { object: 'error', error: { message, type, code: status }, message, type, code: status });
+}
+
+// -- server -----------------------------------------------------------------------------------
+
+export async function startSimHttpServer(options: SimHttpServerOptions = {}): Promise<SimHttpServer> {
+  const backend = options.backend ?? new SimBackend();
+  const ownsBackend = options.backend === undefined;
+  const modelName = options.modelName ?? (backend instanceof SimBackend ? backend.modelName : 'muse-sim');
+  const host = options.host ?? '127.0.0.1';
+  // Without a seed a real server samples afresh each call; a counter keeps that behaviour deterministic.
+  let nextSeed = 1;
+  let nextId = 1;
+
+  async function generate(
+    req: IncomingMessage,
+    res: ServerResponse,
+    messages: ChatMessage[],
+    params: GenerateParams,
+    model: string | undefined,
+  ): Promise<RawGeneration | null> {
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort(new Error('client disconnected'));
+    };
+    res.on('close', onClose);
+    const header = req.headers['x-request-deadline'];
+    const deadlineHeader = Number(Array.isArray(header) ? header[0] : header);
+    const deadline =
+      Number.isFinite(deadlineHeader) && deadlineHeader > 0
+        ? deadlineHeader
+        : Date.now() + DEFAULT_TIMEOUT_MS;
+    const request: BackendRequest = { id: `sim-http-${nextId++}`, messages, params, deadline };
+    if (model !== undefined) request.model = model;
+    try {
+      return await backend.generate(request, controller.signal);
+    } catch (e) {
+      if (controller.signal.aborted && res.destroyed) return null;
+      const msg = (e as Error).message ?? String(e);
+      throw new HttpError(/deadline/i.test(msg) ? 504 : 500, msg);
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  async function chatCompletions(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseBody(ChatBody, await readJson(req));
+    const k = body.logprobs ? (body.top_logprobs ?? 0) : 0;
+    const params: GenerateParams = {
+      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? 32_768,
+      temperature: body.temperature ?? 1,
+      topLogprobs: k,
+      seed: body.seed ?? nextSeed++,
+    };
+    const stop = stopList(body.stop);
+    if (stop) params.stop = stop;
+    const gen = await generate(req, res, toChatMessages(body.messages), params, body.model);
+    if (!gen) return;
+    const logprobs = body.logprobs
+      ? {
+          content: gen.tokens.map((t) => {
+            const alts = topTokenStrings(t);
+            return {
+              token: t.token,
+              logprob: t.logprob,
+              bytes: bytesOf(t.token),
+              top_logprobs: t.topLogprobs.slice(0, k).map((lp, i) => ({
+                token: alts[i]!,
+                logprob: lp,
+                bytes: bytesOf(alts[i]!),
+              })),
+            };
+          }),
+        }
+      : null;
+    send(res, 200, {
+      id: `chatcmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: gen.model,
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: gen.text },
+          logprobs,
+          finish_reason: gen.finishReason,
+        },
+      ],
+      usage: usageOf(gen),
+    });
+  }
+
+  async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseBody(CompletionBody, await readJson(req));
+    const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
+    const k = body.logprobs ?? 0;
+    const params: GenerateParams = {
+      maxTokens: body.max_tokens ?? 16,
+      temperature: body.temperature ?? 1,
+      topLogprobs: k,
+      seed: body.seed ?? nextSeed++,
+    };
+    const stop = stopList(body.stop);
+    if (stop) params.stop = stop;
+    const gen = await generate(req, res, parseChatPrompt(prompt), params, body.model);
+    if (!gen) return;
+    let offset = prompt.length;
+    const logprobs =
+      body.logprobs != null
+        ? {
+            tokens: gen.tokens.map((t) => t.token),
+            token_logprobs: gen.tokens.map((t) => t.logprob),
+            top_logprobs: gen.tokens.map((t) => {
+              const alts = topTokenStrings(t);
+              const o: Record<string, number> = {};
+              t.topLogprobs.slice(0, k).forEach((lp, i) => {
+                if (!(alts[i]! in o)) o[alts[i]!] = lp;
+              });
+              return o;
+            }),
+            text_offset: gen.tokens.map((t) => {
+              const at = offset;
+              offset += t.token.length;
+              return at;
+            }),
+          }
+        : null;
+    send(res, 200, {
+      id: `cmpl-${randomUUID()}`,
+      object: 'text_completion',
+      created: Math.floor(Date.now() / 1000),
+      model: gen.model,
+      choices: [{ index: 0, text: gen.text, logprobs, finish_reason: gen.finishReason }],
+      usage: usageOf(gen),
+    });
+  }
+
+  async function sglangGenerate(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseBody(GenerateBody, await readJson(req));
+    let prompt: string;
+    if (body.input_ids !== undefined) {
+      try {
+        prompt = simDetokenize(body.input_ids);
+      } catch (e) {
+        throw new HttpError(400, (e as Error).message);
+      }
+    } else prompt = typeof body.text === 'string' ? body.text : body.text![0]!;
+    const sp = body.sampling_params ?? {};
+    const k = body.return_logprob ? (body.top_logprobs_num ?? 0) : 0;
+    const params: GenerateParams = {
+      maxTokens: sp.max_new_tokens ?? 128,
+      temperature: sp.temperature ?? 1,
+      topLogprobs: k,
+      seed: sp.sampling_seed ?? sp.seed ?? nextSeed++,
+    };
+    const stop = stopList(sp.stop);
+    if (stop) params.stop = stop;
+    const started = performance.now();
+    const gen = await generate(req, res, parseChatPrompt(prompt), params, undefined);
+    if (!gen) return;
+    const meta: Record<string, unknown> = {
+      id: body.rid ?? randomUUID().replace(/-/g, ''),
+      prompt_tokens: gen.usage.promptTokens,
+      completion_tokens: gen.usage.completionTokens,
+      cached_tokens: gen.usage.cachedPromptTokens,
+      finish_reason:
+        gen.finishReason === 'length'
+          ? { type: 'length', length: gen.usage.completionTokens }
+          : { type: 'stop', matched: null },
+      e2e_latency: (performance.now() - started) / 1000,
+    };
+    if (body.return_logprob) {
+      meta.output_token_logprobs = gen.tokens.map((t) => [t.logprob, simTokenId(t.token), t.token]);
+      meta.output_top_logprobs = gen.tokens.map((t) => {
+        const alts = topTokenStrings(t);
+        return t.topLogprobs.slice(0, k).map((lp, i) => [lp, simTokenId(alts[i]!), alts[i]!]);
+      });
+    }
+    send(res, 200, { text: gen.text, meta_info: meta });
+  }
+
+  async function tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseBody(TokenizeBody, await readJson(req));
+    const text = body.prompt ?? renderChatPrompt(toChatMessages(body.messages ?? []));
+    const tokens = simEncode(text);
+    send(res, 200, { tokens, count: tokens.length, max_model_len: MAX_MODEL_LEN });
+  }
+
+  async function detokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = parseBody(DetokenizeBody, await readJson(req));
+    try {
+      send(res, 200, { prompt: simDetokenize(body.tokens) });
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+  }
+
+  const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void> | void> = {
+    'POST /v1/chat/completions': chatCompletions,
+    'POST /v1/completions': completions,
+    'POST /generate': sglangGenerate,
+    'POST /tokenize': tokenize,
+    'POST /detokenize': detokenize,
+    'GET /v1/models': (_req, res) =>
+      send(res, 200, {
+        object: 'list',
+        data: [
+          {
+            id: modelName,
+            object: 'model',
+            created: 0,
+            owned_by: 'muse-simulator',
+            max_model_len: MAX_MODEL_LEN,
+          },
+        ],
+      }),
+    'GET /health': (_req, res) => send(res, 200, { status: 'ok', simulator: true }),
+    'GET /load': (_req, res) => send(res, 200, backend.load?.() ?? {}),
+  };
+
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = routes[`${req.method} ${path}`];
+    if (!route) {
+      const known = Object.keys(routes).some((r) => r.endsWith(` ${path}`));
+      sendError(
+        res,
+        known ? 405 : 404,
+        known ? `method ${req.method} not allowed on ${path}` : `no route for ${path}`,
+      );
+      return;
+    }
+    Promise.resolve()
+      .then(() => route(req, res))
+      .catch((e: unknown) => {
+        if (e instanceof HttpError) sendError(res, e.status, e.message);
+        else sendError(res, 500, (e as Error)?.message ?? String(e));
+      });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${urlHost}:${addr.port}`,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      if (ownsBackend) await backend.close?.();
+    },
+  };
+}
+
+function usageOf(gen: RawGeneration) {
+  return {
+    prompt_tokens: gen.usage.promptTokens,
+    completion_tokens: gen.usage.completionTokens,
+    total_tokens: gen.usage.promptTokens + gen.usage.completionTokens,
+    prompt_tokens_details: { cached_tokens: gen.usage.cachedPromptTokens },
+  };
+}

@@ -1,0 +1,145 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SimHttpServer, startSimHttpServer } from '../../sim/http.js';
+import { renderChatPrompt } from '../../sim/tokenizer.js';
+import { sampleQuestions } from '../../sim/world.js';
+
+let server: SimHttpServer;
+const { question } = sampleQuestions(1, 5)[0]!;
+const messages = [
+  { role: 'system', content: 'You are a deep-research agent.' },
+  { role: 'user', content: question },
+];
+
+async function post(path: string, body: unknown, raw?: string) {
+  const res = await fetch(`${server.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: raw ?? JSON.stringify(body),
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: response bodies are probed field by field
+  return { status: res.status, json: (await res.json()) as Record<string, any> };
+}
+
+beforeAll(async () => {
+  server = await startSimHttpServer({ port: 0 });
+});
+afterAll(async () => {
+  await server.close();
+});
+
+describe('sim HTTP server', () => {
+  it('serves OpenAI chat completions with top logprobs and cache usage', async () => {
+    const body = {
+      model: 'muse-sim',
+      messages,
+      logprobs: true,
+      top_logprobs: 5,
+      max_tokens: 2048,
+      seed: 7,
+      temperature: 1,
+    };
+    const { status, json } = await post('/v1/chat/completions', body);
+    expect(status).toBe(200);
+    expect(json.object).toBe('chat.completion');
+    const choice = json.choices[0];
+    expect(choice.message.role).toBe('assistant');
+    expect(choice.message.content).toMatch(/^<think>[\s\S]+<\/think>\n<tool_call>/);
+    expect(choice.finish_reason).toBe('stop');
+    const content = choice.logprobs.content as {
+      token: string;
+      logprob: number;
+      bytes: number[];
+      top_logprobs: { token: string; logprob: number }[];
+    }[];
+    expect(content.map((c) => c.token).join('')).toBe(choice.message.content);
+    for (const c of content) {
+      expect(c.top_logprobs).toHaveLength(5);
+      expect(Buffer.from(c.bytes).toString('utf8')).toBe(c.token);
+      expect(c.top_logprobs.some((t) => t.token === c.token && t.logprob === c.logprob)).toBe(true);
+    }
+    expect(json.usage.total_tokens).toBe(json.usage.prompt_tokens + json.usage.completion_tokens);
+    const again = await post('/v1/chat/completions', body);
+    expect(again.json.choices[0].message.content).toBe(choice.message.content);
+    expect(again.json.usage.prompt_tokens_details.cached_tokens).toBeGreaterThan(0);
+  });
+
+  it('honours max_tokens and omits logprobs unless asked', async () => {
+    const { json } = await post('/v1/chat/completions', { messages, max_tokens: 4, seed: 1 });
+    expect(json.choices[0].finish_reason).toBe('length');
+    expect(json.usage.completion_tokens).toBe(4);
+    expect(json.choices[0].logprobs).toBeNull();
+  });
+
+  it('serves legacy completions on a rendered prompt', async () => {
+    const prompt = renderChatPrompt(messages as never);
+    const { status, json } = await post('/v1/completions', { prompt, max_tokens: 64, logprobs: 3, seed: 7 });
+    expect(status).toBe(200);
+    expect(json.choices[0].text).toMatch(/^<think>/);
+    expect(json.choices[0].logprobs.tokens.join('')).toBe(json.choices[0].text);
+    expect(Object.keys(json.choices[0].logprobs.top_logprobs[0]).length).toBeGreaterThan(0);
+  });
+
+  it('serves SGLang /generate from text and from input_ids', async () => {
+    const text = renderChatPrompt(messages as never);
+    const a = await post('/generate', {
+      text,
+      sampling_params: { max_new_tokens: 512, temperature: 1, sampling_seed: 3 },
+      return_logprob: true,
+      top_logprobs_num: 4,
+    });
+    expect(a.status).toBe(200);
+    const meta = a.json.meta_info;
+    expect(meta.completion_tokens).toBe(meta.output_token_logprobs.length);
+    expect(meta.output_token_logprobs.map((x: [number, number, string]) => x[2]).join('')).toBe(a.json.text);
+    expect(meta.output_top_logprobs[0]).toHaveLength(4);
+    expect(typeof meta.output_token_logprobs[0][1]).toBe('number');
+    expect(meta.finish_reason.type).toBe('stop');
+    expect(typeof meta.cached_tokens).toBe('number');
+    const ids = (await post('/tokenize', { prompt: text })).json.tokens as number[];
+    const b = await post('/generate', {
+      input_ids: ids,
+      sampling_params: { max_new_tokens: 512, sampling_seed: 3 },
+    });
+    expect(b.status).toBe(200);
+    expect(b.json.text).toBe(a.json.text);
+    expect(b.json.meta_info.cached_tokens).toBeGreaterThan(0);
+    const detok = await post('/detokenize', { tokens: ids });
+    expect(detok.json.prompt).toBe(text);
+  });
+
+  it('rejects bad requests with 400 and a message naming the problem', async () => {
+    const bad = await post('/v1/chat/completions', null, '{"messages": [');
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/invalid JSON/);
+    const schema = await post('/v1/chat/completions', { messages: [{ role: 'robot', content: 'x' }] });
+    expect(schema.status).toBe(400);
+    expect(schema.json.error.message).toMatch(/messages\.0\.role/);
+    const both = await post('/generate', { text: 'a', input_ids: [1] });
+    expect(both.status).toBe(400);
+    expect(both.json.error.message).toMatch(/exactly one of "text" and "input_ids"/);
+    const stream = await post('/v1/chat/completions', { messages, stream: true });
+    expect(stream.status).toBe(400);
+    expect(stream.json.error.message).toMatch(/streaming/);
+    const unknownIds = await post('/generate', { input_ids: [151_999] });
+    expect(unknownIds.status).toBe(400);
+  });
+
+  it('lists the model and answers health checks', async () => {
+    const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data[0]!.id).toBe('muse-sim');
+    const health = await fetch(`${server.url}/health`);
+    expect(health.status).toBe(200);
+    const missing = await fetch(`${server.url}/nope`);
+    expect(missing.status).toBe(404);
+  });
+
+  it('turns a passed deadline into 504', async () => {
+    const res = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-deadline': String(Date.now() - 1000) },
+      body: JSON.stringify({ messages }),
+    });
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/deadline/);
+  });
+});

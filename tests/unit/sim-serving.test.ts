@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import type { BackendRequest, GenerateParams } from '../../inference/types.js';
+import { SimBackend } from '../../sim/backend.js';
+import { DEFAULT_SIM_SERVING_PROFILE, promptBlockKeys, SimServer } from '../../sim/serving.js';
+import { sampleQuestions } from '../../sim/world.js';
+
+const tokens = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ` ${prefix}${i}`);
+const never = () => new AbortController().signal;
+
+describe('SimServer prefix cache', () => {
+  it('keys blocks by a hash chain over the tokens', () => {
+    const a = promptBlockKeys(tokens('a', 64), 16);
+    expect(a).toHaveLength(4);
+    const b = promptBlockKeys([...tokens('a', 32), ...tokens('b', 40)], 16);
+    expect(b.slice(0, 2)).toEqual(a.slice(0, 2));
+    expect(b[2]).not.toBe(a[2]);
+    // Same characters, other token boundaries: other blocks.
+    expect(promptBlockKeys(['ab', 'c', ...tokens('a', 14)], 16)).not.toEqual(
+      promptBlockKeys(['a', 'bc', ...tokens('a', 14)], 16),
+    );
+  });
+
+  it('serves a repeated prefix from cache', async () => {
+    const s = new SimServer({ blockSize: 16 });
+    const first = await s.run(tokens('p', 100), 10, never());
+    expect(first.cachedPromptTokens).toBe(0);
+    const again = await s.run([...tokens('p', 100), ...tokens('q', 50)], 10, never());
+    expect(again.cachedPromptTokens).toBe(96);
+    const same = await s.run(tokens('p', 96), 10, never());
+    expect(same.cachedPromptTokens).toBe(80); // the last token is always recomputed
+    expect(s.stats().cachedPromptTokens).toBe(176);
+  });
+
+  it('evicts least-recently-used blocks at capacity', async () => {
+    const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 10 });
+    await s.run(tokens('a', 64), 0, never()); // 4 blocks
+    await s.run(tokens('b', 64), 0, never()); // 4 blocks: 8 in use
+    await s.run(tokens('a', 65), 0, never()); // touches a
+    await s.run(tokens('c', 64), 0, never()); // needs 4 with 2 free: evicts b's two tail blocks
+    expect(s.load().cacheUsedTokens).toBe(160);
+    expect(s.stats().evictedBlocks).toBe(2);
+    expect((await s.run(tokens('a', 65), 0, never())).cachedPromptTokens).toBe(64);
+    // b lost its tail first, so its prefix still hits.
+    expect((await s.run(tokens('b', 65), 0, never())).cachedPromptTokens).toBe(32);
+    await s.run(tokens('d', 160), 0, never()); // the whole cache: everything else goes
+    expect((await s.run(tokens('a', 65), 0, never())).cachedPromptTokens).toBe(0);
+  });
+});
+
+describe('SimServer batching and timing', () => {
+  const profile = {
+    maxBatch: 2,
+    decodeTokensPerSec: 1000,
+    decodeBatchExponent: 0,
+    prefillTokensPerSec: 1e9,
+    timeScale: 0.02,
+  };
+
+  it('queues beyond maxBatch', async () => {
+    const s = new SimServer(profile);
+    const runs = [0, 1, 2, 3].map((i) => s.run(tokens(`r${i}`, 20), 500, never()));
+    await new Promise((r) => setTimeout(r, 1));
+    expect(s.load()).toMatchObject({ running: 2, queued: 2, maxBatch: 2 });
+    const results = await Promise.all(runs);
+    expect(results[0]!.queuedMs).toBeLessThan(100);
+    expect(results[2]!.queuedMs).toBeGreaterThan(300);
+    for (const r of results) expect(r.serviceMs).toBeGreaterThan(400);
+    expect(s.load()).toMatchObject({ running: 0, queued: 0 });
+  });
+
+  it('slows each sequence down as the batch grows, with sublinear aggregate gains', () => {
+    const s = new SimServer();
+    expect(s.decodeRate(1)).toBe(DEFAULT_SIM_SERVING_PROFILE.decodeTokensPerSec);
+    expect(s.decodeRate(32)).toBeLessThan(s.decodeRate(1));
+    expect(32 * s.decodeRate(32)).toBeGreaterThan(s.decodeRate(1));
+    expect(64 * s.decodeRate(64)).toBeLessThan(2 * 32 * s.decodeRate(32));
+  });
+
+  it('rejects promptly on abort, queued or running', async () => {
+    const s = new SimServer({ ...profile, maxBatch: 1, timeScale: 1 });
+    const c1 = new AbortController();
+    const c2 = new AbortController();
+    const running = s.run(tokens('x', 20), 100_000, c1.signal);
+    const queued = s.run(tokens('y', 20), 100_000, c2.signal);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(s.load()).toMatchObject({ running: 1, queued: 1 });
+    const t0 = performance.now();
+    c2.abort(new Error('deadline passed'));
+    await expect(queued).rejects.toThrow('deadline passed');
+    c1.abort();
+    await expect(running).rejects.toThrow();
+    expect(performance.now() - t0).toBeLessThan(50);
+    expect(s.load()).toMatchObject({ running: 0, queued: 0 });
+    expect(s.stats().aborted).toBe(2);
+  });
+});
+
+describe('SimBackend', () => {
+  const { question } = sampleQuestions(1, 4)[0]!;
+  const params: GenerateParams = { maxTokens: 4096, temperature: 1, topLogprobs: 16, seed: 1 };
+  const request = (over: Partial<BackendRequest> = {}): BackendRequest => ({
+    id: 'r1',
+    messages: [
+      { role: 'system', content: 'sys' },
+      { role: 'user', content: question },
+    ],
+    params,
+    deadline: Date.now() + 10_000,
+    ...over,
+  });
+
+  it('generates with usage, cache accounting and load', async () => {
+    const b = new SimBackend();
+    expect(b.kind).toBe('sim');
+    const g = await b.generate(request(), never());
+    expect(g.model).toBe('muse-sim');
+    expect(g.finishReason).toBe('stop');
+    expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
+    expect(g.usage.completionTokens).toBe(g.tokens.length);
+    expect(g.usage.promptTokens).toBeGreaterThan(10);
+    const next = request({
+      messages: [
+        ...request().messages,
+        { role: 'assistant', content: g.text },
+        { role: 'user', content: 'observation' },
+      ],
+    });
+    const g2 = await b.generate(next, never());
+    expect(g2.usage.cachedPromptTokens).toBeGreaterThan(0);
+    expect(g2.usage.cachedPromptTokens).toBeLessThanOrEqual(g.usage.promptTokens);
+    expect(b.load()).toMatchObject({ running: 0, queued: 0, maxBatch: 64 });
+    await b.close();
+  });
+
+  it('truncates at maxTokens', async () => {
+    const b = new SimBackend({ modelName: 'sim-x' });
+    const g = await b.generate(request({ params: { ...params, maxTokens: 3 } }), never());
+    expect(g.finishReason).toBe('length');
+    expect(g.usage.completionTokens).toBe(3);
+    expect(g.model).toBe('sim-x');
+  });
+
+  it('gives up at the deadline with an error naming it', async () => {
+    const b = new SimBackend();
+    await expect(b.generate(request({ deadline: Date.now() - 1 }), never())).rejects.toThrow(/deadline/);
+    const slow = new SimBackend({ profile: { timeScale: 1, decodeTokensPerSec: 1 } });
+    const t0 = performance.now();
+    await expect(slow.generate(request({ deadline: Date.now() + 30 }), never())).rejects.toThrow(/deadline/);
+    expect(performance.now() - t0).toBeLessThan(500);
+    expect(slow.load().running).toBe(0);
+  });
+});
