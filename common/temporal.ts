@@ -6,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import type { MuseConfig } from './config.js';
 
-export const payloadConverterPath = fileURLToPath(new URL('./payload-converter.ts', import.meta.url));
+export const payloadConverterPath = fileURLToPath(new URL('./payload-converter.cjs', import.meta.url));
 export const otelWorkflowInterceptorsPath = createRequire(import.meta.url).resolve(
   '@temporalio/interceptors-opentelemetry/lib/workflow-interceptors',
 );

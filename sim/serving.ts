@@ -99,7 +99,50 @@ export function promptBlockKeys(tokens: readonly string[], blockSize: number): n
 }
 
 interface CacheEntry {
+  key: number;
   refs: number;
+  /** Links of the evictable (unreferenced) LRU list; null when referenced or at an end. */
+  prev: CacheEntry | null;
+  next: CacheEntry | null;
+}
+
+/** Intrusive doubly linked LRU list: O(1) insert, remove and pop-oldest at any size. */
+class LruList {
+  private head: CacheEntry | null = null;
+  private tail: CacheEntry | null = null;
+  size = 0;
+  private readonly members = new Set<CacheEntry>();
+
+  has(e: CacheEntry): boolean {
+    return this.members.has(e);
+  }
+
+  push(e: CacheEntry): void {
+    e.prev = this.tail;
+    e.next = null;
+    if (this.tail) this.tail.next = e;
+    else this.head = e;
+    this.tail = e;
+    this.members.add(e);
+    this.size++;
+  }
+
+  remove(e: CacheEntry): void {
+    if (!this.members.delete(e)) return;
+    if (e.prev) e.prev.next = e.next;
+    else this.head = e.next;
+    if (e.next) e.next.prev = e.prev;
+    else this.tail = e.prev;
+    e.prev = null;
+    e.next = null;
+    this.size--;
+  }
+
+  shift(): CacheEntry | null {
+    const e = this.head;
+    if (e) this.remove(e);
+    return e;
+  }
 }
 
 interface Job {
@@ -132,7 +175,7 @@ export class SimServer {
   private readonly capacityBlocks: number;
   private readonly cache = new Map<number, CacheEntry>();
   /** Unreferenced cached blocks in LRU order (oldest first). */
-  private readonly evictable = new Set<number>();
+  private readonly evictable = new LruList();
   private privateBlocks = 0;
   private running = 0;
   private readonly queue: Job[] = [];
@@ -253,17 +296,16 @@ export class SimServer {
   private fits(job: Job): boolean {
     const hits = this.leadingHits(job.keys);
     let pinnedEvictable = 0;
-    for (let i = 0; i < hits; i++) if (this.evictable.has(job.keys[i]!)) pinnedEvictable++;
+    for (let i = 0; i < hits; i++) if (this.cache.get(job.keys[i]!)!.refs === 0) pinnedEvictable++;
     const need = job.keys.length - hits + job.privateBlocks;
     const free = this.capacityBlocks - this.cache.size - this.privateBlocks;
     return need <= free + this.evictable.size - pinnedEvictable;
   }
 
   private evictOne(): boolean {
-    const oldest = this.evictable.values().next();
-    if (oldest.done) return false;
-    this.evictable.delete(oldest.value);
-    this.cache.delete(oldest.value);
+    const oldest = this.evictable.shift();
+    if (!oldest) return false;
+    this.cache.delete(oldest.key);
     this.counters.evictedBlocks++;
     return true;
   }
@@ -274,11 +316,11 @@ export class SimServer {
     for (const key of job.keys) {
       const e = this.cache.get(key);
       if (e) {
-        if (e.refs === 0) this.evictable.delete(key);
+        if (e.refs === 0) this.evictable.remove(e);
         e.refs++;
       } else {
         while (this.cache.size + this.privateBlocks >= this.capacityBlocks && this.evictOne()) {}
-        this.cache.set(key, { refs: 1 });
+        this.cache.set(key, { key, refs: 1, prev: null, next: null });
       }
       job.pinned.push(key);
     }
@@ -298,7 +340,7 @@ export class SimServer {
       e.refs--;
       if (e.refs <= 0) {
         e.refs = 0;
-        this.evictable.add(key);
+        this.evictable.push(e);
       }
     }
     job.pinned = [];

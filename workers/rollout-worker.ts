@@ -87,7 +87,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     workflowBundle: await workflowBundle(join(config.dataDir, 'cache')),
     activities,
     dataConverter: { payloadConverterPath },
-    identity: opts.identity,
+    ...(opts.identity ? { identity: opts.identity } : {}),
     maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 256,
     maxConcurrentWorkflowTaskExecutions: opts.maxConcurrentWorkflowTasks ?? 64,
     maxCachedWorkflows: 1024,

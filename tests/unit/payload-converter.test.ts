@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MSGPACK_ENCODING, payloadConverter } from '../../common/payload-converter.js';
+import { MSGPACK_ENCODING, payloadConverter } from '../../common/payload-converter.cjs';
 import { decodeWire, encodeWire, GenerateRequestWire, WireDecodeError } from '../../inference/wire.js';
 
 describe('msgpack payload converter', () => {
