@@ -20,14 +20,14 @@
 //   graphs, about 36 GiB remain: 36 GiB / 96 KiB = 393,216 tokens;
 // - decode, one sequence: each step reads the ~3.3B active parameters (~3.3 GB in FP8); at the
 //   H100's 3.35 TB/s the bound is ~1,000 tok/s and measured single-stream rates for 30B-A3B MoEs
-//   are a few hundred tok/s (e.g. ~196 tok/s on an RTX 4090 with 1 TB/s); 200 tok/s is used;
+//   are a few hundred tok/s (e.g. up to ~196 tok/s on an RTX 4090, 1 TB/s, 4-bit weights); 200 is used;
 // - batching: per-sequence speed s(b) = s1 * b^-0.3, aggregate s1 * b^0.7: ~3,300 tok/s at batch
 //   64 and ~5,400 at 128, in line with published multi-thousand tok/s serving results for
 //   30B-class models on one H100 (gpustack performance lab, vLLM serving benchmarks);
 // - prefill: ~6.6 GFLOP per token for 3.3B active parameters; at ~15% of the H100's 989 dense BF16
 //   TFLOPS, counting attention over agentic contexts of 16-64k tokens, ~20,000 tok/s;
 // - maxBatch 64: agent prompts are long, so the KV cache rather than the scheduler's max_num_seqs
-//   (256 by default) is what bounds concurrency in practice; 64 keeps the queue visible.
+//   (hundreds by default) is what bounds concurrency in practice; 64 keeps the queue visible.
 
 import type { BackendLoad } from '../inference/types.js';
 
@@ -104,6 +104,7 @@ interface CacheEntry {
   /** Links of the evictable (unreferenced) LRU list; null when referenced or at an end. */
   prev: CacheEntry | null;
   next: CacheEntry | null;
+  listed: boolean;
 }
 
 /** Intrusive doubly linked LRU list: O(1) insert, remove and pop-oldest at any size. */
@@ -111,11 +112,6 @@ class LruList {
   private head: CacheEntry | null = null;
   private tail: CacheEntry | null = null;
   size = 0;
-  private readonly members = new Set<CacheEntry>();
-
-  has(e: CacheEntry): boolean {
-    return this.members.has(e);
-  }
 
   push(e: CacheEntry): void {
     e.prev = this.tail;
@@ -123,12 +119,13 @@ class LruList {
     if (this.tail) this.tail.next = e;
     else this.head = e;
     this.tail = e;
-    this.members.add(e);
+    e.listed = true;
     this.size++;
   }
 
   remove(e: CacheEntry): void {
-    if (!this.members.delete(e)) return;
+    if (!e.listed) return;
+    e.listed = false;
     if (e.prev) e.prev.next = e.next;
     else this.head = e.next;
     if (e.next) e.next.prev = e.prev;
@@ -320,7 +317,7 @@ export class SimServer {
         e.refs++;
       } else {
         while (this.cache.size + this.privateBlocks >= this.capacityBlocks && this.evictOne()) {}
-        this.cache.set(key, { key, refs: 1, prev: null, next: null });
+        this.cache.set(key, { key, refs: 1, prev: null, next: null, listed: false });
       }
       job.pinned.push(key);
     }

@@ -10,7 +10,7 @@ import {
   OpenTelemetryActivityInboundInterceptor,
   OpenTelemetryActivityOutboundInterceptor,
 } from '@temporalio/interceptors-opentelemetry';
-import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { ExportResultCode } from '@opentelemetry/core';
 import { SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
@@ -68,8 +68,19 @@ export interface RolloutWorker {
   shutdown(): Promise<void>;
 }
 
+let runtimeInstalled = false;
+
 export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<RolloutWorker> {
   const { config } = opts;
+  if (!runtimeInstalled) {
+    runtimeInstalled = true;
+    try {
+      // The SDK's state-change chatter would drown the CLI's own progress output.
+      Runtime.install({ logger: new DefaultLogger((process.env.MUSE_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+    } catch {
+      // Already installed by the embedding process.
+    }
+  }
   const exporter = initTelemetry(config, 'worker') ?? noopExporter;
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
   const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs });
