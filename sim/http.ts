@@ -72,7 +72,13 @@ const ChatBody = z.object({
 
 const CompletionBody = z.object({
   model: z.string().optional(),
-  prompt: z.union([z.string(), z.array(z.string()).length(1)]),
+  // A string, or token ids from /tokenize (vLLM accepts both; one prompt per request here).
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).length(1),
+    z.array(z.number().int().min(0)).min(1),
+    z.array(z.array(z.number().int().min(0)).min(1)).length(1),
+  ]),
   max_tokens: z.number().int().min(0).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
@@ -155,6 +161,17 @@ function topTokenStrings(t: TokenLogprob): string[] {
   const given = (t as { topTokens?: unknown }).topTokens;
   if (Array.isArray(given) && given.length === t.topLogprobs.length) return given as string[];
   return t.topLogprobs.map((_, i) => (i === 0 ? t.token : `<alt_${i}>`));
+}
+
+function promptText(p: string | string[] | number[] | number[][]): string {
+  const first = typeof p === 'string' ? p : p[0]!;
+  if (typeof first === 'string') return first;
+  const ids = (typeof first === 'number' ? p : first) as number[];
+  try {
+    return simDetokenize(ids);
+  } catch (e) {
+    throw new HttpError(400, (e as Error).message);
+  }
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
@@ -278,7 +295,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
 
   async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = parseBody(CompletionBody, await readJson(req));
-    const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
+    const prompt = promptText(body.prompt);
     const k = body.logprobs ?? 0;
     const params: GenerateParams = {
       maxTokens: body.max_tokens ?? 16,

@@ -338,6 +338,11 @@ const RESULT_RE = /^\d+\. \[([^\]\n]*)\]\((sim:\/\/[^)\s]+)\)/gm;
 const FACT_RE = /Fact: ([^|\n]+?) \| ([^|\n]+?) \| ([^|\n]+?)\.(?=\s|$)/g;
 const REJECT_RE = /Rejected: ([^|\n]+?) \| ([^|\n]+?) \| ([^|\n]+?)\.(?=\s|$)/g;
 const TOOL_CALL_RE = /<tool_call>([\s\S]*?)<\/tool_call>/g;
+/** Tool calls and answers as a rendered trajectory shows them ("Tool call: {...}", "Answer: X"). */
+const TOOL_LINE_RE = /^Tool call: (\{.*\})[ \t]*$/gm;
+const ANSWER_RE = /<answer>([\s\S]*?)<\/answer>|^Answer: (.+)$/gm;
+const STEP_RE = /^## Step \d+/gm;
+const EARLIER_SUMMARY = '## Summary of earlier work\n';
 
 /** Reads tool observations anywhere in `text` (one or several, possibly inside a flat history). */
 function readObservations(text: string, mem: Memory, fresh: boolean): void {
@@ -395,8 +400,9 @@ function strings(v: unknown): string[] {
 
 /** Reads the agent's own earlier text: its tool calls and the claims it rejected. */
 function readOwnText(text: string, mem: Memory): void {
-  for (const m of text.matchAll(TOOL_CALL_RE)) {
-    const call = parseCall(m[1]!);
+  const bodies = [...text.matchAll(TOOL_CALL_RE), ...text.matchAll(TOOL_LINE_RE)].map((m) => m[1]!);
+  for (const body of bodies) {
+    const call = parseCall(body);
     if (!call) continue;
     if (call.name === 'search') for (const q of strings(call.args.query)) mem.noteSearch(mem.entityOf(q));
     else if (call.name === 'visit') for (const u of strings(call.args.url)) mem.visited.add(u.trim());
@@ -415,7 +421,9 @@ function serializeMemory(
   const lines: string[] = ['Facts:'];
   const kept = mem.facts.filter((f) => keep === null || keep.has(f.s.toLowerCase()));
   if (kept.length === 0) lines.push('- (none yet)');
-  for (const f of kept) lines.push(`- ${f.s} | ${f.r} | ${f.o} [${f.url}]`);
+  // In a summary, "(latest)" marks what the last step found: the agent has not reacted to it yet.
+  const latest = counterLabel === 'Turns';
+  for (const f of kept) lines.push(`- ${f.s} | ${f.r} | ${f.o} [${f.url}]${latest && f.fresh ? ' (latest)' : ''}`);
   if (mem.rejected.size > 0) {
     lines.push('Rejected:');
     for (const r of mem.rejected.values()) lines.push(`- ${r.s} | ${r.r} | ${r.o}`);
@@ -434,7 +442,7 @@ function serializeMemory(
   return lines.join('\n');
 }
 
-function loadMemory(text: string, mem: Memory): number {
+function loadMemory(text: string, mem: Memory, latestIsFresh = false): number {
   let section = '';
   let leadEntity: string | null = null;
   let counter = 0;
@@ -442,6 +450,10 @@ function loadMemory(text: string, mem: Memory): number {
     const line = raw.trim();
     if (line === 'Facts:' || line === 'Rejected:') {
       section = line;
+      continue;
+    }
+    if (line.startsWith('#')) {
+      section = '';
       continue;
     }
     const lh = /^Leads for (.+) \(searched (\d+)\):$/.exec(line);
@@ -464,8 +476,8 @@ function loadMemory(text: string, mem: Memory): number {
       continue;
     }
     if (section === 'Facts:') {
-      const m = /^- ([^|]+?) \| ([^|]+?) \| ([^|[]+?)(?: \[(\S+)\])?$/.exec(line);
-      if (m) mem.addFact(m[1]!, m[2]!, m[3]!, m[4] ?? '', false);
+      const m = /^- ([^|]+?) \| ([^|]+?) \| ([^|[]+?)(?: \[(\S+)\])?( \(latest\))?$/.exec(line);
+      if (m) mem.addFact(m[1]!, m[2]!, m[3]!, m[4] ?? '', latestIsFresh && m[5] !== undefined);
     } else if (section === 'Rejected:') {
       const m = /^- ([^|]+?) \| ([^|]+?) \| ([^|]+?)$/.exec(line);
       if (m) mem.reject(m[1]!, m[2]!, m[3]!);
@@ -562,8 +574,8 @@ interface AgentInput {
 }
 
 /** The agent's habits; fixed traits of the simulated policy, not fitted to any benchmark. */
-const NOTICE_CONTRADICTION = 0.6;
-const VERIFY_BASE = 0.3;
+const NOTICE_CONTRADICTION = 0.7;
+const VERIFY_BASE = 0.35;
 const MAX_SEARCHES_PER_ENTITY = 3;
 
 function agentTurn(w: TurnWriter, a: AgentInput): void {
@@ -824,7 +836,8 @@ function react(messages: readonly ChatMessage[], w: (turn: number) => TurnWriter
   let turn = 0;
   if (firstUser >= 0) {
     const summary = section(messages[firstUser]!.content, 'summary');
-    if (summary !== null) turn = loadMemory(summary, mem);
+    const reacted = messages.slice(firstUser + 1).some((m) => m.role === 'assistant');
+    if (summary !== null) turn = loadMemory(summary, mem, !reacted);
   }
   const last = messages.length - 1;
   for (let i = firstUser + 1; i < messages.length; i++) {
@@ -901,13 +914,30 @@ function summaryTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const question = anyQuestion(messages) ?? reactQuestion(messages).question;
   const mem = new Memory(question ? questionStructure(question).start.name : null);
   let turns = 0;
-  const prior = section(history, 'summary');
+  // An earlier summary opens the history, tagged or under the heading the resum policy gives it.
+  let prior = section(history, 'summary');
+  const at = history.indexOf(EARLIER_SUMMARY);
+  if (prior === null && at >= 0) {
+    const from = at + EARLIER_SUMMARY.length;
+    const end = history.search(STEP_RE);
+    prior = history.slice(from, end > from ? end : history.length);
+  }
   if (prior !== null) turns = loadMemory(prior, mem);
-  readOwnText(history, mem);
+  // Observations first: they teach the entity names that attribute the agent's own searches.
   readObservations(history, mem, false);
-  turns += history.split('</think>').length - 1;
+  readOwnText(history, mem);
+  const steps = [...history.matchAll(STEP_RE)];
+  const lastStep = steps.length > 0 ? history.slice(steps[steps.length - 1]!.index) : lastToolResponse(history);
+  if (lastStep) readObservations(lastStep, mem, true);
+  const taken = Math.max(steps.length, history.split('</think>').length - 1);
   const { keep } = chainKeep(question, history, mem);
-  w.write(`<summary>\n${serializeMemory(mem, keep, 'Turns', turns)}\n</summary>`, 'plain');
+  w.write(`<summary>\n${serializeMemory(mem, keep, 'Turns', turns + taken)}\n</summary>`, 'plain');
+}
+
+/** The text after the last <tool_response> of a raw history, if any. */
+function lastToolResponse(history: string): string | null {
+  const at = history.lastIndexOf('<tool_response>');
+  return at >= 0 ? history.slice(at) : null;
 }
 
 // Aggregation stage 1: distil one trajectory into a report.
@@ -956,17 +986,18 @@ function reportTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const traj = section(u, 'trajectory') ?? u;
   const question = anyQuestion(messages) ?? QUESTION_TAG_RE.exec(traj)?.[1] ?? null;
   const mem = new Memory(null);
-  readOwnText(traj, mem);
   readObservations(traj, mem, false);
-  const answers = [...traj.matchAll(/<answer>([\s\S]*?)<\/answer>/g)];
-  const answer = answers.length > 0 ? answers[answers.length - 1]![1]!.trim() : null;
+  readOwnText(traj, mem);
+  const answers = [...traj.matchAll(ANSWER_RE)];
+  const lastAnswer = answers[answers.length - 1];
+  const answer = lastAnswer ? (lastAnswer[1] ?? lastAnswer[2] ?? '').trim() || null : null;
   const rejected = (c: Claim) => mem.isRejected(c);
   const facts: Claim[] = mem.facts;
   const chain = answer ? chainTo(answer, facts, rejected) : [];
   const { corroborated, contradicted } = analyseChain(chain, facts);
   const chainEntities = new Set(chain.flatMap((c) => [c.s, c.o]));
   const queries: string[] = [];
-  for (const m of traj.matchAll(TOOL_CALL_RE)) {
+  for (const m of [...traj.matchAll(TOOL_CALL_RE), ...traj.matchAll(TOOL_LINE_RE)]) {
     const c = parseCall(m[1]!);
     if (c?.name === 'search') queries.push(...strings(c.args.query));
   }

@@ -77,6 +77,10 @@ describe('sim HTTP server', () => {
     expect(json.choices[0].text).toMatch(/^<think>/);
     expect(json.choices[0].logprobs.tokens.join('')).toBe(json.choices[0].text);
     expect(Object.keys(json.choices[0].logprobs.top_logprobs[0]).length).toBeGreaterThan(0);
+    const ids = (await post('/tokenize', { prompt, add_special_tokens: false })).json.tokens as number[];
+    const byIds = await post('/v1/completions', { prompt: ids, max_tokens: 64, logprobs: 3, seed: 7 });
+    expect(byIds.status).toBe(200);
+    expect(byIds.json.choices[0].text).toBe(json.choices[0].text);
   });
 
   it('serves SGLang /generate from text and from input_ids', async () => {

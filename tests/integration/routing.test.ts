@@ -1,0 +1,128 @@
+// The pool router against real NATS: members joining at run time get work, a member whose replies cannot be
+// decoded is failed over rather than crashing the caller, and oversized requests are refused up front.
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reactSystemPrompt } from '../../agent/prompts.js';
+import type { ChatMessage } from '../../agent/types.js';
+import { PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
+import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
+import { sampleQuestions } from '../../sim/world.js';
+import { inProcessMember, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
+
+const cfg = testConfig();
+let nc: NatsConnection;
+const cleanups: Array<() => unknown> = [];
+
+beforeAll(async () => {
+  nc = await natsFor(cfg);
+});
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await nc?.drain();
+});
+
+const questions = sampleQuestions(32, 5);
+function messages(i: number): ChatMessage[] {
+  return [
+    { role: 'system', content: reactSystemPrompt('2025-06-01') },
+    { role: 'user', content: questions[i % questions.length]!.question },
+  ];
+}
+const params = { maxTokens: 32, temperature: 1, topLogprobs: 16 };
+const deadline = () => Date.now() + 20_000;
+
+function client(pool: string, extra: Partial<ConstructorParameters<typeof PoolClient>[0]> = {}): PoolClient {
+  const c = new PoolClient({ nc, pool, memberTtlMs: cfg.router.memberTtlMs, ...extra });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+async function member(pool: string, id: string) {
+  const m = await inProcessMember(cfg, { backend: 'sim', timeScale: 0.05 }, { pool, id });
+  cleanups.push(() => m.stop());
+  return m;
+}
+
+describe('pool routing', () => {
+  it('a member added at run time starts receiving work', async () => {
+    const pool = `join-${randomUUID().slice(0, 8)}`;
+    const first = await member(pool, 'first');
+    const c = client(pool, { policy: 'least_loaded' });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'first member live');
+    for (let i = 0; i < 4; i++) {
+      const g = await c.generate(messages(i), params, { deadline: deadline() });
+      expect(g.memberId).toBe('first');
+    }
+
+    const second = await member(pool, 'second');
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'second member live');
+    const gens = await Promise.all(Array.from({ length: 16 }, (_, i) => c.generate(messages(i), params, { deadline: deadline() })));
+    expect(gens.every((g) => g.text.length > 0)).toBe(true);
+    expect(second.member.stats.served).toBeGreaterThan(0);
+    expect(first.member.stats.served).toBeGreaterThan(4);
+    expect(gens.filter((g) => g.memberId === 'second').length).toBe(second.member.stats.served);
+  });
+
+  it('an undecodable reply counts as that member failing, and the request is served by another', async () => {
+    const pool = `bogus-${randomUUID().slice(0, 8)}`;
+    let bogusCalls = 0;
+    const sub = nc.subscribe(subjects.member(pool, 'bogus'), {
+      callback: (err, msg) => {
+        if (err) return;
+        bogusCalls++;
+        msg.respond(new Uint8Array([0xc1, 0xff, 0x00, 0x13, 0x37])); // 0xc1 is never valid msgpack
+      },
+    });
+    cleanups.push(() => sub.unsubscribe());
+    const announcement: MemberAnnouncementWire = {
+      v: WIRE_VERSION,
+      id: 'bogus',
+      pool,
+      model: 'muse-sim',
+      backend: 'sim',
+      capacity: 64,
+      inFlight: 0,
+      queued: 0,
+      cacheCapacityTokens: 0,
+      cacheUsedTokens: 0,
+      servedRequests: 0,
+    };
+    const announce = () => nc.publish(subjects.announce(pool), encodeWire(announcement));
+    const timer = setInterval(announce, 300);
+    cleanups.push(() => clearInterval(timer));
+
+    const real = await member(pool, 'real');
+    const c = client(pool, { policy: 'round_robin' });
+    await c.start();
+    announce();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+
+    const gens: { memberId: string }[] = [];
+    for (let i = 0; i < 6; i++) gens.push(await c.generate(messages(i), params, { deadline: deadline() }));
+    expect(bogusCalls).toBeGreaterThan(0);
+    expect(gens.every((g) => g.memberId === 'real')).toBe(true);
+    expect(real.member.stats.served).toBe(6);
+  });
+
+  it('a request over the size limit is rejected with RequestTooLargeError naming the limit', async () => {
+    const pool = `large-${randomUUID().slice(0, 8)}`;
+    const m = await member(pool, 'only');
+    const c = client(pool, { maxRequestBytes: 1000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const big: ChatMessage[] = [
+      { role: 'system', content: 'x'.repeat(2000) },
+      { role: 'user', content: questions[0]!.question },
+    ];
+    const err = await c.generate(big, params, { deadline: deadline() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RequestTooLargeError);
+    expect((err as Error).message).toMatch(/1000 bytes/);
+    expect(m.member.stats.served).toBe(0);
+    // A request under the limit still goes through.
+    const ok = await c.generate([{ role: 'user', content: questions[1]!.question }], params, { deadline: deadline() });
+    expect(ok.memberId).toBe('only');
+  });
+});
