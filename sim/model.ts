@@ -423,7 +423,8 @@ function serializeMemory(
   if (kept.length === 0) lines.push('- (none yet)');
   // In a summary, "(latest)" marks what the last step found: the agent has not reacted to it yet.
   const latest = counterLabel === 'Turns';
-  for (const f of kept) lines.push(`- ${f.s} | ${f.r} | ${f.o} [${f.url}]${latest && f.fresh ? ' (latest)' : ''}`);
+  for (const f of kept)
+    lines.push(`- ${f.s} | ${f.r} | ${f.o} [${f.url}]${latest && f.fresh ? ' (latest)' : ''}`);
   if (mem.rejected.size > 0) {
     lines.push('Rejected:');
     for (const r of mem.rejected.values()) lines.push(`- ${r.s} | ${r.r} | ${r.o}`);
@@ -563,7 +564,6 @@ function queryOptions(rel: SimRelation, name: string): string[] {
 
 interface AgentInput {
   policy: 'react' | 'iterresearch';
-  question: string;
   directives: SimDirectives;
   st: SimQuestionStructure;
   mem: Memory;
@@ -852,7 +852,6 @@ function react(messages: readonly ChatMessage[], w: (turn: number) => TurnWriter
   const writer = w(turn);
   agentTurn(writer, {
     policy: 'react',
-    question,
     directives: parseDirectives(question),
     st,
     mem,
@@ -874,7 +873,6 @@ function iterresearch(messages: readonly ChatMessage[], w: (turn: number) => Tur
   const writer = w(turn);
   agentTurn(writer, {
     policy: 'iterresearch',
-    question,
     directives: parseDirectives(question),
     st,
     mem,
@@ -927,7 +925,8 @@ function summaryTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   readObservations(history, mem, false);
   readOwnText(history, mem);
   const steps = [...history.matchAll(STEP_RE)];
-  const lastStep = steps.length > 0 ? history.slice(steps[steps.length - 1]!.index) : lastToolResponse(history);
+  const lastStep =
+    steps.length > 0 ? history.slice(steps[steps.length - 1]!.index) : lastToolResponse(history);
   if (lastStep) readObservations(lastStep, mem, true);
   const taken = Math.max(steps.length, history.split('</think>').length - 1);
   const { keep } = chainKeep(question, history, mem);

@@ -24,7 +24,13 @@ interface Run {
 }
 
 /** A trajectory through the engine's context policy; resum summarises every `summaryEvery` steps. */
-function run(policyName: ContextPolicyName, question: string, seed: number, maxTurns = 80, summaryEvery = 0): Run {
+function run(
+  policyName: ContextPolicyName,
+  question: string,
+  seed: number,
+  maxTurns = 80,
+  summaryEvery = 0,
+): Run {
   const policy = contextPolicy(policyName);
   let state: ContextState = policy.initial(question);
   const steps: { turn: string; observation?: string }[] = [];
@@ -89,7 +95,13 @@ describe('simulator behind the engine prompts', () => {
   it('counts turns across summaries and iterresearch rounds for directives', () => {
     const { question } = qs[0]!;
     for (const policy of ['react', 'iterresearch', 'resum'] as const) {
-      const r = run(policy, `${question} [sim:min-turns=15] [sim:garbage@3] [sim:malformed-tool-call@6]`, 2, 60, policy === 'resum' ? 4 : 0);
+      const r = run(
+        policy,
+        `${question} [sim:min-turns=15] [sim:garbage@3] [sim:malformed-tool-call@6]`,
+        2,
+        60,
+        policy === 'resum' ? 4 : 0,
+      );
       expect(r.answer).not.toBeNull();
       // At least 15 turns before the answer; a check already under way may take a few more.
       expect(r.turns).toBeGreaterThanOrEqual(16);

@@ -1,0 +1,44 @@
+// One OpenTelemetry trace per trajectory: client → workflow → activities → NATS → pool member.
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { startTrajectory } from '../../client/trajectories.js';
+import { connectClient } from '../../common/temporal.js';
+import { initTelemetry, shutdownTelemetry } from '../../common/telemetry.js';
+import { sampleQuestions } from '../../sim/world.js';
+import { inProcessMember, inProcessWorker, testConfig, waitUntil } from '../helpers/stack.js';
+
+describe('tracing', () => {
+  it('puts client, workflow, activity and pool-member spans of one trajectory in one trace', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'muse-trace-')), 'traces.jsonl');
+    const cfg = testConfig({ telemetry: { exporter: 'file', file } });
+    initTelemetry(cfg, 'test');
+    const member = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'traced' });
+    const worker = await inProcessWorker(cfg);
+    const client = await connectClient(cfg);
+    try {
+      const [q] = sampleQuestions(1, 51);
+      const handle = await startTrajectory(client, cfg, { question: q!.question, pool: 'traced', maxTurns: 20 });
+      await handle.result();
+      const read = () =>
+        existsSync(file)
+          ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { traceId: string; name: string })
+          : [];
+      await waitUntil(() => read().some((s) => s.name === 'pool.generate'), 10_000, 'member spans');
+      const spans = read();
+      const start = spans.find((s) => s.name.startsWith('StartWorkflow:trajectory'));
+      expect(start).toBeDefined();
+      const inTrace = spans.filter((s) => s.traceId === start!.traceId).map((s) => s.name);
+      expect(inTrace.some((n) => n.startsWith('RunWorkflow:trajectory'))).toBe(true);
+      expect(inTrace.some((n) => n.startsWith('RunActivity:llmStep'))).toBe(true);
+      expect(inTrace).toContain('pool.request');
+      expect(inTrace).toContain('pool.generate');
+    } finally {
+      await client.connection.close();
+      await worker.stop();
+      await member.stop();
+      await shutdownTelemetry();
+    }
+  });
+});
