@@ -5,8 +5,8 @@ import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } 
 import type { StepRecord } from '../agent/trajectory.js';
 import type { TokenUsage } from '../agent/types.js';
 import { namespaceFor } from '../common/blob-store.js';
-import type { CallModel, SamplingInput } from './index.js';
 import type { ContextStore } from './content.js';
+import type { CallModel, SamplingInput } from './index.js';
 
 export interface ReportInput {
   jobId: string;
@@ -42,7 +42,9 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
   });
 
   return {
-    async reportStep(input: ReportInput): Promise<{ reportRef: string; usage: TokenUsage; reportChars: number; trajectoryChars: number }> {
+    async reportStep(
+      input: ReportInput,
+    ): Promise<{ reportRef: string; usage: TokenUsage; reportChars: number; trajectoryChars: number }> {
       const steps = await Promise.all(
         input.steps.map(async (s) => ({
           turn: await content.getText(s.turnRef),
@@ -50,17 +52,24 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
         })),
       );
       const text = renderTrajectory(steps, { maxObservationChars: REPORT_OBSERVATION_CHARS });
-      const g = await callModel(input.pool, reportMessages(input.question, text), params(input.sampling, input.seed), {
-        model: input.model,
-        stickyKey: `${input.rolloutId}/report`,
-      });
+      const g = await callModel(
+        input.pool,
+        reportMessages(input.question, text),
+        params(input.sampling, input.seed),
+        {
+          model: input.model,
+          stickyKey: `${input.rolloutId}/report`,
+        },
+      );
       const report = parseReport(g.text) ?? g.text.trim();
       const reportRef = await content.putText(namespaceFor(input.jobId), report);
       const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
       return { reportRef, usage: g.usage, reportChars: report.length, trajectoryChars };
     },
 
-    async integrateStep(input: IntegrateInput): Promise<{ answer: string | null; usage: TokenUsage; contextChars: number }> {
+    async integrateStep(
+      input: IntegrateInput,
+    ): Promise<{ answer: string | null; usage: TokenUsage; contextChars: number }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
       const messages = integrationMessages(input.question, reports);
       const g = await callModel(input.pool, messages, params(input.sampling, input.seed), {
@@ -83,9 +92,14 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
       model?: string;
       sampling: SamplingInput;
     }): Promise<{ correct: boolean | null; usage: TokenUsage }> {
-      const g = await callModel(input.pool, judgeMessages(input.question, input.gold, input.prediction), params(input.sampling, 0), {
-        model: input.model,
-      });
+      const g = await callModel(
+        input.pool,
+        judgeMessages(input.question, input.gold, input.prediction),
+        params(input.sampling, 0),
+        {
+          model: input.model,
+        },
+      );
       const j = parseJudgement(g.text);
       return { correct: j === null ? null : j === 'correct', usage: g.usage };
     },

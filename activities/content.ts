@@ -63,10 +63,12 @@ export class ContextStore {
   async putContext(namespace: string, policy: ContextPolicyName, state: ContextState): Promise<BlobRef> {
     const put = (t: string) => this.putText(namespace, t);
     const steps = await Promise.all(
-      state.steps.map(async (s): Promise<StoredStep> => ({
-        turn: await put(s.turn),
-        ...(s.observation !== undefined ? { observation: await put(s.observation) } : {}),
-      })),
+      state.steps.map(
+        async (s): Promise<StoredStep> => ({
+          turn: await put(s.turn),
+          ...(s.observation !== undefined ? { observation: await put(s.observation) } : {}),
+        }),
+      ),
     );
     const stored: StoredContext = {
       kind: 'muse.context',
@@ -82,13 +84,16 @@ export class ContextStore {
 
   async getContext(ref: BlobRef): Promise<{ policy: ContextPolicyName; state: ContextState }> {
     const stored = await this.blobs.get<StoredContext>(ref);
-    if (stored?.kind !== 'muse.context') throw new TypeError(`content reference ${ref} does not hold a trajectory context`);
+    if (stored?.kind !== 'muse.context')
+      throw new TypeError(`content reference ${ref} does not hold a trajectory context`);
     const get = (r: BlobRef) => this.getText(r);
     const steps = await Promise.all(
-      stored.steps.map(async (s): Promise<ContextStep> => ({
-        turn: await get(s.turn),
-        ...(s.observation ? { observation: await get(s.observation) } : {}),
-      })),
+      stored.steps.map(
+        async (s): Promise<ContextStep> => ({
+          turn: await get(s.turn),
+          ...(s.observation ? { observation: await get(s.observation) } : {}),
+        }),
+      ),
     );
     return {
       policy: stored.policy,

@@ -1,19 +1,20 @@
 // Side effects the workflows call. Each takes and returns references plus small metadata, so Temporal
 // history stays small whatever the size of prompts and observations. Built from explicit dependencies
 // (NATS connection, blob store, tools, config) as in the Temporal samples' dependency-injection pattern.
-import { Context } from '@temporalio/activity';
+
 import type { NatsConnection } from '@nats-io/nats-core';
-import { contextPolicy, type ContextState } from '../agent/context.js';
-import { parseTurn, parseSummary } from '../agent/format.js';
+import { Context } from '@temporalio/activity';
+import { type ContextState, contextPolicy } from '../agent/context.js';
+import { parseSummary, parseTurn } from '../agent/format.js';
 import type { StepKind, StepRecord } from '../agent/trajectory.js';
 import type { ChatMessage, ContextPolicyName, ParsedTurn, RegionScores, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
 import { PoolClient } from '../inference/pool-client.js';
-import type { Generation, GenerateParams } from '../inference/types.js';
+import type { GenerateParams, Generation } from '../inference/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
-import { ContextStore } from './content.js';
 import { createAggregationActivities } from './aggregation.js';
+import { ContextStore } from './content.js';
 
 export interface ActivityDeps {
   nc: NatsConnection;
@@ -138,7 +139,10 @@ export function createActivities(deps: ActivityDeps) {
     const ctx = Context.current();
     const info = ctx.info;
     const deadline = info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - 250;
-    const beat = setInterval(() => ctx.heartbeat(), Math.max(200, Math.min(2000, (info.heartbeatTimeoutMs ?? 10_000) / 3)));
+    const beat = setInterval(
+      () => ctx.heartbeat(),
+      Math.max(200, Math.min(2000, (info.heartbeatTimeoutMs ?? 10_000) / 3)),
+    );
     try {
       return await pool(poolName).generate(messages, params, {
         deadline: Math.max(Date.now() + 1, deadline),
@@ -151,7 +155,12 @@ export function createActivities(deps: ActivityDeps) {
     }
   }
 
-  async function loadContext(input: { contextRef?: string; question?: string; policy: ContextPolicyName; jobId: string }) {
+  async function loadContext(input: {
+    contextRef?: string;
+    question?: string;
+    policy: ContextPolicyName;
+    jobId: string;
+  }) {
     const policy = contextPolicy(input.policy);
     if (input.contextRef) {
       const { state } = await content.getContext(input.contextRef);
@@ -168,10 +177,17 @@ export function createActivities(deps: ActivityDeps) {
       const { policy, state, contextRef } = await loadContext(input);
       const messages = policy.buildMessages(state);
       const estimate = estimateTokens(messages);
-      if (input.policy === 'resum' && state.steps.length > 0 && policy.wantsSummary(estimate, input.contextWindow)) {
+      if (
+        input.policy === 'resum' &&
+        state.steps.length > 0 &&
+        policy.wantsSummary(estimate, input.contextWindow)
+      ) {
         return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
       }
-      if (estimate + input.sampling.maxTokensPerTurn > input.contextWindow && estimate > input.contextWindow * 0.98) {
+      if (
+        estimate + input.sampling.maxTokensPerTurn > input.contextWindow &&
+        estimate > input.contextWindow * 0.98
+      ) {
         return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
       }
       deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'turn' });
@@ -213,7 +229,10 @@ export function createActivities(deps: ActivityDeps) {
       switch (turn.kind) {
         case 'tool_call': {
           toolCalled = true;
-          const out = await deps.tools.run(turn.call, { question: input.question, signal: Context.current().cancellationSignal });
+          const out = await deps.tools.run(turn.call, {
+            question: input.question,
+            signal: Context.current().cancellationSignal,
+          });
           observation = out.observation;
           toolError = out.error;
           break;
@@ -235,7 +254,13 @@ export function createActivities(deps: ActivityDeps) {
         content.putText(ns, observation),
         content.putContext(ns, input.policy, next),
       ]);
-      return { contextRef, observationRef, observationBytes: observation.length, toolCalled, ...(toolError ? { toolError } : {}) };
+      return {
+        contextRef,
+        observationRef,
+        observationBytes: observation.length,
+        toolCalled,
+        ...(toolError ? { toolError } : {}),
+      };
     },
 
     /** resum's context-management step: the model summarises, the history is replaced by question + summary. */
@@ -245,11 +270,20 @@ export function createActivities(deps: ActivityDeps) {
       const g = await callModel(
         input.pool,
         policy.summaryMessages(state),
-        { maxTokens: input.sampling.maxTokensPerTurn, temperature: input.sampling.temperature, topLogprobs: input.sampling.topLogprobs, seed: input.seed },
+        {
+          maxTokens: input.sampling.maxTokensPerTurn,
+          temperature: input.sampling.temperature,
+          topLogprobs: input.sampling.topLogprobs,
+          seed: input.seed,
+        },
         { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
       );
       const summary = parseSummary(g.text) ?? g.text.trim();
-      const contextRef = await content.putContext(namespaceFor(input.jobId), input.policy, policy.applySummary(state, summary));
+      const contextRef = await content.putContext(
+        namespaceFor(input.jobId),
+        input.policy,
+        policy.applySummary(state, summary),
+      );
       return { contextRef, usage: g.usage };
     },
 
@@ -261,21 +295,28 @@ export function createActivities(deps: ActivityDeps) {
       const out: StepRecord[] = [];
       for (const ref of input.refs) {
         const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(ref);
-        if (log?.kind !== 'muse.steplog') throw new TypeError(`content reference ${ref} does not hold a step log`);
+        if (log?.kind !== 'muse.steplog')
+          throw new TypeError(`content reference ${ref} does not hold a step log`);
         out.push(...log.records);
       }
       return out;
     },
 
     /** The steps of a trajectory from its log segments (a branch's reused prefix included), for reports. */
-    async loadStepLogSegments(input: { segments: { ref: string; untilStep?: number }[] }): Promise<Pick<StepRecord, 'turnRef' | 'observationRef'>[]> {
+    async loadStepLogSegments(input: {
+      segments: { ref: string; untilStep?: number }[];
+    }): Promise<Pick<StepRecord, 'turnRef' | 'observationRef'>[]> {
       const out: Pick<StepRecord, 'turnRef' | 'observationRef'>[] = [];
       for (const seg of input.segments) {
         const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(seg.ref);
-        if (log?.kind !== 'muse.steplog') throw new TypeError(`content reference ${seg.ref} does not hold a step log`);
+        if (log?.kind !== 'muse.steplog')
+          throw new TypeError(`content reference ${seg.ref} does not hold a step log`);
         for (const r of log.records) {
           if (seg.untilStep === undefined || r.step < seg.untilStep) {
-            out.push({ turnRef: r.turnRef, ...(r.observationRef ? { observationRef: r.observationRef } : {}) });
+            out.push({
+              turnRef: r.turnRef,
+              ...(r.observationRef ? { observationRef: r.observationRef } : {}),
+            });
           }
         }
       }

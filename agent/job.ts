@@ -26,7 +26,10 @@ export const TrajectorySpecSchema = z
     contextWindow: positiveInt.min(512).default(131_072),
     /** resum: summarise when the prompt passes this fraction of the window (reference: 0.9). */
     summaryThreshold: z.number().gt(0).lt(1).default(0.9),
-    pool: z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, digits, _ or -').default('default'),
+    pool: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, digits, _ or -')
+      .default('default'),
     model: z.string().optional(),
     seed: z.number().int().min(0).default(0),
     /** Steps per workflow run before continue-as-new (the server's own suggestion also triggers it). */
@@ -52,7 +55,10 @@ export const ParallelMuseSpecSchema = z
     t: positiveInt.default(3),
     /** Branching rounds; rounds > 1 branch again from the previous round's branches. */
     r: positiveInt.max(8).default(1),
-    aggregators: z.array(AggregatorSchema).min(1).default(['compressed', 'majority', 'confidence_weighted', 'min_uncertainty']),
+    aggregators: z
+      .array(AggregatorSchema)
+      .min(1)
+      .default(['compressed', 'majority', 'confidence_weighted', 'min_uncertainty']),
     /** The aggregator whose answer is the question's prediction. */
     primaryAggregator: AggregatorSchema.default('compressed'),
     /** Pool/model for report + integration calls (defaults to the rollout pool/model). */

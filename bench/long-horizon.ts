@@ -15,16 +15,27 @@ const STEPS = Number(process.env.BENCH_STEPS ?? 2048);
 
 async function main() {
   const stack = await benchStack('long');
-  const member = await startPoolMember({ config: stack.cfg, pool: 'default', backend: { backend: 'sim', timeScale: 0 } });
+  const member = await startPoolMember({
+    config: stack.cfg,
+    pool: 'default',
+    backend: { backend: 'sim', timeScale: 0 },
+  });
   const stepStart = new Map<number, number>();
-  const worker = await createRolloutWorker({ config: stack.cfg, onModelCall: (e) => stepStart.set(e.step, performance.now()) });
+  const worker = await createRolloutWorker({
+    config: stack.cfg,
+    onModelCall: (e) => stepStart.set(e.step, performance.now()),
+  });
   const running = worker.run();
   const client = await connectClient(stack.cfg);
   const nc = await connectNats(stack.cfg, 'bench');
   try {
     const [q] = sampleQuestions(1, 2048);
     const t0 = performance.now();
-    const handle = await startTrajectory(client, stack.cfg, { question: `${q!.question} [sim:min-turns=100000]`, policy: 'iterresearch', maxTurns: STEPS });
+    const handle = await startTrajectory(client, stack.cfg, {
+      question: `${q!.question} [sim:min-turns=100000]`,
+      policy: 'iterresearch',
+      maxTurns: STEPS,
+    });
     const result = await handle.result();
     const totalMs = performance.now() - t0;
     const stepMs = (from: number, to: number) => {
@@ -51,9 +62,23 @@ async function main() {
       naive += conversation + turn + obs;
       conversation += turn + obs;
     }
-    const perRun = runs.map((r, i) => ({ run: i + 1, events: r.events, 'history KiB': r.bytes / 1024, 'bytes/step': r.bytes / Math.max(1, i === runs.length - 1 ? result.steps - (runs.length - 1) * 200 : 200) }));
-    console.log(`long horizon: ${result.steps} steps (${result.termination}), ${result.runs} workflow runs, ${(totalMs / 1000).toFixed(1)} s\n`);
-    console.log(table([perRun[0]!, ...(perRun.length > 2 ? [perRun[Math.floor(perRun.length / 2)]!] : []), perRun.at(-1)!]));
+    const perRun = runs.map((r, i) => ({
+      run: i + 1,
+      events: r.events,
+      'history KiB': r.bytes / 1024,
+      'bytes/step':
+        r.bytes / Math.max(1, i === runs.length - 1 ? result.steps - (runs.length - 1) * 200 : 200),
+    }));
+    console.log(
+      `long horizon: ${result.steps} steps (${result.termination}), ${result.runs} workflow runs, ${(totalMs / 1000).toFixed(1)} s\n`,
+    );
+    console.log(
+      table([
+        perRun[0]!,
+        ...(perRun.length > 2 ? [perRun[Math.floor(perRun.length / 2)]!] : []),
+        perRun.at(-1)!,
+      ]),
+    );
     console.log(
       `\n${table([
         { figure: 'mean step time, steps 1-100 (ms)', value: early },

@@ -22,7 +22,16 @@ const aggregators = ['compressed', 'majority', 'confidence_weighted', 'min_uncer
 
 async function main() {
   const stack = await benchStack('pm');
-  const members = await Promise.all([0, 1].map((i) => startPoolMember({ config: stack.cfg, pool: 'default', id: `sim-${i}`, backend: { backend: 'sim', timeScale: 0 } })));
+  const members = await Promise.all(
+    [0, 1].map((i) =>
+      startPoolMember({
+        config: stack.cfg,
+        pool: 'default',
+        id: `sim-${i}`,
+        backend: { backend: 'sim', timeScale: 0 },
+      }),
+    ),
+  );
   const worker = await createRolloutWorker({ config: stack.cfg });
   const running = worker.run();
   const client = await connectClient(stack.cfg);
@@ -41,7 +50,15 @@ async function main() {
             const { result } = await runParallelMuse(
               client,
               stack.cfg,
-              { n: 8, m: 1, k: 2, t: 3, r: 1, branchMode: c.branchMode, trajectory: { question: q.question, answer: q.answer, maxTurns: 40, seed: i } },
+              {
+                n: 8,
+                m: 1,
+                k: 2,
+                t: 3,
+                r: 1,
+                branchMode: c.branchMode,
+                trajectory: { question: q.question, answer: q.answer, maxTurns: 40, seed: i },
+              },
               { workflowId: `bench-${c.branchMode}-${i}`, jobId: `bench-${c.branchMode}` },
             );
             results.push(result);
@@ -56,7 +73,9 @@ async function main() {
         for (const ro of r.rollouts) {
           const generatedSteps = ro.steps - ro.lineage.reusedSteps;
           if (ro.termination !== 'error' && ro.usage.llmCalls !== generatedSteps) {
-            violations.push(`${r.questionId}/${ro.rolloutId}: ${ro.usage.llmCalls} model calls for ${generatedSteps} generated steps`);
+            violations.push(
+              `${r.questionId}/${ro.rolloutId}: ${ro.usage.llmCalls} model calls for ${generatedSteps} generated steps`,
+            );
           }
         }
       }
@@ -72,10 +91,13 @@ async function main() {
         'tokens vs scratch': tokens / base.tokens,
         'tools vs scratch': tools / base.tools,
       };
-      for (const a of aggregators) row[`acc ${a}`] = results.filter((r) => r.outcomes[a]?.correct).length / results.length;
+      for (const a of aggregators)
+        row[`acc ${a}`] = results.filter((r) => r.outcomes[a]?.correct).length / results.length;
       rows.push(row);
     }
-    console.log(`ParallelMuse at equal budget N=8 (M=1, K=2, T=3, R=1) over ${QUESTIONS} simulator questions\n`);
+    console.log(
+      `ParallelMuse at equal budget N=8 (M=1, K=2, T=3, R=1) over ${QUESTIONS} simulator questions\n`,
+    );
     console.log(table(rows));
     console.log(
       violations.length

@@ -17,8 +17,7 @@ import type { PolicyName } from '../inference/router/policies.js';
 import type { BackendRequest, GenerateParams, Generation, InferenceBackend } from '../inference/types.js';
 import { SimBackend } from '../sim/backend.js';
 import type { SimServingProfile } from '../sim/serving.js';
-import { mix32, SimRng } from '../sim/world.js';
-import { sampleQuestions } from '../sim/world.js';
+import { mix32, SimRng, sampleQuestions } from '../sim/world.js';
 import { benchStack, table } from './harness.js';
 
 const MEMBERS = 4;
@@ -103,7 +102,11 @@ interface BenchMember {
   stop(): Promise<void>;
 }
 
-async function startMember(cfg: Parameters<typeof connectNats>[0], pool: string, id: string): Promise<BenchMember> {
+async function startMember(
+  cfg: Parameters<typeof connectNats>[0],
+  pool: string,
+  id: string,
+): Promise<BenchMember> {
   const sim = new SimBackend({ profile: PROFILE });
   let active = 0;
   let since = 0;
@@ -166,21 +169,28 @@ interface PolicyResult {
 
 async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyName): Promise<PolicyResult> {
   const pool = `routing-${policy.replace(/_/g, '-')}`;
-  const members = await Promise.all(Array.from({ length: MEMBERS }, (_, i) => startMember(cfg, pool, `sim-${i}`)));
+  const members = await Promise.all(
+    Array.from({ length: MEMBERS }, (_, i) => startMember(cfg, pool, `sim-${i}`)),
+  );
   const nc = await connectNats(cfg, 'bench-routing-client');
   const client = new PoolClient({ nc, pool, policy });
   try {
     await client.start();
     const until = Date.now() + 10_000;
-    while (client.liveMembers().length < MEMBERS && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    if (client.liveMembers().length < MEMBERS) throw new Error(`only ${client.liveMembers().length} members live`);
+    while (client.liveMembers().length < MEMBERS && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 50));
+    if (client.liveMembers().length < MEMBERS)
+      throw new Error(`only ${client.liveMembers().length} members live`);
 
     const { groups, independent } = workload();
     const gens: Generation[] = [];
     const limit = limiter(CONCURRENCY);
     const send = (r: Req) =>
       limit(async () => {
-        const g = await client.generate(r.messages, PARAMS, { deadline: Date.now() + 180_000, stickyKey: r.stickyKey });
+        const g = await client.generate(r.messages, PARAMS, {
+          deadline: Date.now() + 180_000,
+          stickyKey: r.stickyKey,
+        });
         gens.push(g);
       });
     // Interleave group starts with independent requests in a seeded order.
@@ -212,7 +222,10 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
       busyS,
       idealS,
       utilisation: idealS / makespanS,
-      uncachedTokens: members.reduce((n, m) => n + m.sim.stats().promptTokens - m.sim.stats().cachedPromptTokens, 0),
+      uncachedTokens: members.reduce(
+        (n, m) => n + m.sim.stats().promptTokens - m.sim.stats().cachedPromptTokens,
+        0,
+      ),
     };
   } finally {
     client.close();
@@ -236,13 +249,17 @@ async function main() {
     for (const policy of POLICIES) {
       const r = await runPolicy(stack.cfg, policy);
       results.push(r);
-      console.log(`${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')})`);
+      console.log(
+        `${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')})`,
+      );
     }
   } finally {
     await stack.stop();
   }
 
-  console.log('\nload = busy time per member (wall time with >= 1 request in its backend); requests served per member also shown');
+  console.log(
+    '\nload = busy time per member (wall time with >= 1 request in its backend); requests served per member also shown',
+  );
   console.log('ideal makespan = Σ member busy time / 4; utilisation = ideal / achieved makespan\n');
   console.log(
     table(
@@ -262,12 +279,16 @@ async function main() {
   const pa = results.find((r) => r.policy === 'prefix_affinity')!;
   const ratio = pa.hitRate / rr.hitRate;
   const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
-  console.log(`\nprefix_affinity / round_robin hit rate: ${ratio.toFixed(2)}x (target >= ${TARGETS.hitRatio}x: ${mark(ratio >= TARGETS.hitRatio)})`);
+  console.log(
+    `\nprefix_affinity / round_robin hit rate: ${ratio.toFixed(2)}x (target >= ${TARGETS.hitRatio}x: ${mark(ratio >= TARGETS.hitRatio)})`,
+  );
   console.log(
     `prefix_affinity max/mean load (busy): ${maxMean(pa.busyS).toFixed(2)} (target <= ${TARGETS.maxMeanLoad}: ${mark(maxMean(pa.busyS) <= TARGETS.maxMeanLoad)}); ` +
       `by requests served: ${maxMean(pa.served).toFixed(2)} (${mark(maxMean(pa.served) <= TARGETS.maxMeanLoad)})`,
   );
-  console.log(`prefix_affinity utilisation: ${pa.utilisation.toFixed(2)} (target >= ${TARGETS.utilisation}: ${mark(pa.utilisation >= TARGETS.utilisation)})`);
+  console.log(
+    `prefix_affinity utilisation: ${pa.utilisation.toFixed(2)} (target >= ${TARGETS.utilisation}: ${mark(pa.utilisation >= TARGETS.utilisation)})`,
+  );
   process.exit(0);
 }
 

@@ -1,11 +1,12 @@
 // Engine overhead per step: the same simulated trajectories (zero serving latency) run once through Muse
 // (Temporal workflow + activities + NATS pool + JetStream content) and once through a plain in-process loop
 // over the same simulator, context policy and tools. Prints steps/s for both and their ratio.
+
+import { NO_ACTION_OBSERVATION } from '../activities/index.js';
 import { contextPolicy } from '../agent/context.js';
 import { parseTurn } from '../agent/format.js';
-import { connectClient } from '../common/temporal.js';
 import { startTrajectory } from '../client/trajectories.js';
-import { NO_ACTION_OBSERVATION } from '../activities/index.js';
+import { connectClient } from '../common/temporal.js';
 import { SimBackend } from '../sim/backend.js';
 import { sampleQuestions } from '../sim/world.js';
 import { createToolRegistry } from '../tools/registry.js';
@@ -27,7 +28,12 @@ async function plainLoop(question: string, seed: number): Promise<number> {
   let state = policy.initial(question);
   for (let step = 0; step < MAX_TURNS; step++) {
     const g = await backend.generate(
-      { id: `${seed}-${step}`, messages: policy.buildMessages(state), params: { maxTokens: 4096, temperature: 0.85, topLogprobs: 16, seed: stepSeed(seed, step) }, deadline: Date.now() + 60_000 },
+      {
+        id: `${seed}-${step}`,
+        messages: policy.buildMessages(state),
+        params: { maxTokens: 4096, temperature: 0.85, topLogprobs: 16, seed: stepSeed(seed, step) },
+        deadline: Date.now() + 60_000,
+      },
       new AbortController().signal,
     );
     const turn = parseTurn(g.text);
@@ -43,7 +49,11 @@ async function plainLoop(question: string, seed: number): Promise<number> {
   return MAX_TURNS;
 }
 
-async function pooled<T>(items: T[], n: number, fn: (item: T, i: number) => Promise<number>): Promise<number> {
+async function pooled<T>(
+  items: T[],
+  n: number,
+  fn: (item: T, i: number) => Promise<number>,
+): Promise<number> {
   let total = 0;
   let next = 0;
   await Promise.all(
@@ -59,7 +69,11 @@ async function pooled<T>(items: T[], n: number, fn: (item: T, i: number) => Prom
 
 async function main() {
   const stack = await benchStack('overhead');
-  const member = await startPoolMember({ config: stack.cfg, pool: 'default', backend: { backend: 'sim', timeScale: 0 } });
+  const member = await startPoolMember({
+    config: stack.cfg,
+    pool: 'default',
+    backend: { backend: 'sim', timeScale: 0 },
+  });
   const worker = await createRolloutWorker({ config: stack.cfg });
   const running = worker.run();
   const client = await connectClient(stack.cfg);
@@ -81,14 +95,30 @@ async function main() {
 
     const plainRate = (plainSteps * 1000) / plainMs;
     const museRate = (museSteps * 1000) / museMs;
-    console.log(`step overhead: ${QUESTIONS} trajectories, ${CONCURRENCY} at a time, simulator at zero latency\n`);
+    console.log(
+      `step overhead: ${QUESTIONS} trajectories, ${CONCURRENCY} at a time, simulator at zero latency\n`,
+    );
     console.log(
       table([
-        { engine: 'plain in-process loop', steps: plainSteps, seconds: plainMs / 1000, 'steps/s': plainRate, 'ms/step': plainMs / plainSteps },
-        { engine: 'Muse (Temporal + NATS)', steps: museSteps, seconds: museMs / 1000, 'steps/s': museRate, 'ms/step': museMs / museSteps },
+        {
+          engine: 'plain in-process loop',
+          steps: plainSteps,
+          seconds: plainMs / 1000,
+          'steps/s': plainRate,
+          'ms/step': plainMs / plainSteps,
+        },
+        {
+          engine: 'Muse (Temporal + NATS)',
+          steps: museSteps,
+          seconds: museMs / 1000,
+          'steps/s': museRate,
+          'ms/step': museMs / museSteps,
+        },
       ]),
     );
-    console.log(`\nratio plain/Muse steps/s: ${(plainRate / museRate).toFixed(1)}x  (Muse overhead per step ≈ ${((museMs / museSteps) - (plainMs / plainSteps)).toFixed(1)} ms of wall time at concurrency ${CONCURRENCY})`);
+    console.log(
+      `\nratio plain/Muse steps/s: ${(plainRate / museRate).toFixed(1)}x  (Muse overhead per step ≈ ${(museMs / museSteps - plainMs / plainSteps).toFixed(1)} ms of wall time at concurrency ${CONCURRENCY})`,
+    );
   } finally {
     await client.connection.close();
     await worker.shutdown();

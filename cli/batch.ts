@@ -37,11 +37,20 @@ export function addParallelMuseOptions(cmd: Command): Command {
     .option('--t <t>', 'branches per step', intArg('--t'), 3)
     .option('--r <r>', 'branching rounds', intArg('--r'), 1)
     .option('--branch-mode <mode>', 'none | all_ppl | think_ppl | tool_call_ppl | mixed_ppl', 'tool_call_ppl')
-    .option('--aggregator <name>', 'compressed | majority | confidence_weighted | min_uncertainty', 'compressed')
+    .option(
+      '--aggregator <name>',
+      'compressed | majority | confidence_weighted | min_uncertainty',
+      'compressed',
+    )
     .option('--aggregator-pool <pool>', 'pool for report and integration calls')
     .option('--aggregator-model <model>', 'model for report and integration calls')
     .option('--judge <method>', 'exact | llm', 'exact')
-    .option('--max-concurrent-rollouts <n>', 'child workflows in flight per question', intArg('--max-concurrent-rollouts'), 16);
+    .option(
+      '--max-concurrent-rollouts <n>',
+      'child workflows in flight per question',
+      intArg('--max-concurrent-rollouts'),
+      16,
+    );
 }
 
 export function parallelMuseSpec(question: string, answer: string | undefined, o: ParallelMuseCliOptions) {
@@ -75,18 +84,27 @@ export function summarizeQuestion(r: ParallelMuseResult): string {
     `  prediction : ${r.prediction ?? '(no answer)'}  [${r.aggregator}]`,
     ...(r.answer !== undefined ? [`  correct    : ${r.correct} (ground truth: ${r.answer})`] : []),
     `  rollouts   : ${r.rollouts.length} (${r.plan.initial} initial, ${r.plan.partial} partial, ${r.plan.scratch} from scratch; ${r.excluded.length} without answer)`,
-    `  aggregators: ${Object.entries(r.outcomes).map(([k, v]) => `${k}=${v.answer ?? '∅'}`).join(', ')}`,
+    `  aggregators: ${Object.entries(r.outcomes)
+      .map(([k, v]) => `${k}=${v.answer ?? '∅'}`)
+      .join(', ')}`,
     `  tokens     : ${a.generatedTokens} generated, ${a.reusedTokens} reused (reuse factor ${a.reuseFactor.toFixed(2)}), ${a.toolCalls} tool calls (${a.reusedToolCalls} reused)`,
   ];
   return lines.join('\n');
 }
 
-export async function runQuestionCommand(program: Command, question: string, o: ParallelMuseCliOptions & { answer?: string; id?: string; json?: boolean }) {
+export async function runQuestionCommand(
+  program: Command,
+  question: string,
+  o: ParallelMuseCliOptions & { answer?: string; id?: string; json?: boolean },
+) {
   const cfg = cliConfig(program.opts());
   const client = await connectClient(cfg);
   const id = o.id ?? questionWorkflowId('pm', question, o.seed);
   if (!o.json) process.stderr.write(`ParallelMuse question ${id} (N=${o.n}, mode ${o.branchMode})…\n`);
-  const { result, reused } = await runParallelMuse(client, cfg, parallelMuseSpec(question, o.answer, o), { workflowId: id, jobId: id });
+  const { result, reused } = await runParallelMuse(client, cfg, parallelMuseSpec(question, o.answer, o), {
+    workflowId: id,
+    jobId: id,
+  });
   if (o.json) console.log(JSON.stringify({ ...result, reused }));
   else console.log(summarizeQuestion(result));
   await client.connection.close();
@@ -95,43 +113,59 @@ export async function runQuestionCommand(program: Command, question: string, o: 
 export function registerBatchCommand(program: Command, addRunOptions: (c: Command) => Command): void {
   addParallelMuseOptions(addRunOptions(program.command('batch')))
     .argument('<questions>', 'JSONL file, one {"question", "answer"} per line')
-    .requiredOption('--out <file>', 'JSONL results, one line per question (appended; re-runs skip finished questions)')
+    .requiredOption(
+      '--out <file>',
+      'JSONL results, one line per question (appended; re-runs skip finished questions)',
+    )
     .option('--concurrency <n>', 'questions in flight', intArg('--concurrency'), 4)
     .option('--job <id>', 'job id (default: derived from --out, so a re-run resumes the same job)')
     .description('run every question of a JSONL file through ParallelMuse; safe to re-run after a crash')
-    .action(async (file: string, o: ParallelMuseCliOptions & { out: string; concurrency: number; job?: string }) => {
-      const cfg = cliConfig(program.opts());
-      const client = await connectClient(cfg);
-      const jobId = o.job ?? `batch-${createHash('sha256').update(resolve(o.out)).digest('hex').slice(0, 10)}`;
-      const { trajectory, ...rest } = parallelMuseSpec('', undefined, o);
-      const { question: _q, ...trajectoryRest } = trajectory;
-      const bar = process.stderr.isTTY
-        ? new cliProgress.SingleBar({ format: '  {bar} {value}/{total} questions | {last}', stream: process.stderr }, cliProgress.Presets.shades_classic)
-        : undefined;
-      let started = false;
-      const summary = await runBatch(client, cfg, {
-        input: file,
-        output: o.out,
-        jobId,
-        concurrency: o.concurrency,
-        spec: { ...rest, trajectory: trajectoryRest },
-        onProgress: (e) => {
-          if (bar && !started) {
-            bar.start(e.total, 0, { last: '' });
-            started = true;
-          }
-          if (bar) bar.update(e.done, { last: (e.last ?? '').slice(0, 40) });
-          else process.stderr.write(`  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}\n`);
-        },
-      });
-      bar?.stop();
-      for (const b of summary.badLines) process.stderr.write(`  skipped bad input: ${b.error}\n`);
-      for (const f of summary.failed) process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
-      console.log(
-        `job ${jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
-          (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : ''),
-      );
-      await client.connection.close();
-      if (summary.failed.length) process.exitCode = 1;
-    });
+    .action(
+      async (
+        file: string,
+        o: ParallelMuseCliOptions & { out: string; concurrency: number; job?: string },
+      ) => {
+        const cfg = cliConfig(program.opts());
+        const client = await connectClient(cfg);
+        const jobId =
+          o.job ?? `batch-${createHash('sha256').update(resolve(o.out)).digest('hex').slice(0, 10)}`;
+        const { trajectory, ...rest } = parallelMuseSpec('', undefined, o);
+        const { question: _q, ...trajectoryRest } = trajectory;
+        const bar = process.stderr.isTTY
+          ? new cliProgress.SingleBar(
+              { format: '  {bar} {value}/{total} questions | {last}', stream: process.stderr },
+              cliProgress.Presets.shades_classic,
+            )
+          : undefined;
+        let started = false;
+        const summary = await runBatch(client, cfg, {
+          input: file,
+          output: o.out,
+          jobId,
+          concurrency: o.concurrency,
+          spec: { ...rest, trajectory: trajectoryRest },
+          onProgress: (e) => {
+            if (bar && !started) {
+              bar.start(e.total, 0, { last: '' });
+              started = true;
+            }
+            if (bar) bar.update(e.done, { last: (e.last ?? '').slice(0, 40) });
+            else
+              process.stderr.write(
+                `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}\n`,
+              );
+          },
+        });
+        bar?.stop();
+        for (const b of summary.badLines) process.stderr.write(`  skipped bad input: ${b.error}\n`);
+        for (const f of summary.failed)
+          process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
+        console.log(
+          `job ${jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
+            (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : ''),
+        );
+        await client.connection.close();
+        if (summary.failed.length) process.exitCode = 1;
+      },
+    );
 }

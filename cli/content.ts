@@ -13,7 +13,9 @@ export function registerContentCommands(program: Command): void {
     .command('export')
     .argument('<id>', 'workflow id of a finished trajectory')
     .option('--out <file>', 'JSONL output (default: stdout)')
-    .description('export a finished trajectory as JSONL, one line per step with turn and observation resolved')
+    .description(
+      'export a finished trajectory as JSONL, one line per step with turn and observation resolved',
+    )
     .action(async (id: string, o: { out?: string }) => {
       const cfg = cliConfig(program.opts());
       const client = await connectClient(cfg);

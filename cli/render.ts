@@ -15,7 +15,12 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
     };
   }
   const bar = new cliProgress.SingleBar(
-    { format: '  {bar} step {value}/{total} | {action}', hideCursor: true, stream: process.stderr, clearOnComplete: false },
+    {
+      format: '  {bar} step {value}/{total} | {action}',
+      hideCursor: true,
+      stream: process.stderr,
+      clearOnComplete: false,
+    },
     cliProgress.Presets.shades_classic,
   );
   bar.start(total, 0, { action: 'starting' });

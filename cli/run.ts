@@ -4,14 +4,19 @@ import { exactMatch } from '../agent/aggregate.js';
 import type { TrajectorySpecInput } from '../agent/job.js';
 import { followTrajectory, queryProgress, startTrajectory } from '../client/trajectories.js';
 import type { MuseConfig } from '../common/config.js';
-import { connectClient } from '../common/temporal.js';
 import { shutdownTelemetry } from '../common/telemetry.js';
+import { connectClient } from '../common/temporal.js';
 import { down, up } from '../infra/services.js';
 import { sampleQuestions } from '../sim/world.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 import { intArg } from './args.js';
-import { addParallelMuseOptions, type ParallelMuseCliOptions, registerBatchCommand, runQuestionCommand } from './batch.js';
+import {
+  addParallelMuseOptions,
+  type ParallelMuseCliOptions,
+  registerBatchCommand,
+  runQuestionCommand,
+} from './batch.js';
 import { cliConfig } from './context.js';
 import { progressBar, summarizeTrajectory, trajectoryJson } from './render.js';
 
@@ -44,12 +49,17 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
   const client = await connectClient(cfg);
   const spec = specFrom(question, o);
   const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
-  if (!o.json) process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
+  if (!o.json)
+    process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
   const bar = o.json ? undefined : progressBar(o.maxTurns);
   const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => bar?.stop());
   const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
   if (o.json) {
-    console.log(JSON.stringify({ ...trajectoryJson({ ...result, ...(o.answer !== undefined ? { answer: o.answer, correct } : {}) }) }));
+    console.log(
+      JSON.stringify({
+        ...trajectoryJson({ ...result, ...(o.answer !== undefined ? { answer: o.answer, correct } : {}) }),
+      }),
+    );
   } else {
     console.log(summarizeTrajectory(result));
     if (o.answer !== undefined) console.log(`  correct    : ${correct} (ground truth: ${o.answer})`);
@@ -77,7 +87,8 @@ export function registerRunCommands(program: Command): void {
   addParallelMuseOptions(program.commands.find((c) => c.name() === 'run')!).action(
     async (question: string, o: RunOptions & ParallelMuseCliOptions & { mode: string }) => {
       if (o.mode === 'parallel-muse') return runQuestionCommand(program, question, o);
-      if (o.mode !== 'trajectory') throw new Error(`unknown --mode '${o.mode}' (expected trajectory or parallel-muse)`);
+      if (o.mode !== 'trajectory')
+        throw new Error(`unknown --mode '${o.mode}' (expected trajectory or parallel-muse)`);
       await runOne(cliConfig(program.opts()), question, o);
     },
   );
@@ -99,23 +110,37 @@ export function registerRunCommands(program: Command): void {
 
   program
     .command('demo')
-    .description('start the embedded default (Temporal + NATS + simulated pool + worker) and run one sample question')
+    .description(
+      'start the embedded default (Temporal + NATS + simulated pool + worker) and run one sample question',
+    )
     .option('--policy <policy>', 'context policy', 'react')
     .option('--keep-running', 'leave the local Temporal and NATS servers running afterwards')
     .action(async (o: { policy: string; keepRunning?: boolean }) => {
       const cfg = cliConfig(program.opts());
       console.log('Muse demo: one deep-research trajectory on the embedded default.');
-      console.log('The inference pool here is the built-in SIMULATOR (synthetic model + synthetic web), not a real model.\n');
+      console.log(
+        'The inference pool here is the built-in SIMULATOR (synthetic model + synthetic web), not a real model.\n',
+      );
       const stack = await up({ dataDir: cfg.dataDir });
       for (const m of stack.messages) console.log(`  ${m}`);
       const live = cliConfig(program.opts());
-      const member = await startPoolMember({ config: live, pool: 'default', backend: { backend: 'sim', timeScale: 0.02 } });
+      const member = await startPoolMember({
+        config: live,
+        pool: 'default',
+        backend: { backend: 'sim', timeScale: 0.02 },
+      });
       const worker = await createRolloutWorker({ config: live });
       const running = worker.run();
       const [sample] = sampleQuestions(1, 7);
       console.log(`\nQuestion: ${sample!.question}\n`);
       try {
-        await runOne(live, sample!.question, { policy: o.policy, maxTurns: 32, seed: 0, pool: 'default', answer: sample!.answer });
+        await runOne(live, sample!.question, {
+          policy: o.policy,
+          maxTurns: 32,
+          seed: 0,
+          pool: 'default',
+          answer: sample!.answer,
+        });
       } finally {
         await worker.shutdown();
         await running;
@@ -126,6 +151,8 @@ export function registerRunCommands(program: Command): void {
           for (const m of d.messages) console.log(`  ${m}`);
         }
       }
-      console.log('\nNext: `muse up`, `muse pool serve --backend sim`, `muse worker`, `muse run "<question>"` (see README).');
+      console.log(
+        '\nNext: `muse up`, `muse pool serve --backend sim`, `muse worker`, `muse run "<question>"` (see README).',
+      );
     });
 }

@@ -9,7 +9,9 @@ import { cliConfig } from './context.js';
 export function registerServiceCommands(program: Command): void {
   program
     .command('up')
-    .description('start a local Temporal dev server and nats-server (JetStream) in the background; idempotent')
+    .description(
+      'start a local Temporal dev server and nats-server (JetStream) in the background; idempotent',
+    )
     .option('--temporal-port <port>', 'Temporal frontend port', intArg('--temporal-port'))
     .option('--nats-port <port>', 'NATS client port', intArg('--nats-port'))
     .action(async (o) => {
@@ -42,7 +44,9 @@ export function registerServiceCommands(program: Command): void {
     .action(async (o) => {
       const cfg = cliConfig(program.opts());
       const w = await createRolloutWorker({ config: cfg, maxConcurrentActivities: o.concurrency });
-      console.error(`rollout worker on task queue '${cfg.temporal.taskQueue}' (Temporal ${cfg.temporal.address}, NATS ${cfg.nats.url})`);
+      console.error(
+        `rollout worker on task queue '${cfg.temporal.taskQueue}' (Temporal ${cfg.temporal.address}, NATS ${cfg.nats.url})`,
+      );
       const stop = () => void w.shutdown();
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
@@ -61,22 +65,47 @@ export function registerServiceCommands(program: Command): void {
     .option('--api-key <key>', 'API key (also MUSE_API_KEY)')
     .option('--mode <mode>', 'openai: chat | completions', 'chat')
     .option('--capacity <n>', 'concurrent requests before queueing', intArg('--capacity'))
-    .option('--time-scale <x>', 'sim: serving-time multiplier (0 = no waiting, 1 = real time)', numberArg('--time-scale'), 0)
+    .option(
+      '--time-scale <x>',
+      'sim: serving-time multiplier (0 = no waiting, 1 = real time)',
+      numberArg('--time-scale'),
+      0,
+    )
     .option('--max-batch <n>', 'sim/openai/sglang: the server batch limit', intArg('--max-batch'))
     .action(async (o) => {
       const cfg = cliConfig(program.opts());
       const apiKey = o.apiKey ?? process.env.MUSE_API_KEY;
       const backend =
         o.backend === 'sim'
-          ? { backend: 'sim' as const, timeScale: o.timeScale, ...(o.model ? { model: o.model } : {}), ...(o.maxBatch ? { maxBatch: o.maxBatch } : {}) }
+          ? {
+              backend: 'sim' as const,
+              timeScale: o.timeScale,
+              ...(o.model ? { model: o.model } : {}),
+              ...(o.maxBatch ? { maxBatch: o.maxBatch } : {}),
+            }
           : o.backend === 'openai'
-            ? { backend: 'openai' as const, baseUrl: o.baseUrl, apiKey, model: o.model, mode: o.mode, maxBatch: o.maxBatch }
+            ? {
+                backend: 'openai' as const,
+                baseUrl: o.baseUrl,
+                apiKey,
+                model: o.model,
+                mode: o.mode,
+                maxBatch: o.maxBatch,
+              }
             : o.backend === 'sglang'
-              ? { backend: 'sglang' as const, baseUrl: o.baseUrl, apiKey, model: o.model, maxBatch: o.maxBatch }
+              ? {
+                  backend: 'sglang' as const,
+                  baseUrl: o.baseUrl,
+                  apiKey,
+                  model: o.model,
+                  maxBatch: o.maxBatch,
+                }
               : undefined;
       if (!backend) throw new Error(`unknown backend '${o.backend}' (expected sim, openai or sglang)`);
       const m = await startPoolMember({ config: cfg, pool: o.pool, backend, id: o.id, capacity: o.capacity });
-      console.error(`pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`);
+      console.error(
+        `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,
+      );
       const stop = async () => {
         await m.stop();
         process.exit(0);

@@ -1,24 +1,29 @@
 // `muse batch`: every question of a JSONL file (the reference's {"question", "answer"} format) through
 // ParallelMuse with a concurrency limit. Results are appended as they finish; a re-run skips questions
 // already in the output and re-attaches to workflows still running, so nothing finished is redone.
-import { existsSync, readFileSync, appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { ParallelMuseSpecInput } from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
-import type { StepTimeouts } from '../workflows/trajectory.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
+import type { StepTimeouts } from '../workflows/trajectory.js';
 import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse } from './parallel-muse.js';
 
-export const BatchLineSchema = z.object({ question: z.string().trim().min(1), answer: z.string().optional() }).passthrough();
+export const BatchLineSchema = z
+  .object({ question: z.string().trim().min(1), answer: z.string().optional() })
+  .passthrough();
 
 export interface BatchLineError {
   line: number;
   error: string;
 }
 
-export function readBatchFile(path: string): { items: { line: number; question: string; answer?: string }[]; errors: BatchLineError[] } {
+export function readBatchFile(path: string): {
+  items: { line: number; question: string; answer?: string }[];
+  errors: BatchLineError[];
+} {
   const items: { line: number; question: string; answer?: string }[] = [];
   const errors: BatchLineError[] = [];
   readFileSync(path, 'utf8')
@@ -34,8 +39,14 @@ export function readBatchFile(path: string): { items: { line: number; question: 
         return;
       }
       const parsed = BatchLineSchema.safeParse(value);
-      if (!parsed.success) errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
-      else items.push({ line: i + 1, question: parsed.data.question, ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}) });
+      if (!parsed.success)
+        errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
+      else
+        items.push({
+          line: i + 1,
+          question: parsed.data.question,
+          ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
+        });
     });
   return { items, errors };
 }
@@ -76,7 +87,9 @@ export interface BatchOptions {
   output: string;
   jobId: string;
   concurrency: number;
-  spec: Omit<ParallelMuseSpecInput, 'trajectory'> & { trajectory: Omit<ParallelMuseSpecInput['trajectory'], 'question'> };
+  spec: Omit<ParallelMuseSpecInput, 'trajectory'> & {
+    trajectory: Omit<ParallelMuseSpecInput['trajectory'], 'question'>;
+  };
   timeouts?: StepTimeouts;
   onProgress?: (e: { done: number; total: number; skipped: number; failed: number; last?: string }) => void;
 }
@@ -108,10 +121,27 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     }
   }
   mkdirSync(dirname(o.output), { recursive: true });
-  const summary: BatchSummary = { total: items.length, completed: 0, skipped: 0, failed: [], badLines: errors, correct: 0, scored: 0 };
-  const queue = items.map((item, index) => ({ ...item, workflowId: questionWorkflowId(o.jobId, item.question, index) }));
+  const summary: BatchSummary = {
+    total: items.length,
+    completed: 0,
+    skipped: 0,
+    failed: [],
+    badLines: errors,
+    correct: 0,
+    scored: 0,
+  };
+  const queue = items.map((item, index) => ({
+    ...item,
+    workflowId: questionWorkflowId(o.jobId, item.question, index),
+  }));
   const report = (last?: string) =>
-    o.onProgress?.({ done: summary.completed + summary.skipped + summary.failed.length, total: summary.total, skipped: summary.skipped, failed: summary.failed.length, last });
+    o.onProgress?.({
+      done: summary.completed + summary.skipped + summary.failed.length,
+      total: summary.total,
+      skipped: summary.skipped,
+      failed: summary.failed.length,
+      last,
+    });
   const worker = async () => {
     for (let item = queue.shift(); item; item = queue.shift()) {
       if (done.has(item.workflowId)) {
@@ -123,7 +153,14 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         const { result } = await runParallelMuse(
           client,
           cfg,
-          { ...o.spec, trajectory: { ...o.spec.trajectory, question: item.question, ...(item.answer !== undefined ? { answer: item.answer } : {}) } },
+          {
+            ...o.spec,
+            trajectory: {
+              ...o.spec.trajectory,
+              question: item.question,
+              ...(item.answer !== undefined ? { answer: item.answer } : {}),
+            },
+          },
           { workflowId: item.workflowId, jobId: o.jobId, ...(o.timeouts ? { timeouts: o.timeouts } : {}) },
         );
         appendFileSync(o.output, `${JSON.stringify(resultLine(o.jobId, item.workflowId, result))}\n`);

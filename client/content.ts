@@ -1,6 +1,7 @@
 // A finished trajectory's content, resolved from the blob store: for export and retention.
-import type { Client } from '@temporalio/client';
+
 import type { NatsConnection } from '@nats-io/nats-core';
+import type { Client } from '@temporalio/client';
 import type { StepRecord } from '../agent/trajectory.js';
 import { BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { TrajectoryOutput } from '../workflows/trajectory.js';
@@ -11,12 +12,17 @@ export interface ExportedStep extends Omit<StepRecord, 'turnRef' | 'observationR
 }
 
 /** Resolves every step of a finished trajectory (all continue-as-new runs, a branch's prefix included). */
-export async function* exportTrajectory(client: Client, nc: NatsConnection, workflowId: string): AsyncGenerator<ExportedStep> {
+export async function* exportTrajectory(
+  client: Client,
+  nc: NatsConnection,
+  workflowId: string,
+): AsyncGenerator<ExportedStep> {
   const result = (await client.workflow.getHandle(workflowId).result()) as TrajectoryOutput;
   const blobs = new BlobStore(nc);
   for (const seg of result.log) {
     const log = await blobs.get<{ kind: string; records: StepRecord[] }>(seg.ref);
-    if (log?.kind !== 'muse.steplog') throw new Error(`content reference ${seg.ref} does not hold a step log`);
+    if (log?.kind !== 'muse.steplog')
+      throw new Error(`content reference ${seg.ref} does not hold a step log`);
     for (const r of log.records) {
       if (seg.untilStep !== undefined && r.step >= seg.untilStep) continue;
       const { turnRef, observationRef, contextBefore: _c, ...meta } = r;

@@ -7,8 +7,8 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { planBudget } from '../agent/branching.js';
 import { type ParallelMuseSpec, type ParallelMuseSpecInput, ParallelMuseSpecSchema } from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
-import type { StepTimeouts } from '../workflows/trajectory.js';
 import type { ParallelMuseResult, parallelMuse } from '../workflows/parallel-muse.js';
+import type { StepTimeouts } from '../workflows/trajectory.js';
 import { JobSpecError } from './trajectories.js';
 
 /** Validates the spec and the budget up front, so a plan that cannot fit is rejected before anything runs. */

@@ -1,10 +1,15 @@
 // Starting, watching and reading trajectories from outside Temporal (CLI, tests, benchmarks).
 import { randomUUID } from 'node:crypto';
-import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from "@temporalio/client";
+import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
 import type { TrajectoryProgress } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
-import { progressQuery, type StepTimeouts, type TrajectoryOutput, type trajectory } from '../workflows/trajectory.js';
+import {
+  progressQuery,
+  type StepTimeouts,
+  type TrajectoryOutput,
+  type trajectory,
+} from '../workflows/trajectory.js';
 
 export class JobSpecError extends Error {
   override name = 'JobSpecError';

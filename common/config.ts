@@ -29,15 +29,27 @@ export const ConfigSchema = z.object({
       /** Per-attempt timeout cap; the activity deadline caps it further. */
       attemptTimeoutMs: z.number().int().positive().default(120_000),
       /** Requests whose encoded messages exceed this go by reference through the blob store. */
-      inlineRequestBytes: z.number().int().positive().default(512 * 1024),
+      inlineRequestBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(512 * 1024),
       /** Hard cap on a single request's prompt size. */
-      maxRequestBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxRequestBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
     })
     .prefault({}),
   store: z
     .object({
       /** Lifetime of a job's stored content (ms); 0 keeps it until `muse content delete`. */
-      ttlMs: z.number().int().nonnegative().default(7 * 24 * 3600 * 1000),
+      ttlMs: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(7 * 24 * 3600 * 1000),
     })
     .prefault({}),
   telemetry: z
@@ -69,7 +81,9 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: unknown } = {}): MuseConfig {
+export function loadConfig(
+  opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: unknown } = {},
+): MuseConfig {
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.MUSE_CONFIG;
   let raw: Record<string, unknown> = {};
@@ -94,9 +108,7 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
 
 /** "field.path: message; other.field: message" — names the offending field for the user. */
 export function formatZodError(err: z.ZodError): string {
-  return err.issues
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
+  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
 }
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {

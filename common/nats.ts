@@ -1,5 +1,5 @@
-import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
 import type { MuseConfig } from './config.js';
 
 export async function connectNats(cfg: MuseConfig, name: string): Promise<NatsConnection> {

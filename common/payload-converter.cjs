@@ -3,7 +3,11 @@
 // and client (`dataConverter.payloadConverterPath`), as the SDK requires; CommonJS so that require() loads it
 // in any runtime.
 'use strict';
-const { BinaryPayloadConverter, CompositePayloadConverter, UndefinedPayloadConverter } = require('@temporalio/common');
+const {
+  BinaryPayloadConverter,
+  CompositePayloadConverter,
+  UndefinedPayloadConverter,
+} = require('@temporalio/common');
 const { packValue, unpackValue } = require('./msgpack.cjs');
 
 const MSGPACK_ENCODING = 'binary/msgpack';
@@ -19,8 +23,10 @@ class MsgpackPayloadConverter {
     return { metadata: { encoding: encoder.encode(MSGPACK_ENCODING) }, data: packValue(value) };
   }
   fromPayload(payload) {
-    const encoding = payload.metadata && payload.metadata.encoding ? decoder.decode(payload.metadata.encoding) : '(none)';
-    if (encoding !== MSGPACK_ENCODING) throw new TypeError(`msgpack payload converter cannot decode encoding '${encoding}'`);
+    const encoding =
+      payload.metadata && payload.metadata.encoding ? decoder.decode(payload.metadata.encoding) : '(none)';
+    if (encoding !== MSGPACK_ENCODING)
+      throw new TypeError(`msgpack payload converter cannot decode encoding '${encoding}'`);
     return unpackValue(payload.data || new Uint8Array());
   }
 }

@@ -3,7 +3,16 @@
 // to the pool member. Exporters: none, console, or a JSON-lines file (handy to inspect one run).
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Context, context, propagation, type TextMapGetter, type TextMapSetter, trace } from '@opentelemetry/api';
+import type { MsgHdrs } from '@nats-io/nats-core';
+import {
+  type Context,
+  context,
+  propagation,
+  type TextMapGetter,
+  type TextMapSetter,
+  trace,
+} from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { Resource } from '@opentelemetry/resources';
 import {
@@ -13,8 +22,6 @@ import {
   SimpleSpanProcessor,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import type { MsgHdrs } from '@nats-io/nats-core';
 import type { MuseConfig } from './config.js';
 
 /** Writes finished spans as JSON lines; several processes may append to one file. */

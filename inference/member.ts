@@ -3,17 +3,17 @@
 // logprobs are (so replies stay small), and announces its load so routers can balance against it.
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
-import { SpanKind, SpanStatusCode, context } from '@opentelemetry/api';
-import { regionScores, tokenEntropies } from '../agent/uncertainty.js';
+import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ChatMessage } from '../agent/types.js';
+import { regionScores, tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import type { Generation, InferenceBackend } from './types.js';
 import {
   decodeWire,
   encodeWire,
-  GenerateRequestWire,
   type GenerateReplyWire,
+  GenerateRequestWire,
   type MemberAnnouncementWire,
   subjects,
   WIRE_VERSION,
@@ -64,7 +64,9 @@ export class PoolMember {
     const handler = (err: Error | null, msg: Msg) => {
       if (!err) void this.handle(msg);
     };
-    this.subs.push(nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }));
+    this.subs.push(
+      nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }),
+    );
     this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
     this.subs.push(
       nc.subscribe(subjects.discover(pool), {
@@ -121,30 +123,44 @@ export class PoolMember {
       const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');
       id = req.id;
       if (this.stopping) return this.fail(msg, id, 'shutting_down', 'member is stopping', true);
-      if (Date.now() >= req.deadline) return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
+      if (Date.now() >= req.deadline)
+        return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
       if (this.inFlight >= this.capacity && this.waiting.length >= this.maxQueue) {
         return this.fail(msg, id, 'overloaded', `member ${this.id} queue is full (${this.maxQueue})`, true);
       }
       const parent = extractTraceContext(msg.headers);
       await context.with(parent, () =>
-        tracer().startActiveSpan('pool.generate', { kind: SpanKind.SERVER, attributes: { 'muse.member': this.id, 'muse.request': id } }, async (span) => {
-          try {
-            const generation = await this.generate(req);
-            span.setAttributes({ 'muse.prompt_tokens': generation.usage.promptTokens, 'muse.cached_tokens': generation.usage.cachedPromptTokens });
-            const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: true, id, generation };
-            msg.respond(encodeWire(reply));
-          } catch (err) {
-            span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
-            throw err;
-          } finally {
-            span.end();
-          }
-        }),
+        tracer().startActiveSpan(
+          'pool.generate',
+          { kind: SpanKind.SERVER, attributes: { 'muse.member': this.id, 'muse.request': id } },
+          async (span) => {
+            try {
+              const generation = await this.generate(req);
+              span.setAttributes({
+                'muse.prompt_tokens': generation.usage.promptTokens,
+                'muse.cached_tokens': generation.usage.cachedPromptTokens,
+              });
+              const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: true, id, generation };
+              msg.respond(encodeWire(reply));
+            } catch (err) {
+              span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+              throw err;
+            } finally {
+              span.end();
+            }
+          },
+        ),
       );
     } catch (err) {
       if (err instanceof WireDecodeError) return this.fail(msg, id, 'bad_request', err.message, false);
       const deadline = /deadline/i.test(String((err as Error)?.message));
-      this.fail(msg, id, deadline ? 'deadline_exceeded' : 'backend_error', (err as Error)?.message ?? String(err), !deadline);
+      this.fail(
+        msg,
+        id,
+        deadline ? 'deadline_exceeded' : 'backend_error',
+        (err as Error)?.message ?? String(err),
+        !deadline,
+      );
     }
   }
 
@@ -152,7 +168,10 @@ export class PoolMember {
     const messages = req.messages ?? (await this.resolveMessages(req.messagesRef!));
     await this.acquire();
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(new Error(`request ${req.id} passed its deadline`)), Math.max(0, req.deadline - Date.now()));
+    const timer = setTimeout(
+      () => ctl.abort(new Error(`request ${req.id} passed its deadline`)),
+      Math.max(0, req.deadline - Date.now()),
+    );
     try {
       const raw = await this.opts.backend.generate(
         { id: req.id, model: req.model, messages, params: req.params, deadline: req.deadline },
@@ -176,9 +195,11 @@ export class PoolMember {
   }
 
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {
-    if (!this.opts.blobs) throw new WireDecodeError('generate request: messagesRef given but this member has no blob store');
+    if (!this.opts.blobs)
+      throw new WireDecodeError('generate request: messagesRef given but this member has no blob store');
     const messages = await this.opts.blobs.get<ChatMessage[]>(ref);
-    if (!Array.isArray(messages)) throw new WireDecodeError(`generate request: ${ref} does not hold a message list`);
+    if (!Array.isArray(messages))
+      throw new WireDecodeError(`generate request: ${ref} does not hold a message list`);
     return messages;
   }
 
@@ -187,7 +208,12 @@ export class PoolMember {
       this.inFlight++;
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.waiting.push(() => { this.inFlight++; resolve(); }));
+    return new Promise((resolve) =>
+      this.waiting.push(() => {
+        this.inFlight++;
+        resolve();
+      }),
+    );
   }
 
   private release(): void {
@@ -196,7 +222,13 @@ export class PoolMember {
   }
 
   private fail(msg: Msg, id: string, code: WireErrorCode, message: string, retryable: boolean): void {
-    const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: false, id, memberId: this.id, error: { code, message, retryable } };
+    const reply: GenerateReplyWire = {
+      v: WIRE_VERSION,
+      ok: false,
+      id,
+      memberId: this.id,
+      error: { code, message, retryable },
+    };
     try {
       msg.respond(encodeWire(reply));
     } catch {

@@ -10,7 +10,7 @@ import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RoutingPolicy } from './router/policies.js';
 import { messagesPrefixKeys } from './router/prefix.js';
-import type { Generation, GenerateParams } from './types.js';
+import type { GenerateParams, Generation } from './types.js';
 import {
   decodeWire,
   encodeWire,
@@ -83,7 +83,8 @@ export class PoolClient {
   private sweeper?: NodeJS.Timeout;
 
   constructor(private readonly opts: PoolClientOptions) {
-    this.policy = typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
+    this.policy =
+      typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
     this.now = opts.now ?? Date.now;
     this.ttl = opts.memberTtlMs ?? 3000;
     this.maxAttempts = opts.maxAttempts ?? 4;
@@ -104,12 +105,20 @@ export class PoolClient {
 
   private async doStart(): Promise<void> {
     const { nc, pool } = this.opts;
-    this.subs.push(nc.subscribe(subjects.announce(pool), { callback: (e, m) => {
-        if (!e) this.onAnnounce(m.data);
-      } }));
-    this.subs.push(nc.subscribe(subjects.leave(pool), { callback: (e, m) => {
-        if (!e) this.onLeave(m.data);
-      } }));
+    this.subs.push(
+      nc.subscribe(subjects.announce(pool), {
+        callback: (e, m) => {
+          if (!e) this.onAnnounce(m.data);
+        },
+      }),
+    );
+    this.subs.push(
+      nc.subscribe(subjects.leave(pool), {
+        callback: (e, m) => {
+          if (!e) this.onLeave(m.data);
+        },
+      }),
+    );
     await nc.flush();
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
     this.sweeper = setInterval(() => this.liveMembers(), Math.max(100, Math.floor(this.ttl / 4)));
@@ -159,7 +168,11 @@ export class PoolClient {
     return views;
   }
 
-  async generate(messages: ChatMessage[], params: GenerateParams, options: PoolGenerateOptions): Promise<Generation> {
+  async generate(
+    messages: ChatMessage[],
+    params: GenerateParams,
+    options: PoolGenerateOptions,
+  ): Promise<Generation> {
     await this.start();
     const encodedMessages = packValue(messages);
     if (encodedMessages.length > this.maxBytes) {
@@ -170,7 +183,14 @@ export class PoolClient {
     const promptChars = messages.reduce((n, m) => n + m.content.length, 0);
     const route = { prefixKeys: messagesPrefixKeys(messages), stickyKey: options.stickyKey, promptChars };
     const id = randomUUID();
-    const body: GenerateRequestWire = { v: WIRE_VERSION, id, pool: this.opts.pool, params, deadline: options.deadline, ...(options.model ? { model: options.model } : {}) };
+    const body: GenerateRequestWire = {
+      v: WIRE_VERSION,
+      id,
+      pool: this.opts.pool,
+      params,
+      deadline: options.deadline,
+      ...(options.model ? { model: options.model } : {}),
+    };
     if (encodedMessages.length > this.inlineBytes) {
       if (!this.opts.blobs) {
         throw new RequestTooLargeError(
@@ -181,18 +201,22 @@ export class PoolClient {
     } else body.messages = messages;
     const payload = encodeWire(body);
 
-    return tracer().startActiveSpan('pool.request', { kind: SpanKind.CLIENT, attributes: { 'muse.pool': this.opts.pool, 'muse.request': id } }, async (span) => {
-      try {
-        const g = await this.withFailover(payload, route, options);
-        span.setAttribute('muse.member', g.memberId);
-        return g;
-      } catch (err) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
-        throw err;
-      } finally {
-        span.end();
-      }
-    });
+    return tracer().startActiveSpan(
+      'pool.request',
+      { kind: SpanKind.CLIENT, attributes: { 'muse.pool': this.opts.pool, 'muse.request': id } },
+      async (span) => {
+        try {
+          const g = await this.withFailover(payload, route, options);
+          span.setAttribute('muse.member', g.memberId);
+          return g;
+        } catch (err) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+          throw err;
+        } finally {
+          span.end();
+        }
+      },
+    );
   }
 
   private async withFailover(
@@ -213,7 +237,9 @@ export class PoolClient {
         (ranked.length === 0 ? undefined : ranked[0]);
       if (memberId) tried.add(memberId);
       options.onAttempt?.(memberId, attempt);
-      const subject = memberId ? subjects.member(this.opts.pool, memberId) : subjects.generate(this.opts.pool);
+      const subject = memberId
+        ? subjects.member(this.opts.pool, memberId)
+        : subjects.generate(this.opts.pool);
       const state = memberId ? this.members.get(memberId) : undefined;
       if (memberId) this.policy.onRouted(memberId, route);
       if (state) state.outstanding++;
@@ -244,7 +270,8 @@ export class PoolClient {
           state?.breaker.onSuccess();
           return reply.generation as Generation;
         }
-        if (reply.error.code === 'bad_request') throw new BadRequestError(`pool member rejected the request: ${reply.error.message}`);
+        if (reply.error.code === 'bad_request')
+          throw new BadRequestError(`pool member rejected the request: ${reply.error.message}`);
         if (reply.error.code === 'too_large') throw new RequestTooLargeError(reply.error.message);
         throw new MemberFailure(`${reply.error.code}: ${reply.error.message}`, reply.error.retryable);
       } catch (err) {
@@ -252,7 +279,8 @@ export class PoolClient {
         const reason = describe(err);
         errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
         state?.breaker.onFailure();
-        if (/no responders|503/i.test(reason) && memberId) this.dropMember(memberId, `member ${memberId} has no responders`);
+        if (/no responders|503/i.test(reason) && memberId)
+          this.dropMember(memberId, `member ${memberId} has no responders`);
         if (err instanceof MemberFailure && !err.retryable) break;
         await sleep(Math.min(50 * 2 ** attempt, Math.max(0, options.deadline - this.now())));
       } finally {

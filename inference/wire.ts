@@ -2,8 +2,8 @@
 // zod-validated on receipt: a member must survive any bytes a peer sends, and a caller must treat a reply
 // it cannot decode as that member's failure.
 import { z } from 'zod';
-import { packValue, unpackValue } from '../common/msgpack.js';
 import { formatZodError } from '../common/config.js';
+import { packValue, unpackValue } from '../common/msgpack.js';
 
 export const WIRE_VERSION = 1;
 

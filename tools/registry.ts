@@ -1,7 +1,8 @@
 // Tools the agent may call. Every failure (unknown tool, bad arguments, a tool that throws) becomes an
 // observation naming the problem, so the trajectory goes on and the model can correct itself.
-import { formatZodError } from '../common/config.js';
+
 import type { ToolCall } from '../agent/types.js';
+import { formatZodError } from '../common/config.js';
 import { simWebTools } from './sim-web.js';
 import type { Tool, ToolContext } from './types.js';
 

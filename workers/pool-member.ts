@@ -16,7 +16,9 @@ export interface PoolMemberProcessOptions {
   nc?: NatsConnection;
 }
 
-export async function startPoolMember(opts: PoolMemberProcessOptions): Promise<{ member: PoolMember; stop(): Promise<void> }> {
+export async function startPoolMember(
+  opts: PoolMemberProcessOptions,
+): Promise<{ member: PoolMember; stop(): Promise<void> }> {
   initTelemetry(opts.config, 'pool-member');
   const backend = createBackend(opts.backend);
   const nc = opts.nc ?? (await connectNats(opts.config, `muse-pool-${opts.pool}`));

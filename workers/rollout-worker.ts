@@ -5,14 +5,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { ExportResultCode } from '@opentelemetry/core';
+import { SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import {
   makeWorkflowExporter,
   OpenTelemetryActivityInboundInterceptor,
   OpenTelemetryActivityOutboundInterceptor,
 } from '@temporalio/interceptors-opentelemetry';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { ExportResultCode } from '@opentelemetry/core';
-import { SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
@@ -76,7 +76,9 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     runtimeInstalled = true;
     try {
       // The SDK's state-change chatter would drown the CLI's own progress output.
-      Runtime.install({ logger: new DefaultLogger((process.env.MUSE_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+      Runtime.install({
+        logger: new DefaultLogger((process.env.MUSE_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN'),
+      });
     } catch {
       // Already installed by the embedding process.
     }
@@ -84,12 +86,20 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   const exporter = initTelemetry(config, 'worker') ?? noopExporter;
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
   const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs });
-  const activities = createActivities({ nc, blobs, tools: createToolRegistry('sim'), config, onModelCall: opts.onModelCall });
+  const activities = createActivities({
+    nc,
+    blobs,
+    tools: createToolRegistry('sim'),
+    config,
+    onModelCall: opts.onModelCall,
+  });
   let connection: NativeConnection;
   try {
     connection = await NativeConnection.connect({ address: config.temporal.address });
   } catch (err) {
-    throw new Error(`cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``);
+    throw new Error(
+      `cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``,
+    );
   }
   const worker = await Worker.create({
     connection,

@@ -5,21 +5,21 @@
 // id, bounded in flight.
 import { ApplicationFailure, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
-import { aggregate, type AggregateResult, exactMatch } from '../agent/aggregate.js';
+import { type AggregateResult, aggregate, exactMatch } from '../agent/aggregate.js';
 import {
   type BranchPoint,
   BudgetError,
   planBudget,
+  type RolloutOrigin,
   type RoundCandidate,
   rolloutType,
-  type RolloutOrigin,
   scratchToFill,
   selectRoundBranchPoints,
 } from '../agent/branching.js';
 import type { ParallelMuseSpec } from '../agent/job.js';
 import { addUsage, emptyUsage, type Lineage, type UsageTotals } from '../agent/trajectory.js';
-import { trajectoryUncertainty } from '../agent/uncertainty.js';
 import type { Termination, TokenUsage } from '../agent/types.js';
+import { trajectoryUncertainty } from '../agent/uncertainty.js';
 import { DEFAULT_TIMEOUTS, type StepTimeouts, type TrajectoryOutput, trajectory } from './trajectory.js';
 
 export interface ParallelMuseInput {
@@ -78,7 +78,11 @@ export interface ParallelMuseResult {
 const aggregation = proxyActivities<MuseActivities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '1s', maximumInterval: '15s', nonRetryableErrorTypes: ['BadRequestError', 'BlobNotFoundError', 'TypeError'] },
+  retry: {
+    initialInterval: '1s',
+    maximumInterval: '15s',
+    nonRetryableErrorTypes: ['BadRequestError', 'BlobNotFoundError', 'TypeError'],
+  },
 });
 
 export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMuseResult> {
@@ -107,7 +111,13 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       const workflowId = `${questionId}/${rolloutId}`;
       const lineage: Lineage = branch
         ? branchLineage(branch.parent, branch.parentId, branch.step, branch.round, spec.branchMode)
-        : { rolloutType: origin === 'initial' ? 'initial' : 'scratch', round: 0, reusedSteps: 0, reusedCompletionTokens: 0, reusedToolCalls: 0 };
+        : {
+            rolloutType: origin === 'initial' ? 'initial' : 'scratch',
+            round: 0,
+            reusedSteps: 0,
+            reusedCompletionTokens: 0,
+            reusedToolCalls: 0,
+          };
       let out: TrajectoryOutput | undefined;
       let error: string | undefined;
       try {
@@ -124,7 +134,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
                     branch: {
                       contextRef: branch.parent.branchable![branch.step]!.contextBefore,
                       step: branch.step,
-                      prefixLog: branch.parent.log.map((s) => ({ ref: s.ref, untilStep: Math.min(s.untilStep ?? Number.MAX_SAFE_INTEGER, branch.step) })),
+                      prefixLog: branch.parent.log.map((s) => ({
+                        ref: s.ref,
+                        untilStep: Math.min(s.untilStep ?? Number.MAX_SAFE_INTEGER, branch.step),
+                      })),
                       prefixSteps: branch.parent.branchable!.slice(0, branch.step),
                       lineage,
                     },
@@ -145,9 +158,11 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         termination: out?.termination ?? 'error',
         steps: out?.steps ?? 0,
         usage: out?.usage ?? emptyUsage(),
-        uncertainty: out?.branchable ? trajectoryUncertainty(out.branchable.map((s) => s.regions)) : Number.POSITIVE_INFINITY,
+        uncertainty: out?.branchable
+          ? trajectoryUncertainty(out.branchable.map((s) => s.regions))
+          : Number.POSITIVE_INFINITY,
         lineage,
-        ...(error ?? out?.error ? { error: error ?? out?.error } : {}),
+        ...((error ?? out?.error) ? { error: error ?? out?.error } : {}),
       };
       rollouts.push(record);
       return record;
@@ -155,18 +170,24 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
 
   const base = tspec.seed * 1_000_003;
   // Initial and from-scratch rollouts are independent of one another: all start at once (bounded).
-  const initial = Array.from({ length: plan.initial }, (_, j) => runRollout(`initial-${j}`, 'initial', base + j));
-  const scratch = Array.from({ length: plan.scratch }, (_, s) => runRollout(`scratch-${s}`, 'scratch', base + 500 + s));
+  const initial = Array.from({ length: plan.initial }, (_, j) =>
+    runRollout(`initial-${j}`, 'initial', base + j),
+  );
+  const scratch = Array.from({ length: plan.scratch }, (_, s) =>
+    runRollout(`scratch-${s}`, 'scratch', base + 500 + s),
+  );
 
   let partialLaunched = 0;
   if (spec.branchMode !== 'none') {
     const initialRecords = await Promise.all(initial);
     // One lineage per initial rollout; each round branches from the previous round's rollouts of that lineage.
-    let frontier: { lineage: number; ids: string[]; branchSteps: number[] }[] = initialRecords.map((r, j) => ({
-      lineage: j,
-      ids: [r.rolloutId],
-      branchSteps: [0],
-    }));
+    let frontier: { lineage: number; ids: string[]; branchSteps: number[] }[] = initialRecords.map(
+      (r, j) => ({
+        lineage: j,
+        ids: [r.rolloutId],
+        branchSteps: [0],
+      }),
+    );
     for (let round = 1; round <= spec.r; round++) {
       const next: typeof frontier = [];
       const launched: Promise<RolloutRecord>[] = [];
@@ -212,16 +233,29 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   }
   // Branch points that could not be found (short trajectories) are made up by from-scratch rollouts.
   const topUp = spec.branchMode === 'none' ? 0 : scratchToFill(plan, partialLaunched);
-  const extra = Array.from({ length: topUp }, (_, s) => runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s));
+  const extra = Array.from({ length: topUp }, (_, s) =>
+    runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s),
+  );
   await Promise.all([...initial, ...scratch, ...extra]);
   rollouts.sort((a, b) => order(a.rolloutId) - order(b.rolloutId) || a.rolloutId.localeCompare(b.rolloutId));
 
   // Stage 2: aggregation over answered rollouts only.
-  const answered = rollouts.filter((r) => r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '');
+  const answered = rollouts.filter(
+    (r) => r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '',
+  );
   const excluded = rollouts.filter((r) => !answered.includes(r)).map((r) => r.rolloutId);
-  const candidates = answered.map((r) => ({ rolloutId: r.rolloutId, answer: r.prediction, uncertainty: r.uncertainty }));
+  const candidates = answered.map((r) => ({
+    rolloutId: r.rolloutId,
+    answer: r.prediction,
+    uncertainty: r.uncertainty,
+  }));
   const outcomes: Record<string, AggregatorOutcome> = {};
-  let aggUsage: TokenUsage & { calls: number } = { promptTokens: 0, cachedPromptTokens: 0, completionTokens: 0, calls: 0 };
+  let aggUsage: TokenUsage & { calls: number } = {
+    promptTokens: 0,
+    cachedPromptTokens: 0,
+    completionTokens: 0,
+    calls: 0,
+  };
   let compression: ParallelMuseResult['compression'];
   const aggPool = spec.aggregatorPool ?? tspec.pool;
   const aggModel = spec.aggregatorModel ?? tspec.model;
@@ -269,7 +303,9 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         calls: aggUsage.calls + 1,
       };
     }
-    const support = integrated.answer ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length : 0;
+    const support = integrated.answer
+      ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length
+      : 0;
     outcomes.compressed = {
       answer: integrated.answer,
       support,
@@ -289,7 +325,14 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   let judge: ParallelMuseResult['judge'];
   if (gold !== undefined) {
     if (spec.judge === 'llm' && primary.answer) {
-      const j = await aggregation.judgeStep({ question: tspec.question, gold, prediction: primary.answer, pool: aggPool, model: aggModel, sampling: tspec.sampling });
+      const j = await aggregation.judgeStep({
+        question: tspec.question,
+        gold,
+        prediction: primary.answer,
+        pool: aggPool,
+        model: aggModel,
+        sampling: tspec.sampling,
+      });
       judge = { method: 'llm', correct: j.correct };
     } else judge = { method: 'exact', correct: primary.correct ?? false };
   }
@@ -308,7 +351,13 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     outcomes,
     rollouts,
     excluded,
-    plan: { n: spec.n, initial: plan.initial, partial: partialLaunched, scratch: plan.scratch + topUp, rounds: spec.branchMode === 'none' ? 0 : spec.r },
+    plan: {
+      n: spec.n,
+      initial: plan.initial,
+      partial: partialLaunched,
+      scratch: plan.scratch + topUp,
+      rounds: spec.branchMode === 'none' ? 0 : spec.r,
+    },
     accounting: {
       promptTokens: totals.promptTokens,
       cachedPromptTokens: totals.cachedPromptTokens,
@@ -323,7 +372,13 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   };
 }
 
-function branchLineage(parent: TrajectoryOutput, parentId: string, step: number, round: number, mode: string): Lineage {
+function branchLineage(
+  parent: TrajectoryOutput,
+  parentId: string,
+  step: number,
+  round: number,
+  mode: string,
+): Lineage {
   const prefix = parent.branchable!.slice(0, step);
   return {
     rolloutType: 'partial',

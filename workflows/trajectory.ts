@@ -84,7 +84,13 @@ export type TrajectoryOutput = TrajectoryResult & { log: StepLogSegment[]; branc
 
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 
-const NON_RETRYABLE = ['BadRequestError', 'RequestTooLargeError', 'BlobNotFoundError', 'TypeError', 'ZodError'];
+const NON_RETRYABLE = [
+  'BadRequestError',
+  'RequestTooLargeError',
+  'BlobNotFoundError',
+  'TypeError',
+  'ZodError',
+];
 
 export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutput> {
   const { spec, jobId } = input;
@@ -92,7 +98,12 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
   const steps = proxyActivities<MuseActivities>({
     startToCloseTimeout: timeouts.stepMs,
     heartbeatTimeout: timeouts.heartbeatMs,
-    retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', nonRetryableErrorTypes: NON_RETRYABLE },
+    retry: {
+      initialInterval: '500ms',
+      backoffCoefficient: 2,
+      maximumInterval: '10s',
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
   });
   const bookkeeping = proxyActivities<MuseActivities>({
     startToCloseTimeout: '1 minute',
@@ -148,10 +159,27 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
         finished = { termination: 'max_turns', prediction: null };
         break;
       }
-      if (records.length >= spec.stepsPerRun || (records.length > 0 && workflowInfo().continueAsNewSuggested)) {
+      if (
+        records.length >= spec.stepsPerRun ||
+        (records.length > 0 && workflowInfo().continueAsNewSuggested)
+      ) {
         await flushRecords();
-        const next: CarriedState = { step, run: carried.run + 1, contextRef, usage, log, branchable, lastAction };
-        return await continueAsNew<typeof trajectory>({ spec, jobId, timeouts, routeKey: input.routeKey, carried: next });
+        const next: CarriedState = {
+          step,
+          run: carried.run + 1,
+          contextRef,
+          usage,
+          log,
+          branchable,
+          lastAction,
+        };
+        return await continueAsNew<typeof trajectory>({
+          spec,
+          jobId,
+          timeouts,
+          routeKey: input.routeKey,
+          carried: next,
+        });
       }
       const seed = stepSeed(spec.seed, step);
       const r = await steps.llmStep({
@@ -197,7 +225,13 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
       if (r.kind === 'answer') {
         finished = { termination: 'answer', prediction: r.answer ?? '' };
       } else {
-        const t = await steps.toolStep({ jobId, question: spec.question, policy: spec.policy, contextRef, turnRef: r.turnRef });
+        const t = await steps.toolStep({
+          jobId,
+          question: spec.question,
+          policy: spec.policy,
+          contextRef,
+          turnRef: r.turnRef,
+        });
         contextRef = t.contextRef;
         record.observationRef = t.observationRef;
         if (t.toolError) record.toolError = t.toolError;
@@ -206,7 +240,12 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
       }
       records.push(record);
       if (branchable && branchable.length < BRANCHABLE_STEP_LIMIT) {
-        branchable.push({ regions: r.regions, contextBefore: r.contextRef, completionTokens: r.usage.completionTokens, toolCalled });
+        branchable.push({
+          regions: r.regions,
+          contextBefore: r.contextRef,
+          completionTokens: r.usage.completionTokens,
+          toolCalled,
+        });
       } else branchable = undefined;
       step++;
     }

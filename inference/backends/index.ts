@@ -45,8 +45,19 @@ export function createBackend(input: BackendSpec): InferenceBackend {
         },
       });
     case 'openai':
-      return new OpenAIBackend({ baseUrl: spec.baseUrl, apiKey: spec.apiKey, model: spec.model, mode: spec.mode, maxBatch: spec.maxBatch });
+      return new OpenAIBackend({
+        baseUrl: spec.baseUrl,
+        apiKey: spec.apiKey,
+        model: spec.model,
+        mode: spec.mode,
+        maxBatch: spec.maxBatch,
+      });
     case 'sglang':
-      return new SGLangBackend({ baseUrl: spec.baseUrl, apiKey: spec.apiKey, model: spec.model, maxBatch: spec.maxBatch });
+      return new SGLangBackend({
+        baseUrl: spec.baseUrl,
+        apiKey: spec.apiKey,
+        model: spec.model,
+        maxBatch: spec.maxBatch,
+      });
   }
 }

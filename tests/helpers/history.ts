@@ -9,14 +9,21 @@ export interface RunHistory {
   continuedAsNew: boolean;
 }
 
-export async function historyChain(client: Client, workflowId: string, firstRunId: string): Promise<RunHistory[]> {
+export async function historyChain(
+  client: Client,
+  workflowId: string,
+  firstRunId: string,
+): Promise<RunHistory[]> {
   const runs: RunHistory[] = [];
   let runId: string | undefined = firstRunId;
   while (runId) {
-    const history: temporal.api.history.v1.IHistory = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const history: temporal.api.history.v1.IHistory = await client.workflow
+      .getHandle(workflowId, runId)
+      .fetchHistory();
     const events: temporal.api.history.v1.IHistoryEvent[] = history.events ?? [];
     const last = events.at(-1);
-    const next: string | undefined = last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+    const next: string | undefined =
+      last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
     runs.push({
       runId,
       events: events.length,

@@ -4,9 +4,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inject } from 'vitest';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { type MuseConfig, loadConfig } from '../../common/config.js';
+import { inject } from 'vitest';
+import { loadConfig, type MuseConfig } from '../../common/config.js';
 import { connectNats } from '../../common/nats.js';
 import type { BackendSpec } from '../../inference/backends/index.js';
 import { startPoolMember } from '../../workers/pool-member.js';
@@ -42,8 +42,18 @@ export function configEnv(cfg: MuseConfig): NodeJS.ProcessEnv {
   };
 }
 
-export async function inProcessMember(cfg: MuseConfig, backend: BackendSpec = { backend: 'sim' }, extra: { pool?: string; id?: string; capacity?: number } = {}) {
-  return startPoolMember({ config: cfg, pool: extra.pool ?? 'default', backend, id: extra.id, capacity: extra.capacity });
+export async function inProcessMember(
+  cfg: MuseConfig,
+  backend: BackendSpec = { backend: 'sim' },
+  extra: { pool?: string; id?: string; capacity?: number } = {},
+) {
+  return startPoolMember({
+    config: cfg,
+    pool: extra.pool ?? 'default',
+    backend,
+    id: extra.id,
+    capacity: extra.capacity,
+  });
 }
 
 export async function inProcessWorker(cfg: MuseConfig, opts: Partial<RolloutWorkerOptions> = {}) {
@@ -59,7 +69,12 @@ export async function inProcessWorker(cfg: MuseConfig, opts: Partial<RolloutWork
 }
 
 /** Spawns `muse <args>` as a separate process; resolves once `readyPattern` appears on its stderr. */
-export async function spawnMuse(cfg: MuseConfig, args: string[], readyPattern: RegExp, timeoutMs = 60_000): Promise<ChildProcess> {
+export async function spawnMuse(
+  cfg: MuseConfig,
+  args: string[],
+  readyPattern: RegExp,
+  timeoutMs = 60_000,
+): Promise<ChildProcess> {
   const child = spawn(process.execPath, [join(repoRoot, 'bin', 'muse.js'), ...args], {
     cwd: repoRoot,
     env: configEnv(cfg),
@@ -67,7 +82,10 @@ export async function spawnMuse(cfg: MuseConfig, args: string[], readyPattern: R
   });
   let log = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`muse ${args.join(' ')} not ready after ${timeoutMs} ms:\n${log}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`muse ${args.join(' ')} not ready after ${timeoutMs} ms:\n${log}`)),
+      timeoutMs,
+    );
     const onData = (d: Buffer) => {
       log += d.toString();
       if (readyPattern.test(log)) {
@@ -99,7 +117,11 @@ export async function natsFor(cfg: MuseConfig): Promise<NatsConnection> {
   return connectNats(cfg, 'muse-test');
 }
 
-export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+export async function waitUntil(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+  what = 'condition',
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if (await cond()) return;

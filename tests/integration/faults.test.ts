@@ -1,16 +1,24 @@
 // Fault injection on loopback: a rollout worker SIGKILLed mid-trajectory, a pool member SIGKILLed
 // mid-request, and a pool with no members at all. Bounded in time; every process is stopped at the end.
 import type { ChildProcess } from 'node:child_process';
-import type { Client } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/nats-core';
+import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient } from '../../common/temporal.js';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
 import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { inProcessMember, inProcessWorker, killHard, natsFor, spawnMuse, testConfig, waitUntil } from '../helpers/stack.js';
+import {
+  inProcessMember,
+  inProcessWorker,
+  killHard,
+  natsFor,
+  spawnMuse,
+  testConfig,
+  waitUntil,
+} from '../helpers/stack.js';
 
 const cfg = testConfig();
 let client: Client;
@@ -46,7 +54,12 @@ const fastRetry = { stepMs: 60_000, heartbeatMs: 2_000 };
 describe('durability under faults', () => {
   it('a trajectory whose worker is SIGKILLed mid-run is finished by a new worker, without re-running completed steps', async () => {
     const calls: string[] = [];
-    const member = new PoolMember({ nc, pool: 'kill-worker', id: 'rec', backend: recordingBackend(new SimBackend({ profile: { timeScale: 0.2 } }), calls) });
+    const member = new PoolMember({
+      nc,
+      pool: 'kill-worker',
+      id: 'rec',
+      backend: recordingBackend(new SimBackend({ profile: { timeScale: 0.2 } }), calls),
+    });
     await member.start();
     const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
     children.push(child);
@@ -58,7 +71,11 @@ describe('durability under faults', () => {
         { question: `${q!.question} [sim:min-turns=10]`, maxTurns: 30, pool: 'kill-worker' },
         { timeouts: fastRetry },
       );
-      await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 3, 60_000, 'three steps on the first worker');
+      await waitUntil(
+        async () => ((await queryProgress(handle))?.step ?? 0) >= 3,
+        60_000,
+        'three steps on the first worker',
+      );
       await killHard(child);
       const stepsAtKill = (await queryProgress(handle))?.step ?? 0;
       const replacement = await inProcessWorker(cfg);
@@ -82,14 +99,31 @@ describe('durability under faults', () => {
   });
 
   it('a pool member SIGKILLed mid-request does not lose the trajectory: the request completes on another member', async () => {
-    const victim = await spawnMuse(cfg, ['pool', 'serve', '--backend', 'sim', '--pool', 'kill-member', '--id', 'victim', '--time-scale', '1'], /serving pool/);
+    const victim = await spawnMuse(
+      cfg,
+      ['pool', 'serve', '--backend', 'sim', '--pool', 'kill-member', '--id', 'victim', '--time-scale', '1'],
+      /serving pool/,
+    );
     children.push(victim);
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 22);
-      const handle = await startTrajectory(client, cfg, { question: q!.question, maxTurns: 30, pool: 'kill-member' }, { timeouts: fastRetry });
-      await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 1, 60_000, 'a step on the victim');
-      const survivor = await inProcessMember(cfg, { backend: 'sim', timeScale: 0.05 }, { pool: 'kill-member', id: 'survivor' });
+      const handle = await startTrajectory(
+        client,
+        cfg,
+        { question: q!.question, maxTurns: 30, pool: 'kill-member' },
+        { timeouts: fastRetry },
+      );
+      await waitUntil(
+        async () => ((await queryProgress(handle))?.step ?? 0) >= 1,
+        60_000,
+        'a step on the victim',
+      );
+      const survivor = await inProcessMember(
+        cfg,
+        { backend: 'sim', timeScale: 0.05 },
+        { pool: 'kill-member', id: 'survivor' },
+      );
       try {
         await new Promise((r) => setTimeout(r, 300));
         await killHard(victim);
@@ -108,7 +142,12 @@ describe('durability under faults', () => {
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 23);
-      const handle = await startTrajectory(client, cfg, { question: q!.question, maxTurns: 30, pool: 'empty' }, { timeouts: fastRetry });
+      const handle = await startTrajectory(
+        client,
+        cfg,
+        { question: q!.question, maxTurns: 30, pool: 'empty' },
+        { timeouts: fastRetry },
+      );
       // The step fails with a clear pool-unavailable error while nobody serves the pool.
       await waitUntil(
         async () => {

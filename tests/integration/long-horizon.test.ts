@@ -1,8 +1,8 @@
 // Long-horizon trajectories: 2048 durable iterresearch steps with bounded history per run, large
 // observations kept out of history, and a worker killed at continue-as-new boundaries.
 import type { ChildProcess } from 'node:child_process';
-import type { Client } from '@temporalio/client';
 import type { NatsConnection } from '@nats-io/nats-core';
+import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportTrajectory } from '../../client/content.js';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
@@ -12,7 +12,15 @@ import type { BackendRequest, InferenceBackend } from '../../inference/types.js'
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { historyChain } from '../helpers/history.js';
-import { inProcessMember, inProcessWorker, killHard, natsFor, spawnMuse, testConfig, waitUntil } from '../helpers/stack.js';
+import {
+  inProcessMember,
+  inProcessWorker,
+  killHard,
+  natsFor,
+  spawnMuse,
+  testConfig,
+  waitUntil,
+} from '../helpers/stack.js';
 
 const cfg = testConfig();
 let client: Client;
@@ -31,7 +39,9 @@ afterAll(async () => {
 });
 
 describe('long-horizon trajectories', () => {
-  it('runs 2048 iterresearch steps durably with every run under 10,240 events and 10 MB of history', { timeout: 900_000 }, async () => {
+  it('runs 2048 iterresearch steps durably with every run under 10,240 events and 10 MB of history', {
+    timeout: 900_000,
+  }, async () => {
     const member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { pool: 'long' });
     const worker = await inProcessWorker(cfg);
     try {
@@ -65,7 +75,9 @@ describe('long-horizon trajectories', () => {
     }
   });
 
-  it('completes a react trajectory whose observations are 1 MB each, with history holding references only', { timeout: 600_000 }, async () => {
+  it('completes a react trajectory whose observations are 1 MB each, with history holding references only', {
+    timeout: 600_000,
+  }, async () => {
     const member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { pool: 'big' });
     const worker = await inProcessWorker(cfg);
     try {
@@ -95,7 +107,9 @@ describe('long-horizon trajectories', () => {
     }
   });
 
-  it('a worker killed at continue-as-new boundaries loses and repeats no step', { timeout: 300_000 }, async () => {
+  it('a worker killed at continue-as-new boundaries loses and repeats no step', {
+    timeout: 300_000,
+  }, async () => {
     const calls: number[] = [];
     const inner = new SimBackend({ profile: { timeScale: 0.05 } });
     const recording: InferenceBackend = {
@@ -115,7 +129,13 @@ describe('long-horizon trajectories', () => {
       const handle = await startTrajectory(
         client,
         cfg,
-        { question: `${q!.question} [sim:min-turns=40]`, policy: 'iterresearch', maxTurns: 40, stepsPerRun: 4, pool: 'can' },
+        {
+          question: `${q!.question} [sim:min-turns=40]`,
+          policy: 'iterresearch',
+          maxTurns: 40,
+          stepsPerRun: 4,
+          pool: 'can',
+        },
         { timeouts: { stepMs: 60_000, heartbeatMs: 2_000 } },
       );
       let worker = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
@@ -123,7 +143,11 @@ describe('long-horizon trajectories', () => {
       let kills = 0;
       let lastRun = 1;
       while (kills < 3) {
-        await waitUntil(async () => ((await queryProgress(handle))?.run ?? 0) > lastRun, 120_000, 'the next continue-as-new');
+        await waitUntil(
+          async () => ((await queryProgress(handle))?.run ?? 0) > lastRun,
+          120_000,
+          'the next continue-as-new',
+        );
         lastRun = (await queryProgress(handle))!.run;
         await killHard(worker);
         kills++;

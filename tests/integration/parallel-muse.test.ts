@@ -11,7 +11,14 @@ import { runParallelMuse } from '../../client/parallel-muse.js';
 import { JobSpecError } from '../../client/trajectories.js';
 import { connectClient } from '../../common/temporal.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { inProcessMember, inProcessWorker, killHard, spawnMuse, testConfig, waitUntil } from '../helpers/stack.js';
+import {
+  inProcessMember,
+  inProcessWorker,
+  killHard,
+  spawnMuse,
+  testConfig,
+  waitUntil,
+} from '../helpers/stack.js';
 
 const cfg = testConfig();
 let client: Client;
@@ -48,7 +55,12 @@ describe('ParallelMuse', () => {
       expect(result.rollouts).toHaveLength(8);
       expect(result.rollouts.filter((r) => r.rollout_type === 'partial_rollout')).toHaveLength(6);
       expect(result.prediction).toBeTruthy();
-      expect(Object.keys(result.outcomes).sort()).toEqual(['compressed', 'confidence_weighted', 'majority', 'min_uncertainty']);
+      expect(Object.keys(result.outcomes).sort()).toEqual([
+        'compressed',
+        'confidence_weighted',
+        'majority',
+        'min_uncertainty',
+      ]);
       expect(result.compression!.reportChars).toBeLessThan(result.compression!.trajectoryChars);
       for (const r of result.rollouts.filter((r) => r.origin === 'branch')) {
         expect(r.lineage.parentRolloutId).toBe('initial-0');
@@ -66,10 +78,20 @@ describe('ParallelMuse', () => {
 
   it('counts the budget like the reference for R=2 and rejects a plan that cannot fit, with the numbers', async () => {
     await expect(
-      runParallelMuse(client, cfg, { n: 5, trajectory: { question: 'q' } }, { workflowId: 'never', jobId: 'never' }),
+      runParallelMuse(
+        client,
+        cfg,
+        { n: 5, trajectory: { question: 'q' } },
+        { workflowId: 'never', jobId: 'never' },
+      ),
     ).rejects.toThrow(JobSpecError);
     await expect(
-      runParallelMuse(client, cfg, { n: 5, trajectory: { question: 'q' } }, { workflowId: 'never', jobId: 'never' }),
+      runParallelMuse(
+        client,
+        cfg,
+        { n: 5, trajectory: { question: 'q' } },
+        { workflowId: 'never', jobId: 'never' },
+      ),
     ).rejects.toThrow(/N=5.*7/);
     const worker = await inProcessWorker(cfg);
     try {
@@ -97,7 +119,11 @@ describe('ParallelMuse', () => {
       const { result } = await runParallelMuse(
         client,
         cfg,
-        { n: 3, branchMode: 'none', trajectory: { question: `${questions[2]!.question} [sim:min-turns=50]`, maxTurns: 2 } },
+        {
+          n: 3,
+          branchMode: 'none',
+          trajectory: { question: `${questions[2]!.question} [sim:min-turns=50]`, maxTurns: 2 },
+        },
         { workflowId: 'pm-none', jobId: 'pm-none' },
       );
       expect(result.prediction).toBeNull();
@@ -111,7 +137,9 @@ describe('ParallelMuse', () => {
 
   it('gives the same final answer when the rollout worker is killed mid-question', async () => {
     const q = questions[3]!;
-    const spec = { trajectory: { question: `${q.question} [sim:min-turns=6]`, answer: q.answer, maxTurns: 30 } };
+    const spec = {
+      trajectory: { question: `${q.question} [sim:min-turns=6]`, answer: q.answer, maxTurns: 30 },
+    };
     const reference = await (async () => {
       const worker = await inProcessWorker(cfg);
       try {
@@ -120,14 +148,27 @@ describe('ParallelMuse', () => {
         await worker.stop();
       }
     })();
-    const slow = testConfig({ temporal: { address: cfg.temporal.address, taskQueue: cfg.temporal.taskQueue } });
+    const slow = testConfig({
+      temporal: { address: cfg.temporal.address, taskQueue: cfg.temporal.taskQueue },
+    });
     const child = await spawnMuse(slow, ['worker'], /rollout worker on task queue/);
     children.push(child);
-    const running = runParallelMuse(client, cfg, spec, { workflowId: 'pm-kill', jobId: 'pm-kill', timeouts: { stepMs: 60_000, heartbeatMs: 2_000 } });
-    await waitUntil(async () => {
-      const d = await client.workflow.getHandle('pm-kill').describe().catch(() => undefined);
-      return Boolean(d && (d.raw.pendingChildren?.length ?? 0) > 0);
-    }, 60_000, 'children in flight');
+    const running = runParallelMuse(client, cfg, spec, {
+      workflowId: 'pm-kill',
+      jobId: 'pm-kill',
+      timeouts: { stepMs: 60_000, heartbeatMs: 2_000 },
+    });
+    await waitUntil(
+      async () => {
+        const d = await client.workflow
+          .getHandle('pm-kill')
+          .describe()
+          .catch(() => undefined);
+        return Boolean(d && (d.raw.pendingChildren?.length ?? 0) > 0);
+      },
+      60_000,
+      'children in flight',
+    );
     await killHard(child);
     const worker = await inProcessWorker(cfg);
     try {
@@ -150,24 +191,50 @@ describe('ParallelMuse', () => {
     children.push(child);
     const batch = await spawnMuse(
       cfg,
-      ['batch', input, '--out', out, '--n', '2', '--branch-mode', 'none', '--concurrency', '1', '--job', 'batch-it'],
+      [
+        'batch',
+        input,
+        '--out',
+        out,
+        '--n',
+        '2',
+        '--branch-mode',
+        'none',
+        '--concurrency',
+        '1',
+        '--job',
+        'batch-it',
+      ],
       /questions|line/,
     );
     children.push(batch);
-    await waitUntil(() => {
-      try {
-        return readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).length >= 1;
-      } catch {
-        return false;
-      }
-    }, 90_000, 'the first result line');
+    await waitUntil(
+      () => {
+        try {
+          return readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).length >= 1;
+        } catch {
+          return false;
+        }
+      },
+      90_000,
+      'the first result line',
+    );
     await killHard(batch);
     const before = readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).length;
-    const summary = await runBatch(client, cfg, { input, output: out, jobId: 'batch-it', concurrency: 2, spec: { n: 2, branchMode: 'none', trajectory: {} } });
+    const summary = await runBatch(client, cfg, {
+      input,
+      output: out,
+      jobId: 'batch-it',
+      concurrency: 2,
+      spec: { n: 2, branchMode: 'none', trajectory: {} },
+    });
     expect(summary.badLines).toEqual([{ line: 3, error: expect.stringMatching(/line 3 is not valid JSON/) }]);
     expect(summary.skipped).toBe(before);
     expect(summary.completed + summary.skipped).toBe(4);
-    const results = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const results = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(new Set(results.map((r) => r.workflowId)).size).toBe(4);
     for (const r of results) {
       expect(r.rollouts).toHaveLength(2);

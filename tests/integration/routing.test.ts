@@ -59,7 +59,9 @@ describe('pool routing', () => {
 
     const second = await member(pool, 'second');
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'second member live');
-    const gens = await Promise.all(Array.from({ length: 16 }, (_, i) => c.generate(messages(i), params, { deadline: deadline() })));
+    const gens = await Promise.all(
+      Array.from({ length: 16 }, (_, i) => c.generate(messages(i), params, { deadline: deadline() })),
+    );
     expect(gens.every((g) => g.text.length > 0)).toBe(true);
     expect(second.member.stats.served).toBeGreaterThan(0);
     expect(first.member.stats.served).toBeGreaterThan(4);
@@ -122,7 +124,9 @@ describe('pool routing', () => {
     expect((err as Error).message).toMatch(/1000 bytes/);
     expect(m.member.stats.served).toBe(0);
     // A request under the limit still goes through.
-    const ok = await c.generate([{ role: 'user', content: questions[1]!.question }], params, { deadline: deadline() });
+    const ok = await c.generate([{ role: 'user', content: questions[1]!.question }], params, {
+      deadline: deadline(),
+    });
     expect(ok.memberId).toBe('only');
   });
 });

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startTrajectory } from '../../client/trajectories.js';
-import { connectClient } from '../../common/temporal.js';
 import { initTelemetry, shutdownTelemetry } from '../../common/telemetry.js';
+import { connectClient } from '../../common/temporal.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { inProcessMember, inProcessWorker, testConfig, waitUntil } from '../helpers/stack.js';
 
@@ -19,11 +19,19 @@ describe('tracing', () => {
     const client = await connectClient(cfg);
     try {
       const [q] = sampleQuestions(1, 51);
-      const handle = await startTrajectory(client, cfg, { question: q!.question, pool: 'traced', maxTurns: 20 });
+      const handle = await startTrajectory(client, cfg, {
+        question: q!.question,
+        pool: 'traced',
+        maxTurns: 20,
+      });
       await handle.result();
       const read = () =>
         existsSync(file)
-          ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { traceId: string; name: string })
+          ? readFileSync(file, 'utf8')
+              .trim()
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as { traceId: string; name: string })
           : [];
       await waitUntil(() => read().some((s) => s.name === 'pool.generate'), 10_000, 'member spans');
       const spans = read();

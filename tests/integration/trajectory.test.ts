@@ -1,15 +1,16 @@
 // A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
+
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepRecord } from '../../agent/trajectory.js';
-import { BlobStore } from '../../common/blob-store.js';
-import { encodeWire, decodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
-import { connectClient } from '../../common/temporal.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { BlobStore } from '../../common/blob-store.js';
+import { connectClient } from '../../common/temporal.js';
+import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { inProcessMember, inProcessWorker, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
-import type { Client } from '@temporalio/client';
-import type { NatsConnection } from '@nats-io/nats-core';
 
 const cfg = testConfig();
 let client: Client;
@@ -62,7 +63,9 @@ describe('trajectory workflow', () => {
     await expect(startTrajectory(client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(JobSpecError);
     await expect(startTrajectory(client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(/maxTurns/);
     await expect(startTrajectory(client, cfg, { question: '   ' })).rejects.toThrow(/question/);
-    await expect(startTrajectory(client, cfg, { question: 'q', policy: 'magic' as never })).rejects.toThrow(/policy/);
+    await expect(startTrajectory(client, cfg, { question: 'q', policy: 'magic' as never })).rejects.toThrow(
+      /policy/,
+    );
   });
 
   it('turns a malformed tool call and an unknown tool into error observations and goes on', async () => {
@@ -83,10 +86,18 @@ describe('trajectory workflow', () => {
   });
 
   it('ends cleanly with what it has when cancelled', async () => {
-    const slow = await inProcessMember(cfg, { backend: 'sim', timeScale: 1 }, { id: 'sim-slow', pool: 'slow' });
+    const slow = await inProcessMember(
+      cfg,
+      { backend: 'sim', timeScale: 1 },
+      { id: 'sim-slow', pool: 'slow' },
+    );
     try {
       const [q] = sampleQuestions(1, 13);
-      const handle = await startTrajectory(client, cfg, { question: `${q!.question} [sim:min-turns=30]`, maxTurns: 40, pool: 'slow' });
+      const handle = await startTrajectory(client, cfg, {
+        question: `${q!.question} [sim:min-turns=30]`,
+        maxTurns: 40,
+        pool: 'slow',
+      });
       await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 2, 60_000, 'two steps');
       await handle.cancel();
       const result = await handle.result();
@@ -100,9 +111,17 @@ describe('trajectory workflow', () => {
 
   it('pool member answers malformed wire messages with an error and keeps serving', async () => {
     const subject = subjects.member('default', 'sim-a');
-    const garbage = [new Uint8Array([0xc1, 0xff, 0x00, 0x13]), encodeWire({ v: 1, id: 42, messages: 'nope' }), encodeWire('hello')];
+    const garbage = [
+      new Uint8Array([0xc1, 0xff, 0x00, 0x13]),
+      encodeWire({ v: 1, id: 42, messages: 'nope' }),
+      encodeWire('hello'),
+    ];
     for (const g of garbage) {
-      const reply = decodeWire(GenerateReplyWire, (await nc.request(subject, g, { timeout: 5000 })).data, 'reply');
+      const reply = decodeWire(
+        GenerateReplyWire,
+        (await nc.request(subject, g, { timeout: 5000 })).data,
+        'reply',
+      );
       expect(reply.ok).toBe(false);
       if (!reply.ok) expect(reply.error.code).toBe('bad_request');
     }
@@ -114,7 +133,11 @@ describe('trajectory workflow', () => {
       params: { maxTokens: 256, temperature: 0.8, topLogprobs: 16, seed: 1 },
       deadline: Date.now() + 10_000,
     });
-    const reply = decodeWire(GenerateReplyWire, (await nc.request(subject, ok, { timeout: 10_000 })).data, 'reply');
+    const reply = decodeWire(
+      GenerateReplyWire,
+      (await nc.request(subject, ok, { timeout: 10_000 })).data,
+      'reply',
+    );
     expect(reply.ok).toBe(true);
     if (reply.ok) expect(reply.generation.entropies.length).toBeGreaterThan(0);
   });

@@ -30,21 +30,38 @@ describe('msgpack payload converter', () => {
   });
 
   it('is smaller than JSON for a typical step result', () => {
-    const step = { status: 'turn', turnRef: `kv:j:${'f'.repeat(64)}`, regions: { think_ppl: 1.1, tool_call_ppl: 1.9, all_ppl: 1.4 }, usage: { promptTokens: 1200, cachedPromptTokens: 1100, completionTokens: 80 } };
+    const step = {
+      status: 'turn',
+      turnRef: `kv:j:${'f'.repeat(64)}`,
+      regions: { think_ppl: 1.1, tool_call_ppl: 1.9, all_ppl: 1.4 },
+      usage: { promptTokens: 1200, cachedPromptTokens: 1100, completionTokens: 80 },
+    };
     expect(payloadConverter.toPayload(step)!.data!.length).toBeLessThan(JSON.stringify(step).length);
   });
 });
 
 describe('wire decoding', () => {
   it('names the problem in malformed messages', () => {
-    expect(() => decodeWire(GenerateRequestWire, new Uint8Array([0xc1]), 'generate request')).toThrow(WireDecodeError);
-    expect(() => decodeWire(GenerateRequestWire, encodeWire({ v: 1, id: 'x', pool: 'p', params: {}, deadline: 1 }), 'generate request')).toThrow(
-      /params\.maxTokens/,
+    expect(() => decodeWire(GenerateRequestWire, new Uint8Array([0xc1]), 'generate request')).toThrow(
+      WireDecodeError,
     );
     expect(() =>
       decodeWire(
         GenerateRequestWire,
-        encodeWire({ v: 1, id: 'x', pool: 'p', params: { maxTokens: 1, temperature: 0, topLogprobs: 1 }, deadline: 1 }),
+        encodeWire({ v: 1, id: 'x', pool: 'p', params: {}, deadline: 1 }),
+        'generate request',
+      ),
+    ).toThrow(/params\.maxTokens/);
+    expect(() =>
+      decodeWire(
+        GenerateRequestWire,
+        encodeWire({
+          v: 1,
+          id: 'x',
+          pool: 'p',
+          params: { maxTokens: 1, temperature: 0, topLogprobs: 1 },
+          deadline: 1,
+        }),
         'generate request',
       ),
     ).toThrow(/exactly one of messages or messagesRef/);
