@@ -300,7 +300,10 @@ export class PoolClient {
       return; // A malformed announcement is ignored: it cannot put a member into rotation.
     }
     if (info.pool !== this.opts.pool) return;
-    if (info.leaving) return this.dropMember(info.id, `member ${info.id} left the pool`);
+    if (info.leaving) {
+      this.dropMember(info.id, `member ${info.id} left the pool`);
+      return;
+    }
     const existing = this.members.get(info.id);
     if (existing) {
       existing.info = info;
