@@ -232,7 +232,8 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     }
   }
   // Branch points that could not be found (short trajectories) are made up by from-scratch rollouts.
-  const topUp = spec.branchMode === 'none' ? 0 : scratchToFill(plan, partialLaunched);
+  // scratchToFill counts every from-scratch rollout the budget still needs, the planned ones included.
+  const topUp = spec.branchMode === 'none' ? 0 : Math.max(0, scratchToFill(plan, partialLaunched) - plan.scratch);
   const extra = Array.from({ length: topUp }, (_, s) =>
     runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s),
   );
