@@ -2,11 +2,11 @@
 // Temporal history bytes per step per run (should be flat), worker peak RSS, and beside it the history a naive
 // design would have written (the full conversation as every model call's activity input, outputs inline).
 import { exportTrajectory } from '../client/content.js';
+import { historyChain } from '../client/history.js';
 import { startTrajectory } from '../client/trajectories.js';
 import { connectNats } from '../common/nats.js';
 import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
-import { historyChain } from '../tests/helpers/history.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 import { benchStack, table } from './harness.js';

@@ -5,13 +5,13 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportTrajectory } from '../../client/content.js';
+import { historyChain } from '../../client/history.js';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
 import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { historyChain } from '../helpers/history.js';
 import {
   inProcessMember,
   inProcessWorker,

@@ -1,6 +1,10 @@
 // Reads a workflow's history across every continue-as-new run, with sizes as the server stores them.
 import type { Client } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import type { temporal as protoTypes } from '@temporalio/proto';
+import proto from '@temporalio/proto';
+
+// The proto package is CommonJS: its namespace comes through the default export under plain Node ESM.
+const { temporal } = proto;
 
 export interface RunHistory {
   runId: string;
@@ -17,10 +21,10 @@ export async function historyChain(
   const runs: RunHistory[] = [];
   let runId: string | undefined = firstRunId;
   while (runId) {
-    const history: temporal.api.history.v1.IHistory = await client.workflow
+    const history: protoTypes.api.history.v1.IHistory = await client.workflow
       .getHandle(workflowId, runId)
       .fetchHistory();
-    const events: temporal.api.history.v1.IHistoryEvent[] = history.events ?? [];
+    const events: protoTypes.api.history.v1.IHistoryEvent[] = history.events ?? [];
     const last = events.at(-1);
     const next: string | undefined =
       last?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
