@@ -197,13 +197,14 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
       );
 
     const loads = this.loads(healthy);
-    let max = -Infinity;
     let min = Infinity;
-    for (const l of loads.values()) {
-      if (l > max) max = l;
-      if (l < min) min = l;
-    }
-    const imbalanced = max - min > this.o.balanceAbsThreshold && max > this.o.balanceRelThreshold * min;
+    for (const l of loads.values()) if (l < min) min = l;
+    // The guard looks at the member the request would go to: a hot spot elsewhere in the pool is no reason to
+    // send this request away from the member that holds its prefix.
+    const overloaded = (id: string) => {
+      const l = loads.get(id)!;
+      return l - min > this.o.balanceAbsThreshold && l > this.o.balanceRelThreshold * min;
+    };
 
     const ordered = [...healthy].sort(fallbackOrder);
     const best = ordered[0]!;
@@ -234,6 +235,7 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
       }
     }
 
+    const imbalanced = overloaded(target.id);
     if (imbalanced || outstanding(target) >= Math.max(1, target.capacity)) {
       this.lastDecision = imbalanced ? 'imbalanced' : 'affinity_full';
       return leastLoaded().map((m) => m.id);
