@@ -2,8 +2,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { ActivityDeps } from '../activities/index.js';
 import { loadConfig, type MuseConfig } from '../common/config.js';
+import { connectClient } from '../common/temporal.js';
 import { freePort, startNats, startTemporal } from '../infra/services.js';
+import { startPoolMember } from '../workers/pool-member.js';
+import { createRolloutWorker } from '../workers/rollout-worker.js';
 
 export async function benchStack(
   name: string,
@@ -45,3 +50,56 @@ export function table(rows: Record<string, string | number>[]): string {
     ...rows.map((r) => line(cols.map((c) => cell(r[c] ?? '')))),
   ].join('\n');
 }
+
+/** The embedded engine for a benchmark: its own servers, simulated members at zero latency, one worker, a client. */
+export async function benchEngine(
+  name: string,
+  opts: { members?: number; onModelCall?: ActivityDeps['onModelCall'] } = {},
+): Promise<{ cfg: MuseConfig; client: Client; stop(): Promise<void> }> {
+  const stack = await benchStack(name);
+  const members = await Promise.all(
+    Array.from({ length: opts.members ?? 1 }, (_, i) =>
+      startPoolMember({
+        config: stack.cfg,
+        pool: 'default',
+        id: `sim-${i}`,
+        backend: { backend: 'sim', timeScale: 0 },
+      }),
+    ),
+  );
+  const worker = await createRolloutWorker({ config: stack.cfg, onModelCall: opts.onModelCall });
+  const running = worker.run();
+  const client = await connectClient(stack.cfg);
+  return {
+    cfg: stack.cfg,
+    client,
+    async stop() {
+      await client.connection.close();
+      await worker.shutdown();
+      await running;
+      await Promise.all(members.map((m) => m.stop()));
+      await stack.stop();
+    },
+  };
+}
+
+/** Maps with at most `n` calls in flight; results in input order. */
+export async function mapPooled<T, R>(
+  items: readonly T[],
+  n: number,
+  fn: (item: T, i: number) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.max(1, n) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!, i);
+      }
+    }),
+  );
+  return out;
+}
+
+export const sum = (xs: readonly number[]) => xs.reduce((n, x) => n + x, 0);

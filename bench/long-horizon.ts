@@ -5,33 +5,21 @@ import { exportTrajectory } from '../client/content.js';
 import { historyChain } from '../client/history.js';
 import { startTrajectory } from '../client/trajectories.js';
 import { connectNats } from '../common/nats.js';
-import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
-import { startPoolMember } from '../workers/pool-member.js';
-import { createRolloutWorker } from '../workers/rollout-worker.js';
-import { benchStack, table } from './harness.js';
+import { benchEngine, table } from './harness.js';
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 2048);
 
 async function main() {
-  const stack = await benchStack('long');
-  const member = await startPoolMember({
-    config: stack.cfg,
-    pool: 'default',
-    backend: { backend: 'sim', timeScale: 0 },
-  });
   const stepStart = new Map<number, number>();
-  const worker = await createRolloutWorker({
-    config: stack.cfg,
+  const { cfg, client, stop } = await benchEngine('long', {
     onModelCall: (e) => stepStart.set(e.step, performance.now()),
   });
-  const running = worker.run();
-  const client = await connectClient(stack.cfg);
-  const nc = await connectNats(stack.cfg, 'bench');
+  const nc = await connectNats(cfg, 'bench');
   try {
     const [q] = sampleQuestions(1, 2048);
     const t0 = performance.now();
-    const handle = await startTrajectory(client, stack.cfg, {
+    const handle = await startTrajectory(client, cfg, {
       question: `${q!.question} [sim:min-turns=100000]`,
       policy: 'iterresearch',
       maxTurns: STEPS,
@@ -93,11 +81,7 @@ async function main() {
     );
   } finally {
     await nc.drain();
-    await client.connection.close();
-    await worker.shutdown();
-    await running;
-    await member.stop();
-    await stack.stop();
+    await stop();
   }
 }
 

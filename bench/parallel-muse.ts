@@ -3,12 +3,9 @@
 // checks that the saving is exactly the reused prefix: a branch makes one model call per step it
 // generates and none for the steps it reuses.
 import { runParallelMuse } from '../client/parallel-muse.js';
-import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
-import { startPoolMember } from '../workers/pool-member.js';
-import { createRolloutWorker } from '../workers/rollout-worker.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
-import { benchStack, table } from './harness.js';
+import { benchEngine, mapPooled, sum, table } from './harness.js';
 
 const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 16);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
@@ -21,54 +18,34 @@ const configs = [
 const aggregators = ['compressed', 'majority', 'confidence_weighted', 'min_uncertainty'] as const;
 
 async function main() {
-  const stack = await benchStack('pm');
-  const members = await Promise.all(
-    [0, 1].map((i) =>
-      startPoolMember({
-        config: stack.cfg,
-        pool: 'default',
-        id: `sim-${i}`,
-        backend: { backend: 'sim', timeScale: 0 },
-      }),
-    ),
-  );
-  const worker = await createRolloutWorker({ config: stack.cfg });
-  const running = worker.run();
-  const client = await connectClient(stack.cfg);
+  const { cfg, client, stop } = await benchEngine('pm', { members: 2 });
   const rows: Record<string, string | number>[] = [];
   let base: { tokens: number; tools: number } | undefined;
   const violations: string[] = [];
   try {
     for (const c of configs) {
-      const results: ParallelMuseResult[] = [];
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: CONCURRENCY }, async () => {
-          while (next < questions.length) {
-            const i = next++;
-            const q = questions[i]!;
-            const { result } = await runParallelMuse(
-              client,
-              stack.cfg,
-              {
-                n: 8,
-                m: 1,
-                k: 2,
-                t: 3,
-                r: 1,
-                branchMode: c.branchMode,
-                trajectory: { question: q.question, answer: q.answer, maxTurns: 40, seed: i },
-              },
-              { workflowId: `bench-${c.branchMode}-${i}`, jobId: `bench-${c.branchMode}` },
-            );
-            results.push(result);
-          }
-        }),
-      );
-      const tokens = results.reduce((n, r) => n + r.accounting.generatedTokens, 0);
-      const tools = results.reduce((n, r) => n + r.accounting.toolCalls, 0);
-      const reused = results.reduce((n, r) => n + r.accounting.reusedTokens, 0);
-      const reusedTools = results.reduce((n, r) => n + r.accounting.reusedToolCalls, 0);
+      const results = await mapPooled(questions, CONCURRENCY, async (q, i) => {
+        const { result } = await runParallelMuse(
+          client,
+          cfg,
+          {
+            n: 8,
+            m: 1,
+            k: 2,
+            t: 3,
+            r: 1,
+            branchMode: c.branchMode,
+            trajectory: { question: q.question, answer: q.answer, maxTurns: 40, seed: i },
+          },
+          { workflowId: `bench-${c.branchMode}-${i}`, jobId: `bench-${c.branchMode}` },
+        );
+        return result;
+      });
+      const total = (f: (r: ParallelMuseResult) => number) => sum(results.map(f));
+      const tokens = total((r) => r.accounting.generatedTokens);
+      const tools = total((r) => r.accounting.toolCalls);
+      const reused = total((r) => r.accounting.reusedTokens);
+      const reusedTools = total((r) => r.accounting.reusedToolCalls);
       for (const r of results) {
         for (const ro of r.rollouts) {
           const generatedSteps = ro.steps - ro.lineage.reusedSteps;
@@ -105,11 +82,7 @@ async function main() {
         : '\nreuse check: every rollout made exactly one model call per generated step and none for its reused prefix',
     );
   } finally {
-    await client.connection.close();
-    await worker.shutdown();
-    await running;
-    await Promise.all(members.map((m) => m.stop()));
-    await stack.stop();
+    await stop();
   }
 }
 

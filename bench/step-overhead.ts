@@ -6,14 +6,11 @@ import { NO_ACTION_OBSERVATION } from '../activities/index.js';
 import { contextPolicy } from '../agent/context.js';
 import { parseTurn } from '../agent/format.js';
 import { startTrajectory } from '../client/trajectories.js';
-import { connectClient } from '../common/temporal.js';
 import { SimBackend } from '../sim/backend.js';
 import { sampleQuestions } from '../sim/world.js';
 import { createToolRegistry } from '../tools/registry.js';
-import { startPoolMember } from '../workers/pool-member.js';
-import { createRolloutWorker } from '../workers/rollout-worker.js';
 import { stepSeed } from '../workflows/trajectory.js';
-import { benchStack, table } from './harness.js';
+import { benchEngine, mapPooled, sum, table } from './harness.js';
 
 const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 12);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
@@ -49,48 +46,24 @@ async function plainLoop(question: string, seed: number): Promise<number> {
   return MAX_TURNS;
 }
 
-async function pooled<T>(
-  items: T[],
-  n: number,
-  fn: (item: T, i: number) => Promise<number>,
-): Promise<number> {
-  let total = 0;
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: n }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        total += await fn(items[i]!, i);
-      }
-    }),
-  );
-  return total;
-}
-
 async function main() {
-  const stack = await benchStack('overhead');
-  const member = await startPoolMember({
-    config: stack.cfg,
-    pool: 'default',
-    backend: { backend: 'sim', timeScale: 0 },
-  });
-  const worker = await createRolloutWorker({ config: stack.cfg });
-  const running = worker.run();
-  const client = await connectClient(stack.cfg);
+  const { cfg, client, stop } = await benchEngine('overhead');
   try {
     // Warm-up: bundle load, connections, JetStream buckets.
-    await (await startTrajectory(client, stack.cfg, { question: questions[0]!, maxTurns: 3 })).result();
+    await (await startTrajectory(client, cfg, { question: questions[0]!, maxTurns: 3 })).result();
     await plainLoop(questions[0]!, 1);
 
     let t0 = performance.now();
-    const plainSteps = await pooled(questions, CONCURRENCY, (q, i) => plainLoop(q, i));
+    const plainSteps = sum(await mapPooled(questions, CONCURRENCY, (q, i) => plainLoop(q, i)));
     const plainMs = performance.now() - t0;
 
     t0 = performance.now();
-    const museSteps = await pooled(questions, CONCURRENCY, async (q, i) => {
-      const h = await startTrajectory(client, stack.cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
-      return (await h.result()).steps;
-    });
+    const museSteps = sum(
+      await mapPooled(questions, CONCURRENCY, async (q, i) => {
+        const h = await startTrajectory(client, cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
+        return (await h.result()).steps;
+      }),
+    );
     const museMs = performance.now() - t0;
 
     const plainRate = (plainSteps * 1000) / plainMs;
@@ -120,11 +93,7 @@ async function main() {
       `\nratio plain/Muse steps/s: ${(plainRate / museRate).toFixed(1)}x  (Muse overhead per step ≈ ${(museMs / museSteps - plainMs / plainSteps).toFixed(1)} ms of wall time at concurrency ${CONCURRENCY})`,
     );
   } finally {
-    await client.connection.close();
-    await worker.shutdown();
-    await running;
-    await member.stop();
-    await stack.stop();
+    await stop();
   }
 }
 
