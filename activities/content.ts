@@ -49,7 +49,7 @@ export class ContextStore {
   async putText(namespace: string, text: string): Promise<BlobRef> {
     const known = this.refs.get(text);
     if (known && known.split(':')[1] === namespace) return known;
-    const ref = await this.blobs.putText(namespace, text);
+    const ref = await this.blobs.put(namespace, text);
     this.refs.set(text, ref);
     return ref;
   }

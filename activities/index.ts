@@ -6,10 +6,11 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
-import type { StepKind, StepRecord } from '../agent/trajectory.js';
+import type { StepKind, StepLogSegment, StepRecord } from '../agent/trajectory.js';
 import type { ChatMessage, ContextPolicyName, ParsedTurn, RegionScores, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
+import { readStepLog, writeStepLog } from '../common/step-log.js';
 import { PoolClient } from '../inference/pool-client.js';
 import type { GenerateParams, Generation } from '../inference/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
@@ -184,10 +185,8 @@ export function createActivities(deps: ActivityDeps) {
       ) {
         return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
       }
-      if (
-        estimate + input.sampling.maxTokensPerTurn > input.contextWindow &&
-        estimate > input.contextWindow * 0.98
-      ) {
+      // No room left for a full turn: the server would reject the request (prompt + max_tokens > window).
+      if (estimate + input.sampling.maxTokensPerTurn > input.contextWindow) {
         return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
       }
       deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'turn' });
@@ -288,39 +287,17 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async saveStepLog(input: { jobId: string; records: StepRecord[] }): Promise<string> {
-      return deps.blobs.put(namespaceFor(input.jobId), { kind: 'muse.steplog', records: input.records });
+      return writeStepLog(deps.blobs, namespaceFor(input.jobId), input.records);
     },
 
-    async loadStepLog(input: { refs: string[] }): Promise<StepRecord[]> {
-      const out: StepRecord[] = [];
-      for (const ref of input.refs) {
-        const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(ref);
-        if (log?.kind !== 'muse.steplog')
-          throw new TypeError(`content reference ${ref} does not hold a step log`);
-        out.push(...log.records);
-      }
-      return out;
-    },
-
-    /** The steps of a trajectory from its log segments (a branch's reused prefix included), for reports. */
+    /** The turn and observation references of a trajectory's steps (a branch's reused prefix included), for reports. */
     async loadStepLogSegments(input: {
-      segments: { ref: string; untilStep?: number }[];
+      segments: StepLogSegment[];
     }): Promise<Pick<StepRecord, 'turnRef' | 'observationRef'>[]> {
-      const out: Pick<StepRecord, 'turnRef' | 'observationRef'>[] = [];
-      for (const seg of input.segments) {
-        const log = await deps.blobs.get<{ kind: string; records: StepRecord[] }>(seg.ref);
-        if (log?.kind !== 'muse.steplog')
-          throw new TypeError(`content reference ${seg.ref} does not hold a step log`);
-        for (const r of log.records) {
-          if (seg.untilStep === undefined || r.step < seg.untilStep) {
-            out.push({
-              turnRef: r.turnRef,
-              ...(r.observationRef ? { observationRef: r.observationRef } : {}),
-            });
-          }
-        }
-      }
-      return out;
+      return (await readStepLog(deps.blobs, input.segments)).map((r) => ({
+        turnRef: r.turnRef,
+        ...(r.observationRef ? { observationRef: r.observationRef } : {}),
+      }));
     },
 
     ...createAggregationActivities({ content, callModel }),

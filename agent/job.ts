@@ -36,7 +36,11 @@ export const TrajectorySpecSchema = z
     stepsPerRun: positiveInt.max(1000).default(200),
     sampling: SamplingSchema.prefault({}),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.sampling.maxTokensPerTurn < s.contextWindow, {
+    message: 'sampling.maxTokensPerTurn must be smaller than contextWindow (a turn must fit the window)',
+    path: ['sampling', 'maxTokensPerTurn'],
+  });
 
 export type TrajectorySpec = z.infer<typeof TrajectorySpecSchema>;
 export type TrajectorySpecInput = z.input<typeof TrajectorySpecSchema>;

@@ -46,6 +46,20 @@ export function addUsage(total: UsageTotals, u: Partial<UsageTotals>): UsageTota
   };
 }
 
+/** A segment of a trajectory's step log: the records of `ref` with step < untilStep (a branch's reused prefix). */
+export interface StepLogSegment {
+  ref: string;
+  untilStep?: number;
+}
+
+/** Per-step facts a ParallelMuse parent needs to branch. */
+export interface BranchableStep {
+  regions: RegionScores;
+  contextBefore: string;
+  completionTokens: number;
+  toolCalled: boolean;
+}
+
 /** Where a partial rollout came from. */
 export interface Lineage {
   rolloutType: 'initial' | 'partial' | 'scratch';
@@ -69,10 +83,10 @@ export interface TrajectoryResult {
   /** Usage of the steps this trajectory generated itself (a branch's reused prefix excluded). */
   usage: UsageTotals;
   error?: string;
-  /** Step records of the whole trajectory (inline when short; otherwise only stepLogRefs). */
-  stepLog?: StepRecord[];
-  /** One reference per workflow run (continue-as-new) to that run's step records. */
-  stepLogRefs: string[];
+  /** Where the step records are: one segment per workflow run, a branch's reused prefix first. */
+  log: StepLogSegment[];
+  /** Per-step facts for branching; kept only for trajectories short enough to branch from. */
+  branchable?: BranchableStep[];
   lineage?: Lineage;
   runs: number;
 }

@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Client } from '@temporalio/client';
 import type { StepRecord } from '../agent/trajectory.js';
 import { BlobStore, namespaceFor } from '../common/blob-store.js';
+import { readStepLog } from '../common/step-log.js';
 import type { TrajectoryOutput } from '../workflows/trajectory.js';
 
 export interface ExportedStep extends Omit<StepRecord, 'turnRef' | 'observationRef' | 'contextBefore'> {
@@ -19,19 +20,13 @@ export async function* exportTrajectory(
 ): AsyncGenerator<ExportedStep> {
   const result = (await client.workflow.getHandle(workflowId).result()) as TrajectoryOutput;
   const blobs = new BlobStore(nc);
-  for (const seg of result.log) {
-    const log = await blobs.get<{ kind: string; records: StepRecord[] }>(seg.ref);
-    if (log?.kind !== 'muse.steplog')
-      throw new Error(`content reference ${seg.ref} does not hold a step log`);
-    for (const r of log.records) {
-      if (seg.untilStep !== undefined && r.step >= seg.untilStep) continue;
-      const { turnRef, observationRef, contextBefore: _c, ...meta } = r;
-      yield {
-        ...meta,
-        turn: await blobs.getText(turnRef),
-        ...(observationRef ? { observation: await blobs.getText(observationRef) } : {}),
-      };
-    }
+  for (const r of await readStepLog(blobs, result.log)) {
+    const { turnRef, observationRef, contextBefore: _c, ...meta } = r;
+    yield {
+      ...meta,
+      turn: await blobs.getText(turnRef),
+      ...(observationRef ? { observation: await blobs.getText(observationRef) } : {}),
+    };
   }
 }
 

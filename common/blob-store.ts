@@ -88,10 +88,6 @@ export class BlobStore {
     return ref;
   }
 
-  async putText(namespace: string, text: string): Promise<BlobRef> {
-    return this.put(namespace, text);
-  }
-
   async get<T = unknown>(ref: BlobRef): Promise<T> {
     const hit = this.cache.get(ref);
     if (hit) {

@@ -18,7 +18,7 @@ import {
 } from '../agent/branching.js';
 import type { ParallelMuseSpec } from '../agent/job.js';
 import { addUsage, emptyUsage, type Lineage, type UsageTotals } from '../agent/trajectory.js';
-import type { Termination, TokenUsage } from '../agent/types.js';
+import type { Termination } from '../agent/types.js';
 import { trajectoryUncertainty } from '../agent/uncertainty.js';
 import { DEFAULT_TIMEOUTS, type StepTimeouts, type TrajectoryOutput, trajectory } from './trajectory.js';
 
@@ -70,7 +70,8 @@ export interface ParallelMuseResult {
     reusedToolCalls: number;
     /** 1 + Σreused / Σgenerated. */
     reuseFactor: number;
-    aggregation: TokenUsage & { calls: number };
+    /** Report, integration and judge calls (llmCalls counts them). */
+    aggregation: UsageTotals;
   };
   compression?: { trajectoryChars: number; reportChars: number; integrationContextChars: number };
 }
@@ -233,7 +234,8 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   }
   // Branch points that could not be found (short trajectories) are made up by from-scratch rollouts.
   // scratchToFill counts every from-scratch rollout the budget still needs, the planned ones included.
-  const topUp = spec.branchMode === 'none' ? 0 : Math.max(0, scratchToFill(plan, partialLaunched) - plan.scratch);
+  const topUp =
+    spec.branchMode === 'none' ? 0 : Math.max(0, scratchToFill(plan, partialLaunched) - plan.scratch);
   const extra = Array.from({ length: topUp }, (_, s) =>
     runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s),
   );
@@ -251,12 +253,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     uncertainty: r.uncertainty,
   }));
   const outcomes: Record<string, AggregatorOutcome> = {};
-  let aggUsage: TokenUsage & { calls: number } = {
-    promptTokens: 0,
-    cachedPromptTokens: 0,
-    completionTokens: 0,
-    calls: 0,
-  };
+  let aggUsage = emptyUsage();
   let compression: ParallelMuseResult['compression'];
   const aggPool = spec.aggregatorPool ?? tspec.pool;
   const aggModel = spec.aggregatorModel ?? tspec.model;
@@ -296,14 +293,8 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       sampling: tspec.sampling,
       seed: base + 999_999,
     });
-    for (const u of [...reports.map((r) => r.usage), integrated.usage]) {
-      aggUsage = {
-        promptTokens: aggUsage.promptTokens + u.promptTokens,
-        cachedPromptTokens: aggUsage.cachedPromptTokens + u.cachedPromptTokens,
-        completionTokens: aggUsage.completionTokens + u.completionTokens,
-        calls: aggUsage.calls + 1,
-      };
-    }
+    for (const u of [...reports.map((r) => r.usage), integrated.usage])
+      aggUsage = addUsage(aggUsage, { ...u, llmCalls: 1 });
     const support = integrated.answer
       ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length
       : 0;
@@ -334,6 +325,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         model: aggModel,
         sampling: tspec.sampling,
       });
+      aggUsage = addUsage(aggUsage, { ...j.usage, llmCalls: 1 });
       judge = { method: 'llm', correct: j.correct };
     } else judge = { method: 'exact', correct: primary.correct ?? false };
   }

@@ -17,8 +17,10 @@ import type { MuseActivities } from '../activities/index.js';
 import type { TrajectorySpec } from '../agent/job.js';
 import {
   addUsage,
+  type BranchableStep,
   emptyUsage,
   type Lineage,
+  type StepLogSegment,
   type StepRecord,
   type TrajectoryProgress,
   type TrajectoryResult,
@@ -34,20 +36,6 @@ export interface StepTimeouts {
 }
 
 export const DEFAULT_TIMEOUTS: StepTimeouts = { stepMs: 10 * 60_000, heartbeatMs: 20_000 };
-
-/** A segment of a trajectory's step log: the records of `ref` with step < untilStep (a branch's reused prefix). */
-export interface StepLogSegment {
-  ref: string;
-  untilStep?: number;
-}
-
-/** Per-step facts a ParallelMuse parent needs to branch, kept only for trajectories short enough to branch. */
-export interface BranchableStep {
-  regions: RegionScores;
-  contextBefore: string;
-  completionTokens: number;
-  toolCalled: boolean;
-}
 
 export const BRANCHABLE_STEP_LIMIT = 512;
 
@@ -80,7 +68,8 @@ interface CarriedState {
   lastAction: string;
 }
 
-export type TrajectoryOutput = TrajectoryResult & { log: StepLogSegment[]; branchable?: BranchableStep[] };
+/** The result of a trajectory workflow (kept as its own name for the client and parent workflows). */
+export type TrajectoryOutput = TrajectoryResult;
 
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 
@@ -266,7 +255,6 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
     steps: step,
     usage,
     ...(finished.error ? { error: finished.error } : {}),
-    stepLogRefs: log.map((s) => s.ref),
     log,
     ...(branchable ? { branchable } : {}),
     ...(input.branch ? { lineage: input.branch.lineage } : {}),

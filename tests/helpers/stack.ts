@@ -9,6 +9,7 @@ import { inject } from 'vitest';
 import { loadConfig, type MuseConfig } from '../../common/config.js';
 import { connectNats } from '../../common/nats.js';
 import type { BackendSpec } from '../../inference/backends/index.js';
+import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { startPoolMember } from '../../workers/pool-member.js';
 import { createRolloutWorker, type RolloutWorkerOptions } from '../../workers/rollout-worker.js';
 
@@ -128,4 +129,19 @@ export async function waitUntil(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Wraps a backend so a test sees every model request a pool member serves. */
+export function recordingBackend(
+  inner: InferenceBackend,
+  onRequest: (req: BackendRequest) => void,
+): InferenceBackend {
+  return {
+    kind: inner.kind,
+    load: () => inner.load!(),
+    generate(req, signal) {
+      onRequest(req);
+      return inner.generate(req, signal);
+    },
+  };
 }

@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
-import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import {
@@ -15,6 +14,7 @@ import {
   inProcessWorker,
   killHard,
   natsFor,
+  recordingBackend,
   spawnMuse,
   testConfig,
   waitUntil,
@@ -36,19 +36,6 @@ afterAll(async () => {
   await client?.connection.close();
 });
 
-/** Wraps the simulator and records, per model request, which step of which question it was for. */
-function recordingBackend(inner: InferenceBackend, calls: string[]): InferenceBackend {
-  return {
-    kind: inner.kind,
-    load: () => inner.load!(),
-    async generate(req: BackendRequest, signal: AbortSignal) {
-      const step = req.messages.filter((m) => m.role === 'assistant').length;
-      calls.push(`${req.messages[1]?.content.slice(0, 60)}#${step}`);
-      return inner.generate(req, signal);
-    },
-  };
-}
-
 const fastRetry = { stepMs: 60_000, heartbeatMs: 2_000 };
 
 describe('durability under faults', () => {
@@ -58,7 +45,11 @@ describe('durability under faults', () => {
       nc,
       pool: 'kill-worker',
       id: 'rec',
-      backend: recordingBackend(new SimBackend({ profile: { timeScale: 0.2 } }), calls),
+      backend: recordingBackend(new SimBackend({ profile: { timeScale: 0.2 } }), (req) => {
+        // A react prompt has one assistant message per finished step: the request is for the next one.
+        const step = req.messages.filter((m) => m.role === 'assistant').length;
+        calls.push(`${req.messages[1]?.content.slice(0, 60)}#${step}`);
+      }),
     });
     await member.start();
     const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);

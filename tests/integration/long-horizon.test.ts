@@ -9,7 +9,6 @@ import { historyChain } from '../../client/history.js';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
-import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import {
@@ -17,6 +16,7 @@ import {
   inProcessWorker,
   killHard,
   natsFor,
+  recordingBackend,
   spawnMuse,
   testConfig,
   waitUntil,
@@ -112,17 +112,11 @@ describe('long-horizon trajectories', () => {
     timeout: 300_000,
   }, async () => {
     const calls: number[] = [];
-    const inner = new SimBackend({ profile: { timeScale: 0.05 } });
-    const recording: InferenceBackend = {
-      kind: 'sim',
-      load: () => inner.load(),
-      generate(req: BackendRequest, signal: AbortSignal) {
-        // iterresearch prompts carry the round counter in the simulator's report: count requests per round.
-        const m = /Rounds?:\s*(\d+)/i.exec(req.messages.at(-1)?.content ?? '');
-        calls.push(m ? Number(m[1]) : 0);
-        return inner.generate(req, signal);
-      },
-    };
+    const recording = recordingBackend(new SimBackend({ profile: { timeScale: 0.05 } }), (req) => {
+      // iterresearch prompts carry the round counter in the simulator's report: count requests per round.
+      const m = /Rounds?:\s*(\d+)/i.exec(req.messages.at(-1)?.content ?? '');
+      calls.push(m ? Number(m[1]) : 0);
+    });
     const member = new PoolMember({ nc, pool: 'can', id: 'rec-can', backend: recording });
     await member.start();
     try {

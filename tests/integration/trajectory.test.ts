@@ -4,9 +4,10 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
-import type { StepRecord } from '../../agent/trajectory.js';
+import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { BlobStore } from '../../common/blob-store.js';
+import { readStepLog } from '../../common/step-log.js';
 import { connectClient } from '../../common/temporal.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
@@ -32,12 +33,8 @@ afterAll(async () => {
   await client?.connection.close();
 });
 
-async function stepLog(refs: string[]): Promise<StepRecord[]> {
-  const blobs = new BlobStore(nc);
-  const out: StepRecord[] = [];
-  for (const ref of refs) out.push(...(await blobs.get<{ records: StepRecord[] }>(ref)).records);
-  return out;
-}
+const stepLog = (segments: StepLogSegment[]): Promise<StepRecord[]> =>
+  readStepLog(new BlobStore(nc), segments);
 
 describe('trajectory workflow', () => {
   it('runs a sample question to an answer, recording every step by reference', async () => {
@@ -50,7 +47,7 @@ describe('trajectory workflow', () => {
     expect(result.usage.llmCalls).toBe(result.steps);
     expect(result.usage.promptTokens).toBeGreaterThan(0);
     expect(result.usage.completionTokens).toBeGreaterThan(0);
-    const log = await stepLog(result.stepLogRefs);
+    const log = await stepLog(result.log);
     expect(log.map((s) => s.step)).toEqual([...Array(result.steps).keys()]);
     expect(log.at(-1)!.kind).toBe('answer');
     for (const s of log.slice(0, -1)) expect(s.observationRef).toMatch(/^(kv|obj):/);
@@ -76,7 +73,7 @@ describe('trajectory workflow', () => {
     });
     const result = await handle.result();
     expect(result.termination).toBe('answer');
-    const log = await stepLog(result.stepLogRefs);
+    const log = await stepLog(result.log);
     expect(log[1]!.kind).toBe('invalid_tool_call');
     expect(log[1]!.toolError).toBe(TOOL_CALL_FORMAT_ERROR);
     expect(log[2]!.kind).toBe('tool_call');
@@ -103,7 +100,7 @@ describe('trajectory workflow', () => {
       const result = await handle.result();
       expect(result.termination).toBe('cancelled');
       expect(result.steps).toBeGreaterThanOrEqual(2);
-      expect((await stepLog(result.stepLogRefs)).length).toBe(result.steps);
+      expect((await stepLog(result.log)).length).toBe(result.steps);
     } finally {
       await slow.stop();
     }
