@@ -87,13 +87,17 @@ export class LeastLoadedPolicy implements RoutingPolicy {
 
 export interface PrefixAffinityOptions {
   /**
-   * The pool counts as imbalanced when both hold: max − min load above this (outstanding requests, scaled to an
-   * average member's capacity in a mixed pool)... Default 8: SGLang's 64 assumes a router in front of large
-   * batches; rollout pools run batches of tens, where eight requests queued behind one member already cost more
-   * than re-prefilling the prefix elsewhere.
+   * The imbalance guard (bounded load, as in consistent hashing with bounded loads): the member a request would
+   * go to counts as overloaded when its load exceeds the pool's mean load by more than this many requests (scaled
+   * to an average member's capacity in a mixed pool)... Default 4: a handful of requests queued behind one member
+   * cost less than re-prefilling a long prefix elsewhere; more than that and the rest of the pool idles.
    */
   balanceAbsThreshold?: number;
-  /** ...and max load above this multiple of min load. Default 1.5 (SGLang's cache-aware default). */
+  /**
+   * ...and by more than this multiple of the mean. Default 1.25, the usual bound of bounded-load hashing. The mean,
+   * not the minimum as in SGLang's router: with a few members one idle member would otherwise trip the guard, and
+   * sticky rollouts are bursty by nature.
+   */
   balanceRelThreshold?: number;
   /**
    * Fraction of the prompt's blocks the best member must already hold for the request to follow it. Default 0.3
@@ -117,8 +121,8 @@ export interface PrefixAffinityOptions {
 }
 
 export const PREFIX_AFFINITY_DEFAULTS = {
-  balanceAbsThreshold: 8,
-  balanceRelThreshold: 1.5,
+  balanceAbsThreshold: 4,
+  balanceRelThreshold: 1.25,
   cacheThreshold: 0.3,
   coldPlacement: 'auto',
   defaultCapacityBlocks: 16384,
@@ -148,9 +152,14 @@ export type AffinityDecision =
   | 'affinity_full';
 
 /**
- * Cache-aware routing after SGLang's router: follow the member holding the longest prefix while the pool is
- * balanced, and fall back to least-loaded order when it is not, or when that member is full. Dynamo's KV router
- * and llm-d's prefix scorer weigh the same two signals; a hard switch keeps the behaviour easy to predict.
+ * Cache-aware routing after SGLang's router: follow the member holding the longest prefix while it is not
+ * overloaded, place cold prefixes by rendezvous hashing on the sticky key, and when the chosen member is
+ * overloaded or full take the next member in the same preference order that is not. Dynamo's KV router and
+ * llm-d's prefix scorer weigh the same two signals; a hard switch keeps the behaviour easy to predict.
+ *
+ * The preference order (longest recorded prefix, then rendezvous rank of the sticky key) is the same in every
+ * router process, so a question's overflow lands on one stable second member, which then holds its prefix too,
+ * instead of scattering over whichever member is least loaded at that instant.
  */
 export class PrefixAffinityPolicy implements RoutingPolicy {
   readonly name = 'prefix_affinity' as const;
@@ -167,8 +176,8 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
 
   /**
    * Member loads in "requests on an average member": equal to outstanding requests in a uniform pool (so the
-   * thresholds read like SGLang's), scaled by capacity in a mixed one so a big server is not called imbalanced
-   * for carrying its share.
+   * thresholds read as request counts), scaled by capacity in a mixed one so a big server is not called
+   * overloaded for carrying its share.
    */
   private loads(members: MemberView[]): Map<string, number> {
     const mean = members.reduce((s, m) => s + Math.max(1, m.capacity), 0) / members.length;
@@ -186,62 +195,63 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
         this.index.setCapacity(m.id, (m.cacheCapacityTokens * this.o.charsPerToken) / this.o.blockChars);
       }
     }
+    const total = req.prefixKeys.length;
     const match = new Map(healthy.map((m) => [m.id, this.index.matchLength(m.id, req.prefixKeys)]));
     const util = new Map(healthy.map((m) => [m.id, utilisation(m)]));
-    // Failover after the first: members holding more of the prefix, then the less loaded.
-    const fallbackOrder = (a: MemberView, b: MemberView) =>
-      match.get(b.id)! - match.get(a.id)! || util.get(a.id)! - util.get(b.id)! || byId(a, b);
-    const leastLoaded = () =>
-      [...healthy].sort(
-        (a, b) => util.get(a.id)! - util.get(b.id)! || match.get(b.id)! - match.get(a.id)! || byId(a, b),
+    const key = req.stickyKey ?? req.prefixKeys[total - 1];
+    const rendezvous = new Map(
+      healthy.map((m) => [m.id, key === undefined ? 0 : rendezvousScore(key, m.id)]),
+    );
+    const leastLoaded = (a: MemberView, b: MemberView) =>
+      util.get(a.id)! - util.get(b.id)! || match.get(b.id)! - match.get(a.id)! || byId(a, b);
+
+    const best = healthy.reduce((a, b) => (match.get(b.id)! > match.get(a.id)! ? b : a));
+    const warm = total > 0 && match.get(best.id)! > 0 && match.get(best.id)! / total >= this.o.cacheThreshold;
+    const sticky =
+      this.o.coldPlacement === 'rendezvous' ||
+      (this.o.coldPlacement === 'auto' && req.stickyKey !== undefined);
+
+    let preferred: MemberView[];
+    let decision: AffinityDecision;
+    if (warm || sticky) {
+      // Longest recorded prefix first; among equals (all cold, say) the sticky key's rendezvous rank.
+      preferred = [...healthy].sort(
+        (a, b) =>
+          match.get(b.id)! - match.get(a.id)! ||
+          (sticky ? rendezvous.get(b.id)! - rendezvous.get(a.id)! : 0) ||
+          leastLoaded(a, b),
       );
+      decision = warm ? 'affinity' : 'cold_rendezvous';
+      // A cold key takes the less loaded of its two rendezvous choices (the power of two choices): placement
+      // stays nearly as stable across routers, and a handful of sticky keys no longer land 5/3/2/2 by chance.
+      if (!warm && preferred.length > 1 && util.get(preferred[1]!.id)! < util.get(preferred[0]!.id)!) {
+        preferred = [preferred[1]!, preferred[0]!, ...preferred.slice(2)];
+      }
+    } else {
+      preferred = [...healthy].sort(leastLoaded);
+      decision = 'cold_least_loaded';
+    }
 
     const loads = this.loads(healthy);
-    let min = Infinity;
-    for (const l of loads.values()) if (l < min) min = l;
-    // The guard looks at the member the request would go to: a hot spot elsewhere in the pool is no reason to
-    // send this request away from the member that holds its prefix.
-    const overloaded = (id: string) => {
-      const l = loads.get(id)!;
-      return l - min > this.o.balanceAbsThreshold && l > this.o.balanceRelThreshold * min;
+    let sum = 0;
+    for (const l of loads.values()) sum += l;
+    const mean = sum / healthy.length;
+    const overloaded = (m: MemberView) => {
+      const l = loads.get(m.id)!;
+      return l - mean > this.o.balanceAbsThreshold && l > this.o.balanceRelThreshold * mean;
     };
+    const full = (m: MemberView) => outstanding(m) >= Math.max(1, m.capacity);
 
-    const ordered = [...healthy].sort(fallbackOrder);
-    const best = ordered[0]!;
-    const total = req.prefixKeys.length;
-    const ratio = total > 0 ? match.get(best.id)! / total : 0;
-
-    let target: MemberView;
-    let decision: AffinityDecision;
-    if (ratio >= this.o.cacheThreshold && match.get(best.id)! > 0) {
-      target = best;
-      decision = 'affinity';
-    } else {
-      const key = req.stickyKey ?? req.prefixKeys[total - 1];
-      const useRendezvous =
-        key !== undefined &&
-        (this.o.coldPlacement === 'rendezvous' ||
-          (this.o.coldPlacement === 'auto' && req.stickyKey !== undefined));
-      if (useRendezvous) {
-        target = healthy.reduce((a, b) => {
-          const sa = rendezvousScore(key, a.id);
-          const sb = rendezvousScore(key, b.id);
-          return sb > sa || (sb === sa && b.id < a.id) ? b : a;
-        });
-        decision = 'cold_rendezvous';
-      } else {
-        target = leastLoaded()[0]!;
-        decision = 'cold_least_loaded';
-      }
+    const first = preferred[0]!;
+    if (!overloaded(first) && !full(first)) {
+      this.lastDecision = decision;
+      return preferred.map((m) => m.id);
     }
-
-    const imbalanced = overloaded(target.id);
-    if (imbalanced || outstanding(target) >= Math.max(1, target.capacity)) {
-      this.lastDecision = imbalanced ? 'imbalanced' : 'affinity_full';
-      return leastLoaded().map((m) => m.id);
-    }
-    this.lastDecision = decision;
-    return [target.id, ...ordered.filter((m) => m !== target).map((m) => m.id)];
+    this.lastDecision = overloaded(first) ? 'imbalanced' : 'affinity_full';
+    const next = preferred.find((m) => !overloaded(m) && !full(m));
+    // Every member overloaded or full: least-loaded order, the best the pool can do.
+    if (!next) return [...healthy].sort(leastLoaded).map((m) => m.id);
+    return [next, ...preferred.filter((m) => m !== next)].map((m) => m.id);
   }
 
   onRouted(memberId: string, req: RouteRequest): void {

@@ -53,7 +53,8 @@ describe('prefix_affinity', () => {
     const p = new PrefixAffinityPolicy();
     const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
     const first = route(p, members, req(`${question(1)}${'t'.repeat(3000)}`));
-    for (let b = 0; b < 6; b++) {
+    // Four more on one member of an idle pool: within the guard's slack of 4 requests over the mean.
+    for (let b = 0; b < 4; b++) {
       expect(route(p, members, req(branch(1, b)))).toBe(first);
       expect(p.lastDecision).toBe('affinity');
     }
@@ -78,7 +79,7 @@ describe('prefix_affinity', () => {
     expect(p.lastDecision).toBe('cold_rendezvous');
   });
 
-  it('falls back to least-loaded order when the pool is imbalanced', () => {
+  it('leaves an overloaded affinity member for the next member in preference order', () => {
     const p = new PrefixAffinityPolicy({ balanceAbsThreshold: 8, balanceRelThreshold: 1.5 });
     const members = [member('a'), member('b'), member('c')];
     const r0 = req(branch(1, 0));
@@ -86,9 +87,38 @@ describe('prefix_affinity', () => {
     members[0]!.inFlight = 20;
     members[1]!.inFlight = 3;
     members[2]!.inFlight = 5;
+    // mean 9.33: a is 10.7 over it (> 8) and 2.1x it (> 1.5x)
     const ranked = p.rank(req(branch(1, 1)), members);
     expect(p.lastDecision).toBe('imbalanced');
-    expect(ranked).toEqual(['b', 'c', 'a']);
+    // b, then the prefix holder a for failover, then c
+    expect(ranked).toEqual(['b', 'a', 'c']);
+  });
+
+  it('sends the overflow of a sticky key to the same second member every time', () => {
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const byScore = [...members].sort((x, y) => rendezvousScore('q7', y.id) - rendezvousScore('q7', x.id));
+    const [top, second] = [byScore[0]!.id, byScore[1]!.id];
+    const overflow = new Set<string>();
+    for (let trial = 0; trial < 3; trial++) {
+      const p = new PrefixAffinityPolicy();
+      const view = members.map((m) => ({ ...m, inFlight: m.id === top ? 12 : 2 }));
+      p.onRouted(top, req(question(7), 'q7'));
+      overflow.add(p.rank(req(branch(7, trial), 'q7'), view)[0]!);
+      expect(p.lastDecision).toBe('imbalanced');
+    }
+    expect([...overflow]).toEqual([second]);
+  });
+
+  it('places a cold sticky key on the less loaded of its two rendezvous choices', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const byScore = [...members].sort((x, y) => rendezvousScore('q9', y.id) - rendezvousScore('q9', x.id));
+    byScore[0]!.inFlight = 3;
+    byScore[1]!.inFlight = 1;
+    expect(p.rank(req(question(9), 'q9'), members)[0]).toBe(byScore[1]!.id);
+    expect(p.lastDecision).toBe('cold_rendezvous');
+    byScore[1]!.inFlight = 5;
+    expect(p.rank(req(question(9), 'q9'), members)[0]).toBe(byScore[0]!.id);
   });
 
   it('stays with the affinity member while the imbalance is under either threshold', () => {
