@@ -1,8 +1,10 @@
 // Routing policies on a ParallelMuse-shaped workload (rollouts of a question and their branches, which share long
 // prompt prefixes, plus independent requests), served by four identical simulated members with a bounded prefix
-// cache. Each policy
-// runs the same seeded workload on fresh members (cold caches) and a fresh router. Prints makespan, prefix-cache
-// hit rate, load spread across members and pool utilisation, and checks them against the targets.
+// cache. Each policy runs the same seeded workload on fresh members (cold caches) and a fresh router. Prints
+// makespan, prefix-cache hit rate (overall and by request kind), load spread across members and pool utilisation,
+// checks them against the targets, and prints the workload's hit-rate ceiling (one server whose cache never
+// evicts): how much of the reachable hit rate each policy got, and the most any policy could reach over
+// round_robin on this workload.
 //
 // Busy time: a member is busy while it has at least one request inside its backend (prefill or decode); it is
 // measured in wall time around each backend call. Ideal makespan = Σ busy time / 4 (the same work spread
@@ -426,13 +428,12 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
  */
 async function ceilingHitRate(): Promise<number> {
   const server = new SimServer({ timeScale: 0, cacheCapacityTokens: 2 ** 40 });
-  const signal = new AbortController().signal;
   let prompt = 0;
   let cached = 0;
   await workload().run(
     async (messages) => {
       const tokens = simTokenize(renderChatPrompt(messages));
-      const r = await server.run(tokens, PARAMS.maxTokens, signal);
+      const r = await server.run(tokens, PARAMS.maxTokens, new AbortController().signal);
       prompt += tokens.length;
       cached += r.cachedPromptTokens;
     },

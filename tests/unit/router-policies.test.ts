@@ -53,7 +53,7 @@ describe('prefix_affinity', () => {
     const p = new PrefixAffinityPolicy();
     const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
     const first = route(p, members, req(`${question(1)}${'t'.repeat(3000)}`));
-    // Four more on one member of an idle pool: within the guard's slack of 4 requests over the mean.
+    // Four more on one member of an idle pool: within the guard's slack of 6 requests over the mean.
     for (let b = 0; b < 4; b++) {
       expect(route(p, members, req(branch(1, b)))).toBe(first);
       expect(p.lastDecision).toBe('affinity');
