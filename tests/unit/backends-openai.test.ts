@@ -1,6 +1,4 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import {
   alignTokensToText,
@@ -9,50 +7,13 @@ import {
   serverRoot,
 } from '../../inference/backends/openai.js';
 import type { BackendRequest } from '../../inference/types.js';
+import { fakeJsonServer } from '../helpers/fake-http.js';
 
-interface Reply {
-  status?: number;
-  body?: unknown;
-  headers?: Record<string, string>;
+/** The fake server with the OpenAI path prefix the backend is configured with. */
+async function fakeServer(handler: Parameters<typeof fakeJsonServer>[0]) {
+  const s = await fakeJsonServer(handler);
+  return { ...s, url: `${s.url}/v1` };
 }
-interface Seen {
-  path: string;
-  body: Record<string, unknown>;
-  headers: http.IncomingHttpHeaders;
-}
-
-async function fakeServer(handler: (req: Seen, n: number) => Reply) {
-  const seen: Seen[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const s: Seen = {
-        path: req.url ?? '',
-        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-        headers: req.headers,
-      };
-      seen.push(s);
-      const r = handler(s, seen.length);
-      res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...r.headers });
-      res.end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body ?? {}));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return { url: `http://127.0.0.1:${port}/v1`, seen, close };
-}
-
-let cleanup: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await cleanup?.();
-  cleanup = undefined;
-});
 
 function request(over: Partial<BackendRequest['params']> = {}): BackendRequest {
   return {
@@ -119,7 +80,6 @@ function chatBody(opts: { usage?: unknown; logprobs?: unknown; content?: string;
 describe('OpenAIBackend (chat)', () => {
   it('sends logprobs=true with top_logprobs and parses tokens, top-k, usage and cached tokens', async () => {
     const s = await fakeServer(() => ({ body: chatBody() }));
-    cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', apiKey: 'sk' });
     const g = await b.generate(request(), signal());
     expect(s.seen[0]!.path).toBe('/v1/chat/completions');
@@ -150,14 +110,12 @@ describe('OpenAIBackend (chat)', () => {
     const s = await fakeServer(() => ({
       body: chatBody({ usage: { prompt_tokens: 40, completion_tokens: 2, prompt_tokens_details: null } }),
     }));
-    cleanup = s.close;
     const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
     expect(g.usage.cachedPromptTokens).toBe(0);
   });
 
   it('fails with a message naming the missing field when logprobs are absent', async () => {
     const s = await fakeServer(() => ({ body: chatBody({ logprobs: null }) }));
-    cleanup = s.close;
     const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
       .generate(request(), signal())
       .catch((e) => e);
@@ -170,7 +128,6 @@ describe('OpenAIBackend (chat)', () => {
     const s = await fakeServer(() => ({
       body: chatBody({ content: 'Hi', logprobs: { content: [{ token: 'Hi', logprob: -0.1 }] } }),
     }));
-    cleanup = s.close;
     const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
       .generate(request(), signal())
       .catch((e) => e);
@@ -183,7 +140,6 @@ describe('OpenAIBackend (chat)', () => {
         ? { status: 429, body: { error: 'rate' }, headers: { 'retry-after': '0' } }
         : { body: chatBody() },
     );
-    cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', backoff: { baseMs: 1, maxMs: 2 } });
     const g = await b.generate(request(), signal());
     expect(g.text).toBe('Hi there');
@@ -192,7 +148,6 @@ describe('OpenAIBackend (chat)', () => {
 
   it('does not retry a 400', async () => {
     const s = await fakeServer(() => ({ status: 400, body: { error: { message: 'bad top_logprobs' } } }));
-    cleanup = s.close;
     const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
       .generate(request(), signal())
       .catch((e) => e);
@@ -203,7 +158,6 @@ describe('OpenAIBackend (chat)', () => {
 
   it('maps finish_reason length, and reports an aborted generation as retryable', async () => {
     const s = await fakeServer((_, n) => ({ body: chatBody({ finish: n === 1 ? 'length' : 'abort' }) }));
-    cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm' });
     expect((await b.generate(request(), signal())).finishReason).toBe('length');
     const err = await b.generate(request(), signal()).catch((e) => e);
@@ -224,7 +178,6 @@ describe('OpenAIBackend (chat)', () => {
     });
     (body.choices[0]!.message as Record<string, unknown>).reasoning_content = 'hmm';
     const s = await fakeServer(() => ({ body }));
-    cleanup = s.close;
     const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
     expect(g.text).toBe('<think>hmm</think>Done');
     expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
@@ -255,7 +208,6 @@ describe('OpenAIBackend (completions)', () => {
 
   it('renders the chat template, sends logprobs=k and parses the vLLM shape', async () => {
     const s = await fakeServer(() => ({ body: completion }));
-    cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' });
     const g = await b.generate(request(), signal());
     expect(s.seen[0]!.path).toBe('/v1/completions');
@@ -280,7 +232,6 @@ describe('OpenAIBackend (completions)', () => {
     const s = await fakeServer(() => ({
       body: { ...completion, choices: [{ ...completion.choices[0], logprobs: null }] },
     }));
-    cleanup = s.close;
     const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' })
       .generate(request(), signal())
       .catch((e) => e);
@@ -291,7 +242,6 @@ describe('OpenAIBackend (completions)', () => {
     const s = await fakeServer((req) =>
       req.path === '/tokenize' ? { body: { tokens: [1, 2, 3], count: 3 } } : { body: completion },
     );
-    cleanup = s.close;
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions', promptTokenIds: true });
     await b.generate(request(), signal());
     expect(s.seen[0]!.path).toBe('/tokenize');
@@ -301,7 +251,6 @@ describe('OpenAIBackend (completions)', () => {
 
   it('accepts a custom template and tokenizer', async () => {
     const s = await fakeServer(() => ({ body: completion }));
-    cleanup = s.close;
     const b = new OpenAIBackend({
       baseUrl: s.url,
       model: 'm',

@@ -1,48 +1,10 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import { SGLangBackend } from '../../inference/backends/sglang.js';
 import type { BackendRequest } from '../../inference/types.js';
+import { fakeJsonServer } from '../helpers/fake-http.js';
 
-interface Reply {
-  status?: number;
-  body?: unknown;
-  headers?: Record<string, string>;
-}
-interface Seen {
-  path: string;
-  body: Record<string, unknown>;
-}
-
-async function fakeServer(handler: (req: Seen, n: number) => Reply) {
-  const seen: Seen[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const s: Seen = { path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
-      seen.push(s);
-      const r = handler(s, seen.length);
-      res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...r.headers });
-      res.end(JSON.stringify(r.body ?? {}));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return { url: `http://127.0.0.1:${port}`, seen, close };
-}
-
-let cleanup: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await cleanup?.();
-  cleanup = undefined;
-});
+const fakeServer = fakeJsonServer;
 
 const request: BackendRequest = {
   id: 'r1',
@@ -86,7 +48,6 @@ function generateBody(meta: Record<string, unknown> = {}) {
 describe('SGLangBackend', () => {
   it('posts the native /generate shape and parses meta_info', async () => {
     const s = await fakeServer(() => ({ body: generateBody() }));
-    cleanup = s.close;
     const b = new SGLangBackend({ baseUrl: `${s.url}/`, model: 'qwen' });
     const g = await b.generate(request, signal());
     expect(s.seen[0]!.path).toBe('/generate');
@@ -111,7 +72,6 @@ describe('SGLangBackend', () => {
     const s = await fakeServer(() => ({
       body: generateBody({ finish_reason: { type: 'length', length: 32 } }),
     }));
-    cleanup = s.close;
     const b = new SGLangBackend({
       baseUrl: s.url,
       inputIds: true,
@@ -127,7 +87,6 @@ describe('SGLangBackend', () => {
 
   it('names the missing field when logprobs are absent', async () => {
     const s = await fakeServer(() => ({ body: generateBody({ output_token_logprobs: undefined }) }));
-    cleanup = s.close;
     const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
     expect(err).toBeInstanceOf(BackendProtocolError);
     expect((err as Error).message).toContain('meta_info.output_token_logprobs');
@@ -135,7 +94,6 @@ describe('SGLangBackend', () => {
 
   it('names the missing field when top logprobs are absent', async () => {
     const s = await fakeServer(() => ({ body: generateBody({ output_top_logprobs: null }) }));
-    cleanup = s.close;
     const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
     expect((err as Error).message).toContain('meta_info.output_top_logprobs');
   });
@@ -146,7 +104,6 @@ describe('SGLangBackend', () => {
         ? { body: generateBody({ cached_tokens: undefined }) }
         : { body: generateBody({ finish_reason: { type: 'abort', message: 'server shutting down' } }) },
     );
-    cleanup = s.close;
     const b = new SGLangBackend({ baseUrl: s.url });
     expect((await b.generate(request, signal())).usage.cachedPromptTokens).toBe(0);
     const err = await b.generate(request, signal()).catch((e) => e);
@@ -162,7 +119,6 @@ describe('SGLangBackend', () => {
           ? { body: generateBody() }
           : { status: 400, body: { error: 'bad' } },
     );
-    cleanup = s.close;
     const b = new SGLangBackend({ baseUrl: s.url, backoff: { baseMs: 1, maxMs: 2 } });
     await b.generate(request, signal());
     expect(s.seen).toHaveLength(2);
