@@ -1,5 +1,6 @@
 // JSON over HTTP for the real inference backends (vLLM, SGLang, any OpenAI-compatible server).
 // Runs inside pool members, never in workflow code, so wall clocks and Math.random are fine here.
+import type { BackendLoad } from '../types.js';
 
 export interface BackoffOptions {
   /** First retry waits about this long (before jitter). Default 200 ms. */
@@ -86,6 +87,36 @@ export class BackendProtocolError extends Error {
   constructor(message: string, opts?: { retryable?: boolean; cause?: unknown }) {
     super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
     this.retryable = opts?.retryable ?? false;
+  }
+}
+
+/**
+ * The load an HTTP backend can report: the requests this process has in flight. The server's own queue and cache
+ * use are not visible through its API, so they read as 0; the limits are what the operator configured.
+ */
+export class HttpBackendLoad {
+  private running = 0;
+
+  constructor(private readonly limits: { maxBatch?: number; cacheCapacityTokens?: number }) {}
+
+  /** Runs one request, counted as in flight until it settles. */
+  async track<T>(request: () => Promise<T>): Promise<T> {
+    this.running++;
+    try {
+      return await request();
+    } finally {
+      this.running--;
+    }
+  }
+
+  load(): BackendLoad {
+    return {
+      running: this.running,
+      queued: 0,
+      maxBatch: this.limits.maxBatch ?? 256,
+      cacheCapacityTokens: this.limits.cacheCapacityTokens ?? 0,
+      cacheUsedTokens: 0,
+    };
   }
 }
 

@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { ChatMessage } from '../../agent/types.js';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
-import { BackendProtocolError, type BackoffOptions, postJson } from './http.js';
+import { BackendProtocolError, type BackoffOptions, HttpBackendLoad, postJson } from './http.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Chat templates (completions mode, SGLang /generate)
@@ -333,10 +333,11 @@ export class OpenAIBackend implements InferenceBackend {
   private readonly base: string;
   private readonly mode: 'chat' | 'completions';
   private readonly tokenizer: Tokenizer | undefined;
-  private running = 0;
+  private readonly inFlight: HttpBackendLoad;
 
   constructor(private readonly opts: OpenAIBackendOptions) {
     this.base = opts.baseUrl.replace(/\/+$/, '');
+    this.inFlight = new HttpBackendLoad(opts);
     this.mode = opts.mode ?? 'chat';
     if (opts.promptTokenIds && this.mode === 'completions') {
       this.tokenizer =
@@ -349,22 +350,13 @@ export class OpenAIBackend implements InferenceBackend {
   }
 
   load(): BackendLoad {
-    return {
-      running: this.running,
-      queued: 0,
-      maxBatch: this.opts.maxBatch ?? 256,
-      cacheCapacityTokens: this.opts.cacheCapacityTokens ?? 0,
-      cacheUsedTokens: 0,
-    };
+    return this.inFlight.load();
   }
 
   async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
-    this.running++;
-    try {
-      return this.mode === 'chat' ? await this.chat(req, signal) : await this.completions(req, signal);
-    } finally {
-      this.running--;
-    }
+    return this.inFlight.track(() =>
+      this.mode === 'chat' ? this.chat(req, signal) : this.completions(req, signal),
+    );
   }
 
   private post(path: string, body: Record<string, unknown>, req: BackendRequest, signal: AbortSignal) {

@@ -2,7 +2,7 @@
 // meta_info as [logprob, token_id, token_text] triples, and cached_tokens says how much of the prompt hit the radix cache.
 import { z } from 'zod';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
-import { BackendProtocolError, type BackoffOptions, postJson } from './http.js';
+import { BackendProtocolError, type BackoffOptions, HttpBackendLoad, postJson } from './http.js';
 import {
   alignTokensToText,
   type ChatTemplate,
@@ -70,10 +70,11 @@ export class SGLangBackend implements InferenceBackend {
   readonly kind = 'sglang';
   private readonly base: string;
   private readonly tokenizer: Tokenizer | undefined;
-  private running = 0;
+  private readonly inFlight: HttpBackendLoad;
 
   constructor(private readonly opts: SGLangBackendOptions) {
     this.base = opts.baseUrl.replace(/\/+$/, '');
+    this.inFlight = new HttpBackendLoad(opts);
     if (opts.inputIds) {
       this.tokenizer =
         opts.tokenize ??
@@ -85,22 +86,11 @@ export class SGLangBackend implements InferenceBackend {
   }
 
   load(): BackendLoad {
-    return {
-      running: this.running,
-      queued: 0,
-      maxBatch: this.opts.maxBatch ?? 256,
-      cacheCapacityTokens: this.opts.cacheCapacityTokens ?? 0,
-      cacheUsedTokens: 0,
-    };
+    return this.inFlight.load();
   }
 
   async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
-    this.running++;
-    try {
-      return await this.generateOnce(req, signal);
-    } finally {
-      this.running--;
-    }
+    return this.inFlight.track(() => this.generateOnce(req, signal));
   }
 
   private async generateOnce(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {

@@ -4,6 +4,7 @@ import {
   BackendHttpError,
   BackendProtocolError,
   BackendUnavailableError,
+  HttpBackendLoad,
   parseRetryAfter,
   postJson,
 } from '../../inference/backends/http.js';
@@ -115,5 +116,27 @@ describe('postJson', () => {
     expect(parseRetryAfter(null, 0)).toBeUndefined();
     const now = Date.parse('2025-01-01T00:00:00Z');
     expect(parseRetryAfter('Wed, 01 Jan 2025 00:00:03 GMT', now)).toBe(3000);
+  });
+});
+
+describe('HttpBackendLoad', () => {
+  it('counts a request in flight until it settles, rejected ones included, and reports the configured limits', async () => {
+    const tracker = new HttpBackendLoad({ maxBatch: 8, cacheCapacityTokens: 1000 });
+    let release!: () => void;
+    const pending = tracker.track(() => new Promise<void>((r) => (release = r)));
+    const failing = tracker.track(() => Promise.reject(new Error('boom')));
+    expect(tracker.load().running).toBe(2);
+    await expect(failing).rejects.toThrow('boom');
+    expect(tracker.load().running).toBe(1);
+    release();
+    await pending;
+    expect(tracker.load()).toEqual({
+      running: 0,
+      queued: 0,
+      maxBatch: 8,
+      cacheCapacityTokens: 1000,
+      cacheUsedTokens: 0,
+    });
+    expect(new HttpBackendLoad({}).load().maxBatch).toBe(256);
   });
 });
