@@ -3,7 +3,7 @@
 // shares its parent's prefix without copying it, and Temporal history carries one reference per step.
 import type { ContextState, ContextStep } from '../agent/context.js';
 import type { ContextPolicyName } from '../agent/types.js';
-import type { BlobRef, BlobStore } from '../common/blob-store.js';
+import { type BlobRef, type BlobStore, parseBlobRef } from '../common/blob-store.js';
 
 interface StoredStep {
   turn: BlobRef;
@@ -48,7 +48,7 @@ export class ContextStore {
 
   async putText(namespace: string, text: string): Promise<BlobRef> {
     const known = this.refs.get(text);
-    if (known && known.split(':')[1] === namespace) return known;
+    if (known && parseBlobRef(known).namespace === namespace) return known;
     const ref = await this.blobs.put(namespace, text);
     this.refs.set(text, ref);
     return ref;

@@ -161,8 +161,9 @@ export function createActivities(deps: ActivityDeps) {
     question?: string;
     policy: ContextPolicyName;
     jobId: string;
+    summaryThreshold?: number;
   }) {
-    const policy = contextPolicy(input.policy);
+    const policy = contextPolicy(input.policy, { summaryThreshold: input.summaryThreshold });
     if (input.contextRef) {
       const { state } = await content.getContext(input.contextRef);
       return { policy, state, contextRef: input.contextRef };
@@ -178,11 +179,7 @@ export function createActivities(deps: ActivityDeps) {
       const { policy, state, contextRef } = await loadContext(input);
       const messages = policy.buildMessages(state);
       const estimate = estimateTokens(messages);
-      if (
-        input.policy === 'resum' &&
-        state.steps.length > 0 &&
-        policy.wantsSummary(estimate, input.contextWindow)
-      ) {
+      if (state.steps.length > 0 && policy.wantsSummary(estimate, input.contextWindow)) {
         return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
       }
       // No room left for a full turn: the server would reject the request (prompt + max_tokens > window).

@@ -52,6 +52,8 @@ export class BlobStore {
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly objs = new Map<string, Promise<ObjectStore>>();
   private readonly known = new Set<BlobRef>();
+  /** Writes under way, so concurrent puts of one value share a single write. */
+  private readonly writing = new Map<BlobRef, Promise<void>>();
   private readonly cache = new Map<BlobRef, { value: unknown; size: number }>();
   private cacheSize = 0;
   private readonly inlineLimit: number;
@@ -76,16 +78,24 @@ export class BlobStore {
     const kind = bytes.length > this.inlineLimit ? 'obj' : 'kv';
     const ref = `${kind}:${namespace}:${key}`;
     if (this.known.has(ref)) return ref;
+    let write = this.writing.get(ref);
+    if (!write) {
+      write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(ref));
+      this.writing.set(ref, write);
+    }
+    await write;
+    this.known.add(ref);
+    this.remember(ref, value, bytes.length);
+    return ref;
+  }
+
+  private async write(kind: 'kv' | 'obj', namespace: string, key: string, bytes: Uint8Array): Promise<void> {
     if (kind === 'kv') {
-      const kv = await this.kv(namespace);
-      await kv.put(key, bytes);
+      await (await this.kv(namespace)).put(key, bytes);
     } else {
       const os = await this.obj(namespace);
       if (!(await os.info(key))) await os.putBlob({ name: key }, bytes);
     }
-    this.known.add(ref);
-    this.remember(ref, value, bytes.length);
-    return ref;
   }
 
   async get<T = unknown>(ref: BlobRef): Promise<T> {
@@ -131,8 +141,9 @@ export class BlobStore {
     }
     this.kvs.delete(namespace);
     this.objs.delete(namespace);
-    for (const ref of [...this.known]) if (ref.split(':')[1] === namespace) this.known.delete(ref);
-    for (const ref of [...this.cache.keys()]) if (ref.split(':')[1] === namespace) this.forget(ref);
+    const inNamespace = (ref: BlobRef) => parseBlobRef(ref).namespace === namespace;
+    for (const ref of [...this.known]) if (inNamespace(ref)) this.known.delete(ref);
+    for (const ref of [...this.cache.keys()]) if (inNamespace(ref)) this.forget(ref);
     return { deleted };
   }
 

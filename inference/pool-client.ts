@@ -1,7 +1,7 @@
 // The rollout worker's view of an inference pool: membership from announcements, a routing policy that
 // ranks members, and failover across them. Callers see an error only when the whole pool is unavailable.
 import { randomUUID } from 'node:crypto';
-import { headers, type NatsConnection, type Subscription } from '@nats-io/nats-core';
+import { headers, type NatsConnection, RequestError, type Subscription } from '@nats-io/nats-core';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
@@ -279,7 +279,9 @@ export class PoolClient {
         const reason = describe(err);
         errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
         state?.breaker.onFailure();
-        if (/no responders|503/i.test(reason) && memberId)
+        // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
+        // server is that member failing one request, which the breaker already counts.
+        if (err instanceof RequestError && err.isNoResponders() && memberId)
           this.dropMember(memberId, `member ${memberId} has no responders`);
         if (err instanceof MemberFailure && !err.retryable) break;
         await sleep(Math.min(50 * 2 ** attempt, Math.max(0, options.deadline - this.now())));
