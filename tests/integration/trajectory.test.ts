@@ -1,5 +1,6 @@
 // A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
 
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,6 +36,18 @@ afterAll(async () => {
 
 const stepLog = (segments: StepLogSegment[]): Promise<StepRecord[]> =>
   readStepLog(new BlobStore(nc), segments);
+
+describe('content store', () => {
+  it('writes a value once when it is put several times at once', async () => {
+    const blobs = new BlobStore(nc);
+    const ns = `dedupe-${Date.now()}`;
+    const refs = await Promise.all(Array.from({ length: 5 }, () => blobs.put(ns, 'the same observation')));
+    expect(new Set(refs).size).toBe(1);
+    const info = await (await jetstreamManager(nc)).streams.info(`KV_muse-${ns}`);
+    expect(info.state.last_seq).toBe(1);
+    await blobs.deleteNamespace(ns);
+  });
+});
 
 describe('trajectory workflow', () => {
   it('runs a sample question to an answer, recording every step by reference', async () => {
