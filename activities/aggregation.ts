@@ -6,7 +6,8 @@ import type { StepRecord } from '../agent/trajectory.js';
 import type { TokenUsage } from '../agent/types.js';
 import { namespaceFor } from '../common/blob-store.js';
 import type { ContextStore } from './content.js';
-import type { CallModel, SamplingInput } from './index.js';
+import type { CallModel } from './index.js';
+import { generateParams, type SamplingInput } from './sampling.js';
 
 export interface ReportInput {
   jobId: string;
@@ -34,13 +35,6 @@ const REPORT_OBSERVATION_CHARS = 4000;
 
 export function createAggregationActivities(deps: { content: ContextStore; callModel: CallModel }) {
   const { content, callModel } = deps;
-  const params = (s: SamplingInput, seed: number) => ({
-    maxTokens: s.maxTokensPerTurn,
-    temperature: s.temperature,
-    topLogprobs: s.topLogprobs,
-    seed,
-  });
-
   return {
     async reportStep(
       input: ReportInput,
@@ -55,7 +49,7 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
       const g = await callModel(
         input.pool,
         reportMessages(input.question, text),
-        params(input.sampling, input.seed),
+        generateParams(input.sampling, input.seed),
         {
           model: input.model,
           stickyKey: `${input.rolloutId}/report`,
@@ -72,7 +66,7 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
     ): Promise<{ answer: string | null; usage: TokenUsage; contextChars: number }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
       const messages = integrationMessages(input.question, reports);
-      const g = await callModel(input.pool, messages, params(input.sampling, input.seed), {
+      const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
         model: input.model,
         stickyKey: `${input.jobId}/integrate`,
       });
@@ -95,7 +89,7 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
       const g = await callModel(
         input.pool,
         judgeMessages(input.question, input.gold, input.prediction),
-        params(input.sampling, 0),
+        generateParams(input.sampling, 0),
         {
           model: input.model,
         },

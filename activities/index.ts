@@ -3,7 +3,6 @@
 // (NATS connection, blob store, tools, config) as in the Temporal samples' dependency-injection pattern.
 
 import type { NatsConnection } from '@nats-io/nats-core';
-import { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
 import type { StepKind, StepLogSegment, StepRecord } from '../agent/trajectory.js';
@@ -16,6 +15,10 @@ import type { GenerateParams, Generation } from '../inference/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
+import { withHeartbeat } from './heartbeat.js';
+import { generateParams, type SamplingInput } from './sampling.js';
+
+export type { SamplingInput } from './sampling.js';
 
 export interface ActivityDeps {
   nc: NatsConnection;
@@ -24,12 +27,6 @@ export interface ActivityDeps {
   config: MuseConfig;
   /** Observes every model request this worker makes (tests assert no completed step is re-run). */
   onModelCall?: (e: { trajectoryId: string; step: number; kind: string }) => void;
-}
-
-export interface SamplingInput {
-  temperature: number;
-  topLogprobs: number;
-  maxTokensPerTurn: number;
 }
 
 export interface LlmStepInput {
@@ -137,23 +134,16 @@ export function createActivities(deps: ActivityDeps) {
     params: GenerateParams,
     opts: { model?: string; stickyKey?: string },
   ): Promise<Generation> {
-    const ctx = Context.current();
-    const info = ctx.info;
-    const deadline = info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - 250;
-    const beat = setInterval(
-      () => ctx.heartbeat(),
-      Math.max(200, Math.min(2000, (info.heartbeatTimeoutMs ?? 10_000) / 3)),
-    );
-    try {
-      return await pool(poolName).generate(messages, params, {
+    return withHeartbeat((ctx) => {
+      const { info } = ctx;
+      const deadline = info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - 250;
+      return pool(poolName).generate(messages, params, {
         deadline: Math.max(Date.now() + 1, deadline),
         signal: ctx.cancellationSignal,
         stickyKey: opts.stickyKey,
         model: opts.model,
       });
-    } finally {
-      clearInterval(beat);
-    }
+    });
   }
 
   async function loadContext(input: {
@@ -187,17 +177,10 @@ export function createActivities(deps: ActivityDeps) {
         return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
       }
       deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'turn' });
-      const g = await callModel(
-        input.pool,
-        messages,
-        {
-          maxTokens: input.sampling.maxTokensPerTurn,
-          temperature: input.sampling.temperature,
-          topLogprobs: input.sampling.topLogprobs,
-          seed: input.seed,
-        },
-        { model: input.model, stickyKey: input.routeKey ?? input.trajectoryId },
-      );
+      const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
+        model: input.model,
+        stickyKey: input.routeKey ?? input.trajectoryId,
+      });
       const turn = parseTurn(g.text);
       const turnRef = await content.putText(namespaceFor(input.jobId), g.text);
       return {
@@ -216,47 +199,50 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async toolStep(input: ToolStepInput): Promise<ToolStepResult> {
-      const ns = namespaceFor(input.jobId);
-      const raw = await content.getText(input.turnRef);
-      const turn = parseTurn(raw);
-      let observation: string;
-      let toolError: string | undefined;
-      let toolCalled = false;
-      switch (turn.kind) {
-        case 'tool_call': {
-          toolCalled = true;
-          const out = await deps.tools.run(turn.call, {
-            question: input.question,
-            signal: Context.current().cancellationSignal,
-          });
-          observation = out.observation;
-          toolError = out.error;
-          break;
+      // A tool may take longer than the heartbeat timeout (a slow search or fetch): keep beating meanwhile.
+      return withHeartbeat(async (ctx) => {
+        const ns = namespaceFor(input.jobId);
+        const raw = await content.getText(input.turnRef);
+        const turn = parseTurn(raw);
+        let observation: string;
+        let toolError: string | undefined;
+        let toolCalled = false;
+        switch (turn.kind) {
+          case 'tool_call': {
+            toolCalled = true;
+            const out = await deps.tools.run(turn.call, {
+              question: input.question,
+              signal: ctx.cancellationSignal,
+            });
+            observation = out.observation;
+            toolError = out.error;
+            break;
+          }
+          case 'invalid_tool_call':
+            observation = turn.error;
+            toolError = turn.error;
+            break;
+          case 'no_action':
+            observation = NO_ACTION_OBSERVATION;
+            toolError = NO_ACTION_OBSERVATION;
+            break;
+          case 'answer':
+            throw new TypeError('toolStep called for an answer turn');
         }
-        case 'invalid_tool_call':
-          observation = turn.error;
-          toolError = turn.error;
-          break;
-        case 'no_action':
-          observation = NO_ACTION_OBSERVATION;
-          toolError = NO_ACTION_OBSERVATION;
-          break;
-        case 'answer':
-          throw new TypeError('toolStep called for an answer turn');
-      }
-      const { policy, state } = await loadContext({ ...input });
-      const next: ContextState = policy.advance(state, turn, raw, observation);
-      const [observationRef, contextRef] = await Promise.all([
-        content.putText(ns, observation),
-        content.putContext(ns, input.policy, next),
-      ]);
-      return {
-        contextRef,
-        observationRef,
-        observationBytes: observation.length,
-        toolCalled,
-        ...(toolError ? { toolError } : {}),
-      };
+        const { policy, state } = await loadContext({ ...input });
+        const next: ContextState = policy.advance(state, turn, raw, observation);
+        const [observationRef, contextRef] = await Promise.all([
+          content.putText(ns, observation),
+          content.putContext(ns, input.policy, next),
+        ]);
+        return {
+          contextRef,
+          observationRef,
+          observationBytes: observation.length,
+          toolCalled,
+          ...(toolError ? { toolError } : {}),
+        };
+      });
     },
 
     /** resum's context-management step: the model summarises, the history is replaced by question + summary. */
@@ -266,12 +252,7 @@ export function createActivities(deps: ActivityDeps) {
       const g = await callModel(
         input.pool,
         policy.summaryMessages(state),
-        {
-          maxTokens: input.sampling.maxTokensPerTurn,
-          temperature: input.sampling.temperature,
-          topLogprobs: input.sampling.topLogprobs,
-          seed: input.seed,
-        },
+        generateParams(input.sampling, input.seed),
         { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
       );
       const summary = parseSummary(g.text) ?? g.text.trim();

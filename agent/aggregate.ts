@@ -24,12 +24,6 @@ export function exactMatch(pred: string | null | undefined, gold: string): boole
 
 export type AggregatorName = 'majority' | 'confidence_weighted' | 'min_uncertainty';
 
-export const AGGREGATOR_NAMES: readonly AggregatorName[] = [
-  'majority',
-  'confidence_weighted',
-  'min_uncertainty',
-];
-
 export interface AggregateCandidate {
   rolloutId: string;
   answer: string | null;

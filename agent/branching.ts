@@ -4,17 +4,6 @@ import type { RegionScores } from './types.js';
 
 export type BranchMode = 'none' | 'all_ppl' | 'think_ppl' | 'tool_call_ppl' | 'mixed_ppl';
 
-export const BRANCH_MODES: readonly BranchMode[] = [
-  'none',
-  'all_ppl',
-  'think_ppl',
-  'tool_call_ppl',
-  'mixed_ppl',
-];
-
-/** The reference's default mode. */
-export const DEFAULT_BRANCH_MODE: BranchMode = 'tool_call_ppl';
-
 /**
  * Labels of the reference's rollout records: every rollout started from the question alone (the M initial ones
  * and the scratch fill) is a `traj_level_rollout`; a branch is a `partial_rollout`.

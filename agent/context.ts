@@ -194,8 +194,6 @@ function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {
   };
 }
 
-export const CONTEXT_POLICY_NAMES: readonly ContextPolicyName[] = ['react', 'iterresearch', 'resum'];
-
 export function contextPolicy(name: ContextPolicyName, opts: ContextPolicyOptions = {}): ContextPolicy {
   switch (name) {
     case 'react':

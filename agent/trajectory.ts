@@ -1,6 +1,7 @@
 // The compact, reference-based record of a trajectory that workflows keep and return. Content lives in the
 // blob store; these records carry references and small metadata only. Types only: workflow-safe.
 import type { RegionScores, Termination, TokenUsage } from './types.js';
+import type { UncertaintyTally } from './uncertainty.js';
 
 export type StepKind = 'tool_call' | 'answer' | 'invalid_tool_call' | 'no_action';
 
@@ -82,6 +83,8 @@ export interface TrajectoryResult {
   steps: number;
   /** Usage of the steps this trajectory generated itself (a branch's reused prefix excluded). */
   usage: UsageTotals;
+  /** all_ppl over every turn, a branch's reused prefix included: meanUncertainty gives the trajectory's uncertainty. */
+  uncertainty: UncertaintyTally;
   error?: string;
   /** Where the step records are: one segment per workflow run, a branch's reused prefix first. */
   log: StepLogSegment[];

@@ -140,17 +140,33 @@ export function regionScores(
 }
 
 /**
+ * The running form of trajectoryUncertainty: the sum and count of the turns' finite all_ppl scores. A workflow
+ * adds each turn as it is taken, so the uncertainty covers every turn however long the trajectory (the per-step
+ * list it keeps for branching stops at a cap). Both fields stay finite, so the tally survives JSON.
+ */
+export interface UncertaintyTally {
+  allPplSum: number;
+  scoredTurns: number;
+}
+
+export const emptyUncertaintyTally = (): UncertaintyTally => ({ allPplSum: 0, scoredTurns: 0 });
+
+/** The tally with one more turn; a turn without a finite all_ppl leaves it unchanged. */
+export function addTurnUncertainty(tally: UncertaintyTally, scores: RegionScores): UncertaintyTally {
+  const p = scores.all_ppl;
+  if (p === null || !Number.isFinite(p)) return tally;
+  return { allPplSum: tally.allPplSum + p, scoredTurns: tally.scoredTurns + 1 };
+}
+
+/** Mean all_ppl of a tally; Infinity when no turn has a score, so unscored trajectories rank last. */
+export function meanUncertainty(tally: UncertaintyTally): number {
+  return tally.scoredTurns > 0 ? tally.allPplSum / tally.scoredTurns : Number.POSITIVE_INFINITY;
+}
+
+/**
  * Mean all_ppl over the turns that have one: the trajectory-level uncertainty the min_uncertainty and
- * confidence_weighted aggregators rank by. Infinity when no turn has a score, so unscored trajectories rank last.
+ * confidence_weighted aggregators rank by. Infinity when no turn has a score.
  */
 export function trajectoryUncertainty(steps: readonly RegionScores[]): number {
-  let sum = 0;
-  let count = 0;
-  for (const s of steps) {
-    if (s.all_ppl !== null && Number.isFinite(s.all_ppl)) {
-      sum += s.all_ppl;
-      count++;
-    }
-  }
-  return count > 0 ? sum / count : Number.POSITIVE_INFINITY;
+  return meanUncertainty(steps.reduce(addTurnUncertainty, emptyUncertaintyTally()));
 }

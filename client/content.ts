@@ -2,10 +2,9 @@
 
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Client } from '@temporalio/client';
-import type { StepRecord } from '../agent/trajectory.js';
+import type { StepRecord, TrajectoryResult } from '../agent/trajectory.js';
 import { BlobStore, namespaceFor } from '../common/blob-store.js';
 import { readStepLog } from '../common/step-log.js';
-import type { TrajectoryOutput } from '../workflows/trajectory.js';
 
 export interface ExportedStep extends Omit<StepRecord, 'turnRef' | 'observationRef' | 'contextBefore'> {
   turn: string;
@@ -18,7 +17,7 @@ export async function* exportTrajectory(
   nc: NatsConnection,
   workflowId: string,
 ): AsyncGenerator<ExportedStep> {
-  const result = (await client.workflow.getHandle(workflowId).result()) as TrajectoryOutput;
+  const result = (await client.workflow.getHandle(workflowId).result()) as TrajectoryResult;
   const blobs = new BlobStore(nc);
   for (const r of await readStepLog(blobs, result.log)) {
     const { turnRef, observationRef, contextBefore: _c, ...meta } = r;

@@ -2,14 +2,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
-import type { TrajectoryProgress } from '../agent/trajectory.js';
+import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
-import {
-  progressQuery,
-  type StepTimeouts,
-  type TrajectoryOutput,
-  type trajectory,
-} from '../workflows/trajectory.js';
+import { progressQuery, type StepTimeouts, type trajectory } from '../workflows/trajectory.js';
 
 export class JobSpecError extends Error {
   override name = 'JobSpecError';
@@ -55,7 +50,7 @@ export async function followTrajectory(
   handle: WorkflowHandle<typeof trajectory>,
   onProgress: (p: TrajectoryProgress) => void,
   intervalMs = 250,
-): Promise<TrajectoryOutput> {
+): Promise<TrajectoryResult> {
   let done = false;
   const result = handle.result().finally(() => {
     done = true;

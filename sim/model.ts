@@ -13,7 +13,7 @@
 
 import type { ChatMessage } from '../agent/types.js';
 import type { GenerateParams, TokenLogprob } from '../inference/types.js';
-import { parseDirectives, type SimDirectives, stripDirectives } from './directives.js';
+import { parseDirectives, type SimDirectives } from './directives.js';
 import { simTokenize } from './tokenizer.js';
 import {
   factSentence,
@@ -1221,12 +1221,4 @@ export function simGenerate(messages: readonly ChatMessage[], params: GeneratePa
   let text = '';
   for (const t of tokens) text += t.token;
   return { text, tokens, finishReason, task };
-}
-
-/** The question text a prompt is about (react and iterresearch formats), without directives. */
-export function simQuestionOf(messages: readonly ChatMessage[]): string {
-  const task = detectSimTask(messages);
-  if (task === 'iterresearch')
-    return stripDirectives(QUESTION_TAG_RE.exec(lastUser(messages).content)?.[1] ?? '');
-  return stripDirectives(reactQuestion(messages).question);
 }

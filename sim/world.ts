@@ -282,19 +282,13 @@ export const SIM_RELATIONS: readonly SimRelation[] = [
 ];
 
 const RELATION_BY_LABEL = new Map<string, SimRelation>();
-const RELATION_BY_INVERSE = new Map<string, SimRelation>();
 for (const r of SIM_RELATIONS) {
   if (!RELATION_BY_LABEL.has(r.label)) RELATION_BY_LABEL.set(r.label, r);
-  if (!RELATION_BY_INVERSE.has(r.inverse)) RELATION_BY_INVERSE.set(r.inverse, r);
 }
 
 /** The relation whose forward label is `label` (labels are shared by relations of the same meaning). */
 export function relationByLabel(label: string): SimRelation | undefined {
   return RELATION_BY_LABEL.get(label);
-}
-/** The relation whose back-reference label is `inverse`. */
-export function relationByInverse(inverse: string): SimRelation | undefined {
-  return RELATION_BY_INVERSE.get(inverse);
 }
 
 /** A fact as an English clause ("X was built by Y"), for prose around facts. */

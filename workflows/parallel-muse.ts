@@ -17,10 +17,16 @@ import {
   selectRoundBranchPoints,
 } from '../agent/branching.js';
 import type { ParallelMuseSpec } from '../agent/job.js';
-import { addUsage, emptyUsage, type Lineage, type UsageTotals } from '../agent/trajectory.js';
+import {
+  addUsage,
+  emptyUsage,
+  type Lineage,
+  type TrajectoryResult,
+  type UsageTotals,
+} from '../agent/trajectory.js';
 import type { Termination } from '../agent/types.js';
-import { trajectoryUncertainty } from '../agent/uncertainty.js';
-import { DEFAULT_TIMEOUTS, type StepTimeouts, type TrajectoryOutput, trajectory } from './trajectory.js';
+import { meanUncertainty } from '../agent/uncertainty.js';
+import { DEFAULT_TIMEOUTS, type StepTimeouts, trajectory } from './trajectory.js';
 
 export interface ParallelMuseInput {
   spec: ParallelMuseSpec;
@@ -100,13 +106,13 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
 
   const limit = createLimiter(spec.maxConcurrentRollouts);
   const rollouts: RolloutRecord[] = [];
-  const outputs = new Map<string, TrajectoryOutput>();
+  const outputs = new Map<string, TrajectoryResult>();
 
   const runRollout = (
     rolloutId: string,
     origin: RolloutOrigin,
     seed: number,
-    branch?: { parent: TrajectoryOutput; parentId: string; step: number; round: number },
+    branch?: { parent: TrajectoryResult; parentId: string; step: number; round: number },
   ) =>
     limit(async () => {
       const workflowId = `${questionId}/${rolloutId}`;
@@ -119,7 +125,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
             reusedCompletionTokens: 0,
             reusedToolCalls: 0,
           };
-      let out: TrajectoryOutput | undefined;
+      let out: TrajectoryResult | undefined;
       let error: string | undefined;
       try {
         out = await executeChild(trajectory, {
@@ -159,9 +165,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         termination: out?.termination ?? 'error',
         steps: out?.steps ?? 0,
         usage: out?.usage ?? emptyUsage(),
-        uncertainty: out?.branchable
-          ? trajectoryUncertainty(out.branchable.map((s) => s.regions))
-          : Number.POSITIVE_INFINITY,
+        uncertainty: out ? meanUncertainty(out.uncertainty) : Number.POSITIVE_INFINITY,
         lineage,
         ...((error ?? out?.error) ? { error: error ?? out?.error } : {}),
       };
@@ -240,7 +244,9 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s),
   );
   await Promise.all([...initial, ...scratch, ...extra]);
-  rollouts.sort((a, b) => order(a.rolloutId) - order(b.rolloutId) || a.rolloutId.localeCompare(b.rolloutId));
+  rollouts.sort(
+    (a, b) => order(a.rolloutId) - order(b.rolloutId) || compareCodeUnits(a.rolloutId, b.rolloutId),
+  );
 
   // Stage 2: aggregation over answered rollouts only.
   const answered = rollouts.filter(
@@ -366,7 +372,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
 }
 
 function branchLineage(
-  parent: TrajectoryOutput,
+  parent: TrajectoryResult,
   parentId: string,
   step: number,
   round: number,
@@ -383,6 +389,11 @@ function branchLineage(
     reusedCompletionTokens: prefix.reduce((n, s) => n + s.completionTokens, 0),
     reusedToolCalls: prefix.filter((s) => s.toolCalled).length,
   };
+}
+
+/** Plain UTF-16 code-unit order: unlike localeCompare, the same on every machine whatever its locale. */
+function compareCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function order(id: string): number {

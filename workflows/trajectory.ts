@@ -26,7 +26,8 @@ import {
   type TrajectoryResult,
   type UsageTotals,
 } from '../agent/trajectory.js';
-import type { RegionScores, Termination } from '../agent/types.js';
+import type { Termination } from '../agent/types.js';
+import { addTurnUncertainty, emptyUncertaintyTally, type UncertaintyTally } from '../agent/uncertainty.js';
 
 export interface StepTimeouts {
   /** Upper bound of one step's activity attempt. */
@@ -65,11 +66,10 @@ interface CarriedState {
   usage: UsageTotals;
   log: StepLogSegment[];
   branchable?: BranchableStep[];
+  /** Over every turn so far, a branch's reused prefix included (branchable stops at BRANCHABLE_STEP_LIMIT). */
+  uncertainty: UncertaintyTally;
   lastAction: string;
 }
-
-/** The result of a trajectory workflow (kept as its own name for the client and parent workflows). */
-export type TrajectoryOutput = TrajectoryResult;
 
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 
@@ -81,7 +81,7 @@ const NON_RETRYABLE = [
   'ZodError',
 ];
 
-export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutput> {
+export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResult> {
   const { spec, jobId } = input;
   const timeouts = input.timeouts ?? DEFAULT_TIMEOUTS;
   const steps = proxyActivities<MuseActivities>({
@@ -107,9 +107,13 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
     usage: emptyUsage(),
     log: input.branch?.prefixLog ?? [],
     branchable: input.branch ? [...input.branch.prefixSteps] : [],
+    uncertainty: (input.branch?.prefixSteps ?? []).reduce(
+      (t, s) => addTurnUncertainty(t, s.regions),
+      emptyUncertaintyTally(),
+    ),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
   };
-  let { step, contextRef, usage, lastAction } = carried;
+  let { step, contextRef, usage, uncertainty, lastAction } = carried;
   let branchable = carried.branchable;
   const log = [...carried.log];
   const records: StepRecord[] = [];
@@ -160,6 +164,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
           usage,
           log,
           branchable,
+          uncertainty,
           lastAction,
         };
         return await continueAsNew<typeof trajectory>({
@@ -228,6 +233,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
         if (toolCalled) usage = addUsage(usage, { toolCalls: 1 });
       }
       records.push(record);
+      uncertainty = addTurnUncertainty(uncertainty, r.regions);
       if (branchable && branchable.length < BRANCHABLE_STEP_LIMIT) {
         branchable.push({
           regions: r.regions,
@@ -248,12 +254,13 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryOutp
 
   // Bookkeeping must complete even when the trajectory was cancelled.
   await CancellationScope.nonCancellable(flushRecords);
-  const result: TrajectoryOutput = {
+  const result: TrajectoryResult = {
     trajectoryId,
     prediction: finished.prediction,
     termination: finished.termination,
     steps: step,
     usage,
+    uncertainty,
     ...(finished.error ? { error: finished.error } : {}),
     log,
     ...(branchable ? { branchable } : {}),

@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { regionScores, tokenEntropies, topKEntropy, trajectoryUncertainty } from '../../agent/uncertainty.js';
+import type { RegionScores } from '../../agent/types.js';
+import {
+  addTurnUncertainty,
+  emptyUncertaintyTally,
+  meanUncertainty,
+  regionScores,
+  tokenEntropies,
+  topKEntropy,
+  trajectoryUncertainty,
+} from '../../agent/uncertainty.js';
 import type { TokenLogprob } from '../../inference/types.js';
+import { BRANCHABLE_STEP_LIMIT } from '../../workflows/trajectory.js';
 
 const LN2 = Math.log(2);
 
@@ -133,5 +143,37 @@ describe('trajectoryUncertainty', () => {
 
   it('is Infinity without any score', () => {
     expect(trajectoryUncertainty([])).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('running uncertainty tally', () => {
+  const turn = (all_ppl: number | null): RegionScores => ({ think_ppl: null, tool_call_ppl: null, all_ppl });
+
+  it('equals trajectoryUncertainty over the full list, unscored turns skipped', () => {
+    const turns = [turn(2), turn(null), turn(4), turn(Number.NaN), turn(1.5), turn(Number.POSITIVE_INFINITY)];
+    let tally = emptyUncertaintyTally();
+    for (const t of turns) tally = addTurnUncertainty(tally, t);
+    expect(tally).toEqual({ allPplSum: 7.5, scoredTurns: 3 });
+    expect(meanUncertainty(tally)).toBe(trajectoryUncertainty(turns));
+    expect(meanUncertainty(tally)).toBe(2.5);
+  });
+
+  it('stays finite for a trajectory longer than the branchable cap', () => {
+    // The workflow keeps per-step scores only up to BRANCHABLE_STEP_LIMIT, but tallies every turn.
+    // 512 turns at 1.5, then 1536 at 2.5: mean (512 · 1.5 + 1536 · 2.5) / 2048 = 2.25.
+    const n = 4 * BRANCHABLE_STEP_LIMIT;
+    const turns = Array.from({ length: n }, (_, i) => turn(i < BRANCHABLE_STEP_LIMIT ? 1.5 : 2.5));
+    let tally = emptyUncertaintyTally();
+    for (const t of turns) tally = addTurnUncertainty(tally, t);
+    expect(tally.scoredTurns).toBe(n);
+    expect(meanUncertainty(tally)).toBe(2.25);
+    expect(meanUncertainty(tally)).toBe(trajectoryUncertainty(turns));
+  });
+
+  it('is Infinity before any scored turn, and the tally survives JSON', () => {
+    const empty = addTurnUncertainty(emptyUncertaintyTally(), turn(null));
+    expect(meanUncertainty(empty)).toBe(Number.POSITIVE_INFINITY);
+    const tally = addTurnUncertainty(empty, turn(3.25));
+    expect(JSON.parse(JSON.stringify(tally))).toEqual(tally);
   });
 });
