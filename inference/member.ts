@@ -8,7 +8,7 @@ import type { ChatMessage } from '../agent/types.js';
 import { regionScores, tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
-import type { Generation, InferenceBackend } from './types.js';
+import { BackendDeadlineError, type Generation, type InferenceBackend } from './types.js';
 import {
   decodeWire,
   encodeWire,
@@ -34,6 +34,20 @@ export interface PoolMemberOptions {
   announceIntervalMs?: number;
   /** Resolves `messagesRef` requests (prompts too large for one NATS message). */
   blobs?: BlobStore;
+}
+
+/**
+ * How a failed request is reported to the router. Backend errors say themselves whether another member could do
+ * better (`retryable`: an HTTP 5xx or an unreachable server yes, an HTTP 400 or a malformed answer no); an error
+ * that does not say (a blob-store hiccup, say) is taken as this member's trouble and left to the router to retry.
+ */
+export function replyError(err: unknown): { code: WireErrorCode; message: string; retryable: boolean } {
+  if (err instanceof WireDecodeError) return { code: 'bad_request', message: err.message, retryable: false };
+  const message = (err as Error)?.message ?? String(err);
+  if (err instanceof BackendDeadlineError)
+    return { code: 'deadline_exceeded', message, retryable: err.retryable };
+  const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
+  return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
 }
 
 export class PoolMember {
@@ -152,15 +166,8 @@ export class PoolMember {
         ),
       );
     } catch (err) {
-      if (err instanceof WireDecodeError) return this.fail(msg, id, 'bad_request', err.message, false);
-      const deadline = /deadline/i.test(String((err as Error)?.message));
-      this.fail(
-        msg,
-        id,
-        deadline ? 'deadline_exceeded' : 'backend_error',
-        (err as Error)?.message ?? String(err),
-        !deadline,
-      );
+      const e = replyError(err);
+      this.fail(msg, id, e.code, e.message, e.retryable);
     }
   }
 
@@ -169,7 +176,7 @@ export class PoolMember {
     await this.acquire();
     const ctl = new AbortController();
     const timer = setTimeout(
-      () => ctl.abort(new Error(`request ${req.id} passed its deadline`)),
+      () => ctl.abort(new BackendDeadlineError(`request ${req.id} passed its deadline`, req.deadline)),
       Math.max(0, req.deadline - Date.now()),
     );
     try {

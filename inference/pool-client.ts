@@ -5,10 +5,10 @@ import { headers, type NatsConnection, RequestError, type Subscription } from '@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
-import { packValue } from '../common/msgpack.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
+import { backoffDelay, sleep } from './retry.js';
 import { CircuitBreaker } from './router/breaker.js';
-import { createPolicy, type MemberView, type RoutingPolicy } from './router/policies.js';
+import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
 import { messagesPrefixKeys } from './router/prefix.js';
 import type { GenerateParams, Generation } from './types.js';
 import {
@@ -20,6 +20,9 @@ import {
   subjects,
   WIRE_VERSION,
 } from './wire.js';
+
+/** Between failover attempts: short, since the next attempt goes to another member. */
+const FAILOVER_BACKOFF = { baseMs: 50 };
 
 export class PoolUnavailableError extends Error {
   override name = 'PoolUnavailableError';
@@ -39,7 +42,7 @@ export interface PoolClientOptions {
   memberTtlMs?: number;
   maxAttempts?: number;
   attemptTimeoutMs?: number;
-  /** Encoded messages above this go by blob reference (needs `blobs`). */
+  /** Encoded requests above this send their messages by blob reference (needs `blobs`). */
   inlineRequestBytes?: number;
   maxRequestBytes?: number;
   blobs?: BlobStore;
@@ -174,14 +177,6 @@ export class PoolClient {
     options: PoolGenerateOptions,
   ): Promise<Generation> {
     await this.start();
-    const encodedMessages = packValue(messages);
-    if (encodedMessages.length > this.maxBytes) {
-      throw new RequestTooLargeError(
-        `request of ${encodedMessages.length} bytes exceeds the limit of ${this.maxBytes} bytes (router.maxRequestBytes)`,
-      );
-    }
-    const promptChars = messages.reduce((n, m) => n + m.content.length, 0);
-    const route = { prefixKeys: messagesPrefixKeys(messages), stickyKey: options.stickyKey, promptChars };
     const id = randomUUID();
     const body: GenerateRequestWire = {
       v: WIRE_VERSION,
@@ -191,15 +186,27 @@ export class PoolClient {
       deadline: options.deadline,
       ...(options.model ? { model: options.model } : {}),
     };
-    if (encodedMessages.length > this.inlineBytes) {
+    // The messages are encoded once, inline; only a request too large to send that way is encoded again, small,
+    // with a blob reference in their place.
+    let payload = encodeWire({ ...body, messages });
+    if (payload.length > this.maxBytes) {
+      throw new RequestTooLargeError(
+        `request of ${payload.length} bytes exceeds the limit of ${this.maxBytes} bytes (router.maxRequestBytes)`,
+      );
+    }
+    if (payload.length > this.inlineBytes) {
       if (!this.opts.blobs) {
         throw new RequestTooLargeError(
-          `request of ${encodedMessages.length} bytes exceeds the inline limit of ${this.inlineBytes} bytes and no blob store is configured`,
+          `request of ${payload.length} bytes exceeds the inline limit of ${this.inlineBytes} bytes and no blob store is configured`,
         );
       }
-      body.messagesRef = await this.opts.blobs.put(this.opts.blobNamespace ?? 'requests', messages);
-    } else body.messages = messages;
-    const payload = encodeWire(body);
+      const messagesRef = await this.opts.blobs.put(this.opts.blobNamespace ?? 'requests', messages);
+      payload = encodeWire({ ...body, messagesRef });
+    }
+    const route: RouteRequest = {
+      prefixKeys: this.policy.usesPrefixKeys ? messagesPrefixKeys(messages) : [],
+      stickyKey: options.stickyKey,
+    };
 
     return tracer().startActiveSpan(
       'pool.request',
@@ -221,7 +228,7 @@ export class PoolClient {
 
   private async withFailover(
     payload: Uint8Array,
-    route: { prefixKeys: string[]; stickyKey?: string; promptChars: number },
+    route: RouteRequest,
     options: PoolGenerateOptions,
   ): Promise<Generation> {
     const errors: string[] = [];
@@ -284,7 +291,10 @@ export class PoolClient {
         if (err instanceof RequestError && err.isNoResponders() && memberId)
           this.dropMember(memberId, `member ${memberId} has no responders`);
         if (err instanceof MemberFailure && !err.retryable) break;
-        await sleep(Math.min(50 * 2 ** attempt, Math.max(0, options.deadline - this.now())));
+        await sleep(
+          Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
+          options.signal,
+        );
       } finally {
         if (state) state.outstanding--;
       }
@@ -352,8 +362,4 @@ function describe(err: unknown): string {
   const e = err as Error & { code?: string; cause?: unknown };
   const cause = e?.cause ? ` (${(e.cause as Error).message ?? e.cause})` : '';
   return `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}${cause}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -64,3 +64,22 @@ export interface Generation {
   model: string;
   memberId: string;
 }
+
+/**
+ * A backend's request passed its deadline before a usable answer came back. Any backend throws it (and a member
+ * aborts its backend with it), so the member can report `deadline_exceeded`. Not retryable: the deadline is the
+ * request's, the same on every member.
+ *
+ * Other backend errors may carry a `retryable` flag of their own: whether another member could do better.
+ */
+export class BackendDeadlineError extends Error {
+  override readonly name = 'BackendDeadlineError';
+  readonly retryable = false;
+  constructor(
+    message: string,
+    readonly deadline: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}

@@ -21,9 +21,6 @@ export const subjects = {
   leave: (pool: string) => `muse.pool.${pool}.leave`,
 };
 
-export const TRACEPARENT_HEADER = 'traceparent';
-export const TRACESTATE_HEADER = 'tracestate';
-
 const ChatMessageWire = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
 
 export const GenerateRequestWire = z

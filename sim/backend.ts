@@ -1,7 +1,13 @@
 // The simulator as an inference backend: the simulated policy for the text and logprobs, the
 // serving model for timing, batching and prefix-cache accounting.
 
-import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration } from '../inference/types.js';
+import {
+  BackendDeadlineError,
+  type BackendLoad,
+  type BackendRequest,
+  type InferenceBackend,
+  type RawGeneration,
+} from '../inference/types.js';
 import { type SimTokenLogprob, simGenerate } from './model.js';
 import { SimServer, type SimServerStats, type SimServingProfile } from './serving.js';
 import { renderChatPrompt, simTokenize } from './tokenizer.js';
@@ -73,8 +79,9 @@ export class SimBackend implements InferenceBackend {
   }
 }
 
-function deadlineError(req: BackendRequest, budgetMs: number): Error {
-  return new Error(
+function deadlineError(req: BackendRequest, budgetMs: number): BackendDeadlineError {
+  return new BackendDeadlineError(
     `sim backend: request ${req.id} exceeded its deadline ${new Date(req.deadline).toISOString()} (budget ${Math.round(budgetMs)} ms)`,
+    req.deadline,
   );
 }

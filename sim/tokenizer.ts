@@ -9,6 +9,12 @@
 // (Words are cut at 8 characters and whitespace runs at 8, so no piece is longer than 10.)
 
 import type { ChatMessage, Role } from '../agent/types.js';
+import { fnv1a32 } from '../common/hash.js';
+import {
+  CHATML_IM_END as IM_END,
+  CHATML_IM_START as IM_START,
+  renderChatTemplate,
+} from '../inference/backends/chat-template.js';
 
 // One native regex pass does all the work (prompts can be many megabytes): a word chunk of at
 // most 8 alphanumerics with up to 2 leading whitespace characters, one other character with up
@@ -26,18 +32,13 @@ export function countSimTokens(text: string): number {
   return text.match(PIECE_RE)?.length ?? 0;
 }
 
-const IM_START = '<|im_start|>';
-const IM_END = '<|im_end|>';
-
 /**
- * ChatML-style template. It ends with the assistant header (the generation prompt), so the
- * rendering of a conversation is a prefix of the rendering of any continuation of it: that is
- * what lets the simulated prefix cache hit on multi-turn and branched prompts.
+ * ChatML, as the servers the simulator stands in for render it (see CHATML_TEMPLATE). It ends with the assistant
+ * header, so the rendering of a conversation is a prefix of the rendering of any continuation of it: that is what
+ * lets the simulated prefix cache hit on multi-turn and branched prompts.
  */
 export function renderChatPrompt(messages: readonly ChatMessage[]): string {
-  let out = '';
-  for (const m of messages) out += `${IM_START}${m.role}\n${m.content}${IM_END}\n`;
-  return `${out}${IM_START}assistant\n`;
+  return renderChatTemplate('chatml', messages);
 }
 
 const ROLES = new Set<Role>(['system', 'user', 'assistant']);
@@ -74,12 +75,7 @@ const idToText = new Map<number, string>();
 
 /** Deterministic id of a simulated token, the same in every process. */
 export function simTokenId(token: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < token.length; i++) {
-    h ^= token.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  const id = (h >>> 0) % VOCAB_SIZE;
+  const id = fnv1a32(token) % VOCAB_SIZE;
   if (!idToText.has(id)) {
     if (idToText.size >= VOCAB_MEMORY) {
       const oldest = idToText.keys().next().value;

@@ -1,26 +1,26 @@
 // JSON over HTTP for the real inference backends (vLLM, SGLang, any OpenAI-compatible server).
 // Runs inside pool members, never in workflow code, so wall clocks and Math.random are fine here.
-import type { BackendLoad } from '../types.js';
+import { z } from 'zod';
+import { formatZodError } from '../../common/config.js';
+import { type BackoffOptions, backoffDelay, sleep } from '../retry.js';
+import { BackendDeadlineError, type BackendLoad } from '../types.js';
 
-export interface BackoffOptions {
-  /** First retry waits about this long (before jitter). Default 200 ms. */
-  baseMs?: number;
-  /** No single wait is longer than this, Retry-After included. Default 10 s. */
-  maxMs?: number;
-}
-
-export interface PostJsonOptions {
+/** How a backend talks to its server, whatever the request: the part of postJson's options its own options carry. */
+export interface HttpClientOptions {
   /** Sent as `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
-  /** Absolute deadline, epoch ms. No attempt starts, and no wait ends, after it. */
-  deadline: number;
-  signal?: AbortSignal;
   /** Retries after the first attempt. Default 3. */
   retries?: number;
   backoff?: BackoffOptions;
-  headers?: Record<string, string>;
   /** Injectable for tests; defaults to the global fetch. */
   fetch?: typeof fetch;
+}
+
+export interface PostJsonOptions extends HttpClientOptions {
+  /** Absolute deadline, epoch ms. No attempt starts, and no wait ends, after it. */
+  deadline: number;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
   /** Injectable clock for the deadline arithmetic; defaults to Date.now. */
   now?: () => number;
 }
@@ -61,24 +61,6 @@ export class BackendUnavailableError extends Error {
   }
 }
 
-/** The request's deadline passed before a usable answer came back. */
-export class BackendDeadlineError extends Error {
-  override readonly name = 'BackendDeadlineError';
-  readonly retryable = true;
-  constructor(
-    readonly url: string,
-    readonly deadline: number,
-    readonly attempts: number,
-    cause?: unknown,
-  ) {
-    super(
-      `POST ${url} did not finish before its deadline (${new Date(deadline).toISOString()}, ${attempts} attempt(s))` +
-        (cause === undefined ? '' : `: ${describe(cause)}`),
-      cause === undefined ? undefined : { cause },
-    );
-  }
-}
-
 /** A 2xx answer whose body is not what the backend protocol promises (not JSON, missing logprobs, ...). */
 export class BackendProtocolError extends Error {
   override readonly name = 'BackendProtocolError';
@@ -88,6 +70,32 @@ export class BackendProtocolError extends Error {
     super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
     this.retryable = opts?.retryable ?? false;
   }
+}
+
+/** An error body some servers send with status 200 (or that a proxy relays): `{"error": "..."}` or `{"error": {"message": ...}}`. */
+const ServerError = z
+  .object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) })
+  .loose();
+
+/** Issues named in a shape error; a malformed token list can have thousands and the first few say enough. */
+const MAX_ISSUES = 5;
+
+/**
+ * Validates a server's answer against `schema`. A mismatch is a BackendProtocolError naming `what` and either the
+ * server's own error message (when the body is an error object) or the first few fields that are wrong.
+ */
+export function parseResponse<S extends z.ZodType>(schema: S, body: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const err = ServerError.safeParse(body);
+  if (err.success) {
+    const e = err.data.error;
+    throw new BackendProtocolError(
+      `${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`,
+    );
+  }
+  const issues = formatZodError(new z.ZodError(parsed.error.issues.slice(0, MAX_ISSUES)));
+  throw new BackendProtocolError(`${what}: unexpected response shape: ${issues}`);
 }
 
 /**
@@ -142,32 +150,6 @@ export function parseRetryAfter(value: string | null, now: number): number | und
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
-function backoffDelay(attempt: number, opts: BackoffOptions | undefined): number {
-  const base = opts?.baseMs ?? 200;
-  const max = opts?.maxMs ?? 10_000;
-  const exp = Math.min(max, base * 2 ** attempt);
-  // Equal jitter: keeps a floor so retries do not hammer, and spreads members that failed together.
-  return exp / 2 + Math.random() * (exp / 2);
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 type Attempt =
   | { kind: 'ok'; value: unknown }
   | { kind: 'http'; status: number; body: string; retryAfterMs?: number }
@@ -201,7 +183,7 @@ export async function postJson(url: string, body: unknown, opts: PostJsonOptions
     last = await attemptOnce(doFetch, url, payload, headers, remaining, opts.signal, now);
     if (last.kind === 'ok') return last.value;
     if (opts.signal?.aborted) throw opts.signal.reason;
-    if (last.kind === 'deadline') throw new BackendDeadlineError(url, opts.deadline, attempt + 1, last.error);
+    if (last.kind === 'deadline') throw deadlineError(url, opts.deadline, attempt + 1, last.error);
     if (last.kind === 'http' && !isRetryableStatus(last.status)) {
       throw new BackendHttpError(url, last.status, excerpt(last.body), attempt + 1);
     }
@@ -217,6 +199,18 @@ export async function postJson(url: string, body: unknown, opts: PostJsonOptions
   throw finalError(url, opts.deadline, retries + 1, last, false);
 }
 
+/** postJson with a backend's client options, for one request's deadline and signal. */
+export function postBackendJson(
+  url: string,
+  body: unknown,
+  client: HttpClientOptions,
+  deadline: number,
+  signal: AbortSignal,
+): Promise<unknown> {
+  const { apiKey, retries, backoff } = client;
+  return postJson(url, body, { apiKey, retries, backoff, fetch: client.fetch, deadline, signal });
+}
+
 function finalError(
   url: string,
   deadline: number,
@@ -226,7 +220,21 @@ function finalError(
 ) {
   if (last?.kind === 'http') return new BackendHttpError(url, last.status, excerpt(last.body), attempts);
   if (last?.kind === 'network' && !expired) return new BackendUnavailableError(url, attempts, last.error);
-  return new BackendDeadlineError(url, deadline, attempts, last?.kind === 'network' ? last.error : undefined);
+  return deadlineError(url, deadline, attempts, last?.kind === 'network' ? last.error : undefined);
+}
+
+function deadlineError(
+  url: string,
+  deadline: number,
+  attempts: number,
+  cause: unknown,
+): BackendDeadlineError {
+  return new BackendDeadlineError(
+    `POST ${url} did not finish before its deadline (${new Date(deadline).toISOString()}, ${attempts} attempt(s))` +
+      (cause === undefined ? '' : `: ${describe(cause)}`),
+    deadline,
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 async function attemptOnce(

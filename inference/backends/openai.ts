@@ -1,44 +1,16 @@
 // OpenAI-compatible HTTP backend (vLLM, SGLang's OpenAI server, hosted APIs) with top-k logprobs.
-// Also home of what every HTTP backend shares: chat-template rendering, prompt tokenisation, and aligning the
-// server's per-token strings with the generated text.
+// Also home of what the HTTP backends share beyond HTTP itself: prompt tokenisation, and aligning the server's
+// per-token strings with the generated text.
 import { z } from 'zod';
-import type { ChatMessage } from '../../agent/types.js';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
-import { BackendProtocolError, type BackoffOptions, HttpBackendLoad, postJson } from './http.js';
-
-// ---------------------------------------------------------------------------------------------------------------
-// Chat templates (completions mode, SGLang /generate)
-
-export type ChatTemplateFn = (messages: readonly ChatMessage[]) => string;
-
-/** `message` is written once per message with `{role}` and `{content}` substituted; `generationPrompt` opens the reply. */
-export interface SimpleChatTemplate {
-  prefix?: string;
-  message: string;
-  generationPrompt: string;
-}
-
-export type ChatTemplate = 'chatml' | SimpleChatTemplate | ChatTemplateFn;
-
-/** ChatML, the template of the Qwen family that Tongyi DeepResearch and most open research agents build on. */
-export const CHATML_TEMPLATE: SimpleChatTemplate = {
-  message: '<|im_start|>{role}\n{content}<|im_end|>\n',
-  generationPrompt: '<|im_start|>assistant\n',
-};
-
-export function renderChatTemplate(template: ChatTemplate, messages: readonly ChatMessage[]): string {
-  if (typeof template === 'function') return template(messages);
-  const t = template === 'chatml' ? CHATML_TEMPLATE : template;
-  const parts: string[] = [t.prefix ?? ''];
-  for (const m of messages) {
-    // One pass with a callback: message text may itself contain "{role}" or "$&" and must come through verbatim.
-    parts.push(
-      t.message.replace(/\{(role|content)\}/g, (_, key: string) => (key === 'role' ? m.role : m.content)),
-    );
-  }
-  parts.push(t.generationPrompt);
-  return parts.join('');
-}
+import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
+import {
+  BackendProtocolError,
+  HttpBackendLoad,
+  type HttpClientOptions,
+  parseResponse,
+  postBackendJson,
+} from './http.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Prompt token ids
@@ -53,21 +25,17 @@ export function serverRoot(baseUrl: string): string {
 }
 
 /** A tokenizer backed by the server's own POST /tokenize (vLLM and SGLang share the request and answer shape). */
-export function serverTokenizer(url: string, opts: { model?: string; apiKey?: string } = {}): Tokenizer {
+export function serverTokenizer(url: string, opts: { model?: string } & HttpClientOptions = {}): Tokenizer {
   return async (prompt, signal, deadline) => {
-    const body = await postJson(
+    const body = await postBackendJson(
       url,
       // The chat template already wrote every special token; letting the server add a BOS would shift the prompt.
       { ...(opts.model ? { model: opts.model } : {}), prompt, add_special_tokens: false },
-      { signal, deadline, ...(opts.apiKey ? { apiKey: opts.apiKey } : {}) },
+      opts,
+      deadline,
+      signal,
     );
-    const parsed = TokenizeResponse.safeParse(body);
-    if (!parsed.success) {
-      throw new BackendProtocolError(
-        `POST ${url}: answer has no "tokens" array of integers: ${zodMessage(parsed.error)}`,
-      );
-    }
-    return parsed.data.tokens;
+    return parseResponse(TokenizeResponse, body, `POST ${url} (tokenize)`).tokens;
   };
 }
 
@@ -192,13 +160,6 @@ export function alignTokensToText(
 // ---------------------------------------------------------------------------------------------------------------
 // Shared parsing helpers
 
-export function zodMessage(err: z.ZodError): string {
-  return err.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
-}
-
 /** The top-k logprobs, best first, at most k: servers add the chosen token or pad the list. */
 export function topK(values: Iterable<number | null | undefined>, k: number): number[] {
   const out: number[] = [];
@@ -212,10 +173,6 @@ export const UNLIKELY_LOGPROB = -9999;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Response schemas
-
-const ServerError = z
-  .object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) })
-  .loose();
 
 const Usage = z
   .object({
@@ -285,26 +242,12 @@ export function mapFinishReason(reason: string | null | undefined, backend: stri
   return 'stop';
 }
 
-function parseOrThrow<S extends z.ZodType>(schema: S, body: unknown, what: string): z.infer<S> {
-  const parsed = schema.safeParse(body);
-  if (parsed.success) return parsed.data;
-  const err = ServerError.safeParse(body);
-  if (err.success) {
-    const e = err.data.error;
-    throw new BackendProtocolError(
-      `${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`,
-    );
-  }
-  throw new BackendProtocolError(`${what}: unexpected response shape: ${zodMessage(parsed.error)}`);
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // The backend
 
-export interface OpenAIBackendOptions {
+export interface OpenAIBackendOptions extends HttpClientOptions {
   /** e.g. http://127.0.0.1:8000/v1 */
   baseUrl: string;
-  apiKey?: string;
   model: string;
   /** `chat` uses the server's chat template; `completions` renders the prompt here (see chatTemplate). Default chat. */
   mode?: 'chat' | 'completions';
@@ -319,13 +262,10 @@ export interface OpenAIBackendOptions {
   tokenizeUrl?: string;
   /** Merged into every request body (e.g. top_p, skip_special_tokens, chat_template_kwargs). */
   extraBody?: Record<string, unknown>;
-  retries?: number;
-  backoff?: BackoffOptions;
   /** Reported by load() so the member can announce it; the server's own batch limit (vLLM max_num_seqs). Default 256. */
   maxBatch?: number;
   /** Reported by load(); 0 means unknown. */
   cacheCapacityTokens?: number;
-  fetch?: typeof fetch;
 }
 
 export class OpenAIBackend implements InferenceBackend {
@@ -344,7 +284,7 @@ export class OpenAIBackend implements InferenceBackend {
         opts.tokenize ??
         serverTokenizer(opts.tokenizeUrl ?? `${serverRoot(this.base)}/tokenize`, {
           model: opts.model,
-          ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
+          apiKey: opts.apiKey,
         });
     }
   }
@@ -360,17 +300,12 @@ export class OpenAIBackend implements InferenceBackend {
   }
 
   private post(path: string, body: Record<string, unknown>, req: BackendRequest, signal: AbortSignal) {
-    return postJson(
+    return postBackendJson(
       `${this.base}${path}`,
       { ...body, ...this.opts.extraBody },
-      {
-        deadline: req.deadline,
-        signal,
-        ...(this.opts.apiKey ? { apiKey: this.opts.apiKey } : {}),
-        ...(this.opts.retries !== undefined ? { retries: this.opts.retries } : {}),
-        ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
-        ...(this.opts.fetch ? { fetch: this.opts.fetch } : {}),
-      },
+      this.opts,
+      req.deadline,
+      signal,
     );
   }
 
@@ -393,7 +328,7 @@ export class OpenAIBackend implements InferenceBackend {
       req,
       signal,
     );
-    const res = parseOrThrow(ChatResponse, body, 'openai backend (chat)');
+    const res = parseResponse(ChatResponse, body, 'openai backend (chat)');
     const choice = res.choices[0]!;
     const content = choice.logprobs?.content;
     if (!content) {
@@ -456,7 +391,7 @@ export class OpenAIBackend implements InferenceBackend {
       req,
       signal,
     );
-    const res = parseOrThrow(CompletionResponse, body, 'openai backend (completions)');
+    const res = parseResponse(CompletionResponse, body, 'openai backend (completions)');
     const choice = res.choices[0]!;
     const lp = choice.logprobs;
     if (!lp?.tokens) {

@@ -2,23 +2,26 @@
 // meta_info as [logprob, token_id, token_text] triples, and cached_tokens says how much of the prompt hit the radix cache.
 import { z } from 'zod';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
-import { BackendProtocolError, type BackoffOptions, HttpBackendLoad, postJson } from './http.js';
+import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
+import {
+  BackendProtocolError,
+  HttpBackendLoad,
+  type HttpClientOptions,
+  parseResponse,
+  postBackendJson,
+} from './http.js';
 import {
   alignTokensToText,
-  type ChatTemplate,
   mapFinishReason,
-  renderChatTemplate,
   serverTokenizer,
   type Tokenizer,
   topK,
   UNLIKELY_LOGPROB,
-  zodMessage,
 } from './openai.js';
 
-export interface SGLangBackendOptions {
+export interface SGLangBackendOptions extends HttpClientOptions {
   /** The server root, e.g. http://127.0.0.1:30000 (not the /v1 OpenAI prefix). */
   baseUrl: string;
-  apiKey?: string;
   /** Reported as RawGeneration.model; /generate serves whatever the server loaded. */
   model?: string;
   /** How messages become the prompt. Default ChatML. */
@@ -35,13 +38,10 @@ export interface SGLangBackendOptions {
   extraSamplingParams?: Record<string, unknown>;
   /** Merged into the request body (e.g. lora_path, rid). */
   extraBody?: Record<string, unknown>;
-  retries?: number;
-  backoff?: BackoffOptions;
   /** Reported by load(); SGLang's --max-running-requests. Default 256. */
   maxBatch?: number;
   /** Reported by load(); 0 means unknown. */
   cacheCapacityTokens?: number;
-  fetch?: typeof fetch;
 }
 
 /** [logprob, token_id, token_text]; the text is null unless return_text_in_logprobs was set. */
@@ -79,8 +79,8 @@ export class SGLangBackend implements InferenceBackend {
       this.tokenizer =
         opts.tokenize ??
         serverTokenizer(`${this.base}/tokenize`, {
-          ...(opts.model ? { model: opts.model } : {}),
-          ...(opts.apiKey ? { apiKey: opts.apiKey } : {}),
+          model: opts.model,
+          apiKey: opts.apiKey,
         });
     }
   }
@@ -108,7 +108,7 @@ export class SGLangBackend implements InferenceBackend {
       ...(seedParam && p.seed !== undefined ? { [seedParam]: p.seed } : {}),
       ...this.opts.extraSamplingParams,
     };
-    const body = await postJson(
+    const body = await postBackendJson(
       `${this.base}/generate`,
       {
         ...prompt,
@@ -119,22 +119,12 @@ export class SGLangBackend implements InferenceBackend {
         stream: false,
         ...this.opts.extraBody,
       },
-      {
-        deadline: req.deadline,
-        signal,
-        ...(this.opts.apiKey ? { apiKey: this.opts.apiKey } : {}),
-        ...(this.opts.retries !== undefined ? { retries: this.opts.retries } : {}),
-        ...(this.opts.backoff ? { backoff: this.opts.backoff } : {}),
-        ...(this.opts.fetch ? { fetch: this.opts.fetch } : {}),
-      },
+      this.opts,
+      req.deadline,
+      signal,
     );
-    const parsed = GenerateResponse.safeParse(body);
-    if (!parsed.success) {
-      throw new BackendProtocolError(
-        `sglang backend: unexpected /generate response shape: ${zodMessage(parsed.error)}`,
-      );
-    }
-    const item = Array.isArray(parsed.data) ? parsed.data[0]! : parsed.data;
+    const res = parseResponse(GenerateResponse, body, 'sglang backend (/generate)');
+    const item = Array.isArray(res) ? res[0]! : res;
     const meta = item.meta_info;
     if (meta.finish_reason?.type === 'abort') {
       throw new BackendProtocolError(

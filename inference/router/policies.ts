@@ -1,5 +1,6 @@
 // Routing policies: given the pool as the router sees it, order the healthy members best first. The first is
 // where the request goes; the rest are the failover order when it fails (no responders, timeout, member gone).
+import { fmix32, fnv1a32 } from '../../common/hash.js';
 import { PrefixIndex } from './prefix.js';
 
 export interface MemberView {
@@ -20,13 +21,14 @@ export interface RouteRequest {
   prefixKeys: string[];
   /** Requests that should land together when nothing is cached yet, e.g. every rollout of one question. */
   stickyKey?: string;
-  promptChars: number;
 }
 
 export type PolicyName = 'round_robin' | 'least_loaded' | 'prefix_affinity';
 
 export interface RoutingPolicy {
   readonly name: PolicyName;
+  /** Whether rank() and onRouted() read `prefixKeys`; when false the router leaves them empty (hashing costs). */
+  readonly usesPrefixKeys: boolean;
   /** Every healthy member, best first; unhealthy members are left out. */
   rank(req: RouteRequest, members: MemberView[]): string[];
   /** The request was sent to this member (called once per attempt that was actually sent). */
@@ -55,6 +57,7 @@ function leastLoadedOrder(members: MemberView[]): MemberView[] {
 
 export class RoundRobinPolicy implements RoutingPolicy {
   readonly name = 'round_robin' as const;
+  readonly usesPrefixKeys = false;
   private next = 0;
 
   rank(_req: RouteRequest, members: MemberView[]): string[] {
@@ -74,6 +77,7 @@ export class RoundRobinPolicy implements RoutingPolicy {
 
 export class LeastLoadedPolicy implements RoutingPolicy {
   readonly name = 'least_loaded' as const;
+  readonly usesPrefixKeys = false;
 
   rank(_req: RouteRequest, members: MemberView[]): string[] {
     return leastLoadedOrder(members.filter((m) => m.healthy)).map((m) => m.id);
@@ -134,16 +138,8 @@ export const PREFIX_AFFINITY_DEFAULTS = {
 
 /** Highest-random-weight score of (key, member): stable per pair, so a key keeps its member while others come and go. */
 export function rendezvousScore(key: string, memberId: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  h = Math.imul(h ^ 0xff, 0x01000193);
-  for (let i = 0; i < memberId.length; i++) h = Math.imul(h ^ memberId.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  // FNV-1a of key, a U+00FF separator, then the member id, finished with fmix32.
+  return fmix32(fnv1a32(memberId, fnv1a32('\u00ff', fnv1a32(key))));
 }
 
 export type AffinityDecision =
@@ -165,6 +161,7 @@ export type AffinityDecision =
  */
 export class PrefixAffinityPolicy implements RoutingPolicy {
   readonly name = 'prefix_affinity' as const;
+  readonly usesPrefixKeys = true;
   readonly index: PrefixIndex;
   private readonly o: Required<Omit<PrefixAffinityOptions, 'index'>>;
   /** Why the last rank() put its first member first; for metrics and tests. */

@@ -6,25 +6,9 @@
 // re-send byte-identical rendered prefixes, so character blocks line up exactly where the server's KV pages do
 // (at a coarser grain: 256 chars is about 64 tokens).
 import type { ChatMessage } from '../../agent/types.js';
+import { Fnv1a32x2, fmix32 } from '../../common/hash.js';
 
 export const DEFAULT_BLOCK_CHARS = 256;
-
-// Two independent 32-bit FNV-1a lanes (different offset bases, different primes) make a 64-bit key without
-// BigInt, which would be an order of magnitude slower on multi-MB prompts.
-const OFFSET_A = 0x811c9dc5;
-const OFFSET_B = 0x01000193 ^ 0x9e3779b9;
-const PRIME_A = 0x01000193;
-const PRIME_B = 0x01000247; // odd and far from PRIME_A so the lanes do not move together
-
-function fmix32(h: number): number {
-  // murmur3's finaliser: FNV's low bits mix poorly, and keys are compared (and rendezvous-hashed) as strings.
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 function hex8(n: number): string {
   return (n >>> 0).toString(16).padStart(8, '0');
@@ -35,8 +19,7 @@ function hex8(n: number): string {
  * reset, so each key covers everything fed so far: the chain property comes for free.
  */
 export class PrefixHasher {
-  private a = OFFSET_A;
-  private b = OFFSET_B;
+  private readonly h = new Fnv1a32x2();
   private inBlock = 0;
   readonly keys: string[] = [];
 
@@ -46,22 +29,19 @@ export class PrefixHasher {
   }
 
   update(text: string): this {
-    let a = this.a;
-    let b = this.b;
-    let inBlock = this.inBlock;
+    const h = this.h;
     const size = this.blockChars;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      a = Math.imul(a ^ c, PRIME_A);
-      b = Math.imul(b ^ c, PRIME_B);
-      if (++inBlock === size) {
-        this.keys.push(hex8(fmix32(a)) + hex8(fmix32(b ^ 0x5bd1e995)));
-        inBlock = 0;
+    for (let i = 0; i < text.length; ) {
+      const end = Math.min(text.length, i + size - this.inBlock);
+      h.update(text, i, end);
+      this.inBlock += end - i;
+      i = end;
+      if (this.inBlock === size) {
+        // fmix32: FNV's low bits mix poorly, and keys are compared (and rendezvous-hashed) as strings.
+        this.keys.push(hex8(fmix32(h.a)) + hex8(fmix32(h.b ^ 0x5bd1e995)));
+        this.inBlock = 0;
       }
     }
-    this.a = a;
-    this.b = b;
-    this.inBlock = inBlock;
     return this;
   }
 
@@ -71,7 +51,7 @@ export class PrefixHasher {
    */
   digest(includePartial = true): string[] {
     if (!includePartial || this.inBlock === 0) return [...this.keys];
-    return [...this.keys, `${hex8(fmix32(this.a ^ 0x27d4eb2f))}${hex8(fmix32(this.b ^ 0x165667b1))}`];
+    return [...this.keys, `${hex8(fmix32(this.h.a ^ 0x27d4eb2f))}${hex8(fmix32(this.h.b ^ 0x165667b1))}`];
   }
 }
 
@@ -175,10 +155,6 @@ export class PrefixIndex {
   /** Blocks currently recorded for the member. */
   size(memberId: string): number {
     return this.members.get(memberId)?.size ?? 0;
-  }
-
-  memberIds(): string[] {
-    return [...this.members.keys()];
   }
 }
 

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  BackendDeadlineError,
   BackendHttpError,
   BackendProtocolError,
   BackendUnavailableError,
@@ -8,6 +7,8 @@ import {
   parseRetryAfter,
   postJson,
 } from '../../inference/backends/http.js';
+import { backoffDelay, sleep } from '../../inference/retry.js';
+import { BackendDeadlineError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
 const fakeServer = fakeJsonServer;
@@ -138,5 +139,26 @@ describe('HttpBackendLoad', () => {
       cacheUsedTokens: 0,
     });
     expect(new HttpBackendLoad({}).load().maxBatch).toBe(256);
+  });
+});
+
+describe('retry waits', () => {
+  it('backs off exponentially with equal jitter, up to the cap', () => {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const exp = Math.min(1000, 50 * 2 ** attempt);
+      const d = backoffDelay(attempt, { baseMs: 50, maxMs: 1000 });
+      expect(d).toBeGreaterThanOrEqual(exp / 2);
+      expect(d).toBeLessThanOrEqual(exp);
+    }
+  });
+
+  it('stops sleeping with the abort reason as soon as the signal aborts', async () => {
+    const ac = new AbortController();
+    const reason = new Error('cancelled');
+    const t0 = Date.now();
+    setTimeout(() => ac.abort(reason), 20);
+    await expect(sleep(5000, ac.signal)).rejects.toBe(reason);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await expect(sleep(5000, ac.signal)).rejects.toBe(reason);
   });
 });

@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { renderChatTemplate } from '../../inference/backends/chat-template.js';
 import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
-import {
-  alignTokensToText,
-  OpenAIBackend,
-  renderChatTemplate,
-  serverRoot,
-} from '../../inference/backends/openai.js';
+import { alignTokensToText, OpenAIBackend, serverRoot } from '../../inference/backends/openai.js';
 import type { BackendRequest } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 

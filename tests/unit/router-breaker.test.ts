@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BreakerSet, CircuitBreaker } from '../../inference/router/breaker.js';
+import { CircuitBreaker } from '../../inference/router/breaker.js';
 
 function clock() {
   let t = 1_000;
@@ -86,25 +86,5 @@ describe('CircuitBreaker', () => {
     b.onFailure();
     c.advance(100);
     expect(b.state).toBe('half_open');
-  });
-});
-
-describe('BreakerSet', () => {
-  it('keeps one breaker per member', () => {
-    const c = clock();
-    const s = new BreakerSet({ failureThreshold: 2, cooldownMs: 100, now: c.now });
-    expect(s.isAvailable('a')).toBe(true);
-    s.onFailure('a');
-    s.onFailure('a');
-    s.onFailure('b');
-    expect(s.state('a')).toBe('open');
-    expect(s.isAvailable('a')).toBe(false);
-    expect(s.isAvailable('b')).toBe(true);
-    c.advance(100);
-    expect(s.tryAcquire('a')).toBe(true);
-    s.onSuccess('a');
-    expect(s.state('a')).toBe('closed');
-    s.forget('b');
-    expect(s.get('b').consecutiveFailures).toBe(0);
   });
 });

@@ -26,7 +26,6 @@ function member(id: string, over: Partial<MemberView> = {}): MemberView {
 function req(text: string, stickyKey?: string): RouteRequest {
   return {
     prefixKeys: prefixBlockHashes(text),
-    promptChars: text.length,
     ...(stickyKey ? { stickyKey } : {}),
   };
 }

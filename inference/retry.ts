@@ -1,0 +1,37 @@
+// Waiting between retries, shared by the HTTP backends (retrying one server) and the pool client (failing over
+// across members). Runs in pool members and rollout workers, never in workflow code, so Math.random is fine here.
+
+export interface BackoffOptions {
+  /** First retry waits about this long (before jitter). Default 200 ms. */
+  baseMs?: number;
+  /** The exponential wait stops growing here. Default 10 s. */
+  maxMs?: number;
+}
+
+/** Wait before retry `attempt` (0 for the first retry): exponential, capped, with equal jitter. */
+export function backoffDelay(attempt: number, opts: BackoffOptions | undefined): number {
+  const base = opts?.baseMs ?? 200;
+  const max = opts?.maxMs ?? 10_000;
+  const exp = Math.min(max, base * 2 ** attempt);
+  // Equal jitter: keeps a floor so retries do not hammer, and spreads callers that failed together.
+  return exp / 2 + Math.random() * (exp / 2);
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

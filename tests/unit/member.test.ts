@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
+import { replyError } from '../../inference/member.js';
+import { BackendDeadlineError } from '../../inference/types.js';
+import { WireDecodeError } from '../../inference/wire.js';
+import { SimBackend } from '../../sim/backend.js';
+import { fakeJsonServer } from '../helpers/fake-http.js';
+
+const fast = { baseMs: 1, maxMs: 5 };
+
+/** What postJson throws against a server that always answers `status`. */
+async function httpFailure(status: number, body: unknown): Promise<unknown> {
+  const s = await fakeJsonServer(() => ({ status, body }));
+  return postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 1, backoff: fast }).catch((e) => e);
+}
+
+describe('member error replies', () => {
+  it('does not send a request the server rejected as invalid (HTTP 400) to another member', async () => {
+    // The body mentions a deadline: the text of a message must not decide anything.
+    const err = await httpFailure(400, { error: 'deadline must be in the future' });
+    expect(replyError(err)).toMatchObject({ code: 'backend_error', retryable: false });
+    expect(replyError(err).message).toContain('HTTP 400');
+  });
+
+  it('lets the router try another member after a server error (HTTP 5xx) or an unreachable server', async () => {
+    expect(replyError(await httpFailure(503, { error: 'busy' }))).toMatchObject({
+      code: 'backend_error',
+      retryable: true,
+    });
+    const s = await fakeJsonServer(() => ({}));
+    await s.close();
+    const unreachable = await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 0 }).catch(
+      (e) => e,
+    );
+    expect(replyError(unreachable)).toMatchObject({ code: 'backend_error', retryable: true });
+  });
+
+  it('follows the flag of a protocol error (an abort is retryable, a malformed answer is not)', () => {
+    expect(replyError(new BackendProtocolError('no logprobs')).retryable).toBe(false);
+    expect(replyError(new BackendProtocolError('aborted', { retryable: true })).retryable).toBe(true);
+  });
+
+  it('reports a passed deadline as deadline_exceeded, whichever backend hit it', async () => {
+    const http = await postJson(
+      (await fakeJsonServer(() => ({ body: {}, delayMs: 3000 }))).url,
+      {},
+      { deadline: Date.now() + 100 },
+    ).catch((e) => e);
+    expect(http).toBeInstanceOf(BackendDeadlineError);
+    expect(replyError(http)).toMatchObject({ code: 'deadline_exceeded', retryable: false });
+
+    const sim = new SimBackend();
+    const late = await sim
+      .generate(
+        {
+          id: 'r1',
+          messages: [{ role: 'user', content: 'hi' }],
+          params: { maxTokens: 8, temperature: 0, topLogprobs: 2 },
+          deadline: Date.now() - 1,
+        },
+        new AbortController().signal,
+      )
+      .catch((e) => e);
+    await sim.close();
+    expect(late).toBeInstanceOf(BackendDeadlineError);
+    expect(replyError(late).code).toBe('deadline_exceeded');
+  });
+
+  it('reports an invalid request as bad_request, and an error that says nothing as retryable', () => {
+    expect(replyError(new WireDecodeError('generate request: id: required'))).toMatchObject({
+      code: 'bad_request',
+      retryable: false,
+    });
+    expect(replyError(new Error('blob store timed out'))).toMatchObject({
+      code: 'backend_error',
+      message: 'blob store timed out',
+      retryable: true,
+    });
+  });
+});
