@@ -1,7 +1,8 @@
 // Partial rollout versus from-scratch sampling at equal budget (N=8 per question) over a fixed set of
 // simulator questions. Prints generated tokens, tool calls, reuse factor and per-aggregator accuracy, and
-// checks that the saving is exactly the reused prefix: a branch makes one model call per step it
-// generates and none for the steps it reuses.
+// checks that the saving is exactly the reused prefix: the worker counts the model calls each rollout's
+// activities actually make, and a branch must make one per step it generates and none for the steps it
+// reuses.
 import { runParallelMuse } from '../client/parallel-muse.js';
 import { sampleQuestions } from '../sim/world.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -18,7 +19,14 @@ const configs = [
 const aggregators = ['compressed', 'majority', 'confidence_weighted', 'min_uncertainty'] as const;
 
 async function main() {
-  const { cfg, client, stop } = await benchEngine('pm', { members: 2 });
+  // Model calls made by turn activities, per trajectory (workflow id `${questionId}/${rolloutId}`).
+  const modelCalls = new Map<string, number>();
+  const { cfg, client, stop } = await benchEngine('pm', {
+    members: 2,
+    onModelCall: (e) => {
+      if (e.kind === 'turn') modelCalls.set(e.trajectoryId, (modelCalls.get(e.trajectoryId) ?? 0) + 1);
+    },
+  });
   const rows: Record<string, string | number>[] = [];
   let base: { tokens: number; tools: number } | undefined;
   const violations: string[] = [];
@@ -49,9 +57,10 @@ async function main() {
       for (const r of results) {
         for (const ro of r.rollouts) {
           const generatedSteps = ro.steps - ro.lineage.reusedSteps;
-          if (ro.termination !== 'error' && ro.usage.llmCalls !== generatedSteps) {
+          const calls = modelCalls.get(`${r.questionId}/${ro.rolloutId}`) ?? 0;
+          if (ro.termination !== 'error' && calls !== generatedSteps) {
             violations.push(
-              `${r.questionId}/${ro.rolloutId}: ${ro.usage.llmCalls} model calls for ${generatedSteps} generated steps`,
+              `${r.questionId}/${ro.rolloutId}: ${calls} model calls for ${generatedSteps} generated steps`,
             );
           }
         }

@@ -6,13 +6,19 @@
 // evicts): how much of the reachable hit rate each policy got, and the most any policy could reach over
 // round_robin on this workload.
 //
-// Busy time: a member is busy while it has at least one request inside its backend (prefill or decode); it is
-// measured in wall time around each backend call. Ideal makespan = Σ busy time / 4 (the same work spread
-// perfectly over the pool, no member ever idle); utilisation = ideal makespan / achieved makespan.
+// Load: a member's load is its request-seconds, the time integral of the requests inside its backend (queued for a
+// batch slot or KV blocks, prefilling or decoding), measured in wall time around each backend call. A member that is
+// sent more requests, longer ones, or ones that miss its cache and queue behind prefill carries more; max/mean across
+// the four members is the imbalance figure. Requests served and GPU token work (uncached prompt + completion tokens)
+// per member are printed beside it.
+// Utilisation: a member is busy while it has at least one request inside its backend. Ideal makespan = Σ busy time / 4
+// (the same busy time spread perfectly over the pool, no member ever idle); utilisation = ideal / achieved makespan.
+// It falls when a policy leaves members idle while others hold work.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { reactSystemPrompt } from '../agent/prompts.js';
 import type { ChatMessage } from '../agent/types.js';
 import { BlobStore } from '../common/blob-store.js';
+import { fnv1a32 } from '../common/hash.js';
 import { connectNats } from '../common/nats.js';
 import { PoolMember } from '../inference/member.js';
 import { PoolClient } from '../inference/pool-client.js';
@@ -131,7 +137,7 @@ interface RolloutPlan {
 function rolloutsWorkload(): Workload {
   const questions = sampleQuestions(QUESTIONS, SEED);
   const turnsOf = (id: string) =>
-    MIN_TURNS + new SimRng(mix32(SEED, hash(id))).int(MAX_TURNS - MIN_TURNS + 1);
+    MIN_TURNS + new SimRng(mix32(SEED, fnv1a32(id))).int(MAX_TURNS - MIN_TURNS + 1);
   const requestsPerQuestion = (qi: number) => {
     const initial = turnsOf(`q${qi}/initial`);
     let n = initial + turnsOf(`q${qi}/scratch`);
@@ -151,7 +157,7 @@ function rolloutsWorkload(): Workload {
     stickyKey: string,
     firstKind: Kind,
   ): Promise<ChatMessage[][]> {
-    const rng = new SimRng(mix32(SEED, hash(plan.id)));
+    const rng = new SimRng(mix32(SEED, fnv1a32(plan.id)));
     const before: ChatMessage[][] = [];
     let messages = context;
     for (let t = 0; t < plan.turns; t++) {
@@ -234,12 +240,6 @@ function branchSteps(qi: number, turns: number): number[] {
     .sort((a, b) => a - b);
 }
 
-function hash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
 function burstWorkload(): Workload {
   const rng = new SimRng(mix32(SEED, 0x10));
   const nIndependent = Math.round((GROUPS * BRANCHES * INDEPENDENT_SHARE) / (1 - INDEPENDENT_SHARE));
@@ -273,13 +273,14 @@ function burstWorkload(): Workload {
 
 const workload = (): Workload => (SHAPE === 'rollouts' ? rolloutsWorkload() : burstWorkload());
 
-// -- members with busy-time accounting ---------------------------------------------------------------------------
+// -- members with load and busy-time accounting-----------------------------------------------------------------------
 
 interface BenchMember {
   id: string;
   member: PoolMember;
   sim: SimBackend;
   busyMs(): number;
+  requestMs(): number;
   stop(): Promise<void>;
 }
 
@@ -292,15 +293,19 @@ async function startMember(
   let active = 0;
   let since = 0;
   let busy = 0;
+  let requestMs = 0;
   const backend: InferenceBackend = {
     kind: sim.kind,
     load: () => sim.load(),
     async generate(req: BackendRequest, signal: AbortSignal) {
-      if (active++ === 0) since = performance.now();
+      const start = performance.now();
+      if (active++ === 0) since = start;
       try {
         return await sim.generate(req, signal);
       } finally {
-        if (--active === 0) busy += performance.now() - since;
+        const end = performance.now();
+        requestMs += end - start;
+        if (--active === 0) busy += end - since;
       }
     },
   };
@@ -312,6 +317,7 @@ async function startMember(
     member,
     sim,
     busyMs: () => busy + (active > 0 ? performance.now() - since : 0),
+    requestMs: () => requestMs,
     async stop() {
       await member.stop();
       await sim.close();
@@ -342,6 +348,10 @@ interface PolicyResult {
   makespanS: number;
   hitRate: number;
   served: number[];
+  /** Request-seconds per member: the load figure. */
+  loadS: number[];
+  /** Uncached prompt + completion tokens per member. */
+  workTokens: number[];
   busyS: number[];
   idealS: number;
   utilisation: number;
@@ -404,6 +414,11 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
       makespanS,
       hitRate: cached / prompt,
       served: members.map((m) => m.member.stats.served),
+      loadS: members.map((m) => m.requestMs() / 1000),
+      workTokens: members.map((m) => {
+        const st = m.sim.stats();
+        return st.promptTokens - st.cachedPromptTokens + st.completionTokens;
+      }),
       busyS,
       idealS,
       utilisation: idealS / makespanS,
@@ -458,7 +473,7 @@ async function main() {
       const r = await runPolicy(stack.cfg, policy);
       results.push(r);
       console.log(
-        `${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')}, evicted blocks ${r.evictedBlocks}` +
+        `${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, request-s ${r.loadS.map((b) => b.toFixed(0)).join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')}, evicted blocks ${r.evictedBlocks}` +
           `${r.decisions.size ? `, decisions ${[...r.decisions].map(([d, n]) => `${d} ${n}`).join(', ')}` : ''})`,
       );
     }
@@ -467,9 +482,11 @@ async function main() {
   }
 
   console.log(
-    '\nload = busy time per member (wall time with >= 1 request in its backend); requests served per member also shown',
+    '\nload = request-seconds per member (time integral of requests in its backend); also by requests served and by token work (uncached prompt + completion tokens)',
   );
-  console.log('ideal makespan = Σ member busy time / 4; utilisation = ideal / achieved makespan\n');
+  console.log(
+    'ideal makespan = Σ member busy time (>= 1 request in its backend) / 4; utilisation = ideal / achieved makespan\n',
+  );
   console.log(
     table(
       results.map((r) => ({
@@ -477,8 +494,9 @@ async function main() {
         'makespan s': r.makespanS,
         'cache hit rate': r.hitRate,
         'uncached prompt tokens': r.uncachedTokens,
-        'max/mean busy': maxMean(r.busyS),
+        'max/mean load': maxMean(r.loadS),
         'max/mean served': maxMean(r.served),
+        'max/mean token work': maxMean(r.workTokens),
         'ideal makespan s': r.idealS,
         utilisation: r.utilisation,
       })),
@@ -506,8 +524,8 @@ async function main() {
     `\nprefix_affinity / round_robin hit rate: ${ratio.toFixed(2)}x (target >= ${TARGETS.hitRatio}x: ${mark(ratio >= TARGETS.hitRatio)})`,
   );
   console.log(
-    `prefix_affinity max/mean load (busy): ${maxMean(pa.busyS).toFixed(2)} (target <= ${TARGETS.maxMeanLoad}: ${mark(maxMean(pa.busyS) <= TARGETS.maxMeanLoad)}); ` +
-      `by requests served: ${maxMean(pa.served).toFixed(2)} (${mark(maxMean(pa.served) <= TARGETS.maxMeanLoad)})`,
+    `prefix_affinity max/mean load (request-seconds): ${maxMean(pa.loadS).toFixed(2)} (target <= ${TARGETS.maxMeanLoad}: ${mark(maxMean(pa.loadS) <= TARGETS.maxMeanLoad)}); ` +
+      `by requests served: ${maxMean(pa.served).toFixed(2)}; by token work: ${maxMean(pa.workTokens).toFixed(2)}`,
   );
   console.log(
     `prefix_affinity utilisation: ${pa.utilisation.toFixed(2)} (target >= ${TARGETS.utilisation}: ${mark(pa.utilisation >= TARGETS.utilisation)})`,

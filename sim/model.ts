@@ -12,12 +12,12 @@
 // emitted token is sampled from it, so branching at uncertain steps changes outcomes for real.
 
 import type { ChatMessage } from '../agent/types.js';
+import { fnv1a32 } from '../common/hash.js';
 import type { GenerateParams, TokenLogprob } from '../inference/types.js';
 import { parseDirectives, type SimDirectives } from './directives.js';
 import { simTokenize } from './tokenizer.js';
 import {
   factSentence,
-  fnv1a32,
   mix32,
   questionStructure,
   relationByLabel,

@@ -6,11 +6,11 @@
 // summary), so the engine's prompts, truncation and parsing see realistic observations.
 // Pages state facts on lines of the form `Fact: <A> | <relation> | <B>.` that a reader can quote.
 
+import { fnv1a32 } from '../common/hash.js';
 import { parseDirectives } from './directives.js';
 import {
   entityForQuery,
   factSentence,
-  fnv1a32,
   mix32,
   puzzleFor,
   type SimPage,

@@ -14,20 +14,11 @@
 // ("Ostrava Works | builder of | Varnholt Bridge"), and the first entity of a wrong chain points
 // back to someone else. Noticing that is what verification means here.
 
+import { fnv1a32 } from '../common/hash.js';
 import { parseDirectives, stripDirectives } from './directives.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hashing and seeded randomness (no Math.random anywhere in the simulator).
-
-/** FNV-1a over UTF-16 code units. */
-export function fnv1a32(text: string, seed = 0x811c9dc5): number {
-  let h = seed >>> 0;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
 
 /** Mixes integers into one well-spread 32-bit value (murmur3 finaliser over a running combine). */
 export function mix32(...values: number[]): number {

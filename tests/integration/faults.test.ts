@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
+import { decodeWire, MemberAnnouncementWire, subjects } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import {
@@ -90,12 +91,21 @@ describe('durability under faults', () => {
   });
 
   it('a pool member SIGKILLed mid-request does not lose the trajectory: the request completes on another member', async () => {
+    // The victim is slow (time scale 3), so a step is in flight on it for seconds.
     const victim = await spawnMuse(
       cfg,
-      ['pool', 'serve', '--backend', 'sim', '--pool', 'kill-member', '--id', 'victim', '--time-scale', '1'],
+      ['pool', 'serve', '--backend', 'sim', '--pool', 'kill-member', '--id', 'victim', '--time-scale', '3'],
       /serving pool/,
     );
     children.push(victim);
+    let victimLoad: MemberAnnouncementWire | undefined;
+    const announcements = nc.subscribe(subjects.announce('kill-member'), {
+      callback: (err, msg) => {
+        if (err) return;
+        const a = decodeWire(MemberAnnouncementWire, msg.data, 'announcement');
+        if (a.id === 'victim') victimLoad = a;
+      },
+    });
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 22);
@@ -116,15 +126,34 @@ describe('durability under faults', () => {
         { pool: 'kill-member', id: 'survivor' },
       );
       try {
-        await new Promise((r) => setTimeout(r, 300));
+        // Kill the victim while it reports a request of this trajectory in flight (the trajectory's prefix keeps it
+        // on the victim, so the survivor has served nothing yet).
+        victimLoad = undefined;
+        await waitUntil(
+          async () => (victimLoad?.inFlight ?? 0) >= 1,
+          60_000,
+          'a request in flight on the victim',
+        );
+        expect(survivor.member.stats.served).toBe(0);
         await killHard(victim);
+        const stepsAtKill = (await queryProgress(handle))?.step ?? 0;
         const result = await handle.result();
         expect(result.termination).toBe('answer');
+        expect(result.steps).toBeGreaterThan(stepsAtKill);
         expect(survivor.member.stats.served).toBeGreaterThan(0);
+        // The trajectory noticed nothing beyond latency: the pool client failed the request over to the survivor
+        // inside the step's activity, so no activity needed a second attempt from Temporal.
+        const history = await handle.fetchHistory();
+        const attempts = (history.events ?? []).flatMap((e) =>
+          e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 1] : [],
+        );
+        expect(attempts.length).toBeGreaterThan(0);
+        expect(Math.max(...attempts)).toBe(1);
       } finally {
         await survivor.stop();
       }
     } finally {
+      announcements.unsubscribe();
       await worker.stop();
     }
   });

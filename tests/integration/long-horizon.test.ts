@@ -111,11 +111,9 @@ describe('long-horizon trajectories', () => {
   it('a worker killed at continue-as-new boundaries loses and repeats no step', {
     timeout: 300_000,
   }, async () => {
-    const calls: number[] = [];
-    const recording = recordingBackend(new SimBackend({ profile: { timeScale: 0.05 } }), (req) => {
-      // iterresearch prompts carry the round counter in the simulator's report: count requests per round.
-      const m = /Rounds?:\s*(\d+)/i.exec(req.messages.at(-1)?.content ?? '');
-      calls.push(m ? Number(m[1]) : 0);
+    let calls = 0;
+    const recording = recordingBackend(new SimBackend({ profile: { timeScale: 0.05 } }), () => {
+      calls++;
     });
     const member = new PoolMember({ nc, pool: 'can', id: 'rec-can', backend: recording });
     await member.start();
@@ -155,8 +153,9 @@ describe('long-horizon trajectories', () => {
       for await (const step of exportTrajectory(client, nc, handle.workflowId)) steps.push(step.step);
       expect(steps).toEqual([...Array(40).keys()]);
       expect(result.runs).toBeGreaterThanOrEqual(10);
-      // Requests beyond one per step can only be the steps in flight at the three kills.
-      expect(calls.length).toBeLessThanOrEqual(40 + 3);
+      // One request per step; beyond that, only the steps in flight at the three kills may have been asked again.
+      expect(calls).toBeGreaterThanOrEqual(40);
+      expect(calls).toBeLessThanOrEqual(40 + 3);
     } finally {
       await member.stop();
     }

@@ -170,6 +170,8 @@ describe('ParallelMuse', () => {
       'children in flight',
     );
     await killHard(child);
+    // No worker is left: the question cannot have finished, so what follows is the new worker's doing.
+    expect((await client.workflow.getHandle('pm-kill').describe()).status.name).toBe('RUNNING');
     const worker = await inProcessWorker(cfg);
     try {
       const { result } = await running;
