@@ -23,8 +23,7 @@ class MsgpackPayloadConverter {
     return { metadata: { encoding: encoder.encode(MSGPACK_ENCODING) }, data: packValue(value) };
   }
   fromPayload(payload) {
-    const encoding =
-      payload.metadata && payload.metadata.encoding ? decoder.decode(payload.metadata.encoding) : '(none)';
+    const encoding = payload.metadata?.encoding ? decoder.decode(payload.metadata.encoding) : '(none)';
     if (encoding !== MSGPACK_ENCODING)
       throw new TypeError(`msgpack payload converter cannot decode encoding '${encoding}'`);
     return unpackValue(payload.data || new Uint8Array());

@@ -10,7 +10,7 @@ describe('msgpack payload converter', () => {
       steps: 7,
       regions: { think_ppl: 1.25, tool_call_ppl: null, all_ppl: 2.5 },
       entropies: new Float32Array([0, 0.5, 2.75]),
-      refs: ['kv:job:' + 'a'.repeat(64)],
+      refs: [`kv:job:${'a'.repeat(64)}`],
       nested: [{ big: 2 ** 40, neg: -3, flag: true }],
       empty: '',
     };
