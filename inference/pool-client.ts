@@ -275,7 +275,9 @@ export class PoolClient {
         }
         if (reply.ok) {
           state?.breaker.onSuccess();
-          return reply.generation as Generation;
+          const g = reply.generation as Generation;
+          if (memberId) this.policy.onServed?.(memberId, route, g.usage.promptTokens);
+          return g;
         }
         if (reply.error.code === 'bad_request')
           throw new BadRequestError(`pool member rejected the request: ${reply.error.message}`);

@@ -33,6 +33,8 @@ export interface RoutingPolicy {
   rank(req: RouteRequest, members: MemberView[]): string[];
   /** The request was sent to this member (called once per attempt that was actually sent). */
   onRouted(memberId: string, req: RouteRequest): void;
+  /** The member served the request; `promptTokens` is the prompt length its server counted. */
+  onServed?(memberId: string, req: RouteRequest, promptTokens: number): void;
   onMemberGone(memberId: string): void;
 }
 
@@ -120,7 +122,10 @@ export interface PrefixAffinityOptions {
   defaultCapacityBlocks?: number;
   /** Block size the prefix keys were made with, to turn announced cache tokens into blocks. Default 256. */
   blockChars?: number;
-  /** Rough characters per token for that conversion. Default 4. */
+  /**
+   * Characters per token for that conversion until the pool's own figure is known: from the first served requests
+   * on, the ratio of prompt characters to the prompt tokens members report is used. Default 4.
+   */
   charsPerToken?: number;
   /** Share an index with other components (e.g. benchmarks inspecting it); one is created otherwise. */
   index?: PrefixIndex;
@@ -135,6 +140,9 @@ export const PREFIX_AFFINITY_DEFAULTS = {
   blockChars: 256,
   charsPerToken: 4,
 } as const satisfies Required<Omit<PrefixAffinityOptions, 'index'>>;
+
+/** Prompt tokens served before the learned characters-per-token ratio replaces the default. */
+const MIN_TOKENS_TO_LEARN = 10_000;
 
 /** Highest-random-weight score of (key, member): stable per pair, so a key keeps its member while others come and go. */
 export function rendezvousScore(key: string, memberId: string): number {
@@ -166,6 +174,9 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
   private readonly o: Required<Omit<PrefixAffinityOptions, 'index'>>;
   /** Why the last rank() put its first member first; for metrics and tests. */
   lastDecision: AffinityDecision | undefined;
+  /** Prompt characters (as block keys cover them) and server tokens of served requests: the learned ratio. */
+  private servedChars = 0;
+  private servedTokens = 0;
 
   constructor(opts: PrefixAffinityOptions = {}) {
     const { index, ...rest } = opts;
@@ -189,9 +200,12 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
       this.lastDecision = undefined;
       return [];
     }
+    // The index must remember about as much as the member's cache holds: too little and the router forgets
+    // prefixes the member still has, sending their next turns elsewhere as if cold.
+    const charsPerToken = this.charsPerToken();
     for (const m of healthy) {
       if (m.cacheCapacityTokens > 0) {
-        this.index.setCapacity(m.id, (m.cacheCapacityTokens * this.o.charsPerToken) / this.o.blockChars);
+        this.index.setCapacity(m.id, (m.cacheCapacityTokens * charsPerToken) / this.o.blockChars);
       }
     }
     const total = req.prefixKeys.length;
@@ -221,9 +235,15 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
           leastLoaded(a, b),
       );
       decision = warm ? 'affinity' : 'cold_rendezvous';
-      // A cold key takes the less loaded of its two rendezvous choices (the power of two choices): placement
-      // stays nearly as stable across routers, and a handful of sticky keys no longer land 5/3/2/2 by chance.
-      if (!warm && preferred.length > 1 && util.get(preferred[1]!.id)! < util.get(preferred[0]!.id)!) {
+      // A new key (no member holds any of its prefix) takes the less loaded of its two rendezvous choices (the
+      // power of two choices): placement stays nearly as stable across routers, and a handful of sticky keys no
+      // longer land 5/3/2/2 by chance. A request that shares some prefix with one member stays with it.
+      if (
+        !warm &&
+        preferred.length > 1 &&
+        match.get(preferred[0]!.id) === 0 &&
+        util.get(preferred[1]!.id)! < util.get(preferred[0]!.id)!
+      ) {
         preferred = [preferred[1]!, preferred[0]!, ...preferred.slice(2)];
       }
     } else {
@@ -255,6 +275,23 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
 
   onRouted(memberId: string, req: RouteRequest): void {
     this.index.record(memberId, req.prefixKeys);
+  }
+
+  onServed(_memberId: string, req: RouteRequest, promptTokens: number): void {
+    if (!(promptTokens > 0) || req.prefixKeys.length === 0) return;
+    this.servedChars += req.prefixKeys.length * this.o.blockChars;
+    this.servedTokens += promptTokens;
+    // Halving keeps the ratio a running average that follows a change of model or tokenizer.
+    if (this.servedTokens > 1e8) {
+      this.servedChars /= 2;
+      this.servedTokens /= 2;
+    }
+  }
+
+  /** Learned from served requests once there are enough tokens to trust, else the configured default. */
+  charsPerToken(): number {
+    if (this.servedTokens < MIN_TOKENS_TO_LEARN) return this.o.charsPerToken;
+    return Math.min(32, Math.max(1, this.servedChars / this.servedTokens));
   }
 
   onMemberGone(memberId: string): void {

@@ -175,6 +175,36 @@ describe('prefix_affinity', () => {
     p.rank(req('x'), [member('a', { cacheCapacityTokens: 64 * 100 })]);
     expect(p.index.capacity('a')).toBe(100);
   });
+
+  it('learns characters per token from the prompt tokens members report, and sizes the index with it', () => {
+    const p = new PrefixAffinityPolicy({ blockChars: 256, charsPerToken: 4 });
+    const members = [member('a', { cacheCapacityTokens: 64_000 })];
+    const r = req('y'.repeat(256 * 40)); // 40 blocks, 10,240 characters
+    // Below 10,000 served tokens the configured ratio holds.
+    p.onServed('a', r, 1_600);
+    expect(p.charsPerToken()).toBe(4);
+    // A tokenizer at 6.4 characters per token: 10,240 characters are 1,600 tokens.
+    for (let i = 0; i < 9; i++) p.onServed('a', r, 1_600);
+    expect(p.charsPerToken()).toBeCloseTo(6.4, 6);
+    p.rank(req('x'), members);
+    expect(p.index.capacity('a')).toBe(1600); // 64,000 tokens x 6.4 / 256
+    // Nonsense reports are ignored.
+    p.onServed('a', r, 0);
+    p.onServed('a', r, Number.NaN);
+    expect(p.charsPerToken()).toBeCloseTo(6.4, 6);
+  });
+
+  it('keeps a sticky request with the member holding part of its prefix, below the cache threshold', () => {
+    const p = new PrefixAffinityPolicy({ cacheThreshold: 0.9 });
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const byScore = [...members].sort((x, y) => rendezvousScore('q7', y.id) - rendezvousScore('q7', x.id));
+    const holder = byScore[3]!; // the key's last rendezvous choice: only the prefix can put it first
+    p.onRouted(holder.id, req(question(7), 'q7'));
+    holder.inFlight = 2;
+    // Shares the question's blocks but under 90% of its own: not warm, yet it stays where that prefix is.
+    expect(p.rank(req(branch(7, 0), 'q7'), members)[0]).toBe(holder.id);
+    expect(p.lastDecision).toBe('cold_rendezvous');
+  });
 });
 
 describe('round_robin', () => {
