@@ -244,7 +244,7 @@ function burstWorkload(): Workload {
   const rng = new SimRng(mix32(SEED, 0x10));
   const nIndependent = Math.round((GROUPS * BRANCHES * INDEPENDENT_SHARE) / (1 - INDEPENDENT_SHARE));
   const questions = sampleQuestions(GROUPS + nIndependent, SEED);
-  const groups = questions.slice(0, GROUPS).map((q, g) => {
+  const groups = questions.slice(0, GROUPS).map((q) => {
     // Shared by the group: system prompt, question and the trajectory so far (search results, page notes).
     const prefix = `${q.question}\n\nWork so far:\n${text(rng, PREFIX_TOKENS)}`;
     return Array.from({ length: BRANCHES }, (_, b): ChatMessage[] => [
