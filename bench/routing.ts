@@ -1,10 +1,10 @@
 // Routing policies on a ParallelMuse-shaped workload (rollouts of a question and their branches, which share long
 // prompt prefixes, plus independent requests), served by four identical simulated members with a bounded prefix
-// cache. Each policy runs the same seeded workload on fresh members (cold caches) and a fresh router. Prints
-// makespan, prefix-cache hit rate (overall and by request kind), load spread across members and pool utilisation,
-// checks them against the targets, and prints the workload's hit-rate ceiling (one server whose cache never
-// evicts): how much of the reachable hit rate each policy got, and the most any policy could reach over
-// round_robin on this workload.
+// cache. Each policy runs the same seeded workload on fresh members (cold caches) and fresh routers (one per
+// simulated rollout worker, BENCH_ROUTERS, default 1). Prints makespan, prefix-cache hit rate (overall and by
+// request kind), load spread across members and pool utilisation, checks them against the targets, and prints the
+// workload's hit-rate ceiling (one server whose cache never evicts): how much of the reachable hit rate each policy
+// got, and the most any policy could reach over round_robin on this workload.
 //
 // Load: a member's load is its request-seconds, the time integral of the requests inside its backend (queued for a
 // batch slot or KV blocks, prefilling or decoding), measured in wall time around each backend call. A member that is
@@ -37,6 +37,10 @@ import { benchStack, table } from './harness.js';
 
 const MEMBERS = 4;
 const CONCURRENCY = 48;
+// Rollout workers, each with its own router; a request goes to one of them at random (BENCH_ROUTERS).
+const ROUTERS = Number(process.env.BENCH_ROUTERS ?? 1);
+if (!Number.isInteger(ROUTERS) || ROUTERS < 1)
+  throw new Error(`BENCH_ROUTERS must be a positive integer, got '${process.env.BENCH_ROUTERS}'`);
 const SEED = 7;
 // The default H100 profile, run in real time, with the KV cache scaled down with the prompts: 64k tokens hold
 // ~7 of these 5-10k-token contexts, as the default 393k-token cache holds ~7 of the 16-64k contexts of deep research.
@@ -367,31 +371,36 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
     Array.from({ length: MEMBERS }, (_, i) => startMember(cfg, pool, `sim-${i}`)),
   );
   const nc = await connectNats(cfg, 'bench-routing-client');
-  const router = createPolicy(policy);
   const decisions = new Map<AffinityDecision, number>();
-  if (router instanceof PrefixAffinityPolicy) {
-    const rank = router.rank.bind(router);
-    router.rank = (req, ms) => {
-      const ranked = rank(req, ms);
-      if (router.lastDecision)
-        decisions.set(router.lastDecision, (decisions.get(router.lastDecision) ?? 0) + 1);
-      return ranked;
-    };
-  }
-  const client = new PoolClient({ nc, pool, policy: router });
+  // One router per rollout worker, each with its own view of the pool: Temporal hands a step's activity to any
+  // worker, so each router sees only its share of a question's requests.
+  const clients = Array.from({ length: ROUTERS }, () => {
+    const router = createPolicy(policy);
+    if (router instanceof PrefixAffinityPolicy) {
+      const rank = router.rank.bind(router);
+      router.rank = (req, ms) => {
+        const ranked = rank(req, ms);
+        if (router.lastDecision)
+          decisions.set(router.lastDecision, (decisions.get(router.lastDecision) ?? 0) + 1);
+        return ranked;
+      };
+    }
+    return new PoolClient({ nc, pool, policy: router });
+  });
+  const pickRouter = new SimRng(mix32(SEED, 0x50));
   try {
-    await client.start();
+    await Promise.all(clients.map((c) => c.start()));
     const until = Date.now() + 10_000;
-    while (client.liveMembers().length < MEMBERS && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 50));
-    if (client.liveMembers().length < MEMBERS)
-      throw new Error(`only ${client.liveMembers().length} members live`);
+    const live = () => Math.min(...clients.map((c) => c.liveMembers().length));
+    while (live() < MEMBERS && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    if (live() < MEMBERS) throw new Error(`only ${live()} members live`);
 
     const gens: Generation[] = [];
     const byKind = new Map<Kind, { prompt: number; cached: number }>();
     const limit = limiter(CONCURRENCY);
     const send: Send = (messages, kind, stickyKey) =>
       limit(async () => {
+        const client = clients[pickRouter.int(clients.length)]!;
         const g = await client.generate(messages, PARAMS, { deadline: Date.now() + 180_000, stickyKey });
         gens.push(g);
         const k = byKind.get(kind) ?? { prompt: 0, cached: 0 };
@@ -431,7 +440,7 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
       ),
     };
   } finally {
-    client.close();
+    for (const c of clients) c.close();
     await Promise.all(members.map((m) => m.stop()));
     await nc.drain().catch(() => {});
   }
@@ -466,7 +475,7 @@ async function main() {
   const ceiling = await ceilingHitRate();
   try {
     console.log(
-      `workload '${SHAPE}': ${workload().describe}; ${CONCURRENCY} in flight; ` +
+      `workload '${SHAPE}': ${workload().describe}; ${CONCURRENCY} in flight through ${ROUTERS} router(s); ` +
         `${MEMBERS} sim members, timeScale ${PROFILE.timeScale}, cache ${PROFILE.cacheCapacityTokens} tokens each; maxTokens ${PARAMS.maxTokens}`,
     );
     for (const policy of POLICIES) {
