@@ -5,9 +5,11 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { inject } from 'vitest';
+import type { Client } from '@temporalio/client';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig, type MuseConfig } from '../../common/config.js';
 import { connectNats } from '../../common/nats.js';
+import { connectClient } from '../../common/temporal.js';
 import type { BackendSpec } from '../../inference/backends/index.js';
 import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { startPoolMember } from '../../workers/pool-member.js';
@@ -144,4 +146,34 @@ export function recordingBackend(
       return inner.generate(req, signal);
     },
   };
+}
+
+/** What a test file shares: a Temporal client and a NATS connection, and what to tear down after it. */
+export interface Suite {
+  readonly cfg: MuseConfig;
+  client: Client;
+  nc: NatsConnection;
+  /** Child processes (muse workers, members) to SIGKILL after the file, whatever state its tests left. */
+  children: ChildProcess[];
+  /** Run after the file, last added first, before the connections close. */
+  cleanups: Array<() => Promise<void>>;
+}
+
+/**
+ * Registers the file's beforeAll/afterAll: connects a client and NATS before the tests, then kills children, runs
+ * cleanups and closes the connections after them. Fields are set once beforeAll has run.
+ */
+export function useSuite(cfg: MuseConfig = testConfig()): Suite {
+  const suite = { cfg, children: [], cleanups: [] } as unknown as Suite;
+  beforeAll(async () => {
+    suite.client = await connectClient(cfg);
+    suite.nc = await natsFor(cfg);
+  });
+  afterAll(async () => {
+    await Promise.all(suite.children.map(killHard));
+    for (const c of suite.cleanups.reverse()) await c();
+    await suite.nc?.drain();
+    await suite.client?.connection.close();
+  });
+  return suite;
 }

@@ -1,11 +1,7 @@
 // Fault injection on loopback: a rollout worker SIGKILLed mid-trajectory, a pool member SIGKILLed
 // mid-request, and a pool with no members at all. Bounded in time; every process is stopped at the end.
-import type { ChildProcess } from 'node:child_process';
-import type { NatsConnection } from '@nats-io/nats-core';
-import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
-import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
 import { decodeWire, MemberAnnouncementWire, subjects } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
@@ -14,28 +10,14 @@ import {
   inProcessMember,
   inProcessWorker,
   killHard,
-  natsFor,
   recordingBackend,
   spawnMuse,
-  testConfig,
+  useSuite,
   waitUntil,
 } from '../helpers/stack.js';
 
-const cfg = testConfig();
-let client: Client;
-let nc: NatsConnection;
-const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  client = await connectClient(cfg);
-  nc = await natsFor(cfg);
-});
-
-afterAll(async () => {
-  await Promise.all(children.map(killHard));
-  await nc?.drain();
-  await client?.connection.close();
-});
+const suite = useSuite();
+const { cfg } = suite;
 
 const fastRetry = { stepMs: 60_000, heartbeatMs: 2_000 };
 
@@ -43,7 +25,7 @@ describe('durability under faults', () => {
   it('a trajectory whose worker is SIGKILLed mid-run is finished by a new worker, without re-running completed steps', async () => {
     const calls: string[] = [];
     const member = new PoolMember({
-      nc,
+      nc: suite.nc,
       pool: 'kill-worker',
       id: 'rec',
       backend: recordingBackend(new SimBackend({ profile: { timeScale: 0.2 } }), (req) => {
@@ -54,11 +36,11 @@ describe('durability under faults', () => {
     });
     await member.start();
     const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
-    children.push(child);
+    suite.children.push(child);
     try {
       const [q] = sampleQuestions(1, 21);
       const handle = await startTrajectory(
-        client,
+        suite.client,
         cfg,
         { question: `${q!.question} [sim:min-turns=10]`, maxTurns: 30, pool: 'kill-worker' },
         { timeouts: fastRetry },
@@ -97,9 +79,9 @@ describe('durability under faults', () => {
       ['pool', 'serve', '--backend', 'sim', '--pool', 'kill-member', '--id', 'victim', '--time-scale', '3'],
       /serving pool/,
     );
-    children.push(victim);
+    suite.children.push(victim);
     let victimLoad: MemberAnnouncementWire | undefined;
-    const announcements = nc.subscribe(subjects.announce('kill-member'), {
+    const announcements = suite.nc.subscribe(subjects.announce('kill-member'), {
       callback: (err, msg) => {
         if (err) return;
         const a = decodeWire(MemberAnnouncementWire, msg.data, 'announcement');
@@ -110,7 +92,7 @@ describe('durability under faults', () => {
     try {
       const [q] = sampleQuestions(1, 22);
       const handle = await startTrajectory(
-        client,
+        suite.client,
         cfg,
         { question: q!.question, maxTurns: 30, pool: 'kill-member' },
         { timeouts: fastRetry },
@@ -163,7 +145,7 @@ describe('durability under faults', () => {
     try {
       const [q] = sampleQuestions(1, 23);
       const handle = await startTrajectory(
-        client,
+        suite.client,
         cfg,
         { question: q!.question, maxTurns: 30, pool: 'empty' },
         { timeouts: fastRetry },

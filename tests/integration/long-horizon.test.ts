@@ -1,13 +1,9 @@
 // Long-horizon trajectories: 2048 durable iterresearch steps with bounded history per run, large
 // observations kept out of history, and a worker killed at continue-as-new boundaries.
-import type { ChildProcess } from 'node:child_process';
-import type { NatsConnection } from '@nats-io/nats-core';
-import type { Client } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { exportTrajectory } from '../../client/content.js';
 import { historyChain } from '../../client/history.js';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
-import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
@@ -15,28 +11,14 @@ import {
   inProcessMember,
   inProcessWorker,
   killHard,
-  natsFor,
   recordingBackend,
   spawnMuse,
-  testConfig,
+  useSuite,
   waitUntil,
 } from '../helpers/stack.js';
 
-const cfg = testConfig();
-let client: Client;
-let nc: NatsConnection;
-const children: ChildProcess[] = [];
-
-beforeAll(async () => {
-  client = await connectClient(cfg);
-  nc = await natsFor(cfg);
-});
-
-afterAll(async () => {
-  await Promise.all(children.map(killHard));
-  await nc?.drain();
-  await client?.connection.close();
-});
+const suite = useSuite();
+const { cfg } = suite;
 
 describe('long-horizon trajectories', () => {
   it('runs 2048 iterresearch steps durably with every run under 10,240 events and 10 MB of history', {
@@ -46,7 +28,7 @@ describe('long-horizon trajectories', () => {
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 31);
-      const handle = await startTrajectory(client, cfg, {
+      const handle = await startTrajectory(suite.client, cfg, {
         question: `${q!.question} [sim:min-turns=4096]`,
         policy: 'iterresearch',
         maxTurns: 2048,
@@ -56,14 +38,14 @@ describe('long-horizon trajectories', () => {
       expect(result.termination).toBe('max_turns');
       expect(result.steps).toBe(2048);
       expect(result.runs).toBeGreaterThan(1);
-      const runs = await historyChain(client, handle.workflowId, handle.firstExecutionRunId);
+      const runs = await historyChain(suite.client, handle.workflowId, handle.firstExecutionRunId);
       expect(runs.length).toBe(result.runs);
       for (const run of runs) {
         expect(run.events).toBeLessThan(10_240);
         expect(run.bytes).toBeLessThan(10 * 1024 * 1024);
       }
       let n = 0;
-      for await (const step of exportTrajectory(client, nc, handle.workflowId)) {
+      for await (const step of exportTrajectory(suite.client, suite.nc, handle.workflowId)) {
         expect(step.step).toBe(n);
         expect(step.turn.length).toBeGreaterThan(0);
         n++;
@@ -82,7 +64,7 @@ describe('long-horizon trajectories', () => {
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 32);
-      const handle = await startTrajectory(client, cfg, {
+      const handle = await startTrajectory(suite.client, cfg, {
         question: `${q!.question} [sim:obs-bytes=524288] [sim:min-turns=30]`,
         policy: 'react',
         maxTurns: 40,
@@ -93,11 +75,11 @@ describe('long-horizon trajectories', () => {
       expect(result.termination).toBe('answer');
       expect(result.steps).toBeGreaterThanOrEqual(30);
       let bigObservations = 0;
-      for await (const step of exportTrajectory(client, nc, handle.workflowId)) {
+      for await (const step of exportTrajectory(suite.client, suite.nc, handle.workflowId)) {
         if ((step.observation?.length ?? 0) >= 524_288) bigObservations++;
       }
       expect(bigObservations).toBeGreaterThanOrEqual(10);
-      const runs = await historyChain(client, handle.workflowId, handle.firstExecutionRunId);
+      const runs = await historyChain(suite.client, handle.workflowId, handle.firstExecutionRunId);
       const totalBytes = runs.reduce((n, r) => n + r.bytes, 0);
       // Inline, the observations alone would be > 5 MB of history, and every prompt from the fifth big observation on
       // would pass Temporal's 2 MB payload limit.
@@ -115,12 +97,12 @@ describe('long-horizon trajectories', () => {
     const recording = recordingBackend(new SimBackend({ profile: { timeScale: 0.05 } }), () => {
       calls++;
     });
-    const member = new PoolMember({ nc, pool: 'can', id: 'rec-can', backend: recording });
+    const member = new PoolMember({ nc: suite.nc, pool: 'can', id: 'rec-can', backend: recording });
     await member.start();
     try {
       const [q] = sampleQuestions(1, 33);
       const handle = await startTrajectory(
-        client,
+        suite.client,
         cfg,
         {
           question: `${q!.question} [sim:min-turns=40]`,
@@ -132,7 +114,7 @@ describe('long-horizon trajectories', () => {
         { timeouts: { stepMs: 60_000, heartbeatMs: 2_000 } },
       );
       let worker = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
-      children.push(worker);
+      suite.children.push(worker);
       let kills = 0;
       let lastRun = 1;
       while (kills < 3) {
@@ -145,12 +127,13 @@ describe('long-horizon trajectories', () => {
         await killHard(worker);
         kills++;
         worker = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
-        children.push(worker);
+        suite.children.push(worker);
       }
       const result = await handle.result();
       expect(result.steps).toBe(40);
       const steps: number[] = [];
-      for await (const step of exportTrajectory(client, nc, handle.workflowId)) steps.push(step.step);
+      for await (const step of exportTrajectory(suite.client, suite.nc, handle.workflowId))
+        steps.push(step.step);
       expect(steps).toEqual([...Array(40).keys()]);
       expect(result.runs).toBeGreaterThanOrEqual(10);
       // One request per step; beyond that, only the steps in flight at the three kills may have been asked again.

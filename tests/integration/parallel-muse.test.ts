@@ -1,15 +1,12 @@
 // ParallelMuse end to end on real Temporal + NATS with the simulator: branching, budget, reuse,
 // aggregation, crash recovery, and the batch runner.
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBatch } from '../../client/batch.js';
 import { runParallelMuse } from '../../client/parallel-muse.js';
 import { JobSpecError } from '../../client/trajectories.js';
-import { connectClient } from '../../common/temporal.js';
 import { sampleQuestions } from '../../sim/world.js';
 import {
   inProcessMember,
@@ -17,24 +14,21 @@ import {
   killHard,
   spawnMuse,
   testConfig,
+  useSuite,
   waitUntil,
 } from '../helpers/stack.js';
 
-const cfg = testConfig();
-let client: Client;
+const suite = useSuite();
+const { cfg } = suite;
 let member: Awaited<ReturnType<typeof inProcessMember>>;
-const children: ChildProcess[] = [];
 const modelCalls: { trajectoryId: string; step: number; kind: string }[] = [];
 
 beforeAll(async () => {
-  client = await connectClient(cfg);
   member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 });
 });
 
 afterAll(async () => {
-  await Promise.all(children.map(killHard));
   await member?.stop();
-  await client?.connection.close();
 });
 
 const questions = sampleQuestions(6, 404);
@@ -45,7 +39,7 @@ describe('ParallelMuse', () => {
     try {
       const q = questions[0]!;
       const { result } = await runParallelMuse(
-        client,
+        suite.client,
         cfg,
         { trajectory: { question: q.question, answer: q.answer, maxTurns: 30 } },
         { workflowId: 'pm-default', jobId: 'pm-default' },
@@ -79,7 +73,7 @@ describe('ParallelMuse', () => {
   it('counts the budget like the reference for R=2 and rejects a plan that cannot fit, with the numbers', async () => {
     await expect(
       runParallelMuse(
-        client,
+        suite.client,
         cfg,
         { n: 5, trajectory: { question: 'q' } },
         { workflowId: 'never', jobId: 'never' },
@@ -87,7 +81,7 @@ describe('ParallelMuse', () => {
     ).rejects.toThrow(JobSpecError);
     await expect(
       runParallelMuse(
-        client,
+        suite.client,
         cfg,
         { n: 5, trajectory: { question: 'q' } },
         { workflowId: 'never', jobId: 'never' },
@@ -97,7 +91,7 @@ describe('ParallelMuse', () => {
     try {
       const q = questions[1]!;
       const { result } = await runParallelMuse(
-        client,
+        suite.client,
         cfg,
         { n: 13, r: 2, trajectory: { question: q.question, answer: q.answer, maxTurns: 30 } },
         { workflowId: 'pm-r2', jobId: 'pm-r2' },
@@ -117,7 +111,7 @@ describe('ParallelMuse', () => {
     const worker = await inProcessWorker(cfg);
     try {
       const { result } = await runParallelMuse(
-        client,
+        suite.client,
         cfg,
         {
           n: 3,
@@ -143,7 +137,8 @@ describe('ParallelMuse', () => {
     const reference = await (async () => {
       const worker = await inProcessWorker(cfg);
       try {
-        return (await runParallelMuse(client, cfg, spec, { workflowId: 'pm-ref', jobId: 'pm-ref' })).result;
+        return (await runParallelMuse(suite.client, cfg, spec, { workflowId: 'pm-ref', jobId: 'pm-ref' }))
+          .result;
       } finally {
         await worker.stop();
       }
@@ -152,15 +147,15 @@ describe('ParallelMuse', () => {
       temporal: { address: cfg.temporal.address, taskQueue: cfg.temporal.taskQueue },
     });
     const child = await spawnMuse(slow, ['worker'], /rollout worker on task queue/);
-    children.push(child);
-    const running = runParallelMuse(client, cfg, spec, {
+    suite.children.push(child);
+    const running = runParallelMuse(suite.client, cfg, spec, {
       workflowId: 'pm-kill',
       jobId: 'pm-kill',
       timeouts: { stepMs: 60_000, heartbeatMs: 2_000 },
     });
     await waitUntil(
       async () => {
-        const d = await client.workflow
+        const d = await suite.client.workflow
           .getHandle('pm-kill')
           .describe()
           .catch(() => undefined);
@@ -171,7 +166,7 @@ describe('ParallelMuse', () => {
     );
     await killHard(child);
     // No worker is left: the question cannot have finished, so what follows is the new worker's doing.
-    expect((await client.workflow.getHandle('pm-kill').describe()).status.name).toBe('RUNNING');
+    expect((await suite.client.workflow.getHandle('pm-kill').describe()).status.name).toBe('RUNNING');
     const worker = await inProcessWorker(cfg);
     try {
       const { result } = await running;
@@ -190,7 +185,7 @@ describe('ParallelMuse', () => {
     lines.splice(2, 0, '{"question": oops}');
     writeFileSync(input, `${lines.join('\n')}\n`);
     const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
-    children.push(child);
+    suite.children.push(child);
     const batch = await spawnMuse(
       cfg,
       [
@@ -209,7 +204,7 @@ describe('ParallelMuse', () => {
       ],
       /questions|line/,
     );
-    children.push(batch);
+    suite.children.push(batch);
     await waitUntil(
       () => {
         try {
@@ -223,7 +218,7 @@ describe('ParallelMuse', () => {
     );
     await killHard(batch);
     const before = readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).length;
-    const summary = await runBatch(client, cfg, {
+    const summary = await runBatch(suite.client, cfg, {
       input,
       output: out,
       jobId: 'batch-it',

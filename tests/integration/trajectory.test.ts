@@ -1,28 +1,22 @@
 // A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
 
 import { jetstreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
-import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { BlobStore } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
-import { connectClient } from '../../common/temporal.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { inProcessMember, inProcessWorker, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
+import { inProcessMember, inProcessWorker, useSuite, waitUntil } from '../helpers/stack.js';
 
-const cfg = testConfig();
-let client: Client;
-let nc: NatsConnection;
+const suite = useSuite();
+const { cfg } = suite;
 let member: Awaited<ReturnType<typeof inProcessMember>>;
 let worker: Awaited<ReturnType<typeof inProcessWorker>>;
 
 beforeAll(async () => {
-  client = await connectClient(cfg);
-  nc = await natsFor(cfg);
   member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { id: 'sim-a' });
   worker = await inProcessWorker(cfg);
 });
@@ -30,20 +24,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await worker?.stop();
   await member?.stop();
-  await nc?.drain();
-  await client?.connection.close();
 });
 
 const stepLog = (segments: StepLogSegment[]): Promise<StepRecord[]> =>
-  readStepLog(new BlobStore(nc), segments);
+  readStepLog(new BlobStore(suite.nc), segments);
 
 describe('content store', () => {
   it('writes a value once when it is put several times at once', async () => {
-    const blobs = new BlobStore(nc);
+    const blobs = new BlobStore(suite.nc);
     const ns = `dedupe-${Date.now()}`;
     const refs = await Promise.all(Array.from({ length: 5 }, () => blobs.put(ns, 'the same observation')));
     expect(new Set(refs).size).toBe(1);
-    const info = await (await jetstreamManager(nc)).streams.info(`KV_muse-${ns}`);
+    const info = await (await jetstreamManager(suite.nc)).streams.info(`KV_muse-${ns}`);
     expect(info.state.last_seq).toBe(1);
     await blobs.deleteNamespace(ns);
   });
@@ -52,7 +44,7 @@ describe('content store', () => {
 describe('trajectory workflow', () => {
   it('runs a sample question to an answer, recording every step by reference', async () => {
     const [q] = sampleQuestions(1, 11);
-    const handle = await startTrajectory(client, cfg, { question: q!.question, maxTurns: 40 });
+    const handle = await startTrajectory(suite.client, cfg, { question: q!.question, maxTurns: 40 });
     const result = await handle.result();
     expect(result.termination).toBe('answer');
     expect(result.prediction).toBeTruthy();
@@ -70,17 +62,21 @@ describe('trajectory workflow', () => {
   });
 
   it('rejects an invalid job spec with a message naming the field', async () => {
-    await expect(startTrajectory(client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(JobSpecError);
-    await expect(startTrajectory(client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(/maxTurns/);
-    await expect(startTrajectory(client, cfg, { question: '   ' })).rejects.toThrow(/question/);
-    await expect(startTrajectory(client, cfg, { question: 'q', policy: 'magic' as never })).rejects.toThrow(
-      /policy/,
+    await expect(startTrajectory(suite.client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(
+      JobSpecError,
     );
+    await expect(startTrajectory(suite.client, cfg, { question: 'q', maxTurns: -3 })).rejects.toThrow(
+      /maxTurns/,
+    );
+    await expect(startTrajectory(suite.client, cfg, { question: '   ' })).rejects.toThrow(/question/);
+    await expect(
+      startTrajectory(suite.client, cfg, { question: 'q', policy: 'magic' as never }),
+    ).rejects.toThrow(/policy/);
   });
 
   it('turns a malformed tool call and an unknown tool into error observations and goes on', async () => {
     const [q] = sampleQuestions(1, 12);
-    const handle = await startTrajectory(client, cfg, {
+    const handle = await startTrajectory(suite.client, cfg, {
       question: `${q!.question} [sim:malformed-tool-call@1] [sim:unknown-tool@2]`,
       maxTurns: 40,
     });
@@ -103,7 +99,7 @@ describe('trajectory workflow', () => {
     );
     try {
       const [q] = sampleQuestions(1, 13);
-      const handle = await startTrajectory(client, cfg, {
+      const handle = await startTrajectory(suite.client, cfg, {
         question: `${q!.question} [sim:min-turns=30]`,
         maxTurns: 40,
         pool: 'slow',
@@ -129,7 +125,7 @@ describe('trajectory workflow', () => {
     for (const g of garbage) {
       const reply = decodeWire(
         GenerateReplyWire,
-        (await nc.request(subject, g, { timeout: 5000 })).data,
+        (await suite.nc.request(subject, g, { timeout: 5000 })).data,
         'reply',
       );
       expect(reply.ok).toBe(false);
@@ -145,7 +141,7 @@ describe('trajectory workflow', () => {
     });
     const reply = decodeWire(
       GenerateReplyWire,
-      (await nc.request(subject, ok, { timeout: 10_000 })).data,
+      (await suite.nc.request(subject, ok, { timeout: 10_000 })).data,
       'reply',
     );
     expect(reply.ok).toBe(true);
