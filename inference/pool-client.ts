@@ -9,7 +9,7 @@ import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, sleep } from './retry.js';
 import { CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
-import { messagesPrefixKeys } from './router/prefix.js';
+import { messagesPrefixKeys, packPrefixKeys, unpackPrefixKeys } from './router/prefix.js';
 import type { GenerateParams, Generation } from './types.js';
 import {
   decodeWire,
@@ -17,6 +17,7 @@ import {
   GenerateReplyWire,
   type GenerateRequestWire,
   MemberAnnouncementWire,
+  PlacementWire,
   subjects,
   WIRE_VERSION,
 } from './wire.js';
@@ -48,8 +49,17 @@ export interface PoolClientOptions {
   blobs?: BlobStore;
   /** Blob namespace for request bodies sent by reference. */
   blobNamespace?: string;
+  /**
+   * Tell the pool's other routers which member served which prompt prefix, and learn the same from them (default
+   * true; only policies that route by prefix use it). With several rollout workers each router sees only its share
+   * of a trajectory's turns; without this, a turn whose earlier turns went through other routers looks cold.
+   */
+  sharePlacements?: boolean;
   now?: () => number;
 }
+
+/** Prefix keys sent per placement event at most: 8 bytes each, ~1M characters of prompt. */
+const MAX_SHARED_KEYS = 4096;
 
 export interface PoolGenerateOptions {
   /** Absolute deadline (epoch ms); no attempt outlives it. */
@@ -82,6 +92,9 @@ export class PoolClient {
   private readonly attemptTimeout: number;
   private readonly inlineBytes: number;
   private readonly maxBytes: number;
+  private readonly sharePlacements: boolean;
+  /** Names this router in placement events, so it skips its own. */
+  private readonly routerId = randomUUID();
   private started?: Promise<void>;
   private sweeper?: NodeJS.Timeout;
 
@@ -94,6 +107,8 @@ export class PoolClient {
     this.attemptTimeout = opts.attemptTimeoutMs ?? 120_000;
     this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
     this.maxBytes = opts.maxRequestBytes ?? 64 * 1024 * 1024;
+    this.sharePlacements =
+      (opts.sharePlacements ?? true) && this.policy.usesPrefixKeys && this.policy.onPeerServed !== undefined;
   }
 
   get policyName(): string {
@@ -122,6 +137,15 @@ export class PoolClient {
         },
       }),
     );
+    if (this.sharePlacements) {
+      this.subs.push(
+        nc.subscribe(subjects.placed(pool), {
+          callback: (e, m) => {
+            if (!e) this.onPlacement(m.data);
+          },
+        }),
+      );
+    }
     await nc.flush();
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
     this.sweeper = setInterval(() => this.liveMembers(), Math.max(100, Math.floor(this.ttl / 4)));
@@ -276,7 +300,10 @@ export class PoolClient {
         if (reply.ok) {
           state?.breaker.onSuccess();
           const g = reply.generation as Generation;
-          if (memberId) this.policy.onServed?.(memberId, route, g.usage.promptTokens);
+          if (memberId) {
+            this.policy.onServed?.(memberId, route, g.usage.promptTokens);
+            this.publishPlacement(memberId, route);
+          }
           return g;
         }
         if (reply.error.code === 'bad_request')
@@ -304,6 +331,29 @@ export class PoolClient {
     throw new PoolUnavailableError(
       `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${errors.join('; ') || 'deadline passed'}`,
     );
+  }
+
+  private publishPlacement(memberId: string, route: RouteRequest): void {
+    if (!this.sharePlacements || route.prefixKeys.length === 0) return;
+    const event: PlacementWire = {
+      v: WIRE_VERSION,
+      router: this.routerId,
+      member: memberId,
+      keys: packPrefixKeys(route.prefixKeys.slice(0, MAX_SHARED_KEYS)),
+    };
+    this.opts.nc.publish(subjects.placed(this.opts.pool), encodeWire(event));
+  }
+
+  private onPlacement(data: Uint8Array): void {
+    let event: PlacementWire;
+    try {
+      event = decodeWire(PlacementWire, data, 'placement event');
+    } catch {
+      return; // A malformed event is ignored: it only ever adds a routing hint.
+    }
+    // Own events were recorded when sent; events for members out of rotation would only hold memory.
+    if (event.router === this.routerId || !this.members.has(event.member)) return;
+    this.policy.onPeerServed?.(event.member, unpackPrefixKeys(event.keys));
   }
 
   private onAnnounce(data: Uint8Array): void {

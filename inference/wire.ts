@@ -19,6 +19,8 @@ export const subjects = {
   discover: (pool: string) => `muse.pool.${pool}.discover`,
   /** A member that stops gracefully says so here so it leaves rotation without waiting for its TTL. */
   leave: (pool: string) => `muse.pool.${pool}.leave`,
+  /** Routers tell each other which member served which prompt prefix, so each knows where prefixes live. */
+  placed: (pool: string) => `muse.pool.${pool}.placed`,
 };
 
 const ChatMessageWire = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
@@ -105,6 +107,18 @@ export const MemberAnnouncementWire = z.object({
   leaving: z.boolean().optional(),
 });
 export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
+
+/**
+ * One router's served request, for the other routers of the pool: the member now holds this prompt prefix. The
+ * keys are the prompt's prefix block keys (router/prefix.ts), packed as 8 bytes each.
+ */
+export const PlacementWire = z.object({
+  v: z.literal(WIRE_VERSION),
+  router: z.string().min(1).max(100),
+  member: z.string().regex(/^[A-Za-z0-9_-]+$/),
+  keys: z.instanceof(Uint8Array).refine((b) => b.length % 8 === 0, 'keys must be whole 8-byte keys'),
+});
+export type PlacementWire = z.infer<typeof PlacementWire>;
 
 export class WireDecodeError extends Error {
   override name = 'WireDecodeError';

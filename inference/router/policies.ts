@@ -35,6 +35,8 @@ export interface RoutingPolicy {
   onRouted(memberId: string, req: RouteRequest): void;
   /** The member served the request; `promptTokens` is the prompt length its server counted. */
   onServed?(memberId: string, req: RouteRequest, promptTokens: number): void;
+  /** Another router's request with these prefix keys was served by the member. */
+  onPeerServed?(memberId: string, prefixKeys: string[]): void;
   onMemberGone(memberId: string): void;
 }
 
@@ -275,6 +277,10 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
 
   onRouted(memberId: string, req: RouteRequest): void {
     this.index.record(memberId, req.prefixKeys);
+  }
+
+  onPeerServed(memberId: string, prefixKeys: string[]): void {
+    this.index.record(memberId, prefixKeys);
   }
 
   onServed(_memberId: string, req: RouteRequest, promptTokens: number): void {

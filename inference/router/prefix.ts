@@ -79,6 +79,25 @@ export function messagesPrefixKeys(
   return h.digest(includePartial);
 }
 
+/** Prefix keys as 8 bytes each (the two 32-bit lanes), for sending to other routers. */
+export function packPrefixKeys(keys: readonly string[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(keys.length * 8);
+  const view = new DataView(out.buffer);
+  keys.forEach((k, i) => {
+    view.setUint32(i * 8, Number.parseInt(k.slice(0, 8), 16));
+    view.setUint32(i * 8 + 4, Number.parseInt(k.slice(8, 16), 16));
+  });
+  return out;
+}
+
+export function unpackPrefixKeys(bytes: Uint8Array): string[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const keys: string[] = [];
+  for (let i = 0; i + 8 <= bytes.length; i += 8)
+    keys.push(hex8(view.getUint32(i)) + hex8(view.getUint32(i + 4)));
+  return keys;
+}
+
 export interface PrefixIndexOptions {
   /**
    * Blocks remembered per member before the least recently used are forgotten. Default 16384 blocks of 256
@@ -88,8 +107,9 @@ export interface PrefixIndexOptions {
 }
 
 /**
- * What the router sent where, per member, as an LRU set of block keys. Approximate by design: the member's real
- * cache also evicts under pressure from requests other routers sent, so a match is a hint, never a promise.
+ * What was served where, per member, as an LRU set of block keys: this router's own requests, and those other
+ * routers of the pool report (placement events). Approximate by design: the member's real cache evicts on its own
+ * schedule, so a match is a hint, never a promise.
  */
 export class PrefixIndex {
   private readonly defaultCapacity: number;

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
 import { PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
+import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
+import { messagesPrefixKeys } from '../../inference/router/prefix.js';
 import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { inProcessMember, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
@@ -128,5 +130,49 @@ describe('pool routing', () => {
       deadline: deadline(),
     });
     expect(ok.memberId).toBe('only');
+  });
+
+  it('routers share placements: a prefix served through one router is followed by the others', async () => {
+    const pool = `share-${randomUUID().slice(0, 8)}`;
+    await Promise.all(['a', 'b', 'c'].map((id) => member(pool, id)));
+    // A sticky key whose rendezvous member is not 'a', where a router that knows nothing sends a cold request
+    // without a sticky key (least loaded, ties by id).
+    const top = (k: string) =>
+      ['a', 'b', 'c'].sort((x, y) => rendezvousScore(k, y) - rendezvousScore(k, x))[0];
+    const stickyKey = Array.from({ length: 64 }, (_, i) => `q${i}`).find((k) => top(k) === 'b')!;
+    const long: ChatMessage[] = [...messages(0), { role: 'assistant', content: 'notes '.repeat(800) }];
+    const next: ChatMessage[] = [...long, { role: 'user', content: 'and the next turn' }];
+
+    const first = client(pool);
+    const peer = new PrefixAffinityPolicy();
+    const second = client(pool, { policy: peer });
+    const isolated = client(pool, { sharePlacements: false });
+    await Promise.all([first, second, isolated].map((c) => c.start()));
+    await waitUntil(
+      () => [first, second, isolated].every((c) => c.liveMembers().length === 3),
+      10_000,
+      'three members live for every router',
+    );
+    // Garbage on the placement subject is ignored.
+    nc.publish(subjects.placed(pool), new Uint8Array([0xc1, 0xff, 0x00]));
+    nc.publish(
+      subjects.placed(pool),
+      encodeWire({ v: WIRE_VERSION, router: 'x', member: 'a', keys: 'nope' }),
+    );
+
+    const g = await first.generate(long, params, { deadline: deadline(), stickyKey });
+    expect(g.memberId).toBe('b');
+    const keys = messagesPrefixKeys(next);
+    await waitUntil(
+      () => peer.index.matchLength('b', keys) > 0,
+      5_000,
+      'the placement to reach the second router',
+    );
+    expect(peer.index.matchLength('a', keys)).toBe(0);
+
+    expect((await second.generate(next, params, { deadline: deadline() })).memberId).toBe('b');
+    expect(peer.lastDecision).toBe('affinity');
+    // A router that does not share placements has no idea where the prefix is.
+    expect((await isolated.generate(next, params, { deadline: deadline() })).memberId).toBe('a');
   });
 });

@@ -194,6 +194,15 @@ describe('prefix_affinity', () => {
     expect(p.charsPerToken()).toBeCloseTo(6.4, 6);
   });
 
+  it('follows prefixes other routers report as served (placement events)', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const r = req(branch(5, 0));
+    p.onPeerServed('c', r.prefixKeys);
+    expect(p.rank(req(branch(5, 1)), members)[0]).toBe('c');
+    expect(p.lastDecision).toBe('affinity');
+  });
+
   it('keeps a sticky request with the member holding part of its prefix, below the cache threshold', () => {
     const p = new PrefixAffinityPolicy({ cacheThreshold: 0.9 });
     const members = ['a', 'b', 'c', 'd'].map((id) => member(id));

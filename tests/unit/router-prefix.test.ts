@@ -3,7 +3,9 @@ import {
   messagesPrefixKeys,
   PrefixHasher,
   PrefixIndex,
+  packPrefixKeys,
   prefixBlockHashes,
+  unpackPrefixKeys,
 } from '../../inference/router/prefix.js';
 
 const text = (n: number, seed = 'a') =>
@@ -115,5 +117,15 @@ describe('PrefixIndex', () => {
     expect(idx.matchLength('m', a)).toBe(0);
     expect(idx.size('m')).toBe(0);
     expect(idx.capacity('m')).toBe(100);
+  });
+});
+
+describe('packPrefixKeys', () => {
+  it('round-trips keys through 8 bytes each', () => {
+    const keys = prefixBlockHashes('z'.repeat(256 * 5 + 17));
+    const packed = packPrefixKeys(keys);
+    expect(packed.length).toBe(keys.length * 8);
+    expect(unpackPrefixKeys(packed)).toEqual(keys);
+    expect(unpackPrefixKeys(packPrefixKeys([]))).toEqual([]);
   });
 });
