@@ -115,6 +115,7 @@ export function createActivities(deps: ActivityDeps) {
         pool: name,
         policy: router.policy,
         memberTtlMs: router.memberTtlMs,
+        sharePlacements: router.sharePlacements,
         maxAttempts: router.maxAttempts,
         attemptTimeoutMs: router.attemptTimeoutMs,
         inlineRequestBytes: router.inlineRequestBytes,

@@ -24,6 +24,8 @@ export const ConfigSchema = z.object({
       policy: RoutingPolicyName.default('prefix_affinity'),
       /** A member that has not announced itself for this long is out of rotation. */
       memberTtlMs: z.number().int().positive().default(3000),
+      /** Routers tell each other which member served which prompt prefix (prefix_affinity across workers). */
+      sharePlacements: z.boolean().default(true),
       /** Attempts across members before the pool is declared unavailable. */
       maxAttempts: z.number().int().positive().default(4),
       /** Per-attempt timeout cap; the activity deadline caps it further. */
