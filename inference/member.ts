@@ -31,7 +31,13 @@ export interface PoolMemberOptions {
   capacity?: number;
   /** Requests allowed to wait; beyond it the member answers `overloaded` so the router tries another. */
   maxQueue?: number;
+  /** Heartbeat: the member announces itself at least this often (default 1000 ms). */
   announceIntervalMs?: number;
+  /**
+   * A change of load is announced within this long (default 100 ms), not at the next heartbeat: routers balance on
+   * these figures, and with several routers a second-old count sends their overflow after load that has moved.
+   */
+  minAnnounceIntervalMs?: number;
   /** Resolves `messagesRef` requests (prompts too large for one NATS message). */
   blobs?: BlobStore;
 }
@@ -54,6 +60,9 @@ export class PoolMember {
   readonly id: string;
   private readonly subs: Subscription[] = [];
   private timer?: NodeJS.Timeout;
+  /** A load-change announcement waiting for minAnnounceIntervalMs to pass since the last one. */
+  private pendingAnnounce?: NodeJS.Timeout;
+  private lastAnnounceAt = 0;
   private inFlight = 0;
   private waiting: Array<() => void> = [];
   private served = 0;
@@ -99,6 +108,7 @@ export class PoolMember {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.timer);
+    clearTimeout(this.pendingAnnounce);
     for (const s of this.subs) s.unsubscribe();
     this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
     const until = Date.now() + timeoutMs;
@@ -127,8 +137,19 @@ export class PoolMember {
   }
 
   private announce(): void {
-    if (this.opts.nc.isClosed()) return;
+    clearTimeout(this.pendingAnnounce);
+    this.pendingAnnounce = undefined;
+    if (this.stopping || this.opts.nc.isClosed()) return;
+    this.lastAnnounceAt = Date.now();
     this.opts.nc.publish(subjects.announce(this.opts.pool), encodeWire(this.announcement()));
+  }
+
+  /** Announces a load change now, or once minAnnounceIntervalMs has passed since the last announcement. */
+  private announceSoon(): void {
+    if (this.pendingAnnounce || this.stopping) return;
+    const wait = this.lastAnnounceAt + (this.opts.minAnnounceIntervalMs ?? 100) - Date.now();
+    if (wait <= 0) this.announce();
+    else this.pendingAnnounce = setTimeout(() => this.announce(), wait);
   }
 
   private async handle(msg: Msg): Promise<void> {
@@ -213,19 +234,23 @@ export class PoolMember {
   private acquire(): Promise<void> {
     if (this.inFlight < this.capacity) {
       this.inFlight++;
+      this.announceSoon();
       return Promise.resolve();
     }
-    return new Promise((resolve) =>
+    const admitted = new Promise<void>((resolve) =>
       this.waiting.push(() => {
         this.inFlight++;
         resolve();
       }),
     );
+    this.announceSoon();
+    return admitted;
   }
 
   private release(): void {
     this.inFlight--;
     this.waiting.shift()?.();
+    this.announceSoon();
   }
 
   private fail(msg: Msg, id: string, code: WireErrorCode, message: string, retryable: boolean): void {

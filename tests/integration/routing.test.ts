@@ -5,10 +5,18 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
+import { PoolMember } from '../../inference/member.js';
 import { PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
 import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
 import { messagesPrefixKeys } from '../../inference/router/prefix.js';
-import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
+import {
+  decodeWire,
+  encodeWire,
+  MemberAnnouncementWire,
+  subjects,
+  WIRE_VERSION,
+} from '../../inference/wire.js';
+import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { inProcessMember, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
 
@@ -174,5 +182,43 @@ describe('pool routing', () => {
     expect(peer.lastDecision).toBe('affinity');
     // A router that does not share placements has no idea where the prefix is.
     expect((await isolated.generate(next, params, { deadline: deadline() })).memberId).toBe('a');
+  });
+
+  it('a member announces a change of load at once, not at its next heartbeat', async () => {
+    const pool = `prompt-${randomUUID().slice(0, 8)}`;
+    // A one-minute heartbeat: any announcement after start-up is the load-change path.
+    const m = new PoolMember({
+      nc,
+      pool,
+      id: 'slow',
+      backend: new SimBackend({ profile: { timeScale: 2 } }),
+      announceIntervalMs: 60_000,
+    });
+    const seen: { inFlight: number; at: number }[] = [];
+    const sub = nc.subscribe(subjects.announce(pool), {
+      callback: (err, msg) => {
+        if (!err)
+          seen.push({
+            inFlight: decodeWire(MemberAnnouncementWire, msg.data, 'announcement').inFlight,
+            at: Date.now(),
+          });
+      },
+    });
+    cleanups.push(() => sub.unsubscribe());
+    await m.start();
+    cleanups.push(() => m.stop());
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const sent = Date.now();
+    const done = c.generate(messages(1), params, { deadline: deadline() });
+    await waitUntil(
+      () => seen.some((a) => a.inFlight === 1),
+      2_000,
+      'an announcement of the request in flight',
+    );
+    expect(seen.find((a) => a.inFlight === 1)!.at - sent).toBeLessThan(1_000);
+    await done;
+    await waitUntil(() => seen.at(-1)?.inFlight === 0, 2_000, 'an announcement of the member idle again');
   });
 });
