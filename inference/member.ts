@@ -99,6 +99,7 @@ export class PoolMember {
       }),
     );
     await nc.flush();
+    if (this.stopping) return; // stopped while starting: no heartbeat to leak
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
   }
@@ -120,6 +121,7 @@ export class PoolMember {
 
   private announcement(leaving = false): MemberAnnouncementWire {
     const load = this.opts.backend.load?.();
+    const backendQueued = Math.min(this.inFlight, load?.queued ?? 0);
     return {
       v: WIRE_VERSION,
       id: this.id,
@@ -127,8 +129,10 @@ export class PoolMember {
       model: this.model,
       backend: this.opts.backend.kind,
       capacity: this.capacity,
-      inFlight: this.inFlight,
-      queued: this.waiting.length + (load?.queued ?? 0),
+      // A request the backend still queues (no batch slot or KV blocks yet) is waiting, not running: count it once,
+      // as queued, or routers see a member with a backlog as carrying it twice.
+      inFlight: Math.max(0, this.inFlight - backendQueued),
+      queued: this.waiting.length + backendQueued,
       cacheCapacityTokens: load?.cacheCapacityTokens ?? 0,
       cacheUsedTokens: load?.cacheUsedTokens ?? 0,
       servedRequests: this.served,
@@ -139,15 +143,19 @@ export class PoolMember {
   private announce(): void {
     clearTimeout(this.pendingAnnounce);
     this.pendingAnnounce = undefined;
-    if (this.stopping || this.opts.nc.isClosed()) return;
+    if (this.stopping || this.opts.nc.isClosed() || this.opts.nc.isDraining()) return;
     this.lastAnnounceAt = Date.now();
-    this.opts.nc.publish(subjects.announce(this.opts.pool), encodeWire(this.announcement()));
+    try {
+      this.opts.nc.publish(subjects.announce(this.opts.pool), encodeWire(this.announcement()));
+    } catch {
+      // Called from request handling: a connection going away must not fail the request; the TTL covers it.
+    }
   }
 
   /** Announces a load change now, or once minAnnounceIntervalMs has passed since the last announcement. */
   private announceSoon(): void {
     if (this.pendingAnnounce || this.stopping) return;
-    const wait = this.lastAnnounceAt + (this.opts.minAnnounceIntervalMs ?? 100) - Date.now();
+    const wait = this.lastAnnounceAt + Math.max(10, this.opts.minAnnounceIntervalMs ?? 100) - Date.now();
     if (wait <= 0) this.announce();
     else this.pendingAnnounce = setTimeout(() => this.announce(), wait);
   }

@@ -9,13 +9,19 @@ import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, sleep } from './retry.js';
 import { CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
-import { messagesPrefixKeys, packPrefixKeys, unpackPrefixKeys } from './router/prefix.js';
+import {
+  messagesPrefixChars,
+  messagesPrefixKeys,
+  packPrefixKeys,
+  unpackPrefixKeys,
+} from './router/prefix.js';
 import type { GenerateParams, Generation } from './types.js';
 import {
   decodeWire,
   encodeWire,
   GenerateReplyWire,
   type GenerateRequestWire,
+  MAX_PLACEMENT_KEYS,
   MemberAnnouncementWire,
   PlacementWire,
   subjects,
@@ -57,9 +63,6 @@ export interface PoolClientOptions {
   sharePlacements?: boolean;
   now?: () => number;
 }
-
-/** Prefix keys sent per placement event at most: 8 bytes each, ~1M characters of prompt. */
-const MAX_SHARED_KEYS = 4096;
 
 export interface PoolGenerateOptions {
   /** Absolute deadline (epoch ms); no attempt outlives it. */
@@ -185,7 +188,9 @@ export class PoolClient {
       views.push({
         id,
         capacity: m.info.capacity,
-        inFlight: Math.max(m.info.inFlight, m.outstanding),
+        // What this router sent since may not be in the member's last report yet; what the member queues is part of
+        // both, so the total is the larger of the two, not their sum.
+        inFlight: Math.max(m.info.inFlight, m.outstanding - m.info.queued),
         queued: m.info.queued,
         cacheCapacityTokens: m.info.cacheCapacityTokens,
         cacheUsedTokens: m.info.cacheUsedTokens,
@@ -227,10 +232,13 @@ export class PoolClient {
       const messagesRef = await this.opts.blobs.put(this.opts.blobNamespace ?? 'requests', messages);
       payload = encodeWire({ ...body, messagesRef });
     }
-    const route: RouteRequest = {
-      prefixKeys: this.policy.usesPrefixKeys ? messagesPrefixKeys(messages) : [],
-      stickyKey: options.stickyKey,
-    };
+    const route: RouteRequest = this.policy.usesPrefixKeys
+      ? {
+          prefixKeys: messagesPrefixKeys(messages),
+          prefixChars: messagesPrefixChars(messages),
+          stickyKey: options.stickyKey,
+        }
+      : { prefixKeys: [], stickyKey: options.stickyKey };
 
     return tracer().startActiveSpan(
       'pool.request',
@@ -300,10 +308,7 @@ export class PoolClient {
         if (reply.ok) {
           state?.breaker.onSuccess();
           const g = reply.generation as Generation;
-          if (memberId) {
-            this.policy.onServed?.(memberId, route, g.usage.promptTokens);
-            this.publishPlacement(memberId, route);
-          }
+          if (memberId) this.noteServed(memberId, route, g);
           return g;
         }
         if (reply.error.code === 'bad_request')
@@ -333,15 +338,24 @@ export class PoolClient {
     );
   }
 
-  private publishPlacement(memberId: string, route: RouteRequest): void {
-    if (!this.sharePlacements || route.prefixKeys.length === 0) return;
-    const event: PlacementWire = {
-      v: WIRE_VERSION,
-      router: this.routerId,
-      member: memberId,
-      keys: packPrefixKeys(route.prefixKeys.slice(0, MAX_SHARED_KEYS)),
-    };
-    this.opts.nc.publish(subjects.placed(this.opts.pool), encodeWire(event));
+  /**
+   * Routing hints from a served request: the policy's own bookkeeping, and the placement for the other routers. A
+   * hint that cannot be sent (connection draining at shutdown) must not turn the generation in hand into a failure.
+   */
+  private noteServed(memberId: string, route: RouteRequest, g: Generation): void {
+    try {
+      this.policy.onServed?.(memberId, route, g.usage.promptTokens);
+      if (!this.sharePlacements || route.prefixKeys.length === 0) return;
+      const event: PlacementWire = {
+        v: WIRE_VERSION,
+        router: this.routerId,
+        member: memberId,
+        keys: packPrefixKeys(route.prefixKeys.slice(0, MAX_PLACEMENT_KEYS)),
+      };
+      this.opts.nc.publish(subjects.placed(this.opts.pool), encodeWire(event));
+    } catch {
+      // only a hint
+    }
   }
 
   private onPlacement(data: Uint8Array): void {

@@ -108,6 +108,9 @@ export const MemberAnnouncementWire = z.object({
 });
 export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
 
+/** Prefix keys per placement event at most: 8 bytes each, a prompt of ~1M characters. */
+export const MAX_PLACEMENT_KEYS = 4096;
+
 /**
  * One router's served request, for the other routers of the pool: the member now holds this prompt prefix. The
  * keys are the prompt's prefix block keys (router/prefix.ts), packed as 8 bytes each.
@@ -115,8 +118,14 @@ export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
 export const PlacementWire = z.object({
   v: z.literal(WIRE_VERSION),
   router: z.string().min(1).max(100),
-  member: z.string().regex(/^[A-Za-z0-9_-]+$/),
-  keys: z.instanceof(Uint8Array).refine((b) => b.length % 8 === 0, 'keys must be whole 8-byte keys'),
+  member: z
+    .string()
+    .max(200)
+    .regex(/^[A-Za-z0-9_-]+$/),
+  keys: z
+    .instanceof(Uint8Array)
+    .refine((b) => b.length % 8 === 0, 'keys must be whole 8-byte keys')
+    .refine((b) => b.length <= MAX_PLACEMENT_KEYS * 8, `at most ${MAX_PLACEMENT_KEYS} keys`),
 });
 export type PlacementWire = z.infer<typeof PlacementWire>;
 

@@ -19,6 +19,8 @@ export interface MemberView {
 export interface RouteRequest {
   /** Prefix block keys of the prompt (see prefix.ts). */
   prefixKeys: string[];
+  /** Characters the keys cover (the last block may be partial); 0 when the keys were not computed. */
+  prefixChars?: number;
   /** Requests that should land together when nothing is cached yet, e.g. every rollout of one question. */
   stickyKey?: string;
 }
@@ -237,13 +239,14 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
           leastLoaded(a, b),
       );
       decision = warm ? 'affinity' : 'cold_rendezvous';
-      // A new key (no member holds any of its prefix) takes the less loaded of its two rendezvous choices (the
-      // power of two choices): placement stays nearly as stable across routers, and a handful of sticky keys no
-      // longer land 5/3/2/2 by chance. A request that shares some prefix with one member stays with it.
+      // A new key takes the less loaded of its two rendezvous choices (the power of two choices): placement stays
+      // nearly as stable across routers, and a handful of sticky keys no longer land 5/3/2/2 by chance. New means
+      // the two hold as much of its prefix as each other (none, or only the system prompt every member has); a
+      // request that shares more with its first choice stays there.
       if (
         !warm &&
         preferred.length > 1 &&
-        match.get(preferred[0]!.id) === 0 &&
+        match.get(preferred[0]!.id) === match.get(preferred[1]!.id) &&
         util.get(preferred[1]!.id)! < util.get(preferred[0]!.id)!
       ) {
         preferred = [preferred[1]!, preferred[0]!, ...preferred.slice(2)];
@@ -284,8 +287,8 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
   }
 
   onServed(_memberId: string, req: RouteRequest, promptTokens: number): void {
-    if (!(promptTokens > 0) || req.prefixKeys.length === 0) return;
-    this.servedChars += req.prefixKeys.length * this.o.blockChars;
+    if (!(promptTokens > 0) || !(req.prefixChars && req.prefixChars > 0)) return;
+    this.servedChars += req.prefixChars;
     this.servedTokens += promptTokens;
     // Halving keeps the ratio a running average that follows a change of model or tokenizer.
     if (this.servedTokens > 1e8) {

@@ -79,6 +79,13 @@ export function messagesPrefixKeys(
   return h.digest(includePartial);
 }
 
+/** Characters messagesPrefixKeys hashes for a chat: what its keys cover. */
+export function messagesPrefixChars(messages: readonly ChatMessage[]): number {
+  let n = 0;
+  for (const m of messages) n += m.role.length + m.content.length + 2;
+  return n;
+}
+
 /** Prefix keys as 8 bytes each (the two 32-bit lanes), for sending to other routers. */
 export function packPrefixKeys(keys: readonly string[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(keys.length * 8);

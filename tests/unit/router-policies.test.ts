@@ -179,7 +179,7 @@ describe('prefix_affinity', () => {
   it('learns characters per token from the prompt tokens members report, and sizes the index with it', () => {
     const p = new PrefixAffinityPolicy({ blockChars: 256, charsPerToken: 4 });
     const members = [member('a', { cacheCapacityTokens: 64_000 })];
-    const r = req('y'.repeat(256 * 40)); // 40 blocks, 10,240 characters
+    const r = { ...req('y'.repeat(256 * 40)), prefixChars: 256 * 40 }; // 10,240 characters
     // Below 10,000 served tokens the configured ratio holds.
     p.onServed('a', r, 1_600);
     expect(p.charsPerToken()).toBe(4);
@@ -191,6 +191,7 @@ describe('prefix_affinity', () => {
     // Nonsense reports are ignored.
     p.onServed('a', r, 0);
     p.onServed('a', r, Number.NaN);
+    p.onServed('a', { ...r, prefixChars: 0 }, 1_000);
     expect(p.charsPerToken()).toBeCloseTo(6.4, 6);
   });
 
@@ -201,6 +202,18 @@ describe('prefix_affinity', () => {
     p.onPeerServed('c', r.prefixKeys);
     expect(p.rank(req(branch(5, 1)), members)[0]).toBe('c');
     expect(p.lastDecision).toBe('affinity');
+  });
+
+  it('still places a new sticky key by two choices when every member holds the shared system prompt', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const system = 'S'.repeat(1800);
+    for (const m of members)
+      p.onRouted(m.id, req(`${system}earlier question on ${m.id} ${'e'.repeat(4000)}`));
+    const byScore = [...members].sort((x, y) => rendezvousScore('q8', y.id) - rendezvousScore('q8', x.id));
+    byScore[0]!.inFlight = 5;
+    expect(p.rank(req(`${system}question eight ${'n'.repeat(8000)}`, 'q8'), members)[0]).toBe(byScore[1]!.id);
+    expect(p.lastDecision).toBe('cold_rendezvous');
   });
 
   it('keeps a sticky request with the member holding part of its prefix, below the cache threshold', () => {

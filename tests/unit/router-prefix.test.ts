@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  messagesPrefixChars,
   messagesPrefixKeys,
   PrefixHasher,
   PrefixIndex,
@@ -120,6 +121,18 @@ describe('PrefixIndex', () => {
   });
 });
 
+describe('messagesPrefixChars', () => {
+  it('counts the characters the keys cover', () => {
+    const chat = [
+      { role: 'system' as const, content: 'x'.repeat(300) },
+      { role: 'user' as const, content: 'y'.repeat(250) },
+    ];
+    const chars = messagesPrefixChars(chat);
+    expect(chars).toBe(6 + 300 + 2 + 4 + 250 + 2);
+    expect(messagesPrefixKeys(chat)).toHaveLength(Math.ceil(chars / 256));
+  });
+});
+
 describe('packPrefixKeys', () => {
   it('round-trips keys through 8 bytes each', () => {
     const keys = prefixBlockHashes('z'.repeat(256 * 5 + 17));
@@ -127,5 +140,9 @@ describe('packPrefixKeys', () => {
     expect(packed.length).toBe(keys.length * 8);
     expect(unpackPrefixKeys(packed)).toEqual(keys);
     expect(unpackPrefixKeys(packPrefixKeys([]))).toEqual([]);
+    // Decoded messages hand over views into a larger buffer.
+    const framed = new Uint8Array(packed.length + 13);
+    framed.set(packed, 5);
+    expect(unpackPrefixKeys(framed.subarray(5, 5 + packed.length))).toEqual(keys);
   });
 });
