@@ -66,9 +66,16 @@ interface CarriedState {
   usage: UsageTotals;
   log: StepLogSegment[];
   branchable?: BranchableStep[];
-  /** Over every turn so far, a branch's reused prefix included (branchable stops at BRANCHABLE_STEP_LIMIT). */
-  uncertainty: UncertaintyTally;
+  /**
+   * Over every turn so far, a branch's reused prefix included (branchable stops at BRANCHABLE_STEP_LIMIT). Absent in
+   * the state of a run that continued-as-new from a version without it: rebuilt from branchable then.
+   */
+  uncertainty?: UncertaintyTally;
   lastAction: string;
+}
+
+function tallyOf(steps: readonly BranchableStep[]): UncertaintyTally {
+  return steps.reduce((t, s) => addTurnUncertainty(t, s.regions), emptyUncertaintyTally());
 }
 
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
@@ -107,13 +114,11 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     usage: emptyUsage(),
     log: input.branch?.prefixLog ?? [],
     branchable: input.branch ? [...input.branch.prefixSteps] : [],
-    uncertainty: (input.branch?.prefixSteps ?? []).reduce(
-      (t, s) => addTurnUncertainty(t, s.regions),
-      emptyUncertaintyTally(),
-    ),
+    uncertainty: tallyOf(input.branch?.prefixSteps ?? []),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
   };
-  let { step, contextRef, usage, uncertainty, lastAction } = carried;
+  let { step, contextRef, usage, lastAction } = carried;
+  let uncertainty = carried.uncertainty ?? tallyOf(carried.branchable ?? []);
   let branchable = carried.branchable;
   const log = [...carried.log];
   const records: StepRecord[] = [];
