@@ -22,6 +22,8 @@ export interface ReportInput {
 
 export interface IntegrateInput {
   jobId: string;
+  /** The parallelMuse workflow's id: integration calls of one batch spread over the pool by question. */
+  questionId: string;
   question: string;
   reportRefs: string[];
   pool: string;
@@ -68,7 +70,7 @@ export function createAggregationActivities(deps: { content: ContextStore; callM
       const messages = integrationMessages(input.question, reports);
       const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
         model: input.model,
-        stickyKey: `${input.jobId}/integrate`,
+        stickyKey: `${input.questionId}/integrate`,
       });
       return {
         answer: parseAnswer(g.text),

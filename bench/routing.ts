@@ -19,6 +19,7 @@ import { reactSystemPrompt } from '../agent/prompts.js';
 import type { ChatMessage } from '../agent/types.js';
 import { BlobStore } from '../common/blob-store.js';
 import { fnv1a32 } from '../common/hash.js';
+import { createLimiter } from '../common/limiter.js';
 import { connectNats } from '../common/nats.js';
 import { PoolMember } from '../inference/member.js';
 import { PoolClient } from '../inference/pool-client.js';
@@ -330,23 +331,6 @@ async function startMember(
   };
 }
 
-/** FIFO semaphore: at most `n` requests in flight. */
-function limiter(n: number) {
-  let free = n;
-  const waiting: Array<() => void> = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (free > 0) free--;
-    else await new Promise<void>((r) => waiting.push(r));
-    try {
-      return await fn();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else free++;
-    }
-  };
-}
-
 interface PolicyResult {
   policy: PolicyName;
   makespanS: number;
@@ -397,7 +381,7 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
 
     const gens: Generation[] = [];
     const byKind = new Map<Kind, { prompt: number; cached: number }>();
-    const limit = limiter(CONCURRENCY);
+    const limit = createLimiter(CONCURRENCY);
     const send: Send = (messages, kind, stickyKey) =>
       limit(async () => {
         const client = clients[pickRouter.int(clients.length)]!;

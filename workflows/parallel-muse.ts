@@ -26,7 +26,9 @@ import {
 } from '../agent/trajectory.js';
 import type { Termination } from '../agent/types.js';
 import { meanUncertainty } from '../agent/uncertainty.js';
-import { DEFAULT_TIMEOUTS, type StepTimeouts, trajectory } from './trajectory.js';
+import { fmix32, fnv1a32 } from '../common/hash.js';
+import { createLimiter } from '../common/limiter.js';
+import { DEFAULT_TIMEOUTS, NON_RETRYABLE, type StepTimeouts, trajectory } from './trajectory.js';
 
 export interface ParallelMuseInput {
   spec: ParallelMuseSpec;
@@ -88,7 +90,7 @@ const aggregation = proxyActivities<MuseActivities>({
   retry: {
     initialInterval: '1s',
     maximumInterval: '15s',
-    nonRetryableErrorTypes: ['BadRequestError', 'BlobNotFoundError', 'TypeError'],
+    nonRetryableErrorTypes: NON_RETRYABLE,
   },
 });
 
@@ -173,13 +175,14 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       return record;
     });
 
-  const base = tspec.seed * 1_000_003;
+  // Each rollout's seed derives from its id, unique within the question, so no two rollouts share one.
+  const seedFor = (rolloutId: string) => fmix32(fnv1a32(rolloutId, fnv1a32(String(tspec.seed))));
   // Initial and from-scratch rollouts are independent of one another: all start at once (bounded).
   const initial = Array.from({ length: plan.initial }, (_, j) =>
-    runRollout(`initial-${j}`, 'initial', base + j),
+    runRollout(`initial-${j}`, 'initial', seedFor(`initial-${j}`)),
   );
   const scratch = Array.from({ length: plan.scratch }, (_, s) =>
-    runRollout(`scratch-${s}`, 'scratch', base + 500 + s),
+    runRollout(`scratch-${s}`, 'scratch', seedFor(`scratch-${s}`)),
   );
 
   let partialLaunched = 0;
@@ -221,7 +224,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
             steps.push(p.step);
             partialLaunched++;
             launched.push(
-              runRollout(id, 'branch', base + round * 100_000 + f.lineage * 1_000 + pi * 10 + t + 1, {
+              runRollout(id, 'branch', seedFor(id), {
                 parent,
                 parentId: p.rolloutId,
                 step: p.step,
@@ -241,7 +244,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   const topUp =
     spec.branchMode === 'none' ? 0 : Math.max(0, scratchToFill(plan, partialLaunched) - plan.scratch);
   const extra = Array.from({ length: topUp }, (_, s) =>
-    runRollout(`scratch-${plan.scratch + s}`, 'scratch', base + 500 + plan.scratch + s),
+    runRollout(`scratch-${plan.scratch + s}`, 'scratch', seedFor(`scratch-${plan.scratch + s}`)),
   );
   await Promise.all([...initial, ...scratch, ...extra]);
   rollouts.sort(
@@ -273,7 +276,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       continue;
     }
     const reports = await Promise.all(
-      answered.map((r, i) =>
+      answered.map((r) =>
         limit(async () => {
           const out = outputs.get(r.rolloutId)!;
           const steps = await aggregation.loadStepLogSegments({ segments: out.log });
@@ -285,19 +288,20 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
             pool: aggPool,
             model: aggModel,
             sampling: tspec.sampling,
-            seed: base + 900_000 + i,
+            seed: seedFor(`report/${r.rolloutId}`),
           });
         }),
       ),
     );
     const integrated = await aggregation.integrateStep({
       jobId,
+      questionId,
       question: tspec.question,
       reportRefs: reports.map((r) => r.reportRef),
       pool: aggPool,
       model: aggModel,
       sampling: tspec.sampling,
-      seed: base + 999_999,
+      seed: seedFor('integrate'),
     });
     for (const u of [...reports.map((r) => r.usage), integrated.usage])
       aggUsage = addUsage(aggUsage, { ...u, llmCalls: 1 });
@@ -398,20 +402,4 @@ function compareCodeUnits(a: string, b: string): number {
 
 function order(id: string): number {
   return id.startsWith('initial') ? 0 : id.startsWith('r') ? 1 : 2;
-}
-
-/** Bounds work in flight; deterministic in a workflow because it only chains promises. */
-function createLimiter(max: number) {
-  let active = 0;
-  const queue: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= max) await new Promise<void>((resolve) => queue.push(resolve));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      queue.shift()?.();
-    }
-  };
 }

@@ -68,7 +68,8 @@ interface CarriedState {
   branchable?: BranchableStep[];
   /**
    * Over every turn so far, a branch's reused prefix included (branchable stops at BRANCHABLE_STEP_LIMIT). Absent in
-   * the state of a run that continued-as-new from a version without it: rebuilt from branchable then.
+   * the state of a run that continued-as-new from a version without it: rebuilt from branchable then, which
+   * undercounts a run past BRANCHABLE_STEP_LIMIT but keeps it going.
    */
   uncertainty?: UncertaintyTally;
   lastAction: string;
@@ -80,7 +81,8 @@ function tallyOf(steps: readonly BranchableStep[]): UncertaintyTally {
 
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 
-const NON_RETRYABLE = [
+/** Errors a retry cannot fix: the request itself is wrong, or what it refers to is gone. */
+export const NON_RETRYABLE = [
   'BadRequestError',
   'RequestTooLargeError',
   'BlobNotFoundError',

@@ -1,0 +1,22 @@
+// A FIFO bound on work in flight. Pure promise chaining, so it is also deterministic inside a Temporal workflow.
+
+/**
+ * At most `max` calls of the returned function run at once; the rest wait in arrival order. A finishing call hands
+ * its slot straight to the next waiter, so a caller arriving in between cannot slip past the bound.
+ */
+export function createLimiter(max: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  if (!Number.isInteger(max) || max < 1) throw new RangeError(`limit must be a positive integer, got ${max}`);
+  let free = max;
+  const waiting: Array<() => void> = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (free > 0) free--;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    }
+  };
+}
