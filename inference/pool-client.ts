@@ -1,5 +1,7 @@
 // The rollout worker's view of an inference pool: membership from announcements, a routing policy that
-// ranks members, and failover across them. Callers see an error only when the whole pool is unavailable.
+// ranks members, and failover across them. A member failing is the router's business: the caller sees
+// PoolUnavailableError only when no member could serve, or the request's own error when no member ever could
+// (BadRequestError, RequestTooLargeError, BackendRejectedError).
 import { randomUUID } from 'node:crypto';
 import { headers, type NatsConnection, RequestError, type Subscription } from '@nats-io/nats-core';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -36,6 +38,13 @@ export class PoolUnavailableError extends Error {
 }
 export class RequestTooLargeError extends Error {
   override name = 'RequestTooLargeError';
+}
+/**
+ * The member's server refused or mangled this request in a way another server would too (an HTTP 400, an answer
+ * without the logprobs asked for): neither failover nor a Temporal retry can help.
+ */
+export class BackendRejectedError extends Error {
+  override name = 'BackendRejectedError';
 }
 /** A request the member rejected as invalid: retrying elsewhere cannot help. */
 export class BadRequestError extends Error {
@@ -311,15 +320,19 @@ export class PoolClient {
           if (memberId) this.noteServed(memberId, route, g);
           return g;
         }
-        if (reply.error.code === 'bad_request')
-          throw new BadRequestError(`pool member rejected the request: ${reply.error.message}`);
-        if (reply.error.code === 'too_large') throw new RequestTooLargeError(reply.error.message);
-        throw new MemberFailure(`${reply.error.code}: ${reply.error.message}`, reply.error.retryable);
+        const { code, message, retryable } = reply.error;
+        if (code === 'bad_request') throw new BadRequestError(`pool member rejected the request: ${message}`);
+        if (code === 'backend_error' && !retryable)
+          throw new BackendRejectedError(
+            `${memberId ?? 'pool member'}'s server rejected the request: ${message}`,
+          );
+        throw new MemberFailure(`${code}: ${message}`, retryable);
       } catch (err) {
-        if (err instanceof BadRequestError || err instanceof RequestTooLargeError) throw err;
+        if (err instanceof BadRequestError || err instanceof BackendRejectedError) throw err;
         const reason = describe(err);
         errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
-        state?.breaker.onFailure();
+        // The breaker counts the member's failures; a deadline that passed is the request's, not the member's.
+        if (!(err instanceof MemberFailure && !err.retryable)) state?.breaker.onFailure();
         // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
         // server is that member failing one request, which the breaker already counts.
         if (err instanceof RequestError && err.isNoResponders() && memberId)

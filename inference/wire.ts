@@ -56,7 +56,6 @@ export const WireErrorCode = z.enum([
   'overloaded',
   'backend_error',
   'shutting_down',
-  'too_large',
 ]);
 export type WireErrorCode = z.infer<typeof WireErrorCode>;
 

@@ -84,6 +84,7 @@ export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 /** Errors a retry cannot fix: the request itself is wrong, or what it refers to is gone. */
 export const NON_RETRYABLE = [
   'BadRequestError',
+  'BackendRejectedError',
   'RequestTooLargeError',
   'BlobNotFoundError',
   'TypeError',

@@ -5,8 +5,9 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
+import { BackendProtocolError } from '../../inference/backends/http.js';
 import { PoolMember } from '../../inference/member.js';
-import { PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
+import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
 import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
 import { messagesPrefixKeys } from '../../inference/router/prefix.js';
 import {
@@ -220,5 +221,39 @@ describe('pool routing', () => {
     expect(seen.find((a) => a.inFlight === 1)!.at - sent).toBeLessThan(1_000);
     await done;
     await waitUntil(() => seen.at(-1)?.inFlight === 0, 2_000, 'an announcement of the member idle again');
+  });
+
+  it("a request a member's server rejects fails at once with that error, without failover or a tripped breaker", async () => {
+    const pool = `reject-${randomUUID().slice(0, 8)}`;
+    let rejected = 0;
+    const picky = new PoolMember({
+      nc,
+      pool,
+      id: 'picky',
+      backend: {
+        kind: 'picky',
+        async generate() {
+          rejected++;
+          throw new BackendProtocolError('server returned no logprobs (choices[0].logprobs missing)');
+        },
+      },
+    });
+    await picky.start();
+    cleanups.push(() => picky.stop());
+    const other = await member(pool, 'other');
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    // A sticky key whose rendezvous member is 'picky': an idle pool sends the request there first.
+    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+      (k) => rendezvousScore(k, 'picky') > rendezvousScore(k, 'other'),
+    )!;
+    const err = await c.generate(messages(3), params, { deadline: deadline(), stickyKey }).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendRejectedError);
+    expect(String(err.message)).toContain('no logprobs');
+    expect(rejected).toBe(1);
+    expect(other.member.stats.served).toBe(0);
+    // The member itself is healthy: five more rejections would trip a breaker that counted them.
+    expect(c.liveMembers().find((m) => m.id === 'picky')?.healthy).toBe(true);
   });
 });
