@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import type { TrajectorySpecInput } from '../agent/job.js';
 import { runBatch } from '../client/batch.js';
 import { questionWorkflowId, runParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
@@ -27,6 +28,25 @@ export interface ParallelMuseCliOptions {
   seed: number;
   pool: string;
   model?: string;
+  contextWindow?: number;
+}
+
+/** The trajectory part of a job spec from the shared run options (`muse run`, `muse run --mode`, `muse batch`). */
+export function trajectorySpecFrom(
+  question: string,
+  answer: string | undefined,
+  o: Pick<ParallelMuseCliOptions, 'policy' | 'maxTurns' | 'seed' | 'pool' | 'model' | 'contextWindow'>,
+): TrajectorySpecInput {
+  return {
+    question,
+    ...(answer !== undefined ? { answer } : {}),
+    policy: o.policy as TrajectorySpecInput['policy'],
+    maxTurns: o.maxTurns,
+    seed: o.seed,
+    pool: o.pool,
+    ...(o.model ? { model: o.model } : {}),
+    ...(o.contextWindow ? { contextWindow: o.contextWindow } : {}),
+  };
 }
 
 export function addParallelMuseOptions(cmd: Command): Command {
@@ -66,15 +86,7 @@ export function parallelMuseSpec(question: string, answer: string | undefined, o
     ...(o.aggregatorModel ? { aggregatorModel: o.aggregatorModel } : {}),
     judge: o.judge as never,
     maxConcurrentRollouts: o.maxConcurrentRollouts,
-    trajectory: {
-      question,
-      ...(answer !== undefined ? { answer } : {}),
-      policy: o.policy as never,
-      maxTurns: o.maxTurns,
-      seed: o.seed,
-      pool: o.pool,
-      ...(o.model ? { model: o.model } : {}),
-    },
+    trajectory: trajectorySpecFrom(question, answer, o),
   };
 }
 

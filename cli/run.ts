@@ -1,7 +1,6 @@
 // Commands that run work: a single trajectory, its status, and the end-to-end demo.
 import type { Command } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
-import type { TrajectorySpecInput } from '../agent/job.js';
 import { followTrajectory, queryProgress, startTrajectory } from '../client/trajectories.js';
 import type { MuseConfig } from '../common/config.js';
 import { shutdownTelemetry } from '../common/telemetry.js';
@@ -16,6 +15,7 @@ import {
   type ParallelMuseCliOptions,
   registerBatchCommand,
   runQuestionCommand,
+  trajectorySpecFrom,
 } from './batch.js';
 import { cliConfig } from './context.js';
 import { progressBar, summarizeTrajectory, trajectoryJson } from './render.js';
@@ -32,22 +32,9 @@ interface RunOptions {
   contextWindow?: number;
 }
 
-function specFrom(question: string, o: RunOptions): TrajectorySpecInput {
-  return {
-    question,
-    policy: o.policy as TrajectorySpecInput['policy'],
-    maxTurns: o.maxTurns,
-    seed: o.seed,
-    pool: o.pool,
-    ...(o.model ? { model: o.model } : {}),
-    ...(o.answer ? { answer: o.answer } : {}),
-    ...(o.contextWindow ? { contextWindow: o.contextWindow } : {}),
-  };
-}
-
 async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise<void> {
   const client = await connectClient(cfg);
-  const spec = specFrom(question, o);
+  const spec = trajectorySpecFrom(question, o.answer, o);
   const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
   if (!o.json)
     process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
