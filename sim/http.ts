@@ -7,12 +7,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { ChatMessage, Role } from '../agent/types.js';
-import type {
-  BackendRequest,
-  GenerateParams,
-  InferenceBackend,
-  RawGeneration,
-  TokenLogprob,
+import {
+  BackendDeadlineError,
+  type BackendRequest,
+  type GenerateParams,
+  type InferenceBackend,
+  type RawGeneration,
+  type TokenLogprob,
 } from '../inference/types.js';
 import { SimBackend } from './backend.js';
 import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
@@ -240,7 +241,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     } catch (e) {
       if (controller.signal.aborted && res.destroyed) return null;
       const msg = (e as Error).message ?? String(e);
-      throw new HttpError(/deadline/i.test(msg) ? 504 : 500, msg);
+      throw new HttpError(e instanceof BackendDeadlineError ? 504 : 500, msg);
     } finally {
       res.off('close', onClose);
     }

@@ -21,8 +21,8 @@
 // - decode, one sequence: each step reads the ~3.3B active parameters (~3.3 GB in FP8); at the
 //   H100's 3.35 TB/s the bound is ~1,000 tok/s and measured single-stream rates for 30B-A3B MoEs
 //   are a few hundred tok/s (e.g. up to ~196 tok/s on an RTX 4090, 1 TB/s, 4-bit weights); 200 is used;
-// - batching: per-sequence speed s(b) = s1 * b^-0.3, aggregate s1 * b^0.7: ~3,300 tok/s at batch
-//   64 and ~5,400 at 128, in line with published multi-thousand tok/s serving results for
+// - batching: per-sequence speed s(b) = s1 * b^-0.3, aggregate s1 * b^0.7: ~3,700 tok/s at batch
+//   64 and ~6,000 at 128, in line with published multi-thousand tok/s serving results for
 //   30B-class models on one H100 (gpustack performance lab, vLLM serving benchmarks);
 // - prefill: ~6.6 GFLOP per token for 3.3B active parameters; at ~15% of the H100's 989 dense BF16
 //   TFLOPS, counting attention over agentic contexts of 16-64k tokens, ~20,000 tok/s;

@@ -281,11 +281,7 @@ export class OpenAIBackend implements InferenceBackend {
     this.mode = opts.mode ?? 'chat';
     if (opts.promptTokenIds && this.mode === 'completions') {
       this.tokenizer =
-        opts.tokenize ??
-        serverTokenizer(opts.tokenizeUrl ?? `${serverRoot(this.base)}/tokenize`, {
-          model: opts.model,
-          apiKey: opts.apiKey,
-        });
+        opts.tokenize ?? serverTokenizer(opts.tokenizeUrl ?? `${serverRoot(this.base)}/tokenize`, opts);
     }
   }
 

@@ -76,12 +76,7 @@ export class SGLangBackend implements InferenceBackend {
     this.base = opts.baseUrl.replace(/\/+$/, '');
     this.inFlight = new HttpBackendLoad(opts);
     if (opts.inputIds) {
-      this.tokenizer =
-        opts.tokenize ??
-        serverTokenizer(`${this.base}/tokenize`, {
-          model: opts.model,
-          apiKey: opts.apiKey,
-        });
+      this.tokenizer = opts.tokenize ?? serverTokenizer(`${this.base}/tokenize`, opts);
     }
   }
 

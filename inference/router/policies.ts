@@ -7,7 +7,7 @@ export interface MemberView {
   id: string;
   /** Requests the member runs at once (its backend's max batch). */
   capacity: number;
-  /** In flight as the member last reported, plus what this router sent since. */
+  /** Running as the member last reported, or what this router has outstanding there if that is more. */
   inFlight: number;
   queued: number;
   cacheCapacityTokens: number;
@@ -100,9 +100,8 @@ export interface PrefixAffinityOptions {
    * The imbalance guard (bounded load, as in consistent hashing with bounded loads): the member a request would
    * go to counts as overloaded when its load exceeds the pool's mean load by more than this many requests (scaled
    * to an average member's capacity in a mixed pool)... Default 6: a handful of requests queued behind one member
-   * cost less than re-prefilling a long prefix elsewhere; more than that and the rest of the pool idles. In
-   * bench/routing, 4 cost branch bursts hit rate (0.644 vs 0.676) and 8 let the pool fall out of balance (0.88
-   * utilisation).
+   * cost less than re-prefilling a long prefix elsewhere; more than that and the rest of the pool idles. Chosen
+   * by a bench/routing sweep (docs/routing.md): 4 cost branch-burst hits, 8 let utilisation fall below 0.9.
    */
   balanceAbsThreshold?: number;
   /**
