@@ -90,10 +90,11 @@ async function main() {
         ? `\nREUSE CHECK FAILED:\n${violations.slice(0, 10).join('\n')}`
         : '\nreuse check: every rollout made exactly one model call per generated step and none for its reused prefix',
     );
+    return violations.length === 0;
   } finally {
     await stop();
   }
 }
 
-await main();
-process.exit(0);
+// A failed reuse check fails the run: the saving it reports would not be the reused prefix.
+process.exit((await main()) ? 0 : 1);

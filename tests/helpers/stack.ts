@@ -156,7 +156,7 @@ export interface Suite {
   /** Child processes (muse workers, members) to SIGKILL after the file, whatever state its tests left. */
   children: ChildProcess[];
   /** Run after the file, last added first, before the connections close. */
-  cleanups: Array<() => Promise<void>>;
+  cleanups: Array<() => unknown>;
 }
 
 /**

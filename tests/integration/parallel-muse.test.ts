@@ -232,6 +232,8 @@ describe('ParallelMuse', () => {
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
+    // One line per question: a question done again would append a second line with the same id.
+    expect(results).toHaveLength(4);
     expect(new Set(results.map((r) => r.workflowId)).size).toBe(4);
     for (const r of results) {
       expect(r.rollouts).toHaveLength(2);

@@ -1,8 +1,7 @@
 // The pool router against real NATS: members joining at run time get work, a member whose replies cannot be
 // decoded is failed over rather than crashing the caller, and oversized requests are refused up front.
 import { randomUUID } from 'node:crypto';
-import type { NatsConnection } from '@nats-io/nats-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
 import { BackendProtocolError } from '../../inference/backends/http.js';
@@ -19,20 +18,10 @@ import {
 } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { inProcessMember, natsFor, testConfig, waitUntil } from '../helpers/stack.js';
+import { inProcessMember, useSuite, waitUntil } from '../helpers/stack.js';
 
-const cfg = testConfig();
-let nc: NatsConnection;
-const cleanups: Array<() => unknown> = [];
-
-beforeAll(async () => {
-  nc = await natsFor(cfg);
-});
-
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c();
-  await nc?.drain();
-});
+const suite = useSuite();
+const { cfg, cleanups } = suite;
 
 const questions = sampleQuestions(32, 5);
 function messages(i: number): ChatMessage[] {
@@ -45,7 +34,7 @@ const params = { maxTokens: 32, temperature: 1, topLogprobs: 16 };
 const deadline = () => Date.now() + 20_000;
 
 function client(pool: string, extra: Partial<ConstructorParameters<typeof PoolClient>[0]> = {}): PoolClient {
-  const c = new PoolClient({ nc, pool, memberTtlMs: cfg.router.memberTtlMs, ...extra });
+  const c = new PoolClient({ nc: suite.nc, pool, memberTtlMs: cfg.router.memberTtlMs, ...extra });
   cleanups.push(() => c.close());
   return c;
 }
@@ -82,7 +71,7 @@ describe('pool routing', () => {
   it('an undecodable reply counts as that member failing, and the request is served by another', async () => {
     const pool = `bogus-${randomUUID().slice(0, 8)}`;
     let bogusCalls = 0;
-    const sub = nc.subscribe(subjects.member(pool, 'bogus'), {
+    const sub = suite.nc.subscribe(subjects.member(pool, 'bogus'), {
       callback: (err, msg) => {
         if (err) return;
         bogusCalls++;
@@ -103,7 +92,7 @@ describe('pool routing', () => {
       cacheUsedTokens: 0,
       servedRequests: 0,
     };
-    const announce = () => nc.publish(subjects.announce(pool), encodeWire(announcement));
+    const announce = () => suite.nc.publish(subjects.announce(pool), encodeWire(announcement));
     const timer = setInterval(announce, 300);
     cleanups.push(() => clearInterval(timer));
 
@@ -163,8 +152,8 @@ describe('pool routing', () => {
       'three members live for every router',
     );
     // Garbage on the placement subject is ignored.
-    nc.publish(subjects.placed(pool), new Uint8Array([0xc1, 0xff, 0x00]));
-    nc.publish(
+    suite.nc.publish(subjects.placed(pool), new Uint8Array([0xc1, 0xff, 0x00]));
+    suite.nc.publish(
       subjects.placed(pool),
       encodeWire({ v: WIRE_VERSION, router: 'x', member: 'a', keys: 'nope' }),
     );
@@ -189,14 +178,14 @@ describe('pool routing', () => {
     const pool = `prompt-${randomUUID().slice(0, 8)}`;
     // A one-minute heartbeat: any announcement after start-up is the load-change path.
     const m = new PoolMember({
-      nc,
+      nc: suite.nc,
       pool,
       id: 'slow',
       backend: new SimBackend({ profile: { timeScale: 2 } }),
       announceIntervalMs: 60_000,
     });
     const seen: { inFlight: number; at: number }[] = [];
-    const sub = nc.subscribe(subjects.announce(pool), {
+    const sub = suite.nc.subscribe(subjects.announce(pool), {
       callback: (err, msg) => {
         if (!err)
           seen.push({
@@ -227,7 +216,7 @@ describe('pool routing', () => {
     const pool = `reject-${randomUUID().slice(0, 8)}`;
     let rejected = 0;
     const picky = new PoolMember({
-      nc,
+      nc: suite.nc,
       pool,
       id: 'picky',
       backend: {

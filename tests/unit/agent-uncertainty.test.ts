@@ -158,7 +158,7 @@ describe('running uncertainty tally', () => {
     expect(meanUncertainty(tally)).toBe(2.5);
   });
 
-  it('stays finite for a trajectory longer than the branchable cap', () => {
+  it('keeps an exact mean over 2048 turns, four times the branchable cap', () => {
     // The workflow keeps per-step scores only up to BRANCHABLE_STEP_LIMIT, but tallies every turn.
     // 512 turns at 1.5, then 1536 at 2.5: mean (512 · 1.5 + 1536 · 2.5) / 2048 = 2.25.
     const n = 4 * BRANCHABLE_STEP_LIMIT;

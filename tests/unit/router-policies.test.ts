@@ -120,12 +120,22 @@ describe('prefix_affinity', () => {
     expect(p.rank(req(question(9), 'q9'), members)[0]).toBe(byScore[0]!.id);
   });
 
-  it('stays with the affinity member while the imbalance is under either threshold', () => {
+  it('stays with the affinity member unless both thresholds are passed', () => {
     const p = new PrefixAffinityPolicy({ balanceAbsThreshold: 8, balanceRelThreshold: 1.5 });
-    const members = [member('a', { inFlight: 20 }), member('b', { inFlight: 14 })];
     p.onRouted('a', req(branch(1, 0)));
-    // diff 6 <= 8: balanced
-    expect(p.rank(req(branch(1, 1)), members)[0]).toBe('a');
+    // 1.67x the mean of 12, but only 8 above it: not overloaded.
+    expect(p.rank(req(branch(1, 1)), [member('a', { inFlight: 20 }), member('b', { inFlight: 4 })])[0]).toBe(
+      'a',
+    );
+    expect(p.lastDecision).toBe('affinity');
+    // 10 above the mean of 90, but only 1.11x it: not overloaded.
+    const big = { capacity: 200 };
+    expect(
+      p.rank(req(branch(1, 1)), [
+        member('a', { ...big, inFlight: 100 }),
+        member('b', { ...big, inFlight: 80 }),
+      ])[0],
+    ).toBe('a');
     expect(p.lastDecision).toBe('affinity');
   });
 
