@@ -51,7 +51,6 @@ export class BlobStore {
   private readonly objm: Objm;
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly objs = new Map<string, Promise<ObjectStore>>();
-  private readonly known = new Set<BlobRef>();
   /** Writes under way, so concurrent puts of one value share a single write. */
   private readonly writing = new Map<BlobRef, Promise<void>>();
   private readonly cache = new Map<BlobRef, { value: unknown; size: number }>();
@@ -71,20 +70,22 @@ export class BlobStore {
     this.cacheBytes = opts.cacheBytes ?? 64 * 1024 * 1024;
   }
 
-  /** Stores any msgpack-able value; equal values get equal references and are written once. */
+  /**
+   * Stores any msgpack-able value; equal values get equal references, and concurrent puts of one value share a
+   * single write. A later put writes again: the entry may have expired (store TTL) or been deleted meanwhile, and a
+   * reference handed out must resolve.
+   */
   async put(namespace: string, value: unknown): Promise<BlobRef> {
     const bytes = packValue(value);
     const key = createHash('sha256').update(bytes).digest('hex');
     const kind = bytes.length > this.inlineLimit ? 'obj' : 'kv';
     const ref = `${kind}:${namespace}:${key}`;
-    if (this.known.has(ref)) return ref;
     let write = this.writing.get(ref);
     if (!write) {
       write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(ref));
       this.writing.set(ref, write);
     }
     await write;
-    this.known.add(ref);
     this.remember(ref, value, bytes.length);
     return ref;
   }
@@ -116,7 +117,6 @@ export class BlobStore {
     }
     if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
     const value = unpackValue<T>(bytes);
-    this.known.add(ref);
     this.remember(ref, value, bytes.length);
     return value;
   }
@@ -142,7 +142,6 @@ export class BlobStore {
     this.kvs.delete(namespace);
     this.objs.delete(namespace);
     const inNamespace = (ref: BlobRef) => parseBlobRef(ref).namespace === namespace;
-    for (const ref of [...this.known]) if (inNamespace(ref)) this.known.delete(ref);
     for (const ref of [...this.cache.keys()]) if (inNamespace(ref)) this.forget(ref);
     return { deleted };
   }

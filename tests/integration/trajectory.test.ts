@@ -1,11 +1,12 @@
 // A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
 
 import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
-import { BlobStore } from '../../common/blob-store.js';
+import { BlobStore, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
@@ -37,6 +38,18 @@ describe('content store', () => {
     expect(new Set(refs).size).toBe(1);
     const info = await (await jetstreamManager(suite.nc)).streams.info(`KV_muse-${ns}`);
     expect(info.state.last_seq).toBe(1);
+    await blobs.deleteNamespace(ns);
+  });
+
+  it('writes a value again when it is put after its entry expired', async () => {
+    const blobs = new BlobStore(suite.nc);
+    const ns = `rewrite-${Date.now()}`;
+    const ref = await blobs.put(ns, 'an observation seen twice');
+    // As the bucket's TTL would: the entry goes, the bucket stays.
+    await (await new Kvm(suite.nc).open(`muse-${ns}`)).purge(parseBlobRef(ref).key);
+    expect(await blobs.put(ns, 'an observation seen twice')).toBe(ref);
+    // Another process resolves the reference from the store, not from this one's cache.
+    expect(await new BlobStore(suite.nc).get(ref)).toBe('an observation seen twice');
     await blobs.deleteNamespace(ns);
   });
 });
