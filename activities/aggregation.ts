@@ -2,9 +2,10 @@
 // A report distils one trajectory; integration reads all reports and must choose one answer.
 import { parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
-import type { StepRecord } from '../agent/trajectory.js';
+import type { StepLogSegment } from '../agent/trajectory.js';
 import type { TokenUsage } from '../agent/types.js';
-import { namespaceFor } from '../common/blob-store.js';
+import { type BlobStore, namespaceFor } from '../common/blob-store.js';
+import { readStepLog } from '../common/step-log.js';
 import type { ContextStore } from './content.js';
 import type { CallModel } from './index.js';
 import { generateParams, type SamplingInput } from './sampling.js';
@@ -13,7 +14,8 @@ export interface ReportInput {
   jobId: string;
   rolloutId: string;
   question: string;
-  steps: Pick<StepRecord, 'turnRef' | 'observationRef'>[];
+  /** The trajectory's step log (a branch's reused prefix included); the activity reads the steps itself. */
+  segments: StepLogSegment[];
   pool: string;
   model?: string;
   sampling: SamplingInput;
@@ -35,14 +37,19 @@ export interface IntegrateInput {
 /** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
 const REPORT_OBSERVATION_CHARS = 4000;
 
-export function createAggregationActivities(deps: { content: ContextStore; callModel: CallModel }) {
-  const { content, callModel } = deps;
+export function createAggregationActivities(deps: {
+  blobs: BlobStore;
+  content: ContextStore;
+  callModel: CallModel;
+}) {
+  const { blobs, content, callModel } = deps;
   return {
     async reportStep(
       input: ReportInput,
     ): Promise<{ reportRef: string; usage: TokenUsage; reportChars: number; trajectoryChars: number }> {
+      const records = await readStepLog(blobs, input.segments);
       const steps = await Promise.all(
-        input.steps.map(async (s) => ({
+        records.map(async (s) => ({
           turn: await content.getText(s.turnRef),
           ...(s.observationRef ? { observation: await content.getText(s.observationRef) } : {}),
         })),

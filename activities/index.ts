@@ -5,11 +5,11 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { type ContextState, contextPolicy } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
-import type { StepKind, StepLogSegment, StepRecord } from '../agent/trajectory.js';
+import type { StepKind, StepRecord } from '../agent/trajectory.js';
 import type { ChatMessage, ContextPolicyName, ParsedTurn, RegionScores, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
-import { readStepLog, writeStepLog } from '../common/step-log.js';
+import { writeStepLog } from '../common/step-log.js';
 import { PoolClient } from '../inference/pool-client.js';
 import type { GenerateParams, Generation } from '../inference/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
@@ -269,17 +269,7 @@ export function createActivities(deps: ActivityDeps) {
       return writeStepLog(deps.blobs, namespaceFor(input.jobId), input.records);
     },
 
-    /** The turn and observation references of a trajectory's steps (a branch's reused prefix included), for reports. */
-    async loadStepLogSegments(input: {
-      segments: StepLogSegment[];
-    }): Promise<Pick<StepRecord, 'turnRef' | 'observationRef'>[]> {
-      return (await readStepLog(deps.blobs, input.segments)).map((r) => ({
-        turnRef: r.turnRef,
-        ...(r.observationRef ? { observationRef: r.observationRef } : {}),
-      }));
-    },
-
-    ...createAggregationActivities({ content, callModel }),
+    ...createAggregationActivities({ blobs: deps.blobs, content, callModel }),
   };
 }
 

@@ -279,12 +279,11 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       answered.map((r) =>
         limit(async () => {
           const out = outputs.get(r.rolloutId)!;
-          const steps = await aggregation.loadStepLogSegments({ segments: out.log });
           return aggregation.reportStep({
             jobId,
             rolloutId: `${questionId}/${r.rolloutId}`,
             question: tspec.question,
-            steps,
+            segments: out.log,
             pool: aggPool,
             model: aggModel,
             sampling: tspec.sampling,
