@@ -34,7 +34,7 @@ import { SimBackend } from '../sim/backend.js';
 import { SimServer, type SimServingProfile } from '../sim/serving.js';
 import { renderChatPrompt, simTokenize } from '../sim/tokenizer.js';
 import { mix32, SimRng, sampleQuestions } from '../sim/world.js';
-import { benchStack, table } from './harness.js';
+import { benchStack, sum, table } from './harness.js';
 
 const MEMBERS = 4;
 const CONCURRENCY = 48;
@@ -398,10 +398,10 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
     await workload().run(send, sleep);
     const makespanS = (performance.now() - t0) / 1000;
 
-    const prompt = gens.reduce((n, g) => n + g.usage.promptTokens, 0);
-    const cached = gens.reduce((n, g) => n + g.usage.cachedPromptTokens, 0);
+    const prompt = sum(gens.map((g) => g.usage.promptTokens));
+    const cached = sum(gens.map((g) => g.usage.cachedPromptTokens));
     const busyS = members.map((m) => m.busyMs() / 1000);
-    const idealS = busyS.reduce((a, b) => a + b, 0) / MEMBERS;
+    const idealS = sum(busyS) / MEMBERS;
     return {
       policy,
       makespanS,
@@ -451,7 +451,7 @@ async function ceilingHitRate(): Promise<number> {
   return cached / prompt;
 }
 
-const maxMean = (xs: number[]) => Math.max(...xs) / (xs.reduce((a, b) => a + b, 0) / xs.length);
+const maxMean = (xs: number[]) => Math.max(...xs) / (sum(xs) / xs.length);
 
 async function main() {
   const stack = await benchStack('routing');

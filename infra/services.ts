@@ -19,8 +19,6 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import { resolveBinary } from './binaries.js';
 
-export { MissingBinaryError, resolveBinary } from './binaries.js';
-
 export type ServiceName = 'temporal' | 'nats';
 
 export interface ServiceHandle {
@@ -433,28 +431,6 @@ export async function checkNats(url: string, minPayload = 0, timeoutMs = 5_000):
   } finally {
     await nc.close().catch(() => undefined);
   }
-}
-
-/** Poll `check` until it passes, for servers started elsewhere (compose, k8s port-forward). */
-export async function waitFor(
-  check: () => Promise<void>,
-  timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS,
-  what = 'service',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(200);
-  }
-  throw new Error(
-    `${what} not healthy after ${timeoutMs} ms: ${last instanceof Error ? last.message : String(last)}`,
-  );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import {
   inProcessWorker,
   killHard,
   spawnMuse,
-  testConfig,
   useSuite,
   waitUntil,
 } from '../helpers/stack.js';
@@ -143,10 +142,7 @@ describe('ParallelMuse', () => {
         await worker.stop();
       }
     })();
-    const slow = testConfig({
-      temporal: { address: cfg.temporal.address, taskQueue: cfg.temporal.taskQueue },
-    });
-    const child = await spawnMuse(slow, ['worker'], /rollout worker on task queue/);
+    const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
     suite.children.push(child);
     const running = runParallelMuse(suite.client, cfg, spec, {
       workflowId: 'pm-kill',

@@ -11,12 +11,10 @@ import { backoffDelay, sleep } from '../../inference/retry.js';
 import { BackendDeadlineError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
-const fakeServer = fakeJsonServer;
-
 const fast = { baseMs: 1, maxMs: 5 };
 describe('postJson', () => {
   it('posts JSON with the bearer key and returns the parsed answer', async () => {
-    const s = await fakeServer(() => ({ body: { ok: true } }));
+    const s = await fakeJsonServer(() => ({ body: { ok: true } }));
     const out = await postJson(`${s.url}/x`, { a: 1 }, { apiKey: 'k1', deadline: Date.now() + 5000 });
     expect(out).toEqual({ ok: true });
     expect(s.seen[0]!.body).toEqual({ a: 1 });
@@ -25,7 +23,7 @@ describe('postJson', () => {
   });
 
   it('retries 429 then succeeds', async () => {
-    const s = await fakeServer((_, n) =>
+    const s = await fakeJsonServer((_, n) =>
       n === 1 ? { status: 429, body: 'slow down', headers: { 'retry-after': '0' } } : { body: { n } },
     );
     const out = await postJson(s.url, {}, { deadline: Date.now() + 5000, backoff: fast });
@@ -34,7 +32,7 @@ describe('postJson', () => {
   });
 
   it('retries 5xx and 408 up to the retry count, then reports the last status', async () => {
-    const s = await fakeServer((_, n) => ({ status: n % 2 ? 503 : 408, body: { error: 'busy' } }));
+    const s = await fakeJsonServer((_, n) => ({ status: n % 2 ? 503 : 408, body: { error: 'busy' } }));
     const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 2, backoff: fast }).catch(
       (e) => e,
     );
@@ -46,7 +44,7 @@ describe('postJson', () => {
   });
 
   it('does not retry a 400 and carries a short excerpt of the body', async () => {
-    const s = await fakeServer(() => ({
+    const s = await fakeJsonServer(() => ({
       status: 400,
       body: { error: { message: 'top_logprobs must be <= 20' } },
     }));
@@ -59,7 +57,7 @@ describe('postJson', () => {
   });
 
   it('gives up at the deadline when the server stalls', async () => {
-    const s = await fakeServer(() => ({ body: {}, delayMs: 3000 }));
+    const s = await fakeJsonServer(() => ({ body: {}, delayMs: 3000 }));
     const t0 = Date.now();
     const err = await postJson(s.url, {}, { deadline: t0 + 200, backoff: fast }).catch((e) => e);
     expect(err).toBeInstanceOf(BackendDeadlineError);
@@ -67,7 +65,7 @@ describe('postJson', () => {
   });
 
   it('does not sleep past the deadline for a Retry-After it cannot honour', async () => {
-    const s = await fakeServer(() => ({ status: 429, body: 'later', headers: { 'retry-after': '30' } }));
+    const s = await fakeJsonServer(() => ({ status: 429, body: 'later', headers: { 'retry-after': '30' } }));
     const t0 = Date.now();
     const err = await postJson(s.url, {}, { deadline: t0 + 1000, backoff: fast }).catch((e) => e);
     expect(Date.now() - t0).toBeLessThan(500);
@@ -77,7 +75,7 @@ describe('postJson', () => {
   });
 
   it('waits at least Retry-After', async () => {
-    const s = await fakeServer((_, n) =>
+    const s = await fakeJsonServer((_, n) =>
       n === 1 ? { status: 503, headers: { 'retry-after': '0.3' } } : { body: {} },
     );
     const t0 = Date.now();
@@ -86,7 +84,7 @@ describe('postJson', () => {
   });
 
   it('rejects with the abort reason when the caller aborts', async () => {
-    const s = await fakeServer(() => ({ body: {}, delayMs: 3000 }));
+    const s = await fakeJsonServer(() => ({ body: {}, delayMs: 3000 }));
     const ac = new AbortController();
     const reason = new Error('cancelled by caller');
     setTimeout(() => ac.abort(reason), 50);
@@ -95,7 +93,7 @@ describe('postJson', () => {
   });
 
   it('retries connection errors and then reports the server unreachable', async () => {
-    const s = await fakeServer(() => ({}));
+    const s = await fakeJsonServer(() => ({}));
     const url = s.url;
     await s.close();
     const err = await postJson(url, {}, { deadline: Date.now() + 5000, retries: 2, backoff: fast }).catch(
@@ -106,7 +104,7 @@ describe('postJson', () => {
   });
 
   it('reports a 200 with a non-JSON body as a protocol error', async () => {
-    const s = await fakeServer(() => ({ body: '<html>proxy</html>' }));
+    const s = await fakeJsonServer(() => ({ body: '<html>proxy</html>' }));
     const err = await postJson(s.url, {}, { deadline: Date.now() + 5000 }).catch((e) => e);
     expect(err).toBeInstanceOf(BackendProtocolError);
     expect(s.seen).toHaveLength(1);

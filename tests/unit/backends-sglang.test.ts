@@ -4,8 +4,6 @@ import { SGLangBackend } from '../../inference/backends/sglang.js';
 import type { BackendRequest } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
-const fakeServer = fakeJsonServer;
-
 const request: BackendRequest = {
   id: 'r1',
   messages: [{ role: 'user', content: 'Q?' }],
@@ -47,7 +45,7 @@ function generateBody(meta: Record<string, unknown> = {}) {
 
 describe('SGLangBackend', () => {
   it('posts the native /generate shape and parses meta_info', async () => {
-    const s = await fakeServer(() => ({ body: generateBody() }));
+    const s = await fakeJsonServer(() => ({ body: generateBody() }));
     const b = new SGLangBackend({ baseUrl: `${s.url}/`, model: 'qwen' });
     const g = await b.generate(request, signal());
     expect(s.seen[0]!.path).toBe('/generate');
@@ -69,7 +67,7 @@ describe('SGLangBackend', () => {
   });
 
   it('sends input_ids when asked, and can leave the seed out', async () => {
-    const s = await fakeServer(() => ({
+    const s = await fakeJsonServer(() => ({
       body: generateBody({ finish_reason: { type: 'length', length: 32 } }),
     }));
     const b = new SGLangBackend({
@@ -86,20 +84,20 @@ describe('SGLangBackend', () => {
   });
 
   it('names the missing field when logprobs are absent', async () => {
-    const s = await fakeServer(() => ({ body: generateBody({ output_token_logprobs: undefined }) }));
+    const s = await fakeJsonServer(() => ({ body: generateBody({ output_token_logprobs: undefined }) }));
     const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
     expect(err).toBeInstanceOf(BackendProtocolError);
     expect((err as Error).message).toContain('meta_info.output_token_logprobs');
   });
 
   it('names the missing field when top logprobs are absent', async () => {
-    const s = await fakeServer(() => ({ body: generateBody({ output_top_logprobs: null }) }));
+    const s = await fakeJsonServer(() => ({ body: generateBody({ output_top_logprobs: null }) }));
     const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
     expect((err as Error).message).toContain('meta_info.output_top_logprobs');
   });
 
   it('reports cached tokens as 0 when absent, and an abort as retryable', async () => {
-    const s = await fakeServer((_, n) =>
+    const s = await fakeJsonServer((_, n) =>
       n === 1
         ? { body: generateBody({ cached_tokens: undefined }) }
         : { body: generateBody({ finish_reason: { type: 'abort', message: 'server shutting down' } }) },
@@ -112,7 +110,7 @@ describe('SGLangBackend', () => {
   });
 
   it('retries a 503 and does not retry a 400', async () => {
-    const s = await fakeServer((_, n) =>
+    const s = await fakeJsonServer((_, n) =>
       n === 1
         ? { status: 503 }
         : n === 2
