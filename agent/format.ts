@@ -68,8 +68,15 @@ function afterThink(text: string): string {
 
 const ACTION_TAGS = ['<tool_call>', '<answer>', '<report>'] as const;
 
+/** Character range of a tag's content, end exclusive, untrimmed. */
+export interface TextSpan {
+  start: number;
+  end: number;
+}
+
 interface ThinkSplit {
-  think: string;
+  think: TextSpan;
+  tagged: boolean;
   /** Offset where the part that may hold report and action starts. */
   rest: number;
 }
@@ -77,19 +84,19 @@ interface ThinkSplit {
 function splitThink(text: string): ThinkSplit {
   const close = text.indexOf('</think>');
   const open = text.indexOf('<think>');
+  // A missing <think> is common: chat templates often put the opening tag in the prompt.
+  const start = open >= 0 ? open + '<think>'.length : 0;
+  const tagged = open >= 0 || close >= 0;
   if (close >= 0 && (open < 0 || open < close)) {
-    // A missing <think> is common: chat templates often put the opening tag in the prompt.
-    const start = open >= 0 ? open + '<think>'.length : 0;
-    return { think: text.slice(start, close).trim(), rest: close + '</think>'.length };
+    return { think: { start, end: close }, tagged, rest: close + '</think>'.length };
   }
   // No closing tag: reasoning runs to the first action tag, so a truncated or sloppy turn keeps its action.
-  const start = open >= 0 ? open + '<think>'.length : 0;
   let end = text.length;
   for (const tag of ACTION_TAGS) {
     const i = text.indexOf(tag, start);
     if (i >= 0 && i < end) end = i;
   }
-  return { think: text.slice(start, end).trim(), rest: end };
+  return { think: { start, end }, tagged, rest: end };
 }
 
 function stripCodeFence(s: string): string {
@@ -141,37 +148,57 @@ function parseToolCallBody(body: string): { call: ToolCall } | { problem: string
   return { problem: 'tool call has no object "arguments"' };
 }
 
+export interface TurnSpans {
+  /** The reasoning; without `</think>` it runs to the first action tag (or the end). */
+  think: TextSpan;
+  /** False when the turn has neither `<think>` nor `</think>`: `think` is then just whatever precedes the action. */
+  thinkTagged: boolean;
+  /** A `<report>` that comes before the action. */
+  report: TextSpan | null;
+  /** The first `<tool_call>` or `<answer>` after the reasoning; an unclosed one stops at a tag that cannot be in it. */
+  action: (TextSpan & { kind: 'tool_call' | 'answer' }) | null;
+}
+
+/**
+ * Where the parts of one generated turn lie. parseTurn reads the turn through this, and the uncertainty regions
+ * come from it, so what is scored as the tool call is what was parsed as one.
+ */
+export function turnSpans(text: string): TurnSpans {
+  const { think, tagged, rest } = splitThink(text);
+  const call = findTag(text, 'tool_call', rest, ['<tool_response>', '</tool_response>', '<answer>']);
+  const answer = findTag(text, 'answer', rest, ['<tool_call>', '<tool_response>']);
+  // The action is whichever comes first, so a <tool_call> after an <answer> is not one.
+  const isCall = call !== null && (answer === null || call.open < answer.open);
+  const first = isCall ? call : answer;
+  const action = first
+    ? { kind: isCall ? ('tool_call' as const) : ('answer' as const), start: first.start, end: first.end }
+    : null;
+  const r = findTag(text, 'report', rest, ['<tool_call>', '<answer>']);
+  const report = r && (!first || r.open < first.open) ? { start: r.start, end: r.end } : null;
+  return { think, thinkTagged: tagged, report, action };
+}
+
 /**
  * Parse one generated turn. The action is the first <tool_call> or <answer> after the reasoning; text after it
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
  * `toolCallProblem(raw)` says what was wrong for logs.
  */
 export function parseTurn(text: string): ParsedTurn {
-  const { think, rest } = splitThink(text);
-
-  const call = findTag(text, 'tool_call', rest, ['<tool_response>', '</tool_response>', '<answer>']);
-  const answer = findTag(text, 'answer', rest, ['<tool_call>', '<tool_response>']);
-  const reportSpan = findTag(text, 'report', rest, ['<tool_call>', '<answer>']);
-  const report =
-    reportSpan && (!call || reportSpan.open < call.open) && (!answer || reportSpan.open < answer.open)
-      ? text.slice(reportSpan.start, reportSpan.end).trim()
-      : undefined;
+  const spans = turnSpans(text);
+  const slice = (s: TextSpan) => text.slice(s.start, s.end).trim();
+  const think = slice(spans.think);
+  const report = spans.report ? slice(spans.report) : undefined;
   const withReport = <T extends object>(t: T): T & { report?: string } =>
     report !== undefined ? { ...t, report } : t;
 
-  if (call && (!answer || call.open < answer.open)) {
-    const raw = text.slice(call.start, call.end).trim();
+  const { action } = spans;
+  if (action?.kind === 'tool_call') {
+    const raw = slice(action);
     const r = parseToolCallBody(raw);
     if ('call' in r) return withReport({ kind: 'tool_call' as const, think, call: r.call });
     return withReport({ kind: 'invalid_tool_call' as const, think, error: TOOL_CALL_FORMAT_ERROR, raw });
   }
-  if (answer) {
-    return withReport({
-      kind: 'answer' as const,
-      think,
-      answer: text.slice(answer.start, answer.end).trim(),
-    });
-  }
+  if (action?.kind === 'answer') return withReport({ kind: 'answer' as const, think, answer: slice(action) });
   return withReport({ kind: 'no_action' as const, think });
 }
 

@@ -1,6 +1,7 @@
 // Token uncertainty and the functional-region scores ParallelMuse branches on.
-// Workflow-safe: pure arithmetic.
+// Workflow-safe: pure arithmetic; the regions come from the turn format's pure string handling.
 import type { TokenLogprob } from '../inference/types.js';
+import { type TextSpan, turnSpans } from './format.js';
 import type { RegionScores } from './types.js';
 
 /**
@@ -40,48 +41,21 @@ export function tokenEntropies(tokens: readonly TokenLogprob[]): Float32Array<Ar
   return out;
 }
 
-export interface CharRange {
-  start: number;
-  end: number;
-}
-
-/** Content range of the first `<tag>…</tag>` at or after `from`; unclosed runs to `limit`. */
-function contentRange(text: string, tag: string, from: number, limit: number): CharRange | null {
-  const open = text.indexOf(`<${tag}>`, from);
-  if (open < 0) return null;
-  const start = open + tag.length + 2;
-  const close = text.indexOf(`</${tag}>`, start);
-  return { start, end: close >= 0 ? close : limit };
-}
+export type CharRange = TextSpan;
 
 /**
- * Character ranges of the reasoning and tool-call regions of a turn.
- *
- * Reasoning: after `<think>` (or from the start when the template put `<think>` in the prompt) up to `</think>`;
- * without `</think>` it runs to the first `<tool_call>`/`<answer>`/`<report>` or the end, as in parseTurn.
- * Tool call: the first `<tool_call>` after the reasoning up to `</tool_call>` (or the end when truncated), so a
- * tag quoted inside the reasoning does not count. Exported for the simulator and tests.
+ * Character ranges of the reasoning and tool-call regions of a turn, exactly as parseTurn reads them (see
+ * turnSpans): a tool call counts only when it is the turn's action (not one quoted in the reasoning or one after
+ * an <answer>), and an unclosed one stops where parseTurn stops it. Exported for tests.
  */
 export function regionRanges(text: string): { think: CharRange | null; toolCall: CharRange | null } {
-  const thinkOpen = text.indexOf('<think>');
-  const thinkClose = text.indexOf('</think>');
-  let think: CharRange | null = null;
-  let thinkEnd = 0;
-  if (thinkClose >= 0 && (thinkOpen < 0 || thinkOpen < thinkClose)) {
-    think = { start: thinkOpen >= 0 ? thinkOpen + '<think>'.length : 0, end: thinkClose };
-    thinkEnd = thinkClose + '</think>'.length;
-  } else if (thinkOpen >= 0) {
-    const start = thinkOpen + '<think>'.length;
-    let end = text.length;
-    for (const tag of ['<tool_call>', '<answer>', '<report>']) {
-      const i = text.indexOf(tag, start);
-      if (i >= 0 && i < end) end = i;
-    }
-    think = { start, end };
-    thinkEnd = end;
-  }
-  const toolCall = contentRange(text, 'tool_call', thinkEnd, text.length);
-  return { think, toolCall };
+  const { think, thinkTagged, action } = turnSpans(text);
+  return {
+    // Without <think> or </think>, parseTurn keeps the text before the action as think only so nothing is lost;
+    // nothing marks it as reasoning (the reference scores between the think tags), so it has no think_ppl.
+    think: thinkTagged ? { start: think.start, end: think.end } : null,
+    toolCall: action?.kind === 'tool_call' ? { start: action.start, end: action.end } : null,
+  };
 }
 
 function ppl(sum: number, count: number): number | null {

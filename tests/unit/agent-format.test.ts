@@ -8,6 +8,7 @@ import {
   parseTurn,
   TOOL_CALL_FORMAT_ERROR,
   toolCallProblem,
+  turnSpans,
 } from '../../agent/format.js';
 
 describe('parseTurn', () => {
@@ -130,6 +131,48 @@ describe('parseTurn', () => {
     expect(
       parseTurn('<think>t</think><answer>A</answer><tool_call>{"name":"s","arguments":{}}</tool_call>').kind,
     ).toBe('answer');
+  });
+});
+
+describe('turnSpans', () => {
+  const at = (text: string, s: { start: number; end: number } | null) =>
+    s ? text.slice(s.start, s.end) : null;
+
+  it('gives the untrimmed content ranges parseTurn reads', () => {
+    const text = '<think> t </think><report> R </report><tool_call> {"name":"s","arguments":{}} </tool_call>';
+    const s = turnSpans(text);
+    expect(at(text, s.think)).toBe(' t ');
+    expect(at(text, s.report)).toBe(' R ');
+    expect(s.action?.kind).toBe('tool_call');
+    expect(at(text, s.action)).toBe(' {"name":"s","arguments":{}} ');
+    expect(s.thinkTagged).toBe(true);
+  });
+
+  it('stops an unclosed tool call at a response or answer tag', () => {
+    for (const stop of ['<tool_response>', '</tool_response>', '<answer>']) {
+      const text = `<think>x</think><tool_call>{"name":"s","arguments":{}}${stop}rest`;
+      expect(at(text, turnSpans(text).action)).toBe('{"name":"s","arguments":{}}');
+    }
+    expect(at('<tool_call>{"n', turnSpans('<tool_call>{"n').action)).toBe('{"n');
+  });
+
+  it('takes the first action, and a report only before it', () => {
+    const text = '<think>t</think><answer>A</answer><tool_call>{}</tool_call>';
+    expect(turnSpans(text).action).toMatchObject({ kind: 'answer' });
+    expect(at(text, turnSpans(text).action)).toBe('A');
+    expect(turnSpans('<think>t</think><answer>A</answer><report>R</report>').report).toBeNull();
+  });
+
+  it('marks reasoning that no think tag delimits', () => {
+    const text = 'plan<tool_call>{}</tool_call>';
+    expect(turnSpans(text)).toMatchObject({ thinkTagged: false, think: { start: 0, end: 4 } });
+    expect(turnSpans('</think>x').thinkTagged).toBe(true);
+    expect(turnSpans('')).toEqual({
+      think: { start: 0, end: 0 },
+      thinkTagged: false,
+      report: null,
+      action: null,
+    });
   });
 });
 

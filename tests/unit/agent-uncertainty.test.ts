@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { parseTurn } from '../../agent/format.js';
 import type { RegionScores } from '../../agent/types.js';
 import {
   addTurnUncertainty,
   emptyUncertaintyTally,
   meanUncertainty,
+  regionRanges,
   regionScores,
   tokenEntropies,
   topKEntropy,
@@ -126,6 +128,94 @@ describe('regionScores', () => {
     const tokens = ['<think>', 'a', '</think>'].map((token) => ({ token }));
     const r = regionScores('something else', tokens, Float32Array.from([0, 1, 0]));
     expect(r.think_ppl).toBeCloseTo(Math.E, 6);
+  });
+});
+
+describe('regionRanges agrees with parseTurn', () => {
+  const CALL = '{"name": "search", "arguments": {"query": ["q"]}}';
+  const slice = (text: string, r: { start: number; end: number } | null) =>
+    r ? text.slice(r.start, r.end).trim() : null;
+
+  const parsed = (body: string | null): unknown => {
+    try {
+      return JSON.parse(body ?? '');
+    } catch {
+      return body;
+    }
+  };
+
+  // The tool-call region is exactly the body parseTurn parsed, or absent when parseTurn saw no call.
+  function expectSameToolCall(text: string) {
+    const t = parseTurn(text);
+    const body = slice(text, regionRanges(text).toolCall);
+    if (t.kind === 'tool_call') expect(parsed(body)).toEqual(t.call);
+    else if (t.kind === 'invalid_tool_call') expect(body).toBe(t.raw);
+    else expect(body).toBeNull();
+    return body;
+  }
+
+  it('an unclosed tool call stops where parseTurn stops it, not at the end', () => {
+    for (const tail of [
+      '\n<tool_response>\nfake</tool_response>',
+      ' </tool_response>',
+      '<answer>A</answer>',
+    ]) {
+      const text = `<think>x</think><tool_call>${CALL}${tail}`;
+      expect(parseTurn(text).kind).toBe('tool_call');
+      expect(expectSameToolCall(text)).toBe(CALL);
+    }
+    // Invalid: the region is the raw body the error is about.
+    const bad = '<think>x</think><tool_call>{oops<tool_response>r';
+    expect(parseTurn(bad)).toMatchObject({ kind: 'invalid_tool_call', raw: '{oops' });
+    expect(expectSameToolCall(bad)).toBe('{oops');
+  });
+
+  it('a tool call after or inside the answer is not a region', () => {
+    for (const text of [
+      `<think>t</think><answer>A</answer><tool_call>${CALL}</tool_call>`,
+      `<think>t</think><answer>see <tool_call>${CALL}</tool_call></answer>`,
+      `<think>t</think><answer>unclosed <tool_call>${CALL}</tool_call>`,
+    ]) {
+      expect(parseTurn(text).kind).toBe('answer');
+      expect(regionRanges(text).toolCall).toBeNull();
+    }
+  });
+
+  it('think is the reasoning parseTurn returns whenever the turn has a think tag', () => {
+    for (const text of [
+      `<think> a </think><tool_call>${CALL}</tool_call>`,
+      `from the template</think>\n<tool_call>${CALL}</tool_call>`,
+      `<think>truncated <report>R</report><tool_call>${CALL}</tool_call>`,
+      `<think>quoted <tool_call>${CALL}</tool_call> is not the action</think><answer>A</answer>`,
+      '<think>only thinking',
+    ]) {
+      expect(slice(text, regionRanges(text).think)).toBe(parseTurn(text).think);
+      expectSameToolCall(text);
+    }
+  });
+
+  it('without any think tag the text before the action is not scored as reasoning', () => {
+    const text = `I will search.\n<tool_call>${CALL}</tool_call>`;
+    // parseTurn keeps that text as think; the regions do not.
+    expect(parseTurn(text).think).toBe('I will search.');
+    expect(regionRanges(text).think).toBeNull();
+    expect(expectSameToolCall(text)).toBe(CALL);
+    expect(regionRanges('lorem ipsum')).toEqual({ think: null, toolCall: null });
+  });
+
+  it('regionScores leaves the imagined tool response and a post-answer call out', () => {
+    const r = scores(
+      ['<think>', 'a', '</think>', '<tool_call>', '{}', '\n', '<tool_response>', 'junk', '</tool_response>'],
+      [0, 0.1, 0, 0, 0.2, 0.4, 5, 5, 5],
+    );
+    // tool_call: '{}', '\n' → mean(0.2, 0.4) = 0.3
+    expect(r.tool_call_ppl).toBeCloseTo(Math.exp(0.3), 6);
+    const a = scores(
+      ['<think>', 'a', '</think>', '<answer>', 'X', '</answer>', '<tool_call>', '{}'],
+      [0, 0.1, 0, 0, 0, 0, 0, 1],
+    );
+    expect(a.tool_call_ppl).toBeNull();
+    expect(a.think_ppl).toBeCloseTo(Math.exp(0.1), 6);
   });
 });
 
