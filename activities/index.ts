@@ -3,7 +3,7 @@
 // (NATS connection, blob store, tools, config) as in the Temporal samples' dependency-injection pattern.
 
 import type { NatsConnection } from '@nats-io/nats-core';
-import { type ContextState, contextPolicy } from '../agent/context.js';
+import { type ContextState, contextPolicy, estimateTokens } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
 import type { StepKind, StepRecord } from '../agent/trajectory.js';
 import type { ChatMessage, ContextPolicyName, ParsedTurn, RegionScores, TokenUsage } from '../agent/types.js';
@@ -45,6 +45,8 @@ export interface LlmStepInput {
   summaryThreshold: number;
   /** Requests with one route key land together while nothing is cached (all rollouts of one question). */
   routeKey?: string;
+  /** Server prompt tokens per estimated token, from the trajectory's last turn; 1 until there is one. */
+  promptTokenRatio?: number;
 }
 
 export type LlmStepResult =
@@ -60,6 +62,8 @@ export type LlmStepResult =
       usage: TokenUsage;
       memberId: string;
       finishReason: 'stop' | 'length';
+      /** This turn's prompt as estimated before the call (uncalibrated): with usage.promptTokens, the next ratio. */
+      estimatedPromptTokens: number;
     }
   | { status: 'needs_summary'; contextRef: string; estimatedPromptTokens: number }
   | { status: 'max_context'; contextRef: string; estimatedPromptTokens: number };
@@ -90,14 +94,23 @@ export interface SummarizeInput {
   model?: string;
   sampling: SamplingInput;
   seed: number;
+  /** The summary prompt is cut to fit beside the summary's output; absent in inputs recorded before it was. */
+  contextWindow?: number;
+  promptTokenRatio?: number;
 }
 
-/** The tokenizer-free estimate used before a call; the server's count comes back in usage. */
-export function estimateTokens(messages: ChatMessage[]): number {
-  let chars = 0;
-  for (const m of messages) chars += m.content.length + 16;
-  return Math.ceil(chars / 4);
+/**
+ * The summary prompt's limit in estimated tokens: what the window leaves beside the summary's output, converted
+ * with the trajectory's learned ratio, less a margin because a rendered history tokenizes a little differently
+ * from the turns the ratio was learned on.
+ */
+function summaryBudget(input: SummarizeInput): number | undefined {
+  if (input.contextWindow === undefined) return undefined;
+  const room = input.contextWindow - input.sampling.maxTokensPerTurn;
+  return Math.floor((SUMMARY_BUDGET_MARGIN * room) / (input.promptTokenRatio ?? 1));
 }
+
+const SUMMARY_BUDGET_MARGIN = 0.95;
 
 export const NO_ACTION_OBSERVATION =
   'Error: the response has neither a <tool_call> nor an <answer>. Think, then either call a tool or give the final answer.';
@@ -169,8 +182,12 @@ export function createActivities(deps: ActivityDeps) {
     async llmStep(input: LlmStepInput): Promise<LlmStepResult> {
       const { policy, state, contextRef } = await loadContext(input);
       const messages = policy.buildMessages(state);
-      const estimate = estimateTokens(messages);
-      if (state.steps.length > 0 && policy.wantsSummary(estimate, input.contextWindow)) {
+      const rawEstimate = estimateTokens(messages);
+      const estimate = Math.ceil(rawEstimate * (input.promptTokenRatio ?? 1));
+      if (
+        state.steps.length > 0 &&
+        policy.wantsSummary(estimate, input.contextWindow, input.sampling.maxTokensPerTurn)
+      ) {
         return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
       }
       // No room left for a full turn: the server would reject the request (prompt + max_tokens > window).
@@ -196,6 +213,7 @@ export function createActivities(deps: ActivityDeps) {
         usage: g.usage,
         memberId: g.memberId,
         finishReason: g.finishReason,
+        estimatedPromptTokens: rawEstimate,
       };
     },
 
@@ -252,7 +270,7 @@ export function createActivities(deps: ActivityDeps) {
       deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'summary' });
       const g = await callModel(
         input.pool,
-        policy.summaryMessages(state),
+        policy.summaryMessages(state, summaryBudget(input)),
         generateParams(input.sampling, input.seed),
         { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
       );

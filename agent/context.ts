@@ -37,10 +37,17 @@ export interface ContextPolicy {
     rawTurn: string,
     observation: string | undefined,
   ): ContextState;
-  /** resum only: true when the next prompt's tokens pass the threshold (reference: 90% of the window). */
-  wantsSummary(promptTokens: number, contextWindow: number): boolean;
-  /** resum only. */
-  summaryMessages(state: ContextState): ChatMessage[];
+  /**
+   * resum only: true when the next prompt's tokens pass the threshold (reference: 90% of the window), or when a
+   * full turn would no longer fit beside it: with a large turn budget the window runs out below the threshold.
+   */
+  wantsSummary(promptTokens: number, contextWindow: number, maxTokensPerTurn: number): boolean;
+  /**
+   * resum only. With `maxPromptTokens`, the longest tool responses are cut (each to the same length, marked) until
+   * the prompt fits: one large observation can take the history past the window in a single step, and the summary
+   * call must still fit to let the trajectory go on.
+   */
+  summaryMessages(state: ContextState, maxPromptTokens?: number): ChatMessage[];
   /** resum only: history replaced by question + summary. */
   applySummary(state: ContextState, summary: string): ContextState;
 }
@@ -53,6 +60,13 @@ export interface ContextPolicyOptions {
 }
 
 export const DEFAULT_SUMMARY_THRESHOLD = 0.9;
+
+/** The tokenizer-free estimate used before a call (4 characters a token); the server's count comes back in usage. */
+export function estimateTokens(messages: readonly ChatMessage[]): number {
+  let chars = 0;
+  for (const m of messages) chars += m.content.length + 16;
+  return Math.ceil(chars / 4);
+}
 
 export function formatToolResponse(observation: string): string {
   return `<tool_response>\n${observation}\n</tool_response>`;
@@ -141,17 +155,29 @@ function resumPolicy(opts: ContextPolicyOptions): ContextPolicy {
       ...historyMessages(state.steps),
     ],
     advance: (state, _turn, rawTurn, observation) => appendStep(state, rawTurn, observation),
-    wantsSummary: (promptTokens, contextWindow) => promptTokens >= threshold * contextWindow,
-    summaryMessages: (state) => {
+    wantsSummary: (promptTokens, contextWindow, maxTokensPerTurn) =>
+      promptTokens >= threshold * contextWindow || promptTokens + maxTokensPerTurn > contextWindow,
+    summaryMessages: (state, maxPromptTokens) => {
       // An earlier summary is the start of the history, so each summary builds on the previous one.
       const earlier = state.summary !== undefined ? `## Summary of earlier work\n${state.summary}\n\n` : '';
-      return [
+      const messages = (maxObservationChars?: number): ChatMessage[] => [
         { role: 'system', content: RESUM_SUMMARY_SYSTEM_PROMPT },
         {
           role: 'user',
-          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps)}\n</history>`,
+          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps, { maxObservationChars })}\n</history>`,
         },
       ];
+      const full = messages();
+      if (maxPromptTokens === undefined || estimateTokens(full) <= maxPromptTokens) return full;
+      // The longest cap on tool responses that fits; when none does, every response is cut to its marker.
+      let lo = 0;
+      let hi = Math.max(0, ...state.steps.map((s) => s.observation?.length ?? 0));
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        if (estimateTokens(messages(mid)) <= maxPromptTokens) lo = mid;
+        else hi = mid - 1;
+      }
+      return messages(lo);
     },
     applySummary: (state, summary) => ({ ...state, steps: [], summary }),
   };

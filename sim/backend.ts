@@ -16,6 +16,19 @@ export interface SimBackendOptions {
   profile?: Partial<SimServingProfile>;
   /** Model name reported in generations ("muse-sim" by default). */
   modelName?: string;
+  /** Context length: prompt plus requested completion tokens (vLLM's max_model_len). Default 131,072. */
+  maxModelLen?: number;
+}
+
+export const DEFAULT_SIM_MAX_MODEL_LEN = 131_072;
+
+/**
+ * A request longer than the simulated model's context, refused as vLLM refuses it (HTTP 400): no other member of
+ * the pool would take it either.
+ */
+export class SimContextLengthError extends Error {
+  override readonly name = 'SimContextLengthError';
+  readonly retryable = false;
 }
 
 /** A RawGeneration with the simulated server's timing attached (useful to benchmarks). */
@@ -28,9 +41,13 @@ export class SimBackend implements InferenceBackend {
   readonly kind = 'sim';
   readonly modelName: string;
   readonly server: SimServer;
+  readonly maxModelLen: number;
 
   constructor(options: SimBackendOptions = {}) {
     this.modelName = options.modelName ?? 'muse-sim';
+    this.maxModelLen = options.maxModelLen ?? DEFAULT_SIM_MAX_MODEL_LEN;
+    if (!(Number.isInteger(this.maxModelLen) && this.maxModelLen > 0))
+      throw new RangeError(`maxModelLen must be a positive integer, got ${options.maxModelLen}`);
     this.server = new SimServer(options.profile);
   }
 
@@ -38,8 +55,15 @@ export class SimBackend implements InferenceBackend {
     const budget = req.deadline - Date.now();
     if (budget <= 0) throw deadlineError(req, budget);
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('request aborted');
-    const gen = simGenerate(req.messages, req.params);
     const prompt = simTokenize(renderChatPrompt(req.messages));
+    if (prompt.length + req.params.maxTokens > this.maxModelLen) {
+      throw new SimContextLengthError(
+        `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ` +
+          `${prompt.length + req.params.maxTokens} tokens (${prompt.length} in the messages, ${req.params.maxTokens} ` +
+          'in the completion). Please reduce the length of the messages or completion.',
+      );
+    }
+    const gen = simGenerate(req.messages, req.params);
 
     const controller = new AbortController();
     const onAbort = () =>

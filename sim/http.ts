@@ -15,7 +15,7 @@ import {
   type RawGeneration,
   type TokenLogprob,
 } from '../inference/types.js';
-import { SimBackend } from './backend.js';
+import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend, SimContextLengthError } from './backend.js';
 import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
 
 export interface SimHttpServerOptions {
@@ -34,8 +34,6 @@ export interface SimHttpServer {
 
 const MAX_BODY_BYTES = 512 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
-/** Context length reported by /tokenize; the simulator itself has no hard limit. */
-const MAX_MODEL_LEN = 131_072;
 
 class HttpError extends Error {
   constructor(
@@ -211,6 +209,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
   const backend = options.backend ?? new SimBackend();
   const ownsBackend = options.backend === undefined;
   const modelName = options.modelName ?? (backend instanceof SimBackend ? backend.modelName : 'muse-sim');
+  const maxModelLen = backend instanceof SimBackend ? backend.maxModelLen : DEFAULT_SIM_MAX_MODEL_LEN;
   const host = options.host ?? '127.0.0.1';
   // Without a seed a real server samples afresh each call; a counter keeps that behaviour deterministic.
   let nextSeed = 1;
@@ -241,7 +240,8 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     } catch (e) {
       if (controller.signal.aborted && res.destroyed) return null;
       const msg = (e as Error).message ?? String(e);
-      throw new HttpError(e instanceof BackendDeadlineError ? 504 : 500, msg);
+      const status = e instanceof BackendDeadlineError ? 504 : e instanceof SimContextLengthError ? 400 : 500;
+      throw new HttpError(status, msg);
     } finally {
       res.off('close', onClose);
     }
@@ -387,7 +387,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     const body = parseBody(TokenizeBody, await readJson(req));
     const text = body.prompt ?? renderChatPrompt(toChatMessages(body.messages ?? []));
     const tokens = simEncode(text);
-    send(res, 200, { tokens, count: tokens.length, max_model_len: MAX_MODEL_LEN });
+    send(res, 200, { tokens, count: tokens.length, max_model_len: maxModelLen });
   }
 
   async function detokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -414,7 +414,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
             object: 'model',
             created: 0,
             owned_by: 'muse-simulator',
-            max_model_len: MAX_MODEL_LEN,
+            max_model_len: maxModelLen,
           },
         ],
       }),

@@ -73,6 +73,8 @@ interface CarriedState {
    */
   uncertainty?: UncertaintyTally;
   lastAction: string;
+  /** Server prompt tokens per estimated token at the last turn (see LlmStepInput); absent before the first. */
+  promptTokenRatio?: number;
 }
 
 function tallyOf(steps: readonly BranchableStep[]): UncertaintyTally {
@@ -120,7 +122,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     uncertainty: tallyOf(input.branch?.prefixSteps ?? []),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
   };
-  let { step, contextRef, usage, lastAction } = carried;
+  let { step, contextRef, usage, lastAction, promptTokenRatio } = carried;
   let uncertainty = carried.uncertainty ?? tallyOf(carried.branchable ?? []);
   let branchable = carried.branchable;
   const log = [...carried.log];
@@ -174,6 +176,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           branchable,
           uncertainty,
           lastAction,
+          promptTokenRatio,
         };
         return await continueAsNew<typeof trajectory>({
           spec,
@@ -193,10 +196,18 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
         contextWindow: spec.contextWindow,
         summaryThreshold: spec.summaryThreshold,
         routeKey: input.routeKey,
+        promptTokenRatio,
       });
       contextRef = r.contextRef;
       if (r.status === 'needs_summary') {
-        const s = await steps.summarizeStep({ ...common, step, contextRef, seed: seed + 1 });
+        const s = await steps.summarizeStep({
+          ...common,
+          step,
+          contextRef,
+          seed: seed + 1,
+          contextWindow: spec.contextWindow,
+          promptTokenRatio,
+        });
         contextRef = s.contextRef;
         usage = addUsage(usage, { ...s.usage, llmCalls: 1 });
         summarized = true;
@@ -208,6 +219,9 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
         break;
       }
       usage = addUsage(usage, { ...r.usage, llmCalls: 1 });
+      // Window checks run on estimates; the server's count of this prompt says how far off they are.
+      if (r.usage.promptTokens > 0 && r.estimatedPromptTokens > 0)
+        promptTokenRatio = r.usage.promptTokens / r.estimatedPromptTokens;
       const record: StepRecord = {
         step,
         kind: r.kind,

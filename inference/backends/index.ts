@@ -13,6 +13,8 @@ export const BackendSpecSchema = z.discriminatedUnion('backend', [
     timeScale: z.number().min(0).default(0),
     maxBatch: z.number().int().positive().optional(),
     cacheCapacityTokens: z.number().int().positive().optional(),
+    /** Context length (prompt + completion) past which the simulated server refuses a request, as vLLM does. */
+    maxModelLen: z.number().int().positive().optional(),
   }),
   z.object({
     backend: z.literal('openai'),
@@ -38,6 +40,7 @@ export function createBackend(input: BackendSpec): InferenceBackend {
     case 'sim':
       return new SimBackend({
         modelName: spec.model,
+        ...(spec.maxModelLen ? { maxModelLen: spec.maxModelLen } : {}),
         profile: {
           timeScale: spec.timeScale,
           ...(spec.maxBatch ? { maxBatch: spec.maxBatch } : {}),

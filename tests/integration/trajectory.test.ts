@@ -104,6 +104,54 @@ describe('trajectory workflow', () => {
     expect(log.length).toBeGreaterThan(3);
   });
 
+  describe('resum on a server with a 6000-token context', () => {
+    // The member refuses prompt + max_tokens past 6000 tokens, as vLLM does with --max-model-len 6000.
+    let small: Awaited<ReturnType<typeof inProcessMember>>;
+    beforeAll(async () => {
+      small = await inProcessMember(
+        cfg,
+        { backend: 'sim', timeScale: 0, maxModelLen: 6000 },
+        { id: 'sim-small', pool: 'small-window' },
+      );
+    });
+    afterAll(async () => {
+      await small?.stop();
+    });
+    const run = async (question: string, maxTokensPerTurn: number) => {
+      const handle = await startTrajectory(suite.client, cfg, {
+        question,
+        policy: 'resum',
+        pool: 'small-window',
+        contextWindow: 6000,
+        sampling: { maxTokensPerTurn },
+        maxTurns: 40,
+      });
+      const result = await handle.result();
+      const log = await stepLog(result.log);
+      return { result, summarised: log.filter((s) => s.summarized).length };
+    };
+
+    it('summarises when a turn would no longer fit, below the 90% threshold', async () => {
+      // 4000-token turns: past 2000 prompt tokens no turn fits, long before 5400 (90%).
+      const [q] = sampleQuestions(1, 14);
+      const { result, summarised } = await run(`${q!.question} [sim:min-turns=8]`, 4000);
+      expect(result.termination).toBe('answer');
+      expect(summarised).toBeGreaterThan(0);
+      expect(result.usage.llmCalls).toBe(result.steps + summarised);
+    });
+
+    it('cuts the summary prompt to fit after a page larger than the whole window', async () => {
+      // Visited pages padded to 30 kB (~7500 tokens): one visit takes the history past the window at once.
+      const [q] = sampleQuestions(1, 15);
+      const { result, summarised } = await run(
+        `${q!.question} [sim:min-turns=6] [sim:obs-bytes=30000]`,
+        2000,
+      );
+      expect(result.termination).toBe('answer');
+      expect(summarised).toBeGreaterThan(0);
+    });
+  });
+
   it('ends cleanly with what it has when cancelled', async () => {
     const slow = await inProcessMember(
       cfg,

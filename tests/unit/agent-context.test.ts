@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { contextPolicy, formatToolResponse } from '../../agent/context.js';
+import { contextPolicy, estimateTokens, formatToolResponse } from '../../agent/context.js';
 import { parseTurn } from '../../agent/format.js';
 import {
   ITERRESEARCH_SYSTEM_PROMPT,
@@ -47,7 +47,7 @@ describe('react', () => {
   });
 
   it('never summarises', () => {
-    expect(p.wantsSummary(1_000_000, 1000)).toBe(false);
+    expect(p.wantsSummary(1_000_000, 1000, 100)).toBe(false);
     expect(() => p.summaryMessages(p.initial('Q'))).toThrow(/no summary turn/);
   });
 
@@ -61,10 +61,40 @@ describe('resum', () => {
   const p = contextPolicy('resum');
 
   it('asks for a summary from 90% of the window', () => {
-    expect(p.wantsSummary(899, 1000)).toBe(false);
-    expect(p.wantsSummary(900, 1000)).toBe(true);
-    expect(contextPolicy('resum', { summaryThreshold: 0.5 }).wantsSummary(500, 1000)).toBe(true);
+    expect(p.wantsSummary(899, 1000, 100)).toBe(false);
+    expect(p.wantsSummary(900, 1000, 100)).toBe(true);
+    expect(contextPolicy('resum', { summaryThreshold: 0.5 }).wantsSummary(500, 1000, 100)).toBe(true);
     expect(() => contextPolicy('resum', { summaryThreshold: 1.5 })).toThrow(RangeError);
+  });
+
+  it('asks for a summary before the window is too full for a turn, when that comes below the threshold', () => {
+    // 1000-token window, 300-token turns: past 700 prompt tokens no turn fits, long before 90%.
+    expect(p.wantsSummary(700, 1000, 300)).toBe(false);
+    expect(p.wantsSummary(701, 1000, 300)).toBe(true);
+  });
+
+  it('cuts the longest tool responses, all to one length, until the summary prompt fits', () => {
+    let s = p.initial('Q?');
+    s = p.advance(s, parseTurn(CALL), CALL, `short ${'s'.repeat(200)}`);
+    s = p.advance(s, parseTurn(CALL2), CALL2, `A${'a'.repeat(20_000)}`);
+    s = p.advance(s, parseTurn(CALL), CALL, `B${'b'.repeat(12_000)}`);
+    const full = p.summaryMessages(s);
+    expect(p.summaryMessages(s, estimateTokens(full))).toEqual(full);
+
+    const budget = 2000;
+    expect(estimateTokens(full)).toBeGreaterThan(budget);
+    const cut = p.summaryMessages(s, budget);
+    expect(estimateTokens(cut)).toBeLessThanOrEqual(budget);
+    // As long as fits: one more character per response would not.
+    expect(estimateTokens(cut)).toBeGreaterThan(budget - 10);
+    const body = cut[1]!.content;
+    expect(body).toContain(`short ${'s'.repeat(200)}`);
+    const kept = (letter: string) =>
+      new RegExp(`${letter.toUpperCase()}${letter}*`).exec(body)?.[0].length ?? 0;
+    expect(kept('a')).toBe(kept('b'));
+    expect(kept('a')).toBeGreaterThan(1000);
+    expect(body).toMatch(/more characters omitted/);
+    expect(body.startsWith('<question>\nQ?\n</question>')).toBe(true);
   });
 
   it('builds the summary turn from the history and continues from question + summary', () => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SimBackend } from '../../sim/backend.js';
 import { type SimHttpServer, startSimHttpServer } from '../../sim/http.js';
 import { renderChatPrompt } from '../../sim/tokenizer.js';
 import { sampleQuestions } from '../../sim/world.js';
@@ -145,5 +146,34 @@ describe('sim HTTP server', () => {
     });
     expect(res.status).toBe(504);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/deadline/);
+  });
+});
+
+describe('sim HTTP server with a short context', () => {
+  it('refuses prompt + max_tokens past max_model_len with a 400 naming both, as vLLM does', async () => {
+    const short = await startSimHttpServer({ port: 0, backend: new SimBackend({ maxModelLen: 300 }) });
+    try {
+      const ask = (max_tokens: number) =>
+        fetch(`${short.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'muse-sim', messages, max_tokens }),
+        });
+      const tokenized = await fetch(`${short.url}/tokenize`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'muse-sim', messages }),
+      });
+      const { count, max_model_len } = (await tokenized.json()) as { count: number; max_model_len: number };
+      expect(max_model_len).toBe(300);
+      expect((await ask(300 - count)).status).toBe(200);
+      const refused = await ask(300 - count + 1);
+      expect(refused.status).toBe(400);
+      const body = (await refused.json()) as { error: { message: string } };
+      expect(body.error.message).toMatch(/maximum context length is 300 tokens/);
+      expect(body.error.message).toContain(`${count} in the messages`);
+    } finally {
+      await short.close();
+    }
   });
 });
