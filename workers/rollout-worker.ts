@@ -24,7 +24,10 @@ import { createToolRegistry } from '../tools/registry.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const workflowsPath = join(root, 'workflows', 'index.ts');
 
-/** Workflow code is bundled once per source version and cached: worker start-up stays fast. */
+/**
+ * Workflow code is bundled once per version and cached: worker start-up stays fast. The version is the bundled
+ * sources plus the lockfile, which pins the SDK and every other package the bundle takes in.
+ */
 export async function workflowBundle(cacheDir: string): Promise<{ code: string }> {
   const hash = createHash('sha256');
   for (const dir of ['workflows', 'agent', 'common']) {
@@ -33,6 +36,8 @@ export async function workflowBundle(cacheDir: string): Promise<{ code: string }
       if (statSync(p).isFile()) hash.update(f).update(readFileSync(p));
     }
   }
+  const lockfile = join(root, 'package-lock.json');
+  if (existsSync(lockfile)) hash.update('package-lock.json').update(readFileSync(lockfile));
   const file = join(cacheDir, `workflow-bundle-${hash.digest('hex').slice(0, 16)}.js`);
   if (existsSync(file)) return { code: readFileSync(file, 'utf8') };
   const { code } = await bundleWorkflowCode({
