@@ -10,6 +10,8 @@ import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendDeadlineError, type Generation, type InferenceBackend } from './types.js';
 import {
+  ATTEMPT_TIMEOUT_HEADER,
+  CancelWire,
   decodeWire,
   encodeWire,
   type GenerateReplyWire,
@@ -56,6 +58,25 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
 }
 
+/** The router that sent the request gave up on it. */
+export class RequestCancelledError extends Error {
+  override readonly name = 'RequestCancelledError';
+  readonly retryable = false;
+  constructor(readonly requestId: string) {
+    super(`request ${requestId} was cancelled by its router`);
+  }
+}
+
+/** The earlier of the request's deadline and the end of this attempt (the header's duration from now). */
+export function attemptDeadline(
+  deadline: number,
+  timeoutHeader: string | undefined,
+  now = Date.now(),
+): number {
+  const ms = Number(timeoutHeader);
+  return timeoutHeader && Number.isFinite(ms) && ms > 0 ? Math.min(deadline, now + ms) : deadline;
+}
+
 export class PoolMember {
   readonly id: string;
   private readonly subs: Subscription[] = [];
@@ -65,6 +86,8 @@ export class PoolMember {
   private lastAnnounceAt = 0;
   private inFlight = 0;
   private waiting: Array<() => void> = [];
+  /** Requests taken (queued or running) by id, to abort on a router's cancel. */
+  private readonly active = new Map<string, Set<AbortController>>();
   private served = 0;
   private stopping = false;
   private readonly capacity: number;
@@ -91,6 +114,13 @@ export class PoolMember {
       nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }),
     );
     this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
+    this.subs.push(
+      nc.subscribe(subjects.cancel(pool, this.id), {
+        callback: (err, msg) => {
+          if (!err) this.onCancel(msg.data);
+        },
+      }),
+    );
     this.subs.push(
       nc.subscribe(subjects.discover(pool), {
         callback: (err, msg) => {
@@ -166,7 +196,8 @@ export class PoolMember {
       const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');
       id = req.id;
       if (this.stopping) return this.fail(msg, id, 'shutting_down', 'member is stopping', true);
-      if (Date.now() >= req.deadline)
+      const deadline = attemptDeadline(req.deadline, msg.headers?.get(ATTEMPT_TIMEOUT_HEADER));
+      if (Date.now() >= deadline)
         return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
       if (this.inFlight >= this.capacity && this.waiting.length >= this.maxQueue) {
         return this.fail(msg, id, 'overloaded', `member ${this.id} queue is full (${this.maxQueue})`, true);
@@ -178,7 +209,7 @@ export class PoolMember {
           { kind: SpanKind.SERVER, attributes: { 'muse.member': this.id, 'muse.request': id } },
           async (span) => {
             try {
-              const generation = await this.generate(req);
+              const generation = await this.generate(req, deadline);
               span.setAttributes({
                 'muse.prompt_tokens': generation.usage.promptTokens,
                 'muse.cached_tokens': generation.usage.cachedPromptTokens,
@@ -200,34 +231,54 @@ export class PoolMember {
     }
   }
 
-  private async generate(req: GenerateRequestWire): Promise<Generation> {
-    const messages = req.messages ?? (await this.resolveMessages(req.messagesRef!));
-    await this.acquire();
+  private async generate(req: GenerateRequestWire, deadline: number): Promise<Generation> {
     const ctl = new AbortController();
     const timer = setTimeout(
-      () => ctl.abort(new BackendDeadlineError(`request ${req.id} passed its deadline`, req.deadline)),
-      Math.max(0, req.deadline - Date.now()),
+      () => ctl.abort(new BackendDeadlineError(`request ${req.id} passed its deadline`, deadline)),
+      Math.max(0, deadline - Date.now()),
     );
+    const mine = this.active.get(req.id) ?? new Set<AbortController>();
+    mine.add(ctl);
+    this.active.set(req.id, mine);
     try {
-      const raw = await this.opts.backend.generate(
-        { id: req.id, model: req.model, messages, params: req.params, deadline: req.deadline },
-        ctl.signal,
-      );
-      const entropies = tokenEntropies(raw.tokens);
-      this.served++;
-      return {
-        text: raw.text,
-        entropies,
-        regions: regionScores(raw.text, raw.tokens, entropies),
-        usage: raw.usage,
-        finishReason: raw.finishReason,
-        model: raw.model,
-        memberId: this.id,
-      };
+      // The slot is taken before a large prompt is fetched, so a queue of blob-referenced requests holds no prompts.
+      await this.acquire(ctl.signal);
+      try {
+        const messages = req.messages ?? (await this.resolveMessages(req.messagesRef!));
+        ctl.signal.throwIfAborted();
+        const raw = await this.opts.backend.generate(
+          { id: req.id, model: req.model, messages, params: req.params, deadline },
+          ctl.signal,
+        );
+        const entropies = tokenEntropies(raw.tokens);
+        this.served++;
+        return {
+          text: raw.text,
+          entropies,
+          regions: regionScores(raw.text, raw.tokens, entropies),
+          usage: raw.usage,
+          finishReason: raw.finishReason,
+          model: raw.model,
+          memberId: this.id,
+        };
+      } finally {
+        this.release();
+      }
     } finally {
       clearTimeout(timer);
-      this.release();
+      mine.delete(ctl);
+      if (mine.size === 0) this.active.delete(req.id);
     }
+  }
+
+  private onCancel(data: Uint8Array): void {
+    let id: string;
+    try {
+      id = decodeWire(CancelWire, data, 'cancel').id;
+    } catch {
+      return; // A malformed cancel changes nothing: the request's own deadline still bounds it.
+    }
+    for (const ctl of this.active.get(id) ?? []) ctl.abort(new RequestCancelledError(id));
   }
 
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {
@@ -239,18 +290,29 @@ export class PoolMember {
     return messages;
   }
 
-  private acquire(): Promise<void> {
+  /** A batch slot now, or a place in the queue; leaves the queue when `signal` aborts (deadline, cancel). */
+  private acquire(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     if (this.inFlight < this.capacity) {
       this.inFlight++;
       this.announceSoon();
       return Promise.resolve();
     }
-    const admitted = new Promise<void>((resolve) =>
-      this.waiting.push(() => {
+    const admitted = new Promise<void>((resolve, reject) => {
+      const admit = () => {
+        signal.removeEventListener('abort', onAbort);
         this.inFlight++;
         resolve();
-      }),
-    );
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(admit);
+        if (i >= 0) this.waiting.splice(i, 1);
+        this.announceSoon();
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(admit);
+    });
     this.announceSoon();
     return admitted;
   }

@@ -3,13 +3,19 @@
 // PoolUnavailableError only when no member could serve, or the request's own error when no member ever could
 // (BadRequestError, RequestTooLargeError, BackendRejectedError).
 import { randomUUID } from 'node:crypto';
-import { headers, type NatsConnection, RequestError, type Subscription } from '@nats-io/nats-core';
+import {
+  headers,
+  type NatsConnection,
+  RequestError,
+  type Subscription,
+  TimeoutError,
+} from '@nats-io/nats-core';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, sleep } from './retry.js';
-import { CircuitBreaker } from './router/breaker.js';
+import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
 import {
   messagesPrefixChars,
@@ -19,6 +25,8 @@ import {
 } from './router/prefix.js';
 import type { GenerateParams, Generation } from './types.js';
 import {
+  ATTEMPT_TIMEOUT_HEADER,
+  type CancelWire,
   decodeWire,
   encodeWire,
   GenerateReplyWire,
@@ -90,9 +98,17 @@ interface MemberState {
   /** Requests this router has outstanding on the member (fresher than the member's own report). */
   outstanding: number;
   breaker: CircuitBreaker;
-  /** Rejects the requests in flight on this member when it leaves rotation (killed, partitioned, stopping). */
+  /** Rejects the requests in flight on this member when it is dropped (killed, partitioned, gone for good). */
   onGone: Set<(reason: Error) => void>;
+  /** When the member said it is stopping: out of rotation, but what it is finishing is still awaited. */
+  leavingSince?: number;
 }
+
+/**
+ * How long a stopping member's requests in flight are awaited before they fail over. Longer than a member's own
+ * bounded wait for them on stop (10 s), so work it finishes is not thrown away.
+ */
+const LEAVE_GRACE_MS = 15_000;
 
 export class PoolClient {
   private readonly members = new Map<string, MemberState>();
@@ -109,6 +125,9 @@ export class PoolClient {
   private readonly routerId = randomUUID();
   private started?: Promise<void>;
   private sweeper?: NodeJS.Timeout;
+  private lastSweepAt?: number;
+  /** After this router's event loop stalled, announcements still queued get this long to be read before TTL drops. */
+  private noDropsUntil = 0;
 
   constructor(private readonly opts: PoolClientOptions) {
     this.policy =
@@ -188,9 +207,21 @@ export class PoolClient {
   /** Live members as the router sees them (for status output, tests and benchmarks). */
   liveMembers(): MemberView[] {
     const now = this.now();
+    // The sweep runs every ttl/4; a much longer gap means this process stalled (CPU-bound, paused), and the members'
+    // announcements of that time are still unread. Dropping them now would fail over every request in flight.
+    if (this.lastSweepAt !== undefined && now - this.lastSweepAt > this.ttl / 2) {
+      this.noDropsUntil = now + Math.min(this.ttl, 1000);
+    }
+    this.lastSweepAt = now;
     const views: MemberView[] = [];
     for (const [id, m] of this.members) {
+      if (m.leavingSince !== undefined) {
+        if (m.onGone.size === 0 || now - m.leavingSince > LEAVE_GRACE_MS)
+          this.dropMember(id, `member ${id} left the pool`);
+        continue;
+      }
       if (now - m.lastSeen > this.ttl) {
+        if (now < this.noDropsUntil) continue;
         this.dropMember(id, `member ${id} stopped announcing (no heartbeat for ${this.ttl} ms)`);
         continue;
       }
@@ -254,7 +285,7 @@ export class PoolClient {
       { kind: SpanKind.CLIENT, attributes: { 'muse.pool': this.opts.pool, 'muse.request': id } },
       async (span) => {
         try {
-          const g = await this.withFailover(payload, route, options);
+          const g = await this.withFailover(payload, id, route, options);
           span.setAttribute('muse.member', g.memberId);
           return g;
         } catch (err) {
@@ -269,6 +300,7 @@ export class PoolClient {
 
   private async withFailover(
     payload: Uint8Array,
+    requestId: string,
     route: RouteRequest,
     options: PoolGenerateOptions,
   ): Promise<Generation> {
@@ -280,9 +312,13 @@ export class PoolClient {
       if (remaining <= 0) break;
       const ranked = this.policy.rank(route, this.liveMembers());
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
+      let ticket: BreakerTicket | null = null;
       const memberId =
-        ranked.find((m) => !tried.has(m) && this.members.get(m)?.breaker.tryAcquire() !== false) ??
-        (ranked.length === 0 ? undefined : ranked[0]);
+        ranked.find((m) => {
+          if (tried.has(m)) return false;
+          ticket = this.members.get(m)?.breaker.tryAcquire() ?? null;
+          return ticket !== null;
+        }) ?? (ranked.length === 0 ? undefined : ranked[0]);
       if (memberId) tried.add(memberId);
       options.onAttempt?.(memberId, attempt);
       const subject = memberId
@@ -291,22 +327,33 @@ export class PoolClient {
       const state = memberId ? this.members.get(memberId) : undefined;
       if (memberId) this.policy.onRouted(memberId, route);
       if (state) state.outstanding++;
+      const timeout = Math.max(1, Math.min(remaining, this.attemptTimeout));
+      let answered = false;
+      let failure: unknown;
       try {
         const h = headers();
         injectTraceHeaders(h);
-        const request = this.opts.nc.request(subject, payload, {
-          timeout: Math.max(1, Math.min(remaining, this.attemptTimeout)),
-          headers: h,
-        });
+        h.set(ATTEMPT_TIMEOUT_HEADER, String(timeout));
+        const request = this.opts.nc.request(subject, payload, { timeout, headers: h });
         let onGone: ((e: Error) => void) | undefined;
         const gone = new Promise<never>((_, reject) => {
           onGone = reject;
           state?.onGone.add(reject);
         });
-        const msg = await Promise.race([request, gone]).finally(() => {
-          if (onGone) state?.onGone.delete(onGone);
-          request.catch(() => {});
+        const { signal } = options;
+        let onAbort: (() => void) | undefined;
+        const aborted = new Promise<never>((_, reject) => {
+          onAbort = () => reject(signal?.reason);
+          signal?.addEventListener('abort', onAbort, { once: true });
         });
+        const msg = await Promise.race([request, gone, aborted]).finally(() => {
+          if (onGone) state?.onGone.delete(onGone);
+          if (onAbort) signal?.removeEventListener('abort', onAbort);
+          request.catch(() => {});
+          aborted.catch(() => {});
+          gone.catch(() => {});
+        });
+        answered = true;
         let reply: GenerateReplyWire;
         try {
           reply = decodeWire(GenerateReplyWire, msg.data, `reply from ${memberId ?? 'pool'}`);
@@ -326,29 +373,43 @@ export class PoolClient {
           throw new BackendRejectedError(
             `${memberId ?? 'pool member'}'s server rejected the request: ${message}`,
           );
-        throw new MemberFailure(`${code}: ${message}`, retryable);
+        // A full queue is backpressure, not a fault: fail over without counting it against the member.
+        throw new MemberFailure(`${code}: ${message}`, retryable, code !== 'overloaded');
       } catch (err) {
-        if (err instanceof BadRequestError || err instanceof BackendRejectedError) throw err;
-        const reason = describe(err);
-        errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
-        // The breaker counts the member's failures; a deadline that passed is the request's, not the member's.
-        if (!(err instanceof MemberFailure && !err.retryable)) state?.breaker.onFailure();
-        // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
-        // server is that member failing one request, which the breaker already counts.
-        if (err instanceof RequestError && err.isNoResponders() && memberId)
-          this.dropMember(memberId, `member ${memberId} has no responders`);
-        if (err instanceof MemberFailure && !err.retryable) break;
-        await sleep(
-          Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
-          options.signal,
-        );
+        failure = err;
       } finally {
         if (state) state.outstanding--;
       }
+      // Abandoned without an answer (timed out, member gone, caller cancelled): the member may still be working.
+      if (!answered && memberId) this.cancelOn(memberId, requestId);
+      const err = failure;
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (err instanceof BadRequestError || err instanceof BackendRejectedError) throw err;
+      errors.push(`${memberId ?? 'queue-group'}: ${describe(err)}`);
+      if (countsAgainstMember(err, timeout < this.attemptTimeout)) state?.breaker.onFailure(ticket);
+      // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
+      // server is that member failing one request, which the breaker already counts.
+      if (err instanceof RequestError && err.isNoResponders() && memberId)
+        this.dropMember(memberId, `member ${memberId} has no responders`);
+      if (err instanceof MemberFailure && !err.retryable) break;
+      await sleep(
+        Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
+        options.signal,
+      );
     }
     throw new PoolUnavailableError(
       `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${errors.join('; ') || 'deadline passed'}`,
     );
+  }
+
+  /** Tells a member to stop work nobody waits for any more; lost or late, the attempt's own timeout still ends it. */
+  private cancelOn(memberId: string, id: string): void {
+    try {
+      const cancel: CancelWire = { v: WIRE_VERSION, id };
+      this.opts.nc.publish(subjects.cancel(this.opts.pool, memberId), encodeWire(cancel));
+    } catch {
+      // best effort
+    }
   }
 
   /**
@@ -392,13 +453,14 @@ export class PoolClient {
     }
     if (info.pool !== this.opts.pool) return;
     if (info.leaving) {
-      this.dropMember(info.id, `member ${info.id} left the pool`);
+      this.retire(info.id);
       return;
     }
     const existing = this.members.get(info.id);
     if (existing) {
       existing.info = info;
       existing.lastSeen = this.now();
+      existing.leavingSince = undefined; // back (restarted under the same id)
     } else {
       this.members.set(info.id, {
         info,
@@ -412,11 +474,18 @@ export class PoolClient {
 
   private onLeave(data: Uint8Array): void {
     try {
-      const id = decodeWire(MemberAnnouncementWire, data, 'leave').id;
-      this.dropMember(id, `member ${id} left the pool`);
+      this.retire(decodeWire(MemberAnnouncementWire, data, 'leave').id);
     } catch {
       // ignored, as for announcements
     }
+  }
+
+  /** A stopping member: no new work; what it is finishing is awaited (LEAVE_GRACE_MS), then it is dropped. */
+  private retire(id: string): void {
+    const m = this.members.get(id);
+    if (!m || m.leavingSince !== undefined) return;
+    m.leavingSince = this.now();
+    if (m.onGone.size === 0) this.dropMember(id, `member ${id} left the pool`);
   }
 
   private dropMember(id: string, reason: string): void {
@@ -432,9 +501,22 @@ class MemberFailure extends Error {
   constructor(
     message: string,
     readonly retryable: boolean,
+    /** Whether it says something about the member's health (an overloaded member is healthy, just busy). */
+    readonly memberFault = retryable,
   ) {
     super(message);
   }
+}
+
+/**
+ * Whether a failed attempt counts against the member's circuit breaker. Not when the request's own deadline ran out
+ * (a reply marked non-retryable, or a timeout that was the deadline's rather than the attempt limit's), and not
+ * for backpressure.
+ */
+function countsAgainstMember(err: unknown, timeoutWasDeadline: boolean): boolean {
+  if (err instanceof MemberFailure) return err.memberFault;
+  if (err instanceof TimeoutError) return !timeoutWasDeadline;
+  return true;
 }
 
 function describe(err: unknown): string {

@@ -21,7 +21,16 @@ export const subjects = {
   leave: (pool: string) => `muse.pool.${pool}.leave`,
   /** Routers tell each other which member served which prompt prefix, so each knows where prefixes live. */
   placed: (pool: string) => `muse.pool.${pool}.placed`,
+  /** A router gave up on a request it sent this member (timed out, cancelled, failed over): stop working on it. */
+  cancel: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}.cancel`,
 };
+
+/**
+ * Header of a generate request: how long this attempt may take, in ms from receipt. The member stops at the earlier
+ * of it and the request's deadline, so an attempt the router abandoned does not hold a batch slot until the
+ * activity's deadline. A duration, not a time: members need not share the router's clock.
+ */
+export const ATTEMPT_TIMEOUT_HEADER = 'Muse-Attempt-Timeout-Ms';
 
 const ChatMessageWire = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
 
@@ -127,6 +136,9 @@ export const PlacementWire = z.object({
     .refine((b) => b.length <= MAX_PLACEMENT_KEYS * 8, `at most ${MAX_PLACEMENT_KEYS} keys`),
 });
 export type PlacementWire = z.infer<typeof PlacementWire>;
+
+export const CancelWire = z.object({ v: z.literal(WIRE_VERSION), id: z.string().min(1).max(200) });
+export type CancelWire = z.infer<typeof CancelWire>;
 
 export class WireDecodeError extends Error {
   override name = 'WireDecodeError';

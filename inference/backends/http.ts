@@ -43,10 +43,17 @@ export class BackendHttpError extends Error {
   ) {
     super(`POST ${url} failed with HTTP ${status} after ${attempts} attempt(s): ${bodyExcerpt}`);
   }
+  /**
+   * Whether another member could do better: a transient status, or one that says this member's server is set up
+   * wrong (401/403: its API key; 404: its model name or path). The request itself is fine, so it must not fail the
+   * step for good; the router fails over and the member's breaker counts it.
+   */
   get retryable(): boolean {
-    return isRetryableStatus(this.status);
+    return isRetryableStatus(this.status) || MEMBER_SETUP_STATUSES.has(this.status);
   }
 }
+
+const MEMBER_SETUP_STATUSES = new Set([401, 403, 404]);
 
 /** The server could not be reached (connection refused, reset, DNS) on every attempt. */
 export class BackendUnavailableError extends Error {

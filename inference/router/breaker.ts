@@ -3,6 +3,11 @@
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
+/** Leave to send one request; a half-open circuit hands out one probe, whose outcome alone decides. */
+export interface BreakerTicket {
+  probe: boolean;
+}
+
 export interface BreakerOptions {
   /** Consecutive failures that open the circuit. Default 5. */
   failureThreshold?: number;
@@ -62,13 +67,13 @@ export class CircuitBreaker {
     return this.probeFree();
   }
 
-  /** Call right before sending. In half-open, true exactly once until the probe's outcome is recorded. */
-  tryAcquire(): boolean {
+  /** Call right before sending; null when the member must not be sent to. In half-open, one probe at a time. */
+  tryAcquire(): BreakerTicket | null {
     const s = this.state;
-    if (s === 'closed') return true;
-    if (s === 'open' || !this.probeFree()) return false;
+    if (s === 'closed') return { probe: false };
+    if (s === 'open' || !this.probeFree()) return null;
     this.probeSince = this.now();
-    return true;
+    return { probe: true };
   }
 
   private probeFree(): boolean {
@@ -84,8 +89,13 @@ export class CircuitBreaker {
     this.probeSince = undefined;
   }
 
-  onFailure(): void {
+  /**
+   * A request to the member failed. In half-open only the probe's failure counts: a request sent before the circuit
+   * opened that fails late says nothing about whether the member is back, and must not lengthen the cooldown.
+   */
+  onFailure(ticket?: BreakerTicket | null): void {
     const s = this.state;
+    if (s === 'half_open' && !ticket?.probe) return;
     this.failures++;
     if (s === 'half_open') {
       this.cooldown = Math.min(this.maxCooldown, this.cooldown * this.multiplier);

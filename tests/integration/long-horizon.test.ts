@@ -60,7 +60,12 @@ describe('long-horizon trajectories', () => {
   it('completes a react trajectory with 512 KB observations, with history holding references only', {
     timeout: 600_000,
   }, async () => {
-    const member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { pool: 'big' });
+    // A model with a 64M-token context: the simulated server must take prompts that long too.
+    const member = await inProcessMember(
+      cfg,
+      { backend: 'sim', timeScale: 0, maxModelLen: 64_000_000 },
+      { pool: 'big' },
+    );
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 32);

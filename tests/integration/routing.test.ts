@@ -246,3 +246,109 @@ describe('pool routing', () => {
     expect(c.liveMembers().find((m) => m.id === 'picky')?.healthy).toBe(true);
   });
 });
+
+describe('abandoned attempts and stopping members', () => {
+  /** A backend that never answers on its own: it resolves only when aborted, recording when and why. */
+  function stalling(kind: string) {
+    const aborts: Array<{ at: number; reason: string }> = [];
+    let started = 0;
+    const backend = {
+      kind,
+      generate(_req: unknown, signal: AbortSignal) {
+        started++;
+        return new Promise<never>((_, reject) =>
+          signal.addEventListener('abort', () => {
+            aborts.push({ at: Date.now(), reason: String((signal.reason as Error)?.name) });
+            reject(signal.reason);
+          }),
+        );
+      },
+    };
+    return { backend, aborts, started: () => started };
+  }
+
+  async function start(
+    pool: string,
+    id: string,
+    backend: ConstructorParameters<typeof PoolMember>[0]['backend'],
+  ) {
+    const m = new PoolMember({ nc: suite.nc, pool, id, backend });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    return m;
+  }
+
+  it('a member stops work on an attempt its router gave up on, long before the request deadline', async () => {
+    const pool = `abandon-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    await start(pool, 'stall', stall.backend);
+    const other = await member(pool, 'other');
+    const c = client(pool, { attemptTimeoutMs: 400 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+      (k) => rendezvousScore(k, 'stall') > rendezvousScore(k, 'other'),
+    )!;
+    const t0 = Date.now();
+    const g = await c.generate(messages(4), params, { deadline: Date.now() + 60_000, stickyKey });
+    expect(g.memberId).toBe('other');
+    expect(other.member.stats.served).toBe(1);
+    await waitUntil(() => stall.aborts.length === 1, 5_000, 'the stalled attempt aborted');
+    // Cancelled when the router failed over (~400 ms), not at the 60 s deadline.
+    expect(stall.aborts[0]!.at - t0).toBeLessThan(5_000);
+  });
+
+  it("cancelling the caller's request stops the member's work at once", async () => {
+    const pool = `cancel-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    await start(pool, 'stall', stall.backend);
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const ctl = new AbortController();
+    const pending = c.generate(messages(5), params, { deadline: Date.now() + 60_000, signal: ctl.signal });
+    await waitUntil(() => stall.started() === 1, 5_000, 'request reached the backend');
+    ctl.abort(new Error('activity cancelled'));
+    await expect(pending).rejects.toThrow(/activity cancelled/);
+    await waitUntil(() => stall.aborts.length === 1, 5_000, 'member aborted the request');
+    expect(stall.aborts[0]!.reason).toBe('RequestCancelledError');
+  });
+
+  it('a member that stops gracefully finishes what it is serving: no failover, no repeated work', async () => {
+    const pool = `leave-${randomUUID().slice(0, 8)}`;
+    let release: (() => void) | undefined;
+    const served: string[] = [];
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const slow = await start(pool, 'slow', {
+      kind: 'slow',
+      async generate(req, signal) {
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        served.push('slow');
+        return sim.generate(req, signal);
+      },
+    });
+    const other = await member(pool, 'other');
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+      (k) => rendezvousScore(k, 'slow') > rendezvousScore(k, 'other'),
+    )!;
+    const pending = c.generate(messages(6), params, { deadline: Date.now() + 60_000, stickyKey });
+    await waitUntil(() => release !== undefined, 5_000, 'request reached the slow member');
+    const stopping = slow.stop(10_000);
+    await waitUntil(
+      () => !c.liveMembers().some((m) => m.id === 'slow'),
+      5_000,
+      'the stopping member is out of rotation',
+    );
+    release!();
+    const g = await pending;
+    await stopping;
+    expect(g.memberId).toBe('slow');
+    expect(served).toEqual(['slow']);
+    expect(other.member.stats.served).toBe(0);
+  });
+});

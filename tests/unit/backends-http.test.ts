@@ -56,6 +56,16 @@ describe('postJson', () => {
     expect(s.seen).toHaveLength(1);
   });
 
+  it('does not retry 401/403/404 on the same server, but marks them for another member (a misconfigured server)', async () => {
+    for (const status of [401, 403, 404]) {
+      const s = await fakeJsonServer(() => ({ status, body: { error: 'no such model' } }));
+      const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, backoff: fast }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendHttpError);
+      expect((err as BackendHttpError).retryable).toBe(true);
+      expect(s.seen).toHaveLength(1);
+    }
+  });
+
   it('gives up at the deadline when the server stalls', async () => {
     const s = await fakeJsonServer(() => ({ body: {}, delayMs: 3000 }));
     const t0 = Date.now();

@@ -20,15 +20,15 @@ describe('CircuitBreaker', () => {
     b.onFailure();
     expect(b.state).toBe('open');
     expect(b.isAvailable()).toBe(false);
-    expect(b.tryAcquire()).toBe(false);
+    expect(b.tryAcquire()).toBeNull();
     c.advance(999);
     expect(b.state).toBe('open');
     c.advance(1);
     expect(b.state).toBe('half_open');
     expect(b.isAvailable()).toBe(true);
-    expect(b.tryAcquire()).toBe(true);
+    expect(b.tryAcquire()).toEqual({ probe: true });
     // only one probe at a time
-    expect(b.tryAcquire()).toBe(false);
+    expect(b.tryAcquire()).toBeNull();
     expect(b.isAvailable()).toBe(false);
     b.onSuccess();
     expect(b.state).toBe('closed');
@@ -46,15 +46,15 @@ describe('CircuitBreaker', () => {
     });
     b.onFailure();
     c.advance(1000);
-    expect(b.tryAcquire()).toBe(true);
-    b.onFailure();
+    const probe = b.tryAcquire();
+    expect(probe).toEqual({ probe: true });
+    b.onFailure(probe);
     expect(b.state).toBe('open');
     c.advance(1999);
     expect(b.state).toBe('open');
     c.advance(1);
     expect(b.state).toBe('half_open');
-    b.tryAcquire();
-    b.onFailure();
+    b.onFailure(b.tryAcquire());
     c.advance(2999);
     expect(b.state).toBe('open'); // capped at 3000
     c.advance(1);
@@ -66,11 +66,11 @@ describe('CircuitBreaker', () => {
     const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 500, now: c.now });
     b.onFailure();
     c.advance(500);
-    expect(b.tryAcquire()).toBe(true);
+    expect(b.tryAcquire()).toEqual({ probe: true });
     c.advance(499);
-    expect(b.tryAcquire()).toBe(false);
+    expect(b.tryAcquire()).toBeNull();
     c.advance(1);
-    expect(b.tryAcquire()).toBe(true);
+    expect(b.tryAcquire()).toEqual({ probe: true });
   });
 
   it('resets the cooldown after recovering', () => {
@@ -78,13 +78,36 @@ describe('CircuitBreaker', () => {
     const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 100, now: c.now });
     b.onFailure();
     c.advance(100);
-    b.tryAcquire();
-    b.onFailure(); // cooldown 200
+    b.onFailure(b.tryAcquire()); // cooldown 200
     c.advance(200);
     b.tryAcquire();
     b.onSuccess();
     b.onFailure();
     c.advance(100);
+    expect(b.state).toBe('half_open');
+  });
+
+  it('lets only the probe decide a half-open circuit: late failures of earlier requests are ignored', () => {
+    const c = clock();
+    const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 1000, now: c.now });
+    const early = b.tryAcquire();
+    expect(early).toEqual({ probe: false });
+    b.onFailure(early);
+    expect(b.state).toBe('open');
+    c.advance(1000);
+    expect(b.state).toBe('half_open');
+    // Requests sent while it was closed fail now, before any probe went out: nothing changes.
+    b.onFailure(early);
+    b.onFailure();
+    expect(b.state).toBe('half_open');
+    const probe = b.tryAcquire();
+    b.onFailure(early);
+    expect(b.state).toBe('half_open');
+    b.onFailure(probe);
+    expect(b.state).toBe('open');
+    c.advance(1999);
+    expect(b.state).toBe('open'); // one doubling, not four
+    c.advance(1);
     expect(b.state).toBe('half_open');
   });
 });
