@@ -8,7 +8,7 @@ import type { ChatMessage } from '../agent/types.js';
 import { regionScores, tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
-import { BackendDeadlineError, type Generation, type InferenceBackend } from './types.js';
+import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
   CancelWire,
@@ -54,6 +54,7 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
   const message = (err as Error)?.message ?? String(err);
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
+  if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
 }

@@ -23,7 +23,7 @@ import {
   packPrefixKeys,
   unpackPrefixKeys,
 } from './router/prefix.js';
-import type { GenerateParams, Generation } from './types.js';
+import { ContextLengthError, type GenerateParams, type Generation } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
   type CancelWire,
@@ -311,6 +311,16 @@ export class PoolClient {
       const remaining = options.deadline - this.now();
       if (remaining <= 0) break;
       const ranked = this.policy.rank(route, this.liveMembers());
+      if (ranked.length === 0 && this.members.size > 0) {
+        // Members are known but none may be sent to (circuits open, stopping): the queue group would reach exactly
+        // those members, bypassing their breakers. The pool is unavailable for now; a half-open circuit may free one.
+        errors.push(`no member in rotation (${this.members.size} known: circuit open or stopping)`);
+        await sleep(
+          Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
+          options.signal,
+        );
+        continue;
+      }
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
       let ticket: BreakerTicket | null = null;
       const memberId =
@@ -369,6 +379,8 @@ export class PoolClient {
         }
         const { code, message, retryable } = reply.error;
         if (code === 'bad_request') throw new BadRequestError(`pool member rejected the request: ${message}`);
+        if (code === 'context_length')
+          throw new ContextLengthError(`${memberId ?? 'pool member'}'s server: ${message}`);
         if (code === 'backend_error' && !retryable)
           throw new BackendRejectedError(
             `${memberId ?? 'pool member'}'s server rejected the request: ${message}`,
@@ -384,7 +396,12 @@ export class PoolClient {
       if (!answered && memberId) this.cancelOn(memberId, requestId);
       const err = failure;
       if (options.signal?.aborted) throw options.signal.reason;
-      if (err instanceof BadRequestError || err instanceof BackendRejectedError) throw err;
+      if (
+        err instanceof BadRequestError ||
+        err instanceof BackendRejectedError ||
+        err instanceof ContextLengthError
+      )
+        throw err;
       errors.push(`${memberId ?? 'queue-group'}: ${describe(err)}`);
       if (countsAgainstMember(err, timeout < this.attemptTimeout)) state?.breaker.onFailure(ticket);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its

@@ -66,6 +66,19 @@ export interface Generation {
 }
 
 /**
+ * The server refused the prompt as longer than its context (vLLM, SGLang and OpenAI all answer HTTP 400 with a
+ * message saying so). No member serving the same model would take it, and retrying cannot help; the trajectory
+ * must end or shrink its context instead, so it is told apart from other rejections.
+ */
+export class ContextLengthError extends Error {
+  override readonly name = 'ContextLengthError';
+  readonly retryable = false;
+}
+
+/** Error texts of servers refusing a prompt over the context length (vLLM, SGLang, OpenAI, TGI). */
+export const CONTEXT_LENGTH_MESSAGE = /context[ _]length|maximum context|context window|input is too long/i;
+
+/**
  * A backend's request passed its deadline before a usable answer came back. Any backend throws it (and a member
  * aborts its backend with it), so the member can report `deadline_exceeded`. Not retryable: the deadline is the
  * request's, the same on every member.

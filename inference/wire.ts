@@ -65,6 +65,8 @@ export const WireErrorCode = z.enum([
   'overloaded',
   'backend_error',
   'shutting_down',
+  /** The server refused the prompt as longer than its context; retrying elsewhere cannot help. */
+  'context_length',
 ]);
 export type WireErrorCode = z.infer<typeof WireErrorCode>;
 

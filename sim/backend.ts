@@ -5,6 +5,7 @@ import {
   BackendDeadlineError,
   type BackendLoad,
   type BackendRequest,
+  ContextLengthError,
   type InferenceBackend,
   type RawGeneration,
 } from '../inference/types.js';
@@ -21,15 +22,6 @@ export interface SimBackendOptions {
 }
 
 export const DEFAULT_SIM_MAX_MODEL_LEN = 131_072;
-
-/**
- * A request longer than the simulated model's context, refused as vLLM refuses it (HTTP 400): no other member of
- * the pool would take it either.
- */
-export class SimContextLengthError extends Error {
-  override readonly name = 'SimContextLengthError';
-  readonly retryable = false;
-}
 
 /** A RawGeneration with the simulated server's timing attached (useful to benchmarks). */
 export interface SimRawGeneration extends RawGeneration {
@@ -57,7 +49,7 @@ export class SimBackend implements InferenceBackend {
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('request aborted');
     const prompt = simTokenize(renderChatPrompt(req.messages));
     if (prompt.length + req.params.maxTokens > this.maxModelLen) {
-      throw new SimContextLengthError(
+      throw new ContextLengthError(
         `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ` +
           `${prompt.length + req.params.maxTokens} tokens (${prompt.length} in the messages, ${req.params.maxTokens} ` +
           'in the completion). Please reduce the length of the messages or completion.',

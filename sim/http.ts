@@ -10,12 +10,13 @@ import type { ChatMessage, Role } from '../agent/types.js';
 import {
   BackendDeadlineError,
   type BackendRequest,
+  ContextLengthError,
   type GenerateParams,
   type InferenceBackend,
   type RawGeneration,
   type TokenLogprob,
 } from '../inference/types.js';
-import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend, SimContextLengthError } from './backend.js';
+import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend } from './backend.js';
 import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
 
 export interface SimHttpServerOptions {
@@ -240,7 +241,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     } catch (e) {
       if (controller.signal.aborted && res.destroyed) return null;
       const msg = (e as Error).message ?? String(e);
-      const status = e instanceof BackendDeadlineError ? 504 : e instanceof SimContextLengthError ? 400 : 500;
+      const status = e instanceof BackendDeadlineError ? 504 : e instanceof ContextLengthError ? 400 : 500;
       throw new HttpError(status, msg);
     } finally {
       res.off('close', onClose);

@@ -3,7 +3,12 @@
 import { z } from 'zod';
 import { formatZodError } from '../../common/config.js';
 import { type BackoffOptions, backoffDelay, sleep } from '../retry.js';
-import { BackendDeadlineError, type BackendLoad } from '../types.js';
+import {
+  BackendDeadlineError,
+  type BackendLoad,
+  CONTEXT_LENGTH_MESSAGE,
+  ContextLengthError,
+} from '../types.js';
 
 /** How a backend talks to its server, whatever the request: the part of postJson's options its own options carry. */
 export interface HttpClientOptions {
@@ -192,6 +197,8 @@ export async function postJson(url: string, body: unknown, opts: PostJsonOptions
     if (opts.signal?.aborted) throw opts.signal.reason;
     if (last.kind === 'deadline') throw deadlineError(url, opts.deadline, attempt + 1, last.error);
     if (last.kind === 'http' && !isRetryableStatus(last.status)) {
+      if (last.status === 400 && CONTEXT_LENGTH_MESSAGE.test(last.body))
+        throw new ContextLengthError(`POST ${url} refused the prompt: ${excerpt(last.body)}`);
       throw new BackendHttpError(url, last.status, excerpt(last.body), attempt + 1);
     }
     if (attempt === retries) break;

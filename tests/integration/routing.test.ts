@@ -352,3 +352,34 @@ describe('abandoned attempts and stopping members', () => {
     expect(other.member.stats.served).toBe(0);
   });
 });
+
+describe('open circuits', () => {
+  it('sends nothing to a member whose circuit is open, not even through the queue group', async () => {
+    const pool = `open-${randomUUID().slice(0, 8)}`;
+    let calls = 0;
+    const broken = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'broken',
+      backend: {
+        kind: 'broken',
+        async generate() {
+          calls++;
+          throw Object.assign(new Error('HTTP 503 from the server'), { retryable: true });
+        },
+      },
+    });
+    await broken.start();
+    cleanups.push(() => broken.stop(100));
+    const c = client(pool, { maxAttempts: 3 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    while (c.liveMembers()[0]?.healthy) {
+      await expect(c.generate(messages(7), params, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+    }
+    const before = calls;
+    const err = await c.generate(messages(8), params, { deadline: deadline() }).catch((e) => e);
+    expect(String(err.message)).toMatch(/no member in rotation/);
+    expect(calls).toBe(before);
+  });
+});

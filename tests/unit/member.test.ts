@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
 import { replyError } from '../../inference/member.js';
-import { BackendDeadlineError } from '../../inference/types.js';
+import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import { WireDecodeError } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
@@ -20,6 +20,23 @@ describe('member error replies', () => {
     const err = await httpFailure(400, { error: 'deadline must be in the future' });
     expect(replyError(err)).toMatchObject({ code: 'backend_error', retryable: false });
     expect(replyError(err).message).toContain('HTTP 400');
+  });
+
+  it('reports a prompt over the context length as context_length, from vLLM, SGLang and OpenAI wordings alike', async () => {
+    const wordings = [
+      "This model's maximum context length is 32768 tokens. However, you requested 40000 tokens",
+      "The input (40000 tokens) is longer than the model's context length (32768 tokens).",
+      { message: 'too many tokens', code: 'context_length_exceeded' },
+    ];
+    for (const error of wordings) {
+      const err = await httpFailure(400, { error });
+      expect(err).toBeInstanceOf(ContextLengthError);
+      expect(replyError(err)).toMatchObject({ code: 'context_length', retryable: false });
+    }
+    // Another 400 stays a plain rejection.
+    expect(await httpFailure(400, { error: 'top_logprobs must be <= 20' })).not.toBeInstanceOf(
+      ContextLengthError,
+    );
   });
 
   it('lets the router try another member after a server error (HTTP 5xx) or an unreachable server', async () => {
