@@ -11,7 +11,7 @@ import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
 import { writeStepLog } from '../common/step-log.js';
 import { PoolClient } from '../inference/pool-client.js';
-import type { GenerateParams, Generation } from '../inference/types.js';
+import { ContextLengthError, type GenerateParams, type Generation } from '../inference/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
@@ -26,7 +26,9 @@ export interface ActivityDeps {
   tools: ToolRegistry;
   config: MuseConfig;
   /** Observes every model request this worker makes (tests assert no completed step is re-run). */
-  onModelCall?: (e: { trajectoryId: string; step: number; kind: string }) => void;
+  onModelCall?: (e: { trajectoryId: string; step: number; kind: string; promptTokenRatio?: number }) => void;
+  /** Observes every tool this worker runs (tests assert a branch does not repeat its prefix's tool calls). */
+  onToolCall?: (e: { trajectoryId?: string; step?: number; tool: string }) => void;
 }
 
 export interface LlmStepInput {
@@ -70,6 +72,9 @@ export type LlmStepResult =
 
 export interface ToolStepInput {
   jobId: string;
+  /** For onToolCall only; absent in inputs recorded before it was. */
+  trajectoryId?: string;
+  step?: number;
   question: string;
   policy: ContextPolicyName;
   contextRef: string;
@@ -194,11 +199,30 @@ export function createActivities(deps: ActivityDeps) {
       if (estimate + input.sampling.maxTokensPerTurn > input.contextWindow) {
         return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
       }
-      deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'turn' });
-      const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
-        model: input.model,
-        stickyKey: input.routeKey ?? input.trajectoryId,
+      deps.onModelCall?.({
+        trajectoryId: input.trajectoryId,
+        step: input.step,
+        kind: 'turn',
+        promptTokenRatio: input.promptTokenRatio,
       });
+      let g: Generation;
+      try {
+        g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
+          model: input.model,
+          stickyKey: input.routeKey ?? input.trajectoryId,
+        });
+      } catch (err) {
+        if (!(err instanceof ContextLengthError)) throw err;
+        // The estimate said it fits, the server says not (content that tokenizes densely): the same outcome as a
+        // full window, not an error. A policy that would summarise a full window does so.
+        const summarise =
+          state.steps.length > 0 && policy.wantsSummary(input.contextWindow, input.contextWindow, 0);
+        return {
+          status: summarise ? 'needs_summary' : 'max_context',
+          contextRef,
+          estimatedPromptTokens: estimate,
+        };
+      }
       const turn = parseTurn(g.text);
       const turnRef = await content.putText(namespaceFor(input.jobId), g.text);
       return {
@@ -229,6 +253,7 @@ export function createActivities(deps: ActivityDeps) {
         switch (turn.kind) {
           case 'tool_call': {
             toolCalled = true;
+            deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: turn.call.name });
             const out = await deps.tools.run(turn.call, {
               question: input.question,
               signal: ctx.cancellationSignal,
@@ -267,13 +292,23 @@ export function createActivities(deps: ActivityDeps) {
     /** resum's context-management step: the model summarises, the history is replaced by question + summary. */
     async summarizeStep(input: SummarizeInput): Promise<{ contextRef: string; usage: TokenUsage }> {
       const { policy, state } = await loadContext(input);
-      deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'summary' });
-      const g = await callModel(
-        input.pool,
-        policy.summaryMessages(state, summaryBudget(input)),
-        generateParams(input.sampling, input.seed),
-        { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
-      );
+      let budget = summaryBudget(input);
+      let g: Generation | undefined;
+      // A server that counts the cut prompt as still too long gets it cut to half, twice at most.
+      for (let attempt = 0; !g; attempt++) {
+        deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'summary' });
+        try {
+          g = await callModel(
+            input.pool,
+            policy.summaryMessages(state, budget),
+            generateParams(input.sampling, input.seed),
+            { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
+          );
+        } catch (err) {
+          if (!(err instanceof ContextLengthError) || budget === undefined || attempt >= 2) throw err;
+          budget = Math.floor(budget / 2);
+        }
+      }
       const summary = parseSummary(g.text) ?? g.text.trim();
       const contextRef = await content.putContext(
         namespaceFor(input.jobId),

@@ -142,6 +142,31 @@ export function selectRoundBranchPoints(
   return pick(cands, mode, k).map((p) => ({ rolloutId: p.rolloutId, step: p.step }));
 }
 
+/** Steps whose branching facts a trajectory keeps; a longer one offers its first BRANCHABLE_STEP_LIMIT steps. */
+export const BRANCHABLE_STEP_LIMIT = 512;
+
+/**
+ * Appends one step's branching facts (list index = step) until the list holds `limit`, then leaves it as it is:
+ * a long trajectory keeps its first steps as branch points. `undefined` (state from a version that dropped the list
+ * past the limit) stays undefined.
+ */
+export function appendBranchable<T>(
+  list: T[] | undefined,
+  step: T,
+  limit = BRANCHABLE_STEP_LIMIT,
+): T[] | undefined {
+  if (list && list.length < limit) list.push(step);
+  return list;
+}
+
+/**
+ * Highest step of a finished trajectory to branch from, given how many steps' facts were kept: never the answer
+ * turn (see selectBranchSteps), and never past the kept facts, which may stop before the last step.
+ */
+export function lastBranchStep(kept: number, steps: number, endsWithAnswer: boolean): number {
+  return Math.min(kept - 1, endsWithAnswer ? steps - 2 : steps - 1);
+}
+
 /** Turns a branch at `step` may still take: the parent's turns before the branch point count against it. */
 export function branchTurnBudget(maxTurns: number, step: number): number {
   return Math.max(0, maxTurns - step);

@@ -72,7 +72,12 @@ export const ParallelMuseSpecSchema = z
     /** Child workflows in flight at once; far below Temporal's 2,000 pending-children limit. */
     maxConcurrentRollouts: positiveInt.max(500).default(16),
   })
-  .strict();
+  .strict()
+  // Otherwise the prediction would silently come from another aggregator than the one asked for.
+  .refine((s) => s.aggregators.includes(s.primaryAggregator), {
+    message: 'primaryAggregator must be one of aggregators',
+    path: ['primaryAggregator'],
+  });
 
 export type ParallelMuseSpec = z.infer<typeof ParallelMuseSpecSchema>;
 export type ParallelMuseSpecInput = z.input<typeof ParallelMuseSpecSchema>;

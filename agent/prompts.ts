@@ -137,6 +137,12 @@ export function iterresearchSystemPrompt(date?: string): string {
 export interface RenderOptions {
   /** Observations longer than this are cut, with a marker saying how much was left out. */
   maxObservationChars?: number;
+  /**
+   * Overall budget in characters. Past it the first step (the plan) and the last step (the answer) stay in full,
+   * as many steps before the last as fit stay too, and the steps between are replaced by a marker saying how many
+   * were left out. Those two steps are kept whatever their size, so the text can exceed a budget smaller than them.
+   */
+  maxChars?: number;
 }
 
 function clip(text: string, max: number | undefined): string {
@@ -144,40 +150,55 @@ function clip(text: string, max: number | undefined): string {
   return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
 }
 
+function renderStep(step: { turn: string; observation?: string }, i: number, opts: RenderOptions): string {
+  const t = parseTurn(step.turn);
+  const lines = [`## Step ${i + 1}`];
+  if (t.think) lines.push(`Thinking: ${t.think}`);
+  if (t.report !== undefined) lines.push(`Report: ${t.report}`);
+  switch (t.kind) {
+    case 'tool_call':
+      lines.push(`Tool call: ${JSON.stringify({ name: t.call.name, arguments: t.call.arguments })}`);
+      break;
+    case 'invalid_tool_call':
+      lines.push(`Tool call (malformed): ${t.raw}`);
+      break;
+    case 'answer':
+      lines.push(`Answer: ${t.answer}`);
+      break;
+    case 'no_action':
+      break;
+  }
+  if (step.observation !== undefined) {
+    lines.push(`Tool response:\n${clip(step.observation, opts.maxObservationChars)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Room kept for the marker that stands for the left-out steps. */
+const ELISION_MARKER_CHARS = 80;
+
 /**
  * A trajectory as readable text for the report and summary calls: per step the reasoning, then the tool call
  * (or the answer), then the observation. Raw tags are left out so the reader is not tempted to continue the
- * trajectory instead of describing it.
+ * trajectory instead of describing it. Steps keep their numbers when some are left out (see maxChars).
  */
 export function renderTrajectory(
   steps: readonly { turn: string; observation?: string }[],
   opts: RenderOptions = {},
 ): string {
-  const parts: string[] = [];
-  steps.forEach((step, i) => {
-    const t = parseTurn(step.turn);
-    const lines = [`## Step ${i + 1}`];
-    if (t.think) lines.push(`Thinking: ${t.think}`);
-    if (t.report !== undefined) lines.push(`Report: ${t.report}`);
-    switch (t.kind) {
-      case 'tool_call':
-        lines.push(`Tool call: ${JSON.stringify({ name: t.call.name, arguments: t.call.arguments })}`);
-        break;
-      case 'invalid_tool_call':
-        lines.push(`Tool call (malformed): ${t.raw}`);
-        break;
-      case 'answer':
-        lines.push(`Answer: ${t.answer}`);
-        break;
-      case 'no_action':
-        break;
-    }
-    if (step.observation !== undefined) {
-      lines.push(`Tool response:\n${clip(step.observation, opts.maxObservationChars)}`);
-    }
-    parts.push(lines.join('\n'));
-  });
-  return parts.join('\n\n');
+  const blocks = steps.map((s, i) => renderStep(s, i, opts));
+  const full = blocks.join('\n\n');
+  const max = opts.maxChars;
+  if (max === undefined || full.length <= max || blocks.length <= 2) return full;
+  // The latest steps hold the findings the answer rests on (and iterresearch's most evolved report).
+  const last = blocks.length - 1;
+  let used = blocks[0]!.length + blocks[last]!.length + ELISION_MARKER_CHARS;
+  let from = last;
+  while (from - 1 > 0 && used + blocks[from - 1]!.length + 2 <= max) used += blocks[--from]!.length + 2;
+  const left = from - 1;
+  const which = left === 1 ? '1 step (step 2)' : `${left} steps (steps 2 to ${from})`;
+  const marker = `[… ${which} left out to fit the length limit]`;
+  return [blocks[0]!, marker, ...blocks.slice(from)].join('\n\n');
 }
 
 export function reportMessages(question: string, trajectoryText: string): ChatMessage[] {

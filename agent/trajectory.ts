@@ -88,9 +88,11 @@ export interface TrajectoryResult {
   error?: string;
   /** Where the step records are: one segment per workflow run, a branch's reused prefix first. */
   log: StepLogSegment[];
-  /** Per-step facts for branching; kept only for trajectories short enough to branch from. */
+  /** Per-step facts for branching (index = step), of the first BRANCHABLE_STEP_LIMIT steps only. */
   branchable?: BranchableStep[];
   lineage?: Lineage;
+  /** Server prompt tokens per estimated token at the last turn; a branch starts its window checks from it. */
+  promptTokenRatio?: number;
   runs: number;
 }
 

@@ -63,6 +63,7 @@ export interface RolloutWorkerOptions {
   maxConcurrentWorkflowTasks?: number;
   identity?: string;
   onModelCall?: ActivityDeps['onModelCall'];
+  onToolCall?: ActivityDeps['onToolCall'];
   nc?: NatsConnection;
 }
 
@@ -97,6 +98,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     tools: createToolRegistry('sim'),
     config,
     onModelCall: opts.onModelCall,
+    onToolCall: opts.onToolCall,
   });
   let connection: NativeConnection;
   try {

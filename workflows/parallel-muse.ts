@@ -3,12 +3,22 @@
 // from the branches, from-scratch rollouts to fill the budget, then compressed reasoning aggregation and the
 // vote baselines over the same rollouts. Every rollout is a child trajectory workflow with a deterministic
 // id, bounded in flight.
-import { ApplicationFailure, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  CancelledFailure,
+  executeChild,
+  isCancellation,
+  proxyActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
 import { type AggregateResult, aggregate, exactMatch } from '../agent/aggregate.js';
 import {
   type BranchPoint,
   BudgetError,
+  lastBranchStep,
   planBudget,
   type RolloutOrigin,
   type RoundCandidate,
@@ -28,7 +38,13 @@ import type { Termination } from '../agent/types.js';
 import { meanUncertainty } from '../agent/uncertainty.js';
 import { fmix32, fnv1a32 } from '../common/hash.js';
 import { createLimiter } from '../common/limiter.js';
-import { DEFAULT_TIMEOUTS, NON_RETRYABLE, type StepTimeouts, trajectory } from './trajectory.js';
+import {
+  DEFAULT_TIMEOUTS,
+  failureMessage,
+  NON_RETRYABLE,
+  type StepTimeouts,
+  trajectory,
+} from './trajectory.js';
 
 export interface ParallelMuseInput {
   spec: ParallelMuseSpec;
@@ -52,17 +68,19 @@ export interface RolloutRecord {
 
 export interface AggregatorOutcome extends AggregateResult {
   correct?: boolean;
+  /** compressed: answered rollouts whose report call failed, left out of the integration. */
+  failedReports?: { rolloutId: string; error: string }[];
 }
 
 export interface ParallelMuseResult {
   questionId: string;
   question: string;
   answer?: string;
-  /** The primary aggregator's answer; null when no trajectory answered. */
+  /** The primary aggregator's answer; null when no trajectory answered or that aggregator failed (its reason says). */
   prediction: string | null;
   aggregator: string;
   correct?: boolean;
-  judge?: { method: 'exact' | 'llm'; correct: boolean | null };
+  judge?: { method: 'exact' | 'llm'; correct: boolean | null; error?: string };
   outcomes: Record<string, AggregatorOutcome>;
   rollouts: RolloutRecord[];
   /** Rollouts without an answer, left out of aggregation. */
@@ -109,14 +127,17 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   const limit = createLimiter(spec.maxConcurrentRollouts);
   const rollouts: RolloutRecord[] = [];
   const outputs = new Map<string, TrajectoryResult>();
+  // Every rollout launched, in launch order: records are listed in it (within each origin), and a cancelled
+  // question waits for all of them before it ends.
+  const launched = new Map<string, Promise<RolloutRecord>>();
 
   const runRollout = (
     rolloutId: string,
     origin: RolloutOrigin,
     seed: number,
     branch?: { parent: TrajectoryResult; parentId: string; step: number; round: number },
-  ) =>
-    limit(async () => {
+  ): Promise<RolloutRecord> => {
+    const p = limit(async () => {
       const workflowId = `${questionId}/${rolloutId}`;
       const lineage: Lineage = branch
         ? branchLineage(branch.parent, branch.parentId, branch.step, branch.round, spec.branchMode)
@@ -149,6 +170,9 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
                       })),
                       prefixSteps: branch.parent.branchable!.slice(0, branch.step),
                       lineage,
+                      ...(branch.parent.promptTokenRatio !== undefined
+                        ? { promptTokenRatio: branch.parent.promptTokenRatio }
+                        : {}),
                     },
                   }
                 : {}),
@@ -157,6 +181,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         });
         outputs.set(rolloutId, out);
       } catch (err) {
+        if (isCancellation(err)) throw err;
         error = (err as Error).message;
       }
       const record: RolloutRecord = {
@@ -174,82 +199,96 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       rollouts.push(record);
       return record;
     });
+    launched.set(rolloutId, p);
+    return p;
+  };
 
   // Each rollout's seed derives from its id, unique within the question, so no two rollouts share one.
   const seedFor = (rolloutId: string) => fmix32(fnv1a32(rolloutId, fnv1a32(String(tspec.seed))));
-  // Initial and from-scratch rollouts are independent of one another: all start at once (bounded).
-  const initial = Array.from({ length: plan.initial }, (_, j) =>
-    runRollout(`initial-${j}`, 'initial', seedFor(`initial-${j}`)),
-  );
-  const scratch = Array.from({ length: plan.scratch }, (_, s) =>
-    runRollout(`scratch-${s}`, 'scratch', seedFor(`scratch-${s}`)),
-  );
-
   let partialLaunched = 0;
-  if (spec.branchMode !== 'none') {
-    const initialRecords = await Promise.all(initial);
-    // One lineage per initial rollout; each round branches from the previous round's rollouts of that lineage.
-    let frontier: { lineage: number; ids: string[]; branchSteps: number[] }[] = initialRecords.map(
-      (r, j) => ({
-        lineage: j,
-        ids: [r.rolloutId],
-        branchSteps: [0],
-      }),
+  let topUp = 0;
+  try {
+    // Initial and from-scratch rollouts are independent of one another: all start at once (bounded).
+    const initial = Array.from({ length: plan.initial }, (_, j) =>
+      runRollout(`initial-${j}`, 'initial', seedFor(`initial-${j}`)),
     );
-    for (let round = 1; round <= spec.r; round++) {
-      const next: typeof frontier = [];
-      const launched: Promise<RolloutRecord>[] = [];
-      for (const f of frontier) {
-        const candidates: RoundCandidate[] = [];
-        f.ids.forEach((id, i) => {
-          const out = outputs.get(id);
-          if (!out?.branchable?.length) return;
-          const last = out.branchable.length - 1;
-          candidates.push({
-            rolloutId: id,
-            branchStep: f.branchSteps[i]!,
-            steps: out.branchable.map((s) => s.regions),
-            // An answer turn is never a branch point (as in the reference, which scores tool-call turns only).
-            maxStep: out.termination === 'answer' ? last - 1 : last,
+    const scratch = Array.from({ length: plan.scratch }, (_, s) =>
+      runRollout(`scratch-${s}`, 'scratch', seedFor(`scratch-${s}`)),
+    );
+
+    if (spec.branchMode !== 'none') {
+      const initialRecords = await Promise.all(initial);
+      // One lineage per initial rollout; each round branches from the previous round's rollouts of that lineage.
+      let frontier: { lineage: number; ids: string[]; branchSteps: number[] }[] = initialRecords.map(
+        (r, j) => ({
+          lineage: j,
+          ids: [r.rolloutId],
+          branchSteps: [0],
+        }),
+      );
+      for (let round = 1; round <= spec.r; round++) {
+        throwIfCancelled();
+        const next: typeof frontier = [];
+        const roundRollouts: Promise<RolloutRecord>[] = [];
+        for (const f of frontier) {
+          const candidates: RoundCandidate[] = [];
+          f.ids.forEach((id, i) => {
+            const out = outputs.get(id);
+            if (!out?.branchable?.length) return;
+            candidates.push({
+              rolloutId: id,
+              branchStep: f.branchSteps[i]!,
+              steps: out.branchable.map((s) => s.regions),
+              // An answer turn is never a branch point (as in the reference, which scores tool-call turns only).
+              maxStep: lastBranchStep(out.branchable.length, out.steps, out.termination === 'answer'),
+            });
           });
-        });
-        const points: BranchPoint[] = selectRoundBranchPoints(candidates, spec.branchMode, spec.k);
-        const ids: string[] = [];
-        const steps: number[] = [];
-        points.forEach((p, pi) => {
-          const parent = outputs.get(p.rolloutId)!;
-          for (let t = 0; t < spec.t; t++) {
-            const id = `r${round}-l${f.lineage}-p${pi}-b${t}`;
-            ids.push(id);
-            steps.push(p.step);
-            partialLaunched++;
-            launched.push(
-              runRollout(id, 'branch', seedFor(id), {
-                parent,
-                parentId: p.rolloutId,
-                step: p.step,
-                round,
-              }),
-            );
-          }
-        });
-        next.push({ lineage: f.lineage, ids, branchSteps: steps });
+          const points: BranchPoint[] = selectRoundBranchPoints(candidates, spec.branchMode, spec.k);
+          const ids: string[] = [];
+          const steps: number[] = [];
+          points.forEach((p, pi) => {
+            const parent = outputs.get(p.rolloutId)!;
+            for (let t = 0; t < spec.t; t++) {
+              const id = `r${round}-l${f.lineage}-p${pi}-b${t}`;
+              ids.push(id);
+              steps.push(p.step);
+              partialLaunched++;
+              roundRollouts.push(
+                runRollout(id, 'branch', seedFor(id), {
+                  parent,
+                  parentId: p.rolloutId,
+                  step: p.step,
+                  round,
+                }),
+              );
+            }
+          });
+          next.push({ lineage: f.lineage, ids, branchSteps: steps });
+        }
+        await Promise.all(roundRollouts);
+        frontier = next;
       }
-      await Promise.all(launched);
-      frontier = next;
     }
+    // Branch points that could not be found (short trajectories) are made up by from-scratch rollouts.
+    // scratchToFill counts every from-scratch rollout the budget still needs, the planned ones included.
+    topUp = spec.branchMode === 'none' ? 0 : Math.max(0, scratchToFill(plan, partialLaunched) - plan.scratch);
+    throwIfCancelled();
+    const extra = Array.from({ length: topUp }, (_, s) =>
+      runRollout(`scratch-${plan.scratch + s}`, 'scratch', seedFor(`scratch-${plan.scratch + s}`)),
+    );
+    await Promise.all([...initial, ...scratch, ...extra]);
+    // A child asked to cancel ends normally (termination `cancelled`), so the question checks for itself.
+    throwIfCancelled();
+  } catch (err) {
+    // Each rollout of a cancelled question ends `cancelled` and saves its step log: the question ends after them,
+    // not before (its close would terminate them midway).
+    if (isCancellation(err)) await Promise.allSettled(launched.values());
+    throw err;
   }
-  // Branch points that could not be found (short trajectories) are made up by from-scratch rollouts.
-  // scratchToFill counts every from-scratch rollout the budget still needs, the planned ones included.
-  const topUp =
-    spec.branchMode === 'none' ? 0 : Math.max(0, scratchToFill(plan, partialLaunched) - plan.scratch);
-  const extra = Array.from({ length: topUp }, (_, s) =>
-    runRollout(`scratch-${plan.scratch + s}`, 'scratch', seedFor(`scratch-${plan.scratch + s}`)),
-  );
-  await Promise.all([...initial, ...scratch, ...extra]);
-  rollouts.sort(
-    (a, b) => order(a.rolloutId) - order(b.rolloutId) || compareCodeUnits(a.rolloutId, b.rolloutId),
-  );
+  // Launch order within each origin, so rollout-10 comes after rollout-2 (the votes break ties by it).
+  const launchIndex = new Map([...launched.keys()].map((id, i) => [id, i]));
+  const rank = (r: RolloutRecord) => ORIGIN_ORDER[r.origin] * launched.size + launchIndex.get(r.rolloutId)!;
+  rollouts.sort((a, b) => rank(a) - rank(b));
 
   // Stage 2: aggregation over answered rollouts only.
   const answered = rollouts.filter(
@@ -261,64 +300,91 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     answer: r.prediction,
     uncertainty: r.uncertainty,
   }));
-  const outcomes: Record<string, AggregatorOutcome> = {};
   let aggUsage = emptyUsage();
   let compression: ParallelMuseResult['compression'];
   const aggPool = spec.aggregatorPool ?? tspec.pool;
   const aggModel = spec.aggregatorModel ?? tspec.model;
-  for (const name of spec.aggregators) {
-    if (name !== 'compressed') {
-      outcomes[name] = aggregate(name, candidates);
-      continue;
-    }
-    if (answered.length === 0) {
-      outcomes.compressed = { answer: null, support: 0, excluded, reason: 'no answered trajectory' };
-      continue;
-    }
-    const reports = await Promise.all(
+
+  // Compressed reasoning aggregation. Its model calls can fail for good (a report input too large for the server,
+  // an expired step log, too many reports for one prompt): that costs this outcome, or one report, never the
+  // question, whose rollouts and vote baselines stand on their own.
+  const compressed = async (): Promise<AggregatorOutcome> => {
+    if (answered.length === 0)
+      return { answer: null, support: 0, excluded, reason: 'no answered trajectory' };
+    const reported = await Promise.all(
       answered.map((r) =>
         limit(async () => {
           const out = outputs.get(r.rolloutId)!;
-          return aggregation.reportStep({
-            jobId,
-            rolloutId: `${questionId}/${r.rolloutId}`,
-            question: tspec.question,
-            segments: out.log,
-            pool: aggPool,
-            model: aggModel,
-            sampling: tspec.sampling,
-            seed: seedFor(`report/${r.rolloutId}`),
-          });
+          try {
+            const report = await aggregation.reportStep({
+              jobId,
+              rolloutId: `${questionId}/${r.rolloutId}`,
+              question: tspec.question,
+              segments: out.log,
+              pool: aggPool,
+              model: aggModel,
+              sampling: tspec.sampling,
+              seed: seedFor(`report/${r.rolloutId}`),
+              contextWindow: tspec.contextWindow,
+              ...(out.promptTokenRatio !== undefined ? { promptTokenRatio: out.promptTokenRatio } : {}),
+            });
+            return { rolloutId: r.rolloutId, report };
+          } catch (err) {
+            return { rolloutId: r.rolloutId, error: containedFailure(err) };
+          }
         }),
       ),
     );
-    const integrated = await aggregation.integrateStep({
-      jobId,
-      questionId,
-      question: tspec.question,
-      reportRefs: reports.map((r) => r.reportRef),
-      pool: aggPool,
-      model: aggModel,
-      sampling: tspec.sampling,
-      seed: seedFor('integrate'),
-    });
-    for (const u of [...reports.map((r) => r.usage), integrated.usage])
-      aggUsage = addUsage(aggUsage, { ...u, llmCalls: 1 });
-    const support = integrated.answer
-      ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length
-      : 0;
-    outcomes.compressed = {
-      answer: integrated.answer,
-      support,
-      excluded,
-      ...(integrated.answer ? {} : { reason: 'the integration call gave no answer' }),
-    };
+    const reports = reported.flatMap((r) => (r.report ? [r.report] : []));
+    const failedReports = reported.flatMap((r) =>
+      r.error !== undefined ? [{ rolloutId: r.rolloutId, error: r.error }] : [],
+    );
+    const failed = failedReports.length > 0 ? { failedReports } : {};
+    for (const r of reports) aggUsage = addUsage(aggUsage, { ...r.usage, llmCalls: 1 });
+    if (reports.length === 0)
+      return { answer: null, support: 0, excluded, reason: 'every report call failed', ...failed };
+    let integrated: Awaited<ReturnType<typeof aggregation.integrateStep>>;
+    try {
+      integrated = await aggregation.integrateStep({
+        jobId,
+        questionId,
+        question: tspec.question,
+        reportRefs: reports.map((r) => r.reportRef),
+        pool: aggPool,
+        model: aggModel,
+        sampling: tspec.sampling,
+        seed: seedFor('integrate'),
+      });
+    } catch (err) {
+      const reason = `the integration call failed: ${containedFailure(err)}`;
+      return { answer: null, support: 0, excluded, reason, ...failed };
+    }
+    aggUsage = addUsage(aggUsage, { ...integrated.usage, llmCalls: 1 });
     compression = {
       trajectoryChars: reports.reduce((n, r) => n + r.trajectoryChars, 0),
       reportChars: reports.reduce((n, r) => n + r.reportChars, 0),
       integrationContextChars: integrated.contextChars,
     };
-  }
+    const support = integrated.answer
+      ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length
+      : 0;
+    return {
+      answer: integrated.answer,
+      support,
+      excluded,
+      ...(integrated.answer ? {} : { reason: 'the integration call gave no answer' }),
+      ...failed,
+    };
+  };
+
+  // The vote baselines need no model call: computed first, whatever becomes of the compressed aggregation.
+  const votes = new Map<string, AggregatorOutcome>();
+  for (const name of spec.aggregators)
+    if (name !== 'compressed') votes.set(name, aggregate(name, candidates));
+  const compressedOutcome = spec.aggregators.includes('compressed') ? await compressed() : undefined;
+  const outcomes: Record<string, AggregatorOutcome> = {};
+  for (const name of spec.aggregators)
+    outcomes[name] = name === 'compressed' ? compressedOutcome! : votes.get(name)!;
 
   const gold = tspec.answer;
   if (gold !== undefined) for (const o of Object.values(outcomes)) o.correct = exactMatch(o.answer, gold);
@@ -326,16 +392,20 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   let judge: ParallelMuseResult['judge'];
   if (gold !== undefined) {
     if (spec.judge === 'llm' && primary.answer) {
-      const j = await aggregation.judgeStep({
-        question: tspec.question,
-        gold,
-        prediction: primary.answer,
-        pool: aggPool,
-        model: aggModel,
-        sampling: tspec.sampling,
-      });
-      aggUsage = addUsage(aggUsage, { ...j.usage, llmCalls: 1 });
-      judge = { method: 'llm', correct: j.correct };
+      try {
+        const j = await aggregation.judgeStep({
+          question: tspec.question,
+          gold,
+          prediction: primary.answer,
+          pool: aggPool,
+          model: aggModel,
+          sampling: tspec.sampling,
+        });
+        aggUsage = addUsage(aggUsage, { ...j.usage, llmCalls: 1 });
+        judge = { method: 'llm', correct: j.correct };
+      } catch (err) {
+        judge = { method: 'llm', correct: null, error: containedFailure(err) };
+      }
     } else judge = { method: 'exact', correct: primary.correct ?? false };
   }
 
@@ -374,6 +444,24 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   };
 }
 
+/** A cancelled question starts nothing more. */
+function throwIfCancelled(): void {
+  if (CancellationScope.current().consideredCancelled)
+    throw new CancelledFailure('the question was cancelled');
+}
+
+/**
+ * The message of an aggregation call's failure, which the caller contains. A cancellation is rethrown (the question
+ * stops), and so is anything but an activity's failure: a bug in workflow code fails the task, to be retried.
+ */
+function containedFailure(err: unknown): string {
+  if (isCancellation(err) || !(err instanceof ActivityFailure || err instanceof ApplicationFailure))
+    throw err;
+  return failureMessage(err);
+}
+
+const ORIGIN_ORDER: Record<RolloutOrigin, number> = { initial: 0, branch: 1, scratch: 2 };
+
 function branchLineage(
   parent: TrajectoryResult,
   parentId: string,
@@ -392,13 +480,4 @@ function branchLineage(
     reusedCompletionTokens: prefix.reduce((n, s) => n + s.completionTokens, 0),
     reusedToolCalls: prefix.filter((s) => s.toolCalled).length,
   };
-}
-
-/** Plain UTF-16 code-unit order: unlike localeCompare, the same on every machine whatever its locale. */
-function compareCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function order(id: string): number {
-  return id.startsWith('initial') ? 0 : id.startsWith('r') ? 1 : 2;
 }

@@ -14,6 +14,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
+import { appendBranchable } from '../agent/branching.js';
 import type { TrajectorySpec } from '../agent/job.js';
 import {
   addUsage,
@@ -38,7 +39,7 @@ export interface StepTimeouts {
 
 export const DEFAULT_TIMEOUTS: StepTimeouts = { stepMs: 10 * 60_000, heartbeatMs: 20_000 };
 
-export const BRANCHABLE_STEP_LIMIT = 512;
+export { BRANCHABLE_STEP_LIMIT } from '../agent/branching.js';
 
 export interface TrajectoryInput {
   spec: TrajectorySpec;
@@ -54,6 +55,8 @@ export interface TrajectoryInput {
     prefixLog: StepLogSegment[];
     prefixSteps: BranchableStep[];
     lineage: Lineage;
+    /** The parent's learned ratio (see CarriedState), so the branch's first window check is calibrated. */
+    promptTokenRatio?: number;
   };
   /** State carried across continue-as-new. */
   carried?: CarriedState;
@@ -65,6 +68,7 @@ interface CarriedState {
   contextRef?: string;
   usage: UsageTotals;
   log: StepLogSegment[];
+  /** Branching facts, index = step; stops growing at BRANCHABLE_STEP_LIMIT (see appendBranchable). */
   branchable?: BranchableStep[];
   /**
    * Over every turn so far, a branch's reused prefix included (branchable stops at BRANCHABLE_STEP_LIMIT). Absent in
@@ -87,6 +91,7 @@ export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 export const NON_RETRYABLE = [
   'BadRequestError',
   'BackendRejectedError',
+  'ContextLengthError',
   'RequestTooLargeError',
   'BlobNotFoundError',
   'TypeError',
@@ -121,6 +126,9 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     branchable: input.branch ? [...input.branch.prefixSteps] : [],
     uncertainty: tallyOf(input.branch?.prefixSteps ?? []),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
+    ...(input.branch?.promptTokenRatio !== undefined
+      ? { promptTokenRatio: input.branch.promptTokenRatio }
+      : {}),
   };
   let { step, contextRef, usage, lastAction, promptTokenRatio } = carried;
   let uncertainty = carried.uncertainty ?? tallyOf(carried.branchable ?? []);
@@ -243,6 +251,8 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
       } else {
         const t = await steps.toolStep({
           jobId,
+          trajectoryId,
+          step,
           question: spec.question,
           policy: spec.policy,
           contextRef,
@@ -256,14 +266,12 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
       }
       records.push(record);
       uncertainty = addTurnUncertainty(uncertainty, r.regions);
-      if (branchable && branchable.length < BRANCHABLE_STEP_LIMIT) {
-        branchable.push({
-          regions: r.regions,
-          contextBefore: r.contextRef,
-          completionTokens: r.usage.completionTokens,
-          toolCalled,
-        });
-      } else branchable = undefined;
+      branchable = appendBranchable(branchable, {
+        regions: r.regions,
+        contextBefore: r.contextRef,
+        completionTokens: r.usage.completionTokens,
+        toolCalled,
+      });
       step++;
     }
   } catch (err) {
@@ -287,6 +295,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     log,
     ...(branchable ? { branchable } : {}),
     ...(input.branch ? { lineage: input.branch.lineage } : {}),
+    ...(promptTokenRatio !== undefined ? { promptTokenRatio } : {}),
     runs: carried.run,
   };
   return result;
@@ -299,7 +308,8 @@ export function stepSeed(seed: number, step: number): number {
   return (seed * 10_007 + step * 7 + 1) % 2_147_483_647;
 }
 
-function failureMessage(err: ActivityFailure | ApplicationFailure): string {
+/** The message of a failure and of its causes, outermost first. */
+export function failureMessage(err: Error): string {
   let e: Error | undefined = err;
   const parts: string[] = [];
   while (e) {

@@ -4,10 +4,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TrajectoryResult } from '../../agent/trajectory.js';
 import { runBatch } from '../../client/batch.js';
-import { runParallelMuse } from '../../client/parallel-muse.js';
-import { JobSpecError } from '../../client/trajectories.js';
+import { parseParallelMuseSpec, runParallelMuse } from '../../client/parallel-muse.js';
+import { JobSpecError, queryProgress } from '../../client/trajectories.js';
+import { PoolMember } from '../../inference/member.js';
+import type { InferenceBackend } from '../../inference/types.js';
+import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
+import type { parallelMuse } from '../../workflows/parallel-muse.js';
 import {
   inProcessMember,
   inProcessWorker,
@@ -20,7 +25,40 @@ import {
 const suite = useSuite();
 const { cfg } = suite;
 let member: Awaited<ReturnType<typeof inProcessMember>>;
-const modelCalls: { trajectoryId: string; step: number; kind: string }[] = [];
+const modelCalls: { trajectoryId: string; step: number; kind: string; promptTokenRatio?: number }[] = [];
+const toolCalls: { trajectoryId?: string; step?: number; tool: string }[] = [];
+
+/** A child trajectory's own result, read from Temporal. */
+const childResult = (questionId: string, rolloutId: string) =>
+  suite.client.workflow.getHandle(`${questionId}/${rolloutId}`).result() as Promise<TrajectoryResult>;
+
+/**
+ * An aggregation member that refuses chosen report or integration calls for good (a server's rejection that no retry
+ * or other member can fix), and shows the test every request it gets.
+ */
+function refusingBackend(
+  refuse: (kind: 'report' | 'integrate', n: number) => boolean,
+  seen: { kind: string; prompt: string }[],
+): InferenceBackend {
+  const inner = new SimBackend({ profile: { timeScale: 0 } });
+  const counts = { report: 0, integrate: 0 };
+  return {
+    kind: inner.kind,
+    load: () => inner.load(),
+    generate(req, signal) {
+      const prompt = req.messages[req.messages.length - 1]!.content;
+      const kind = prompt.includes('<reports>')
+        ? 'integrate'
+        : prompt.includes('<trajectory>')
+          ? 'report'
+          : 'other';
+      seen.push({ kind, prompt });
+      if (kind !== 'other' && refuse(kind, counts[kind]++))
+        return Promise.reject(Object.assign(new Error(`refused ${kind} call (test)`), { retryable: false }));
+      return inner.generate(req, signal);
+    },
+  };
+}
 
 beforeAll(async () => {
   member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 });
@@ -34,7 +72,10 @@ const questions = sampleQuestions(6, 404);
 
 describe('ParallelMuse', () => {
   it('runs initial rollouts, branches from uncertain steps reusing the prefix, and aggregates to one answer', async () => {
-    const worker = await inProcessWorker(cfg, { onModelCall: (e) => modelCalls.push(e) });
+    const worker = await inProcessWorker(cfg, {
+      onModelCall: (e) => modelCalls.push(e),
+      onToolCall: (e) => toolCalls.push(e),
+    });
     try {
       const q = questions[0]!;
       const { result } = await runParallelMuse(
@@ -55,14 +96,29 @@ describe('ParallelMuse', () => {
         'min_uncertainty',
       ]);
       expect(result.compression!.reportChars).toBeLessThan(result.compression!.trajectoryChars);
-      for (const r of result.rollouts.filter((r) => r.origin === 'branch')) {
+      const parent = await childResult('pm-default', 'initial-0');
+      expect(parent.promptTokenRatio).toBeGreaterThan(0);
+      const toolsOf = (id: string) => toolCalls.filter((c) => c.trajectoryId === `pm-default/${id}`);
+      // The hook sees every tool run: the parent's count matches its own usage.
+      expect(toolsOf('initial-0').length).toBe(parent.usage.toolCalls);
+      const branches = result.rollouts.filter((r) => r.origin === 'branch');
+      for (const r of branches) {
         expect(r.lineage.parentRolloutId).toBe('initial-0');
         // No model call for the reused prefix: every recorded call of this branch is at or after its branch step.
         const calls = modelCalls.filter((c) => c.trajectoryId === `pm-default/${r.rolloutId}`);
         expect(calls.length).toBe(r.steps - r.lineage.reusedSteps);
         for (const c of calls) expect(c.step).toBeGreaterThanOrEqual(r.lineage.branchStep!);
-        expect(r.usage.toolCalls).toBeLessThanOrEqual(r.steps - r.lineage.reusedSteps);
+        // Its first window check is calibrated with the parent's ratio, not started over at 1.
+        expect(calls.find((c) => c.step === r.lineage.branchStep)?.promptTokenRatio).toBe(
+          parent.promptTokenRatio,
+        );
+        // No tool run for the reused prefix either: the branch ran exactly its own tool steps, none before its branch step.
+        const tools = toolsOf(r.rolloutId);
+        expect(tools.length).toBe(r.usage.toolCalls);
+        for (const c of tools) expect(c.step).toBeGreaterThanOrEqual(r.lineage.branchStep!);
       }
+      // The check above means something only if some prefix had tool calls to repeat.
+      expect(branches.some((r) => r.lineage.reusedToolCalls > 0)).toBe(true);
       expect(result.accounting.reuseFactor).toBeGreaterThan(1);
     } finally {
       await worker.stop();
@@ -97,10 +153,43 @@ describe('ParallelMuse', () => {
       );
       // N = M + M·K·R·T = 1 + 1·2·2·3 = 13: no scratch unless branch points were missing.
       expect(result.plan.initial).toBe(1);
-      expect(result.plan.partial + result.plan.scratch).toBe(12);
-      const round2 = result.rollouts.filter((r) => r.lineage.round === 2);
-      expect(round2.length).toBe(6);
-      for (const r of round2) expect(r.lineage.parentRolloutId).toMatch(/^r1-/);
+      // Each round's branch points, worked out here from the parents' own step scores: the top K = 2
+      // (rollout, step) pairs by tool_call_ppl at or after each parent's branch step, never an answer turn.
+      const topPoints = async (parents: { id: string; from: number }[]) => {
+        const cands: { id: string; step: number; score: number }[] = [];
+        for (const p of parents) {
+          const out = await childResult('pm-r2', p.id);
+          const last = out.termination === 'answer' ? out.steps - 2 : out.steps - 1;
+          out.branchable!.forEach((s, step) => {
+            const score = s.regions.tool_call_ppl;
+            if (step >= p.from && step <= last && score !== null) cands.push({ id: p.id, step, score });
+          });
+        }
+        // Stable: equal scores keep the earlier rollout, then the earlier step.
+        return cands.sort((a, b) => b.score - a.score).slice(0, 2);
+      };
+      const pointsOf = (round: number) =>
+        result.rollouts
+          .filter((r) => r.lineage.round === round && r.origin === 'branch')
+          .map((r) => `${r.lineage.parentRolloutId}@${r.lineage.branchStep}`)
+          .sort();
+      const expected = (points: { id: string; step: number }[]) =>
+        points.flatMap((p) => Array(3).fill(`${p.id}@${p.step}`)).sort();
+      const round1 = await topPoints([{ id: 'initial-0', from: 0 }]);
+      expect(pointsOf(1)).toEqual(expected(round1));
+      const round1Ids = result.rollouts.filter((r) => r.lineage.round === 1).map((r) => r.rolloutId);
+      const round2 = await topPoints(
+        result.rollouts
+          .filter((r) => r.lineage.round === 1)
+          .map((r) => ({ id: r.rolloutId, from: r.lineage.branchStep! })),
+      );
+      expect(round2.length).toBeGreaterThan(0);
+      for (const p of round2) expect(round1Ids).toContain(p.id);
+      expect(pointsOf(2)).toEqual(expected(round2));
+      // T = 3 branches per point found; whatever the points could not use is filled from scratch.
+      expect(result.plan.partial).toBe(3 * (round1.length + round2.length));
+      expect(result.plan.scratch).toBe(13 - 1 - result.plan.partial);
+      expect(result.rollouts.filter((r) => r.origin === 'scratch')).toHaveLength(result.plan.scratch);
     } finally {
       await worker.stop();
     }
@@ -123,6 +212,169 @@ describe('ParallelMuse', () => {
       expect(result.excluded).toHaveLength(3);
       expect(result.outcomes.compressed!.reason).toMatch(/no answered trajectory/);
       expect(result.outcomes.majority!.answer).toBeNull();
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('a failed report leaves its rollout out of the integration, a failed integration leaves the votes', async () => {
+    const seen: { kind: string; prompt: string }[] = [];
+    // The first question's first report call is refused, and every integration call of the second question.
+    let question = 0;
+    const agg = new PoolMember({
+      nc: suite.nc,
+      pool: 'agg-refusing',
+      id: 'agg-refusing',
+      backend: refusingBackend((kind, n) => (kind === 'report' ? n === 0 : question === 2), seen),
+    });
+    await agg.start();
+    const worker = await inProcessWorker(cfg);
+    try {
+      const run = (q: { question: string; answer: string }, id: string) =>
+        runParallelMuse(
+          suite.client,
+          cfg,
+          {
+            n: 4,
+            branchMode: 'none',
+            aggregatorPool: 'agg-refusing',
+            trajectory: { question: q.question, answer: q.answer, maxTurns: 30 },
+          },
+          { workflowId: id, jobId: id },
+        );
+      question = 1;
+      const first = (await run(questions[4]!, 'pm-report-refused')).result;
+      const answered = first.rollouts.filter((r) => r.termination === 'answer');
+      expect(answered.length).toBeGreaterThanOrEqual(2);
+      const c1 = first.outcomes.compressed!;
+      expect(c1.failedReports).toEqual([
+        { rolloutId: expect.any(String), error: expect.stringMatching(/refused report call/) },
+      ]);
+      expect(answered.map((r) => r.rolloutId)).toContain(c1.failedReports![0]!.rolloutId);
+      // The integration read the other reports only, and still chose.
+      const integration = seen.filter((r) => r.kind === 'integrate');
+      expect(integration).toHaveLength(1);
+      expect(integration[0]!.prompt.match(/<report id=/g)).toHaveLength(answered.length - 1);
+      expect(c1.answer).toBeTruthy();
+      expect(first.prediction).toBe(c1.answer);
+      expect(first.accounting.aggregation.llmCalls).toBe(answered.length);
+
+      question = 2;
+      seen.length = 0;
+      const second = (await run(questions[5]!, 'pm-integration-refused')).result;
+      expect(second.rollouts).toHaveLength(4);
+      const c2 = second.outcomes.compressed!;
+      expect(c2.answer).toBeNull();
+      expect(c2.reason).toMatch(/the integration call failed: .*refused integrate call/);
+      expect(c2.failedReports).toBeUndefined();
+      // The vote baselines stand; the prediction is the primary (compressed) aggregator's, so none.
+      for (const name of ['majority', 'confidence_weighted', 'min_uncertainty'])
+        expect(second.outcomes[name]!.answer).toBeTruthy();
+      expect(second.prediction).toBeNull();
+      expect(second.correct).toBe(false);
+      expect(second.compression).toBeUndefined();
+    } finally {
+      await worker.stop();
+      await agg.stop();
+    }
+  });
+
+  it('reports a long iterresearch trajectory within the aggregation server window', async () => {
+    // Every step repeats the evolving report: rendered whole, 30 steps would be far past 8000 tokens.
+    const small = await inProcessMember(
+      cfg,
+      { backend: 'sim', timeScale: 0, maxModelLen: 8000 },
+      { id: 'agg-small', pool: 'agg-small' },
+    );
+    const worker = await inProcessWorker(cfg);
+    try {
+      const q = questions[0]!;
+      const { result } = await runParallelMuse(
+        suite.client,
+        cfg,
+        {
+          n: 2,
+          branchMode: 'none',
+          aggregatorPool: 'agg-small',
+          trajectory: {
+            question: `${q.question} [sim:min-turns=30]`,
+            answer: q.answer,
+            policy: 'iterresearch',
+            maxTurns: 40,
+            contextWindow: 8000,
+            sampling: { maxTokensPerTurn: 1500 },
+          },
+        },
+        { workflowId: 'pm-long-report', jobId: 'pm-long-report' },
+      );
+      expect(result.rollouts.filter((r) => r.termination === 'answer').length).toBe(2);
+      expect(result.rollouts.every((r) => r.steps >= 30)).toBe(true);
+      const c = result.outcomes.compressed!;
+      expect(c.failedReports).toBeUndefined();
+      expect(c.answer).toBeTruthy();
+      // What the report calls read was cut to fit the window: far less than the whole trajectories.
+      expect(result.compression!.trajectoryChars).toBeGreaterThan(8000 * 4);
+    } finally {
+      await worker.stop();
+      await small.stop();
+    }
+  });
+
+  it('lists rollouts in launch order past ten (initial-10 after initial-9)', async () => {
+    const worker = await inProcessWorker(cfg);
+    try {
+      const { result } = await runParallelMuse(
+        suite.client,
+        cfg,
+        {
+          n: 12,
+          branchMode: 'none',
+          aggregators: ['majority'],
+          primaryAggregator: 'majority',
+          trajectory: { question: questions[1]!.question, maxTurns: 3 },
+        },
+        { workflowId: 'pm-order', jobId: 'pm-order' },
+      );
+      expect(result.rollouts.map((r) => r.rolloutId)).toEqual(
+        Array.from({ length: 12 }, (_, i) => `initial-${i}`),
+      );
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('a cancelled question stops: no later round starts, and it ends cancelled once its rollouts have', async () => {
+    const worker = await inProcessWorker(cfg);
+    try {
+      const q = questions[2]!;
+      const spec = parseParallelMuseSpec({
+        trajectory: { question: `${q.question} [sim:min-turns=150]`, maxTurns: 200 },
+      });
+      const handle = await suite.client.workflow.start<typeof parallelMuse>('parallelMuse', {
+        taskQueue: cfg.temporal.taskQueue,
+        workflowId: 'pm-cancel',
+        args: [{ spec, jobId: 'pm-cancel' }],
+      });
+      const initial = suite.client.workflow.getHandle('pm-cancel/initial-0');
+      await waitUntil(
+        async () => ((await queryProgress(initial).catch(() => undefined))?.step ?? 0) >= 3,
+        60_000,
+        'the initial rollout under way',
+      );
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow();
+      expect((await handle.describe()).status.name).toBe('CANCELLED');
+      // Only the initial and the planned from-scratch rollout ever started, and both ended on their own.
+      const started: string[] = [];
+      for (const e of (await handle.fetchHistory()).events ?? [])
+        if (e.startChildWorkflowExecutionInitiatedEventAttributes)
+          started.push(e.startChildWorkflowExecutionInitiatedEventAttributes.workflowId!);
+      expect(started.sort()).toEqual(['pm-cancel/initial-0', 'pm-cancel/scratch-0']);
+      for (const id of started) {
+        const child = suite.client.workflow.getHandle(id);
+        expect((await child.describe()).status.name).toBe('COMPLETED');
+        expect(((await child.result()) as TrajectoryResult).termination).toBe('cancelled');
+      }
     } finally {
       await worker.stop();
     }

@@ -150,6 +150,23 @@ describe('trajectory workflow', () => {
       expect(result.termination).toBe('answer');
       expect(summarised).toBeGreaterThan(0);
     });
+
+    it('react ends with max_context, not an error, when the server refuses a prompt the estimate let through', async () => {
+      // The job declares a 12000-token window; the server's is 6000 (or its tokenizer counts more than the estimate):
+      // the server's refusal is the window being full, not a failure.
+      const [q] = sampleQuestions(1, 16);
+      const handle = await startTrajectory(suite.client, cfg, {
+        question: `${q!.question} [sim:min-turns=12] [sim:obs-bytes=3000]`,
+        policy: 'react',
+        pool: 'small-window',
+        contextWindow: 12_000,
+        sampling: { maxTokensPerTurn: 1000 },
+        maxTurns: 40,
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('max_context');
+      expect(result.error).toBeUndefined();
+    });
   });
 
   it('ends cleanly with what it has when cancelled', async () => {

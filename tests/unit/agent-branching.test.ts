@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
+  appendBranchable,
+  BRANCHABLE_STEP_LIMIT,
   BudgetError,
   branchTurnBudget,
+  lastBranchStep,
   planBudget,
   rolloutType,
   scratchToFill,
@@ -178,5 +181,36 @@ describe('labels and turn budget', () => {
   it('a branch at step s has maxTurns - s turns left', () => {
     expect(branchTurnBudget(100, 3)).toBe(97);
     expect(branchTurnBudget(2, 5)).toBe(0);
+  });
+});
+
+describe('branchable steps of a long trajectory', () => {
+  it('keeps the first BRANCHABLE_STEP_LIMIT steps as branch points, not none', () => {
+    let list: number[] | undefined = [];
+    for (let step = 0; step < BRANCHABLE_STEP_LIMIT + 100; step++) list = appendBranchable(list, step);
+    expect(list).toHaveLength(BRANCHABLE_STEP_LIMIT);
+    expect(list![0]).toBe(0);
+    expect(list![BRANCHABLE_STEP_LIMIT - 1]).toBe(BRANCHABLE_STEP_LIMIT - 1);
+    // State carried from a version that dropped the list stays without one.
+    expect(appendBranchable<number>(undefined, 1)).toBeUndefined();
+  });
+
+  it('a branch prefix keeps its place and the list still stops at the limit', () => {
+    let list: number[] | undefined = [0, 1, 2];
+    for (let step = 3; step < 10; step++) list = appendBranchable(list, step, 5);
+    expect(list).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('lastBranchStep clamps to the kept steps and leaves an answer turn out', () => {
+    // Short trajectory ending with an answer at step 4: the answer turn is no branch point.
+    expect(lastBranchStep(5, 5, true)).toBe(3);
+    expect(lastBranchStep(5, 5, false)).toBe(4);
+    // 600 steps, facts of the first 512 kept: the last kept step is not the answer turn and may be chosen.
+    expect(lastBranchStep(512, 600, true)).toBe(511);
+    expect(lastBranchStep(512, 600, false)).toBe(511);
+    const steps = Array.from({ length: 512 }, (_, i) => s(1, i === 511 ? 9 : 1 + i / 1000, 1));
+    expect(selectBranchSteps(steps, 'tool_call_ppl', 1, { maxStep: lastBranchStep(512, 600, true) })).toEqual(
+      [511],
+    );
   });
 });

@@ -72,4 +72,34 @@ describe('builders', () => {
       ].join('\n\n'),
     );
   });
+
+  it('renderTrajectory within maxChars keeps the first and the last steps and says how many it left out', () => {
+    const step = (i: number) => ({
+      turn: `<think>step ${i} ${'r'.repeat(100)}</think><report>${'m'.repeat(300)}</report><tool_call>{"name":"search","arguments":{"query":["q${i}"]}}</tool_call>`,
+      observation: `page ${i}`,
+    });
+    const steps = [
+      ...Array.from({ length: 40 }, (_, i) => step(i)),
+      { turn: '<think>done</think><answer>42</answer>' },
+    ];
+    const full = renderTrajectory(steps);
+    expect(renderTrajectory(steps, { maxChars: full.length })).toBe(full);
+    const text = renderTrajectory(steps, { maxChars: 3000 });
+    expect(text.length).toBeLessThanOrEqual(3000);
+    expect(text.startsWith('## Step 1\nThinking: step 0 ')).toBe(true);
+    expect(text.endsWith('## Step 41\nThinking: done\nAnswer: 42')).toBe(true);
+    const kept = [...text.matchAll(/^## Step (\d+)$/gm)].map((m) => Number(m[1]));
+    const first = kept[1]!;
+    // Step 1, then a contiguous run of the latest steps; the marker names the steps in between.
+    expect(kept).toEqual([1, ...Array.from({ length: 42 - first }, (_, i) => first + i)]);
+    expect(first).toBeGreaterThan(2);
+    expect(text).toContain(
+      `[… ${first - 2} steps (steps 2 to ${first - 1}) left out to fit the length limit]`,
+    );
+    // Below what the first and last steps need, those two are still kept whole.
+    const tight = renderTrajectory(steps, { maxChars: 10 });
+    expect(tight).toContain('[… 39 steps (steps 2 to 40) left out');
+    expect(tight).toContain('## Step 1\n');
+    expect(tight).toContain('Answer: 42');
+  });
 });

@@ -28,4 +28,23 @@ describe('job specs', () => {
     expect(() => parseParallelMuseSpec({ n: 12, r: 2, trajectory: { question: 'q' } })).toThrow(/N=12.*13/);
     expect(parseParallelMuseSpec({ n: 13, r: 2, trajectory: { question: 'q' } }).r).toBe(2);
   });
+
+  it('rejects a primary aggregator that is not among the aggregators, naming both fields', () => {
+    expect(() => parseParallelMuseSpec({ aggregators: ['majority'], trajectory: { question: 'q' } })).toThrow(
+      /primaryAggregator: .*aggregators/,
+    );
+    expect(() =>
+      parseParallelMuseSpec({
+        aggregators: ['compressed', 'majority'],
+        primaryAggregator: 'min_uncertainty',
+        trajectory: { question: 'q' },
+      }),
+    ).toThrow(JobSpecError);
+    const s = parseParallelMuseSpec({
+      aggregators: ['majority'],
+      primaryAggregator: 'majority',
+      trajectory: { question: 'q' },
+    });
+    expect(s.primaryAggregator).toBe('majority');
+  });
 });
