@@ -75,7 +75,6 @@ export interface ToolStepInput {
   /** For onToolCall only; absent in inputs recorded before it was. */
   trajectoryId?: string;
   step?: number;
-  question: string;
   policy: ContextPolicyName;
   contextRef: string;
   turnRef: string;
@@ -245,7 +244,10 @@ export function createActivities(deps: ActivityDeps) {
       // A tool may take longer than the heartbeat timeout (a slow search or fetch): keep beating meanwhile.
       return withHeartbeat(async (ctx) => {
         const ns = namespaceFor(input.jobId);
-        const raw = await content.getText(input.turnRef);
+        const [raw, { policy, state }] = await Promise.all([
+          content.getText(input.turnRef),
+          loadContext({ ...input }),
+        ]);
         const turn = parseTurn(raw);
         let observation: string;
         let toolError: string | undefined;
@@ -255,7 +257,7 @@ export function createActivities(deps: ActivityDeps) {
             toolCalled = true;
             deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: turn.call.name });
             const out = await deps.tools.run(turn.call, {
-              question: input.question,
+              question: state.question,
               signal: ctx.cancellationSignal,
             });
             observation = out.observation;
@@ -273,7 +275,6 @@ export function createActivities(deps: ActivityDeps) {
           case 'answer':
             throw new TypeError('toolStep called for an answer turn');
         }
-        const { policy, state } = await loadContext({ ...input });
         const next: ContextState = policy.advance(state, turn, raw, observation);
         const [observationRef, contextRef] = await Promise.all([
           content.putText(ns, observation),

@@ -105,3 +105,15 @@ export interface TrajectoryProgress {
   termination?: Termination;
   prediction?: string | null;
 }
+
+/**
+ * The slowest per-sequence decode a busy server is expected to keep up (tokens/s). Timeouts that must not cut off a
+ * healthy generation allow for maxTokens at this speed: an H100 batch of 64 decodes ~57 tok/s per sequence
+ * (docs/simulator.md), and long prompts, larger batches or slower GPUs bring that down.
+ */
+export const SLOWEST_DECODE_TOKENS_PER_SEC = 20;
+
+/** How long a healthy server may take to generate `maxTokens`, prefill and queueing included. */
+export function generationAllowanceMs(maxTokens: number): number {
+  return 30_000 + (1000 * maxTokens) / SLOWEST_DECODE_TOKENS_PER_SEC;
+}

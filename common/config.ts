@@ -28,8 +28,13 @@ export const ConfigSchema = z.object({
       sharePlacements: z.boolean().default(true),
       /** Attempts across members before the pool is declared unavailable. */
       maxAttempts: z.number().int().positive().default(4),
-      /** Per-attempt timeout cap; the activity deadline caps it further. */
-      attemptTimeoutMs: z.number().int().positive().default(120_000),
+      /**
+       * Per-attempt timeout. Unset (the default), it is what a healthy server may take for the request's maxTokens
+       * (30 s + maxTokens at 20 tok/s): it only has to catch a member that announces but does not answer, since a
+       * silent one fails over within its TTL, and it must never cut off a long generation. The activity deadline
+       * caps it either way.
+       */
+      attemptTimeoutMs: z.number().int().positive().optional(),
       /** Requests whose encoded messages exceed this go by reference through the blob store. */
       inlineRequestBytes: z
         .number()

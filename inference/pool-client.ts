@@ -11,6 +11,7 @@ import {
   TimeoutError,
 } from '@nats-io/nats-core';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { generationAllowanceMs } from '../agent/trajectory.js';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
@@ -65,6 +66,7 @@ export interface PoolClientOptions {
   policy?: RoutingPolicy | 'round_robin' | 'least_loaded' | 'prefix_affinity';
   memberTtlMs?: number;
   maxAttempts?: number;
+  /** Per-attempt timeout; default: what a healthy server may take for the request's maxTokens (see config). */
   attemptTimeoutMs?: number;
   /** Encoded requests above this send their messages by blob reference (needs `blobs`). */
   inlineRequestBytes?: number;
@@ -117,7 +119,7 @@ export class PoolClient {
   private readonly now: () => number;
   private readonly ttl: number;
   private readonly maxAttempts: number;
-  private readonly attemptTimeout: number;
+  private readonly attemptTimeout: number | undefined;
   private readonly inlineBytes: number;
   private readonly maxBytes: number;
   private readonly sharePlacements: boolean;
@@ -135,7 +137,7 @@ export class PoolClient {
     this.now = opts.now ?? Date.now;
     this.ttl = opts.memberTtlMs ?? 3000;
     this.maxAttempts = opts.maxAttempts ?? 4;
-    this.attemptTimeout = opts.attemptTimeoutMs ?? 120_000;
+    this.attemptTimeout = opts.attemptTimeoutMs;
     this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
     this.maxBytes = opts.maxRequestBytes ?? 64 * 1024 * 1024;
     this.sharePlacements =
@@ -285,7 +287,7 @@ export class PoolClient {
       { kind: SpanKind.CLIENT, attributes: { 'muse.pool': this.opts.pool, 'muse.request': id } },
       async (span) => {
         try {
-          const g = await this.withFailover(payload, id, route, options);
+          const g = await this.withFailover(payload, params.maxTokens, id, route, options);
           span.setAttribute('muse.member', g.memberId);
           return g;
         } catch (err) {
@@ -300,12 +302,15 @@ export class PoolClient {
 
   private async withFailover(
     payload: Uint8Array,
+    maxTokens: number,
     requestId: string,
     route: RouteRequest,
     options: PoolGenerateOptions,
   ): Promise<Generation> {
     const errors: string[] = [];
     const tried = new Set<string>();
+    // The attempt limit catches a member that is alive (announcing) but stuck; it must not cut off a long generation.
+    const attemptLimit = this.attemptTimeout ?? generationAllowanceMs(maxTokens);
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       options.signal?.throwIfAborted();
       const remaining = options.deadline - this.now();
@@ -337,7 +342,7 @@ export class PoolClient {
       const state = memberId ? this.members.get(memberId) : undefined;
       if (memberId) this.policy.onRouted(memberId, route);
       if (state) state.outstanding++;
-      const timeout = Math.max(1, Math.min(remaining, this.attemptTimeout));
+      const timeout = Math.max(1, Math.min(remaining, attemptLimit));
       let answered = false;
       let failure: unknown;
       try {
@@ -403,7 +408,7 @@ export class PoolClient {
       )
         throw err;
       errors.push(`${memberId ?? 'queue-group'}: ${describe(err)}`);
-      if (countsAgainstMember(err, timeout < this.attemptTimeout)) state?.breaker.onFailure(ticket);
+      if (countsAgainstMember(err, timeout < attemptLimit)) state?.breaker.onFailure(ticket);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts.
       if (err instanceof RequestError && err.isNoResponders() && memberId)

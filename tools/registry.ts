@@ -37,6 +37,8 @@ export class ToolRegistry {
     try {
       return { observation: await tool.run(parsed.data, ctx) };
     } catch (err) {
+      // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
+      if (ctx.signal?.aborted) throw err;
       const error = `Error: tool '${call.name}' failed: ${(err as Error).message ?? String(err)}`;
       return { observation: error, error };
     }

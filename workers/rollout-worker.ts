@@ -1,7 +1,15 @@
 // The rollout worker: runs trajectory and ParallelMuse workflows and their activities, reaching inference
 // pools over NATS. Any number can run against one task queue; a killed one loses nothing.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -47,7 +55,10 @@ export async function workflowBundle(cacheDir: string): Promise<{ code: string }
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error },
   });
   mkdirSync(cacheDir, { recursive: true });
-  writeFileSync(file, code);
+  // Written aside and renamed: a worker starting beside this one reads the whole bundle or none.
+  const partial = `${file}.${process.pid}.tmp`;
+  writeFileSync(partial, code);
+  renameSync(partial, file);
   return { code };
 }
 

@@ -30,6 +30,7 @@ import type { ParallelMuseSpec } from '../agent/job.js';
 import {
   addUsage,
   emptyUsage,
+  generationAllowanceMs,
   type Lineage,
   type TrajectoryResult,
   type UsageTotals,
@@ -102,20 +103,20 @@ export interface ParallelMuseResult {
   compression?: { trajectoryChars: number; reportChars: number; integrationContextChars: number };
 }
 
-const aggregation = proxyActivities<MuseActivities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: {
-    initialInterval: '1s',
-    maximumInterval: '15s',
-    nonRetryableErrorTypes: NON_RETRYABLE,
-  },
-});
-
 export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMuseResult> {
   const { spec, jobId } = input;
   const questionId = workflowInfo().workflowId;
   const tspec = spec.trajectory;
+  const aggregation = proxyActivities<MuseActivities>({
+    // Reports and the integration generate up to maxTokensPerTurn, as a turn does.
+    startToCloseTimeout: Math.max(10 * 60_000, 2 * generationAllowanceMs(tspec.sampling.maxTokensPerTurn)),
+    heartbeatTimeout: '1 minute',
+    retry: {
+      initialInterval: '1s',
+      maximumInterval: '15s',
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
+  });
   let plan: ReturnType<typeof planBudget>;
   try {
     plan = planBudget({ n: spec.n, m: spec.m, k: spec.k, t: spec.t, r: spec.r, mode: spec.branchMode });

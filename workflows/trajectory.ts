@@ -20,6 +20,7 @@ import {
   addUsage,
   type BranchableStep,
   emptyUsage,
+  generationAllowanceMs,
   type Lineage,
   type StepLogSegment,
   type StepRecord,
@@ -79,6 +80,10 @@ interface CarriedState {
   lastAction: string;
   /** Server prompt tokens per estimated token at the last turn (see LlmStepInput); absent before the first. */
   promptTokenRatio?: number;
+  /** The next step's record is the first after a summary (a run may continue-as-new between the two). */
+  summarized?: boolean;
+  /** A branch's lineage, which its first run got with its branch input. */
+  lineage?: Lineage;
 }
 
 function tallyOf(steps: readonly BranchableStep[]): UncertaintyTally {
@@ -102,7 +107,8 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
   const { spec, jobId } = input;
   const timeouts = input.timeouts ?? DEFAULT_TIMEOUTS;
   const steps = proxyActivities<MuseActivities>({
-    startToCloseTimeout: timeouts.stepMs,
+    // Room for the longest turn the spec allows, twice (one failover), however short the configured step time.
+    startToCloseTimeout: Math.max(timeouts.stepMs, 2 * generationAllowanceMs(spec.sampling.maxTokensPerTurn)),
     heartbeatTimeout: timeouts.heartbeatMs,
     retry: {
       initialInterval: '500ms',
@@ -162,7 +168,8 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     sampling: spec.sampling,
   };
 
-  let summarized = false;
+  let summarized = carried.summarized ?? false;
+  const lineage = input.branch?.lineage ?? carried.lineage;
   try {
     while (!finished) {
       if (CancellationScope.current().consideredCancelled) throw new CancelledByUser();
@@ -185,6 +192,8 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           uncertainty,
           lastAction,
           promptTokenRatio,
+          ...(summarized ? { summarized } : {}),
+          ...(lineage ? { lineage } : {}),
         };
         return await continueAsNew<typeof trajectory>({
           spec,
@@ -253,7 +262,6 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           jobId,
           trajectoryId,
           step,
-          question: spec.question,
           policy: spec.policy,
           contextRef,
           turnRef: r.turnRef,
@@ -294,7 +302,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     ...(finished.error ? { error: finished.error } : {}),
     log,
     ...(branchable ? { branchable } : {}),
-    ...(input.branch ? { lineage: input.branch.lineage } : {}),
+    ...(lineage ? { lineage } : {}),
     ...(promptTokenRatio !== undefined ? { promptTokenRatio } : {}),
     runs: carried.run,
   };

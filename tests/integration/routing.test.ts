@@ -383,3 +383,33 @@ describe('open circuits', () => {
     expect(calls).toBe(before);
   });
 });
+
+describe('long generations', () => {
+  it('get an attempt limit that follows maxTokens, not a fixed one that would cut them off', async () => {
+    const pool = `long-${randomUUID().slice(0, 8)}`;
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const seen: number[] = [];
+    const m = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'm',
+      backend: {
+        kind: 'recording',
+        generate(req, signal) {
+          seen.push(req.deadline - Date.now());
+          return sim.generate(req, signal);
+        },
+      },
+    });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    // 4096 tokens at 20 tok/s + 30 s: the member may work on this attempt for ~235 s (the request allows 600 s).
+    await c.generate(messages(9), { ...params, maxTokens: 4096 }, { deadline: Date.now() + 600_000 });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!).toBeGreaterThan(225_000);
+    expect(seen[0]!).toBeLessThanOrEqual(235_000);
+  });
+});
