@@ -113,7 +113,10 @@ export interface TrajectoryProgress {
  */
 export const SLOWEST_DECODE_TOKENS_PER_SEC = 20;
 
-/** How long a healthy server may take to generate `maxTokens`, prefill and queueing included. */
+/**
+ * How long a healthy server may take to answer a request for `maxTokens`: two minutes for queueing behind a busy
+ * batch and prefill, plus the decode at the slowest expected speed.
+ */
 export function generationAllowanceMs(maxTokens: number): number {
-  return 30_000 + (1000 * maxTokens) / SLOWEST_DECODE_TOKENS_PER_SEC;
+  return 120_000 + (1000 * maxTokens) / SLOWEST_DECODE_TOKENS_PER_SEC;
 }

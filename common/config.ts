@@ -30,7 +30,7 @@ export const ConfigSchema = z.object({
       maxAttempts: z.number().int().positive().default(4),
       /**
        * Per-attempt timeout. Unset (the default), it is what a healthy server may take for the request's maxTokens
-       * (30 s + maxTokens at 20 tok/s): it only has to catch a member that announces but does not answer, since a
+       * (2 min + maxTokens at 20 tok/s): it only has to catch a member that announces but does not answer, since a
        * silent one fails over within its TTL, and it must never cut off a long generation. The activity deadline
        * caps it either way.
        */
