@@ -4,8 +4,8 @@ import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { TrajectorySpecInput } from '../agent/job.js';
-import { runBatch } from '../client/batch.js';
-import { questionWorkflowId, runParallelMuse } from '../client/parallel-muse.js';
+import { runBatch, sharedBatchSpec } from '../client/batch.js';
+import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import { intArg } from './args.js';
@@ -110,24 +110,34 @@ export async function runQuestionCommand(
   o: ParallelMuseCliOptions & { answer?: string; id?: string; json?: boolean },
 ) {
   const cfg = cliConfig(program.opts());
+  // Before connecting: a bad option is reported as such, not as an unreachable server.
+  const spec = parseParallelMuseSpec(parallelMuseSpec(question, o.answer, o));
+  const id = o.id ?? parallelMuseRunId(spec);
   const client = await connectClient(cfg);
-  const id = o.id ?? questionWorkflowId('pm', question, o.seed);
-  if (!o.json) process.stderr.write(`ParallelMuse question ${id} (N=${o.n}, mode ${o.branchMode})…\n`);
-  const { result, reused } = await runParallelMuse(client, cfg, parallelMuseSpec(question, o.answer, o), {
-    workflowId: id,
-    jobId: id,
-  });
-  if (o.json) console.log(JSON.stringify({ ...result, reused }));
-  else console.log(summarizeQuestion(result));
-  await client.connection.close();
+  try {
+    if (!o.json) process.stderr.write(`ParallelMuse question ${id} (N=${o.n}, mode ${o.branchMode})…\n`);
+    const { handle, reused } = await startParallelMuse(client, cfg, spec, { workflowId: id, jobId: id });
+    if (reused && !o.json)
+      process.stderr.write(
+        `  reusing run ${id}: it already ran (or is running) with this question and these options; change --seed for a new sample\n`,
+      );
+    const result = await handle.result();
+    if (o.json) console.log(JSON.stringify({ ...result, reused }));
+    else console.log(summarizeQuestion(result));
+  } finally {
+    await client.connection.close();
+  }
 }
 
 export function registerBatchCommand(program: Command, addRunOptions: (c: Command) => Command): void {
   addParallelMuseOptions(addRunOptions(program.command('batch')))
-    .argument('<questions>', 'JSONL file, one {"question", "answer"} per line')
+    .argument(
+      '<questions>',
+      'JSONL file, one {"question", "answer"} per line (answers score the predictions)',
+    )
     .requiredOption(
       '--out <file>',
-      'JSONL results, one line per question (appended; re-runs skip finished questions)',
+      'JSONL results, one line per question (appended; re-runs with the same options skip finished questions)',
     )
     .option('--concurrency <n>', 'questions in flight', intArg('--concurrency'), 4)
     .option('--job <id>', 'job id (default: derived from --out, so a re-run resumes the same job)')
@@ -138,11 +148,13 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         o: ParallelMuseCliOptions & { out: string; concurrency: number; job?: string },
       ) => {
         const cfg = cliConfig(program.opts());
+        const { trajectory, ...rest } = parallelMuseSpec('', undefined, o);
+        const { question: _q, ...trajectoryRest } = trajectory;
+        const spec = { ...rest, trajectory: trajectoryRest };
+        sharedBatchSpec(spec); // a bad option fails here, before connecting
         const client = await connectClient(cfg);
         const jobId =
           o.job ?? `batch-${createHash('sha256').update(resolve(o.out)).digest('hex').slice(0, 10)}`;
-        const { trajectory, ...rest } = parallelMuseSpec('', undefined, o);
-        const { question: _q, ...trajectoryRest } = trajectory;
         const bar = process.stderr.isTTY
           ? new cliProgress.SingleBar(
               { format: '  {bar} {value}/{total} questions | {last}', stream: process.stderr },
@@ -150,34 +162,52 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             )
           : undefined;
         let started = false;
-        const summary = await runBatch(client, cfg, {
-          input: file,
-          output: o.out,
-          jobId,
-          concurrency: o.concurrency,
-          spec: { ...rest, trajectory: trajectoryRest },
-          onProgress: (e) => {
-            if (bar && !started) {
-              bar.start(e.total, 0, { last: '' });
-              started = true;
-            }
-            if (bar) bar.update(e.done, { last: (e.last ?? '').slice(0, 40) });
-            else
-              process.stderr.write(
-                `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}\n`,
-              );
-          },
-        });
-        bar?.stop();
-        for (const b of summary.badLines) process.stderr.write(`  skipped bad input: ${b.error}\n`);
-        for (const f of summary.failed)
-          process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
-        console.log(
-          `job ${jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
-            (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : ''),
-        );
-        await client.connection.close();
-        if (summary.failed.length) process.exitCode = 1;
+        // Ctrl-C: exit through process.exit, so the results file's lock is removed ('exit' handler).
+        const interrupted = (signal: NodeJS.Signals) => {
+          bar?.stop();
+          process.stderr.write(`muse: batch interrupted (${signal}); re-run to continue\n`);
+          process.exit(signal === 'SIGINT' ? 130 : 143);
+        };
+        process.once('SIGINT', interrupted);
+        process.once('SIGTERM', interrupted);
+        try {
+          const summary = await runBatch(client, cfg, {
+            input: file,
+            output: o.out,
+            jobId,
+            concurrency: o.concurrency,
+            spec,
+            onProgress: (e) => {
+              if (bar && !started) {
+                bar.start(e.total, 0, { last: '' });
+                started = true;
+              }
+              if (bar) bar.update(e.done, { last: (e.last ?? '').slice(0, 40) });
+              else
+                process.stderr.write(
+                  `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}\n`,
+                );
+            },
+          });
+          bar?.stop();
+          for (const b of summary.badLines) process.stderr.write(`  skipped bad input: ${b.error}\n`);
+          for (const f of summary.failed)
+            process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
+          console.log(
+            `job ${jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
+              (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : ''),
+          );
+          if (summary.badLines.length)
+            process.stderr.write(
+              `  ${summary.badLines.length} bad line(s) in ${file} did not run: fix them and re-run (finished questions are not redone)\n`,
+            );
+          if (summary.failed.length || summary.badLines.length) process.exitCode = 1;
+        } finally {
+          bar?.stop();
+          process.off('SIGINT', interrupted);
+          process.off('SIGTERM', interrupted);
+          await client.connection.close();
+        }
       },
     );
 }

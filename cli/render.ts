@@ -1,6 +1,7 @@
 // Human-readable output for trajectories and progress.
 import cliProgress from 'cli-progress';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
+import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 
 export function progressBar(total: number): { update(p: TrajectoryProgress): void; stop(): void } {
   if (!process.stderr.isTTY) {
@@ -53,5 +54,22 @@ export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?
     runs: r.runs,
     ...(r.error ? { error: r.error } : {}),
     ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
+  };
+}
+
+/** `muse status` of an ended workflow: the prediction and how it ended, by workflow type. */
+export function statusResult(type: string, result: unknown) {
+  if (type === 'trajectory') return trajectoryJson(result as TrajectoryResult);
+  if (type !== 'parallelMuse') return result;
+  const r = result as ParallelMuseResult;
+  const terminations: Record<string, number> = {};
+  for (const ro of r.rollouts) terminations[ro.termination] = (terminations[ro.termination] ?? 0) + 1;
+  return {
+    prediction: r.prediction,
+    aggregator: r.aggregator,
+    ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
+    rollouts: r.rollouts.length,
+    terminations,
+    plan: r.plan,
   };
 }

@@ -1,7 +1,12 @@
 // Commands that run work: a single trajectory, its status, and the end-to-end demo.
 import type { Command } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
-import { followTrajectory, queryProgress, startTrajectory } from '../client/trajectories.js';
+import {
+  followTrajectory,
+  parseTrajectorySpec,
+  queryProgress,
+  startTrajectory,
+} from '../client/trajectories.js';
 import type { MuseConfig } from '../common/config.js';
 import { shutdownTelemetry } from '../common/telemetry.js';
 import { connectClient } from '../common/temporal.js';
@@ -18,7 +23,7 @@ import {
   trajectorySpecFrom,
 } from './batch.js';
 import { cliConfig } from './context.js';
-import { progressBar, summarizeTrajectory, trajectoryJson } from './render.js';
+import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
 
 interface RunOptions {
   policy: string;
@@ -33,8 +38,9 @@ interface RunOptions {
 }
 
 async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise<void> {
+  // Before connecting: a bad option is reported as such, not as an unreachable server.
+  const spec = parseTrajectorySpec(trajectorySpecFrom(question, o.answer, o));
   const client = await connectClient(cfg);
-  const spec = trajectorySpecFrom(question, o.answer, o);
   const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
   if (!o.json)
     process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
@@ -61,14 +67,17 @@ function addRunOptions(cmd: Command): Command {
     .option('--context-window <tokens>', 'model context window', intArg('--context-window'))
     .option('--seed <n>', 'sampling seed', intArg('--seed'), 0)
     .option('--pool <name>', 'inference pool', 'default')
-    .option('--model <name>', 'model name sent to the pool')
-    .option('--answer <text>', 'ground truth, to score the prediction');
+    .option('--model <name>', 'model name sent to the pool');
 }
 
 export function registerRunCommands(program: Command): void {
   addRunOptions(program.command('run').argument('<question>', 'the question to research'))
     .description('run one trajectory durably, show live progress, print the answer')
-    .option('--id <workflowId>', 'workflow id (default: random)')
+    .option('--answer <text>', 'ground truth, to score the prediction')
+    .option(
+      '--id <workflowId>',
+      'workflow id (default: random; parallel-muse: derived from the question and options, so the same command reuses its run)',
+    )
     .option('--json', 'print one JSON object (prediction, termination, steps, usage)')
     .option('--mode <mode>', 'trajectory | parallel-muse', 'trajectory');
   addParallelMuseOptions(program.commands.find((c) => c.name() === 'run')!).action(
@@ -84,15 +93,29 @@ export function registerRunCommands(program: Command): void {
   program
     .command('status')
     .argument('<id>', 'workflow id')
-    .description('show the progress or result of a trajectory')
+    .description(
+      'show the progress of a trajectory or ParallelMuse question, or its result once it has ended',
+    )
     .action(async (id: string) => {
       const cfg = cliConfig(program.opts());
       const client = await connectClient(cfg);
-      const handle = client.workflow.getHandle(id);
-      const desc = await handle.describe();
-      const progress = await queryProgress(handle);
-      console.log(JSON.stringify({ id, status: desc.status.name, runId: desc.runId, progress }, null, 2));
-      await client.connection.close();
+      try {
+        const handle = client.workflow.getHandle(id);
+        const desc = await handle.describe();
+        const base = { id, type: desc.type, status: desc.status.name, runId: desc.runId };
+        if (desc.status.name === 'RUNNING') {
+          console.log(JSON.stringify({ ...base, progress: await queryProgress(handle) }, null, 2));
+          return;
+        }
+        // Ended: its result, or why it has none (failed, terminated, cancelled, timed out).
+        const ended = await handle.result().then(
+          (r) => ({ result: statusResult(desc.type, r) }),
+          (err: Error) => ({ error: (err.cause as Error | undefined)?.message ?? err.message }),
+        );
+        console.log(JSON.stringify({ ...base, ...ended }, null, 2));
+      } finally {
+        await client.connection.close();
+      }
     });
 
   program

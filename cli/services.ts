@@ -1,10 +1,33 @@
 // Process commands: the local stack (up/down), rollout workers and pool members.
 import type { Command } from 'commander';
+import type { z } from 'zod';
+import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 import { intArg, numberArg } from './args.js';
 import { cliConfig } from './context.js';
+
+// The pool member's backend fields by the flags that set them, so errors name what the user typed.
+const BACKEND_FLAGS: Record<string, string> = {
+  baseUrl: '--base-url',
+  model: '--model',
+  apiKey: '--api-key',
+  mode: '--mode',
+  maxBatch: '--max-batch',
+  timeScale: '--time-scale',
+};
+
+export function backendOptionsError(kind: string, given: object, err: z.ZodError): string {
+  const problems = err.issues.map((i) => {
+    const field = String(i.path[0] ?? '');
+    const flag = BACKEND_FLAGS[field] ?? field;
+    return (given as Record<string, unknown>)[field] === undefined
+      ? `${flag} is required`
+      : `${flag}: ${i.message}`;
+  });
+  return `pool serve --backend ${kind}: ${problems.join('; ')}`;
+}
 
 export function registerServiceCommands(program: Command): void {
   program
@@ -102,6 +125,8 @@ export function registerServiceCommands(program: Command): void {
                 }
               : undefined;
       if (!backend) throw new Error(`unknown backend '${o.backend}' (expected sim, openai or sglang)`);
+      const checked = BackendSpecSchema.safeParse(backend);
+      if (!checked.success) throw new Error(backendOptionsError(o.backend, backend, checked.error));
       const m = await startPoolMember({ config: cfg, pool: o.pool, backend, id: o.id, capacity: o.capacity });
       console.error(
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,

@@ -1,18 +1,31 @@
 // `muse batch`: every question of a JSONL file (the reference's {"question", "answer"} format) through
-// ParallelMuse with a concurrency limit. Results are appended as they finish; a re-run skips questions
-// already in the output and re-attaches to workflows still running, so nothing finished is redone.
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+// ParallelMuse with a concurrency limit. Results are appended as they finish; a re-run with the same options
+// skips questions already in the output, re-attaches to workflows still running and retries failed ones.
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
-import type { ParallelMuseSpecInput } from '../agent/job.js';
+import type { ParallelMuseSpec, ParallelMuseSpecInput } from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
-import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse } from './parallel-muse.js';
+import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse, specHash } from './parallel-muse.js';
 
 export const BatchLineSchema = z
-  .object({ question: z.string().trim().min(1), answer: z.string().optional() })
+  .object({
+    question: z.string().trim().min(1),
+    // Datasets often hold numeric answers ("answer": 1907); scoring compares text.
+    answer: z.union([z.string(), z.number().transform(String)]).optional(),
+  })
   .passthrough();
 
 export interface BatchLineError {
@@ -51,11 +64,126 @@ export function readBatchFile(path: string): {
   return { items, errors };
 }
 
+/** The shared spec (every option, no per-question field), validated, and its hash: what result lines record. */
+export function sharedBatchSpec(spec: BatchOptions['spec']): { spec: ParallelMuseSpec; hash: string } {
+  // Validated once with a stand-in question: a budget that cannot fit fails before any question starts.
+  const full = parseParallelMuseSpec({ ...spec, trajectory: { ...spec.trajectory, question: 'validation' } });
+  const { question: _q, answer: _a, ...trajectory } = full.trajectory;
+  return { spec: full, hash: specHash({ ...full, trajectory }).slice(0, 16) };
+}
+
+/** Workflow ids by question text and occurrence among identical questions so far (see questionWorkflowId). */
+export function assignWorkflowIds<T extends { question: string }>(
+  items: T[],
+  jobId: string,
+  sharedHash: string,
+): (T & { workflowId: string })[] {
+  const seen = new Map<string, number>();
+  return items.map((item) => {
+    const occurrence = seen.get(item.question) ?? 0;
+    seen.set(item.question, occurrence + 1);
+    return { ...item, workflowId: questionWorkflowId(jobId, sharedHash, item.question, occurrence) };
+  });
+}
+
+export class BatchError extends Error {
+  override name = 'BatchError';
+}
+
+/**
+ * Takes `<output>.lock` (created exclusively) so two copies of a batch never append the same questions; returns
+ * its release. The lock also goes when the process exits; one left by a dead process on this host is taken over.
+ */
+export function lockResults(output: string): () => void {
+  const lock = `${output}.lock`;
+  const mine = JSON.stringify({ pid: process.pid, host: hostname() });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(lock, mine, { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = lockHolder(lock);
+      if (attempt === 0 && holder === 'stale') {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      const who = holder && holder !== 'stale' ? ` (pid ${holder.pid} on ${holder.host})` : '';
+      throw new BatchError(
+        `another muse batch${who} is writing ${output} (--out); wait for it to finish, or delete ${lock} if that process is gone`,
+      );
+    }
+  }
+  const release = () => {
+    // Only our own lock: never one another process took over.
+    if (existsSync(lock) && readFileSync(lock, 'utf8') === mine) rmSync(lock, { force: true });
+  };
+  process.once('exit', release);
+  return () => {
+    process.off('exit', release);
+    release();
+  };
+}
+
+function lockHolder(lock: string): { pid: number; host: string } | 'stale' | undefined {
+  let text: string;
+  try {
+    text = readFileSync(lock, 'utf8');
+  } catch {
+    return undefined; // gone meanwhile: the retry decides
+  }
+  let holder: { pid: number; host: string };
+  try {
+    holder = JSON.parse(text);
+  } catch {
+    // Empty or cut short: a crash between creating and writing it, unless that is happening right now.
+    const st = statSync(lock, { throwIfNoEntry: false });
+    return st && Date.now() - st.mtimeMs > 5000 ? 'stale' : undefined;
+  }
+  // Another host's process cannot be checked from here: its lock stands.
+  if (holder.host !== hostname()) return holder;
+  try {
+    process.kill(holder.pid, 0);
+    return holder;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? 'stale' : holder;
+  }
+}
+
+/**
+ * Reads the finished questions' workflow ids from the results file, refusing one written with other options, and
+ * ends it with a newline so a line cut short by a crash does not swallow the next result. Lines without a spec
+ * hash come from the older, line-numbered ids: they match no id now, so those questions run once more.
+ */
+export function openResults(output: string, sharedHash: string): Set<string> {
+  const done = new Set<string>();
+  if (!existsSync(output)) return done;
+  const text = readFileSync(output, 'utf8');
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    let parsed: { workflowId?: string; spec?: string };
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      continue; // cut short by a crash: that question's workflow result is simply fetched again
+    }
+    if (parsed.spec !== undefined && parsed.spec !== sharedHash)
+      throw new BatchError(
+        `${output} (--out) holds results of this batch run with other options (spec ${parsed.spec}, now ${sharedHash}); ` +
+          're-run with the same options to continue it, or pass another --out',
+      );
+    if (parsed.workflowId) done.add(parsed.workflowId);
+  }
+  if (text.length && !text.endsWith('\n')) appendFileSync(output, '\n');
+  return done;
+}
+
 /** One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape, accounting. */
-export function resultLine(jobId: string, workflowId: string, r: ParallelMuseResult) {
+export function resultLine(jobId: string, workflowId: string, sharedHash: string, r: ParallelMuseResult) {
   return {
     job: jobId,
     workflowId,
+    spec: sharedHash,
     question: r.question,
     answer: r.answer ?? null,
     prediction: r.prediction,
@@ -105,77 +233,67 @@ export interface BatchSummary {
 }
 
 export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions): Promise<BatchSummary> {
+  const { hash } = sharedBatchSpec(o.spec);
   const { items, errors } = readBatchFile(o.input);
-  // Validate the shared spec once: a budget that cannot fit fails before any question starts.
-  parseParallelMuseSpec({ ...o.spec, trajectory: { ...o.spec.trajectory, question: 'validation' } });
-  const done = new Set<string>();
-  if (existsSync(o.output)) {
-    for (const line of readFileSync(o.output, 'utf8').split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const id = (JSON.parse(line) as { workflowId?: string }).workflowId;
-        if (id) done.add(id);
-      } catch {
-        // A line cut short by a crash is redone: its question's workflow result is simply fetched again.
-      }
-    }
-  }
   mkdirSync(dirname(o.output), { recursive: true });
-  const summary: BatchSummary = {
-    total: items.length,
-    completed: 0,
-    skipped: 0,
-    failed: [],
-    badLines: errors,
-    correct: 0,
-    scored: 0,
-  };
-  const queue = items.map((item, index) => ({
-    ...item,
-    workflowId: questionWorkflowId(o.jobId, item.question, index),
-  }));
-  const report = (last?: string) =>
-    o.onProgress?.({
-      done: summary.completed + summary.skipped + summary.failed.length,
-      total: summary.total,
-      skipped: summary.skipped,
-      failed: summary.failed.length,
-      last,
-    });
-  const worker = async () => {
-    for (let item = queue.shift(); item; item = queue.shift()) {
-      if (done.has(item.workflowId)) {
-        summary.skipped++;
-        report();
-        continue;
-      }
-      try {
-        const { result } = await runParallelMuse(
-          client,
-          cfg,
-          {
-            ...o.spec,
-            trajectory: {
-              ...o.spec.trajectory,
-              question: item.question,
-              ...(item.answer !== undefined ? { answer: item.answer } : {}),
-            },
-          },
-          { workflowId: item.workflowId, jobId: o.jobId, ...(o.timeouts ? { timeouts: o.timeouts } : {}) },
-        );
-        appendFileSync(o.output, `${JSON.stringify(resultLine(o.jobId, item.workflowId, result))}\n`);
-        summary.completed++;
-        if (result.correct !== undefined) {
-          summary.scored++;
-          if (result.correct) summary.correct++;
+  const unlock = lockResults(o.output);
+  try {
+    const done = openResults(o.output, hash);
+    const summary: BatchSummary = {
+      total: items.length,
+      completed: 0,
+      skipped: 0,
+      failed: [],
+      badLines: errors,
+      correct: 0,
+      scored: 0,
+    };
+    const queue = assignWorkflowIds(items, o.jobId, hash);
+    const report = (last?: string) =>
+      o.onProgress?.({
+        done: summary.completed + summary.skipped + summary.failed.length,
+        total: summary.total,
+        skipped: summary.skipped,
+        failed: summary.failed.length,
+        last,
+      });
+    const worker = async () => {
+      for (let item = queue.shift(); item; item = queue.shift()) {
+        if (done.has(item.workflowId)) {
+          summary.skipped++;
+          report();
+          continue;
         }
-        report(result.prediction ?? '(no answer)');
-      } catch (err) {
-        summary.failed.push({ line: item.line, error: (err as Error).message });
-        report();
+        try {
+          const { result } = await runParallelMuse(
+            client,
+            cfg,
+            {
+              ...o.spec,
+              trajectory: {
+                ...o.spec.trajectory,
+                question: item.question,
+                ...(item.answer !== undefined ? { answer: item.answer } : {}),
+              },
+            },
+            { workflowId: item.workflowId, jobId: o.jobId, ...(o.timeouts ? { timeouts: o.timeouts } : {}) },
+          );
+          appendFileSync(o.output, `${JSON.stringify(resultLine(o.jobId, item.workflowId, hash, result))}\n`);
+          summary.completed++;
+          if (result.correct !== undefined) {
+            summary.scored++;
+            if (result.correct) summary.correct++;
+          }
+          report(result.prediction ?? '(no answer)');
+        } catch (err) {
+          summary.failed.push({ line: item.line, error: (err as Error).message });
+          report();
+        }
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
-  return summary;
+    };
+    await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
+    return summary;
+  } finally {
+    unlock();
+  }
 }

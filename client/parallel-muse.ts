@@ -1,9 +1,10 @@
 // Starting ParallelMuse questions and batches from outside Temporal. Workflow ids are derived from the
-// batch and the question, so re-running a batch after a crash picks up finished and running questions
-// instead of redoing them.
+// spec (and for a batch, the question's place among identical ones), so re-running the same command after
+// a crash picks up finished and running questions instead of redoing them, and a changed option starts new work.
 import { createHash } from 'node:crypto';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { planBudget } from '../agent/branching.js';
 import { type ParallelMuseSpec, type ParallelMuseSpecInput, ParallelMuseSpecSchema } from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
@@ -24,9 +25,42 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   return s;
 }
 
-export function questionWorkflowId(jobId: string, question: string, index: number): string {
-  const h = createHash('sha256').update(question).digest('hex').slice(0, 10);
-  return `${jobId}-q${index}-${h}`;
+/** JSON with object keys sorted, so equal values give equal text whatever order their keys were set in. */
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** Hex sha256 of a (validated) spec: the same options always hash the same, any change hashes differently. */
+export function specHash(spec: unknown): string {
+  return createHash('sha256').update(stableJson(spec)).digest('hex');
+}
+
+/** `muse run --mode parallel-muse`: the whole validated spec (question, answer and every option) names the run. */
+export function parallelMuseRunId(spec: ParallelMuseSpec): string {
+  return `pm-${specHash(spec).slice(0, 16)}`;
+}
+
+/**
+ * A batch question: keyed on its text and how many identical questions came before it in the file, not on its
+ * line, so fixing, inserting or deleting other lines leaves its id (and its finished result) alone. The shared
+ * spec's hash keeps a batch with other options from attaching to this one's workflows under the same job.
+ */
+export function questionWorkflowId(
+  jobId: string,
+  sharedSpecHash: string,
+  question: string,
+  occurrence: number,
+): string {
+  const h = createHash('sha256').update(question).digest('hex').slice(0, 12);
+  return `${jobId}-${sharedSpecHash.slice(0, 8)}-${h}-${occurrence}`;
 }
 
 export interface RunQuestionOptions {
@@ -35,25 +69,38 @@ export interface RunQuestionOptions {
   timeouts?: StepTimeouts;
 }
 
-/** Starts the question's workflow, or attaches to it when it already ran or is running (idempotent). */
+/**
+ * Starts the question's workflow, or attaches to it when it is running or completed (`reused`). A run that
+ * failed, was terminated, cancelled or timed out is started again, so re-running retries it.
+ */
+export async function startParallelMuse(
+  client: Client,
+  cfg: MuseConfig,
+  specInput: ParallelMuseSpecInput,
+  opts: RunQuestionOptions,
+): Promise<{ handle: WorkflowHandle<typeof parallelMuse>; reused: boolean }> {
+  const spec = parseParallelMuseSpec(specInput);
+  try {
+    const handle = await client.workflow.start<typeof parallelMuse>('parallelMuse', {
+      taskQueue: cfg.temporal.taskQueue,
+      workflowId: opts.workflowId,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      args: [{ spec, jobId: opts.jobId, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) }],
+    });
+    return { handle, reused: false };
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    return { handle: client.workflow.getHandle<typeof parallelMuse>(opts.workflowId), reused: true };
+  }
+}
+
+/** Starts or attaches (see startParallelMuse) and waits for the result. */
 export async function runParallelMuse(
   client: Client,
   cfg: MuseConfig,
   specInput: ParallelMuseSpecInput,
   opts: RunQuestionOptions,
 ): Promise<{ result: ParallelMuseResult; reused: boolean }> {
-  const spec = parseParallelMuseSpec(specInput);
-  try {
-    const handle = await client.workflow.start<typeof parallelMuse>('parallelMuse', {
-      taskQueue: cfg.temporal.taskQueue,
-      workflowId: opts.workflowId,
-      workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      args: [{ spec, jobId: opts.jobId, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) }],
-    });
-    return { result: await handle.result(), reused: false };
-  } catch (err) {
-    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    const handle = client.workflow.getHandle<typeof parallelMuse>(opts.workflowId);
-    return { result: await handle.result(), reused: true };
-  }
+  const { handle, reused } = await startParallelMuse(client, cfg, specInput, opts);
+  return { result: await handle.result(), reused };
 }

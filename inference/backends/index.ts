@@ -1,5 +1,6 @@
 // Backend selection for a pool member: the simulator, any OpenAI-compatible server, or SGLang's native API.
 import { z } from 'zod';
+import { formatZodError } from '../../common/config.js';
 import { SimBackend } from '../../sim/backend.js';
 import type { InferenceBackend } from '../types.js';
 import { OpenAIBackend } from './openai.js';
@@ -35,7 +36,10 @@ export const BackendSpecSchema = z.discriminatedUnion('backend', [
 export type BackendSpec = z.input<typeof BackendSpecSchema>;
 
 export function createBackend(input: BackendSpec): InferenceBackend {
-  const spec = BackendSpecSchema.parse(input);
+  const parsed = BackendSpecSchema.safeParse(input);
+  // Named fields, not zod's raw issue array.
+  if (!parsed.success) throw new Error(`invalid backend spec: ${formatZodError(parsed.error)}`);
+  const spec = parsed.data;
   switch (spec.backend) {
     case 'sim':
       return new SimBackend({

@@ -1,11 +1,12 @@
 // ParallelMuse end to end on real Temporal + NATS with the simulator: branching, budget, reuse,
 // aggregation, crash recovery, and the batch runner.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrajectoryResult } from '../../agent/trajectory.js';
-import { runBatch } from '../../client/batch.js';
+import { assignWorkflowIds, runBatch, sharedBatchSpec } from '../../client/batch.js';
 import { parseParallelMuseSpec, runParallelMuse } from '../../client/parallel-muse.js';
 import { JobSpecError, queryProgress } from '../../client/trajectories.js';
 import { PoolMember } from '../../inference/member.js';
@@ -14,9 +15,11 @@ import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import type { parallelMuse } from '../../workflows/parallel-muse.js';
 import {
+  configEnv,
   inProcessMember,
   inProcessWorker,
   killHard,
+  repoRoot,
   spawnMuse,
   useSuite,
   waitUntil,
@@ -59,6 +62,29 @@ function refusingBackend(
     },
   };
 }
+
+/** `muse <args>` as a child process, run to its end: its exit code and output. */
+function startMuse(args: string[]) {
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'muse.js'), ...args], {
+    cwd: repoRoot,
+    env: configEnv(cfg),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  suite.children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+  );
+  return { child, done };
+}
+const runMuse = (args: string[]) => startMuse(args).done;
 
 beforeAll(async () => {
   member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 });
@@ -425,6 +451,80 @@ describe('ParallelMuse', () => {
     }
   });
 
+  it('a question that was terminated (or failed) starts again when re-run, instead of repeating the failure', async () => {
+    const spec = parseParallelMuseSpec({
+      n: 2,
+      branchMode: 'none',
+      trajectory: { question: questions[5]!.question, maxTurns: 30 },
+    });
+    // No worker yet: the first run never gets anywhere before it is terminated.
+    const first = await suite.client.workflow.start<typeof parallelMuse>('parallelMuse', {
+      taskQueue: cfg.temporal.taskQueue,
+      workflowId: 'pm-retry',
+      args: [{ spec, jobId: 'pm-retry' }],
+    });
+    await first.terminate('test');
+    const worker = await inProcessWorker(cfg);
+    try {
+      const again = await runParallelMuse(suite.client, cfg, spec, {
+        workflowId: 'pm-retry',
+        jobId: 'pm-retry',
+      });
+      expect(again.reused).toBe(false);
+      expect(again.result.rollouts).toHaveLength(2);
+      // Completed now: a further run attaches to it.
+      const third = await runParallelMuse(suite.client, cfg, spec, {
+        workflowId: 'pm-retry',
+        jobId: 'pm-retry',
+      });
+      expect(third.reused).toBe(true);
+      expect(third.result.prediction).toBe(again.result.prediction);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('muse run --mode parallel-muse: the same command reuses its run (and says so), a changed option runs anew', async () => {
+    const worker = await inProcessWorker(cfg);
+    try {
+      const q = questions[2]!.question;
+      const args = (n: number) => [
+        'run',
+        '--mode',
+        'parallel-muse',
+        '--n',
+        `${n}`,
+        '--branch-mode',
+        'none',
+        '--max-turns',
+        '30',
+        q,
+      ];
+      const first = await runMuse([...args(2), '--json']);
+      expect(first.code, first.stderr).toBe(0);
+      const a = JSON.parse(first.stdout);
+      expect(a).toMatchObject({ reused: false, plan: { n: 2 } });
+      const same = await runMuse(args(2));
+      expect(same.code, same.stderr).toBe(0);
+      expect(same.stderr).toMatch(new RegExp(`reusing run ${a.questionId}`));
+      const changed = await runMuse([...args(3), '--json']);
+      expect(changed.code, changed.stderr).toBe(0);
+      const c = JSON.parse(changed.stdout);
+      expect(c).toMatchObject({ reused: false, plan: { n: 3 } });
+      expect(c.rollouts).toHaveLength(3);
+      expect(c.questionId).not.toBe(a.questionId);
+      // muse status of the ended question shows its result.
+      const status = await runMuse(['status', a.questionId]);
+      expect(status.code, status.stderr).toBe(0);
+      expect(JSON.parse(status.stdout)).toMatchObject({
+        status: 'COMPLETED',
+        result: { prediction: a.prediction, rollouts: 2 },
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('batch: reports bad lines by number, and a re-run after a kill does not redo finished questions', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'muse-batch-'));
     const input = join(dir, 'q.jsonl');
@@ -434,24 +534,22 @@ describe('ParallelMuse', () => {
     writeFileSync(input, `${lines.join('\n')}\n`);
     const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
     suite.children.push(child);
-    const batch = await spawnMuse(
-      cfg,
-      [
-        'batch',
-        input,
-        '--out',
-        out,
-        '--n',
-        '2',
-        '--branch-mode',
-        'none',
-        '--concurrency',
-        '1',
-        '--job',
-        'batch-it',
-      ],
-      /questions|line/,
-    );
+    const batchArgs = (extra: string[] = []) => [
+      'batch',
+      input,
+      '--out',
+      out,
+      '--n',
+      '2',
+      '--branch-mode',
+      'none',
+      '--concurrency',
+      '1',
+      '--job',
+      'batch-it',
+      ...extra,
+    ];
+    const batch = await spawnMuse(cfg, batchArgs(), /questions|line/);
     suite.children.push(batch);
     await waitUntil(
       () => {
@@ -466,20 +564,29 @@ describe('ParallelMuse', () => {
     );
     await killHard(batch);
     const before = readFileSync(out, 'utf8').trim().split('\n').filter(Boolean).length;
+    // A line cut short by a crash, and the lock the killed batch left: both handled on the next start.
+    const cut = '{"job":"batch-it","workflowId":"cut-sh';
+    appendFileSync(out, cut);
+    expect(existsSync(`${out}.lock`)).toBe(true);
+    const spec = { n: 2, branchMode: 'none' as const, trajectory: {} };
     const summary = await runBatch(suite.client, cfg, {
       input,
       output: out,
       jobId: 'batch-it',
       concurrency: 2,
-      spec: { n: 2, branchMode: 'none', trajectory: {} },
+      spec,
     });
+    expect(existsSync(`${out}.lock`)).toBe(false);
     expect(summary.badLines).toEqual([{ line: 3, error: expect.stringMatching(/line 3 is not valid JSON/) }]);
     expect(summary.skipped).toBe(before);
     expect(summary.completed + summary.skipped).toBe(4);
-    const results = readFileSync(out, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const readResults = () => {
+      const all = readFileSync(out, 'utf8').split('\n').filter(Boolean);
+      // The cut line stays a line of its own; the result after it is whole.
+      expect(all[before]).toBe(cut);
+      return all.filter((l) => l !== cut).map((l) => JSON.parse(l));
+    };
+    const results = readResults();
     // One line per question: a question done again would append a second line with the same id.
     expect(results).toHaveLength(4);
     expect(new Set(results.map((r) => r.workflowId)).size).toBe(4);
@@ -488,6 +595,67 @@ describe('ParallelMuse', () => {
       expect(r.rollouts[0]).toMatchObject({ question: r.question, rollout_type: 'traj_level_rollout' });
       expect(r.aggregator).toBe('compressed');
     }
+
+    // The CLI, everything done: the bad line still makes it fail, with a summary.
+    const rerun = await runMuse(batchArgs());
+    expect(rerun.code, rerun.stderr).toBe(1);
+    expect(rerun.stdout).toMatch(/0 completed, 4 already done, 0 failed, 1 bad lines/);
+    expect(rerun.stderr).toMatch(/1 bad line\(s\) in .* did not run/);
+    // Other options on the same results file: refused, naming --out, nothing appended.
+    const other = await runMuse(batchArgs(['--n', '3']));
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/--out.*other options|other options.*--out/);
+    expect(readResults()).toHaveLength(4);
+
+    // Fixing the bad line moves the later questions down a line: they are not run again.
+    lines[2] = JSON.stringify(questions[4]!);
+    writeFileSync(input, `${lines.join('\n')}\n`);
+    const fixed = await runBatch(suite.client, cfg, {
+      input,
+      output: out,
+      jobId: 'batch-it',
+      concurrency: 2,
+      spec,
+    });
+    expect(fixed).toMatchObject({ completed: 1, skipped: 4, badLines: [] });
+    const after = readResults();
+    expect(after).toHaveLength(5);
+    expect(new Set(after.map((r) => r.workflowId)).size).toBe(5);
     await killHard(child);
+  });
+
+  it('batch: one copy at a time per results file; Ctrl-C removes the lock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-lock-'));
+    const input = join(dir, 'q.jsonl');
+    const out = join(dir, 'out.jsonl');
+    const question = `${questions[5]!.question} [lock test]`;
+    writeFileSync(input, `${JSON.stringify({ question })}\n`);
+    // No worker on this queue: the batch waits on its question, holding the lock.
+    const { child, done } = startMuse([
+      'batch',
+      input,
+      '--out',
+      out,
+      '--n',
+      '2',
+      '--branch-mode',
+      'none',
+      '--job',
+      'batch-lock',
+    ]);
+    await waitUntil(() => existsSync(`${out}.lock`), 60_000, 'the batch lock');
+    const spec = { n: 2, branchMode: 'none' as const, trajectory: {} };
+    await expect(
+      runBatch(suite.client, cfg, { input, output: out, jobId: 'batch-lock', concurrency: 1, spec }),
+    ).rejects.toThrow(new RegExp(`another muse batch \\(pid ${child.pid} .*--out`));
+    child.kill('SIGINT');
+    const ended = await done;
+    expect(ended.code, ended.stderr).toBe(130);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    const [item] = assignWorkflowIds([{ question }], 'batch-lock', sharedBatchSpec(spec).hash);
+    await suite.client.workflow
+      .getHandle(item!.workflowId)
+      .terminate('test cleanup')
+      .catch(() => {});
   });
 });

@@ -1,0 +1,122 @@
+// The batch runner's files and ids, without a server: input lines, workflow ids, the results file and its lock.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  assignWorkflowIds,
+  BatchError,
+  lockResults,
+  openResults,
+  readBatchFile,
+  sharedBatchSpec,
+} from '../../client/batch.js';
+import { parallelMuseRunId, parseParallelMuseSpec } from '../../client/parallel-muse.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'muse-batch-unit-'));
+
+describe('batch input', () => {
+  it('accepts numeric answers as text and reports bad lines by number', () => {
+    const f = join(tmp(), 'q.jsonl');
+    writeFileSync(f, '{"question": "When?", "answer": 1907}\n{"question": oops}\n{"question": "Who?"}\n');
+    const { items, errors } = readBatchFile(f);
+    expect(items).toEqual([
+      { line: 1, question: 'When?', answer: '1907' },
+      { line: 3, question: 'Who?' },
+    ]);
+    expect(errors).toEqual([{ line: 2, error: expect.stringMatching(/line 2 is not valid JSON/) }]);
+  });
+});
+
+describe('workflow ids', () => {
+  const pm = (o: Record<string, unknown>, t: Record<string, unknown> = {}) =>
+    parseParallelMuseSpec({ ...o, trajectory: { question: 'Where?', ...t } });
+
+  it('parallel-muse run: the same command gives the same id, any changed option another', () => {
+    const base = parallelMuseRunId(pm({ n: 8 }));
+    // Defaults spelled out and keys in another order: the same validated spec.
+    expect(parallelMuseRunId(pm({ branchMode: 'tool_call_ppl', n: 8 }, { seed: 0 }))).toBe(base);
+    const changed = [
+      pm({ n: 9 }),
+      pm({ branchMode: 'none' }),
+      pm({}, { pool: 'other' }),
+      pm({}, { policy: 'resum' }),
+      pm({}, { maxTurns: 10 }),
+      pm({}, { seed: 1 }),
+      pm({}, { answer: 'X' }),
+      pm({}, { question: 'Where else?' }),
+    ].map(parallelMuseRunId);
+    expect(new Set([base, ...changed]).size).toBe(changed.length + 1);
+  });
+
+  it('batch: keyed on the question and its occurrence, not its line, so inserting a line renumbers nothing', () => {
+    const { hash } = sharedBatchSpec({ n: 2, branchMode: 'none', trajectory: {} });
+    const before = assignWorkflowIds([{ question: 'a' }, { question: 'b' }, { question: 'a' }], 'job', hash);
+    const after = assignWorkflowIds(
+      [{ question: 'new' }, { question: 'a' }, { question: 'b' }, { question: 'a' }],
+      'job',
+      hash,
+    );
+    expect(after.slice(1).map((i) => i.workflowId)).toEqual(before.map((i) => i.workflowId));
+    // Identical questions stay distinct.
+    expect(before[0]!.workflowId).not.toBe(before[2]!.workflowId);
+  });
+
+  it('batch: the shared spec hash ignores per-question fields and changes with any option', () => {
+    const h = (s: Parameters<typeof sharedBatchSpec>[0]) => sharedBatchSpec(s).hash;
+    const base = h({ n: 2, branchMode: 'none', trajectory: {} });
+    expect(h({ n: 2, branchMode: 'none', trajectory: { answer: 'x', policy: 'react' } })).toBe(base);
+    expect(h({ n: 3, branchMode: 'none', trajectory: {} })).not.toBe(base);
+    expect(h({ n: 2, branchMode: 'none', trajectory: { maxTurns: 5 } })).not.toBe(base);
+    expect(() => h({ n: 5, r: 2, trajectory: {} })).toThrow(/N=5/);
+  });
+});
+
+describe('results file', () => {
+  it('refuses one written with other options, naming --out', () => {
+    const out = join(tmp(), 'out.jsonl');
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'aaaa' })}\n`);
+    expect(() => openResults(out, 'bbbb')).toThrow(BatchError);
+    expect(() => openResults(out, 'bbbb')).toThrow(/--out/);
+    expect([...openResults(out, 'aaaa')]).toEqual(['w1']);
+  });
+
+  it('reads lines of the older format (no spec) without refusing: their questions run once more', () => {
+    const out = join(tmp(), 'out.jsonl');
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'job-q0-abc' })}\n`);
+    expect([...openResults(out, 'bbbb')]).toEqual(['job-q0-abc']);
+  });
+
+  it('ends a file whose last line was cut short with a newline, so the next result is a line of its own', () => {
+    const out = join(tmp(), 'out.jsonl');
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n{"workflowId": "w2", "sp`);
+    expect([...openResults(out, 'h')]).toEqual(['w1']);
+    expect(readFileSync(out, 'utf8').endsWith('"sp\n')).toBe(true);
+    openResults(out, 'h');
+    expect(readFileSync(out, 'utf8').endsWith('"sp\n')).toBe(true); // once, not per start
+  });
+});
+
+describe('results lock', () => {
+  it('is exclusive while held, names the holder and --out, and goes on release', () => {
+    const out = join(tmp(), 'out.jsonl');
+    const release = lockResults(out);
+    expect(existsSync(`${out}.lock`)).toBe(true);
+    expect(() => lockResults(out)).toThrow(new RegExp(`pid ${process.pid}.*--out`));
+    release();
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    lockResults(out)();
+  });
+
+  it('takes over a lock left by a dead process on this host, not one from another host', () => {
+    const out = join(tmp(), 'out.jsonl');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: hostname() }));
+    const release = lockResults(out);
+    expect(JSON.parse(readFileSync(`${out}.lock`, 'utf8')).pid).toBe(process.pid);
+    release();
+    writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: `not-${hostname()}` }));
+    expect(() => lockResults(out)).toThrow(/another muse batch/);
+  });
+});

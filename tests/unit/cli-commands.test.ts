@@ -1,0 +1,111 @@
+// The `muse` commands' own checks, run through commander with no server up (the Temporal address points nowhere),
+// so an error that is not about the options shows up as "cannot reach the Temporal server".
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { statusResult } from '../../cli/render.js';
+import { registerRunCommands } from '../../cli/run.js';
+import { registerServiceCommands } from '../../cli/services.js';
+import { createBackend } from '../../inference/backends/index.js';
+
+let dir: string;
+
+function muse(...args: string[]) {
+  const program = new Command('muse')
+    .option('--config <file>')
+    .option('--data-dir <dir>')
+    .exitOverride()
+    .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  registerServiceCommands(program);
+  registerRunCommands(program);
+  return program.parseAsync(['--data-dir', dir, ...args], { from: 'user' });
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'muse-cli-'));
+  vi.stubEnv('MUSE_TEMPORAL_ADDRESS', '127.0.0.1:1');
+  vi.stubEnv('MUSE_NATS_URL', 'nats://127.0.0.1:1');
+});
+afterEach(() => vi.unstubAllEnvs());
+
+describe('options are checked before connecting', () => {
+  it('muse run --policy bogus', async () => {
+    await expect(muse('run', '--policy', 'bogus', 'q')).rejects.toThrow(/policy: Invalid option/);
+  });
+
+  it('muse run --mode parallel-muse with a bad option or a budget that cannot fit', async () => {
+    await expect(muse('run', '--mode', 'parallel-muse', '--policy', 'bogus', 'q')).rejects.toThrow(
+      /trajectory\.policy/,
+    );
+    await expect(muse('run', '--mode', 'parallel-muse', '--n', '5', '--r', '2', 'q')).rejects.toThrow(/N=5/);
+  });
+
+  it('muse batch with a bad option', async () => {
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(
+      muse('batch', q, '--out', join(dir, 'out.jsonl'), '--branch-mode', 'sideways'),
+    ).rejects.toThrow(/branchMode/);
+  });
+});
+
+describe('muse batch', () => {
+  it('has no --answer: answers come from the questions file', async () => {
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(muse('batch', q, '--out', join(dir, 'out.jsonl'), '--answer', 'x')).rejects.toThrow(
+      /unknown option '--answer'/,
+    );
+  });
+});
+
+describe('muse pool serve', () => {
+  it('names the missing flags of --backend openai instead of printing zod issues', async () => {
+    const err = await muse('pool', 'serve', '--backend', 'openai').catch((e: Error) => e);
+    expect((err as Error).message).toBe(
+      'pool serve --backend openai: --base-url is required; --model is required',
+    );
+    await expect(
+      muse('pool', 'serve', '--backend', 'openai', '--base-url', 'nope', '--model', 'm'),
+    ).rejects.toThrow(/^pool serve --backend openai: --base-url: Invalid URL/);
+  });
+
+  it('createBackend names the fields too (callers other than the CLI)', () => {
+    expect(() => createBackend({ backend: 'openai' } as never)).toThrow(
+      /^invalid backend spec: baseUrl: .*; model: /,
+    );
+  });
+});
+
+describe('muse status', () => {
+  it('shows an ended trajectory’s prediction and termination', () => {
+    const r = statusResult('trajectory', {
+      trajectoryId: 't1',
+      prediction: 'Paris',
+      termination: 'answer',
+      steps: 3,
+      usage: {},
+      runs: 1,
+    });
+    expect(r).toMatchObject({ id: 't1', prediction: 'Paris', termination: 'answer', steps: 3 });
+  });
+
+  it('shows an ended ParallelMuse question’s prediction and its rollouts’ terminations', () => {
+    const r = statusResult('parallelMuse', {
+      prediction: 'Paris',
+      aggregator: 'compressed',
+      answer: 'Paris',
+      correct: true,
+      rollouts: [{ termination: 'answer' }, { termination: 'answer' }, { termination: 'max_turns' }],
+      plan: { n: 3, initial: 3, partial: 0, scratch: 0, rounds: 0 },
+    });
+    expect(r).toMatchObject({
+      prediction: 'Paris',
+      correct: true,
+      rollouts: 3,
+      terminations: { answer: 2, max_turns: 1 },
+    });
+  });
+});
