@@ -1,14 +1,21 @@
-// What every command needs: the configuration, with the local stack's addresses when `muse up` started it.
+// What every command needs: the configuration, with the local stack's addresses when `muse up` started it and
+// nothing else names the servers.
 import { loadConfig, type MuseConfig } from '../common/config.js';
 import { readStackFile } from '../infra/services.js';
 
 export function cliConfig(opts: { config?: string; dataDir?: string }): MuseConfig {
-  const cfg = loadConfig({
-    file: opts.config,
-    overrides: opts.dataDir ? { dataDir: opts.dataDir } : undefined,
-  });
+  const load = (defaults?: unknown) =>
+    loadConfig({
+      file: opts.config,
+      defaults,
+      overrides: opts.dataDir ? { dataDir: opts.dataDir } : undefined,
+    });
+  const cfg = load();
   const stack = readStackFile(cfg.dataDir);
-  if (stack?.temporal && !process.env.MUSE_TEMPORAL_ADDRESS) cfg.temporal.address = stack.temporal.address;
-  if (stack?.nats && !process.env.MUSE_NATS_URL) cfg.nats.url = stack.nats.url;
-  return cfg;
+  if (!stack) return cfg;
+  // The running stack's addresses are defaults: a config file or MUSE_* variable naming other servers wins.
+  return load({
+    ...(stack.temporal ? { temporal: { address: stack.temporal.address } } : {}),
+    ...(stack.nats ? { nats: { url: stack.nats.url } } : {}),
+  });
 }

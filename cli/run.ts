@@ -125,44 +125,52 @@ export function registerRunCommands(program: Command): void {
     )
     .option('--policy <policy>', 'context policy', 'react')
     .option('--keep-running', 'leave the local Temporal and NATS servers running afterwards')
-    .action(async (o: { policy: string; keepRunning?: boolean }) => {
-      const cfg = cliConfig(program.opts());
-      console.log('Muse demo: one deep-research trajectory on the embedded default.');
-      console.log(
-        'The inference pool here is the built-in SIMULATOR (synthetic model + synthetic web), not a real model.\n',
-      );
-      const stack = await up({ dataDir: cfg.dataDir });
-      for (const m of stack.messages) console.log(`  ${m}`);
-      const live = cliConfig(program.opts());
-      const member = await startPoolMember({
-        config: live,
-        pool: 'default',
-        backend: { backend: 'sim', timeScale: 0.02 },
-      });
-      const worker = await createRolloutWorker({ config: live });
-      const running = worker.run();
-      const [sample] = sampleQuestions(1, 7);
-      console.log(`\nQuestion: ${sample!.question}\n`);
-      try {
-        await runOne(live, sample!.question, {
-          policy: o.policy,
-          maxTurns: 32,
-          seed: 0,
+    .option(
+      '--temporal-port <port>',
+      'Temporal frontend port (when 7233 is taken)',
+      intArg('--temporal-port'),
+    )
+    .option('--nats-port <port>', 'NATS client port (when 4222 is taken)', intArg('--nats-port'))
+    .action(
+      async (o: { policy: string; keepRunning?: boolean; temporalPort?: number; natsPort?: number }) => {
+        const cfg = cliConfig(program.opts());
+        console.log('Muse demo: one deep-research trajectory on the embedded default.');
+        console.log(
+          'The inference pool here is the built-in SIMULATOR (synthetic model + synthetic web), not a real model.\n',
+        );
+        const stack = await up({ dataDir: cfg.dataDir, temporalPort: o.temporalPort, natsPort: o.natsPort });
+        for (const m of stack.messages) console.log(`  ${m}`);
+        const live = cliConfig(program.opts());
+        const member = await startPoolMember({
+          config: live,
           pool: 'default',
-          answer: sample!.answer,
+          backend: { backend: 'sim', timeScale: 0.02 },
         });
-      } finally {
-        await worker.shutdown();
-        await running;
-        await member.stop();
-        await shutdownTelemetry();
-        if (!o.keepRunning && !stack.alreadyRunning) {
-          const d = await down({ dataDir: cfg.dataDir });
-          for (const m of d.messages) console.log(`  ${m}`);
+        const worker = await createRolloutWorker({ config: live });
+        const running = worker.run();
+        const [sample] = sampleQuestions(1, 7);
+        console.log(`\nQuestion: ${sample!.question}\n`);
+        try {
+          await runOne(live, sample!.question, {
+            policy: o.policy,
+            maxTurns: 32,
+            seed: 0,
+            pool: 'default',
+            answer: sample!.answer,
+          });
+        } finally {
+          await worker.shutdown();
+          await running;
+          await member.stop();
+          await shutdownTelemetry();
+          if (!o.keepRunning && !stack.alreadyRunning) {
+            const d = await down({ dataDir: cfg.dataDir });
+            for (const m of d.messages) console.log(`  ${m}`);
+          }
         }
-      }
-      console.log(
-        '\nNext: `muse up`, `muse pool serve --backend sim`, `muse worker`, `muse run "<question>"` (see README).',
-      );
-    });
+        console.log(
+          '\nNext: `muse up`, `muse pool serve --backend sim`, `muse worker`, `muse run "<question>"` (see README).',
+        );
+      },
+    );
 }

@@ -88,19 +88,28 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * The configuration, from lowest precedence to highest: schema defaults, `defaults` (e.g. the local stack's
+ * addresses), the config file, MUSE_* environment variables, `overrides`.
+ */
 export function loadConfig(
-  opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: unknown } = {},
+  opts: { file?: string; env?: NodeJS.ProcessEnv; defaults?: unknown; overrides?: unknown } = {},
 ): MuseConfig {
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.MUSE_CONFIG;
-  let raw: Record<string, unknown> = {};
+  const raw: Record<string, unknown> = {};
+  if (opts.defaults) deepMerge(raw, opts.defaults as Record<string, unknown>);
   if (file) {
     if (!existsSync(file)) throw new ConfigError(`config file ${file} does not exist`);
+    let fromFile: unknown;
     try {
-      raw = JSON.parse(readFileSync(file, 'utf8'));
+      fromFile = JSON.parse(readFileSync(file, 'utf8'));
     } catch (err) {
       throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
     }
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile))
+      throw new ConfigError(`config file ${file} must hold a JSON object`);
+    deepMerge(raw, fromFile as Record<string, unknown>);
   }
   for (const [name, path] of Object.entries(ENV_MAP)) {
     const v = env[name];
