@@ -6,13 +6,20 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { type ContextState, contextPolicy, estimateTokens } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
 import type { StepKind, StepRecord } from '../agent/trajectory.js';
-import type { ChatMessage, ContextPolicyName, ParsedTurn, RegionScores, TokenUsage } from '../agent/types.js';
+import type {
+  ChatMessage,
+  ContextPolicyName,
+  ParsedTurn,
+  RegionScores,
+  TokenUsage,
+  ToolCall,
+} from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
 import { writeStepLog } from '../common/step-log.js';
 import { PoolClient } from '../inference/pool-client.js';
 import { ContextLengthError, type GenerateParams, type Generation } from '../inference/types.js';
-import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolOutcome, ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
 import { withHeartbeat } from './heartbeat.js';
@@ -182,6 +189,38 @@ export function createActivities(deps: ActivityDeps) {
     return { policy, state, contextRef };
   }
 
+  /**
+   * Runs a step's tool once: the first attempt records what it returned, and a retried toolStep (its context write
+   * failed, its worker died after the tool answered) takes that instead of searching or fetching again.
+   */
+  async function runToolOnce(
+    input: ToolStepInput,
+    call: ToolCall,
+    question: string,
+    signal: AbortSignal,
+  ): Promise<ToolOutcome> {
+    const ns = namespaceFor(input.jobId);
+    // Inputs recorded before trajectoryId was passed cannot be told apart: those run the tool again.
+    const memo =
+      input.trajectoryId === undefined
+        ? undefined
+        : `tool/${input.trajectoryId}/${input.step}/${input.turnRef}`;
+    if (memo) {
+      const done = await deps.blobs.getMemo<{ observationRef: string; error?: string }>(ns, memo);
+      if (done) {
+        const observation = await content.getText(done.observationRef);
+        return done.error !== undefined ? { observation, error: done.error } : { observation };
+      }
+    }
+    deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: call.name });
+    const out = await deps.tools.run(call, { question, signal });
+    if (memo) {
+      const observationRef = await content.putText(ns, out.observation);
+      await deps.blobs.setMemo(ns, memo, { observationRef, ...(out.error ? { error: out.error } : {}) });
+    }
+    return out;
+  }
+
   return {
     async llmStep(input: LlmStepInput): Promise<LlmStepResult> {
       const { policy, state, contextRef } = await loadContext(input);
@@ -255,11 +294,7 @@ export function createActivities(deps: ActivityDeps) {
         switch (turn.kind) {
           case 'tool_call': {
             toolCalled = true;
-            deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: turn.call.name });
-            const out = await deps.tools.run(turn.call, {
-              question: state.question,
-              signal: ctx.cancellationSignal,
-            });
+            const out = await runToolOnce(input, turn.call, state.question, ctx.cancellationSignal);
             observation = out.observation;
             toolError = out.error;
             break;

@@ -127,6 +127,22 @@ export class BlobStore {
     return v;
   }
 
+  /**
+   * Named records of what a side effect produced, so a retried activity can take the result instead of doing it
+   * again (a tool call that already ran). Stored in the namespace's KV bucket under `memo.<sha256(name)>`, so they
+   * share the namespace's retention. Small values only.
+   */
+  async setMemo(namespace: string, name: string, value: unknown): Promise<void> {
+    await (await this.kv(namespace)).put(memoKey(name), packValue(value));
+  }
+
+  async getMemo<T = unknown>(namespace: string, name: string): Promise<T | undefined> {
+    const entry = await (await this.kv(namespace)).get(memoKey(name));
+    return entry && entry.operation === 'PUT' && entry.value.length > 0
+      ? unpackValue<T>(entry.value)
+      : undefined;
+  }
+
   /** Deletes every blob of a namespace (a job's retention ends). Idempotent. */
   async deleteNamespace(namespace: string): Promise<{ deleted: string[] }> {
     const jsm = await jetstreamManager(this.nc);
@@ -185,6 +201,10 @@ export class BlobStore {
     this.cache.delete(ref);
     this.cacheSize -= e.size;
   }
+}
+
+function memoKey(name: string): string {
+  return `memo.${createHash('sha256').update(name).digest('hex')}`;
 }
 
 function kvBucket(namespace: string): string {

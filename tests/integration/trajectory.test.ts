@@ -1,15 +1,22 @@
 // A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
 
+import { randomUUID } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { ContextStore } from '../../activities/content.js';
+import { createActivities, type ToolStepResult } from '../../activities/index.js';
+import { contextPolicy } from '../../agent/context.js';
 import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
-import { BlobStore, parseBlobRef } from '../../common/blob-store.js';
+import { BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
+import { ToolRegistry } from '../../tools/registry.js';
 import { inProcessMember, inProcessWorker, useSuite, waitUntil } from '../helpers/stack.js';
 
 const suite = useSuite();
@@ -51,6 +58,62 @@ describe('content store', () => {
     // Another process resolves the reference from the store, not from this one's cache.
     expect(await new BlobStore(suite.nc).get(ref)).toBe('an observation seen twice');
     await blobs.deleteNamespace(ns);
+  });
+});
+
+describe('tool step retries', () => {
+  it('a retried toolStep takes the observation its first attempt recorded instead of running the tool again', async () => {
+    // A store whose first context write fails: the attempt fails after its tool has answered, as when NATS hiccups.
+    let failContextWrite = true;
+    class FlakyStore extends BlobStore {
+      override async put(namespace: string, value: unknown): Promise<string> {
+        if (failContextWrite && (value as { kind?: string } | null)?.kind === 'muse.context') {
+          failContextWrite = false;
+          throw new Error('JetStream timeout (injected)');
+        }
+        return super.put(namespace, value);
+      }
+    }
+    const blobs = new FlakyStore(suite.nc);
+    let runs = 0;
+    const tools = new ToolRegistry([
+      {
+        name: 'search',
+        description: 'counts its runs',
+        args: z.object({ query: z.array(z.string()) }),
+        async run() {
+          runs++;
+          return `result of run ${runs}`;
+        },
+      },
+    ]);
+    const activities = createActivities({ nc: suite.nc, blobs, tools, config: cfg });
+    const jobId = `memo-${randomUUID().slice(0, 8)}`;
+    const ns = namespaceFor(jobId);
+    const content = new ContextStore(new BlobStore(suite.nc));
+    const contextRef = await content.putContext(ns, 'react', contextPolicy('react').initial('Q?'));
+    failContextWrite = true;
+    const turnRef = await content.putText(
+      ns,
+      '<think>look</think><tool_call>{"name": "search", "arguments": {"query": ["q"]}}</tool_call>',
+    );
+    const input = {
+      jobId,
+      trajectoryId: `traj-${jobId}`,
+      step: 0,
+      policy: 'react' as const,
+      contextRef,
+      turnRef,
+    };
+    const env = new MockActivityEnvironment();
+    await expect(env.run(activities.toolStep, input)).rejects.toThrow(/injected/);
+    expect(runs).toBe(1);
+    const retried = (await new MockActivityEnvironment().run(activities.toolStep, input)) as ToolStepResult;
+    expect(runs).toBe(1);
+    expect(await content.getText(retried.observationRef)).toBe('result of run 1');
+    // Another step with the same turn is a new tool call.
+    await new MockActivityEnvironment().run(activities.toolStep, { ...input, step: 1 });
+    expect(runs).toBe(2);
   });
 });
 
