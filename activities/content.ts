@@ -20,17 +20,38 @@ interface StoredContext {
   round: number;
 }
 
-/** Remembers which stored text a string came from, so storing an unchanged context rehashes nothing. */
+/**
+ * Remembers which stored text a string came from, so storing an unchanged context rehashes nothing. An entry is
+ * used only while the store surely keeps the text (`freshForMs` since this process wrote it): a long trajectory
+ * writes its early turns again before the store's TTL would expire them under later contexts. A text known only from
+ * a read has an unknown age, so the next put writes it once.
+ */
 class TextRefCache {
-  private readonly map = new Map<string, BlobRef>();
+  private readonly map = new Map<string, { ref: BlobRef; writtenAt: number }>();
   private chars = 0;
-  constructor(private readonly maxChars: number) {}
+  constructor(
+    private readonly maxChars: number,
+    private readonly freshForMs: number,
+  ) {}
   get(text: string): BlobRef | undefined {
-    return this.map.get(text);
+    const e = this.map.get(text);
+    return e && Date.now() - e.writtenAt <= this.freshForMs ? e.ref : undefined;
   }
-  set(text: string, ref: BlobRef): void {
-    if (this.map.has(text) || text.length > this.maxChars / 4) return;
-    this.map.set(text, ref);
+  written(text: string, ref: BlobRef): void {
+    this.add(text, ref, Date.now());
+  }
+  read(text: string, ref: BlobRef): void {
+    if (!this.map.has(text)) this.add(text, ref, Number.NEGATIVE_INFINITY);
+  }
+  private add(text: string, ref: BlobRef, writtenAt: number): void {
+    const e = this.map.get(text);
+    if (e) {
+      e.ref = ref;
+      e.writtenAt = writtenAt;
+      return;
+    }
+    if (text.length > this.maxChars / 4) return;
+    this.map.set(text, { ref, writtenAt });
     this.chars += text.length;
     while (this.chars > this.maxChars) {
       const oldest = this.map.keys().next().value;
@@ -42,21 +63,23 @@ class TextRefCache {
 }
 
 export class ContextStore {
-  private readonly refs = new TextRefCache(128 * 1024 * 1024);
+  private readonly refs: TextRefCache;
 
-  constructor(private readonly blobs: BlobStore) {}
+  constructor(private readonly blobs: BlobStore) {
+    this.refs = new TextRefCache(128 * 1024 * 1024, blobs.freshForMs);
+  }
 
   async putText(namespace: string, text: string): Promise<BlobRef> {
     const known = this.refs.get(text);
     if (known && parseBlobRef(known).namespace === namespace) return known;
     const ref = await this.blobs.put(namespace, text);
-    this.refs.set(text, ref);
+    this.refs.written(text, ref);
     return ref;
   }
 
   async getText(ref: BlobRef): Promise<string> {
     const text = await this.blobs.getText(ref);
-    this.refs.set(text, ref);
+    this.refs.read(text, ref);
     return text;
   }
 

@@ -90,12 +90,23 @@ export class BlobStore {
     return ref;
   }
 
+  /**
+   * How long a reference stays safe to hand out again without writing its value again: half the store TTL (an
+   * entry lives for the TTL from its last write), forever without a TTL.
+   */
+  get freshForMs(): number {
+    return this.ttlMs > 0 ? this.ttlMs / 2 : Number.POSITIVE_INFINITY;
+  }
+
   private async write(kind: 'kv' | 'obj', namespace: string, key: string, bytes: Uint8Array): Promise<void> {
     if (kind === 'kv') {
       await (await this.kv(namespace)).put(key, bytes);
     } else {
       const os = await this.obj(namespace);
-      if (!(await os.info(key))) await os.putBlob({ name: key }, bytes);
+      const info = await os.info(key);
+      // Large values are written once, and again when the copy there is old enough to expire soon.
+      if (!info || Date.now() - new Date(info.mtime).getTime() > this.freshForMs)
+        await os.putBlob({ name: key }, bytes);
     }
   }
 

@@ -59,6 +59,33 @@ describe('content store', () => {
     expect(await new BlobStore(suite.nc).get(ref)).toBe('an observation seen twice');
     await blobs.deleteNamespace(ns);
   });
+
+  it('a context writes its texts again once half the store TTL has passed, so they outlive the contexts using them', async () => {
+    const writes: string[] = [];
+    class CountingStore extends BlobStore {
+      override async put(namespace: string, value: unknown): Promise<string> {
+        if (typeof value === 'string') writes.push(value);
+        return super.put(namespace, value);
+      }
+    }
+    const blobs = new CountingStore(suite.nc, { ttlMs: 2000 });
+    const content = new ContextStore(blobs);
+    const ns = `refresh-${Date.now()}`;
+    const ref = await content.putText(ns, 'the question');
+    expect(await content.putText(ns, 'the question')).toBe(ref);
+    expect(writes).toEqual(['the question']);
+    // Past half the TTL: handing out the old reference could outlive the entry.
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await content.putText(ns, 'the question')).toBe(ref);
+    expect(writes).toEqual(['the question', 'the question']);
+    // A text known only from a read has an unknown age: written once before its reference is handed out.
+    const other = await new BlobStore(suite.nc, { ttlMs: 2000 }).put(ns, 'read only');
+    await content.getText(other);
+    await content.putText(ns, 'read only');
+    await content.putText(ns, 'read only');
+    expect(writes.filter((w) => w === 'read only')).toHaveLength(1);
+    await blobs.deleteNamespace(ns);
+  });
 });
 
 describe('tool step retries', () => {
