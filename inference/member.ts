@@ -68,14 +68,19 @@ export class RequestCancelledError extends Error {
   }
 }
 
-/** The earlier of the request's deadline and the end of this attempt (the header's duration from now). */
+/**
+ * When this member must give up on a request: the attempt's duration (header) from receipt. The router sends the
+ * lesser of its attempt limit and the time left before the request's deadline, measured on its own clock, so a member
+ * whose clock runs ahead or behind still stops at the right moment. The absolute deadline in the body is the fallback
+ * for requests without the header.
+ */
 export function attemptDeadline(
   deadline: number,
   timeoutHeader: string | undefined,
   now = Date.now(),
 ): number {
   const ms = Number(timeoutHeader);
-  return timeoutHeader && Number.isFinite(ms) && ms > 0 ? Math.min(deadline, now + ms) : deadline;
+  return timeoutHeader && Number.isFinite(ms) && ms > 0 ? now + ms : deadline;
 }
 
 export class PoolMember {

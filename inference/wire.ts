@@ -26,9 +26,10 @@ export const subjects = {
 };
 
 /**
- * Header of a generate request: how long this attempt may take, in ms from receipt. The member stops at the earlier
- * of it and the request's deadline, so an attempt the router abandoned does not hold a batch slot until the
- * activity's deadline. A duration, not a time: members need not share the router's clock.
+ * Header of a generate request: how long this attempt may take, in ms from receipt (the router's attempt limit or the
+ * time left before the request's deadline, whichever is less). The member stops then, so an attempt the router
+ * abandoned does not hold a batch slot until the activity's deadline. A duration, not a time: members need not share
+ * the router's clock.
  */
 export const ATTEMPT_TIMEOUT_HEADER = 'Muse-Attempt-Timeout-Ms';
 

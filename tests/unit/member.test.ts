@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
-import { replyError } from '../../inference/member.js';
+import { attemptDeadline, replyError } from '../../inference/member.js';
 import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import { WireDecodeError } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
@@ -93,5 +93,16 @@ describe('member error replies', () => {
       message: 'blob store timed out',
       retryable: true,
     });
+  });
+});
+
+describe('attemptDeadline', () => {
+  it("counts the attempt's duration from receipt, whatever the member's clock says of the body's deadline", () => {
+    const now = 1_000_000;
+    // The member's clock runs 10 s ahead of the router's: by its clock the body deadline has passed.
+    expect(attemptDeadline(now - 1_000, '5000', now)).toBe(now + 5_000);
+    // Without the header (an older router), the body's absolute deadline.
+    expect(attemptDeadline(now + 9_000, undefined, now)).toBe(now + 9_000);
+    expect(attemptDeadline(now + 9_000, 'garbage', now)).toBe(now + 9_000);
   });
 });
