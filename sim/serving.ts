@@ -328,6 +328,8 @@ export class SimServer {
       job.pinned.push(key);
     }
     this.privateBlocks += job.privateBlocks;
+    // The sequence's own blocks (its partial last prompt block, its output) take room too: cached prefixes make way.
+    while (this.cache.size + this.privateBlocks > this.capacityBlocks && this.evictOne()) {}
     // The last prompt token is always recomputed to produce the first output logits.
     const maxCached = Math.floor(Math.max(0, job.promptTokens - 1) / bs) * bs;
     job.cached = Math.min(hits * bs, maxCached);

@@ -65,24 +65,26 @@ export function parseChatPrompt(prompt: string): ChatMessage[] {
   return messages.length > 0 ? messages : [{ role: 'user', content: prompt }];
 }
 
-// Token ids. Real servers return integer ids; the simulator derives them from the token text
-// (FNV-1a, folded into a Qwen-sized id space) so every process assigns the same id to the same
-// token, and remembers recent id -> text pairs so `input_ids` it has handed out can be read back.
+// Token ids. Real servers return integer ids from a fixed vocabulary; the simulator has none, so it interns token
+// texts: a token's id is its FNV-1a hash folded into a Qwen-sized id space, or the next free id after it when another
+// token already holds that one (hash collisions are common: a few hundred distinct tokens already collide). Ids are
+// one-to-one within a server process, which is what `/tokenize` then `input_ids` needs; two processes agree on every
+// id except where a collision was resolved in a different order.
 
 const VOCAB_SIZE = 151_936;
-const VOCAB_MEMORY = 1 << 20;
+const textToId = new Map<string, number>();
 const idToText = new Map<number, string>();
 
-/** Deterministic id of a simulated token, the same in every process. */
+/** The id of a simulated token in this process (see above). */
 export function simTokenId(token: string): number {
-  const id = fnv1a32(token) % VOCAB_SIZE;
-  if (!idToText.has(id)) {
-    if (idToText.size >= VOCAB_MEMORY) {
-      const oldest = idToText.keys().next().value;
-      if (oldest !== undefined) idToText.delete(oldest);
-    }
-    idToText.set(id, token);
-  }
+  const known = textToId.get(token);
+  if (known !== undefined) return known;
+  let id = fnv1a32(token) % VOCAB_SIZE;
+  // Past a full vocabulary, ids go on beyond it rather than alias.
+  while (idToText.has(id))
+    id = idToText.size >= VOCAB_SIZE ? Math.max(id + 1, VOCAB_SIZE) : (id + 1) % VOCAB_SIZE;
+  textToId.set(token, id);
+  idToText.set(id, token);
   return id;
 }
 

@@ -39,11 +39,23 @@ describe('SimServer prefix cache', () => {
     await s.run(tokens('c', 64), 0, never()); // needs 4 with 2 free: evicts b's two tail blocks
     expect(s.load().cacheUsedTokens).toBe(160);
     expect(s.stats().evictedBlocks).toBe(2);
+    // a's 65th token needs a block of its own while a runs: b gives up one more tail block.
     expect((await s.run(tokens('a', 65), 0, never())).cachedPromptTokens).toBe(64);
     // b lost its tail first, so its prefix still hits.
-    expect((await s.run(tokens('b', 65), 0, never())).cachedPromptTokens).toBe(32);
+    expect((await s.run(tokens('b', 65), 0, never())).cachedPromptTokens).toBe(16);
     await s.run(tokens('d', 160), 0, never()); // the whole cache: everything else goes
     expect((await s.run(tokens('a', 65), 0, never())).cachedPromptTokens).toBe(0);
+  });
+
+  it("makes room for a sequence's own blocks (output, partial last block) even when its prompt is all cached", async () => {
+    const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 10, timeScale: 0.001 });
+    await s.run(tokens('a', 160), 0, never()); // fills the cache
+    // 8 prompt tokens (a partial block) + 40 output tokens: 3 blocks of its own, so 3 cached blocks must go.
+    const running = s.run(tokens('b', 8), 40, never());
+    expect(s.load().cacheUsedTokens).toBeLessThanOrEqual(160);
+    await running;
+    expect(s.stats().evictedBlocks).toBe(3);
+    expect((await s.run(tokens('a', 160), 0, never())).cachedPromptTokens).toBeLessThanOrEqual(112);
   });
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { fnv1a32 } from '../../common/hash.js';
 import {
   countSimTokens,
   parseChatPrompt,
@@ -87,6 +88,18 @@ describe('token ids', () => {
     expect(ids.every((i) => Number.isInteger(i) && i >= 0)).toBe(true);
     expect(simDetokenize(ids)).toBe(s);
     expect(simEncode(s)).toEqual(ids);
+  });
+
+  it('gives colliding tokens different ids, so any text round-trips through ids', () => {
+    // These two hash to the same id in a Qwen-sized vocabulary.
+    expect(fnv1a32(" '") % 151_936).toBe(fnv1a32(' Ashford') % 151_936);
+    const text = "The Ashford ' bridge and 'quoted' Ashford";
+    expect(simDetokenize(simEncode(text))).toBe(text);
+    // Thousands of distinct words: many hash collisions, no loss.
+    const words = Array.from({ length: 20_000 }, (_, i) => `w${(i * 7919).toString(36)}`);
+    const many = words.join(' ');
+    expect(simDetokenize(simEncode(many))).toBe(many);
+    expect(new Set(simEncode(many)).size).toBe(new Set(simTokenize(many)).size);
   });
 
   it('names an unknown id', () => {
