@@ -92,7 +92,7 @@ const INDEPENDENT_SHARE = 0.25; // of all requests
 const INDEPENDENT_TOKENS = 3000;
 const INDEPENDENT_LOOPS = 8; // 'rollouts': independent requests come one after another from this many sources
 
-type Kind = 'first turn' | 'later turn' | 'branch first turn' | 'independent';
+type Kind = 'first turn' | 'later turn' | 'branch first turn' | 'branch later turn' | 'independent';
 type Send = (messages: ChatMessage[], kind: Kind, stickyKey?: string) => Promise<void>;
 
 interface Workload {
@@ -167,7 +167,8 @@ function rolloutsWorkload(): Workload {
     let messages = context;
     for (let t = 0; t < plan.turns; t++) {
       before.push(messages);
-      await send(messages, t === 0 ? firstKind : 'later turn', stickyKey);
+      const later: Kind = firstKind === 'branch first turn' ? 'branch later turn' : 'later turn';
+      await send(messages, t === 0 ? firstKind : later, stickyKey);
       if (t === plan.turns - 1) break;
       await sleep(TOOL_LATENCY_MS);
       const [lo, hi] = OBSERVATION_TOKENS;
@@ -347,6 +348,8 @@ interface PolicyResult {
   evictedBlocks: number;
   decisions: Map<AffinityDecision, number>;
   hitRateByKind: Map<Kind, number>;
+  /** Over every turn of the partial rollouts (branches): the hit rate the brief names per policy. */
+  branchHitRate: number;
 }
 
 async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyName): Promise<PolicyResult> {
@@ -418,6 +421,11 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
       evictedBlocks: members.reduce((n, m) => n + m.sim.stats().evictedBlocks, 0),
       decisions,
       hitRateByKind: new Map([...byKind].map(([k, v]) => [k, v.cached / v.prompt])),
+      branchHitRate: (() => {
+        const kinds = (['branch first turn', 'branch later turn'] as const).map((k) => byKind.get(k));
+        const prompt = sum(kinds.map((k) => k?.prompt ?? 0));
+        return prompt > 0 ? sum(kinds.map((k) => k?.cached ?? 0)) / prompt : Number.NaN;
+      })(),
       uncachedTokens: members.reduce(
         (n, m) => n + m.sim.stats().promptTokens - m.sim.stats().cachedPromptTokens,
         0,
@@ -511,6 +519,9 @@ async function main() {
   console.log(
     `\nceiling (one server, cache never evicts): hit rate ${ceiling.toFixed(3)}, ${(ceiling / rr.hitRate).toFixed(2)}x round_robin; ` +
       `prefix_affinity reaches ${((100 * pa.hitRate) / ceiling).toFixed(0)}% of it, round_robin ${((100 * rr.hitRate) / ceiling).toFixed(0)}%`,
+  );
+  console.log(
+    `branch requests (every turn of the partial rollouts): prefix_affinity ${pa.branchHitRate.toFixed(3)} vs round_robin ${rr.branchHitRate.toFixed(3)}, ${(pa.branchHitRate / rr.branchHitRate).toFixed(2)}x`,
   );
   const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
   console.log(
