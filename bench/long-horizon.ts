@@ -1,14 +1,23 @@
 // One 2048-step iterresearch trajectory (simulator, zero serving latency): per-step time early versus late,
 // Temporal history bytes per step per run (should be flat), worker peak RSS, and beside it the history a naive
-// design would have written (the full conversation as every model call's activity input, outputs inline).
-import { exportTrajectory } from '../client/content.js';
+// design would have written (every model call's prompt as its activity input, turns and observations inline).
+//
+// Early and late are the first 100 steps of the first and of the last full workflow run (continue-as-new every 200
+// steps), after a short warm-up trajectory, so both windows sit at the same place in their run and neither pays
+// for connections, buckets or the workflow bundle.
+import { ContextStore } from '../activities/content.js';
+import { contextPolicy } from '../agent/context.js';
 import { historyChain } from '../client/history.js';
 import { startTrajectory } from '../client/trajectories.js';
+import { BlobStore } from '../common/blob-store.js';
 import { connectNats } from '../common/nats.js';
+import { readStepLog } from '../common/step-log.js';
 import { sampleQuestions } from '../sim/world.js';
 import { benchEngine, table } from './harness.js';
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 2048);
+const STEPS_PER_RUN = 200;
+const WINDOW = 100;
 
 async function main() {
   const stepStart = new Map<number, number>();
@@ -17,14 +26,25 @@ async function main() {
   });
   const nc = await connectNats(cfg, 'bench');
   try {
-    const [q] = sampleQuestions(1, 2048);
+    const [q, warmup] = sampleQuestions(2, 2048);
+    await (
+      await startTrajectory(client, cfg, {
+        question: `${warmup!.question} [sim:min-turns=100000]`,
+        policy: 'iterresearch',
+        maxTurns: 20,
+      })
+    ).result();
+    stepStart.clear();
     const t0 = performance.now();
     const handle = await startTrajectory(client, cfg, {
       question: `${q!.question} [sim:min-turns=100000]`,
       policy: 'iterresearch',
       maxTurns: STEPS,
+      stepsPerRun: STEPS_PER_RUN,
     });
     const result = await handle.result();
+    if (result.steps !== STEPS)
+      throw new Error(`the trajectory ended after ${result.steps} of ${STEPS} steps`);
     const totalMs = performance.now() - t0;
     const stepMs = (from: number, to: number) => {
       const xs: number[] = [];
@@ -35,27 +55,32 @@ async function main() {
       }
       return xs.reduce((n, x) => n + x, 0) / Math.max(1, xs.length);
     };
-    const early = stepMs(0, Math.min(100, STEPS - 1));
-    const late = stepMs(Math.max(0, STEPS - 101), STEPS - 1);
+    const lastFullRun = Math.max(0, (Math.floor(STEPS / STEPS_PER_RUN) - 1) * STEPS_PER_RUN);
+    const early = stepMs(0, WINDOW);
+    const late = stepMs(lastFullRun, lastFullRun + WINDOW);
 
     const runs = await historyChain(client, handle.workflowId, handle.firstExecutionRunId);
     const totalHistory = runs.reduce((n, r) => n + r.bytes, 0);
-    // Naive design: each model call's input is the whole conversation so far; each output (turn) and each
-    // tool result is inline in history too.
+    // Naive design: each model call's input is the prompt it was sent (for iterresearch: question, report, last
+    // action and observation), and each output (turn) and tool result is inline in history too.
+    const blobs = new BlobStore(nc);
+    const content = new ContextStore(blobs);
+    const policy = contextPolicy('iterresearch');
+    const bytes = (text: string) => Buffer.byteLength(text);
     let naive = 0;
-    let conversation = 0;
-    for await (const step of exportTrajectory(client, nc, handle.workflowId)) {
-      const turn = Buffer.byteLength(step.turn);
-      const obs = Buffer.byteLength(step.observation ?? '');
-      naive += conversation + turn + obs;
-      conversation += turn + obs;
+    for (const step of await readStepLog(blobs, result.log)) {
+      const { state } = await content.getContext(step.contextBefore);
+      naive += policy.buildMessages(state).reduce((n, m) => n + bytes(m.content), 0);
+      naive += bytes(await blobs.getText(step.turnRef));
+      if (step.observationRef) naive += bytes(await blobs.getText(step.observationRef));
     }
     const perRun = runs.map((r, i) => ({
       run: i + 1,
       events: r.events,
       'history KiB': r.bytes / 1024,
       'bytes/step':
-        r.bytes / Math.max(1, i === runs.length - 1 ? result.steps - (runs.length - 1) * 200 : 200),
+        r.bytes /
+        Math.max(1, i === runs.length - 1 ? result.steps - (runs.length - 1) * STEPS_PER_RUN : STEPS_PER_RUN),
     }));
     console.log(
       `long horizon: ${result.steps} steps (${result.termination}), ${result.runs} workflow runs, ${(totalMs / 1000).toFixed(1)} s\n`,
@@ -69,8 +94,11 @@ async function main() {
     );
     console.log(
       `\n${table([
-        { figure: 'mean step time, steps 1-100 (ms)', value: early },
-        { figure: `mean step time, steps ${STEPS - 99}-${STEPS} (ms)`, value: late },
+        { figure: `mean step time, steps 1-${WINDOW}, run 1 (ms)`, value: early },
+        {
+          figure: `mean step time, steps ${lastFullRun + 1}-${lastFullRun + WINDOW}, run ${lastFullRun / STEPS_PER_RUN + 1} (ms)`,
+          value: late,
+        },
         { figure: 'late / early ratio (target <= 1.2)', value: late / early },
         { figure: 'Muse history, all runs (MiB)', value: totalHistory / 2 ** 20 },
         { figure: 'Muse history bytes per step', value: totalHistory / result.steps },
