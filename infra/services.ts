@@ -77,6 +77,14 @@ export class ServiceStartError extends Error {
   }
 }
 
+/**
+ * The server lost a port to another process between the free-port check and its own bind (two stacks starting at
+ * once on one machine): starting again on fresh ports will do.
+ */
+export function isPortRace(err: unknown): boolean {
+  return err instanceof ServiceStartError && /address already in use/i.test(err.logTail);
+}
+
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
 const DEFAULT_STOP_TIMEOUT_MS = 15_000;

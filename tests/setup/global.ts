@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import {
   freePort,
+  isPortRace,
   type NatsHandle,
   startNats,
   startTemporal,
@@ -41,10 +42,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   const dataDir = mkdtempSync(join(tmpdir(), 'muse-it-'));
-  const [temporalPort, natsPort] = [await freePort(), await freePort()];
   const results = await Promise.allSettled([
-    startTemporal({ dataDir, port: temporalPort }),
-    startNats({ dataDir, port: natsPort }),
+    onFreePorts((port) => startTemporal({ dataDir, port })),
+    onFreePorts((port) => startNats({ dataDir, port })),
   ]);
   const [temporalResult, natsResult] = results;
   if (temporalResult.status === 'rejected' || natsResult.status === 'rejected') {
@@ -74,4 +74,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
       rmSync(dataDir, { recursive: true, force: true });
     }
   };
+}
+
+/** Starts a server on a free port, again on fresh ports when another process took one first (up to 3 tries). */
+async function onFreePorts<T>(start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort());
+    } catch (err) {
+      if (attempt >= 3 || !isPortRace(err)) throw err;
+    }
+  }
 }

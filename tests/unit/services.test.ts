@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { isPortRace, ServiceStartError } from '../../infra/services.js';
+
+describe('isPortRace', () => {
+  it('recognises a server that lost its port to another process, and nothing else', () => {
+    const temporal =
+      'failed listening for HTTP API on 127.0.0.1:35459: listen tcp 127.0.0.1:35459: bind: address already in use';
+    const nats =
+      'Error listening on port: 127.0.0.1:4222, "listen tcp 127.0.0.1:4222: bind: address already in use"';
+    expect(isPortRace(new ServiceStartError('temporal', 'temporal exited during startup', temporal))).toBe(
+      true,
+    );
+    expect(isPortRace(new ServiceStartError('nats', 'nats exited during startup', nats))).toBe(true);
+    expect(isPortRace(new ServiceStartError('temporal', 'exited', 'database is locked'))).toBe(false);
+    expect(isPortRace(new Error('address already in use'))).toBe(false);
+  });
+});
