@@ -1,8 +1,9 @@
 // Partial rollout versus from-scratch sampling at equal budget (N=8 per question) over a fixed set of
-// simulator questions. Prints generated tokens, tool calls, reuse factor and per-aggregator accuracy, and
-// checks that the saving is exactly the reused prefix: the worker counts the model calls each rollout's
-// activities actually make, and a branch must make one per step it generates and none for the steps it
-// reuses.
+// simulator questions. Prints generated tokens, tool calls, reuse factor, failed rollouts and per-aggregator
+// accuracy, and checks that a branch regenerates none of its reused prefix: the worker counts the model calls each
+// rollout's activities actually make, and a rollout must make one per step it generates and none for the steps it
+// reuses. "tokens vs scratch" compares different samples (only the initial rollout is shared), so it is the saving
+// of this seed set, not the reused prefix exactly.
 import { runParallelMuse } from '../client/parallel-muse.js';
 import { sampleQuestions } from '../sim/world.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -69,6 +70,11 @@ async function main() {
       const row: Record<string, string | number> = {
         config: c.name,
         rollouts: results.reduce((n, r) => n + r.rollouts.length, 0),
+        // A rollout that failed generated nothing it could report: more of them would make a config look cheaper.
+        'failed rollouts': results.reduce(
+          (n, r) => n + r.rollouts.filter((ro) => ro.termination === 'error').length,
+          0,
+        ),
         'gen tokens': tokens,
         'tool calls': tools,
         'reused tokens': reused,
