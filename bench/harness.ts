@@ -10,29 +10,30 @@ import { freePort, startNats, startTemporal } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 
+/** A throwaway NATS server and, unless `temporal` is false (benchmarks of the pool alone), a Temporal dev server. */
 export async function benchStack(
   name: string,
-  overrides: Record<string, unknown> = {},
+  opts: { temporal?: boolean } = {},
 ): Promise<{ cfg: MuseConfig; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), `muse-bench-${name}-`));
   const [tp, np] = [await freePort(), await freePort()];
+  // An idle Temporal server would still take CPU from the 2 cores the measured work runs on.
   const [temporal, nats] = await Promise.all([
-    startTemporal({ dataDir, port: tp }),
+    opts.temporal === false ? undefined : startTemporal({ dataDir, port: tp }),
     startNats({ dataDir, port: np }),
   ]);
   const cfg = loadConfig({
     env: {},
     overrides: {
       dataDir: join(dataDir, 'state'),
-      temporal: { address: temporal.address, taskQueue: `bench-${name}` },
+      temporal: { ...(temporal ? { address: temporal.address } : {}), taskQueue: `bench-${name}` },
       nats: { url: nats.url },
-      ...overrides,
     },
   });
   return {
     cfg,
     async stop() {
-      await Promise.all([temporal.stop(), nats.stop()]);
+      await Promise.all([temporal?.stop(), nats.stop()]);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

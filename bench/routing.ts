@@ -462,7 +462,7 @@ async function ceilingHitRate(): Promise<number> {
 const maxMean = (xs: number[]) => Math.max(...xs) / (sum(xs) / xs.length);
 
 async function main() {
-  const stack = await benchStack('routing');
+  const stack = await benchStack('routing', { temporal: false });
   const results: PolicyResult[] = [];
   const ceiling = await ceilingHitRate();
   try {
