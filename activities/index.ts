@@ -3,6 +3,7 @@
 // (NATS connection, blob store, tools, config) as in the Temporal samples' dependency-injection pattern.
 
 import type { NatsConnection } from '@nats-io/nats-core';
+import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
 import type { StepKind, StepRecord } from '../agent/trajectory.js';
@@ -79,7 +80,7 @@ export type LlmStepResult =
 
 export interface ToolStepInput {
   jobId: string;
-  /** For onToolCall only; absent in inputs recorded before it was. */
+  /** The tool memo's key and onToolCall's event; absent in inputs recorded before they were passed. */
   trajectoryId?: string;
   step?: number;
   policy: ContextPolicyName;
@@ -197,28 +198,32 @@ export function createActivities(deps: ActivityDeps) {
     input: ToolStepInput,
     call: ToolCall,
     question: string,
-    signal: AbortSignal,
-  ): Promise<ToolOutcome> {
+    ctx: Context,
+  ): Promise<ToolOutcome & { observationRef?: string }> {
     const ns = namespaceFor(input.jobId);
     // Inputs recorded before trajectoryId was passed cannot be told apart: those run the tool again.
     const memo =
       input.trajectoryId === undefined
         ? undefined
         : `tool/${input.trajectoryId}/${input.step}/${input.turnRef}`;
-    if (memo) {
+    // Only a retry can find a record: the first attempt saves the read.
+    if (memo && ctx.info.attempt > 1) {
       const done = await deps.blobs.getMemo<{ observationRef: string; error?: string }>(ns, memo);
       if (done) {
         const observation = await content.getText(done.observationRef);
-        return done.error !== undefined ? { observation, error: done.error } : { observation };
+        return {
+          observation,
+          observationRef: done.observationRef,
+          ...(done.error ? { error: done.error } : {}),
+        };
       }
     }
     deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: call.name });
-    const out = await deps.tools.run(call, { question, signal });
-    if (memo) {
-      const observationRef = await content.putText(ns, out.observation);
-      await deps.blobs.setMemo(ns, memo, { observationRef, ...(out.error ? { error: out.error } : {}) });
-    }
-    return out;
+    const out = await deps.tools.run(call, { question, signal: ctx.cancellationSignal });
+    if (!memo) return out;
+    const observationRef = await content.putText(ns, out.observation);
+    await deps.blobs.setMemo(ns, memo, { observationRef, ...(out.error ? { error: out.error } : {}) });
+    return { ...out, observationRef };
   }
 
   return {
@@ -252,9 +257,8 @@ export function createActivities(deps: ActivityDeps) {
       } catch (err) {
         if (!(err instanceof ContextLengthError)) throw err;
         // The estimate said it fits, the server says not (content that tokenizes densely): the same outcome as a
-        // full window, not an error. A policy that would summarise a full window does so.
-        const summarise =
-          state.steps.length > 0 && policy.wantsSummary(input.contextWindow, input.contextWindow, 0);
+        // full window, not an error: a policy with a summary turn summarises.
+        const summarise = policy.summarises && state.steps.length > 0;
         return {
           status: summarise ? 'needs_summary' : 'max_context',
           contextRef,
@@ -289,13 +293,15 @@ export function createActivities(deps: ActivityDeps) {
         ]);
         const turn = parseTurn(raw);
         let observation: string;
+        let observationRef: string | undefined;
         let toolError: string | undefined;
         let toolCalled = false;
         switch (turn.kind) {
           case 'tool_call': {
             toolCalled = true;
-            const out = await runToolOnce(input, turn.call, state.question, ctx.cancellationSignal);
+            const out = await runToolOnce(input, turn.call, state.question, ctx);
             observation = out.observation;
+            observationRef = out.observationRef;
             toolError = out.error;
             break;
           }
@@ -311,13 +317,13 @@ export function createActivities(deps: ActivityDeps) {
             throw new TypeError('toolStep called for an answer turn');
         }
         const next: ContextState = policy.advance(state, turn, raw, observation);
-        const [observationRef, contextRef] = await Promise.all([
-          content.putText(ns, observation),
+        const [storedRef, contextRef] = await Promise.all([
+          observationRef ?? content.putText(ns, observation),
           content.putContext(ns, input.policy, next),
         ]);
         return {
           contextRef,
-          observationRef,
+          observationRef: storedRef,
           observationBytes: observation.length,
           toolCalled,
           ...(toolError ? { toolError } : {}),

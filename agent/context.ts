@@ -28,6 +28,8 @@ export interface ContextState {
 
 export interface ContextPolicy {
   readonly name: ContextPolicyName;
+  /** Whether the policy has a summary turn (resum): a full window is then a reason to summarise, not to stop. */
+  readonly summarises: boolean;
   initial(question: string): ContextState;
   /** The prompt of the next turn. */
   buildMessages(state: ContextState): ChatMessage[];
@@ -118,6 +120,7 @@ function reactPolicy(opts: ContextPolicyOptions): ContextPolicy {
   const system = reactSystemPrompt(opts.date);
   return {
     name: 'react',
+    summarises: false,
     initial: (question) => ({ question, steps: [], round: 0 }),
     buildMessages: (state) => [
       { role: 'system', content: system },
@@ -142,6 +145,7 @@ function resumPolicy(opts: ContextPolicyOptions): ContextPolicy {
     throw new RangeError(`summaryThreshold must be in (0, 1], got ${threshold}`);
   return {
     name: 'resum',
+    summarises: true,
     initial: (question) => ({ question, steps: [], round: 0 }),
     buildMessages: (state) => [
       { role: 'system', content: system },
@@ -187,6 +191,7 @@ function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {
   const system = iterresearchSystemPrompt(opts.date);
   return {
     name: 'iterresearch',
+    summarises: false,
     initial: (question) => ({ question, steps: [], report: '', round: 0 }),
     buildMessages: (state) => {
       const last = state.steps[state.steps.length - 1];

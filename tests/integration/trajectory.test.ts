@@ -135,7 +135,10 @@ describe('tool step retries', () => {
     const env = new MockActivityEnvironment();
     await expect(env.run(activities.toolStep, input)).rejects.toThrow(/injected/);
     expect(runs).toBe(1);
-    const retried = (await new MockActivityEnvironment().run(activities.toolStep, input)) as ToolStepResult;
+    const retried = (await new MockActivityEnvironment({ attempt: 2 }).run(
+      activities.toolStep,
+      input,
+    )) as ToolStepResult;
     expect(runs).toBe(1);
     expect(await content.getText(retried.observationRef)).toBe('result of run 1');
     // Another step with the same turn is a new tool call.
