@@ -41,14 +41,12 @@ export function tokenEntropies(tokens: readonly TokenLogprob[]): Float32Array<Ar
   return out;
 }
 
-export type CharRange = TextSpan;
-
 /**
  * Character ranges of the reasoning and tool-call regions of a turn, exactly as parseTurn reads them (see
  * turnSpans): a tool call counts only when it is the turn's action (not one quoted in the reasoning or one after
  * an <answer>), and an unclosed one stops where parseTurn stops it. Exported for tests.
  */
-export function regionRanges(text: string): { think: CharRange | null; toolCall: CharRange | null } {
+export function regionRanges(text: string): { think: TextSpan | null; toolCall: TextSpan | null } {
   const { think, thinkTagged, action } = turnSpans(text);
   return {
     // Without <think> or </think>, parseTurn keeps the text before the action as think only so nothing is lost;
@@ -142,5 +140,10 @@ export function meanUncertainty(tally: UncertaintyTally): number {
  * confidence_weighted aggregators rank by. Infinity when no turn has a score.
  */
 export function trajectoryUncertainty(steps: readonly RegionScores[]): number {
-  return meanUncertainty(steps.reduce(addTurnUncertainty, emptyUncertaintyTally()));
+  return meanUncertainty(tallyTurns(steps));
+}
+
+/** The tally of a list of turns' scores (a branch's reused prefix, say). */
+export function tallyTurns(steps: readonly RegionScores[]): UncertaintyTally {
+  return steps.reduce(addTurnUncertainty, emptyUncertaintyTally());
 }

@@ -29,7 +29,7 @@ import {
   type UsageTotals,
 } from '../agent/trajectory.js';
 import type { Termination } from '../agent/types.js';
-import { addTurnUncertainty, emptyUncertaintyTally, type UncertaintyTally } from '../agent/uncertainty.js';
+import { addTurnUncertainty, tallyTurns, type UncertaintyTally } from '../agent/uncertainty.js';
 
 export interface StepTimeouts {
   /** Upper bound of one step's activity attempt. */
@@ -39,8 +39,6 @@ export interface StepTimeouts {
 }
 
 export const DEFAULT_TIMEOUTS: StepTimeouts = { stepMs: 10 * 60_000, heartbeatMs: 20_000 };
-
-export { BRANCHABLE_STEP_LIMIT } from '../agent/branching.js';
 
 export interface TrajectoryInput {
   spec: TrajectorySpec;
@@ -86,10 +84,6 @@ interface CarriedState {
   lineage?: Lineage;
 }
 
-function tallyOf(steps: readonly BranchableStep[]): UncertaintyTally {
-  return steps.reduce((t, s) => addTurnUncertainty(t, s.regions), emptyUncertaintyTally());
-}
-
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
 
 /** Errors a retry cannot fix: the request itself is wrong, or what it refers to is gone. */
@@ -130,14 +124,14 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     usage: emptyUsage(),
     log: input.branch?.prefixLog ?? [],
     branchable: input.branch ? [...input.branch.prefixSteps] : [],
-    uncertainty: tallyOf(input.branch?.prefixSteps ?? []),
+    uncertainty: tallyTurns((input.branch?.prefixSteps ?? []).map((s) => s.regions)),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
     ...(input.branch?.promptTokenRatio !== undefined
       ? { promptTokenRatio: input.branch.promptTokenRatio }
       : {}),
   };
   let { step, contextRef, usage, lastAction, promptTokenRatio } = carried;
-  let uncertainty = carried.uncertainty ?? tallyOf(carried.branchable ?? []);
+  let uncertainty = carried.uncertainty ?? tallyTurns((carried.branchable ?? []).map((s) => s.regions));
   let branchable = carried.branchable;
   const log = [...carried.log];
   const records: StepRecord[] = [];

@@ -37,6 +37,8 @@ describe('long-horizon trajectories', () => {
       const result = await handle.result();
       expect(result.termination).toBe('max_turns');
       expect(result.steps).toBe(2048);
+      // Every turn is in the trajectory's uncertainty, though branch points are kept for the first 512 only.
+      expect(result.uncertainty.scoredTurns).toBe(2048);
       expect(result.runs).toBeGreaterThan(1);
       const runs = await historyChain(suite.client, handle.workflowId, handle.firstExecutionRunId);
       expect(runs.length).toBe(result.runs);
