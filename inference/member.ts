@@ -18,6 +18,7 @@ import {
   GenerateRequestWire,
   type MemberAnnouncementWire,
   subjects,
+  tryDecodeWire,
   WIRE_VERSION,
   WireDecodeError,
   type WireErrorCode,
@@ -278,13 +279,10 @@ export class PoolMember {
   }
 
   private onCancel(data: Uint8Array): void {
-    let id: string;
-    try {
-      id = decodeWire(CancelWire, data, 'cancel').id;
-    } catch {
-      return; // A malformed cancel changes nothing: the request's own deadline still bounds it.
-    }
-    for (const ctl of this.active.get(id) ?? []) ctl.abort(new RequestCancelledError(id));
+    // A malformed cancel changes nothing: the request's own deadline still bounds it.
+    const cancel = tryDecodeWire(CancelWire, data, 'cancel');
+    if (!cancel) return;
+    for (const ctl of this.active.get(cancel.id) ?? []) ctl.abort(new RequestCancelledError(cancel.id));
   }
 
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {

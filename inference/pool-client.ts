@@ -36,6 +36,7 @@ import {
   MemberAnnouncementWire,
   PlacementWire,
   subjects,
+  tryDecodeWire,
   WIRE_VERSION,
 } from './wire.js';
 
@@ -311,6 +312,12 @@ export class PoolClient {
     const tried = new Set<string>();
     // The attempt limit catches a member that is alive (announcing) but stuck; it must not cut off a long generation.
     const attemptLimit = this.attemptTimeout ?? generationAllowanceMs(maxTokens);
+    // Between attempts: jittered backoff, never past the deadline.
+    const pause = (attempt: number) =>
+      sleep(
+        Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
+        options.signal,
+      );
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       options.signal?.throwIfAborted();
       const remaining = options.deadline - this.now();
@@ -320,10 +327,7 @@ export class PoolClient {
         // Members are known but none may be sent to (circuits open, stopping): the queue group would reach exactly
         // those members, bypassing their breakers. The pool is unavailable for now; a half-open circuit may free one.
         errors.push(`no member in rotation (${this.members.size} known: circuit open or stopping)`);
-        await sleep(
-          Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
-          options.signal,
-        );
+        await pause(attempt);
         continue;
       }
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
@@ -399,25 +403,21 @@ export class PoolClient {
       }
       // Abandoned without an answer (timed out, member gone, caller cancelled): the member may still be working.
       if (!answered && memberId) this.cancelOn(memberId, requestId);
-      const err = failure;
       if (options.signal?.aborted) throw options.signal.reason;
       if (
-        err instanceof BadRequestError ||
-        err instanceof BackendRejectedError ||
-        err instanceof ContextLengthError
+        failure instanceof BadRequestError ||
+        failure instanceof BackendRejectedError ||
+        failure instanceof ContextLengthError
       )
-        throw err;
-      errors.push(`${memberId ?? 'queue-group'}: ${describe(err)}`);
-      if (countsAgainstMember(err, timeout < attemptLimit)) state?.breaker.onFailure(ticket);
+        throw failure;
+      errors.push(`${memberId ?? 'queue-group'}: ${describe(failure)}`);
+      if (countsAgainstMember(failure, timeout < attemptLimit)) state?.breaker.onFailure(ticket);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts.
-      if (err instanceof RequestError && err.isNoResponders() && memberId)
+      if (failure instanceof RequestError && failure.isNoResponders() && memberId)
         this.dropMember(memberId, `member ${memberId} has no responders`);
-      if (err instanceof MemberFailure && !err.retryable) break;
-      await sleep(
-        Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
-        options.signal,
-      );
+      if (failure instanceof MemberFailure && !failure.retryable) break;
+      await pause(attempt);
     }
     throw new PoolUnavailableError(
       `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${errors.join('; ') || 'deadline passed'}`,
@@ -455,25 +455,17 @@ export class PoolClient {
   }
 
   private onPlacement(data: Uint8Array): void {
-    let event: PlacementWire;
-    try {
-      event = decodeWire(PlacementWire, data, 'placement event');
-    } catch {
-      return; // A malformed event is ignored: it only ever adds a routing hint.
-    }
-    // Own events were recorded when sent; events for members out of rotation would only hold memory.
-    if (event.router === this.routerId || !this.members.has(event.member)) return;
+    const event = tryDecodeWire(PlacementWire, data, 'placement event');
+    // Malformed events only lose a hint; own ones were recorded when sent; ones for members out of rotation would
+    // only hold memory.
+    if (!event || event.router === this.routerId || !this.members.has(event.member)) return;
     this.policy.onPeerServed?.(event.member, unpackPrefixKeys(event.keys));
   }
 
   private onAnnounce(data: Uint8Array): void {
-    let info: MemberAnnouncementWire;
-    try {
-      info = decodeWire(MemberAnnouncementWire, data, 'member announcement');
-    } catch {
-      return; // A malformed announcement is ignored: it cannot put a member into rotation.
-    }
-    if (info.pool !== this.opts.pool) return;
+    const info = tryDecodeWire(MemberAnnouncementWire, data, 'member announcement');
+    // A malformed announcement cannot put a member into rotation.
+    if (!info || info.pool !== this.opts.pool) return;
     if (info.leaving) {
       this.retire(info.id);
       return;
@@ -495,11 +487,8 @@ export class PoolClient {
   }
 
   private onLeave(data: Uint8Array): void {
-    try {
-      this.retire(decodeWire(MemberAnnouncementWire, data, 'leave').id);
-    } catch {
-      // ignored, as for announcements
-    }
+    const info = tryDecodeWire(MemberAnnouncementWire, data, 'leave');
+    if (info) this.retire(info.id);
   }
 
   /** A stopping member: no new work; what it is finishing is awaited (LEAVE_GRACE_MS), then it is dropped. */

@@ -81,7 +81,7 @@ export const CONTEXT_LENGTH_MESSAGE = /context[ _]length|maximum context|context
 /**
  * A backend's request passed its deadline before a usable answer came back. Any backend throws it (and a member
  * aborts its backend with it), so the member can report `deadline_exceeded`. Not retryable: the deadline is the
- * request's, the same on every member.
+ * request's, the same on every member, or its attempt's, which the router gives up on at the same moment.
  *
  * Other backend errors may carry a `retryable` flag of their own: whether another member could do better.
  */

@@ -147,6 +147,19 @@ export class WireDecodeError extends Error {
   override name = 'WireDecodeError';
 }
 
+/** decodeWire for messages that only ever add a hint (announcements, placements, cancels): undefined when malformed. */
+export function tryDecodeWire<S extends z.ZodTypeAny>(
+  schema: S,
+  bytes: Uint8Array,
+  what: string,
+): z.infer<S> | undefined {
+  try {
+    return decodeWire(schema, bytes, what);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Decodes and validates; throws WireDecodeError naming what is wrong (never a raw decoder crash). */
 export function decodeWire<S extends z.ZodTypeAny>(schema: S, bytes: Uint8Array, what: string): z.infer<S> {
   let raw: unknown;

@@ -66,23 +66,22 @@ export function parseChatPrompt(prompt: string): ChatMessage[] {
 }
 
 // Token ids. Real servers return integer ids from a fixed vocabulary; the simulator has none, so it interns token
-// texts: a token's id is its FNV-1a hash folded into a Qwen-sized id space, or the next free id after it when another
-// token already holds that one (hash collisions are common: a few hundred distinct tokens already collide). Ids are
-// one-to-one within a server process, which is what `/tokenize` then `input_ids` needs; two processes agree on every
-// id except where a collision was resolved in a different order.
+// texts: a token's id is its FNV-1a hash folded into a Qwen-sized id space, or, when another token already holds that
+// id (hash collisions are common: a few hundred distinct tokens already collide), the next id past the vocabulary.
+// Ids are one-to-one within a server process, which is what `/tokenize` then `input_ids` needs; two processes agree
+// on every id except colliding ones. The tables grow with the distinct tokens seen (the synthetic world's words).
 
 const VOCAB_SIZE = 151_936;
 const textToId = new Map<string, number>();
 const idToText = new Map<number, string>();
+let nextExtraId = VOCAB_SIZE;
 
 /** The id of a simulated token in this process (see above). */
 export function simTokenId(token: string): number {
   const known = textToId.get(token);
   if (known !== undefined) return known;
-  let id = fnv1a32(token) % VOCAB_SIZE;
-  // Past a full vocabulary, ids go on beyond it rather than alias.
-  while (idToText.has(id))
-    id = idToText.size >= VOCAB_SIZE ? Math.max(id + 1, VOCAB_SIZE) : (id + 1) % VOCAB_SIZE;
+  const hashed = fnv1a32(token) % VOCAB_SIZE;
+  const id = idToText.has(hashed) ? nextExtraId++ : hashed;
   textToId.set(token, id);
   idToText.set(id, token);
   return id;
