@@ -16,6 +16,7 @@ import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { ParallelMuseSpec, ParallelMuseSpecInput } from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
+import { isProcessAlive } from '../infra/services.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
 import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse, specHash } from './parallel-muse.js';
@@ -142,12 +143,7 @@ function lockHolder(lock: string): { pid: number; host: string } | 'stale' | und
   }
   // Another host's process cannot be checked from here: its lock stands.
   if (holder.host !== hostname()) return holder;
-  try {
-    process.kill(holder.pid, 0);
-    return holder;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? 'stale' : holder;
-  }
+  return isProcessAlive(holder.pid) ? holder : 'stale';
 }
 
 /**

