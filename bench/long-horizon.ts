@@ -1,5 +1,5 @@
 // One 2048-step iterresearch trajectory (simulator, zero serving latency): per-step time early versus late,
-// Temporal history bytes per step per run (should be flat), worker peak RSS, and beside it the history a naive
+// Temporal history bytes per step per run (should be flat), the bench process's peak RSS, and beside it the history a naive
 // design would have written (every model call's prompt as its activity input, turns and observations inline).
 //
 // Early and late are the first 100 steps of the first and of the last full workflow run (continue-as-new every 200
@@ -104,7 +104,10 @@ async function main() {
         { figure: 'Muse history bytes per step', value: totalHistory / result.steps },
         { figure: 'naive design history (MiB)', value: naive / 2 ** 20 },
         { figure: 'naive / Muse history ratio', value: naive / totalHistory },
-        { figure: 'worker+member process peak RSS (MiB)', value: process.resourceUsage().maxRSS / 1024 },
+        {
+          figure: 'bench process peak RSS, worker and member included (MiB)',
+          value: process.resourceUsage().maxRSS / 1024,
+        },
       ])}`,
     );
   } finally {
