@@ -1,6 +1,6 @@
 // ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
 // A report distils one trajectory; integration reads all reports and must choose one answer.
-import { estimateTokens } from '../agent/context.js';
+import { CHARS_PER_ESTIMATED_TOKEN, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
 import type { StepLogSegment } from '../agent/trajectory.js';
@@ -41,20 +41,20 @@ export interface IntegrateInput {
 
 /** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
 const REPORT_OBSERVATION_CHARS = 4000;
-/** Share of the window the report prompt may take: a rendered trajectory tokenizes a little differently. */
-const REPORT_BUDGET_MARGIN = 0.9;
-
 /**
- * Characters of trajectory text the report prompt has room for: the window less the report's own output, in
- * estimated tokens (4 characters each, calibrated by the trajectory's ratio), less the rest of the prompt. Without
- * the window a long trajectory (iterresearch repeats its evolving report at every step) would be refused.
+ * Characters of trajectory text the report prompt has room for: its budget in estimated tokens (promptBudgetTokens)
+ * less the rest of the prompt. Without the window a long trajectory (iterresearch repeats its evolving report at
+ * every step) would be refused.
  */
 export function reportTrajectoryChars(input: ReportInput): number | undefined {
   if (input.contextWindow === undefined) return undefined;
-  const room = input.contextWindow - input.sampling.maxTokensPerTurn;
-  const promptTokens = (REPORT_BUDGET_MARGIN * room) / (input.promptTokenRatio ?? 1);
+  const budget = promptBudgetTokens(
+    input.contextWindow,
+    input.sampling.maxTokensPerTurn,
+    input.promptTokenRatio,
+  );
   const overhead = estimateTokens(reportMessages(input.question, ''));
-  return Math.max(0, Math.floor((promptTokens - overhead) * 4));
+  return Math.max(0, (budget - overhead) * CHARS_PER_ESTIMATED_TOKEN);
 }
 
 export function createAggregationActivities(deps: {

@@ -4,7 +4,7 @@
 
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
-import { type ContextState, contextPolicy, estimateTokens } from '../agent/context.js';
+import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { parseSummary, parseTurn } from '../agent/format.js';
 import type { StepKind, StepRecord } from '../agent/trajectory.js';
 import type {
@@ -111,18 +111,11 @@ export interface SummarizeInput {
   promptTokenRatio?: number;
 }
 
-/**
- * The summary prompt's limit in estimated tokens: what the window leaves beside the summary's output, converted
- * with the trajectory's learned ratio, less a margin because a rendered history tokenizes a little differently
- * from the turns the ratio was learned on.
- */
+/** The summary prompt's limit in estimated tokens (see promptBudgetTokens). */
 function summaryBudget(input: SummarizeInput): number | undefined {
   if (input.contextWindow === undefined) return undefined;
-  const room = input.contextWindow - input.sampling.maxTokensPerTurn;
-  return Math.floor((SUMMARY_BUDGET_MARGIN * room) / (input.promptTokenRatio ?? 1));
+  return promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio);
 }
-
-const SUMMARY_BUDGET_MARGIN = 0.95;
 
 export const NO_ACTION_OBSERVATION =
   'Error: the response has neither a <tool_call> nor an <answer>. Think, then either call a tool or give the final answer.';

@@ -67,8 +67,21 @@ export const DEFAULT_SUMMARY_THRESHOLD = 0.9;
 export function estimateTokens(messages: readonly ChatMessage[]): number {
   let chars = 0;
   for (const m of messages) chars += m.content.length + 16;
-  return Math.ceil(chars / 4);
+  return Math.ceil(chars / CHARS_PER_ESTIMATED_TOKEN);
 }
+
+export const CHARS_PER_ESTIMATED_TOKEN = 4;
+
+/**
+ * Estimated prompt tokens a call may send beside `maxTokens` of output: the window's room converted with the
+ * trajectory's learned ratio (server tokens per estimated token), less a margin, because a rendered history (the
+ * summary and report prompts) tokenizes a little differently from the turns the ratio was learned on.
+ */
+export function promptBudgetTokens(contextWindow: number, maxTokens: number, promptTokenRatio = 1): number {
+  return Math.floor((RENDERED_PROMPT_MARGIN * (contextWindow - maxTokens)) / promptTokenRatio);
+}
+
+const RENDERED_PROMPT_MARGIN = 0.9;
 
 export function formatToolResponse(observation: string): string {
   return `<tool_response>\n${observation}\n</tool_response>`;
