@@ -31,8 +31,7 @@ import {
 } from '../inference/router/policies.js';
 import type { BackendRequest, GenerateParams, Generation, InferenceBackend } from '../inference/types.js';
 import { SimBackend } from '../sim/backend.js';
-import { SimServer, type SimServingProfile } from '../sim/serving.js';
-import { renderChatPrompt, simTokenize } from '../sim/tokenizer.js';
+import type { SimServingProfile } from '../sim/serving.js';
 import { mix32, SimRng, sampleQuestions } from '../sim/world.js';
 import { benchStack, sum, table } from './harness.js';
 
@@ -81,7 +80,6 @@ const BRANCHES_PER_POINT = 3; // T, the parallelMuse default
 const MIN_TURNS = Number(process.env.BENCH_MIN_TURNS ?? 6);
 const MAX_TURNS = Number(process.env.BENCH_MAX_TURNS ?? 12);
 const OBSERVATION_TOKENS = [400, 1000] as const; // a search result page or a fetched page's excerpt
-const ASSISTANT_TOKENS = 60; // the turn's output as appended to the context (PARAMS.maxTokens generated)
 const TOOL_LATENCY_MS = 300; // between a turn's reply and the next turn's request, in simulated time
 
 const GROUPS = Number(process.env.BENCH_GROUPS ?? 24);
@@ -93,7 +91,8 @@ const INDEPENDENT_TOKENS = 3000;
 const INDEPENDENT_LOOPS = 8; // 'rollouts': independent requests come one after another from this many sources
 
 type Kind = 'first turn' | 'later turn' | 'branch first turn' | 'branch later turn' | 'independent';
-type Send = (messages: ChatMessage[], kind: Kind, stickyKey?: string) => Promise<void>;
+/** Sends one request; resolves with the reply's text, which a rollout appends to its context as the model's turn. */
+type Send = (messages: ChatMessage[], kind: Kind, stickyKey?: string) => Promise<string>;
 
 interface Workload {
   describe: string;
@@ -168,13 +167,13 @@ function rolloutsWorkload(): Workload {
     for (let t = 0; t < plan.turns; t++) {
       before.push(messages);
       const later: Kind = firstKind === 'branch first turn' ? 'branch later turn' : 'later turn';
-      await send(messages, t === 0 ? firstKind : later, stickyKey);
+      const reply = await send(messages, t === 0 ? firstKind : later, stickyKey);
       if (t === plan.turns - 1) break;
       await sleep(TOOL_LATENCY_MS);
       const [lo, hi] = OBSERVATION_TOKENS;
       messages = [
         ...messages,
-        { role: 'assistant', content: `<tool_call>${text(rng, ASSISTANT_TOKENS)}</tool_call>` },
+        { role: 'assistant', content: reply },
         { role: 'user', content: `<tool_response>${text(rng, lo + rng.int(hi - lo + 1))}</tool_response>` },
       ];
     }
@@ -265,7 +264,7 @@ function burstWorkload(): Workload {
       `${independent.length} independent requests (~${INDEPENDENT_TOKENS + 550} tokens)`,
     async run(send) {
       // Group starts and independent requests interleaved in a seeded order.
-      const starts: Array<() => Promise<void>> = [
+      const starts: Array<() => Promise<unknown>> = [
         ...groups.map((branches, g) => async () => {
           await send(branches[0]!, 'first turn', `g${g}`);
           await Promise.all(branches.slice(1).map((m) => send(m, 'branch first turn', `g${g}`)));
@@ -394,6 +393,7 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
         k.prompt += g.usage.promptTokens;
         k.cached += g.usage.cachedPromptTokens;
         byKind.set(kind, k);
+        return g.text;
       });
     const timeScale = PROFILE.timeScale ?? 1;
     const sleep = (simMs: number) => new Promise<void>((r) => setTimeout(r, simMs * timeScale));
@@ -443,19 +443,23 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
  * misses only what no earlier request sent. No routing policy can do better; the gap to it is what routing lost.
  */
 async function ceilingHitRate(): Promise<number> {
-  const server = new SimServer({ timeScale: 0, cacheCapacityTokens: 2 ** 40 });
+  const server = new SimBackend({ profile: { timeScale: 0, cacheCapacityTokens: 2 ** 40 } });
   let prompt = 0;
   let cached = 0;
+  let n = 0;
   await workload().run(
     async (messages) => {
-      const tokens = simTokenize(renderChatPrompt(messages));
-      const r = await server.run(tokens, PARAMS.maxTokens, new AbortController().signal);
-      prompt += tokens.length;
-      cached += r.cachedPromptTokens;
+      const g = await server.generate(
+        { id: `ceiling-${n++}`, messages, params: PARAMS, deadline: Date.now() + 60_000 },
+        new AbortController().signal,
+      );
+      prompt += g.usage.promptTokens;
+      cached += g.usage.cachedPromptTokens;
+      return g.text;
     },
     async () => {},
   );
-  server.close();
+  await server.close();
   return cached / prompt;
 }
 

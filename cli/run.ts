@@ -23,7 +23,7 @@ import {
   trajectorySpecFrom,
 } from './batch.js';
 import { cliConfig } from './context.js';
-import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
+import { progressBar, retryingSteps, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
 
 interface RunOptions {
   policy: string;
@@ -104,7 +104,11 @@ export function registerRunCommands(program: Command): void {
         const desc = await handle.describe();
         const base = { id, type: desc.type, status: desc.status.name, runId: desc.runId };
         if (desc.status.name === 'RUNNING') {
-          console.log(JSON.stringify({ ...base, progress: await queryProgress(handle) }, null, 2));
+          const retrying = retryingSteps(desc.raw.pendingActivities);
+          const progress = await queryProgress(handle);
+          console.log(
+            JSON.stringify({ ...base, progress, ...(retrying.length > 0 ? { retrying } : {}) }, null, 2),
+          );
           return;
         }
         // Ended: its result, or why it has none (failed, terminated, cancelled, timed out).

@@ -63,7 +63,12 @@ export class SimBackend implements InferenceBackend {
     signal.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => controller.abort(deadlineError(req, budget)), budget);
     try {
-      const r = await this.server.run(prompt, gen.tokens.length, controller.signal);
+      const r = await this.server.run(
+        prompt,
+        gen.tokens.length,
+        controller.signal,
+        withOutput(prompt, gen.text),
+      );
       return {
         text: gen.text,
         tokens: gen.tokens,
@@ -93,6 +98,16 @@ export class SimBackend implements InferenceBackend {
   async close(): Promise<void> {
     this.server.close();
   }
+}
+
+/**
+ * The prompt's tokens followed by the output's, as the next turn's prompt (this prompt, the output as the assistant
+ * message, more after it) tokenizes them. The prompt's last token is re-cut with the output because a piece can
+ * join across the boundary (the header's newline and a leading '<'); every earlier piece ends before it.
+ */
+function withOutput(prompt: readonly string[], output: string): string[] {
+  if (prompt.length === 0) return simTokenize(output);
+  return [...prompt.slice(0, -1), ...simTokenize(prompt[prompt.length - 1]! + output)];
 }
 
 function deadlineError(req: BackendRequest, budgetMs: number): BackendDeadlineError {

@@ -7,8 +7,9 @@
 // - a paged KV cache of fixed-size token blocks shared by running sequences and cached prefixes:
 //   prompt blocks are keyed by a hash chain over the prompt tokens (as vLLM's automatic prefix
 //   caching and SGLang's radix cache do), cached prompt tokens skip prefill, unreferenced blocks
-//   are evicted least-recently-used, and a request waits when its blocks do not fit. This is what
-//   makes prefix-affinity routing of branches measurable;
+//   are evicted least-recently-used, a finished sequence leaves its output cached too, and a
+//   request waits when its blocks do not fit. This is what makes prefix-affinity routing of
+//   branches measurable;
 // - prefill and decode throughput, with time optionally compressed (timeScale) so benchmarks of
 //   thousands of steps finish in seconds while reporting realistic simulated milliseconds.
 //
@@ -152,6 +153,8 @@ interface Job {
   promptTokens: number;
   completion: number;
   keys: number[];
+  /** Block keys of prompt + output as the next turn's prompt tokenizes them: what stays cached on success. */
+  sequenceKeys: number[] | null;
   privateBlocks: number;
   arrive: number;
   admit: number;
@@ -228,8 +231,18 @@ export class SimServer {
     return { ...this.counters };
   }
 
-  /** Serves one request: waits for a slot and KV blocks, prefills the uncached part, decodes. */
-  run(promptTokens: readonly string[], completionTokens: number, signal: AbortSignal): Promise<SimRunResult> {
+  /**
+   * Serves one request: waits for a slot and KV blocks, prefills the uncached part, decodes. `sequenceTokens`, when
+   * given, is the prompt followed by the output as a later prompt would tokenize it: on success the full blocks of
+   * that sequence stay cached, as vLLM and SGLang keep a finished sequence's decoded KV, so the next turn of a
+   * conversation hits through the model's own reply and not only through the previous prompt.
+   */
+  run(
+    promptTokens: readonly string[],
+    completionTokens: number,
+    signal: AbortSignal,
+    sequenceTokens?: readonly string[],
+  ): Promise<SimRunResult> {
     if (this.closed) return Promise.reject(new Error('simulated server is closed'));
     if (signal.aborted) return Promise.reject(abortError(signal));
     const bs = this.profile.blockSize;
@@ -239,6 +252,7 @@ export class SimServer {
       promptTokens: promptTokens.length,
       completion,
       keys,
+      sequenceKeys: sequenceTokens ? promptBlockKeys(sequenceTokens, bs) : null,
       privateBlocks: Math.ceil(((promptTokens.length % bs) + completion) / bs),
       arrive: this.now(),
       admit: 0,
@@ -334,6 +348,36 @@ export class SimServer {
     const maxCached = Math.floor(Math.max(0, job.promptTokens - 1) / bs) * bs;
     job.cached = Math.min(hits * bs, maxCached);
     this.counters.cachedPromptTokens += job.cached;
+  }
+
+  /**
+   * Keeps the finished sequence's blocks past its prompt: its private blocks (partial last prompt block, output)
+   * become cached blocks. They are listed as evictable ahead of the prompt's (release pushes those after), deepest
+   * first, so a conversation's tail goes before its shared prefix.
+   */
+  private retainSequence(job: Job): void {
+    const keys = job.sequenceKeys;
+    this.privateBlocks -= job.privateBlocks;
+    job.privateBlocks = 0;
+    if (!keys) return;
+    let shared = 0;
+    while (shared < keys.length && shared < job.keys.length && keys[shared] === job.keys[shared]) shared++;
+    for (let i = keys.length - 1; i >= shared; i--) {
+      const key = keys[i]!;
+      const e = this.cache.get(key);
+      if (e) {
+        if (e.refs === 0) {
+          this.evictable.remove(e);
+          this.evictable.push(e);
+        }
+        continue;
+      }
+      while (this.cache.size + this.privateBlocks >= this.capacityBlocks && this.evictOne()) {}
+      if (this.cache.size + this.privateBlocks >= this.capacityBlocks) return;
+      const entry: CacheEntry = { key, refs: 0, prev: null, next: null, listed: false };
+      this.cache.set(key, entry);
+      this.evictable.push(entry);
+    }
   }
 
   private release(job: Job): void {
@@ -449,6 +493,7 @@ export class SimServer {
     job.phase = 'done';
     this.active.delete(job);
     job.signal.removeEventListener('abort', job.onAbort);
+    this.retainSequence(job);
     this.release(job);
     this.running--;
     job.resolve(result);

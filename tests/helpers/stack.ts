@@ -108,6 +108,27 @@ export async function spawnMuse(
   return child;
 }
 
+/** `muse <args>` as a child process, run to its end: the child (to stop it early) and its exit code and output. */
+export function runMuse(cfg: MuseConfig, args: string[]) {
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'muse.js'), ...args], {
+    cwd: repoRoot,
+    env: configEnv(cfg),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+  );
+  return { child, done };
+}
+
 export function killHard(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -11,6 +11,7 @@ import {
   inProcessWorker,
   killHard,
   recordingBackend,
+  runMuse,
   spawnMuse,
   useSuite,
   waitUntil,
@@ -160,6 +161,15 @@ describe('durability under faults', () => {
         60_000,
         'the pool-unavailable failure',
       );
+      // muse status says why the trajectory is not moving: the step in retry and its last failure.
+      const status = await runMuse(cfg, ['status', handle.workflowId]).done;
+      expect(status.code, status.stderr).toBe(0);
+      const shown = JSON.parse(status.stdout);
+      expect(shown.status).toBe('RUNNING');
+      expect(shown.retrying).toEqual([
+        expect.objectContaining({ lastFailure: expect.stringContaining("pool 'empty' is unavailable") }),
+      ]);
+      expect(shown.retrying[0].attempt).toBeGreaterThanOrEqual(1);
       const late = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'empty', id: 'late' });
       try {
         const result = await handle.result();

@@ -1,6 +1,5 @@
 // ParallelMuse end to end on real Temporal + NATS with the simulator: branching, budget, reuse,
 // aggregation, crash recovery, and the batch runner.
-import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,11 +14,10 @@ import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import type { parallelMuse } from '../../workflows/parallel-muse.js';
 import {
-  configEnv,
   inProcessMember,
   inProcessWorker,
   killHard,
-  repoRoot,
+  runMuse as runMuseProcess,
   spawnMuse,
   useSuite,
   waitUntil,
@@ -63,26 +61,11 @@ function refusingBackend(
   };
 }
 
-/** `muse <args>` as a child process, run to its end: its exit code and output. */
+/** `muse <args>` run to its end; the child is stopped with the suite if the test ends first. */
 function startMuse(args: string[]) {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'muse.js'), ...args], {
-    cwd: repoRoot,
-    env: configEnv(cfg),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  suite.children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.once('exit', (code) => resolve({ code, stdout, stderr })),
-  );
-  return { child, done };
+  const run = runMuseProcess(cfg, args);
+  suite.children.push(run.child);
+  return run;
 }
 const runMuse = (args: string[]) => startMuse(args).done;
 

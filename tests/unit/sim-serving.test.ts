@@ -59,6 +59,44 @@ describe('SimServer prefix cache', () => {
   });
 });
 
+describe('SimServer keeps finished sequences cached', () => {
+  it("caches a finished sequence's output blocks, so a continuation hits past the prompt", async () => {
+    const s = new SimServer({ blockSize: 16 });
+    const prompt = tokens('p', 40);
+    const sequence = [...prompt, ...tokens('o', 30)]; // 70 tokens: 4 full blocks
+    await s.run(prompt, 30, never(), sequence);
+    const next = await s.run([...sequence, ...tokens('n', 20)], 5, never());
+    expect(next.cachedPromptTokens).toBe(64);
+    // Without the sequence only the prompt's 2 full blocks were kept.
+    const plain = new SimServer({ blockSize: 16 });
+    await plain.run(prompt, 30, never());
+    expect((await plain.run([...sequence, ...tokens('n', 20)], 5, never())).cachedPromptTokens).toBe(32);
+  });
+
+  it('keeps nothing of an aborted sequence past its prompt', async () => {
+    const s = new SimServer({ blockSize: 16, timeScale: 0.001 });
+    const prompt = tokens('p', 40);
+    const sequence = [...prompt, ...tokens('o', 30)];
+    const ac = new AbortController();
+    const running = s.run(prompt, 1000, ac.signal, sequence);
+    ac.abort(new Error('stop'));
+    await expect(running).rejects.toThrow('stop');
+    expect((await s.run([...sequence, ...tokens('n', 20)], 0, never())).cachedPromptTokens).toBe(32);
+  });
+
+  it('lists output blocks for eviction before the prompt they extend', async () => {
+    // Room for 8 blocks. The sequence holds 2 prompt blocks and 2 output blocks; 5 new blocks force 1 out.
+    const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 8 });
+    const prompt = tokens('p', 32);
+    await s.run(prompt, 32, never(), [...prompt, ...tokens('o', 32)]);
+    expect(s.load().cacheUsedTokens).toBe(64);
+    await s.run(tokens('x', 80), 0, never());
+    expect(s.stats().evictedBlocks).toBe(1);
+    // The deepest output block went; the prompt and the first output block still hit.
+    expect((await s.run([...prompt, ...tokens('o', 32), ' z'], 0, never())).cachedPromptTokens).toBe(48);
+  });
+});
+
 describe('SimServer batching and timing', () => {
   const profile = {
     maxBatch: 2,
@@ -138,8 +176,11 @@ describe('SimBackend', () => {
       ],
     });
     const g2 = await b.generate(next, never());
-    expect(g2.usage.cachedPromptTokens).toBeGreaterThan(0);
-    expect(g2.usage.cachedPromptTokens).toBeLessThanOrEqual(g.usage.promptTokens);
+    // The reply stays cached with the prompt: the next turn hits through it, up to the last full block.
+    expect(g2.usage.cachedPromptTokens).toBeGreaterThan(g.usage.promptTokens);
+    expect(g2.usage.cachedPromptTokens).toBeGreaterThanOrEqual(
+      g.usage.promptTokens + g.usage.completionTokens - 2 * DEFAULT_SIM_SERVING_PROFILE.blockSize,
+    );
     expect(b.load()).toMatchObject({ running: 0, queued: 0, maxBatch: 64 });
     await b.close();
   });
