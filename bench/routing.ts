@@ -349,6 +349,27 @@ interface PolicyResult {
   hitRateByKind: Map<Kind, number>;
   /** Over every turn of the partial rollouts (branches): the hit rate the brief names per policy. */
   branchHitRate: number;
+  /** 'burst': branch requests that missed their group's prefix, by where they ran. */
+  branchMisses: BranchMisses;
+}
+
+/**
+ * Where the branch misses of 'burst' come from. A group's branches are sent once its first request has returned, so
+ * its prefix was cached on that request's member: a branch that misses there found it evicted before it was admitted
+ * (it queued for KV behind other requests); one that misses elsewhere was sent away from the prefix (the imbalance
+ * guard, or a policy that does not follow prefixes). A miss is under half the prompt cached: the prefix is ~99% of it.
+ */
+interface BranchMisses {
+  branches: number;
+  elsewhere: number;
+  evicted: number;
+}
+
+function countBranchMiss(m: BranchMisses, g: Generation, prefixMember: string | undefined): void {
+  m.branches++;
+  if (g.usage.cachedPromptTokens >= 0.5 * g.usage.promptTokens) return;
+  if (g.memberId === prefixMember) m.evicted++;
+  else m.elsewhere++;
 }
 
 async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyName): Promise<PolicyResult> {
@@ -383,6 +404,8 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
 
     const gens: Generation[] = [];
     const byKind = new Map<Kind, { prompt: number; cached: number }>();
+    const firstMember = new Map<string, string>();
+    const branchMisses: BranchMisses = { branches: 0, elsewhere: 0, evicted: 0 };
     const limit = createLimiter(CONCURRENCY);
     const send: Send = (messages, kind, stickyKey) =>
       limit(async () => {
@@ -393,6 +416,10 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
         k.prompt += g.usage.promptTokens;
         k.cached += g.usage.cachedPromptTokens;
         byKind.set(kind, k);
+        if (SHAPE === 'burst' && stickyKey !== undefined) {
+          if (kind === 'first turn') firstMember.set(stickyKey, g.memberId);
+          else if (kind === 'branch first turn') countBranchMiss(branchMisses, g, firstMember.get(stickyKey));
+        }
         return g.text;
       });
     const timeScale = PROFILE.timeScale ?? 1;
@@ -420,6 +447,7 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
       utilisation: idealS / makespanS,
       evictedBlocks: members.reduce((n, m) => n + m.sim.stats().evictedBlocks, 0),
       decisions,
+      branchMisses,
       hitRateByKind: new Map([...byKind].map(([k, v]) => [k, v.cached / v.prompt])),
       branchHitRate: (() => {
         const kinds = (['branch first turn', 'branch later turn'] as const).map((k) => byKind.get(k));
@@ -527,6 +555,15 @@ async function main() {
   console.log(
     `branch requests (every turn of the partial rollouts): prefix_affinity ${pa.branchHitRate.toFixed(3)} vs round_robin ${rr.branchHitRate.toFixed(3)}, ${(pa.branchHitRate / rr.branchHitRate).toFixed(2)}x`,
   );
+  if (SHAPE === 'burst') {
+    for (const r of results) {
+      const m = r.branchMisses;
+      console.log(
+        `${r.policy}: ${m.elsewhere + m.evicted} of ${m.branches} branch requests missed their group's prefix: ` +
+          `${m.elsewhere} sent to a member without it, ${m.evicted} on its member after it was evicted while they queued`,
+      );
+    }
+  }
   const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
   console.log(
     `\nprefix_affinity / round_robin hit rate: ${ratio.toFixed(2)}x (target >= ${TARGETS.hitRatio}x: ${mark(ratio >= TARGETS.hitRatio)})`,
