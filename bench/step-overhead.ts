@@ -1,6 +1,7 @@
 // Engine overhead per step: the same simulated trajectories (zero serving latency) run once through Muse
 // (Temporal workflow + activities + NATS pool + JetStream content) and once through a plain in-process loop
-// over the same simulator, context policy and tools. Prints steps/s for both and their ratio.
+// over the same simulator, context policy and tools. Prints steps/s for both and their ratio, one trajectory at a
+// time (a step's added latency) and several at a time (throughput).
 
 import { NO_ACTION_OBSERVATION } from '../activities/index.js';
 import { contextPolicy } from '../agent/context.js';
@@ -14,6 +15,7 @@ import { benchEngine, mapPooled, sum, table } from './harness.js';
 
 const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 12);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const LATENCY_QUESTIONS = 3;
 const MAX_TURNS = 40;
 const questions = sampleQuestions(QUESTIONS, 2024).map((q) => `${q.question} [sim:min-turns=12]`);
 
@@ -53,45 +55,48 @@ async function main() {
     await (await startTrajectory(client, cfg, { question: questions[0]!, maxTurns: 3 })).result();
     await plainLoop(questions[0]!, 1);
 
-    let t0 = performance.now();
-    const plainSteps = sum(await mapPooled(questions, CONCURRENCY, (q, i) => plainLoop(q, i)));
-    const plainMs = performance.now() - t0;
-
-    t0 = performance.now();
-    const museSteps = sum(
-      await mapPooled(questions, CONCURRENCY, async (q, i) => {
-        const h = await startTrajectory(client, cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
-        return (await h.result()).steps;
-      }),
-    );
-    const museMs = performance.now() - t0;
-
-    const plainRate = (plainSteps * 1000) / plainMs;
-    const museRate = (museSteps * 1000) / museMs;
-    console.log(
-      `step overhead: ${QUESTIONS} trajectories, ${CONCURRENCY} at a time, simulator at zero latency\n`,
-    );
-    console.log(
-      table([
-        {
-          engine: 'plain in-process loop',
-          steps: plainSteps,
-          seconds: plainMs / 1000,
-          'steps/s': plainRate,
-          'ms/step': plainMs / plainSteps,
-        },
-        {
-          engine: 'Muse (Temporal + NATS)',
-          steps: museSteps,
-          seconds: museMs / 1000,
-          'steps/s': museRate,
-          'ms/step': museMs / museSteps,
-        },
-      ]),
-    );
-    console.log(
-      `\nratio plain/Muse steps/s: ${(plainRate / museRate).toFixed(1)}x  (Muse overhead per step ≈ ${(museMs / museSteps - plainMs / plainSteps).toFixed(1)} ms of wall time at concurrency ${CONCURRENCY})`,
-    );
+    // One trajectory at a time gives a step's latency through each engine; CONCURRENCY at a time, its throughput.
+    const latencyQuestions = questions.slice(0, LATENCY_QUESTIONS);
+    const rows: Record<string, string | number>[] = [];
+    const overheads: string[] = [];
+    for (const [qs, concurrency] of [
+      [latencyQuestions, 1],
+      [questions, CONCURRENCY],
+    ] as const) {
+      let t0 = performance.now();
+      const plainSteps = sum(await mapPooled(qs, concurrency, (q, i) => plainLoop(q, i)));
+      const plainMs = performance.now() - t0;
+      t0 = performance.now();
+      const museSteps = sum(
+        await mapPooled(qs, concurrency, async (q, i) => {
+          const h = await startTrajectory(client, cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
+          return (await h.result()).steps;
+        }),
+      );
+      const museMs = performance.now() - t0;
+      for (const [engine, steps, ms] of [
+        ['plain in-process loop', plainSteps, plainMs],
+        ['Muse (Temporal + NATS)', museSteps, museMs],
+      ] as const) {
+        rows.push({
+          engine,
+          'at a time': concurrency,
+          trajectories: qs.length,
+          steps,
+          seconds: ms / 1000,
+          'steps/s': (steps * 1000) / ms,
+          'ms/step': ms / steps,
+        });
+      }
+      overheads.push(
+        `at ${concurrency} at a time: plain/Muse steps/s ${((plainSteps / plainMs) * (museMs / museSteps)).toFixed(1)}x, ` +
+          `Muse overhead per step ≈ ${(museMs / museSteps - plainMs / plainSteps).toFixed(1)} ms of wall time` +
+          (concurrency === 1 ? " (a step's added latency)" : ' (throughput)'),
+      );
+    }
+    console.log(`step overhead: simulator at zero latency, trajectories of at least 12 steps\n`);
+    console.log(table(rows));
+    console.log(`\n${overheads.join('\n')}`);
   } finally {
     await stop();
   }
