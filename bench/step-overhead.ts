@@ -16,6 +16,7 @@ import { benchEngine, mapPooled, sum, table } from './harness.js';
 const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 12);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
 const LATENCY_QUESTIONS = 3;
+const LATENCY_PAUSE_MS = 1000;
 const MAX_TURNS = 40;
 const questions = sampleQuestions(QUESTIONS, 2024).map((q) => `${q.question} [sim:min-turns=12]`);
 
@@ -56,31 +57,42 @@ async function main() {
     await plainLoop(questions[0]!, 1);
 
     // One trajectory at a time gives a step's latency through each engine; CONCURRENCY at a time, its throughput.
+    // The latency runs twice: back to back, and with a pause before each trajectory (not timed), because on the
+    // local dev server a trajectory started right after another ended sees slower workflow task dispatch.
     const latencyQuestions = questions.slice(0, LATENCY_QUESTIONS);
+    const runs = [
+      { label: '1 at a time, back to back', qs: latencyQuestions, concurrency: 1, pauseMs: 0 },
+      {
+        label: `1 at a time, ${LATENCY_PAUSE_MS} ms apart`,
+        qs: latencyQuestions,
+        concurrency: 1,
+        pauseMs: LATENCY_PAUSE_MS,
+      },
+      { label: `${CONCURRENCY} at a time`, qs: questions, concurrency: CONCURRENCY, pauseMs: 0 },
+    ];
     const rows: Record<string, string | number>[] = [];
     const overheads: string[] = [];
-    for (const [qs, concurrency] of [
-      [latencyQuestions, 1],
-      [questions, CONCURRENCY],
-    ] as const) {
+    for (const { label, qs, concurrency, pauseMs } of runs) {
       let t0 = performance.now();
       const plainSteps = sum(await mapPooled(qs, concurrency, (q, i) => plainLoop(q, i)));
       const plainMs = performance.now() - t0;
       t0 = performance.now();
       const museSteps = sum(
         await mapPooled(qs, concurrency, async (q, i) => {
+          if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
           const h = await startTrajectory(client, cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
           return (await h.result()).steps;
         }),
       );
-      const museMs = performance.now() - t0;
+      // Pauses only run one at a time (concurrency 1), so their sum is what the wall time holds of them.
+      const museMs = performance.now() - t0 - pauseMs * qs.length;
       for (const [engine, steps, ms] of [
         ['plain in-process loop', plainSteps, plainMs],
         ['Muse (Temporal + NATS)', museSteps, museMs],
       ] as const) {
         rows.push({
           engine,
-          'at a time': concurrency,
+          run: label,
           trajectories: qs.length,
           steps,
           seconds: ms / 1000,
@@ -89,7 +101,7 @@ async function main() {
         });
       }
       overheads.push(
-        `at ${concurrency} at a time: plain/Muse steps/s ${((plainSteps / plainMs) * (museMs / museSteps)).toFixed(1)}x, ` +
+        `${label}: plain/Muse steps/s ${((plainSteps / plainMs) * (museMs / museSteps)).toFixed(1)}x, ` +
           `Muse overhead per step ≈ ${(museMs / museSteps - plainMs / plainSteps).toFixed(1)} ms of wall time` +
           (concurrency === 1 ? " (a step's added latency)" : ' (throughput)'),
       );
