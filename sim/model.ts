@@ -575,6 +575,8 @@ interface AgentInput {
 
 /** The agent's habits; fixed traits of the simulated policy, not fitted to any benchmark. */
 const NOTICE_CONTRADICTION = 0.7;
+/** A synonym choice: about 0.43 nats before tempering, against 0.61 for noticing a contradiction. */
+const WORDING_WEIGHTS = [0.9, 0.04, 0.03, 0.03];
 const VERIFY_BASE = 0.35;
 const MAX_SEARCHES_PER_ENTITY = 3;
 
@@ -634,7 +636,10 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     if (fresh.notFound) say(` The page ${fresh.url} could not be found.`);
     else if (edge) {
       say(' The page');
-      w.choose([' states', ' reports', ' indicates', ' says'], [0.55, 0.2, 0.15, 0.1], 'think', w.betaThink);
+      // Wording that changes nothing: a little more spread than plain text, well below the entropy of a real
+      // decision (the brief's "higher entropy at genuine decision points than elsewhere"), so think_ppl ranks
+      // steps by their reasoning choices rather than by their synonyms.
+      w.choose([' states', ' reports', ' indicates', ' says'], WORDING_WEIGHTS, 'think', w.betaThink);
       say(` that ${factSentence(edge.s, edge.r, edge.o)}.`);
     } else {
       const onChain = fresh.facts.find((f) => view.chain.includes(f.s));

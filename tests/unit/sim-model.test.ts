@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../agent/types.js';
 import type { GenerateParams, TokenLogprob } from '../../inference/types.js';
-import { detectSimTask, simGenerate } from '../../sim/model.js';
+import { detectSimTask, type SimTokenLogprob, simGenerate } from '../../sim/model.js';
 import { simSearch, simVisit } from '../../sim/tools.js';
 import { puzzleFor, sampleQuestions } from '../../sim/world.js';
 
@@ -185,6 +185,37 @@ describe('simulated react agent', () => {
     const thinkLate = mean(thinkByTurn, 8, 14);
     expect(thinkPeak).toBeGreaterThan(thinkStart);
     expect(thinkPeak).toBeGreaterThan(thinkLate);
+  });
+
+  it('puts more entropy on reasoning decisions than on wording and plain text', () => {
+    // The brief: higher entropy at genuine decision points than elsewhere. In the think region the decisions are
+    // noticing a contradiction and choosing to verify; the page's verb (" states" / " reports" / ...) is wording.
+    const decisions: number[] = [];
+    const wording: number[] = [];
+    const plain: number[] = [];
+    for (const { question } of sampleQuestions(10, 11)) {
+      for (let seed = 1; seed <= 3; seed++) {
+        for (const toks of reactEpisode(question, seed).tokens) {
+          let text = '';
+          for (const t of toks as SimTokenLogprob[]) {
+            const inThink = text.lastIndexOf('<think>') > text.lastIndexOf('</think>');
+            text += t.token;
+            if (!inThink) continue;
+            const alts = new Set(t.topTokens);
+            const e = entropy(t.topLogprobs);
+            if ((alts.has(' contradi') && alts.has(' does')) || (alts.has(' confiden') && alts.has(' not')))
+              decisions.push(e);
+            else if (alts.has(' states') && alts.has(' reports')) wording.push(e);
+            else plain.push(e);
+          }
+        }
+      }
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(decisions.length).toBeGreaterThan(20);
+    expect(wording.length).toBeGreaterThan(20);
+    expect(mean(decisions)).toBeGreaterThan(1.5 * mean(wording));
+    expect(mean(decisions)).toBeGreaterThan(1.5 * mean(plain));
   });
 
   it('is fast enough for 2048-step runs', () => {
