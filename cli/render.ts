@@ -57,27 +57,6 @@ export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?
   };
 }
 
-/** What a pending activity shows in `muse status`: enough to tell a slow step from one that keeps failing. */
-export interface PendingActivityLike {
-  activityType?: { name?: string | null } | null;
-  attempt?: number | null;
-  lastFailure?: { message?: string | null } | null;
-}
-
-/**
- * `muse status` of a running workflow: its steps in retry, each with its attempt and the last failure's message, so
- * a step waiting on a pool nobody serves (a misspelled pool name, every member down) says so instead of looking slow.
- */
-export function retryingSteps(pending: readonly PendingActivityLike[] | null | undefined) {
-  return (pending ?? [])
-    .filter((a) => (a.attempt ?? 1) > 1 || a.lastFailure?.message)
-    .map((a) => ({
-      activity: a.activityType?.name ?? 'unknown',
-      attempt: a.attempt ?? 1,
-      ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
-    }));
-}
-
 /** `muse status` of an ended workflow: the prediction and how it ended, by workflow type. */
 export function statusResult(type: string, result: unknown) {
   if (type === 'trajectory') return trajectoryJson(result as TrajectoryResult);

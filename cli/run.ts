@@ -6,6 +6,7 @@ import {
   parseTrajectorySpec,
   queryProgress,
   startTrajectory,
+  stepsInRetry,
 } from '../client/trajectories.js';
 import type { MuseConfig } from '../common/config.js';
 import { shutdownTelemetry } from '../common/telemetry.js';
@@ -23,7 +24,7 @@ import {
   trajectorySpecFrom,
 } from './batch.js';
 import { cliConfig } from './context.js';
-import { progressBar, retryingSteps, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
+import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
 
 interface RunOptions {
   policy: string;
@@ -104,7 +105,7 @@ export function registerRunCommands(program: Command): void {
         const desc = await handle.describe();
         const base = { id, type: desc.type, status: desc.status.name, runId: desc.runId };
         if (desc.status.name === 'RUNNING') {
-          const retrying = retryingSteps(desc.raw.pendingActivities);
+          const retrying = await stepsInRetry(client, desc);
           const progress = await queryProgress(handle);
           console.log(
             JSON.stringify({ ...base, progress, ...(retrying.length > 0 ? { retrying } : {}) }, null, 2),

@@ -1,6 +1,11 @@
 // Starting, watching and reading trajectories from outside Temporal (CLI, tests, benchmarks).
 import { randomUUID } from 'node:crypto';
-import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import type {
+  Client,
+  WorkflowExecutionDescription,
+  WorkflowHandle,
+  WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
@@ -43,6 +48,61 @@ export async function queryProgress(handle: WorkflowHandle): Promise<TrajectoryP
   } catch {
     return undefined; // not started yet, or between runs
   }
+}
+
+/** A step of a running workflow that has failed at least once and waits for Temporal's next attempt. */
+export interface StepInRetry {
+  workflowId: string;
+  activity: string;
+  attempt: number;
+  lastFailure?: string;
+}
+
+/** Child workflows described for their steps in retry; a ParallelMuse question runs a few dozen rollouts at once. */
+const MAX_CHILDREN_DESCRIBED = 64;
+
+/**
+ * The steps of a running workflow that are in retry, with their attempt and last failure, and those of its running
+ * child workflows (a ParallelMuse question's rollouts), so a run waiting on a pool nobody serves (a misspelled
+ * name, every member down) says so instead of looking slow.
+ */
+export async function stepsInRetry(
+  client: Client,
+  desc: WorkflowExecutionDescription,
+): Promise<StepInRetry[]> {
+  const own = inRetry(desc.workflowId, desc.raw.pendingActivities);
+  const children = (desc.raw.pendingChildren ?? []).slice(0, MAX_CHILDREN_DESCRIBED);
+  const theirs = await Promise.all(
+    children.map(async (c) => {
+      if (!c.workflowId) return [];
+      const d = await client.workflow
+        .getHandle(c.workflowId, c.runId ?? undefined)
+        .describe()
+        .catch(() => undefined); // ended or gone since the parent was described
+      return d ? inRetry(c.workflowId, d.raw.pendingActivities) : [];
+    }),
+  );
+  return [...own, ...theirs.flat()];
+}
+
+interface PendingActivityLike {
+  activityType?: { name?: string | null } | null;
+  attempt?: number | null;
+  lastFailure?: { message?: string | null } | null;
+}
+
+function inRetry(
+  workflowId: string,
+  pending: readonly PendingActivityLike[] | null | undefined,
+): StepInRetry[] {
+  return (pending ?? [])
+    .filter((a) => (a.attempt ?? 1) > 1 || a.lastFailure?.message)
+    .map((a) => ({
+      workflowId,
+      activity: a.activityType?.name ?? 'unknown',
+      attempt: a.attempt ?? 1,
+      ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
+    }));
 }
 
 /** Polls progress until the trajectory ends; returns its result. */

@@ -167,7 +167,11 @@ describe('durability under faults', () => {
       const shown = JSON.parse(status.stdout);
       expect(shown.status).toBe('RUNNING');
       expect(shown.retrying).toEqual([
-        expect.objectContaining({ lastFailure: expect.stringContaining("pool 'empty' is unavailable") }),
+        expect.objectContaining({
+          workflowId: handle.workflowId,
+          activity: 'llmStep',
+          lastFailure: expect.stringContaining("pool 'empty' is unavailable"),
+        }),
       ]);
       expect(shown.retrying[0].attempt).toBeGreaterThanOrEqual(1);
       const late = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'empty', id: 'late' });

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrajectoryResult } from '../../agent/trajectory.js';
 import { assignWorkflowIds, runBatch, sharedBatchSpec } from '../../client/batch.js';
-import { parseParallelMuseSpec, runParallelMuse } from '../../client/parallel-muse.js';
-import { JobSpecError, queryProgress } from '../../client/trajectories.js';
+import { parseParallelMuseSpec, runParallelMuse, startParallelMuse } from '../../client/parallel-muse.js';
+import { JobSpecError, queryProgress, stepsInRetry } from '../../client/trajectories.js';
 import { PoolMember } from '../../inference/member.js';
 import type { InferenceBackend } from '../../inference/types.js';
 import { SimBackend } from '../../sim/backend.js';
@@ -384,6 +384,41 @@ describe('ParallelMuse', () => {
         expect((await child.describe()).status.name).toBe('COMPLETED');
         expect(((await child.result()) as TrajectoryResult).termination).toBe('cancelled');
       }
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it("muse status of a question waiting on a pool nobody serves lists its rollouts' steps in retry", async () => {
+    const worker = await inProcessWorker(cfg);
+    try {
+      const { handle } = await startParallelMuse(
+        suite.client,
+        cfg,
+        {
+          n: 2,
+          branchMode: 'none',
+          trajectory: { question: questions[4]!.question, maxTurns: 5, pool: 'nobody' },
+        },
+        { workflowId: 'pm-nobody', jobId: 'pm-nobody', timeouts: { stepMs: 60_000, heartbeatMs: 2_000 } },
+      );
+      await waitUntil(
+        async () => (await stepsInRetry(suite.client, await handle.describe())).length > 0,
+        60_000,
+        "a rollout's step in retry",
+      );
+      const status = await runMuse(['status', 'pm-nobody']);
+      expect(status.code, status.stderr).toBe(0);
+      const shown = JSON.parse(status.stdout);
+      expect(shown).toMatchObject({ type: 'parallelMuse', status: 'RUNNING' });
+      expect(shown.retrying.length).toBeGreaterThan(0);
+      for (const step of shown.retrying) {
+        expect(step.workflowId).toMatch(/^pm-nobody\/(initial|scratch)-\d+$/);
+        expect(step.activity).toBe('llmStep');
+        expect(step.lastFailure).toContain("pool 'nobody' is unavailable");
+      }
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow();
     } finally {
       await worker.stop();
     }
