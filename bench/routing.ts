@@ -356,7 +356,8 @@ interface PolicyResult {
 /**
  * Where the branch misses of 'burst' come from. A group's branches are sent once its first request has returned, so
  * its prefix was cached on that request's member: a branch that misses there found it evicted before it was admitted
- * (it queued for KV behind other requests); one that misses elsewhere was sent away from the prefix (the imbalance
+ * (it waited for KV behind other requests in the member's queue, or behind the bench's in-flight limit before it was
+ * sent); one that misses elsewhere was sent away from the prefix (the imbalance
  * guard, or a policy that does not follow prefixes). A miss is under half the prompt cached: the prefix is ~99% of it.
  */
 interface BranchMisses {
@@ -560,7 +561,7 @@ async function main() {
       const m = r.branchMisses;
       console.log(
         `${r.policy}: ${m.elsewhere + m.evicted} of ${m.branches} branch requests missed their group's prefix: ` +
-          `${m.elsewhere} sent to a member without it, ${m.evicted} on its member after it was evicted while they queued`,
+          `${m.elsewhere} sent to a member without it, ${m.evicted} on its member after it was evicted before they ran`,
       );
     }
   }

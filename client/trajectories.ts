@@ -50,7 +50,7 @@ export async function queryProgress(handle: WorkflowHandle): Promise<TrajectoryP
   }
 }
 
-/** A step of a running workflow that has failed at least once and waits for Temporal's next attempt. */
+/** A step of a running workflow that has failed at least once: its next attempt is running or waiting to. */
 export interface StepInRetry {
   workflowId: string;
   activity: string;
@@ -75,8 +75,9 @@ export async function stepsInRetry(
   const theirs = await Promise.all(
     children.map(async (c) => {
       if (!c.workflowId) return [];
+      // The latest run, not the one the parent started: a trajectory continues as new every few hundred steps.
       const d = await client.workflow
-        .getHandle(c.workflowId, c.runId ?? undefined)
+        .getHandle(c.workflowId)
         .describe()
         .catch(() => undefined); // ended or gone since the parent was described
       return d ? inRetry(c.workflowId, d.raw.pendingActivities) : [];

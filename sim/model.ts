@@ -636,7 +636,7 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     if (fresh.notFound) say(` The page ${fresh.url} could not be found.`);
     else if (edge) {
       say(' The page');
-      // Wording that changes nothing: a little more spread than plain text, well below the entropy of a real
+      // Wording that changes nothing: about as spread as plain text, well below the entropy of a real
       // decision (the brief's "higher entropy at genuine decision points than elsewhere"), so think_ppl ranks
       // steps by their reasoning choices rather than by their synonyms.
       w.choose([' states', ' reports', ' indicates', ' says'], WORDING_WEIGHTS, 'think', w.betaThink);

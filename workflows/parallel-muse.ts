@@ -9,7 +9,9 @@ import {
   CancellationScope,
   CancelledFailure,
   executeChild,
+  getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -131,6 +133,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   // Every rollout launched, in launch order: records are listed in it (within each origin), and a cancelled
   // question waits for all of them before it ends.
   const launched = new Map<string, Promise<RolloutRecord>>();
+  // When the question is cancelled, its running rollouts are also asked by workflow id (see cancelLatestRuns).
+  void CancellationScope.current().cancelRequested.catch(() =>
+    CancellationScope.nonCancellable(() => cancelLatestRuns(questionId, launched.keys(), rollouts)),
+  );
 
   const runRollout = (
     rolloutId: string,
@@ -481,4 +487,24 @@ function branchLineage(
     reusedCompletionTokens: prefix.reduce((n, s) => n + s.completionTokens, 0),
     reusedToolCalls: prefix.filter((s) => s.toolCalled).length,
   };
+}
+
+/**
+ * The SDK cancels a child through the run it started, which a rollout that has continued as new since has closed:
+ * the request lands on the closed run and the running one never hears it (temporalio/features#503), so the question
+ * would wait for it forever. Each unfinished rollout is also asked by workflow id alone, which reaches its latest run.
+ * Patched: a question cancelled under the earlier code replays without these requests.
+ */
+async function cancelLatestRuns(
+  questionId: string,
+  launched: Iterable<string>,
+  finished: readonly RolloutRecord[],
+): Promise<void> {
+  if (!patched('cancel-rollouts-latest-run')) return;
+  const done = new Set(finished.map((r) => r.rolloutId));
+  await Promise.allSettled(
+    [...launched]
+      .filter((id) => !done.has(id))
+      .map((id) => getExternalWorkflowHandle(`${questionId}/${id}`).cancel()),
+  );
 }

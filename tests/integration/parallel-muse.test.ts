@@ -424,6 +424,54 @@ describe('ParallelMuse', () => {
     }
   });
 
+  it('a rollout that continued as new: its steps in retry are found, and cancelling the question reaches it', async () => {
+    const worker = await inProcessWorker(cfg);
+    const fading = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'fading', id: 'fading-0' });
+    let stopped = false;
+    try {
+      const { handle } = await startParallelMuse(
+        suite.client,
+        cfg,
+        {
+          n: 1,
+          branchMode: 'none',
+          trajectory: {
+            question: `${questions[5]!.question} [sim:min-turns=150]`,
+            maxTurns: 200,
+            stepsPerRun: 2,
+            pool: 'fading',
+          },
+        },
+        { workflowId: 'pm-fading', jobId: 'pm-fading', timeouts: { stepMs: 60_000, heartbeatMs: 2_000 } },
+      );
+      const rollout = suite.client.workflow.getHandle('pm-fading/initial-0');
+      await waitUntil(
+        async () => ((await queryProgress(rollout).catch(() => undefined))?.step ?? 0) >= 5,
+        60_000,
+        'the rollout past two continue-as-new boundaries',
+      );
+      await fading.stop();
+      stopped = true;
+      await waitUntil(
+        async () => (await stepsInRetry(suite.client, await handle.describe())).length > 0,
+        60_000,
+        "the rollout's step in retry",
+      );
+      const [step] = await stepsInRetry(suite.client, await handle.describe());
+      expect(step).toMatchObject({ workflowId: 'pm-fading/initial-0', activity: 'llmStep' });
+      expect(step!.lastFailure).toContain("pool 'fading' is unavailable");
+      // The SDK cancels the run it started, which has closed; the question must reach the latest one itself.
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow();
+      expect((await handle.describe()).status.name).toBe('CANCELLED');
+      expect((await rollout.describe()).status.name).toBe('COMPLETED');
+      expect(((await rollout.result()) as TrajectoryResult).termination).toBe('cancelled');
+    } finally {
+      if (!stopped) await fading.stop();
+      await worker.stop();
+    }
+  });
+
   it('gives the same final answer when the rollout worker is killed mid-question', async () => {
     const q = questions[3]!;
     const spec = {
