@@ -1,7 +1,7 @@
 // The rollout worker's view of an inference pool: membership from announcements, a routing policy that
 // ranks members, and failover across them. A member failing is the router's business: the caller sees
 // PoolUnavailableError only when no member could serve, or the request's own error when no member ever could
-// (BadRequestError, RequestTooLargeError, BackendRejectedError).
+// (BadRequestError, RequestTooLargeError, BackendRejectedError, ContextLengthError).
 import { randomUUID } from 'node:crypto';
 import {
   headers,
@@ -128,6 +128,7 @@ export class PoolClient {
   private readonly routerId = randomUUID();
   private started?: Promise<void>;
   private sweeper?: NodeJS.Timeout;
+  private readonly sweepMs: number;
   private lastSweepAt?: number;
   /** After this router's event loop stalled, announcements still queued get this long to be read before TTL drops. */
   private noDropsUntil = 0;
@@ -137,6 +138,7 @@ export class PoolClient {
       typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
     this.now = opts.now ?? Date.now;
     this.ttl = opts.memberTtlMs ?? 3000;
+    this.sweepMs = Math.max(100, Math.floor(this.ttl / 4));
     this.maxAttempts = opts.maxAttempts ?? 4;
     this.attemptTimeout = opts.attemptTimeoutMs;
     this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
@@ -182,7 +184,7 @@ export class PoolClient {
     }
     await nc.flush();
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
-    this.sweeper = setInterval(() => this.liveMembers(), Math.max(100, Math.floor(this.ttl / 4)));
+    this.sweeper = setInterval(() => this.liveMembers(), this.sweepMs);
     this.sweeper.unref();
     await this.discover();
   }
@@ -210,16 +212,16 @@ export class PoolClient {
   /** Live members as the router sees them (for status output, tests and benchmarks). */
   liveMembers(): MemberView[] {
     const now = this.now();
-    // The sweep runs every ttl/4; a much longer gap means this process stalled (CPU-bound, paused), and the members'
-    // announcements of that time are still unread. Dropping them now would fail over every request in flight.
-    if (this.lastSweepAt !== undefined && now - this.lastSweepAt > this.ttl / 2) {
+    // The sweep runs every sweepMs; a much longer gap means this process stalled (CPU-bound, paused), and the
+    // members' announcements of that time are still unread. Dropping them now would fail over every request in flight.
+    if (this.lastSweepAt !== undefined && now - this.lastSweepAt > Math.max(this.ttl / 2, 2 * this.sweepMs)) {
       this.noDropsUntil = now + Math.min(this.ttl, 1000);
     }
     this.lastSweepAt = now;
     const views: MemberView[] = [];
     for (const [id, m] of this.members) {
       if (m.leavingSince !== undefined) {
-        if (m.onGone.size === 0 || now - m.leavingSince > LEAVE_GRACE_MS)
+        if (m.outstanding === 0 || now - m.leavingSince > LEAVE_GRACE_MS)
           this.dropMember(id, `member ${id} left the pool`);
         continue;
       }
@@ -496,7 +498,7 @@ export class PoolClient {
     const m = this.members.get(id);
     if (!m || m.leavingSince !== undefined) return;
     m.leavingSince = this.now();
-    if (m.onGone.size === 0) this.dropMember(id, `member ${id} left the pool`);
+    if (m.outstanding === 0) this.dropMember(id, `member ${id} left the pool`);
   }
 
   private dropMember(id: string, reason: string): void {

@@ -67,7 +67,7 @@ export class SimBackend implements InferenceBackend {
         prompt,
         gen.tokens.length,
         controller.signal,
-        withOutput(prompt, gen.text),
+        continuation(prompt, gen.text),
       );
       return {
         text: gen.text,
@@ -101,13 +101,12 @@ export class SimBackend implements InferenceBackend {
 }
 
 /**
- * The prompt's tokens followed by the output's, as the next turn's prompt (this prompt, the output as the assistant
- * message, more after it) tokenizes them. The prompt's last token is re-cut with the output because a piece can
- * join across the boundary (the header's newline and a leading '<'); every earlier piece ends before it.
+ * The prompt's last token and the output, cut as the next turn's prompt (this prompt, the output as the assistant
+ * message, more after it) will cut them: a piece can join across the boundary (the header's newline and a leading
+ * '<'), and every earlier piece of the prompt ends before it.
  */
-function withOutput(prompt: readonly string[], output: string): string[] {
-  if (prompt.length === 0) return simTokenize(output);
-  return [...prompt.slice(0, -1), ...simTokenize(prompt[prompt.length - 1]! + output)];
+function continuation(prompt: readonly string[], output: string): string[] {
+  return simTokenize((prompt[prompt.length - 1] ?? '') + output);
 }
 
 function deadlineError(req: BackendRequest, budgetMs: number): BackendDeadlineError {

@@ -78,16 +78,40 @@ export interface SimServerStats {
   aborted: number;
 }
 
+/** The running hash pair of a block-key chain at a block boundary: enough to continue the chain from there. */
+export interface BlockChainState {
+  /** Tokens hashed so far (a multiple of the block size). */
+  tokens: number;
+  h1: number;
+  h2: number;
+}
+
+const CHAIN_START: BlockChainState = { tokens: 0, h1: FNV32_OFFSET, h2: FNV32_PRIME ^ 0x5bd1e995 };
+
 /**
  * Block keys: a running pair of 32-bit hashes over the token stream (FNV-1a, and a multiply-xorshift lane),
  * snapshotted at each full block into one 53-bit number. The FNV lane is written out here rather than called from
  * common/hash: a call per token (a few characters each) makes this hot loop about twice as slow.
  */
 export function promptBlockKeys(tokens: readonly string[], blockSize: number): number[] {
+  return chainBlockKeys(tokens, blockSize, CHAIN_START).keys;
+}
+
+/**
+ * The keys of the full blocks of `tokens`, which continue a chain at `from`; `at` also returns the chain's state
+ * after that many of `tokens` (a block boundary), so another stream sharing those tokens can continue from there.
+ */
+function chainBlockKeys(
+  tokens: readonly string[],
+  blockSize: number,
+  from: BlockChainState,
+  at?: number,
+): { keys: number[]; state?: BlockChainState } {
   const keys: number[] = [];
   const prime = FNV32_PRIME; // a local: an imported binding read in the loop is several times slower
-  let h1 = FNV32_OFFSET;
-  let h2 = FNV32_PRIME ^ 0x5bd1e995;
+  let h1 = from.h1;
+  let h2 = from.h2;
+  let state = at === 0 ? from : undefined;
   const full = Math.floor(tokens.length / blockSize) * blockSize;
   for (let i = 0; i < full; i++) {
     const t = tokens[i]!;
@@ -100,9 +124,12 @@ export function promptBlockKeys(tokens: readonly string[], blockSize: number): n
     // A boundary marker keeps "ab"+"c" and "a"+"bc" apart.
     h1 = Math.imul(h1 ^ 0x1f, prime);
     h2 = Math.imul(h2 ^ 0x1f, 0x5bd1e995);
-    if ((i + 1) % blockSize === 0) keys.push((h1 >>> 0) * 0x200000 + ((h2 >>> 0) >>> 11));
+    if ((i + 1) % blockSize === 0) {
+      keys.push((h1 >>> 0) * 0x200000 + ((h2 >>> 0) >>> 11));
+      if (i + 1 === at) state = { tokens: from.tokens + at, h1, h2 };
+    }
   }
-  return keys;
+  return state ? { keys, state } : { keys };
 }
 
 interface CacheEntry {
@@ -153,8 +180,8 @@ interface Job {
   promptTokens: number;
   completion: number;
   keys: number[];
-  /** Block keys of prompt + output as the next turn's prompt tokenizes them: what stays cached on success. */
-  sequenceKeys: number[] | null;
+  /** The output as the next turn's prompt cuts it, and where its blocks continue the prompt's chain (see run). */
+  continuation: { tokens: string[]; from: BlockChainState } | null;
   privateBlocks: number;
   arrive: number;
   admit: number;
@@ -232,27 +259,39 @@ export class SimServer {
   }
 
   /**
-   * Serves one request: waits for a slot and KV blocks, prefills the uncached part, decodes. `sequenceTokens`, when
-   * given, is the prompt followed by the output as a later prompt would tokenize it: on success the full blocks of
-   * that sequence stay cached, as vLLM and SGLang keep a finished sequence's decoded KV, so the next turn of a
-   * conversation hits through the model's own reply and not only through the previous prompt.
+   * Serves one request: waits for a slot and KV blocks, prefills the uncached part, decodes. `continuation`, when
+   * given, is the prompt's last token and the output as a later prompt would cut them (a token can join across that
+   * boundary): on success the full blocks of the prompt so continued stay cached, as vLLM and SGLang keep a finished
+   * sequence's decoded KV, so the next turn of a conversation hits through the model's own reply too.
    */
   run(
     promptTokens: readonly string[],
     completionTokens: number,
     signal: AbortSignal,
-    sequenceTokens?: readonly string[],
+    continuation?: readonly string[],
   ): Promise<SimRunResult> {
     if (this.closed) return Promise.reject(new Error('simulated server is closed'));
     if (signal.aborted) return Promise.reject(abortError(signal));
     const bs = this.profile.blockSize;
     const completion = Math.max(0, Math.floor(completionTokens));
-    const keys = promptBlockKeys(promptTokens, bs);
+    // The continuation replaces the prompt's last token: blocks ending before it are the prompt's own, and the
+    // chain is picked up at the last such boundary.
+    const last = Math.max(0, promptTokens.length - 1);
+    const resumeAt = Math.floor(last / bs) * bs;
+    const { keys, state } = chainBlockKeys(
+      promptTokens,
+      bs,
+      CHAIN_START,
+      continuation ? resumeAt : undefined,
+    );
     const job: Job = {
       promptTokens: promptTokens.length,
       completion,
       keys,
-      sequenceKeys: sequenceTokens ? promptBlockKeys(sequenceTokens, bs) : null,
+      continuation:
+        continuation && state
+          ? { tokens: [...promptTokens.slice(resumeAt, last), ...continuation], from: state }
+          : null,
       privateBlocks: Math.ceil(((promptTokens.length % bs) + completion) / bs),
       arrive: this.now(),
       admit: 0,
@@ -336,14 +375,14 @@ export class SimServer {
         if (e.refs === 0) this.evictable.remove(e);
         e.refs++;
       } else {
-        while (this.cache.size + this.privateBlocks >= this.capacityBlocks && this.evictOne()) {}
+        this.makeRoom(1);
         this.cache.set(key, { key, refs: 1, prev: null, next: null, listed: false });
       }
       job.pinned.push(key);
     }
     this.privateBlocks += job.privateBlocks;
     // The sequence's own blocks (its partial last prompt block, its output) take room too: cached prefixes make way.
-    while (this.cache.size + this.privateBlocks > this.capacityBlocks && this.evictOne()) {}
+    this.makeRoom(0);
     // The last prompt token is always recomputed to produce the first output logits.
     const maxCached = Math.floor(Math.max(0, job.promptTokens - 1) / bs) * bs;
     job.cached = Math.min(hits * bs, maxCached);
@@ -351,19 +390,20 @@ export class SimServer {
   }
 
   /**
-   * Keeps the finished sequence's blocks past its prompt: its private blocks (partial last prompt block, output)
-   * become cached blocks. They are listed as evictable ahead of the prompt's (release pushes those after), deepest
-   * first, so a conversation's tail goes before its shared prefix.
+   * Keeps the finished sequence's blocks past its prompt: its private blocks (output, partial last prompt block) are
+   * freed and the full blocks of the continued prompt become cached blocks. They are listed as evictable ahead of the
+   * prompt's (release pushes those after), deepest first, so a conversation's tail goes before its shared prefix.
    */
   private retainSequence(job: Job): void {
-    const keys = job.sequenceKeys;
     this.privateBlocks -= job.privateBlocks;
     job.privateBlocks = 0;
-    if (!keys) return;
-    let shared = 0;
-    while (shared < keys.length && shared < job.keys.length && keys[shared] === job.keys[shared]) shared++;
-    for (let i = keys.length - 1; i >= shared; i--) {
+    if (!job.continuation) return;
+    const { tokens, from } = job.continuation;
+    const first = from.tokens / this.profile.blockSize;
+    const keys = chainBlockKeys(tokens, this.profile.blockSize, from).keys;
+    for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i]!;
+      if (key === job.keys[first + i]) continue; // the prompt's own block, pinned by this job
       const e = this.cache.get(key);
       if (e) {
         if (e.refs === 0) {
@@ -372,12 +412,17 @@ export class SimServer {
         }
         continue;
       }
-      while (this.cache.size + this.privateBlocks >= this.capacityBlocks && this.evictOne()) {}
-      if (this.cache.size + this.privateBlocks >= this.capacityBlocks) return;
+      if (!this.makeRoom(1)) return;
       const entry: CacheEntry = { key, refs: 0, prev: null, next: null, listed: false };
       this.cache.set(key, entry);
       this.evictable.push(entry);
     }
+  }
+
+  /** Evicts least-recently-used unreferenced blocks until `blocks` more fit; false when they cannot. */
+  private makeRoom(blocks: number): boolean {
+    while (this.cache.size + this.privateBlocks + blocks > this.capacityBlocks && this.evictOne()) {}
+    return this.cache.size + this.privateBlocks + blocks <= this.capacityBlocks;
   }
 
   private release(job: Job): void {
@@ -394,7 +439,7 @@ export class SimServer {
     }
     job.pinned = [];
     this.privateBlocks -= job.privateBlocks;
-    while (this.cache.size + this.privateBlocks > this.capacityBlocks && this.evictOne()) {}
+    this.makeRoom(0);
   }
 
   // -- scheduling ----------------------------------------------------------------------------

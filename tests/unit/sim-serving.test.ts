@@ -64,7 +64,7 @@ describe('SimServer keeps finished sequences cached', () => {
     const s = new SimServer({ blockSize: 16 });
     const prompt = tokens('p', 40);
     const sequence = [...prompt, ...tokens('o', 30)]; // 70 tokens: 4 full blocks
-    await s.run(prompt, 30, never(), sequence);
+    await s.run(prompt, 30, never(), sequence.slice(prompt.length - 1)); // the last prompt token, then the output
     const next = await s.run([...sequence, ...tokens('n', 20)], 5, never());
     expect(next.cachedPromptTokens).toBe(64);
     // Without the sequence only the prompt's 2 full blocks were kept.
@@ -78,7 +78,7 @@ describe('SimServer keeps finished sequences cached', () => {
     const prompt = tokens('p', 40);
     const sequence = [...prompt, ...tokens('o', 30)];
     const ac = new AbortController();
-    const running = s.run(prompt, 1000, ac.signal, sequence);
+    const running = s.run(prompt, 1000, ac.signal, sequence.slice(prompt.length - 1));
     ac.abort(new Error('stop'));
     await expect(running).rejects.toThrow('stop');
     expect((await s.run([...sequence, ...tokens('n', 20)], 0, never())).cachedPromptTokens).toBe(32);
@@ -88,7 +88,7 @@ describe('SimServer keeps finished sequences cached', () => {
     // Room for 8 blocks. The sequence holds 2 prompt blocks and 2 output blocks; 5 new blocks force 1 out.
     const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 8 });
     const prompt = tokens('p', 32);
-    await s.run(prompt, 32, never(), [...prompt, ...tokens('o', 32)]);
+    await s.run(prompt, 32, never(), [prompt[31]!, ...tokens('o', 32)]);
     expect(s.load().cacheUsedTokens).toBe(64);
     await s.run(tokens('x', 80), 0, never());
     expect(s.stats().evictedBlocks).toBe(1);
