@@ -49,6 +49,18 @@ async function plainLoop(question: string, seed: number): Promise<number> {
   return MAX_TURNS;
 }
 
+function row(engine: string, run: string, trajectories: number, steps: number, ms: number) {
+  return {
+    engine,
+    run,
+    trajectories,
+    steps,
+    seconds: ms / 1000,
+    'steps/s': (steps * 1000) / ms,
+    'ms/step': ms / steps,
+  };
+}
+
 async function main() {
   const { cfg, client, stop } = await benchEngine('overhead');
   try {
@@ -72,10 +84,19 @@ async function main() {
     ];
     const rows: Record<string, string | number>[] = [];
     const overheads: string[] = [];
+    // The plain loop has no dispatch to wait on, so a paused run would only repeat it: it runs once per shape.
+    const plainRuns = new Map<string, { steps: number; ms: number }>();
     for (const { label, qs, concurrency, pauseMs } of runs) {
+      const shape = `${qs.length}x${concurrency}`;
+      let plain = plainRuns.get(shape);
       let t0 = performance.now();
-      const plainSteps = sum(await mapPooled(qs, concurrency, (q, i) => plainLoop(q, i)));
-      const plainMs = performance.now() - t0;
+      if (!plain) {
+        const steps = sum(await mapPooled(qs, concurrency, (q, i) => plainLoop(q, i)));
+        plain = { steps, ms: performance.now() - t0 };
+        plainRuns.set(shape, plain);
+        rows.push(row('plain in-process loop', label, qs.length, steps, plain.ms));
+      }
+      const { steps: plainSteps, ms: plainMs } = plain;
       t0 = performance.now();
       const museSteps = sum(
         await mapPooled(qs, concurrency, async (q, i) => {
@@ -86,20 +107,7 @@ async function main() {
       );
       // Pauses only run one at a time (concurrency 1), so their sum is what the wall time holds of them.
       const museMs = performance.now() - t0 - pauseMs * qs.length;
-      for (const [engine, steps, ms] of [
-        ['plain in-process loop', plainSteps, plainMs],
-        ['Muse (Temporal + NATS)', museSteps, museMs],
-      ] as const) {
-        rows.push({
-          engine,
-          run: label,
-          trajectories: qs.length,
-          steps,
-          seconds: ms / 1000,
-          'steps/s': (steps * 1000) / ms,
-          'ms/step': ms / steps,
-        });
-      }
+      rows.push(row('Muse (Temporal + NATS)', label, qs.length, museSteps, museMs));
       overheads.push(
         `${label}: plain/Muse steps/s ${((plainSteps / plainMs) * (museMs / museSteps)).toFixed(1)}x, ` +
           `Muse overhead per step ≈ ${(museMs / museSteps - plainMs / plainSteps).toFixed(1)} ms of wall time` +

@@ -95,7 +95,7 @@ export function registerRunCommands(program: Command): void {
     .command('status')
     .argument('<id>', 'workflow id')
     .description(
-      'show the progress of a trajectory or ParallelMuse question, or its result once it has ended',
+      "show a running trajectory's progress and any workflow's steps in retry (a question's rollouts included), or the result once it has ended",
     )
     .action(async (id: string) => {
       const cfg = cliConfig(program.opts());
@@ -106,7 +106,8 @@ export function registerRunCommands(program: Command): void {
         const base = { id, type: desc.type, status: desc.status.name, runId: desc.runId };
         if (desc.status.name === 'RUNNING') {
           const retrying = await stepsInRetry(client, desc);
-          const progress = await queryProgress(handle);
+          // Only a trajectory answers the progress query; a question shows its rollouts' steps in retry.
+          const progress = desc.type === 'trajectory' ? await queryProgress(handle) : undefined;
           console.log(
             JSON.stringify({ ...base, progress, ...(retrying.length > 0 ? { retrying } : {}) }, null, 2),
           );

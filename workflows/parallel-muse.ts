@@ -133,9 +133,11 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   // Every rollout launched, in launch order: records are listed in it (within each origin), and a cancelled
   // question waits for all of them before it ends.
   const launched = new Map<string, Promise<RolloutRecord>>();
-  // When the question is cancelled, its running rollouts are also asked by workflow id (see cancelLatestRuns).
+  // Workflow ids of the rollouts started and not yet ended (a launched one may still wait for a slot). When the
+  // question is cancelled they are also asked by workflow id (see cancelLatestRuns).
+  const running = new Set<string>();
   void CancellationScope.current().cancelRequested.catch(() =>
-    CancellationScope.nonCancellable(() => cancelLatestRuns(questionId, launched.keys(), rollouts)),
+    CancellationScope.nonCancellable(() => cancelLatestRuns(running)),
   );
 
   const runRollout = (
@@ -157,6 +159,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
           };
       let out: TrajectoryResult | undefined;
       let error: string | undefined;
+      running.add(workflowId);
       try {
         out = await executeChild(trajectory, {
           workflowId,
@@ -190,6 +193,8 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       } catch (err) {
         if (isCancellation(err)) throw err;
         error = (err as Error).message;
+      } finally {
+        running.delete(workflowId);
       }
       const record: RolloutRecord = {
         rolloutId,
@@ -492,19 +497,10 @@ function branchLineage(
 /**
  * The SDK cancels a child through the run it started, which a rollout that has continued as new since has closed:
  * the request lands on the closed run and the running one never hears it (temporalio/features#503), so the question
- * would wait for it forever. Each unfinished rollout is also asked by workflow id alone, which reaches its latest run.
+ * would wait for it forever. Each running rollout is also asked by workflow id alone, which reaches its latest run.
  * Patched: a question cancelled under the earlier code replays without these requests.
  */
-async function cancelLatestRuns(
-  questionId: string,
-  launched: Iterable<string>,
-  finished: readonly RolloutRecord[],
-): Promise<void> {
+async function cancelLatestRuns(workflowIds: Iterable<string>): Promise<void> {
   if (!patched('cancel-rollouts-latest-run')) return;
-  const done = new Set(finished.map((r) => r.rolloutId));
-  await Promise.allSettled(
-    [...launched]
-      .filter((id) => !done.has(id))
-      .map((id) => getExternalWorkflowHandle(`${questionId}/${id}`).cancel()),
-  );
+  await Promise.allSettled([...workflowIds].map((id) => getExternalWorkflowHandle(id).cancel()));
 }
