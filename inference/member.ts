@@ -4,8 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { regionScores } from '../agent/regions.js';
 import type { ChatMessage } from '../agent/types.js';
-import { regionScores, tokenEntropies } from '../agent/uncertainty.js';
+import { tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';

@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseTurn } from '../../agent/format.js';
+import { regionRanges, regionScores } from '../../agent/regions.js';
 import type { RegionScores } from '../../agent/types.js';
 import {
   addTurnUncertainty,
   emptyUncertaintyTally,
   meanUncertainty,
-  regionRanges,
-  regionScores,
   tokenEntropies,
   topKEntropy,
   trajectoryUncertainty,
