@@ -289,12 +289,22 @@ describe('abandoned attempts and stopping members', () => {
     const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
       (k) => rendezvousScore(k, 'stall') > rendezvousScore(k, 'other'),
     )!;
+    // The member would also stop by itself at the attempt limit the header carries: the router's cancel is
+    // checked on the wire.
+    let cancels = 0;
+    const sub = suite.nc.subscribe(subjects.cancel(pool, 'stall'), {
+      callback: () => {
+        cancels++;
+      },
+    });
+    cleanups.push(async () => sub.unsubscribe());
     const t0 = Date.now();
     const g = await c.generate(messages(4), params, { deadline: Date.now() + 60_000, stickyKey });
     expect(g.memberId).toBe('other');
     expect(other.member.stats.served).toBe(1);
+    await waitUntil(() => cancels === 1, 5_000, "the router's cancel for the abandoned attempt");
     await waitUntil(() => stall.aborts.length === 1, 5_000, 'the stalled attempt aborted');
-    // Cancelled when the router failed over (~400 ms), not at the 60 s deadline.
+    // Stopped when the router failed over (~400 ms), not at the 60 s deadline.
     expect(stall.aborts[0]!.at - t0).toBeLessThan(5_000);
   });
 
