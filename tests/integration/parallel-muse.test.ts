@@ -79,6 +79,16 @@ afterAll(async () => {
 
 const questions = sampleQuestions(6, 404);
 
+/** Runs `fn` with a rollout worker in this process, stopped afterwards. */
+async function withWorker<T>(fn: () => Promise<T>): Promise<T> {
+  const worker = await inProcessWorker(cfg);
+  try {
+    return await fn();
+  } finally {
+    await worker.stop();
+  }
+}
+
 describe('ParallelMuse', () => {
   it('runs initial rollouts, branches from uncertain steps reusing the prefix, and aggregates to one answer', async () => {
     const worker = await inProcessWorker(cfg, {
@@ -151,8 +161,7 @@ describe('ParallelMuse', () => {
         { workflowId: 'never', jobId: 'never' },
       ),
     ).rejects.toThrow(/N=5.*7/);
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const q = questions[1]!;
       const { result } = await runParallelMuse(
         suite.client,
@@ -199,14 +208,11 @@ describe('ParallelMuse', () => {
       expect(result.plan.partial).toBe(3 * (round1.length + round2.length));
       expect(result.plan.scratch).toBe(13 - 1 - result.plan.partial);
       expect(result.rollouts.filter((r) => r.origin === 'scratch')).toHaveLength(result.plan.scratch);
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('ends with an explicit no-answer result when no trajectory answers', async () => {
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const { result } = await runParallelMuse(
         suite.client,
         cfg,
@@ -221,9 +227,7 @@ describe('ParallelMuse', () => {
       expect(result.excluded).toHaveLength(3);
       expect(result.outcomes.compressed!.reason).toMatch(/no answered trajectory/);
       expect(result.outcomes.majority!.answer).toBeNull();
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('a failed report leaves its rollout out of the integration, a failed integration leaves the votes', async () => {
@@ -330,8 +334,7 @@ describe('ParallelMuse', () => {
   });
 
   it('lists rollouts in launch order past ten (initial-10 after initial-9)', async () => {
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const { result } = await runParallelMuse(
         suite.client,
         cfg,
@@ -347,14 +350,11 @@ describe('ParallelMuse', () => {
       expect(result.rollouts.map((r) => r.rolloutId)).toEqual(
         Array.from({ length: 12 }, (_, i) => `initial-${i}`),
       );
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('a cancelled question stops: no later round starts, and it ends cancelled once its rollouts have', async () => {
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const q = questions[2]!;
       const spec = parseParallelMuseSpec({
         trajectory: { question: `${q.question} [sim:min-turns=150]`, maxTurns: 200 },
@@ -384,14 +384,11 @@ describe('ParallelMuse', () => {
         expect((await child.describe()).status.name).toBe('COMPLETED');
         expect(((await child.result()) as TrajectoryResult).termination).toBe('cancelled');
       }
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it("muse status of a question waiting on a pool nobody serves lists its rollouts' steps in retry", async () => {
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const { handle } = await startParallelMuse(
         suite.client,
         cfg,
@@ -419,9 +416,7 @@ describe('ParallelMuse', () => {
       }
       await handle.cancel();
       await expect(handle.result()).rejects.toThrow();
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('a rollout that continued as new: its steps in retry are found, and cancelling the question reaches it', async () => {
@@ -507,14 +502,11 @@ describe('ParallelMuse', () => {
     await killHard(child);
     // No worker is left: the question cannot have finished, so what follows is the new worker's doing.
     expect((await suite.client.workflow.getHandle('pm-kill').describe()).status.name).toBe('RUNNING');
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const { result } = await running;
       expect(result.prediction).toBe(reference.prediction);
       expect(result.rollouts.map((r) => r.prediction)).toEqual(reference.rollouts.map((r) => r.prediction));
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('a question that was terminated (or failed) starts again when re-run, instead of repeating the failure', async () => {
@@ -530,8 +522,7 @@ describe('ParallelMuse', () => {
       args: [{ spec, jobId: 'pm-retry' }],
     });
     await first.terminate('test');
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const again = await runParallelMuse(suite.client, cfg, spec, {
         workflowId: 'pm-retry',
         jobId: 'pm-retry',
@@ -545,14 +536,11 @@ describe('ParallelMuse', () => {
       });
       expect(third.reused).toBe(true);
       expect(third.result.prediction).toBe(again.result.prediction);
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('muse run --mode parallel-muse: the same command reuses its run (and says so), a changed option runs anew', async () => {
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withWorker(async () => {
       const q = questions[2]!.question;
       const args = (n: number) => [
         'run',
@@ -586,9 +574,7 @@ describe('ParallelMuse', () => {
         status: 'COMPLETED',
         result: { prediction: a.prediction, rollouts: 2 },
       });
-    } finally {
-      await worker.stop();
-    }
+    });
   });
 
   it('batch: reports bad lines by number, and a re-run after a kill does not redo finished questions', async () => {
