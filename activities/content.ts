@@ -22,9 +22,10 @@ interface StoredContext {
 
 /**
  * Remembers which stored text a string came from, so storing an unchanged context rehashes nothing. An entry is
- * used only while the store surely keeps the text (`freshForMs` since this process wrote it): a long trajectory
- * writes its early turns again before the store's TTL would expire them under later contexts. A text known only from
- * a read has an unknown age, so the next put writes it once.
+ * used only while the store surely keeps the text (`freshForMs` since the store last wrote it): a long trajectory
+ * writes its early turns again before the store's TTL would expire them under later contexts. A text read back
+ * carries the write time the store reports (a KV entry's), so a worker taking over a trajectory does not write its
+ * history again; a text of unknown age (a large object) is written once by the next put.
  */
 class TextRefCache {
   private readonly map = new Map<string, { ref: BlobRef; writtenAt: number }>();
@@ -40,8 +41,9 @@ class TextRefCache {
   written(text: string, ref: BlobRef): void {
     this.add(text, ref, Date.now());
   }
-  read(text: string, ref: BlobRef): void {
-    if (!this.map.has(text)) this.add(text, ref, Number.NEGATIVE_INFINITY);
+  read(text: string, ref: BlobRef, writtenAt: number): void {
+    const e = this.map.get(text);
+    if (!e || e.writtenAt < writtenAt) this.add(text, ref, writtenAt);
   }
   private add(text: string, ref: BlobRef, writtenAt: number): void {
     const e = this.map.get(text);
@@ -79,7 +81,7 @@ export class ContextStore {
 
   async getText(ref: BlobRef): Promise<string> {
     const text = await this.blobs.getText(ref);
-    this.refs.read(text, ref);
+    this.refs.read(text, ref, this.blobs.writtenAt(ref));
     return text;
   }
 

@@ -52,8 +52,9 @@ export class BlobStore {
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly objs = new Map<string, Promise<ObjectStore>>();
   /** Writes under way, so concurrent puts of one value share a single write. */
-  private readonly writing = new Map<BlobRef, Promise<void>>();
-  private readonly cache = new Map<BlobRef, { value: unknown; size: number }>();
+  private readonly writing = new Map<BlobRef, Promise<number>>();
+  /** Decoded values, with when the store last wrote them (ms; -Infinity when not known). */
+  private readonly cache = new Map<BlobRef, { value: unknown; size: number; writtenAt: number }>();
   private cacheSize = 0;
   private readonly inlineLimit: number;
   private readonly ttlMs: number;
@@ -85,8 +86,7 @@ export class BlobStore {
       write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(ref));
       this.writing.set(ref, write);
     }
-    await write;
-    this.remember(ref, value, bytes.length);
+    this.remember(ref, value, bytes.length, await write);
     return ref;
   }
 
@@ -98,16 +98,29 @@ export class BlobStore {
     return this.ttlMs > 0 ? this.ttlMs / 2 : Number.POSITIVE_INFINITY;
   }
 
-  private async write(kind: 'kv' | 'obj', namespace: string, key: string, bytes: Uint8Array): Promise<void> {
+  /** When the store last wrote the value, as far as this process knows (see get); -Infinity when not known. */
+  writtenAt(ref: BlobRef): number {
+    return this.cache.get(ref)?.writtenAt ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** Writes the value (a large one only when the stored copy is missing or old); returns when the store wrote it. */
+  private async write(
+    kind: 'kv' | 'obj',
+    namespace: string,
+    key: string,
+    bytes: Uint8Array,
+  ): Promise<number> {
     if (kind === 'kv') {
       await (await this.kv(namespace)).put(key, bytes);
-    } else {
-      const os = await this.obj(namespace);
-      const info = await os.info(key);
-      // Large values are written once, and again when the copy there is old enough to expire soon.
-      if (!info || Date.now() - new Date(info.mtime).getTime() > this.freshForMs)
-        await os.putBlob({ name: key }, bytes);
+      return Date.now();
     }
+    const os = await this.obj(namespace);
+    const info = await os.info(key);
+    const storedAt = info ? new Date(info.mtime).getTime() : Number.NEGATIVE_INFINITY;
+    // Large values are written once, and again when the copy there is old enough to expire soon.
+    if (Date.now() - storedAt <= this.freshForMs) return storedAt;
+    await os.putBlob({ name: key }, bytes);
+    return Date.now();
   }
 
   async get<T = unknown>(ref: BlobRef): Promise<T> {
@@ -120,15 +133,18 @@ export class BlobStore {
     }
     const { kind, namespace, key } = parseBlobRef(ref);
     let bytes: Uint8Array | null = null;
+    // A KV entry carries its write time; an object's would take another request, so it stays unknown.
+    let writtenAt = Number.NEGATIVE_INFINITY;
     if (kind === 'kv') {
       const entry = await (await this.kv(namespace)).get(key);
       bytes = entry && entry.operation === 'PUT' ? entry.value : null;
+      if (entry) writtenAt = entry.created.getTime();
     } else {
       bytes = await (await this.obj(namespace)).getBlob(key);
     }
     if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
     const value = unpackValue<T>(bytes);
-    this.remember(ref, value, bytes.length);
+    this.remember(ref, value, bytes.length, writtenAt);
     return value;
   }
 
@@ -195,9 +211,10 @@ export class BlobStore {
     return p;
   }
 
-  private remember(ref: BlobRef, value: unknown, size: number): void {
+  private remember(ref: BlobRef, value: unknown, size: number, writtenAt: number): void {
     if (size > this.cacheBytes / 4) return;
-    this.cache.set(ref, { value, size });
+    this.forget(ref);
+    this.cache.set(ref, { value, size, writtenAt });
     this.cacheSize += size;
     while (this.cacheSize > this.cacheBytes) {
       const oldest = this.cache.keys().next().value;
