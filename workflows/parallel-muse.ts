@@ -389,14 +389,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     };
   };
 
-  // The vote baselines need no model call: computed first, whatever becomes of the compressed aggregation.
-  const votes = new Map<string, AggregatorOutcome>();
-  for (const name of spec.aggregators)
-    if (name !== 'compressed') votes.set(name, aggregate(name, candidates));
-  const compressedOutcome = spec.aggregators.includes('compressed') ? await compressed() : undefined;
+  // The votes need no model call; compressed() contains its own failures (a failed call costs only its outcome).
   const outcomes: Record<string, AggregatorOutcome> = {};
   for (const name of spec.aggregators)
-    outcomes[name] = name === 'compressed' ? compressedOutcome! : votes.get(name)!;
+    outcomes[name] = name === 'compressed' ? await compressed() : aggregate(name, candidates);
 
   const gold = tspec.answer;
   if (gold !== undefined) for (const o of Object.values(outcomes)) o.correct = exactMatch(o.answer, gold);
