@@ -111,7 +111,7 @@ export interface TrajectoryProgress {
  * healthy generation allow for maxTokens at this speed: an H100 batch of 64 decodes ~57 tok/s per sequence
  * (docs/simulator.md), and long prompts, larger batches or slower GPUs bring that down.
  */
-export const SLOWEST_DECODE_TOKENS_PER_SEC = 20;
+const SLOWEST_DECODE_TOKENS_PER_SEC = 20;
 
 /**
  * How long a healthy server may take to answer a request for `maxTokens`: two minutes for queueing behind a busy

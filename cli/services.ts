@@ -18,7 +18,7 @@ const BACKEND_FLAGS: Record<string, string> = {
   timeScale: '--time-scale',
 };
 
-export function backendOptionsError(kind: string, given: object, err: z.ZodError): string {
+function backendOptionsError(kind: string, given: object, err: z.ZodError): string {
   const problems = err.issues.map((i) => {
     const field = String(i.path[0] ?? '');
     const flag = BACKEND_FLAGS[field] ?? field;

@@ -37,11 +37,8 @@ export declare function binPathsFile(base: string): string;
 export declare function toolsVenvDir(base: string): string;
 export declare function isExecutableFile(path: string): boolean;
 export declare function findOnPath(name: string, options?: LookupOptions): string | undefined;
-export declare function isPyenvShim(path: string): boolean;
 export declare function entryPath(entry: unknown): string | undefined;
-export declare function binPathsFiles(options?: LookupOptions): string[];
 export declare function resetPythonScriptDirs(): void;
-export declare function pythonScriptDirs(options?: LookupOptions): string[];
 export declare function resolveOverride(name: BinaryName, options?: LookupOptions): Override | undefined;
 export declare function candidatePaths(
   name: BinaryName,

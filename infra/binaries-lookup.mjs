@@ -61,7 +61,7 @@ export function findOnPath(name, options = {}) {
   return undefined;
 }
 
-export function isPyenvShim(path) {
+function isPyenvShim(path) {
   return dirname(path).endsWith('/shims');
 }
 
@@ -72,7 +72,7 @@ export function entryPath(entry) {
 }
 
 /** bin-paths.json files read, in order: the checkout's, then the working directory's. */
-export function binPathsFiles(options = {}) {
+function binPathsFiles(options = {}) {
   const files = [binPathsFile(options.root ?? REPO_ROOT)];
   const fromCwd = binPathsFile(options.cwd ?? process.cwd());
   if (!files.includes(fromCwd)) files.push(fromCwd);
@@ -131,7 +131,7 @@ export function resetPythonScriptDirs() {
 }
 
 /** The python scripts dirs, then the tools venv's bin under the checkout and the working directory. */
-export function pythonScriptDirs(options = {}) {
+function pythonScriptDirs(options = {}) {
   const dirs = [...(options.pythonScripts ?? probePythonScriptDirs)()];
   for (const base of [options.root ?? REPO_ROOT, options.cwd ?? process.cwd()]) {
     const venvBin = join(toolsVenvDir(base), 'bin');
@@ -143,7 +143,7 @@ export function pythonScriptDirs(options = {}) {
 /**
  * The env override for `name`, or undefined when unset or empty. `path` is undefined when the value names
  * no executable: callers fail then rather than fall through, so a typo never silently runs another binary.
- * A value is a path (relative to the working directory); one without a slash that is no file there is
+ * A value is a path (relative to the working directory); one without a slash that is no executable file there is
  * looked up on PATH, as a shell would.
  */
 export function resolveOverride(name, options = {}) {

