@@ -325,7 +325,8 @@ describe('ParallelMuse', () => {
       const c = result.outcomes.compressed!;
       expect(c.failedReports).toBeUndefined();
       expect(c.answer).toBeTruthy();
-      // What the report calls read was cut to fit the window: far less than the whole trajectories.
+      // The trajectories are far past the window, yet no report call failed on a server that refuses any prompt
+      // longer than it (failedReports above): what the report calls read was cut to fit.
       expect(result.compression!.trajectoryChars).toBeGreaterThan(8000 * 4);
     } finally {
       await worker.stop();
