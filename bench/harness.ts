@@ -103,4 +103,17 @@ export async function mapPooled<T, R>(
   return out;
 }
 
+/**
+ * A numeric setting from the environment, or `fallback` when unset. Whole numbers of at least 1 unless `real` (then
+ * any number above 0), so a mistyped setting stops the run with its name instead of running on NaN.
+ */
+export function envNumber(name: string, fallback: number, opts: { real?: boolean } = {}): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (opts.real ? !(n > 0) : !(Number.isInteger(n) && n >= 1))
+    throw new Error(`${name} must be ${opts.real ? 'a number above 0' : 'a positive integer'}, got '${raw}'`);
+  return n;
+}
+
 export const sum = (xs: readonly number[]) => xs.reduce((n, x) => n + x, 0);

@@ -13,9 +13,9 @@ import { BlobStore } from '../common/blob-store.js';
 import { connectNats } from '../common/nats.js';
 import { readStepLog } from '../common/step-log.js';
 import { sampleQuestions } from '../sim/world.js';
-import { benchEngine, table } from './harness.js';
+import { benchEngine, envNumber, table } from './harness.js';
 
-const STEPS = Number(process.env.BENCH_STEPS ?? 2048);
+const STEPS = envNumber('BENCH_STEPS', 2048);
 const STEPS_PER_RUN = 200;
 const WINDOW = 100;
 

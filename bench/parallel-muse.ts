@@ -7,10 +7,10 @@
 import { runParallelMuse } from '../client/parallel-muse.js';
 import { sampleQuestions } from '../sim/world.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
-import { benchEngine, mapPooled, sum, table } from './harness.js';
+import { benchEngine, envNumber, mapPooled, sum, table } from './harness.js';
 
-const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 16);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const QUESTIONS = envNumber('BENCH_QUESTIONS', 16);
+const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 4);
 const questions = sampleQuestions(QUESTIONS, 99);
 const configs = [
   { name: 'from scratch', branchMode: 'none' as const },

@@ -1,17 +1,17 @@
 // Routing policies on a ParallelMuse-shaped workload (rollouts of a question and their branches, which share long
-// prompt prefixes, plus independent requests), served by four identical simulated members with a bounded prefix
-// cache. Each policy runs the same seeded workload on fresh members (cold caches) and fresh routers (one per
-// simulated rollout worker, BENCH_ROUTERS, default 1). Prints makespan, prefix-cache hit rate (overall and by
-// request kind), load spread across members and pool utilisation, checks them against the targets, and prints the
+// prompt prefixes, plus independent requests), served by four identical simulated members (BENCH_MEMBERS) with a
+// bounded prefix cache. Each policy runs the same seeded workload on fresh members (cold caches) and fresh routers
+// (one per simulated rollout worker, BENCH_ROUTERS, default 1). Prints makespan, prefix-cache hit rate (overall and
+// by request kind), load spread across members and pool utilisation, checks them against the targets, and prints the
 // workload's hit-rate ceiling (one server whose cache never evicts): how much of the reachable hit rate each policy
 // got, and the most any policy could reach over round_robin on this workload.
 //
 // Load: a member's load is its request-seconds, the time integral of the requests inside its backend (queued for a
 // batch slot or KV blocks, prefilling or decoding), measured in wall time around each backend call. A member that is
 // sent more requests, longer ones, or ones that miss its cache and queue behind prefill carries more; max/mean across
-// the four members is the imbalance figure. Requests served and GPU token work (uncached prompt + completion tokens)
+// the members is the imbalance figure. Requests served and GPU token work (uncached prompt + completion tokens)
 // per member are printed beside it.
-// Utilisation: a member is busy while it has at least one request inside its backend. Ideal makespan = Σ busy time / 4
+// Utilisation: a member is busy while it has at least one request inside its backend. Ideal makespan = Σ busy time / members
 // (the same busy time spread perfectly over the pool, no member ever idle); utilisation = ideal / achieved makespan.
 // It falls when a policy leaves members idle while others hold work.
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -33,20 +33,20 @@ import type { BackendRequest, GenerateParams, Generation, InferenceBackend } fro
 import { SimBackend } from '../sim/backend.js';
 import type { SimServingProfile } from '../sim/serving.js';
 import { mix32, SimRng, sampleQuestions } from '../sim/world.js';
-import { benchStack, sum, table } from './harness.js';
+import { benchStack, envNumber, sum, table } from './harness.js';
 
-const MEMBERS = 4;
-const CONCURRENCY = 48;
+// The issue's pool is 4 members; BENCH_MEMBERS scales it out, with the work in flight scaled alike (12 requests
+// and 3 questions at a time per member), so per-member load stays what it is at 4.
+const MEMBERS = envNumber('BENCH_MEMBERS', 4);
+const CONCURRENCY = 12 * MEMBERS;
 // Rollout workers, each with its own router; a request goes to one of them at random (BENCH_ROUTERS).
-const ROUTERS = Number(process.env.BENCH_ROUTERS ?? 1);
-if (!Number.isInteger(ROUTERS) || ROUTERS < 1)
-  throw new Error(`BENCH_ROUTERS must be a positive integer, got '${process.env.BENCH_ROUTERS}'`);
+const ROUTERS = envNumber('BENCH_ROUTERS', 1);
 const SEED = 7;
 // The default H100 profile, run in real time, with the KV cache scaled down with the prompts: 64k tokens hold
 // ~7 of these 5-10k-token contexts, as the default 393k-token cache holds ~7 of the 16-64k contexts of deep research.
 const PROFILE: Partial<SimServingProfile> = {
-  timeScale: Number(process.env.BENCH_TIME_SCALE ?? 1),
-  cacheCapacityTokens: Number(process.env.BENCH_CACHE_TOKENS ?? 65_536),
+  timeScale: envNumber('BENCH_TIME_SCALE', 1, { real: true }),
+  cacheCapacityTokens: envNumber('BENCH_CACHE_TOKENS', 65_536),
 };
 const PARAMS: GenerateParams = { maxTokens: 64, temperature: 1, topLogprobs: 16 };
 const POLICIES = (process.env.BENCH_POLICIES ?? 'round_robin,least_loaded,prefix_affinity').split(
@@ -71,20 +71,22 @@ const SHAPE = (process.env.BENCH_WORKLOAD ?? 'rollouts') as Shape;
 if (SHAPE !== 'rollouts' && SHAPE !== 'burst')
   throw new Error(`BENCH_WORKLOAD must be 'rollouts' or 'burst', got '${SHAPE}'`);
 
-const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 40);
+const QUESTIONS = envNumber('BENCH_QUESTIONS', 40);
 // Questions run as `muse batch` runs them: at most this many at once, the next starting when one finishes. A
 // single wave of questions would measure the critical path of one question's turns, not the pool.
-const QUESTION_CONCURRENCY = Number(process.env.BENCH_QUESTION_CONCURRENCY ?? 12);
+const QUESTION_CONCURRENCY = envNumber('BENCH_QUESTION_CONCURRENCY', 3 * MEMBERS);
 const BRANCH_POINTS = 2; // K, the parallelMuse default
 const BRANCHES_PER_POINT = 3; // T, the parallelMuse default
-const MIN_TURNS = Number(process.env.BENCH_MIN_TURNS ?? 6);
-const MAX_TURNS = Number(process.env.BENCH_MAX_TURNS ?? 12);
+const MIN_TURNS = envNumber('BENCH_MIN_TURNS', 6);
+const MAX_TURNS = envNumber('BENCH_MAX_TURNS', 12);
+if (MAX_TURNS < MIN_TURNS)
+  throw new Error(`BENCH_MAX_TURNS (${MAX_TURNS}) is below BENCH_MIN_TURNS (${MIN_TURNS})`);
 const OBSERVATION_TOKENS = [400, 1000] as const; // a search result page or a fetched page's excerpt
 const TOOL_LATENCY_MS = 300; // between a turn's reply and the next turn's request, in simulated time
 
-const GROUPS = Number(process.env.BENCH_GROUPS ?? 24);
+const GROUPS = envNumber('BENCH_GROUPS', 24);
 const BRANCHES = 8; // 'burst': requests per group, the first, then the rest once it returns
-const PREFIX_TOKENS = Number(process.env.BENCH_PREFIX_TOKENS ?? 8000); // 'burst': group context after the system prompt
+const PREFIX_TOKENS = envNumber('BENCH_PREFIX_TOKENS', 8000); // 'burst': group context after the system prompt
 
 const INDEPENDENT_SHARE = 0.25; // of all requests
 const INDEPENDENT_TOKENS = 3000;

@@ -11,10 +11,10 @@ import { SimBackend } from '../sim/backend.js';
 import { sampleQuestions } from '../sim/world.js';
 import { createToolRegistry } from '../tools/registry.js';
 import { stepSeed } from '../workflows/trajectory.js';
-import { benchEngine, mapPooled, sum, table } from './harness.js';
+import { benchEngine, envNumber, mapPooled, sum, table } from './harness.js';
 
-const QUESTIONS = Number(process.env.BENCH_QUESTIONS ?? 12);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);
+const QUESTIONS = envNumber('BENCH_QUESTIONS', 12);
+const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 4);
 const LATENCY_QUESTIONS = 3;
 const LATENCY_PAUSE_MS = 1000;
 const MAX_TURNS = 40;
