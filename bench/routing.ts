@@ -521,7 +521,7 @@ async function main() {
     '\nload = request-seconds per member (time integral of requests in its backend); also by requests served and by token work (uncached prompt + completion tokens)',
   );
   console.log(
-    'ideal makespan = Σ member busy time (>= 1 request in its backend) / 4; utilisation = ideal / achieved makespan\n',
+    `ideal makespan = Σ member busy time (>= 1 request in its backend) / ${MEMBERS}; utilisation = ideal / achieved makespan\n`,
   );
   console.log(
     table(

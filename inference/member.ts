@@ -87,7 +87,9 @@ export function attemptDeadline(
 
 export class PoolMember {
   readonly id: string;
+  /** Work and discovery subscriptions, which end when the member stops; cancels are taken until it has drained. */
   private readonly subs: Subscription[] = [];
+  private cancelSub?: Subscription;
   private timer?: NodeJS.Timeout;
   /** A load-change announcement waiting for minAnnounceIntervalMs to pass since the last one. */
   private pendingAnnounce?: NodeJS.Timeout;
@@ -98,6 +100,7 @@ export class PoolMember {
   private readonly active = new Map<string, Set<AbortController>>();
   private served = 0;
   private stopping = false;
+  private readonly instance = randomUUID();
   private readonly capacity: number;
   private readonly maxQueue: number;
   private readonly model: string;
@@ -122,13 +125,11 @@ export class PoolMember {
       nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }),
     );
     this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
-    this.subs.push(
-      nc.subscribe(subjects.cancel(pool, this.id), {
-        callback: (err, msg) => {
-          if (!err) this.onCancel(msg.data);
-        },
-      }),
-    );
+    this.cancelSub = nc.subscribe(subjects.cancel(pool, this.id), {
+      callback: (err, msg) => {
+        if (!err) this.onCancel(msg.data);
+      },
+    });
     this.subs.push(
       nc.subscribe(subjects.discover(pool), {
         callback: (err, msg) => {
@@ -148,12 +149,16 @@ export class PoolMember {
     this.stopping = true;
     clearInterval(this.timer);
     clearTimeout(this.pendingAnnounce);
-    for (const s of this.subs) s.unsubscribe();
+    // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
+    // member's subject and waits for what it has here instead of failing it over. Cancels are still taken while the
+    // requests in hand finish: a router that gives up on one frees its slot at once.
     this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
+    for (const s of this.subs) s.unsubscribe();
     const until = Date.now() + timeoutMs;
     while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < until) {
       await new Promise((r) => setTimeout(r, 20));
     }
+    this.cancelSub?.unsubscribe();
     await this.opts.nc.flush().catch(() => {});
   }
 
@@ -174,6 +179,7 @@ export class PoolMember {
       cacheCapacityTokens: load?.cacheCapacityTokens ?? 0,
       cacheUsedTokens: load?.cacheUsedTokens ?? 0,
       servedRequests: this.served,
+      instance: this.instance,
       ...(leaving ? { leaving: true } : {}),
     };
   }

@@ -311,7 +311,8 @@ export class PoolClient {
     options: PoolGenerateOptions,
   ): Promise<Generation> {
     const errors: string[] = [];
-    const tried = new Set<string>();
+    // Members tried for this request, in the order last tried, and how their last attempt ended.
+    const tried = new Map<string, TriedOutcome>();
     // The attempt limit catches a member that is alive (announcing) but stuck; it must not cut off a long generation.
     const attemptLimit = this.attemptTimeout ?? generationAllowanceMs(maxTokens);
     // Between attempts: jittered backoff, never past the deadline.
@@ -332,15 +333,19 @@ export class PoolClient {
         await pause(attempt);
         continue;
       }
+      const timeout = Math.max(1, Math.min(remaining, attemptLimit));
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
       let ticket: BreakerTicket | null = null;
       const memberId =
         ranked.find((m) => {
           if (tried.has(m)) return false;
-          ticket = this.members.get(m)?.breaker.tryAcquire() ?? null;
+          ticket = this.members.get(m)?.breaker.tryAcquire(timeout) ?? null;
           return ticket !== null;
-        }) ?? (ranked.length === 0 ? undefined : ranked[0]);
-      if (memberId) tried.add(memberId);
+        }) ?? (ranked.length === 0 ? undefined : retryTarget(ranked, tried));
+      if (memberId) {
+        tried.delete(memberId); // re-inserted at the end: the map's order is the order members were last tried in
+        tried.set(memberId, 'failed');
+      }
       options.onAttempt?.(memberId, attempt);
       const subject = memberId
         ? subjects.member(this.opts.pool, memberId)
@@ -348,7 +353,6 @@ export class PoolClient {
       const state = memberId ? this.members.get(memberId) : undefined;
       if (memberId) this.policy.onRouted(memberId, route);
       if (state) state.outstanding++;
-      const timeout = Math.max(1, Math.min(remaining, attemptLimit));
       let answered = false;
       let failure: unknown;
       try {
@@ -396,8 +400,13 @@ export class PoolClient {
           throw new BackendRejectedError(
             `${memberId ?? 'pool member'}'s server rejected the request: ${message}`,
           );
-        // A full queue is backpressure, not a fault: fail over without counting it against the member.
-        throw new MemberFailure(`${code}: ${message}`, retryable, code !== 'overloaded');
+        // A full queue is backpressure, and a stopping member is going anyway: fail over without counting either
+        // against the member.
+        throw new MemberFailure(
+          `${code}: ${message}`,
+          retryable,
+          code !== 'overloaded' && code !== 'shutting_down',
+        );
       } catch (err) {
         failure = err;
       } finally {
@@ -405,18 +414,28 @@ export class PoolClient {
       }
       // Abandoned without an answer (timed out, member gone, caller cancelled): the member may still be working.
       if (!answered && memberId) this.cancelOn(memberId, requestId);
-      if (options.signal?.aborted) throw options.signal.reason;
-      if (
+      const callerGaveUp = options.signal?.aborted === true;
+      const refused =
         failure instanceof BadRequestError ||
         failure instanceof BackendRejectedError ||
-        failure instanceof ContextLengthError
-      )
-        throw failure;
+        failure instanceof ContextLengthError;
+      if (!callerGaveUp && !refused && countsAgainstMember(failure, timeout < attemptLimit))
+        state?.breaker.onFailure(ticket);
+      else state?.breaker.release(ticket);
+      if (callerGaveUp) throw options.signal!.reason;
+      if (refused) throw failure;
       errors.push(`${memberId ?? 'queue-group'}: ${describe(failure)}`);
-      if (countsAgainstMember(failure, timeout < attemptLimit)) state?.breaker.onFailure(ticket);
+      if (memberId && failure instanceof MemberFailure && !failure.memberFault)
+        tried.set(memberId, 'backpressure');
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
-      // server is that member failing one request, which the breaker already counts.
-      if (failure instanceof RequestError && failure.isNoResponders() && memberId)
+      // server is that member failing one request, which the breaker already counts. A member that announced it is
+      // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.
+      if (
+        failure instanceof RequestError &&
+        failure.isNoResponders() &&
+        memberId &&
+        this.members.get(memberId)?.leavingSince === undefined
+      )
         this.dropMember(memberId, `member ${memberId} has no responders`);
       if (failure instanceof MemberFailure && !failure.retryable) break;
       await pause(attempt);
@@ -472,11 +491,22 @@ export class PoolClient {
       this.retire(info.id);
       return;
     }
-    const existing = this.members.get(info.id);
+    let existing = this.members.get(info.id);
+    if (existing && restarted(existing.info, info)) {
+      // A new process under the same id: its cache is cold and it never got what the old one held. What the old
+      // one held is lost if it crashed (fail it over now, not at the attempt timeout); if it left gracefully it is
+      // finishing those requests, which keep waiting on their own.
+      if (existing.leavingSince === undefined) this.dropMember(info.id, `member ${info.id} restarted`);
+      else {
+        this.members.delete(info.id);
+        this.policy.onMemberGone(info.id);
+      }
+      existing = undefined;
+    }
     if (existing) {
       existing.info = info;
       existing.lastSeen = this.now();
-      existing.leavingSince = undefined; // back (restarted under the same id)
+      existing.leavingSince = undefined; // back: restarted by a member that does not name its process
     } else {
       this.members.set(info.id, {
         info,
@@ -519,6 +549,24 @@ class MemberFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/** Both announcements name their process and the processes differ (members that predate the field never match). */
+function restarted(before: MemberAnnouncementWire, now: MemberAnnouncementWire): boolean {
+  return before.instance !== undefined && now.instance !== undefined && before.instance !== now.instance;
+}
+
+export type TriedOutcome = 'failed' | 'backpressure';
+
+/**
+ * Where an attempt goes once every ranked member has been tried: one that only said it was busy, else the one tried
+ * longest ago, not the policy's first choice, which is often the member that just hung for a whole attempt.
+ */
+export function retryTarget(ranked: string[], tried: Map<string, TriedOutcome>): string {
+  const busy = ranked.find((m) => tried.get(m) === 'backpressure');
+  if (busy) return busy;
+  for (const m of tried.keys()) if (ranked.includes(m)) return m;
+  return ranked[0]!;
 }
 
 /**

@@ -114,6 +114,11 @@ export const MemberAnnouncementWire = z.object({
   cacheCapacityTokens: z.number().nonnegative(),
   cacheUsedTokens: z.number().nonnegative(),
   servedRequests: z.number().int().nonnegative(),
+  /**
+   * New for every start of a member process: a member restarted under the same id (a fixed --id, a pod's name) is a
+   * different process, which never received what the old one held. Optional: members that predate it omit it.
+   */
+  instance: z.string().min(1).max(100).optional(),
   /** Set on the last announcement of a member that is stopping. */
   leaving: z.boolean().optional(),
 });

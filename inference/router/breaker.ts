@@ -6,6 +6,8 @@ export type BreakerState = 'closed' | 'open' | 'half_open';
 /** Leave to send one request; a half-open circuit hands out one probe, whose outcome alone decides. */
 export interface BreakerTicket {
   probe: boolean;
+  /** When a probe was handed out: a probe replaced after its hold ran out no longer speaks for the member. */
+  since?: number;
 }
 
 export interface BreakerOptions {
@@ -31,8 +33,9 @@ export class CircuitBreaker {
   private failures = 0;
   private cooldown: number;
   private openedAt = 0;
-  /** When the half-open probe was handed out; undefined while none is out. */
+  /** When the half-open probe was handed out, and how long it may stay out; undefined while none is out. */
   private probeSince: number | undefined;
+  private probeHoldMs = 0;
 
   constructor(opts: BreakerOptions = {}) {
     this.threshold = Math.max(1, opts.failureThreshold ?? 5);
@@ -67,19 +70,36 @@ export class CircuitBreaker {
     return this.probeFree();
   }
 
-  /** Call right before sending; null when the member must not be sent to. In half-open, one probe at a time. */
-  tryAcquire(): BreakerTicket | null {
+  /**
+   * Call right before sending; null when the member must not be sent to. In half-open, one probe at a time, out for
+   * at most `holdMs` (the attempt's timeout; default the cooldown): a model call takes far longer than a cooldown,
+   * and a second probe sent while the first still runs would only wait on the same member.
+   */
+  tryAcquire(holdMs = this.cooldown): BreakerTicket | null {
     const s = this.state;
     if (s === 'closed') return { probe: false };
     if (s === 'open' || !this.probeFree()) return null;
     this.probeSince = this.now();
-    return { probe: true };
+    this.probeHoldMs = Math.max(this.cooldown, holdMs);
+    return { probe: true, since: this.probeSince };
   }
 
   private probeFree(): boolean {
     // A probe whose outcome never came back (the caller crashed or forgot) must not pin the circuit half-open
-    // forever: after another cooldown a new probe is allowed.
-    return this.probeSince === undefined || this.now() - this.probeSince >= this.cooldown;
+    // forever: once its hold has passed a new probe is allowed.
+    return this.probeSince === undefined || this.now() - this.probeSince >= this.probeHoldMs;
+  }
+
+  private isCurrentProbe(ticket: BreakerTicket | null | undefined): boolean {
+    return ticket?.probe === true && ticket.since === this.probeSince;
+  }
+
+  /**
+   * The request ended without saying anything about the member's health (the caller gave up, its own deadline
+   * passed, the member answered `overloaded`, the server refused the request as such): a probe's place is free again.
+   */
+  release(ticket?: BreakerTicket | null): void {
+    if (this.isCurrentProbe(ticket)) this.probeSince = undefined;
   }
 
   onSuccess(): void {
@@ -95,7 +115,7 @@ export class CircuitBreaker {
    */
   onFailure(ticket?: BreakerTicket | null): void {
     const s = this.state;
-    if (s === 'half_open' && !ticket?.probe) return;
+    if (s === 'half_open' && !this.isCurrentProbe(ticket)) return;
     this.failures++;
     if (s === 'half_open') {
       this.cooldown = Math.min(this.maxCooldown, this.cooldown * this.multiplier);

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
+import { connectNats } from '../../common/nats.js';
 import { BackendProtocolError } from '../../inference/backends/http.js';
 import { PoolMember } from '../../inference/member.js';
 import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
@@ -360,6 +361,43 @@ describe('abandoned attempts and stopping members', () => {
     expect(g.memberId).toBe('slow');
     expect(served).toEqual(['slow']);
     expect(other.member.stats.served).toBe(0);
+  });
+  it('a stopping member still takes cancels while it finishes: a router that gives up frees its slot at once', async () => {
+    const pool = `leave-cancel-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    const m = await start(pool, 'stall', stall.backend);
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const ctl = new AbortController();
+    const pending = c.generate(messages(10), params, { deadline: Date.now() + 60_000, signal: ctl.signal });
+    await waitUntil(() => stall.started() === 1, 5_000, 'request reached the backend');
+    const stopping = m.stop(10_000);
+    await waitUntil(() => c.liveMembers().length === 0, 5_000, 'the stopping member is out of rotation');
+    ctl.abort(new Error('activity cancelled'));
+    await expect(pending).rejects.toThrow(/activity cancelled/);
+    await stopping;
+    // Aborted by the router's cancel, not left running until the member's drain limit.
+    expect(stall.aborts.map((a) => a.reason)).toEqual(['RequestCancelledError']);
+  });
+
+  it('a member restarted under the same id: what the dead process held fails over at once', async () => {
+    const pool = `restart-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    const nc = await connectNats(cfg, 'restart-old-process');
+    const old = new PoolMember({ nc, pool, id: 'gpu0', backend: stall.backend });
+    await old.start();
+    // Long TTL and attempt limit: neither may be what frees the request.
+    const c = client(pool, { memberTtlMs: 60_000, attemptTimeoutMs: 110_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const pending = c.generate(messages(11), params, { deadline: Date.now() + 110_000 });
+    await waitUntil(() => stall.started() === 1, 5_000, 'request reached the first process');
+    await nc.close(); // the process dies: no leave, no reply
+    const fresh = await member(pool, 'gpu0');
+    const g = await pending;
+    expect(g.memberId).toBe('gpu0');
+    expect(fresh.member.stats.served).toBe(1);
   });
 });
 

@@ -26,7 +26,7 @@ describe('CircuitBreaker', () => {
     c.advance(1);
     expect(b.state).toBe('half_open');
     expect(b.isAvailable()).toBe(true);
-    expect(b.tryAcquire()).toEqual({ probe: true });
+    expect(b.tryAcquire()).toMatchObject({ probe: true });
     // only one probe at a time
     expect(b.tryAcquire()).toBeNull();
     expect(b.isAvailable()).toBe(false);
@@ -47,7 +47,7 @@ describe('CircuitBreaker', () => {
     b.onFailure();
     c.advance(1000);
     const probe = b.tryAcquire();
-    expect(probe).toEqual({ probe: true });
+    expect(probe).toMatchObject({ probe: true });
     b.onFailure(probe);
     expect(b.state).toBe('open');
     c.advance(1999);
@@ -66,11 +66,11 @@ describe('CircuitBreaker', () => {
     const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 500, now: c.now });
     b.onFailure();
     c.advance(500);
-    expect(b.tryAcquire()).toEqual({ probe: true });
+    expect(b.tryAcquire()).toMatchObject({ probe: true });
     c.advance(499);
     expect(b.tryAcquire()).toBeNull();
     c.advance(1);
-    expect(b.tryAcquire()).toEqual({ probe: true });
+    expect(b.tryAcquire()).toMatchObject({ probe: true });
   });
 
   it('resets the cooldown after recovering', () => {
@@ -109,5 +109,38 @@ describe('CircuitBreaker', () => {
     expect(b.state).toBe('open'); // one doubling, not four
     c.advance(1);
     expect(b.state).toBe('half_open');
+  });
+
+  it('frees the probe when its request ends saying nothing about the member (overloaded, caller gone)', () => {
+    const c = clock();
+    const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 500, now: c.now });
+    b.onFailure();
+    c.advance(500);
+    const probe = b.tryAcquire();
+    expect(probe).toMatchObject({ probe: true });
+    expect(b.tryAcquire()).toBeNull();
+    b.release(probe);
+    expect(b.state).toBe('half_open');
+    expect(b.tryAcquire()).toMatchObject({ probe: true });
+    // Releasing a request that was not the probe frees nothing.
+    b.release({ probe: false });
+    expect(b.tryAcquire()).toBeNull();
+  });
+
+  it("holds a probe for its attempt's timeout, and a probe replaced after that no longer decides", () => {
+    const c = clock();
+    const b = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 500, now: c.now });
+    b.onFailure();
+    c.advance(500);
+    const first = b.tryAcquire(10_000);
+    c.advance(9_999);
+    expect(b.tryAcquire()).toBeNull(); // a long generation still running: no second probe behind it
+    c.advance(1);
+    const second = b.tryAcquire(10_000);
+    expect(second).toMatchObject({ probe: true });
+    b.onFailure(first); // the first probe's attempt timing out late
+    expect(b.state).toBe('half_open');
+    b.onFailure(second);
+    expect(b.state).toBe('open');
   });
 });
