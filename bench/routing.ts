@@ -93,8 +93,12 @@ const INDEPENDENT_TOKENS = 3000;
 const INDEPENDENT_LOOPS = 8; // 'rollouts': independent requests come one after another from this many sources
 
 type Kind = 'first turn' | 'later turn' | 'branch first turn' | 'branch later turn' | 'independent';
-/** Sends one request; resolves with the reply's text, which a rollout appends to its context as the model's turn. */
-type Send = (messages: ChatMessage[], kind: Kind, stickyKey?: string) => Promise<string>;
+/**
+ * Sends one request; resolves with the reply's text, which a rollout appends to its context as the model's turn.
+ * `seed` is the sampling seed: each rollout turn has its own, as the parallelMuse workflow gives each rollout its own,
+ * so a branch re-generating a step does not copy the original step's reply.
+ */
+type Send = (messages: ChatMessage[], kind: Kind, stickyKey?: string, seed?: number) => Promise<string>;
 
 interface Workload {
   describe: string;
@@ -169,7 +173,12 @@ function rolloutsWorkload(): Workload {
     for (let t = 0; t < plan.turns; t++) {
       before.push(messages);
       const later: Kind = firstKind === 'branch first turn' ? 'branch later turn' : 'later turn';
-      const reply = await send(messages, t === 0 ? firstKind : later, stickyKey);
+      const reply = await send(
+        messages,
+        t === 0 ? firstKind : later,
+        stickyKey,
+        mix32(SEED, fnv1a32(plan.id), t),
+      );
       if (t === plan.turns - 1) break;
       await sleep(TOOL_LATENCY_MS);
       const [lo, hi] = OBSERVATION_TOKENS;
@@ -410,10 +419,14 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
     const firstMember = new Map<string, string>();
     const branchMisses: BranchMisses = { branches: 0, elsewhere: 0, evicted: 0 };
     const limit = createLimiter(CONCURRENCY);
-    const send: Send = (messages, kind, stickyKey) =>
+    const send: Send = (messages, kind, stickyKey, seed) =>
       limit(async () => {
         const client = clients[pickRouter.int(clients.length)]!;
-        const g = await client.generate(messages, PARAMS, { deadline: Date.now() + 180_000, stickyKey });
+        const g = await client.generate(
+          messages,
+          { ...PARAMS, seed },
+          { deadline: Date.now() + 180_000, stickyKey },
+        );
         gens.push(g);
         const k = byKind.get(kind) ?? { prompt: 0, cached: 0 };
         k.prompt += g.usage.promptTokens;
@@ -479,9 +492,9 @@ async function ceilingHitRate(): Promise<number> {
   let cached = 0;
   let n = 0;
   await workload().run(
-    async (messages) => {
+    async (messages, _kind, _stickyKey, seed) => {
       const g = await server.generate(
-        { id: `ceiling-${n++}`, messages, params: PARAMS, deadline: Date.now() + 60_000 },
+        { id: `ceiling-${n++}`, messages, params: { ...PARAMS, seed }, deadline: Date.now() + 60_000 },
         new AbortController().signal,
       );
       prompt += g.usage.promptTokens;

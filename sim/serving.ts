@@ -70,7 +70,9 @@ export interface SimRunResult {
 }
 
 export interface SimServerStats {
+  /** Requests received, including any aborted before they ran. */
   requests: number;
+  /** Prompt, cached prompt and completion tokens of the requests that ran (were given KV blocks). */
   promptTokens: number;
   cachedPromptTokens: number;
   completionTokens: number;
@@ -306,8 +308,6 @@ export class SimServer {
       reject: () => {},
     };
     this.counters.requests++;
-    this.counters.promptTokens += promptTokens.length;
-    this.counters.completionTokens += completion;
     return new Promise<SimRunResult>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
@@ -387,6 +387,8 @@ export class SimServer {
     const maxCached = Math.floor(Math.max(0, job.promptTokens - 1) / bs) * bs;
     job.cached = Math.min(hits * bs, maxCached);
     this.counters.cachedPromptTokens += job.cached;
+    this.counters.promptTokens += job.promptTokens;
+    this.counters.completionTokens += job.completion;
   }
 
   /**
