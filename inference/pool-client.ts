@@ -127,6 +127,8 @@ export class PoolClient {
   /** Names this router in placement events, so it skips its own. */
   private readonly routerId = randomUUID();
   private started?: Promise<void>;
+  /** Counts close() calls: a start still under way when the client is closed must not leave its sweep running. */
+  private closes = 0;
   private sweeper?: NodeJS.Timeout;
   private readonly sweepMs: number;
   private lastSweepAt?: number;
@@ -159,6 +161,7 @@ export class PoolClient {
 
   private async doStart(): Promise<void> {
     const { nc, pool } = this.opts;
+    const closes = this.closes;
     this.subs.push(
       nc.subscribe(subjects.announce(pool), {
         callback: (e, m) => {
@@ -183,6 +186,7 @@ export class PoolClient {
       );
     }
     await nc.flush();
+    if (this.closes !== closes) return;
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
     this.sweeper = setInterval(() => this.liveMembers(), this.sweepMs);
     this.sweeper.unref();
@@ -203,6 +207,7 @@ export class PoolClient {
   }
 
   close(): void {
+    this.closes++;
     clearInterval(this.sweeper);
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
