@@ -11,7 +11,9 @@
 //   request waits when its blocks do not fit. This is what makes prefix-affinity routing of
 //   branches measurable;
 // - prefill and decode throughput, with time optionally compressed (timeScale) so benchmarks of
-//   thousands of steps finish in seconds while reporting realistic simulated milliseconds.
+//   thousands of steps finish in seconds while reporting realistic simulated milliseconds. Prefill is
+//   scheduled a step's budget (maxBatchedTokens) ahead, as chunked-prefill schedulers do: a request
+//   takes its KV blocks when its prefill is about to start, not while it waits behind others'.
 //
 // Defaults: one H100 SXM 80 GB serving a Qwen3-30B-A3B-class MoE (30.5B total, 3.3B active,
 // 48 layers, GQA with 4 KV heads of dim 128) with FP8 weights under vLLM or SGLang. Sources and
@@ -27,6 +29,7 @@
 //   30B-class models on one H100 (gpustack performance lab, vLLM serving benchmarks);
 // - prefill: ~6.6 GFLOP per token for 3.3B active parameters; at ~15% of the H100's 989 dense BF16
 //   TFLOPS, counting attention over agentic contexts of 16-64k tokens, ~20,000 tok/s;
+// - maxBatchedTokens 8192: vLLM's default for its OpenAI server on GPUs of 70 GB or more;
 // - maxBatch 64: agent prompts are long, so the KV cache rather than the scheduler's max_num_seqs
 //   (hundreds by default) is what bounds concurrency in practice; 64 keeps the queue visible.
 
@@ -46,6 +49,12 @@ export interface SimServingProfile {
   blockSize: number;
   /** KV cache size in tokens, shared by running sequences and cached prefixes. */
   cacheCapacityTokens: number;
+  /**
+   * Prompt tokens one engine step prefills (vLLM's max_num_batched_tokens, SGLang's chunked_prefill_size). A queued
+   * request is admitted, and takes its KV blocks, once the prefill ahead of it fits in one step: like a chunked-prefill
+   * scheduler, the engine holds no KV for a request still waiting for its prefill to start.
+   */
+  maxBatchedTokens: number;
   /** Real seconds per simulated second: 1 = real time, 0.05 = 20x faster, 0 = no waiting at all. */
   timeScale: number;
 }
@@ -57,6 +66,7 @@ export const DEFAULT_SIM_SERVING_PROFILE: Readonly<SimServingProfile> = Object.f
   decodeBatchExponent: 0.3,
   blockSize: 16,
   cacheCapacityTokens: 393_216,
+  maxBatchedTokens: 8192,
   timeScale: 0,
 });
 
@@ -219,6 +229,8 @@ export class SimServer {
   private decodeTimer: ReturnType<typeof setTimeout> | null = null;
   private lastAdvance = 0;
   private prefillFreeAt = 0;
+  /** Wakes tryAdmit when the prefill ahead of the queue's head has come down to one step. */
+  private admitTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly epoch = performance.now();
   private closed = false;
   private readonly counters: SimServerStats = {
@@ -237,6 +249,7 @@ export class SimServer {
     if (!(p.prefillTokensPerSec > 0) || !(p.decodeTokensPerSec > 0))
       throw new Error('throughputs must be > 0');
     if (!(p.timeScale >= 0)) throw new Error(`timeScale must be >= 0, got ${p.timeScale}`);
+    if (!(p.maxBatchedTokens >= 1)) throw new Error(`maxBatchedTokens must be >= 1, got ${p.maxBatchedTokens}`);
     this.profile = Object.freeze(p);
     this.capacityBlocks = Math.max(1, Math.floor(p.cacheCapacityTokens / p.blockSize));
   }
@@ -325,6 +338,8 @@ export class SimServer {
   /** Rejects everything in flight; later calls fail. */
   close(): void {
     this.closed = true;
+    if (this.admitTimer) clearTimeout(this.admitTimer);
+    this.admitTimer = null;
     for (const j of [...this.active]) this.fail(j, new Error('simulated server closed'));
     if (this.decodeTimer) clearTimeout(this.decodeTimer);
     this.decodeTimer = null;
@@ -464,9 +479,22 @@ export class SimServer {
     while (this.queue.length > 0 && this.running < this.profile.maxBatch) {
       const head = this.queue[0]!;
       if (this.running > 0 && !this.fits(head)) break;
+      const untilStep = this.prefillFreeAt - this.now() - this.stepPrefillMs();
+      if (this.running > 0 && untilStep > 0) {
+        this.admitTimer ??= setTimeout(() => {
+          this.admitTimer = null;
+          this.tryAdmit();
+        }, this.realDelay(untilStep));
+        break;
+      }
       this.queue.shift();
       this.admit(head);
     }
+  }
+
+  /** Simulated milliseconds one engine step's prefill budget takes. */
+  private stepPrefillMs(): number {
+    return (this.profile.maxBatchedTokens / this.profile.prefillTokensPerSec) * 1000;
   }
 
   private admit(job: Job): void {

@@ -126,6 +126,28 @@ describe('SimServer batching and timing', () => {
     expect(64 * s.decodeRate(64)).toBeLessThan(2 * 32 * s.decodeRate(32));
   });
 
+  it('admits a request, and gives it KV blocks, only when the prefill ahead of it fits in one step', async () => {
+    // 1000 uncached tokens at 1000 tok/s take 1000 simulated ms (100 real ms); one step prefills 100 tokens.
+    const s = new SimServer({
+      ...profile,
+      prefillTokensPerSec: 1000,
+      maxBatchedTokens: 100,
+      cacheCapacityTokens: 1 << 20,
+      timeScale: 0.1,
+    });
+    const long = s.run(tokens('a', 1000), 1, never());
+    const short = s.run(tokens('b', 48), 1, never());
+    await new Promise((r) => setTimeout(r, 20));
+    // Waiting behind the long prefill: queued, holding none of its blocks (the long one holds 62 full + 1 partial).
+    expect(s.load()).toMatchObject({ running: 1, queued: 1 });
+    const longBlocks = s.load().cacheUsedTokens;
+    const [, b] = await Promise.all([long, short]);
+    expect(longBlocks).toBe(63 * 16);
+    // Admitted when 100 tokens of the long prefill were left: ~900 simulated ms after it arrived.
+    expect(b.queuedMs).toBeGreaterThan(800);
+    expect(b.queuedMs).toBeLessThan(1000);
+  });
+
   it('rejects promptly on abort, queued or running', async () => {
     const s = new SimServer({ ...profile, maxBatch: 1, timeScale: 1 });
     const c1 = new AbortController();
