@@ -7,6 +7,8 @@ export const BranchModeSchema = z.enum(['none', 'all_ppl', 'think_ppl', 'tool_ca
 export const AggregatorSchema = z.enum(['compressed', 'majority', 'confidence_weighted', 'min_uncertainty']);
 
 const positiveInt = z.number().int().positive();
+/** A pool's name is part of NATS subjects: a dot or space would address other subjects. */
+const PoolName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, digits, _ or -');
 
 export const SamplingSchema = z.object({
   temperature: z.number().min(0).max(2).default(0.85),
@@ -26,10 +28,7 @@ export const TrajectorySpecSchema = z
     contextWindow: positiveInt.min(512).default(131_072),
     /** resum: summarise when the prompt passes this fraction of the window (reference: 0.9). */
     summaryThreshold: z.number().gt(0).lt(1).default(0.9),
-    pool: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, digits, _ or -')
-      .default('default'),
+    pool: PoolName.default('default'),
     model: z.string().optional(),
     seed: z.number().int().min(0).default(0),
     /** Steps per workflow run before continue-as-new (the server's own suggestion also triggers it). */
@@ -66,7 +65,7 @@ export const ParallelMuseSpecSchema = z
     /** The aggregator whose answer is the question's prediction. */
     primaryAggregator: AggregatorSchema.default('compressed'),
     /** Pool/model for report + integration calls (defaults to the rollout pool/model). */
-    aggregatorPool: z.string().optional(),
+    aggregatorPool: PoolName.optional(),
     aggregatorModel: z.string().optional(),
     judge: z.enum(['exact', 'llm']).default('exact'),
     /** Child workflows in flight at once; far below Temporal's 2,000 pending-children limit. */

@@ -8,6 +8,15 @@ export function intArg(name: string) {
   };
 }
 
+export function positiveIntArg(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1)
+      throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
+    return n;
+  };
+}
+
 export function numberArg(name: string) {
   return (v: string) => {
     const n = Number(v);

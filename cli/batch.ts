@@ -1,6 +1,4 @@
 // ParallelMuse from the command line: one question (`run --mode parallel-muse`) or a JSONL batch.
-import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { TrajectorySpecInput } from '../agent/job.js';
@@ -8,7 +6,7 @@ import { runBatch, sharedBatchSpec } from '../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
-import { intArg } from './args.js';
+import { intArg, positiveIntArg } from './args.js';
 import { cliConfig } from './context.js';
 
 export interface ParallelMuseCliOptions {
@@ -45,7 +43,7 @@ export function trajectorySpecFrom(
     seed: o.seed,
     pool: o.pool,
     ...(o.model ? { model: o.model } : {}),
-    ...(o.contextWindow ? { contextWindow: o.contextWindow } : {}),
+    ...(o.contextWindow !== undefined ? { contextWindow: o.contextWindow } : {}),
   };
 }
 
@@ -139,8 +137,11 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
       '--out <file>',
       'JSONL results, one line per question (appended; re-runs with the same options skip finished questions)',
     )
-    .option('--concurrency <n>', 'questions in flight', intArg('--concurrency'), 4)
-    .option('--job <id>', 'job id (default: derived from --out, so a re-run resumes the same job)')
+    .option('--concurrency <n>', 'questions in flight', positiveIntArg('--concurrency'), 4)
+    .option(
+      '--job <id>',
+      'job id (default: the one --out records, else derived from its path, so a re-run resumes the same job)',
+    )
     .description('run every question of a JSONL file through ParallelMuse; safe to re-run after a crash')
     .action(
       async (
@@ -153,8 +154,6 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         const spec = { ...rest, trajectory: trajectoryRest };
         sharedBatchSpec(spec); // a bad option fails here, before connecting
         const client = await connectClient(cfg);
-        const jobId =
-          o.job ?? `batch-${createHash('sha256').update(resolve(o.out)).digest('hex').slice(0, 10)}`;
         const bar = process.stderr.isTTY
           ? new cliProgress.SingleBar(
               { format: '  {bar} {value}/{total} questions | {last}', stream: process.stderr },
@@ -174,7 +173,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
           const summary = await runBatch(client, cfg, {
             input: file,
             output: o.out,
-            jobId,
+            ...(o.job !== undefined ? { jobId: o.job } : {}),
             concurrency: o.concurrency,
             spec,
             onProgress: (e) => {
@@ -194,7 +193,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
           for (const f of summary.failed)
             process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
           console.log(
-            `job ${jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
+            `job ${summary.jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
               (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : ''),
           );
           if (summary.badLines.length)

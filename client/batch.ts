@@ -1,6 +1,8 @@
 // `muse batch`: every question of a JSONL file (the reference's {"question", "answer"} format) through
 // ParallelMuse with a concurrency limit. Results are appended as they finish; a re-run with the same options
 // skips questions already in the output, re-attaches to workflows still running and retries failed ones.
+
+import { createHash } from 'node:crypto';
 import {
   appendFileSync,
   existsSync,
@@ -11,7 +13,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { ParallelMuseSpec, ParallelMuseSpecInput } from '../agent/job.js';
@@ -151,13 +153,27 @@ function lockHolder(lock: string): { pid: number; host: string } | 'stale' | und
  * ends it with a newline so a line cut short by a crash does not swallow the next result. Lines without a spec
  * hash come from the older, line-numbered ids: they match no id now, so those questions run once more.
  */
-export function openResults(output: string, sharedHash: string): Set<string> {
+/** What a results file already holds. */
+export interface ResultsFile {
+  /** Workflow ids of the questions with a result line. */
+  done: Set<string>;
+  /** The job its results belong to; undefined for an empty file or one of the older format. */
+  job?: string;
+}
+
+/**
+ * Reads the results of an earlier run into this file, refusing one written with other options or, when `jobId` is
+ * given, for another job: its questions' workflow ids would not match, so every question would run and be written
+ * again.
+ */
+export function openResults(output: string, sharedHash: string, jobId?: string): ResultsFile {
   const done = new Set<string>();
-  if (!existsSync(output)) return done;
+  if (!existsSync(output)) return { done };
+  let job = jobId;
   const text = readFileSync(output, 'utf8');
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
-    let parsed: { workflowId?: string; spec?: string };
+    let parsed: { workflowId?: string; spec?: string; job?: string };
     try {
       parsed = JSON.parse(line);
     } catch {
@@ -168,10 +184,23 @@ export function openResults(output: string, sharedHash: string): Set<string> {
         `${output} (--out) holds results of this batch run with other options (spec ${parsed.spec}, now ${sharedHash}); ` +
           're-run with the same options to continue it, or pass another --out',
       );
+    if (parsed.job !== undefined) {
+      if (job !== undefined && parsed.job !== job)
+        throw new BatchError(
+          `${output} (--out) holds results of job ${parsed.job}, not ${job}; re-run without --job (or with --job ` +
+            `${parsed.job}) to continue it, or pass another --out`,
+        );
+      job = parsed.job;
+    }
     if (parsed.workflowId) done.add(parsed.workflowId);
   }
   if (text.length && !text.endsWith('\n')) appendFileSync(output, '\n');
-  return done;
+  return { done, ...(job !== undefined ? { job } : {}) };
+}
+
+/** The job id of a results file with none recorded yet: derived from its absolute path. */
+export function defaultJobId(output: string): string {
+  return `batch-${createHash('sha256').update(resolve(output)).digest('hex').slice(0, 10)}`;
 }
 
 /** One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape, accounting. */
@@ -209,7 +238,8 @@ export function resultLine(jobId: string, workflowId: string, sharedHash: string
 export interface BatchOptions {
   input: string;
   output: string;
-  jobId: string;
+  /** Default: the job the results file records (a moved file continues its job), else one derived from its path. */
+  jobId?: string;
   concurrency: number;
   spec: Omit<ParallelMuseSpecInput, 'trajectory'> & {
     trajectory: Omit<ParallelMuseSpecInput['trajectory'], 'question'>;
@@ -219,6 +249,7 @@ export interface BatchOptions {
 }
 
 export interface BatchSummary {
+  jobId: string;
   total: number;
   completed: number;
   skipped: number;
@@ -234,8 +265,11 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
   mkdirSync(dirname(o.output), { recursive: true });
   const unlock = lockResults(o.output);
   try {
-    const done = openResults(o.output, hash);
+    const results = openResults(o.output, hash, o.jobId);
+    const { done } = results;
+    const jobId = o.jobId ?? results.job ?? defaultJobId(o.output);
     const summary: BatchSummary = {
+      jobId,
       total: items.length,
       completed: 0,
       skipped: 0,
@@ -244,7 +278,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       correct: 0,
       scored: 0,
     };
-    const queue = assignWorkflowIds(items, o.jobId, hash);
+    const queue = assignWorkflowIds(items, jobId, hash);
     const report = (last?: string) =>
       o.onProgress?.({
         done: summary.completed + summary.skipped + summary.failed.length,
@@ -272,9 +306,9 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
                 ...(item.answer !== undefined ? { answer: item.answer } : {}),
               },
             },
-            { workflowId: item.workflowId, jobId: o.jobId, ...(o.timeouts ? { timeouts: o.timeouts } : {}) },
+            { workflowId: item.workflowId, jobId, ...(o.timeouts ? { timeouts: o.timeouts } : {}) },
           );
-          appendFileSync(o.output, `${JSON.stringify(resultLine(o.jobId, item.workflowId, hash, result))}\n`);
+          appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
           summary.completed++;
           if (result.correct !== undefined) {
             summary.scored++;

@@ -249,7 +249,8 @@ export class SimServer {
     if (!(p.prefillTokensPerSec > 0) || !(p.decodeTokensPerSec > 0))
       throw new Error('throughputs must be > 0');
     if (!(p.timeScale >= 0)) throw new Error(`timeScale must be >= 0, got ${p.timeScale}`);
-    if (!(p.maxBatchedTokens >= 1)) throw new Error(`maxBatchedTokens must be >= 1, got ${p.maxBatchedTokens}`);
+    if (!(p.maxBatchedTokens >= 1))
+      throw new Error(`maxBatchedTokens must be >= 1, got ${p.maxBatchedTokens}`);
     this.profile = Object.freeze(p);
     this.capacityBlocks = Math.max(1, Math.floor(p.cacheCapacityTokens / p.blockSize));
   }

@@ -79,19 +79,30 @@ describe('results file', () => {
     writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'aaaa' })}\n`);
     expect(() => openResults(out, 'bbbb')).toThrow(BatchError);
     expect(() => openResults(out, 'bbbb')).toThrow(/--out/);
-    expect([...openResults(out, 'aaaa')]).toEqual(['w1']);
+    expect([...openResults(out, 'aaaa').done]).toEqual(['w1']);
+  });
+
+  it('keeps the job the file records, and refuses another one, so a moved file or a new --job reruns nothing', () => {
+    const out = join(tmp(), 'out.jsonl');
+    writeFileSync(out, `${JSON.stringify({ job: 'batch-1', workflowId: 'batch-1-q0-h', spec: 'h' })}\n`);
+    expect(openResults(out, 'h')).toEqual({ done: new Set(['batch-1-q0-h']), job: 'batch-1' });
+    expect(openResults(out, 'h', 'batch-1').job).toBe('batch-1');
+    expect(() => openResults(out, 'h', 'other')).toThrow(
+      /holds results of job batch-1, not other.*--job batch-1/,
+    );
+    expect(openResults(join(tmp(), 'none.jsonl'), 'h')).toEqual({ done: new Set() });
   });
 
   it('reads lines of the older format (no spec) without refusing: their questions run once more', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ workflowId: 'job-q0-abc' })}\n`);
-    expect([...openResults(out, 'bbbb')]).toEqual(['job-q0-abc']);
+    expect([...openResults(out, 'bbbb').done]).toEqual(['job-q0-abc']);
   });
 
   it('ends a file whose last line was cut short with a newline, so the next result is a line of its own', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n{"workflowId": "w2", "sp`);
-    expect([...openResults(out, 'h')]).toEqual(['w1']);
+    expect([...openResults(out, 'h').done]).toEqual(['w1']);
     expect(readFileSync(out, 'utf8').endsWith('"sp\n')).toBe(true);
     openResults(out, 'h');
     expect(readFileSync(out, 'utf8').endsWith('"sp\n')).toBe(true); // once, not per start

@@ -49,6 +49,21 @@ describe('options are checked before connecting', () => {
       muse('batch', q, '--out', join(dir, 'out.jsonl'), '--branch-mode', 'sideways'),
     ).rejects.toThrow(/branchMode/);
   });
+
+  it('a zero or negative number is refused, not replaced by a default', async () => {
+    await expect(muse('run', '--context-window', '0', 'q')).rejects.toThrow(/contextWindow/);
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(muse('batch', q, '--out', join(dir, 'out.jsonl'), '--concurrency', '0')).rejects.toThrow(
+      /--concurrency must be a positive integer, got '0'/,
+    );
+  });
+
+  it('muse run --aggregator-pool must be a pool name, as --pool must', async () => {
+    await expect(muse('run', '--mode', 'parallel-muse', '--aggregator-pool', 'a b.c', 'q')).rejects.toThrow(
+      /aggregatorPool: pool must be letters, digits, _ or -/,
+    );
+  });
 });
 
 describe('muse batch', () => {
