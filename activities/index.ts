@@ -23,7 +23,7 @@ import { ContextLengthError, type GenerateParams, type Generation } from '../inf
 import type { ToolOutcome, ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
-import { withHeartbeat } from './heartbeat.js';
+import { attemptDeadline, withHeartbeat } from './heartbeat.js';
 import { generateParams, type SamplingInput } from './sampling.js';
 
 export type { SamplingInput } from './sampling.js';
@@ -154,10 +154,8 @@ export function createActivities(deps: ActivityDeps) {
     opts: { model?: string; stickyKey?: string },
   ): Promise<Generation> {
     return withHeartbeat((ctx) => {
-      const { info } = ctx;
-      const deadline = info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs - 250;
       return pool(poolName).generate(messages, params, {
-        deadline: Math.max(Date.now() + 1, deadline),
+        deadline: Math.max(Date.now() + 1, attemptDeadline(ctx)),
         signal: ctx.cancellationSignal,
         stickyKey: opts.stickyKey,
         model: opts.model,

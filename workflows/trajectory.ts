@@ -9,6 +9,7 @@ import {
   continueAsNew,
   defineQuery,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -176,6 +177,10 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
         (records.length > 0 && workflowInfo().continueAsNewSuggested)
       ) {
         await flushRecords();
+        // A cancel that came in with the flush's completion would stay with this run, unseen by the next one.
+        // (Asked only then, so histories from before the check replay as they ran.)
+        if (CancellationScope.current().consideredCancelled && patched('cancel-before-continue-as-new'))
+          throw new CancelledByUser();
         const next: CarriedState = {
           step,
           run: carried.run + 1,

@@ -1,6 +1,7 @@
+import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { withHeartbeat } from '../../activities/heartbeat.js';
+import { attemptDeadline, withHeartbeat } from '../../activities/heartbeat.js';
 
 describe('withHeartbeat', () => {
   it('heartbeats while a wait runs past the heartbeat timeout, and stops when it settles', async () => {
@@ -37,5 +38,32 @@ describe('withHeartbeat', () => {
     const settled = beats;
     await new Promise((r) => setTimeout(r, 450));
     expect(beats).toBe(settled);
+  });
+});
+
+describe('attemptDeadline', () => {
+  it('counts start-to-close from when the attempt started, not from when it was scheduled', async () => {
+    const now = Date.now();
+    // Queued 6 minutes for a worker slot; start-to-close 650 s.
+    const env = new MockActivityEnvironment({
+      currentAttemptScheduledTimestampMs: now - 360_000,
+      startToCloseTimeoutMs: 650_000,
+    });
+    const [first, later] = await env.run(async (): Promise<[number, number]> => {
+      const ctx = Context.current();
+      return [attemptDeadline(ctx, now), attemptDeadline(ctx, now + 30_000)];
+    });
+    expect(first).toBe(now + 650_000 - 1000);
+    // A second call in the same attempt (a prompt cut down after a context-length refusal) keeps that deadline.
+    expect(later).toBe(first);
+  });
+
+  it('keeps the scheduled-time deadline when the attempt started at once', async () => {
+    const now = Date.now();
+    const env = new MockActivityEnvironment({
+      currentAttemptScheduledTimestampMs: now,
+      startToCloseTimeoutMs: 60_000,
+    });
+    expect(await env.run(async () => attemptDeadline(Context.current(), now + 100))).toBe(now + 60_000 - 250);
   });
 });
