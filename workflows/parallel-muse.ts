@@ -169,6 +169,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
               jobId,
               timeouts: input.timeouts ?? DEFAULT_TIMEOUTS,
               routeKey: questionId,
+              ...(branchedFrom(origin, branch?.round) ? {} : { keepBranchable: false }),
               ...(branch
                 ? {
                     branch: {
@@ -214,6 +215,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     launched.set(rolloutId, p);
     return p;
   };
+
+  /** Whether a later round may branch from this rollout: initial ones when branching is on, and all but the last round. */
+  const branchedFrom = (origin: RolloutOrigin, round = 0) =>
+    spec.branchMode !== 'none' && origin !== 'scratch' && round < spec.r;
 
   // Each rollout's seed derives from its id, unique within the question, so no two rollouts share one.
   const seedFor = (rolloutId: string) => fmix32(fnv1a32(rolloutId, fnv1a32(String(tspec.seed))));

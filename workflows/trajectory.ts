@@ -48,6 +48,11 @@ export interface TrajectoryInput {
   timeouts?: StepTimeouts;
   /** Routing affinity key for this trajectory's model calls (ParallelMuse: the question). */
   routeKey?: string;
+  /**
+   * Whether the result carries `branchable` (default true). ParallelMuse turns it off for rollouts nothing will branch
+   * from: up to 512 steps of facts per rollout would otherwise land in the question's history for nothing.
+   */
+  keepBranchable?: boolean;
   /** Start from a recorded step of another trajectory instead of from scratch (partial rollout). */
   branch?: {
     contextRef: string;
@@ -124,7 +129,9 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     contextRef: input.branch?.contextRef,
     usage: emptyUsage(),
     log: input.branch?.prefixLog ?? [],
-    branchable: input.branch ? [...input.branch.prefixSteps] : [],
+    ...(input.keepBranchable === false
+      ? {}
+      : { branchable: input.branch ? [...input.branch.prefixSteps] : [] }),
     uncertainty: tallyTurns((input.branch?.prefixSteps ?? []).map((s) => s.regions)),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
     ...(input.branch?.promptTokenRatio !== undefined
@@ -199,6 +206,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           jobId,
           timeouts,
           routeKey: input.routeKey,
+          ...(input.keepBranchable !== undefined ? { keepBranchable: input.keepBranchable } : {}),
           carried: next,
         });
       }
@@ -273,12 +281,13 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
       }
       records.push(record);
       uncertainty = addTurnUncertainty(uncertainty, r.regions);
-      branchable = appendBranchable(branchable, {
-        regions: r.regions,
-        contextBefore: r.contextRef,
-        completionTokens: r.usage.completionTokens,
-        toolCalled,
-      });
+      if (input.keepBranchable !== false)
+        branchable = appendBranchable(branchable, {
+          regions: r.regions,
+          contextBefore: r.contextRef,
+          completionTokens: r.usage.completionTokens,
+          toolCalled,
+        });
       step++;
     }
   } catch (err) {

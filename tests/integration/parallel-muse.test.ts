@@ -204,6 +204,11 @@ describe('ParallelMuse', () => {
       expect(round2.length).toBeGreaterThan(0);
       for (const p of round2) expect(round1Ids).toContain(p.id);
       expect(pointsOf(2)).toEqual(expected(round2));
+      // Only rollouts a later round branches from carry their branching facts into the question's history.
+      for (const r of result.rollouts) {
+        const out = await childResult('pm-r2', r.rolloutId);
+        expect(out.branchable !== undefined, r.rolloutId).toBe(r.origin !== 'scratch' && r.lineage.round < 2);
+      }
       // T = 3 branches per point found; whatever the points could not use is filled from scratch.
       expect(result.plan.partial).toBe(3 * (round1.length + round2.length));
       expect(result.plan.scratch).toBe(13 - 1 - result.plan.partial);
