@@ -80,17 +80,28 @@ export async function startParallelMuse(
   opts: RunQuestionOptions,
 ): Promise<{ handle: WorkflowHandle<typeof parallelMuse>; reused: boolean }> {
   const spec = parseParallelMuseSpec(specInput);
+  const hash = specHash(spec);
   try {
     const handle = await client.workflow.start<typeof parallelMuse>('parallelMuse', {
       taskQueue: cfg.temporal.taskQueue,
       workflowId: opts.workflowId,
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [{ spec, jobId: opts.jobId, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) }],
+      // What the run was started with, so attaching to it by id can tell it is the same question.
+      memo: { specHash: hash },
     });
     return { handle, reused: false };
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    return { handle: client.workflow.getHandle<typeof parallelMuse>(opts.workflowId), reused: true };
+    const handle = client.workflow.getHandle<typeof parallelMuse>(opts.workflowId);
+    const recorded = (await handle.describe()).memo?.specHash;
+    // Runs started before the memo existed have none: attached as before.
+    if (recorded !== undefined && recorded !== hash)
+      throw new JobSpecError(
+        `workflow ${opts.workflowId} already ran (or is running) with another question or other options; ` +
+          'pass another id to run this one',
+      );
+    return { handle, reused: true };
   }
 }
 

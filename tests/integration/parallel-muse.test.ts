@@ -573,6 +573,17 @@ describe('ParallelMuse', () => {
       expect(c).toMatchObject({ reused: false, plan: { n: 3 } });
       expect(c.rollouts).toHaveLength(3);
       expect(c.questionId).not.toBe(a.questionId);
+      // The first run's id given to another question: refused, not answered with the first question's result.
+      const otherQuestion = await runMuse([
+        ...args(2).slice(0, -1),
+        questions[3]!.question,
+        '--id',
+        a.questionId,
+      ]);
+      expect(otherQuestion.code).not.toBe(0);
+      expect(otherQuestion.stderr).toMatch(
+        new RegExp(`workflow ${a.questionId} already ran \\(or is running\\) with another question`),
+      );
       // muse status of the ended question shows its result.
       const status = await runMuse(['status', a.questionId]);
       expect(status.code, status.stderr).toBe(0);
