@@ -1,5 +1,6 @@
 // Content commands: export a finished trajectory, delete a job's stored content, simulator questions.
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
 import { connectNats } from '../common/nats.js';
@@ -20,18 +21,25 @@ export function registerContentCommands(program: Command): void {
       const cfg = cliConfig(program.opts());
       const client = await connectClient(cfg);
       const nc = await connectNats(cfg, 'muse-export');
-      const out = o.out ? createWriteStream(o.out) : process.stdout;
+      // Written beside --out and renamed over it once complete: a failed export leaves an earlier one intact.
+      const partial = o.out ? `${o.out}.partial-${process.pid}` : undefined;
+      const out = partial ? createWriteStream(partial) : process.stdout;
       let n = 0;
-      for await (const step of exportTrajectory(client, nc, id)) {
-        out.write(`${JSON.stringify(step)}\n`);
-        n++;
+      try {
+        for await (const step of exportTrajectory(client, nc, id)) {
+          out.write(`${JSON.stringify(step)}\n`);
+          n++;
+        }
+        if (partial && o.out) {
+          await finished((out as WriteStream).end());
+          renameSync(partial, o.out);
+          console.error(`exported ${n} steps to ${o.out}`);
+        }
+      } finally {
+        if (partial) rmSync(partial, { force: true });
+        await nc.drain();
+        await client.connection.close();
       }
-      if (o.out) {
-        await new Promise<void>((r) => (out as ReturnType<typeof createWriteStream>).end(r));
-        console.error(`exported ${n} steps to ${o.out}`);
-      }
-      await nc.drain();
-      await client.connection.close();
     });
 
   program

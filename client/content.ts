@@ -17,7 +17,14 @@ export async function* exportTrajectory(
   nc: NatsConnection,
   workflowId: string,
 ): AsyncGenerator<ExportedStep> {
-  const result = (await client.workflow.getHandle(workflowId).result()) as TrajectoryResult;
+  const handle = client.workflow.getHandle(workflowId);
+  const { type } = await handle.describe();
+  if (type !== 'trajectory')
+    throw new Error(
+      `${workflowId} is a ${type} workflow, not a trajectory: export one of its rollouts (${workflowId}/<rollout id>, ` +
+        'listed by muse status)',
+    );
+  const result = (await handle.result()) as TrajectoryResult;
   const blobs = new BlobStore(nc);
   for (const r of await readStepLog(blobs, result.log)) {
     const { turnRef, observationRef, contextBefore: _c, ...meta } = r;

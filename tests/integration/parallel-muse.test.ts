@@ -545,7 +545,7 @@ describe('ParallelMuse', () => {
     });
   });
 
-  it('muse run --mode parallel-muse: the same command reuses its run (and says so), a changed option runs anew', async () => {
+  it('muse run --mode parallel-muse: the same command reuses its run, a changed option runs anew, another question cannot take its id; muse export of it', async () => {
     await withWorker(async () => {
       const q = questions[2]!.question;
       const args = (n: number) => [
@@ -584,6 +584,18 @@ describe('ParallelMuse', () => {
       expect(otherQuestion.stderr).toMatch(
         new RegExp(`workflow ${a.questionId} already ran \\(or is running\\) with another question`),
       );
+      // muse export names what a question id is and leaves an earlier export alone; a rollout of it exports.
+      const exported = join(mkdtempSync(join(tmpdir(), 'muse-export-')), 'steps.jsonl');
+      writeFileSync(exported, 'earlier export\n');
+      const wrongKind = await runMuse(['export', a.questionId, '--out', exported]);
+      expect(wrongKind.code).not.toBe(0);
+      expect(wrongKind.stderr).toMatch(/is a parallelMuse workflow, not a trajectory/);
+      expect(readFileSync(exported, 'utf8')).toBe('earlier export\n');
+      const rollout = await runMuse(['export', `${a.questionId}/initial-0`, '--out', exported]);
+      expect(rollout.code, rollout.stderr).toBe(0);
+      const lines = readFileSync(exported, 'utf8').trim().split('\n');
+      expect(lines.length).toBeGreaterThan(0);
+      expect(JSON.parse(lines[0]!)).toHaveProperty('turn');
       // muse status of the ended question shows its result.
       const status = await runMuse(['status', a.questionId]);
       expect(status.code, status.stderr).toBe(0);
