@@ -5,83 +5,92 @@ import { z } from 'zod';
 
 export const RoutingPolicyName = z.enum(['round_robin', 'least_loaded', 'prefix_affinity']);
 
-export const ConfigSchema = z.object({
-  dataDir: z.string().default('.muse'),
-  temporal: z
-    .object({
-      address: z.string().default('127.0.0.1:7233'),
-      namespace: z.string().default('default'),
-      taskQueue: z.string().default('muse-rollouts'),
-    })
-    .prefault({}),
-  nats: z
-    .object({
-      url: z.string().default('nats://127.0.0.1:4222'),
-    })
-    .prefault({}),
-  router: z
-    .object({
-      policy: RoutingPolicyName.default('prefix_affinity'),
-      /** A member that has not announced itself for this long is out of rotation. */
-      memberTtlMs: z.number().int().positive().default(3000),
-      /** Routers tell each other which member served which prompt prefix (prefix_affinity across workers). */
-      sharePlacements: z.boolean().default(true),
-      /** Attempts across members before the pool is declared unavailable. */
-      maxAttempts: z.number().int().positive().default(4),
-      /**
-       * Per-attempt timeout. Unset (the default), it is what a healthy server may take for the request's maxTokens
-       * (2 min + maxTokens at 20 tok/s): it only has to catch a member that announces but does not answer, since a
-       * silent one fails over within its TTL, and it must never cut off a long generation. The activity deadline
-       * caps it either way.
-       */
-      attemptTimeoutMs: z.number().int().positive().optional(),
-      /** Requests whose encoded messages exceed this go by reference through the blob store. */
-      inlineRequestBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(512 * 1024),
-      /** Hard cap on a single request's prompt size. */
-      maxRequestBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(64 * 1024 * 1024),
-    })
-    .prefault({}),
-  store: z
-    .object({
-      /** Lifetime of a job's stored content (ms); 0 keeps it until `muse content delete`. */
-      ttlMs: z
-        .number()
-        .int()
-        .nonnegative()
-        .default(7 * 24 * 3600 * 1000),
-    })
-    .prefault({}),
-  telemetry: z
-    .object({
-      /** none | console | file (JSON lines under dataDir/traces.jsonl, or `file` path) */
-      exporter: z.enum(['none', 'console', 'file']).default('none'),
-      file: z.string().optional(),
-      serviceName: z.string().default('muse'),
-    })
-    .prefault({}),
-});
+// Strict: a misspelled key (`adress`) is an error, not a silent fall-back to the default server.
+export const ConfigSchema = z
+  .object({
+    dataDir: z.string().default('.muse'),
+    temporal: z
+      .object({
+        address: z.string().default('127.0.0.1:7233'),
+        namespace: z.string().default('default'),
+        taskQueue: z.string().default('muse-rollouts'),
+      })
+      .strict()
+      .prefault({}),
+    nats: z
+      .object({
+        url: z.string().default('nats://127.0.0.1:4222'),
+      })
+      .strict()
+      .prefault({}),
+    router: z
+      .object({
+        policy: RoutingPolicyName.default('prefix_affinity'),
+        /** A member that has not announced itself for this long is out of rotation. */
+        memberTtlMs: z.number().int().positive().default(3000),
+        /** Routers tell each other which member served which prompt prefix (prefix_affinity across workers). */
+        sharePlacements: z.boolean().default(true),
+        /** Attempts across members before the pool is declared unavailable. */
+        maxAttempts: z.number().int().positive().default(4),
+        /**
+         * Per-attempt timeout. Unset (the default), it is what a healthy server may take for the request's maxTokens
+         * (2 min + maxTokens at 20 tok/s): it only has to catch a member that announces but does not answer, since a
+         * silent one fails over within its TTL, and it must never cut off a long generation. The activity deadline
+         * caps it either way.
+         */
+        attemptTimeoutMs: z.number().int().positive().optional(),
+        /** Requests whose encoded messages exceed this go by reference through the blob store. */
+        inlineRequestBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(512 * 1024),
+        /** Hard cap on a single request's prompt size. */
+        maxRequestBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(64 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({
+        /** Lifetime of a job's stored content (ms); 0 keeps it until `muse content delete`. */
+        ttlMs: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(7 * 24 * 3600 * 1000),
+      })
+      .strict()
+      .prefault({}),
+    telemetry: z
+      .object({
+        /** none | console | file (JSON lines under dataDir/traces.jsonl, or `file` path) */
+        exporter: z.enum(['none', 'console', 'file']).default('none'),
+        file: z.string().optional(),
+        serviceName: z.string().default('muse'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
 
 export type MuseConfig = z.infer<typeof ConfigSchema>;
 
-const ENV_MAP: Record<string, string[]> = {
-  MUSE_DATA_DIR: ['dataDir'],
-  MUSE_TEMPORAL_ADDRESS: ['temporal', 'address'],
-  MUSE_TEMPORAL_NAMESPACE: ['temporal', 'namespace'],
-  MUSE_TASK_QUEUE: ['temporal', 'taskQueue'],
-  MUSE_NATS_URL: ['nats', 'url'],
-  MUSE_ROUTING_POLICY: ['router', 'policy'],
-  MUSE_MEMBER_TTL_MS: ['router', 'memberTtlMs'],
-  MUSE_STORE_TTL_MS: ['store', 'ttlMs'],
-  MUSE_TRACE_EXPORTER: ['telemetry', 'exporter'],
-  MUSE_TRACE_FILE: ['telemetry', 'file'],
+/** Environment variables and the setting each sets; `number` ones are read as numbers, the rest as text. */
+const ENV_MAP: Record<string, { path: string[]; number?: true }> = {
+  MUSE_DATA_DIR: { path: ['dataDir'] },
+  MUSE_TEMPORAL_ADDRESS: { path: ['temporal', 'address'] },
+  MUSE_TEMPORAL_NAMESPACE: { path: ['temporal', 'namespace'] },
+  MUSE_TASK_QUEUE: { path: ['temporal', 'taskQueue'] },
+  MUSE_NATS_URL: { path: ['nats', 'url'] },
+  MUSE_ROUTING_POLICY: { path: ['router', 'policy'] },
+  MUSE_MEMBER_TTL_MS: { path: ['router', 'memberTtlMs'], number: true },
+  MUSE_STORE_TTL_MS: { path: ['store', 'ttlMs'], number: true },
+  MUSE_TRACE_EXPORTER: { path: ['telemetry', 'exporter'] },
+  MUSE_TRACE_FILE: { path: ['telemetry', 'file'] },
 };
 
 export class ConfigError extends Error {
@@ -111,19 +120,29 @@ export function loadConfig(
       throw new ConfigError(`config file ${file} must hold a JSON object`);
     deepMerge(raw, fromFile as Record<string, unknown>);
   }
-  for (const [name, path] of Object.entries(ENV_MAP)) {
+  // Which variable set each setting, so an error about it names the variable the user set.
+  const fromEnv = new Map<string, string>();
+  for (const [name, { path, number }] of Object.entries(ENV_MAP)) {
     const v = env[name];
     if (v === undefined || v === '') continue;
-    setPath(raw, path, /^\d+$/.test(v) ? Number(v) : v);
+    if (number && !Number.isFinite(Number(v))) throw new ConfigError(`${name} must be a number, got '${v}'`);
+    setPath(raw, path, number ? Number(v) : v);
+    fromEnv.set(path.join('.'), name);
   }
   if (opts.overrides) deepMerge(raw, opts.overrides as Record<string, unknown>);
   const parsed = ConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(`invalid configuration: ${formatZodError(parsed.error)}`);
+  if (!parsed.success) {
+    const named = parsed.error.issues.map((i) => {
+      const name = fromEnv.get(i.path.join('.'));
+      return name ? { ...i, message: `${i.message} (set by ${name})` } : i;
+    });
+    throw new ConfigError(`invalid configuration: ${formatZodError({ issues: named })}`);
+  }
   return parsed.data;
 }
 
 /** "field.path: message; other.field: message" — names the offending field for the user. */
-export function formatZodError(err: z.ZodError): string {
+export function formatZodError(err: Pick<z.ZodError, 'issues'>): string {
   return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
 }
 
