@@ -83,11 +83,20 @@ export function registerRunCommands(program: Command): void {
     )
     .option('--json', 'print one JSON object (prediction, termination, steps, usage)')
     .option('--mode <mode>', 'trajectory | parallel-muse', 'trajectory');
-  addParallelMuseOptions(program.commands.find((c) => c.name() === 'run')!).action(
+  const run = program.commands.find((c) => c.name() === 'run')!;
+  const trajectoryOptions = new Set(run.options.map((opt) => opt.attributeName()));
+  addParallelMuseOptions(run).action(
     async (question: string, o: RunOptions & ParallelMuseCliOptions & { mode: string }) => {
       if (o.mode === 'parallel-muse') return runQuestionCommand(program, question, o);
       if (o.mode !== 'trajectory')
         throw new Error(`unknown --mode '${o.mode}' (expected trajectory or parallel-muse)`);
+      // A ParallelMuse option given for one trajectory would be ignored without a word.
+      const ignored = run.options
+        .filter((opt) => !trajectoryOptions.has(opt.attributeName()))
+        .filter((opt) => run.getOptionValueSource(opt.attributeName()) === 'cli')
+        .map((opt) => opt.long);
+      if (ignored.length > 0)
+        throw new Error(`${ignored.join(', ')} only apply with --mode parallel-muse`);
       await runOne(cliConfig(program.opts()), question, o);
     },
   );

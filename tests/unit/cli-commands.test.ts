@@ -59,6 +59,12 @@ describe('options are checked before connecting', () => {
     );
   });
 
+  it('muse run refuses ParallelMuse options without --mode parallel-muse instead of ignoring them', async () => {
+    await expect(muse('run', '--n', '8', '--branch-mode', 'none', 'q')).rejects.toThrow(
+      '--n, --branch-mode only apply with --mode parallel-muse',
+    );
+  });
+
   it('muse run --aggregator-pool must be a pool name, as --pool must', async () => {
     await expect(muse('run', '--mode', 'parallel-muse', '--aggregator-pool', 'a b.c', 'q')).rejects.toThrow(
       /aggregatorPool: pool must be letters, digits, _ or -/,
