@@ -197,6 +197,9 @@ interface Job {
   privateBlocks: number;
   arrive: number;
   admit: number;
+  /** Simulated time its prefill starts and ends (prefill phase). */
+  prefillFrom: number;
+  prefillUntil: number;
   cached: number;
   pinned: number[];
   phase: 'queued' | 'prefill' | 'decode' | 'done';
@@ -311,6 +314,8 @@ export class SimServer {
       privateBlocks: Math.ceil(((promptTokens.length % bs) + completion) / bs),
       arrive: this.now(),
       admit: 0,
+      prefillFrom: 0,
+      prefillUntil: 0,
       cached: 0,
       pinned: [],
       phase: 'queued',
@@ -508,6 +513,8 @@ export class SimServer {
     const start = Math.max(now, this.prefillFreeAt);
     const end = start + (uncached / this.profile.prefillTokensPerSec) * 1000;
     this.prefillFreeAt = end;
+    job.prefillFrom = start;
+    job.prefillUntil = end;
     job.timer = setTimeout(
       () => {
         job.timer = null;
@@ -593,6 +600,10 @@ export class SimServer {
       const i = this.queue.indexOf(job);
       if (i >= 0) this.queue.splice(i, 1);
     } else {
+      // The last prefill in line, given up: what it had not yet computed no longer holds up the queue. (One in
+      // the middle of the line is left in place: those behind it keep their times.)
+      if (phase === 'prefill' && job.prefillUntil === this.prefillFreeAt)
+        this.prefillFreeAt = Math.max(this.now(), job.prefillFrom);
       if (phase === 'decode' && this.decoding.has(job)) {
         this.advance();
         this.decoding.delete(job);

@@ -148,6 +148,30 @@ describe('SimServer batching and timing', () => {
     expect(b.queuedMs).toBeLessThan(1000);
   });
 
+  it('a prefill given up no longer holds up the requests behind it', async () => {
+    const s = new SimServer({
+      ...profile,
+      maxBatch: 3,
+      prefillTokensPerSec: 1000,
+      maxBatchedTokens: 100,
+      cacheCapacityTokens: 1 << 20,
+      timeScale: 0.1,
+    });
+    // A long decode keeps the server busy throughout, so the queue's head waits for prefill, not for an idle server.
+    const decoding = new AbortController();
+    const busy = s.run(tokens('c', 16), 100_000, decoding.signal);
+    const ctl = new AbortController();
+    const long = s.run(tokens('a', 1000), 1, ctl.signal);
+    const short = s.run(tokens('b', 48), 1, never());
+    await new Promise((r) => setTimeout(r, 20));
+    ctl.abort(new Error('router gave up'));
+    await expect(long).rejects.toThrow('router gave up');
+    // Admitted when the long one was aborted (~200 simulated ms in), not when its prefill would have ended (~900).
+    expect((await short).queuedMs).toBeLessThan(600);
+    decoding.abort();
+    await expect(busy).rejects.toThrow();
+  });
+
   it('rejects promptly on abort, queued or running', async () => {
     const s = new SimServer({ ...profile, maxBatch: 1, timeScale: 1 });
     const c1 = new AbortController();
