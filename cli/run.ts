@@ -95,8 +95,7 @@ export function registerRunCommands(program: Command): void {
         .filter((opt) => !trajectoryOptions.has(opt.attributeName()))
         .filter((opt) => run.getOptionValueSource(opt.attributeName()) === 'cli')
         .map((opt) => opt.long);
-      if (ignored.length > 0)
-        throw new Error(`${ignored.join(', ')} only apply with --mode parallel-muse`);
+      if (ignored.length > 0) throw new Error(`${ignored.join(', ')} only apply with --mode parallel-muse`);
       await runOne(cliConfig(program.opts()), question, o);
     },
   );

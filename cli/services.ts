@@ -1,4 +1,5 @@
 // Process commands: the local stack (up/down), rollout workers and pool members.
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import { BackendSpecSchema } from '../inference/backends/index.js';
@@ -16,7 +17,23 @@ const BACKEND_FLAGS: Record<string, string> = {
   mode: '--mode',
   maxBatch: '--max-batch',
   timeScale: '--time-scale',
+  cacheCapacityTokens: '--cache-tokens',
+  promptTokenIds: '--token-ids',
+  inputIds: '--token-ids',
+  tokenizeUrl: '--tokenize-url',
+  chatTemplate: '--chat-template',
+  seedParam: '--seed-param',
+  extraBody: '--extra-body',
 };
+
+/** A JSON option's value, or an error naming the option. */
+function jsonOption(flag: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${flag} is not valid JSON: ${(err as Error).message}`);
+  }
+}
 
 function backendOptionsError(kind: string, given: object, err: z.ZodError): string {
   const problems = err.issues.map((i) => {
@@ -95,9 +112,36 @@ export function registerServiceCommands(program: Command): void {
       0,
     )
     .option('--max-batch <n>', 'sim/openai/sglang: the server batch limit', intArg('--max-batch'))
+    .option(
+      '--cache-tokens <n>',
+      "the server's KV cache in tokens, announced so routers know how much of a prompt it can hold",
+      intArg('--cache-tokens'),
+    )
+    .option(
+      '--token-ids',
+      "openai (completions) / sglang: send the prompt as token ids from the server's /tokenize",
+    )
+    .option('--tokenize-url <url>', 'openai: where /tokenize is (default: beside /v1)')
+    .option(
+      '--chat-template <file>',
+      'openai (completions) / sglang: JSON file {"prefix"?, "message": "…{role}…{content}…", "generationPrompt"} (default ChatML)',
+    )
+    .option('--seed-param <name>', "sglang: the seed's name in sampling_params, or 'none' to leave it out")
+    .option('--extra-body <json>', 'openai / sglang: JSON object merged into every request body')
     .action(async (o) => {
       const cfg = cliConfig(program.opts());
       const apiKey = o.apiKey ?? process.env.MUSE_API_KEY;
+      const http = {
+        baseUrl: o.baseUrl,
+        apiKey,
+        maxBatch: o.maxBatch,
+        ...(o.cacheTokens !== undefined ? { cacheCapacityTokens: o.cacheTokens } : {}),
+        ...(o.extraBody !== undefined ? { extraBody: jsonOption('--extra-body', o.extraBody) } : {}),
+      };
+      const chatTemplate =
+        o.chatTemplate === undefined
+          ? {}
+          : { chatTemplate: jsonOption('--chat-template', readFileSync(o.chatTemplate, 'utf8')) };
       const backend =
         o.backend === 'sim'
           ? {
@@ -105,29 +149,40 @@ export function registerServiceCommands(program: Command): void {
               timeScale: o.timeScale,
               ...(o.model ? { model: o.model } : {}),
               ...(o.maxBatch ? { maxBatch: o.maxBatch } : {}),
+              ...(o.cacheTokens !== undefined ? { cacheCapacityTokens: o.cacheTokens } : {}),
             }
           : o.backend === 'openai'
             ? {
                 backend: 'openai' as const,
-                baseUrl: o.baseUrl,
-                apiKey,
+                ...http,
                 model: o.model,
                 mode: o.mode,
-                maxBatch: o.maxBatch,
+                ...chatTemplate,
+                ...(o.tokenIds ? { promptTokenIds: true } : {}),
+                ...(o.tokenizeUrl !== undefined ? { tokenizeUrl: o.tokenizeUrl } : {}),
               }
             : o.backend === 'sglang'
               ? {
                   backend: 'sglang' as const,
-                  baseUrl: o.baseUrl,
-                  apiKey,
+                  ...http,
                   model: o.model,
-                  maxBatch: o.maxBatch,
+                  ...chatTemplate,
+                  ...(o.tokenIds ? { inputIds: true } : {}),
+                  ...(o.seedParam !== undefined
+                    ? { seedParam: o.seedParam === 'none' ? null : o.seedParam }
+                    : {}),
                 }
               : undefined;
       if (!backend) throw new Error(`unknown backend '${o.backend}' (expected sim, openai or sglang)`);
       const checked = BackendSpecSchema.safeParse(backend);
       if (!checked.success) throw new Error(backendOptionsError(o.backend, backend, checked.error));
-      const m = await startPoolMember({ config: cfg, pool: o.pool, backend, id: o.id, capacity: o.capacity });
+      const m = await startPoolMember({
+        config: cfg,
+        pool: o.pool,
+        backend: checked.data,
+        id: o.id,
+        capacity: o.capacity,
+      });
       console.error(
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,
       );

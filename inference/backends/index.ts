@@ -6,32 +6,75 @@ import type { InferenceBackend } from '../types.js';
 import { OpenAIBackend } from './openai.js';
 import { SGLangBackend } from './sglang.js';
 
+/** A chat template given as data (a function template is for code only); 'chatml' is the default. */
+const ChatTemplateSpec = z.union([
+  z.literal('chatml'),
+  z
+    .object({ prefix: z.string().optional(), message: z.string().min(1), generationPrompt: z.string() })
+    .strict(),
+]);
+
+/** What every HTTP backend takes besides its own options. */
+const httpFields = {
+  baseUrl: z.string().url(),
+  apiKey: z.string().optional(),
+  /** The server's batch limit (vLLM max_num_seqs, SGLang --max-running-requests), announced to routers. */
+  maxBatch: z.number().int().positive().optional(),
+  /**
+   * The server's KV cache in tokens, announced to routers: prefix_affinity sizes its record of what the member holds
+   * by it (unknown, the router falls back to its default).
+   */
+  cacheCapacityTokens: z.number().int().positive().optional(),
+  /** Merged into every request body. */
+  extraBody: z.record(z.string(), z.unknown()).optional(),
+};
+
+// Strict: a misspelled option would otherwise be dropped and the backend run without it.
 export const BackendSpecSchema = z.discriminatedUnion('backend', [
-  z.object({
-    backend: z.literal('sim'),
-    model: z.string().default('muse-sim'),
-    /** Serving-time multiplier: 1 = the H100 profile in real time, 0 = no waiting (CI, step-overhead bench). */
-    timeScale: z.number().min(0).default(0),
-    maxBatch: z.number().int().positive().optional(),
-    cacheCapacityTokens: z.number().int().positive().optional(),
-    /** Context length (prompt + completion) past which the simulated server refuses a request, as vLLM does. */
-    maxModelLen: z.number().int().positive().optional(),
-  }),
-  z.object({
-    backend: z.literal('openai'),
-    baseUrl: z.string().url(),
-    apiKey: z.string().optional(),
-    model: z.string().min(1),
-    mode: z.enum(['chat', 'completions']).default('chat'),
-    maxBatch: z.number().int().positive().optional(),
-  }),
-  z.object({
-    backend: z.literal('sglang'),
-    baseUrl: z.string().url(),
-    apiKey: z.string().optional(),
-    model: z.string().optional(),
-    maxBatch: z.number().int().positive().optional(),
-  }),
+  z
+    .object({
+      backend: z.literal('sim'),
+      model: z.string().default('muse-sim'),
+      /** Serving-time multiplier: 1 = the H100 profile in real time, 0 = no waiting (CI, step-overhead bench). */
+      timeScale: z.number().min(0).default(0),
+      maxBatch: z.number().int().positive().optional(),
+      cacheCapacityTokens: z.number().int().positive().optional(),
+      /** Context length (prompt + completion) past which the simulated server refuses a request, as vLLM does. */
+      maxModelLen: z.number().int().positive().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      backend: z.literal('openai'),
+      ...httpFields,
+      model: z.string().min(1),
+      mode: z.enum(['chat', 'completions']).default('chat'),
+      /** Completions mode: how messages become the prompt. */
+      chatTemplate: ChatTemplateSpec.optional(),
+      /** Completions mode: send the prompt as token ids, from the server's POST /tokenize (or `tokenizeUrl`). */
+      promptTokenIds: z.boolean().optional(),
+      tokenizeUrl: z.string().url().optional(),
+    })
+    .strict()
+    .refine((s) => s.mode === 'completions' || (s.promptTokenIds !== true && s.chatTemplate === undefined), {
+      message:
+        'promptTokenIds and chatTemplate apply to mode completions (chat mode uses the server template)',
+      path: ['mode'],
+    }),
+  z
+    .object({
+      backend: z.literal('sglang'),
+      ...httpFields,
+      model: z.string().optional(),
+      chatTemplate: ChatTemplateSpec.optional(),
+      /** Send input_ids (from the server's POST /tokenize) instead of text. */
+      inputIds: z.boolean().optional(),
+      /** The per-request seed's name in sampling_params; null leaves it out (servers that reject unknown params). */
+      seedParam: z.string().min(1).nullable().optional(),
+      /** Merged into sampling_params. */
+      extraSamplingParams: z.record(z.string(), z.unknown()).optional(),
+    })
+    .strict(),
 ]);
 export type BackendSpec = z.input<typeof BackendSpecSchema>;
 
@@ -51,20 +94,13 @@ export function createBackend(input: BackendSpec): InferenceBackend {
           ...(spec.cacheCapacityTokens ? { cacheCapacityTokens: spec.cacheCapacityTokens } : {}),
         },
       });
-    case 'openai':
-      return new OpenAIBackend({
-        baseUrl: spec.baseUrl,
-        apiKey: spec.apiKey,
-        model: spec.model,
-        mode: spec.mode,
-        maxBatch: spec.maxBatch,
-      });
-    case 'sglang':
-      return new SGLangBackend({
-        baseUrl: spec.baseUrl,
-        apiKey: spec.apiKey,
-        model: spec.model,
-        maxBatch: spec.maxBatch,
-      });
+    case 'openai': {
+      const { backend: _b, ...opts } = spec;
+      return new OpenAIBackend(opts);
+    }
+    case 'sglang': {
+      const { backend: _b, ...opts } = spec;
+      return new SGLangBackend(opts);
+    }
   }
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderChatTemplate } from '../../inference/backends/chat-template.js';
 import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
+import { createBackend } from '../../inference/backends/index.js';
 import { alignTokensToText, OpenAIBackend, serverRoot } from '../../inference/backends/openai.js';
 import type { BackendRequest } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
@@ -243,6 +244,25 @@ describe('OpenAIBackend (completions)', () => {
     expect(s.seen[0]!.path).toBe('/tokenize');
     expect(s.seen[0]!.body).toMatchObject({ model: 'm', add_special_tokens: false });
     expect(s.seen[1]!.body.prompt).toEqual([1, 2, 3]);
+  });
+
+  it('gets token ids and a template from a pool member spec (createBackend), as a deployment sets them', async () => {
+    const s = await fakeServer((req) =>
+      req.path === '/tokenize' ? { body: { tokens: [7, 8], count: 2 } } : { body: completion },
+    );
+    const b = createBackend({
+      backend: 'openai',
+      baseUrl: s.url,
+      model: 'm',
+      mode: 'completions',
+      promptTokenIds: true,
+      chatTemplate: { message: '[{role}] {content}\n', generationPrompt: '[assistant] ' },
+      extraBody: { top_p: 0.95 },
+    });
+    await b.generate(request(), signal());
+    expect(s.seen[0]!.path).toBe('/tokenize');
+    expect(s.seen[0]!.body.prompt).toBe('[system] You are a researcher.\n[user] Who?\n[assistant] ');
+    expect(s.seen[1]!.body).toMatchObject({ prompt: [7, 8], top_p: 0.95 });
   });
 
   it('accepts a custom template and tokenizer', async () => {

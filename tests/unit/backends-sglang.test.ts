@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
+import { createBackend } from '../../inference/backends/index.js';
 import { SGLangBackend } from '../../inference/backends/sglang.js';
 import type { BackendRequest } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
@@ -81,6 +82,20 @@ describe('SGLangBackend', () => {
     expect(s.seen[0]!.body.text).toBeUndefined();
     expect((s.seen[0]!.body.sampling_params as Record<string, unknown>).sampling_seed).toBeUndefined();
     expect(g.finishReason).toBe('length');
+  });
+
+  it('leaves the seed out and adds sampling params when a pool member spec (createBackend) says so', async () => {
+    const s = await fakeJsonServer(() => ({ body: generateBody() }));
+    const b = createBackend({
+      backend: 'sglang',
+      baseUrl: s.url,
+      seedParam: null,
+      extraSamplingParams: { top_k: 20 },
+    });
+    await b.generate(request, signal());
+    const sampling = s.seen[0]!.body.sampling_params as Record<string, unknown>;
+    expect(sampling.sampling_seed).toBeUndefined();
+    expect(sampling.top_k).toBe(20);
   });
 
   it('names the missing field when logprobs are absent', async () => {

@@ -98,6 +98,60 @@ describe('muse pool serve', () => {
       /^invalid backend spec: baseUrl: .*; model: /,
     );
   });
+
+  it('refuses a backend option it does not know, or one that does not apply, naming it', async () => {
+    expect(() =>
+      createBackend({ backend: 'sglang', baseUrl: 'http://h:30000', inputIdz: true } as never),
+    ).toThrow(/^invalid backend spec: .*Unrecognized key: "inputIdz"/);
+    await expect(
+      muse(
+        'pool',
+        'serve',
+        '--backend',
+        'openai',
+        '--base-url',
+        'http://h:8000/v1',
+        '--model',
+        'm',
+        '--token-ids',
+      ),
+    ).rejects.toThrow(
+      /^pool serve --backend openai: --mode: promptTokenIds and chatTemplate apply to mode completions/,
+    );
+    await expect(
+      muse(
+        'pool',
+        'serve',
+        '--backend',
+        'sglang',
+        '--base-url',
+        'http://h:30000',
+        '--extra-body',
+        '{top_p: 1}',
+      ),
+    ).rejects.toThrow(/^--extra-body is not valid JSON/);
+  });
+
+  it('builds the configured backend: cache size announced, token ids and template passed through', async () => {
+    const openai = createBackend({
+      backend: 'openai',
+      baseUrl: 'http://h:8000/v1',
+      model: 'm',
+      mode: 'completions',
+      promptTokenIds: true,
+      chatTemplate: { message: '[{role}] {content}\n', generationPrompt: '[assistant] ' },
+      cacheCapacityTokens: 393_216,
+      maxBatch: 128,
+    });
+    expect(openai.load?.()).toMatchObject({ maxBatch: 128, cacheCapacityTokens: 393_216 });
+    const sglang = createBackend({
+      backend: 'sglang',
+      baseUrl: 'http://h:30000',
+      seedParam: null,
+      inputIds: true,
+    });
+    expect(sglang.kind).toBe('sglang');
+  });
 });
 
 describe('muse status', () => {
