@@ -360,8 +360,12 @@ export class OpenAIBackend implements InferenceBackend {
     const reasoning = choice.message.reasoning_content ?? choice.message.reasoning;
     let text = choice.message.content ?? '';
     // With a reasoning parser on, the server strips <think> from content while logprobs still cover it; the agent
-    // parses the Tongyi format itself, so the think block is put back where the model wrote it.
-    if (reasoning) text = `<think>${reasoning}</think>${text}`;
+    // parses the Tongyi format itself, so the think block is put back where the model wrote it. It is closed only
+    // where the model closed it: a generation cut off mid-thought comes back as reasoning alone (content null).
+    if (reasoning) {
+      const closed = choice.message.content != null || rawTokens.some((t) => t.includes('</think>'));
+      text = `<think>${reasoning}${closed ? '</think>' : ''}${text}`;
+    }
     const aligned = alignTokensToText(text, rawTokens, bytes);
     for (let i = 0; i < tokens.length; i++) tokens[i]!.token = aligned.tokens[i]!;
     return {

@@ -179,6 +179,23 @@ describe('OpenAIBackend (chat)', () => {
     expect(g.text).toBe('<think>hmm</think>Done');
     expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
   });
+
+  it('leaves a think block open when the generation was cut off inside it', async () => {
+    const body = chatBody({
+      logprobs: {
+        content: ['<think>', 'still ', 'thinking'].map((token) => ({
+          token,
+          logprob: -1,
+          top_logprobs: [{ token, logprob: -1 }],
+        })),
+      },
+    });
+    Object.assign(body.choices[0]!.message, { content: null, reasoning_content: 'still thinking' });
+    const s = await fakeServer(() => ({ body }));
+    const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(g.text).toBe('<think>still thinking');
+    expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
+  });
 });
 
 describe('OpenAIBackend (completions)', () => {
