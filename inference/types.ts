@@ -75,8 +75,12 @@ export class ContextLengthError extends Error {
   readonly retryable = false;
 }
 
-/** Error texts of servers refusing a prompt over the context length (vLLM, SGLang, OpenAI, TGI). */
-export const CONTEXT_LENGTH_MESSAGE = /context[ _]length|maximum context|context window|input is too long/i;
+/**
+ * Error texts of servers refusing a prompt over the context length: vLLM and OpenAI ("maximum context length"),
+ * SGLang's scheduler ("Input length (N tokens) exceeds the maximum allowed length"), TGI ("input is too long").
+ */
+export const CONTEXT_LENGTH_MESSAGE =
+  /context[ _]length|maximum context|context window|input is too long|exceeds the maximum allowed length/i;
 
 /**
  * A backend's request passed its deadline before a usable answer came back. Any backend throws it (and a member

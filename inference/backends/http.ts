@@ -187,12 +187,14 @@ export async function postJson(url: string, body: unknown, opts: PostJsonOptions
   if (opts.apiKey) headers.authorization = `Bearer ${opts.apiKey}`;
 
   let last: Attempt | undefined;
+  let attempts = 0;
   for (let attempt = 0; attempt <= retries; attempt++) {
     if (opts.signal?.aborted) throw opts.signal.reason;
     const remaining = opts.deadline - now();
     if (remaining <= 0) throw finalError(url, opts.deadline, attempt, last, true);
 
     last = await attemptOnce(doFetch, url, payload, headers, remaining, opts.signal, now);
+    attempts = attempt + 1;
     if (last.kind === 'ok') return last.value;
     if (opts.signal?.aborted) throw opts.signal.reason;
     if (last.kind === 'deadline') throw deadlineError(url, opts.deadline, attempt + 1, last.error);
@@ -210,7 +212,8 @@ export async function postJson(url: string, body: unknown, opts: PostJsonOptions
     if (now() + wait >= opts.deadline) break;
     await sleep(wait, opts.signal);
   }
-  throw finalError(url, opts.deadline, retries + 1, last, false);
+  // Attempts made, not allowed: the loop also ends early when the next wait would pass the deadline.
+  throw finalError(url, opts.deadline, attempts, last, false);
 }
 
 /** postJson with a backend's client options, for one request's deadline and signal. */

@@ -1,7 +1,15 @@
 // SGLang's native POST /generate: the prompt is rendered here (or sent as input_ids), logprobs come back in
 // meta_info as [logprob, token_id, token_text] triples, and cached_tokens says how much of the prompt hit the radix cache.
 import { z } from 'zod';
-import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
+import {
+  type BackendLoad,
+  type BackendRequest,
+  CONTEXT_LENGTH_MESSAGE,
+  ContextLengthError,
+  type InferenceBackend,
+  type RawGeneration,
+  type TokenLogprob,
+} from '../types.js';
 import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
 import {
   BackendProtocolError,
@@ -122,6 +130,11 @@ export class SGLangBackend implements InferenceBackend {
     const item = Array.isArray(res) ? res[0]! : res;
     const meta = item.meta_info;
     if (meta.finish_reason?.type === 'abort') {
+      // Some SGLang versions refuse an over-long prompt this way rather than with a 400: no member would take it.
+      if (CONTEXT_LENGTH_MESSAGE.test(meta.finish_reason.message ?? ''))
+        throw new ContextLengthError(
+          `sglang backend: the server refused the prompt: ${meta.finish_reason.message}`,
+        );
       throw new BackendProtocolError(
         `sglang backend: the server aborted the generation${meta.finish_reason.message ? `: ${meta.finish_reason.message}` : ''}`,
         { retryable: true },

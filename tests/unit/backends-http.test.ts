@@ -82,6 +82,7 @@ describe('postJson', () => {
     expect(err).toBeInstanceOf(BackendHttpError);
     expect((err as BackendHttpError).status).toBe(429);
     expect(s.seen).toHaveLength(1);
+    expect((err as BackendHttpError).attempts).toBe(1); // made, not allowed
   });
 
   it('waits at least Retry-After', async () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { SGLangBackend } from '../../inference/backends/sglang.js';
-import type { BackendRequest } from '../../inference/types.js';
+import { type BackendRequest, ContextLengthError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
 const request: BackendRequest = {
@@ -96,6 +96,20 @@ describe('SGLangBackend', () => {
     const sampling = s.seen[0]!.body.sampling_params as Record<string, unknown>;
     expect(sampling.sampling_seed).toBeUndefined();
     expect(sampling.top_k).toBe(20);
+  });
+
+  it("tells SGLang's context-length refusal apart, as a 400 or as an aborted generation", async () => {
+    const refusal = 'Input length (140000 tokens) exceeds the maximum allowed length (131072 tokens).';
+    const as400 = await fakeJsonServer(() => ({ status: 400, body: { error: { message: refusal } } }));
+    await expect(
+      new SGLangBackend({ baseUrl: as400.url }).generate(request, signal()),
+    ).rejects.toBeInstanceOf(ContextLengthError);
+    const asAbort = await fakeJsonServer(() => ({
+      body: generateBody({ finish_reason: { type: 'abort', message: refusal } }),
+    }));
+    await expect(
+      new SGLangBackend({ baseUrl: asAbort.url }).generate(request, signal()),
+    ).rejects.toBeInstanceOf(ContextLengthError);
   });
 
   it('names the missing field when logprobs are absent', async () => {
