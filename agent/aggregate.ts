@@ -1,20 +1,24 @@
 // Answer normalisation, exact match, and the vote baselines offered beside ParallelMuse's report integration.
 // Workflow-safe: pure functions.
 
-/**
- * SQuAD-style normalisation: lowercase, drop punctuation, drop the articles a/an/the, collapse whitespace.
- * NFKC first and Unicode punctuation/symbol classes instead of ASCII string.punctuation, so full-width forms and
- * CJK punctuation (BrowseComp-zh) normalise the same way.
- */
-export function normalizeAnswer(s: string): string {
-  return s
-    .normalize('NFKC')
-    .toLowerCase()
-    .replace(/[\p{P}\p{S}]/gu, '')
-    .replace(/\b(a|an|the)\b/g, ' ')
+/** The articles SQuAD drops, as whole words in any script: the 'A' of 'A型血' or the 'a' ending 'Peña' stays. */
+const ARTICLES = /(?<![\p{L}\p{N}])(a|an|the)(?![\p{L}\p{N}])/gu;
+
+const words = (s: string) =>
+  s
     .split(/\s+/u)
     .filter((w) => w.length > 0)
     .join(' ');
+
+/**
+ * SQuAD-style normalisation: lowercase, drop punctuation, drop the articles a/an/the, collapse whitespace.
+ * NFKC first and Unicode punctuation/symbol classes instead of ASCII string.punctuation, so full-width forms and
+ * CJK punctuation (BrowseComp-zh) normalise the same way. An answer that is nothing but an article is kept as that
+ * word: 'A' is a multiple-choice answer, not an empty one.
+ */
+export function normalizeAnswer(s: string): string {
+  const bare = s.normalize('NFKC').toLowerCase().replace(/[\p{P}\p{S}]/gu, '');
+  return words(bare.replace(ARTICLES, ' ')) || words(bare);
 }
 
 export function exactMatch(pred: string | null | undefined, gold: string): boolean {

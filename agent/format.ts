@@ -83,7 +83,8 @@ interface ThinkSplit {
 
 function splitThink(text: string): ThinkSplit {
   const close = text.indexOf('</think>');
-  const open = text.indexOf('<think>');
+  // The opening tag that belongs to this close: a model that writes past its action may open the next turn's.
+  const open = close >= 0 ? text.lastIndexOf('<think>', close) : text.indexOf('<think>');
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
   const tagged = open >= 0 || close >= 0;
@@ -103,6 +104,22 @@ function stripCodeFence(s: string): string {
   const t = s.trim();
   const m = /^```[a-zA-Z0-9_-]*\s*\n?([\s\S]*?)\n?\s*```$/.exec(t);
   return m?.[1] !== undefined ? m[1].trim() : t;
+}
+
+/** The JSON object opening at `from`, up to its matching brace (strings and escapes skipped); null if unbalanced. */
+function balancedObject(s: string, from: number): string | null {
+  let depth = 0;
+  let inString = false;
+  for (let i = from; i < s.length; i++) {
+    const ch = s[i];
+    if (inString) {
+      if (ch === '\\') i++;
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') inString = true;
+    else if (ch === '{') depth++;
+    else if (ch === '}' && --depth === 0) return s.slice(from, i + 1);
+  }
+  return null;
 }
 
 function tryJson(s: string): unknown {
@@ -128,8 +145,10 @@ function parseToolCallBody(body: string): { call: ToolCall } | { problem: string
   if (value === undefined) {
     // Text around the object (a stray word, a trailing <tool_response> the model imagined) is tolerated.
     const first = cleaned.indexOf('{');
+    const object = first >= 0 ? balancedObject(cleaned, first) : null;
+    if (object !== null) value = tryJson(object);
     const last = cleaned.lastIndexOf('}');
-    if (first >= 0 && last > first) value = tryJson(cleaned.slice(first, last + 1));
+    if (value === undefined && first >= 0 && last > first) value = tryJson(cleaned.slice(first, last + 1));
   }
   if (value === undefined) return { problem: 'tool call is not valid JSON' };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -165,16 +184,25 @@ export interface TurnSpans {
  */
 export function turnSpans(text: string): TurnSpans {
   const { think, tagged, rest } = splitThink(text);
-  const call = findTag(text, 'tool_call', rest, ['<tool_response>', '</tool_response>', '<answer>']);
-  const answer = findTag(text, 'answer', rest, ['<tool_call>', '<tool_response>']);
+  // A closed <report> ahead of any action is read first: what it quotes (the last action, a draft answer) is not
+  // the action, which comes after it.
+  const r = findTag(text, 'report', rest, ['<tool_call>', '<answer>']);
+  const actionTagAt = (tag: string) => {
+    const i = text.indexOf(tag, rest);
+    return i < 0 ? Number.POSITIVE_INFINITY : i;
+  };
+  const reportFirst =
+    r !== null && r.closed && r.open < Math.min(actionTagAt('<tool_call>'), actionTagAt('<answer>'));
+  const from = reportFirst ? r.after : rest;
+  const call = findTag(text, 'tool_call', from, ['<tool_response>', '</tool_response>', '<answer>']);
+  const answer = findTag(text, 'answer', from, ['<tool_call>', '<tool_response>']);
   // The action is whichever comes first, so a <tool_call> after an <answer> is not one.
   const isCall = call !== null && (answer === null || call.open < answer.open);
   const first = isCall ? call : answer;
   const action = first
     ? { kind: isCall ? ('tool_call' as const) : ('answer' as const), start: first.start, end: first.end }
     : null;
-  const r = findTag(text, 'report', rest, ['<tool_call>', '<answer>']);
-  const report = r && (!first || r.open < first.open) ? { start: r.start, end: r.end } : null;
+  const report = r && (reportFirst || !first || r.open < first.open) ? { start: r.start, end: r.end } : null;
   return { think, thinkTagged: tagged, report, action };
 }
 

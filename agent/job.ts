@@ -13,7 +13,8 @@ const PoolName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, dig
 export const SamplingSchema = z.object({
   temperature: z.number().min(0).max(2).default(0.85),
   /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
-  topLogprobs: z.number().int().min(1).max(20).default(16),
+  /** At least 2: with one alternative every entropy is 0, and no step could be told more uncertain than another. */
+  topLogprobs: z.number().int().min(2).max(20).default(16),
   maxTokensPerTurn: positiveInt.max(65_536).default(4096),
 });
 

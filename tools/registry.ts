@@ -39,7 +39,8 @@ export class ToolRegistry {
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;
-      const error = `Error: tool '${call.name}' failed: ${(err as Error).message ?? String(err)}`;
+      // Whatever was thrown, even undefined: reading .message off it must not fail the step.
+      const error = `Error: tool '${call.name}' failed: ${err instanceof Error ? err.message : String(err)}`;
       return { observation: error, error };
     }
   }

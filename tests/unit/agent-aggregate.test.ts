@@ -11,6 +11,22 @@ describe('normalizeAnswer', () => {
     expect(normalizeAnswer('ＡＢＣ')).toBe('abc');
   });
 
+  it('keeps a one-letter choice and words that merely contain an article', () => {
+    expect(normalizeAnswer('A')).toBe('a');
+    expect(normalizeAnswer('(a)')).toBe('a');
+    expect(normalizeAnswer('The')).toBe('the');
+    expect(normalizeAnswer('A型血')).toBe('a型血');
+    expect(normalizeAnswer('Peña')).toBe('peña');
+    expect(exactMatch('Peñ', 'Peña')).toBe(false);
+    expect(exactMatch('—', 'A')).toBe(false);
+    expect(exactMatch('the', 'A')).toBe(false);
+  });
+
+  it('votes on one-letter answers instead of dropping them', () => {
+    const votes = ['A', 'a', 'A', 'B'].map((answer, i) => ({ rolloutId: `r${i}`, answer, uncertainty: 1 }));
+    expect(aggregate('majority', votes)).toMatchObject({ answer: 'A', excluded: [] });
+  });
+
   it('exactMatch compares normalised forms', () => {
     expect(exactMatch('the Beatles', 'Beatles')).toBe(true);
     expect(exactMatch('Beatles.', 'The Rolling Stones')).toBe(false);

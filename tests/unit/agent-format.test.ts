@@ -127,6 +127,34 @@ describe('parseTurn', () => {
     expect('report' in parseTurn('<think>t</think><answer>X</answer>')).toBe(false);
   });
 
+  it('keeps the action of a turn the model wrote past, into an imagined next turn', () => {
+    const t = parseTurn(
+      'reason</think>\n<tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>\n<tool_response>x</tool_response>\n<think>next',
+    );
+    expect(t).toMatchObject({ kind: 'tool_call', think: 'reason', call: { name: 'search' } });
+  });
+
+  it('does not take a tool call or answer quoted in the report for the action', () => {
+    const rerun = parseTurn(
+      '<think>t</think><report>Last I did <tool_call>{"name":"search","arguments":{"query":["old"]}}</tool_call> and found X.</report>' +
+        '<tool_call>{"name":"search","arguments":{"query":["new"]}}</tool_call>',
+    );
+    expect(rerun).toMatchObject({ kind: 'tool_call', call: { arguments: { query: ['new'] } } });
+    expect(rerun.report).toContain('Last I did');
+    const draft = parseTurn(
+      '<think>t</think><report>The final will be <answer>Paris</answer>; I need to check.</report>' +
+        '<tool_call>{"name":"visit","arguments":{"url":["u"],"goal":"g"}}</tool_call>',
+    );
+    expect(draft).toMatchObject({ kind: 'tool_call', call: { name: 'visit' } });
+  });
+
+  it('reads a tool call followed by a stray brace', () => {
+    const t = parseTurn(
+      '<think>x</think><tool_call>{"name":"search","arguments":{"query":["a}"]}}\n}</tool_call>',
+    );
+    expect(t).toMatchObject({ kind: 'tool_call', call: { name: 'search', arguments: { query: ['a}'] } } });
+  });
+
   it('takes the first action when both appear', () => {
     expect(
       parseTurn('<think>t</think><answer>A</answer><tool_call>{"name":"s","arguments":{}}</tool_call>').kind,
