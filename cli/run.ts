@@ -156,33 +156,51 @@ export function registerRunCommands(program: Command): void {
         );
         const stack = await up({ dataDir: cfg.dataDir, temporalPort: o.temporalPort, natsPort: o.natsPort });
         for (const m of stack.messages) console.log(`  ${m}`);
-        const live = cliConfig(program.opts());
-        const member = await startPoolMember({
-          config: live,
-          pool: 'default',
-          backend: { backend: 'sim', timeScale: 0.02 },
-        });
-        const worker = await createRolloutWorker({ config: live });
-        const running = worker.run();
-        const [sample] = sampleQuestions(1, 7);
-        console.log(`\nQuestion: ${sample!.question}\n`);
+        // The servers run detached, so Ctrl-C does not reach them: stopping them is this command's job, on every
+        // way out (an answer, a failure while starting the pool or worker, an interrupt).
+        const stopServers = async () => {
+          if (o.keepRunning || stack.alreadyRunning) return;
+          const d = await down({ dataDir: cfg.dataDir });
+          for (const m of d.messages) console.log(`  ${m}`);
+        };
+        const interrupted = (signal: NodeJS.Signals) => {
+          process.stderr.write(`\nmuse demo: interrupted (${signal}); stopping the servers it started\n`);
+          void stopServers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        };
+        process.once('SIGINT', interrupted);
+        process.once('SIGTERM', interrupted);
         try {
-          await runOne(live, sample!.question, {
-            policy: o.policy,
-            maxTurns: 32,
-            seed: 0,
+          const live = cliConfig(program.opts());
+          const member = await startPoolMember({
+            config: live,
             pool: 'default',
-            answer: sample!.answer,
+            backend: { backend: 'sim', timeScale: 0.02 },
           });
-        } finally {
-          await worker.shutdown();
-          await running;
-          await member.stop();
-          await shutdownTelemetry();
-          if (!o.keepRunning && !stack.alreadyRunning) {
-            const d = await down({ dataDir: cfg.dataDir });
-            for (const m of d.messages) console.log(`  ${m}`);
+          try {
+            const worker = await createRolloutWorker({ config: live });
+            const running = worker.run();
+            const [sample] = sampleQuestions(1, 7);
+            console.log(`\nQuestion: ${sample!.question}\n`);
+            try {
+              await runOne(live, sample!.question, {
+                policy: o.policy,
+                maxTurns: 32,
+                seed: 0,
+                pool: 'default',
+                answer: sample!.answer,
+              });
+            } finally {
+              await worker.shutdown();
+              await running;
+            }
+          } finally {
+            await member.stop();
+            await shutdownTelemetry();
           }
+        } finally {
+          process.off('SIGINT', interrupted);
+          process.off('SIGTERM', interrupted);
+          await stopServers();
         }
         console.log(
           '\nNext: `muse up`, `muse pool serve --backend sim`, `muse worker`, `muse run "<question>"` (see README).',

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import {
   startTemporal,
   up,
 } from '../../infra/services.js';
+import { repoRoot } from '../helpers/stack.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -228,5 +230,44 @@ describe('up / down', () => {
     const result = await up({ dataDir, temporalPort, natsPort });
     expect(result.started.sort()).toEqual(['nats', 'temporal']);
     await down({ dataDir });
+  });
+});
+
+describe('muse demo', () => {
+  it('stops the servers it started when interrupted mid-run (they run detached: Ctrl-C does not reach them)', async () => {
+    const dataDir = tempDir();
+    const [temporalPort, natsPort] = [await freePort(), await freePort()];
+    const child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, 'bin', 'muse.js'),
+        '--data-dir',
+        dataDir,
+        'demo',
+        '--temporal-port',
+        String(temporalPort),
+        '--nats-port',
+        String(natsPort),
+      ],
+      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    try {
+      await expect.poll(() => output, { timeout: 60_000, interval: 50 }).toMatch(/started \(policy/);
+      const { temporal, nats } = await stackStatus({ dataDir });
+      const pids = [temporal?.record.pid ?? 0, nats?.record.pid ?? 0];
+      expect(pids.every((p) => p > 0 && isProcessAlive(p))).toBe(true);
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(output).toMatch(/interrupted \(SIGINT\); stopping the servers it started/);
+      for (const pid of pids) expect(isProcessAlive(pid)).toBe(false);
+      expect(await isPortInUse(temporalPort)).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      await down({ dataDir });
+    }
   });
 });
