@@ -167,14 +167,15 @@ export function isProcessAlive(pid: number): boolean {
 }
 
 /**
- * Whether pid still runs the given binary. Guards against pid reuse after a reboot or crash, where
- * stack.json names a pid that now belongs to something unrelated we must not signal.
+ * Whether pid still runs the given binary on this data directory. Guards against pid reuse after a reboot or crash,
+ * where stack.json names a pid that now belongs to something unrelated, or to another checkout's (or a test run's)
+ * server, which we must not signal. Both servers are started with paths under the data directory.
  */
-function processRuns(pid: number, binary: string): boolean {
+function processRuns(pid: number, binary: string, dataDir: string): boolean {
   if (!isProcessAlive(pid)) return false;
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(basename(binary));
+    return cmdline.includes(basename(binary)) && cmdline.includes(dataDir);
   } catch {
     return true;
   }
@@ -718,7 +719,8 @@ async function recordHealthy(
       : checkNats(record.url, 0, 5_000);
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (!processRuns(record.pid, record.binary)) return { record, alive: false, healthy: false };
+    if (!processRuns(record.pid, record.binary, stack.dataDir))
+      return { record, alive: false, healthy: false };
     try {
       await check();
       return { record, alive: true, healthy: true };
@@ -874,7 +876,7 @@ export async function down(opts: { dataDir?: string; timeoutMs?: number } = {}):
     for (const name of ['nats', 'temporal'] as const) {
       const record = stack[name];
       if (!record) continue;
-      if (processRuns(record.pid, record.binary)) {
+      if (processRuns(record.pid, record.binary, dataDir)) {
         await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
         stopped.push(name);
         messages.push(`${name} stopped (pid ${record.pid})`);

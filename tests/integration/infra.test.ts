@@ -233,6 +233,23 @@ describe('up / down', () => {
   });
 });
 
+describe('a stale stack file', () => {
+  it("never stops another data directory's servers, even when its pids now name them", async () => {
+    const [mine, theirs] = [tempDir(), tempDir()];
+    const other = await up({ dataDir: theirs, temporalPort: await freePort(), natsPort: await freePort() });
+    try {
+      // What a crash and pid reuse can leave behind: this directory's stack file naming the other stack's pids.
+      writeFileSync(stackFilePath(mine), JSON.stringify({ ...other.stack, dataDir: mine }));
+      const result = await down({ dataDir: mine });
+      expect(result.stopped).toEqual([]);
+      expect(isProcessAlive(other.stack.temporal.pid)).toBe(true);
+      expect(isProcessAlive(other.stack.nats.pid)).toBe(true);
+    } finally {
+      await down({ dataDir: theirs });
+    }
+  });
+});
+
 describe('muse demo', () => {
   it('stops the servers it started when interrupted mid-run (they run detached: Ctrl-C does not reach them)', async () => {
     const dataDir = tempDir();
