@@ -10,7 +10,7 @@
 // Usage: node infra/install.mjs [--check]     (--check: verify only, never install)
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
   binPathsFile,
@@ -124,6 +124,18 @@ function firstWorking(paths) {
   return undefined;
 }
 
+/**
+ * The private venv, with a working pip: one left half-made by a python without ensurepip (its bin/python exists,
+ * its pip does not) is removed and made again, rather than tried and failed on every run.
+ */
+function venvWithPip() {
+  const python = join(TOOLS_VENV, 'bin', 'python');
+  const hasPip = () => run(python, ['-m', 'pip', '--version'], { timeout: 60_000 }).ok;
+  if (existsSync(python) && hasPip()) return true;
+  rmSync(TOOLS_VENV, { recursive: true, force: true });
+  return run('python3', ['-m', 'venv', TOOLS_VENV], { timeout: 120_000 }).ok && hasPip();
+}
+
 function pipAttempts(bin) {
   const attempts = [
     { label: 'python3 -m pip', cmd: 'python3', args: ['-m', 'pip', 'install', '--quiet', bin.pkg] },
@@ -131,11 +143,16 @@ function pipAttempts(bin) {
     {
       // Debian/Ubuntu system pythons refuse global installs (PEP 668); a private venv sidesteps that.
       label: `a private venv in ${TOOLS_VENV}`,
-      prepare: () =>
-        existsSync(join(TOOLS_VENV, 'bin', 'python')) ||
-        run('python3', ['-m', 'venv', TOOLS_VENV], { timeout: 120_000 }).ok,
+      prepare: () => venvWithPip(),
       cmd: join(TOOLS_VENV, 'bin', 'python'),
       args: ['-m', 'pip', 'install', '--quiet', bin.pkg],
+    },
+    {
+      // A system python without the venv module (Debian's python3-venv missing): the user's site, as PEP 668 allows
+      // when asked explicitly. Only this package, into the user's own directory.
+      label: 'python3 -m pip --user',
+      cmd: 'python3',
+      args: ['-m', 'pip', 'install', '--quiet', '--user', '--break-system-packages', bin.pkg],
     },
   ];
   if (bin.apt) {
