@@ -28,32 +28,41 @@ interface StoredContext {
  * history again; a text of unknown age (a large object) is written once by the next put.
  */
 class TextRefCache {
-  private readonly map = new Map<string, { ref: BlobRef; writtenAt: number }>();
+  private readonly map = new Map<string, { ref: BlobRef; writtenAt: number; generation: number }>();
   private chars = 0;
   constructor(
     private readonly maxChars: number,
-    private readonly freshForMs: number,
+    private readonly blobs: BlobStore,
   ) {}
-  get(text: string): BlobRef | undefined {
+  /** A reference to hand out without writing: written recently enough, and its namespace not deleted since. */
+  get(text: string, namespace: string): BlobRef | undefined {
     const e = this.map.get(text);
-    return e && Date.now() - e.writtenAt <= this.freshForMs ? e.ref : undefined;
+    if (!e || parseBlobRef(e.ref).namespace !== namespace) return undefined;
+    if (e.generation !== this.blobs.generation(namespace)) return undefined;
+    return Date.now() - e.writtenAt <= this.blobs.freshForMs ? e.ref : undefined;
   }
   written(text: string, ref: BlobRef): void {
     this.add(text, ref, Date.now());
   }
   read(text: string, ref: BlobRef, writtenAt: number): void {
     const e = this.map.get(text);
-    if (!e || e.writtenAt < writtenAt) this.add(text, ref, writtenAt);
+    if (!e || e.writtenAt < writtenAt || e.generation !== this.generationOf(e.ref))
+      this.add(text, ref, writtenAt);
+  }
+  private generationOf(ref: BlobRef): number {
+    return this.blobs.generation(parseBlobRef(ref).namespace);
   }
   private add(text: string, ref: BlobRef, writtenAt: number): void {
+    const generation = this.generationOf(ref);
     const e = this.map.get(text);
     if (e) {
       e.ref = ref;
       e.writtenAt = writtenAt;
+      e.generation = generation;
       return;
     }
     if (text.length > this.maxChars / 4) return;
-    this.map.set(text, { ref, writtenAt });
+    this.map.set(text, { ref, writtenAt, generation });
     this.chars += text.length;
     while (this.chars > this.maxChars) {
       const oldest = this.map.keys().next().value;
@@ -68,12 +77,12 @@ export class ContextStore {
   private readonly refs: TextRefCache;
 
   constructor(private readonly blobs: BlobStore) {
-    this.refs = new TextRefCache(128 * 1024 * 1024, blobs.freshForMs);
+    this.refs = new TextRefCache(128 * 1024 * 1024, blobs);
   }
 
   async putText(namespace: string, text: string): Promise<BlobRef> {
-    const known = this.refs.get(text);
-    if (known && parseBlobRef(known).namespace === namespace) return known;
+    const known = this.refs.get(text, namespace);
+    if (known) return known;
     const ref = await this.blobs.put(namespace, text);
     this.refs.written(text, ref);
     return ref;

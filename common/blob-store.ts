@@ -22,6 +22,12 @@ export class BlobNotFoundError extends Error {
   }
 }
 
+/**
+ * Where `deleteNamespace` announces a deleted namespace (the payload), so every process drops what it holds of it:
+ * bucket handles that now point at nothing, decoded values, references it would hand out again without a write.
+ */
+export const CONTENT_DELETED_SUBJECT = 'muse.content.deleted';
+
 export interface BlobStoreOptions {
   /** Blobs above this size go to the Object Store; must stay below the server's max payload. */
   inlineLimitBytes?: number;
@@ -56,6 +62,8 @@ export class BlobStore {
   /** Decoded values, with when the store last wrote them (ms; -Infinity when not known). */
   private readonly cache = new Map<BlobRef, { value: unknown; size: number; writtenAt: number }>();
   private cacheSize = 0;
+  /** Bumped each time a namespace's state is dropped (deleted here or elsewhere); see generation(). */
+  private readonly generations = new Map<string, number>();
   private readonly inlineLimit: number;
   private readonly ttlMs: number;
   private readonly cacheBytes: number;
@@ -69,6 +77,19 @@ export class BlobStore {
     this.inlineLimit = opts.inlineLimitBytes ?? 256 * 1024;
     this.ttlMs = opts.ttlMs ?? 0;
     this.cacheBytes = opts.cacheBytes ?? 64 * 1024 * 1024;
+    nc.subscribe(CONTENT_DELETED_SUBJECT, {
+      callback: (err, msg) => {
+        if (!err && NAMESPACE_RE.test(msg.string())) this.dropNamespace(msg.string());
+      },
+    });
+  }
+
+  /**
+   * Changes whenever the namespace was deleted as far as this process knows: a reference to its content remembered
+   * under an earlier generation may point at nothing and must be written again before it is handed out.
+   */
+  generation(namespace: string): number {
+    return this.generations.get(namespace) ?? 0;
   }
 
   /**
@@ -111,16 +132,20 @@ export class BlobStore {
     bytes: Uint8Array,
   ): Promise<number> {
     if (kind === 'kv') {
-      await (await this.kv(namespace)).put(key, bytes);
+      await this.onKv(namespace, (kv) => kv.put(key, bytes));
       return Date.now();
     }
-    const os = await this.obj(namespace);
-    const info = await os.info(key);
-    const storedAt = info ? new Date(info.mtime).getTime() : Number.NEGATIVE_INFINITY;
-    // Large values are written once, and again when the copy there is old enough to expire soon.
-    if (Date.now() - storedAt <= this.freshForMs) return storedAt;
-    await os.putBlob({ name: key }, bytes);
-    return Date.now();
+    return this.onObj(namespace, async (os) => {
+      const info = await os.info(key);
+      // Large values are written once, and again when the copy there is old enough to expire soon. A missing or
+      // deleted copy is always written (without a TTL nothing is "old enough", and -Infinity would pass as fresh).
+      if (info && !info.deleted) {
+        const storedAt = new Date(info.mtime).getTime();
+        if (Date.now() - storedAt <= this.freshForMs) return storedAt;
+      }
+      await os.putBlob({ name: key }, bytes);
+      return Date.now();
+    });
   }
 
   async get<T = unknown>(ref: BlobRef): Promise<T> {
@@ -136,11 +161,11 @@ export class BlobStore {
     // A KV entry carries its write time; an object's would take another request, so it stays unknown.
     let writtenAt = Number.NEGATIVE_INFINITY;
     if (kind === 'kv') {
-      const entry = await (await this.kv(namespace)).get(key);
+      const entry = await this.onKv(namespace, (kv) => kv.get(key));
       bytes = entry && entry.operation === 'PUT' ? entry.value : null;
       if (entry) writtenAt = entry.created.getTime();
     } else {
-      bytes = await (await this.obj(namespace)).getBlob(key);
+      bytes = await this.onObj(namespace, (os) => os.getBlob(key));
     }
     if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
     const value = unpackValue<T>(bytes);
@@ -160,11 +185,11 @@ export class BlobStore {
    * share the namespace's retention. Small values only.
    */
   async setMemo(namespace: string, name: string, value: unknown): Promise<void> {
-    await (await this.kv(namespace)).put(memoKey(name), packValue(value));
+    await this.onKv(namespace, (kv) => kv.put(memoKey(name), packValue(value)));
   }
 
   async getMemo<T = unknown>(namespace: string, name: string): Promise<T | undefined> {
-    const entry = await (await this.kv(namespace)).get(memoKey(name));
+    const entry = await this.onKv(namespace, (kv) => kv.get(memoKey(name)));
     return entry && entry.operation === 'PUT' && entry.value.length > 0
       ? unpackValue<T>(entry.value)
       : undefined;
@@ -182,11 +207,44 @@ export class BlobStore {
         if (!/not found/i.test(String(err))) throw err;
       }
     }
+    this.dropNamespace(namespace);
+    this.nc.publish(CONTENT_DELETED_SUBJECT, namespace);
+    await this.nc.flush();
+    return { deleted };
+  }
+
+  /** Forgets the namespace's bucket handles and decoded values, and starts its next generation. */
+  private dropNamespace(namespace: string): void {
     this.kvs.delete(namespace);
     this.objs.delete(namespace);
-    const inNamespace = (ref: BlobRef) => parseBlobRef(ref).namespace === namespace;
-    for (const ref of [...this.cache.keys()]) if (inNamespace(ref)) this.forget(ref);
-    return { deleted };
+    for (const ref of [...this.cache.keys()]) if (parseBlobRef(ref).namespace === namespace) this.forget(ref);
+    this.generations.set(namespace, this.generation(namespace) + 1);
+  }
+
+  /**
+   * Runs `op` on the namespace's KV bucket. A bucket deleted since this process opened it (a deletion it did not
+   * hear of: sent while it was disconnected, or still on its way) is opened again, which makes it anew, and `op`
+   * retried once; without this every later put there would fail for as long as the process lives.
+   */
+  private async onKv<T>(namespace: string, op: (kv: KV) => Promise<T>): Promise<T> {
+    try {
+      return await op(await this.kv(namespace));
+    } catch (err) {
+      if (!isMissingStream(err)) throw err;
+      this.dropNamespace(namespace);
+      return op(await this.kv(namespace));
+    }
+  }
+
+  /** onKv for the namespace's Object Store bucket. */
+  private async onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>): Promise<T> {
+    try {
+      return await op(await this.obj(namespace));
+    } catch (err) {
+      if (!isMissingStream(err)) throw err;
+      this.dropNamespace(namespace);
+      return op(await this.obj(namespace));
+    }
   }
 
   private kv(namespace: string): Promise<KV> {
@@ -229,6 +287,16 @@ export class BlobStore {
     this.cache.delete(ref);
     this.cacheSize -= e.size;
   }
+}
+
+/**
+ * The errors of an operation on a bucket whose stream was deleted under an open handle: a KV publish finds no
+ * stream listening ('jetstream is not enabled' is how the client reads that), an Object Store call its stream gone.
+ */
+function isMissingStream(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  if (e?.name === 'StreamNotFoundError' || e?.name === 'JetStreamNotEnabled') return true;
+  return /stream not found|jetstream is not enabled|no responders/i.test(String(e?.message ?? ''));
 }
 
 function memoKey(name: string): string {

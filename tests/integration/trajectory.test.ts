@@ -60,6 +60,49 @@ describe('content store', () => {
     await blobs.deleteNamespace(ns);
   });
 
+  it('writes a large value to the object store when the store keeps content forever (TTL 0)', async () => {
+    const blobs = new BlobStore(suite.nc, { ttlMs: 0 });
+    const ns = `forever-${Date.now()}`;
+    const page = 'a fetched page '.repeat(20_000); // 300 KB: over the KV limit, so an object
+    const ref = await blobs.put(ns, page);
+    expect(parseBlobRef(ref).kind).toBe('obj');
+    // Another process reads it from the store, not from the writer's cache.
+    expect(await new BlobStore(suite.nc, { ttlMs: 0 }).get(ref)).toBe(page);
+    await blobs.deleteNamespace(ns);
+  });
+
+  it('a process whose buckets were deleted under it makes them again instead of failing every later put', async () => {
+    const blobs = new BlobStore(suite.nc);
+    const ns = `reopened-${Date.now()}`;
+    const page = 'a long page '.repeat(25_000);
+    await blobs.put(ns, 'before');
+    await blobs.put(ns, page);
+    // Deleted behind this store's back (no announcement reaches it): its open handles now point at nothing.
+    const jsm = await jetstreamManager(suite.nc);
+    await jsm.streams.delete(`KV_muse-${ns}`);
+    await jsm.streams.delete(`OBJ_muse-${ns}`);
+    const small = await blobs.put(ns, 'after');
+    const large = await blobs.put(ns, page);
+    const reader = new BlobStore(suite.nc);
+    expect(await reader.get(small)).toBe('after');
+    expect(await reader.get(large)).toBe(page);
+    expect(blobs.generation(ns)).toBeGreaterThan(0);
+    await blobs.deleteNamespace(ns);
+  });
+
+  it('after muse content delete elsewhere, a worker writes its remembered texts again instead of handing out dead references', async () => {
+    const worker = new BlobStore(suite.nc);
+    const content = new ContextStore(worker);
+    const ns = `deleted-${Date.now()}`;
+    const ref = await content.putText(ns, 'the question');
+    expect(await content.putText(ns, 'the question')).toBe(ref); // remembered: no write
+    await new BlobStore(suite.nc).deleteNamespace(ns); // the CLI's own store
+    await waitUntil(() => worker.generation(ns) > 0, 5000, 'the deletion to reach the worker');
+    expect(await content.putText(ns, 'the question')).toBe(ref);
+    expect(await new BlobStore(suite.nc).get(ref)).toBe('the question');
+    await worker.deleteNamespace(ns);
+  });
+
   it('a context writes its texts again once half the store TTL has passed since the store wrote them, and not sooner', async () => {
     const writes: string[] = [];
     class CountingStore extends BlobStore {
