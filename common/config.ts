@@ -14,8 +14,21 @@ export const ConfigSchema = z
         address: z.string().default('127.0.0.1:7233'),
         namespace: z.string().default('default'),
         taskQueue: z.string().default('muse-rollouts'),
+        /** TLS to the frontend, verified against the system's roots unless tlsCaPath names another CA. */
+        tls: z.boolean().default(false),
+        /** mTLS: the client certificate and its key (PEM files), both or neither; they turn TLS on. */
+        tlsCertPath: z.string().optional(),
+        tlsKeyPath: z.string().optional(),
+        tlsCaPath: z.string().optional(),
+        /** The name the server's certificate is checked against, when it differs from the address's host. */
+        tlsServerName: z.string().optional(),
+        /** An API key (Temporal Cloud), sent as a bearer token on every call; it turns TLS on. */
+        apiKey: z.string().optional(),
       })
       .strict()
+      .refine((t) => (t.tlsCertPath === undefined) === (t.tlsKeyPath === undefined), {
+        message: 'tlsCertPath and tlsKeyPath go together (a client certificate and its key)',
+      })
       .prefault({}),
     nats: z
       .object({
@@ -79,12 +92,18 @@ export const ConfigSchema = z
 
 export type MuseConfig = z.infer<typeof ConfigSchema>;
 
-/** Environment variables and the setting each sets; `number` ones are read as numbers, the rest as text. */
-const ENV_MAP: Record<string, { path: string[]; number?: true }> = {
+/** Environment variables and the setting each sets; read as text unless the setting is a number or a flag. */
+const ENV_MAP: Record<string, { path: string[]; number?: true; flag?: true }> = {
   MUSE_DATA_DIR: { path: ['dataDir'] },
   MUSE_TEMPORAL_ADDRESS: { path: ['temporal', 'address'] },
   MUSE_TEMPORAL_NAMESPACE: { path: ['temporal', 'namespace'] },
   MUSE_TASK_QUEUE: { path: ['temporal', 'taskQueue'] },
+  MUSE_TEMPORAL_TLS: { path: ['temporal', 'tls'], flag: true },
+  MUSE_TEMPORAL_TLS_CERT: { path: ['temporal', 'tlsCertPath'] },
+  MUSE_TEMPORAL_TLS_KEY: { path: ['temporal', 'tlsKeyPath'] },
+  MUSE_TEMPORAL_TLS_CA: { path: ['temporal', 'tlsCaPath'] },
+  MUSE_TEMPORAL_TLS_SERVER_NAME: { path: ['temporal', 'tlsServerName'] },
+  MUSE_TEMPORAL_API_KEY: { path: ['temporal', 'apiKey'] },
   MUSE_NATS_URL: { path: ['nats', 'url'] },
   MUSE_ROUTING_POLICY: { path: ['router', 'policy'] },
   MUSE_MEMBER_TTL_MS: { path: ['router', 'memberTtlMs'], number: true },
@@ -92,6 +111,13 @@ const ENV_MAP: Record<string, { path: string[]; number?: true }> = {
   MUSE_TRACE_EXPORTER: { path: ['telemetry', 'exporter'] },
   MUSE_TRACE_FILE: { path: ['telemetry', 'file'] },
 };
+
+const FLAG_VALUES = new Map([
+  ['true', true],
+  ['1', true],
+  ['false', false],
+  ['0', false],
+]);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -122,11 +148,13 @@ export function loadConfig(
   }
   // Which variable set each setting, so an error about it names the variable the user set.
   const fromEnv = new Map<string, string>();
-  for (const [name, { path, number }] of Object.entries(ENV_MAP)) {
+  for (const [name, { path, number, flag }] of Object.entries(ENV_MAP)) {
     const v = env[name];
     if (v === undefined || v === '') continue;
     if (number && !Number.isFinite(Number(v))) throw new ConfigError(`${name} must be a number, got '${v}'`);
-    setPath(raw, path, number ? Number(v) : v);
+    if (flag && !FLAG_VALUES.has(v.toLowerCase()))
+      throw new ConfigError(`${name} must be true or false (or 1 or 0), got '${v}'`);
+    setPath(raw, path, number ? Number(v) : flag ? FLAG_VALUES.get(v.toLowerCase()) : v);
     fromEnv.set(path.join('.'), name);
   }
   if (opts.overrides) deepMerge(raw, opts.overrides as Record<string, unknown>);

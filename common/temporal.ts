@@ -1,8 +1,9 @@
 // Temporal connection settings shared by every worker and client: the msgpack payload converter (by path,
 // as the SDK requires, so it also runs inside the workflow sandbox) and OpenTelemetry propagation.
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import type { MuseConfig } from './config.js';
 
@@ -11,10 +12,47 @@ export const otelWorkflowInterceptorsPath = createRequire(import.meta.url).resol
   '@temporalio/interceptors-opentelemetry/lib/workflow-interceptors',
 );
 
+/**
+ * Address, TLS and API key for a client or worker connection. The certificate files are read here, so a wrong path
+ * is reported by name before any connection is tried.
+ */
+export function temporalConnectionOptions(cfg: MuseConfig): {
+  address: string;
+  tls?: TLSConfig;
+  apiKey?: string;
+} {
+  const t = cfg.temporal;
+  const read = (setting: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new Error(`temporal.${setting} ${path} cannot be read: ${(err as Error).message}`);
+    }
+  };
+  const wantsTls =
+    t.tls || t.apiKey !== undefined || t.tlsCertPath !== undefined || t.tlsCaPath !== undefined;
+  const tls: TLSConfig | undefined = wantsTls
+    ? {
+        ...(t.tlsCertPath && t.tlsKeyPath
+          ? {
+              clientCertPair: {
+                crt: read('tlsCertPath', t.tlsCertPath),
+                key: read('tlsKeyPath', t.tlsKeyPath),
+              },
+            }
+          : {}),
+        ...(t.tlsCaPath ? { serverRootCACertificate: read('tlsCaPath', t.tlsCaPath) } : {}),
+        ...(t.tlsServerName ? { serverNameOverride: t.tlsServerName } : {}),
+      }
+    : undefined;
+  return { address: t.address, ...(tls ? { tls } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
+}
+
 export async function connectClient(cfg: MuseConfig): Promise<Client> {
+  const options = temporalConnectionOptions(cfg);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: cfg.temporal.address, connectTimeout: '5s' });
+    connection = await Connection.connect({ ...options, connectTimeout: '5s' });
   } catch (err) {
     throw new Error(
       `cannot reach the Temporal server at ${cfg.temporal.address} (${(err as Error).message}); start it with \`muse up\` or set MUSE_TEMPORAL_ADDRESS`,

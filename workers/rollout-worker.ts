@@ -26,7 +26,11 @@ import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
 import { connectNats } from '../common/nats.js';
 import { initTelemetry, telemetryResource } from '../common/telemetry.js';
-import { otelWorkflowInterceptorsPath, payloadConverterPath } from '../common/temporal.js';
+import {
+  otelWorkflowInterceptorsPath,
+  payloadConverterPath,
+  temporalConnectionOptions,
+} from '../common/temporal.js';
 import { createToolRegistry } from '../tools/registry.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -111,9 +115,10 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     onModelCall: opts.onModelCall,
     onToolCall: opts.onToolCall,
   });
+  const connectionOptions = temporalConnectionOptions(config);
   let connection: NativeConnection;
   try {
-    connection = await NativeConnection.connect({ address: config.temporal.address });
+    connection = await NativeConnection.connect(connectionOptions);
   } catch (err) {
     throw new Error(
       `cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``,

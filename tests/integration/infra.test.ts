@@ -4,6 +4,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadConfig } from '../../common/config.js';
+import { connectClient } from '../../common/temporal.js';
 import { MissingBinaryError, resolveBinary } from '../../infra/binaries.js';
 import {
   checkNats,
@@ -49,6 +51,18 @@ describe('global setup', () => {
     await checkTemporal(temporalAddress);
     await checkNats(natsUrl, 8 * 1024 * 1024);
   });
+
+  it.skipIf(process.env.MUSE_UNIT_ONLY === '1')(
+    'a client set up for TLS does not fall back to plaintext: the plaintext dev server refuses it',
+    async () => {
+      const cfg = loadConfig({ env: { MUSE_TEMPORAL_ADDRESS: inject('temporalAddress') } });
+      const client = await connectClient(cfg);
+      await client.connection.close();
+      await expect(connectClient({ ...cfg, temporal: { ...cfg.temporal, tls: true } })).rejects.toThrow(
+        /cannot reach the Temporal server/,
+      );
+    },
+  );
 });
 
 describe('startTemporal / startNats', () => {

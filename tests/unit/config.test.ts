@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../common/config.js';
+import { temporalConnectionOptions } from '../../common/temporal.js';
 
 function configFile(content: unknown): string {
   const file = join(mkdtempSync(join(tmpdir(), 'muse-config-')), 'muse.json');
@@ -33,6 +34,53 @@ describe('loadConfig', () => {
     );
     expect(() => loadConfig({ env: { MUSE_ROUTING_POLICY: 'fastest' } })).toThrow(
       /router\.policy: .*\(set by MUSE_ROUTING_POLICY\)/,
+    );
+  });
+});
+
+describe('Temporal connection security', () => {
+  const pem = (name: string, text: string) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'muse-tls-')), name);
+    writeFileSync(file, text);
+    return file;
+  };
+
+  it('is plaintext by default, and TLS with the system roots when asked or when an API key is set', () => {
+    expect(temporalConnectionOptions(loadConfig({ env: {} }))).toEqual({ address: '127.0.0.1:7233' });
+    expect(temporalConnectionOptions(loadConfig({ env: { MUSE_TEMPORAL_TLS: 'true' } })).tls).toEqual({});
+    const cloud = temporalConnectionOptions(
+      loadConfig({
+        env: { MUSE_TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233', MUSE_TEMPORAL_API_KEY: 'k-123' },
+      }),
+    );
+    expect(cloud).toEqual({ address: 'ns.acct.tmprl.cloud:7233', tls: {}, apiKey: 'k-123' });
+  });
+
+  it('reads the client certificate, key and CA files for mTLS', () => {
+    const env = {
+      MUSE_TEMPORAL_TLS_CERT: pem('client.pem', 'CERT'),
+      MUSE_TEMPORAL_TLS_KEY: pem('client.key', 'KEY'),
+      MUSE_TEMPORAL_TLS_CA: pem('ca.pem', 'CA'),
+      MUSE_TEMPORAL_TLS_SERVER_NAME: 'temporal.internal',
+    };
+    const { tls } = temporalConnectionOptions(loadConfig({ env }));
+    expect(Buffer.from(tls!.clientCertPair!.crt).toString()).toBe('CERT');
+    expect(Buffer.from(tls!.clientCertPair!.key).toString()).toBe('KEY');
+    expect(Buffer.from(tls!.serverRootCACertificate!).toString()).toBe('CA');
+    expect(tls!.serverNameOverride).toBe('temporal.internal');
+  });
+
+  it('refuses a certificate without its key, a flag that is not one, and a file that cannot be read', () => {
+    expect(() => loadConfig({ env: { MUSE_TEMPORAL_TLS_CERT: '/etc/client.pem' } })).toThrow(
+      /tlsCertPath and tlsKeyPath go together/,
+    );
+    expect(() => loadConfig({ env: { MUSE_TEMPORAL_TLS: 'yes' } })).toThrow(
+      "MUSE_TEMPORAL_TLS must be true or false (or 1 or 0), got 'yes'",
+    );
+    expect(loadConfig({ env: { MUSE_TEMPORAL_TLS: '0' } }).temporal.tls).toBe(false);
+    const cfg = loadConfig({ env: { MUSE_TEMPORAL_TLS_CA: '/nonexistent/ca.pem' } });
+    expect(() => temporalConnectionOptions(cfg)).toThrow(
+      /temporal\.tlsCaPath \/nonexistent\/ca\.pem cannot be read/,
     );
   });
 });
