@@ -9,7 +9,7 @@ import {
   stepsInRetry,
 } from '../client/trajectories.js';
 import type { MuseConfig } from '../common/config.js';
-import { shutdownTelemetry } from '../common/telemetry.js';
+import { initTelemetry, shutdownTelemetry } from '../common/telemetry.js';
 import { connectClient } from '../common/temporal.js';
 import { down, up } from '../infra/services.js';
 import { sampleQuestions } from '../sim/world.js';
@@ -171,6 +171,8 @@ export function registerRunCommands(program: Command): void {
         process.once('SIGTERM', interrupted);
         try {
           const live = cliConfig(program.opts());
+          // One process plays every part here: its spans are the demo's, not the first component's to start.
+          initTelemetry(live, 'demo');
           const member = await startPoolMember({
             config: live,
             pool: 'default',

@@ -80,8 +80,15 @@ export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporte
   return exporter;
 }
 
+/** Flushes and removes this process's telemetry; a later initTelemetry sets it up afresh. */
 export async function shutdownTelemetry(): Promise<void> {
   await provider?.shutdown();
+  provider = undefined;
+  exporter = undefined;
+  resource = undefined;
+  trace.disable();
+  propagation.disable();
+  context.disable();
 }
 
 export const tracer = () => trace.getTracer('muse');

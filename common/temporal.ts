@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import type { MuseConfig } from './config.js';
+import { initTelemetry } from './telemetry.js';
 
 export const payloadConverterPath = fileURLToPath(new URL('./payload-converter.cjs', import.meta.url));
 export const otelWorkflowInterceptorsPath = createRequire(import.meta.url).resolve(
@@ -48,7 +49,13 @@ export function temporalConnectionOptions(cfg: MuseConfig): {
   return { address: t.address, ...(tls ? { tls } : {}), ...(t.apiKey ? { apiKey: t.apiKey } : {}) };
 }
 
+/**
+ * A client whose workflow starts open the trajectory's trace: the process's telemetry is set up here (a no-op where
+ * a worker in the same process did it first), so a client-only process such as `muse run` sends its trace context
+ * with the start instead of leaving the worker to begin a trace of its own.
+ */
 export async function connectClient(cfg: MuseConfig): Promise<Client> {
+  initTelemetry(cfg, 'client');
   const options = temporalConnectionOptions(cfg);
   let connection: Connection;
   try {

@@ -50,6 +50,8 @@ export async function workflowBundle(cacheDir: string): Promise<{ code: string }
   }
   const lockfile = join(root, 'package-lock.json');
   if (existsSync(lockfile)) hash.update('package-lock.json').update(readFileSync(lockfile));
+  // The bundle options below (interceptor modules, payload converter) are part of the version too.
+  hash.update('rollout-worker.ts').update(readFileSync(fileURLToPath(import.meta.url)));
   const file = join(cacheDir, `workflow-bundle-${hash.digest('hex').slice(0, 16)}.js`);
   if (existsSync(file)) return { code: readFileSync(file, 'utf8') };
   const { code } = await bundleWorkflowCode({
