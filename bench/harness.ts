@@ -110,9 +110,20 @@ export async function mapPooled<T, R>(
 export function envNumber(name: string, fallback: number, opts: { real?: boolean } = {}): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (opts.real ? !(n > 0) : !(Number.isInteger(n) && n >= 1))
-    throw new Error(`${name} must be ${opts.real ? 'a number above 0' : 'a positive integer'}, got '${raw}'`);
+  return checkedNumber(name, raw, raw, opts.real ?? false);
+}
+
+/** A comma-separated list of positive integers (a sweep); one value is a list of one. */
+export function envNumberList(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  return raw.split(',').map((part) => checkedNumber(name, raw, part.trim(), false));
+}
+
+function checkedNumber(name: string, raw: string, text: string, real: boolean): number {
+  const n = Number(text);
+  if (real ? !(n > 0) : !(Number.isInteger(n) && n >= 1))
+    throw new Error(`${name} must be ${real ? 'a number above 0' : 'a positive integer'}, got '${raw}'`);
   return n;
 }
 

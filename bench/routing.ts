@@ -33,7 +33,7 @@ import type { BackendRequest, GenerateParams, Generation, InferenceBackend } fro
 import { SimBackend } from '../sim/backend.js';
 import type { SimServingProfile } from '../sim/serving.js';
 import { mix32, SimRng, sampleQuestions } from '../sim/world.js';
-import { benchStack, envNumber, sum, table } from './harness.js';
+import { benchStack, envNumber, envNumberList, sum, table } from './harness.js';
 
 // The issue's pool is 4 members; BENCH_MEMBERS scales it out, with the work in flight scaled alike (12 requests
 // and 3 questions at a time per member), so per-member load stays what it is at 4.
@@ -48,7 +48,12 @@ const PROFILE: Partial<SimServingProfile> = {
   timeScale: envNumber('BENCH_TIME_SCALE', 1, { real: true }),
   cacheCapacityTokens: envNumber('BENCH_CACHE_TOKENS', 65_536),
 };
-const PARAMS: GenerateParams = { maxTokens: 64, temperature: 1, topLogprobs: 16 };
+// Tokens per model turn (BENCH_MAX_TOKENS): short, so a run takes a minute or two; 400 gave the same ratio (1.62x).
+const PARAMS: GenerateParams = {
+  maxTokens: envNumber('BENCH_MAX_TOKENS', 64),
+  temperature: 1,
+  topLogprobs: 16,
+};
 const POLICIES = (process.env.BENCH_POLICIES ?? 'round_robin,least_loaded,prefix_affinity').split(
   ',',
 ) as PolicyName[];
@@ -74,7 +79,9 @@ if (SHAPE !== 'rollouts' && SHAPE !== 'burst')
 const QUESTIONS = envNumber('BENCH_QUESTIONS', 40);
 // Questions run as `muse batch` runs them: at most this many at once, the next starting when one finishes. A
 // single wave of questions would measure the critical path of one question's turns, not the pool.
-const QUESTION_CONCURRENCY = envNumber('BENCH_QUESTION_CONCURRENCY', 3 * MEMBERS);
+// A comma-separated list runs the workload once per value and ends with a table of the hit-rate ratio, the ceiling
+// and the makespans across them: how the gap between the policies moves with the load on the pool's caches.
+const QUESTION_CONCURRENCY = envNumberList('BENCH_QUESTION_CONCURRENCY', [3 * MEMBERS]);
 const BRANCH_POINTS = 2; // K, the parallelMuse default
 const BRANCHES_PER_POINT = 3; // T, the parallelMuse default
 const MIN_TURNS = envNumber('BENCH_MIN_TURNS', 6);
@@ -82,7 +89,9 @@ const MAX_TURNS = envNumber('BENCH_MAX_TURNS', 12);
 if (MAX_TURNS < MIN_TURNS)
   throw new Error(`BENCH_MAX_TURNS (${MAX_TURNS}) is below BENCH_MIN_TURNS (${MIN_TURNS})`);
 const OBSERVATION_TOKENS = [400, 1000] as const; // a search result page or a fetched page's excerpt
-const TOOL_LATENCY_MS = 300; // between a turn's reply and the next turn's request, in simulated time
+// Between a turn's reply and the next turn's request, in simulated time. Short against real search and page fetches
+// (seconds): at 2000 the ratio barely moves (1.56x against 1.62x) while the pool idles a third of the time.
+const TOOL_LATENCY_MS = envNumber('BENCH_TOOL_LATENCY_MS', 300);
 
 const GROUPS = envNumber('BENCH_GROUPS', 24);
 const BRANCHES = 8; // 'burst': requests per group, the first, then the rest once it returns
@@ -144,7 +153,7 @@ interface RolloutPlan {
   turns: number;
 }
 
-function rolloutsWorkload(): Workload {
+function rolloutsWorkload(questionConcurrency: number): Workload {
   const questions = sampleQuestions(QUESTIONS, SEED);
   const turnsOf = (id: string) =>
     MIN_TURNS + new SimRng(mix32(SEED, fnv1a32(id))).int(MAX_TURNS - MIN_TURNS + 1);
@@ -193,7 +202,7 @@ function rolloutsWorkload(): Workload {
 
   return {
     describe:
-      `${QUESTIONS} questions, ${QUESTION_CONCURRENCY} at a time, each: an initial and a from-scratch rollout of ${MIN_TURNS}-${MAX_TURNS} turns, then ` +
+      `${QUESTIONS} questions, ${questionConcurrency} at a time, each: an initial and a from-scratch rollout of ${MIN_TURNS}-${MAX_TURNS} turns, then ` +
       `${BRANCH_POINTS} branch points x ${BRANCHES_PER_POINT} branches continuing to the end ` +
       `(observations ${OBSERVATION_TOKENS.join('-')} tokens, tool latency ${TOOL_LATENCY_MS} ms); ` +
       `${rolloutRequests} rollout requests + ${independent.length} independent requests (~${INDEPENDENT_TOKENS + 550} tokens)`,
@@ -227,7 +236,7 @@ function rolloutsWorkload(): Workload {
       };
       let nextQuestion = 0;
       const questionRuns = Array.from(
-        { length: Math.min(QUESTION_CONCURRENCY, questions.length) },
+        { length: Math.min(questionConcurrency, questions.length) },
         async () => {
           while (nextQuestion < questions.length) {
             const qi = nextQuestion++;
@@ -287,7 +296,8 @@ function burstWorkload(): Workload {
   };
 }
 
-const workload = (): Workload => (SHAPE === 'rollouts' ? rolloutsWorkload() : burstWorkload());
+const workload = (questionConcurrency: number): Workload =>
+  SHAPE === 'rollouts' ? rolloutsWorkload(questionConcurrency) : burstWorkload();
 
 // -- members with load and busy-time accounting-----------------------------------------------------------------------
 
@@ -384,8 +394,12 @@ function countBranchMiss(m: BranchMisses, g: Generation, prefixMember: string | 
   else m.elsewhere++;
 }
 
-async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyName): Promise<PolicyResult> {
-  const pool = `routing-${policy.replace(/_/g, '-')}`;
+async function runPolicy(
+  cfg: Parameters<typeof connectNats>[0],
+  policy: PolicyName,
+  questionConcurrency: number,
+): Promise<PolicyResult> {
+  const pool = `routing-${policy.replace(/_/g, '-')}-q${questionConcurrency}`;
   const members = await Promise.all(
     Array.from({ length: MEMBERS }, (_, i) => startMember(cfg, pool, `sim-${i}`)),
   );
@@ -441,7 +455,7 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
     const timeScale = PROFILE.timeScale ?? 1;
     const sleep = (simMs: number) => new Promise<void>((r) => setTimeout(r, simMs * timeScale));
     const t0 = performance.now();
-    await workload().run(send, sleep);
+    await workload(questionConcurrency).run(send, sleep);
     const makespanS = (performance.now() - t0) / 1000;
 
     const prompt = sum(gens.map((g) => g.usage.promptTokens));
@@ -486,12 +500,12 @@ async function runPolicy(cfg: Parameters<typeof connectNats>[0], policy: PolicyN
  * The workload's hit-rate ceiling: every request served by one server whose cache never evicts, so a request
  * misses only what no earlier request sent. No routing policy can do better; the gap to it is what routing lost.
  */
-async function ceilingHitRate(): Promise<number> {
+async function ceilingHitRate(questionConcurrency: number): Promise<number> {
   const server = new SimBackend({ profile: { timeScale: 0, cacheCapacityTokens: 2 ** 40 } });
   let prompt = 0;
   let cached = 0;
   let n = 0;
-  await workload().run(
+  await workload(questionConcurrency).run(
     async (messages, _kind, _stickyKey, seed) => {
       const g = await server.generate(
         { id: `ceiling-${n++}`, messages, params: { ...PARAMS, seed }, deadline: Date.now() + 60_000 },
@@ -509,27 +523,32 @@ async function ceilingHitRate(): Promise<number> {
 
 const maxMean = (xs: number[]) => Math.max(...xs) / (sum(xs) / xs.length);
 
-async function main() {
-  const stack = await benchStack('routing', { temporal: false });
-  const results: PolicyResult[] = [];
-  const ceiling = await ceilingHitRate();
-  try {
-    console.log(
-      `workload '${SHAPE}': ${workload().describe}; ${CONCURRENCY} in flight through ${ROUTERS} router(s); ` +
-        `${MEMBERS} sim members, timeScale ${PROFILE.timeScale}, cache ${PROFILE.cacheCapacityTokens} tokens each; maxTokens ${PARAMS.maxTokens}`,
-    );
-    for (const policy of POLICIES) {
-      const r = await runPolicy(stack.cfg, policy);
-      results.push(r);
-      console.log(
-        `${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, request-s ${r.loadS.map((b) => b.toFixed(0)).join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')}, evicted blocks ${r.evictedBlocks}` +
-          `${r.decisions.size ? `, decisions ${[...r.decisions].map(([d, n]) => `${d} ${n}`).join(', ')}` : ''})`,
-      );
-    }
-  } finally {
-    await stack.stop();
-  }
+interface SweepPoint {
+  questionConcurrency: number;
+  ceiling: number;
+  rr?: PolicyResult;
+  pa?: PolicyResult;
+}
 
+/** Runs every policy on the workload with this many questions at a time and prints its report. */
+async function runWorkload(
+  cfg: Parameters<typeof connectNats>[0],
+  questionConcurrency: number,
+): Promise<SweepPoint> {
+  const results: PolicyResult[] = [];
+  const ceiling = await ceilingHitRate(questionConcurrency);
+  console.log(
+    `\nworkload '${SHAPE}': ${workload(questionConcurrency).describe}; ${CONCURRENCY} in flight through ${ROUTERS} router(s); ` +
+      `${MEMBERS} sim members, timeScale ${PROFILE.timeScale}, cache ${PROFILE.cacheCapacityTokens} tokens each; maxTokens ${PARAMS.maxTokens}`,
+  );
+  for (const policy of POLICIES) {
+    const r = await runPolicy(cfg, policy, questionConcurrency);
+    results.push(r);
+    console.log(
+      `${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, request-s ${r.loadS.map((b) => b.toFixed(0)).join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')}, evicted blocks ${r.evictedBlocks}` +
+        `${r.decisions.size ? `, decisions ${[...r.decisions].map(([d, n]) => `${d} ${n}`).join(', ')}` : ''})`,
+    );
+  }
   console.log(
     '\nload = request-seconds per member (time integral of requests in its backend); also by requests served and by token work (uncached prompt + completion tokens)',
   );
@@ -561,8 +580,9 @@ async function main() {
       })),
     ),
   );
-  const rr = results.find((r) => r.policy === 'round_robin')!;
-  const pa = results.find((r) => r.policy === 'prefix_affinity')!;
+  const rr = results.find((r) => r.policy === 'round_robin');
+  const pa = results.find((r) => r.policy === 'prefix_affinity');
+  if (!rr || !pa) return { questionConcurrency, ceiling, rr, pa };
   const ratio = pa.hitRate / rr.hitRate;
   console.log(
     `\nceiling (one server, cache never evicts): hit rate ${ceiling.toFixed(3)}, ${(ceiling / rr.hitRate).toFixed(2)}x round_robin; ` +
@@ -591,6 +611,40 @@ async function main() {
   console.log(
     `prefix_affinity utilisation: ${pa.utilisation.toFixed(2)} (target >= ${TARGETS.utilisation}: ${mark(pa.utilisation >= TARGETS.utilisation)})`,
   );
+  return { questionConcurrency, ceiling, rr, pa };
+}
+
+async function main() {
+  if (SHAPE === 'burst' && QUESTION_CONCURRENCY.length > 1)
+    throw new Error("BENCH_QUESTION_CONCURRENCY lists apply to the 'rollouts' workload only");
+  const stack = await benchStack('routing', { temporal: false });
+  const points: SweepPoint[] = [];
+  try {
+    for (const qc of QUESTION_CONCURRENCY) points.push(await runWorkload(stack.cfg, qc));
+  } finally {
+    await stack.stop();
+  }
+  if (points.length > 1) {
+    console.log(
+      '\nacross question concurrency (makespan: the same 40 questions, so lower is more throughput)\n',
+    );
+    console.log(
+      table(
+        points.map(({ questionConcurrency, ceiling, rr, pa }) => ({
+          'questions at a time': questionConcurrency,
+          'round_robin hit rate': rr?.hitRate ?? '',
+          'prefix_affinity hit rate': pa?.hitRate ?? '',
+          ratio: rr && pa ? pa.hitRate / rr.hitRate : '',
+          'ceiling / round_robin': rr ? ceiling / rr.hitRate : '',
+          'prefix_affinity share of ceiling': pa ? pa.hitRate / ceiling : '',
+          'round_robin makespan s': rr?.makespanS ?? '',
+          'prefix_affinity makespan s': pa?.makespanS ?? '',
+          'prefix_affinity max/mean load': pa ? maxMean(pa.loadS) : '',
+          'prefix_affinity utilisation': pa?.utilisation ?? '',
+        })),
+      ),
+    );
+  }
   process.exit(0);
 }
 
