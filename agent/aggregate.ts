@@ -17,7 +17,10 @@ const words = (s: string) =>
  * word: 'A' is a multiple-choice answer, not an empty one.
  */
 export function normalizeAnswer(s: string): string {
-  const bare = s.normalize('NFKC').toLowerCase().replace(/[\p{P}\p{S}]/gu, '');
+  const bare = s
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[\p{P}\p{S}]/gu, '');
   return words(bare.replace(ARTICLES, ' ')) || words(bare);
 }
 
