@@ -38,7 +38,7 @@ import {
   type UsageTotals,
 } from '../agent/trajectory.js';
 import type { Termination } from '../agent/types.js';
-import { meanUncertainty } from '../agent/uncertainty.js';
+import { meanUncertainty, tallyTurns } from '../agent/uncertainty.js';
 import { fmix32, fnv1a32 } from '../common/hash.js';
 import { createLimiter } from '../common/limiter.js';
 import {
@@ -179,7 +179,13 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
                         ref: s.ref,
                         untilStep: Math.min(s.untilStep ?? Number.MAX_SAFE_INTEGER, branch.step),
                       })),
-                      prefixSteps: branch.parent.branchable!.slice(0, branch.step),
+                      ...(branchedFrom(origin, branch.round)
+                        ? { prefixSteps: branch.parent.branchable!.slice(0, branch.step) }
+                        : {
+                            prefixUncertainty: tallyTurns(
+                              branch.parent.branchable!.slice(0, branch.step).map((s) => s.regions),
+                            ),
+                          }),
                       lineage,
                       ...(branch.parent.promptTokenRatio !== undefined
                         ? { promptTokenRatio: branch.parent.promptTokenRatio }

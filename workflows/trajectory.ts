@@ -58,7 +58,14 @@ export interface TrajectoryInput {
     contextRef: string;
     step: number;
     prefixLog: StepLogSegment[];
-    prefixSteps: BranchableStep[];
+    /**
+     * The parent's branching facts for the reused steps, which this rollout's own `branchable` continues: sent only
+     * when it keeps them (a later round branches from it). Otherwise `prefixUncertainty` stands in for them: each
+     * branch's start would copy up to 512 steps of facts into the question's history for one tally.
+     */
+    prefixSteps?: BranchableStep[];
+    /** The uncertainty over the reused steps, when `prefixSteps` is not sent. */
+    prefixUncertainty?: UncertaintyTally;
     lineage: Lineage;
     /** The parent's learned ratio (see CarriedState), so the branch's first window check is calibrated. */
     promptTokenRatio?: number;
@@ -131,8 +138,9 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     log: input.branch?.prefixLog ?? [],
     ...(input.keepBranchable === false
       ? {}
-      : { branchable: input.branch ? [...input.branch.prefixSteps] : [] }),
-    uncertainty: tallyTurns((input.branch?.prefixSteps ?? []).map((s) => s.regions)),
+      : { branchable: input.branch ? [...(input.branch.prefixSteps ?? [])] : [] }),
+    uncertainty:
+      input.branch?.prefixUncertainty ?? tallyTurns((input.branch?.prefixSteps ?? []).map((s) => s.regions)),
     lastAction: input.branch ? `branched at step ${input.branch.step}` : 'starting',
     ...(input.branch?.promptTokenRatio !== undefined
       ? { promptTokenRatio: input.branch.promptTokenRatio }

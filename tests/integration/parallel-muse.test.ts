@@ -5,14 +5,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrajectoryResult } from '../../agent/trajectory.js';
+import { tallyTurns } from '../../agent/uncertainty.js';
 import { assignWorkflowIds, runBatch, sharedBatchSpec } from '../../client/batch.js';
 import { parseParallelMuseSpec, runParallelMuse, startParallelMuse } from '../../client/parallel-muse.js';
 import { JobSpecError, queryProgress, stepsInRetry } from '../../client/trajectories.js';
+import { unpackValue } from '../../common/msgpack.js';
 import { PoolMember } from '../../inference/member.js';
 import type { InferenceBackend } from '../../inference/types.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import type { parallelMuse } from '../../workflows/parallel-muse.js';
+import type { TrajectoryInput } from '../../workflows/trajectory.js';
 import {
   inProcessMember,
   inProcessWorker,
@@ -32,6 +35,13 @@ const toolCalls: { trajectoryId?: string; step?: number; tool: string }[] = [];
 /** A child trajectory's own result, read from Temporal. */
 const childResult = (questionId: string, rolloutId: string) =>
   suite.client.workflow.getHandle(`${questionId}/${rolloutId}`).result() as Promise<TrajectoryResult>;
+
+/** What a rollout was started with (its first run's input, as its history holds it). */
+async function childInput(questionId: string, rolloutId: string): Promise<TrajectoryInput> {
+  const history = await suite.client.workflow.getHandle(`${questionId}/${rolloutId}`).fetchHistory();
+  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+  return unpackValue<TrajectoryInput>(started!.input!.payloads![0]!.data!);
+}
 
 /**
  * An aggregation member that refuses chosen report or integration calls for good (a server's rejection that no retry
@@ -204,10 +214,21 @@ describe('ParallelMuse', () => {
       expect(round2.length).toBeGreaterThan(0);
       for (const p of round2) expect(round1Ids).toContain(p.id);
       expect(pointsOf(2)).toEqual(expected(round2));
-      // Only rollouts a later round branches from carry their branching facts into the question's history.
+      // Only rollouts a later round branches from carry their branching facts into the question's history: in their
+      // results, and in a branch's start (the parent's facts for the steps it reuses; a last-round branch gets the
+      // tally of their uncertainty instead).
       for (const r of result.rollouts) {
         const out = await childResult('pm-r2', r.rolloutId);
-        expect(out.branchable !== undefined, r.rolloutId).toBe(r.origin !== 'scratch' && r.lineage.round < 2);
+        const branchedFrom = r.origin !== 'scratch' && r.lineage.round < 2;
+        expect(out.branchable !== undefined, r.rolloutId).toBe(branchedFrom);
+        if (r.origin !== 'branch') continue;
+        const { branch } = await childInput('pm-r2', r.rolloutId);
+        expect(branch!.prefixSteps !== undefined, r.rolloutId).toBe(branchedFrom);
+        expect(branch!.prefixUncertainty !== undefined, r.rolloutId).toBe(!branchedFrom);
+        const parent = await childResult('pm-r2', r.lineage.parentRolloutId!);
+        const reused = parent.branchable!.slice(0, branch!.step);
+        if (branchedFrom) expect(branch!.prefixSteps).toEqual(reused);
+        else expect(branch!.prefixUncertainty).toEqual(tallyTurns(reused.map((s) => s.regions)));
       }
       // T = 3 branches per point found; whatever the points could not use is filled from scratch.
       expect(result.plan.partial).toBe(3 * (round1.length + round2.length));
