@@ -41,19 +41,18 @@ class TextRefCache {
     if (e.generation !== this.blobs.generation(namespace)) return undefined;
     return Date.now() - e.writtenAt <= this.blobs.freshForMs ? e.ref : undefined;
   }
-  written(text: string, ref: BlobRef): void {
-    this.add(text, ref, Date.now());
+  written(text: string, ref: BlobRef, generation: number): void {
+    this.add(text, ref, Date.now(), generation);
   }
   read(text: string, ref: BlobRef, writtenAt: number): void {
     const e = this.map.get(text);
     if (!e || e.writtenAt < writtenAt || e.generation !== this.generationOf(e.ref))
-      this.add(text, ref, writtenAt);
+      this.add(text, ref, writtenAt, this.generationOf(ref));
   }
   private generationOf(ref: BlobRef): number {
     return this.blobs.generation(parseBlobRef(ref).namespace);
   }
-  private add(text: string, ref: BlobRef, writtenAt: number): void {
-    const generation = this.generationOf(ref);
+  private add(text: string, ref: BlobRef, writtenAt: number, generation: number): void {
     const e = this.map.get(text);
     if (e) {
       e.ref = ref;
@@ -83,8 +82,10 @@ export class ContextStore {
   async putText(namespace: string, text: string): Promise<BlobRef> {
     const known = this.refs.get(text, namespace);
     if (known) return known;
+    // Taken before the write: a deletion announced while it is under way leaves the reference stale at once.
+    const generation = this.blobs.generation(namespace);
     const ref = await this.blobs.put(namespace, text);
-    this.refs.written(text, ref);
+    this.refs.written(text, ref, generation);
     return ref;
   }
 

@@ -161,11 +161,11 @@ export class BlobStore {
     // A KV entry carries its write time; an object's would take another request, so it stays unknown.
     let writtenAt = Number.NEGATIVE_INFINITY;
     if (kind === 'kv') {
-      const entry = await this.onKv(namespace, (kv) => kv.get(key));
+      const entry = await this.onKv(namespace, (kv) => kv.get(key), null);
       bytes = entry && entry.operation === 'PUT' ? entry.value : null;
       if (entry) writtenAt = entry.created.getTime();
     } else {
-      bytes = await this.onObj(namespace, (os) => os.getBlob(key));
+      bytes = await this.onObj(namespace, (os) => os.getBlob(key), null);
     }
     if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
     const value = unpackValue<T>(bytes);
@@ -189,7 +189,7 @@ export class BlobStore {
   }
 
   async getMemo<T = unknown>(namespace: string, name: string): Promise<T | undefined> {
-    const entry = await this.onKv(namespace, (kv) => kv.get(memoKey(name)));
+    const entry = await this.onKv(namespace, (kv) => kv.get(memoKey(name)), null);
     return entry && entry.operation === 'PUT' && entry.value.length > 0
       ? unpackValue<T>(entry.value)
       : undefined;
@@ -223,26 +223,29 @@ export class BlobStore {
 
   /**
    * Runs `op` on the namespace's KV bucket. A bucket deleted since this process opened it (a deletion it did not
-   * hear of: sent while it was disconnected, or still on its way) is opened again, which makes it anew, and `op`
-   * retried once; without this every later put there would fail for as long as the process lives.
+   * hear of: sent while it was disconnected, or still on its way) is forgotten. A write then opens it again, which
+   * makes it anew, and is retried once: without this every later put there would fail for as long as the process
+   * lives. A read (`missing` given) answers `missing` instead: the content is gone, and a read makes no bucket.
    */
-  private async onKv<T>(namespace: string, op: (kv: KV) => Promise<T>): Promise<T> {
+  private async onKv<T>(namespace: string, op: (kv: KV) => Promise<T>, missing?: T): Promise<T> {
     try {
       return await op(await this.kv(namespace));
     } catch (err) {
       if (!isMissingStream(err)) throw err;
       this.dropNamespace(namespace);
+      if (missing !== undefined) return missing;
       return op(await this.kv(namespace));
     }
   }
 
   /** onKv for the namespace's Object Store bucket. */
-  private async onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>): Promise<T> {
+  private async onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>, missing?: T): Promise<T> {
     try {
       return await op(await this.obj(namespace));
     } catch (err) {
       if (!isMissingStream(err)) throw err;
       this.dropNamespace(namespace);
+      if (missing !== undefined) return missing;
       return op(await this.obj(namespace));
     }
   }

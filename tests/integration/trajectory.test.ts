@@ -77,10 +77,14 @@ describe('content store', () => {
     const page = 'a long page '.repeat(25_000);
     await blobs.put(ns, 'before');
     await blobs.put(ns, page);
+    await blobs.setMemo(ns, 'a tool call', 'its result');
     // Deleted behind this store's back (no announcement reaches it): its open handles now point at nothing.
     const jsm = await jetstreamManager(suite.nc);
     await jsm.streams.delete(`KV_muse-${ns}`);
     await jsm.streams.delete(`OBJ_muse-${ns}`);
+    // A read finds nothing, and makes no bucket.
+    expect(await blobs.getMemo(ns, 'a tool call')).toBeUndefined();
+    await expect(jsm.streams.info(`KV_muse-${ns}`)).rejects.toThrow(/not found/);
     const small = await blobs.put(ns, 'after');
     const large = await blobs.put(ns, page);
     const reader = new BlobStore(suite.nc);
