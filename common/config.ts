@@ -28,6 +28,7 @@ export const ConfigSchema = z
       .strict()
       .refine((t) => (t.tlsCertPath === undefined) === (t.tlsKeyPath === undefined), {
         message: 'tlsCertPath and tlsKeyPath go together (a client certificate and its key)',
+        path: ['tlsCertPath'],
       })
       .prefault({}),
     nats: z
@@ -80,7 +81,7 @@ export const ConfigSchema = z
       .prefault({}),
     telemetry: z
       .object({
-        /** none | console | file (JSON lines under dataDir/traces.jsonl, or `file` path) */
+        /** none | console (JSON lines on stderr) | file (JSON lines under dataDir/traces.jsonl, or `file` path) */
         exporter: z.enum(['none', 'console', 'file']).default('none'),
         file: z.string().optional(),
         serviceName: z.string().default('muse'),

@@ -17,17 +17,25 @@ import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '
 import { Resource } from '@opentelemetry/resources';
 import {
   BasicTracerProvider,
-  ConsoleSpanExporter,
   type ReadableSpan,
   SimpleSpanProcessor,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
 import type { MuseConfig } from './config.js';
 
-/** Writes finished spans as JSON lines; several processes may append to one file. */
+/**
+ * Writes finished spans as JSON lines: to a file several processes may append to, or to standard error (the
+ * `console` exporter), which keeps them out of what a command prints on standard output (`muse run --json`).
+ */
 export class JsonLinesSpanExporter implements SpanExporter {
-  constructor(private readonly file: string) {
-    mkdirSync(dirname(file), { recursive: true });
+  private readonly write: (text: string) => void;
+  constructor(target: string | 'stderr') {
+    if (target === 'stderr') {
+      this.write = (text) => process.stderr.write(text);
+    } else {
+      mkdirSync(dirname(target), { recursive: true });
+      this.write = (text) => appendFileSync(target, text);
+    }
   }
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
     const lines = spans.map((s) =>
@@ -43,7 +51,7 @@ export class JsonLinesSpanExporter implements SpanExporter {
       }),
     );
     try {
-      appendFileSync(this.file, `${lines.join('\n')}\n`);
+      this.write(`${lines.join('\n')}\n`);
       done({ code: ExportResultCode.SUCCESS });
     } catch (error) {
       done({ code: ExportResultCode.FAILED, error: error as Error });
@@ -69,7 +77,7 @@ export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporte
   const kind = cfg.telemetry.exporter;
   exporter =
     kind === 'console'
-      ? new ConsoleSpanExporter()
+      ? new JsonLinesSpanExporter('stderr')
       : kind === 'file'
         ? new JsonLinesSpanExporter(cfg.telemetry.file ?? `${cfg.dataDir}/traces.jsonl`)
         : undefined;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Client, Connection, type TLSConfig } from '@temporalio/client';
+import { Client, Connection, type TLSConfig, type WorkflowClientInterceptor } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import type { MuseConfig } from './config.js';
 import { initTelemetry } from './telemetry.js';
@@ -31,7 +31,11 @@ export function temporalConnectionOptions(cfg: MuseConfig): {
     }
   };
   const wantsTls =
-    t.tls || t.apiKey !== undefined || t.tlsCertPath !== undefined || t.tlsCaPath !== undefined;
+    t.tls ||
+    t.apiKey !== undefined ||
+    t.tlsCertPath !== undefined ||
+    t.tlsCaPath !== undefined ||
+    t.tlsServerName !== undefined;
   const tls: TLSConfig | undefined = wantsTls
     ? {
         ...(t.tlsCertPath && t.tlsKeyPath
@@ -69,6 +73,24 @@ export async function connectClient(cfg: MuseConfig): Promise<Client> {
     connection,
     namespace: cfg.temporal.namespace,
     dataConverter: { payloadConverterPath },
-    interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] },
+    interceptors: { workflow: [tracingClientInterceptor()] },
   });
+}
+
+/**
+ * Traces the calls that start or change a workflow, whose spans open or join its trace. Queries and lookups are left
+ * out: `muse run` and `muse batch` poll progress several times a second, and each would be a trace of its own.
+ */
+function tracingClientInterceptor(): WorkflowClientInterceptor {
+  const otel = new OpenTelemetryWorkflowClientInterceptor();
+  return {
+    start: (input, next) => otel.start(input, next),
+    startWithDetails: (input, next) => otel.startWithDetails(input, next),
+    signalWithStart: (input, next) => otel.signalWithStart(input, next),
+    signal: (input, next) => otel.signal(input, next),
+    startUpdate: (input, next) => otel.startUpdate(input, next),
+    startUpdateWithStart: (input, next) => otel.startUpdateWithStart(input, next),
+    cancel: (input, next) => otel.cancel(input, next),
+    terminate: (input, next) => otel.terminate(input, next),
+  };
 }

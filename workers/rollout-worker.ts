@@ -107,6 +107,8 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     }
   }
   const exporter = initTelemetry(config, 'worker') ?? noopExporter;
+  // Read first: a wrong certificate path is reported before anything is connected.
+  const connectionOptions = temporalConnectionOptions(config);
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
   const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs });
   const activities = createActivities({
@@ -117,11 +119,11 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     onModelCall: opts.onModelCall,
     onToolCall: opts.onToolCall,
   });
-  const connectionOptions = temporalConnectionOptions(config);
   let connection: NativeConnection;
   try {
     connection = await NativeConnection.connect(connectionOptions);
   } catch (err) {
+    if (!opts.nc) await nc.close();
     throw new Error(
       `cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``,
     );

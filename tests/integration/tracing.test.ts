@@ -60,6 +60,23 @@ describe('tracing', () => {
       const inTrace = spans.filter((s) => s.traceId === start!.traceId).map((s) => s.name);
       expect(inTrace.some((n) => n.startsWith('RunWorkflow:trajectory'))).toBe(true);
       expect(inTrace).toContain('pool.generate');
+      // muse run polls progress several times a second; those queries are not traced, each a trace of its own.
+      expect(spans.filter((s) => s.name.startsWith('QueryWorkflow'))).toEqual([]);
+
+      // The console exporter writes to stderr: what --json prints on stdout stays JSON.
+      const consoleCfg = { ...cfg, telemetry: { ...cfg.telemetry, exporter: 'console' as const } };
+      const json = await runMuse(consoleCfg, [
+        'run',
+        '--json',
+        '--pool',
+        'traced-cli',
+        '--max-turns',
+        '20',
+        q!.question,
+      ]).done;
+      expect(json.code, json.stderr).toBe(0);
+      expect(JSON.parse(json.stdout)).toMatchObject({ termination: expect.any(String) });
+      expect(json.stderr).toContain('"name":"StartWorkflow:trajectory"');
     } finally {
       await worker.stop();
       await member.stop();
