@@ -580,6 +580,15 @@ async function runWorkload(
       })),
     ),
   );
+  if (SHAPE === 'burst') {
+    for (const r of results) {
+      const m = r.branchMisses;
+      console.log(
+        `${r.policy}: ${m.elsewhere + m.evicted} of ${m.branches} branch requests missed their group's prefix: ` +
+          `${m.elsewhere} sent to a member without it, ${m.evicted} on its member after it was evicted before they ran`,
+      );
+    }
+  }
   const rr = results.find((r) => r.policy === 'round_robin');
   const pa = results.find((r) => r.policy === 'prefix_affinity');
   if (!rr || !pa) return { questionConcurrency, ceiling, rr, pa };
@@ -591,15 +600,6 @@ async function runWorkload(
   console.log(
     `branch requests (every turn of the partial rollouts): prefix_affinity ${pa.branchHitRate.toFixed(3)} vs round_robin ${rr.branchHitRate.toFixed(3)}, ${(pa.branchHitRate / rr.branchHitRate).toFixed(2)}x`,
   );
-  if (SHAPE === 'burst') {
-    for (const r of results) {
-      const m = r.branchMisses;
-      console.log(
-        `${r.policy}: ${m.elsewhere + m.evicted} of ${m.branches} branch requests missed their group's prefix: ` +
-          `${m.elsewhere} sent to a member without it, ${m.evicted} on its member after it was evicted before they ran`,
-      );
-    }
-  }
   const mark = (ok: boolean) => (ok ? 'met' : 'NOT met');
   console.log(
     `\nprefix_affinity / round_robin hit rate: ${ratio.toFixed(2)}x (target >= ${TARGETS.hitRatio}x: ${mark(ratio >= TARGETS.hitRatio)})`,
@@ -626,7 +626,7 @@ async function main() {
   }
   if (points.length > 1) {
     console.log(
-      '\nacross question concurrency (makespan: the same 40 questions, so lower is more throughput)\n',
+      `\nacross question concurrency (makespan: the same ${QUESTIONS} questions, so lower is more throughput)\n`,
     );
     console.log(
       table(
