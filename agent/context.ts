@@ -104,6 +104,8 @@ export function actionText(turn: ParsedTurn, rawTurn: string): string {
       const rest = rawTurn
         .replace(/<think>[\s\S]*?<\/think>/g, '')
         .replace(/^[\s\S]*?<\/think>/, '')
+        // A turn cut off inside its reasoning: the unfinished thought is not an action to show again.
+        .replace(/<think>[\s\S]*$/, '')
         .replace(/<report>[\s\S]*?(<\/report>|$)/g, '')
         .trim();
       return rest.length > 0 ? rest : '(no action)';

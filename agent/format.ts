@@ -172,7 +172,7 @@ export interface TurnSpans {
   think: TextSpan;
   /** False when the turn has neither `<think>` nor `</think>`: `think` is then just whatever precedes the action. */
   thinkTagged: boolean;
-  /** A `<report>` that comes before the action. */
+  /** A `<report>` that comes before the action: closed, or ended by the action's tag. */
   report: TextSpan | null;
   /** The first `<tool_call>` or `<answer>` after the reasoning; an unclosed one stops at a tag that cannot be in it. */
   action: (TextSpan & { kind: 'tool_call' | 'answer' }) | null;
@@ -202,7 +202,10 @@ export function turnSpans(text: string): TurnSpans {
   const action = first
     ? { kind: isCall ? ('tool_call' as const) : ('answer' as const), start: first.start, end: first.end }
     : null;
-  const report = r && (reportFirst || !first || r.open < first.open) ? { start: r.start, end: r.end } : null;
+  // An unclosed <report> with no action after it is a turn cut off mid-report: not a report, or an iterresearch
+  // trajectory would replace its whole report with the fragment.
+  const report =
+    r && (reportFirst || (first ? r.open < first.open : r.closed)) ? { start: r.start, end: r.end } : null;
   return { think, thinkTagged: tagged, report, action };
 }
 

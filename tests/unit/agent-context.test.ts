@@ -151,6 +151,19 @@ describe('iterresearch', () => {
     expect(content).not.toContain('obs 1');
   });
 
+  it('keeps its report when a turn is cut off mid-report, and does not repeat an unfinished thought as the action', () => {
+    const t1 =
+      '<think>a</think><report>FACT1 (src A). FACT2 (src B).</report><tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>';
+    let s = p.advance(p.initial('Q?'), parseTurn(t1), t1, 'obs 1');
+    const cutInReport = '<think>b</think><report>FACT1 (src A). FA';
+    s = p.advance(s, parseTurn(cutInReport), cutInReport, 'no action');
+    expect(s.report).toBe('FACT1 (src A). FACT2 (src B).');
+    const cutInThought = '<think>I should search for the founder next, then';
+    s = p.advance(s, parseTurn(cutInThought), cutInThought, 'no action');
+    expect(s.steps[0]!.turn).toBe('(no action)');
+    expect(s.report).toBe('FACT1 (src A). FACT2 (src B).');
+  });
+
   it('shows a malformed call as written', () => {
     const t = '<think>x</think><report>R</report><tool_call>{bad</tool_call>';
     const s = p.advance(p.initial('Q'), parseTurn(t), t, 'Error');

@@ -125,6 +125,12 @@ describe('parseTurn', () => {
     const a = parseTurn('<think>t</think><report>R</report><answer>X</answer>');
     expect(a).toEqual({ kind: 'answer', think: 't', answer: 'X', report: 'R' });
     expect('report' in parseTurn('<think>t</think><answer>X</answer>')).toBe(false);
+    // Cut off inside the report, no action after it: no report (an unclosed one ended by an action still counts).
+    expect('report' in parseTurn('<think>t</think><report>R1. R2 is par')).toBe(false);
+    expect(parseTurn('<think>t</think><report>R<answer>X</answer>')).toMatchObject({
+      report: 'R',
+      answer: 'X',
+    });
   });
 
   it('keeps the action of a turn the model wrote past, into an imagined next turn', () => {
