@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { parseSummary, parseTurn } from '../agent/format.js';
+import { parseSummary, parseTurn, summaryComplete } from '../agent/format.js';
 import type { StepKind, StepRecord } from '../agent/trajectory.js';
 import type {
   ChatMessage,
@@ -112,6 +112,17 @@ export interface SummarizeInput {
 }
 
 /** The summary prompt's limit in estimated tokens (see promptBudgetTokens). */
+export interface SummarizeResult {
+  /**
+   * 'max_context': no usable summary (see summarizeStep); the history is unchanged. Absent in results recorded
+   * before it was added, which were all summaries.
+   */
+  status?: 'summarized' | 'max_context';
+  contextRef: string;
+  usage: TokenUsage;
+  reason?: string;
+}
+
 function summaryBudget(input: SummarizeInput): number | undefined {
   if (input.contextWindow === undefined) return undefined;
   return promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio);
@@ -322,8 +333,13 @@ export function createActivities(deps: ActivityDeps) {
       });
     },
 
-    /** resum's context-management step: the model summarises, the history is replaced by question + summary. */
-    async summarizeStep(input: SummarizeInput): Promise<{ contextRef: string; usage: TokenUsage }> {
+    /**
+     * resum's context-management step: the model summarises, the history is replaced by question + summary. When no
+     * usable summary can be had (the server refuses even the cut prompt, or the summary is cut off at
+     * maxTokensPerTurn) the history is left as it is and the status says the window is full: the trajectory ends
+     * with `max_context` rather than failing, or going on from a fragment.
+     */
+    async summarizeStep(input: SummarizeInput): Promise<SummarizeResult> {
       const { policy, state } = await loadContext(input);
       let budget = summaryBudget(input);
       let g: Generation | undefined;
@@ -338,17 +354,31 @@ export function createActivities(deps: ActivityDeps) {
             { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
           );
         } catch (err) {
-          if (!(err instanceof ContextLengthError) || budget === undefined || attempt >= 2) throw err;
+          if (!(err instanceof ContextLengthError)) throw err;
+          if (budget === undefined || attempt >= 2)
+            return {
+              status: 'max_context',
+              contextRef: input.contextRef,
+              usage: { promptTokens: 0, cachedPromptTokens: 0, completionTokens: 0 },
+              reason: `the server refuses even the cut summary prompt (${err.message})`,
+            };
           budget = Math.floor(budget / 2);
         }
       }
+      if (!summaryComplete(g.text, g.finishReason))
+        return {
+          status: 'max_context',
+          contextRef: input.contextRef,
+          usage: g.usage,
+          reason: `the summary was cut off at ${input.sampling.maxTokensPerTurn} tokens`,
+        };
       const summary = parseSummary(g.text) ?? g.text.trim();
       const contextRef = await content.putContext(
         namespaceFor(input.jobId),
         input.policy,
         policy.applySummary(state, summary),
       );
-      return { contextRef, usage: g.usage };
+      return { status: 'summarized', contextRef, usage: g.usage };
     },
 
     async saveStepLog(input: { jobId: string; records: StepRecord[] }): Promise<string> {

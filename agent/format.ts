@@ -246,6 +246,19 @@ export function parseSummary(text: string): string | null {
   return tagOrWhole(text, 'summary');
 }
 
+/**
+ * Whether a ReSum summary turn finished: not cut off inside its reasoning, and either a closed <summary> or a
+ * generation that stopped by itself. A cut-off one stored as the summary would replace the whole history with a
+ * fragment.
+ */
+export function summaryComplete(text: string, finishReason: 'stop' | 'length'): boolean {
+  if (text.includes('<think>') && !text.includes('</think>')) return false;
+  const body = afterThink(text);
+  const open = body.lastIndexOf('<summary>');
+  if (open >= 0 && body.indexOf('</summary>', open) >= 0) return true;
+  return finishReason !== 'length';
+}
+
 /** The <report> of an aggregation report call; same fallback as parseSummary. */
 export function parseReport(text: string): string | null {
   return tagOrWhole(text, 'report');

@@ -240,8 +240,13 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           contextWindow: spec.contextWindow,
           promptTokenRatio,
         });
-        contextRef = s.contextRef;
         usage = addUsage(usage, { ...s.usage, llmCalls: 1 });
+        if (s.status === 'max_context') {
+          lastAction = `could not summarise: ${s.reason ?? 'no usable summary'}`;
+          finished = { termination: 'max_context', prediction: null };
+          break;
+        }
+        contextRef = s.contextRef;
         summarized = true;
         lastAction = 'summarised the history';
         continue;

@@ -7,13 +7,15 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ContextStore } from '../../activities/content.js';
-import { createActivities, type ToolStepResult } from '../../activities/index.js';
+import { createActivities, type SummarizeResult, type ToolStepResult } from '../../activities/index.js';
 import { contextPolicy } from '../../agent/context.js';
-import { TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
+import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
+import { PoolMember } from '../../inference/member.js';
+import { ContextLengthError } from '../../inference/types.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { ToolRegistry } from '../../tools/registry.js';
@@ -138,6 +140,73 @@ describe('content store', () => {
     await content.putText(ns, 'read when old');
     expect(writes.filter((w) => w === 'read when old')).toHaveLength(1);
     await blobs.deleteNamespace(ns);
+  });
+});
+
+describe('resum summary step', () => {
+  it('leaves the history alone and says the window is full when the summary is cut off or the prompt refused', async () => {
+    let mode: 'cut' | 'refuse' | 'whole' = 'cut';
+    const raw = (text: string, finishReason: 'stop' | 'length') => ({
+      text,
+      tokens: [{ token: text, logprob: -0.1, topLogprobs: [-0.1, -2.5] }],
+      usage: { promptTokens: 900, cachedPromptTokens: 0, completionTokens: 100 },
+      finishReason,
+      model: 'summariser',
+    });
+    const member = new PoolMember({
+      nc: suite.nc,
+      pool: 'summaries',
+      id: 'summariser',
+      backend: {
+        kind: 'scripted',
+        async generate() {
+          if (mode === 'refuse') throw new ContextLengthError('maximum context length is 6000 tokens');
+          if (mode === 'cut')
+            return raw('<think>Let me go through the history. Step 1 searched for', 'length');
+          return raw('<think>done</think><summary>Found: the founder is A.</summary>', 'stop');
+        },
+      },
+    });
+    await member.start();
+    const blobs = new BlobStore(suite.nc);
+    const activities = createActivities({ nc: suite.nc, blobs, tools: new ToolRegistry([]), config: cfg });
+    try {
+      const jobId = `summary-${randomUUID().slice(0, 8)}`;
+      const content = new ContextStore(blobs);
+      const resum = contextPolicy('resum');
+      const turn = '<think>look</think><tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>';
+      const state = resum.advance(resum.initial('Q?'), parseTurn(turn), turn, 'a page');
+      const contextRef = await content.putContext(namespaceFor(jobId), 'resum', state);
+      const input = {
+        jobId,
+        trajectoryId: `traj-${jobId}`,
+        step: 1,
+        policy: 'resum' as const,
+        contextRef,
+        pool: 'summaries',
+        sampling: { temperature: 0.85, topLogprobs: 2, maxTokensPerTurn: 100 },
+        seed: 1,
+        contextWindow: 6000,
+      };
+      const summarize = (): Promise<SummarizeResult> =>
+        new MockActivityEnvironment({
+          currentAttemptScheduledTimestampMs: Date.now(),
+          startToCloseTimeoutMs: 60_000,
+        }).run(activities.summarizeStep, input) as Promise<SummarizeResult>;
+      const cut = await summarize();
+      expect(cut).toMatchObject({ status: 'max_context', contextRef, reason: /cut off at 100 tokens/ });
+      mode = 'refuse';
+      expect(await summarize()).toMatchObject({ status: 'max_context', contextRef, reason: /refuses/ });
+      mode = 'whole';
+      const done = await summarize();
+      expect(done.status).toBe('summarized');
+      expect((await content.getContext(done.contextRef)).state).toMatchObject({
+        steps: [],
+        summary: 'Found: the founder is A.',
+      });
+    } finally {
+      await member.stop();
+    }
   });
 });
 

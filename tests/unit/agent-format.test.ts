@@ -6,6 +6,7 @@ import {
   parseReport,
   parseSummary,
   parseTurn,
+  summaryComplete,
   TOOL_CALL_FORMAT_ERROR,
   toolCallProblem,
   turnSpans,
@@ -115,6 +116,16 @@ describe('parseTurn', () => {
       kind: 'no_action',
       think: 'only thinking',
     });
+  });
+
+  it('tells a finished ReSum summary from one cut off at the token limit', () => {
+    expect(summaryComplete('<think>Let me go through the history. Step 1 searched for', 'length')).toBe(
+      false,
+    );
+    expect(summaryComplete('<think>a</think><summary>Found A; next B', 'length')).toBe(false);
+    expect(summaryComplete('<think>a</think><summary>Found A.</summary> and more', 'length')).toBe(true);
+    expect(summaryComplete('<think>a</think>Found A, untagged.', 'stop')).toBe(true);
+    expect(summaryComplete('<think>never closed', 'stop')).toBe(false);
   });
 
   it('returns the iterresearch report', () => {
