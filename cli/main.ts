@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `muse` command. Thin: parses arguments and calls the modules that do the work.
 import { Command, Option } from 'commander';
+import { failureMessage } from '../client/trajectories.js';
 import { registerContentCommands } from './content.js';
 import { registerRunCommands } from './run.js';
 import { registerServiceCommands } from './services.js';
@@ -16,6 +17,6 @@ registerRunCommands(program);
 registerContentCommands(program);
 
 program.parseAsync(process.argv).catch((err: Error) => {
-  process.stderr.write(`muse: ${err.message ?? err}\n`);
+  process.stderr.write(`muse: ${failureMessage(err)}\n`);
   process.exit(1);
 });

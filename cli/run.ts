@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
 import {
+  failureMessage,
   followTrajectory,
   parseTrajectorySpec,
   queryProgress,
@@ -126,7 +127,7 @@ export function registerRunCommands(program: Command): void {
         // Ended: its result, or why it has none (failed, terminated, cancelled, timed out).
         const ended = await handle.result().then(
           (r) => ({ result: statusResult(desc.type, r) }),
-          (err: Error) => ({ error: (err.cause as Error | undefined)?.message ?? err.message }),
+          (err: Error) => ({ error: failureMessage(err) }),
         );
         console.log(JSON.stringify({ ...base, ...ended }, null, 2));
       } finally {

@@ -22,6 +22,7 @@ import { isProcessAlive } from '../infra/services.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
 import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse, specHash } from './parallel-muse.js';
+import { failureMessage } from './trajectories.js';
 
 export const BatchLineSchema = z
   .object({
@@ -316,7 +317,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           }
           report(result.prediction ?? '(no answer)');
         } catch (err) {
-          summary.failed.push({ line: item.line, error: (err as Error).message });
+          summary.failed.push({ line: item.line, error: failureMessage(err) });
           report();
         }
       }

@@ -15,6 +15,22 @@ export class JobSpecError extends Error {
   override name = 'JobSpecError';
 }
 
+/**
+ * What to tell a user about a failure: Temporal's client errors say only "Workflow execution failed" and keep the
+ * reason in their causes, so the causes are named too; a start refused because the id is taken names the id.
+ */
+export function failureMessage(err: unknown): string {
+  const e = err as { name?: string; message?: string; workflowId?: string; cause?: unknown } | null;
+  if (e?.name === 'WorkflowExecutionAlreadyStartedError' && e.workflowId)
+    return `a workflow with id '${e.workflowId}' is already running or kept: see \`muse status ${e.workflowId}\`, or pass another id`;
+  const parts: string[] = [];
+  for (let c: typeof e = e, depth = 0; c && depth < 4; c = c.cause as typeof e, depth++) {
+    const m = c.message ?? String(c);
+    if (m && !parts.some((p) => p.includes(m))) parts.push(m);
+  }
+  return parts.join(': ') || String(err);
+}
+
 export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   const parsed = TrajectorySpecSchema.safeParse(input);
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);

@@ -313,6 +313,19 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   const rank = (r: RolloutRecord) => ORIGIN_ORDER[r.origin] * launched.size + launchIndex.get(r.rolloutId)!;
   rollouts.sort((a, b) => rank(a) - rank(b));
 
+  // Every rollout failed (a server that refuses the model, say): the question failed rather than completing with no
+  // answer, so `muse run` says so and a batch re-run tries it again. Patched: a question that completed this way
+  // before still replays as completed.
+  if (
+    rollouts.length > 0 &&
+    rollouts.every((r) => r.termination === 'error') &&
+    patched('fail-when-every-rollout-failed')
+  )
+    throw ApplicationFailure.nonRetryable(
+      `every rollout of the question failed (${rollouts.length}); the first: ${rollouts[0]!.error ?? 'no cause recorded'}`,
+      'RolloutsFailed',
+    );
+
   // Stage 2: aggregation over answered rollouts only.
   const answered = rollouts.filter(
     (r) => r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '',

@@ -237,6 +237,36 @@ describe('ParallelMuse', () => {
     });
   });
 
+  it('fails the question when every rollout failed, and says why', async () => {
+    // A server that refuses every request outright (a model name it does not serve, say).
+    const refusing = new PoolMember({
+      nc: suite.nc,
+      pool: 'refuses-all',
+      id: 'refuses-all',
+      backend: {
+        kind: 'scripted',
+        generate: () =>
+          Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false })),
+      },
+    });
+    await refusing.start();
+    try {
+      await withWorker(async () => {
+        const run = runParallelMuse(
+          suite.client,
+          cfg,
+          { n: 2, branchMode: 'none', trajectory: { question: questions[3]!.question, pool: 'refuses-all' } },
+          { workflowId: 'pm-all-failed', jobId: 'pm-all-failed' },
+        );
+        await expect(run).rejects.toThrow();
+        const failure = await run.catch((err: { cause?: { message?: string } }) => err.cause?.message ?? '');
+        expect(failure).toMatch(/every rollout of the question failed \(2\).*model not served/);
+      });
+    } finally {
+      await refusing.stop();
+    }
+  });
+
   it('ends with an explicit no-answer result when no trajectory answers', async () => {
     await withWorker(async () => {
       const { result } = await runParallelMuse(

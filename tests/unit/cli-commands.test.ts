@@ -3,11 +3,14 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { statusResult } from '../../cli/render.js';
 import { registerRunCommands } from '../../cli/run.js';
 import { registerServiceCommands } from '../../cli/services.js';
+import { failureMessage } from '../../client/trajectories.js';
 import { createBackend } from '../../inference/backends/index.js';
 
 let dir: string;
@@ -182,5 +185,25 @@ describe('muse status', () => {
       rollouts: 3,
       terminations: { answer: 2, max_turns: 1 },
     });
+  });
+});
+
+describe('failure messages', () => {
+  it('name the cause Temporal keeps behind "Workflow execution failed", and the id a start found taken', () => {
+    const failed = new WorkflowFailedError(
+      'Workflow execution failed',
+      ApplicationFailure.nonRetryable('every rollout of the question failed (2)', 'RolloutsFailed'),
+      RetryState.NON_RETRYABLE_FAILURE,
+    );
+    expect(failureMessage(failed)).toBe(
+      'Workflow execution failed: every rollout of the question failed (2)',
+    );
+    const taken = new WorkflowExecutionAlreadyStartedError(
+      'Workflow execution already started',
+      'q-1',
+      'trajectory',
+    );
+    expect(failureMessage(taken)).toMatch(/'q-1' is already running or kept: see `muse status q-1`/);
+    expect(failureMessage(new Error('plain'))).toBe('plain');
   });
 });
