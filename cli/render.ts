@@ -24,10 +24,26 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
     },
     cliProgress.Presets.shades_classic,
   );
+  // Ctrl-C stops the bar first, so the terminal gets its cursor back. With nobody else listening (the demo stops its
+  // servers itself) the process then exits as the signal would have made it; the trajectory goes on regardless.
+  const interrupted = (signal: NodeJS.Signals) => {
+    bar.stop();
+    if (process.listenerCount(signal) > 0) return;
+    process.stderr.write(
+      '\nmuse: interrupted; the trajectory goes on (muse status <its id, above> follows it)\n',
+    );
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   bar.start(total, 0, { action: 'starting' });
   return {
     update: (p) => bar.update(p.step, { action: p.lastAction.slice(0, 70) }),
-    stop: () => bar.stop(),
+    stop: () => {
+      process.off('SIGINT', interrupted);
+      process.off('SIGTERM', interrupted);
+      bar.stop();
+    },
   };
 }
 

@@ -6,7 +6,7 @@ import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
-import { intArg, numberArg } from './args.js';
+import { intArg, numberArg, positiveIntArg } from './args.js';
 import { cliConfig } from './context.js';
 
 // The pool member's backend fields by the flags that set them, so errors name what the user typed.
@@ -104,7 +104,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--base-url <url>', 'server URL (openai: …/v1; sglang: server root)')
     .option('--api-key <key>', 'API key (also MUSE_API_KEY)')
     .option('--mode <mode>', 'openai: chat | completions', 'chat')
-    .option('--capacity <n>', 'concurrent requests before queueing', intArg('--capacity'))
+    .option('--capacity <n>', 'concurrent requests before queueing', positiveIntArg('--capacity'))
     .option(
       '--time-scale <x>',
       'sim: serving-time multiplier (0 = no waiting, 1 = real time)',

@@ -18,11 +18,16 @@ export async function* exportTrajectory(
   workflowId: string,
 ): AsyncGenerator<ExportedStep> {
   const handle = client.workflow.getHandle(workflowId);
-  const { type } = await handle.describe();
+  const { type, status } = await handle.describe();
   if (type !== 'trajectory')
     throw new Error(
       `${workflowId} is a ${type} workflow, not a trajectory: export one of its rollouts (${workflowId}/<rollout id>, ` +
         'listed by muse status)',
+    );
+  // A running trajectory would hold the export until it ended (a continued-as-new one reads as running too).
+  if (status.name === 'RUNNING')
+    throw new Error(
+      `${workflowId} is still running: export it once it has ended (see muse status ${workflowId})`,
     );
   const result = (await handle.result()) as TrajectoryResult;
   const blobs = new BlobStore(nc);

@@ -17,6 +17,7 @@ import {
   encodeWire,
   type GenerateReplyWire,
   GenerateRequestWire,
+  MEMBER_ID_RE,
   type MemberAnnouncementWire,
   subjects,
   tryDecodeWire,
@@ -108,6 +109,13 @@ export class PoolMember {
   constructor(private readonly opts: PoolMemberOptions) {
     this.id = opts.id ?? `m-${randomUUID().slice(0, 8)}`;
     this.capacity = opts.capacity ?? opts.backend.load?.().maxBatch ?? 64;
+    // Routers drop announcements that break these, so a member that did would serve and never be sent work.
+    if (!MEMBER_ID_RE.test(this.id))
+      throw new Error(
+        `pool member id '${this.id}' may hold only letters, digits, '-' and '_' (it names NATS subjects)`,
+      );
+    if (!(Number.isInteger(this.capacity) && this.capacity >= 1))
+      throw new Error(`pool member capacity must be a whole number of at least 1, got ${this.capacity}`);
     this.maxQueue = opts.maxQueue ?? this.capacity * 4;
     this.model = opts.model ?? opts.backend.kind;
   }

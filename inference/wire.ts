@@ -101,9 +101,12 @@ export const GenerateReplyWire = z.discriminatedUnion('ok', [
 ]);
 export type GenerateReplyWire = z.infer<typeof GenerateReplyWire>;
 
+/** A member id is part of NATS subjects (`muse.pool.<pool>.member.<id>`): no dots, spaces or wildcards. */
+export const MEMBER_ID_RE = /^[A-Za-z0-9_-]+$/;
+
 export const MemberAnnouncementWire = z.object({
   v: z.literal(WIRE_VERSION),
-  id: z.string().regex(/^[A-Za-z0-9_-]+$/),
+  id: z.string().regex(MEMBER_ID_RE),
   pool: z.string(),
   model: z.string(),
   backend: z.string(),

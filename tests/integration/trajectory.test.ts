@@ -11,6 +11,7 @@ import { createActivities, type SummarizeResult, type ToolStepResult } from '../
 import { contextPolicy } from '../../agent/context.js';
 import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
+import { exportTrajectory } from '../../client/content.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
@@ -398,6 +399,10 @@ describe('trajectory workflow', () => {
         pool: 'slow',
       });
       await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 2, 60_000, 'two steps');
+      // Exporting it now is refused at once instead of waiting for the end.
+      await expect(exportTrajectory(suite.client, suite.nc, handle.workflowId).next()).rejects.toThrow(
+        /is still running: export it once it has ended/,
+      );
       await handle.cancel();
       const result = await handle.result();
       expect(result.termination).toBe('cancelled');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
-import { attemptDeadline, replyError } from '../../inference/member.js';
+import { attemptDeadline, PoolMember, replyError } from '../../inference/member.js';
 import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import { WireDecodeError } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
@@ -104,5 +104,19 @@ describe('attemptDeadline', () => {
     // Without the header (an older router), the body's absolute deadline.
     expect(attemptDeadline(now + 9_000, undefined, now)).toBe(now + 9_000);
     expect(attemptDeadline(now + 9_000, 'garbage', now)).toBe(now + 9_000);
+  });
+});
+
+describe('member settings', () => {
+  it('refuses an id routers would drop and a capacity below one, instead of serving unseen', () => {
+    const backend = { kind: 'none', generate: () => Promise.reject(new Error('unused')) };
+    const nc = {} as never;
+    expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu.0' })).toThrow(
+      /member id 'gpu\.0' may hold only letters, digits/,
+    );
+    expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu-0', capacity: 0 })).toThrow(
+      /capacity must be a whole number of at least 1, got 0/,
+    );
+    expect(new PoolMember({ nc, pool: 'p', backend, id: 'gpu_0', capacity: 8 }).stats.id).toBe('gpu_0');
   });
 });
