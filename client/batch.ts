@@ -10,6 +10,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
@@ -195,8 +196,23 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     }
     if (parsed.workflowId) done.add(parsed.workflowId);
   }
-  if (text.length && !text.endsWith('\n')) appendFileSync(output, '\n');
+  if (text.length && !text.endsWith('\n')) {
+    // A last line cut short by a crash is removed (its question's result is fetched again), so the file stays
+    // JSON lines for whatever reads it; a whole line merely missing its newline gets one.
+    const lastStart = text.lastIndexOf('\n') + 1;
+    if (parsesAsJson(text.slice(lastStart))) appendFileSync(output, '\n');
+    else truncateSync(output, Buffer.byteLength(text.slice(0, lastStart)));
+  }
   return { done, ...(job !== undefined ? { job } : {}) };
+}
+
+function parsesAsJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The job id of a results file with none recorded yet: derived from its absolute path. */

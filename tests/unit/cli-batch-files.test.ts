@@ -99,13 +99,18 @@ describe('results file', () => {
     expect([...openResults(out, 'bbbb').done]).toEqual(['job-q0-abc']);
   });
 
-  it('ends a file whose last line was cut short with a newline, so the next result is a line of its own', () => {
+  it('drops a last line cut short by a crash, so the file stays JSON lines and the next result a line of its own', () => {
     const out = join(tmp(), 'out.jsonl');
-    writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n{"workflowId": "w2", "sp`);
+    const first = `${JSON.stringify({ workflowId: 'w1', spec: 'h', prediction: 'Zürich' })}\n`;
+    writeFileSync(out, `${first}{"workflowId": "w2", "sp`);
     expect([...openResults(out, 'h').done]).toEqual(['w1']);
-    expect(readFileSync(out, 'utf8').endsWith('"sp\n')).toBe(true);
+    expect(readFileSync(out, 'utf8')).toBe(first);
     openResults(out, 'h');
-    expect(readFileSync(out, 'utf8').endsWith('"sp\n')).toBe(true); // once, not per start
+    expect(readFileSync(out, 'utf8')).toBe(first);
+    // A whole last line that only lacks its newline is kept and ended.
+    writeFileSync(out, first.trimEnd());
+    expect([...openResults(out, 'h').done]).toEqual(['w1']);
+    expect(readFileSync(out, 'utf8')).toBe(first);
   });
 });
 
