@@ -179,27 +179,41 @@ function resumPolicy(opts: ContextPolicyOptions): ContextPolicy {
     summaryMessages: (state, maxPromptTokens) => {
       // An earlier summary is the start of the history, so each summary builds on the previous one.
       const earlier = state.summary !== undefined ? `## Summary of earlier work\n${state.summary}\n\n` : '';
-      const messages = (maxObservationChars?: number): ChatMessage[] => [
+      const messages = (maxObservationChars?: number, maxChars?: number): ChatMessage[] => [
         { role: 'system', content: RESUM_SUMMARY_SYSTEM_PROMPT },
         {
           role: 'user',
-          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps, { maxObservationChars })}\n</history>`,
+          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps, { maxObservationChars, maxChars })}\n</history>`,
         },
       ];
       const full = messages();
       if (maxPromptTokens === undefined || estimateTokens(full) <= maxPromptTokens) return full;
       // The longest cap on tool responses that fits; when none does, every response is cut to its marker.
-      let lo = 0;
-      let hi = Math.max(0, ...state.steps.map((s) => s.observation?.length ?? 0));
-      while (lo < hi) {
-        const mid = Math.ceil((lo + hi) / 2);
-        if (estimateTokens(messages(mid)) <= maxPromptTokens) lo = mid;
-        else hi = mid - 1;
-      }
-      return messages(lo);
+      const fits = (m: ChatMessage[]) => estimateTokens(m) <= maxPromptTokens;
+      const longest = Math.max(0, ...state.steps.map((st) => st.observation?.length ?? 0));
+      const cut = messages(largestFitting(longest, (cap) => fits(messages(cap))));
+      if (fits(cut)) return cut;
+      // Even with every response cut, the turns alone are too long (long reasoning): the middle steps go as well,
+      // the first (the plan) and the latest kept, as the report prompt does.
+      const whole = renderTrajectory(state.steps, { maxObservationChars: 0 }).length;
+      return messages(
+        0,
+        largestFitting(whole, (chars) => fits(messages(0, chars))),
+      );
     },
     applySummary: (state, summary) => ({ ...state, steps: [], summary }),
   };
+}
+
+/** The largest n in [0, hi] for which `fits(n)` holds, fits being monotone; 0 when none does. */
+function largestFitting(hi: number, fits: (n: number) => boolean): number {
+  let lo = 0;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {

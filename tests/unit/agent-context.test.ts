@@ -97,6 +97,21 @@ describe('resum', () => {
     expect(body.startsWith('<question>\nQ?\n</question>')).toBe(true);
   });
 
+  it('leaves out middle steps when the turns alone, responses cut, are too long for the summary prompt', () => {
+    let s = p.initial('Q?');
+    for (let i = 0; i < 12; i++) {
+      const turn = `<think>step ${i}: ${'long reasoning '.repeat(150)}</think><tool_call>{"name":"search","arguments":{"query":["q${i}"]}}</tool_call>`;
+      s = p.advance(s, parseTurn(turn), turn, `obs ${i} ${'o'.repeat(500)}`);
+    }
+    const budget = 3000;
+    const cut = p.summaryMessages(s, budget);
+    expect(estimateTokens(cut)).toBeLessThanOrEqual(budget);
+    const body = cut[1]!.content;
+    expect(body).toMatch(/steps \(steps 2 to \d+\) left out to fit the length limit/);
+    expect(body).toContain('step 0:');
+    expect(body).toContain('step 11:');
+  });
+
   it('builds the summary turn from the history and continues from question + summary', () => {
     let s = p.initial('Q?');
     s = p.advance(s, parseTurn(CALL), CALL, 'result 1');
