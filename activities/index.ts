@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { parseSummary, parseTurn, summaryComplete } from '../agent/format.js';
-import type { StepKind, StepRecord } from '../agent/trajectory.js';
+import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
   ChatMessage,
   ContextPolicyName,
@@ -111,7 +111,6 @@ export interface SummarizeInput {
   promptTokenRatio?: number;
 }
 
-/** The summary prompt's limit in estimated tokens (see promptBudgetTokens). */
 export interface SummarizeResult {
   /**
    * 'max_context': no usable summary (see summarizeStep); the history is unchanged. Absent in results recorded
@@ -123,6 +122,7 @@ export interface SummarizeResult {
   reason?: string;
 }
 
+/** The summary prompt's limit in estimated tokens (see promptBudgetTokens). */
 function summaryBudget(input: SummarizeInput): number | undefined {
   if (input.contextWindow === undefined) return undefined;
   return promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio);
@@ -359,7 +359,7 @@ export function createActivities(deps: ActivityDeps) {
             return {
               status: 'max_context',
               contextRef: input.contextRef,
-              usage: { promptTokens: 0, cachedPromptTokens: 0, completionTokens: 0 },
+              usage: emptyUsage(),
               reason: `the server refuses even the cut summary prompt (${err.message})`,
             };
           budget = Math.floor(budget / 2);

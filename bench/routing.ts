@@ -48,7 +48,8 @@ const PROFILE: Partial<SimServingProfile> = {
   timeScale: envNumber('BENCH_TIME_SCALE', 1, { real: true }),
   cacheCapacityTokens: envNumber('BENCH_CACHE_TOKENS', 65_536),
 };
-// Tokens per model turn (BENCH_MAX_TOKENS): short, so a run takes a minute or two; 400 gave the same ratio (1.62x).
+// Tokens per model turn (BENCH_MAX_TOKENS): short, so a run takes a minute or two; 400 (run at BENCH_TIME_SCALE=0.25)
+// gave the same ratio, 1.62x.
 const PARAMS: GenerateParams = {
   maxTokens: envNumber('BENCH_MAX_TOKENS', 64),
   temperature: 1,

@@ -222,32 +222,34 @@ export class BlobStore {
   }
 
   /**
-   * Runs `op` on the namespace's KV bucket. A bucket deleted since this process opened it (a deletion it did not
-   * hear of: sent while it was disconnected, or still on its way) is forgotten. A write then opens it again, which
-   * makes it anew, and is retried once: without this every later put there would fail for as long as the process
-   * lives. A read (`missing` given) answers `missing` instead: the content is gone, and a read makes no bucket.
+   * Runs `op` on one of the namespace's buckets, opened by `open`. A bucket deleted since this process opened it (a
+   * deletion it did not hear of: sent while it was disconnected, or still on its way) is forgotten. A write then
+   * opens it again, which makes it anew, and is retried once: without this every later put there would fail for as
+   * long as the process lives. A read (`missing` given) answers `missing` instead: the content is gone, and a read
+   * makes no bucket.
    */
-  private async onKv<T>(namespace: string, op: (kv: KV) => Promise<T>, missing?: T): Promise<T> {
+  private async onBucket<B, T>(
+    namespace: string,
+    open: (namespace: string) => Promise<B>,
+    op: (bucket: B) => Promise<T>,
+    missing?: T,
+  ): Promise<T> {
     try {
-      return await op(await this.kv(namespace));
+      return await op(await open(namespace));
     } catch (err) {
       if (!isMissingStream(err)) throw err;
       this.dropNamespace(namespace);
       if (missing !== undefined) return missing;
-      return op(await this.kv(namespace));
+      return op(await open(namespace));
     }
   }
 
-  /** onKv for the namespace's Object Store bucket. */
-  private async onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>, missing?: T): Promise<T> {
-    try {
-      return await op(await this.obj(namespace));
-    } catch (err) {
-      if (!isMissingStream(err)) throw err;
-      this.dropNamespace(namespace);
-      if (missing !== undefined) return missing;
-      return op(await this.obj(namespace));
-    }
+  private onKv<T>(namespace: string, op: (kv: KV) => Promise<T>, missing?: T): Promise<T> {
+    return this.onBucket(namespace, (ns) => this.kv(ns), op, missing);
+  }
+
+  private onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>, missing?: T): Promise<T> {
+    return this.onBucket(namespace, (ns) => this.obj(ns), op, missing);
   }
 
   private kv(namespace: string): Promise<KV> {

@@ -29,12 +29,12 @@ import type { MuseConfig } from './config.js';
  */
 export class JsonLinesSpanExporter implements SpanExporter {
   private readonly write: (text: string) => void;
-  constructor(target: string | 'stderr') {
-    if (target === 'stderr') {
-      this.write = (text) => process.stderr.write(text);
+  constructor(target: { file: string } | { stream: NodeJS.WritableStream }) {
+    if ('stream' in target) {
+      this.write = (text) => target.stream.write(text);
     } else {
-      mkdirSync(dirname(target), { recursive: true });
-      this.write = (text) => appendFileSync(target, text);
+      mkdirSync(dirname(target.file), { recursive: true });
+      this.write = (text) => appendFileSync(target.file, text);
     }
   }
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
@@ -77,9 +77,9 @@ export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporte
   const kind = cfg.telemetry.exporter;
   exporter =
     kind === 'console'
-      ? new JsonLinesSpanExporter('stderr')
+      ? new JsonLinesSpanExporter({ stream: process.stderr })
       : kind === 'file'
-        ? new JsonLinesSpanExporter(cfg.telemetry.file ?? `${cfg.dataDir}/traces.jsonl`)
+        ? new JsonLinesSpanExporter({ file: cfg.telemetry.file ?? `${cfg.dataDir}/traces.jsonl` })
         : undefined;
   resource = new Resource({ 'service.name': `${cfg.telemetry.serviceName}-${serviceRole}` });
   provider = new BasicTracerProvider({ resource });

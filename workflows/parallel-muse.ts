@@ -31,6 +31,7 @@ import {
 import type { ParallelMuseSpec } from '../agent/job.js';
 import {
   addUsage,
+  type BranchableStep,
   emptyUsage,
   generationAllowanceMs,
   type Lineage,
@@ -148,8 +149,11 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   ): Promise<RolloutRecord> => {
     const p = limit(async () => {
       const workflowId = `${questionId}/${rolloutId}`;
+      const keepsBranchable = branchedFrom(origin, branch?.round);
+      // The parent's facts for the steps a branch takes over unchanged.
+      const reused = branch ? branch.parent.branchable!.slice(0, branch.step) : [];
       const lineage: Lineage = branch
-        ? branchLineage(branch.parent, branch.parentId, branch.step, branch.round, spec.branchMode)
+        ? branchLineage(reused, branch.parentId, branch.step, branch.round, spec.branchMode)
         : {
             rolloutType: origin === 'initial' ? 'initial' : 'scratch',
             round: 0,
@@ -169,7 +173,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
               jobId,
               timeouts: input.timeouts ?? DEFAULT_TIMEOUTS,
               routeKey: questionId,
-              ...(branchedFrom(origin, branch?.round) ? {} : { keepBranchable: false }),
+              ...(keepsBranchable ? {} : { keepBranchable: false }),
               ...(branch
                 ? {
                     branch: {
@@ -179,13 +183,9 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
                         ref: s.ref,
                         untilStep: Math.min(s.untilStep ?? Number.MAX_SAFE_INTEGER, branch.step),
                       })),
-                      ...(branchedFrom(origin, branch.round)
-                        ? { prefixSteps: branch.parent.branchable!.slice(0, branch.step) }
-                        : {
-                            prefixUncertainty: tallyTurns(
-                              branch.parent.branchable!.slice(0, branch.step).map((s) => s.regions),
-                            ),
-                          }),
+                      ...(keepsBranchable
+                        ? { prefixSteps: reused }
+                        : { prefixUncertainty: tallyTurns(reused.map((s) => s.regions)) }),
                       lineage,
                       ...(branch.parent.promptTokenRatio !== undefined
                         ? { promptTokenRatio: branch.parent.promptTokenRatio }
@@ -495,13 +495,12 @@ function containedFailure(err: unknown): string {
 const ORIGIN_ORDER: Record<RolloutOrigin, number> = { initial: 0, branch: 1, scratch: 2 };
 
 function branchLineage(
-  parent: TrajectoryResult,
+  prefix: readonly BranchableStep[],
   parentId: string,
   step: number,
   round: number,
   mode: string,
 ): Lineage {
-  const prefix = parent.branchable!.slice(0, step);
   return {
     rolloutType: 'partial',
     parentRolloutId: parentId,

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startTrajectory } from '../../client/trajectories.js';
+import type { MuseConfig } from '../../common/config.js';
 import { initTelemetry, shutdownTelemetry } from '../../common/telemetry.js';
 import { connectClient } from '../../common/temporal.js';
 import { sampleQuestions } from '../../sim/world.js';
@@ -11,53 +12,35 @@ import { inProcessMember, inProcessWorker, runMuse, testConfig, waitUntil } from
 
 describe('tracing', () => {
   it('puts client, workflow, activity and pool-member spans of one trajectory in one trace', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'muse-trace-')), 'traces.jsonl');
-    const cfg = testConfig({ telemetry: { exporter: 'file', file } });
-    initTelemetry(cfg, 'test');
-    const member = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'traced' });
-    const worker = await inProcessWorker(cfg);
-    const client = await connectClient(cfg);
-    try {
-      const [q] = sampleQuestions(1, 51);
-      const handle = await startTrajectory(client, cfg, {
-        question: q!.question,
-        pool: 'traced',
-        maxTurns: 20,
-      });
-      await handle.result();
-      const read = () => readSpans(file);
-      await waitUntil(() => read().some((s) => s.name === 'pool.generate'), 10_000, 'member spans');
-      const spans = read();
-      const start = spans.find((s) => s.name.startsWith('StartWorkflow:trajectory'));
-      expect(start).toBeDefined();
-      const inTrace = spans.filter((s) => s.traceId === start!.traceId).map((s) => s.name);
+    await withTracedStack('traced', async (cfg, file) => {
+      const client = await connectClient(cfg);
+      try {
+        const [q] = sampleQuestions(1, 51);
+        const handle = await startTrajectory(client, cfg, {
+          question: q!.question,
+          pool: 'traced',
+          maxTurns: 20,
+        });
+        await handle.result();
+      } finally {
+        await client.connection.close();
+      }
+      const { inTrace } = await startedTrace(file);
       expect(inTrace.some((n) => n.startsWith('RunWorkflow:trajectory'))).toBe(true);
       expect(inTrace.some((n) => n.startsWith('RunActivity:llmStep'))).toBe(true);
       expect(inTrace).toContain('pool.request');
       expect(inTrace).toContain('pool.generate');
-    } finally {
-      await client.connection.close();
-      await worker.stop();
-      await member.stop();
-      await shutdownTelemetry();
-    }
+    });
   });
 
   it('a trajectory started by muse run, a process that is only a client, is one trace with its worker and member spans', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'muse-trace-')), 'traces.jsonl');
-    const cfg = testConfig({ telemetry: { exporter: 'file', file } });
-    initTelemetry(cfg, 'test');
-    const member = await inProcessMember(cfg, { backend: 'sim' }, { pool: 'traced-cli' });
-    const worker = await inProcessWorker(cfg);
-    try {
+    await withTracedStack('traced-cli', async (cfg, file) => {
       const [q] = sampleQuestions(1, 52);
-      const run = await runMuse(cfg, ['run', '--pool', 'traced-cli', '--max-turns', '20', q!.question]).done;
+      const args = ['--pool', 'traced-cli', '--max-turns', '20', q!.question];
+      const run = await runMuse(cfg, ['run', ...args]).done;
       expect(run.code, run.stderr).toBe(0);
-      const spans = readSpans(file);
-      // Only the CLI process started a workflow in this test.
-      const start = spans.find((s) => s.name.startsWith('StartWorkflow:trajectory'));
-      expect(start, 'the client span of muse run').toBeDefined();
-      const inTrace = spans.filter((s) => s.traceId === start!.traceId).map((s) => s.name);
+      // Only the CLI process started a workflow in this test, so the client span is muse run's.
+      const { spans, inTrace } = await startedTrace(file);
       expect(inTrace.some((n) => n.startsWith('RunWorkflow:trajectory'))).toBe(true);
       expect(inTrace).toContain('pool.generate');
       // muse run polls progress several times a second; those queries are not traced, each a trace of its own.
@@ -65,31 +48,45 @@ describe('tracing', () => {
 
       // The console exporter writes to stderr: what --json prints on stdout stays JSON.
       const consoleCfg = { ...cfg, telemetry: { ...cfg.telemetry, exporter: 'console' as const } };
-      const json = await runMuse(consoleCfg, [
-        'run',
-        '--json',
-        '--pool',
-        'traced-cli',
-        '--max-turns',
-        '20',
-        q!.question,
-      ]).done;
+      const json = await runMuse(consoleCfg, ['run', '--json', ...args]).done;
       expect(json.code, json.stderr).toBe(0);
       expect(JSON.parse(json.stdout)).toMatchObject({ termination: expect.any(String) });
       expect(json.stderr).toContain('"name":"StartWorkflow:trajectory"');
-    } finally {
-      await worker.stop();
-      await member.stop();
-      await shutdownTelemetry();
-    }
+    });
   });
 });
 
-function readSpans(file: string): { traceId: string; name: string }[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { traceId: string; name: string });
+/** A pool member and a rollout worker in this process, tracing to a fresh file; stopped, with telemetry, after. */
+async function withTracedStack(pool: string, fn: (cfg: MuseConfig, file: string) => Promise<void>) {
+  const file = join(mkdtempSync(join(tmpdir(), 'muse-trace-')), 'traces.jsonl');
+  const cfg = testConfig({ telemetry: { exporter: 'file', file } });
+  initTelemetry(cfg, 'test');
+  const member = await inProcessMember(cfg, { backend: 'sim' }, { pool });
+  const worker = await inProcessWorker(cfg);
+  try {
+    await fn(cfg, file);
+  } finally {
+    await worker.stop();
+    await member.stop();
+    await shutdownTelemetry();
+  }
+}
+
+type Span = { traceId: string; name: string };
+
+/** Every span written, and the names of those in the trace a trajectory's client span opened. */
+async function startedTrace(file: string): Promise<{ spans: Span[]; inTrace: string[] }> {
+  const read = (): Span[] =>
+    existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Span)
+      : [];
+  await waitUntil(() => read().some((s) => s.name === 'pool.generate'), 10_000, 'member spans');
+  const spans = read();
+  const start = spans.find((s) => s.name.startsWith('StartWorkflow:trajectory'));
+  expect(start, 'the client span').toBeDefined();
+  return { spans, inTrace: spans.filter((s) => s.traceId === start!.traceId).map((s) => s.name) };
 }
