@@ -196,6 +196,11 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             `job ${summary.jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
               (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : ''),
           );
+          for (const c of summary.answerChanged)
+            process.stderr.write(
+              `  question on line ${c.line} was judged against the answer ${JSON.stringify(c.judgedAgainst)}, not ` +
+                `${JSON.stringify(c.now)}: left out of the accuracy (a new --out runs it again)\n`,
+            );
           if (summary.badLines.length)
             process.stderr.write(
               `  ${summary.badLines.length} bad line(s) in ${file} did not run: fix them and re-run (finished questions are not redone)\n`,

@@ -150,15 +150,12 @@ function lockHolder(lock: string): { pid: number; host: string } | 'stale' | und
   return isProcessAlive(holder.pid) ? holder : 'stale';
 }
 
-/**
- * Reads the finished questions' workflow ids from the results file, refusing one written with other options, and
- * ends it with a newline so a line cut short by a crash does not swallow the next result. Lines without a spec
- * hash come from the older, line-numbered ids: they match no id now, so those questions run once more.
- */
 /** What a results file already holds. */
 export interface ResultsFile {
   /** Workflow ids of the questions with a result line. */
   done: Set<string>;
+  /** What each scored question's line records: the answer it was judged against, and the verdict. */
+  scores: Map<string, { answer: string; correct: boolean }>;
   /** The job its results belong to; undefined for an empty file or one of the older format. */
   job?: string;
 }
@@ -166,16 +163,18 @@ export interface ResultsFile {
 /**
  * Reads the results of an earlier run into this file, refusing one written with other options or, when `jobId` is
  * given, for another job: its questions' workflow ids would not match, so every question would run and be written
- * again.
+ * again. Lines without a spec hash come from the older, line-numbered ids: they match no id now, so those questions
+ * run once more. A last line cut short by a crash is removed.
  */
 export function openResults(output: string, sharedHash: string, jobId?: string): ResultsFile {
   const done = new Set<string>();
-  if (!existsSync(output)) return { done };
+  const scores: ResultsFile['scores'] = new Map();
+  if (!existsSync(output)) return { done, scores };
   let job = jobId;
   const text = readFileSync(output, 'utf8');
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
-    let parsed: { workflowId?: string; spec?: string; job?: string };
+    let parsed: { workflowId?: string; spec?: string; job?: string; answer?: unknown; correct?: unknown };
     try {
       parsed = JSON.parse(line);
     } catch {
@@ -194,7 +193,11 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
         );
       job = parsed.job;
     }
-    if (parsed.workflowId) done.add(parsed.workflowId);
+    if (parsed.workflowId) {
+      done.add(parsed.workflowId);
+      if (typeof parsed.correct === 'boolean' && typeof parsed.answer === 'string')
+        scores.set(parsed.workflowId, { answer: parsed.answer, correct: parsed.correct });
+    }
   }
   if (text.length && !text.endsWith('\n')) {
     // A last line cut short by a crash is removed (its question's result is fetched again), so the file stays
@@ -203,7 +206,7 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     if (parsesAsJson(text.slice(lastStart))) appendFileSync(output, '\n');
     else truncateSync(output, Buffer.byteLength(text.slice(0, lastStart)));
   }
-  return { done, ...(job !== undefined ? { job } : {}) };
+  return { done, scores, ...(job !== undefined ? { job } : {}) };
 }
 
 function parsesAsJson(line: string): boolean {
@@ -272,8 +275,14 @@ export interface BatchSummary {
   skipped: number;
   failed: { line: number; error: string }[];
   badLines: BatchLineError[];
+  /** Over every question of the input with a verdict in the results file, this run's and earlier ones'. */
   correct: number;
   scored: number;
+  /**
+   * Finished questions whose answer in the input is not the one their result was judged against (the answer was
+   * corrected after they ran): left out of the accuracy.
+   */
+  answerChanged: { line: number; judgedAgainst: string; now: string }[];
 }
 
 export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions): Promise<BatchSummary> {
@@ -283,7 +292,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
   const unlock = lockResults(o.output);
   try {
     const results = openResults(o.output, hash, o.jobId);
-    const { done } = results;
+    const { done, scores } = results;
     const jobId = o.jobId ?? results.job ?? defaultJobId(o.output);
     const summary: BatchSummary = {
       jobId,
@@ -294,6 +303,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       badLines: errors,
       correct: 0,
       scored: 0,
+      answerChanged: [],
     };
     const queue = assignWorkflowIds(items, jobId, hash);
     const report = (last?: string) =>
@@ -308,6 +318,16 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       for (let item = queue.shift(); item; item = queue.shift()) {
         if (done.has(item.workflowId)) {
           summary.skipped++;
+          const score = scores.get(item.workflowId);
+          // Scored only against the answer the input gives now.
+          if (score && item.answer !== undefined) {
+            if (item.answer !== score.answer)
+              summary.answerChanged.push({ line: item.line, judgedAgainst: score.answer, now: item.answer });
+            else {
+              summary.scored++;
+              if (score.correct) summary.correct++;
+            }
+          }
           report();
           continue;
         }

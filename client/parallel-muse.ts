@@ -38,9 +38,14 @@ function stableJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Hex sha256 of a (validated) spec: the same options always hash the same, any change hashes differently. */
-export function specHash(spec: unknown): string {
-  return createHash('sha256').update(stableJson(spec)).digest('hex');
+/**
+ * Hex sha256 of a (validated) spec's options that decide what a run computes: the same options always hash the same,
+ * any such change hashes differently. `maxConcurrentRollouts` only paces the run, so it is left out: a re-run with
+ * another limit (a pool under strain) attaches to the same run and a batch to the same results file.
+ */
+export function specHash<S extends { maxConcurrentRollouts?: number }>(spec: S): string {
+  const { maxConcurrentRollouts: _pace, ...decisive } = spec;
+  return createHash('sha256').update(stableJson(decisive)).digest('hex');
 }
 
 /** `muse run --mode parallel-muse`: the whole validated spec (question, answer and every option) names the run. */

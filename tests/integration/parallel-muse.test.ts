@@ -751,6 +751,28 @@ describe('ParallelMuse', () => {
     const after = readResults();
     expect(after).toHaveLength(5);
     expect(new Set(after.map((r) => r.workflowId)).size).toBe(5);
+    // The accuracy covers every question in the file, not only this run's one.
+    const correct = after.filter((r) => r.correct === true).length;
+    expect(fixed).toMatchObject({ scored: 5, correct });
+
+    // Another per-question concurrency only paces the run: the same results file, nothing redone.
+    const paced = await runMuse(batchArgs(['--max-concurrent-rollouts', '3']));
+    expect(paced.code, paced.stderr).toBe(0);
+    expect(paced.stdout).toMatch(
+      new RegExp(`0 completed, 5 already done, 0 failed, 0 bad lines; accuracy ${correct}/5`),
+    );
+
+    // A corrected answer: that question's verdict was for the old one, so it is named and left out of the accuracy.
+    lines[0] = JSON.stringify({ ...questions[0]!, answer: 'a corrected answer' });
+    writeFileSync(input, `${lines.join('\n')}\n`);
+    const corrected = await runMuse(batchArgs());
+    expect(corrected.code, corrected.stderr).toBe(0);
+    expect(corrected.stderr).toMatch(
+      /question on line 1 was judged against the answer ".+", not "a corrected answer": left out of the accuracy/,
+    );
+    const first = after.find((r) => r.question === questions[0]!.question)!;
+    expect(corrected.stdout).toMatch(new RegExp(`accuracy ${correct - (first.correct === true ? 1 : 0)}/4`));
+    expect(readResults()).toHaveLength(5);
     await killHard(child);
   });
 

@@ -48,6 +48,8 @@ describe('workflow ids', () => {
       pm({}, { question: 'Where else?' }),
     ].map(parallelMuseRunId);
     expect(new Set([base, ...changed]).size).toBe(changed.length + 1);
+    // Pacing is not an option of the result: another limit names the same run.
+    expect(parallelMuseRunId(pm({ n: 8, maxConcurrentRollouts: 2 }))).toBe(base);
   });
 
   it('batch: keyed on the question and its occurrence, not its line, so inserting a line renumbers nothing', () => {
@@ -68,6 +70,7 @@ describe('workflow ids', () => {
     const base = h({ n: 2, branchMode: 'none', trajectory: {} });
     expect(h({ n: 2, branchMode: 'none', trajectory: { answer: 'x', policy: 'react' } })).toBe(base);
     expect(h({ n: 3, branchMode: 'none', trajectory: {} })).not.toBe(base);
+    expect(h({ n: 2, branchMode: 'none', maxConcurrentRollouts: 1, trajectory: {} })).toBe(base);
     expect(h({ n: 2, branchMode: 'none', trajectory: { maxTurns: 5 } })).not.toBe(base);
     expect(() => h({ n: 5, r: 2, trajectory: {} })).toThrow(/N=5/);
   });
@@ -85,12 +88,29 @@ describe('results file', () => {
   it('keeps the job the file records, and refuses another one, so a moved file or a new --job reruns nothing', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ job: 'batch-1', workflowId: 'batch-1-q0-h', spec: 'h' })}\n`);
-    expect(openResults(out, 'h')).toEqual({ done: new Set(['batch-1-q0-h']), job: 'batch-1' });
+    expect(openResults(out, 'h')).toEqual({
+      done: new Set(['batch-1-q0-h']),
+      scores: new Map(),
+      job: 'batch-1',
+    });
     expect(openResults(out, 'h', 'batch-1').job).toBe('batch-1');
     expect(() => openResults(out, 'h', 'other')).toThrow(
       /holds results of job batch-1, not other.*--job batch-1/,
     );
-    expect(openResults(join(tmp(), 'none.jsonl'), 'h')).toEqual({ done: new Set() });
+    expect(openResults(join(tmp(), 'none.jsonl'), 'h')).toEqual({ done: new Set(), scores: new Map() });
+  });
+
+  it("keeps each scored line's verdict and the answer it was judged against", () => {
+    const out = join(tmp(), 'out.jsonl');
+    const line = (workflowId: string, answer: string | null, correct: boolean | null) =>
+      `${JSON.stringify({ workflowId, spec: 'h', answer, correct })}\n`;
+    writeFileSync(out, line('w1', 'Paris', true) + line('w2', 'Rome', false) + line('w3', null, null));
+    const { done, scores } = openResults(out, 'h');
+    expect([...done]).toEqual(['w1', 'w2', 'w3']);
+    expect([...scores]).toEqual([
+      ['w1', { answer: 'Paris', correct: true }],
+      ['w2', { answer: 'Rome', correct: false }],
+    ]);
   });
 
   it('reads lines of the older format (no spec) without refusing: their questions run once more', () => {
