@@ -45,6 +45,9 @@ export const TrajectorySpecSchema = z
 export type TrajectorySpec = z.infer<typeof TrajectorySpecSchema>;
 export type TrajectorySpecInput = z.input<typeof TrajectorySpecSchema>;
 
+/** A question's child workflows in flight at once, unless its spec says otherwise. */
+export const DEFAULT_MAX_CONCURRENT_ROLLOUTS = 16;
+
 export const ParallelMuseSpecSchema = z
   .object({
     trajectory: TrajectorySpecSchema,
@@ -70,7 +73,7 @@ export const ParallelMuseSpecSchema = z
     aggregatorModel: z.string().optional(),
     judge: z.enum(['exact', 'llm']).default('exact'),
     /** Child workflows in flight at once; far below Temporal's 2,000 pending-children limit. */
-    maxConcurrentRollouts: positiveInt.max(500).default(16),
+    maxConcurrentRollouts: positiveInt.max(500).default(DEFAULT_MAX_CONCURRENT_ROLLOUTS),
   })
   .strict()
   // Otherwise the prediction would silently come from another aggregator than the one asked for.

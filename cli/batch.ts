@@ -1,7 +1,7 @@
 // ParallelMuse from the command line: one question (`run --mode parallel-muse`) or a JSONL batch.
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import type { TrajectorySpecInput } from '../agent/job.js';
+import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
 import { runBatch, sharedBatchSpec } from '../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
@@ -67,7 +67,7 @@ export function addParallelMuseOptions(cmd: Command): Command {
       '--max-concurrent-rollouts <n>',
       'child workflows in flight per question',
       intArg('--max-concurrent-rollouts'),
-      16,
+      DEFAULT_MAX_CONCURRENT_ROLLOUTS,
     );
 }
 

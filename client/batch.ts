@@ -314,20 +314,22 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         failed: summary.failed.length,
         last,
       });
+    // A verdict counts only when it was reached against the answer the input gives now.
+    const score = (item: { line: number; answer?: string }, judgedAgainst?: string, correct?: boolean) => {
+      if (item.answer === undefined || judgedAgainst === undefined || correct === undefined) return;
+      if (judgedAgainst !== item.answer) {
+        summary.answerChanged.push({ line: item.line, judgedAgainst, now: item.answer });
+        return;
+      }
+      summary.scored++;
+      if (correct) summary.correct++;
+    };
     const worker = async () => {
       for (let item = queue.shift(); item; item = queue.shift()) {
         if (done.has(item.workflowId)) {
           summary.skipped++;
-          const score = scores.get(item.workflowId);
-          // Scored only against the answer the input gives now.
-          if (score && item.answer !== undefined) {
-            if (item.answer !== score.answer)
-              summary.answerChanged.push({ line: item.line, judgedAgainst: score.answer, now: item.answer });
-            else {
-              summary.scored++;
-              if (score.correct) summary.correct++;
-            }
-          }
+          const recorded = scores.get(item.workflowId);
+          score(item, recorded?.answer, recorded?.correct);
           report();
           continue;
         }
@@ -343,14 +345,16 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
                 ...(item.answer !== undefined ? { answer: item.answer } : {}),
               },
             },
-            { workflowId: item.workflowId, jobId, ...(o.timeouts ? { timeouts: o.timeouts } : {}) },
+            {
+              workflowId: item.workflowId,
+              jobId,
+              acceptOtherAnswer: true,
+              ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+            },
           );
           appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
           summary.completed++;
-          if (result.correct !== undefined) {
-            summary.scored++;
-            if (result.correct) summary.correct++;
-          }
+          score(item, result.answer, result.correct);
           report(result.prediction ?? '(no answer)');
         } catch (err) {
           summary.failed.push({ line: item.line, error: failureMessage(err) });

@@ -6,7 +6,12 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { planBudget } from '../agent/branching.js';
-import { type ParallelMuseSpec, type ParallelMuseSpecInput, ParallelMuseSpecSchema } from '../agent/job.js';
+import {
+  DEFAULT_MAX_CONCURRENT_ROLLOUTS,
+  type ParallelMuseSpec,
+  type ParallelMuseSpecInput,
+  ParallelMuseSpecSchema,
+} from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
 import type { ParallelMuseResult, parallelMuse } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
@@ -40,12 +45,16 @@ function stableJson(v: unknown): string {
 
 /**
  * Hex sha256 of a (validated) spec's options that decide what a run computes: the same options always hash the same,
- * any such change hashes differently. `maxConcurrentRollouts` only paces the run, so it is left out: a re-run with
- * another limit (a pool under strain) attaches to the same run and a batch to the same results file.
+ * any such change hashes differently. `maxConcurrentRollouts` only paces the run, so every value hashes as the
+ * default does (as every spec hashed before the limit was set aside, so earlier runs and results files still match):
+ * a re-run with another limit (a pool under strain) attaches to the same run and a batch to the same results file.
  */
 export function specHash<S extends { maxConcurrentRollouts?: number }>(spec: S): string {
-  const { maxConcurrentRollouts: _pace, ...decisive } = spec;
-  return createHash('sha256').update(stableJson(decisive)).digest('hex');
+  const paced =
+    spec.maxConcurrentRollouts === undefined
+      ? spec
+      : { ...spec, maxConcurrentRollouts: DEFAULT_MAX_CONCURRENT_ROLLOUTS };
+  return createHash('sha256').update(stableJson(paced)).digest('hex');
 }
 
 /** `muse run --mode parallel-muse`: the whole validated spec (question, answer and every option) names the run. */
@@ -72,6 +81,11 @@ export interface RunQuestionOptions {
   workflowId: string;
   jobId: string;
   timeouts?: StepTimeouts;
+  /**
+   * Attach to the run even when it was started with another answer (`muse batch` after an answer was corrected):
+   * the run stays judged against the answer it started with, which its result records, for the caller to compare.
+   */
+  acceptOtherAnswer?: boolean;
 }
 
 /**
@@ -86,6 +100,8 @@ export async function startParallelMuse(
 ): Promise<{ handle: WorkflowHandle<typeof parallelMuse>; reused: boolean }> {
   const spec = parseParallelMuseSpec(specInput);
   const hash = specHash(spec);
+  const { answer: _answer, ...unscored } = spec.trajectory;
+  const unscoredHash = specHash({ ...spec, trajectory: unscored });
   try {
     const handle = await client.workflow.start<typeof parallelMuse>('parallelMuse', {
       taskQueue: cfg.temporal.taskQueue,
@@ -93,18 +109,22 @@ export async function startParallelMuse(
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [{ spec, jobId: opts.jobId, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) }],
       // What the run was started with, so attaching to it by id can tell it is the same question.
-      memo: { specHash: hash },
+      memo: { specHash: hash, unscoredHash },
     });
     return { handle, reused: false };
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     const handle = client.workflow.getHandle<typeof parallelMuse>(opts.workflowId);
-    const recorded = (await handle.describe()).memo?.specHash;
-    // Runs started before the memo existed have none: attached as before.
-    if (recorded !== undefined && recorded !== hash)
+    const memo = (await handle.describe()).memo;
+    // Runs started before the memo existed have none: attached as before; before `unscoredHash`, the full hash.
+    const same =
+      opts.acceptOtherAnswer && memo?.unscoredHash !== undefined
+        ? memo.unscoredHash === unscoredHash
+        : memo?.specHash === undefined || memo.specHash === hash;
+    if (!same)
       throw new JobSpecError(
-        `workflow ${opts.workflowId} already ran (or is running) with another question or other options; ` +
-          'pass another id to run this one',
+        `workflow ${opts.workflowId} already ran (or is running) with another question, answer or other options; ` +
+          'pass another id (muse batch: another --out) to run this one',
       );
     return { handle, reused: true };
   }

@@ -773,6 +773,39 @@ describe('ParallelMuse', () => {
     const first = after.find((r) => r.question === questions[0]!.question)!;
     expect(corrected.stdout).toMatch(new RegExp(`accuracy ${correct - (first.correct === true ? 1 : 0)}/4`));
     expect(readResults()).toHaveLength(5);
+
+    // An answer corrected while its question runs (or ran, before its line was written): the batch attaches to the
+    // run, which stays judged against the answer it started with, and names it instead of failing the question.
+    const late = join(dir, 'late.jsonl');
+    const lateOut = join(dir, 'late-out.jsonl');
+    const [pending] = assignWorkflowIds([questions[5]!], 'batch-late', sharedBatchSpec(spec).hash);
+    await startParallelMuse(
+      suite.client,
+      cfg,
+      { ...spec, trajectory: { question: questions[5]!.question, answer: 'the first answer' } },
+      { workflowId: pending!.workflowId, jobId: 'batch-late' },
+    );
+    writeFileSync(
+      late,
+      `${JSON.stringify({ question: questions[5]!.question, answer: 'the corrected answer' })}\n`,
+    );
+    const attached = await runBatch(suite.client, cfg, {
+      input: late,
+      output: lateOut,
+      jobId: 'batch-late',
+      concurrency: 1,
+      spec,
+    });
+    expect(attached).toMatchObject({
+      completed: 1,
+      failed: [],
+      scored: 0,
+      answerChanged: [{ line: 1, judgedAgainst: 'the first answer', now: 'the corrected answer' }],
+    });
+    expect(JSON.parse(readFileSync(lateOut, 'utf8'))).toMatchObject({
+      workflowId: pending!.workflowId,
+      answer: 'the first answer',
+    });
     await killHard(child);
   });
 

@@ -71,6 +71,9 @@ describe('workflow ids', () => {
     expect(h({ n: 2, branchMode: 'none', trajectory: { answer: 'x', policy: 'react' } })).toBe(base);
     expect(h({ n: 3, branchMode: 'none', trajectory: {} })).not.toBe(base);
     expect(h({ n: 2, branchMode: 'none', maxConcurrentRollouts: 1, trajectory: {} })).toBe(base);
+    // Pinned: results files and running questions of earlier versions carry this hash; another one would refuse
+    // them (other options) and start their questions again under new ids.
+    expect(h({ n: 8, trajectory: {} })).toBe('ac737263ffc62e63');
     expect(h({ n: 2, branchMode: 'none', trajectory: { maxTurns: 5 } })).not.toBe(base);
     expect(() => h({ n: 5, r: 2, trajectory: {} })).toThrow(/N=5/);
   });
