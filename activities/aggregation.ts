@@ -85,6 +85,7 @@ export function createAggregationActivities(deps: {
         {
           model: input.model,
           stickyKey: `${input.rolloutId}/report`,
+          jobId: input.jobId,
         },
       );
       const report = parseReport(g.text) ?? g.text.trim();
@@ -101,6 +102,7 @@ export function createAggregationActivities(deps: {
       const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
         model: input.model,
         stickyKey: `${input.questionId}/integrate`,
+        jobId: input.jobId,
       });
       return {
         answer: parseAnswer(g.text),

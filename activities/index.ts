@@ -150,7 +150,6 @@ export function createActivities(deps: ActivityDeps) {
         inlineRequestBytes: router.inlineRequestBytes,
         maxRequestBytes: router.maxRequestBytes,
         blobs: deps.blobs,
-        blobNamespace: 'requests',
       });
       pools.set(name, p);
     }
@@ -162,7 +161,7 @@ export function createActivities(deps: ActivityDeps) {
     poolName: string,
     messages: ChatMessage[],
     params: GenerateParams,
-    opts: { model?: string; stickyKey?: string },
+    opts: CallModelOptions,
   ): Promise<Generation> {
     return withHeartbeat((ctx) => {
       return pool(poolName).generate(messages, params, {
@@ -170,6 +169,7 @@ export function createActivities(deps: ActivityDeps) {
         signal: ctx.cancellationSignal,
         stickyKey: opts.stickyKey,
         model: opts.model,
+        ...(opts.jobId !== undefined ? { blobNamespace: namespaceFor(opts.jobId) } : {}),
       });
     });
   }
@@ -255,6 +255,7 @@ export function createActivities(deps: ActivityDeps) {
         g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
           model: input.model,
           stickyKey: input.routeKey ?? input.trajectoryId,
+          jobId: input.jobId,
         });
       } catch (err) {
         if (!(err instanceof ContextLengthError)) throw err;
@@ -351,7 +352,7 @@ export function createActivities(deps: ActivityDeps) {
             input.pool,
             policy.summaryMessages(state, budget),
             generateParams(input.sampling, input.seed),
-            { model: input.model, stickyKey: `${input.trajectoryId}/summary` },
+            { model: input.model, stickyKey: `${input.trajectoryId}/summary`, jobId: input.jobId },
           );
         } catch (err) {
           if (!(err instanceof ContextLengthError)) throw err;
@@ -390,11 +391,17 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type MuseActivities = ReturnType<typeof createActivities>;
+export interface CallModelOptions {
+  model?: string;
+  stickyKey?: string;
+  /** The job whose content namespace holds the request's body if it is too large to send inline. */
+  jobId?: string;
+}
 export type CallModel = (
   pool: string,
   messages: ChatMessage[],
   params: GenerateParams,
-  opts: { model?: string; stickyKey?: string },
+  opts: CallModelOptions,
 ) => Promise<Generation>;
 
 function preview(turn: ParsedTurn): string {

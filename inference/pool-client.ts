@@ -73,7 +73,7 @@ export interface PoolClientOptions {
   inlineRequestBytes?: number;
   maxRequestBytes?: number;
   blobs?: BlobStore;
-  /** Blob namespace for request bodies sent by reference. */
+  /** Blob namespace for request bodies sent by reference, where a request names none (PoolGenerateOptions). */
   blobNamespace?: string;
   /**
    * Tell the pool's other routers which member served which prompt prefix, and learn the same from them (default
@@ -91,6 +91,11 @@ export interface PoolGenerateOptions {
   /** Keeps one trajectory on one member where load allows (its prefix grows turn by turn). */
   stickyKey?: string;
   model?: string;
+  /**
+   * Blob namespace for this request's body if it is sent by reference: the job's, so `muse content delete` and the
+   * job's retention remove it with the rest of the job's content.
+   */
+  blobNamespace?: string;
   /** Called once per attempt with the member tried; used for heartbeats and tests. */
   onAttempt?: (memberId: string | undefined, attempt: number) => void;
 }
@@ -279,7 +284,8 @@ export class PoolClient {
           `request of ${payload.length} bytes exceeds the inline limit of ${this.inlineBytes} bytes and no blob store is configured`,
         );
       }
-      const messagesRef = await this.opts.blobs.put(this.opts.blobNamespace ?? 'requests', messages);
+      const namespace = options.blobNamespace ?? this.opts.blobNamespace ?? 'requests';
+      const messagesRef = await this.opts.blobs.put(namespace, messages);
       payload = encodeWire({ ...body, messagesRef });
     }
     const route: RouteRequest = this.policy.usesPrefixKeys

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
+import { BlobStore } from '../../common/blob-store.js';
 import { connectNats } from '../../common/nats.js';
 import { BackendProtocolError } from '../../inference/backends/http.js';
 import { PoolMember } from '../../inference/member.js';
@@ -129,6 +130,26 @@ describe('pool routing', () => {
       deadline: deadline(),
     });
     expect(ok.memberId).toBe('only');
+  });
+
+  it("a request too large to send inline goes by reference, stored in its job's namespace", async () => {
+    const pool = `byref-${randomUUID().slice(0, 8)}`;
+    const m = await member(pool, 'only');
+    const blobs = new BlobStore(suite.nc);
+    const c = client(pool, { inlineRequestBytes: 1000, blobs });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const namespace = `job-byref-${randomUUID().slice(0, 8)}`;
+    const big: ChatMessage[] = [
+      { role: 'system', content: reactSystemPrompt('2025-06-01') },
+      { role: 'user', content: `${questions[2]!.question} ${'context '.repeat(300)}` },
+    ];
+    const g = await c.generate(big, params, { deadline: deadline(), blobNamespace: namespace });
+    expect(g.memberId).toBe('only');
+    expect(g.usage.promptTokens).toBeGreaterThan(300);
+    expect(m.member.stats.served).toBe(1);
+    // Deleting the job deletes the body: it was not left in a namespace nothing deletes.
+    expect((await blobs.deleteNamespace(namespace)).deleted.length).toBeGreaterThan(0);
   });
 
   it('routers share placements: a prefix served through one router is followed by the others', async () => {
