@@ -9,6 +9,7 @@ import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
+import { BackendHttpError } from './backends/http.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
@@ -55,11 +56,32 @@ export interface PoolMemberOptions {
 export function replyError(err: unknown): { code: WireErrorCode; message: string; retryable: boolean } {
   if (err instanceof WireDecodeError) return { code: 'bad_request', message: err.message, retryable: false };
   const message = (err as Error)?.message ?? String(err);
+  // Busy, not broken: the router tries another member without counting it against this one.
+  if (err instanceof QueueWaitError || (err instanceof BackendHttpError && err.status === 429))
+    return { code: 'overloaded', message, retryable: true };
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
+}
+
+/**
+ * A request still waiting in this member's queue when its attempt is nearly over. Answered as `overloaded` a little
+ * before the router's own timeout, so the router hears "busy" and tries elsewhere; a timeout would count against
+ * this member's circuit breaker, and breakers opening on busy members take the capacity a saturated pool needs.
+ */
+export class QueueWaitError extends Error {
+  override readonly name = 'QueueWaitError';
+  readonly retryable = true;
+  constructor(memberId: string, waitedMs: number) {
+    super(`member ${memberId} could not start the request within its attempt (queued ${waitedMs} ms)`);
+  }
+}
+
+/** How long before the attempt's end a request still queued is answered `overloaded`: 10% of it, 5 s at most. */
+export function queueGiveUpMs(attemptMs: number): number {
+  return Math.min(5000, attemptMs / 10);
 }
 
 /** The router that sent the request gave up on it. */
@@ -262,9 +284,19 @@ export class PoolMember {
     const mine = this.active.get(req.id) ?? new Set<AbortController>();
     mine.add(ctl);
     this.active.set(req.id, mine);
+    const queuedAt = Date.now();
+    const queued = new AbortController();
+    const queueTimer = setTimeout(
+      () => queued.abort(new QueueWaitError(this.id, Date.now() - queuedAt)),
+      Math.max(0, deadline - queuedAt - queueGiveUpMs(deadline - queuedAt)),
+    );
     try {
       // The slot is taken before a large prompt is fetched, so a queue of blob-referenced requests holds no prompts.
-      await this.acquire(ctl.signal);
+      try {
+        await this.acquire(AbortSignal.any([ctl.signal, queued.signal]));
+      } finally {
+        clearTimeout(queueTimer);
+      }
       try {
         const messages = req.messages ?? (await this.resolveMessages(req.messagesRef!));
         ctl.signal.throwIfAborted();

@@ -120,6 +120,11 @@ const LEAVE_GRACE_MS = 15_000;
 
 export class PoolClient {
   private readonly members = new Map<string, MemberState>();
+  /**
+   * Leaving processes whose id a new process took over before they were done: out of the map, but what they hold is
+   * still awaited for the rest of their grace, then failed over.
+   */
+  private readonly departing = new Set<MemberState>();
   private readonly subs: Subscription[] = [];
   private readonly policy: RoutingPolicy;
   private readonly now: () => number;
@@ -228,6 +233,12 @@ export class PoolClient {
       this.noDropsUntil = now + Math.min(this.ttl, 1000);
     }
     this.lastSweepAt = now;
+    for (const m of this.departing) {
+      if (m.outstanding === 0 || now - m.leavingSince! > LEAVE_GRACE_MS) {
+        this.departing.delete(m);
+        failOver(m, `member ${m.info.id}'s previous process left the pool`);
+      }
+    }
     const views: MemberView[] = [];
     for (const [id, m] of this.members) {
       if (m.leavingSince !== undefined) {
@@ -511,6 +522,7 @@ export class PoolClient {
       else {
         this.members.delete(info.id);
         this.policy.onMemberGone(info.id);
+        this.departing.add(existing);
       }
       existing = undefined;
     }
@@ -547,8 +559,13 @@ export class PoolClient {
     if (!m) return;
     this.members.delete(id);
     this.policy.onMemberGone(id);
-    for (const reject of m.onGone) reject(new MemberFailure(reason, true));
+    failOver(m, reason);
   }
+}
+
+/** Fails the requests in flight on a member that is gone, so each tries another member now. */
+function failOver(m: MemberState, reason: string): void {
+  for (const reject of m.onGone) reject(new MemberFailure(reason, true));
 }
 
 class MemberFailure extends Error {

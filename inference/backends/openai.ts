@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { BackendLoad, BackendRequest, InferenceBackend, RawGeneration, TokenLogprob } from '../types.js';
 import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
 import {
+  BackendHttpError,
   BackendProtocolError,
   HttpBackendLoad,
   type HttpClientOptions,
@@ -268,6 +269,12 @@ export interface OpenAIBackendOptions extends HttpClientOptions {
   cacheCapacityTokens?: number;
 }
 
+/** The server has no model by the name the request gave: not retryable, no other member of the pool would have it. */
+export class ModelNotServedError extends Error {
+  override readonly name = 'ModelNotServedError';
+  readonly retryable = false;
+}
+
 export class OpenAIBackend implements InferenceBackend {
   readonly kind = 'openai';
   private readonly base: string;
@@ -295,14 +302,26 @@ export class OpenAIBackend implements InferenceBackend {
     );
   }
 
-  private post(path: string, body: Record<string, unknown>, req: BackendRequest, signal: AbortSignal) {
-    return postBackendJson(
-      `${this.base}${path}`,
-      { ...body, ...this.opts.extraBody },
-      this.opts,
-      req.deadline,
-      signal,
-    );
+  private async post(path: string, body: Record<string, unknown>, req: BackendRequest, signal: AbortSignal) {
+    try {
+      return await postBackendJson(
+        `${this.base}${path}`,
+        { ...body, ...this.opts.extraBody },
+        this.opts,
+        req.deadline,
+        signal,
+      );
+    } catch (err) {
+      // A 404 for a model the job named (its spec's model, not this member's) is the job's mistake: every member
+      // would answer the same, so it must fail the step now, not fail over and open every member's breaker.
+      if (err instanceof BackendHttpError && err.status === 404 && req.model && req.model !== this.opts.model)
+        throw new ModelNotServedError(
+          `model '${req.model}' (the job's model) is not served at ${this.base}` +
+            `${this.opts.model ? ` (this member serves '${this.opts.model}')` : ''}: ${err.message}`,
+          { cause: err },
+        );
+      throw err;
+    }
   }
 
   private commonParams(req: BackendRequest): Record<string, unknown> {

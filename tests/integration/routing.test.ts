@@ -402,6 +402,64 @@ describe('abandoned attempts and stopping members', () => {
     expect(stall.aborts.map((a) => a.reason)).toEqual(['RequestCancelledError']);
   });
 
+  it('a request still queued near the end of its attempt is answered overloaded: a busy member keeps its breaker closed', async () => {
+    const pool = `queued-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    const m = new PoolMember({ nc: suite.nc, pool, id: 'busy', backend: stall.backend, capacity: 1 });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const c = client(pool, { policy: 'round_robin', attemptTimeoutMs: 1000, maxAttempts: 1 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    // The batch slot is held through another router, whose attempts are long.
+    const holder = client(pool, { policy: 'round_robin' });
+    await holder.start();
+    await waitUntil(() => holder.liveMembers().length === 1, 10_000, 'member live for the holder');
+    const ctl = new AbortController();
+    const holding = holder.generate(messages(12), params, {
+      deadline: Date.now() + 60_000,
+      signal: ctl.signal,
+    });
+    holding.catch(() => {});
+    await waitUntil(() => stall.started() === 1, 5_000, 'the batch slot taken');
+    // More than the breaker's failure threshold: timeouts counted against the member would open it.
+    for (let i = 0; i < 6; i++) {
+      const err = await c.generate(messages(13), params, { deadline: deadline() }).catch((e) => e);
+      expect(String(err.message)).toMatch(
+        /overloaded: member busy could not start the request within its attempt/,
+      );
+    }
+    expect(c.liveMembers()[0]?.healthy).toBe(true);
+    expect(stall.started()).toBe(1);
+    ctl.abort(new Error('done'));
+  });
+
+  it('a member restarted under the same id while the old process was leaving: what it held fails over after the grace', async () => {
+    const pool = `restart-leaving-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    const nc = await connectNats(cfg, 'restart-leaving-old-process');
+    const old = new PoolMember({ nc, pool, id: 'gpu0', backend: stall.backend });
+    await old.start();
+    // A long attempt limit: it may not be what frees the request.
+    const c = client(pool, { attemptTimeoutMs: 110_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const t0 = Date.now();
+    const pending = c.generate(messages(14), params, { deadline: Date.now() + 110_000 });
+    await waitUntil(() => stall.started() === 1, 5_000, 'request reached the first process');
+    // SIGTERM: it says it is leaving and waits for its work; a new process takes the id; then the old one is killed.
+    void old.stop(60_000).catch(() => {});
+    await waitUntil(() => c.liveMembers().length === 0, 5_000, 'the leaving member out of rotation');
+    const fresh = await member(pool, 'gpu0');
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'the new process live');
+    await nc.close();
+    const g = await pending;
+    expect(g.memberId).toBe('gpu0');
+    expect(fresh.member.stats.served).toBe(1);
+    // The leave grace (15 s), not the 110 s attempt limit.
+    expect(Date.now() - t0).toBeLessThan(25_000);
+  }, 40_000);
+
   it('a member restarted under the same id: what the dead process held fails over at once', async () => {
     const pool = `restart-${randomUUID().slice(0, 8)}`;
     const stall = stalling('stall');

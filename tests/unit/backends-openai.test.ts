@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { renderChatTemplate } from '../../inference/backends/chat-template.js';
 import { BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import { createBackend } from '../../inference/backends/index.js';
-import { alignTokensToText, OpenAIBackend, serverRoot } from '../../inference/backends/openai.js';
+import {
+  alignTokensToText,
+  ModelNotServedError,
+  OpenAIBackend,
+  serverRoot,
+} from '../../inference/backends/openai.js';
+import { replyError } from '../../inference/member.js';
 import type { BackendRequest } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
@@ -73,6 +79,34 @@ function chatBody(opts: { usage?: unknown; logprobs?: unknown; content?: string;
         : opts.usage,
   };
 }
+
+describe('OpenAIBackend: a model the server does not have', () => {
+  const notFound = { status: 404, body: { error: { message: 'The model `qwen3-30b` does not exist.' } } };
+
+  it('fails at once, naming the model, when the job named it: no other member would have it', async () => {
+    const s = await fakeServer(() => notFound);
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'Qwen/Qwen3-30B-A3B' });
+    const err = await b.generate({ ...request(), model: 'qwen3-30b' }, signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelNotServedError);
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(
+      /model 'qwen3-30b' \(the job's model\) is not served at .* \(this member serves 'Qwen\/Qwen3-30B-A3B'\)/,
+    );
+    expect(replyError(err)).toMatchObject({ code: 'backend_error', retryable: false });
+    await s.close();
+  });
+
+  it("is this member's setup error (failed over, counted) when the model is the member's own", async () => {
+    const s = await fakeServer(() => notFound);
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'Qwen/Qwen3-30B-A3B' });
+    for (const model of [undefined, 'Qwen/Qwen3-30B-A3B']) {
+      const err = await b.generate({ ...request(), ...(model ? { model } : {}) }, signal()).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendHttpError);
+      expect(err.retryable).toBe(true);
+    }
+    await s.close();
+  });
+});
 
 describe('OpenAIBackend (chat)', () => {
   it('sends logprobs=true with top_logprobs and parses tokens, top-k, usage and cached tokens', async () => {

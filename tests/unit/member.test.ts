@@ -52,6 +52,12 @@ describe('member error replies', () => {
     expect(replyError(unreachable)).toMatchObject({ code: 'backend_error', retryable: true });
   });
 
+  it('reports a server rate limit (HTTP 429) as overloaded: busy, not broken, so no breaker counts it', async () => {
+    const err = await httpFailure(429, { error: 'rate limited' });
+    expect(replyError(err)).toMatchObject({ code: 'overloaded', retryable: true });
+    expect(replyError(err).message).toContain('HTTP 429');
+  });
+
   it('follows the flag of a protocol error (an abort is retryable, a malformed answer is not)', () => {
     expect(replyError(new BackendProtocolError('no logprobs')).retryable).toBe(false);
     expect(replyError(new BackendProtocolError('aborted', { retryable: true })).retryable).toBe(true);
