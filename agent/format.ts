@@ -100,10 +100,16 @@ function splitThink(text: string): ThinkSplit {
   return { think: { start, end }, tagged, rest: end };
 }
 
+/**
+ * A body wrapped in a code fence (```json ... ```), unwrapped. No regular expression spans the body: one with
+ * whitespace runs around a lazy body took cubic time on an unclosed fence over a run of blanks (garbage output a
+ * model does produce), freezing the worker for minutes to hours.
+ */
 function stripCodeFence(s: string): string {
   const t = s.trim();
-  const m = /^```[a-zA-Z0-9_-]*\s*\n?([\s\S]*?)\n?\s*```$/.exec(t);
-  return m?.[1] !== undefined ? m[1].trim() : t;
+  if (t.length < 6 || !t.startsWith('```') || !t.endsWith('```')) return t;
+  const opening = /^```[a-zA-Z0-9_-]*/.exec(t)![0].length;
+  return t.slice(opening, t.length - 3).trim();
 }
 
 /** The JSON object opening at `from`, up to its matching brace (strings and escapes skipped); null if unbalanced. */

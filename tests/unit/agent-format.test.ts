@@ -73,6 +73,19 @@ describe('parseTurn', () => {
     });
   });
 
+  it('parses a fenced call in linear time, also an unclosed fence over long runs of blanks (garbage output)', () => {
+    const call = '{"name": "search", "arguments": {"query": ["q"]}}';
+    const fenced = parseTurn(`<think>x</think><tool_call>\`\`\`json${call}\`\`\`</tool_call>`);
+    expect(fenced).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+    for (const blank of [' ', '\n']) {
+      // 20k blanks: the fence pattern this replaces took minutes on 5k (cubic), so the test would time out.
+      const t = parseTurn(
+        `<think>x</think><tool_call>\`\`\`json\n${blank.repeat(20_000)}${call}</tool_call>`,
+      );
+      expect(t).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+    }
+  }, 5_000);
+
   it('tolerates text around the JSON object and after the call', () => {
     const t = parseTurn(
       '<think>x</think><tool_call>call: {"name": "search", "arguments": {"query": ["q"]}} ok</tool_call>\nmore text <answer>no</answer>',
