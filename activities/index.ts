@@ -86,6 +86,8 @@ export interface ToolStepInput {
   policy: ContextPolicyName;
   contextRef: string;
   turnRef: string;
+  /** The turn's finish reason, as llmStep parsed it with ('length': cut off at the token limit). */
+  finishReason?: 'stop' | 'length';
 }
 
 export interface ToolStepResult {
@@ -127,6 +129,9 @@ function summaryBudget(input: SummarizeInput): number | undefined {
   if (input.contextWindow === undefined) return undefined;
   return promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio);
 }
+
+export const CUT_OFF_ANSWER_OBSERVATION =
+  'Error: the answer was cut off at the token limit before </answer>. Give the final answer again, briefly, inside <answer></answer>.';
 
 export const NO_ACTION_OBSERVATION =
   'Error: the response has neither a <tool_call> nor an <answer>. Think, then either call a tool or give the final answer.';
@@ -268,7 +273,7 @@ export function createActivities(deps: ActivityDeps) {
           estimatedPromptTokens: estimate,
         };
       }
-      const turn = parseTurn(g.text);
+      const turn = parseTurn(g.text, g.finishReason);
       const turnRef = await content.putText(namespaceFor(input.jobId), g.text);
       return {
         status: 'turn',
@@ -294,7 +299,7 @@ export function createActivities(deps: ActivityDeps) {
           content.getText(input.turnRef),
           loadContext({ ...input }),
         ]);
-        const turn = parseTurn(raw);
+        const turn = parseTurn(raw, input.finishReason);
         let observation: string;
         let observationRef: string | undefined;
         let toolError: string | undefined;
@@ -313,8 +318,8 @@ export function createActivities(deps: ActivityDeps) {
             toolError = turn.error;
             break;
           case 'no_action':
-            observation = NO_ACTION_OBSERVATION;
-            toolError = NO_ACTION_OBSERVATION;
+            observation = turn.cutOffAnswer ? CUT_OFF_ANSWER_OBSERVATION : NO_ACTION_OBSERVATION;
+            toolError = observation;
             break;
           case 'answer':
             throw new TypeError('toolStep called for an answer turn');
@@ -414,6 +419,6 @@ function preview(turn: ParsedTurn): string {
     case 'invalid_tool_call':
       return 'invalid tool call';
     case 'no_action':
-      return 'no action';
+      return turn.cutOffAnswer ? 'answer cut off at the token limit' : 'no action';
   }
 }

@@ -181,7 +181,7 @@ export interface TurnSpans {
   /** A `<report>` that comes before the action: closed, or ended by the action's tag. */
   report: TextSpan | null;
   /** The first `<tool_call>` or `<answer>` after the reasoning; an unclosed one stops at a tag that cannot be in it. */
-  action: (TextSpan & { kind: 'tool_call' | 'answer' }) | null;
+  action: (TextSpan & { kind: 'tool_call' | 'answer'; closed: boolean }) | null;
 }
 
 /**
@@ -206,7 +206,12 @@ export function turnSpans(text: string): TurnSpans {
   const isCall = call !== null && (answer === null || call.open < answer.open);
   const first = isCall ? call : answer;
   const action = first
-    ? { kind: isCall ? ('tool_call' as const) : ('answer' as const), start: first.start, end: first.end }
+    ? {
+        kind: isCall ? ('tool_call' as const) : ('answer' as const),
+        start: first.start,
+        end: first.end,
+        closed: first.closed,
+      }
     : null;
   // An unclosed <report> with no action after it is a turn cut off mid-report: not a report, or an iterresearch
   // trajectory would replace its whole report with the fragment.
@@ -218,9 +223,11 @@ export function turnSpans(text: string): TurnSpans {
 /**
  * Parse one generated turn. The action is the first <tool_call> or <answer> after the reasoning; text after it
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
- * `toolCallProblem(raw)` says what was wrong for logs.
+ * `toolCallProblem(raw)` says what was wrong for logs. With `finishReason` 'length' (the turn hit its token limit),
+ * an <answer> without its `</answer>` is a cut-off fragment, not an answer: `no_action` with `cutOffAnswer`. One the
+ * model ended itself is its answer.
  */
-export function parseTurn(text: string): ParsedTurn {
+export function parseTurn(text: string, finishReason?: 'stop' | 'length'): ParsedTurn {
   const spans = turnSpans(text);
   const slice = (s: TextSpan) => text.slice(s.start, s.end).trim();
   const think = slice(spans.think);
@@ -235,6 +242,8 @@ export function parseTurn(text: string): ParsedTurn {
     if ('call' in r) return withReport({ kind: 'tool_call' as const, think, call: r.call });
     return withReport({ kind: 'invalid_tool_call' as const, think, error: TOOL_CALL_FORMAT_ERROR, raw });
   }
+  if (action?.kind === 'answer' && !action.closed && finishReason === 'length')
+    return withReport({ kind: 'no_action' as const, think, cutOffAnswer: true as const });
   if (action?.kind === 'answer') return withReport({ kind: 'answer' as const, think, answer: slice(action) });
   return withReport({ kind: 'no_action' as const, think });
 }

@@ -33,8 +33,11 @@ export type ParsedTurn =
   | { kind: 'answer'; think: string; answer: string; report?: string }
   /** A <tool_call> block that is not valid JSON with "name" and "arguments": the trajectory goes on with an error observation. */
   | { kind: 'invalid_tool_call'; think: string; error: string; raw: string; report?: string }
-  /** Neither a tool call nor an answer (garbage or truncated output). */
-  | { kind: 'no_action'; think: string; report?: string };
+  /**
+   * Neither a tool call nor an answer (garbage or truncated output). `cutOffAnswer`: an <answer> the token limit cut
+   * off before its end, a fragment that must not end the trajectory as its prediction.
+   */
+  | { kind: 'no_action'; think: string; report?: string; cutOffAnswer?: true };
 
 export type Termination = 'answer' | 'max_turns' | 'max_context' | 'error' | 'cancelled';
 

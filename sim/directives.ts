@@ -13,6 +13,8 @@ export interface SimDirectives {
   unknownToolAt: Set<number>;
   /** Agent turn indices that emit neither a tool call nor an answer. */
   garbageAt: Set<number>;
+  /** Agent turn indices that open an <answer> and ramble past any token limit (the turn is cut off in it). */
+  cutAnswerAt: Set<number>;
   /** Keep researching until at least this many agent turns have been taken. */
   minTurns: number;
   /** Pad every visited page to this many bytes. */
@@ -28,6 +30,7 @@ export function parseDirectives(text: string): SimDirectives {
     malformedToolCallAt: new Set(),
     unknownToolAt: new Set(),
     garbageAt: new Set(),
+    cutAnswerAt: new Set(),
     minTurns: 0,
     obsBytes: 0,
     difficulty: null,
@@ -46,6 +49,9 @@ export function parseDirectives(text: string): SimDirectives {
         break;
       case 'garbage':
         if (at !== null) d.garbageAt.add(at);
+        break;
+      case 'cut-answer':
+        if (at !== null) d.cutAnswerAt.add(at);
         break;
       case 'min-turns':
         if (value !== null && Number.isFinite(value)) d.minTurns = Math.max(0, Math.floor(value));

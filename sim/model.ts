@@ -590,7 +590,9 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
         ? 'unknown'
         : d.garbageAt.has(turn) && !a.lastAction.includes('[sim] garbage')
           ? 'garbage'
-          : null;
+          : d.cutAnswerAt.has(turn) && !a.lastAction.includes('[sim] rambling')
+            ? 'cut-answer'
+            : null;
 
   let view = resolveChain(mem, st);
   const report = () => {
@@ -610,6 +612,9 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
         'tool',
       );
     else if (forced === 'unknown') w.write(toolCall('teleport', { destination: cur }), 'tool');
+    // More tokens than any turn may have (65,536 at most): the server cuts the turn off inside the answer.
+    else if (forced === 'cut-answer')
+      w.write(`<answer>[sim] rambling about ${cur}${' and so on'.repeat(22_000)}`, 'plain');
     else w.write('Let me reconsider the sources before acting. [sim] garbage turn', 'plain');
     return;
   }

@@ -7,7 +7,12 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ContextStore } from '../../activities/content.js';
-import { createActivities, type SummarizeResult, type ToolStepResult } from '../../activities/index.js';
+import {
+  CUT_OFF_ANSWER_OBSERVATION,
+  createActivities,
+  type SummarizeResult,
+  type ToolStepResult,
+} from '../../activities/index.js';
 import { contextPolicy } from '../../agent/context.js';
 import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
@@ -318,6 +323,26 @@ describe('trajectory workflow', () => {
     expect(log[2]!.tool).toBe('teleport');
     expect(log[2]!.toolError).toMatch(/unknown tool 'teleport'/);
     expect(log.length).toBeGreaterThan(3);
+  });
+
+  it('an answer cut off at the token limit is not taken as the prediction: the model is told and answers again', async () => {
+    const [q] = sampleQuestions(1, 13);
+    const handle = await startTrajectory(suite.client, cfg, {
+      question: `${q!.question} [sim:cut-answer@1]`,
+      maxTurns: 40,
+      sampling: { maxTokensPerTurn: 600 },
+    });
+    const result = await handle.result();
+    expect(result.termination).toBe('answer');
+    expect(result.prediction).not.toContain('rambling');
+    const log = await stepLog(result.log);
+    expect(log[1]).toMatchObject({
+      kind: 'no_action',
+      actionPreview: 'answer cut off at the token limit',
+      toolError: CUT_OFF_ANSWER_OBSERVATION,
+    });
+    expect(log[1]!.usage.completionTokens).toBe(600);
+    expect(log.length).toBeGreaterThan(2);
   });
 
   describe('resum on a server with a 6000-token context', () => {

@@ -86,6 +86,21 @@ describe('parseTurn', () => {
     }
   }, 5_000);
 
+  it('an <answer> cut off at the token limit is no answer; one the model ended itself, or closed, is', () => {
+    const cut = '<think>Checked the record.</think>\n<answer>The treaty was signed in 18';
+    expect(parseTurn(cut, 'length')).toEqual({
+      kind: 'no_action',
+      think: 'Checked the record.',
+      cutOffAnswer: true,
+    });
+    expect(parseTurn(cut, 'stop')).toMatchObject({ kind: 'answer', answer: 'The treaty was signed in 18' });
+    expect(parseTurn(cut)).toMatchObject({ kind: 'answer' });
+    expect(parseTurn(`${cut}52</answer> and then the limit`, 'length')).toMatchObject({
+      kind: 'answer',
+      answer: 'The treaty was signed in 1852',
+    });
+  });
+
   it('tolerates text around the JSON object and after the call', () => {
     const t = parseTurn(
       '<think>x</think><tool_call>call: {"name": "search", "arguments": {"query": ["q"]}} ok</tool_call>\nmore text <answer>no</answer>',
