@@ -199,7 +199,8 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         outputs.set(rolloutId, out);
       } catch (err) {
         if (isCancellation(err)) throw err;
-        error = (err as Error).message;
+        // With its cause: a child's failure alone says only "Child Workflow execution failed".
+        error = failureMessage(err as Error);
       } finally {
         running.delete(workflowId);
       }

@@ -265,6 +265,32 @@ describe('ParallelMuse', () => {
     }
   });
 
+  it('a rollout whose workflow was terminated is recorded as terminated, not only "child workflow failed"', async () => {
+    await withWorker(async () => {
+      // A pool nobody serves: the rollouts wait (their steps in retry) until they are terminated.
+      const { handle } = await startParallelMuse(
+        suite.client,
+        cfg,
+        { n: 2, branchMode: 'none', trajectory: { question: questions[3]!.question, pool: 'nobody-term' } },
+        { workflowId: 'pm-term', jobId: 'pm-term' },
+      );
+      for (const rollout of ['initial-0', 'initial-1']) {
+        const child = suite.client.workflow.getHandle(`pm-term/${rollout}`);
+        await waitUntil(
+          async () => (await child.describe().catch(() => undefined))?.status.name === 'RUNNING',
+          30_000,
+          `rollout ${rollout} running`,
+        );
+        await child.terminate('stopped by the operator (test)');
+      }
+      const failure = await handle.result().then(() => 'completed', failureMessage);
+      // Temporal does not pass the reason on to the parent; that it was terminated, it does.
+      expect(failure).toMatch(
+        /every rollout of the question failed \(2\).*Child Workflow execution failed: Terminated/,
+      );
+    });
+  });
+
   it('ends with an explicit no-answer result when no trajectory answers', async () => {
     await withWorker(async () => {
       const { result } = await runParallelMuse(
