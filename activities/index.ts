@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { parseSummary, parseTurn, summaryComplete } from '../agent/format.js';
+import { clipText, parseSummary, parseTurn, summaryComplete } from '../agent/format.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
   ChatMessage,
@@ -129,6 +129,8 @@ function summaryBudget(input: SummarizeInput): number | undefined {
   if (input.contextWindow === undefined) return undefined;
   return promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio);
 }
+
+const MAX_TOOL_ERROR_CHARS = 1000;
 
 export const CUT_OFF_ANSWER_OBSERVATION =
   'Error: the answer was cut off at the token limit before </answer>. Give the final answer again, briefly, inside <answer></answer>.';
@@ -334,7 +336,8 @@ export function createActivities(deps: ActivityDeps) {
           observationRef: storedRef,
           observationBytes: observation.length,
           toolCalled,
-          ...(toolError ? { toolError } : {}),
+          // The whole error is in the observation; history gets its start (a failing tool's message can be a page).
+          ...(toolError ? { toolError: clipText(toolError, MAX_TOOL_ERROR_CHARS) } : {}),
         };
       });
     },

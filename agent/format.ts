@@ -11,8 +11,16 @@ import type { ParsedTurn, ToolCall } from './types.js';
 export const TOOL_CALL_FORMAT_ERROR =
   'Error: Tool call is not a valid JSON. Tool call must contain a valid "name" and "arguments" field.';
 
+/**
+ * Model-written text that travels in Temporal history (a tool's name, an answer) is bounded: a degenerate turn must
+ * not push an activity result or the step log past Temporal's 2 MB payload limit. No real tool name or
+ * deep-research answer comes near these.
+ */
+const MAX_TOOL_NAME_CHARS = 128;
+export const MAX_ANSWER_CHARS = 8192;
+
 const ToolCallSchema = z.object({
-  name: z.string().min(1),
+  name: z.string().min(1).max(MAX_TOOL_NAME_CHARS),
   arguments: z.record(z.string(), z.unknown()),
 });
 
@@ -244,8 +252,15 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
   }
   if (action?.kind === 'answer' && !action.closed && finishReason === 'length')
     return withReport({ kind: 'no_action' as const, think, cutOffAnswer: true as const });
-  if (action?.kind === 'answer') return withReport({ kind: 'answer' as const, think, answer: slice(action) });
+  if (action?.kind === 'answer')
+    return withReport({ kind: 'answer' as const, think, answer: clipText(slice(action), MAX_ANSWER_CHARS) });
   return withReport({ kind: 'no_action' as const, think });
+}
+
+/** `text`, or its first `max` characters and a marker saying how many were left out. */
+export function clipText(text: string, max: number | undefined): string {
+  if (max === undefined || text.length <= max) return text;
+  return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
 }
 
 /** The <answer> of a free-form response (e.g. the integration call), reasoning skipped; null when absent. */

@@ -1,6 +1,6 @@
 // Every prompt text Muse sends, in one place, plus the builders that wrap data in the tags the parsers
 // (and the simulator) expect. Workflow-safe: strings only.
-import { parseTurn } from './format.js';
+import { clipText, parseTurn } from './format.js';
 import type { ChatMessage } from './types.js';
 
 /** Tool schemas in the Tongyi <tools> block: one JSON function signature a line. */
@@ -145,11 +145,6 @@ export interface RenderOptions {
   maxChars?: number;
 }
 
-function clip(text: string, max: number | undefined): string {
-  if (max === undefined || text.length <= max) return text;
-  return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
-}
-
 function renderStep(step: { turn: string; observation?: string }, i: number, opts: RenderOptions): string {
   const t = parseTurn(step.turn);
   const lines = [`## Step ${i + 1}`];
@@ -169,7 +164,7 @@ function renderStep(step: { turn: string; observation?: string }, i: number, opt
       break;
   }
   if (step.observation !== undefined) {
-    lines.push(`Tool response:\n${clip(step.observation, opts.maxObservationChars)}`);
+    lines.push(`Tool response:\n${clipText(step.observation, opts.maxObservationChars)}`);
   }
   return lines.join('\n');
 }

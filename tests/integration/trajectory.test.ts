@@ -275,6 +275,44 @@ describe('tool step retries', () => {
   });
 });
 
+describe('tool step errors', () => {
+  it("a failing tool's whole message is the observation; history gets its first 1000 characters", async () => {
+    const blobs = new BlobStore(suite.nc);
+    const page = `upstream said: ${'<html>'.repeat(2_000)}`;
+    const tools = new ToolRegistry([
+      {
+        name: 'search',
+        description: 'fails with a page of text',
+        args: z.object({ query: z.array(z.string()) }),
+        async run() {
+          throw new Error(page);
+        },
+      },
+    ]);
+    const activities = createActivities({ nc: suite.nc, blobs, tools, config: cfg });
+    const jobId = `toolerr-${randomUUID().slice(0, 8)}`;
+    const ns = namespaceFor(jobId);
+    const content = new ContextStore(blobs);
+    const input = {
+      jobId,
+      trajectoryId: `traj-${jobId}`,
+      step: 0,
+      policy: 'react' as const,
+      contextRef: await content.putContext(ns, 'react', contextPolicy('react').initial('Q?')),
+      turnRef: await content.putText(
+        ns,
+        '<think>look</think><tool_call>{"name": "search", "arguments": {"query": ["q"]}}</tool_call>',
+      ),
+    };
+    const r = (await new MockActivityEnvironment().run(activities.toolStep, input)) as ToolStepResult;
+    expect(await content.getText(r.observationRef)).toContain(page);
+    expect(r.toolError!.startsWith(`Error: tool 'search' failed: upstream said: <html>`)).toBe(true);
+    expect(r.toolError!.length).toBeLessThan(1100);
+    expect(r.toolError).toMatch(/more characters omitted\]$/);
+    await blobs.deleteNamespace(ns);
+  });
+});
+
 describe('trajectory workflow', () => {
   it('runs a sample question to an answer, recording every step by reference', async () => {
     const [q] = sampleQuestions(1, 11);

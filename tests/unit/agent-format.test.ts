@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   extractTag,
+  MAX_ANSWER_CHARS,
   parseAnswer,
   parseJudgement,
   parseReport,
@@ -99,6 +100,18 @@ describe('parseTurn', () => {
       kind: 'answer',
       answer: 'The treaty was signed in 1852',
     });
+  });
+
+  it('bounds what a degenerate turn can put into history: an absurd tool name is invalid, a huge answer is clipped', () => {
+    const name = 'x'.repeat(16_000);
+    expect(parseTurn(`<tool_call>{"name": "${name}", "arguments": {}}</tool_call>`)).toMatchObject({
+      kind: 'invalid_tool_call',
+    });
+    const t = parseTurn(`<answer>${'y'.repeat(20_000)}</answer>`);
+    expect(t.kind).toBe('answer');
+    const answer = (t as { answer: string }).answer;
+    expect(answer.startsWith('y'.repeat(MAX_ANSWER_CHARS))).toBe(true);
+    expect(answer.slice(MAX_ANSWER_CHARS)).toBe(`\n[… ${20_000 - MAX_ANSWER_CHARS} more characters omitted]`);
   });
 
   it('tolerates text around the JSON object and after the call', () => {
