@@ -2,7 +2,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
-import { runBatch, sharedBatchSpec } from '../client/batch.js';
+import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -152,7 +152,13 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         const { trajectory, ...rest } = parallelMuseSpec('', undefined, o);
         const { question: _q, ...trajectoryRest } = trajectory;
         const spec = { ...rest, trajectory: trajectoryRest };
-        sharedBatchSpec(spec); // a bad option fails here, before connecting
+        // A bad option or questions file fails here, before connecting: not reported as an unreachable server.
+        sharedBatchSpec(spec);
+        const questions = readBatchQuestions(file, o.out);
+        if (questions.items.length === 0) {
+          for (const b of questions.errors) process.stderr.write(`  bad input: ${b.error}\n`);
+          throw new BatchError(`${file} holds no question to run`);
+        }
         const client = await connectClient(cfg);
         const bar = process.stderr.isTTY
           ? new cliProgress.SingleBar(

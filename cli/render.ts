@@ -85,6 +85,8 @@ export function statusResult(type: string, result: unknown) {
     aggregator: r.aggregator,
     ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
     rollouts: r.rollouts.length,
+    // What `muse export <question>/<rollout id>` takes.
+    rolloutIds: r.rollouts.map((ro) => ro.rolloutId),
     terminations,
     plan: r.plan,
   };

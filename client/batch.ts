@@ -44,28 +44,32 @@ export function readBatchFile(path: string): {
 } {
   const items: { line: number; question: string; answer?: string }[] = [];
   const errors: BatchLineError[] = [];
-  readFileSync(path, 'utf8')
-    .split('\n')
-    .forEach((raw, i) => {
-      const text = raw.trim();
-      if (!text) return;
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (err) {
-        errors.push({ line: i + 1, error: `line ${i + 1} is not valid JSON: ${(err as Error).message}` });
-        return;
-      }
-      const parsed = BatchLineSchema.safeParse(value);
-      if (!parsed.success)
-        errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
-      else
-        items.push({
-          line: i + 1,
-          question: parsed.data.question,
-          ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
-        });
-    });
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BatchError(`cannot read the questions file ${path}: ${(err as Error).message}`);
+  }
+  text.split('\n').forEach((raw, i) => {
+    const text = raw.trim();
+    if (!text) return;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      errors.push({ line: i + 1, error: `line ${i + 1} is not valid JSON: ${(err as Error).message}` });
+      return;
+    }
+    const parsed = BatchLineSchema.safeParse(value);
+    if (!parsed.success)
+      errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
+    else
+      items.push({
+        line: i + 1,
+        question: parsed.data.question,
+        ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
+      });
+  });
   return { items, errors };
 }
 
@@ -172,7 +176,7 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
   if (!existsSync(output)) return { done, scores };
   let job = jobId;
   const text = readFileSync(output, 'utf8');
-  for (const line of text.split('\n')) {
+  for (const [i, line] of text.split('\n').entries()) {
     if (!line.trim()) continue;
     let parsed: { workflowId?: string; spec?: string; job?: string; answer?: unknown; correct?: unknown };
     try {
@@ -180,6 +184,11 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     } catch {
       continue; // cut short by a crash: that question's workflow result is simply fetched again
     }
+    // Not a file of results (the questions file, say): appending to it would mix results into it.
+    if (typeof parsed !== 'object' || parsed === null || typeof parsed.workflowId !== 'string')
+      throw new BatchError(
+        `${output} (--out) is not a muse batch results file: line ${i + 1} is not a result; pass a results file or a new path`,
+      );
     if (parsed.spec !== undefined && parsed.spec !== sharedHash)
       throw new BatchError(
         `${output} (--out) holds results of this batch run with other options (spec ${parsed.spec}, now ${sharedHash}); ` +
@@ -285,9 +294,16 @@ export interface BatchSummary {
   answerChanged: { line: number; judgedAgainst: string; now: string }[];
 }
 
+/** The batch's questions, read before anything starts; refuses a results file that is the questions file. */
+export function readBatchQuestions(input: string, output: string): ReturnType<typeof readBatchFile> {
+  if (resolve(output) === resolve(input))
+    throw new BatchError(`--out ${output} is the questions file; results go to a file of their own`);
+  return readBatchFile(input);
+}
+
 export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions): Promise<BatchSummary> {
   const { hash } = sharedBatchSpec(o.spec);
-  const { items, errors } = readBatchFile(o.input);
+  const { items, errors } = readBatchQuestions(o.input, o.output);
   mkdirSync(dirname(o.output), { recursive: true });
   const unlock = lockResults(o.output);
   try {

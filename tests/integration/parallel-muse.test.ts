@@ -676,7 +676,7 @@ describe('ParallelMuse', () => {
       expect(status.code, status.stderr).toBe(0);
       expect(JSON.parse(status.stdout)).toMatchObject({
         status: 'COMPLETED',
-        result: { prediction: a.prediction, rollouts: 2 },
+        result: { prediction: a.prediction, rollouts: 2, rolloutIds: expect.arrayContaining(['initial-0']) },
       });
     });
   });

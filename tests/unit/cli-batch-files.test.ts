@@ -116,6 +116,16 @@ describe('results file', () => {
     ]);
   });
 
+  it('refuses a file that is not one of results (the questions file, say) instead of appending to it', () => {
+    const out = join(tmp(), 'out.jsonl');
+    writeFileSync(out, '{"question": "Where?", "answer": "Paris"}\n');
+    expect(() => openResults(out, 'h')).toThrow(
+      /out\.jsonl \(--out\) is not a muse batch results file: line 1/,
+    );
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\nnull\n`);
+    expect(() => openResults(out, 'h')).toThrow(/line 2 is not a result/);
+  });
+
   it('reads lines of the older format (no spec) without refusing: their questions run once more', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ workflowId: 'job-q0-abc' })}\n`);

@@ -83,6 +83,20 @@ describe('muse batch', () => {
       /unknown option '--answer'/,
     );
   });
+
+  it('a questions file that is missing, holds no question, or is also --out fails before connecting', async () => {
+    await expect(muse('batch', join(dir, 'none.jsonl'), '--out', join(dir, 'out.jsonl'))).rejects.toThrow(
+      /^cannot read the questions file .*none\.jsonl: ENOENT/,
+    );
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"question": oops}\n\n');
+    await expect(muse('batch', bad, '--out', join(dir, 'out.jsonl'))).rejects.toThrow(
+      /bad\.jsonl holds no question to run/,
+    );
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(muse('batch', q, '--out', q)).rejects.toThrow(/--out .*q\.jsonl is the questions file/);
+  });
 });
 
 describe('muse pool serve', () => {
@@ -176,13 +190,19 @@ describe('muse status', () => {
       aggregator: 'compressed',
       answer: 'Paris',
       correct: true,
-      rollouts: [{ termination: 'answer' }, { termination: 'answer' }, { termination: 'max_turns' }],
+      rollouts: [
+        { rolloutId: 'initial-0', termination: 'answer' },
+        { rolloutId: 'initial-1', termination: 'answer' },
+        { rolloutId: 'initial-0-s3-b0', termination: 'max_turns' },
+      ],
       plan: { n: 3, initial: 3, partial: 0, scratch: 0, rounds: 0 },
     });
     expect(r).toMatchObject({
       prediction: 'Paris',
       correct: true,
       rollouts: 3,
+      // What muse export takes, as its error for a question's id says.
+      rolloutIds: ['initial-0', 'initial-1', 'initial-0-s3-b0'],
       terminations: { answer: 2, max_turns: 1 },
     });
   });
