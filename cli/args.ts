@@ -17,6 +17,15 @@ export function positiveIntArg(name: string) {
   };
 }
 
+export function portArg(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 65_535)
+      throw new InvalidArgumentError(`${name} must be a port number (1-65535), got '${v}'`);
+    return n;
+  };
+}
+
 export function numberArg(name: string) {
   return (v: string) => {
     const n = Number(v);

@@ -6,7 +6,7 @@ import { deleteJobContent, exportTrajectory } from '../client/content.js';
 import { connectNats } from '../common/nats.js';
 import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
-import { intArg } from './args.js';
+import { intArg, positiveIntArg } from './args.js';
 import { cliConfig } from './context.js';
 
 export function registerContentCommands(program: Command): void {
@@ -60,7 +60,7 @@ export function registerContentCommands(program: Command): void {
     .command('sim')
     .description('the simulator (synthetic questions with ground truth)')
     .command('questions')
-    .option('--n <n>', 'number of questions', intArg('--n'), 10)
+    .option('--n <n>', 'number of questions', positiveIntArg('--n'), 10)
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .description('print simulator questions as JSONL ({"question","answer"}), for `muse batch`')
     .action((o: { n: number; seed: number }) => {

@@ -6,7 +6,7 @@ import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
-import { intArg, numberArg, positiveIntArg } from './args.js';
+import { numberArg, portArg, positiveIntArg } from './args.js';
 import { cliConfig } from './context.js';
 
 // The pool member's backend fields by the flags that set them, so errors name what the user typed.
@@ -46,14 +46,68 @@ function backendOptionsError(kind: string, given: object, err: z.ZodError): stri
   return `pool serve --backend ${kind}: ${problems.join('; ')}`;
 }
 
+/** The `pool serve` options each backend takes beyond the common ones (--backend, --pool, --id, --capacity). */
+const BACKEND_OPTIONS: Record<string, readonly string[]> = {
+  sim: ['model', 'timeScale', 'maxBatch', 'cacheTokens'],
+  openai: [
+    'model',
+    'baseUrl',
+    'apiKey',
+    'mode',
+    'maxBatch',
+    'cacheTokens',
+    'tokenIds',
+    'tokenizeUrl',
+    'chatTemplate',
+    'extraBody',
+  ],
+  sglang: [
+    'model',
+    'baseUrl',
+    'apiKey',
+    'maxBatch',
+    'cacheTokens',
+    'tokenIds',
+    'chatTemplate',
+    'seedParam',
+    'extraBody',
+  ],
+};
+const COMMON_OPTIONS = ['backend', 'pool', 'id', 'capacity'];
+
+/** An option given on the command line that the chosen backend would not use is an error, not silently dropped. */
+function refuseInapplicableOptions(cmd: Command, backend: string): void {
+  const takes = BACKEND_OPTIONS[backend];
+  if (!takes) return; // an unknown backend is reported by name below
+  const unused = cmd.options
+    .map((opt) => ({ flag: opt.long!, key: opt.attributeName() }))
+    .filter(
+      ({ key }) =>
+        cmd.getOptionValueSource(key) === 'cli' && !COMMON_OPTIONS.includes(key) && !takes.includes(key),
+    )
+    .map(({ flag }) => flag);
+  if (unused.length)
+    throw new Error(
+      `pool serve --backend ${backend}: ${unused.join(', ')} ${unused.length === 1 ? 'does' : 'do'} not apply to this backend`,
+    );
+}
+
+function readOptionFile(flag: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new Error(`${flag}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
 export function registerServiceCommands(program: Command): void {
   program
     .command('up')
     .description(
       'start a local Temporal dev server and nats-server (JetStream) in the background; idempotent',
     )
-    .option('--temporal-port <port>', 'Temporal frontend port', intArg('--temporal-port'))
-    .option('--nats-port <port>', 'NATS client port', intArg('--nats-port'))
+    .option('--temporal-port <port>', 'Temporal frontend port', portArg('--temporal-port'))
+    .option('--nats-port <port>', 'NATS client port', portArg('--nats-port'))
     .action(async (o) => {
       const cfg = cliConfig(program.opts());
       const r = await up({ dataDir: cfg.dataDir, temporalPort: o.temporalPort, natsPort: o.natsPort });
@@ -80,7 +134,7 @@ export function registerServiceCommands(program: Command): void {
   program
     .command('worker')
     .description('run a rollout worker (trajectory and ParallelMuse workflows and their activities)')
-    .option('--concurrency <n>', 'concurrent activity executions', intArg('--concurrency'), 256)
+    .option('--concurrency <n>', 'concurrent activity executions', positiveIntArg('--concurrency'), 256)
     .action(async (o) => {
       const cfg = cliConfig(program.opts());
       const w = await createRolloutWorker({ config: cfg, maxConcurrentActivities: o.concurrency });
@@ -111,11 +165,11 @@ export function registerServiceCommands(program: Command): void {
       numberArg('--time-scale'),
       0,
     )
-    .option('--max-batch <n>', 'sim/openai/sglang: the server batch limit', intArg('--max-batch'))
+    .option('--max-batch <n>', 'sim/openai/sglang: the server batch limit', positiveIntArg('--max-batch'))
     .option(
       '--cache-tokens <n>',
       "the server's KV cache in tokens, announced so routers know how much of a prompt it can hold",
-      intArg('--cache-tokens'),
+      positiveIntArg('--cache-tokens'),
     )
     .option(
       '--token-ids',
@@ -128,8 +182,9 @@ export function registerServiceCommands(program: Command): void {
     )
     .option('--seed-param <name>', "sglang: the seed's name in sampling_params, or 'none' to leave it out")
     .option('--extra-body <json>', 'openai / sglang: JSON object merged into every request body')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
       const cfg = cliConfig(program.opts());
+      refuseInapplicableOptions(cmd, o.backend);
       const apiKey = o.apiKey ?? process.env.MUSE_API_KEY;
       const http = {
         baseUrl: o.baseUrl,
@@ -141,7 +196,9 @@ export function registerServiceCommands(program: Command): void {
       const chatTemplate =
         o.chatTemplate === undefined
           ? {}
-          : { chatTemplate: jsonOption('--chat-template', readFileSync(o.chatTemplate, 'utf8')) };
+          : {
+              chatTemplate: jsonOption('--chat-template', readOptionFile('--chat-template', o.chatTemplate)),
+            };
       const backend =
         o.backend === 'sim'
           ? {

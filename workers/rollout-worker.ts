@@ -93,15 +93,25 @@ export interface RolloutWorker {
 
 let runtimeInstalled = false;
 
+const SDK_LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
+
+/** MUSE_LOG_LEVEL: the Temporal SDK's log level (default WARN), in either case; anything else is an error. */
+export function sdkLogLevel(value: string | undefined): (typeof SDK_LOG_LEVELS)[number] {
+  if (value === undefined || value === '') return 'WARN';
+  const level = value.toUpperCase() as (typeof SDK_LOG_LEVELS)[number];
+  if (!SDK_LOG_LEVELS.includes(level))
+    throw new Error(`MUSE_LOG_LEVEL must be one of ${SDK_LOG_LEVELS.join(', ')}, got '${value}'`);
+  return level;
+}
+
 export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<RolloutWorker> {
   const { config } = opts;
   if (!runtimeInstalled) {
+    const level = sdkLogLevel(process.env.MUSE_LOG_LEVEL);
     runtimeInstalled = true;
     try {
       // The SDK's state-change chatter would drown the CLI's own progress output.
-      Runtime.install({
-        logger: new DefaultLogger((process.env.MUSE_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN'),
-      });
+      Runtime.install({ logger: new DefaultLogger(level) });
     } catch {
       // Already installed by the embedding process.
     }

@@ -7,11 +7,13 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { registerContentCommands } from '../../cli/content.js';
 import { statusResult } from '../../cli/render.js';
 import { registerRunCommands } from '../../cli/run.js';
 import { registerServiceCommands } from '../../cli/services.js';
 import { failureMessage } from '../../client/trajectories.js';
 import { createBackend } from '../../inference/backends/index.js';
+import { sdkLogLevel } from '../../workers/rollout-worker.js';
 
 let dir: string;
 
@@ -23,6 +25,7 @@ function muse(...args: string[]) {
     .configureOutput({ writeErr: () => {}, writeOut: () => {} });
   registerServiceCommands(program);
   registerRunCommands(program);
+  registerContentCommands(program);
   return program.parseAsync(['--data-dir', dir, ...args], { from: 'user' });
 }
 
@@ -75,6 +78,28 @@ describe('options are checked before connecting', () => {
   });
 });
 
+describe('number and environment checks', () => {
+  it('refuses a question count, worker concurrency or port that cannot work', async () => {
+    await expect(muse('sim', 'questions', '--n', '0')).rejects.toThrow(
+      /--n must be a positive integer, got '0'/,
+    );
+    await expect(muse('worker', '--concurrency', '-5')).rejects.toThrow(
+      /--concurrency must be a positive integer/,
+    );
+    await expect(muse('up', '--temporal-port', '99999')).rejects.toThrow(
+      /--temporal-port must be a port number \(1-65535\), got '99999'/,
+    );
+  });
+
+  it('MUSE_LOG_LEVEL takes the SDK levels in either case, and names itself when wrong', () => {
+    expect(sdkLogLevel(undefined)).toBe('WARN');
+    expect(sdkLogLevel('debug')).toBe('DEBUG');
+    expect(() => sdkLogLevel('verbose')).toThrow(
+      /MUSE_LOG_LEVEL must be one of TRACE, DEBUG, INFO, WARN, ERROR, got 'verbose'/,
+    );
+  });
+});
+
 describe('muse batch', () => {
   it('has no --answer: answers come from the questions file', async () => {
     const q = join(dir, 'q.jsonl');
@@ -108,6 +133,58 @@ describe('muse pool serve', () => {
     await expect(
       muse('pool', 'serve', '--backend', 'openai', '--base-url', 'nope', '--model', 'm'),
     ).rejects.toThrow(/^pool serve --backend openai: --base-url: Invalid URL/);
+  });
+
+  it('refuses an option the chosen backend would not use, naming it, instead of dropping it', async () => {
+    await expect(
+      muse(
+        'pool',
+        'serve',
+        '--backend',
+        'sim',
+        '--base-url',
+        'http://gpu:8000/v1',
+        '--api-key',
+        'k',
+        '--seed-param',
+        'none',
+      ),
+    ).rejects.toThrow(
+      /^pool serve --backend sim: --base-url, --api-key, --seed-param do not apply to this backend$/,
+    );
+    await expect(
+      muse('pool', 'serve', '--backend', 'sglang', '--base-url', 'http://h:30000', '--mode', 'completions'),
+    ).rejects.toThrow(/^pool serve --backend sglang: --mode does not apply to this backend$/);
+    await expect(
+      muse(
+        'pool',
+        'serve',
+        '--backend',
+        'openai',
+        '--base-url',
+        'http://h/v1',
+        '--model',
+        'm',
+        '--time-scale',
+        '2',
+      ),
+    ).rejects.toThrow(/--time-scale does not apply/);
+    // Defaults (--mode chat, --time-scale 0) are not the user's doing: they pass.
+    await expect(muse('pool', 'serve', '--backend', 'sim', '--max-batch', '0')).rejects.toThrow(
+      /--max-batch must be a positive integer, got '0'/,
+    );
+    await expect(
+      muse(
+        'pool',
+        'serve',
+        '--backend',
+        'sglang',
+        '--base-url',
+        'http://h:30000',
+        '--chat-template',
+        join(dir, 'none.json'),
+      ),
+    ).rejects.toThrow(/^--chat-template: cannot read .*none\.json: ENOENT/);
   });
 
   it('createBackend names the fields too (callers other than the CLI)', () => {
