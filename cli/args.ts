@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { JobSpecError } from '../client/trajectories.js';
 
 export function intArg(name: string) {
   return (v: string) => {
@@ -32,4 +33,28 @@ export function numberArg(name: string) {
     if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
     return n;
   };
+}
+
+/** Job spec fields as the run and batch flags that set them, so a spec error names what the user typed. */
+const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
+  'sampling\\.maxTokensPerTurn': '--max-tokens-per-turn',
+  maxTurns: '--max-turns',
+  contextWindow: '--context-window',
+  maxConcurrentRollouts: '--max-concurrent-rollouts',
+  branchMode: '--branch-mode',
+  primaryAggregator: '--aggregator',
+  aggregatorPool: '--aggregator-pool',
+  aggregatorModel: '--aggregator-model',
+}).map(([field, flag]) => [new RegExp(`\\b(?:trajectory\\.)?${field}\\b`, 'g'), flag]);
+
+/** Runs a job spec check, its error (if any) speaking of flags rather than spec fields. */
+export function withSpecFlags<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (!(err instanceof JobSpecError)) throw err;
+    let message = err.message.replace(/^invalid job spec: /, 'invalid options: ');
+    for (const [field, flag] of SPEC_FIELD_FLAGS) message = message.replace(field, flag);
+    throw new JobSpecError(message);
+  }
 }

@@ -6,7 +6,7 @@ import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../cl
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
-import { intArg, positiveIntArg } from './args.js';
+import { positiveIntArg, withSpecFlags } from './args.js';
 import { cliConfig } from './context.js';
 
 export interface ParallelMuseCliOptions {
@@ -27,13 +27,17 @@ export interface ParallelMuseCliOptions {
   pool: string;
   model?: string;
   contextWindow?: number;
+  maxTokensPerTurn?: number;
 }
 
 /** The trajectory part of a job spec from the shared run options (`muse run`, `muse run --mode`, `muse batch`). */
 export function trajectorySpecFrom(
   question: string,
   answer: string | undefined,
-  o: Pick<ParallelMuseCliOptions, 'policy' | 'maxTurns' | 'seed' | 'pool' | 'model' | 'contextWindow'>,
+  o: Pick<
+    ParallelMuseCliOptions,
+    'policy' | 'maxTurns' | 'maxTokensPerTurn' | 'seed' | 'pool' | 'model' | 'contextWindow'
+  >,
 ): TrajectorySpecInput {
   return {
     question,
@@ -44,16 +48,17 @@ export function trajectorySpecFrom(
     pool: o.pool,
     ...(o.model ? { model: o.model } : {}),
     ...(o.contextWindow !== undefined ? { contextWindow: o.contextWindow } : {}),
+    ...(o.maxTokensPerTurn !== undefined ? { sampling: { maxTokensPerTurn: o.maxTokensPerTurn } } : {}),
   };
 }
 
 export function addParallelMuseOptions(cmd: Command): Command {
   return cmd
-    .option('--n <n>', 'sampling budget per question', intArg('--n'), 8)
-    .option('--m <m>', 'initial rollouts', intArg('--m'), 1)
-    .option('--k <k>', 'branch steps per rollout', intArg('--k'), 2)
-    .option('--t <t>', 'branches per step', intArg('--t'), 3)
-    .option('--r <r>', 'branching rounds', intArg('--r'), 1)
+    .option('--n <n>', 'sampling budget per question', positiveIntArg('--n'), 8)
+    .option('--m <m>', 'initial rollouts', positiveIntArg('--m'), 1)
+    .option('--k <k>', 'branch steps per rollout', positiveIntArg('--k'), 2)
+    .option('--t <t>', 'branches per step', positiveIntArg('--t'), 3)
+    .option('--r <r>', 'branching rounds', positiveIntArg('--r'), 1)
     .option('--branch-mode <mode>', 'none | all_ppl | think_ppl | tool_call_ppl | mixed_ppl', 'tool_call_ppl')
     .option(
       '--aggregator <name>',
@@ -66,7 +71,7 @@ export function addParallelMuseOptions(cmd: Command): Command {
     .option(
       '--max-concurrent-rollouts <n>',
       'child workflows in flight per question',
-      intArg('--max-concurrent-rollouts'),
+      positiveIntArg('--max-concurrent-rollouts'),
       DEFAULT_MAX_CONCURRENT_ROLLOUTS,
     );
 }
@@ -109,7 +114,7 @@ export async function runQuestionCommand(
 ) {
   const cfg = cliConfig(program.opts());
   // Before connecting: a bad option is reported as such, not as an unreachable server.
-  const spec = parseParallelMuseSpec(parallelMuseSpec(question, o.answer, o));
+  const spec = withSpecFlags(() => parseParallelMuseSpec(parallelMuseSpec(question, o.answer, o)));
   const id = o.id ?? parallelMuseRunId(spec);
   const client = await connectClient(cfg);
   try {
@@ -153,7 +158,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         const { question: _q, ...trajectoryRest } = trajectory;
         const spec = { ...rest, trajectory: trajectoryRest };
         // A bad option or questions file fails here, before connecting: not reported as an unreachable server.
-        sharedBatchSpec(spec);
+        withSpecFlags(() => sharedBatchSpec(spec));
         const questions = readBatchQuestions(file, o.out);
         if (questions.items.length === 0) {
           for (const b of questions.errors) process.stderr.write(`  bad input: ${b.error}\n`);

@@ -16,7 +16,7 @@ import { down, up } from '../infra/services.js';
 import { sampleQuestions } from '../sim/world.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
-import { intArg } from './args.js';
+import { intArg, portArg, positiveIntArg, withSpecFlags } from './args.js';
 import {
   addParallelMuseOptions,
   type ParallelMuseCliOptions,
@@ -30,6 +30,7 @@ import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from '
 interface RunOptions {
   policy: string;
   maxTurns: number;
+  maxTokensPerTurn?: number;
   seed: number;
   pool: string;
   model?: string;
@@ -41,7 +42,7 @@ interface RunOptions {
 
 async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise<void> {
   // Before connecting: a bad option is reported as such, not as an unreachable server.
-  const spec = parseTrajectorySpec(trajectorySpecFrom(question, o.answer, o));
+  const spec = withSpecFlags(() => parseTrajectorySpec(trajectorySpecFrom(question, o.answer, o)));
   const client = await connectClient(cfg);
   const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
   if (!o.json)
@@ -67,8 +68,13 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
 function addRunOptions(cmd: Command): Command {
   return cmd
     .option('--policy <policy>', 'context policy: react | iterresearch | resum', 'react')
-    .option('--max-turns <n>', 'turn budget', intArg('--max-turns'), 64)
-    .option('--context-window <tokens>', 'model context window', intArg('--context-window'))
+    .option('--max-turns <n>', 'turn budget', positiveIntArg('--max-turns'), 64)
+    .option('--context-window <tokens>', 'model context window', positiveIntArg('--context-window'))
+    .option(
+      '--max-tokens-per-turn <n>',
+      'tokens one model turn may generate (default 4096; must be below --context-window)',
+      positiveIntArg('--max-tokens-per-turn'),
+    )
     .option('--seed <n>', 'sampling seed', intArg('--seed'), 0)
     .option('--pool <name>', 'inference pool', 'default')
     .option('--model <name>', 'model name sent to the pool');
@@ -145,9 +151,9 @@ export function registerRunCommands(program: Command): void {
     .option(
       '--temporal-port <port>',
       'Temporal frontend port (when 7233 is taken)',
-      intArg('--temporal-port'),
+      portArg('--temporal-port'),
     )
-    .option('--nats-port <port>', 'NATS client port (when 4222 is taken)', intArg('--nats-port'))
+    .option('--nats-port <port>', 'NATS client port (when 4222 is taken)', portArg('--nats-port'))
     .action(
       async (o: { policy: string; keepRunning?: boolean; temporalPort?: number; natsPort?: number }) => {
         const cfg = cliConfig(program.opts());

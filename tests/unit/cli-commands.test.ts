@@ -53,11 +53,16 @@ describe('options are checked before connecting', () => {
     writeFileSync(q, '{"question": "a"}\n');
     await expect(
       muse('batch', q, '--out', join(dir, 'out.jsonl'), '--branch-mode', 'sideways'),
-    ).rejects.toThrow(/branchMode/);
+    ).rejects.toThrow(/^invalid options: --branch-mode: Invalid option/);
   });
 
   it('a zero or negative number is refused, not replaced by a default', async () => {
-    await expect(muse('run', '--context-window', '0', 'q')).rejects.toThrow(/contextWindow/);
+    await expect(muse('run', '--context-window', '0', 'q')).rejects.toThrow(
+      /--context-window must be a positive integer, got '0'/,
+    );
+    await expect(muse('run', '--max-turns', '-1', 'q')).rejects.toThrow(
+      /--max-turns must be a positive integer/,
+    );
     const q = join(dir, 'q.jsonl');
     writeFileSync(q, '{"question": "a"}\n');
     await expect(muse('batch', q, '--out', join(dir, 'out.jsonl'), '--concurrency', '0')).rejects.toThrow(
@@ -73,8 +78,20 @@ describe('options are checked before connecting', () => {
 
   it('muse run --aggregator-pool must be a pool name, as --pool must', async () => {
     await expect(muse('run', '--mode', 'parallel-muse', '--aggregator-pool', 'a b.c', 'q')).rejects.toThrow(
-      /aggregatorPool: pool must be letters, digits, _ or -/,
+      /--aggregator-pool: pool must be letters, digits, _ or -/,
     );
+  });
+});
+
+describe('spec errors name the flags', () => {
+  it('a small --context-window needs a smaller --max-tokens-per-turn, and the error says so in flags', async () => {
+    await expect(muse('run', '--context-window', '1000', 'q')).rejects.toThrow(
+      /^invalid options: --max-tokens-per-turn: --max-tokens-per-turn must be smaller than --context-window/,
+    );
+    // With both set sensibly, the options pass and only the server is missing.
+    await expect(
+      muse('run', '--context-window', '1000', '--max-tokens-per-turn', '256', 'q'),
+    ).rejects.toThrow(/cannot reach the Temporal server/);
   });
 });
 
