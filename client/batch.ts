@@ -227,6 +227,19 @@ function parsesAsJson(line: string): boolean {
   }
 }
 
+/**
+ * The batch's job: the one asked for, else the one its results record, else the one recorded beside them in
+ * `<out>.job` when an earlier run started (it may have written no result yet while its questions' workflows run under
+ * that job's ids), else one derived from the path. Recorded in `<out>.job` for the next run.
+ */
+export function batchJobId(output: string, asked?: string, fromResults?: string): string {
+  const sidecar = `${output}.job`;
+  const recorded = existsSync(sidecar) ? readFileSync(sidecar, 'utf8').trim() || undefined : undefined;
+  const jobId = asked ?? fromResults ?? recorded ?? defaultJobId(output);
+  if (jobId !== recorded) writeFileSync(sidecar, `${jobId}\n`);
+  return jobId;
+}
+
 /** The job id of a results file with none recorded yet: derived from its absolute path. */
 export function defaultJobId(output: string): string {
   return `batch-${createHash('sha256').update(resolve(output)).digest('hex').slice(0, 10)}`;
@@ -309,7 +322,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
   try {
     const results = openResults(o.output, hash, o.jobId);
     const { done, scores } = results;
-    const jobId = o.jobId ?? results.job ?? defaultJobId(o.output);
+    const jobId = batchJobId(o.output, o.jobId, results.job);
     const summary: BatchSummary = {
       jobId,
       total: items.length,

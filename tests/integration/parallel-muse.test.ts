@@ -855,6 +855,8 @@ describe('ParallelMuse', () => {
       'batch-lock',
     ]);
     await waitUntil(() => existsSync(`${out}.lock`), 60_000, 'the batch lock');
+    // Recorded before any result: a re-run without --job continues this job.
+    expect(readFileSync(`${out}.job`, 'utf8')).toBe('batch-lock\n');
     const spec = { n: 2, branchMode: 'none' as const, trajectory: {} };
     await expect(
       runBatch(suite.client, cfg, { input, output: out, jobId: 'batch-lock', concurrency: 1, spec }),

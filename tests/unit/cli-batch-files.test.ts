@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import {
   assignWorkflowIds,
   BatchError,
+  batchJobId,
+  defaultJobId,
   lockResults,
   openResults,
   readBatchFile,
@@ -124,6 +126,18 @@ describe('results file', () => {
     );
     writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\nnull\n`);
     expect(() => openResults(out, 'h')).toThrow(/line 2 is not a result/);
+  });
+
+  it('remembers the job beside the results, so a re-run without --job continues one that wrote no result yet', () => {
+    const out = join(tmp(), 'out.jsonl');
+    expect(batchJobId(out, 'nightly')).toBe('nightly');
+    expect(readFileSync(`${out}.job`, 'utf8')).toBe('nightly\n');
+    expect(batchJobId(out)).toBe('nightly');
+    // The results' own record and an explicit --job come first.
+    expect(batchJobId(out, undefined, 'from-results')).toBe('from-results');
+    expect(batchJobId(out, 'other')).toBe('other');
+    const fresh = join(tmp(), 'fresh.jsonl');
+    expect(batchJobId(fresh)).toBe(defaultJobId(fresh));
   });
 
   it('reads lines of the older format (no spec) without refusing: their questions run once more', () => {
