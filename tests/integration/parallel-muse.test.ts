@@ -856,6 +856,7 @@ describe('ParallelMuse', () => {
     ]);
     await waitUntil(() => existsSync(`${out}.lock`), 60_000, 'the batch lock');
     // Recorded before any result: a re-run without --job continues this job.
+    await waitUntil(() => existsSync(`${out}.job`), 10_000, 'the recorded job');
     expect(readFileSync(`${out}.job`, 'utf8')).toBe('batch-lock\n');
     const spec = { n: 2, branchMode: 'none' as const, trajectory: {} };
     await expect(
