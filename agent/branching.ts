@@ -243,3 +243,29 @@ export function planBudget(input: BudgetInput): BudgetPlan {
 export function scratchToFill(plan: BudgetPlan, partialLaunched: number): number {
   return Math.max(0, plan.total - plan.initial - partialLaunched);
 }
+
+/**
+ * What one question's workflow history may hold: Temporal ends a workflow whose history passes 50 MB
+ * (limit.historySize.error), losing the whole question's work, so a plan that could reach it is refused before it
+ * starts. 40 MB leaves room for the estimate's misses.
+ */
+export const QUESTION_HISTORY_BUDGET_BYTES = 40 * 1024 * 1024;
+/** Per rollout, beside its question: ids, references, usage, lineage, a prediction. */
+const ROLLOUT_OVERHEAD_BYTES = 4096;
+/** Per step of a rollout later rounds branch from: its branching facts (~235 B packed), in its result and again in its branches' inputs. */
+const BRANCHABLE_STEP_BYTES = 2 * 256;
+
+/**
+ * An upper estimate of a ParallelMuse question's history in bytes: each rollout's start carries the question, and so
+ * does its report step; rollouts that later rounds branch from return (and pass on) a record per step.
+ */
+export function questionHistoryBytes(
+  plan: BudgetPlan,
+  opts: { rounds: number; questionBytes: number; maxTurns: number; branching: boolean },
+): number {
+  const keepers = opts.branching ? plan.initial + plan.partialPerRound * Math.max(0, opts.rounds - 1) : 0;
+  return (
+    plan.total * (2 * opts.questionBytes + ROLLOUT_OVERHEAD_BYTES) +
+    keepers * opts.maxTurns * BRANCHABLE_STEP_BYTES
+  );
+}

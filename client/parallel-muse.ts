@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
-import { planBudget } from '../agent/branching.js';
+import { planBudget, QUESTION_HISTORY_BUDGET_BYTES, questionHistoryBytes } from '../agent/branching.js';
 import {
   DEFAULT_MAX_CONCURRENT_ROLLOUTS,
   type ParallelMuseSpec,
@@ -22,10 +22,25 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   const parsed = ParallelMuseSpecSchema.safeParse(input);
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
   const s = parsed.data;
+  let plan: ReturnType<typeof planBudget>;
   try {
-    planBudget({ n: s.n, m: s.m, k: s.k, t: s.t, r: s.r, mode: s.branchMode });
+    plan = planBudget({ n: s.n, m: s.m, k: s.k, t: s.t, r: s.r, mode: s.branchMode });
   } catch (err) {
     throw new JobSpecError(`invalid job spec: ${(err as Error).message}`);
+  }
+  const history = questionHistoryBytes(plan, {
+    rounds: s.r,
+    questionBytes: Buffer.byteLength(s.trajectory.question),
+    maxTurns: s.trajectory.maxTurns,
+    branching: s.branchMode !== 'none',
+  });
+  if (history > QUESTION_HISTORY_BUDGET_BYTES) {
+    const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
+    throw new JobSpecError(
+      `invalid job spec: this plan could grow the question's Temporal history to about ${mb(history)}, past the ` +
+        `${mb(QUESTION_HISTORY_BUDGET_BYTES)} a question may use (Temporal ends a workflow at 50 MB): lower N, R or ` +
+        `maxTurns, or shorten the question (${Buffer.byteLength(s.trajectory.question)} bytes)`,
+    );
   }
   return s;
 }

@@ -3,7 +3,9 @@
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planBudget, questionHistoryBytes } from '../../agent/branching.js';
 import type { TrajectoryResult } from '../../agent/trajectory.js';
 import { tallyTurns } from '../../agent/uncertainty.js';
 import { assignWorkflowIds, runBatch, sharedBatchSpec } from '../../client/batch.js';
@@ -234,6 +236,14 @@ describe('ParallelMuse', () => {
       expect(result.plan.partial).toBe(3 * (round1.length + round2.length));
       expect(result.plan.scratch).toBe(13 - 1 - result.plan.partial);
       expect(result.rollouts.filter((r) => r.origin === 'scratch')).toHaveLength(result.plan.scratch);
+      // The question's history stays under the estimate that refuses plans too large for one history.
+      const history = await suite.client.workflow.getHandle('pm-r2').fetchHistory();
+      const bytes = temporal.api.history.v1.History.encode(history).finish().length;
+      const estimate = questionHistoryBytes(
+        planBudget({ n: 13, m: 1, k: 2, t: 3, r: 2, mode: 'tool_call_ppl' }),
+        { rounds: 2, questionBytes: Buffer.byteLength(q.question), maxTurns: 30, branching: true },
+      );
+      expect(bytes, `history ${bytes} B, estimate ${estimate} B`).toBeLessThan(estimate);
     });
   });
 

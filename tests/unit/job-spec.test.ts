@@ -29,6 +29,22 @@ describe('job specs', () => {
     expect(parseParallelMuseSpec({ n: 13, r: 2, trajectory: { question: 'q' } }).r).toBe(2);
   });
 
+  it('refuses a plan whose history could pass what Temporal keeps for one workflow, before it starts', () => {
+    const pm = (o: Record<string, unknown>, question: string, t: Record<string, unknown> = {}) =>
+      parseParallelMuseSpec({ ...o, trajectory: { question, ...t } });
+    // The reference defaults, and N=1024 with a question of a few kB: fine.
+    expect(() => pm({}, 'Which city?')).not.toThrow();
+    expect(() => pm({ n: 1024 }, 'x'.repeat(2000))).not.toThrow();
+    // A long question carried by every rollout's start and report, 1024 times.
+    expect(() => pm({ n: 1024 }, 'x'.repeat(20_000))).toThrow(
+      /history to about 43\.1 MB, past the 40\.0 MB a question may use .*\(20000 bytes\)/,
+    );
+    // Six rounds of 64 branches of 512-step rollouts, each later round carrying its parents' step records.
+    expect(() => pm({ n: 388, m: 4, k: 4, t: 4, r: 6 }, 'Which city?', { maxTurns: 512 })).toThrow(
+      /lower N, R or maxTurns/,
+    );
+  });
+
   it('rejects a primary aggregator that is not among the aggregators, naming both fields', () => {
     expect(() => parseParallelMuseSpec({ aggregators: ['majority'], trajectory: { question: 'q' } })).toThrow(
       /primaryAggregator: .*aggregators/,
