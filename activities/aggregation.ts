@@ -113,6 +113,8 @@ export function createAggregationActivities(deps: {
 
     /** Model-graded correctness, like the reference's evaluation; `null` when the judge's output is unusable. */
     async judgeStep(input: {
+      /** Absent in inputs recorded before it was passed. */
+      jobId?: string;
       question: string;
       gold: string;
       prediction: string;
@@ -124,9 +126,7 @@ export function createAggregationActivities(deps: {
         input.pool,
         judgeMessages(input.question, input.gold, input.prediction),
         generateParams(input.sampling, 0),
-        {
-          model: input.model,
-        },
+        { model: input.model, ...(input.jobId !== undefined ? { jobId: input.jobId } : {}) },
       );
       const j = parseJudgement(g.text);
       return { correct: j === null ? null : j === 'correct', usage: g.usage };

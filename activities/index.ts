@@ -86,8 +86,6 @@ export interface ToolStepInput {
   policy: ContextPolicyName;
   contextRef: string;
   turnRef: string;
-  /** The turn's finish reason, as llmStep parsed it with ('length': cut off at the token limit). */
-  finishReason?: 'stop' | 'length';
 }
 
 export interface ToolStepResult {
@@ -301,7 +299,9 @@ export function createActivities(deps: ActivityDeps) {
           content.getText(input.turnRef),
           loadContext({ ...input }),
         ]);
-        const turn = parseTurn(raw, input.finishReason);
+        // Only a turn llmStep did not take as an answer comes here: an <answer> in it without its end is one
+        // llmStep found cut off at the token limit.
+        const turn = parseTurn(raw, 'length');
         let observation: string;
         let observationRef: string | undefined;
         let toolError: string | undefined;

@@ -178,6 +178,8 @@ function parseToolCallBody(body: string): { call: ToolCall } | { problem: string
   if (parsed.success) return { call: { name: parsed.data.name, arguments: parsed.data.arguments } };
   if (typeof obj.name !== 'string' || obj.name.length === 0)
     return { problem: 'tool call has no string "name"' };
+  if (obj.name.length > MAX_TOOL_NAME_CHARS)
+    return { problem: `tool call "name" is longer than ${MAX_TOOL_NAME_CHARS} characters` };
   return { problem: 'tool call has no object "arguments"' };
 }
 

@@ -146,7 +146,8 @@ export interface RenderOptions {
 }
 
 function renderStep(step: { turn: string; observation?: string }, i: number, opts: RenderOptions): string {
-  const t = parseTurn(step.turn);
+  // A step with an observation was not the answer step: an <answer> in it without its end was cut off.
+  const t = parseTurn(step.turn, step.observation !== undefined ? 'length' : undefined);
   const lines = [`## Step ${i + 1}`];
   if (t.think) lines.push(`Thinking: ${t.think}`);
   if (t.report !== undefined) lines.push(`Report: ${t.report}`);
@@ -161,6 +162,7 @@ function renderStep(step: { turn: string; observation?: string }, i: number, opt
       lines.push(`Answer: ${t.answer}`);
       break;
     case 'no_action':
+      if (t.cutOffAnswer) lines.push('Answer: (cut off at the token limit, not given)');
       break;
   }
   if (step.observation !== undefined) {

@@ -209,8 +209,8 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
           );
           for (const c of summary.answerChanged)
             process.stderr.write(
-              `  question on line ${c.line} was judged against the answer ${JSON.stringify(c.judgedAgainst)}, not ` +
-                `${JSON.stringify(c.now)}: left out of the accuracy (a new --out runs it again)\n`,
+              `  question on line ${c.line} ${c.judgedAgainst === null ? 'ran without an answer' : `was judged against the answer ${JSON.stringify(c.judgedAgainst)}`}, ` +
+                `not ${JSON.stringify(c.now)}: left out of the accuracy (a new --out, and a new --job if you pass one, runs it again)\n`,
             );
           if (summary.badLines.length)
             process.stderr.write(

@@ -158,8 +158,8 @@ function lockHolder(lock: string): { pid: number; host: string } | 'stale' | und
 export interface ResultsFile {
   /** Workflow ids of the questions with a result line. */
   done: Set<string>;
-  /** What each scored question's line records: the answer it was judged against, and the verdict. */
-  scores: Map<string, { answer: string; correct: boolean }>;
+  /** What each question's line records: the answer it was judged against (null: none), and the verdict if any. */
+  scores: Map<string, { answer: string | null; correct: boolean | null }>;
   /** The job its results belong to; undefined for an empty file or one of the older format. */
   job?: string;
 }
@@ -204,8 +204,10 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     }
     if (parsed.workflowId) {
       done.add(parsed.workflowId);
-      if (typeof parsed.correct === 'boolean' && typeof parsed.answer === 'string')
-        scores.set(parsed.workflowId, { answer: parsed.answer, correct: parsed.correct });
+      scores.set(parsed.workflowId, {
+        answer: typeof parsed.answer === 'string' ? parsed.answer : null,
+        correct: typeof parsed.correct === 'boolean' ? parsed.correct : null,
+      });
     }
   }
   if (text.length && !text.endsWith('\n')) {
@@ -304,7 +306,7 @@ export interface BatchSummary {
    * Finished questions whose answer in the input is not the one their result was judged against (the answer was
    * corrected after they ran): left out of the accuracy.
    */
-  answerChanged: { line: number; judgedAgainst: string; now: string }[];
+  answerChanged: { line: number; judgedAgainst: string | null; now: string }[];
 }
 
 /** The batch's questions, read before anything starts; refuses a results file that is the questions file. */
@@ -344,12 +346,22 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         last,
       });
     // A verdict counts only when it was reached against the answer the input gives now.
-    const score = (item: { line: number; answer?: string }, judgedAgainst?: string, correct?: boolean) => {
-      if (item.answer === undefined || judgedAgainst === undefined || correct === undefined) return;
-      if (judgedAgainst !== item.answer) {
-        summary.answerChanged.push({ line: item.line, judgedAgainst, now: item.answer });
+    const score = (
+      item: { line: number; answer?: string },
+      judgedAgainst: string | null | undefined,
+      correct: boolean | null | undefined,
+    ) => {
+      if (item.answer === undefined) return;
+      if ((judgedAgainst ?? null) !== item.answer) {
+        summary.answerChanged.push({
+          line: item.line,
+          judgedAgainst: judgedAgainst ?? null,
+          now: item.answer,
+        });
         return;
       }
+      // An LLM judge whose verdict was unusable leaves the question unscored.
+      if (typeof correct !== 'boolean') return;
       summary.scored++;
       if (correct) summary.correct++;
     };

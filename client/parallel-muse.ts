@@ -6,12 +6,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { planBudget, QUESTION_HISTORY_BUDGET_BYTES, questionHistoryBytes } from '../agent/branching.js';
-import {
-  DEFAULT_MAX_CONCURRENT_ROLLOUTS,
-  type ParallelMuseSpec,
-  type ParallelMuseSpecInput,
-  ParallelMuseSpecSchema,
-} from '../agent/job.js';
+import { type ParallelMuseSpec, type ParallelMuseSpecInput, ParallelMuseSpecSchema } from '../agent/job.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
 import type { ParallelMuseResult, parallelMuse } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
@@ -58,18 +53,9 @@ function stableJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/**
- * Hex sha256 of a (validated) spec's options that decide what a run computes: the same options always hash the same,
- * any such change hashes differently. `maxConcurrentRollouts` only paces the run, so every value hashes as the
- * default does (as every spec hashed before the limit was set aside, so earlier runs and results files still match):
- * a re-run with another limit (a pool under strain) attaches to the same run and a batch to the same results file.
- */
-export function specHash<S extends { maxConcurrentRollouts?: number }>(spec: S): string {
-  const paced =
-    spec.maxConcurrentRollouts === undefined
-      ? spec
-      : { ...spec, maxConcurrentRollouts: DEFAULT_MAX_CONCURRENT_ROLLOUTS };
-  return createHash('sha256').update(stableJson(paced)).digest('hex');
+/** Hex sha256 of a (validated) spec: the same options always hash the same, any change hashes differently. */
+export function specHash(spec: unknown): string {
+  return createHash('sha256').update(stableJson(spec)).digest('hex');
 }
 
 /** `muse run --mode parallel-muse`: the whole validated spec (question, answer and every option) names the run. */

@@ -79,9 +79,13 @@ export class QueueWaitError extends Error {
   }
 }
 
-/** How long before the attempt's end a request still queued is answered `overloaded`: 10% of it, 5 s at most. */
+/**
+ * How long before the attempt's end a request still queued is answered `overloaded`: 10% of the attempt, at least
+ * 500 ms (two NATS hops and a busy event loop must fit before the router's own timeout) and at most 5 s, never more
+ * than a quarter of a short attempt.
+ */
 export function queueGiveUpMs(attemptMs: number): number {
-  return Math.min(5000, attemptMs / 10);
+  return Math.min(attemptMs / 4, Math.max(500, Math.min(5000, attemptMs / 10)));
 }
 
 /** The router that sent the request gave up on it. */

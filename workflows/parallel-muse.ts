@@ -427,6 +427,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     if (spec.judge === 'llm' && primary.answer) {
       try {
         const j = await aggregation.judgeStep({
+          jobId,
           question: tspec.question,
           gold,
           prediction: primary.answer,

@@ -285,8 +285,6 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           policy: spec.policy,
           contextRef,
           turnRef: r.turnRef,
-          // A cut-off turn is read as llmStep read it: an unclosed <answer> in it is no answer.
-          ...(r.finishReason === 'length' ? { finishReason: 'length' as const } : {}),
         });
         contextRef = t.contextRef;
         record.observationRef = t.observationRef;

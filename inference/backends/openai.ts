@@ -312,9 +312,16 @@ export class OpenAIBackend implements InferenceBackend {
         signal,
       );
     } catch (err) {
-      // A 404 for a model the job named (its spec's model, not this member's) is the job's mistake: every member
-      // would answer the same, so it must fail the step now, not fail over and open every member's breaker.
-      if (err instanceof BackendHttpError && err.status === 404 && req.model && req.model !== this.opts.model)
+      // A 404 that names a model the job asked for (its spec's model, not this member's) is the job's mistake: every
+      // member would answer the same, so it must fail the step now, not fail over and open every member's breaker.
+      // A 404 that does not name it (a wrong path on this member) is this member's trouble, failed over as before.
+      if (
+        err instanceof BackendHttpError &&
+        err.status === 404 &&
+        req.model &&
+        req.model !== this.opts.model &&
+        err.bodyExcerpt.includes(req.model)
+      )
         throw new ModelNotServedError(
           `model '${req.model}' (the job's model) is not served at ${this.base}` +
             `${this.opts.model ? ` (this member serves '${this.opts.model}')` : ''}: ${err.message}`,

@@ -791,8 +791,8 @@ describe('ParallelMuse', () => {
     const correct = after.filter((r) => r.correct === true).length;
     expect(fixed).toMatchObject({ scored: 5, correct });
 
-    // Another per-question concurrency only paces the run: the same results file, nothing redone.
-    const paced = await runMuse(batchArgs(['--max-concurrent-rollouts', '3']));
+    // Everything done: nothing redone, the accuracy over the whole file.
+    const paced = await runMuse(batchArgs());
     expect(paced.code, paced.stderr).toBe(0);
     expect(paced.stdout).toMatch(
       new RegExp(`0 completed, 5 already done, 0 failed, 0 bad lines; accuracy ${correct}/5`),

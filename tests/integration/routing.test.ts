@@ -408,7 +408,7 @@ describe('abandoned attempts and stopping members', () => {
     const m = new PoolMember({ nc: suite.nc, pool, id: 'busy', backend: stall.backend, capacity: 1 });
     await m.start();
     cleanups.push(() => m.stop(100));
-    const c = client(pool, { policy: 'round_robin', attemptTimeoutMs: 1000, maxAttempts: 1 });
+    const c = client(pool, { policy: 'round_robin', attemptTimeoutMs: 2000, maxAttempts: 1 });
     await c.start();
     await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
     // The batch slot is held through another router, whose attempts are long.

@@ -107,6 +107,9 @@ describe('parseTurn', () => {
     expect(parseTurn(`<tool_call>{"name": "${name}", "arguments": {}}</tool_call>`)).toMatchObject({
       kind: 'invalid_tool_call',
     });
+    expect(toolCallProblem(`{"name": "${name}", "arguments": {}}`)).toBe(
+      'tool call "name" is longer than 128 characters',
+    );
     const t = parseTurn(`<answer>${'y'.repeat(20_000)}</answer>`);
     expect(t.kind).toBe('answer');
     const answer = (t as { answer: string }).answer;

@@ -52,6 +52,19 @@ describe('builders', () => {
     );
   });
 
+  it('renderTrajectory does not show an answer the token limit cut off as the answer', () => {
+    const text = renderTrajectory([
+      { turn: '<think>done</think><answer>The treaty was signed in 18', observation: 'Error: cut off' },
+      { turn: '<think>again</think><answer>1852</answer>' },
+    ]);
+    expect(text).toBe(
+      [
+        '## Step 1\nThinking: done\nAnswer: (cut off at the token limit, not given)\nTool response:\nError: cut off',
+        '## Step 2\nThinking: again\nAnswer: 1852',
+      ].join('\n\n'),
+    );
+  });
+
   it('renderTrajectory shows reasoning, calls, observations and the answer', () => {
     const text = renderTrajectory(
       [

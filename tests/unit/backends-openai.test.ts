@@ -96,6 +96,15 @@ describe('OpenAIBackend: a model the server does not have', () => {
     await s.close();
   });
 
+  it("is this member's setup error when the 404 does not name the job's model (a wrong path on this member)", async () => {
+    const s = await fakeServer(() => ({ status: 404, body: { detail: 'Not Found' } }));
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'Qwen/Qwen3-30B-A3B' });
+    const err = await b.generate({ ...request(), model: 'qwen3-30b' }, signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendHttpError);
+    expect(err.retryable).toBe(true);
+    await s.close();
+  });
+
   it("is this member's setup error (failed over, counted) when the model is the member's own", async () => {
     const s = await fakeServer(() => notFound);
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'Qwen/Qwen3-30B-A3B' });

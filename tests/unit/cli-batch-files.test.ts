@@ -50,8 +50,6 @@ describe('workflow ids', () => {
       pm({}, { question: 'Where else?' }),
     ].map(parallelMuseRunId);
     expect(new Set([base, ...changed]).size).toBe(changed.length + 1);
-    // Pacing is not an option of the result: another limit names the same run.
-    expect(parallelMuseRunId(pm({ n: 8, maxConcurrentRollouts: 2 }))).toBe(base);
   });
 
   it('batch: keyed on the question and its occurrence, not its line, so inserting a line renumbers nothing', () => {
@@ -72,10 +70,10 @@ describe('workflow ids', () => {
     const base = h({ n: 2, branchMode: 'none', trajectory: {} });
     expect(h({ n: 2, branchMode: 'none', trajectory: { answer: 'x', policy: 'react' } })).toBe(base);
     expect(h({ n: 3, branchMode: 'none', trajectory: {} })).not.toBe(base);
-    expect(h({ n: 2, branchMode: 'none', maxConcurrentRollouts: 1, trajectory: {} })).toBe(base);
-    // Pinned: results files and running questions of earlier versions carry this hash; another one would refuse
+    // Pinned: results files and running questions of earlier versions carry these hashes; others would refuse
     // them (other options) and start their questions again under new ids.
     expect(h({ n: 8, trajectory: {} })).toBe('ac737263ffc62e63');
+    expect(h({ n: 8, maxConcurrentRollouts: 32, trajectory: {} })).toBe('4eef77aaa8348664');
     expect(h({ n: 2, branchMode: 'none', trajectory: { maxTurns: 5 } })).not.toBe(base);
     expect(() => h({ n: 5, r: 2, trajectory: {} })).toThrow(/N=5/);
   });
@@ -95,7 +93,7 @@ describe('results file', () => {
     writeFileSync(out, `${JSON.stringify({ job: 'batch-1', workflowId: 'batch-1-q0-h', spec: 'h' })}\n`);
     expect(openResults(out, 'h')).toEqual({
       done: new Set(['batch-1-q0-h']),
-      scores: new Map(),
+      scores: new Map([['batch-1-q0-h', { answer: null, correct: null }]]),
       job: 'batch-1',
     });
     expect(openResults(out, 'h', 'batch-1').job).toBe('batch-1');
@@ -115,6 +113,7 @@ describe('results file', () => {
     expect([...scores]).toEqual([
       ['w1', { answer: 'Paris', correct: true }],
       ['w2', { answer: 'Rome', correct: false }],
+      ['w3', { answer: null, correct: null }],
     ]);
   });
 
