@@ -244,30 +244,42 @@ export class BlobStore {
     }
   }
 
+  /** A read (`missing` given) binds to the bucket; a write makes it when it is not there. */
   private onKv<T>(namespace: string, op: (kv: KV) => Promise<T>, missing?: T): Promise<T> {
-    return this.onBucket(namespace, (ns) => this.kv(ns), op, missing);
+    return this.onBucket(namespace, (ns) => this.kv(ns, missing === undefined), op, missing);
   }
 
   private onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>, missing?: T): Promise<T> {
-    return this.onBucket(namespace, (ns) => this.obj(ns), op, missing);
+    return this.onBucket(namespace, (ns) => this.obj(ns, missing === undefined), op, missing);
   }
 
-  private kv(namespace: string): Promise<KV> {
+  /**
+   * The namespace's KV bucket. Only a write makes it (with this process's TTL): a read of content that is gone (a
+   * deleted job) must not bring the bucket back, with whatever TTL the reading process has (none, for a client).
+   * A handle bound for a read serves later writes while the bucket lives; once it is gone, onBucket reopens for
+   * the write, which makes it.
+   */
+  private kv(namespace: string, create: boolean): Promise<KV> {
     let p = this.kvs.get(namespace);
     if (!p) {
       assertNamespace(namespace);
-      p = this.kvm.create(kvBucket(namespace), { history: 1, ttl: this.ttlMs, maxValueSize: -1 });
+      p = create
+        ? this.kvm.create(kvBucket(namespace), { history: 1, ttl: this.ttlMs, maxValueSize: -1 })
+        : this.kvm.open(kvBucket(namespace));
       p.catch(() => this.kvs.delete(namespace));
       this.kvs.set(namespace, p);
     }
     return p;
   }
 
-  private obj(namespace: string): Promise<ObjectStore> {
+  /** The namespace's Object Store bucket; as kv(). */
+  private obj(namespace: string, create: boolean): Promise<ObjectStore> {
     let p = this.objs.get(namespace);
     if (!p) {
       assertNamespace(namespace);
-      p = this.objm.create(objBucket(namespace), this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {});
+      p = create
+        ? this.objm.create(objBucket(namespace), this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {})
+        : this.objm.open(objBucket(namespace));
       p.catch(() => this.objs.delete(namespace));
       this.objs.set(namespace, p);
     }
@@ -295,13 +307,16 @@ export class BlobStore {
 }
 
 /**
- * The errors of an operation on a bucket whose stream was deleted under an open handle: a KV publish finds no
- * stream listening ('jetstream is not enabled' is how the client reads that), an Object Store call its stream gone.
+ * The errors of an operation on a bucket whose stream is not there: deleted under an open handle (a KV publish finds
+ * no stream listening, 'jetstream is not enabled' as the client reads that; an Object Store call its stream gone), or
+ * never made, for a read that binds to it ('object store not found').
  */
 function isMissingStream(err: unknown): boolean {
   const e = err as { name?: unknown; message?: unknown } | null;
   if (e?.name === 'StreamNotFoundError' || e?.name === 'JetStreamNotEnabled') return true;
-  return /stream not found|jetstream is not enabled|no responders/i.test(String(e?.message ?? ''));
+  return /stream not found|object store not found|jetstream is not enabled|no responders/i.test(
+    String(e?.message ?? ''),
+  );
 }
 
 function memoKey(name: string): string {

@@ -29,7 +29,7 @@ export async function startPoolMember(
     id: opts.id,
     model: opts.backend.model,
     capacity: opts.capacity,
-    blobs: new BlobStore(nc),
+    blobs: new BlobStore(nc, { ttlMs: opts.config.store.ttlMs }),
   });
   await member.start();
   return {

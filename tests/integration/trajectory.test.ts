@@ -18,7 +18,7 @@ import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { exportTrajectory } from '../../client/content.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
-import { BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
+import { BlobNotFoundError, BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
 import { PoolMember } from '../../inference/member.js';
 import { ContextLengthError } from '../../inference/types.js';
@@ -100,6 +100,26 @@ describe('content store', () => {
     expect(await reader.get(large)).toBe(page);
     expect(blobs.generation(ns)).toBeGreaterThan(0);
     await blobs.deleteNamespace(ns);
+  });
+
+  it('a process reading content of a deleted job finds it gone and does not bring its buckets back', async () => {
+    const ns = `gone-${Date.now()}`;
+    const writer = new BlobStore(suite.nc);
+    const small = await writer.put(ns, 'a turn');
+    const large = await writer.put(ns, 'a long page '.repeat(25_000));
+    await writer.deleteNamespace(ns);
+    // A process that never opened them (muse content get, a pool member resolving a request) reads.
+    const reader = new BlobStore(suite.nc);
+    await expect(reader.get(small)).rejects.toThrow(BlobNotFoundError);
+    await expect(reader.get(large)).rejects.toThrow(BlobNotFoundError);
+    expect(await reader.getMemo(ns, 'a tool call')).toBeUndefined();
+    const jsm = await jetstreamManager(suite.nc);
+    await expect(jsm.streams.info(`KV_muse-${ns}`)).rejects.toThrow(/not found/);
+    await expect(jsm.streams.info(`OBJ_muse-${ns}`)).rejects.toThrow(/not found/);
+    // Writing makes them again, and the reader then finds what was written.
+    const again = await reader.put(ns, 'a turn');
+    expect(await new BlobStore(suite.nc).get(again)).toBe('a turn');
+    await reader.deleteNamespace(ns);
   });
 
   it('after muse content delete elsewhere, a worker writes its remembered texts again instead of handing out dead references', async () => {
