@@ -165,7 +165,7 @@ export class BlobStore {
       bytes = entry && entry.operation === 'PUT' ? entry.value : null;
       if (entry) writtenAt = entry.created.getTime();
     } else {
-      bytes = await this.onObj(namespace, (os) => os.getBlob(key), null);
+      bytes = await this.onObj(namespace, (os) => readObject(os, key, ref), null);
     }
     if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
     const value = unpackValue<T>(bytes);
@@ -317,6 +317,36 @@ function isMissingStream(err: unknown): boolean {
   return /stream not found|object store not found|jetstream is not enabled|no responders/i.test(
     String(e?.message ?? ''),
   );
+}
+
+/** How long one read of an object may take before it is given up and tried again (loopback reads take milliseconds). */
+const OBJECT_READ_TIMEOUT_MS = 30_000;
+
+/**
+ * An object's bytes. Another process rewriting the object (a refresh before its TTL, or the same value put at once
+ * from two processes) purges the chunks a read in progress was reading, and the client then waits for them forever:
+ * such a read is given up after OBJECT_READ_TIMEOUT_MS and made again, from the object's new chunks.
+ */
+export async function readObject(
+  os: Pick<ObjectStore, 'getBlob'>,
+  key: string,
+  ref: BlobRef,
+  timeoutMs = OBJECT_READ_TIMEOUT_MS,
+): Promise<Uint8Array | null> {
+  for (let attempt = 0; ; attempt++) {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    try {
+      const r = await Promise.race([os.getBlob(key), timedOut]);
+      if (r !== 'timeout') return r;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (attempt >= 1)
+      throw new Error(`reading ${ref} took over ${timeoutMs} ms twice: its chunks are missing`);
+  }
 }
 
 function memoKey(name: string): string {
