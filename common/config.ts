@@ -152,7 +152,9 @@ export function loadConfig(
   for (const [name, { path, number, flag }] of Object.entries(ENV_MAP)) {
     const v = env[name];
     if (v === undefined || v === '') continue;
-    if (number && !Number.isFinite(Number(v))) throw new ConfigError(`${name} must be a number, got '${v}'`);
+    // Plain decimal only: Number() reads ' ' as 0 (a TTL of "forever") and '0x10' as 16.
+    if (number && !/^\s*-?\d+(\.\d+)?\s*$/.test(v))
+      throw new ConfigError(`${name} must be a number, got '${v}'`);
     if (flag && !FLAG_VALUES.has(v.toLowerCase()))
       throw new ConfigError(`${name} must be true or false (or 1 or 0), got '${v}'`);
     setPath(raw, path, number ? Number(v) : flag ? FLAG_VALUES.get(v.toLowerCase()) : v);

@@ -85,10 +85,11 @@ export async function spawnMuse(
   });
   let log = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`muse ${args.join(' ')} not ready after ${timeoutMs} ms:\n${log}`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => {
+      // Not left running: it would take the test queue's tasks, and reconnect to NATS forever after the run.
+      child.kill('SIGKILL');
+      reject(new Error(`muse ${args.join(' ')} not ready after ${timeoutMs} ms:\n${log}`));
+    }, timeoutMs);
     const onData = (d: Buffer) => {
       log += d.toString();
       if (readyPattern.test(log)) {

@@ -29,6 +29,12 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: 'a week' } })).toThrow(
       "MUSE_STORE_TTL_MS must be a number, got 'a week'",
     );
+    // Not read as numbers by JavaScript's looser rules: a blank as 0 (keep forever), hex, exponents.
+    for (const v of [' ', '0x10', '1e3'])
+      expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: v } })).toThrow(
+        `MUSE_STORE_TTL_MS must be a number, got '${v}'`,
+      );
+    expect(loadConfig({ env: { MUSE_STORE_TTL_MS: ' 3600000 ' } }).store.ttlMs).toBe(3_600_000);
     expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: '-1' } })).toThrow(
       /store\.ttlMs: .*\(set by MUSE_STORE_TTL_MS\)/,
     );
