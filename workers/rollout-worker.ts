@@ -138,42 +138,54 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
       `cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``,
     );
   }
-  const worker = await Worker.create({
-    connection,
-    namespace: config.temporal.namespace,
-    taskQueue: config.temporal.taskQueue,
-    workflowBundle: await workflowBundle(join(config.dataDir, 'cache')),
-    activities,
-    dataConverter: { payloadConverterPath },
-    ...(opts.identity ? { identity: opts.identity } : {}),
-    maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 256,
-    maxConcurrentWorkflowTaskExecutions: opts.maxConcurrentWorkflowTasks ?? 64,
-    maxCachedWorkflows: 1024,
-    shutdownGraceTime: '5s',
-    interceptors: {
-      activity: [
-        (ctx) => ({
-          inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
-          outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
-        }),
-      ],
-    },
-    sinks: { exporter: makeWorkflowExporter(new SimpleSpanProcessor(exporter), telemetryResource()!) },
-  });
   const ownsNc = !opts.nc;
+  const closeConnections = async () => {
+    await connection.close().catch(() => {});
+    if (ownsNc) await nc.drain().catch(() => {});
+  };
+  const createWorker = async () =>
+    Worker.create({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      workflowBundle: await workflowBundle(join(config.dataDir, 'cache')),
+      activities,
+      dataConverter: { payloadConverterPath },
+      ...(opts.identity ? { identity: opts.identity } : {}),
+      maxConcurrentActivityTaskExecutions: opts.maxConcurrentActivities ?? 256,
+      maxConcurrentWorkflowTaskExecutions: opts.maxConcurrentWorkflowTasks ?? 64,
+      maxCachedWorkflows: 1024,
+      shutdownGraceTime: '5s',
+      interceptors: {
+        activity: [
+          (ctx) => ({
+            inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
+            outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
+          }),
+        ],
+      },
+      sinks: { exporter: makeWorkflowExporter(new SimpleSpanProcessor(exporter), telemetryResource()!) },
+    });
+  let worker: Worker;
+  try {
+    worker = await createWorker();
+  } catch (err) {
+    // Not left open: NATS would reconnect forever and keep a library caller's process alive.
+    await closeConnections();
+    throw err;
+  }
   let running: Promise<void> | undefined;
   return {
     worker,
     nc,
     run() {
-      running ??= worker.run().finally(async () => {
-        await connection.close().catch(() => {});
-        if (ownsNc) await nc.drain().catch(() => {});
-      });
+      running ??= worker.run().finally(closeConnections);
       return running;
     },
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
+      // Never run: nothing else closes its connections.
+      if (!running) await closeConnections();
       await running;
     },
   };
