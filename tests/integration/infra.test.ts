@@ -42,7 +42,7 @@ afterAll(() => {
 });
 
 describe('global setup', () => {
-  it.skipIf(process.env.MUSE_UNIT_ONLY === '1')('exposes reachable Temporal and NATS servers', async () => {
+  it('exposes reachable Temporal and NATS servers', async () => {
     const temporalAddress = inject('temporalAddress');
     const natsUrl = inject('natsUrl');
     expect(temporalAddress).toMatch(/^127\.0\.0\.1:\d+$/);
@@ -52,17 +52,14 @@ describe('global setup', () => {
     await checkNats(natsUrl, 8 * 1024 * 1024);
   });
 
-  it.skipIf(process.env.MUSE_UNIT_ONLY === '1')(
-    'a client set up for TLS does not fall back to plaintext: the plaintext dev server refuses it',
-    async () => {
-      const cfg = loadConfig({ env: { MUSE_TEMPORAL_ADDRESS: inject('temporalAddress') } });
-      const client = await connectClient(cfg);
-      await client.connection.close();
-      await expect(connectClient({ ...cfg, temporal: { ...cfg.temporal, tls: true } })).rejects.toThrow(
-        /cannot reach the Temporal server/,
-      );
-    },
-  );
+  it('a client set up for TLS does not fall back to plaintext: the plaintext dev server refuses it', async () => {
+    const cfg = loadConfig({ env: { MUSE_TEMPORAL_ADDRESS: inject('temporalAddress') } });
+    const client = await connectClient(cfg);
+    await client.connection.close();
+    await expect(connectClient({ ...cfg, temporal: { ...cfg.temporal, tls: true } })).rejects.toThrow(
+      /cannot reach the Temporal server/,
+    );
+  });
 });
 
 describe('startTemporal / startNats', () => {

@@ -3,7 +3,6 @@
 // `inject('temporalAddress')`, `inject('natsUrl')`, `inject('dataDir')`.
 //
 // Env knobs:
-//   MUSE_UNIT_ONLY=1            start nothing (unit runs that happen to load this project)
 //   MUSE_TEST_TEMPORAL_ADDRESS  + MUSE_TEST_NATS_URL: use servers that are already running instead
 //   MUSE_KEEP_TEST_DATA=1       keep the data dir (SQLite db, JetStream store, logs) for a post-mortem
 
@@ -29,8 +28,6 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  if (process.env.MUSE_UNIT_ONLY === '1') return async () => {};
-
   const externalTemporal = process.env.MUSE_TEST_TEMPORAL_ADDRESS;
   const externalNats = process.env.MUSE_TEST_NATS_URL;
   if (externalTemporal && externalNats) {
