@@ -319,33 +319,53 @@ function isMissingStream(err: unknown): boolean {
   );
 }
 
-/** How long one read of an object may take before it is given up and tried again (loopback reads take milliseconds). */
-const OBJECT_READ_TIMEOUT_MS = 30_000;
+/** How long an object read may go without a chunk before it is given up (a read never stalls this long otherwise). */
+const OBJECT_READ_IDLE_MS = 30_000;
 
 /**
  * An object's bytes. Another process rewriting the object (a refresh before its TTL, or the same value put at once
  * from two processes) purges the chunks a read in progress was reading, and the client then waits for them forever:
- * such a read is given up after OBJECT_READ_TIMEOUT_MS and made again, from the object's new chunks.
+ * a read that goes OBJECT_READ_IDLE_MS without a chunk is cancelled (its consumer stopped) and made again, from the
+ * object's new chunks; a second stall fails naming the reference. A slow read that keeps receiving chunks goes on.
  */
 export async function readObject(
-  os: Pick<ObjectStore, 'getBlob'>,
+  os: Pick<ObjectStore, 'get'>,
   key: string,
   ref: BlobRef,
-  timeoutMs = OBJECT_READ_TIMEOUT_MS,
+  idleMs = OBJECT_READ_IDLE_MS,
 ): Promise<Uint8Array | null> {
   for (let attempt = 0; ; attempt++) {
+    const r = await os.get(key);
+    if (r === null) return null;
+    const reader = r.data.getReader();
+    const chunks: Uint8Array[] = [];
+    let stalled = false;
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
+    const idle = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        void reader.cancel().catch(() => {});
+      }, idleMs);
+    };
     try {
-      const r = await Promise.race([os.getBlob(key), timedOut]);
-      if (r !== 'timeout') return r;
+      idle();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || stalled) break;
+        if (value?.length) chunks.push(value);
+        idle();
+      }
     } finally {
       clearTimeout(timer);
     }
+    if (!stalled) {
+      const err = await r.error;
+      if (err) throw err;
+      return new Uint8Array(Buffer.concat(chunks));
+    }
     if (attempt >= 1)
-      throw new Error(`reading ${ref} took over ${timeoutMs} ms twice: its chunks are missing`);
+      throw new Error(`reading ${ref} stalled twice for ${idleMs} ms: its chunks are missing`);
   }
 }
 

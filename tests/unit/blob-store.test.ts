@@ -4,22 +4,56 @@ import { readObject } from '../../common/blob-store.js';
 
 const ref = `obj:job:${'a'.repeat(64)}`;
 
+/** An object read as the client gives it: chunks every `everyMs`, or a stream that never yields after `stallAfter`. */
+function objectRead(chunks: number[][], opts: { everyMs?: number; stallAfter?: number } = {}) {
+  let cancelled = false;
+  let i = 0;
+  const data = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (opts.stallAfter !== undefined && i >= opts.stallAfter) return new Promise<void>(() => {});
+      await new Promise((r) => setTimeout(r, opts.everyMs ?? 0));
+      if (i < chunks.length) controller.enqueue(new Uint8Array(chunks[i++]!));
+      else controller.close();
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  return { result: { info: {} as never, data, error: Promise.resolve(null) }, cancelled: () => cancelled };
+}
+
 describe('object reads', () => {
-  it('gives up a read that waits on purged chunks and reads the object again', async () => {
+  it('cancels a read that stalls on purged chunks and reads the object again', async () => {
+    const stalled = objectRead([[9]], { stallAfter: 1 });
+    const whole = objectRead([[1, 2], [3]]);
+    const reads = [stalled, whole];
     let calls = 0;
-    const os = {
-      getBlob: () => {
-        calls++;
-        // The first read's chunks were purged by a rewrite: it never ends. The second reads the new chunks.
-        return calls === 1 ? new Promise<never>(() => {}) : Promise.resolve(new Uint8Array([1, 2, 3]));
-      },
-    };
+    const os = { get: async () => reads[calls++]!.result };
     expect(await readObject(os, 'k', ref, 50)).toEqual(new Uint8Array([1, 2, 3]));
     expect(calls).toBe(2);
+    expect(stalled.cancelled()).toBe(true);
   });
 
-  it('names the reference when the object cannot be read twice, instead of waiting forever', async () => {
-    const os = { getBlob: () => new Promise<never>(() => {}) };
-    await expect(readObject(os, 'k', ref, 20)).rejects.toThrow(`reading ${ref} took over 20 ms twice`);
+  it('lets a slow read that keeps receiving chunks finish, however long it takes in all', async () => {
+    const slow = objectRead([[1], [2], [3], [4], [5]], { everyMs: 30 });
+    let calls = 0;
+    const os = {
+      get: async () => {
+        calls++;
+        return slow.result;
+      },
+    };
+    // 5 chunks 30 ms apart: 150 ms in all, against an idle limit of 60 ms.
+    expect(await readObject(os, 'k', ref, 60)).toEqual(new Uint8Array([1, 2, 3, 4, 5]));
+    expect(calls).toBe(1);
+  });
+
+  it('names the reference when the object stalls twice, instead of waiting forever', async () => {
+    const os = { get: async () => objectRead([], { stallAfter: 0 }).result };
+    await expect(readObject(os, 'k', ref, 20)).rejects.toThrow(`reading ${ref} stalled twice for 20 ms`);
+  });
+
+  it('a missing object is null', async () => {
+    expect(await readObject({ get: async () => null }, 'k', ref, 20)).toBeNull();
   });
 });
