@@ -11,9 +11,13 @@
 //   request waits when its blocks do not fit. This is what makes prefix-affinity routing of
 //   branches measurable;
 // - prefill and decode throughput, with time optionally compressed (timeScale) so benchmarks of
-//   thousands of steps finish in seconds while reporting realistic simulated milliseconds. Prefill is
-//   scheduled a step's budget (maxBatchedTokens) ahead, as chunked-prefill schedulers do: a request
-//   takes its KV blocks when its prefill is about to start, not while it waits behind others'.
+//   thousands of steps finish in seconds while reporting realistic simulated milliseconds. Prefill
+//   shares the engine steps with decoding (chunked prefill): while a prompt is prefilled each step
+//   decodes one token per running sequence and prefills the rest of the step's budget
+//   (maxBatchedTokens), so decoding slows to a token per such step; a member that misses its cache
+//   slows everything it serves. Prefill is scheduled a step's budget ahead, as chunked-prefill
+//   schedulers do: a request takes its KV blocks when its prefill is about to start, not while it
+//   waits behind others'.
 //
 // Defaults: one H100 SXM 80 GB serving a Qwen3-30B-A3B-class MoE (30.5B total, 3.3B active,
 // 48 layers, GQA with 4 KV heads of dim 128) with FP8 weights under vLLM or SGLang. Sources and
@@ -258,9 +262,25 @@ export class SimServer {
     this.capacityBlocks = Math.max(1, Math.floor(p.cacheCapacityTokens / p.blockSize));
   }
 
-  /** Per-sequence decode speed with b sequences decoding. */
+  /** Per-sequence decode speed with b sequences decoding and no prefill in the engine's steps. */
   decodeRate(b: number): number {
     return this.profile.decodeTokensPerSec * Math.max(1, b) ** -this.profile.decodeBatchExponent;
+  }
+
+  /**
+   * Per-sequence decode speed while prompts are being prefilled. With chunked prefill every engine step decodes one
+   * token of each running sequence and prefills what is left of its token budget (maxBatchedTokens), so a step
+   * takes a decode step's time plus that prefill's, and decoding slows to one token per such step.
+   */
+  mixedDecodeRate(b: number): number {
+    const prefillPerStep = Math.max(1, this.profile.maxBatchedTokens - b);
+    return 1 / (1 / this.decodeRate(b) + prefillPerStep / this.profile.prefillTokensPerSec);
+  }
+
+  /** Prefill throughput while b sequences decode in the same steps (the step budget less their tokens, per step). */
+  prefillRate(b: number): number {
+    if (b === 0) return this.profile.prefillTokensPerSec;
+    return Math.max(1, this.profile.maxBatchedTokens - b) * this.mixedDecodeRate(b);
   }
 
   load(): BackendLoad {
@@ -511,8 +531,9 @@ export class SimServer {
     job.phase = 'prefill';
     const uncached = job.promptTokens - job.cached;
     const start = Math.max(now, this.prefillFreeAt);
-    const end = start + (uncached / this.profile.prefillTokensPerSec) * 1000;
-    this.prefillFreeAt = end;
+    // At the rate the sequences decoding now leave it; they slow down for as long as it lasts.
+    const end = start + (uncached / this.prefillRate(this.decoding.size)) * 1000;
+    this.setPrefillFreeAt(end);
     job.prefillFrom = start;
     job.prefillUntil = end;
     job.timer = setTimeout(
@@ -537,22 +558,40 @@ export class SimServer {
     this.reschedule();
   }
 
+  /** Moves the end of the prefill line; decoding, which runs slower until then, is brought up to date and retimed. */
+  private setPrefillFreeAt(t: number): void {
+    this.advance();
+    this.prefillFreeAt = t;
+    this.reschedule();
+  }
+
+  /** Decodes up to now: at the mixed rate while prefill was under way, at the decode-only rate after. */
   private advance(): void {
     const now = this.now();
-    const dt = now - this.lastAdvance;
+    const from = this.lastAdvance;
     this.lastAdvance = now;
-    if (dt <= 0 || this.decoding.size === 0) return;
-    const step = (dt / 1000) * this.decodeRate(this.decoding.size);
+    const b = this.decoding.size;
+    if (now <= from || b === 0) return;
+    const mixedMs = Math.max(0, Math.min(now, this.prefillFreeAt) - from);
+    const step =
+      (mixedMs / 1000) * this.mixedDecodeRate(b) + ((now - from - mixedMs) / 1000) * this.decodeRate(b);
     for (const j of this.decoding) j.remaining -= step;
   }
 
   private reschedule(): void {
     if (this.decodeTimer) clearTimeout(this.decodeTimer);
     this.decodeTimer = null;
-    if (this.decoding.size === 0) return;
+    const b = this.decoding.size;
+    if (b === 0) return;
     let min = Infinity;
-    for (const j of this.decoding) min = Math.min(min, j.remaining);
-    const simMs = (Math.max(0, min) / this.decodeRate(this.decoding.size)) * 1000;
+    for (const j of this.decoding) min = Math.max(0, Math.min(min, j.remaining));
+    // The next sequence to finish: through what is left of the prefill at the mixed rate, then at the full one.
+    const mixedMs = Math.max(0, this.prefillFreeAt - this.now());
+    const mixedTokens = (mixedMs / 1000) * this.mixedDecodeRate(b);
+    const simMs =
+      min <= mixedTokens
+        ? (min / this.mixedDecodeRate(b)) * 1000
+        : mixedMs + ((min - mixedTokens) / this.decodeRate(b)) * 1000;
     this.decodeTimer = setTimeout(() => {
       this.decodeTimer = null;
       this.advance();
@@ -603,7 +642,7 @@ export class SimServer {
       // The last prefill in line, given up: what it had not yet computed no longer holds up the queue. (One in
       // the middle of the line is left in place: those behind it keep their times.)
       if (phase === 'prefill' && job.prefillUntil === this.prefillFreeAt)
-        this.prefillFreeAt = Math.max(this.now(), job.prefillFrom);
+        this.setPrefillFreeAt(Math.max(this.now(), job.prefillFrom));
       if (phase === 'decode' && this.decoding.has(job)) {
         this.advance();
         this.decoding.delete(job);

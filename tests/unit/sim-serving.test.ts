@@ -148,6 +148,31 @@ describe('SimServer batching and timing', () => {
     expect(b.queuedMs).toBeLessThan(1000);
   });
 
+  it('a prefill slows the sequences decoding beside it: chunked prefill shares the engine steps with them', async () => {
+    // One step: 1 token per decoding sequence (10 ms at 100 tok/s) plus up to 99 prompt tokens (99 ms at 1000 tok/s).
+    const mixed = {
+      ...profile,
+      maxBatch: 4,
+      decodeTokensPerSec: 100,
+      prefillTokensPerSec: 1000,
+      maxBatchedTokens: 100,
+    };
+    const alone = await new SimServer(mixed).run(tokens('a', 16), 100, never());
+    // 16 ms of prefill, then 100 tokens at 100 tok/s.
+    expect(alone.serviceMs).toBeGreaterThan(1000);
+    expect(alone.serviceMs).toBeLessThan(1300);
+    const s = new SimServer(mixed);
+    const a = s.run(tokens('a', 16), 100, never());
+    await new Promise((r) => setTimeout(r, 5)); // A is decoding
+    const b = s.run(tokens('b', 2000), 1, never());
+    const [withPrefill] = await Promise.all([a, b]);
+    // While B's 2000 tokens prefill (~2.2 s at 99 tokens per 109 ms step) A gets a token per step (~20 in all),
+    // then the other ~80 at full speed: ~3 s, three times as long as alone.
+    expect(s.mixedDecodeRate(1)).toBeCloseTo(1 / (0.01 + 0.099), 5);
+    expect(withPrefill.serviceMs).toBeGreaterThan(2600);
+    expect(withPrefill.serviceMs).toBeLessThan(3600);
+  });
+
   it('a prefill given up no longer holds up the requests behind it', async () => {
     const s = new SimServer({
       ...profile,
