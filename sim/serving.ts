@@ -204,6 +204,8 @@ interface Job {
   /** Simulated time its prefill starts and ends (prefill phase). */
   prefillFrom: number;
   prefillUntil: number;
+  /** Prompt tokens per second its prefill was scheduled at. */
+  prefillRate: number;
   cached: number;
   pinned: number[];
   phase: 'queued' | 'prefill' | 'decode' | 'done';
@@ -336,6 +338,7 @@ export class SimServer {
       admit: 0,
       prefillFrom: 0,
       prefillUntil: 0,
+      prefillRate: 0,
       cached: 0,
       pinned: [],
       phase: 'queued',
@@ -468,7 +471,11 @@ export class SimServer {
     return this.cache.size + this.privateBlocks + blocks <= this.capacityBlocks;
   }
 
-  private release(job: Job): void {
+  /**
+   * Unpins the job's blocks. The first `computedBlocks` of its prompt stay cached; blocks past them that only this job
+   * held were never computed (it was given up mid-prefill) and are dropped, as vLLM caches only computed blocks.
+   */
+  private release(job: Job, computedBlocks = job.pinned.length): void {
     // Tail blocks become evictable first, so a shared prefix outlives the branches hanging off it.
     for (let i = job.pinned.length - 1; i >= 0; i--) {
       const key = job.pinned[i]!;
@@ -477,7 +484,8 @@ export class SimServer {
       e.refs--;
       if (e.refs <= 0) {
         e.refs = 0;
-        this.evictable.push(e);
+        if (i >= computedBlocks) this.cache.delete(key);
+        else this.evictable.push(e);
       }
     }
     job.pinned = [];
@@ -536,6 +544,7 @@ export class SimServer {
     this.setPrefillFreeAt(end);
     job.prefillFrom = start;
     job.prefillUntil = end;
+    job.prefillRate = this.prefillRate(this.decoding.size);
     job.timer = setTimeout(
       () => {
         job.timer = null;
@@ -648,7 +657,15 @@ export class SimServer {
         this.decoding.delete(job);
         this.reschedule();
       }
-      this.release(job);
+      // Given up mid-prefill: only what was computed by now stays cached.
+      const computed =
+        phase === 'prefill'
+          ? Math.min(
+              job.promptTokens,
+              job.cached + (Math.max(0, this.now() - job.prefillFrom) / 1000) * job.prefillRate,
+            )
+          : job.promptTokens;
+      this.release(job, Math.floor(computed / this.profile.blockSize));
       this.running--;
     }
     job.reject(err);

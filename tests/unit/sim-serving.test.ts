@@ -84,6 +84,21 @@ describe('SimServer keeps finished sequences cached', () => {
     expect((await s.run([...sequence, ...tokens('n', 20)], 0, never())).cachedPromptTokens).toBe(32);
   });
 
+  it('keeps only the computed part of a prompt given up mid-prefill, as vLLM caches only computed blocks', async () => {
+    // 40,000 tokens at 20,000 tok/s: 2 simulated s, 200 real ms at this scale; given up early in it (a late timer
+    // on a busy machine still lands well before its end).
+    const s = new SimServer({ timeScale: 0.1 });
+    const prompt = tokens('p', 40_000);
+    const ac = new AbortController();
+    const running = s.run(prompt, 10, ac.signal);
+    await new Promise((r) => setTimeout(r, 5));
+    ac.abort(new Error('router gave up'));
+    await expect(running).rejects.toThrow('router gave up');
+    const again = await s.run(prompt, 0, never());
+    expect(again.cachedPromptTokens).toBeGreaterThan(1000);
+    expect(again.cachedPromptTokens).toBeLessThan(35_000);
+  });
+
   it('lists output blocks for eviction before the prompt they extend', async () => {
     // Room for 8 blocks. The sequence holds 2 prompt blocks and 2 output blocks; 5 new blocks force 1 out.
     const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 8 });
