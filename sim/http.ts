@@ -234,6 +234,9 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
       Number.isFinite(deadlineHeader) && deadlineHeader > 0
         ? deadlineHeader
         : Date.now() + DEFAULT_TIMEOUT_MS;
+    // As vLLM's OpenAI server: a model it does not serve is a 404 naming it (SGLang's /generate passes none).
+    if (model !== undefined && model !== modelName)
+      throw new HttpError(404, `The model \`${model}\` does not exist.`);
     const request: BackendRequest = { id: `sim-http-${nextId++}`, messages, params, deadline };
     if (model !== undefined) request.model = model;
     try {

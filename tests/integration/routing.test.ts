@@ -19,6 +19,7 @@ import {
   WIRE_VERSION,
 } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
+import { startSimHttpServer } from '../../sim/http.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { inProcessMember, useSuite, waitUntil } from '../helpers/stack.js';
 
@@ -477,6 +478,56 @@ describe('abandoned attempts and stopping members', () => {
     const g = await pending;
     expect(g.memberId).toBe('gpu0');
     expect(fresh.member.stats.served).toBe(1);
+  });
+});
+
+describe('real backends over HTTP, against the simulator serving the OpenAI and SGLang APIs', () => {
+  it('openai (chat, completions) and sglang members serve through the pool with logprobs and cached tokens', async () => {
+    const http = await startSimHttpServer({ port: 0 });
+    cleanups.push(() => http.close());
+    const specs = {
+      chat: { backend: 'openai', baseUrl: `${http.url}/v1`, model: 'muse-sim', mode: 'chat' },
+      completions: { backend: 'openai', baseUrl: `${http.url}/v1`, model: 'muse-sim', mode: 'completions' },
+      sglang: { backend: 'sglang', baseUrl: http.url, model: 'muse-sim' },
+    } as const;
+    for (const [name, spec] of Object.entries(specs)) {
+      const pool = `http-${name}-${randomUUID().slice(0, 8)}`;
+      const m = await inProcessMember(cfg, spec, { pool, id: name });
+      cleanups.push(() => m.stop());
+      const c = client(pool);
+      await c.start();
+      await waitUntil(() => c.liveMembers().length === 1, 10_000, `${name} member live`);
+      const first = await c.generate(messages(20), params, { deadline: deadline() });
+      expect(first.memberId, name).toBe(name);
+      expect(first.text.length, name).toBeGreaterThan(0);
+      expect(first.usage.promptTokens, name).toBeGreaterThan(100);
+      // Entropies come from the server's top logprobs, one per generated token.
+      expect(first.entropies.length, name).toBe(first.usage.completionTokens);
+      expect(Math.max(...first.entropies), name).toBeGreaterThan(0);
+      // The same prompt again: the server's prefix cache, as its usage reports it.
+      const again = await c.generate(messages(20), params, { deadline: deadline() });
+      expect(again.usage.cachedPromptTokens, name).toBeGreaterThan(0);
+    }
+  });
+
+  it("a job naming a model the server does not have fails at once, naming it, without tripping the member's breaker", async () => {
+    const http = await startSimHttpServer({ port: 0 });
+    cleanups.push(() => http.close());
+    const pool = `http-model-${randomUUID().slice(0, 8)}`;
+    const spec = { backend: 'openai', baseUrl: `${http.url}/v1`, model: 'muse-sim' } as const;
+    const m = await inProcessMember(cfg, spec, { pool, id: 'gpu0' });
+    cleanups.push(() => m.stop());
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const err = await c
+      .generate(messages(21), params, { deadline: deadline(), model: 'qwen3-30b' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendRejectedError);
+    expect((err as Error).message).toMatch(/model 'qwen3-30b' \(the job's model\) is not served/);
+    expect(c.liveMembers()[0]?.healthy).toBe(true);
+    // The member's own model still serves.
+    expect((await c.generate(messages(21), params, { deadline: deadline() })).memberId).toBe('gpu0');
   });
 });
 
