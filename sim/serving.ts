@@ -208,6 +208,8 @@ interface Job {
   prefillRate: number;
   cached: number;
   pinned: number[];
+  /** The pinned blocks this job put into the cache (not found there): the only ones a give-up can drop. */
+  created: Set<number>;
   phase: 'queued' | 'prefill' | 'decode' | 'done';
   remaining: number;
   timer: ReturnType<typeof setTimeout> | null;
@@ -341,6 +343,7 @@ export class SimServer {
       prefillRate: 0,
       cached: 0,
       pinned: [],
+      created: new Set(),
       phase: 'queued',
       remaining: completion,
       timer: null,
@@ -421,6 +424,7 @@ export class SimServer {
       } else {
         this.makeRoom(1);
         this.cache.set(key, { key, refs: 1, prev: null, next: null, listed: false });
+        job.created.add(key);
       }
       job.pinned.push(key);
     }
@@ -472,8 +476,9 @@ export class SimServer {
   }
 
   /**
-   * Unpins the job's blocks. The first `computedBlocks` of its prompt stay cached; blocks past them that only this job
-   * held were never computed (it was given up mid-prefill) and are dropped, as vLLM caches only computed blocks.
+   * Unpins the job's blocks. The first `computedBlocks` of its prompt stay cached; blocks past them that this job put
+   * into the cache and no other job holds were never computed (it was given up mid-prefill) and are dropped, as vLLM
+   * caches only computed blocks. Blocks that were cached before it came stay, wherever they lie.
    */
   private release(job: Job, computedBlocks = job.pinned.length): void {
     // Tail blocks become evictable first, so a shared prefix outlives the branches hanging off it.
@@ -484,11 +489,12 @@ export class SimServer {
       e.refs--;
       if (e.refs <= 0) {
         e.refs = 0;
-        if (i >= computedBlocks) this.cache.delete(key);
+        if (i >= computedBlocks && job.created.has(key)) this.cache.delete(key);
         else this.evictable.push(e);
       }
     }
     job.pinned = [];
+    job.created.clear();
     this.privateBlocks -= job.privateBlocks;
     this.makeRoom(0);
   }

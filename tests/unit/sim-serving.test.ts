@@ -99,6 +99,21 @@ describe('SimServer keeps finished sequences cached', () => {
     expect(again.cachedPromptTokens).toBeLessThan(35_000);
   });
 
+  it('a request given up mid-prefill leaves the blocks that were cached before it came', async () => {
+    const s = new SimServer({ timeScale: 0.1 });
+    const turn = tokens('t', 64); // 4 full blocks, all cached below; the last is recomputed for its logits
+    await s.run(turn, 0, never());
+    // A long prefill ahead, so the repeat waits in the prefill line (its own one-block prefill not yet done).
+    const ahead = s.run(tokens('x', 4000), 0, never());
+    const ac = new AbortController();
+    const repeat = s.run(turn, 10, ac.signal);
+    await new Promise((r) => setTimeout(r, 1));
+    ac.abort(new Error('router gave up'));
+    await expect(repeat).rejects.toThrow('router gave up');
+    await ahead;
+    expect((await s.run([...turn, ...tokens('n', 40)], 0, never())).cachedPromptTokens).toBe(64);
+  });
+
   it('lists output blocks for eviction before the prompt they extend', async () => {
     // Room for 8 blocks. The sequence holds 2 prompt blocks and 2 output blocks; 5 new blocks force 1 out.
     const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 8 });
