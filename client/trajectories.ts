@@ -9,6 +9,7 @@ import type {
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
+import { causeChainMessage } from '../common/errors.js';
 import { progressQuery, type StepTimeouts, type trajectory } from '../workflows/trajectory.js';
 
 export class JobSpecError extends Error {
@@ -20,15 +21,10 @@ export class JobSpecError extends Error {
  * reason in their causes, so the causes are named too; a start refused because the id is taken names the id.
  */
 export function failureMessage(err: unknown): string {
-  const e = err as { name?: string; message?: string; workflowId?: string; cause?: unknown } | null;
+  const e = err as { name?: string; workflowId?: string } | null;
   if (e?.name === 'WorkflowExecutionAlreadyStartedError' && e.workflowId)
     return `a workflow with id '${e.workflowId}' is already running or kept: see \`muse status ${e.workflowId}\`, or pass another id`;
-  const parts: string[] = [];
-  for (let c: typeof e = e, depth = 0; c && depth < 4; c = c.cause as typeof e, depth++) {
-    const m = c.message ?? String(c);
-    if (m && !parts.some((p) => p.includes(m))) parts.push(m);
-  }
-  return parts.join(': ') || String(err);
+  return causeChainMessage(err);
 }
 
 export function parseTrajectorySpec(input: unknown): TrajectorySpec {

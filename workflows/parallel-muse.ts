@@ -40,15 +40,10 @@ import {
 } from '../agent/trajectory.js';
 import type { Termination } from '../agent/types.js';
 import { meanUncertainty, tallyTurns } from '../agent/uncertainty.js';
+import { causeChainMessage } from '../common/errors.js';
 import { fmix32, fnv1a32 } from '../common/hash.js';
 import { createLimiter } from '../common/limiter.js';
-import {
-  DEFAULT_TIMEOUTS,
-  failureMessage,
-  NON_RETRYABLE,
-  type StepTimeouts,
-  trajectory,
-} from './trajectory.js';
+import { DEFAULT_TIMEOUTS, NON_RETRYABLE, type StepTimeouts, trajectory } from './trajectory.js';
 
 export interface ParallelMuseInput {
   spec: ParallelMuseSpec;
@@ -200,7 +195,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       } catch (err) {
         if (isCancellation(err)) throw err;
         // With its cause: a child's failure alone says only "Child Workflow execution failed".
-        error = failureMessage(err as Error);
+        error = causeChainMessage(err);
       } finally {
         running.delete(workflowId);
       }
@@ -491,7 +486,7 @@ function throwIfCancelled(): void {
 function containedFailure(err: unknown): string {
   if (isCancellation(err) || !(err instanceof ActivityFailure || err instanceof ApplicationFailure))
     throw err;
-  return failureMessage(err);
+  return causeChainMessage(err);
 }
 
 const ORIGIN_ORDER: Record<RolloutOrigin, number> = { initial: 0, branch: 1, scratch: 2 };

@@ -31,6 +31,7 @@ import {
 } from '../agent/trajectory.js';
 import type { Termination } from '../agent/types.js';
 import { addTurnUncertainty, tallyTurns, type UncertaintyTally } from '../agent/uncertainty.js';
+import { causeChainMessage } from '../common/errors.js';
 
 export interface StepTimeouts {
   /** Upper bound of one step's activity attempt. */
@@ -307,7 +308,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     if (isCancellation(err) || err instanceof CancelledByUser) {
       finished = { termination: 'cancelled', prediction: null };
     } else if (err instanceof ActivityFailure || err instanceof ApplicationFailure) {
-      finished = { termination: 'error', prediction: null, error: failureMessage(err) };
+      finished = { termination: 'error', prediction: null, error: causeChainMessage(err) };
     } else throw err;
   }
 
@@ -335,15 +336,4 @@ class CancelledByUser extends Error {}
 /** Distinct per step and per trajectory seed; a retried step reuses its seed, so a replayed sample is identical. */
 export function stepSeed(seed: number, step: number): number {
   return (seed * 10_007 + step * 7 + 1) % 2_147_483_647;
-}
-
-/** The message of a failure and of its causes, outermost first. */
-export function failureMessage(err: Error): string {
-  let e: Error | undefined = err;
-  const parts: string[] = [];
-  while (e) {
-    if (e.message) parts.push(e.message);
-    e = (e as { cause?: Error }).cause;
-  }
-  return parts.join(': ');
 }
