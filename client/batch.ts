@@ -51,11 +51,11 @@ export function readBatchFile(path: string): {
     throw new BatchError(`cannot read the questions file ${path}: ${(err as Error).message}`);
   }
   text.split('\n').forEach((raw, i) => {
-    const text = raw.trim();
-    if (!text) return;
+    const line = raw.trim();
+    if (!line) return;
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = JSON.parse(line);
     } catch (err) {
       errors.push({ line: i + 1, error: `line ${i + 1} is not valid JSON: ${(err as Error).message}` });
       return;
@@ -156,10 +156,11 @@ function lockHolder(lock: string): { pid: number; host: string } | 'stale' | und
 
 /** What a results file already holds. */
 export interface ResultsFile {
-  /** Workflow ids of the questions with a result line. */
-  done: Set<string>;
-  /** What each question's line records: the answer it was judged against (null: none), and the verdict if any. */
-  scores: Map<string, { answer: string | null; correct: boolean | null }>;
+  /**
+   * The questions with a result line, by workflow id, with what the line records: the answer it was judged against
+   * (null: none) and the verdict (null: none).
+   */
+  done: Map<string, { answer: string | null; correct: boolean | null }>;
   /** The job its results belong to; undefined for an empty file or one of the older format. */
   job?: string;
 }
@@ -171,18 +172,21 @@ export interface ResultsFile {
  * run once more. A last line cut short by a crash is removed.
  */
 export function openResults(output: string, sharedHash: string, jobId?: string): ResultsFile {
-  const done = new Set<string>();
-  const scores: ResultsFile['scores'] = new Map();
-  if (!existsSync(output)) return { done, scores };
+  const done: ResultsFile['done'] = new Map();
+  if (!existsSync(output)) return { done };
   let job = jobId;
   const text = readFileSync(output, 'utf8');
-  for (const [i, line] of text.split('\n').entries()) {
+  const lines = text.split('\n');
+  let lastCutShort = false;
+  for (const [i, line] of lines.entries()) {
     if (!line.trim()) continue;
     let parsed: { workflowId?: string; spec?: string; job?: string; answer?: unknown; correct?: unknown };
     try {
       parsed = JSON.parse(line);
     } catch {
-      continue; // cut short by a crash: that question's workflow result is simply fetched again
+      // Cut short by a crash: that question's workflow result is simply fetched again.
+      lastCutShort = i === lines.length - 1;
+      continue;
     }
     // Not a file of results (the questions file, say): appending to it would mix results into it.
     if (typeof parsed !== 'object' || parsed === null || typeof parsed.workflowId !== 'string')
@@ -202,31 +206,18 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
         );
       job = parsed.job;
     }
-    if (parsed.workflowId) {
-      done.add(parsed.workflowId);
-      scores.set(parsed.workflowId, {
-        answer: typeof parsed.answer === 'string' ? parsed.answer : null,
-        correct: typeof parsed.correct === 'boolean' ? parsed.correct : null,
-      });
-    }
+    done.set(parsed.workflowId, {
+      answer: typeof parsed.answer === 'string' ? parsed.answer : null,
+      correct: typeof parsed.correct === 'boolean' ? parsed.correct : null,
+    });
   }
   if (text.length && !text.endsWith('\n')) {
     // A last line cut short by a crash is removed (its question's result is fetched again), so the file stays
     // JSON lines for whatever reads it; a whole line merely missing its newline gets one.
-    const lastStart = text.lastIndexOf('\n') + 1;
-    if (parsesAsJson(text.slice(lastStart))) appendFileSync(output, '\n');
-    else truncateSync(output, Buffer.byteLength(text.slice(0, lastStart)));
+    if (lastCutShort) truncateSync(output, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
+    else appendFileSync(output, '\n');
   }
-  return { done, scores, ...(job !== undefined ? { job } : {}) };
-}
-
-function parsesAsJson(line: string): boolean {
-  try {
-    JSON.parse(line);
-    return true;
-  } catch {
-    return false;
-  }
+  return { done, ...(job !== undefined ? { job } : {}) };
 }
 
 /**
@@ -323,7 +314,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
   const unlock = lockResults(o.output);
   try {
     const results = openResults(o.output, hash, o.jobId);
-    const { done, scores } = results;
+    const { done } = results;
     const jobId = batchJobId(o.output, o.jobId, results.job);
     const summary: BatchSummary = {
       jobId,
@@ -348,16 +339,12 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     // A verdict counts only when it was reached against the answer the input gives now.
     const score = (
       item: { line: number; answer?: string },
-      judgedAgainst: string | null | undefined,
-      correct: boolean | null | undefined,
+      judgedAgainst: string | null,
+      correct: boolean | null,
     ) => {
       if (item.answer === undefined) return;
-      if ((judgedAgainst ?? null) !== item.answer) {
-        summary.answerChanged.push({
-          line: item.line,
-          judgedAgainst: judgedAgainst ?? null,
-          now: item.answer,
-        });
+      if (judgedAgainst !== item.answer) {
+        summary.answerChanged.push({ line: item.line, judgedAgainst, now: item.answer });
         return;
       }
       // An LLM judge whose verdict was unusable leaves the question unscored.
@@ -367,10 +354,10 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     };
     const worker = async () => {
       for (let item = queue.shift(); item; item = queue.shift()) {
-        if (done.has(item.workflowId)) {
+        const recorded = done.get(item.workflowId);
+        if (recorded) {
           summary.skipped++;
-          const recorded = scores.get(item.workflowId);
-          score(item, recorded?.answer, recorded?.correct);
+          score(item, recorded.answer, recorded.correct);
           report();
           continue;
         }
@@ -395,7 +382,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           );
           appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
           summary.completed++;
-          score(item, result.answer, result.correct);
+          score(item, result.answer ?? null, result.correct ?? null);
           report(result.prediction ?? '(no answer)');
         } catch (err) {
           summary.failed.push({ line: item.line, error: failureMessage(err) });

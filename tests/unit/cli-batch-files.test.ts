@@ -85,22 +85,21 @@ describe('results file', () => {
     writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'aaaa' })}\n`);
     expect(() => openResults(out, 'bbbb')).toThrow(BatchError);
     expect(() => openResults(out, 'bbbb')).toThrow(/--out/);
-    expect([...openResults(out, 'aaaa').done]).toEqual(['w1']);
+    expect([...openResults(out, 'aaaa').done.keys()]).toEqual(['w1']);
   });
 
   it('keeps the job the file records, and refuses another one, so a moved file or a new --job reruns nothing', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ job: 'batch-1', workflowId: 'batch-1-q0-h', spec: 'h' })}\n`);
     expect(openResults(out, 'h')).toEqual({
-      done: new Set(['batch-1-q0-h']),
-      scores: new Map([['batch-1-q0-h', { answer: null, correct: null }]]),
+      done: new Map([['batch-1-q0-h', { answer: null, correct: null }]]),
       job: 'batch-1',
     });
     expect(openResults(out, 'h', 'batch-1').job).toBe('batch-1');
     expect(() => openResults(out, 'h', 'other')).toThrow(
       /holds results of job batch-1, not other.*--job batch-1/,
     );
-    expect(openResults(join(tmp(), 'none.jsonl'), 'h')).toEqual({ done: new Set(), scores: new Map() });
+    expect(openResults(join(tmp(), 'none.jsonl'), 'h')).toEqual({ done: new Map() });
   });
 
   it("keeps each scored line's verdict and the answer it was judged against", () => {
@@ -108,9 +107,7 @@ describe('results file', () => {
     const line = (workflowId: string, answer: string | null, correct: boolean | null) =>
       `${JSON.stringify({ workflowId, spec: 'h', answer, correct })}\n`;
     writeFileSync(out, line('w1', 'Paris', true) + line('w2', 'Rome', false) + line('w3', null, null));
-    const { done, scores } = openResults(out, 'h');
-    expect([...done]).toEqual(['w1', 'w2', 'w3']);
-    expect([...scores]).toEqual([
+    expect([...openResults(out, 'h').done]).toEqual([
       ['w1', { answer: 'Paris', correct: true }],
       ['w2', { answer: 'Rome', correct: false }],
       ['w3', { answer: null, correct: null }],
@@ -142,20 +139,20 @@ describe('results file', () => {
   it('reads lines of the older format (no spec) without refusing: their questions run once more', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ workflowId: 'job-q0-abc' })}\n`);
-    expect([...openResults(out, 'bbbb').done]).toEqual(['job-q0-abc']);
+    expect([...openResults(out, 'bbbb').done.keys()]).toEqual(['job-q0-abc']);
   });
 
   it('drops a last line cut short by a crash, so the file stays JSON lines and the next result a line of its own', () => {
     const out = join(tmp(), 'out.jsonl');
     const first = `${JSON.stringify({ workflowId: 'w1', spec: 'h', prediction: 'Zürich' })}\n`;
     writeFileSync(out, `${first}{"workflowId": "w2", "sp`);
-    expect([...openResults(out, 'h').done]).toEqual(['w1']);
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
     expect(readFileSync(out, 'utf8')).toBe(first);
     openResults(out, 'h');
     expect(readFileSync(out, 'utf8')).toBe(first);
     // A whole last line that only lacks its newline is kept and ended.
     writeFileSync(out, first.trimEnd());
-    expect([...openResults(out, 'h').done]).toEqual(['w1']);
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
     expect(readFileSync(out, 'utf8')).toBe(first);
   });
 });
