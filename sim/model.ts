@@ -583,16 +583,15 @@ const MAX_SEARCHES_PER_ENTITY = 3;
 function agentTurn(w: TurnWriter, a: AgentInput): void {
   const { mem, st, turn, directives: d } = a;
   const h = st.relations.length;
+  // The first directive for this turn that has not fired yet (its mark is not in the last action), if any.
+  const directives = [
+    ['malformed', d.malformedToolCallAt, 'sim-malformed'],
+    ['unknown', d.unknownToolAt, 'teleport'],
+    ['garbage', d.garbageAt, '[sim] garbage'],
+    ['cut-answer', d.cutAnswerAt, '[sim] rambling'],
+  ] as const;
   const forced =
-    d.malformedToolCallAt.has(turn) && !a.lastAction.includes('sim-malformed')
-      ? 'malformed'
-      : d.unknownToolAt.has(turn) && !a.lastAction.includes('teleport')
-        ? 'unknown'
-        : d.garbageAt.has(turn) && !a.lastAction.includes('[sim] garbage')
-          ? 'garbage'
-          : d.cutAnswerAt.has(turn) && !a.lastAction.includes('[sim] rambling')
-            ? 'cut-answer'
-            : null;
+    directives.find(([, turns, mark]) => turns.has(turn) && !a.lastAction.includes(mark))?.[0] ?? null;
 
   let view = resolveChain(mem, st);
   const report = () => {
