@@ -1,7 +1,8 @@
 // Process commands: the local stack (up/down), rollout workers and pool members.
-import { readFileSync } from 'node:fs';
+
 import type { Command } from 'commander';
 import type { z } from 'zod';
+import { readNamedFile } from '../common/config.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
@@ -90,14 +91,6 @@ function refuseInapplicableOptions(cmd: Command, backend: string): void {
     throw new Error(
       `pool serve --backend ${backend}: ${unused.join(', ')} ${unused.length === 1 ? 'does' : 'do'} not apply to this backend`,
     );
-}
-
-function readOptionFile(flag: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new Error(`${flag}: cannot read ${path}: ${(err as Error).message}`);
-  }
 }
 
 export function registerServiceCommands(program: Command): void {
@@ -197,7 +190,10 @@ export function registerServiceCommands(program: Command): void {
         o.chatTemplate === undefined
           ? {}
           : {
-              chatTemplate: jsonOption('--chat-template', readOptionFile('--chat-template', o.chatTemplate)),
+              chatTemplate: jsonOption(
+                '--chat-template',
+                readNamedFile('--chat-template', o.chatTemplate).toString('utf8'),
+              ),
             };
       const backend =
         o.backend === 'sim'

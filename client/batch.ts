@@ -18,7 +18,7 @@ import { dirname, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { ParallelMuseSpec, ParallelMuseSpecInput } from '../agent/job.js';
-import { formatZodError, type MuseConfig } from '../common/config.js';
+import { formatZodError, type MuseConfig, readNamedFile } from '../common/config.js';
 import { isProcessAlive } from '../infra/services.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
@@ -44,32 +44,29 @@ export function readBatchFile(path: string): {
 } {
   const items: { line: number; question: string; answer?: string }[] = [];
   const errors: BatchLineError[] = [];
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new BatchError(`cannot read the questions file ${path}: ${(err as Error).message}`);
-  }
-  text.split('\n').forEach((raw, i) => {
-    const line = raw.trim();
-    if (!line) return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (err) {
-      errors.push({ line: i + 1, error: `line ${i + 1} is not valid JSON: ${(err as Error).message}` });
-      return;
-    }
-    const parsed = BatchLineSchema.safeParse(value);
-    if (!parsed.success)
-      errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
-    else
-      items.push({
-        line: i + 1,
-        question: parsed.data.question,
-        ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
-      });
-  });
+  readNamedFile('the questions file', path)
+    .toString('utf8')
+    .split('\n')
+    .forEach((raw, i) => {
+      const line = raw.trim();
+      if (!line) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch (err) {
+        errors.push({ line: i + 1, error: `line ${i + 1} is not valid JSON: ${(err as Error).message}` });
+        return;
+      }
+      const parsed = BatchLineSchema.safeParse(value);
+      if (!parsed.success)
+        errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
+      else
+        items.push({
+          line: i + 1,
+          question: parsed.data.question,
+          ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
+        });
+    });
   return { items, errors };
 }
 

@@ -124,6 +124,15 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A file a setting or option names (`what`), read whole; a failure names the setting as well as the file. */
+export function readNamedFile(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${what}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
 /**
  * The configuration, from lowest precedence to highest: schema defaults, `defaults` (e.g. the local stack's
  * addresses), the config file, MUSE_* environment variables, `overrides`.

@@ -1,11 +1,10 @@
 // Temporal connection settings shared by every worker and client: the msgpack payload converter (by path,
 // as the SDK requires, so it also runs inside the workflow sandbox) and OpenTelemetry propagation.
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, type TLSConfig, type WorkflowClientInterceptor } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
-import type { MuseConfig } from './config.js';
+import { type MuseConfig, readNamedFile } from './config.js';
 import { initTelemetry } from './telemetry.js';
 
 export const payloadConverterPath = fileURLToPath(new URL('./payload-converter.cjs', import.meta.url));
@@ -23,13 +22,7 @@ export function temporalConnectionOptions(cfg: MuseConfig): {
   apiKey?: string;
 } {
   const t = cfg.temporal;
-  const read = (setting: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new Error(`temporal.${setting} ${path} cannot be read: ${(err as Error).message}`);
-    }
-  };
+  const read = (setting: string, path: string) => readNamedFile(`temporal.${setting}`, path);
   const wantsTls =
     t.tls ||
     t.apiKey !== undefined ||

@@ -128,7 +128,7 @@ describe('muse batch', () => {
 
   it('a questions file that is missing, holds no question, or is also --out fails before connecting', async () => {
     await expect(muse('batch', join(dir, 'none.jsonl'), '--out', join(dir, 'out.jsonl'))).rejects.toThrow(
-      /^cannot read the questions file .*none\.jsonl: ENOENT/,
+      /^the questions file: cannot read .*none\.jsonl: ENOENT/,
     );
     const bad = join(dir, 'bad.jsonl');
     writeFileSync(bad, '{"question": oops}\n\n');

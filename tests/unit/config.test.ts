@@ -86,7 +86,7 @@ describe('Temporal connection security', () => {
     expect(loadConfig({ env: { MUSE_TEMPORAL_TLS: '0' } }).temporal.tls).toBe(false);
     const cfg = loadConfig({ env: { MUSE_TEMPORAL_TLS_CA: '/nonexistent/ca.pem' } });
     expect(() => temporalConnectionOptions(cfg)).toThrow(
-      /temporal\.tlsCaPath \/nonexistent\/ca\.pem cannot be read/,
+      /^temporal\.tlsCaPath: cannot read \/nonexistent\/ca\.pem: ENOENT/,
     );
   });
 });
