@@ -126,7 +126,7 @@ export function createAggregationActivities(deps: {
         input.pool,
         judgeMessages(input.question, input.gold, input.prediction),
         generateParams(input.sampling, 0),
-        { model: input.model, ...(input.jobId !== undefined ? { jobId: input.jobId } : {}) },
+        { model: input.model, jobId: input.jobId },
       );
       const j = parseJudgement(g.text);
       return { correct: j === null ? null : j === 'correct', usage: g.usage };
