@@ -237,7 +237,38 @@ describe('resum summary step', () => {
   });
 });
 
-describe('tool step retries', () => {
+/**
+ * toolStep on a react step whose turn calls `search`, served by `run`; the context and turn are written through a
+ * store of their own (so `blobs`, the activities' store, sees only what the step writes).
+ */
+async function searchStep(blobs: BlobStore, run: () => Promise<string>) {
+  const tools = new ToolRegistry([
+    { name: 'search', description: 'a test search', args: z.object({ query: z.array(z.string()) }), run },
+  ]);
+  const activities = createActivities({ nc: suite.nc, blobs, tools, config: cfg });
+  const jobId = `tool-${randomUUID().slice(0, 8)}`;
+  const ns = namespaceFor(jobId);
+  const content = new ContextStore(new BlobStore(suite.nc));
+  const input = {
+    jobId,
+    trajectoryId: `traj-${jobId}`,
+    step: 0,
+    policy: 'react' as const,
+    contextRef: await content.putContext(ns, 'react', contextPolicy('react').initial('Q?')),
+    turnRef: await content.putText(
+      ns,
+      '<think>look</think><tool_call>{"name": "search", "arguments": {"query": ["q"]}}</tool_call>',
+    ),
+  };
+  const step = (attempt = 1, over: Partial<typeof input> = {}) =>
+    new MockActivityEnvironment({ attempt }).run(activities.toolStep, {
+      ...input,
+      ...over,
+    }) as Promise<ToolStepResult>;
+  return { step, content, ns };
+}
+
+describe('tool steps', () => {
   it('a retried toolStep takes the observation its first attempt recorded instead of running the tool again', async () => {
     // A store whose first context write fails: the attempt fails after its tool has answered, as when NATS hiccups.
     let failContextWrite = true;
@@ -250,49 +281,33 @@ describe('tool step retries', () => {
         return super.put(namespace, value);
       }
     }
-    const blobs = new FlakyStore(suite.nc);
     let runs = 0;
-    const tools = new ToolRegistry([
-      {
-        name: 'search',
-        description: 'counts its runs',
-        args: z.object({ query: z.array(z.string()) }),
-        async run() {
-          runs++;
-          return `result of run ${runs}`;
-        },
-      },
-    ]);
-    const activities = createActivities({ nc: suite.nc, blobs, tools, config: cfg });
-    const jobId = `memo-${randomUUID().slice(0, 8)}`;
-    const ns = namespaceFor(jobId);
-    const content = new ContextStore(new BlobStore(suite.nc));
-    const contextRef = await content.putContext(ns, 'react', contextPolicy('react').initial('Q?'));
-    failContextWrite = true;
-    const turnRef = await content.putText(
-      ns,
-      '<think>look</think><tool_call>{"name": "search", "arguments": {"query": ["q"]}}</tool_call>',
-    );
-    const input = {
-      jobId,
-      trajectoryId: `traj-${jobId}`,
-      step: 0,
-      policy: 'react' as const,
-      contextRef,
-      turnRef,
-    };
-    const env = new MockActivityEnvironment();
-    await expect(env.run(activities.toolStep, input)).rejects.toThrow(/injected/);
+    const { step, content } = await searchStep(new FlakyStore(suite.nc), async () => {
+      runs++;
+      return `result of run ${runs}`;
+    });
+    await expect(step()).rejects.toThrow(/injected/);
     expect(runs).toBe(1);
-    const retried = (await new MockActivityEnvironment({ attempt: 2 }).run(
-      activities.toolStep,
-      input,
-    )) as ToolStepResult;
+    const retried = await step(2);
     expect(runs).toBe(1);
     expect(await content.getText(retried.observationRef)).toBe('result of run 1');
     // Another step with the same turn is a new tool call.
-    await new MockActivityEnvironment().run(activities.toolStep, { ...input, step: 1 });
+    await step(1, { step: 1 });
     expect(runs).toBe(2);
+  });
+
+  it("a failing tool's whole message is the observation; history gets its first 1000 characters", async () => {
+    const blobs = new BlobStore(suite.nc);
+    const page = `upstream said: ${'<html>'.repeat(2_000)}`;
+    const { step, content, ns } = await searchStep(blobs, async () => {
+      throw new Error(page);
+    });
+    const r = await step();
+    expect(await content.getText(r.observationRef)).toContain(page);
+    expect(r.toolError!.startsWith(`Error: tool 'search' failed: upstream said: <html>`)).toBe(true);
+    expect(r.toolError!.length).toBeLessThan(1100);
+    expect(r.toolError).toMatch(/more characters omitted\]$/);
+    await blobs.deleteNamespace(ns);
   });
 });
 
@@ -302,44 +317,6 @@ describe('rollout worker lifecycle', () => {
     await w.shutdown();
     expect(w.nc.isClosed()).toBe(true);
     expect(w.worker.getState()).toBe('STOPPED');
-  });
-});
-
-describe('tool step errors', () => {
-  it("a failing tool's whole message is the observation; history gets its first 1000 characters", async () => {
-    const blobs = new BlobStore(suite.nc);
-    const page = `upstream said: ${'<html>'.repeat(2_000)}`;
-    const tools = new ToolRegistry([
-      {
-        name: 'search',
-        description: 'fails with a page of text',
-        args: z.object({ query: z.array(z.string()) }),
-        async run() {
-          throw new Error(page);
-        },
-      },
-    ]);
-    const activities = createActivities({ nc: suite.nc, blobs, tools, config: cfg });
-    const jobId = `toolerr-${randomUUID().slice(0, 8)}`;
-    const ns = namespaceFor(jobId);
-    const content = new ContextStore(blobs);
-    const input = {
-      jobId,
-      trajectoryId: `traj-${jobId}`,
-      step: 0,
-      policy: 'react' as const,
-      contextRef: await content.putContext(ns, 'react', contextPolicy('react').initial('Q?')),
-      turnRef: await content.putText(
-        ns,
-        '<think>look</think><tool_call>{"name": "search", "arguments": {"query": ["q"]}}</tool_call>',
-      ),
-    };
-    const r = (await new MockActivityEnvironment().run(activities.toolStep, input)) as ToolStepResult;
-    expect(await content.getText(r.observationRef)).toContain(page);
-    expect(r.toolError!.startsWith(`Error: tool 'search' failed: upstream said: <html>`)).toBe(true);
-    expect(r.toolError!.length).toBeLessThan(1100);
-    expect(r.toolError).toMatch(/more characters omitted\]$/);
-    await blobs.deleteNamespace(ns);
   });
 });
 
