@@ -17,6 +17,9 @@ import { sdkLogLevel } from '../../workers/rollout-worker.js';
 
 let dir: string;
 
+/** `muse pool serve` with the given options: `line` split at spaces, then `rest` as they are (values with spaces). */
+const serve = (line: string, ...rest: string[]) => muse('pool', 'serve', ...line.split(' '), ...rest);
+
 function muse(...args: string[]) {
   const program = new Command('muse')
     .option('--config <file>')
@@ -143,64 +146,33 @@ describe('muse batch', () => {
 
 describe('muse pool serve', () => {
   it('names the missing flags of --backend openai instead of printing zod issues', async () => {
-    const err = await muse('pool', 'serve', '--backend', 'openai').catch((e: Error) => e);
+    const err = await serve('--backend openai').catch((e: Error) => e);
     expect((err as Error).message).toBe(
       'pool serve --backend openai: --base-url is required; --model is required',
     );
-    await expect(
-      muse('pool', 'serve', '--backend', 'openai', '--base-url', 'nope', '--model', 'm'),
-    ).rejects.toThrow(/^pool serve --backend openai: --base-url: Invalid URL/);
+    await expect(serve('--backend openai --base-url nope --model m')).rejects.toThrow(
+      /^pool serve --backend openai: --base-url: Invalid URL/,
+    );
   });
 
   it('refuses an option the chosen backend would not use, naming it, instead of dropping it', async () => {
     await expect(
-      muse(
-        'pool',
-        'serve',
-        '--backend',
-        'sim',
-        '--base-url',
-        'http://gpu:8000/v1',
-        '--api-key',
-        'k',
-        '--seed-param',
-        'none',
-      ),
+      serve('--backend sim --base-url http://gpu:8000/v1 --api-key k --seed-param none'),
     ).rejects.toThrow(
       /^pool serve --backend sim: --base-url, --api-key, --seed-param do not apply to this backend$/,
     );
-    await expect(
-      muse('pool', 'serve', '--backend', 'sglang', '--base-url', 'http://h:30000', '--mode', 'completions'),
-    ).rejects.toThrow(/^pool serve --backend sglang: --mode does not apply to this backend$/);
-    await expect(
-      muse(
-        'pool',
-        'serve',
-        '--backend',
-        'openai',
-        '--base-url',
-        'http://h/v1',
-        '--model',
-        'm',
-        '--time-scale',
-        '2',
-      ),
-    ).rejects.toThrow(/--time-scale does not apply/);
+    await expect(serve('--backend sglang --base-url http://h:30000 --mode completions')).rejects.toThrow(
+      /^pool serve --backend sglang: --mode does not apply to this backend$/,
+    );
+    await expect(serve('--backend openai --base-url http://h/v1 --model m --time-scale 2')).rejects.toThrow(
+      /--time-scale does not apply/,
+    );
     // Defaults (--mode chat, --time-scale 0) are not the user's doing: they pass.
-    await expect(muse('pool', 'serve', '--backend', 'sim', '--max-batch', '0')).rejects.toThrow(
+    await expect(serve('--backend sim --max-batch 0')).rejects.toThrow(
       /--max-batch must be a positive integer, got '0'/,
     );
     await expect(
-      muse(
-        'pool',
-        'serve',
-        '--backend',
-        'sglang',
-        '--base-url',
-        'http://h:30000',
-        '--chat-template',
-        join(dir, 'none.json'),
-      ),
+      serve('--backend sglang --base-url http://h:30000 --chat-template', join(dir, 'none.json')),
     ).rejects.toThrow(/^--chat-template: cannot read .*none\.json: ENOENT/);
   });
 
@@ -214,32 +186,11 @@ describe('muse pool serve', () => {
     expect(() =>
       createBackend({ backend: 'sglang', baseUrl: 'http://h:30000', inputIdz: true } as never),
     ).toThrow(/^invalid backend spec: .*Unrecognized key: "inputIdz"/);
-    await expect(
-      muse(
-        'pool',
-        'serve',
-        '--backend',
-        'openai',
-        '--base-url',
-        'http://h:8000/v1',
-        '--model',
-        'm',
-        '--token-ids',
-      ),
-    ).rejects.toThrow(
+    await expect(serve('--backend openai --base-url http://h:8000/v1 --model m --token-ids')).rejects.toThrow(
       /^pool serve --backend openai: --mode: promptTokenIds and chatTemplate apply to mode completions/,
     );
     await expect(
-      muse(
-        'pool',
-        'serve',
-        '--backend',
-        'sglang',
-        '--base-url',
-        'http://h:30000',
-        '--extra-body',
-        '{top_p: 1}',
-      ),
+      serve('--backend sglang --base-url http://h:30000 --extra-body', '{top_p: 1}'),
     ).rejects.toThrow(/^--extra-body is not valid JSON/);
   });
 
