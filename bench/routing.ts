@@ -49,7 +49,7 @@ const PROFILE: Partial<SimServingProfile> = {
   cacheCapacityTokens: envNumber('BENCH_CACHE_TOKENS', 65_536),
 };
 // Tokens per model turn (BENCH_MAX_TOKENS): short, so a run takes a minute or two; 400 (run at BENCH_TIME_SCALE=0.25)
-// gave the same ratio, 1.62x.
+// gave the same ratio, 1.62x (measured before the simulator's prefill shared the engine steps with decoding).
 const PARAMS: GenerateParams = {
   maxTokens: envNumber('BENCH_MAX_TOKENS', 64),
   temperature: 1,
@@ -91,7 +91,8 @@ if (MAX_TURNS < MIN_TURNS)
   throw new Error(`BENCH_MAX_TURNS (${MAX_TURNS}) is below BENCH_MIN_TURNS (${MIN_TURNS})`);
 const OBSERVATION_TOKENS = [400, 1000] as const; // a search result page or a fetched page's excerpt
 // Between a turn's reply and the next turn's request, in simulated time. Short against real search and page fetches
-// (seconds): at 2000 the ratio barely moves (1.56x against 1.62x) while the pool idles a third of the time.
+// (seconds): at 2000 the ratio barely moved (1.56x against 1.62x) while the pool idled a third of the time (measured
+// before the simulator's prefill shared the engine steps with decoding).
 const TOOL_LATENCY_MS = envNumber('BENCH_TOOL_LATENCY_MS', 300);
 
 const GROUPS = envNumber('BENCH_GROUPS', 24);
