@@ -41,8 +41,8 @@ class TextRefCache {
     if (e.generation !== this.blobs.generation(namespace)) return undefined;
     return Date.now() - e.writtenAt <= this.blobs.freshForMs ? e.ref : undefined;
   }
-  written(text: string, ref: BlobRef, generation: number): void {
-    this.add(text, ref, Date.now(), generation);
+  written(text: string, ref: BlobRef, writtenAt: number, generation: number): void {
+    this.add(text, ref, writtenAt, generation);
   }
   read(text: string, ref: BlobRef, writtenAt: number): void {
     const e = this.map.get(text);
@@ -85,7 +85,9 @@ export class ContextStore {
     // Taken before the write: a deletion announced while it is under way leaves the reference stale at once.
     const generation = this.blobs.generation(namespace);
     const ref = await this.blobs.put(namespace, text);
-    this.refs.written(text, ref, generation);
+    // A large text's put may keep the copy already stored instead of writing: that copy's write time, not now, is
+    // what bounds how long the reference may be handed out again.
+    this.refs.written(text, ref, this.blobs.writtenAt(ref), generation);
     return ref;
   }
 

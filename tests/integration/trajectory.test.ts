@@ -166,6 +166,14 @@ describe('content store', () => {
     await content.putText(ns, 'read when old');
     await content.putText(ns, 'read when old');
     expect(writes.filter((w) => w === 'read when old')).toHaveLength(1);
+    // A large text another worker stored a while ago is kept, not written again, and its reference ages from then.
+    const page = 'a long page '.repeat(25_000);
+    await elsewhere.put(ns, page);
+    await new Promise((r) => setTimeout(r, 600));
+    await content.putText(ns, page); // the stored copy is fresh: kept
+    await new Promise((r) => setTimeout(r, 600));
+    await content.putText(ns, page); // 1.2 s after the store wrote it: written again before it is handed out
+    expect(writes.filter((w) => w === page)).toHaveLength(2);
     await blobs.deleteNamespace(ns);
   });
 });
