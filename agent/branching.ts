@@ -254,18 +254,31 @@ export const QUESTION_HISTORY_BUDGET_BYTES = 40 * 1024 * 1024;
 const ROLLOUT_OVERHEAD_BYTES = 4096;
 /** Per step of a rollout later rounds branch from: its branching facts (~235 B packed), in its result and again in its branches' inputs. */
 const BRANCHABLE_STEP_BYTES = 2 * 256;
+/** One step-log segment (a content reference and the step it ends at, ~110 B packed). */
+const LOG_SEGMENT_BYTES = 128;
+/**
+ * The most steps one workflow run of a rollout holds: its stepsPerRun, or fewer once Temporal suggests continuing as
+ * new (at ~4k events; a step is ~12).
+ */
+const MAX_STEPS_PER_RUN_SEEN = 300;
 
 /**
  * An upper estimate of a ParallelMuse question's history in bytes: each rollout's start carries the question, and so
- * does its report step; rollouts that later rounds branch from return (and pass on) a record per step.
+ * does its report step; rollouts that later rounds branch from return (and pass on) a record per step (of the first
+ * BRANCHABLE_STEP_LIMIT); each rollout's step log (a segment per workflow run) rides in its result and its report
+ * step, and a branch's, which begins with its parent's, in its start too.
  */
 export function questionHistoryBytes(
   plan: BudgetPlan,
-  opts: { rounds: number; questionBytes: number; maxTurns: number; branching: boolean },
+  opts: { rounds: number; questionBytes: number; maxTurns: number; stepsPerRun: number; branching: boolean },
 ): number {
   const keepers = opts.branching ? plan.initial + plan.partialPerRound * Math.max(0, opts.rounds - 1) : 0;
+  const runs = Math.ceil(opts.maxTurns / Math.min(opts.stepsPerRun, MAX_STEPS_PER_RUN_SEEN));
+  const branches = opts.branching ? plan.partial : 0;
+  const logSegments = runs * (2 * (plan.total - branches) + 3 * (opts.rounds + 1) * branches);
   return (
     plan.total * (2 * opts.questionBytes + ROLLOUT_OVERHEAD_BYTES) +
-    keepers * opts.maxTurns * BRANCHABLE_STEP_BYTES
+    logSegments * LOG_SEGMENT_BYTES +
+    keepers * Math.min(opts.maxTurns, BRANCHABLE_STEP_LIMIT) * BRANCHABLE_STEP_BYTES
   );
 }

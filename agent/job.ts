@@ -65,6 +65,8 @@ export const ParallelMuseSpecSchema = z
     aggregators: z
       .array(AggregatorSchema)
       .min(1)
+      // Each runs once per question; one named twice would run (and bill its model calls) twice.
+      .refine((a) => new Set(a).size === a.length, 'aggregators must not name one twice')
       .default(['compressed', 'majority', 'confidence_weighted', 'min_uncertainty']),
     /** The aggregator whose answer is the question's prediction. */
     primaryAggregator: AggregatorSchema.default('compressed'),

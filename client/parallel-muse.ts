@@ -27,6 +27,7 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
     rounds: s.r,
     questionBytes: Buffer.byteLength(s.trajectory.question),
     maxTurns: s.trajectory.maxTurns,
+    stepsPerRun: s.trajectory.stepsPerRun,
     branching: s.branchMode !== 'none',
   });
   if (history > QUESTION_HISTORY_BUDGET_BYTES) {
@@ -34,7 +35,7 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
     throw new JobSpecError(
       `invalid job spec: this plan could grow the question's Temporal history to about ${mb(history)}, past the ` +
         `${mb(QUESTION_HISTORY_BUDGET_BYTES)} a question may use (Temporal ends a workflow at 50 MB): lower N, R or ` +
-        `maxTurns, or shorten the question (${Buffer.byteLength(s.trajectory.question)} bytes)`,
+        `maxTurns, raise stepsPerRun, or shorten the question (${Buffer.byteLength(s.trajectory.question)} bytes)`,
     );
   }
   return s;

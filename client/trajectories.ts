@@ -50,7 +50,16 @@ export async function startTrajectory(
   return client.workflow.start<typeof trajectory>('trajectory', {
     taskQueue: cfg.temporal.taskQueue,
     workflowId,
-    args: [{ spec, jobId: opts.jobId ?? workflowId, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) }],
+    // Nothing branches from a trajectory run on its own: its per-step branching facts would only ride in every
+    // continue-as-new and in the result.
+    args: [
+      {
+        spec,
+        jobId: opts.jobId ?? workflowId,
+        keepBranchable: false,
+        ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
+      },
+    ],
   });
 }
 

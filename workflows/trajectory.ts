@@ -335,5 +335,8 @@ class CancelledByUser extends Error {}
 
 /** Distinct per step and per trajectory seed; a retried step reuses its seed, so a replayed sample is identical. */
 export function stepSeed(seed: number, step: number): number {
-  return (seed * 10_007 + step * 7 + 1) % 2_147_483_647;
+  // Reduced first: a large seed (a timestamp, say) times 10,007 would pass 2^53 and lose the low digits that tell
+  // one step's seed from the next. Seeds below the modulus get what they always got.
+  return ((seed % SEED_MODULUS) * 10_007 + step * 7 + 1) % SEED_MODULUS;
 }
+const SEED_MODULUS = 2_147_483_647;

@@ -339,6 +339,9 @@ describe('trajectory workflow', () => {
     expect(result.usage.llmCalls).toBe(result.steps);
     expect(result.usage.promptTokens).toBeGreaterThan(0);
     expect(result.usage.completionTokens).toBeGreaterThan(0);
+    // Uncertainty is tallied over its turns; the per-step branching facts are left out (nothing branches from it).
+    expect(result.uncertainty.scoredTurns).toBeGreaterThan(0);
+    expect(result.branchable).toBeUndefined();
     const log = await stepLog(result.log);
     expect(log.map((s) => s.step)).toEqual([...Array(result.steps).keys()]);
     expect(log.at(-1)!.kind).toBe('answer');

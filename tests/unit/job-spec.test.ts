@@ -37,12 +37,26 @@ describe('job specs', () => {
     expect(() => pm({ n: 1024 }, 'x'.repeat(2000))).not.toThrow();
     // A long question carried by every rollout's start and report, 1024 times.
     expect(() => pm({ n: 1024 }, 'x'.repeat(20_000))).toThrow(
-      /history to about 43\.1 MB, past the 40\.0 MB a question may use .*\(20000 bytes\)/,
+      /history to about 43\.3 MB, past the 40\.0 MB a question may use .*\(20000 bytes\)/,
     );
+    // Every rollout's step log, a segment per workflow run, in its result and its report step: 1024 rollouts of
+    // 4096 steps fit at 200 steps a run, not at 20.
+    expect(() => pm({ n: 1024 }, 'Which city?', { maxTurns: 4096 })).not.toThrow();
+    expect(() => pm({ n: 1024 }, 'Which city?', { maxTurns: 4096, stepsPerRun: 20 })).toThrow(
+      /about 56\.\d MB.*raise stepsPerRun/,
+    );
+    // Parents keep branching facts for their first 512 steps only, however long they run.
+    expect(() => pm({ n: 256, m: 4, k: 2, t: 4, r: 3 }, 'Which city?', { maxTurns: 4096 })).not.toThrow();
     // Six rounds of 64 branches of 512-step rollouts, each later round carrying its parents' step records.
     expect(() => pm({ n: 388, m: 4, k: 4, t: 4, r: 6 }, 'Which city?', { maxTurns: 512 })).toThrow(
       /lower N, R or maxTurns/,
     );
+  });
+
+  it('rejects an aggregator named twice', () => {
+    expect(() =>
+      parseParallelMuseSpec({ aggregators: ['compressed', 'compressed', 'majority'], trajectory: { question: 'q' } }),
+    ).toThrow(/aggregators: aggregators must not name one twice/);
   });
 
   it('rejects a primary aggregator that is not among the aggregators, naming both fields', () => {
