@@ -241,7 +241,13 @@ describe('ParallelMuse', () => {
       const bytes = temporal.api.history.v1.History.encode(history).finish().length;
       const estimate = questionHistoryBytes(
         planBudget({ n: 13, m: 1, k: 2, t: 3, r: 2, mode: 'tool_call_ppl' }),
-        { rounds: 2, questionBytes: Buffer.byteLength(q.question), maxTurns: 30, stepsPerRun: 200, branching: true },
+        {
+          rounds: 2,
+          questionBytes: Buffer.byteLength(q.question),
+          maxTurns: 30,
+          stepsPerRun: 200,
+          branching: true,
+        },
       );
       expect(bytes, `history ${bytes} B, estimate ${estimate} B`).toBeLessThan(estimate);
     });
