@@ -55,7 +55,10 @@ describe('job specs', () => {
 
   it('rejects an aggregator named twice', () => {
     expect(() =>
-      parseParallelMuseSpec({ aggregators: ['compressed', 'compressed', 'majority'], trajectory: { question: 'q' } }),
+      parseParallelMuseSpec({
+        aggregators: ['compressed', 'compressed', 'majority'],
+        trajectory: { question: 'q' },
+      }),
     ).toThrow(/aggregators: aggregators must not name one twice/);
   });
 
