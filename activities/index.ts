@@ -6,6 +6,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { clipText, parseSummary, parseTurn, summaryComplete } from '../agent/format.js';
+import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
   ChatMessage,
@@ -257,11 +258,16 @@ export function createActivities(deps: ActivityDeps) {
       });
       let g: Generation;
       try {
-        g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
-          model: input.model,
-          stickyKey: input.routeKey ?? input.trajectoryId,
-          jobId: input.jobId,
-        });
+        g = await callModel(
+          input.pool,
+          messages,
+          { ...generateParams(input.sampling, input.seed), stop: [...TURN_STOP] },
+          {
+            model: input.model,
+            stickyKey: input.routeKey ?? input.trajectoryId,
+            jobId: input.jobId,
+          },
+        );
       } catch (err) {
         if (!(err instanceof ContextLengthError)) throw err;
         // The estimate said it fits, the server says not (content that tokenizes densely): the same outcome as a

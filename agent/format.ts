@@ -93,6 +93,10 @@ function splitThink(text: string): ThinkSplit {
   const close = text.indexOf('</think>');
   // The opening tag that belongs to this close: a model that writes past its action may open the next turn's.
   const open = close >= 0 ? text.lastIndexOf('<think>', close) : text.indexOf('<think>');
+  // An action ahead of that <think> was this turn's, its reasoning untagged: the <think> opens a turn the model ran
+  // on to imagine (after a <tool_response> it made up), whose action must not be taken for this one's.
+  const action = firstActionTag(text, 0);
+  if (open >= 0 && action < open) return { think: { start: 0, end: action }, tagged: false, rest: action };
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
   const tagged = open >= 0 || close >= 0;
@@ -100,12 +104,18 @@ function splitThink(text: string): ThinkSplit {
     return { think: { start, end: close }, tagged, rest: close + '</think>'.length };
   }
   // No closing tag: reasoning runs to the first action tag, so a truncated or sloppy turn keeps its action.
-  let end = text.length;
-  for (const tag of ACTION_TAGS) {
-    const i = text.indexOf(tag, start);
-    if (i >= 0 && i < end) end = i;
-  }
+  const end = firstActionTag(text, start);
   return { think: { start, end }, tagged, rest: end };
+}
+
+/** Where the first action tag at or after `from` opens; the text's length when none does. */
+function firstActionTag(text: string, from: number): number {
+  let first = text.length;
+  for (const tag of ACTION_TAGS) {
+    const i = text.indexOf(tag, from);
+    if (i >= 0 && i < first) first = i;
+  }
+  return first;
 }
 
 /**
@@ -313,7 +323,11 @@ export function parseJudgement(text: string): Judgement | null {
   const body = afterThink(text);
   const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
   const source = tagged ?? body;
-  const words = source.toLowerCase().match(/\b(?:incorrect|correct)\b/g);
+  // "not correct" is a verdict of incorrect (and "not incorrect" of correct), not the word it negates.
+  const words = source
+    .toLowerCase()
+    .match(/\b(?:not\s+)?(?:incorrect|correct)\b/g)
+    ?.map((w) => (w.startsWith('not') ? (w.endsWith('incorrect') ? 'correct' : 'incorrect') : w));
   const last = words?.[words.length - 1];
   if (tagged !== null) {
     // Inside the tag only one verdict may be given.

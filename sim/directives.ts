@@ -15,6 +15,8 @@ export interface SimDirectives {
   garbageAt: Set<number>;
   /** Agent turn indices that open an <answer> and ramble past any token limit (the turn is cut off in it). */
   cutAnswerAt: Set<number>;
+  /** Agent turn indices that go on past their tool call, into an imagined response and answer. */
+  runOnAt: Set<number>;
   /** Keep researching until at least this many agent turns have been taken. */
   minTurns: number;
   /** Pad every visited page to this many bytes. */
@@ -31,6 +33,7 @@ export function parseDirectives(text: string): SimDirectives {
     unknownToolAt: new Set(),
     garbageAt: new Set(),
     cutAnswerAt: new Set(),
+    runOnAt: new Set(),
     minTurns: 0,
     obsBytes: 0,
     difficulty: null,
@@ -52,6 +55,9 @@ export function parseDirectives(text: string): SimDirectives {
         break;
       case 'cut-answer':
         if (at !== null) d.cutAnswerAt.add(at);
+        break;
+      case 'run-on':
+        if (at !== null) d.runOnAt.add(at);
         break;
       case 'min-turns':
         if (value !== null && Number.isFinite(value)) d.minTurns = Math.max(0, Math.floor(value));

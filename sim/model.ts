@@ -589,6 +589,7 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     ['unknown', d.unknownToolAt, 'teleport'],
     ['garbage', d.garbageAt, '[sim] garbage'],
     ['cut-answer', d.cutAnswerAt, '[sim] rambling'],
+    ['run-on', d.runOnAt, 'sim-run-on'],
   ] as const;
   const forced =
     directives.find(([, turns, mark]) => turns.has(turn) && !a.lastAction.includes(mark))?.[0] ?? null;
@@ -614,7 +615,14 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     // More tokens than any turn may have (65,536 at most): the server cuts the turn off inside the answer.
     else if (forced === 'cut-answer')
       w.write(`<answer>[sim] rambling about ${cur}${' and so on'.repeat(22_000)}`, 'plain');
-    else w.write('Let me reconsider the sources before acting. [sim] garbage turn', 'plain');
+    else if (forced === 'run-on') {
+      // What a server without stop strings lets through: the turn goes on to imagine the search's response.
+      w.write(toolCall('search', { query: [`sim-run-on ${cur}`] }), 'tool');
+      w.write(
+        `\n<tool_response>[sim] imagined results for ${cur}</tool_response>\n<think>[sim] imagined.</think>\n<answer>[sim] imagined answer</answer>`,
+        'plain',
+      );
+    } else w.write('Let me reconsider the sources before acting. [sim] garbage turn', 'plain');
     return;
   }
 

@@ -401,6 +401,22 @@ describe('trajectory workflow', () => {
     expect(log.length).toBeGreaterThan(2);
   });
 
+  it('ends each turn where the tool response would begin: what a model imagines past its call is never generated', async () => {
+    const [q] = sampleQuestions(1, 13);
+    const handle = await startTrajectory(suite.client, cfg, {
+      question: `${q!.question} [sim:run-on@1]`,
+      maxTurns: 40,
+    });
+    const result = await handle.result();
+    expect(result.termination).toBe('answer');
+    expect(result.prediction).not.toContain('imagined');
+    const log = await stepLog(result.log);
+    expect(log[1]).toMatchObject({ kind: 'tool_call', tool: 'search' });
+    const turn = await new BlobStore(suite.nc).getText(log[1]!.turnRef);
+    expect(turn).toMatch(/sim-run-on.*<\/tool_call>$/s);
+    expect(log.length).toBeGreaterThan(2);
+  });
+
   describe('resum on a server with a 6000-token context', () => {
     // The member refuses prompt + max_tokens past 6000 tokens, as vLLM does with --max-model-len 6000.
     let small: Awaited<ReturnType<typeof inProcessMember>>;

@@ -193,6 +193,21 @@ describe('parseTurn', () => {
       'reason</think>\n<tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>\n<tool_response>x</tool_response>\n<think>next',
     );
     expect(t).toMatchObject({ kind: 'tool_call', think: 'reason', call: { name: 'search' } });
+    // With no think tags of its own, the imagined turn's <think>…</think> is not taken for this turn's reasoning,
+    // nor its answer (drawn from a response the model made up) for this turn's action.
+    const call = '<tool_call>{"name":"search","arguments":{"query":["capital of X"]}}</tool_call>';
+    const ranOn = parseTurn(
+      `I should look this up.\n${call}\n<tool_response>X's capital is Foo.</tool_response>\n<think>The search says Foo.</think>\n<answer>Foo</answer>`,
+    );
+    expect(ranOn).toMatchObject({
+      kind: 'tool_call',
+      think: 'I should look this up.',
+      call: { name: 'search' },
+    });
+    expect(
+      turnSpans(`I should look this up.\n${call}\n<think>The search says Foo.</think>`).thinkTagged,
+    ).toBe(false);
+    expect(parseTurn(`I should look this up.\n${call}\n<think>next`)).toMatchObject({ kind: 'tool_call' });
   });
 
   it('does not take a tool call or answer quoted in the report for the action', () => {
@@ -290,6 +305,9 @@ describe('tag helpers', () => {
     expect(parseJudgement('<think>is it correct?</think><judgement>incorrect</judgement>')).toBe('incorrect');
     expect(parseJudgement('<judgement> Correct </judgement>')).toBe('correct');
     expect(parseJudgement('<think>hmm</think>The prediction is correct.')).toBe('correct');
+    expect(parseJudgement('<think>hmm</think>The prediction is not correct.')).toBe('incorrect');
+    expect(parseJudgement('The prediction is not incorrect, just terse.')).toBe('correct');
+    expect(parseJudgement('<judgement>not correct</judgement>')).toBe('incorrect');
     expect(parseJudgement('<judgement>correct or incorrect</judgement>')).toBeNull();
     expect(parseJudgement('no idea')).toBeNull();
   });

@@ -257,6 +257,18 @@ describe('directives', () => {
     expect(ep.answer).not.toBeNull();
   });
 
+  it('run-on: the turn goes on past its call into an imagined response, which a stop string cuts off', () => {
+    const m: ChatMessage[] = [{ role: 'user', content: `${question} [sim:run-on@0]` }];
+    const ranOn = simGenerate(m, params(1));
+    expect(ranOn.text).toMatch(
+      /<\/tool_call>\n<tool_response>\[sim\] imagined.*<answer>\[sim\] imagined answer<\/answer>$/s,
+    );
+    const stopped = simGenerate(m, params(1, { stop: ['\n<tool_response>', '<tool_response>'] }));
+    expect(stopped.text).toMatch(/sim-run-on.*<\/tool_call>$/s);
+    expect(stopped.finishReason).toBe('stop');
+    expect(stopped.tokens.length).toBeLessThan(ranOn.tokens.length);
+  });
+
   it('min-turns keeps the agent researching', () => {
     const ep = reactEpisode(`${question} [sim:min-turns=25]`, 1, 80);
     expect(ep.answer).not.toBeNull();
