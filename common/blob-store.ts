@@ -35,6 +35,8 @@ export interface BlobStoreOptions {
   ttlMs?: number;
   /** In-process cache of decoded blobs, in bytes. */
   cacheBytes?: number;
+  /** JetStream replicas of the buckets this store makes (servers of a cluster holding each namespace's content). */
+  replicas?: number;
 }
 
 const NAMESPACE_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -67,6 +69,7 @@ export class BlobStore {
   private readonly inlineLimit: number;
   private readonly ttlMs: number;
   private readonly cacheBytes: number;
+  private readonly replicas: number;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -77,6 +80,7 @@ export class BlobStore {
     this.inlineLimit = opts.inlineLimitBytes ?? 256 * 1024;
     this.ttlMs = opts.ttlMs ?? 0;
     this.cacheBytes = opts.cacheBytes ?? 64 * 1024 * 1024;
+    this.replicas = opts.replicas ?? 1;
     nc.subscribe(CONTENT_DELETED_SUBJECT, {
       callback: (err, msg) => {
         if (!err && NAMESPACE_RE.test(msg.string())) this.dropNamespace(msg.string());
@@ -264,7 +268,12 @@ export class BlobStore {
     if (!p) {
       assertNamespace(namespace);
       p = create
-        ? this.kvm.create(kvBucket(namespace), { history: 1, ttl: this.ttlMs, maxValueSize: -1 })
+        ? this.kvm.create(kvBucket(namespace), {
+            history: 1,
+            ttl: this.ttlMs,
+            maxValueSize: -1,
+            replicas: this.replicas,
+          })
         : this.kvm.open(kvBucket(namespace));
       p.catch(() => this.kvs.delete(namespace));
       this.kvs.set(namespace, p);
@@ -278,7 +287,10 @@ export class BlobStore {
     if (!p) {
       assertNamespace(namespace);
       p = create
-        ? this.objm.create(objBucket(namespace), this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {})
+        ? this.objm.create(objBucket(namespace), {
+            replicas: this.replicas,
+            ...(this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {}),
+          })
         : this.objm.open(objBucket(namespace));
       p.catch(() => this.objs.delete(namespace));
       this.objs.set(namespace, p);

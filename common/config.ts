@@ -76,6 +76,11 @@ export const ConfigSchema = z
           .int()
           .nonnegative()
           .default(7 * 24 * 3600 * 1000),
+        /**
+         * Copies JetStream keeps of each job's content buckets, on as many servers of a NATS cluster (1 on a single
+         * server; 3 on a 3-node cluster so content outlives a node). Applies to buckets a job makes from then on.
+         */
+        replicas: z.number().int().min(1).max(5).default(1),
       })
       .strict()
       .prefault({}),
@@ -109,6 +114,7 @@ const ENV_MAP: Record<string, { path: string[]; number?: true; flag?: true }> = 
   MUSE_ROUTING_POLICY: { path: ['router', 'policy'] },
   MUSE_MEMBER_TTL_MS: { path: ['router', 'memberTtlMs'], number: true },
   MUSE_STORE_TTL_MS: { path: ['store', 'ttlMs'], number: true },
+  MUSE_STORE_REPLICAS: { path: ['store', 'replicas'], number: true },
   MUSE_TRACE_EXPORTER: { path: ['telemetry', 'exporter'] },
   MUSE_TRACE_FILE: { path: ['telemetry', 'file'] },
 };

@@ -29,7 +29,7 @@ export async function startPoolMember(
     id: opts.id,
     model: opts.backend.model,
     capacity: opts.capacity,
-    blobs: new BlobStore(nc, { ttlMs: opts.config.store.ttlMs }),
+    blobs: new BlobStore(nc, { ttlMs: opts.config.store.ttlMs, replicas: opts.config.store.replicas }),
   });
   await member.start();
   return {

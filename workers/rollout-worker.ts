@@ -120,7 +120,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   // Read first: a wrong certificate path is reported before anything is connected.
   const connectionOptions = temporalConnectionOptions(config);
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
-  const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs });
+  const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs, replicas: config.store.replicas });
   const activities = createActivities({
     nc,
     blobs,

@@ -25,6 +25,13 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { MUSE_STORE_TTL_MS: '0' } }).store.ttlMs).toBe(0);
   });
 
+  it('keeps one copy of content unless MUSE_STORE_REPLICAS asks for a cluster of up to 5', () => {
+    expect(loadConfig({ env: {} }).store.replicas).toBe(1);
+    expect(loadConfig({ env: { MUSE_STORE_REPLICAS: '3' } }).store.replicas).toBe(3);
+    expect(() => loadConfig({ env: { MUSE_STORE_REPLICAS: '0' } })).toThrow(/store\.replicas/);
+    expect(() => loadConfig({ env: { MUSE_STORE_REPLICAS: '7' } })).toThrow(/store\.replicas/);
+  });
+
   it('names the variable behind a bad value', () => {
     expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: 'a week' } })).toThrow(
       "MUSE_STORE_TTL_MS must be a number, got 'a week'",
