@@ -165,7 +165,12 @@ export class PoolClient {
 
   /** Subscribes to announcements and asks live members to identify themselves. Idempotent. */
   start(): Promise<void> {
-    this.started ??= this.doStart();
+    this.started ??= this.doStart().catch((err: unknown) => {
+      // NATS was unreachable (a flush while disconnected): undo the half start, so the next call starts afresh
+      // instead of every model call of this worker failing on the one remembered rejection.
+      this.close();
+      throw err;
+    });
     return this.started;
   }
 
