@@ -1,5 +1,6 @@
 // JSON over HTTP for the real inference backends (vLLM, SGLang, any OpenAI-compatible server).
 // Runs inside pool members, never in workflow code, so wall clocks and Math.random are fine here.
+import { Agent, fetch as undiciFetch } from 'undici';
 import { z } from 'zod';
 import { formatZodError } from '../../common/config.js';
 import { type BackoffOptions, backoffDelay, sleep } from '../retry.js';
@@ -17,9 +18,23 @@ export interface HttpClientOptions {
   /** Retries after the first attempt. Default 3. */
   retries?: number;
   backoff?: BackoffOptions;
-  /** Injectable for tests; defaults to the global fetch. */
+  /** Injectable for tests; defaults to serverFetch. */
   fetch?: typeof fetch;
 }
+
+/**
+ * fetch through a connection pool whose own time limits are `timeouts` (ms, 0 = none). The fetch Node bundles gives
+ * up after 300 s without response headers, and vLLM and SGLang send none until a (non-streaming) generation is done:
+ * a long turn on a busy server would be cut off at 300 s and sent again, its GPU work thrown away. postJson's own
+ * deadline bounds every request instead.
+ */
+export function serverFetch(timeouts: { headersTimeout: number; bodyTimeout: number }): typeof fetch {
+  const dispatcher = new Agent(timeouts);
+  return ((url: string, init: RequestInit) =>
+    undiciFetch(url, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+}
+
+const fetchUntilDeadline = serverFetch({ headersTimeout: 0, bodyTimeout: 0 });
 
 export interface PostJsonOptions extends HttpClientOptions {
   /** Absolute deadline, epoch ms. No attempt starts, and no wait ends, after it. */
@@ -175,7 +190,7 @@ type Attempt =
  * An abort of `signal` rejects with the signal's reason, untouched, so callers can tell cancellation apart.
  */
 export async function postJson(url: string, body: unknown, opts: PostJsonOptions): Promise<unknown> {
-  const doFetch = opts.fetch ?? fetch;
+  const doFetch = opts.fetch ?? fetchUntilDeadline;
   const now = opts.now ?? Date.now;
   const retries = Math.max(0, opts.retries ?? 3);
   const payload = JSON.stringify(body);

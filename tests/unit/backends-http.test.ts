@@ -6,6 +6,7 @@ import {
   HttpBackendLoad,
   parseRetryAfter,
   postJson,
+  serverFetch,
 } from '../../inference/backends/http.js';
 import { backoffDelay, sleep } from '../../inference/retry.js';
 import { BackendDeadlineError } from '../../inference/types.js';
@@ -112,6 +113,22 @@ describe('postJson', () => {
     );
     expect(err).toBeInstanceOf(BackendUnavailableError);
     expect((err as BackendUnavailableError).attempts).toBe(3);
+  });
+
+  it("waits for a server that holds its headers (a generation under way) until the deadline, not the HTTP client's own limit", async () => {
+    const s = await fakeJsonServer(() => ({ body: { ok: true }, delayMs: 1500 }));
+    // A connection pool's own headers timeout does cut such a request off (Node's bundled fetch has one of 300 s)...
+    const limited = serverFetch({ headersTimeout: 500, bodyTimeout: 0 });
+    const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 0, fetch: limited }).catch(
+      (e) => e,
+    );
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect(String((err as Error).message)).toMatch(/Headers Timeout/i);
+    // ...and the one postJson uses by default has none: only the request's deadline bounds it.
+    expect(await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 0 })).toEqual({ ok: true });
+    await expect(postJson(s.url, {}, { deadline: Date.now() + 700, retries: 0 })).rejects.toThrow(
+      BackendDeadlineError,
+    );
   });
 
   it('reports a 200 with a non-JSON body as a protocol error', async () => {
