@@ -378,7 +378,7 @@ export class PoolClient {
         ? subjects.member(this.opts.pool, memberId)
         : subjects.generate(this.opts.pool);
       const state = memberId ? this.members.get(memberId) : undefined;
-      if (memberId) this.policy.onRouted(memberId, route);
+      const unroute = memberId ? this.policy.onRouted(memberId, route) : undefined;
       if (state) state.outstanding++;
       let answered = false;
       let failure: unknown;
@@ -454,6 +454,11 @@ export class PoolClient {
       errors.push(`${memberId ?? 'queue-group'}: ${describe(failure)}`);
       if (memberId && failure instanceof MemberFailure && !failure.memberFault)
         tried.set(memberId, 'backpressure');
+      // Turned away unserved (overloaded, stopping) or never received: the member does not hold the prompt.
+      const turnedAway =
+        (failure instanceof MemberFailure && !failure.memberFault) ||
+        (failure instanceof RequestError && failure.isNoResponders());
+      if (turnedAway) unroute?.();
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts. A member that announced it is
       // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.

@@ -33,8 +33,12 @@ export interface RoutingPolicy {
   readonly usesPrefixKeys: boolean;
   /** Every healthy member, best first; unhealthy members are left out. */
   rank(req: RouteRequest, members: MemberView[]): string[];
-  /** The request was sent to this member (called once per attempt that was actually sent). */
-  onRouted(memberId: string, req: RouteRequest): void;
+  /**
+   * The request was sent to this member (called once per attempt that was actually sent). May return an undo, which
+   * the router calls when the member turned the request away (overloaded, stopping, not listening): it never held
+   * the prompt.
+   */
+  onRouted(memberId: string, req: RouteRequest): (() => void) | undefined;
   /** The member served the request; `promptTokens` is the prompt length its server counted. */
   onServed?(memberId: string, req: RouteRequest, promptTokens: number): void;
   /** Another router's request with these prefix keys was served by the member. */
@@ -75,7 +79,9 @@ export class RoundRobinPolicy implements RoutingPolicy {
     return [...healthy.slice(start), ...healthy.slice(0, start)].map((m) => m.id);
   }
 
-  onRouted(): void {}
+  onRouted(): undefined {
+    return undefined;
+  }
   onMemberGone(): void {}
 }
 
@@ -89,7 +95,9 @@ export class LeastLoadedPolicy implements RoutingPolicy {
     return leastLoadedOrder(members.filter((m) => m.healthy)).map((m) => m.id);
   }
 
-  onRouted(): void {}
+  onRouted(): undefined {
+    return undefined;
+  }
   onMemberGone(): void {}
 }
 
@@ -277,15 +285,18 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
     return [next, ...preferred.filter((m) => m !== next)].map((m) => m.id);
   }
 
-  onRouted(memberId: string, req: RouteRequest): void {
-    this.index.record(memberId, req.prefixKeys);
+  onRouted(memberId: string, req: RouteRequest): () => void {
+    const added = this.index.record(memberId, req.prefixKeys);
+    return () => this.index.forgetKeys(memberId, added);
   }
 
   onPeerServed(memberId: string, prefixKeys: string[]): void {
     this.index.record(memberId, prefixKeys);
   }
 
-  onServed(_memberId: string, req: RouteRequest, promptTokens: number): void {
+  onServed(memberId: string, req: RouteRequest, promptTokens: number): void {
+    // Again: a concurrent attempt with the same prefix that the member turned away may have taken the keys back.
+    this.index.record(memberId, req.prefixKeys);
     if (!(promptTokens > 0) || !(req.prefixChars && req.prefixChars > 0)) return;
     this.servedChars += req.prefixChars;
     this.servedTokens += promptTokens;

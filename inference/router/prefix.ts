@@ -156,8 +156,10 @@ export class PrefixIndex {
     return lo;
   }
 
-  record(memberId: string, keys: readonly string[]): void {
-    if (keys.length === 0) return;
+  /** Records the keys as the member's most recent; returns those it did not hold before (see forgetKeys). */
+  record(memberId: string, keys: readonly string[]): string[] {
+    const added: string[] = [];
+    if (keys.length === 0) return added;
     let set = this.members.get(memberId);
     if (!set) {
       set = new Map();
@@ -168,10 +170,20 @@ export class PrefixIndex {
     const n = Math.min(keys.length, cap);
     for (let i = n - 1; i >= 0; i--) {
       const k = keys[i]!;
-      set.delete(k);
+      if (!set.delete(k)) added.push(k);
       set.set(k, true);
     }
     evictTo(set, cap);
+    return added;
+  }
+
+  /**
+   * Takes back keys a record() added (the tail of a chain: the member held the prefix before them), when the
+   * member turned the request away and so never cached them.
+   */
+  forgetKeys(memberId: string, keys: readonly string[]): void {
+    const set = this.members.get(memberId);
+    if (set) for (const k of keys) set.delete(k);
   }
 
   forget(memberId: string): void {

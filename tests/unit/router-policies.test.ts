@@ -59,6 +59,28 @@ describe('prefix_affinity', () => {
     }
   });
 
+  it('takes back what it recorded on a member that turned the request away, and only that', () => {
+    const p = new PrefixAffinityPolicy();
+    const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
+    const turn = (n: number) => req(`${question(1)}${'t'.repeat(1000 * n)}`, 'q1');
+    const first = route(p, members, turn(1));
+    // Turn 2 goes to the same member, which answers overloaded; another member serves it.
+    const undo = p.onRouted(first, turn(2));
+    undo!();
+    const other = members.find((m) => m.id !== first)!.id;
+    p.onRouted(other, turn(2));
+    // Turn 3 follows the member that served turn 2, not the one that held turn 1 and the sticky key...
+    expect(p.rank(turn(3), members)[0]).toBe(other);
+    expect(p.lastDecision).toBe('affinity');
+    // ...and the member that turned turn 2 away still holds turn 1, which it did serve.
+    const onFirst = p.rank(
+      turn(1),
+      members.filter((m) => m.id !== other),
+    )[0];
+    expect(onFirst).toBe(first);
+    expect(p.lastDecision).toBe('affinity');
+  });
+
   it('spreads different prefixes across members', () => {
     const p = new PrefixAffinityPolicy();
     const members = ['a', 'b', 'c', 'd'].map((id) => member(id));
