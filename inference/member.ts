@@ -10,6 +10,7 @@ import { tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendHttpError } from './backends/http.js';
+import { timerDeadline } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
@@ -109,7 +110,7 @@ export function attemptDeadline(
   now = Date.now(),
 ): number {
   const ms = Number(timeoutHeader);
-  return timeoutHeader && Number.isFinite(ms) && ms > 0 ? now + ms : deadline;
+  return timerDeadline(timeoutHeader && Number.isFinite(ms) && ms > 0 ? now + ms : deadline, now);
 }
 
 export class PoolMember {

@@ -17,6 +17,16 @@ export function backoffDelay(attempt: number, opts: BackoffOptions | undefined):
   return exp / 2 + Math.random() * (exp / 2);
 }
 
+/**
+ * The latest deadline a timer can keep: setTimeout fires at once for a delay past 2^31-1 ms (about 24.8 days), so a
+ * deadline further off (a garbage or hostile request) would end the request immediately, and one past what a Date
+ * can hold would throw when printed. Later deadlines are brought in to this.
+ */
+export function timerDeadline(deadline: number, now = Date.now()): number {
+  return Math.min(deadline, now + MAX_TIMER_MS);
+}
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
 export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {

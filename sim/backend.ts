@@ -1,6 +1,7 @@
 // The simulator as an inference backend: the simulated policy for the text and logprobs, the
 // serving model for timing, batching and prefix-cache accounting.
 
+import { timerDeadline } from '../inference/retry.js';
 import {
   BackendDeadlineError,
   type BackendLoad,
@@ -43,7 +44,8 @@ export class SimBackend implements InferenceBackend {
     this.server = new SimServer(options.profile);
   }
 
-  async generate(req: BackendRequest, signal: AbortSignal): Promise<SimRawGeneration> {
+  async generate(request: BackendRequest, signal: AbortSignal): Promise<SimRawGeneration> {
+    const req = { ...request, deadline: timerDeadline(request.deadline) };
     const budget = req.deadline - Date.now();
     if (budget <= 0) throw deadlineError(req, budget);
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('request aborted');

@@ -111,6 +111,34 @@ describe('attemptDeadline', () => {
     expect(attemptDeadline(now + 9_000, undefined, now)).toBe(now + 9_000);
     expect(attemptDeadline(now + 9_000, 'garbage', now)).toBe(now + 9_000);
   });
+
+  it('brings a deadline past what a timer can wait (~24.8 days) in to that, instead of firing at once', () => {
+    const now = Date.now();
+    const month = 30 * 24 * 3600 * 1000;
+    expect(attemptDeadline(now + month, undefined, now)).toBe(now + 2 ** 31 - 1);
+    expect(attemptDeadline(1e16, undefined, now)).toBe(now + 2 ** 31 - 1);
+    expect(attemptDeadline(now, String(month), now)).toBe(now + 2 ** 31 - 1);
+  });
+
+  it('the simulator serves a request whose deadline is a month or an absurd time away', async () => {
+    const sim = new SimBackend({ profile: { timeScale: 0.001 } });
+    const request = (deadline: number) =>
+      sim.generate(
+        {
+          id: `far-${deadline}`,
+          messages: [{ role: 'user', content: 'hi' }],
+          params: { maxTokens: 8, temperature: 0, topLogprobs: 2 },
+          deadline,
+        },
+        new AbortController().signal,
+      );
+    try {
+      expect((await request(Date.now() + 30 * 24 * 3600 * 1000)).tokens.length).toBeGreaterThan(0);
+      expect((await request(1e16)).tokens.length).toBeGreaterThan(0);
+    } finally {
+      await sim.close();
+    }
+  });
 });
 
 describe('member settings', () => {
