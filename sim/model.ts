@@ -332,15 +332,34 @@ class Memory {
   }
 }
 
-const SEARCH_HEAD_RE = /A (?:Google )?search for '([^\n]*?)' found \d+ results:/g;
+// The query is bounded: unbounded, a line of repeated openers took quadratic time.
+const SEARCH_HEAD_RE = /A (?:Google )?search for '([^\n]{0,1000}?)' found \d+ results:/g;
 const VISIT_HEAD_RE = /The useful information in (\S+) for user goal /g;
 const RESULT_RE = /^\d+\. \[([^\]\n]*)\]\((sim:\/\/[^)\s]+)\)/gm;
 const FACT_RE = /Fact: ([^|\n]+?) \| ([^|\n]+?) \| ([^|\n]+?)\.(?=\s|$)/g;
 const REJECT_RE = /Rejected: ([^|\n]+?) \| ([^|\n]+?) \| ([^|\n]+?)\.(?=\s|$)/g;
-const TOOL_CALL_RE = /<tool_call>([\s\S]*?)<\/tool_call>/g;
 /** Tool calls and answers as a rendered trajectory shows them ("Tool call: {...}", "Answer: X"). */
 const TOOL_LINE_RE = /^Tool call: (\{.*\})[ \t]*$/gm;
-const ANSWER_RE = /<answer>([\s\S]*?)<\/answer>|^Answer: (.+)$/gm;
+const ANSWER_LINE_RE = /^Answer: (.+)$/gm;
+
+/**
+ * Every closed <tag>…</tag>, in order, with where it opens. With indexOf: a lazy regex rescans to the end of the
+ * text after each unclosed opener, quadratic in garbage that repeats one.
+ */
+function closedTags(text: string, tag: string): { at: number; body: string }[] {
+  const open = `<${tag}>`;
+  const close = `</${tag}>`;
+  const out: { at: number; body: string }[] = [];
+  for (let from = 0; ; ) {
+    const at = text.indexOf(open, from);
+    if (at < 0) break;
+    const end = text.indexOf(close, at + open.length);
+    if (end < 0) break;
+    out.push({ at, body: text.slice(at + open.length, end) });
+    from = end + close.length;
+  }
+  return out;
+}
 const STEP_RE = /^## Step \d+/gm;
 const EARLIER_SUMMARY = '## Summary of earlier work\n';
 
@@ -398,10 +417,17 @@ function strings(v: unknown): string[] {
   return [];
 }
 
+/** The agent's tool calls in a history: in their tags, or as a rendered trajectory lists them. */
+function toolCallBodies(text: string): string[] {
+  return [
+    ...closedTags(text, 'tool_call').map((t) => t.body),
+    ...[...text.matchAll(TOOL_LINE_RE)].map((m) => m[1]!),
+  ];
+}
+
 /** Reads the agent's own earlier text: its tool calls and the claims it rejected. */
 function readOwnText(text: string, mem: Memory): void {
-  const bodies = [...text.matchAll(TOOL_CALL_RE), ...text.matchAll(TOOL_LINE_RE)].map((m) => m[1]!);
-  for (const body of bodies) {
+  for (const body of toolCallBodies(text)) {
     const call = parseCall(body);
     if (!call) continue;
     if (call.name === 'search') for (const q of strings(call.args.query)) mem.noteSearch(mem.entityOf(q));
@@ -808,7 +834,16 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
 // ---------------------------------------------------------------------------------------------
 // Task detection and prompt parsing.
 
-const QUESTION_TAG_RE = /<question>\s*([\s\S]*?)\s*<\/question>/;
+/**
+ * The question inside the first closed <question>…</question>, trimmed. Found with indexOf: a lazy regex between
+ * whitespace runs took cubic time on an unclosed tag followed by blanks (a 3 KB request froze the server for 12 s).
+ */
+function questionTag(text: string): string | null {
+  const open = text.indexOf('<question>');
+  if (open < 0) return null;
+  const close = text.indexOf('</question>', open);
+  return close < 0 ? null : text.slice(open + '<question>'.length, close).trim();
+}
 
 function lastUser(messages: readonly ChatMessage[]): { index: number; content: string } {
   for (let i = messages.length - 1; i >= 0; i--)
@@ -831,8 +866,8 @@ function reactQuestion(messages: readonly ChatMessage[]): { question: string; fi
   const firstUser = messages.findIndex((m) => m.role === 'user');
   if (firstUser < 0) return { question: '', firstUser };
   const content = messages[firstUser]!.content;
-  const tag = QUESTION_TAG_RE.exec(content);
-  if (tag) return { question: tag[1]!, firstUser };
+  const tagged = questionTag(content);
+  if (tagged !== null) return { question: tagged, firstUser };
   const cut = content.indexOf('\n\n<summary>');
   return { question: (cut >= 0 ? content.slice(0, cut) : content).trim(), firstUser };
 }
@@ -880,7 +915,7 @@ function react(messages: readonly ChatMessage[], w: (turn: number) => TurnWriter
 
 function iterresearch(messages: readonly ChatMessage[], w: (turn: number) => TurnWriter): TurnWriter {
   const u = lastUser(messages).content;
-  const question = QUESTION_TAG_RE.exec(u)?.[1] ?? '';
+  const question = questionTag(u) ?? '';
   const st = questionStructure(question);
   const mem = new Memory(st.start.name);
   const turn = loadMemory(section(u, 'report') ?? '', mem);
@@ -903,8 +938,8 @@ function iterresearch(messages: readonly ChatMessage[], w: (turn: number) => Tur
 function anyQuestion(messages: readonly ChatMessage[]): string | null {
   for (const m of messages) {
     if (m.role !== 'user') continue;
-    const tag = QUESTION_TAG_RE.exec(m.content);
-    if (tag) return tag[1]!;
+    const tagged = questionTag(m.content);
+    if (tagged !== null) return tagged;
   }
   return null;
 }
@@ -1000,21 +1035,23 @@ function analyseChain(
 function reportTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const u = lastUser(messages).content;
   const traj = section(u, 'trajectory') ?? u;
-  const question = anyQuestion(messages) ?? QUESTION_TAG_RE.exec(traj)?.[1] ?? null;
+  const question = anyQuestion(messages) ?? questionTag(traj);
   const mem = new Memory(null);
   readObservations(traj, mem, false);
   readOwnText(traj, mem);
-  const answers = [...traj.matchAll(ANSWER_RE)];
-  const lastAnswer = answers[answers.length - 1];
-  const answer = lastAnswer ? (lastAnswer[1] ?? lastAnswer[2] ?? '').trim() || null : null;
+  const answers = [
+    ...closedTags(traj, 'answer'),
+    ...[...traj.matchAll(ANSWER_LINE_RE)].map((m) => ({ at: m.index, body: m[1]! })),
+  ].sort((a, b) => a.at - b.at);
+  const answer = answers.at(-1)?.body.trim() || null;
   const rejected = (c: Claim) => mem.isRejected(c);
   const facts: Claim[] = mem.facts;
   const chain = answer ? chainTo(answer, facts, rejected) : [];
   const { corroborated, contradicted } = analyseChain(chain, facts);
   const chainEntities = new Set(chain.flatMap((c) => [c.s, c.o]));
   const queries: string[] = [];
-  for (const m of [...traj.matchAll(TOOL_CALL_RE), ...traj.matchAll(TOOL_LINE_RE)]) {
-    const c = parseCall(m[1]!);
+  for (const body of toolCallBodies(traj)) {
+    const c = parseCall(body);
     if (c?.name === 'search') queries.push(...strings(c.args.query));
   }
 

@@ -238,6 +238,28 @@ describe('simulated react agent', () => {
   });
 });
 
+describe('garbage prompts', () => {
+  it('reads a prompt of repeated unclosed tags in linear time (a 3 KB one froze the server for 12 s)', () => {
+    const gen = (content: string, system = 'You are a deep-research agent.') =>
+      simGenerate(
+        [
+          { role: 'system', content: system },
+          { role: 'user', content },
+        ],
+        params(1, { maxTokens: 16 }),
+      );
+    // Each took minutes or more with the lazy patterns these replace; the test would time out.
+    expect(gen(`<question>${' '.repeat(20_000)}`).tokens.length).toBeGreaterThan(0);
+    expect(
+      gen(`<question> Which city? </question>${'<tool_call>'.repeat(40_000)}`).tokens.length,
+    ).toBeGreaterThan(0);
+    expect(
+      gen(`<trajectory>${"A search for 'x".repeat(20_000)}${'<answer>'.repeat(20_000)}</trajectory>`).tokens
+        .length,
+    ).toBeGreaterThan(0);
+  }, 5_000);
+});
+
 describe('directives', () => {
   const { question } = sampleQuestions(1, 77)[0]!;
 
