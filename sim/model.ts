@@ -1222,7 +1222,11 @@ function truncate(
       for (const t of out) {
         if (pos >= cut) break;
         if (pos + t.token.length <= cut) kept.push(t);
-        else kept.push({ ...t, token: t.token.slice(0, cut - pos) });
+        else {
+          // The token cut by the stop string is reported as its kept part, among its alternatives too.
+          const token = t.token.slice(0, cut - pos);
+          kept.push({ ...t, token, topTokens: t.topTokens.map((a) => (a === t.token ? token : a)) });
+        }
         pos += t.token.length;
       }
       out = kept;

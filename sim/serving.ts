@@ -516,6 +516,8 @@ export class SimServer {
   }
 
   private tryAdmit(): void {
+    // close() fails what runs first: the slots that frees must not admit the queue it is about to fail.
+    if (this.closed) return;
     while (this.queue.length > 0 && this.running < this.profile.maxBatch) {
       const head = this.queue[0]!;
       if (this.running > 0 && !this.fits(head)) break;

@@ -235,6 +235,12 @@ describe('simulated react agent', () => {
     expect(stopped.text.includes('</think>')).toBe(false);
     expect(stopped.finishReason).toBe('stop');
     expect(stopped.tokens.map((t) => t.token).join('')).toBe(stopped.text);
+    // A stop string that ends inside a token: the kept part is the token, and among its alternatives.
+    const cut = simGenerate(m, params(1, { stop: ['hin'] }));
+    const last = cut.tokens.at(-1)!;
+    expect(cut.text.endsWith('t')).toBe(true);
+    expect(last.token).toBe('t');
+    expect(last.topTokens).toContain('t');
   });
 });
 

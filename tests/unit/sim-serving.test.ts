@@ -84,6 +84,15 @@ describe('SimServer keeps finished sequences cached', () => {
     expect((await s.run([...sequence, ...tokens('n', 20)], 0, never())).cachedPromptTokens).toBe(32);
   });
 
+  it('close() fails what is queued without running it first', async () => {
+    const s = new SimServer({ timeScale: 0.1, maxBatch: 1 });
+    const runs = ['a', 'b', 'c'].map((p) => s.run(tokens(p, 6000), 100, never()));
+    await new Promise((r) => setImmediate(r));
+    s.close();
+    for (const r of runs) await expect(r).rejects.toThrow(/closed/);
+    expect(s.stats().promptTokens).toBe(6000);
+  });
+
   it('keeps only the computed part of a prompt given up mid-prefill, as vLLM caches only computed blocks', async () => {
     // 40,000 tokens at 20,000 tok/s: 2 simulated s, 200 real ms at this scale; given up early in it (a late timer
     // on a busy machine still lands well before its end).
