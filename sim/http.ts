@@ -55,20 +55,26 @@ const ChatMessageSchema = z.object({
 const Stop = z.union([z.string(), z.array(z.string())]).optional();
 const TopK = z.number().int().min(0).max(20);
 
-const ChatBody = z.object({
-  model: z.string().optional(),
-  messages: z.array(ChatMessageSchema).min(1),
-  max_tokens: z.number().int().min(0).nullish(),
-  max_completion_tokens: z.number().int().min(0).nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().min(0).max(1).nullish(),
-  seed: z.number().int().nullish(),
-  logprobs: z.boolean().nullish(),
-  top_logprobs: TopK.nullish(),
-  stop: Stop.nullable(),
-  n: z.literal(1).nullish(),
-  stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).nullish(),
-});
+const ChatBody = z
+  .object({
+    model: z.string().optional(),
+    messages: z.array(ChatMessageSchema).min(1),
+    max_tokens: z.number().int().min(0).nullish(),
+    max_completion_tokens: z.number().int().min(0).nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().min(0).max(1).nullish(),
+    seed: z.number().int().nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: TopK.nullish(),
+    stop: Stop.nullable(),
+    n: z.literal(1).nullish(),
+    stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).nullish(),
+  })
+  .refine((b) => !b.top_logprobs || b.logprobs === true, {
+    // As OpenAI and vLLM answer: asked for alternatives without logprobs, a client would get none and not know why.
+    message: 'top_logprobs requires logprobs to be true',
+    path: ['top_logprobs'],
+  });
 
 const CompletionBody = z.object({
   model: z.string().optional(),

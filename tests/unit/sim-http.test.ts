@@ -125,6 +125,9 @@ describe('sim HTTP server', () => {
     const stream = await post('/v1/chat/completions', { messages, stream: true });
     expect(stream.status).toBe(400);
     expect(stream.json.error.message).toMatch(/streaming/);
+    const noLogprobs = await post('/v1/chat/completions', { messages, top_logprobs: 5 });
+    expect(noLogprobs.status).toBe(400);
+    expect(noLogprobs.json.error.message).toMatch(/top_logprobs requires logprobs to be true/);
     const unknownIds = await post('/generate', { input_ids: [151_999] });
     expect(unknownIds.status).toBe(400);
   });
