@@ -12,5 +12,20 @@ export function causeChainMessage(err: unknown): string {
     const m = typeof e.message === 'string' ? e.message : '';
     if (m && !parts.some((p) => p.includes(m))) parts.push(m);
   }
-  return parts.join(': ') || String(err);
+  return parts.join(': ') || thrownText(err);
+}
+
+/** Text for a thrown value that is not an Error; never throws itself (String() does on a null-prototype object). */
+function thrownText(v: unknown): string {
+  try {
+    const s = String(v);
+    if (s !== '[object Object]') return s;
+  } catch {
+    // no toString: fall through to JSON
+  }
+  try {
+    return JSON.stringify(v) ?? typeof v;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
 }

@@ -3,6 +3,7 @@
 
 import type { ToolCall } from '../agent/types.js';
 import { formatZodError } from '../common/config.js';
+import { causeChainMessage } from '../common/errors.js';
 import { simWebTools } from './sim-web.js';
 import type { Tool, ToolContext } from './types.js';
 
@@ -39,8 +40,8 @@ export class ToolRegistry {
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;
-      // Whatever was thrown, even undefined: reading .message off it must not fail the step.
-      const error = `Error: tool '${call.name}' failed: ${err instanceof Error ? err.message : String(err)}`;
+      // Whatever was thrown (undefined, a plain object): describing it must not fail the step.
+      const error = `Error: tool '${call.name}' failed: ${causeChainMessage(err)}`;
       return { observation: error, error };
     }
   }

@@ -4,7 +4,13 @@ import { z } from 'zod';
 import { simSearch, simVisit } from '../sim/tools.js';
 import type { Tool } from './types.js';
 
-const stringOrList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(10)]);
+// One message for the whole union: zod's own says only "Invalid input", which a model cannot act on.
+const stringOrList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(10)], {
+  error: (issue) =>
+    issue.input === undefined
+      ? 'required'
+      : 'must be a non-empty string or a list of 1 to 10 non-empty strings',
+});
 
 const search: Tool<{ query: string | string[] }> = {
   name: 'search',

@@ -3,6 +3,7 @@
 import { Agent, fetch as undiciFetch } from 'undici';
 import { z } from 'zod';
 import { formatZodError } from '../../common/config.js';
+import { causeChainMessage } from '../../common/errors.js';
 import { type BackoffOptions, backoffDelay, sleep } from '../retry.js';
 import {
   BackendDeadlineError,
@@ -84,7 +85,8 @@ export class BackendUnavailableError extends Error {
     readonly attempts: number,
     cause: unknown,
   ) {
-    super(`POST ${url} unreachable after ${attempts} attempt(s): ${describe(cause)}`, { cause });
+    // undici says "fetch failed" and keeps the useful part (ECONNREFUSED, a timeout) in the cause.
+    super(`POST ${url} unreachable after ${attempts} attempt(s): ${causeChainMessage(cause)}`, { cause });
   }
 }
 
@@ -157,15 +159,6 @@ export class HttpBackendLoad {
 
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    // undici reports "fetch failed" and hides the useful part (ECONNREFUSED, ...) in the cause.
-    return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
-  }
-  return String(err);
 }
 
 /** Retry-After is either delta-seconds or an HTTP date; returns ms to wait, or undefined. */
@@ -263,7 +256,7 @@ function deadlineError(
 ): BackendDeadlineError {
   return new BackendDeadlineError(
     `POST ${url} did not finish before its deadline (${new Date(deadline).toISOString()}, ${attempts} attempt(s))` +
-      (cause === undefined ? '' : `: ${describe(cause)}`),
+      (cause === undefined ? '' : `: ${causeChainMessage(cause)}`),
     deadline,
     cause === undefined ? undefined : { cause },
   );
