@@ -172,24 +172,28 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
   const done: ResultsFile['done'] = new Map();
   if (!existsSync(output)) return { done };
   let job = jobId;
-  const text = readFileSync(output, 'utf8');
+  const text = readNamedFile('--out', output).toString('utf8');
   const lines = text.split('\n');
   let lastCutShort = false;
+  // Not a file of results (the questions file, notes): appending to it would mix results into it.
+  const notResults = (i: number) =>
+    new BatchError(
+      `${output} (--out) is not a muse batch results file: line ${i + 1} is not a result; pass a results file or a new path`,
+    );
   for (const [i, line] of lines.entries()) {
     if (!line.trim()) continue;
     let parsed: { workflowId?: string; spec?: string; job?: string; answer?: unknown; correct?: unknown };
     try {
       parsed = JSON.parse(line);
     } catch {
-      // Cut short by a crash: that question's workflow result is simply fetched again.
-      lastCutShort = i === lines.length - 1;
+      // Cut short by a crash: only the last line, one without its newline, and the start of a JSON object. That
+      // question's workflow result is simply fetched again.
+      if (i !== lines.length - 1 || !line.startsWith('{')) throw notResults(i);
+      lastCutShort = true;
       continue;
     }
-    // Not a file of results (the questions file, say): appending to it would mix results into it.
     if (typeof parsed !== 'object' || parsed === null || typeof parsed.workflowId !== 'string')
-      throw new BatchError(
-        `${output} (--out) is not a muse batch results file: line ${i + 1} is not a result; pass a results file or a new path`,
-      );
+      throw notResults(i);
     if (parsed.spec !== undefined && parsed.spec !== sharedHash)
       throw new BatchError(
         `${output} (--out) holds results of this batch run with other options (spec ${parsed.spec}, now ${sharedHash}); ` +

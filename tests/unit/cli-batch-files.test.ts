@@ -122,6 +122,17 @@ describe('results file', () => {
     );
     writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\nnull\n`);
     expect(() => openResults(out, 'h')).toThrow(/line 2 is not a result/);
+    // Text that is not JSON at all is not a line cut short by a crash: left as it is, not cut off.
+    const notes = 'my notes\nimportant last line';
+    writeFileSync(out, notes);
+    expect(() => openResults(out, 'h')).toThrow(/line 1 is not a result/);
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n${notes}`);
+    expect(() => openResults(out, 'h')).toThrow(/line 2 is not a result/);
+    expect(readFileSync(out, 'utf8')).toBe(`${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n${notes}`);
+  });
+
+  it('names --out when it cannot be read (a directory, say)', () => {
+    expect(() => openResults(tmp(), 'h')).toThrow(/^--out: cannot read .*EISDIR/);
   });
 
   it('remembers the job beside the results, so a re-run without --job continues one that wrote no result yet', () => {
