@@ -167,7 +167,8 @@ export function registerRunCommands(program: Command): void {
         // way out (an answer, a failure while starting the pool or worker, an interrupt).
         const stopServers = async () => {
           if (o.keepRunning || stack.alreadyRunning) return;
-          const d = await down({ dataDir: cfg.dataDir });
+          // Only what it started: a server that was already running stays up for whoever started it.
+          const d = await down({ dataDir: cfg.dataDir, only: stack.started });
           for (const m of d.messages) console.log(`  ${m}`);
         };
         const interrupted = (signal: NodeJS.Signals) => {

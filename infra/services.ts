@@ -464,6 +464,8 @@ export interface StartTemporalOptions {
   healthTimeoutMs?: number;
   /** Flag named in the "port in use" error, so CLI users see the option they can change. */
   portFlag?: string;
+  /** Told the server's pid as soon as it is spawned, before it is healthy (see up()). */
+  onSpawn?: (pid: number) => void;
 }
 
 export async function startTemporal(opts: StartTemporalOptions): Promise<TemporalHandle> {
@@ -516,6 +518,7 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
   if (namespace !== 'default') args.push('--namespace', namespace);
 
   const spawned = await spawnService(binary, args, logFile, detached);
+  opts.onSpawn?.(spawned.pid);
   const address = `${host}:${port}`;
   await waitHealthy(
     'temporal',
@@ -561,6 +564,8 @@ export interface StartNatsOptions {
   logFile?: string;
   healthTimeoutMs?: number;
   portFlag?: string;
+  /** As StartTemporalOptions.onSpawn. */
+  onSpawn?: (pid: number) => void;
 }
 
 export async function startNats(opts: StartNatsOptions): Promise<NatsHandle> {
@@ -585,6 +590,7 @@ export async function startNats(opts: StartNatsOptions): Promise<NatsHandle> {
   if (opts.monitorPort !== undefined) args.push('-m', String(opts.monitorPort));
 
   const spawned = await spawnService(binary, args, logFile, detached);
+  opts.onSpawn?.(spawned.pid);
   const url = `nats://${host}:${port}`;
   await waitHealthy(
     'nats',
@@ -807,6 +813,26 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
     messages.push(`nats already running at ${previous.nats.url} (pid ${previous.nats.pid})`);
   }
 
+  // The servers run detached, so an interrupt while they start (Ctrl-C during a slow first start) would leave
+  // them running with no stack.json to find them by: stop what this call spawned, then exit as the signal would.
+  const spawned: number[] = [];
+  const interrupted = (signal: NodeJS.Signals) => {
+    for (const pid of spawned) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    process.stderr.write(
+      `\nmuse: interrupted (${signal}) while starting the servers; stopped what it started\n`,
+    );
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const signal of signals) process.on(signal, interrupted);
+  const onSpawn = (pid: number) => spawned.push(pid);
+
   try {
     if (!keepTemporal) {
       // A live but unhealthy server holds the port and the SQLite file; replace it.
@@ -820,6 +846,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         detached: true,
         logFile: join(dataDir, 'logs', 'temporal.log'),
         healthTimeoutMs,
+        onSpawn,
       });
       startedHandles.push(h);
       started.push('temporal');
@@ -836,6 +863,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
         detached: true,
         logFile: join(dataDir, 'logs', 'nats.log'),
         healthTimeoutMs,
+        onSpawn,
       });
       startedHandles.push(h);
       started.push('nats');
@@ -851,6 +879,8 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
     if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
     else rmSync(stackFilePath(dataDir), { force: true });
     throw err;
+  } finally {
+    for (const signal of signals) process.off(signal, interrupted);
   }
 
   if (started.length > 0 || !previous) writeStackFile(dataDir, stack);
@@ -866,7 +896,9 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
 }
 
 /** Stop the background stack recorded in `<dataDir>/stack.json` (idempotent). */
-export async function down(opts: { dataDir?: string; timeoutMs?: number } = {}): Promise<DownResult> {
+export async function down(
+  opts: { dataDir?: string; timeoutMs?: number; only?: readonly ServiceName[] } = {},
+): Promise<DownResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   const stack = readStackFile(dataDir);
   const stopped: ServiceName[] = [];
@@ -876,6 +908,7 @@ export async function down(opts: { dataDir?: string; timeoutMs?: number } = {}):
     for (const name of ['nats', 'temporal'] as const) {
       const record = stack[name];
       if (!record) continue;
+      if (opts.only && !opts.only.includes(name)) continue;
       if (processRuns(record.pid, record.binary, dataDir)) {
         await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
         stopped.push(name);
@@ -885,7 +918,18 @@ export async function down(opts: { dataDir?: string; timeoutMs?: number } = {}):
       }
     }
   }
-  if (existsSync(stackFilePath(dataDir))) rmSync(stackFilePath(dataDir), { force: true });
+  // Stopping only some (what `muse demo` started) leaves the others recorded, for `muse down` to stop later.
+  const kept: StackFile | undefined =
+    stack && opts.only
+      ? {
+          version: 1,
+          dataDir: stack.dataDir,
+          ...(stack.temporal && !opts.only.includes('temporal') ? { temporal: stack.temporal } : {}),
+          ...(stack.nats && !opts.only.includes('nats') ? { nats: stack.nats } : {}),
+        }
+      : undefined;
+  if (kept && (kept.temporal || kept.nats)) writeStackFile(dataDir, kept);
+  else if (existsSync(stackFilePath(dataDir))) rmSync(stackFilePath(dataDir), { force: true });
   if (!stack) messages.push(`not running (no ${stackFilePath(dataDir)})`);
   return { stopped, wasRunning: stopped.length > 0, messages };
 }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -220,6 +220,19 @@ describe('up / down', () => {
     await checkNats(result.natsUrl);
   });
 
+  it('down({ only }) stops those and keeps the others recorded (muse demo stops only what it started)', async () => {
+    const before = await stackStatus({ dataDir });
+    const [natsPid, temporalPid] = [before.nats!.record.pid, before.temporal!.record.pid];
+    const result = await down({ dataDir, only: ['nats'] });
+    expect(result.stopped).toEqual(['nats']);
+    expect(isProcessAlive(natsPid)).toBe(false);
+    expect(isProcessAlive(temporalPid)).toBe(true);
+    const after = await stackStatus({ dataDir });
+    expect(after.temporal?.record.pid).toBe(temporalPid);
+    expect(after.nats).toBeUndefined();
+    expect((await up({ dataDir, temporalPort, natsPort })).started).toEqual(['nats']);
+  });
+
   it('down stops everything and is idempotent', async () => {
     const status = await stackStatus({ dataDir });
     const pids = [status.temporal?.record.pid ?? 0, status.nats?.record.pid ?? 0];
@@ -257,6 +270,48 @@ describe('a stale stack file', () => {
       expect(isProcessAlive(other.stack.nats.pid)).toBe(true);
     } finally {
       await down({ dataDir: theirs });
+    }
+  });
+});
+
+describe('muse up', () => {
+  it('interrupted while its servers start, stops them instead of leaving them running unrecorded', async () => {
+    const dataDir = tempDir();
+    const [temporalPort, natsPort] = [await freePort(), await freePort()];
+    const child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, 'bin', 'muse.js'),
+        '--data-dir',
+        dataDir,
+        'up',
+        '--temporal-port',
+        String(temporalPort),
+        '--nats-port',
+        String(natsPort),
+      ],
+      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    // The servers of this data directory, by their command lines (both name a path inside it).
+    const servers = () =>
+      execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes(dataDir) && !l.includes('muse.js'))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+    try {
+      // Spawned, not yet recorded: stack.json is written once both are healthy.
+      await expect.poll(servers, { timeout: 30_000, interval: 20 }).not.toEqual([]);
+      expect(existsSync(stackFilePath(dataDir))).toBe(false);
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(output).toMatch(/interrupted \(SIGINT\) while starting the servers/);
+      await expect.poll(servers, { timeout: 15_000 }).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+      for (const pid of servers()) process.kill(pid, 'SIGKILL');
     }
   });
 });
