@@ -35,6 +35,14 @@ export function numberArg(name: string) {
   };
 }
 
+/** An id given on the command line: an empty one would only fail later, further from the flag that set it. */
+export function idArg(name: string) {
+  return (v: string) => {
+    if (v.trim() === '') throw new InvalidArgumentError(`${name} must not be empty`);
+    return v;
+  };
+}
+
 /** Job spec fields as the run and batch flags that set them, so a spec error names what the user typed. */
 const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
   'sampling\\.maxTokensPerTurn': '--max-tokens-per-turn',

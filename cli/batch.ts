@@ -6,7 +6,7 @@ import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../cl
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
-import { positiveIntArg, withSpecFlags } from './args.js';
+import { idArg, positiveIntArg, withSpecFlags } from './args.js';
 import { cliConfig } from './context.js';
 
 export interface ParallelMuseCliOptions {
@@ -146,6 +146,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
     .option(
       '--job <id>',
       'job id (default: the one --out records, else derived from its path, so a re-run resumes the same job)',
+      idArg('--job'),
     )
     .description('run every question of a JSONL file through ParallelMuse; safe to re-run after a crash')
     .action(

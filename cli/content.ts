@@ -1,5 +1,5 @@
 // Content commands: export a finished trajectory, delete a job's stored content, simulator questions.
-import { createWriteStream, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
@@ -19,26 +19,30 @@ export function registerContentCommands(program: Command): void {
     )
     .action(async (id: string, o: { out?: string }) => {
       const cfg = cliConfig(program.opts());
-      const client = await connectClient(cfg);
-      const nc = await connectNats(cfg, 'muse-export');
       // Written beside --out and renamed over it once complete: a failed export leaves an earlier one intact.
       const partial = o.out ? `${o.out}.partial-${process.pid}` : undefined;
-      const out = partial ? createWriteStream(partial) : process.stdout;
-      let n = 0;
+      // Opened before anything else, so a path that cannot be written (no such directory) fails first, by name.
+      const out = partial ? createWriteStream(partial, { fd: openOut(partial, o.out!) }) : process.stdout;
       try {
-        for await (const step of exportTrajectory(client, nc, id)) {
-          out.write(`${JSON.stringify(step)}\n`);
-          n++;
-        }
-        if (partial && o.out) {
-          await finished((out as WriteStream).end());
-          renameSync(partial, o.out);
-          console.error(`exported ${n} steps to ${o.out}`);
+        const client = await connectClient(cfg);
+        const nc = await connectNats(cfg, 'muse-export');
+        let n = 0;
+        try {
+          for await (const step of exportTrajectory(client, nc, id)) {
+            out.write(`${JSON.stringify(step)}\n`);
+            n++;
+          }
+          if (partial && o.out) {
+            await finished((out as WriteStream).end());
+            renameSync(partial, o.out);
+            console.error(`exported ${n} steps to ${o.out}`);
+          }
+        } finally {
+          await nc.drain();
+          await client.connection.close();
         }
       } finally {
         if (partial) rmSync(partial, { force: true });
-        await nc.drain();
-        await client.connection.close();
       }
     });
 
@@ -66,4 +70,12 @@ export function registerContentCommands(program: Command): void {
     .action((o: { n: number; seed: number }) => {
       for (const q of sampleQuestions(o.n, o.seed)) console.log(JSON.stringify(q));
     });
+}
+
+function openOut(path: string, named: string): number {
+  try {
+    return openSync(path, 'w');
+  } catch (err) {
+    throw new Error(`--out: cannot write ${named}: ${(err as Error).message}`);
+  }
 }

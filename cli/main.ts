@@ -12,6 +12,12 @@ const program = new Command('muse')
   .addOption(new Option('--data-dir <dir>', 'local state directory (also MUSE_DATA_DIR)'))
   .showHelpAfterError();
 
+// Output piped into a reader that stops early (`muse export <id> | head`): the rest is not wanted, which is no failure.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 registerServiceCommands(program);
 registerRunCommands(program);
 registerContentCommands(program);

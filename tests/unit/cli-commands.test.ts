@@ -1,8 +1,10 @@
 // The `muse` commands' own checks, run through commander with no server up (the Temporal address points nowhere),
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { Command } from 'commander';
@@ -141,6 +143,38 @@ describe('muse batch', () => {
     const q = join(dir, 'q.jsonl');
     writeFileSync(q, '{"question": "a"}\n');
     await expect(muse('batch', q, '--out', q)).rejects.toThrow(/--out .*q\.jsonl is the questions file/);
+  });
+
+  it('an empty --job or --id is refused at the flag, not where it would fail later', async () => {
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(muse('batch', q, '--out', join(dir, 'out.jsonl'), '--job', '')).rejects.toThrow(
+      /--job must not be empty/,
+    );
+    await expect(muse('run', '--id', ' ', 'Which city?')).rejects.toThrow(/--id must not be empty/);
+  });
+
+  it('output piped into a reader that stops early (| head) ends quietly, not with an EPIPE stack trace', async () => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('../../bin/muse.js', import.meta.url)), 'sim', 'questions', '--n', '3000'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // The reader takes one chunk and goes away, as head does.
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((ok) => child.on('exit', ok));
+    expect(stderr).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
+  }, 20_000);
+
+  it('muse export --out into a directory that does not exist fails by name, before connecting', async () => {
+    await expect(muse('export', 'traj-1', '--out', join(dir, 'no', 'x.jsonl'))).rejects.toThrow(
+      /^--out: cannot write .*no\/x\.jsonl: ENOENT/,
+    );
   });
 });
 
