@@ -40,11 +40,14 @@ export interface BlobStoreOptions {
 }
 
 const NAMESPACE_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const HASHED_SUFFIX = /_[0-9a-f]{12}$/;
 
 /** Turns a job id into a bucket-safe namespace (deterministic, collision-resistant). */
 export function namespaceFor(jobId: string): string {
   const clean = jobId.replace(/[^A-Za-z0-9_-]/g, '_');
-  if (clean === jobId && clean.length <= 48) return clean;
+  // A clean id of a hashed name's shape is hashed too: kept as it is, it could name another job's namespace (and
+  // deleting one job's content would delete the other's).
+  if (clean === jobId && clean.length >= 1 && clean.length <= 48 && !HASHED_SUFFIX.test(jobId)) return clean;
   return `${clean.slice(0, 32)}_${createHash('sha256').update(jobId).digest('hex').slice(0, 12)}`;
 }
 

@@ -1,6 +1,6 @@
 // The content store's object reads, without a server: a read whose chunks were purged under it is made again.
 import { describe, expect, it } from 'vitest';
-import { readObject } from '../../common/blob-store.js';
+import { namespaceFor, readObject } from '../../common/blob-store.js';
 
 const ref = `obj:job:${'a'.repeat(64)}`;
 
@@ -55,5 +55,17 @@ describe('object reads', () => {
 
   it('a missing object is null', async () => {
     expect(await readObject({ get: async () => null }, 'k', ref, 20)).toBeNull();
+  });
+});
+
+describe('namespaceFor', () => {
+  it('keeps a clean job id, hashes any other, and never gives two ids one namespace', () => {
+    expect(namespaceFor('batch-1a2b3c4d5e')).toBe('batch-1a2b3c4d5e');
+    const hashed = namespaceFor('team/run-1');
+    expect(hashed).toMatch(/^team_run-1_[0-9a-f]{12}$/);
+    // The hashed name, given as a job id of its own, is not that namespace.
+    expect(namespaceFor(hashed)).not.toBe(hashed);
+    expect(namespaceFor('')).toMatch(/^_[0-9a-f]{12}$/);
+    expect(namespaceFor('x'.repeat(49))).not.toBe(namespaceFor('x'.repeat(50)));
   });
 });
