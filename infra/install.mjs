@@ -190,11 +190,23 @@ function pipAttempts(bin) {
   return attempts;
 }
 
+/** What a failed installer printed that says why: its error lines (pip's "error: externally-managed-environment"), else its last lines. */
+function failureLines(output) {
+  const lines = output
+    .trim()
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const errors = lines.filter((l) => /\berror\b/i.test(l));
+  return (errors.length > 0 ? errors.slice(0, 3) : lines.slice(-3)).join(' | ');
+}
+
 function install(bin) {
   const failures = [];
   for (const attempt of pipAttempts(bin)) {
     if (attempt.prepare && !attempt.prepare()) {
       failures.push(`${attempt.label}: could not be set up`);
+      log(`  ${attempt.label} could not be set up, trying the next way`);
       continue;
     }
     log(
@@ -205,7 +217,7 @@ function install(bin) {
       r = run(attempt.cmd, attempt.args, { timeout: 900_000, env: attempt.env });
     }
     if (!r.ok) {
-      const why = r.error ? r.error.message : (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ');
+      const why = r.error ? r.error.message : failureLines(r.stderr || r.stdout);
       const failure = `${attempt.label}: ${why || 'failed'}`;
       failures.push(failure);
       log(
@@ -244,12 +256,12 @@ function main() {
     }
 
     let found = firstWorking(candidatePaths(bin.name)) ?? firstWorking(pipShowCandidates(bin));
-    if (!found && !CHECK_ONLY) {
-      found = install(bin).found;
-    }
+    let failures = [];
+    if (!found && !CHECK_ONLY) ({ found, failures } = install(bin));
     if (!found) {
+      const tried = failures.length > 0 ? `\n  tried: ${failures.join('\n         ')}` : '';
       missing.push(
-        `${bin.name}: not found${CHECK_ONLY ? '' : ' and could not be installed'}; install it with: ${bin.hint}`,
+        `${bin.name}: not found${CHECK_ONLY ? '' : ' and could not be installed'}; install it with: ${bin.hint}${tried}`,
       );
       continue;
     }

