@@ -10,7 +10,7 @@ import { tokenEntropies } from '../agent/uncertainty.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendHttpError } from './backends/http.js';
-import { timerDeadline } from './retry.js';
+import { timerDeadline, untilAborted } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
@@ -303,7 +303,9 @@ export class PoolMember {
         clearTimeout(queueTimer);
       }
       try {
-        const messages = req.messages ?? (await this.resolveMessages(req.messagesRef!));
+        // A stalled content read must not hold the batch slot past a cancel or the deadline.
+        const messages =
+          req.messages ?? (await untilAborted(this.resolveMessages(req.messagesRef!), ctl.signal));
         ctl.signal.throwIfAborted();
         const raw = await this.opts.backend.generate(
           { id: req.id, model: req.model, messages, params: req.params, deadline },

@@ -8,7 +8,7 @@ import {
   postJson,
   serverFetch,
 } from '../../inference/backends/http.js';
-import { backoffDelay, sleep } from '../../inference/retry.js';
+import { backoffDelay, sleep, untilAborted } from '../../inference/retry.js';
 import { BackendDeadlineError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
@@ -165,6 +165,21 @@ describe('HttpBackendLoad', () => {
       cacheUsedTokens: 0,
     });
     expect(new HttpBackendLoad({}).load().maxBatch).toBe(256);
+  });
+});
+
+describe('untilAborted', () => {
+  it('stops waiting for work that never ends once the signal aborts, and passes the work through otherwise', async () => {
+    const ac = new AbortController();
+    const stalled = untilAborted(new Promise<never>(() => {}), ac.signal);
+    const reason = new Error('cancelled by the router');
+    setTimeout(() => ac.abort(reason), 10);
+    await expect(stalled).rejects.toBe(reason);
+    await expect(untilAborted(Promise.resolve(7), new AbortController().signal)).resolves.toBe(7);
+    await expect(
+      untilAborted(Promise.reject(new Error('gone')), new AbortController().signal),
+    ).rejects.toThrow('gone');
+    await expect(untilAborted(Promise.resolve(1), ac.signal)).rejects.toBe(reason);
   });
 });
 
