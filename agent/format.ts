@@ -75,6 +75,8 @@ function afterThink(text: string): string {
 }
 
 const ACTION_TAGS = ['<tool_call>', '<answer>', '<report>'] as const;
+/** What shows an action was written whole: its closing tag, or the response the model went on to imagine. */
+const ACTION_ENDS = ['</tool_call>', '</answer>', '</report>', '<tool_response>'] as const;
 
 /** Character range of a tag's content, end exclusive, untrimmed. */
 export interface TextSpan {
@@ -93,10 +95,12 @@ function splitThink(text: string): ThinkSplit {
   const close = text.indexOf('</think>');
   // The opening tag that belongs to this close: a model that writes past its action may open the next turn's.
   const open = close >= 0 ? text.lastIndexOf('<think>', close) : text.indexOf('<think>');
-  // An action ahead of that <think> was this turn's, its reasoning untagged: the <think> opens a turn the model ran
-  // on to imagine (after a <tool_response> it made up), whose action must not be taken for this one's.
+  // A whole action ahead of that <think> (closed, or followed by a <tool_response> the model made up) was this
+  // turn's, its reasoning untagged: the <think> opens a turn the model ran on to imagine, whose action must not be
+  // taken for this one's. A tag merely mentioned in untagged reasoning ("no <answer> yet") is not an action.
   const action = firstActionTag(text, 0);
-  if (open >= 0 && action < open) return { think: { start: 0, end: action }, tagged: false, rest: action };
+  if (open >= 0 && action < open && ACTION_ENDS.some((end) => text.slice(action, open).includes(end)))
+    return { think: { start: 0, end: action }, tagged: false, rest: action };
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
   const tagged = open >= 0 || close >= 0;

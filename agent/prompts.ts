@@ -61,13 +61,13 @@ function withDate(prompt: string, date?: string): string {
   return date ? `${prompt}\n\nCurrent date: ${date}` : prompt;
 }
 
-/** ReAct (and ReSum between summaries): the whole history stays in the prompt. */
 /**
  * Where the server ends an agent turn: a model that goes on past its tool call starts imagining the tool's response
  * (and what it would do next), tokens the rollout pays for and throws away. As in the reference agent.
  */
 export const TURN_STOP: readonly string[] = ['\n<tool_response>', '<tool_response>'];
 
+/** ReAct (and ReSum between summaries): the whole history stays in the prompt. */
 export const REACT_SYSTEM_PROMPT = `You are a deep research assistant. You answer hard questions by investigating them on the web: break the question down, search, read the sources, check facts against more than one source, and keep going until the answer is certain.
 
 Every turn you write your reasoning inside <think></think>, then exactly one of:

@@ -208,6 +208,15 @@ describe('parseTurn', () => {
       turnSpans(`I should look this up.\n${call}\n<think>The search says Foo.</think>`).thinkTagged,
     ).toBe(false);
     expect(parseTurn(`I should look this up.\n${call}\n<think>next`)).toMatchObject({ kind: 'tool_call' });
+    // Tags only mentioned in reasoning the chat template opened are not an action before the <think> they mention.
+    expect(
+      parseTurn(
+        `I should not give an <answer> yet; the instructions say write <think> first.</think>\n${call}`,
+      ),
+    ).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+    expect(
+      parseTurn('Hmm, <report> must summarise; <think> is closed now.</think><answer>Paris</answer>'),
+    ).toMatchObject({ kind: 'answer', answer: 'Paris' });
   });
 
   it('does not take a tool call or answer quoted in the report for the action', () => {
