@@ -186,10 +186,11 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     try {
       parsed = JSON.parse(line);
     } catch {
-      // Cut short by a crash: only the last line, one without its newline, and the start of a JSON object. That
-      // question's workflow result is simply fetched again.
-      if (i !== lines.length - 1 || !line.startsWith('{')) throw notResults(i);
-      lastCutShort = true;
+      // Cut short by a crash: the start of a JSON object. That question's workflow result is simply fetched again.
+      // (Earlier versions kept such a line and appended after it, so one may also sit mid-file.) Text that is not
+      // even that is someone else's file.
+      if (!line.startsWith('{')) throw notResults(i);
+      lastCutShort = i === lines.length - 1;
       continue;
     }
     if (typeof parsed !== 'object' || parsed === null || typeof parsed.workflowId !== 'string')

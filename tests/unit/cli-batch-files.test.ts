@@ -129,6 +129,9 @@ describe('results file', () => {
     writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n${notes}`);
     expect(() => openResults(out, 'h')).toThrow(/line 2 is not a result/);
     expect(readFileSync(out, 'utf8')).toBe(`${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n${notes}`);
+    // A line cut short mid-file (as earlier versions left one, appending after it) is still a results file.
+    writeFileSync(out, `{"workflowId": "w0", "sp\n${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n`);
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
   });
 
   it('names --out when it cannot be read (a directory, say)', () => {
