@@ -286,8 +286,7 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
   }
 
   onRouted(memberId: string, req: RouteRequest): () => void {
-    const added = this.index.record(memberId, req.prefixKeys);
-    return () => this.index.forgetKeys(memberId, added);
+    return this.index.record(memberId, req.prefixKeys);
   }
 
   onPeerServed(memberId: string, prefixKeys: string[]): void {

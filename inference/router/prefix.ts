@@ -120,7 +120,9 @@ export interface PrefixIndexOptions {
  */
 export class PrefixIndex {
   private readonly defaultCapacity: number;
-  private readonly members = new Map<string, Map<string, true>>();
+  /** Per member, key → the record that last touched it (Map order is recency order). */
+  private readonly members = new Map<string, Map<string, number>>();
+  private records = 0;
   private readonly capacities = new Map<string, number>();
 
   constructor(opts: PrefixIndexOptions = {}) {
@@ -156,34 +158,33 @@ export class PrefixIndex {
     return lo;
   }
 
-  /** Records the keys as the member's most recent; returns those it did not hold before (see forgetKeys). */
-  record(memberId: string, keys: readonly string[]): string[] {
-    const added: string[] = [];
-    if (keys.length === 0) return added;
+  /**
+   * Records the keys as the member's most recent. Returns the record's undo (see PrefixAffinityPolicy.onRouted): it
+   * takes back the keys this record added, those no later record touched since, so what stays is still a prefix of
+   * every chain.
+   */
+  record(memberId: string, keys: readonly string[]): () => void {
+    if (keys.length === 0) return () => {};
     let set = this.members.get(memberId);
     if (!set) {
       set = new Map();
       this.members.set(memberId, set);
     }
     const cap = this.capacity(memberId);
+    const record = ++this.records;
+    const added: string[] = [];
     // Only the first `cap` blocks can be held at once; recording more would evict this prompt's own head.
     const n = Math.min(keys.length, cap);
     for (let i = n - 1; i >= 0; i--) {
       const k = keys[i]!;
       if (!set.delete(k)) added.push(k);
-      set.set(k, true);
+      set.set(k, record);
     }
     evictTo(set, cap);
-    return added;
-  }
-
-  /**
-   * Takes back keys a record() added (the tail of a chain: the member held the prefix before them), when the
-   * member turned the request away and so never cached them.
-   */
-  forgetKeys(memberId: string, keys: readonly string[]): void {
-    const set = this.members.get(memberId);
-    if (set) for (const k of keys) set.delete(k);
+    return () => {
+      const now = this.members.get(memberId);
+      if (now) for (const k of added) if (now.get(k) === record) now.delete(k);
+    };
   }
 
   forget(memberId: string): void {
@@ -197,7 +198,7 @@ export class PrefixIndex {
   }
 }
 
-function evictTo(set: Map<string, true>, cap: number): void {
+function evictTo(set: Map<string, number>, cap: number): void {
   if (set.size <= cap) return;
   let excess = set.size - cap;
   // Map iteration is insertion order, and record() re-inserts on touch: the first keys are the least recent.

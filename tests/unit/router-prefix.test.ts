@@ -108,6 +108,24 @@ describe('PrefixIndex', () => {
     expect(idx.matchLength('m', a)).toBe(5);
   });
 
+  it("a record's undo takes back only the keys it added that no later record touched: what stays is a prefix", () => {
+    const idx = new PrefixIndex();
+    const k = keys('k', 13);
+    idx.record('m', k.slice(0, 5)); // served earlier
+    const undoA = idx.record('m', k.slice(0, 10)); // adds k5..k9
+    idx.record('m', k); // a branch sharing the prefix, sent meanwhile: touches k5..k9, adds k10..k12
+    undoA(); // the first was turned away
+    expect(idx.size('m')).toBe(13);
+    expect(idx.matchLength('m', k.slice(0, 10))).toBe(10);
+    expect(idx.matchLength('m', k)).toBe(13);
+    // Alone, an undo leaves what the member held before.
+    const idx2 = new PrefixIndex();
+    idx2.record('m', k.slice(0, 5));
+    idx2.record('m', k.slice(0, 10))();
+    expect(idx2.matchLength('m', k)).toBe(5);
+    expect(idx2.size('m')).toBe(5);
+  });
+
   it('shrinks when a member announces a smaller cache, and forgets a member', () => {
     const idx = new PrefixIndex({ capacityBlocks: 100 });
     const a = keys('a', 50);
