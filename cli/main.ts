@@ -12,10 +12,10 @@ const program = new Command('muse')
   .addOption(new Option('--data-dir <dir>', 'local state directory (also MUSE_DATA_DIR)'))
   .showHelpAfterError();
 
-// Output piped into a reader that stops early (`muse export <id> | head`): the rest is not wanted, which is no failure.
+// Output piped into a reader that stops early (`muse export <id> | head`): the rest is not wanted, which is no
+// failure. The command goes on to its end (a batch writing its results file, a demo stopping its servers).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
-  throw err;
+  if (err.code !== 'EPIPE') throw err;
 });
 
 registerServiceCommands(program);

@@ -8,24 +8,33 @@
  */
 export function causeChainMessage(err: unknown): string {
   const parts: string[] = [];
+  const seen = new Set<unknown>();
+  // A cause chain can loop (a.cause = a): each failure is read once.
   for (let e = err as { message?: unknown; cause?: unknown } | null | undefined; e; e = e.cause as typeof e) {
+    if (seen.has(e)) break;
+    seen.add(e);
     const m = typeof e.message === 'string' ? e.message : '';
     if (m && !parts.some((p) => p.includes(m))) parts.push(m);
   }
   return parts.join(': ') || thrownText(err);
 }
 
+/** A thrown value's text is for people: a huge object thrown whole is cut to this. */
+const MAX_THROWN_TEXT = 2000;
+
 /** Text for a thrown value that is not an Error; never throws itself (String() does on a null-prototype object). */
 function thrownText(v: unknown): string {
+  let text: string | undefined;
   try {
     const s = String(v);
-    if (s !== '[object Object]') return s;
+    if (s !== '[object Object]') text = s;
   } catch {
     // no toString: fall through to JSON
   }
   try {
-    return JSON.stringify(v) ?? typeof v;
+    text ??= JSON.stringify(v) ?? typeof v;
   } catch {
-    return Object.prototype.toString.call(v);
+    text = Object.prototype.toString.call(v);
   }
+  return text.length > MAX_THROWN_TEXT ? `${text.slice(0, MAX_THROWN_TEXT)}…` : text;
 }

@@ -18,6 +18,9 @@ describe('ToolRegistry', () => {
       } as never,
     ]);
 
+  const looping = Object.assign(new Error('retry me'), { cause: undefined as unknown });
+  looping.cause = looping;
+
   it('turns a thrown non-Error (undefined, null, a string, a plain or prototype-less object) into an observation, not a failed step', async () => {
     for (const [value, text] of [
       [undefined, 'undefined'],
@@ -30,6 +33,7 @@ describe('ToolRegistry', () => {
       ],
       [{ code: 'E_QUOTA', retryAfter: 30 }, '{"code":"E_QUOTA","retryAfter":30}'],
       [Object.assign(Object.create(null), { reason: 'no prototype' }), '{"reason":"no prototype"}'],
+      [looping, 'retry me'],
     ] as const) {
       const out = await throwing(value).run({ name: 'flaky', arguments: {} }, {} as never);
       expect(out.error).toBe(`Error: tool 'flaky' failed: ${text}`);
@@ -44,5 +48,13 @@ describe('ToolRegistry', () => {
     expect(missing.error).toMatch(/query: required/);
     const tooMany = await tools.run({ name: 'search', arguments: { query: Array(11).fill('q') } }, ctx);
     expect(tooMany.error).toMatch(/query: must be a non-empty string or a list of 1 to 10 non-empty strings/);
+  });
+
+  it('cuts the text of a huge thrown object', async () => {
+    const out = await throwing({ rows: 'x'.repeat(100_000) }).run(
+      { name: 'flaky', arguments: {} },
+      {} as never,
+    );
+    expect(out.error!.length).toBeLessThan(2100);
   });
 });
