@@ -38,6 +38,11 @@ export interface ActivityDeps {
   onModelCall?: (e: { trajectoryId: string; step: number; kind: string; promptTokenRatio?: number }) => void;
   /** Observes every tool this worker runs (tests assert a branch does not repeat its prefix's tool calls). */
   onToolCall?: (e: { trajectoryId?: string; step?: number; tool: string }) => void;
+  /**
+   * Where the activities keep their router of each pool, made on first use: the worker's own, so it can close them
+   * (their subscriptions and timers) when it stops.
+   */
+  pools?: Map<string, PoolClient>;
 }
 
 export interface LlmStepInput {
@@ -139,7 +144,7 @@ export const NO_ACTION_OBSERVATION =
 
 export function createActivities(deps: ActivityDeps) {
   const content = new ContextStore(deps.blobs);
-  const pools = new Map<string, PoolClient>();
+  const pools = deps.pools ?? new Map<string, PoolClient>();
   const router = deps.config.router;
 
   function pool(name: string): PoolClient {

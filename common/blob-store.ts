@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
 
@@ -73,6 +73,7 @@ export class BlobStore {
   private readonly ttlMs: number;
   private readonly cacheBytes: number;
   private readonly replicas: number;
+  private readonly deletions: Subscription;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -84,11 +85,16 @@ export class BlobStore {
     this.ttlMs = opts.ttlMs ?? 0;
     this.cacheBytes = opts.cacheBytes ?? 64 * 1024 * 1024;
     this.replicas = opts.replicas ?? 1;
-    nc.subscribe(CONTENT_DELETED_SUBJECT, {
+    this.deletions = nc.subscribe(CONTENT_DELETED_SUBJECT, {
       callback: (err, msg) => {
         if (!err && NAMESPACE_RE.test(msg.string())) this.dropNamespace(msg.string());
       },
     });
+  }
+
+  /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */
+  close(): void {
+    this.deletions.unsubscribe();
   }
 
   /**

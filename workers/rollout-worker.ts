@@ -31,6 +31,7 @@ import {
   payloadConverterPath,
   temporalConnectionOptions,
 } from '../common/temporal.js';
+import type { PoolClient } from '../inference/pool-client.js';
 import { createToolRegistry } from '../tools/registry.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -121,6 +122,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   const connectionOptions = temporalConnectionOptions(config);
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
   const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs, replicas: config.store.replicas });
+  const pools = new Map<string, PoolClient>();
   const activities = createActivities({
     nc,
     blobs,
@@ -128,6 +130,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     config,
     onModelCall: opts.onModelCall,
     onToolCall: opts.onToolCall,
+    pools,
   });
   let connection: NativeConnection;
   try {
@@ -140,6 +143,10 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   }
   const ownsNc = !opts.nc;
   const closeConnections = async () => {
+    // On a connection the worker was given, its routers' and content store's subscriptions would outlive it.
+    for (const p of pools.values()) p.close();
+    pools.clear();
+    blobs.close();
     await connection.close().catch(() => {});
     if (!ownsNc) return;
     // A drain flushes first, which waits for a server that is down (the connection reconnects forever): bounded.

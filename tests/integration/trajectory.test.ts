@@ -26,7 +26,14 @@ import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../infer
 import { sampleQuestions } from '../../sim/world.js';
 import { ToolRegistry } from '../../tools/registry.js';
 import { createRolloutWorker } from '../../workers/rollout-worker.js';
-import { inProcessMember, inProcessWorker, useSuite, waitUntil } from '../helpers/stack.js';
+import {
+  inProcessMember,
+  inProcessWorker,
+  natsFor,
+  testConfig,
+  useSuite,
+  waitUntil,
+} from '../helpers/stack.js';
 
 const suite = useSuite();
 const { cfg } = suite;
@@ -325,6 +332,29 @@ describe('rollout worker lifecycle', () => {
     await w.shutdown();
     expect(w.nc.isClosed()).toBe(true);
     expect(w.worker.getState()).toBe('STOPPED');
+  });
+
+  it("a worker given a connection leaves none of its routers' or content store's subscriptions on it once stopped", async () => {
+    const own = testConfig();
+    const nc = await natsFor(own);
+    // Its own, not the connection's request inbox (made by the first request, kept for the connection's life).
+    const subscriptions = () =>
+      (
+        nc as unknown as { protocol: { subscriptions: { all(): { subject: string }[] } } }
+      ).protocol.subscriptions
+        .all()
+        .filter((s) => !s.subject.startsWith('_INBOX.')).length;
+    try {
+      const before = subscriptions();
+      const w = await inProcessWorker(own, { nc });
+      const [q] = sampleQuestions(1, 11);
+      await (await startTrajectory(suite.client, own, { question: q!.question, maxTurns: 4 })).result();
+      expect(subscriptions()).toBeGreaterThan(before); // the default pool's router listens for its members
+      await w.stop();
+      expect(subscriptions()).toBe(before);
+    } finally {
+      await nc.close();
+    }
   });
 });
 
