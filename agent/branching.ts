@@ -106,8 +106,12 @@ export function selectBranchSteps(
 
 export interface RoundCandidate {
   rolloutId: string;
-  /** The step this rollout was branched at; its earlier steps are its parent's and are not considered again. */
-  branchStep: number;
+  /**
+   * Lowest step that may be chosen. For a branch, the step after its branch point: its earlier steps are its
+   * parent's, and its step at the branch point was sampled from the state the previous round branched at, so
+   * branching there again would only sample that state once more.
+   */
+  minStep: number;
   steps: RegionScores[];
   /** Highest step that may be chosen (see selectBranchSteps on answer turns). */
   maxStep?: number;
@@ -119,9 +123,9 @@ export interface BranchPoint {
 }
 
 /**
- * Rounds after the first: the top-k (rollout, step) pairs among the previous round's branches of one initial
- * lineage, only at or after each branch's own branch point. Ties go to the earlier candidate, then the earlier
- * step. Each point then gets T branches, so every round adds M·K·T rollouts across the M lineages.
+ * Each round: the top-k (rollout, step) pairs among the previous round's rollouts of one initial lineage (the
+ * initial rollout itself in round 1), from each candidate's minStep on. Ties go to the earlier candidate, then the
+ * earlier step. Each point then gets T branches, so every round adds M·K·T rollouts across the M lineages.
  */
 export function selectRoundBranchPoints(
   candidates: readonly RoundCandidate[],
@@ -134,7 +138,7 @@ export function selectRoundBranchPoints(
   for (const c of candidates) {
     const hi = c.maxStep ?? c.steps.length - 1;
     c.steps.forEach((scores, step) => {
-      if (step < c.branchStep || step > hi) return;
+      if (step < c.minStep || step > hi) return;
       const point = { rolloutId: c.rolloutId, step };
       cands.push({ key: point, scores });
     });

@@ -245,8 +245,13 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
           branchSteps: [0],
         }),
       );
+      // Later rounds branch past each branch's own branch point: its step there was sampled from the state the
+      // previous round already branched at. (A question that chose its round-2 points before this rule replays as it
+      // ran: asked once, when round 2 is about to choose.)
+      let pastBranchPoint = false;
       for (let round = 1; round <= spec.r; round++) {
         throwIfCancelled();
+        if (round === 2) pastBranchPoint = patched('rounds-branch-past-branch-point');
         const next: typeof frontier = [];
         const roundRollouts: Promise<RolloutRecord>[] = [];
         for (const f of frontier) {
@@ -256,7 +261,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
             if (!out?.branchable?.length) return;
             candidates.push({
               rolloutId: id,
-              branchStep: f.branchSteps[i]!,
+              minStep: round > 1 && pastBranchPoint ? f.branchSteps[i]! + 1 : f.branchSteps[i]!,
               steps: out.branchable.map((s) => s.regions),
               // An answer turn is never a branch point (as in the reference, which scores tool-call turns only).
               maxStep: lastBranchStep(out.branchable.length, out.steps, out.termination === 'answer'),

@@ -211,11 +211,17 @@ describe('ParallelMuse', () => {
       const round2 = await topPoints(
         result.rollouts
           .filter((r) => r.lineage.round === 1)
-          .map((r) => ({ id: r.rolloutId, from: r.lineage.branchStep! })),
+          // Past each branch's own branch point: its step there was sampled from the state round 1 branched at.
+          .map((r) => ({ id: r.rolloutId, from: r.lineage.branchStep! + 1 })),
       );
       expect(round2.length).toBeGreaterThan(0);
       for (const p of round2) expect(round1Ids).toContain(p.id);
       expect(pointsOf(2)).toEqual(expected(round2));
+      const byId = new Map(result.rollouts.map((r) => [r.rolloutId, r]));
+      for (const r of result.rollouts.filter((x) => x.lineage.round === 2 && x.origin === 'branch'))
+        expect(r.lineage.branchStep!).toBeGreaterThan(
+          byId.get(r.lineage.parentRolloutId!)!.lineage.branchStep!,
+        );
       // Only rollouts a later round branches from carry their branching facts into the question's history: in their
       // results, and in a branch's start (the parent's facts for the steps it reuses; a last-round branch gets the
       // tally of their uncertainty instead).

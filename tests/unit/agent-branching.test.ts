@@ -80,12 +80,12 @@ describe('selectBranchSteps', () => {
 });
 
 describe('selectRoundBranchPoints', () => {
-  it('ranks (rollout, step) pairs at or after each branch point', () => {
+  it('ranks (rollout, step) pairs from each minStep on', () => {
     const points = selectRoundBranchPoints(
       [
-        // branched at step 2: steps 0 and 1 are the parent's and are ignored despite their high scores
-        { rolloutId: 'b1', branchStep: 2, steps: [s(1, 9, 1), s(1, 9, 1), s(1, 1.5, 1), s(1, 1.1, 1)] },
-        { rolloutId: 'b2', branchStep: 1, steps: [s(1, 9, 1), s(1, 1.5, 1), s(1, 1.8, 1), s(3, null, 1)] },
+        // minStep 2: steps 0 and 1 are ignored despite their high scores
+        { rolloutId: 'b1', minStep: 2, steps: [s(1, 9, 1), s(1, 9, 1), s(1, 1.5, 1), s(1, 1.1, 1)] },
+        { rolloutId: 'b2', minStep: 1, steps: [s(1, 9, 1), s(1, 1.5, 1), s(1, 1.8, 1), s(3, null, 1)] },
       ],
       'tool_call_ppl',
       3,
@@ -100,7 +100,7 @@ describe('selectRoundBranchPoints', () => {
 
   it('supports mixed mode and maxStep', () => {
     const points = selectRoundBranchPoints(
-      [{ rolloutId: 'x', branchStep: 0, steps: [s(1, 2, 1), s(5, 1, 1), s(9, null, 1)], maxStep: 1 }],
+      [{ rolloutId: 'x', minStep: 0, steps: [s(1, 2, 1), s(5, 1, 1), s(9, null, 1)], maxStep: 1 }],
       'mixed_ppl',
       2,
     );
