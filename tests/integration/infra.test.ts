@@ -274,27 +274,34 @@ describe('a stale stack file', () => {
   });
 });
 
+/** `muse <command>` as a child process on a data directory and ports of its own; `output()` is all it printed. */
+async function museOnOwnPorts(command: 'up' | 'demo') {
+  const dataDir = tempDir();
+  const [temporalPort, natsPort] = [await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot, 'bin', 'muse.js'),
+      '--data-dir',
+      dataDir,
+      command,
+      '--temporal-port',
+      String(temporalPort),
+      '--nats-port',
+      String(natsPort),
+    ],
+    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let printed = '';
+  child.stdout!.on('data', (d: Buffer) => (printed += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (printed += d.toString()));
+  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+  return { dataDir, temporalPort, child, output: () => printed, exited };
+}
+
 describe('muse up', () => {
   it('interrupted while its servers start, stops them instead of leaving them running unrecorded', async () => {
-    const dataDir = tempDir();
-    const [temporalPort, natsPort] = [await freePort(), await freePort()];
-    const child = spawn(
-      process.execPath,
-      [
-        join(repoRoot, 'bin', 'muse.js'),
-        '--data-dir',
-        dataDir,
-        'up',
-        '--temporal-port',
-        String(temporalPort),
-        '--nats-port',
-        String(natsPort),
-      ],
-      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    const { dataDir, child, output, exited } = await museOnOwnPorts('up');
     // The servers of this data directory, by their command lines (both name a path inside it).
     const servers = () =>
       execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
@@ -307,7 +314,7 @@ describe('muse up', () => {
       expect(existsSync(stackFilePath(dataDir))).toBe(false);
       child.kill('SIGINT');
       expect(await exited).toBe(130);
-      expect(output).toMatch(/interrupted \(SIGINT\) while starting the servers/);
+      expect(output()).toMatch(/interrupted \(SIGINT\) while starting the servers/);
       await expect.poll(servers, { timeout: 15_000 }).toEqual([]);
     } finally {
       child.kill('SIGKILL');
@@ -318,34 +325,15 @@ describe('muse up', () => {
 
 describe('muse demo', () => {
   it('stops the servers it started when interrupted mid-run (they run detached: Ctrl-C does not reach them)', async () => {
-    const dataDir = tempDir();
-    const [temporalPort, natsPort] = [await freePort(), await freePort()];
-    const child = spawn(
-      process.execPath,
-      [
-        join(repoRoot, 'bin', 'muse.js'),
-        '--data-dir',
-        dataDir,
-        'demo',
-        '--temporal-port',
-        String(temporalPort),
-        '--nats-port',
-        String(natsPort),
-      ],
-      { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    const { dataDir, temporalPort, child, output, exited } = await museOnOwnPorts('demo');
     try {
-      await expect.poll(() => output, { timeout: 60_000, interval: 50 }).toMatch(/started \(policy/);
+      await expect.poll(output, { timeout: 60_000, interval: 50 }).toMatch(/started \(policy/);
       const { temporal, nats } = await stackStatus({ dataDir });
       const pids = [temporal?.record.pid ?? 0, nats?.record.pid ?? 0];
       expect(pids.every((p) => p > 0 && isProcessAlive(p))).toBe(true);
       child.kill('SIGINT');
       expect(await exited).toBe(130);
-      expect(output).toMatch(/interrupted \(SIGINT\); stopping the servers it started/);
+      expect(output()).toMatch(/interrupted \(SIGINT\); stopping the servers it started/);
       for (const pid of pids) expect(isProcessAlive(pid)).toBe(false);
       expect(await isPortInUse(temporalPort)).toBe(false);
     } finally {
