@@ -117,7 +117,7 @@ export class PoolMember {
   readonly id: string;
   /** Work and discovery subscriptions, which end when the member stops; cancels are taken until it has drained. */
   private readonly subs: Subscription[] = [];
-  private cancelSub?: Subscription;
+  private cancelSubs: Subscription[] = [];
   private timer?: NodeJS.Timeout;
   /** A load-change announcement waiting for minAnnounceIntervalMs to pass since the last one. */
   private pendingAnnounce?: NodeJS.Timeout;
@@ -160,11 +160,13 @@ export class PoolMember {
       nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }),
     );
     this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
-    this.cancelSub = nc.subscribe(subjects.cancel(pool, this.id), {
-      callback: (err, msg) => {
-        if (!err) this.onCancel(msg.data);
-      },
-    });
+    const onCancel = (err: Error | null, msg: Msg) => {
+      if (!err) this.onCancel(msg.data);
+    };
+    this.cancelSubs = [
+      nc.subscribe(subjects.cancel(pool, this.id), { callback: onCancel }),
+      nc.subscribe(subjects.cancelAny(pool), { callback: onCancel }),
+    ];
     this.subs.push(
       nc.subscribe(subjects.discover(pool), {
         callback: (err, msg) => {
@@ -193,7 +195,7 @@ export class PoolMember {
     while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < until) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    this.cancelSub?.unsubscribe();
+    for (const s of this.cancelSubs) s.unsubscribe();
     await this.opts.nc.flush().catch(() => {});
   }
 

@@ -440,7 +440,7 @@ export class PoolClient {
         if (state) state.outstanding--;
       }
       // Abandoned without an answer (timed out, member gone, caller cancelled): the member may still be working.
-      if (!answered && memberId) this.cancelOn(memberId, requestId);
+      if (!answered) this.cancelOn(memberId, requestId);
       const callerGaveUp = options.signal?.aborted === true;
       const refused =
         failure instanceof BadRequestError ||
@@ -477,11 +477,17 @@ export class PoolClient {
     );
   }
 
-  /** Tells a member to stop work nobody waits for any more; lost or late, the attempt's own timeout still ends it. */
-  private cancelOn(memberId: string, id: string): void {
+  /**
+   * Tells a member (whichever took it, for a request sent through the queue group) to stop work nobody waits for any
+   * more; lost or late, the attempt's own timeout still ends it.
+   */
+  private cancelOn(memberId: string | undefined, id: string): void {
     try {
       const cancel: CancelWire = { v: WIRE_VERSION, id };
-      this.opts.nc.publish(subjects.cancel(this.opts.pool, memberId), encodeWire(cancel));
+      const subject = memberId
+        ? subjects.cancel(this.opts.pool, memberId)
+        : subjects.cancelAny(this.opts.pool);
+      this.opts.nc.publish(subject, encodeWire(cancel));
     } catch {
       // best effort
     }

@@ -23,6 +23,8 @@ export const subjects = {
   placed: (pool: string) => `muse.pool.${pool}.placed`,
   /** A router gave up on a request it sent this member (timed out, cancelled, failed over): stop working on it. */
   cancel: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}.cancel`,
+  /** As cancel, for a request sent through the queue group: every member hears it, the one holding it stops. */
+  cancelAny: (pool: string) => `muse.pool.${pool}.cancel`,
 };
 
 /**

@@ -384,6 +384,35 @@ describe('abandoned attempts and stopping members', () => {
     expect(served).toEqual(['slow']);
     expect(other.member.stats.served).toBe(0);
   });
+  it('a request sent through the queue group (no member known to the router) is cancelled there too', async () => {
+    const pool = `queue-cancel-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    // Announces once at start, then not for a minute: the router below forgets it after its TTL.
+    const m = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'quiet',
+      backend: stall.backend,
+      announceIntervalMs: 60_000,
+    });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const c = client(pool, { memberTtlMs: 200, attemptTimeoutMs: 30_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 0, 5_000, 'the router to forget the quiet member');
+    const ctl = new AbortController();
+    const pending = c.generate(messages(14), params, { deadline: Date.now() + 60_000, signal: ctl.signal });
+    await waitUntil(
+      () => stall.started() === 1,
+      5_000,
+      'the request to reach the member through the queue group',
+    );
+    ctl.abort(new Error('activity cancelled'));
+    await expect(pending).rejects.toThrow(/activity cancelled/);
+    await waitUntil(() => stall.aborts.length === 1, 5_000, 'the member to drop the request');
+    expect(stall.aborts.map((a) => a.reason)).toEqual(['RequestCancelledError']);
+  });
+
   it('a stopping member still takes cancels while it finishes: a router that gives up frees its slot at once', async () => {
     const pool = `leave-cancel-${randomUUID().slice(0, 8)}`;
     const stall = stalling('stall');
