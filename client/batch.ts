@@ -186,10 +186,10 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     try {
       parsed = JSON.parse(line);
     } catch {
-      // Cut short by a crash: the start of a JSON object. That question's workflow result is simply fetched again.
-      // (Earlier versions kept such a line and appended after it, so one may also sit mid-file.) Text that is not
-      // even that is someone else's file.
-      if (!line.startsWith('{')) throw notResults(i);
+      // Cut short by a crash: the start of a result line. That question's workflow result is simply fetched again.
+      // (Earlier versions kept such a line and appended after it, so one may also sit mid-file.) Anything else is
+      // someone else's file.
+      if (!line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line)) throw notResults(i);
       lastCutShort = i === lines.length - 1;
       continue;
     }
@@ -239,6 +239,9 @@ export function batchJobId(output: string, asked?: string, fromResults?: string)
 export function defaultJobId(output: string): string {
   return `batch-${createHash('sha256').update(resolve(output)).digest('hex').slice(0, 10)}`;
 }
+
+/** How every result line begins (resultLine's first key), so a line cut short by a crash is told from other text. */
+const RESULT_LINE_START = '{"job":';
 
 /** One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape, accounting. */
 export function resultLine(jobId: string, workflowId: string, sharedHash: string, r: ParallelMuseResult) {

@@ -12,6 +12,7 @@ import {
   lockResults,
   openResults,
   readBatchFile,
+  resultLine,
   sharedBatchSpec,
 } from '../../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec } from '../../client/parallel-muse.js';
@@ -130,8 +131,16 @@ describe('results file', () => {
     expect(() => openResults(out, 'h')).toThrow(/line 2 is not a result/);
     expect(readFileSync(out, 'utf8')).toBe(`${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n${notes}`);
     // A line cut short mid-file (as earlier versions left one, appending after it) is still a results file.
-    writeFileSync(out, `{"workflowId": "w0", "sp\n${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n`);
+    writeFileSync(
+      out,
+      `{"job":"j","workflowId":"w0","sp\n${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n`,
+    );
     expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
+    // Lines that only look like objects (Python dicts) are not results cut short: refused, the file left whole.
+    const dicts = "{'question': 'a'}\n{'question': 'b'}";
+    writeFileSync(out, dicts);
+    expect(() => openResults(out, 'h')).toThrow(/line 1 is not a result/);
+    expect(readFileSync(out, 'utf8')).toBe(dicts);
   });
 
   it('names --out when it cannot be read (a directory, say)', () => {
@@ -159,7 +168,10 @@ describe('results file', () => {
   it('drops a last line cut short by a crash, so the file stays JSON lines and the next result a line of its own', () => {
     const out = join(tmp(), 'out.jsonl');
     const first = `${JSON.stringify({ workflowId: 'w1', spec: 'h', prediction: 'Zürich' })}\n`;
-    writeFileSync(out, `${first}{"workflowId": "w2", "sp`);
+    // As resultLine writes them, job first (what tells a line cut short from other text).
+    const written = JSON.stringify(resultLine('j', 'w2', 'h', { question: 'q', rollouts: [] } as never));
+    expect(written.startsWith('{"job":"j","workflowId":"w2"')).toBe(true);
+    writeFileSync(out, `${first}${written.slice(0, 40)}`);
     expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
     expect(readFileSync(out, 'utf8')).toBe(first);
     openResults(out, 'h');
