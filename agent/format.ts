@@ -75,8 +75,6 @@ function afterThink(text: string): string {
 }
 
 const ACTION_TAGS = ['<tool_call>', '<answer>', '<report>'] as const;
-/** What shows an action was written whole: its closing tag, or the response the model went on to imagine. */
-const ACTION_ENDS = ['</tool_call>', '</answer>', '</report>', '<tool_response>'] as const;
 
 /** Character range of a tag's content, end exclusive, untrimmed. */
 export interface TextSpan {
@@ -95,11 +93,11 @@ function splitThink(text: string): ThinkSplit {
   const close = text.indexOf('</think>');
   // The opening tag that belongs to this close: a model that writes past its action may open the next turn's.
   const open = close >= 0 ? text.lastIndexOf('<think>', close) : text.indexOf('<think>');
-  // A whole action ahead of that <think> (closed, or followed by a <tool_response> the model made up) was this
-  // turn's, its reasoning untagged: the <think> opens a turn the model ran on to imagine, whose action must not be
-  // taken for this one's. A tag merely mentioned in untagged reasoning ("no <answer> yet") is not an action.
+  // An action ahead of that <think> that the model ran on past was this turn's, its reasoning untagged: the <think>
+  // opens a turn the model went on to imagine, whose action must not be taken for this one's. A tag merely mentioned
+  // or quoted in untagged reasoning ("no <answer> yet", an example call) is not such an action.
   const action = firstActionTag(text, 0);
-  if (open >= 0 && action < open && ACTION_ENDS.some((end) => text.slice(action, open).includes(end)))
+  if (open >= 0 && action < open && ranOnPast(text, action, open))
     return { think: { start: 0, end: action }, tagged: false, rest: action };
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
@@ -110,6 +108,20 @@ function splitThink(text: string): ThinkSplit {
   // No closing tag: reasoning runs to the first action tag, so a truncated or sloppy turn keeps its action.
   const end = firstActionTag(text, start);
   return { think: { start, end }, tagged, rest: end };
+}
+
+/**
+ * Whether the action tag at `at` is closed by its own closing tag with nothing after it up to `next` but blanks and
+ * a <tool_response> the model imagined: a turn written whole and run on past, not a tag the reasoning mentions.
+ */
+function ranOnPast(text: string, at: number, next: number): boolean {
+  const tag = ACTION_TAGS.find((t) => text.startsWith(t, at))!;
+  const closeTag = `</${tag.slice(1)}`;
+  const close = text.indexOf(closeTag, at);
+  if (close < 0 || close + closeTag.length > next) return false;
+  let between = text.slice(close + closeTag.length, next).trim();
+  if (between.startsWith('<tool_response>') && between.endsWith('</tool_response>')) between = '';
+  return between === '';
 }
 
 /** Where the first action tag at or after `from` opens; the text's length when none does. */

@@ -217,6 +217,23 @@ describe('parseTurn', () => {
     expect(
       parseTurn('Hmm, <report> must summarise; <think> is closed now.</think><answer>Paris</answer>'),
     ).toMatchObject({ kind: 'answer', answer: 'Paris' });
+    // Nor are whole tags quoted in it, an example call or an empty answer, followed by more reasoning.
+    const example = '<tool_call>{"name":"visit","arguments":{"url":["u"]}}</tool_call>';
+    for (const reasoning of [
+      `The format is ${example}, and every turn starts with <think>. So I search.`,
+      'No <answer></answer> yet; write <think> first.',
+      "I won't write <answer> until the <tool_response> confirms it; <think> first.",
+    ])
+      expect(parseTurn(`${reasoning}</think>\n${call}`), reasoning).toMatchObject({
+        kind: 'tool_call',
+        call: { name: 'search' },
+      });
+    expect(parseTurn(`Example: ${example}. The next turn starts with <think> and I will`).kind).toBe(
+      'no_action',
+    );
+    expect(
+      parseTurn(`Per instructions <report>...</report> then <think>? ok.</think><report>R</report>\n${call}`),
+    ).toMatchObject({ kind: 'tool_call', report: 'R' });
   });
 
   it('does not take a tool call or answer quoted in the report for the action', () => {
