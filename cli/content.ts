@@ -29,6 +29,8 @@ export function registerContentCommands(program: Command): void {
         let n = 0;
         try {
           for await (const step of exportTrajectory(client, nc, id)) {
+            // The reader went away (| head): reading the rest from the store would be for nobody.
+            if (out.destroyed) break;
             out.write(`${JSON.stringify(step)}\n`);
             n++;
           }

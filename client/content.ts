@@ -31,16 +31,25 @@ export async function* exportTrajectory(
     );
   const result = (await handle.result()) as TrajectoryResult;
   const blobs = new BlobStore(nc);
-  for (const r of await readStepLog(blobs, result.log)) {
-    const { turnRef, observationRef, contextBefore: _c, ...meta } = r;
-    yield {
-      ...meta,
-      turn: await blobs.getText(turnRef),
-      ...(observationRef ? { observation: await blobs.getText(observationRef) } : {}),
-    };
+  try {
+    for (const r of await readStepLog(blobs, result.log)) {
+      const { turnRef, observationRef, contextBefore: _c, ...meta } = r;
+      yield {
+        ...meta,
+        turn: await blobs.getText(turnRef),
+        ...(observationRef ? { observation: await blobs.getText(observationRef) } : {}),
+      };
+    }
+  } finally {
+    blobs.close();
   }
 }
 
 export async function deleteJobContent(nc: NatsConnection, jobId: string): Promise<string[]> {
-  return (await new BlobStore(nc).deleteNamespace(namespaceFor(jobId))).deleted;
+  const blobs = new BlobStore(nc);
+  try {
+    return (await blobs.deleteNamespace(namespaceFor(jobId))).deleted;
+  } finally {
+    blobs.close();
+  }
 }

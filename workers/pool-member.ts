@@ -22,6 +22,7 @@ export async function startPoolMember(
   initTelemetry(opts.config, 'pool-member');
   const backend = createBackend(opts.backend);
   const nc = opts.nc ?? (await connectNats(opts.config, `muse-pool-${opts.pool}`));
+  const blobs = new BlobStore(nc, { ttlMs: opts.config.store.ttlMs, replicas: opts.config.store.replicas });
   const member = new PoolMember({
     nc,
     pool: opts.pool,
@@ -29,13 +30,14 @@ export async function startPoolMember(
     id: opts.id,
     model: opts.backend.model,
     capacity: opts.capacity,
-    blobs: new BlobStore(nc, { ttlMs: opts.config.store.ttlMs, replicas: opts.config.store.replicas }),
+    blobs,
   });
   await member.start();
   return {
     member,
     async stop() {
       await member.stop();
+      blobs.close();
       await backend.close?.();
       if (!opts.nc) await nc.drain().catch(() => {});
     },
