@@ -30,7 +30,7 @@ export function registerContentCommands(program: Command): void {
         try {
           for await (const step of exportTrajectory(client, nc, id)) {
             // The reader went away (| head): reading the rest from the store would be for nobody.
-            if (out.destroyed) break;
+            if (!out.writable) break;
             out.write(`${JSON.stringify(step)}\n`);
             n++;
           }
