@@ -111,7 +111,7 @@ export function lockResults(output: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = lockHolder(lock);
       if (attempt === 0 && holder === 'stale') {
-        rmSync(lock, { force: true });
+        takeOverStale(lock, mine, output);
         continue;
       }
       const who = holder && holder !== 'stale' ? ` (pid ${holder.pid} on ${holder.host})` : '';
@@ -129,6 +129,29 @@ export function lockResults(output: string): () => void {
     process.off('exit', release);
     release();
   };
+}
+
+/**
+ * Removes a stale lock so the caller can create its own, one process at a time: two re-runs that both read the
+ * lock as stale would otherwise each remove it, the second removing the lock the first just made, and both write.
+ * Whoever holds `<lock>.takeover` (created exclusively) checks again and removes; the other is told the lock is busy.
+ */
+function takeOverStale(lock: string, mine: string, output: string): void {
+  const marker = `${lock}.takeover`;
+  try {
+    writeFileSync(marker, mine, { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    throw new BatchError(
+      `another muse batch is taking over the lock of ${output} (--out); try again, or delete ${marker} if no other ` +
+        'muse batch is running',
+    );
+  }
+  try {
+    if (lockHolder(lock) === 'stale') rmSync(lock, { force: true });
+  } finally {
+    rmSync(marker, { force: true });
+  }
 }
 
 function lockHolder(lock: string): { pid: number; host: string } | 'stale' | undefined {

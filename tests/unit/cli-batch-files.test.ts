@@ -1,8 +1,9 @@
 // The batch runner's files and ids, without a server: input lines, workflow ids, the results file and its lock.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   assignWorkflowIds,
@@ -204,4 +205,51 @@ describe('results lock', () => {
     writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: `not-${hostname()}` }));
     expect(() => lockResults(out)).toThrow(/another muse batch/);
   });
+
+  it('two re-runs taking over one stale lock at the same moment: never both get it', async () => {
+    const batchModule = fileURLToPath(new URL('../../client/batch.ts', import.meta.url));
+    // Each waits for the same instant, then tries, and prints "got" (then holds the lock until killed) or the error.
+    const contender = `
+      const { lockResults } = await import(${JSON.stringify(batchModule)});
+      const [out, at] = process.argv.slice(-2);
+      while (Date.now() < Number(at)) {}
+      try { lockResults(out); console.log('got'); setInterval(() => {}, 1000); }
+      catch (e) { console.log(e.name); }`;
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    for (let trial = 0; trial < 6; trial++) {
+      const out = join(tmp(), 'out.jsonl');
+      writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: hostname() }));
+      const at = String(Date.now() + 1500);
+      const children: ReturnType<typeof spawn>[] = [];
+      const run = () =>
+        new Promise<string>((ok) => {
+          const c = spawn(process.execPath, [
+            '--import',
+            'tsx',
+            '--input-type=module',
+            '-e',
+            contender,
+            out,
+            at,
+          ]);
+          children.push(c);
+          let text = '';
+          c.stdout!.on('data', (d: Buffer) => {
+            text += d.toString();
+            if (text.includes('\n')) ok(text.trim());
+          });
+          c.on('exit', () => ok(text.trim()));
+        });
+      try {
+        const results = await Promise.all([run(), run()]);
+        expect(
+          results.filter((r) => r === 'got'),
+          results.join(', '),
+        ).toHaveLength(1);
+        expect(existsSync(`${out}.lock.takeover`)).toBe(false);
+      } finally {
+        for (const c of children) c.kill('SIGKILL');
+      }
+    }
+  }, 60_000);
 });
