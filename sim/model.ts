@@ -344,21 +344,19 @@ const ANSWER_LINE_RE = /^Answer: (.+)$/gm;
 
 /**
  * Every closed <tag>…</tag>, in order, with where it opens. With indexOf: a lazy regex rescans to the end of the
- * text after each unclosed opener, quadratic in garbage that repeats one.
+ * text after each unclosed opener (quadratic in garbage that repeats one, cubic with blanks around the body).
  */
-function closedTags(text: string, tag: string): { at: number; body: string }[] {
+function* closedTags(text: string, tag: string): Generator<{ at: number; body: string }> {
   const open = `<${tag}>`;
   const close = `</${tag}>`;
-  const out: { at: number; body: string }[] = [];
   for (let from = 0; ; ) {
     const at = text.indexOf(open, from);
-    if (at < 0) break;
+    if (at < 0) return;
     const end = text.indexOf(close, at + open.length);
-    if (end < 0) break;
-    out.push({ at, body: text.slice(at + open.length, end) });
+    if (end < 0) return;
+    yield { at, body: text.slice(at + open.length, end) };
     from = end + close.length;
   }
-  return out;
 }
 const STEP_RE = /^## Step \d+/gm;
 const EARLIER_SUMMARY = '## Summary of earlier work\n';
@@ -420,7 +418,7 @@ function strings(v: unknown): string[] {
 /** The agent's tool calls in a history: in their tags, or as a rendered trajectory lists them. */
 function toolCallBodies(text: string): string[] {
   return [
-    ...closedTags(text, 'tool_call').map((t) => t.body),
+    ...Array.from(closedTags(text, 'tool_call'), (t) => t.body),
     ...[...text.matchAll(TOOL_LINE_RE)].map((m) => m[1]!),
   ];
 }
@@ -834,15 +832,9 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
 // ---------------------------------------------------------------------------------------------
 // Task detection and prompt parsing.
 
-/**
- * The question inside the first closed <question>…</question>, trimmed. Found with indexOf: a lazy regex between
- * whitespace runs took cubic time on an unclosed tag followed by blanks (a 3 KB request froze the server for 12 s).
- */
+/** The question inside the first closed <question>…</question>, trimmed. */
 function questionTag(text: string): string | null {
-  const open = text.indexOf('<question>');
-  if (open < 0) return null;
-  const close = text.indexOf('</question>', open);
-  return close < 0 ? null : text.slice(open + '<question>'.length, close).trim();
+  return closedTags(text, 'question').next().value?.body.trim() ?? null;
 }
 
 function lastUser(messages: readonly ChatMessage[]): { index: number; content: string } {
