@@ -378,7 +378,7 @@ export class PoolClient {
         ? subjects.member(this.opts.pool, memberId)
         : subjects.generate(this.opts.pool);
       const state = memberId ? this.members.get(memberId) : undefined;
-      const unroute = memberId ? this.policy.onRouted(memberId, route) : undefined;
+      const unroute = memberId ? this.policy.onRouted?.(memberId, route) : undefined;
       if (state) state.outstanding++;
       let answered = false;
       let failure: unknown;
@@ -452,22 +452,16 @@ export class PoolClient {
       if (callerGaveUp) throw options.signal!.reason;
       if (refused) throw failure;
       errors.push(`${memberId ?? 'queue-group'}: ${describe(failure)}`);
-      if (memberId && failure instanceof MemberFailure && !failure.memberFault)
-        tried.set(memberId, 'backpressure');
-      // Turned away unserved (overloaded, stopping) or never received: the member does not hold the prompt.
-      const turnedAway =
-        (failure instanceof MemberFailure && !failure.memberFault) ||
-        (failure instanceof RequestError && failure.isNoResponders());
-      if (turnedAway) unroute?.();
+      // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
+      // member does not hold the prompt.
+      const backpressure = failure instanceof MemberFailure && !failure.memberFault;
+      const noResponders = failure instanceof RequestError && failure.isNoResponders();
+      if (backpressure || noResponders) unroute?.();
+      if (memberId && backpressure) tried.set(memberId, 'backpressure');
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts. A member that announced it is
       // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.
-      if (
-        failure instanceof RequestError &&
-        failure.isNoResponders() &&
-        memberId &&
-        this.members.get(memberId)?.leavingSince === undefined
-      )
+      if (noResponders && memberId && this.members.get(memberId)?.leavingSince === undefined)
         this.dropMember(memberId, `member ${memberId} has no responders`);
       if (failure instanceof MemberFailure && !failure.retryable) break;
       await pause(attempt);

@@ -34,11 +34,11 @@ export interface RoutingPolicy {
   /** Every healthy member, best first; unhealthy members are left out. */
   rank(req: RouteRequest, members: MemberView[]): string[];
   /**
-   * The request was sent to this member (called once per attempt that was actually sent). May return an undo, which
+   * The request was sent to this member (called once per attempt that was actually sent). Returns an undo, which
    * the router calls when the member turned the request away (overloaded, stopping, not listening): it never held
    * the prompt.
    */
-  onRouted(memberId: string, req: RouteRequest): (() => void) | undefined;
+  onRouted?(memberId: string, req: RouteRequest): () => void;
   /** The member served the request; `promptTokens` is the prompt length its server counted. */
   onServed?(memberId: string, req: RouteRequest, promptTokens: number): void;
   /** Another router's request with these prefix keys was served by the member. */
@@ -79,9 +79,6 @@ export class RoundRobinPolicy implements RoutingPolicy {
     return [...healthy.slice(start), ...healthy.slice(0, start)].map((m) => m.id);
   }
 
-  onRouted(): undefined {
-    return undefined;
-  }
   onMemberGone(): void {}
 }
 
@@ -95,9 +92,6 @@ export class LeastLoadedPolicy implements RoutingPolicy {
     return leastLoadedOrder(members.filter((m) => m.healthy)).map((m) => m.id);
   }
 
-  onRouted(): undefined {
-    return undefined;
-  }
   onMemberGone(): void {}
 }
 
@@ -293,9 +287,7 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
     this.index.record(memberId, prefixKeys);
   }
 
-  onServed(memberId: string, req: RouteRequest, promptTokens: number): void {
-    // Again: a concurrent attempt with the same prefix that the member turned away may have taken the keys back.
-    this.index.record(memberId, req.prefixKeys);
+  onServed(_memberId: string, req: RouteRequest, promptTokens: number): void {
     if (!(promptTokens > 0) || !(req.prefixChars && req.prefixChars > 0)) return;
     this.servedChars += req.prefixChars;
     this.servedTokens += promptTokens;

@@ -34,7 +34,7 @@ function req(text: string, stickyKey?: string): RouteRequest {
 function route(policy: RoutingPolicy, members: MemberView[], r: RouteRequest): string {
   const ranked = policy.rank(r, members);
   const id = ranked[0]!;
-  policy.onRouted(id, r);
+  policy.onRouted?.(id, r);
   members.find((m) => m.id === id)!.inFlight++;
   return id;
 }
