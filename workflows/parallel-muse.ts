@@ -261,7 +261,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
             if (!out?.branchable?.length) return;
             candidates.push({
               rolloutId: id,
-              minStep: round > 1 && pastBranchPoint ? f.branchSteps[i]! + 1 : f.branchSteps[i]!,
+              minStep: f.branchSteps[i]! + (pastBranchPoint ? 1 : 0),
               steps: out.branchable.map((s) => s.regions),
               // An answer turn is never a branch point (as in the reference, which scores tool-call turns only).
               maxStep: lastBranchStep(out.branchable.length, out.steps, out.termination === 'answer'),
