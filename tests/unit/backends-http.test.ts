@@ -1,3 +1,4 @@
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { describe, expect, it } from 'vitest';
 import {
   BackendHttpError,
@@ -124,8 +125,16 @@ describe('postJson', () => {
     );
     expect(err).toBeInstanceOf(BackendUnavailableError);
     expect(String((err as Error).message)).toMatch(/Headers Timeout/i);
-    // ...and the one postJson uses by default has none: only the request's deadline bounds it.
-    expect(await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 0 })).toEqual({ ok: true });
+    // ...and postJson's own has none: with the process-wide pool (what Node's fetch uses) limited the same way, the
+    // global fetch is cut off while postJson waits; only the request's deadline bounds it.
+    const previous = getGlobalDispatcher();
+    setGlobalDispatcher(new Agent({ headersTimeout: 500, bodyTimeout: 500 }));
+    try {
+      await expect(fetch(s.url, { method: 'POST', body: '{}' })).rejects.toThrow(/fetch failed/);
+      expect(await postJson(s.url, {}, { deadline: Date.now() + 5000, retries: 0 })).toEqual({ ok: true });
+    } finally {
+      setGlobalDispatcher(previous);
+    }
     await expect(postJson(s.url, {}, { deadline: Date.now() + 700, retries: 0 })).rejects.toThrow(
       BackendDeadlineError,
     );
