@@ -1,5 +1,4 @@
 // Process commands: the local stack (up/down), rollout workers and pool members.
-
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import { readNamedFile } from '../common/config.js';
