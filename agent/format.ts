@@ -96,9 +96,11 @@ function splitThink(text: string): ThinkSplit {
   // An action ahead of that <think> that the model ran on past was this turn's, its reasoning untagged: the <think>
   // opens a turn the model went on to imagine, whose action must not be taken for this one's. A tag merely mentioned
   // or quoted in untagged reasoning ("no <answer> yet", an example call) is not such an action.
-  const action = firstActionTag(text, 0);
-  if (open >= 0 && action < open && ranOnPast(text, action, open))
-    return { think: { start: 0, end: action }, tagged: false, rest: action };
+  if (open >= 0) {
+    const action = firstActionTag(text, 0);
+    if (action < open && ranOnPast(text, action, open))
+      return { think: { start: 0, end: action }, tagged: false, rest: action };
+  }
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
   const tagged = open >= 0 || close >= 0;
