@@ -427,6 +427,11 @@ export class PoolClient {
           throw new BackendRejectedError(
             `${memberId ?? 'pool member'}'s server rejected the request: ${message}`,
           );
+        // The member's deadline is this attempt's (the header): its answer that it ran out is this attempt timing
+        // out, and can beat the router's own timer by a millisecond. Fail over as on a timeout, counted against the
+        // member as one is: unless the attempt ended at the request's own deadline.
+        if (code === 'deadline_exceeded')
+          throw new MemberFailure(`${code}: ${message}`, true, timeout >= attemptLimit);
         // A full queue is backpressure, and a stopping member is going anyway: fail over without counting either
         // against the member.
         throw new MemberFailure(

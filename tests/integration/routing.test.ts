@@ -11,6 +11,7 @@ import { PoolMember } from '../../inference/member.js';
 import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
 import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
 import { messagesPrefixKeys } from '../../inference/router/prefix.js';
+import { BackendDeadlineError } from '../../inference/types.js';
 import {
   decodeWire,
   encodeWire,
@@ -329,6 +330,24 @@ describe('abandoned attempts and stopping members', () => {
     await waitUntil(() => stall.aborts.length === 1, 5_000, 'the stalled attempt aborted');
     // Stopped when the router failed over (~400 ms), not at the 60 s deadline.
     expect(stall.aborts[0]!.at - t0).toBeLessThan(5_000);
+  });
+
+  it("a member that answers its attempt ran out (its deadline is the attempt's) is failed over, as a timeout is", async () => {
+    const pool = `late-${randomUUID().slice(0, 8)}`;
+    // What a member's own attempt timer does when it fires a moment before the router's.
+    await start(pool, 'late', {
+      kind: 'late',
+      generate: () => Promise.reject(new BackendDeadlineError('request passed its deadline', Date.now())),
+    });
+    await member(pool, 'other');
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+      (k) => rendezvousScore(k, 'late') > rendezvousScore(k, 'other'),
+    )!;
+    const g = await c.generate(messages(4), params, { deadline: deadline(), stickyKey });
+    expect(g.memberId).toBe('other');
   });
 
   it("cancelling the caller's request stops the member's work at once", async () => {
