@@ -7,6 +7,7 @@ import type { StepLogSegment } from '../agent/trajectory.js';
 import type { TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import { readStepLog } from '../common/step-log.js';
+import { servedBy } from '../inference/types.js';
 import type { ContextStore } from './content.js';
 import type { CallModel } from './index.js';
 import { generateParams, type SamplingInput } from './sampling.js';
@@ -64,9 +65,13 @@ export function createAggregationActivities(deps: {
 }) {
   const { blobs, content, callModel } = deps;
   return {
-    async reportStep(
-      input: ReportInput,
-    ): Promise<{ reportRef: string; usage: TokenUsage; reportChars: number; trajectoryChars: number }> {
+    async reportStep(input: ReportInput): Promise<{
+      reportRef: string;
+      usage: TokenUsage;
+      model: string;
+      reportChars: number;
+      trajectoryChars: number;
+    }> {
       const records = await readStepLog(blobs, input.segments);
       const steps = await Promise.all(
         records.map(async (s) => ({
@@ -91,12 +96,12 @@ export function createAggregationActivities(deps: {
       const report = parseReport(g.text) ?? g.text.trim();
       const reportRef = await content.putText(namespaceFor(input.jobId), report);
       const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
-      return { reportRef, usage: g.usage, reportChars: report.length, trajectoryChars };
+      return { reportRef, usage: g.usage, model: servedBy(g), reportChars: report.length, trajectoryChars };
     },
 
     async integrateStep(
       input: IntegrateInput,
-    ): Promise<{ answer: string | null; usage: TokenUsage; contextChars: number }> {
+    ): Promise<{ answer: string | null; usage: TokenUsage; model: string; contextChars: number }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
       const messages = integrationMessages(input.question, reports);
       const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
@@ -107,6 +112,7 @@ export function createAggregationActivities(deps: {
       return {
         answer: parseAnswer(g.text),
         usage: g.usage,
+        model: servedBy(g),
         contextChars: messages.reduce((n, m) => n + m.content.length, 0),
       };
     },
@@ -121,7 +127,7 @@ export function createAggregationActivities(deps: {
       pool: string;
       model?: string;
       sampling: SamplingInput;
-    }): Promise<{ correct: boolean | null; usage: TokenUsage }> {
+    }): Promise<{ correct: boolean | null; usage: TokenUsage; model: string }> {
       const g = await callModel(
         input.pool,
         judgeMessages(input.question, input.gold, input.prediction),
@@ -129,7 +135,7 @@ export function createAggregationActivities(deps: {
         { model: input.model, jobId: input.jobId },
       );
       const j = parseJudgement(g.text);
-      return { correct: j === null ? null : j === 'correct', usage: g.usage };
+      return { correct: j === null ? null : j === 'correct', usage: g.usage, model: servedBy(g) };
     },
   };
 }

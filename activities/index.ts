@@ -20,7 +20,7 @@ import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
 import { writeStepLog } from '../common/step-log.js';
 import { PoolClient } from '../inference/pool-client.js';
-import { ContextLengthError, type GenerateParams, type Generation } from '../inference/types.js';
+import { ContextLengthError, type GenerateParams, type Generation, servedBy } from '../inference/types.js';
 import type { ToolOutcome, ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
@@ -77,6 +77,8 @@ export type LlmStepResult =
       regions: RegionScores;
       usage: TokenUsage;
       memberId: string;
+      /** servedBy's label; absent in results recorded before it was added. */
+      model?: string;
       finishReason: 'stop' | 'length';
       /** This turn's prompt as estimated before the call (uncalibrated): with usage.promptTokens, the next ratio. */
       estimatedPromptTokens: number;
@@ -125,6 +127,8 @@ export interface SummarizeResult {
   status?: 'summarized' | 'max_context';
   contextRef: string;
   usage: TokenUsage;
+  /** servedBy's label of the summary's generation, when there was one. */
+  model?: string;
   reason?: string;
 }
 
@@ -297,6 +301,7 @@ export function createActivities(deps: ActivityDeps) {
         regions: g.regions,
         usage: g.usage,
         memberId: g.memberId,
+        model: servedBy(g),
         finishReason: g.finishReason,
         estimatedPromptTokens: rawEstimate,
       };
@@ -390,6 +395,7 @@ export function createActivities(deps: ActivityDeps) {
           status: 'max_context',
           contextRef: input.contextRef,
           usage: g.usage,
+          model: servedBy(g),
           reason: `the summary was cut off at ${input.sampling.maxTokensPerTurn} tokens`,
         };
       const summary = parseSummary(g.text) ?? g.text.trim();
@@ -398,7 +404,7 @@ export function createActivities(deps: ActivityDeps) {
         input.policy,
         policy.applySummary(state, summary),
       );
-      return { status: 'summarized', contextRef, usage: g.usage };
+      return { status: 'summarized', contextRef, usage: g.usage, model: servedBy(g) };
     },
 
     async saveStepLog(input: { jobId: string; records: StepRecord[] }): Promise<string> {

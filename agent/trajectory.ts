@@ -20,6 +20,8 @@ export interface StepRecord {
   regions: RegionScores;
   usage: TokenUsage;
   memberId: string;
+  /** What generated the turn (servedBy's label: a simulator says so); absent in records written before it was kept. */
+  model?: string;
   /** resum: set when a summary turn ran before this step. */
   summarized?: boolean;
 }
@@ -45,6 +47,15 @@ export function addUsage(total: UsageTotals, u: Partial<UsageTotals>): UsageTota
     toolCalls: total.toolCalls + (u.toolCalls ?? 0),
     llmCalls: total.llmCalls + (u.llmCalls ?? 0),
   };
+}
+
+/** More than this many distinct labels is a misconfigured pool, not information: the list stops growing. */
+const MAX_MODEL_LABELS = 8;
+
+/** `models` with `label` added when it is new (see TrajectoryResult.models); unchanged for an absent label. */
+export function noteModel(models: readonly string[], label: string | undefined): string[] {
+  if (label === undefined || models.includes(label) || models.length >= MAX_MODEL_LABELS) return [...models];
+  return [...models, label];
 }
 
 /** A segment of a trajectory's step log: the records of `ref` with step < untilStep (a branch's reused prefix). */
@@ -94,6 +105,11 @@ export interface TrajectoryResult {
   /** Server prompt tokens per estimated token at the last turn; a branch starts its window checks from it. */
   promptTokenRatio?: number;
   runs: number;
+  /**
+   * What generated this trajectory's own turns and summaries (servedBy's labels, in order of first use): a
+   * simulator's text is labelled as such wherever results are shown.
+   */
+  models?: string[];
 }
 
 export interface TrajectoryProgress {

@@ -55,6 +55,7 @@ export function summarizeTrajectory(r: TrajectoryResult): string {
     `  termination: ${r.termination}${r.error ? ` (${r.error})` : ''}`,
     `  steps      : ${r.steps} (${u.toolCalls} tool calls, ${u.llmCalls} model calls, ${r.runs} workflow run${r.runs > 1 ? 's' : ''})`,
     `  tokens     : ${u.promptTokens} prompt (${u.cachedPromptTokens} from prefix cache, ${cacheRate}%), ${u.completionTokens} completion`,
+    `  model      : ${r.models?.join(', ') || '(no model call)'}`,
     `  workflow   : ${r.trajectoryId}`,
   ].join('\n');
 }
@@ -68,6 +69,7 @@ export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?
     steps: r.steps,
     usage: r.usage,
     runs: r.runs,
+    models: r.models ?? [],
     ...(r.error ? { error: r.error } : {}),
     ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
   };
@@ -89,5 +91,6 @@ export function statusResult(type: string, result: unknown) {
     rolloutIds: r.rollouts.map((ro) => ro.rolloutId),
     terminations,
     plan: r.plan,
+    models: r.models ?? [],
   };
 }

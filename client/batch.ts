@@ -18,6 +18,7 @@ import { dirname, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { ParallelMuseSpec, ParallelMuseSpecInput } from '../agent/job.js';
+import { noteModel } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig, readNamedFile } from '../common/config.js';
 import { isProcessAlive } from '../infra/services.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -282,6 +283,7 @@ export function resultLine(jobId: string, workflowId: string, sharedHash: string
     plan: r.plan,
     accounting: r.accounting,
     compression: r.compression ?? null,
+    models: r.models ?? [],
     excluded: r.excluded,
     rollouts: r.rollouts.map((ro) => ({
       question: r.question,
@@ -326,6 +328,8 @@ export interface BatchSummary {
    * corrected after they ran): left out of the accuracy.
    */
   answerChanged: { line: number; judgedAgainst: string | null; now: string }[];
+  /** What generated this run's completed questions (ParallelMuseResult.models). */
+  models: string[];
 }
 
 /** The batch's questions, read before anything starts; refuses a results file that is the questions file. */
@@ -354,6 +358,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       correct: 0,
       scored: 0,
       answerChanged: [],
+      models: [],
     };
     const queue = assignWorkflowIds(items, jobId, hash);
     const report = (last?: string) =>
@@ -410,6 +415,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           );
           appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
           summary.completed++;
+          summary.models = (result.models ?? []).reduce(noteModel, summary.models);
           score(item, result.answer ?? null, result.correct ?? null);
           report(result.prediction ?? '(no answer)');
         } catch (err) {

@@ -322,6 +322,7 @@ export class PoolMember {
           usage: raw.usage,
           finishReason: raw.finishReason,
           model: raw.model,
+          backend: this.opts.backend.kind,
           memberId: this.id,
         };
       } finally {

@@ -62,7 +62,18 @@ export interface Generation {
   usage: TokenUsage;
   finishReason: 'stop' | 'length';
   model: string;
+  /** The member's backend kind ('sim', 'openai', 'sglang'); absent from members that predate it. */
+  backend?: string;
   memberId: string;
+}
+
+/**
+ * What produced a generation, as results show it: the model name and the backend serving it. The simulator's text is
+ * no model's, so its label says it was simulated whatever model name the simulator was given.
+ */
+export function servedBy(g: Pick<Generation, 'model' | 'backend'>): string {
+  if (g.backend === 'sim') return `${g.model} (simulator, not a language model)`;
+  return g.backend ? `${g.model} (${g.backend} backend)` : g.model;
 }
 
 /**

@@ -88,6 +88,7 @@ export const GenerationWire = z.object({
   }),
   finishReason: z.enum(['stop', 'length']),
   model: z.string(),
+  backend: z.string().max(100).optional(),
   memberId: z.string(),
 });
 

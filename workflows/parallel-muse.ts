@@ -35,6 +35,7 @@ import {
   emptyUsage,
   generationAllowanceMs,
   type Lineage,
+  noteModel,
   type TrajectoryResult,
   type UsageTotals,
 } from '../agent/trajectory.js';
@@ -99,6 +100,8 @@ export interface ParallelMuseResult {
     aggregation: UsageTotals;
   };
   compression?: { trajectoryChars: number; reportChars: number; integrationContextChars: number };
+  /** What generated the rollouts' turns and the aggregation calls (TrajectoryResult.models). */
+  models?: string[];
 }
 
 export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMuseResult> {
@@ -338,6 +341,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     uncertainty: r.uncertainty,
   }));
   let aggUsage = emptyUsage();
+  let aggModels: string[] = [];
   let compression: ParallelMuseResult['compression'];
   const aggPool = spec.aggregatorPool ?? tspec.pool;
   const aggModel = spec.aggregatorModel ?? tspec.model;
@@ -377,7 +381,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       r.error !== undefined ? [{ rolloutId: r.rolloutId, error: r.error }] : [],
     );
     const failed = failedReports.length > 0 ? { failedReports } : {};
-    for (const r of reports) aggUsage = addUsage(aggUsage, { ...r.usage, llmCalls: 1 });
+    for (const r of reports) {
+      aggUsage = addUsage(aggUsage, { ...r.usage, llmCalls: 1 });
+      aggModels = noteModel(aggModels, r.model);
+    }
     if (reports.length === 0)
       return { answer: null, support: 0, excluded, reason: 'every report call failed', ...failed };
     let integrated: Awaited<ReturnType<typeof aggregation.integrateStep>>;
@@ -397,6 +404,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       return { answer: null, support: 0, excluded, reason, ...failed };
     }
     aggUsage = addUsage(aggUsage, { ...integrated.usage, llmCalls: 1 });
+    aggModels = noteModel(aggModels, integrated.model);
     compression = {
       trajectoryChars: reports.reduce((n, r) => n + r.trajectoryChars, 0),
       reportChars: reports.reduce((n, r) => n + r.reportChars, 0),
@@ -436,6 +444,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
           sampling: tspec.sampling,
         });
         aggUsage = addUsage(aggUsage, { ...j.usage, llmCalls: 1 });
+        aggModels = noteModel(aggModels, j.model);
         judge = { method: 'llm', correct: j.correct };
       } catch (err) {
         judge = { method: 'llm', correct: null, error: containedFailure(err) };
@@ -446,6 +455,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
   const totals = rollouts.reduce((t, r) => addUsage(t, r.usage), emptyUsage());
   const reusedTokens = rollouts.reduce((n, r) => n + r.lineage.reusedCompletionTokens, 0);
   const reusedToolCalls = rollouts.reduce((n, r) => n + r.lineage.reusedToolCalls, 0);
+  const models = [...[...outputs.values()].flatMap((o) => o.models ?? []), ...aggModels].reduce<string[]>(
+    noteModel,
+    [],
+  );
   return {
     questionId,
     question: tspec.question,
@@ -475,6 +488,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       aggregation: aggUsage,
     },
     ...(compression ? { compression } : {}),
+    ...(models.length > 0 ? { models } : {}),
   };
 }
 

@@ -23,6 +23,7 @@ import {
   emptyUsage,
   generationAllowanceMs,
   type Lineage,
+  noteModel,
   type StepLogSegment,
   type StepRecord,
   type TrajectoryProgress,
@@ -96,6 +97,8 @@ interface CarriedState {
   summarized?: boolean;
   /** A branch's lineage, which its first run got with its branch input. */
   lineage?: Lineage;
+  /** TrajectoryResult.models so far; absent in the state of a run that continued-as-new from a version without it. */
+  models?: string[];
 }
 
 export const progressQuery = defineQuery<TrajectoryProgress>('progress');
@@ -150,6 +153,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
   let { step, contextRef, usage, lastAction, promptTokenRatio } = carried;
   let uncertainty = carried.uncertainty ?? tallyTurns((carried.branchable ?? []).map((s) => s.regions));
   let branchable = carried.branchable;
+  let models = carried.models ?? [];
   const log = [...carried.log];
   const records: StepRecord[] = [];
   let finished: { termination: Termination; prediction: string | null; error?: string } | undefined;
@@ -209,6 +213,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           promptTokenRatio,
           ...(summarized ? { summarized } : {}),
           ...(lineage ? { lineage } : {}),
+          ...(models.length > 0 ? { models } : {}),
         };
         return await continueAsNew<typeof trajectory>({
           spec,
@@ -242,6 +247,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
           promptTokenRatio,
         });
         usage = addUsage(usage, { ...s.usage, llmCalls: 1 });
+        models = noteModel(models, s.model);
         if (s.status === 'max_context') {
           lastAction = `could not summarise: ${s.reason ?? 'no usable summary'}`;
           finished = { termination: 'max_context', prediction: null };
@@ -257,6 +263,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
         break;
       }
       usage = addUsage(usage, { ...r.usage, llmCalls: 1 });
+      models = noteModel(models, r.model);
       // Window checks run on estimates; the server's count of this prompt says how far off they are.
       if (r.usage.promptTokens > 0 && r.estimatedPromptTokens > 0)
         promptTokenRatio = r.usage.promptTokens / r.estimatedPromptTokens;
@@ -269,6 +276,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
         regions: r.regions,
         usage: r.usage,
         memberId: r.memberId,
+        ...(r.model ? { model: r.model } : {}),
         ...(r.tool ? { tool: r.tool } : {}),
         ...(r.answer !== undefined ? { answer: r.answer } : {}),
         ...(summarized ? { summarized } : {}),
@@ -327,6 +335,7 @@ export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResu
     ...(lineage ? { lineage } : {}),
     ...(promptTokenRatio !== undefined ? { promptTokenRatio } : {}),
     runs: carried.run,
+    ...(models.length > 0 ? { models } : {}),
   };
   return result;
 }

@@ -151,6 +151,8 @@ describe('ParallelMuse', () => {
       // The check above means something only if some prefix had tool calls to repeat.
       expect(branches.some((r) => r.lineage.reusedToolCalls > 0)).toBe(true);
       expect(result.accounting.reuseFactor).toBeGreaterThan(1);
+      // Rollouts and aggregation calls alike ran on the simulator, and the result says so.
+      expect(result.models).toEqual(['muse-sim (simulator, not a language model)']);
     } finally {
       await worker.stop();
     }
@@ -661,8 +663,10 @@ describe('ParallelMuse', () => {
       expect(first.code, first.stderr).toBe(0);
       const a = JSON.parse(first.stdout);
       expect(a).toMatchObject({ reused: false, plan: { n: 2 } });
+      expect(a.models).toEqual(['muse-sim (simulator, not a language model)']);
       const same = await runMuse(args(2));
       expect(same.code, same.stderr).toBe(0);
+      expect(same.stdout).toContain('model      : muse-sim (simulator, not a language model)');
       expect(same.stderr).toMatch(new RegExp(`reusing run ${a.questionId}`));
       const changed = await runMuse([...args(3), '--json']);
       expect(changed.code, changed.stderr).toBe(0);

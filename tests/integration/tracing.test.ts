@@ -39,6 +39,7 @@ describe('tracing', () => {
       const args = ['--pool', 'traced-cli', '--max-turns', '20', q!.question];
       const run = await runMuse(cfg, ['run', ...args]).done;
       expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toContain('model      : muse-sim (simulator, not a language model)');
       // Only the CLI process started a workflow in this test, so the client span is muse run's.
       const { spans, inTrace } = await startedTrace(file);
       expect(inTrace.some((n) => n.startsWith('RunWorkflow:trajectory'))).toBe(true);
@@ -50,7 +51,10 @@ describe('tracing', () => {
       const consoleCfg = { ...cfg, telemetry: { ...cfg.telemetry, exporter: 'console' as const } };
       const json = await runMuse(consoleCfg, ['run', '--json', ...args]).done;
       expect(json.code, json.stderr).toBe(0);
-      expect(JSON.parse(json.stdout)).toMatchObject({ termination: expect.any(String) });
+      expect(JSON.parse(json.stdout)).toMatchObject({
+        termination: expect.any(String),
+        models: ['muse-sim (simulator, not a language model)'],
+      });
       expect(json.stderr).toContain('"name":"StartWorkflow:trajectory"');
     });
   });

@@ -375,6 +375,9 @@ describe('trajectory workflow', () => {
     const log = await stepLog(result.log);
     expect(log.map((s) => s.step)).toEqual([...Array(result.steps).keys()]);
     expect(log.at(-1)!.kind).toBe('answer');
+    // The simulator's text is labelled as such, in the result and on every step.
+    expect(result.models).toEqual(['muse-sim (simulator, not a language model)']);
+    for (const s of log) expect(s.model).toBe('muse-sim (simulator, not a language model)');
     for (const s of log.slice(0, -1)) expect(s.observationRef).toMatch(/^(kv|obj):/);
     expect(log[0]!.regions.all_ppl).toBeGreaterThan(1);
     const progress = await queryProgress(handle);
