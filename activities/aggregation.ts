@@ -1,13 +1,21 @@
 // ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
 // A report distils one trajectory; integration reads all reports and must choose one answer.
 import { CHARS_PER_ESTIMATED_TOKEN, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
+import {
+  clipText,
+  clipToShare,
+  MAX_ANSWER_CHARS,
+  outputComplete,
+  parseAnswer,
+  parseJudgement,
+  parseReport,
+} from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
 import type { StepLogSegment } from '../agent/trajectory.js';
 import type { TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import { readStepLog } from '../common/step-log.js';
-import { servedBy } from '../inference/types.js';
+import { ContextLengthError, servedBy } from '../inference/types.js';
 import type { ContextStore } from './content.js';
 import type { CallModel } from './index.js';
 import { generateParams, type SamplingInput } from './sampling.js';
@@ -38,6 +46,18 @@ export interface IntegrateInput {
   model?: string;
   sampling: SamplingInput;
   seed: number;
+  /** The window the integration prompt must fit beside its answer; absent in inputs recorded before it was. */
+  contextWindow?: number;
+  /** The largest ratio (see ReportInput) among the reported rollouts. */
+  promptTokenRatio?: number;
+}
+
+/**
+ * A report call that ran out of tokens (inside its reasoning, or before closing its report): what it wrote is not a
+ * report. Not retryable: the same prompt and seed give the same output; the rollout is left out of the integration.
+ */
+export class ReportCutOffError extends Error {
+  override readonly name = 'ReportCutOffError';
 }
 
 /** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
@@ -57,6 +77,29 @@ export function reportTrajectoryChars(input: ReportInput): number | undefined {
   const overhead = estimateTokens(reportMessages(input.question, ''));
   return Math.max(0, (budget - overhead) * CHARS_PER_ESTIMATED_TOKEN);
 }
+
+/**
+ * Characters of report text the integration prompt has room for, all reports together (see reportTrajectoryChars);
+ * undefined without the window. Each report is also wrapped in tags, counted in the overhead.
+ */
+export function integrationReportChars(input: IntegrateInput): number | undefined {
+  if (input.contextWindow === undefined) return undefined;
+  const budget = promptBudgetTokens(
+    input.contextWindow,
+    input.sampling.maxTokensPerTurn,
+    input.promptTokenRatio,
+  );
+  const overhead = estimateTokens(
+    integrationMessages(
+      input.question,
+      input.reportRefs.map(() => ''),
+    ),
+  );
+  return Math.max(0, (budget - overhead) * CHARS_PER_ESTIMATED_TOKEN);
+}
+
+/** However many reports share the window, each keeps at least this much: its opening says what the rollout found. */
+const MIN_REPORT_CHARS = 400;
 
 export function createAggregationActivities(deps: {
   blobs: BlobStore;
@@ -93,28 +136,59 @@ export function createAggregationActivities(deps: {
           jobId: input.jobId,
         },
       );
+      if (!outputComplete(g.text, g.finishReason, 'report'))
+        throw new ReportCutOffError(
+          `the report of ${input.rolloutId} was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn) before it was finished`,
+        );
       const report = parseReport(g.text) ?? g.text.trim();
       const reportRef = await content.putText(namespaceFor(input.jobId), report);
       const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
       return { reportRef, usage: g.usage, model: servedBy(g), reportChars: report.length, trajectoryChars };
     },
 
-    async integrateStep(
-      input: IntegrateInput,
-    ): Promise<{ answer: string | null; usage: TokenUsage; model: string; contextChars: number }> {
+    /**
+     * Reads every report and chooses one answer. The reports share the window (clipToShare): many long ones would
+     * otherwise make a prompt no server takes, costing the question its answer. A server that still counts the
+     * prompt as too long gets the reports cut to half, twice at most, as summarizeStep does.
+     */
+    async integrateStep(input: IntegrateInput): Promise<{
+      answer: string | null;
+      /** Why there is no answer, when the call gave none for a known reason. */
+      reason?: string;
+      usage: TokenUsage;
+      model: string;
+      contextChars: number;
+    }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
-      const messages = integrationMessages(input.question, reports);
-      const g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
-        model: input.model,
-        stickyKey: `${input.questionId}/integrate`,
-        jobId: input.jobId,
-      });
-      return {
-        answer: parseAnswer(g.text),
-        usage: g.usage,
-        model: servedBy(g),
-        contextChars: messages.reduce((n, m) => n + m.content.length, 0),
-      };
+      let budget = integrationReportChars(input) ?? reports.reduce((n, r) => n + r.length, 0);
+      for (let attempt = 0; ; attempt++) {
+        const messages = integrationMessages(input.question, clipToShare(reports, budget, MIN_REPORT_CHARS));
+        let g: Awaited<ReturnType<CallModel>>;
+        try {
+          g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
+            model: input.model,
+            stickyKey: `${input.questionId}/integrate`,
+            jobId: input.jobId,
+          });
+        } catch (err) {
+          if (!(err instanceof ContextLengthError) || attempt >= 2) throw err;
+          budget = Math.floor(budget / 2);
+          continue;
+        }
+        const complete = outputComplete(g.text, g.finishReason, 'answer');
+        const answer = complete ? parseAnswer(g.text) : null;
+        return {
+          answer: answer === null ? null : clipText(answer, MAX_ANSWER_CHARS),
+          ...(complete
+            ? {}
+            : {
+                reason: `the integration was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn)`,
+              }),
+          usage: g.usage,
+          model: servedBy(g),
+          contextChars: messages.reduce((n, m) => n + m.content.length, 0),
+        };
+      }
     },
 
     /** Model-graded correctness, like the reference's evaluation; `null` when the judge's output is unusable. */
@@ -127,13 +201,20 @@ export function createAggregationActivities(deps: {
       pool: string;
       model?: string;
       sampling: SamplingInput;
-    }): Promise<{ correct: boolean | null; usage: TokenUsage; model: string }> {
+    }): Promise<{ correct: boolean | null; reason?: string; usage: TokenUsage; model: string }> {
       const g = await callModel(
         input.pool,
         judgeMessages(input.question, input.gold, input.prediction),
         generateParams(input.sampling, 0),
         { model: input.model, jobId: input.jobId },
       );
+      if (!outputComplete(g.text, g.finishReason, 'judgement'))
+        return {
+          correct: null,
+          reason: `the judge was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn)`,
+          usage: g.usage,
+          model: servedBy(g),
+        };
       const j = parseJudgement(g.text);
       return { correct: j === null ? null : j === 'correct', usage: g.usage, model: servedBy(g) };
     },

@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { clipText, parseSummary, parseTurn, summaryComplete } from '../agent/format.js';
+import { clipText, outputComplete, parseSummary, parseTurn } from '../agent/format.js';
 import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
@@ -390,7 +390,7 @@ export function createActivities(deps: ActivityDeps) {
           budget = Math.floor(budget / 2);
         }
       }
-      if (!summaryComplete(g.text, g.finishReason))
+      if (!outputComplete(g.text, g.finishReason, 'summary'))
         return {
           status: 'max_context',
           contextRef: input.contextRef,

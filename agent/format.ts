@@ -293,6 +293,23 @@ export function clipText(text: string, max: number | undefined): string {
   return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
 }
 
+/**
+ * Texts clipped (clipText) so that together they take at most `maxChars`: texts shorter than an equal share stay
+ * whole and leave what they do not use to the longer ones, which share the rest equally. Each text is kept for at
+ * least `minChars`, so that none is reduced to nothing however many there are.
+ */
+export function clipToShare(texts: readonly string[], maxChars: number, minChars = 0): string[] {
+  const order = texts.map((t, i) => ({ i, length: t.length })).sort((a, b) => a.length - b.length);
+  const limits = new Array<number>(texts.length);
+  let left = Math.max(0, maxChars);
+  order.forEach(({ i, length }, k) => {
+    const share = Math.max(minChars, Math.floor(left / (order.length - k)));
+    limits[i] = Math.min(length, share);
+    left = Math.max(0, left - limits[i]!);
+  });
+  return texts.map((t, i) => clipText(t, limits[i]));
+}
+
 /** The <answer> of a free-form response (e.g. the integration call), reasoning skipped; null when absent. */
 export function parseAnswer(text: string): string | null {
   return extractLastTag(afterThink(text), 'answer');
@@ -307,15 +324,16 @@ export function parseSummary(text: string): string | null {
 }
 
 /**
- * Whether a ReSum summary turn finished: not cut off inside its reasoning, and either a closed <summary> or a
- * generation that stopped by itself. A cut-off one stored as the summary would replace the whole history with a
- * fragment.
+ * Whether a free-form response (a ReSum summary, an aggregation report, the integration's answer, a verdict)
+ * finished: not cut off inside its reasoning, and either a closed <tag> or a generation that stopped by itself.
+ * Parsing a cut-off one would take a fragment, or reasoning still under way, for the result: a summary that replaces
+ * the whole history, an answer the integration had not settled on.
  */
-export function summaryComplete(text: string, finishReason: 'stop' | 'length'): boolean {
+export function outputComplete(text: string, finishReason: 'stop' | 'length', tag: string): boolean {
   if (text.includes('<think>') && !text.includes('</think>')) return false;
   const body = afterThink(text);
-  const open = body.lastIndexOf('<summary>');
-  if (open >= 0 && body.indexOf('</summary>', open) >= 0) return true;
+  const open = body.lastIndexOf(`<${tag}>`);
+  if (open >= 0 && body.indexOf(`</${tag}>`, open) >= 0) return true;
   return finishReason !== 'length';
 }
 
@@ -341,11 +359,11 @@ export function parseJudgement(text: string): Judgement | null {
   const body = afterThink(text);
   const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
   const source = tagged ?? body;
-  // "not correct" is a verdict of incorrect (and "not incorrect" of correct), not the word it negates.
+  // "not correct" / "isn't correct" is a verdict of incorrect (and "not incorrect" of correct), not the word it negates.
   const words = source
     .toLowerCase()
-    .match(/\b(?:not\s+)?(?:incorrect|correct)\b/g)
-    ?.map((w) => (w.startsWith('not') ? (w.endsWith('incorrect') ? 'correct' : 'incorrect') : w));
+    .match(/\b(?:(?:not|\w*n['’]t)\s+)?(?:incorrect|correct)\b/g)
+    ?.map((w) => (/\s/.test(w) ? (w.endsWith('incorrect') ? 'correct' : 'incorrect') : w));
   const last = words?.[words.length - 1];
   if (tagged !== null) {
     // Inside the tag only one verdict may be given.

@@ -398,6 +398,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         model: aggModel,
         sampling: tspec.sampling,
         seed: seedFor('integrate'),
+        contextWindow: tspec.contextWindow,
+        ...integrationRatio(
+          reported.flatMap((r) => (r.report ? [outputs.get(r.rolloutId)?.promptTokenRatio] : [])),
+        ),
       });
     } catch (err) {
       const reason = `the integration call failed: ${containedFailure(err)}`;
@@ -417,7 +421,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
       answer: integrated.answer,
       support,
       excluded,
-      ...(integrated.answer ? {} : { reason: 'the integration call gave no answer' }),
+      ...(integrated.answer ? {} : { reason: integrated.reason ?? 'the integration call gave no answer' }),
       ...failed,
     };
   };
@@ -445,7 +449,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         });
         aggUsage = addUsage(aggUsage, { ...j.usage, llmCalls: 1 });
         aggModels = noteModel(aggModels, j.model);
-        judge = { method: 'llm', correct: j.correct };
+        judge = { method: 'llm', correct: j.correct, ...(j.reason ? { error: j.reason } : {}) };
       } catch (err) {
         judge = { method: 'llm', correct: null, error: containedFailure(err) };
       }
@@ -490,6 +494,12 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     ...(compression ? { compression } : {}),
     ...(models.length > 0 ? { models } : {}),
   };
+}
+
+/** The integration prompt's ratio (see IntegrateInput): the largest any reported rollout learned. */
+function integrationRatio(ratios: (number | undefined)[]): { promptTokenRatio?: number } {
+  const known = ratios.filter((r): r is number => r !== undefined);
+  return known.length > 0 ? { promptTokenRatio: Math.max(...known) } : {};
 }
 
 /** A cancelled question starts nothing more. */

@@ -109,6 +109,7 @@ export const NON_RETRYABLE = [
   'BackendRejectedError',
   'ContextLengthError',
   'RequestTooLargeError',
+  'ReportCutOffError',
   'BlobNotFoundError',
   'TypeError',
   'ZodError',

@@ -1,7 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { type ReportInput, reportTrajectoryChars } from '../../activities/aggregation.js';
+import {
+  createAggregationActivities,
+  type IntegrateInput,
+  ReportCutOffError,
+  type ReportInput,
+  reportTrajectoryChars,
+} from '../../activities/aggregation.js';
+import type { ContextStore } from '../../activities/content.js';
+import type { CallModel } from '../../activities/index.js';
 import { estimateTokens } from '../../agent/context.js';
+import { MAX_ANSWER_CHARS } from '../../agent/format.js';
 import { reportMessages } from '../../agent/prompts.js';
+import type { ChatMessage } from '../../agent/types.js';
+import type { BlobStore } from '../../common/blob-store.js';
+import { ContextLengthError, type Generation } from '../../inference/types.js';
 
 const input = (over: Partial<ReportInput> = {}): ReportInput => ({
   jobId: 'j',
@@ -32,5 +44,129 @@ describe('report prompt budget', () => {
   it('is unbounded for inputs without a window, and zero when the output alone fills it', () => {
     expect(reportTrajectoryChars(input({ contextWindow: undefined }))).toBeUndefined();
     expect(reportTrajectoryChars(input({ contextWindow: 4000 }))).toBe(0);
+  });
+});
+
+describe('aggregation calls', () => {
+  const sampling = { temperature: 0.85, topLogprobs: 16, maxTokensPerTurn: 4096 };
+  /** The activities over in-memory content and a scripted model; `prompts` collects every prompt sent. */
+  function activities(reply: (call: number) => Partial<Generation> | Error) {
+    const texts = new Map<string, string>();
+    const prompts: ChatMessage[][] = [];
+    const content = {
+      getText: async (ref: string) => texts.get(ref)!,
+      putText: async (_ns: string, text: string) => {
+        const ref = `kv:${texts.size}`;
+        texts.set(ref, text);
+        return ref;
+      },
+    } as unknown as ContextStore;
+    const callModel: CallModel = async (_pool, messages) => {
+      prompts.push(messages);
+      const r = reply(prompts.length);
+      if (r instanceof Error) throw r;
+      return {
+        text: '',
+        entropies: new Float32Array(0),
+        regions: { think_ppl: null, tool_call_ppl: null, all_ppl: null },
+        usage: { promptTokens: 10, cachedPromptTokens: 0, completionTokens: 5 },
+        finishReason: 'stop',
+        model: 'muse-sim',
+        backend: 'sim',
+        memberId: 'm',
+        ...r,
+      };
+    };
+    const acts = createAggregationActivities({ blobs: {} as BlobStore, content, callModel });
+    return { acts, texts, prompts, content };
+  }
+  const integrate = (refs: string[], over: Partial<IntegrateInput> = {}): IntegrateInput => ({
+    jobId: 'j',
+    questionId: 'q',
+    question: 'Which city hosts the archive?',
+    reportRefs: refs,
+    pool: 'default',
+    sampling,
+    seed: 3,
+    contextWindow: 32_768,
+    ...over,
+  });
+  const promptChars = (m: ChatMessage[]) => m.reduce((n, x) => n + x.content.length, 0);
+
+  it('fits many long reports into the window: short ones whole, long ones clipped to an equal share', async () => {
+    const { acts, content, prompts } = activities(() => ({ text: '<answer>Lyon</answer>' }));
+    const refs = [await content.putText('j', 'SHORT REPORT')];
+    for (let i = 0; i < 64; i++) refs.push(await content.putText('j', `report ${i} `.repeat(1500)));
+    const out = await acts.integrateStep(integrate(refs));
+    expect(out.answer).toBe('Lyon');
+    const prompt = prompts[0]!;
+    // Within the window beside the answer's tokens, as estimated.
+    expect(estimateTokens(prompt) + sampling.maxTokensPerTurn).toBeLessThanOrEqual(32_768);
+    const body = prompt[1]!.content;
+    expect(body).toContain('SHORT REPORT\n</report>');
+    for (let i = 0; i < 64; i++) expect(body).toContain(`report ${i} report ${i}`);
+    expect(body).toContain('more characters omitted');
+  });
+
+  it('halves the reports when the server still finds the prompt too long, and gives up after two tries', async () => {
+    const refused = new ContextLengthError("This model's maximum context length is 32768 tokens");
+    const twice = activities((n) => (n <= 2 ? refused : { text: '<answer>Lyon</answer>' }));
+    const refs = [await twice.content.putText('j', 'x'.repeat(200_000))];
+    expect((await twice.acts.integrateStep(integrate(refs))).answer).toBe('Lyon');
+    const sizes = twice.prompts.map(promptChars);
+    expect(sizes[1]!).toBeLessThan(0.6 * sizes[0]!);
+    expect(sizes[2]!).toBeLessThan(0.6 * sizes[1]!);
+    const always = activities(() => refused);
+    const ref = await always.content.putText('j', 'x'.repeat(200_000));
+    await expect(always.acts.integrateStep(integrate([ref]))).rejects.toBeInstanceOf(ContextLengthError);
+    expect(always.prompts).toHaveLength(3);
+  });
+
+  it('takes no answer from an integration cut off at the token limit, and says so', async () => {
+    for (const text of [
+      '<think>Report 1 says <answer>Paris</answer>, but report 2 argues Lyon because',
+      '<think>ok</think><answer>The Treaty of Nanking, signed in 18',
+    ]) {
+      const { acts, content } = activities(() => ({ text, finishReason: 'length' }));
+      const out = await acts.integrateStep(integrate([await content.putText('j', 'r')]));
+      expect(out.answer).toBeNull();
+      expect(out.reason).toMatch(/cut off at 4096 tokens/);
+    }
+    // A closed answer is kept even when the text after it was cut off.
+    const { acts, content } = activities(() => ({
+      text: '<think>ok</think><answer>Lyon</answer> and then',
+      finishReason: 'length',
+    }));
+    expect((await acts.integrateStep(integrate([await content.putText('j', 'r')]))).answer).toBe('Lyon');
+  });
+
+  it('clips an overlong integration answer as a turn answer is clipped', async () => {
+    const { acts, content } = activities(() => ({ text: `<answer>${'a'.repeat(300_000)}</answer>` }));
+    const out = await acts.integrateStep(integrate([await content.putText('j', 'r')]));
+    expect(out.answer!.length).toBeLessThan(MAX_ANSWER_CHARS + 100);
+  });
+
+  it('refuses a report cut off before it was finished, naming the rollout and the limit', async () => {
+    const { acts } = activities(() => ({ text: '<think>Let me plan the report', finishReason: 'length' }));
+    await expect(acts.reportStep(input({ sampling }))).rejects.toThrow(
+      /report of q\/initial-0 was cut off at 4096 tokens/,
+    );
+    await expect(acts.reportStep(input({ sampling }))).rejects.toBeInstanceOf(ReportCutOffError);
+  });
+
+  it('gives no verdict for a judge cut off in its reasoning', async () => {
+    const { acts } = activities(() => ({
+      text: '<think>Gold is Paris; is Lyon correct',
+      finishReason: 'length',
+    }));
+    const j = await acts.judgeStep({
+      question: 'q',
+      gold: 'Paris',
+      prediction: 'Lyon',
+      pool: 'default',
+      sampling,
+    });
+    expect(j.correct).toBeNull();
+    expect(j.reason).toMatch(/judge was cut off/);
   });
 });

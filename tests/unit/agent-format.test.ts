@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
+  clipToShare,
   extractTag,
   MAX_ANSWER_CHARS,
+  outputComplete,
   parseAnswer,
   parseJudgement,
   parseReport,
   parseSummary,
   parseTurn,
-  summaryComplete,
   TOOL_CALL_FORMAT_ERROR,
   toolCallProblem,
   turnSpans,
@@ -163,13 +164,15 @@ describe('parseTurn', () => {
   });
 
   it('tells a finished ReSum summary from one cut off at the token limit', () => {
-    expect(summaryComplete('<think>Let me go through the history. Step 1 searched for', 'length')).toBe(
-      false,
+    expect(
+      outputComplete('<think>Let me go through the history. Step 1 searched for', 'length', 'summary'),
+    ).toBe(false);
+    expect(outputComplete('<think>a</think><summary>Found A; next B', 'length', 'summary')).toBe(false);
+    expect(outputComplete('<think>a</think><summary>Found A.</summary> and more', 'length', 'summary')).toBe(
+      true,
     );
-    expect(summaryComplete('<think>a</think><summary>Found A; next B', 'length')).toBe(false);
-    expect(summaryComplete('<think>a</think><summary>Found A.</summary> and more', 'length')).toBe(true);
-    expect(summaryComplete('<think>a</think>Found A, untagged.', 'stop')).toBe(true);
-    expect(summaryComplete('<think>never closed', 'stop')).toBe(false);
+    expect(outputComplete('<think>a</think>Found A, untagged.', 'stop', 'summary')).toBe(true);
+    expect(outputComplete('<think>never closed', 'stop', 'summary')).toBe(false);
   });
 
   it('returns the iterresearch report', () => {
@@ -322,6 +325,31 @@ describe('tag helpers', () => {
     );
   });
 
+  it('clipToShare keeps short texts whole and gives the longer ones equal shares of the rest', () => {
+    const texts = ['a'.repeat(10), 'b'.repeat(1000), 'c'.repeat(1000), 'd'.repeat(200)];
+    const out = clipToShare(texts, 610);
+    expect(out[0]).toBe(texts[0]);
+    expect(out[3]).toBe(texts[3]);
+    // 610 - 10 - 200 = 400 left for the two long ones.
+    expect(out[1]!.startsWith('b'.repeat(200))).toBe(true);
+    expect(out[1]!.startsWith('b'.repeat(201))).toBe(false);
+    expect(out[2]!.startsWith('c'.repeat(200))).toBe(true);
+    expect(out[1]).toMatch(/800 more characters omitted/);
+    // Texts that fit are unchanged; a floor keeps each one's start however many share the room.
+    expect(clipToShare(texts, 10_000)).toEqual(texts);
+    expect(clipToShare(texts, 0, 5).map((t) => t.slice(0, 5))).toEqual(['aaaaa', 'bbbbb', 'ccccc', 'ddddd']);
+  });
+
+  it('tells a finished answer, report or verdict from one cut off in its reasoning or its tag', () => {
+    expect(outputComplete('<think>a <answer>Paris</answer>, but', 'length', 'answer')).toBe(false);
+    expect(
+      outputComplete('<think>ok</think><answer>The Treaty of Nanking, signed in 18', 'length', 'answer'),
+    ).toBe(false);
+    expect(outputComplete('<think>ok</think><answer>Lyon</answer> then', 'length', 'answer')).toBe(true);
+    expect(outputComplete('<think>ok</think><answer>Lyon', 'stop', 'answer')).toBe(true);
+    expect(outputComplete('<think>Let me plan the report', 'length', 'report')).toBe(false);
+  });
+
   it('parseAnswer reads the answer after the reasoning', () => {
     expect(parseAnswer('<think><answer>no</answer></think><answer>yes</answer>')).toBe('yes');
     expect(parseAnswer('nothing')).toBeNull();
@@ -336,5 +364,9 @@ describe('tag helpers', () => {
     expect(parseJudgement('<judgement>not correct</judgement>')).toBe('incorrect');
     expect(parseJudgement('<judgement>correct or incorrect</judgement>')).toBeNull();
     expect(parseJudgement('no idea')).toBeNull();
+    // A contraction negates as "not" does.
+    expect(parseJudgement("The prediction isn't correct.")).toBe('incorrect');
+    expect(parseJudgement('It wasn’t incorrect, only terse.')).toBe('correct');
+    expect(parseJudgement('Cannot be faulted: correct.')).toBe('correct');
   });
 });
