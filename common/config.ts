@@ -1,4 +1,6 @@
-// Runtime configuration: defaults < optional JSON file (MUSE_CONFIG or --config) < environment variables.
+// Runtime configuration, lowest precedence first: schema defaults < the caller's defaults (the CLI passes the
+// addresses `muse up` recorded) < optional JSON file (--config, else MUSE_CONFIG) < environment variables < the
+// caller's overrides (the CLI's --data-dir).
 // Validated with zod so a wrong value is reported with its path before anything starts.
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
