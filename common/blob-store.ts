@@ -5,7 +5,7 @@
 // One namespace per job: small blobs in a KV bucket (one publish per put), large ones in an Object Store
 // bucket (chunked, so a blob may exceed the NATS max payload). The namespace's lifetime is the job's:
 // a bucket TTL when set, and `deleteNamespace` when the job's content is no longer wanted.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
@@ -90,6 +90,25 @@ export class BlobStore {
         if (!err && NAMESPACE_RE.test(msg.string())) this.dropNamespace(msg.string());
       },
     });
+  }
+
+  /**
+   * Makes and deletes a bucket with this store's settings. Settings the NATS server refuses (more replicas than the
+   * cluster has servers, a TTL out of JetStream's range, JetStream off) then stop a worker at start, named, instead
+   * of failing every step of every trajectory later with a retryable error.
+   */
+  async checkSettings(): Promise<void> {
+    const bucket = `museprobe-${randomUUID()}`;
+    try {
+      await this.kvm.create(bucket, { history: 1, ttl: this.ttlMs, replicas: this.replicas });
+    } catch (err) {
+      throw new Error(
+        `the NATS server at ${this.nc.getServer()} refuses the content store's settings (store.replicas ${this.replicas}, ` +
+          `MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS): ${(err as Error).message}`,
+      );
+    }
+    const jsm = await jetstreamManager(this.nc);
+    await jsm.streams.delete(`KV_${bucket}`).catch(() => {});
   }
 
   /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */

@@ -5,6 +5,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 
+/** JetStream's largest max age: an int64 of nanoseconds, in ms. */
+const MAX_STORE_TTL_MS = 9_223_372_036_854;
+
 export const RoutingPolicyName = z.enum(['round_robin', 'least_loaded', 'prefix_affinity']);
 
 // Strict: a misspelled key (`adress`) is an error, not a silent fall-back to the default server.
@@ -69,6 +72,10 @@ export const ConfigSchema = z
           .default(64 * 1024 * 1024),
       })
       .strict()
+      .refine((r) => r.inlineRequestBytes <= r.maxRequestBytes, {
+        message: 'inlineRequestBytes must not exceed maxRequestBytes',
+        path: ['inlineRequestBytes'],
+      })
       .prefault({}),
     store: z
       .object({
@@ -76,7 +83,9 @@ export const ConfigSchema = z
         ttlMs: z
           .number()
           .int()
-          .nonnegative()
+          .refine((ms) => ms === 0 || (ms >= 100 && ms <= MAX_STORE_TTL_MS), {
+            message: `must be 0 (keep content until \`muse content delete\`) or from 100 to ${MAX_STORE_TTL_MS} ms, the ages JetStream takes`,
+          })
           .default(7 * 24 * 3600 * 1000),
         /**
          * Copies JetStream keeps of each job's content buckets, on as many servers of a NATS cluster (1 on a single

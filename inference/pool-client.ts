@@ -42,6 +42,8 @@ import {
 
 /** Between failover attempts: short, since the next attempt goes to another member. */
 const FAILOVER_BACKOFF = { baseMs: 50 };
+/** Room a request's headers (trace context, the request's id) take beside its payload in one NATS message. */
+const HEADER_ROOM_BYTES = 16 * 1024;
 
 export class PoolUnavailableError extends Error {
   override name = 'PoolUnavailableError';
@@ -157,6 +159,15 @@ export class PoolClient {
     this.maxBytes = opts.maxRequestBytes ?? 64 * 1024 * 1024;
     this.sharePlacements =
       (opts.sharePlacements ?? true) && this.policy.usesPrefixKeys && this.policy.onPeerServed !== undefined;
+  }
+
+  /**
+   * The largest request sent inline: router.inlineRequestBytes, but never more than the server takes in one message
+   * (its max_payload, less room for headers), which would fail every attempt of the request on every member.
+   */
+  private inlineLimit(): number {
+    const maxPayload = this.opts.nc.info?.max_payload;
+    return maxPayload ? Math.min(this.inlineBytes, maxPayload - HEADER_ROOM_BYTES) : this.inlineBytes;
   }
 
   get policyName(): string {
@@ -294,10 +305,11 @@ export class PoolClient {
         `request of ${payload.length} bytes exceeds the limit of ${this.maxBytes} bytes (router.maxRequestBytes)`,
       );
     }
-    if (payload.length > this.inlineBytes) {
+    const inlineLimit = this.inlineLimit();
+    if (payload.length > inlineLimit) {
       if (!this.opts.blobs) {
         throw new RequestTooLargeError(
-          `request of ${payload.length} bytes exceeds the inline limit of ${this.inlineBytes} bytes and no blob store is configured`,
+          `request of ${payload.length} bytes exceeds the inline limit of ${inlineLimit} bytes and no blob store is configured`,
         );
       }
       const namespace = options.blobNamespace ?? this.opts.blobNamespace ?? 'requests';

@@ -122,6 +122,13 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   const connectionOptions = temporalConnectionOptions(config);
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
   const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs, replicas: config.store.replicas });
+  try {
+    await blobs.checkSettings();
+  } catch (err) {
+    blobs.close();
+    if (!opts.nc) await nc.close();
+    throw err;
+  }
   const pools = new Map<string, PoolClient>();
   const activities = createActivities({
     nc,

@@ -334,6 +334,21 @@ describe('rollout worker lifecycle', () => {
     expect(w.worker.getState()).toBe('STOPPED');
   });
 
+  it('a worker whose content store settings the NATS server refuses does not start, and names them', async () => {
+    // The test server is a single node: three copies of each bucket cannot be kept.
+    const err = await createRolloutWorker({ config: { ...cfg, store: { ...cfg.store, replicas: 3 } } }).catch(
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/store\.replicas 3, MUSE_STORE_REPLICAS/);
+    expect((err as Error).message).toMatch(/replicas > 1 not supported/);
+    // The probe's bucket is not left behind.
+    const jsm = await jetstreamManager(suite.nc);
+    const names: string[] = [];
+    for await (const name of jsm.streams.names()) names.push(name);
+    expect(names.filter((n) => n.includes('museprobe'))).toEqual([]);
+  });
+
   it("a worker given a connection leaves none of its routers' or content store's subscriptions on it once stopped", async () => {
     const own = testConfig();
     const nc = await natsFor(own);

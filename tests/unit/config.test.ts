@@ -32,6 +32,22 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { MUSE_STORE_REPLICAS: '7' } })).toThrow(/store\.replicas/);
   });
 
+  it('takes only store TTLs JetStream takes: 0, or 100 ms up to its largest age', () => {
+    for (const v of ['50', '9223372036855'])
+      expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: v } })).toThrow(
+        /store\.ttlMs: must be 0 .* or from 100 to 9223372036854 ms.*\(set by MUSE_STORE_TTL_MS\)/,
+      );
+    expect(loadConfig({ env: { MUSE_STORE_TTL_MS: '100' } }).store.ttlMs).toBe(100);
+    expect(loadConfig({ env: { MUSE_STORE_TTL_MS: '9223372036854' } }).store.ttlMs).toBe(9_223_372_036_854);
+  });
+
+  it('refuses an inline request limit above the request size limit', () => {
+    const file = configFile({ router: { inlineRequestBytes: 4_000_000, maxRequestBytes: 1_000_000 } });
+    expect(() => loadConfig({ file, env: {} })).toThrow(
+      /router\.inlineRequestBytes: inlineRequestBytes must not exceed maxRequestBytes/,
+    );
+  });
+
   it('names the variable behind a bad value', () => {
     expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: 'a week' } })).toThrow(
       "MUSE_STORE_TTL_MS must be a number, got 'a week'",
