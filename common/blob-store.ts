@@ -6,11 +6,14 @@
 // bucket (chunked, so a blob may exceed the NATS max payload). The namespace's lifetime is the job's:
 // a bucket TTL when set, and `deleteNamespace` when the job's content is no longer wanted.
 import { createHash, randomUUID } from 'node:crypto';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { type KV, Kvm } from '@nats-io/kv';
+import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
+
+/** What a read needs of a KV entry, whether kv.get or the stream's leader answered. */
+type StoredEntry = Pick<KvEntry, 'value' | 'created'> & { operation: string };
 
 /** `kv:<namespace>:<sha256>` or `obj:<namespace>:<sha256>`. */
 export type BlobRef = string;
@@ -193,7 +196,7 @@ export class BlobStore {
     // A KV entry carries its write time; an object's would take another request, so it stays unknown.
     let writtenAt = Number.NEGATIVE_INFINITY;
     if (kind === 'kv') {
-      const entry = await this.onKv(namespace, (kv) => kv.get(key), null);
+      const entry = await this.kvEntry(namespace, key);
       bytes = entry && entry.operation === 'PUT' ? entry.value : null;
       if (entry) writtenAt = entry.created.getTime();
     } else {
@@ -221,10 +224,37 @@ export class BlobStore {
   }
 
   async getMemo<T = unknown>(namespace: string, name: string): Promise<T | undefined> {
-    const entry = await this.onKv(namespace, (kv) => kv.get(memoKey(name)), null);
+    const entry = await this.kvEntry(namespace, memoKey(name));
     return entry && entry.operation === 'PUT' && entry.value.length > 0
       ? unpackValue<T>(entry.value)
       : undefined;
+  }
+
+  /**
+   * A KV entry as kv.get reads it, and read again from the stream's leader when that finds none. kv.get asks any
+   * replica (a direct get), and one that has not yet received a write the others acknowledged answers that there is
+   * no such entry: on a replicated store a step would find the turn that the step before it wrote missing, and fail
+   * for good, or run a recorded tool call again.
+   */
+  private async kvEntry(namespace: string, key: string): Promise<StoredEntry | null> {
+    const entry = await this.onKv(namespace, (kv) => kv.get(key), null);
+    // Whatever this process's own replicas setting: it may read buckets that another process made replicated.
+    if (entry) return entry;
+    const jsm = await jetstreamManager(this.nc);
+    const bucket = kvBucket(namespace);
+    let sm: StoredMsg | null;
+    try {
+      sm = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` });
+    } catch (err) {
+      if (isMissingStream(err)) return null;
+      throw err;
+    }
+    if (!sm) return null;
+    return {
+      operation: sm.header?.get('KV-Operation') || 'PUT',
+      value: sm.data,
+      created: sm.time,
+    };
   }
 
   /** Deletes every blob of a namespace (a job's retention ends). Idempotent. */

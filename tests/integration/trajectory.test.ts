@@ -64,6 +64,31 @@ describe('content store', () => {
     await blobs.deleteNamespace(ns);
   });
 
+  it('a read that a lagging replica answers with nothing asks the stream leader before calling the content missing', async () => {
+    const writer = new BlobStore(suite.nc);
+    const ns = `lagging-${Date.now()}`;
+    const ref = await writer.put(ns, 'the turn the step before wrote');
+    await writer.setMemo(ns, 'tool/step-3', { observation: 'recorded' });
+    const reader = new BlobStore(suite.nc);
+    await expect(reader.get(ref)).resolves.toBe('the turn the step before wrote');
+    // From now on every kv.get of the reader's handle is answered as a replica without the write would answer it.
+    const kv = await (
+      reader as unknown as { kvs: Map<string, Promise<{ get: () => Promise<null> }>> }
+    ).kvs.get(ns)!;
+    kv.get = async () => null;
+    const fresh = new BlobStore(suite.nc);
+    (fresh as unknown as { kvs: Map<string, Promise<unknown>> }).kvs.set(ns, Promise.resolve(kv));
+    await expect(fresh.get(ref)).resolves.toBe('the turn the step before wrote');
+    await expect(fresh.getMemo(ns, 'tool/step-3')).resolves.toEqual({ observation: 'recorded' });
+    // What is really gone is still missing.
+    await expect(fresh.getMemo(ns, 'tool/step-4')).resolves.toBeUndefined();
+    await (await new Kvm(suite.nc).open(`muse-${ns}`)).delete(parseBlobRef(ref).key);
+    await expect(new BlobStore(suite.nc).get(ref)).rejects.toBeInstanceOf(BlobNotFoundError);
+    await writer.deleteNamespace(ns);
+    await expect(fresh.get(`kv:${ns}:${'0'.repeat(64)}`)).rejects.toBeInstanceOf(BlobNotFoundError);
+    for (const s of [writer, reader, fresh]) s.close();
+  });
+
   it('writes a value again when it is put after its entry expired', async () => {
     const blobs = new BlobStore(suite.nc);
     const ns = `rewrite-${Date.now()}`;
