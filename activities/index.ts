@@ -5,7 +5,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { clipText, outputComplete, parseSummary, parseTurn } from '../agent/format.js';
+import { clipText, outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
 import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
@@ -332,8 +332,9 @@ export function createActivities(deps: ActivityDeps) {
             break;
           }
           case 'invalid_tool_call':
+            // The model gets the reference's fixed wording; the record says what was wrong with this call.
             observation = turn.error;
-            toolError = turn.error;
+            toolError = toolCallProblem(turn.raw) ?? turn.error;
             break;
           case 'no_action':
             observation = turn.cutOffAnswer ? CUT_OFF_ANSWER_OBSERVATION : NO_ACTION_OBSERVATION;

@@ -83,6 +83,23 @@ export function promptBudgetTokens(contextWindow: number, maxTokens: number, pro
 
 const RENDERED_PROMPT_MARGIN = 0.9;
 
+/**
+ * The text less every closed <think>…</think> block, in one pass: a regex for it rescans to the end from each
+ * unclosed <think>, and a degenerate turn of tens of thousands of them would hold the worker for seconds.
+ */
+function withoutClosedThinks(text: string): string {
+  let out = '';
+  let from = 0;
+  for (;;) {
+    const open = text.indexOf('<think>', from);
+    const close = open < 0 ? -1 : text.indexOf('</think>', open + '<think>'.length);
+    // No close after this open means none after any later open either: the rest stays as it is.
+    if (close < 0) return out + text.slice(from);
+    out += text.slice(from, open);
+    from = close + '</think>'.length;
+  }
+}
+
 export function formatToolResponse(observation: string): string {
   return `<tool_response>\n${observation}\n</tool_response>`;
 }
@@ -101,8 +118,7 @@ export function actionText(turn: ParsedTurn, rawTurn: string): string {
     case 'answer':
       return `<answer>${turn.answer}</answer>`;
     case 'no_action': {
-      const rest = rawTurn
-        .replace(/<think>[\s\S]*?<\/think>/g, '')
+      const rest = withoutClosedThinks(rawTurn)
         .replace(/^[\s\S]*?<\/think>/, '')
         // A turn cut off inside its reasoning: the unfinished thought is not an action to show again.
         .replace(/<think>[\s\S]*$/, '')

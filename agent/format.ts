@@ -261,7 +261,7 @@ export function turnSpans(text: string): TurnSpans {
 /**
  * Parse one generated turn. The action is the first <tool_call> or <answer> after the reasoning; text after it
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
- * `toolCallProblem(raw)` says what was wrong for logs. With `finishReason` 'length' (the turn hit its token limit),
+ * `toolCallProblem(raw)` says what was wrong, for the step's record. With `finishReason` 'length' (the turn hit its token limit),
  * an <answer> without its `</answer>` is a cut-off fragment, not an answer: `no_action` with `cutOffAnswer`. One the
  * model ended itself is its answer.
  */

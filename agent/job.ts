@@ -18,11 +18,16 @@ export const SamplingSchema = z.object({
   maxTokensPerTurn: positiveInt.max(65_536).default(4096),
 });
 
+/** Ground truth: a blank one would score every prediction wrong, and send the LLM judge an empty gold answer. */
+export const GoldAnswerSchema = z
+  .string()
+  .refine((a) => a.trim().length > 0, 'answer must not be empty (leave it out when there is none)');
+
 export const TrajectorySpecSchema = z
   .object({
     question: z.string().trim().min(1, 'question must not be empty'),
     /** Ground truth, when known; used for scoring only, never shown to the model. */
-    answer: z.string().optional(),
+    answer: GoldAnswerSchema.optional(),
     policy: ContextPolicySchema.default('react'),
     maxTurns: positiveInt.max(4096).default(64),
     /** Model context window in tokens: past it the trajectory ends with `max_context` (resum summarises first). */

@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
-import type { ParallelMuseSpec, ParallelMuseSpecInput } from '../agent/job.js';
+import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } from '../agent/job.js';
 import { noteModel } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig, readNamedFile } from '../common/config.js';
 import { isProcessAlive } from '../infra/services.js';
@@ -30,7 +30,7 @@ export const BatchLineSchema = z
   .object({
     question: z.string().trim().min(1),
     // Datasets often hold numeric answers ("answer": 1907); scoring compares text.
-    answer: z.union([z.string(), z.number().transform(String)]).optional(),
+    answer: z.union([GoldAnswerSchema, z.number().transform(String)]).optional(),
   })
   .passthrough();
 

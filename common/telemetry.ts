@@ -8,6 +8,8 @@ import {
   type Context,
   context,
   propagation,
+  SpanKind,
+  SpanStatusCode,
   type TextMapGetter,
   type TextMapSetter,
   trace,
@@ -47,7 +49,22 @@ export class JsonLinesSpanExporter implements SpanExporter {
         service: s.resource.attributes['service.name'],
         startMs: s.startTime[0] * 1e3 + s.startTime[1] / 1e6,
         durationMs: s.duration[0] * 1e3 + s.duration[1] / 1e6,
+        kind: SpanKind[s.kind],
+        // A failed request, step or workflow task must not read as a success: its status and recorded exceptions.
+        status: {
+          code: SpanStatusCode[s.status.code],
+          ...(s.status.message ? { message: s.status.message } : {}),
+        },
         attributes: s.attributes,
+        ...(s.events.length > 0
+          ? {
+              events: s.events.map((e) => ({
+                name: e.name,
+                timeMs: e.time[0] * 1e3 + e.time[1] / 1e6,
+                ...(e.attributes ? { attributes: e.attributes } : {}),
+              })),
+            }
+          : {}),
       }),
     );
     try {

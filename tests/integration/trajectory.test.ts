@@ -447,7 +447,9 @@ describe('trajectory workflow', () => {
     expect(result.termination).toBe('answer');
     const log = await stepLog(result.log);
     expect(log[1]!.kind).toBe('invalid_tool_call');
-    expect(log[1]!.toolError).toBe(TOOL_CALL_FORMAT_ERROR);
+    // The model was told in the reference's words; the record says what was wrong (the simulator leaves it unclosed).
+    expect(await new BlobStore(suite.nc).getText(log[1]!.observationRef!)).toBe(TOOL_CALL_FORMAT_ERROR);
+    expect(log[1]!.toolError).toBe('tool call is not valid JSON');
     expect(log[2]!.kind).toBe('tool_call');
     expect(log[2]!.tool).toBe('teleport');
     expect(log[2]!.toolError).toMatch(/unknown tool 'teleport'/);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { contextPolicy, estimateTokens, formatToolResponse } from '../../agent/context.js';
+import { actionText, contextPolicy, estimateTokens, formatToolResponse } from '../../agent/context.js';
 import { parseTurn } from '../../agent/format.js';
 import {
   ITERRESEARCH_SYSTEM_PROMPT,
@@ -206,5 +206,22 @@ describe('contextPolicy', () => {
   it('selects by name', () => {
     for (const n of ['react', 'iterresearch', 'resum'] as const) expect(contextPolicy(n).name).toBe(n);
     expect(() => contextPolicy('nope' as never)).toThrow(/unknown context policy/);
+  });
+});
+
+describe('actionText of a turn without an action', () => {
+  const none = { kind: 'no_action', think: '' } as const;
+  it('shows what is left once the reasoning and the report are taken out', () => {
+    expect(actionText(none, '<think>a</think>rest')).toBe('rest');
+    // A stray close: everything before it was reasoning.
+    expect(actionText(none, 'x</think>rest')).toBe('rest');
+    // Closed blocks go; an unfinished one is not an action either.
+    expect(actionText(none, '<think>a</think>b<think>c</think>d<think>unfinished')).toBe('bd');
+    expect(actionText(none, 'r<report>x</report> a <report>unclosed')).toBe('r a');
+    expect(actionText(none, '<think>a</think>  ')).toBe('(no action)');
+  });
+
+  it('handles a degenerate turn of many unclosed <think> tags (one pass, not a rescan from each)', () => {
+    expect(actionText(none, `text before ${'<think>'.repeat(65_536)}`)).toBe('text before');
   });
 });

@@ -16,6 +16,14 @@ describe('job specs', () => {
       /sampling\.topLogprobs/,
     );
     expect(() => parseTrajectorySpec({ question: 'q', colour: 'red' })).toThrow(JobSpecError);
+    expect(() => parseTrajectorySpec({ question: 'q', colour: 'red' })).toThrow(/colour/);
+  });
+
+  it('refuses a blank ground-truth answer, which would score every prediction wrong', () => {
+    for (const answer of ['', '  '])
+      expect(() => parseTrajectorySpec({ question: 'q', answer })).toThrow(/answer must not be empty/);
+    // Kept as given: a batch compares it with the answer its result was judged against.
+    expect(parseTrajectorySpec({ question: 'q', answer: ' Paris ' }).answer).toBe(' Paris ');
   });
 
   it('rejects a turn budget that cannot fit the context window', () => {
