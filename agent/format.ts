@@ -96,10 +96,13 @@ function splitThink(text: string): ThinkSplit {
   // An action ahead of that <think> that the model ran on past was this turn's, its reasoning untagged: the <think>
   // opens a turn the model went on to imagine, whose action must not be taken for this one's. A tag merely mentioned
   // or quoted in untagged reasoning ("no <answer> yet", an example call) is not such an action.
+  // The action may follow a report (iterresearch's format) or a mention, so each tag ahead of the <think> is tried.
   if (open >= 0) {
-    const action = firstActionTag(text, 0);
-    if (action < open && ranOnPast(text, action, open))
-      return { think: { start: 0, end: action }, tagged: false, rest: action };
+    for (let at = firstActionTag(text, 0); at < open; at = firstActionTag(text, at + 1)) {
+      if (text.startsWith('<report>', at) || !ranOnPast(text, at, open)) continue;
+      const end = reportJustBefore(text, at) ?? at;
+      return { think: { start: 0, end }, tagged: false, rest: end };
+    }
   }
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
@@ -124,6 +127,14 @@ function ranOnPast(text: string, at: number, next: number): boolean {
   let between = text.slice(close + closeTag.length, next).trim();
   if (between.startsWith('<tool_response>') && between.endsWith('</tool_response>')) between = '';
   return between === '';
+}
+
+/** Where a closed <report> opens that ends right before `at` (only blanks between); undefined when none does. */
+function reportJustBefore(text: string, at: number): number | undefined {
+  const close = text.lastIndexOf('</report>', at);
+  if (close < 0 || text.slice(close + '</report>'.length, at).trim() !== '') return undefined;
+  const open = text.lastIndexOf('<report>', close);
+  return open >= 0 ? open : undefined;
 }
 
 /** Where the first action tag at or after `from` opens; the text's length when none does. */

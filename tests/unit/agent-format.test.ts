@@ -13,6 +13,7 @@ import {
   toolCallProblem,
   turnSpans,
 } from '../../agent/format.js';
+import { regionRanges } from '../../agent/regions.js';
 
 describe('parseTurn', () => {
   it('parses a well-formed tool call', () => {
@@ -211,6 +212,30 @@ describe('parseTurn', () => {
       turnSpans(`I should look this up.\n${call}\n<think>The search says Foo.</think>`).thinkTagged,
     ).toBe(false);
     expect(parseTurn(`I should look this up.\n${call}\n<think>next`)).toMatchObject({ kind: 'tool_call' });
+    // The same when the action follows a report (iterresearch's format) or a tag the reasoning mentions: the run-on
+    // turn's answer is not taken, and the scored tool call is the real one, at its own offsets.
+    expect(
+      parseTurn(
+        'Plan.\n<report>M1</report>\n<answer>Paris</answer>\n<think>Hmm.</think><answer>Lyon</answer>',
+      ),
+    ).toEqual({ kind: 'answer', think: 'Plan.', answer: 'Paris', report: 'M1' });
+    const afterReport = `Plan.\n<report>M1</report>\n${call}\n<think>next`;
+    expect(parseTurn(afterReport)).toMatchObject({ kind: 'tool_call', think: 'Plan.', report: 'M1' });
+    const callStart = afterReport.indexOf('<tool_call>') + '<tool_call>'.length;
+    expect(regionRanges(afterReport).toolCall).toEqual({
+      start: callStart,
+      end: afterReport.indexOf('</tool_call>'),
+    });
+    const afterMention = `I won't write <answer> yet.\n${call}\n<think>next`;
+    expect(parseTurn(afterMention)).toMatchObject({
+      kind: 'tool_call',
+      think: "I won't write <answer> yet.",
+      call: { name: 'search' },
+    });
+    expect(regionRanges(afterMention).toolCall).toEqual({
+      start: afterMention.indexOf('<tool_call>') + '<tool_call>'.length,
+      end: afterMention.indexOf('</tool_call>'),
+    });
     // Tags only mentioned in reasoning the chat template opened are not an action before the <think> they mention.
     expect(
       parseTurn(
