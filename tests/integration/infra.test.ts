@@ -1,5 +1,13 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +31,22 @@ import {
   up,
 } from '../../infra/services.js';
 import { repoRoot } from '../helpers/stack.js';
+
+/** Pids of the processes whose command line (arguments joined by spaces) matches, read from /proc. */
+function processesWhoseCommandLine(matches: (args: string) => boolean): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let args: string;
+    try {
+      args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim();
+    } catch {
+      continue; // gone meanwhile, or not ours to read
+    }
+    if (matches(args)) pids.push(Number(entry));
+  }
+  return pids;
+}
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -302,12 +326,10 @@ async function museOnOwnPorts(command: 'up' | 'demo') {
 describe('muse up', () => {
   it('interrupted while its servers start, stops them instead of leaving them running unrecorded', async () => {
     const { dataDir, child, output, exited } = await museOnOwnPorts('up');
-    // The servers of this data directory, by their command lines (both name a path inside it).
+    // The servers of this data directory, by their command lines (both name a path inside it), read from /proc
+    // (slim images have no ps). A zombie's command line is empty, so only running servers are found.
     const servers = () =>
-      execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
-        .split('\n')
-        .filter((l) => l.includes(dataDir) && !l.includes('muse.js'))
-        .map((l) => Number(l.trim().split(/\s+/)[0]));
+      processesWhoseCommandLine((args) => args.includes(dataDir) && !args.includes('muse.js'));
     try {
       // Spawned, not yet recorded: stack.json is written once both are healthy.
       await expect.poll(servers, { timeout: 30_000, interval: 20 }).not.toEqual([]);

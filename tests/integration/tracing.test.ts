@@ -1,14 +1,36 @@
 // One OpenTelemetry trace per trajectory: client → workflow → activities → NATS → pool member.
+
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { startTrajectory } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
 import { initTelemetry, shutdownTelemetry } from '../../common/telemetry.js';
 import { connectClient } from '../../common/temporal.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { inProcessMember, inProcessWorker, runMuse, testConfig, waitUntil } from '../helpers/stack.js';
+import {
+  inProcessMember,
+  inProcessWorker,
+  killHard,
+  runMuse,
+  testConfig,
+  waitUntil,
+} from '../helpers/stack.js';
+
+/** `muse` processes this file started: any still running when a test ends (failed, timed out) is killed. */
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  await Promise.all(children.splice(0).map(killHard));
+});
+
+/** `muse <args>` run to its end; registered, so it is killed if the test gives up on it first. */
+function runToEnd(cfg: MuseConfig, args: string[]) {
+  const { child, done } = runMuse(cfg, args);
+  children.push(child);
+  return done;
+}
 
 describe('tracing', () => {
   it('puts client, workflow, activity and pool-member spans of one trajectory in one trace', async () => {
@@ -37,7 +59,7 @@ describe('tracing', () => {
     await withTracedStack('traced-cli', async (cfg, file) => {
       const [q] = sampleQuestions(1, 52);
       const args = ['--pool', 'traced-cli', '--max-turns', '20', q!.question];
-      const run = await runMuse(cfg, ['run', ...args]).done;
+      const run = await runToEnd(cfg, ['run', ...args]);
       expect(run.code, run.stderr).toBe(0);
       expect(run.stdout).toContain('model      : muse-sim (simulator, not a language model)');
       // Only the CLI process started a workflow in this test, so the client span is muse run's.
@@ -49,7 +71,7 @@ describe('tracing', () => {
 
       // The console exporter writes to stderr: what --json prints on stdout stays JSON.
       const consoleCfg = { ...cfg, telemetry: { ...cfg.telemetry, exporter: 'console' as const } };
-      const json = await runMuse(consoleCfg, ['run', '--json', ...args]).done;
+      const json = await runToEnd(consoleCfg, ['run', '--json', ...args]);
       expect(json.code, json.stderr).toBe(0);
       expect(JSON.parse(json.stdout)).toMatchObject({
         termination: expect.any(String),

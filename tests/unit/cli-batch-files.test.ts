@@ -208,48 +208,79 @@ describe('results lock', () => {
 
   it('two re-runs taking over one stale lock at the same moment: never both get it', async () => {
     const batchModule = fileURLToPath(new URL('../../client/batch.ts', import.meta.url));
-    // Each waits for the same instant, then tries, and prints "got" (then holds the lock until killed) or the error.
+    // Each contender loads the module (slow under tsx, and by a different amount each time) and says "ready"; then,
+    // per trial, it is sent a results file and an instant chosen once both are waiting, spins until that instant and
+    // prints "got" (keeping the lock: its process stays alive) or the error. One that gets the instant too late says
+    // so, and that trial does not count.
     const contender = `
       const { lockResults } = await import(${JSON.stringify(batchModule)});
-      const [out, at] = process.argv.slice(-2);
-      while (Date.now() < Number(at)) {}
-      try { lockResults(out); console.log('got'); setInterval(() => {}, 1000); }
-      catch (e) { console.log(e.name); }`;
+      const { createInterface } = await import('node:readline');
+      console.log('ready');
+      createInterface({ input: process.stdin }).on('line', (l) => {
+        const [out, at] = JSON.parse(l);
+        if (!(Date.now() < at)) return console.log('late');
+        while (Date.now() < at) {}
+        try { lockResults(out); console.log('got'); }
+        catch (e) { console.log(e.name); }
+      });`;
+    const contend = () => {
+      const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', contender]);
+      const lines: string[] = [];
+      const waiters: Array<() => void> = [];
+      let buf = '';
+      let stderr = '';
+      let exited = false;
+      const wake = () => {
+        for (const w of waiters.splice(0)) w();
+      };
+      c.stdout!.on('data', (d: Buffer) => {
+        const parts = (buf + d.toString()).split('\n');
+        buf = parts.pop()!;
+        lines.push(...parts.map((l) => l.trim()));
+        wake();
+      });
+      c.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      c.on('exit', () => {
+        exited = true;
+        wake();
+      });
+      /** Its next line of output. */
+      const next = async (): Promise<string> => {
+        while (lines.length === 0) {
+          if (exited) return `exited: ${stderr}`;
+          await new Promise<void>((r) => waiters.push(r));
+        }
+        return lines.shift()!;
+      };
+      return { child: c, next };
+    };
     const dead = spawnSync(process.execPath, ['-e', '']).pid;
-    for (let trial = 0; trial < 6; trial++) {
-      const out = join(tmp(), 'out.jsonl');
-      writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: hostname() }));
-      const at = String(Date.now() + 1500);
-      const children: ReturnType<typeof spawn>[] = [];
-      const run = () =>
-        new Promise<string>((ok) => {
-          const c = spawn(process.execPath, [
-            '--import',
-            'tsx',
-            '--input-type=module',
-            '-e',
-            contender,
-            out,
-            at,
-          ]);
-          children.push(c);
-          let text = '';
-          c.stdout!.on('data', (d: Buffer) => {
-            text += d.toString();
-            if (text.includes('\n')) ok(text.trim());
-          });
-          c.on('exit', () => ok(text.trim()));
-        });
-      try {
-        const results = await Promise.all([run(), run()]);
+    const contenders = [contend(), contend()];
+    try {
+      expect(await Promise.all(contenders.map((c) => c.next()))).toEqual(['ready', 'ready']);
+      let raced = 0;
+      for (let attempt = 0; attempt < 12 && raced < 6; attempt++) {
+        const out = join(tmp(), 'out.jsonl');
+        writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: hostname() }));
+        // Both are waiting: the instant is chosen only now, with room to get it to them.
+        const at = Date.now() + 300;
+        for (const c of contenders) c.child.stdin!.write(`${JSON.stringify([out, at])}\n`);
+        const results = await Promise.all(contenders.map((c) => c.next()));
+        if (results.includes('late')) continue;
+        raced++;
         expect(
           results.filter((r) => r === 'got'),
           results.join(', '),
         ).toHaveLength(1);
+        expect(results.filter((r) => r !== 'got')).toEqual(['BatchError']);
         expect(existsSync(`${out}.lock.takeover`)).toBe(false);
-      } finally {
-        for (const c of children) c.kill('SIGKILL');
       }
+      // Enough trials really raced: a machine too busy to start both spins in time fails here, not silently.
+      expect(raced).toBe(6);
+    } finally {
+      for (const c of contenders) c.child.kill('SIGKILL');
     }
   }, 60_000);
 });
