@@ -704,7 +704,79 @@ describe('ParallelMuse', () => {
         status: 'COMPLETED',
         result: { prediction: a.prediction, rollouts: 2, rolloutIds: expect.arrayContaining(['initial-0']) },
       });
+      // muse content delete removes the job's stored content (its id is the question's workflow id): the rollout
+      // no longer exports, and a second delete finds nothing.
+      const deleted = await runMuse(['content', 'delete', a.questionId]);
+      expect(deleted.code, deleted.stderr).toBe(0);
+      expect(deleted.stdout).toMatch(/^deleted KV_muse-/);
+      const gone = await runMuse(['export', `${a.questionId}/initial-0`, '--out', exported]);
+      expect(gone.code).not.toBe(0);
+      expect(gone.stderr).toMatch(/content reference kv:\S+ cannot be resolved: the blob is missing/);
+      const again = await runMuse(['content', 'delete', a.questionId]);
+      expect(again.stdout).toMatch(/no stored content for job/);
     });
+  });
+
+  it('batch: a question that failed is left out of --out, the CLI names it and exits 1, and a re-run runs it again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-failed-'));
+    const input = join(dir, 'q.jsonl');
+    const out = join(dir, 'out.jsonl');
+    const [fine, refused] = sampleQuestions(2, 406) as [(typeof questions)[0], (typeof questions)[0]];
+    writeFileSync(input, `${JSON.stringify(fine)}\n${JSON.stringify(refused)}\n`);
+    // Until it is fixed, the server refuses every request of the second question for good.
+    let refusing = true;
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const flaky = new PoolMember({
+      nc: suite.nc,
+      pool: 'refuses-one',
+      id: 'refuses-one',
+      backend: {
+        kind: 'scripted',
+        generate: (req, signal) =>
+          refusing && JSON.stringify(req.messages).includes(refused.question)
+            ? Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false }))
+            : sim.generate(req, signal),
+      },
+    });
+    await flaky.start();
+    try {
+      await withWorker(async () => {
+        const args = [
+          'batch',
+          input,
+          '--out',
+          out,
+          '--n',
+          '2',
+          '--branch-mode',
+          'none',
+          '--pool',
+          'refuses-one',
+          '--job',
+          'batch-failed',
+        ];
+        const first = await runMuse(args);
+        expect(first.code).toBe(1);
+        expect(first.stdout).toMatch(/job batch-failed: 1 completed, 0 already done, 1 failed, 0 bad lines/);
+        expect(first.stderr).toMatch(
+          /question on line 2 failed: .*every rollout of the question failed.*model not served/,
+        );
+        const results = () =>
+          readFileSync(out, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as { question: string });
+        expect(results().map((r) => r.question)).toEqual([fine.question]);
+        refusing = false;
+        const second = await runMuse(args);
+        expect(second.code, second.stderr).toBe(0);
+        expect(second.stdout).toMatch(/job batch-failed: 1 completed, 1 already done, 0 failed, 0 bad lines/);
+        expect(results().map((r) => r.question)).toEqual([fine.question, refused.question]);
+      });
+    } finally {
+      await flaky.stop();
+      await sim.close();
+    }
   });
 
   it('batch: reports bad lines by number, and a re-run after a kill does not redo finished questions', async () => {
