@@ -18,21 +18,26 @@ export async function withHeartbeat<T>(fn: (ctx: Context) => Promise<T>): Promis
   }
 }
 
-/** When each activity attempt first asked for a deadline: the closest the worker sees to the attempt's start. */
-const firstAskedAt = new WeakMap<Context, number>();
+/** When each activity attempt started, as the worker saw it (see markAttemptStart), or first asked for a deadline. */
+const startedAt = new WeakMap<Context, number>();
+
+/**
+ * Notes that the activity attempt of `ctx` starts now. The rollout worker's activity interceptor calls it before
+ * the activity runs, so a deadline asked for later (after reading a long step log, say) still counts from the start.
+ */
+export function markAttemptStart(ctx: Context, now = Date.now()): void {
+  if (!startedAt.has(ctx)) startedAt.set(ctx, now);
+}
 
 /**
  * The time by which work inside the current activity attempt must end (a model call's deadline). Start-to-close
  * counts from when the attempt started, not when it was scheduled: time spent queued for a worker slot is not the
- * call's to lose. The worker does not see the start; the first ask comes within a second of it (after reading the
- * step's context), so a second of margin keeps the deadline inside the activity's own.
+ * call's to lose. The start is when the worker began running the attempt (markAttemptStart), or, where nothing
+ * marked it, the first ask; a second of margin covers the moment between the server's start and the worker's.
  */
 export function attemptDeadline(ctx: Context, now = Date.now()): number {
   const { currentAttemptScheduledTimestampMs: scheduled, startToCloseTimeoutMs: limit } = ctx.info;
-  let asked = firstAskedAt.get(ctx);
-  if (asked === undefined) {
-    asked = now;
-    firstAskedAt.set(ctx, asked);
-  }
-  return Math.max(scheduled + limit - 250, asked + limit - 1000);
+  markAttemptStart(ctx, now);
+  const started = startedAt.get(ctx)!;
+  return Math.max(scheduled + limit - 250, started + limit - 1000);
 }

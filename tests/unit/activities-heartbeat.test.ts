@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { attemptDeadline, withHeartbeat } from '../../activities/heartbeat.js';
+import { attemptDeadline, markAttemptStart, withHeartbeat } from '../../activities/heartbeat.js';
 
 describe('withHeartbeat', () => {
   it('heartbeats while a wait runs past the heartbeat timeout, and stops when it settles', async () => {
@@ -59,6 +59,20 @@ describe('attemptDeadline', () => {
     expect(first).toBe(now + 650_000 - 1000);
     // A second call in the same attempt (a prompt cut down after a context-length refusal) keeps that deadline.
     expect(later).toBe(first);
+  });
+
+  it("counts from the attempt's marked start when the deadline is first asked for later (after reading its inputs)", async () => {
+    const now = Date.now();
+    const env = new MockActivityEnvironment({
+      currentAttemptScheduledTimestampMs: now - 360_000,
+      startToCloseTimeoutMs: 60_000,
+    });
+    const deadline = await env.run(async () => {
+      markAttemptStart(Context.current(), now);
+      return attemptDeadline(Context.current(), now + 3_000);
+    });
+    // Not 3 s past the activity's own timeout, as counting from the first ask would give.
+    expect(deadline).toBe(now + 60_000 - 1000);
   });
 
   it('keeps the scheduled-time deadline when the attempt started at once', async () => {
