@@ -154,6 +154,34 @@ describe('pool routing', () => {
     expect((await blobs.deleteNamespace(namespace)).deleted.length).toBeGreaterThan(0);
   });
 
+  it("a request larger than the server's max_payload goes by reference whatever inlineRequestBytes says", async () => {
+    const pool = `maxpayload-${randomUUID().slice(0, 8)}`;
+    const m = await member(pool, 'only');
+    // A server that takes 17 KiB per message (less 16 KiB for headers: 1 KiB inline), seen through the client's
+    // connection only; the inline limit configured is far above it.
+    const smallServer = new Proxy(suite.nc, {
+      get(target, prop) {
+        if (prop === 'info') return { ...target.info!, max_payload: 17 * 1024 };
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const blobs = new BlobStore(suite.nc);
+    const c = client(pool, { nc: smallServer, inlineRequestBytes: 4 * 1024 * 1024, blobs });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const namespace = `job-maxpayload-${randomUUID().slice(0, 8)}`;
+    const big: ChatMessage[] = [
+      { role: 'user', content: `${questions[2]!.question} ${'context '.repeat(300)}` },
+    ];
+    const g = await c.generate(big, params, { deadline: deadline(), blobNamespace: namespace });
+    expect(g.memberId).toBe('only');
+    expect(m.member.stats.served).toBe(1);
+    // The body was stored for the member to read, not sent inline.
+    expect((await blobs.deleteNamespace(namespace)).deleted.length).toBeGreaterThan(0);
+    blobs.close();
+  });
+
   it('routers share placements: a prefix served through one router is followed by the others', async () => {
     const pool = `share-${randomUUID().slice(0, 8)}`;
     await Promise.all(['a', 'b', 'c'].map((id) => member(pool, id)));

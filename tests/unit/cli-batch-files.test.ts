@@ -31,6 +31,14 @@ describe('batch input', () => {
     ]);
     expect(errors).toEqual([{ line: 2, error: expect.stringMatching(/line 2 is not valid JSON/) }]);
   });
+
+  it('reports a blank answer as a bad line, which would otherwise score every prediction wrong', () => {
+    const f = join(tmp(), 'q.jsonl');
+    writeFileSync(f, '{"question": "When?", "answer": "  "}\n{"question": "Who?", "answer": "Ada"}\n');
+    const { items, errors } = readBatchFile(f);
+    expect(items).toEqual([{ line: 2, question: 'Who?', answer: 'Ada' }]);
+    expect(errors).toEqual([{ line: 1, error: expect.stringMatching(/answer must not be empty/) }]);
+  });
 });
 
 describe('workflow ids', () => {
