@@ -15,6 +15,7 @@ import {
 } from '../../activities/index.js';
 import { contextPolicy } from '../../agent/context.js';
 import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
+import { RESUM_SUMMARY_SYSTEM_PROMPT } from '../../agent/prompts.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import { exportTrajectory } from '../../client/content.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
@@ -23,6 +24,7 @@ import { readStepLog } from '../../common/step-log.js';
 import { PoolMember } from '../../inference/member.js';
 import { ContextLengthError } from '../../inference/types.js';
 import { decodeWire, encodeWire, GenerateReplyWire, subjects } from '../../inference/wire.js';
+import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { ToolRegistry } from '../../tools/registry.js';
 import { createRolloutWorker } from '../../workers/rollout-worker.js';
@@ -176,16 +178,17 @@ describe('content store', () => {
         return super.put(namespace, value);
       }
     }
-    const blobs = new CountingStore(suite.nc, { ttlMs: 2000 });
+    // A TTL long enough that a loaded machine's pauses stay well inside each window: fresh for 5 s, kept for 10 s.
+    const blobs = new CountingStore(suite.nc, { ttlMs: 10_000 });
     const content = new ContextStore(blobs);
     const ns = `refresh-${Date.now()}`;
-    const elsewhere = new BlobStore(suite.nc, { ttlMs: 2000 }); // another worker's store
+    const elsewhere = new BlobStore(suite.nc, { ttlMs: 10_000 }); // another worker's store
     const ref = await content.putText(ns, 'the question');
     const aged = await elsewhere.put(ns, 'read when old');
     expect(await content.putText(ns, 'the question')).toBe(ref);
     expect(writes).toEqual(['the question']);
     // Past half the TTL: handing out the old reference could outlive the entry.
-    await new Promise((r) => setTimeout(r, 1100));
+    await new Promise((r) => setTimeout(r, 5500));
     expect(await content.putText(ns, 'the question')).toBe(ref);
     expect(writes).toEqual(['the question', 'the question']);
     // A text read back carries the store's write time: one another worker just wrote is not written again...
@@ -201,10 +204,10 @@ describe('content store', () => {
     // A large text another worker stored a while ago is kept, not written again, and its reference ages from then.
     const page = 'a long page '.repeat(25_000);
     await elsewhere.put(ns, page);
-    await new Promise((r) => setTimeout(r, 600));
+    await new Promise((r) => setTimeout(r, 3000));
     await content.putText(ns, page); // the stored copy is fresh: kept
-    await new Promise((r) => setTimeout(r, 600));
-    await content.putText(ns, page); // 1.2 s after the store wrote it: written again before it is handed out
+    await new Promise((r) => setTimeout(r, 3000));
+    await content.putText(ns, page); // 6 s after the store wrote it: written again before it is handed out
     expect(writes.filter((w) => w === page)).toHaveLength(2);
     await blobs.deleteNamespace(ns);
   });
@@ -537,6 +540,49 @@ describe('trajectory workflow', () => {
       );
       expect(result.termination).toBe('answer');
       expect(summarised).toBeGreaterThan(0);
+    });
+
+    it('a resum trajectory whose summary is cut off ends with max_context, its steps kept, not with an error', async () => {
+      // The simulator with the same window, except that every summary runs out of tokens inside its reasoning.
+      const sim = new SimBackend({ profile: { timeScale: 0 }, maxModelLen: 6000 });
+      const cutter = new PoolMember({
+        nc: suite.nc,
+        pool: 'cut-summaries',
+        id: 'cut-summaries',
+        backend: {
+          kind: 'scripted',
+          generate: async (req, signal) => {
+            const g = await sim.generate(req, signal);
+            const summary = req.messages?.[0]?.content === RESUM_SUMMARY_SYSTEM_PROMPT;
+            return summary ? { ...g, text: '<think>Step 1 searched for', finishReason: 'length' } : g;
+          },
+        },
+      });
+      await cutter.start();
+      try {
+        const [q] = sampleQuestions(1, 14);
+        const handle = await startTrajectory(suite.client, cfg, {
+          question: `${q!.question} [sim:min-turns=8]`,
+          policy: 'resum',
+          pool: 'cut-summaries',
+          contextWindow: 6000,
+          sampling: { maxTokensPerTurn: 4000 },
+          maxTurns: 40,
+        });
+        const result = await handle.result();
+        expect(result.termination).toBe('max_context');
+        expect(result.error).toBeUndefined();
+        expect(result.steps).toBeGreaterThan(0);
+        // Every step before the summary was kept, none of them marked summarised (no summary replaced the history).
+        const log = await stepLog(result.log);
+        expect(log).toHaveLength(result.steps);
+        expect(log.some((s) => s.summarized)).toBe(false);
+        // One summary call was made and counted, after the turns.
+        expect(result.usage.llmCalls).toBe(result.steps + 1);
+      } finally {
+        await cutter.stop();
+        await sim.close();
+      }
     });
 
     it('react ends with max_context, not an error, when the server refuses a prompt the estimate let through', async () => {
