@@ -96,13 +96,11 @@ function splitThink(text: string): ThinkSplit {
   // An action ahead of that <think> that the model ran on past was this turn's, its reasoning untagged: the <think>
   // opens a turn the model went on to imagine, whose action must not be taken for this one's. A tag merely mentioned
   // or quoted in untagged reasoning ("no <answer> yet", an example call) is not such an action.
-  // The action may follow a report (iterresearch's format) or a mention, so each tag ahead of the <think> is tried.
-  if (open >= 0) {
-    for (let at = firstActionTag(text, 0); at < open; at = firstActionTag(text, at + 1)) {
-      if (text.startsWith('<report>', at) || !ranOnPast(text, at, open)) continue;
-      const end = reportJustBefore(text, at) ?? at;
-      return { think: { start: 0, end }, tagged: false, rest: end };
-    }
+  // The action may follow a report (iterresearch's format) or a mention.
+  const ranOn = open >= 0 ? ranOnActionBefore(text, open) : undefined;
+  if (ranOn !== undefined) {
+    const end = reportJustBefore(text, ranOn) ?? ranOn;
+    return { think: { start: 0, end }, tagged: false, rest: end };
   }
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
@@ -116,17 +114,47 @@ function splitThink(text: string): ThinkSplit {
 }
 
 /**
- * Whether the action tag at `at` is closed by its own closing tag with nothing after it up to `next` but blanks and
- * a <tool_response> the model imagined: a turn written whole and run on past, not a tag the reasoning mentions.
+ * Where the action opens that the turn ran on past into the <think> at `open`: a <tool_call> or <answer> closed by
+ * its own closing tag with nothing after it up to `open` but blanks and a <tool_response> the model imagined (a turn
+ * written whole, then the next one imagined); undefined when there is none. The earliest opening tag of that kind
+ * since the previous closing tag counts, as the first one after a report or a mention in the reasoning does.
+ *
+ * Only closing tags that end the text before `open`, or stand right before one of its <tool_response>s, can qualify,
+ * so this takes one pass: a degenerate turn of thousands of tags must not take seconds.
  */
-function ranOnPast(text: string, at: number, next: number): boolean {
-  const tag = ACTION_TAGS.find((t) => text.startsWith(t, at))!;
-  const closeTag = `</${tag.slice(1)}`;
-  const close = text.indexOf(closeTag, at);
-  if (close < 0 || close + closeTag.length > next) return false;
-  let between = text.slice(close + closeTag.length, next).trim();
-  if (between.startsWith('<tool_response>') && between.endsWith('</tool_response>')) between = '';
-  return between === '';
+function ranOnActionBefore(text: string, open: number): number | undefined {
+  const headEnd = trimmedEnd(text, open);
+  const candidates: number[] = [headEnd];
+  // An imagined response after the action: the action's close stands right before one of them.
+  if (text.startsWith('</tool_response>', headEnd - '</tool_response>'.length)) {
+    for (
+      let r = text.indexOf('<tool_response>');
+      r >= 0 && r < headEnd;
+      r = text.indexOf('<tool_response>', r + 1)
+    )
+      candidates.push(trimmedEnd(text, r));
+  }
+  let first: number | undefined;
+  for (const kind of ['tool_call', 'answer']) {
+    const closeTag = `</${kind}>`;
+    // The earliest close of this kind that qualifies gives its earliest action.
+    const end = candidates
+      .filter((c) => c >= closeTag.length && text.startsWith(closeTag, c - closeTag.length))
+      .reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
+    if (end === Number.POSITIVE_INFINITY) continue;
+    const close = end - closeTag.length;
+    const previous = text.lastIndexOf(closeTag, close - 1);
+    const at = text.indexOf(`<${kind}>`, previous >= 0 ? previous + closeTag.length : 0);
+    if (at >= 0 && at < close && (first === undefined || at < first)) first = at;
+  }
+  return first;
+}
+
+/** The offset just past the last non-blank character before `end`. */
+function trimmedEnd(text: string, end: number): number {
+  let i = end;
+  while (i > 0 && /\s/.test(text[i - 1]!)) i--;
+  return i;
 }
 
 /** Where a closed <report> opens that ends right before `at` (only blanks between); undefined when none does. */

@@ -221,7 +221,10 @@ describe('actionText of a turn without an action', () => {
     expect(actionText(none, '<think>a</think>  ')).toBe('(no action)');
   });
 
-  it('handles a degenerate turn of many unclosed <think> tags (one pass, not a rescan from each)', () => {
+  // The time limit catches a rescan from each tag, which took 7.7 s here; one pass takes a few milliseconds.
+  it('handles a degenerate turn of many unclosed <think> tags (one pass, not a rescan from each)', {
+    timeout: 2000,
+  }, () => {
     expect(actionText(none, `text before ${'<think>'.repeat(65_536)}`)).toBe('text before');
   });
 });

@@ -350,6 +350,19 @@ describe('tag helpers', () => {
     );
   });
 
+  // The time limit catches a search from each tag to the end, which took 6 s on the first of these; one pass, milliseconds.
+  it('reads degenerate turns of thousands of tags ahead of an imagined <think> in one pass', {
+    timeout: 2000,
+  }, () => {
+    expect(parseTurn(`${'reasoning <answer> '.repeat(20_000)}x <think> y`)).toEqual({
+      kind: 'no_action',
+      think: 'y',
+    });
+    const call = '<tool_call>{"name":"search","arguments":{"query":["x"]}}</tool_call>';
+    expect(parseTurn(`${`${call} hmm `.repeat(5000)}${call}\n<think> y`).kind).toBe('tool_call');
+    expect(parseTurn(`${'<tool_response>x</tool_response>'.repeat(20_000)}<think>y`).kind).toBe('no_action');
+  });
+
   it('clipToShare keeps short texts whole and gives the longer ones equal shares of the rest', () => {
     const texts = ['a'.repeat(10), 'b'.repeat(1000), 'c'.repeat(1000), 'd'.repeat(200)];
     const out = clipToShare(texts, 610);
