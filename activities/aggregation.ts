@@ -52,14 +52,6 @@ export interface IntegrateInput {
   promptTokenRatio?: number;
 }
 
-/**
- * A report call that ran out of tokens (inside its reasoning, or before closing its report): what it wrote is not a
- * report. Not retryable: the same prompt and seed give the same output; the rollout is left out of the integration.
- */
-export class ReportCutOffError extends Error {
-  override readonly name = 'ReportCutOffError';
-}
-
 /** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
 const REPORT_OBSERVATION_CHARS = 4000;
 /**
@@ -108,10 +100,17 @@ export function createAggregationActivities(deps: {
 }) {
   const { blobs, content, callModel } = deps;
   return {
+    /**
+     * Distils one trajectory into a report. A call that ran out of tokens (inside its reasoning, or before closing
+     * its report) wrote no report: `reportRef` is null and `reason` says so, and its usage still counts. Retrying
+     * would not help (the same prompt and seed give the same output); the rollout is left out of the integration.
+     */
     async reportStep(input: ReportInput): Promise<{
-      reportRef: string;
+      reportRef: string | null;
+      reason?: string;
       usage: TokenUsage;
-      model: string;
+      /** servedBy's label; absent in results recorded before it was added. */
+      model?: string;
       reportChars: number;
       trajectoryChars: number;
     }> {
@@ -136,13 +135,18 @@ export function createAggregationActivities(deps: {
           jobId: input.jobId,
         },
       );
+      const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
       if (!outputComplete(g.text, g.finishReason, 'report'))
-        throw new ReportCutOffError(
-          `the report of ${input.rolloutId} was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn) before it was finished`,
-        );
+        return {
+          reportRef: null,
+          reason: `the report of ${input.rolloutId} was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn) before it was finished`,
+          usage: g.usage,
+          model: servedBy(g),
+          reportChars: 0,
+          trajectoryChars,
+        };
       const report = parseReport(g.text) ?? g.text.trim();
       const reportRef = await content.putText(namespaceFor(input.jobId), report);
-      const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
       return { reportRef, usage: g.usage, model: servedBy(g), reportChars: report.length, trajectoryChars };
     },
 
@@ -156,7 +160,8 @@ export function createAggregationActivities(deps: {
       /** Why there is no answer, when the call gave none for a known reason. */
       reason?: string;
       usage: TokenUsage;
-      model: string;
+      /** servedBy's label; absent in results recorded before it was added. */
+      model?: string;
       contextChars: number;
     }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
@@ -201,7 +206,13 @@ export function createAggregationActivities(deps: {
       pool: string;
       model?: string;
       sampling: SamplingInput;
-    }): Promise<{ correct: boolean | null; reason?: string; usage: TokenUsage; model: string }> {
+    }): Promise<{
+      correct: boolean | null;
+      reason?: string;
+      usage: TokenUsage;
+      /** servedBy's label; absent in results recorded before it was added. */
+      model?: string;
+    }> {
       const g = await callModel(
         input.pool,
         judgeMessages(input.question, input.gold, input.prediction),

@@ -376,15 +376,22 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         }),
       ),
     );
-    const reports = reported.flatMap((r) => (r.report ? [r.report] : []));
-    const failedReports = reported.flatMap((r) =>
-      r.error !== undefined ? [{ rolloutId: r.rolloutId, error: r.error }] : [],
-    );
-    const failed = failedReports.length > 0 ? { failedReports } : {};
-    for (const r of reports) {
-      aggUsage = addUsage(aggUsage, { ...r.usage, llmCalls: 1 });
-      aggModels = noteModel(aggModels, r.model);
+    // Every call that answered counts, one cut off before its report was finished too.
+    for (const { report } of reported) {
+      if (!report) continue;
+      aggUsage = addUsage(aggUsage, { ...report.usage, llmCalls: 1 });
+      aggModels = noteModel(aggModels, report.model);
     }
+    const reports = reported.flatMap((r) =>
+      r.report?.reportRef ? [{ rolloutId: r.rolloutId, ...r.report, reportRef: r.report.reportRef }] : [],
+    );
+    const failedReports = reported.flatMap((r) => {
+      if (r.error !== undefined) return [{ rolloutId: r.rolloutId, error: r.error }];
+      if (r.report && !r.report.reportRef)
+        return [{ rolloutId: r.rolloutId, error: r.report.reason ?? 'the report call wrote no report' }];
+      return [];
+    });
+    const failed = failedReports.length > 0 ? { failedReports } : {};
     if (reports.length === 0)
       return { answer: null, support: 0, excluded, reason: 'every report call failed', ...failed };
     let integrated: Awaited<ReturnType<typeof aggregation.integrateStep>>;
@@ -399,9 +406,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         sampling: tspec.sampling,
         seed: seedFor('integrate'),
         contextWindow: tspec.contextWindow,
-        ...integrationRatio(
-          reported.flatMap((r) => (r.report ? [outputs.get(r.rolloutId)?.promptTokenRatio] : [])),
-        ),
+        ...integrationRatio(reports.map((r) => outputs.get(r.rolloutId)?.promptTokenRatio)),
       });
     } catch (err) {
       const reason = `the integration call failed: ${containedFailure(err)}`;

@@ -109,7 +109,6 @@ export const NON_RETRYABLE = [
   'BackendRejectedError',
   'ContextLengthError',
   'RequestTooLargeError',
-  'ReportCutOffError',
   'BlobNotFoundError',
   'TypeError',
   'ZodError',

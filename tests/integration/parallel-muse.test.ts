@@ -47,11 +47,12 @@ async function childInput(questionId: string, rolloutId: string): Promise<Trajec
 
 /**
  * An aggregation member that refuses chosen report or integration calls for good (a server's rejection that no retry
- * or other member can fix), and shows the test every request it gets.
+ * or other member can fix), or cuts chosen ones off at the token limit, and shows the test every request it gets.
  */
 function refusingBackend(
   refuse: (kind: 'report' | 'integrate', n: number) => boolean,
   seen: { kind: string; prompt: string }[],
+  cut: (kind: 'report' | 'integrate') => boolean = () => false,
 ): InferenceBackend {
   const inner = new SimBackend({ profile: { timeScale: 0 } });
   const counts = { report: 0, integrate: 0 };
@@ -68,6 +69,10 @@ function refusingBackend(
       seen.push({ kind, prompt });
       if (kind !== 'other' && refuse(kind, counts[kind]++))
         return Promise.reject(Object.assign(new Error(`refused ${kind} call (test)`), { retryable: false }));
+      if (kind !== 'other' && cut(kind))
+        return inner
+          .generate(req, signal)
+          .then((g) => ({ ...g, text: '<think>Let me plan the report', finishReason: 'length' as const }));
       return inner.generate(req, signal);
     },
   };
@@ -336,13 +341,23 @@ describe('ParallelMuse', () => {
 
   it('a failed report leaves its rollout out of the integration, a failed integration leaves the votes', async () => {
     const seen: { kind: string; prompt: string }[] = [];
-    // The first question's first report call is refused, and every integration call of the second question.
+    // The first question's first report call is refused, and every integration call of the second question; the
+    // third question's first report call is cut off at the token limit.
     let question = 0;
+    let cutNextReport = false;
     const agg = new PoolMember({
       nc: suite.nc,
       pool: 'agg-refusing',
       id: 'agg-refusing',
-      backend: refusingBackend((kind, n) => (kind === 'report' ? n === 0 : question === 2), seen),
+      backend: refusingBackend(
+        (kind, n) => (kind === 'report' ? n === 0 : question === 2),
+        seen,
+        (kind) => {
+          if (kind !== 'report' || !cutNextReport) return false;
+          cutNextReport = false;
+          return true;
+        },
+      ),
     });
     await agg.start();
     const worker = await inProcessWorker(cfg);
@@ -390,6 +405,26 @@ describe('ParallelMuse', () => {
       expect(second.prediction).toBeNull();
       expect(second.correct).toBe(false);
       expect(second.compression).toBeUndefined();
+
+      // A report cut off at the token limit is no report: its rollout is left out, named, and its call still counts.
+      question = 3;
+      cutNextReport = true;
+      seen.length = 0;
+      const third = (await run(questions[1]!, 'pm-report-cut-off')).result;
+      const answered3 = third.rollouts.filter((r) => r.termination === 'answer');
+      expect(answered3.length).toBeGreaterThanOrEqual(2);
+      const c3 = third.outcomes.compressed!;
+      expect(c3.failedReports).toEqual([
+        {
+          rolloutId: expect.any(String),
+          error: expect.stringMatching(/report of .* was cut off at \d+ tokens \(maxTokensPerTurn\)/),
+        },
+      ]);
+      const integration3 = seen.filter((r) => r.kind === 'integrate');
+      expect(integration3).toHaveLength(1);
+      expect(integration3[0]!.prompt.match(/<report id=/g)).toHaveLength(answered3.length - 1);
+      expect(c3.answer).toBeTruthy();
+      expect(third.accounting.aggregation.llmCalls).toBe(answered3.length + 1);
     } finally {
       await worker.stop();
       await agg.stop();

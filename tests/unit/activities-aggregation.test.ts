@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   createAggregationActivities,
   type IntegrateInput,
-  ReportCutOffError,
   type ReportInput,
   reportTrajectoryChars,
 } from '../../activities/aggregation.js';
@@ -146,12 +145,16 @@ describe('aggregation calls', () => {
     expect(out.answer!.length).toBeLessThan(MAX_ANSWER_CHARS + 100);
   });
 
-  it('refuses a report cut off before it was finished, naming the rollout and the limit', async () => {
-    const { acts } = activities(() => ({ text: '<think>Let me plan the report', finishReason: 'length' }));
-    await expect(acts.reportStep(input({ sampling }))).rejects.toThrow(
-      /report of q\/initial-0 was cut off at 4096 tokens/,
-    );
-    await expect(acts.reportStep(input({ sampling }))).rejects.toBeInstanceOf(ReportCutOffError);
+  it('writes no report for a call cut off before it was finished, names the rollout and the limit, and counts it', async () => {
+    const { acts, texts } = activities(() => ({
+      text: '<think>Let me plan the report',
+      finishReason: 'length',
+    }));
+    const r = await acts.reportStep(input({ sampling }));
+    expect(r.reportRef).toBeNull();
+    expect(r.reason).toMatch(/report of q\/initial-0 was cut off at 4096 tokens/);
+    expect(r.usage.completionTokens).toBe(5);
+    expect(texts.size).toBe(0);
   });
 
   it('gives no verdict for a judge cut off in its reasoning', async () => {
