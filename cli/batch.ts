@@ -8,6 +8,7 @@ import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import { idArg, positiveIntArg, withSpecFlags } from './args.js';
 import { cliConfig } from './context.js';
+import { modelsLine } from './render.js';
 
 export interface ParallelMuseCliOptions {
   n: number;
@@ -103,7 +104,10 @@ export function summarizeQuestion(r: ParallelMuseResult): string {
       .map(([k, v]) => `${k}=${v.answer ?? '∅'}`)
       .join(', ')}`,
     `  tokens     : ${a.generatedTokens} generated, ${a.reusedTokens} reused (reuse factor ${a.reuseFactor.toFixed(2)}), ${a.toolCalls} tool calls (${a.reusedToolCalls} reused)`,
-    `  model      : ${r.models?.join(', ') || '(no model call)'}`,
+    `  model      : ${modelsLine(
+      r.models,
+      r.rollouts.reduce((n, ro) => n + ro.usage.llmCalls, 0) + a.aggregation.llmCalls,
+    )}`,
   ];
   return lines.join('\n');
 }

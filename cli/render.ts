@@ -55,9 +55,15 @@ export function summarizeTrajectory(r: TrajectoryResult): string {
     `  termination: ${r.termination}${r.error ? ` (${r.error})` : ''}`,
     `  steps      : ${r.steps} (${u.toolCalls} tool calls, ${u.llmCalls} model calls, ${r.runs} workflow run${r.runs > 1 ? 's' : ''})`,
     `  tokens     : ${u.promptTokens} prompt (${u.cachedPromptTokens} from prefix cache, ${cacheRate}%), ${u.completionTokens} completion`,
-    `  model      : ${r.models?.join(', ') || '(no model call)'}`,
+    `  model      : ${modelsLine(r.models, u.llmCalls)}`,
     `  workflow   : ${r.trajectoryId}`,
   ].join('\n');
+}
+
+/** What generated a result, for people: results recorded before models were kept say so rather than "none". */
+export function modelsLine(models: readonly string[] | undefined, modelCalls: number): string {
+  if (models?.length) return models.join(', ');
+  return modelCalls > 0 ? '(not recorded)' : '(no model call)';
 }
 
 /** The `--json` shape of a single trajectory. */
@@ -69,7 +75,7 @@ export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?
     steps: r.steps,
     usage: r.usage,
     runs: r.runs,
-    models: r.models ?? [],
+    ...(r.models ? { models: r.models } : {}),
     ...(r.error ? { error: r.error } : {}),
     ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
   };
@@ -91,6 +97,6 @@ export function statusResult(type: string, result: unknown) {
     rolloutIds: r.rollouts.map((ro) => ro.rolloutId),
     terminations,
     plan: r.plan,
-    models: r.models ?? [],
+    ...(r.models ? { models: r.models } : {}),
   };
 }

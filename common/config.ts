@@ -58,12 +58,11 @@ export const ConfigSchema = z
          * caps it either way.
          */
         attemptTimeoutMs: z.number().int().positive().optional(),
-        /** Requests whose encoded messages exceed this go by reference through the blob store. */
-        inlineRequestBytes: z
-          .number()
-          .int()
-          .positive()
-          .default(512 * 1024),
+        /**
+         * Requests whose encoded messages exceed this go by reference through the blob store. Default 512 KiB, or
+         * maxRequestBytes when that is lower.
+         */
+        inlineRequestBytes: z.number().int().positive().optional(),
         /** Hard cap on a single request's prompt size. */
         maxRequestBytes: z
           .number()
@@ -72,10 +71,14 @@ export const ConfigSchema = z
           .default(64 * 1024 * 1024),
       })
       .strict()
-      .refine((r) => r.inlineRequestBytes <= r.maxRequestBytes, {
+      .refine((r) => r.inlineRequestBytes === undefined || r.inlineRequestBytes <= r.maxRequestBytes, {
         message: 'inlineRequestBytes must not exceed maxRequestBytes',
         path: ['inlineRequestBytes'],
       })
+      .transform((r) => ({
+        ...r,
+        inlineRequestBytes: r.inlineRequestBytes ?? Math.min(512 * 1024, r.maxRequestBytes),
+      }))
       .prefault({}),
     store: z
       .object({

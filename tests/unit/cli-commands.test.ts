@@ -10,7 +10,7 @@ import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } 
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { registerContentCommands } from '../../cli/content.js';
-import { statusResult } from '../../cli/render.js';
+import { modelsLine, statusResult } from '../../cli/render.js';
 import { registerRunCommands } from '../../cli/run.js';
 import { registerServiceCommands } from '../../cli/services.js';
 import { failureMessage } from '../../client/trajectories.js';
@@ -261,6 +261,16 @@ describe('muse status', () => {
       runs: 1,
     });
     expect(r).toMatchObject({ id: 't1', prediction: 'Paris', termination: 'answer', steps: 3 });
+    // Recorded before results named their model: no models field, rather than an empty list that reads as none.
+    expect(r).not.toHaveProperty('models');
+  });
+
+  it('says what generated a result, and tells one recorded before that was kept from one without model calls', () => {
+    expect(modelsLine(['muse-sim (simulator, not a language model)'], 3)).toBe(
+      'muse-sim (simulator, not a language model)',
+    );
+    expect(modelsLine(undefined, 3)).toBe('(not recorded)');
+    expect(modelsLine([], 0)).toBe('(no model call)');
   });
 
   it('shows an ended ParallelMuse question’s prediction and its rollouts’ terminations', () => {

@@ -46,6 +46,10 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ file, env: {} })).toThrow(
       /router\.inlineRequestBytes: inlineRequestBytes must not exceed maxRequestBytes/,
     );
+    // Only a value that was set: a lower request cap brings the default inline limit down with it.
+    const capped = loadConfig({ file: configFile({ router: { maxRequestBytes: 262_144 } }), env: {} });
+    expect(capped.router).toMatchObject({ maxRequestBytes: 262_144, inlineRequestBytes: 262_144 });
+    expect(loadConfig({ env: {} }).router.inlineRequestBytes).toBe(512 * 1024);
   });
 
   it('names the variable behind a bad value', () => {
