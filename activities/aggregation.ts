@@ -12,7 +12,7 @@ import {
 } from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
 import type { StepLogSegment } from '../agent/trajectory.js';
-import type { TokenUsage } from '../agent/types.js';
+import type { ChatMessage, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import { readStepLog } from '../common/step-log.js';
 import { ContextLengthError, servedBy } from '../inference/types.js';
@@ -55,39 +55,39 @@ export interface IntegrateInput {
 /** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
 const REPORT_OBSERVATION_CHARS = 4000;
 /**
- * Characters of trajectory text the report prompt has room for: its budget in estimated tokens (promptBudgetTokens)
- * less the rest of the prompt. Without the window a long trajectory (iterresearch repeats its evolving report at
- * every step) would be refused.
+ * Characters of content a prompt has room for beside `frame` (the prompt with the content left out): its budget in
+ * estimated tokens (promptBudgetTokens) less the frame. Undefined without the window (inputs recorded before it was
+ * passed).
  */
-export function reportTrajectoryChars(input: ReportInput): number | undefined {
+function contentRoomChars(
+  input: { contextWindow?: number; sampling: SamplingInput; promptTokenRatio?: number },
+  frame: () => ChatMessage[],
+): number | undefined {
   if (input.contextWindow === undefined) return undefined;
   const budget = promptBudgetTokens(
     input.contextWindow,
     input.sampling.maxTokensPerTurn,
     input.promptTokenRatio,
   );
-  const overhead = estimateTokens(reportMessages(input.question, ''));
-  return Math.max(0, (budget - overhead) * CHARS_PER_ESTIMATED_TOKEN);
+  return Math.max(0, (budget - estimateTokens(frame())) * CHARS_PER_ESTIMATED_TOKEN);
 }
 
 /**
- * Characters of report text the integration prompt has room for, all reports together (see reportTrajectoryChars);
- * undefined without the window. Each report is also wrapped in tags, counted in the overhead.
+ * Characters of trajectory text the report prompt has room for. Without the window a long trajectory (iterresearch
+ * repeats its evolving report at every step) would be refused.
  */
+export function reportTrajectoryChars(input: ReportInput): number | undefined {
+  return contentRoomChars(input, () => reportMessages(input.question, ''));
+}
+
+/** Characters of report text the integration prompt has room for, all reports together (each one's tags aside). */
 export function integrationReportChars(input: IntegrateInput): number | undefined {
-  if (input.contextWindow === undefined) return undefined;
-  const budget = promptBudgetTokens(
-    input.contextWindow,
-    input.sampling.maxTokensPerTurn,
-    input.promptTokenRatio,
-  );
-  const overhead = estimateTokens(
+  return contentRoomChars(input, () =>
     integrationMessages(
       input.question,
       input.reportRefs.map(() => ''),
     ),
   );
-  return Math.max(0, (budget - overhead) * CHARS_PER_ESTIMATED_TOKEN);
 }
 
 /** However many reports share the window, each keeps at least this much: its opening says what the rollout found. */

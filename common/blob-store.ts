@@ -6,11 +6,14 @@
 // bucket (chunked, so a blob may exceed the NATS max payload). The namespace's lifetime is the job's:
 // a bucket TTL when set, and `deleteNamespace` when the job's content is no longer wanted.
 import { createHash, randomUUID } from 'node:crypto';
-import { jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
+
+/** A read's answer when the namespace's bucket is gone (see onBucket): nothing to ask the leader about either. */
+const NO_BUCKET = Symbol('no bucket');
 
 /** What a read needs of a KV entry, whether kv.get or the stream's leader answered. */
 type StoredEntry = Pick<KvEntry, 'value' | 'created'> & { operation: string };
@@ -77,6 +80,7 @@ export class BlobStore {
   private readonly cacheBytes: number;
   private readonly replicas: number;
   private readonly deletions: Subscription;
+  private jsm?: Promise<JetStreamManager>;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -110,8 +114,7 @@ export class BlobStore {
           `MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS): ${(err as Error).message}`,
       );
     }
-    const jsm = await jetstreamManager(this.nc);
-    await jsm.streams.delete(`KV_${bucket}`).catch(() => {});
+    await (await this.manager()).streams.delete(`KV_${bucket}`).catch(() => {});
   }
 
   /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */
@@ -237,10 +240,15 @@ export class BlobStore {
    * for good, or run a recorded tool call again.
    */
   private async kvEntry(namespace: string, key: string): Promise<StoredEntry | null> {
-    const entry = await this.onKv(namespace, (kv) => kv.get(key), null);
+    const entry = await this.onKv<KvEntry | null | typeof NO_BUCKET>(
+      namespace,
+      (kv) => kv.get(key),
+      NO_BUCKET,
+    );
     // Whatever this process's own replicas setting: it may read buckets that another process made replicated.
+    if (entry === NO_BUCKET) return null;
     if (entry) return entry;
-    const jsm = await jetstreamManager(this.nc);
+    const jsm = await this.manager();
     const bucket = kvBucket(namespace);
     let sm: StoredMsg | null;
     try {
@@ -257,9 +265,15 @@ export class BlobStore {
     };
   }
 
+  /** The JetStream manager for direct stream requests, made once, without the account check a new one sends. */
+  private manager(): Promise<JetStreamManager> {
+    this.jsm ??= jetstreamManager(this.nc, { checkAPI: false });
+    return this.jsm;
+  }
+
   /** Deletes every blob of a namespace (a job's retention ends). Idempotent. */
   async deleteNamespace(namespace: string): Promise<{ deleted: string[] }> {
-    const jsm = await jetstreamManager(this.nc);
+    const jsm = await this.manager();
     const deleted: string[] = [];
     for (const stream of [`KV_${kvBucket(namespace)}`, `OBJ_${objBucket(namespace)}`]) {
       try {
