@@ -2,6 +2,7 @@
 // under a heartbeat timeout so that a dead worker is noticed quickly; a live one must keep beating however
 // long the wait itself takes.
 import { Context } from '@temporalio/activity';
+import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 
 /**
  * Runs `fn` in the current activity, heartbeating every third of the heartbeat timeout (within 200 ms to 2 s)
@@ -28,6 +29,16 @@ const startedAt = new WeakMap<Context, number>();
 export function markAttemptStart(ctx: Context, now = Date.now()): void {
   if (!startedAt.has(ctx)) startedAt.set(ctx, now);
 }
+
+/** The rollout worker's activity interceptor that marks each attempt's start before the activity runs. */
+export const markAttemptStartInterceptor: ActivityInterceptorsFactory = (ctx) => ({
+  inbound: {
+    execute: (input, next) => {
+      markAttemptStart(ctx);
+      return next(input);
+    },
+  },
+});
 
 /**
  * The time by which work inside the current activity attempt must end (a model call's deadline). Start-to-close

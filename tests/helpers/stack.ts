@@ -124,8 +124,9 @@ export function runMuse(cfg: MuseConfig, args: string[]) {
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
+  // 'close', not 'exit': output still in the pipes when the process exits would be missing from what it printed.
   const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+    child.once('close', (code) => resolve({ code, stdout, stderr })),
   );
   return { child, done };
 }

@@ -204,9 +204,9 @@ describe('content store', () => {
     // A large text another worker stored a while ago is kept, not written again, and its reference ages from then.
     const page = 'a long page '.repeat(25_000);
     await elsewhere.put(ns, page);
-    await new Promise((r) => setTimeout(r, 3000));
-    await content.putText(ns, page); // the stored copy is fresh: kept
-    await new Promise((r) => setTimeout(r, 3000));
+    await new Promise((r) => setTimeout(r, 2000));
+    await content.putText(ns, page); // the stored copy is fresh (fresh for 5 s): kept
+    await new Promise((r) => setTimeout(r, 4000));
     await content.putText(ns, page); // 6 s after the store wrote it: written again before it is handed out
     expect(writes.filter((w) => w === page)).toHaveLength(2);
     await blobs.deleteNamespace(ns);
@@ -364,7 +364,11 @@ describe('rollout worker lifecycle', () => {
 
   it('a worker whose content store settings the NATS server refuses does not start, and names them', async () => {
     // The test server is a single node: three copies of each bucket cannot be kept.
-    const err = await createRolloutWorker({ config: { ...cfg, store: { ...cfg.store, replicas: 3 } } }).catch(
+    const err = await createRolloutWorker({ config: { ...cfg, store: { ...cfg.store, replicas: 3 } } }).then(
+      async (w) => {
+        await w.shutdown(); // started after all: stopped, and the test fails below
+        return w;
+      },
       (e: unknown) => e as Error,
     );
     expect(err).toBeInstanceOf(Error);

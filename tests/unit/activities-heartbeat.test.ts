@@ -1,7 +1,12 @@
 import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { attemptDeadline, markAttemptStart, withHeartbeat } from '../../activities/heartbeat.js';
+import {
+  attemptDeadline,
+  markAttemptStart,
+  markAttemptStartInterceptor,
+  withHeartbeat,
+} from '../../activities/heartbeat.js';
 
 describe('withHeartbeat', () => {
   it('heartbeats while a wait runs past the heartbeat timeout, and stops when it settles', async () => {
@@ -73,6 +78,25 @@ describe('attemptDeadline', () => {
     });
     // Not 3 s past the activity's own timeout, as counting from the first ask would give.
     expect(deadline).toBe(now + 60_000 - 1000);
+  });
+
+  it("the worker's interceptor marks the start before the activity runs, so a late ask still counts from it", async () => {
+    const env = new MockActivityEnvironment({
+      currentAttemptScheduledTimestampMs: Date.now() - 360_000,
+      startToCloseTimeoutMs: 60_000,
+    });
+    const { deadline, started } = await env.run(async (): Promise<{ deadline: number; started: number }> => {
+      const ctx = Context.current();
+      const execute = markAttemptStartInterceptor(ctx).inbound!.execute!;
+      const started = Date.now();
+      const deadline = (await execute({ args: [], headers: {} }, async () =>
+        // The activity reads its inputs for 3 s before it asks.
+        attemptDeadline(ctx, started + 3_000),
+      )) as number;
+      return { deadline, started };
+    });
+    expect(deadline).toBeGreaterThanOrEqual(started + 60_000 - 1000);
+    expect(deadline).toBeLessThan(started + 60_000 - 1000 + 500);
   });
 
   it('keeps the scheduled-time deadline when the attempt started at once', async () => {
