@@ -87,11 +87,12 @@ export class ContextLengthError extends Error {
 }
 
 /**
- * Error texts of servers refusing a prompt over the context length: vLLM and OpenAI ("maximum context length"),
+ * Error texts of servers refusing a prompt over the context length: vLLM and OpenAI ("maximum context length"; vLLM's
+ * input processor for token-id prompts: "The decoder prompt (length N) is longer than the maximum model length"),
  * SGLang's scheduler ("Input length (N tokens) exceeds the maximum allowed length"), TGI ("input is too long").
  */
 export const CONTEXT_LENGTH_MESSAGE =
-  /context[ _]length|maximum context|context window|input is too long|exceeds the maximum allowed length/i;
+  /context[ _]length|maximum context|context window|input is too long|exceeds the maximum allowed length|longer than the maximum model length/i;
 
 /**
  * A backend's request passed its deadline before a usable answer came back. Any backend throws it (and a member

@@ -66,15 +66,16 @@ export class BackendHttpError extends Error {
   }
   /**
    * Whether another member could do better: a transient status, or one that says this member's server is set up
-   * wrong (401/403: its API key; 404: its model name or path). The request itself is fine, so it must not fail the
-   * step for good; the router fails over and the member's breaker counts it.
+   * wrong (401/403: its API key; 404: its model name or path; 413: a proxy in front of it with a body limit, such as
+   * nginx's 1 MB default). The request itself is fine, so it must not fail the step for good; the router fails over
+   * and the member's breaker counts it.
    */
   get retryable(): boolean {
     return isRetryableStatus(this.status) || MEMBER_SETUP_STATUSES.has(this.status);
   }
 }
 
-const MEMBER_SETUP_STATUSES = new Set([401, 403, 404]);
+const MEMBER_SETUP_STATUSES = new Set([401, 403, 404, 413]);
 
 /** The server could not be reached (connection refused, reset, DNS) on every attempt. */
 export class BackendUnavailableError extends Error {

@@ -71,8 +71,9 @@ const GenerateItem = z.object({
   }),
 });
 
-// A request with one prompt gets one object back; some versions wrap it in a one-element list.
-const GenerateResponse = z.union([GenerateItem, z.array(GenerateItem).length(1)]);
+// A request with one prompt gets one object back; some versions wrap it in a one-element list, unwrapped before the
+// object is checked so a mismatch names its field (a union would say only that neither shape matched).
+const GenerateResponse = z.preprocess((b) => (Array.isArray(b) && b.length === 1 ? b[0] : b), GenerateItem);
 
 export class SGLangBackend implements InferenceBackend {
   readonly kind = 'sglang';
@@ -126,8 +127,7 @@ export class SGLangBackend implements InferenceBackend {
       req.deadline,
       signal,
     );
-    const res = parseResponse(GenerateResponse, body, 'sglang backend (/generate)');
-    const item = Array.isArray(res) ? res[0]! : res;
+    const item = parseResponse(GenerateResponse, body, 'sglang backend (/generate)');
     const meta = item.meta_info;
     if (meta.finish_reason?.type === 'abort') {
       // Some SGLang versions refuse an over-long prompt this way rather than with a 400: no member would take it.

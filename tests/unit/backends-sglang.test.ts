@@ -119,6 +119,25 @@ describe('SGLangBackend', () => {
     expect((err as Error).message).toContain('meta_info.output_token_logprobs');
   });
 
+  it('names the field that does not match when the answer has the wrong shape, alone or in a one-element list', async () => {
+    const { completion_tokens: _, ...noCount } = generateBody().meta_info;
+    for (const body of [{ meta_info: noCount, text: 'x' }, [{ meta_info: generateBody().meta_info }]]) {
+      const s = await fakeJsonServer(() => ({ body }));
+      const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendProtocolError);
+      expect((err as Error).message).toMatch(/meta_info\.completion_tokens|text/);
+      expect((err as Error).message).not.toMatch(/\(root\): Invalid input/);
+    }
+    // A one-element list of a good answer is read as the answer.
+    const listed = await fakeJsonServer(() => ({ body: [generateBody()] }));
+    expect(
+      (await new SGLangBackend({ baseUrl: listed.url }).generate(request, signal())).usage,
+    ).toMatchObject({
+      promptTokens: 12,
+      completionTokens: 4,
+    });
+  });
+
   it('names the missing field when top logprobs are absent', async () => {
     const s = await fakeJsonServer(() => ({ body: generateBody({ output_top_logprobs: null }) }));
     const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);

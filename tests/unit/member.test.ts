@@ -26,6 +26,8 @@ describe('member error replies', () => {
     const wordings = [
       "This model's maximum context length is 32768 tokens. However, you requested 40000 tokens",
       "The input (40000 tokens) is longer than the model's context length (32768 tokens).",
+      // vLLM's input processor, for a prompt of token ids.
+      'The decoder prompt (length 5951) is longer than the maximum model length of 4096.',
       { message: 'too many tokens', code: 'context_length_exceeded' },
     ];
     for (const error of wordings) {
