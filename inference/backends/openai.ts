@@ -169,6 +169,9 @@ export function topK(values: Iterable<number | null | undefined>, k: number): nu
   return out.length > k ? out.slice(0, k) : out;
 }
 
+/** The most top_logprobs the chat API takes (OpenAI's limit, vLLM's default --max-logprobs). */
+const MAX_TOP_LOGPROBS = 20;
+
 /** OpenAI's convention for "not in the top 20"; a null logprob means the same and must not become NaN downstream. */
 export const UNLIKELY_LOGPROB = -9999;
 
@@ -344,9 +347,12 @@ export class OpenAIBackend implements InferenceBackend {
 
   private async chat(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
     const k = req.params.topLogprobs;
+    // vLLM lists the sampled token first, then the top k less one when the sampled token is not among them: one more
+    // is asked for (within the API's 20) and the best k kept, which is right whether or not the server does that.
+    const asked = k > 0 ? Math.min(k + 1, MAX_TOP_LOGPROBS) : 0;
     const body = await this.post(
       '/chat/completions',
-      { ...this.commonParams(req), messages: req.messages, logprobs: true, top_logprobs: k },
+      { ...this.commonParams(req), messages: req.messages, logprobs: true, top_logprobs: asked },
       req,
       signal,
     );

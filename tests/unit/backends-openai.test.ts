@@ -127,7 +127,8 @@ describe('OpenAIBackend (chat)', () => {
     expect(s.seen[0]!.body).toMatchObject({
       model: 'm',
       logprobs: true,
-      top_logprobs: 2,
+      // One more than k: a server that lists the sampled token first still gives the true top k.
+      top_logprobs: 3,
       max_tokens: 64,
       temperature: 0.7,
       seed: 7,
@@ -144,6 +145,24 @@ describe('OpenAIBackend (chat)', () => {
     expect(g.finishReason).toBe('stop');
     expect(g.model).toBe('served-model');
     expect(b.load().running).toBe(0);
+  });
+
+  it('keeps the true top k when the server lists a sampled token from outside them first', async () => {
+    // vLLM's order when it sampled 'zebra' (-6), which is not among the two most likely: the sampled token first,
+    // then the most likely, as many in all as asked for.
+    const vllmOrder = [
+      { token: 'zebra', logprob: -6 },
+      { token: 'the', logprob: -0.1 },
+      { token: 'a', logprob: -2.5 },
+      { token: 'an', logprob: -3 },
+    ];
+    const s = await fakeServer((req) => {
+      const asked = (req.body as { top_logprobs: number }).top_logprobs;
+      const content = [{ token: 'zebra', logprob: -6, top_logprobs: vllmOrder.slice(0, asked) }];
+      return { body: chatBody({ content: 'zebra', logprobs: { content } }) };
+    });
+    const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(g.tokens[0]!.topLogprobs).toEqual([-0.1, -2.5]);
   });
 
   it('reads cached tokens as 0 when the server does not report them', async () => {
