@@ -120,12 +120,34 @@ function alignGreedy(text: string, raw: readonly string[]): string[] {
       const window = text.slice(cur, cur + n.length + RESYNC_WINDOW + next.length);
       const at = window.indexOf(next);
       if (at >= 0) take = at;
+      // Text the server left out (a think block its reasoning parser stripped, a special token): a later token
+      // matches right here, so this one takes nothing rather than the text that token and those after it carry.
+      else if (laterTokenMatchesAt(text, cur, norm, j + 1)) take = 0;
     }
     out[i] = text.slice(cur, cur + take);
     cur += take;
   }
   if (cur < text.length && out.length > 0) out[out.length - 1] += text.slice(cur);
   return out;
+}
+
+/** How far ahead alignGreedy looks for a token that matches where the text resumes after text the server left out. */
+const LEFT_OUT_LOOKAHEAD = 32;
+
+/**
+ * Whether one of the visible tokens from `from` on (a few dozen at most) matches `text` at `at`, and the visible
+ * token after it matches where it ends: two tokens in a row, so a one-character coincidence does not count.
+ */
+function laterTokenMatchesAt(text: string, at: number, norm: readonly string[], from: number): boolean {
+  for (let j = from; j < Math.min(norm.length, from + LEFT_OUT_LOOKAHEAD); j++) {
+    const t = norm[j]!;
+    if (t.length === 0 || !text.startsWith(t, at)) continue;
+    let k = j + 1;
+    while (k < norm.length && norm[k]!.length === 0) k++;
+    const end = at + t.length;
+    if (k >= norm.length || end >= text.length || text.startsWith(norm[k]!, end)) return true;
+  }
+  return false;
 }
 
 export interface AlignedTokens {

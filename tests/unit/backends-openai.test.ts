@@ -397,4 +397,13 @@ describe('chat templates and token alignment', () => {
     expect(r.tokens[3]).toBe(' y');
     expect(r.tokens[4]).toBe('');
   });
+
+  it('gives no text to tokens the server left out of it (an empty think block its reasoning parser stripped)', () => {
+    // SGLang strips the reasoning parser's output: content 'Answer is 42.', tokens still with the think block.
+    const raw = ['<think>', '\n\n', '</think>', '\n\n', 'Answer', ' is', ' ', '4', '2', '.', '<|im_end|>'];
+    const r = alignTokensToText('Answer is 42.', raw);
+    expect(r.tokens).toEqual(['', '', '', '', 'Answer', ' is', ' ', '4', '2', '.', '']);
+    // A single character that happens to match does not count: the odd token keeps its own length of text.
+    expect(alignTokensToText('ab cd', ['xy', 'zz', 'a', 'q', ' cd']).tokens[0]).toBe('ab');
+  });
 });
