@@ -19,6 +19,7 @@ import {
   encodeWire,
   type GenerateReplyWire,
   GenerateRequestWire,
+  HEADER_ROOM_BYTES,
   MEMBER_ID_RE,
   type MemberAnnouncementWire,
   subjects,
@@ -66,6 +67,15 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
 }
+
+/** A reply too large for one NATS message; not retryable, as every member would generate it again to the same end. */
+export class ReplyTooLargeError extends Error {
+  override readonly name = 'ReplyTooLargeError';
+  readonly retryable = false;
+}
+
+/** How long a stopping member waits for the server to confirm its subscriptions drained. */
+const SUBSCRIPTION_DRAIN_MS = 2000;
 
 /**
  * A request still waiting in this member's queue when its attempt is nearly over. Answered as `overloaded` a little
@@ -189,9 +199,19 @@ export class PoolMember {
     // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
     // member's subject and waits for what it has here instead of failing it over. Cancels are still taken while the
     // requests in hand finish: a router that gives up on one frees its slot at once.
-    this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
-    for (const s of this.subs) s.unsubscribe();
+    try {
+      this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
+    } catch {
+      // The connection is closed or draining: routers drop this member by its TTL instead.
+    }
     const until = Date.now() + timeoutMs;
+    // Drained, not just unsubscribed: a request the server had already handed over, still unread, is answered
+    // shutting_down (the router fails it over at once) instead of dropped unanswered for the router to wait out.
+    await untilAborted(
+      Promise.all(this.subs.map((s) => s.drain().catch(() => {}))),
+      AbortSignal.timeout(Math.min(SUBSCRIPTION_DRAIN_MS, timeoutMs)),
+    ).catch(() => {}); // a server that is down cannot confirm the drain: bounded
+    for (const s of this.subs) if (!s.isClosed()) s.unsubscribe();
     while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < until) {
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -266,7 +286,14 @@ export class PoolMember {
                 'muse.cached_tokens': generation.usage.cachedPromptTokens,
               });
               const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: true, id, generation };
-              msg.respond(encodeWire(reply));
+              const payload = encodeWire(reply);
+              // Too large for one message: every member would generate it again to the same end.
+              const maxPayload = this.opts.nc.info?.max_payload;
+              if (maxPayload && payload.length > maxPayload - HEADER_ROOM_BYTES)
+                throw new ReplyTooLargeError(
+                  `the reply of ${payload.length} bytes exceeds the NATS server's max_payload of ${maxPayload} bytes; raise max_payload (muse up and k8s/nats.yaml use 8 MB) or lower maxTokensPerTurn`,
+                );
+              msg.respond(payload);
             } catch (err) {
               span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
               throw err;

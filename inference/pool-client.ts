@@ -32,6 +32,7 @@ import {
   encodeWire,
   GenerateReplyWire,
   type GenerateRequestWire,
+  HEADER_ROOM_BYTES,
   MAX_PLACEMENT_KEYS,
   MemberAnnouncementWire,
   PlacementWire,
@@ -42,8 +43,6 @@ import {
 
 /** Between failover attempts: short, since the next attempt goes to another member. */
 const FAILOVER_BACKOFF = { baseMs: 50 };
-/** Room a request's headers (trace context, the request's id) take beside its payload in one NATS message. */
-const HEADER_ROOM_BYTES = 16 * 1024;
 
 export class PoolUnavailableError extends Error {
   override name = 'PoolUnavailableError';
@@ -375,12 +374,22 @@ export class PoolClient {
       const timeout = Math.max(1, Math.min(remaining, attemptLimit));
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
       let ticket: BreakerTicket | null = null;
-      const memberId =
+      let memberId =
         ranked.find((m) => {
           if (tried.has(m)) return false;
           ticket = this.members.get(m)?.breaker.tryAcquire(timeout) ?? null;
           return ticket !== null;
         }) ?? (ranked.length === 0 ? undefined : retryTarget(ranked, tried));
+      if (memberId !== undefined && ticket === null) {
+        // A member tried before gets the attempt through its breaker too: a half-open one only as its single probe.
+        ticket = this.members.get(memberId)?.breaker.tryAcquire(timeout) ?? null;
+        if (ticket === null) memberId = undefined;
+      }
+      if (memberId === undefined && ranked.length > 0) {
+        errors.push(`no member in rotation (${ranked.length} tried, their circuits probing)`);
+        await pause(attempt);
+        continue;
+      }
       if (memberId) {
         tried.delete(memberId); // re-inserted at the end: the map's order is the order members were last tried in
         tried.set(memberId, 'failed');
@@ -537,7 +546,7 @@ export class PoolClient {
     // A malformed announcement cannot put a member into rotation.
     if (!info || info.pool !== this.opts.pool) return;
     if (info.leaving) {
-      this.retire(info.id);
+      this.retire(info);
       return;
     }
     let existing = this.members.get(info.id);
@@ -570,13 +579,16 @@ export class PoolClient {
 
   private onLeave(data: Uint8Array): void {
     const info = tryDecodeWire(MemberAnnouncementWire, data, 'leave');
-    if (info) this.retire(info.id);
+    if (info) this.retire(info);
   }
 
   /** A stopping member: no new work; what it is finishing is awaited (LEAVE_GRACE_MS), then it is dropped. */
-  private retire(id: string): void {
+  private retire(leave: MemberAnnouncementWire): void {
+    const { id } = leave;
     const m = this.members.get(id);
-    if (!m || m.leavingSince !== undefined) return;
+    // A leave from an earlier process under this id (one that overlapped its replacement) says nothing of the
+    // process in rotation now.
+    if (!m || m.leavingSince !== undefined || restarted(m.info, leave)) return;
     m.leavingSince = this.now();
     if (m.outstanding === 0) this.dropMember(id, `member ${id} left the pool`);
   }

@@ -104,6 +104,9 @@ export const GenerateReplyWire = z.discriminatedUnion('ok', [
 ]);
 export type GenerateReplyWire = z.infer<typeof GenerateReplyWire>;
 
+/** Room a message's headers (trace context, the attempt's timeout) take beside its payload in one NATS message. */
+export const HEADER_ROOM_BYTES = 16 * 1024;
+
 /** A member id is part of NATS subjects (`muse.pool.<pool>.member.<id>`): no dots, spaces or wildcards. */
 export const MEMBER_ID_RE = /^[A-Za-z0-9_-]+$/;
 

@@ -226,6 +226,112 @@ describe('pool routing', () => {
     expect((await isolated.generate(next, params, { deadline: deadline() })).memberId).toBe('a');
   });
 
+  it('a request a member had not yet read when it stopped is answered shutting_down and fails over at once', async () => {
+    const pool = `stopread-${randomUUID().slice(0, 8)}`;
+    const own = await connectNats(cfg, 'stopping-member');
+    cleanups.push(() => own.close());
+    const a = new PoolMember({
+      nc: own,
+      pool,
+      id: 'a',
+      backend: new SimBackend({ profile: { timeScale: 0 } }),
+    });
+    await a.start();
+    cleanups.push(() => a.stop(100));
+    await member(pool, 'b');
+    const c = client(pool, { policy: 'round_robin' });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    // Member a's inbound bytes wait in its socket (one network hop's delay) while the request goes to it.
+    const socket = (
+      own as unknown as { protocol: { transport: { socket: { pause(): void; resume(): void } } } }
+    ).protocol.transport.socket;
+    socket.pause();
+    const attempts: (string | undefined)[] = [];
+    const started = Date.now();
+    const reply = c.generate(messages(3), params, {
+      deadline: deadline(),
+      onAttempt: (m) => attempts.push(m),
+    });
+    await waitUntil(() => attempts.length === 1, 5_000, 'first attempt sent');
+    await suite.nc.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    const stopping = a.stop(5_000);
+    socket.resume();
+    const g = await reply;
+    await stopping;
+    if (attempts[0] === 'a') {
+      // Not waited out for the 15 s a leaving member's requests get: answered shutting_down, tried on b.
+      expect(g.memberId).toBe('b');
+      expect(attempts).toEqual(['a', 'b']);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } else expect(g.memberId).toBe('b');
+    expect(attempts[0]).toBe('a'); // round_robin's first choice here: the case above is the one that ran
+  });
+
+  it("a leave from a member's earlier process does not take its replacement out of rotation", async () => {
+    const pool = `oldleave-${randomUUID().slice(0, 8)}`;
+    const backend = () => new SimBackend({ profile: { timeScale: 0 } });
+    const old = new PoolMember({ nc: suite.nc, pool, id: 'gpu0', backend: backend() });
+    await old.start();
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'old process live');
+    // The replacement under the same id announces while the old process still runs (a blue/green deploy).
+    const replacement = new PoolMember({ nc: suite.nc, pool, id: 'gpu0', backend: backend() });
+    await replacement.start();
+    cleanups.push(() => replacement.stop(100));
+    const instanceOf = () =>
+      (c as unknown as { members: Map<string, { info: { instance?: string } }> }).members.get('gpu0')?.info
+        .instance;
+    const newInstance = (replacement as unknown as { instance: string }).instance;
+    await waitUntil(() => instanceOf() === newInstance, 10_000, 'replacement known');
+    await old.stop(100);
+    await suite.nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(c.liveMembers().map((m) => m.id)).toEqual(['gpu0']);
+    expect((await c.generate(messages(4), params, { deadline: deadline() })).memberId).toBe('gpu0');
+  });
+
+  it("a reply over the server's max_payload is refused for good, naming the limit, not generated again on every member", async () => {
+    const pool = `bigreply-${randomUUID().slice(0, 8)}`;
+    const own = await connectNats(cfg, 'small-payload-member');
+    cleanups.push(() => own.close());
+    // The member sees a server that takes 64 KiB per message; its replies here are larger.
+    const small = new Proxy(own, {
+      get(target, prop) {
+        if (prop === 'info') return { ...target.info!, max_payload: 64 * 1024 };
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    let generations = 0;
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const m = new PoolMember({
+      nc: small,
+      pool,
+      id: 'big',
+      backend: {
+        kind: 'scripted',
+        generate: async (req, signal) => {
+          generations++;
+          const g = await sim.generate(req, signal);
+          const text = 'x'.repeat(100_000);
+          return { ...g, text, tokens: [{ token: text, logprob: -0.1, topLogprobs: [-0.1] }] };
+        },
+      },
+    });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const err = await c.generate(messages(5), params, { deadline: deadline() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendRejectedError);
+    expect((err as Error).message).toMatch(/exceeds the NATS server's max_payload of 65536 bytes/);
+    expect(generations).toBe(1);
+  });
+
   it('a member announces a change of load at once, not at its next heartbeat', async () => {
     const pool = `prompt-${randomUUID().slice(0, 8)}`;
     // A one-minute heartbeat: any announcement after start-up is the load-change path.
