@@ -24,11 +24,17 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
     },
     cliProgress.Presets.shades_classic,
   );
-  // Ctrl-C stops the bar first, so the terminal gets its cursor back. With nobody else listening (the demo stops its
-  // servers itself) the process then exits as the signal would have made it; the trajectory goes on regardless.
+  // Ctrl-C stops the bar first, so the terminal gets its cursor back. With nobody else listening the process then
+  // exits as the signal would have made it; the trajectory goes on regardless. A handler set before the bar (the
+  // demo's, which stops its servers) owns the exit even once it has fired and left the listener list.
+  const handledElsewhere = {
+    SIGINT: process.listenerCount('SIGINT') > 0,
+    SIGTERM: process.listenerCount('SIGTERM') > 0,
+  };
   const interrupted = (signal: NodeJS.Signals) => {
     bar.stop();
-    if (process.listenerCount(signal) > 0) return;
+    if (handledElsewhere[signal as keyof typeof handledElsewhere] || process.listenerCount(signal) > 0)
+      return;
     process.stderr.write(
       '\nmuse: interrupted; the trajectory goes on (muse status <its id, above> follows it)\n',
     );

@@ -10,7 +10,7 @@ import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } 
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { registerContentCommands } from '../../cli/content.js';
-import { modelsLine, statusResult } from '../../cli/render.js';
+import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
 import { registerRunCommands } from '../../cli/run.js';
 import { registerServiceCommands } from '../../cli/services.js';
 import { failureMessage } from '../../client/trajectories.js';
@@ -247,6 +247,34 @@ describe('muse pool serve', () => {
       inputIds: true,
     });
     expect(sglang.kind).toBe('sglang');
+  });
+});
+
+describe('progress bar on a terminal', () => {
+  it('leaves the exit on Ctrl-C to a handler set before it (the demo stopping its servers), even once that has fired', () => {
+    const wasTty = process.stderr.isTTY;
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    let demoHandled = 0;
+    process.stderr.isTTY = true;
+    try {
+      process.once('SIGINT', () => demoHandled++);
+      const bar = progressBar(10);
+      // `once` takes the demo's handler off before calling it: the bar must not read that as nobody listening.
+      process.emit('SIGINT', 'SIGINT');
+      expect(demoHandled).toBe(1);
+      expect(exit).not.toHaveBeenCalled();
+      bar.stop();
+      // Alone (muse run), the bar exits as the signal would have.
+      const alone = progressBar(10);
+      process.emit('SIGINT', 'SIGINT');
+      expect(exit).toHaveBeenCalledWith(130);
+      alone.stop();
+    } finally {
+      process.stderr.isTTY = wasTty;
+      exit.mockRestore();
+      write.mockRestore();
+    }
   });
 });
 
