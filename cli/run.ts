@@ -162,7 +162,12 @@ export function registerRunCommands(program: Command): void {
         console.log(
           'The inference pool here is the built-in SIMULATOR (synthetic model + synthetic web), not a real model.\n',
         );
-        const stack = await up({ dataDir: cfg.dataDir, temporalPort: o.temporalPort, natsPort: o.natsPort });
+        const stack = await up({
+          dataDir: cfg.dataDir,
+          temporalPort: o.temporalPort,
+          natsPort: o.natsPort,
+          namespace: cfg.temporal.namespace,
+        });
         for (const m of stack.messages) console.log(`  ${m}`);
         // The servers run detached, so Ctrl-C does not reach them: stopping them is this command's job, on every
         // way out (an answer, a failure while starting the pool or worker, an interrupt).

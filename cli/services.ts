@@ -102,7 +102,12 @@ export function registerServiceCommands(program: Command): void {
     .option('--nats-port <port>', 'NATS client port', portArg('--nats-port'))
     .action(async (o) => {
       const cfg = cliConfig(program.opts());
-      const r = await up({ dataDir: cfg.dataDir, temporalPort: o.temporalPort, natsPort: o.natsPort });
+      const r = await up({
+        dataDir: cfg.dataDir,
+        temporalPort: o.temporalPort,
+        natsPort: o.natsPort,
+        namespace: cfg.temporal.namespace,
+      });
       for (const m of r.messages) console.log(m);
     });
 

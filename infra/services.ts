@@ -69,11 +69,19 @@ export class ServiceStartError extends Error {
   override readonly name = 'ServiceStartError';
   readonly service: ServiceName;
   readonly logTail: string;
+  /** The log's line saying a port was taken, wherever it is in this run's output (a crash's trace can bury it). */
+  readonly portTakenLine: string | undefined;
 
-  constructor(service: ServiceName, message: string, logTail: string) {
-    super(logTail ? `${message}\n--- last lines of the log ---\n${logTail}` : message);
+  /** `log`: what the server wrote this run. */
+  constructor(service: ServiceName, message: string, log: string) {
+    const lines = log.split('\n').filter(Boolean);
+    const portTakenLine = lines.find((l) => /address already in use/i.test(l));
+    const logTail = lines.slice(-40).join('\n');
+    const cause = portTakenLine && !logTail.includes(portTakenLine) ? `\n${portTakenLine.trim()}` : '';
+    super(logTail ? `${message}${cause}\n--- last lines of the log ---\n${logTail}` : `${message}${cause}`);
     this.service = service;
     this.logTail = logTail;
+    this.portTakenLine = portTakenLine;
   }
 }
 
@@ -82,7 +90,7 @@ export class ServiceStartError extends Error {
  * once on one machine): starting again on fresh ports will do.
  */
 export function isPortRace(err: unknown): boolean {
-  return err instanceof ServiceStartError && /address already in use/i.test(err.logTail);
+  return err instanceof ServiceStartError && err.portTakenLine !== undefined;
 }
 
 const DEFAULT_HOST = '127.0.0.1';
@@ -279,17 +287,16 @@ function fileSize(path: string): number {
   }
 }
 
-/** The last lines written to `path` after byte `from` (this run's output only; logs are appended). */
-export function logTail(path: string, from = 0, maxLines = 40): string {
+/** What was written to `path` after byte `from` (this run's output: logs are appended), its first `maxBytes` at most. */
+function logSince(path: string, from: number, maxBytes = 1024 * 1024): string {
   try {
-    const size = fileSize(path);
-    const start = Math.max(from, size - 16 * 1024);
-    if (size <= start) return '';
+    const size = Math.min(fileSize(path), from + maxBytes);
+    if (size <= from) return '';
     const fd = openSync(path, 'r');
     try {
-      const buf = Buffer.alloc(size - start);
-      readSync(fd, buf, 0, buf.length, start);
-      return buf.toString('utf8').split('\n').filter(Boolean).slice(-maxLines).join('\n');
+      const buf = Buffer.alloc(size - from);
+      readSync(fd, buf, 0, buf.length, from);
+      return buf.toString('utf8');
     } finally {
       closeSync(fd);
     }
@@ -352,7 +359,7 @@ async function waitHealthy(
       throw new ServiceStartError(
         service,
         `${service} exited during startup (${signalCode ? `signal ${signalCode}` : `code ${exitCode}`}); log: ${logFile}`,
-        logTail(logFile, spawned.logOffset),
+        logSince(logFile, spawned.logOffset),
       );
     }
     if (await canConnect(host, port)) {
@@ -371,7 +378,7 @@ async function waitHealthy(
   throw new ServiceStartError(
     service,
     `${service} did not become healthy within ${Math.round(timeoutMs / 1000)} s on ${host}:${port} (last check: ${lastError}); log: ${logFile}`,
-    logTail(logFile, spawned.logOffset),
+    logSince(logFile, spawned.logOffset),
   );
 }
 
@@ -839,7 +846,8 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
       const h = await startTemporal({
         dataDir,
-        port: opts.temporalPort ?? DEFAULT_TEMPORAL_PORT,
+        // A server that died comes back where its clients and workers look for it.
+        port: opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT,
         host,
         uiPort: opts.temporalUiPort,
         namespace: opts.namespace,
@@ -857,7 +865,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
       const h = await startNats({
         dataDir,
-        port: opts.natsPort ?? DEFAULT_NATS_PORT,
+        port: opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT,
         host,
         maxPayload: opts.natsMaxPayload,
         detached: true,

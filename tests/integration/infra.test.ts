@@ -237,10 +237,12 @@ describe('up / down', () => {
     process.kill(natsPid, 'SIGKILL');
     await expect.poll(() => isProcessAlive(natsPid), { timeout: 10_000 }).toBe(false);
 
-    const result = await up({ dataDir, temporalPort, natsPort });
+    // No ports given: the dead one comes back on the port it had, where the running worker and members look.
+    const result = await up({ dataDir });
     expect(result.started).toEqual(['nats']);
     expect(result.stack.temporal.pid).toBe(temporalPid);
     expect(result.stack.nats.pid).not.toBe(natsPid);
+    expect(result.natsUrl).toBe(`nats://127.0.0.1:${natsPort}`);
     await checkNats(result.natsUrl);
   });
 

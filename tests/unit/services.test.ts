@@ -14,4 +14,17 @@ describe('isPortRace', () => {
     expect(isPortRace(new ServiceStartError('temporal', 'exited', 'database is locked'))).toBe(false);
     expect(isPortRace(new Error('address already in use'))).toBe(false);
   });
+
+  it('finds the bind error however much a crash printed after it, and names it in the message', () => {
+    const bind = 'listen tcp 127.0.0.1:7233: bind: address already in use';
+    const trace = Array.from({ length: 200 }, (_, i) => `goroutine ${i} [running]:`).join('\n');
+    const err = new ServiceStartError(
+      'temporal',
+      'temporal exited during startup (code 2)',
+      `${bind}\n${trace}\n`,
+    );
+    expect(isPortRace(err)).toBe(true);
+    expect(err.message.split('\n').slice(0, 2)).toEqual(['temporal exited during startup (code 2)', bind]);
+    expect(err.logTail.split('\n')).toHaveLength(40);
+  });
 });
