@@ -117,7 +117,12 @@ export async function startParallelMuse(
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
     const handle = client.workflow.getHandle<typeof parallelMuse>(opts.workflowId);
-    const memo = (await handle.describe()).memo;
+    const description = await handle.describe();
+    if (description.type !== 'parallelMuse')
+      throw new JobSpecError(
+        `workflow ${opts.workflowId} is a ${description.type} workflow, not a ParallelMuse question; pass another id`,
+      );
+    const memo = description.memo;
     // Runs started before the memo existed have none: attached as before; before `unscoredHash`, the full hash.
     const same =
       opts.acceptOtherAnswer && memo?.unscoredHash !== undefined

@@ -6,6 +6,7 @@ import type {
   WorkflowHandle,
   WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
+import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig } from '../common/config.js';
@@ -50,6 +51,9 @@ export async function startTrajectory(
   return client.workflow.start<typeof trajectory>('trajectory', {
     taskQueue: cfg.temporal.taskQueue,
     workflowId,
+    // An id given again names the trajectory that ran under it (muse export, muse status): only a failed one is
+    // run anew.
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
     // Nothing branches from a trajectory run on its own: its per-step branching facts would only ride in every
     // continue-as-new and in the result.
     args: [

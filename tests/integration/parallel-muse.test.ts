@@ -752,6 +752,38 @@ describe('ParallelMuse', () => {
     });
   });
 
+  it('an --id that names another kind of workflow, or a finished trajectory, is refused rather than attached to or run again', async () => {
+    await withWorker(async () => {
+      const id = 'cli-id-reuse';
+      const q = questions[0]!.question;
+      const first = await runMuse(['run', '--id', id, '--max-turns', '20', '--json', q]);
+      expect(first.code, first.stderr).toBe(0);
+      const asQuestion = await runMuse([
+        'run',
+        '--mode',
+        'parallel-muse',
+        '--n',
+        '2',
+        '--branch-mode',
+        'none',
+        '--max-turns',
+        '20',
+        '--id',
+        id,
+        '--json',
+        q,
+      ]);
+      expect(asQuestion.code).not.toBe(0);
+      expect(asQuestion.stderr).toMatch(
+        /workflow cli-id-reuse is a trajectory workflow, not a ParallelMuse question/,
+      );
+      expect(asQuestion.stdout).toBe('');
+      const again = await runMuse(['run', '--id', id, '--max-turns', '20', q]);
+      expect(again.code).not.toBe(0);
+      expect(again.stderr).toMatch(/a workflow with id 'cli-id-reuse' is already running or kept/);
+    });
+  });
+
   it('batch: a question that failed is left out of --out, the CLI names it and exits 1, and a re-run runs it again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'muse-batch-failed-'));
     const input = join(dir, 'q.jsonl');
