@@ -1,5 +1,5 @@
 // Content commands: export a finished trajectory, delete a job's stored content, simulator questions.
-import { createWriteStream, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
@@ -23,6 +23,13 @@ export function registerContentCommands(program: Command): void {
       const partial = o.out ? `${o.out}.partial-${process.pid}` : undefined;
       // Opened before anything else, so a path that cannot be written (no such directory) fails first, by name.
       const out = partial ? createWriteStream(partial, { fd: openOut(partial, o.out!) }) : process.stdout;
+      // Ctrl-C ends the process without running `finally`: the partial file is removed here instead.
+      const interrupted = (signal: NodeJS.Signals) => {
+        if (partial) rmSync(partial, { force: true });
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      };
+      process.once('SIGINT', interrupted);
+      process.once('SIGTERM', interrupted);
       try {
         const client = await connectClient(cfg);
         const nc = await connectNats(cfg, 'muse-export');
@@ -44,6 +51,8 @@ export function registerContentCommands(program: Command): void {
           await client.connection.close();
         }
       } finally {
+        process.off('SIGINT', interrupted);
+        process.off('SIGTERM', interrupted);
         if (partial) rmSync(partial, { force: true });
       }
     });
@@ -75,6 +84,9 @@ export function registerContentCommands(program: Command): void {
 }
 
 function openOut(path: string, named: string): number {
+  // Checked first: a directory would fail only at the rename, after the whole export.
+  if (statSync(named, { throwIfNoEntry: false })?.isDirectory())
+    throw new Error(`--out: ${named} is a directory; name a file`);
   try {
     return openSync(path, 'w');
   } catch (err) {

@@ -1,7 +1,7 @@
 // The `muse` commands' own checks, run through commander with no server up (the Temporal address points nowhere),
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -143,6 +143,14 @@ describe('muse batch', () => {
     const q = join(dir, 'q.jsonl');
     writeFileSync(q, '{"question": "a"}\n');
     await expect(muse('batch', q, '--out', q)).rejects.toThrow(/--out .*q\.jsonl is the questions file/);
+  });
+
+  it('export --out naming a directory is refused at once, by flag, and leaves nothing in it', async () => {
+    const into = mkdtempSync(join(tmpdir(), 'muse-export-dir-'));
+    await expect(muse('export', 't1', '--out', into)).rejects.toThrow(
+      /--out: .* is a directory; name a file/,
+    );
+    expect(readdirSync(into)).toEqual([]);
   });
 
   it('an empty --job or --id is refused at the flag, not where it would fail later', async () => {
