@@ -3,24 +3,14 @@
 // skips questions already in the output, re-attaches to workflows still running and retries failed ones.
 
 import { createHash } from 'node:crypto';
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
-import { hostname } from 'node:os';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } from '../agent/job.js';
 import { noteModel } from '../agent/trajectory.js';
 import { formatZodError, type MuseConfig, readNamedFile } from '../common/config.js';
-import { isProcessAlive } from '../infra/services.js';
+import { tryLock } from '../infra/file-lock.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
 import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse, specHash } from './parallel-muse.js';
@@ -98,81 +88,22 @@ export class BatchError extends Error {
 }
 
 /**
- * Takes `<output>.lock` (created exclusively) so two copies of a batch never append the same questions; returns
- * its release. The lock also goes when the process exits; one left by a dead process on this host is taken over.
+ * Takes `<output>.lock` so two copies of a batch never append the same questions; returns its release. The lock also
+ * goes when the process exits; one left by a dead process on this host is taken over.
  */
 export function lockResults(output: string): () => void {
   const lock = `${output}.lock`;
-  const mine = JSON.stringify({ pid: process.pid, host: hostname() });
-  for (let attempt = 0; ; attempt++) {
-    try {
-      writeFileSync(lock, mine, { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = lockHolder(lock);
-      if (attempt === 0 && holder === 'stale') {
-        takeOverStale(lock, mine, output);
-        continue;
-      }
-      const who = holder && holder !== 'stale' ? ` (pid ${holder.pid} on ${holder.host})` : '';
-      throw new BatchError(
-        `another muse batch${who} is writing ${output} (--out); wait for it to finish, or delete ${lock} if that process is gone`,
-      );
-    }
-  }
-  const release = () => {
-    // Only our own lock: never one another process took over.
-    if (existsSync(lock) && readFileSync(lock, 'utf8') === mine) rmSync(lock, { force: true });
-  };
-  process.once('exit', release);
-  return () => {
-    process.off('exit', release);
-    release();
-  };
-}
-
-/**
- * Removes a stale lock so the caller can create its own, one process at a time: two re-runs that both read the
- * lock as stale would otherwise each remove it, the second removing the lock the first just made, and both write.
- * Whoever holds `<lock>.takeover` (created exclusively) checks again and removes; the other is told the lock is busy.
- */
-function takeOverStale(lock: string, mine: string, output: string): void {
-  const marker = `${lock}.takeover`;
-  try {
-    writeFileSync(marker, mine, { flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  const got = tryLock(lock);
+  if (got.acquired) return got.release;
+  if (got.takingOver)
     throw new BatchError(
-      `another muse batch is taking over the lock of ${output} (--out); try again, or delete ${marker} if no other ` +
-        'muse batch is running',
+      `another muse batch is taking over the lock of ${output} (--out); try again, or delete ${lock}.takeover if no ` +
+        'other muse batch is running',
     );
-  }
-  try {
-    if (lockHolder(lock) === 'stale') rmSync(lock, { force: true });
-  } finally {
-    rmSync(marker, { force: true });
-  }
-}
-
-function lockHolder(lock: string): { pid: number; host: string } | 'stale' | undefined {
-  let text: string;
-  try {
-    text = readFileSync(lock, 'utf8');
-  } catch {
-    return undefined; // gone meanwhile: the retry decides
-  }
-  let holder: { pid: number; host: string };
-  try {
-    holder = JSON.parse(text);
-  } catch {
-    // Empty or cut short: a crash between creating and writing it, unless that is happening right now.
-    const st = statSync(lock, { throwIfNoEntry: false });
-    return st && Date.now() - st.mtimeMs > 5000 ? 'stale' : undefined;
-  }
-  // Another host's process cannot be checked from here: its lock stands.
-  if (holder.host !== hostname()) return holder;
-  return isProcessAlive(holder.pid) ? holder : 'stale';
+  const who = got.holder ? ` (pid ${got.holder.pid} on ${got.holder.host})` : '';
+  throw new BatchError(
+    `another muse batch${who} is writing ${output} (--out); wait for it to finish, or delete ${lock} if that process is gone`,
+  );
 }
 
 /** What a results file already holds. */

@@ -18,6 +18,9 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import { resolveBinary } from './binaries.js';
+import { isProcessAlive, type LockHolder, tryLock } from './file-lock.js';
+
+export { isProcessAlive };
 
 export type ServiceName = 'temporal' | 'nats';
 
@@ -155,24 +158,6 @@ async function assertPortFree(port: number, host: string, flag: string): Promise
 
 // ---------------------------------------------------------------------------------------------
 // processes
-
-/** Alive and not a zombie: a killed child of a process that has not reaped it still answers kill(0). */
-export function isProcessAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return false;
-  } catch {
-    // no procfs (macOS): kill(0) is all we have
-  }
-  return true;
-}
 
 /**
  * Whether pid still runs the given binary on this data directory. Guards against pid reuse after a reboot or crash,
@@ -776,9 +761,44 @@ function toRecord(h: ServiceHandle): ServiceRecord {
  */
 export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
+  mkdirSync(join(dataDir, 'logs'), { recursive: true });
+  // One `up` at a time per data directory: a second one waits, then finds the stack the first one started.
+  const release = await waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, (holder) =>
+    holder
+      ? `another muse up (pid ${holder.pid}) is still starting the servers of ${dataDir}`
+      : `another muse up is starting the servers of ${dataDir}`,
+  );
+  try {
+    return await upLocked(dataDir, opts);
+  } finally {
+    release();
+  }
+}
+
+/** How long `up` waits for another one on the same data directory: both servers' health checks, and some. */
+const UP_LOCK_WAIT_MS = 3 * DEFAULT_HEALTH_TIMEOUT_MS;
+
+/** Takes `lock`, waiting while a live process holds it, up to `waitMs`; then fails with `busy`'s message. */
+async function waitForLock(
+  lock: string,
+  waitMs: number,
+  busy: (holder: LockHolder | undefined) => string,
+): Promise<() => void> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    const got = tryLock(lock);
+    if (got.acquired) return got.release;
+    if (Date.now() >= until)
+      throw new Error(
+        `${busy(got.holder)}; waited ${Math.round(waitMs / 1000)} s (delete ${lock} if it is gone)`,
+      );
+    await sleep(200);
+  }
+}
+
+async function upLocked(dataDir: string, opts: UpOptions): Promise<UpResult> {
   const host = opts.host ?? DEFAULT_HOST;
   const healthTimeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
-  mkdirSync(join(dataDir, 'logs'), { recursive: true });
   const previous = readStackFile(dataDir);
   const stack: StackFile = { version: 1, dataDir };
   const started: ServiceName[] = [];

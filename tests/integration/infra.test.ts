@@ -300,6 +300,24 @@ describe('a stale stack file', () => {
   });
 });
 
+describe('two muse up at once', () => {
+  it('on one data directory, the second waits for the first and finds its stack running', async () => {
+    const dataDir = tempDir();
+    const ports = { temporalPort: await freePort(), natsPort: await freePort() };
+    try {
+      const [a, b] = await Promise.all([up({ dataDir, ...ports }), up({ dataDir, ...ports })]);
+      const [starter, waiter] = a.started.length > 0 ? [a, b] : [b, a];
+      expect(starter.started.sort()).toEqual(['nats', 'temporal']);
+      expect(waiter.alreadyRunning).toBe(true);
+      expect(waiter.started).toEqual([]);
+      expect(waiter.stack.temporal.pid).toBe(starter.stack.temporal.pid);
+      expect(existsSync(join(dataDir, 'up.lock'))).toBe(false);
+    } finally {
+      await down({ dataDir });
+    }
+  });
+});
+
 /** `muse <command>` as a child process on a data directory and ports of its own; `output()` is all it printed. */
 async function museOnOwnPorts(command: 'up' | 'demo') {
   const dataDir = tempDir();
