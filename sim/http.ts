@@ -99,17 +99,32 @@ const GenerateBody = z
   .object({
     text: z.union([z.string(), z.array(z.string()).length(1)]).optional(),
     input_ids: z.array(z.number().int().min(0)).optional(),
+    // SGLang's SamplingParams takes only its own fields (`seed` is not one: it is `sampling_seed`) and fails on any
+    // other; so does the simulator, so a backend that sends a wrong name is caught in tests.
     sampling_params: z
       .object({
         max_new_tokens: z.number().int().min(0).nullish(),
         temperature: z.number().min(0).nullish(),
         top_p: z.number().nullish(),
+        top_k: z.number().int().nullish(),
+        min_p: z.number().nullish(),
         stop: Stop.nullable(),
-        seed: z.number().int().nullish(),
+        stop_token_ids: z.array(z.number().int()).nullish(),
         sampling_seed: z.number().int().nullish(),
+        frequency_penalty: z.number().nullish(),
+        presence_penalty: z.number().nullish(),
+        repetition_penalty: z.number().nullish(),
+        ignore_eos: z.boolean().nullish(),
+        skip_special_tokens: z.boolean().nullish(),
+        spaces_between_special_tokens: z.boolean().nullish(),
+        no_stop_trim: z.boolean().nullish(),
+        n: z.literal(1).nullish(),
       })
+      .strict()
       .optional(),
     return_logprob: z.boolean().optional(),
+    /** Without it SGLang sends each logprob's token text as null. */
+    return_text_in_logprobs: z.boolean().optional(),
     top_logprobs_num: z.number().int().min(0).max(64).optional(),
     stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).optional(),
     rid: z.string().optional(),
@@ -365,7 +380,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
       maxTokens: sp.max_new_tokens ?? 128,
       temperature: sp.temperature ?? 1,
       topLogprobs: k,
-      seed: sp.sampling_seed ?? sp.seed ?? nextSeed++,
+      seed: sp.sampling_seed ?? nextSeed++,
     };
     const stop = stopList(sp.stop);
     if (stop) params.stop = stop;
@@ -384,10 +399,17 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
       e2e_latency: (performance.now() - started) / 1000,
     };
     if (body.return_logprob) {
-      meta.output_token_logprobs = gen.tokens.map((t) => [t.logprob, simTokenId(t.token), t.token]);
+      const withText = body.return_text_in_logprobs === true;
+      meta.output_token_logprobs = gen.tokens.map((t) => [
+        t.logprob,
+        simTokenId(t.token),
+        withText ? t.token : null,
+      ]);
       meta.output_top_logprobs = gen.tokens.map((t) => {
         const alts = topTokenStrings(t);
-        return t.topLogprobs.slice(0, k).map((lp, i) => [lp, simTokenId(alts[i]!), alts[i]!]);
+        return t.topLogprobs
+          .slice(0, k)
+          .map((lp, i) => [lp, simTokenId(alts[i]!), withText ? alts[i]! : null]);
       });
     }
     send(res, 200, { text: gen.text, meta_info: meta });

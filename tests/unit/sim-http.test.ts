@@ -91,6 +91,7 @@ describe('sim HTTP server', () => {
       sampling_params: { max_new_tokens: 512, temperature: 1, sampling_seed: 3 },
       return_logprob: true,
       top_logprobs_num: 4,
+      return_text_in_logprobs: true,
     });
     expect(a.status).toBe(200);
     const meta = a.json.meta_info;
@@ -108,6 +109,13 @@ describe('sim HTTP server', () => {
     expect(b.status).toBe(200);
     expect(b.json.text).toBe(a.json.text);
     expect(b.json.meta_info.cached_tokens).toBeGreaterThan(0);
+    // As SGLang: the token text in logprobs only when asked for.
+    const textless = await post('/generate', {
+      input_ids: ids,
+      sampling_params: { max_new_tokens: 8, sampling_seed: 3 },
+      return_logprob: true,
+    });
+    expect(textless.json.meta_info.output_token_logprobs[0][2]).toBeNull();
     const detok = await post('/detokenize', { tokens: ids });
     expect(detok.json.prompt).toBe(text);
   });
@@ -130,6 +138,10 @@ describe('sim HTTP server', () => {
     expect(noLogprobs.json.error.message).toMatch(/top_logprobs requires logprobs to be true/);
     const unknownIds = await post('/generate', { input_ids: [151_999] });
     expect(unknownIds.status).toBe(400);
+    // SGLang's sampling params have no `seed` (it is `sampling_seed`), nor any other name it does not know.
+    const seed = await post('/generate', { text: 'a', sampling_params: { seed: 3 } });
+    expect(seed.status).toBe(400);
+    expect(seed.json.error.message).toMatch(/sampling_params.*seed/);
   });
 
   it('lists the model and answers health checks', async () => {
