@@ -48,23 +48,34 @@ export async function startTrajectory(
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof trajectory>> {
   const spec = parseTrajectorySpec(specInput);
   const workflowId = opts.workflowId ?? `traj-${randomUUID().slice(0, 12)}`;
-  return client.workflow.start<typeof trajectory>('trajectory', {
-    taskQueue: cfg.temporal.taskQueue,
-    workflowId,
-    // An id given again names the trajectory that ran under it (muse export, muse status): only a failed one is
-    // run anew.
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-    // Nothing branches from a trajectory run on its own: its per-step branching facts would only ride in every
-    // continue-as-new and in the result.
-    args: [
-      {
-        spec,
-        jobId: opts.jobId ?? workflowId,
-        keepBranchable: false,
-        ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
-      },
-    ],
-  });
+  const start = (workflowIdReusePolicy: WorkflowIdReusePolicy) =>
+    client.workflow.start<typeof trajectory>('trajectory', {
+      taskQueue: cfg.temporal.taskQueue,
+      workflowId,
+      workflowIdReusePolicy,
+      // Nothing branches from a trajectory run on its own: its per-step branching facts would only ride in every
+      // continue-as-new and in the result.
+      args: [
+        {
+          spec,
+          jobId: opts.jobId ?? workflowId,
+          keepBranchable: false,
+          ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
+        },
+      ],
+    });
+  // An id given again names the trajectory that ran under it (muse export, muse status): one that answered or ran
+  // out of turns is kept, one that failed (as Temporal sees it, or ended in error or cancelled) is run anew.
+  try {
+    return await start(WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY);
+  } catch (err) {
+    if ((err as Error)?.name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+    const handle = client.workflow.getHandle<typeof trajectory>(workflowId);
+    if ((await handle.describe()).status.name !== 'COMPLETED') throw err;
+    const { termination } = await handle.result();
+    if (termination !== 'error' && termination !== 'cancelled') throw err;
+    return await start(WorkflowIdReusePolicy.ALLOW_DUPLICATE);
+  }
 }
 
 export async function queryProgress(handle: WorkflowHandle): Promise<TrajectoryProgress | undefined> {

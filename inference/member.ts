@@ -19,7 +19,6 @@ import {
   encodeWire,
   type GenerateReplyWire,
   GenerateRequestWire,
-  HEADER_ROOM_BYTES,
   MEMBER_ID_RE,
   type MemberAnnouncementWire,
   subjects,
@@ -180,7 +179,8 @@ export class PoolMember {
     this.subs.push(
       nc.subscribe(subjects.discover(pool), {
         callback: (err, msg) => {
-          if (!err) msg.respond(encodeWire(this.announcement()));
+          // A stopping member is not offered to a router asking who serves the pool (its drain still delivers).
+          if (!err && !this.stopping) msg.respond(encodeWire(this.announcement()));
         },
       }),
     );
@@ -287,9 +287,9 @@ export class PoolMember {
               });
               const reply: GenerateReplyWire = { v: WIRE_VERSION, ok: true, id, generation };
               const payload = encodeWire(reply);
-              // Too large for one message: every member would generate it again to the same end.
+              // Too large for one message (a reply carries no headers): every member would generate it again.
               const maxPayload = this.opts.nc.info?.max_payload;
-              if (maxPayload && payload.length > maxPayload - HEADER_ROOM_BYTES)
+              if (maxPayload && payload.length > maxPayload)
                 throw new ReplyTooLargeError(
                   `the reply of ${payload.length} bytes exceeds the NATS server's max_payload of ${maxPayload} bytes; raise max_payload (muse up and k8s/nats.yaml use 8 MB) or lower maxTokensPerTurn`,
                 );

@@ -12,6 +12,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
+import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -763,22 +764,35 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
   // One `up` at a time per data directory: a second one waits, then finds the stack the first one started.
-  const release = await waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, (holder) =>
+  const lock = join(dataDir, 'up.lock');
+  const release = await waitForLock(lock, UP_LOCK_WAIT_MS, (holder) =>
     holder
-      ? `another muse up (pid ${holder.pid}) is still starting the servers of ${dataDir}`
+      ? `another muse up (pid ${holder.pid} on ${holder.host}) is starting the servers of ${dataDir}`
       : `another muse up is starting the servers of ${dataDir}`,
   );
+  // Ctrl-C ends the process without its 'exit' event unless someone exits: the lock goes first. Once the start
+  // installs its own handler (which stops what it spawned, then exits), that one ends the process.
+  const interrupted = (signal: NodeJS.Signals) => {
+    release();
+    if (process.listenerCount(signal) <= 1) process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const signal of signals) process.on(signal, interrupted);
   try {
     return await upLocked(dataDir, opts);
   } finally {
+    for (const signal of signals) process.off(signal, interrupted);
     release();
   }
 }
 
-/** How long `up` waits for another one on the same data directory: both servers' health checks, and some. */
+/**
+ * How long `up` waits for a lock whose holder it cannot see running (another host's process, or one taking a stale
+ * lock over). A live holder on this host is waited for as long as it runs: its own start is bounded by its timeouts.
+ */
 const UP_LOCK_WAIT_MS = 3 * DEFAULT_HEALTH_TIMEOUT_MS;
 
-/** Takes `lock`, waiting while a live process holds it, up to `waitMs`; then fails with `busy`'s message. */
+/** Takes `lock`, waiting while a live process here holds it, else up to `waitMs`; then fails with `busy`'s message. */
 async function waitForLock(
   lock: string,
   waitMs: number,
@@ -788,7 +802,8 @@ async function waitForLock(
   for (;;) {
     const got = tryLock(lock);
     if (got.acquired) return got.release;
-    if (Date.now() >= until)
+    const liveHere = got.holder?.host === hostname() && isProcessAlive(got.holder.pid);
+    if (!liveHere && Date.now() >= until)
       throw new Error(
         `${busy(got.holder)}; waited ${Math.round(waitMs / 1000)} s (delete ${lock} if it is gone)`,
       );

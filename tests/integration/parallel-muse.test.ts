@@ -781,6 +781,37 @@ describe('ParallelMuse', () => {
       const again = await runMuse(['run', '--id', id, '--max-turns', '20', q]);
       expect(again.code).not.toBe(0);
       expect(again.stderr).toMatch(/a workflow with id 'cli-id-reuse' is already running or kept/);
+      // One that ended in error (its server refused the model) is run anew under its id once that is fixed.
+      const refusing = new PoolMember({
+        nc: suite.nc,
+        pool: 'refuses-id',
+        id: 'refuses-id',
+        backend: {
+          kind: 'scripted',
+          generate: () =>
+            Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false })),
+        },
+      });
+      await refusing.start();
+      try {
+        const failed = await runMuse([
+          'run',
+          '--id',
+          'cli-id-error',
+          '--pool',
+          'refuses-id',
+          '--max-turns',
+          '20',
+          q,
+        ]);
+        expect(failed.code).toBe(1);
+        expect(failed.stdout).toMatch(/termination: error/);
+      } finally {
+        await refusing.stop();
+      }
+      const rerun = await runMuse(['run', '--id', 'cli-id-error', '--max-turns', '20', '--json', q]);
+      expect(rerun.code, rerun.stderr).toBe(0);
+      expect(JSON.parse(rerun.stdout)).toMatchObject({ id: 'cli-id-error', termination: 'answer' });
     });
   });
 
