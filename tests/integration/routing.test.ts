@@ -269,6 +269,19 @@ describe('pool routing', () => {
     expect(attempts[0]).toBe('a'); // round_robin's first choice here: the case above is the one that ran
   });
 
+  it('a member whose connection is already closed stops without throwing', async () => {
+    const own = await connectNats(cfg, 'closed-member');
+    const m = new PoolMember({
+      nc: own,
+      pool: `closed-${randomUUID().slice(0, 8)}`,
+      id: 'gone',
+      backend: new SimBackend({ profile: { timeScale: 0 } }),
+    });
+    await m.start();
+    await own.close();
+    await expect(m.stop(1_000)).resolves.toBeUndefined();
+  });
+
   it("a leave from a member's earlier process does not take its replacement out of rotation", async () => {
     const pool = `oldleave-${randomUUID().slice(0, 8)}`;
     const backend = () => new SimBackend({ profile: { timeScale: 0 } });
