@@ -168,6 +168,35 @@ function toChatMessages(msgs: z.infer<typeof ChatMessageSchema>[]): ChatMessage[
   });
 }
 
+/**
+ * A generation ended where a stop string first appears, as a server ends it: the text stops before the string, while
+ * the tokens that wrote it (through the one that completes it) stay in the logprobs and the completion count, so
+ * the tokens no longer spell the text exactly. Unchanged when no stop string appears.
+ */
+export function stopAtString(g: RawGeneration, stop: readonly string[] | undefined): RawGeneration {
+  let cut = -1;
+  let end = -1;
+  for (const s of stop ?? []) {
+    const i = s ? g.text.indexOf(s) : -1;
+    if (i >= 0 && (cut < 0 || i < cut)) [cut, end] = [i, i + s.length];
+  }
+  if (cut < 0) return g;
+  const tokens: RawGeneration['tokens'] = [];
+  let pos = 0;
+  for (const t of g.tokens) {
+    if (pos >= end) break;
+    tokens.push(t);
+    pos += t.token.length;
+  }
+  return {
+    ...g,
+    text: g.text.slice(0, cut),
+    tokens,
+    finishReason: 'stop',
+    usage: { ...g.usage, completionTokens: tokens.length },
+  };
+}
+
 function stopList(stop: string | string[] | null | undefined): string[] | undefined {
   if (stop == null) return undefined;
   return typeof stop === 'string' ? [stop] : stop;
@@ -258,10 +287,13 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     // As vLLM's OpenAI server: a model it does not serve is a 404 naming it (SGLang's /generate passes none).
     if (model !== undefined && model !== modelName)
       throw new HttpError(404, `The model \`${model}\` does not exist.`);
-    const request: BackendRequest = { id: `sim-http-${nextId++}`, messages, params, deadline };
+    // As vLLM and SGLang: the generation runs until a stop string appears (stopAtString), so the stop is applied
+    // here rather than by the simulated model, which would drop the tokens that wrote it.
+    const { stop, ...untilStop } = params;
+    const request: BackendRequest = { id: `sim-http-${nextId++}`, messages, params: untilStop, deadline };
     if (model !== undefined) request.model = model;
     try {
-      return await backend.generate(request, controller.signal);
+      return stopAtString(await backend.generate(request, controller.signal), stop);
     } catch (e) {
       if (controller.signal.aborted && res.destroyed) return null;
       const msg = (e as Error).message ?? String(e);

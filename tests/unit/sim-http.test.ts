@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OpenAIBackend } from '../../inference/backends/openai.js';
 import { SimBackend } from '../../sim/backend.js';
 import { type SimHttpServer, startSimHttpServer } from '../../sim/http.js';
 import { renderChatPrompt } from '../../sim/tokenizer.js';
@@ -118,6 +119,39 @@ describe('sim HTTP server', () => {
     expect(textless.json.meta_info.output_token_logprobs[0][2]).toBeNull();
     const detok = await post('/detokenize', { tokens: ids });
     expect(detok.json.prompt).toBe(text);
+  });
+
+  it('ends at a stop string as a server does: the text before it, the tokens that wrote it kept', async () => {
+    const full = await post('/v1/chat/completions', { messages, logprobs: true, top_logprobs: 2, seed: 5 });
+    const text: string = full.json.choices[0].message.content;
+    const stop = text.slice(text.indexOf(' ') + 1, text.indexOf(' ') + 4); // three characters from the second word
+    const cut = await post('/v1/chat/completions', {
+      messages,
+      logprobs: true,
+      top_logprobs: 2,
+      seed: 5,
+      stop: [stop],
+    });
+    const choice = cut.json.choices[0];
+    expect(choice.message.content).toBe(text.slice(0, text.indexOf(stop)));
+    expect(choice.finish_reason).toBe('stop');
+    const tokens = (choice.logprobs.content as { token: string }[]).map((t) => t.token).join('');
+    expect(tokens.startsWith(`${choice.message.content}${stop}`)).toBe(true);
+    expect(cut.json.usage.completion_tokens).toBe(choice.logprobs.content.length);
+    // The openai backend gives the text back with tokens that spell it, one per generated token.
+    const backend = new OpenAIBackend({ baseUrl: `${server.url}/v1`, model: 'muse-sim' });
+    const g = await backend.generate(
+      {
+        id: 'stop',
+        messages: messages as never,
+        params: { maxTokens: 4096, temperature: 1, topLogprobs: 2, seed: 5, stop: [stop] },
+        deadline: Date.now() + 30_000,
+      },
+      new AbortController().signal,
+    );
+    expect(g.text).toBe(choice.message.content);
+    expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
+    expect(g.tokens).toHaveLength(choice.logprobs.content.length);
   });
 
   it('rejects bad requests with 400 and a message naming the problem', async () => {
