@@ -15,8 +15,9 @@ import type { StepLogSegment } from '../agent/trajectory.js';
 import type { ChatMessage, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
 import { readStepLog } from '../common/step-log.js';
-import { ContextLengthError, servedBy } from '../inference/types.js';
+import { servedBy } from '../inference/types.js';
 import type { ContextStore } from './content.js';
+import { callCuttingOnRefusal, cutOffReason } from './fit.js';
 import type { CallModel } from './index.js';
 import { generateParams, type SamplingInput } from './sampling.js';
 
@@ -139,7 +140,7 @@ export function createAggregationActivities(deps: {
       if (!outputComplete(g.text, g.finishReason, 'report'))
         return {
           reportRef: null,
-          reason: `the report of ${input.rolloutId} was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn) before it was finished`,
+          reason: cutOffReason(`the report of ${input.rolloutId}`, input.sampling),
           usage: g.usage,
           model: servedBy(g),
           reportChars: 0,
@@ -165,35 +166,25 @@ export function createAggregationActivities(deps: {
       contextChars: number;
     }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
-      let budget = integrationReportChars(input) ?? reports.reduce((n, r) => n + r.length, 0);
-      for (let attempt = 0; ; attempt++) {
-        const messages = integrationMessages(input.question, clipToShare(reports, budget, MIN_REPORT_CHARS));
-        let g: Awaited<ReturnType<CallModel>>;
-        try {
-          g = await callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
-            model: input.model,
-            stickyKey: `${input.questionId}/integrate`,
-            jobId: input.jobId,
-          });
-        } catch (err) {
-          if (!(err instanceof ContextLengthError) || attempt >= 2) throw err;
-          budget = Math.floor(budget / 2);
-          continue;
-        }
-        const complete = outputComplete(g.text, g.finishReason, 'answer');
-        const answer = complete ? parseAnswer(g.text) : null;
-        return {
-          answer: answer === null ? null : clipText(answer, MAX_ANSWER_CHARS),
-          ...(complete
-            ? {}
-            : {
-                reason: `the integration was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn)`,
-              }),
-          usage: g.usage,
-          model: servedBy(g),
-          contextChars: messages.reduce((n, m) => n + m.content.length, 0),
-        };
-      }
+      let messages: ChatMessage[] = [];
+      const g = await callCuttingOnRefusal(integrationReportChars(input), (budget) => {
+        const clipped = clipToShare(reports, budget ?? Number.POSITIVE_INFINITY, MIN_REPORT_CHARS);
+        messages = integrationMessages(input.question, clipped);
+        return callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
+          model: input.model,
+          stickyKey: `${input.questionId}/integrate`,
+          jobId: input.jobId,
+        });
+      });
+      const complete = outputComplete(g.text, g.finishReason, 'answer');
+      const answer = complete ? parseAnswer(g.text) : null;
+      return {
+        answer: answer === null ? null : clipText(answer, MAX_ANSWER_CHARS),
+        ...(complete ? {} : { reason: cutOffReason('the integration', input.sampling) }),
+        usage: g.usage,
+        model: servedBy(g),
+        contextChars: messages.reduce((n, m) => n + m.content.length, 0),
+      };
     },
 
     /** Model-graded correctness, like the reference's evaluation; `null` when the judge's output is unusable. */
@@ -222,7 +213,7 @@ export function createAggregationActivities(deps: {
       if (!outputComplete(g.text, g.finishReason, 'judgement'))
         return {
           correct: null,
-          reason: `the judge was cut off at ${input.sampling.maxTokensPerTurn} tokens (maxTokensPerTurn)`,
+          reason: cutOffReason('the judge', input.sampling),
           usage: g.usage,
           model: servedBy(g),
         };

@@ -24,6 +24,7 @@ import { ContextLengthError, type GenerateParams, type Generation, servedBy } fr
 import type { ToolOutcome, ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
+import { callCuttingOnRefusal, cutOffReason } from './fit.js';
 import { attemptDeadline, withHeartbeat } from './heartbeat.js';
 import { generateParams, type SamplingInput } from './sampling.js';
 
@@ -367,29 +368,25 @@ export function createActivities(deps: ActivityDeps) {
      */
     async summarizeStep(input: SummarizeInput): Promise<SummarizeResult> {
       const { policy, state } = await loadContext(input);
-      let budget = summaryBudget(input);
-      let g: Generation | undefined;
-      // A server that counts the cut prompt as still too long gets it cut to half, twice at most.
-      for (let attempt = 0; !g; attempt++) {
-        deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'summary' });
-        try {
-          g = await callModel(
+      let g: Generation;
+      try {
+        g = await callCuttingOnRefusal(summaryBudget(input), (budget) => {
+          deps.onModelCall?.({ trajectoryId: input.trajectoryId, step: input.step, kind: 'summary' });
+          return callModel(
             input.pool,
             policy.summaryMessages(state, budget),
             generateParams(input.sampling, input.seed),
             { model: input.model, stickyKey: `${input.trajectoryId}/summary`, jobId: input.jobId },
           );
-        } catch (err) {
-          if (!(err instanceof ContextLengthError)) throw err;
-          if (budget === undefined || attempt >= 2)
-            return {
-              status: 'max_context',
-              contextRef: input.contextRef,
-              usage: emptyUsage(),
-              reason: `the server refuses even the cut summary prompt (${err.message})`,
-            };
-          budget = Math.floor(budget / 2);
-        }
+        });
+      } catch (err) {
+        if (!(err instanceof ContextLengthError)) throw err;
+        return {
+          status: 'max_context',
+          contextRef: input.contextRef,
+          usage: emptyUsage(),
+          reason: `the server refuses even the cut summary prompt (${err.message})`,
+        };
       }
       if (!outputComplete(g.text, g.finishReason, 'summary'))
         return {
@@ -397,7 +394,7 @@ export function createActivities(deps: ActivityDeps) {
           contextRef: input.contextRef,
           usage: g.usage,
           model: servedBy(g),
-          reason: `the summary was cut off at ${input.sampling.maxTokensPerTurn} tokens`,
+          reason: cutOffReason('the summary', input.sampling),
         };
       const summary = parseSummary(g.text) ?? g.text.trim();
       const contextRef = await content.putContext(

@@ -52,9 +52,9 @@ export function addUsage(total: UsageTotals, u: Partial<UsageTotals>): UsageTota
 /** More than this many distinct labels is a misconfigured pool, not information: the list stops growing. */
 const MAX_MODEL_LABELS = 8;
 
-/** `models` with `label` added when it is new (see TrajectoryResult.models); unchanged for an absent label. */
-export function noteModel(models: readonly string[], label: string | undefined): string[] {
-  if (label === undefined || models.includes(label) || models.length >= MAX_MODEL_LABELS) return [...models];
+/** `models` with `label` added when it is new (see TrajectoryResult.models); `models` itself when nothing changes. */
+export function noteModel(models: string[], label: string | undefined): string[] {
+  if (label === undefined || models.includes(label) || models.length >= MAX_MODEL_LABELS) return models;
   return [...models, label];
 }
 

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
 import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
+import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import { idArg, positiveIntArg, withSpecFlags } from './args.js';
@@ -182,7 +183,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         const interrupted = (signal: NodeJS.Signals) => {
           bar?.stop();
           process.stderr.write(`muse: batch interrupted (${signal}); re-run to continue\n`);
-          process.exit(signal === 'SIGINT' ? 130 : 143);
+          exitAsSignal(signal);
         };
         process.once('SIGINT', interrupted);
         process.once('SIGTERM', interrupted);

@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
 import { connectNats } from '../common/nats.js';
+import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
 import { intArg, positiveIntArg } from './args.js';
@@ -26,7 +27,7 @@ export function registerContentCommands(program: Command): void {
       // Ctrl-C ends the process without running `finally`: the partial file is removed here instead.
       const interrupted = (signal: NodeJS.Signals) => {
         if (partial) rmSync(partial, { force: true });
-        process.exit(signal === 'SIGINT' ? 130 : 143);
+        exitAsSignal(signal);
       };
       process.once('SIGINT', interrupted);
       process.once('SIGTERM', interrupted);

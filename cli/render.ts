@@ -1,6 +1,7 @@
 // Human-readable output for trajectories and progress.
 import cliProgress from 'cli-progress';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
+import { exitAsSignal } from '../common/signals.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 
 export function progressBar(total: number): { update(p: TrajectoryProgress): void; stop(): void } {
@@ -38,7 +39,7 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
     process.stderr.write(
       '\nmuse: interrupted; the trajectory goes on (muse status <its id, above> follows it)\n',
     );
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+    exitAsSignal(signal);
   };
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);

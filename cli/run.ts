@@ -10,6 +10,7 @@ import {
   stepsInRetry,
 } from '../client/trajectories.js';
 import type { MuseConfig } from '../common/config.js';
+import { exitAsSignal } from '../common/signals.js';
 import { initTelemetry, shutdownTelemetry } from '../common/telemetry.js';
 import { connectClient } from '../common/temporal.js';
 import { down, up } from '../infra/services.js';
@@ -179,7 +180,7 @@ export function registerRunCommands(program: Command): void {
         };
         const interrupted = (signal: NodeJS.Signals) => {
           process.stderr.write(`\nmuse demo: interrupted (${signal}); stopping the servers it started\n`);
-          void stopServers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+          void stopServers().finally(() => exitAsSignal(signal));
         };
         process.once('SIGINT', interrupted);
         process.once('SIGTERM', interrupted);

@@ -15,7 +15,12 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  type ExportResult,
+  ExportResultCode,
+  hrTimeToMilliseconds,
+  W3CTraceContextPropagator,
+} from '@opentelemetry/core';
 import { Resource } from '@opentelemetry/resources';
 import {
   BasicTracerProvider,
@@ -47,8 +52,8 @@ export class JsonLinesSpanExporter implements SpanExporter {
         parentSpanId: s.parentSpanId,
         name: s.name,
         service: s.resource.attributes['service.name'],
-        startMs: s.startTime[0] * 1e3 + s.startTime[1] / 1e6,
-        durationMs: s.duration[0] * 1e3 + s.duration[1] / 1e6,
+        startMs: hrTimeToMilliseconds(s.startTime),
+        durationMs: hrTimeToMilliseconds(s.duration),
         kind: SpanKind[s.kind],
         // A failed request, step or workflow task must not read as a success: its status and recorded exceptions.
         status: {
@@ -60,7 +65,7 @@ export class JsonLinesSpanExporter implements SpanExporter {
           ? {
               events: s.events.map((e) => ({
                 name: e.name,
-                timeMs: e.time[0] * 1e3 + e.time[1] / 1e6,
+                timeMs: hrTimeToMilliseconds(e.time),
                 ...(e.attributes ? { attributes: e.attributes } : {}),
               })),
             }

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
+import { exitAsSignal } from '../common/signals.js';
 import { resolveBinary } from './binaries.js';
 import { isProcessAlive, type LockHolder, tryLock } from './file-lock.js';
 
@@ -770,16 +771,27 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
       ? `another muse up (pid ${holder.pid} on ${holder.host}) is starting the servers of ${dataDir}`
       : `another muse up is starting the servers of ${dataDir}`,
   );
-  // Ctrl-C ends the process without its 'exit' event unless someone exits: the lock goes first. Once the start
-  // installs its own handler (which stops what it spawned, then exits), that one ends the process.
+  // The servers run detached, so an interrupt while they start (Ctrl-C during a slow first start) would leave
+  // them running with no stack.json to find them by: stop what this call spawned, then exit as the signal would
+  // (which releases the lock, as any exit does).
+  const spawned: number[] = [];
   const interrupted = (signal: NodeJS.Signals) => {
-    release();
-    if (process.listenerCount(signal) <= 1) process.exit(signal === 'SIGINT' ? 130 : 143);
+    for (const pid of spawned) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    process.stderr.write(
+      `\nmuse: interrupted (${signal}) while starting the servers; stopped what it started\n`,
+    );
+    exitAsSignal(signal);
   };
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   for (const signal of signals) process.on(signal, interrupted);
   try {
-    return await upLocked(dataDir, opts);
+    return await upLocked(dataDir, opts, (pid) => spawned.push(pid));
   } finally {
     for (const signal of signals) process.off(signal, interrupted);
     release();
@@ -802,7 +814,8 @@ async function waitForLock(
   for (;;) {
     const got = tryLock(lock);
     if (got.acquired) return got.release;
-    const liveHere = got.holder?.host === hostname() && isProcessAlive(got.holder.pid);
+    // tryLock names a holder on this host only while it runs (a dead one's lock is taken over).
+    const liveHere = got.holder?.host === hostname();
     if (!liveHere && Date.now() >= until)
       throw new Error(
         `${busy(got.holder)}; waited ${Math.round(waitMs / 1000)} s (delete ${lock} if it is gone)`,
@@ -811,7 +824,7 @@ async function waitForLock(
   }
 }
 
-async function upLocked(dataDir: string, opts: UpOptions): Promise<UpResult> {
+async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number) => void): Promise<UpResult> {
   const host = opts.host ?? DEFAULT_HOST;
   const healthTimeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   const previous = readStackFile(dataDir);
@@ -854,26 +867,6 @@ async function upLocked(dataDir: string, opts: UpOptions): Promise<UpResult> {
     stack.nats = previous.nats;
     messages.push(`nats already running at ${previous.nats.url} (pid ${previous.nats.pid})`);
   }
-
-  // The servers run detached, so an interrupt while they start (Ctrl-C during a slow first start) would leave
-  // them running with no stack.json to find them by: stop what this call spawned, then exit as the signal would.
-  const spawned: number[] = [];
-  const interrupted = (signal: NodeJS.Signals) => {
-    for (const pid of spawned) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
-    process.stderr.write(
-      `\nmuse: interrupted (${signal}) while starting the servers; stopped what it started\n`,
-    );
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  };
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const signal of signals) process.on(signal, interrupted);
-  const onSpawn = (pid: number) => spawned.push(pid);
 
   try {
     if (!keepTemporal) {
@@ -922,8 +915,6 @@ async function upLocked(dataDir: string, opts: UpOptions): Promise<UpResult> {
     if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
     else rmSync(stackFilePath(dataDir), { force: true });
     throw err;
-  } finally {
-    for (const signal of signals) process.off(signal, interrupted);
   }
 
   if (started.length > 0 || !previous) writeStackFile(dataDir, stack);

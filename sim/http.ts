@@ -17,6 +17,7 @@ import {
   type TokenLogprob,
 } from '../inference/types.js';
 import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend } from './backend.js';
+import { firstStop } from './model.js';
 import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
 
 export interface SimHttpServerOptions {
@@ -174,23 +175,18 @@ function toChatMessages(msgs: z.infer<typeof ChatMessageSchema>[]): ChatMessage[
  * the tokens no longer spell the text exactly. Unchanged when no stop string appears.
  */
 export function stopAtString(g: RawGeneration, stop: readonly string[] | undefined): RawGeneration {
-  let cut = -1;
-  let end = -1;
-  for (const s of stop ?? []) {
-    const i = s ? g.text.indexOf(s) : -1;
-    if (i >= 0 && (cut < 0 || i < cut)) [cut, end] = [i, i + s.length];
-  }
-  if (cut < 0) return g;
+  const found = firstStop(g.text, stop ?? []);
+  if (!found) return g;
   const tokens: RawGeneration['tokens'] = [];
   let pos = 0;
   for (const t of g.tokens) {
-    if (pos >= end) break;
+    if (pos >= found.end) break;
     tokens.push(t);
     pos += t.token.length;
   }
   return {
     ...g,
-    text: g.text.slice(0, cut),
+    text: g.text.slice(0, found.at),
     tokens,
     finishReason: 'stop',
     usage: { ...g.usage, completionTokens: tokens.length },

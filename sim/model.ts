@@ -1194,6 +1194,16 @@ function promptHash(messages: readonly ChatMessage[]): number {
   return h;
 }
 
+/** Where the earliest of the stop strings first appears in `text`, and where it ends; undefined when none does. */
+export function firstStop(text: string, stop: readonly string[]): { at: number; end: number } | undefined {
+  let found: { at: number; end: number } | undefined;
+  for (const s of stop) {
+    const at = s ? text.indexOf(s) : -1;
+    if (at >= 0 && (!found || at < found.at)) found = { at, end: at + s.length };
+  }
+  return found;
+}
+
 function truncate(
   tokens: SimTokenLogprob[],
   params: GenerateParams,
@@ -1201,14 +1211,8 @@ function truncate(
   let out = tokens;
   let finishReason: 'stop' | 'length' = 'stop';
   if (params.stop && params.stop.length > 0) {
-    const text = out.map((t) => t.token).join('');
-    let cut = -1;
-    for (const s of params.stop) {
-      if (!s) continue;
-      const i = text.indexOf(s);
-      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
-    }
-    if (cut >= 0) {
+    const cut = firstStop(out.map((t) => t.token).join(''), params.stop)?.at;
+    if (cut !== undefined) {
       const kept: SimTokenLogprob[] = [];
       let pos = 0;
       for (const t of out) {
