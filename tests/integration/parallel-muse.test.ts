@@ -78,6 +78,17 @@ function refusingBackend(
   };
 }
 
+/** A server's refusal of a request for good (a model it does not serve, say), which no retry or member can fix. */
+const notServed = () =>
+  Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false }));
+
+/** A started member of `pool` (its id the pool's name) whose server answers as `generate` does. */
+async function scriptedMember(pool: string, generate: InferenceBackend['generate']): Promise<PoolMember> {
+  const m = new PoolMember({ nc: suite.nc, pool, id: pool, backend: { kind: 'scripted', generate } });
+  await m.start();
+  return m;
+}
+
 /** `muse <args>` run to its end; the child is stopped with the suite if the test ends first. */
 function startMuse(args: string[]) {
   const run = runMuseProcess(cfg, args);
@@ -268,17 +279,7 @@ describe('ParallelMuse', () => {
 
   it('fails the question when every rollout failed, and says why', async () => {
     // A server that refuses every request outright (a model name it does not serve, say).
-    const refusing = new PoolMember({
-      nc: suite.nc,
-      pool: 'refuses-all',
-      id: 'refuses-all',
-      backend: {
-        kind: 'scripted',
-        generate: () =>
-          Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false })),
-      },
-    });
-    await refusing.start();
+    const refusing = await scriptedMember('refuses-all', notServed);
     try {
       await withWorker(async () => {
         const failure = await runParallelMuse(
@@ -782,17 +783,7 @@ describe('ParallelMuse', () => {
       expect(again.code).not.toBe(0);
       expect(again.stderr).toMatch(/a workflow with id 'cli-id-reuse' is already running or kept/);
       // One that ended in error (its server refused the model) is run anew under its id once that is fixed.
-      const refusing = new PoolMember({
-        nc: suite.nc,
-        pool: 'refuses-id',
-        id: 'refuses-id',
-        backend: {
-          kind: 'scripted',
-          generate: () =>
-            Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false })),
-        },
-      });
-      await refusing.start();
+      const refusing = await scriptedMember('refuses-id', notServed);
       try {
         const failed = await runMuse([
           'run',
@@ -824,19 +815,11 @@ describe('ParallelMuse', () => {
     // Until it is fixed, the server refuses every request of the second question for good.
     let refusing = true;
     const sim = new SimBackend({ profile: { timeScale: 0 } });
-    const flaky = new PoolMember({
-      nc: suite.nc,
-      pool: 'refuses-one',
-      id: 'refuses-one',
-      backend: {
-        kind: 'scripted',
-        generate: (req, signal) =>
-          refusing && JSON.stringify(req.messages).includes(refused.question)
-            ? Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false }))
-            : sim.generate(req, signal),
-      },
-    });
-    await flaky.start();
+    const flaky = await scriptedMember('refuses-one', (req, signal) =>
+      refusing && JSON.stringify(req.messages).includes(refused.question)
+        ? notServed()
+        : sim.generate(req, signal),
+    );
     try {
       await withWorker(async () => {
         const args = [
