@@ -12,6 +12,9 @@ import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
 
+/** Room the subject and headers of a KV publish take beside the value in one NATS message. */
+const KV_PUBLISH_ROOM_BYTES = 1024;
+
 /** A read's answer when the namespace's bucket is gone (see onBucket): nothing to ask the leader about either. */
 const NO_BUCKET = Symbol('no bucket');
 
@@ -138,15 +141,27 @@ export class BlobStore {
   async put(namespace: string, value: unknown): Promise<BlobRef> {
     const bytes = packValue(value);
     const key = createHash('sha256').update(bytes).digest('hex');
-    const kind = bytes.length > this.inlineLimit ? 'obj' : 'kv';
+    const kind = bytes.length > this.kvLimit() ? 'obj' : 'kv';
     const ref = `${kind}:${namespace}:${key}`;
     let write = this.writing.get(ref);
     if (!write) {
       write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(ref));
       this.writing.set(ref, write);
     }
-    this.remember(ref, value, bytes.length, await write);
+    // What the reference resolves to, not the caller's object: a caller changing it after the put would otherwise
+    // change what the reference reads as in this process alone, and values msgpack does not keep as they are
+    // (undefined fields, class instances) would read differently here than in every other process.
+    this.remember(ref, unpackValue(bytes), bytes.length, await write);
     return ref;
+  }
+
+  /**
+   * Largest value kept in the KV bucket: the configured limit, or less where the server's max_payload is lower (a
+   * KV put is one message, which the server would refuse on every retry).
+   */
+  private kvLimit(): number {
+    const maxPayload = this.nc.info?.max_payload;
+    return maxPayload ? Math.min(this.inlineLimit, maxPayload - KV_PUBLISH_ROOM_BYTES) : this.inlineLimit;
   }
 
   /**
@@ -254,7 +269,7 @@ export class BlobStore {
     try {
       sm = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` });
     } catch (err) {
-      if (isMissingStream(err)) return null;
+      if (await this.streamGone(`KV_${bucket}`, err)) return null;
       throw err;
     }
     if (!sm) return null;
@@ -298,14 +313,15 @@ export class BlobStore {
   }
 
   /**
-   * Runs `op` on one of the namespace's buckets, opened by `open`. A bucket deleted since this process opened it (a
-   * deletion it did not hear of: sent while it was disconnected, or still on its way) is forgotten. A write then
-   * opens it again, which makes it anew, and is retried once: without this every later put there would fail for as
-   * long as the process lives. A read (`missing` given) answers `missing` instead: the content is gone, and a read
-   * makes no bucket.
+   * Runs `op` on one of the namespace's buckets (`stream`), opened by `open`. A bucket deleted since this process
+   * opened it (a deletion it did not hear of: sent while it was disconnected, or still on its way) is forgotten. A
+   * write then opens it again, which makes it anew, and is retried once: without this every later put there would
+   * fail for as long as the process lives. A read (`missing` given) answers `missing` instead: the content is gone,
+   * and a read makes no bucket.
    */
   private async onBucket<B, T>(
     namespace: string,
+    stream: string,
     open: (namespace: string) => Promise<B>,
     op: (bucket: B) => Promise<T>,
     missing?: T,
@@ -313,20 +329,40 @@ export class BlobStore {
     try {
       return await op(await open(namespace));
     } catch (err) {
-      if (!isMissingStream(err)) throw err;
+      if (!(await this.streamGone(stream, err))) throw err;
       this.dropNamespace(namespace);
       if (missing !== undefined) return missing;
       return op(await open(namespace));
     }
   }
 
+  /**
+   * Whether `err`, from an operation on `stream`, means the stream is not there. "No responders" (which the client
+   * also reports as JetStream not enabled) says only that nothing answered: no stream listens on the subject (it was
+   * deleted), or the stream is there and has no leader for now (its server restarting, an election under way). The
+   * server is asked which: taking the second for the first would fail a step for good over content that is only out
+   * of reach for a moment, and forget every reference of the job this process holds.
+   */
+  private async streamGone(stream: string, err: unknown): Promise<boolean> {
+    if (isStreamNotFound(err)) return true;
+    if (!isNoResponders(err)) return false;
+    try {
+      await (await this.manager()).streams.info(stream);
+      return false;
+    } catch (infoErr) {
+      return isStreamNotFound(infoErr);
+    }
+  }
+
   /** A read (`missing` given) binds to the bucket; a write makes it when it is not there. */
   private onKv<T>(namespace: string, op: (kv: KV) => Promise<T>, missing?: T): Promise<T> {
-    return this.onBucket(namespace, (ns) => this.kv(ns, missing === undefined), op, missing);
+    const stream = `KV_${kvBucket(namespace)}`;
+    return this.onBucket(namespace, stream, (ns) => this.kv(ns, missing === undefined), op, missing);
   }
 
   private onObj<T>(namespace: string, op: (os: ObjectStore) => Promise<T>, missing?: T): Promise<T> {
-    return this.onBucket(namespace, (ns) => this.obj(ns, missing === undefined), op, missing);
+    const stream = `OBJ_${objBucket(namespace)}`;
+    return this.onBucket(namespace, stream, (ns) => this.obj(ns, missing === undefined), op, missing);
   }
 
   /**
@@ -391,15 +427,26 @@ export class BlobStore {
 }
 
 /**
- * The errors of an operation on a bucket whose stream is not there: deleted under an open handle (a KV publish finds
- * no stream listening, 'jetstream is not enabled' as the client reads that; an Object Store call its stream gone), or
- * never made, for a read that binds to it ('object store not found').
+ * The errors that say a bucket's stream is not there: deleted under an open handle, or never made, for a read that
+ * binds to it ('object store not found').
  */
-function isMissingStream(err: unknown): boolean {
+function isStreamNotFound(err: unknown): boolean {
   const e = err as { name?: unknown; message?: unknown } | null;
-  if (e?.name === 'StreamNotFoundError' || e?.name === 'JetStreamNotEnabled') return true;
-  return /stream not found|object store not found|jetstream is not enabled|no responders/i.test(
-    String(e?.message ?? ''),
+  return (
+    e?.name === 'StreamNotFoundError' ||
+    /stream not found|object store not found/i.test(String(e?.message ?? ''))
+  );
+}
+
+/**
+ * Nothing answered a request to a bucket's stream: a KV publish or direct get finds no stream listening, which the
+ * client reads as 'jetstream is not enabled' (see BlobStore.streamGone).
+ */
+function isNoResponders(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  return (
+    e?.name === 'JetStreamNotEnabled' ||
+    /jetstream is not enabled|no responders/i.test(String(e?.message ?? ''))
   );
 }
 

@@ -143,6 +143,17 @@ export async function natsFor(cfg: MuseConfig): Promise<NatsConnection> {
   return connectNats(cfg, 'muse-test');
 }
 
+/** `nc` as seen by code that reads the server's max_payload: a server taking `bytes` per message. */
+export function withMaxPayload(nc: NatsConnection, bytes: number): NatsConnection {
+  return new Proxy(nc, {
+    get(target, prop) {
+      if (prop === 'info') return { ...target.info!, max_payload: bytes };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 export async function waitUntil(
   cond: () => boolean | Promise<boolean>,
   timeoutMs = 30_000,

@@ -1,7 +1,6 @@
 // The pool router against real NATS: members joining at run time get work, a member whose replies cannot be
 // decoded is failed over rather than crashing the caller, and oversized requests are refused up front.
 import { randomUUID } from 'node:crypto';
-import type { NatsConnection } from '@nats-io/nats-core';
 import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
@@ -23,7 +22,7 @@ import {
 import { SimBackend } from '../../sim/backend.js';
 import { startSimHttpServer } from '../../sim/http.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { inProcessMember, useSuite, waitUntil } from '../helpers/stack.js';
+import { inProcessMember, useSuite, waitUntil, withMaxPayload } from '../helpers/stack.js';
 
 const suite = useSuite();
 const { cfg, cleanups } = suite;
@@ -42,17 +41,6 @@ function client(pool: string, extra: Partial<ConstructorParameters<typeof PoolCl
   const c = new PoolClient({ nc: suite.nc, pool, memberTtlMs: cfg.router.memberTtlMs, ...extra });
   cleanups.push(() => c.close());
   return c;
-}
-
-/** `nc` as seen by code that reads the server's max_payload: a server taking `bytes` per message. */
-function withMaxPayload(nc: NatsConnection, bytes: number): NatsConnection {
-  return new Proxy(nc, {
-    get(target, prop) {
-      if (prop === 'info') return { ...target.info!, max_payload: bytes };
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
 }
 
 async function member(pool: string, id: string) {

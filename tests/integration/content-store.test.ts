@@ -1,0 +1,53 @@
+// The content store on the suite's NATS server: what a reference reads as in the process that wrote it, and where
+// a value goes when the server's max_payload is below the store's KV limit.
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobStore } from '../../common/blob-store.js';
+import { natsFor, testConfig, withMaxPayload } from '../helpers/stack.js';
+
+let nc: NatsConnection;
+const stores: BlobStore[] = [];
+
+beforeAll(async () => {
+  nc = await natsFor(testConfig());
+});
+
+afterAll(async () => {
+  for (const s of stores) s.close();
+  await nc.drain();
+});
+
+function store(conn: NatsConnection = nc): BlobStore {
+  const s = new BlobStore(conn);
+  stores.push(s);
+  return s;
+}
+
+const namespace = () => `content-${randomUUID().slice(0, 8)}`;
+
+describe('content store', () => {
+  it('a reference reads as what was stored, in the writing process too, whatever the caller does with its value after', async () => {
+    const writer = store();
+    const ns = namespace();
+    const log = { records: [{ step: 1, text: 'first turn' }], note: undefined };
+    const ref = await writer.put(ns, log);
+    log.records.push({ step: 2, text: 'written after the put' });
+
+    const elsewhere = await store().get(ref);
+    expect(elsewhere).toEqual({ records: [{ step: 1, text: 'first turn' }] });
+    expect(await writer.get(ref)).toEqual(elsewhere);
+  });
+
+  it("keeps a value out of the KV bucket when the server's max_payload is below the KV limit", async () => {
+    // The server takes 64 KiB per message (as this connection sees it); the store's KV limit is 256 KiB.
+    const small = store(withMaxPayload(nc, 64 * 1024));
+    const ns = namespace();
+    const page = 'a fetched page '.repeat(6_000); // ~90 KB
+    const ref = await small.put(ns, page);
+    expect(ref.startsWith('obj:')).toBe(true);
+    expect(await store().get(ref)).toBe(page);
+    expect((await small.put(ns, 'a short turn')).startsWith('kv:')).toBe(true);
+    await small.deleteNamespace(ns);
+  });
+});
