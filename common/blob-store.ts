@@ -60,8 +60,11 @@ export function namespaceFor(jobId: string): string {
   return `${clean.slice(0, 32)}_${createHash('sha256').update(jobId).digest('hex').slice(0, 12)}`;
 }
 
+/** The shape of a BlobRef: where it is kept, the job's namespace, the content's sha256. */
+export const BLOB_REF_RE = /^(kv|obj):([A-Za-z0-9_-]+):([0-9a-f]{64})$/;
+
 export function parseBlobRef(ref: BlobRef): { kind: 'kv' | 'obj'; namespace: string; key: string } {
-  const m = /^(kv|obj):([A-Za-z0-9_-]+):([0-9a-f]{64})$/.exec(ref);
+  const m = BLOB_REF_RE.exec(ref);
   if (!m) throw new TypeError(`malformed content reference: ${JSON.stringify(ref).slice(0, 120)}`);
   return { kind: m[1] as 'kv' | 'obj', namespace: m[2]!, key: m[3]! };
 }

@@ -215,8 +215,12 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
   cur[path[path.length - 1]!] = value;
 }
 
+/** Keys that would reach Object.prototype through a merge (a config file's `"__proto__": {...}`). */
+const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 function deepMerge(target: Record<string, unknown>, src: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(src)) {
+    if (PROTOTYPE_KEYS.has(k)) throw new ConfigError(`invalid configuration: '${k}' is not a setting`);
     if (v === undefined) continue;
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       if (typeof target[k] !== 'object' || target[k] === null) target[k] = {};

@@ -20,3 +20,17 @@ export async function connectNats(cfg: MuseConfig, name: string): Promise<NatsCo
     );
   }
 }
+
+/**
+ * Drains a connection this process owns, and closes it when the drain does not finish within `timeoutMs`: a drain
+ * flushes first, which waits for a server that is down (the connection reconnects forever) and would keep the
+ * process alive.
+ */
+export async function closeNats(nc: NatsConnection, timeoutMs = 5000): Promise<void> {
+  const drained = nc.drain().then(
+    () => true,
+    () => false,
+  );
+  const timedOut = new Promise<false>((r) => setTimeout(() => r(false), timeoutMs).unref());
+  if (!(await Promise.race([drained, timedOut]))) await nc.close().catch(() => {});
+}

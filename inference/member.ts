@@ -7,19 +7,21 @@ import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { regionScores } from '../agent/regions.js';
 import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
-import type { BlobStore } from '../common/blob-store.js';
+import { BlobNotFoundError, type BlobStore } from '../common/blob-store.js';
+import { formatZodError } from '../common/config.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendHttpError } from './backends/http.js';
 import { timerDeadline, untilAborted } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
+  assertSubjectToken,
   CancelWire,
+  ChatMessagesWire,
   decodeWire,
   encodeWire,
   type GenerateReplyWire,
   GenerateRequestWire,
-  MEMBER_ID_RE,
   type MemberAnnouncementWire,
   subjects,
   tryDecodeWire,
@@ -146,10 +148,8 @@ export class PoolMember {
     this.id = opts.id ?? `m-${randomUUID().slice(0, 8)}`;
     this.capacity = opts.capacity ?? opts.backend.load?.().maxBatch ?? 64;
     // Routers drop announcements that break these, so a member that did would serve and never be sent work.
-    if (!MEMBER_ID_RE.test(this.id))
-      throw new Error(
-        `pool member id '${this.id}' may hold only letters, digits, '-' and '_' (it names NATS subjects)`,
-      );
+    assertSubjectToken('pool member id', this.id);
+    assertSubjectToken('pool name', opts.pool);
     if (!(Number.isInteger(this.capacity) && this.capacity >= 1))
       throw new Error(`pool member capacity must be a whole number of at least 1, got ${this.capacity}`);
     this.maxQueue = opts.maxQueue ?? this.capacity * 4;
@@ -372,10 +372,20 @@ export class PoolMember {
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {
     if (!this.opts.blobs)
       throw new WireDecodeError('generate request: messagesRef given but this member has no blob store');
-    const messages = await this.opts.blobs.get<ChatMessage[]>(ref);
-    if (!Array.isArray(messages))
-      throw new WireDecodeError(`generate request: ${ref} does not hold a message list`);
-    return messages;
+    let stored: unknown;
+    try {
+      stored = await this.opts.blobs.get(ref);
+    } catch (err) {
+      // Gone for every member alike (expired, or its job deleted): not this member's failure to fail over from.
+      if (err instanceof BlobNotFoundError) throw new WireDecodeError(`generate request: ${err.message}`);
+      throw err;
+    }
+    const messages = ChatMessagesWire.safeParse(stored);
+    if (!messages.success)
+      throw new WireDecodeError(
+        `generate request: ${ref} does not hold a message list (${formatZodError(messages.error)})`,
+      );
+    return messages.data;
   }
 
   /** A batch slot now, or a place in the queue; leaves the queue when `signal` aborts (deadline, cancel). */

@@ -27,6 +27,7 @@ import {
 import { ContextLengthError, type GenerateParams, type Generation } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
+  assertSubjectToken,
   type CancelWire,
   decodeWire,
   encodeWire,
@@ -147,6 +148,7 @@ export class PoolClient {
   private noDropsUntil = 0;
 
   constructor(private readonly opts: PoolClientOptions) {
+    assertSubjectToken('pool name', opts.pool);
     this.policy =
       typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
     this.now = opts.now ?? Date.now;

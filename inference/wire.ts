@@ -2,10 +2,23 @@
 // zod-validated on receipt: a member must survive any bytes a peer sends, and a caller must treat a reply
 // it cannot decode as that member's failure.
 import { z } from 'zod';
+import { BLOB_REF_RE } from '../common/blob-store.js';
 import { formatZodError } from '../common/config.js';
 import { packValue, unpackValue } from '../common/msgpack.js';
 
 export const WIRE_VERSION = 1;
+
+/**
+ * Pool names and member ids are tokens of NATS subjects (`muse.pool.<pool>.member.<id>`): a dot would address other
+ * subjects, and a `*` or `>` subscribe to other pools' requests.
+ */
+export const SUBJECT_TOKEN_RE = /^[A-Za-z0-9_-]+$/;
+
+/** Throws naming the field unless `value` can be a subject token (see SUBJECT_TOKEN_RE). */
+export function assertSubjectToken(what: string, value: string): void {
+  if (!SUBJECT_TOKEN_RE.test(value))
+    throw new Error(`${what} '${value}' may hold only letters, digits, '-' and '_' (it names NATS subjects)`);
+}
 
 export const subjects = {
   /** Any member of the pool answers (queue group): used when the router has no view of the pool yet. */
@@ -36,16 +49,18 @@ export const subjects = {
 export const ATTEMPT_TIMEOUT_HEADER = 'Muse-Attempt-Timeout-Ms';
 
 const ChatMessageWire = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+/** A prompt: inline in a request, or stored under its messagesRef. */
+export const ChatMessagesWire = z.array(ChatMessageWire).min(1);
 
 export const GenerateRequestWire = z
   .object({
     v: z.literal(WIRE_VERSION),
     id: z.string().min(1).max(200),
-    pool: z.string().min(1),
+    pool: z.string().regex(SUBJECT_TOKEN_RE),
     model: z.string().optional(),
     /** Inline messages, or a blob-store reference when they are too large for one NATS message. */
-    messages: z.array(ChatMessageWire).min(1).optional(),
-    messagesRef: z.string().optional(),
+    messages: ChatMessagesWire.optional(),
+    messagesRef: z.string().regex(BLOB_REF_RE, 'not a content reference').optional(),
     params: z.object({
       maxTokens: z.number().int().positive(),
       temperature: z.number().min(0),
@@ -107,12 +122,9 @@ export type GenerateReplyWire = z.infer<typeof GenerateReplyWire>;
 /** Room a message's headers (trace context, the attempt's timeout) take beside its payload in one NATS message. */
 export const HEADER_ROOM_BYTES = 16 * 1024;
 
-/** A member id is part of NATS subjects (`muse.pool.<pool>.member.<id>`): no dots, spaces or wildcards. */
-export const MEMBER_ID_RE = /^[A-Za-z0-9_-]+$/;
-
 export const MemberAnnouncementWire = z.object({
   v: z.literal(WIRE_VERSION),
-  id: z.string().regex(MEMBER_ID_RE),
+  id: z.string().regex(SUBJECT_TOKEN_RE),
   pool: z.string(),
   model: z.string(),
   backend: z.string(),

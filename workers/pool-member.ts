@@ -2,7 +2,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
-import { connectNats } from '../common/nats.js';
+import { closeNats, connectNats } from '../common/nats.js';
 import { initTelemetry } from '../common/telemetry.js';
 import { type BackendSpec, createBackend } from '../inference/backends/index.js';
 import { PoolMember } from '../inference/member.js';
@@ -23,23 +23,36 @@ export async function startPoolMember(
   const backend = createBackend(opts.backend);
   const nc = opts.nc ?? (await connectNats(opts.config, `muse-pool-${opts.pool}`));
   const blobs = new BlobStore(nc, { ttlMs: opts.config.store.ttlMs, replicas: opts.config.store.replicas });
-  const member = new PoolMember({
-    nc,
-    pool: opts.pool,
-    backend,
-    id: opts.id,
-    model: opts.backend.model,
-    capacity: opts.capacity,
-    blobs,
-  });
-  await member.start();
+  // Everything this process opened for the member, closed even when one step of it fails.
+  const release = async () => {
+    blobs.close();
+    await backend.close?.();
+    if (!opts.nc) await closeNats(nc);
+  };
+  let member: PoolMember;
+  try {
+    member = new PoolMember({
+      nc,
+      pool: opts.pool,
+      backend,
+      id: opts.id,
+      model: opts.backend.model,
+      capacity: opts.capacity,
+      blobs,
+    });
+    await member.start();
+  } catch (err) {
+    await release();
+    throw err;
+  }
   return {
     member,
     async stop() {
-      await member.stop();
-      blobs.close();
-      await backend.close?.();
-      if (!opts.nc) await nc.drain().catch(() => {});
+      try {
+        await member.stop();
+      } finally {
+        await release();
+      }
     },
   };
 }

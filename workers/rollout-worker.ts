@@ -25,7 +25,7 @@ import { markAttemptStartInterceptor } from '../activities/heartbeat.js';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
-import { connectNats } from '../common/nats.js';
+import { closeNats, connectNats } from '../common/nats.js';
 import { initTelemetry, telemetryResource } from '../common/telemetry.js';
 import {
   otelWorkflowInterceptorsPath,
@@ -144,6 +144,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   try {
     connection = await NativeConnection.connect(connectionOptions);
   } catch (err) {
+    blobs.close();
     if (!opts.nc) await nc.close();
     throw new Error(
       `cannot reach the Temporal server at ${config.temporal.address} (${(err as Error).message}); start it with \`muse up\``,
@@ -156,14 +157,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     pools.clear();
     blobs.close();
     await connection.close().catch(() => {});
-    if (!ownsNc) return;
-    // A drain flushes first, which waits for a server that is down (the connection reconnects forever): bounded.
-    const drained = nc.drain().then(
-      () => true,
-      () => false,
-    );
-    const timedOut = new Promise<false>((r) => setTimeout(() => r(false), 5000).unref());
-    if (!(await Promise.race([drained, timedOut]))) await nc.close().catch(() => {});
+    if (ownsNc) await closeNats(nc);
   };
   const createWorker = async () =>
     Worker.create({

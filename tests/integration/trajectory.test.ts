@@ -632,10 +632,26 @@ describe('trajectory workflow', () => {
 
   it('pool member answers malformed wire messages with an error and keeps serving', async () => {
     const subject = subjects.member('default', 'sim-a');
+    const byRef = (messagesRef: string) =>
+      encodeWire({
+        v: 1,
+        id: `by-ref-${messagesRef.slice(-8)}`,
+        pool: 'default',
+        messagesRef,
+        params: { maxTokens: 16, temperature: 0.8, topLogprobs: 16 },
+        deadline: Date.now() + 10_000,
+      });
+    const namespace = `garbage-${randomUUID().slice(0, 8)}`;
+    const blobs = new BlobStore(suite.nc);
+    const notMessages = await blobs.put(namespace, { role: 'user' });
     const garbage = [
       new Uint8Array([0xc1, 0xff, 0x00, 0x13]),
       encodeWire({ v: 1, id: 42, messages: 'nope' }),
       encodeWire('hello'),
+      byRef('../../etc/passwd'),
+      // Gone for every member alike: refused, not failed over to the rest of the pool.
+      byRef(`kv:${namespace}:${'0'.repeat(64)}`),
+      byRef(notMessages),
     ];
     for (const g of garbage) {
       const reply = decodeWire(
@@ -644,8 +660,10 @@ describe('trajectory workflow', () => {
         'reply',
       );
       expect(reply.ok).toBe(false);
-      if (!reply.ok) expect(reply.error.code).toBe('bad_request');
+      if (!reply.ok) expect([reply.error.code, reply.error.retryable]).toEqual(['bad_request', false]);
     }
+    await blobs.deleteNamespace(namespace);
+    blobs.close();
     const ok = encodeWire({
       v: 1,
       id: 'after-garbage',

@@ -20,6 +20,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ file: configFile({ telemetery: {} }), env: {} })).toThrow(/"telemetery"/);
   });
 
+  it("refuses a file's __proto__ key instead of merging it into every object of the process", () => {
+    const file = configFile({});
+    writeFileSync(file, '{"router": {"__proto__": {"polluted": "yes"}}}');
+    expect(() => loadConfig({ file, env: {} })).toThrow(/'__proto__' is not a setting/);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it('reads text variables as text, even when they look like numbers', () => {
     expect(loadConfig({ env: { MUSE_TASK_QUEUE: '123' } }).temporal.taskQueue).toBe('123');
     expect(loadConfig({ env: { MUSE_STORE_TTL_MS: '0' } }).store.ttlMs).toBe(0);

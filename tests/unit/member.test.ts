@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
 import { attemptDeadline, PoolMember, replyError } from '../../inference/member.js';
+import { PoolClient } from '../../inference/pool-client.js';
 import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import { WireDecodeError } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
@@ -144,7 +145,7 @@ describe('attemptDeadline', () => {
 });
 
 describe('member settings', () => {
-  it('refuses an id routers would drop and a capacity below one, instead of serving unseen', () => {
+  it('refuses an id or pool name routers would drop and a capacity below one, instead of serving unseen', () => {
     const backend = { kind: 'none', generate: () => Promise.reject(new Error('unused')) };
     const nc = {} as never;
     expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu.0' })).toThrow(
@@ -153,6 +154,11 @@ describe('member settings', () => {
     expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu-0', capacity: 0 })).toThrow(
       /capacity must be a whole number of at least 1, got 0/,
     );
+    // A pool of '*' would take the queue-group requests of every pool.
+    expect(() => new PoolMember({ nc, pool: '*', backend, id: 'gpu-0' })).toThrow(
+      /pool name '\*' may hold only/,
+    );
+    expect(() => new PoolClient({ nc, pool: 'a.b' })).toThrow(/pool name 'a\.b' may hold only/);
     expect(new PoolMember({ nc, pool: 'p', backend, id: 'gpu_0', capacity: 8 }).stats.id).toBe('gpu_0');
   });
 });

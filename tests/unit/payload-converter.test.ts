@@ -65,5 +65,24 @@ describe('wire decoding', () => {
         'generate request',
       ),
     ).toThrow(/exactly one of messages or messagesRef/);
+    const request = (fields: object) =>
+      encodeWire({
+        v: 1,
+        id: 'x',
+        pool: 'p',
+        messages: [{ role: 'user', content: 'q' }],
+        params: { maxTokens: 1, temperature: 0, topLogprobs: 1 },
+        deadline: 1,
+        ...fields,
+      });
+    // A pool name is a subject token: '*' would name every pool's subjects.
+    expect(() => decodeWire(GenerateRequestWire, request({ pool: '*' }), 'generate request')).toThrow(/pool/);
+    expect(() =>
+      decodeWire(
+        GenerateRequestWire,
+        request({ messages: undefined, messagesRef: 'kv:../x' }),
+        'generate request',
+      ),
+    ).toThrow(/messagesRef: not a content reference/);
   });
 });
