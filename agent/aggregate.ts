@@ -1,5 +1,6 @@
 // Answer normalisation, exact match, and the vote baselines offered beside ParallelMuse's report integration.
 // Workflow-safe: pure functions.
+import { clipToShare } from './format.js';
 
 /** The articles SQuAD drops, as whole words in any script: the 'A' of 'A型血' or the 'a' ending 'Peña' stays. */
 const ARTICLES = /(?<![\p{L}\p{N}])(a|an|the)(?![\p{L}\p{N}])/gu;
@@ -128,4 +129,39 @@ export function aggregate(name: AggregatorName, candidates: readonly AggregateCa
     winner = order[0]!;
   }
   return { answer: winner.answer, support: winner.count, excluded };
+}
+
+/**
+ * Characters the rollout records' predictions, and apart from them their errors, may take in the question's result
+ * together. The result is one payload, which Temporal refuses past 2 MB (the question would end with its work
+ * lost): N answers of up to MAX_ANSWER_CHARS (format.ts; three bytes a character in CJK) could pass that from N of
+ * about 90. Each rollout's own result keeps its whole answer; the votes and the integration read the whole answers.
+ */
+const RESULT_PREDICTION_CHARS = 200_000;
+const RESULT_ERROR_CHARS = 100_000;
+/** Kept of each clipped text, however many rollouts share the limit. */
+const RESULT_MIN_CHARS = 200;
+
+/**
+ * A question's rollout records with their predictions and errors clipped to share the result's limits (short ones
+ * stay whole).
+ */
+export function withinResultLimit<R extends { prediction: string | null; error?: string }>(
+  rollouts: R[],
+): R[] {
+  const predictions = clipToShare(
+    rollouts.map((r) => r.prediction ?? ''),
+    RESULT_PREDICTION_CHARS,
+    RESULT_MIN_CHARS,
+  );
+  const errors = clipToShare(
+    rollouts.map((r) => r.error ?? ''),
+    RESULT_ERROR_CHARS,
+    RESULT_MIN_CHARS,
+  );
+  return rollouts.map((r, i) => ({
+    ...r,
+    prediction: r.prediction === null ? null : predictions[i]!,
+    ...(r.error !== undefined ? { error: errors[i]! } : {}),
+  }));
 }

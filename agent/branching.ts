@@ -1,5 +1,6 @@
 // ParallelMuse stage 1 planning: where to branch (functionality-specified partial rollout) and how the sampling
 // budget splits between initial, partial and from-scratch rollouts. Workflow-safe: pure functions.
+import { MAX_ANSWER_CHARS } from './format.js';
 import type { RegionScores } from './types.js';
 
 export type BranchMode = 'none' | 'all_ppl' | 'think_ppl' | 'tool_call_ppl' | 'mixed_ppl';
@@ -254,8 +255,11 @@ export function scratchToFill(plan: BudgetPlan, partialLaunched: number): number
  * starts. 40 MB leaves room for the estimate's misses.
  */
 export const QUESTION_HISTORY_BUDGET_BYTES = 40 * 1024 * 1024;
-/** Per rollout, beside its question: ids, references, usage, lineage, a prediction. */
-const ROLLOUT_OVERHEAD_BYTES = 4096;
+/**
+ * Per rollout, beside its question: ids, references, usage, lineage, and its answer, which its result carries whole
+ * (up to MAX_ANSWER_CHARS, three bytes a character in CJK).
+ */
+const ROLLOUT_OVERHEAD_BYTES = 4096 + 3 * MAX_ANSWER_CHARS;
 /** Per step of a rollout later rounds branch from: its branching facts (~235 B packed), in its result and again in its branches' inputs. */
 const BRANCHABLE_STEP_BYTES = 2 * 256;
 /** One step-log segment (a content reference and the step it ends at, ~110 B packed). */

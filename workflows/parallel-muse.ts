@@ -16,7 +16,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
-import { type AggregateResult, aggregate, exactMatch } from '../agent/aggregate.js';
+import { type AggregateResult, aggregate, exactMatch, withinResultLimit } from '../agent/aggregate.js';
 import {
   type BranchPoint,
   BudgetError,
@@ -57,6 +57,7 @@ export interface RolloutRecord {
   /** As in the reference's output: traj_level_rollout | partial_rollout. */
   rollout_type: string;
   origin: RolloutOrigin;
+  /** Clipped in the question's result when the rollouts' answers together pass its limit (withinResultLimit). */
   prediction: string | null;
   termination: Termination;
   steps: number;
@@ -335,9 +336,10 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     (r) => r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '',
   );
   const excluded = rollouts.filter((r) => !answered.includes(r)).map((r) => r.rolloutId);
-  const candidates = answered.map((r) => ({
+  // Every rollout, the unanswered without an answer: the votes list them as excluded, as the compressed outcome does.
+  const candidates = rollouts.map((r) => ({
     rolloutId: r.rolloutId,
-    answer: r.prediction,
+    answer: answered.includes(r) ? r.prediction : null,
     uncertainty: r.uncertainty,
   }));
   let aggUsage = emptyUsage();
@@ -477,7 +479,7 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     ...(gold !== undefined ? { correct: judge?.correct ?? false } : {}),
     ...(judge ? { judge } : {}),
     outcomes,
-    rollouts,
+    rollouts: withinResultLimit(rollouts),
     excluded,
     plan: {
       n: spec.n,

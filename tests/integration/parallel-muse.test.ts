@@ -337,6 +337,9 @@ describe('ParallelMuse', () => {
       expect(result.excluded).toHaveLength(3);
       expect(result.outcomes.compressed!.reason).toMatch(/no answered trajectory/);
       expect(result.outcomes.majority!.answer).toBeNull();
+      // Every outcome lists the rollouts it left out, the votes as the compressed one does.
+      for (const outcome of Object.values(result.outcomes))
+        expect(new Set(outcome.excluded)).toEqual(new Set(result.excluded));
     });
   });
 

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { aggregate, confidenceWeight, exactMatch, normalizeAnswer } from '../../agent/aggregate.js';
+import {
+  aggregate,
+  confidenceWeight,
+  exactMatch,
+  normalizeAnswer,
+  withinResultLimit,
+} from '../../agent/aggregate.js';
+import { MAX_ANSWER_CHARS } from '../../agent/format.js';
+import { packValue } from '../../common/msgpack.js';
 
 describe('normalizeAnswer', () => {
   it('lowercases, strips punctuation, articles and extra whitespace', () => {
@@ -115,5 +123,28 @@ describe('aggregate', () => {
         reason: 'no answered trajectory',
       });
     }
+  });
+});
+
+describe('withinResultLimit', () => {
+  it("keeps a question's result under Temporal's 2 MB payload limit however many long answers its rollouts gave", () => {
+    const long = '答'.repeat(MAX_ANSWER_CHARS); // three bytes a character
+    const records = Array.from({ length: 1024 }, (_, i) => ({
+      rolloutId: `r${i}`,
+      prediction: i === 0 ? 'Paris' : i === 1 ? null : long,
+      ...(i % 2 === 0 ? { error: 'a failure cause '.repeat(125) } : {}),
+    }));
+    expect(packValue(records).length).toBeGreaterThan(20 * 1024 * 1024);
+    const clipped = withinResultLimit(records);
+    expect(packValue(clipped).length).toBeLessThan(1024 * 1024);
+    expect(clipped[0]!.prediction).toBe('Paris');
+    expect(clipped[1]!.prediction).toBeNull();
+    expect(clipped[3]!.prediction!.startsWith('答'.repeat(150))).toBe(true);
+    expect(clipped[3]!.prediction).toMatch(/more characters omitted\]$/);
+    expect(clipped[2]!.error!.length).toBeLessThan(2000);
+    expect(clipped[2]!.error).toMatch(/^a failure cause .*more characters omitted\]$/s);
+    expect('error' in clipped[3]!).toBe(false);
+    // A few answers keep all they have.
+    expect(withinResultLimit(records.slice(0, 8))).toEqual(records.slice(0, 8));
   });
 });

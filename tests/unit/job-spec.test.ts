@@ -45,13 +45,15 @@ describe('job specs', () => {
     expect(() => pm({ n: 1024 }, 'x'.repeat(2000))).not.toThrow();
     // A long question carried by every rollout's start and report, 1024 times.
     expect(() => pm({ n: 1024 }, 'x'.repeat(20_000))).toThrow(
-      /history to about 43\.3 MB, past the 40\.0 MB a question may use .*\(20000 bytes\)/,
+      /history to about 67\.3 MB, past the 40\.0 MB a question may use .*\(20000 bytes\)/,
     );
+    // Each rollout's answer rides whole in its result: 1024 answers of up to 8192 CJK characters are 25 MB of it.
+    expect(() => pm({ n: 1024 }, 'x'.repeat(7000))).toThrow(/about 42\.0 MB/);
     // Every rollout's step log, a segment per workflow run, in its result and its report step: 1024 rollouts of
     // 4096 steps fit at 200 steps a run, not at 20.
     expect(() => pm({ n: 1024 }, 'Which city?', { maxTurns: 4096 })).not.toThrow();
     expect(() => pm({ n: 1024 }, 'Which city?', { maxTurns: 4096, stepsPerRun: 20 })).toThrow(
-      /about 56\.\d MB.*raise stepsPerRun/,
+      /about 80\.\d MB.*raise stepsPerRun/,
     );
     // Parents keep branching facts for their first 512 steps only, however long they run.
     expect(() => pm({ n: 256, m: 4, k: 2, t: 4, r: 3 }, 'Which city?', { maxTurns: 4096 })).not.toThrow();
