@@ -108,19 +108,24 @@ export class BlobStore {
   /**
    * Makes and deletes a bucket with this store's settings. Settings the NATS server refuses (more replicas than the
    * cluster has servers, a TTL out of JetStream's range, JetStream off) then stop a worker at start, named, instead
-   * of failing every step of every trajectory later with a retryable error.
+   * of failing every step of every trajectory later with a retryable error. A server that does not answer in time
+   * refuses nothing: a replicated bucket cannot be placed while one of its servers is down (a NATS node restarting),
+   * and a worker started then must still serve the jobs whose buckets exist. Returns why the check could not be made.
    */
-  async checkSettings(): Promise<void> {
+  async checkSettings(): Promise<string | undefined> {
     const bucket = `museprobe-${randomUUID()}`;
     try {
       await this.kvm.create(bucket, { history: 1, ttl: this.ttlMs, replicas: this.replicas });
     } catch (err) {
+      const settings = `store.replicas ${this.replicas}, MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS`;
+      if ((err as Error).name === 'TimeoutError')
+        return `the NATS server at ${this.nc.getServer()} did not answer a check of the content store's settings (${settings}) in time; going on without it`;
       throw new Error(
-        `the NATS server at ${this.nc.getServer()} refuses the content store's settings (store.replicas ${this.replicas}, ` +
-          `MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS): ${(err as Error).message}`,
+        `the NATS server at ${this.nc.getServer()} refuses the content store's settings (${settings}): ${(err as Error).message}`,
       );
     }
     await (await this.manager()).streams.delete(`KV_${bucket}`).catch(() => {});
+    return undefined;
   }
 
   /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */
