@@ -122,8 +122,10 @@ export function envNumberList(name: string, fallback: number[]): number[] {
 
 function checkedNumber(name: string, raw: string, text: string, real: boolean): number {
   const n = Number(text);
-  if (real ? !(n > 0) : !(Number.isInteger(n) && n >= 1))
-    throw new Error(`${name} must be ${real ? 'a number above 0' : 'a positive integer'}, got '${raw}'`);
+  if (real ? !(n > 0 && Number.isFinite(n)) : !(Number.isInteger(n) && n >= 1))
+    throw new Error(
+      `${name} must be ${real ? 'a finite number above 0' : 'a positive integer'}, got '${raw}'`,
+    );
   return n;
 }
 

@@ -55,9 +55,14 @@ const PARAMS: GenerateParams = {
   temperature: 1,
   topLogprobs: 16,
 };
-const POLICIES = (process.env.BENCH_POLICIES ?? 'round_robin,least_loaded,prefix_affinity').split(
-  ',',
-) as PolicyName[];
+const POLICY_NAMES: readonly PolicyName[] = ['round_robin', 'least_loaded', 'prefix_affinity'];
+// Checked before anything runs: a misspelled name would otherwise stop the run after minutes of the others.
+const POLICIES = (process.env.BENCH_POLICIES ?? POLICY_NAMES.join(',')).split(',').map((p): PolicyName => {
+  const name = p.trim() as PolicyName;
+  if (!POLICY_NAMES.includes(name))
+    throw new Error(`BENCH_POLICIES: unknown policy '${name}' (one of ${POLICY_NAMES.join(', ')})`);
+  return name;
+});
 const TARGETS = { hitRatio: 2, maxMeanLoad: 1.3, utilisation: 0.9 };
 
 // -- workload ---------------------------------------------------------------------------------------------------
@@ -456,8 +461,10 @@ async function runPolicy(
       });
     const timeScale = PROFILE.timeScale ?? 1;
     const sleep = (simMs: number) => new Promise<void>((r) => setTimeout(r, simMs * timeScale));
+    // Made before the clock starts: building the prompts is not the pool's time.
+    const work = workload(questionConcurrency);
     const t0 = performance.now();
-    await workload(questionConcurrency).run(send, sleep);
+    await work.run(send, sleep);
     const makespanS = (performance.now() - t0) / 1000;
 
     const prompt = sum(gens.map((g) => g.usage.promptTokens));
@@ -548,7 +555,7 @@ async function runWorkload(
     results.push(r);
     console.log(
       `${policy}: done in ${r.makespanS.toFixed(1)} s (served per member ${r.served.join('/')}, request-s ${r.loadS.map((b) => b.toFixed(0)).join('/')}, busy s ${r.busyS.map((b) => b.toFixed(1)).join('/')}, evicted blocks ${r.evictedBlocks}` +
-        `${r.decisions.size ? `, decisions ${[...r.decisions].map(([d, n]) => `${d} ${n}`).join(', ')}` : ''})`,
+        `${r.decisions.size ? `, decisions (one per attempt) ${[...r.decisions].map(([d, n]) => `${d} ${n}`).join(', ')}` : ''})`,
     );
   }
   console.log(

@@ -33,9 +33,9 @@
 //   30B-class models on one H100 (gpustack performance lab, vLLM serving benchmarks);
 // - prefill: ~6.6 GFLOP per token for 3.3B active parameters; at ~15% of the H100's 989 dense BF16
 //   TFLOPS, counting attention over agentic contexts of 16-64k tokens, ~20,000 tok/s;
-// - maxBatchedTokens 8192: vLLM's default for its OpenAI server on GPUs of 70 GB or more;
+// - maxBatchedTokens 8192: vLLM's default for its OpenAI server on GPUs of 70 GiB or more other than the A100;
 // - maxBatch 64: agent prompts are long, so the KV cache rather than the scheduler's max_num_seqs
-//   (hundreds by default) is what bounds concurrency in practice; 64 keeps the queue visible.
+//   (1024 for that server on such GPUs) is what bounds concurrency in practice; 64 keeps the queue visible.
 
 import { FNV32_OFFSET, FNV32_PRIME } from '../common/hash.js';
 import type { BackendLoad } from '../inference/types.js';
@@ -254,7 +254,9 @@ export class SimServer {
   };
 
   constructor(profile: Partial<SimServingProfile> = {}) {
-    const p = { ...DEFAULT_SIM_SERVING_PROFILE, ...profile };
+    // An explicit undefined keeps the default rather than wiping it (NaN would then hang every request).
+    const given = Object.fromEntries(Object.entries(profile).filter(([, v]) => v !== undefined));
+    const p: SimServingProfile = { ...DEFAULT_SIM_SERVING_PROFILE, ...given };
     if (!(p.maxBatch >= 1)) throw new Error(`maxBatch must be >= 1, got ${p.maxBatch}`);
     if (!(p.blockSize >= 1)) throw new Error(`blockSize must be >= 1, got ${p.blockSize}`);
     if (!(p.prefillTokensPerSec > 0) || !(p.decodeTokensPerSec > 0))
@@ -262,6 +264,13 @@ export class SimServer {
     if (!(p.timeScale >= 0)) throw new Error(`timeScale must be >= 0, got ${p.timeScale}`);
     if (!(p.maxBatchedTokens >= 1))
       throw new Error(`maxBatchedTokens must be >= 1, got ${p.maxBatchedTokens}`);
+    // Below 0 a sequence would decode faster as the batch grows; at 1 the batch's throughput would not grow at all.
+    if (!(p.decodeBatchExponent >= 0 && p.decodeBatchExponent < 1))
+      throw new Error(`decodeBatchExponent must be in [0, 1), got ${p.decodeBatchExponent}`);
+    if (!(p.cacheCapacityTokens >= p.blockSize && Number.isFinite(p.cacheCapacityTokens)))
+      throw new Error(
+        `cacheCapacityTokens must be a finite number of at least one block (${p.blockSize}), got ${p.cacheCapacityTokens}`,
+      );
     this.profile = Object.freeze(p);
     this.capacityBlocks = Math.max(1, Math.floor(p.cacheCapacityTokens / p.blockSize));
   }
@@ -656,10 +665,14 @@ export class SimServer {
       const i = this.queue.indexOf(job);
       if (i >= 0) this.queue.splice(i, 1);
     } else {
-      // The last prefill in line, given up: what it had not yet computed no longer holds up the queue. (One in
-      // the middle of the line is left in place: those behind it keep their times.)
-      if (phase === 'prefill' && job.prefillUntil === this.prefillFreeAt)
-        this.setPrefillFreeAt(Math.max(this.now(), job.prefillFrom));
+      // The last prefill in line, given up: the line now ends with the latest prefill still in it, or now. (One in
+      // the middle of the line is left in place: those behind it keep their times. Its window is let go with the
+      // last of them, not taken to end where the given-up one began.)
+      if (phase === 'prefill' && job.prefillUntil === this.prefillFreeAt) {
+        let lineEnd = this.now();
+        for (const j of this.active) if (j.phase === 'prefill') lineEnd = Math.max(lineEnd, j.prefillUntil);
+        this.setPrefillFreeAt(lineEnd);
+      }
       if (phase === 'decode' && this.decoding.has(job)) {
         this.advance();
         this.decoding.delete(job);

@@ -155,6 +155,25 @@ describe('SimServer batching and timing', () => {
     timeScale: 0.02,
   };
 
+  it('refuses a profile that would hang or grow without bound, and keeps defaults an explicit undefined leaves', async () => {
+    expect(() => new SimServer({ decodeBatchExponent: Number.NaN })).toThrow(
+      /decodeBatchExponent must be in \[0, 1\)/,
+    );
+    expect(() => new SimServer({ decodeBatchExponent: -0.5 })).toThrow(/decodeBatchExponent/);
+    expect(() => new SimServer({ cacheCapacityTokens: Number.NaN })).toThrow(/cacheCapacityTokens must be/);
+    expect(() => new SimServer({ cacheCapacityTokens: 8, blockSize: 16 })).toThrow(
+      /at least one block \(16\)/,
+    );
+    const s = new SimServer({
+      decodeBatchExponent: undefined,
+      cacheCapacityTokens: undefined,
+      timeScale: 0.001,
+    });
+    expect(s.load().cacheCapacityTokens).toBeGreaterThan(0);
+    await s.run(tokens('a', 32), 8, never());
+    expect(s.stats().completionTokens).toBe(8);
+  });
+
   it('queues beyond maxBatch', async () => {
     const s = new SimServer(profile);
     const runs = [0, 1, 2, 3].map((i) => s.run(tokens(`r${i}`, 20), 500, never()));
@@ -253,6 +272,31 @@ describe('SimServer batching and timing', () => {
     expect(queuedMs).toBeLessThan(600);
     decoding.abort();
     await expect(busy).rejects.toThrow();
+  });
+
+  it('prefills given up in the order they came leave no phantom prefill behind them', async () => {
+    const s = new SimServer({
+      ...profile,
+      maxBatch: 4,
+      prefillTokensPerSec: 1000,
+      maxBatchedTokens: 100_000,
+      cacheCapacityTokens: 1 << 20,
+      timeScale: 1,
+    });
+    // Both admitted at once: the first prefills until ~1000 simulated ms, the second after it until ~2000.
+    const first = new AbortController();
+    const second = new AbortController();
+    const a = s.run(tokens('a', 1000), 1, first.signal);
+    const b = s.run(tokens('b', 1000), 1, second.signal);
+    expect(s.load()).toMatchObject({ running: 2, queued: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    first.abort(new Error('router gave up'));
+    second.abort(new Error('router gave up'));
+    await expect(a).rejects.toThrow();
+    await expect(b).rejects.toThrow();
+    // The server is idle: a short request is prefilled at once, not after the first one's abandoned ~1000 ms.
+    const { serviceMs } = await s.run(tokens('c', 16), 1, never());
+    expect(serviceMs).toBeLessThan(500);
   });
 
   it('rejects promptly on abort, queued or running', async () => {
