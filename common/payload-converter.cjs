@@ -6,6 +6,7 @@
 const {
   BinaryPayloadConverter,
   CompositePayloadConverter,
+  JsonPayloadConverter,
   UndefinedPayloadConverter,
 } = require('@temporalio/common');
 const { packValue, unpackValue } = require('./msgpack.cjs');
@@ -32,8 +33,11 @@ class MsgpackPayloadConverter {
 
 exports.MSGPACK_ENCODING = MSGPACK_ENCODING;
 exports.MsgpackPayloadConverter = MsgpackPayloadConverter;
+// JSON last: msgpack encodes every value before it is reached, so it only decodes, for inputs other tools send
+// (`temporal workflow start --input`, the Web UI, another SDK): without it their workflow tasks fail on every retry.
 exports.payloadConverter = new CompositePayloadConverter(
   new UndefinedPayloadConverter(),
   new BinaryPayloadConverter(),
   new MsgpackPayloadConverter(),
+  new JsonPayloadConverter(),
 );

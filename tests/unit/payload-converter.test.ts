@@ -1,3 +1,4 @@
+import { JsonPayloadConverter } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { MSGPACK_ENCODING, payloadConverter } from '../../common/payload-converter.cjs';
 import { decodeWire, encodeWire, GenerateRequestWire, WireDecodeError } from '../../inference/wire.js';
@@ -19,6 +20,13 @@ describe('msgpack payload converter', () => {
     const back = payloadConverter.fromPayload<typeof value>(payload);
     expect(back).toEqual(value);
     expect(back.entropies).toBeInstanceOf(Float32Array);
+  });
+
+  it('reads JSON inputs other tools send (temporal workflow start --input, the Web UI), and writes msgpack', () => {
+    const fromCli = new JsonPayloadConverter().toPayload({ question: 'Which city?', maxTurns: 5 })!;
+    expect(payloadConverter.fromPayload(fromCli)).toEqual({ question: 'Which city?', maxTurns: 5 });
+    const written = payloadConverter.toPayload({ question: 'Which city?' })!;
+    expect(new TextDecoder().decode(written.metadata!.encoding!)).toBe(MSGPACK_ENCODING);
   });
 
   it('keeps undefined and binary values on their own converters', () => {
