@@ -19,8 +19,14 @@ import { failureMessage } from './trajectories.js';
 export const BatchLineSchema = z
   .object({
     question: z.string().trim().min(1),
-    // Datasets often hold numeric answers ("answer": 1907); scoring compares text.
-    answer: z.union([GoldAnswerSchema, z.number().transform(String)]).optional(),
+    // Datasets often hold numeric answers ("answer": 1907), and null for a question without one; scoring compares
+    // text.
+    answer: z
+      .union([GoldAnswerSchema, z.number().transform(String)], {
+        error: 'answer must be text or a number (leave it out, or null, when there is none)',
+      })
+      .nullish()
+      .transform((a) => a ?? undefined),
   })
   .passthrough();
 
@@ -127,7 +133,8 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
   const done: ResultsFile['done'] = new Map();
   if (!existsSync(output)) return { done };
   let job = jobId;
-  const text = readNamedFile('--out', output).toString('utf8');
+  const bytes = readNamedFile('--out', output);
+  const text = bytes.toString('utf8');
   const lines = text.split('\n');
   let lastCutShort = false;
   // Not a file of results (the questions file, notes): appending to it would mix results into it.
@@ -135,8 +142,16 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     new BatchError(
       `${output} (--out) is not a muse batch results file: line ${i + 1} is not a result; pass a results file or a new path`,
     );
-  for (const [i, line] of lines.entries()) {
-    if (!line.trim()) continue;
+  for (const [i, raw] of lines.entries()) {
+    // A crash can leave NUL bytes where an append had not reached the disk (ext4, XFS after a power loss), and an
+    // editor a byte-order mark: neither makes the file someone else's.
+    const withNul = (i === 0 ? raw.replace(/^\uFEFF/, '') : raw).trim();
+    const line = withNul.replace(/\0+/g, '');
+    const lost = line !== withNul;
+    if (!line.trim()) {
+      if (lost) lastCutShort = i === lines.length - 1;
+      continue;
+    }
     let parsed: { workflowId?: string; spec?: string; job?: string; answer?: unknown; correct?: unknown };
     try {
       parsed = JSON.parse(line);
@@ -144,7 +159,7 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
       // Cut short by a crash: the start of a result line. That question's workflow result is simply fetched again.
       // (Earlier versions kept such a line and appended after it, so one may also sit mid-file.) Anything else is
       // someone else's file.
-      if (!line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line)) throw notResults(i);
+      if (!lost && !line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line)) throw notResults(i);
       lastCutShort = i === lines.length - 1;
       continue;
     }
@@ -171,7 +186,9 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
   if (text.length && !text.endsWith('\n')) {
     // A last line cut short by a crash is removed (its question's result is fetched again), so the file stays
     // JSON lines for whatever reads it; a whole line merely missing its newline gets one.
-    if (lastCutShort) truncateSync(output, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
+    // Cut at the last newline's byte offset: bytes an earlier cut left undecodable mid-file would shift one
+    // worked out on the decoded text.
+    if (lastCutShort) truncateSync(output, bytes.lastIndexOf(0x0a) + 1);
     else appendFileSync(output, '\n');
   }
   return { done, ...(job !== undefined ? { job } : {}) };

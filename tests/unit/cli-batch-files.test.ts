@@ -39,6 +39,19 @@ describe('batch input', () => {
     expect(items).toEqual([{ line: 2, question: 'Who?', answer: 'Ada' }]);
     expect(errors).toEqual([{ line: 1, error: expect.stringMatching(/answer must not be empty/) }]);
   });
+
+  it('reads a null answer as none, and says what an answer must be when it is something else', () => {
+    const f = join(tmp(), 'q.jsonl');
+    writeFileSync(f, '{"question": "When?", "answer": null}\n{"question": "Who?", "answer": ["a", "b"]}\n');
+    const { items, errors } = readBatchFile(f);
+    expect(items).toEqual([{ line: 1, question: 'When?' }]);
+    expect(errors).toEqual([
+      {
+        line: 2,
+        error: 'line 2: answer: answer must be text or a number (leave it out, or null, when there is none)',
+      },
+    ]);
+  });
 });
 
 describe('workflow ids', () => {
@@ -189,6 +202,34 @@ describe('results file', () => {
     writeFileSync(out, first.trimEnd());
     expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
     expect(readFileSync(out, 'utf8')).toBe(first);
+  });
+
+  it('cuts at the right byte after undecodable bytes an earlier cut left mid-file', () => {
+    const out = join(tmp(), 'out.jsonl');
+    const whole = `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n`;
+    // A line an earlier version cut inside a three-byte character, then a whole line, then a line cut short.
+    const brokenMidFile = Buffer.concat([
+      Buffer.from('{"job":"j","question":"'),
+      Buffer.from('日').subarray(0, 2),
+      Buffer.from('\n'),
+    ]);
+    const kept = Buffer.concat([brokenMidFile, Buffer.from(whole)]);
+    writeFileSync(out, Buffer.concat([kept, Buffer.from('{"job":"j","wo')]));
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
+    expect(readFileSync(out)).toEqual(kept);
+    // And the next run reads it again.
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
+  });
+
+  it('takes NUL bytes a power loss left in place of an append for a line cut short, and a byte-order mark as nothing', () => {
+    const out = join(tmp(), 'out.jsonl');
+    const whole = `${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n`;
+    writeFileSync(out, `${whole}${'\0'.repeat(40)}`);
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
+    expect(readFileSync(out, 'utf8')).toBe(whole);
+    writeFileSync(out, `\uFEFF${whole}${'\0'.repeat(8)}{"job":"j","wor`);
+    expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
+    expect(readFileSync(out, 'utf8')).toBe(`\uFEFF${whole}`);
   });
 });
 
