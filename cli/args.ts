@@ -47,6 +47,7 @@ export function idArg(name: string) {
 const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
   'sampling\\.maxTokensPerTurn': '--max-tokens-per-turn',
   maxTurns: '--max-turns',
+  stepsPerRun: '--steps-per-run',
   contextWindow: '--context-window',
   maxConcurrentRollouts: '--max-concurrent-rollouts',
   branchMode: '--branch-mode',

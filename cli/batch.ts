@@ -25,6 +25,7 @@ export interface ParallelMuseCliOptions {
   maxConcurrentRollouts: number;
   policy: string;
   maxTurns: number;
+  stepsPerRun?: number;
   seed: number;
   pool: string;
   model?: string;
@@ -38,7 +39,7 @@ export function trajectorySpecFrom(
   answer: string | undefined,
   o: Pick<
     ParallelMuseCliOptions,
-    'policy' | 'maxTurns' | 'maxTokensPerTurn' | 'seed' | 'pool' | 'model' | 'contextWindow'
+    'policy' | 'maxTurns' | 'stepsPerRun' | 'maxTokensPerTurn' | 'seed' | 'pool' | 'model' | 'contextWindow'
   >,
 ): TrajectorySpecInput {
   return {
@@ -46,6 +47,7 @@ export function trajectorySpecFrom(
     ...(answer !== undefined ? { answer } : {}),
     policy: o.policy as TrajectorySpecInput['policy'],
     maxTurns: o.maxTurns,
+    ...(o.stepsPerRun !== undefined ? { stepsPerRun: o.stepsPerRun } : {}),
     seed: o.seed,
     pool: o.pool,
     ...(o.model ? { model: o.model } : {}),
@@ -174,15 +176,25 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         const client = await connectClient(cfg);
         const bar = process.stderr.isTTY
           ? new cliProgress.SingleBar(
-              { format: '  {bar} {value}/{total} questions | {last}', stream: process.stderr },
+              {
+                format: '  {bar} {value}/{total} questions, {running} running | {last}',
+                stream: process.stderr,
+              },
               cliProgress.Presets.shades_classic,
             )
           : undefined;
         let started = false;
+        let jobId: string | undefined;
+        let running = 0;
         // Ctrl-C: exit through process.exit, so the results file's lock is removed ('exit' handler).
         const interrupted = (signal: NodeJS.Signals) => {
           bar?.stop();
-          process.stderr.write(`muse: batch interrupted (${signal}); re-run to continue\n`);
+          // The questions are workflows: they go on in Temporal whether or not this process waits for them.
+          const inFlight =
+            running > 0
+              ? `; its ${running} questions under way go on in Temporal (job ${jobId}), and a re-run collects their results and continues`
+              : '; re-run to continue';
+          process.stderr.write(`muse: batch interrupted (${signal})${inFlight}\n`);
           exitAsSignal(signal);
         };
         process.once('SIGINT', interrupted);
@@ -194,13 +206,24 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             ...(o.job !== undefined ? { jobId: o.job } : {}),
             concurrency: o.concurrency,
             spec,
+            onStart: (e) => {
+              jobId = e.jobId;
+              process.stderr.write(`job ${e.jobId}: ${e.total} questions, results to ${o.out}\n`);
+            },
             onProgress: (e) => {
+              const grew = e.running > running;
+              running = e.running;
               if (bar && !started) {
-                bar.start(e.total, 0, { last: '' });
+                bar.start(e.total, 0, { last: '', running: 0 });
                 started = true;
               }
-              if (bar) bar.update(e.done, { last: (e.last ?? '').slice(0, 40) });
-              else
+              if (bar)
+                bar.update(e.done, {
+                  running: e.running,
+                  ...(grew ? {} : { last: (e.last ?? '').slice(0, 40) }),
+                });
+              // Without a terminal, a line per question that ends (starts would double the log).
+              else if (!grew)
                 process.stderr.write(
                   `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}\n`,
                 );

@@ -3,7 +3,7 @@ import { createWriteStream, openSync, renameSync, rmSync, statSync, type WriteSt
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
-import { connectNats } from '../common/nats.js';
+import { closeNats, connectNats } from '../common/nats.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
@@ -48,7 +48,7 @@ export function registerContentCommands(program: Command): void {
             console.error(`exported ${n} steps to ${o.out}`);
           }
         } finally {
-          await nc.drain();
+          await closeNats(nc);
           await client.connection.close();
         }
       } finally {
@@ -67,9 +67,12 @@ export function registerContentCommands(program: Command): void {
     .action(async (jobId: string) => {
       const cfg = cliConfig(program.opts());
       const nc = await connectNats(cfg, 'muse-content');
-      const deleted = await deleteJobContent(nc, jobId);
-      console.log(deleted.length ? `deleted ${deleted.join(', ')}` : `no stored content for job ${jobId}`);
-      await nc.drain();
+      try {
+        const deleted = await deleteJobContent(nc, jobId);
+        console.log(deleted.length ? `deleted ${deleted.join(', ')}` : `no stored content for job ${jobId}`);
+      } finally {
+        await closeNats(nc);
+      }
     });
 
   program

@@ -31,6 +31,7 @@ import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from '
 interface RunOptions {
   policy: string;
   maxTurns: number;
+  stepsPerRun?: number;
   maxTokensPerTurn?: number;
   seed: number;
   pool: string;
@@ -70,6 +71,11 @@ function addRunOptions(cmd: Command): Command {
   return cmd
     .option('--policy <policy>', 'context policy: react | iterresearch | resum', 'react')
     .option('--max-turns <n>', 'turn budget', positiveIntArg('--max-turns'), 64)
+    .option(
+      '--steps-per-run <n>',
+      'steps per Temporal workflow run before it continues as new (default 200; fewer keep each history smaller)',
+      positiveIntArg('--steps-per-run'),
+    )
     .option('--context-window <tokens>', 'model context window', positiveIntArg('--context-window'))
     .option(
       '--max-tokens-per-turn <n>',

@@ -159,7 +159,8 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
       // Cut short by a crash: the start of a result line. That question's workflow result is simply fetched again.
       // (Earlier versions kept such a line and appended after it, so one may also sit mid-file.) Anything else is
       // someone else's file.
-      if (!lost && !line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line)) throw notResults(i);
+      if (!lost && !line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line))
+        throw notResults(i);
       lastCutShort = i === lines.length - 1;
       continue;
     }
@@ -258,7 +259,17 @@ export interface BatchOptions {
     trajectory: Omit<ParallelMuseSpecInput['trajectory'], 'question'>;
   };
   timeouts?: StepTimeouts;
-  onProgress?: (e: { done: number; total: number; skipped: number; failed: number; last?: string }) => void;
+  /** Once the job is known, before any question starts. */
+  onStart?: (e: { jobId: string; total: number }) => void;
+  /** When a question starts or ends; `running` are the questions under way. */
+  onProgress?: (e: {
+    done: number;
+    total: number;
+    skipped: number;
+    failed: number;
+    running: number;
+    last?: string;
+  }) => void;
 }
 
 export interface BatchSummary {
@@ -309,14 +320,19 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       models: [],
     };
     const queue = assignWorkflowIds(items, jobId, hash);
+    o.onStart?.({ jobId, total: items.length });
+    let running = 0;
     const report = (last?: string) =>
       o.onProgress?.({
         done: summary.completed + summary.skipped + summary.failed.length,
         total: summary.total,
         skipped: summary.skipped,
         failed: summary.failed.length,
+        running,
         last,
       });
+    // A result that cannot be written (a full disk) stops the batch: every later one would be lost the same way.
+    let writeError: Error | undefined;
     // A verdict counts only when it was reached against the answer the input gives now.
     const score = (
       item: { line: number; answer?: string },
@@ -334,7 +350,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       if (correct) summary.correct++;
     };
     const worker = async () => {
-      for (let item = queue.shift(); item; item = queue.shift()) {
+      for (let item = queue.shift(); item && !writeError; item = queue.shift()) {
         const recorded = done.get(item.workflowId);
         if (recorded) {
           summary.skipped++;
@@ -342,8 +358,11 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           report();
           continue;
         }
+        let result: ParallelMuseResult;
+        running++;
+        report();
         try {
-          const { result } = await runParallelMuse(
+          ({ result } = await runParallelMuse(
             client,
             cfg,
             {
@@ -360,19 +379,32 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
               acceptOtherAnswer: true,
               ...(o.timeouts ? { timeouts: o.timeouts } : {}),
             },
-          );
-          appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
-          summary.completed++;
-          summary.models = (result.models ?? []).reduce(noteModel, summary.models);
-          score(item, result.answer ?? null, result.correct ?? null);
-          report(result.prediction ?? '(no answer)');
+          ));
         } catch (err) {
+          running--;
           summary.failed.push({ line: item.line, error: failureMessage(err) });
           report();
+          continue;
         }
+        running--;
+        try {
+          appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
+        } catch (err) {
+          writeError ??= err as Error;
+          return;
+        }
+        summary.completed++;
+        summary.models = (result.models ?? []).reduce(noteModel, summary.models);
+        score(item, result.answer ?? null, result.correct ?? null);
+        report(result.prediction ?? '(no answer)');
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
+    if (writeError)
+      throw new BatchError(
+        `cannot write ${o.output} (--out): ${writeError.message}; the batch stopped. Questions that finished are kept ` +
+          'by Temporal and written when you re-run it',
+      );
     return summary;
   } finally {
     unlock();

@@ -38,7 +38,7 @@ export class BlobNotFoundError extends Error {
 export const CONTENT_DELETED_SUBJECT = 'muse.content.deleted';
 
 export interface BlobStoreOptions {
-  /** Blobs above this size go to the Object Store; must stay below the server's max payload. */
+  /** Blobs above this size go to the Object Store (and those above the server's max payload, whatever this says). */
   inlineLimitBytes?: number;
   /** Lifetime of a namespace's content in ms (0 = until deleted). */
   ttlMs?: number;
@@ -108,24 +108,21 @@ export class BlobStore {
   /**
    * Makes and deletes a bucket with this store's settings. Settings the NATS server refuses (more replicas than the
    * cluster has servers, a TTL out of JetStream's range, JetStream off) then stop a worker at start, named, instead
-   * of failing every step of every trajectory later with a retryable error. A server that does not answer in time
-   * refuses nothing: a replicated bucket cannot be placed while one of its servers is down (a NATS node restarting),
-   * and a worker started then must still serve the jobs whose buckets exist. Returns why the check could not be made.
+   * of failing every step of every trajectory later with a retryable error. So does a cluster that cannot place the
+   * bucket now (a node down, no JetStream leader): a worker is restarted until it can, while those already running
+   * go on serving the jobs whose buckets exist.
    */
-  async checkSettings(): Promise<string | undefined> {
+  async checkSettings(): Promise<void> {
     const bucket = `museprobe-${randomUUID()}`;
     try {
       await this.kvm.create(bucket, { history: 1, ttl: this.ttlMs, replicas: this.replicas });
     } catch (err) {
-      const settings = `store.replicas ${this.replicas}, MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS`;
-      if ((err as Error).name === 'TimeoutError')
-        return `the NATS server at ${this.nc.getServer()} did not answer a check of the content store's settings (${settings}) in time; going on without it`;
       throw new Error(
-        `the NATS server at ${this.nc.getServer()} refuses the content store's settings (${settings}): ${(err as Error).message}`,
+        `the NATS server at ${this.nc.getServer()} refuses the content store's settings (store.replicas ${this.replicas}, ` +
+          `MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS): ${(err as Error).message}`,
       );
     }
     await (await this.manager()).streams.delete(`KV_${bucket}`).catch(() => {});
-    return undefined;
   }
 
   /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */
@@ -156,10 +153,11 @@ export class BlobStore {
       write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(ref));
       this.writing.set(ref, write);
     }
+    const writtenAt = await write;
     // What the reference resolves to, not the caller's object: a caller changing it after the put would otherwise
     // change what the reference reads as in this process alone, and values msgpack does not keep as they are
     // (undefined fields, class instances) would read differently here than in every other process.
-    this.remember(ref, unpackValue(bytes), bytes.length, await write);
+    if (this.cacheable(bytes.length)) this.remember(ref, unpackValue(bytes), bytes.length, writtenAt);
     return ref;
   }
 
@@ -414,8 +412,13 @@ export class BlobStore {
     return p;
   }
 
+  /** Values larger than a quarter of the cache are not kept: one would push out many smaller ones. */
+  private cacheable(size: number): boolean {
+    return size <= this.cacheBytes / 4;
+  }
+
   private remember(ref: BlobRef, value: unknown, size: number, writtenAt: number): void {
-    if (size > this.cacheBytes / 4) return;
+    if (!this.cacheable(size)) return;
     this.forget(ref);
     this.cache.set(ref, { value, size, writtenAt });
     this.cacheSize += size;

@@ -124,8 +124,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   const nc = opts.nc ?? (await connectNats(config, 'muse-rollout-worker'));
   const blobs = new BlobStore(nc, { ttlMs: config.store.ttlMs, replicas: config.store.replicas });
   try {
-    const unchecked = await blobs.checkSettings();
-    if (unchecked) console.warn(`muse worker: ${unchecked}`);
+    await blobs.checkSettings();
   } catch (err) {
     blobs.close();
     if (!opts.nc) await nc.close();

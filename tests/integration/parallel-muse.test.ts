@@ -1,6 +1,6 @@
 // ParallelMuse end to end on real Temporal + NATS with the simulator: branching, budget, reuse,
 // aggregation, crash recovery, and the batch runner.
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { temporal } from '@temporalio/proto';
@@ -1015,6 +1015,36 @@ describe('ParallelMuse', () => {
       answer: 'the first answer',
     });
     await killHard(child);
+  });
+
+  it('batch: a result it cannot write stops the batch with the reason, instead of running every other question for nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-unwritable-'));
+    const input = join(dir, 'q.jsonl');
+    const out = join(dir, 'out.jsonl');
+    writeFileSync(
+      input,
+      `${sampleQuestions(3, 407)
+        .map((q) => JSON.stringify(q))
+        .join('\n')}\n`,
+    );
+    const spec = { n: 1, branchMode: 'none' as const, trajectory: {} };
+    const started: number[] = [];
+    await withWorker(async () => {
+      const run = runBatch(suite.client, cfg, {
+        input,
+        output: out,
+        jobId: 'batch-unwritable',
+        concurrency: 1,
+        spec,
+        // The results file becomes a directory once the batch has opened it: every append fails (EISDIR), as on a
+        // full disk.
+        onStart: () => mkdirSync(out),
+        onProgress: (e) => started.push(e.running),
+      });
+      await expect(run).rejects.toThrow(/cannot write .*out\.jsonl \(--out\): EISDIR.*the batch stopped/);
+    });
+    // One question ran (its start and end reported); the other two never started.
+    expect(started.filter((running) => running === 1)).toHaveLength(1);
   });
 
   it('batch: one copy at a time per results file; Ctrl-C removes the lock', async () => {

@@ -236,6 +236,14 @@ describe('parseTurn', () => {
       start: afterMention.indexOf('<tool_call>') + '<tool_call>'.length,
       end: afterMention.indexOf('</tool_call>'),
     });
+    // And as the server returns such a turn, ended at the <tool_response> stop string with nothing after the call:
+    // the mentioned <answer>, unclosed, is not an answer made of the words up to the call.
+    for (const asServed of [
+      `I won't write <answer> yet.\n${call}`,
+      `<think>ok</think>\nNo <answer> yet.\n${call}`,
+    ])
+      expect(parseTurn(asServed, 'stop')).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+    expect(parseTurn(`<think>ok</think>\n<answer>Paris</answer>\n${call}`)).toMatchObject({ kind: 'answer' });
     // Tags only mentioned in reasoning the chat template opened are not an action before the <think> they mention.
     expect(
       parseTurn(

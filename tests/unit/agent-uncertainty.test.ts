@@ -168,15 +168,19 @@ describe('regionRanges agrees with parseTurn', () => {
     expect(expectSameToolCall(bad)).toBe('{oops');
   });
 
-  it('a tool call after or inside the answer is not a region', () => {
+  it('a tool call after or inside a closed answer is not a region', () => {
     for (const text of [
       `<think>t</think><answer>A</answer><tool_call>${CALL}</tool_call>`,
       `<think>t</think><answer>see <tool_call>${CALL}</tool_call></answer>`,
-      `<think>t</think><answer>unclosed <tool_call>${CALL}</tool_call>`,
     ]) {
       expect(parseTurn(text).kind).toBe('answer');
       expect(regionRanges(text).toolCall).toBeNull();
     }
+    // An <answer> never closed before a whole tool call is not the action (as in the reference, which takes a closed
+    // tool call first): the call is, and is the region scored.
+    const unclosed = `<think>t</think><answer>unclosed <tool_call>${CALL}</tool_call>`;
+    expect(parseTurn(unclosed).kind).toBe('tool_call');
+    expectSameToolCall(unclosed);
   });
 
   it('think is the reasoning parseTurn returns whenever the turn has a think tag', () => {
