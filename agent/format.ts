@@ -274,15 +274,14 @@ export function turnSpans(text: string): TurnSpans {
     const i = text.indexOf(tag, rest);
     return i < 0 ? Number.POSITIVE_INFINITY : i;
   };
-  const reportFirst =
-    r !== null && r.closed && r.open < Math.min(actionTagAt('<tool_call>'), actionTagAt('<answer>'));
+  const reportFirst = r?.closed && r.open < Math.min(actionTagAt('<tool_call>'), actionTagAt('<answer>'));
   const from = reportFirst ? r.after : rest;
   const call = findTag(text, 'tool_call', from, ['<tool_response>', '</tool_response>', '<answer>']);
   const answer = findTag(text, 'answer', from, ['<tool_call>', '<tool_response>']);
   // The action is whichever comes first, so a <tool_call> after an <answer> is not one; but an <answer> left
   // unclosed before a whole tool call is a mention of the tag ("I won't write <answer> yet"), not an answer that
   // would end the trajectory with the words between them.
-  const answerMentioned = answer !== null && !answer.closed && call !== null && call.closed;
+  const answerMentioned = answer?.closed === false && call?.closed === true;
   const isCall = call !== null && (answer === null || call.open < answer.open || answerMentioned);
   const first = isCall ? call : answer;
   const action = first
