@@ -146,7 +146,17 @@ export function createAggregationActivities(deps: {
           reportChars: 0,
           trajectoryChars,
         };
-      const report = parseReport(g.text) ?? g.text.trim();
+      // Nothing but reasoning, or an empty <report>: no report for the integration to read.
+      const report = parseReport(g.text);
+      if (report === null)
+        return {
+          reportRef: null,
+          reason: `the report call for ${input.rolloutId} wrote no report`,
+          usage: g.usage,
+          model: servedBy(g),
+          reportChars: 0,
+          trajectoryChars,
+        };
       const reportRef = await content.putText(namespaceFor(input.jobId), report);
       return { reportRef, usage: g.usage, model: servedBy(g), reportChars: report.length, trajectoryChars };
     },

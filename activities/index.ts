@@ -396,7 +396,16 @@ export function createActivities(deps: ActivityDeps) {
           model: servedBy(g),
           reason: cutOffReason('the summary', input.sampling),
         };
-      const summary = parseSummary(g.text) ?? g.text.trim();
+      // Nothing but reasoning, or an empty <summary>: not a summary to replace the whole history with.
+      const summary = parseSummary(g.text);
+      if (summary === null)
+        return {
+          status: 'max_context',
+          contextRef: input.contextRef,
+          usage: g.usage,
+          model: servedBy(g),
+          reason: 'the summary call wrote no summary',
+        };
       const contextRef = await content.putContext(
         namespaceFor(input.jobId),
         input.policy,

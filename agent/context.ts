@@ -256,7 +256,8 @@ function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {
       return {
         question: state.question,
         steps: [step],
-        report: turn.report ?? state.report ?? '',
+        // An empty <report> is not the model clearing what it established: the report it had stays.
+        report: turn.report?.trim() ? turn.report : (state.report ?? ''),
         round: state.round + 1,
       };
     },

@@ -241,6 +241,10 @@ function parseToolCallBody(body: string): { call: ToolCall } | { problem: string
     const inner = tryJson(obj.arguments);
     if (inner !== undefined) value = { ...obj, arguments: inner };
   }
+  // Nesting JSON.parse takes but JSON.stringify cannot write back (it recurses): every step that records the call
+  // would throw, and its retry regenerate the same turn.
+  if (nestingDepth(value) > MAX_TOOL_CALL_DEPTH)
+    return { problem: `tool call is nested more than ${MAX_TOOL_CALL_DEPTH} levels deep` };
   const parsed = ToolCallSchema.safeParse(value);
   if (parsed.success) return { call: { name: parsed.data.name, arguments: parsed.data.arguments } };
   if (typeof obj.name !== 'string' || obj.name.length === 0)
@@ -248,6 +252,23 @@ function parseToolCallBody(body: string): { call: ToolCall } | { problem: string
   if (obj.name.length > MAX_TOOL_NAME_CHARS)
     return { problem: `tool call "name" is longer than ${MAX_TOOL_NAME_CHARS} characters` };
   return { problem: 'tool call has no object "arguments"' };
+}
+
+/** Deeper than any tool's arguments need, far below what JSON.stringify's recursion can write (thousands). */
+const MAX_TOOL_CALL_DEPTH = 64;
+
+/** How deep arrays and objects nest in a parsed JSON value, counted without recursion. */
+function nestingDepth(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_TOOL_CALL_DEPTH) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 export interface TurnSpans {
@@ -393,23 +414,20 @@ function tagOrWhole(text: string, tag: string): string | null {
 export type Judgement = 'correct' | 'incorrect';
 
 /**
- * The verdict of the LLM judge: `<judgement>correct|incorrect</judgement>`; without the tag, the last standalone
- * "correct"/"incorrect" after the reasoning. Null when no verdict can be read.
+ * The verdict of the LLM judge: `<judgement>correct|incorrect</judgement>`; without the tag, the standalone
+ * "correct"/"incorrect" after the reasoning. Null when no verdict can be read, or verdicts disagree.
  */
 export function parseJudgement(text: string): Judgement | null {
   const body = afterThink(text);
   const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
   const source = tagged ?? body;
   // "not correct" / "isn't correct" is a verdict of incorrect (and "not incorrect" of correct), not the word it negates.
+  // "The correct answer is Paris" names the gold answer, not a verdict.
   const words = source
     .toLowerCase()
-    .match(/\b(?:(?:not|\w*n['’]t)\s+)?(?:incorrect|correct)\b/g)
+    .match(/(?<!\bthe\s+)\b(?:(?:not|\w*n['’]t)\s+)?(?:incorrect|correct)\b/g)
     ?.map((w) => (/\s/.test(w) ? (w.endsWith('incorrect') ? 'correct' : 'incorrect') : w));
-  const last = words?.[words.length - 1];
-  if (tagged !== null) {
-    // Inside the tag only one verdict may be given.
-    const first = words?.[0];
-    return first !== undefined && first === last ? (first as Judgement) : null;
-  }
-  return (last as Judgement | undefined) ?? null;
+  // One verdict only, inside the tag or in the text without one: words that disagree give none.
+  const first = words?.[0];
+  return first !== undefined && words!.every((w) => w === first) ? (first as Judgement) : null;
 }

@@ -546,41 +546,48 @@ describe('trajectory workflow', () => {
       expect(summarised).toBeGreaterThan(0);
     });
 
-    it('a resum trajectory whose summary is cut off ends with max_context, its steps kept, not with an error', async () => {
-      // The simulator with the same window, except that every summary runs out of tokens inside its reasoning.
-      const sim = new SimBackend({ profile: { timeScale: 0 }, maxModelLen: 6000 });
-      const cutter = new PoolMember({
-        nc: suite.nc,
-        pool: 'cut-summaries',
-        id: 'cut-summaries',
-        backend: {
-          kind: 'scripted',
-          generate: async (req, signal) => {
-            const g = await sim.generate(req, signal);
-            const summary = req.messages?.[0]?.content === RESUM_SUMMARY_SYSTEM_PROMPT;
-            return summary ? { ...g, text: '<think>Step 1 searched for', finishReason: 'length' } : g;
-          },
+    it('a resum trajectory whose summary is cut off, or holds no summary, ends with max_context, its steps kept', async () => {
+      const unusable = [
+        { pool: 'cut-summaries', text: '<think>Step 1 searched for', finishReason: 'length' as const },
+        // Reasoning alone, ended by the model: nothing to replace the history with.
+        {
+          pool: 'empty-summaries',
+          text: '<think>I have read the whole history.</think>',
+          finishReason: 'stop' as const,
         },
-      });
-      await cutter.start();
-      try {
-        const [q] = sampleQuestions(1, 14);
-        const { result, log, summarised } = await run(
-          `${q!.question} [sim:min-turns=8]`,
-          4000,
-          'cut-summaries',
-        );
-        expect(result.termination).toBe('max_context');
-        expect(result.error).toBeUndefined();
-        expect(result.steps).toBeGreaterThan(0);
-        // Every step before the summary was kept, none of them marked summarised (no summary replaced the history).
-        expect(log).toHaveLength(result.steps);
-        expect(summarised).toBe(0);
-        // One summary call was made and counted, after the turns.
-        expect(result.usage.llmCalls).toBe(result.steps + 1);
-      } finally {
-        await cutter.stop();
-        await sim.close();
+      ];
+      for (const [i, { pool, text, finishReason }] of unusable.entries()) {
+        // The simulator with the same window, except that every summary is unusable.
+        const sim = new SimBackend({ profile: { timeScale: 0 }, maxModelLen: 6000 });
+        const cutter = new PoolMember({
+          nc: suite.nc,
+          pool,
+          id: pool,
+          backend: {
+            kind: 'scripted',
+            generate: async (req, signal) => {
+              const g = await sim.generate(req, signal);
+              const summary = req.messages?.[0]?.content === RESUM_SUMMARY_SYSTEM_PROMPT;
+              return summary ? { ...g, text, finishReason } : g;
+            },
+          },
+        });
+        await cutter.start();
+        try {
+          const [q] = sampleQuestions(1, 14 + i * 100);
+          const { result, log, summarised } = await run(`${q!.question} [sim:min-turns=8]`, 4000, pool);
+          expect(result.termination, pool).toBe('max_context');
+          expect(result.error).toBeUndefined();
+          expect(result.steps).toBeGreaterThan(0);
+          // Every step before the summary was kept, none of them marked summarised (no summary replaced the history).
+          expect(log).toHaveLength(result.steps);
+          expect(summarised).toBe(0);
+          // One summary call was made and counted, after the turns.
+          expect(result.usage.llmCalls).toBe(result.steps + 1);
+        } finally {
+          await cutter.stop();
+          await sim.close();
+        }
       }
     });
 

@@ -157,6 +157,16 @@ describe('aggregation calls', () => {
     expect(texts.size).toBe(0);
   });
 
+  it('writes no report for a call that answered with reasoning alone or an empty report', async () => {
+    for (const text of ['<think>I read the trajectory.</think>', '<think>r</think><report>\n</report>', '  ']) {
+      const { acts, texts } = activities(() => ({ text }));
+      const r = await acts.reportStep(input({ sampling }));
+      expect(r.reportRef).toBeNull();
+      expect(r.reason).toMatch(/report call for q\/initial-0 wrote no report/);
+      expect(texts.size).toBe(0);
+    }
+  });
+
   it('gives no verdict for a judge cut off in its reasoning', async () => {
     const { acts } = activities(() => ({
       text: '<think>Gold is Paris; is Lyon correct',

@@ -164,6 +164,11 @@ describe('iterresearch', () => {
     expect(content).toContain('"visit"');
     expect(content).toContain('obs 2');
     expect(content).not.toContain('obs 1');
+    // t3's report is empty: M1 stays too.
+    const t3 =
+      '<think>c</think><report>\n</report><tool_call>{"name":"search","arguments":{"query":["r"]}}</tool_call>';
+    s = p.advance(s, parseTurn(t3), t3, 'obs 3');
+    expect(p.buildMessages(s)[1]!.content).toContain('<report>\nM1\n</report>');
   });
 
   it('keeps its report when a turn is cut off mid-report, and does not repeat an unfinished thought as the action', () => {

@@ -401,6 +401,17 @@ describe('tag helpers', () => {
     expect(parseAnswer('nothing')).toBeNull();
   });
 
+  it('refuses a tool call nested deeper than it could be written back, as an invalid one', () => {
+    const deep = `${'['.repeat(5000)}"x"${']'.repeat(5000)}`;
+    const turn = parseTurn(`<tool_call>{"name":"search","arguments":{"query":${deep}}}</tool_call>`);
+    expect(turn.kind).toBe('invalid_tool_call');
+    expect(toolCallProblem(`{"name":"search","arguments":{"query":${deep}}}`)).toMatch(
+      /nested more than 64 levels/,
+    );
+    const fine = `{"name":"search","arguments":{"query":${'['.repeat(10)}"x"${']'.repeat(10)}}}`;
+    expect(toolCallProblem(fine)).toBeNull();
+  });
+
   it('parseJudgement reads the verdict', () => {
     expect(parseJudgement('<think>is it correct?</think><judgement>incorrect</judgement>')).toBe('incorrect');
     expect(parseJudgement('<judgement> Correct </judgement>')).toBe('correct');
@@ -414,5 +425,14 @@ describe('tag helpers', () => {
     expect(parseJudgement("The prediction isn't correct.")).toBe('incorrect');
     expect(parseJudgement('It wasn’t incorrect, only terse.')).toBe('correct');
     expect(parseJudgement('Cannot be faulted: correct.')).toBe('correct');
+    // Without the tag, "the correct answer" names the gold answer; it is not a verdict of correct.
+    expect(
+      parseJudgement(
+        "<think>compare</think>The prediction 'Lyon' is incorrect; the correct answer is Paris.",
+      ),
+    ).toBe('incorrect');
+    expect(parseJudgement('Incorrect. The correct answer is Paris, not Lyon.')).toBe('incorrect');
+    // Verdicts that disagree give none.
+    expect(parseJudgement('Correct at first sight, but incorrect on the date.')).toBeNull();
   });
 });
