@@ -59,14 +59,24 @@ export interface PoolMemberOptions {
 export function replyError(err: unknown): { code: WireErrorCode; message: string; retryable: boolean } {
   if (err instanceof WireDecodeError) return { code: 'bad_request', message: err.message, retryable: false };
   const message = (err as Error)?.message ?? String(err);
-  // Busy, not broken: the router tries another member without counting it against this one.
-  if (err instanceof QueueWaitError || (err instanceof BackendHttpError && err.status === 429))
+  // Busy, not broken: the router tries another member without counting it against this one. SGLang answers a full
+  // request queue (--max-queued-requests) with 503 in some versions: a breaker opened on it would take a healthy
+  // server out of rotation when the pool needs it most.
+  if (err instanceof QueueWaitError || (err instanceof BackendHttpError && busyStatus(err)))
     return { code: 'overloaded', message, retryable: true };
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
+}
+
+/** A rate limit (429), or a 503 whose body says the server's queue is full. */
+function busyStatus(err: BackendHttpError): boolean {
+  return (
+    err.status === 429 ||
+    (err.status === 503 && /queue is full|too many requests|overloaded/i.test(err.bodyExcerpt))
+  );
 }
 
 /** A reply too large for one NATS message; not retryable, as every member would generate it again to the same end. */

@@ -55,10 +55,12 @@ describe('member error replies', () => {
     expect(replyError(unreachable)).toMatchObject({ code: 'backend_error', retryable: true });
   });
 
-  it('reports a server rate limit (HTTP 429) as overloaded: busy, not broken, so no breaker counts it', async () => {
+  it('reports a server rate limit (HTTP 429) or a full queue (503) as overloaded: busy, not broken, so no breaker counts it', async () => {
     const err = await httpFailure(429, { error: 'rate limited' });
     expect(replyError(err)).toMatchObject({ code: 'overloaded', retryable: true });
     expect(replyError(err).message).toContain('HTTP 429');
+    const full = await httpFailure(503, { error: { message: 'The request queue is full.' } });
+    expect(replyError(full)).toMatchObject({ code: 'overloaded', retryable: true });
   });
 
   it('follows the flag of a protocol error (an abort is retryable, a malformed answer is not)', () => {
