@@ -1,15 +1,9 @@
 // ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
 // A report distils one trajectory; integration reads all reports and must choose one answer.
+
+import { clipText, clipToShare, MAX_ANSWER_CHARS } from '../agent/clip.js';
 import { CHARS_PER_ESTIMATED_TOKEN, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import {
-  clipText,
-  clipToShare,
-  MAX_ANSWER_CHARS,
-  outputComplete,
-  parseAnswer,
-  parseJudgement,
-  parseReport,
-} from '../agent/format.js';
+import { outputComplete, parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
 import type { StepLogSegment } from '../agent/trajectory.js';
 import type { ChatMessage, TokenUsage } from '../agent/types.js';

@@ -4,8 +4,9 @@
 
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Context } from '@temporalio/activity';
+import { clipText } from '../agent/clip.js';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { clipText, outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
+import { outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
 import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {

@@ -1,6 +1,6 @@
 // Answer normalisation, exact match, and the vote baselines offered beside ParallelMuse's report integration.
 // Workflow-safe: pure functions.
-import { clipToShare } from './format.js';
+import { clipToShare } from './clip.js';
 
 /** The articles SQuAD drops, as whole words in any script: the 'A' of 'A型血' or the 'a' ending 'Peña' stays. */
 const ARTICLES = /(?<![\p{L}\p{N}])(a|an|the)(?![\p{L}\p{N}])/gu;
@@ -140,7 +140,7 @@ export function aggregate(name: AggregatorName, candidates: readonly AggregateCa
 const RESULT_PREDICTION_CHARS = 200_000;
 const RESULT_ERROR_CHARS = 100_000;
 /** Kept of each clipped text, however many rollouts share the limit. */
-const RESULT_MIN_CHARS = 200;
+const RESULT_MIN_CHARS = 100;
 
 /**
  * A question's rollout records with their predictions and errors clipped to share the result's limits (short ones
@@ -154,14 +154,15 @@ export function withinResultLimit<R extends { prediction: string | null; error?:
     RESULT_PREDICTION_CHARS,
     RESULT_MIN_CHARS,
   );
-  const errors = clipToShare(
-    rollouts.map((r) => r.error ?? ''),
-    RESULT_ERROR_CHARS,
-    RESULT_MIN_CHARS,
-  );
+  const errors = withinErrorLimit(rollouts.map((r) => r.error ?? ''));
   return rollouts.map((r, i) => ({
     ...r,
     prediction: r.prediction === null ? null : predictions[i]!,
     ...(r.error !== undefined ? { error: errors[i]! } : {}),
   }));
+}
+
+/** Error texts of one question's result (its rollouts', its failed report calls') clipped to share a limit. */
+export function withinErrorLimit(errors: string[]): string[] {
+  return clipToShare(errors, RESULT_ERROR_CHARS, RESULT_MIN_CHARS);
 }

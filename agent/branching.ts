@@ -1,6 +1,6 @@
 // ParallelMuse stage 1 planning: where to branch (functionality-specified partial rollout) and how the sampling
 // budget splits between initial, partial and from-scratch rollouts. Workflow-safe: pure functions.
-import { MAX_ANSWER_CHARS } from './format.js';
+import { MAX_ANSWER_CHARS } from './clip.js';
 import type { RegionScores } from './types.js';
 
 export type BranchMode = 'none' | 'all_ppl' | 'think_ppl' | 'tool_call_ppl' | 'mixed_ppl';

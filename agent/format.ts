@@ -2,6 +2,7 @@
 //   <think>…</think> [<report>…</report>] then <tool_call>{"name": …, "arguments": {…}}</tool_call> or <answer>…</answer>
 // Workflow-safe: pure string handling; zod only validates the tool-call JSON the model produced.
 import { z } from 'zod';
+import { clipText, MAX_ANSWER_CHARS } from './clip.js';
 import type { ParsedTurn, ToolCall } from './types.js';
 
 /**
@@ -12,12 +13,10 @@ export const TOOL_CALL_FORMAT_ERROR =
   'Error: Tool call is not a valid JSON. Tool call must contain a valid "name" and "arguments" field.';
 
 /**
- * Model-written text that travels in Temporal history (a tool's name, an answer) is bounded: a degenerate turn must
- * not push an activity result or the step log past Temporal's 2 MB payload limit. No real tool name or
- * deep-research answer comes near these.
+ * Model-written text that travels in Temporal history is bounded (see MAX_ANSWER_CHARS): no real tool name comes
+ * near this.
  */
 const MAX_TOOL_NAME_CHARS = 128;
-export const MAX_ANSWER_CHARS = 8192;
 
 const ToolCallSchema = z.object({
   name: z.string().min(1).max(MAX_TOOL_NAME_CHARS),
@@ -347,29 +346,6 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
   if (action?.kind === 'answer')
     return withReport({ kind: 'answer' as const, think, answer: clipText(slice(action), MAX_ANSWER_CHARS) });
   return withReport({ kind: 'no_action' as const, think });
-}
-
-/** `text`, or its first `max` characters and a marker saying how many were left out. */
-export function clipText(text: string, max: number | undefined): string {
-  if (max === undefined || text.length <= max) return text;
-  return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
-}
-
-/**
- * Texts clipped (clipText) so that together they take at most `maxChars`: texts shorter than an equal share stay
- * whole and leave what they do not use to the longer ones, which share the rest equally. Each text is kept for at
- * least `minChars`, so that none is reduced to nothing however many there are.
- */
-export function clipToShare(texts: readonly string[], maxChars: number, minChars = 0): string[] {
-  const order = texts.map((t, i) => ({ i, length: t.length })).sort((a, b) => a.length - b.length);
-  const limits = new Array<number>(texts.length);
-  let left = Math.max(0, maxChars);
-  order.forEach(({ i, length }, k) => {
-    const share = Math.max(minChars, Math.floor(left / (order.length - k)));
-    limits[i] = Math.min(length, share);
-    left = Math.max(0, left - limits[i]!);
-  });
-  return texts.map((t, i) => clipText(t, limits[i]));
 }
 
 /** The <answer> of a free-form response (e.g. the integration call), reasoning skipped; null when absent. */

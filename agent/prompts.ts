@@ -1,6 +1,8 @@
 // Every prompt text Muse sends, in one place, plus the builders that wrap data in the tags the parsers
 // (and the simulator) expect. Workflow-safe: strings only.
-import { clipText, parseTurn } from './format.js';
+
+import { clipText } from './clip.js';
+import { parseTurn } from './format.js';
 import type { ChatMessage } from './types.js';
 
 /** Tool schemas in the Tongyi <tools> block: one JSON function signature a line. */

@@ -16,7 +16,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
-import { type AggregateResult, aggregate, exactMatch, withinResultLimit } from '../agent/aggregate.js';
+import {
+  type AggregateResult,
+  aggregate,
+  exactMatch,
+  withinErrorLimit,
+  withinResultLimit,
+} from '../agent/aggregate.js';
 import {
   type BranchPoint,
   BudgetError,
@@ -393,7 +399,11 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
         return [{ rolloutId: r.rolloutId, error: r.report.reason ?? 'the report call wrote no report' }];
       return [];
     });
-    const failed = failedReports.length > 0 ? { failedReports } : {};
+    const errors = withinErrorLimit(failedReports.map((f) => f.error));
+    const failed =
+      failedReports.length > 0
+        ? { failedReports: failedReports.map((f, i) => ({ ...f, error: errors[i]! })) }
+        : {};
     if (reports.length === 0)
       return { answer: null, support: 0, excluded, reason: 'every report call failed', ...failed };
     let integrated: Awaited<ReturnType<typeof aggregation.integrateStep>>;

@@ -7,8 +7,8 @@ import {
 } from '../../activities/aggregation.js';
 import type { ContextStore } from '../../activities/content.js';
 import type { CallModel } from '../../activities/index.js';
+import { MAX_ANSWER_CHARS } from '../../agent/clip.js';
 import { estimateTokens } from '../../agent/context.js';
-import { MAX_ANSWER_CHARS } from '../../agent/format.js';
 import { reportMessages } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
 import type { BlobStore } from '../../common/blob-store.js';
@@ -158,7 +158,11 @@ describe('aggregation calls', () => {
   });
 
   it('writes no report for a call that answered with reasoning alone or an empty report', async () => {
-    for (const text of ['<think>I read the trajectory.</think>', '<think>r</think><report>\n</report>', '  ']) {
+    for (const text of [
+      '<think>I read the trajectory.</think>',
+      '<think>r</think><report>\n</report>',
+      '  ',
+    ]) {
       const { acts, texts } = activities(() => ({ text }));
       const r = await acts.reportStep(input({ sampling }));
       expect(r.reportRef).toBeNull();

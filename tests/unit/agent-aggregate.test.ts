@@ -6,7 +6,7 @@ import {
   normalizeAnswer,
   withinResultLimit,
 } from '../../agent/aggregate.js';
-import { MAX_ANSWER_CHARS } from '../../agent/format.js';
+import { MAX_ANSWER_CHARS } from '../../agent/clip.js';
 import { packValue } from '../../common/msgpack.js';
 
 describe('normalizeAnswer', () => {

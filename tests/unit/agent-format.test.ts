@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { clipToShare, MAX_ANSWER_CHARS } from '../../agent/clip.js';
 import {
-  clipToShare,
   extractTag,
-  MAX_ANSWER_CHARS,
   outputComplete,
   parseAnswer,
   parseJudgement,

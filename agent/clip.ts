@@ -1,0 +1,32 @@
+// Text cut down to fit: a turn's answer, observations in a prompt, the reports an integration reads, a question's
+// result. Workflow-safe, and free of dependencies so that workflow code can clip without bundling the parsers.
+
+/**
+ * The longest answer kept (a turn's, the integration's): model-written text that travels in Temporal history is
+ * bounded, so a degenerate turn cannot push an activity result or the step log past Temporal's 2 MB payload limit. No
+ * deep-research answer comes near it.
+ */
+export const MAX_ANSWER_CHARS = 8192;
+
+/** `text`, or its first `max` characters and a marker saying how many were left out. */
+export function clipText(text: string, max: number | undefined): string {
+  if (max === undefined || text.length <= max) return text;
+  return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
+}
+
+/**
+ * Texts clipped (clipText) so that together they take at most `maxChars`: texts shorter than an equal share stay
+ * whole and leave what they do not use to the longer ones, which share the rest equally. Each text is kept for at
+ * least `minChars`, so that none is reduced to nothing however many there are.
+ */
+export function clipToShare(texts: readonly string[], maxChars: number, minChars = 0): string[] {
+  const order = texts.map((t, i) => ({ i, length: t.length })).sort((a, b) => a.length - b.length);
+  const limits = new Array<number>(texts.length);
+  let left = Math.max(0, maxChars);
+  order.forEach(({ i, length }, k) => {
+    const share = Math.max(minChars, Math.floor(left / (order.length - k)));
+    limits[i] = Math.min(length, share);
+    left = Math.max(0, left - limits[i]!);
+  });
+  return texts.map((t, i) => clipText(t, limits[i]));
+}
