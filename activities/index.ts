@@ -248,7 +248,10 @@ export function createActivities(deps: ActivityDeps) {
   return {
     async llmStep(input: LlmStepInput): Promise<LlmStepResult> {
       const { policy, state, contextRef } = await loadContext(input);
-      const messages = policy.buildMessages(state);
+      const messages = policy.buildMessages(
+        state,
+        promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio),
+      );
       const rawEstimate = estimateTokens(messages);
       const estimate = Math.ceil(rawEstimate * (input.promptTokenRatio ?? 1));
       if (

@@ -1,5 +1,7 @@
 // Context policies: what the model sees at each step of a trajectory. One object per policy, chosen by name.
 // Workflow-safe: states are plain data and every transition returns a new state.
+
+import { clipText } from './clip.js';
 import {
   iterresearchSystemPrompt,
   RESUM_SUMMARY_SYSTEM_PROMPT,
@@ -31,8 +33,12 @@ export interface ContextPolicy {
   /** Whether the policy has a summary turn (resum): a full window is then a reason to summarise, not to stop. */
   readonly summarises: boolean;
   initial(question: string): ContextState;
-  /** The prompt of the next turn. */
-  buildMessages(state: ContextState): ChatMessage[];
+  /**
+   * The prompt of the next turn. With `maxPromptTokens`, iterresearch cuts its last observation until the prompt
+   * fits (its context is meant to stay bounded at any depth: one long page must not end a 2048-step run); the other
+   * policies carry their history whole.
+   */
+  buildMessages(state: ContextState, maxPromptTokens?: number): ChatMessage[];
   advance(
     state: ContextState,
     turn: ParsedTurn,
@@ -238,16 +244,25 @@ function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {
     name: 'iterresearch',
     summarises: false,
     initial: (question) => ({ question, steps: [], report: '', round: 0 }),
-    buildMessages: (state) => {
+    buildMessages: (state, maxPromptTokens) => {
       const last = state.steps[state.steps.length - 1];
-      let content = `<question>\n${state.question}\n</question>\n<report>\n${state.report ?? ''}\n</report>`;
-      if (last) {
-        content += `\n<last_action>\n${last.turn}\n</last_action>\n<last_observation>\n${last.observation ?? ''}\n</last_observation>`;
-      }
-      return [
-        { role: 'system', content: system },
-        { role: 'user', content },
-      ];
+      const messages = (observation: string): ChatMessage[] => {
+        let content = `<question>\n${state.question}\n</question>\n<report>\n${state.report ?? ''}\n</report>`;
+        if (last) {
+          content += `\n<last_action>\n${last.turn}\n</last_action>\n<last_observation>\n${observation}\n</last_observation>`;
+        }
+        return [
+          { role: 'system', content: system },
+          { role: 'user', content },
+        ];
+      };
+      const observation = last?.observation ?? '';
+      const fits = (m: ChatMessage[]) =>
+        maxPromptTokens === undefined || estimateTokens(m) <= maxPromptTokens;
+      const whole = messages(observation);
+      if (fits(whole)) return whole;
+      const cut = (chars: number) => messages(clipText(observation, chars));
+      return cut(largestFitting(observation.length, (chars) => fits(cut(chars))));
     },
     // The state never grows: one step and one report, whatever the depth.
     advance: (state, turn, rawTurn, observation) => {

@@ -141,6 +141,21 @@ describe('resum', () => {
 describe('iterresearch', () => {
   const p = contextPolicy('iterresearch');
 
+  it('cuts a last observation too long for the window until the prompt fits, keeping its start', () => {
+    const t =
+      '<think>a</think><report>M1</report><tool_call>{"name":"visit","arguments":{"url":["u"]}}</tool_call>';
+    const page = `PAGE START ${'lorem ipsum '.repeat(50_000)}`;
+    const s = p.advance(p.initial('Q?'), parseTurn(t), t, page);
+    expect(p.buildMessages(s)[1]!.content).toContain(page);
+    const fitted = p.buildMessages(s, 8000);
+    expect(estimateTokens(fitted)).toBeLessThanOrEqual(8000);
+    expect(estimateTokens(fitted)).toBeGreaterThan(7000);
+    expect(fitted[1]!.content).toContain('<last_observation>\nPAGE START lorem');
+    expect(fitted[1]!.content).toMatch(/more characters omitted\]\n<\/last_observation>$/);
+    // A prompt that fits is left whole.
+    expect(p.buildMessages(s, 1_000_000)).toEqual(p.buildMessages(s));
+  });
+
   it('first round has the question and an empty report', () => {
     expect(p.buildMessages(p.initial('Q?'))).toEqual([
       { role: 'system', content: ITERRESEARCH_SYSTEM_PROMPT },
