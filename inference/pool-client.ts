@@ -144,8 +144,13 @@ export class PoolClient {
   private sweeper?: NodeJS.Timeout;
   private readonly sweepMs: number;
   private lastSweepAt?: number;
-  /** After this router's event loop stalled, announcements still queued get this long to be read before TTL drops. */
+  /**
+   * After this router's event loop stalled, announcements still queued get this long to be read before TTL drops;
+   * after its NATS connection came back, members get a TTL to be heard again.
+   */
   private noDropsUntil = 0;
+  /** The NATS connection is down: no announcement can arrive, so silence says nothing of the members. */
+  private disconnected = false;
 
   constructor(private readonly opts: PoolClientOptions) {
     assertSubjectToken('pool name', opts.pool);
@@ -214,10 +219,28 @@ export class PoolClient {
     }
     await nc.flush();
     if (this.closes !== closes) return;
+    // Ends with the connection; a connection without status events (a test's) leaves the TTL rule as it is.
+    this.watchConnection(closes).catch(() => {});
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
     this.sweeper = setInterval(() => this.liveMembers(), this.sweepMs);
     this.sweeper.unref();
     await this.discover();
+  }
+
+  /**
+   * Follows the connection's state. While it is down the members' announcements cannot reach this router: dropping
+   * them for their silence would fail over every request they are still working on (and their replies sent after the
+   * reconnect would find nobody waiting), so members are kept, and given a TTL to announce again once it is back.
+   */
+  private async watchConnection(closes: number): Promise<void> {
+    for await (const status of this.opts.nc.status()) {
+      if (this.closes !== closes) return;
+      if (status.type === 'disconnect') this.disconnected = true;
+      else if (status.type === 'reconnect') {
+        this.disconnected = false;
+        this.noDropsUntil = Math.max(this.noDropsUntil, this.now() + this.ttl);
+      }
+    }
   }
 
   /** Collects immediate answers from live members (bounded wait). */
@@ -264,7 +287,7 @@ export class PoolClient {
         continue;
       }
       if (now - m.lastSeen > this.ttl) {
-        if (now < this.noDropsUntil) continue;
+        if (this.disconnected || now < this.noDropsUntil) continue;
         this.dropMember(id, `member ${id} stopped announcing (no heartbeat for ${this.ttl} ms)`);
         continue;
       }

@@ -1,7 +1,9 @@
-// A router whose start failed (NATS unreachable at the time) starts again on the next call.
+// A router whose start failed (NATS unreachable at the time) starts again on the next call; one whose connection
+// drops keeps its members through the outage.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { describe, expect, it } from 'vitest';
 import { PoolClient } from '../../inference/pool-client.js';
+import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
 
 /** Just enough of a connection for start(): subscriptions it counts, and a flush that fails while "disconnected". */
 function fakeConnection() {
@@ -34,5 +36,77 @@ describe('PoolClient.start', () => {
     ]);
     client.close();
     expect(state.open.size).toBe(0);
+  });
+});
+
+describe('PoolClient across a NATS outage', () => {
+  it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
+    let now = 0;
+    const callbacks = new Map<string, (err: Error | null, msg: { data: Uint8Array }) => void>();
+    const events: { type: string }[] = [];
+    let wake: (() => void) | undefined;
+    const nc = {
+      subscribe(
+        subject: string,
+        opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void },
+      ) {
+        if (opts?.callback) callbacks.set(subject, opts.callback);
+        return { getSubject: () => subject, unsubscribe() {} };
+      },
+      publish() {},
+      flush: () => Promise.resolve(),
+      async *status() {
+        for (;;) {
+          while (events.length > 0) yield events.shift()!;
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+        }
+      },
+    } as unknown as NatsConnection;
+    const emit = async (type: string) => {
+      events.push({ type });
+      wake?.();
+      await new Promise((r) => setTimeout(r, 0));
+    };
+    const client = new PoolClient({
+      nc,
+      pool: 'p',
+      policy: 'round_robin',
+      memberTtlMs: 3000,
+      now: () => now,
+    });
+    await client.start();
+    const announcement: MemberAnnouncementWire = {
+      v: WIRE_VERSION,
+      id: 'gpu-0',
+      pool: 'p',
+      model: 'm',
+      backend: 'sim',
+      capacity: 8,
+      inFlight: 1,
+      queued: 0,
+      cacheCapacityTokens: 0,
+      cacheUsedTokens: 0,
+      servedRequests: 0,
+    };
+    callbacks.get(subjects.announce('p'))!(null, { data: encodeWire(announcement) });
+    // Swept every 500 ms of this router's clock, as its timer would (a longer gap reads as a stalled process).
+    const advanceTo = (until: number) => {
+      while (now < until) {
+        now += 500;
+        client.liveMembers();
+      }
+    };
+    const known = () => (client as unknown as { members: Map<string, unknown> }).members.has('gpu-0');
+    await emit('disconnect');
+    advanceTo(20_000);
+    expect(known(), 'dropped while the connection was down').toBe(true);
+    await emit('reconnect');
+    advanceTo(22_000);
+    expect(known(), 'dropped before it could announce again').toBe(true);
+    advanceTo(24_000);
+    expect(known(), 'kept past a TTL after the reconnect without a word from it').toBe(false);
+    client.close();
   });
 });
