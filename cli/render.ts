@@ -37,7 +37,7 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
     if (handledElsewhere[signal as keyof typeof handledElsewhere] || process.listenerCount(signal) > 0)
       return;
     process.stderr.write(
-      '\nmuse: interrupted; the trajectory goes on (muse status <its id, above> follows it)\n',
+      '\nmuse: interrupted; the trajectory goes on (muse status <its id, above> shows where it is)\n',
     );
     exitAsSignal(signal);
   };

@@ -62,8 +62,9 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     console.log(summarizeTrajectory(result));
     if (o.answer !== undefined) console.log(`  correct    : ${correct} (ground truth: ${o.answer})`);
   }
-  // A trajectory that ended in error (the server refusing the model, a bad request) is not a success to scripts.
-  if (result.termination === 'error') process.exitCode = 1;
+  // A trajectory that ended in error (the server refusing the model, a bad request) or was cancelled is not a
+  // success to scripts.
+  if (result.termination === 'error' || result.termination === 'cancelled') process.exitCode = 1;
   await client.connection.close();
 }
 

@@ -3,8 +3,16 @@
 // skips questions already in the output, re-attaches to workflows still running and retries failed ones.
 
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } from '../agent/job.js';
@@ -98,7 +106,8 @@ export class BatchError extends Error {
  * goes when the process exits; one left by a dead process on this host is taken over.
  */
 export function lockResults(output: string): () => void {
-  const lock = `${output}.lock`;
+  // One lock per file, however it is named (a symlinked directory, a relative path).
+  const lock = `${canonicalPath(output)}.lock`;
   const got = tryLock(lock);
   if (got.acquired) return got.release;
   if (got.takingOver)
@@ -210,7 +219,17 @@ export function batchJobId(output: string, asked?: string, fromResults?: string)
 
 /** The job id of a results file with none recorded yet: derived from its absolute path. */
 export function defaultJobId(output: string): string {
-  return `batch-${createHash('sha256').update(resolve(output)).digest('hex').slice(0, 10)}`;
+  return `batch-${createHash('sha256').update(canonicalPath(output)).digest('hex').slice(0, 10)}`;
+}
+
+/** The file's absolute path with its directory's symlinks resolved (the file itself may not exist yet). */
+function canonicalPath(path: string): string {
+  const absolute = resolve(path);
+  try {
+    return join(realpathSync(dirname(absolute)), basename(absolute));
+  } catch {
+    return absolute;
+  }
 }
 
 /** How every result line begins (resultLine's first key), so a line cut short by a crash is told from other text. */

@@ -1,6 +1,6 @@
 // The batch runner's files and ids, without a server: input lines, workflow ids, the results file and its lock.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -242,6 +242,16 @@ describe('results lock', () => {
     release();
     expect(existsSync(`${out}.lock`)).toBe(false);
     lockResults(out)();
+  });
+
+  it('is one lock and one default job for a results file however its path is spelled (a symlinked directory)', () => {
+    const dir = tmp();
+    const link = join(tmp(), 'via-link');
+    symlinkSync(dir, link);
+    const release = lockResults(join(dir, 'out.jsonl'));
+    expect(() => lockResults(join(link, 'out.jsonl'))).toThrow(/another muse batch/);
+    release();
+    expect(defaultJobId(join(link, 'out.jsonl'))).toBe(defaultJobId(join(dir, 'out.jsonl')));
   });
 
   it('takes over a lock left by a dead process on this host, not one from another host', () => {
