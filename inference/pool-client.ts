@@ -15,7 +15,7 @@ import { generationAllowanceMs } from '../agent/trajectory.js';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
-import { backoffDelay, sleep } from './retry.js';
+import { backoffDelay, sleep, untilAborted } from './retry.js';
 import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
 import {
@@ -311,7 +311,10 @@ export class PoolClient {
     params: GenerateParams,
     options: PoolGenerateOptions,
   ): Promise<Generation> {
-    await this.start();
+    // Waits before the first attempt (the router's start, a large prompt's store write) end with the caller's
+    // cancellation too, as the attempts do.
+    const bounded = <T>(work: Promise<T>) => (options.signal ? untilAborted(work, options.signal) : work);
+    await bounded(this.start());
     const id = randomUUID();
     const body: GenerateRequestWire = {
       v: WIRE_VERSION,
@@ -337,7 +340,7 @@ export class PoolClient {
         );
       }
       const namespace = options.blobNamespace ?? this.opts.blobNamespace ?? 'requests';
-      const messagesRef = await this.opts.blobs.put(namespace, messages);
+      const messagesRef = await bounded(this.opts.blobs.put(namespace, messages));
       payload = encodeWire({ ...body, messagesRef });
     }
     const route: RouteRequest = this.policy.usesPrefixKeys

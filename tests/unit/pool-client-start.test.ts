@@ -39,6 +39,27 @@ describe('PoolClient.start', () => {
   });
 });
 
+describe('PoolClient.generate before its first attempt', () => {
+  it("ends with the caller's cancellation while the router's start still waits on NATS", async () => {
+    const nc = {
+      subscribe: (subject: string) => ({ getSubject: () => subject, unsubscribe() {} }),
+      publish() {},
+      flush: () => new Promise<void>(() => {}), // a server that never answers
+    } as unknown as NatsConnection;
+    const client = new PoolClient({ nc, pool: 'p', policy: 'round_robin' });
+    const cancel = new AbortController();
+    setTimeout(() => cancel.abort(new Error('activity cancelled')), 20);
+    const params = { maxTokens: 8, temperature: 0, topLogprobs: 1 };
+    await expect(
+      client.generate([{ role: 'user', content: 'q' }], params, {
+        deadline: Date.now() + 60_000,
+        signal: cancel.signal,
+      }),
+    ).rejects.toThrow('activity cancelled');
+    client.close();
+  });
+});
+
 describe('PoolClient across a NATS outage', () => {
   it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
     let now = 0;
