@@ -248,10 +248,12 @@ export function createActivities(deps: ActivityDeps) {
   return {
     async llmStep(input: LlmStepInput): Promise<LlmStepResult> {
       const { policy, state, contextRef } = await loadContext(input);
-      const messages = policy.buildMessages(
-        state,
-        promptBudgetTokens(input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio),
+      // What the window leaves beside a full turn, in estimated tokens: the bound of the max_context check below, so
+      // a prompt the policy can cut (iterresearch's last observation) is cut only when it would not pass it.
+      const budget = Math.floor(
+        (input.contextWindow - input.sampling.maxTokensPerTurn) / (input.promptTokenRatio ?? 1),
       );
+      let messages = policy.buildMessages(state, budget);
       const rawEstimate = estimateTokens(messages);
       const estimate = Math.ceil(rawEstimate * (input.promptTokenRatio ?? 1));
       if (
@@ -270,28 +272,37 @@ export function createActivities(deps: ActivityDeps) {
         kind: 'turn',
         promptTokenRatio: input.promptTokenRatio,
       });
-      let g: Generation;
-      try {
-        g = await callModel(
-          input.pool,
-          messages,
-          { ...generateParams(input.sampling, input.seed), stop: [...TURN_STOP] },
-          {
-            model: input.model,
-            stickyKey: input.routeKey ?? input.trajectoryId,
-            jobId: input.jobId,
-          },
-        );
-      } catch (err) {
-        if (!(err instanceof ContextLengthError)) throw err;
-        // The estimate said it fits, the server says not (content that tokenizes densely): the same outcome as a
-        // full window, not an error: a policy with a summary turn summarises.
-        const summarise = policy.summarises && state.steps.length > 0;
-        return {
-          status: summarise ? 'needs_summary' : 'max_context',
-          contextRef,
-          estimatedPromptTokens: estimate,
-        };
+      let g: Generation | undefined;
+      for (let refusals = 0; g === undefined; refusals++) {
+        try {
+          g = await callModel(
+            input.pool,
+            messages,
+            { ...generateParams(input.sampling, input.seed), stop: [...TURN_STOP] },
+            {
+              model: input.model,
+              stickyKey: input.routeKey ?? input.trajectoryId,
+              jobId: input.jobId,
+            },
+          );
+        } catch (err) {
+          if (!(err instanceof ContextLengthError)) throw err;
+          // The estimate said it fits, the server says not (content that tokenizes densely, a page in another
+          // script). A prompt the policy can cut is cut to half, twice at most, as the summary's is.
+          const shorter =
+            refusals < 2 ? policy.buildMessages(state, Math.floor(estimateTokens(messages) / 2)) : undefined;
+          if (shorter && estimateTokens(shorter) < estimateTokens(messages)) {
+            messages = shorter;
+            continue;
+          }
+          // Otherwise the same outcome as a full window, not an error: a policy with a summary turn summarises.
+          const summarise = policy.summarises && state.steps.length > 0;
+          return {
+            status: summarise ? 'needs_summary' : 'max_context',
+            contextRef,
+            estimatedPromptTokens: estimate,
+          };
+        }
       }
       const turn = parseTurn(g.text, g.finishReason);
       const turnRef = await content.putText(namespaceFor(input.jobId), g.text);

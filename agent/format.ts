@@ -391,12 +391,14 @@ export type Judgement = 'correct' | 'incorrect';
 
 /**
  * The verdict of the LLM judge: `<judgement>correct|incorrect</judgement>`; without the tag, the standalone
- * "correct"/"incorrect" after the reasoning. Null when no verdict can be read, or verdicts disagree.
+ * "correct"/"incorrect" after the reasoning and its last question. Null when no verdict can be read, or verdicts
+ * disagree.
  */
 export function parseJudgement(text: string): Judgement | null {
   const body = afterThink(text);
   const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
-  const source = tagged ?? body;
+  // Without the tag, the verdict follows the last question the judge asked itself ("Is it correct? No, incorrect.").
+  const source = tagged ?? body.slice(body.lastIndexOf('?') + 1);
   // "not correct" / "isn't correct" is a verdict of incorrect (and "not incorrect" of correct), not the word it negates.
   // "The correct answer is Paris" names the gold answer, not a verdict.
   const words = source

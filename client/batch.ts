@@ -9,6 +9,7 @@ import {
   mkdirSync,
   readFileSync,
   realpathSync,
+  statSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs';
@@ -156,9 +157,9 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     // editor a byte-order mark: neither makes the file someone else's.
     const withNul = (i === 0 ? raw.replace(/^\uFEFF/, '') : raw).trim();
     const line = withNul.replace(/\0+/g, '');
-    const lost = line !== withNul;
     if (!line.trim()) {
-      if (lost) lastCutShort = i === lines.length - 1;
+      // Nothing but NULs: an append that never reached the disk.
+      if (line !== withNul) lastCutShort = i === lines.length - 1;
       continue;
     }
     let parsed: { workflowId?: string; spec?: string; job?: string; answer?: unknown; correct?: unknown };
@@ -168,8 +169,7 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
       // Cut short by a crash: the start of a result line. That question's workflow result is simply fetched again.
       // (Earlier versions kept such a line and appended after it, so one may also sit mid-file.) Anything else is
       // someone else's file.
-      if (!lost && !line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line))
-        throw notResults(i);
+      if (!line.startsWith(RESULT_LINE_START) && !RESULT_LINE_START.startsWith(line)) throw notResults(i);
       lastCutShort = i === lines.length - 1;
       continue;
     }
@@ -222,13 +222,17 @@ export function defaultJobId(output: string): string {
   return `batch-${createHash('sha256').update(canonicalPath(output)).digest('hex').slice(0, 10)}`;
 }
 
-/** The file's absolute path with its directory's symlinks resolved (the file itself may not exist yet). */
+/** The file's absolute path with symlinks resolved: its own when it exists, else its directory's. */
 function canonicalPath(path: string): string {
   const absolute = resolve(path);
   try {
-    return join(realpathSync(dirname(absolute)), basename(absolute));
+    return realpathSync(absolute);
   } catch {
-    return absolute;
+    try {
+      return join(realpathSync(dirname(absolute)), basename(absolute));
+    } catch {
+      return absolute;
+    }
   }
 }
 
@@ -350,8 +354,13 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         running,
         last,
       });
-    // A result that cannot be written (a full disk) stops the batch: every later one would be lost the same way.
+    // A result that cannot be written (a full disk) stops the batch at once: every later one would be lost the same
+    // way. Questions still under way go on in Temporal, as on Ctrl-C; a re-run collects them.
     let writeError: Error | undefined;
+    let stopWriting: (err: Error) => void = () => {};
+    const writeFailed = new Promise<never>((_, reject) => {
+      stopWriting = reject;
+    });
     // A verdict counts only when it was reached against the answer the input gives now.
     const score = (
       item: { line: number; answer?: string },
@@ -406,10 +415,19 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           continue;
         }
         running--;
+        if (writeError) return;
+        const size = statSync(o.output, { throwIfNoEntry: false })?.size ?? 0;
         try {
           appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
         } catch (err) {
-          writeError ??= err as Error;
+          // Part of the line may have been written: taken back, so the next result is not glued onto it.
+          try {
+            truncateSync(o.output, size);
+          } catch {
+            // Not a file (a directory in its place), or gone: nothing to take back.
+          }
+          writeError = err as Error;
+          stopWriting(writeError);
           return;
         }
         summary.completed++;
@@ -418,12 +436,19 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         report(result.prediction ?? '(no answer)');
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
-    if (writeError)
+    writeFailed.catch(() => {});
+    try {
+      await Promise.race([
+        Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker)),
+        writeFailed,
+      ]);
+    } catch (err) {
+      if (writeError === undefined || err !== writeError) throw err;
       throw new BatchError(
-        `cannot write ${o.output} (--out): ${writeError.message}; the batch stopped. Questions that finished are kept ` +
-          'by Temporal and written when you re-run it',
+        `cannot write ${o.output} (--out): ${writeError.message}; the batch stopped. Questions that finished, and those ` +
+          'still under way, are kept by Temporal and written when you re-run it',
       );
+    }
     return summary;
   } finally {
     unlock();

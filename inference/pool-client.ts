@@ -151,6 +151,8 @@ export class PoolClient {
   private noDropsUntil = 0;
   /** The NATS connection is down: no announcement can arrive, so silence says nothing of the members. */
   private disconnected = false;
+  /** Ends watchConnection's loop (close()). */
+  private stopWatching?: () => void;
 
   constructor(private readonly opts: PoolClientOptions) {
     assertSubjectToken('pool name', opts.pool);
@@ -233,7 +235,9 @@ export class PoolClient {
    * reconnect would find nobody waiting), so members are kept, and given a TTL to announce again once it is back.
    */
   private async watchConnection(closes: number): Promise<void> {
-    for await (const status of this.opts.nc.status()) {
+    const statuses = this.opts.nc.status();
+    this.stopWatching = () => (statuses as { stop?: () => void }).stop?.();
+    for await (const status of statuses) {
       if (this.closes !== closes) return;
       if (status.type === 'disconnect') this.disconnected = true;
       else if (status.type === 'reconnect') {
@@ -258,6 +262,9 @@ export class PoolClient {
 
   close(): void {
     this.closes++;
+    this.stopWatching?.();
+    this.stopWatching = undefined;
+    this.disconnected = false;
     clearInterval(this.sweeper);
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
@@ -270,7 +277,7 @@ export class PoolClient {
     // The sweep runs every sweepMs; a much longer gap means this process stalled (CPU-bound, paused), and the
     // members' announcements of that time are still unread. Dropping them now would fail over every request in flight.
     if (this.lastSweepAt !== undefined && now - this.lastSweepAt > Math.max(this.ttl / 2, 2 * this.sweepMs)) {
-      this.noDropsUntil = now + Math.min(this.ttl, 1000);
+      this.noDropsUntil = Math.max(this.noDropsUntil, now + Math.min(this.ttl, 1000));
     }
     this.lastSweepAt = now;
     for (const m of this.departing) {

@@ -607,6 +607,23 @@ describe('trajectory workflow', () => {
       expect(result.termination).toBe('max_context');
       expect(result.error).toBeUndefined();
     });
+
+    it('iterresearch cuts a page the server refuses and goes on, where react would end', async () => {
+      // The same two windows; every page is ~30 kB, which the job's window takes and the server's does not.
+      const [q] = sampleQuestions(1, 17);
+      const handle = await startTrajectory(suite.client, cfg, {
+        question: `${q!.question} [sim:min-turns=4] [sim:obs-bytes=30000]`,
+        policy: 'iterresearch',
+        pool: 'small-window',
+        contextWindow: 12_000,
+        sampling: { maxTokensPerTurn: 1000 },
+        maxTurns: 6,
+      });
+      const result = await handle.result();
+      expect(result.error).toBeUndefined();
+      expect(result.termination).not.toBe('max_context');
+      expect(result.steps).toBeGreaterThanOrEqual(4);
+    });
   });
 
   it('ends cleanly with what it has when cancelled', async () => {

@@ -431,6 +431,8 @@ describe('tag helpers', () => {
       ),
     ).toBe('incorrect');
     expect(parseJudgement('Incorrect. The correct answer is Paris, not Lyon.')).toBe('incorrect');
+    // The verdict after the question the judge asked itself.
+    expect(parseJudgement('Is the prediction correct? No, it is incorrect.')).toBe('incorrect');
     // Verdicts that disagree give none.
     expect(parseJudgement('Correct at first sight, but incorrect on the date.')).toBeNull();
   });

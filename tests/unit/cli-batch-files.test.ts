@@ -158,6 +158,11 @@ describe('results file', () => {
       `{"job":"j","workflowId":"w0","sp\n${JSON.stringify({ workflowId: 'w1', spec: 'h' })}\n`,
     );
     expect([...openResults(out, 'h').done.keys()]).toEqual(['w1']);
+    // Nor is text with NULs in every other byte (UTF-16): refused, not taken for a crash's NULs and cut.
+    const utf16 = Buffer.from('my notes\nimportant last line\n', 'utf16le');
+    writeFileSync(out, utf16);
+    expect(() => openResults(out, 'h')).toThrow(/line 1 is not a result/);
+    expect(readFileSync(out)).toEqual(utf16);
     // Lines that only look like objects (Python dicts) are not results cut short: refused, the file left whole.
     const dicts = "{'question': 'a'}\n{'question': 'b'}";
     writeFileSync(out, dicts);
@@ -244,14 +249,20 @@ describe('results lock', () => {
     lockResults(out)();
   });
 
-  it('is one lock and one default job for a results file however its path is spelled (a symlinked directory)', () => {
+  it('is one lock and one default job for a results file however its path is spelled (symlinks)', () => {
     const dir = tmp();
     const link = join(tmp(), 'via-link');
     symlinkSync(dir, link);
-    const release = lockResults(join(dir, 'out.jsonl'));
-    expect(() => lockResults(join(link, 'out.jsonl'))).toThrow(/another muse batch/);
-    release();
     expect(defaultJobId(join(link, 'out.jsonl'))).toBe(defaultJobId(join(dir, 'out.jsonl')));
+    // A symlink to the file itself.
+    const real = join(dir, 'real.jsonl');
+    writeFileSync(real, '');
+    const alias = join(tmp(), 'alias.jsonl');
+    symlinkSync(real, alias);
+    const release = lockResults(real);
+    expect(() => lockResults(alias)).toThrow(/another muse batch/);
+    release();
+    expect(defaultJobId(alias)).toBe(defaultJobId(real));
   });
 
   it('takes over a lock left by a dead process on this host, not one from another host', () => {
