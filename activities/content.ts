@@ -22,7 +22,7 @@ interface StoredContext {
 
 /**
  * Remembers which stored text a string came from, so storing an unchanged context rehashes nothing. An entry is
- * used only while the store surely keeps the text (`freshForMs` since the store last wrote it): a long trajectory
+ * used only while the store surely keeps the text (`freshForMs` of its namespace since the store last wrote it): a long trajectory
  * writes its early turns again before the store's TTL would expire them under later contexts. A text read back
  * carries the write time the store reports (a KV entry's), so a worker taking over a trajectory does not write its
  * history again; a text of unknown age (a large object) is written once by the next put.
@@ -39,7 +39,7 @@ class TextRefCache {
     const e = this.map.get(text);
     if (!e || parseBlobRef(e.ref).namespace !== namespace) return undefined;
     if (e.generation !== this.blobs.generation(namespace)) return undefined;
-    return Date.now() - e.writtenAt <= this.blobs.freshForMs ? e.ref : undefined;
+    return Date.now() - e.writtenAt <= this.blobs.freshForMs(namespace) ? e.ref : undefined;
   }
   written(text: string, ref: BlobRef, writtenAt: number, generation: number): void {
     this.add(text, ref, writtenAt, generation);

@@ -79,6 +79,8 @@ export class BlobStore {
   /** Decoded values, with when the store last wrote them (ms; -Infinity when not known). */
   private readonly cache = new Map<BlobRef, { value: unknown; size: number; writtenAt: number }>();
   private cacheSize = 0;
+  /** The TTL (ms, 0: none) of each namespace's buckets as this process found them; see freshForMs. */
+  private readonly bucketTtls = new Map<string, number>();
   /** Bumped each time a namespace's state is dropped (deleted here or elsewhere); see generation(). */
   private readonly generations = new Map<string, number>();
   private readonly inlineLimit: number;
@@ -171,11 +173,21 @@ export class BlobStore {
   }
 
   /**
-   * How long a reference stays safe to hand out again without writing its value again: half the store TTL (an
-   * entry lives for the TTL from its last write), forever without a TTL.
+   * How long a reference to the namespace's content stays safe to hand out again without writing its value again:
+   * half the TTL (an entry lives for the TTL from its last write), forever without one. The TTL is the namespace's
+   * bucket's once this process has opened it (a bucket keeps the TTL of the process that made it: workers deployed
+   * since with a longer one would hand out references the bucket expires), this process's own before.
    */
-  get freshForMs(): number {
-    return this.ttlMs > 0 ? this.ttlMs / 2 : Number.POSITIVE_INFINITY;
+  freshForMs(namespace: string): number {
+    const ttl = this.bucketTtls.get(namespace) ?? this.ttlMs;
+    return ttl > 0 ? ttl / 2 : Number.POSITIVE_INFINITY;
+  }
+
+  /** The TTL a namespace's bucket was made with (the shorter of its two when they differ). */
+  private noteBucketTtl(namespace: string, ttlMs: number): void {
+    const known = this.bucketTtls.get(namespace);
+    const shorter = (a: number, b: number) => (a === 0 ? b : b === 0 ? a : Math.min(a, b));
+    this.bucketTtls.set(namespace, known === undefined ? ttlMs : shorter(known, ttlMs));
   }
 
   /** When the store last wrote the value, as far as this process knows (see get); -Infinity when not known. */
@@ -200,7 +212,7 @@ export class BlobStore {
       // deleted copy is always written (without a TTL nothing is "old enough", and -Infinity would pass as fresh).
       if (info && !info.deleted) {
         const storedAt = new Date(info.mtime).getTime();
-        if (Date.now() - storedAt <= this.freshForMs) return storedAt;
+        if (Date.now() - storedAt <= this.freshForMs(namespace)) return storedAt;
       }
       await os.putBlob({ name: key }, bytes);
       return Date.now();
@@ -314,6 +326,7 @@ export class BlobStore {
   private dropNamespace(namespace: string): void {
     this.kvs.delete(namespace);
     this.objs.delete(namespace);
+    this.bucketTtls.delete(namespace);
     for (const ref of [...this.cache.keys()]) if (parseBlobRef(ref).namespace === namespace) this.forget(ref);
     this.generations.set(namespace, this.generation(namespace) + 1);
   }
@@ -381,14 +394,19 @@ export class BlobStore {
     let p = this.kvs.get(namespace);
     if (!p) {
       assertNamespace(namespace);
-      p = create
-        ? this.kvm.create(kvBucket(namespace), {
-            history: 1,
-            ttl: this.ttlMs,
-            maxValueSize: -1,
-            replicas: this.replicas,
-          })
-        : this.kvm.open(kvBucket(namespace));
+      p = (
+        create
+          ? this.kvm.create(kvBucket(namespace), {
+              history: 1,
+              ttl: this.ttlMs,
+              maxValueSize: -1,
+              replicas: this.replicas,
+            })
+          : this.kvm.open(kvBucket(namespace))
+      ).then(async (kv) => {
+        this.noteBucketTtl(namespace, (await kv.status()).ttl);
+        return kv;
+      });
       p.catch(() => this.kvs.delete(namespace));
       this.kvs.set(namespace, p);
     }
@@ -400,12 +418,17 @@ export class BlobStore {
     let p = this.objs.get(namespace);
     if (!p) {
       assertNamespace(namespace);
-      p = create
-        ? this.objm.create(objBucket(namespace), {
-            replicas: this.replicas,
-            ...(this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {}),
-          })
-        : this.objm.open(objBucket(namespace));
+      p = (
+        create
+          ? this.objm.create(objBucket(namespace), {
+              replicas: this.replicas,
+              ...(this.ttlMs ? { ttl: this.ttlMs * 1_000_000 } : {}),
+            })
+          : this.objm.open(objBucket(namespace))
+      ).then(async (os) => {
+        this.noteBucketTtl(namespace, Math.round((await os.status()).ttl / 1_000_000));
+        return os;
+      });
       p.catch(() => this.objs.delete(namespace));
       this.objs.set(namespace, p);
     }

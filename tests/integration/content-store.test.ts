@@ -50,4 +50,20 @@ describe('content store', () => {
     expect((await small.put(ns, 'a short turn')).startsWith('kv:')).toBe(true);
     await small.deleteNamespace(ns);
   });
+
+  it("hands out a reference again only while the namespace's bucket surely keeps it, whatever this process's TTL", async () => {
+    const ns = namespace();
+    const maker = new BlobStore(nc, { ttlMs: 10_000 });
+    // A worker deployed since, without a TTL: before it opens the bucket it can only go by its own.
+    const later = new BlobStore(nc, { ttlMs: 0 });
+    stores.push(maker, later);
+    await maker.put(ns, 'a turn, in a bucket made with a 10 s TTL');
+    expect(later.freshForMs(ns)).toBe(Number.POSITIVE_INFINITY);
+    await later.put(ns, 'another turn');
+    expect(later.freshForMs(ns)).toBe(5_000);
+    // Its Object Store bucket, which it makes itself without a TTL, does not lengthen the namespace's.
+    expect((await later.put(ns, 'a long page '.repeat(30_000))).startsWith('obj:')).toBe(true);
+    expect(later.freshForMs(ns)).toBe(5_000);
+    await maker.deleteNamespace(ns);
+  });
 });
