@@ -253,7 +253,7 @@ export function createActivities(deps: ActivityDeps) {
       const budget = Math.floor(
         (input.contextWindow - input.sampling.maxTokensPerTurn) / (input.promptTokenRatio ?? 1),
       );
-      let messages = policy.buildMessages(state, budget);
+      const messages = policy.buildMessages(state, budget);
       const rawEstimate = estimateTokens(messages);
       const estimate = Math.ceil(rawEstimate * (input.promptTokenRatio ?? 1));
       if (
@@ -272,37 +272,32 @@ export function createActivities(deps: ActivityDeps) {
         kind: 'turn',
         promptTokenRatio: input.promptTokenRatio,
       });
-      let g: Generation | undefined;
-      for (let refusals = 0; g === undefined; refusals++) {
-        try {
-          g = await callModel(
+      let g: Generation;
+      try {
+        // The estimate said it fits and the server says not (content that tokenizes densely, a page in another
+        // script): a prompt the policy can cut is cut to half its size, twice at most, as the summary's is.
+        g = await callCuttingOnRefusal(policy.cutsToFit ? rawEstimate : undefined, (cut) =>
+          callModel(
             input.pool,
-            messages,
+            cut === rawEstimate ? messages : policy.buildMessages(state, cut),
             { ...generateParams(input.sampling, input.seed), stop: [...TURN_STOP] },
             {
               model: input.model,
               stickyKey: input.routeKey ?? input.trajectoryId,
               jobId: input.jobId,
             },
-          );
-        } catch (err) {
-          if (!(err instanceof ContextLengthError)) throw err;
-          // The estimate said it fits, the server says not (content that tokenizes densely, a page in another
-          // script). A prompt the policy can cut is cut to half, twice at most, as the summary's is.
-          const shorter =
-            refusals < 2 ? policy.buildMessages(state, Math.floor(estimateTokens(messages) / 2)) : undefined;
-          if (shorter && estimateTokens(shorter) < estimateTokens(messages)) {
-            messages = shorter;
-            continue;
-          }
-          // Otherwise the same outcome as a full window, not an error: a policy with a summary turn summarises.
-          const summarise = policy.summarises && state.steps.length > 0;
-          return {
-            status: summarise ? 'needs_summary' : 'max_context',
-            contextRef,
-            estimatedPromptTokens: estimate,
-          };
-        }
+          ),
+        );
+      } catch (err) {
+        if (!(err instanceof ContextLengthError)) throw err;
+        // Refused however cut: the same outcome as a full window, not an error; a policy with a summary turn
+        // summarises.
+        const summarise = policy.summarises && state.steps.length > 0;
+        return {
+          status: summarise ? 'needs_summary' : 'max_context',
+          contextRef,
+          estimatedPromptTokens: estimate,
+        };
       }
       const turn = parseTurn(g.text, g.finishReason);
       const turnRef = await content.putText(namespaceFor(input.jobId), g.text);

@@ -134,7 +134,7 @@ export function aggregate(name: AggregatorName, candidates: readonly AggregateCa
 /**
  * Characters the rollout records' predictions, and apart from them their errors, may take in the question's result
  * together. The result is one payload, which Temporal refuses past 2 MB (the question would end with its work
- * lost): N answers of up to MAX_ANSWER_CHARS (format.ts; three bytes a character in CJK) could pass that from N of
+ * lost): N answers of up to MAX_ANSWER_CHARS (clip.ts; three bytes a character in CJK) could pass that from N of
  * about 90. Each rollout's own result keeps its whole answer; the votes and the integration read the whole answers.
  */
 const RESULT_PREDICTION_CHARS = 200_000;

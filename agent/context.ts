@@ -32,6 +32,8 @@ export interface ContextPolicy {
   readonly name: ContextPolicyName;
   /** Whether the policy has a summary turn (resum): a full window is then a reason to summarise, not to stop. */
   readonly summarises: boolean;
+  /** Whether buildMessages cuts the prompt to a budget (iterresearch's last observation); the others never do. */
+  readonly cutsToFit: boolean;
   initial(question: string): ContextState;
   /**
    * The prompt of the next turn. With `maxPromptTokens`, iterresearch cuts its last observation until the prompt
@@ -158,6 +160,7 @@ function reactPolicy(opts: ContextPolicyOptions): ContextPolicy {
   return {
     name: 'react',
     summarises: false,
+    cutsToFit: false,
     initial: (question) => ({ question, steps: [], round: 0 }),
     buildMessages: (state) => [
       { role: 'system', content: system },
@@ -183,6 +186,7 @@ function resumPolicy(opts: ContextPolicyOptions): ContextPolicy {
   return {
     name: 'resum',
     summarises: true,
+    cutsToFit: false,
     initial: (question) => ({ question, steps: [], round: 0 }),
     buildMessages: (state) => [
       { role: 'system', content: system },
@@ -243,6 +247,7 @@ function iterresearchPolicy(opts: ContextPolicyOptions): ContextPolicy {
   return {
     name: 'iterresearch',
     summarises: false,
+    cutsToFit: true,
     initial: (question) => ({ question, steps: [], report: '', round: 0 }),
     buildMessages: (state, maxPromptTokens) => {
       const last = state.steps[state.steps.length - 1];

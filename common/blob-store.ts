@@ -11,6 +11,7 @@ import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
+import { withinMaxPayload } from './nats.js';
 
 /** Room the subject and headers of a KV publish take beside the value in one NATS message. */
 const KV_PUBLISH_ROOM_BYTES = 1024;
@@ -168,8 +169,7 @@ export class BlobStore {
    * KV put is one message, which the server would refuse on every retry).
    */
   private kvLimit(): number {
-    const maxPayload = this.nc.info?.max_payload;
-    return maxPayload ? Math.min(this.inlineLimit, maxPayload - KV_PUBLISH_ROOM_BYTES) : this.inlineLimit;
+    return withinMaxPayload(this.nc, this.inlineLimit, KV_PUBLISH_ROOM_BYTES);
   }
 
   /**

@@ -22,6 +22,15 @@ export async function connectNats(cfg: MuseConfig, name: string): Promise<NatsCo
 }
 
 /**
+ * `limit`, or less where the server takes less in one message: its max_payload less `roomBytes` for what travels
+ * beside the payload (subject, headers). A message over max_payload fails on every retry.
+ */
+export function withinMaxPayload(nc: NatsConnection, limit: number, roomBytes: number): number {
+  const maxPayload = nc.info?.max_payload;
+  return maxPayload ? Math.min(limit, maxPayload - roomBytes) : limit;
+}
+
+/**
  * Drains a connection this process owns, and closes it when the drain does not finish within `timeoutMs`: a drain
  * flushes first, which waits for a server that is down (the connection reconnects forever) and would keep the
  * process alive.

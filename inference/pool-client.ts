@@ -14,6 +14,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { generationAllowanceMs } from '../agent/trajectory.js';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
+import { withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, sleep, untilAborted } from './retry.js';
 import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
@@ -174,8 +175,7 @@ export class PoolClient {
    * (its max_payload, less room for headers), which would fail every attempt of the request on every member.
    */
   private inlineLimit(): number {
-    const maxPayload = this.opts.nc.info?.max_payload;
-    return maxPayload ? Math.min(this.inlineBytes, maxPayload - HEADER_ROOM_BYTES) : this.inlineBytes;
+    return withinMaxPayload(this.opts.nc, this.inlineBytes, HEADER_ROOM_BYTES);
   }
 
   get policyName(): string {

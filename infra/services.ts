@@ -22,8 +22,6 @@ import { exitAsSignal } from '../common/signals.js';
 import { resolveBinary } from './binaries.js';
 import { isProcessAlive, type LockHolder, tryLock } from './file-lock.js';
 
-export { isProcessAlive };
-
 export type ServiceName = 'temporal' | 'nats';
 
 export interface ServiceHandle {

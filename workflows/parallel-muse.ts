@@ -338,14 +338,14 @@ export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMu
     );
 
   // Stage 2: aggregation over answered rollouts only.
-  const answered = rollouts.filter(
-    (r) => r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '',
-  );
-  const excluded = rollouts.filter((r) => !answered.includes(r)).map((r) => r.rolloutId);
+  const hasAnswer = (r: RolloutRecord) =>
+    r.termination === 'answer' && r.prediction !== null && r.prediction.trim() !== '';
+  const answered = rollouts.filter(hasAnswer);
+  const excluded = rollouts.filter((r) => !hasAnswer(r)).map((r) => r.rolloutId);
   // Every rollout, the unanswered without an answer: the votes list them as excluded, as the compressed outcome does.
   const candidates = rollouts.map((r) => ({
     rolloutId: r.rolloutId,
-    answer: answered.includes(r) ? r.prediction : null,
+    answer: hasAnswer(r) ? r.prediction : null,
     uncertainty: r.uncertainty,
   }));
   let aggUsage = emptyUsage();

@@ -15,13 +15,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { loadConfig } from '../../common/config.js';
 import { connectClient } from '../../common/temporal.js';
 import { MissingBinaryError, resolveBinary } from '../../infra/binaries.js';
+import { isProcessAlive } from '../../infra/file-lock.js';
 import {
   checkNats,
   checkTemporal,
   down,
   freePort,
   isPortInUse,
-  isProcessAlive,
   PortInUseError,
   ServiceStartError,
   stackFilePath,
