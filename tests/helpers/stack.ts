@@ -11,6 +11,7 @@ import { loadConfig, type MuseConfig } from '../../common/config.js';
 import { connectNats } from '../../common/nats.js';
 import { connectClient } from '../../common/temporal.js';
 import type { BackendSpec } from '../../inference/backends/index.js';
+import { PoolMember } from '../../inference/member.js';
 import type { BackendRequest, InferenceBackend } from '../../inference/types.js';
 import { startPoolMember } from '../../workers/pool-member.js';
 import { createRolloutWorker, type RolloutWorkerOptions } from '../../workers/rollout-worker.js';
@@ -165,6 +166,17 @@ export async function waitUntil(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A started member of `pool` (its id the pool's name) whose server answers as `generate` does. */
+export async function scriptedMember(
+  nc: NatsConnection,
+  pool: string,
+  generate: InferenceBackend['generate'],
+): Promise<PoolMember> {
+  const m = new PoolMember({ nc, pool, id: pool, backend: { kind: 'scripted', generate } });
+  await m.start();
+  return m;
 }
 
 /** Wraps a backend so a test sees every model request a pool member serves. */

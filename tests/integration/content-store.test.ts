@@ -14,6 +14,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  // Deleted whether or not a test got to it: these namespaces' buckets have no TTL.
+  const cleaner = store();
+  await Promise.all(namespaces.map((ns) => cleaner.deleteNamespace(ns)));
   for (const s of stores) s.close();
   await nc.drain();
 });
@@ -24,7 +27,12 @@ function store(conn: NatsConnection = nc): BlobStore {
   return s;
 }
 
-const namespace = () => `content-${randomUUID().slice(0, 8)}`;
+const namespaces: string[] = [];
+const namespace = () => {
+  const ns = `content-${randomUUID().slice(0, 8)}`;
+  namespaces.push(ns);
+  return ns;
+};
 
 describe('content store', () => {
   it('a reference reads as what was stored, in the writing process too, whatever the caller does with its value after', async () => {
@@ -48,7 +56,6 @@ describe('content store', () => {
     expect(ref.startsWith('obj:')).toBe(true);
     expect(await store().get(ref)).toBe(page);
     expect((await small.put(ns, 'a short turn')).startsWith('kv:')).toBe(true);
-    await small.deleteNamespace(ns);
   });
 
   it("hands out a reference again only while the namespace's bucket surely keeps it, whatever this process's TTL", async () => {
@@ -64,6 +71,5 @@ describe('content store', () => {
     // Its Object Store bucket, which it makes itself without a TTL, does not lengthen the namespace's.
     expect((await later.put(ns, 'a long page '.repeat(30_000))).startsWith('obj:')).toBe(true);
     expect(later.freshForMs(ns)).toBe(5_000);
-    await maker.deleteNamespace(ns);
   });
 });

@@ -23,6 +23,7 @@ import {
   inProcessWorker,
   killHard,
   runMuse as runMuseProcess,
+  scriptedMember,
   spawnMuse,
   useSuite,
   waitUntil,
@@ -81,13 +82,6 @@ function refusingBackend(
 /** A server's refusal of a request for good (a model it does not serve, say), which no retry or member can fix. */
 const notServed = () =>
   Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false }));
-
-/** A started member of `pool` (its id the pool's name) whose server answers as `generate` does. */
-async function scriptedMember(pool: string, generate: InferenceBackend['generate']): Promise<PoolMember> {
-  const m = new PoolMember({ nc: suite.nc, pool, id: pool, backend: { kind: 'scripted', generate } });
-  await m.start();
-  return m;
-}
 
 /** `muse <args>` run to its end; the child is stopped with the suite if the test ends first. */
 function startMuse(args: string[]) {
@@ -279,7 +273,7 @@ describe('ParallelMuse', () => {
 
   it('fails the question when every rollout failed, and says why', async () => {
     // A server that refuses every request outright (a model name it does not serve, say).
-    const refusing = await scriptedMember('refuses-all', notServed);
+    const refusing = await scriptedMember(suite.nc, 'refuses-all', notServed);
     try {
       await withWorker(async () => {
         const failure = await runParallelMuse(
@@ -786,7 +780,7 @@ describe('ParallelMuse', () => {
       expect(again.code).not.toBe(0);
       expect(again.stderr).toMatch(/a workflow with id 'cli-id-reuse' is already running or kept/);
       // One that ended in error (its server refused the model) is run anew under its id once that is fixed.
-      const refusing = await scriptedMember('refuses-id', notServed);
+      const refusing = await scriptedMember(suite.nc, 'refuses-id', notServed);
       try {
         const failed = await runMuse([
           'run',
@@ -818,7 +812,7 @@ describe('ParallelMuse', () => {
     // Until it is fixed, the server refuses every request of the second question for good.
     let refusing = true;
     const sim = new SimBackend({ profile: { timeScale: 0 } });
-    const flaky = await scriptedMember('refuses-one', (req, signal) =>
+    const flaky = await scriptedMember(suite.nc, 'refuses-one', (req, signal) =>
       refusing && JSON.stringify(req.messages).includes(refused.question)
         ? notServed()
         : sim.generate(req, signal),

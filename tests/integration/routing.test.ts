@@ -279,11 +279,19 @@ describe('pool routing', () => {
     const backend = () => new SimBackend({ profile: { timeScale: 0 } });
     const old = new PoolMember({ nc: suite.nc, pool, id: 'gpu0', backend: backend() });
     await old.start();
+    cleanups.push(() => old.stop(100));
     const c = client(pool);
     await c.start();
     await waitUntil(() => c.liveMembers().length === 1, 10_000, 'old process live');
     // The replacement under the same id announces while the old process still runs (a blue/green deploy).
-    const replacement = new PoolMember({ nc: suite.nc, pool, id: 'gpu0', backend: backend() });
+    // No heartbeat during the test: one would put gpu0 back in rotation however the leave was taken.
+    const replacement = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'gpu0',
+      backend: backend(),
+      announceIntervalMs: 60_000,
+    });
     await replacement.start();
     cleanups.push(() => replacement.stop(100));
     const instanceOf = () =>
@@ -292,8 +300,8 @@ describe('pool routing', () => {
     const newInstance = (replacement as unknown as { instance: string }).instance;
     await waitUntil(() => instanceOf() === newInstance, 10_000, 'replacement known');
     await old.stop(100);
+    // The leave went out on this connection, where the router listens: read by the time the flush returns.
     await suite.nc.flush();
-    await new Promise((r) => setTimeout(r, 200));
     expect(c.liveMembers().map((m) => m.id)).toEqual(['gpu0']);
     expect((await c.generate(messages(4), params, { deadline: deadline() })).memberId).toBe('gpu0');
   });

@@ -32,6 +32,7 @@ import {
   inProcessMember,
   inProcessWorker,
   natsFor,
+  scriptedMember,
   testConfig,
   useSuite,
   waitUntil,
@@ -559,20 +560,11 @@ describe('trajectory workflow', () => {
       for (const [i, { pool, text, finishReason }] of unusable.entries()) {
         // The simulator with the same window, except that every summary is unusable.
         const sim = new SimBackend({ profile: { timeScale: 0 }, maxModelLen: 6000 });
-        const cutter = new PoolMember({
-          nc: suite.nc,
-          pool,
-          id: pool,
-          backend: {
-            kind: 'scripted',
-            generate: async (req, signal) => {
-              const g = await sim.generate(req, signal);
-              const summary = req.messages?.[0]?.content === RESUM_SUMMARY_SYSTEM_PROMPT;
-              return summary ? { ...g, text, finishReason } : g;
-            },
-          },
+        const cutter = await scriptedMember(suite.nc, pool, async (req, signal) => {
+          const g = await sim.generate(req, signal);
+          const summary = req.messages?.[0]?.content === RESUM_SUMMARY_SYSTEM_PROMPT;
+          return summary ? { ...g, text, finishReason } : g;
         });
-        await cutter.start();
         try {
           const [q] = sampleQuestions(1, 14 + i * 100);
           const { result, log, summarised } = await run(`${q!.question} [sim:min-turns=8]`, 4000, pool);
@@ -623,6 +615,11 @@ describe('trajectory workflow', () => {
       expect(result.error).toBeUndefined();
       expect(result.termination).not.toBe('max_context');
       expect(result.steps).toBeGreaterThanOrEqual(4);
+      // A page was fetched, and the turn after it (whose prompt carried the page) was generated.
+      const log = await stepLog(result.log);
+      const visit = log.findIndex((s) => s.tool === 'visit');
+      expect(visit, 'no page was fetched: nothing was too long for the server').toBeGreaterThanOrEqual(0);
+      expect(log.length).toBeGreaterThan(visit + 1);
     });
   });
 

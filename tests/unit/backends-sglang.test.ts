@@ -121,11 +121,15 @@ describe('SGLangBackend', () => {
 
   it('names the field that does not match when the answer has the wrong shape, alone or in a one-element list', async () => {
     const { completion_tokens: _, ...noCount } = generateBody().meta_info;
-    for (const body of [{ meta_info: noCount, text: 'x' }, [{ meta_info: generateBody().meta_info }]]) {
+    const cases: [unknown, RegExp][] = [
+      [{ meta_info: noCount, text: 'x' }, /meta_info\.completion_tokens/],
+      [[{ meta_info: generateBody().meta_info }], /(^|[\s;:(])text\b/],
+    ];
+    for (const [body, field] of cases) {
       const s = await fakeJsonServer(() => ({ body }));
       const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
       expect(err).toBeInstanceOf(BackendProtocolError);
-      expect((err as Error).message).toMatch(/meta_info\.completion_tokens|text/);
+      expect((err as Error).message).toMatch(field);
       expect((err as Error).message).not.toMatch(/\(root\): Invalid input/);
     }
     // A one-element list of a good answer is read as the answer.
