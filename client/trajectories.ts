@@ -9,8 +9,8 @@ import type {
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
-import { formatZodError, type MuseConfig } from '../common/config.js';
-import { causeChainMessage } from '../common/errors.js';
+import type { MuseConfig } from '../common/config.js';
+import { causeChainMessage, formatZodError } from '../common/errors.js';
 import { progressQuery, type StepTimeouts, type trajectory } from '../workflows/trajectory.js';
 
 export class JobSpecError extends Error {

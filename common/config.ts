@@ -4,6 +4,7 @@
 // Validated with zod so a wrong value is reported with its path before anything starts.
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { formatZodError } from './errors.js';
 
 /** JetStream's largest max age: an int64 of nanoseconds, in ms. */
 const MAX_STORE_TTL_MS = 9_223_372_036_854;
@@ -199,11 +200,6 @@ export function loadConfig(
     throw new ConfigError(`invalid configuration: ${formatZodError({ issues: named })}`);
   }
   return parsed.data;
-}
-
-/** "field.path: message; other.field: message" — names the offending field for the user. */
-export function formatZodError(err: Pick<z.ZodError, 'issues'>): string {
-  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
 }
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {

@@ -1,5 +1,11 @@
-// Failure text for people. Workflow-safe (no imports, no I/O): workflows record it in their results, and the CLI
-// and clients print it.
+// Failure text for people. Workflow-safe (no runtime imports, no I/O): workflows record it in their results, and
+// the CLI and clients print it.
+import type { z } from 'zod';
+
+/** "field.path: message; other.field: message" — names the offending field for the user. */
+export function formatZodError(err: Pick<z.ZodError, 'issues'>): string {
+  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+}
 
 /**
  * The message of a failure and of its causes, outermost first: Temporal's failures say only "Workflow execution

@@ -8,7 +8,7 @@ import { regionScores } from '../agent/regions.js';
 import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
 import { BlobNotFoundError, type BlobStore } from '../common/blob-store.js';
-import { formatZodError } from '../common/config.js';
+import { formatZodError } from '../common/errors.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendHttpError } from './backends/http.js';
 import { timerDeadline, untilAborted } from './retry.js';

@@ -3,7 +3,7 @@
 // it cannot decode as that member's failure.
 import { z } from 'zod';
 import { BLOB_REF_RE } from '../common/blob-store.js';
-import { formatZodError } from '../common/config.js';
+import { formatZodError } from '../common/errors.js';
 import { packValue, unpackValue } from '../common/msgpack.js';
 
 export const WIRE_VERSION = 1;

@@ -2,8 +2,7 @@
 // observation naming the problem, so the trajectory goes on and the model can correct itself.
 
 import type { ToolCall } from '../agent/types.js';
-import { formatZodError } from '../common/config.js';
-import { causeChainMessage } from '../common/errors.js';
+import { causeChainMessage, formatZodError } from '../common/errors.js';
 import { simWebTools } from './sim-web.js';
 import type { Tool, ToolContext } from './types.js';
 

@@ -34,7 +34,7 @@ import {
   scratchToFill,
   selectRoundBranchPoints,
 } from '../agent/branching.js';
-import type { ParallelMuseSpec } from '../agent/job.js';
+import { type ParallelMuseSpec, ParallelMuseSpecSchema } from '../agent/job.js';
 import {
   addUsage,
   type BranchableStep,
@@ -50,6 +50,7 @@ import { meanUncertainty, tallyTurns } from '../agent/uncertainty.js';
 import { causeChainMessage } from '../common/errors.js';
 import { fmix32, fnv1a32 } from '../common/hash.js';
 import { createLimiter } from '../common/limiter.js';
+import { checkedInput } from './input.js';
 import { DEFAULT_TIMEOUTS, NON_RETRYABLE, type StepTimeouts, trajectory } from './trajectory.js';
 
 export interface ParallelMuseInput {
@@ -111,7 +112,8 @@ export interface ParallelMuseResult {
   models?: string[];
 }
 
-export async function parallelMuse(input: ParallelMuseInput): Promise<ParallelMuseResult> {
+export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMuseResult> {
+  const input = checkedInput('parallelMuse', ParallelMuseSpecSchema, given);
   const { spec, jobId } = input;
   const questionId = workflowInfo().workflowId;
   const tspec = spec.trajectory;

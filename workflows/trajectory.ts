@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
 import { appendBranchable } from '../agent/branching.js';
-import type { TrajectorySpec } from '../agent/job.js';
+import { type TrajectorySpec, TrajectorySpecSchema } from '../agent/job.js';
 import {
   addUsage,
   type BranchableStep,
@@ -33,6 +33,7 @@ import {
 import type { Termination } from '../agent/types.js';
 import { addTurnUncertainty, tallyTurns, type UncertaintyTally } from '../agent/uncertainty.js';
 import { causeChainMessage } from '../common/errors.js';
+import { checkedInput } from './input.js';
 
 export interface StepTimeouts {
   /** Upper bound of one step's activity attempt. */
@@ -114,7 +115,8 @@ export const NON_RETRYABLE = [
   'ZodError',
 ];
 
-export async function trajectory(input: TrajectoryInput): Promise<TrajectoryResult> {
+export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResult> {
+  const input = checkedInput('trajectory', TrajectorySpecSchema, given);
   const { spec, jobId } = input;
   const timeouts = input.timeouts ?? DEFAULT_TIMEOUTS;
   const steps = proxyActivities<MuseActivities>({

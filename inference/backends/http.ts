@@ -2,8 +2,7 @@
 // Runs inside pool members, never in workflow code, so wall clocks and Math.random are fine here.
 import { Agent, fetch as undiciFetch } from 'undici';
 import { z } from 'zod';
-import { formatZodError } from '../../common/config.js';
-import { causeChainMessage } from '../../common/errors.js';
+import { causeChainMessage, formatZodError } from '../../common/errors.js';
 import { type BackoffOptions, backoffDelay, sleep } from '../retry.js';
 import {
   BackendDeadlineError,

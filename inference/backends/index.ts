@@ -1,6 +1,6 @@
 // Backend selection for a pool member: the simulator, any OpenAI-compatible server, or SGLang's native API.
 import { z } from 'zod';
-import { formatZodError } from '../../common/config.js';
+import { formatZodError } from '../../common/errors.js';
 import { SimBackend } from '../../sim/backend.js';
 import type { InferenceBackend } from '../types.js';
 import { OpenAIBackend } from './openai.js';

@@ -445,6 +445,39 @@ describe('trajectory workflow', () => {
     ).rejects.toThrow(/policy/);
   });
 
+  it('a workflow started by hand, past the client, fills in defaults, and fails naming a bad field instead of hanging', async () => {
+    const start = (type: 'trajectory' | 'parallelMuse', input: unknown) =>
+      suite.client.workflow.start(type, {
+        taskQueue: cfg.temporal.taskQueue,
+        workflowId: `by-hand-${randomUUID().slice(0, 8)}`,
+        args: [input],
+      });
+    const failure = async (type: 'trajectory' | 'parallelMuse', input: unknown) => {
+      const err = await (await start(type, input)).result().then(
+        () => undefined,
+        (e: unknown) => e as { cause?: { type?: string; message?: string; nonRetryable?: boolean } },
+      );
+      expect(err?.cause).toMatchObject({ type: 'InvalidInputError', nonRetryable: true });
+      return err!.cause!.message;
+    };
+    const [q] = sampleQuestions(1, 11);
+    const result = await (
+      await start('trajectory', { spec: { question: q!.question }, jobId: `by-hand-${Date.now()}` })
+    ).result();
+    expect(result.termination).toBe('answer');
+    expect(await failure('trajectory', { spec: { question: 'q', maxTurns: -3 }, jobId: 'j' })).toMatch(
+      /^trajectory: invalid input: spec\.maxTurns: /,
+    );
+    expect(await failure('trajectory', { spec: { question: 'q' } })).toMatch(/jobId/);
+    expect(
+      await failure('trajectory', { spec: { question: 'q' }, jobId: 'j', timeouts: { stepMs: '1m' } }),
+    ).toMatch(/timeouts\.stepMs/);
+    expect(await failure('trajectory', null)).toMatch(/trajectory: invalid input/);
+    expect(
+      await failure('parallelMuse', { spec: { trajectory: { question: 'q' }, n: 0 }, jobId: 'j' }),
+    ).toMatch(/^parallelMuse: invalid input: spec\.n: /);
+  });
+
   it('turns a malformed tool call and an unknown tool into error observations and goes on', async () => {
     const [q] = sampleQuestions(1, 12);
     const handle = await startTrajectory(suite.client, cfg, {
