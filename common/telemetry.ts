@@ -12,6 +12,7 @@ import {
   SpanStatusCode,
   type TextMapGetter,
   type TextMapSetter,
+  type Tracer,
   trace,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -85,17 +86,21 @@ export class JsonLinesSpanExporter implements SpanExporter {
 let provider: BasicTracerProvider | undefined;
 let exporter: SpanExporter | undefined;
 let resource: Resource | undefined;
+/** The globals this process's initTelemetry installed: shutdownTelemetry removes those and no others. */
+let installed: { tracerProvider: boolean; propagator: boolean; contextManager: boolean } | undefined;
 
 /** The process's telemetry resource (the Temporal workflow span sink needs it). */
 export function telemetryResource(): Resource | undefined {
   return resource;
 }
 
-/** Installs the global tracer provider once per process; returns the exporter (for the Temporal workflow sink). */
+/**
+ * Installs the global tracer provider once per process; returns the exporter (for the Temporal workflow sink). Where
+ * OpenTelemetry was set up before (auto-instrumentation through NODE_OPTIONS, a host application), what it installed
+ * stays, and Muse's spans go to its tracer provider: the workflow spans are all that reach Muse's own exporter.
+ */
 export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporter | undefined {
   if (provider) return exporter;
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   const kind = cfg.telemetry.exporter;
   exporter =
     kind === 'console'
@@ -106,22 +111,51 @@ export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporte
   resource = new Resource({ 'service.name': `${cfg.telemetry.serviceName}-${serviceRole}` });
   provider = new BasicTracerProvider({ resource });
   if (exporter) provider.addSpanProcessor(new SimpleSpanProcessor(exporter));
-  trace.setGlobalTracerProvider(provider);
+  const contextManager = new AsyncLocalStorageContextManager().enable();
+  installed = {
+    propagator: propagation.setGlobalPropagator(new W3CTraceContextPropagator()),
+    contextManager: context.setGlobalContextManager(contextManager),
+    tracerProvider: trace.setGlobalTracerProvider(provider),
+  };
+  if (!installed.contextManager) contextManager.disable();
+  if (!installed.tracerProvider)
+    process.emitWarning(
+      `OpenTelemetry was set up in this process before Muse: Muse's spans go to the tracer provider already there${
+        exporter ? `, and only workflow spans to its own '${kind}' exporter` : ''
+      }`,
+      { code: 'MUSE_TELEMETRY_PREINSTALLED' },
+    );
   return exporter;
 }
 
-/** Flushes and removes this process's telemetry; a later initTelemetry sets it up afresh. */
+/** Flushes and removes this process's telemetry (what was set up before it stays); a later initTelemetry sets it up afresh. */
 export async function shutdownTelemetry(): Promise<void> {
   await provider?.shutdown();
+  if (installed?.tracerProvider) trace.disable();
+  if (installed?.propagator) propagation.disable();
+  if (installed?.contextManager) context.disable();
   provider = undefined;
   exporter = undefined;
   resource = undefined;
-  trace.disable();
-  propagation.disable();
-  context.disable();
+  installed = undefined;
 }
 
 export const tracer = () => trace.getTracer('muse');
+
+/**
+ * A tracer that looks up the global one at each span. The API hands out tracers bound to the provider of the moment:
+ * one kept by a long-lived object (a Temporal client's interceptor) across a shutdown and re-init fed the old,
+ * shut-down provider, and its spans were dropped.
+ */
+export function currentTracer(name: string): Tracer {
+  return {
+    startSpan: (...args) => trace.getTracer(name).startSpan(...args),
+    startActiveSpan: ((...args: Parameters<Tracer['startActiveSpan']>) =>
+      (trace.getTracer(name).startActiveSpan as (...a: unknown[]) => unknown)(
+        ...args,
+      )) as Tracer['startActiveSpan'],
+  };
+}
 
 const natsSetter: TextMapSetter<MsgHdrs> = { set: (h, k, v) => h.set(k, v) };
 const natsGetter: TextMapGetter<MsgHdrs | undefined> = {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection, type TLSConfig, type WorkflowClientInterceptor } from '@temporalio/client';
 import { OpenTelemetryWorkflowClientInterceptor } from '@temporalio/interceptors-opentelemetry';
 import { type MuseConfig, readNamedFile } from './config.js';
-import { initTelemetry } from './telemetry.js';
+import { currentTracer, initTelemetry } from './telemetry.js';
 
 export const payloadConverterPath = fileURLToPath(new URL('./payload-converter.cjs', import.meta.url));
 export const otelWorkflowInterceptorsPath = createRequire(import.meta.url).resolve(
@@ -75,7 +75,9 @@ export async function connectClient(cfg: MuseConfig): Promise<Client> {
  * out: `muse run` and `muse batch` poll progress several times a second, and each would be a trace of its own.
  */
 function tracingClientInterceptor(): WorkflowClientInterceptor {
-  const otel = new OpenTelemetryWorkflowClientInterceptor();
+  const otel = new OpenTelemetryWorkflowClientInterceptor({
+    tracer: currentTracer('@temporalio/interceptor-client'),
+  });
   return {
     start: (input, next) => otel.start(input, next),
     startWithDetails: (input, next) => otel.startWithDetails(input, next),

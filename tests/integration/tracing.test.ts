@@ -86,14 +86,17 @@ describe('tracing', () => {
 async function withTracedStack(pool: string, fn: (cfg: MuseConfig, file: string) => Promise<void>) {
   const file = join(mkdtempSync(join(tmpdir(), 'muse-trace-')), 'traces.jsonl');
   const cfg = testConfig({ telemetry: { exporter: 'file', file } });
-  initTelemetry(cfg, 'test');
-  const member = await inProcessMember(cfg, { backend: 'sim' }, { pool });
-  const worker = await inProcessWorker(cfg);
+  // Whatever part started is stopped, so a failed start cannot leave the next test writing to this test's file.
+  let member: Awaited<ReturnType<typeof inProcessMember>> | undefined;
+  let worker: Awaited<ReturnType<typeof inProcessWorker>> | undefined;
   try {
+    initTelemetry(cfg, 'test');
+    member = await inProcessMember(cfg, { backend: 'sim' }, { pool });
+    worker = await inProcessWorker(cfg);
     await fn(cfg, file);
   } finally {
-    await worker.stop();
-    await member.stop();
+    await worker?.stop();
+    await member?.stop();
     await shutdownTelemetry();
   }
 }

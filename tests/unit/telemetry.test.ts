@@ -1,8 +1,24 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { SpanStatusCode } from '@opentelemetry/api';
-import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { describe, expect, it } from 'vitest';
-import { JsonLinesSpanExporter } from '../../common/telemetry.js';
+import { context, propagation, SpanStatusCode, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../../common/config.js';
+import {
+  currentTracer,
+  initTelemetry,
+  JsonLinesSpanExporter,
+  shutdownTelemetry,
+  tracer,
+} from '../../common/telemetry.js';
 
 describe('JSON lines span export', () => {
   it("writes a failed span's status and recorded exception, so it does not read as a success", async () => {
@@ -33,5 +49,78 @@ describe('JSON lines span export', () => {
     expect(good).toMatchObject({ name: 'pool.generate', status: { code: 'UNSET' } });
     expect(good.events).toBeUndefined();
     await provider.shutdown();
+  });
+});
+
+describe('process telemetry', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'muse-telemetry-'));
+  const fileConfig = (name: string) =>
+    loadConfig({ env: {}, overrides: { telemetry: { exporter: 'file', file: join(dir, name) } } });
+  const spanNames = (file: string) =>
+    existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { name: string }).name)
+      : [];
+
+  afterEach(async () => {
+    await shutdownTelemetry();
+    trace.disable();
+    propagation.disable();
+    context.disable();
+    vi.restoreAllMocks();
+  });
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a tracer kept across a shutdown and a new set-up writes to the new exporter', async () => {
+    initTelemetry(fileConfig('first.jsonl'), 'test');
+    const kept = currentTracer('kept');
+    const bound = trace.getTracer('bound');
+    kept.startSpan('before').end();
+    bound.startSpan('bound before').end();
+    await shutdownTelemetry();
+    initTelemetry(fileConfig('second.jsonl'), 'test');
+    kept.startSpan('after').end();
+    kept.startActiveSpan('active after', (span) => span.end());
+    bound.startSpan('bound after').end();
+    expect(spanNames(join(dir, 'first.jsonl'))).toEqual(['before', 'bound before']);
+    // What currentTracer stands in for: a tracer the API handed out earlier stays bound to the old provider.
+    expect(spanNames(join(dir, 'second.jsonl'))).toEqual(['after', 'active after']);
+  });
+
+  it('leaves OpenTelemetry that was set up before it in place, says so, and does not switch it off', async () => {
+    const host = new InMemorySpanExporter();
+    const hostProvider = new BasicTracerProvider();
+    hostProvider.addSpanProcessor(new SimpleSpanProcessor(host));
+    trace.setGlobalTracerProvider(hostProvider);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+
+    const exporter = initTelemetry(fileConfig('host.jsonl'), 'test');
+    expect(exporter).toBeDefined();
+    expect(String(warn.mock.calls[0]?.[0])).toMatch(
+      /set up in this process before Muse.*only workflow spans/,
+    );
+    tracer().startSpan('muse span').end();
+    await shutdownTelemetry();
+    trace.getTracer('host').startSpan('host span after').end();
+
+    expect(host.getFinishedSpans().map((s) => s.name)).toEqual(['muse span', 'host span after']);
+    expect(spanNames(join(dir, 'host.jsonl'))).toEqual([]);
+    expect(propagation.fields()).toEqual(['traceparent', 'tracestate']);
+    await hostProvider.shutdown();
+  });
+
+  it('removes what it set up, so a later set-up takes over', async () => {
+    initTelemetry(fileConfig('own.jsonl'), 'test');
+    expect(propagation.fields()).toEqual(['traceparent', 'tracestate']);
+    await shutdownTelemetry();
+    expect(propagation.fields()).toEqual([]);
+    const other = new BasicTracerProvider();
+    expect(trace.setGlobalTracerProvider(other)).toBe(true);
+    await other.shutdown();
   });
 });
