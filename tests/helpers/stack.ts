@@ -216,10 +216,16 @@ export function useSuite(cfg: MuseConfig = testConfig()): Suite {
     suite.nc = await natsFor(cfg);
   });
   afterAll(async () => {
+    // Every cleanup runs and the connections close even when one fails; the failures are reported together after.
+    const failures: unknown[] = [];
     await Promise.all(suite.children.map(killHard));
-    for (const c of suite.cleanups.reverse()) await c();
-    await suite.nc?.drain();
-    await suite.client?.connection.close();
+    for (const c of suite.cleanups.reverse())
+      await Promise.resolve()
+        .then(c)
+        .catch((e) => failures.push(e));
+    await suite.nc?.drain().catch((e) => failures.push(e));
+    await suite.client?.connection.close().catch((e) => failures.push(e));
+    if (failures.length > 0) throw new AggregateError(failures, 'suite teardown failed');
   });
   return suite;
 }

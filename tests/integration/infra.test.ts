@@ -22,14 +22,17 @@ import {
   down,
   freePort,
   isPortInUse,
+  type NatsHandle,
   PortInUseError,
   ServiceStartError,
   stackFilePath,
   stackStatus,
   startNats,
   startTemporal,
+  type TemporalHandle,
   up,
 } from '../../infra/services.js';
+import { onFreePorts, startAll } from '../helpers/servers.js';
 import { repoRoot } from '../helpers/stack.js';
 
 /** Pids of the processes whose command line (arguments joined by spaces) matches, read from /proc. */
@@ -89,10 +92,17 @@ describe('global setup', () => {
 describe('startTemporal / startNats', () => {
   it('start, answer health checks, and stop', async () => {
     const dataDir = tempDir();
-    const [temporalPort, natsPort] = [await freePort(), await freePort()];
-    const [temporal, nats] = await Promise.all([
-      startTemporal({ dataDir, port: temporalPort, namespace: 'muse-infra-test' }),
-      startNats({ dataDir, port: natsPort }),
+    let temporalPort = 0;
+    let natsPort = 0;
+    const [temporal, nats] = await startAll<[TemporalHandle, NatsHandle]>([
+      onFreePorts((port) => {
+        temporalPort = port;
+        return startTemporal({ dataDir, port, namespace: 'muse-infra-test' });
+      }),
+      onFreePorts((port) => {
+        natsPort = port;
+        return startNats({ dataDir, port });
+      }),
     ]);
     try {
       expect(temporal.address).toBe(`127.0.0.1:${temporalPort}`);

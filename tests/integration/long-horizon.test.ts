@@ -125,12 +125,17 @@ describe('long-horizon trajectories', () => {
       let kills = 0;
       let lastRun = 1;
       while (kills < 3) {
+        // The run is read where it was seen: a second query can land between runs, where there is no progress.
+        let seen = lastRun;
         await waitUntil(
-          async () => ((await queryProgress(handle))?.run ?? 0) > lastRun,
+          async () => {
+            seen = (await queryProgress(handle))?.run ?? seen;
+            return seen > lastRun;
+          },
           120_000,
           'the next continue-as-new',
         );
-        lastRun = (await queryProgress(handle))!.run;
+        lastRun = seen;
         await killHard(worker);
         kills++;
         worker = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);

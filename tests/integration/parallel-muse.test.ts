@@ -626,6 +626,8 @@ describe('ParallelMuse', () => {
       jobId: 'pm-kill',
       timeouts: { stepMs: 60_000, heartbeatMs: 2_000 },
     });
+    // Awaited below; until then its failure would go unhandled and hide whatever check failed first.
+    running.catch(() => {});
     await waitUntil(
       async () => {
         const d = await suite.client.workflow

@@ -392,15 +392,18 @@ describe('rollout worker lifecycle', () => {
       ).protocol.subscriptions
         .all()
         .filter((s) => !s.subject.startsWith('_INBOX.')).length;
+    let w: Awaited<ReturnType<typeof inProcessWorker>> | undefined;
     try {
       const before = subscriptions();
-      const w = await inProcessWorker(own, { nc });
+      w = await inProcessWorker(own, { nc });
       const [q] = sampleQuestions(1, 11);
       await (await startTrajectory(suite.client, own, { question: q!.question, maxTurns: 4 })).result();
       expect(subscriptions()).toBeGreaterThan(before); // the default pool's router listens for its members
       await w.stop();
+      w = undefined;
       expect(subscriptions()).toBe(before);
     } finally {
+      await w?.stop();
       await nc.close();
     }
   });

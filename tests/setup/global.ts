@@ -10,14 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import {
-  freePort,
-  isPortRace,
-  type NatsHandle,
-  startNats,
-  startTemporal,
-  type TemporalHandle,
-} from '../../infra/services.js';
+import { type NatsHandle, startNats, startTemporal, type TemporalHandle } from '../../infra/services.js';
+import { onFreePorts, startAll } from '../helpers/servers.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -39,18 +33,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   const dataDir = mkdtempSync(join(tmpdir(), 'muse-it-'));
-  const results = await Promise.allSettled([
+  const [temporal, nats] = await startAll<[TemporalHandle, NatsHandle]>([
     onFreePorts((port) => startTemporal({ dataDir, port })),
     onFreePorts((port) => startNats({ dataDir, port })),
   ]);
-  const [temporalResult, natsResult] = results;
-  if (temporalResult.status === 'rejected' || natsResult.status === 'rejected') {
-    await Promise.all(results.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
-    const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    throw reasons.length === 1 ? reasons[0] : new AggregateError(reasons, 'could not start the test servers');
-  }
-  const temporal: TemporalHandle = temporalResult.value;
-  const nats: NatsHandle = natsResult.value;
 
   project.provide('temporalAddress', temporal.address);
   project.provide('natsUrl', nats.url);
@@ -71,15 +57,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
       rmSync(dataDir, { recursive: true, force: true });
     }
   };
-}
-
-/** Starts a server on a free port, again on fresh ports when another process took one first (up to 3 tries). */
-async function onFreePorts<T>(start: (port: number) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await start(await freePort());
-    } catch (err) {
-      if (attempt >= 3 || !isPortRace(err)) throw err;
-    }
-  }
 }
