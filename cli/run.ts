@@ -77,7 +77,11 @@ function addRunOptions(cmd: Command): Command {
       'steps per Temporal workflow run before it continues as new (default 200; fewer keep each history smaller)',
       positiveIntArg('--steps-per-run'),
     )
-    .option('--context-window <tokens>', 'model context window', positiveIntArg('--context-window'))
+    .option(
+      '--context-window <tokens>',
+      'model context window (default 131072)',
+      positiveIntArg('--context-window'),
+    )
     .option(
       '--max-tokens-per-turn <n>',
       'tokens one model turn may generate (default 4096; must be below --context-window)',

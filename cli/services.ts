@@ -155,14 +155,22 @@ export function registerServiceCommands(program: Command): void {
     .option('--base-url <url>', 'server URL (openai: …/v1; sglang: server root)')
     .option('--api-key <key>', 'API key (also MUSE_API_KEY)')
     .option('--mode <mode>', 'openai: chat | completions', 'chat')
-    .option('--capacity <n>', 'concurrent requests before queueing', positiveIntArg('--capacity'))
+    .option(
+      '--capacity <n>',
+      'concurrent requests before queueing (default: the batch limit)',
+      positiveIntArg('--capacity'),
+    )
     .option(
       '--time-scale <x>',
       'sim: serving-time multiplier (0 = no waiting, 1 = real time)',
       numberArg('--time-scale'),
       0,
     )
-    .option('--max-batch <n>', 'sim/openai/sglang: the server batch limit', positiveIntArg('--max-batch'))
+    .option(
+      '--max-batch <n>',
+      'sim/openai/sglang: the server batch limit (default 64 for sim, 256 otherwise)',
+      positiveIntArg('--max-batch'),
+    )
     .option(
       '--cache-tokens <n>',
       "the server's KV cache in tokens, announced so routers know how much of a prompt it can hold",
@@ -177,7 +185,10 @@ export function registerServiceCommands(program: Command): void {
       '--chat-template <file>',
       'openai (completions) / sglang: JSON file {"prefix"?, "message": "…{role}…{content}…", "generationPrompt"} (default ChatML)',
     )
-    .option('--seed-param <name>', "sglang: the seed's name in sampling_params, or 'none' to leave it out")
+    .option(
+      '--seed-param <name>',
+      "sglang: the seed's name in sampling_params (default sampling_seed), or 'none' to leave it out",
+    )
     .option('--extra-body <json>', 'openai / sglang: JSON object merged into every request body')
     .action(async (o, cmd: Command) => {
       const cfg = cliConfig(program.opts());
