@@ -41,6 +41,8 @@ class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** Sent as the whole body, as text, instead of the JSON error object (what a crashed handler answers). */
+    readonly plainText = false,
   ) {
     super(message);
   }
@@ -100,8 +102,9 @@ const GenerateBody = z
   .object({
     text: z.union([z.string(), z.array(z.string()).length(1)]).optional(),
     input_ids: z.array(z.number().int().min(0)).optional(),
-    // SGLang's SamplingParams takes only its own fields (`seed` is not one: it is `sampling_seed`) and fails on any
-    // other; so does the simulator, so a backend that sends a wrong name is caught in tests.
+    // SGLang's SamplingParams takes only its own fields (`seed` is not one: it is `sampling_seed`): any other raises a
+    // TypeError its /generate handler does not catch, answered as a plain-text 500. The simulator answers the same, so
+    // a backend that sends a wrong name (or a seed an older server does not know) is tested as a real server fails.
     sampling_params: z
       .object({
         max_new_tokens: z.number().int().min(0).nullish(),
@@ -393,7 +396,12 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
   }
 
   async function sglangGenerate(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = parseBody(GenerateBody, await readJson(req));
+    const raw = await readJson(req);
+    const unknownSampling = GenerateBody.safeParse(raw).error?.issues.find(
+      (i) => i.code === 'unrecognized_keys' && i.path.join('.') === 'sampling_params',
+    );
+    if (unknownSampling) throw new HttpError(500, 'Internal Server Error', true);
+    const body = parseBody(GenerateBody, raw);
     let prompt: string;
     if (body.input_ids !== undefined) {
       try {
@@ -497,7 +505,9 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     Promise.resolve()
       .then(() => route(req, res))
       .catch((e: unknown) => {
-        if (e instanceof HttpError) sendError(res, e.status, e.message);
+        if (e instanceof HttpError && e.plainText)
+          res.writeHead(e.status, { 'content-type': 'text/plain; charset=utf-8' }).end(e.message);
+        else if (e instanceof HttpError) sendError(res, e.status, e.message);
         else sendError(res, 500, (e as Error)?.message ?? String(e));
       });
   });

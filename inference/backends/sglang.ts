@@ -12,6 +12,7 @@ import {
 } from '../types.js';
 import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
 import {
+  BackendHttpError,
   BackendProtocolError,
   HttpBackendLoad,
   type HttpClientOptions,
@@ -126,7 +127,17 @@ export class SGLangBackend implements InferenceBackend {
       this.opts,
       req.deadline,
       signal,
-    );
+    ).catch((err: unknown) => {
+      // SGLang answers a sampling parameter it does not know with a bare 500: without a word on what it might be, a
+      // server older than `sampling_seed` (or a misspelt extra parameter) reads as an outage of every member.
+      if (err instanceof BackendHttpError && err.status === 500)
+        err.message += `; SGLang answers so to a sampling parameter it does not know (sent: ${Object.keys(sampling).join(', ')})${
+          seedParam && p.seed !== undefined
+            ? `: if every request fails, a server without '${seedParam}' needs the member started with --seed-param none`
+            : ''
+        }`;
+      throw err;
+    });
     const item = parseResponse(GenerateResponse, body, 'sglang backend (/generate)');
     const meta = item.meta_info;
     if (meta.finish_reason?.type === 'abort') {

@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChatMessage } from '../../agent/types.js';
+import { BackendHttpError } from '../../inference/backends/http.js';
 import { OpenAIBackend } from '../../inference/backends/openai.js';
+import { SGLangBackend } from '../../inference/backends/sglang.js';
 import { SimBackend } from '../../sim/backend.js';
 import { type SimHttpServer, startSimHttpServer } from '../../sim/http.js';
 import { renderChatPrompt } from '../../sim/tokenizer.js';
@@ -7,7 +10,7 @@ import { sampleQuestions } from '../../sim/world.js';
 
 let server: SimHttpServer;
 const { question } = sampleQuestions(1, 5)[0]!;
-const messages = [
+const messages: ChatMessage[] = [
   { role: 'system', content: 'You are a deep-research agent.' },
   { role: 'user', content: question },
 ];
@@ -172,10 +175,33 @@ describe('sim HTTP server', () => {
     expect(noLogprobs.json.error.message).toMatch(/top_logprobs requires logprobs to be true/);
     const unknownIds = await post('/generate', { input_ids: [151_999] });
     expect(unknownIds.status).toBe(400);
+  });
+
+  it('answers a sampling parameter SGLang does not know as SGLang does: a plain-text 500, which the sglang backend explains', async () => {
     // SGLang's sampling params have no `seed` (it is `sampling_seed`), nor any other name it does not know.
-    const seed = await post('/generate', { text: 'a', sampling_params: { seed: 3 } });
-    expect(seed.status).toBe(400);
-    expect(seed.json.error.message).toMatch(/sampling_params.*seed/);
+    const res = await fetch(`${server.url}/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ text: 'a', sampling_params: { seed: 3 } }),
+    });
+    expect(res.status).toBe(500);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(await res.text()).toBe('Internal Server Error');
+    // A server older than `sampling_seed` stands in here as one that does not know `seed`.
+    const old = new SGLangBackend({ baseUrl: server.url, seedParam: 'seed', retries: 0 });
+    const params = { maxTokens: 8, temperature: 1, topLogprobs: 2, seed: 3 };
+    const err = await old
+      .generate({ id: 'seed', messages, params, deadline: Date.now() + 10_000 }, new AbortController().signal)
+      .catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(BackendHttpError);
+    expect((err as Error).message).toMatch(
+      /HTTP 500 .*Internal Server Error; SGLang answers so to a sampling parameter it does not know \(sent: max_new_tokens, temperature, seed\): if every request fails, a server without 'seed' needs the member started with --seed-param none$/,
+    );
+    const g = await new SGLangBackend({ baseUrl: server.url, retries: 0 }).generate(
+      { id: 'seed', messages, params, deadline: Date.now() + 10_000 },
+      new AbortController().signal,
+    );
+    expect(g.usage.completionTokens).toBeGreaterThan(0);
   });
 
   it('lists the model and answers health checks', async () => {
