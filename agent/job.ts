@@ -10,12 +10,15 @@ const positiveInt = z.number().int().positive();
 /** A pool's name is part of NATS subjects: a dot or space would address other subjects. */
 const PoolName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, digits, _ or -');
 
+/** A model turn's token limit unless the spec says otherwise. */
+export const DEFAULT_MAX_TOKENS_PER_TURN = 4096;
+
 export const SamplingSchema = z.object({
   temperature: z.number().min(0).max(2).default(0.85),
   /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
   /** At least 2: with one alternative every entropy is 0, and no step could be told more uncertain than another. */
   topLogprobs: z.number().int().min(2).max(20).default(16),
-  maxTokensPerTurn: positiveInt.max(65_536).default(4096),
+  maxTokensPerTurn: positiveInt.max(65_536).default(DEFAULT_MAX_TOKENS_PER_TURN),
 });
 
 /** Ground truth: a blank one would score every prediction wrong, and send the LLM judge an empty gold answer. */
@@ -43,7 +46,7 @@ export const TrajectorySpecSchema = z
   })
   .strict()
   .refine((s) => s.sampling.maxTokensPerTurn < s.contextWindow, {
-    message: 'sampling.maxTokensPerTurn must be smaller than contextWindow (a turn must fit the window)',
+    message: `sampling.maxTokensPerTurn must be smaller than contextWindow (a turn must fit the window; sampling.maxTokensPerTurn is ${DEFAULT_MAX_TOKENS_PER_TURN} unless set)`,
     path: ['sampling', 'maxTokensPerTurn'],
   });
 

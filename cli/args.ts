@@ -56,6 +56,12 @@ const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
   aggregatorModel: '--aggregator-model',
 }).map(([field, flag]) => [new RegExp(`\\b(?:trajectory\\.)?${field}\\b`, 'g'), flag]);
 
+/** Fields whose names are too short or too common to replace in a message's text: replaced where they name the field. */
+const SPEC_PATH_FLAGS: [RegExp, string][] = ['policy', 'judge', 'n', 'm', 'k', 't', 'r'].map((field) => [
+  new RegExp(`(?<=^invalid options: |; )(?:trajectory\\.)?${field}(?=: )`, 'g'),
+  `--${field}`,
+]);
+
 /** Runs a job spec check, its error (if any) speaking of flags rather than spec fields. */
 export function withSpecFlags<T>(check: () => T): T {
   try {
@@ -63,7 +69,8 @@ export function withSpecFlags<T>(check: () => T): T {
   } catch (err) {
     if (!(err instanceof JobSpecError)) throw err;
     let message = err.message.replace(/^invalid job spec: /, 'invalid options: ');
-    for (const [field, flag] of SPEC_FIELD_FLAGS) message = message.replace(field, flag);
+    for (const [field, flag] of [...SPEC_FIELD_FLAGS, ...SPEC_PATH_FLAGS])
+      message = message.replace(field, flag);
     throw new JobSpecError(message);
   }
 }

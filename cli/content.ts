@@ -7,13 +7,13 @@ import { closeNats, connectNats } from '../common/nats.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import { sampleQuestions } from '../sim/world.js';
-import { intArg, positiveIntArg } from './args.js';
+import { idArg, intArg, positiveIntArg } from './args.js';
 import { cliConfig } from './context.js';
 
 export function registerContentCommands(program: Command): void {
   program
     .command('export')
-    .argument('<id>', 'workflow id of a finished trajectory')
+    .argument('<id>', 'workflow id of a finished trajectory', idArg('<id>'))
     .option('--out <file>', 'JSONL output (default: stdout)')
     .description(
       'export a finished trajectory as JSONL, one line per step with turn and observation resolved',
@@ -62,7 +62,7 @@ export function registerContentCommands(program: Command): void {
     .command('content')
     .description('stored content of jobs')
     .command('delete')
-    .argument('<jobId>', 'job id (a trajectory started alone uses its workflow id)')
+    .argument('<jobId>', 'job id (a trajectory started alone uses its workflow id)', idArg('<jobId>'))
     .description("delete a job's stored turns, observations, contexts and reports (idempotent)")
     .action(async (jobId: string) => {
       const cfg = cliConfig(program.opts());

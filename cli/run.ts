@@ -5,7 +5,7 @@ import {
   failureMessage,
   followTrajectory,
   parseTrajectorySpec,
-  queryProgress,
+  queryProgressWithin,
   startTrajectory,
   stepsInRetry,
 } from '../client/trajectories.js';
@@ -27,6 +27,9 @@ import {
 } from './batch.js';
 import { cliConfig } from './context.js';
 import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
+
+/** How long `muse status` waits for a worker to answer the progress query. */
+const STATUS_QUERY_MS = 5_000;
 
 interface RunOptions {
   policy: string;
@@ -79,7 +82,7 @@ function addRunOptions(cmd: Command): Command {
     )
     .option(
       '--context-window <tokens>',
-      'model context window (default 131072)',
+      'model context window (default 131072, at least 512)',
       positiveIntArg('--context-window'),
     )
     .option(
@@ -115,7 +118,10 @@ export function registerRunCommands(program: Command): void {
         .filter((opt) => !trajectoryOptions.has(opt.attributeName()))
         .filter((opt) => run.getOptionValueSource(opt.attributeName()) === 'cli')
         .map((opt) => opt.long);
-      if (ignored.length > 0) throw new Error(`${ignored.join(', ')} only apply with --mode parallel-muse`);
+      if (ignored.length > 0)
+        throw new Error(
+          `${ignored.join(', ')} only ${ignored.length === 1 ? 'applies' : 'apply'} with --mode parallel-muse`,
+        );
       await runOne(cliConfig(program.opts()), question, o);
     },
   );
@@ -123,7 +129,7 @@ export function registerRunCommands(program: Command): void {
 
   program
     .command('status')
-    .argument('<id>', 'workflow id')
+    .argument('<id>', 'workflow id', idArg('<id>'))
     .description(
       "show a running trajectory's progress and any workflow's steps in retry (a question's rollouts included), or the result once it has ended",
     )
@@ -137,9 +143,20 @@ export function registerRunCommands(program: Command): void {
         if (desc.status.name === 'RUNNING') {
           const retrying = await stepsInRetry(client, desc);
           // Only a trajectory answers the progress query; a question shows its rollouts' steps in retry.
-          const progress = desc.type === 'trajectory' ? await queryProgress(handle) : undefined;
+          const progress =
+            desc.type === 'trajectory' ? await queryProgressWithin(handle, STATUS_QUERY_MS) : undefined;
           console.log(
-            JSON.stringify({ ...base, progress, ...(retrying.length > 0 ? { retrying } : {}) }, null, 2),
+            JSON.stringify(
+              {
+                ...base,
+                ...(progress && 'unanswered' in progress
+                  ? { progress: null, unanswered: `${progress.unanswered} (task queue ${desc.taskQueue})` }
+                  : { progress: progress?.progress }),
+                ...(retrying.length > 0 ? { retrying } : {}),
+              },
+              null,
+              2,
+            ),
           );
           return;
         }

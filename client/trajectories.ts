@@ -86,6 +86,26 @@ export async function queryProgress(handle: WorkflowHandle): Promise<TrajectoryP
   }
 }
 
+/**
+ * Progress as `queryProgress` reads it, waiting at most `timeoutMs`: a query is answered by a worker, and with none
+ * polling the task queue the server holds it for most of a minute. Says why there is none when it has none.
+ */
+export async function queryProgressWithin(
+  handle: WorkflowHandle,
+  timeoutMs: number,
+): Promise<{ progress: TrajectoryProgress } | { unanswered: string }> {
+  const deadline = Date.now() + timeoutMs;
+  try {
+    return { progress: await handle.client.withDeadline(deadline, () => handle.query(progressQuery)) };
+  } catch (err) {
+    return Date.now() >= deadline
+      ? {
+          unanswered: `no worker answered within ${timeoutMs / 1000} s: is a rollout worker running on its task queue?`,
+        }
+      : { unanswered: `no progress to show (${causeChainMessage(err)})` };
+  }
+}
+
 /** A step of a running workflow that has failed at least once: its next attempt is running or waiting to. */
 export interface StepInRetry {
   workflowId: string;

@@ -14,6 +14,7 @@ import {
   recordingBackend,
   runMuse,
   spawnMuse,
+  testConfig,
   useSuite,
   waitUntil,
 } from '../helpers/stack.js';
@@ -161,6 +162,22 @@ describe('durability under faults', () => {
     } finally {
       announcements.unsubscribe();
       await worker.stop();
+    }
+  });
+
+  it('muse status of a trajectory no worker polls for says so after a few seconds instead of waiting on the query', async () => {
+    const own = testConfig();
+    const handle = await startTrajectory(suite.client, own, { question: 'who answers?', maxTurns: 4 });
+    try {
+      const status = await runMuse(own, ['status', handle.workflowId]).done;
+      expect(status.code, status.stderr).toBe(0);
+      const shown = JSON.parse(status.stdout);
+      expect(shown).toMatchObject({ status: 'RUNNING', progress: null });
+      expect(shown.unanswered).toBe(
+        `no worker answered within 5 s: is a rollout worker running on its task queue? (task queue ${own.temporal.taskQueue})`,
+      );
+    } finally {
+      await handle.terminate('test done');
     }
   });
 

@@ -48,7 +48,7 @@ describe('options are checked before connecting', () => {
 
   it('muse run --mode parallel-muse with a bad option or a budget that cannot fit', async () => {
     await expect(muse('run', '--mode', 'parallel-muse', '--policy', 'bogus', 'q')).rejects.toThrow(
-      /trajectory\.policy/,
+      /^invalid options: --policy: Invalid option/,
     );
     await expect(muse('run', '--mode', 'parallel-muse', '--n', '5', '--r', '2', 'q')).rejects.toThrow(/N=5/);
   });
@@ -79,6 +79,7 @@ describe('options are checked before connecting', () => {
     await expect(muse('run', '--n', '8', '--branch-mode', 'none', 'q')).rejects.toThrow(
       '--n, --branch-mode only apply with --mode parallel-muse',
     );
+    await expect(muse('run', '--n', '8', 'q')).rejects.toThrow('--n only applies with --mode parallel-muse');
   });
 
   it('muse run --aggregator-pool must be a pool name, as --pool must', async () => {
@@ -91,12 +92,34 @@ describe('options are checked before connecting', () => {
 describe('spec errors name the flags', () => {
   it('a small --context-window needs a smaller --max-tokens-per-turn, and the error says so in flags', async () => {
     await expect(muse('run', '--context-window', '1000', 'q')).rejects.toThrow(
-      /^invalid options: --max-tokens-per-turn: --max-tokens-per-turn must be smaller than --context-window/,
+      /^invalid options: --max-tokens-per-turn: --max-tokens-per-turn must be smaller than --context-window \(a turn must fit the window; --max-tokens-per-turn is 4096 unless set\)$/,
     );
     // With both set sensibly, the options pass and only the server is missing.
     await expect(
       muse('run', '--context-window', '1000', '--max-tokens-per-turn', '256', 'q'),
     ).rejects.toThrow(/cannot reach the Temporal server/);
+  });
+});
+
+describe('spec errors name the short flags where they name the field', () => {
+  it('--policy, --judge, --n and --r, in run and in batch', async () => {
+    await expect(muse('run', '--policy', 'foo', 'q')).rejects.toThrow(
+      /^invalid options: --policy: Invalid option/,
+    );
+    await expect(muse('run', '--mode', 'parallel-muse', '--judge', 'bogus', 'q')).rejects.toThrow(
+      /^invalid options: --judge: Invalid option/,
+    );
+    await expect(muse('run', '--mode', 'parallel-muse', '--n', '100000', 'q')).rejects.toThrow(
+      /^invalid options: --n: Too big: expected number to be <=1024$/,
+    );
+    await expect(muse('run', '--mode', 'parallel-muse', '--r', '9', '--policy', 'foo', 'q')).rejects.toThrow(
+      /^invalid options: --policy: Invalid option: .*; --r: Too big/,
+    );
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(muse('batch', q, '--out', join(dir, 'out.jsonl'), '--policy', 'foo')).rejects.toThrow(
+      /^invalid options: --policy: Invalid option/,
+    );
   });
 });
 
@@ -160,6 +183,9 @@ describe('muse batch', () => {
       /--job must not be empty/,
     );
     await expect(muse('run', '--id', ' ', 'Which city?')).rejects.toThrow(/--id must not be empty/);
+    await expect(muse('status', '')).rejects.toThrow(/<id> must not be empty/);
+    await expect(muse('export', ' ')).rejects.toThrow(/<id> must not be empty/);
+    await expect(muse('content', 'delete', '')).rejects.toThrow(/<jobId> must not be empty/);
   });
 
   it('output piped into a reader that stops early (| head) ends quietly, not with an EPIPE stack trace', async () => {
