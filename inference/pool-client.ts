@@ -113,7 +113,12 @@ interface MemberState {
   onGone: Set<(reason: Error) => void>;
   /** When the member said it is stopping: out of rotation, but what it is finishing is still awaited. */
   leavingSince?: number;
+  /** How the last request this router counted against the member failed: why its circuit is open. */
+  lastFailure?: string;
 }
+
+/** Members named in a "no member in rotation" message; a large pool's others are counted. */
+const MEMBERS_NAMED = 3;
 
 /**
  * How long a stopping member's requests in flight are awaited before they fail over. Longer than a member's own
@@ -402,7 +407,7 @@ export class PoolClient {
       if (ranked.length === 0 && this.members.size > 0) {
         // Members are known but none may be sent to (circuits open, stopping): the queue group would reach exactly
         // those members, bypassing their breakers. The pool is unavailable for now; a half-open circuit may free one.
-        errors.push(`no member in rotation (${this.members.size} known: circuit open or stopping)`);
+        errors.push(`no member in rotation (${this.outOfRotation()})`);
         await pause(attempt);
         continue;
       }
@@ -507,9 +512,10 @@ export class PoolClient {
         failure instanceof BadRequestError ||
         failure instanceof BackendRejectedError ||
         failure instanceof ContextLengthError;
-      if (!callerGaveUp && !refused && countsAgainstMember(failure, timeout < attemptLimit))
+      if (!callerGaveUp && !refused && countsAgainstMember(failure, timeout < attemptLimit)) {
         state?.breaker.onFailure(ticket);
-      else state?.breaker.release(ticket);
+        if (state) state.lastFailure = describe(failure);
+      } else state?.breaker.release(ticket);
       if (callerGaveUp) throw options.signal!.reason;
       if (refused) throw failure;
       errors.push(`${memberId ?? 'queue-group'}: ${describe(failure)}`);
@@ -528,8 +534,21 @@ export class PoolClient {
       await pause(attempt);
     }
     throw new PoolUnavailableError(
-      `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${errors.join('; ') || 'deadline passed'}`,
+      `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${collapseRepeats(errors).join('; ') || 'deadline passed'}`,
     );
+  }
+
+  /**
+   * Why the known members are out of rotation: a circuit opened by failures would otherwise hide them (the server
+   * unreachable, its model missing) behind "circuit open" for as long as it stays open.
+   */
+  private outOfRotation(): string {
+    const named = [...this.members].slice(0, MEMBERS_NAMED).map(([id, m]) => {
+      if (m.leavingSince !== undefined) return `${id}: stopping`;
+      return `${id}: circuit ${m.breaker.state.replace('_', '-')}${m.lastFailure ? ` after ${m.lastFailure}` : ''}`;
+    });
+    const more = this.members.size - named.length;
+    return `${this.members.size} known; ${named.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
   }
 
   /**
@@ -680,6 +699,18 @@ function countsAgainstMember(err: unknown, timeoutWasDeadline: boolean): boolean
   if (err instanceof MemberFailure) return err.memberFault;
   if (err instanceof TimeoutError) return !timeoutWasDeadline;
   return true;
+}
+
+/** Attempts that failed alike in a row, said once with their count. */
+function collapseRepeats(errors: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < errors.length; ) {
+    let j = i + 1;
+    while (j < errors.length && errors[j] === errors[i]) j++;
+    out.push(j - i > 1 ? `${errors[i]} (${j - i} times)` : errors[i]!);
+    i = j;
+  }
+  return out;
 }
 
 function describe(err: unknown): string {

@@ -768,7 +768,10 @@ describe('open circuits', () => {
     }
     const before = calls;
     const err = await c.generate(messages(8), params, { deadline: deadline() }).catch((e) => e);
-    expect(String(err.message)).toMatch(/no member in rotation/);
+    // The error says why the member is out of rotation, not only that its circuit is open.
+    expect(String(err.message)).toMatch(
+      /after 3 attempt\(s\): no member in rotation \(1 known; broken: circuit open after Error: backend_error: HTTP 503 from the server\) \(3 times\)$/,
+    );
     expect(calls).toBe(before);
   });
 });
