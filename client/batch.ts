@@ -4,7 +4,9 @@
 
 import { createHash } from 'node:crypto';
 import {
+  accessSync,
   appendFileSync,
+  constants,
   existsSync,
   mkdirSync,
   readFileSync,
@@ -315,22 +317,45 @@ export interface BatchSummary {
   models: string[];
 }
 
-/** The batch's questions, read before anything starts; refuses a results file that is the questions file. */
+/**
+ * The batch's questions, read before anything starts; refuses a results file that is the questions file, or one
+ * that cannot be written (before any question runs, and named by its flag: not as a bare EROFS on a lock file).
+ */
 export function readBatchQuestions(input: string, output: string): ReturnType<typeof readBatchFile> {
   if (resolve(output) === resolve(input))
     throw new BatchError(`--out ${output} is the questions file; results go to a file of their own`);
-  return readBatchFile(input);
+  const questions = readBatchFile(input);
+  checkResultsPath(output);
+  return questions;
+}
+
+function checkResultsPath(output: string): void {
+  resultsFileSetup(output, () => {
+    if (output.endsWith('/') || statSync(output, { throwIfNoEntry: false })?.isDirectory())
+      throw new BatchError(`--out ${output} is a directory; name a file`);
+    mkdirSync(dirname(output), { recursive: true });
+    accessSync(existsSync(output) ? output : dirname(output), constants.W_OK);
+  });
+}
+
+/** Runs what sets up the results file and the files beside it, its failures named as --out's. */
+function resultsFileSetup<T>(output: string, setup: () => T): T {
+  try {
+    return setup();
+  } catch (err) {
+    if (err instanceof BatchError) throw err;
+    throw new BatchError(`--out: cannot write ${output}: ${(err as Error).message}`);
+  }
 }
 
 export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions): Promise<BatchSummary> {
   const { hash } = sharedBatchSpec(o.spec);
   const { items, errors } = readBatchQuestions(o.input, o.output);
-  mkdirSync(dirname(o.output), { recursive: true });
-  const unlock = lockResults(o.output);
+  const unlock = resultsFileSetup(o.output, () => lockResults(o.output));
   try {
     const results = openResults(o.output, hash, o.jobId);
     const { done } = results;
-    const jobId = batchJobId(o.output, o.jobId, results.job);
+    const jobId = resultsFileSetup(o.output, () => batchJobId(o.output, o.jobId, results.job));
     const summary: BatchSummary = {
       jobId,
       total: items.length,

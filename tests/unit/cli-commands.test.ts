@@ -168,6 +168,19 @@ describe('muse batch', () => {
     await expect(muse('batch', q, '--out', q)).rejects.toThrow(/--out .*q\.jsonl is the questions file/);
   });
 
+  it('a results path that cannot be written fails before connecting, named by --out', async () => {
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    // Under a file, where no directory can be made.
+    await expect(muse('batch', q, '--out', join(q, 'out.jsonl'))).rejects.toThrow(
+      new RegExp(`^--out: cannot write ${q}/out\\.jsonl: E(EXIST|NOTDIR)`),
+    );
+    await expect(muse('batch', q, '--out', `${join(dir, 'results')}/`)).rejects.toThrow(
+      /^--out .*results\/ is a directory; name a file$/,
+    );
+    await expect(muse('batch', q, '--out', dir)).rejects.toThrow(/^--out .* is a directory; name a file$/);
+  });
+
   it('export --out naming a directory is refused at once, by flag, and leaves nothing in it', async () => {
     const into = mkdtempSync(join(tmpdir(), 'muse-export-dir-'));
     await expect(muse('export', 't1', '--out', into)).rejects.toThrow(
