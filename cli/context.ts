@@ -1,6 +1,7 @@
 // What every command needs: the configuration, with the local stack's addresses when `muse up` started it and
 // nothing else names the servers.
-import { loadConfig, type MuseConfig } from '../common/config.js';
+import { statSync } from 'node:fs';
+import { ConfigError, loadConfig, type MuseConfig } from '../common/config.js';
 import { readStackFile } from '../infra/services.js';
 
 export function cliConfig(opts: { config?: string; dataDir?: string }): MuseConfig {
@@ -11,6 +12,11 @@ export function cliConfig(opts: { config?: string; dataDir?: string }): MuseConf
       overrides: opts.dataDir ? { dataDir: opts.dataDir } : undefined,
     });
   const cfg = load();
+  // Checked here, where it can be named: a file there failed later, as a bare ENOTDIR from whatever touched it first.
+  if (statSync(cfg.dataDir, { throwIfNoEntry: false })?.isDirectory() === false)
+    throw new ConfigError(
+      `the data directory ${cfg.dataDir} (--data-dir, MUSE_DATA_DIR or the config's dataDir) is not a directory`,
+    );
   const stack = readStackFile(cfg.dataDir);
   if (!stack) return cfg;
   // The running stack's addresses are defaults: a config file or MUSE_* variable naming other servers wins.

@@ -167,9 +167,10 @@ export function loadConfig(
   if (opts.defaults) deepMerge(raw, opts.defaults as Record<string, unknown>);
   if (file) {
     if (!existsSync(file)) throw new ConfigError(`config file ${file} does not exist`);
+    const text = readNamedFile('the config file', file).toString('utf8');
     let fromFile: unknown;
     try {
-      fromFile = JSON.parse(readFileSync(file, 'utf8'));
+      fromFile = JSON.parse(text);
     } catch (err) {
       throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
     }

@@ -7,12 +7,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { registerContentCommands } from '../../cli/content.js';
+import { buildProgram } from '../../cli/program.js';
 import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
-import { registerRunCommands } from '../../cli/run.js';
-import { registerServiceCommands } from '../../cli/services.js';
 import { failureMessage } from '../../client/trajectories.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { sdkLogLevel } from '../../workers/rollout-worker.js';
@@ -23,14 +21,13 @@ let dir: string;
 const serve = (line: string, ...rest: string[]) => muse('pool', 'serve', ...line.split(' '), ...rest);
 
 function muse(...args: string[]) {
-  const program = new Command('muse')
-    .option('--config <file>')
-    .option('--data-dir <dir>')
-    .exitOverride()
-    .configureOutput({ writeErr: () => {}, writeOut: () => {} });
-  registerServiceCommands(program);
-  registerRunCommands(program);
-  registerContentCommands(program);
+  const program = buildProgram();
+  // Errors throw instead of exiting, and help and usage go nowhere, in every command at every depth.
+  const quiet = (c: Command): void => {
+    c.exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    c.commands.forEach(quiet);
+  };
+  quiet(program);
   return program.parseAsync(['--data-dir', dir, ...args], { from: 'user' });
 }
 
@@ -199,6 +196,8 @@ describe('muse batch', () => {
     await expect(muse('status', '')).rejects.toThrow(/<id> must not be empty/);
     await expect(muse('export', ' ')).rejects.toThrow(/<id> must not be empty/);
     await expect(muse('content', 'delete', '')).rejects.toThrow(/<jobId> must not be empty/);
+    await expect(muse('--data-dir', '', 'status', 'x')).rejects.toThrow(/--data-dir must not be empty/);
+    await expect(muse('--config', '', 'status', 'x')).rejects.toThrow(/--config must not be empty/);
   });
 
   it('output piped into a reader that stops early (| head) ends quietly, not with an EPIPE stack trace', async () => {

@@ -58,3 +58,19 @@ describe('cliConfig', () => {
     expect(cliConfig({ dataDir, config: file }).temporal.address).toBe('temporal.env:7233');
   });
 });
+
+describe('paths given to every command', () => {
+  it('a config file or data directory of the wrong kind is named as such', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-cli-paths-'));
+    expect(() => cliConfig({ config: dir })).toThrow(
+      new RegExp(`^the config file: cannot read ${dir}: EISDIR`),
+    );
+    const file = join(dir, 'not-a-dir');
+    writeFileSync(file, 'x');
+    expect(() => cliConfig({ dataDir: file })).toThrow(
+      `the data directory ${file} (--data-dir, MUSE_DATA_DIR or the config's dataDir) is not a directory`,
+    );
+    process.env.MUSE_DATA_DIR = file;
+    expect(() => cliConfig({})).toThrow(/is not a directory/);
+  });
+});
