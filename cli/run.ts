@@ -1,4 +1,5 @@
 // Commands that run work: a single trajectory, its status, and the end-to-end demo.
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { Command } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
 import {
@@ -30,6 +31,33 @@ import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from '
 
 /** How long `muse status` waits for a worker to answer the progress query. */
 const STATUS_QUERY_MS = 5_000;
+
+/**
+ * What `muse status` and `muse cancel` print: a running workflow's progress (a trajectory's) and steps in retry (a
+ * question's rollouts included), or an ended one's result or why it has none (failed, terminated, cancelled).
+ */
+async function workflowStatus(client: Client, handle: WorkflowHandle): Promise<Record<string, unknown>> {
+  const desc = await handle.describe();
+  const base = { id: handle.workflowId, type: desc.type, status: desc.status.name, runId: desc.runId };
+  if (desc.status.name === 'RUNNING') {
+    const retrying = await stepsInRetry(client, desc);
+    // Only a trajectory answers the progress query; a question shows its rollouts' steps in retry.
+    const progress =
+      desc.type === 'trajectory' ? await queryProgressWithin(handle, STATUS_QUERY_MS) : undefined;
+    return {
+      ...base,
+      ...(progress && 'unanswered' in progress
+        ? { progress: null, unanswered: `${progress.unanswered} (task queue ${desc.taskQueue})` }
+        : { progress: progress?.progress }),
+      ...(retrying.length > 0 ? { retrying } : {}),
+    };
+  }
+  const ended = await handle.result().then(
+    (r) => ({ result: statusResult(desc.type, r) }),
+    (err: Error) => ({ error: failureMessage(err) }),
+  );
+  return { ...base, ...ended };
+}
 
 interface RunOptions {
   policy: string;
@@ -134,38 +162,50 @@ export function registerRunCommands(program: Command): void {
       "show a running trajectory's progress and any workflow's steps in retry (a question's rollouts included), or the result once it has ended",
     )
     .action(async (id: string) => {
-      const cfg = cliConfig(program.opts());
-      const client = await connectClient(cfg);
+      const client = await connectClient(cliConfig(program.opts()));
+      try {
+        console.log(JSON.stringify(await workflowStatus(client, client.workflow.getHandle(id)), null, 2));
+      } finally {
+        await client.connection.close();
+      }
+    });
+
+  program
+    .command('cancel')
+    .argument('<id>', 'workflow id of a trajectory or a ParallelMuse question', idArg('<id>'))
+    .option(
+      '--wait <seconds>',
+      'how long to wait for it to end before printing its status (0: do not wait)',
+      intArg('--wait'),
+      30,
+    )
+    .description(
+      'cancel a running trajectory or question: it ends with what it has (a question once its rollouts have), and its status is printed',
+    )
+    .action(async (id: string, o: { wait: number }) => {
+      const client = await connectClient(cliConfig(program.opts()));
       try {
         const handle = client.workflow.getHandle(id);
-        const desc = await handle.describe();
-        const base = { id, type: desc.type, status: desc.status.name, runId: desc.runId };
-        if (desc.status.name === 'RUNNING') {
-          const retrying = await stepsInRetry(client, desc);
-          // Only a trajectory answers the progress query; a question shows its rollouts' steps in retry.
-          const progress =
-            desc.type === 'trajectory' ? await queryProgressWithin(handle, STATUS_QUERY_MS) : undefined;
-          console.log(
-            JSON.stringify(
-              {
-                ...base,
-                ...(progress && 'unanswered' in progress
-                  ? { progress: null, unanswered: `${progress.unanswered} (task queue ${desc.taskQueue})` }
-                  : { progress: progress?.progress }),
-                ...(retrying.length > 0 ? { retrying } : {}),
-              },
-              null,
-              2,
+        const { type, status } = await handle.describe();
+        if (status.name !== 'RUNNING') {
+          process.stderr.write(`${type} ${id} has already ended (${status.name}); nothing to cancel\n`);
+        } else {
+          await handle.cancel();
+          process.stderr.write(`cancellation of ${type} ${id} requested\n`);
+          // A worker carries the cancellation out; with none running, the workflow waits for one.
+          const ended = await Promise.race([
+            handle.result().then(
+              () => true,
+              () => true,
             ),
-          );
-          return;
+            new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, o.wait) * 1000).unref()),
+          ]);
+          if (!ended && o.wait > 0)
+            process.stderr.write(
+              `${id} has not ended within ${o.wait} s: a worker ends it at its next step (is one running?)\n`,
+            );
         }
-        // Ended: its result, or why it has none (failed, terminated, cancelled, timed out).
-        const ended = await handle.result().then(
-          (r) => ({ result: statusResult(desc.type, r) }),
-          (err: Error) => ({ error: failureMessage(err) }),
-        );
-        console.log(JSON.stringify({ ...base, ...ended }, null, 2));
+        console.log(JSON.stringify(await workflowStatus(client, handle), null, 2));
       } finally {
         await client.connection.close();
       }

@@ -181,6 +181,33 @@ describe('durability under faults', () => {
     }
   });
 
+  it('muse cancel asks, says when no worker has carried it out yet, and once one has, prints the cancelled end', async () => {
+    const own = testConfig();
+    const handle = await startTrajectory(suite.client, own, { question: 'stop me', maxTurns: 4 });
+    const waiting = await runMuse(own, ['cancel', handle.workflowId, '--wait', '1']).done;
+    expect(waiting.code, waiting.stderr).toBe(0);
+    expect(waiting.stderr).toContain(`cancellation of trajectory ${handle.workflowId} requested`);
+    expect(waiting.stderr).toContain(`${handle.workflowId} has not ended within 1 s`);
+    expect(JSON.parse(waiting.stdout)).toMatchObject({ status: 'RUNNING' });
+    // A worker on its task queue now carries the cancellation out before any step runs.
+    const worker = await inProcessWorker(own);
+    try {
+      const ended = await runMuse(own, ['cancel', handle.workflowId]).done;
+      expect(ended.code, ended.stderr).toBe(0);
+      expect(ended.stderr).toMatch(/already ended \(COMPLETED\)|requested/);
+      expect(JSON.parse(ended.stdout)).toMatchObject({
+        status: 'COMPLETED',
+        result: { termination: 'cancelled', steps: 0 },
+      });
+      const again = await runMuse(own, ['cancel', handle.workflowId]).done;
+      expect(again.stderr).toContain(
+        `trajectory ${handle.workflowId} has already ended (COMPLETED); nothing to cancel`,
+      );
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('with no member at all the step waits (Temporal retries it) and proceeds when a member joins', async () => {
     const worker = await inProcessWorker(cfg);
     try {
