@@ -1,8 +1,9 @@
 // Content commands: export a finished trajectory, delete a job's stored content, simulator questions.
-import { createWriteStream, openSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
+import { refuseDirectory } from '../common/config.js';
 import { closeNats, connectNats } from '../common/nats.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
@@ -89,8 +90,7 @@ export function registerContentCommands(program: Command): void {
 
 function openOut(path: string, named: string): number {
   // Checked first: a directory would fail only at the rename, after the whole export.
-  if (statSync(named, { throwIfNoEntry: false })?.isDirectory())
-    throw new Error(`--out: ${named} is a directory; name a file`);
+  refuseDirectory('--out', named);
   try {
     return openSync(path, 'w');
   } catch (err) {

@@ -1,6 +1,6 @@
 // Commands that run work: a single trajectory, its status, and the end-to-end demo.
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
 import {
   failureMessage,
@@ -175,8 +175,12 @@ export function registerRunCommands(program: Command): void {
     .argument('<id>', 'workflow id of a trajectory or a ParallelMuse question', idArg('<id>'))
     .option(
       '--wait <seconds>',
-      'how long to wait for it to end before printing its status (0: do not wait)',
-      intArg('--wait'),
+      'how long to wait for it to end before printing its status (0: do not wait; at most 3600)',
+      (v: string) => {
+        const n = intArg('--wait')(v);
+        if (n < 0 || n > 3600) throw new InvalidArgumentError(`--wait must be 0 to 3600 seconds, got '${v}'`);
+        return n;
+      },
       30,
     )
     .description(
@@ -187,20 +191,30 @@ export function registerRunCommands(program: Command): void {
       try {
         const handle = client.workflow.getHandle(id);
         const { type, status } = await handle.describe();
-        if (status.name !== 'RUNNING') {
-          process.stderr.write(`${type} ${id} has already ended (${status.name}); nothing to cancel\n`);
+        const ended = async () => (await handle.describe()).status.name !== 'RUNNING';
+        // Ended before the request reached it, or between describe and cancel: nothing was cancelled.
+        const requested =
+          status.name === 'RUNNING' &&
+          (await handle.cancel().then(
+            () => true,
+            async (err: unknown) => {
+              if (await ended()) return false;
+              throw err;
+            },
+          ));
+        if (!requested) {
+          process.stderr.write(`${type} ${id} has already ended; nothing to cancel\n`);
         } else {
-          await handle.cancel();
           process.stderr.write(`cancellation of ${type} ${id} requested\n`);
-          // A worker carries the cancellation out; with none running, the workflow waits for one.
-          const ended = await Promise.race([
-            handle.result().then(
-              () => true,
-              () => true,
-            ),
-            new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, o.wait) * 1000).unref()),
-          ]);
-          if (!ended && o.wait > 0)
+          // A worker carries the cancellation out; with none running, the workflow waits for one. The wait's long
+          // poll is aborted when it is over, so it does not hold the process open.
+          const waiting = new AbortController();
+          const timer = setTimeout(() => waiting.abort(), o.wait * 1000);
+          await client
+            .withAbortSignal(waiting.signal, () => handle.result())
+            .catch(() => undefined)
+            .finally(() => clearTimeout(timer));
+          if (o.wait > 0 && !(await ended()))
             process.stderr.write(
               `${id} has not ended within ${o.wait} s: a worker ends it at its next step (is one running?)\n`,
             );

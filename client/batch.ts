@@ -20,7 +20,7 @@ import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } from '../agent/job.js';
 import { noteModel } from '../agent/trajectory.js';
-import { type MuseConfig, readNamedFile } from '../common/config.js';
+import { type MuseConfig, readNamedFile, refuseDirectory } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
 import { tryLock } from '../infra/file-lock.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -330,11 +330,11 @@ export function readBatchQuestions(input: string, output: string): ReturnType<ty
 }
 
 function checkResultsPath(output: string): void {
+  refuseDirectory('--out', output);
+  // The directory, where the lock and the job id are written; a finished results file may be read-only.
   resultsFileSetup(output, () => {
-    if (output.endsWith('/') || statSync(output, { throwIfNoEntry: false })?.isDirectory())
-      throw new BatchError(`--out ${output} is a directory; name a file`);
     mkdirSync(dirname(output), { recursive: true });
-    accessSync(existsSync(output) ? output : dirname(output), constants.W_OK);
+    accessSync(dirname(output), constants.W_OK);
   });
 }
 

@@ -98,12 +98,21 @@ export async function queryProgressWithin(
   try {
     return { progress: await handle.client.withDeadline(deadline, () => handle.query(progressQuery)) };
   } catch (err) {
-    return Date.now() >= deadline
+    return Date.now() >= deadline || deadlineExceeded(err)
       ? {
           unanswered: `no worker answered within ${timeoutMs / 1000} s: is a rollout worker running on its task queue?`,
         }
       : { unanswered: `no progress to show (${causeChainMessage(err)})` };
   }
+}
+
+/** gRPC's DEADLINE_EXCEEDED (status 4) anywhere in the failure's causes: the server may answer it a moment early. */
+function deadlineExceeded(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
+    if (e.code === 4) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
 }
 
 /** A step of a running workflow that has failed at least once: its next attempt is running or waiting to. */

@@ -2,7 +2,7 @@
 // addresses `muse up` recorded) < optional JSON file (--config, else MUSE_CONFIG) < environment variables < the
 // caller's overrides (the CLI's --data-dir).
 // Validated with zod so a wrong value is reported with its path before anything starts.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { formatZodError } from './errors.js';
 
@@ -152,6 +152,17 @@ export function readNamedFile(what: string, path: string): Buffer {
   } catch (err) {
     throw new ConfigError(`${what}: cannot read ${path}: ${(err as Error).message}`);
   }
+}
+
+/** Refuses a path a user gave for a file to write when it names a directory, naming the flag that gave it. */
+export function refuseDirectory(flag: string, path: string): void {
+  let isDirectory = path.endsWith('/');
+  try {
+    isDirectory ||= statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+  } catch {
+    // Not reachable as a directory (a file on its way, say): whatever writes it says why.
+  }
+  if (isDirectory) throw new ConfigError(`${flag}: ${path} is a directory; name a file`);
 }
 
 /**

@@ -148,9 +148,15 @@ const TokenizeBody = z
 
 const DetokenizeBody = z.object({ tokens: z.array(z.number().int().min(0)) });
 
-function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+/** The body as `schema` reads it, else a 400 naming the first problem, or a bare 500 where the server would crash. */
+function parseBody<T>(
+  schema: z.ZodType<T>,
+  body: unknown,
+  crashesOn: (issue: z.core.$ZodIssue) => boolean = () => false,
+): T {
   const r = schema.safeParse(body);
   if (!r.success) {
+    if (r.error.issues.some(crashesOn)) throw new HttpError(500, 'Internal Server Error', true);
     const issue = r.error.issues[0];
     const where = issue && issue.path.length > 0 ? ` at "${issue.path.join('.')}"` : '';
     throw new HttpError(
@@ -396,12 +402,11 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
   }
 
   async function sglangGenerate(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const raw = await readJson(req);
-    const unknownSampling = GenerateBody.safeParse(raw).error?.issues.find(
+    const body = parseBody(
+      GenerateBody,
+      await readJson(req),
       (i) => i.code === 'unrecognized_keys' && i.path.join('.') === 'sampling_params',
     );
-    if (unknownSampling) throw new HttpError(500, 'Internal Server Error', true);
-    const body = parseBody(GenerateBody, raw);
     let prompt: string;
     if (body.input_ids !== undefined) {
       try {

@@ -130,7 +130,11 @@ export class SGLangBackend implements InferenceBackend {
     ).catch((err: unknown) => {
       // SGLang answers a sampling parameter it does not know with a bare 500: without a word on what it might be, a
       // server older than `sampling_seed` (or a misspelt extra parameter) reads as an outage of every member.
-      if (err instanceof BackendHttpError && err.status === 500)
+      if (
+        err instanceof BackendHttpError &&
+        err.status === 500 &&
+        err.bodyExcerpt.trim() === 'Internal Server Error'
+      )
         err.message += `; SGLang answers so to a sampling parameter it does not know (sent: ${Object.keys(sampling).join(', ')})${
           seedParam && p.seed !== undefined
             ? `: if every request fails, a server without '${seedParam}' needs the member started with --seed-param none`

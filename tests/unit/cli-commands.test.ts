@@ -173,9 +173,9 @@ describe('muse batch', () => {
       new RegExp(`^--out: cannot write ${q}/out\\.jsonl: E(EXIST|NOTDIR)`),
     );
     await expect(muse('batch', q, '--out', `${join(dir, 'results')}/`)).rejects.toThrow(
-      /^--out .*results\/ is a directory; name a file$/,
+      /^--out: .*results\/ is a directory; name a file$/,
     );
-    await expect(muse('batch', q, '--out', dir)).rejects.toThrow(/^--out .* is a directory; name a file$/);
+    await expect(muse('batch', q, '--out', dir)).rejects.toThrow(/^--out: .* is a directory; name a file$/);
   });
 
   it('export --out naming a directory is refused at once, by flag, and leaves nothing in it', async () => {
