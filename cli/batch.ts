@@ -123,6 +123,8 @@ export async function runQuestionCommand(
   const cfg = cliConfig(program.opts());
   // Before connecting: a bad option is reported as such, not as an unreachable server.
   const spec = withSpecFlags(() => parseParallelMuseSpec(parallelMuseSpec(question, o.answer, o)));
+  if (spec.judge === 'llm' && spec.trajectory.answer === undefined)
+    throw new Error('--judge llm needs --answer: the judge compares the prediction with the ground truth');
   const id = o.id ?? parallelMuseRunId(spec);
   const client = await connectClient(cfg);
   try {

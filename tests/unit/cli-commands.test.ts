@@ -79,6 +79,15 @@ describe('options are checked before connecting', () => {
     await expect(muse('run', '--n', '8', 'q')).rejects.toThrow('--n only applies with --mode parallel-muse');
   });
 
+  it('muse run --judge llm without --answer is refused: there is nothing to judge against', async () => {
+    await expect(muse('run', '--mode', 'parallel-muse', '--judge', 'llm', 'q')).rejects.toThrow(
+      /^--judge llm needs --answer/,
+    );
+    await expect(
+      muse('run', '--mode', 'parallel-muse', '--judge', 'llm', '--answer', 'Paris', 'q'),
+    ).rejects.toThrow(/cannot reach the Temporal server/);
+  });
+
   it('muse run --aggregator-pool must be a pool name, as --pool must', async () => {
     await expect(muse('run', '--mode', 'parallel-muse', '--aggregator-pool', 'a b.c', 'q')).rejects.toThrow(
       /--aggregator-pool: pool must be letters, digits, _ or -/,
