@@ -379,8 +379,9 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
             top_logprobs: gen.tokens.map((t) => {
               const alts = topTokenStrings(t);
               const o: Record<string, number> = {};
+              // As vLLM builds it: in rank order, so of two alternatives that decode alike the lower one is kept.
               t.topLogprobs.slice(0, k).forEach((lp, i) => {
-                if (!(alts[i]! in o)) o[alts[i]!] = lp;
+                o[alts[i]!] = lp;
               });
               return o;
             }),

@@ -467,7 +467,8 @@ export class OpenAIBackend implements InferenceBackend {
     const tokens: TokenLogprob[] = lp.tokens.map((_, i) => ({
       token: aligned.tokens[i]!,
       logprob: lp.token_logprobs![i] ?? UNLIKELY_LOGPROB,
-      // Keyed by token string, so two ids that decode alike collapse into one entry; the loss is one tail term.
+      // Keyed by token string, so two ids that decode alike (byte-fallback pieces of one character) collapse into one
+      // entry, and vLLM keeps the lower-ranked one. Chat mode's lists keep every alternative: it is the exact mode.
       topLogprobs: topK(Object.values(lp.top_logprobs?.[i] ?? {}), k),
     }));
     return {

@@ -224,6 +224,43 @@ describe('sim HTTP server', () => {
   });
 });
 
+describe('sim HTTP server completions logprobs', () => {
+  it('keys alternatives by their text as vLLM does: of two that decode alike, the lower-ranked one is kept', async () => {
+    const backend = {
+      kind: 'fixed',
+      async generate() {
+        const token = {
+          token: 'a',
+          logprob: -0.5,
+          topLogprobs: [-0.5, -1, -3],
+          topTokens: ['a', '\ufffd', '\ufffd'],
+        };
+        return {
+          text: 'a',
+          tokens: [token],
+          usage: { promptTokens: 1, cachedPromptTokens: 0, completionTokens: 1 },
+          finishReason: 'stop' as const,
+          model: 'fixed',
+        };
+      },
+    };
+    const fixed = await startSimHttpServer({ port: 0, backend });
+    try {
+      const res = await fetch(`${fixed.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'x', max_tokens: 1, logprobs: 3 }),
+      });
+      const json = (await res.json()) as {
+        choices: { logprobs: { top_logprobs: Record<string, number>[] } }[];
+      };
+      expect(json.choices[0]!.logprobs.top_logprobs[0]).toEqual({ a: -0.5, '\ufffd': -3 });
+    } finally {
+      await fixed.close();
+    }
+  });
+});
+
 describe('sim HTTP server with a short context', () => {
   it('refuses prompt + max_tokens past max_model_len with a 400 naming both, as vLLM does', async () => {
     const short = await startSimHttpServer({ port: 0, backend: new SimBackend({ maxModelLen: 300 }) });
