@@ -35,14 +35,17 @@ function scoreOf(s: RegionScores, key: ScoreKey): number | null {
   return v === null || Number.isNaN(v) ? null : v;
 }
 
-/** Highest score first; equal scores keep input order (earlier first), like Python's stable sort in the reference. */
+/**
+ * Highest score first; equal scores keep input order (earlier first), like Python's stable sort in the reference.
+ * Steps without a score for the key (no tool call, no reasoning, an answer turn) come last, in order: the reference
+ * scores such a turn -1, so it is branched from only when fewer than K scored steps are left.
+ */
 function ranked<K>(cands: readonly Candidate<K>[], key: ScoreKey): K[] {
   const scored: { key: K; score: number; order: number }[] = [];
   cands.forEach((c, order) => {
-    const score = scoreOf(c.scores, key);
-    if (score !== null) scored.push({ key: c.key, score, order });
+    scored.push({ key: c.key, score: scoreOf(c.scores, key) ?? Number.NEGATIVE_INFINITY, order });
   });
-  scored.sort((a, b) => b.score - a.score || a.order - b.order);
+  scored.sort((a, b) => (b.score === a.score ? a.order - b.order : b.score - a.score));
   return scored.map((s) => s.key);
 }
 
@@ -77,15 +80,14 @@ function checkK(k: number): void {
 /**
  * Steps (turn indices) to branch from, most uncertain first, at most k of them.
  *
- * - Steps whose score for the mode is null are skipped for that score (in the default tool_call_ppl mode an
- *   answer turn has no score). A trajectory with fewer scored steps than k gives fewer; the budget's scratch
- *   fill makes up the difference (see scratchToFill).
+ * - Steps whose score for the mode is null rank after every scored one (in the default tool_call_ppl mode an
+ *   answer turn has no score). A trajectory with fewer steps than k gives fewer; the budget's scratch fill makes up
+ *   the difference (see scratchToFill).
  * - Ties go to the earlier step, as the reference's stable sort does.
  * - Branching at step s keeps turns 0..s-1 and regenerates turn s, so step 0 (a fresh start) is allowed, as in
  *   the reference.
- * - The reference scores only turns that contain a tool call, so an answer turn is never chosen on merit there.
- *   Here answer turns carry think_ppl and all_ppl; to keep them out in those modes, pass maxStep = the index
- *   before the answer turn (trajectories that ended with max_turns/max_context have no answer turn).
+ * - The reference scores only turns that contain a tool call, so an answer turn is never chosen on merit there, and
+ *   is chosen last. Here answer turns carry think_ppl and all_ppl; branchCandidates takes their scores away.
  * - 'none' selects nothing.
  */
 export function selectBranchSteps(
@@ -164,12 +166,22 @@ export function appendBranchable<T>(
   return list;
 }
 
+const UNSCORED: RegionScores = { think_ppl: null, tool_call_ppl: null, all_ppl: null };
+
 /**
- * Highest step of a finished trajectory to branch from, given how many steps' facts were kept: never the answer
- * turn (see selectBranchSteps), and never past the kept facts, which may stop before the last step.
+ * A finished trajectory's steps as branch candidates: the steps whose facts were kept (a long trajectory keeps its
+ * first ones), an answer turn among them without its scores. The reference scores only turns with a tool call, so
+ * its answer turn ranks last in every mode: re-answering from the same evidence is its cheapest branch, taken only
+ * where fewer than K scored steps are left.
  */
-export function lastBranchStep(kept: number, steps: number, endsWithAnswer: boolean): number {
-  return Math.min(kept - 1, endsWithAnswer ? steps - 2 : steps - 1);
+export function branchCandidates(
+  kept: readonly RegionScores[],
+  steps: number,
+  endsWithAnswer: boolean,
+): RegionScores[] {
+  const candidates = kept.slice(0, steps);
+  if (endsWithAnswer && steps - 1 < candidates.length) candidates[steps - 1] = UNSCORED;
+  return candidates;
 }
 
 /** Turns a branch at `step` may still take: the parent's turns before the branch point count against it. */

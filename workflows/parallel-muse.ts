@@ -26,7 +26,7 @@ import {
 import {
   type BranchPoint,
   BudgetError,
-  lastBranchStep,
+  branchCandidates,
   planBudget,
   type RolloutOrigin,
   type RoundCandidate,
@@ -274,9 +274,11 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
             candidates.push({
               rolloutId: id,
               minStep: f.branchSteps[i]! + (pastBranchPoint ? 1 : 0),
-              steps: out.branchable.map((s) => s.regions),
-              // An answer turn is never a branch point (as in the reference, which scores tool-call turns only).
-              maxStep: lastBranchStep(out.branchable.length, out.steps, out.termination === 'answer'),
+              steps: branchCandidates(
+                out.branchable.map((s) => s.regions),
+                out.steps,
+                out.termination === 'answer',
+              ),
             });
           });
           const points: BranchPoint[] = selectRoundBranchPoints(candidates, spec.branchMode, spec.k);

@@ -196,15 +196,16 @@ describe('ParallelMuse', () => {
       // N = M + M·K·R·T = 1 + 1·2·2·3 = 13: no scratch unless branch points were missing.
       expect(result.plan.initial).toBe(1);
       // Each round's branch points, worked out here from the parents' own step scores: the top K = 2
-      // (rollout, step) pairs by tool_call_ppl at or after each parent's branch step, never an answer turn.
+      // (rollout, step) pairs by tool_call_ppl at or after each parent's branch step; a step without a score, and an
+      // answer turn whatever its scores, ranks last (the reference scores them -1).
       const topPoints = async (parents: { id: string; from: number }[]) => {
         const cands: { id: string; step: number; score: number }[] = [];
         for (const p of parents) {
           const out = await childResult('pm-r2', p.id);
-          const last = out.termination === 'answer' ? out.steps - 2 : out.steps - 1;
           out.branchable!.forEach((s, step) => {
-            const score = s.regions.tool_call_ppl;
-            if (step >= p.from && step <= last && score !== null) cands.push({ id: p.id, step, score });
+            const answerTurn = out.termination === 'answer' && step === out.steps - 1;
+            const score = answerTurn ? null : s.regions.tool_call_ppl;
+            if (step >= p.from && step < out.steps) cands.push({ id: p.id, step, score: score ?? -1 });
           });
         }
         // Stable: equal scores keep the earlier rollout, then the earlier step.

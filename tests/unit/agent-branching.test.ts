@@ -3,8 +3,8 @@ import {
   appendBranchable,
   BRANCHABLE_STEP_LIMIT,
   BudgetError,
+  branchCandidates,
   branchTurnBudget,
-  lastBranchStep,
   planBudget,
   rolloutType,
   scratchToFill,
@@ -23,9 +23,9 @@ const s = (think: number | null, tool: number | null, all: number | null): Regio
 const STEPS = [s(1.5, 1.2, 1.3), s(1.1, 2.0, 1.6), s(2.5, 1.4, 1.9), s(1.2, 1.8, 1.2), s(3.0, null, 2.2)];
 
 describe('selectBranchSteps', () => {
-  it('tool_call_ppl: highest first, null (answer turn) skipped', () => {
+  it('tool_call_ppl: highest first, a step without the score (answer turn) last', () => {
     expect(selectBranchSteps(STEPS, 'tool_call_ppl', 2)).toEqual([1, 3]);
-    expect(selectBranchSteps(STEPS, 'tool_call_ppl', 10)).toEqual([1, 3, 2, 0]);
+    expect(selectBranchSteps(STEPS, 'tool_call_ppl', 10)).toEqual([1, 3, 2, 0, 4]);
   });
 
   it('think_ppl and all_ppl', () => {
@@ -47,7 +47,8 @@ describe('selectBranchSteps', () => {
   it('gives fewer steps than K for a short trajectory', () => {
     expect(selectBranchSteps([s(1.3, 1.4, 1.2)], 'tool_call_ppl', 2)).toEqual([0]);
     expect(selectBranchSteps([], 'mixed_ppl', 2)).toEqual([]);
-    expect(selectBranchSteps([s(null, null, null)], 'all_ppl', 2)).toEqual([]);
+    // Unscored steps are still steps: ranked last, in order, as the reference's -1 scores are.
+    expect(selectBranchSteps([s(null, null, null), s(null, null, null)], 'all_ppl', 1)).toEqual([0]);
   });
 
   it('mixed_ppl: ceil(K/2) by tool call, floor(K/2) by think', () => {
@@ -67,9 +68,9 @@ describe('selectBranchSteps', () => {
     // only step 0 has a tool-call score: the rest comes from think
     const steps = [s(1, 2, 1), s(3, null, 1), s(2, null, 1)];
     expect(selectBranchSteps(steps, 'mixed_ppl', 3)).toEqual([0, 1, 2]);
-    // no think scores: tool call fills all
+    // no think scores: think's quota goes to the first step not taken, as the reference's stable sort of -1s does
     const noThink = [s(null, 1, 1), s(null, 3, 1), s(null, 2, 1)];
-    expect(selectBranchSteps(noThink, 'mixed_ppl', 2)).toEqual([1, 2]);
+    expect(selectBranchSteps(noThink, 'mixed_ppl', 2)).toEqual([1, 0]);
   });
 
   it("'none' and K=0 select nothing; bad K throws", () => {
@@ -201,16 +202,19 @@ describe('branchable steps of a long trajectory', () => {
     expect(list).toEqual([0, 1, 2, 3, 4]);
   });
 
-  it('lastBranchStep clamps to the kept steps and leaves an answer turn out', () => {
-    // Short trajectory ending with an answer at step 4: the answer turn is no branch point.
-    expect(lastBranchStep(5, 5, true)).toBe(3);
-    expect(lastBranchStep(5, 5, false)).toBe(4);
-    // 600 steps, facts of the first 512 kept: the last kept step is not the answer turn and may be chosen.
-    expect(lastBranchStep(512, 600, true)).toBe(511);
-    expect(lastBranchStep(512, 600, false)).toBe(511);
+  it('branchCandidates: the answer turn ranks last in every mode, past steps kept only as far as they were', () => {
+    // Step 4 is the answer turn: high think and all scores, chosen only once every scored step is taken.
+    const candidates = branchCandidates(STEPS, 5, true);
+    expect(selectBranchSteps(candidates, 'think_ppl', 2)).toEqual([2, 0]);
+    expect(selectBranchSteps(candidates, 'all_ppl', 5)).toEqual([2, 1, 0, 3, 4]);
+    // One search, then the answer, K = 2: the answer turn is the second branch point (the reference's -1 score).
+    const short = branchCandidates([s(1.2, 1.5, 1.3), s(2, null, 2)], 2, true);
+    expect(selectBranchSteps(short, 'tool_call_ppl', 2)).toEqual([0, 1]);
+    // Without an answer (max_turns) the last step keeps its scores.
+    expect(selectBranchSteps(branchCandidates(STEPS, 5, false), 'think_ppl', 1)).toEqual([4]);
+    // 600 steps, facts of the first 512 kept: the answer turn is not among them, and step 511 keeps its score.
     const steps = Array.from({ length: 512 }, (_, i) => s(1, i === 511 ? 9 : 1 + i / 1000, 1));
-    expect(selectBranchSteps(steps, 'tool_call_ppl', 1, { maxStep: lastBranchStep(512, 600, true) })).toEqual(
-      [511],
-    );
+    expect(selectBranchSteps(branchCandidates(steps, 600, true), 'tool_call_ppl', 1)).toEqual([511]);
+    expect(STEPS[4]!.think_ppl).toBe(3.0); // the caller's scores are left as they were
   });
 });
