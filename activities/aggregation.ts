@@ -131,28 +131,21 @@ export function createAggregationActivities(deps: {
         },
       );
       const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
-      if (!outputComplete(g.text, g.finishReason, 'report'))
+      const served = { usage: g.usage, model: servedBy(g), trajectoryChars };
+      // Cut off, or nothing but reasoning or an empty <report>: no report for the integration to read.
+      const report = outputComplete(g.text, g.finishReason, 'report') ? parseReport(g.text) : undefined;
+      if (report === undefined || report === null)
         return {
           reportRef: null,
-          reason: cutOffReason(`the report of ${input.rolloutId}`, input.sampling),
-          usage: g.usage,
-          model: servedBy(g),
+          reason:
+            report === undefined
+              ? cutOffReason(`the report of ${input.rolloutId}`, input.sampling)
+              : `the report call for ${input.rolloutId} wrote no report`,
           reportChars: 0,
-          trajectoryChars,
-        };
-      // Nothing but reasoning, or an empty <report>: no report for the integration to read.
-      const report = parseReport(g.text);
-      if (report === null)
-        return {
-          reportRef: null,
-          reason: `the report call for ${input.rolloutId} wrote no report`,
-          usage: g.usage,
-          model: servedBy(g),
-          reportChars: 0,
-          trajectoryChars,
+          ...served,
         };
       const reportRef = await content.putText(namespaceFor(input.jobId), report);
-      return { reportRef, usage: g.usage, model: servedBy(g), reportChars: report.length, trajectoryChars };
+      return { reportRef, reportChars: report.length, ...served };
     },
 
     /**

@@ -191,14 +191,13 @@ export function registerRunCommands(program: Command): void {
       try {
         const handle = client.workflow.getHandle(id);
         const { type, status } = await handle.describe();
-        const ended = async () => (await handle.describe()).status.name !== 'RUNNING';
         // Ended before the request reached it, or between describe and cancel: nothing was cancelled.
         const requested =
           status.name === 'RUNNING' &&
           (await handle.cancel().then(
             () => true,
             async (err: unknown) => {
-              if (await ended()) return false;
+              if ((await handle.describe()).status.name !== 'RUNNING') return false;
               throw err;
             },
           ));
@@ -214,12 +213,13 @@ export function registerRunCommands(program: Command): void {
             .withAbortSignal(waiting.signal, () => handle.result())
             .catch(() => undefined)
             .finally(() => clearTimeout(timer));
-          if (o.wait > 0 && !(await ended()))
-            process.stderr.write(
-              `${id} has not ended within ${o.wait} s: a worker ends it at its next step (is one running?)\n`,
-            );
         }
-        console.log(JSON.stringify(await workflowStatus(client, handle), null, 2));
+        const shown = await workflowStatus(client, handle);
+        if (requested && o.wait > 0 && shown.status === 'RUNNING')
+          process.stderr.write(
+            `${id} has not ended within ${o.wait} s: a worker ends it at its next step (is one running?)\n`,
+          );
+        console.log(JSON.stringify(shown, null, 2));
       } finally {
         await client.connection.close();
       }

@@ -512,13 +512,14 @@ export class PoolClient {
         failure instanceof BadRequestError ||
         failure instanceof BackendRejectedError ||
         failure instanceof ContextLengthError;
+      const reason = describe(failure);
       if (!callerGaveUp && !refused && countsAgainstMember(failure, timeout < attemptLimit)) {
         state?.breaker.onFailure(ticket);
-        if (state) state.lastFailure = describe(failure);
+        if (state) state.lastFailure = reason;
       } else state?.breaker.release(ticket);
       if (callerGaveUp) throw options.signal!.reason;
       if (refused) throw failure;
-      errors.push(`${memberId ?? 'queue-group'}: ${describe(failure)}`);
+      errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
       // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
       // member does not hold the prompt.
       const backpressure = failure instanceof MemberFailure && !failure.memberFault;
