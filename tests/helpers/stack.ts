@@ -132,6 +132,13 @@ export function runMuse(cfg: MuseConfig, args: string[]) {
   return { child, done };
 }
 
+/** `muse <args>` as runMuse runs it, its child killed with the suite's if the test ends first (a hang, a failure). */
+export function runMuseInSuite(suite: Suite, cfg: MuseConfig, args: string[]) {
+  const run = runMuse(cfg, args);
+  suite.children.push(run.child);
+  return run;
+}
+
 export function killHard(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();

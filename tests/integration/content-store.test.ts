@@ -16,9 +16,12 @@ beforeAll(async () => {
 afterAll(async () => {
   // Deleted whether or not a test got to it: these namespaces' buckets have no TTL.
   const cleaner = store();
-  await Promise.all(namespaces.map((ns) => cleaner.deleteNamespace(ns)));
-  for (const s of stores) s.close();
-  await nc.drain();
+  try {
+    await Promise.all(namespaces.map((ns) => cleaner.deleteNamespace(ns)));
+  } finally {
+    for (const s of stores) s.close();
+    await nc.drain();
+  }
 });
 
 function store(conn: NatsConnection = nc): BlobStore {

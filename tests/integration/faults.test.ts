@@ -13,6 +13,7 @@ import {
   killHard,
   recordingBackend,
   runMuse,
+  runMuseInSuite,
   spawnMuse,
   testConfig,
   useSuite,
@@ -169,7 +170,7 @@ describe('durability under faults', () => {
     const own = testConfig();
     const handle = await startTrajectory(suite.client, own, { question: 'who answers?', maxTurns: 4 });
     try {
-      const status = await runMuse(own, ['status', handle.workflowId]).done;
+      const status = await runMuseInSuite(suite, own, ['status', handle.workflowId]).done;
       expect(status.code, status.stderr).toBe(0);
       const shown = JSON.parse(status.stdout);
       expect(shown).toMatchObject({ status: 'RUNNING', progress: null });
@@ -184,16 +185,17 @@ describe('durability under faults', () => {
   it('muse cancel asks, says when no worker has carried it out yet, and once one has, prints the cancelled end', async () => {
     const own = testConfig();
     const handle = await startTrajectory(suite.client, own, { question: 'stop me', maxTurns: 4 });
-    const waiting = await runMuse(own, ['cancel', handle.workflowId, '--wait', '1']).done;
-    expect(waiting.code, waiting.stderr).toBe(0);
-    expect(waiting.stderr).toContain(`cancellation of trajectory ${handle.workflowId} requested`);
-    expect(waiting.stderr).toContain(`${handle.workflowId} has not ended within 1 s`);
-    expect(JSON.parse(waiting.stdout)).toMatchObject({ status: 'RUNNING' });
-    // A worker on its task queue now carries the cancellation out before any step runs.
-    const worker = await inProcessWorker(own);
+    let worker: Awaited<ReturnType<typeof inProcessWorker>> | undefined;
     try {
+      const waiting = await runMuseInSuite(suite, own, ['cancel', handle.workflowId, '--wait', '1']).done;
+      expect(waiting.code, waiting.stderr).toBe(0);
+      expect(waiting.stderr).toContain(`cancellation of trajectory ${handle.workflowId} requested`);
+      expect(waiting.stderr).toContain(`${handle.workflowId} has not ended within 1 s`);
+      expect(JSON.parse(waiting.stdout)).toMatchObject({ status: 'RUNNING' });
+      // A worker on its task queue now carries the cancellation out before any step runs.
+      worker = await inProcessWorker(own);
       expect((await handle.result()).termination).toBe('cancelled');
-      const ended = await runMuse(own, ['cancel', handle.workflowId]).done;
+      const ended = await runMuseInSuite(suite, own, ['cancel', handle.workflowId]).done;
       expect(ended.code, ended.stderr).toBe(0);
       expect(ended.stderr).toBe(`trajectory ${handle.workflowId} has already ended; nothing to cancel\n`);
       expect(JSON.parse(ended.stdout)).toMatchObject({
@@ -201,7 +203,9 @@ describe('durability under faults', () => {
         result: { termination: 'cancelled', steps: 0 },
       });
     } finally {
-      await worker.stop();
+      await worker?.stop();
+      // Ended whatever a check found first: a trajectory left running on a queue nobody polls would stay.
+      await handle.terminate('test done').catch(() => {});
     }
   });
 

@@ -22,7 +22,7 @@ import {
   inProcessMember,
   inProcessWorker,
   killHard,
-  runMuse as runMuseProcess,
+  runMuseInSuite,
   scriptedMember,
   spawnMuse,
   useSuite,
@@ -83,12 +83,7 @@ function refusingBackend(
 const notServed = () =>
   Promise.reject(Object.assign(new Error('model not served (test)'), { retryable: false }));
 
-/** `muse <args>` run to its end; the child is stopped with the suite if the test ends first. */
-function startMuse(args: string[]) {
-  const run = runMuseProcess(cfg, args);
-  suite.children.push(run.child);
-  return run;
-}
+const startMuse = (args: string[]) => runMuseInSuite(suite, cfg, args);
 const runMuse = (args: string[]) => startMuse(args).done;
 
 beforeAll(async () => {
@@ -197,7 +192,8 @@ describe('ParallelMuse', () => {
       expect(result.plan.initial).toBe(1);
       // Each round's branch points, worked out here from the parents' own step scores: the top K = 2
       // (rollout, step) pairs by tool_call_ppl at or after each parent's branch step; a step without a score, and an
-      // answer turn whatever its scores, ranks last (the reference scores them -1).
+      // answer turn whatever its scores, would rank last (the reference scores them -1), which these long
+      // trajectories seldom reach: agent-branching.test.ts covers that rule.
       const topPoints = async (parents: { id: string; from: number }[]) => {
         const cands: { id: string; step: number; score: number }[] = [];
         for (const p of parents) {
@@ -205,7 +201,7 @@ describe('ParallelMuse', () => {
           out.branchable!.forEach((s, step) => {
             const answerTurn = out.termination === 'answer' && step === out.steps - 1;
             const score = answerTurn ? null : s.regions.tool_call_ppl;
-            if (step >= p.from && step < out.steps) cands.push({ id: p.id, step, score: score ?? -1 });
+            if (step >= p.from) cands.push({ id: p.id, step, score: score ?? -1 });
           });
         }
         // Stable: equal scores keep the earlier rollout, then the earlier step.

@@ -549,14 +549,24 @@ describe('trajectory workflow', () => {
     afterAll(async () => {
       await small?.stop();
     });
-    const run = async (question: string, maxTokensPerTurn: number, pool = 'small-window') => {
+    /** A trajectory on the small-window pool: resum with the server's own window unless told otherwise. */
+    const run = async (
+      question: string,
+      maxTokensPerTurn: number,
+      o: {
+        pool?: string;
+        policy?: 'react' | 'resum' | 'iterresearch';
+        contextWindow?: number;
+        maxTurns?: number;
+      } = {},
+    ) => {
       const handle = await startTrajectory(suite.client, cfg, {
         question,
-        policy: 'resum',
-        pool,
-        contextWindow: 6000,
+        policy: o.policy ?? 'resum',
+        pool: o.pool ?? 'small-window',
+        contextWindow: o.contextWindow ?? 6000,
         sampling: { maxTokensPerTurn },
-        maxTurns: 40,
+        maxTurns: o.maxTurns ?? 40,
       });
       const result = await handle.result();
       const log = await stepLog(result.log);
@@ -583,17 +593,23 @@ describe('trajectory workflow', () => {
       expect(summarised).toBeGreaterThan(0);
     });
 
-    it('a resum trajectory whose summary is cut off, or holds no summary, ends with max_context, its steps kept', async () => {
-      const unusable = [
-        { pool: 'cut-summaries', text: '<think>Step 1 searched for', finishReason: 'length' as const },
-        // Reasoning alone, ended by the model: nothing to replace the history with.
-        {
-          pool: 'empty-summaries',
-          text: '<think>I have read the whole history.</think>',
-          finishReason: 'stop' as const,
-        },
-      ];
-      for (const [i, { pool, text, finishReason }] of unusable.entries()) {
+    it.each([
+      {
+        pool: 'cut-summaries',
+        text: '<think>Step 1 searched for',
+        finishReason: 'length' as const,
+        seed: 14,
+      },
+      // Reasoning alone, ended by the model: nothing to replace the history with.
+      {
+        pool: 'empty-summaries',
+        text: '<think>I have read the whole history.</think>',
+        finishReason: 'stop' as const,
+        seed: 114,
+      },
+    ])(
+      'a resum trajectory whose summary is unusable ($pool) ends with max_context, its steps kept',
+      async ({ pool, text, finishReason, seed }) => {
         // The simulator with the same window, except that every summary is unusable.
         const sim = new SimBackend({ profile: { timeScale: 0 }, maxModelLen: 6000 });
         const cutter = await scriptedMember(suite.nc, pool, async (req, signal) => {
@@ -602,8 +618,8 @@ describe('trajectory workflow', () => {
           return summary ? { ...g, text, finishReason } : g;
         });
         try {
-          const [q] = sampleQuestions(1, 14 + i * 100);
-          const { result, log, summarised } = await run(`${q!.question} [sim:min-turns=8]`, 4000, pool);
+          const [q] = sampleQuestions(1, seed);
+          const { result, log, summarised } = await run(`${q!.question} [sim:min-turns=8]`, 4000, { pool });
           expect(result.termination, pool).toBe('max_context');
           expect(result.error).toBeUndefined();
           expect(result.steps).toBeGreaterThan(0);
@@ -616,43 +632,33 @@ describe('trajectory workflow', () => {
           await cutter.stop();
           await sim.close();
         }
-      }
-    });
+      },
+    );
 
     it('react ends with max_context, not an error, when the server refuses a prompt the estimate let through', async () => {
       // The job declares a 12000-token window; the server's is 6000 (or its tokenizer counts more than the estimate):
       // the server's refusal is the window being full, not a failure.
       const [q] = sampleQuestions(1, 16);
-      const handle = await startTrajectory(suite.client, cfg, {
-        question: `${q!.question} [sim:min-turns=12] [sim:obs-bytes=3000]`,
+      const { result } = await run(`${q!.question} [sim:min-turns=12] [sim:obs-bytes=3000]`, 1000, {
         policy: 'react',
-        pool: 'small-window',
         contextWindow: 12_000,
-        sampling: { maxTokensPerTurn: 1000 },
-        maxTurns: 40,
       });
-      const result = await handle.result();
       expect(result.termination).toBe('max_context');
       expect(result.error).toBeUndefined();
     });
 
-    it('iterresearch cuts a page the server refuses and goes on, where react would end', async () => {
+    it('iterresearch cuts a page the server refuses and goes on', async () => {
       // The same two windows; every page is ~30 kB, which the job's window takes and the server's does not.
       const [q] = sampleQuestions(1, 17);
-      const handle = await startTrajectory(suite.client, cfg, {
-        question: `${q!.question} [sim:min-turns=4] [sim:obs-bytes=30000]`,
+      const { result, log } = await run(`${q!.question} [sim:min-turns=4] [sim:obs-bytes=30000]`, 1000, {
         policy: 'iterresearch',
-        pool: 'small-window',
         contextWindow: 12_000,
-        sampling: { maxTokensPerTurn: 1000 },
         maxTurns: 6,
       });
-      const result = await handle.result();
       expect(result.error).toBeUndefined();
       expect(result.termination).not.toBe('max_context');
       expect(result.steps).toBeGreaterThanOrEqual(4);
       // A page was fetched, and the turn after it (whose prompt carried the page) was generated.
-      const log = await stepLog(result.log);
       const visit = log.findIndex((s) => s.tool === 'visit');
       expect(visit, 'no page was fetched: nothing was too long for the server').toBeGreaterThanOrEqual(0);
       expect(log.length).toBeGreaterThan(visit + 1);

@@ -48,6 +48,7 @@ describe('selectBranchSteps', () => {
     expect(selectBranchSteps([s(1.3, 1.4, 1.2)], 'tool_call_ppl', 2)).toEqual([0]);
     expect(selectBranchSteps([], 'mixed_ppl', 2)).toEqual([]);
     // Unscored steps are still steps: ranked last, in order, as the reference's -1 scores are.
+    expect(selectBranchSteps([s(null, null, null)], 'all_ppl', 2)).toEqual([0]);
     expect(selectBranchSteps([s(null, null, null), s(null, null, null)], 'all_ppl', 1)).toEqual([0]);
   });
 
