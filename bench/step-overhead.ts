@@ -69,8 +69,9 @@ async function main() {
     await plainLoop(questions[0]!, 1);
 
     // One trajectory at a time gives a step's latency through each engine; CONCURRENCY at a time, its throughput.
-    // The latency runs twice: back to back, and with a pause before each trajectory (not timed), because on the
-    // local dev server a trajectory started right after another ended sees slower workflow task dispatch.
+    // The latency runs twice: back to back, and with a pause before each trajectory (not timed). The two differ when
+    // the server's dispatch slows under sustained load and recovers while idle, as it did before the dev server's
+    // history queue readers had their read rate raised (see startTemporal).
     const latencyQuestions = questions.slice(0, LATENCY_QUESTIONS);
     const runs = [
       { label: '1 at a time, back to back', qs: latencyQuestions, concurrency: 1, pauseMs: 0 },
