@@ -43,3 +43,23 @@ export async function closeNats(nc: NatsConnection, timeoutMs = 5000): Promise<v
   const timedOut = new Promise<false>((r) => setTimeout(() => r(false), timeoutMs).unref());
   if (!(await Promise.race([drained, timedOut]))) await nc.close().catch(() => {});
 }
+
+/**
+ * Calls `onStatus` with each change of the connection's state (disconnect, reconnect, ...) until the returned stop is
+ * called or the connection closes. A connection without status events (a test's stand-in) is never reported on.
+ */
+export function watchStatus(nc: NatsConnection, onStatus: (type: string) => void): () => void {
+  let statuses: ReturnType<NatsConnection['status']> | undefined;
+  let stopped = false;
+  void (async () => {
+    statuses = nc.status();
+    for await (const status of statuses) {
+      if (stopped) return;
+      onStatus(status.type);
+    }
+  })().catch(() => {});
+  return () => {
+    stopped = true;
+    (statuses as { stop?: () => void } | undefined)?.stop?.();
+  };
+}

@@ -9,6 +9,7 @@ import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
 import { BlobNotFoundError, type BlobStore } from '../common/blob-store.js';
 import { formatZodError } from '../common/errors.js';
+import { watchStatus } from '../common/nats.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendHttpError } from './backends/http.js';
 import { timerDeadline, untilAborted } from './retry.js';
@@ -22,6 +23,8 @@ import {
   encodeWire,
   type GenerateReplyWire,
   GenerateRequestWire,
+  type HeldWire,
+  HoldsWire,
   type MemberAnnouncementWire,
   subjects,
   tryDecodeWire,
@@ -148,6 +151,9 @@ export class PoolMember {
   /** Requests taken (queued or running) by id, to abort on a router's cancel. */
   private readonly active = new Map<string, Set<AbortController>>();
   private served = 0;
+  /** Times this member's connection came back (see MemberAnnouncementWire.reconnects). */
+  private reconnects = 0;
+  private stopWatching?: () => void;
   private stopping = false;
   private readonly instance = randomUUID();
   private readonly capacity: number;
@@ -185,6 +191,12 @@ export class PoolMember {
     this.cancelSubs = [
       nc.subscribe(subjects.cancel(pool, this.id), { callback: onCancel }),
       nc.subscribe(subjects.cancelAny(pool), { callback: onCancel }),
+      // Answered while draining too: what a stopping member finishes is still worth waiting for.
+      nc.subscribe(subjects.holds(pool, this.id), {
+        callback: (err, msg) => {
+          if (!err) this.onHolds(msg);
+        },
+      }),
     ];
     this.subs.push(
       nc.subscribe(subjects.discover(pool), {
@@ -196,6 +208,12 @@ export class PoolMember {
     );
     await nc.flush();
     if (this.stopping) return; // stopped while starting: no heartbeat to leak
+    // Told at once: routers ask what this member still holds of their requests, and fail over the rest.
+    this.stopWatching = watchStatus(nc, (type) => {
+      if (type !== 'reconnect') return;
+      this.reconnects++;
+      this.announce();
+    });
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
   }
@@ -204,6 +222,7 @@ export class PoolMember {
   async stop(timeoutMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.stopWatching?.();
     clearInterval(this.timer);
     clearTimeout(this.pendingAnnounce);
     // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
@@ -247,6 +266,7 @@ export class PoolMember {
       cacheUsedTokens: load?.cacheUsedTokens ?? 0,
       servedRequests: this.served,
       instance: this.instance,
+      reconnects: this.reconnects,
       ...(leaving ? { leaving: true } : {}),
     };
   }
@@ -377,6 +397,18 @@ export class PoolMember {
     const cancel = tryDecodeWire(CancelWire, data, 'cancel');
     if (!cancel) return;
     for (const ctl of this.active.get(cancel.id) ?? []) ctl.abort(new RequestCancelledError(cancel.id));
+  }
+
+  /** Which of the asked requests this member holds (queued or running); a malformed question goes unanswered. */
+  private onHolds(msg: Msg): void {
+    const holds = tryDecodeWire(HoldsWire, msg.data, 'holds');
+    if (!holds) return;
+    const reply: HeldWire = { v: WIRE_VERSION, held: holds.ids.filter((id) => this.active.has(id)) };
+    try {
+      msg.respond(encodeWire(reply));
+    } catch {
+      // The router gave up asking; it fails the requests over.
+    }
   }
 
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {

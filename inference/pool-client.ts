@@ -14,7 +14,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { generationAllowanceMs } from '../agent/trajectory.js';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
-import { withinMaxPayload } from '../common/nats.js';
+import { watchStatus, withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, sleep, untilAborted } from './retry.js';
 import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
@@ -35,6 +35,9 @@ import {
   GenerateReplyWire,
   type GenerateRequestWire,
   HEADER_ROOM_BYTES,
+  HeldWire,
+  type HoldsWire,
+  MAX_HOLDS_IDS,
   MAX_PLACEMENT_KEYS,
   MemberAnnouncementWire,
   PlacementWire,
@@ -117,6 +120,20 @@ interface MemberState {
   lastFailure?: string;
 }
 
+/** An attempt waiting for its reply, as a connection coming back finds it (see recheckPending). */
+interface PendingAttempt {
+  /** Absent for an attempt sent through the queue group: no one member can be asked about it. */
+  memberId?: string;
+  lose(reason: Error): void;
+}
+
+/**
+ * How long after a connection came back a member that does not answer yet (its own connection still coming back) is
+ * asked again which requests it holds, before they fail over.
+ */
+const RECHECK_WINDOW_MS = 2_000;
+const RECHECK_PAUSE_MS = 200;
+
 /** Members named in a "no member in rotation" message; a large pool's others are counted. */
 const MEMBERS_NAMED = 3;
 
@@ -133,6 +150,8 @@ export class PoolClient {
    * still awaited for the rest of their grace, then failed over.
    */
   private readonly departing = new Set<MemberState>();
+  /** Attempts waiting for a reply, by request id (a request has one attempt out at a time). */
+  private readonly pending = new Map<string, PendingAttempt>();
   private readonly subs: Subscription[] = [];
   private readonly policy: RoutingPolicy;
   private readonly now: () => number;
@@ -226,8 +245,7 @@ export class PoolClient {
     }
     await nc.flush();
     if (this.closes !== closes) return;
-    // Ends with the connection; a connection without status events (a test's) leaves the TTL rule as it is.
-    this.watchConnection(closes).catch(() => {});
+    this.watchConnection();
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
     this.sweeper = setInterval(() => this.liveMembers(), this.sweepMs);
     this.sweeper.unref();
@@ -238,16 +256,69 @@ export class PoolClient {
    * Follows the connection's state. While it is down the members' announcements cannot reach this router: dropping
    * them for their silence would fail over every request they are still working on (and their replies sent after the
    * reconnect would find nobody waiting), so members are kept, and given a TTL to announce again once it is back.
+   * What was in flight across the gap is checked (recheckPending).
    */
-  private async watchConnection(closes: number): Promise<void> {
-    const statuses = this.opts.nc.status();
-    this.stopWatching = () => (statuses as { stop?: () => void }).stop?.();
-    for await (const status of statuses) {
-      if (this.closes !== closes) return;
-      if (status.type === 'disconnect') this.disconnected = true;
-      else if (status.type === 'reconnect') {
+  private watchConnection(): void {
+    this.stopWatching = watchStatus(this.opts.nc, (type) => {
+      if (type === 'disconnect') this.disconnected = true;
+      else if (type === 'reconnect') {
         this.disconnected = false;
         this.noDropsUntil = Math.max(this.noDropsUntil, this.now() + this.ttl);
+        void this.recheckPending();
+      }
+    });
+  }
+
+  /**
+   * After a connection came back (this router's, or `memberId`'s): a request published into a server that went down,
+   * or a reply sent before this router had subscribed again, is lost, and its attempt would wait out its whole limit
+   * (minutes, for a long generation). Each member is asked which of them it still holds; the others fail over now,
+   * as backpressure (not the member's fault, and back to it first: its cache holds the prompt).
+   */
+  private async recheckPending(memberId?: string): Promise<void> {
+    const byMember = new Map<string | undefined, Map<string, PendingAttempt>>();
+    for (const [id, p] of this.pending) {
+      if (memberId !== undefined && p.memberId !== memberId) continue;
+      const group = byMember.get(p.memberId) ?? new Map<string, PendingAttempt>();
+      group.set(id, p);
+      byMember.set(p.memberId, group);
+    }
+    await Promise.all(
+      [...byMember].map(async ([member, attempts]) => {
+        const held =
+          member === undefined ? new Set<string>() : await this.heldBy(member, [...attempts.keys()]);
+        for (const [id, p] of attempts) {
+          // Still this attempt (not a later one of the same request) and not held: lost on the way.
+          if (held.has(id) || this.pending.get(id) !== p) continue;
+          p.lose(
+            new MemberFailure(
+              `request lost while a NATS connection was down (${member ?? 'the queue group'} does not hold it)`,
+              true,
+              false,
+            ),
+          );
+        }
+      }),
+    );
+  }
+
+  /** The requests among `ids` that `memberId` holds; none when it cannot tell within RECHECK_WINDOW_MS. */
+  private async heldBy(memberId: string, ids: string[]): Promise<Set<string>> {
+    // Real time, not the router's clock (tests run that one by hand): this waits on the network.
+    const until = Date.now() + RECHECK_WINDOW_MS;
+    const question = encodeWire({ v: WIRE_VERSION, ids: ids.slice(0, MAX_HOLDS_IDS) } satisfies HoldsWire);
+    for (;;) {
+      try {
+        const msg = await this.opts.nc.request(subjects.holds(this.opts.pool, memberId), question, {
+          timeout: Math.max(1, until - Date.now()),
+        });
+        return new Set(decodeWire(HeldWire, msg.data, `holds reply from ${memberId}`).held);
+      } catch (err) {
+        // No responders: the member's own connection is not back yet. Anything else (a timeout, a reply that does
+        // not decode) is as good as "none".
+        const noResponders = err instanceof RequestError && err.isNoResponders();
+        if (!noResponders || Date.now() + RECHECK_PAUSE_MS >= until) return new Set();
+        await sleep(RECHECK_PAUSE_MS, undefined);
       }
     }
   }
@@ -449,10 +520,13 @@ export class PoolClient {
         h.set(ATTEMPT_TIMEOUT_HEADER, String(timeout));
         const request = this.opts.nc.request(subject, payload, { timeout, headers: h });
         let onGone: ((e: Error) => void) | undefined;
+        const pending: PendingAttempt = { ...(memberId ? { memberId } : {}), lose: () => {} };
         const gone = new Promise<never>((_, reject) => {
           onGone = reject;
           state?.onGone.add(reject);
+          pending.lose = reject;
         });
+        this.pending.set(requestId, pending);
         const { signal } = options;
         let onAbort: (() => void) | undefined;
         const aborted = new Promise<never>((_, reject) => {
@@ -461,6 +535,7 @@ export class PoolClient {
         });
         const msg = await Promise.race([request, gone, aborted]).finally(() => {
           if (onGone) state?.onGone.delete(onGone);
+          if (this.pending.get(requestId) === pending) this.pending.delete(requestId);
           if (onAbort) signal?.removeEventListener('abort', onAbort);
           request.catch(() => {});
           aborted.catch(() => {});
@@ -618,6 +693,8 @@ export class PoolClient {
       existing = undefined;
     }
     if (existing) {
+      // Its connection came back: what it was sent or answered meanwhile may be lost.
+      if ((info.reconnects ?? 0) > (existing.info.reconnects ?? 0)) void this.recheckPending(info.id);
       existing.info = info;
       existing.lastSeen = this.now();
       existing.leavingSince = undefined; // back: restarted by a member that does not name its process

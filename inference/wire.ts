@@ -38,6 +38,8 @@ export const subjects = {
   cancel: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}.cancel`,
   /** As cancel, for a request sent through the queue group: every member hears it, the one holding it stops. */
   cancelAny: (pool: string) => `muse.pool.${pool}.cancel`,
+  /** A router asks which of its requests the member still holds, after a connection came back (HoldsWire). */
+  holds: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}.holds`,
 };
 
 /**
@@ -140,6 +142,11 @@ export const MemberAnnouncementWire = z.object({
    * different process, which never received what the old one held. Optional: members that predate it omit it.
    */
   instance: z.string().min(1).max(100).optional(),
+  /**
+   * How many times the member's NATS connection has come back: a change tells routers that requests and replies in
+   * flight on it may have been lost. Optional: members that predate it omit it.
+   */
+  reconnects: z.number().int().nonnegative().optional(),
   /** Set on the last announcement of a member that is stopping. */
   leaving: z.boolean().optional(),
 });
@@ -168,6 +175,19 @@ export type PlacementWire = z.infer<typeof PlacementWire>;
 
 export const CancelWire = z.object({ v: z.literal(WIRE_VERSION), id: z.string().min(1).max(200) });
 export type CancelWire = z.infer<typeof CancelWire>;
+
+/** Request ids per holds question at most: more than a router has in flight on one member. */
+export const MAX_HOLDS_IDS = 4096;
+
+/** Which of these requests does the member hold (queued or running)? Answered with HeldWire. */
+export const HoldsWire = z.object({
+  v: z.literal(WIRE_VERSION),
+  ids: z.array(z.string().min(1).max(200)).max(MAX_HOLDS_IDS),
+});
+export type HoldsWire = z.infer<typeof HoldsWire>;
+
+export const HeldWire = z.object({ v: z.literal(WIRE_VERSION), held: z.array(z.string()) });
+export type HeldWire = z.infer<typeof HeldWire>;
 
 export class WireDecodeError extends Error {
   override name = 'WireDecodeError';

@@ -15,6 +15,8 @@ import { BackendDeadlineError } from '../../inference/types.js';
 import {
   decodeWire,
   encodeWire,
+  GenerateRequestWire,
+  HoldsWire,
   MemberAnnouncementWire,
   subjects,
   WIRE_VERSION,
@@ -689,6 +691,148 @@ describe('abandoned attempts and stopping members', () => {
     const g = await pending;
     expect(g.memberId).toBe('gpu0');
     expect(fresh.member.stats.served).toBe(1);
+  });
+});
+
+describe('connections that come back', () => {
+  /** A member's announcement as a process with `instance` publishes it after `reconnects` reconnects. */
+  function announcement(pool: string, id: string, instance: string, reconnects: number): Uint8Array {
+    const a: MemberAnnouncementWire = {
+      v: WIRE_VERSION,
+      id,
+      pool,
+      model: 'scripted',
+      backend: 'scripted',
+      capacity: 4,
+      inFlight: 0,
+      queued: 0,
+      cacheCapacityTokens: 0,
+      cacheUsedTokens: 0,
+      servedRequests: 0,
+      instance,
+      reconnects,
+    };
+    return encodeWire(a);
+  }
+
+  /** A key the rendezvous hash gives to `id` over `other`, so the request goes to `id` first. */
+  const keyFor = (id: string, other: string) =>
+    Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+      (k) => rendezvousScore(k, id) > rendezvousScore(k, other),
+    )!;
+
+  it("a request lost on a member's connection fails over once the member says it came back, not at the attempt limit", async () => {
+    const pool = `lost-${randomUUID().slice(0, 8)}`;
+    // A member whose reply never arrives (sent into a server that went down): it takes requests and answers none,
+    // and after its "reconnect" holds none of them.
+    const taken: string[] = [];
+    const asked: string[][] = [];
+    const subs = [
+      suite.nc.subscribe(subjects.member(pool, 'lossy'), {
+        callback: (_e, m) => {
+          taken.push(decodeWire(GenerateRequestWire, m.data, 'request').id);
+        },
+      }),
+      suite.nc.subscribe(subjects.holds(pool, 'lossy'), {
+        callback: (_e, m) => {
+          asked.push(decodeWire(HoldsWire, m.data, 'holds').ids);
+          m.respond(encodeWire({ v: WIRE_VERSION, held: [] }));
+        },
+      }),
+    ];
+    cleanups.push(async () => {
+      for (const sub of subs) sub.unsubscribe();
+    });
+    const instance = randomUUID();
+    let reconnects = 0;
+    const heartbeat = setInterval(
+      () => suite.nc.publish(subjects.announce(pool), announcement(pool, 'lossy', instance, reconnects)),
+      200,
+    );
+    cleanups.push(async () => clearInterval(heartbeat));
+    const other = await member(pool, 'other');
+    // The attempt limit and TTL are long: neither may be what frees the request.
+    const c = client(pool, { memberTtlMs: 60_000, attemptTimeoutMs: 60_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const t0 = Date.now();
+    const pending = c.generate(messages(6), params, {
+      deadline: Date.now() + 90_000,
+      stickyKey: keyFor('lossy', 'other'),
+    });
+    await waitUntil(() => taken.length === 1, 5_000, 'the request reached the lossy member');
+    reconnects = 1;
+    const g = await pending;
+    expect(g.memberId).toBe('other');
+    expect(other.member.stats.served).toBe(1);
+    expect(asked).toEqual([[taken[0]]]);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('a request the member still holds after its connection came back is left to finish there', async () => {
+    const pool = `held-${randomUUID().slice(0, 8)}`;
+    // The simulator, held back until the test has had the router ask what gpu holds.
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    let release: (() => void) | undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let reached = false;
+    const gpu = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'gpu',
+      backend: {
+        kind: 'gated-sim',
+        async generate(req, signal) {
+          reached = true;
+          await gate;
+          return sim.generate(req, signal);
+        },
+      },
+    });
+    await gpu.start();
+    cleanups.push(() => gpu.stop(100));
+    const other = await member(pool, 'other');
+    // Listens beside gpu: sees the question, leaves the answer to gpu.
+    const asked: string[][] = [];
+    const sub = suite.nc.subscribe(subjects.holds(pool, 'gpu'), {
+      callback: (_e, m) => {
+        asked.push(decodeWire(HoldsWire, m.data, 'holds').ids);
+      },
+    });
+    cleanups.push(async () => sub.unsubscribe());
+    const c = client(pool, { memberTtlMs: 60_000, attemptTimeoutMs: 60_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const pending = c.generate(messages(7), params, {
+      deadline: Date.now() + 90_000,
+      stickyKey: keyFor('gpu', 'other'),
+    });
+    await waitUntil(() => reached, 5_000, 'the request reached gpu');
+    // What gpu would announce after its connection came back, as the same process.
+    const latest = await new Promise<MemberAnnouncementWire>((resolve) => {
+      const sub = suite.nc.subscribe(subjects.announce(pool), {
+        callback: (_e, m) => {
+          const a = decodeWire(MemberAnnouncementWire, m.data, 'announcement');
+          if (a.id !== 'gpu') return;
+          sub.unsubscribe();
+          resolve(a);
+        },
+      });
+    });
+    suite.nc.publish(
+      subjects.announce(pool),
+      encodeWire({ ...latest, reconnects: (latest.reconnects ?? 0) + 1 }),
+    );
+    await waitUntil(() => asked.length === 1, 5_000, 'the router asking gpu what it holds');
+    // Time for a failover, had gpu's answer been taken for "lost".
+    await new Promise((r) => setTimeout(r, 500));
+    release!();
+    const g = await pending;
+    expect(g.memberId).toBe('gpu');
+    expect(gpu.stats.served).toBe(1);
+    expect(other.member.stats.served).toBe(0);
   });
 });
 
