@@ -399,10 +399,13 @@ export class PoolMember {
     for (const ctl of this.active.get(cancel.id) ?? []) ctl.abort(new RequestCancelledError(cancel.id));
   }
 
-  /** Which of the asked requests this member holds (queued or running); a malformed question goes unanswered. */
+  /**
+   * Which of the asked requests this member holds (queued or running). A malformed question, or one for another process
+   * under this id, goes unanswered.
+   */
   private onHolds(msg: Msg): void {
     const holds = tryDecodeWire(HoldsWire, msg.data, 'holds');
-    if (!holds) return;
+    if (!holds || (holds.instance !== undefined && holds.instance !== this.instance)) return;
     const reply: HeldWire = { v: WIRE_VERSION, held: holds.ids.filter((id) => this.active.has(id)) };
     try {
       msg.respond(encodeWire(reply));

@@ -120,19 +120,16 @@ interface MemberState {
   lastFailure?: string;
 }
 
-/** An attempt waiting for its reply, as a connection coming back finds it (see recheckPending). */
+/** An attempt on one member waiting for its reply, as a connection coming back finds it (see recheckPending). */
 interface PendingAttempt {
-  /** Absent for an attempt sent through the queue group: no one member can be asked about it. */
-  memberId?: string;
+  memberId: string;
+  /** The member's process the request was sent to, when it names one. */
+  instance?: string;
   lose(reason: Error): void;
 }
 
-/**
- * How long after a connection came back a member that does not answer yet (its own connection still coming back) is
- * asked again which requests it holds, before they fail over.
- */
-const RECHECK_WINDOW_MS = 2_000;
-const RECHECK_PAUSE_MS = 200;
+/** How long a member has to say which requests it holds. */
+const HOLDS_TIMEOUT_MS = 2_000;
 
 /** Members named in a "no member in rotation" message; a large pool's others are counted. */
 const MEMBERS_NAMED = 3;
@@ -150,7 +147,7 @@ export class PoolClient {
    * still awaited for the rest of their grace, then failed over.
    */
   private readonly departing = new Set<MemberState>();
-  /** Attempts waiting for a reply, by request id (a request has one attempt out at a time). */
+  /** Attempts on a member waiting for a reply, by request id (a request has one attempt out at a time). */
   private readonly pending = new Map<string, PendingAttempt>();
   private readonly subs: Subscription[] = [];
   private readonly policy: RoutingPolicy;
@@ -272,55 +269,62 @@ export class PoolClient {
   /**
    * After a connection came back (this router's, or `memberId`'s): a request published into a server that went down,
    * or a reply sent before this router had subscribed again, is lost, and its attempt would wait out its whole limit
-   * (minutes, for a long generation). Each member is asked which of them it still holds; the others fail over now,
-   * as backpressure (not the member's fault, and back to it first: its cache holds the prompt).
+   * (minutes, for a long generation). Each member is asked which of them it still holds; the others are sent again.
+   * A member that cannot say (not back yet, stalled) is left alone: its own reconnect, announced, or its TTL settles
+   * it. Attempts sent through the queue group (only before this router knows any member) keep their limit.
    */
   private async recheckPending(memberId?: string): Promise<void> {
-    const byMember = new Map<string | undefined, Map<string, PendingAttempt>>();
+    const byProcess = new Map<string, Map<string, PendingAttempt>>();
     for (const [id, p] of this.pending) {
       if (memberId !== undefined && p.memberId !== memberId) continue;
-      const group = byMember.get(p.memberId) ?? new Map<string, PendingAttempt>();
+      const key = `${p.memberId}/${p.instance ?? ''}`;
+      const group = byProcess.get(key) ?? new Map<string, PendingAttempt>();
       group.set(id, p);
-      byMember.set(p.memberId, group);
+      byProcess.set(key, group);
     }
     await Promise.all(
-      [...byMember].map(async ([member, attempts]) => {
-        const held =
-          member === undefined ? new Set<string>() : await this.heldBy(member, [...attempts.keys()]);
+      [...byProcess.values()].map(async (attempts) => {
+        const { memberId: member, instance } = attempts.values().next().value!;
+        const held = await this.heldBy(member, instance, [...attempts.keys()]);
+        if (!held) return;
         for (const [id, p] of attempts) {
           // Still this attempt (not a later one of the same request) and not held: lost on the way.
           if (held.has(id) || this.pending.get(id) !== p) continue;
           p.lose(
-            new MemberFailure(
-              `request lost while a NATS connection was down (${member ?? 'the queue group'} does not hold it)`,
-              true,
-              false,
-            ),
+            new LostAttempt(`request lost while a NATS connection was down (${member} does not hold it)`),
           );
         }
       }),
     );
   }
 
-  /** The requests among `ids` that `memberId` holds; none when it cannot tell within RECHECK_WINDOW_MS. */
-  private async heldBy(memberId: string, ids: string[]): Promise<Set<string>> {
-    // Real time, not the router's clock (tests run that one by hand): this waits on the network.
-    const until = Date.now() + RECHECK_WINDOW_MS;
-    const question = encodeWire({ v: WIRE_VERSION, ids: ids.slice(0, MAX_HOLDS_IDS) } satisfies HoldsWire);
-    for (;;) {
+  /** The requests among `ids` that `memberId`'s process `instance` holds; undefined when it does not say in time. */
+  private async heldBy(
+    memberId: string,
+    instance: string | undefined,
+    ids: string[],
+  ): Promise<Set<string> | undefined> {
+    const held = new Set<string>();
+    for (let i = 0; i < ids.length; i += MAX_HOLDS_IDS) {
+      const question: HoldsWire = {
+        v: WIRE_VERSION,
+        ids: ids.slice(i, i + MAX_HOLDS_IDS),
+        ...(instance ? { instance } : {}),
+      };
       try {
-        const msg = await this.opts.nc.request(subjects.holds(this.opts.pool, memberId), question, {
-          timeout: Math.max(1, until - Date.now()),
-        });
-        return new Set(decodeWire(HeldWire, msg.data, `holds reply from ${memberId}`).held);
-      } catch (err) {
-        // No responders: the member's own connection is not back yet. Anything else (a timeout, a reply that does
-        // not decode) is as good as "none".
-        const noResponders = err instanceof RequestError && err.isNoResponders();
-        if (!noResponders || Date.now() + RECHECK_PAUSE_MS >= until) return new Set();
-        await sleep(RECHECK_PAUSE_MS, undefined);
+        const msg = await this.opts.nc.request(
+          subjects.holds(this.opts.pool, memberId),
+          encodeWire(question),
+          {
+            timeout: HOLDS_TIMEOUT_MS,
+          },
+        );
+        for (const id of decodeWire(HeldWire, msg.data, `holds reply from ${memberId}`).held) held.add(id);
+      } catch {
+        return undefined;
       }
     }
+    return held;
   }
 
   /** Collects immediate answers from live members (bounded wait). */
@@ -520,13 +524,15 @@ export class PoolClient {
         h.set(ATTEMPT_TIMEOUT_HEADER, String(timeout));
         const request = this.opts.nc.request(subject, payload, { timeout, headers: h });
         let onGone: ((e: Error) => void) | undefined;
-        const pending: PendingAttempt = { ...(memberId ? { memberId } : {}), lose: () => {} };
+        const pending: PendingAttempt | undefined = memberId
+          ? { memberId, instance: state?.info.instance, lose: () => {} }
+          : undefined;
         const gone = new Promise<never>((_, reject) => {
           onGone = reject;
           state?.onGone.add(reject);
-          pending.lose = reject;
+          if (pending) pending.lose = reject;
         });
-        this.pending.set(requestId, pending);
+        if (pending) this.pending.set(requestId, pending);
         const { signal } = options;
         let onAbort: (() => void) | undefined;
         const aborted = new Promise<never>((_, reject) => {
@@ -535,7 +541,7 @@ export class PoolClient {
         });
         const msg = await Promise.race([request, gone, aborted]).finally(() => {
           if (onGone) state?.onGone.delete(onGone);
-          if (this.pending.get(requestId) === pending) this.pending.delete(requestId);
+          if (pending && this.pending.get(requestId) === pending) this.pending.delete(requestId);
           if (onAbort) signal?.removeEventListener('abort', onAbort);
           request.catch(() => {});
           aborted.catch(() => {});
@@ -597,10 +603,13 @@ export class PoolClient {
       errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
       // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
       // member does not hold the prompt.
-      const backpressure = failure instanceof MemberFailure && !failure.memberFault;
+      const lost = failure instanceof LostAttempt;
+      const backpressure = failure instanceof MemberFailure && !failure.memberFault && !lost;
       const noResponders = failure instanceof RequestError && failure.isNoResponders();
       if (backpressure || noResponders) unroute?.();
       if (memberId && backpressure) tried.set(memberId, 'backpressure');
+      // Lost on the way: sent again as if it had never been, so usually to the same member, which may hold the prompt.
+      if (memberId && lost) tried.delete(memberId);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts. A member that announced it is
       // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.
@@ -747,6 +756,13 @@ class MemberFailure extends Error {
     readonly memberFault = retryable,
   ) {
     super(message);
+  }
+}
+
+/** A request or its reply lost while a connection was down (see recheckPending): nobody's fault, nothing served. */
+class LostAttempt extends MemberFailure {
+  constructor(message: string) {
+    super(message, true, false);
   }
 }
 

@@ -179,10 +179,14 @@ export type CancelWire = z.infer<typeof CancelWire>;
 /** Request ids per holds question at most: more than a router has in flight on one member. */
 export const MAX_HOLDS_IDS = 4096;
 
-/** Which of these requests does the member hold (queued or running)? Answered with HeldWire. */
+/**
+ * Which of these requests does the member hold (queued or running)? Answered with HeldWire. With `instance`, only that
+ * process of the member answers: a replacement under the same id, and the process it replaces, both listen here.
+ */
 export const HoldsWire = z.object({
   v: z.literal(WIRE_VERSION),
   ids: z.array(z.string().min(1).max(200)).max(MAX_HOLDS_IDS),
+  instance: z.string().min(1).max(100).optional(),
 });
 export type HoldsWire = z.infer<typeof HoldsWire>;
 

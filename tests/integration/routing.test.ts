@@ -16,6 +16,7 @@ import {
   decodeWire,
   encodeWire,
   GenerateRequestWire,
+  HeldWire,
   HoldsWire,
   MemberAnnouncementWire,
   subjects,
@@ -721,21 +722,35 @@ describe('connections that come back', () => {
       (k) => rendezvousScore(k, id) > rendezvousScore(k, other),
     )!;
 
-  it("a request lost on a member's connection fails over once the member says it came back, not at the attempt limit", async () => {
+  it("a request lost on a member's connection is sent again once the member says it came back, not at the attempt limit", async () => {
     const pool = `lost-${randomUUID().slice(0, 8)}`;
-    // A member whose reply never arrives (sent into a server that went down): it takes requests and answers none,
-    // and after its "reconnect" holds none of them.
+    // A member whose first reply never arrives (sent into a server that went down): after its "reconnect" it holds
+    // nothing, and serves what it is sent from then on (through a simulated member of a pool of its own).
+    const backing = await inProcessMember(
+      cfg,
+      { backend: 'sim', timeScale: 0 },
+      { pool: `${pool}-backing`, id: 'backing' },
+    );
+    cleanups.push(() => backing.stop());
     const taken: string[] = [];
-    const asked: string[][] = [];
+    const asked: Array<{ ids: string[]; instance?: string }> = [];
     const subs = [
       suite.nc.subscribe(subjects.member(pool, 'lossy'), {
         callback: (_e, m) => {
           taken.push(decodeWire(GenerateRequestWire, m.data, 'request').id);
+          if (taken.length === 1) return;
+          suite.nc
+            .request(subjects.member(`${pool}-backing`, 'backing'), m.data, {
+              timeout: 10_000,
+              headers: m.headers,
+            })
+            .then((reply) => m.respond(reply.data))
+            .catch(() => {});
         },
       }),
       suite.nc.subscribe(subjects.holds(pool, 'lossy'), {
         callback: (_e, m) => {
-          asked.push(decodeWire(HoldsWire, m.data, 'holds').ids);
+          asked.push(decodeWire(HoldsWire, m.data, 'holds'));
           m.respond(encodeWire({ v: WIRE_VERSION, held: [] }));
         },
       }),
@@ -763,10 +778,35 @@ describe('connections that come back', () => {
     await waitUntil(() => taken.length === 1, 5_000, 'the request reached the lossy member');
     reconnects = 1;
     const g = await pending;
-    expect(g.memberId).toBe('other');
-    expect(other.member.stats.served).toBe(1);
-    expect(asked).toEqual([[taken[0]]]);
+    // Asked once, of the process it was sent to; then sent again to the same member, as if never sent.
+    expect(asked).toEqual([{ v: WIRE_VERSION, ids: [taken[0]], instance }]);
+    expect(taken).toEqual([taken[0], taken[0]]);
+    expect(g.memberId).toBe('backing');
+    expect(other.member.stats.served).toBe(0);
     expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('a member answers what it holds for its own process only: not for another process under its id', async () => {
+    const pool = `instance-${randomUUID().slice(0, 8)}`;
+    const m = await member(pool, 'gpu');
+    const own = await new Promise<string>((resolve) => {
+      const sub = suite.nc.subscribe(subjects.announce(pool), {
+        callback: (_e, msg) => {
+          sub.unsubscribe();
+          resolve(decodeWire(MemberAnnouncementWire, msg.data, 'announcement').instance!);
+        },
+      });
+    });
+    expect(m.member.stats.served).toBe(0);
+    const ask = (instance?: string) =>
+      suite.nc.request(
+        subjects.holds(pool, 'gpu'),
+        encodeWire({ v: WIRE_VERSION, ids: ['r1'], ...(instance ? { instance } : {}) }),
+        { timeout: 1_000 },
+      );
+    expect(decodeWire(HeldWire, (await ask(own)).data, 'held')).toEqual({ v: WIRE_VERSION, held: [] });
+    expect(decodeWire(HeldWire, (await ask()).data, 'held')).toEqual({ v: WIRE_VERSION, held: [] });
+    await expect(ask(randomUUID())).rejects.toThrow();
   });
 
   it('a request the member still holds after its connection came back is left to finish there', async () => {
