@@ -128,8 +128,11 @@ interface PendingAttempt {
   lose(reason: Error): void;
 }
 
-/** How long a member has to say which requests it holds. */
+/** How long a member has to say which requests it holds; one that does not is asked again after a pause. */
 const HOLDS_TIMEOUT_MS = 2_000;
+const HOLDS_RETRY = { baseMs: 500, maxMs: 8_000 };
+/** How long the check of this router's own connection (see liveMembers) may take before the connection is redone. */
+const CONNECTION_CHECK_MS = 2_000;
 
 /** Members named in a "no member in rotation" message; a large pool's others are counted. */
 const MEMBERS_NAMED = 3;
@@ -173,6 +176,9 @@ export class PoolClient {
   private noDropsUntil = 0;
   /** The NATS connection is down: no announcement can arrive, so silence says nothing of the members. */
   private disconnected = false;
+  /** A check of this router's connection under way, and when one last succeeded (see connectionInDoubt). */
+  private connectionCheck?: Promise<void>;
+  private connectionOkAt = -Infinity;
   /** Ends watchConnection's loop (close()). */
   private stopWatching?: () => void;
 
@@ -270,10 +276,12 @@ export class PoolClient {
    * After a connection came back (this router's, or `memberId`'s): a request published into a server that went down,
    * or a reply sent before this router had subscribed again, is lost, and its attempt would wait out its whole limit
    * (minutes, for a long generation). Each member is asked which of them it still holds; the others are sent again.
-   * A member that cannot say (not back yet, stalled) is left alone: its own reconnect, announced, or its TTL settles
-   * it. Attempts sent through the queue group (only before this router knows any member) keep their limit.
+   * A member that cannot say yet (not back, stalled) is asked again, with pauses, for as long as any of them is out
+   * and it is in rotation. Attempts sent through the queue group (only before this router knows any member) keep
+   * their limit.
    */
   private async recheckPending(memberId?: string): Promise<void> {
+    const closes = this.closes;
     const byProcess = new Map<string, Map<string, PendingAttempt>>();
     for (const [id, p] of this.pending) {
       if (memberId !== undefined && p.memberId !== memberId) continue;
@@ -285,8 +293,13 @@ export class PoolClient {
     await Promise.all(
       [...byProcess.values()].map(async (attempts) => {
         const { memberId: member, instance } = attempts.values().next().value!;
-        const held = await this.heldBy(member, instance, [...attempts.keys()]);
-        if (!held) return;
+        let held: Set<string> | undefined;
+        for (let asked = 0; !held; asked++) {
+          if (asked > 0) await sleep(backoffDelay(asked - 1, HOLDS_RETRY), undefined);
+          const open = [...attempts].filter(([id, p]) => this.pending.get(id) === p).map(([id]) => id);
+          if (open.length === 0 || this.closes !== closes || !this.members.has(member)) return;
+          held = await this.heldBy(member, instance, open);
+        }
         for (const [id, p] of attempts) {
           // Still this attempt (not a later one of the same request) and not held: lost on the way.
           if (held.has(id) || this.pending.get(id) !== p) continue;
@@ -351,6 +364,43 @@ export class PoolClient {
     this.started = undefined;
   }
 
+  /**
+   * Whether every member in rotation has gone silent without this router's connection having been checked since.
+   * That looks more like this router's own connection dying unnoticed (a NATS node lost without closing it: the
+   * pings notice after ~30 s) than the whole pool dying, and dropping them would fail over everything they are
+   * working on, into a connection that delivers nothing. So the connection is checked first: a flush answered in
+   * time lets the next sweep drop them; one that is not has the connection redone, and what was in flight across the
+   * gap is checked as after any reconnect.
+   */
+  private connectionInDoubt(now: number): boolean {
+    if (this.disconnected || now < this.noDropsUntil) return false;
+    let newestSeen = -Infinity;
+    let inRotation = 0;
+    for (const m of this.members.values()) {
+      if (m.leavingSince !== undefined) continue;
+      if (now - m.lastSeen <= this.ttl) return false;
+      inRotation++;
+      newestSeen = Math.max(newestSeen, m.lastSeen);
+    }
+    if (inRotation === 0 || this.connectionOkAt > newestSeen + this.ttl) return false;
+    if (!this.connectionCheck) {
+      const closes = this.closes;
+      this.connectionCheck = untilAborted(this.opts.nc.flush(), AbortSignal.timeout(CONNECTION_CHECK_MS))
+        .then(
+          () => {
+            this.connectionOkAt = this.now();
+          },
+          () => {
+            if (this.closes === closes) this.opts.nc.reconnect?.().catch(() => {});
+          },
+        )
+        .finally(() => {
+          this.connectionCheck = undefined;
+        });
+    }
+    return true;
+  }
+
   /** Live members as the router sees them (for status output, tests and benchmarks). */
   liveMembers(): MemberView[] {
     const now = this.now();
@@ -360,6 +410,7 @@ export class PoolClient {
       this.noDropsUntil = Math.max(this.noDropsUntil, now + Math.min(this.ttl, 1000));
     }
     this.lastSweepAt = now;
+    const holdDrops = this.connectionInDoubt(now);
     for (const m of this.departing) {
       if (m.outstanding === 0 || now - m.leavingSince! > LEAVE_GRACE_MS) {
         this.departing.delete(m);
@@ -374,7 +425,7 @@ export class PoolClient {
         continue;
       }
       if (now - m.lastSeen > this.ttl) {
-        if (this.disconnected || now < this.noDropsUntil) continue;
+        if (this.disconnected || now < this.noDropsUntil || holdDrops) continue;
         this.dropMember(id, `member ${id} stopped announcing (no heartbeat for ${this.ttl} ms)`);
         continue;
       }

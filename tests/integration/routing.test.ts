@@ -1,6 +1,7 @@
 // The pool router against real NATS: members joining at run time get work, a member whose replies cannot be
 // decoded is failed over rather than crashing the caller, and oversized requests are refused up front.
 import { randomUUID } from 'node:crypto';
+import { type AddressInfo, connect as connectTcp, createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
@@ -722,69 +723,75 @@ describe('connections that come back', () => {
       (k) => rendezvousScore(k, id) > rendezvousScore(k, other),
     )!;
 
-  it("a request lost on a member's connection is sent again once the member says it came back, not at the attempt limit", async () => {
-    const pool = `lost-${randomUUID().slice(0, 8)}`;
-    // A member whose first reply never arrives (sent into a server that went down): after its "reconnect" it holds
-    // nothing, and serves what it is sent from then on (through a simulated member of a pool of its own).
-    const backing = await inProcessMember(
-      cfg,
-      { backend: 'sim', timeScale: 0 },
-      { pool: `${pool}-backing`, id: 'backing' },
-    );
-    cleanups.push(() => backing.stop());
-    const taken: string[] = [];
-    const asked: Array<{ ids: string[]; instance?: string }> = [];
-    const subs = [
-      suite.nc.subscribe(subjects.member(pool, 'lossy'), {
-        callback: (_e, m) => {
-          taken.push(decodeWire(GenerateRequestWire, m.data, 'request').id);
-          if (taken.length === 1) return;
-          suite.nc
-            .request(subjects.member(`${pool}-backing`, 'backing'), m.data, {
-              timeout: 10_000,
-              headers: m.headers,
-            })
-            .then((reply) => m.respond(reply.data))
-            .catch(() => {});
-        },
-      }),
-      suite.nc.subscribe(subjects.holds(pool, 'lossy'), {
-        callback: (_e, m) => {
-          asked.push(decodeWire(HoldsWire, m.data, 'holds'));
-          m.respond(encodeWire({ v: WIRE_VERSION, held: [] }));
-        },
-      }),
-    ];
-    cleanups.push(async () => {
-      for (const sub of subs) sub.unsubscribe();
-    });
-    const instance = randomUUID();
-    let reconnects = 0;
-    const heartbeat = setInterval(
-      () => suite.nc.publish(subjects.announce(pool), announcement(pool, 'lossy', instance, reconnects)),
-      200,
-    );
-    cleanups.push(async () => clearInterval(heartbeat));
-    const other = await member(pool, 'other');
-    // The attempt limit and TTL are long: neither may be what frees the request.
-    const c = client(pool, { memberTtlMs: 60_000, attemptTimeoutMs: 60_000 });
-    await c.start();
-    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
-    const t0 = Date.now();
-    const pending = c.generate(messages(6), params, {
-      deadline: Date.now() + 90_000,
-      stickyKey: keyFor('lossy', 'other'),
-    });
-    await waitUntil(() => taken.length === 1, 5_000, 'the request reached the lossy member');
-    reconnects = 1;
-    const g = await pending;
-    // Asked once, of the process it was sent to; then sent again to the same member, as if never sent.
-    expect(asked).toEqual([{ v: WIRE_VERSION, ids: [taken[0]], instance }]);
-    expect(taken).toEqual([taken[0], taken[0]]);
-    expect(g.memberId).toBe('backing');
-    expect(other.member.stats.served).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(10_000);
-  });
+  it.each([
+    { unanswered: 0, what: 'answers the first question' },
+    { unanswered: 1, what: 'answers only the second question (stalled, or not back yet, at the first)' },
+  ])(
+    "a request lost on a member's connection is sent again once the member says it came back, not at the attempt limit: it $what",
+    async ({ unanswered }) => {
+      const pool = `lost-${randomUUID().slice(0, 8)}`;
+      // A member whose first reply never arrives (sent into a server that went down): after its "reconnect" it holds
+      // nothing, and serves what it is sent from then on (through a simulated member of a pool of its own).
+      const backing = await inProcessMember(
+        cfg,
+        { backend: 'sim', timeScale: 0 },
+        { pool: `${pool}-backing`, id: 'backing' },
+      );
+      cleanups.push(() => backing.stop());
+      const taken: string[] = [];
+      const asked: Array<{ ids: string[]; instance?: string }> = [];
+      const subs = [
+        suite.nc.subscribe(subjects.member(pool, 'lossy'), {
+          callback: (_e, m) => {
+            taken.push(decodeWire(GenerateRequestWire, m.data, 'request').id);
+            if (taken.length === 1) return;
+            suite.nc
+              .request(subjects.member(`${pool}-backing`, 'backing'), m.data, {
+                timeout: 10_000,
+                headers: m.headers,
+              })
+              .then((reply) => m.respond(reply.data))
+              .catch(() => {});
+          },
+        }),
+        suite.nc.subscribe(subjects.holds(pool, 'lossy'), {
+          callback: (_e, m) => {
+            asked.push(decodeWire(HoldsWire, m.data, 'holds'));
+            if (asked.length > unanswered) m.respond(encodeWire({ v: WIRE_VERSION, held: [] }));
+          },
+        }),
+      ];
+      cleanups.push(async () => {
+        for (const sub of subs) sub.unsubscribe();
+      });
+      const instance = randomUUID();
+      let reconnects = 0;
+      const heartbeat = setInterval(
+        () => suite.nc.publish(subjects.announce(pool), announcement(pool, 'lossy', instance, reconnects)),
+        200,
+      );
+      cleanups.push(async () => clearInterval(heartbeat));
+      const other = await member(pool, 'other');
+      // The attempt limit and TTL are long: neither may be what frees the request.
+      const c = client(pool, { memberTtlMs: 60_000, attemptTimeoutMs: 60_000 });
+      await c.start();
+      await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+      const t0 = Date.now();
+      const pending = c.generate(messages(6), params, {
+        deadline: Date.now() + 90_000,
+        stickyKey: keyFor('lossy', 'other'),
+      });
+      await waitUntil(() => taken.length === 1, 5_000, 'the request reached the lossy member');
+      reconnects = 1;
+      const g = await pending;
+      // Asked of the process it was sent to, until it answered; then sent again to the same member, as if never sent.
+      expect(asked).toEqual(Array(unanswered + 1).fill({ v: WIRE_VERSION, ids: [taken[0]], instance }));
+      expect(taken).toEqual([taken[0], taken[0]]);
+      expect(g.memberId).toBe('backing');
+      expect(other.member.stats.served).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    },
+  );
 
   it('a member answers what it holds for its own process only: not for another process under its id', async () => {
     const pool = `instance-${randomUUID().slice(0, 8)}`;
@@ -873,6 +880,90 @@ describe('connections that come back', () => {
     expect(g.memberId).toBe('gpu');
     expect(gpu.stats.served).toBe(1);
     expect(other.member.stats.served).toBe(0);
+  });
+});
+
+describe('a connection that dies unnoticed', () => {
+  /**
+   * A TCP relay to the NATS server whose open connections can be made to carry nothing from then on, in either
+   * direction, without being closed: a NATS node lost, a network partition. Connections made after still relay.
+   */
+  async function freezableRelay(natsUrl: string) {
+    const target = new URL(natsUrl);
+    const pairs = new Set<{ client: Socket; upstream: Socket; frozen: boolean }>();
+    const server = createServer((client) => {
+      const upstream = connectTcp(Number(target.port), target.hostname);
+      const pair = { client, upstream, frozen: false };
+      pairs.add(pair);
+      client.on('data', (d) => pair.frozen || upstream.write(d));
+      upstream.on('data', (d) => pair.frozen || client.write(d));
+      const end = () => {
+        pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      for (const socket of [client, upstream]) socket.on('close', end).on('error', end);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `nats://127.0.0.1:${port}`,
+      freeze: () => {
+        for (const pair of pairs) pair.frozen = true;
+      },
+      close: async () => {
+        for (const pair of pairs) {
+          pair.client.destroy();
+          pair.upstream.destroy();
+        }
+        await new Promise((r) => server.close(r));
+      },
+    };
+  }
+
+  it("a router whose connection went silent has it redone and sends again what was lost, instead of dropping the pool's members", async () => {
+    const pool = `silent-${randomUUID().slice(0, 8)}`;
+    const relay = await freezableRelay(cfg.nats.url);
+    cleanups.push(() => relay.close());
+    const routerNc = await connectNats({ ...cfg, nats: { ...cfg.nats, url: relay.url } }, 'silent-router');
+    cleanups.push(() => routerNc.close());
+    // The member's first generation waits for the test, so its reply is sent into the dead connection.
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    let release: (() => void) | undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let calls = 0;
+    const gpu = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'gpu',
+      backend: {
+        kind: 'gated-sim',
+        async generate(req, signal) {
+          if (++calls === 1) await gate;
+          return sim.generate(req, signal);
+        },
+      },
+    });
+    await gpu.start();
+    cleanups.push(() => gpu.stop(100));
+    // A short TTL, a long attempt limit: only the connection check and the question after it can free the request
+    // in time (the pings would notice the dead connection after ~30 s, and the attempt end after 60 s).
+    const c = new PoolClient({ nc: routerNc, pool, memberTtlMs: 1500, attemptTimeoutMs: 60_000 });
+    cleanups.push(() => c.close());
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'gpu live');
+    const pending = c.generate(messages(8), params, { deadline: Date.now() + 90_000 });
+    await waitUntil(() => calls === 1, 5_000, 'the request reached gpu');
+    relay.freeze();
+    const frozenAt = Date.now();
+    release!();
+    const g = await pending;
+    expect(g.memberId).toBe('gpu');
+    // The first reply went into the dead connection; the request was sent again, to gpu, and answered.
+    expect(gpu.stats.served).toBe(2);
+    expect(Date.now() - frozenAt).toBeLessThan(15_000);
   });
 });
 

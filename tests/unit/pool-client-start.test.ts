@@ -112,22 +112,92 @@ describe('PoolClient across a NATS outage', () => {
       servedRequests: 0,
     };
     callbacks.get(subjects.announce('p'))!(null, { data: encodeWire(announcement) });
-    // Swept every 500 ms of this router's clock, as its timer would (a longer gap reads as a stalled process).
-    const advanceTo = (until: number) => {
+    // Swept every 500 ms of this router's clock, as its timer would (a longer gap reads as a stalled process); the
+    // check of its own connection that a sweep may start (a flush) completes between sweeps.
+    const advanceTo = async (until: number) => {
       while (now < until) {
         now += 500;
         client.liveMembers();
+        await new Promise((r) => setTimeout(r, 0));
       }
     };
     const known = () => (client as unknown as { members: Map<string, unknown> }).members.has('gpu-0');
     await emit('disconnect');
-    advanceTo(20_000);
+    await advanceTo(20_000);
     expect(known(), 'dropped while the connection was down').toBe(true);
     await emit('reconnect');
-    advanceTo(22_000);
+    await advanceTo(22_000);
     expect(known(), 'dropped before it could announce again').toBe(true);
-    advanceTo(24_000);
+    await advanceTo(24_000);
     expect(known(), 'kept past a TTL after the reconnect without a word from it').toBe(false);
+    client.close();
+  });
+});
+
+describe('PoolClient hearing no member at all', () => {
+  it('checks its own connection before dropping them: redone when a flush goes unanswered, dropped once one is answered', async () => {
+    let now = 0;
+    const callbacks = new Map<string, (err: Error | null, msg: { data: Uint8Array }) => void>();
+    let flushAnswers = true;
+    let reconnects = 0;
+    const nc = {
+      subscribe(
+        subject: string,
+        opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void },
+      ) {
+        if (opts?.callback) callbacks.set(subject, opts.callback);
+        return { getSubject: () => subject, unsubscribe() {} };
+      },
+      publish() {},
+      // A connection that died unnoticed: what is written goes nowhere, and no PONG comes back.
+      flush: () => (flushAnswers ? Promise.resolve() : new Promise<void>(() => {})),
+      reconnect: async () => {
+        reconnects++;
+      },
+    } as unknown as NatsConnection;
+    const client = new PoolClient({
+      nc,
+      pool: 'p',
+      policy: 'round_robin',
+      memberTtlMs: 3000,
+      now: () => now,
+    });
+    await client.start();
+    for (const id of ['gpu-0', 'gpu-1']) {
+      const announcement: MemberAnnouncementWire = {
+        v: WIRE_VERSION,
+        id,
+        pool: 'p',
+        model: 'm',
+        backend: 'sim',
+        capacity: 8,
+        inFlight: 0,
+        queued: 0,
+        cacheCapacityTokens: 0,
+        cacheUsedTokens: 0,
+        servedRequests: 0,
+      };
+      callbacks.get(subjects.announce('p'))!(null, { data: encodeWire(announcement) });
+    }
+    const known = () => (client as unknown as { members: Map<string, unknown> }).members.size;
+    const sweepUntil = async (until: number) => {
+      while (now < until) {
+        now += 500;
+        client.liveMembers();
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    };
+    flushAnswers = false;
+    await sweepUntil(10_000);
+    expect(known(), 'dropped while its own connection was in doubt').toBe(2);
+    // The check gives the flush 2 s of real time, then has the connection redone.
+    await new Promise((r) => setTimeout(r, 2_300));
+    expect(reconnects).toBe(1);
+    expect(known()).toBe(2);
+    // The connection answers: the members' silence is their own, and they go.
+    flushAnswers = true;
+    await sweepUntil(11_000);
+    expect(known()).toBe(0);
     client.close();
   });
 });
