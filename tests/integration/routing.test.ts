@@ -53,6 +53,34 @@ async function member(pool: string, id: string) {
   return m;
 }
 
+/**
+ * A started member of `pool` serving the simulator, whose first generation waits for `release()`: a request the test
+ * knows to be in the member's hands.
+ */
+async function gatedMember(pool: string, id: string) {
+  const sim = new SimBackend({ profile: { timeScale: 0 } });
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let calls = 0;
+  const m = new PoolMember({
+    nc: suite.nc,
+    pool,
+    id,
+    backend: {
+      kind: 'gated-sim',
+      async generate(req, signal) {
+        if (++calls === 1) await gate;
+        return sim.generate(req, signal);
+      },
+    },
+  });
+  await m.start();
+  cleanups.push(() => m.stop(100));
+  return { member: m, release, calls: () => calls };
+}
+
 describe('pool routing', () => {
   it('a member added at run time starts receiving work', async () => {
     const pool = `join-${randomUUID().slice(0, 8)}`;
@@ -818,28 +846,8 @@ describe('connections that come back', () => {
 
   it('a request the member still holds after its connection came back is left to finish there', async () => {
     const pool = `held-${randomUUID().slice(0, 8)}`;
-    // The simulator, held back until the test has had the router ask what gpu holds.
-    const sim = new SimBackend({ profile: { timeScale: 0 } });
-    let release: (() => void) | undefined;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let reached = false;
-    const gpu = new PoolMember({
-      nc: suite.nc,
-      pool,
-      id: 'gpu',
-      backend: {
-        kind: 'gated-sim',
-        async generate(req, signal) {
-          reached = true;
-          await gate;
-          return sim.generate(req, signal);
-        },
-      },
-    });
-    await gpu.start();
-    cleanups.push(() => gpu.stop(100));
+    // Held back until the test has had the router ask what gpu holds.
+    const gpu = await gatedMember(pool, 'gpu');
     const other = await member(pool, 'other');
     // Listens beside gpu: sees the question, leaves the answer to gpu.
     const asked: string[][] = [];
@@ -856,7 +864,7 @@ describe('connections that come back', () => {
       deadline: Date.now() + 90_000,
       stickyKey: keyFor('gpu', 'other'),
     });
-    await waitUntil(() => reached, 5_000, 'the request reached gpu');
+    await waitUntil(() => gpu.calls() === 1, 5_000, 'the request reached gpu');
     // What gpu would announce after its connection came back, as the same process.
     const latest = await new Promise<MemberAnnouncementWire>((resolve) => {
       const sub = suite.nc.subscribe(subjects.announce(pool), {
@@ -875,10 +883,10 @@ describe('connections that come back', () => {
     await waitUntil(() => asked.length === 1, 5_000, 'the router asking gpu what it holds');
     // Time for a failover, had gpu's answer been taken for "lost".
     await new Promise((r) => setTimeout(r, 500));
-    release!();
+    gpu.release();
     const g = await pending;
     expect(g.memberId).toBe('gpu');
-    expect(gpu.stats.served).toBe(1);
+    expect(gpu.member.stats.served).toBe(1);
     expect(other.member.stats.served).toBe(0);
   });
 });
@@ -928,26 +936,7 @@ describe('a connection that dies unnoticed', () => {
     const routerNc = await connectNats({ ...cfg, nats: { ...cfg.nats, url: relay.url } }, 'silent-router');
     cleanups.push(() => routerNc.close());
     // The member's first generation waits for the test, so its reply is sent into the dead connection.
-    const sim = new SimBackend({ profile: { timeScale: 0 } });
-    let release: (() => void) | undefined;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let calls = 0;
-    const gpu = new PoolMember({
-      nc: suite.nc,
-      pool,
-      id: 'gpu',
-      backend: {
-        kind: 'gated-sim',
-        async generate(req, signal) {
-          if (++calls === 1) await gate;
-          return sim.generate(req, signal);
-        },
-      },
-    });
-    await gpu.start();
-    cleanups.push(() => gpu.stop(100));
+    const gpu = await gatedMember(pool, 'gpu');
     // A short TTL, a long attempt limit: only the connection check and the question after it can free the request
     // in time (the pings would notice the dead connection after ~30 s, and the attempt end after 60 s).
     const c = new PoolClient({ nc: routerNc, pool, memberTtlMs: 1500, attemptTimeoutMs: 60_000 });
@@ -955,14 +944,14 @@ describe('a connection that dies unnoticed', () => {
     await c.start();
     await waitUntil(() => c.liveMembers().length === 1, 10_000, 'gpu live');
     const pending = c.generate(messages(8), params, { deadline: Date.now() + 90_000 });
-    await waitUntil(() => calls === 1, 5_000, 'the request reached gpu');
+    await waitUntil(() => gpu.calls() === 1, 5_000, 'the request reached gpu');
     relay.freeze();
     const frozenAt = Date.now();
-    release!();
+    gpu.release();
     const g = await pending;
     expect(g.memberId).toBe('gpu');
     // The first reply went into the dead connection; the request was sent again, to gpu, and answered.
-    expect(gpu.stats.served).toBe(2);
+    expect(gpu.member.stats.served).toBe(2);
     expect(Date.now() - frozenAt).toBeLessThan(15_000);
   });
 });

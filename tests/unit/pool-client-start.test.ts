@@ -60,47 +60,26 @@ describe('PoolClient.generate before its first attempt', () => {
   });
 });
 
-describe('PoolClient across a NATS outage', () => {
-  it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
-    let now = 0;
-    const callbacks = new Map<string, (err: Error | null, msg: { data: Uint8Array }) => void>();
-    const events: { type: string }[] = [];
-    let wake: (() => void) | undefined;
-    const nc = {
-      subscribe(
-        subject: string,
-        opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void },
-      ) {
-        if (opts?.callback) callbacks.set(subject, opts.callback);
-        return { getSubject: () => subject, unsubscribe() {} };
-      },
-      publish() {},
-      flush: () => Promise.resolve(),
-      async *status() {
-        for (;;) {
-          while (events.length > 0) yield events.shift()!;
-          await new Promise<void>((r) => {
-            wake = r;
-          });
-        }
-      },
-    } as unknown as NatsConnection;
-    const emit = async (type: string) => {
-      events.push({ type });
-      wake?.();
-      await new Promise((r) => setTimeout(r, 0));
-    };
-    const client = new PoolClient({
-      nc,
-      pool: 'p',
-      policy: 'round_robin',
-      memberTtlMs: 3000,
-      now: () => now,
-    });
-    await client.start();
+/**
+ * A router (its TTL 3 s, its clock the test's) on a connection where the test plays the pool's members: `announce(id)`
+ * delivers a member's announcement to the router's subscription. `extra` adds or replaces what the router calls on
+ * its connection (status, flush, reconnect).
+ */
+function routerOnFakeConnection(extra: Record<string, unknown> = {}) {
+  const callbacks = new Map<string, (err: Error | null, msg: { data: Uint8Array }) => void>();
+  const nc = {
+    subscribe(subject: string, opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void }) {
+      if (opts?.callback) callbacks.set(subject, opts.callback);
+      return { getSubject: () => subject, unsubscribe() {} };
+    },
+    publish() {},
+    flush: () => Promise.resolve(),
+    ...extra,
+  } as unknown as NatsConnection;
+  const announce = (id: string) => {
     const announcement: MemberAnnouncementWire = {
       v: WIRE_VERSION,
-      id: 'gpu-0',
+      id,
       pool: 'p',
       model: 'm',
       backend: 'sim',
@@ -112,92 +91,90 @@ describe('PoolClient across a NATS outage', () => {
       servedRequests: 0,
     };
     callbacks.get(subjects.announce('p'))!(null, { data: encodeWire(announcement) });
-    // Swept every 500 ms of this router's clock, as its timer would (a longer gap reads as a stalled process); the
-    // check of its own connection that a sweep may start (a flush) completes between sweeps.
-    const advanceTo = async (until: number) => {
-      while (now < until) {
-        now += 500;
-        client.liveMembers();
-        await new Promise((r) => setTimeout(r, 0));
-      }
+  };
+  const clock = { now: 0 };
+  const client = new PoolClient({
+    nc,
+    pool: 'p',
+    policy: 'round_robin',
+    memberTtlMs: 3000,
+    now: () => clock.now,
+  });
+  /** The members the router knows. */
+  const known = () => [...(client as unknown as { members: Map<string, unknown> }).members.keys()];
+  return { client, clock, announce, known };
+}
+
+/**
+ * Sweeps `client` every 500 ms of its clock up to `until`, as its timer would (a longer gap reads as a stalled
+ * process); the check of its own connection that a sweep may start (a flush) completes between sweeps.
+ */
+async function sweepUntil(client: PoolClient, clock: { now: number }, until: number): Promise<void> {
+  while (clock.now < until) {
+    clock.now += 500;
+    client.liveMembers();
+    await new Promise((r) => setTimeout(r, 0));
+  }
+}
+
+describe('PoolClient across a NATS outage', () => {
+  it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
+    const events: { type: string }[] = [];
+    let wake: (() => void) | undefined;
+    const { client, clock, announce, known } = routerOnFakeConnection({
+      async *status() {
+        for (;;) {
+          while (events.length > 0) yield events.shift()!;
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+        }
+      },
+    });
+    const emit = async (type: string) => {
+      events.push({ type });
+      wake?.();
+      await new Promise((r) => setTimeout(r, 0));
     };
-    const known = () => (client as unknown as { members: Map<string, unknown> }).members.has('gpu-0');
+    await client.start();
+    announce('gpu-0');
     await emit('disconnect');
-    await advanceTo(20_000);
-    expect(known(), 'dropped while the connection was down').toBe(true);
+    await sweepUntil(client, clock, 20_000);
+    expect(known(), 'dropped while the connection was down').toEqual(['gpu-0']);
     await emit('reconnect');
-    await advanceTo(22_000);
-    expect(known(), 'dropped before it could announce again').toBe(true);
-    await advanceTo(24_000);
-    expect(known(), 'kept past a TTL after the reconnect without a word from it').toBe(false);
+    await sweepUntil(client, clock, 22_000);
+    expect(known(), 'dropped before it could announce again').toEqual(['gpu-0']);
+    await sweepUntil(client, clock, 24_000);
+    expect(known(), 'kept past a TTL after the reconnect without a word from it').toEqual([]);
     client.close();
   });
 });
 
 describe('PoolClient hearing no member at all', () => {
   it('checks its own connection before dropping them: redone when a flush goes unanswered, dropped once one is answered', async () => {
-    let now = 0;
-    const callbacks = new Map<string, (err: Error | null, msg: { data: Uint8Array }) => void>();
     let flushAnswers = true;
     let reconnects = 0;
-    const nc = {
-      subscribe(
-        subject: string,
-        opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void },
-      ) {
-        if (opts?.callback) callbacks.set(subject, opts.callback);
-        return { getSubject: () => subject, unsubscribe() {} };
-      },
-      publish() {},
+    const { client, clock, announce, known } = routerOnFakeConnection({
       // A connection that died unnoticed: what is written goes nowhere, and no PONG comes back.
       flush: () => (flushAnswers ? Promise.resolve() : new Promise<void>(() => {})),
       reconnect: async () => {
         reconnects++;
       },
-    } as unknown as NatsConnection;
-    const client = new PoolClient({
-      nc,
-      pool: 'p',
-      policy: 'round_robin',
-      memberTtlMs: 3000,
-      now: () => now,
     });
     await client.start();
-    for (const id of ['gpu-0', 'gpu-1']) {
-      const announcement: MemberAnnouncementWire = {
-        v: WIRE_VERSION,
-        id,
-        pool: 'p',
-        model: 'm',
-        backend: 'sim',
-        capacity: 8,
-        inFlight: 0,
-        queued: 0,
-        cacheCapacityTokens: 0,
-        cacheUsedTokens: 0,
-        servedRequests: 0,
-      };
-      callbacks.get(subjects.announce('p'))!(null, { data: encodeWire(announcement) });
-    }
-    const known = () => (client as unknown as { members: Map<string, unknown> }).members.size;
-    const sweepUntil = async (until: number) => {
-      while (now < until) {
-        now += 500;
-        client.liveMembers();
-        await new Promise((r) => setTimeout(r, 0));
-      }
-    };
+    announce('gpu-0');
+    announce('gpu-1');
     flushAnswers = false;
-    await sweepUntil(10_000);
-    expect(known(), 'dropped while its own connection was in doubt').toBe(2);
+    await sweepUntil(client, clock, 10_000);
+    expect(known(), 'dropped while its own connection was in doubt').toEqual(['gpu-0', 'gpu-1']);
     // The check gives the flush 2 s of real time, then has the connection redone.
     await new Promise((r) => setTimeout(r, 2_300));
     expect(reconnects).toBe(1);
-    expect(known()).toBe(2);
+    expect(known()).toEqual(['gpu-0', 'gpu-1']);
     // The connection answers: the members' silence is their own, and they go.
     flushAnswers = true;
-    await sweepUntil(11_000);
-    expect(known()).toBe(0);
+    await sweepUntil(client, clock, 11_000);
+    expect(known()).toEqual([]);
     client.close();
   });
 });
