@@ -11,7 +11,7 @@ import { BlobNotFoundError, type BlobStore } from '../common/blob-store.js';
 import { formatZodError } from '../common/errors.js';
 import { watchStatus } from '../common/nats.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
-import { BackendHttpError } from './backends/http.js';
+import { BackendHttpError, HealthCheckUnsupportedError } from './backends/http.js';
 import { timerDeadline, untilAborted } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
@@ -52,6 +52,26 @@ export interface PoolMemberOptions {
   minAnnounceIntervalMs?: number;
   /** Resolves `messagesRef` requests (prompts too large for one NATS message). */
   blobs?: BlobStore;
+  /** Checks of the server's health, for backends that have one (see HealthCheckOptions). */
+  healthCheck?: HealthCheckOptions;
+}
+
+/**
+ * A member checks its server's health every `intervalMs` (default 5 s), each check given `timeoutMs` (default 5 s).
+ * After `failures` failed checks in a row (default 3) it announces itself unhealthy, so routers send it nothing, and
+ * fails what it holds with a retryable error, so their routers send it elsewhere now instead of at the attempt limit
+ * (minutes, for a long generation); the first check that passes puts it back.
+ */
+export interface HealthCheckOptions {
+  intervalMs?: number;
+  timeoutMs?: number;
+  failures?: number;
+}
+
+/** This member's server failed its health checks: what it held, and what comes while it fails, goes elsewhere. */
+export class ServerUnhealthyError extends Error {
+  override readonly name = 'ServerUnhealthyError';
+  readonly retryable = true;
 }
 
 /**
@@ -153,6 +173,10 @@ export class PoolMember {
   private served = 0;
   /** Times this member's connection came back (see MemberAnnouncementWire.reconnects). */
   private reconnects = 0;
+  /** Why the server is out of rotation, while it fails its health checks (see HealthCheckOptions). */
+  private unhealthy?: string;
+  private healthFailures = 0;
+  private healthTimer?: NodeJS.Timeout;
   private stopWatching?: () => void;
   private stopping = false;
   private readonly instance = randomUUID();
@@ -216,6 +240,33 @@ export class PoolMember {
     });
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
+    if (this.opts.backend.health) this.scheduleHealthCheck();
+  }
+
+  private scheduleHealthCheck(): void {
+    this.healthTimer = setTimeout(() => void this.checkHealth(), this.opts.healthCheck?.intervalMs ?? 5000);
+  }
+
+  private async checkHealth(): Promise<void> {
+    const { timeoutMs = 5000, failures = 3 } = this.opts.healthCheck ?? {};
+    try {
+      await this.opts.backend.health!(AbortSignal.timeout(timeoutMs));
+      this.healthFailures = 0;
+      if (this.unhealthy !== undefined) {
+        this.unhealthy = undefined;
+        this.announce();
+      }
+    } catch (err) {
+      if (err instanceof HealthCheckUnsupportedError) return; // nothing to check, now or later
+      this.healthFailures++;
+      if (this.healthFailures >= failures && this.unhealthy === undefined) {
+        this.unhealthy = `member ${this.id}'s server failed ${this.healthFailures} health checks in a row: ${(err as Error).message}`;
+        this.announce();
+        const reason = new ServerUnhealthyError(this.unhealthy);
+        for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(reason);
+      }
+    }
+    if (!this.stopping) this.scheduleHealthCheck();
   }
 
   /** Stops taking work, tells routers, and waits (bounded) for requests in flight. */
@@ -224,6 +275,7 @@ export class PoolMember {
     this.stopping = true;
     this.stopWatching?.();
     clearInterval(this.timer);
+    clearTimeout(this.healthTimer);
     clearTimeout(this.pendingAnnounce);
     // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
     // member's subject and waits for what it has here instead of failing it over. Cancels are still taken while the
@@ -267,6 +319,7 @@ export class PoolMember {
       servedRequests: this.served,
       instance: this.instance,
       reconnects: this.reconnects,
+      healthy: this.unhealthy === undefined,
       ...(leaving ? { leaving: true } : {}),
     };
   }
@@ -297,6 +350,7 @@ export class PoolMember {
       const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');
       id = req.id;
       if (this.stopping) return this.fail(msg, id, 'shutting_down', 'member is stopping', true);
+      if (this.unhealthy !== undefined) return this.fail(msg, id, 'backend_error', this.unhealthy, true);
       const deadline = attemptDeadline(req.deadline, msg.headers?.get(ATTEMPT_TIMEOUT_HEADER));
       if (Date.now() >= deadline)
         return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);

@@ -438,7 +438,7 @@ export class PoolClient {
         queued: m.info.queued,
         cacheCapacityTokens: m.info.cacheCapacityTokens,
         cacheUsedTokens: m.info.cacheUsedTokens,
-        healthy: m.breaker.isAvailable(),
+        healthy: m.info.healthy !== false && m.breaker.isAvailable(),
       });
     }
     return views;
@@ -681,6 +681,7 @@ export class PoolClient {
   private outOfRotation(): string {
     const named = [...this.members].slice(0, MEMBERS_NAMED).map(([id, m]) => {
       if (m.leavingSince !== undefined) return `${id}: stopping`;
+      if (m.info.healthy === false) return `${id}: its server is failing health checks`;
       return `${id}: circuit ${m.breaker.state.replace('_', '-')}${m.lastFailure ? ` after ${m.lastFailure}` : ''}`;
     });
     const more = this.members.size - named.length;

@@ -50,6 +50,12 @@ export interface InferenceBackend {
   readonly kind: string;
   generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration>;
   load?(): BackendLoad;
+  /**
+   * Resolves when the server answers its health check and rejects when it does not (down, not answering, failing);
+   * rejects with HealthCheckUnsupportedError when the server has no health endpoint. Absent when there is nothing to
+   * check (the simulator).
+   */
+  health?(signal: AbortSignal): Promise<void>;
   close?(): Promise<void>;
 }
 

@@ -147,6 +147,8 @@ export const MemberAnnouncementWire = z.object({
    * flight on it may have been lost. Optional: members that predate it omit it.
    */
   reconnects: z.number().int().nonnegative().optional(),
+  /** False while the member's server fails its health checks: routers send it nothing. Absent: healthy. */
+  healthy: z.boolean().optional(),
   /** Set on the last announcement of a member that is stopping. */
   leaving: z.boolean().optional(),
 });

@@ -76,6 +76,37 @@ export class BackendHttpError extends Error {
 
 const MEMBER_SETUP_STATUSES = new Set([401, 403, 404, 413]);
 
+/** The server has no health endpoint (an OpenAI-compatible service other than vLLM or SGLang): nothing to check. */
+export class HealthCheckUnsupportedError extends Error {
+  override readonly name = 'HealthCheckUnsupportedError';
+}
+
+/**
+ * GET `url` (vLLM's and SGLang's /health), bounded by `signal`: a 2xx answer is healthy; a 404 or 405 says there is no
+ * such endpoint (HealthCheckUnsupportedError); any other answer, or none, is not healthy.
+ */
+export async function checkHealth(
+  url: string,
+  client: HttpClientOptions,
+  signal: AbortSignal,
+): Promise<void> {
+  let status: number;
+  let body: string;
+  try {
+    const res = await (client.fetch ?? fetchUntilDeadline)(url, {
+      method: 'GET',
+      headers: client.apiKey ? { authorization: `Bearer ${client.apiKey}` } : {},
+      signal,
+    });
+    status = res.status;
+    body = await res.text();
+  } catch (err) {
+    throw new Error(`GET ${url}: ${signal.aborted ? 'no answer in time' : causeChainMessage(err)}`);
+  }
+  if (status === 404 || status === 405) throw new HealthCheckUnsupportedError(`GET ${url}: HTTP ${status}`);
+  if (status < 200 || status >= 300) throw new Error(`GET ${url}: HTTP ${status} ${excerpt(body)}`.trim());
+}
+
 /** The server could not be reached (connection refused, reset, DNS) on every attempt. */
 export class BackendUnavailableError extends Error {
   override readonly name = 'BackendUnavailableError';

@@ -7,6 +7,7 @@ import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
 import {
   BackendHttpError,
   BackendProtocolError,
+  checkHealth,
   HttpBackendLoad,
   type HttpClientOptions,
   parseResponse,
@@ -319,6 +320,11 @@ export class OpenAIBackend implements InferenceBackend {
 
   load(): BackendLoad {
     return this.inFlight.load();
+  }
+
+  /** vLLM's and SGLang's GET /health, at the server's root. */
+  health(signal: AbortSignal): Promise<void> {
+    return checkHealth(`${serverRoot(this.base)}/health`, this.opts, signal);
   }
 
   async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {

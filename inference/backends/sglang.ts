@@ -14,6 +14,7 @@ import { type ChatTemplate, renderChatTemplate } from './chat-template.js';
 import {
   BackendHttpError,
   BackendProtocolError,
+  checkHealth,
   HttpBackendLoad,
   type HttpClientOptions,
   parseResponse,
@@ -92,6 +93,11 @@ export class SGLangBackend implements InferenceBackend {
 
   load(): BackendLoad {
     return this.inFlight.load();
+  }
+
+  /** SGLang's GET /health. */
+  health(signal: AbortSignal): Promise<void> {
+    return checkHealth(`${this.base}/health`, this.opts, signal);
   }
 
   async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {

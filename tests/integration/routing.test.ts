@@ -1,13 +1,15 @@
 // The pool router against real NATS: members joining at run time get work, a member whose replies cannot be
 // decoded is failed over rather than crashing the caller, and oversized requests are refused up front.
 import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect as connectTcp, createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
 import { BlobStore } from '../../common/blob-store.js';
 import { connectNats } from '../../common/nats.js';
-import { BackendProtocolError } from '../../inference/backends/http.js';
+import { BackendProtocolError, HealthCheckUnsupportedError } from '../../inference/backends/http.js';
+import { createBackend } from '../../inference/backends/index.js';
 import { PoolMember } from '../../inference/member.js';
 import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
 import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
@@ -953,6 +955,110 @@ describe('a connection that dies unnoticed', () => {
     // The first reply went into the dead connection; the request was sent again, to gpu, and answered.
     expect(gpu.member.stats.served).toBe(2);
     expect(Date.now() - frozenAt).toBeLessThan(15_000);
+  });
+});
+
+describe('a member whose server hangs', () => {
+  /** The simulator's HTTP server behind a relay that can hang: from then on it answers nothing, /health included. */
+  async function hangingServer() {
+    const sim = await startSimHttpServer({ port: 0 });
+    let hung = false;
+    const held: ServerResponse[] = [];
+    const server = createHttpServer(async (req, res) => {
+      if (hung) {
+        held.push(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const r = await fetch(`${sim.url}${req.url}`, {
+        method: req.method,
+        headers: { 'content-type': 'application/json' },
+        ...(req.method === 'GET' ? {} : { body: Buffer.concat(chunks) }),
+      });
+      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/json' });
+      res.end(Buffer.from(await r.arrayBuffer()));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      hang: (on: boolean) => {
+        hung = on;
+        if (!on) for (const res of held.splice(0)) res.destroy();
+      },
+      close: async () => {
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+        await sim.close();
+      },
+    };
+  }
+
+  it('leaves rotation once the server fails its health checks, and what it held goes elsewhere now, not at the attempt limit', async () => {
+    const pool = `hung-${randomUUID().slice(0, 8)}`;
+    const server = await hangingServer();
+    cleanups.push(() => server.close());
+    const gpu = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'gpu',
+      backend: createBackend({ backend: 'openai', baseUrl: `${server.url}/v1`, model: 'muse-sim' }),
+      healthCheck: { intervalMs: 200, timeoutMs: 300, failures: 2 },
+    });
+    await gpu.start();
+    cleanups.push(() => gpu.stop(100));
+    const other = await member(pool, 'other');
+    const c = client(pool, { attemptTimeoutMs: 60_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const healthyById = () => Object.fromEntries(c.liveMembers().map((m) => [m.id, m.healthy]));
+    // Checks pass while the server answers.
+    await new Promise((r) => setTimeout(r, 700));
+    expect(healthyById()).toEqual({ gpu: true, other: true });
+    server.hang(true);
+    const t0 = Date.now();
+    const g = await c.generate(messages(9), params, {
+      deadline: Date.now() + 90_000,
+      stickyKey: Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+        (k) => rendezvousScore(k, 'gpu') > rendezvousScore(k, 'other'),
+      ),
+    });
+    expect(g.memberId).toBe('other');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(other.member.stats.served).toBe(1);
+    expect(healthyById()).toEqual({ gpu: false, other: true });
+    // The server answers again: the next check passing puts the member back.
+    server.hang(false);
+    await waitUntil(() => healthyById().gpu === true, 5_000, 'gpu back in rotation');
+  });
+
+  it('a server without a health endpoint is asked once, then served without checks', async () => {
+    const pool = `nohealth-${randomUUID().slice(0, 8)}`;
+    let checks = 0;
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const m = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'plain',
+      backend: {
+        kind: 'no-health',
+        generate: (req, signal) => sim.generate(req, signal),
+        async health() {
+          checks++;
+          throw new HealthCheckUnsupportedError('GET /health: HTTP 404');
+        },
+      },
+      healthCheck: { intervalMs: 50, timeoutMs: 50, failures: 1 },
+    });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const c = client(pool);
+    await c.start();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(checks).toBe(1);
+    expect(c.liveMembers().map((v) => v.healthy)).toEqual([true]);
+    expect((await c.generate(messages(10), params, { deadline: deadline() })).memberId).toBe('plain');
   });
 });
 

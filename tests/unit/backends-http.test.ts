@@ -4,6 +4,8 @@ import {
   BackendHttpError,
   BackendProtocolError,
   BackendUnavailableError,
+  checkHealth,
+  HealthCheckUnsupportedError,
   HttpBackendLoad,
   parseRetryAfter,
   postJson,
@@ -213,5 +215,23 @@ describe('retry waits', () => {
     await expect(sleep(5000, ac.signal)).rejects.toBe(reason);
     expect(Date.now() - t0).toBeLessThan(1000);
     await expect(sleep(5000, ac.signal)).rejects.toBe(reason);
+  });
+});
+
+describe('checkHealth', () => {
+  it('passes on 2xx, says a 404 or 405 means no such endpoint, and fails naming the status or the silence otherwise', async () => {
+    const statuses = [200, 404, 405, 503];
+    const s = await fakeJsonServer((_req, n) =>
+      n <= statuses.length ? { status: statuses[n - 1], body: { n } } : { delayMs: 5_000 },
+    );
+    const check = () => checkHealth(`${s.url}/health`, {}, AbortSignal.timeout(300));
+    await expect(check()).resolves.toBeUndefined();
+    await expect(check()).rejects.toBeInstanceOf(HealthCheckUnsupportedError);
+    await expect(check()).rejects.toBeInstanceOf(HealthCheckUnsupportedError);
+    const failing = await check().catch((e: Error) => e);
+    expect(failing).not.toBeInstanceOf(HealthCheckUnsupportedError);
+    expect(String(failing)).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/health: HTTP 503/);
+    await expect(check()).rejects.toThrow(/health: no answer in time/);
+    expect(s.seen.map((r) => r.path)).toEqual(Array(5).fill('/health'));
   });
 });
