@@ -250,6 +250,8 @@ export function registerServiceCommands(program: Command): void {
         backend: checked.data,
         id: o.id,
         capacity: o.capacity,
+        onHealthChange: (healthy, why) =>
+          console.error(healthy ? why : `${why}; out of rotation until a check passes`),
       });
       console.error(
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,

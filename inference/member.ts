@@ -54,6 +54,8 @@ export interface PoolMemberOptions {
   blobs?: BlobStore;
   /** Checks of the server's health, for backends that have one (see HealthCheckOptions). */
   healthCheck?: HealthCheckOptions;
+  /** Told when the member leaves rotation for failed health checks, and when it comes back (for its operator's log). */
+  onHealthChange?: (healthy: boolean, why: string) => void;
 }
 
 /**
@@ -255,6 +257,7 @@ export class PoolMember {
       if (this.unhealthy !== undefined) {
         this.unhealthy = undefined;
         this.announce();
+        this.opts.onHealthChange?.(true, `member ${this.id}'s server passes its health checks again`);
       }
     } catch (err) {
       if (err instanceof HealthCheckUnsupportedError) return; // nothing to check, now or later
@@ -262,6 +265,7 @@ export class PoolMember {
       if (this.healthFailures >= failures && this.unhealthy === undefined) {
         this.unhealthy = `member ${this.id}'s server failed ${this.healthFailures} health checks in a row: ${(err as Error).message}`;
         this.announce();
+        this.opts.onHealthChange?.(false, this.unhealthy);
         const reason = new ServerUnhealthyError(this.unhealthy);
         for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(reason);
       }

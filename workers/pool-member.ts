@@ -5,7 +5,7 @@ import type { MuseConfig } from '../common/config.js';
 import { closeNats, connectNats } from '../common/nats.js';
 import { initTelemetry } from '../common/telemetry.js';
 import { type BackendSpec, createBackend } from '../inference/backends/index.js';
-import { PoolMember } from '../inference/member.js';
+import { PoolMember, type PoolMemberOptions } from '../inference/member.js';
 
 export interface PoolMemberProcessOptions {
   config: MuseConfig;
@@ -14,6 +14,7 @@ export interface PoolMemberProcessOptions {
   id?: string;
   capacity?: number;
   nc?: NatsConnection;
+  onHealthChange?: PoolMemberOptions['onHealthChange'];
 }
 
 export async function startPoolMember(
@@ -39,6 +40,7 @@ export async function startPoolMember(
       model: opts.backend.model,
       capacity: opts.capacity,
       blobs,
+      onHealthChange: opts.onHealthChange,
     });
     await member.start();
   } catch (err) {

@@ -76,14 +76,17 @@ export class BackendHttpError extends Error {
 
 const MEMBER_SETUP_STATUSES = new Set([401, 403, 404, 413]);
 
+const NO_HEALTH_ENDPOINT_STATUSES = new Set([401, 403, 404, 405]);
+
 /** The server has no health endpoint (an OpenAI-compatible service other than vLLM or SGLang): nothing to check. */
 export class HealthCheckUnsupportedError extends Error {
   override readonly name = 'HealthCheckUnsupportedError';
 }
 
 /**
- * GET `url` (vLLM's and SGLang's /health), bounded by `signal`: a 2xx answer is healthy; a 404 or 405 says there is no
- * such endpoint (HealthCheckUnsupportedError); any other answer, or none, is not healthy.
+ * GET `url` (vLLM's and SGLang's /health), bounded by `signal`: a 2xx answer is healthy; a 401, 403, 404 or 405 says
+ * the server is up but has no health endpoint this member may use (HealthCheckUnsupportedError: a gateway in front
+ * of it, another OpenAI-compatible service); any other answer, or none, is not healthy.
  */
 export async function checkHealth(
   url: string,
@@ -103,7 +106,8 @@ export async function checkHealth(
   } catch (err) {
     throw new Error(`GET ${url}: ${signal.aborted ? 'no answer in time' : causeChainMessage(err)}`);
   }
-  if (status === 404 || status === 405) throw new HealthCheckUnsupportedError(`GET ${url}: HTTP ${status}`);
+  if (NO_HEALTH_ENDPOINT_STATUSES.has(status))
+    throw new HealthCheckUnsupportedError(`GET ${url}: HTTP ${status}`);
   if (status < 200 || status >= 300) throw new Error(`GET ${url}: HTTP ${status} ${excerpt(body)}`.trim());
 }
 

@@ -999,12 +999,14 @@ describe('a member whose server hangs', () => {
     const pool = `hung-${randomUUID().slice(0, 8)}`;
     const server = await hangingServer();
     cleanups.push(() => server.close());
+    const changes: Array<{ healthy: boolean; why: string }> = [];
     const gpu = new PoolMember({
       nc: suite.nc,
       pool,
       id: 'gpu',
       backend: createBackend({ backend: 'openai', baseUrl: `${server.url}/v1`, model: 'muse-sim' }),
       healthCheck: { intervalMs: 200, timeoutMs: 300, failures: 2 },
+      onHealthChange: (healthy, why) => changes.push({ healthy, why }),
     });
     await gpu.start();
     cleanups.push(() => gpu.stop(100));
@@ -1031,6 +1033,10 @@ describe('a member whose server hangs', () => {
     // The server answers again: the next check passing puts the member back.
     server.hang(false);
     await waitUntil(() => healthyById().gpu === true, 5_000, 'gpu back in rotation');
+    expect(changes.map((c) => c.healthy)).toEqual([false, true]);
+    expect(changes[0]!.why).toMatch(
+      /^member gpu's server failed 2 health checks in a row: GET .*\/health: no answer in time$/,
+    );
   });
 
   it('a server without a health endpoint is asked once, then served without checks', async () => {

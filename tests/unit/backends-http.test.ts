@@ -219,19 +219,19 @@ describe('retry waits', () => {
 });
 
 describe('checkHealth', () => {
-  it('passes on 2xx, says a 404 or 405 means no such endpoint, and fails naming the status or the silence otherwise', async () => {
-    const statuses = [200, 404, 405, 503];
+  it('passes on 2xx, takes 401, 403, 404 and 405 for no usable endpoint, and fails naming the status or the silence otherwise', async () => {
+    const statuses = [200, 401, 403, 404, 405, 503];
     const s = await fakeJsonServer((_req, n) =>
       n <= statuses.length ? { status: statuses[n - 1], body: { n } } : { delayMs: 5_000 },
     );
     const check = () => checkHealth(`${s.url}/health`, {}, AbortSignal.timeout(300));
     await expect(check()).resolves.toBeUndefined();
-    await expect(check()).rejects.toBeInstanceOf(HealthCheckUnsupportedError);
-    await expect(check()).rejects.toBeInstanceOf(HealthCheckUnsupportedError);
+    for (const _ of [401, 403, 404, 405])
+      await expect(check()).rejects.toBeInstanceOf(HealthCheckUnsupportedError);
     const failing = await check().catch((e: Error) => e);
     expect(failing).not.toBeInstanceOf(HealthCheckUnsupportedError);
     expect(String(failing)).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/health: HTTP 503/);
     await expect(check()).rejects.toThrow(/health: no answer in time/);
-    expect(s.seen.map((r) => r.path)).toEqual(Array(5).fill('/health'));
+    expect(s.seen.map((r) => r.path)).toEqual(Array(7).fill('/health'));
   });
 });
