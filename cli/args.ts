@@ -35,6 +35,18 @@ export function numberArg(name: string) {
   };
 }
 
+/** A duration in seconds: above 0, or from 0 where 0 switches the thing off (`zeroAllowed`). */
+export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || (n === 0 && !opts.zeroAllowed))
+      throw new InvalidArgumentError(
+        `${name} must be a number of seconds ${opts.zeroAllowed ? 'of at least 0' : 'above 0'}, got '${v}'`,
+      );
+    return n;
+  };
+}
+
 /** An id given on the command line: an empty one would only fail later, further from the flag that set it. */
 export function idArg(name: string) {
   return (v: string) => {

@@ -6,7 +6,7 @@ import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
-import { numberArg, portArg, positiveIntArg } from './args.js';
+import { numberArg, portArg, positiveIntArg, secondsArg } from './args.js';
 import { cliConfig } from './context.js';
 
 // The pool member's backend fields by the flags that set them, so errors name what the user typed.
@@ -46,6 +46,9 @@ function backendOptionsError(kind: string, given: object, err: z.ZodError): stri
   return `pool serve --backend ${kind}: ${problems.join('; ')}`;
 }
 
+/** The checks of a real server's GET /health (the simulator has none). */
+const HEALTH_OPTIONS = ['healthInterval', 'healthTimeout', 'healthFailures'] as const;
+
 /** The `pool serve` options each backend takes beyond the common ones (--backend, --pool, --id, --capacity). */
 const BACKEND_OPTIONS: Record<string, readonly string[]> = {
   sim: ['model', 'timeScale', 'maxBatch', 'cacheTokens'],
@@ -60,6 +63,7 @@ const BACKEND_OPTIONS: Record<string, readonly string[]> = {
     'tokenizeUrl',
     'chatTemplate',
     'extraBody',
+    ...HEALTH_OPTIONS,
   ],
   sglang: [
     'model',
@@ -71,6 +75,7 @@ const BACKEND_OPTIONS: Record<string, readonly string[]> = {
     'chatTemplate',
     'seedParam',
     'extraBody',
+    ...HEALTH_OPTIONS,
   ],
 };
 const COMMON_OPTIONS = ['backend', 'pool', 'id', 'capacity'];
@@ -190,6 +195,24 @@ export function registerServiceCommands(program: Command): void {
       "sglang: the seed's name in sampling_params (default sampling_seed), or 'none' to leave it out",
     )
     .option('--extra-body <json>', 'openai / sglang: JSON object merged into every request body')
+    .option(
+      '--health-interval <s>',
+      "openai / sglang: seconds between checks of the server's GET /health (0: no checks)",
+      secondsArg('--health-interval', { zeroAllowed: true }),
+      5,
+    )
+    .option(
+      '--health-timeout <s>',
+      'openai / sglang: seconds each check may take',
+      secondsArg('--health-timeout'),
+      5,
+    )
+    .option(
+      '--health-failures <n>',
+      'openai / sglang: failed checks in a row that take the member out of rotation until one passes',
+      positiveIntArg('--health-failures'),
+      3,
+    )
     .action(async (o, cmd: Command) => {
       const cfg = cliConfig(program.opts());
       refuseInapplicableOptions(cmd, o.backend);
@@ -250,6 +273,11 @@ export function registerServiceCommands(program: Command): void {
         backend: checked.data,
         id: o.id,
         capacity: o.capacity,
+        healthCheck: {
+          intervalMs: o.healthInterval * 1000,
+          timeoutMs: o.healthTimeout * 1000,
+          failures: o.healthFailures,
+        },
         onHealthChange: (healthy, why) =>
           console.error(healthy ? why : `${why}; out of rotation until a check passes`),
       });

@@ -59,8 +59,10 @@ export interface PoolMemberOptions {
 }
 
 /**
- * A member checks its server's health every `intervalMs` (default 5 s), each check given `timeoutMs` (default 5 s).
- * After `failures` failed checks in a row (default 3) it announces itself unhealthy, so routers send it nothing, and
+ * A member checks its server's health `intervalMs` after the last check ended (default 5 s; 0: no checks), each check
+ * given `timeoutMs` (default 5 s). After `failures` failed checks in a row (default 3; a server that stopped answering
+ * is out after failures x (interval + timeout), 30 s by default) it announces itself unhealthy, so routers send it
+ * nothing, and
  * fails what it holds with a retryable error, so their routers send it elsewhere now instead of at the attempt limit
  * (minutes, for a long generation); the first check that passes puts it back.
  */
@@ -92,6 +94,7 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
+  if (err instanceof ServerUnhealthyError) return { code: 'unhealthy', message, retryable: true };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
 }
@@ -242,7 +245,8 @@ export class PoolMember {
     });
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
-    if (this.opts.backend.health) this.scheduleHealthCheck();
+    if (this.opts.backend.health && (this.opts.healthCheck?.intervalMs ?? 5000) > 0)
+      this.scheduleHealthCheck();
   }
 
   private scheduleHealthCheck(): void {
@@ -251,26 +255,45 @@ export class PoolMember {
 
   private async checkHealth(): Promise<void> {
     const { timeoutMs = 5000, failures = 3 } = this.opts.healthCheck ?? {};
+    let failure: Error | undefined;
     try {
       await this.opts.backend.health!(AbortSignal.timeout(timeoutMs));
-      this.healthFailures = 0;
-      if (this.unhealthy !== undefined) {
-        this.unhealthy = undefined;
-        this.announce();
-        this.opts.onHealthChange?.(true, `member ${this.id}'s server passes its health checks again`);
-      }
     } catch (err) {
-      if (err instanceof HealthCheckUnsupportedError) return; // nothing to check, now or later
-      this.healthFailures++;
-      if (this.healthFailures >= failures && this.unhealthy === undefined) {
-        this.unhealthy = `member ${this.id}'s server failed ${this.healthFailures} health checks in a row: ${(err as Error).message}`;
-        this.announce();
-        this.opts.onHealthChange?.(false, this.unhealthy);
-        const reason = new ServerUnhealthyError(this.unhealthy);
-        for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(reason);
-      }
+      // No usable endpoint: nothing to check from now on, unless the server is out of rotation, where an answer of
+      // any kind (a proxy's 404 while it restarted) says it is back and the checks go on.
+      if (err instanceof HealthCheckUnsupportedError && this.unhealthy === undefined) return;
+      if (!(err instanceof HealthCheckUnsupportedError)) failure = err as Error;
     }
-    if (!this.stopping) this.scheduleHealthCheck();
+    if (this.stopping) return; // what a stopping member holds, it finishes as it can
+    if (failure) this.healthFailed(failure, failures);
+    else this.healthPassed();
+    this.scheduleHealthCheck();
+  }
+
+  private healthPassed(): void {
+    this.healthFailures = 0;
+    if (this.unhealthy === undefined) return;
+    this.unhealthy = undefined;
+    this.announce();
+    this.tellHealth(true, `member ${this.id}'s server passes its health checks again`);
+  }
+
+  private healthFailed(err: Error, failures: number): void {
+    this.healthFailures++;
+    if (this.healthFailures < failures || this.unhealthy !== undefined) return;
+    this.unhealthy = `member ${this.id}'s server failed ${this.healthFailures} health checks in a row: ${err.message}`;
+    this.announce();
+    const reason = new ServerUnhealthyError(this.unhealthy);
+    for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(reason);
+    this.tellHealth(false, this.unhealthy);
+  }
+
+  private tellHealth(healthy: boolean, why: string): void {
+    try {
+      this.opts.onHealthChange?.(healthy, why);
+    } catch {
+      // An observer's failure must not stop the checks.
+    }
   }
 
   /** Stops taking work, tells routers, and waits (bounded) for requests in flight. */
@@ -354,7 +377,7 @@ export class PoolMember {
       const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');
       id = req.id;
       if (this.stopping) return this.fail(msg, id, 'shutting_down', 'member is stopping', true);
-      if (this.unhealthy !== undefined) return this.fail(msg, id, 'backend_error', this.unhealthy, true);
+      if (this.unhealthy !== undefined) return this.fail(msg, id, 'unhealthy', this.unhealthy, true);
       const deadline = attemptDeadline(req.deadline, msg.headers?.get(ATTEMPT_TIMEOUT_HEADER));
       if (Date.now() >= deadline)
         return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);

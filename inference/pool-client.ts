@@ -297,7 +297,14 @@ export class PoolClient {
         for (let asked = 0; !held; asked++) {
           if (asked > 0) await sleep(backoffDelay(asked - 1, HOLDS_RETRY), undefined);
           const open = [...attempts].filter(([id, p]) => this.pending.get(id) === p).map(([id]) => id);
-          if (open.length === 0 || this.closes !== closes || !this.members.has(member)) return;
+          // Ended, or nobody left to ask: the router closed, or the member's process is gone (its attempts failed
+          // over when it was dropped or replaced).
+          if (
+            open.length === 0 ||
+            this.closes !== closes ||
+            this.members.get(member)?.info.instance !== instance
+          )
+            return;
           held = await this.heldBy(member, instance, open);
         }
         for (const [id, p] of attempts) {
@@ -385,13 +392,16 @@ export class PoolClient {
     if (inRotation === 0 || this.connectionOkAt > newestSeen + this.ttl) return false;
     if (!this.connectionCheck) {
       const closes = this.closes;
+      const startedAt = performance.now();
       this.connectionCheck = untilAborted(this.opts.nc.flush(), AbortSignal.timeout(CONNECTION_CHECK_MS))
         .then(
           () => {
             this.connectionOkAt = this.now();
           },
           () => {
-            if (this.closes === closes) this.opts.nc.reconnect?.().catch(() => {});
+            // Far past the limit: this process stalled, and the answer may be unread; the next sweep asks again.
+            const stalled = performance.now() - startedAt > 2 * CONNECTION_CHECK_MS;
+            if (this.closes === closes && !stalled) this.opts.nc.reconnect?.().catch(() => {});
           },
         )
         .finally(() => {
@@ -625,12 +635,13 @@ export class PoolClient {
         // member as one is: unless the attempt ended at the request's own deadline.
         if (code === 'deadline_exceeded')
           throw new MemberFailure(`${code}: ${message}`, true, timeout >= attemptLimit);
-        // A full queue is backpressure, and a stopping member is going anyway: fail over without counting either
-        // against the member.
+        // A full queue is backpressure, a stopping member is going anyway, and an unhealthy one has said so in its
+        // announcements (ranked out already): fail over without counting any of them against the member, whose
+        // breaker would otherwise keep it nearly idle for minutes once it is back.
         throw new MemberFailure(
           `${code}: ${message}`,
           retryable,
-          code !== 'overloaded' && code !== 'shutting_down',
+          code !== 'overloaded' && code !== 'shutting_down' && code !== 'unhealthy',
         );
       } catch (err) {
         failure = err;

@@ -85,6 +85,8 @@ export const WireErrorCode = z.enum([
   'overloaded',
   'backend_error',
   'shutting_down',
+  /** The member's server fails its health checks: it is out of rotation until one passes (not counted as a fault). */
+  'unhealthy',
   /** The server refused the prompt as longer than its context; retrying elsewhere cannot help. */
   'context_length',
 ]);

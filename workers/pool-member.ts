@@ -14,6 +14,7 @@ export interface PoolMemberProcessOptions {
   id?: string;
   capacity?: number;
   nc?: NatsConnection;
+  healthCheck?: PoolMemberOptions['healthCheck'];
   onHealthChange?: PoolMemberOptions['onHealthChange'];
 }
 
@@ -40,6 +41,7 @@ export async function startPoolMember(
       model: opts.backend.model,
       capacity: opts.capacity,
       blobs,
+      healthCheck: opts.healthCheck,
       onHealthChange: opts.onHealthChange,
     });
     await member.start();

@@ -964,8 +964,11 @@ describe('a member whose server hangs', () => {
     const sim = await startSimHttpServer({ port: 0 });
     let hung = false;
     const held: ServerResponse[] = [];
+    /** Generation requests that came while it hung. */
+    let heldGenerations = 0;
     const server = createHttpServer(async (req, res) => {
       if (hung) {
+        if (req.method === 'POST') heldGenerations++;
         held.push(res);
         return;
       }
@@ -983,6 +986,7 @@ describe('a member whose server hangs', () => {
     const { port } = server.address() as AddressInfo;
     return {
       url: `http://127.0.0.1:${port}`,
+      heldGenerations: () => heldGenerations,
       hang: (on: boolean) => {
         hung = on;
         if (!on) for (const res of held.splice(0)) res.destroy();
@@ -1005,7 +1009,7 @@ describe('a member whose server hangs', () => {
       pool,
       id: 'gpu',
       backend: createBackend({ backend: 'openai', baseUrl: `${server.url}/v1`, model: 'muse-sim' }),
-      healthCheck: { intervalMs: 200, timeoutMs: 300, failures: 2 },
+      healthCheck: { intervalMs: 200, timeoutMs: 1_000, failures: 2 },
       onHealthChange: (healthy, why) => changes.push({ healthy, why }),
     });
     await gpu.start();
@@ -1020,23 +1024,60 @@ describe('a member whose server hangs', () => {
     expect(healthyById()).toEqual({ gpu: true, other: true });
     server.hang(true);
     const t0 = Date.now();
-    const g = await c.generate(messages(9), params, {
-      deadline: Date.now() + 90_000,
-      stickyKey: Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-        (k) => rendezvousScore(k, 'gpu') > rendezvousScore(k, 'other'),
+    // More than the breaker's threshold (5), all on gpu: none of their failures may count against it.
+    const stickyKeys = Array.from({ length: 256 }, (_, i) => `k${i}`)
+      .filter((k) => rendezvousScore(k, 'gpu') > rendezvousScore(k, 'other'))
+      .slice(0, 6);
+    const served = await Promise.all(
+      stickyKeys.map((stickyKey, i) =>
+        c.generate(messages(9 + i), params, { deadline: Date.now() + 90_000, stickyKey }),
       ),
-    });
-    expect(g.memberId).toBe('other');
-    expect(Date.now() - t0).toBeLessThan(10_000);
-    expect(other.member.stats.served).toBe(1);
+    );
+    expect(server.heldGenerations(), 'the requests reached the hung server').toBe(6);
+    expect(served.map((g) => g.memberId)).toEqual(Array(6).fill('other'));
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(other.member.stats.served).toBe(6);
     expect(healthyById()).toEqual({ gpu: false, other: true });
-    // The server answers again: the next check passing puts the member back.
+    // The server answers again: the next check passing puts the member back, its breaker closed.
     server.hang(false);
     await waitUntil(() => healthyById().gpu === true, 5_000, 'gpu back in rotation');
-    expect(changes.map((c) => c.healthy)).toEqual([false, true]);
+    const breaker = (c as unknown as { members: Map<string, { breaker: { state: string } }> }).members.get(
+      'gpu',
+    )!.breaker;
+    expect(breaker.state).toBe('closed');
+    expect(changes.map((ch) => ch.healthy)).toEqual([false, true]);
     expect(changes[0]!.why).toMatch(
       /^member gpu's server failed 2 health checks in a row: GET .*\/health: no answer in time$/,
     );
+  });
+
+  it('a member out of rotation whose server then answers 404 (a proxy while it restarts) is back, and still checked', async () => {
+    const pool = `proxied-${randomUUID().slice(0, 8)}`;
+    const answers = ['fail', 'fail', 'unsupported', 'fail', 'fail'];
+    let checks = 0;
+    const changes: boolean[] = [];
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const m = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'proxied',
+      backend: {
+        kind: 'scripted-health',
+        generate: (req, signal) => sim.generate(req, signal),
+        async health() {
+          const answer = answers[checks++] ?? 'ok';
+          if (answer === 'fail') throw new Error('no answer in time');
+          if (answer === 'unsupported') throw new HealthCheckUnsupportedError('GET /health: HTTP 404');
+        },
+      },
+      healthCheck: { intervalMs: 50, timeoutMs: 50, failures: 2 },
+      onHealthChange: (healthy) => changes.push(healthy),
+    });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    await waitUntil(() => checks >= answers.length + 1, 5_000, 'the scripted checks');
+    // Out after two failures, back at the 404, out again after two more, back at the first pass.
+    expect(changes).toEqual([false, true, false, true]);
   });
 
   it('a server without a health endpoint is asked once, then served without checks', async () => {

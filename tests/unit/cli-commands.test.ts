@@ -265,6 +265,18 @@ describe('muse pool serve', () => {
     ).rejects.toThrow(/^--chat-template: cannot read .*none\.json: ENOENT/);
   });
 
+  it('takes health-check settings for a real server only, and refuses a check with no time to answer', async () => {
+    await expect(serve('--backend sim --health-interval 1')).rejects.toThrow(
+      /^pool serve --backend sim: --health-interval does not apply to this backend$/,
+    );
+    await expect(
+      serve('--backend openai --base-url http://h/v1 --model m --health-timeout 0'),
+    ).rejects.toThrow(/--health-timeout must be a number of seconds above 0, got '0'/);
+    await expect(serve('--backend sglang --base-url http://h:30000 --health-interval -1')).rejects.toThrow(
+      /--health-interval must be a number of seconds of at least 0, got '-1'/,
+    );
+  });
+
   it('createBackend names the fields too (callers other than the CLI)', () => {
     expect(() => createBackend({ backend: 'openai' } as never)).toThrow(
       /^invalid backend spec: baseUrl: .*; model: /,
