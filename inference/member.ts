@@ -59,7 +59,8 @@ export interface PoolMemberOptions {
 }
 
 /**
- * A member checks its server's health `intervalMs` after the last check ended (default 5 s; 0: no checks), each check
+ * A member is in rotation once its server has passed a health check (the first runs at start), and checks again
+ * `intervalMs` after the last check ended (default 5 s; 0: no checks, and in rotation from the start), each check
  * given `timeoutMs` (default 5 s). After `failures` failed checks in a row (default 3; a server that stopped answering
  * is out after failures x (interval + timeout), 30 s by default) it announces itself unhealthy, so routers send it
  * nothing, and
@@ -181,6 +182,7 @@ export class PoolMember {
   /** Why the server is out of rotation, while it fails its health checks (see HealthCheckOptions). */
   private unhealthy?: string;
   private healthFailures = 0;
+  private passedOnce = false;
   private healthTimer?: NodeJS.Timeout;
   private stopWatching?: () => void;
   private stopping = false;
@@ -243,10 +245,14 @@ export class PoolMember {
       this.reconnects++;
       this.announce();
     });
+    const checksHealth =
+      this.opts.backend.health !== undefined && (this.opts.healthCheck?.intervalMs ?? 5000) > 0;
+    // In rotation once the server has passed a check: one still loading its model (minutes, for a large one) would
+    // fail every request sent to it meanwhile. The first check runs at once.
+    if (checksHealth) this.unhealthy = `member ${this.id}'s server has not passed a health check yet`;
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
-    if (this.opts.backend.health && (this.opts.healthCheck?.intervalMs ?? 5000) > 0)
-      this.scheduleHealthCheck();
+    if (checksHealth) void this.checkHealth();
   }
 
   private scheduleHealthCheck(): void {
@@ -256,17 +262,22 @@ export class PoolMember {
   private async checkHealth(): Promise<void> {
     const { timeoutMs = 5000, failures = 3 } = this.opts.healthCheck ?? {};
     let failure: Error | undefined;
+    let unsupported = false;
     try {
       await this.opts.backend.health!(AbortSignal.timeout(timeoutMs));
     } catch (err) {
-      // No usable endpoint: nothing to check from now on, unless the server is out of rotation, where an answer of
-      // any kind (a proxy's 404 while it restarted) says it is back and the checks go on.
-      if (err instanceof HealthCheckUnsupportedError && this.unhealthy === undefined) return;
-      if (!(err instanceof HealthCheckUnsupportedError)) failure = err as Error;
+      if (err instanceof HealthCheckUnsupportedError) unsupported = true;
+      else failure = err as Error;
     }
     if (this.stopping) return; // what a stopping member holds, it finishes as it can
     if (failure) this.healthFailed(failure, failures);
-    else this.healthPassed();
+    else {
+      // No usable endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
+      // unless checks had failed (a proxy's 404 while the server restarted behind it), where the checks go on.
+      const keepChecking = !unsupported || this.healthFailures > 0;
+      this.healthPassed();
+      if (!keepChecking) return;
+    }
     this.scheduleHealthCheck();
   }
 
@@ -275,11 +286,18 @@ export class PoolMember {
     if (this.unhealthy === undefined) return;
     this.unhealthy = undefined;
     this.announce();
-    this.tellHealth(true, `member ${this.id}'s server passes its health checks again`);
+    this.tellHealth(
+      true,
+      this.passedOnce
+        ? `member ${this.id}'s server passes its health checks again`
+        : `member ${this.id}'s server passed its first health check: in rotation`,
+    );
+    this.passedOnce = true;
   }
 
   private healthFailed(err: Error, failures: number): void {
     this.healthFailures++;
+    // Before its first pass the member is out of rotation already, holding nothing.
     if (this.healthFailures < failures || this.unhealthy !== undefined) return;
     this.unhealthy = `member ${this.id}'s server failed ${this.healthFailures} health checks in a row: ${err.message}`;
     this.announce();

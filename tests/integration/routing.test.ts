@@ -1045,13 +1045,48 @@ describe('a member whose server hangs', () => {
       'gpu',
     )!.breaker;
     expect(breaker.state).toBe('closed');
-    expect(changes.map((ch) => ch.healthy)).toEqual([false, true]);
-    expect(changes[0]!.why).toMatch(
+    expect(changes.map((ch) => ch.healthy)).toEqual([true, false, true]);
+    expect(changes[1]!.why).toMatch(
       /^member gpu's server failed 2 health checks in a row: GET .*\/health: no answer in time$/,
     );
   });
 
-  it('a member out of rotation whose server then answers 404 (a proxy while it restarts) is back, and still checked', async () => {
+  it('a member whose server is not up yet (a model still loading) is sent nothing until a check passes', async () => {
+    const pool = `loading-${randomUUID().slice(0, 8)}`;
+    const server = await hangingServer();
+    cleanups.push(() => server.close());
+    server.hang(true);
+    const gpu = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'gpu',
+      backend: createBackend({ backend: 'openai', baseUrl: `${server.url}/v1`, model: 'muse-sim' }),
+      healthCheck: { intervalMs: 200, timeoutMs: 500, failures: 2 },
+    });
+    await gpu.start();
+    cleanups.push(() => gpu.stop(100));
+    await member(pool, 'other');
+    const c = client(pool, { attemptTimeoutMs: 60_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members announced');
+    const healthyById = () => Object.fromEntries(c.liveMembers().map((m) => [m.id, m.healthy]));
+    expect(healthyById()).toEqual({ gpu: false, other: true });
+    const tried: Array<string | undefined> = [];
+    const g = await c.generate(messages(12), params, {
+      deadline: Date.now() + 90_000,
+      stickyKey: Array.from({ length: 64 }, (_, i) => `k${i}`).find(
+        (k) => rendezvousScore(k, 'gpu') > rendezvousScore(k, 'other'),
+      ),
+      onAttempt: (memberId) => tried.push(memberId),
+    });
+    expect(g.memberId).toBe('other');
+    expect(tried).toEqual(['other']);
+    expect(server.heldGenerations()).toBe(0);
+    server.hang(false);
+    await waitUntil(() => healthyById().gpu === true, 5_000, 'gpu in rotation once its server answers');
+  });
+
+  it('a member is in rotation from its first passed check; out after failed ones, a 404 (a proxy while the server restarts) puts it back, still checked', async () => {
     const pool = `proxied-${randomUUID().slice(0, 8)}`;
     const answers = ['fail', 'fail', 'unsupported', 'fail', 'fail'];
     let checks = 0;
@@ -1076,8 +1111,8 @@ describe('a member whose server hangs', () => {
     await m.start();
     cleanups.push(() => m.stop(100));
     await waitUntil(() => checks >= answers.length + 1, 5_000, 'the scripted checks');
-    // Out after two failures, back at the 404, out again after two more, back at the first pass.
-    expect(changes).toEqual([false, true, false, true]);
+    // Not yet in rotation through the first two failures; in at the 404; out after two more; back at the next pass.
+    expect(changes).toEqual([true, false, true]);
   });
 
   it('a server without a health endpoint is asked once, then served without checks', async () => {
@@ -1124,7 +1159,8 @@ describe('real backends over HTTP, against the simulator serving the OpenAI and 
       cleanups.push(() => m.stop());
       const c = client(pool);
       await c.start();
-      await waitUntil(() => c.liveMembers().length === 1, 10_000, `${name} member live`);
+      // In rotation once its server passed a health check.
+      await waitUntil(() => c.liveMembers()[0]?.healthy === true, 10_000, `${name} member live`);
       const first = await c.generate(messages(20), params, { deadline: deadline() });
       expect(first.memberId, name).toBe(name);
       expect(first.text.length, name).toBeGreaterThan(0);
@@ -1147,7 +1183,7 @@ describe('real backends over HTTP, against the simulator serving the OpenAI and 
     cleanups.push(() => m.stop());
     const c = client(pool);
     await c.start();
-    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    await waitUntil(() => c.liveMembers()[0]?.healthy === true, 10_000, 'member in rotation');
     const err = await c
       .generate(messages(21), params, { deadline: deadline(), model: 'qwen3-30b' })
       .catch((e: unknown) => e);
