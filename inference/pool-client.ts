@@ -112,19 +112,19 @@ interface MemberState {
   /** Requests this router has outstanding on the member (fresher than the member's own report). */
   outstanding: number;
   breaker: CircuitBreaker;
-  /** Rejects the requests in flight on this member when it is dropped (killed, partitioned, gone for good). */
-  onGone: Set<(reason: Error) => void>;
   /** When the member said it is stopping: out of rotation, but what it is finishing is still awaited. */
   leavingSince?: number;
   /** How the last request this router counted against the member failed: why its circuit is open. */
   lastFailure?: string;
 }
 
-/** An attempt on one member waiting for its reply, as a connection coming back finds it (see recheckPending). */
+/**
+ * An attempt on a member waiting for its reply. It fails over at once when that member's process is dropped (killed,
+ * partitioned, gone for good) or, after a connection came back, no longer holds it (see recheckPending).
+ */
 interface PendingAttempt {
-  memberId: string;
-  /** The member's process the request was sent to, when it names one. */
-  instance?: string;
+  /** The member's state when the request was sent: a process restarted under the same id gets a new one. */
+  member: MemberState;
   lose(reason: Error): void;
 }
 
@@ -150,7 +150,7 @@ export class PoolClient {
    * still awaited for the rest of their grace, then failed over.
    */
   private readonly departing = new Set<MemberState>();
-  /** Attempts on a member waiting for a reply, by request id (a request has one attempt out at a time). */
+  /** Attempts on members waiting for a reply, by request id (a request has one attempt out at a time). */
   private readonly pending = new Map<string, PendingAttempt>();
   private readonly subs: Subscription[] = [];
   private readonly policy: RoutingPolicy;
@@ -280,38 +280,32 @@ export class PoolClient {
    * and it is in rotation. Attempts sent through the queue group (only before this router knows any member) keep
    * their limit.
    */
-  private async recheckPending(memberId?: string): Promise<void> {
+  private async recheckPending(only?: MemberState): Promise<void> {
     const closes = this.closes;
-    const byProcess = new Map<string, Map<string, PendingAttempt>>();
+    const byMember = new Map<MemberState, Map<string, PendingAttempt>>();
     for (const [id, p] of this.pending) {
-      if (memberId !== undefined && p.memberId !== memberId) continue;
-      const key = `${p.memberId}/${p.instance ?? ''}`;
-      const group = byProcess.get(key) ?? new Map<string, PendingAttempt>();
+      if (only !== undefined && p.member !== only) continue;
+      const group = byMember.get(p.member) ?? new Map<string, PendingAttempt>();
       group.set(id, p);
-      byProcess.set(key, group);
+      byMember.set(p.member, group);
     }
     await Promise.all(
-      [...byProcess.values()].map(async (attempts) => {
-        const { memberId: member, instance } = attempts.values().next().value!;
+      [...byMember].map(async ([member, attempts]) => {
+        const { id: memberId, instance } = member.info;
         let held: Set<string> | undefined;
         for (let asked = 0; !held; asked++) {
           if (asked > 0) await sleep(backoffDelay(asked - 1, HOLDS_RETRY), undefined);
           const open = [...attempts].filter(([id, p]) => this.pending.get(id) === p).map(([id]) => id);
           // Ended, or nobody left to ask: the router closed, or the member's process is gone (its attempts failed
           // over when it was dropped or replaced).
-          if (
-            open.length === 0 ||
-            this.closes !== closes ||
-            this.members.get(member)?.info.instance !== instance
-          )
-            return;
-          held = await this.heldBy(member, instance, open);
+          if (open.length === 0 || this.closes !== closes || this.members.get(memberId) !== member) return;
+          held = await this.heldBy(memberId, instance, open);
         }
         for (const [id, p] of attempts) {
           // Still this attempt (not a later one of the same request) and not held: lost on the way.
           if (held.has(id) || this.pending.get(id) !== p) continue;
           p.lose(
-            new LostAttempt(`request lost while a NATS connection was down (${member} does not hold it)`),
+            new LostAttempt(`request lost while a NATS connection was down (${memberId} does not hold it)`),
           );
         }
       }),
@@ -424,7 +418,7 @@ export class PoolClient {
     for (const m of this.departing) {
       if (m.outstanding === 0 || now - m.leavingSince! > LEAVE_GRACE_MS) {
         this.departing.delete(m);
-        failOver(m, `member ${m.info.id}'s previous process left the pool`);
+        this.failOver(m, `member ${m.info.id}'s previous process left the pool`);
       }
     }
     const views: MemberView[] = [];
@@ -584,14 +578,9 @@ export class PoolClient {
         injectTraceHeaders(h);
         h.set(ATTEMPT_TIMEOUT_HEADER, String(timeout));
         const request = this.opts.nc.request(subject, payload, { timeout, headers: h });
-        let onGone: ((e: Error) => void) | undefined;
-        const pending: PendingAttempt | undefined = memberId
-          ? { memberId, instance: state?.info.instance, lose: () => {} }
-          : undefined;
+        let pending: PendingAttempt | undefined;
         const gone = new Promise<never>((_, reject) => {
-          onGone = reject;
-          state?.onGone.add(reject);
-          if (pending) pending.lose = reject;
+          if (state) pending = { member: state, lose: reject };
         });
         if (pending) this.pending.set(requestId, pending);
         const { signal } = options;
@@ -601,7 +590,6 @@ export class PoolClient {
           signal?.addEventListener('abort', onAbort, { once: true });
         });
         const msg = await Promise.race([request, gone, aborted]).finally(() => {
-          if (onGone) state?.onGone.delete(onGone);
           if (pending && this.pending.get(requestId) === pending) this.pending.delete(requestId);
           if (onAbort) signal?.removeEventListener('abort', onAbort);
           request.catch(() => {});
@@ -766,7 +754,7 @@ export class PoolClient {
     }
     if (existing) {
       // Its connection came back: what it was sent or answered meanwhile may be lost.
-      if ((info.reconnects ?? 0) > (existing.info.reconnects ?? 0)) void this.recheckPending(info.id);
+      if ((info.reconnects ?? 0) > (existing.info.reconnects ?? 0)) void this.recheckPending(existing);
       existing.info = info;
       existing.lastSeen = this.now();
       existing.leavingSince = undefined; // back: restarted by a member that does not name its process
@@ -776,7 +764,6 @@ export class PoolClient {
         lastSeen: this.now(),
         outstanding: 0,
         breaker: new CircuitBreaker({ now: this.now }),
-        onGone: new Set(),
       });
     }
   }
@@ -802,13 +789,13 @@ export class PoolClient {
     if (!m) return;
     this.members.delete(id);
     this.policy.onMemberGone(id);
-    failOver(m, reason);
+    this.failOver(m, reason);
   }
-}
 
-/** Fails the requests in flight on a member that is gone, so each tries another member now. */
-function failOver(m: MemberState, reason: string): void {
-  for (const reject of m.onGone) reject(new MemberFailure(reason, true));
+  /** Fails the requests in flight on a member that is gone, so each tries another member now. */
+  private failOver(m: MemberState, reason: string): void {
+    for (const p of this.pending.values()) if (p.member === m) p.lose(new MemberFailure(reason, true));
+  }
 }
 
 class MemberFailure extends Error {
