@@ -11,7 +11,8 @@ import { BlobNotFoundError, type BlobStore } from '../common/blob-store.js';
 import { formatZodError } from '../common/errors.js';
 import { watchStatus } from '../common/nats.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
-import { BackendHttpError, HealthCheckUnsupportedError } from './backends/http.js';
+import { BackendHttpError } from './backends/http.js';
+import { type HealthCheckOptions, healthChecksOn, ServerHealth } from './health.js';
 import { timerDeadline, untilAborted } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
@@ -52,25 +53,14 @@ export interface PoolMemberOptions {
   minAnnounceIntervalMs?: number;
   /** Resolves `messagesRef` requests (prompts too large for one NATS message). */
   blobs?: BlobStore;
-  /** Checks of the server's health, for backends that have one (see HealthCheckOptions). */
+  /**
+   * Checks of the server's health, for backends that have one (see HealthCheckOptions). Out of rotation the member
+   * refuses work, and fails what it holds, with the retryable code `unhealthy`, so routers send it elsewhere now
+   * instead of at the attempt limit (minutes, for a long generation).
+   */
   healthCheck?: HealthCheckOptions;
   /** Told when the member leaves rotation for failed health checks, and when it comes back (for its operator's log). */
   onHealthChange?: (healthy: boolean, why: string) => void;
-}
-
-/**
- * A member is in rotation once its server has passed a health check (the first runs at start), and checks again
- * `intervalMs` after the last check ended (default 5 s; 0: no checks, and in rotation from the start), each check
- * given `timeoutMs` (default 5 s). After `failures` failed checks in a row (default 3; a server that stopped answering
- * is out after failures x (interval + timeout), 30 s by default) it announces itself unhealthy, so routers send it
- * nothing, and
- * fails what it holds with a retryable error, so their routers send it elsewhere now instead of at the attempt limit
- * (minutes, for a long generation); the first check that passes puts it back.
- */
-export interface HealthCheckOptions {
-  intervalMs?: number;
-  timeoutMs?: number;
-  failures?: number;
 }
 
 /** This member's server failed its health checks: what it held, and what comes while it fails, goes elsewhere. */
@@ -179,11 +169,8 @@ export class PoolMember {
   private served = 0;
   /** Times this member's connection came back (see MemberAnnouncementWire.reconnects). */
   private reconnects = 0;
-  /** Why the server is out of rotation, while it fails its health checks (see HealthCheckOptions). */
-  private unhealthy?: string;
-  private healthFailures = 0;
-  private passedOnce = false;
-  private healthTimer?: NodeJS.Timeout;
+  /** Its server's health checks, where it has any. */
+  private readonly health?: ServerHealth;
   private stopWatching?: () => void;
   private stopping = false;
   private readonly instance = randomUUID();
@@ -201,6 +188,14 @@ export class PoolMember {
       throw new Error(`pool member capacity must be a whole number of at least 1, got ${this.capacity}`);
     this.maxQueue = opts.maxQueue ?? this.capacity * 4;
     this.model = opts.model ?? opts.backend.kind;
+    const { backend } = opts;
+    if (backend.health && healthChecksOn(opts.healthCheck))
+      this.health = new ServerHealth(
+        this.id,
+        (signal) => backend.health!(signal),
+        opts.healthCheck ?? {},
+        (healthy, why) => this.onHealthChange(healthy, why),
+      );
   }
 
   get stats() {
@@ -245,68 +240,17 @@ export class PoolMember {
       this.reconnects++;
       this.announce();
     });
-    const checksHealth =
-      this.opts.backend.health !== undefined && (this.opts.healthCheck?.intervalMs ?? 5000) > 0;
-    // In rotation once the server has passed a check: one still loading its model (minutes, for a large one) would
-    // fail every request sent to it meanwhile. The first check runs at once.
-    if (checksHealth) this.unhealthy = `member ${this.id}'s server has not passed a health check yet`;
+    this.health?.start();
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
-    if (checksHealth) void this.checkHealth();
   }
 
-  private scheduleHealthCheck(): void {
-    this.healthTimer = setTimeout(() => void this.checkHealth(), this.opts.healthCheck?.intervalMs ?? 5000);
-  }
-
-  private async checkHealth(): Promise<void> {
-    const { timeoutMs = 5000, failures = 3 } = this.opts.healthCheck ?? {};
-    let failure: Error | undefined;
-    let unsupported = false;
-    try {
-      await this.opts.backend.health!(AbortSignal.timeout(timeoutMs));
-    } catch (err) {
-      if (err instanceof HealthCheckUnsupportedError) unsupported = true;
-      else failure = err as Error;
-    }
-    if (this.stopping) return; // what a stopping member holds, it finishes as it can
-    if (failure) this.healthFailed(failure, failures);
-    else {
-      // No usable endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
-      // unless checks had failed (a proxy's 404 while the server restarted behind it), where the checks go on.
-      const keepChecking = !unsupported || this.healthFailures > 0;
-      this.healthPassed();
-      if (!keepChecking) return;
-    }
-    this.scheduleHealthCheck();
-  }
-
-  private healthPassed(): void {
-    this.healthFailures = 0;
-    if (this.unhealthy === undefined) return;
-    this.unhealthy = undefined;
+  private onHealthChange(healthy: boolean, why: string): void {
     this.announce();
-    this.tellHealth(
-      true,
-      this.passedOnce
-        ? `member ${this.id}'s server passes its health checks again`
-        : `member ${this.id}'s server passed its first health check: in rotation`,
-    );
-    this.passedOnce = true;
-  }
-
-  private healthFailed(err: Error, failures: number): void {
-    this.healthFailures++;
-    // Before its first pass the member is out of rotation already, holding nothing.
-    if (this.healthFailures < failures || this.unhealthy !== undefined) return;
-    this.unhealthy = `member ${this.id}'s server failed ${this.healthFailures} health checks in a row: ${err.message}`;
-    this.announce();
-    const reason = new ServerUnhealthyError(this.unhealthy);
-    for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(reason);
-    this.tellHealth(false, this.unhealthy);
-  }
-
-  private tellHealth(healthy: boolean, why: string): void {
+    if (!healthy) {
+      const reason = new ServerUnhealthyError(why);
+      for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(reason);
+    }
     try {
       this.opts.onHealthChange?.(healthy, why);
     } catch {
@@ -320,7 +264,7 @@ export class PoolMember {
     this.stopping = true;
     this.stopWatching?.();
     clearInterval(this.timer);
-    clearTimeout(this.healthTimer);
+    this.health?.stop();
     clearTimeout(this.pendingAnnounce);
     // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
     // member's subject and waits for what it has here instead of failing it over. Cancels are still taken while the
@@ -364,7 +308,7 @@ export class PoolMember {
       servedRequests: this.served,
       instance: this.instance,
       reconnects: this.reconnects,
-      healthy: this.unhealthy === undefined,
+      healthy: this.health?.reason === undefined,
       ...(leaving ? { leaving: true } : {}),
     };
   }
@@ -395,7 +339,8 @@ export class PoolMember {
       const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');
       id = req.id;
       if (this.stopping) return this.fail(msg, id, 'shutting_down', 'member is stopping', true);
-      if (this.unhealthy !== undefined) return this.fail(msg, id, 'unhealthy', this.unhealthy, true);
+      const unhealthy = this.health?.reason;
+      if (unhealthy !== undefined) return this.fail(msg, id, 'unhealthy', unhealthy, true);
       const deadline = attemptDeadline(req.deadline, msg.headers?.get(ATTEMPT_TIMEOUT_HEADER));
       if (Date.now() >= deadline)
         return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
@@ -509,7 +454,7 @@ export class PoolMember {
     try {
       msg.respond(encodeWire(reply));
     } catch {
-      // The router gave up asking; it fails the requests over.
+      // The router gave up waiting; it asks again.
     }
   }
 

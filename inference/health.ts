@@ -1,0 +1,86 @@
+// A pool member's checks of its server's health (vLLM's and SGLang's GET /health): they decide when the member is
+// in rotation. Started with the member, stopped with it; the member acts on each change (announces it, and fails
+// over what it holds when the server drops out).
+import { HealthCheckUnsupportedError } from './backends/http.js';
+
+/**
+ * The member is in rotation once its server has passed a check (the first runs at start), and checks again
+ * `intervalMs` after the last check ended (default 5 s; 0: no checks, and in rotation from the start), each check
+ * given `timeoutMs` (default 5 s). After `failures` failed checks in a row (default 3; a server that stopped answering
+ * is out after failures x (interval + timeout), 30 s by default) it is out of rotation until a check passes.
+ */
+export interface HealthCheckOptions {
+  intervalMs?: number;
+  timeoutMs?: number;
+  failures?: number;
+}
+
+const DEFAULT_INTERVAL_MS = 5000;
+
+/** Whether `opts` has checks run at all (an interval of 0 turns them off). */
+export function healthChecksOn(opts: HealthCheckOptions | undefined): boolean {
+  return (opts?.intervalMs ?? DEFAULT_INTERVAL_MS) > 0;
+}
+
+export class ServerHealth {
+  /** Why the server is out of rotation; undefined while it is in. */
+  reason: string | undefined;
+  private failed = 0;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly memberId: string,
+    private readonly check: (signal: AbortSignal) => Promise<void>,
+    private readonly opts: HealthCheckOptions,
+    /** Told when the server leaves rotation and when it comes back, with why. */
+    private readonly onChange: (healthy: boolean, why: string) => void,
+  ) {}
+
+  /** Out of rotation until the first check, which runs at once, passes. */
+  start(): void {
+    this.reason = `member ${this.memberId}'s server has not passed a health check yet`;
+    void this.run();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private async run(): Promise<void> {
+    let failure: Error | undefined;
+    let unsupported = false;
+    try {
+      await this.check(AbortSignal.timeout(this.opts.timeoutMs ?? 5000));
+    } catch (err) {
+      if (err instanceof HealthCheckUnsupportedError) unsupported = true;
+      else failure = err as Error;
+    }
+    if (this.stopped) return; // what a stopping member holds, it finishes as it can
+    if (failure) this.fail(failure);
+    else {
+      // No usable endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
+      // unless checks had failed (a proxy's 404 while the server restarted behind it), where the checks go on.
+      const keepChecking = !unsupported || this.failed > 0;
+      this.pass();
+      if (!keepChecking) return;
+    }
+    this.timer = setTimeout(() => void this.run(), this.opts.intervalMs ?? DEFAULT_INTERVAL_MS);
+  }
+
+  private pass(): void {
+    this.failed = 0;
+    if (this.reason === undefined) return;
+    this.reason = undefined;
+    this.onChange(true, `member ${this.memberId}'s server passes its health check: in rotation`);
+  }
+
+  private fail(err: Error): void {
+    this.failed++;
+    // Out of rotation already (before the first pass, or after failures): nothing changes.
+    if (this.failed < (this.opts.failures ?? 3) || this.reason !== undefined) return;
+    this.reason = `member ${this.memberId}'s server failed ${this.failed} health checks in a row: ${err.message}`;
+    this.onChange(false, this.reason);
+  }
+}
