@@ -93,22 +93,21 @@ export async function checkHealth(
   client: HttpClientOptions,
   signal: AbortSignal,
 ): Promise<void> {
-  let status: number;
+  let res: Response;
   let body: string;
   try {
-    const res = await (client.fetch ?? fetchUntilDeadline)(url, {
+    res = await (client.fetch ?? fetchUntilDeadline)(url, {
       method: 'GET',
       headers: client.apiKey ? { authorization: `Bearer ${client.apiKey}` } : {},
       signal,
     });
-    status = res.status;
     body = await res.text();
   } catch (err) {
     throw new Error(`GET ${url}: ${signal.aborted ? 'no answer in time' : causeChainMessage(err)}`);
   }
-  if (NO_HEALTH_ENDPOINT_STATUSES.has(status))
-    throw new HealthCheckUnsupportedError(`GET ${url}: HTTP ${status}`);
-  if (status < 200 || status >= 300) throw new Error(`GET ${url}: HTTP ${status} ${excerpt(body)}`.trim());
+  if (NO_HEALTH_ENDPOINT_STATUSES.has(res.status))
+    throw new HealthCheckUnsupportedError(`GET ${url}: HTTP ${res.status}`);
+  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status} ${excerpt(body)}`.trim());
 }
 
 /** The server could not be reached (connection refused, reset, DNS) on every attempt. */

@@ -10,6 +10,7 @@ import { BlobStore } from '../../common/blob-store.js';
 import { connectNats } from '../../common/nats.js';
 import { BackendProtocolError, HealthCheckUnsupportedError } from '../../inference/backends/http.js';
 import { createBackend } from '../../inference/backends/index.js';
+import type { HealthCheckOptions } from '../../inference/health.js';
 import { PoolMember } from '../../inference/member.js';
 import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
 import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
@@ -54,6 +55,16 @@ async function member(pool: string, id: string) {
   cleanups.push(() => m.stop());
   return m;
 }
+
+/** Sticky keys the rendezvous hash gives to `id` over `other` (the first `n` of 256), so requests go to `id` first. */
+function keysFor(id: string, other: string, n: number): string[] {
+  const keys = Array.from({ length: 256 }, (_, i) => `k${i}`)
+    .filter((k) => rendezvousScore(k, id) > rendezvousScore(k, other))
+    .slice(0, n);
+  if (keys.length < n) throw new Error(`only ${keys.length} of 256 keys prefer ${id} over ${other}`);
+  return keys;
+}
+const keyFor = (id: string, other: string) => keysFor(id, other, 1)[0]!;
 
 /**
  * A started member of `pool` serving the simulator, whose first generation waits for `release()`: a request the test
@@ -436,9 +447,7 @@ describe('pool routing', () => {
     await c.start();
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
     // A sticky key whose rendezvous member is 'picky': an idle pool sends the request there first.
-    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-      (k) => rendezvousScore(k, 'picky') > rendezvousScore(k, 'other'),
-    )!;
+    const stickyKey = keyFor('picky', 'other');
     const err = await c.generate(messages(3), params, { deadline: deadline(), stickyKey }).catch((e) => e);
     expect(err).toBeInstanceOf(BackendRejectedError);
     expect(String(err.message)).toContain('no logprobs');
@@ -496,9 +505,7 @@ describe('abandoned attempts and stopping members', () => {
     const c = client(pool, { attemptTimeoutMs: 400 });
     await c.start();
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
-    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-      (k) => rendezvousScore(k, 'stall') > rendezvousScore(k, 'other'),
-    )!;
+    const stickyKey = keyFor('stall', 'other');
     // The member would also stop by itself at the attempt limit the header carries: the router's cancel is
     // checked on the wire.
     let cancels = 0;
@@ -529,9 +536,7 @@ describe('abandoned attempts and stopping members', () => {
     const c = client(pool);
     await c.start();
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
-    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-      (k) => rendezvousScore(k, 'late') > rendezvousScore(k, 'other'),
-    )!;
+    const stickyKey = keyFor('late', 'other');
     const g = await c.generate(messages(4), params, { deadline: deadline(), stickyKey });
     expect(g.memberId).toBe('other');
   });
@@ -571,9 +576,7 @@ describe('abandoned attempts and stopping members', () => {
     const c = client(pool);
     await c.start();
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
-    const stickyKey = Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-      (k) => rendezvousScore(k, 'slow') > rendezvousScore(k, 'other'),
-    )!;
+    const stickyKey = keyFor('slow', 'other');
     const pending = c.generate(messages(6), params, { deadline: Date.now() + 60_000, stickyKey });
     await waitUntil(() => release !== undefined, 5_000, 'request reached the slow member');
     const stopping = slow.stop(10_000);
@@ -747,12 +750,6 @@ describe('connections that come back', () => {
     return encodeWire(a);
   }
 
-  /** A key the rendezvous hash gives to `id` over `other`, so the request goes to `id` first. */
-  const keyFor = (id: string, other: string) =>
-    Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-      (k) => rendezvousScore(k, id) > rendezvousScore(k, other),
-    )!;
-
   it.each([
     { unanswered: 0, what: 'answers the first question' },
     { unanswered: 1, what: 'answers only the second question (stalled, or not back yet, at the first)' },
@@ -825,7 +822,7 @@ describe('connections that come back', () => {
 
   it('a member answers what it holds for its own process only: not for another process under its id', async () => {
     const pool = `instance-${randomUUID().slice(0, 8)}`;
-    const m = await member(pool, 'gpu');
+    await member(pool, 'gpu');
     const own = await new Promise<string>((resolve) => {
       const sub = suite.nc.subscribe(subjects.announce(pool), {
         callback: (_e, msg) => {
@@ -834,7 +831,6 @@ describe('connections that come back', () => {
         },
       });
     });
-    expect(m.member.stats.served).toBe(0);
     const ask = (instance?: string) =>
       suite.nc.request(
         subjects.holds(pool, 'gpu'),
@@ -999,17 +995,26 @@ describe('a member whose server hangs', () => {
     };
   }
 
-  it('leaves rotation once the server fails its health checks, and what it held goes elsewhere now, not at the attempt limit', async () => {
-    const pool = `hung-${randomUUID().slice(0, 8)}`;
+  /**
+   * Pool `prefix-…` with member `gpu` (the openai backend, its server behind a relay that can hang, checked as
+   * `healthCheck` says) and a simulated member `other`, and a router on it with a long attempt limit: only the health
+   * checks can take gpu's work elsewhere in time.
+   */
+  async function poolWithHangingServer(
+    prefix: string,
+    opts: { hungFromStart: boolean; healthCheck: HealthCheckOptions },
+  ) {
+    const pool = `${prefix}-${randomUUID().slice(0, 8)}`;
     const server = await hangingServer();
     cleanups.push(() => server.close());
+    server.hang(opts.hungFromStart);
     const changes: Array<{ healthy: boolean; why: string }> = [];
     const gpu = new PoolMember({
       nc: suite.nc,
       pool,
       id: 'gpu',
       backend: createBackend({ backend: 'openai', baseUrl: `${server.url}/v1`, model: 'muse-sim' }),
-      healthCheck: { intervalMs: 200, timeoutMs: 1_000, failures: 2 },
+      healthCheck: opts.healthCheck,
       onHealthChange: (healthy, why) => changes.push({ healthy, why }),
     });
     await gpu.start();
@@ -1017,17 +1022,23 @@ describe('a member whose server hangs', () => {
     const other = await member(pool, 'other');
     const c = client(pool, { attemptTimeoutMs: 60_000 });
     await c.start();
-    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members announced');
     const healthyById = () => Object.fromEntries(c.liveMembers().map((m) => [m.id, m.healthy]));
+    return { server, changes, other, c, healthyById };
+  }
+
+  it('leaves rotation once the server fails its health checks, and what it held goes elsewhere now, not at the attempt limit', async () => {
+    const { server, changes, other, c, healthyById } = await poolWithHangingServer('hung', {
+      hungFromStart: false,
+      healthCheck: { intervalMs: 200, timeoutMs: 1_000, failures: 2 },
+    });
     // Checks pass while the server answers.
     await new Promise((r) => setTimeout(r, 700));
     expect(healthyById()).toEqual({ gpu: true, other: true });
     server.hang(true);
     const t0 = Date.now();
     // More than the breaker's threshold (5), all on gpu: none of their failures may count against it.
-    const stickyKeys = Array.from({ length: 256 }, (_, i) => `k${i}`)
-      .filter((k) => rendezvousScore(k, 'gpu') > rendezvousScore(k, 'other'))
-      .slice(0, 6);
+    const stickyKeys = keysFor('gpu', 'other', 6);
     const served = await Promise.all(
       stickyKeys.map((stickyKey, i) =>
         c.generate(messages(9 + i), params, { deadline: Date.now() + 90_000, stickyKey }),
@@ -1052,31 +1063,15 @@ describe('a member whose server hangs', () => {
   });
 
   it('a member whose server is not up yet (a model still loading) is sent nothing until a check passes', async () => {
-    const pool = `loading-${randomUUID().slice(0, 8)}`;
-    const server = await hangingServer();
-    cleanups.push(() => server.close());
-    server.hang(true);
-    const gpu = new PoolMember({
-      nc: suite.nc,
-      pool,
-      id: 'gpu',
-      backend: createBackend({ backend: 'openai', baseUrl: `${server.url}/v1`, model: 'muse-sim' }),
+    const { server, changes, c, healthyById } = await poolWithHangingServer('loading', {
+      hungFromStart: true,
       healthCheck: { intervalMs: 200, timeoutMs: 500, failures: 2 },
     });
-    await gpu.start();
-    cleanups.push(() => gpu.stop(100));
-    await member(pool, 'other');
-    const c = client(pool, { attemptTimeoutMs: 60_000 });
-    await c.start();
-    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members announced');
-    const healthyById = () => Object.fromEntries(c.liveMembers().map((m) => [m.id, m.healthy]));
     expect(healthyById()).toEqual({ gpu: false, other: true });
     const tried: Array<string | undefined> = [];
     const g = await c.generate(messages(12), params, {
       deadline: Date.now() + 90_000,
-      stickyKey: Array.from({ length: 64 }, (_, i) => `k${i}`).find(
-        (k) => rendezvousScore(k, 'gpu') > rendezvousScore(k, 'other'),
-      ),
+      stickyKey: keyFor('gpu', 'other'),
       onAttempt: (memberId) => tried.push(memberId),
     });
     expect(g.memberId).toBe('other');
@@ -1084,35 +1079,7 @@ describe('a member whose server hangs', () => {
     expect(server.heldGenerations()).toBe(0);
     server.hang(false);
     await waitUntil(() => healthyById().gpu === true, 5_000, 'gpu in rotation once its server answers');
-  });
-
-  it('a member is in rotation from its first passed check; out after failed ones, a 404 (a proxy while the server restarts) puts it back, still checked', async () => {
-    const pool = `proxied-${randomUUID().slice(0, 8)}`;
-    const answers = ['fail', 'fail', 'unsupported', 'fail', 'fail'];
-    let checks = 0;
-    const changes: boolean[] = [];
-    const sim = new SimBackend({ profile: { timeScale: 0 } });
-    const m = new PoolMember({
-      nc: suite.nc,
-      pool,
-      id: 'proxied',
-      backend: {
-        kind: 'scripted-health',
-        generate: (req, signal) => sim.generate(req, signal),
-        async health() {
-          const answer = answers[checks++] ?? 'ok';
-          if (answer === 'fail') throw new Error('no answer in time');
-          if (answer === 'unsupported') throw new HealthCheckUnsupportedError('GET /health: HTTP 404');
-        },
-      },
-      healthCheck: { intervalMs: 50, timeoutMs: 50, failures: 2 },
-      onHealthChange: (healthy) => changes.push(healthy),
-    });
-    await m.start();
-    cleanups.push(() => m.stop(100));
-    await waitUntil(() => checks >= answers.length + 1, 5_000, 'the scripted checks');
-    // Not yet in rotation through the first two failures; in at the 404; out after two more; back at the next pass.
-    expect(changes).toEqual([true, false, true]);
+    expect(changes.map((ch) => ch.healthy)).toEqual([true]);
   });
 
   it('a server without a health endpoint is asked once, then served without checks', async () => {

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { HealthCheckUnsupportedError } from '../../inference/backends/http.js';
+import { ServerHealth } from '../../inference/health.js';
+
+type Answer = 'ok' | 'fail' | 'unsupported';
+
+/** ServerHealth over checks answering `answers` in turn (then 'ok'), every 1 ms, out after 2 failures. */
+function scripted(answers: Answer[]) {
+  let checks = 0;
+  const changes: Array<{ healthy: boolean; why: string }> = [];
+  const health = new ServerHealth(
+    'gpu',
+    async () => {
+      const answer = answers[checks++] ?? 'ok';
+      if (answer === 'fail') throw new Error('no answer in time');
+      if (answer === 'unsupported') throw new HealthCheckUnsupportedError('GET /health: HTTP 404');
+    },
+    { intervalMs: 1, timeoutMs: 50, failures: 2 },
+    (healthy, why) => changes.push({ healthy, why }),
+  );
+  return { health, changes, checks: () => checks };
+}
+
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('ServerHealth', () => {
+  it('is out of rotation until a check passes; out after failures in a row; a 404 after failures puts it back, still checked', async () => {
+    const { health, changes, checks } = scripted(['fail', 'fail', 'unsupported', 'fail', 'fail']);
+    health.start();
+    expect(health.reason).toBe("member gpu's server has not passed a health check yet");
+    for (let waited = 0; checks() < 7 && waited < 2_000; waited += 2) await settle(2);
+    health.stop();
+    // Not yet in rotation through the first two failures; in at the 404; out after two more; back at the next pass.
+    expect(changes.map((c) => c.healthy)).toEqual([true, false, true]);
+    expect(changes[1]!.why).toBe("member gpu's server failed 2 health checks in a row: no answer in time");
+    expect(health.reason).toBeUndefined();
+  });
+
+  it('a server without a health endpoint is asked once and is in rotation from then on', async () => {
+    const { health, changes, checks } = scripted(['unsupported']);
+    health.start();
+    await settle(50);
+    health.stop();
+    expect(checks()).toBe(1);
+    expect(changes.map((c) => c.healthy)).toEqual([true]);
+    expect(health.reason).toBeUndefined();
+  });
+
+  it('a check that ends after stop changes nothing and schedules no other', async () => {
+    let release: (() => void) | undefined;
+    let checks = 0;
+    const changes: boolean[] = [];
+    const health = new ServerHealth(
+      'gpu',
+      () => {
+        checks++;
+        return new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+      { intervalMs: 1 },
+      (healthy) => changes.push(healthy),
+    );
+    health.start();
+    health.stop();
+    release!();
+    await settle(20);
+    expect(checks).toBe(1);
+    expect(changes).toEqual([]);
+  });
+});
