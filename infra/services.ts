@@ -480,9 +480,9 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
   mkdirSync(dataDir, { recursive: true });
   const dynamicConfig: Record<string, string | number | boolean> = {
     'system.enableActivityEagerExecution': true,
-    // The history service's queue readers load new tasks at a capped rate per shard, and the dev server puts every
-    // workflow on one shard: past a short burst, each workflow task of a step waited ~25-30 ms to be dispatched
-    // (measured: bench/step-overhead, back to back). The cap only bounds reads when tasks keep coming; an idle
+    // The history service's queue readers load new tasks at a capped rate per shard: past a short burst, each
+    // workflow task of a step waited ~25-30 ms to be dispatched at the default cap (measured from workflow histories
+    // and the server's task_latency_load; bench/step-overhead back to back went from 82 to 43 ms per step). The cap only bounds reads when tasks keep coming; an idle
     // server reads no more often for it.
     ...Object.fromEntries(
       ['transfer', 'timer', 'visibility'].map((queue) => [`history.${queue}ProcessorMaxPollRPS`, 1000]),
