@@ -163,6 +163,7 @@ export function createActivities(deps: ActivityDeps) {
         memberTtlMs: router.memberTtlMs,
         sharePlacements: router.sharePlacements,
         maxAttempts: router.maxAttempts,
+        leaseMs: router.leaseMs,
         attemptTimeoutMs: router.attemptTimeoutMs,
         inlineRequestBytes: router.inlineRequestBytes,
         maxRequestBytes: router.maxRequestBytes,

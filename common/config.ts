@@ -50,6 +50,15 @@ export const ConfigSchema = z
         memberTtlMs: z.number().int().positive().default(3000),
         /** Routers tell each other which member served which prompt prefix (prefix_affinity across workers). */
         sharePlacements: z.boolean().default(true),
+        /**
+         * How long a member goes on with a router's requests without hearing from it: a rollout worker killed with
+         * requests in flight sends no cancel, and its members stop that work when the lease runs out. 0: no lease.
+         */
+        leaseMs: z
+          .number()
+          .int()
+          .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (no lease) or at least 1000 ms')
+          .default(10_000),
         /** Attempts across members before the pool is declared unavailable. */
         maxAttempts: z.number().int().positive().default(4),
         /**

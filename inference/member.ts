@@ -26,7 +26,10 @@ import {
   GenerateRequestWire,
   type HeldWire,
   HoldsWire,
+  LeaseWire,
   type MemberAnnouncementWire,
+  ROUTER_HEADER,
+  ROUTER_LEASE_HEADER,
   subjects,
   tryDecodeWire,
   WIRE_VERSION,
@@ -86,6 +89,7 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   if (err instanceof ServerUnhealthyError) return { code: 'unhealthy', message, retryable: true };
+  if (err instanceof RouterLeaseExpiredError) return { code: 'lease_expired', message, retryable: true };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
 }
@@ -153,6 +157,46 @@ export function attemptDeadline(
   return timerDeadline(timeoutHeader && Number.isFinite(ms) && ms > 0 ? now + ms : deadline, now);
 }
 
+/** The router that waits for a request, and how long it may go unheard before the member stops the work. */
+export interface RouterLease {
+  router: string;
+  ms: number;
+}
+
+/** Bounds on the lease a router asks for: a shorter one would stop work over a router's brief pause. */
+const LEASE_MS = { min: 1000, max: 3_600_000 };
+/** How often held requests are checked against their routers' leases. */
+const LEASE_CHECK_MS = 250;
+
+/**
+ * The lease a request's headers ask for (ROUTER_HEADER, ROUTER_LEASE_HEADER), kept within LEASE_MS; undefined when it
+ * asks for none or the headers are malformed (the request is served without a lease, never refused over one).
+ */
+export function routerLease(router: string | undefined, ms: string | undefined): RouterLease | undefined {
+  const n = Number(ms);
+  if (!router || router.length > 100 || !ms || !Number.isFinite(n) || n <= 0) return undefined;
+  return { router, ms: Math.min(LEASE_MS.max, Math.max(LEASE_MS.min, Math.round(n))) };
+}
+
+/** The router that sent the request went silent for its lease: killed, or cut off. Its work is stopped. */
+export class RouterLeaseExpiredError extends Error {
+  override readonly name = 'RouterLeaseExpiredError';
+  readonly retryable = true;
+  constructor(requestId: string, router: string, silentMs: number) {
+    super(
+      `request ${requestId} stopped: its router ${router} was not heard from for ${silentMs} ms (its lease)`,
+    );
+  }
+}
+
+/** A request held under its router's lease. */
+interface LeasedRequest {
+  id: string;
+  ctl: AbortController;
+  lease: RouterLease;
+  since: number;
+}
+
 export class PoolMember {
   readonly id: string;
   /** Work and discovery subscriptions, which end when the member stops; cancels are taken until it has drained. */
@@ -169,6 +213,14 @@ export class PoolMember {
   private served = 0;
   /** Times this member's connection came back (see MemberAnnouncementWire.reconnects). */
   private reconnects = 0;
+  /** When each router was last heard from (a lease renewal or a request), for the requests held under its lease. */
+  private readonly routersHeard = new Map<string, number>();
+  private readonly leased = new Set<LeasedRequest>();
+  private leaseTimer?: NodeJS.Timeout;
+  private lastLeaseCheckAt = 0;
+  /** Silence before this says nothing of any router: this member's own connection was down, or its process stalled. */
+  private heardAllAt = 0;
+  private disconnected = false;
   /** Its server's health checks, where it has any. */
   private readonly health?: ServerHealth;
   private stopWatching?: () => void;
@@ -217,6 +269,12 @@ export class PoolMember {
     this.cancelSubs = [
       nc.subscribe(subjects.cancel(pool, this.id), { callback: onCancel }),
       nc.subscribe(subjects.cancelAny(pool), { callback: onCancel }),
+      nc.subscribe(subjects.lease(pool, this.id), {
+        callback: (err, msg) => {
+          const lease = err ? undefined : tryDecodeWire(LeaseWire, msg.data, 'lease');
+          if (lease) this.routersHeard.set(lease.router, Date.now());
+        },
+      }),
       // Answered while draining too: what a stopping member finishes is still worth waiting for.
       nc.subscribe(subjects.holds(pool, this.id), {
         callback: (err, msg) => {
@@ -236,10 +294,16 @@ export class PoolMember {
     if (this.stopping) return; // stopped while starting: no heartbeat to leak
     // Told at once: routers ask what this member still holds of their requests, and fail over the rest.
     this.stopWatching = watchStatus(nc, (type) => {
+      if (type === 'disconnect') this.disconnected = true;
       if (type !== 'reconnect') return;
+      // Renewals sent while the connection was down are lost: every router gets its lease again from now.
+      this.disconnected = false;
+      this.heardAllAt = Date.now();
       this.reconnects++;
       this.announce();
     });
+    this.lastLeaseCheckAt = Date.now();
+    this.leaseTimer = setInterval(() => this.checkLeases(), LEASE_CHECK_MS);
     this.health?.start();
     this.announce();
     this.timer = setInterval(() => this.announce(), this.opts.announceIntervalMs ?? 1000);
@@ -286,6 +350,7 @@ export class PoolMember {
       await new Promise((r) => setTimeout(r, 20));
     }
     for (const s of this.cancelSubs) s.unsubscribe();
+    clearInterval(this.leaseTimer);
     await this.opts.nc.flush().catch(() => {});
   }
 
@@ -342,6 +407,8 @@ export class PoolMember {
       const unhealthy = this.health?.reason;
       if (unhealthy !== undefined) return this.fail(msg, id, 'unhealthy', unhealthy, true);
       const deadline = attemptDeadline(req.deadline, msg.headers?.get(ATTEMPT_TIMEOUT_HEADER));
+      const lease = routerLease(msg.headers?.get(ROUTER_HEADER), msg.headers?.get(ROUTER_LEASE_HEADER));
+      if (lease) this.routersHeard.set(lease.router, Date.now());
       if (Date.now() >= deadline)
         return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
       if (this.inFlight >= this.capacity && this.waiting.length >= this.maxQueue) {
@@ -354,7 +421,7 @@ export class PoolMember {
           { kind: SpanKind.SERVER, attributes: { 'muse.member': this.id, 'muse.request': id } },
           async (span) => {
             try {
-              const generation = await this.generate(req, deadline);
+              const generation = await this.generate(req, deadline, lease);
               span.setAttributes({
                 'muse.prompt_tokens': generation.usage.promptTokens,
                 'muse.cached_tokens': generation.usage.cachedPromptTokens,
@@ -383,8 +450,14 @@ export class PoolMember {
     }
   }
 
-  private async generate(req: GenerateRequestWire, deadline: number): Promise<Generation> {
+  private async generate(
+    req: GenerateRequestWire,
+    deadline: number,
+    lease: RouterLease | undefined,
+  ): Promise<Generation> {
     const ctl = new AbortController();
+    const leased = lease ? { id: req.id, ctl, lease, since: Date.now() } : undefined;
+    if (leased) this.leased.add(leased);
     const timer = setTimeout(
       () => ctl.abort(new BackendDeadlineError(`request ${req.id} passed its deadline`, deadline)),
       Math.max(0, deadline - Date.now()),
@@ -431,9 +504,31 @@ export class PoolMember {
       }
     } finally {
       clearTimeout(timer);
+      if (leased) this.leased.delete(leased);
       mine.delete(ctl);
       if (mine.size === 0) this.active.delete(req.id);
     }
+  }
+
+  /**
+   * Stops the requests whose router has not been heard from for their lease. Not while this member's own connection
+   * is down (renewals cannot arrive), nor right after it, or after this process stalled: every router is given its
+   * lease again from then.
+   */
+  private checkLeases(): void {
+    const now = Date.now();
+    if (now - this.lastLeaseCheckAt > 4 * LEASE_CHECK_MS) this.heardAllAt = now;
+    this.lastLeaseCheckAt = now;
+    if (this.disconnected) return;
+    const leasing = new Set<string>();
+    for (const held of this.leased) {
+      const { router, ms } = held.lease;
+      leasing.add(router);
+      const heard = Math.max(held.since, this.heardAllAt, this.routersHeard.get(router) ?? 0);
+      if (now - heard > ms) held.ctl.abort(new RouterLeaseExpiredError(held.id, router, now - heard));
+    }
+    // Routers with nothing leased here any more (renewals for them, or from anyone, only add a line).
+    for (const router of this.routersHeard.keys()) if (!leasing.has(router)) this.routersHeard.delete(router);
   }
 
   private onCancel(data: Uint8Array): void {

@@ -37,10 +37,13 @@ import {
   HEADER_ROOM_BYTES,
   HeldWire,
   type HoldsWire,
+  type LeaseWire,
   MAX_HOLDS_IDS,
   MAX_PLACEMENT_KEYS,
   MemberAnnouncementWire,
   PlacementWire,
+  ROUTER_HEADER,
+  ROUTER_LEASE_HEADER,
   subjects,
   tryDecodeWire,
   WIRE_VERSION,
@@ -87,6 +90,13 @@ export interface PoolClientOptions {
    * of a trajectory's turns; without this, a turn whose earlier turns went through other routers looks cold.
    */
   sharePlacements?: boolean;
+  /**
+   * How long a member goes on with this router's requests without hearing from it (default 10 s; 0: no lease). The
+   * router renews its lease at a quarter of that while it waits; a router killed with requests in flight sends no
+   * cancel, and its members stop that work when the lease runs out instead of when it ends, while Temporal runs the
+   * same steps again elsewhere. At least 1 s.
+   */
+  leaseMs?: number;
   now?: () => number;
 }
 
@@ -143,6 +153,9 @@ const MEMBERS_NAMED = 3;
  */
 const LEAVE_GRACE_MS = 15_000;
 
+/** See PoolClientOptions.leaseMs. */
+const DEFAULT_LEASE_MS = 10_000;
+
 export class PoolClient {
   private readonly members = new Map<string, MemberState>();
   /**
@@ -167,6 +180,8 @@ export class PoolClient {
   /** Counts close() calls: a start still under way when the client is closed must not leave its sweep running. */
   private closes = 0;
   private sweeper?: NodeJS.Timeout;
+  private readonly leaseMs: number;
+  private renewer?: NodeJS.Timeout;
   private readonly sweepMs: number;
   private lastSweepAt?: number;
   /**
@@ -190,6 +205,11 @@ export class PoolClient {
     this.ttl = opts.memberTtlMs ?? 3000;
     this.sweepMs = Math.max(100, Math.floor(this.ttl / 4));
     this.maxAttempts = opts.maxAttempts ?? 4;
+    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+    if (!(Number.isInteger(this.leaseMs) && (this.leaseMs === 0 || this.leaseMs >= 1000)))
+      throw new Error(
+        `router leaseMs must be 0 (no lease) or a whole number of ms of at least 1000, got ${this.leaseMs}`,
+      );
     this.attemptTimeout = opts.attemptTimeoutMs;
     this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
     this.maxBytes = opts.maxRequestBytes ?? 64 * 1024 * 1024;
@@ -252,6 +272,10 @@ export class PoolClient {
     // Requests in flight on a member that stops announcing fail over without waiting for their timeout.
     this.sweeper = setInterval(() => this.liveMembers(), this.sweepMs);
     this.sweeper.unref();
+    if (this.leaseMs > 0) {
+      this.renewer = setInterval(() => this.renewLeases(), Math.floor(this.leaseMs / 4));
+      this.renewer.unref();
+    }
     await this.discover();
   }
 
@@ -341,6 +365,19 @@ export class PoolClient {
     return held;
   }
 
+  /** Tells each member this router has requests on that it is alive and still waits for them (see leaseMs). */
+  private renewLeases(): void {
+    const renewal = encodeWire({ v: WIRE_VERSION, router: this.routerId } satisfies LeaseWire);
+    const memberIds = new Set([...this.pending.values()].map((p) => p.member.info.id));
+    for (const memberId of memberIds) {
+      try {
+        this.opts.nc.publish(subjects.lease(this.opts.pool, memberId), renewal);
+      } catch {
+        // Closed or draining: what is left in flight is failed or abandoned with it.
+      }
+    }
+  }
+
   /** Collects immediate answers from live members (bounded wait). */
   async discover(waitMs = 250): Promise<void> {
     const { nc, pool } = this.opts;
@@ -360,6 +397,7 @@ export class PoolClient {
     this.stopWatching = undefined;
     this.disconnected = false;
     clearInterval(this.sweeper);
+    clearInterval(this.renewer);
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
     this.started = undefined;
@@ -577,6 +615,11 @@ export class PoolClient {
         const h = headers();
         injectTraceHeaders(h);
         h.set(ATTEMPT_TIMEOUT_HEADER, String(timeout));
+        // Renewed only for attempts sent to a member by name (renewLeases): not through the queue group.
+        if (state && this.leaseMs > 0) {
+          h.set(ROUTER_HEADER, this.routerId);
+          h.set(ROUTER_LEASE_HEADER, String(this.leaseMs));
+        }
         const request = this.opts.nc.request(subject, payload, { timeout, headers: h });
         let pending: PendingAttempt | undefined;
         const gone = new Promise<never>((_, reject) => {
@@ -614,6 +657,9 @@ export class PoolClient {
         if (code === 'bad_request') throw new BadRequestError(`pool member rejected the request: ${message}`);
         if (code === 'context_length')
           throw new ContextLengthError(`${memberId ?? 'pool member'}'s server: ${message}`);
+        // This router was not heard from for the lease (stalled, or its renewals lost): nothing served, nobody's fault.
+        if (code === 'lease_expired')
+          throw new LostAttempt(`${memberId ?? 'pool member'} stopped the request: ${message}`);
         if (code === 'backend_error' && !retryable)
           throw new BackendRejectedError(
             `${memberId ?? 'pool member'}'s server rejected the request: ${message}`,

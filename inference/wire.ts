@@ -40,6 +40,8 @@ export const subjects = {
   cancelAny: (pool: string) => `muse.pool.${pool}.cancel`,
   /** A router asks which of its requests the member still holds, after a connection came back (HoldsWire). */
   holds: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}.holds`,
+  /** A router renews its lease on the requests it has on this member (LeaseWire): it is alive and still waiting. */
+  lease: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}.lease`,
 };
 
 /**
@@ -49,6 +51,16 @@ export const subjects = {
  * the router's clock.
  */
 export const ATTEMPT_TIMEOUT_HEADER = 'Muse-Attempt-Timeout-Ms';
+
+/**
+ * Headers of a generate request sent to one member: the router that waits for it, and how long the member may go
+ * without hearing from that router (a LeaseWire, or another request) before it stops the work. A router whose process
+ * was killed sends no cancel; without the lease its requests would hold batch slots until they end or reach their
+ * deadline, while Temporal runs the same steps again elsewhere. Requests without them (older routers, the queue
+ * group) have no lease.
+ */
+export const ROUTER_HEADER = 'Muse-Router';
+export const ROUTER_LEASE_HEADER = 'Muse-Router-Lease-Ms';
 
 const ChatMessageWire = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
 /** A prompt: inline in a request, or stored under its messagesRef. */
@@ -89,6 +101,8 @@ export const WireErrorCode = z.enum([
   'unhealthy',
   /** The server refused the prompt as longer than its context; retrying elsewhere cannot help. */
   'context_length',
+  /** The member heard nothing from the router for the request's lease and stopped it (see ROUTER_LEASE_HEADER). */
+  'lease_expired',
 ]);
 export type WireErrorCode = z.infer<typeof WireErrorCode>;
 
@@ -176,6 +190,10 @@ export const PlacementWire = z.object({
     .refine((b) => b.length <= MAX_PLACEMENT_KEYS * 8, `at most ${MAX_PLACEMENT_KEYS} keys`),
 });
 export type PlacementWire = z.infer<typeof PlacementWire>;
+
+/** A router's renewal of its lease on the requests it has on a member (subjects.lease). */
+export const LeaseWire = z.object({ v: z.literal(WIRE_VERSION), router: z.string().min(1).max(100) });
+export type LeaseWire = z.infer<typeof LeaseWire>;
 
 export const CancelWire = z.object({ v: z.literal(WIRE_VERSION), id: z.string().min(1).max(200) });
 export type CancelWire = z.infer<typeof CancelWire>;

@@ -621,6 +621,62 @@ describe('abandoned attempts and stopping members', () => {
     expect(stall.aborts.map((a) => a.reason)).toEqual(['RequestCancelledError']);
   });
 
+  it("a member stops a dead router's work (no cancel, no more renewals) when its lease runs out, not at the deadline", async () => {
+    const pool = `lease-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    await start(pool, 'stall', stall.backend);
+    // The router has its own connection, so it can go as a killed worker's does.
+    const routerNc = await connectNats(cfg, 'doomed-router');
+    const c = new PoolClient({ nc: routerNc, pool, memberTtlMs: cfg.router.memberTtlMs, leaseMs: 1000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const pending = c.generate(messages(6), params, { deadline: Date.now() + 60_000 }).catch((e) => e);
+    await waitUntil(() => stall.started() === 1, 5_000, 'request reached the backend');
+    // Held past its first lease: the renewals keep it.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(stall.aborts).toEqual([]);
+    c.close();
+    await routerNc.close();
+    const goneAt = Date.now();
+    await pending;
+    await waitUntil(() => stall.aborts.length === 1, 5_000, "the dead router's request stopped");
+    expect(stall.aborts[0]!.reason).toBe('RouterLeaseExpiredError');
+    expect(stall.aborts[0]!.at - goneAt).toBeLessThan(3_000);
+  });
+
+  it('a router whose renewals did not arrive gets its request back as lease_expired and sends it again, to the same member', async () => {
+    const pool = `relet-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const solo = await start(pool, 'solo', {
+      kind: 'stall-once',
+      generate: (req, signal) =>
+        stall.started() === 0 ? stall.backend.generate(req, signal) : sim.generate(req, signal),
+    });
+    // What a router sees whose renewals are lost (its process stalled, its connection cut for a while): it is still
+    // there to take the answer.
+    const renewalsLost = new Proxy(suite.nc, {
+      get(target, key) {
+        if (key === 'publish')
+          return (...args: Parameters<typeof target.publish>) =>
+            args[0].endsWith('.lease') ? undefined : target.publish(...args);
+        const value = Reflect.get(target, key);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const c = client(pool, { nc: renewalsLost, leaseMs: 1000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const t0 = Date.now();
+    const g = await c.generate(messages(7), params, { deadline: Date.now() + 60_000 });
+    expect(g.memberId).toBe('solo');
+    expect(stall.aborts.map((a) => a.reason)).toEqual(['RouterLeaseExpiredError']);
+    expect(solo.stats.served).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    // Nothing the member did wrong: it stays in rotation.
+    expect(c.liveMembers()[0]).toMatchObject({ id: 'solo', healthy: true });
+  });
+
   it('a stopping member still takes cancels while it finishes: a router that gives up frees its slot at once', async () => {
     const pool = `leave-cancel-${randomUUID().slice(0, 8)}`;
     const stall = stalling('stall');

@@ -59,6 +59,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: {} }).router.inlineRequestBytes).toBe(512 * 1024);
   });
 
+  it('takes a router lease of 0 (none) or at least 1 s, 10 s unless set', () => {
+    expect(loadConfig({ env: {} }).router.leaseMs).toBe(10_000);
+    expect(loadConfig({ file: configFile({ router: { leaseMs: 0 } }), env: {} }).router.leaseMs).toBe(0);
+    expect(() => loadConfig({ file: configFile({ router: { leaseMs: 500 } }), env: {} })).toThrow(
+      /router\.leaseMs: must be 0 \(no lease\) or at least 1000 ms/,
+    );
+  });
+
   it('names the variable behind a bad value', () => {
     expect(() => loadConfig({ env: { MUSE_STORE_TTL_MS: 'a week' } })).toThrow(
       "MUSE_STORE_TTL_MS must be a number, got 'a week'",

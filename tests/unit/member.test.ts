@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
-import { attemptDeadline, PoolMember, replyError } from '../../inference/member.js';
+import {
+  attemptDeadline,
+  PoolMember,
+  RouterLeaseExpiredError,
+  replyError,
+  routerLease,
+} from '../../inference/member.js';
 import { PoolClient } from '../../inference/pool-client.js';
 import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import { WireDecodeError } from '../../inference/wire.js';
@@ -102,6 +108,37 @@ describe('member error replies', () => {
     expect(replyError(new Error('blob store timed out'))).toMatchObject({
       code: 'backend_error',
       message: 'blob store timed out',
+      retryable: true,
+    });
+  });
+});
+
+describe('routerLease', () => {
+  it('reads the lease a request asks for, kept from 1 s to 1 h', () => {
+    expect(routerLease('r-1', '10000')).toEqual({ router: 'r-1', ms: 10_000 });
+    // A lease too short to survive a router's brief pause, or longer than anyone waits for a generation.
+    expect(routerLease('r-1', '5')).toEqual({ router: 'r-1', ms: 1_000 });
+    expect(routerLease('r-1', String(48 * 3600_000))).toEqual({ router: 'r-1', ms: 3_600_000 });
+  });
+
+  it('serves a request whose lease headers are missing or malformed without a lease, instead of refusing it', () => {
+    for (const [router, ms] of [
+      [undefined, '10000'],
+      ['r-1', undefined],
+      ['', '10000'],
+      ['r-1', 'soon'],
+      ['r-1', '0'],
+      ['r-1', '-5'],
+      ['x'.repeat(101), '10000'],
+    ] as const)
+      expect(routerLease(router, ms)).toBeUndefined();
+  });
+
+  it('answers a request stopped for its lease as lease_expired, which the router may send again', () => {
+    const err = new RouterLeaseExpiredError('req-1', 'r-1', 10_250);
+    expect(replyError(err)).toEqual({
+      code: 'lease_expired',
+      message: 'request req-1 stopped: its router r-1 was not heard from for 10250 ms (its lease)',
       retryable: true,
     });
   });
