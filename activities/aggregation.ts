@@ -215,7 +215,15 @@ export function createAggregationActivities(deps: {
           model: servedBy(g),
         };
       const j = parseJudgement(g.text);
-      return { correct: j === null ? null : j === 'correct', usage: g.usage, model: servedBy(g) };
+      if (j === null)
+        return {
+          correct: null,
+          reason:
+            'the judge gave no verdict (no <judgement>correct</judgement> or <judgement>incorrect</judgement>)',
+          usage: g.usage,
+          model: servedBy(g),
+        };
+      return { correct: j === 'correct', usage: g.usage, model: servedBy(g) };
     },
   };
 }

@@ -101,7 +101,11 @@ export function summarizeQuestion(r: ParallelMuseResult): string {
   const a = r.accounting;
   const lines = [
     `  prediction : ${r.prediction ?? '(no answer)'}  [${r.aggregator}]`,
-    ...(r.answer !== undefined ? [`  correct    : ${r.correct} (ground truth: ${r.answer})`] : []),
+    ...(r.answer !== undefined
+      ? [
+          `  correct    : ${r.correct ?? `unscored (${r.judge?.error ?? 'no verdict'})`} (ground truth: ${r.answer})`,
+        ]
+      : []),
     `  rollouts   : ${r.rollouts.length} (${r.plan.initial} initial, ${r.plan.partial} partial, ${r.plan.scratch} from scratch; ${r.excluded.length} without answer)`,
     `  aggregators: ${Object.entries(r.outcomes)
       .map(([k, v]) => `${k}=${v.answer ?? '∅'}`)

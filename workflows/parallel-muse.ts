@@ -87,6 +87,7 @@ export interface ParallelMuseResult {
   /** The primary aggregator's answer; null when no trajectory answered or that aggregator failed (its reason says). */
   prediction: string | null;
   aggregator: string;
+  /** Whether the prediction matches the answer; absent without an answer, or when an LLM judge gave no verdict. */
   correct?: boolean;
   judge?: { method: 'exact' | 'llm'; correct: boolean | null; error?: string };
   outcomes: Record<string, AggregatorOutcome>;
@@ -490,7 +491,8 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
     ...(gold !== undefined ? { answer: gold } : {}),
     prediction: primary.answer,
     aggregator: spec.primaryAggregator,
-    ...(gold !== undefined ? { correct: judge?.correct ?? false } : {}),
+    // A judge without a verdict scores nothing: counting it as wrong would lower the accuracy for the judge's failure.
+    ...(typeof judge?.correct === 'boolean' ? { correct: judge.correct } : {}),
     ...(judge ? { judge } : {}),
     outcomes,
     rollouts: withinResultLimit(rollouts),

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planBudget, questionHistoryBytes } from '../../agent/branching.js';
 import type { TrajectoryResult } from '../../agent/trajectory.js';
 import { tallyTurns } from '../../agent/uncertainty.js';
-import { assignWorkflowIds, runBatch, sharedBatchSpec } from '../../client/batch.js';
+import { assignWorkflowIds, resultLine, runBatch, sharedBatchSpec } from '../../client/batch.js';
 import { parseParallelMuseSpec, runParallelMuse, startParallelMuse } from '../../client/parallel-muse.js';
 import { failureMessage, JobSpecError, queryProgress, stepsInRetry } from '../../client/trajectories.js';
 import { unpackValue } from '../../common/msgpack.js';
@@ -420,6 +420,58 @@ describe('ParallelMuse', () => {
       expect(integration3[0]!.prompt.match(/<report id=/g)).toHaveLength(answered3.length - 1);
       expect(c3.answer).toBeTruthy();
       expect(third.accounting.aggregation.llmCalls).toBe(answered3.length + 1);
+    } finally {
+      await worker.stop();
+      await agg.stop();
+    }
+  });
+
+  it('an LLM judge that gives no verdict leaves the question unscored, not wrong', async () => {
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    let judgeCalls = 0;
+    const agg = new PoolMember({
+      nc: suite.nc,
+      pool: 'agg-no-verdict',
+      id: 'agg-no-verdict',
+      backend: {
+        kind: sim.kind,
+        async generate(req, signal) {
+          const g = await sim.generate(req, signal);
+          if (!req.messages[req.messages.length - 1]!.content.includes('<gold>')) return g;
+          judgeCalls++;
+          return { ...g, text: 'Both answers name a place; hard to say.' };
+        },
+      },
+    });
+    await agg.start();
+    const worker = await inProcessWorker(cfg);
+    try {
+      const q = questions[2]!;
+      const workflowId = 'pm-judge-no-verdict';
+      const { result } = await runParallelMuse(
+        suite.client,
+        cfg,
+        {
+          n: 2,
+          branchMode: 'none',
+          aggregators: ['majority'],
+          primaryAggregator: 'majority',
+          judge: 'llm',
+          aggregatorPool: 'agg-no-verdict',
+          trajectory: { question: q.question, answer: q.answer, maxTurns: 30 },
+        },
+        { workflowId, jobId: workflowId },
+      );
+      expect(result.prediction).toBeTruthy();
+      expect(judgeCalls).toBe(1);
+      expect(result.judge).toEqual({
+        method: 'llm',
+        correct: null,
+        error: expect.stringMatching(/no verdict/),
+      });
+      expect(result.correct).toBeUndefined();
+      // In a batch's results file: unscored (null), which its accuracy leaves out, not false.
+      expect(resultLine(workflowId, workflowId, 'h', result).correct).toBeNull();
     } finally {
       await worker.stop();
       await agg.stop();

@@ -186,4 +186,17 @@ describe('aggregation calls', () => {
     expect(j.correct).toBeNull();
     expect(j.reason).toMatch(/judge was cut off/);
   });
+
+  it('gives no verdict, and says why, for a judge that answered without one', async () => {
+    const { acts } = activities(() => ({ text: 'Both answers name a city.', finishReason: 'stop' }));
+    const j = await acts.judgeStep({
+      question: 'q',
+      gold: 'Paris',
+      prediction: 'Lyon',
+      pool: 'default',
+      sampling,
+    });
+    expect(j.correct).toBeNull();
+    expect(j.reason).toMatch(/the judge gave no verdict/);
+  });
 });
