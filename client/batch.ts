@@ -47,12 +47,26 @@ export interface BatchLineError {
   error: string;
 }
 
-export function readBatchFile(path: string): {
-  items: { line: number; question: string; answer?: string }[];
-  errors: BatchLineError[];
-} {
-  const items: { line: number; question: string; answer?: string }[] = [];
+export interface BatchItem {
+  line: number;
+  question: string;
+  answer?: string;
+  /**
+   * Earlier lines with the same question, bad ones whose question reads included: fixing a bad line then gives no
+   * other line its run (see assignWorkflowIds).
+   */
+  occurrence: number;
+}
+
+export function readBatchFile(path: string): { items: BatchItem[]; errors: BatchLineError[] } {
+  const items: BatchItem[] = [];
   const errors: BatchLineError[] = [];
+  const seen = new Map<string, number>();
+  const occurrenceOf = (question: string) => {
+    const n = seen.get(question) ?? 0;
+    seen.set(question, n + 1);
+    return n;
+  };
   readNamedFile('the questions file', path)
     .toString('utf8')
     .split('\n')
@@ -67,13 +81,16 @@ export function readBatchFile(path: string): {
         return;
       }
       const parsed = BatchLineSchema.safeParse(value);
-      if (!parsed.success)
+      if (!parsed.success) {
         errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
-      else
+        const question = BatchLineSchema.shape.question.safeParse((value as { question?: unknown })?.question);
+        if (question.success) occurrenceOf(question.data);
+      } else
         items.push({
           line: i + 1,
           question: parsed.data.question,
           ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
+          occurrence: occurrenceOf(parsed.data.question),
         });
     });
   return { items, errors };
@@ -87,15 +104,18 @@ export function sharedBatchSpec(spec: BatchOptions['spec']): { spec: ParallelMus
   return { spec: full, hash: specHash({ ...full, trajectory }).slice(0, 16) };
 }
 
-/** Workflow ids by question text and occurrence among identical questions so far (see questionWorkflowId). */
-export function assignWorkflowIds<T extends { question: string }>(
+/**
+ * Workflow ids by question text and occurrence among identical questions (see questionWorkflowId): the item's own
+ * (BatchItem.occurrence), else its place among the identical questions so far.
+ */
+export function assignWorkflowIds<T extends { question: string; occurrence?: number }>(
   items: T[],
   jobId: string,
   sharedHash: string,
 ): (T & { workflowId: string })[] {
   const seen = new Map<string, number>();
   return items.map((item) => {
-    const occurrence = seen.get(item.question) ?? 0;
+    const occurrence = item.occurrence ?? seen.get(item.question) ?? 0;
     seen.set(item.question, occurrence + 1);
     return { ...item, workflowId: questionWorkflowId(jobId, sharedHash, item.question, occurrence) };
   });

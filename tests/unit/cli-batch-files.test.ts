@@ -26,8 +26,8 @@ describe('batch input', () => {
     writeFileSync(f, '{"question": "When?", "answer": 1907}\n{"question": oops}\n{"question": "Who?"}\n');
     const { items, errors } = readBatchFile(f);
     expect(items).toEqual([
-      { line: 1, question: 'When?', answer: '1907' },
-      { line: 3, question: 'Who?' },
+      { line: 1, question: 'When?', answer: '1907', occurrence: 0 },
+      { line: 3, question: 'Who?', occurrence: 0 },
     ]);
     expect(errors).toEqual([{ line: 2, error: expect.stringMatching(/line 2 is not valid JSON/) }]);
   });
@@ -36,7 +36,7 @@ describe('batch input', () => {
     const f = join(tmp(), 'q.jsonl');
     writeFileSync(f, '{"question": "When?", "answer": "  "}\n{"question": "Who?", "answer": "Ada"}\n');
     const { items, errors } = readBatchFile(f);
-    expect(items).toEqual([{ line: 2, question: 'Who?', answer: 'Ada' }]);
+    expect(items).toEqual([{ line: 2, question: 'Who?', answer: 'Ada', occurrence: 0 }]);
     expect(errors).toEqual([{ line: 1, error: expect.stringMatching(/answer must not be empty/) }]);
   });
 
@@ -44,7 +44,7 @@ describe('batch input', () => {
     const f = join(tmp(), 'q.jsonl');
     writeFileSync(f, '{"question": "When?", "answer": null}\n{"question": "Who?", "answer": ["a", "b"]}\n');
     const { items, errors } = readBatchFile(f);
-    expect(items).toEqual([{ line: 1, question: 'When?' }]);
+    expect(items).toEqual([{ line: 1, question: 'When?', occurrence: 0 }]);
     expect(errors).toEqual([
       {
         line: 2,
@@ -86,6 +86,23 @@ describe('workflow ids', () => {
     expect(after.slice(1).map((i) => i.workflowId)).toEqual(before.map((i) => i.workflowId));
     // Identical questions stay distinct.
     expect(before[0]!.workflowId).not.toBe(before[2]!.workflowId);
+  });
+
+  it('batch: a bad line still counts as its question occurring, so fixing it gives no other line its run', () => {
+    const { hash } = sharedBatchSpec({ n: 2, branchMode: 'none', trajectory: {} });
+    const dir = tmp();
+    const ids = (text: string) => {
+      const f = join(dir, 'q.jsonl');
+      writeFileSync(f, text);
+      const { items } = readBatchFile(f);
+      return new Map(assignWorkflowIds(items, 'job', hash).map((i) => [i.line, i.workflowId]));
+    };
+    const bad = ids('{"question": "Q", "answer": ""}\n{"question": "Q", "answer": "A"}\n');
+    const fixed = ids('{"question": "Q", "answer": "B"}\n{"question": "Q", "answer": "A"}\n');
+    expect(bad.has(1)).toBe(false);
+    // Line 2 keeps the run (and result) it had; line 1 gets one of its own.
+    expect(fixed.get(2)).toBe(bad.get(2));
+    expect(fixed.get(1)).not.toBe(bad.get(2));
   });
 
   it('batch: the shared spec hash ignores per-question fields and changes with any option', () => {
