@@ -184,7 +184,7 @@ export function registerRunCommands(program: Command): void {
       30,
     )
     .description(
-      'cancel a running trajectory or question: it ends with what it has (a question once its rollouts have), and its status is printed',
+      'cancel a running trajectory or question: a trajectory ends with what it has, a question ends cancelled once its rollouts have (each keeping its steps); its status is printed',
     )
     .action(async (id: string, o: { wait: number }) => {
       const client = await connectClient(cliConfig(program.opts()));
