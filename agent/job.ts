@@ -13,13 +13,16 @@ const PoolName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, dig
 /** A model turn's token limit unless the spec says otherwise. */
 export const DEFAULT_MAX_TOKENS_PER_TURN = 4096;
 
-export const SamplingSchema = z.object({
-  temperature: z.number().min(0).max(2).default(0.85),
-  /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
-  /** At least 2: with one alternative every entropy is 0, and no step could be told more uncertain than another. */
-  topLogprobs: z.number().int().min(2).max(20).default(16),
-  maxTokensPerTurn: positiveInt.max(65_536).default(DEFAULT_MAX_TOKENS_PER_TURN),
-});
+export const SamplingSchema = z
+  .object({
+    temperature: z.number().min(0).max(2).default(0.85),
+    /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
+    /** At least 2: with one alternative every entropy is 0, and no step could be told more uncertain than another. */
+    topLogprobs: z.number().int().min(2).max(20).default(16),
+    maxTokensPerTurn: positiveInt.max(65_536).default(DEFAULT_MAX_TOKENS_PER_TURN),
+  })
+  // A misspelled setting (`temprature`) would otherwise leave its default in place without a word.
+  .strict();
 
 /** Ground truth: a blank one would score every prediction wrong, and send the LLM judge an empty gold answer. */
 export const GoldAnswerSchema = z

@@ -17,6 +17,10 @@ describe('job specs', () => {
     );
     expect(() => parseTrajectorySpec({ question: 'q', colour: 'red' })).toThrow(JobSpecError);
     expect(() => parseTrajectorySpec({ question: 'q', colour: 'red' })).toThrow(/colour/);
+    // Inside sampling too: a misspelled setting would leave its default in place.
+    expect(() => parseTrajectorySpec({ question: 'q', sampling: { temprature: 0.2 } })).toThrow(
+      /sampling.*temprature/,
+    );
   });
 
   it('refuses a blank ground-truth answer, which would score every prediction wrong', () => {
