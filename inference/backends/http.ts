@@ -28,10 +28,33 @@ export interface HttpClientOptions {
  * a long turn on a busy server would be cut off at 300 s and sent again, its GPU work thrown away. postJson's own
  * deadline bounds every request instead.
  */
-export function serverFetch(timeouts: { headersTimeout: number; bodyTimeout: number }): typeof fetch {
-  const dispatcher = new Agent(timeouts);
+export function serverFetch(
+  timeouts: { headersTimeout: number; bodyTimeout: number },
+  maxResponseBytes = MAX_RESPONSE_BYTES,
+): typeof fetch {
+  const dispatcher = new Agent({ ...timeouts, maxResponseSize: maxResponseBytes });
+  // Redirects are not followed: fetch would send a POST on as a GET without its body (a 301 or 302), or drop the API
+  // key at another host, and the server's odd answer to that would hide the real cause (see redirectedTo).
   return ((url: string, init: RequestInit) =>
-    undiciFetch(url, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+    undiciFetch(url, { ...(init as object), redirect: 'manual', dispatcher })) as unknown as typeof fetch;
+}
+
+/**
+ * The most of a server's answer read: far above a long generation's with top-k logprobs for every token (~20 MB for
+ * 16k tokens), but a wrong --base-url (a file server, a stream) cannot fill the member's memory.
+ */
+export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
+
+/** Whether `err` (or a cause of it) is undici's answer to a body over the dispatcher's maxResponseSize. */
+function responseTooLarge(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e)
+    if (e.code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return true;
+  return false;
+}
+
+/** A 3xx answer's body for its error: where it points, and what to do about it. */
+function redirectedTo(location: string | null): string {
+  return `the server redirects to ${location ?? '(no Location)'}: set the member's --base-url to where the server answers (redirects are not followed)`;
 }
 
 const fetchUntilDeadline = serverFetch({ headersTimeout: 0, bodyTimeout: 0 });
@@ -66,11 +89,15 @@ export class BackendHttpError extends Error {
   /**
    * Whether another member could do better: a transient status, or one that says this member's server is set up
    * wrong (401/403: its API key; 404: its model name or path; 413: a proxy in front of it with a body limit, such as
-   * nginx's 1 MB default). The request itself is fine, so it must not fail the step for good; the router fails over
-   * and the member's breaker counts it.
+   * nginx's 1 MB default; a 3xx: its --base-url points at a redirect). The request itself is fine, so it must not
+   * fail the step for good; the router fails over and the member's breaker counts it.
    */
   get retryable(): boolean {
-    return isRetryableStatus(this.status) || MEMBER_SETUP_STATUSES.has(this.status);
+    return (
+      isRetryableStatus(this.status) ||
+      MEMBER_SETUP_STATUSES.has(this.status) ||
+      (this.status >= 300 && this.status < 400)
+    );
   }
 }
 
@@ -316,7 +343,8 @@ async function attemptOnce(
   try {
     const res = await doFetch(url, { method: 'POST', headers, body: payload, signal: controller.signal });
     // The body is read under the same timer: a server that sends headers and then stalls still hits the deadline.
-    const text = await res.text();
+    const text =
+      res.status >= 300 && res.status < 400 ? redirectedTo(res.headers.get('location')) : await res.text();
     if (!res.ok) {
       const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'), now());
       return retryAfterMs === undefined
@@ -332,6 +360,12 @@ async function attemptOnce(
     }
   } catch (err) {
     if (err instanceof BackendProtocolError) throw err;
+    // Not retried here: the same request would bring the same answer. Another member's server may answer smaller.
+    if (responseTooLarge(err))
+      throw new BackendProtocolError(
+        `POST ${url}: the answer is larger than a member reads (${MAX_RESPONSE_BYTES / 2 ** 20} MiB by default); is --base-url the inference server?`,
+        { retryable: true, cause: err },
+      );
     if (timedOut) return { kind: 'deadline', error: err };
     // A caller abort also lands here; postJson checks the signal and rethrows its reason.
     return { kind: 'network', error: err };

@@ -71,6 +71,46 @@ describe('postJson', () => {
     }
   });
 
+  it('does not follow a redirect (a POST sent on as a bare GET): fails over to another member, naming where it points', async () => {
+    for (const status of [301, 302, 307, 308]) {
+      let followed = 0;
+      const target = await fakeJsonServer(() => {
+        followed++;
+        return { body: {} };
+      });
+      const s = await fakeJsonServer(() => ({
+        status,
+        headers: { location: `${target.url}/v1` },
+        body: 'moved',
+      }));
+      const err = await postJson(s.url, {}, { deadline: Date.now() + 5000, backoff: fast }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendHttpError);
+      expect((err as BackendHttpError).retryable).toBe(true);
+      expect((err as Error).message).toContain(`HTTP ${status}`);
+      expect((err as Error).message).toContain(`redirects to ${target.url}/v1: set the member's --base-url`);
+      expect(s.seen).toHaveLength(1);
+      expect(followed).toBe(0);
+    }
+  });
+
+  it('stops reading an answer over the size limit, and says so instead of asking the same server again', async () => {
+    const s = await fakeJsonServer(() => ({ body: { text: 'x'.repeat(50_000) } }));
+    const err = await postJson(
+      s.url,
+      {},
+      {
+        deadline: Date.now() + 5000,
+        backoff: fast,
+        fetch: serverFetch({ headersTimeout: 0, bodyTimeout: 0 }, 10_000),
+      },
+    ).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendProtocolError);
+    expect((err as Error).message).toMatch(/the answer is larger than a member reads .*--base-url/);
+    // Another member's server may answer within it.
+    expect((err as BackendProtocolError).retryable).toBe(true);
+    expect(s.seen).toHaveLength(1);
+  });
+
   it('gives up at the deadline when the server stalls', async () => {
     const s = await fakeJsonServer(() => ({ body: {}, delayMs: 3000 }));
     const t0 = Date.now();
