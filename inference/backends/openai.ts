@@ -265,6 +265,12 @@ export function mapFinishReason(reason: string | null | undefined, backend: stri
       },
     );
   }
+  // vLLM's for a request its engine failed (a KV transfer lost, say): the text is not a finished turn.
+  if (reason === 'error')
+    throw new BackendProtocolError(
+      `${backend} backend: the server failed the generation (finish_reason "error")`,
+      { retryable: true },
+    );
   // stop, eos, tool_calls, content_filter, or no reason at all: the model (or a filter) ended the turn.
   return 'stop';
 }

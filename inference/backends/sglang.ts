@@ -17,6 +17,7 @@ import {
   checkHealth,
   HttpBackendLoad,
   type HttpClientOptions,
+  isRetryableStatus,
   parseResponse,
   postBackendJson,
 } from './http.js';
@@ -59,7 +60,11 @@ const LogprobTriple = z
   .tuple([z.number().nullable(), z.number().int(), z.string().nullish()])
   .rest(z.unknown());
 
-const FinishReason = z.object({ type: z.string(), message: z.string().nullish() }).loose().nullish();
+/** An abort carries the HTTP status SGLang gives it (400: the request itself is wrong) in recent versions. */
+const FinishReason = z
+  .object({ type: z.string(), message: z.string().nullish(), status_code: z.number().int().nullish() })
+  .loose()
+  .nullish();
 
 const GenerateItem = z.object({
   text: z.string(),
@@ -156,9 +161,14 @@ export class SGLangBackend implements InferenceBackend {
         throw new ContextLengthError(
           `sglang backend: the server refused the prompt: ${meta.finish_reason.message}`,
         );
+      // A request the server refused as invalid (status 4xx: a bad parameter, token ids out of range) fails alike on
+      // every member; a server that gave up on its own (shutting down, out of memory, no status) may not.
+      const status = meta.finish_reason.status_code;
+      const refused =
+        typeof status === 'number' && status >= 400 && status < 500 && !isRetryableStatus(status);
       throw new BackendProtocolError(
-        `sglang backend: the server aborted the generation${meta.finish_reason.message ? `: ${meta.finish_reason.message}` : ''}`,
-        { retryable: true },
+        `sglang backend: the server aborted the generation${status ? ` (status ${status})` : ''}${meta.finish_reason.message ? `: ${meta.finish_reason.message}` : ''}`,
+        { retryable: !refused },
       );
     }
     const out = meta.output_token_logprobs;

@@ -215,13 +215,17 @@ describe('OpenAIBackend (chat)', () => {
     expect(s.seen).toHaveLength(1);
   });
 
-  it('maps finish_reason length, and reports an aborted generation as retryable', async () => {
-    const s = await fakeServer((_, n) => ({ body: chatBody({ finish: n === 1 ? 'length' : 'abort' }) }));
+  it('maps finish_reason length, and reports an aborted or failed generation (vLLM\'s "error") as retryable', async () => {
+    const finishes = ['length', 'abort', 'error'];
+    const s = await fakeServer((_, n) => ({ body: chatBody({ finish: finishes[n - 1] }) }));
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm' });
     expect((await b.generate(request(), signal())).finishReason).toBe('length');
-    const err = await b.generate(request(), signal()).catch((e) => e);
-    expect(err).toBeInstanceOf(BackendProtocolError);
-    expect((err as BackendProtocolError).retryable).toBe(true);
+    for (const finish of ['abort', 'error']) {
+      const err = await b.generate(request(), signal()).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendProtocolError);
+      expect((err as BackendProtocolError).retryable).toBe(true);
+      expect((err as Error).message).toContain(`finish_reason "${finish}"`);
+    }
   });
 
   it("puts a reasoning parser's think block back into the text", async () => {

@@ -161,6 +161,31 @@ describe('SGLangBackend', () => {
     expect((err as Error).message).toContain('server shutting down');
   });
 
+  it('does not send an abort with a 4xx status (the request itself refused) to another member', async () => {
+    const s = await fakeJsonServer(() => ({
+      body: generateBody({
+        finish_reason: {
+          type: 'abort',
+          message: 'Invalid regex',
+          status_code: 400,
+          err_type: 'BadRequestError',
+        },
+      }),
+    }));
+    const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendProtocolError);
+    expect((err as BackendProtocolError).retryable).toBe(false);
+    expect((err as Error).message).toContain('(status 400): Invalid regex');
+    // A server that gave up on its own (a 5xx, or a 429 for a full queue) may not be the last word.
+    for (const status_code of [500, 503, 429]) {
+      const busy = await fakeJsonServer(() => ({
+        body: generateBody({ finish_reason: { type: 'abort', message: 'busy', status_code } }),
+      }));
+      const e = await new SGLangBackend({ baseUrl: busy.url }).generate(request, signal()).catch((x) => x);
+      expect((e as BackendProtocolError).retryable).toBe(true);
+    }
+  });
+
   it('retries a 503 and does not retry a 400', async () => {
     const s = await fakeJsonServer((_, n) =>
       n === 1
