@@ -83,7 +83,9 @@ export function readBatchFile(path: string): { items: BatchItem[]; errors: Batch
       const parsed = BatchLineSchema.safeParse(value);
       if (!parsed.success) {
         errors.push({ line: i + 1, error: `line ${i + 1}: ${formatZodError(parsed.error)}` });
-        const question = BatchLineSchema.shape.question.safeParse((value as { question?: unknown })?.question);
+        const question = BatchLineSchema.shape.question.safeParse(
+          (value as { question?: unknown })?.question,
+        );
         if (question.success) occurrenceOf(question.data);
       } else
         items.push({
