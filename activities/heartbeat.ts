@@ -1,15 +1,17 @@
-// Heartbeating for activities that wait on something slow (a model call, a tool). The workflows run steps
-// under a heartbeat timeout so that a dead worker is noticed quickly; a live one must keep beating however
-// long the wait itself takes.
+// Heartbeating for activities. The workflows run steps under a heartbeat timeout so that a dead worker is noticed
+// quickly; a live one must keep beating however long its attempt takes: a model call, a tool, and the content reads
+// and writes around them (a cold read of a long context, a store write waiting on a JetStream leader election).
 import { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 
 /**
- * Runs `fn` in the current activity, heartbeating every third of the heartbeat timeout (within 200 ms to 2 s)
- * until it settles. `fn` gets the activity's context (deadline, cancellation signal).
+ * Runs `fn` in the activity of `ctx` (default: the current one), heartbeating every third of the heartbeat timeout
+ * (within 200 ms to 2 s) until it settles. `fn` gets the activity's context (deadline, cancellation signal).
  */
-export async function withHeartbeat<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
-  const ctx = Context.current();
+export async function withHeartbeat<T>(
+  fn: (ctx: Context) => Promise<T>,
+  ctx: Context = Context.current(),
+): Promise<T> {
   const periodMs = Math.max(200, Math.min(2000, (ctx.info.heartbeatTimeoutMs ?? 10_000) / 3));
   const beat = setInterval(() => ctx.heartbeat(), periodMs);
   try {
@@ -30,12 +32,16 @@ export function markAttemptStart(ctx: Context, now = Date.now()): void {
   if (!startedAt.has(ctx)) startedAt.set(ctx, now);
 }
 
-/** The rollout worker's activity interceptor that marks each attempt's start before the activity runs. */
-export const markAttemptStartInterceptor: ActivityInterceptorsFactory = (ctx) => ({
+/**
+ * The rollout worker's activity interceptor: marks each attempt's start before the activity runs, and heartbeats for
+ * the whole attempt, so no part of an activity (its content reads and writes included) can outlast the heartbeat
+ * timeout on a live worker.
+ */
+export const attemptInterceptor: ActivityInterceptorsFactory = (ctx) => ({
   inbound: {
     execute: (input, next) => {
       markAttemptStart(ctx);
-      return next(input);
+      return withHeartbeat(() => next(input), ctx);
     },
   },
 });

@@ -3,7 +3,7 @@
 // (NATS connection, blob store, tools, config) as in the Temporal samples' dependency-injection pattern.
 
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { Context } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { clipText } from '../agent/clip.js';
 import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
@@ -26,7 +26,7 @@ import type { ToolOutcome, ToolRegistry } from '../tools/registry.js';
 import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
 import { callCuttingOnRefusal, cutOffReason } from './fit.js';
-import { attemptDeadline, withHeartbeat } from './heartbeat.js';
+import { attemptDeadline } from './heartbeat.js';
 import { generateParams, type SamplingInput } from './sampling.js';
 
 export type { SamplingInput } from './sampling.js';
@@ -174,21 +174,20 @@ export function createActivities(deps: ActivityDeps) {
     return p;
   }
 
-  /** A model call bounded by the activity's own deadline, heartbeating while it waits. */
+  /** A model call bounded by the activity's own deadline (the worker's attemptInterceptor heartbeats meanwhile). */
   async function callModel(
     poolName: string,
     messages: ChatMessage[],
     params: GenerateParams,
     opts: CallModelOptions,
   ): Promise<Generation> {
-    return withHeartbeat((ctx) => {
-      return pool(poolName).generate(messages, params, {
-        deadline: Math.max(Date.now() + 1, attemptDeadline(ctx)),
-        signal: ctx.cancellationSignal,
-        stickyKey: opts.stickyKey,
-        model: opts.model,
-        ...(opts.jobId !== undefined ? { blobNamespace: namespaceFor(opts.jobId) } : {}),
-      });
+    const ctx = Context.current();
+    return pool(poolName).generate(messages, params, {
+      deadline: Math.max(Date.now() + 1, attemptDeadline(ctx)),
+      signal: ctx.cancellationSignal,
+      stickyKey: opts.stickyKey,
+      model: opts.model,
+      ...(opts.jobId !== undefined ? { blobNamespace: namespaceFor(opts.jobId) } : {}),
     });
   }
 
@@ -320,55 +319,55 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async toolStep(input: ToolStepInput): Promise<ToolStepResult> {
-      // A tool may take longer than the heartbeat timeout (a slow search or fetch): keep beating meanwhile.
-      return withHeartbeat(async (ctx) => {
-        const ns = namespaceFor(input.jobId);
-        const [raw, { policy, state }] = await Promise.all([
-          content.getText(input.turnRef),
-          loadContext({ ...input }),
-        ]);
-        // Only a turn llmStep did not take as an answer comes here: an <answer> in it without its end is one
-        // llmStep found cut off at the token limit.
-        const turn = parseTurn(raw, 'length');
-        let observation: string;
-        let observationRef: string | undefined;
-        let toolError: string | undefined;
-        let toolCalled = false;
-        switch (turn.kind) {
-          case 'tool_call': {
-            toolCalled = true;
-            const out = await runToolOnce(input, turn.call, state.question, ctx);
-            observation = out.observation;
-            observationRef = out.observationRef;
-            toolError = out.error;
-            break;
-          }
-          case 'invalid_tool_call':
-            // The model gets the reference's fixed wording; the record says what was wrong with this call.
-            observation = turn.error;
-            toolError = toolCallProblem(turn.raw) ?? turn.error;
-            break;
-          case 'no_action':
-            observation = turn.cutOffAnswer ? CUT_OFF_ANSWER_OBSERVATION : NO_ACTION_OBSERVATION;
-            toolError = observation;
-            break;
-          case 'answer':
-            throw new TypeError('toolStep called for an answer turn');
+      // A tool may take longer than the heartbeat timeout (a slow search or fetch): the worker's attemptInterceptor
+      // keeps beating meanwhile.
+      const ctx = Context.current();
+      const ns = namespaceFor(input.jobId);
+      const [raw, { policy, state }] = await Promise.all([
+        content.getText(input.turnRef),
+        loadContext({ ...input }),
+      ]);
+      // Only a turn llmStep did not take as an answer comes here: an <answer> in it without its end is one
+      // llmStep found cut off at the token limit.
+      const turn = parseTurn(raw, 'length');
+      let observation: string;
+      let observationRef: string | undefined;
+      let toolError: string | undefined;
+      let toolCalled = false;
+      switch (turn.kind) {
+        case 'tool_call': {
+          toolCalled = true;
+          const out = await runToolOnce(input, turn.call, state.question, ctx);
+          observation = out.observation;
+          observationRef = out.observationRef;
+          toolError = out.error;
+          break;
         }
-        const next: ContextState = policy.advance(state, turn, raw, observation);
-        const [storedRef, contextRef] = await Promise.all([
-          observationRef ?? content.putText(ns, observation),
-          content.putContext(ns, input.policy, next),
-        ]);
-        return {
-          contextRef,
-          observationRef: storedRef,
-          observationBytes: observation.length,
-          toolCalled,
-          // The whole error is in the observation; history gets its start (a failing tool's message can be a page).
-          ...(toolError ? { toolError: clipText(toolError, MAX_TOOL_ERROR_CHARS) } : {}),
-        };
-      });
+        case 'invalid_tool_call':
+          // The model gets the reference's fixed wording; the record says what was wrong with this call.
+          observation = turn.error;
+          toolError = toolCallProblem(turn.raw) ?? turn.error;
+          break;
+        case 'no_action':
+          observation = turn.cutOffAnswer ? CUT_OFF_ANSWER_OBSERVATION : NO_ACTION_OBSERVATION;
+          toolError = observation;
+          break;
+        case 'answer':
+          throw new TypeError('toolStep called for an answer turn');
+      }
+      const next: ContextState = policy.advance(state, turn, raw, observation);
+      const [storedRef, contextRef] = await Promise.all([
+        observationRef ?? content.putText(ns, observation),
+        content.putContext(ns, input.policy, next),
+      ]);
+      return {
+        contextRef,
+        observationRef: storedRef,
+        observationBytes: observation.length,
+        toolCalled,
+        // The whole error is in the observation; history gets its start (a failing tool's message can be a page).
+        ...(toolError ? { toolError: clipText(toolError, MAX_TOOL_ERROR_CHARS) } : {}),
+      };
     },
 
     /**

@@ -21,7 +21,7 @@ import {
   OpenTelemetryActivityOutboundInterceptor,
 } from '@temporalio/interceptors-opentelemetry';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { markAttemptStartInterceptor } from '../activities/heartbeat.js';
+import { attemptInterceptor } from '../activities/heartbeat.js';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
@@ -178,7 +178,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
             inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
             outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
           }),
-          markAttemptStartInterceptor,
+          attemptInterceptor,
         ],
       },
       sinks: { exporter: makeWorkflowExporter(new SimpleSpanProcessor(exporter), telemetryResource()!) },

@@ -3,8 +3,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import {
   attemptDeadline,
+  attemptInterceptor,
   markAttemptStart,
-  markAttemptStartInterceptor,
   withHeartbeat,
 } from '../../activities/heartbeat.js';
 
@@ -49,6 +49,29 @@ describe('withHeartbeat', () => {
   });
 });
 
+describe("the worker's attempt interceptor", () => {
+  it('heartbeats through the whole attempt, not only a model call: a slow content read cannot outlast the timeout', async () => {
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 600 });
+    let beats = 0;
+    env.on('heartbeat', () => beats++);
+    const result = await env.run(async () => {
+      const execute = attemptInterceptor(Context.current()).inbound!.execute!;
+      // An activity that only reads (no model call, no tool) for longer than its heartbeat timeout.
+      return execute({ args: [], headers: {} }, async () => {
+        const t0 = Date.now();
+        while ((beats < 3 || Date.now() - t0 < 700) && Date.now() - t0 < 10_000)
+          await new Promise((r) => setTimeout(r, 50));
+        return 'read';
+      });
+    });
+    expect(result).toBe('read');
+    expect(beats).toBeGreaterThanOrEqual(3);
+    const settled = beats;
+    await new Promise((r) => setTimeout(r, 450));
+    expect(beats).toBe(settled);
+  });
+});
+
 describe('attemptDeadline', () => {
   it('counts start-to-close from when the attempt started, not from when it was scheduled', async () => {
     const now = Date.now();
@@ -87,7 +110,7 @@ describe('attemptDeadline', () => {
     });
     const { deadline, started } = await env.run(async (): Promise<{ deadline: number; started: number }> => {
       const ctx = Context.current();
-      const execute = markAttemptStartInterceptor(ctx).inbound!.execute!;
+      const execute = attemptInterceptor(ctx).inbound!.execute!;
       const started = Date.now();
       const deadline = (await execute({ args: [], headers: {} }, async () =>
         // The activity reads its inputs for 3 s before it asks.
