@@ -57,7 +57,10 @@ export const ConfigSchema = z
         leaseMs: z
           .number()
           .int()
-          .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (no lease) or at least 1000 ms')
+          .refine(
+            (ms) => ms === 0 || (ms >= 1000 && ms <= 3_600_000),
+            'must be 0 (no lease) or from 1000 to 3600000 ms',
+          )
           .default(10_000),
         /** Attempts across members before the pool is declared unavailable. */
         maxAttempts: z.number().int().positive().default(4),

@@ -189,6 +189,20 @@ export class RouterLeaseExpiredError extends Error {
   }
 }
 
+/**
+ * Whether a router last heard at `heardAt` has let its lease of `ms` lapse, judged at a check whose previous one ran
+ * at `lastCheckAt` (all on the monotonic clock). Judged by the previous check, not by now: messages that came while
+ * this process was paused (a GC pause, a long encode) are read only after the timer that runs first when it resumes,
+ * so a router is silent for its lease only if it already was at the previous check, by which time everything it sent
+ * before had been read. A lease so ends at most one check late, and no pause of the member's ends a live one.
+ */
+export function leaseLapsed(heardAt: number, lastCheckAt: number, ms: number): boolean {
+  return lastCheckAt - heardAt > ms;
+}
+
+/** The clock leases are kept on: a wall clock stepped back would hold every lease open until it caught up. */
+const monotonicNow = () => performance.now();
+
 /** A request held under its router's lease. */
 interface LeasedRequest {
   id: string;
@@ -272,7 +286,7 @@ export class PoolMember {
       nc.subscribe(subjects.lease(pool, this.id), {
         callback: (err, msg) => {
           const lease = err ? undefined : tryDecodeWire(LeaseWire, msg.data, 'lease');
-          if (lease) this.routersHeard.set(lease.router, Date.now());
+          if (lease) this.routersHeard.set(lease.router, monotonicNow());
         },
       }),
       // Answered while draining too: what a stopping member finishes is still worth waiting for.
@@ -298,11 +312,11 @@ export class PoolMember {
       if (type !== 'reconnect') return;
       // Renewals sent while the connection was down are lost: every router gets its lease again from now.
       this.disconnected = false;
-      this.heardAllAt = Date.now();
+      this.heardAllAt = monotonicNow();
       this.reconnects++;
       this.announce();
     });
-    this.lastLeaseCheckAt = Date.now();
+    this.lastLeaseCheckAt = monotonicNow();
     this.leaseTimer = setInterval(() => this.checkLeases(), LEASE_CHECK_MS);
     this.health?.start();
     this.announce();
@@ -326,7 +340,6 @@ export class PoolMember {
   async stop(timeoutMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.stopWatching?.();
     clearInterval(this.timer);
     this.health?.stop();
     clearTimeout(this.pendingAnnounce);
@@ -351,6 +364,8 @@ export class PoolMember {
     }
     for (const s of this.cancelSubs) s.unsubscribe();
     clearInterval(this.leaseTimer);
+    // Watched until here: leases are judged while the requests in hand finish, and not while the connection is down.
+    this.stopWatching?.();
     await this.opts.nc.flush().catch(() => {});
   }
 
@@ -408,7 +423,7 @@ export class PoolMember {
       if (unhealthy !== undefined) return this.fail(msg, id, 'unhealthy', unhealthy, true);
       const deadline = attemptDeadline(req.deadline, msg.headers?.get(ATTEMPT_TIMEOUT_HEADER));
       const lease = routerLease(msg.headers?.get(ROUTER_HEADER), msg.headers?.get(ROUTER_LEASE_HEADER));
-      if (lease) this.routersHeard.set(lease.router, Date.now());
+      if (lease) this.routersHeard.set(lease.router, monotonicNow());
       if (Date.now() >= deadline)
         return this.fail(msg, id, 'deadline_exceeded', 'deadline passed before start', false);
       if (this.inFlight >= this.capacity && this.waiting.length >= this.maxQueue) {
@@ -456,7 +471,7 @@ export class PoolMember {
     lease: RouterLease | undefined,
   ): Promise<Generation> {
     const ctl = new AbortController();
-    const leased = lease ? { id: req.id, ctl, lease, since: Date.now() } : undefined;
+    const leased = lease ? { id: req.id, ctl, lease, since: monotonicNow() } : undefined;
     if (leased) this.leased.add(leased);
     const timer = setTimeout(
       () => ctl.abort(new BackendDeadlineError(`request ${req.id} passed its deadline`, deadline)),
@@ -511,21 +526,23 @@ export class PoolMember {
   }
 
   /**
-   * Stops the requests whose router has not been heard from for their lease. Not while this member's own connection
-   * is down (renewals cannot arrive), nor right after it, or after this process stalled: every router is given its
-   * lease again from then.
+   * Stops the requests whose router has let its lease lapse (leaseLapsed). Not while this member's own connection is
+   * down (renewals cannot arrive): every router is given its lease again from when it is back. A connection that died
+   * unnoticed is not told apart; routers have dropped this member by then (its announcements stopped reaching them)
+   * and sent its work elsewhere.
    */
   private checkLeases(): void {
-    const now = Date.now();
-    if (now - this.lastLeaseCheckAt > 4 * LEASE_CHECK_MS) this.heardAllAt = now;
+    const now = monotonicNow();
+    const lastCheckAt = this.lastLeaseCheckAt;
     this.lastLeaseCheckAt = now;
     if (this.disconnected) return;
     const leasing = new Set<string>();
     for (const held of this.leased) {
       const { router, ms } = held.lease;
       leasing.add(router);
-      const heard = Math.max(held.since, this.heardAllAt, this.routersHeard.get(router) ?? 0);
-      if (now - heard > ms) held.ctl.abort(new RouterLeaseExpiredError(held.id, router, now - heard));
+      const heard = Math.max(held.since, this.heardAllAt, this.routersHeard.get(router) ?? -Infinity);
+      if (leaseLapsed(heard, lastCheckAt, ms))
+        held.ctl.abort(new RouterLeaseExpiredError(held.id, router, Math.round(now - heard)));
     }
     // Routers with nothing leased here any more (renewals for them, or from anyone, only add a line).
     for (const router of this.routersHeard.keys()) if (!leasing.has(router)) this.routersHeard.delete(router);

@@ -94,7 +94,7 @@ export interface PoolClientOptions {
    * How long a member goes on with this router's requests without hearing from it (default 10 s; 0: no lease). The
    * router renews its lease at a quarter of that while it waits; a router killed with requests in flight sends no
    * cancel, and its members stop that work when the lease runs out instead of when it ends, while Temporal runs the
-   * same steps again elsewhere. At least 1 s.
+   * same steps again elsewhere. From 1 s to 1 h (what members take).
    */
   leaseMs?: number;
   now?: () => number;
@@ -206,9 +206,14 @@ export class PoolClient {
     this.sweepMs = Math.max(100, Math.floor(this.ttl / 4));
     this.maxAttempts = opts.maxAttempts ?? 4;
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
-    if (!(Number.isInteger(this.leaseMs) && (this.leaseMs === 0 || this.leaseMs >= 1000)))
+    if (
+      !(
+        Number.isInteger(this.leaseMs) &&
+        (this.leaseMs === 0 || (this.leaseMs >= 1000 && this.leaseMs <= 3_600_000))
+      )
+    )
       throw new Error(
-        `router leaseMs must be 0 (no lease) or a whole number of ms of at least 1000, got ${this.leaseMs}`,
+        `router leaseMs must be 0 (no lease) or a whole number of ms from 1000 to 3600000, got ${this.leaseMs}`,
       );
     this.attemptTimeout = opts.attemptTimeoutMs;
     this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
@@ -398,6 +403,7 @@ export class PoolClient {
     this.disconnected = false;
     clearInterval(this.sweeper);
     clearInterval(this.renewer);
+    this.renewer = undefined;
     for (const s of this.subs) s.unsubscribe();
     this.subs.length = 0;
     this.started = undefined;
@@ -615,8 +621,9 @@ export class PoolClient {
         const h = headers();
         injectTraceHeaders(h);
         h.set(ATTEMPT_TIMEOUT_HEADER, String(timeout));
-        // Renewed only for attempts sent to a member by name (renewLeases): not through the queue group.
-        if (state && this.leaseMs > 0) {
+        // Renewed only for attempts sent to a member by name (renewLeases), not through the queue group, and only while
+        // this router renews (not once it is closed).
+        if (state && this.renewer) {
           h.set(ROUTER_HEADER, this.routerId);
           h.set(ROUTER_LEASE_HEADER, String(this.leaseMs));
         }

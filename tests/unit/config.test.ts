@@ -62,9 +62,10 @@ describe('loadConfig', () => {
   it('takes a router lease of 0 (none) or at least 1 s, 10 s unless set', () => {
     expect(loadConfig({ env: {} }).router.leaseMs).toBe(10_000);
     expect(loadConfig({ file: configFile({ router: { leaseMs: 0 } }), env: {} }).router.leaseMs).toBe(0);
-    expect(() => loadConfig({ file: configFile({ router: { leaseMs: 500 } }), env: {} })).toThrow(
-      /router\.leaseMs: must be 0 \(no lease\) or at least 1000 ms/,
-    );
+    for (const leaseMs of [500, 4 * 3_600_000])
+      expect(() => loadConfig({ file: configFile({ router: { leaseMs } }), env: {} })).toThrow(
+        /router\.leaseMs: must be 0 \(no lease\) or from 1000 to 3600000 ms/,
+      );
   });
 
   it('names the variable behind a bad value', () => {

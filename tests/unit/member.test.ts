@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BackendProtocolError, postJson } from '../../inference/backends/http.js';
 import {
   attemptDeadline,
+  leaseLapsed,
   PoolMember,
   RouterLeaseExpiredError,
   replyError,
@@ -132,6 +133,17 @@ describe('routerLease', () => {
       ['x'.repeat(101), '10000'],
     ] as const)
       expect(routerLease(router, ms)).toBeUndefined();
+  });
+
+  it('ends a lease only when the router was already silent for it at the previous check', () => {
+    // Renewals every 250 ms of a 1 s lease; checks every 250 ms.
+    expect(leaseLapsed(10_000, 10_900, 1000)).toBe(false);
+    expect(leaseLapsed(10_000, 11_001, 1000)).toBe(true);
+    // The member paused 900 ms: renewals that came meanwhile are read only after the first check that runs. Judged
+    // by the check before the pause, the router is not silent, whatever the pause's length.
+    const lastRenewalRead = 10_000;
+    const checkBeforePause = 10_250;
+    expect(leaseLapsed(lastRenewalRead, checkBeforePause, 1000)).toBe(false);
   });
 
   it('answers a request stopped for its lease as lease_expired, which the router may send again', () => {

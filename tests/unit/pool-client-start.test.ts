@@ -21,6 +21,18 @@ function fakeConnection() {
   return { nc: nc as unknown as NatsConnection, state };
 }
 
+describe('PoolClient options', () => {
+  it('takes a lease of 0 (none) or from 1 s to 1 h, naming the option otherwise', () => {
+    const { nc } = fakeConnection();
+    for (const leaseMs of [0, 1000, 3_600_000])
+      expect(() => new PoolClient({ nc, pool: 'p', leaseMs })).not.toThrow();
+    for (const leaseMs of [500, 3_600_001, 1.5e3 + 0.5])
+      expect(() => new PoolClient({ nc, pool: 'p', leaseMs })).toThrow(
+        /router leaseMs must be 0 \(no lease\) or/,
+      );
+  });
+});
+
 describe('PoolClient.start', () => {
   it('does not remember a failed start: its subscriptions are undone and the next call starts afresh', async () => {
     const { nc, state } = fakeConnection();
