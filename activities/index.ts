@@ -273,21 +273,25 @@ export function createActivities(deps: ActivityDeps) {
         promptTokenRatio: input.promptTokenRatio,
       });
       let g: Generation;
+      // The estimate of the prompt the server answered, which the workflow calibrates its next budget by.
+      let sentEstimate = rawEstimate;
       try {
         // The estimate said it fits and the server says not (content that tokenizes densely, a page in another
         // script): a prompt the policy can cut is cut to half its size, twice at most, as the summary's is.
-        g = await callCuttingOnRefusal(policy.cutsToFit ? rawEstimate : undefined, (cut) =>
-          callModel(
+        g = await callCuttingOnRefusal(policy.cutsToFit ? rawEstimate : undefined, (cut) => {
+          const sent = cut === rawEstimate || cut === undefined ? messages : policy.buildMessages(state, cut);
+          sentEstimate = sent === messages ? rawEstimate : estimateTokens(sent);
+          return callModel(
             input.pool,
-            cut === rawEstimate ? messages : policy.buildMessages(state, cut),
+            sent,
             { ...generateParams(input.sampling, input.seed), stop: [...TURN_STOP] },
             {
               model: input.model,
               stickyKey: input.routeKey ?? input.trajectoryId,
               jobId: input.jobId,
             },
-          ),
-        );
+          );
+        });
       } catch (err) {
         if (!(err instanceof ContextLengthError)) throw err;
         // Refused however cut: the same outcome as a full window, not an error; a policy with a summary turn
@@ -314,7 +318,7 @@ export function createActivities(deps: ActivityDeps) {
         memberId: g.memberId,
         model: servedBy(g),
         finishReason: g.finishReason,
-        estimatedPromptTokens: rawEstimate,
+        estimatedPromptTokens: sentEstimate,
       };
     },
 

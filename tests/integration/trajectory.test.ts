@@ -10,13 +10,15 @@ import { ContextStore } from '../../activities/content.js';
 import {
   CUT_OFF_ANSWER_OBSERVATION,
   createActivities,
+  type LlmStepResult,
   type SummarizeResult,
   type ToolStepResult,
 } from '../../activities/index.js';
-import { contextPolicy } from '../../agent/context.js';
+import { contextPolicy, estimateTokens } from '../../agent/context.js';
 import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import { RESUM_SUMMARY_SYSTEM_PROMPT } from '../../agent/prompts.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
+import type { ChatMessage } from '../../agent/types.js';
 import { exportTrajectory } from '../../client/content.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { BlobNotFoundError, BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
@@ -211,6 +213,71 @@ describe('content store', () => {
     await content.putText(ns, page); // 6 s after the store wrote it: written again before it is handed out
     expect(writes.filter((w) => w === page)).toHaveLength(2);
     await blobs.deleteNamespace(ns);
+  });
+});
+
+describe('a prompt the server refuses as too long', () => {
+  it("is cut and sent again, and the step reports the estimate of what was sent: the next step's budget is calibrated on it", async () => {
+    const sent: ChatMessage[][] = [];
+    const member = new PoolMember({
+      nc: suite.nc,
+      pool: 'dense',
+      id: 'dense',
+      backend: {
+        kind: 'scripted',
+        async generate(req) {
+          sent.push(req.messages);
+          // A server whose tokenizer counts this page as far denser than the estimate: the whole prompt is refused.
+          if (sent.length === 1) throw new ContextLengthError('maximum context length is 32768 tokens');
+          const text = '<think>enough</think><answer>A</answer>';
+          return {
+            text,
+            tokens: [{ token: text, logprob: -0.1, topLogprobs: [-0.1, -2.5] }],
+            usage: { promptTokens: 3000, cachedPromptTokens: 0, completionTokens: 10 },
+            finishReason: 'stop',
+            model: 'dense',
+          };
+        },
+      },
+    });
+    await member.start();
+    const blobs = new BlobStore(suite.nc);
+    const activities = createActivities({ nc: suite.nc, blobs, tools: new ToolRegistry([]), config: cfg });
+    try {
+      const jobId = `dense-${randomUUID().slice(0, 8)}`;
+      const iterresearch = contextPolicy('iterresearch');
+      const turn = '<think>look</think><tool_call>{"name":"visit","arguments":{"url":"u"}}</tool_call>';
+      const state = iterresearch.advance(
+        iterresearch.initial('Q?'),
+        parseTurn(turn),
+        turn,
+        'a dense page '.repeat(4000),
+      );
+      const contextRef = await new ContextStore(blobs).putContext(namespaceFor(jobId), 'iterresearch', state);
+      const result = (await new MockActivityEnvironment({
+        currentAttemptScheduledTimestampMs: Date.now(),
+        startToCloseTimeoutMs: 60_000,
+      }).run(activities.llmStep, {
+        jobId,
+        trajectoryId: `traj-${jobId}`,
+        step: 1,
+        policy: 'iterresearch' as const,
+        summaryThreshold: 0.9,
+        contextRef,
+        pool: 'dense',
+        sampling: { temperature: 0.85, topLogprobs: 2, maxTokensPerTurn: 1000 },
+        seed: 1,
+        contextWindow: 32_768,
+      })) as LlmStepResult;
+      expect(result.status).toBe('turn');
+      expect(sent).toHaveLength(2);
+      const [whole, cut] = sent.map((m) => estimateTokens(m));
+      expect(cut!).toBeLessThan(whole!);
+      // Not the refused prompt's: the server's 3000 tokens over that would halve the ratio of tokens to estimate.
+      expect(result.estimatedPromptTokens).toBe(cut);
+    } finally {
+      await member.stop();
+    }
   });
 });
 
