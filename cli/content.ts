@@ -64,14 +64,25 @@ export function registerContentCommands(program: Command): void {
     .description('stored content of jobs')
     .command('delete')
     .argument('<jobId>', 'job id (a trajectory started alone uses its workflow id)', idArg('<jobId>'))
-    .description("delete a job's stored turns, observations, contexts and reports (idempotent)")
-    .action(async (jobId: string) => {
+    .option('--force', 'delete even while runs of the job still go on (they fail at their next step)')
+    .description(
+      "delete a job's stored turns, observations, contexts and reports (idempotent); refused while runs of it go on",
+    )
+    .action(async (jobId: string, o: { force?: boolean }) => {
       const cfg = cliConfig(program.opts());
       const nc = await connectNats(cfg, 'muse-content');
+      // Asked which runs of the job go on, unless told to delete anyway.
+      const client = o.force
+        ? undefined
+        : await connectClient(cfg).catch(async (err: unknown) => {
+            await closeNats(nc);
+            throw err;
+          });
       try {
-        const deleted = await deleteJobContent(nc, jobId);
+        const deleted = await deleteJobContent(nc, jobId, client ? { client } : { force: true });
         console.log(deleted.length ? `deleted ${deleted.join(', ')}` : `no stored content for job ${jobId}`);
       } finally {
+        await client?.connection.close();
         await closeNats(nc);
       }
     });

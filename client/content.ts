@@ -45,7 +45,50 @@ export async function* exportTrajectory(
   }
 }
 
-export async function deleteJobContent(nc: NatsConnection, jobId: string): Promise<string[]> {
+/** Runs listed by name in an error at most; the others are counted. */
+const RUNS_NAMED = 5;
+
+/**
+ * The running workflows that use `jobId`'s content: those started with it in their memo (Muse's clients record it),
+ * and one whose id is the job's (a trajectory started alone, or started before the memo was recorded).
+ */
+export async function runningRunsOfJob(client: Client, jobId: string): Promise<string[]> {
+  const running: string[] = [];
+  for await (const run of client.workflow.list({
+    query: 'ExecutionStatus = "Running" AND WorkflowType IN ("trajectory", "parallelMuse")',
+  })) {
+    if (run.memo?.jobId === jobId || run.workflowId === jobId) running.push(run.workflowId);
+  }
+  return running;
+}
+
+/** A job's content asked to be deleted while runs still use it: each would fail at its next step. */
+export class JobStillRunningError extends Error {
+  override readonly name = 'JobStillRunningError';
+  constructor(jobId: string, runs: string[]) {
+    const named =
+      runs.slice(0, RUNS_NAMED).join(', ') +
+      (runs.length > RUNS_NAMED ? `, and ${runs.length - RUNS_NAMED} more` : '');
+    super(
+      `job ${jobId} has ${runs.length} run(s) still going (${named}): deleting its content now would fail them at their next step; ` +
+        'wait for them to end, cancel them (muse cancel <id>), or pass --force',
+    );
+  }
+}
+
+/**
+ * Deletes a job's stored content. Refused while runs of it still go on (runningRunsOfJob, asked of `client`), unless
+ * `force`.
+ */
+export async function deleteJobContent(
+  nc: NatsConnection,
+  jobId: string,
+  opts: { client: Client } | { force: true },
+): Promise<string[]> {
+  if ('client' in opts) {
+    const running = await runningRunsOfJob(opts.client, jobId);
+    if (running.length > 0) throw new JobStillRunningError(jobId, running);
+  }
   const blobs = new BlobStore(nc);
   try {
     return (await blobs.deleteNamespace(namespaceFor(jobId))).deleted;

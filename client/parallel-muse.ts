@@ -111,8 +111,9 @@ export async function startParallelMuse(
       workflowId: opts.workflowId,
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       args: [{ spec, jobId: opts.jobId, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) }],
-      // What the run was started with, so attaching to it by id can tell it is the same question.
-      memo: { specHash: hash, unscoredHash },
+      // What the run was started with, so attaching to it by id can tell it is the same question; and its job, whose
+      // content `muse content delete` does not delete while the run goes on (runningRunsOfJob).
+      memo: { specHash: hash, unscoredHash, jobId: opts.jobId },
     });
     return { handle, reused: false };
   } catch (err) {

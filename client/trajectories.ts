@@ -63,6 +63,8 @@ export async function startTrajectory(
           ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
         },
       ],
+      // Whose content the run uses: `muse content delete` refuses a job with runs still going (runningRunsOfJob).
+      memo: { jobId: opts.jobId ?? workflowId },
     });
   // An id given again names the trajectory that ran under it (muse export, muse status): one that answered or ran
   // out of turns is kept, one that failed (as Temporal sees it, or ended in error or cancelled) is run anew.

@@ -19,7 +19,7 @@ import { parseTurn, TOOL_CALL_FORMAT_ERROR } from '../../agent/format.js';
 import { RESUM_SUMMARY_SYSTEM_PROMPT } from '../../agent/prompts.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import type { ChatMessage } from '../../agent/types.js';
-import { exportTrajectory } from '../../client/content.js';
+import { exportTrajectory, runningRunsOfJob } from '../../client/content.js';
 import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { BlobNotFoundError, BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
@@ -34,6 +34,7 @@ import {
   inProcessMember,
   inProcessWorker,
   natsFor,
+  runMuseInSuite,
   scriptedMember,
   testConfig,
   useSuite,
@@ -500,6 +501,39 @@ describe('trajectory workflow', () => {
     expect(log[0]!.regions.all_ppl).toBeGreaterThan(1);
     const progress = await queryProgress(handle);
     expect(progress).toMatchObject({ status: 'finished', termination: 'answer', step: result.steps });
+  });
+
+  it('muse content delete refuses a job whose runs still go on (they would fail at their next step), unless --force', async () => {
+    const [q] = sampleQuestions(1, 12);
+    const jobId = `busy-${randomUUID().slice(0, 8)}`;
+    // A pool nobody serves: the run waits on its first step, its question's content stored.
+    const handle = await startTrajectory(
+      suite.client,
+      cfg,
+      { question: q!.question, pool: 'nobody' },
+      { jobId },
+    );
+    try {
+      await waitUntil(
+        async () => (await handle.describe()).raw.pendingActivities?.length === 1,
+        20_000,
+        'the first step under way',
+      );
+      expect(await runningRunsOfJob(suite.client, jobId)).toEqual([handle.workflowId]);
+      expect(await runningRunsOfJob(suite.client, `${jobId}-other`)).toEqual([]);
+      const refused = await runMuseInSuite(suite, cfg, ['content', 'delete', jobId]).done;
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`job ${jobId} has 1 run(s) still going (${handle.workflowId})`);
+      expect(refused.stderr).toMatch(/cancel them \(muse cancel <id>\), or pass --force/);
+      const forced = await runMuseInSuite(suite, cfg, ['content', 'delete', jobId, '--force']).done;
+      expect(forced.code, forced.stderr).toBe(0);
+      expect(forced.stdout).toMatch(/^deleted KV_muse-/);
+    } finally {
+      await handle.terminate('test over');
+    }
+    // Ended: deleted without --force.
+    const after = await runMuseInSuite(suite, cfg, ['content', 'delete', jobId]).done;
+    expect(after.code, after.stderr).toBe(0);
   });
 
   it('rejects an invalid job spec with a message naming the field', async () => {
