@@ -1,4 +1,6 @@
 // Content commands: export a finished trajectory, delete a job's stored content, simulator questions.
+
+import { once } from 'node:events';
 import { createWriteStream, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
@@ -40,7 +42,8 @@ export function registerContentCommands(program: Command): void {
           for await (const step of exportTrajectory(client, nc, id)) {
             // The reader went away (| head): reading the rest from the store would be for nobody.
             if (!out.writable) break;
-            out.write(`${JSON.stringify(step)}\n`);
+            // A slow reader holds the export back, instead of the whole trajectory piling up in memory.
+            if (!out.write(`${JSON.stringify(step)}\n`)) await once(out, 'drain').catch(() => {});
             n++;
           }
           if (partial && o.out) {
