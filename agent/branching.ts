@@ -302,3 +302,34 @@ export function questionHistoryBytes(
     keepers * Math.min(opts.maxTurns, BRANCHABLE_STEP_LIMIT) * BRANCHABLE_STEP_BYTES
   );
 }
+
+/**
+ * Why a question's plan could not fit its history budget (QUESTION_HISTORY_BUDGET_BYTES), with the estimate and what to
+ * change; undefined when it fits. Checked by the clients before they start a question, and by the question itself
+ * (one started by hand skips the clients).
+ */
+export function historyBudgetProblem(
+  plan: BudgetPlan,
+  spec: {
+    r: number;
+    branchMode: string;
+    trajectory: { question: string; maxTurns: number; stepsPerRun: number };
+  },
+): string | undefined {
+  // TextEncoder, not Buffer: workflow code has no Buffer.
+  const questionBytes = new TextEncoder().encode(spec.trajectory.question).length;
+  const history = questionHistoryBytes(plan, {
+    rounds: spec.r,
+    questionBytes,
+    maxTurns: spec.trajectory.maxTurns,
+    stepsPerRun: spec.trajectory.stepsPerRun,
+    branching: spec.branchMode !== 'none',
+  });
+  if (history <= QUESTION_HISTORY_BUDGET_BYTES) return undefined;
+  const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
+  return (
+    `this plan could grow the question's Temporal history to about ${mb(history)}, past the ` +
+    `${mb(QUESTION_HISTORY_BUDGET_BYTES)} a question may use (Temporal ends a workflow at 50 MB): lower N, R or ` +
+    `maxTurns, raise stepsPerRun, or shorten the question (${questionBytes} bytes)`
+  );
+}

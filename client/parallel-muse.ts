@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
-import { planBudget, QUESTION_HISTORY_BUDGET_BYTES, questionHistoryBytes } from '../agent/branching.js';
+import { historyBudgetProblem, planBudget } from '../agent/branching.js';
 import { type ParallelMuseSpec, type ParallelMuseSpecInput, ParallelMuseSpecSchema } from '../agent/job.js';
 import type { MuseConfig } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
@@ -24,21 +24,8 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   } catch (err) {
     throw new JobSpecError(`invalid job spec: ${(err as Error).message}`);
   }
-  const history = questionHistoryBytes(plan, {
-    rounds: s.r,
-    questionBytes: Buffer.byteLength(s.trajectory.question),
-    maxTurns: s.trajectory.maxTurns,
-    stepsPerRun: s.trajectory.stepsPerRun,
-    branching: s.branchMode !== 'none',
-  });
-  if (history > QUESTION_HISTORY_BUDGET_BYTES) {
-    const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
-    throw new JobSpecError(
-      `invalid job spec: this plan could grow the question's Temporal history to about ${mb(history)}, past the ` +
-        `${mb(QUESTION_HISTORY_BUDGET_BYTES)} a question may use (Temporal ends a workflow at 50 MB): lower N, R or ` +
-        `maxTurns, raise stepsPerRun, or shorten the question (${Buffer.byteLength(s.trajectory.question)} bytes)`,
-    );
-  }
+  const problem = historyBudgetProblem(plan, s);
+  if (problem) throw new JobSpecError(`invalid job spec: ${problem}`);
   return s;
 }
 

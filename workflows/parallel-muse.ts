@@ -27,6 +27,7 @@ import {
   type BranchPoint,
   BudgetError,
   branchCandidates,
+  historyBudgetProblem,
   planBudget,
   type RolloutOrigin,
   type RoundCandidate,
@@ -134,6 +135,12 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
   } catch (err) {
     if (err instanceof BudgetError) throw ApplicationFailure.nonRetryable(err.message, 'BudgetError');
     throw err;
+  }
+  // Muse's clients refuse such a plan before starting it; a question started by hand gets here. Past 50 MB Temporal
+  // would end it, every rollout's work with it. Runs started before the check replay without it.
+  if (patched('check-history-budget')) {
+    const problem = historyBudgetProblem(plan, spec);
+    if (problem) throw ApplicationFailure.nonRetryable(`parallelMuse: ${problem}`, 'BudgetError');
   }
 
   const limit = createLimiter(spec.maxConcurrentRollouts);

@@ -580,6 +580,22 @@ describe('trajectory workflow', () => {
     expect(
       await failure('parallelMuse', { spec: { trajectory: { question: 'q' }, n: 0 }, jobId: 'j' }),
     ).toMatch(/^parallelMuse: invalid input: spec\.n: /);
+    // A plan whose history could pass what Temporal keeps (the clients refuse it before starting): refused before
+    // any rollout starts, with the estimate, rather than ended by Temporal at 50 MB with every rollout's work.
+    const tooBig = await start('parallelMuse', {
+      spec: { n: 1024, trajectory: { question: 'x'.repeat(20_000) } },
+      jobId: 'j',
+    });
+    const err = await tooBig.result().then(
+      () => undefined,
+      (e: unknown) => e as { cause?: { type?: string; message?: string; nonRetryable?: boolean } },
+    );
+    expect(err?.cause).toMatchObject({ type: 'BudgetError', nonRetryable: true });
+    expect(err!.cause!.message).toMatch(/^parallelMuse: this plan could grow .* about 67\.3 MB/);
+    // No rollout was started.
+    await expect(
+      suite.client.workflow.getHandle(`${tooBig.workflowId}/initial-0`).describe(),
+    ).rejects.toThrow(/not found/i);
   });
 
   it('turns a malformed tool call and an unknown tool into error observations and goes on', async () => {
