@@ -86,6 +86,22 @@ export interface Lineage {
   reusedToolCalls: number;
 }
 
+/**
+ * What a question's rollouts took over from their parents instead of generating again. Only rollouts that ran count:
+ * a branch that failed to start reused nothing, though its lineage says what it would have (one that ran holds at
+ * least the steps it took over).
+ */
+export function reuseTotals(rollouts: readonly { steps: number; lineage: Lineage }[]): {
+  tokens: number;
+  toolCalls: number;
+} {
+  const ran = rollouts.filter((r) => r.steps > 0);
+  return {
+    tokens: ran.reduce((n, r) => n + r.lineage.reusedCompletionTokens, 0),
+    toolCalls: ran.reduce((n, r) => n + r.lineage.reusedToolCalls, 0),
+  };
+}
+
 export interface TrajectoryResult {
   trajectoryId: string;
   prediction: string | null;

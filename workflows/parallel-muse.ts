@@ -43,6 +43,7 @@ import {
   generationAllowanceMs,
   type Lineage,
   noteModel,
+  reuseTotals,
   type TrajectoryResult,
   type UsageTotals,
 } from '../agent/trajectory.js';
@@ -486,8 +487,7 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
   }
 
   const totals = rollouts.reduce((t, r) => addUsage(t, r.usage), emptyUsage());
-  const reusedTokens = rollouts.reduce((n, r) => n + r.lineage.reusedCompletionTokens, 0);
-  const reusedToolCalls = rollouts.reduce((n, r) => n + r.lineage.reusedToolCalls, 0);
+  const { tokens: reusedTokens, toolCalls: reusedToolCalls } = reuseTotals(rollouts);
   const models = [...[...outputs.values()].flatMap((o) => o.models ?? []), ...aggModels].reduce<string[]>(
     noteModel,
     [],

@@ -11,6 +11,7 @@ import {
   selectBranchSteps,
   selectRoundBranchPoints,
 } from '../../agent/branching.js';
+import { type Lineage, reuseTotals } from '../../agent/trajectory.js';
 import type { RegionScores } from '../../agent/types.js';
 
 const s = (think: number | null, tool: number | null, all: number | null): RegionScores => ({
@@ -217,5 +218,34 @@ describe('branchable steps of a long trajectory', () => {
     const steps = Array.from({ length: 512 }, (_, i) => s(1, i === 511 ? 9 : 1 + i / 1000, 1));
     expect(selectBranchSteps(branchCandidates(steps, 600, true), 'tool_call_ppl', 1)).toEqual([511]);
     expect(STEPS[4]!.think_ppl).toBe(3.0); // the caller's scores are left as they were
+  });
+});
+
+describe('reuse accounting', () => {
+  it('counts what branches that ran took over, not what a branch that never started would have', () => {
+    const branch = (reusedCompletionTokens: number, reusedToolCalls: number): Lineage => ({
+      rolloutType: 'partial',
+      parentRolloutId: 'initial-0',
+      branchStep: 3,
+      round: 1,
+      reusedSteps: 3,
+      reusedCompletionTokens,
+      reusedToolCalls,
+    });
+    const initial: Lineage = {
+      rolloutType: 'initial',
+      round: 0,
+      reusedSteps: 0,
+      reusedCompletionTokens: 0,
+      reusedToolCalls: 0,
+    };
+    expect(
+      reuseTotals([
+        { steps: 9, lineage: initial },
+        { steps: 7, lineage: branch(300, 2) },
+        // Failed to start: no steps, though its lineage names the prefix it was to take over.
+        { steps: 0, lineage: branch(300, 2) },
+      ]),
+    ).toEqual({ tokens: 300, toolCalls: 2 });
   });
 });
