@@ -87,6 +87,8 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
     return { code: 'overloaded', message, retryable: true };
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
+  if (err instanceof BackendHttpError && err.status === 413)
+    return { code: 'payload_too_large', message, retryable: true };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   if (err instanceof ServerUnhealthyError) return { code: 'unhealthy', message, retryable: true };
   if (err instanceof RouterLeaseExpiredError) return { code: 'lease_expired', message, retryable: true };

@@ -153,6 +153,9 @@ const MEMBERS_NAMED = 3;
  */
 const LEAVE_GRACE_MS = 15_000;
 
+/** Failures a member reports that say nothing of its health: failed over without counting against its breaker. */
+const NOT_MEMBER_FAULTS = new Set<string>(['overloaded', 'shutting_down', 'unhealthy']);
+
 /** See PoolClientOptions.leaseMs. */
 const DEFAULT_LEASE_MS = 10_000;
 
@@ -676,14 +679,11 @@ export class PoolClient {
         // member as one is: unless the attempt ended at the request's own deadline.
         if (code === 'deadline_exceeded')
           throw new MemberFailure(`${code}: ${message}`, true, timeout >= attemptLimit);
-        // A full queue is backpressure, a stopping member is going anyway, and an unhealthy one has said so in its
-        // announcements (ranked out already): fail over without counting any of them against the member, whose
-        // breaker would otherwise keep it nearly idle for minutes once it is back.
-        throw new MemberFailure(
-          `${code}: ${message}`,
-          retryable,
-          code !== 'overloaded' && code !== 'shutting_down' && code !== 'unhealthy',
-        );
+        // A full queue is backpressure, a stopping member is going anyway, an unhealthy one has said so in its
+        // announcements (ranked out already), and a size refused is the request's: fail over without counting any of
+        // them against the member, whose breaker would otherwise keep it nearly idle for minutes once it is back.
+        if (code === 'payload_too_large') throw new SizeRefused(`${memberId ?? 'pool member'}: ${message}`);
+        throw new MemberFailure(`${code}: ${message}`, retryable, !NOT_MEMBER_FAULTS.has(code));
       } catch (err) {
         failure = err;
       } finally {
@@ -710,7 +710,8 @@ export class PoolClient {
       const backpressure = failure instanceof MemberFailure && !failure.memberFault && !lost;
       const noResponders = failure instanceof RequestError && failure.isNoResponders();
       if (backpressure || noResponders) unroute?.();
-      if (memberId && backpressure) tried.set(memberId, 'backpressure');
+      // Not one refusing the request's size: asked again it would refuse again.
+      if (memberId && backpressure && !(failure instanceof SizeRefused)) tried.set(memberId, 'backpressure');
       // Lost on the way: sent again as if it had never been, so usually to the same member, which may hold the prompt.
       if (memberId && lost) tried.delete(memberId);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
@@ -864,6 +865,13 @@ class MemberFailure extends Error {
 
 /** A request or its reply lost while a connection was down (see recheckPending): nobody's fault, nothing served. */
 class LostAttempt extends MemberFailure {
+  constructor(message: string) {
+    super(message, true, false);
+  }
+}
+
+/** A member's `payload_too_large` (see WireErrorCode): failed over, not counted against it, not asked again. */
+class SizeRefused extends MemberFailure {
   constructor(message: string) {
     super(message, true, false);
   }

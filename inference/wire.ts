@@ -103,6 +103,11 @@ export const WireErrorCode = z.enum([
   'context_length',
   /** The member heard nothing from the router for the request's lease and stopped it (see ROUTER_LEASE_HEADER). */
   'lease_expired',
+  /**
+   * The member's server, or a proxy before it, refused the request's size (HTTP 413): another member may take it, and
+   * it says nothing of this one's health (one long prompt must not open the breaker of every member behind one proxy).
+   */
+  'payload_too_large',
 ]);
 export type WireErrorCode = z.infer<typeof WireErrorCode>;
 

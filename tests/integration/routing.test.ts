@@ -9,7 +9,11 @@ import { reactSystemPrompt } from '../../agent/prompts.js';
 import type { ChatMessage } from '../../agent/types.js';
 import { BlobStore } from '../../common/blob-store.js';
 import { connectNats } from '../../common/nats.js';
-import { BackendProtocolError, HealthCheckUnsupportedError } from '../../inference/backends/http.js';
+import {
+  BackendHttpError,
+  BackendProtocolError,
+  HealthCheckUnsupportedError,
+} from '../../inference/backends/http.js';
 import { createBackend } from '../../inference/backends/index.js';
 import type { HealthCheckOptions } from '../../inference/health.js';
 import { PoolMember } from '../../inference/member.js';
@@ -456,6 +460,58 @@ describe('pool routing', () => {
     expect(other.member.stats.served).toBe(0);
     // The member itself is healthy: five more rejections would trip a breaker that counted them.
     expect(c.liveMembers().find((m) => m.id === 'picky')?.healthy).toBe(true);
+  });
+});
+
+describe('a request too large for one member', () => {
+  it("is served by another, and the refusals (HTTP 413: a proxy limit) do not open the refusing member's breaker", async () => {
+    const pool = `size-${randomUUID().slice(0, 8)}`;
+    let refused = 0;
+    const proxied = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'proxied',
+      backend: {
+        kind: 'behind-a-proxy',
+        generate: () => {
+          refused++;
+          return Promise.reject(
+            new BackendHttpError('http://proxy/v1/chat/completions', 413, 'Request Entity Too Large', 1),
+          );
+        },
+      },
+    });
+    await proxied.start();
+    cleanups.push(() => proxied.stop());
+    const other = await member(pool, 'other');
+    // 'proxied' first whenever it is in rotation: an open breaker would show as it being left out.
+    const c = client(pool, {
+      policy: {
+        name: 'round_robin',
+        usesPrefixKeys: false,
+        rank: (_req, members) =>
+          members
+            .filter((m) => m.healthy)
+            .map((m) => m.id)
+            .sort((a, b) => b.localeCompare(a)),
+        onMemberGone: () => {},
+      },
+    });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    // More than the five failures that open a breaker.
+    for (let i = 0; i < 6; i++) {
+      const tried: (string | undefined)[] = [];
+      const g = await c.generate(messages(i), params, {
+        deadline: deadline(),
+        onAttempt: (memberId) => tried.push(memberId),
+      });
+      expect(g.memberId).toBe('other');
+      expect(tried).toEqual(['proxied', 'other']);
+    }
+    expect(refused).toBe(6);
+    expect(other.member.stats.served).toBe(6);
+    expect(c.liveMembers().find((m) => m.id === 'proxied')?.healthy).toBe(true);
   });
 });
 

@@ -62,6 +62,12 @@ describe('member error replies', () => {
     expect(replyError(unreachable)).toMatchObject({ code: 'backend_error', retryable: true });
   });
 
+  it('reports a size refused by the server or a proxy before it (HTTP 413) as payload_too_large: the request, not the member', async () => {
+    const err = await httpFailure(413, '<html>413 Request Entity Too Large</html>');
+    expect(replyError(err)).toMatchObject({ code: 'payload_too_large', retryable: true });
+    expect(replyError(err).message).toContain('HTTP 413');
+  });
+
   it('reports a server rate limit (HTTP 429) or a full queue (503) as overloaded: busy, not broken, so no breaker counts it', async () => {
     const err = await httpFailure(429, { error: 'rate limited' });
     expect(replyError(err)).toMatchObject({ code: 'overloaded', retryable: true });
