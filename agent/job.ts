@@ -13,16 +13,28 @@ const PoolName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'pool must be letters, dig
 /** A model turn's token limit unless the spec says otherwise. */
 export const DEFAULT_MAX_TOKENS_PER_TURN = 4096;
 
-export const SamplingSchema = z
-  .object({
-    temperature: z.number().min(0).max(2).default(0.85),
-    /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
-    /** At least 2: with one alternative every entropy is 0, and no step could be told more uncertain than another. */
-    topLogprobs: z.number().int().min(2).max(20).default(16),
-    maxTokensPerTurn: positiveInt.max(65_536).default(DEFAULT_MAX_TOKENS_PER_TURN),
-  })
-  // A misspelled setting (`temprature`) would otherwise leave its default in place without a word.
-  .strict();
+export const SamplingSchema = z.object({
+  temperature: z.number().min(0).max(2).default(0.85),
+  /** k of the top-k logprobs the uncertainty is computed from (reference: 16). */
+  /** At least 2: with one alternative every entropy is 0, and no step could be told more uncertain than another. */
+  topLogprobs: z.number().int().min(2).max(20).default(16),
+  maxTokensPerTurn: positiveInt.max(65_536).default(DEFAULT_MAX_TOKENS_PER_TURN),
+});
+
+/**
+ * Why a spec's `sampling` holds keys no setting has, naming them at `path`; undefined when it holds none. The schema
+ * drops such keys, so a misspelt one (`temprature`) would leave its default in place without a word: the clients
+ * refuse them. The workflows' own check of their input (workflows/input.ts) does not, as it let them through before
+ * and replays runs started so.
+ */
+export function unknownSamplingKeys(trajectorySpec: unknown, path: string): string | undefined {
+  const sampling = (trajectorySpec as { sampling?: unknown } | null | undefined)?.sampling;
+  if (!sampling || typeof sampling !== 'object') return undefined;
+  const known = Object.keys(SamplingSchema.shape);
+  const unknown = Object.keys(sampling).filter((k) => !known.includes(k));
+  if (unknown.length === 0) return undefined;
+  return `${path}: unknown setting(s) ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`;
+}
 
 /** Ground truth: a blank one would score every prediction wrong, and send the LLM judge an empty gold answer. */
 export const GoldAnswerSchema = z

@@ -87,9 +87,9 @@ export interface Lineage {
 }
 
 /**
- * What a question's rollouts took over from their parents instead of generating again. Only rollouts that ran count:
- * a branch that failed to start reused nothing, though its lineage says what it would have (one that ran holds at
- * least the steps it took over).
+ * What a question's rollouts took over from their parents instead of generating again. Only rollouts with a result
+ * count (one that ran holds at least the steps it took over): a branch that failed to start reused nothing, though
+ * its lineage says what it would have, and one that failed outright has no result, so no steps and no usage either.
  */
 export function reuseTotals(rollouts: readonly { steps: number; lineage: Lineage }[]): {
   tokens: number;

@@ -6,7 +6,12 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { historyBudgetProblem, planBudget } from '../agent/branching.js';
-import { type ParallelMuseSpec, type ParallelMuseSpecInput, ParallelMuseSpecSchema } from '../agent/job.js';
+import {
+  type ParallelMuseSpec,
+  type ParallelMuseSpecInput,
+  ParallelMuseSpecSchema,
+  unknownSamplingKeys,
+} from '../agent/job.js';
 import type { MuseConfig } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
 import type { ParallelMuseResult, parallelMuse } from '../workflows/parallel-muse.js';
@@ -17,6 +22,8 @@ import { JobSpecError } from './trajectories.js';
 export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   const parsed = ParallelMuseSpecSchema.safeParse(input);
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
+  const unknown = unknownSamplingKeys((input as { trajectory?: unknown }).trajectory, 'trajectory.sampling');
+  if (unknown) throw new JobSpecError(`invalid job spec: ${unknown}`);
   const s = parsed.data;
   let plan: ReturnType<typeof planBudget>;
   try {

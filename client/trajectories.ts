@@ -7,7 +7,12 @@ import type {
   WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
-import { type TrajectorySpec, type TrajectorySpecInput, TrajectorySpecSchema } from '../agent/job.js';
+import {
+  type TrajectorySpec,
+  type TrajectorySpecInput,
+  TrajectorySpecSchema,
+  unknownSamplingKeys,
+} from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import type { MuseConfig } from '../common/config.js';
 import { causeChainMessage, formatZodError } from '../common/errors.js';
@@ -31,6 +36,8 @@ export function failureMessage(err: unknown): string {
 export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   const parsed = TrajectorySpecSchema.safeParse(input);
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
+  const unknown = unknownSamplingKeys(input, 'sampling');
+  if (unknown) throw new JobSpecError(`invalid job spec: ${unknown}`);
   return parsed.data;
 }
 

@@ -6,6 +6,17 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { formatZodError } from './errors.js';
 
+/**
+ * A router's lease on its requests (router.leaseMs): the default, and the bounds members keep a lease within (a
+ * shorter one would stop work over a router's brief pause; members take at most 1 h).
+ */
+export const ROUTER_LEASE_MS = { default: 10_000, min: 1000, max: 3_600_000 };
+
+/** 0 (no lease), or a whole number of ms within ROUTER_LEASE_MS. */
+export function routerLeaseAllowed(ms: number): boolean {
+  return Number.isInteger(ms) && (ms === 0 || (ms >= ROUTER_LEASE_MS.min && ms <= ROUTER_LEASE_MS.max));
+}
+
 /** JetStream's largest max age: an int64 of nanoseconds, in ms. */
 const MAX_STORE_TTL_MS = 9_223_372_036_854;
 
@@ -58,10 +69,10 @@ export const ConfigSchema = z
           .number()
           .int()
           .refine(
-            (ms) => ms === 0 || (ms >= 1000 && ms <= 3_600_000),
-            'must be 0 (no lease) or from 1000 to 3600000 ms',
+            routerLeaseAllowed,
+            `must be 0 (no lease) or from ${ROUTER_LEASE_MS.min} to ${ROUTER_LEASE_MS.max} ms`,
           )
-          .default(10_000),
+          .default(ROUTER_LEASE_MS.default),
         /** Attempts across members before the pool is declared unavailable. */
         maxAttempts: z.number().int().positive().default(4),
         /**

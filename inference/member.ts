@@ -8,6 +8,7 @@ import { regionScores } from '../agent/regions.js';
 import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
 import { BlobNotFoundError, type BlobStore } from '../common/blob-store.js';
+import { ROUTER_LEASE_MS } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
 import { watchStatus } from '../common/nats.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
@@ -165,19 +166,17 @@ export interface RouterLease {
   ms: number;
 }
 
-/** Bounds on the lease a router asks for: a shorter one would stop work over a router's brief pause. */
-const LEASE_MS = { min: 1000, max: 3_600_000 };
 /** How often held requests are checked against their routers' leases. */
 const LEASE_CHECK_MS = 250;
 
 /**
- * The lease a request's headers ask for (ROUTER_HEADER, ROUTER_LEASE_HEADER), kept within LEASE_MS; undefined when it
+ * The lease a request's headers ask for (ROUTER_HEADER, ROUTER_LEASE_HEADER), kept within ROUTER_LEASE_MS; undefined when it
  * asks for none or the headers are malformed (the request is served without a lease, never refused over one).
  */
 export function routerLease(router: string | undefined, ms: string | undefined): RouterLease | undefined {
   const n = Number(ms);
   if (!router || router.length > 100 || !ms || !Number.isFinite(n) || n <= 0) return undefined;
-  return { router, ms: Math.min(LEASE_MS.max, Math.max(LEASE_MS.min, Math.round(n))) };
+  return { router, ms: Math.min(ROUTER_LEASE_MS.max, Math.max(ROUTER_LEASE_MS.min, Math.round(n))) };
 }
 
 /** The router that sent the request went silent for its lease: killed, or cut off. Its work is stopped. */

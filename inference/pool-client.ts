@@ -14,6 +14,7 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { generationAllowanceMs } from '../agent/trajectory.js';
 import type { ChatMessage } from '../agent/types.js';
 import type { BlobStore } from '../common/blob-store.js';
+import { ROUTER_LEASE_MS, routerLeaseAllowed } from '../common/config.js';
 import { watchStatus, withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, sleep, untilAborted } from './retry.js';
@@ -156,9 +157,6 @@ const LEAVE_GRACE_MS = 15_000;
 /** Failures a member reports that say nothing of its health: failed over without counting against its breaker. */
 const NOT_MEMBER_FAULTS = new Set<string>(['overloaded', 'shutting_down', 'unhealthy']);
 
-/** See PoolClientOptions.leaseMs. */
-const DEFAULT_LEASE_MS = 10_000;
-
 export class PoolClient {
   private readonly members = new Map<string, MemberState>();
   /**
@@ -208,15 +206,10 @@ export class PoolClient {
     this.ttl = opts.memberTtlMs ?? 3000;
     this.sweepMs = Math.max(100, Math.floor(this.ttl / 4));
     this.maxAttempts = opts.maxAttempts ?? 4;
-    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
-    if (
-      !(
-        Number.isInteger(this.leaseMs) &&
-        (this.leaseMs === 0 || (this.leaseMs >= 1000 && this.leaseMs <= 3_600_000))
-      )
-    )
+    this.leaseMs = opts.leaseMs ?? ROUTER_LEASE_MS.default;
+    if (!routerLeaseAllowed(this.leaseMs))
       throw new Error(
-        `router leaseMs must be 0 (no lease) or a whole number of ms from 1000 to 3600000, got ${this.leaseMs}`,
+        `router leaseMs must be 0 (no lease) or a whole number of ms from ${ROUTER_LEASE_MS.min} to ${ROUTER_LEASE_MS.max}, got ${this.leaseMs}`,
       );
     this.attemptTimeout = opts.attemptTimeoutMs;
     this.inlineBytes = opts.inlineRequestBytes ?? 512 * 1024;
@@ -588,6 +581,11 @@ export class PoolClient {
         await pause(attempt);
         continue;
       }
+      // Too large for every server in rotation: as a prompt over the context length is, the caller's to cut.
+      if (ranked.length > 0 && ranked.every((m) => tried.get(m) === 'size_refused'))
+        throw new ContextLengthError(
+          `pool '${this.opts.pool}': every member's server refused the request's size (HTTP 413): ${collapseRepeats(errors).join('; ')}`,
+        );
       const timeout = Math.max(1, Math.min(remaining, attemptLimit));
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
       let ticket: BreakerTicket | null = null;
@@ -710,8 +708,8 @@ export class PoolClient {
       const backpressure = failure instanceof MemberFailure && !failure.memberFault && !lost;
       const noResponders = failure instanceof RequestError && failure.isNoResponders();
       if (backpressure || noResponders) unroute?.();
-      // Not one refusing the request's size: asked again it would refuse again.
-      if (memberId && backpressure && !(failure instanceof SizeRefused)) tried.set(memberId, 'backpressure');
+      if (memberId && failure instanceof SizeRefused) tried.set(memberId, 'size_refused');
+      else if (memberId && backpressure) tried.set(memberId, 'backpressure');
       // Lost on the way: sent again as if it had never been, so usually to the same member, which may hold the prompt.
       if (memberId && lost) tried.delete(memberId);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
@@ -870,7 +868,10 @@ class LostAttempt extends MemberFailure {
   }
 }
 
-/** A member's `payload_too_large` (see WireErrorCode): failed over, not counted against it, not asked again. */
+/**
+ * A member's `payload_too_large` (see WireErrorCode): failed over, not counted against it, not asked again for the
+ * request; refused by every member in rotation, the request fails as one over the context length does.
+ */
 class SizeRefused extends MemberFailure {
   constructor(message: string) {
     super(message, true, false);
@@ -882,17 +883,20 @@ function restarted(before: MemberAnnouncementWire, now: MemberAnnouncementWire):
   return before.instance !== undefined && now.instance !== undefined && before.instance !== now.instance;
 }
 
-export type TriedOutcome = 'failed' | 'backpressure';
+/** How a member's last attempt at a request ended; `size_refused`: its server refused the request's size (HTTP 413). */
+export type TriedOutcome = 'failed' | 'backpressure' | 'size_refused';
 
 /**
  * Where an attempt goes once every ranked member has been tried: one that only said it was busy, else the one tried
- * longest ago, not the policy's first choice, which is often the member that just hung for a whole attempt.
+ * longest ago, not the policy's first choice, which is often the member that just hung for a whole attempt. Never one
+ * that refused the request's size, which would refuse it again: undefined when only those are left.
  */
-export function retryTarget(ranked: string[], tried: Map<string, TriedOutcome>): string {
-  const busy = ranked.find((m) => tried.get(m) === 'backpressure');
+export function retryTarget(ranked: string[], tried: Map<string, TriedOutcome>): string | undefined {
+  const candidates = ranked.filter((m) => tried.get(m) !== 'size_refused');
+  const busy = candidates.find((m) => tried.get(m) === 'backpressure');
   if (busy) return busy;
-  for (const m of tried.keys()) if (ranked.includes(m)) return m;
-  return ranked[0]!;
+  for (const m of tried.keys()) if (candidates.includes(m)) return m;
+  return candidates[0];
 }
 
 /**

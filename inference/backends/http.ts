@@ -87,10 +87,10 @@ export class BackendHttpError extends Error {
     super(`POST ${url} failed with HTTP ${status} after ${attempts} attempt(s): ${bodyExcerpt}`);
   }
   /**
-   * Whether another member could do better: a transient status, or one that says this member's server is set up
-   * wrong (401/403: its API key; 404: its model name or path; 413: a proxy in front of it with a body limit, such as
-   * nginx's 1 MB default; a 3xx: its --base-url points at a redirect). The request itself is fine, so it must not
-   * fail the step for good; the router fails over and the member's breaker counts it.
+   * Whether another member could do better: a transient status, one that says this member's server is set up wrong
+   * (401/403: its API key; 404: its model name or path; a 3xx: its --base-url points at a redirect), which the
+   * router fails over and the member's breaker counts, or a 413 (a proxy in front of it with a body limit, such as
+   * nginx's 1 MB default), which the member reports as payload_too_large and no breaker counts.
    */
   get retryable(): boolean {
     return (
@@ -343,8 +343,10 @@ async function attemptOnce(
   try {
     const res = await doFetch(url, { method: 'POST', headers, body: payload, signal: controller.signal });
     // The body is read under the same timer: a server that sends headers and then stalls still hits the deadline.
-    const text =
-      res.status >= 300 && res.status < 400 ? redirectedTo(res.headers.get('location')) : await res.text();
+    const redirect = res.status >= 300 && res.status < 400;
+    // A redirect's body is not read: released, so its connection goes back to the pool instead of waiting for GC.
+    if (redirect) await res.body?.cancel().catch(() => {});
+    const text = redirect ? redirectedTo(res.headers.get('location')) : await res.text();
     if (!res.ok) {
       const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'), now());
       return retryAfterMs === undefined

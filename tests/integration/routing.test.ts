@@ -20,7 +20,7 @@ import { PoolMember } from '../../inference/member.js';
 import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
 import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
 import { messagesPrefixKeys } from '../../inference/router/prefix.js';
-import { BackendDeadlineError } from '../../inference/types.js';
+import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import {
   decodeWire,
   encodeWire,
@@ -464,7 +464,7 @@ describe('pool routing', () => {
 });
 
 describe('a request too large for one member', () => {
-  it("is served by another, and the refusals (HTTP 413: a proxy limit) do not open the refusing member's breaker", async () => {
+  it("is served by another without opening the refusing member's breaker (HTTP 413: a proxy limit); refused by all, it is too long", async () => {
     const pool = `size-${randomUUID().slice(0, 8)}`;
     let refused = 0;
     const proxied = new PoolMember({
@@ -512,6 +512,14 @@ describe('a request too large for one member', () => {
     expect(refused).toBe(6);
     expect(other.member.stats.served).toBe(6);
     expect(c.liveMembers().find((m) => m.id === 'proxied')?.healthy).toBe(true);
+    // The only member left refuses the size: asked once, the request fails as one over the context length does (the
+    // step cuts or summarises its prompt, or ends with max_context), not retried until the pool is called unavailable.
+    await other.stop();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'only proxied left');
+    const err = await c.generate(messages(7), params, { deadline: deadline() }).catch((e) => e);
+    expect(err).toBeInstanceOf(ContextLengthError);
+    expect(String(err.message)).toMatch(/every member's server refused the request's size \(HTTP 413\)/);
+    expect(refused).toBe(7);
   });
 });
 

@@ -531,7 +531,12 @@ describe('trajectory workflow', () => {
     } finally {
       await handle.terminate('test over');
     }
-    // Ended: deleted without --force.
+    // Ended: deleted without --force, once the listing has caught up with the end (it follows a moment behind).
+    await waitUntil(
+      async () => (await runningRunsOfJob(suite.client, jobId)).length === 0,
+      20_000,
+      'the run listed as ended',
+    );
     const after = await runMuseInSuite(suite, cfg, ['content', 'delete', jobId]).done;
     expect(after.code, after.stderr).toBe(0);
   });

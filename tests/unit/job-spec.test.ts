@@ -19,7 +19,10 @@ describe('job specs', () => {
     expect(() => parseTrajectorySpec({ question: 'q', colour: 'red' })).toThrow(/colour/);
     // Inside sampling too: a misspelled setting would leave its default in place.
     expect(() => parseTrajectorySpec({ question: 'q', sampling: { temprature: 0.2 } })).toThrow(
-      /sampling.*temprature/,
+      "invalid job spec: sampling: unknown setting(s) 'temprature' (known: temperature, topLogprobs, maxTokensPerTurn)",
+    );
+    expect(() => parseParallelMuseSpec({ trajectory: { question: 'q', sampling: { top_k: 5 } } })).toThrow(
+      /trajectory\.sampling: unknown setting\(s\) 'top_k'/,
     );
   });
 

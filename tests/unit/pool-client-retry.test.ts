@@ -20,6 +20,15 @@ describe('retryTarget', () => {
     expect(retryTarget(['a', 'b'], tried)).toBe('b');
   });
 
+  it("never goes back to a member that refused the request's size (HTTP 413): it would refuse again", () => {
+    const tried = new Map<string, TriedOutcome>([
+      ['a', 'size_refused'],
+      ['b', 'failed'],
+    ]);
+    expect(retryTarget(['a', 'b'], tried)).toBe('b');
+    expect(retryTarget(['a'], tried)).toBeUndefined();
+  });
+
   it('ignores members no longer ranked (gone or circuit open)', () => {
     const tried = new Map<string, TriedOutcome>([
       ['gone', 'backpressure'],
