@@ -89,11 +89,13 @@ export class ServiceStartError extends Error {
 }
 
 /**
- * The server lost a port to another process between the free-port check and its own bind (two stacks starting at
- * once on one machine): starting again on fresh ports will do.
+ * The server lost a port (one of `ports`, where given) to another process between the free-port check and its own
+ * bind (two stacks starting at once on one machine): starting again on fresh ports will do.
  */
-export function isPortRace(err: unknown): boolean {
-  return err instanceof ServiceStartError && err.portTakenLine !== undefined;
+export function isPortRace(err: unknown, ports?: readonly number[]): boolean {
+  const line = err instanceof ServiceStartError ? err.portTakenLine : undefined;
+  if (line === undefined) return false;
+  return ports === undefined || ports.some((p) => new RegExp(`:${p}\\b`).test(line));
 }
 
 const DEFAULT_HOST = '127.0.0.1';
@@ -473,10 +475,6 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
   if (opts.uiPort !== undefined) await assertPortFree(opts.uiPort, host, '--temporal-ui-port');
   if (opts.httpPort !== undefined) await assertPortFree(opts.httpPort, host, '--temporal-http-port');
   if (opts.metricsPort !== undefined) await assertPortFree(opts.metricsPort, host, '--temporal-metrics-port');
-  // Explicit ports keep two dev servers on one machine from racing for the same random/derived ports.
-  const httpPort = opts.httpPort ?? (await freePort(host));
-  const metricsPort = opts.metricsPort ?? (await freePort(host));
-
   mkdirSync(dataDir, { recursive: true });
   const dynamicConfig: Record<string, string | number | boolean> = {
     'system.enableActivityEagerExecution': true,
@@ -489,6 +487,47 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
     ),
     ...opts.dynamicConfig,
   };
+  const launch = { binary, host, port, namespace, detached, dataDir, logFile, dynamicConfig };
+  // Explicit ports keep two dev servers on one machine from racing for the same random/derived ports. One found free
+  // can still be taken by another process before the server binds it (anything else starting at that moment): then
+  // the server exits saying so, and is started again on others.
+  for (let attempt = 1; ; attempt++) {
+    const picked: number[] = [];
+    const pick = async () => {
+      const p = await freePort(host);
+      picked.push(p);
+      return p;
+    };
+    const httpPort = opts.httpPort ?? (await pick());
+    const metricsPort = opts.metricsPort ?? (await pick());
+    try {
+      return await launchTemporal(opts, { ...launch, httpPort, metricsPort });
+    } catch (err) {
+      if (attempt >= PICKED_PORT_TRIES || !isPortRace(err, picked)) throw err;
+    }
+  }
+}
+
+/** Starts of the Temporal dev server on other ports after one it picked was taken before the server could bind it. */
+const PICKED_PORT_TRIES = 3;
+
+async function launchTemporal(
+  opts: StartTemporalOptions,
+  launch: {
+    binary: string;
+    host: string;
+    port: number;
+    namespace: string;
+    detached: boolean;
+    dataDir: string;
+    logFile: string;
+    dynamicConfig: Record<string, string | number | boolean>;
+    httpPort: number;
+    metricsPort: number;
+  },
+): Promise<TemporalHandle> {
+  const { binary, host, port, namespace, detached, dataDir, logFile, dynamicConfig, httpPort, metricsPort } =
+    launch;
   const args = [
     'server',
     'start-dev',

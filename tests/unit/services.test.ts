@@ -15,6 +15,17 @@ describe('isPortRace', () => {
     expect(isPortRace(new Error('address already in use'))).toBe(false);
   });
 
+  it('tells which port was lost: one the server was told to use by name is not retried on others', () => {
+    const log =
+      'failed listening for HTTP API on 127.0.0.1:35459: listen tcp 127.0.0.1:35459: bind: address already in use';
+    const err = new ServiceStartError('temporal', 'temporal exited during startup', log);
+    // Its picked HTTP and metrics ports: the HTTP one was lost.
+    expect(isPortRace(err, [35459, 40111])).toBe(true);
+    // Not one it picked (the gRPC port a user named), nor a port whose number only starts the same.
+    expect(isPortRace(err, [7233])).toBe(false);
+    expect(isPortRace(err, [3545])).toBe(false);
+  });
+
   it('finds the bind error however much a crash printed after it, and names it in the message', () => {
     const bind = 'listen tcp 127.0.0.1:7233: bind: address already in use';
     const trace = Array.from({ length: 200 }, (_, i) => `goroutine ${i} [running]:`).join('\n');
