@@ -581,11 +581,6 @@ export class PoolClient {
         await pause(attempt);
         continue;
       }
-      // Too large for every server in rotation: as a prompt over the context length is, the caller's to cut.
-      if (ranked.length > 0 && ranked.every((m) => tried.get(m) === 'size_refused'))
-        throw new ContextLengthError(
-          `pool '${this.opts.pool}': every member's server refused the request's size (HTTP 413): ${collapseRepeats(errors).join('; ')}`,
-        );
       const timeout = Math.max(1, Math.min(remaining, attemptLimit));
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
       let ticket: BreakerTicket | null = null;
@@ -601,7 +596,12 @@ export class PoolClient {
         if (ticket === null) memberId = undefined;
       }
       if (memberId === undefined && ranked.length > 0) {
-        errors.push(`no member in rotation (${ranked.length} tried, their circuits probing)`);
+        // Those in rotation refused its size; another known member, out of rotation for now, may take it.
+        errors.push(
+          ranked.every((m) => tried.get(m) === 'size_refused')
+            ? `no member in rotation takes the request's size (${ranked.length} refused it)`
+            : `no member in rotation (${ranked.length} tried, their circuits probing)`,
+        );
         await pause(attempt);
         continue;
       }
@@ -708,8 +708,14 @@ export class PoolClient {
       const backpressure = failure instanceof MemberFailure && !failure.memberFault && !lost;
       const noResponders = failure instanceof RequestError && failure.isNoResponders();
       if (backpressure || noResponders) unroute?.();
-      if (memberId && failure instanceof SizeRefused) tried.set(memberId, 'size_refused');
-      else if (memberId && backpressure) tried.set(memberId, 'backpressure');
+      if (memberId && failure instanceof SizeRefused) {
+        tried.set(memberId, 'size_refused');
+        // Too large for every member's server: as a prompt over the context length is, the caller's to cut.
+        if (this.everyMemberRefused(tried))
+          throw new ContextLengthError(
+            `pool '${this.opts.pool}': every member's server refused the request's size (HTTP 413): ${collapseRepeats(errors).join('; ')}`,
+          );
+      } else if (memberId && backpressure) tried.set(memberId, 'backpressure');
       // Lost on the way: sent again as if it had never been, so usually to the same member, which may hold the prompt.
       if (memberId && lost) tried.delete(memberId);
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
@@ -723,6 +729,12 @@ export class PoolClient {
     throw new PoolUnavailableError(
       `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${collapseRepeats(errors).join('; ') || 'deadline passed'}`,
     );
+  }
+
+  /** Whether every member known (and not leaving) has refused the request's size, whether in rotation now or not. */
+  private everyMemberRefused(tried: Map<string, TriedOutcome>): boolean {
+    const known = [...this.members].filter(([, m]) => m.leavingSince === undefined).map(([id]) => id);
+    return known.length > 0 && known.every((id) => tried.get(id) === 'size_refused');
   }
 
   /**

@@ -464,25 +464,31 @@ describe('pool routing', () => {
 });
 
 describe('a request too large for one member', () => {
-  it("is served by another without opening the refusing member's breaker (HTTP 413: a proxy limit); refused by all, it is too long", async () => {
-    const pool = `size-${randomUUID().slice(0, 8)}`;
-    let refused = 0;
-    const proxied = new PoolMember({
+  /** A started member of `pool` whose server sits behind a proxy that refuses every request's size (HTTP 413). */
+  async function behindAProxy(pool: string, id: string) {
+    const counts = { refused: 0 };
+    const m = new PoolMember({
       nc: suite.nc,
       pool,
-      id: 'proxied',
+      id,
       backend: {
         kind: 'behind-a-proxy',
         generate: () => {
-          refused++;
+          counts.refused++;
           return Promise.reject(
             new BackendHttpError('http://proxy/v1/chat/completions', 413, 'Request Entity Too Large', 1),
           );
         },
       },
     });
-    await proxied.start();
-    cleanups.push(() => proxied.stop());
+    await m.start();
+    cleanups.push(() => m.stop());
+    return counts;
+  }
+
+  it("is served by another without opening the refusing member's breaker (HTTP 413: a proxy limit); refused by all, it is too long", async () => {
+    const pool = `size-${randomUUID().slice(0, 8)}`;
+    const proxied = await behindAProxy(pool, 'proxied');
     const other = await member(pool, 'other');
     // 'proxied' first whenever it is in rotation: an open breaker would show as it being left out.
     const c = client(pool, {
@@ -509,7 +515,7 @@ describe('a request too large for one member', () => {
       expect(g.memberId).toBe('other');
       expect(tried).toEqual(['proxied', 'other']);
     }
-    expect(refused).toBe(6);
+    expect(proxied.refused).toBe(6);
     expect(other.member.stats.served).toBe(6);
     expect(c.liveMembers().find((m) => m.id === 'proxied')?.healthy).toBe(true);
     // The only member left refuses the size: asked once, the request fails as one over the context length does (the
@@ -519,7 +525,19 @@ describe('a request too large for one member', () => {
     const err = await c.generate(messages(7), params, { deadline: deadline() }).catch((e) => e);
     expect(err).toBeInstanceOf(ContextLengthError);
     expect(String(err.message)).toMatch(/every member's server refused the request's size \(HTTP 413\)/);
-    expect(refused).toBe(7);
+    expect(proxied.refused).toBe(7);
+  });
+
+  it('refused by every member within the attempts allowed, it fails as too long, not as a pool unavailable', async () => {
+    const pool = `size-all-${randomUUID().slice(0, 8)}`;
+    const [a, b] = [await behindAProxy(pool, 'a'), await behindAProxy(pool, 'b')];
+    // As many attempts as members: the last refusal is the last attempt.
+    const c = client(pool, { maxAttempts: 2 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const err = await c.generate(messages(8), params, { deadline: deadline() }).catch((e) => e);
+    expect(err).toBeInstanceOf(ContextLengthError);
+    expect([a.refused, b.refused]).toEqual([1, 1]);
   });
 });
 
