@@ -1,25 +1,8 @@
 // Heartbeating for activities. The workflows run steps under a heartbeat timeout so that a dead worker is noticed
 // quickly; a live one must keep beating however long its attempt takes: a model call, a tool, and the content reads
 // and writes around them (a cold read of a long context, a store write waiting on a JetStream leader election).
-import { Context } from '@temporalio/activity';
+import type { Context } from '@temporalio/activity';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
-
-/**
- * Runs `fn` in the activity of `ctx` (default: the current one), heartbeating every third of the heartbeat timeout
- * (within 200 ms to 2 s) until it settles. `fn` gets the activity's context (deadline, cancellation signal).
- */
-export async function withHeartbeat<T>(
-  fn: (ctx: Context) => Promise<T>,
-  ctx: Context = Context.current(),
-): Promise<T> {
-  const periodMs = Math.max(200, Math.min(2000, (ctx.info.heartbeatTimeoutMs ?? 10_000) / 3));
-  const beat = setInterval(() => ctx.heartbeat(), periodMs);
-  try {
-    return await fn(ctx);
-  } finally {
-    clearInterval(beat);
-  }
-}
 
 /** When each activity attempt started, as the worker saw it (see markAttemptStart), or first asked for a deadline. */
 const startedAt = new WeakMap<Context, number>();
@@ -33,15 +16,21 @@ export function markAttemptStart(ctx: Context, now = Date.now()): void {
 }
 
 /**
- * The rollout worker's activity interceptor: marks each attempt's start before the activity runs, and heartbeats for
- * the whole attempt, so no part of an activity (its content reads and writes included) can outlast the heartbeat
- * timeout on a live worker.
+ * The rollout worker's activity interceptor: marks each attempt's start before the activity runs, and heartbeats
+ * every third of the heartbeat timeout (within 200 ms to 2 s) until the attempt settles, so no part of an activity
+ * (its content reads and writes included) can outlast the heartbeat timeout on a live worker.
  */
 export const attemptInterceptor: ActivityInterceptorsFactory = (ctx) => ({
   inbound: {
-    execute: (input, next) => {
+    async execute(input, next) {
       markAttemptStart(ctx);
-      return withHeartbeat(() => next(input), ctx);
+      const periodMs = Math.max(200, Math.min(2000, (ctx.info.heartbeatTimeoutMs ?? 10_000) / 3));
+      const beat = setInterval(() => ctx.heartbeat(), periodMs);
+      try {
+        return await next(input);
+      } finally {
+        clearInterval(beat);
+      }
     },
   },
 });

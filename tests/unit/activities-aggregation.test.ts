@@ -171,32 +171,22 @@ describe('aggregation calls', () => {
     }
   });
 
-  it('gives no verdict for a judge cut off in its reasoning', async () => {
-    const { acts } = activities(() => ({
-      text: '<think>Gold is Paris; is Lyon correct',
-      finishReason: 'length',
-    }));
-    const j = await acts.judgeStep({
-      question: 'q',
-      gold: 'Paris',
-      prediction: 'Lyon',
-      pool: 'default',
-      sampling,
-    });
-    expect(j.correct).toBeNull();
-    expect(j.reason).toMatch(/judge was cut off/);
-  });
-
-  it('gives no verdict, and says why, for a judge that answered without one', async () => {
-    const { acts } = activities(() => ({ text: 'Both answers name a city.', finishReason: 'stop' }));
-    const j = await acts.judgeStep({
-      question: 'q',
-      gold: 'Paris',
-      prediction: 'Lyon',
-      pool: 'default',
-      sampling,
-    });
-    expect(j.correct).toBeNull();
-    expect(j.reason).toMatch(/the judge gave no verdict/);
+  it('gives no verdict, and says why, for a judge cut off in its reasoning or one that answered without one', async () => {
+    const replies: Array<[Partial<Generation>, RegExp]> = [
+      [{ text: '<think>Gold is Paris; is Lyon correct', finishReason: 'length' }, /judge was cut off/],
+      [{ text: 'Both answers name a city.', finishReason: 'stop' }, /the judge gave no verdict/],
+    ];
+    for (const [reply, reason] of replies) {
+      const { acts } = activities(() => reply);
+      const j = await acts.judgeStep({
+        question: 'q',
+        gold: 'Paris',
+        prediction: 'Lyon',
+        pool: 'default',
+        sampling,
+      });
+      expect(j.correct).toBeNull();
+      expect(j.reason).toMatch(reason);
+    }
   });
 });

@@ -1,29 +1,28 @@
 import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import {
-  attemptDeadline,
-  attemptInterceptor,
-  markAttemptStart,
-  withHeartbeat,
-} from '../../activities/heartbeat.js';
+import { attemptDeadline, attemptInterceptor, markAttemptStart } from '../../activities/heartbeat.js';
 
-describe('withHeartbeat', () => {
-  it('heartbeats while a wait runs past the heartbeat timeout, and stops when it settles', async () => {
-    // Heartbeat timeout 600 ms: a beat every 200 ms. The wait (a slow tool) runs past the timeout, and on until it
-    // has seen 3 beats (~600 ms on an idle machine; a stalled one may need longer) or 10 s without them.
+/** Runs `activity` as the worker does, through its attempt interceptor, in `env`. */
+async function intercepted(env: MockActivityEnvironment, activity: () => Promise<unknown>): Promise<unknown> {
+  return env.run(() =>
+    attemptInterceptor(Context.current()).inbound!.execute!({ args: [], headers: {} }, activity),
+  );
+}
+
+describe("the worker's attempt interceptor", () => {
+  it('heartbeats through the whole attempt, whatever it waits on (a tool, a slow content read), and stops when it settles', async () => {
+    // Heartbeat timeout 600 ms: a beat every 200 ms. The activity runs past the timeout, and on until it has seen 3
+    // beats (~600 ms on an idle machine; a stalled one may need longer) or 10 s without them.
     const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 600 });
     let beats = 0;
     env.on('heartbeat', () => beats++);
-    const result = await env.run(() =>
-      withHeartbeat(async (ctx) => {
-        expect(ctx.cancellationSignal.aborted).toBe(false);
-        const t0 = Date.now();
-        while ((beats < 3 || Date.now() - t0 < 700) && Date.now() - t0 < 10_000)
-          await new Promise((r) => setTimeout(r, 50));
-        return 'done';
-      }),
-    );
+    const result = await intercepted(env, async () => {
+      const t0 = Date.now();
+      while ((beats < 3 || Date.now() - t0 < 700) && Date.now() - t0 < 10_000)
+        await new Promise((r) => setTimeout(r, 50));
+      return 'done';
+    });
     expect(result).toBe('done');
     expect(beats).toBeGreaterThanOrEqual(3);
     const settled = beats;
@@ -31,41 +30,16 @@ describe('withHeartbeat', () => {
     expect(beats).toBe(settled);
   });
 
-  it('stops heartbeating when the wait fails', async () => {
+  it('stops heartbeating when the activity fails', async () => {
     const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 600 });
     let beats = 0;
     env.on('heartbeat', () => beats++);
     await expect(
-      env.run(() =>
-        withHeartbeat(async () => {
-          await new Promise((r) => setTimeout(r, 250));
-          throw new Error('tool failed');
-        }),
-      ),
+      intercepted(env, async () => {
+        await new Promise((r) => setTimeout(r, 250));
+        throw new Error('tool failed');
+      }),
     ).rejects.toThrow('tool failed');
-    const settled = beats;
-    await new Promise((r) => setTimeout(r, 450));
-    expect(beats).toBe(settled);
-  });
-});
-
-describe("the worker's attempt interceptor", () => {
-  it('heartbeats through the whole attempt, not only a model call: a slow content read cannot outlast the timeout', async () => {
-    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 600 });
-    let beats = 0;
-    env.on('heartbeat', () => beats++);
-    const result = await env.run(async () => {
-      const execute = attemptInterceptor(Context.current()).inbound!.execute!;
-      // An activity that only reads (no model call, no tool) for longer than its heartbeat timeout.
-      return execute({ args: [], headers: {} }, async () => {
-        const t0 = Date.now();
-        while ((beats < 3 || Date.now() - t0 < 700) && Date.now() - t0 < 10_000)
-          await new Promise((r) => setTimeout(r, 50));
-        return 'read';
-      });
-    });
-    expect(result).toBe('read');
-    expect(beats).toBeGreaterThanOrEqual(3);
     const settled = beats;
     await new Promise((r) => setTimeout(r, 450));
     expect(beats).toBe(settled);
