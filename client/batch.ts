@@ -106,21 +106,16 @@ export function sharedBatchSpec(spec: BatchOptions['spec']): { spec: ParallelMus
   return { spec: full, hash: specHash({ ...full, trajectory }).slice(0, 16) };
 }
 
-/**
- * Workflow ids by question text and occurrence among identical questions (see questionWorkflowId): the item's own
- * (BatchItem.occurrence), else its place among the identical questions so far.
- */
-export function assignWorkflowIds<T extends { question: string; occurrence?: number }>(
+/** Workflow ids by question text and occurrence among identical questions (BatchItem; see questionWorkflowId). */
+export function assignWorkflowIds<T extends Pick<BatchItem, 'question' | 'occurrence'>>(
   items: T[],
   jobId: string,
   sharedHash: string,
 ): (T & { workflowId: string })[] {
-  const seen = new Map<string, number>();
-  return items.map((item) => {
-    const occurrence = item.occurrence ?? seen.get(item.question) ?? 0;
-    seen.set(item.question, occurrence + 1);
-    return { ...item, workflowId: questionWorkflowId(jobId, sharedHash, item.question, occurrence) };
-  });
+  return items.map((item) => ({
+    ...item,
+    workflowId: questionWorkflowId(jobId, sharedHash, item.question, item.occurrence),
+  }));
 }
 
 export class BatchError extends Error {

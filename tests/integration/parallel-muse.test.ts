@@ -1031,7 +1031,11 @@ describe('ParallelMuse', () => {
     // run, which stays judged against the answer it started with, and names it instead of failing the question.
     const late = join(dir, 'late.jsonl');
     const lateOut = join(dir, 'late-out.jsonl');
-    const [pending] = assignWorkflowIds([questions[5]!], 'batch-late', sharedBatchSpec(spec).hash);
+    const [pending] = assignWorkflowIds(
+      [{ ...questions[5]!, occurrence: 0 }],
+      'batch-late',
+      sharedBatchSpec(spec).hash,
+    );
     await startParallelMuse(
       suite.client,
       cfg,
@@ -1123,7 +1127,7 @@ describe('ParallelMuse', () => {
     const ended = await done;
     expect(ended.code, ended.stderr).toBe(130);
     expect(existsSync(`${out}.lock`)).toBe(false);
-    const [item] = assignWorkflowIds([{ question }], 'batch-lock', sharedBatchSpec(spec).hash);
+    const [item] = assignWorkflowIds([{ question, occurrence: 0 }], 'batch-lock', sharedBatchSpec(spec).hash);
     await suite.client.workflow
       .getHandle(item!.workflowId)
       .terminate('test cleanup')

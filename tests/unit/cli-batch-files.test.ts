@@ -75,30 +75,26 @@ describe('workflow ids', () => {
     expect(new Set([base, ...changed]).size).toBe(changed.length + 1);
   });
 
-  it('batch: keyed on the question and its occurrence, not its line, so inserting a line renumbers nothing', () => {
+  /** The workflow id of each line of a questions file holding `text`, by line number. */
+  function lineIds(text: string): Map<number, string> {
     const { hash } = sharedBatchSpec({ n: 2, branchMode: 'none', trajectory: {} });
-    const before = assignWorkflowIds([{ question: 'a' }, { question: 'b' }, { question: 'a' }], 'job', hash);
-    const after = assignWorkflowIds(
-      [{ question: 'new' }, { question: 'a' }, { question: 'b' }, { question: 'a' }],
-      'job',
-      hash,
-    );
-    expect(after.slice(1).map((i) => i.workflowId)).toEqual(before.map((i) => i.workflowId));
+    const f = join(tmp(), 'q.jsonl');
+    writeFileSync(f, text);
+    return new Map(assignWorkflowIds(readBatchFile(f).items, 'job', hash).map((i) => [i.line, i.workflowId]));
+  }
+  const line = (question: string, answer?: string) => `${JSON.stringify({ question, answer })}\n`;
+
+  it('batch: keyed on the question and its occurrence, not its line, so inserting a line renumbers nothing', () => {
+    const before = lineIds(line('a') + line('b') + line('a'));
+    const after = lineIds(line('new') + line('a') + line('b') + line('a'));
+    expect([2, 3, 4].map((n) => after.get(n))).toEqual([1, 2, 3].map((n) => before.get(n)));
     // Identical questions stay distinct.
-    expect(before[0]!.workflowId).not.toBe(before[2]!.workflowId);
+    expect(before.get(1)).not.toBe(before.get(3));
   });
 
   it('batch: a bad line still counts as its question occurring, so fixing it gives no other line its run', () => {
-    const { hash } = sharedBatchSpec({ n: 2, branchMode: 'none', trajectory: {} });
-    const dir = tmp();
-    const ids = (text: string) => {
-      const f = join(dir, 'q.jsonl');
-      writeFileSync(f, text);
-      const { items } = readBatchFile(f);
-      return new Map(assignWorkflowIds(items, 'job', hash).map((i) => [i.line, i.workflowId]));
-    };
-    const bad = ids('{"question": "Q", "answer": ""}\n{"question": "Q", "answer": "A"}\n');
-    const fixed = ids('{"question": "Q", "answer": "B"}\n{"question": "Q", "answer": "A"}\n');
+    const bad = lineIds(line('Q', '') + line('Q', 'A'));
+    const fixed = lineIds(line('Q', 'B') + line('Q', 'A'));
     expect(bad.has(1)).toBe(false);
     // Line 2 keeps the run (and result) it had; line 1 gets one of its own.
     expect(fixed.get(2)).toBe(bad.get(2));
