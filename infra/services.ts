@@ -98,6 +98,9 @@ export function isPortRace(err: unknown, ports?: readonly number[]): boolean {
   return ports === undefined || ports.some((p) => new RegExp(`:${p}\\b`).test(line));
 }
 
+/** Starts of a server on fresh ports, in all, after ports found free were taken before it could bind them. */
+export const PORT_RACE_TRIES = 3;
+
 const DEFAULT_HOST = '127.0.0.1';
 const DEFAULT_HEALTH_TIMEOUT_MS = 60_000;
 const DEFAULT_STOP_TIMEOUT_MS = 15_000;
@@ -480,54 +483,13 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
     'system.enableActivityEagerExecution': true,
     // The history service's queue readers load new tasks at a capped rate per shard: past a short burst, each
     // workflow task of a step waited ~25-30 ms to be dispatched at the default cap (measured from workflow histories
-    // and the server's task_latency_load; bench/step-overhead back to back went from 82 to 43 ms per step). The cap only bounds reads when tasks keep coming; an idle
-    // server reads no more often for it.
+    // and the server's task_latency_load; bench/step-overhead back to back went from 82 to 43 ms per step). The cap
+    // only bounds reads when tasks keep coming; an idle server reads no more often for it.
     ...Object.fromEntries(
       ['transfer', 'timer', 'visibility'].map((queue) => [`history.${queue}ProcessorMaxPollRPS`, 1000]),
     ),
     ...opts.dynamicConfig,
   };
-  const launch = { binary, host, port, namespace, detached, dataDir, logFile, dynamicConfig };
-  // Explicit ports keep two dev servers on one machine from racing for the same random/derived ports. One found free
-  // can still be taken by another process before the server binds it (anything else starting at that moment): then
-  // the server exits saying so, and is started again on others.
-  for (let attempt = 1; ; attempt++) {
-    const picked: number[] = [];
-    const pick = async () => {
-      const p = await freePort(host);
-      picked.push(p);
-      return p;
-    };
-    const httpPort = opts.httpPort ?? (await pick());
-    const metricsPort = opts.metricsPort ?? (await pick());
-    try {
-      return await launchTemporal(opts, { ...launch, httpPort, metricsPort });
-    } catch (err) {
-      if (attempt >= PICKED_PORT_TRIES || !isPortRace(err, picked)) throw err;
-    }
-  }
-}
-
-/** Starts of the Temporal dev server on other ports after one it picked was taken before the server could bind it. */
-const PICKED_PORT_TRIES = 3;
-
-async function launchTemporal(
-  opts: StartTemporalOptions,
-  launch: {
-    binary: string;
-    host: string;
-    port: number;
-    namespace: string;
-    detached: boolean;
-    dataDir: string;
-    logFile: string;
-    dynamicConfig: Record<string, string | number | boolean>;
-    httpPort: number;
-    metricsPort: number;
-  },
-): Promise<TemporalHandle> {
-  const { binary, host, port, namespace, detached, dataDir, logFile, dynamicConfig, httpPort, metricsPort } =
-    launch;
   const args = [
     'server',
     'start-dev',
@@ -537,10 +499,6 @@ async function launchTemporal(
     host,
     '--port',
     String(port),
-    '--http-port',
-    String(httpPort),
-    '--metrics-port',
-    String(metricsPort),
     '--sqlite-pragma',
     'journal_mode=WAL',
     '--sqlite-pragma',
@@ -555,18 +513,39 @@ async function launchTemporal(
   else args.push('--headless');
   if (namespace !== 'default') args.push('--namespace', namespace);
 
-  const spawned = await spawnService(binary, args, logFile, detached);
-  opts.onSpawn?.(spawned.pid);
   const address = `${host}:${port}`;
-  await waitHealthy(
-    'temporal',
-    spawned,
-    logFile,
-    opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
-    host,
-    port,
-    () => checkTemporal(address, namespace, 3_000),
-  );
+  // Explicit ports keep two dev servers on one machine from racing for the same random/derived ports. One found free
+  // can still be taken by another process before the server binds it (anything else starting at that moment): then
+  // the server exits saying so, and is started again on others.
+  let httpPort: number;
+  let metricsPort: number;
+  let spawned: Spawned;
+  for (let attempt = 1; ; attempt++) {
+    const picked: number[] = [];
+    const pick = async () => {
+      picked.push(await freePort(host));
+      return picked.at(-1)!;
+    };
+    httpPort = opts.httpPort ?? (await pick());
+    metricsPort = opts.metricsPort ?? (await pick());
+    const portArgs = ['--http-port', String(httpPort), '--metrics-port', String(metricsPort)];
+    spawned = await spawnService(binary, [...args, ...portArgs], logFile, detached);
+    opts.onSpawn?.(spawned.pid);
+    try {
+      await waitHealthy(
+        'temporal',
+        spawned,
+        logFile,
+        opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+        host,
+        port,
+        () => checkTemporal(address, namespace, 3_000),
+      );
+      break;
+    } catch (err) {
+      if (attempt >= PORT_RACE_TRIES || !isPortRace(err, picked)) throw err;
+    }
+  }
   const ports: Record<string, number> = { grpc: port, http: httpPort, metrics: metricsPort };
   if (opts.uiPort !== undefined) ports.ui = opts.uiPort;
   return makeHandle<TemporalHandle>(

@@ -1,13 +1,13 @@
 // Starting local servers for tests without leaking them: shared by the global setup and the infra tests.
-import { freePort, isPortRace } from '../../infra/services.js';
+import { freePort, isPortRace, PORT_RACE_TRIES } from '../../infra/services.js';
 
-/** Starts a server on a free port, again on fresh ports when another process took one first (up to 3 tries). */
+/** Starts a server on a free port, again on fresh ports when another process took one first (PORT_RACE_TRIES). */
 export async function onFreePorts<T>(start: (port: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await start(await freePort());
     } catch (err) {
-      if (attempt >= 3 || !isPortRace(err)) throw err;
+      if (attempt >= PORT_RACE_TRIES || !isPortRace(err)) throw err;
     }
   }
 }

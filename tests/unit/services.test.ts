@@ -15,7 +15,7 @@ describe('isPortRace', () => {
     expect(isPortRace(new Error('address already in use'))).toBe(false);
   });
 
-  it('tells which port was lost: one the server was told to use by name is not retried on others', () => {
+  it('asked about given ports, answers only for a race on one of them, matched by the whole number', () => {
     const log =
       'failed listening for HTTP API on 127.0.0.1:35459: listen tcp 127.0.0.1:35459: bind: address already in use';
     const err = new ServiceStartError('temporal', 'temporal exited during startup', log);
