@@ -27,7 +27,7 @@ export const SamplingSchema = z.object({
  * refuse them. The workflows' own check of their input (workflows/input.ts) does not, as it let them through before
  * and replays runs started so.
  */
-export function unknownSamplingKeys(trajectorySpec: unknown, path: string): string | undefined {
+export function samplingKeysProblem(trajectorySpec: unknown, path: string): string | undefined {
   const sampling = (trajectorySpec as { sampling?: unknown } | null | undefined)?.sampling;
   if (!sampling || typeof sampling !== 'object') return undefined;
   const known = Object.keys(SamplingSchema.shape);

@@ -10,7 +10,7 @@ import {
   type ParallelMuseSpec,
   type ParallelMuseSpecInput,
   ParallelMuseSpecSchema,
-  unknownSamplingKeys,
+  samplingKeysProblem,
 } from '../agent/job.js';
 import type { MuseConfig } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
@@ -22,8 +22,11 @@ import { JobSpecError } from './trajectories.js';
 export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   const parsed = ParallelMuseSpecSchema.safeParse(input);
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
-  const unknown = unknownSamplingKeys((input as { trajectory?: unknown }).trajectory, 'trajectory.sampling');
-  if (unknown) throw new JobSpecError(`invalid job spec: ${unknown}`);
+  const keysProblem = samplingKeysProblem(
+    (input as { trajectory?: unknown }).trajectory,
+    'trajectory.sampling',
+  );
+  if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
   const s = parsed.data;
   let plan: ReturnType<typeof planBudget>;
   try {

@@ -8,10 +8,10 @@ import type {
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import {
+  samplingKeysProblem,
   type TrajectorySpec,
   type TrajectorySpecInput,
   TrajectorySpecSchema,
-  unknownSamplingKeys,
 } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import type { MuseConfig } from '../common/config.js';
@@ -36,8 +36,8 @@ export function failureMessage(err: unknown): string {
 export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   const parsed = TrajectorySpecSchema.safeParse(input);
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
-  const unknown = unknownSamplingKeys(input, 'sampling');
-  if (unknown) throw new JobSpecError(`invalid job spec: ${unknown}`);
+  const keysProblem = samplingKeysProblem(input, 'sampling');
+  if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
   return parsed.data;
 }
 

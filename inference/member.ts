@@ -233,7 +233,7 @@ export class PoolMember {
   private readonly leased = new Set<LeasedRequest>();
   private leaseTimer?: NodeJS.Timeout;
   private lastLeaseCheckAt = 0;
-  /** Silence before this says nothing of any router: this member's own connection was down, or its process stalled. */
+  /** Silence before this says nothing of any router: this member's own connection was down until then. */
   private heardAllAt = 0;
   private disconnected = false;
   /** Its server's health checks, where it has any. */

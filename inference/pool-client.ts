@@ -175,8 +175,10 @@ export class PoolClient {
   private readonly inlineBytes: number;
   private readonly maxBytes: number;
   private readonly sharePlacements: boolean;
-  /** Names this router in placement events, so it skips its own. */
+  /** Names this router in placement events, so it skips its own, and in the leases on its requests. */
   private readonly routerId = randomUUID();
+  /** What renews those leases: the same message every time. */
+  private readonly renewal = encodeWire({ v: WIRE_VERSION, router: this.routerId } satisfies LeaseWire);
   private started?: Promise<void>;
   /** Counts close() calls: a start still under way when the client is closed must not leave its sweep running. */
   private closes = 0;
@@ -368,7 +370,7 @@ export class PoolClient {
 
   /** Tells each member this router has requests on that it is alive and still waits for them (see leaseMs). */
   private renewLeases(): void {
-    const renewal = encodeWire({ v: WIRE_VERSION, router: this.routerId } satisfies LeaseWire);
+    const renewal = this.renewal;
     const memberIds = new Set([...this.pending.values()].map((p) => p.member.info.id));
     for (const memberId of memberIds) {
       try {

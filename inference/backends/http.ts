@@ -40,8 +40,9 @@ export function serverFetch(
 }
 
 /**
- * The most of a server's answer read: far above a long generation's with top-k logprobs for every token (~20 MB for
- * 16k tokens), but a wrong --base-url (a file server, a stream) cannot fill the member's memory.
+ * The most of a server's answer read: far above a long generation's with top-k logprobs for every token (estimated,
+ * not measured: 16k tokens x 20 logprobs x ~60 bytes of JSON, ~20 MB), but a wrong --base-url (a file server, a
+ * stream) cannot fill the member's memory.
  */
 export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
@@ -94,9 +95,7 @@ export class BackendHttpError extends Error {
    */
   get retryable(): boolean {
     return (
-      isRetryableStatus(this.status) ||
-      MEMBER_SETUP_STATUSES.has(this.status) ||
-      (this.status >= 300 && this.status < 400)
+      isRetryableStatus(this.status) || MEMBER_SETUP_STATUSES.has(this.status) || isRedirect(this.status)
     );
   }
 }
@@ -216,6 +215,10 @@ export class HttpBackendLoad {
       cacheUsedTokens: 0,
     };
   }
+}
+
+function isRedirect(status: number): boolean {
+  return status >= 300 && status < 400;
 }
 
 export function isRetryableStatus(status: number): boolean {
@@ -343,7 +346,7 @@ async function attemptOnce(
   try {
     const res = await doFetch(url, { method: 'POST', headers, body: payload, signal: controller.signal });
     // The body is read under the same timer: a server that sends headers and then stalls still hits the deadline.
-    const redirect = res.status >= 300 && res.status < 400;
+    const redirect = isRedirect(res.status);
     // A redirect's body is not read: released, so its connection goes back to the pool instead of waiting for GC.
     if (redirect) await res.body?.cancel().catch(() => {});
     const text = redirect ? redirectedTo(res.headers.get('location')) : await res.text();

@@ -59,7 +59,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: {} }).router.inlineRequestBytes).toBe(512 * 1024);
   });
 
-  it('takes a router lease of 0 (none) or at least 1 s, 10 s unless set', () => {
+  it('takes a router lease of 0 (none) or from 1 s to 1 h, 10 s unless set', () => {
     expect(loadConfig({ env: {} }).router.leaseMs).toBe(10_000);
     expect(loadConfig({ file: configFile({ router: { leaseMs: 0 } }), env: {} }).router.leaseMs).toBe(0);
     for (const leaseMs of [500, 4 * 3_600_000])
