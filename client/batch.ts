@@ -398,11 +398,16 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         last,
       });
     // A result that cannot be written (a full disk) stops the batch at once: every later one would be lost the same
-    // way. Questions still under way go on in Temporal, as on Ctrl-C; a re-run collects them.
+    // way. So does any other error a worker meets. Questions still under way go on in Temporal, as on Ctrl-C; a re-run
+    // collects them. Once stopped, no worker writes again: the lock is released while their questions still run.
     let writeError: Error | undefined;
-    let stopWriting: (err: Error) => void = () => {};
-    const writeFailed = new Promise<never>((_, reject) => {
-      stopWriting = reject;
+    let stopped: unknown;
+    let stop: (err: unknown) => void = () => {};
+    const halted = new Promise<never>((_, reject) => {
+      stop = (err) => {
+        stopped ??= err;
+        reject(err);
+      };
     });
     // A verdict counts only when it was reached against the answer the input gives now.
     const score = (
@@ -421,7 +426,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       if (correct) summary.correct++;
     };
     const worker = async () => {
-      for (let item = queue.shift(); item && !writeError; item = queue.shift()) {
+      for (let item = queue.shift(); item && stopped === undefined; item = queue.shift()) {
         const recorded = done.get(item.workflowId);
         if (recorded) {
           summary.skipped++;
@@ -458,19 +463,20 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           continue;
         }
         running--;
-        if (writeError) return;
-        const size = statSync(o.output, { throwIfNoEntry: false })?.size ?? 0;
+        if (stopped !== undefined) return;
+        let size: number | undefined;
         try {
+          size = statSync(o.output, { throwIfNoEntry: false })?.size ?? 0;
           appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
         } catch (err) {
           // Part of the line may have been written: taken back, so the next result is not glued onto it.
           try {
-            truncateSync(o.output, size);
+            if (size !== undefined) truncateSync(o.output, size);
           } catch {
             // Not a file (a directory in its place), or gone: nothing to take back.
           }
           writeError = err as Error;
-          stopWriting(writeError);
+          stop(writeError);
           return;
         }
         summary.completed++;
@@ -479,11 +485,11 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         report(result.prediction ?? '(no answer)');
       }
     };
-    writeFailed.catch(() => {});
+    halted.catch(() => {});
     try {
       await Promise.race([
-        Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker)),
-        writeFailed,
+        Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, () => worker().catch(stop))),
+        halted,
       ]);
     } catch (err) {
       if (writeError === undefined || err !== writeError) throw err;

@@ -3,6 +3,7 @@
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planBudget, questionHistoryBytes } from '../../agent/branching.js';
@@ -1094,6 +1095,39 @@ describe('ParallelMuse', () => {
     });
     // One question ran (its start and end reported); the other two never started.
     expect(started.filter((running) => running === 1)).toHaveLength(1);
+  });
+
+  it('batch: an error in one worker stops the others writing, since the lock goes with it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-crash-'));
+    const input = join(dir, 'q.jsonl');
+    const out = join(dir, 'out.jsonl');
+    const asked = sampleQuestions(2, 408);
+    writeFileSync(input, `${asked.map((q) => JSON.stringify(q)).join('\n')}\n`);
+    const spec = { n: 1, branchMode: 'none' as const, trajectory: {} };
+    await withWorker(async () => {
+      const run = runBatch(suite.client, cfg, {
+        input,
+        output: out,
+        jobId: 'batch-crash',
+        concurrency: 2,
+        spec,
+        // The second worker fails as it starts its question; the first one's question is already under way.
+        onProgress: (e) => {
+          if (e.running === 2) throw new Error('progress display failed');
+        },
+      });
+      await expect(run).rejects.toThrow('progress display failed');
+      expect(existsSync(`${out}.lock`)).toBe(false);
+      // The first question still finishes in Temporal; with the lock gone, its result is not appended.
+      const [first] = assignWorkflowIds(
+        asked.map((q) => ({ question: q.question, occurrence: 0 })),
+        'batch-crash',
+        sharedBatchSpec(spec).hash,
+      );
+      await suite.client.workflow.getHandle(first!.workflowId).result();
+      await sleep(1_000);
+    });
+    expect(existsSync(out) ? readFileSync(out, 'utf8') : '').toBe('');
   });
 
   it('batch: one copy at a time per results file; Ctrl-C removes the lock', async () => {
