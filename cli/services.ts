@@ -18,6 +18,7 @@ const BACKEND_FLAGS: Record<string, string> = {
   maxBatch: '--max-batch',
   timeScale: '--time-scale',
   cacheCapacityTokens: '--cache-tokens',
+  maxModelLen: '--max-model-len',
   promptTokenIds: '--token-ids',
   inputIds: '--token-ids',
   tokenizeUrl: '--tokenize-url',
@@ -51,7 +52,7 @@ const HEALTH_OPTIONS = ['healthInterval', 'healthTimeout', 'healthFailures'] as 
 
 /** The `pool serve` options each backend takes beyond the common ones (--backend, --pool, --id, --capacity). */
 const BACKEND_OPTIONS: Record<string, readonly string[]> = {
-  sim: ['model', 'timeScale', 'maxBatch', 'cacheTokens'],
+  sim: ['model', 'timeScale', 'maxBatch', 'cacheTokens', 'maxModelLen'],
   openai: [
     'model',
     'baseUrl',
@@ -182,6 +183,11 @@ export function registerServiceCommands(program: Command): void {
       positiveIntArg('--cache-tokens'),
     )
     .option(
+      '--max-model-len <n>',
+      'sim: context length (prompt + completion) past which the simulated server refuses a request (default 131072)',
+      positiveIntArg('--max-model-len'),
+    )
+    .option(
       '--token-ids',
       "openai (completions) / sglang: send the prompt as token ids from the server's /tokenize",
     )
@@ -241,6 +247,7 @@ export function registerServiceCommands(program: Command): void {
               ...(o.model ? { model: o.model } : {}),
               ...(o.maxBatch ? { maxBatch: o.maxBatch } : {}),
               ...(o.cacheTokens !== undefined ? { cacheCapacityTokens: o.cacheTokens } : {}),
+              ...(o.maxModelLen !== undefined ? { maxModelLen: o.maxModelLen } : {}),
             }
           : o.backend === 'openai'
             ? {

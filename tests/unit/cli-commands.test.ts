@@ -256,6 +256,13 @@ describe('muse pool serve', () => {
     await expect(serve('--backend openai --base-url http://h/v1 --model m --time-scale 2')).rejects.toThrow(
       /--time-scale does not apply/,
     );
+    // The context length is the real server's own setting; only the simulator takes it here.
+    await expect(serve('--backend sglang --base-url http://h:30000 --max-model-len 8192')).rejects.toThrow(
+      /^pool serve --backend sglang: --max-model-len does not apply to this backend$/,
+    );
+    await expect(serve('--backend sim --max-model-len 0')).rejects.toThrow(
+      /--max-model-len must be a positive integer, got '0'/,
+    );
     // Defaults (--mode chat, --time-scale 0) are not the user's doing: they pass.
     await expect(serve('--backend sim --max-batch 0')).rejects.toThrow(
       /--max-batch must be a positive integer, got '0'/,
