@@ -5,7 +5,14 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Context } from '@temporalio/activity';
 import { clipText } from '../agent/clip.js';
-import { type ContextState, contextPolicy, estimateTokens, promptBudgetTokens } from '../agent/context.js';
+import {
+  type ContextState,
+  contextPolicy,
+  estimateTokens,
+  promptBudgetTokens,
+  turnBudgetTokens,
+  turnFits,
+} from '../agent/context.js';
 import { outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
 import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
@@ -250,8 +257,10 @@ export function createActivities(deps: ActivityDeps) {
       const { policy, state, contextRef } = await loadContext(input);
       // What the window leaves beside a full turn, in estimated tokens: the bound of the max_context check below, so
       // a prompt the policy can cut (iterresearch's last observation) is cut only when it would not pass it.
-      const budget = Math.floor(
-        (input.contextWindow - input.sampling.maxTokensPerTurn) / (input.promptTokenRatio ?? 1),
+      const budget = turnBudgetTokens(
+        input.contextWindow,
+        input.sampling.maxTokensPerTurn,
+        input.promptTokenRatio,
       );
       const messages = policy.buildMessages(state, budget);
       const rawEstimate = estimateTokens(messages);
@@ -263,7 +272,9 @@ export function createActivities(deps: ActivityDeps) {
         return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
       }
       // No room left for a full turn: the server would reject the request (prompt + max_tokens > window).
-      if (estimate + input.sampling.maxTokensPerTurn > input.contextWindow) {
+      if (
+        !turnFits(rawEstimate, input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio)
+      ) {
         return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
       }
       deps.onModelCall?.({

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { actionText, contextPolicy, estimateTokens, formatToolResponse } from '../../agent/context.js';
+import {
+  actionText,
+  contextPolicy,
+  estimateTokens,
+  formatToolResponse,
+  turnBudgetTokens,
+  turnFits,
+} from '../../agent/context.js';
 import { parseTurn } from '../../agent/format.js';
 import {
   ITERRESEARCH_SYSTEM_PROMPT,
@@ -154,6 +161,24 @@ describe('iterresearch', () => {
     expect(fitted[1]!.content).toMatch(/more characters omitted\]\n<\/last_observation>$/);
     // A prompt that fits is left whole.
     expect(p.buildMessages(s, 1_000_000)).toEqual(p.buildMessages(s));
+  });
+
+  it('a prompt cut to the turn budget fits, at any learned ratio (no rounding back to one token over)', () => {
+    const t =
+      '<think>a</think><report>M1</report><tool_call>{"name":"visit","arguments":{"url":["u"]}}</tool_call>';
+    const s = p.advance(p.initial('Q?'), parseTurn(t), t, `PAGE ${'lorem ipsum '.repeat(400_000)}`);
+    // 768/501: floor(126976 / r) * r reads 126976.00000000001, so ceil(estimate * r) + maxTokens passed the window.
+    for (const ratio of [768 / 501, 1, 1.37, 0.83]) {
+      const budget = turnBudgetTokens(131_072, 4096, ratio);
+      const estimate = estimateTokens(p.buildMessages(s, budget));
+      expect(estimate).toBeLessThanOrEqual(budget);
+      expect(turnFits(estimate, 131_072, 4096, ratio)).toBe(true);
+      expect(turnFits(budget + 1, 131_072, 4096, ratio)).toBe(false);
+    }
+    // Converted back to server tokens, the same prompt reads one over: why the check stays in estimated tokens.
+    const edge = turnBudgetTokens(131_072, 4096, 768 / 501);
+    expect(Math.ceil(edge * (768 / 501)) + 4096).toBe(131_073);
+    expect(turnFits(edge, 131_072, 4096, 768 / 501)).toBe(true);
   });
 
   it('first round has the question and an empty report', () => {
