@@ -90,17 +90,20 @@ interface ThinkSplit {
 
 function splitThink(text: string): ThinkSplit {
   const close = text.indexOf('</think>');
-  // The opening tag that belongs to this close: a model that writes past its action may open the next turn's.
-  const open = close >= 0 ? text.lastIndexOf('<think>', close) : text.indexOf('<think>');
+  // The last opening tag before this close: a model that writes past its action may open the next turn's.
+  const last = close >= 0 ? text.lastIndexOf('<think>', close) : text.indexOf('<think>');
   // An action ahead of that <think> that the model ran on past was this turn's, its reasoning untagged: the <think>
   // opens a turn the model went on to imagine, whose action must not be taken for this one's. A tag merely mentioned
   // or quoted in untagged reasoning ("no <answer> yet", an example call) is not such an action.
   // The action may follow a report (iterresearch's format) or a mention.
-  const ranOn = open >= 0 ? ranOnActionBefore(text, open) : undefined;
+  const ranOn = last >= 0 ? ranOnActionBefore(text, last) : undefined;
   if (ranOn !== undefined) {
     const end = reportJustBefore(text, ranOn) ?? ranOn;
     return { think: { start: 0, end }, tagged: false, rest: end };
   }
+  // Otherwise the reasoning opens at the first <think>: a later one before its close is a mention of the tag ("I
+  // should use the <think> format"), which must not cut off the reasoning before it.
+  const open = last >= 0 ? text.indexOf('<think>') : -1;
   // A missing <think> is common: chat templates often put the opening tag in the prompt.
   const start = open >= 0 ? open + '<think>'.length : 0;
   const tagged = open >= 0 || close >= 0;
@@ -302,7 +305,14 @@ export function turnSpans(text: string): TurnSpans {
   // unclosed before a whole tool call is a mention of the tag ("I won't write <answer> yet"), not an answer that
   // would end the trajectory with the words between them.
   const answerMentioned = answer?.closed === false && call?.closed === true;
-  const isCall = call !== null && (answer === null || call.open < answer.open || answerMentioned);
+  // The same the other way: an unclosed <tool_call> whose words are no call ("I will not use <tool_call> now.")
+  // before a whole answer does not hide the answer.
+  const callMentioned =
+    call?.closed === false &&
+    answer?.closed === true &&
+    !('call' in parseToolCallBody(text.slice(call.start, call.end).trim()));
+  const isCall =
+    call !== null && (answer === null || ((call.open < answer.open || answerMentioned) && !callMentioned));
   const first = isCall ? call : answer;
   const action = first
     ? {
@@ -389,23 +399,42 @@ function tagOrWhole(text: string, tag: string): string | null {
 
 export type Judgement = 'correct' | 'incorrect';
 
+/** Words that negate a verdict word they precede ("not", "isn't", "cannot", "nothing … is"). */
+const NEGATION = /^(?:not|never|cannot|nothing|neither|nor|hardly|\w*n['’]t)$/;
+/** Words that may stand between a negation and the verdict it negates ("not entirely correct", "cannot be correct"). */
+const HEDGE =
+  /^(?:entirely|fully|completely|quite|exactly|totally|wholly|strictly|necessarily|really|actually|technically|be|been|is|here|considered|deemed|judged)$/;
+
+/**
+ * The verdict a verdict word gives, read with the words of its clause before it: negated ("not correct", "not
+ * entirely correct") it flips; a negation further off that is not plainly about it ("nothing but the date is
+ * correct") makes it unreadable (undefined).
+ */
+function verdictOf(word: string, before: string): Judgement | undefined {
+  const verdict: Judgement = word === 'correct' ? 'correct' : 'incorrect';
+  const clause = before.slice(before.search(/[^.,;:!?]*$/)).trim();
+  const words = clause.length > 0 ? clause.split(/\s+/) : [];
+  const negation = words.map((w) => NEGATION.test(w)).lastIndexOf(true);
+  if (negation < 0) return verdict;
+  if (!words.slice(negation + 1).every((w) => HEDGE.test(w))) return undefined;
+  return verdict === 'correct' ? 'incorrect' : 'correct';
+}
+
 /**
  * The verdict of the LLM judge: `<judgement>correct|incorrect</judgement>`; without the tag, the standalone
- * "correct"/"incorrect" after the reasoning and its last question. Null when no verdict can be read, or verdicts
- * disagree.
+ * "correct"/"incorrect"/"wrong" after the reasoning and its last question. Null when no verdict can be read, or
+ * verdicts disagree: the question is then left unscored rather than scored on a guess.
  */
 export function parseJudgement(text: string): Judgement | null {
   const body = afterThink(text);
   const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
   // Without the tag, the verdict follows the last question the judge asked itself ("Is it correct? No, incorrect.").
-  const source = tagged ?? body.slice(body.lastIndexOf('?') + 1);
-  // "not correct" / "isn't correct" is a verdict of incorrect (and "not incorrect" of correct), not the word it negates.
+  const source = (tagged ?? body.slice(body.lastIndexOf('?') + 1)).toLowerCase();
   // "The correct answer is Paris" names the gold answer, not a verdict.
-  const words = source
-    .toLowerCase()
-    .match(/(?<!\bthe\s+)\b(?:(?:not|\w*n['’]t)\s+)?(?:incorrect|correct)\b/g)
-    ?.map((w) => (/\s/.test(w) ? (w.endsWith('incorrect') ? 'correct' : 'incorrect') : w));
-  // One verdict only, inside the tag or in the text without one: words that disagree give none.
-  const first = words?.[0];
-  return first !== undefined && words!.every((w) => w === first) ? (first as Judgement) : null;
+  const verdicts = [...source.matchAll(/(?<!\bthe\s+)\b(?:incorrect|correct|wrong)\b/g)].map((m) =>
+    verdictOf(m[0], source.slice(0, m.index)),
+  );
+  // One verdict only, inside the tag or in the text without one: words that disagree, or one unreadable, give none.
+  const first = verdicts[0];
+  return first !== undefined && verdicts.every((v) => v === first) ? first : null;
 }

@@ -243,6 +243,26 @@ describe('parseTurn', () => {
     ])
       expect(parseTurn(asServed, 'stop')).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
     expect(parseTurn(`<think>ok</think>\n<answer>Paris</answer>\n${call}`)).toMatchObject({ kind: 'answer' });
+    // A <think> mentioned inside the reasoning does not cut off what comes before it.
+    const thinkMention = `<think>I should use the <think> tag format, then search.</think>\n${call}`;
+    expect(parseTurn(thinkMention)).toMatchObject({
+      kind: 'tool_call',
+      think: 'I should use the <think> tag format, then search.',
+    });
+    expect(regionRanges(thinkMention).think).toEqual({
+      start: '<think>'.length,
+      end: thinkMention.indexOf('</think>'),
+    });
+    // The other way round: a <tool_call> mentioned, unclosed and no call, before a whole answer.
+    for (const mentioned of [
+      '<think>hmm</think>I will not use <tool_call> now.\n<answer>Paris</answer>',
+      'No <tool_call> needed: <answer>Paris</answer>',
+    ])
+      expect(parseTurn(mentioned, 'stop')).toMatchObject({ kind: 'answer', answer: 'Paris' });
+    // An unclosed call that does read as one is still the action, answer after it or not.
+    expect(
+      parseTurn('<think>ok</think><tool_call>{"name":"search","arguments":{}}\n<answer>Paris</answer>'),
+    ).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
     // Tags only mentioned in reasoning the chat template opened are not an action before the <think> they mention.
     expect(
       parseTurn(
@@ -435,5 +455,18 @@ describe('tag helpers', () => {
     expect(parseJudgement('Is the prediction correct? No, it is incorrect.')).toBe('incorrect');
     // Verdicts that disagree give none.
     expect(parseJudgement('Correct at first sight, but incorrect on the date.')).toBeNull();
+    // A negation a hedge away still negates; one that is not plainly about the verdict leaves none to read.
+    for (const hedged of [
+      'The prediction is not entirely correct.',
+      "The prediction isn't fully correct.",
+      'The prediction cannot be correct.',
+      'Nothing here is correct',
+      '<judgement>not entirely correct</judgement>',
+    ])
+      expect(parseJudgement(hedged), hedged).toBe('incorrect');
+    expect(parseJudgement('Nothing wrong with it.')).toBe('correct');
+    expect(parseJudgement('Not a single part but the date is correct.')).toBeNull();
+    // "wrong" is a verdict of incorrect, and "the correct answer" still is not one of correct.
+    expect(parseJudgement('The prediction is wrong. The correct answer is Paris.')).toBe('incorrect');
   });
 });
