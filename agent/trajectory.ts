@@ -113,6 +113,9 @@ export interface TrajectoryResult {
   /** all_ppl over every turn, a branch's reused prefix included: meanUncertainty gives the trajectory's uncertainty. */
   uncertainty: UncertaintyTally;
   error?: string;
+  /** Why a trajectory that did not fail ended short of an answer, where its termination alone does not say (a
+   * summary that could not be made: cut off at maxTokensPerTurn, refused as too long). */
+  reason?: string;
   /** Where the step records are: one segment per workflow run, a branch's reused prefix first. */
   log: StepLogSegment[];
   /** Per-step facts for branching (index = step), of the first BRANCHABLE_STEP_LIMIT steps only. */

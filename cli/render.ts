@@ -59,7 +59,7 @@ export function summarizeTrajectory(r: TrajectoryResult): string {
   const cacheRate = u.promptTokens ? ((100 * u.cachedPromptTokens) / u.promptTokens).toFixed(1) : '0.0';
   return [
     `  prediction : ${r.prediction ?? '(none)'}`,
-    `  termination: ${r.termination}${r.error ? ` (${r.error})` : ''}`,
+    `  termination: ${r.termination}${(r.error ?? r.reason) ? ` (${r.error ?? r.reason})` : ''}`,
     `  steps      : ${r.steps} (${u.toolCalls} tool calls, ${u.llmCalls} model calls, ${r.runs} workflow run${r.runs > 1 ? 's' : ''})`,
     `  tokens     : ${u.promptTokens} prompt (${u.cachedPromptTokens} from prefix cache, ${cacheRate}%), ${u.completionTokens} completion`,
     `  model      : ${modelsLine(r.models, u.llmCalls)}`,
@@ -84,6 +84,7 @@ export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?
     runs: r.runs,
     ...(r.models ? { models: r.models } : {}),
     ...(r.error ? { error: r.error } : {}),
+    ...(r.reason ? { reason: r.reason } : {}),
     ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
   };
 }

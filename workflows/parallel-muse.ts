@@ -74,6 +74,8 @@ export interface RolloutRecord {
   uncertainty: number;
   lineage: Lineage;
   error?: string;
+  /** The trajectory's reason for ending short of an answer without failing (TrajectoryResult.reason). */
+  reason?: string;
 }
 
 export interface AggregatorOutcome extends AggregateResult {
@@ -231,6 +233,7 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
         uncertainty: out ? meanUncertainty(out.uncertainty) : Number.POSITIVE_INFINITY,
         lineage,
         ...((error ?? out?.error) ? { error: error ?? out?.error } : {}),
+        ...(out?.reason ? { reason: out.reason } : {}),
       };
       rollouts.push(record);
       return record;

@@ -158,7 +158,9 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
   let models = carried.models ?? [];
   const log = [...carried.log];
   const records: StepRecord[] = [];
-  let finished: { termination: Termination; prediction: string | null; error?: string } | undefined;
+  let finished:
+    | { termination: Termination; prediction: string | null; error?: string; reason?: string }
+    | undefined;
 
   setHandler(progressQuery, () => ({
     status: finished ? 'finished' : 'running',
@@ -252,7 +254,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
         models = noteModel(models, s.model);
         if (s.status === 'max_context') {
           lastAction = `could not summarise: ${s.reason ?? 'no usable summary'}`;
-          finished = { termination: 'max_context', prediction: null };
+          finished = { termination: 'max_context', prediction: null, reason: lastAction };
           break;
         }
         contextRef = s.contextRef;
@@ -332,6 +334,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
     usage,
     uncertainty,
     ...(finished.error ? { error: finished.error } : {}),
+    ...(finished.reason ? { reason: finished.reason } : {}),
     log,
     ...(branchable ? { branchable } : {}),
     ...(lineage ? { lineage } : {}),

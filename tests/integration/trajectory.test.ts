@@ -743,7 +743,13 @@ describe('trajectory workflow', () => {
           const [q] = sampleQuestions(1, seed);
           const { result, log, summarised } = await run(`${q!.question} [sim:min-turns=8]`, 4000, { pool });
           expect(result.termination, pool).toBe('max_context');
+          // Not a failure, but it says why: the summary it could not make.
           expect(result.error).toBeUndefined();
+          expect(result.reason, pool).toMatch(
+            finishReason === 'length'
+              ? /^could not summarise: .*cut off at \d+ tokens \(maxTokensPerTurn\)/
+              : /^could not summarise: /,
+          );
           expect(result.steps).toBeGreaterThan(0);
           // Every step before the summary was kept, none of them marked summarised (no summary replaced the history).
           expect(log).toHaveLength(result.steps);
