@@ -103,6 +103,8 @@ export interface ToolStepInput {
   policy: ContextPolicyName;
   contextRef: string;
   turnRef: string;
+  /** 'length' when the turn was cut off at maxTokensPerTurn; absent in inputs recorded before it was passed. */
+  finishReason?: 'stop' | 'length';
 }
 
 export interface ToolStepResult {
@@ -149,8 +151,13 @@ function summaryBudget(input: SummarizeInput): number | undefined {
 
 const MAX_TOOL_ERROR_CHARS = 1000;
 
+const CUT_OFF_CALL_PROBLEM = 'tool call cut off at the token limit (maxTokensPerTurn)';
+
 export const CUT_OFF_ANSWER_OBSERVATION =
   'Error: the answer was cut off at the token limit before </answer>. Give the final answer again, briefly, inside <answer></answer>.';
+
+export const CUT_OFF_TURN_OBSERVATION =
+  'Error: the response was cut off at the token limit before it gave a <tool_call> or an <answer>. Think more briefly, then either call a tool or give the final answer.';
 
 export const NO_ACTION_OBSERVATION =
   'Error: the response has neither a <tool_call> nor an <answer>. Think, then either call a tool or give the final answer.';
@@ -323,7 +330,7 @@ export function createActivities(deps: ActivityDeps) {
         kind: turn.kind,
         ...(turn.kind === 'tool_call' ? { tool: turn.call.name } : {}),
         ...(turn.kind === 'answer' ? { answer: turn.answer } : {}),
-        actionPreview: preview(turn),
+        actionPreview: preview(turn, g.finishReason),
         regions: g.regions,
         usage: g.usage,
         memberId: g.memberId,
@@ -361,10 +368,18 @@ export function createActivities(deps: ActivityDeps) {
         case 'invalid_tool_call':
           // The model gets the reference's fixed wording; the record says what was wrong with this call.
           observation = turn.error;
-          toolError = toolCallProblem(turn.raw) ?? turn.error;
+          toolError =
+            input.finishReason === 'length'
+              ? CUT_OFF_CALL_PROBLEM
+              : (toolCallProblem(turn.raw) ?? turn.error);
           break;
         case 'no_action':
-          observation = turn.cutOffAnswer ? CUT_OFF_ANSWER_OBSERVATION : NO_ACTION_OBSERVATION;
+          // A turn the token limit cut off is not one where the model forgot to act: it is told so.
+          observation = turn.cutOffAnswer
+            ? CUT_OFF_ANSWER_OBSERVATION
+            : input.finishReason === 'length'
+              ? CUT_OFF_TURN_OBSERVATION
+              : NO_ACTION_OBSERVATION;
           toolError = observation;
           break;
         case 'answer':
@@ -461,7 +476,7 @@ export type CallModel = (
   opts: CallModelOptions,
 ) => Promise<Generation>;
 
-function preview(turn: ParsedTurn): string {
+function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
   const clip = (s: string, n = 120) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
   switch (turn.kind) {
     case 'tool_call':
@@ -469,8 +484,9 @@ function preview(turn: ParsedTurn): string {
     case 'answer':
       return clip(`answer: ${turn.answer}`);
     case 'invalid_tool_call':
-      return 'invalid tool call';
+      return finishReason === 'length' ? 'tool call cut off at the token limit' : 'invalid tool call';
     case 'no_action':
-      return turn.cutOffAnswer ? 'answer cut off at the token limit' : 'no action';
+      if (turn.cutOffAnswer) return 'answer cut off at the token limit';
+      return finishReason === 'length' ? 'cut off at the token limit before an action' : 'no action';
   }
 }

@@ -15,6 +15,8 @@ export interface SimDirectives {
   garbageAt: Set<number>;
   /** Agent turn indices that open an <answer> and ramble past any token limit (the turn is cut off in it). */
   cutAnswerAt: Set<number>;
+  /** Agent turn indices that reason past any token limit (the turn is cut off in its <think>, before an action). */
+  cutThinkAt: Set<number>;
   /** Agent turn indices that go on past their tool call, into an imagined response and answer. */
   runOnAt: Set<number>;
   /** Keep researching until at least this many agent turns have been taken. */
@@ -33,6 +35,7 @@ export function parseDirectives(text: string): SimDirectives {
     unknownToolAt: new Set(),
     garbageAt: new Set(),
     cutAnswerAt: new Set(),
+    cutThinkAt: new Set(),
     runOnAt: new Set(),
     minTurns: 0,
     obsBytes: 0,
@@ -55,6 +58,9 @@ export function parseDirectives(text: string): SimDirectives {
         break;
       case 'cut-answer':
         if (at !== null) d.cutAnswerAt.add(at);
+        break;
+      case 'cut-think':
+        if (at !== null) d.cutThinkAt.add(at);
         break;
       case 'run-on':
         if (at !== null) d.runOnAt.add(at);

@@ -613,6 +613,7 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     ['unknown', d.unknownToolAt, 'teleport'],
     ['garbage', d.garbageAt, '[sim] garbage'],
     ['cut-answer', d.cutAnswerAt, '[sim] rambling'],
+    ['cut-think', d.cutThinkAt, '[sim] overthinking'],
     ['run-on', d.runOnAt, 'sim-run-on'],
   ] as const;
   const forced =
@@ -627,6 +628,11 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
 
   if (forced !== null) {
     const cur = view.chain[view.chain.length - 1]!;
+    // As many tokens as cut-answer's: the server cuts the turn off before </think>.
+    if (forced === 'cut-think') {
+      w.write(`<think>[sim] overthinking about ${cur}${' and so on'.repeat(22_000)}`, 'think');
+      return;
+    }
     w.write('<think>I will continue the research on ', 'think');
     w.write(`${cur}.</think>\n`, 'think');
     report();

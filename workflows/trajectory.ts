@@ -298,6 +298,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
           policy: spec.policy,
           contextRef,
           turnRef: r.turnRef,
+          ...(r.finishReason === 'length' ? { finishReason: r.finishReason } : {}),
         });
         contextRef = t.contextRef;
         record.observationRef = t.observationRef;

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ContextStore } from '../../activities/content.js';
 import {
   CUT_OFF_ANSWER_OBSERVATION,
+  CUT_OFF_TURN_OBSERVATION,
   createActivities,
   type LlmStepResult,
   type SummarizeResult,
@@ -638,6 +639,26 @@ describe('trajectory workflow', () => {
       actionPreview: 'answer cut off at the token limit',
       toolError: CUT_OFF_ANSWER_OBSERVATION,
     });
+    expect(log[1]!.usage.completionTokens).toBe(600);
+    expect(log.length).toBeGreaterThan(2);
+  });
+
+  it('a turn cut off at the token limit before it acted is recorded as such, and the model told, not as no action', async () => {
+    const [q] = sampleQuestions(1, 13);
+    const handle = await startTrajectory(suite.client, cfg, {
+      question: `${q!.question} [sim:cut-think@1]`,
+      maxTurns: 40,
+      sampling: { maxTokensPerTurn: 600 },
+    });
+    const result = await handle.result();
+    expect(result.termination).toBe('answer');
+    const log = await stepLog(result.log);
+    expect(log[1]).toMatchObject({
+      kind: 'no_action',
+      actionPreview: 'cut off at the token limit before an action',
+      toolError: CUT_OFF_TURN_OBSERVATION,
+    });
+    expect(await new BlobStore(suite.nc).getText(log[1]!.observationRef!)).toBe(CUT_OFF_TURN_OBSERVATION);
     expect(log[1]!.usage.completionTokens).toBe(600);
     expect(log.length).toBeGreaterThan(2);
   });
