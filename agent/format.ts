@@ -323,9 +323,20 @@ export function turnSpans(text: string): TurnSpans {
       }
     : null;
   // An unclosed <report> with no action after it is a turn cut off mid-report: not a report, or an iterresearch
-  // trajectory would replace its whole report with the fragment.
+  // trajectory would replace its whole report with the fragment. A whole one written after a whole action (the
+  // order swapped) is still the report, unless it is past a <tool_response> or <think> the model went on to imagine
+  // (the next turn's).
+  const between = r && first ? text.slice(first.end, r.open) : '';
+  const reportAfter =
+    r?.closed === true &&
+    first?.closed === true &&
+    r.open > first.end &&
+    !between.includes('<tool_response>') &&
+    !between.includes('<think>');
   const report =
-    r && (reportFirst || (first ? r.open < first.open : r.closed)) ? { start: r.start, end: r.end } : null;
+    r && (reportFirst || reportAfter || (first ? r.open < first.open : r.closed))
+      ? { start: r.start, end: r.end }
+      : null;
   return { think, thinkTagged: tagged, report, action };
 }
 

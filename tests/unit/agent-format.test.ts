@@ -183,6 +183,17 @@ describe('parseTurn', () => {
     const a = parseTurn('<think>t</think><report>R</report><answer>X</answer>');
     expect(a).toEqual({ kind: 'answer', think: 't', answer: 'X', report: 'R' });
     expect('report' in parseTurn('<think>t</think><answer>X</answer>')).toBe(false);
+    // Written after the action instead of before it: still the report, not lost.
+    const call = '<tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>';
+    expect(parseTurn(`<think>t</think>${call}\n<report>new facts: A=1</report>`)).toMatchObject({
+      kind: 'tool_call',
+      report: 'new facts: A=1',
+    });
+    // Not one past a response the model imagined, nor one cut off.
+    expect(
+      'report' in parseTurn(`<think>t</think>${call}<tool_response>x</tool_response><report>R</report>`),
+    ).toBe(false);
+    expect('report' in parseTurn(`<think>t</think>${call}\n<report>new facts: A`)).toBe(false);
     // Cut off inside the report, no action after it: no report (an unclosed one ended by an action still counts).
     expect('report' in parseTurn('<think>t</think><report>R1. R2 is par')).toBe(false);
     expect(parseTurn('<think>t</think><report>R<answer>X</answer>')).toMatchObject({
@@ -341,11 +352,16 @@ describe('turnSpans', () => {
     expect(at('<tool_call>{"n', turnSpans('<tool_call>{"n').action)).toBe('{"n');
   });
 
-  it('takes the first action, and a report only before it', () => {
+  it('takes the first action, and a whole report before it or right after it', () => {
     const text = '<think>t</think><answer>A</answer><tool_call>{}</tool_call>';
     expect(turnSpans(text).action).toMatchObject({ kind: 'answer' });
     expect(at(text, turnSpans(text).action)).toBe('A');
-    expect(turnSpans('<think>t</think><answer>A</answer><report>R</report>').report).toBeNull();
+    const after = '<think>t</think><answer>A</answer><report>R</report>';
+    expect(at(after, turnSpans(after).report)).toBe('R');
+    // One in a next turn the model went on to imagine is not this turn's.
+    expect(
+      turnSpans('<think>t</think><answer>A</answer><think>u</think><report>R</report>').report,
+    ).toBeNull();
   });
 
   it('marks reasoning that no think tag delimits', () => {
