@@ -102,9 +102,15 @@ export const ParallelMuseSpecSchema = z
   })
   .strict()
   // Otherwise the prediction would silently come from another aggregator than the one asked for.
-  .refine((s) => s.aggregators.includes(s.primaryAggregator), {
-    message: 'primaryAggregator must be one of aggregators',
-    path: ['primaryAggregator'],
+  .superRefine((s, ctx) => {
+    if (s.aggregators.includes(s.primaryAggregator)) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['primaryAggregator'],
+      message:
+        `'${s.primaryAggregator}' is not one of aggregators [${s.aggregators.join(', ')}]: name one of them as ` +
+        "primaryAggregator (it is 'compressed' when not given)",
+    });
   });
 
 export type ParallelMuseSpec = z.infer<typeof ParallelMuseSpecSchema>;
