@@ -250,6 +250,9 @@ export function registerRunCommands(program: Command): void {
           temporalPort: o.temporalPort,
           natsPort: o.natsPort,
           namespace: cfg.temporal.namespace,
+          // Its own to stop when done, unless told to keep them.
+          temporary: !o.keepRunning,
+          onWaiting: (m) => console.log(`  ${m}`),
         });
         for (const m of stack.messages) console.log(`  ${m}`);
         // The servers run detached, so Ctrl-C does not reach them: stopping them is this command's job, on every
@@ -257,7 +260,7 @@ export function registerRunCommands(program: Command): void {
         const stopServers = async () => {
           if (o.keepRunning || stack.alreadyRunning) return;
           // Only what it started: a server that was already running stays up for whoever started it.
-          const d = await down({ dataDir: cfg.dataDir, only: stack.started });
+          const d = await down({ dataDir: cfg.dataDir, only: stack.started, temporaryFor: process.pid });
           for (const m of d.messages) console.log(`  ${m}`);
         };
         const interrupted = (signal: NodeJS.Signals) => {

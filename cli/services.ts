@@ -113,6 +113,7 @@ export function registerServiceCommands(program: Command): void {
         temporalPort: o.temporalPort,
         natsPort: o.natsPort,
         namespace: cfg.temporal.namespace,
+        onWaiting: (m) => console.error(m),
       });
       for (const m of r.messages) console.log(m);
     });

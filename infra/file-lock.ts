@@ -2,10 +2,13 @@
 // data directory). Created exclusively; one left by a dead process on this host is taken over, one taker at a time.
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { isProcessAlive, processStartTime } from './processes.js';
 
 export interface LockHolder {
   pid: number;
   host: string;
+  /** processStartTime of the holder, where the host can tell: a later process given the same pid is not it. */
+  start?: string;
 }
 
 export type LockAttempt =
@@ -18,7 +21,8 @@ export type LockAttempt =
  * it only while it is still this process's own (never one another process took over).
  */
 export function tryLock(lock: string): LockAttempt {
-  const mine = JSON.stringify({ pid: process.pid, host: hostname() });
+  const start = processStartTime(process.pid);
+  const mine = JSON.stringify({ pid: process.pid, host: hostname(), ...(start ? { start } : {}) });
   for (let attempt = 0; ; attempt++) {
     try {
       writeFileSync(lock, mine, { flag: 'wx' });
@@ -84,23 +88,17 @@ function lockHolder(lock: string): LockHolder | 'stale' | undefined {
   }
   // Another host's process cannot be checked from here: its lock stands.
   if (holder.host !== hostname()) return holder;
-  return isProcessAlive(holder.pid) ? holder : 'stale';
+  return holderRuns(holder) ? holder : 'stale';
 }
 
-/** Alive and not a zombie: a killed child of a process that has not reaped it still answers kill(0). */
-export function isProcessAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return false;
-  } catch {
-    // no procfs (macOS): kill(0) is all we have
-  }
-  return true;
+/**
+ * Whether the lock's holder still runs: its pid alive and, where both are known, started when the holder did. A lock
+ * left by a process killed outright names a pid that may since be another's, this process's own included (a
+ * restarted container numbers its processes alike).
+ */
+function holderRuns(holder: LockHolder): boolean {
+  if (!isProcessAlive(holder.pid)) return false;
+  if (holder.start === undefined) return true;
+  const start = processStartTime(holder.pid);
+  return start === undefined || start === holder.start;
 }

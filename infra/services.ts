@@ -20,7 +20,8 @@ import { connect as natsConnect } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import { exitAsSignal } from '../common/signals.js';
 import { resolveBinary } from './binaries.js';
-import { isProcessAlive, type LockHolder, tryLock } from './file-lock.js';
+import { type LockHolder, tryLock } from './file-lock.js';
+import { isProcessAlive, processCommandLine, processStartTime } from './processes.js';
 
 export type ServiceName = 'temporal' | 'nats';
 
@@ -171,12 +172,10 @@ async function assertPortFree(port: number, host: string, flag: string): Promise
  */
 function processRuns(pid: number, binary: string, dataDir: string): boolean {
   if (!isProcessAlive(pid)) return false;
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(basename(binary)) && cmdline.includes(dataDir);
-  } catch {
-    return true;
-  }
+  const cmdline = processCommandLine(pid);
+  // Unreadable (procfs hidden, no ps): alive is all that can be told.
+  if (cmdline === undefined) return true;
+  return cmdline.includes(basename(binary)) && cmdline.includes(dataDir);
 }
 
 const owned = new Set<ChildProcess>();
@@ -651,6 +650,11 @@ export interface ServiceRecord {
   logFile: string;
   ports: Record<string, number>;
   startedAt: string;
+  /**
+   * The process (`muse demo`) that started this server for itself and stops it when done, unless a `muse up` since
+   * found it running and so wants it kept: that `up` removes the mark.
+   */
+  temporaryFor?: number;
 }
 
 export interface StackFile {
@@ -669,6 +673,10 @@ export interface UpOptions {
   namespace?: string;
   natsMaxPayload?: number;
   healthTimeoutMs?: number;
+  /** The servers this call starts are the caller's, to stop with `down({ temporaryFor: process.pid })` when done. */
+  temporary?: boolean;
+  /** Told once when the call has waited a while on another `up` of the same data directory. */
+  onWaiting?: (message: string) => void;
 }
 
 export interface UpResult {
@@ -789,17 +797,22 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
   // One `up` at a time per data directory: a second one waits, then finds the stack the first one started.
   const lock = join(dataDir, 'up.lock');
-  const release = await waitForLock(lock, UP_LOCK_WAIT_MS, (holder) =>
+  const busy = (holder: LockHolder | undefined) =>
     holder
       ? `another muse up (pid ${holder.pid} on ${holder.host}) is starting the servers of ${dataDir}`
-      : `another muse up is starting the servers of ${dataDir}`,
+      : `another muse up is starting the servers of ${dataDir}`;
+  const release = await waitForLock(lock, UP_LOCK_WAIT_MS, busy, (holder) =>
+    opts.onWaiting?.(`${busy(holder)}; waiting for it`),
   );
   // The servers run detached, so an interrupt while they start (Ctrl-C during a slow first start) would leave
   // them running with no stack.json to find them by: stop what this call spawned, then exit as the signal would
   // (which releases the lock, as any exit does).
-  const spawned: number[] = [];
+  // Each with its start time: one that exited (a server started again on other ports) may have left its pid to
+  // another process by now, which must not be signalled.
+  const spawned: { pid: number; start: string | undefined }[] = [];
   const interrupted = (signal: NodeJS.Signals) => {
-    for (const pid of spawned) {
+    for (const { pid, start } of spawned) {
+      if (!isProcessAlive(pid) || (start !== undefined && processStartTime(pid) !== start)) continue;
       try {
         process.kill(pid, 'SIGTERM');
       } catch {
@@ -814,7 +827,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   for (const signal of signals) process.on(signal, interrupted);
   try {
-    return await upLocked(dataDir, opts, (pid) => spawned.push(pid));
+    return await upLocked(dataDir, opts, (pid) => spawned.push({ pid, start: processStartTime(pid) }));
   } finally {
     for (const signal of signals) process.off(signal, interrupted);
     release();
@@ -827,16 +840,26 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
  */
 const UP_LOCK_WAIT_MS = 3 * DEFAULT_HEALTH_TIMEOUT_MS;
 
+/** How long a wait for the lock goes unmentioned: a second `up` usually finds the first done within it. */
+const LOCK_WAIT_NOTICE_MS = 2_000;
+
 /** Takes `lock`, waiting while a live process here holds it, else up to `waitMs`; then fails with `busy`'s message. */
 async function waitForLock(
   lock: string,
   waitMs: number,
   busy: (holder: LockHolder | undefined) => string,
+  onWaiting?: (holder: LockHolder | undefined) => void,
 ): Promise<() => void> {
-  const until = Date.now() + waitMs;
+  const since = Date.now();
+  const until = since + waitMs;
+  let told = false;
   for (;;) {
     const got = tryLock(lock);
     if (got.acquired) return got.release;
+    if (!told && Date.now() - since >= LOCK_WAIT_NOTICE_MS) {
+      told = true;
+      onWaiting?.(got.holder);
+    }
     // tryLock names a holder on this host only while it runs (a dead one's lock is taken over).
     const liveHere = got.holder?.host === hostname();
     if (!liveHere && Date.now() >= until)
@@ -882,14 +905,26 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
 
   const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);
   const keepNats = Boolean(natsStatus?.alive && natsStatus.healthy && previous?.nats);
+  // A server a `muse demo` started for itself, found by a plain `up`, is kept running when that demo ends.
+  let claimed = false;
+  const keep = <R extends ServiceRecord>(name: ServiceName, record: R): R => {
+    if (record.temporaryFor === undefined || opts.temporary) return record;
+    claimed = true;
+    messages.push(
+      `${name} was started by muse demo (pid ${record.temporaryFor}); it now stays up when the demo ends`,
+    );
+    const { temporaryFor: _, ...kept } = record;
+    return kept as R;
+  };
   if (keepTemporal && previous?.temporal) {
-    stack.temporal = previous.temporal;
+    stack.temporal = keep('temporal', previous.temporal);
     messages.push(`temporal already running at ${previous.temporal.address} (pid ${previous.temporal.pid})`);
   }
   if (keepNats && previous?.nats) {
-    stack.nats = previous.nats;
+    stack.nats = keep('nats', previous.nats);
     messages.push(`nats already running at ${previous.nats.url} (pid ${previous.nats.pid})`);
   }
+  const mark = opts.temporary ? { temporaryFor: process.pid } : {};
 
   try {
     if (!keepTemporal) {
@@ -909,7 +944,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
       });
       startedHandles.push(h);
       started.push('temporal');
-      stack.temporal = { ...toRecord(h), namespace: h.namespace };
+      stack.temporal = { ...toRecord(h), namespace: h.namespace, ...mark };
       messages.push(`temporal started at ${h.address} (pid ${h.pid}), log ${h.logFile}`);
     }
     if (!keepNats) {
@@ -926,7 +961,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
       });
       startedHandles.push(h);
       started.push('nats');
-      stack.nats = { ...toRecord(h), maxPayload: h.maxPayload };
+      stack.nats = { ...toRecord(h), maxPayload: h.maxPayload, ...mark };
       messages.push(`nats started at ${h.url} (pid ${h.pid}), log ${h.logFile}`);
     }
   } catch (err) {
@@ -940,7 +975,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     throw err;
   }
 
-  if (started.length > 0 || !previous) writeStackFile(dataDir, stack);
+  if (started.length > 0 || !previous || claimed) writeStackFile(dataDir, stack);
   const full = stack as UpResult['stack'];
   return {
     alreadyRunning: started.length === 0,
@@ -954,11 +989,19 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
 
 /** Stop the background stack recorded in `<dataDir>/stack.json` (idempotent). */
 export async function down(
-  opts: { dataDir?: string; timeoutMs?: number; only?: readonly ServiceName[] } = {},
+  opts: {
+    dataDir?: string;
+    timeoutMs?: number;
+    only?: readonly ServiceName[];
+    /** Stop only servers still marked as this process's own (UpOptions.temporary), leaving those claimed since. */
+    temporaryFor?: number;
+  } = {},
 ): Promise<DownResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   const stack = readStackFile(dataDir);
   const stopped: ServiceName[] = [];
+  // Stopped, or found not running: no longer recorded.
+  const gone: ServiceName[] = [];
   const messages: string[] = [];
   if (stack) {
     // NATS first: workers notice it going away and stop taking work before Temporal disappears.
@@ -966,6 +1009,10 @@ export async function down(
       const record = stack[name];
       if (!record) continue;
       if (opts.only && !opts.only.includes(name)) continue;
+      if (opts.temporaryFor !== undefined && record.temporaryFor !== opts.temporaryFor) {
+        messages.push(`${name} left running (pid ${record.pid}): a muse up since wants it`);
+        continue;
+      }
       if (processRuns(record.pid, record.binary, dataDir)) {
         await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
         stopped.push(name);
@@ -973,16 +1020,18 @@ export async function down(
       } else {
         messages.push(`${name} was not running`);
       }
+      gone.push(name);
     }
   }
   // Stopping only some (what `muse demo` started) leaves the others recorded, for `muse down` to stop later.
+  const left = (name: ServiceName) => stack?.[name] !== undefined && !gone.includes(name);
   const kept: StackFile | undefined =
-    stack && opts.only
+    stack && (opts.only || opts.temporaryFor !== undefined)
       ? {
           version: 1,
           dataDir: stack.dataDir,
-          ...(stack.temporal && !opts.only.includes('temporal') ? { temporal: stack.temporal } : {}),
-          ...(stack.nats && !opts.only.includes('nats') ? { nats: stack.nats } : {}),
+          ...(left('temporal') ? { temporal: stack.temporal } : {}),
+          ...(left('nats') ? { nats: stack.nats } : {}),
         }
       : undefined;
   if (kept && (kept.temporal || kept.nats)) writeStackFile(dataDir, kept);

@@ -9,13 +9,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../common/config.js';
 import { connectClient } from '../../common/temporal.js';
 import { MissingBinaryError, resolveBinary } from '../../infra/binaries.js';
-import { isProcessAlive } from '../../infra/file-lock.js';
+import { isProcessAlive, processStartTime } from '../../infra/processes.js';
 import {
   checkNats,
   checkTemporal,
@@ -269,6 +269,37 @@ describe('up / down', () => {
     expect((await up({ dataDir, temporalPort, natsPort })).started).toEqual(['nats']);
   });
 
+  it("a demo's servers are stopped when it ends, unless a muse up found them running meanwhile", async () => {
+    await down({ dataDir, only: ['nats'] });
+    // As muse demo starts them: marked as its own; the one already running is not.
+    const demo = await up({ dataDir, temporalPort, natsPort, temporary: true });
+    expect(demo.started).toEqual(['nats']);
+    expect(demo.stack.nats.temporaryFor).toBe(process.pid);
+    expect(demo.stack.temporal.temporaryFor).toBeUndefined();
+    // A muse up meanwhile reports it running, and so wants it kept.
+    const plain = await up({ dataDir, temporalPort, natsPort });
+    expect(plain.alreadyRunning).toBe(true);
+    expect(plain.messages.join('\n')).toMatch(
+      new RegExp(`nats was started by muse demo \\(pid ${process.pid}\\); it now stays up`),
+    );
+    expect(plain.stack.nats.temporaryFor).toBeUndefined();
+    const ended = await down({ dataDir, only: demo.started, temporaryFor: process.pid });
+    expect(ended.stopped).toEqual([]);
+    expect(ended.messages.join('\n')).toMatch(/nats left running .*a muse up since wants it/);
+    expect(isProcessAlive(demo.stack.nats.pid)).toBe(true);
+    expect((await stackStatus({ dataDir })).nats?.record.pid).toBe(demo.stack.nats.pid);
+    // Not claimed, the demo's own server goes when it ends; the other stays recorded.
+    await down({ dataDir, only: ['nats'] });
+    const again = await up({ dataDir, temporalPort, natsPort, temporary: true });
+    const done = await down({ dataDir, only: again.started, temporaryFor: process.pid });
+    expect(done.stopped).toEqual(['nats']);
+    expect(isProcessAlive(again.stack.nats.pid)).toBe(false);
+    const after = await stackStatus({ dataDir });
+    expect(after.nats).toBeUndefined();
+    expect(after.temporal?.record.pid).toBe(demo.stack.temporal.pid);
+    expect((await up({ dataDir, temporalPort, natsPort })).started).toEqual(['nats']);
+  });
+
   it('down stops everything and is idempotent', async () => {
     const status = await stackStatus({ dataDir });
     const pids = [status.temporal?.record.pid ?? 0, status.nats?.record.pid ?? 0];
@@ -323,6 +354,30 @@ describe('two muse up at once', () => {
       expect(waiter.stack.temporal.pid).toBe(starter.stack.temporal.pid);
       expect(existsSync(join(dataDir, 'up.lock'))).toBe(false);
     } finally {
+      await down({ dataDir });
+    }
+  });
+
+  it('says whom it waits for once the wait is noticeable, and goes on when that process is gone', async () => {
+    const dataDir = tempDir();
+    const ports = { temporalPort: await freePort(), natsPort: await freePort() };
+    // Another process on this host holds the lock for 3 s, as a slow first `muse up` would.
+    const holder = spawn('sleep', ['3']);
+    const pid = holder.pid!;
+    writeFileSync(
+      join(dataDir, 'up.lock'),
+      JSON.stringify({ pid, host: hostname(), start: processStartTime(pid) }),
+    );
+    const told: string[] = [];
+    try {
+      const r = await up({ dataDir, ...ports, onWaiting: (m) => told.push(m) });
+      expect(told).toEqual([
+        `another muse up (pid ${pid} on ${hostname()}) is starting the servers of ${dataDir}; waiting for it`,
+      ]);
+      expect(holder.exitCode).toBe(0);
+      expect(r.started.sort()).toEqual(['nats', 'temporal']);
+    } finally {
+      holder.kill();
       await down({ dataDir });
     }
   });

@@ -17,6 +17,7 @@ import {
   sharedBatchSpec,
 } from '../../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec } from '../../client/parallel-muse.js';
+import { processStartTime } from '../../infra/processes.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'muse-batch-unit-'));
 
@@ -287,6 +288,23 @@ describe('results lock', () => {
     release();
     writeFileSync(`${out}.lock`, JSON.stringify({ pid: dead, host: `not-${hostname()}` }));
     expect(() => lockResults(out)).toThrow(/another muse batch/);
+  });
+
+  it('takes over a lock whose pid now belongs to another process (this one, say), told apart by its start time', () => {
+    const out = join(tmp(), 'out.jsonl');
+    const start = processStartTime(process.pid);
+    expect(start).toMatch(/^\d+$/);
+    // Left by a process killed outright that had this pid before (a restarted container numbers alike).
+    writeFileSync(`${out}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), start: `${start}0` }));
+    const release = lockResults(out);
+    expect(JSON.parse(readFileSync(`${out}.lock`, 'utf8'))).toEqual({
+      pid: process.pid,
+      host: hostname(),
+      start,
+    });
+    // The lock this process holds stands, against itself too.
+    expect(() => lockResults(out)).toThrow(new RegExp(`pid ${process.pid}`));
+    release();
   });
 
   it('two re-runs taking over one stale lock at the same moment: never both get it', async () => {
