@@ -1,7 +1,7 @@
 // Process commands: the local stack (up/down), rollout workers and pool members.
 import type { Command } from 'commander';
 import type { z } from 'zod';
-import { readNamedFile } from '../common/config.js';
+import { type MuseConfig, readNamedFile } from '../common/config.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
@@ -98,6 +98,28 @@ function refuseInapplicableOptions(cmd: Command, backend: string): void {
     );
 }
 
+/**
+ * Where the configuration names other servers than those `muse up` runs: later commands would connect there, and
+ * fail as if the stack were down.
+ */
+export function elsewhere(
+  cfg: Pick<MuseConfig, 'temporal' | 'nats'>,
+  stack: { temporalAddress: string; natsUrl: string },
+): string[] {
+  const notes: string[] = [];
+  if (cfg.temporal.address !== stack.temporalAddress)
+    notes.push(
+      `the configuration (config file or MUSE_TEMPORAL_ADDRESS) names Temporal at ${cfg.temporal.address}, not ` +
+        `${stack.temporalAddress} where this stack runs; later commands connect to ${cfg.temporal.address}`,
+    );
+  if (cfg.nats.url !== stack.natsUrl)
+    notes.push(
+      `the configuration (config file or MUSE_NATS_URL) names NATS at ${cfg.nats.url}, not ${stack.natsUrl} ` +
+        `where this stack runs; later commands connect to ${cfg.nats.url}`,
+    );
+  return notes;
+}
+
 export function registerServiceCommands(program: Command): void {
   program
     .command('up')
@@ -116,6 +138,8 @@ export function registerServiceCommands(program: Command): void {
         onWaiting: (m) => console.error(m),
       });
       for (const m of r.messages) console.log(m);
+      // What later commands will connect to: a config file or MUSE_* variable beats the stack's addresses.
+      for (const m of elsewhere(cliConfig(program.opts()), r)) console.error(`muse up: ${m}`);
     });
 
   program

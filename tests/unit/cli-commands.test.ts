@@ -11,7 +11,9 @@ import type { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../cli/program.js';
 import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
+import { elsewhere } from '../../cli/services.js';
 import { failureMessage } from '../../client/trajectories.js';
+import { loadConfig } from '../../common/config.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { sdkLogLevel } from '../../workers/rollout-worker.js';
 
@@ -230,6 +232,27 @@ describe('muse batch', () => {
     await expect(muse('export', 'traj-1', '--out', join(dir, 'no', 'x.jsonl'))).rejects.toThrow(
       /^--out: cannot write .*no\/x\.jsonl: ENOENT/,
     );
+  });
+});
+
+describe('muse up', () => {
+  it('says when the configuration names other servers than the stack it runs, which later commands would use', () => {
+    const stack = { temporalAddress: '127.0.0.1:7233', natsUrl: 'nats://127.0.0.1:4222' };
+    const cfg = loadConfig({ env: { MUSE_TEMPORAL_ADDRESS: '127.0.0.1:17233' } });
+    expect(elsewhere({ ...cfg, nats: { ...cfg.nats, url: stack.natsUrl } }, stack)).toEqual([
+      'the configuration (config file or MUSE_TEMPORAL_ADDRESS) names Temporal at 127.0.0.1:17233, not 127.0.0.1:7233 ' +
+        'where this stack runs; later commands connect to 127.0.0.1:17233',
+    ]);
+    // Nothing configured: the stack's addresses, its defaults, are what later commands take.
+    const defaults = { temporal: { address: stack.temporalAddress }, nats: { url: stack.natsUrl } };
+    expect(elsewhere(loadConfig({ env: {}, defaults }), stack)).toEqual([]);
+    expect(
+      elsewhere(loadConfig({ env: { MUSE_NATS_URL: 'nats://10.0.0.5:4222' }, defaults }), stack),
+    ).toEqual([
+      expect.stringMatching(
+        /^the configuration \(config file or MUSE_NATS_URL\) names NATS at nats:\/\/10\.0\.0\.5:4222, not/,
+      ),
+    ]);
   });
 });
 
