@@ -36,8 +36,10 @@ function tempDir(): string {
   return dir;
 }
 
-/** An executable stand-in that answers `--version`. */
-// The version of the temporal line install.mjs is pinned to, so a stand-in draws no release-line warning.
+/**
+ * An executable stand-in that answers `--version`; by default with a version of the temporal line install.mjs is
+ * pinned to, so it draws no release-line warning.
+ */
 function exe(dir: string, name: string, version = '1.9.1'): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, name);
