@@ -20,6 +20,7 @@ export const TOOL_SCHEMAS: readonly string[] = [
             type: 'array',
             items: { type: 'string' },
             minItems: 1,
+            maxItems: 10,
             description: 'The search queries.',
           },
         },
@@ -35,7 +36,13 @@ export const TOOL_SCHEMAS: readonly string[] = [
       parameters: {
         type: 'object',
         properties: {
-          url: { type: 'array', items: { type: 'string' }, minItems: 1, description: 'The URLs to open.' },
+          url: {
+            type: 'array',
+            items: { type: 'string' },
+            minItems: 1,
+            maxItems: 10,
+            description: 'The URLs to open.',
+          },
           goal: { type: 'string', description: 'The information sought on these pages.' },
         },
         required: ['url', 'goal'],
@@ -44,7 +51,8 @@ export const TOOL_SCHEMAS: readonly string[] = [
   }),
 ];
 
-const TOOLS_BLOCK = `# Tools
+/** The tools and how to call them; `resultComesBack` says where the policy's prompt shows a call's result. */
+const toolsBlock = (resultComesBack: string) => `# Tools
 
 You may call one function per turn to help with the question.
 
@@ -57,7 +65,7 @@ To call a function, write a JSON object with the function name and its arguments
 <tool_call>
 {"name": <function-name>, "arguments": <args-json-object>}
 </tool_call>
-The result comes back in the next message inside <tool_response></tool_response>.`;
+The result comes back ${resultComesBack}.`;
 
 function withDate(prompt: string, date?: string): string {
   return date ? `${prompt}\n\nCurrent date: ${date}` : prompt;
@@ -76,7 +84,7 @@ Every turn you write your reasoning inside <think></think>, then exactly one of:
 - a tool call inside <tool_call></tool_call>, when you need more information;
 - the final answer inside <answer></answer>, when the evidence is sufficient. Give the answer itself, short and exact, not an essay.
 
-${TOOLS_BLOCK}`;
+${toolsBlock('in the next message inside <tool_response></tool_response>')}`;
 
 /**
  * IterResearch: the prompt holds only the question, the evolving report and the last action with its result,
@@ -89,7 +97,7 @@ Every round write, in this order:
 2. the updated report inside <report></report>: rewrite the previous report so that it keeps every established fact, source, open lead and dead end that still matters, and adds what the last observation taught you. Anything you leave out of the report is lost for good;
 3. exactly one action: a tool call inside <tool_call></tool_call> when you need more information, or the final answer inside <answer></answer> when the report supports it. Give the answer itself, short and exact.
 
-${TOOLS_BLOCK}`;
+${toolsBlock('in the next round inside <last_observation></last_observation>')}`;
 
 /** ReSum summary turn: condenses the history so far into a state the agent can continue from. */
 export const RESUM_SUMMARY_SYSTEM_PROMPT = `You condense the working history of a research agent so that it can continue from a short summary instead of the full history.

@@ -58,7 +58,14 @@ export const ConfigSchema = z
       .object({
         policy: RoutingPolicyName.default('prefix_affinity'),
         /** A member that has not announced itself for this long is out of rotation. */
-        memberTtlMs: z.number().int().positive().default(3000),
+        memberTtlMs: z
+          .number()
+          .int()
+          // Members announce themselves every second while busy: a TTL closer to that drops (and fails over) members
+          // that are only between two announcements.
+          .min(1500, 'must be at least 1500 ms: members announce themselves every 1000 ms')
+          .max(3_600_000, 'must be at most 3600000 ms (an hour)')
+          .default(3000),
         /** Routers tell each other which member served which prompt prefix (prefix_affinity across workers). */
         sharePlacements: z.boolean().default(true),
         /**
@@ -130,6 +137,11 @@ export const ConfigSchema = z
         serviceName: z.string().default('muse'),
       })
       .strict()
+      // Otherwise a trace file set on its own would be ignored without a word.
+      .refine((t) => t.file === undefined || t.exporter === 'file', {
+        message: "a trace file applies to exporter 'file' only: set the exporter to file (MUSE_TRACE_EXPORTER=file)",
+        path: ['file'],
+      })
       .prefault({}),
   })
   .strict();

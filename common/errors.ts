@@ -19,7 +19,8 @@ export function causeChainMessage(err: unknown): string {
   for (let e = err as { message?: unknown; cause?: unknown } | null | undefined; e; e = e.cause as typeof e) {
     if (seen.has(e)) break;
     seen.add(e);
-    const m = typeof e.message === 'string' ? e.message : '';
+    // A cause may be a bare string (new Error('write failed', { cause: 'disk full' })): it is its own message.
+    const m = typeof e === 'string' ? e : typeof e.message === 'string' ? e.message : '';
     if (m && !parts.some((p) => p.includes(m))) parts.push(m);
   }
   return parts.join(': ') || thrownText(err);

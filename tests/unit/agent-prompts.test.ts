@@ -23,6 +23,14 @@ describe('system prompts', () => {
       expect(p).toContain('<think>');
     }
     expect(ITERRESEARCH_SYSTEM_PROMPT).toContain('<report>');
+    // Each says where a call's result comes back as its prompt shows it: iterresearch has no <tool_response>.
+    expect(REACT_SYSTEM_PROMPT).toContain('in the next message inside <tool_response></tool_response>');
+    expect(ITERRESEARCH_SYSTEM_PROMPT).not.toContain('<tool_response>');
+    expect(ITERRESEARCH_SYSTEM_PROMPT).toContain(
+      'in the next round inside <last_observation></last_observation>',
+    );
+    // The tools' own limit on queries and URLs (tools/sim-web.ts) is in the schema the model reads.
+    expect(REACT_SYSTEM_PROMPT.match(/"maxItems":10/g)).toHaveLength(2);
     expect(REPORT_SYSTEM_PROMPT).toContain('Final answer: X');
     expect(INTEGRATION_SYSTEM_PROMPT).toContain('not proof');
     expect(JUDGE_SYSTEM_PROMPT).toContain('<judgement>correct</judgement>');

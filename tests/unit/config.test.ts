@@ -85,6 +85,23 @@ describe('loadConfig', () => {
       /router\.policy: .*\(set by MUSE_ROUTING_POLICY\)/,
     );
   });
+
+  it('refuses a member TTL that would drop members between their announcements, or one no timer can keep', () => {
+    expect(() => loadConfig({ env: { MUSE_MEMBER_TTL_MS: '1000' } })).toThrow(
+      /router\.memberTtlMs: must be at least 1500 ms: members announce themselves every 1000 ms \(set by MUSE_MEMBER_TTL_MS\)/,
+    );
+    expect(() => loadConfig({ env: { MUSE_MEMBER_TTL_MS: '9000000000' } })).toThrow(/at most 3600000 ms/);
+    expect(loadConfig({ env: { MUSE_MEMBER_TTL_MS: '1500' } }).router.memberTtlMs).toBe(1500);
+  });
+
+  it('refuses a trace file without the file exporter, which would ignore it', () => {
+    expect(() => loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl' } })).toThrow(
+      /telemetry\.file: a trace file applies to exporter 'file' only/,
+    );
+    expect(
+      loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl', MUSE_TRACE_EXPORTER: 'file' } }).telemetry.file,
+    ).toBe('/tmp/t.jsonl');
+  });
 });
 
 describe('Temporal connection security', () => {
