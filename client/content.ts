@@ -29,6 +29,13 @@ export async function* exportTrajectory(
     throw new Error(
       `${workflowId} is still running: export it once it has ended (see muse status ${workflowId})`,
     );
+  // A trajectory ends COMPLETED however it ended (answer, cancel, error): its result lists its steps. Only one
+  // stopped from outside (terminated, timed out) has none.
+  if (status.name !== 'COMPLETED')
+    throw new Error(
+      `${workflowId} was ${status.name.toLowerCase().replace('_', ' ')}: it has no result, which lists its steps, to ` +
+        'export',
+    );
   const result = (await handle.result()) as TrajectoryResult;
   const blobs = new BlobStore(nc);
   try {
@@ -58,6 +65,14 @@ export async function runningRunsOfJob(client: Client, jobId: string): Promise<s
     query: 'ExecutionStatus = "Running" AND WorkflowType IN ("trajectory", "parallelMuse")',
   })) {
     if (run.memo?.jobId === jobId || run.workflowId === jobId) running.push(run.workflowId);
+  }
+  // The listing follows a moment behind: a run just started under the job's own id (muse run) is asked for directly.
+  if (!running.includes(jobId)) {
+    const own = await client.workflow
+      .getHandle(jobId)
+      .describe()
+      .catch(() => undefined);
+    if (own?.status.name === 'RUNNING' && ['trajectory', 'parallelMuse'].includes(own.type)) running.push(jobId);
   }
   return running;
 }

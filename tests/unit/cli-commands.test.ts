@@ -5,13 +5,14 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WorkflowFailedError } from '@temporalio/client';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildProgram } from '../../cli/program.js';
 import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
 import { elsewhere } from '../../cli/services.js';
+import { runningRunsOfJob } from '../../client/content.js';
 import { failureMessage } from '../../client/trajectories.js';
 import { loadConfig } from '../../common/config.js';
 import { createBackend } from '../../inference/backends/index.js';
@@ -232,6 +233,28 @@ describe('muse batch', () => {
     await expect(muse('export', 'traj-1', '--out', join(dir, 'no', 'x.jsonl'))).rejects.toThrow(
       /^--out: cannot write .*no\/x\.jsonl: ENOENT/,
     );
+  });
+});
+
+describe('muse content delete', () => {
+  it("finds a run under the job's own id that the listing does not show yet", async () => {
+    const described = { type: 'trajectory', status: { name: 'RUNNING' } };
+    const client = {
+      workflow: {
+        // The visibility listing a moment behind: the run just started is not in it.
+        list: async function* () {},
+        getHandle: (id: string) => ({
+          describe: async () => {
+            if (id !== 'job-1') throw new Error('workflow not found');
+            return described;
+          },
+        }),
+      },
+    } as unknown as Client;
+    expect(await runningRunsOfJob(client, 'job-1')).toEqual(['job-1']);
+    expect(await runningRunsOfJob(client, 'job-2')).toEqual([]);
+    described.status.name = 'COMPLETED';
+    expect(await runningRunsOfJob(client, 'job-1')).toEqual([]);
   });
 });
 
