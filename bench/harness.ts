@@ -6,7 +6,7 @@ import type { Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities/index.js';
 import { loadConfig, type MuseConfig } from '../common/config.js';
 import { connectClient } from '../common/temporal.js';
-import { freePort, startNats, startTemporal } from '../infra/services.js';
+import { freePort, type ServiceHandle, startNats, startTemporal } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 
@@ -18,10 +18,19 @@ export async function benchStack(
   const dataDir = mkdtempSync(join(tmpdir(), `muse-bench-${name}-`));
   const [tp, np] = [await freePort(), await freePort()];
   // An idle Temporal server would still take CPU from the 2 cores the measured work runs on.
-  const [temporal, nats] = await Promise.all([
+  const started = await Promise.allSettled([
     opts.temporal === false ? undefined : startTemporal({ dataDir, port: tp }),
     startNats({ dataDir, port: np }),
   ]);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    // The one that did start would outlive the benchmark.
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value?.stop() : undefined)));
+    throw failed.reason;
+  }
+  const [temporal, nats] = started.map(
+    (r) => (r as PromiseFulfilledResult<ServiceHandle | undefined>).value,
+  ) as [ServiceHandle | undefined, ServiceHandle];
   const cfg = loadConfig({
     env: {},
     overrides: {
@@ -58,26 +67,38 @@ export async function benchEngine(
   opts: { members?: number; onModelCall?: ActivityDeps['onModelCall'] } = {},
 ): Promise<{ cfg: MuseConfig; client: Client; stop(): Promise<void> }> {
   const stack = await benchStack(name);
-  const members = await Promise.all(
-    Array.from({ length: opts.members ?? 1 }, (_, i) =>
-      startPoolMember({
-        config: stack.cfg,
-        pool: 'default',
-        id: `sim-${i}`,
-        backend: { backend: 'sim', timeScale: 0 },
-      }),
-    ),
-  );
-  const worker = await createRolloutWorker({ config: stack.cfg, onModelCall: opts.onModelCall });
-  const running = worker.run();
-  const client = await connectClient(stack.cfg);
+  const members: Awaited<ReturnType<typeof startPoolMember>>[] = [];
+  let worker: Awaited<ReturnType<typeof createRolloutWorker>> | undefined;
+  let running: Promise<void> | undefined;
+  let client: Client;
+  try {
+    for (let i = 0; i < (opts.members ?? 1); i++)
+      members.push(
+        await startPoolMember({
+          config: stack.cfg,
+          pool: 'default',
+          id: `sim-${i}`,
+          backend: { backend: 'sim', timeScale: 0 },
+        }),
+      );
+    worker = await createRolloutWorker({ config: stack.cfg, onModelCall: opts.onModelCall });
+    running = worker.run();
+    client = await connectClient(stack.cfg);
+  } catch (err) {
+    // Not left running when the benchmark cannot start: the servers are this process's children.
+    await worker?.shutdown().catch(() => {});
+    await Promise.all(members.map((m) => m.stop().catch(() => {})));
+    await stack.stop();
+    throw err;
+  }
+  const started = { worker, running };
   return {
     cfg: stack.cfg,
     client,
     async stop() {
       await client.connection.close();
-      await worker.shutdown();
-      await running;
+      await started.worker.shutdown();
+      await started.running;
       await Promise.all(members.map((m) => m.stop()));
       await stack.stop();
     },

@@ -12,7 +12,6 @@ import {
   inProcessWorker,
   killHard,
   recordingBackend,
-  runMuse,
   runMuseInSuite,
   spawnMuse,
   testConfig,
@@ -75,7 +74,9 @@ describe('durability under faults', () => {
       // The workflow had seen three steps end, so their model turns are in the history: the kill came mid-run.
       expect(stepsAtKill).toBeGreaterThanOrEqual(3);
       const callsAtKill = calls.length;
-      expect(callsAtKill).toBeGreaterThanOrEqual(stepsAtKill);
+      // Every step the history has was asked for once, and one more may have been under way at the kill.
+      expect(callsAtKill - stepsAtKill).toBeGreaterThanOrEqual(0);
+      expect(callsAtKill - stepsAtKill).toBeLessThanOrEqual(1);
       const replacement = await inProcessWorker(cfg);
       try {
         const result = await handle.result();
@@ -230,7 +231,7 @@ describe('durability under faults', () => {
         'the pool-unavailable failure',
       );
       // muse status says why the trajectory is not moving: the step in retry and its last failure.
-      const status = await runMuse(cfg, ['status', handle.workflowId]).done;
+      const status = await runMuseInSuite(suite, cfg, ['status', handle.workflowId]).done;
       expect(status.code, status.stderr).toBe(0);
       const shown = JSON.parse(status.stdout);
       expect(shown.status).toBe('RUNNING');

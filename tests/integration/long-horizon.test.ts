@@ -97,7 +97,7 @@ describe('long-horizon trajectories', () => {
     }
   });
 
-  it('a worker killed at continue-as-new boundaries loses and repeats no step', {
+  it('a worker killed at continue-as-new boundaries loses no step and repeats at most the one in flight at each kill', {
     timeout: 300_000,
   }, async () => {
     let calls = 0;

@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { BlobStore } from '../../common/blob-store.js';
 import { loadConfig, type MuseConfig } from '../../common/config.js';
+import { readStepLog } from '../../common/step-log.js';
 import { connectClient } from '../../common/temporal.js';
 import { PoolMember } from '../../inference/member.js';
 import { type ServiceHandle, startNats, startTemporal } from '../../infra/services.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
-import { onFreePorts } from '../helpers/servers.js';
+import { onFreePorts, startAll } from '../helpers/servers.js';
 import { inProcessWorker, natsFor, recordingBackend, waitUntil } from '../helpers/stack.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'muse-restarts-'));
@@ -26,7 +28,11 @@ const startTemporalOn = (port: number) => startTemporal({ dataDir, port });
 const startNatsOn = (port: number) => startNats({ dataDir, port });
 
 beforeAll(async () => {
-  [temporal, nats] = await Promise.all([onFreePorts(startTemporalOn), onFreePorts(startNatsOn)]);
+  // Both or neither: one started beside one that failed would outlive the run.
+  [temporal, nats] = await startAll<[ServiceHandle, ServiceHandle]>([
+    onFreePorts(startTemporalOn),
+    onFreePorts(startNatsOn),
+  ]);
   cfg = loadConfig({
     env: {},
     overrides: {
@@ -143,5 +149,24 @@ describe('servers killed and restarted mid-trajectory', () => {
       nats = await crashAndRestart(nats, startNatsOn);
     });
     expectResumed(run, 30_000);
+    // Read back by a new connection and store, with nothing cached from the run: the steps from before the crash,
+    // their turns and observations, are on the restarted server.
+    const fresh = await natsFor(cfg);
+    const blobs = new BlobStore(fresh);
+    try {
+      const log = await readStepLog(blobs, run.result.log);
+      expect(log).toHaveLength(run.result.steps);
+      for (const step of log.slice(0, run.finished)) {
+        expect((await blobs.getText(step.turnRef)).length, `step ${step.step}'s turn`).toBeGreaterThan(0);
+        if (step.observationRef)
+          expect(
+            (await blobs.getText(step.observationRef)).length,
+            `step ${step.step}'s observation`,
+          ).toBeGreaterThan(0);
+      }
+    } finally {
+      blobs.close();
+      await fresh.close();
+    }
   });
 });

@@ -113,7 +113,23 @@ async function startedTrace(file: string): Promise<{ spans: Span[]; inTrace: str
           .filter(Boolean)
           .map((l) => JSON.parse(l) as Span)
       : [];
-  await waitUntil(() => read().some((s) => s.name === 'pool.generate'), 10_000, 'member spans');
+  // Each process writes its spans as they end (the workflow's at its end, through the worker's sink): waited for
+  // by every kind the tests check, not by one.
+  const kinds = [
+    'StartWorkflow:trajectory',
+    'RunWorkflow:trajectory',
+    'RunActivity:llmStep',
+    'pool.request',
+    'pool.generate',
+  ];
+  await waitUntil(
+    () => {
+      const names = read().map((s) => s.name);
+      return kinds.every((k) => names.some((n) => n.startsWith(k)));
+    },
+    10_000,
+    'client, workflow, activity, router and member spans',
+  );
   const spans = read();
   const start = spans.find((s) => s.name.startsWith('StartWorkflow:trajectory'));
   expect(start, 'the client span').toBeDefined();

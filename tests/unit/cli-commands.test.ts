@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Command } from 'commander';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { buildProgram } from '../../cli/program.js';
 import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
 import { elsewhere } from '../../cli/services.js';
@@ -220,6 +220,10 @@ describe('muse batch', () => {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
+    // Not left writing if the test fails or times out.
+    onTestFinished(() => {
+      child.kill('SIGKILL');
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     // The reader takes one chunk and goes away, as head does.

@@ -94,10 +94,15 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { MUSE_MEMBER_TTL_MS: '1500' } }).router.memberTtlMs).toBe(1500);
   });
 
-  it('refuses a trace file without the file exporter, which would ignore it', () => {
+  it('refuses a trace file with no exporter, which would ignore it', () => {
     expect(() => loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl' } })).toThrow(
-      /telemetry\.file: a trace file applies to exporter 'file' only/,
+      /telemetry\.file: a trace file is written by exporter 'file', and the exporter is none/,
     );
+    // Beside another exporter chosen for now, it stays set for when the file one is chosen again.
+    expect(
+      loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl', MUSE_TRACE_EXPORTER: 'console' } }).telemetry
+        .exporter,
+    ).toBe('console');
     expect(
       loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl', MUSE_TRACE_EXPORTER: 'file' } }).telemetry.file,
     ).toBe('/tmp/t.jsonl');

@@ -223,7 +223,9 @@ describe('simulated react agent', () => {
     const prompt = ep.messages.slice(0, -1);
     const t0 = performance.now();
     for (let i = 0; i < 200; i++) simGenerate(prompt, params(i));
-    expect((performance.now() - t0) / 200).toBeLessThan(5);
+    // About 1 ms a turn on this machine alone; the bound leaves room for a loaded CI run and still catches work that
+    // grows with the history (a prompt rescanned per token).
+    expect((performance.now() - t0) / 200).toBeLessThan(15);
   });
 
   it('respects maxTokens and stop sequences', () => {
