@@ -1341,9 +1341,11 @@ describe('open circuits', () => {
     const c = client(pool, { maxAttempts: 3 });
     await c.start();
     await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
-    while (c.liveMembers()[0]?.healthy) {
+    // The breaker opens after 5 failures in a row: a few requests of 3 attempts each, bounded in case it never does.
+    for (let i = 0; i < 10 && c.liveMembers()[0]?.healthy; i++) {
       await expect(c.generate(messages(7), params, { deadline: deadline() })).rejects.toThrow(/unavailable/);
     }
+    expect(c.liveMembers()[0]?.healthy).toBe(false);
     const before = calls;
     const err = await c.generate(messages(8), params, { deadline: deadline() }).catch((e) => e);
     // The error says why the member is out of rotation, not only that its circuit is open.
