@@ -105,6 +105,13 @@ describe('aggregation calls', () => {
     expect(body).toContain('SHORT REPORT\n</report>');
     for (let i = 0; i < 64; i++) expect(body).toContain(`report ${i} report ${i}`);
     expect(body).toContain('more characters omitted');
+    // The long ones (13,500 and 15,000 characters) get one share each: clipped to lengths within a few characters
+    // (the omission marker's count), whatever their own length.
+    const shown = [...body.matchAll(/<report id=\d+>\n([\s\S]*?)\n<\/report>/g)].map((m) => m[1]!.length);
+    expect(shown).toHaveLength(65);
+    const long = shown.slice(1);
+    expect(Math.max(...long) - Math.min(...long)).toBeLessThan(20);
+    expect(Math.max(...long)).toBeLessThan(13_500);
   });
 
   it('halves the reports when the server still finds the prompt too long, and gives up after two tries', async () => {
