@@ -1124,7 +1124,18 @@ describe('ParallelMuse', () => {
         'batch-crash',
         sharedBatchSpec(spec).hash,
       );
-      await suite.client.workflow.getHandle(first!.workflowId).result();
+      // Its start may still be on its way when the batch has failed.
+      const handle = suite.client.workflow.getHandle(first!.workflowId);
+      await waitUntil(
+        () =>
+          handle.describe().then(
+            () => true,
+            () => false,
+          ),
+        20_000,
+        'the first question started',
+      );
+      await handle.result();
       await sleep(1_000);
     });
     expect(existsSync(out) ? readFileSync(out, 'utf8') : '').toBe('');
