@@ -68,6 +68,8 @@ export interface LlmStepInput {
   seed: number;
   contextWindow: number;
   summaryThreshold: number;
+  /** The trajectory's date, shown in its system prompt; absent when it has none. */
+  date?: string;
   /** Requests with one route key land together while nothing is cached (all rollouts of one question). */
   routeKey?: string;
   /** Server prompt tokens per estimated token, from the trajectory's last turn; 1 until there is one. */
@@ -211,8 +213,12 @@ export function createActivities(deps: ActivityDeps) {
     policy: ContextPolicyName;
     jobId: string;
     summaryThreshold?: number;
+    date?: string;
   }) {
-    const policy = contextPolicy(input.policy, { summaryThreshold: input.summaryThreshold });
+    const policy = contextPolicy(input.policy, {
+      summaryThreshold: input.summaryThreshold,
+      date: input.date,
+    });
     if (input.contextRef) {
       const { state } = await content.getContext(input.contextRef);
       return { policy, state, contextRef: input.contextRef };

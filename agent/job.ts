@@ -41,6 +41,19 @@ export const GoldAnswerSchema = z
   .string()
   .refine((a) => a.trim().length > 0, 'answer must not be empty (leave it out when there is none)');
 
+const ISO_DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * Whether a YYYY-MM-DD text names a real day (Date.parse would read 2026-02-30 as March 2); other text is left to the
+ * format's own check.
+ */
+function isCalendarDate(text: string): boolean {
+  if (!ISO_DAY.test(text)) return true;
+  const [y, m, d] = text.split('-').map(Number) as [number, number, number];
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
+}
+
 export const TrajectorySpecSchema = z
   .object({
     question: z.string().trim().min(1, 'question must not be empty'),
@@ -55,6 +68,15 @@ export const TrajectorySpecSchema = z
     pool: PoolName.default('default'),
     model: z.string().optional(),
     seed: z.number().int().min(0).default(0),
+    /**
+     * Shown to the model as "Current date: …", as the reference agent's prompt does. Given, not read from a clock: a
+     * replayed, retried or branched step sends the same prompt (and hits the same cache).
+     */
+    date: z
+      .string()
+      .regex(ISO_DAY, 'date must be YYYY-MM-DD')
+      .refine(isCalendarDate, 'date is not a day of the calendar')
+      .optional(),
     /** Steps per workflow run before continue-as-new (the server's own suggestion also triggers it). */
     stepsPerRun: positiveInt.max(1000).default(200),
     sampling: SamplingSchema.prefault({}),

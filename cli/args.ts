@@ -69,10 +69,9 @@ const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
 }).map(([field, flag]) => [new RegExp(`\\b(?:trajectory\\.)?${field}\\b`, 'g'), flag]);
 
 /** Fields whose names are too short or too common to replace in a message's text: replaced where they name the field. */
-const SPEC_PATH_FLAGS: [RegExp, string][] = ['policy', 'judge', 'n', 'm', 'k', 't', 'r'].map((field) => [
-  new RegExp(`(?<=^invalid options: |; )(?:trajectory\\.)?${field}(?=: )`, 'g'),
-  `--${field}`,
-]);
+const SPEC_PATH_FLAGS: [RegExp, string][] = ['policy', 'judge', 'date', 'n', 'm', 'k', 't', 'r'].map(
+  (field) => [new RegExp(`(?<=^invalid options: |; )(?:trajectory\\.)?${field}(?=: )`, 'g'), `--${field}`],
+);
 
 /** Runs a job spec check, its error (if any) speaking of flags rather than spec fields. */
 export function withSpecFlags<T>(check: () => T): T {

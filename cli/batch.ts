@@ -31,6 +31,7 @@ export interface ParallelMuseCliOptions {
   model?: string;
   contextWindow?: number;
   maxTokensPerTurn?: number;
+  date?: string;
 }
 
 /** The trajectory part of a job spec from the shared run options (`muse run`, `muse run --mode`, `muse batch`). */
@@ -39,7 +40,15 @@ export function trajectorySpecFrom(
   answer: string | undefined,
   o: Pick<
     ParallelMuseCliOptions,
-    'policy' | 'maxTurns' | 'stepsPerRun' | 'maxTokensPerTurn' | 'seed' | 'pool' | 'model' | 'contextWindow'
+    | 'policy'
+    | 'maxTurns'
+    | 'stepsPerRun'
+    | 'maxTokensPerTurn'
+    | 'seed'
+    | 'pool'
+    | 'model'
+    | 'contextWindow'
+    | 'date'
   >,
 ): TrajectorySpecInput {
   return {
@@ -53,6 +62,7 @@ export function trajectorySpecFrom(
     ...(o.model ? { model: o.model } : {}),
     ...(o.contextWindow !== undefined ? { contextWindow: o.contextWindow } : {}),
     ...(o.maxTokensPerTurn !== undefined ? { sampling: { maxTokensPerTurn: o.maxTokensPerTurn } } : {}),
+    ...(o.date !== undefined ? { date: o.date } : {}),
   };
 }
 

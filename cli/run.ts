@@ -119,6 +119,7 @@ function addRunOptions(cmd: Command): Command {
       positiveIntArg('--max-tokens-per-turn'),
     )
     .option('--seed <n>', 'sampling seed', intArg('--seed'), 0)
+    .option('--date <YYYY-MM-DD>', 'the date the model is told is today (default: none in the prompt)')
     .option('--pool <name>', 'inference pool', 'default')
     .option('--model <name>', 'model name sent to the pool');
 }

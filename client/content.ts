@@ -72,7 +72,8 @@ export async function runningRunsOfJob(client: Client, jobId: string): Promise<s
       .getHandle(jobId)
       .describe()
       .catch(() => undefined);
-    if (own?.status.name === 'RUNNING' && ['trajectory', 'parallelMuse'].includes(own.type)) running.push(jobId);
+    if (own?.status.name === 'RUNNING' && ['trajectory', 'parallelMuse'].includes(own.type))
+      running.push(jobId);
   }
   return running;
 }

@@ -237,6 +237,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
         seed,
         contextWindow: spec.contextWindow,
         summaryThreshold: spec.summaryThreshold,
+        ...(spec.date !== undefined ? { date: spec.date } : {}),
         routeKey: input.routeKey,
         promptTokenRatio,
       });

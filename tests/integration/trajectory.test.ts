@@ -504,6 +504,33 @@ describe('trajectory workflow', () => {
     expect(progress).toMatchObject({ status: 'finished', termination: 'answer', step: result.steps });
   });
 
+  it("tells the model the spec's date in every turn's system prompt", async () => {
+    const pool = `dated-${randomUUID().slice(0, 8)}`;
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const systems: string[] = [];
+    const member = await scriptedMember(suite.nc, pool, async (req, signal) => {
+      systems.push(req.messages?.[0]?.content ?? '');
+      return sim.generate(req, signal);
+    });
+    try {
+      const [q] = sampleQuestions(1, 11);
+      const handle = await startTrajectory(suite.client, cfg, {
+        question: q!.question,
+        maxTurns: 40,
+        pool,
+        date: '2026-12-02',
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('answer');
+      expect(systems).toHaveLength(result.steps);
+      for (const s of systems)
+        expect(s).toMatch(/^You are a deep research assistant[\s\S]*\n\nCurrent date: 2026-12-02$/);
+    } finally {
+      await member.stop();
+      await sim.close();
+    }
+  });
+
   it('muse content delete refuses a job whose runs still go on (they would fail at their next step), unless --force', async () => {
     const [q] = sampleQuestions(1, 12);
     const jobId = `busy-${randomUUID().slice(0, 8)}`;

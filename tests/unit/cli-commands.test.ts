@@ -65,6 +65,9 @@ describe('options are checked before connecting', () => {
     await expect(muse('run', '--context-window', '0', 'q')).rejects.toThrow(
       /--context-window must be a positive integer, got '0'/,
     );
+    await expect(muse('run', '--date', '02/12/2026', 'q')).rejects.toThrow(
+      /^invalid options: --date: date must be YYYY-MM-DD$/,
+    );
     await expect(muse('run', '--max-turns', '-1', 'q')).rejects.toThrow(
       /--max-turns must be a positive integer/,
     );

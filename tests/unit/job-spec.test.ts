@@ -9,6 +9,18 @@ describe('job specs', () => {
     expect(s.sampling.topLogprobs).toBe(16);
   });
 
+  it('takes a date for the prompt as a real day of the calendar, and none by default', () => {
+    expect(parseTrajectorySpec({ question: 'q' }).date).toBeUndefined();
+    expect(parseTrajectorySpec({ question: 'q', date: '2026-12-02' }).date).toBe('2026-12-02');
+    expect(() => parseTrajectorySpec({ question: 'q', date: '2 Dec 2026' })).toThrow(
+      /date: date must be YYYY-MM-DD/,
+    );
+    expect(() => parseTrajectorySpec({ question: 'q', date: '2026-02-30' })).toThrow(
+      /date: date is not a day of the calendar/,
+    );
+    expect(parseTrajectorySpec({ question: 'q', date: '2028-02-29' }).date).toBe('2028-02-29');
+  });
+
   it('names the offending field', () => {
     expect(() => parseTrajectorySpec({ question: 'q', maxTurns: 0 })).toThrow(/maxTurns/);
     expect(() => parseTrajectorySpec({ question: 'q', pool: 'a b' })).toThrow(/pool/);
