@@ -13,7 +13,7 @@ import {
   turnBudgetTokens,
   turnFits,
 } from '../agent/context.js';
-import { outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
+import { actionCutOff, outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
 import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
@@ -336,7 +336,7 @@ export function createActivities(deps: ActivityDeps) {
         kind: turn.kind,
         ...(turn.kind === 'tool_call' ? { tool: turn.call.name } : {}),
         ...(turn.kind === 'answer' ? { answer: turn.answer } : {}),
-        actionPreview: preview(turn, g.finishReason),
+        actionPreview: preview(turn, g.text, g.finishReason),
         regions: g.regions,
         usage: g.usage,
         memberId: g.memberId,
@@ -374,10 +374,9 @@ export function createActivities(deps: ActivityDeps) {
         case 'invalid_tool_call':
           // The model gets the reference's fixed wording; the record says what was wrong with this call.
           observation = turn.error;
-          toolError =
-            input.finishReason === 'length'
-              ? CUT_OFF_CALL_PROBLEM
-              : (toolCallProblem(turn.raw) ?? turn.error);
+          toolError = actionCutOff(raw, input.finishReason)
+            ? CUT_OFF_CALL_PROBLEM
+            : (toolCallProblem(turn.raw) ?? turn.error);
           break;
         case 'no_action':
           // A turn the token limit cut off is not one where the model forgot to act: it is told so.
@@ -482,7 +481,7 @@ export type CallModel = (
   opts: CallModelOptions,
 ) => Promise<Generation>;
 
-function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
+function preview(turn: ParsedTurn, raw: string, finishReason: 'stop' | 'length'): string {
   const clip = (s: string, n = 120) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
   switch (turn.kind) {
     case 'tool_call':
@@ -490,7 +489,7 @@ function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
     case 'answer':
       return clip(`answer: ${turn.answer}`);
     case 'invalid_tool_call':
-      return finishReason === 'length' ? 'tool call cut off at the token limit' : 'invalid tool call';
+      return actionCutOff(raw, finishReason) ? 'tool call cut off at the token limit' : 'invalid tool call';
     case 'no_action':
       if (turn.cutOffAnswer) return 'answer cut off at the token limit';
       return finishReason === 'length' ? 'cut off at the token limit before an action' : 'no action';

@@ -323,21 +323,24 @@ export function turnSpans(text: string): TurnSpans {
       }
     : null;
   // An unclosed <report> with no action after it is a turn cut off mid-report: not a report, or an iterresearch
-  // trajectory would replace its whole report with the fragment. A whole one written after a whole action (the
-  // order swapped) is still the report, unless it is past a <tool_response> or <think> the model went on to imagine
-  // (the next turn's).
-  const between = r && first ? text.slice(first.end, r.open) : '';
+  // trajectory would replace its whole report with the fragment. A whole one written right after a whole action (the
+  // order swapped, nothing but blanks between them) is still the report; one after anything else may belong to a
+  // response or a next round the model went on to imagine.
   const reportAfter =
     r?.closed === true &&
     first?.closed === true &&
-    r.open > first.end &&
-    !between.includes('<tool_response>') &&
-    !between.includes('<think>');
+    r.open >= first.after &&
+    text.slice(first.after, r.open).trim() === '';
   const report =
     r && (reportFirst || reportAfter || (first ? r.open < first.open : r.closed))
       ? { start: r.start, end: r.end }
       : null;
   return { think, thinkTagged: tagged, report, action };
+}
+
+/** Whether the token limit cut the turn's action off before its closing tag, as opposed to one the model closed. */
+export function actionCutOff(text: string, finishReason: 'stop' | 'length' | undefined): boolean {
+  return finishReason === 'length' && turnSpans(text).action?.closed === false;
 }
 
 /**
@@ -411,7 +414,9 @@ function tagOrWhole(text: string, tag: string): string | null {
 export type Judgement = 'correct' | 'incorrect';
 
 /** Words that negate a verdict word they precede ("not", "isn't", "cannot", "nothing … is"). */
-const NEGATION = /^(?:not|never|cannot|nothing|neither|nor|hardly|\w*n['’]t)$/;
+const NEGATION = /^(?:not|no|never|cannot|nothing|neither|nor|hardly|\w*n['’]t)$/;
+/** Words after which a new statement begins: "does not match the gold answer and is therefore incorrect". */
+const CLAUSE_START = /^(?:and|so|therefore|thus|hence|because)$/;
 /** Words that may stand between a negation and the verdict it negates ("not entirely correct", "cannot be correct"). */
 const HEDGE =
   /^(?:entirely|fully|completely|quite|exactly|totally|wholly|strictly|necessarily|really|actually|technically|be|been|is|here|considered|deemed|judged)$/;
@@ -424,7 +429,9 @@ const HEDGE =
 function verdictOf(word: string, before: string): Judgement | undefined {
   const verdict: Judgement = word === 'correct' ? 'correct' : 'incorrect';
   const clause = before.slice(before.search(/[^.,;:!?]*$/)).trim();
-  const words = clause.length > 0 ? clause.split(/\s+/) : [];
+  // Markdown and quotes off each word ("**not** correct").
+  const all = clause.length > 0 ? clause.split(/\s+/).map((w) => w.replace(/[^a-z'’]/g, '')) : [];
+  const words = all.slice(all.map((w) => CLAUSE_START.test(w)).lastIndexOf(true) + 1);
   const negation = words.map((w) => NEGATION.test(w)).lastIndexOf(true);
   if (negation < 0) return verdict;
   if (!words.slice(negation + 1).every((w) => HEDGE.test(w))) return undefined;

@@ -50,7 +50,9 @@ const ISO_DAY = /^\d{4}-\d{2}-\d{2}$/;
 function isCalendarDate(text: string): boolean {
   if (!ISO_DAY.test(text)) return true;
   const [y, m, d] = text.split('-').map(Number) as [number, number, number];
-  const day = new Date(Date.UTC(y, m - 1, d));
+  const day = new Date(0);
+  // setUTCFullYear, not Date.UTC: that reads years 0-99 as 1900-1999.
+  day.setUTCFullYear(y, m - 1, d);
   return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 

@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Client } from '@temporalio/client';
 import type { StepRecord, TrajectoryResult } from '../agent/trajectory.js';
 import { BlobStore, namespaceFor } from '../common/blob-store.js';
+import { causeChainMessage } from '../common/errors.js';
 import { readStepLog } from '../common/step-log.js';
 
 export interface ExportedStep extends Omit<StepRecord, 'turnRef' | 'observationRef' | 'contextBefore'> {
@@ -31,11 +32,17 @@ export async function* exportTrajectory(
     );
   // A trajectory ends COMPLETED however it ended (answer, cancel, error): its result lists its steps. Only one
   // stopped from outside (terminated, timed out) has none.
-  if (status.name !== 'COMPLETED')
+  if (status.name !== 'COMPLETED') {
+    // Why it ended so (a failed one's cause), as the result would have said.
+    const why = await handle.result().then(
+      () => undefined,
+      (err: unknown) => causeChainMessage(err),
+    );
     throw new Error(
       `${workflowId} was ${status.name.toLowerCase().replace('_', ' ')}: it has no result, which lists its steps, to ` +
-        'export',
+        `export${why ? ` (${why})` : ''}`,
     );
+  }
   const result = (await handle.result()) as TrajectoryResult;
   const blobs = new BlobStore(nc);
   try {

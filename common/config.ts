@@ -137,13 +137,6 @@ export const ConfigSchema = z
         serviceName: z.string().default('muse'),
       })
       .strict()
-      // Otherwise a trace file set on its own would be ignored without a word (beside another exporter, it is kept
-      // for when the file one is chosen again).
-      .refine((t) => t.file === undefined || t.exporter !== 'none', {
-        message:
-          "a trace file is written by exporter 'file', and the exporter is none: set MUSE_TRACE_EXPORTER=file",
-        path: ['file'],
-      })
       .prefault({}),
   })
   .strict();

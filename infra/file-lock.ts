@@ -61,12 +61,7 @@ function takeOverStale(lock: string, mine: string): boolean {
     writeFileSync(marker, mine, { flag: 'wx' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    // A takeover takes microseconds: a marker this old was left by a process that died in one, and would block
-    // every later takeover. Removed, and the takeover tried again (one taker at a time still: through a new marker).
-    const st = statSync(marker, { throwIfNoEntry: false });
-    if (!st || Date.now() - st.mtimeMs <= STUCK_TAKEOVER_MS) return false;
-    rmSync(marker, { force: true });
-    return takeOverStale(lock, mine);
+    return false;
   }
   try {
     if (lockHolder(lock) === 'stale') rmSync(lock, { force: true });
@@ -75,8 +70,6 @@ function takeOverStale(lock: string, mine: string): boolean {
   }
   return true;
 }
-
-const STUCK_TAKEOVER_MS = 10_000;
 
 function lockHolder(lock: string): LockHolder | 'stale' | undefined {
   let text: string;

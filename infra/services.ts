@@ -797,10 +797,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
   // One `up` at a time per data directory: a second one waits, then finds the stack the first one started.
   const lock = join(dataDir, 'up.lock');
-  const busy = (holder: LockHolder | undefined) =>
-    holder
-      ? `another muse up (pid ${holder.pid} on ${holder.host}) is starting the servers of ${dataDir}`
-      : `another muse up is starting the servers of ${dataDir}`;
+  const busy = stackBusy(dataDir);
   const release = await waitForLock(lock, UP_LOCK_WAIT_MS, busy, (holder) =>
     opts.onWaiting?.(`${busy(holder)}; waiting for it`),
   );
@@ -834,6 +831,14 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   }
 }
 
+/** What `up` and `down` say of another process holding a data directory's `up.lock`. */
+function stackBusy(dataDir: string) {
+  return (holder: LockHolder | undefined) =>
+    holder
+      ? `another muse up (pid ${holder.pid} on ${holder.host}) is starting the servers of ${dataDir}`
+      : `another muse up is starting the servers of ${dataDir}`;
+}
+
 /**
  * How long `up` waits for a lock whose holder it cannot see running (another host's process, or one taking a stale
  * lock over). A live holder on this host is waited for as long as it runs: its own start is bounded by its timeouts.
@@ -862,9 +867,11 @@ async function waitForLock(
     }
     // tryLock names a holder on this host only while it runs (a dead one's lock is taken over).
     const liveHere = got.holder?.host === hostname();
+    // A takeover marker left by a process that died taking the lock over stands in the way, not the lock itself.
+    const inTheWay = got.takingOver ? `${lock}.takeover` : lock;
     if (!liveHere && Date.now() >= until)
       throw new Error(
-        `${busy(got.holder)}; waited ${Math.round(waitMs / 1000)} s (delete ${lock} if it is gone)`,
+        `${busy(got.holder)}; waited ${Math.round(waitMs / 1000)} s (delete ${inTheWay} if it is gone)`,
       );
     await sleep(200);
   }
@@ -905,10 +912,12 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
 
   const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);
   const keepNats = Boolean(natsStatus?.alive && natsStatus.healthy && previous?.nats);
-  // A server a `muse demo` started for itself, found by a plain `up`, is kept running when that demo ends.
+  // A server a `muse demo` started for itself, found running by any other session (a `muse up`, a second demo), is
+  // kept running when that demo ends: the other session is using it.
   let claimed = false;
   const keep = <R extends ServiceRecord>(name: ServiceName, record: R): R => {
-    if (record.temporaryFor === undefined || opts.temporary) return record;
+    if (record.temporaryFor === undefined || (opts.temporary && record.temporaryFor === process.pid))
+      return record;
     claimed = true;
     messages.push(
       `${name} was started by muse demo (pid ${record.temporaryFor}); it now stays up when the demo ends`,
@@ -988,16 +997,27 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
 }
 
 /** Stop the background stack recorded in `<dataDir>/stack.json` (idempotent). */
-export async function down(
-  opts: {
-    dataDir?: string;
-    timeoutMs?: number;
-    only?: readonly ServiceName[];
-    /** Stop only servers still marked as this process's own (UpOptions.temporary), leaving those claimed since. */
-    temporaryFor?: number;
-  } = {},
-): Promise<DownResult> {
+export async function down(opts: DownOptions = {}): Promise<DownResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
+  if (!existsSync(dataDir)) return downLocked(dataDir, opts);
+  // Under `up`'s lock: an `up` meanwhile (a server claimed, one restarted) must not be undone from a stale stack.json.
+  const release = await waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, stackBusy(dataDir));
+  try {
+    return await downLocked(dataDir, opts);
+  } finally {
+    release();
+  }
+}
+
+export interface DownOptions {
+  dataDir?: string;
+  timeoutMs?: number;
+  only?: readonly ServiceName[];
+  /** Stop only servers still marked as this process's own (UpOptions.temporary), leaving those claimed since. */
+  temporaryFor?: number;
+}
+
+async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResult> {
   const stack = readStackFile(dataDir);
   const stopped: ServiceName[] = [];
   // Stopped, or found not running: no longer recorded.

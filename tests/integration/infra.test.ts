@@ -358,6 +358,27 @@ describe('two muse up at once', () => {
     }
   });
 
+  it('down waits for an up under way on its data directory, instead of acting on the stack file it is rewriting', async () => {
+    const dataDir = tempDir();
+    const ports = { temporalPort: await freePort(), natsPort: await freePort() };
+    await up({ dataDir, ...ports });
+    const holder = spawn('sleep', ['2']);
+    const pid = holder.pid!;
+    writeFileSync(
+      join(dataDir, 'up.lock'),
+      JSON.stringify({ pid, host: hostname(), start: processStartTime(pid) }),
+    );
+    try {
+      const result = await down({ dataDir });
+      // It stopped the servers only once that process was gone.
+      expect(holder.exitCode).toBe(0);
+      expect(result.stopped.sort()).toEqual(['nats', 'temporal']);
+    } finally {
+      holder.kill();
+      await down({ dataDir });
+    }
+  });
+
   it('says whom it waits for once the wait is noticeable, and goes on when that process is gone', async () => {
     const dataDir = tempDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };

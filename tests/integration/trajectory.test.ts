@@ -559,9 +559,9 @@ describe('trajectory workflow', () => {
     } finally {
       await handle.terminate('test over');
     }
-    // Terminated, it has no result to list its steps: export says so.
+    // Terminated, it has no result to list its steps: export says so, with the reason it was terminated.
     await expect(exportTrajectory(suite.client, suite.nc, handle.workflowId).next()).rejects.toThrow(
-      `${handle.workflowId} was terminated: it has no result, which lists its steps, to export`,
+      `${handle.workflowId} was terminated: it has no result, which lists its steps, to export (test over)`,
     );
     // Ended: deleted without --force, once the listing has caught up with the end (it follows a moment behind).
     await waitUntil(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { clipToShare, MAX_ANSWER_CHARS } from '../../agent/clip.js';
 import {
+  actionCutOff,
   extractTag,
   outputComplete,
   parseAnswer,
@@ -189,7 +190,12 @@ describe('parseTurn', () => {
       kind: 'tool_call',
       report: 'new facts: A=1',
     });
-    // Not one past a response the model imagined, nor one cut off.
+    // Not one past a response or next round the model imagined (the prompt's own layout echoed), nor one cut off.
+    for (const imagined of [
+      `<last_observation>imagined result</last_observation>\n<report>IMAGINED</report>`,
+      `\n<question>Q</question>\n<report>old</report>`,
+    ])
+      expect('report' in parseTurn(`<think>t</think>${call}${imagined}`), imagined).toBe(false);
     expect(
       'report' in parseTurn(`<think>t</think>${call}<tool_response>x</tool_response><report>R</report>`),
     ).toBe(false);
@@ -352,6 +358,15 @@ describe('turnSpans', () => {
     expect(at('<tool_call>{"n', turnSpans('<tool_call>{"n').action)).toBe('{"n');
   });
 
+  it('tells an action the token limit cut off from one the model closed and got wrong', () => {
+    const cut = '<think>t</think><tool_call>{"name":"search","arguments":{"query":["a';
+    const closedBad = '<think>t</think><tool_call>{"name":"search" "arguments":{}}</tool_call> and so on';
+    expect(actionCutOff(cut, 'length')).toBe(true);
+    expect(actionCutOff(closedBad, 'length')).toBe(false);
+    // Ended by the model (a stop string), an unclosed call is the model's.
+    expect(actionCutOff(cut, 'stop')).toBe(false);
+  });
+
   it('takes the first action, and a whole report before it or right after it', () => {
     const text = '<think>t</think><answer>A</answer><tool_call>{}</tool_call>';
     expect(turnSpans(text).action).toMatchObject({ kind: 'answer' });
@@ -482,6 +497,13 @@ describe('tag helpers', () => {
       expect(parseJudgement(hedged), hedged).toBe('incorrect');
     expect(parseJudgement('Nothing wrong with it.')).toBe('correct');
     expect(parseJudgement('Not a single part but the date is correct.')).toBeNull();
+    expect(parseJudgement('The prediction is **not** correct.')).toBe('incorrect');
+    expect(parseJudgement('There is no way this is correct')).toBeNull();
+    // A negation in an earlier statement of the sentence is not about the verdict.
+    expect(
+      parseJudgement('The predicted answer does not match the gold answer and is therefore incorrect.'),
+    ).toBe('incorrect');
+    expect(parseJudgement("The prediction doesn't mention the year and is incorrect")).toBe('incorrect');
     // "wrong" is a verdict of incorrect, and "the correct answer" still is not one of correct.
     expect(parseJudgement('The prediction is wrong. The correct answer is Paris.')).toBe('incorrect');
   });

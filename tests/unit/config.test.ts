@@ -93,20 +93,6 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { MUSE_MEMBER_TTL_MS: '9000000000' } })).toThrow(/at most 3600000 ms/);
     expect(loadConfig({ env: { MUSE_MEMBER_TTL_MS: '1500' } }).router.memberTtlMs).toBe(1500);
   });
-
-  it('refuses a trace file with no exporter, which would ignore it', () => {
-    expect(() => loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl' } })).toThrow(
-      /telemetry\.file: a trace file is written by exporter 'file', and the exporter is none/,
-    );
-    // Beside another exporter chosen for now, it stays set for when the file one is chosen again.
-    expect(
-      loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl', MUSE_TRACE_EXPORTER: 'console' } }).telemetry
-        .exporter,
-    ).toBe('console');
-    expect(
-      loadConfig({ env: { MUSE_TRACE_FILE: '/tmp/t.jsonl', MUSE_TRACE_EXPORTER: 'file' } }).telemetry.file,
-    ).toBe('/tmp/t.jsonl');
-  });
 });
 
 describe('Temporal connection security', () => {

@@ -19,6 +19,7 @@ describe('job specs', () => {
       /date: date is not a day of the calendar/,
     );
     expect(parseTrajectorySpec({ question: 'q', date: '2028-02-29' }).date).toBe('2028-02-29');
+    expect(parseTrajectorySpec({ question: 'q', date: '0024-02-29' }).date).toBe('0024-02-29');
   });
 
   it('names the offending field', () => {
