@@ -147,7 +147,7 @@ export function registerServiceCommands(program: Command): void {
     .description('stop the local Temporal and NATS servers started by `muse up`; idempotent')
     .action(async () => {
       const cfg = cliConfig(program.opts());
-      const r = await down({ dataDir: cfg.dataDir });
+      const r = await down({ dataDir: cfg.dataDir, onWaiting: (m) => console.error(m) });
       for (const m of r.messages) console.log(m);
     });
 

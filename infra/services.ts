@@ -1001,7 +1001,10 @@ export async function down(opts: DownOptions = {}): Promise<DownResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   if (!existsSync(dataDir)) return downLocked(dataDir, opts);
   // Under `up`'s lock: an `up` meanwhile (a server claimed, one restarted) must not be undone from a stale stack.json.
-  const release = await waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, stackBusy(dataDir));
+  const busy = stackBusy(dataDir);
+  const release = await waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, busy, (holder) =>
+    opts.onWaiting?.(`${busy(holder)}; waiting for it`),
+  );
   try {
     return await downLocked(dataDir, opts);
   } finally {
@@ -1015,6 +1018,8 @@ export interface DownOptions {
   only?: readonly ServiceName[];
   /** Stop only servers still marked as this process's own (UpOptions.temporary), leaving those claimed since. */
   temporaryFor?: number;
+  /** Told once when the call has waited a while on an `up` of the same data directory. */
+  onWaiting?: (message: string) => void;
 }
 
 async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResult> {

@@ -362,16 +362,20 @@ describe('two muse up at once', () => {
     const dataDir = tempDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
     await up({ dataDir, ...ports });
-    const holder = spawn('sleep', ['2']);
+    const holder = spawn('sleep', ['3']);
     const pid = holder.pid!;
     writeFileSync(
       join(dataDir, 'up.lock'),
       JSON.stringify({ pid, host: hostname(), start: processStartTime(pid) }),
     );
+    const told: string[] = [];
     try {
-      const result = await down({ dataDir });
-      // It stopped the servers only once that process was gone.
+      const result = await down({ dataDir, onWaiting: (m) => told.push(m) });
+      // It stopped the servers only once that process was gone, and said whom it waited for meanwhile.
       expect(holder.exitCode).toBe(0);
+      expect(told).toEqual([
+        `another muse up (pid ${pid} on ${hostname()}) is starting the servers of ${dataDir}; waiting for it`,
+      ]);
       expect(result.stopped.sort()).toEqual(['nats', 'temporal']);
     } finally {
       holder.kill();
