@@ -11,9 +11,8 @@ import {
   estimateTokens,
   promptBudgetTokens,
   turnBudgetTokens,
-  turnFits,
 } from '../agent/context.js';
-import { actionCutOff, outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
+import { outputComplete, parseSummary, parseTurn, toolCallProblem } from '../agent/format.js';
 import { TURN_STOP } from '../agent/prompts.js';
 import { emptyUsage, type StepKind, type StepRecord } from '../agent/trajectory.js';
 import type {
@@ -284,10 +283,9 @@ export function createActivities(deps: ActivityDeps) {
       ) {
         return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
       }
-      // No room left for a full turn: the server would reject the request (prompt + max_tokens > window).
-      if (
-        !turnFits(rawEstimate, input.contextWindow, input.sampling.maxTokensPerTurn, input.promptTokenRatio)
-      ) {
+      // No room left for a full turn: the server would reject the request (prompt + max_tokens > window). Judged in
+      // estimated tokens, as the budget is (see turnBudgetTokens).
+      if (rawEstimate > budget) {
         return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
       }
       deps.onModelCall?.({
@@ -336,7 +334,7 @@ export function createActivities(deps: ActivityDeps) {
         kind: turn.kind,
         ...(turn.kind === 'tool_call' ? { tool: turn.call.name } : {}),
         ...(turn.kind === 'answer' ? { answer: turn.answer } : {}),
-        actionPreview: preview(turn, g.text, g.finishReason),
+        actionPreview: preview(turn, g.finishReason),
         regions: g.regions,
         usage: g.usage,
         memberId: g.memberId,
@@ -356,8 +354,8 @@ export function createActivities(deps: ActivityDeps) {
         loadContext({ ...input }),
       ]);
       // Only a turn llmStep did not take as an answer comes here: an <answer> in it without its end is one
-      // llmStep found cut off at the token limit.
-      const turn = parseTurn(raw, 'length');
+      // llmStep found cut off at the token limit (inputs recorded before finishReason was passed say nothing else).
+      const turn = parseTurn(raw, input.finishReason ?? 'length');
       let observation: string;
       let observationRef: string | undefined;
       let toolError: string | undefined;
@@ -374,9 +372,7 @@ export function createActivities(deps: ActivityDeps) {
         case 'invalid_tool_call':
           // The model gets the reference's fixed wording; the record says what was wrong with this call.
           observation = turn.error;
-          toolError = actionCutOff(raw, input.finishReason)
-            ? CUT_OFF_CALL_PROBLEM
-            : (toolCallProblem(turn.raw) ?? turn.error);
+          toolError = turn.cutOff ? CUT_OFF_CALL_PROBLEM : (toolCallProblem(turn.raw) ?? turn.error);
           break;
         case 'no_action':
           // A turn the token limit cut off is not one where the model forgot to act: it is told so.
@@ -481,7 +477,7 @@ export type CallModel = (
   opts: CallModelOptions,
 ) => Promise<Generation>;
 
-function preview(turn: ParsedTurn, raw: string, finishReason: 'stop' | 'length'): string {
+function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
   const clip = (s: string, n = 120) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
   switch (turn.kind) {
     case 'tool_call':
@@ -489,7 +485,7 @@ function preview(turn: ParsedTurn, raw: string, finishReason: 'stop' | 'length')
     case 'answer':
       return clip(`answer: ${turn.answer}`);
     case 'invalid_tool_call':
-      return actionCutOff(raw, finishReason) ? 'tool call cut off at the token limit' : 'invalid tool call';
+      return turn.cutOff ? 'tool call cut off at the token limit' : 'invalid tool call';
     case 'no_action':
       if (turn.cutOffAnswer) return 'answer cut off at the token limit';
       return finishReason === 'length' ? 'cut off at the token limit before an action' : 'no action';

@@ -94,24 +94,11 @@ const RENDERED_PROMPT_MARGIN = 0.9;
 /**
  * Estimated prompt tokens a turn may send beside a full turn of output (`maxTokens`): the window's room converted
  * with the trajectory's learned ratio. A policy that can cut its prompt (iterresearch's last observation) cuts it to
- * this.
+ * this, and a prompt fits when its estimate is at most this. Compared in estimated tokens: converted back to server
+ * tokens, a prompt cut to exactly the budget can round to one token over (floor(x / r) * r reads a hair above x).
  */
 export function turnBudgetTokens(contextWindow: number, maxTokens: number, promptTokenRatio = 1): number {
   return Math.floor((contextWindow - maxTokens) / promptTokenRatio);
-}
-
-/**
- * Whether a turn's prompt leaves room for a full turn. Compared in estimated tokens, as the budget is: converted back
- * to server tokens, a prompt cut to exactly the budget can round to one token over (floor(x / r) * r reads a hair
- * above x), and the policy's own cut would end the trajectory as out of context.
- */
-export function turnFits(
-  estimatedTokens: number,
-  contextWindow: number,
-  maxTokens: number,
-  promptTokenRatio = 1,
-): boolean {
-  return estimatedTokens <= turnBudgetTokens(contextWindow, maxTokens, promptTokenRatio);
 }
 
 /**

@@ -338,17 +338,12 @@ export function turnSpans(text: string): TurnSpans {
   return { think, thinkTagged: tagged, report, action };
 }
 
-/** Whether the token limit cut the turn's action off before its closing tag, as opposed to one the model closed. */
-export function actionCutOff(text: string, finishReason: 'stop' | 'length' | undefined): boolean {
-  return finishReason === 'length' && turnSpans(text).action?.closed === false;
-}
-
 /**
  * Parse one generated turn. The action is the first <tool_call> or <answer> after the reasoning; text after it
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
  * `toolCallProblem(raw)` says what was wrong, for the step's record. With `finishReason` 'length' (the turn hit its token limit),
  * an <answer> without its `</answer>` is a cut-off fragment, not an answer: `no_action` with `cutOffAnswer`. One the
- * model ended itself is its answer.
+ * model ended itself is its answer. An invalid <tool_call> without its end is then marked `cutOff`.
  */
 export function parseTurn(text: string, finishReason?: 'stop' | 'length'): ParsedTurn {
   const spans = turnSpans(text);
@@ -363,7 +358,14 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
     const raw = slice(action);
     const r = parseToolCallBody(raw);
     if ('call' in r) return withReport({ kind: 'tool_call' as const, think, call: r.call });
-    return withReport({ kind: 'invalid_tool_call' as const, think, error: TOOL_CALL_FORMAT_ERROR, raw });
+    const cutOff = !action.closed && finishReason === 'length' ? { cutOff: true as const } : {};
+    return withReport({
+      kind: 'invalid_tool_call' as const,
+      think,
+      error: TOOL_CALL_FORMAT_ERROR,
+      raw,
+      ...cutOff,
+    });
   }
   if (action?.kind === 'answer' && !action.closed && finishReason === 'length')
     return withReport({ kind: 'no_action' as const, think, cutOffAnswer: true as const });

@@ -31,8 +31,11 @@ export interface ToolCall {
 export type ParsedTurn =
   | { kind: 'tool_call'; think: string; call: ToolCall; report?: string }
   | { kind: 'answer'; think: string; answer: string; report?: string }
-  /** A <tool_call> block that is not valid JSON with "name" and "arguments": the trajectory goes on with an error observation. */
-  | { kind: 'invalid_tool_call'; think: string; error: string; raw: string; report?: string }
+  /**
+   * A <tool_call> block that is not valid JSON with "name" and "arguments": the trajectory goes on with an error
+   * observation. `cutOff`: the token limit ended it before </tool_call>, as opposed to a call the model got wrong.
+   */
+  | { kind: 'invalid_tool_call'; think: string; error: string; raw: string; report?: string; cutOff?: true }
   /**
    * Neither a tool call nor an answer (garbage or truncated output). `cutOffAnswer`: an <answer> the token limit cut
    * off before its end, a fragment that must not end the trajectory as its prediction.

@@ -5,7 +5,6 @@ import {
   estimateTokens,
   formatToolResponse,
   turnBudgetTokens,
-  turnFits,
 } from '../../agent/context.js';
 import { parseTurn } from '../../agent/format.js';
 import {
@@ -171,14 +170,13 @@ describe('iterresearch', () => {
     for (const ratio of [768 / 501, 1, 1.37, 0.83]) {
       const budget = turnBudgetTokens(131_072, 4096, ratio);
       const estimate = estimateTokens(p.buildMessages(s, budget));
+      // llmStep's check (estimate <= budget) passes the policy's own cut.
       expect(estimate).toBeLessThanOrEqual(budget);
-      expect(turnFits(estimate, 131_072, 4096, ratio)).toBe(true);
-      expect(turnFits(budget + 1, 131_072, 4096, ratio)).toBe(false);
+      expect(estimate).toBeGreaterThan(0.99 * budget);
     }
     // Converted back to server tokens, the same prompt reads one over: why the check stays in estimated tokens.
     const edge = turnBudgetTokens(131_072, 4096, 768 / 501);
     expect(Math.ceil(edge * (768 / 501)) + 4096).toBe(131_073);
-    expect(turnFits(edge, 131_072, 4096, 768 / 501)).toBe(true);
   });
 
   it('first round has the question and an empty report', () => {

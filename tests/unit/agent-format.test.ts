@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { clipToShare, MAX_ANSWER_CHARS } from '../../agent/clip.js';
 import {
-  actionCutOff,
   extractTag,
   outputComplete,
   parseAnswer,
@@ -361,10 +360,11 @@ describe('turnSpans', () => {
   it('tells an action the token limit cut off from one the model closed and got wrong', () => {
     const cut = '<think>t</think><tool_call>{"name":"search","arguments":{"query":["a';
     const closedBad = '<think>t</think><tool_call>{"name":"search" "arguments":{}}</tool_call> and so on';
-    expect(actionCutOff(cut, 'length')).toBe(true);
-    expect(actionCutOff(closedBad, 'length')).toBe(false);
+    expect(parseTurn(cut, 'length')).toMatchObject({ kind: 'invalid_tool_call', cutOff: true });
+    expect(parseTurn(closedBad, 'length')).toMatchObject({ kind: 'invalid_tool_call' });
+    expect('cutOff' in parseTurn(closedBad, 'length')).toBe(false);
     // Ended by the model (a stop string), an unclosed call is the model's.
-    expect(actionCutOff(cut, 'stop')).toBe(false);
+    expect('cutOff' in parseTurn(cut, 'stop')).toBe(false);
   });
 
   it('takes the first action, and a whole report before it or right after it', () => {
