@@ -260,8 +260,9 @@ export function registerRunCommands(program: Command): void {
         // way out (an answer, a failure while starting the pool or worker, an interrupt).
         const stopServers = async () => {
           if (o.keepRunning || stack.alreadyRunning) return;
-          // Only what it started: a server that was already running stays up for whoever started it.
-          const d = await down({ dataDir: cfg.dataDir, only: stack.started, temporaryFor: process.pid });
+          // Only what it started (marked as its own): a server that was already running, or one another session has
+          // taken over since, stays up.
+          const d = await down({ dataDir: cfg.dataDir, temporaryFor: process.pid });
           for (const m of d.messages) console.log(`  ${m}`);
         };
         const interrupted = (signal: NodeJS.Signals) => {

@@ -796,11 +796,7 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   mkdirSync(join(dataDir, 'logs'), { recursive: true });
   // One `up` at a time per data directory: a second one waits, then finds the stack the first one started.
-  const lock = join(dataDir, 'up.lock');
-  const busy = stackBusy(dataDir);
-  const release = await waitForLock(lock, UP_LOCK_WAIT_MS, busy, (holder) =>
-    opts.onWaiting?.(`${busy(holder)}; waiting for it`),
-  );
+  const release = await lockStack(dataDir, opts.onWaiting);
   // The servers run detached, so an interrupt while they start (Ctrl-C during a slow first start) would leave
   // them running with no stack.json to find them by: stop what this call spawned, then exit as the signal would
   // (which releases the lock, as any exit does).
@@ -831,12 +827,15 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
   }
 }
 
-/** What `up` and `down` say of another process holding a data directory's `up.lock`. */
-function stackBusy(dataDir: string) {
-  return (holder: LockHolder | undefined) =>
+/** Takes a data directory's `up.lock` for `up` or `down`, waiting for another `up` under way; returns its release. */
+function lockStack(dataDir: string, onWaiting?: (message: string) => void): Promise<() => void> {
+  const busy = (holder: LockHolder | undefined) =>
     holder
       ? `another muse up (pid ${holder.pid} on ${holder.host}) is starting the servers of ${dataDir}`
       : `another muse up is starting the servers of ${dataDir}`;
+  return waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, busy, (holder) =>
+    onWaiting?.(`${busy(holder)}; waiting for it`),
+  );
 }
 
 /**
@@ -1001,10 +1000,7 @@ export async function down(opts: DownOptions = {}): Promise<DownResult> {
   const dataDir = resolve(opts.dataDir ?? '.muse');
   if (!existsSync(dataDir)) return downLocked(dataDir, opts);
   // Under `up`'s lock: an `up` meanwhile (a server claimed, one restarted) must not be undone from a stale stack.json.
-  const busy = stackBusy(dataDir);
-  const release = await waitForLock(join(dataDir, 'up.lock'), UP_LOCK_WAIT_MS, busy, (holder) =>
-    opts.onWaiting?.(`${busy(holder)}; waiting for it`),
-  );
+  const release = await lockStack(dataDir, opts.onWaiting);
   try {
     return await downLocked(dataDir, opts);
   } finally {
@@ -1035,7 +1031,7 @@ async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResul
       if (!record) continue;
       if (opts.only && !opts.only.includes(name)) continue;
       if (opts.temporaryFor !== undefined && record.temporaryFor !== opts.temporaryFor) {
-        messages.push(`${name} left running (pid ${record.pid}): a muse up since wants it`);
+        messages.push(`${name} left running (pid ${record.pid}): another session since wants it`);
         continue;
       }
       if (processRuns(record.pid, record.binary, dataDir)) {
@@ -1050,15 +1046,12 @@ async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResul
   }
   // Stopping only some (what `muse demo` started) leaves the others recorded, for `muse down` to stop later.
   const left = (name: ServiceName) => stack?.[name] !== undefined && !gone.includes(name);
-  const kept: StackFile | undefined =
-    stack && (opts.only || opts.temporaryFor !== undefined)
-      ? {
-          version: 1,
-          dataDir: stack.dataDir,
-          ...(left('temporal') ? { temporal: stack.temporal } : {}),
-          ...(left('nats') ? { nats: stack.nats } : {}),
-        }
-      : undefined;
+  const kept: StackFile | undefined = stack && {
+    version: 1,
+    dataDir: stack.dataDir,
+    ...(left('temporal') ? { temporal: stack.temporal } : {}),
+    ...(left('nats') ? { nats: stack.nats } : {}),
+  };
   if (kept && (kept.temporal || kept.nats)) writeStackFile(dataDir, kept);
   else if (existsSync(stackFilePath(dataDir))) rmSync(stackFilePath(dataDir), { force: true });
   if (!stack) messages.push(`not running (no ${stackFilePath(dataDir)})`);

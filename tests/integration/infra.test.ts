@@ -283,15 +283,15 @@ describe('up / down', () => {
       new RegExp(`nats was started by muse demo \\(pid ${process.pid}\\); it now stays up`),
     );
     expect(plain.stack.nats.temporaryFor).toBeUndefined();
-    const ended = await down({ dataDir, only: demo.started, temporaryFor: process.pid });
+    const ended = await down({ dataDir, temporaryFor: process.pid });
     expect(ended.stopped).toEqual([]);
-    expect(ended.messages.join('\n')).toMatch(/nats left running .*a muse up since wants it/);
+    expect(ended.messages.join('\n')).toMatch(/nats left running .*another session since wants it/);
     expect(isProcessAlive(demo.stack.nats.pid)).toBe(true);
     expect((await stackStatus({ dataDir })).nats?.record.pid).toBe(demo.stack.nats.pid);
     // Not claimed, the demo's own server goes when it ends; the other stays recorded.
     await down({ dataDir, only: ['nats'] });
     const again = await up({ dataDir, temporalPort, natsPort, temporary: true });
-    const done = await down({ dataDir, only: again.started, temporaryFor: process.pid });
+    const done = await down({ dataDir, temporaryFor: process.pid });
     expect(done.stopped).toEqual(['nats']);
     expect(isProcessAlive(again.stack.nats.pid)).toBe(false);
     const after = await stackStatus({ dataDir });
@@ -362,20 +362,13 @@ describe('two muse up at once', () => {
     const dataDir = tempDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
     await up({ dataDir, ...ports });
-    const holder = spawn('sleep', ['3']);
-    const pid = holder.pid!;
-    writeFileSync(
-      join(dataDir, 'up.lock'),
-      JSON.stringify({ pid, host: hostname(), start: processStartTime(pid) }),
-    );
+    const { holder, waitingFor } = holdUpLock(dataDir);
     const told: string[] = [];
     try {
       const result = await down({ dataDir, onWaiting: (m) => told.push(m) });
       // It stopped the servers only once that process was gone, and said whom it waited for meanwhile.
       expect(holder.exitCode).toBe(0);
-      expect(told).toEqual([
-        `another muse up (pid ${pid} on ${hostname()}) is starting the servers of ${dataDir}; waiting for it`,
-      ]);
+      expect(told).toEqual([waitingFor]);
       expect(result.stopped.sort()).toEqual(['nats', 'temporal']);
     } finally {
       holder.kill();
@@ -386,19 +379,11 @@ describe('two muse up at once', () => {
   it('says whom it waits for once the wait is noticeable, and goes on when that process is gone', async () => {
     const dataDir = tempDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
-    // Another process on this host holds the lock for 3 s, as a slow first `muse up` would.
-    const holder = spawn('sleep', ['3']);
-    const pid = holder.pid!;
-    writeFileSync(
-      join(dataDir, 'up.lock'),
-      JSON.stringify({ pid, host: hostname(), start: processStartTime(pid) }),
-    );
+    const { holder, waitingFor } = holdUpLock(dataDir);
     const told: string[] = [];
     try {
       const r = await up({ dataDir, ...ports, onWaiting: (m) => told.push(m) });
-      expect(told).toEqual([
-        `another muse up (pid ${pid} on ${hostname()}) is starting the servers of ${dataDir}; waiting for it`,
-      ]);
+      expect(told).toEqual([waitingFor]);
       expect(holder.exitCode).toBe(0);
       expect(r.started.sort()).toEqual(['nats', 'temporal']);
     } finally {
@@ -407,6 +392,21 @@ describe('two muse up at once', () => {
     }
   });
 });
+
+/**
+ * Another process on this host holding `dataDir`'s up.lock for 3 s, as a slow first `muse up` would (past the 2 s
+ * after which a waiting up or down says so), and what the waiting one says of it.
+ */
+function holdUpLock(dataDir: string) {
+  const holder = spawn('sleep', ['3']);
+  const pid = holder.pid!;
+  writeFileSync(
+    join(dataDir, 'up.lock'),
+    JSON.stringify({ pid, host: hostname(), start: processStartTime(pid) }),
+  );
+  const waitingFor = `another muse up (pid ${pid} on ${hostname()}) is starting the servers of ${dataDir}; waiting for it`;
+  return { holder, waitingFor };
+}
 
 /** `muse <command>` as a child process on a data directory and ports of its own; `output()` is all it printed. */
 async function museOnOwnPorts(command: 'up' | 'demo') {
