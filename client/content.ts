@@ -59,6 +59,9 @@ export async function* exportTrajectory(
   }
 }
 
+/** The workflows that run a job's steps, and so read and write its content. */
+const JOB_WORKFLOW_TYPES: readonly string[] = ['trajectory', 'parallelMuse'];
+
 /** Runs listed by name in an error at most; the others are counted. */
 const RUNS_NAMED = 5;
 
@@ -69,7 +72,7 @@ const RUNS_NAMED = 5;
 export async function runningRunsOfJob(client: Client, jobId: string): Promise<string[]> {
   const running: string[] = [];
   for await (const run of client.workflow.list({
-    query: 'ExecutionStatus = "Running" AND WorkflowType IN ("trajectory", "parallelMuse")',
+    query: `ExecutionStatus = "Running" AND WorkflowType IN (${JOB_WORKFLOW_TYPES.map((t) => `"${t}"`).join(', ')})`,
   })) {
     if (run.memo?.jobId === jobId || run.workflowId === jobId) running.push(run.workflowId);
   }
@@ -79,8 +82,7 @@ export async function runningRunsOfJob(client: Client, jobId: string): Promise<s
       .getHandle(jobId)
       .describe()
       .catch(() => undefined);
-    if (own?.status.name === 'RUNNING' && ['trajectory', 'parallelMuse'].includes(own.type))
-      running.push(jobId);
+    if (own?.status.name === 'RUNNING' && JOB_WORKFLOW_TYPES.includes(own.type)) running.push(jobId);
   }
   return running;
 }

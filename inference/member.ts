@@ -31,6 +31,7 @@ import {
   type MemberAnnouncementWire,
   ROUTER_HEADER,
   ROUTER_LEASE_HEADER,
+  RouterId,
   subjects,
   tryDecodeWire,
   WIRE_VERSION,
@@ -174,9 +175,10 @@ const LEASE_CHECK_MS = 250;
  * asks for none or the headers are malformed (the request is served without a lease, never refused over one).
  */
 export function routerLease(router: string | undefined, ms: string | undefined): RouterLease | undefined {
+  const id = RouterId.safeParse(router);
   const n = Number(ms);
-  if (!router || router.length > 100 || !ms || !Number.isFinite(n) || n <= 0) return undefined;
-  return { router, ms: Math.min(ROUTER_LEASE_MS.max, Math.max(ROUTER_LEASE_MS.min, Math.round(n))) };
+  if (!id.success || !ms || !Number.isFinite(n) || n <= 0) return undefined;
+  return { router: id.data, ms: Math.min(ROUTER_LEASE_MS.max, Math.max(ROUTER_LEASE_MS.min, Math.round(n))) };
 }
 
 /** The router that sent the request went silent for its lease: killed, or cut off. Its work is stopped. */

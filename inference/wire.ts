@@ -178,13 +178,16 @@ export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
 /** Prefix keys per placement event at most: 8 bytes each, a prompt of ~1M characters. */
 export const MAX_PLACEMENT_KEYS = 4096;
 
+/** A router's id, as it names itself in placements, leases and request headers. */
+export const RouterId = z.string().min(1).max(100);
+
 /**
  * One router's served request, for the other routers of the pool: the member now holds this prompt prefix. The
  * keys are the prompt's prefix block keys (router/prefix.ts), packed as 8 bytes each.
  */
 export const PlacementWire = z.object({
   v: z.literal(WIRE_VERSION),
-  router: z.string().min(1).max(100),
+  router: RouterId,
   member: z
     .string()
     .max(200)
@@ -197,7 +200,7 @@ export const PlacementWire = z.object({
 export type PlacementWire = z.infer<typeof PlacementWire>;
 
 /** A router's renewal of its lease on the requests it has on a member (subjects.lease). */
-export const LeaseWire = z.object({ v: z.literal(WIRE_VERSION), router: z.string().min(1).max(100) });
+export const LeaseWire = z.object({ v: z.literal(WIRE_VERSION), router: RouterId });
 export type LeaseWire = z.infer<typeof LeaseWire>;
 
 export const CancelWire = z.object({ v: z.literal(WIRE_VERSION), id: z.string().min(1).max(200) });
