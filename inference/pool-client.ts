@@ -370,11 +370,10 @@ export class PoolClient {
 
   /** Tells each member this router has requests on that it is alive and still waits for them (see leaseMs). */
   private renewLeases(): void {
-    const renewal = this.renewal;
     const memberIds = new Set([...this.pending.values()].map((p) => p.member.info.id));
     for (const memberId of memberIds) {
       try {
-        this.opts.nc.publish(subjects.lease(this.opts.pool, memberId), renewal);
+        this.opts.nc.publish(subjects.lease(this.opts.pool, memberId), this.renewal);
       } catch {
         // Closed or draining: what is left in flight is failed or abandoned with it.
       }
