@@ -1,8 +1,9 @@
-// What can be told about a process by its pid, without being its parent: whether it runs, since when, and what.
+// What can be told about a process by its pid, without being its parent: whether it runs, since when, what, and
+// whether it listens on a port.
 // Pids are reused (after a crash, a reboot, in a restarted container numbering from 1), so a recorded pid names its
 // process only together with its start time or its command line.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** Alive and not a zombie: a killed child of a process that has not reaped it still answers kill(0). */
 export function isProcessAlive(pid: number): boolean {
@@ -59,4 +60,86 @@ function procStat(pid: number): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether the process, or one of its descendants (a wrapper script's server), holds a listening TCP socket on this
+ * port, told from procfs: the port's listening sockets in /proc/net/tcp{,6} matched against the processes' open
+ * descriptors. Undefined where procfs cannot say (macOS, the process's descriptors unreadable).
+ */
+export function listensOn(pid: number, port: number): boolean | undefined {
+  const inodes = listeningSocketInodes(port);
+  if (inodes === undefined) return undefined;
+  let ownFds: string[];
+  try {
+    ownFds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return undefined;
+  }
+  if (inodes.size === 0) return false;
+  const holds = (p: number, fds: string[]) =>
+    fds.some((fd) => {
+      try {
+        return inodes.has(readlinkSync(`/proc/${p}/fd/${fd}`));
+      } catch {
+        return false; // closed since the listing
+      }
+    });
+  if (holds(pid, ownFds)) return true;
+  for (const child of descendants(pid)) {
+    try {
+      if (holds(child, readdirSync(`/proc/${child}/fd`))) return true;
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return false;
+}
+
+/** `socket:[inode]` of each listening TCP socket (IPv4 and IPv6) on the port; undefined without procfs. */
+function listeningSocketInodes(port: number): Set<string> | undefined {
+  const tables = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((file) => {
+    try {
+      return [readFileSync(file, 'utf8')];
+    } catch {
+      return [];
+    }
+  });
+  if (tables.length === 0) return undefined;
+  const LISTEN = '0A';
+  const inodes = new Set<string>();
+  for (const line of tables.join('\n').split('\n')) {
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+    const fields = line.trim().split(/\s+/);
+    const localPort = fields[1]?.split(':')[1];
+    if (localPort && fields[3] === LISTEN && Number.parseInt(localPort, 16) === port) {
+      inodes.add(`socket:[${fields[9]}]`);
+    }
+  }
+  return inodes;
+}
+
+/** Every process descended from pid, from the parent pids in procfs. */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const parent = Number(procStat(Number(entry))?.[1]);
+    if (!Number.isInteger(parent)) continue;
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  const queue = [...(children.get(pid) ?? [])];
+  while (queue.length > 0) {
+    const next = queue.shift()!;
+    found.push(next);
+    queue.push(...(children.get(next) ?? []));
+  }
+  return found;
 }

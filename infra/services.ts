@@ -21,7 +21,7 @@ import { Connection } from '@temporalio/client';
 import { exitAsSignal } from '../common/signals.js';
 import { resolveBinary } from './binaries.js';
 import { type LockHolder, tryLock } from './file-lock.js';
-import { isProcessAlive, processCommandLine, processStartTime } from './processes.js';
+import { isProcessAlive, listensOn, processCommandLine, processStartTime } from './processes.js';
 
 export type ServiceName = 'temporal' | 'nats';
 
@@ -354,7 +354,10 @@ async function waitHealthy(
     if (await canConnect(host, port)) {
       try {
         await check();
-        return;
+        // Another process can take the port between the check that it was free and the server's bind (another
+        // data directory's server starting at that moment). It answers the check, while ours exits on the bind.
+        if (listensOn(spawned.pid, port) !== false) return;
+        lastError = `another process (not pid ${spawned.pid}) listens on ${host}:${port}`;
       } catch (err) {
         lastError = err instanceof Error ? err.message : String(err);
       }

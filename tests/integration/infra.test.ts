@@ -184,6 +184,35 @@ describe('startTemporal / startNats', () => {
       await expect(start).rejects.toThrow(/exited during startup \(code 3\)[\s\S]*config rejected/);
       expect(Date.now() - started).toBeLessThan(10_000);
     });
+
+    it('a server that lost its port to another one is not taken for healthy because that one answers', async () => {
+      const dir = tempDir();
+      const pidFile = join(dir, 'other.pid');
+      // The port race, staged: the spawned "server" starts another nats-server on its port (detached, not its
+      // descendant, as another data directory's server starting at that moment would be), then fails to bind.
+      const fake = join(dir, 'nats-server');
+      writeFileSync(
+        fake,
+        [
+          '#!/bin/sh',
+          `( "${resolveBinary('nats-server')}" "$@" -sd "${join(dir, 'other')}" -P "${pidFile}" >/dev/null 2>&1 & )`,
+          'sleep 3',
+          'echo "listen tcp: bind: address already in use" >&2',
+          'exit 1',
+          '',
+        ].join('\n'),
+      );
+      chmodSync(fake, 0o755);
+      process.env.MUSE_NATS_SERVER_BIN = fake;
+      try {
+        const start = startNats({ dataDir: dir, port: await freePort() });
+        await expect(start).rejects.toThrow(/exited during startup \(code 1\)[\s\S]*address already in use/);
+        // The other server did answer meanwhile: the check was not passed for want of one.
+        expect(existsSync(pidFile)).toBe(true);
+      } finally {
+        if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGTERM');
+      }
+    });
   });
 });
 

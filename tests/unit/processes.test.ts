@@ -1,0 +1,43 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { listensOn } from '../../infra/processes.js';
+
+const LISTENER = `const s = require('node:net').createServer(); s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  // Each in its own process group, so a wrapper's child goes with it.
+  for (const child of children.splice(0)) process.kill(-child.pid!, 'SIGKILL');
+});
+
+/** Spawns a command that starts a listener somewhere in its process tree and prints its port. */
+async function spawnListening(command: string, args: string[]): Promise<{ pid: number; port: number }> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  children.push(child);
+  const port = await new Promise<number>((ok, fail) => {
+    child.stdout!.once('data', (chunk: Buffer) => ok(Number(chunk.toString().trim())));
+    child.once('exit', (code) => fail(new Error(`listener exited with ${code}`)));
+  });
+  return { pid: child.pid!, port };
+}
+
+describe.runIf(existsSync('/proc/net/tcp'))('listensOn (procfs)', () => {
+  it('tells the process holding a port from one that does not', async () => {
+    const one = await spawnListening(process.execPath, ['-e', LISTENER]);
+    const other = await spawnListening(process.execPath, ['-e', LISTENER]);
+    expect(listensOn(one.pid, one.port)).toBe(true);
+    expect(listensOn(one.pid, other.port)).toBe(false);
+    expect(listensOn(other.pid, one.port)).toBe(false);
+  });
+
+  it("counts a descendant's socket as the process's own (a wrapper script that forks its server)", async () => {
+    // `; exit` keeps sh from exec-ing node in its own place: node runs as sh's child.
+    const { pid, port } = await spawnListening('sh', ['-c', `"${process.execPath}" -e "${LISTENER}"; exit`]);
+    expect(listensOn(pid, port)).toBe(true);
+  });
+
+  it('cannot say for a process that is gone', () => {
+    expect(listensOn(2 ** 22 + 7, 80)).toBeUndefined();
+  });
+});
