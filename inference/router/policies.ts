@@ -267,16 +267,17 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
     };
     const full = (m: MemberView) => outstanding(m) >= Math.max(1, m.capacity);
 
-    const first = preferred[0]!;
-    if (!overloaded(first) && !full(first)) {
-      this.lastDecision = decision;
-      return preferred.map((m) => m.id);
-    }
-    this.lastDecision = overloaded(first) ? 'imbalanced' : 'affinity_full';
-    const next = preferred.find((m) => !overloaded(m) && !full(m));
+    // The guard orders the whole list, not only its head: a request whose first choice fails goes on to the next
+    // member in this order, which must not be an overloaded one while others have room.
+    const open = preferred.filter((m) => !overloaded(m) && !full(m));
     // Every member overloaded or full: least-loaded order, the best the pool can do.
-    if (!next) return [...healthy].sort(leastLoaded).map((m) => m.id);
-    return [next, ...preferred.filter((m) => m !== next)].map((m) => m.id);
+    if (open.length === 0) {
+      this.lastDecision = overloaded(preferred[0]!) ? 'imbalanced' : 'affinity_full';
+      return [...healthy].sort(leastLoaded).map((m) => m.id);
+    }
+    const first = preferred[0]!;
+    this.lastDecision = open[0] === first ? decision : overloaded(first) ? 'imbalanced' : 'affinity_full';
+    return [...open, ...preferred.filter((m) => !open.includes(m))].map((m) => m.id);
   }
 
   onRouted(memberId: string, req: RouteRequest): () => void {

@@ -111,8 +111,26 @@ describe('prefix_affinity', () => {
     // mean 9.33: a is 10.7 over it (> 8) and 2.1x it (> 1.5x)
     const ranked = p.rank(req(branch(1, 1)), members);
     expect(p.lastDecision).toBe('imbalanced');
-    // b, then the prefix holder a for failover, then c
-    expect(ranked).toEqual(['b', 'a', 'c']);
+    // b, then c, with room; the overloaded prefix holder a last
+    expect(ranked).toEqual(['b', 'c', 'a']);
+  });
+
+  it('keeps the guard when the request fails over: the retry goes to a member with room, not the overloaded holder', () => {
+    const p = new PrefixAffinityPolicy({ balanceAbsThreshold: 8, balanceRelThreshold: 1.5 });
+    const members = [member('a', { inFlight: 30 }), member('b'), member('c'), member('d')];
+    p.onRouted('a', req(branch(1, 0)));
+    const r = req(branch(1, 1));
+    // As the pool client does: the first member not yet tried in a fresh ranking, the failed one recorded as routed.
+    const tried = new Set<string>();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const next = p.rank(r, members).find((m) => !tried.has(m))!;
+      expect(next).not.toBe('a');
+      tried.add(next);
+      p.onRouted(next, r);
+    }
+    expect([...tried].sort()).toEqual(['b', 'c', 'd']);
+    // Only once every member with room has been tried does the request go to the overloaded one.
+    expect(p.rank(r, members).find((m) => !tried.has(m))).toBe('a');
   });
 
   it('sends the overflow of a sticky key to the same second member every time', () => {
