@@ -4,6 +4,8 @@
 // (BadRequestError, RequestTooLargeError, BackendRejectedError, ContextLengthError).
 import { randomUUID } from 'node:crypto';
 import {
+  ClosedConnectionError,
+  DrainingConnectionError,
   headers,
   type NatsConnection,
   RequestError,
@@ -525,6 +527,12 @@ export class PoolClient {
       const namespace = options.blobNamespace ?? this.opts.blobNamespace ?? 'requests';
       const messagesRef = await bounded(this.opts.blobs.put(namespace, messages));
       payload = encodeWire({ ...body, messagesRef });
+      // What is left (the parameters: stop strings, say) can still be too large: NATS would refuse it on every attempt.
+      if (payload.length > inlineLimit) {
+        throw new RequestTooLargeError(
+          `request of ${payload.length} bytes without its messages (stored by reference) still exceeds the inline limit of ${inlineLimit} bytes`,
+        );
+      }
     }
     const route: RouteRequest = this.policy.usesPrefixKeys
       ? {
@@ -564,8 +572,9 @@ export class PoolClient {
     const tried = new Map<string, TriedOutcome>();
     // The attempt limit catches a member that is alive (announcing) but stuck; it must not cut off a long generation.
     const attemptLimit = this.attemptTimeout ?? generationAllowanceMs(maxTokens);
-    // Between attempts: jittered backoff, never past the deadline.
-    const pause = (attempt: number) =>
+    // Between attempts (none after the last): jittered backoff, never past the deadline.
+    const pause = async (attempt: number) =>
+      attempt < this.maxAttempts - 1 &&
       sleep(
         Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
         options.signal,
@@ -696,18 +705,30 @@ export class PoolClient {
         failure instanceof BackendRejectedError ||
         failure instanceof ContextLengthError;
       const reason = describe(failure);
-      if (!callerGaveUp && !refused && countsAgainstMember(failure, timeout < attemptLimit)) {
+      const noResponders = failure instanceof RequestError && failure.isNoResponders();
+      // Just after this router's connection came back, a member may not have subscribed again yet: its subject's
+      // silence says nothing of it, and dropping it would fail over everything it is still working on.
+      const reconnecting = noResponders && (this.disconnected || this.now() < this.noDropsUntil);
+      // Refused by this router's own connection (closed, draining), never sent: no member's doing, and no other
+      // member would fare better.
+      const unsent = failure instanceof ClosedConnectionError || failure instanceof DrainingConnectionError;
+      if (
+        !callerGaveUp &&
+        !refused &&
+        !reconnecting &&
+        !unsent &&
+        countsAgainstMember(failure, timeout < attemptLimit)
+      ) {
         state?.breaker.onFailure(ticket);
         if (state) state.lastFailure = reason;
       } else state?.breaker.release(ticket);
       if (callerGaveUp) throw options.signal!.reason;
-      if (refused) throw failure;
+      if (refused || unsent) throw failure;
       errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
       // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
       // member does not hold the prompt.
       const lost = failure instanceof LostAttempt;
       const backpressure = failure instanceof MemberFailure && !failure.memberFault && !lost;
-      const noResponders = failure instanceof RequestError && failure.isNoResponders();
       if (backpressure || noResponders) unroute?.();
       if (memberId && failure instanceof SizeRefused) {
         tried.set(memberId, 'size_refused');
@@ -722,7 +743,7 @@ export class PoolClient {
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts. A member that announced it is
       // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.
-      if (noResponders && memberId && this.members.get(memberId)?.leavingSince === undefined)
+      if (noResponders && !reconnecting && memberId && this.members.get(memberId)?.leavingSince === undefined)
         this.dropMember(memberId, `member ${memberId} has no responders`);
       if (failure instanceof MemberFailure && !failure.retryable) break;
       await pause(attempt);

@@ -1,8 +1,14 @@
 // A router whose start failed (NATS unreachable at the time) starts again on the next call; one whose connection
 // drops keeps its members through the outage.
-import type { NatsConnection } from '@nats-io/nats-core';
+import {
+  ClosedConnectionError,
+  type NatsConnection,
+  NoRespondersError,
+  RequestError,
+} from '@nats-io/nats-core';
 import { describe, expect, it } from 'vitest';
-import { PoolClient } from '../../inference/pool-client.js';
+import type { BlobStore } from '../../common/blob-store.js';
+import { PoolClient, PoolUnavailableError, RequestTooLargeError } from '../../inference/pool-client.js';
 import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
 
 /** Just enough of a connection for start(): subscriptions it counts, and a flush that fails while "disconnected". */
@@ -187,6 +193,107 @@ describe('PoolClient hearing no member at all', () => {
     flushAnswers = true;
     await sweepUntil(client, clock, 11_000);
     expect(known()).toEqual([]);
+    client.close();
+  });
+});
+
+const PARAMS = { maxTokens: 8, temperature: 0, topLogprobs: 1 };
+
+describe('PoolClient.generate refused by its own connection', () => {
+  it('names the inline limit when a request is still too large with its messages stored by reference', async () => {
+    const sent: string[] = [];
+    const { client } = routerOnFakeConnection({
+      info: { max_payload: 64 * 1024 },
+      request: (subject: string) => {
+        sent.push(subject);
+        return Promise.reject(new Error('max_payload exceeded'));
+      },
+    });
+    (client as unknown as { opts: { blobs: BlobStore } }).opts.blobs = {
+      put: async () => ({ ref: 'sha256-0', bytes: 1 }),
+    } as unknown as BlobStore;
+    const stop = ['x'.repeat(100 * 1024)];
+    const generate = client.generate(
+      [{ role: 'user', content: 'q'.repeat(100 * 1024) }],
+      { ...PARAMS, stop },
+      {
+        deadline: Date.now() + 60_000,
+      },
+    );
+    await expect(generate).rejects.toBeInstanceOf(RequestTooLargeError);
+    await expect(generate).rejects.toThrow(
+      /without its messages .* still exceeds the inline limit of \d+ bytes/,
+    );
+    expect(sent).toEqual([]);
+    client.close();
+  });
+
+  it('fails at once on a closed connection, counting it against no member', async () => {
+    let attempts = 0;
+    const { client, announce, known } = routerOnFakeConnection({
+      request: () => {
+        attempts++;
+        return Promise.reject(new ClosedConnectionError());
+      },
+    });
+    await client.start();
+    announce('gpu-0');
+    const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: Date.now() + 60_000,
+    });
+    await expect(generate).rejects.toBeInstanceOf(ClosedConnectionError);
+    expect(attempts).toBe(1);
+    expect(known()).toEqual(['gpu-0']);
+    const breaker = (
+      client as unknown as { members: Map<string, { breaker: { consecutiveFailures: number } }> }
+    ).members.get('gpu-0')!.breaker;
+    expect(breaker.consecutiveFailures).toBe(0);
+    client.close();
+  });
+});
+
+describe('PoolClient hearing no responders', () => {
+  const noResponders = (subject: string) =>
+    Promise.reject(new RequestError('no responders', { cause: new NoRespondersError(subject) }));
+
+  it('drops a member whose subject nobody listens on', async () => {
+    const { client, announce, known } = routerOnFakeConnection({ request: noResponders });
+    await client.start();
+    announce('gpu-0');
+    announce('gpu-1');
+    await expect(
+      client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 60_000 }),
+    ).rejects.toBeInstanceOf(PoolUnavailableError);
+    expect(known()).toEqual([]);
+    client.close();
+  });
+
+  it('keeps its members just after its own reconnect, before they could subscribe again', async () => {
+    const events: { type: string }[] = [];
+    let wake: (() => void) | undefined;
+    const { client, announce, known } = routerOnFakeConnection({
+      request: noResponders,
+      async *status() {
+        for (;;) {
+          while (events.length > 0) yield events.shift()!;
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+        }
+      },
+    });
+    await client.start();
+    announce('gpu-0');
+    announce('gpu-1');
+    for (const type of ['disconnect', 'reconnect']) {
+      events.push({ type });
+      wake?.();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    await expect(
+      client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 60_000 }),
+    ).rejects.toBeInstanceOf(PoolUnavailableError);
+    expect(known()).toEqual(['gpu-0', 'gpu-1']);
     client.close();
   });
 });
