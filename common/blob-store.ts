@@ -502,6 +502,9 @@ export async function readObject(
   for (let attempt = 0; ; attempt++) {
     const r = await os.get(key);
     if (r === null) return null;
+    // Rejects along with the stream when the client's consumer fails; awaited below only when the stream ended, so
+    // marked handled here: unhandled, it would end the worker's process.
+    r.error.catch(() => {});
     const reader = r.data.getReader();
     const chunks: Uint8Array[] = [];
     let stalled = false;

@@ -53,6 +53,30 @@ describe('object reads', () => {
     await expect(readObject(os, 'k', ref, 20)).rejects.toThrow(`reading ${ref} stalled twice for 20 ms`);
   });
 
+  it("fails with the client's error when its stream errors, leaving no rejection unhandled (which ends the process)", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const broken = new Error('consumer stopped');
+      const read = (stallAfter?: number) => {
+        // As the client does: the stream errors and `error` rejects with the same error.
+        const data = new ReadableStream<Uint8Array>({
+          pull: (controller) =>
+            stallAfter === undefined ? controller.error(broken) : new Promise<void>(() => {}),
+        });
+        return { info: {} as never, data, error: Promise.reject(broken) };
+      };
+      await expect(readObject({ get: async () => read() }, 'k', ref, 20)).rejects.toThrow('consumer stopped');
+      // A read that stalls is made again: its `error` is never awaited either.
+      await expect(readObject({ get: async () => read(0) }, 'k', ref, 20)).rejects.toThrow('stalled twice');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a missing object is null', async () => {
     expect(await readObject({ get: async () => null }, 'k', ref, 20)).toBeNull();
   });
