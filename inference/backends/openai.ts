@@ -192,6 +192,18 @@ export function topK(values: Iterable<number | null | undefined>, k: number): nu
   return out.length > k ? out.slice(0, k) : out;
 }
 
+/**
+ * A reply's usage, its cached tokens at most its prompt: servers have reported more (a cache hit counted in whole
+ * blocks past the prompt's end), which would read as a hit rate over 100%.
+ */
+export function usageOf(
+  promptTokens: number,
+  cachedTokens: number,
+  completionTokens: number,
+): RawGeneration['usage'] {
+  return { promptTokens, cachedPromptTokens: Math.min(cachedTokens, promptTokens), completionTokens };
+}
+
 /** The most top_logprobs the chat API takes (OpenAI's limit, vLLM's default --max-logprobs). */
 const MAX_TOP_LOGPROBS = 20;
 
@@ -437,11 +449,11 @@ export class OpenAIBackend implements InferenceBackend {
     return {
       text,
       tokens,
-      usage: {
-        promptTokens: res.usage?.prompt_tokens ?? 0,
-        cachedPromptTokens: res.usage?.prompt_tokens_details?.cached_tokens ?? 0,
-        completionTokens: res.usage?.completion_tokens ?? tokens.length,
-      },
+      usage: usageOf(
+        res.usage?.prompt_tokens ?? 0,
+        res.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+        res.usage?.completion_tokens ?? tokens.length,
+      ),
       finishReason: mapFinishReason(choice.finish_reason, 'openai'),
       model: res.model ?? req.model ?? this.opts.model,
     };
@@ -486,11 +498,11 @@ export class OpenAIBackend implements InferenceBackend {
     return {
       text: choice.text,
       tokens,
-      usage: {
-        promptTokens: res.usage?.prompt_tokens ?? (Array.isArray(prompt) ? prompt.length : 0),
-        cachedPromptTokens: res.usage?.prompt_tokens_details?.cached_tokens ?? 0,
-        completionTokens: res.usage?.completion_tokens ?? tokens.length,
-      },
+      usage: usageOf(
+        res.usage?.prompt_tokens ?? (Array.isArray(prompt) ? prompt.length : 0),
+        res.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+        res.usage?.completion_tokens ?? tokens.length,
+      ),
       finishReason: mapFinishReason(choice.finish_reason, 'openai'),
       model: res.model ?? req.model ?? this.opts.model,
     };

@@ -28,6 +28,7 @@ import {
   type Tokenizer,
   topK,
   UNLIKELY_LOGPROB,
+  usageOf,
 } from './openai.js';
 
 export interface SGLangBackendOptions extends HttpClientOptions {
@@ -204,11 +205,7 @@ export class SGLangBackend implements InferenceBackend {
     return {
       text: item.text,
       tokens,
-      usage: {
-        promptTokens: meta.prompt_tokens,
-        cachedPromptTokens: meta.cached_tokens ?? 0,
-        completionTokens: meta.completion_tokens,
-      },
+      usage: usageOf(meta.prompt_tokens, meta.cached_tokens ?? 0, meta.completion_tokens),
       finishReason: mapFinishReason(meta.finish_reason?.type, 'sglang'),
       model: this.opts.model ?? 'sglang',
     };

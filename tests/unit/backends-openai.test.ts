@@ -286,6 +286,17 @@ describe('OpenAIBackend (completions)', () => {
     usage: { prompt_tokens: 30, completion_tokens: 2, total_tokens: 32 },
   };
 
+  it('caps cached tokens at the prompt tokens, in chat and in completions mode (servers have reported more)', async () => {
+    const usage = { prompt_tokens: 126, completion_tokens: 2, prompt_tokens_details: { cached_tokens: 128 } };
+    const s = await fakeServer((req) => ({
+      body: req.path.endsWith('/chat/completions') ? chatBody({ usage }) : { ...completion, usage },
+    }));
+    for (const mode of ['chat', 'completions'] as const) {
+      const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm', mode }).generate(request(), signal());
+      expect(g.usage).toMatchObject({ promptTokens: 126, cachedPromptTokens: 126 });
+    }
+  });
+
   it('renders the chat template, sends logprobs=k and parses the vLLM shape', async () => {
     const s = await fakeServer(() => ({ body: completion }));
     const b = new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' });

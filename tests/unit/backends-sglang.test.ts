@@ -148,6 +148,14 @@ describe('SGLangBackend', () => {
     expect((err as Error).message).toContain('meta_info.output_top_logprobs');
   });
 
+  it('caps cached tokens at the prompt tokens (SGLang has reported 128 cached of 126)', async () => {
+    const s = await fakeJsonServer(() => ({
+      body: generateBody({ prompt_tokens: 126, cached_tokens: 128 }),
+    }));
+    const g = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal());
+    expect(g.usage).toMatchObject({ promptTokens: 126, cachedPromptTokens: 126 });
+  });
+
   it('reports cached tokens as 0 when absent, and an abort as retryable', async () => {
     const s = await fakeJsonServer((_, n) =>
       n === 1
