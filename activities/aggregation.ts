@@ -96,7 +96,8 @@ export function createAggregationActivities(deps: {
   const { blobs, content, callModel } = deps;
   return {
     /**
-     * Distils one trajectory into a report. A call that ran out of tokens (inside its reasoning, or before closing
+     * Distils one trajectory into a report, its trajectory cut to the window (reportTrajectoryChars), and cut further
+     * when the server still refuses the prompt as too long. A call that ran out of tokens (inside its reasoning, or before closing
      * its report) wrote no report: `reportRef` is null and `reason` says so, and its usage still counts. Retrying
      * would not help (the same prompt and seed give the same output); the rollout is left out of the integration.
      */
@@ -116,19 +117,22 @@ export function createAggregationActivities(deps: {
           ...(s.observationRef ? { observation: await content.getText(s.observationRef) } : {}),
         })),
       );
-      const text = renderTrajectory(steps, {
-        maxObservationChars: REPORT_OBSERVATION_CHARS,
-        maxChars: reportTrajectoryChars(input),
-      });
-      const g = await callModel(
-        input.pool,
-        reportMessages(input.question, text),
-        generateParams(input.sampling, input.seed),
-        {
-          model: input.model,
-          stickyKey: `${input.rolloutId}/report`,
-          jobId: input.jobId,
-        },
+      // The trajectory's share is an estimate: text that tokenizes more densely (code, CJK) can still be refused as
+      // too long, and is then cut to half, twice at most, as the integration's reports are.
+      const g = await callCuttingOnRefusal(reportTrajectoryChars(input), (budget) =>
+        callModel(
+          input.pool,
+          reportMessages(
+            input.question,
+            renderTrajectory(steps, { maxObservationChars: REPORT_OBSERVATION_CHARS, maxChars: budget }),
+          ),
+          generateParams(input.sampling, input.seed),
+          {
+            model: input.model,
+            stickyKey: `${input.rolloutId}/report`,
+            jobId: input.jobId,
+          },
+        ),
       );
       const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
       const served = { usage: g.usage, model: servedBy(g), trajectoryChars };

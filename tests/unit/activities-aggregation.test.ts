@@ -49,7 +49,7 @@ describe('report prompt budget', () => {
 describe('aggregation calls', () => {
   const sampling = { temperature: 0.85, topLogprobs: 16, maxTokensPerTurn: 4096 };
   /** The activities over in-memory content and a scripted model; `prompts` collects every prompt sent. */
-  function activities(reply: (call: number) => Partial<Generation> | Error) {
+  function activities(reply: (call: number) => Partial<Generation> | Error, blobs = {} as BlobStore) {
     const texts = new Map<string, string>();
     const prompts: ChatMessage[][] = [];
     const content = {
@@ -76,7 +76,7 @@ describe('aggregation calls', () => {
         ...r,
       };
     };
-    const acts = createAggregationActivities({ blobs: {} as BlobStore, content, callModel });
+    const acts = createAggregationActivities({ blobs, content, callModel });
     return { acts, texts, prompts, content };
   }
   const integrate = (refs: string[], over: Partial<IntegrateInput> = {}): IntegrateInput => ({
@@ -162,6 +162,29 @@ describe('aggregation calls', () => {
     expect(r.reason).toMatch(/report of q\/initial-0 was cut off at 4096 tokens/);
     expect(r.usage.completionTokens).toBe(5);
     expect(texts.size).toBe(0);
+  });
+
+  it("cuts the trajectory to half when the server still finds the report's prompt too long, twice at most", async () => {
+    const refused = new ContextLengthError("This model's maximum context length is 32768 tokens");
+    // A trajectory of 40 long turns, from a step log in the store.
+    const records = Array.from({ length: 40 }, (_, step) => ({ step, turnRef: `kv:${step}` }));
+    const blobs = { get: async () => ({ kind: 'muse.steplog', records }) } as unknown as BlobStore;
+    const segments = [{ ref: 'log' }];
+    const run = async (reply: (call: number) => Partial<Generation> | Error) => {
+      const a = activities(reply, blobs);
+      for (const r of records) await a.content.putText('j', `turn ${r.step} `.repeat(1000));
+      return { ...a, report: a.acts.reportStep(input({ segments })) };
+    };
+    const twice = await run((n) => (n <= 2 ? refused : { text: '<report>the archive is in Lyon</report>' }));
+    const r = await twice.report;
+    expect(twice.texts.get(r.reportRef!)).toBe('the archive is in Lyon');
+    const sizes = twice.prompts.map(promptChars);
+    expect(sizes).toHaveLength(3);
+    expect(sizes[1]!).toBeLessThan(0.6 * sizes[0]!);
+    expect(sizes[2]!).toBeLessThan(0.6 * sizes[1]!);
+    const always = await run(() => refused);
+    await expect(always.report).rejects.toBeInstanceOf(ContextLengthError);
+    expect(always.prompts).toHaveLength(3);
   });
 
   it('writes no report for a call that answered with reasoning alone or an empty report', async () => {
