@@ -33,6 +33,7 @@ import { createAggregationActivities } from './aggregation.js';
 import { ContextStore } from './content.js';
 import { callCuttingOnRefusal, cutOffReason } from './fit.js';
 import { attemptDeadline } from './heartbeat.js';
+import { inputActivities } from './input.js';
 import { generateParams, type SamplingInput } from './sampling.js';
 
 export type { SamplingInput } from './sampling.js';
@@ -460,6 +461,7 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     ...createAggregationActivities({ blobs: deps.blobs, content, callModel }),
+    ...inputActivities,
   };
 }
 

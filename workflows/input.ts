@@ -1,42 +1,68 @@
 // The check a workflow makes of its own input. Muse's clients validate a spec before they start anything, but a
 // workflow started by hand (`temporal workflow start --input ...`) skips them: a field left out there failed the
 // workflow task, which Temporal retries for ever, so the run hung without saying why. It now fails the workflow,
-// naming the field. Parsing is pure (zod), and a spec a client wrote parses to itself.
-import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
-import { z } from 'zod';
-import { formatZodError } from '../common/errors.js';
+// naming the field. The check runs as a local activity, so its outcome is in the run's history: a replay under a
+// later, stricter check reads back the outcome that let the run start.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  patched,
+  proxyLocalActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { z } from 'zod';
+import type { MuseActivities } from '../activities/index.js';
+import type { CheckedWorkflow } from '../activities/input.js';
+import type { BudgetPlan } from '../agent/branching.js';
+import { InvalidInputError, parseWorkflowInput } from '../agent/input-check.js';
 
-const durationMs = z.number().finite().nonnegative();
+const INPUT_ERRORS = ['InvalidInputError', 'BudgetError'];
 
-/** The fields every Muse workflow's input has; the rest (branch, carried state) only Muse's own workflows write. */
-function inputSchema<S extends z.ZodType>(spec: S) {
-  return z.looseObject({
-    spec,
-    jobId: z.string(),
-    timeouts: z.object({ stepMs: durationMs, heartbeatMs: durationMs }).optional(),
-  });
-}
+const checks = proxyLocalActivities<MuseActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumInterval: '10 seconds', nonRetryableErrorTypes: INPUT_ERRORS },
+});
 
 /**
- * The input with its spec parsed (defaults filled in), or a non-retryable failure naming what is wrong. Only where
- * a workflow is started from outside: a run continued as new, or a question's rollout, carries a spec Muse already
- * checked, and a check made stricter in a later version must not fail it midway. Histories of runs started before
- * the check existed replay without it.
+ * The input with its spec parsed (defaults filled in), and a question's budget plan; or a non-retryable failure
+ * naming what is wrong. Only where a workflow is started from outside: a run continued as new, or a question's
+ * rollout, carries a spec Muse already checked, and a check made stricter in a later version must not fail it
+ * midway. No plan for a run whose check was made in workflow code (started before the check was recorded), nor
+ * for one that was not checked: the workflow plans, as it did.
  */
-export function checkedInput<S extends z.ZodType, I extends { spec: z.output<S> }>(
-  workflow: string,
+export async function checkedInput<S extends z.ZodType, I extends { spec: z.output<S> }>(
+  workflow: CheckedWorkflow,
   specSchema: S,
   input: I,
-): I {
+): Promise<{ input: I; plan?: BudgetPlan }> {
   const startedByMuse =
     workflowInfo().parent !== undefined || (input as { carried?: unknown } | null)?.carried !== undefined;
-  if (startedByMuse || !patched('check-input')) return input;
-  const parsed = inputSchema(specSchema).safeParse(input);
-  if (!parsed.success)
-    throw ApplicationFailure.create({
-      type: 'InvalidInputError',
-      nonRetryable: true,
-      message: `${workflow}: invalid input: ${formatZodError(parsed.error)}`,
-    });
-  return { ...input, spec: parsed.data.spec };
+  // Histories of runs started before the check existed replay without it.
+  if (startedByMuse || !patched('check-input')) return { input };
+  if (patched('check-input-recorded')) {
+    try {
+      const { spec, plan } = await checks.checkWorkflowInput({ workflow, input });
+      return { input: { ...input, spec: spec as z.output<S> }, ...(plan ? { plan } : {}) };
+    } catch (err) {
+      // The run fails with the check's own failure, as a check made in workflow code failed it (marked not
+      // retryable: the activity's failure is so by its retry policy only). A local activity's failure can come
+      // unwrapped.
+      const cause = err instanceof ActivityFailure ? err.cause : err;
+      if (cause instanceof ApplicationFailure && INPUT_ERRORS.includes(cause.type ?? ''))
+        throw ApplicationFailure.create({
+          type: cause.type ?? undefined,
+          nonRetryable: true,
+          message: cause.message,
+        });
+      throw err;
+    }
+  }
+  // Runs started before the check was recorded made it in workflow code: their replays make it there again.
+  try {
+    return { input: { ...input, spec: parseWorkflowInput(workflow, specSchema, input) } };
+  } catch (err) {
+    if (err instanceof InvalidInputError)
+      throw ApplicationFailure.create({ type: err.name, nonRetryable: true, message: err.message });
+    throw err;
+  }
 }

@@ -26,6 +26,7 @@ import {
 import {
   type BranchPoint,
   BudgetError,
+  type BudgetPlan,
   branchCandidates,
   historyBudgetProblem,
   planBudget,
@@ -118,7 +119,7 @@ export interface ParallelMuseResult {
 }
 
 export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMuseResult> {
-  const input = checkedInput('parallelMuse', ParallelMuseSpecSchema, given);
+  const { input, plan: checkedPlan } = await checkedInput('parallelMuse', ParallelMuseSpecSchema, given);
   const { spec, jobId } = input;
   const questionId = workflowInfo().workflowId;
   const tspec = spec.trajectory;
@@ -132,18 +133,21 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       nonRetryableErrorTypes: NON_RETRYABLE,
     },
   });
-  let plan: ReturnType<typeof planBudget>;
-  try {
-    plan = planBudget({ n: spec.n, m: spec.m, k: spec.k, t: spec.t, r: spec.r, mode: spec.branchMode });
-  } catch (err) {
-    if (err instanceof BudgetError) throw ApplicationFailure.nonRetryable(err.message, 'BudgetError');
-    throw err;
-  }
-  // Muse's clients refuse such a plan before starting it; a question started by hand gets here. Past 50 MB Temporal
-  // would end it, every rollout's work with it. Runs started before the check replay without it.
-  if (patched('check-history-budget')) {
-    const problem = historyBudgetProblem(plan, spec);
-    if (problem) throw ApplicationFailure.nonRetryable(`parallelMuse: ${problem}`, 'BudgetError');
+  // The plan the input check recorded; runs started before it was recorded plan here, as they did.
+  let plan: BudgetPlan;
+  if (checkedPlan) plan = checkedPlan;
+  else {
+    try {
+      plan = planBudget({ n: spec.n, m: spec.m, k: spec.k, t: spec.t, r: spec.r, mode: spec.branchMode });
+    } catch (err) {
+      if (err instanceof BudgetError) throw ApplicationFailure.nonRetryable(err.message, 'BudgetError');
+      throw err;
+    }
+    // Runs started before the history check replay without it.
+    if (patched('check-history-budget')) {
+      const problem = historyBudgetProblem(plan, spec);
+      if (problem) throw ApplicationFailure.nonRetryable(`parallelMuse: ${problem}`, 'BudgetError');
+    }
   }
 
   const limit = createLimiter(spec.maxConcurrentRollouts);

@@ -116,7 +116,7 @@ export const NON_RETRYABLE = [
 ];
 
 export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResult> {
-  const input = checkedInput('trajectory', TrajectorySpecSchema, given);
+  const { input } = await checkedInput('trajectory', TrajectorySpecSchema, given);
   const { spec, jobId } = input;
   const timeouts = input.timeouts ?? DEFAULT_TIMEOUTS;
   const steps = proxyActivities<MuseActivities>({

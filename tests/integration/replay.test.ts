@@ -1,0 +1,52 @@
+// Histories of runs made by earlier versions of Muse, replayed under this one: a change to workflow code that would
+// make a run in flight fail its replay (a non-determinism error, the run stuck until the old code is back) fails
+// here first. Each fixture is a history exported with `temporal workflow show --output json` (compacted); the file
+// names say what kind of run it is, and the list below what each one guards.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from '@temporalio/worker';
+import { afterAll, describe, expect, it } from 'vitest';
+import { payloadConverterPath } from '../../common/temporal.js';
+import { workflowBundle } from '../../workers/rollout-worker.js';
+
+const fixtures = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
+
+// What each history holds that this version must still replay, and the workflow id it ran under (a question's
+// rollouts are named after it).
+const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
+  'by-hand-trajectory.json': {
+    workflowId: 'replay-fixture-trajectory',
+    guards: 'a trajectory started by hand, its input checked in workflow code (check-input)',
+  },
+  'by-hand-question.json': {
+    workflowId: 'replay-fixture-question',
+    guards:
+      'a question started by hand, its input and budget checked in workflow code (check-history-budget)',
+  },
+};
+
+const cacheDir = mkdtempSync(join(tmpdir(), 'muse-replay-'));
+afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+
+describe('histories recorded by earlier versions', () => {
+  const files = readdirSync(fixtures).filter((f) => f.endsWith('.json'));
+
+  it('each fixture says what it guards', () => {
+    expect(files.sort()).toEqual(Object.keys(FIXTURES).sort());
+  });
+
+  it.each(files)('%s replays under this version', { timeout: 120_000 }, async (file) => {
+    const json = JSON.parse(readFileSync(join(fixtures, file), 'utf8'));
+    const started = json.events[0].workflowExecutionStartedEventAttributes;
+    const bundle = await workflowBundle(cacheDir);
+    await Worker.runReplayHistory(
+      { workflowBundle: bundle, dataConverter: { payloadConverterPath } },
+      // Taken as the CLI's JSON: the SDK converts it with its own protobuf types.
+      json,
+      FIXTURES[file]!.workflowId,
+    );
+    expect(started.workflowType.name).toMatch(/^(trajectory|parallelMuse)$/);
+  });
+});

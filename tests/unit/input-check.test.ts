@@ -1,0 +1,47 @@
+// The checks a workflow's own input must pass (run as a local activity, or in workflow code by older runs).
+import { describe, expect, it } from 'vitest';
+import { BudgetError } from '../../agent/branching.js';
+import { InvalidInputError, parseWorkflowInput, questionPlan } from '../../agent/input-check.js';
+import { ParallelMuseSpecSchema, TrajectorySpecSchema } from '../../agent/job.js';
+
+describe('parseWorkflowInput', () => {
+  it('fills in the defaults of a spec written by hand', () => {
+    const spec = parseWorkflowInput('trajectory', TrajectorySpecSchema, {
+      spec: { question: 'q' },
+      jobId: 'j',
+    });
+    expect(spec).toEqual(TrajectorySpecSchema.parse({ question: 'q' }));
+    expect(spec.maxTurns).toBeGreaterThan(0);
+  });
+
+  it('names the workflow and the field that is wrong', () => {
+    const bad = (input: unknown) => () => parseWorkflowInput('trajectory', TrajectorySpecSchema, input);
+    expect(bad({ spec: { question: 'q', maxTurns: -3 }, jobId: 'j' })).toThrow(InvalidInputError);
+    expect(bad({ spec: { question: 'q', maxTurns: -3 }, jobId: 'j' })).toThrow(
+      /^trajectory: invalid input: spec\.maxTurns: /,
+    );
+    expect(bad({ spec: { question: 'q' } })).toThrow(/jobId/);
+    expect(bad({ spec: { question: 'q' }, jobId: 'j', timeouts: { stepMs: '1m' } })).toThrow(
+      /timeouts\.stepMs/,
+    );
+    expect(bad(null)).toThrow(/^trajectory: invalid input/);
+  });
+});
+
+describe('questionPlan', () => {
+  const spec = (over: object) => ParallelMuseSpecSchema.parse({ trajectory: { question: 'q' }, ...over });
+
+  it("plans a question's rollouts", () => {
+    expect(questionPlan(spec({ n: 4, m: 2, k: 1, t: 1, r: 1 }))).toMatchObject({
+      initial: 2,
+      partial: 2,
+      total: 4,
+    });
+  });
+
+  it('refuses a plan that cannot be made, or whose history would pass what Temporal keeps', () => {
+    expect(() => questionPlan(spec({ n: 4, m: 8 }))).toThrow(BudgetError);
+    const tooBig = spec({ n: 1024, trajectory: { question: 'x'.repeat(20_000) } });
+    expect(() => questionPlan(tooBig)).toThrow(/^parallelMuse: this plan could grow .* about 67\.3 MB/);
+  });
+});
