@@ -25,6 +25,22 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     guards:
       'a question started by hand, its input and budget checked in workflow code (check-history-budget)',
   },
+  'by-hand-trajectory-recorded.json': {
+    workflowId: 'replay-fixture-trajectory-recorded',
+    guards: 'a trajectory started by hand, its input checked by a local activity (check-input-recorded)',
+  },
+  'by-hand-question-recorded.json': {
+    workflowId: 'replay-fixture-question-recorded',
+    guards: 'a question started by hand, its input and plan checked by a local activity (check-input-recorded)',
+  },
+  'client-question.json': {
+    workflowId: 'pm-0ea9e30e53d79073',
+    guards: 'a question muse run started (N=8, branching, every aggregator)',
+  },
+  'client-trajectory-continued.json': {
+    workflowId: 'traj-a0206f1c-83f',
+    guards: "a trajectory's second run: carried state in, continued as new after 3 steps (--steps-per-run 3)",
+  },
 };
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'muse-replay-'));
