@@ -10,7 +10,7 @@ import {
   type InferenceBackend,
   type RawGeneration,
 } from '../inference/types.js';
-import { type SimTokenLogprob, simGenerate } from './model.js';
+import { firstStop, type SimTokenLogprob, simGenerate } from './model.js';
 import { SimServer, type SimServerStats, type SimServingProfile } from './serving.js';
 import { renderChatPrompt, simTokenize } from './tokenizer.js';
 
@@ -23,6 +23,26 @@ export interface SimBackendOptions {
 }
 
 export const DEFAULT_SIM_MAX_MODEL_LEN = 131_072;
+
+/**
+ * How the simulator's HTTP server asks for a generation, as a real server would serve it (sim/http.ts). Pool members
+ * and benchmarks call the backend without it.
+ */
+export interface SimServing {
+  /**
+   * The prompt exactly as a raw-prompt endpoint (`/v1/completions`, `/generate`) was sent it: counted, cached and
+   * checked against the window as sent, as a real server counts what it is given. The request's messages (parsed
+   * from it) still drive the simulated model.
+   */
+  promptText?: string;
+  /**
+   * Stop strings, applied as a server applies them: the generation ends where the first appears, and only the
+   * tokens through it are decoded (timed and cached); the text ends before it (stopAtString).
+   */
+  stopStrings?: readonly string[];
+  /** No max_tokens was given: generate up to the end of the window at most (vLLM's default). */
+  capToWindow?: boolean;
+}
 
 /** A RawGeneration with the simulated server's timing attached (useful to benchmarks). */
 export interface SimRawGeneration extends RawGeneration {
@@ -44,20 +64,27 @@ export class SimBackend implements InferenceBackend {
     this.server = new SimServer(options.profile);
   }
 
-  async generate(request: BackendRequest, signal: AbortSignal): Promise<SimRawGeneration> {
+  async generate(
+    request: BackendRequest,
+    signal: AbortSignal,
+    serving: SimServing = {},
+  ): Promise<SimRawGeneration> {
     const req = { ...request, deadline: timerDeadline(request.deadline) };
     const budget = req.deadline - Date.now();
     if (budget <= 0) throw deadlineError(req, budget);
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('request aborted');
-    const prompt = simTokenize(renderChatPrompt(req.messages));
-    if (prompt.length + req.params.maxTokens > this.maxModelLen) {
+    const prompt = simTokenize(serving.promptText ?? renderChatPrompt(req.messages));
+    const maxTokens = serving.capToWindow
+      ? Math.min(req.params.maxTokens, Math.max(1, this.maxModelLen - prompt.length))
+      : req.params.maxTokens;
+    if (prompt.length + maxTokens > this.maxModelLen) {
       throw new ContextLengthError(
         `This model's maximum context length is ${this.maxModelLen} tokens. However, you requested ` +
-          `${prompt.length + req.params.maxTokens} tokens (${prompt.length} in the messages, ${req.params.maxTokens} ` +
+          `${prompt.length + maxTokens} tokens (${prompt.length} in the messages, ${maxTokens} ` +
           'in the completion). Please reduce the length of the messages or completion.',
       );
     }
-    const gen = simGenerate(req.messages, req.params);
+    const gen = stopAtString(simGenerate(req.messages, { ...req.params, maxTokens }), serving.stopStrings);
 
     const controller = new AbortController();
     const onAbort = () =>
@@ -69,7 +96,8 @@ export class SimBackend implements InferenceBackend {
         prompt,
         gen.tokens.length,
         controller.signal,
-        continuation(prompt, gen.text),
+        // What was decoded: through a stop string, which the text leaves out.
+        continuation(prompt, gen.tokens.map((t) => t.token).join('')),
       );
       return {
         text: gen.text,
@@ -116,4 +144,28 @@ function deadlineError(req: BackendRequest, budgetMs: number): BackendDeadlineEr
     `sim backend: request ${req.id} exceeded its deadline ${new Date(req.deadline).toISOString()} (budget ${Math.round(budgetMs)} ms)`,
     req.deadline,
   );
+}
+
+/**
+ * A generation ended where a stop string first appears, as a server ends it: the text stops before the string, while
+ * the tokens that wrote it (through the one that completes it) stay in the logprobs and the completion count, so
+ * the tokens no longer spell the text exactly. Unchanged when no stop string appears.
+ */
+export function stopAtString<
+  G extends Pick<RawGeneration, 'text' | 'finishReason'> & {
+    tokens: readonly { token: string }[];
+    usage?: RawGeneration['usage'];
+  },
+>(g: G, stop: readonly string[] | undefined): G {
+  const found = firstStop(g.text, stop ?? []);
+  if (!found) return g;
+  let kept = 0;
+  for (let pos = 0; kept < g.tokens.length && pos < found.end; kept++) pos += g.tokens[kept]!.token.length;
+  return {
+    ...g,
+    text: g.text.slice(0, found.at),
+    tokens: g.tokens.slice(0, kept),
+    finishReason: 'stop',
+    ...(g.usage ? { usage: { ...g.usage, completionTokens: kept } } : {}),
+  };
 }

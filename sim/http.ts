@@ -16,8 +16,7 @@ import {
   type RawGeneration,
   type TokenLogprob,
 } from '../inference/types.js';
-import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend } from './backend.js';
-import { firstStop } from './model.js';
+import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend, type SimServing, stopAtString } from './backend.js';
 import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
 
 export interface SimHttpServerOptions {
@@ -178,30 +177,6 @@ function toChatMessages(msgs: z.infer<typeof ChatMessageSchema>[]): ChatMessage[
   });
 }
 
-/**
- * A generation ended where a stop string first appears, as a server ends it: the text stops before the string, while
- * the tokens that wrote it (through the one that completes it) stay in the logprobs and the completion count, so
- * the tokens no longer spell the text exactly. Unchanged when no stop string appears.
- */
-export function stopAtString(g: RawGeneration, stop: readonly string[] | undefined): RawGeneration {
-  const found = firstStop(g.text, stop ?? []);
-  if (!found) return g;
-  const tokens: RawGeneration['tokens'] = [];
-  let pos = 0;
-  for (const t of g.tokens) {
-    if (pos >= found.end) break;
-    tokens.push(t);
-    pos += t.token.length;
-  }
-  return {
-    ...g,
-    text: g.text.slice(0, found.at),
-    tokens,
-    finishReason: 'stop',
-    usage: { ...g.usage, completionTokens: tokens.length },
-  };
-}
-
 function stopList(stop: string | string[] | null | undefined): string[] | undefined {
   if (stop == null) return undefined;
   return typeof stop === 'string' ? [stop] : stop;
@@ -277,6 +252,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     messages: ChatMessage[],
     params: GenerateParams,
     model: string | undefined,
+    serving: SimServing = {},
   ): Promise<RawGeneration | null> {
     const controller = new AbortController();
     const onClose = () => {
@@ -293,12 +269,20 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     if (model !== undefined && model !== modelName)
       throw new HttpError(404, `The model \`${model}\` does not exist.`);
     // As vLLM and SGLang: the generation runs until a stop string appears (stopAtString), so the stop is applied
-    // here rather than by the simulated model, which would drop the tokens that wrote it.
+    // as a server applies it rather than by the simulated model, which would drop the tokens that wrote it. The
+    // simulator's backend also decodes (times and caches) only that far; another backend is cut here.
     const { stop, ...untilStop } = params;
     const request: BackendRequest = { id: `sim-http-${nextId++}`, messages, params: untilStop, deadline };
     if (model !== undefined) request.model = model;
     try {
-      return stopAtString(await backend.generate(request, controller.signal), stop);
+      const served =
+        backend instanceof SimBackend
+          ? backend.generate(request, controller.signal, {
+              ...serving,
+              ...(stop ? { stopStrings: stop } : {}),
+            })
+          : backend.generate(request, controller.signal);
+      return stopAtString(await served, stop);
     } catch (e) {
       if (controller.signal.aborted && res.destroyed) return null;
       const msg = (e as Error).message ?? String(e);
@@ -313,14 +297,16 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     const body = parseBody(ChatBody, await readJson(req));
     const k = body.logprobs ? (body.top_logprobs ?? 0) : 0;
     const params: GenerateParams = {
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? 32_768,
+      // Neither given: up to the end of the window, as vLLM does (capToWindow).
+      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? maxModelLen,
       temperature: body.temperature ?? 1,
       topLogprobs: k,
       seed: body.seed ?? nextSeed++,
     };
     const stop = stopList(body.stop);
     if (stop) params.stop = stop;
-    const gen = await generate(req, res, toChatMessages(body.messages), params, body.model);
+    const capToWindow = body.max_completion_tokens == null && body.max_tokens == null;
+    const gen = await generate(req, res, toChatMessages(body.messages), params, body.model, { capToWindow });
     if (!gen) return;
     const logprobs = body.logprobs
       ? {
@@ -368,9 +354,10 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     };
     const stop = stopList(body.stop);
     if (stop) params.stop = stop;
-    const gen = await generate(req, res, parseChatPrompt(prompt), params, body.model);
+    const gen = await generate(req, res, parseChatPrompt(prompt), params, body.model, { promptText: prompt });
     if (!gen) return;
-    let offset = prompt.length;
+    // From the start of the completion, as vLLM gives it without echo.
+    let offset = 0;
     const logprobs =
       body.logprobs != null
         ? {
@@ -427,7 +414,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     const stop = stopList(sp.stop);
     if (stop) params.stop = stop;
     const started = performance.now();
-    const gen = await generate(req, res, parseChatPrompt(prompt), params, undefined);
+    const gen = await generate(req, res, parseChatPrompt(prompt), params, undefined, { promptText: prompt });
     if (!gen) return;
     const meta: Record<string, unknown> = {
       id: body.rid ?? randomUUID().replace(/-/g, ''),

@@ -31,7 +31,8 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
   },
   'by-hand-question-recorded.json': {
     workflowId: 'replay-fixture-question-recorded',
-    guards: 'a question started by hand, its input and plan checked by a local activity (check-input-recorded)',
+    guards:
+      'a question started by hand, its input and plan checked by a local activity (check-input-recorded)',
   },
   'client-question.json': {
     workflowId: 'pm-0ea9e30e53d79073',

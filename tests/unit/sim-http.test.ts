@@ -261,7 +261,77 @@ describe('sim HTTP server completions logprobs', () => {
   });
 });
 
+describe('sim HTTP server: what it counts and charges is what it was sent and what it decoded', () => {
+  it('counts a raw prompt as sent, not re-rendered as chat: prompt tokens are the ids given', async () => {
+    const plain = 'Hello world, this is a plain prompt.';
+    const ids = (await post('/tokenize', { prompt: plain, add_special_tokens: false })).json
+      .tokens as number[];
+    const first = await post('/generate', { input_ids: ids, sampling_params: { max_new_tokens: 8 } });
+    expect(first.status).toBe(200);
+    expect(first.json.meta_info.prompt_tokens).toBe(ids.length);
+    const again = await post('/generate', { input_ids: ids, sampling_params: { max_new_tokens: 8 } });
+    expect(again.json.meta_info.cached_tokens).toBeLessThanOrEqual(ids.length);
+    // A chat prompt that ends inside the assistant's turn: all of it counted, the partial turn included.
+    const partial = `${renderChatPrompt(messages as never)}<think>partial reasoning`;
+    const count = ((await post('/tokenize', { prompt: partial })).json.tokens as number[]).length;
+    const completion = await post('/v1/completions', { prompt: partial, max_tokens: 8 });
+    expect(completion.json.usage.prompt_tokens).toBe(count);
+  });
+
+  it('decodes (times and caches) only up to a stop string, as it reports', async () => {
+    const backend = new SimBackend();
+    const own = await startSimHttpServer({ port: 0, backend });
+    try {
+      const ask = async (stop?: string[]) => {
+        const before = backend.stats().completionTokens;
+        const res = await fetch(`${own.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ messages, seed: 5, max_tokens: 4096, ...(stop ? { stop } : {}) }),
+        });
+        const json = (await res.json()) as {
+          choices: { message: { content: string } }[];
+          usage: { completion_tokens: number };
+        };
+        return { json, decoded: backend.stats().completionTokens - before };
+      };
+      const full = await ask();
+      const text = full.json.choices[0]!.message.content;
+      const stop = text.slice(text.indexOf(' ') + 1, text.indexOf(' ') + 4);
+      const cut = await ask([stop]);
+      expect(cut.json.usage.completion_tokens).toBeLessThan(full.json.usage.completion_tokens);
+      expect(cut.decoded).toBe(cut.json.usage.completion_tokens);
+      expect(full.decoded).toBe(full.json.usage.completion_tokens);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('gives legacy completions text offsets from the start of the completion, as vLLM does', async () => {
+    const { json } = await post('/v1/completions', { prompt: 'Say something.', max_tokens: 8, logprobs: 1 });
+    const { tokens, text_offset } = json.choices[0].logprobs as { tokens: string[]; text_offset: number[] };
+    expect(text_offset[0]).toBe(0);
+    expect(text_offset[1]).toBe(tokens[0]!.length);
+  });
+});
+
 describe('sim HTTP server with a short context', () => {
+  it('generates up to the end of the window when a chat request names no max_tokens, as vLLM does', async () => {
+    const short = await startSimHttpServer({ port: 0, backend: new SimBackend({ maxModelLen: 300 }) });
+    try {
+      const res = await fetch(`${short.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'muse-sim', messages }),
+      });
+      expect(res.status).toBe(200);
+      const { usage } = (await res.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+      expect(usage.prompt_tokens + usage.completion_tokens).toBeLessThanOrEqual(300);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('refuses prompt + max_tokens past max_model_len with a 400 naming both, as vLLM does', async () => {
     const short = await startSimHttpServer({ port: 0, backend: new SimBackend({ maxModelLen: 300 }) });
     try {
