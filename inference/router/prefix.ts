@@ -105,6 +105,8 @@ export function unpackPrefixKeys(bytes: Uint8Array): string[] {
   return keys;
 }
 
+const MAX_CAPACITY_BLOCKS = 64 * 16384;
+
 export interface PrefixIndexOptions {
   /**
    * Blocks remembered per member before the least recently used are forgotten. Default 16384 blocks of 256
@@ -133,8 +135,13 @@ export class PrefixIndex {
     return this.capacities.get(memberId) ?? this.defaultCapacity;
   }
 
+  /**
+   * From the member's announced cache. Bounded, as the announcement is only checked to be a number: a member that
+   * announced 1e15 tokens would have this router remember everything ever sent to it. The bound, about 64M tokens,
+   * is past any one server's KV cache.
+   */
   setCapacity(memberId: string, blocks: number): void {
-    const cap = Math.max(1, Math.floor(blocks));
+    const cap = Math.min(MAX_CAPACITY_BLOCKS, Math.max(1, Math.floor(blocks)));
     this.capacities.set(memberId, cap);
     const set = this.members.get(memberId);
     if (set) evictTo(set, cap);

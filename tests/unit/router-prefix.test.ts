@@ -137,6 +137,14 @@ describe('PrefixIndex', () => {
     expect(idx.size('m')).toBe(0);
     expect(idx.capacity('m')).toBe(100);
   });
+
+  it("bounds what a member's announcement can make it remember", () => {
+    const idx = new PrefixIndex();
+    idx.setCapacity('m', 1e15 / 64);
+    expect(idx.capacity('m')).toBe(64 * 16384);
+    idx.setCapacity('m', 200_000);
+    expect(idx.capacity('m')).toBe(200_000);
+  });
 });
 
 describe('messagesPrefixChars', () => {
