@@ -3,8 +3,10 @@
 // design would have written (every model call's prompt as its activity input, turns and observations inline).
 //
 // Early and late are the first 100 steps of the first and of the last full workflow run (continue-as-new every 200
-// steps), after a short warm-up trajectory, so both windows sit at the same place in their run and neither pays
-// for connections, buckets or the workflow bundle.
+// steps), after a warm-up trajectory of one whole run under the same job, so both windows sit at the same place in
+// their run and neither pays for connections, the job's content buckets, the workflow bundle or the JIT. Within a
+// run, the last full run's second 100 steps are set against its first 100 too: growth that continue-as-new bounds
+// would show there. Step times are medians: one GC pause or server stall moves a mean of 100 by several percent.
 import { ContextStore } from '../activities/content.js';
 import { contextPolicy } from '../agent/context.js';
 import { historyChain } from '../client/history.js';
@@ -34,26 +36,44 @@ async function main(): Promise<boolean> {
   const nc = await connectNats(cfg, 'bench');
   try {
     const [q, warmup] = sampleQuestions(2, 2048);
+    const jobId = `bench-long-${Date.now()}`;
     await (
-      await startTrajectory(client, cfg, {
-        question: `${warmup!.question} [sim:min-turns=100000]`,
-        policy: 'iterresearch',
-        maxTurns: 20,
-      })
+      await startTrajectory(
+        client,
+        cfg,
+        {
+          question: `${warmup!.question} [sim:min-turns=100000]`,
+          policy: 'iterresearch',
+          maxTurns: STEPS_PER_RUN,
+          stepsPerRun: STEPS_PER_RUN,
+        },
+        { jobId },
+      )
     ).result();
     stepStart.clear();
     const t0 = performance.now();
-    const handle = await startTrajectory(client, cfg, {
-      question: `${q!.question} [sim:min-turns=100000]`,
-      policy: 'iterresearch',
-      maxTurns: STEPS,
-      stepsPerRun: STEPS_PER_RUN,
-    });
+    const handle = await startTrajectory(
+      client,
+      cfg,
+      {
+        question: `${q!.question} [sim:min-turns=100000]`,
+        policy: 'iterresearch',
+        maxTurns: STEPS,
+        stepsPerRun: STEPS_PER_RUN,
+      },
+      { jobId },
+    );
     const result = await handle.result();
     // The run's own peak, before the analysis below reads back every step.
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     if (result.steps !== STEPS)
       throw new Error(`the trajectory ended after ${result.steps} of ${STEPS} steps`);
+    // The windows assume runs of exactly STEPS_PER_RUN steps: one continued as new early (Temporal suggesting it)
+    // would put them at other places in their runs.
+    if (result.runs !== Math.ceil(STEPS / STEPS_PER_RUN))
+      throw new Error(
+        `the trajectory took ${result.runs} workflow runs, not ${Math.ceil(STEPS / STEPS_PER_RUN)}`,
+      );
     const totalMs = performance.now() - t0;
     const stepMs = (from: number, to: number) => {
       const xs: number[] = [];
@@ -62,11 +82,13 @@ async function main(): Promise<boolean> {
         const b = stepStart.get(s + 1);
         if (a !== undefined && b !== undefined) xs.push(b - a);
       }
-      return xs.reduce((n, x) => n + x, 0) / Math.max(1, xs.length);
+      xs.sort((x, y) => x - y);
+      return xs.length === 0 ? Number.NaN : (xs[(xs.length - 1) >> 1]! + xs[xs.length >> 1]!) / 2;
     };
     const lastFullRun = Math.max(0, (Math.floor(STEPS / STEPS_PER_RUN) - 1) * STEPS_PER_RUN);
     const early = stepMs(0, WINDOW);
     const late = stepMs(lastFullRun, lastFullRun + WINDOW);
+    const lateInRun = stepMs(lastFullRun + WINDOW, lastFullRun + STEPS_PER_RUN - 1);
 
     const runs = await historyChain(client, handle.workflowId, handle.firstExecutionRunId);
     const totalHistory = runs.reduce((n, r) => n + r.bytes, 0);
@@ -100,12 +122,20 @@ async function main(): Promise<boolean> {
     console.log(table(shown.sort((x, y) => x - y).map((i) => rows[i]!)));
     console.log(
       `\n${table([
-        { figure: `mean step time, steps 1-${WINDOW}, run 1 (ms)`, value: early },
+        { figure: `median step time, steps 1-${WINDOW}, run 1 (ms)`, value: early },
         {
-          figure: `mean step time, steps ${lastFullRun + 1}-${lastFullRun + WINDOW}, run ${lastFullRun / STEPS_PER_RUN + 1} (ms)`,
+          figure: `median step time, steps ${lastFullRun + 1}-${lastFullRun + WINDOW}, run ${lastFullRun / STEPS_PER_RUN + 1} (ms)`,
           value: late,
         },
+        {
+          figure: `median step time, steps ${lastFullRun + WINDOW + 1}-${lastFullRun + STEPS_PER_RUN}, run ${lastFullRun / STEPS_PER_RUN + 1} (ms)`,
+          value: lateInRun,
+        },
         { figure: `late / early ratio (target <= ${MAX_LATE_EARLY})`, value: late / early },
+        {
+          figure: `within the run: second / first ${WINDOW} steps (target <= ${MAX_LATE_EARLY})`,
+          value: lateInRun / late,
+        },
         { figure: 'Muse history, all runs (MiB)', value: totalHistory / 2 ** 20 },
         { figure: 'Muse history bytes per step', value: totalHistory / result.steps },
         { figure: 'naive design history (MiB)', value: naive / 2 ** 20 },
@@ -116,12 +146,12 @@ async function main(): Promise<boolean> {
         },
       ])}`,
     );
-    const met = late / early <= MAX_LATE_EARLY;
-    if (!met)
-      console.log(
-        `\ntarget NOT met: late / early step time ${(late / early).toFixed(2)} > ${MAX_LATE_EARLY}`,
-      );
-    return met;
+    const missed = [
+      ...(late / early <= MAX_LATE_EARLY ? [] : [`late / early step time ${(late / early).toFixed(2)}`]),
+      ...(lateInRun / late <= MAX_LATE_EARLY ? [] : [`within the run ${(lateInRun / late).toFixed(2)}`]),
+    ];
+    if (missed.length > 0) console.log(`\ntarget NOT met (<= ${MAX_LATE_EARLY}): ${missed.join('; ')}`);
+    return missed.length === 0;
   } finally {
     await nc.drain();
     await stop();

@@ -10,6 +10,8 @@ import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import { benchEngine, envNumber, mapPooled, sum, table } from './harness.js';
 
 const QUESTIONS = envNumber('BENCH_QUESTIONS', 16);
+/** Rollouts per question, every configuration alike: the equal budget. */
+const N = 8;
 const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 4);
 const questions = sampleQuestions(QUESTIONS, 99);
 const configs = [
@@ -41,7 +43,7 @@ async function main() {
           client,
           cfg,
           {
-            n: 8,
+            n: N,
             m: 1,
             k: 2,
             t: 3,
@@ -77,10 +79,16 @@ async function main() {
       // A failed rollout generated nothing it could report: the ratios would count that as a saving.
       if (failed.length > 0)
         violations.push(`${c.name}: ${failed.length} rollouts failed (${failed.slice(0, 3).join(', ')})`);
+      // Equal budget: every configuration runs N rollouts per question. One short of it would read as a saving.
+      const rolloutCount = results.reduce((n, r) => n + r.rollouts.length, 0);
+      if (rolloutCount !== N * results.length)
+        violations.push(
+          `${c.name}: ${rolloutCount} rollouts, not N=${N} for each of ${results.length} questions`,
+        );
       base ??= { tokens, tools };
       const row: Record<string, string | number> = {
         config: c.name,
-        rollouts: results.reduce((n, r) => n + r.rollouts.length, 0),
+        rollouts: rolloutCount,
         'failed rollouts': failed.length,
         'gen tokens': tokens,
         'tool calls': tools,
@@ -95,7 +103,7 @@ async function main() {
       rows.push(row);
     }
     console.log(
-      `ParallelMuse at equal budget N=8 (M=1, K=2, T=3, R=1) over ${QUESTIONS} simulator questions\n`,
+      `ParallelMuse at equal budget N=${N} (M=1, K=2, T=3, R=1) over ${QUESTIONS} simulator questions\n`,
     );
     console.log(table(rows));
     console.log(

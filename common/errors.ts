@@ -16,11 +16,24 @@ export function causeChainMessage(err: unknown): string {
   const parts: string[] = [];
   const seen = new Set<unknown>();
   // A cause chain can loop (a.cause = a): each failure is read once.
-  for (let e = err as { message?: unknown; cause?: unknown } | null | undefined; e; e = e.cause as typeof e) {
+  // A thrown object's fields can be getters that throw themselves: the chain then ends there.
+  const field = (e: { message?: unknown; cause?: unknown }, key: 'message' | 'cause'): unknown => {
+    try {
+      return e[key];
+    } catch {
+      return undefined;
+    }
+  };
+  for (
+    let e = err as { message?: unknown; cause?: unknown } | null | undefined;
+    e;
+    e = field(e, 'cause') as typeof e
+  ) {
     if (seen.has(e)) break;
     seen.add(e);
     // A cause may be a bare string (new Error('write failed', { cause: 'disk full' })): it is its own message.
-    const m = typeof e === 'string' ? e : typeof e.message === 'string' ? e.message : '';
+    const message = typeof e === 'string' ? e : field(e, 'message');
+    const m = typeof message === 'string' ? message : '';
     if (m && !parts.some((p) => p.includes(m))) parts.push(m);
   }
   return parts.join(': ') || thrownText(err);

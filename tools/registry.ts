@@ -1,10 +1,18 @@
 // Tools the agent may call. Every failure (unknown tool, bad arguments, a tool that throws) becomes an
 // observation naming the problem, so the trajectory goes on and the model can correct itself.
 
+import { clipText } from '../agent/clip.js';
 import type { ToolCall } from '../agent/types.js';
 import { causeChainMessage, formatZodError } from '../common/errors.js';
 import { simWebTools } from './sim-web.js';
 import type { Tool, ToolContext } from './types.js';
+
+/**
+ * The longest observation kept, in characters: past any model's window (a 128k-token window holds about half of it),
+ * so a tool's answer is cut only where no prompt could have held it whole. Bounded so that one runaway page (or a
+ * tool that echoes its arguments) cannot hold a worker's memory or the content store hostage.
+ */
+export const MAX_OBSERVATION_CHARS = 1024 * 1024;
 
 export interface ToolOutcome {
   observation: string;
@@ -35,12 +43,15 @@ export class ToolRegistry {
       return { observation: error, error };
     }
     try {
-      return { observation: await tool.run(parsed.data, ctx) };
+      return { observation: clipText(await tool.run(parsed.data, ctx), MAX_OBSERVATION_CHARS) };
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;
       // Whatever was thrown (undefined, a plain object): describing it must not fail the step.
-      const error = `Error: tool '${call.name}' failed: ${causeChainMessage(err)}`;
+      const error = clipText(
+        `Error: tool '${call.name}' failed: ${causeChainMessage(err)}`,
+        MAX_OBSERVATION_CHARS,
+      );
       return { observation: error, error };
     }
   }

@@ -6,6 +6,7 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   patched,
   proxyLocalActivities,
   workflowInfo,
@@ -41,7 +42,11 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
   if (startedByMuse || !patched('check-input')) return { input };
   if (patched('check-input-recorded')) {
     try {
-      const { spec, plan } = await checks.checkWorkflowInput({ workflow, input });
+      // Not cancellable: a run cancelled before its first step still ends the way it would after one (a trajectory
+      // with termination 'cancelled'), not with its input check cancelled under it.
+      const { spec, plan } = await CancellationScope.nonCancellable(() =>
+        checks.checkWorkflowInput({ workflow, input }),
+      );
       return { input: { ...input, spec: spec as z.output<S> }, ...(plan ? { plan } : {}) };
     } catch (err) {
       // The run fails with the check's own failure, as a check made in workflow code failed it (marked not

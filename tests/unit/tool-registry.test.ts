@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ToolRegistry } from '../../tools/registry.js';
+import { MAX_OBSERVATION_CHARS, ToolRegistry } from '../../tools/registry.js';
 import { simWebTools } from '../../tools/sim-web.js';
 
 describe('ToolRegistry', () => {
@@ -48,6 +48,48 @@ describe('ToolRegistry', () => {
     expect(missing.error).toMatch(/query: required/);
     const tooMany = await tools.run({ name: 'search', arguments: { query: Array(11).fill('q') } }, ctx);
     expect(tooMany.error).toMatch(/query: must be a non-empty string or a list of 1 to 10 non-empty strings/);
+  });
+
+  it('refuses a query, URL or goal past its length limit, naming it, instead of running it', async () => {
+    const tools = new ToolRegistry(simWebTools());
+    const ctx = { question: 'Which city?' } as never;
+    const long = 'q'.repeat(2049);
+    const query = await tools.run({ name: 'search', arguments: { query: [long] } }, ctx);
+    expect(query.error).toMatch(/query\.0: .*2048 characters/);
+    const url = await tools.run({ name: 'visit', arguments: { url: long } }, ctx);
+    expect(url.error).toMatch(/url: .*2048 characters/);
+    const goal = await tools.run({ name: 'visit', arguments: { url: 'u', goal: 'g'.repeat(50_000) } }, ctx);
+    expect(goal.error).toMatch(/invalid arguments for tool 'visit': goal: .*4096/);
+  });
+
+  it('cuts an observation past the limit and says how much was left out, whatever the tool returned', async () => {
+    const huge = new ToolRegistry([
+      {
+        name: 'dump',
+        description: 'a runaway page',
+        args: z.object({}),
+        run: async () => 'p'.repeat(3e6),
+      } as never,
+    ]);
+    const out = await huge.run({ name: 'dump', arguments: {} }, {} as never);
+    expect(out.error).toBeUndefined();
+    expect(out.observation.startsWith('p'.repeat(MAX_OBSERVATION_CHARS))).toBe(true);
+    expect(out.observation).toMatch(/\[… 1951424 more characters omitted\]$/);
+    // The simulator's pages are bounded too: [sim:obs-bytes=N] pads to 1 MiB at most, however large N is.
+    const tools = new ToolRegistry(simWebTools());
+    const ctx = { question: 'Which city? [sim:obs-bytes=100000000]' } as never;
+    const page = await tools.run({ name: 'visit', arguments: { url: ['a', 'b', 'c'] } }, ctx);
+    expect(page.observation.length).toBeLessThan(MAX_OBSERVATION_CHARS + 100);
+  });
+
+  it('describes a thrown object whose fields throw when read, as an observation', async () => {
+    const hostile = {
+      get message(): string {
+        throw new Error('no message for you');
+      },
+    };
+    const out = await throwing(hostile).run({ name: 'flaky', arguments: {} }, {} as never);
+    expect(out.error).toMatch(/^Error: tool 'flaky' failed: /);
   });
 
   it('cuts the text of a huge thrown object', async () => {
