@@ -225,6 +225,8 @@ function rolloutsWorkload(questionConcurrency: number): Workload {
         const scratch = { id: `q${qi}/scratch`, turns: turnsOf(`q${qi}/scratch`) };
         // As the parallelMuse workflow: branches start once the initial rollout ends, the from-scratch one running on.
         const scratchDone = rollout(send, sleep, scratch, start, stickyKey, 'first turn');
+        // Awaited below; should the initial rollout fail first, its failure is the one the run reports.
+        scratchDone.catch(() => {});
         const contexts = await rollout(send, sleep, initial, start, stickyKey, 'first turn');
         await Promise.all([
           scratchDone,

@@ -723,7 +723,12 @@ export class PoolClient {
         if (state) state.lastFailure = reason;
       } else state?.breaker.release(ticket);
       if (callerGaveUp) throw options.signal!.reason;
-      if (refused || unsent) throw failure;
+      if (refused) throw failure;
+      if (unsent)
+        throw new PoolUnavailableError(
+          `pool '${this.opts.pool}': this router's NATS connection refused the request (${reason})`,
+          { cause: failure },
+        );
       errors.push(`${memberId ?? 'queue-group'}: ${reason}`);
       // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
       // member does not hold the prompt.

@@ -65,7 +65,7 @@ function procStat(pid: number): string[] | undefined {
 /**
  * Whether the process, or one of its descendants (a wrapper script's server), holds a listening TCP socket on this
  * port, told from procfs: the port's listening sockets in /proc/net/tcp{,6} matched against the processes' open
- * descriptors. Undefined where procfs cannot say (macOS, the process's descriptors unreadable).
+ * descriptors. Undefined where procfs cannot say (macOS, the process's descriptors unreadable, no listener listed).
  */
 export function listensOn(pid: number, port: number): boolean | undefined {
   const inodes = listeningSocketInodes(port);
@@ -76,7 +76,9 @@ export function listensOn(pid: number, port: number): boolean | undefined {
   } catch {
     return undefined;
   }
-  if (inodes.size === 0) return false;
+  // Something answered on the port, yet procfs lists no listener: a procfs that does not show sockets (WSL1, some
+  // sandboxes) cannot say. A port taken by another server shows that server's socket.
+  if (inodes.size === 0) return undefined;
   const holds = (p: number, fds: string[]) =>
     fds.some((fd) => {
       try {

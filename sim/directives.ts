@@ -29,7 +29,7 @@ export interface SimDirectives {
 
 const DIRECTIVE_RE = /\[sim:([a-z-]+)(?:@(\d+)|=([0-9.]+))?\]/g;
 
-/** The largest page `[sim:obs-bytes=N]` pads to: a question cannot make every visit allocate hundreds of MB. */
+/** The most `[sim:obs-bytes=N]` pads a visit's pages to, together: a question cannot make every visit allocate 100s of MB. */
 export const MAX_OBS_BYTES = 1024 * 1024;
 
 export function parseDirectives(text: string): SimDirectives {

@@ -7,7 +7,7 @@
 // Pages state facts on lines of the form `Fact: <A> | <relation> | <B>.` that a reader can quote.
 
 import { fnv1a32 } from '../common/hash.js';
-import { parseDirectives } from './directives.js';
+import { MAX_OBS_BYTES, parseDirectives } from './directives.js';
 import {
   entityForQuery,
   factSentence,
@@ -124,13 +124,14 @@ function visitOne(puzzle: SimPuzzle, url: string, goal: string, obsBytes: number
 
 /**
  * Tongyi-style visit: page text with its facts, or a "Page not found" text for unknown URLs.
- * `[sim:obs-bytes=N]` in the question pads each page's block to N bytes.
+ * `[sim:obs-bytes=N]` in the question pads each page's block to N bytes, the visit's pages together to MAX_OBS_BYTES
+ * at most: each page then keeps its facts, where cutting the joined text would drop the last pages whole.
  */
 export function simVisit(question: string, url: string | readonly string[], goal?: string): string {
   const puzzle = puzzleFor(question);
   const urls = asList(url);
   if (urls.length === 0) return '[Visit] Invalid request format: the url list is empty';
   const g = goal !== undefined && goal.trim().length > 0 ? goal.trim() : 'general information';
-  const obsBytes = parseDirectives(question).obsBytes;
+  const obsBytes = Math.min(parseDirectives(question).obsBytes, Math.floor(MAX_OBS_BYTES / urls.length));
   return urls.map((u) => visitOne(puzzle, u, g, obsBytes)).join(JOIN);
 }

@@ -137,8 +137,8 @@ export class PrefixIndex {
 
   /**
    * From the member's announced cache. Bounded, as the announcement is only checked to be a number: a member that
-   * announced 1e15 tokens would have this router remember everything ever sent to it. The bound, about 64M tokens,
-   * is past any one server's KV cache.
+   * announced 1e15 tokens would have this router remember everything ever sent to it. The bound, 1M blocks (about
+   * 64M tokens at the default 256-character blocks and 4 characters a token), is past any one server's KV cache.
    */
   setCapacity(memberId: string, blocks: number): void {
     const cap = Math.min(MAX_CAPACITY_BLOCKS, Math.max(1, Math.floor(blocks)));

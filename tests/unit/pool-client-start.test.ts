@@ -241,7 +241,10 @@ describe('PoolClient.generate refused by its own connection', () => {
     const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
       deadline: Date.now() + 60_000,
     });
-    await expect(generate).rejects.toBeInstanceOf(ClosedConnectionError);
+    await expect(generate).rejects.toBeInstanceOf(PoolUnavailableError);
+    await expect(generate).rejects.toThrow(
+      /pool 'p': this router's NATS connection refused the request .*closed/i,
+    );
     expect(attempts).toBe(1);
     expect(known()).toEqual(['gpu-0']);
     const breaker = (

@@ -2,6 +2,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { MAX_OBS_BYTES, parseDirectives } from '../../sim/directives.js';
+import { simVisit } from '../../sim/tools.js';
 import { MAX_OBSERVATION_CHARS, ToolRegistry } from '../../tools/registry.js';
 import { simWebTools } from '../../tools/sim-web.js';
 
@@ -75,11 +77,15 @@ describe('ToolRegistry', () => {
     expect(out.error).toBeUndefined();
     expect(out.observation.startsWith('p'.repeat(MAX_OBSERVATION_CHARS))).toBe(true);
     expect(out.observation).toMatch(/\[… 1951424 more characters omitted\]$/);
-    // The simulator's pages are bounded too: [sim:obs-bytes=N] pads to 1 MiB at most, however large N is.
-    const tools = new ToolRegistry(simWebTools());
-    const ctx = { question: 'Which city? [sim:obs-bytes=100000000]' } as never;
-    const page = await tools.run({ name: 'visit', arguments: { url: ['a', 'b', 'c'] } }, ctx);
-    expect(page.observation.length).toBeLessThan(MAX_OBSERVATION_CHARS + 100);
+  });
+
+  it("pads a simulated visit's pages to 1 MiB together at most, each page keeping its facts", async () => {
+    expect(parseDirectives('q [sim:obs-bytes=100000000]').obsBytes).toBe(MAX_OBS_BYTES);
+    const visit = (urls: string[]) => simVisit('Which city? [sim:obs-bytes=524288]', urls, 'g');
+    expect(Buffer.byteLength(visit(['a']))).toBe(524_288);
+    const three = visit(['a', 'b', 'c']);
+    expect(three.length).toBeLessThanOrEqual(MAX_OBS_BYTES + 200);
+    for (const u of ['a', 'b', 'c']) expect(three).toContain(`Page not found: ${u} does not exist`);
   });
 
   it('describes a thrown object whose fields throw when read, as an observation', async () => {
