@@ -38,6 +38,11 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     workflowId: 'pm-0ea9e30e53d79073',
     guards: 'a question muse run started (N=8, branching, every aggregator)',
   },
+  'child-branch-trajectory.json': {
+    workflowId: 'pm-a32e00e0e25304e3/r1-l0-p0-b0',
+    guards:
+      "a question's branch rollout (a child: its input not checked again, its branch prefix carried in)",
+  },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
     guards: "a trajectory's second run: carried state in, continued as new after 3 steps (--steps-per-run 3)",
