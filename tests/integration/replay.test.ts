@@ -40,8 +40,7 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
   },
   'child-branch-trajectory.json': {
     workflowId: 'pm-a32e00e0e25304e3/r1-l0-p0-b0',
-    guards:
-      "a question's branch rollout (a child: its input not checked again, its branch prefix carried in)",
+    guards: "a question's branch rollout: a child workflow started from its branch point's prefix",
   },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
