@@ -356,8 +356,13 @@ async function waitHealthy(
         await check();
         // Another process can take the port between the check that it was free and the server's bind (another
         // data directory's server starting at that moment). It answers the check, while ours exits on the bind.
-        if (listensOn(spawned.pid, port) !== false) return;
-        lastError = `another process (not pid ${spawned.pid}) listens on ${host}:${port}`;
+        const holdsPort = listensOn(spawned.pid, port);
+        // Ours may have exited on its bind while the other answered (a slow start under load): whose port it is
+        // cannot be read from the descriptors of a process that is gone, and the next turn reports the exit.
+        if (hasExited(spawned.child, spawned.pid) || !isProcessAlive(spawned.pid))
+          lastError = `${service} (pid ${spawned.pid}) exited while something answered on ${host}:${port}`;
+        else if (holdsPort !== false) return;
+        else lastError = `another process (not pid ${spawned.pid}) listens on ${host}:${port}`;
       } catch (err) {
         lastError = err instanceof Error ? err.message : String(err);
       }
