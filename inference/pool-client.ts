@@ -573,12 +573,14 @@ export class PoolClient {
     // The attempt limit catches a member that is alive (announcing) but stuck; it must not cut off a long generation.
     const attemptLimit = this.attemptTimeout ?? generationAllowanceMs(maxTokens);
     // Between attempts (none after the last): jittered backoff, never past the deadline.
-    const pause = async (attempt: number) =>
-      attempt < this.maxAttempts - 1 &&
-      sleep(
-        Math.min(backoffDelay(attempt, FAILOVER_BACKOFF), Math.max(0, options.deadline - this.now())),
-        options.signal,
+    const pause = async (attempt: number) => {
+      if (attempt >= this.maxAttempts - 1) return;
+      const delay = Math.min(
+        backoffDelay(attempt, FAILOVER_BACKOFF),
+        Math.max(0, options.deadline - this.now()),
       );
+      await sleep(delay, options.signal);
+    };
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       options.signal?.throwIfAborted();
       const remaining = options.deadline - this.now();

@@ -134,7 +134,9 @@ function descendants(pid: number): number[] {
     if (!/^\d+$/.test(entry)) continue;
     const parent = Number(procStat(Number(entry))?.[1]);
     if (!Number.isInteger(parent)) continue;
-    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+    const siblings = children.get(parent);
+    if (siblings) siblings.push(Number(entry));
+    else children.set(parent, [Number(entry)]);
   }
   const found: number[] = [];
   const queue = [...(children.get(pid) ?? [])];

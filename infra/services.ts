@@ -359,7 +359,7 @@ async function waitHealthy(
         const holdsPort = listensOn(spawned.pid, port);
         // Ours may have exited on its bind while the other answered (a slow start under load): whose port it is
         // cannot be read from the descriptors of a process that is gone, and the next turn reports the exit.
-        if (hasExited(spawned.child, spawned.pid) || !isProcessAlive(spawned.pid))
+        if (!isProcessAlive(spawned.pid))
           lastError = `${service} (pid ${spawned.pid}) exited while something answered on ${host}:${port}`;
         else if (holdsPort !== false) return;
         else lastError = `another process (not pid ${spawned.pid}) listens on ${host}:${port}`;

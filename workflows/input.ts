@@ -15,7 +15,7 @@ import type { z } from 'zod';
 import type { MuseActivities } from '../activities/index.js';
 import type { CheckedWorkflow } from '../activities/input.js';
 import type { BudgetPlan } from '../agent/branching.js';
-import { InvalidInputError, parseWorkflowInput } from '../agent/input-check.js';
+import { parseWorkflowInput } from '../agent/input-check.js';
 
 const INPUT_ERRORS = ['InvalidInputError', 'BudgetError'];
 
@@ -49,25 +49,25 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
       );
       return { input: { ...input, spec: spec as z.output<S> }, ...(plan ? { plan } : {}) };
     } catch (err) {
-      // The run fails with the check's own failure, as a check made in workflow code failed it (marked not
-      // retryable: the activity's failure is so by its retry policy only). A local activity's failure can come
-      // unwrapped.
-      const cause = err instanceof ActivityFailure ? err.cause : err;
-      if (cause instanceof ApplicationFailure && INPUT_ERRORS.includes(cause.type ?? ''))
-        throw ApplicationFailure.create({
-          type: cause.type ?? undefined,
-          nonRetryable: true,
-          message: cause.message,
-        });
-      throw err;
+      throw inputFailure(err);
     }
   }
   // Runs started before the check was recorded made it in workflow code: their replays make it there again.
   try {
     return { input: { ...input, spec: parseWorkflowInput(workflow, specSchema, input) } };
   } catch (err) {
-    if (err instanceof InvalidInputError)
-      throw ApplicationFailure.create({ type: err.name, nonRetryable: true, message: err.message });
-    throw err;
+    throw inputFailure(err);
   }
+}
+
+/**
+ * A failed input check (InvalidInputError, BudgetError) as the run's own failure: not retryable, its type and message
+ * kept, whether it was thrown here or by the local activity (whose failure is not retryable by its retry policy
+ * only, and can come unwrapped). Anything else is returned as it is.
+ */
+export function inputFailure(err: unknown): unknown {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  const type = cause instanceof ApplicationFailure ? cause.type : (cause as Error | undefined)?.name;
+  if (!type || !INPUT_ERRORS.includes(type)) return err;
+  return ApplicationFailure.create({ type, nonRetryable: true, message: (cause as Error).message });
 }

@@ -25,7 +25,6 @@ import {
 } from '../agent/aggregate.js';
 import {
   type BranchPoint,
-  BudgetError,
   type BudgetPlan,
   branchCandidates,
   historyBudgetProblem,
@@ -53,7 +52,7 @@ import { meanUncertainty, tallyTurns } from '../agent/uncertainty.js';
 import { causeChainMessage } from '../common/errors.js';
 import { fmix32, fnv1a32 } from '../common/hash.js';
 import { createLimiter } from '../common/limiter.js';
-import { checkedInput } from './input.js';
+import { checkedInput, inputFailure } from './input.js';
 import { DEFAULT_TIMEOUTS, NON_RETRYABLE, type StepTimeouts, trajectory } from './trajectory.js';
 
 export interface ParallelMuseInput {
@@ -140,8 +139,7 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
     try {
       plan = planBudget({ n: spec.n, m: spec.m, k: spec.k, t: spec.t, r: spec.r, mode: spec.branchMode });
     } catch (err) {
-      if (err instanceof BudgetError) throw ApplicationFailure.nonRetryable(err.message, 'BudgetError');
-      throw err;
+      throw inputFailure(err);
     }
     // Runs started before the history check replay without it.
     if (patched('check-history-budget')) {

@@ -269,15 +269,12 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
 
     // The guard orders the whole list, not only its head: a request whose first choice fails goes on to the next
     // member in this order, which must not be an overloaded one while others have room.
-    const open = preferred.filter((m) => !overloaded(m) && !full(m));
-    // Every member overloaded or full: least-loaded order, the best the pool can do.
-    if (open.length === 0) {
-      this.lastDecision = overloaded(preferred[0]!) ? 'imbalanced' : 'affinity_full';
-      return [...healthy].sort(leastLoaded).map((m) => m.id);
-    }
+    const hasRoom = (m: MemberView) => !overloaded(m) && !full(m);
     const first = preferred[0]!;
-    this.lastDecision = open[0] === first ? decision : overloaded(first) ? 'imbalanced' : 'affinity_full';
-    return [...open, ...preferred.filter((m) => !open.includes(m))].map((m) => m.id);
+    this.lastDecision = hasRoom(first) ? decision : overloaded(first) ? 'imbalanced' : 'affinity_full';
+    // Every member overloaded or full: least-loaded order, the best the pool can do.
+    if (!preferred.some(hasRoom)) return [...healthy].sort(leastLoaded).map((m) => m.id);
+    return [...preferred.filter(hasRoom), ...preferred.filter((m) => !hasRoom(m))].map((m) => m.id);
   }
 
   onRouted(memberId: string, req: RouteRequest): () => void {
