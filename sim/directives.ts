@@ -29,9 +29,6 @@ export interface SimDirectives {
 
 const DIRECTIVE_RE = /\[sim:([a-z-]+)(?:@(\d+)|=([0-9.]+))?\]/g;
 
-/** The most `[sim:obs-bytes=N]` pads a visit's pages to, together: a question cannot make every visit allocate 100s of MB. */
-export const MAX_OBS_BYTES = 1024 * 1024;
-
 export function parseDirectives(text: string): SimDirectives {
   const d: SimDirectives = {
     malformedToolCallAt: new Set(),
@@ -72,8 +69,7 @@ export function parseDirectives(text: string): SimDirectives {
         if (value !== null && Number.isFinite(value)) d.minTurns = Math.max(0, Math.floor(value));
         break;
       case 'obs-bytes':
-        if (value !== null && Number.isFinite(value))
-          d.obsBytes = Math.min(MAX_OBS_BYTES, Math.max(0, Math.floor(value)));
+        if (value !== null && Number.isFinite(value)) d.obsBytes = Math.max(0, Math.floor(value));
         break;
       case 'difficulty':
         if (value !== null && Number.isFinite(value)) d.difficulty = Math.min(1, Math.max(0, value));

@@ -270,19 +270,17 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
       throw new HttpError(404, `The model \`${model}\` does not exist.`);
     // As vLLM and SGLang: the generation runs until a stop string appears (stopAtString), so the stop is applied
     // as a server applies it rather than by the simulated model, which would drop the tokens that wrote it. The
-    // simulator's backend also decodes (times and caches) only that far; another backend is cut here.
+    // simulator's backend cuts it there and decodes (times and caches) only that far; another backend is cut here.
     const { stop, ...untilStop } = params;
     const request: BackendRequest = { id: `sim-http-${nextId++}`, messages, params: untilStop, deadline };
     if (model !== undefined) request.model = model;
     try {
-      const served =
-        backend instanceof SimBackend
-          ? backend.generate(request, controller.signal, {
-              ...serving,
-              ...(stop ? { stopStrings: stop } : {}),
-            })
-          : backend.generate(request, controller.signal);
-      return stopAtString(await served, stop);
+      if (backend instanceof SimBackend)
+        return await backend.generate(request, controller.signal, {
+          ...serving,
+          ...(stop ? { stopStrings: stop } : {}),
+        });
+      return stopAtString(await backend.generate(request, controller.signal), stop);
     } catch (e) {
       if (controller.signal.aborted && res.destroyed) return null;
       const msg = (e as Error).message ?? String(e);

@@ -7,7 +7,7 @@
 // Pages state facts on lines of the form `Fact: <A> | <relation> | <B>.` that a reader can quote.
 
 import { fnv1a32 } from '../common/hash.js';
-import { MAX_OBS_BYTES, parseDirectives } from './directives.js';
+import { parseDirectives } from './directives.js';
 import {
   entityForQuery,
   factSentence,
@@ -121,6 +121,9 @@ function visitOne(puzzle: SimPuzzle, url: string, goal: string, obsBytes: number
   const paddedBody = pad(`${body}\n`, obsBytes - Buffer.byteLength(tail, 'utf8'));
   return paddedBody + tail;
 }
+
+/** The most `[sim:obs-bytes=N]` pads a visit's pages to, together: a question cannot make every visit allocate 100s of MB. */
+export const MAX_OBS_BYTES = 1024 * 1024;
 
 /**
  * Tongyi-style visit: page text with its facts, or a "Page not found" text for unknown URLs.

@@ -50,6 +50,8 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'muse-replay-'));
 afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+// Bundled once for every fixture, as a worker bundles once for every run.
+let bundle: ReturnType<typeof workflowBundle> | undefined;
 
 describe('histories recorded by earlier versions', () => {
   const files = readdirSync(fixtures).filter((f) => f.endsWith('.json'));
@@ -61,9 +63,9 @@ describe('histories recorded by earlier versions', () => {
   it.each(files)('%s replays under this version', { timeout: 120_000 }, async (file) => {
     const json = JSON.parse(readFileSync(join(fixtures, file), 'utf8'));
     const started = json.events[0].workflowExecutionStartedEventAttributes;
-    const bundle = await workflowBundle(cacheDir);
+    bundle ??= workflowBundle(cacheDir);
     await Worker.runReplayHistory(
-      { workflowBundle: bundle, dataConverter: { payloadConverterPath } },
+      { workflowBundle: await bundle, dataConverter: { payloadConverterPath } },
       // Taken as the CLI's JSON: the SDK converts it with its own protobuf types.
       json,
       FIXTURES[file]!.workflowId,

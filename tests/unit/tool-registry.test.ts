@@ -2,8 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { MAX_OBS_BYTES, parseDirectives } from '../../sim/directives.js';
-import { simVisit } from '../../sim/tools.js';
+import { MAX_OBS_BYTES, simVisit } from '../../sim/tools.js';
 import { MAX_OBSERVATION_CHARS, ToolRegistry } from '../../tools/registry.js';
 import { simWebTools } from '../../tools/sim-web.js';
 
@@ -80,7 +79,7 @@ describe('ToolRegistry', () => {
   });
 
   it("pads a simulated visit's pages to 1 MiB together at most, each page keeping its facts", async () => {
-    expect(parseDirectives('q [sim:obs-bytes=100000000]').obsBytes).toBe(MAX_OBS_BYTES);
+    expect(simVisit('Which city? [sim:obs-bytes=100000000]', ['a'], 'g').length).toBe(MAX_OBS_BYTES);
     const visit = (urls: string[]) => simVisit('Which city? [sim:obs-bytes=524288]', urls, 'g');
     expect(Buffer.byteLength(visit(['a']))).toBe(524_288);
     const three = visit(['a', 'b', 'c']);
