@@ -417,7 +417,7 @@ export class PoolClient {
    * gap is checked as after any reconnect.
    */
   private connectionInDoubt(now: number): boolean {
-    if (this.disconnected || now < this.noDropsUntil) return false;
+    if (this.dropsHeld(now)) return false;
     let newestSeen = -Infinity;
     let inRotation = 0;
     for (const m of this.members.values()) {
@@ -448,6 +448,14 @@ export class PoolClient {
     return true;
   }
 
+  /**
+   * Whether members may not be dropped for their silence now: this router's connection is down, or came back (or
+   * this process stalled) too recently for them to have been heard since.
+   */
+  private dropsHeld(now: number): boolean {
+    return this.disconnected || now < this.noDropsUntil;
+  }
+
   /** Live members as the router sees them (for status output, tests and benchmarks). */
   liveMembers(): MemberView[] {
     const now = this.now();
@@ -472,7 +480,7 @@ export class PoolClient {
         continue;
       }
       if (now - m.lastSeen > this.ttl) {
-        if (this.disconnected || now < this.noDropsUntil || holdDrops) continue;
+        if (this.dropsHeld(now) || holdDrops) continue;
         this.dropMember(id, `member ${id} stopped announcing (no heartbeat for ${this.ttl} ms)`);
         continue;
       }
@@ -710,7 +718,7 @@ export class PoolClient {
       const noResponders = failure instanceof RequestError && failure.isNoResponders();
       // Just after this router's connection came back, a member may not have subscribed again yet: its subject's
       // silence says nothing of it, and dropping it would fail over everything it is still working on.
-      const reconnecting = noResponders && (this.disconnected || this.now() < this.noDropsUntil);
+      const reconnecting = noResponders && this.dropsHeld(this.now());
       // Refused by this router's own connection (closed, draining), never sent: no member's doing, and no other
       // member would fare better.
       const unsent = failure instanceof ClosedConnectionError || failure instanceof DrainingConnectionError;
