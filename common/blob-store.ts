@@ -70,6 +70,11 @@ export function parseBlobRef(ref: BlobRef): { kind: 'kv' | 'obj'; namespace: str
   return { kind: m[1] as 'kv' | 'obj', namespace: m[2]!, key: m[3]! };
 }
 
+/** The longest reference a put into the namespace can return: for sizing a message before anything is stored. */
+export function longestBlobRef(namespace: string): BlobRef {
+  return `obj:${namespace}:${'0'.repeat(64)}`;
+}
+
 export class BlobStore {
   private readonly kvm: Kvm;
   private readonly objm: Objm;

@@ -15,7 +15,7 @@ import {
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { generationAllowanceMs } from '../agent/trajectory.js';
 import type { ChatMessage } from '../agent/types.js';
-import type { BlobStore } from '../common/blob-store.js';
+import { type BlobStore, longestBlobRef } from '../common/blob-store.js';
 import { ROUTER_LEASE_MS, routerLeaseAllowed } from '../common/config.js';
 import { watchStatus, withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
@@ -533,14 +533,16 @@ export class PoolClient {
         );
       }
       const namespace = options.blobNamespace ?? this.opts.blobNamespace ?? 'requests';
-      const messagesRef = await bounded(this.opts.blobs.put(namespace, messages));
-      payload = encodeWire({ ...body, messagesRef });
-      // What is left (the parameters: stop strings, say) can still be too large: NATS would refuse it on every attempt.
-      if (payload.length > inlineLimit) {
+      // What is left (the parameters: stop strings, say) can still be too large: NATS would refuse it on every
+      // attempt. Sized before the messages are stored, so a refused request leaves nothing behind in the store.
+      const byReference = encodeWire({ ...body, messagesRef: longestBlobRef(namespace) }).length;
+      if (byReference > inlineLimit) {
         throw new RequestTooLargeError(
-          `request of ${payload.length} bytes without its messages (stored by reference) still exceeds the inline limit of ${inlineLimit} bytes`,
+          `request of ${byReference} bytes without its messages (stored by reference) still exceeds the inline limit of ${inlineLimit} bytes`,
         );
       }
+      const messagesRef = await bounded(this.opts.blobs.put(namespace, messages));
+      payload = encodeWire({ ...body, messagesRef });
     }
     const route: RouteRequest = this.policy.usesPrefixKeys
       ? {

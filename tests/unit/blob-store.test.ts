@@ -1,6 +1,12 @@
 // The content store's object reads, without a server: a read whose chunks were purged under it is made again.
 import { describe, expect, it } from 'vitest';
-import { namespaceFor, readObject } from '../../common/blob-store.js';
+import {
+  BLOB_REF_RE,
+  longestBlobRef,
+  namespaceFor,
+  parseBlobRef,
+  readObject,
+} from '../../common/blob-store.js';
 
 const ref = `obj:job:${'a'.repeat(64)}`;
 
@@ -91,5 +97,16 @@ describe('namespaceFor', () => {
     expect(namespaceFor(hashed)).not.toBe(hashed);
     expect(namespaceFor('')).toMatch(/^_[0-9a-f]{12}$/);
     expect(namespaceFor('x'.repeat(49))).not.toBe(namespaceFor('x'.repeat(50)));
+  });
+});
+
+describe('longestBlobRef', () => {
+  it('is a reference of the namespace, no shorter than any put there can return', () => {
+    const longest = longestBlobRef('job-1');
+    expect(BLOB_REF_RE.test(longest)).toBe(true);
+    expect(parseBlobRef(longest).namespace).toBe('job-1');
+    for (const kind of ['kv', 'obj']) {
+      expect(longest.length).toBeGreaterThanOrEqual(`${kind}:job-1:${'f'.repeat(64)}`.length);
+    }
   });
 });

@@ -209,8 +209,12 @@ describe('PoolClient.generate refused by its own connection', () => {
         return Promise.reject(new Error('max_payload exceeded'));
       },
     });
+    const stored: unknown[] = [];
     (client as unknown as { opts: { blobs: BlobStore } }).opts.blobs = {
-      put: async () => ({ ref: 'sha256-0', bytes: 1 }),
+      put: async (_namespace: string, value: unknown) => {
+        stored.push(value);
+        return `obj:requests:${'0'.repeat(64)}`;
+      },
     } as unknown as BlobStore;
     const stop = ['x'.repeat(100 * 1024)];
     const generate = client.generate(
@@ -225,6 +229,8 @@ describe('PoolClient.generate refused by its own connection', () => {
       /without its messages .* still exceeds the inline limit of \d+ bytes/,
     );
     expect(sent).toEqual([]);
+    // Refused before its messages were stored: nothing is left in the store that no request refers to.
+    expect(stored).toEqual([]);
     client.close();
   });
 
