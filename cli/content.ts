@@ -2,6 +2,7 @@
 
 import { once } from 'node:events';
 import { createWriteStream, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { deleteJobContent, exportTrajectory } from '../client/content.js';
@@ -37,17 +38,12 @@ export function registerContentCommands(program: Command): void {
       try {
         const client = await connectClient(cfg);
         const nc = await connectNats(cfg, 'muse-export');
-        let n = 0;
         try {
-          for await (const step of exportTrajectory(client, nc, id)) {
-            // The reader went away (| head): reading the rest from the store would be for nobody.
-            if (!out.writable) break;
-            // A slow reader holds the export back, instead of the whole trajectory piling up in memory.
-            if (!out.write(`${JSON.stringify(step)}\n`)) await once(out, 'drain').catch(() => {});
-            n++;
-          }
+          const n = await writeJsonLines(exportTrajectory(client, nc, id), out, o.out ?? 'standard output');
           if (partial && o.out) {
-            await finished((out as WriteStream).end());
+            await finished((out as WriteStream).end()).catch((err: Error) => {
+              throw new Error(`cannot write ${o.out}: ${err.message}`);
+            });
             renameSync(partial, o.out);
             console.error(`exported ${n} steps to ${o.out}`);
           }
@@ -100,6 +96,32 @@ export function registerContentCommands(program: Command): void {
     .action((o: { n: number; seed: number }) => {
       for (const q of sampleQuestions(o.n, o.seed)) console.log(JSON.stringify(q));
     });
+}
+
+/**
+ * Writes each item as a JSON line, at the reader's pace (a slow reader holds the source back, instead of it piling up
+ * in memory); returns how many it wrote. A reader that went away (`| head`, EPIPE) ends it quietly: the rest would be
+ * read from the store for nobody. A write that fails otherwise (a full disk) fails it, naming `named`: unheard, the
+ * stream's 'error' event would end the process with a stack trace and leave the partial file behind.
+ */
+export async function writeJsonLines(
+  items: AsyncIterable<unknown>,
+  out: Writable,
+  named: string,
+): Promise<number> {
+  let failed: NodeJS.ErrnoException | undefined;
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    failed ??= err;
+  });
+  let n = 0;
+  for await (const item of items) {
+    if (failed || !out.writable) break;
+    if (!out.write(`${JSON.stringify(item)}\n`)) await once(out, 'drain').catch(() => {});
+    if (failed) break;
+    n++;
+  }
+  if (failed && failed.code !== 'EPIPE') throw new Error(`cannot write ${named}: ${failed.message}`);
+  return n;
 }
 
 function openOut(path: string, named: string): number {

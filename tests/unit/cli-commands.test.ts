@@ -4,11 +4,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { writeJsonLines } from '../../cli/content.js';
 import { buildProgram } from '../../cli/program.js';
 import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
 import { elsewhere } from '../../cli/services.js';
@@ -469,5 +471,49 @@ describe('failure messages', () => {
     );
     expect(failureMessage(taken)).toMatch(/'q-1' is already running or kept: see `muse status q-1`/);
     expect(failureMessage(new Error('plain'))).toBe('plain');
+  });
+});
+
+describe('writeJsonLines (muse export)', () => {
+  /** A sink that fails its `failAt`th write with `code`, as a full disk or a closed pipe would. */
+  const failingSink = (failAt: number, code: string) => {
+    const written: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        if (written.length + 1 === failAt) {
+          done(Object.assign(new Error(`${code}: write failed`), { code }));
+          return;
+        }
+        written.push(chunk.toString());
+        done();
+      },
+    });
+    return { sink, written };
+  };
+  async function* steps(n: number) {
+    for (let i = 0; i < n; i++) {
+      // Each step is read from the store between writes: a failed write's error arrives meanwhile.
+      await new Promise((r) => setTimeout(r, 5));
+      yield { step: i };
+    }
+  }
+
+  it('fails naming the file when a write fails (a full disk), instead of an unheard error event', async () => {
+    const { sink, written } = failingSink(3, 'ENOSPC');
+    await expect(writeJsonLines(steps(10), sink, 'out.jsonl')).rejects.toThrow(
+      /^cannot write out\.jsonl: ENOSPC: write failed$/,
+    );
+    expect(written).toEqual(['{"step":0}\n', '{"step":1}\n']);
+  });
+
+  it('ends quietly when the reader goes away (EPIPE), having written what it could', async () => {
+    const { sink } = failingSink(2, 'EPIPE');
+    await expect(writeJsonLines(steps(10), sink, 'standard output')).resolves.toBe(1);
+  });
+
+  it('writes every item as a line and counts them', async () => {
+    const { sink, written } = failingSink(0, 'EIO');
+    await expect(writeJsonLines(steps(3), sink, 'out.jsonl')).resolves.toBe(3);
+    expect(written.join('')).toBe('{"step":0}\n{"step":1}\n{"step":2}\n');
   });
 });
