@@ -47,7 +47,10 @@ export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
   };
 }
 
-/** An id given on the command line: an empty one would only fail later, further from the flag that set it. */
+/**
+ * An id or name given on the command line: an empty one would only fail later, further from the flag that set it, or
+ * (a model name) be taken for none given.
+ */
 export function idArg(name: string) {
   return (v: string) => {
     if (v.trim() === '') throw new InvalidArgumentError(`${name} must not be empty`);
@@ -69,9 +72,22 @@ const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
 }).map(([field, flag]) => [new RegExp(`\\b(?:trajectory\\.)?${field}\\b`, 'g'), flag]);
 
 /** Fields whose names are too short or too common to replace in a message's text: replaced where they name the field. */
-const SPEC_PATH_FLAGS: [RegExp, string][] = ['policy', 'judge', 'date', 'n', 'm', 'k', 't', 'r'].map(
-  (field) => [new RegExp(`(?<=^invalid options: |; )(?:trajectory\\.)?${field}(?=: )`, 'g'), `--${field}`],
-);
+const SPEC_PATH_FLAGS: [RegExp, string][] = [
+  'policy',
+  'judge',
+  'date',
+  'seed',
+  'pool',
+  'model',
+  'n',
+  'm',
+  'k',
+  't',
+  'r',
+].map((field) => [
+  new RegExp(`(?<=^invalid options: |; )(?:trajectory\\.)?${field}(?=: )`, 'g'),
+  `--${field}`,
+]);
 
 /** Runs a job spec check, its error (if any) speaking of flags rather than spec fields. */
 export function withSpecFlags<T>(check: () => T): T {

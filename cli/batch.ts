@@ -79,8 +79,12 @@ export function addParallelMuseOptions(cmd: Command): Command {
       'compressed | majority | confidence_weighted | min_uncertainty',
       'compressed',
     )
-    .option('--aggregator-pool <pool>', 'pool for report and integration calls')
-    .option('--aggregator-model <model>', 'model for report and integration calls')
+    .option('--aggregator-pool <pool>', 'pool for report and integration calls', idArg('--aggregator-pool'))
+    .option(
+      '--aggregator-model <model>',
+      'model for report and integration calls',
+      idArg('--aggregator-model'),
+    )
     .option('--judge <method>', 'exact | llm', 'exact')
     .option(
       '--max-concurrent-rollouts <n>',

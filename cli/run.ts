@@ -120,8 +120,8 @@ function addRunOptions(cmd: Command): Command {
     )
     .option('--seed <n>', 'sampling seed', intArg('--seed'), 0)
     .option('--date <YYYY-MM-DD>', 'the date the model is told is today (default: none in the prompt)')
-    .option('--pool <name>', 'inference pool', 'default')
-    .option('--model <name>', 'model name sent to the pool');
+    .option('--pool <name>', 'inference pool', idArg('--pool'), 'default')
+    .option('--model <name>', 'model name sent to the pool', idArg('--model'));
 }
 
 export function registerRunCommands(program: Command): void {

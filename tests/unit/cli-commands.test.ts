@@ -48,6 +48,16 @@ describe('options are checked before connecting', () => {
     await expect(muse('run', '--policy', 'bogus', 'q')).rejects.toThrow(/policy: Invalid option/);
   });
 
+  it('a spec error names the flag that set the field, not the field', async () => {
+    await expect(muse('run', '--seed', '-1', 'q')).rejects.toThrow(/^invalid options: --seed: /);
+    await expect(muse('run', '--pool', 'a.b', 'q')).rejects.toThrow(
+      /^invalid options: --pool: pool must be letters, digits, _ or -/,
+    );
+    await expect(muse('run', '--mode', 'parallel-muse', '--seed', '-1', 'q')).rejects.toThrow(
+      /^invalid options: --seed: /,
+    );
+  });
+
   it('muse run --mode parallel-muse with a bad option or a budget that cannot fit', async () => {
     await expect(muse('run', '--mode', 'parallel-muse', '--policy', 'bogus', 'q')).rejects.toThrow(
       /^invalid options: --policy: Invalid option/,
@@ -210,6 +220,11 @@ describe('muse batch', () => {
       /--job must not be empty/,
     );
     await expect(muse('run', '--id', ' ', 'Which city?')).rejects.toThrow(/--id must not be empty/);
+    // An empty model name would be taken for none given, and the pool's own model used without a word.
+    await expect(muse('run', '--model', '', 'Which city?')).rejects.toThrow(/--model must not be empty/);
+    await expect(
+      muse('run', '--mode', 'parallel-muse', '--aggregator-model', '', 'Which city?'),
+    ).rejects.toThrow(/--aggregator-model must not be empty/);
     await expect(muse('status', '')).rejects.toThrow(/<id> must not be empty/);
     await expect(muse('export', ' ')).rejects.toThrow(/<id> must not be empty/);
     await expect(muse('content', 'delete', '')).rejects.toThrow(/<jobId> must not be empty/);
