@@ -354,9 +354,7 @@ export function createActivities(deps: ActivityDeps) {
         content.getText(input.turnRef),
         loadContext({ ...input }),
       ]);
-      // Only a turn llmStep did not take as an answer comes here: an <answer> in it without its end is one
-      // llmStep found cut off at the token limit (inputs recorded before finishReason was passed say nothing else).
-      const turn = parseTurn(raw, input.finishReason ?? 'length');
+      const turn = toolStepTurn(raw, input.finishReason);
       let observation: string;
       let observationRef: string | undefined;
       let toolError: string | undefined;
@@ -478,6 +476,18 @@ export type CallModel = (
   params: GenerateParams,
   opts: CallModelOptions,
 ) => Promise<Generation>;
+
+/**
+ * The turn toolStep acts on. Only a turn llmStep did not take as an answer comes here: an <answer> in it without its
+ * end is one llmStep found cut off at the token limit, whatever the input says (the workflow passes finishReason only
+ * when it is 'length', and inputs recorded before it was passed have none). A <tool_call> without its end is marked
+ * cut off only when the input says the turn was: one the model stopped itself is an invalid call, and its record
+ * says what is wrong with it.
+ */
+export function toolStepTurn(raw: string, finishReason: 'stop' | 'length' | undefined): ParsedTurn {
+  const turn = parseTurn(raw, finishReason ?? 'stop');
+  return turn.kind === 'answer' ? parseTurn(raw, 'length') : turn;
+}
 
 function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
   const clip = (s: string, n = 120) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
