@@ -24,6 +24,11 @@ export interface StepRecord {
   model?: string;
   /** resum: set when a summary turn ran before this step. */
   summarized?: boolean;
+  /**
+   * The turn's tool step failed or was cancelled, ending the run (toolError says how): the turn has no observation,
+   * and is not one of the result's `steps`. Kept because its usage is counted and it is the turn to look at.
+   */
+  unfinished?: true;
 }
 
 export interface UsageTotals extends TokenUsage {

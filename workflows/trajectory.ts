@@ -292,15 +292,23 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
       if (r.kind === 'answer') {
         finished = { termination: 'answer', prediction: r.answer ?? '' };
       } else {
-        const t = await steps.toolStep({
-          jobId,
-          trajectoryId,
-          step,
-          policy: spec.policy,
-          contextRef,
-          turnRef: r.turnRef,
-          ...(r.finishReason === 'length' ? { finishReason: r.finishReason } : {}),
-        });
+        const t = await steps
+          .toolStep({
+            jobId,
+            trajectoryId,
+            step,
+            policy: spec.policy,
+            contextRef,
+            turnRef: r.turnRef,
+            ...(r.finishReason === 'length' ? { finishReason: r.finishReason } : {}),
+          })
+          .catch((err: unknown) => {
+            // The run ends here: its log keeps the turn (counted in its usage), the one to look at. Histories from
+            // before it was kept replay without it.
+            if (patched('record-unfinished-turn'))
+              records.push({ ...record, unfinished: true, toolError: unfinishedBecause(err) });
+            throw err;
+          });
         contextRef = t.contextRef;
         record.observationRef = t.observationRef;
         if (t.toolError) record.toolError = t.toolError;
@@ -348,6 +356,12 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
 }
 
 class CancelledByUser extends Error {}
+
+function unfinishedBecause(err: unknown): string {
+  return isCancellation(err)
+    ? 'cancelled before its tool step finished'
+    : `tool step failed: ${causeChainMessage(err)}`;
+}
 
 /** Distinct per step and per trajectory seed; a retried step reuses its seed, so a replayed sample is identical. */
 export function stepSeed(seed: number, step: number): number {

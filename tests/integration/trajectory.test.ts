@@ -845,6 +845,40 @@ describe('trajectory workflow', () => {
     });
   });
 
+  it('a tool step that fails for good ends the run with its turn in the log, marked unfinished', async () => {
+    const own = { ...cfg, temporal: { ...cfg.temporal, taskQueue: `${cfg.temporal.taskQueue}-tool-fails` } };
+    let failedAt: number | undefined;
+    const failing = await inProcessWorker(own, {
+      onToolCall: (e) => {
+        if (e.step === undefined || e.step < 2) return;
+        failedAt ??= e.step;
+        throw new TypeError(`tool refused at step ${e.step}`);
+      },
+    });
+    try {
+      const [q] = sampleQuestions(1, 13);
+      const handle = await startTrajectory(suite.client, own, {
+        question: `${q!.question} [sim:min-turns=6]`,
+        maxTurns: 40,
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('error');
+      expect(result.error).toMatch(/tool refused at step/);
+      expect(result.steps).toBe(failedAt);
+      const log = await stepLog(result.log);
+      expect(log.map((r) => r.step)).toEqual(Array.from({ length: failedAt! + 1 }, (_, i) => i));
+      // The turn is kept, with why it has no observation; its usage is the run's too.
+      expect(log.at(-1)).toMatchObject({ step: failedAt, kind: 'tool_call', unfinished: true });
+      expect(log.at(-1)!.observationRef).toBeUndefined();
+      expect(log.at(-1)!.toolError).toMatch(/^tool step failed: .*tool refused at step \d+/);
+      expect(log.filter((r) => r.unfinished)).toHaveLength(1);
+      expect(result.usage.llmCalls).toBe(log.length);
+      expect(await new BlobStore(suite.nc).getText(log.at(-1)!.turnRef)).toMatch(/<tool_call>/);
+    } finally {
+      await failing.stop();
+    }
+  });
+
   it('ends cleanly with what it has when cancelled', async () => {
     const slow = await inProcessMember(
       cfg,
@@ -867,7 +901,18 @@ describe('trajectory workflow', () => {
       const result = await handle.result();
       expect(result.termination).toBe('cancelled');
       expect(result.steps).toBeGreaterThanOrEqual(2);
-      expect((await stepLog(result.log)).length).toBe(result.steps);
+      // One record per finished step, and the turn whose tool step the cancel cut short, when it came then.
+      const log = await stepLog(result.log);
+      expect(log.filter((r) => !r.unfinished).map((r) => r.step)).toEqual(
+        Array.from({ length: result.steps }, (_, i) => i),
+      );
+      const unfinished = log.filter((r) => r.unfinished);
+      expect(unfinished.length).toBeLessThanOrEqual(1);
+      if (unfinished.length === 1)
+        expect(unfinished[0]).toMatchObject({
+          step: result.steps,
+          toolError: 'cancelled before its tool step finished',
+        });
     } finally {
       await slow.stop();
     }
