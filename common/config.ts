@@ -22,25 +22,31 @@ const MAX_STORE_TTL_MS = 9_223_372_036_854;
 
 export const RoutingPolicyName = z.enum(['round_robin', 'least_loaded', 'prefix_affinity']);
 
+/**
+ * A setting's text. Empty is refused, not read as unset: a templated file whose variable expanded to nothing would
+ * otherwise connect to the default NATS server (an empty url), or turn TLS on without the client certificate meant.
+ */
+const Setting = z.string().min(1, 'must not be empty');
+
 // Strict: a misspelled key (`adress`) is an error, not a silent fall-back to the default server.
 export const ConfigSchema = z
   .object({
-    dataDir: z.string().default('.muse'),
+    dataDir: Setting.default('.muse'),
     temporal: z
       .object({
-        address: z.string().default('127.0.0.1:7233'),
-        namespace: z.string().default('default'),
-        taskQueue: z.string().default('muse-rollouts'),
+        address: Setting.default('127.0.0.1:7233'),
+        namespace: Setting.default('default'),
+        taskQueue: Setting.default('muse-rollouts'),
         /** TLS to the frontend, verified against the system's roots unless tlsCaPath names another CA. */
         tls: z.boolean().default(false),
         /** mTLS: the client certificate and its key (PEM files), both or neither; they turn TLS on. */
-        tlsCertPath: z.string().optional(),
-        tlsKeyPath: z.string().optional(),
-        tlsCaPath: z.string().optional(),
+        tlsCertPath: Setting.optional(),
+        tlsKeyPath: Setting.optional(),
+        tlsCaPath: Setting.optional(),
         /** The name the server's certificate is checked against, when it differs from the address's host. */
-        tlsServerName: z.string().optional(),
+        tlsServerName: Setting.optional(),
         /** An API key (Temporal Cloud), sent as a bearer token on every call; it turns TLS on. */
-        apiKey: z.string().optional(),
+        apiKey: Setting.optional(),
       })
       .strict()
       .refine((t) => (t.tlsCertPath === undefined) === (t.tlsKeyPath === undefined), {
@@ -50,7 +56,7 @@ export const ConfigSchema = z
       .prefault({}),
     nats: z
       .object({
-        url: z.string().default('nats://127.0.0.1:4222'),
+        url: Setting.default('nats://127.0.0.1:4222'),
       })
       .strict()
       .prefault({}),
@@ -133,8 +139,8 @@ export const ConfigSchema = z
       .object({
         /** none | console (JSON lines on stderr) | file (JSON lines under dataDir/traces.jsonl, or `file` path) */
         exporter: z.enum(['none', 'console', 'file']).default('none'),
-        file: z.string().optional(),
-        serviceName: z.string().default('muse'),
+        file: Setting.optional(),
+        serviceName: Setting.default('muse'),
       })
       .strict()
       .prefault({}),

@@ -20,6 +20,22 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ file: configFile({ telemetery: {} }), env: {} })).toThrow(/"telemetery"/);
   });
 
+  it('refuses an empty setting in a file instead of reading it as unset (a template variable that expanded to nothing)', () => {
+    expect(() => loadConfig({ file: configFile({ nats: { url: '' } }), env: {} })).toThrow(
+      /nats\.url: must not be empty/,
+    );
+    const halfTls = configFile({ temporal: { tlsCertPath: '', tlsKeyPath: '' } });
+    expect(() => loadConfig({ file: halfTls, env: {} })).toThrow(/temporal\.tlsCertPath: must not be empty/);
+    expect(() => loadConfig({ file: configFile({ temporal: { apiKey: '' } }), env: {} })).toThrow(
+      /temporal\.apiKey: must not be empty/,
+    );
+    expect(() => loadConfig({ file: configFile({ dataDir: '' }), env: {} })).toThrow(
+      /dataDir: must not be empty/,
+    );
+    // An empty variable is unset, as before.
+    expect(loadConfig({ env: { MUSE_NATS_URL: '' } }).nats.url).toBe('nats://127.0.0.1:4222');
+  });
+
   it("refuses a file's __proto__ key instead of merging it into every object of the process", () => {
     const file = configFile({});
     writeFileSync(file, '{"router": {"__proto__": {"polluted": "yes"}}}');
