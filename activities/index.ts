@@ -4,7 +4,7 @@
 
 import type { NatsConnection } from '@nats-io/nats-core';
 import { Context } from '@temporalio/activity';
-import { clipText } from '../agent/clip.js';
+import { clipText, textPrefix } from '../agent/clip.js';
 import {
   type ContextState,
   contextPolicy,
@@ -490,7 +490,7 @@ export function toolStepTurn(raw: string, finishReason: 'stop' | 'length' | unde
 }
 
 function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
-  const clip = (s: string, n = 120) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+  const clip = (s: string, n = 120) => (s.length > n ? `${textPrefix(s, n - 1)}…` : s);
   switch (turn.kind) {
     case 'tool_call':
       return clip(`${turn.call.name} ${JSON.stringify(turn.call.arguments)}`);

@@ -8,10 +8,21 @@
  */
 export const MAX_ANSWER_CHARS = 8192;
 
-/** `text`, or its first `max` characters and a marker saying how many were left out. */
+/**
+ * The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair (an emoji, a rare CJK
+ * character): half a pair is no character, and the content store's encoding turns it into replacement characters,
+ * so what is stored would differ from what the step used.
+ */
+export function textPrefix(text: string, max: number): string {
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
+/** `text`, or its first `max` characters (textPrefix) and a marker saying how many were left out. */
 export function clipText(text: string, max: number | undefined): string {
   if (max === undefined || text.length <= max) return text;
-  return `${text.slice(0, max)}\n[… ${text.length - max} more characters omitted]`;
+  const kept = textPrefix(text, max);
+  return `${kept}\n[… ${text.length - kept.length} more characters omitted]`;
 }
 
 /**

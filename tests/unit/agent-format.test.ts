@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clipToShare, MAX_ANSWER_CHARS } from '../../agent/clip.js';
+import { clipText, clipToShare, MAX_ANSWER_CHARS } from '../../agent/clip.js';
 import {
   extractTag,
   outputComplete,
@@ -13,6 +13,7 @@ import {
   turnSpans,
 } from '../../agent/format.js';
 import { regionRanges } from '../../agent/regions.js';
+import { packValue, unpackValue } from '../../common/msgpack.js';
 
 describe('parseTurn', () => {
   it('parses a well-formed tool call', () => {
@@ -434,6 +435,15 @@ describe('tag helpers', () => {
     // Texts that fit are unchanged; a floor keeps each one's start however many share the room.
     expect(clipToShare(texts, 10_000)).toEqual(texts);
     expect(clipToShare(texts, 0, 5).map((t) => t.slice(0, 5))).toEqual(['aaaaa', 'bbbbb', 'ccccc', 'ddddd']);
+  });
+
+  it('clipText never cuts an emoji in half: what is stored reads back as the step used it', () => {
+    const text = `${'a'.repeat(9)}🙂 and more`; // the emoji is units 9 and 10
+    const clipped = clipText(text, 10);
+    expect(clipped.startsWith(`${'a'.repeat(9)}\n`)).toBe(true);
+    expect(clipped).toMatch(/\[… 11 more characters omitted\]$/);
+    expect(unpackValue(packValue(clipped))).toBe(clipped);
+    expect(clipText(text, 11).startsWith(`${'a'.repeat(9)}🙂\n`)).toBe(true);
   });
 
   it('tells a finished answer, report or verdict from one cut off in its reasoning or its tag', () => {
