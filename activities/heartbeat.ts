@@ -39,11 +39,11 @@ export const attemptInterceptor: ActivityInterceptorsFactory = (ctx) => ({
  * The time by which work inside the current activity attempt must end (a model call's deadline). Start-to-close
  * counts from when the attempt started, not when it was scheduled: time spent queued for a worker slot is not the
  * call's to lose. The start is when the worker began running the attempt (markAttemptStart), or, where nothing
- * marked it, the first ask; a second of margin covers the moment between the server's start and the worker's.
+ * marked it, the first ask; a second of margin covers the moment between the server's start and the worker's. Only
+ * the worker's clock is read: the server's timestamps, on a worker whose clock runs behind, would put the deadline
+ * past the server's by the difference, and the attempt would be retried while its call still held a GPU.
  */
 export function attemptDeadline(ctx: Context, now = Date.now()): number {
-  const { currentAttemptScheduledTimestampMs: scheduled, startToCloseTimeoutMs: limit } = ctx.info;
   markAttemptStart(ctx, now);
-  const started = startedAt.get(ctx)!;
-  return Math.max(scheduled + limit - 250, started + limit - 1000);
+  return startedAt.get(ctx)! + ctx.info.startToCloseTimeoutMs - 1000;
 }
