@@ -258,7 +258,11 @@ export function createActivities(deps: ActivityDeps) {
       }
     }
     deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: call.name });
-    const out = await deps.tools.run(call, { question, signal: ctx.cancellationSignal });
+    const out = await deps.tools.run(call, {
+      question,
+      signal: ctx.cancellationSignal,
+      deadline: attemptDeadline(ctx) - toolWriteRoomMs(ctx.info.startToCloseTimeoutMs),
+    });
     if (!memo) return out;
     const observationRef = await content.putText(ns, out.observation);
     await deps.blobs.setMemo(ns, memo, { observationRef, ...(out.error ? { error: out.error } : {}) });
@@ -487,6 +491,15 @@ export type CallModel = (
 export function toolStepTurn(raw: string, finishReason: 'stop' | 'length' | undefined): ParsedTurn {
   const turn = parseTurn(raw, finishReason ?? 'stop');
   return turn.kind === 'answer' ? parseTurn(raw, 'length') : turn;
+}
+
+/**
+ * What a tool step keeps of its attempt after the tool, for storing the observation and the next context: a tenth of
+ * start-to-close, 30 s at most. A tool that has not answered by then is given up on (the model is told), rather than
+ * the attempt timed out and the tool run again.
+ */
+function toolWriteRoomMs(startToCloseMs: number): number {
+  return Math.min(30_000, startToCloseMs / 10);
 }
 
 function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {

@@ -3,7 +3,13 @@ import type { z } from 'zod';
 export interface ToolContext {
   /** The trajectory's question: the synthetic environment derives its world from it. */
   question: string;
+  /** Aborts when the step is cancelled, or when the tool's time is up (see deadline). */
   signal?: AbortSignal;
+  /**
+   * When the tool's answer is no longer of use (epoch ms): the registry stops waiting then, and the model is told the
+   * tool did not answer. Set by the tool step from its attempt's deadline.
+   */
+  deadline?: number;
 }
 
 export interface Tool<A = unknown> {

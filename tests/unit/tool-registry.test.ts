@@ -42,6 +42,48 @@ describe('ToolRegistry', () => {
     }
   });
 
+  /** A tool that never answers and ignores its signal, as a hung fetch without a timeout would. */
+  const hung = () => {
+    let seen: AbortSignal | undefined;
+    const registry = new ToolRegistry([
+      {
+        name: 'hung',
+        description: 'never answers',
+        args: z.object({}),
+        run: (_args: unknown, ctx: { signal?: AbortSignal }) => {
+          seen = ctx.signal;
+          return new Promise<string>(() => {});
+        },
+      } as never,
+    ]);
+    return { registry, signal: () => seen };
+  };
+
+  it('gives up on a tool at its deadline and tells the model, instead of holding the step past its attempt', async () => {
+    const { registry, signal } = hung();
+    const t0 = Date.now();
+    const out = await registry.run(
+      { name: 'hung', arguments: {} },
+      { question: 'q', deadline: Date.now() + 200 },
+    );
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(out.error).toMatch(/^Error: tool 'hung' did not answer within \d+ s\.$/);
+    expect(out.observation).toBe(out.error);
+    // The tool was told too, so one that listens stops its own work.
+    expect(signal()?.aborted).toBe(true);
+  });
+
+  it('stops waiting for a tool when the step is cancelled, with the cancellation, not an observation', async () => {
+    const { registry } = hung();
+    const step = new AbortController();
+    const run = registry.run(
+      { name: 'hung', arguments: {} },
+      { question: 'q', signal: step.signal, deadline: Date.now() + 60_000 },
+    );
+    setTimeout(() => step.abort(new Error('activity cancelled')), 50);
+    await expect(run).rejects.toThrow('activity cancelled');
+  });
+
   it('tells the model what a search query must be', async () => {
     const tools = new ToolRegistry(simWebTools());
     const ctx = { question: 'Which city?' } as never;
