@@ -14,7 +14,7 @@ import type { MuseConfig } from '../common/config.js';
 import { exitAsSignal } from '../common/signals.js';
 import { initTelemetry, shutdownTelemetry } from '../common/telemetry.js';
 import { connectClient } from '../common/temporal.js';
-import { down, up } from '../infra/services.js';
+import { down, namespaceRetentionMs, up } from '../infra/services.js';
 import { sampleQuestions } from '../sim/world.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
@@ -251,6 +251,7 @@ export function registerRunCommands(program: Command): void {
           temporalPort: o.temporalPort,
           natsPort: o.natsPort,
           namespace: cfg.temporal.namespace,
+          retentionMs: namespaceRetentionMs(cfg.store.ttlMs),
           // Its own to stop when done, unless told to keep them.
           temporary: !o.keepRunning,
           onWaiting: (m) => console.log(`  ${m}`),

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { z } from 'zod';
 import { type MuseConfig, readNamedFile } from '../common/config.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
-import { down, stackStatus, up } from '../infra/services.js';
+import { down, namespaceRetentionMs, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 import { numberArg, portArg, positiveIntArg, secondsArg } from './args.js';
@@ -135,6 +135,7 @@ export function registerServiceCommands(program: Command): void {
         temporalPort: o.temporalPort,
         natsPort: o.natsPort,
         namespace: cfg.temporal.namespace,
+        retentionMs: namespaceRetentionMs(cfg.store.ttlMs),
         onWaiting: (m) => console.error(m),
       });
       for (const m of r.messages) console.log(m);

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
+import { causeChainMessage } from '../common/errors.js';
 import { exitAsSignal } from '../common/signals.js';
 import { resolveBinary } from './binaries.js';
 import { type LockHolder, tryLock } from './file-lock.js';
@@ -431,6 +432,38 @@ export async function checkTemporal(
   }
 }
 
+/**
+ * How long the embedded server keeps a namespace's ended runs: as long as the content store keeps their content
+ * (`store.ttlMs`), a day at least (the server's least). A run's result is what lists its steps (muse export), and
+ * what a batch resumed later collects: with the dev server's own day, a run ended over a weekend was gone, its
+ * content still stored, and a resumed batch ran its question again. Content kept until deleted (TTL 0): ten years.
+ */
+export function namespaceRetentionMs(storeTtlMs: number): number {
+  const day = 24 * 3_600_000;
+  if (storeTtlMs === 0) return 3_650 * day;
+  return Math.max(day, Math.ceil(storeTtlMs / 3_600_000) * 3_600_000);
+}
+
+async function setRetention(address: string, namespace: string, retentionMs: number): Promise<void> {
+  const connection = await Connection.connect({ address, connectTimeout: 5_000 });
+  try {
+    await connection.withDeadline(Date.now() + 10_000, () =>
+      connection.workflowService.updateNamespace({
+        namespace,
+        config: { workflowExecutionRetentionTtl: { seconds: Math.ceil(retentionMs / 1000) as never } },
+      }),
+    );
+  } catch (err) {
+    throw new ServiceStartError(
+      'temporal',
+      `temporal: could not set namespace ${namespace}'s retention to ${retentionMs / 3_600_000} h: ${causeChainMessage(err)}`,
+      '',
+    );
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
 /** JetStream must answer, not just the core protocol: KV and Object Store depend on it. */
 export async function checkNats(url: string, minPayload = 0, timeoutMs = 5_000): Promise<void> {
   const nc = await natsConnect({ servers: url, timeout: timeoutMs, reconnect: false });
@@ -465,6 +498,11 @@ export interface StartTemporalOptions {
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Extra dynamic config; values are JSON-encoded. */
   dynamicConfig?: Record<string, string | number | boolean>;
+  /**
+   * How long the namespace keeps ended runs (see namespaceRetentionMs); the dev server's own is a day. Set at every
+   * start, so a server that kept its database across restarts takes a changed setting.
+   */
+  retentionMs?: number;
   healthTimeoutMs?: number;
   /** Flag named in the "port in use" error, so CLI users see the option they can change. */
   portFlag?: string;
@@ -552,6 +590,12 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
     } catch (err) {
       if (attempt >= PORT_RACE_TRIES || !isPortRace(err, picked)) throw err;
     }
+  }
+  if (opts.retentionMs !== undefined) {
+    await setRetention(address, namespace, opts.retentionMs).catch(async (err: unknown) => {
+      await stopProcess(spawned.pid).catch(() => undefined);
+      throw err;
+    });
   }
   const ports: Record<string, number> = { grpc: port, http: httpPort, metrics: metricsPort };
   if (opts.uiPort !== undefined) ports.ui = opts.uiPort;
@@ -683,6 +727,8 @@ export interface UpOptions {
   healthTimeoutMs?: number;
   /** The servers this call starts are the caller's, to stop with `down({ temporaryFor: process.pid })` when done. */
   temporary?: boolean;
+  /** See StartTemporalOptions.retentionMs. */
+  retentionMs?: number;
   /** Told once when the call has waited a while on another `up` of the same data directory. */
   onWaiting?: (message: string) => void;
 }
@@ -953,6 +999,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
         host,
         uiPort: opts.temporalUiPort,
         namespace: opts.namespace,
+        ...(opts.retentionMs !== undefined ? { retentionMs: opts.retentionMs } : {}),
         detached: true,
         logFile: join(dataDir, 'logs', 'temporal.log'),
         healthTimeoutMs,

@@ -11,6 +11,7 @@ import {
 import { createServer, type Server } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Connection } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../../common/config.js';
 import { connectClient } from '../../common/temporal.js';
@@ -23,6 +24,7 @@ import {
   freePort,
   isPortInUse,
   type NatsHandle,
+  namespaceRetentionMs,
   PortInUseError,
   ServiceStartError,
   stackFilePath,
@@ -97,7 +99,12 @@ describe('startTemporal / startNats', () => {
     const [temporal, nats] = await startAll<[TemporalHandle, NatsHandle]>([
       onFreePorts((port) => {
         temporalPort = port;
-        return startTemporal({ dataDir, port, namespace: 'muse-infra-test' });
+        return startTemporal({
+          dataDir,
+          port,
+          namespace: 'muse-infra-test',
+          retentionMs: namespaceRetentionMs(7 * 24 * 3_600_000),
+        });
       }),
       onFreePorts((port) => {
         natsPort = port;
@@ -110,6 +117,16 @@ describe('startTemporal / startNats', () => {
       expect(isProcessAlive(temporal.pid)).toBe(true);
       expect(isProcessAlive(nats.pid)).toBe(true);
       await checkTemporal(temporal.address, 'muse-infra-test');
+      // Ended runs are kept as long as their content (the store's 7 days), not the dev server's own day.
+      const connection = await Connection.connect({ address: temporal.address });
+      try {
+        const { config } = await connection.workflowService.describeNamespace({
+          namespace: 'muse-infra-test',
+        });
+        expect(Number(config?.workflowExecutionRetentionTtl?.seconds)).toBe(7 * 24 * 3_600);
+      } finally {
+        await connection.close();
+      }
       // 8 MiB default payload, so large bodies need no object-store detour unless they exceed it.
       await checkNats(nats.url, 8 * 1024 * 1024);
       expect(existsSync(join(dataDir, 'temporal.db'))).toBe(true);

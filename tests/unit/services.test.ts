@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isPortRace, ServiceStartError } from '../../infra/services.js';
+import { isPortRace, namespaceRetentionMs, ServiceStartError } from '../../infra/services.js';
 
 describe('isPortRace', () => {
   it('recognises a server that lost its port to another process, and nothing else', () => {
@@ -37,5 +37,15 @@ describe('isPortRace', () => {
     expect(isPortRace(err)).toBe(true);
     expect(err.message.split('\n').slice(0, 2)).toEqual(['temporal exited during startup (code 2)', bind]);
     expect(err.logTail.split('\n')).toHaveLength(40);
+  });
+});
+
+describe('namespaceRetentionMs', () => {
+  const hour = 3_600_000;
+  it('keeps ended runs as long as their content, a day at least, whole hours, ten years for content kept until deleted', () => {
+    expect(namespaceRetentionMs(7 * 24 * hour)).toBe(7 * 24 * hour);
+    expect(namespaceRetentionMs(1_000)).toBe(24 * hour);
+    expect(namespaceRetentionMs(30 * hour + 1)).toBe(31 * hour);
+    expect(namespaceRetentionMs(0)).toBe(3_650 * 24 * hour);
   });
 });
