@@ -13,7 +13,6 @@ import {
   realpathSync,
   statSync,
   truncateSync,
-  writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
@@ -22,6 +21,7 @@ import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } f
 import { noteModel } from '../agent/trajectory.js';
 import { type MuseConfig, readNamedFile, refuseDirectory } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
+import { replaceFileSync } from '../common/files.js';
 import { tryLock } from '../infra/file-lock.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
@@ -233,7 +233,7 @@ export function batchJobId(output: string, asked?: string, fromResults?: string)
   const sidecar = `${output}.job`;
   const recorded = existsSync(sidecar) ? readFileSync(sidecar, 'utf8').trim() || undefined : undefined;
   const jobId = asked ?? fromResults ?? recorded ?? defaultJobId(output);
-  if (jobId !== recorded) writeFileSync(sidecar, `${jobId}\n`);
+  if (jobId !== recorded) replaceFileSync(sidecar, `${jobId}\n`);
   return jobId;
 }
 

@@ -6,7 +6,6 @@ import {
   openSync,
   readFileSync,
   readSync,
-  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -19,6 +18,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Connection } from '@temporalio/client';
 import { causeChainMessage } from '../common/errors.js';
+import { replaceFileSync } from '../common/files.js';
 import { exitAsSignal } from '../common/signals.js';
 import { resolveBinary } from './binaries.js';
 import { type LockHolder, tryLock } from './file-lock.js';
@@ -781,9 +781,7 @@ export function readStackFile(dataDir: string): StackFile | undefined {
 function writeStackFile(dataDir: string, stack: StackFile): void {
   const path = stackFilePath(dataDir);
   mkdirSync(resolve(dataDir), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(stack, null, 2)}\n`);
-  renameSync(tmp, path);
+  replaceFileSync(path, `${JSON.stringify(stack, null, 2)}\n`);
 }
 
 /**

@@ -1,0 +1,28 @@
+// Files replaced whole: the old content or the new, and nothing left beside them.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { replaceFileSync } from '../../common/files.js';
+
+describe('replaceFileSync', () => {
+  it('replaces the content and leaves no temporary file beside it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-files-'));
+    const path = join(dir, 'results.jsonl.job');
+    writeFileSync(path, 'old-job\n');
+    replaceFileSync(path, 'new-job\n');
+    expect(readFileSync(path, 'utf8')).toBe('new-job\n');
+    expect(readdirSync(dir)).toEqual(['results.jsonl.job']);
+  });
+
+  it('leaves the old content, and nothing beside it, when the new cannot take its place', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-files-'));
+    // A directory where the file should be: the rename fails after the new content was written beside it.
+    const path = join(dir, 'taken');
+    mkdirSync(path);
+    writeFileSync(join(path, 'inside'), 'kept');
+    expect(() => replaceFileSync(path, 'new')).toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
+    expect(readdirSync(dir)).toEqual(['taken']);
+    expect(readFileSync(join(path, 'inside'), 'utf8')).toBe('kept');
+  });
+});
