@@ -77,26 +77,30 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
   // Before connecting: a bad option is reported as such, not as an unreachable server.
   const spec = withSpecFlags(() => parseTrajectorySpec(trajectorySpecFrom(question, o.answer, o)));
   const client = await connectClient(cfg);
-  const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
-  if (!o.json)
-    process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
-  const bar = o.json ? undefined : progressBar(o.maxTurns);
-  const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => bar?.stop());
-  const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
-  if (o.json) {
-    console.log(
-      JSON.stringify({
-        ...trajectoryJson({ ...result, ...(o.answer !== undefined ? { answer: o.answer, correct } : {}) }),
-      }),
-    );
-  } else {
-    console.log(summarizeTrajectory(result));
-    if (o.answer !== undefined) console.log(`  correct    : ${correct} (ground truth: ${o.answer})`);
+  // Closed on every way out: a failed start or follow would otherwise leave its channel open until exit.
+  try {
+    const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
+    if (!o.json)
+      process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
+    const bar = o.json ? undefined : progressBar(o.maxTurns);
+    const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => bar?.stop());
+    const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
+    if (o.json) {
+      console.log(
+        JSON.stringify({
+          ...trajectoryJson({ ...result, ...(o.answer !== undefined ? { answer: o.answer, correct } : {}) }),
+        }),
+      );
+    } else {
+      console.log(summarizeTrajectory(result));
+      if (o.answer !== undefined) console.log(`  correct    : ${correct} (ground truth: ${o.answer})`);
+    }
+    // A trajectory that ended in error (the server refusing the model, a bad request) or was cancelled is not a
+    // success to scripts.
+    if (result.termination === 'error' || result.termination === 'cancelled') process.exitCode = 1;
+  } finally {
+    await client.connection.close();
   }
-  // A trajectory that ended in error (the server refusing the model, a bad request) or was cancelled is not a
-  // success to scripts.
-  if (result.termination === 'error' || result.termination === 'cancelled') process.exitCode = 1;
-  await client.connection.close();
 }
 
 function addRunOptions(cmd: Command): Command {
