@@ -36,10 +36,8 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
   specSchema: S,
   input: I,
 ): Promise<{ input: I; plan?: BudgetPlan }> {
-  const startedByMuse =
-    workflowInfo().parent !== undefined || (input as { carried?: unknown } | null)?.carried !== undefined;
   // Histories of runs started before the check existed replay without it.
-  if (startedByMuse || !patched('check-input')) return { input };
+  if (startedByMuse(workflowInfo(), input) || !patched('check-input')) return { input };
   if (patched('check-input-recorded')) {
     try {
       // Not cancellable: a run cancelled before its first step still ends the way it would after one (a trajectory
@@ -58,6 +56,19 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
   } catch (err) {
     throw inputFailure(err);
   }
+}
+
+/**
+ * Whether Muse itself started the run with a spec it had checked: a run continued as new, or a question's rollout
+ * (a child whose id is its question's, then `/<rollout>`). A child of any other workflow (a user's own, starting
+ * `trajectory` with a spec it wrote) is checked like a run started from outside.
+ */
+export function startedByMuse(
+  info: { workflowId: string; parent?: { workflowId: string } },
+  input: unknown,
+): boolean {
+  if ((input as { carried?: unknown } | null)?.carried !== undefined) return true;
+  return info.parent !== undefined && info.workflowId.startsWith(`${info.parent.workflowId}/`);
 }
 
 /**

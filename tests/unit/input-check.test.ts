@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BudgetError } from '../../agent/branching.js';
 import { InvalidInputError, parseWorkflowInput, questionPlan } from '../../agent/input-check.js';
 import { ParallelMuseSpecSchema, TrajectorySpecSchema } from '../../agent/job.js';
+import { startedByMuse } from '../../workflows/input.js';
 
 describe('parseWorkflowInput', () => {
   it('fills in the defaults of a spec written by hand', () => {
@@ -43,5 +44,20 @@ describe('questionPlan', () => {
     expect(() => questionPlan(spec({ n: 4, m: 8 }))).toThrow(BudgetError);
     const tooBig = spec({ n: 1024, trajectory: { question: 'x'.repeat(20_000) } });
     expect(() => questionPlan(tooBig)).toThrow(/^parallelMuse: this plan could grow .* about 67\.3 MB/);
+  });
+});
+
+describe('startedByMuse', () => {
+  it("skips the check only for Muse's own runs: a question's rollout, or a run continued as new", () => {
+    const question = { workflowId: 'pm-1' };
+    expect(startedByMuse({ workflowId: 'pm-1/initial-0', parent: question }, { spec: {} })).toBe(true);
+    expect(startedByMuse({ workflowId: 'traj-1' }, { spec: {}, carried: { step: 3 } })).toBe(true);
+    // Started from outside, or as a child of a workflow of the user's own: checked.
+    expect(startedByMuse({ workflowId: 'traj-1' }, { spec: {} })).toBe(false);
+    expect(startedByMuse({ workflowId: 'my-child', parent: { workflowId: 'my-parent' } }, { spec: {} })).toBe(
+      false,
+    );
+    expect(startedByMuse({ workflowId: 'pm-10/initial-0', parent: question }, { spec: {} })).toBe(false);
+    expect(startedByMuse({ workflowId: 'traj-1' }, null)).toBe(false);
   });
 });
