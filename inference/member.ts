@@ -74,6 +74,12 @@ export class ServerUnhealthyError extends Error {
   readonly retryable = true;
 }
 
+/** A request a stopping member gives up: still queued when it stopped, or still running when its wait ran out. */
+export class MemberStoppingError extends Error {
+  override readonly name = 'MemberStoppingError';
+  readonly retryable = true;
+}
+
 /**
  * How a failed request is reported to the router. Backend errors say themselves whether another member could do
  * better (`retryable`: an HTTP 5xx or an unreachable server yes, an HTTP 400 or a malformed answer no); an error
@@ -93,6 +99,7 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
     return { code: 'payload_too_large', message, retryable: true };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   if (err instanceof ServerUnhealthyError) return { code: 'unhealthy', message, retryable: true };
+  if (err instanceof MemberStoppingError) return { code: 'shutting_down', message, retryable: true };
   if (err instanceof RouterLeaseExpiredError) return { code: 'lease_expired', message, retryable: true };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;
   return { code: 'backend_error', message, retryable: typeof flag === 'boolean' ? flag : true };
@@ -111,6 +118,9 @@ export class ReplyTooLargeError extends Error {
   override readonly name = 'ReplyTooLargeError';
   readonly retryable = false;
 }
+
+/** How long a stopping member gives the requests it gave up to send their replies. */
+const STOPPED_REPLIES_MS = 1000;
 
 /** How long a stopping member waits for the server to confirm its subscriptions drained. */
 const SUBSCRIPTION_DRAIN_MS = 2000;
@@ -242,6 +252,8 @@ export class PoolMember {
   private readonly health?: ServerHealth;
   private stopWatching?: () => void;
   private stopping = false;
+  /** Aborted when the member stops: requests still queued then leave the queue (see stop). */
+  private readonly stopQueue = new AbortController();
   private readonly instance = randomUUID();
   private readonly capacity: number;
   private readonly maxQueue: number;
@@ -355,6 +367,9 @@ export class PoolMember {
       // The connection is closed or draining: routers drop this member by its TTL instead.
     }
     const until = Date.now() + timeoutMs;
+    // Requests still queued have not reached the server: answered shutting_down now, so routers fail them over at
+    // once, instead of started one by one as running ones finish, past what the wait below allows.
+    this.stopQueue.abort(new MemberStoppingError(`member ${this.id} is stopping`));
     // Drained, not just unsubscribed: a request the server had already handed over, still unread, is answered
     // shutting_down (the router fails it over at once) instead of dropped unanswered for the router to wait out.
     await untilAborted(
@@ -362,8 +377,18 @@ export class PoolMember {
       AbortSignal.timeout(Math.min(SUBSCRIPTION_DRAIN_MS, timeoutMs)),
     ).catch(() => {}); // a server that is down cannot confirm the drain: bounded
     for (const s of this.subs) if (!s.isClosed()) s.unsubscribe();
-    while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 20));
+    const settled = async (by: number) => {
+      while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < by) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await settled(until);
+    if (this.active.size > 0) {
+      // Still running when the wait ran out: stopped on the server, and answered shutting_down, so routers fail them
+      // over now instead of at their own timeout, and no generation runs on for nobody.
+      const gaveUp = new MemberStoppingError(`member ${this.id} stopped before the request finished`);
+      for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(gaveUp);
+      await settled(Date.now() + STOPPED_REPLIES_MS);
     }
     for (const s of this.cancelSubs) s.unsubscribe();
     clearInterval(this.leaseTimer);
@@ -492,7 +517,7 @@ export class PoolMember {
     try {
       // The slot is taken before a large prompt is fetched, so a queue of blob-referenced requests holds no prompts.
       try {
-        await this.acquire(AbortSignal.any([ctl.signal, queued.signal]));
+        await this.acquire(AbortSignal.any([ctl.signal, queued.signal, this.stopQueue.signal]));
       } finally {
         clearTimeout(queueTimer);
       }

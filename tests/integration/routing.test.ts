@@ -675,6 +675,48 @@ describe('abandoned attempts and stopping members', () => {
     expect(served).toEqual(['slow']);
     expect(other.member.stats.served).toBe(0);
   });
+  it('a stopping member hands back at once what it has not started, and what outlasts its wait when the wait ends', async () => {
+    const pool = `leave-queued-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    // One batch slot: the first request runs (and never finishes by itself), the second waits in the member's queue.
+    const m = new PoolMember({ nc: suite.nc, pool, id: 'stall', backend: stall.backend, capacity: 1 });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'the member live');
+    const tried: Record<string, (string | undefined)[]> = { running: [], queued: [] };
+    const send = (which: string, i: number) =>
+      c.generate(messages(i), params, {
+        deadline: Date.now() + 60_000,
+        onAttempt: (id) => tried[which]!.push(id),
+      });
+    // The only member: the second request waits in its queue.
+    const running = send('running', 3);
+    await waitUntil(() => stall.started() === 1, 5_000, 'the first request running on the member');
+    const queued = send('queued', 4);
+    await waitUntil(() => m.stats.queued === 1, 5_000, 'the second request queued on the member');
+    const other = await member(pool, 'other');
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'the other member live');
+    let stopped = false;
+    const stopping = m.stop(3_000).then(() => {
+      stopped = true;
+    });
+    // Handed back before the member's wait ends: served elsewhere, never having reached this member's server.
+    const q = await queued;
+    expect(stopped).toBe(false);
+    expect(q.memberId).toBe('other');
+    expect(tried.queued).toEqual(['stall', 'other']);
+    expect(stall.started()).toBe(1);
+    // The running one, once the wait ran out: stopped on the server and answered, so it fails over now.
+    const r = await running;
+    await stopping;
+    expect(r.memberId).toBe('other');
+    expect(tried.running).toEqual(['stall', 'other']);
+    expect(stall.aborts.map((a) => a.reason)).toEqual(['MemberStoppingError']);
+    expect(other.member.stats.served).toBe(2);
+  });
+
   it('a request sent through the queue group (no member known to the router) is cancelled there too', async () => {
     const pool = `queue-cancel-${randomUUID().slice(0, 8)}`;
     const stall = stalling('stall');
