@@ -359,8 +359,11 @@ async function attemptOnce(
     try {
       return { kind: 'ok', value: JSON.parse(text) as unknown };
     } catch {
+      // This server's fault, not the request's (a web UI or proxy at the base URL answers HTML): another member's
+      // server may answer, and this member's breaker counts it.
       throw new BackendProtocolError(
-        `POST ${url} returned HTTP ${res.status} with a body that is not JSON: ${excerpt(text)}`,
+        `POST ${url} returned HTTP ${res.status} with a body that is not JSON (is --base-url the inference server?): ${excerpt(text)}`,
+        { retryable: true },
       );
     }
   } catch (err) {

@@ -11,6 +11,7 @@ import {
   postJson,
   serverFetch,
 } from '../../inference/backends/http.js';
+import { replyError } from '../../inference/member.js';
 import { backoffDelay, sleep, untilAborted } from '../../inference/retry.js';
 import { BackendDeadlineError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
@@ -185,10 +186,14 @@ describe('postJson', () => {
     );
   });
 
-  it('reports a 200 with a non-JSON body as a protocol error', async () => {
+  it("reports a 200 with a non-JSON body as this server's protocol error, which another member's server may not make", async () => {
     const s = await fakeJsonServer(() => ({ body: '<html>proxy</html>' }));
     const err = await postJson(s.url, {}, { deadline: Date.now() + 5000 }).catch((e) => e);
     expect(err).toBeInstanceOf(BackendProtocolError);
+    expect((err as Error).message).toMatch(/not JSON \(is --base-url the inference server\?\): <html>proxy/);
+    // The router fails the request over, and this member's breaker counts it: not the step failed outright.
+    expect((err as BackendProtocolError).retryable).toBe(true);
+    expect(replyError(err)).toMatchObject({ code: 'backend_error', retryable: true });
     expect(s.seen).toHaveLength(1);
   });
 
