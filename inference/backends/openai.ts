@@ -58,40 +58,23 @@ function normaliseToken(t: string): string {
     .replace(/\u2581/g, ' '); // SentencePiece space (▁)
 }
 
-function utf8Len(cp: number): number {
-  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-}
-
 function alignByBytes(text: string, bytes: readonly (readonly number[])[]): string[] | undefined {
-  let total = 0;
-  for (const b of bytes) total += b.length;
-  const all = new Uint8Array(total);
-  let off = 0;
-  for (const b of bytes) {
-    all.set(b, off);
-    off += b.length;
-  }
-  const decoded = new TextDecoder().decode(all);
+  // Decoded as a stream, token by token: each token gets the characters its bytes complete (a split code point goes
+  // to the token that carries its last byte), and invalid bytes become U+FFFD exactly as in the whole text's decode.
+  const decoder = new TextDecoder();
+  const pieces = bytes.map((b, i) => {
+    const piece = decoder.decode(new Uint8Array(b), { stream: true });
+    return i === bytes.length - 1 ? piece + decoder.decode() : piece;
+  });
   // A stop string the server trimmed from the text may still be in the token stream: a prefix match is enough.
-  if (!decoded.startsWith(text)) return undefined;
-  const out: string[] = [];
-  let byteEnd = 0;
-  let charPos = 0; // UTF-16 index into text
-  let bytePos = 0; // UTF-8 bytes of text[0, charPos)
-  for (const b of bytes) {
-    const start = charPos;
-    byteEnd += b.length;
-    // A character belongs to the token that carries its last byte, so a split code point is never halved.
-    while (charPos < text.length) {
-      const cp = text.codePointAt(charPos)!;
-      const len = utf8Len(cp);
-      if (bytePos + len > byteEnd) break;
-      bytePos += len;
-      charPos += cp > 0xffff ? 2 : 1;
-    }
-    out.push(text.slice(start, charPos));
-  }
-  return out;
+  if (!pieces.join('').startsWith(text)) return undefined;
+  let pos = 0;
+  return pieces.map((piece) => {
+    const end = Math.min(text.length, pos + piece.length);
+    const own = text.slice(pos, end);
+    pos = end;
+    return own;
+  });
 }
 
 function alignGreedy(text: string, raw: readonly string[]): string[] {

@@ -403,6 +403,17 @@ describe('chat templates and token alignment', () => {
     expect(r).toEqual({ tokens: ['a', '', emoji, 'b'], exact: true });
   });
 
+  it('gives an invalid byte its one replacement character, so later tokens keep their own text', () => {
+    // 0xff decodes to one U+FFFD (3 bytes in UTF-8, but one byte of the token stream).
+    const text = 'a\uFFFDb<think>x</think>';
+    const bytes = ['a', null, 'b<thin', 'k', '>x</thin', 'k>'].map((t) =>
+      t === null ? [0xff] : [...Buffer.from(t)],
+    );
+    const r = alignTokensToText(text, ['a', 'bytes:\\xff', 'b<thin', 'k', '>x</thin', 'k>'], bytes);
+    expect(r).toEqual({ tokens: ['a', '\uFFFD', 'b<thin', 'k', '>x</thin', 'k>'], exact: true });
+    expect(r.tokens.join('')).toBe(text);
+  });
+
   it('reconciles replacement characters, BPE spellings and a trailing stop token, keeping one entry per token', () => {
     const text = 'x é y';
     const r = alignTokensToText(text, ['x', '\u0120\uFFFD', '\uFFFD', '\u0120y', '<|im_end|>']);
