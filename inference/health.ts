@@ -35,11 +35,14 @@ export class ServerHealth {
     private readonly opts: HealthCheckOptions,
     /** Told when the server leaves rotation and when it comes back, with why. */
     private readonly onChange: (healthy: boolean, why: string) => void,
-  ) {}
+  ) {
+    // From the start, not from start(): the member's subscriptions are live before it starts the checks, and a
+    // request or a question of who serves the pool may come in between.
+    this.reason = `member ${memberId}'s server has not passed a health check yet`;
+  }
 
   /** Out of rotation until the first check, which runs at once, passes. */
   start(): void {
-    this.reason = `member ${this.memberId}'s server has not passed a health check yet`;
     void this.run();
   }
 
