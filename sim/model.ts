@@ -167,7 +167,11 @@ class TurnWriter {
     if (this.temperature <= 1e-6) {
       chosen = probs.indexOf(Math.max(...probs));
     } else {
-      chosen = this.rng.weighted(probs.map((p) => p ** (1 / this.temperature)));
+      // Tempered in log space, relative to the likeliest option: p ** (1 / T) itself underflows to 0 for every option
+      // at a temperature near 0 (0.4 ** 1000), and a draw over all-zero weights took the last option, not the likeliest.
+      const logits = probs.map((p) => Math.log(p) / this.temperature);
+      const top = Math.max(...logits);
+      chosen = this.rng.weighted(logits.map((l) => Math.exp(l - top)));
     }
     this.emitChoice(options, probs, chosen, region);
     return chosen;

@@ -152,6 +152,19 @@ describe('simulated react agent', () => {
     expect(greedy.size).toBe(1);
   });
 
+  it('samples the likeliest choice at a temperature just above 0 ("almost greedy"), as at 0', () => {
+    // Tempered weights that underflowed to 0 (0.4 ** 1000) gave every draw the last option instead.
+    for (const { question } of sampleQuestions(10, 3)) {
+      const first: ChatMessage[] = [
+        { role: 'system', content: 'sys' },
+        { role: 'user', content: question },
+      ];
+      const greedy = simGenerate(first, params(1, { temperature: 0 })).text;
+      for (const seed of [1, 2])
+        expect(simGenerate(first, params(seed, { temperature: 0.001 })).text).toBe(greedy);
+    }
+  });
+
   it('follows the pilot-study uncertainty profile', () => {
     const toolByTurn: number[][] = [];
     const thinkByTurn: number[][] = [];
