@@ -61,8 +61,8 @@ const ChatBody = z
   .object({
     model: z.string().optional(),
     messages: z.array(ChatMessageSchema).min(1),
-    max_tokens: z.number().int().min(0).nullish(),
-    max_completion_tokens: z.number().int().min(0).nullish(),
+    max_tokens: z.number().int().min(1).nullish(),
+    max_completion_tokens: z.number().int().min(1).nullish(),
     temperature: z.number().min(0).max(2).nullish(),
     top_p: z.number().min(0).max(1).nullish(),
     seed: z.number().int().nullish(),
@@ -87,7 +87,7 @@ const CompletionBody = z.object({
     z.array(z.number().int().min(0)).min(1),
     z.array(z.array(z.number().int().min(0)).min(1)).length(1),
   ]),
-  max_tokens: z.number().int().min(0).nullish(),
+  max_tokens: z.number().int().min(1).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   seed: z.number().int().nullish(),
@@ -112,15 +112,26 @@ const GenerateBody = z
         top_k: z.number().int().nullish(),
         min_p: z.number().nullish(),
         stop: Stop.nullable(),
-        stop_token_ids: z.array(z.number().int()).nullish(),
+        // Settings the simulated model cannot follow are refused by name, not ignored: a client would get other
+        // output than it asked for and not know why.
+        stop_token_ids: z
+          .array(z.number().int())
+          .max(0, {
+            error: 'stop_token_ids is not simulated: the simulated model has no token ids to stop at',
+          })
+          .nullish(),
         sampling_seed: z.number().int().nullish(),
         frequency_penalty: z.number().nullish(),
         presence_penalty: z.number().nullish(),
         repetition_penalty: z.number().nullish(),
-        ignore_eos: z.boolean().nullish(),
+        ignore_eos: z
+          .literal(false, { error: 'ignore_eos is not simulated: the simulated model ends its turns itself' })
+          .nullish(),
         skip_special_tokens: z.boolean().nullish(),
         spaces_between_special_tokens: z.boolean().nullish(),
-        no_stop_trim: z.boolean().nullish(),
+        no_stop_trim: z
+          .literal(false, { error: 'no_stop_trim is not simulated: the text ends before its stop string' })
+          .nullish(),
         n: z.literal(1).nullish(),
       })
       .strict()

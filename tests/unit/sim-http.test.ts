@@ -175,6 +175,26 @@ describe('sim HTTP server', () => {
     expect(noLogprobs.json.error.message).toMatch(/top_logprobs requires logprobs to be true/);
     const unknownIds = await post('/generate', { input_ids: [151_999] });
     expect(unknownIds.status).toBe(400);
+    // As vLLM answers: a request for no tokens at all.
+    const none = await post('/v1/chat/completions', { messages, max_tokens: 0 });
+    expect(none.status).toBe(400);
+    expect(none.json.error.message).toMatch(/max_tokens/);
+    expect((await post('/v1/completions', { prompt: 'x', max_tokens: 0 })).status).toBe(400);
+    // Settings the simulated model cannot follow are refused by name, not ignored.
+    for (const [setting, value] of [
+      ['ignore_eos', true],
+      ['no_stop_trim', true],
+      ['stop_token_ids', [151_645]],
+    ] as const) {
+      const refused = await post('/generate', { text: 'a', sampling_params: { [setting]: value } });
+      expect(refused.status).toBe(400);
+      expect(refused.json.error.message).toMatch(new RegExp(`${setting} is not simulated`));
+    }
+    const followed = await post('/generate', {
+      text: 'a',
+      sampling_params: { max_new_tokens: 4, ignore_eos: false, no_stop_trim: false, stop_token_ids: [] },
+    });
+    expect(followed.status).toBe(200);
   });
 
   it('answers a sampling parameter SGLang does not know as SGLang does: a plain-text 500, which the sglang backend explains', async () => {
