@@ -86,7 +86,10 @@ export interface SimRunResult {
 export interface SimServerStats {
   /** Requests received, including any aborted before they ran. */
   requests: number;
-  /** Prompt, cached prompt and completion tokens of the requests that ran (were given KV blocks). */
+  /**
+   * Prompt and cached prompt tokens of the requests that ran (were given KV blocks), and the completion tokens they
+   * generated (an aborted one's up to where it stopped).
+   */
   promptTokens: number;
   cachedPromptTokens: number;
   completionTokens: number;
@@ -678,6 +681,8 @@ export class SimServer {
         this.decoding.delete(job);
         this.reschedule();
       }
+      // Counted whole when it was admitted: only what it decoded before it stopped was generated.
+      this.counters.completionTokens -= Math.ceil(Math.max(0, job.remaining));
       // Given up mid-prefill: only what was computed by now stays cached.
       const computed =
         phase === 'prefill'
