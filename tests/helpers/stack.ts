@@ -168,11 +168,22 @@ export async function waitUntil(
   what = 'condition',
 ): Promise<void> {
   const until = Date.now() + timeoutMs;
+  // A condition that throws (a describe or query the server could not answer just then) is asked again: one
+  // transient error does not end the wait; the last one is named if the wait runs out.
+  let lastError: unknown;
   while (Date.now() < until) {
-    if (await cond()) return;
+    try {
+      if (await cond()) return;
+      lastError = undefined;
+    } catch (err) {
+      lastError = err;
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  throw new Error(
+    `timed out waiting for ${what}${lastError === undefined ? '' : ` (last asked: ${(lastError as Error)?.message ?? lastError})`}`,
+    lastError === undefined ? undefined : { cause: lastError },
+  );
 }
 
 /** A started member of `pool` (its id the pool's name) whose server answers as `generate` does. */

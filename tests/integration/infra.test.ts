@@ -475,7 +475,8 @@ async function museOnOwnPorts(command: 'up' | 'demo') {
   let printed = '';
   child.stdout!.on('data', (d: Buffer) => (printed += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (printed += d.toString()));
-  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+  // 'close', not 'exit': its last output may still be in the pipes when it exits.
+  const exited = new Promise<number | null>((ok) => child.on('close', (code) => ok(code)));
   return { dataDir, temporalPort, child, output: () => printed, exited };
 }
 

@@ -327,14 +327,22 @@ describe('pool routing', () => {
   it("a leave from a member's earlier process does not take its replacement out of rotation", async () => {
     const pool = `oldleave-${randomUUID().slice(0, 8)}`;
     const backend = () => new SimBackend({ profile: { timeScale: 0 } });
-    const old = new PoolMember({ nc: suite.nc, pool, id: 'gpu0', backend: backend() });
+    // No heartbeats during the test, from either process: the old one's would take the router back to it before the
+    // leave, and the replacement's would put gpu0 back in rotation however the leave was taken. The router keeps
+    // members it does not hear from for the whole test.
+    const old = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'gpu0',
+      backend: backend(),
+      announceIntervalMs: 60_000,
+    });
     await old.start();
     cleanups.push(() => old.stop(100));
-    const c = client(pool);
+    const c = client(pool, { memberTtlMs: 60_000 });
     await c.start();
     await waitUntil(() => c.liveMembers().length === 1, 10_000, 'old process live');
     // The replacement under the same id announces while the old process still runs (a blue/green deploy).
-    // No heartbeat during the test: one would put gpu0 back in rotation however the leave was taken.
     const replacement = new PoolMember({
       nc: suite.nc,
       pool,
