@@ -98,8 +98,15 @@ async function main() {
         'tokens vs scratch': tokens / base.tokens,
         'tools vs scratch': tools / base.tools,
       };
-      for (const a of aggregators)
-        row[`acc ${a}`] = results.filter((r) => r.outcomes[a]?.correct).length / results.length;
+      // Of the questions the aggregator's outcome was scored on, as the README counts accuracy: one left unscored (no
+      // verdict from the judge, a failed integration) is neither right nor wrong.
+      for (const a of aggregators) {
+        const scored = results.filter((r) => typeof r.outcomes[a]?.correct === 'boolean');
+        const acc = scored.filter((r) => r.outcomes[a]!.correct).length / Math.max(1, scored.length);
+        const unscored = results.length - scored.length;
+        row[`acc ${a}`] =
+          unscored === 0 ? acc : `${scored.length ? acc.toFixed(3) : '-'} (${unscored} unscored)`;
+      }
       rows.push(row);
     }
     console.log(

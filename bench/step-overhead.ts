@@ -20,10 +20,14 @@ const LATENCY_PAUSE_MS = 1000;
 const MAX_TURNS = 40;
 const questions = sampleQuestions(QUESTIONS, 2024).map((q) => `${q.question} [sim:min-turns=12]`);
 
+// Made once, outside the timed loops, as Muse's member and tools already exist when its runs start.
+const plainBackend = new SimBackend({ profile: { timeScale: 0 } });
+const plainTools = createToolRegistry('sim');
+
 /** The baseline: the same agent loop with no durability, no network, no content store. */
 async function plainLoop(question: string, seed: number): Promise<number> {
-  const backend = new SimBackend({ profile: { timeScale: 0 } });
-  const tools = createToolRegistry('sim');
+  const backend = plainBackend;
+  const tools = plainTools;
   const policy = contextPolicy('react');
   let state = policy.initial(question);
   for (let step = 0; step < MAX_TURNS; step++) {
