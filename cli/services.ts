@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import { type MuseConfig, readNamedFile } from '../common/config.js';
+import { causeChainMessage } from '../common/errors.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, namespaceRetentionMs, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
@@ -170,7 +171,12 @@ export function registerServiceCommands(program: Command): void {
       console.error(
         `rollout worker on task queue '${cfg.temporal.taskQueue}' (Temporal ${cfg.temporal.address}, NATS ${cfg.nats.url})`,
       );
-      const stop = () => void w.shutdown();
+      // A shutdown that fails (a connection that will not close) is said, not an unhandled rejection's stack trace.
+      const stop = () =>
+        void w.shutdown().catch((err: unknown) => {
+          console.error(`muse worker: shutting down: ${causeChainMessage(err)}`);
+          process.exitCode = 1;
+        });
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       await w.run();
@@ -318,8 +324,13 @@ export function registerServiceCommands(program: Command): void {
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,
       );
       const stop = async () => {
-        await m.stop();
-        process.exit(0);
+        try {
+          await m.stop();
+          process.exit(0);
+        } catch (err) {
+          console.error(`muse pool serve: stopping: ${causeChainMessage(err)}`);
+          process.exit(1);
+        }
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
