@@ -1312,6 +1312,8 @@ describe('a member whose server hangs', () => {
     cleanups.push(() => m.stop(100));
     const c = client(pool);
     await c.start();
+    await waitUntil(() => c.liveMembers().some((v) => v.healthy), 10_000, 'the member in rotation');
+    // Ten check intervals more: none is made.
     await new Promise((r) => setTimeout(r, 500));
     expect(checks).toBe(1);
     expect(c.liveMembers().map((v) => v.healthy)).toEqual([true]);

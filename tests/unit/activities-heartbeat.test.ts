@@ -36,11 +36,14 @@ describe("the worker's attempt interceptor", () => {
     env.on('heartbeat', () => beats++);
     await expect(
       intercepted(env, async () => {
-        await new Promise((r) => setTimeout(r, 250));
+        // Past the first beat (every 200 ms), so there is a heartbeat to stop.
+        const t0 = Date.now();
+        while (beats === 0 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 50));
         throw new Error('tool failed');
       }),
     ).rejects.toThrow('tool failed');
     const settled = beats;
+    expect(settled).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 450));
     expect(beats).toBe(settled);
   });
