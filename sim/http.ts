@@ -379,6 +379,9 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
               t.topLogprobs.slice(0, k).forEach((lp, i) => {
                 o[alts[i]!] = lp;
               });
+              // The sampled token always has its entry, as OpenAI documents it (up to k+1) and vLLM sends it: with
+              // `logprobs: 0`, it is the only one.
+              if (!(t.token in o)) o[t.token] = t.logprob;
               return o;
             }),
             text_offset: gen.tokens.map((t) => {

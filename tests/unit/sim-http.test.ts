@@ -81,7 +81,22 @@ describe('sim HTTP server', () => {
     expect(status).toBe(200);
     expect(json.choices[0].text).toMatch(/^<think>/);
     expect(json.choices[0].logprobs.tokens.join('')).toBe(json.choices[0].text);
-    expect(Object.keys(json.choices[0].logprobs.top_logprobs[0]).length).toBeGreaterThan(0);
+    // The top 3 and the sampled token, as OpenAI documents and vLLM sends it: 3 or 4 entries, the sampled one always.
+    const lp = json.choices[0].logprobs as {
+      tokens: string[];
+      token_logprobs: number[];
+      top_logprobs: Record<string, number>[];
+    };
+    lp.top_logprobs.forEach((top, i) => {
+      expect(Object.keys(top).length).toBeGreaterThanOrEqual(3);
+      expect(Object.keys(top).length).toBeLessThanOrEqual(4);
+      expect(top[lp.tokens[i]!]).toBe(lp.token_logprobs[i]);
+    });
+    const sampledOnly = await post('/v1/completions', { prompt, max_tokens: 8, logprobs: 0, seed: 7 });
+    for (const [i, top] of (
+      sampledOnly.json.choices[0].logprobs.top_logprobs as Record<string, number>[]
+    ).entries())
+      expect(Object.keys(top)).toEqual([sampledOnly.json.choices[0].logprobs.tokens[i]]);
     const ids = (await post('/tokenize', { prompt, add_special_tokens: false })).json.tokens as number[];
     const byIds = await post('/v1/completions', { prompt: ids, max_tokens: 64, logprobs: 3, seed: 7 });
     expect(byIds.status).toBe(200);
