@@ -252,8 +252,11 @@ export class PoolMember {
   private readonly health?: ServerHealth;
   private stopWatching?: () => void;
   private stopping = false;
-  /** Aborted when the member stops: requests still queued then leave the queue (see stop). */
-  private readonly stopQueue = new AbortController();
+  /**
+   * Each request's way out of the queue while it waits for a batch slot: aborted when the member stops (see stop).
+   * Per request, not one signal for all: a long-lived signal in AbortSignal.any keeps an entry for every request.
+   */
+  private readonly queuedCtls = new Set<AbortController>();
   private readonly instance = randomUUID();
   private readonly capacity: number;
   private readonly maxQueue: number;
@@ -369,7 +372,8 @@ export class PoolMember {
     const until = Date.now() + timeoutMs;
     // Requests still queued have not reached the server: answered shutting_down now, so routers fail them over at
     // once, instead of started one by one as running ones finish, past what the wait below allows.
-    this.stopQueue.abort(new MemberStoppingError(`member ${this.id} is stopping`));
+    const stopped = new MemberStoppingError(`member ${this.id} is stopping`);
+    for (const queued of this.queuedCtls) queued.abort(stopped);
     // Drained, not just unsubscribed: a request the server had already handed over, still unread, is answered
     // shutting_down (the router fails it over at once) instead of dropped unanswered for the router to wait out.
     await untilAborted(
@@ -517,9 +521,11 @@ export class PoolMember {
     try {
       // The slot is taken before a large prompt is fetched, so a queue of blob-referenced requests holds no prompts.
       try {
-        await this.acquire(AbortSignal.any([ctl.signal, queued.signal, this.stopQueue.signal]));
+        this.queuedCtls.add(queued);
+        await this.acquire(AbortSignal.any([ctl.signal, queued.signal]));
       } finally {
         clearTimeout(queueTimer);
+        this.queuedCtls.delete(queued);
       }
       try {
         // A stalled content read must not hold the batch slot past a cancel or the deadline.
