@@ -4,7 +4,7 @@
 import { clipText } from '../agent/clip.js';
 import type { ToolCall } from '../agent/types.js';
 import { causeChainMessage, formatZodError } from '../common/errors.js';
-import { untilAborted } from '../inference/retry.js';
+import { timerDeadline, untilAborted } from '../inference/retry.js';
 import { simWebTools } from './sim-web.js';
 import type { Tool, ToolContext } from './types.js';
 
@@ -43,31 +43,40 @@ export class ToolRegistry {
       const error = `Error: invalid arguments for tool '${call.name}': ${formatZodError(parsed.error)}`;
       return { observation: error, error };
     }
+    // A step cancelled, or out of time, before the tool started: it is not started (a search or fetch may cost).
+    ctx.signal?.throwIfAborted();
+    const started = Date.now();
+    const timedOut = () => {
+      const error = `Error: tool '${call.name}' did not answer within ${((Date.now() - started) / 1000).toFixed(0)} s.`;
+      return { observation: error, error };
+    };
+    if (ctx.deadline !== undefined && ctx.deadline <= started) return timedOut();
     // Not left to the tool: one that ignores its signal would hold the step past its attempt, and a retry would run
     // it a second time while the first still ran.
-    const timeout =
-      ctx.deadline === undefined ? undefined : AbortSignal.timeout(Math.max(0, ctx.deadline - Date.now()));
-    const signals = [ctx.signal, timeout].filter((s) => s !== undefined);
-    const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined;
-    const started = Date.now();
+    const timeout = new AbortController();
+    const timer =
+      ctx.deadline === undefined
+        ? undefined
+        : setTimeout(
+            () => timeout.abort(new Error('tool deadline')),
+            timerDeadline(ctx.deadline, started) - started,
+          );
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout.signal]) : timeout.signal;
     try {
-      const answer = tool.run(parsed.data, { ...ctx, ...(signal ? { signal } : {}) });
-      return {
-        observation: clipText(await (signal ? untilAborted(answer, signal) : answer), MAX_OBSERVATION_CHARS),
-      };
+      const answer = tool.run(parsed.data, { ...ctx, signal });
+      return { observation: clipText(await untilAborted(answer, signal), MAX_OBSERVATION_CHARS) };
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;
-      if (timeout?.aborted) {
-        const error = `Error: tool '${call.name}' did not answer within ${((Date.now() - started) / 1000).toFixed(0)} s.`;
-        return { observation: error, error };
-      }
+      if (timeout.signal.aborted) return timedOut();
       // Whatever was thrown (undefined, a plain object): describing it must not fail the step.
       const error = clipText(
         `Error: tool '${call.name}' failed: ${causeChainMessage(err)}`,
         MAX_OBSERVATION_CHARS,
       );
       return { observation: error, error };
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

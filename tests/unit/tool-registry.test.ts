@@ -73,6 +73,28 @@ describe('ToolRegistry', () => {
     expect(signal()?.aborted).toBe(true);
   });
 
+  it('does not start a tool whose step is already cancelled or out of time, and waits a deadline weeks away', async () => {
+    let runs = 0;
+    const counting = new ToolRegistry([
+      {
+        name: 'count',
+        description: 'counts its runs',
+        args: z.object({}),
+        run: async () => `run ${++runs}`,
+      } as never,
+    ]);
+    const call = { name: 'count', arguments: {} };
+    const late = await counting.run(call, { question: 'q', deadline: Date.now() - 1 });
+    expect(late.error).toMatch(/did not answer within 0 s/);
+    await expect(
+      counting.run(call, { question: 'q', signal: AbortSignal.abort(new Error('cancelled')) }),
+    ).rejects.toThrow('cancelled');
+    expect(runs).toBe(0);
+    // Past what a timer holds (~24.8 days): kept to that, not fired at once.
+    const far = await counting.run(call, { question: 'q', deadline: Date.now() + 40 * 24 * 3_600_000 });
+    expect(far).toEqual({ observation: 'run 1' });
+  });
+
   it('stops waiting for a tool when the step is cancelled, with the cancellation, not an observation', async () => {
     const { registry } = hung();
     const step = new AbortController();
