@@ -374,14 +374,14 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
             token_logprobs: gen.tokens.map((t) => t.logprob),
             top_logprobs: gen.tokens.map((t) => {
               const alts = topTokenStrings(t);
-              const o: Record<string, number> = {};
+              const o: Record<string, number> = Object.create(null); // a token may be "__proto__"
               // As vLLM builds it: in rank order, so of two alternatives that decode alike the lower one is kept.
               t.topLogprobs.slice(0, k).forEach((lp, i) => {
                 o[alts[i]!] = lp;
               });
               // The sampled token always has its entry, as OpenAI documents it (up to k+1) and vLLM sends it: with
               // `logprobs: 0`, it is the only one.
-              if (!(t.token in o)) o[t.token] = t.logprob;
+              if (!Object.hasOwn(o, t.token)) o[t.token] = t.logprob;
               return o;
             }),
             text_offset: gen.tokens.map((t) => {

@@ -61,7 +61,8 @@ function normaliseToken(t: string): string {
 function alignByBytes(text: string, bytes: readonly (readonly number[])[]): string[] | undefined {
   // Decoded as a stream, token by token: each token gets the characters its bytes complete (a split code point goes
   // to the token that carries its last byte), and invalid bytes become U+FFFD exactly as in the whole text's decode.
-  const decoder = new TextDecoder();
+  // A leading byte-order mark is text the server kept: not dropped as a decoder does by default.
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
   const pieces = bytes.map((b, i) => {
     const piece = decoder.decode(new Uint8Array(b), { stream: true });
     return i === bytes.length - 1 ? piece + decoder.decode() : piece;

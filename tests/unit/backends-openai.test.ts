@@ -412,6 +412,13 @@ describe('chat templates and token alignment', () => {
     const r = alignTokensToText(text, ['a', 'bytes:\\xff', 'b<thin', 'k', '>x</thin', 'k>'], bytes);
     expect(r).toEqual({ tokens: ['a', '\uFFFD', 'b<thin', 'k', '>x</thin', 'k>'], exact: true });
     expect(r.tokens.join('')).toBe(text);
+    // A leading byte-order mark is the server's text too: kept, not dropped by the decoder.
+    const bom = alignTokensToText(
+      '\uFEFFab',
+      ['bytes:\\xef\\xbb\\xbf', 'a', 'b'],
+      [[0xef, 0xbb, 0xbf], [0x61], [0x62]],
+    );
+    expect(bom).toEqual({ tokens: ['\uFEFF', 'a', 'b'], exact: true });
   });
 
   it('reconciles replacement characters, BPE spellings and a trailing stop token, keeping one entry per token', () => {
