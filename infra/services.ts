@@ -48,6 +48,8 @@ export interface ServiceHandle {
 export interface TemporalHandle extends ServiceHandle {
   readonly name: 'temporal';
   readonly namespace: string;
+  /** Why the namespace keeps the server's own retention (see StartTemporalOptions.retentionMs), when it does. */
+  readonly retentionWarning?: string;
 }
 
 export interface NatsHandle extends ServiceHandle {
@@ -434,7 +436,7 @@ export async function checkTemporal(
 
 /**
  * How long the embedded server keeps a namespace's ended runs: as long as the content store keeps their content
- * (`store.ttlMs`), a day at least (the server's least). A run's result is what lists its steps (muse export), and
+ * (`store.ttlMs`), a day at least (the dev server's own). A run's result is what lists its steps (muse export), and
  * what a batch resumed later collects: with the dev server's own day, a run ended over a weekend was gone, its
  * content still stored, and a resumed batch ran its question again. Content kept until deleted (TTL 0): ten years.
  */
@@ -444,24 +446,37 @@ export function namespaceRetentionMs(storeTtlMs: number): number {
   return Math.max(day, Math.ceil(storeTtlMs / 3_600_000) * 3_600_000);
 }
 
-async function setRetention(address: string, namespace: string, retentionMs: number): Promise<void> {
-  const connection = await Connection.connect({ address, connectTimeout: 5_000 });
-  try {
-    await connection.withDeadline(Date.now() + 10_000, () =>
-      connection.workflowService.updateNamespace({
-        namespace,
-        config: { workflowExecutionRetentionTtl: { seconds: Math.ceil(retentionMs / 1000) as never } },
-      }),
-    );
-  } catch (err) {
-    throw new ServiceStartError(
-      'temporal',
-      `temporal: could not set namespace ${namespace}'s retention to ${retentionMs / 3_600_000} h: ${causeChainMessage(err)}`,
-      '',
-    );
-  } finally {
-    await connection.close().catch(() => undefined);
+/**
+ * Sets the namespace's retention, asking twice. A server that refuses is still a working server: the failure comes
+ * back as a warning to show, not as a failed start. Runs that ended before keep the retention they ended under.
+ */
+async function setRetention(
+  address: string,
+  namespace: string,
+  retentionMs: number,
+): Promise<string | undefined> {
+  let failure: unknown;
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    const connection = await Connection.connect({ address, connectTimeout: 5_000 }).catch((err: unknown) => {
+      failure = err;
+      return undefined;
+    });
+    if (!connection) continue;
+    try {
+      await connection.withDeadline(Date.now() + 10_000, () =>
+        connection.workflowService.updateNamespace({
+          namespace,
+          config: { workflowExecutionRetentionTtl: { seconds: Math.ceil(retentionMs / 1000) as never } },
+        }),
+      );
+      return undefined;
+    } catch (err) {
+      failure = err;
+    } finally {
+      await connection.close().catch(() => undefined);
+    }
   }
+  return `could not set namespace ${namespace}'s retention to ${retentionMs / 3_600_000} h (${causeChainMessage(failure)}): ended runs are kept for the server's own retention`;
 }
 
 /** JetStream must answer, not just the core protocol: KV and Object Store depend on it. */
@@ -591,12 +606,8 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
       if (attempt >= PORT_RACE_TRIES || !isPortRace(err, picked)) throw err;
     }
   }
-  if (opts.retentionMs !== undefined) {
-    await setRetention(address, namespace, opts.retentionMs).catch(async (err: unknown) => {
-      await stopProcess(spawned.pid).catch(() => undefined);
-      throw err;
-    });
-  }
+  const retentionWarning =
+    opts.retentionMs === undefined ? undefined : await setRetention(address, namespace, opts.retentionMs);
   const ports: Record<string, number> = { grpc: port, http: httpPort, metrics: metricsPort };
   if (opts.uiPort !== undefined) ports.ui = opts.uiPort;
   return makeHandle<TemporalHandle>(
@@ -612,6 +623,7 @@ export async function startTemporal(opts: StartTemporalOptions): Promise<Tempora
       detached,
       ports,
       namespace,
+      ...(retentionWarning ? { retentionWarning } : {}),
     },
     spawned.child,
   );
@@ -1007,6 +1019,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
       started.push('temporal');
       stack.temporal = { ...toRecord(h), namespace: h.namespace, ...mark };
       messages.push(`temporal started at ${h.address} (pid ${h.pid}), log ${h.logFile}`);
+      if (h.retentionWarning) messages.push(`temporal: ${h.retentionWarning}`);
     }
     if (!keepNats) {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);

@@ -142,6 +142,19 @@ describe('startTemporal / startNats', () => {
     await nats.stop();
   });
 
+  it('a retention the server refuses is a warning, not a failed start: the server is up and answers', async () => {
+    const dataDir = tempDir();
+    const temporal = await onFreePorts((port) => startTemporal({ dataDir, port, retentionMs: -3_600_000 }));
+    try {
+      expect(temporal.retentionWarning).toMatch(
+        /^could not set namespace default's retention to -1 h \(.+\): ended runs are kept for the server's own retention$/,
+      );
+      await checkTemporal(temporal.address);
+    } finally {
+      await temporal.stop();
+    }
+  });
+
   it('refuse a taken port with a clear error before spawning', async () => {
     const port = await freePort();
     const blocker = await occupy(port);
