@@ -171,12 +171,9 @@ export function registerServiceCommands(program: Command): void {
       console.error(
         `rollout worker on task queue '${cfg.temporal.taskQueue}' (Temporal ${cfg.temporal.address}, NATS ${cfg.nats.url})`,
       );
-      // A shutdown that fails (a connection that will not close) is said, not an unhandled rejection's stack trace.
-      const stop = () =>
-        void w.shutdown().catch((err: unknown) => {
-          console.error(`muse worker: shutting down: ${causeChainMessage(err)}`);
-          process.exitCode = 1;
-        });
+      // A shutdown that fails (a connection that will not close) fails the run it waits on: reported once, where
+      // run() ends, not again here as an unhandled rejection's stack trace.
+      const stop = () => void w.shutdown().catch(() => {});
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       await w.run();
