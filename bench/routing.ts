@@ -544,6 +544,9 @@ interface SweepPoint {
   missed: string[];
 }
 
+/** a / b, or NaN where there is no b to compare with (a cache too small for any hit): not measurable, not met. */
+const over = (a: number, b: number) => (b > 0 ? a / b : Number.NaN);
+
 /** Runs every policy on the workload with this many questions at a time and prints its report. */
 async function runWorkload(
   cfg: Parameters<typeof connectNats>[0],
@@ -618,8 +621,6 @@ async function runWorkload(
     console.log(`\n${unchecked}`);
     return { questionConcurrency, ceiling, rr, pa, missed: [unchecked] };
   }
-  // No hit rate to compare with (a cache too small for any hit): not measurable, and so not met.
-  const over = (a: number, b: number) => (b > 0 ? a / b : Number.NaN);
   const ratio = over(pa.hitRate, rr.hitRate);
   console.log(
     `\nceiling (one server, cache never evicts): hit rate ${ceiling.toFixed(3)}, ${over(ceiling, rr.hitRate).toFixed(2)}x round_robin; ` +
@@ -666,8 +667,8 @@ async function main() {
           'questions at a time': questionConcurrency,
           'round_robin hit rate': rr?.hitRate ?? '',
           'prefix_affinity hit rate': pa?.hitRate ?? '',
-          ratio: rr && pa ? pa.hitRate / rr.hitRate : '',
-          'ceiling / round_robin': rr ? ceiling / rr.hitRate : '',
+          ratio: rr && pa ? over(pa.hitRate, rr.hitRate) : '',
+          'ceiling / round_robin': rr ? over(ceiling, rr.hitRate) : '',
           'prefix_affinity share of ceiling': pa ? pa.hitRate / ceiling : '',
           'round_robin makespan s': rr?.makespanS ?? '',
           'prefix_affinity makespan s': pa?.makespanS ?? '',
