@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
 import { appendBranchable } from '../agent/branching.js';
+import { clipText } from '../agent/clip.js';
 import { type TrajectorySpec, TrajectorySpecSchema } from '../agent/job.js';
 import {
   addUsage,
@@ -358,10 +359,12 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
 class CancelledByUser extends Error {}
 
 function unfinishedBecause(err: unknown): string {
+  // Clipped: the record travels in history (the step-log write's input) beside the run's own error.
   return isCancellation(err)
     ? 'cancelled before its tool step finished'
-    : `tool step failed: ${causeChainMessage(err)}`;
+    : clipText(`tool step failed: ${causeChainMessage(err)}`, UNFINISHED_REASON_CHARS);
 }
+const UNFINISHED_REASON_CHARS = 2_000;
 
 /** Distinct per step and per trajectory seed; a retried step reuses its seed, so a replayed sample is identical. */
 export function stepSeed(seed: number, step: number): number {

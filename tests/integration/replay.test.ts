@@ -42,6 +42,11 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     workflowId: 'pm-a32e00e0e25304e3/r1-l0-p0-b0',
     guards: "a question's branch rollout: a child workflow started from its branch point's prefix",
   },
+  'tool-step-failed-unfinished.json': {
+    workflowId: 'traj-1e764206-4e7',
+    guards:
+      'a trajectory whose tool step failed for good: its turn kept in the log, marked unfinished (record-unfinished-turn)',
+  },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
     guards: "a trajectory's second run: carried state in, continued as new after 3 steps (--steps-per-run 3)",
