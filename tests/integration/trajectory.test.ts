@@ -373,8 +373,9 @@ async function searchStep(blobs: BlobStore, run: () => Promise<string>) {
       '<think>look</think><tool_call>{"name": "search", "arguments": {"query": ["q"]}}</tool_call>',
     ),
   };
+  // A step's time as the workflow gives it (the mock's own 1 s would leave the tool none, after the room for writes).
   const step = (attempt = 1, over: Partial<typeof input> = {}) =>
-    new MockActivityEnvironment({ attempt }).run(activities.toolStep, {
+    new MockActivityEnvironment({ attempt, startToCloseTimeoutMs: 60_000 }).run(activities.toolStep, {
       ...input,
       ...over,
     }) as Promise<ToolStepResult>;
