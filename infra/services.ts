@@ -447,21 +447,17 @@ export function namespaceRetentionMs(storeTtlMs: number): number {
 }
 
 /**
- * Sets the namespace's retention, asking twice. A server that refuses is still a working server: the failure comes
- * back as a warning to show, not as a failed start. Runs that ended before keep the retention they ended under.
+ * Sets the namespace's retention. A server that refuses is still a working server (its health check has just
+ * passed): the failure comes back as a warning to show, not as a failed start. Runs that ended before keep the
+ * retention they ended under.
  */
 async function setRetention(
   address: string,
   namespace: string,
   retentionMs: number,
 ): Promise<string | undefined> {
-  let failure: unknown;
-  for (let attempt = 1; attempt <= 2; attempt++) {
-    const connection = await Connection.connect({ address, connectTimeout: 5_000 }).catch((err: unknown) => {
-      failure = err;
-      return undefined;
-    });
-    if (!connection) continue;
+  try {
+    const connection = await Connection.connect({ address, connectTimeout: 5_000 });
     try {
       await connection.withDeadline(Date.now() + 10_000, () =>
         connection.workflowService.updateNamespace({
@@ -470,13 +466,12 @@ async function setRetention(
         }),
       );
       return undefined;
-    } catch (err) {
-      failure = err;
     } finally {
       await connection.close().catch(() => undefined);
     }
+  } catch (err) {
+    return `could not set namespace ${namespace}'s retention to ${retentionMs / 3_600_000} h (${causeChainMessage(err)}): ended runs are kept for the server's own retention`;
   }
-  return `could not set namespace ${namespace}'s retention to ${retentionMs / 3_600_000} h (${causeChainMessage(failure)}): ended runs are kept for the server's own retention`;
 }
 
 /** JetStream must answer, not just the core protocol: KV and Object Store depend on it. */
