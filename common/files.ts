@@ -1,16 +1,19 @@
 // Small files that must never be read half-written: a process killed mid-write leaves the old one or the new one.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
 /**
  * Writes `text` to `path` whole or not at all: into a file beside it, flushed to disk, then renamed over it. Writing
  * in place first empties the file, and a crash then leaves it empty (a batch's recorded job id read as none).
  */
 export function replaceFileSync(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
+  // Not named by pid alone: two containers sharing a volume are both pid 1, and would write one file.
+  const tmp = `${path}.${process.pid}-${randomUUID().slice(0, 8)}.tmp`;
   try {
     const fd = openSync(tmp, 'w');
     try {
-      writeSync(fd, text);
+      // writeFileSync on a descriptor loops over short writes (a filling disk); one writeSync may write part.
+      writeFileSync(fd, text);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -12,7 +12,7 @@ import {
 } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { hostname } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
@@ -169,16 +169,25 @@ async function assertPortFree(port: number, host: string, flag: string): Promise
 // processes
 
 /**
- * Whether pid still runs the given binary on this data directory. Guards against pid reuse after a reboot or crash,
- * where stack.json names a pid that now belongs to something unrelated, or to another checkout's (or a test run's)
- * server, which we must not signal. Both servers are started with paths under the data directory.
+ * Whether a recorded server still runs. Guards against pid reuse after a reboot or crash, where stack.json names a
+ * pid that now belongs to something unrelated, or to another checkout's (or a test run's) server, which we must not
+ * signal: the process must have the recorded start time, and run the recorded binary on the data directory it was
+ * started with (its arguments name paths inside it). That directory is the one recorded with the server, not the
+ * one this call was given: a data directory reached through a symlink, or renamed since, is the same directory to
+ * the stack file but not to the server's command line.
  */
-function processRuns(pid: number, binary: string, dataDir: string): boolean {
-  if (!isProcessAlive(pid)) return false;
-  const cmdline = processCommandLine(pid);
-  // Unreadable (procfs hidden, no ps): alive is all that can be told.
+function recordRuns(record: ServiceRecord, stackDataDir: string): boolean {
+  if (!isProcessAlive(record.pid)) return false;
+  if (record.processStart !== undefined) {
+    const start = processStartTime(record.pid);
+    if (start !== undefined && start !== record.processStart) return false;
+  }
+  const cmdline = processCommandLine(record.pid);
+  // Unreadable (procfs hidden, no ps): alive (with the right start time, where that can be told) is all there is.
   if (cmdline === undefined) return true;
-  return cmdline.includes(basename(binary)) && cmdline.includes(dataDir);
+  // With the separator: `.muse` is not `.muse-2`.
+  const dir = `${record.dataDir ?? stackDataDir}${sep}`;
+  return cmdline.includes(basename(record.binary)) && cmdline.includes(dir);
 }
 
 const owned = new Set<ChildProcess>();
@@ -709,6 +718,12 @@ export interface ServiceRecord {
   logFile: string;
   ports: Record<string, number>;
   startedAt: string;
+  /** The data directory as the server was given it (older stack files: the stack's). */
+  dataDir?: string;
+  /** processStartTime of the server, where the host can tell: a later process given the same pid is not it. */
+  processStart?: string;
+  /** Recorded when spawned, before it answered: the `up` that started it may have been killed while it waited. */
+  starting?: true;
   /**
    * The process (`muse demo`) that started this server for itself and stops it when done, unless a `muse up` since
    * found it running and so wants it kept: that `up` removes the mark.
@@ -809,8 +824,7 @@ async function recordHealthy(
       : checkNats(record.url, 0, 5_000);
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (!processRuns(record.pid, record.binary, stack.dataDir))
-      return { record, alive: false, healthy: false };
+    if (!recordRuns(record, stack.dataDir)) return { record, alive: false, healthy: false };
     try {
       await check();
       return { record, alive: true, healthy: true };
@@ -832,7 +846,7 @@ export async function stackStatus(opts: { dataDir?: string } = {}): Promise<Stac
   return { dataDir, running: Boolean(temporal?.healthy && nats?.healthy), temporal, nats };
 }
 
-function toRecord(h: ServiceHandle): ServiceRecord {
+function toRecord(h: ServiceHandle, dataDir: string): ServiceRecord {
   return {
     pid: h.pid,
     binary: h.binary,
@@ -843,7 +857,13 @@ function toRecord(h: ServiceHandle): ServiceRecord {
     logFile: h.logFile,
     ports: { ...h.ports },
     startedAt: new Date().toISOString(),
+    ...recordedIdentity(h.pid, dataDir),
   };
+}
+
+function recordedIdentity(pid: number, dataDir: string): Pick<ServiceRecord, 'dataDir' | 'processStart'> {
+  const processStart = processStartTime(pid);
+  return { dataDir, ...(processStart !== undefined ? { processStart } : {}) };
 }
 
 /**
@@ -973,7 +993,14 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   // A server a `muse demo` started for itself, found running by any other session (a `muse up`, a second demo), is
   // kept running when that demo ends: the other session is using it.
   let claimed = false;
-  const keep = <R extends ServiceRecord>(name: ServiceName, record: R): R => {
+  const keep = <R extends ServiceRecord>(name: ServiceName, found: R): R => {
+    // Recorded while starting by an `up` that did not live to record it answering: it answers now.
+    let record = found;
+    if (record.starting) {
+      claimed = true;
+      const { starting: _, ...started } = record;
+      record = started as R;
+    }
     if (record.temporaryFor === undefined || (opts.temporary && record.temporaryFor === process.pid))
       return record;
     claimed = true;
@@ -991,60 +1018,116 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     stack.nats = keep('nats', previous.nats);
     messages.push(`nats already running at ${previous.nats.url} (pid ${previous.nats.pid})`);
   }
-  const mark = opts.temporary ? { temporaryFor: process.pid } : {};
+  // A server started in place of one that died takes over what that one was for: a server a `muse up` wanted kept
+  // stays kept when a demo restarts it. Only one with no live owner to inherit from becomes this demo's own.
+  const mark = (previousRecord: ServiceRecord | undefined): Pick<ServiceRecord, 'temporaryFor'> => {
+    if (!opts.temporary) return {};
+    if (!previousRecord) return { temporaryFor: process.pid };
+    const owner = previousRecord.temporaryFor;
+    if (owner === undefined) return {};
+    return owner === process.pid || !isProcessAlive(owner) ? { temporaryFor: process.pid } : {};
+  };
+  // Each server is recorded as soon as it is spawned, before it answers: if this call is killed while it waits (a
+  // SIGKILL cannot be caught), the next `up` finds the server recorded and waits for it, `down` stops it, and
+  // neither takes it for a stranger holding the port.
+  const recordSpawned = (pid: number, server: Pick<StackFile, 'temporal'> | Pick<StackFile, 'nats'>) => {
+    onSpawn(pid);
+    try {
+      writeStackFile(dataDir, { ...stack, ...server });
+    } catch {
+      // The record written once the server answers is the one that counts; its failure stops the server.
+    }
+  };
+  const spawnedRecord =
+    (binary: string, host: string, port: number, url: string, logFile: string) =>
+    (pid: number): ServiceRecord => ({
+      pid,
+      binary,
+      host,
+      port,
+      address: `${host}:${port}`,
+      url,
+      logFile,
+      ports: {},
+      startedAt: new Date().toISOString(),
+      ...recordedIdentity(pid, dataDir),
+      starting: true,
+    });
 
   try {
     if (!keepTemporal) {
       // A live but unhealthy server holds the port and the SQLite file; replace it.
       if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
+      // A server that died comes back where its clients and workers look for it.
+      const port = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
+      const namespace = opts.namespace ?? 'default';
+      const logFile = join(dataDir, 'logs', 'temporal.log');
+      const address = `${host}:${port}`;
+      const record = spawnedRecord(resolveBinary('temporal'), host, port, address, logFile);
+      const owner = mark(previous?.temporal);
       const h = await startTemporal({
         dataDir,
-        // A server that died comes back where its clients and workers look for it.
-        port: opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT,
+        port,
         host,
         uiPort: opts.temporalUiPort,
-        namespace: opts.namespace,
+        namespace,
         ...(opts.retentionMs !== undefined ? { retentionMs: opts.retentionMs } : {}),
         detached: true,
-        logFile: join(dataDir, 'logs', 'temporal.log'),
+        logFile,
         healthTimeoutMs,
-        onSpawn,
+        onSpawn: (pid) => recordSpawned(pid, { temporal: { ...record(pid), namespace, ...owner } }),
       });
       startedHandles.push(h);
       started.push('temporal');
-      stack.temporal = { ...toRecord(h), namespace: h.namespace, ...mark };
+      stack.temporal = { ...toRecord(h, dataDir), namespace: h.namespace, ...owner };
       messages.push(`temporal started at ${h.address} (pid ${h.pid}), log ${h.logFile}`);
       if (h.retentionWarning) messages.push(`temporal: ${h.retentionWarning}`);
     }
     if (!keepNats) {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
+      const port = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
+      const maxPayload = opts.natsMaxPayload ?? DEFAULT_NATS_MAX_PAYLOAD;
+      const logFile = join(dataDir, 'logs', 'nats.log');
+      const record = spawnedRecord(
+        resolveBinary('nats-server'),
+        host,
+        port,
+        `nats://${host}:${port}`,
+        logFile,
+      );
+      const owner = mark(previous?.nats);
       const h = await startNats({
         dataDir,
-        port: opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT,
+        port,
         host,
-        maxPayload: opts.natsMaxPayload,
+        maxPayload,
         detached: true,
-        logFile: join(dataDir, 'logs', 'nats.log'),
+        logFile,
         healthTimeoutMs,
-        onSpawn,
+        onSpawn: (pid) => recordSpawned(pid, { nats: { ...record(pid), maxPayload, ...owner } }),
       });
       startedHandles.push(h);
       started.push('nats');
-      stack.nats = { ...toRecord(h), maxPayload: h.maxPayload, ...mark };
+      stack.nats = { ...toRecord(h, dataDir), maxPayload: h.maxPayload, ...owner };
       messages.push(`nats started at ${h.url} (pid ${h.pid}), log ${h.logFile}`);
     }
+    // Inside the rollback: servers nobody can find again (a full disk refused their record) must not stay running.
+    if (started.length > 0 || !previous || claimed) writeStackFile(dataDir, stack);
   } catch (err) {
     // Roll back what this call started, and keep stack.json describing exactly what still runs.
     await Promise.all(startedHandles.map((h) => h.stop().catch(() => undefined)));
     const survivors: StackFile = { version: 1, dataDir };
     if (keepTemporal) survivors.temporal = stack.temporal;
     if (keepNats) survivors.nats = stack.nats;
-    if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
-    else rmSync(stackFilePath(dataDir), { force: true });
+    try {
+      if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
+      else rmSync(stackFilePath(dataDir), { force: true });
+    } catch {
+      // The error that stopped the start is the one to report; the stack file is what it was.
+    }
     throw err;
   }
 
-  if (started.length > 0 || !previous || claimed) writeStackFile(dataDir, stack);
   const full = stack as UpResult['stack'];
   return {
     alreadyRunning: started.length === 0,
@@ -1095,7 +1178,7 @@ async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResul
         messages.push(`${name} left running (pid ${record.pid}): another session since wants it`);
         continue;
       }
-      if (processRuns(record.pid, record.binary, dataDir)) {
+      if (recordRuns(record, stack.dataDir)) {
         await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
         stopped.push(name);
         messages.push(`${name} stopped (pid ${record.pid})`);

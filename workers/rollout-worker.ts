@@ -1,15 +1,7 @@
 // The rollout worker: runs trajectory and ParallelMuse workflows and their activities, reaching inference
 // pools over NATS. Any number can run against one task queue; a killed one loses nothing.
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -25,6 +17,7 @@ import { attemptInterceptor } from '../activities/heartbeat.js';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
+import { replaceFileSync } from '../common/files.js';
 import { closeNats, connectNats } from '../common/nats.js';
 import { initTelemetry, telemetryResource } from '../common/telemetry.js';
 import {
@@ -62,11 +55,14 @@ export async function workflowBundle(cacheDir: string): Promise<{ code: string }
     workflowInterceptorModules: [otelWorkflowInterceptorsPath],
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn: console.warn, error: console.error },
   });
-  mkdirSync(cacheDir, { recursive: true });
   // Written aside and renamed: a worker starting beside this one reads the whole bundle or none.
-  const partial = `${file}.${process.pid}.tmp`;
-  writeFileSync(partial, code);
-  renameSync(partial, file);
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+    replaceFileSync(file, code);
+  } catch (err) {
+    // The cache only saves the next start a bundling; this worker has its code.
+    console.warn(`muse worker: cannot cache the workflow bundle in ${cacheDir}: ${(err as Error).message}`);
+  }
   return { code };
 }
 

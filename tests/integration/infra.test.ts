@@ -2,10 +2,12 @@ import { spawn } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -26,6 +28,8 @@ import {
   type NatsHandle,
   namespaceRetentionMs,
   PortInUseError,
+  readStackFile,
+  type ServiceRecord,
   ServiceStartError,
   stackFilePath,
   stackStatus,
@@ -384,18 +388,96 @@ describe('up / down', () => {
 });
 
 describe('a stale stack file', () => {
+  /** Records naming another stack's servers, as a crash and pid reuse can leave them behind. */
+  const staleRecords = (
+    stack: Awaited<ReturnType<typeof up>>['stack'],
+    as: (record: ServiceRecord) => ServiceRecord,
+  ) => ({ temporal: as(stack.temporal), nats: as(stack.nats) });
+
   it("never stops another data directory's servers, even when its pids now name them", async () => {
     const [mine, theirs] = [tempDir(), tempDir()];
     const other = await up({ dataDir: theirs, temporalPort: await freePort(), natsPort: await freePort() });
     try {
-      // What a crash and pid reuse can leave behind: this directory's stack file naming the other stack's pids.
-      writeFileSync(stackFilePath(mine), JSON.stringify({ ...other.stack, dataDir: mine }));
+      // As this directory's own up recorded its servers: with this directory, and their start times.
+      const records = staleRecords(other.stack, (r) => ({ ...r, dataDir: mine, processStart: '1' }));
+      writeFileSync(stackFilePath(mine), JSON.stringify({ version: 1, dataDir: mine, ...records }));
       const result = await down({ dataDir: mine });
       expect(result.stopped).toEqual([]);
       expect(isProcessAlive(other.stack.temporal.pid)).toBe(true);
       expect(isProcessAlive(other.stack.nats.pid)).toBe(true);
     } finally {
       await down({ dataDir: theirs });
+    }
+  });
+
+  it('written by an older muse (no start times), a sibling directory whose name extends this one is not this one', async () => {
+    const mine = tempDir();
+    const theirs = `${mine}-2`;
+    dirs.push(theirs);
+    const other = await up({ dataDir: theirs, temporalPort: await freePort(), natsPort: await freePort() });
+    try {
+      const records = staleRecords(other.stack, ({ dataDir: _d, processStart: _s, ...r }) => r);
+      writeFileSync(stackFilePath(mine), JSON.stringify({ version: 1, dataDir: mine, ...records }));
+      const result = await down({ dataDir: mine });
+      expect(result.stopped).toEqual([]);
+      expect(isProcessAlive(other.stack.temporal.pid)).toBe(true);
+      expect(isProcessAlive(other.stack.nats.pid)).toBe(true);
+    } finally {
+      await down({ dataDir: theirs });
+    }
+  });
+});
+
+describe('the servers a stack file records', () => {
+  /** This test's servers, by their command lines (both name paths inside the data directory). */
+  const serversOf = (dataDir: string) =>
+    processesWhoseCommandLine((args) => args.includes(`${dataDir}/`) && !args.includes('muse.js'));
+
+  it('are stopped by down through another path to the same directory (a symlink), as they were started', async () => {
+    const real = tempDir();
+    const link = `${tempDir()}/link`;
+    symlinkSync(real, link);
+    const started = await up({ dataDir: link, temporalPort: await freePort(), natsPort: await freePort() });
+    try {
+      const result = await down({ dataDir: real });
+      expect(result.stopped.sort()).toEqual(['nats', 'temporal']);
+      expect(isProcessAlive(started.stack.temporal.pid)).toBe(false);
+      expect(isProcessAlive(started.stack.nats.pid)).toBe(false);
+    } finally {
+      await down({ dataDir: link });
+    }
+  });
+
+  it('are not left running when their record cannot be written: up fails and stops them', async () => {
+    const dataDir = tempDir();
+    // A directory where stack.json goes: it cannot be replaced, as on a full or read-only disk.
+    mkdirSync(join(dataDir, 'stack.json', 'in-the-way'), { recursive: true });
+    try {
+      await expect(
+        up({ dataDir, temporalPort: await freePort(), natsPort: await freePort() }),
+      ).rejects.toThrow(/stack\.json/);
+      expect(serversOf(dataDir)).toEqual([]);
+    } finally {
+      for (const pid of serversOf(dataDir)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('a server muse up started, restarted by muse demo, stays up when the demo ends', async () => {
+    const dataDir = tempDir();
+    const ports = { temporalPort: await freePort(), natsPort: await freePort() };
+    try {
+      const first = await up({ dataDir, ...ports });
+      process.kill(first.stack.temporal.pid, 'SIGKILL');
+      await expect.poll(() => isProcessAlive(first.stack.temporal.pid), { timeout: 10_000 }).toBe(false);
+      const demo = await up({ dataDir, ...ports, temporary: true });
+      expect(demo.started).toEqual(['temporal']);
+      expect(demo.stack.temporal.temporaryFor).toBeUndefined();
+      const ended = await down({ dataDir, temporaryFor: process.pid });
+      expect(ended.stopped).toEqual([]);
+      expect(isProcessAlive(demo.stack.temporal.pid)).toBe(true);
+      expect((await stackStatus({ dataDir })).running).toBe(true);
+    } finally {
+      await down({ dataDir });
     }
   });
 });
@@ -501,9 +583,7 @@ describe('muse up', () => {
     const servers = () =>
       processesWhoseCommandLine((args) => args.includes(dataDir) && !args.includes('muse.js'));
     try {
-      // Spawned, not yet recorded: stack.json is written once both are healthy.
       await expect.poll(servers, { timeout: 30_000, interval: 20 }).not.toEqual([]);
-      expect(existsSync(stackFilePath(dataDir))).toBe(false);
       child.kill('SIGINT');
       expect(await exited).toBe(130);
       expect(output()).toMatch(/interrupted \(SIGINT\) while starting the servers/);
@@ -511,6 +591,29 @@ describe('muse up', () => {
     } finally {
       child.kill('SIGKILL');
       for (const pid of servers()) process.kill(pid, 'SIGKILL');
+    }
+  });
+  it('killed while its servers start (SIGKILL cannot be caught), leaves them recorded: the next up keeps them', async () => {
+    const { dataDir, child, exited } = await museOnOwnPorts('up');
+    try {
+      // Recorded as soon as it is spawned, before it answers.
+      await expect
+        .poll(() => readStackFile(dataDir)?.temporal?.starting, { timeout: 30_000, interval: 10 })
+        .toBe(true);
+      const spawned = readStackFile(dataDir)!.temporal!.pid;
+      child.kill('SIGKILL');
+      await exited;
+      expect(isProcessAlive(spawned)).toBe(true);
+      const again = await up({ dataDir });
+      expect(again.started).not.toContain('temporal');
+      expect(again.stack.temporal.pid).toBe(spawned);
+      expect(again.stack.temporal.starting).toBeUndefined();
+      const result = await down({ dataDir });
+      expect(result.stopped.sort()).toEqual(['nats', 'temporal']);
+      expect(isProcessAlive(spawned)).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      await down({ dataDir });
     }
   });
 });

@@ -25,4 +25,15 @@ describe('replaceFileSync', () => {
     expect(readdirSync(dir)).toEqual(['taken']);
     expect(readFileSync(join(path, 'inside'), 'utf8')).toBe('kept');
   });
+
+  it("does not write into another writer's temporary file of the same pid (two containers on one volume are both pid 1)", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'muse-files-'));
+    const path = join(dir, 'workflow-bundle.js');
+    // What the other writer holds open at this moment, named as a pid-only scheme would name this writer's too.
+    const theirs = `${path}.${process.pid}.tmp`;
+    writeFileSync(theirs, 'their half-written bundle');
+    replaceFileSync(path, 'mine');
+    expect(readFileSync(path, 'utf8')).toBe('mine');
+    expect(readFileSync(theirs, 'utf8')).toBe('their half-written bundle');
+  });
 });
