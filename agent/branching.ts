@@ -36,25 +36,38 @@ function scoreOf(s: RegionScores, key: ScoreKey): number | null {
 }
 
 /**
+ * Where steps without a score for the mode go: 'last' after every scored one (the reference scores such a turn -1),
+ * or 'skipped' (the rule before answer turns became candidates; questions that chose under it replay with it).
+ */
+export type UnscoredSteps = 'last' | 'skipped';
+
+/**
  * Highest score first; equal scores keep input order (earlier first), like Python's stable sort in the reference.
  * Steps without a score for the key (no tool call, no reasoning, an answer turn) come last, in order: the reference
  * scores such a turn -1, so it is branched from only when fewer than K scored steps are left.
  */
-function ranked<K>(cands: readonly Candidate<K>[], key: ScoreKey): K[] {
+function ranked<K>(cands: readonly Candidate<K>[], key: ScoreKey, unscored: UnscoredSteps): K[] {
   const scored: { key: K; score: number; order: number }[] = [];
   cands.forEach((c, order) => {
-    scored.push({ key: c.key, score: scoreOf(c.scores, key) ?? Number.NEGATIVE_INFINITY, order });
+    const score = scoreOf(c.scores, key);
+    if (score === null && unscored === 'skipped') return;
+    scored.push({ key: c.key, score: score ?? Number.NEGATIVE_INFINITY, order });
   });
   scored.sort((a, b) => (b.score === a.score ? a.order - b.order : b.score - a.score));
   return scored.map((s) => s.key);
 }
 
-function pick<K>(cands: readonly Candidate<K>[], mode: Exclude<BranchMode, 'none'>, k: number): K[] {
-  if (mode !== 'mixed_ppl') return ranked(cands, mode).slice(0, k);
+function pick<K>(
+  cands: readonly Candidate<K>[],
+  mode: Exclude<BranchMode, 'none'>,
+  k: number,
+  unscored: UnscoredSteps = 'last',
+): K[] {
+  if (mode !== 'mixed_ppl') return ranked(cands, mode, unscored).slice(0, k);
   // ceil(K/2) by tool-call uncertainty, floor(K/2) by reasoning uncertainty. The reference can pick one step
   // twice here (and so spend 2·T rollouts on it); Muse skips duplicates and tops up from the other ranking.
-  const byTool = ranked(cands, 'tool_call_ppl');
-  const byThink = ranked(cands, 'think_ppl');
+  const byTool = ranked(cands, 'tool_call_ppl', unscored);
+  const byThink = ranked(cands, 'think_ppl', unscored);
   const chosen: K[] = [];
   const taken = new Set<K>();
   const take = (from: readonly K[], quota: number) => {
@@ -134,6 +147,7 @@ export function selectRoundBranchPoints(
   candidates: readonly RoundCandidate[],
   mode: BranchMode,
   k: number,
+  unscored: UnscoredSteps = 'last',
 ): BranchPoint[] {
   checkK(k);
   if (mode === 'none' || k === 0) return [];
@@ -146,7 +160,7 @@ export function selectRoundBranchPoints(
       cands.push({ key: point, scores });
     });
   }
-  return pick(cands, mode, k).map((p) => ({ rolloutId: p.rolloutId, step: p.step }));
+  return pick(cands, mode, k, unscored).map((p) => ({ rolloutId: p.rolloutId, step: p.step }));
 }
 
 /** Steps whose branching facts a trajectory keeps; a longer one offers its first BRANCHABLE_STEP_LIMIT steps. */
@@ -182,6 +196,15 @@ export function branchCandidates(
   const candidates = kept.slice(0, steps);
   if (endsWithAnswer && steps - 1 < candidates.length) candidates[steps - 1] = UNSCORED;
   return candidates;
+}
+
+/**
+ * The rule before answer turns became candidates (with unscored steps 'skipped'): the highest step of a finished
+ * trajectory to branch from, never its answer turn and never past the kept facts. Questions that chose under it
+ * replay with it.
+ */
+export function lastBranchStepBeforeAnswer(kept: number, steps: number, endsWithAnswer: boolean): number {
+  return Math.min(kept - 1, endsWithAnswer ? steps - 2 : steps - 1);
 }
 
 /** Turns a branch at `step` may still take: the parent's turns before the branch point count against it. */

@@ -28,12 +28,14 @@ import {
   type BudgetPlan,
   branchCandidates,
   historyBudgetProblem,
+  lastBranchStepBeforeAnswer,
   planBudget,
   type RolloutOrigin,
   type RoundCandidate,
   rolloutType,
   scratchToFill,
   selectRoundBranchPoints,
+  type UnscoredSteps,
 } from '../agent/branching.js';
 import { type ParallelMuseSpec, ParallelMuseSpecSchema } from '../agent/job.js';
 import {
@@ -275,8 +277,12 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       // previous round already branched at. (A question that chose its round-2 points before this rule replays as it
       // ran: asked once, when round 2 is about to choose.)
       let pastBranchPoint = false;
+      // Steps without the mode's score, and a finished rollout's answer turn, are candidates ranked last. (A question
+      // that chose its points before, when they were left out, replays as it ran: asked once, as round 1 chooses.)
+      let unscored: UnscoredSteps = 'last';
       for (let round = 1; round <= spec.r; round++) {
         throwIfCancelled();
+        if (round === 1 && !patched('branch-unscored-ranked-last')) unscored = 'skipped';
         if (round === 2) pastBranchPoint = patched('rounds-branch-past-branch-point');
         const next: typeof frontier = [];
         const roundRollouts: Promise<RolloutRecord>[] = [];
@@ -285,17 +291,25 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
           f.ids.forEach((id, i) => {
             const out = outputs.get(id);
             if (!out?.branchable?.length) return;
+            const regions = out.branchable.map((s) => s.regions);
+            const answered = out.termination === 'answer';
             candidates.push({
               rolloutId: id,
               minStep: f.branchSteps[i]! + (pastBranchPoint ? 1 : 0),
-              steps: branchCandidates(
-                out.branchable.map((s) => s.regions),
-                out.steps,
-                out.termination === 'answer',
-              ),
+              ...(unscored === 'last'
+                ? { steps: branchCandidates(regions, out.steps, answered) }
+                : {
+                    steps: regions,
+                    maxStep: lastBranchStepBeforeAnswer(regions.length, out.steps, answered),
+                  }),
             });
           });
-          const points: BranchPoint[] = selectRoundBranchPoints(candidates, spec.branchMode, spec.k);
+          const points: BranchPoint[] = selectRoundBranchPoints(
+            candidates,
+            spec.branchMode,
+            spec.k,
+            unscored,
+          );
           const ids: string[] = [];
           const steps: number[] = [];
           points.forEach((p, pi) => {

@@ -47,6 +47,11 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     guards:
       'a trajectory whose tool step failed for good: its turn kept in the log, marked unfinished (record-unfinished-turn)',
   },
+  'question-answer-turn-not-branched.json': {
+    workflowId: 'replay-fixture-answer-turn-branch-2',
+    guards:
+      'a question (K=12, T=1) whose initial rollout had fewer tool-call steps than K, chosen when unscored steps and the answer turn were left out: 7 branches, 5 from scratch (branch-unscored-ranked-last)',
+  },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
     guards: "a trajectory's second run: carried state in, continued as new after 3 steps (--steps-per-run 3)",

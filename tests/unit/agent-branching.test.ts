@@ -5,6 +5,7 @@ import {
   BudgetError,
   branchCandidates,
   branchTurnBudget,
+  lastBranchStepBeforeAnswer,
   planBudget,
   rolloutType,
   scratchToFill,
@@ -218,6 +219,22 @@ describe('branchable steps of a long trajectory', () => {
     const steps = Array.from({ length: 512 }, (_, i) => s(1, i === 511 ? 9 : 1 + i / 1000, 1));
     expect(selectBranchSteps(branchCandidates(steps, 600, true), 'tool_call_ppl', 1)).toEqual([511]);
     expect(STEPS[4]!.think_ppl).toBe(3.0); // the caller's scores are left as they were
+  });
+
+  it("a question that chose before answer turns were candidates replays its rule: unscored steps 'skipped', answer turn out", () => {
+    const steps = [s(1.2, 1.5, 1.3), s(1.1, null, 1.2), s(2, null, 2)];
+    const candidate = (unscored: 'last' | 'skipped') =>
+      unscored === 'last'
+        ? { rolloutId: 'initial-0', minStep: 0, steps: branchCandidates(steps, 3, true) }
+        : { rolloutId: 'initial-0', minStep: 0, steps, maxStep: lastBranchStepBeforeAnswer(3, 3, true) };
+    const chosen = (unscored: 'last' | 'skipped') =>
+      selectRoundBranchPoints([candidate(unscored)], 'tool_call_ppl', 3, unscored).map((p) => p.step);
+    expect(chosen('skipped')).toEqual([0]);
+    expect(chosen('last')).toEqual([0, 1, 2]);
+    // think_ppl: the answer turn stays out under the old rule however high its score.
+    expect(
+      selectRoundBranchPoints([candidate('skipped')], 'think_ppl', 3, 'skipped').map((p) => p.step),
+    ).toEqual([0, 1]);
   });
 });
 
