@@ -1,6 +1,7 @@
 // ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
 // A report distils one trajectory; integration reads all reports and must choose one answer.
 
+import { normalizeAnswer } from '../agent/aggregate.js';
 import { clipText, clipToShare, MAX_ANSWER_CHARS } from '../agent/clip.js';
 import { CHARS_PER_ESTIMATED_TOKEN, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { outputComplete, parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
@@ -178,10 +179,18 @@ export function createAggregationActivities(deps: {
         });
       });
       const complete = outputComplete(g.text, g.finishReason, 'answer');
-      const answer = complete ? parseAnswer(g.text) : null;
+      const parsed = complete ? parseAnswer(g.text) : null;
+      // Blank or punctuation only: no answer, as the votes count it, not a prediction of ''.
+      const empty = parsed !== null && normalizeAnswer(parsed) === '';
+      const answer = empty ? null : parsed;
+      const reason = !complete
+        ? cutOffReason('the integration', input.sampling)
+        : empty
+          ? 'the integration gave an empty answer'
+          : undefined;
       return {
         answer: answer === null ? null : clipText(answer, MAX_ANSWER_CHARS),
-        ...(complete ? {} : { reason: cutOffReason('the integration', input.sampling) }),
+        ...(reason !== undefined ? { reason } : {}),
         usage: g.usage,
         model: servedBy(g),
         contextChars: messages.reduce((n, m) => n + m.content.length, 0),

@@ -158,6 +158,9 @@ const CUT_OFF_CALL_PROBLEM = 'tool call cut off at the token limit (maxTokensPer
 export const CUT_OFF_ANSWER_OBSERVATION =
   'Error: the answer was cut off at the token limit before </answer>. Give the final answer again, briefly, inside <answer></answer>.';
 
+export const EMPTY_ANSWER_OBSERVATION =
+  'Error: the <answer> is empty. Give the final answer inside <answer></answer>, or call a tool to find it.';
+
 export const CUT_OFF_TURN_OBSERVATION =
   'Error: the response was cut off at the token limit before it gave a <tool_call> or an <answer>. Think more briefly, then either call a tool or give the final answer.';
 
@@ -381,9 +384,11 @@ export function createActivities(deps: ActivityDeps) {
           // A turn the token limit cut off is not one where the model forgot to act: it is told so.
           observation = turn.cutOffAnswer
             ? CUT_OFF_ANSWER_OBSERVATION
-            : input.finishReason === 'length'
-              ? CUT_OFF_TURN_OBSERVATION
-              : NO_ACTION_OBSERVATION;
+            : turn.emptyAnswer
+              ? EMPTY_ANSWER_OBSERVATION
+              : input.finishReason === 'length'
+                ? CUT_OFF_TURN_OBSERVATION
+                : NO_ACTION_OBSERVATION;
           toolError = observation;
           break;
         case 'answer':
@@ -513,6 +518,7 @@ function preview(turn: ParsedTurn, finishReason: 'stop' | 'length'): string {
       return turn.cutOff ? 'tool call cut off at the token limit' : 'invalid tool call';
     case 'no_action':
       if (turn.cutOffAnswer) return 'answer cut off at the token limit';
+      if (turn.emptyAnswer) return 'empty answer';
       return finishReason === 'length' ? 'cut off at the token limit before an action' : 'no action';
   }
 }

@@ -2,6 +2,7 @@
 //   <think>…</think> [<report>…</report>] then <tool_call>{"name": …, "arguments": {…}}</tool_call> or <answer>…</answer>
 // Workflow-safe: pure string handling; zod only validates the tool-call JSON the model produced.
 import { z } from 'zod';
+import { normalizeAnswer } from './aggregate.js';
 import { clipText, MAX_ANSWER_CHARS } from './clip.js';
 import type { ParsedTurn, ToolCall } from './types.js';
 
@@ -343,7 +344,8 @@ export function turnSpans(text: string): TurnSpans {
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
  * `toolCallProblem(raw)` says what was wrong, for the step's record. With `finishReason` 'length' (the turn hit its token limit),
  * an <answer> without its `</answer>` is a cut-off fragment, not an answer: `no_action` with `cutOffAnswer`. One the
- * model ended itself is its answer. An invalid <tool_call> without its end is then marked `cutOff`.
+ * model ended itself is its answer, unless nothing in it is compared as one (blank, punctuation only): `no_action`
+ * with `emptyAnswer`. An invalid <tool_call> without its end is then marked `cutOff`.
  */
 export function parseTurn(text: string, finishReason?: 'stop' | 'length'): ParsedTurn {
   const spans = turnSpans(text);
@@ -369,8 +371,12 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
   }
   if (action?.kind === 'answer' && !action.closed && finishReason === 'length')
     return withReport({ kind: 'no_action' as const, think, cutOffAnswer: true as const });
-  if (action?.kind === 'answer')
-    return withReport({ kind: 'answer' as const, think, answer: clipText(slice(action), MAX_ANSWER_CHARS) });
+  if (action?.kind === 'answer') {
+    const answer = slice(action);
+    if (normalizeAnswer(answer) === '')
+      return withReport({ kind: 'no_action' as const, think, emptyAnswer: true as const });
+    return withReport({ kind: 'answer' as const, think, answer: clipText(answer, MAX_ANSWER_CHARS) });
+  }
   return withReport({ kind: 'no_action' as const, think });
 }
 

@@ -179,6 +179,7 @@ function renderStep(step: { turn: string; observation?: string }, i: number, opt
       break;
     case 'no_action':
       if (t.cutOffAnswer) lines.push('Answer: (cut off at the token limit, not given)');
+      if (t.emptyAnswer) lines.push('Answer: (empty, not given)');
       break;
   }
   if (step.observation !== undefined) {

@@ -38,9 +38,11 @@ export type ParsedTurn =
   | { kind: 'invalid_tool_call'; think: string; error: string; raw: string; report?: string; cutOff?: true }
   /**
    * Neither a tool call nor an answer (garbage or truncated output). `cutOffAnswer`: an <answer> the token limit cut
-   * off before its end, a fragment that must not end the trajectory as its prediction.
+   * off before its end, a fragment that must not end the trajectory as its prediction. `emptyAnswer`: an <answer>
+   * with nothing in it that an answer is compared by (blank, or punctuation only), which would spend the rollout on
+   * no prediction.
    */
-  | { kind: 'no_action'; think: string; report?: string; cutOffAnswer?: true };
+  | { kind: 'no_action'; think: string; report?: string; cutOffAnswer?: true; emptyAnswer?: true };
 
 export type Termination = 'answer' | 'max_turns' | 'max_context' | 'error' | 'cancelled';
 

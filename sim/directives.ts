@@ -15,6 +15,8 @@ export interface SimDirectives {
   garbageAt: Set<number>;
   /** Agent turn indices that open an <answer> and ramble past any token limit (the turn is cut off in it). */
   cutAnswerAt: Set<number>;
+  /** Agent turn indices that end with an <answer> holding punctuation only (nothing an answer is compared by). */
+  emptyAnswerAt: Set<number>;
   /** Agent turn indices that reason past any token limit (the turn is cut off in its <think>, before an action). */
   cutThinkAt: Set<number>;
   /** Agent turn indices that go on past their tool call, into an imagined response and answer. */
@@ -35,6 +37,7 @@ export function parseDirectives(text: string): SimDirectives {
     unknownToolAt: new Set(),
     garbageAt: new Set(),
     cutAnswerAt: new Set(),
+    emptyAnswerAt: new Set(),
     cutThinkAt: new Set(),
     runOnAt: new Set(),
     minTurns: 0,
@@ -58,6 +61,9 @@ export function parseDirectives(text: string): SimDirectives {
         break;
       case 'cut-answer':
         if (at !== null) d.cutAnswerAt.add(at);
+        break;
+      case 'empty-answer':
+        if (at !== null) d.emptyAnswerAt.add(at);
         break;
       case 'cut-think':
         if (at !== null) d.cutThinkAt.add(at);

@@ -617,6 +617,7 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
     ['unknown', d.unknownToolAt, 'teleport'],
     ['garbage', d.garbageAt, '[sim] garbage'],
     ['cut-answer', d.cutAnswerAt, '[sim] rambling'],
+    ['empty-answer', d.emptyAnswerAt, '[sim] empty answer'],
     ['cut-think', d.cutThinkAt, '[sim] overthinking'],
     ['run-on', d.runOnAt, 'sim-run-on'],
   ] as const;
@@ -638,6 +639,12 @@ function agentTurn(w: TurnWriter, a: AgentInput): void {
       return;
     }
     w.write('<think>I will continue the research on ', 'think');
+    if (forced === 'empty-answer') {
+      w.write(`${cur}. [sim] empty answer</think>\n`, 'think');
+      report();
+      w.write('<answer>?</answer>', 'plain');
+      return;
+    }
     w.write(`${cur}.</think>\n`, 'think');
     report();
     if (forced === 'malformed')

@@ -11,6 +11,7 @@ import {
   CUT_OFF_ANSWER_OBSERVATION,
   CUT_OFF_TURN_OBSERVATION,
   createActivities,
+  EMPTY_ANSWER_OBSERVATION,
   type LlmStepResult,
   type SummarizeResult,
   type ToolStepResult,
@@ -672,6 +673,24 @@ describe('trajectory workflow', () => {
       toolError: CUT_OFF_ANSWER_OBSERVATION,
     });
     expect(log[1]!.usage.completionTokens).toBe(600);
+    expect(log.length).toBeGreaterThan(2);
+  });
+
+  it('an empty answer is not taken as the prediction: the model is told and answers again', async () => {
+    const [q] = sampleQuestions(1, 14);
+    const handle = await startTrajectory(suite.client, cfg, {
+      question: `${q!.question} [sim:empty-answer@1]`,
+      maxTurns: 40,
+    });
+    const result = await handle.result();
+    expect(result.termination).toBe('answer');
+    expect(result.prediction).not.toBe('?');
+    const log = await stepLog(result.log);
+    expect(log[1]).toMatchObject({
+      kind: 'no_action',
+      actionPreview: 'empty answer',
+      toolError: EMPTY_ANSWER_OBSERVATION,
+    });
     expect(log.length).toBeGreaterThan(2);
   });
 

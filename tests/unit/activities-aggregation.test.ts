@@ -146,6 +146,15 @@ describe('aggregation calls', () => {
     expect((await acts.integrateStep(integrate([await content.putText('j', 'r')]))).answer).toBe('Lyon');
   });
 
+  it('takes no answer from an integration whose <answer> is empty, and says so', async () => {
+    for (const text of ['<think>ok</think><answer></answer>', '<answer> ? </answer>']) {
+      const { acts, content } = activities(() => ({ text }));
+      const out = await acts.integrateStep(integrate([await content.putText('j', 'r')]));
+      expect(out.answer).toBeNull();
+      expect(out.reason).toBe('the integration gave an empty answer');
+    }
+  });
+
   it('clips an overlong integration answer as a turn answer is clipped', async () => {
     const { acts, content } = activities(() => ({ text: `<answer>${'a'.repeat(300_000)}</answer>` }));
     const out = await acts.integrateStep(integrate([await content.putText('j', 'r')]));

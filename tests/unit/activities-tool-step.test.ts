@@ -25,6 +25,13 @@ describe('toolStepTurn', () => {
     }
   });
 
+  it('takes an empty <answer> for no answer, which toolStep answers with its own observation', () => {
+    expect(toolStepTurn('<think>so</think>\n<answer> </answer>', undefined)).toMatchObject({
+      kind: 'no_action',
+      emptyAnswer: true,
+    });
+  });
+
   it('leaves a closed answer an answer (toolStep refuses it) and a turn without an action no action', () => {
     expect(toolStepTurn('<answer>Paris</answer>', undefined).kind).toBe('answer');
     expect(toolStepTurn('<think>hmm</think>', undefined)).toEqual({ kind: 'no_action', think: 'hmm' });

@@ -104,6 +104,19 @@ describe('parseTurn', () => {
     });
   });
 
+  it('an <answer> with nothing compared as one in it (blank, punctuation only) is no answer: the model is asked again', () => {
+    for (const answer of ['', '   ', '\n', '?', '. . .', '——']) {
+      expect(parseTurn(`<think>Done.</think><answer>${answer}</answer>`, 'stop')).toEqual({
+        kind: 'no_action',
+        think: 'Done.',
+        emptyAnswer: true,
+      });
+    }
+    // An article alone, a digit, a sign are answers.
+    for (const answer of ['A', '0', '−3', '½'])
+      expect(parseTurn(`<answer>${answer}</answer>`, 'stop')).toMatchObject({ kind: 'answer', answer });
+  });
+
   it('bounds what a degenerate turn can put into history: an absurd tool name is invalid, a huge answer is clipped', () => {
     const name = 'x'.repeat(16_000);
     expect(parseTurn(`<tool_call>{"name": "${name}", "arguments": {}}</tool_call>`)).toMatchObject({
