@@ -605,8 +605,9 @@ export class PoolMember {
   }
 
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {
+    // This member's set-up, not the request: another member with a store serves it (a plain error is retryable).
     if (!this.opts.blobs)
-      throw new WireDecodeError('generate request: messagesRef given but this member has no blob store');
+      throw new Error('generate request: messagesRef given but this member has no blob store');
     let stored: unknown;
     try {
       stored = await this.opts.blobs.get(ref);

@@ -19,7 +19,7 @@ import { type BlobStore, longestBlobRef } from '../common/blob-store.js';
 import { ROUTER_LEASE_MS, routerLeaseAllowed } from '../common/config.js';
 import { watchStatus, withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
-import { backoffDelay, sleep, untilAborted } from './retry.js';
+import { backoffDelay, sleep, timerDeadline, untilAborted } from './retry.js';
 import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
 import {
@@ -504,10 +504,27 @@ export class PoolClient {
     params: GenerateParams,
     options: PoolGenerateOptions,
   ): Promise<Generation> {
-    // Waits before the first attempt (the router's start, a large prompt's store write) end with the caller's
-    // cancellation too, as the attempts do.
-    const bounded = <T>(work: Promise<T>) => (options.signal ? untilAborted(work, options.signal) : work);
-    await bounded(this.start());
+    // Waits before the first attempt (the router's start, a large prompt's store write while the stream has no
+    // leader) end with the caller's cancellation and at the request's deadline, as the attempts do.
+    const bounded = async <T>(work: Promise<T>, what: string): Promise<T> => {
+      const deadline = new AbortController();
+      const timer = setTimeout(
+        () =>
+          deadline.abort(
+            new PoolUnavailableError(
+              `pool '${this.opts.pool}': the deadline passed ${what}, before any attempt`,
+            ),
+          ),
+        Math.max(0, timerDeadline(options.deadline, this.now()) - this.now()),
+      );
+      try {
+        const untilDeadline = untilAborted(work, deadline.signal);
+        return await (options.signal ? untilAborted(untilDeadline, options.signal) : untilDeadline);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    await bounded(this.start(), 'while the router started');
     const id = randomUUID();
     const body: GenerateRequestWire = {
       v: WIRE_VERSION,
@@ -541,7 +558,10 @@ export class PoolClient {
           `request of ${byReference} bytes without its messages (stored by reference) still exceeds the inline limit of ${inlineLimit} bytes`,
         );
       }
-      const messagesRef = await bounded(this.opts.blobs.put(namespace, messages));
+      const messagesRef = await bounded(
+        this.opts.blobs.put(namespace, messages),
+        'while the messages were stored',
+      );
       payload = encodeWire({ ...body, messagesRef });
     }
     const route: RouteRequest = this.policy.usesPrefixKeys
@@ -631,7 +651,13 @@ export class PoolClient {
         tried.delete(memberId); // re-inserted at the end: the map's order is the order members were last tried in
         tried.set(memberId, 'failed');
       }
-      options.onAttempt?.(memberId, attempt);
+      try {
+        options.onAttempt?.(memberId, attempt);
+      } catch (err) {
+        // Nothing was sent: a half-open member's probe goes back rather than held until its attempt would time out.
+        if (memberId) this.members.get(memberId)?.breaker.release(ticket);
+        throw err;
+      }
       const subject = memberId
         ? subjects.member(this.opts.pool, memberId)
         : subjects.generate(this.opts.pool);

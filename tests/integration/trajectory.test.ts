@@ -938,6 +938,35 @@ describe('trajectory workflow', () => {
     }
   });
 
+  it('a member without a blob store answers a request by reference as its own failure, for the router to fail over', async () => {
+    const pool = `no-store-${randomUUID().slice(0, 8)}`;
+    const member = await scriptedMember(suite.nc, pool, async () => {
+      throw new Error('not reached');
+    });
+    try {
+      const request = encodeWire({
+        v: 1,
+        id: 'by-ref-no-store',
+        pool,
+        messagesRef: `kv:job:${'0'.repeat(64)}`,
+        params: { maxTokens: 16, temperature: 0.8, topLogprobs: 16 },
+        deadline: Date.now() + 10_000,
+      });
+      const reply = decodeWire(
+        GenerateReplyWire,
+        (await suite.nc.request(subjects.member(pool, pool), request, { timeout: 5000 })).data,
+        'reply',
+      );
+      expect(reply.ok).toBe(false);
+      if (!reply.ok) {
+        expect([reply.error.code, reply.error.retryable]).toEqual(['backend_error', true]);
+        expect(reply.error.message).toMatch(/this member has no blob store/);
+      }
+    } finally {
+      await member.stop();
+    }
+  });
+
   it('pool member answers malformed wire messages with an error and keeps serving', async () => {
     const subject = subjects.member('default', 'sim-a');
     const byRef = (messagesRef: string) =>

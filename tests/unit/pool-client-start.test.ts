@@ -9,6 +9,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../common/blob-store.js';
 import { PoolClient, PoolUnavailableError, RequestTooLargeError } from '../../inference/pool-client.js';
+import type { CircuitBreaker } from '../../inference/router/breaker.js';
 import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
 
 /** Just enough of a connection for start(): subscriptions it counts, and a flush that fails while "disconnected". */
@@ -76,6 +77,39 @@ describe('PoolClient.generate before its first attempt', () => {
     ).rejects.toThrow('activity cancelled');
     client.close();
   });
+
+  const neverAnswers = () => new Promise<never>(() => {});
+  const params = { maxTokens: 8, temperature: 0, topLogprobs: 1 };
+
+  it('ends at its deadline, without a signal, while the router starts', async () => {
+    const nc = {
+      subscribe: (subject: string) => ({ getSubject: () => subject, unsubscribe() {} }),
+      publish() {},
+      flush: neverAnswers,
+    } as unknown as NatsConnection;
+    const client = new PoolClient({ nc, pool: 'p', policy: 'round_robin' });
+    const started = Date.now();
+    const request = client.generate([{ role: 'user', content: 'q' }], params, { deadline: started + 100 });
+    await expect(request).rejects.toBeInstanceOf(PoolUnavailableError);
+    await expect(request).rejects.toThrow(/deadline passed while the router started, before any attempt/);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    client.close();
+  });
+
+  it('ends at its deadline while a large prompt is stored (a stream without a leader)', async () => {
+    const { nc, state } = fakeConnection();
+    state.connected = true;
+    const blobs = { put: neverAnswers } as unknown as BlobStore;
+    const client = new PoolClient({ nc, pool: 'p', policy: 'round_robin', blobs, inlineRequestBytes: 1024 });
+    // Past the router's start (its discovery waits 250 ms for members).
+    const request = client.generate([{ role: 'user', content: 'q'.repeat(4096) }], params, {
+      deadline: Date.now() + 1_000,
+    });
+    await expect(request).rejects.toThrow(
+      /deadline passed while the messages were stored, before any attempt/,
+    );
+    client.close();
+  });
 });
 
 /**
@@ -134,6 +168,33 @@ async function sweepUntil(client: PoolClient, clock: { now: number }, until: num
     await new Promise((r) => setTimeout(r, 0));
   }
 }
+
+describe('PoolClient.generate whose onAttempt throws', () => {
+  it("gives a half-open member's probe back: nothing was sent to it", async () => {
+    const { client, clock, announce } = routerOnFakeConnection();
+    await client.start();
+    announce('a');
+    const breaker = (client as unknown as { members: Map<string, { breaker: CircuitBreaker }> }).members.get(
+      'a',
+    )!.breaker;
+    for (let i = 0; i < 5; i++) breaker.onFailure();
+    expect(breaker.state).toBe('open');
+    clock.now += 5_000;
+    announce('a');
+    expect(breaker.state).toBe('half_open');
+    const params = { maxTokens: 8, temperature: 0, topLogprobs: 1 };
+    await expect(
+      client.generate([{ role: 'user', content: 'q' }], params, {
+        deadline: clock.now + 60_000,
+        onAttempt: () => {
+          throw new Error('hook failed');
+        },
+      }),
+    ).rejects.toThrow('hook failed');
+    expect(breaker.isAvailable()).toBe(true);
+    client.close();
+  });
+});
 
 describe('PoolClient across a NATS outage', () => {
   it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
