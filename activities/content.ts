@@ -98,6 +98,20 @@ export class ContextStore {
   }
 
   async putContext(namespace: string, policy: ContextPolicyName, state: ContextState): Promise<BlobRef> {
+    // A deletion this worker did not hear of (the notice is sent once; a worker cut off from NATS misses it) is
+    // found by the first write that finds the bucket gone, which starts the namespace's next generation. The
+    // texts whose cached references were handed out before then may be gone with it: written again, once.
+    const generation = this.blobs.generation(namespace);
+    const ref = await this.putContextOnce(namespace, policy, state);
+    if (this.blobs.generation(namespace) === generation) return ref;
+    return this.putContextOnce(namespace, policy, state);
+  }
+
+  private async putContextOnce(
+    namespace: string,
+    policy: ContextPolicyName,
+    state: ContextState,
+  ): Promise<BlobRef> {
     const put = (t: string) => this.putText(namespace, t);
     const steps = await Promise.all(
       state.steps.map(

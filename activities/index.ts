@@ -268,7 +268,10 @@ export function createActivities(deps: ActivityDeps) {
     });
     if (!memo) return out;
     const observationRef = await content.putText(ns, out.observation);
-    await deps.blobs.setMemo(ns, memo, { observationRef, ...(out.error ? { error: out.error } : {}) });
+    // The error clipped as the step records it: one as long as an observation (whole in observationRef) could pass
+    // what one KV message takes, and the memo would fail on every retry after the tool ran.
+    const error = out.error ? clipText(out.error, MAX_TOOL_ERROR_CHARS) : undefined;
+    await deps.blobs.setMemo(ns, memo, { observationRef, ...(error ? { error } : {}) });
     return { ...out, observationRef };
   }
 

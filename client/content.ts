@@ -1,7 +1,7 @@
 // A finished trajectory's content, resolved from the blob store: for export and retention.
 
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { StepRecord, TrajectoryResult } from '../agent/trajectory.js';
 import { BlobStore, namespaceFor } from '../common/blob-store.js';
 import { causeChainMessage } from '../common/errors.js';
@@ -78,10 +78,14 @@ export async function runningRunsOfJob(client: Client, jobId: string): Promise<s
   }
   // The listing follows a moment behind: a run just started under the job's own id (muse run) is asked for directly.
   if (!running.includes(jobId)) {
+    // Only "not found" is no run: a timeout or a refused request says nothing, and deleting on it could fail a run.
     const own = await client.workflow
       .getHandle(jobId)
       .describe()
-      .catch(() => undefined);
+      .catch((err: unknown) => {
+        if (err instanceof WorkflowNotFoundError) return undefined;
+        throw new Error(`cannot tell whether ${jobId} still runs: ${causeChainMessage(err)}`, { cause: err });
+      });
     if (own?.status.name === 'RUNNING' && JOB_WORKFLOW_TYPES.includes(own.type)) running.push(jobId);
   }
   return running;

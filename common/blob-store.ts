@@ -313,16 +313,21 @@ export class BlobStore {
   async deleteNamespace(namespace: string): Promise<{ deleted: string[] }> {
     const jsm = await this.manager();
     const deleted: string[] = [];
-    for (const stream of [`KV_${kvBucket(namespace)}`, `OBJ_${objBucket(namespace)}`]) {
-      try {
-        await jsm.streams.delete(stream);
-        deleted.push(stream);
-      } catch (err) {
-        if (!/not found/i.test(String(err))) throw err;
+    try {
+      for (const stream of [`KV_${kvBucket(namespace)}`, `OBJ_${objBucket(namespace)}`]) {
+        try {
+          await jsm.streams.delete(stream);
+          deleted.push(stream);
+        } catch (err) {
+          if (!/not found/i.test(String(err))) throw err;
+        }
       }
+    } finally {
+      // Announced even when the second stream's delete failed after the first went: references into the first
+      // must not be handed out again.
+      this.dropNamespace(namespace);
+      this.nc.publish(CONTENT_DELETED_SUBJECT, namespace);
     }
-    this.dropNamespace(namespace);
-    this.nc.publish(CONTENT_DELETED_SUBJECT, namespace);
     await this.nc.flush();
     return { deleted };
   }

@@ -1,8 +1,10 @@
 // The content store on the suite's NATS server: what a reference reads as in the process that wrote it, and where
 // a value goes when the server's max_payload is below the store's KV limit.
 import { randomUUID } from 'node:crypto';
+import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ContextStore } from '../../activities/content.js';
 import { BlobStore } from '../../common/blob-store.js';
 import { natsFor, testConfig, withMaxPayload } from '../helpers/stack.js';
 
@@ -59,6 +61,23 @@ describe('content store', () => {
     expect(ref.startsWith('obj:')).toBe(true);
     expect(await store().get(ref)).toBe(page);
     expect((await small.put(ns, 'a short turn')).startsWith('kv:')).toBe(true);
+  });
+
+  it('a context stored after a deletion this worker did not hear of points at texts that are there', async () => {
+    const ns = namespace();
+    const contexts = new ContextStore(store());
+    const state = {
+      question: 'Which river?',
+      steps: [{ turn: 'search it', observation: 'a page' }],
+      round: 1,
+    };
+    await contexts.putContext(ns, 'react', state);
+    // Deleted behind its back: no notice reaches it (as when it was cut off from NATS at the time).
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(`KV_muse-${ns}`);
+    const next = { ...state, steps: [...state.steps, { turn: 'answer it' }], round: 2 };
+    const ref = await contexts.putContext(ns, 'react', next);
+    expect((await new ContextStore(store()).getContext(ref)).state).toEqual(next);
   });
 
   it("hands out a reference again only while the namespace's bucket surely keeps it, whatever this process's TTL", async () => {

@@ -7,7 +7,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure, RetryState, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  RetryState,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+} from '@temporalio/common';
 import type { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { writeJsonLines } from '../../cli/content.js';
@@ -270,7 +275,8 @@ describe('muse content delete', () => {
         list: async function* () {},
         getHandle: (id: string) => ({
           describe: async () => {
-            if (id !== 'job-1') throw new Error('workflow not found');
+            if (id === 'job-down') throw new Error('14 UNAVAILABLE: connection refused');
+            if (id !== 'job-1') throw new WorkflowNotFoundError('workflow not found', id, undefined);
             return described;
           },
         }),
@@ -280,6 +286,10 @@ describe('muse content delete', () => {
     expect(await runningRunsOfJob(client, 'job-2')).toEqual([]);
     described.status.name = 'COMPLETED';
     expect(await runningRunsOfJob(client, 'job-1')).toEqual([]);
+    // A server that cannot answer is not one that found no run.
+    await expect(runningRunsOfJob(client, 'job-down')).rejects.toThrow(
+      /^cannot tell whether job-down still runs: 14 UNAVAILABLE/,
+    );
   });
 });
 
