@@ -14,7 +14,7 @@ import { watchStatus } from '../common/nats.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
 import { BackendHttpError } from './backends/http.js';
 import { type HealthCheckOptions, healthChecksOn, ServerHealth } from './health.js';
-import { timerDeadline, untilAborted } from './retry.js';
+import { monotonicNow, timerDeadline, untilAborted } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
 import {
   ATTEMPT_TIMEOUT_HEADER,
@@ -212,9 +212,6 @@ export class RouterLeaseExpiredError extends Error {
 export function leaseLapsed(heardAt: number, lastCheckAt: number, ms: number): boolean {
   return lastCheckAt - heardAt > ms;
 }
-
-/** The clock leases are kept on: a wall clock stepped back would hold every lease open until it caught up. */
-const monotonicNow = () => performance.now();
 
 /** A request held under its router's lease. */
 interface LeasedRequest {

@@ -19,7 +19,7 @@ import { type BlobStore, longestBlobRef } from '../common/blob-store.js';
 import { ROUTER_LEASE_MS, routerLeaseAllowed } from '../common/config.js';
 import { watchStatus, withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
-import { backoffDelay, sleep, timerDeadline, untilAborted } from './retry.js';
+import { backoffDelay, monotonicNow, sleep, timerDeadline, untilAborted } from './retry.js';
 import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
 import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
 import {
@@ -100,6 +100,11 @@ export interface PoolClientOptions {
    * same steps again elsewhere. From 1 s to 1 h (what members take).
    */
   leaseMs?: number;
+  /**
+   * The router's clock, for tests: deadlines (epoch ms) are read against it, and so are member TTLs and circuit
+   * breakers. By default those two read a monotonic clock, which a stepped wall clock (NTP, a resumed VM) does not
+   * move: a step back would otherwise keep a dead member in rotation and an open circuit open for as long as it was.
+   */
   now?: () => number;
 }
 
@@ -170,7 +175,10 @@ export class PoolClient {
   private readonly pending = new Map<string, PendingAttempt>();
   private readonly subs: Subscription[] = [];
   private readonly policy: RoutingPolicy;
+  /** Wall clock (epoch ms): for deadlines, which the worker computes from its own. */
   private readonly now: () => number;
+  /** Monotonic: for member TTLs, leaves and breakers. */
+  private readonly clock: () => number;
   private readonly ttl: number;
   private readonly maxAttempts: number;
   private readonly attemptTimeout: number | undefined;
@@ -207,6 +215,7 @@ export class PoolClient {
     this.policy =
       typeof opts.policy === 'object' ? opts.policy : createPolicy(opts.policy ?? 'prefix_affinity');
     this.now = opts.now ?? Date.now;
+    this.clock = opts.now ?? monotonicNow;
     this.ttl = opts.memberTtlMs ?? 3000;
     this.sweepMs = Math.max(100, Math.floor(this.ttl / 4));
     this.maxAttempts = opts.maxAttempts ?? 4;
@@ -295,7 +304,7 @@ export class PoolClient {
       if (type === 'disconnect') this.disconnected = true;
       else if (type === 'reconnect') {
         this.disconnected = false;
-        this.noDropsUntil = Math.max(this.noDropsUntil, this.now() + this.ttl);
+        this.noDropsUntil = Math.max(this.noDropsUntil, this.clock() + this.ttl);
         void this.recheckPending();
       }
     });
@@ -433,7 +442,7 @@ export class PoolClient {
       this.connectionCheck = untilAborted(this.opts.nc.flush(), AbortSignal.timeout(CONNECTION_CHECK_MS))
         .then(
           () => {
-            this.connectionOkAt = this.now();
+            this.connectionOkAt = this.clock();
           },
           () => {
             // Far past the limit: this process stalled, and the answer may be unread; the next sweep asks again.
@@ -458,7 +467,7 @@ export class PoolClient {
 
   /** Live members as the router sees them (for status output, tests and benchmarks). */
   liveMembers(): MemberView[] {
-    const now = this.now();
+    const now = this.clock();
     // The sweep runs every sweepMs; a much longer gap means this process stalled (CPU-bound, paused), and the
     // members' announcements of that time are still unread. Dropping them now would fail over every request in flight.
     if (this.lastSweepAt !== undefined && now - this.lastSweepAt > Math.max(this.ttl / 2, 2 * this.sweepMs)) {
@@ -746,7 +755,7 @@ export class PoolClient {
       const noResponders = failure instanceof RequestError && failure.isNoResponders();
       // Just after this router's connection came back, a member may not have subscribed again yet: its subject's
       // silence says nothing of it, and dropping it would fail over everything it is still working on.
-      const reconnecting = noResponders && this.dropsHeld(this.now());
+      const reconnecting = noResponders && this.dropsHeld(this.clock());
       // Refused by this router's own connection (closed, draining), never sent: no member's doing, and no other
       // member would fare better.
       const unsent = failure instanceof ClosedConnectionError || failure instanceof DrainingConnectionError;
@@ -885,14 +894,14 @@ export class PoolClient {
       // Its connection came back: what it was sent or answered meanwhile may be lost.
       if ((info.reconnects ?? 0) > (existing.info.reconnects ?? 0)) void this.recheckPending(existing);
       existing.info = info;
-      existing.lastSeen = this.now();
+      existing.lastSeen = this.clock();
       existing.leavingSince = undefined; // back: restarted by a member that does not name its process
     } else {
       this.members.set(info.id, {
         info,
-        lastSeen: this.now(),
+        lastSeen: this.clock(),
         outstanding: 0,
-        breaker: new CircuitBreaker({ now: this.now }),
+        breaker: new CircuitBreaker({ now: this.clock }),
       });
     }
   }
@@ -909,7 +918,7 @@ export class PoolClient {
     // A leave from an earlier process under this id (one that overlapped its replacement) says nothing of the
     // process in rotation now.
     if (!m || m.leavingSince !== undefined || restarted(m.info, leave)) return;
-    m.leavingSince = this.now();
+    m.leavingSince = this.clock();
     if (m.outstanding === 0) this.dropMember(id, `member ${id} left the pool`);
   }
 

@@ -27,6 +27,12 @@ export function timerDeadline(deadline: number, now = Date.now()): number {
 }
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * A clock a stepped wall clock (NTP, a resumed VM) does not move, for intervals (TTLs, leases, cooldowns): stepped
+ * back, Date.now would hold each of them open for as long again.
+ */
+export const monotonicNow = (): number => performance.now();
+
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
 export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -1,6 +1,8 @@
 // Per-member circuit breakers. A member that keeps failing is taken out of rotation for a cooldown instead of
 // costing every request a timeout before failover; after the cooldown one probe request decides whether it is back.
 
+import { monotonicNow } from '../retry.js';
+
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
 /** Leave to send one request; a half-open circuit hands out one probe, whose outcome alone decides. */
@@ -19,6 +21,7 @@ export interface BreakerOptions {
   cooldownMultiplier?: number;
   /** Default 60 s. */
   maxCooldownMs?: number;
+  /** Default monotonicNow: a wall clock stepped back would keep an open circuit open as long again. */
   now?: () => number;
 }
 
@@ -42,7 +45,7 @@ export class CircuitBreaker {
     this.baseCooldown = Math.max(0, opts.cooldownMs ?? 5_000);
     this.multiplier = Math.max(1, opts.cooldownMultiplier ?? 2);
     this.maxCooldown = Math.max(this.baseCooldown, opts.maxCooldownMs ?? 60_000);
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? monotonicNow;
     this.cooldown = this.baseCooldown;
   }
 

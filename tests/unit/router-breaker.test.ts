@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CircuitBreaker } from '../../inference/router/breaker.js';
 
 function clock() {
@@ -142,5 +142,22 @@ describe('CircuitBreaker', () => {
     expect(b.state).toBe('half_open');
     b.onFailure(second);
     expect(b.state).toBe('open');
+  });
+});
+
+describe('CircuitBreaker on its default clock', () => {
+  it('a wall clock stepped back (NTP, a resumed VM) does not keep an open circuit open', async () => {
+    // The wall clock is the test's from here (it stands still unless set).
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const breaker = new CircuitBreaker({ failureThreshold: 1, cooldownMs: 50 });
+      breaker.onFailure();
+      expect(breaker.state).toBe('open');
+      vi.setSystemTime(Date.now() - 600_000);
+      await new Promise((r) => setTimeout(r, 80));
+      expect(breaker.state).toBe('half_open');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
