@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { wellFormed } from '../agent/clip.js';
 import { regionScores } from '../agent/regions.js';
 import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
@@ -534,11 +535,13 @@ export class PoolMember {
           ctl.signal,
         );
         const entropies = tokenEntropies(raw.tokens);
+        // Every later copy (the reply, the stored turn, history) goes through msgpack: see wellFormed.
+        const text = wellFormed(raw.text);
         this.served++;
         return {
-          text: raw.text,
+          text,
           entropies,
-          regions: regionScores(raw.text, raw.tokens, entropies),
+          regions: regionScores(text, raw.tokens, entropies),
           usage: raw.usage,
           finishReason: raw.finishReason,
           model: raw.model,

@@ -1,7 +1,7 @@
 // Tools the agent may call. Every failure (unknown tool, bad arguments, a tool that throws) becomes an
 // observation naming the problem, so the trajectory goes on and the model can correct itself.
 
-import { clipText } from '../agent/clip.js';
+import { clipText, wellFormed } from '../agent/clip.js';
 import type { ToolCall } from '../agent/types.js';
 import { causeChainMessage, formatZodError } from '../common/errors.js';
 import { timerDeadline, untilAborted } from '../inference/retry.js';
@@ -64,7 +64,8 @@ export class ToolRegistry {
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout.signal]) : timeout.signal;
     try {
       const answer = tool.run(parsed.data, { ...ctx, signal });
-      return { observation: clipText(await untilAborted(answer, signal), MAX_OBSERVATION_CHARS) };
+      const observation = wellFormed(await untilAborted(answer, signal));
+      return { observation: clipText(observation, MAX_OBSERVATION_CHARS) };
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clipText, clipToShare, MAX_ANSWER_CHARS } from '../../agent/clip.js';
+import { clipText, clipToShare, MAX_ANSWER_CHARS, wellFormed } from '../../agent/clip.js';
 import {
   extractTag,
   outputComplete,
@@ -448,6 +448,14 @@ describe('tag helpers', () => {
     // Texts that fit are unchanged; a floor keeps each one's start however many share the room.
     expect(clipToShare(texts, 10_000)).toEqual(texts);
     expect(clipToShare(texts, 0, 5).map((t) => t.slice(0, 5))).toEqual(['aaaaa', 'bbbbb', 'ccccc', 'ddddd']);
+  });
+
+  it('wellFormed replaces half a surrogate pair in place, so the text reads back from msgpack as it was used', () => {
+    const text = 'a\ud83db 🙂 \udc00';
+    expect(wellFormed(text)).toBe('a\ufffdb 🙂 \ufffd');
+    expect(wellFormed(text).length).toBe(text.length);
+    expect(unpackValue(packValue(wellFormed(text)))).toBe(wellFormed(text));
+    expect(unpackValue(packValue(text))).not.toBe(text);
   });
 
   it('clipText never cuts an emoji in half: what is stored reads back as the step used it', () => {

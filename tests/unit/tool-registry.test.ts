@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { packValue, unpackValue } from '../../common/msgpack.js';
 import { MAX_OBS_BYTES, simVisit } from '../../sim/tools.js';
 import { MAX_OBSERVATION_CHARS, ToolRegistry } from '../../tools/registry.js';
 import { simWebTools } from '../../tools/sim-web.js';
@@ -140,6 +141,20 @@ describe('ToolRegistry', () => {
     expect(out.error).toBeUndefined();
     expect(out.observation.startsWith('p'.repeat(MAX_OBSERVATION_CHARS))).toBe(true);
     expect(out.observation).toMatch(/\[… 1951424 more characters omitted\]$/);
+  });
+
+  it('gives an observation with half a surrogate pair as it will read back from the store', async () => {
+    const page = new ToolRegistry([
+      {
+        name: 'page',
+        description: 'a page whose JSON escaped half an emoji',
+        args: z.object({}),
+        run: async () => JSON.parse('"before \\ud83d after"') as string,
+      } as never,
+    ]);
+    const out = await page.run({ name: 'page', arguments: {} }, {} as never);
+    expect(out.observation).toBe('before \ufffd after');
+    expect(unpackValue(packValue(out.observation))).toBe(out.observation);
   });
 
   it("pads a simulated visit's pages to 1 MiB together at most, each page keeping its facts", async () => {
