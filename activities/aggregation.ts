@@ -1,10 +1,9 @@
 // ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
 // A report distils one trajectory; integration reads all reports and must choose one answer.
 
-import { normalizeAnswer } from '../agent/aggregate.js';
 import { clipText, clipToShare, MAX_ANSWER_CHARS } from '../agent/clip.js';
 import { CHARS_PER_ESTIMATED_TOKEN, estimateTokens, promptBudgetTokens } from '../agent/context.js';
-import { outputComplete, parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
+import { isEmptyAnswer, outputComplete, parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
 import type { StepLogSegment } from '../agent/trajectory.js';
 import type { ChatMessage, TokenUsage } from '../agent/types.js';
@@ -180,8 +179,8 @@ export function createAggregationActivities(deps: {
       });
       const complete = outputComplete(g.text, g.finishReason, 'answer');
       const parsed = complete ? parseAnswer(g.text) : null;
-      // Blank or punctuation only: no answer, as the votes count it, not a prediction of ''.
-      const empty = parsed !== null && normalizeAnswer(parsed) === '';
+      // Blank or punctuation only: no answer, not a prediction of ''.
+      const empty = parsed !== null && isEmptyAnswer(parsed);
       const answer = empty ? null : parsed;
       const reason = !complete
         ? cutOffReason('the integration', input.sampling)

@@ -9,11 +9,6 @@
 export const MAX_ANSWER_CHARS = 8192;
 
 /**
- * The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair (an emoji, a rare CJK
- * character): half a pair is no character, and the content store's encoding turns it into replacement characters,
- * so what is stored would differ from what the step used.
- */
-/**
  * The text with each lone surrogate (half a pair, as a server's JSON may escape it) replaced by U+FFFD, at the same
  * offset. msgpack, which carries every text between processes and into history, would make three U+FFFD of it, so a
  * text stored and read back would differ from the one used before it was stored.
@@ -23,6 +18,11 @@ export function wellFormed(text: string): string {
   return (text as string & { toWellFormed(): string }).toWellFormed();
 }
 
+/**
+ * The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair (an emoji, a rare CJK
+ * character): half a pair is no character, and the content store's encoding turns it into replacement characters,
+ * so what is stored would differ from what the step used.
+ */
 export function textPrefix(text: string, max: number): string {
   const code = text.charCodeAt(max - 1);
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);

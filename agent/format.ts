@@ -2,7 +2,6 @@
 //   <think>…</think> [<report>…</report>] then <tool_call>{"name": …, "arguments": {…}}</tool_call> or <answer>…</answer>
 // Workflow-safe: pure string handling; zod only validates the tool-call JSON the model produced.
 import { z } from 'zod';
-import { normalizeAnswer } from './aggregate.js';
 import { clipText, MAX_ANSWER_CHARS } from './clip.js';
 import type { ParsedTurn, ToolCall } from './types.js';
 
@@ -344,8 +343,7 @@ export function turnSpans(text: string): TurnSpans {
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
  * `toolCallProblem(raw)` says what was wrong, for the step's record. With `finishReason` 'length' (the turn hit its token limit),
  * an <answer> without its `</answer>` is a cut-off fragment, not an answer: `no_action` with `cutOffAnswer`. One the
- * model ended itself is its answer, unless nothing in it is compared as one (blank, punctuation only): `no_action`
- * with `emptyAnswer`. An invalid <tool_call> without its end is then marked `cutOff`.
+ * model ended itself is its answer, unless it is empty (isEmptyAnswer): `no_action` with `emptyAnswer`. An invalid <tool_call> without its end is then marked `cutOff`.
  */
 export function parseTurn(text: string, finishReason?: 'stop' | 'length'): ParsedTurn {
   const spans = turnSpans(text);
@@ -373,11 +371,19 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
     return withReport({ kind: 'no_action' as const, think, cutOffAnswer: true as const });
   if (action?.kind === 'answer') {
     const answer = slice(action);
-    if (normalizeAnswer(answer) === '')
+    if (isEmptyAnswer(answer))
       return withReport({ kind: 'no_action' as const, think, emptyAnswer: true as const });
     return withReport({ kind: 'answer' as const, think, answer: clipText(answer, MAX_ANSWER_CHARS) });
   }
   return withReport({ kind: 'no_action' as const, think });
+}
+
+/**
+ * An answer with nothing in it: blank, or punctuation only ('?', '…', '—'). A symbol ('€', '°') can be an answer and
+ * is kept, though the votes' normalisation drops it.
+ */
+export function isEmptyAnswer(answer: string): boolean {
+  return /^[\s\p{P}]*$/u.test(answer.normalize('NFKC'));
 }
 
 /** The <answer> of a free-form response (e.g. the integration call), reasoning skipped; null when absent. */

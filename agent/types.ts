@@ -39,8 +39,7 @@ export type ParsedTurn =
   /**
    * Neither a tool call nor an answer (garbage or truncated output). `cutOffAnswer`: an <answer> the token limit cut
    * off before its end, a fragment that must not end the trajectory as its prediction. `emptyAnswer`: an <answer>
-   * with nothing in it that an answer is compared by (blank, or punctuation only), which would spend the rollout on
-   * no prediction.
+   * with nothing in it (blank, or punctuation only), which would spend the rollout on no prediction.
    */
   | { kind: 'no_action'; think: string; report?: string; cutOffAnswer?: true; emptyAnswer?: true };
 

@@ -26,6 +26,8 @@ export class ServerHealth {
   /** Why the server is out of rotation; undefined while it is in. */
   reason: string | undefined;
   private failed = 0;
+  /** The health endpoint has answered 2xx: it exists, so a 404 from then on is a proxy's, not its absence. */
+  private endpointSeen = false;
   private timer?: NodeJS.Timeout;
   private stopped = false;
 
@@ -56,15 +58,17 @@ export class ServerHealth {
     let unsupported = false;
     try {
       await this.check(AbortSignal.timeout(this.opts.timeoutMs ?? 5000));
+      this.endpointSeen = true;
     } catch (err) {
-      if (err instanceof HealthCheckUnsupportedError) unsupported = true;
+      // An endpoint that answered before is there: its 404 now is a proxy's while the server restarts behind it.
+      if (err instanceof HealthCheckUnsupportedError && !this.endpointSeen) unsupported = true;
       else failure = err as Error;
     }
     if (this.stopped) return; // what a stopping member holds, it finishes as it can
     if (failure) this.fail(failure);
     else {
-      // No usable endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
-      // unless checks had failed (a proxy's 404 while the server restarted behind it), where the checks go on.
+      // No health endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
+      // unless checks had failed (the server may be coming up behind a proxy), where they go on one more round.
       const keepChecking = !unsupported || this.failed > 0;
       this.pass();
       if (!keepChecking) return;

@@ -75,6 +75,15 @@ export class ServerUnhealthyError extends Error {
   readonly retryable = true;
 }
 
+/**
+ * A request by reference (too large to send inline) reached a member without a blob store: like a size its server
+ * refuses, another member takes it, and this one, fine for every other request, is not counted as failing.
+ */
+export class NoBlobStoreError extends Error {
+  override readonly name = 'NoBlobStoreError';
+  readonly retryable = true;
+}
+
 /** A request a stopping member gives up: still queued when it stopped, or still running when its wait ran out. */
 export class MemberStoppingError extends Error {
   override readonly name = 'MemberStoppingError';
@@ -96,7 +105,7 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
     return { code: 'overloaded', message, retryable: true };
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
-  if (err instanceof BackendHttpError && err.status === 413)
+  if ((err instanceof BackendHttpError && err.status === 413) || err instanceof NoBlobStoreError)
     return { code: 'payload_too_large', message, retryable: true };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
   if (err instanceof ServerUnhealthyError) return { code: 'unhealthy', message, retryable: true };
@@ -605,9 +614,8 @@ export class PoolMember {
   }
 
   private async resolveMessages(ref: string): Promise<ChatMessage[]> {
-    // This member's set-up, not the request: another member with a store serves it (a plain error is retryable).
     if (!this.opts.blobs)
-      throw new Error('generate request: messagesRef given but this member has no blob store');
+      throw new NoBlobStoreError('generate request: messagesRef given but this member has no blob store');
     let stored: unknown;
     try {
       stored = await this.opts.blobs.get(ref);

@@ -25,6 +25,13 @@ const checks = proxyLocalActivities<MuseActivities>({
 });
 
 /**
+ * Where a run's input was checked: not at all (started by Muse, or before the check existed), in workflow code (runs
+ * started before the check was recorded), or by the recorded local activity. It also tells which version started a
+ * run, where a change that was not patched needs to know (see parallelMuse's branch rule).
+ */
+export type InputCheck = 'none' | 'workflow' | 'activity';
+
+/**
  * The input with its spec parsed (defaults filled in), and a question's budget plan; or a non-retryable failure
  * naming what is wrong. Only where a workflow is started from outside: a run continued as new, or a question's
  * rollout, carries a spec Muse already checked, and a check made stricter in a later version must not fail it
@@ -35,9 +42,9 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
   workflow: CheckedWorkflow,
   specSchema: S,
   input: I,
-): Promise<{ input: I; plan?: BudgetPlan }> {
+): Promise<{ input: I; plan?: BudgetPlan; checkedIn: InputCheck }> {
   // Histories of runs started before the check existed replay without it.
-  if (startedByMuse(workflowInfo(), input) || !patched('check-input')) return { input };
+  if (startedByMuse(workflowInfo(), input) || !patched('check-input')) return { input, checkedIn: 'none' };
   if (patched('check-input-recorded')) {
     try {
       // Not cancellable: a run cancelled before its first step still ends the way it would after one (a trajectory
@@ -45,14 +52,21 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
       const { spec, plan } = await CancellationScope.nonCancellable(() =>
         checks.checkWorkflowInput({ workflow, input }),
       );
-      return { input: { ...input, spec: spec as z.output<S> }, ...(plan ? { plan } : {}) };
+      return {
+        input: { ...input, spec: spec as z.output<S> },
+        ...(plan ? { plan } : {}),
+        checkedIn: 'activity',
+      };
     } catch (err) {
       throw inputFailure(err);
     }
   }
   // Runs started before the check was recorded made it in workflow code: their replays make it there again.
   try {
-    return { input: { ...input, spec: parseWorkflowInput(workflow, specSchema, input) } };
+    return {
+      input: { ...input, spec: parseWorkflowInput(workflow, specSchema, input) },
+      checkedIn: 'workflow',
+    };
   } catch (err) {
     throw inputFailure(err);
   }

@@ -120,7 +120,11 @@ export interface ParallelMuseResult {
 }
 
 export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMuseResult> {
-  const { input, plan: checkedPlan } = await checkedInput('parallelMuse', ParallelMuseSpecSchema, given);
+  const {
+    input,
+    plan: checkedPlan,
+    checkedIn,
+  } = await checkedInput('parallelMuse', ParallelMuseSpecSchema, given);
   const { spec, jobId } = input;
   const questionId = workflowInfo().workflowId;
   const tspec = spec.trajectory;
@@ -277,12 +281,13 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       // previous round already branched at. (A question that chose its round-2 points before this rule replays as it
       // ran: asked once, when round 2 is about to choose.)
       let pastBranchPoint = false;
-      // Steps without the mode's score, and a finished rollout's answer turn, are candidates ranked last. (A question
-      // that chose its points before, when they were left out, replays as it ran: asked once, as round 1 chooses.)
-      let unscored: UnscoredSteps = 'last';
+      // Steps without the mode's score, and a finished rollout's answer turn, are candidates ranked last. Questions
+      // that chose before, with them left out, must replay as they ran, and that change was made without a patch:
+      // the version that started a run is told by its input check instead, which came nine minutes before it. Runs
+      // without one chose the old way; runs started in those nine minutes are taken for the new one.
+      const unscored: UnscoredSteps = checkedIn === 'none' ? 'skipped' : 'last';
       for (let round = 1; round <= spec.r; round++) {
         throwIfCancelled();
-        if (round === 1 && !patched('branch-unscored-ranked-last')) unscored = 'skipped';
         if (round === 2) pastBranchPoint = patched('rounds-branch-past-branch-point');
         const next: typeof frontier = [];
         const roundRollouts: Promise<RolloutRecord>[] = [];

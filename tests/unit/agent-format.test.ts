@@ -104,7 +104,7 @@ describe('parseTurn', () => {
     });
   });
 
-  it('an <answer> with nothing compared as one in it (blank, punctuation only) is no answer: the model is asked again', () => {
+  it('an empty <answer> (blank, punctuation only) is no answer: the model is asked again', () => {
     for (const answer of ['', '   ', '\n', '?', '. . .', '——']) {
       expect(parseTurn(`<think>Done.</think><answer>${answer}</answer>`, 'stop')).toEqual({
         kind: 'no_action',
@@ -112,8 +112,8 @@ describe('parseTurn', () => {
         emptyAnswer: true,
       });
     }
-    // An article alone, a digit, a sign are answers.
-    for (const answer of ['A', '0', '−3', '½'])
+    // An article alone, a digit, a sign, a symbol are answers.
+    for (const answer of ['A', '0', '−3', '½', '€', '°C'])
       expect(parseTurn(`<answer>${answer}</answer>`, 'stop')).toMatchObject({ kind: 'answer', answer });
   });
 

@@ -38,6 +38,24 @@ describe('ServerHealth', () => {
     expect(health.reason).toBeUndefined();
   });
 
+  it('a 404 from an endpoint that answered before is a failure (a proxy while the server restarts), and checks go on', async () => {
+    const { health, changes, checks } = scripted([
+      'ok',
+      'fail',
+      'fail',
+      'unsupported',
+      'unsupported',
+      'fail',
+      'fail',
+    ]);
+    health.start();
+    for (let waited = 0; checks() < 9 && waited < 2_000; waited += 2) await settle(2);
+    health.stop();
+    // In at the first pass, out after two failures, kept out through the 404s and failures, back at the next pass.
+    expect(changes.map((c) => c.healthy)).toEqual([true, false, true]);
+    expect(checks()).toBeGreaterThanOrEqual(8);
+  });
+
   it('a server without a health endpoint is asked once and is in rotation from then on', async () => {
     const { health, changes, checks } = scripted(['unsupported']);
     health.start();
