@@ -99,7 +99,8 @@ export class ContextStore {
 
   async putContext(namespace: string, policy: ContextPolicyName, state: ContextState): Promise<BlobRef> {
     // A deletion this worker did not hear of (the notice is sent once; a worker cut off from NATS misses it) is
-    // found by the first write that finds the bucket gone, which starts the namespace's next generation. The
+    // found by the first write that finds the bucket gone, or assumed at a reconnect (BlobStore), either of which
+    // starts the namespace's next generation. The
     // texts whose cached references were handed out before then may be gone with it: written again, once.
     const generation = this.blobs.generation(namespace);
     const ref = await this.putContextOnce(namespace, policy, state);

@@ -398,10 +398,18 @@ export function createActivities(deps: ActivityDeps) {
           throw new TypeError('toolStep called for an answer turn');
       }
       const next: ContextState = policy.advance(state, turn, raw, observation);
-      const [storedRef, contextRef] = await Promise.all([
+      // As putContext does for its texts: written again once if the namespace was found deleted meanwhile (the
+      // observation's reference may be a cached one into the deleted bucket).
+      const generation = deps.blobs.generation(ns);
+      let [storedRef, contextRef] = await Promise.all([
         observationRef ?? content.putText(ns, observation),
         content.putContext(ns, input.policy, next),
       ]);
+      if (deps.blobs.generation(ns) !== generation)
+        [storedRef, contextRef] = await Promise.all([
+          content.putText(ns, observation),
+          content.putContext(ns, input.policy, next),
+        ]);
       return {
         contextRef,
         observationRef: storedRef,

@@ -28,9 +28,18 @@ export function textPrefix(text: string, max: number): string {
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
 }
 
-/** `text`, or its first `max` characters (textPrefix) and a marker saying how many were left out. */
+/** What clipText appends to a text it clipped. */
+const CLIPPED = /\n\[… \d+ more characters omitted\]$/;
+
+/**
+ * `text`, or its first `max` characters (textPrefix) and a marker saying how many were left out. A text clipped to
+ * `max` or less already is left as it is: clipped again (a retried step reading back what its first attempt clipped),
+ * its marker would count the first marker's characters instead of the text's.
+ */
 export function clipText(text: string, max: number | undefined): string {
   if (max === undefined || text.length <= max) return text;
+  const clipped = CLIPPED.exec(text);
+  if (clipped && clipped.index <= max) return text;
   const kept = textPrefix(text, max);
   return `${kept}\n[… ${text.length - kept.length} more characters omitted]`;
 }

@@ -11,7 +11,7 @@ import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
 import { type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
-import { withinMaxPayload } from './nats.js';
+import { watchStatus, withinMaxPayload } from './nats.js';
 
 /** Room the subject and headers of a KV publish take beside the value in one NATS message. */
 const KV_PUBLISH_ROOM_BYTES = 1024;
@@ -94,6 +94,7 @@ export class BlobStore {
   private readonly cacheBytes: number;
   private readonly replicas: number;
   private readonly deletions: Subscription;
+  private readonly stopWatching: () => void;
   private jsm?: Promise<JetStreamManager>;
 
   constructor(
@@ -110,6 +111,13 @@ export class BlobStore {
       callback: (err, msg) => {
         if (!err && NAMESPACE_RE.test(msg.string())) this.dropNamespace(msg.string());
       },
+    });
+    // A deletion notice is sent once: one sent while this process was cut off never arrives. Whatever it knew of
+    // its namespaces may be stale after a reconnect, and is taken for so (texts are written again once).
+    this.stopWatching = watchStatus(nc, (type) => {
+      if (type !== 'reconnect') return;
+      const known = new Set([...this.kvs.keys(), ...this.objs.keys(), ...this.generations.keys()]);
+      for (const namespace of known) this.dropNamespace(namespace);
     });
   }
 
@@ -136,6 +144,7 @@ export class BlobStore {
   /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */
   close(): void {
     this.deletions.unsubscribe();
+    this.stopWatching();
   }
 
   /**
@@ -326,7 +335,11 @@ export class BlobStore {
       // Announced even when the second stream's delete failed after the first went: references into the first
       // must not be handed out again.
       this.dropNamespace(namespace);
-      this.nc.publish(CONTENT_DELETED_SUBJECT, namespace);
+      try {
+        this.nc.publish(CONTENT_DELETED_SUBJECT, namespace);
+      } catch {
+        // A closed connection: the delete's own outcome is what to report; other workers learn of it at reconnect.
+      }
     }
     await this.nc.flush();
     return { deleted };

@@ -169,15 +169,17 @@ async function assertPortFree(port: number, host: string, flag: string): Promise
 // processes
 
 /**
- * Whether a recorded server still runs. Guards against pid reuse after a reboot or crash, where stack.json names a
+ * Whether a recorded server of the data directory `dataDir` still runs. Guards against pid reuse after a reboot or crash, where stack.json names a
  * pid that now belongs to something unrelated, or to another checkout's (or a test run's) server, which we must not
  * signal: the process must have the recorded start time, and run the recorded binary on the data directory it was
  * started with (its arguments name paths inside it). That directory is the one recorded with the server, not the
  * one this call was given: a data directory reached through a symlink, or renamed since, is the same directory to
  * the stack file but not to the server's command line.
  */
-function recordRuns(record: ServiceRecord, stackDataDir: string): boolean {
+function recordRuns(record: ServiceRecord, dataDir: string): boolean {
   if (!isProcessAlive(record.pid)) return false;
+  // A copy of the data directory (a backup, a CI cache) holds the same records: its servers are not the copy's.
+  if (record.dataDirId !== undefined && record.dataDirId !== directoryId(dataDir)) return false;
   if (record.processStart !== undefined) {
     const start = processStartTime(record.pid);
     if (start !== undefined && start !== record.processStart) return false;
@@ -186,7 +188,7 @@ function recordRuns(record: ServiceRecord, stackDataDir: string): boolean {
   // Unreadable (procfs hidden, no ps): alive (with the right start time, where that can be told) is all there is.
   if (cmdline === undefined) return true;
   // With the separator: `.muse` is not `.muse-2`.
-  const dir = `${record.dataDir ?? stackDataDir}${sep}`;
+  const dir = `${record.dataDir ?? dataDir}${sep}`;
   return cmdline.includes(basename(record.binary)) && cmdline.includes(dir);
 }
 
@@ -718,8 +720,10 @@ export interface ServiceRecord {
   logFile: string;
   ports: Record<string, number>;
   startedAt: string;
-  /** The data directory as the server was given it (older stack files: the stack's). */
+  /** The data directory as the server was given it (older stack files: the one given now). */
   dataDir?: string;
+  /** directoryId of the data directory: a copy of it, stack file and all, is another directory. */
+  dataDirId?: string;
   /** processStartTime of the server, where the host can tell: a later process given the same pid is not it. */
   processStart?: string;
   /** Recorded when spawned, before it answered: the `up` that started it may have been killed while it waited. */
@@ -814,6 +818,7 @@ function writeStackFile(dataDir: string, stack: StackFile): void {
 async function recordHealthy(
   name: ServiceName,
   stack: StackFile,
+  dataDir: string,
   waitMs = 0,
 ): Promise<ServiceStatus | undefined> {
   const record = name === 'temporal' ? stack.temporal : stack.nats;
@@ -824,7 +829,7 @@ async function recordHealthy(
       : checkNats(record.url, 0, 5_000);
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (!recordRuns(record, stack.dataDir)) return { record, alive: false, healthy: false };
+    if (!recordRuns(record, dataDir)) return { record, alive: false, healthy: false };
     try {
       await check();
       return { record, alive: true, healthy: true };
@@ -840,8 +845,8 @@ export async function stackStatus(opts: { dataDir?: string } = {}): Promise<Stac
   const stack = readStackFile(dataDir);
   if (!stack) return { dataDir, running: false };
   const [temporal, nats] = await Promise.all([
-    recordHealthy('temporal', stack),
-    recordHealthy('nats', stack),
+    recordHealthy('temporal', stack, dataDir),
+    recordHealthy('nats', stack, dataDir),
   ]);
   return { dataDir, running: Boolean(temporal?.healthy && nats?.healthy), temporal, nats };
 }
@@ -861,9 +866,27 @@ function toRecord(h: ServiceHandle, dataDir: string): ServiceRecord {
   };
 }
 
-function recordedIdentity(pid: number, dataDir: string): Pick<ServiceRecord, 'dataDir' | 'processStart'> {
+function recordedIdentity(
+  pid: number,
+  dataDir: string,
+): Pick<ServiceRecord, 'dataDir' | 'dataDirId' | 'processStart'> {
   const processStart = processStartTime(pid);
-  return { dataDir, ...(processStart !== undefined ? { processStart } : {}) };
+  const dataDirId = directoryId(dataDir);
+  return {
+    dataDir,
+    ...(dataDirId !== undefined ? { dataDirId } : {}),
+    ...(processStart !== undefined ? { processStart } : {}),
+  };
+}
+
+/** The directory itself, whatever path reaches it (a symlink, a rename): its device and inode. */
+function directoryId(dir: string): string | undefined {
+  try {
+    const st = statSync(dir);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -966,8 +989,8 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
 
   const current = previous
     ? await Promise.all([
-        recordHealthy('temporal', previous, healthTimeoutMs),
-        recordHealthy('nats', previous, healthTimeoutMs),
+        recordHealthy('temporal', previous, dataDir, healthTimeoutMs),
+        recordHealthy('nats', previous, dataDir, healthTimeoutMs),
       ])
     : [undefined, undefined];
   const [temporalStatus, natsStatus] = current;
@@ -1033,7 +1056,9 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   const recordSpawned = (pid: number, server: Pick<StackFile, 'temporal'> | Pick<StackFile, 'nats'>) => {
     onSpawn(pid);
     try {
-      writeStackFile(dataDir, { ...stack, ...server });
+      // What the previous stack file recorded stays until replaced: a live server not yet stopped and restarted
+      // (one that failed its health checks) must stay findable too.
+      writeStackFile(dataDir, { ...previous, ...stack, ...server, version: 1, dataDir });
     } catch {
       // The record written once the server answers is the one that counts; its failure stops the server.
     }
@@ -1178,7 +1203,7 @@ async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResul
         messages.push(`${name} left running (pid ${record.pid}): another session since wants it`);
         continue;
       }
-      if (recordRuns(record, stack.dataDir)) {
+      if (recordRuns(record, dataDir)) {
         await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
         stopped.push(name);
         messages.push(`${name} stopped (pid ${record.pid})`);

@@ -80,6 +80,32 @@ describe('content store', () => {
     expect((await new ContextStore(store()).getContext(ref)).state).toEqual(next);
   });
 
+  it('after a reconnect, texts are written again: a deletion sent meanwhile never arrives, and another worker may have made the bucket anew', async () => {
+    const ns = namespace();
+    const conn = await natsFor(testConfig());
+    try {
+      const blobs = store(conn);
+      const contexts = new ContextStore(blobs);
+      const state = {
+        question: 'Which river?',
+        steps: [{ turn: 'search it', observation: 'a page' }],
+        round: 1,
+      };
+      await contexts.putContext(ns, 'react', state);
+      // Deleted without a notice reaching this worker, then made anew by another worker's write.
+      await (await jetstreamManager(nc)).streams.delete(`KV_muse-${ns}`);
+      await store().put(ns, 'another worker wrote here');
+      const before = blobs.generation(ns);
+      await conn.reconnect();
+      await expect.poll(() => blobs.generation(ns), { timeout: 10_000 }).toBeGreaterThan(before);
+      const next = { ...state, steps: [...state.steps, { turn: 'answer it' }], round: 2 };
+      const ref = await contexts.putContext(ns, 'react', next);
+      expect((await new ContextStore(store()).getContext(ref)).state).toEqual(next);
+    } finally {
+      await conn.close();
+    }
+  });
+
   it("hands out a reference again only while the namespace's bucket surely keeps it, whatever this process's TTL", async () => {
     const ns = namespace();
     const maker = new BlobStore(nc, { ttlMs: 10_000 });

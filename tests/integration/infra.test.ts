@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -445,6 +446,25 @@ describe('the servers a stack file records', () => {
       expect(isProcessAlive(started.stack.nats.pid)).toBe(false);
     } finally {
       await down({ dataDir: link });
+    }
+  });
+
+  it("are not a copy's: a data directory copied with its stack file (a backup) does not stop or take the original's", async () => {
+    const original = tempDir();
+    const copy = tempDir();
+    const started = await up({
+      dataDir: original,
+      temporalPort: await freePort(),
+      natsPort: await freePort(),
+    });
+    try {
+      copyFileSync(stackFilePath(original), stackFilePath(copy));
+      expect((await stackStatus({ dataDir: copy })).running).toBe(false);
+      expect((await down({ dataDir: copy })).stopped).toEqual([]);
+      expect(isProcessAlive(started.stack.temporal.pid)).toBe(true);
+      expect(isProcessAlive(started.stack.nats.pid)).toBe(true);
+    } finally {
+      await down({ dataDir: original });
     }
   });
 

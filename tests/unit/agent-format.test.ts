@@ -458,6 +458,14 @@ describe('tag helpers', () => {
     expect(unpackValue(packValue(text))).not.toBe(text);
   });
 
+  it('clipText leaves a text it clipped as it is, so a retried step records what its first attempt did', () => {
+    const once = clipText('e'.repeat(5_000), 1_000);
+    expect(once).toMatch(/\[… 4000 more characters omitted\]$/);
+    expect(clipText(once, 1_000)).toBe(once);
+    // Clipped to more than is allowed now: clipped again.
+    expect(clipText(once, 500)).toMatch(/^e{500}\n\[… \d+ more characters omitted\]$/);
+  });
+
   it('clipText never cuts an emoji in half: what is stored reads back as the step used it', () => {
     const text = `${'a'.repeat(9)}🙂 and more`; // the emoji is units 9 and 10
     const clipped = clipText(text, 10);
