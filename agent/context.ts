@@ -136,6 +136,8 @@ export function actionText(turn: ParsedTurn, rawTurn: string): string {
     case 'answer':
       return `<answer>${turn.answer}</answer>`;
     case 'no_action': {
+      // Cut off with no </think>: reasoning whose <think> the chat template opened in the prompt, not an action.
+      if (turn.cutOff && !rawTurn.includes('</think>')) return '(no action)';
       const rest = withoutClosedThinks(rawTurn)
         .replace(/^[\s\S]*?<\/think>/, '')
         // A turn cut off inside its reasoning: the unfinished thought is not an action to show again.

@@ -375,7 +375,9 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
       return withReport({ kind: 'no_action' as const, think, emptyAnswer: true as const });
     return withReport({ kind: 'answer' as const, think, answer: clipText(answer, MAX_ANSWER_CHARS) });
   }
-  return withReport({ kind: 'no_action' as const, think });
+  // Cut off before it acted: with a chat template that opens <think> in the prompt, all of it may be reasoning.
+  const cutOff = finishReason === 'length' ? { cutOff: true as const } : {};
+  return withReport({ kind: 'no_action' as const, think, ...cutOff });
 }
 
 /**
@@ -406,7 +408,13 @@ export function parseSummary(text: string): string | null {
  * the whole history, an answer the integration had not settled on.
  */
 export function outputComplete(text: string, finishReason: 'stop' | 'length', tag: string): boolean {
-  if (text.includes('<think>') && !text.includes('</think>')) return false;
+  // Reasoning opened and never closed, before any <tag>: cut off in it. A <think> inside the tag (a summary of a run
+  // that talks about reasoning tags) is the tag's content.
+  const think = text.indexOf('<think>');
+  if (think >= 0 && !text.includes('</think>')) {
+    const tagOpen = text.indexOf(`<${tag}>`);
+    if (tagOpen < 0 || think < tagOpen) return false;
+  }
   const body = afterThink(text);
   const open = body.lastIndexOf(`<${tag}>`);
   if (open >= 0 && body.indexOf(`</${tag}>`, open) >= 0) return true;

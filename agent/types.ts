@@ -41,7 +41,15 @@ export type ParsedTurn =
    * off before its end, a fragment that must not end the trajectory as its prediction. `emptyAnswer`: an <answer>
    * with nothing in it (blank, or punctuation only), which would spend the rollout on no prediction.
    */
-  | { kind: 'no_action'; think: string; report?: string; cutOffAnswer?: true; emptyAnswer?: true };
+  | {
+      kind: 'no_action';
+      think: string;
+      report?: string;
+      cutOffAnswer?: true;
+      emptyAnswer?: true;
+      /** The token limit ended the turn before any action. */
+      cutOff?: true;
+    };
 
 export type Termination = 'answer' | 'max_turns' | 'max_context' | 'error' | 'cancelled';
 

@@ -220,6 +220,13 @@ describe('iterresearch', () => {
     s = p.advance(s, parseTurn(cutInThought), cutInThought, 'no action');
     expect(s.steps[0]!.turn).toBe('(no action)');
     expect(s.report).toBe('FACT1 (src A). FACT2 (src B).');
+    // A chat template that opens <think> in the prompt: the cut-off turn has no tag at all, and is still reasoning.
+    const bare = 'I should search for the founder next, then';
+    s = p.advance(s, parseTurn(bare, 'length'), bare, 'cut off');
+    expect(s.steps[0]!.turn).toBe('(no action)');
+    // The same text, ended by the model itself, is what it wrote instead of acting.
+    s = p.advance(s, parseTurn(bare, 'stop'), bare, 'no action');
+    expect(s.steps[0]!.turn).toBe(bare);
   });
 
   it('shows a malformed call as written', () => {

@@ -483,6 +483,11 @@ describe('tag helpers', () => {
     expect(outputComplete('<think>ok</think><answer>Lyon</answer> then', 'length', 'answer')).toBe(true);
     expect(outputComplete('<think>ok</think><answer>Lyon', 'stop', 'answer')).toBe(true);
     expect(outputComplete('<think>Let me plan the report', 'length', 'report')).toBe(false);
+    // A <think> inside the closed tag is its content, not reasoning left open.
+    expect(
+      outputComplete('<summary>The agent wrote <think> tags; fact A (src)</summary>', 'stop', 'summary'),
+    ).toBe(true);
+    expect(outputComplete('<think>plan <summary>draft', 'length', 'summary')).toBe(false);
   });
 
   it('parseAnswer reads the answer after the reasoning', () => {
