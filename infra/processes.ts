@@ -5,7 +5,11 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
-/** Alive and not a zombie: a killed child of a process that has not reaped it still answers kill(0). */
+/**
+ * Alive and not a zombie: a killed child of a process that has not reaped it still answers kill(0). A multi-threaded
+ * process (a Go server) shows its first thread a zombie while the others are still exiting and still hold its files
+ * (a listening port): it is gone only when they are.
+ */
 export function isProcessAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
@@ -14,7 +18,17 @@ export function isProcessAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
   const state = procStat(pid)?.[0];
-  return state !== 'Z' && state !== 'X';
+  if (state !== 'Z' && state !== 'X') return true;
+  return threadsLeft(pid) > 1;
+}
+
+/** Threads of the process procfs still lists (its first thread, a zombie, among them); 0 without procfs. */
+function threadsLeft(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
 }
 
 /**
