@@ -50,7 +50,7 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
   'question-answer-turn-not-branched.json': {
     workflowId: 'replay-fixture-answer-turn-branch-2',
     guards:
-      'a question (K=12, T=1) whose initial rollout had fewer tool-call steps than K, chosen when unscored steps and the answer turn were left out: 7 branches, 5 from scratch (branch-unscored-ranked-last)',
+      'a question (K=12, T=1) started before the input check, whose initial rollout had fewer tool-call steps than K, chosen when unscored steps and the answer turn were left out: 7 branches, 5 from scratch (the branch rule by checkedIn)',
   },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
