@@ -47,6 +47,11 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     guards:
       'a trajectory whose tool step failed for good: its turn kept in the log, marked unfinished (record-unfinished-turn)',
   },
+  'question-answer-turn-branched.json': {
+    workflowId: 'replay-fixture-answer-turn-branched',
+    guards:
+      'a question (K=12, T=1) started with the recorded input check, whose initial rollout had fewer tool-call steps than K, chosen with unscored steps and the answer turn ranked last: 5 branches, 7 from scratch',
+  },
   'question-answer-turn-not-branched.json': {
     workflowId: 'replay-fixture-answer-turn-branch-2',
     guards:
