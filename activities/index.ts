@@ -360,6 +360,8 @@ export function createActivities(deps: ActivityDeps) {
       // keeps beating meanwhile.
       const ctx = Context.current();
       const ns = namespaceFor(input.jobId);
+      // Before anything of the step is stored or read from the cache: see the check below.
+      const generation = deps.blobs.generation(ns);
       const [raw, { policy, state }] = await Promise.all([
         content.getText(input.turnRef),
         loadContext({ ...input }),
@@ -400,7 +402,6 @@ export function createActivities(deps: ActivityDeps) {
       const next: ContextState = policy.advance(state, turn, raw, observation);
       // As putContext does for its texts: written again once if the namespace was found deleted meanwhile (the
       // observation's reference may be a cached one into the deleted bucket).
-      const generation = deps.blobs.generation(ns);
       let [storedRef, contextRef] = await Promise.all([
         observationRef ?? content.putText(ns, observation),
         content.putContext(ns, input.policy, next),

@@ -29,12 +29,13 @@ export function textPrefix(text: string, max: number): string {
 }
 
 /** What clipText appends to a text it clipped. */
-const CLIPPED = /\n\[… \d+ more characters omitted\]$/;
+const CLIPPED = /\n\[… \d{1,16} more characters omitted\]$/;
 
 /**
  * `text`, or its first `max` characters (textPrefix) and a marker saying how many were left out. A text clipped to
  * `max` or less already is left as it is: clipped again (a retried step reading back what its first attempt clipped),
- * its marker would count the first marker's characters instead of the text's.
+ * its marker would count the first marker's characters instead of the text's. (A text that only looks clipped, a
+ * page ending in such a marker, passes too: by at most the marker's length.)
  */
 export function clipText(text: string, max: number | undefined): string {
   if (max === undefined || text.length <= max) return text;

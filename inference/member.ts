@@ -76,8 +76,8 @@ export class ServerUnhealthyError extends Error {
 }
 
 /**
- * A request by reference (too large to send inline) reached a member without a blob store: like a size its server
- * refuses, another member takes it, and this one, fine for every other request, is not counted as failing.
+ * A request by reference (too large to send inline) reached a member without a blob store: another member takes it,
+ * and this one, fine for every other request, is not counted as failing.
  */
 export class NoBlobStoreError extends Error {
   override readonly name = 'NoBlobStoreError';
@@ -105,10 +105,13 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
     return { code: 'overloaded', message, retryable: true };
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
-  if ((err instanceof BackendHttpError && err.status === 413) || err instanceof NoBlobStoreError)
+  if (err instanceof BackendHttpError && err.status === 413)
     return { code: 'payload_too_large', message, retryable: true };
   if (err instanceof ContextLengthError) return { code: 'context_length', message, retryable: false };
-  if (err instanceof ServerUnhealthyError) return { code: 'unhealthy', message, retryable: true };
+  // Not 'payload_too_large': with every member refusing it, the router would take the prompt for too long for the
+  // model. Not a fault either: the member serves every request sent inline. Another member serves this one.
+  if (err instanceof ServerUnhealthyError || err instanceof NoBlobStoreError)
+    return { code: 'unhealthy', message, retryable: true };
   if (err instanceof MemberStoppingError) return { code: 'shutting_down', message, retryable: true };
   if (err instanceof RouterLeaseExpiredError) return { code: 'lease_expired', message, retryable: true };
   const flag = (err as { retryable?: unknown } | null | undefined)?.retryable;

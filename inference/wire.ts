@@ -97,16 +97,18 @@ export const WireErrorCode = z.enum([
   'overloaded',
   'backend_error',
   'shutting_down',
-  /** The member's server fails its health checks: it is out of rotation until one passes (not counted as a fault). */
+  /**
+   * The member's server fails its health checks: it is out of rotation until one passes (not counted as a fault). Also
+   * a member without a blob store given a request by reference: another member serves it.
+   */
   'unhealthy',
   /** The server refused the prompt as longer than its context; retrying elsewhere cannot help. */
   'context_length',
   /** The member heard nothing from the router for the request's lease and stopped it (see ROUTER_LEASE_HEADER). */
   'lease_expired',
   /**
-   * The member's server, or a proxy before it, refused the request's size (HTTP 413), or the member has no blob store
-   * to read a request sent by reference: another member may take it, and it says nothing of this one's health (one
-   * long prompt must not open the breaker of every member behind one proxy).
+   * The member's server, or a proxy before it, refused the request's size (HTTP 413): another member may take it, and
+   * it says nothing of this one's health (one long prompt must not open the breaker of every member behind one proxy).
    */
   'payload_too_large',
 ]);

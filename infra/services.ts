@@ -176,7 +176,7 @@ async function assertPortFree(port: number, host: string, flag: string): Promise
  * one this call was given: a data directory reached through a symlink, or renamed since, is the same directory to
  * the stack file but not to the server's command line.
  */
-function recordRuns(record: ServiceRecord, dataDir: string): boolean {
+function recordRuns(record: ServiceRecord, dataDir: string, stackDataDir = dataDir): boolean {
   if (!isProcessAlive(record.pid)) return false;
   // A copy of the data directory (a backup, a CI cache) holds the same records: its servers are not the copy's.
   if (record.dataDirId !== undefined && record.dataDirId !== directoryId(dataDir)) return false;
@@ -188,7 +188,8 @@ function recordRuns(record: ServiceRecord, dataDir: string): boolean {
   // Unreadable (procfs hidden, no ps): alive (with the right start time, where that can be told) is all there is.
   if (cmdline === undefined) return true;
   // With the separator: `.muse` is not `.muse-2`.
-  const dir = `${record.dataDir ?? dataDir}${sep}`;
+  // Older records name no directory: the stack file's, as they were written with.
+  const dir = `${record.dataDir ?? stackDataDir}${sep}`;
   return cmdline.includes(basename(record.binary)) && cmdline.includes(dir);
 }
 
@@ -829,7 +830,7 @@ async function recordHealthy(
       : checkNats(record.url, 0, 5_000);
   const deadline = Date.now() + waitMs;
   for (;;) {
-    if (!recordRuns(record, dataDir)) return { record, alive: false, healthy: false };
+    if (!recordRuns(record, dataDir, stack.dataDir)) return { record, alive: false, healthy: false };
     try {
       await check();
       return { record, alive: true, healthy: true };
@@ -1079,10 +1080,13 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
       starting: true,
     });
 
+  // The services whose previous server this call stopped (or found dead), to replace it.
+  const stopped = new Set<ServiceName>();
   try {
     if (!keepTemporal) {
       // A live but unhealthy server holds the port and the SQLite file; replace it.
       if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
+      stopped.add('temporal');
       // A server that died comes back where its clients and workers look for it.
       const port = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
       const namespace = opts.namespace ?? 'default';
@@ -1110,6 +1114,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     }
     if (!keepNats) {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
+      stopped.add('nats');
       const port = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
       const maxPayload = opts.natsMaxPayload ?? DEFAULT_NATS_MAX_PAYLOAD;
       const logFile = join(dataDir, 'logs', 'nats.log');
@@ -1144,6 +1149,10 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     const survivors: StackFile = { version: 1, dataDir };
     if (keepTemporal) survivors.temporal = stack.temporal;
     if (keepNats) survivors.nats = stack.nats;
+    // A live server this call had not yet replaced (one failing its health checks) stays recorded, to be stopped.
+    if (!keepTemporal && !stopped.has('temporal') && temporalStatus?.alive)
+      survivors.temporal = previous?.temporal;
+    if (!keepNats && !stopped.has('nats') && natsStatus?.alive) survivors.nats = previous?.nats;
     try {
       if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
       else rmSync(stackFilePath(dataDir), { force: true });
@@ -1203,7 +1212,7 @@ async function downLocked(dataDir: string, opts: DownOptions): Promise<DownResul
         messages.push(`${name} left running (pid ${record.pid}): another session since wants it`);
         continue;
       }
-      if (recordRuns(record, dataDir)) {
+      if (recordRuns(record, dataDir, stack.dataDir)) {
         await stopProcess(record.pid, { timeoutMs: opts.timeoutMs });
         stopped.push(name);
         messages.push(`${name} stopped (pid ${record.pid})`);

@@ -35,12 +35,17 @@ export class ToolRegistry {
   async run(call: ToolCall, ctx: ToolContext): Promise<ToolOutcome> {
     const tool = this.tools.get(call.name);
     if (!tool) {
-      const error = `Error: unknown tool '${call.name}'. Available tools: ${this.names().join(', ')}.`;
+      const error = wellFormed(
+        `Error: unknown tool '${call.name}'. Available tools: ${this.names().join(', ')}.`,
+      );
       return { observation: error, error };
     }
     const parsed = tool.args.safeParse(call.arguments);
     if (!parsed.success) {
-      const error = `Error: invalid arguments for tool '${call.name}': ${formatZodError(parsed.error)}`;
+      // The model's own arguments are in it, half a surrogate pair and all (see wellFormed).
+      const error = wellFormed(
+        `Error: invalid arguments for tool '${call.name}': ${formatZodError(parsed.error)}`,
+      );
       return { observation: error, error };
     }
     // A step cancelled, or out of time, before the tool started: it is not started (a search or fetch may cost).
@@ -72,7 +77,7 @@ export class ToolRegistry {
       if (timeout.signal.aborted) return timedOut();
       // Whatever was thrown (undefined, a plain object): describing it must not fail the step.
       const error = clipText(
-        `Error: tool '${call.name}' failed: ${causeChainMessage(err)}`,
+        wellFormed(`Error: tool '${call.name}' failed: ${causeChainMessage(err)}`),
         MAX_OBSERVATION_CHARS,
       );
       return { observation: error, error };

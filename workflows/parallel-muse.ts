@@ -8,6 +8,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
+  deprecatePatch,
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
@@ -288,6 +289,8 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       const unscored: UnscoredSteps = checkedIn === 'none' ? 'skipped' : 'last';
       for (let round = 1; round <= spec.r; round++) {
         throwIfCancelled();
+        // Questions started by the version that told the rules apart by this patch recorded its marker here.
+        if (round === 1) deprecatePatch('branch-unscored-ranked-last');
         if (round === 2) pastBranchPoint = patched('rounds-branch-past-branch-point');
         const next: typeof frontier = [];
         const roundRollouts: Promise<RolloutRecord>[] = [];

@@ -462,6 +462,9 @@ describe('tag helpers', () => {
     const once = clipText('e'.repeat(5_000), 1_000);
     expect(once).toMatch(/\[… 4000 more characters omitted\]$/);
     expect(clipText(once, 1_000)).toBe(once);
+    // A page that only ends like a clipped text, its count absurd, is clipped like any other.
+    const fake = `${'x'.repeat(50)}\n[… ${'9'.repeat(1_000)} more characters omitted]`;
+    expect(clipText(fake, 60).length).toBeLessThan(120);
     // Clipped to more than is allowed now: clipped again.
     expect(clipText(once, 500)).toMatch(/^e{500}\n\[… \d+ more characters omitted\]$/);
   });
