@@ -46,7 +46,8 @@ export function clipText(text: string, max: number | undefined): string {
 }
 
 /**
- * Texts clipped (clipText) so that together they take at most `maxChars`: texts shorter than an equal share stay
+ * Texts clipped (clipText) so that together they take at most `maxChars`, plus the marker of each one clipped (about
+ * 35 characters; callers keep a margin for them): texts shorter than an equal share stay
  * whole and leave what they do not use to the longer ones, which share the rest equally. Each text is kept for at
  * least `minChars`, so that none is reduced to nothing however many there are.
  */

@@ -161,6 +161,18 @@ export class BackendProtocolError extends Error {
   }
 }
 
+/**
+ * `err`, a BackendProtocolError, naming the server it came from (`base`), where its message does not already: in a
+ * pool of many members the operator must tell which server answered wrong.
+ */
+export function namingServer(err: unknown, base: string): unknown {
+  if (!(err instanceof BackendProtocolError) || err.message.includes(base)) return err;
+  return new BackendProtocolError(`${err.message} (server ${base})`, {
+    retryable: err.retryable,
+    cause: err,
+  });
+}
+
 /** An error body some servers send with status 200 (or that a proxy relays): `{"error": "..."}` or `{"error": {"message": ...}}`. */
 const ServerError = z
   .object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) })

@@ -10,6 +10,7 @@ import {
   checkHealth,
   HttpBackendLoad,
   type HttpClientOptions,
+  namingServer,
   parseResponse,
   postBackendJson,
 } from './http.js';
@@ -330,9 +331,11 @@ export class OpenAIBackend implements InferenceBackend {
   }
 
   async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
-    return this.inFlight.track(() =>
-      this.mode === 'chat' ? this.chat(req, signal) : this.completions(req, signal),
-    );
+    return this.inFlight
+      .track(() => (this.mode === 'chat' ? this.chat(req, signal) : this.completions(req, signal)))
+      .catch((err: unknown) => {
+        throw namingServer(err, this.base);
+      });
   }
 
   private async post(path: string, body: Record<string, unknown>, req: BackendRequest, signal: AbortSignal) {

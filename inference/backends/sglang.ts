@@ -18,6 +18,7 @@ import {
   HttpBackendLoad,
   type HttpClientOptions,
   isRetryableStatus,
+  namingServer,
   parseResponse,
   postBackendJson,
 } from './http.js';
@@ -107,7 +108,11 @@ export class SGLangBackend implements InferenceBackend {
   }
 
   async generate(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {
-    return this.inFlight.track(() => this.generateOnce(req, signal));
+    return this.inFlight
+      .track(() => this.generateOnce(req, signal))
+      .catch((err: unknown) => {
+        throw namingServer(err, this.base);
+      });
   }
 
   private async generateOnce(req: BackendRequest, signal: AbortSignal): Promise<RawGeneration> {

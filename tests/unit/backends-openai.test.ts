@@ -181,6 +181,8 @@ describe('OpenAIBackend (chat)', () => {
     expect(err).toBeInstanceOf(BackendProtocolError);
     expect((err as Error).message).toContain('choices[0].logprobs.content');
     expect((err as Error).message).toContain('logprobs=true');
+    // Which of the pool's servers answered so.
+    expect((err as Error).message).toContain(`(server ${s.url})`);
   });
 
   it('fails when top_logprobs are missing on a token', async () => {
