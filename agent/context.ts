@@ -53,8 +53,8 @@ export interface ContextPolicy {
    */
   wantsSummary(promptTokens: number, contextWindow: number, maxTokensPerTurn: number): boolean;
   /**
-   * resum only. With `maxPromptTokens`, the longest tool responses are cut (each to the same length, marked) until
-   * the prompt fits: one large observation can take the history past the window in a single step, and the summary
+   * resum only. With `maxPromptTokens`, the longest tool responses are cut (each to the same length, marked; the
+   * earlier ones first, the latest kept whole where that fits) until the prompt fits: one large observation can take the history past the window in a single step, and the summary
    * call must still fit to let the trajectory go on.
    */
   summaryMessages(state: ContextState, maxPromptTokens?: number): ChatMessage[];
@@ -217,18 +217,26 @@ function resumPolicy(opts: ContextPolicyOptions): ContextPolicy {
     summaryMessages: (state, maxPromptTokens) => {
       // An earlier summary is the start of the history, so each summary builds on the previous one.
       const earlier = state.summary !== undefined ? `## Summary of earlier work\n${state.summary}\n\n` : '';
-      const messages = (maxObservationChars?: number, maxChars?: number): ChatMessage[] => [
+      const messages = (
+        maxObservationChars?: number,
+        maxChars?: number,
+        keepLatestObservation = false,
+      ): ChatMessage[] => [
         { role: 'system', content: RESUM_SUMMARY_SYSTEM_PROMPT },
         {
           role: 'user',
-          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps, { maxObservationChars, maxChars })}\n</history>`,
+          content: `<question>\n${state.question}\n</question>\n<history>\n${earlier}${renderTrajectory(state.steps, { maxObservationChars, maxChars, keepLatestObservation })}\n</history>`,
         },
       ];
       const full = messages();
       if (maxPromptTokens === undefined || estimateTokens(full) <= maxPromptTokens) return full;
-      // The longest cap on tool responses that fits; when none does, every response is cut to its marker.
       const fits = (m: ChatMessage[]) => estimateTokens(m) <= maxPromptTokens;
       const longest = Math.max(0, ...state.steps.map((st) => st.observation?.length ?? 0));
+      // The earlier tool responses are cut first: the latest is the one no turn has read yet (often the page that
+      // took the history past the threshold), and the summary replaces the history, so what it loses is lost.
+      const sparing = (cap: number) => fits(messages(cap, undefined, true));
+      if (sparing(0)) return messages(largestFitting(longest, sparing), undefined, true);
+      // The longest cap on every tool response that fits; when none does, every response is cut to its marker.
       const cut = messages(largestFitting(longest, (cap) => fits(messages(cap))));
       if (fits(cut)) return cut;
       // Even with every response cut, the turns alone are too long (long reasoning): the middle steps go as well,

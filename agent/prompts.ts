@@ -153,6 +153,8 @@ export function iterresearchSystemPrompt(date?: string): string {
 export interface RenderOptions {
   /** Observations longer than this are cut, with a marker saying how much was left out. */
   maxObservationChars?: number;
+  /** The last step's observation is not cut by maxObservationChars (see resum's summaryMessages). */
+  keepLatestObservation?: boolean;
   /**
    * Overall budget in characters. Past it the first step (the plan) and the last step (the answer) stay in full,
    * as many steps before the last as fit stay too, and the steps between are replaced by a marker saying how many
@@ -200,7 +202,15 @@ export function renderTrajectory(
   steps: readonly { turn: string; observation?: string }[],
   opts: RenderOptions = {},
 ): string {
-  const blocks = steps.map((s, i) => renderStep(s, i, opts));
+  const blocks = steps.map((s, i) =>
+    renderStep(
+      s,
+      i,
+      opts.keepLatestObservation && i === steps.length - 1
+        ? { ...opts, maxObservationChars: undefined }
+        : opts,
+    ),
+  );
   const full = blocks.join('\n\n');
   const max = opts.maxChars;
   if (max === undefined || full.length <= max || blocks.length <= 2) return full;

@@ -103,6 +103,18 @@ describe('resum', () => {
     expect(body.startsWith('<question>\nQ?\n</question>')).toBe(true);
   });
 
+  it('cuts the earlier tool responses first: the latest, which no turn has read yet, stays whole where it can', () => {
+    let s = p.initial('Q?');
+    s = p.advance(s, parseTurn(CALL2), CALL2, `A${'a'.repeat(20_000)}`);
+    s = p.advance(s, parseTurn(CALL), CALL, `B${'b'.repeat(5_000)}`);
+    const budget = 2000;
+    const cut = p.summaryMessages(s, budget);
+    expect(estimateTokens(cut)).toBeLessThanOrEqual(budget);
+    const body = cut[1]!.content;
+    expect(body).toContain(`B${'b'.repeat(5_000)}`);
+    expect(body).toMatch(/A a*\n\[… \d+ more characters omitted\]|Aa*\n\[… \d+ more characters omitted\]/);
+  });
+
   it('leaves out middle steps when the turns alone, responses cut, are too long for the summary prompt', () => {
     let s = p.initial('Q?');
     for (let i = 0; i < 12; i++) {
