@@ -54,7 +54,8 @@ export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
 export function idArg(name: string) {
   return (v: string) => {
     if (v.trim() === '') throw new InvalidArgumentError(`${name} must not be empty`);
-    return v;
+    // As the results file's job id is read back (trimmed): ' x' given once would not be found again as 'x'.
+    return v.trim();
   };
 }
 

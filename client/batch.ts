@@ -34,9 +34,20 @@ export const BatchLineSchema = z
     // Datasets often hold numeric answers ("answer": 1907), and null for a question without one; scoring compares
     // text.
     answer: z
-      .union([GoldAnswerSchema, z.number().transform(String)], {
+      .union([GoldAnswerSchema, z.number()], {
         error: 'answer must be text or a number (leave it out, or null, when there is none)',
       })
+      // JSON has already turned a number past 2^53, or one written with an exponent, into another one's text.
+      .refine(
+        (a) =>
+          typeof a !== 'number' ||
+          Number.isSafeInteger(a) ||
+          (Math.abs(a) < 1e15 && !String(a).includes('e')),
+        {
+          error: 'answer: a number this large or this precise is changed by JSON; give it as text',
+        },
+      )
+      .transform((a) => (typeof a === 'number' ? String(a) : a))
       .nullish()
       .transform((a) => a ?? undefined),
   })
@@ -325,6 +336,8 @@ export interface BatchSummary {
   /** Over every question of the input with a verdict in the results file, this run's and earlier ones'. */
   correct: number;
   scored: number;
+  /** Questions with an answer to score against whose verdict was unusable (an LLM judge's): out of the accuracy. */
+  unscored: number;
   /**
    * Finished questions whose answer in the input is not the one their result was judged against (the answer was
    * corrected after they ran): left out of the accuracy.
@@ -382,6 +395,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       badLines: errors,
       correct: 0,
       scored: 0,
+      unscored: 0,
       answerChanged: [],
       models: [],
     };
@@ -421,7 +435,10 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         return;
       }
       // An LLM judge whose verdict was unusable leaves the question unscored.
-      if (typeof correct !== 'boolean') return;
+      if (typeof correct !== 'boolean') {
+        summary.unscored++;
+        return;
+      }
       summary.scored++;
       if (correct) summary.correct++;
     };

@@ -33,6 +33,18 @@ describe('batch input', () => {
     expect(errors).toEqual([{ line: 2, error: expect.stringMatching(/line 2 is not valid JSON/) }]);
   });
 
+  it('reports a numeric answer JSON has already changed (past 2^53, an exponent) as a bad line', () => {
+    const f = join(tmp(), 'q.jsonl');
+    writeFileSync(
+      f,
+      '{"question": "A?", "answer": 12345678901234567890}\n{"question": "B?", "answer": 1e21}\n{"question": "C?", "answer": -2.5}\n',
+    );
+    const { items, errors } = readBatchFile(f);
+    expect(items).toEqual([{ line: 3, question: 'C?', answer: '-2.5', occurrence: 0 }]);
+    expect(errors.map((e) => e.line)).toEqual([1, 2]);
+    expect(errors[0]!.error).toMatch(/changed by JSON; give it as text/);
+  });
+
   it('reports a blank answer as a bad line, which would otherwise score every prediction wrong', () => {
     const f = join(tmp(), 'q.jsonl');
     writeFileSync(f, '{"question": "When?", "answer": "  "}\n{"question": "Who?", "answer": "Ada"}\n');
