@@ -395,12 +395,15 @@ describe('a stale stack file', () => {
     as: (record: ServiceRecord) => ServiceRecord,
   ) => ({ temporal: as(stack.temporal), nats: as(stack.nats) });
 
-  it("never stops another data directory's servers, even when its pids now name them", async () => {
-    const [mine, theirs] = [tempDir(), tempDir()];
+  /** `mine`'s stack file naming the running stack of `theirs` (its records as `as` writes them): down(mine) spares it. */
+  async function downSparesTheirs(
+    mine: string,
+    theirs: string,
+    as: (record: ServiceRecord) => ServiceRecord,
+  ): Promise<void> {
     const other = await up({ dataDir: theirs, temporalPort: await freePort(), natsPort: await freePort() });
     try {
-      // As this directory's own up recorded its servers: with this directory, and their start times.
-      const records = staleRecords(other.stack, (r) => ({ ...r, dataDir: mine, processStart: '1' }));
+      const records = staleRecords(other.stack, as);
       writeFileSync(stackFilePath(mine), JSON.stringify({ version: 1, dataDir: mine, ...records }));
       const result = await down({ dataDir: mine });
       expect(result.stopped).toEqual([]);
@@ -409,23 +412,18 @@ describe('a stale stack file', () => {
     } finally {
       await down({ dataDir: theirs });
     }
+  }
+
+  it("never stops another data directory's servers, even when its pids now name them", async () => {
+    const mine = tempDir();
+    // As this directory's own up recorded its servers: with this directory, and their start times.
+    await downSparesTheirs(mine, tempDir(), (r) => ({ ...r, dataDir: mine, processStart: '1' }));
   });
 
   it('written by an older muse (no start times), a sibling directory whose name extends this one is not this one', async () => {
     const mine = tempDir();
-    const theirs = `${mine}-2`;
-    dirs.push(theirs);
-    const other = await up({ dataDir: theirs, temporalPort: await freePort(), natsPort: await freePort() });
-    try {
-      const records = staleRecords(other.stack, ({ dataDir: _d, processStart: _s, ...r }) => r);
-      writeFileSync(stackFilePath(mine), JSON.stringify({ version: 1, dataDir: mine, ...records }));
-      const result = await down({ dataDir: mine });
-      expect(result.stopped).toEqual([]);
-      expect(isProcessAlive(other.stack.temporal.pid)).toBe(true);
-      expect(isProcessAlive(other.stack.nats.pid)).toBe(true);
-    } finally {
-      await down({ dataDir: theirs });
-    }
+    dirs.push(`${mine}-2`);
+    await downSparesTheirs(mine, `${mine}-2`, ({ dataDir: _d, dataDirId: _i, processStart: _s, ...r }) => r);
   });
 });
 
