@@ -271,6 +271,19 @@ function canonicalPath(path: string): string {
 const RESULT_LINE_START = '{"job":';
 
 /** One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape, accounting. */
+/**
+ * Why the question's chosen aggregator gave no answer when its own calls failed for good (every report call, or the
+ * integration call: a misspelt --aggregator-model, say): no verdict on the rollouts, which may have answered well.
+ * Undefined when it answered, or gave no answer of the model's own making.
+ */
+export function aggregatorFailure(r: Pick<ParallelMuseResult, 'prediction' | 'aggregator' | 'outcomes'>) {
+  if (r.prediction !== null) return undefined;
+  const reason = r.outcomes[r.aggregator]?.reason;
+  return reason !== undefined && /^(every report call failed|the integration call failed)/.test(reason)
+    ? reason
+    : undefined;
+}
+
 export function resultLine(jobId: string, workflowId: string, sharedHash: string, r: ParallelMuseResult) {
   return {
     job: jobId,
@@ -280,7 +293,8 @@ export function resultLine(jobId: string, workflowId: string, sharedHash: string
     answer: r.answer ?? null,
     prediction: r.prediction,
     aggregator: r.aggregator,
-    correct: r.correct ?? null,
+    // Unscored, not wrong, when the aggregator's calls failed (aggregatorFailure).
+    correct: aggregatorFailure(r) === undefined ? (r.correct ?? null) : null,
     judge: r.judge ?? null,
     outcomes: r.outcomes,
     plan: r.plan,
@@ -332,6 +346,8 @@ export interface BatchSummary {
   completed: number;
   skipped: number;
   failed: { line: number; error: string }[];
+  /** Completed questions whose chosen aggregator's calls failed for good (aggregatorFailure): recorded, unscored. */
+  aggregatorFailed: { line: number; error: string }[];
   badLines: BatchLineError[];
   /** Over every question of the input with a verdict in the results file, this run's and earlier ones'. */
   correct: number;
@@ -392,6 +408,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       completed: 0,
       skipped: 0,
       failed: [],
+      aggregatorFailed: [],
       badLines: errors,
       correct: 0,
       scored: 0,
@@ -498,7 +515,10 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         }
         summary.completed++;
         summary.models = (result.models ?? []).reduce(noteModel, summary.models);
-        score(item, result.answer ?? null, result.correct ?? null);
+        const aggregatorError = aggregatorFailure(result);
+        if (aggregatorError !== undefined)
+          summary.aggregatorFailed.push({ line: item.line, error: aggregatorError });
+        score(item, result.answer ?? null, aggregatorError === undefined ? (result.correct ?? null) : null);
         report(result.prediction ?? '(no answer)');
       }
     };
