@@ -254,10 +254,6 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
           bar?.stop();
           for (const f of summary.failed)
             process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
-          for (const f of summary.aggregatorFailed)
-            process.stderr.write(
-              `  question on line ${f.line} has no answer, its aggregator failed: ${f.error} (recorded unscored; a new --out and --job run it again)\n`,
-            );
           console.log(
             `job ${summary.jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
               (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : '') +
@@ -273,8 +269,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             process.stderr.write(
               `  ${summary.badLines.length} bad line(s) in ${file} did not run: fix them and re-run (finished questions are not redone)\n`,
             );
-          if (summary.failed.length || summary.aggregatorFailed.length || summary.badLines.length)
-            process.exitCode = 1;
+          if (summary.failed.length || summary.badLines.length) process.exitCode = 1;
         } finally {
           bar?.stop();
           process.off('SIGINT', interrupted);

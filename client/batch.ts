@@ -271,19 +271,6 @@ function canonicalPath(path: string): string {
 const RESULT_LINE_START = '{"job":';
 
 /** One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape, accounting. */
-/**
- * Why the question's chosen aggregator gave no answer when its own calls failed for good (every report call, or the
- * integration call: a misspelt --aggregator-model, say): no verdict on the rollouts, which may have answered well.
- * Undefined when it answered, or gave no answer of the model's own making.
- */
-export function aggregatorFailure(r: Pick<ParallelMuseResult, 'prediction' | 'aggregator' | 'outcomes'>) {
-  if (r.prediction !== null) return undefined;
-  const reason = r.outcomes[r.aggregator]?.reason;
-  return reason !== undefined && /^(every report call failed|the integration call failed)/.test(reason)
-    ? reason
-    : undefined;
-}
-
 export function resultLine(jobId: string, workflowId: string, sharedHash: string, r: ParallelMuseResult) {
   return {
     job: jobId,
@@ -293,8 +280,7 @@ export function resultLine(jobId: string, workflowId: string, sharedHash: string
     answer: r.answer ?? null,
     prediction: r.prediction,
     aggregator: r.aggregator,
-    // Unscored, not wrong, when the aggregator's calls failed (aggregatorFailure).
-    correct: aggregatorFailure(r) === undefined ? (r.correct ?? null) : null,
+    correct: r.correct ?? null,
     judge: r.judge ?? null,
     outcomes: r.outcomes,
     plan: r.plan,
@@ -346,8 +332,6 @@ export interface BatchSummary {
   completed: number;
   skipped: number;
   failed: { line: number; error: string }[];
-  /** Completed questions whose chosen aggregator's calls failed for good (aggregatorFailure): recorded, unscored. */
-  aggregatorFailed: { line: number; error: string }[];
   badLines: BatchLineError[];
   /** Over every question of the input with a verdict in the results file, this run's and earlier ones'. */
   correct: number;
@@ -408,7 +392,6 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       completed: 0,
       skipped: 0,
       failed: [],
-      aggregatorFailed: [],
       badLines: errors,
       correct: 0,
       scored: 0,
@@ -515,10 +498,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         }
         summary.completed++;
         summary.models = (result.models ?? []).reduce(noteModel, summary.models);
-        const aggregatorError = aggregatorFailure(result);
-        if (aggregatorError !== undefined)
-          summary.aggregatorFailed.push({ line: item.line, error: aggregatorError });
-        score(item, result.answer ?? null, aggregatorError === undefined ? (result.correct ?? null) : null);
+        score(item, result.answer ?? null, result.correct ?? null);
         report(result.prediction ?? '(no answer)');
       }
     };

@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
-  aggregatorFailure,
   assignWorkflowIds,
   BatchError,
   batchJobId,
@@ -65,30 +64,6 @@ describe('batch input', () => {
         error: 'line 2: answer: answer must be text or a number (leave it out, or null, when there is none)',
       },
     ]);
-  });
-});
-
-describe('a question whose aggregator failed', () => {
-  const outcome = (reason?: string) => ({
-    answer: null,
-    support: 0,
-    excluded: [],
-    ...(reason ? { reason } : {}),
-  });
-  it("is unscored when the aggregator's own calls failed for good, wrong when the model gave no answer", () => {
-    const failed = {
-      prediction: null,
-      aggregator: 'compressed',
-      outcomes: { compressed: outcome('the integration call failed: HTTP 400 model not found') },
-    };
-    expect(aggregatorFailure(failed)).toMatch(/^the integration call failed/);
-    expect(
-      aggregatorFailure({ ...failed, outcomes: { compressed: outcome('every report call failed') } }),
-    ).toBe('every report call failed');
-    // The model's own doing: no answered trajectory, or an integration that answered nothing.
-    for (const reason of ['no answered trajectory', 'the integration call gave no answer'])
-      expect(aggregatorFailure({ ...failed, outcomes: { compressed: outcome(reason) } })).toBeUndefined();
-    expect(aggregatorFailure({ ...failed, prediction: 'Paris' })).toBeUndefined();
   });
 });
 
