@@ -68,8 +68,7 @@ export const TrajectorySpecSchema = z
     /** resum: summarise when the prompt passes this fraction of the window (reference: 0.9). */
     summaryThreshold: z.number().gt(0).lt(1).default(0.9),
     pool: PoolName.default('default'),
-    // Empty is no model: the pool's default (or, for aggregatorModel, the rollouts' model) is meant by leaving it out.
-    model: z.string().trim().min(1).optional(),
+    model: z.string().optional(),
     seed: z.number().int().min(0).default(0),
     /**
      * Shown to the model as "Current date: …", as the reference agent's prompt does. Given, not read from a clock: a
@@ -120,7 +119,7 @@ export const ParallelMuseSpecSchema = z
     primaryAggregator: AggregatorSchema.default('compressed'),
     /** Pool/model for report + integration calls (defaults to the rollout pool/model). */
     aggregatorPool: PoolName.optional(),
-    aggregatorModel: z.string().trim().min(1).optional(),
+    aggregatorModel: z.string().optional(),
     judge: z.enum(['exact', 'llm']).default('exact'),
     /** Child workflows in flight at once; far below Temporal's 2,000 pending-children limit. */
     maxConcurrentRollouts: positiveInt.max(500).default(DEFAULT_MAX_CONCURRENT_ROLLOUTS),

@@ -54,8 +54,7 @@ export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
 export function idArg(name: string) {
   return (v: string) => {
     if (v.trim() === '') throw new InvalidArgumentError(`${name} must not be empty`);
-    // As the results file's job id is read back (trimmed): ' x' given once would not be found again as 'x'.
-    return v.trim();
+    return v;
   };
 }
 

@@ -37,7 +37,8 @@ export const BatchLineSchema = z
       .union([GoldAnswerSchema, z.number()], {
         error: 'answer must be text or a number (leave it out, or null, when there is none)',
       })
-      // JSON has already turned a number past 2^53, or one written with an exponent, into another one's text.
+      // JSON has already changed a number past 2^53 (and one JavaScript writes with an exponent, from 1e21): its text
+      // would not be the dataset's. Decimals are taken as JavaScript writes them ('2.50' reads as '2.5').
       .refine(
         (a) =>
           typeof a !== 'number' ||

@@ -166,7 +166,8 @@ export class BackendProtocolError extends Error {
  * pool of many members the operator must tell which server answered wrong.
  */
 export function namingServer(err: unknown, base: string): unknown {
-  if (!(err instanceof BackendProtocolError) || err.message.includes(base)) return err;
+  // One naming a URL already (the tokenizer's, which may be elsewhere) names its server.
+  if (!(err instanceof BackendProtocolError) || /https?:\/\//.test(err.message)) return err;
   return new BackendProtocolError(`${err.message} (server ${base})`, {
     retryable: err.retryable,
     cause: err,

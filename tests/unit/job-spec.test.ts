@@ -39,13 +39,6 @@ describe('job specs', () => {
     );
   });
 
-  it('refuses an empty model name, which would be sent as a name instead of falling back to the default', () => {
-    expect(() => parseTrajectorySpec({ question: 'q', model: '' })).toThrow(/model/);
-    expect(() => parseParallelMuseSpec({ trajectory: { question: 'q' }, aggregatorModel: '  ' })).toThrow(
-      /aggregatorModel/,
-    );
-  });
-
   it('refuses a blank ground-truth answer, which would score every prediction wrong', () => {
     for (const answer of ['', '  '])
       expect(() => parseTrajectorySpec({ question: 'q', answer })).toThrow(/answer must not be empty/);
