@@ -169,9 +169,9 @@ async function assertPortFree(port: number, host: string, flag: string): Promise
 // processes
 
 /**
- * Whether a recorded server of the data directory `dataDir` still runs. Guards against pid reuse after a reboot or crash, where stack.json names a
- * pid that now belongs to something unrelated, or to another checkout's (or a test run's) server, which we must not
- * signal: the process must have the recorded start time, and run the recorded binary on the data directory it was
+ * Whether a recorded server of the data directory `dataDir` still runs. Guards against pid reuse after a reboot or
+ * crash, where stack.json names a pid that now belongs to something unrelated, or to another checkout's (or a test
+ * run's) server, which we must not signal: the process must have the recorded start time, and run the recorded binary on the data directory it was
  * started with (its arguments name paths inside it). That directory is the one recorded with the server, not the
  * one this call was given: a data directory reached through a symlink, or renamed since, is the same directory to
  * the stack file but not to the server's command line.
@@ -852,7 +852,11 @@ export async function stackStatus(opts: { dataDir?: string } = {}): Promise<Stac
   return { dataDir, running: Boolean(temporal?.healthy && nats?.healthy), temporal, nats };
 }
 
-function toRecord(h: ServiceHandle, dataDir: string): ServiceRecord {
+/** What stack.json keeps of a server: from its handle, or from what `up` knows of it when it is spawned. */
+function toRecord(
+  h: Pick<ServiceHandle, 'pid' | 'binary' | 'host' | 'port' | 'address' | 'url' | 'logFile' | 'ports'>,
+  dataDir: string,
+): ServiceRecord {
   return {
     pid: h.pid,
     binary: h.binary,
@@ -1067,26 +1071,14 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   const spawnedRecord =
     (binary: string, host: string, port: number, url: string, logFile: string) =>
     (pid: number): ServiceRecord => ({
-      pid,
-      binary,
-      host,
-      port,
-      address: `${host}:${port}`,
-      url,
-      logFile,
-      ports: {},
-      startedAt: new Date().toISOString(),
-      ...recordedIdentity(pid, dataDir),
+      ...toRecord({ pid, binary, host, port, address: `${host}:${port}`, url, logFile, ports: {} }, dataDir),
       starting: true,
     });
 
-  // The services whose previous server this call stopped (or found dead), to replace it.
-  const stopped = new Set<ServiceName>();
   try {
     if (!keepTemporal) {
       // A live but unhealthy server holds the port and the SQLite file; replace it.
       if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
-      stopped.add('temporal');
       // A server that died comes back where its clients and workers look for it.
       const port = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
       const namespace = opts.namespace ?? 'default';
@@ -1114,7 +1106,6 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     }
     if (!keepNats) {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
-      stopped.add('nats');
       const port = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
       const maxPayload = opts.natsMaxPayload ?? DEFAULT_NATS_MAX_PAYLOAD;
       const logFile = join(dataDir, 'logs', 'nats.log');
@@ -1149,10 +1140,11 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     const survivors: StackFile = { version: 1, dataDir };
     if (keepTemporal) survivors.temporal = stack.temporal;
     if (keepNats) survivors.nats = stack.nats;
-    // A live server this call had not yet replaced (one failing its health checks) stays recorded, to be stopped.
-    if (!keepTemporal && !stopped.has('temporal') && temporalStatus?.alive)
-      survivors.temporal = previous?.temporal;
-    if (!keepNats && !stopped.has('nats') && natsStatus?.alive) survivors.nats = previous?.nats;
+    // A previous server this call had not yet replaced (one failing its health checks) stays recorded, to be stopped.
+    if (!keepTemporal && previous?.temporal && recordRuns(previous.temporal, dataDir, previous.dataDir))
+      survivors.temporal = previous.temporal;
+    if (!keepNats && previous?.nats && recordRuns(previous.nats, dataDir, previous.dataDir))
+      survivors.nats = previous.nats;
     try {
       if (survivors.temporal || survivors.nats) writeStackFile(dataDir, survivors);
       else rmSync(stackFilePath(dataDir), { force: true });
