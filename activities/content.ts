@@ -98,14 +98,41 @@ export class ContextStore {
   }
 
   async putContext(namespace: string, policy: ContextPolicyName, state: ContextState): Promise<BlobRef> {
-    // A deletion this worker did not hear of (the notice is sent once; a worker cut off from NATS misses it) is
-    // found by the first write that finds the bucket gone, or assumed at a reconnect (BlobStore), either of which
-    // starts the namespace's next generation. The
-    // texts whose cached references were handed out before then may be gone with it: written again, once.
     const generation = this.blobs.generation(namespace);
     const ref = await this.putContextOnce(namespace, policy, state);
-    if (this.blobs.generation(namespace) === generation) return ref;
-    return this.putContextOnce(namespace, policy, state);
+    return this.stale(namespace, generation) ? this.putContextOnce(namespace, policy, state) : ref;
+  }
+
+  /**
+   * A tool step's observation and the context after it. `stored`: the observation as the step stored it already
+   * (the tool's record), with the namespace's generation read before that; written again too if it is stale.
+   */
+  async putStep(
+    namespace: string,
+    policy: ContextPolicyName,
+    next: ContextState,
+    observation: string,
+    stored: { observationRef?: BlobRef; generation: number },
+  ): Promise<{ observationRef: BlobRef; contextRef: BlobRef }> {
+    const write = async (observationRef?: BlobRef) => {
+      const [o, c] = await Promise.all([
+        observationRef ?? this.putText(namespace, observation),
+        this.putContextOnce(namespace, policy, next),
+      ]);
+      return { observationRef: o, contextRef: c };
+    };
+    const first = await write(stored.observationRef);
+    return this.stale(namespace, stored.generation) ? write() : first;
+  }
+
+  /**
+   * Whether the namespace was found deleted since `generation` was read: a deletion this worker did not hear of
+   * (the notice is sent once; a worker cut off from NATS misses it) is found by the first write that finds the
+   * bucket gone, or assumed at a reconnect (BlobStore). The references handed out from the cache before then may
+   * point at nothing, so what was written since is written again, once.
+   */
+  private stale(namespace: string, generation: number): boolean {
+    return this.blobs.generation(namespace) !== generation;
   }
 
   private async putContextOnce(

@@ -360,7 +360,7 @@ export function createActivities(deps: ActivityDeps) {
       // keeps beating meanwhile.
       const ctx = Context.current();
       const ns = namespaceFor(input.jobId);
-      // Before anything of the step is stored or read from the cache: see the check below.
+      // Before anything of the step is stored or read from the cache (see ContextStore.putStep).
       const generation = deps.blobs.generation(ns);
       const [raw, { policy, state }] = await Promise.all([
         content.getText(input.turnRef),
@@ -400,20 +400,12 @@ export function createActivities(deps: ActivityDeps) {
           throw new TypeError('toolStep called for an answer turn');
       }
       const next: ContextState = policy.advance(state, turn, raw, observation);
-      // As putContext does for its texts: written again once if the namespace was found deleted meanwhile (the
-      // observation's reference may be a cached one into the deleted bucket).
-      let [storedRef, contextRef] = await Promise.all([
-        observationRef ?? content.putText(ns, observation),
-        content.putContext(ns, input.policy, next),
-      ]);
-      if (deps.blobs.generation(ns) !== generation)
-        [storedRef, contextRef] = await Promise.all([
-          content.putText(ns, observation),
-          content.putContext(ns, input.policy, next),
-        ]);
+      const stored = await content.putStep(ns, input.policy, next, observation, {
+        ...(observationRef !== undefined ? { observationRef } : {}),
+        generation,
+      });
       return {
-        contextRef,
-        observationRef: storedRef,
+        ...stored,
         observationBytes: observation.length,
         toolCalled,
         // The whole error is in the observation; history gets its start (a failing tool's message can be a page).
