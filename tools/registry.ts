@@ -32,20 +32,27 @@ export class ToolRegistry {
     return [...this.tools.keys()];
   }
 
+  /**
+   * Everything a step keeps of a tool leaves here: well-formed (a page's or the model's own half surrogate pair; see
+   * wellFormed) and at most MAX_OBSERVATION_CHARS.
+   */
   async run(call: ToolCall, ctx: ToolContext): Promise<ToolOutcome> {
+    const out = await this.attempt(call, ctx);
+    const kept = (text: string) => clipText(wellFormed(text), MAX_OBSERVATION_CHARS);
+    const observation = kept(out.observation);
+    if (out.error === undefined) return { observation };
+    return { observation, error: out.error === out.observation ? observation : kept(out.error) };
+  }
+
+  private async attempt(call: ToolCall, ctx: ToolContext): Promise<ToolOutcome> {
     const tool = this.tools.get(call.name);
     if (!tool) {
-      const error = wellFormed(
-        `Error: unknown tool '${call.name}'. Available tools: ${this.names().join(', ')}.`,
-      );
+      const error = `Error: unknown tool '${call.name}'. Available tools: ${this.names().join(', ')}.`;
       return { observation: error, error };
     }
     const parsed = tool.args.safeParse(call.arguments);
     if (!parsed.success) {
-      // The model's own arguments are in it, half a surrogate pair and all (see wellFormed).
-      const error = wellFormed(
-        `Error: invalid arguments for tool '${call.name}': ${formatZodError(parsed.error)}`,
-      );
+      const error = `Error: invalid arguments for tool '${call.name}': ${formatZodError(parsed.error)}`;
       return { observation: error, error };
     }
     // A step cancelled, or out of time, before the tool started: it is not started (a search or fetch may cost).
@@ -68,18 +75,13 @@ export class ToolRegistry {
           );
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout.signal]) : timeout.signal;
     try {
-      const answer = tool.run(parsed.data, { ...ctx, signal });
-      const observation = wellFormed(await untilAborted(answer, signal));
-      return { observation: clipText(observation, MAX_OBSERVATION_CHARS) };
+      return { observation: await untilAborted(tool.run(parsed.data, { ...ctx, signal }), signal) };
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;
       if (timeout.signal.aborted) return timedOut();
       // Whatever was thrown (undefined, a plain object): describing it must not fail the step.
-      const error = clipText(
-        wellFormed(`Error: tool '${call.name}' failed: ${causeChainMessage(err)}`),
-        MAX_OBSERVATION_CHARS,
-      );
+      const error = `Error: tool '${call.name}' failed: ${causeChainMessage(err)}`;
       return { observation: error, error };
     } finally {
       clearTimeout(timer);
