@@ -54,7 +54,8 @@ export interface ContextPolicy {
   wantsSummary(promptTokens: number, contextWindow: number, maxTokensPerTurn: number): boolean;
   /**
    * resum only. With `maxPromptTokens`, the longest tool responses are cut (each to the same length, marked; the
-   * earlier ones first, the latest kept whole where that fits) until the prompt fits: one large observation can take the history past the window in a single step, and the summary
+   * earlier ones first, the latest kept whole where that fits) until the prompt fits: one large observation can take
+   * the history past the window in a single step, and the summary
    * call must still fit to let the trajectory go on.
    */
   summaryMessages(state: ContextState, maxPromptTokens?: number): ChatMessage[];

@@ -343,7 +343,8 @@ export function turnSpans(text: string): TurnSpans {
  * is ignored. `invalid_tool_call.error` is TOOL_CALL_FORMAT_ERROR, i.e. exactly the observation to feed back;
  * `toolCallProblem(raw)` says what was wrong, for the step's record. With `finishReason` 'length' (the turn hit its token limit),
  * an <answer> without its `</answer>` is a cut-off fragment, not an answer: `no_action` with `cutOffAnswer`. One the
- * model ended itself is its answer, unless it is empty (isEmptyAnswer): `no_action` with `emptyAnswer`. An invalid <tool_call> without its end is then marked `cutOff`.
+ * model ended itself is its answer, unless it is empty (isEmptyAnswer): `no_action` with `emptyAnswer`. An invalid
+ * <tool_call> without its end is then marked `cutOff`.
  */
 export function parseTurn(text: string, finishReason?: 'stop' | 'length'): ParsedTurn {
   const spans = turnSpans(text);
