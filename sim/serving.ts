@@ -245,6 +245,8 @@ export class SimServer {
   private prefillFreeAt = 0;
   /** Wakes tryAdmit when the prefill ahead of the queue's head has come down to one step. */
   private admitTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Simulated time the admit timer fires at: a prefill given up can bring the head's turn earlier than that. */
+  private admitAt = 0;
   private readonly epoch = performance.now();
   private closed = false;
   private readonly counters: SimServerStats = {
@@ -535,15 +537,25 @@ export class SimServer {
       if (this.running > 0 && !this.fits(head)) break;
       const untilStep = this.prefillFreeAt - this.now() - this.stepPrefillMs();
       if (this.running > 0 && untilStep > 0) {
-        this.admitTimer ??= setTimeout(() => {
-          this.admitTimer = null;
-          this.tryAdmit();
-        }, this.realDelay(untilStep));
+        this.wakeAdmitIn(untilStep);
         break;
       }
       this.queue.shift();
       this.admit(head);
     }
+  }
+
+  private wakeAdmitIn(simMs: number): void {
+    const at = this.now() + simMs;
+    if (this.admitTimer) {
+      if (this.admitAt <= at) return;
+      clearTimeout(this.admitTimer);
+    }
+    this.admitAt = at;
+    this.admitTimer = setTimeout(() => {
+      this.admitTimer = null;
+      this.tryAdmit();
+    }, this.realDelay(simMs));
   }
 
   /** Simulated milliseconds one engine step's prefill budget takes. */

@@ -276,6 +276,38 @@ describe('SimServer batching and timing', () => {
     await expect(busy).rejects.toThrow();
   });
 
+  it('a prefill given up brings forward the wake-up of the requests still waiting', async () => {
+    const s = new SimServer({
+      ...profile,
+      maxBatch: 4,
+      prefillTokensPerSec: 1000,
+      maxBatchedTokens: 100,
+      cacheCapacityTokens: 1 << 20,
+      timeScale: 1,
+    });
+    const decoding = new AbortController();
+    const busy = s.run(tokens('c', 16), 100_000, decoding.signal);
+    const ctl = new AbortController();
+    const long = s.run(tokens('a', 1000), 1, ctl.signal);
+    // Both wait for the long prefill (~1000 simulated ms); the wake-up is set for when it is a step from done.
+    const second = new AbortController();
+    const next = s.run(tokens('b', 300), 100_000, second.signal);
+    const last = s.run(tokens('d', 16), 1, never());
+    expect(s.load()).toMatchObject({ running: 2, queued: 2 });
+    await new Promise((r) => setTimeout(r, 20));
+    ctl.abort(new Error('router gave up'));
+    await expect(long).rejects.toThrow('router gave up');
+    // The next one is admitted at once and prefills for ~300 ms; the last one waits for that (~220 ms in all), not
+    // for the wake-up the given-up prefill had set (~900 ms) or the next one's long decode.
+    const { queuedMs } = await last;
+    expect(queuedMs).toBeGreaterThan(150);
+    expect(queuedMs).toBeLessThan(600);
+    second.abort();
+    decoding.abort();
+    await expect(next).rejects.toThrow();
+    await expect(busy).rejects.toThrow();
+  });
+
   it('prefills given up in the order they came leave no phantom prefill behind them', async () => {
     const s = new SimServer({
       ...profile,
