@@ -1,7 +1,7 @@
 // ParallelMuse stage 2 (compressed reasoning aggregation) and scoring: model calls over stored content.
 // A report distils one trajectory; integration reads all reports and must choose one answer.
 
-import { clipText, clipToShare, MAX_ANSWER_CHARS } from '../agent/clip.js';
+import { clipMiddle, clipText, clipToShare, MAX_ANSWER_CHARS } from '../agent/clip.js';
 import { CHARS_PER_ESTIMATED_TOKEN, estimateTokens, promptBudgetTokens } from '../agent/context.js';
 import { isEmptyAnswer, outputComplete, parseAnswer, parseJudgement, parseReport } from '../agent/format.js';
 import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } from '../agent/prompts.js';
@@ -85,7 +85,10 @@ export function integrationReportChars(input: IntegrateInput): number | undefine
   );
 }
 
-/** However many reports share the window, each keeps at least this much: its opening says what the rollout found. */
+/**
+ * However many reports share the window, each keeps at least this much (its opening and its final answer), unless the
+ * server refused the prompt that held them.
+ */
 const MIN_REPORT_CHARS = 400;
 
 export function createAggregationActivities(deps: {
@@ -168,8 +171,16 @@ export function createAggregationActivities(deps: {
     }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
       let messages: ChatMessage[] = [];
-      const g = await callCuttingOnRefusal(integrationReportChars(input), (budget) => {
-        const clipped = clipToShare(reports, budget ?? Number.POSITIVE_INFINITY, MIN_REPORT_CHARS);
+      const estimated = integrationReportChars(input);
+      const g = await callCuttingOnRefusal(estimated, (budget) => {
+        // Once the server has refused a prompt, the floor gives way to the halved budget: held, it would send the
+        // same prompt again.
+        const floor =
+          budget === estimated
+            ? MIN_REPORT_CHARS
+            : Math.min(MIN_REPORT_CHARS, Math.floor((budget ?? 0) / reports.length));
+        // A report ends with its final reasoning and answer: a clipped one keeps its end as well as its start.
+        const clipped = clipToShare(reports, budget ?? Number.POSITIVE_INFINITY, floor, clipMiddle);
         messages = integrationMessages(input.question, clipped);
         return callModel(input.pool, messages, generateParams(input.sampling, input.seed), {
           model: input.model,

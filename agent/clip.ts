@@ -28,6 +28,14 @@ export function textPrefix(text: string, max: number): string {
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
 }
 
+/** The last `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair (textPrefix). */
+export function textSuffix(text: string, max: number): string {
+  if (max <= 0) return '';
+  const from = text.length - max;
+  const code = text.charCodeAt(from);
+  return text.slice(code >= 0xdc00 && code <= 0xdfff ? from + 1 : from);
+}
+
 /** What clipText appends to a text it clipped. */
 const CLIPPED = /\n\[… \d{1,16} more characters omitted\]$/;
 
@@ -46,12 +54,28 @@ export function clipText(text: string, max: number | undefined): string {
 }
 
 /**
- * Texts clipped (clipText) so that together they take at most `maxChars`, plus the marker of each one clipped (about
+ * `text`, or its start and its end in `max` characters (a third of them for the end) with a marker between saying how
+ * many were left out: for texts whose conclusion comes last, as a report's final answer does.
+ */
+export function clipMiddle(text: string, max: number | undefined): string {
+  if (max === undefined || text.length <= max) return text;
+  const tail = textSuffix(text, Math.floor(max / 3));
+  const head = textPrefix(text, max - Math.floor(max / 3));
+  return `${head}\n[… ${text.length - head.length - tail.length} characters omitted …]\n${tail}`;
+}
+
+/**
+ * Texts clipped (clipText, or `clip`) so that together they take at most `maxChars`, plus the marker of each one clipped (about
  * 35 characters; callers keep a margin for them): texts shorter than an equal share stay
  * whole and leave what they do not use to the longer ones, which share the rest equally. Each text is kept for at
  * least `minChars`, so that none is reduced to nothing however many there are.
  */
-export function clipToShare(texts: readonly string[], maxChars: number, minChars = 0): string[] {
+export function clipToShare(
+  texts: readonly string[],
+  maxChars: number,
+  minChars = 0,
+  clip: (text: string, max: number) => string = clipText,
+): string[] {
   const order = texts.map((t, i) => ({ i, length: t.length })).sort((a, b) => a.length - b.length);
   const limits = new Array<number>(texts.length);
   let left = Math.max(0, maxChars);
@@ -60,5 +84,5 @@ export function clipToShare(texts: readonly string[], maxChars: number, minChars
     limits[i] = Math.min(length, share);
     left = Math.max(0, left - limits[i]!);
   });
-  return texts.map((t, i) => clipText(t, limits[i]));
+  return texts.map((t, i) => clip(t, limits[i]!));
 }

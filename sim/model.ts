@@ -1188,7 +1188,8 @@ function integrateTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   } else parts.push('No report gives an answer.');
   parts.push('</think>\n');
   w.write(parts.join(''), 'think');
-  w.write(`<answer>${best ? best.answer : 'unknown'}</answer>`, 'plain');
+  // With no report's answer to pick, the simulator invents none: an empty answer, which the integration takes for none.
+  w.write(`<answer>${best ? best.answer : ''}</answer>`, 'plain');
 }
 
 function judgeTask(messages: readonly ChatMessage[], w: TurnWriter): void {

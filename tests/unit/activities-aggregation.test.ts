@@ -104,7 +104,7 @@ describe('aggregation calls', () => {
     const body = prompt[1]!.content;
     expect(body).toContain('SHORT REPORT\n</report>');
     for (let i = 0; i < 64; i++) expect(body).toContain(`report ${i} report ${i}`);
-    expect(body).toContain('more characters omitted');
+    expect(body).toContain('characters omitted …]');
     // The long ones (13,500 and 15,000 characters) get one share each: clipped to lengths within a few characters
     // (the omission marker's count), whatever their own length.
     const shown = [...body.matchAll(/<report id=\d+>\n([\s\S]*?)\n<\/report>/g)].map((m) => m[1]!.length);
@@ -112,6 +112,36 @@ describe('aggregation calls', () => {
     const long = shown.slice(1);
     expect(Math.max(...long) - Math.min(...long)).toBeLessThan(20);
     expect(Math.max(...long)).toBeLessThan(13_500);
+  });
+
+  it("keeps each clipped report's end, where its final answer is", async () => {
+    const { acts, content, prompts } = activities(() => ({ text: '<answer>Lyon</answer>' }));
+    const refs: string[] = [];
+    for (let i = 0; i < 16; i++)
+      refs.push(
+        await content.putText('j', `Planning ${i}. ${'Method step. '.repeat(300)}\nFinal answer: City ${i}`),
+      );
+    await acts.integrateStep(integrate(refs, { contextWindow: 12_288 }));
+    const body = prompts[0]![1]!.content;
+    expect(body).toContain('characters omitted');
+    for (let i = 0; i < 16; i++) {
+      expect(body).toContain(`Planning ${i}.`);
+      expect(body).toContain(`Final answer: City ${i}\n</report>`);
+    }
+  });
+
+  it('shrinks the prompt on a refusal even when many reports are at their floor', async () => {
+    const refused = new ContextLengthError("This model's maximum context length is 12288 tokens");
+    const { acts, content, prompts } = activities((n) =>
+      n <= 2 ? refused : { text: '<answer>Lyon</answer>' },
+    );
+    const refs: string[] = [];
+    for (let i = 0; i < 40; i++) refs.push(await content.putText('j', `report ${i} `.repeat(200)));
+    expect((await acts.integrateStep(integrate(refs, { contextWindow: 12_288 }))).answer).toBe('Lyon');
+    const sizes = prompts.map(promptChars);
+    expect(sizes).toHaveLength(3);
+    expect(sizes[1]!).toBeLessThan(0.75 * sizes[0]!);
+    expect(sizes[2]!).toBeLessThan(0.75 * sizes[1]!);
   });
 
   it('halves the reports when the server still finds the prompt too long, and gives up after two tries', async () => {

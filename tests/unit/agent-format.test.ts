@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clipText, clipToShare, MAX_ANSWER_CHARS, wellFormed } from '../../agent/clip.js';
+import { clipMiddle, clipText, clipToShare, MAX_ANSWER_CHARS, wellFormed } from '../../agent/clip.js';
 import {
   extractTag,
   outputComplete,
@@ -448,6 +448,22 @@ describe('tag helpers', () => {
     // Texts that fit are unchanged; a floor keeps each one's start however many share the room.
     expect(clipToShare(texts, 10_000)).toEqual(texts);
     expect(clipToShare(texts, 0, 5).map((t) => t.slice(0, 5))).toEqual(['aaaaa', 'bbbbb', 'ccccc', 'ddddd']);
+  });
+
+  it('clipMiddle keeps the start and the end, and never cuts an emoji in half', () => {
+    const text = `${'a'.repeat(500)}${'b'.repeat(500)}Final answer: X`;
+    const out = clipMiddle(text, 300);
+    expect(out.startsWith('a'.repeat(200))).toBe(true);
+    expect(out.endsWith(`${'b'.repeat(85)}Final answer: X`)).toBe(true);
+    expect(out).toContain(`[… ${text.length - 300} characters omitted …]`);
+    expect(clipMiddle(text, text.length)).toBe(text);
+    const emoji = `${'x'.repeat(10)}${'🙂'.repeat(10)}`;
+    for (let max = 1; max < emoji.length; max++) {
+      const [head, tail] = clipMiddle(emoji, max).split(/\n\[… \d+ characters omitted …\]\n/);
+      expect(wellFormed(head!)).toBe(head);
+      expect(wellFormed(tail!)).toBe(tail);
+      expect(emoji.endsWith(tail!)).toBe(true);
+    }
   });
 
   it('wellFormed replaces half a surrogate pair in place, so the text reads back from msgpack as it was used', () => {

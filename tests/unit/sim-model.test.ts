@@ -472,6 +472,10 @@ describe('context management and aggregation prompts', () => {
       .join('\n');
     const g2 = simGenerate([{ role: 'user', content: `<reports>\n${tie}\n</reports>` }], params(1));
     expect(/<answer>(.+)<\/answer>/.exec(g2.text)![1]).toBe(answer);
+    // No report with an answer (each cut before its end): no answer invented.
+    const cut = `<report id=1>\n${good.slice(0, 40)}\n</report>`;
+    const g3 = simGenerate([{ role: 'user', content: `<reports>\n${cut}\n</reports>` }], params(1));
+    expect(g3.text).toMatch(/<answer><\/answer>$/);
   });
 
   it('judges with normalised comparison', () => {
