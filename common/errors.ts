@@ -2,9 +2,16 @@
 // the CLI and clients print it.
 import type { z } from 'zod';
 
-/** "field.path: message; other.field: message" — names the offending field for the user. */
+/** Issues named in a validation error: a malformed list can have thousands, and the first few say enough. */
+const MAX_ISSUES = 8;
+
+/** "field.path: message; other.field: message" — names the offending fields for the user, the first few of them. */
 export function formatZodError(err: Pick<z.ZodError, 'issues'>): string {
-  return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`).join('; ');
+  const named = err.issues
+    .slice(0, MAX_ISSUES)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+  const more = err.issues.length - named.length;
+  return more > 0 ? `${named.join('; ')}; and ${more} more` : named.join('; ');
 }
 
 /**

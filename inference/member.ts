@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import { context, SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { wellFormed } from '../agent/clip.js';
+import { clipText, wellFormed } from '../agent/clip.js';
 import { regionScores } from '../agent/regions.js';
 import type { ChatMessage } from '../agent/types.js';
 import { tokenEntropies } from '../agent/uncertainty.js';
@@ -131,6 +131,9 @@ export class ReplyTooLargeError extends Error {
   override readonly name = 'ReplyTooLargeError';
   readonly retryable = false;
 }
+
+/** The longest error message a reply carries (a validation error can name thousands of fields). */
+const MAX_ERROR_CHARS = 4096;
 
 /** How long a stopping member gives the requests it gave up to send their replies. */
 const STOPPED_REPLIES_MS = 1000;
@@ -281,6 +284,14 @@ export class PoolMember {
     if (!(Number.isInteger(this.capacity) && this.capacity >= 1))
       throw new Error(`pool member capacity must be a whole number of at least 1, got ${this.capacity}`);
     this.maxQueue = opts.maxQueue ?? this.capacity * 4;
+    // NaN would leave the queue unbounded (no length is >= NaN), 0 ms would announce without pause.
+    if (!(Number.isInteger(this.maxQueue) && this.maxQueue >= 0))
+      throw new Error(`pool member maxQueue must be a whole number of at least 0, got ${this.maxQueue}`);
+    for (const key of ['announceIntervalMs', 'minAnnounceIntervalMs'] as const) {
+      const ms = opts[key];
+      if (ms !== undefined && !(Number.isFinite(ms) && ms >= 10))
+        throw new Error(`pool member ${key} must be a number of milliseconds of at least 10, got ${ms}`);
+    }
     this.model = opts.model ?? opts.backend.kind;
     const { backend } = opts;
     if (backend.health && healthChecksOn(opts.healthCheck))
@@ -328,7 +339,13 @@ export class PoolMember {
       nc.subscribe(subjects.discover(pool), {
         callback: (err, msg) => {
           // A stopping member is not offered to a router asking who serves the pool (its drain still delivers).
-          if (!err && !this.stopping) msg.respond(encodeWire(this.announcement()));
+          if (err || this.stopping) return;
+          // A throw here would end the connection's reader: the member would stop hearing requests.
+          try {
+            msg.respond(encodeWire(this.announcement()));
+          } catch {
+            // The router asking is gone; its next discovery or the heartbeat finds this member.
+          }
         },
       }),
     );
@@ -674,7 +691,9 @@ export class PoolMember {
       ok: false,
       id,
       memberId: this.id,
-      error: { code, message, retryable },
+      // Bounded so the reply fits in a NATS message: a reply too large to send leaves the router waiting out its
+      // attempt and blaming this member, where it should hear the failure at once.
+      error: { code, message: clipText(message, MAX_ERROR_CHARS), retryable },
     };
     try {
       msg.respond(encodeWire(reply));

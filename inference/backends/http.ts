@@ -179,9 +179,6 @@ const ServerError = z
   .object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) })
   .loose();
 
-/** Issues named in a shape error; a malformed token list can have thousands and the first few say enough. */
-const MAX_ISSUES = 5;
-
 /**
  * Validates a server's answer against `schema`. A mismatch is a BackendProtocolError naming `what` and either the
  * server's own error message (when the body is an error object) or the first few fields that are wrong.
@@ -196,8 +193,7 @@ export function parseResponse<S extends z.ZodType>(schema: S, body: unknown, wha
       `${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`,
     );
   }
-  const issues = formatZodError(new z.ZodError(parsed.error.issues.slice(0, MAX_ISSUES)));
-  throw new BackendProtocolError(`${what}: unexpected response shape: ${issues}`);
+  throw new BackendProtocolError(`${what}: unexpected response shape: ${formatZodError(parsed.error)}`);
 }
 
 /**

@@ -207,6 +207,15 @@ describe('member settings', () => {
     expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu-0', capacity: 0 })).toThrow(
       /capacity must be a whole number of at least 1, got 0/,
     );
+    expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu-0', maxQueue: Number.NaN })).toThrow(
+      /maxQueue must be a whole number of at least 0, got NaN/,
+    );
+    expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu-0', announceIntervalMs: 0 })).toThrow(
+      /announceIntervalMs must be a number of milliseconds of at least 10, got 0/,
+    );
+    expect(() => new PoolMember({ nc, pool: 'p', backend, id: 'gpu-0', minAnnounceIntervalMs: -1 })).toThrow(
+      /minAnnounceIntervalMs must be a number of milliseconds of at least 10, got -1/,
+    );
     // A pool of '*' would take the queue-group requests of every pool.
     expect(() => new PoolMember({ nc, pool: '*', backend, id: 'gpu-0' })).toThrow(
       /pool name '\*' may hold only/,

@@ -93,4 +93,25 @@ describe('wire decoding', () => {
       ),
     ).toThrow(/messagesRef: not a content reference/);
   });
+
+  it('names the first few problems of a message with thousands, so the error reply fits in a NATS message', () => {
+    const many = encodeWire({
+      v: 1,
+      id: 'x',
+      pool: 'p',
+      messages: Array.from({ length: 20_000 }, (_, i) => i),
+      params: { maxTokens: 1, temperature: 0, topLogprobs: 1 },
+      deadline: 1,
+    });
+    const err = (() => {
+      try {
+        decodeWire(GenerateRequestWire, many, 'generate request');
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err).toBeInstanceOf(WireDecodeError);
+    expect(err!.message).toMatch(/^generate request: messages\.0: .*; and \d+ more$/);
+    expect(err!.message.length).toBeLessThan(2000);
+  });
 });
