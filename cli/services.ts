@@ -303,7 +303,26 @@ export function registerServiceCommands(program: Command): void {
       if (!backend) throw new Error(`unknown backend '${o.backend}' (expected sim, openai or sglang)`);
       const checked = BackendSpecSchema.safeParse(backend);
       if (!checked.success) throw new Error(backendOptionsError(o.backend, backend, checked.error));
-      const m = await startPoolMember({
+      // Handled from before the member starts: as a container's first process, node ignores a signal it has no
+      // handler for, and a member told to stop while connecting would join the pool and serve until it is killed.
+      let m: Awaited<ReturnType<typeof startPoolMember>> | undefined;
+      const stop = async () => {
+        if (!m) {
+          // Nothing served yet, so nothing to finish.
+          console.error('muse pool serve: stopped before the member started serving');
+          process.exit(0);
+        }
+        try {
+          await m.stop();
+          process.exit(0);
+        } catch (err) {
+          console.error(`muse pool serve: stopping: ${causeChainMessage(err)}`);
+          process.exit(1);
+        }
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      m = await startPoolMember({
         config: cfg,
         pool: o.pool,
         backend: checked.data,
@@ -320,16 +339,5 @@ export function registerServiceCommands(program: Command): void {
       console.error(
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,
       );
-      const stop = async () => {
-        try {
-          await m.stop();
-          process.exit(0);
-        } catch (err) {
-          console.error(`muse pool serve: stopping: ${causeChainMessage(err)}`);
-          process.exit(1);
-        }
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
     });
 }

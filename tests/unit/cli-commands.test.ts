@@ -2,6 +2,7 @@
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -257,6 +258,40 @@ describe('muse batch', () => {
     const code = await new Promise<number | null>((ok) => child.on('close', ok));
     expect(stderr).not.toMatch(/EPIPE|Error/);
     expect(code).toBe(0);
+  }, 20_000);
+
+  it('muse pool serve told to stop while it is still connecting exits, instead of going on to serve', async () => {
+    // A server that takes the connection and never speaks: the member is stuck connecting until it is stopped.
+    let connected: () => void;
+    const reached = new Promise<void>((ok) => (connected = ok));
+    const silent = createServer((socket) => {
+      onTestFinished(() => socket.destroy());
+      connected();
+    });
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
+    onTestFinished(() => new Promise<void>((ok) => silent.close(() => ok())));
+    const port = (silent.address() as AddressInfo).port;
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('../../bin/muse.js', import.meta.url)), 'pool', 'serve', '--backend', 'sim'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, MUSE_NATS_URL: `nats://127.0.0.1:${port}` },
+      },
+    );
+    onTestFinished(() => {
+      child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const closed = new Promise<[number | null, string | null]>((ok) =>
+      child.on('close', (code, signal) => ok([code, signal])),
+    );
+    await reached;
+    child.kill('SIGTERM');
+    // Exited by its own handler: a process without one dies of the signal (and as PID 1 would ignore it).
+    expect(await closed).toEqual([0, null]);
+    expect(stderr).toContain('stopped before the member started serving');
   }, 20_000);
 
   it('muse export --out into a directory that does not exist fails by name, before connecting', async () => {
