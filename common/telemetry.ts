@@ -41,10 +41,24 @@ export class JsonLinesSpanExporter implements SpanExporter {
     if ('stream' in target) {
       this.write = (text) => target.stream.write(text);
     } else {
-      mkdirSync(dirname(target.file), { recursive: true });
-      this.write = (text) => appendFileSync(target.file, text);
+      const { file } = target;
+      // Checked now: a span that fails to export is only reported to OpenTelemetry's diagnostics, which say nothing
+      // unless a logger is set up, so a file that cannot be written would lose every span without a word.
+      try {
+        mkdirSync(dirname(file), { recursive: true });
+        appendFileSync(file, '');
+      } catch (err) {
+        throw new Error(
+          `telemetry.file (MUSE_TRACE_FILE): cannot write spans to ${file}: ${(err as Error).message}`,
+        );
+      }
+      this.write = (text) => appendFileSync(file, text);
+      this.target = file;
     }
   }
+  /** Where the spans go, for the message of a failed write. */
+  private readonly target: string = 'standard error';
+  private failed = false;
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
     const lines = spans.map((s) =>
       JSON.stringify({
@@ -77,6 +91,11 @@ export class JsonLinesSpanExporter implements SpanExporter {
       this.write(`${lines.join('\n')}\n`);
       done({ code: ExportResultCode.SUCCESS });
     } catch (error) {
+      // Once per process: a full disk would otherwise print a line for every span.
+      if (!this.failed) {
+        this.failed = true;
+        console.error(`telemetry: cannot write spans to ${this.target}: ${(error as Error).message}`);
+      }
       done({ code: ExportResultCode.FAILED, error: error as Error });
     }
   }

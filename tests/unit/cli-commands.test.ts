@@ -265,7 +265,9 @@ describe('muse batch', () => {
     let connected: () => void;
     const reached = new Promise<void>((ok) => (connected = ok));
     const silent = createServer((socket) => {
-      onTestFinished(() => socket.destroy());
+      onTestFinished(() => {
+        socket.destroy();
+      });
       connected();
     });
     await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
