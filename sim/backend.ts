@@ -35,6 +35,8 @@ export interface SimServing {
    * from it) still drive the simulated model.
    */
   promptText?: string;
+  /** The prompt's tokens, when it was sent as token ids: counted and cached one per id, as a server counts ids. */
+  promptTokens?: readonly string[];
   /**
    * Stop strings, applied as a server applies them: the generation ends where the first appears, and only the
    * tokens through it are decoded (timed and cached); the text ends before it (stopAtString).
@@ -73,7 +75,7 @@ export class SimBackend implements InferenceBackend {
     const budget = req.deadline - Date.now();
     if (budget <= 0) throw deadlineError(req, budget);
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('request aborted');
-    const prompt = simTokenize(serving.promptText ?? renderChatPrompt(req.messages));
+    const prompt = serving.promptTokens ?? simTokenize(serving.promptText ?? renderChatPrompt(req.messages));
     const maxTokens = serving.capToWindow
       ? Math.min(req.params.maxTokens, Math.max(1, this.maxModelLen - prompt.length))
       : req.params.maxTokens;

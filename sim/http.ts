@@ -17,7 +17,14 @@ import {
   type TokenLogprob,
 } from '../inference/types.js';
 import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend, type SimServing, stopAtString } from './backend.js';
-import { parseChatPrompt, renderChatPrompt, simDetokenize, simEncode, simTokenId } from './tokenizer.js';
+import {
+  parseChatPrompt,
+  renderChatPrompt,
+  simDetokenize,
+  simEncode,
+  simTokenId,
+  simTokensOf,
+} from './tokenizer.js';
 
 export interface SimHttpServerOptions {
   backend?: InferenceBackend;
@@ -55,6 +62,17 @@ const ChatMessageSchema = z.object({
   content: z.union([z.string(), z.array(ContentPart), z.null()]).optional(),
 });
 const Stop = z.union([z.string(), z.array(z.string())]).optional();
+/** A prompt of nothing: vLLM refuses it, and a client sending one would otherwise go untested against that. */
+const EMPTY_PROMPT = { error: 'the prompt cannot be empty' };
+// Settings the simulated model cannot follow are refused by name, not ignored: a client would get other output than
+// it asked for and not know why.
+const NoLogitBias = z
+  .record(z.string(), z.number())
+  .refine(
+    (b) => Object.keys(b).length === 0,
+    'logit_bias is not simulated: the simulated model has no token ids to bias',
+  )
+  .nullish();
 const TopK = z.number().int().min(0).max(20);
 
 const ChatBody = z
@@ -71,6 +89,18 @@ const ChatBody = z
     stop: Stop.nullable(),
     n: z.literal(1).nullish(),
     stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).nullish(),
+    logit_bias: NoLogitBias,
+    tools: z
+      .array(z.unknown())
+      .max(0, { error: 'tools are not simulated: the simulated model writes its tool calls as text' })
+      .nullish(),
+    response_format: z
+      .object({
+        type: z.literal('text', {
+          error: 'response_format is not simulated: only {"type": "text"} is taken',
+        }),
+      })
+      .nullish(),
   })
   .refine((b) => !b.top_logprobs || b.logprobs === true, {
     // As OpenAI and vLLM answer: asked for alternatives without logprobs, a client would get none and not know why.
@@ -82,8 +112,8 @@ const CompletionBody = z.object({
   model: z.string().optional(),
   // A string, or token ids from /tokenize (vLLM accepts both; one prompt per request here).
   prompt: z.union([
-    z.string(),
-    z.array(z.string()).length(1),
+    z.string().min(1, EMPTY_PROMPT),
+    z.array(z.string().min(1, EMPTY_PROMPT)).length(1),
     z.array(z.number().int().min(0)).min(1),
     z.array(z.array(z.number().int().min(0)).min(1)).length(1),
   ]),
@@ -95,12 +125,19 @@ const CompletionBody = z.object({
   stop: Stop.nullable(),
   n: z.literal(1).nullish(),
   stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).nullish(),
+  echo: z.literal(false, { error: 'echo is not simulated: the reply holds the completion only' }).nullish(),
+  suffix: z
+    .null({ error: 'suffix is not simulated: the simulated model does not fill in the middle' })
+    .optional(),
+  logit_bias: NoLogitBias,
 });
 
 const GenerateBody = z
   .object({
-    text: z.union([z.string(), z.array(z.string()).length(1)]).optional(),
-    input_ids: z.array(z.number().int().min(0)).optional(),
+    text: z
+      .union([z.string().min(1, EMPTY_PROMPT), z.array(z.string().min(1, EMPTY_PROMPT)).length(1)])
+      .optional(),
+    input_ids: z.array(z.number().int().min(0)).min(1, EMPTY_PROMPT).optional(),
     // SGLang's SamplingParams takes only its own fields (`seed` is not one: it is `sampling_seed`): any other raises a
     // TypeError its /generate handler does not catch, answered as a plain-text 500. The simulator answers the same, so
     // a backend that sends a wrong name (or a seed an older server does not know) is tested as a real server fails.
@@ -112,8 +149,6 @@ const GenerateBody = z
         top_k: z.number().int().nullish(),
         min_p: z.number().nullish(),
         stop: Stop.nullable(),
-        // Settings the simulated model cannot follow are refused by name, not ignored: a client would get other
-        // output than it asked for and not know why.
         stop_token_ids: z
           .array(z.number().int())
           .max(0, {
@@ -204,12 +239,17 @@ function topTokenStrings(t: TokenLogprob): string[] {
   return t.topLogprobs.map((_, i) => (i === 0 ? t.token : `<alt_${i}>`));
 }
 
-function promptText(p: string | string[] | number[] | number[][]): string {
+/** A raw prompt as sent: its text, and its tokens when it was sent as token ids (SimServing). */
+function rawPrompt(p: string | string[] | number[] | number[][]): {
+  promptText: string;
+  promptTokens?: string[];
+} {
   const first = typeof p === 'string' ? p : p[0]!;
-  if (typeof first === 'string') return first;
+  if (typeof first === 'string') return { promptText: first };
   const ids = (typeof first === 'number' ? p : first) as number[];
   try {
-    return simDetokenize(ids);
+    const promptTokens = simTokensOf(ids);
+    return { promptText: promptTokens.join(''), promptTokens };
   } catch (e) {
     throw new HttpError(400, (e as Error).message);
   }
@@ -353,7 +393,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
 
   async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = parseBody(CompletionBody, await readJson(req));
-    const prompt = promptText(body.prompt);
+    const sent = rawPrompt(body.prompt);
     const k = body.logprobs ?? 0;
     const params: GenerateParams = {
       maxTokens: body.max_tokens ?? 16,
@@ -363,7 +403,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     };
     const stop = stopList(body.stop);
     if (stop) params.stop = stop;
-    const gen = await generate(req, res, parseChatPrompt(prompt), params, body.model, { promptText: prompt });
+    const gen = await generate(req, res, parseChatPrompt(sent.promptText), params, body.model, sent);
     if (!gen) return;
     // From the start of the completion, as vLLM gives it without echo.
     let offset = 0;
@@ -407,14 +447,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
       await readJson(req),
       (i) => i.code === 'unrecognized_keys' && i.path.join('.') === 'sampling_params',
     );
-    let prompt: string;
-    if (body.input_ids !== undefined) {
-      try {
-        prompt = simDetokenize(body.input_ids);
-      } catch (e) {
-        throw new HttpError(400, (e as Error).message);
-      }
-    } else prompt = typeof body.text === 'string' ? body.text : body.text![0]!;
+    const sent = rawPrompt(body.input_ids ?? body.text!);
     const sp = body.sampling_params ?? {};
     const k = body.return_logprob ? (body.top_logprobs_num ?? 0) : 0;
     const params: GenerateParams = {
@@ -426,7 +459,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     const stop = stopList(sp.stop);
     if (stop) params.stop = stop;
     const started = performance.now();
-    const gen = await generate(req, res, parseChatPrompt(prompt), params, undefined, { promptText: prompt });
+    const gen = await generate(req, res, parseChatPrompt(sent.promptText), params, undefined, sent);
     if (!gen) return;
     const meta: Record<string, unknown> = {
       id: body.rid ?? randomUUID().replace(/-/g, ''),

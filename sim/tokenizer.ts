@@ -94,12 +94,15 @@ export function simEncode(text: string): number[] {
 
 /** Text for ids this process has seen; throws naming the first unknown id. */
 export function simDetokenize(ids: readonly number[]): string {
-  let out = '';
-  for (const id of ids) {
+  return simTokensOf(ids).join('');
+}
+
+/** The token each id stands for, one per id: a prompt given as ids is as long as the ids, however they retokenize. */
+export function simTokensOf(ids: readonly number[]): string[] {
+  return ids.map((id) => {
     const t = idToText.get(id);
     if (t === undefined)
       throw new Error(`unknown simulated token id ${id} (ids come from /tokenize or earlier outputs)`);
-    out += t;
-  }
-  return out;
+    return t;
+  });
 }

@@ -210,6 +210,43 @@ describe('sim HTTP server', () => {
       sampling_params: { max_new_tokens: 4, ignore_eos: false, no_stop_trim: false, stop_token_ids: [] },
     });
     expect(followed.status).toBe(200);
+    for (const [path, body, named] of [
+      ['/v1/completions', { prompt: 'x', echo: true }, 'echo'],
+      ['/v1/completions', { prompt: 'x', suffix: 'y' }, 'suffix'],
+      ['/v1/completions', { prompt: 'x', logit_bias: { '50256': -100 } }, 'logit_bias'],
+      ['/v1/chat/completions', { messages, tools: [{ type: 'function' }] }, 'tools'],
+      ['/v1/chat/completions', { messages, response_format: { type: 'json_object' } }, 'response_format'],
+    ] as const) {
+      const refused = await post(path, body);
+      expect(refused.status).toBe(400);
+      expect(refused.json.error.message).toMatch(new RegExp(`${named} (is|are) not simulated`));
+    }
+    const defaults = {
+      echo: false,
+      suffix: null,
+      logit_bias: {},
+      tools: [],
+      response_format: { type: 'text' },
+    };
+    const { tools: _t, response_format: _r, ...completionDefaults } = defaults;
+    const { echo: _e, suffix: _s, ...chatDefaults } = defaults;
+    expect(
+      (await post('/v1/completions', { prompt: 'x', max_tokens: 4, ...completionDefaults })).status,
+    ).toBe(200);
+    expect((await post('/v1/chat/completions', { messages, max_tokens: 4, ...chatDefaults })).status).toBe(
+      200,
+    );
+    // An empty prompt, as vLLM answers it.
+    for (const [path, body] of [
+      ['/v1/completions', { prompt: '' }],
+      ['/v1/completions', { prompt: [''] }],
+      ['/generate', { text: '' }],
+      ['/generate', { input_ids: [] }],
+    ] as const) {
+      const empty = await post(path, body);
+      expect(empty.status).toBe(400);
+      expect(empty.json.error.message).toMatch(/the prompt cannot be empty/);
+    }
   });
 
   it('answers a sampling parameter SGLang does not know as SGLang does: a plain-text 500, which the sglang backend explains', async () => {
@@ -311,6 +348,15 @@ describe('sim HTTP server: what it counts and charges is what it was sent and wh
     const count = ((await post('/tokenize', { prompt: partial })).json.tokens as number[]).length;
     const completion = await post('/v1/completions', { prompt: partial, max_tokens: 8 });
     expect(completion.json.usage.prompt_tokens).toBe(count);
+    // Ids that would retokenize into fewer tokens ("abc" + "def" as two tokens each time): one per id, as sent.
+    const [abc] = (await post('/tokenize', { prompt: 'abc' })).json.tokens as number[];
+    const [def] = (await post('/tokenize', { prompt: 'def' })).json.tokens as number[];
+    const split = [abc!, def!, abc!, def!];
+    expect(((await post('/tokenize', { prompt: 'abcdefabcdef' })).json.tokens as number[]).length).toBeLessThan(4);
+    const sglang = await post('/generate', { input_ids: split, sampling_params: { max_new_tokens: 4 } });
+    expect(sglang.json.meta_info.prompt_tokens).toBe(4);
+    const openai = await post('/v1/completions', { prompt: split, max_tokens: 4 });
+    expect(openai.json.usage.prompt_tokens).toBe(4);
   });
 
   it('decodes (times and caches) only up to a stop string, as it reports', async () => {
