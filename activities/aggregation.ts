@@ -8,6 +8,7 @@ import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } 
 import type { StepLogSegment } from '../agent/trajectory.js';
 import type { ChatMessage, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
+import { createLimiter } from '../common/limiter.js';
 import { readStepLog } from '../common/step-log.js';
 import { servedBy } from '../inference/types.js';
 import type { ContextStore } from './content.js';
@@ -49,6 +50,10 @@ export interface IntegrateInput {
 
 /** Observations are clipped in the report input: the report keeps essential fragments, not whole pages. */
 const REPORT_OBSERVATION_CHARS = 4000;
+
+/** Step texts a report reads from the content store at once. */
+const STEP_READS_IN_FLIGHT = 16;
+
 /**
  * Characters of content a prompt has room for beside `frame` (the prompt with the content left out): its budget in
  * estimated tokens (promptBudgetTokens) less the frame. Undefined without the window (inputs recorded before it was
@@ -114,11 +119,24 @@ export function createAggregationActivities(deps: {
       trajectoryChars: number;
     }> {
       const records = await readStepLog(blobs, input.segments);
+      // A long run's steps are read a few at a time, each observation cut to what the report shows as it arrives
+      // (rendering leaves a text clipped that way as it is): a 2,048-step run of large pages is not held whole.
+      const limit = createLimiter(STEP_READS_IN_FLIGHT);
+      let trajectoryChars = 0;
       const steps = await Promise.all(
-        records.map(async (s) => ({
-          turn: await content.getText(s.turnRef),
-          ...(s.observationRef ? { observation: await content.getText(s.observationRef) } : {}),
-        })),
+        records.map((s) =>
+          limit(async () => {
+            const turn = await content.getText(s.turnRef);
+            const observation = s.observationRef ? await content.getText(s.observationRef) : undefined;
+            trajectoryChars += turn.length + (observation?.length ?? 0);
+            return {
+              turn,
+              ...(observation !== undefined
+                ? { observation: clipText(observation, REPORT_OBSERVATION_CHARS) }
+                : {}),
+            };
+          }),
+        ),
       );
       // The trajectory's share is an estimate: text that tokenizes more densely (code, CJK) can still be refused as
       // too long, and is then cut to half, twice at most, as the integration's reports are.
@@ -137,7 +155,6 @@ export function createAggregationActivities(deps: {
           },
         ),
       );
-      const trajectoryChars = steps.reduce((n, s) => n + s.turn.length + (s.observation?.length ?? 0), 0);
       const served = { usage: g.usage, model: servedBy(g), trajectoryChars };
       // Cut off, or nothing but reasoning or an empty <report>: no report for the integration to read.
       const report = outputComplete(g.text, g.finishReason, 'report') ? parseReport(g.text) : undefined;

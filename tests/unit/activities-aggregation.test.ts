@@ -226,6 +226,40 @@ describe('aggregation calls', () => {
     expect(always.prompts).toHaveLength(3);
   });
 
+  it("reads a long run's steps a few at a time, and shows each observation clipped but counts it whole", async () => {
+    const records = Array.from({ length: 64 }, (_, step) => ({
+      step,
+      turnRef: `kv:${2 * step}`,
+      observationRef: `kv:${2 * step + 1}`,
+    }));
+    const blobs = { get: async () => ({ kind: 'muse.steplog', records }) } as unknown as BlobStore;
+    const a = activities(() => ({ text: '<report>the archive is in Lyon</report>' }), blobs);
+    for (const r of records) {
+      await a.content.putText('j', `turn ${r.step}`);
+      await a.content.putText('j', `page ${r.step} `.repeat(2000));
+    }
+    let reading = 0;
+    let most = 0;
+    const getText = a.content.getText.bind(a.content);
+    a.content.getText = async (ref: string) => {
+      most = Math.max(most, ++reading);
+      await new Promise((r) => setTimeout(r, 1));
+      reading--;
+      return getText(ref);
+    };
+    const r = await a.acts.reportStep(input({ segments: [{ ref: 'log' }], contextWindow: undefined }));
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(16);
+    const page = 'page 5 '.repeat(2000);
+    expect(r.trajectoryChars).toBe(
+      records.reduce((n, s) => n + `turn ${s.step}`.length + `page ${s.step} `.repeat(2000).length, 0),
+    );
+    expect(promptChars(a.prompts[0]!)).toBeLessThan(64 * 4200);
+    expect(a.prompts[0]![1]!.content).toContain(
+      `${page.slice(0, 4000)}\n[… ${page.length - 4000} more characters omitted]`,
+    );
+  });
+
   it('writes no report for a call that answered with reasoning alone or an empty report', async () => {
     for (const text of [
       '<think>I read the trajectory.</think>',
