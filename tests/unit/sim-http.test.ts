@@ -352,7 +352,9 @@ describe('sim HTTP server: what it counts and charges is what it was sent and wh
     const [abc] = (await post('/tokenize', { prompt: 'abc' })).json.tokens as number[];
     const [def] = (await post('/tokenize', { prompt: 'def' })).json.tokens as number[];
     const split = [abc!, def!, abc!, def!];
-    expect(((await post('/tokenize', { prompt: 'abcdefabcdef' })).json.tokens as number[]).length).toBeLessThan(4);
+    expect(
+      ((await post('/tokenize', { prompt: 'abcdefabcdef' })).json.tokens as number[]).length,
+    ).toBeLessThan(4);
     const sglang = await post('/generate', { input_ids: split, sampling_params: { max_new_tokens: 4 } });
     expect(sglang.json.meta_info.prompt_tokens).toBe(4);
     const openai = await post('/v1/completions', { prompt: split, max_tokens: 4 });
