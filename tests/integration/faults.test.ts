@@ -4,7 +4,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { PoolMember } from '../../inference/member.js';
-import { decodeWire, MemberAnnouncementWire, subjects } from '../../inference/wire.js';
+import { decodeWire, GenerateRequestWire, MemberAnnouncementWire, subjects } from '../../inference/wire.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import {
@@ -115,6 +115,15 @@ describe('durability under faults', () => {
         if (a.id === 'victim') victimLoad = a;
       },
     });
+    // The requests routed to each member, as sent (a copy of each, read beside the member).
+    const sentTo = { victim: [] as string[], survivor: [] as string[] };
+    const routed = (['victim', 'survivor'] as const).map((id) =>
+      suite.nc.subscribe(subjects.member('kill-member', id), {
+        callback: (err, msg) => {
+          if (!err) sentTo[id].push(decodeWire(GenerateRequestWire, msg.data, 'generate request').id);
+        },
+      }),
+    );
     const worker = await inProcessWorker(cfg);
     try {
       const [q] = sampleQuestions(1, 22);
@@ -145,11 +154,16 @@ describe('durability under faults', () => {
         );
         expect(survivor.member.stats.served).toBe(0);
         await killHard(victim);
+        const inFlightAtKill = sentTo.victim.at(-1);
+        expect(inFlightAtKill).toBeDefined();
         const stepsAtKill = (await queryProgress(handle))?.step ?? 0;
         const result = await handle.result();
         expect(result.termination).toBe('answer');
         expect(result.steps).toBeGreaterThan(stepsAtKill);
         expect(survivor.member.stats.served).toBeGreaterThan(0);
+        // The request the victim held when it died is the one the survivor was sent first: failed over, not lost
+        // (a request the victim had answered would not have been sent again).
+        expect(sentTo.survivor[0]).toBe(inFlightAtKill);
         // The trajectory noticed nothing beyond latency: the pool client failed the request over to the survivor
         // inside the step's activity, so no activity needed a second attempt from Temporal.
         const history = await handle.fetchHistory();
@@ -163,6 +177,7 @@ describe('durability under faults', () => {
       }
     } finally {
       announcements.unsubscribe();
+      for (const sub of routed) sub.unsubscribe();
       await worker.stop();
     }
   });
