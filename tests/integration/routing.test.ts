@@ -929,10 +929,13 @@ describe('abandoned attempts and stopping members', () => {
     const pending = c.generate(messages(11), params, { deadline: Date.now() + 110_000 });
     await waitUntil(() => stall.started() === 1, 5_000, 'request reached the first process');
     await nc.close(); // the process dies: no leave, no reply
+    const died = Date.now();
     const fresh = await member(pool, 'gpu0');
     const g = await pending;
     expect(g.memberId).toBe('gpu0');
     expect(fresh.member.stats.served).toBe(1);
+    // Seen as a new process when it announced itself: not after the 60 s TTL or the 110 s attempt limit.
+    expect(Date.now() - died).toBeLessThan(10_000);
   });
 });
 
