@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/nats-core';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig, type MuseConfig } from '../../common/config.js';
 import { connectNats } from '../../common/nats.js';
@@ -246,4 +246,19 @@ export function useSuite(cfg: MuseConfig = testConfig()): Suite {
     if (failures.length > 0) throw new AggregateError(failures, 'suite teardown failed');
   });
   return suite;
+}
+
+/** How many activities of a type the workflow's history records as completed; needs no worker, unlike a query. */
+export async function completedActivities(handle: WorkflowHandle, activityType: string): Promise<number> {
+  const events = (await handle.fetchHistory()).events ?? [];
+  const scheduled = new Set<string>();
+  for (const e of events) {
+    if (e.activityTaskScheduledEventAttributes?.activityType?.name === activityType)
+      scheduled.add(String(e.eventId));
+  }
+  return events.filter(
+    (e) =>
+      e.activityTaskCompletedEventAttributes &&
+      scheduled.has(String(e.activityTaskCompletedEventAttributes.scheduledEventId)),
+  ).length;
 }

@@ -1,6 +1,5 @@
 // Fault injection on loopback: a rollout worker SIGKILLed mid-trajectory, a pool member SIGKILLed
 // mid-request, and a pool with no members at all. Bounded in time; every process is stopped at the end.
-import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { PoolMember } from '../../inference/member.js';
@@ -8,6 +7,7 @@ import { decodeWire, GenerateRequestWire, MemberAnnouncementWire, subjects } fro
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import {
+  completedActivities,
   inProcessMember,
   inProcessWorker,
   killHard,
@@ -23,21 +23,6 @@ const suite = useSuite();
 const { cfg } = suite;
 
 const fastRetry = { stepMs: 60_000, heartbeatMs: 2_000 };
-
-/** How many activities of a type the workflow's history records as completed; needs no worker, unlike a query. */
-async function completedActivities(handle: WorkflowHandle, activityType: string): Promise<number> {
-  const events = (await handle.fetchHistory()).events ?? [];
-  const scheduled = new Set<string>();
-  for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes?.activityType?.name === activityType)
-      scheduled.add(String(e.eventId));
-  }
-  return events.filter(
-    (e) =>
-      e.activityTaskCompletedEventAttributes &&
-      scheduled.has(String(e.activityTaskCompletedEventAttributes.scheduledEventId)),
-  ).length;
-}
 
 describe('durability under faults', () => {
   it('a trajectory whose worker is SIGKILLed mid-run is finished by a new worker, without re-running completed steps', async () => {

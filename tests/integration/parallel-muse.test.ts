@@ -20,6 +20,7 @@ import { sampleQuestions } from '../../sim/world.js';
 import type { parallelMuse } from '../../workflows/parallel-muse.js';
 import type { TrajectoryInput } from '../../workflows/trajectory.js';
 import {
+  completedActivities,
   inProcessMember,
   inProcessWorker,
   killHard,
@@ -678,16 +679,13 @@ describe('ParallelMuse', () => {
     });
     // Awaited below; until then its failure would go unhandled and hide whatever check failed first.
     running.catch(() => {});
+    // Killed when a rollout is steps into its run, so that a restarted worker has steps it must not run again.
     await waitUntil(
-      async () => {
-        const d = await suite.client.workflow
-          .getHandle('pm-kill')
-          .describe()
-          .catch(() => undefined);
-        return Boolean(d && (d.raw.pendingChildren?.length ?? 0) > 0);
-      },
+      async () =>
+        ((await queryProgress(suite.client.workflow.getHandle('pm-kill/initial-0')).catch(() => undefined))
+          ?.step ?? 0) >= 2,
       60_000,
-      'children in flight',
+      'a rollout two steps in',
     );
     await killHard(child);
     // No worker is left: the question cannot have finished, so what follows is the new worker's doing.
@@ -696,6 +694,14 @@ describe('ParallelMuse', () => {
       const { result } = await running;
       expect(result.prediction).toBe(reference.prediction);
       expect(result.rollouts.map((r) => r.prediction)).toEqual(reference.rollouts.map((r) => r.prediction));
+      // No finished step ran again: each rollout's history has one completed llmStep per step it took itself.
+      for (const r of result.rollouts) {
+        const child = suite.client.workflow.getHandle(`pm-kill/${r.rolloutId}`);
+        expect(await completedActivities(child, 'llmStep'), r.rolloutId).toBe(
+          r.steps - r.lineage.reusedSteps,
+        );
+      }
+      expect(result.rollouts.length).toBeGreaterThan(1);
     });
   });
 

@@ -16,7 +16,13 @@ import { type ServiceHandle, startNats, startTemporal } from '../../infra/servic
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
 import { onFreePorts, startAll } from '../helpers/servers.js';
-import { inProcessWorker, natsFor, recordingBackend, waitUntil } from '../helpers/stack.js';
+import {
+  completedActivities,
+  inProcessWorker,
+  natsFor,
+  recordingBackend,
+  waitUntil,
+} from '../helpers/stack.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'muse-restarts-'));
 let temporal: ServiceHandle;
@@ -138,16 +144,9 @@ describe('servers killed and restarted mid-trajectory', () => {
     });
     expectResumed(run, RESUMED_WITHIN_MS);
     // The history came through the crash whole: one model turn completed per step, the ones from before it included.
-    const events = (await client.workflow.getHandle(run.result.trajectoryId).fetchHistory()).events ?? [];
-    const llmStepIds = new Set(
-      events
-        .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'llmStep')
-        .map((e) => String(e.eventId)),
+    expect(await completedActivities(client.workflow.getHandle(run.result.trajectoryId), 'llmStep')).toBe(
+      run.result.steps,
     );
-    const completed = events.filter((e) =>
-      llmStepIds.has(String(e.activityTaskCompletedEventAttributes?.scheduledEventId)),
-    );
-    expect(completed.length).toBe(run.result.steps);
   });
 
   it('the NATS server: content written before the crash is still there and the pool is found again', async () => {
