@@ -45,8 +45,11 @@ export interface ActivityDeps {
   config: MuseConfig;
   /** Observes every model request this worker makes (tests assert no completed step is re-run). */
   onModelCall?: (e: { trajectoryId: string; step: number; kind: string; promptTokenRatio?: number }) => void;
-  /** Observes every tool this worker runs (tests assert a branch does not repeat its prefix's tool calls). */
-  onToolCall?: (e: { trajectoryId?: string; step?: number; tool: string }) => void;
+  /**
+   * Observes every tool this worker runs (tests assert a branch does not repeat its prefix's tool calls); a promise it
+   * returns is awaited before the tool runs (tests hold a tool step in flight).
+   */
+  onToolCall?: (e: { trajectoryId?: string; step?: number; tool: string }) => unknown;
   /**
    * Where the activities keep their router of each pool, made on first use: the worker's own, so it can close them
    * (their subscriptions and timers) when it stops.
@@ -260,7 +263,7 @@ export function createActivities(deps: ActivityDeps) {
         };
       }
     }
-    deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: call.name });
+    await deps.onToolCall?.({ trajectoryId: input.trajectoryId, step: input.step, tool: call.name });
     const out = await deps.tools.run(call, {
       question,
       signal: ctx.cancellationSignal,

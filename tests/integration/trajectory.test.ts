@@ -900,19 +900,25 @@ describe('trajectory workflow', () => {
   });
 
   it('ends cleanly with what it has when cancelled', async () => {
-    const slow = await inProcessMember(
-      cfg,
-      { backend: 'sim', timeScale: 1 },
-      { id: 'sim-slow', pool: 'slow' },
-    );
+    // Its own worker, whose tool step at step 2 is held until the run is cancelled: the cancel comes mid-tool-step.
+    const own = { ...cfg, temporal: { ...cfg.temporal, taskQueue: `${cfg.temporal.taskQueue}-cancel` } };
+    let held: (() => void) | undefined;
+    const release = new Promise<void>((ok) => (held = ok));
+    let reached = false;
+    const worker = await inProcessWorker(own, {
+      onToolCall: (e) => {
+        if (e.step !== 2) return;
+        reached = true;
+        return release;
+      },
+    });
     try {
       const [q] = sampleQuestions(1, 13);
-      const handle = await startTrajectory(suite.client, cfg, {
+      const handle = await startTrajectory(suite.client, own, {
         question: `${q!.question} [sim:min-turns=30]`,
         maxTurns: 40,
-        pool: 'slow',
       });
-      await waitUntil(async () => ((await queryProgress(handle))?.step ?? 0) >= 2, 60_000, 'two steps');
+      await waitUntil(() => reached, 60_000, 'the tool step of step 2');
       // Exporting it now is refused at once instead of waiting for the end.
       await expect(exportTrajectory(suite.client, suite.nc, handle.workflowId).next()).rejects.toThrow(
         /is still running: export it once it has ended/,
@@ -920,21 +926,16 @@ describe('trajectory workflow', () => {
       await handle.cancel();
       const result = await handle.result();
       expect(result.termination).toBe('cancelled');
-      expect(result.steps).toBeGreaterThanOrEqual(2);
-      // One record per finished step, and the turn whose tool step the cancel cut short, when it came then.
+      expect(result.steps).toBe(2);
+      // One record per finished step, and the turn whose tool step the cancel cut short.
       const log = await stepLog(result.log);
-      expect(log.filter((r) => !r.unfinished).map((r) => r.step)).toEqual(
-        Array.from({ length: result.steps }, (_, i) => i),
-      );
+      expect(log.filter((r) => !r.unfinished).map((r) => r.step)).toEqual([0, 1]);
       const unfinished = log.filter((r) => r.unfinished);
-      expect(unfinished.length).toBeLessThanOrEqual(1);
-      if (unfinished.length === 1)
-        expect(unfinished[0]).toMatchObject({
-          step: result.steps,
-          toolError: 'cancelled before its tool step finished',
-        });
+      expect(unfinished).toHaveLength(1);
+      expect(unfinished[0]).toMatchObject({ step: 2, toolError: 'cancelled before its tool step finished' });
     } finally {
-      await slow.stop();
+      held!();
+      await worker.stop();
     }
   });
 
