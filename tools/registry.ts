@@ -38,7 +38,8 @@ export class ToolRegistry {
    */
   async run(call: ToolCall, ctx: ToolContext): Promise<ToolOutcome> {
     const out = await this.attempt(call, ctx);
-    const kept = (text: string) => clipText(wellFormed(text), MAX_OBSERVATION_CHARS);
+    // Cut before it is made well-formed (in place, offsets unchanged): a runaway tool's output is not copied whole.
+    const kept = (text: string) => wellFormed(clipText(text, MAX_OBSERVATION_CHARS));
     const observation = kept(out.observation);
     if (out.error === undefined) return { observation };
     return { observation, error: out.error === out.observation ? observation : kept(out.error) };
@@ -75,7 +76,14 @@ export class ToolRegistry {
           );
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout.signal]) : timeout.signal;
     try {
-      return { observation: await untilAborted(tool.run(parsed.data, { ...ctx, signal }), signal) };
+      const result: unknown = await untilAborted(tool.run(parsed.data, { ...ctx, signal }), signal);
+      // A tool that answers with something other than text (parsed JSON, nothing) gets an observation saying so: the
+      // step's failure it would otherwise cause is not retryable and would end the run.
+      if (typeof result !== 'string') {
+        const error = `Error: tool '${call.name}' answered with ${result === null ? 'null' : typeof result}, not text.`;
+        return { observation: error, error };
+      }
+      return { observation: result };
     } catch (err) {
       // Cancelled (worker shutdown, activity cancelled): not the tool's answer, so nothing to keep as an observation.
       if (ctx.signal?.aborted) throw err;

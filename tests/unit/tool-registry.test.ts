@@ -43,6 +43,27 @@ describe('ToolRegistry', () => {
     }
   });
 
+  it('turns an answer that is not text (parsed JSON, nothing) into an observation naming it, not a failed step', async () => {
+    for (const [value, kind] of [
+      [null, 'null'],
+      [undefined, 'undefined'],
+      [{ results: [] }, 'object'],
+      [42, 'number'],
+    ] as const) {
+      const registry = new ToolRegistry([
+        {
+          name: 'json',
+          description: 'answers parsed JSON',
+          args: z.object({}),
+          run: async () => value,
+        } as never,
+      ]);
+      const out = await registry.run({ name: 'json', arguments: {} }, {} as never);
+      expect(out.error).toBe(`Error: tool 'json' answered with ${kind}, not text.`);
+      expect(out.observation).toBe(out.error);
+    }
+  });
+
   /** A tool that never answers and ignores its signal, as a hung fetch without a timeout would. */
   const hung = () => {
     let seen: AbortSignal | undefined;
