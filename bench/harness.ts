@@ -10,12 +10,36 @@ import { freePort, type ServiceHandle, startNats, startTemporal } from '../infra
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
 
+/** Temp dirs of stacks not stopped yet: removed when the process exits without stopping them. */
+const leftDirs = new Set<string>();
+let timeLimited = false;
+
+/**
+ * Ends the benchmark, failed, once it has run `BENCH_TIMEOUT_S` (default 30 minutes): a step Temporal retries for
+ * ever (a member gone, a bug throwing a retryable error) would otherwise hold it, and its servers, with no end. The
+ * servers are killed on exit (infra/services.ts); their temp dirs go with them.
+ */
+function limitRunTime(name: string): void {
+  if (timeLimited) return;
+  timeLimited = true;
+  const limitS = envNumber('BENCH_TIMEOUT_S', 1800);
+  setTimeout(() => {
+    console.error(`bench ${name}: still running after ${limitS} s (BENCH_TIMEOUT_S); stopped`);
+    process.exit(1);
+  }, limitS * 1000).unref();
+  process.on('exit', () => {
+    for (const dir of leftDirs) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  });
+}
+
 /** A throwaway NATS server and, unless `temporal` is false (benchmarks of the pool alone), a Temporal dev server. */
 export async function benchStack(
   name: string,
   opts: { temporal?: boolean } = {},
 ): Promise<{ cfg: MuseConfig; stop(): Promise<void> }> {
+  limitRunTime(name);
   const dataDir = mkdtempSync(join(tmpdir(), `muse-bench-${name}-`));
+  leftDirs.add(dataDir);
   const [tp, np] = [await freePort(), await freePort()];
   // An idle Temporal server would still take CPU from the 2 cores the measured work runs on.
   const started = await Promise.allSettled([
@@ -26,6 +50,8 @@ export async function benchStack(
   if (failed) {
     // The one that did start would outlive the benchmark.
     await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value?.stop() : undefined)));
+    rmSync(dataDir, { recursive: true, force: true });
+    leftDirs.delete(dataDir);
     throw failed.reason;
   }
   const [temporal, nats] = started.map(
@@ -44,6 +70,7 @@ export async function benchStack(
     async stop() {
       await Promise.all([temporal?.stop(), nats.stop()]);
       rmSync(dataDir, { recursive: true, force: true });
+      leftDirs.delete(dataDir);
     },
   };
 }
@@ -96,11 +123,15 @@ export async function benchEngine(
     cfg: stack.cfg,
     client,
     async stop() {
-      await client.connection.close();
-      await started.worker.shutdown();
-      await started.running;
-      await Promise.all(members.map((m) => m.stop()));
-      await stack.stop();
+      // The servers are stopped however the rest of the engine stops.
+      try {
+        await client.connection.close();
+        await started.worker.shutdown();
+        await started.running;
+        await Promise.all(members.map((m) => m.stop()));
+      } finally {
+        await stack.stop();
+      }
     },
   };
 }

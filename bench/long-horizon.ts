@@ -33,8 +33,9 @@ async function main(): Promise<boolean> {
   const { cfg, client, stop } = await benchEngine('long', {
     onModelCall: (e) => stepStart.set(e.step, performance.now()),
   });
-  const nc = await connectNats(cfg, 'bench');
+  let nc: Awaited<ReturnType<typeof connectNats>> | undefined;
   try {
+    nc = await connectNats(cfg, 'bench');
     const [q, warmup] = sampleQuestions(2, 2048);
     const jobId = `bench-long-${Date.now()}`;
     await (
@@ -153,8 +154,11 @@ async function main(): Promise<boolean> {
     if (missed.length > 0) console.log(`\ntarget NOT met (<= ${MAX_LATE_EARLY}): ${missed.join('; ')}`);
     return missed.length === 0;
   } finally {
-    await nc.drain();
-    await stop();
+    try {
+      await nc?.drain();
+    } finally {
+      await stop();
+    }
   }
 }
 
