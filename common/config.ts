@@ -49,9 +49,14 @@ export const ConfigSchema = z
         apiKey: Setting.optional(),
       })
       .strict()
-      .refine((t) => (t.tlsCertPath === undefined) === (t.tlsKeyPath === undefined), {
-        message: 'tlsCertPath and tlsKeyPath go together (a client certificate and its key)',
-        path: ['tlsCertPath'],
+      .superRefine((t, ctx) => {
+        if ((t.tlsCertPath === undefined) === (t.tlsKeyPath === undefined)) return;
+        // Reported at the one that is set, so the error names the variable that set it.
+        ctx.addIssue({
+          code: 'custom',
+          message: `tlsCertPath and tlsKeyPath go together (a client certificate and its key); only ${t.tlsCertPath === undefined ? 'the key' : 'the certificate'} is set`,
+          path: [t.tlsCertPath === undefined ? 'tlsKeyPath' : 'tlsCertPath'],
+        });
       })
       .prefault({}),
     nats: z

@@ -145,7 +145,10 @@ describe('Temporal connection security', () => {
 
   it('refuses a certificate without its key, a flag that is not one, and a file that cannot be read', () => {
     expect(() => loadConfig({ env: { MUSE_TEMPORAL_TLS_CERT: '/etc/client.pem' } })).toThrow(
-      /tlsCertPath and tlsKeyPath go together/,
+      /temporal\.tlsCertPath: tlsCertPath and tlsKeyPath go together .*only the certificate is set \(set by MUSE_TEMPORAL_TLS_CERT\)/,
+    );
+    expect(() => loadConfig({ env: { MUSE_TEMPORAL_TLS_KEY: '/etc/client.key' } })).toThrow(
+      /temporal\.tlsKeyPath: .*only the key is set \(set by MUSE_TEMPORAL_TLS_KEY\)/,
     );
     expect(() => loadConfig({ env: { MUSE_TEMPORAL_TLS: 'yes' } })).toThrow(
       "MUSE_TEMPORAL_TLS must be true or false (or 1 or 0), got 'yes'",
