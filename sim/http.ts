@@ -486,7 +486,9 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
           .map((lp, i) => [lp, simTokenId(alts[i]!), withText ? alts[i]! : null]);
       });
     }
-    send(res, 200, { text: gen.text, meta_info: meta });
+    const reply = { text: gen.text, meta_info: meta };
+    // As SGLang answers: text given as a list is a batch (of one here), answered with a list.
+    send(res, 200, Array.isArray(body.text) ? [reply] : reply);
   }
 
   async function tokenize(req: IncomingMessage, res: ServerResponse): Promise<void> {

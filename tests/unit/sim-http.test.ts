@@ -137,6 +137,13 @@ describe('sim HTTP server', () => {
     expect(textless.json.meta_info.output_token_logprobs[0][2]).toBeNull();
     const detok = await post('/detokenize', { tokens: ids });
     expect(detok.json.prompt).toBe(text);
+    // Text given as a list is a batch: answered with a list, as SGLang answers it.
+    const batch = await post('/generate', {
+      text: [text],
+      sampling_params: { max_new_tokens: 512, sampling_seed: 3 },
+    });
+    expect(batch.json).toHaveLength(1);
+    expect(batch.json[0].text).toBe(a.json.text);
   });
 
   it('ends at a stop string as a server does: the text before it, the tokens that wrote it kept', async () => {
