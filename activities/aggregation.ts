@@ -123,11 +123,19 @@ export function createAggregationActivities(deps: {
       // (rendering leaves a text clipped that way as it is): a 2,048-step run of large pages is not held whole.
       const limit = createLimiter(STEP_READS_IN_FLIGHT);
       let trajectoryChars = 0;
+      // After a failed read the step fails: the reads still waiting are not started.
+      let failed = false;
       const steps = await Promise.all(
         records.map((s) =>
           limit(async () => {
-            const turn = await content.getText(s.turnRef);
-            const observation = s.observationRef ? await content.getText(s.observationRef) : undefined;
+            if (failed) throw new Error('not read: an earlier step of the trajectory could not be read');
+            const read = (ref: string) =>
+              content.getText(ref).catch((err: unknown) => {
+                failed = true;
+                throw err;
+              });
+            const turn = await read(s.turnRef);
+            const observation = s.observationRef ? await read(s.observationRef) : undefined;
             trajectoryChars += turn.length + (observation?.length ?? 0);
             return {
               turn,
@@ -188,12 +196,12 @@ export function createAggregationActivities(deps: {
     }> {
       const reports = await Promise.all(input.reportRefs.map((r) => content.getText(r)));
       let messages: ChatMessage[] = [];
-      const estimated = integrationReportChars(input);
-      const g = await callCuttingOnRefusal(estimated, (budget) => {
+      let attempt = 0;
+      const g = await callCuttingOnRefusal(integrationReportChars(input), (budget) => {
         // Once the server has refused a prompt, the floor gives way to the halved budget: held, it would send the
         // same prompt again.
         const floor =
-          budget === estimated
+          attempt++ === 0
             ? MIN_REPORT_CHARS
             : Math.min(MIN_REPORT_CHARS, Math.floor((budget ?? 0) / reports.length));
         // A report ends with its final reasoning and answer: a clipped one keeps its end as well as its start.

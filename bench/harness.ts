@@ -14,15 +14,20 @@ import { createRolloutWorker } from '../workers/rollout-worker.js';
 const leftDirs = new Set<string>();
 let timeLimited = false;
 
+/** The longest BENCH_TIMEOUT_S: a timer past 2^31 ms would fire at once. */
+const MAX_TIMEOUT_S = 2_000_000;
+
 /**
- * Ends the benchmark, failed, once it has run `BENCH_TIMEOUT_S` (default 30 minutes): a step Temporal retries for
- * ever (a member gone, a bug throwing a retryable error) would otherwise hold it, and its servers, with no end. The
- * servers are killed on exit (infra/services.ts); their temp dirs go with them.
+ * Ends the benchmark, failed, once it has run `BENCH_TIMEOUT_S` (default an hour; a sweep of many loads may need
+ * more): a step Temporal retries for ever (a member gone, a bug throwing a retryable error) would otherwise hold it,
+ * and its servers, with no end. The servers are killed on exit (infra/services.ts); their temp dirs go with them.
  */
 function limitRunTime(name: string): void {
   if (timeLimited) return;
   timeLimited = true;
-  const limitS = envNumber('BENCH_TIMEOUT_S', 1800);
+  const limitS = envNumber('BENCH_TIMEOUT_S', 3600);
+  if (limitS > MAX_TIMEOUT_S)
+    throw new Error(`BENCH_TIMEOUT_S must be at most ${MAX_TIMEOUT_S}, got ${limitS}`);
   setTimeout(() => {
     console.error(`bench ${name}: still running after ${limitS} s (BENCH_TIMEOUT_S); stopped`);
     process.exit(1);

@@ -51,6 +51,9 @@ function backendOptionsError(kind: string, given: object, err: z.ZodError): stri
 /** The checks of a real server's GET /health (the simulator has none). */
 const HEALTH_OPTIONS = ['healthInterval', 'healthTimeout', 'healthFailures'] as const;
 
+/** How long `pool serve`, told to stop while it starts, waits for the start to end before it exits anyway. */
+const STOP_WHILE_STARTING_MS = 5000;
+
 /** The `pool serve` options each backend takes beyond the common ones (--backend, --pool, --id, --capacity). */
 const BACKEND_OPTIONS: Record<string, readonly string[]> = {
   sim: ['model', 'timeScale', 'maxBatch', 'cacheTokens', 'maxModelLen'],
@@ -306,11 +309,17 @@ export function registerServiceCommands(program: Command): void {
       // Handled from before the member starts: as a container's first process, node ignores a signal it has no
       // handler for, and a member told to stop while connecting would join the pool and serve until it is killed.
       let m: Awaited<ReturnType<typeof startPoolMember>> | undefined;
+      let stopWhenStarted: NodeJS.Timeout | undefined;
+      const stoppedWhileStarting = () => {
+        console.error('muse pool serve: stopped before the member started serving');
+        process.exit(0);
+      };
       const stop = async () => {
         if (!m) {
-          // Nothing served yet, so nothing to finish.
-          console.error('muse pool serve: stopped before the member started serving');
-          process.exit(0);
+          // Stopped once started (its queue-group subscription may be taking requests already), or at once if the
+          // start does not end soon (a server that cannot be reached).
+          stopWhenStarted ??= setTimeout(stoppedWhileStarting, STOP_WHILE_STARTING_MS);
+          return;
         }
         try {
           await m.stop();
@@ -322,7 +331,7 @@ export function registerServiceCommands(program: Command): void {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      m = await startPoolMember({
+      const starting = startPoolMember({
         config: cfg,
         pool: o.pool,
         backend: checked.data,
@@ -336,6 +345,17 @@ export function registerServiceCommands(program: Command): void {
         onHealthChange: (healthy, why) =>
           console.error(healthy ? why : `${why}; out of rotation until a check passes`),
       });
+      try {
+        m = await starting;
+      } catch (err) {
+        // A start that failed after it was told to stop (the connection given up): stopped, as asked.
+        if (stopWhenStarted) stoppedWhileStarting();
+        throw err;
+      }
+      if (stopWhenStarted) {
+        clearTimeout(stopWhenStarted);
+        return stop();
+      }
       console.error(
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,
       );

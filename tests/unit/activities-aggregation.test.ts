@@ -142,6 +142,14 @@ describe('aggregation calls', () => {
     expect(sizes).toHaveLength(3);
     expect(sizes[1]!).toBeLessThan(0.75 * sizes[0]!);
     expect(sizes[2]!).toBeLessThan(0.75 * sizes[1]!);
+    // No room by the estimate at all (the answer's tokens fill the window): the retry still sends less.
+    const full = activities((n) => (n <= 1 ? refused : { text: '<answer>Lyon</answer>' }));
+    const fullRefs: string[] = [];
+    for (let i = 0; i < 40; i++) fullRefs.push(await full.content.putText('j', `report ${i} `.repeat(200)));
+    expect((await full.acts.integrateStep(integrate(fullRefs, { contextWindow: 4096 }))).answer).toBe('Lyon');
+    const fullSizes = full.prompts.map(promptChars);
+    expect(fullSizes).toHaveLength(2);
+    expect(fullSizes[1]!).toBeLessThan(0.5 * fullSizes[0]!);
   });
 
   it('halves the reports when the server still finds the prompt too long, and gives up after two tries', async () => {
