@@ -37,7 +37,7 @@ import type { MuseConfig } from './config.js';
  */
 export class JsonLinesSpanExporter implements SpanExporter {
   private readonly write: (text: string) => void;
-  constructor(target: { file: string } | { stream: NodeJS.WritableStream }) {
+  constructor(target: { file: string; setting?: string } | { stream: NodeJS.WritableStream }) {
     if ('stream' in target) {
       this.write = (text) => target.stream.write(text);
     } else {
@@ -49,7 +49,7 @@ export class JsonLinesSpanExporter implements SpanExporter {
         appendFileSync(file, '');
       } catch (err) {
         throw new Error(
-          `telemetry.file (MUSE_TRACE_FILE): cannot write spans to ${file}: ${(err as Error).message}`,
+          `${target.setting ?? 'telemetry.file (MUSE_TRACE_FILE)'}: cannot write spans to ${file}: ${(err as Error).message}`,
         );
       }
       this.write = (text) => appendFileSync(file, text);
@@ -125,7 +125,14 @@ export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporte
     kind === 'console'
       ? new JsonLinesSpanExporter({ stream: process.stderr })
       : kind === 'file'
-        ? new JsonLinesSpanExporter({ file: cfg.telemetry.file ?? `${cfg.dataDir}/traces.jsonl` })
+        ? new JsonLinesSpanExporter(
+            cfg.telemetry.file
+              ? { file: cfg.telemetry.file }
+              : {
+                  file: `${cfg.dataDir}/traces.jsonl`,
+                  setting: 'the trace file in the data dir (telemetry.file, MUSE_TRACE_FILE, names another)',
+                },
+          )
         : undefined;
   resource = new Resource({ 'service.name': `${cfg.telemetry.serviceName}-${serviceRole}` });
   provider = new BasicTracerProvider({ resource });
