@@ -246,18 +246,32 @@ describe('SimServer batching and timing', () => {
     expect(withPrefill.serviceMs).toBeLessThan(4500);
   });
 
-  it('a prefill given up no longer holds up the requests behind it', async () => {
+  /**
+   * A server with slow prefill (1000 tokens a second, 100 a step), kept busy by a long decode throughout, so that its
+   * queue's head waits for prefill, not for an idle server.
+   */
+  function busyPrefillServer() {
     const s = new SimServer({
       ...profile,
-      maxBatch: 3,
+      maxBatch: 4,
       prefillTokensPerSec: 1000,
       maxBatchedTokens: 100,
       cacheCapacityTokens: 1 << 20,
       timeScale: 1,
     });
-    // A long decode keeps the server busy throughout, so the queue's head waits for prefill, not for an idle server.
     const decoding = new AbortController();
     const busy = s.run(tokens('c', 16), 100_000, decoding.signal);
+    return {
+      s,
+      async stop() {
+        decoding.abort();
+        await expect(busy).rejects.toThrow();
+      },
+    };
+  }
+
+  it('a prefill given up no longer holds up the requests behind it', async () => {
+    const { s, stop } = busyPrefillServer();
     const ctl = new AbortController();
     const beforeRuns = performance.now();
     const long = s.run(tokens('a', 1000), 1, ctl.signal);
@@ -272,21 +286,11 @@ describe('SimServer batching and timing', () => {
     const { queuedMs } = await short;
     expect(queuedMs).toBeLessThanOrEqual(afterAbort - beforeRuns);
     expect(queuedMs).toBeLessThan(600);
-    decoding.abort();
-    await expect(busy).rejects.toThrow();
+    await stop();
   });
 
   it('a prefill given up brings forward the wake-up of the requests still waiting', async () => {
-    const s = new SimServer({
-      ...profile,
-      maxBatch: 4,
-      prefillTokensPerSec: 1000,
-      maxBatchedTokens: 100,
-      cacheCapacityTokens: 1 << 20,
-      timeScale: 1,
-    });
-    const decoding = new AbortController();
-    const busy = s.run(tokens('c', 16), 100_000, decoding.signal);
+    const { s, stop } = busyPrefillServer();
     const ctl = new AbortController();
     const long = s.run(tokens('a', 1000), 1, ctl.signal);
     // Both wait for the long prefill (~1000 simulated ms); the wake-up is set for when it is a step from done.
@@ -303,9 +307,8 @@ describe('SimServer batching and timing', () => {
     expect(queuedMs).toBeGreaterThan(150);
     expect(queuedMs).toBeLessThan(600);
     second.abort();
-    decoding.abort();
     await expect(next).rejects.toThrow();
-    await expect(busy).rejects.toThrow();
+    await stop();
   });
 
   it('prefills given up in the order they came leave no phantom prefill behind them', async () => {
