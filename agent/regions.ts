@@ -26,10 +26,11 @@ function ppl(sum: number, count: number): number | null {
 /**
  * exp(mean entropy) over the tokens of each region of one turn.
  *
- * A token belongs to a region when its first character lies inside the region's content, so the tag tokens
- * themselves are left out, as in the reference (which averages entropies[open+1 : close] between the single
- * tag tokens); when a tokenizer splits a tag into pieces, the pieces that start inside the tag are left out too,
- * and a token that starts in the content but runs into the closing tag is kept.
+ * A token belongs to a region when it holds any of the region's content, so the tag tokens themselves are left
+ * out, as in the reference (which averages entropies[open+1 : close] between the single tag tokens); when a
+ * tokenizer splits a tag into pieces, the pieces are left out too, and a token that runs from a tag into the
+ * content (the first reasoning token with the <think> a backend put back before it) or from the content into the
+ * closing tag is kept.
  *
  * Unlike the reference, which gives every turn without a tool call -1 for all three scores, an answer turn keeps
  * its think_ppl and all_ppl (tool_call_ppl is null): trajectory-level uncertainty wants the final turn too.
@@ -57,11 +58,15 @@ export function regionScores(
   let offset = 0;
   for (let i = 0; i < n; i++) {
     const e = entropies[i]!;
+    const start = offset;
+    // An empty token is placed where it stands.
+    const end = Math.max(start + 1, offset + tokens[i]!.token.length);
+    const holds = (r: TextSpan | null) => r !== null && start < r.end && end > r.start;
     allSum += e;
-    if (think && offset >= think.start && offset < think.end) {
+    if (holds(think)) {
       thinkSum += e;
       thinkCount++;
-    } else if (toolCall && offset >= toolCall.start && offset < toolCall.end) {
+    } else if (holds(toolCall)) {
       toolSum += e;
       toolCount++;
     }

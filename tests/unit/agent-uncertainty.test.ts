@@ -84,13 +84,23 @@ describe('regionScores', () => {
 
   it('leaves out the pieces of a tag split over several tokens', () => {
     const r = scores(['<', 'think', '>', 'hi', '</', 'think', '>'], [1, 1, 1, 0.5, 1, 1, 1]);
-    // only 'hi' starts inside the content: exp(0.5)
+    // only 'hi' holds any of the content: exp(0.5)
     expect(r.think_ppl).toBeCloseTo(Math.exp(0.5), 6);
+  });
+
+  it('keeps a token that runs from the opening tag into the content', () => {
+    // A backend with a reasoning parser puts back the <think> the template opened: it joins the first token.
+    const r = scores(
+      ['<think>Search', '</think>', '<tool_call>', '{"name":"s","arguments":{}}', '</tool_call>'],
+      [1.5, 0, 0, 0.7, 0],
+    );
+    expect(r.think_ppl).toBeCloseTo(Math.exp(1.5), 6);
+    expect(r.tool_call_ppl).toBeCloseTo(Math.exp(0.7), 6);
   });
 
   it('keeps a token that starts in the content and runs into the closing tag', () => {
     const r = scores(['<think>', 'ab', 'c</think>'], [0, 0.2, 0.6]);
-    // 'ab' and 'c</think>' both start inside: mean(0.2, 0.6) = 0.4
+    // 'ab' and 'c</think>' both hold content: mean(0.2, 0.6) = 0.4
     expect(r.think_ppl).toBeCloseTo(Math.exp(0.4), 6);
   });
 
