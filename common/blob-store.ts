@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type JetStreamManager, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
-import { type ObjectStore, Objm } from '@nats-io/obj';
+import { type ObjectInfo, type ObjectStore, Objm } from '@nats-io/obj';
 import { packValue, unpackValue } from './msgpack.js';
 import { watchStatus, withinMaxPayload } from './nats.js';
 
@@ -224,11 +224,25 @@ export class BlobStore {
       // deleted copy is always written (without a TTL nothing is "old enough", and -Infinity would pass as fresh).
       if (info && !info.deleted) {
         const storedAt = new Date(info.mtime).getTime();
-        if (Date.now() - storedAt <= this.freshForMs(namespace)) return storedAt;
+        if (Date.now() - storedAt <= this.freshForMs(namespace) && (await this.chunksStored(namespace, info)))
+          return storedAt;
       }
       await os.putBlob({ name: key }, bytes);
       return Date.now();
     });
+  }
+
+  /**
+   * Whether every chunk an object's entry points at is stored. A put whose entry was stored but not acknowledged
+   * (a timeout, a lost connection) purges its chunks and leaves the entry: trusted, it would be handed out and never
+   * read.
+   */
+  private async chunksStored(namespace: string, info: ObjectInfo): Promise<boolean> {
+    if (info.chunks === 0) return true;
+    const bucket = objBucket(namespace);
+    const subject = `$O.${bucket}.C.${info.nuid}`;
+    const stream = await (await this.manager()).streams.info(`OBJ_${bucket}`, { subjects_filter: subject });
+    return (stream.state.subjects?.[subject] ?? 0) === info.chunks;
   }
 
   async get<T = unknown>(ref: BlobRef): Promise<T> {

@@ -120,6 +120,26 @@ describe('content store', () => {
     await blobs.deleteNamespace(ns);
   });
 
+  it('writes a large value again when its entry outlived its chunks (a put whose last step was not acknowledged)', async () => {
+    const blobs = new BlobStore(suite.nc);
+    const ns = `dangling-${Date.now()}`;
+    const page = 'a fetched page '.repeat(20_000);
+    const ref = await blobs.put(ns, page);
+    expect(parseBlobRef(ref).kind).toBe('obj');
+    // What a put leaves when its entry was stored but its acknowledgement lost: the chunks purged, the entry there.
+    const jsm = await jetstreamManager(suite.nc);
+    const stream = `OBJ_muse-${ns}`;
+    const chunks = `$O.muse-${ns}.C.>`;
+    expect((await jsm.streams.info(stream, { subjects_filter: chunks })).state.subjects).not.toEqual({});
+    await jsm.streams.purge(stream, { filter: chunks });
+    // The retry writes it again instead of handing out a reference no one can read.
+    const again = new BlobStore(suite.nc);
+    expect(await again.put(ns, page)).toBe(ref);
+    expect(await new BlobStore(suite.nc).get(ref)).toBe(page);
+    await blobs.deleteNamespace(ns);
+    for (const b of [blobs, again]) b.close();
+  });
+
   it('a process whose buckets were deleted under it makes them again instead of failing every later put', async () => {
     const blobs = new BlobStore(suite.nc);
     const ns = `reopened-${Date.now()}`;
