@@ -163,10 +163,13 @@ export class BlobStore {
     const key = createHash('sha256').update(bytes).digest('hex');
     const kind = bytes.length > this.kvLimit() ? 'obj' : 'kv';
     const ref = `${kind}:${namespace}:${key}`;
-    let write = this.writing.get(ref);
+    // Shared by puts of one generation only: a write under way when the namespace was deleted may have landed
+    // before the delete, and a put made after it must write again.
+    const writing = `${ref}@${this.generation(namespace)}`;
+    let write = this.writing.get(writing);
     if (!write) {
-      write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(ref));
-      this.writing.set(ref, write);
+      write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(writing));
+      this.writing.set(writing, write);
     }
     const writtenAt = await write;
     // What the reference resolves to, not the caller's object: a caller changing it after the put would otherwise
@@ -576,7 +579,8 @@ export async function readObject(
     if (!stalled) {
       const err = await r.error;
       if (err) throw err;
-      return new Uint8Array(Buffer.concat(chunks));
+      // A Buffer is a Uint8Array: not copied again (objects are large; one this size is never in Buffer's pool).
+      return Buffer.concat(chunks);
     }
     if (attempt >= 1)
       throw new Error(`reading ${ref} stalled twice for ${idleMs} ms: its chunks are missing`);
