@@ -1,9 +1,10 @@
 import { InvalidArgumentError } from 'commander';
 import { JobSpecError } from '../client/trajectories.js';
+import { decimalNumber } from '../common/config.js';
 
 export function intArg(name: string) {
   return (v: string) => {
-    const n = Number(v);
+    const n = decimalNumber(v);
     if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${v}'`);
     return n;
   };
@@ -11,7 +12,7 @@ export function intArg(name: string) {
 
 export function positiveIntArg(name: string) {
   return (v: string) => {
-    const n = Number(v);
+    const n = decimalNumber(v);
     if (!Number.isInteger(n) || n < 1)
       throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
     return n;
@@ -20,7 +21,7 @@ export function positiveIntArg(name: string) {
 
 export function portArg(name: string) {
   return (v: string) => {
-    const n = Number(v);
+    const n = decimalNumber(v);
     if (!Number.isInteger(n) || n < 1 || n > 65_535)
       throw new InvalidArgumentError(`${name} must be a port number (1-65535), got '${v}'`);
     return n;
@@ -29,7 +30,7 @@ export function portArg(name: string) {
 
 export function numberArg(name: string) {
   return (v: string) => {
-    const n = Number(v);
+    const n = decimalNumber(v);
     if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
     return n;
   };
@@ -38,7 +39,7 @@ export function numberArg(name: string) {
 /** A duration in seconds: above 0, or from 0 where 0 switches the thing off (`zeroAllowed`). */
 export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
   return (v: string) => {
-    const n = Number(v);
+    const n = decimalNumber(v);
     if (!Number.isFinite(n) || n < 0 || (n === 0 && !opts.zeroAllowed))
       throw new InvalidArgumentError(
         `${name} must be a number of seconds ${opts.zeroAllowed ? 'of at least 0' : 'above 0'}, got '${v}'`,

@@ -235,8 +235,7 @@ export function loadConfig(
   for (const [name, { path, number, flag }] of Object.entries(ENV_MAP)) {
     const v = env[name];
     if (v === undefined || v === '') continue;
-    // Plain decimal only: Number() reads ' ' as 0 (a TTL of "forever") and '0x10' as 16.
-    if (number && !/^\s*-?\d+(\.\d+)?\s*$/.test(v))
+    if (number && Number.isNaN(decimalNumber(v)))
       throw new ConfigError(`${name} must be a number, got '${v}'`);
     if (flag && !FLAG_VALUES.has(v.toLowerCase()))
       throw new ConfigError(`${name} must be true or false (or 1 or 0), got '${v}'`);
@@ -253,6 +252,14 @@ export function loadConfig(
     throw new ConfigError(`invalid configuration: ${formatZodError({ issues: named })}`);
   }
   return parsed.data;
+}
+
+/**
+ * The number `text` writes in plain decimal, or NaN: Number() reads '' and ' ' as 0 (a TTL of "forever", a wait of
+ * none) and '0x10' as 16.
+ */
+export function decimalNumber(text: string): number {
+  return /^\s*-?\d+(\.\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
 }
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {

@@ -35,7 +35,7 @@ describe('object reads', () => {
     const reads = [stalled, whole];
     let calls = 0;
     const os = { get: async () => reads[calls++]!.result };
-    expect([...(await readObject(os, 'k', ref, 50))]).toEqual([1, 2, 3]);
+    expect([...(await readObject(os, 'k', ref, 50))!]).toEqual([1, 2, 3]);
     expect(calls).toBe(2);
     expect(stalled.cancelled()).toBe(true);
   });
@@ -50,7 +50,7 @@ describe('object reads', () => {
       },
     };
     // 5 chunks 30 ms apart: 150 ms in all, against an idle limit of 60 ms.
-    expect([...(await readObject(os, 'k', ref, 60))]).toEqual([1, 2, 3, 4, 5]);
+    expect([...(await readObject(os, 'k', ref, 60))!]).toEqual([1, 2, 3, 4, 5]);
     expect(calls).toBe(1);
   });
 

@@ -89,6 +89,13 @@ describe('options are checked before connecting', () => {
     await expect(muse('run', '--max-turns', '-1', 'q')).rejects.toThrow(
       /--max-turns must be a positive integer/,
     );
+    // Plain decimal only: an empty value is not 0, nor is 0x10 sixteen or 1e3 a thousand.
+    await expect(muse('run', '--seed', '', 'q')).rejects.toThrow(/--seed must be an integer, got ''/);
+    await expect(muse('run', '--max-turns', '0x10', 'q')).rejects.toThrow(
+      /--max-turns must be a positive integer, got '0x10'/,
+    );
+    await expect(muse('run', '--max-turns', '1e3', 'q')).rejects.toThrow(/got '1e3'/);
+    await expect(muse('cancel', 'x', '--wait', ' ')).rejects.toThrow(/--wait must be an integer, got ' '/);
     const q = join(dir, 'q.jsonl');
     writeFileSync(q, '{"question": "a"}\n');
     await expect(muse('batch', q, '--out', join(dir, 'out.jsonl'), '--concurrency', '0')).rejects.toThrow(
