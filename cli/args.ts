@@ -74,6 +74,7 @@ const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({
 
 /** Fields whose names are too short or too common to replace in a message's text: replaced where they name the field. */
 const SPEC_PATH_FLAGS: [RegExp, string][] = [
+  'answer',
   'policy',
   'judge',
   'date',

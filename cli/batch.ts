@@ -9,7 +9,7 @@ import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import { idArg, positiveIntArg, withSpecFlags } from './args.js';
 import { cliConfig } from './context.js';
-import { modelsLine } from './render.js';
+import { modelsLine, noticeOnInterrupt } from './render.js';
 
 export interface ParallelMuseCliOptions {
   n: number;
@@ -146,13 +146,15 @@ export async function runQuestionCommand(
   const id = o.id ?? parallelMuseRunId(spec);
   const client = await connectClient(cfg);
   try {
-    if (!o.json) process.stderr.write(`ParallelMuse question ${id} (N=${o.n}, mode ${o.branchMode})…\n`);
+    // On standard error with --json too: the id is how to find the run again.
+    process.stderr.write(`ParallelMuse question ${id} (N=${o.n}, mode ${o.branchMode})…\n`);
     const { handle, reused } = await startParallelMuse(client, cfg, spec, { workflowId: id, jobId: id });
-    if (reused && !o.json)
+    if (reused)
       process.stderr.write(
         `  reusing run ${id}: it already ran (or is running) with this question and these options; change --seed for a new sample\n`,
       );
-    const result = await handle.result();
+    const detach = noticeOnInterrupt('the question', id);
+    const result = await handle.result().finally(detach);
     if (o.json) console.log(JSON.stringify({ ...result, reused }));
     else console.log(summarizeQuestion(result));
   } finally {

@@ -18,7 +18,7 @@ export function registerContentCommands(program: Command): void {
   program
     .command('export')
     .argument('<id>', 'workflow id of a finished trajectory', idArg('<id>'))
-    .option('--out <file>', 'JSONL output (default: stdout)')
+    .option('--out <file>', 'JSONL output (default: stdout)', idArg('--out'))
     .description(
       'export a finished trajectory as JSONL, one line per step with turn and observation resolved',
     )

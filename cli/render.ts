@@ -4,6 +4,9 @@ import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.j
 import { exitAsSignal } from '../common/signals.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 
+/** What a Ctrl-C stops before its notice is written (a progress bar holding the terminal's cursor). */
+const onInterrupt = new Set<() => void>();
+
 export function progressBar(total: number): { update(p: TrajectoryProgress): void; stop(): void } {
   if (!process.stderr.isTTY) {
     let last = -1;
@@ -11,7 +14,7 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
       update(p) {
         if (p.step === last) return;
         last = p.step;
-        process.stderr.write(`  step ${p.step}/${total}  ${p.lastAction}\n`);
+        process.stderr.write(`  step ${p.step}/${total}  ${oneLine(p.lastAction)}\n`);
       },
       stop() {},
     };
@@ -25,33 +28,51 @@ export function progressBar(total: number): { update(p: TrajectoryProgress): voi
     },
     cliProgress.Presets.shades_classic,
   );
-  // Ctrl-C stops the bar first, so the terminal gets its cursor back. With nobody else listening the process then
-  // exits as the signal would have made it; the trajectory goes on regardless. A handler set before the bar (the
-  // demo's, which stops its servers) owns the exit even once it has fired and left the listener list.
+  // Ctrl-C stops the bar first, so the terminal gets its cursor back (noticeOnInterrupt, which owns the exit).
+  const stopBar = () => bar.stop();
+  onInterrupt.add(stopBar);
+  bar.start(total, 0, { action: 'starting' });
+  return {
+    update: (p) => bar.update(p.step, { action: oneLine(p.lastAction).slice(0, 70) }),
+    stop: () => {
+      onInterrupt.delete(stopBar);
+      bar.stop();
+    },
+  };
+}
+
+/**
+ * While a command follows a run: Ctrl-C (or SIGTERM) leaves the run going, and the user is told so, with its id,
+ * whatever the output (a bar, a log, --json); the process then exits as the signal would have made it. A progress bar
+ * is stopped first. A handler set before this one (the demo's, which stops its servers) owns the exit, even once it
+ * has fired and left the listener list. Returns what takes it off.
+ */
+export function noticeOnInterrupt(what: string, id: string): () => void {
   const handledElsewhere = {
     SIGINT: process.listenerCount('SIGINT') > 0,
     SIGTERM: process.listenerCount('SIGTERM') > 0,
   };
   const interrupted = (signal: NodeJS.Signals) => {
-    bar.stop();
+    for (const stop of onInterrupt) stop();
     if (handledElsewhere[signal as keyof typeof handledElsewhere] || process.listenerCount(signal) > 0)
       return;
     process.stderr.write(
-      '\nmuse: interrupted; the trajectory goes on (muse status <its id, above> shows where it is)\n',
+      `\nmuse: interrupted; ${what} ${id} goes on (muse status ${id} shows where it is)\n`,
     );
     exitAsSignal(signal);
   };
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
-  bar.start(total, 0, { action: 'starting' });
-  return {
-    update: (p) => bar.update(p.step, { action: p.lastAction.slice(0, 70) }),
-    stop: () => {
-      process.off('SIGINT', interrupted);
-      process.off('SIGTERM', interrupted);
-      bar.stop();
-    },
+  return () => {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
   };
+}
+
+/** A run's last action on one line of a log: what a model wrote can hold newlines and terminal escapes. */
+export function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
 }
 
 export function summarizeTrajectory(r: TrajectoryResult): string {

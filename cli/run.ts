@@ -27,7 +27,13 @@ import {
   trajectorySpecFrom,
 } from './batch.js';
 import { cliConfig } from './context.js';
-import { progressBar, statusResult, summarizeTrajectory, trajectoryJson } from './render.js';
+import {
+  noticeOnInterrupt,
+  progressBar,
+  statusResult,
+  summarizeTrajectory,
+  trajectoryJson,
+} from './render.js';
 
 /** How long `muse status` waits for a worker to answer the progress query. */
 const STATUS_QUERY_MS = 5_000;
@@ -80,10 +86,14 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
   // Closed on every way out: a failed start or follow would otherwise leave its channel open until exit.
   try {
     const handle = await startTrajectory(client, cfg, spec, { workflowId: o.id });
-    if (!o.json)
-      process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
+    // On standard error with --json too: the id is how to find the run again.
+    process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
     const bar = o.json ? undefined : progressBar(o.maxTurns);
-    const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => bar?.stop());
+    const detach = noticeOnInterrupt('the trajectory', handle.workflowId);
+    const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => {
+      bar?.stop();
+      detach();
+    });
     const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
     if (o.json) {
       console.log(

@@ -1,7 +1,7 @@
 // The `muse` commands' own checks, run through commander with no server up (the Temporal address points nowhere),
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import type { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { writeJsonLines } from '../../cli/content.js';
 import { buildProgram } from '../../cli/program.js';
-import { modelsLine, progressBar, statusResult } from '../../cli/render.js';
+import { modelsLine, noticeOnInterrupt, oneLine, progressBar, statusResult } from '../../cli/render.js';
 import { elsewhere } from '../../cli/services.js';
 import { runningRunsOfJob } from '../../client/content.js';
 import { failureMessage } from '../../client/trajectories.js';
@@ -240,6 +240,9 @@ describe('muse batch', () => {
     ).rejects.toThrow(/--aggregator-model must not be empty/);
     await expect(muse('status', '')).rejects.toThrow(/<id> must not be empty/);
     await expect(muse('export', ' ')).rejects.toThrow(/<id> must not be empty/);
+    // Not taken for no --out (standard output).
+    await expect(muse('export', 'traj-1', '--out', '')).rejects.toThrow(/--out must not be empty/);
+    await expect(muse('run', '--answer', '', 'q')).rejects.toThrow(/^invalid options: --answer: /);
     await expect(muse('content', 'delete', '')).rejects.toThrow(/<jobId> must not be empty/);
     await expect(muse('--data-dir', '', 'status', 'x')).rejects.toThrow(/--data-dir must not be empty/);
     await expect(muse('--config', '', 'status', 'x')).rejects.toThrow(/--config must not be empty/);
@@ -301,6 +304,25 @@ describe('muse batch', () => {
     // Exited by its own handler: a process without one dies of the signal (and as PID 1 would ignore it).
     expect(await closed).toEqual([0, null]);
     expect(stderr).toContain('stopped before the member started serving');
+  }, 20_000);
+
+  it('output that cannot be written (a full disk) fails in one line, not a stack trace', async () => {
+    const full = openSync('/dev/full', 'w');
+    onTestFinished(() => closeSync(full));
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('../../bin/muse.js', import.meta.url)), 'sim', 'questions', '--n', '2'],
+      { stdio: ['ignore', full, 'pipe'] },
+    );
+    onTestFinished(() => {
+      child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((ok) => child.on('close', ok));
+    expect(code).toBe(1);
+    expect(stderr.trim()).toMatch(/^muse: .*ENOSPC/);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
   }, 20_000);
 
   it('muse export --out into a directory that does not exist fails by name, before connecting', async () => {
@@ -459,21 +481,61 @@ describe('progress bar on a terminal', () => {
     try {
       process.once('SIGINT', () => demoHandled++);
       const bar = progressBar(10);
-      // `once` takes the demo's handler off before calling it: the bar must not read that as nobody listening.
+      const detach = noticeOnInterrupt('the trajectory', 'traj-1');
+      // `once` takes the demo's handler off before calling it: that must not read as nobody listening.
       process.emit('SIGINT', 'SIGINT');
       expect(demoHandled).toBe(1);
       expect(exit).not.toHaveBeenCalled();
       bar.stop();
-      // Alone (muse run), the bar exits as the signal would have.
+      detach();
+      // Alone (muse run), it exits as the signal would have.
       const alone = progressBar(10);
+      const aloneDetach = noticeOnInterrupt('the trajectory', 'traj-2');
       process.emit('SIGINT', 'SIGINT');
       expect(exit).toHaveBeenCalledWith(130);
       alone.stop();
+      aloneDetach();
     } finally {
       process.stderr.isTTY = wasTty;
       exit.mockRestore();
       write.mockRestore();
     }
+  });
+
+  it('on Ctrl-C, with a bar or without one (a log, --json), says the run goes on and names it, once', () => {
+    const wasTty = process.stderr.isTTY;
+    const written: string[] = [];
+    const write = vi
+      .spyOn(process.stderr, 'write')
+      .mockImplementation((chunk: string | Uint8Array) => written.push(String(chunk)) > 0);
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    try {
+      for (const tty of [true, false]) {
+        process.stderr.isTTY = tty;
+        written.length = 0;
+        exit.mockClear();
+        const bar = progressBar(10);
+        const detach = noticeOnInterrupt('the trajectory', 'traj-42');
+        process.emit('SIGINT', 'SIGINT');
+        expect(exit.mock.calls).toEqual([[130]]);
+        expect(written.filter((w) => w.includes('interrupted'))).toEqual([
+          '\nmuse: interrupted; the trajectory traj-42 goes on (muse status traj-42 shows where it is)\n',
+        ]);
+        bar.stop();
+        detach();
+      }
+      expect(process.listenerCount('SIGINT')).toBe(0);
+    } finally {
+      process.stderr.isTTY = wasTty;
+      exit.mockRestore();
+      write.mockRestore();
+    }
+  });
+
+  it('writes a step whose action holds newlines or terminal escapes as one plain line', () => {
+    expect(oneLine('answer: line one\nline two \x1b[31mRED\x1b[0m')).toBe(
+      'answer: line one line two  [31mRED [0m',
+    );
   });
 });
 
