@@ -90,7 +90,9 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
     const bar = o.json ? undefined : progressBar(o.maxTurns);
     const detach = noticeOnInterrupt('the trajectory', handle.workflowId);
-    const result = await followTrajectory(handle, (p) => bar?.update(p)).finally(() => {
+    const result = await followTrajectory(handle, (p) => bar?.update(p), {
+      onUnanswered: (why) => process.stderr.write(`\n  waiting: ${why}\n`),
+    }).finally(() => {
       bar?.stop();
       detach();
     });

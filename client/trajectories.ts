@@ -102,7 +102,7 @@ export async function queryProgress(handle: WorkflowHandle): Promise<TrajectoryP
 export async function queryProgressWithin(
   handle: WorkflowHandle,
   timeoutMs: number,
-): Promise<{ progress: TrajectoryProgress } | { unanswered: string }> {
+): Promise<{ progress: TrajectoryProgress } | { unanswered: string; noWorker?: true }> {
   const deadline = Date.now() + timeoutMs;
   try {
     return { progress: await handle.client.withDeadline(deadline, () => handle.query(progressQuery)) };
@@ -110,6 +110,7 @@ export async function queryProgressWithin(
     return Date.now() >= deadline || deadlineExceeded(err)
       ? {
           unanswered: `no worker answered within ${timeoutMs / 1000} s: is a rollout worker running on its task queue?`,
+          noWorker: true,
         }
       : { unanswered: `no progress to show (${causeChainMessage(err)})` };
   }
@@ -180,21 +181,30 @@ function inRetry(
     }));
 }
 
-/** Polls progress until the trajectory ends; returns its result. */
+/**
+ * Polls progress until the trajectory ends; returns its result. `onUnanswered` hears, once, why there is no progress
+ * when no worker answers (none running on the task queue), instead of the wait going on without a word.
+ */
 export async function followTrajectory(
   handle: WorkflowHandle<typeof trajectory>,
   onProgress: (p: TrajectoryProgress) => void,
-  intervalMs = 250,
+  opts: { intervalMs?: number; unansweredMs?: number; onUnanswered?: (why: string) => void } = {},
 ): Promise<TrajectoryResult> {
   let done = false;
+  let told = false;
   const result = handle.result().finally(() => {
     done = true;
   });
   void (async () => {
     while (!done) {
-      const p = await queryProgress(handle);
-      if (p && !done) onProgress(p);
-      await new Promise((r) => setTimeout(r, intervalMs));
+      const p = await queryProgressWithin(handle, opts.unansweredMs ?? 10_000);
+      if (done) break;
+      if ('progress' in p) onProgress(p.progress);
+      else if (!told && p.noWorker) {
+        told = true;
+        opts.onUnanswered?.(p.unanswered);
+      }
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
     }
   })();
   return result;

@@ -21,7 +21,7 @@ import { buildProgram } from '../../cli/program.js';
 import { modelsLine, noticeOnInterrupt, oneLine, progressBar, statusResult } from '../../cli/render.js';
 import { elsewhere } from '../../cli/services.js';
 import { runningRunsOfJob } from '../../client/content.js';
-import { failureMessage } from '../../client/trajectories.js';
+import { failureMessage, followTrajectory } from '../../client/trajectories.js';
 import { loadConfig } from '../../common/config.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { sdkLogLevel } from '../../workers/rollout-worker.js';
@@ -647,5 +647,29 @@ describe('writeJsonLines (muse export)', () => {
     const { sink, written } = failingSink(0, 'EIO');
     await expect(writeJsonLines(steps(3), sink, 'out.jsonl')).resolves.toBe(3);
     expect(written.join('')).toBe('{"step":0}\n{"step":1}\n{"step":2}\n');
+  });
+});
+
+describe('following a run', () => {
+  it('says once, when no worker answers, why there is no progress, and still returns the result', async () => {
+    let finish!: (r: unknown) => void;
+    const noWorker = Object.assign(new Error('deadline exceeded'), { code: 4 });
+    const handle = {
+      result: () => new Promise((ok) => (finish = ok)),
+      query: () => Promise.reject(noWorker),
+      client: { withDeadline: (_d: number, fn: () => Promise<unknown>) => fn() },
+    };
+    const heard: string[] = [];
+    const following = followTrajectory(handle as never, () => {}, {
+      intervalMs: 1,
+      unansweredMs: 5,
+      onUnanswered: (why) => heard.push(why),
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    finish({ termination: 'answer' });
+    expect(await following).toEqual({ termination: 'answer' });
+    expect(heard).toEqual([
+      'no worker answered within 0.005 s: is a rollout worker running on its task queue?',
+    ]);
   });
 });
