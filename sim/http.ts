@@ -174,7 +174,13 @@ const GenerateBody = z
     return_logprob: z.boolean().optional(),
     /** Without it SGLang sends each logprob's token text as null. */
     return_text_in_logprobs: z.boolean().optional(),
-    top_logprobs_num: z.number().int().min(0).max(64).optional(),
+    // The simulated model has 20 distinct alternatives at most (as the OpenAI endpoints' top_logprobs).
+    top_logprobs_num: z
+      .number()
+      .int()
+      .min(0)
+      .max(20, { error: 'top_logprobs_num is at most 20 here: the simulated model has no more alternatives' })
+      .optional(),
     stream: z.literal(false, { error: 'streaming is not simulated; set stream to false' }).optional(),
     rid: z.string().optional(),
   })

@@ -195,6 +195,13 @@ describe('sim HTTP server', () => {
     const noLogprobs = await post('/v1/chat/completions', { messages, top_logprobs: 5 });
     expect(noLogprobs.status).toBe(400);
     expect(noLogprobs.json.error.message).toMatch(/top_logprobs requires logprobs to be true/);
+    const manyAlternatives = await post('/generate', {
+      text: 'a',
+      return_logprob: true,
+      top_logprobs_num: 24,
+    });
+    expect(manyAlternatives.status).toBe(400);
+    expect(manyAlternatives.json.error.message).toMatch(/top_logprobs_num is at most 20/);
     const unknownIds = await post('/generate', { input_ids: [151_999] });
     expect(unknownIds.status).toBe(400);
     // As vLLM answers: a request for no tokens at all.
