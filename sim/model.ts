@@ -1194,9 +1194,15 @@ function integrateTask(messages: readonly ChatMessage[], w: TurnWriter): void {
 
 function judgeTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const u = lastUser(messages).content;
-  const gold = normalise(section(u, 'gold') ?? '');
-  const pred = normalise(section(u, 'prediction') ?? '');
-  const correct = gold.length > 0 && (pred === gold || ` ${pred} `.includes(` ${gold} `));
+  const goldText = section(u, 'gold') ?? '';
+  const predText = section(u, 'prediction') ?? '';
+  // An answer of an article alone ("A") normalises to nothing: compared as written.
+  const gold = normalise(goldText) || goldText.trim().toLowerCase();
+  const pred = normalise(predText) || predText.trim().toLowerCase();
+  // As the judge prompt says: a prediction that holds the answer among other candidates, or denies it, is wrong.
+  // (Normalised, "isn't" reads "isn t".)
+  const hedged = /\b(or|not|nor|neither|either)\b|\b\w+n t\b/.test(pred.replace(gold, ' '));
+  const correct = gold.length > 0 && (pred === gold || (` ${pred} `.includes(` ${gold} `) && !hedged));
   w.write(`<judgement>${correct ? 'correct' : 'incorrect'}</judgement>`, 'plain');
 }
 

@@ -489,5 +489,10 @@ describe('context management and aggregation prompts', () => {
     );
     expect(judge('Castelmoor', 'The answer is Castelmoor')).toBe('<judgement>correct</judgement>');
     expect(judge('Castelmoor', 'Brindlewick')).toBe('<judgement>incorrect</judgement>');
+    // As its prompt says: several candidates, or the answer denied, are wrong.
+    expect(judge('Corelholt', 'Either Varnholt or Corelholt')).toBe('<judgement>incorrect</judgement>');
+    expect(judge('Corelholt', 'not Corelholt')).toBe('<judgement>incorrect</judgement>');
+    expect(judge('Corelholt', "It isn't Corelholt")).toBe('<judgement>incorrect</judgement>');
+    expect(judge('A', 'a')).toBe('<judgement>correct</judgement>');
   });
 });
