@@ -91,7 +91,9 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     const bar = o.json ? undefined : progressBar(o.maxTurns);
     const detach = noticeOnInterrupt('the trajectory', handle.workflowId);
     const result = await followTrajectory(handle, (p) => bar?.update(p), {
-      onUnanswered: (why) => process.stderr.write(`\n  waiting: ${why}\n`),
+      // Below the bar's line on a terminal.
+      onUnanswered: (why) =>
+        process.stderr.write(`${bar && process.stderr.isTTY ? '\n' : ''}  waiting: ${why}\n`),
     }).finally(() => {
       bar?.stop();
       detach();

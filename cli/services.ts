@@ -350,6 +350,8 @@ export function registerServiceCommands(program: Command): void {
       } catch (err) {
         // A start that failed after it was told to stop (the connection given up): stopped, as asked.
         if (stopWhenStarted) stoppedWhileStarting();
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
         throw err;
       }
       if (stopWhenStarted) {

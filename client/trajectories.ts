@@ -197,7 +197,8 @@ export async function followTrajectory(
   });
   void (async () => {
     while (!done) {
-      const p = await queryProgressWithin(handle, opts.unansweredMs ?? 10_000);
+      // Longer than a worker's sticky queue timeout (10 s), which a query after a worker restart waits out.
+      const p = await queryProgressWithin(handle, opts.unansweredMs ?? 15_000);
       if (done) break;
       if ('progress' in p) onProgress(p.progress);
       else if (!told && p.noWorker) {

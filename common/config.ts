@@ -259,7 +259,7 @@ export function loadConfig(
  * none) and '0x10' as 16.
  */
 export function decimalNumber(text: string): number {
-  return /^\s*-?\d+(\.\d+)?\s*$/.test(text) ? Number(text) : Number.NaN;
+  return /^\s*[-+]?(\d+\.?\d*|\.\d+)\s*$/.test(text) ? Number(text) : Number.NaN;
 }
 
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {

@@ -1146,13 +1146,9 @@ function readReport(id: string, body: string, st: SimQuestionStructure | null): 
   return { id, answer, quality, note };
 }
 
-function normalise(s: string): string {
-  return s
-    .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s]/gu, ' ')
-    .replace(/\b(the|a|an)\b/g, ' ')
-    .replace(/\s+/g, ' ')
-    .trim();
+function normalise(s: string, articles = false): string {
+  const words = s.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, ' ');
+  return (articles ? words : words.replace(/\b(the|a|an)\b/g, ' ')).replace(/\s+/g, ' ').trim();
 }
 
 function integrateTask(messages: readonly ChatMessage[], w: TurnWriter): void {
@@ -1196,13 +1192,18 @@ function judgeTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const u = lastUser(messages).content;
   const goldText = section(u, 'gold') ?? '';
   const predText = section(u, 'prediction') ?? '';
-  // An answer of an article alone ("A") normalises to nothing: compared as written.
-  const gold = normalise(goldText) || goldText.trim().toLowerCase();
-  const pred = normalise(predText) || predText.trim().toLowerCase();
-  // As the judge prompt says: a prediction that holds the answer among other candidates, or denies it, is wrong.
-  // (Normalised, "isn't" reads "isn t".)
-  const hedged = /\b(or|not|nor|neither|either)\b|\b\w+n t\b/.test(pred.replace(gold, ' '));
-  const correct = gold.length > 0 && (pred === gold || (` ${pred} `.includes(` ${gold} `) && !hedged));
+  // An answer of an article alone ("A") normalises to nothing: its articles are kept.
+  const keepArticles = normalise(goldText) === '';
+  const gold = normalise(goldText, keepArticles);
+  const pred = normalise(predText, keepArticles);
+  const at = ` ${pred} `.indexOf(` ${gold} `);
+  // As the judge prompt says: the answer among other candidates ("X or Y"), or the answer denied ("not X", "it isn't
+  // X"; normalised, "isn't" reads "isn t"), is wrong. A qualification ("X, not Y") is not.
+  const before = at < 0 ? '' : pred.slice(0, at);
+  const rest = at < 0 ? '' : `${before} ${pred.slice(at + gold.length)}`;
+  const denied = /\b(not|no|never|\w+n t)( \w+)?$/.test(before.trim());
+  const several = /\b(or|either|neither|nor)\b/.test(rest);
+  const correct = gold.length > 0 && at >= 0 && !denied && !several;
   w.write(`<judgement>${correct ? 'correct' : 'incorrect'}</judgement>`, 'plain');
 }
 

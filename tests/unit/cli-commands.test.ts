@@ -95,6 +95,13 @@ describe('options are checked before connecting', () => {
       /--max-turns must be a positive integer, got '0x10'/,
     );
     await expect(muse('run', '--max-turns', '1e3', 'q')).rejects.toThrow(/got '1e3'/);
+    // Decimals as people write them are numbers.
+    const listening = process.listenerCount('SIGTERM');
+    await expect(
+      muse('pool', 'serve', '--backend', 'sim', '--time-scale', '.5', '--max-batch', '+4'),
+    ).rejects.toThrow(/cannot reach NATS/);
+    // A start that failed leaves no handler behind.
+    expect(process.listenerCount('SIGTERM')).toBe(listening);
     await expect(muse('cancel', 'x', '--wait', ' ')).rejects.toThrow(/--wait must be an integer, got ' '/);
     const q = join(dir, 'q.jsonl');
     writeFileSync(q, '{"question": "a"}\n');

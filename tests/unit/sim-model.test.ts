@@ -493,6 +493,14 @@ describe('context management and aggregation prompts', () => {
     expect(judge('Corelholt', 'Either Varnholt or Corelholt')).toBe('<judgement>incorrect</judgement>');
     expect(judge('Corelholt', 'not Corelholt')).toBe('<judgement>incorrect</judgement>');
     expect(judge('Corelholt', "It isn't Corelholt")).toBe('<judgement>incorrect</judgement>');
-    expect(judge('A', 'a')).toBe('<judgement>correct</judgement>');
+    expect(judge('Corelholt', 'No, Corelholt')).toBe('<judgement>incorrect</judgement>');
+    // A qualification is not a second candidate.
+    expect(judge('Castelmoor', 'Castelmoor, not Brindlewick')).toBe('<judgement>correct</judgement>');
+    expect(judge('Castelmoor', 'Castelmoor (the town, not the castle)')).toBe(
+      '<judgement>correct</judgement>',
+    );
+    for (const pred of ['a', 'A.', '(A)', 'Option A'])
+      expect(judge('A', pred), pred).toBe('<judgement>correct</judgement>');
+    expect(judge('A', 'B')).toBe('<judgement>incorrect</judgement>');
   });
 });
