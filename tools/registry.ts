@@ -64,19 +64,25 @@ export class ToolRegistry {
       return { observation: error, error };
     };
     if (ctx.deadline !== undefined && ctx.deadline <= started) return timedOut();
+    const deadline = Math.min(
+      ctx.deadline ?? Number.POSITIVE_INFINITY,
+      tool.timeoutMs === undefined ? Number.POSITIVE_INFINITY : started + tool.timeoutMs,
+    );
     // Not left to the tool: one that ignores its signal would hold the step past its attempt, and a retry would run
     // it a second time while the first still ran.
     const timeout = new AbortController();
-    const timer =
-      ctx.deadline === undefined
-        ? undefined
-        : setTimeout(
-            () => timeout.abort(new Error('tool deadline')),
-            timerDeadline(ctx.deadline, started) - started,
-          );
+    const timer = Number.isFinite(deadline)
+      ? setTimeout(
+          () => timeout.abort(new Error('tool deadline')),
+          timerDeadline(deadline, started) - started,
+        )
+      : undefined;
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout.signal]) : timeout.signal;
     try {
-      const result: unknown = await untilAborted(tool.run(parsed.data, { ...ctx, signal }), signal);
+      const result: unknown = await untilAborted(
+        tool.run(parsed.data, { ...ctx, signal, ...(Number.isFinite(deadline) ? { deadline } : {}) }),
+        signal,
+      );
       // A tool that answers with something other than text (parsed JSON, nothing) gets an observation saying so: the
       // step's failure it would otherwise cause is not retryable and would end the run.
       if (typeof result !== 'string') {

@@ -17,5 +17,10 @@ export interface Tool<A = unknown> {
   description: string;
   /** Validates the model's arguments; a failure becomes an error observation naming the problem. */
   args: z.ZodType<A>;
+  /**
+   * The longest one call may take (a search or fetch that hangs would otherwise hold the step, and a worker slot,
+   * until the step's own deadline, minutes away); the step's deadline bounds it too.
+   */
+  timeoutMs?: number;
   run(args: A, ctx: ToolContext): Promise<string>;
 }

@@ -95,6 +95,28 @@ describe('ToolRegistry', () => {
     expect(signal()?.aborted).toBe(true);
   });
 
+  it("gives up on a tool at its own time limit, well before the step's deadline", async () => {
+    let given: number | undefined;
+    const registry = new ToolRegistry([
+      {
+        name: 'fetch',
+        description: 'hangs',
+        args: z.object({}),
+        timeoutMs: 50,
+        run: (_args: unknown, ctx: { deadline?: number }) => {
+          given = ctx.deadline;
+          return new Promise<string>(() => {});
+        },
+      } as never,
+    ]);
+    const started = Date.now();
+    const out = await registry.run({ name: 'fetch', arguments: {} }, { deadline: started + 60_000 } as never);
+    expect(out.error).toMatch(/^Error: tool 'fetch' did not answer within \d+ s\.$/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // The tool is told the nearer of the two.
+    expect(given).toBeLessThanOrEqual(started + 1_000);
+  });
+
   it('does not start a tool whose step is already cancelled or out of time, and waits a deadline weeks away', async () => {
     let runs = 0;
     const counting = new ToolRegistry([
