@@ -516,6 +516,8 @@ describe('ParallelMuse', () => {
       // The trajectories are far past the window, yet no report call failed on a server that refuses any prompt
       // longer than it (failedReports above): what the report calls read was cut to fit.
       expect(result.compression!.trajectoryChars).toBeGreaterThan(8000 * 4);
+      // And they reached that server: two reports and the integration.
+      expect(small.member.stats.served).toBeGreaterThanOrEqual(3);
     } finally {
       await worker.stop();
       await small.stop();
