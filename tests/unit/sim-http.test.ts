@@ -177,6 +177,16 @@ describe('sim HTTP server', () => {
     expect(g.text).toBe(choice.message.content);
     expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
     expect(g.tokens).toHaveLength(choice.logprobs.content.length);
+    // SGLang names the stop string it ended at; none when the model ended by itself.
+    const prompt = renderChatPrompt(messages as never);
+    const sampling = { max_new_tokens: 4096, sampling_seed: 5 };
+    const sglang = await post('/generate', {
+      text: prompt,
+      sampling_params: { ...sampling, stop: ['zzz', stop] },
+    });
+    expect(sglang.json.meta_info.finish_reason).toEqual({ type: 'stop', matched: stop });
+    const natural = await post('/generate', { text: prompt, sampling_params: sampling });
+    expect(natural.json.meta_info.finish_reason).toEqual({ type: 'stop', matched: null });
   });
 
   it('rejects bad requests with 400 and a message naming the problem', async () => {
