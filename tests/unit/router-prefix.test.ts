@@ -171,4 +171,13 @@ describe('packPrefixKeys', () => {
     framed.set(packed, 5);
     expect(unpackPrefixKeys(framed.subarray(5, 5 + packed.length))).toEqual(keys);
   });
+
+  it('keeps the wire format routers of other versions read: each lane big-endian, in key order', () => {
+    expect([...packPrefixKeys(['0123456789abcdef', 'fedcba9876543210'])]).toEqual([
+      0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+    ]);
+    expect(unpackPrefixKeys(new Uint8Array([0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 9]))).toEqual([
+      '00000001ffffffff',
+    ]);
+  });
 });
