@@ -302,10 +302,11 @@ describe('SimServer batching and timing', () => {
     ctl.abort(new Error('router gave up'));
     await expect(long).rejects.toThrow('router gave up');
     // The next one is admitted at once and prefills for ~300 ms; the last one waits for that (~220 ms in all), not
-    // for the wake-up the given-up prefill had set (~900 ms) or the next one's long decode.
+    // for the wake-up the given-up prefill had set (~900 ms) or the next one's long decode. (Bounded at 800: room for
+    // late timers on a loaded machine.)
     const { queuedMs } = await last;
     expect(queuedMs).toBeGreaterThan(150);
-    expect(queuedMs).toBeLessThan(600);
+    expect(queuedMs).toBeLessThan(800);
     second.abort();
     await expect(next).rejects.toThrow();
     await stop();
