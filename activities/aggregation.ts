@@ -125,15 +125,16 @@ export function createAggregationActivities(deps: {
       let trajectoryChars = 0;
       // After a failed read the step fails: the reads still waiting are not started.
       let failed = false;
+      const read = (ref: string) =>
+        failed
+          ? Promise.reject(new Error('not read: an earlier step of the trajectory could not be read'))
+          : content.getText(ref).catch((err: unknown) => {
+              failed = true;
+              throw err;
+            });
       const steps = await Promise.all(
         records.map((s) =>
           limit(async () => {
-            if (failed) throw new Error('not read: an earlier step of the trajectory could not be read');
-            const read = (ref: string) =>
-              content.getText(ref).catch((err: unknown) => {
-                failed = true;
-                throw err;
-              });
             const turn = await read(s.turnRef);
             const observation = s.observationRef ? await read(s.observationRef) : undefined;
             trajectoryChars += turn.length + (observation?.length ?? 0);

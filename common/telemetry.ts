@@ -37,9 +37,13 @@ import type { MuseConfig } from './config.js';
  */
 export class JsonLinesSpanExporter implements SpanExporter {
   private readonly write: (text: string) => void;
+  /** Where the spans go, for the message of a failed write. */
+  private readonly target: string;
+  private failed = false;
   constructor(target: { file: string; setting?: string } | { stream: NodeJS.WritableStream }) {
     if ('stream' in target) {
       this.write = (text) => target.stream.write(text);
+      this.target = 'standard error';
     } else {
       const { file } = target;
       // Checked now: a span that fails to export is only reported to OpenTelemetry's diagnostics, which say nothing
@@ -56,9 +60,6 @@ export class JsonLinesSpanExporter implements SpanExporter {
       this.target = file;
     }
   }
-  /** Where the spans go, for the message of a failed write. */
-  private readonly target: string = 'standard error';
-  private failed = false;
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
     const lines = spans.map((s) =>
       JSON.stringify({

@@ -1146,9 +1146,9 @@ function readReport(id: string, body: string, st: SimQuestionStructure | null): 
   return { id, answer, quality, note };
 }
 
-function normalise(s: string, articles = false): string {
+function normalise(s: string, keepArticles = false): string {
   const words = s.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, ' ');
-  return (articles ? words : words.replace(/\b(the|a|an)\b/g, ' ')).replace(/\s+/g, ' ').trim();
+  return (keepArticles ? words : words.replace(/\b(the|a|an)\b/g, ' ')).replace(/\s+/g, ' ').trim();
 }
 
 function integrateTask(messages: readonly ChatMessage[], w: TurnWriter): void {
