@@ -49,6 +49,8 @@ export interface SimServing {
 /** A RawGeneration with the simulated server's timing attached (useful to benchmarks). */
 export interface SimRawGeneration extends RawGeneration {
   tokens: SimTokenLogprob[];
+  /** The stop string the generation ended at (stopAtString). */
+  stopMatched?: string;
   timing: { queuedMs: number; serviceMs: number };
 }
 
@@ -110,6 +112,7 @@ export class SimBackend implements InferenceBackend {
           completionTokens: gen.tokens.length,
         },
         finishReason: gen.finishReason,
+        ...(gen.stopMatched !== undefined ? { stopMatched: gen.stopMatched } : {}),
         model: this.modelName,
         timing: { queuedMs: r.queuedMs, serviceMs: r.serviceMs },
       };
@@ -151,14 +154,14 @@ function deadlineError(req: BackendRequest, budgetMs: number): BackendDeadlineEr
 /**
  * A generation ended where a stop string first appears, as a server ends it: the text stops before the string, while
  * the tokens that wrote it (through the one that completes it) stay in the logprobs and the completion count, so
- * the tokens no longer spell the text exactly. Unchanged when no stop string appears.
+ * the tokens no longer spell the text exactly; `stopMatched` names the string. Unchanged when no stop string appears.
  */
 export function stopAtString<
   G extends Pick<RawGeneration, 'text' | 'finishReason'> & {
     tokens: readonly { token: string }[];
     usage?: RawGeneration['usage'];
   },
->(g: G, stop: readonly string[] | undefined): G {
+>(g: G, stop: readonly string[] | undefined): G & { stopMatched?: string } {
   const found = firstStop(g.text, stop ?? []);
   if (!found) return g;
   let kept = 0;
@@ -168,6 +171,7 @@ export function stopAtString<
     text: g.text.slice(0, found.at),
     tokens: g.tokens.slice(0, kept),
     finishReason: 'stop',
+    stopMatched: g.text.slice(found.at, found.end),
     ...(g.usage ? { usage: { ...g.usage, completionTokens: kept } } : {}),
   };
 }

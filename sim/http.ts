@@ -17,7 +17,6 @@ import {
   type TokenLogprob,
 } from '../inference/types.js';
 import { DEFAULT_SIM_MAX_MODEL_LEN, SimBackend, type SimServing, stopAtString } from './backend.js';
-import { firstStop } from './model.js';
 import {
   parseChatPrompt,
   renderChatPrompt,
@@ -311,7 +310,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     params: GenerateParams,
     model: string | undefined,
     serving: SimServing = {},
-  ): Promise<RawGeneration | null> {
+  ): Promise<(RawGeneration & { stopMatched?: string }) | null> {
     const controller = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new Error('client disconnected'));
@@ -468,9 +467,6 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     const started = performance.now();
     const gen = await generate(req, res, parseChatPrompt(sent.promptText), params, undefined, sent);
     if (!gen) return;
-    // The stop string the generation ended at, as SGLang names it (the tokens decoded run through it).
-    const decoded = gen.tokens.map((t) => t.token).join('');
-    const hit = stop && gen.finishReason === 'stop' ? firstStop(decoded, stop) : undefined;
     const meta: Record<string, unknown> = {
       id: body.rid ?? randomUUID().replace(/-/g, ''),
       prompt_tokens: gen.usage.promptTokens,
@@ -479,7 +475,7 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
       finish_reason:
         gen.finishReason === 'length'
           ? { type: 'length', length: gen.usage.completionTokens }
-          : { type: 'stop', matched: hit ? decoded.slice(hit.at, hit.end) : null },
+          : { type: 'stop', matched: gen.stopMatched ?? null },
       e2e_latency: (performance.now() - started) / 1000,
     };
     if (body.return_logprob) {
