@@ -65,20 +65,21 @@ describe('ToolRegistry', () => {
   });
 
   /** A tool that never answers and ignores its signal, as a hung fetch without a timeout would. */
-  const hung = () => {
-    let seen: AbortSignal | undefined;
+  const hung = (timeoutMs?: number) => {
+    let seen: { signal?: AbortSignal; deadline?: number } | undefined;
     const registry = new ToolRegistry([
       {
         name: 'hung',
         description: 'never answers',
         args: z.object({}),
-        run: (_args: unknown, ctx: { signal?: AbortSignal }) => {
-          seen = ctx.signal;
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        run: (_args: unknown, ctx: { signal?: AbortSignal; deadline?: number }) => {
+          seen = ctx;
           return new Promise<string>(() => {});
         },
       } as never,
     ]);
-    return { registry, signal: () => seen };
+    return { registry, signal: () => seen?.signal, deadline: () => seen?.deadline };
   };
 
   it('gives up on a tool at its deadline and tells the model, instead of holding the step past its attempt', async () => {
@@ -96,25 +97,16 @@ describe('ToolRegistry', () => {
   });
 
   it("gives up on a tool at its own time limit, well before the step's deadline", async () => {
-    let given: number | undefined;
-    const registry = new ToolRegistry([
-      {
-        name: 'fetch',
-        description: 'hangs',
-        args: z.object({}),
-        timeoutMs: 50,
-        run: (_args: unknown, ctx: { deadline?: number }) => {
-          given = ctx.deadline;
-          return new Promise<string>(() => {});
-        },
-      } as never,
-    ]);
+    const { registry, deadline } = hung(50);
     const started = Date.now();
-    const out = await registry.run({ name: 'fetch', arguments: {} }, { deadline: started + 60_000 } as never);
-    expect(out.error).toMatch(/^Error: tool 'fetch' did not answer within \d+ s\.$/);
+    const out = await registry.run(
+      { name: 'hung', arguments: {} },
+      { question: 'q', deadline: started + 60_000 },
+    );
+    expect(out.error).toMatch(/^Error: tool 'hung' did not answer within \d+ s\.$/);
     expect(Date.now() - started).toBeLessThan(5_000);
     // The tool is told the nearer of the two.
-    expect(given).toBeLessThanOrEqual(started + 1_000);
+    expect(deadline()).toBeLessThanOrEqual(started + 1_000);
   });
 
   it('does not start a tool whose step is already cancelled or out of time, and waits a deadline weeks away', async () => {
