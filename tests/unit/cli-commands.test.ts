@@ -479,64 +479,58 @@ describe('muse pool serve', () => {
 });
 
 describe('progress bar on a terminal', () => {
+  const wasTty = process.stderr.isTTY;
+  const written: string[] = [];
+  let exit: ReturnType<typeof vi.spyOn>;
+  beforeEach(() => {
+    written.length = 0;
+    vi.spyOn(process.stderr, 'write').mockImplementation(
+      (chunk: string | Uint8Array) => written.push(String(chunk)) > 0,
+    );
+    exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+  });
+  afterEach(() => {
+    process.stderr.isTTY = wasTty;
+    vi.restoreAllMocks();
+  });
+
   it('leaves the exit on Ctrl-C to a handler set before it (the demo stopping its servers), even once that has fired', () => {
-    const wasTty = process.stderr.isTTY;
-    const write = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
     let demoHandled = 0;
     process.stderr.isTTY = true;
-    try {
-      process.once('SIGINT', () => demoHandled++);
-      const bar = progressBar(10);
-      const detach = noticeOnInterrupt('the trajectory', 'traj-1');
-      // `once` takes the demo's handler off before calling it: that must not read as nobody listening.
-      process.emit('SIGINT', 'SIGINT');
-      expect(demoHandled).toBe(1);
-      expect(exit).not.toHaveBeenCalled();
-      bar.stop();
-      detach();
-      // Alone (muse run), it exits as the signal would have.
-      const alone = progressBar(10);
-      const aloneDetach = noticeOnInterrupt('the trajectory', 'traj-2');
-      process.emit('SIGINT', 'SIGINT');
-      expect(exit).toHaveBeenCalledWith(130);
-      alone.stop();
-      aloneDetach();
-    } finally {
-      process.stderr.isTTY = wasTty;
-      exit.mockRestore();
-      write.mockRestore();
-    }
+    process.once('SIGINT', () => demoHandled++);
+    const bar = progressBar(10);
+    const detach = noticeOnInterrupt('the trajectory', 'traj-1');
+    // `once` takes the demo's handler off before calling it: that must not read as nobody listening.
+    process.emit('SIGINT', 'SIGINT');
+    expect(demoHandled).toBe(1);
+    expect(exit).not.toHaveBeenCalled();
+    bar.stop();
+    detach();
+    // Alone (muse run), it exits as the signal would have.
+    const alone = progressBar(10);
+    const aloneDetach = noticeOnInterrupt('the trajectory', 'traj-2');
+    process.emit('SIGINT', 'SIGINT');
+    expect(exit).toHaveBeenCalledWith(130);
+    alone.stop();
+    aloneDetach();
   });
 
   it('on Ctrl-C, with a bar or without one (a log, --json), says the run goes on and names it, once', () => {
-    const wasTty = process.stderr.isTTY;
-    const written: string[] = [];
-    const write = vi
-      .spyOn(process.stderr, 'write')
-      .mockImplementation((chunk: string | Uint8Array) => written.push(String(chunk)) > 0);
-    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
-    try {
-      for (const tty of [true, false]) {
-        process.stderr.isTTY = tty;
-        written.length = 0;
-        exit.mockClear();
-        const bar = progressBar(10);
-        const detach = noticeOnInterrupt('the trajectory', 'traj-42');
-        process.emit('SIGINT', 'SIGINT');
-        expect(exit.mock.calls).toEqual([[130]]);
-        expect(written.filter((w) => w.includes('interrupted'))).toEqual([
-          '\nmuse: interrupted; the trajectory traj-42 goes on (muse status traj-42 shows where it is)\n',
-        ]);
-        bar.stop();
-        detach();
-      }
-      expect(process.listenerCount('SIGINT')).toBe(0);
-    } finally {
-      process.stderr.isTTY = wasTty;
-      exit.mockRestore();
-      write.mockRestore();
+    for (const tty of [true, false]) {
+      process.stderr.isTTY = tty;
+      written.length = 0;
+      exit.mockClear();
+      const bar = progressBar(10);
+      const detach = noticeOnInterrupt('the trajectory', 'traj-42');
+      process.emit('SIGINT', 'SIGINT');
+      expect(exit.mock.calls).toEqual([[130]]);
+      expect(written.filter((w) => w.includes('interrupted'))).toEqual([
+        '\nmuse: interrupted; the trajectory traj-42 goes on (muse status traj-42 shows where it is)\n',
+      ]);
+      bar.stop();
+      detach();
     }
+    expect(process.listenerCount('SIGINT')).toBe(0);
   });
 
   it('writes a step whose action holds newlines or terminal escapes as one plain line', () => {
