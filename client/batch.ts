@@ -337,7 +337,10 @@ export interface BatchSummary {
   /** Over every question of the input with a verdict in the results file, this run's and earlier ones'. */
   correct: number;
   scored: number;
-  /** Questions with an answer to score against whose verdict was unusable (an LLM judge's): out of the accuracy. */
+  /**
+   * Questions with an answer to score against but no verdict (an LLM judge's unusable, or the primary aggregator's
+   * calls failed): out of the accuracy.
+   */
   unscored: number;
   /**
    * Finished questions whose answer in the input is not the one their result was judged against (the answer was
@@ -435,7 +438,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         summary.answerChanged.push({ line: item.line, judgedAgainst, now: item.answer });
         return;
       }
-      // An LLM judge whose verdict was unusable leaves the question unscored.
+      // No verdict (the judge's unusable, the aggregator's calls failed) leaves the question unscored.
       if (typeof correct !== 'boolean') {
         summary.unscored++;
         return;

@@ -85,6 +85,11 @@ export interface AggregatorOutcome extends AggregateResult {
   correct?: boolean;
   /** compressed: answered rollouts whose report call failed, left out of the integration. */
   failedReports?: { rolloutId: string; error: string }[];
+  /**
+   * compressed: no answer because its model calls failed for good (every report call, or the integration call),
+   * not because the model gave none: as primary aggregator it leaves the question unscored, not wrong.
+   */
+  callFailed?: true;
 }
 
 export interface ParallelMuseResult {
@@ -94,7 +99,10 @@ export interface ParallelMuseResult {
   /** The primary aggregator's answer; null when no trajectory answered or that aggregator failed (its reason says). */
   prediction: string | null;
   aggregator: string;
-  /** Whether the prediction matches the answer; absent without an answer, or when an LLM judge gave no verdict. */
+  /**
+   * Whether the prediction matches the answer; absent without an answer, when an LLM judge gave no verdict, or when
+   * the primary aggregator's model calls failed (judge.error says which).
+   */
   correct?: boolean;
   judge?: { method: 'exact' | 'llm'; correct: boolean | null; error?: string };
   outcomes: Record<string, AggregatorOutcome>;
@@ -445,7 +453,14 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
         ? { failedReports: failedReports.map((f, i) => ({ ...f, error: errors[i]! })) }
         : {};
     if (reports.length === 0)
-      return { answer: null, support: 0, excluded, reason: 'every report call failed', ...failed };
+      return {
+        answer: null,
+        support: 0,
+        excluded,
+        reason: 'every report call failed',
+        ...failed,
+        ...(reported.every((r) => r.error !== undefined) ? { callFailed: true as const } : {}),
+      };
     let integrated: Awaited<ReturnType<typeof aggregation.integrateStep>>;
     try {
       integrated = await aggregation.integrateStep({
@@ -462,7 +477,7 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       });
     } catch (err) {
       const reason = `the integration call failed: ${containedFailure(err)}`;
-      return { answer: null, support: 0, excluded, reason, ...failed };
+      return { answer: null, support: 0, excluded, reason, ...failed, callFailed: true };
     }
     aggUsage = addUsage(aggUsage, { ...integrated.usage, llmCalls: 1 });
     aggModels = noteModel(aggModels, integrated.model);
@@ -489,11 +504,19 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
     outcomes[name] = name === 'compressed' ? await compressed() : aggregate(name, candidates);
 
   const gold = tspec.answer;
-  if (gold !== undefined) for (const o of Object.values(outcomes)) o.correct = exactMatch(o.answer, gold);
+  if (gold !== undefined)
+    for (const o of Object.values(outcomes)) if (!o.callFailed) o.correct = exactMatch(o.answer, gold);
   const primary = outcomes[spec.primaryAggregator] ?? outcomes[spec.aggregators[0]!]!;
   let judge: ParallelMuseResult['judge'];
   if (gold !== undefined) {
-    if (spec.judge === 'llm' && primary.answer) {
+    // Scored as the judge's failure is: a server that failed the aggregator says nothing of the answer.
+    if (primary.callFailed)
+      judge = {
+        method: spec.judge,
+        correct: null,
+        error: `the ${spec.primaryAggregator} aggregator failed: ${primary.reason ?? 'no cause recorded'}`,
+      };
+    else if (spec.judge === 'llm' && primary.answer) {
       try {
         const j = await aggregation.judgeStep({
           jobId,

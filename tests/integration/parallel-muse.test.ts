@@ -339,7 +339,7 @@ describe('ParallelMuse', () => {
   it('a failed report leaves its rollout out of the integration, a failed integration leaves the votes', async () => {
     const seen: { kind: string; prompt: string }[] = [];
     // The first question's first report call is refused, and every integration call of the second question; the
-    // third question's first report call is cut off at the token limit.
+    // third question's first report call is cut off at the token limit; every report call of the fourth is refused.
     let question = 0;
     let cutNextReport = false;
     const agg = new PoolMember({
@@ -347,7 +347,7 @@ describe('ParallelMuse', () => {
       pool: 'agg-refusing',
       id: 'agg-refusing',
       backend: refusingBackend(
-        (kind, n) => (kind === 'report' ? n === 0 : question === 2),
+        (kind, n) => (kind === 'report' ? n === 0 || question === 4 : question === 2),
         seen,
         (kind) => {
           if (kind !== 'report' || !cutNextReport) return false;
@@ -400,7 +400,17 @@ describe('ParallelMuse', () => {
       for (const name of ['majority', 'confidence_weighted', 'min_uncertainty'])
         expect(second.outcomes[name]!.answer).toBeTruthy();
       expect(second.prediction).toBeNull();
-      expect(second.correct).toBe(false);
+      // The server's failure says nothing of the answer: unscored, as a judge's failure is, not wrong.
+      expect(second.correct).toBeUndefined();
+      expect(second.judge).toEqual({
+        method: 'exact',
+        correct: null,
+        error: expect.stringMatching(
+          /^the compressed aggregator failed: the integration call failed: .*refused/,
+        ),
+      });
+      expect(c2.correct).toBeUndefined();
+      expect(second.outcomes.majority!.correct).toEqual(expect.any(Boolean));
       expect(second.compression).toBeUndefined();
 
       // A report cut off at the token limit is no report: its rollout is left out, named, and its call still counts.
@@ -422,6 +432,23 @@ describe('ParallelMuse', () => {
       expect(integration3[0]!.prompt.match(/<report id=/g)).toHaveLength(answered3.length - 1);
       expect(c3.answer).toBeTruthy();
       expect(third.accounting.aggregation.llmCalls).toBe(answered3.length + 1);
+      expect(c3.callFailed).toBeUndefined();
+      expect(typeof third.correct).toBe('boolean');
+
+      question = 4;
+      seen.length = 0;
+      const fourth = (await run(questions[3]!, 'pm-reports-refused')).result;
+      const c4 = fourth.outcomes.compressed!;
+      expect(c4.answer).toBeNull();
+      expect(c4.reason).toBe('every report call failed');
+      expect(c4.callFailed).toBe(true);
+      expect(seen.filter((r) => r.kind === 'integrate')).toHaveLength(0);
+      expect(fourth.correct).toBeUndefined();
+      expect(fourth.judge).toEqual({
+        method: 'exact',
+        correct: null,
+        error: 'the compressed aggregator failed: every report call failed',
+      });
     } finally {
       await worker.stop();
       await agg.stop();
