@@ -57,6 +57,21 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     guards:
       'a question (K=12, T=1) started before the input check, whose initial rollout had fewer tool-call steps than K, chosen when unscored steps and the answer turn were left out: 7 branches, 5 from scratch (the branch rule by checkedIn)',
   },
+  'question-two-rounds.json': {
+    workflowId: 'replay-fixture-two-rounds',
+    guards:
+      'a question muse run started with two branching rounds (N=8, K=2, T=1, R=2): the deprecated branch-unscored-ranked-last marker at round 1, rounds-branch-past-branch-point at round 2',
+  },
+  'question-every-rollout-failed.json': {
+    workflowId: 'replay-fixture-all-failed',
+    guards:
+      "a question whose every rollout failed (its pool's server refused the job's model): failed, naming the first cause (fail-when-every-rollout-failed)",
+  },
+  'question-cancelled.json': {
+    workflowId: 'replay-fixture-question-cancelled',
+    guards:
+      'a question cancelled while its rollouts ran: each asked to cancel by workflow id alone too, then ended cancelled (cancel-rollouts-latest-run)',
+  },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
     guards: "a trajectory's second run: carried state in, continued as new after 3 steps (--steps-per-run 3)",
