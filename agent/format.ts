@@ -57,14 +57,31 @@ export function extractTag(text: string, tag: string): string | null {
   return span ? text.slice(span.start, span.end).trim() : null;
 }
 
-/** Content of the last `<tag>…</tag>`: the model's final version wins when it drafted more than one. */
+/**
+ * The last closed `<tag>…</tag>`: from the first `<tag>` after the previous `</tag>` to the last `</tag>`. A mention
+ * of the tag inside it ("the earlier <summary> said") or after it ("I put it in the <answer> tag") is text, not a new
+ * draft. Null without a closed one.
+ */
+function lastClosedTag(text: string, tag: string): { start: number; end: number } | null {
+  const openTag = `<${tag}>`;
+  const closeTag = `</${tag}>`;
+  const end = text.lastIndexOf(closeTag);
+  if (end < 0) return null;
+  const previous = text.lastIndexOf(closeTag, end - 1);
+  const open = text.indexOf(openTag, previous < 0 ? 0 : previous + closeTag.length);
+  return open >= 0 && open < end ? { start: open + openTag.length, end } : null;
+}
+
+/**
+ * Content of the last closed `<tag>…</tag>` (the model's final version wins when it drafted more than one); without
+ * one, the last `<tag>` runs to the end.
+ */
 function extractLastTag(text: string, tag: string): string | null {
+  const closed = lastClosedTag(text, tag);
+  if (closed) return text.slice(closed.start, closed.end).trim();
   const openTag = `<${tag}>`;
   const open = text.lastIndexOf(openTag);
-  if (open < 0) return null;
-  const start = open + openTag.length;
-  const close = text.indexOf(`</${tag}>`, start);
-  return text.slice(start, close >= 0 ? close : text.length).trim();
+  return open < 0 ? null : text.slice(open + openTag.length).trim();
 }
 
 /** Text after the reasoning block; the whole text when there is no `</think>`. */
@@ -416,9 +433,7 @@ export function outputComplete(text: string, finishReason: 'stop' | 'length', ta
     const tagOpen = text.indexOf(`<${tag}>`);
     if (tagOpen < 0 || think < tagOpen) return false;
   }
-  const body = afterThink(text);
-  const open = body.lastIndexOf(`<${tag}>`);
-  if (open >= 0 && body.indexOf(`</${tag}>`, open) >= 0) return true;
+  if (lastClosedTag(afterThink(text), tag)) return true;
   return finishReason !== 'length';
 }
 
@@ -451,7 +466,7 @@ const HEDGE =
  */
 function verdictOf(word: string, before: string): Judgement | undefined {
   const verdict: Judgement = word === 'correct' ? 'correct' : 'incorrect';
-  const clause = before.slice(before.search(/[^.,;:!?]*$/)).trim();
+  const clause = clauseBefore(before);
   // Markdown and quotes off each word ("**not** correct").
   const all = clause.length > 0 ? clause.split(/\s+/).map((w) => w.replace(/[^a-z'’]/g, '')) : [];
   const words = all.slice(all.map((w) => CLAUSE_START.test(w)).lastIndexOf(true) + 1);
@@ -459,6 +474,22 @@ function verdictOf(word: string, before: string): Judgement | undefined {
   if (negation < 0) return verdict;
   if (!words.slice(negation + 1).every((w) => HEDGE.test(w))) return undefined;
   return verdict === 'correct' ? 'incorrect' : 'correct';
+}
+
+/** How far back a verdict word's clause is read: a negation further off is not plainly about it. */
+const CLAUSE_WINDOW_CHARS = 400;
+
+/**
+ * The clause a verdict word ends: back to the last punctuation mark, within CLAUSE_WINDOW_CHARS (a word cut by the
+ * window left out). Scanned from the end, so a judge that repeats its verdict thousands of times costs each repeat
+ * the window, not the text before it.
+ */
+function clauseBefore(before: string): string {
+  const from = Math.max(0, before.length - CLAUSE_WINDOW_CHARS);
+  let i = before.length - 1;
+  while (i >= from && !'.,;:!?'.includes(before[i]!)) i--;
+  const clause = before.slice(i + 1);
+  return (i < from && from > 0 ? clause.replace(/^\S*/, '') : clause).trim();
 }
 
 /**

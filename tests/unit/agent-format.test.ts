@@ -514,6 +514,42 @@ describe('tag helpers', () => {
     expect(parseAnswer('nothing')).toBeNull();
   });
 
+  it('a mention of the tag inside or after the last closed one is text, not a new draft', () => {
+    const answered = '<think>x</think><answer>Paris</answer>';
+    expect(parseAnswer(`${answered}\nNote: I wrapped it in the <answer> tag as asked.`)).toBe('Paris');
+    expect(parseAnswer(`${answered}\n<answer>`)).toBe('Paris');
+    expect(parseAnswer('<answer>Lyon</answer> on reflection <answer>Paris</answer>')).toBe('Paris');
+    expect(
+      parseSummary('<think>x</think><summary>Facts: A (src1). The earlier <summary> said C.</summary>'),
+    ).toBe('Facts: A (src1). The earlier <summary> said C.');
+    expect(
+      parseReport(
+        '<think>x</think><report>Final answer: Paris</report>\nThe report is inside <report> tags.',
+      ),
+    ).toBe('Final answer: Paris');
+    expect(
+      parseJudgement(
+        '<think>x</think><judgement>correct</judgement>\n(The verdict is in the <judgement> tag.)',
+      ),
+    ).toBe('correct');
+    expect(outputComplete(`${answered}\n<answer>`, 'length', 'answer')).toBe(true);
+    // Without a closed one, the last opened runs to the end.
+    expect(parseAnswer('<answer>draft <answer>Paris')).toBe('Paris');
+  });
+
+  it('parseJudgement reads a judge that repeats its verdict thousands of times in linear time', () => {
+    // Each verdict word read its clause by a search over all the text before it: 64k characters took seconds.
+    const repeated = `<judgement>${'correct '.repeat(8_000)}</judgement>`;
+    const started = performance.now();
+    expect(parseJudgement(repeated)).toBe('correct');
+    expect(parseJudgement(`<judgement>${'not correct '.repeat(4_000)}</judgement>`)).toBe('incorrect');
+    // About 0.3 s here; the quadratic reading took 8 s on the first alone.
+    expect(performance.now() - started).toBeLessThan(3_000);
+    // A negation past the window is not about the verdict; one inside it still is.
+    expect(parseJudgement(`no ${'x '.repeat(300)}correct`)).toBe('correct');
+    expect(parseJudgement(`it is ${'quite '.repeat(20)}not correct`)).toBe('incorrect');
+  });
+
   it('refuses a tool call nested deeper than it could be written back, as an invalid one', () => {
     const deep = `${'['.repeat(5000)}"x"${']'.repeat(5000)}`;
     const turn = parseTurn(`<tool_call>{"name":"search","arguments":{"query":${deep}}}</tool_call>`);
