@@ -54,6 +54,16 @@ import {
 
 /** Between failover attempts: short, since the next attempt goes to another member. */
 const FAILOVER_BACKOFF = { baseMs: 50 };
+/** How long a request waits between looks while members' announcements are awaited (see silentWhileHeld). */
+const ANNOUNCEMENT_WAIT_MS = 100;
+/** Sends lost on the way that go again without counting as attempts (see LostAttempt); past them, they count. */
+const MAX_LOST_RESENDS = 2;
+/**
+ * A half-open member's probe is held past its attempt's timeout by this much: the request's own timer starts just
+ * after the probe is taken, and a hold ending first would let a second probe out before the first one's failure
+ * came back (and that failure, no longer the current probe's, would then be ignored).
+ */
+const PROBE_HOLD_MARGIN_MS = 1_000;
 
 export class PoolUnavailableError extends Error {
   override name = 'PoolUnavailableError';
@@ -620,11 +630,27 @@ export class PoolClient {
       );
       await sleep(delay, options.signal);
     };
+    // Sends lost on the way (a reconnect, a lease run out) go again at once and count as no attempt: up to this many.
+    let lostResends = 0;
+    let waitedForAnnouncements = false;
+    let sent = 0;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       options.signal?.throwIfAborted();
       const remaining = options.deadline - this.now();
       if (remaining <= 0) break;
       const ranked = this.policy.rank(route, this.liveMembers());
+      if (ranked.length === 0 && this.silentWhileHeld()) {
+        // Members silent only because this router's connection is in doubt or just came back: their announcements are
+        // on the way (every second). Waited for, within the deadline, rather than spending the attempts in 250 ms.
+        if (!waitedForAnnouncements)
+          errors.push(
+            `waited for members' announcements (this router's connection was in doubt or reconnecting)`,
+          );
+        waitedForAnnouncements = true;
+        await sleep(Math.min(ANNOUNCEMENT_WAIT_MS, remaining), options.signal);
+        attempt--;
+        continue;
+      }
       if (ranked.length === 0 && this.members.size > 0) {
         // Members are known but none may be sent to (circuits open, stopping): the queue group would reach exactly
         // those members, bypassing their breakers. The pool is unavailable for now; a half-open circuit may free one.
@@ -638,12 +664,12 @@ export class PoolClient {
       let memberId =
         ranked.find((m) => {
           if (tried.has(m)) return false;
-          ticket = this.members.get(m)?.breaker.tryAcquire(timeout) ?? null;
+          ticket = this.members.get(m)?.breaker.tryAcquire(timeout + PROBE_HOLD_MARGIN_MS) ?? null;
           return ticket !== null;
         }) ?? (ranked.length === 0 ? undefined : retryTarget(ranked, tried));
       if (memberId !== undefined && ticket === null) {
         // A member tried before gets the attempt through its breaker too: a half-open one only as its single probe.
-        ticket = this.members.get(memberId)?.breaker.tryAcquire(timeout) ?? null;
+        ticket = this.members.get(memberId)?.breaker.tryAcquire(timeout + PROBE_HOLD_MARGIN_MS) ?? null;
         if (ticket === null) memberId = undefined;
       }
       if (memberId === undefined && ranked.length > 0) {
@@ -685,6 +711,7 @@ export class PoolClient {
           h.set(ROUTER_HEADER, this.routerId);
           h.set(ROUTER_LEASE_HEADER, String(this.leaseMs));
         }
+        sent++;
         const request = this.opts.nc.request(subject, payload, { timeout, headers: h });
         let pending: PendingAttempt | undefined;
         const gone = new Promise<never>((_, reject) => {
@@ -695,7 +722,9 @@ export class PoolClient {
         let onAbort: (() => void) | undefined;
         const aborted = new Promise<never>((_, reject) => {
           onAbort = () => reject(signal?.reason);
-          signal?.addEventListener('abort', onAbort, { once: true });
+          // Aborted already (by onAttempt, say): no abort event is coming.
+          if (signal?.aborted) onAbort();
+          else signal?.addEventListener('abort', onAbort, { once: true });
         });
         const msg = await Promise.race([request, gone, aborted]).finally(() => {
           if (pending && this.pending.get(requestId) === pending) this.pending.delete(requestId);
@@ -715,7 +744,8 @@ export class PoolClient {
         if (reply.ok) {
           state?.breaker.onSuccess();
           const g = reply.generation as Generation;
-          if (memberId) this.noteServed(memberId, route, g);
+          // A process that has since been replaced under its id (departing) served it: the new one does not hold it.
+          if (memberId && this.members.get(memberId) === state) this.noteServed(memberId, route, g);
           return g;
         }
         const { code, message, retryable } = reply.error;
@@ -738,7 +768,8 @@ export class PoolClient {
         // announcements (ranked out already), and a size refused is the request's: fail over without counting any of
         // them against the member, whose breaker would otherwise keep it nearly idle for minutes once it is back.
         if (code === 'payload_too_large') throw new SizeRefused(`${memberId ?? 'pool member'}: ${message}`);
-        throw new MemberFailure(`${code}: ${message}`, retryable, !NOT_MEMBER_FAULTS.has(code));
+        const turnedAway = NOT_MEMBER_FAULTS.has(code);
+        throw new MemberFailure(`${code}: ${message}`, retryable, !turnedAway, turnedAway);
       } catch (err) {
         failure = err;
       } finally {
@@ -780,7 +811,7 @@ export class PoolClient {
       // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
       // member does not hold the prompt.
       const lost = failure instanceof LostAttempt;
-      const backpressure = failure instanceof MemberFailure && !failure.memberFault && !lost;
+      const backpressure = failure instanceof MemberFailure && failure.unserved;
       if (backpressure || noResponders) unroute?.();
       if (memberId && failure instanceof SizeRefused) {
         tried.set(memberId, 'size_refused');
@@ -790,8 +821,14 @@ export class PoolClient {
             `pool '${this.opts.pool}': every member's server refused the request's size (HTTP 413): ${collapseRepeats(errors).join('; ')}`,
           );
       } else if (memberId && backpressure) tried.set(memberId, 'backpressure');
-      // Lost on the way: sent again as if it had never been, so usually to the same member, which may hold the prompt.
+      // Lost on the way: sent again at once as if it had never been, so usually to the same member, which may hold
+      // the prompt.
       if (memberId && lost) tried.delete(memberId);
+      if (lost && lostResends < MAX_LOST_RESENDS) {
+        lostResends++;
+        attempt--;
+        continue;
+      }
       // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
       // server is that member failing one request, which the breaker already counts. A member that announced it is
       // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.
@@ -800,9 +837,21 @@ export class PoolClient {
       if (failure instanceof MemberFailure && !failure.retryable) break;
       await pause(attempt);
     }
+    const deadlinePassed = options.deadline - this.now() <= 0;
     throw new PoolUnavailableError(
-      `pool '${this.opts.pool}' is unavailable after ${errors.length} attempt(s): ${collapseRepeats(errors).join('; ') || 'deadline passed'}`,
+      `pool '${this.opts.pool}' is unavailable after ${sent} request(s) sent` +
+        (deadlinePassed ? ", when the request's deadline passed" : '') +
+        `: ${collapseRepeats(errors).join('; ') || 'no member was tried'}`,
     );
+  }
+
+  /** Whether a member is out of rotation only for being silent while this router holds off dropping members. */
+  private silentWhileHeld(): boolean {
+    const now = this.clock();
+    if (!this.dropsHeld(now) && this.connectionCheck === undefined) return false;
+    for (const m of this.members.values())
+      if (m.leavingSince === undefined && now - m.lastSeen > this.ttl) return true;
+    return false;
   }
 
   /** Whether every member known (and not leaving) has refused the request's size, whether in rotation now or not. */
@@ -816,8 +865,10 @@ export class PoolClient {
    * unreachable, its model missing) behind "circuit open" for as long as it stays open.
    */
   private outOfRotation(): string {
+    const now = this.clock();
     const named = [...this.members].slice(0, MEMBERS_NAMED).map(([id, m]) => {
       if (m.leavingSince !== undefined) return `${id}: stopping`;
+      if (now - m.lastSeen > this.ttl) return `${id}: not heard from for ${Math.round(now - m.lastSeen)} ms`;
       if (m.info.healthy === false) return `${id}: its server is failing health checks`;
       return `${id}: circuit ${m.breaker.state.replace('_', '-')}${m.lastFailure ? ` after ${m.lastFailure}` : ''}`;
     });
@@ -942,6 +993,11 @@ class MemberFailure extends Error {
     readonly retryable: boolean,
     /** Whether it says something about the member's health (an overloaded member is healthy, just busy). */
     readonly memberFault = retryable,
+    /**
+     * Turned away before the member read the prompt (overloaded, stopping, unhealthy, too large): it does not hold
+     * it. A member that ran out of time on the request has read it, and may well hold it.
+     */
+    readonly unserved = false,
   ) {
     super(message);
   }
@@ -960,7 +1016,7 @@ class LostAttempt extends MemberFailure {
  */
 class SizeRefused extends MemberFailure {
   constructor(message: string) {
-    super(message, true, false);
+    super(message, true, false, true);
   }
 }
 
@@ -1011,5 +1067,7 @@ function collapseRepeats(errors: string[]): string[] {
 function describe(err: unknown): string {
   const e = err as Error & { code?: string; cause?: unknown };
   const cause = e?.cause ? ` (${(e.cause as Error).message ?? e.cause})` : '';
+  // A member's own failures name their code or cause already; "Error: " before them says nothing.
+  if (err instanceof MemberFailure) return `${e.message}${cause}`;
   return `${e?.name ?? 'Error'}: ${e?.message ?? String(err)}${cause}`;
 }

@@ -10,6 +10,8 @@ import { describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../common/blob-store.js';
 import { PoolClient, PoolUnavailableError, RequestTooLargeError } from '../../inference/pool-client.js';
 import type { CircuitBreaker } from '../../inference/router/breaker.js';
+import { PrefixAffinityPolicy } from '../../inference/router/policies.js';
+import { messagesPrefixKeys } from '../../inference/router/prefix.js';
 import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
 
 /** Just enough of a connection for start(): subscriptions it counts, and a flush that fails while "disconnected". */
@@ -117,7 +119,10 @@ describe('PoolClient.generate before its first attempt', () => {
  * delivers a member's announcement to the router's subscription. `extra` adds or replaces what the router calls on
  * its connection (status, flush, reconnect).
  */
-function routerOnFakeConnection(extra: Record<string, unknown> = {}) {
+function routerOnFakeConnection(
+  extra: Record<string, unknown> = {},
+  options: Partial<ConstructorParameters<typeof PoolClient>[0]> = {},
+) {
   const callbacks = new Map<string, (err: Error | null, msg: { data: Uint8Array }) => void>();
   const nc = {
     subscribe(subject: string, opts?: { callback?: (err: Error | null, msg: { data: Uint8Array }) => void }) {
@@ -128,7 +133,7 @@ function routerOnFakeConnection(extra: Record<string, unknown> = {}) {
     flush: () => Promise.resolve(),
     ...extra,
   } as unknown as NatsConnection;
-  const announce = (id: string) => {
+  const announce = (id: string, more: Partial<MemberAnnouncementWire> = {}) => {
     const announcement: MemberAnnouncementWire = {
       v: WIRE_VERSION,
       id,
@@ -141,9 +146,11 @@ function routerOnFakeConnection(extra: Record<string, unknown> = {}) {
       cacheCapacityTokens: 0,
       cacheUsedTokens: 0,
       servedRequests: 0,
+      ...more,
     };
     callbacks.get(subjects.announce('p'))!(null, { data: encodeWire(announcement) });
   };
+
   const clock = { now: 0 };
   const client = new PoolClient({
     nc,
@@ -151,6 +158,7 @@ function routerOnFakeConnection(extra: Record<string, unknown> = {}) {
     policy: 'round_robin',
     memberTtlMs: 3000,
     now: () => clock.now,
+    ...options,
   });
   /** The members the router knows. */
   const known = () => [...(client as unknown as { members: Map<string, unknown> }).members.keys()];
@@ -192,6 +200,29 @@ describe('PoolClient.generate whose onAttempt throws', () => {
       }),
     ).rejects.toThrow('hook failed');
     expect(breaker.isAvailable()).toBe(true);
+    client.close();
+  });
+
+  it("holds a half-open member's probe past the attempt's timeout, until that attempt's own timer has fired", async () => {
+    const { client, clock, announce } = routerOnFakeConnection({ request: () => new Promise(() => {}) });
+    await client.start();
+    announce('a');
+    const breaker = (client as unknown as { members: Map<string, { breaker: CircuitBreaker }> }).members.get(
+      'a',
+    )!.breaker;
+    for (let i = 0; i < 5; i++) breaker.onFailure();
+    clock.now += 5_000;
+    announce('a');
+    expect(breaker.state).toBe('half_open');
+    const attemptTimeoutMs = 20_000;
+    void client
+      .generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: clock.now + attemptTimeoutMs })
+      .catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    expect(breaker.isAvailable()).toBe(false);
+    // When that attempt's own timer fires (a moment after the probe was taken), no second probe may have gone out.
+    clock.now += attemptTimeoutMs;
+    expect(breaker.isAvailable()).toBe(false);
     client.close();
   });
 });
@@ -365,5 +396,218 @@ describe('PoolClient hearing no responders', () => {
     ).rejects.toBeInstanceOf(PoolUnavailableError);
     expect(known()).toEqual(['gpu-0', 'gpu-1']);
     client.close();
+  });
+});
+
+/** A member's answer as it comes back over NATS. */
+function replyFrom(memberId: string, outcome: { error: { code: string; message: string } } | 'ok') {
+  return {
+    data: encodeWire(
+      outcome === 'ok'
+        ? {
+            v: WIRE_VERSION,
+            ok: true,
+            id: 'r',
+            generation: {
+              text: 'done',
+              entropies: new Float32Array(0),
+              regions: { think_ppl: null, tool_call_ppl: null, all_ppl: null },
+              usage: { promptTokens: 1, cachedPromptTokens: 0, completionTokens: 1 },
+              finishReason: 'stop',
+              model: 'm',
+              memberId,
+            },
+          }
+        : { v: WIRE_VERSION, ok: false, id: 'r', error: { ...outcome.error, retryable: true } },
+    ),
+  };
+}
+
+/** A connection whose status events the test emits (disconnect, reconnect). */
+function statusEvents() {
+  const events: { type: string }[] = [];
+  let wake: (() => void) | undefined;
+  return {
+    async *status() {
+      for (;;) {
+        while (events.length > 0) yield events.shift()!;
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+      }
+    },
+    emit: async (type: string) => {
+      events.push({ type });
+      wake?.();
+      await new Promise((r) => setTimeout(r, 0));
+    },
+  };
+}
+
+describe('PoolClient.generate while its members are silent for its own reconnect', () => {
+  it('waits for their announcements instead of spending its attempts, then sends', async () => {
+    const sent: string[] = [];
+    const { status, emit } = statusEvents();
+    const { client, clock, announce } = routerOnFakeConnection({
+      status,
+      request: (subject: string) => {
+        sent.push(subject);
+        return Promise.resolve(replyFrom('gpu-0', 'ok'));
+      },
+    });
+    await client.start();
+    announce('gpu-0');
+    await emit('disconnect');
+    clock.now += 4_000; // an outage past the 3 s TTL
+    await emit('reconnect');
+    clock.now += 200; // members announce every second: not yet heard again
+    const started = Date.now();
+    const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: Date.now() + 60_000,
+    });
+    // Before the fix the request failed here, 0 sent, in about 250 ms: "no member in rotation (gpu-0: circuit closed)".
+    setTimeout(() => announce('gpu-0'), 600);
+    const g = await generate;
+    expect(g.memberId).toBe('gpu-0');
+    expect(sent).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(550);
+    client.close();
+  });
+
+  it('names the silence and the deadline when none is heard before it passes', async () => {
+    const { status, emit } = statusEvents();
+    const { client, clock, announce } = routerOnFakeConnection({
+      status,
+      request: () => new Promise(() => {}),
+    });
+    await client.start();
+    announce('gpu-0');
+    await emit('disconnect');
+    clock.now += 4_000;
+    await emit('reconnect');
+    clock.now += 200;
+    // The router's clock is the test's: it runs 100 ms per 20 ms here, the hold (3 s from the reconnect) outlasting
+    // the request's deadline.
+    const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: clock.now + 400,
+    });
+    const ticking = setInterval(() => {
+      clock.now += 100;
+    }, 20);
+    await expect(generate)
+      .rejects.toBeInstanceOf(PoolUnavailableError)
+      .finally(() => clearInterval(ticking));
+    await expect(generate).rejects.toThrow(
+      /after 0 request\(s\) sent, when the request's deadline passed: waited for members' announcements/,
+    );
+    client.close();
+  });
+});
+
+describe('PoolClient.generate whose request is lost on the way', () => {
+  it('sends it again at once without spending an attempt: a loss after three overloaded answers still succeeds', async () => {
+    const answers = [
+      { error: { code: 'overloaded', message: 'queue full' } },
+      { error: { code: 'overloaded', message: 'queue full' } },
+      { error: { code: 'overloaded', message: 'queue full' } },
+      { error: { code: 'lease_expired', message: 'router not heard from for 10000 ms' } },
+      'ok' as const,
+    ];
+    let n = 0;
+    const { client, announce } = routerOnFakeConnection({
+      request: () => Promise.resolve(replyFrom('gpu-0', answers[n++]!)),
+    });
+    await client.start();
+    announce('gpu-0');
+    const g = await client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: Date.now() + 60_000,
+    });
+    expect(g.memberId).toBe('gpu-0');
+    expect(n).toBe(5);
+    client.close();
+  });
+
+  it('counts losses past the first two as attempts, so a member that keeps losing them still ends the request', async () => {
+    let n = 0;
+    const { client, announce } = routerOnFakeConnection({
+      request: () => {
+        n++;
+        return Promise.resolve(replyFrom('gpu-0', { error: { code: 'lease_expired', message: 'lost' } }));
+      },
+    });
+    await client.start();
+    announce('gpu-0');
+    const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: Date.now() + 60_000,
+    });
+    await expect(generate).rejects.toThrow(
+      /after 6 request\(s\) sent: gpu-0: gpu-0 stopped the request: lost/,
+    );
+    expect(n).toBe(6); // two free resends, then the four attempts
+    client.close();
+  });
+});
+
+describe('PoolClient placements', () => {
+  it("shares none for a request served by a process since replaced under the member's id", async () => {
+    const placed: string[] = [];
+    let answer: ((m: { data: Uint8Array }) => void) | undefined;
+    const { client, announce } = routerOnFakeConnection(
+      {
+        publish: (subject: string) => {
+          if (subject === subjects.placed('p')) placed.push(subject);
+        },
+        request: () =>
+          new Promise((r) => {
+            answer = r;
+          }),
+      },
+      { policy: 'prefix_affinity' },
+    );
+    await client.start();
+    announce('gpu-0', { instance: 'first' });
+    const generate = client.generate([{ role: 'user', content: 'q'.repeat(4_000) }], PARAMS, {
+      deadline: Date.now() + 60_000,
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(answer).toBeDefined();
+    // A rolling update under a fixed id: the old process leaves (finishing what it holds), its replacement announces.
+    announce('gpu-0', { instance: 'first', leaving: true });
+    announce('gpu-0', { instance: 'second' });
+    answer!(replyFrom('gpu-0', 'ok'));
+    expect((await generate).memberId).toBe('gpu-0');
+    // The replacement's cache is cold: other routers must not be told it holds the prompt.
+    expect(placed).toEqual([]);
+    client.close();
+  });
+});
+
+describe('PoolClient.generate that runs into its own deadline', () => {
+  it('keeps what it routed recorded: the member read the prompt and may hold it, unlike one it turned away', async () => {
+    const policy = new PrefixAffinityPolicy();
+    const messages = [{ role: 'user' as const, content: 'q'.repeat(4_000) }];
+    const keys = messagesPrefixKeys(messages);
+    for (const [code, kept] of [
+      ['deadline_exceeded', true],
+      ['overloaded', false],
+    ] as const) {
+      const { client, clock, announce } = routerOnFakeConnection(
+        { request: () => Promise.resolve(replyFrom('gpu-0', { error: { code, message: 'no' } })) },
+        { policy },
+      );
+      await client.start();
+      announce('gpu-0');
+      // The request's deadline, 1 s off, is shorter than the attempt limit: its attempt ends with it.
+      const generate = client.generate(messages, PARAMS, { deadline: clock.now + 1_000 });
+      const ticking = setInterval(() => {
+        clock.now += 200;
+      }, 5);
+      await expect(generate)
+        .rejects.toBeInstanceOf(PoolUnavailableError)
+        .finally(() => clearInterval(ticking));
+      expect(policy.index.matchLength('gpu-0', keys) > 0, code).toBe(kept);
+      client.close();
+      policy.onMemberGone('gpu-0');
+    }
   });
 });
