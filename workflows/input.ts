@@ -74,15 +74,22 @@ export async function checkedInput<S extends z.ZodType, I extends { spec: z.outp
 
 /**
  * Whether Muse itself started the run with a spec it had checked: a run continued as new, or a question's rollout
- * (a child whose id is its question's, then `/<rollout>`). A child of any other workflow (a user's own, starting
- * `trajectory` with a spec it wrote) is checked like a run started from outside.
+ * (a child whose id is its question's, then `/<rollout>`, routed by its question's id). A child of any other
+ * workflow (a user's own, starting `trajectory` with a spec it wrote, under an id of the same shape) is checked like
+ * a run started from outside. Replay-safe: a run this now checks that was not checked has no check-input marker, and
+ * replays unchecked.
  */
 export function startedByMuse(
   info: { workflowId: string; parent?: { workflowId: string } },
   input: unknown,
 ): boolean {
-  if ((input as { carried?: unknown } | null)?.carried !== undefined) return true;
-  return info.parent !== undefined && info.workflowId.startsWith(`${info.parent.workflowId}/`);
+  const given = input as { carried?: unknown; routeKey?: unknown } | null;
+  if (given?.carried !== undefined) return true;
+  return (
+    info.parent !== undefined &&
+    info.workflowId.startsWith(`${info.parent.workflowId}/`) &&
+    given?.routeKey === info.parent.workflowId
+  );
 }
 
 /**

@@ -1405,7 +1405,7 @@ describe('open circuits', () => {
     const err = await c.generate(messages(8), params, { deadline: deadline() }).catch((e) => e);
     // The error says why the member is out of rotation, not only that its circuit is open.
     expect(String(err.message)).toMatch(
-      /after 3 attempt\(s\): no member in rotation \(1 known; broken: circuit open after Error: backend_error: HTTP 503 from the server\) \(3 times\)$/,
+      /after 0 request\(s\) sent: no member in rotation \(1 known; broken: circuit open after backend_error: HTTP 503 from the server\) \(3 times\)$/,
     );
     expect(calls).toBe(before);
   });

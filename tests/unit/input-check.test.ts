@@ -50,14 +50,22 @@ describe('questionPlan', () => {
 describe('startedByMuse', () => {
   it("skips the check only for Muse's own runs: a question's rollout, or a run continued as new", () => {
     const question = { workflowId: 'pm-1' };
-    expect(startedByMuse({ workflowId: 'pm-1/initial-0', parent: question }, { spec: {} })).toBe(true);
+    expect(
+      startedByMuse({ workflowId: 'pm-1/initial-0', parent: question }, { spec: {}, routeKey: 'pm-1' }),
+    ).toBe(true);
+    // A user's workflow naming its children as questions do: checked.
+    expect(startedByMuse({ workflowId: 'batch-7/q1', parent: { workflowId: 'batch-7' } }, { spec: {} })).toBe(
+      false,
+    );
     expect(startedByMuse({ workflowId: 'traj-1' }, { spec: {}, carried: { step: 3 } })).toBe(true);
     // Started from outside, or as a child of a workflow of the user's own: checked.
     expect(startedByMuse({ workflowId: 'traj-1' }, { spec: {} })).toBe(false);
     expect(startedByMuse({ workflowId: 'my-child', parent: { workflowId: 'my-parent' } }, { spec: {} })).toBe(
       false,
     );
-    expect(startedByMuse({ workflowId: 'pm-10/initial-0', parent: question }, { spec: {} })).toBe(false);
+    expect(
+      startedByMuse({ workflowId: 'pm-10/initial-0', parent: question }, { spec: {}, routeKey: 'pm-1' }),
+    ).toBe(false);
     expect(startedByMuse({ workflowId: 'traj-1' }, null)).toBe(false);
   });
 });
