@@ -98,7 +98,13 @@ export type LlmStepResult =
       estimatedPromptTokens: number;
     }
   | { status: 'needs_summary'; contextRef: string; estimatedPromptTokens: number }
-  | { status: 'max_context'; contextRef: string; estimatedPromptTokens: number };
+  | {
+      status: 'max_context';
+      contextRef: string;
+      estimatedPromptTokens: number;
+      /** Why the turn could not be taken; absent in results recorded before it was given. */
+      reason?: string;
+    };
 
 export interface ToolStepInput {
   jobId: string;
@@ -300,7 +306,14 @@ export function createActivities(deps: ActivityDeps) {
       // No room left for a full turn: the server would reject the request (prompt + max_tokens > window). Judged in
       // estimated tokens, as the budget is (see turnBudgetTokens).
       if (rawEstimate > budget) {
-        return { status: 'max_context', contextRef, estimatedPromptTokens: estimate };
+        return {
+          status: 'max_context',
+          contextRef,
+          estimatedPromptTokens: estimate,
+          reason:
+            `the prompt (about ${estimate} tokens) leaves no room for a turn of sampling.maxTokensPerTurn ` +
+            `${input.sampling.maxTokensPerTurn} in contextWindow ${input.contextWindow}`,
+        };
       }
       deps.onModelCall?.({
         trajectoryId: input.trajectoryId,
@@ -333,10 +346,12 @@ export function createActivities(deps: ActivityDeps) {
         // Refused however cut: the same outcome as a full window, not an error; a policy with a summary turn
         // summarises.
         const summarise = policy.summarises && state.steps.length > 0;
+        if (summarise) return { status: 'needs_summary', contextRef, estimatedPromptTokens: estimate };
         return {
-          status: summarise ? 'needs_summary' : 'max_context',
+          status: 'max_context',
           contextRef,
           estimatedPromptTokens: estimate,
+          reason: `the server refused the prompt (about ${estimate} tokens) as over its context length: ${err.message}`,
         };
       }
       const turn = parseTurn(g.text, g.finishReason);

@@ -1,6 +1,7 @@
 // Job specs: what a user asks Muse to run. Validated at the trust boundary (CLI, batch files, client
 // API) so a bad field is reported by name before any workflow starts. Workflow-safe (zod is pure).
 import { z } from 'zod';
+import { contextPolicy, estimateTokens, turnBudgetTokens } from './context.js';
 
 export const ContextPolicySchema = z.enum(['react', 'iterresearch', 'resum']);
 export const BranchModeSchema = z.enum(['none', 'all_ppl', 'think_ppl', 'tool_call_ppl', 'mixed_ppl']);
@@ -87,6 +88,23 @@ export const TrajectorySpecSchema = z
   .refine((s) => s.sampling.maxTokensPerTurn < s.contextWindow, {
     message: `sampling.maxTokensPerTurn must be smaller than contextWindow (a turn must fit the window; sampling.maxTokensPerTurn is ${DEFAULT_MAX_TOKENS_PER_TURN} unless set)`,
     path: ['sampling', 'maxTokensPerTurn'],
+  })
+  .superRefine((s, ctx) => {
+    if (s.sampling.maxTokensPerTurn >= s.contextWindow) return; // said above
+    // The first prompt (system prompt and question) must fit beside a full turn: one that does not would end the
+    // trajectory with max_context before its first model call.
+    const policy = contextPolicy(s.policy, s.date !== undefined ? { date: s.date } : {});
+    const first = estimateTokens(policy.buildMessages(policy.initial(s.question)));
+    const room = turnBudgetTokens(s.contextWindow, s.sampling.maxTokensPerTurn);
+    if (first <= room) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['contextWindow'],
+      message:
+        `contextWindow ${s.contextWindow} leaves ${room} tokens beside sampling.maxTokensPerTurn ` +
+        `${s.sampling.maxTokensPerTurn}, and the first prompt (the ${s.policy} system prompt and the question) takes ` +
+        `about ${first}: raise contextWindow or lower sampling.maxTokensPerTurn`,
+    });
   });
 
 export type TrajectorySpec = z.infer<typeof TrajectorySpecSchema>;

@@ -265,7 +265,11 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
         continue;
       }
       if (r.status === 'max_context') {
-        finished = { termination: 'max_context', prediction: null };
+        finished = {
+          termination: 'max_context',
+          prediction: null,
+          ...(r.reason ? { reason: r.reason } : {}),
+        };
         break;
       }
       usage = addUsage(usage, { ...r.usage, llmCalls: 1 });

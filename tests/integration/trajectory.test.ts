@@ -867,6 +867,23 @@ describe('trajectory workflow', () => {
       });
       expect(result.termination).toBe('max_context');
       expect(result.error).toBeUndefined();
+      expect(result.reason).toMatch(
+        /^the server refused the prompt \(about \d+ tokens\) as over its context length/,
+      );
+    });
+
+    it('react ends with max_context when its own estimate of the next prompt leaves no room for a turn, and says so', async () => {
+      // A server with the default (large) window: only the job's 6000 tokens end the run.
+      const [q] = sampleQuestions(1, 16);
+      const { result } = await run(`${q!.question} [sim:min-turns=12] [sim:obs-bytes=3000]`, 1000, {
+        pool: 'default',
+        policy: 'react',
+      });
+      expect(result.termination).toBe('max_context');
+      expect(result.steps).toBeGreaterThan(0);
+      expect(result.reason).toMatch(
+        /^the prompt \(about \d+ tokens\) leaves no room for a turn of sampling.maxTokensPerTurn 1000 in contextWindow 6000$/,
+      );
     });
 
     it('iterresearch cuts a page the server refuses and goes on', async () => {

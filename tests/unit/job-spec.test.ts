@@ -52,6 +52,27 @@ describe('job specs', () => {
     ).toThrow(/sampling\.maxTokensPerTurn: .*contextWindow/);
   });
 
+  it('rejects a window whose room beside a full turn cannot hold the first prompt, with the numbers', () => {
+    // 4500 - 4096 leaves 404 tokens; the system prompt alone takes more: the run would end before its first turn.
+    for (const policy of ['react', 'resum', 'iterresearch'] as const)
+      expect(() => parseTrajectorySpec({ question: 'q', policy, contextWindow: 4500 })).toThrow(
+        new RegExp(
+          `contextWindow: contextWindow 4500 leaves 404 tokens beside sampling.maxTokensPerTurn 4096, and the first prompt \\(the ${policy} system prompt and the question\\) takes about \\d+: raise contextWindow or lower sampling.maxTokensPerTurn`,
+        ),
+      );
+    expect(
+      parseTrajectorySpec({ question: 'q', contextWindow: 4500, sampling: { maxTokensPerTurn: 3000 } }),
+    ).toMatchObject({ contextWindow: 4500 });
+    // A long question counts too.
+    expect(() =>
+      parseTrajectorySpec({
+        question: 'why '.repeat(5_000),
+        contextWindow: 8192,
+        sampling: { maxTokensPerTurn: 4096 },
+      }),
+    ).toThrow(/takes about \d+: raise contextWindow/);
+  });
+
   it('rejects a ParallelMuse budget that cannot fit the branching plan, with the numbers', () => {
     expect(() => parseParallelMuseSpec({ n: 12, r: 2, trajectory: { question: 'q' } })).toThrow(/N=12.*13/);
     expect(parseParallelMuseSpec({ n: 13, r: 2, trajectory: { question: 'q' } }).r).toBe(2);
