@@ -177,19 +177,25 @@ async function sweepUntil(client: PoolClient, clock: { now: number }, until: num
   }
 }
 
+/** The router started with one member, `a`, whose circuit five failures opened and the cooldown made half-open. */
+async function halfOpenMember(router: ReturnType<typeof routerOnFakeConnection>) {
+  const { client, clock, announce } = router;
+  await client.start();
+  announce('a');
+  const breaker = (client as unknown as { members: Map<string, { breaker: CircuitBreaker }> }).members.get(
+    'a',
+  )!.breaker;
+  for (let i = 0; i < 5; i++) breaker.onFailure();
+  expect(breaker.state).toBe('open');
+  clock.now += 5_000;
+  announce('a');
+  expect(breaker.state).toBe('half_open');
+  return { client, clock, breaker };
+}
+
 describe('PoolClient.generate whose onAttempt throws', () => {
   it("gives a half-open member's probe back: nothing was sent to it", async () => {
-    const { client, clock, announce } = routerOnFakeConnection();
-    await client.start();
-    announce('a');
-    const breaker = (client as unknown as { members: Map<string, { breaker: CircuitBreaker }> }).members.get(
-      'a',
-    )!.breaker;
-    for (let i = 0; i < 5; i++) breaker.onFailure();
-    expect(breaker.state).toBe('open');
-    clock.now += 5_000;
-    announce('a');
-    expect(breaker.state).toBe('half_open');
+    const { client, clock, breaker } = await halfOpenMember(routerOnFakeConnection());
     const params = { maxTokens: 8, temperature: 0, topLogprobs: 1 };
     await expect(
       client.generate([{ role: 'user', content: 'q' }], params, {
@@ -204,16 +210,9 @@ describe('PoolClient.generate whose onAttempt throws', () => {
   });
 
   it("holds a half-open member's probe past the attempt's timeout, until that attempt's own timer has fired", async () => {
-    const { client, clock, announce } = routerOnFakeConnection({ request: () => new Promise(() => {}) });
-    await client.start();
-    announce('a');
-    const breaker = (client as unknown as { members: Map<string, { breaker: CircuitBreaker }> }).members.get(
-      'a',
-    )!.breaker;
-    for (let i = 0; i < 5; i++) breaker.onFailure();
-    clock.now += 5_000;
-    announce('a');
-    expect(breaker.state).toBe('half_open');
+    const { client, clock, breaker } = await halfOpenMember(
+      routerOnFakeConnection({ request: () => new Promise(() => {}) }),
+    );
     const attemptTimeoutMs = 20_000;
     void client
       .generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: clock.now + attemptTimeoutMs })
