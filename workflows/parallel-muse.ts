@@ -8,6 +8,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
+  deprecatePatch,
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
@@ -172,17 +173,7 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
   // question is cancelled they are also asked by workflow id (see cancelLatestRuns).
   const running = new Set<string>();
   void CancellationScope.current().cancelRequested.catch(() =>
-    CancellationScope.nonCancellable(() =>
-      cancelLatestRuns(() =>
-        // Questions cancelled before the narrowing asked every launched rollout without a record, those still
-        // waiting for a slot too: they replay with those requests.
-        patched('cancel-only-started-rollouts')
-          ? [...running]
-          : [...launched.keys()]
-              .filter((id) => !rollouts.some((r) => r.rolloutId === id))
-              .map((id) => `${questionId}/${id}`),
-      ),
-    ),
+    CancellationScope.nonCancellable(() => cancelLatestRuns(running)),
   );
 
   const runRollout = (
@@ -302,14 +293,15 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       // Steps without the mode's score, and a finished rollout's answer turn, are candidates ranked last. Questions
       // that chose before, with them left out, must replay as they ran, and that change was made without a patch:
       // the version that started a run is told by its input check instead, which came nine minutes before it. Runs
-      // without one chose the old way, unless they chose under the version that patched the rule and recorded its
-      // marker (a question started before the check, its initial rollouts still running at that upgrade); runs
-      // started in those nine minutes are taken for the new one. Asked where the marker was recorded: round 1 starts
-      // in this workflow task.
-      const unscored: UnscoredSteps =
-        (spec.r >= 1 && patched('branch-unscored-ranked-last')) || checkedIn !== 'none' ? 'last' : 'skipped';
+      // without one chose the old way; runs started in those nine minutes are taken for the new one.
+      const unscored: UnscoredSteps = checkedIn === 'none' ? 'skipped' : 'last';
       for (let round = 1; round <= spec.r; round++) {
         throwIfCancelled();
+        // Questions started by the version that told the rules apart by this patch recorded its marker here. Every
+        // later version records it deprecated, whichever rule it chose by, and workflow code cannot tell the two
+        // apart: the rule stays with the input check, and questions of that version's 20 minutes without one do not
+        // replay.
+        if (round === 1) deprecatePatch('branch-unscored-ranked-last');
         if (round === 2) pastBranchPoint = patched('rounds-branch-past-branch-point');
         const next: typeof frontier = [];
         const roundRollouts: Promise<RolloutRecord>[] = [];
@@ -634,9 +626,11 @@ function branchLineage(
  * The SDK cancels a child through the run it started, which a rollout that has continued as new since has closed:
  * the request lands on the closed run and the running one never hears it (temporalio/features#503), so the question
  * would wait for it forever. Each running rollout is also asked by workflow id alone, which reaches its latest run.
- * Patched: a question cancelled under the earlier code replays without these requests.
+ * Patched: a question cancelled under the earlier code replays without these requests. The set was narrowed to the
+ * started rollouts under the same patch, 17 minutes after it came in: questions cancelled in those minutes with
+ * rollouts waiting for a slot do not replay, which a second patch would have traded for every one cancelled since.
  */
-async function cancelLatestRuns(workflowIds: () => string[]): Promise<void> {
+async function cancelLatestRuns(workflowIds: Iterable<string>): Promise<void> {
   if (!patched('cancel-rollouts-latest-run')) return;
-  await Promise.allSettled(workflowIds().map((id) => getExternalWorkflowHandle(id).cancel()));
+  await Promise.allSettled([...workflowIds].map((id) => getExternalWorkflowHandle(id).cancel()));
 }

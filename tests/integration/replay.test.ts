@@ -72,11 +72,6 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     guards:
       'a question cancelled while its rollouts ran: each asked to cancel by workflow id alone too, then ended cancelled (cancel-rollouts-latest-run)',
   },
-  'question-cancelled-queued.json': {
-    workflowId: 'replay-fixture-cancelled-queued',
-    guards:
-      'a question cancelled with rollouts still waiting for a slot (N=5, 2 at a time): only the 2 started asked to cancel (cancel-only-started-rollouts)',
-  },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
     guards: "a trajectory's second run: carried state in, continued as new after 3 steps (--steps-per-run 3)",
