@@ -60,7 +60,7 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
   'question-two-rounds.json': {
     workflowId: 'replay-fixture-two-rounds',
     guards:
-      'a question muse run started with two branching rounds (N=8, K=2, T=1, R=2): the deprecated branch-unscored-ranked-last marker at round 1, rounds-branch-past-branch-point at round 2',
+      'a question muse run started with two branching rounds (N=8, K=2, T=1, R=2): rounds-branch-past-branch-point at round 2 (and the deprecated branch-unscored-ranked-last marker at round 1, which replays whether or not it is asked for)',
   },
   'question-every-rollout-failed.json': {
     workflowId: 'replay-fixture-all-failed',
@@ -71,6 +71,11 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
     workflowId: 'replay-fixture-question-cancelled',
     guards:
       'a question cancelled while its rollouts ran: each asked to cancel by workflow id alone too, then ended cancelled (cancel-rollouts-latest-run)',
+  },
+  'question-cancelled-queued.json': {
+    workflowId: 'replay-fixture-cancelled-queued-2',
+    guards:
+      'a question cancelled with rollouts still waiting for a slot (N=5, 2 at a time): only the 2 started asked to cancel by workflow id (cancel-rollouts-latest-run, as narrowed to started rollouts)',
   },
   'client-trajectory-continued.json': {
     workflowId: 'traj-a0206f1c-83f',
