@@ -3,8 +3,8 @@
 // workflow code, a check made stricter by a later deploy failed the replay of a run it had let start: a
 // non-determinism error that stalls the run until the old code is back.
 import type { BudgetPlan } from '../agent/branching.js';
-import { parseWorkflowInput, questionPlan } from '../agent/input-check.js';
-import { ParallelMuseSpecSchema, TrajectorySpecSchema } from '../agent/job.js';
+import { InvalidInputError, parseWorkflowInput, questionPlan } from '../agent/input-check.js';
+import { firstPromptProblem, ParallelMuseSpecSchema, TrajectorySpecSchema } from '../agent/job.js';
 
 export type CheckedWorkflow = 'trajectory' | 'parallelMuse';
 
@@ -14,9 +14,16 @@ export const inputActivities = {
     workflow: CheckedWorkflow;
     input: unknown;
   }): Promise<{ spec: unknown; plan?: BudgetPlan }> {
-    if (req.workflow === 'trajectory')
-      return { spec: parseWorkflowInput('trajectory', TrajectorySpecSchema, req.input) };
+    if (req.workflow === 'trajectory') {
+      const spec = parseWorkflowInput('trajectory', TrajectorySpecSchema, req.input);
+      const problem = firstPromptProblem(spec);
+      if (problem) throw new InvalidInputError(`trajectory: invalid input: spec.contextWindow: ${problem}`);
+      return { spec };
+    }
     const spec = parseWorkflowInput('parallelMuse', ParallelMuseSpecSchema, req.input);
+    const problem = firstPromptProblem(spec.trajectory);
+    if (problem)
+      throw new InvalidInputError(`parallelMuse: invalid input: spec.trajectory.contextWindow: ${problem}`);
     return { spec, plan: questionPlan(spec) };
   },
 };

@@ -88,27 +88,29 @@ export const TrajectorySpecSchema = z
   .refine((s) => s.sampling.maxTokensPerTurn < s.contextWindow, {
     message: `sampling.maxTokensPerTurn must be smaller than contextWindow (a turn must fit the window; sampling.maxTokensPerTurn is ${DEFAULT_MAX_TOKENS_PER_TURN} unless set)`,
     path: ['sampling', 'maxTokensPerTurn'],
-  })
-  .superRefine((s, ctx) => {
-    if (s.sampling.maxTokensPerTurn >= s.contextWindow) return; // said above
-    // The first prompt (system prompt and question) must fit beside a full turn: one that does not would end the
-    // trajectory with max_context before its first model call.
-    const policy = contextPolicy(s.policy, s.date !== undefined ? { date: s.date } : {});
-    const first = estimateTokens(policy.buildMessages(policy.initial(s.question)));
-    const room = turnBudgetTokens(s.contextWindow, s.sampling.maxTokensPerTurn);
-    if (first <= room) return;
-    ctx.addIssue({
-      code: 'custom',
-      path: ['contextWindow'],
-      message:
-        `contextWindow ${s.contextWindow} leaves ${room} tokens beside sampling.maxTokensPerTurn ` +
-        `${s.sampling.maxTokensPerTurn}, and the first prompt (the ${s.policy} system prompt and the question) takes ` +
-        `about ${first}: raise contextWindow or lower sampling.maxTokensPerTurn`,
-    });
   });
 
 export type TrajectorySpec = z.infer<typeof TrajectorySpecSchema>;
 export type TrajectorySpecInput = z.input<typeof TrajectorySpecSchema>;
+
+/**
+ * Why a spec's window, beside a full turn, cannot hold its first prompt (the policy's system prompt and the
+ * question), which would end the trajectory with max_context before its first model call; undefined when it can.
+ * Said of `contextWindow`. Not part of the schema: runs whose input was checked in workflow code replay that check
+ * with the schema, and one it let start must still replay. The clients and the recorded input check apply it.
+ */
+export function firstPromptProblem(s: TrajectorySpec): string | undefined {
+  if (s.sampling.maxTokensPerTurn >= s.contextWindow) return undefined; // the schema says so
+  const policy = contextPolicy(s.policy, s.date !== undefined ? { date: s.date } : {});
+  const first = estimateTokens(policy.buildMessages(policy.initial(s.question)));
+  const room = turnBudgetTokens(s.contextWindow, s.sampling.maxTokensPerTurn);
+  if (first <= room) return undefined;
+  return (
+    `contextWindow ${s.contextWindow} leaves ${room} tokens beside sampling.maxTokensPerTurn ` +
+    `${s.sampling.maxTokensPerTurn}, and the first prompt (the ${s.policy} system prompt and the question) takes ` +
+    `about ${first}: raise contextWindow or lower sampling.maxTokensPerTurn`
+  );
+}
 
 /** A question's child workflows in flight at once, unless its spec says otherwise. */
 export const DEFAULT_MAX_CONCURRENT_ROLLOUTS = 16;

@@ -7,6 +7,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { historyBudgetProblem, planBudget } from '../agent/branching.js';
 import {
+  firstPromptProblem,
   type ParallelMuseSpec,
   type ParallelMuseSpecInput,
   ParallelMuseSpecSchema,
@@ -28,6 +29,8 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   );
   if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
   const s = parsed.data;
+  const promptProblem = firstPromptProblem(s.trajectory);
+  if (promptProblem) throw new JobSpecError(`invalid job spec: trajectory.contextWindow: ${promptProblem}`);
   let plan: ReturnType<typeof planBudget>;
   try {
     plan = planBudget({ n: s.n, m: s.m, k: s.k, t: s.t, r: s.r, mode: s.branchMode });

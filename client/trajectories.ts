@@ -8,6 +8,7 @@ import type {
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import {
+  firstPromptProblem,
   samplingKeysProblem,
   type TrajectorySpec,
   type TrajectorySpecInput,
@@ -38,6 +39,8 @@ export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
   const keysProblem = samplingKeysProblem(input, 'sampling');
   if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
+  const promptProblem = firstPromptProblem(parsed.data);
+  if (promptProblem) throw new JobSpecError(`invalid job spec: contextWindow: ${promptProblem}`);
   return parsed.data;
 }
 

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { inputActivities } from '../../activities/input.js';
+import { TrajectorySpecSchema } from '../../agent/job.js';
 import { parseParallelMuseSpec } from '../../client/parallel-muse.js';
 import { JobSpecError, parseTrajectorySpec } from '../../client/trajectories.js';
 
@@ -63,6 +65,11 @@ describe('job specs', () => {
     expect(
       parseTrajectorySpec({ question: 'q', contextWindow: 4500, sampling: { maxTokensPerTurn: 3000 } }),
     ).toMatchObject({ contextWindow: 4500 });
+    expect(() => parseParallelMuseSpec({ trajectory: { question: 'q', contextWindow: 4500 } })).toThrow(
+      /invalid job spec: trajectory\.contextWindow: contextWindow 4500 leaves 404 tokens/,
+    );
+    // The schema alone lets it through: runs checked in workflow code replay that check, and must still pass it.
+    expect(TrajectorySpecSchema.safeParse({ question: 'q', contextWindow: 4500 }).success).toBe(true);
     // A long question counts too.
     expect(() =>
       parseTrajectorySpec({
@@ -131,5 +138,28 @@ describe('job specs', () => {
       trajectory: { question: 'q' },
     });
     expect(s.primaryAggregator).toBe('majority');
+  });
+});
+
+describe('the recorded input check of a workflow started by hand', () => {
+  it('refuses a window that cannot hold the first prompt, naming the field', async () => {
+    const input = (trajectory: object) => ({ spec: trajectory, jobId: 'j' });
+    await expect(
+      inputActivities.checkWorkflowInput({
+        workflow: 'trajectory',
+        input: input({ question: 'q', contextWindow: 4500 }),
+      }),
+    ).rejects.toThrow(
+      /^trajectory: invalid input: spec\.contextWindow: contextWindow 4500 leaves 404 tokens/,
+    );
+    await expect(
+      inputActivities.checkWorkflowInput({
+        workflow: 'parallelMuse',
+        input: input({ trajectory: { question: 'q', contextWindow: 4500 } }),
+      }),
+    ).rejects.toThrow(/^parallelMuse: invalid input: spec\.trajectory\.contextWindow: contextWindow 4500/);
+    await expect(
+      inputActivities.checkWorkflowInput({ workflow: 'trajectory', input: input({ question: 'q' }) }),
+    ).resolves.toMatchObject({ spec: { contextWindow: 131_072 } });
   });
 });
