@@ -58,26 +58,35 @@ export function extractTag(text: string, tag: string): string | null {
 }
 
 /**
- * The last closed `<tag>…</tag>`: from the first `<tag>` after the previous `</tag>` to the last `</tag>`. A mention
- * of the tag inside it ("the earlier <summary> said") or after it ("I put it in the <answer> tag") is text, not a new
- * draft. Null without a closed one.
+ * The last closed `<tag>…</tag>`: the last `</tag>` with a `<tag>` between it and the `</tag>` before it (a `</tag>`
+ * mentioned after the real one, "close it with </answer>", has none). Within it, `innermost` takes the last `<tag>`
+ * (an answer redrafted: "<answer>Paris … reconsider. <answer>Lyon</answer>"), otherwise the first (a summary that
+ * mentions its own tag: "<summary>… the earlier <summary> said C.</summary>", whose facts must all be kept). Null
+ * without a closed one.
  */
-function lastClosedTag(text: string, tag: string): { start: number; end: number } | null {
+function lastClosedTag(
+  text: string,
+  tag: string,
+  innermost: boolean,
+): { start: number; end: number } | null {
   const openTag = `<${tag}>`;
   const closeTag = `</${tag}>`;
-  const end = text.lastIndexOf(closeTag);
-  if (end < 0) return null;
-  const previous = text.lastIndexOf(closeTag, end - 1);
-  const open = text.indexOf(openTag, previous < 0 ? 0 : previous + closeTag.length);
-  return open >= 0 && open < end ? { start: open + openTag.length, end } : null;
+  for (let end = text.lastIndexOf(closeTag); end >= 0; end = text.lastIndexOf(closeTag, end - 1)) {
+    const previous = end > 0 ? text.lastIndexOf(closeTag, end - 1) : -1;
+    const from = previous < 0 ? 0 : previous + closeTag.length;
+    const open = innermost ? text.lastIndexOf(openTag, end - openTag.length) : text.indexOf(openTag, from);
+    if (open >= from && open + openTag.length <= end) return { start: open + openTag.length, end };
+    if (end === 0) break;
+  }
+  return null;
 }
 
 /**
- * Content of the last closed `<tag>…</tag>` (the model's final version wins when it drafted more than one); without
- * one, the last `<tag>` runs to the end.
+ * Content of the last closed `<tag>…</tag>` (the model's final version wins when it drafted more than one; see
+ * lastClosedTag for `innermost`); without one, the last `<tag>` runs to the end.
  */
-function extractLastTag(text: string, tag: string): string | null {
-  const closed = lastClosedTag(text, tag);
+function extractLastTag(text: string, tag: string, innermost: boolean): string | null {
+  const closed = lastClosedTag(text, tag, innermost);
   if (closed) return text.slice(closed.start, closed.end).trim();
   const openTag = `<${tag}>`;
   const open = text.lastIndexOf(openTag);
@@ -408,7 +417,7 @@ export function isEmptyAnswer(answer: string): boolean {
 
 /** The <answer> of a free-form response (e.g. the integration call), reasoning skipped; null when absent. */
 export function parseAnswer(text: string): string | null {
-  return extractLastTag(afterThink(text), 'answer');
+  return extractLastTag(afterThink(text), 'answer', true);
 }
 
 /**
@@ -433,7 +442,7 @@ export function outputComplete(text: string, finishReason: 'stop' | 'length', ta
     const tagOpen = text.indexOf(`<${tag}>`);
     if (tagOpen < 0 || think < tagOpen) return false;
   }
-  if (lastClosedTag(afterThink(text), tag)) return true;
+  if (lastClosedTag(afterThink(text), tag, false)) return true;
   return finishReason !== 'length';
 }
 
@@ -444,7 +453,7 @@ export function parseReport(text: string): string | null {
 
 function tagOrWhole(text: string, tag: string): string | null {
   const body = afterThink(text);
-  const tagged = extractLastTag(body, tag);
+  const tagged = extractLastTag(body, tag, false);
   const out = tagged ?? body.trim();
   return out.length > 0 ? out : null;
 }
@@ -467,6 +476,8 @@ const HEDGE =
 function verdictOf(word: string, before: string): Judgement | undefined {
   const verdict: Judgement = word === 'correct' ? 'correct' : 'incorrect';
   const clause = clauseBefore(before);
+  // A clause longer than the window: a negation at its start, out of sight, may be about this word.
+  if (clause === undefined) return undefined;
   // Markdown and quotes off each word ("**not** correct").
   const all = clause.length > 0 ? clause.split(/\s+/).map((w) => w.replace(/[^a-z'’]/g, '')) : [];
   const words = all.slice(all.map((w) => CLAUSE_START.test(w)).lastIndexOf(true) + 1);
@@ -480,16 +491,15 @@ function verdictOf(word: string, before: string): Judgement | undefined {
 const CLAUSE_WINDOW_CHARS = 400;
 
 /**
- * The clause a verdict word ends: back to the last punctuation mark, within CLAUSE_WINDOW_CHARS (a word cut by the
- * window left out). Scanned from the end, so a judge that repeats its verdict thousands of times costs each repeat
+ * The clause a verdict word ends: back to the last punctuation mark; undefined when that is further back than
+ * CLAUSE_WINDOW_CHARS. Scanned from the end, so a judge that repeats its verdict thousands of times costs each repeat
  * the window, not the text before it.
  */
-function clauseBefore(before: string): string {
+function clauseBefore(before: string): string | undefined {
   const from = Math.max(0, before.length - CLAUSE_WINDOW_CHARS);
   let i = before.length - 1;
   while (i >= from && !'.,;:!?'.includes(before[i]!)) i--;
-  const clause = before.slice(i + 1);
-  return (i < from && from > 0 ? clause.replace(/^\S*/, '') : clause).trim();
+  return i < from && from > 0 ? undefined : before.slice(i + 1).trim();
 }
 
 /**
@@ -499,7 +509,7 @@ function clauseBefore(before: string): string {
  */
 export function parseJudgement(text: string): Judgement | null {
   const body = afterThink(text);
-  const tagged = extractLastTag(body, 'judgement') ?? extractLastTag(body, 'judgment');
+  const tagged = extractLastTag(body, 'judgement', true) ?? extractLastTag(body, 'judgment', true);
   // Without the tag, the verdict follows the last question the judge asked itself ("Is it correct? No, incorrect.").
   const source = (tagged ?? body.slice(body.lastIndexOf('?') + 1)).toLowerCase();
   // "The correct answer is Paris" names the gold answer, not a verdict.

@@ -537,16 +537,26 @@ describe('tag helpers', () => {
     expect(parseAnswer('<answer>draft <answer>Paris')).toBe('Paris');
   });
 
+  it('an answer redrafted takes the last draft; a closing tag mentioned after the real one is text', () => {
+    expect(parseAnswer('Draft: <answer>Paris\nHmm, let me reconsider. <answer>Lyon</answer>')).toBe('Lyon');
+    expect(parseAnswer('<answer>Lyon</answer> (close the answer with </answer> as asked)')).toBe('Lyon');
+    expect(parseSummary('<summary>S1</summary> note: wrap it in </summary>')).toBe('S1');
+    expect(parseJudgement('<judgement>incorrect <judgement>correct</judgement>')).toBe('correct');
+    expect(outputComplete('<answer>Lyon</answer> (close it with </answer>', 'length', 'answer')).toBe(true);
+    expect(outputComplete('x </answer> <answer>Lyon', 'length', 'answer')).toBe(false);
+  });
+
   it('parseJudgement reads a judge that repeats its verdict thousands of times in linear time', () => {
     // Each verdict word read its clause by a search over all the text before it: 64k characters took seconds.
-    const repeated = `<judgement>${'correct '.repeat(8_000)}</judgement>`;
     const started = performance.now();
-    expect(parseJudgement(repeated)).toBe('correct');
-    expect(parseJudgement(`<judgement>${'not correct '.repeat(4_000)}</judgement>`)).toBe('incorrect');
+    expect(parseJudgement(`<judgement>${'correct. '.repeat(8_000)}</judgement>`)).toBe('correct');
+    expect(parseJudgement(`<judgement>${'not correct; '.repeat(4_000)}</judgement>`)).toBe('incorrect');
+    // One clause of them all, past the window: unreadable, as a verdict whose negation is out of sight is.
+    expect(parseJudgement(`<judgement>${'correct '.repeat(8_000)}</judgement>`)).toBeNull();
     // About 0.3 s here; the quadratic reading took 8 s on the first alone.
     expect(performance.now() - started).toBeLessThan(3_000);
-    // A negation past the window is not about the verdict; one inside it still is.
-    expect(parseJudgement(`no ${'x '.repeat(300)}correct`)).toBe('correct');
+    // A negation at the start of a clause longer than the window may be about the verdict: no verdict is read.
+    expect(parseJudgement(`The prediction is not ${'x '.repeat(300)}correct`)).toBeNull();
     expect(parseJudgement(`it is ${'quite '.repeat(20)}not correct`)).toBe('incorrect');
   });
 
