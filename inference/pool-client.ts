@@ -632,7 +632,7 @@ export class PoolClient {
     };
     // Sends lost on the way (a reconnect, a lease run out) go again at once and count as no attempt: up to this many.
     let lostResends = 0;
-    let waitedForAnnouncements = false;
+    let waitingSince: number | undefined;
     let sent = 0;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       options.signal?.throwIfAborted();
@@ -641,15 +641,19 @@ export class PoolClient {
       const ranked = this.policy.rank(route, this.liveMembers());
       if (ranked.length === 0 && this.silentWhileHeld()) {
         // Members silent only because this router's connection is in doubt or just came back: their announcements are
-        // on the way (every second). Waited for, within the deadline, rather than spending the attempts in 250 ms.
-        if (!waitedForAnnouncements)
+        // on the way (every second). Waited for, within the deadline and two TTLs, rather than spending the attempts
+        // in 250 ms; a connection down for longer fails the request, for Temporal to retry.
+        if (waitingSince === undefined) {
+          waitingSince = this.now();
           errors.push(
             `waited for members' announcements (this router's connection was in doubt or reconnecting)`,
           );
-        waitedForAnnouncements = true;
-        await sleep(Math.min(ANNOUNCEMENT_WAIT_MS, remaining), options.signal);
-        attempt--;
-        continue;
+        }
+        if (this.now() - waitingSince < 2 * this.ttl) {
+          await sleep(Math.min(ANNOUNCEMENT_WAIT_MS, remaining), options.signal);
+          attempt--;
+          continue;
+        }
       }
       if (ranked.length === 0 && this.members.size > 0) {
         // Members are known but none may be sent to (circuits open, stopping): the queue group would reach exactly
@@ -688,6 +692,8 @@ export class PoolClient {
       }
       try {
         options.onAttempt?.(memberId, attempt);
+        // Cancelled meanwhile (by the hook, say): nothing is sent.
+        options.signal?.throwIfAborted();
       } catch (err) {
         // Nothing was sent: a half-open member's probe goes back rather than held until its attempt would time out.
         if (memberId) this.members.get(memberId)?.breaker.release(ticket);
@@ -722,9 +728,7 @@ export class PoolClient {
         let onAbort: (() => void) | undefined;
         const aborted = new Promise<never>((_, reject) => {
           onAbort = () => reject(signal?.reason);
-          // Aborted already (by onAttempt, say): no abort event is coming.
-          if (signal?.aborted) onAbort();
-          else signal?.addEventListener('abort', onAbort, { once: true });
+          signal?.addEventListener('abort', onAbort, { once: true });
         });
         const msg = await Promise.race([request, gone, aborted]).finally(() => {
           if (pending && this.pending.get(requestId) === pending) this.pending.delete(requestId);
@@ -745,7 +749,7 @@ export class PoolClient {
           state?.breaker.onSuccess();
           const g = reply.generation as Generation;
           // A process that has since been replaced under its id (departing) served it: the new one does not hold it.
-          if (memberId && this.members.get(memberId) === state) this.noteServed(memberId, route, g);
+          if (memberId && !replacedSince(state, this.members.get(memberId))) this.noteServed(memberId, route, g);
           return g;
         }
         const { code, message, retryable } = reply.error;
@@ -1018,6 +1022,15 @@ class SizeRefused extends MemberFailure {
   constructor(message: string) {
     super(message, true, false, true);
   }
+}
+
+/**
+ * Whether the process a request was sent to is no longer the one the router knows under its id: dropped and not
+ * back, or replaced (one dropped for silence and heard again from the same process still holds what it served).
+ */
+function replacedSince(sentTo: MemberState | undefined, now: MemberState | undefined): boolean {
+  if (!sentTo || !now) return true;
+  return now !== sentTo && restarted(sentTo.info, now.info);
 }
 
 /** Both announcements name their process and the processes differ (members that predate the field never match). */

@@ -226,6 +226,30 @@ describe('PoolClient.generate whose onAttempt throws', () => {
   });
 });
 
+describe('PoolClient.generate cancelled by its onAttempt hook', () => {
+  it('sends nothing', async () => {
+    let sent = 0;
+    const { client, announce } = routerOnFakeConnection({
+      request: () => {
+        sent++;
+        return new Promise(() => {});
+      },
+    });
+    await client.start();
+    announce('a');
+    const cancel = new AbortController();
+    await expect(
+      client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+        deadline: Date.now() + 60_000,
+        signal: cancel.signal,
+        onAttempt: () => cancel.abort(new Error('cancelled in the hook')),
+      }),
+    ).rejects.toThrow('cancelled in the hook');
+    expect(sent).toBe(0);
+    client.close();
+  });
+});
+
 describe('PoolClient across a NATS outage', () => {
   it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
     const events: { type: string }[] = [];
@@ -499,6 +523,39 @@ describe('PoolClient.generate while its members are silent for its own reconnect
     await expect(generate).rejects.toThrow(
       /after 0 request\(s\) sent, when the request's deadline passed: waited for members' announcements/,
     );
+    client.close();
+  });
+});
+
+describe('PoolClient.generate while its connection stays down', () => {
+  it('waits two TTLs for members it cannot hear, then fails for Temporal to retry, naming their silence', async () => {
+    const { status, emit } = statusEvents();
+    let sent = 0;
+    const { client, clock, announce } = routerOnFakeConnection({
+      status,
+      request: () => {
+        sent++;
+        return new Promise(() => {});
+      },
+    });
+    await client.start();
+    announce('gpu-0');
+    await emit('disconnect');
+    clock.now += 4_000;
+    const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: clock.now + 600_000,
+    });
+    const ticking = setInterval(() => {
+      clock.now += 200;
+    }, 5);
+    await expect(generate)
+      .rejects.toThrow(
+        /after 0 request\(s\) sent: waited for members' announcements .*; no member in rotation \(1 known; gpu-0: not heard from for \d+ ms\)/,
+      )
+      .finally(() => clearInterval(ticking));
+    // Failed within the two TTLs (6 s of its clock) and the attempts' backoff, not at the deadline 10 minutes off.
+    expect(clock.now).toBeLessThan(4_000 + 60_000);
+    expect(sent).toBe(0);
     client.close();
   });
 });
