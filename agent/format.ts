@@ -64,11 +64,7 @@ export function extractTag(text: string, tag: string): string | null {
  * mentions its own tag: "<summary>… the earlier <summary> said C.</summary>", whose facts must all be kept). Null
  * without a closed one.
  */
-function lastClosedTag(
-  text: string,
-  tag: string,
-  innermost: boolean,
-): { start: number; end: number } | null {
+function lastClosedTag(text: string, tag: string, innermost: boolean): { start: number; end: number } | null {
   const openTag = `<${tag}>`;
   const closeTag = `</${tag}>`;
   for (let end = text.lastIndexOf(closeTag); end >= 0; end = text.lastIndexOf(closeTag, end - 1)) {

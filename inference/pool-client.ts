@@ -749,7 +749,8 @@ export class PoolClient {
           state?.breaker.onSuccess();
           const g = reply.generation as Generation;
           // A process that has since been replaced under its id (departing) served it: the new one does not hold it.
-          if (memberId && !replacedSince(state, this.members.get(memberId))) this.noteServed(memberId, route, g);
+          if (memberId && !replacedSince(state, this.members.get(memberId)))
+            this.noteServed(memberId, route, g);
           return g;
         }
         const { code, message, retryable } = reply.error;

@@ -1015,6 +1015,15 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   };
   mismatch('temporal', '--temporal-port', opts.temporalPort, temporalStatus);
   mismatch('nats', '--nats-port', opts.natsPort, natsStatus);
+  // The dev server creates its namespace when it starts: one kept running holds only the namespace it started with,
+  // and workers and clients of another would fail later with "namespace not found".
+  const runningNamespace = previous?.temporal?.namespace ?? 'default';
+  const wantedNamespace = opts.namespace ?? 'default';
+  if (temporalStatus?.alive && runningNamespace !== wantedNamespace)
+    throw new Error(
+      `temporal from ${dataDir} is already running with namespace '${runningNamespace}', not '${wantedNamespace}' ` +
+        `(temporal.namespace / MUSE_TEMPORAL_NAMESPACE); run \`muse down\` first to start it with '${wantedNamespace}'`,
+    );
 
   const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);
   const keepNats = Boolean(natsStatus?.alive && natsStatus.healthy && previous?.nats);
@@ -1041,6 +1050,12 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   if (keepTemporal && previous?.temporal) {
     stack.temporal = keep('temporal', previous.temporal);
     messages.push(`temporal already running at ${previous.temporal.address} (pid ${previous.temporal.pid})`);
+    // Set at every start, and at every `up` that keeps the server: the content store's TTL may have changed since.
+    const warning =
+      opts.retentionMs === undefined
+        ? undefined
+        : await setRetention(previous.temporal.address, runningNamespace, opts.retentionMs);
+    if (warning) messages.push(`temporal: ${warning}`);
   }
   if (keepNats && previous?.nats) {
     stack.nats = keep('nats', previous.nats);

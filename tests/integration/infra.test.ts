@@ -304,6 +304,23 @@ describe('up / down', () => {
     await expect(up({ dataDir, temporalPort: other, natsPort })).rejects.toThrow(/already running on port/);
   });
 
+  it('up refuses a namespace the running server was not started with, and sets a changed retention on it', async () => {
+    // Kept running, the server would hold only 'default': workers of 'research' would fail later, not here.
+    await expect(up({ dataDir, namespace: 'research' })).rejects.toThrow(
+      /already running with namespace 'default', not 'research' .*MUSE_TEMPORAL_NAMESPACE.*muse down/,
+    );
+    const retentionMs = 3 * 24 * 3_600_000;
+    const kept = await up({ dataDir, retentionMs });
+    expect(kept.alreadyRunning).toBe(true);
+    const connection = await Connection.connect({ address: kept.temporalAddress });
+    try {
+      const ns = await connection.workflowService.describeNamespace({ namespace: 'default' });
+      expect(Number(ns.config?.workflowExecutionRetentionTtl?.seconds)).toBe(retentionMs / 1000);
+    } finally {
+      await connection.close();
+    }
+  });
+
   it('up restarts only the service that died', async () => {
     const before = await stackStatus({ dataDir });
     const natsPid = before.nats?.record.pid ?? 0;
