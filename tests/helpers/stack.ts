@@ -32,9 +32,23 @@ export function testConfig(overrides: Record<string, unknown> = {}): MuseConfig 
   });
 }
 
+/**
+ * The environment of a `muse` child of a test: the test's config, and none of the caller's own Muse settings (a
+ * MUSE_CONFIG or namespace of the developer's would point the child elsewhere than the in-process side, which
+ * reads none of them); the binaries' locations and the test settings stay.
+ */
 export function configEnv(cfg: MuseConfig): NodeJS.ProcessEnv {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([k]) =>
+        !k.startsWith('MUSE_') ||
+        k.startsWith('MUSE_TEST_') ||
+        k === 'MUSE_TEMPORAL_BIN' ||
+        k === 'MUSE_NATS_SERVER_BIN',
+    ),
+  );
   return {
-    ...process.env,
+    ...inherited,
     MUSE_DATA_DIR: cfg.dataDir,
     MUSE_TEMPORAL_ADDRESS: cfg.temporal.address,
     MUSE_TASK_QUEUE: cfg.temporal.taskQueue,
