@@ -260,6 +260,22 @@ async function waitExit(child: ChildProcess | undefined, pid: number, timeoutMs:
   return hasExited(child, pid);
 }
 
+/**
+ * Signals the process group `pid` leads (a server started detached leads its own: a wrapper script given as
+ * MUSE_TEMPORAL_BIN that does not exec would otherwise die alone, its server left running), else the process alone.
+ * A pid is not reused while a group of that id exists, so a group `pid` is this process's own.
+ */
+function signalServer(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ESRCH' && code !== 'EPERM') throw err;
+  }
+  process.kill(pid, signal);
+}
+
 /** SIGTERM, then SIGKILL after `timeoutMs`. Works for pids this process did not spawn (stack.json). */
 export async function stopProcess(
   pid: number,
@@ -268,14 +284,14 @@ export async function stopProcess(
   const { child } = opts;
   if (hasExited(child, pid)) return;
   try {
-    process.kill(pid, 'SIGTERM');
+    signalServer(pid, 'SIGTERM');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
     throw err;
   }
   if (await waitExit(child, pid, opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)) return;
   try {
-    process.kill(pid, 'SIGKILL');
+    signalServer(pid, 'SIGKILL');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
     throw err;

@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listensOn } from '../../infra/processes.js';
+import { stopProcess } from '../../infra/services.js';
 
 const LISTENER = `const s = require('node:net').createServer(); s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
 
@@ -39,5 +41,22 @@ describe.runIf(existsSync('/proc/net/tcp'))('listensOn (procfs)', () => {
 
   it('cannot say for a process that is gone', () => {
     expect(listensOn(2 ** 22 + 7, 80)).toBeUndefined();
+  });
+});
+
+describe('stopProcess', () => {
+  it('stops a server started detached through a wrapper script that forks it, not the wrapper alone', async () => {
+    const { pid, port } = await spawnListening('sh', ['-c', `"${process.execPath}" -e "${LISTENER}"; exit`]);
+    await stopProcess(pid, { timeoutMs: 5_000 });
+    // The listener (sh's child) went with it: its port takes a connection no more.
+    const refused = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
   });
 });
