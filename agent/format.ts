@@ -67,12 +67,19 @@ export function extractTag(text: string, tag: string): string | null {
 function lastClosedTag(text: string, tag: string, innermost: boolean): { start: number; end: number } | null {
   const openTag = `<${tag}>`;
   const closeTag = `</${tag}>`;
-  for (let end = text.lastIndexOf(closeTag); end >= 0; end = text.lastIndexOf(closeTag, end - 1)) {
+  let end = text.lastIndexOf(closeTag);
+  if (end < 0) return null;
+  // The last <tag> before the last </tag> is also the last before every earlier one it precedes (tags cannot
+  // overlap): looked up once, so a run of stray closing tags costs one pass, not one pass each.
+  const lastOpen = end >= openTag.length ? text.lastIndexOf(openTag, end - openTag.length) : -1;
+  while (end >= 0) {
     const previous = end > 0 ? text.lastIndexOf(closeTag, end - 1) : -1;
     const from = previous < 0 ? 0 : previous + closeTag.length;
-    const open = innermost ? text.lastIndexOf(openTag, end - openTag.length) : text.indexOf(openTag, from);
-    if (open >= from && open + openTag.length <= end) return { start: open + openTag.length, end };
-    if (end === 0) break;
+    if (lastOpen >= from) {
+      const open = innermost ? lastOpen : text.indexOf(openTag, from);
+      return { start: open + openTag.length, end };
+    }
+    end = previous;
   }
   return null;
 }
@@ -488,14 +495,20 @@ const CLAUSE_WINDOW_CHARS = 400;
 
 /**
  * The clause a verdict word ends: back to the last punctuation mark; undefined when that is further back than
- * CLAUSE_WINDOW_CHARS. Scanned from the end, so a judge that repeats its verdict thousands of times costs each repeat
+ * CLAUSE_WINDOW_CHARS and no new statement begins within them. Scanned from the end, so a judge that repeats its verdict thousands of times costs each repeat
  * the window, not the text before it.
  */
 function clauseBefore(before: string): string | undefined {
   const from = Math.max(0, before.length - CLAUSE_WINDOW_CHARS);
   let i = before.length - 1;
   while (i >= from && !'.,;:!?'.includes(before[i]!)) i--;
-  return i < from && from > 0 ? undefined : before.slice(i + 1).trim();
+  if (i >= from || from === 0) return before.slice(i + 1).trim();
+  // Cut by the window: readable only if a new statement begins within it ("… so it is correct"), which a negation
+  // before it cannot reach.
+  const visible = before.slice(from).replace(/^\S*/, '').trim();
+  return visible.split(/\s+/).some((w) => CLAUSE_START.test(w.replace(/[^a-z'’]/g, '')))
+    ? visible
+    : undefined;
 }
 
 /**

@@ -558,6 +558,23 @@ describe('tag helpers', () => {
     // A negation at the start of a clause longer than the window may be about the verdict: no verdict is read.
     expect(parseJudgement(`The prediction is not ${'x '.repeat(300)}correct`)).toBeNull();
     expect(parseJudgement(`it is ${'quite '.repeat(20)}not correct`)).toBe('incorrect');
+    // Past the window, but a new statement begins within it: no negation before it reaches the verdict.
+    expect(parseJudgement(`<judgement>${'x '.repeat(220)}so it is correct</judgement>`)).toBe('correct');
+    expect(parseJudgement(`${'x '.repeat(220)}and therefore the prediction is not correct`)).toBe(
+      'incorrect',
+    );
+  });
+
+  it('reads output that repeats a closing tag tens of thousands of times in linear time', () => {
+    // Each stray </answer> searched the whole text for its opening tag: 20k of them took 2 s a call.
+    const started = performance.now();
+    expect(parseAnswer('</answer>'.repeat(20_000))).toBeNull();
+    expect(parseAnswer(`<answer>x</answer>${' word'.repeat(20_000)}${'</answer>'.repeat(20_000)}`)).toBe('x');
+    expect(parseSummary(`<summary>s</summary>${'</summary>'.repeat(20_000)}`)).toBe('s');
+    expect(parseJudgement(`<judgement>correct</judgement>${'</judgement>'.repeat(20_000)}`)).toBe('correct');
+    expect(outputComplete('</answer>'.repeat(20_000), 'length', 'answer')).toBe(false);
+    // A few milliseconds here; the search from each closing tag took seconds.
+    expect(performance.now() - started).toBeLessThan(1_500);
   });
 
   it('refuses a tool call nested deeper than it could be written back, as an invalid one', () => {
