@@ -266,6 +266,8 @@ async function waitExit(child: ChildProcess | undefined, pid: number, timeoutMs:
  * A pid is not reused while a group of that id exists, so a group `pid` is this process's own.
  */
 function signalServer(pid: number, signal: NodeJS.Signals): void {
+  // -1 would be every process this user may signal; 0 this process's own group.
+  if (pid <= 1) throw new Error(`refusing to signal process ${pid}`);
   try {
     process.kill(-pid, signal);
     return;
@@ -276,20 +278,47 @@ function signalServer(pid: number, signal: NodeJS.Signals): void {
   process.kill(pid, signal);
 }
 
-/** SIGTERM, then SIGKILL after `timeoutMs`. Works for pids this process did not spawn (stack.json). */
+/** Whether the process group `pid` led has members left (a server forked by a wrapper that has exited, say). */
+function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * SIGTERM, then SIGKILL after `timeoutMs`. Works for pids this process did not spawn (stack.json). For a server
+ * leading its own group, the whole group: a wrapper that exits at once must not leave what it forked running.
+ */
 export async function stopProcess(
   pid: number,
   opts: { timeoutMs?: number; child?: ChildProcess } = {},
 ): Promise<void> {
   const { child } = opts;
-  if (hasExited(child, pid)) return;
+  if (hasExited(child, pid) && !groupAlive(pid)) return;
   try {
     signalServer(pid, 'SIGTERM');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
     throw err;
   }
-  if (await waitExit(child, pid, opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)) return;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+  const started = Date.now();
+  if (await waitExit(child, pid, timeoutMs)) {
+    // The leader is gone; what it forked gets the rest of the time, then SIGKILL.
+    while (groupAlive(pid) && Date.now() - started < timeoutMs) await sleep(50);
+    if (!groupAlive(pid)) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      return; // gone meanwhile
+    }
+    const killedAt = Date.now();
+    while (groupAlive(pid) && Date.now() - killedAt < 5_000) await sleep(50);
+    return;
+  }
   try {
     signalServer(pid, 'SIGKILL');
   } catch (err) {

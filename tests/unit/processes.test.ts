@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { listensOn } from '../../infra/processes.js';
 import { stopProcess } from '../../infra/services.js';
 
@@ -10,7 +10,13 @@ const LISTENER = `const s = require('node:net').createServer(); s.listen(0, '127
 const children: ChildProcess[] = [];
 afterEach(() => {
   // Each in its own process group, so a wrapper's child goes with it.
-  for (const child of children.splice(0)) process.kill(-child.pid!, 'SIGKILL');
+  for (const child of children.splice(0)) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // stopped by the test
+    }
+  }
 });
 
 /** Spawns a command that starts a listener somewhere in its process tree and prints its port. */
@@ -58,5 +64,36 @@ describe('stopProcess', () => {
       socket.once('error', () => resolve(true));
     });
     expect(refused).toBe(true);
+  });
+
+  it('waits for what the wrapper forked, and kills it when it ignores SIGTERM, after the wrapper itself has exited', async () => {
+    // The wrapper exits on SIGTERM at once; its child ignores SIGTERM.
+    const child = spawn('sh', ['-c', `sh -c 'trap "" TERM; sleep 30'; exit`], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const groupAlive = () => {
+      try {
+        process.kill(-child.pid!, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(groupAlive()).toBe(true);
+    await stopProcess(child.pid!, { timeoutMs: 500, child });
+    expect(groupAlive()).toBe(false);
+  });
+
+  it('refuses pids that would signal more than one server (-1: every process; 0: its own group)', async () => {
+    // Stubbed: were the guard gone, the real call would signal every process this user may signal.
+    const kill = vi.spyOn(process, 'kill').mockImplementation(() => true);
+    try {
+      await expect(stopProcess(1)).rejects.toThrow(/refusing to signal process 1/);
+      expect(kill.mock.calls.filter(([pid, signal]) => pid === -1 && signal !== 0)).toEqual([]);
+    } finally {
+      kill.mockRestore();
+    }
   });
 });
