@@ -644,17 +644,19 @@ export class PoolClient {
         // on the way (every second). Waited for, within the deadline and two TTLs, rather than spending the attempts
         // in 250 ms; a connection down for longer fails the request, for Temporal to retry.
         if (waitingSince === undefined) {
-          waitingSince = this.now();
+          waitingSince = this.clock();
           errors.push(
             `waited for members' announcements (this router's connection was in doubt or reconnecting)`,
           );
         }
-        if (this.now() - waitingSince < 2 * this.ttl) {
+        if (this.clock() - waitingSince < 2 * this.ttl) {
           await sleep(Math.min(ANNOUNCEMENT_WAIT_MS, remaining), options.signal);
           attempt--;
           continue;
         }
       }
+      // Heard again: a later spell of silence gets its own wait.
+      if (ranked.length > 0) waitingSince = undefined;
       if (ranked.length === 0 && this.members.size > 0) {
         // Members are known but none may be sent to (circuits open, stopping): the queue group would reach exactly
         // those members, bypassing their breakers. The pool is unavailable for now; a half-open circuit may free one.

@@ -1060,17 +1060,23 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   };
   mismatch('temporal', '--temporal-port', opts.temporalPort, temporalStatus);
   mismatch('nats', '--nats-port', opts.natsPort, natsStatus);
-  // The dev server creates its namespace when it starts: one kept running holds only the namespace it started with,
-  // and workers and clients of another would fail later with "namespace not found".
-  const runningNamespace = previous?.temporal?.namespace ?? 'default';
-  const wantedNamespace = opts.namespace ?? 'default';
-  if (temporalStatus?.alive && runningNamespace !== wantedNamespace)
-    throw new Error(
-      `temporal from ${dataDir} is already running with namespace '${runningNamespace}', not '${wantedNamespace}' ` +
-        `(temporal.namespace / MUSE_TEMPORAL_NAMESPACE); run \`muse down\` first to start it with '${wantedNamespace}'`,
-    );
 
   const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);
+  // The dev server creates a namespace when it starts with it (and 'default' always): a server kept running may not
+  // have the one configured now, and workers and clients of it would fail later with "namespace not found".
+  const wantedNamespace = opts.namespace ?? 'default';
+  const runningNamespace = previous?.temporal?.namespace ?? 'default';
+  if (keepTemporal && previous?.temporal && wantedNamespace !== runningNamespace) {
+    const missing = await checkTemporal(previous.temporal.address, wantedNamespace, 5_000).then(
+      () => false,
+      () => true,
+    );
+    if (missing)
+      throw new Error(
+        `temporal from ${dataDir} is already running without namespace '${wantedNamespace}' (temporal.namespace / ` +
+          `MUSE_TEMPORAL_NAMESPACE; it was started with '${runningNamespace}'): run \`muse down\` first to start it with '${wantedNamespace}'`,
+      );
+  }
   const keepNats = Boolean(natsStatus?.alive && natsStatus.healthy && previous?.nats);
   // A server a `muse demo` started for itself, found running by any other session (a `muse up`, a second demo), is
   // kept running when that demo ends: the other session is using it.
@@ -1099,7 +1105,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     const warning =
       opts.retentionMs === undefined
         ? undefined
-        : await setRetention(previous.temporal.address, runningNamespace, opts.retentionMs);
+        : await setRetention(previous.temporal.address, wantedNamespace, opts.retentionMs);
     if (warning) messages.push(`temporal: ${warning}`);
   }
   if (keepNats && previous?.nats) {

@@ -35,7 +35,7 @@ export function testConfig(overrides: Record<string, unknown> = {}): MuseConfig 
 /**
  * The environment of a `muse` child of a test: the test's config, and none of the caller's own Muse settings (a
  * MUSE_CONFIG or namespace of the developer's would point the child elsewhere than the in-process side, which
- * reads none of them); the binaries' locations and the test settings stay.
+ * reads none of them); the binaries' locations, the SDK's log level and the test settings stay.
  */
 export function configEnv(cfg: MuseConfig): NodeJS.ProcessEnv {
   const inherited = Object.fromEntries(
@@ -44,7 +44,8 @@ export function configEnv(cfg: MuseConfig): NodeJS.ProcessEnv {
         !k.startsWith('MUSE_') ||
         k.startsWith('MUSE_TEST_') ||
         k === 'MUSE_TEMPORAL_BIN' ||
-        k === 'MUSE_NATS_SERVER_BIN',
+        k === 'MUSE_NATS_SERVER_BIN' ||
+        k === 'MUSE_LOG_LEVEL',
     ),
   );
   return {

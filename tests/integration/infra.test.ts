@@ -307,7 +307,7 @@ describe('up / down', () => {
   it('up refuses a namespace the running server was not started with, and sets a changed retention on it', async () => {
     // Kept running, the server would hold only 'default': workers of 'research' would fail later, not here.
     await expect(up({ dataDir, namespace: 'research' })).rejects.toThrow(
-      /already running with namespace 'default', not 'research' .*MUSE_TEMPORAL_NAMESPACE.*muse down/,
+      /already running without namespace 'research' \(temporal\.namespace \/ MUSE_TEMPORAL_NAMESPACE; it was started with 'default'\): run `muse down`/,
     );
     const retentionMs = 3 * 24 * 3_600_000;
     const kept = await up({ dataDir, retentionMs });
