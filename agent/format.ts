@@ -234,6 +234,19 @@ function balancedObject(s: string, from: number): string | null {
   return null;
 }
 
+/** Whether `text` holds a JSON object with a string "name" (among its first few objects). */
+function namesACall(text: string): boolean {
+  let from = text.indexOf('{');
+  for (let n = 0; from >= 0 && n < 4; n++) {
+    const object = balancedObject(text, from);
+    if (object === null) return false;
+    const value = tryJson(object) as { name?: unknown } | undefined;
+    if (value && typeof value === 'object' && typeof value.name === 'string') return true;
+    from = text.indexOf('{', from + object.length);
+  }
+  return false;
+}
+
 function tryJson(s: string): unknown {
   try {
     return JSON.parse(s) as unknown;
@@ -259,6 +272,10 @@ function parseToolCallBody(body: string): { call: ToolCall } | { problem: string
     const first = cleaned.indexOf('{');
     const object = first >= 0 ? balancedObject(cleaned, first) : null;
     if (object !== null) value = tryJson(object);
+    // Two calls in one block: running the first would drop the second without a word (the reference's parser
+    // refuses the block as invalid JSON, and the model is told so).
+    if (value !== undefined && object !== null && namesACall(cleaned.slice(first + object.length)))
+      return { problem: 'tool call block holds more than one call (one call per <tool_call>)' };
     const last = cleaned.lastIndexOf('}');
     if (value === undefined && first >= 0 && last > first) value = tryJson(cleaned.slice(first, last + 1));
   }

@@ -44,6 +44,22 @@ describe('parseTurn', () => {
     expect(toolCallProblem(t.raw)).toBe('tool call is not valid JSON');
   });
 
+  it('refuses two calls in one block rather than run the first and drop the second', () => {
+    const two =
+      '{"name": "search", "arguments": {"query": ["a"]}}\n{"name": "visit", "arguments": {"url": ["u"], "goal": "g"}}';
+    const t = parseTurn(`<think>x</think><tool_call>${two}</tool_call>`);
+    expect(t.kind).toBe('invalid_tool_call');
+    if (t.kind !== 'invalid_tool_call') throw new Error('unreachable');
+    expect(t.error).toBe(TOOL_CALL_FORMAT_ERROR);
+    expect(toolCallProblem(two)).toBe('tool call block holds more than one call (one call per <tool_call>)');
+    // Text after the one call (an imagined response) is still tolerated, braces and all.
+    expect(
+      parseTurn(
+        '<tool_call>{"name": "search", "arguments": {"query": ["a"]}} <tool_response>{"hits": 3}</tool_call>',
+      ),
+    ).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
+  });
+
   it('rejects a call without a string name', () => {
     const t = parseTurn('<think>x</think><tool_call>{"arguments": {"query": ["q"]}}</tool_call>');
     expect(t.kind).toBe('invalid_tool_call');
