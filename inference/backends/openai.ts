@@ -482,6 +482,11 @@ export class OpenAIBackend implements InferenceBackend {
       // entry, and vLLM keeps the lower-ranked one. Chat mode's lists keep every alternative: it is the exact mode.
       topLogprobs: topK(Object.values(lp.top_logprobs?.[i] ?? {}), k),
     }));
+    // As in chat mode: entries all null would read as every entropy 0.
+    if (k > 0 && tokens.length > 0 && tokens.every((t) => t.topLogprobs.length === 0))
+      throw new BackendProtocolError(
+        `openai backend: choices[0].logprobs.top_logprobs entries are all empty; the server ignored logprobs=${k}`,
+      );
     return {
       text: choice.text,
       tokens,

@@ -207,6 +207,12 @@ export class SGLangBackend implements InferenceBackend {
         k,
       ),
     }));
+    // SGLang writes null for a position it has no top logprobs for: every position so, and every entropy would read
+    // 0 (every turn perfectly certain), which would silently steer the branching.
+    if (k > 0 && tokens.length > 0 && tokens.every((t) => t.topLogprobs.length === 0))
+      throw new BackendProtocolError(
+        `sglang backend: meta_info.output_top_logprobs entries are all empty; the server ignored top_logprobs_num=${k}`,
+      );
     return {
       text: item.text,
       tokens,

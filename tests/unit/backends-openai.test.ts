@@ -331,6 +331,22 @@ describe('OpenAIBackend (completions)', () => {
     expect((err as Error).message).toContain('choices[0].logprobs.tokens');
   });
 
+  it('refuses completions top logprobs that are null at every position (every entropy would read 0)', async () => {
+    const lp = completion.choices[0]!.logprobs;
+    const s = await fakeServer(() => ({
+      body: {
+        ...completion,
+        choices: [{ ...completion.choices[0], logprobs: { ...lp, top_logprobs: [null, null] } }],
+      },
+    }));
+    const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm', mode: 'completions' })
+      .generate(request(), signal())
+      .catch((e) => e);
+    expect((err as Error).message).toMatch(
+      /choices\[0\]\.logprobs\.top_logprobs entries are all empty; the server ignored logprobs=\d+/,
+    );
+  });
+
   it('sends token ids from the server tokenizer when promptTokenIds is set', async () => {
     const s = await fakeServer((req) =>
       req.path === '/tokenize' ? { body: { tokens: [1, 2, 3], count: 3 } } : { body: completion },

@@ -148,6 +148,23 @@ describe('SGLangBackend', () => {
     expect((err as Error).message).toContain('meta_info.output_top_logprobs');
   });
 
+  it('refuses top logprobs that are null at every position, which would read as every entropy 0', async () => {
+    const s = await fakeJsonServer(() => ({
+      body: generateBody({ output_top_logprobs: [null, null, null] }),
+    }));
+    const err = await new SGLangBackend({ baseUrl: s.url }).generate(request, signal()).catch((e) => e);
+    expect((err as Error).message).toMatch(
+      /meta_info\.output_top_logprobs entries are all empty; the server ignored top_logprobs_num=\d+/,
+    );
+    // One position without them (SGLang writes null there) is not the server ignoring the setting.
+    const top = generateBody().meta_info.output_top_logprobs;
+    const partial = await fakeJsonServer(() => ({
+      body: generateBody({ output_top_logprobs: [top[0], null, top[2]] }),
+    }));
+    const g = await new SGLangBackend({ baseUrl: partial.url }).generate(request, signal());
+    expect(g.tokens.map((t) => t.topLogprobs.length > 0)).toEqual([true, false, true]);
+  });
+
   it('caps cached tokens at the prompt tokens (SGLang has reported 128 cached of 126)', async () => {
     const s = await fakeJsonServer(() => ({
       body: generateBody({ prompt_tokens: 126, cached_tokens: 128 }),
