@@ -174,10 +174,20 @@ export function namingServer(err: unknown, base: string): unknown {
   });
 }
 
-/** An error body some servers send with status 200 (or that a proxy relays): `{"error": "..."}` or `{"error": {"message": ...}}`. */
-const ServerError = z
-  .object({ error: z.union([z.string(), z.object({ message: z.string() }).loose()]) })
-  .loose();
+/**
+ * An error body some servers send with status 200 (or that a proxy or gateway relays): `{"error": "..."}`,
+ * `{"error": {"message": ..., "code"?: ...}}`, or vLLM's `{"object": "error", "message": ..., "code": ...}`.
+ */
+const ServerError = z.union([
+  z.object({ error: z.union([z.string(), z.object({ message: z.string(), code: z.unknown() }).loose()]) }).loose(),
+  z.object({ object: z.literal('error'), message: z.string(), code: z.unknown() }).loose(),
+]);
+
+/** The HTTP status an error body's `code` names (a number, or a numeric string); undefined for other codes. */
+function statusOf(code: unknown): number | undefined {
+  const n = typeof code === 'number' ? code : typeof code === 'string' && /^\d{3}$/.test(code) ? Number(code) : NaN;
+  return Number.isInteger(n) && n >= 100 && n < 600 ? n : undefined;
+}
 
 /**
  * Validates a server's answer against `schema`. A mismatch is a BackendProtocolError naming `what` and either the
@@ -188,9 +198,17 @@ export function parseResponse<S extends z.ZodType>(schema: S, body: unknown, wha
   if (parsed.success) return parsed.data;
   const err = ServerError.safeParse(body);
   if (err.success) {
-    const e = err.data.error;
+    const e = (
+      'object' in err.data && err.data.object === 'error' ? err.data : (err.data as { error: unknown }).error
+    ) as string | { message: string; code?: unknown };
+    const message = typeof e === 'string' ? e : e.message;
+    const status = typeof e === 'string' ? undefined : statusOf(e.code);
+    if (CONTEXT_LENGTH_MESSAGE.test(message))
+      throw new ContextLengthError(`${what}: server refused the prompt: ${message}`);
+    // A gateway relaying an upstream's transient failure (a 429, a 504) in a 200: another try, or member, may succeed.
     throw new BackendProtocolError(
-      `${what}: server returned an error: ${typeof e === 'string' ? e : e.message}`,
+      `${what}: server returned an error${status !== undefined ? ` (code ${status})` : ''}: ${message}`,
+      { retryable: status !== undefined && isRetryableStatus(status) },
     );
   }
   throw new BackendProtocolError(`${what}: unexpected response shape: ${formatZodError(parsed.error)}`);

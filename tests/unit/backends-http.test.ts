@@ -1,5 +1,6 @@
 import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   BackendHttpError,
   BackendProtocolError,
@@ -7,13 +8,14 @@ import {
   checkHealth,
   HealthCheckUnsupportedError,
   HttpBackendLoad,
+  parseResponse,
   parseRetryAfter,
   postJson,
   serverFetch,
 } from '../../inference/backends/http.js';
 import { replyError } from '../../inference/member.js';
 import { backoffDelay, sleep, untilAborted } from '../../inference/retry.js';
-import { BackendDeadlineError } from '../../inference/types.js';
+import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
 const fast = { baseMs: 1, maxMs: 5 };
@@ -202,6 +204,43 @@ describe('postJson', () => {
     expect(parseRetryAfter(null, 0)).toBeUndefined();
     const now = Date.parse('2025-01-01T00:00:00Z');
     expect(parseRetryAfter('Wed, 01 Jan 2025 00:00:03 GMT', now)).toBe(3000);
+  });
+});
+
+describe('parseResponse', () => {
+  const Shape = z.object({ choices: z.array(z.unknown()) });
+  it('reads an error object sent with status 200, retryable only when its code is a transient status', () => {
+    const fail = (body: unknown) => {
+      try {
+        parseResponse(Shape, body, 'openai backend');
+      } catch (err) {
+        return err as Error & { retryable?: boolean };
+      }
+      throw new Error('parsed');
+    };
+    // A gateway relaying an upstream timeout: another try, or member, may succeed.
+    const relayed = fail({ error: { message: 'upstream timed out', code: 504 } });
+    expect(relayed).toBeInstanceOf(BackendProtocolError);
+    expect(relayed.message).toBe('openai backend: server returned an error (code 504): upstream timed out');
+    expect(relayed.retryable).toBe(true);
+    expect(fail({ error: { message: 'rate limited', code: '429' } }).retryable).toBe(true);
+    // vLLM's own shape, with the server's message rather than "choices: expected array".
+    const vllm = fail({
+      object: 'error',
+      message: 'bad sampling params',
+      type: 'BadRequestError',
+      code: 400,
+    });
+    expect(vllm.message).toBe('openai backend: server returned an error (code 400): bad sampling params');
+    expect(vllm.retryable).toBe(false);
+    expect(fail({ error: 'no such route' }).retryable).toBe(false);
+    // A prompt over the context length is the caller's to cut, as with a 400.
+    const long = fail({
+      object: 'error',
+      message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens",
+      code: 400,
+    });
+    expect(long).toBeInstanceOf(ContextLengthError);
   });
 });
 
