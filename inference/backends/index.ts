@@ -10,7 +10,19 @@ import { SGLangBackend } from './sglang.js';
 const ChatTemplateSpec = z.union([
   z.literal('chatml'),
   z
-    .object({ prefix: z.string().optional(), message: z.string().min(1), generationPrompt: z.string() })
+    .object({
+      prefix: z.string().optional(),
+      // Without {content} (a typo: "{ content }", "{Content}") every message would be dropped from the prompt, and
+      // with token ids nothing downstream could notice.
+      message: z
+        .string()
+        .min(1)
+        .refine(
+          (m) => m.includes('{content}'),
+          'chatTemplate.message must contain {content}, where each message goes',
+        ),
+      generationPrompt: z.string(),
+    })
     .strict(),
 ]);
 

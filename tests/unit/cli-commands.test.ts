@@ -444,6 +444,17 @@ describe('muse pool serve', () => {
     );
   });
 
+  it('refuses a chat template whose message has no {content}: every message would be dropped', () => {
+    for (const message of ['<|{role}|>\n{ content }\n', '[{role}] {Content}\n'])
+      expect(() =>
+        createBackend({
+          backend: 'sglang',
+          baseUrl: 'http://h:30000',
+          chatTemplate: { message, generationPrompt: '<|assistant|>\n' },
+        }),
+      ).toThrow(/chatTemplate\.message must contain \{content\}/);
+  });
+
   it('refuses a backend option it does not know, or one that does not apply, naming it', async () => {
     expect(() =>
       createBackend({ backend: 'sglang', baseUrl: 'http://h:30000', inputIdz: true } as never),
