@@ -186,8 +186,14 @@ function inRetry(
 
 /**
  * Polls progress until the trajectory ends; returns its result. `onUnanswered` hears, once, why there is no progress
- * when no worker answers (none running on the task queue), instead of the wait going on without a word.
+ * when no worker answers (none running on the task queue), or when queries keep failing (a workflow task failing
+ * after a deploy, say), instead of the wait going on without a word; failing queries are asked less often, up to
+ * every 5 s, so a worker replaying a long history is not asked four times a second.
  */
+/** Progress queries failing in a row before the follower says why; and the longest pause between them then. */
+const FAILED_QUERIES_TOLD = 3;
+const MAX_FAILED_QUERY_INTERVAL_MS = 5_000;
+
 export async function followTrajectory(
   handle: WorkflowHandle<typeof trajectory>,
   onProgress: (p: TrajectoryProgress) => void,
@@ -198,17 +204,26 @@ export async function followTrajectory(
   const result = handle.result().finally(() => {
     done = true;
   });
+  const intervalMs = opts.intervalMs ?? 250;
   void (async () => {
+    let failures = 0;
     while (!done) {
       // Longer than a worker's sticky queue timeout (10 s), which a query after a worker restart waits out.
       const p = await queryProgressWithin(handle, opts.unansweredMs ?? 15_000);
       if (done) break;
-      if ('progress' in p) onProgress(p.progress);
-      else if (!told && p.noWorker) {
-        told = true;
-        opts.onUnanswered?.(p.unanswered);
+      if ('progress' in p) {
+        failures = 0;
+        onProgress(p.progress);
+      } else {
+        failures++;
+        if (!told && (p.noWorker || failures >= FAILED_QUERIES_TOLD)) {
+          told = true;
+          opts.onUnanswered?.(p.unanswered);
+        }
       }
-      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 250));
+      const wait =
+        failures === 0 ? intervalMs : Math.min(MAX_FAILED_QUERY_INTERVAL_MS, intervalMs * 2 ** failures);
+      await new Promise((r) => setTimeout(r, wait));
     }
   })();
   return result;

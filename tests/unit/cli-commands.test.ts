@@ -684,4 +684,30 @@ describe('following a run', () => {
       'no worker answered within 0.005 s: is a rollout worker running on its task queue?',
     ]);
   });
+
+  it('says why when queries keep failing at once, and asks less often while they do', async () => {
+    let finish!: (r: unknown) => void;
+    let queries = 0;
+    const handle = {
+      result: () => new Promise((ok) => (finish = ok)),
+      // A workflow task failing after a deploy: the query fails at once, not for want of a worker.
+      query: () => {
+        queries++;
+        return Promise.reject(new Error('workflow task failed: nondeterminism'));
+      },
+      client: { withDeadline: (_d: number, fn: () => Promise<unknown>) => fn() },
+    };
+    const heard: string[] = [];
+    const following = followTrajectory(handle as never, () => {}, {
+      intervalMs: 20,
+      onUnanswered: (why) => heard.push(why),
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    finish({ termination: 'answer' });
+    expect(await following).toEqual({ termination: 'answer' });
+    expect(heard).toEqual(['no progress to show (workflow task failed: nondeterminism)']);
+    // Every 20 ms, it would have asked about 50 times in that second; backing off, a handful.
+    expect(queries).toBeGreaterThanOrEqual(3);
+    expect(queries).toBeLessThanOrEqual(8);
+  });
 });
