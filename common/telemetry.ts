@@ -122,19 +122,28 @@ export function telemetryResource(): Resource | undefined {
 export function initTelemetry(cfg: MuseConfig, serviceRole: string): SpanExporter | undefined {
   if (provider) return exporter;
   const kind = cfg.telemetry.exporter;
-  exporter =
-    kind === 'console'
-      ? new JsonLinesSpanExporter({ stream: process.stderr })
-      : kind === 'file'
-        ? new JsonLinesSpanExporter(
-            cfg.telemetry.file
-              ? { file: cfg.telemetry.file }
-              : {
-                  file: `${cfg.dataDir}/traces.jsonl`,
-                  setting: 'the trace file in the data dir (telemetry.file, MUSE_TRACE_FILE, names another)',
-                },
-          )
-        : undefined;
+  try {
+    exporter =
+      kind === 'console'
+        ? new JsonLinesSpanExporter({ stream: process.stderr })
+        : kind === 'file'
+          ? new JsonLinesSpanExporter(
+              cfg.telemetry.file
+                ? { file: cfg.telemetry.file }
+                : {
+                    file: `${cfg.dataDir}/traces.jsonl`,
+                    setting:
+                      'the trace file in the data dir (telemetry.file, MUSE_TRACE_FILE, names another)',
+                  },
+            )
+          : undefined;
+  } catch (err) {
+    // A worker or member that would trace nothing must not start; a client command (`muse cancel` on a runaway run,
+    // by a user who cannot write the shared trace file) goes on without its few spans, saying so.
+    if (serviceRole !== 'client') throw err;
+    console.error(`telemetry: ${(err as Error).message}; going on without tracing`);
+    exporter = undefined;
+  }
   resource = new Resource({ 'service.name': `${cfg.telemetry.serviceName}-${serviceRole}` });
   provider = new BasicTracerProvider({ resource });
   if (exporter) provider.addSpanProcessor(new SimpleSpanProcessor(exporter));

@@ -84,6 +84,23 @@ describe('process telemetry', () => {
     expect(readFileSync(file, 'utf8')).toBe('');
   });
 
+  it('a client command goes on without tracing when the span file cannot be written; a worker does not start', () => {
+    const unwritable = {
+      ...fileConfig('x.jsonl'),
+      telemetry: { ...fileConfig('x.jsonl').telemetry, file: dir },
+    };
+    const said = vi.spyOn(console, 'error').mockImplementation(() => {});
+    expect(initTelemetry(unwritable, 'client')).toBeUndefined();
+    expect(said).toHaveBeenCalledWith(
+      expect.stringMatching(
+        /^telemetry: telemetry\.file \(MUSE_TRACE_FILE\): cannot write spans to .*: EISDIR.*; going on without tracing$/,
+      ),
+    );
+    return shutdownTelemetry().then(() => {
+      expect(() => initTelemetry(unwritable, 'worker')).toThrow(/cannot write spans to .*EISDIR/);
+    });
+  });
+
   it('a tracer kept across a shutdown and a new set-up writes to the new exporter', async () => {
     initTelemetry(fileConfig('first.jsonl'), 'test');
     const kept = currentTracer('kept');
