@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
 import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
 import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
+import { sayIfNoWorker } from '../client/trajectories.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -154,7 +155,11 @@ export async function runQuestionCommand(
         `  reusing run ${id}: it already ran (or is running) with this question and these options; change --seed for a new sample\n`,
       );
     const detach = noticeOnInterrupt('the question', id);
-    const result = await handle.result().finally(detach);
+    const quiet = sayIfNoWorker(client, cfg, (why) => process.stderr.write(`  waiting: ${why}\n`));
+    const result = await handle.result().finally(() => {
+      quiet();
+      detach();
+    });
     if (o.json) console.log(JSON.stringify({ ...result, reused }));
     else console.log(summarizeQuestion(result));
   } finally {
@@ -223,6 +228,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         };
         process.once('SIGINT', interrupted);
         process.once('SIGTERM', interrupted);
+        const quiet = sayIfNoWorker(client, cfg, (why) => process.stderr.write(`\n  waiting: ${why}\n`));
         try {
           const summary = await runBatch(client, cfg, {
             input: file,
@@ -275,6 +281,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             );
           if (summary.failed.length || summary.badLines.length) process.exitCode = 1;
         } finally {
+          quiet();
           bar?.stop();
           process.off('SIGINT', interrupted);
           process.off('SIGTERM', interrupted);

@@ -7,6 +7,7 @@ import type {
   WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
+import proto from '@temporalio/proto';
 import {
   firstPromptProblem,
   samplingKeysProblem,
@@ -117,6 +118,38 @@ export async function queryProgressWithin(
         }
       : { unanswered: `no progress to show (${causeChainMessage(err)})` };
   }
+}
+
+/**
+ * Whether any worker has polled the task queue for workflow tasks lately (the server keeps a few minutes of pollers);
+ * undefined when the server could not say.
+ */
+export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Promise<boolean | undefined> {
+  try {
+    const res = await client.workflowService.describeTaskQueue({
+      namespace: cfg.temporal.namespace,
+      taskQueue: { name: cfg.temporal.taskQueue },
+      taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    });
+    return (res.pollers?.length ?? 0) > 0;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Says once, through `say`, when no worker polls the task queue `afterMs` after a run was started (a question waits
+ * on its result without progress to show, and would otherwise wait without a word). Returns the cancel.
+ */
+export function sayIfNoWorker(client: Client, cfg: MuseConfig, say: (why: string) => void, afterMs = 15_000) {
+  const timer = setTimeout(async () => {
+    if ((await workflowWorkerPolling(client, cfg)) === false)
+      say(
+        `no worker is polling task queue '${cfg.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
+      );
+  }, afterMs);
+  timer.unref();
+  return () => clearTimeout(timer);
 }
 
 /** gRPC's DEADLINE_EXCEEDED (status 4) anywhere in the failure's causes: the server may answer it a moment early. */

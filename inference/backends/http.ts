@@ -179,13 +179,16 @@ export function namingServer(err: unknown, base: string): unknown {
  * `{"error": {"message": ..., "code"?: ...}}`, or vLLM's `{"object": "error", "message": ..., "code": ...}`.
  */
 const ServerError = z.union([
-  z.object({ error: z.union([z.string(), z.object({ message: z.string(), code: z.unknown() }).loose()]) }).loose(),
+  z
+    .object({ error: z.union([z.string(), z.object({ message: z.string(), code: z.unknown() }).loose()]) })
+    .loose(),
   z.object({ object: z.literal('error'), message: z.string(), code: z.unknown() }).loose(),
 ]);
 
 /** The HTTP status an error body's `code` names (a number, or a numeric string); undefined for other codes. */
 function statusOf(code: unknown): number | undefined {
-  const n = typeof code === 'number' ? code : typeof code === 'string' && /^\d{3}$/.test(code) ? Number(code) : NaN;
+  const n =
+    typeof code === 'number' ? code : typeof code === 'string' && /^\d{3}$/.test(code) ? Number(code) : NaN;
   return Number.isInteger(n) && n >= 100 && n < 600 ? n : undefined;
 }
 

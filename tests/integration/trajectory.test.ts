@@ -22,7 +22,13 @@ import { RESUM_SUMMARY_SYSTEM_PROMPT } from '../../agent/prompts.js';
 import type { StepLogSegment, StepRecord } from '../../agent/trajectory.js';
 import type { ChatMessage } from '../../agent/types.js';
 import { exportTrajectory, runningRunsOfJob } from '../../client/content.js';
-import { JobSpecError, queryProgress, startTrajectory } from '../../client/trajectories.js';
+import {
+  JobSpecError,
+  queryProgress,
+  sayIfNoWorker,
+  startTrajectory,
+  workflowWorkerPolling,
+} from '../../client/trajectories.js';
 import { BlobNotFoundError, BlobStore, namespaceFor, parseBlobRef } from '../../common/blob-store.js';
 import { readStepLog } from '../../common/step-log.js';
 import { PoolMember } from '../../inference/member.js';
@@ -60,6 +66,30 @@ afterAll(async () => {
 
 const stepLog = (segments: StepLogSegment[]): Promise<StepRecord[]> =>
   readStepLog(new BlobStore(suite.nc), segments);
+
+describe('telling whether a worker is there', () => {
+  it('says a task queue nobody polls has no worker, once, and that one a worker polls has', async () => {
+    const nobody = {
+      ...cfg,
+      temporal: { ...cfg.temporal, taskQueue: `nobody-polls-${randomUUID().slice(0, 8)}` },
+    };
+    expect(await workflowWorkerPolling(suite.client, nobody)).toBe(false);
+    // The worker of this file polls cfg's task queue.
+    await waitUntil(
+      async () => (await workflowWorkerPolling(suite.client, cfg)) === true,
+      10_000,
+      'poller seen',
+    );
+    const said: string[] = [];
+    sayIfNoWorker(suite.client, nobody, (why) => said.push(why), 10);
+    const quiet = sayIfNoWorker(suite.client, cfg, (why) => said.push(why), 10);
+    await new Promise((r) => setTimeout(r, 500));
+    quiet();
+    expect(said).toEqual([
+      `no worker is polling task queue '${nobody.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
+    ]);
+  });
+});
 
 describe('content store', () => {
   it('writes a value once when it is put several times at once', async () => {
