@@ -234,14 +234,15 @@ function balancedObject(s: string, from: number): string | null {
   return null;
 }
 
-/** Whether `text` holds a JSON object with a string "name" (among its first few objects). */
+/** Whether `text` holds a call: a JSON object with a string "name" and "arguments" (among its first few objects). */
 function namesACall(text: string): boolean {
   let from = text.indexOf('{');
   for (let n = 0; from >= 0 && n < 4; n++) {
     const object = balancedObject(text, from);
     if (object === null) return false;
-    const value = tryJson(object) as { name?: unknown } | undefined;
-    if (value && typeof value === 'object' && typeof value.name === 'string') return true;
+    const value = tryJson(object) as { name?: unknown; arguments?: unknown } | undefined;
+    if (value && typeof value === 'object' && typeof value.name === 'string' && 'arguments' in value)
+      return true;
     from = text.indexOf('{', from + object.length);
   }
   return false;

@@ -126,11 +126,13 @@ export async function queryProgressWithin(
  */
 export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Promise<boolean | undefined> {
   try {
-    const res = await client.workflowService.describeTaskQueue({
-      namespace: cfg.temporal.namespace,
-      taskQueue: { name: cfg.temporal.taskQueue },
-      taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    });
+    const res = await client.withDeadline(Date.now() + 5_000, () =>
+      client.workflowService.describeTaskQueue({
+        namespace: cfg.temporal.namespace,
+        taskQueue: { name: cfg.temporal.taskQueue },
+        taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      }),
+    );
     return (res.pollers?.length ?? 0) > 0;
   } catch {
     return undefined;
@@ -142,14 +144,20 @@ export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Pr
  * on its result without progress to show, and would otherwise wait without a word). Returns the cancel.
  */
 export function sayIfNoWorker(client: Client, cfg: MuseConfig, say: (why: string) => void, afterMs = 15_000) {
+  let cancelled = false;
   const timer = setTimeout(async () => {
-    if ((await workflowWorkerPolling(client, cfg)) === false)
+    const polling = await workflowWorkerPolling(client, cfg);
+    // Cancelled while the server was asked: the run has ended, and nothing is to be said.
+    if (polling === false && !cancelled)
       say(
         `no worker is polling task queue '${cfg.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
       );
   }, afterMs);
   timer.unref();
-  return () => clearTimeout(timer);
+  return () => {
+    cancelled = true;
+    clearTimeout(timer);
+  };
 }
 
 /** gRPC's DEADLINE_EXCEEDED (status 4) anywhere in the failure's causes: the server may answer it a moment early. */
@@ -224,7 +232,7 @@ function inRetry(
  * every 5 s, so a worker replaying a long history is not asked four times a second.
  */
 /** Progress queries failing in a row before the follower says why; and the longest pause between them then. */
-const FAILED_QUERIES_TOLD = 3;
+const FAILED_QUERIES_TOLD = 5;
 const MAX_FAILED_QUERY_INTERVAL_MS = 5_000;
 
 export async function followTrajectory(
@@ -233,7 +241,8 @@ export async function followTrajectory(
   opts: { intervalMs?: number; unansweredMs?: number; onUnanswered?: (why: string) => void } = {},
 ): Promise<TrajectoryResult> {
   let done = false;
-  let told = false;
+  // Said once each: that no worker answers, and that queries keep failing for another reason.
+  const told = { noWorker: false, failing: false };
   const result = handle.result().finally(() => {
     done = true;
   });
@@ -249,14 +258,16 @@ export async function followTrajectory(
         onProgress(p.progress);
       } else {
         failures++;
-        if (!told && (p.noWorker || failures >= FAILED_QUERIES_TOLD)) {
-          told = true;
+        const kind = p.noWorker ? 'noWorker' : 'failing';
+        if (!told[kind] && (p.noWorker || failures >= FAILED_QUERIES_TOLD)) {
+          told[kind] = true;
           opts.onUnanswered?.(p.unanswered);
         }
       }
       const wait =
         failures === 0 ? intervalMs : Math.min(MAX_FAILED_QUERY_INTERVAL_MS, intervalMs * 2 ** failures);
-      await new Promise((r) => setTimeout(r, wait));
+      // Cut short by the result: a command that has it must not sit out a pause of up to 5 s before it exits.
+      await Promise.race([new Promise((r) => setTimeout(r, wait).unref()), result.catch(() => {})]);
     }
   })();
   return result;

@@ -13,7 +13,7 @@ import { ROUTER_LEASE_MS } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
 import { watchStatus } from '../common/nats.js';
 import { extractTraceContext, tracer } from '../common/telemetry.js';
-import { BackendHttpError } from './backends/http.js';
+import { BackendHttpError, BackendProtocolError } from './backends/http.js';
 import { type HealthCheckOptions, healthChecksOn, ServerHealth } from './health.js';
 import { monotonicNow, timerDeadline, untilAborted } from './retry.js';
 import { BackendDeadlineError, ContextLengthError, type Generation, type InferenceBackend } from './types.js';
@@ -101,7 +101,14 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
   // Busy, not broken: the router tries another member without counting it against this one. SGLang answers a full
   // request queue (--max-queued-requests) with 503 in some versions: a breaker opened on it would take a healthy
   // server out of rotation when the pool needs it most.
-  if (err instanceof QueueWaitError || (err instanceof BackendHttpError && busyStatus(err)))
+  if (
+    err instanceof QueueWaitError ||
+    (err instanceof BackendHttpError && busyStatus(err.status, err.bodyExcerpt)) ||
+    // A gateway relaying its upstream's rate limit in a 200: busy the same way.
+    (err instanceof BackendProtocolError &&
+      err.relayedStatus !== undefined &&
+      busyStatus(err.relayedStatus, err.message))
+  )
     return { code: 'overloaded', message, retryable: true };
   if (err instanceof BackendDeadlineError)
     return { code: 'deadline_exceeded', message, retryable: err.retryable };
@@ -119,11 +126,8 @@ export function replyError(err: unknown): { code: WireErrorCode; message: string
 }
 
 /** A rate limit (429), or a 503 whose body says the server's queue is full. */
-function busyStatus(err: BackendHttpError): boolean {
-  return (
-    err.status === 429 ||
-    (err.status === 503 && /queue is full|too many requests|overloaded/i.test(err.bodyExcerpt))
-  );
+function busyStatus(status: number, body: string): boolean {
+  return status === 429 || (status === 503 && /queue is full|too many requests|overloaded/i.test(body));
 }
 
 /** A reply too large for one NATS message; not retryable, as every member would generate it again to the same end. */

@@ -155,9 +155,12 @@ export class BackendProtocolError extends Error {
   override readonly name = 'BackendProtocolError';
   /** True only where the server itself gave up (e.g. finish_reason "abort"), so another member may succeed. */
   readonly retryable: boolean;
-  constructor(message: string, opts?: { retryable?: boolean; cause?: unknown }) {
+  /** The HTTP status an error body sent with a 200 names (a gateway relaying its upstream's), when it names one. */
+  readonly relayedStatus?: number;
+  constructor(message: string, opts?: { retryable?: boolean; cause?: unknown; relayedStatus?: number }) {
     super(message, opts?.cause === undefined ? undefined : { cause: opts.cause });
     this.retryable = opts?.retryable ?? false;
+    if (opts?.relayedStatus !== undefined) this.relayedStatus = opts.relayedStatus;
   }
 }
 
@@ -171,6 +174,7 @@ export function namingServer(err: unknown, base: string): unknown {
   return new BackendProtocolError(`${err.message} (server ${base})`, {
     retryable: err.retryable,
     cause: err,
+    ...(err.relayedStatus !== undefined ? { relayedStatus: err.relayedStatus } : {}),
   });
 }
 
@@ -180,9 +184,11 @@ export function namingServer(err: unknown, base: string): unknown {
  */
 const ServerError = z.union([
   z
-    .object({ error: z.union([z.string(), z.object({ message: z.string(), code: z.unknown() }).loose()]) })
+    .object({
+      error: z.union([z.string(), z.object({ message: z.string(), code: z.unknown().optional() }).loose()]),
+    })
     .loose(),
-  z.object({ object: z.literal('error'), message: z.string(), code: z.unknown() }).loose(),
+  z.object({ object: z.literal('error'), message: z.string(), code: z.unknown().optional() }).loose(),
 ]);
 
 /** The HTTP status an error body's `code` names (a number, or a numeric string); undefined for other codes. */
@@ -211,7 +217,10 @@ export function parseResponse<S extends z.ZodType>(schema: S, body: unknown, wha
     // A gateway relaying an upstream's transient failure (a 429, a 504) in a 200: another try, or member, may succeed.
     throw new BackendProtocolError(
       `${what}: server returned an error${status !== undefined ? ` (code ${status})` : ''}: ${message}`,
-      { retryable: status !== undefined && isRetryableStatus(status) },
+      {
+        retryable: status !== undefined && isRetryableStatus(status),
+        ...(status !== undefined ? { relayedStatus: status } : {}),
+      },
     );
   }
   throw new BackendProtocolError(`${what}: unexpected response shape: ${formatZodError(parsed.error)}`);

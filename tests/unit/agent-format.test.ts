@@ -52,7 +52,12 @@ describe('parseTurn', () => {
     if (t.kind !== 'invalid_tool_call') throw new Error('unreachable');
     expect(t.error).toBe(TOOL_CALL_FORMAT_ERROR);
     expect(toolCallProblem(two)).toBe('tool call block holds more than one call (one call per <tool_call>)');
-    // Text after the one call (an imagined response) is still tolerated, braces and all.
+    // Text after the one call (an imagined response, an example object with a name) is still tolerated.
+    expect(
+      parseTurn(
+        '<tool_call>{"name": "search", "arguments": {"query": ["a"]}} e.g. {"title": "t", "name": "n"}</tool_call>',
+      ),
+    ).toMatchObject({ kind: 'tool_call', call: { name: 'search' } });
     expect(
       parseTurn(
         '<tool_call>{"name": "search", "arguments": {"query": ["a"]}} <tool_response>{"hits": 3}</tool_call>',

@@ -234,6 +234,17 @@ describe('parseResponse', () => {
     expect(vllm.message).toBe('openai backend: server returned an error (code 400): bad sampling params');
     expect(vllm.retryable).toBe(false);
     expect(fail({ error: 'no such route' }).retryable).toBe(false);
+    // Without a code, the server's message still comes through.
+    expect(fail({ error: { message: 'boom' } }).message).toBe('openai backend: server returned an error: boom');
+    expect(fail({ object: 'error', message: 'bad request' }).message).toBe(
+      'openai backend: server returned an error: bad request',
+    );
+    // A relayed rate limit is the member's server being busy, as a real 429 is: answered overloaded, no breaker.
+    expect(replyError(fail({ error: { message: 'rate limited', code: 429 } }))).toMatchObject({
+      code: 'overloaded',
+      retryable: true,
+    });
+    expect(replyError(relayed)).toMatchObject({ code: 'backend_error', retryable: true });
     // A prompt over the context length is the caller's to cut, as with a 400.
     const long = fail({
       object: 'error',
