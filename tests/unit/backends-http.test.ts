@@ -235,7 +235,9 @@ describe('parseResponse', () => {
     expect(vllm.retryable).toBe(false);
     expect(fail({ error: 'no such route' }).retryable).toBe(false);
     // Without a code, the server's message still comes through.
-    expect(fail({ error: { message: 'boom' } }).message).toBe('openai backend: server returned an error: boom');
+    expect(fail({ error: { message: 'boom' } }).message).toBe(
+      'openai backend: server returned an error: boom',
+    );
     expect(fail({ object: 'error', message: 'bad request' }).message).toBe(
       'openai backend: server returned an error: bad request',
     );
