@@ -1,13 +1,17 @@
 // Starting local servers for tests without leaking them: shared by the global setup and the infra tests.
-import { freePort, isPortRace, PORT_RACE_TRIES } from '../../infra/services.js';
+import { freePort, isPortRace, PORT_RACE_TRIES, PortInUseError } from '../../infra/services.js';
 
-/** Starts a server on a free port, again on fresh ports when another process took one first (PORT_RACE_TRIES). */
+/**
+ * Starts a server on a free port, again on fresh ports when another process took one first (PORT_RACE_TRIES): taken
+ * before the server bound it (its log says so), or before the start's own check of it (two servers starting side by
+ * side, one binding a port the other had just found free).
+ */
 export async function onFreePorts<T>(start: (port: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await start(await freePort());
     } catch (err) {
-      if (attempt >= PORT_RACE_TRIES || !isPortRace(err)) throw err;
+      if (attempt >= PORT_RACE_TRIES || !(isPortRace(err) || err instanceof PortInUseError)) throw err;
     }
   }
 }

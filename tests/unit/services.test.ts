@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isPortRace, namespaceRetentionMs, ServiceStartError } from '../../infra/services.js';
+import { isPortRace, namespaceRetentionMs, PortInUseError, ServiceStartError } from '../../infra/services.js';
+import { onFreePorts } from '../helpers/servers.js';
 
 describe('isPortRace', () => {
   it('recognises a server that lost its port to another process, and nothing else', () => {
@@ -37,6 +38,29 @@ describe('isPortRace', () => {
     expect(isPortRace(err)).toBe(true);
     expect(err.message.split('\n').slice(0, 2)).toEqual(['temporal exited during startup (code 2)', bind]);
     expect(err.logTail.split('\n')).toHaveLength(40);
+  });
+});
+
+describe('onFreePorts (the test servers)', () => {
+  it('starts again on a fresh port when one it had found free was taken before its own check of it', async () => {
+    const ports: number[] = [];
+    const started = await onFreePorts(async (port) => {
+      ports.push(port);
+      // The other server starting side by side bound it first.
+      if (ports.length === 1) throw new PortInUseError(port, '127.0.0.1', '--port');
+      return port;
+    });
+    expect(ports).toHaveLength(2);
+    expect(started).toBe(ports[1]);
+    // Anything else is not a race, and is not tried again.
+    let calls = 0;
+    await expect(
+      onFreePorts(async () => {
+        calls++;
+        throw new Error('database is locked');
+      }),
+    ).rejects.toThrow('database is locked');
+    expect(calls).toBe(1);
   });
 });
 
