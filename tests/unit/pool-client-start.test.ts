@@ -165,6 +165,53 @@ function routerOnFakeConnection(
   return { client, clock, announce, known };
 }
 
+/** A connection whose status events the test emits (disconnect, reconnect). */
+function statusEvents() {
+  const events: { type: string }[] = [];
+  let wake: (() => void) | undefined;
+  return {
+    async *status() {
+      for (;;) {
+        while (events.length > 0) yield events.shift()!;
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+      }
+    },
+    emit: async (type: string) => {
+      events.push({ type });
+      wake?.();
+      await new Promise((r) => setTimeout(r, 0));
+    },
+  };
+}
+
+/** Runs `clock` forward by `stepMs` every `everyMs` of real time, until the returned stop is called. */
+function ticking(clock: { now: number }, stepMs: number, everyMs: number): () => void {
+  const timer = setInterval(() => {
+    clock.now += stepMs;
+  }, everyMs);
+  return () => clearInterval(timer);
+}
+
+/**
+ * The router, started, with member gpu-0 last heard 4 s ago (past the 3 s TTL): its own connection down since, and
+ * back 200 ms ago when `reconnected`.
+ */
+async function silentAfterOutage(
+  router: ReturnType<typeof routerOnFakeConnection>,
+  emit: (type: string) => Promise<void>,
+  reconnected: boolean,
+) {
+  await router.client.start();
+  router.announce('gpu-0');
+  await emit('disconnect');
+  router.clock.now += 4_000;
+  if (!reconnected) return;
+  await emit('reconnect');
+  router.clock.now += 200; // members announce every second: not yet heard again
+}
+
 /**
  * Sweeps `client` every 500 ms of its clock up to `until`, as its timer would (a longer gap reads as a stalled
  * process); the check of its own connection that a sweep may start (a flush) completes between sweeps.
@@ -252,23 +299,8 @@ describe('PoolClient.generate cancelled by its onAttempt hook', () => {
 
 describe('PoolClient across a NATS outage', () => {
   it('keeps members it cannot hear while its connection is down, and gives them a TTL to announce once it is back', async () => {
-    const events: { type: string }[] = [];
-    let wake: (() => void) | undefined;
-    const { client, clock, announce, known } = routerOnFakeConnection({
-      async *status() {
-        for (;;) {
-          while (events.length > 0) yield events.shift()!;
-          await new Promise<void>((r) => {
-            wake = r;
-          });
-        }
-      },
-    });
-    const emit = async (type: string) => {
-      events.push({ type });
-      wake?.();
-      await new Promise((r) => setTimeout(r, 0));
-    };
+    const { status, emit } = statusEvents();
+    const { client, clock, announce, known } = routerOnFakeConnection({ status });
     await client.start();
     announce('gpu-0');
     await emit('disconnect');
@@ -393,27 +425,12 @@ describe('PoolClient hearing no responders', () => {
   });
 
   it('keeps its members just after its own reconnect, before they could subscribe again', async () => {
-    const events: { type: string }[] = [];
-    let wake: (() => void) | undefined;
-    const { client, announce, known } = routerOnFakeConnection({
-      request: noResponders,
-      async *status() {
-        for (;;) {
-          while (events.length > 0) yield events.shift()!;
-          await new Promise<void>((r) => {
-            wake = r;
-          });
-        }
-      },
-    });
+    const { status, emit } = statusEvents();
+    const { client, announce, known } = routerOnFakeConnection({ request: noResponders, status });
     await client.start();
     announce('gpu-0');
     announce('gpu-1');
-    for (const type of ['disconnect', 'reconnect']) {
-      events.push({ type });
-      wake?.();
-      await new Promise((r) => setTimeout(r, 0));
-    }
+    for (const type of ['disconnect', 'reconnect']) await emit(type);
     await expect(
       client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 60_000 }),
     ).rejects.toBeInstanceOf(PoolUnavailableError);
@@ -446,44 +463,19 @@ function replyFrom(memberId: string, outcome: { error: { code: string; message: 
   };
 }
 
-/** A connection whose status events the test emits (disconnect, reconnect). */
-function statusEvents() {
-  const events: { type: string }[] = [];
-  let wake: (() => void) | undefined;
-  return {
-    async *status() {
-      for (;;) {
-        while (events.length > 0) yield events.shift()!;
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-      }
-    },
-    emit: async (type: string) => {
-      events.push({ type });
-      wake?.();
-      await new Promise((r) => setTimeout(r, 0));
-    },
-  };
-}
-
 describe('PoolClient.generate while its members are silent for its own reconnect', () => {
   it('waits for their announcements instead of spending its attempts, then sends', async () => {
     const sent: string[] = [];
     const { status, emit } = statusEvents();
-    const { client, clock, announce } = routerOnFakeConnection({
+    const router = routerOnFakeConnection({
       status,
       request: (subject: string) => {
         sent.push(subject);
         return Promise.resolve(replyFrom('gpu-0', 'ok'));
       },
     });
-    await client.start();
-    announce('gpu-0');
-    await emit('disconnect');
-    clock.now += 4_000; // an outage past the 3 s TTL
-    await emit('reconnect');
-    clock.now += 200; // members announce every second: not yet heard again
+    const { client, announce } = router;
+    await silentAfterOutage(router, emit, true);
     const started = Date.now();
     const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
       deadline: Date.now() + 60_000,
@@ -499,27 +491,16 @@ describe('PoolClient.generate while its members are silent for its own reconnect
 
   it('names the silence and the deadline when none is heard before it passes', async () => {
     const { status, emit } = statusEvents();
-    const { client, clock, announce } = routerOnFakeConnection({
-      status,
-      request: () => new Promise(() => {}),
-    });
-    await client.start();
-    announce('gpu-0');
-    await emit('disconnect');
-    clock.now += 4_000;
-    await emit('reconnect');
-    clock.now += 200;
+    const router = routerOnFakeConnection({ status, request: () => new Promise(() => {}) });
+    const { client, clock } = router;
+    await silentAfterOutage(router, emit, true);
     // The router's clock is the test's: it runs 100 ms per 20 ms here, the hold (3 s from the reconnect) outlasting
     // the request's deadline.
     const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
       deadline: clock.now + 400,
     });
-    const ticking = setInterval(() => {
-      clock.now += 100;
-    }, 20);
-    await expect(generate)
-      .rejects.toBeInstanceOf(PoolUnavailableError)
-      .finally(() => clearInterval(ticking));
+    const stop = ticking(clock, 100, 20);
+    await expect(generate).rejects.toBeInstanceOf(PoolUnavailableError).finally(stop);
     await expect(generate).rejects.toThrow(
       /after 0 request\(s\) sent, when the request's deadline passed: waited for members' announcements/,
     );
@@ -531,28 +512,24 @@ describe('PoolClient.generate while its connection stays down', () => {
   it('waits two TTLs for members it cannot hear, then fails for Temporal to retry, naming their silence', async () => {
     const { status, emit } = statusEvents();
     let sent = 0;
-    const { client, clock, announce } = routerOnFakeConnection({
+    const router = routerOnFakeConnection({
       status,
       request: () => {
         sent++;
         return new Promise(() => {});
       },
     });
-    await client.start();
-    announce('gpu-0');
-    await emit('disconnect');
-    clock.now += 4_000;
+    const { client, clock } = router;
+    await silentAfterOutage(router, emit, false);
     const generate = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
       deadline: clock.now + 600_000,
     });
-    const ticking = setInterval(() => {
-      clock.now += 200;
-    }, 5);
+    const stop = ticking(clock, 200, 5);
     await expect(generate)
       .rejects.toThrow(
         /after 0 request\(s\) sent: waited for members' announcements .*; no member in rotation \(1 known; gpu-0: not heard from for \d+ ms\)/,
       )
-      .finally(() => clearInterval(ticking));
+      .finally(stop);
     // Failed within the two TTLs (6 s of its clock) and the attempts' backoff, not at the deadline 10 minutes off.
     expect(clock.now).toBeLessThan(4_000 + 60_000);
     expect(sent).toBe(0);
@@ -655,12 +632,8 @@ describe('PoolClient.generate that runs into its own deadline', () => {
       announce('gpu-0');
       // The request's deadline, 1 s off, is shorter than the attempt limit: its attempt ends with it.
       const generate = client.generate(messages, PARAMS, { deadline: clock.now + 1_000 });
-      const ticking = setInterval(() => {
-        clock.now += 200;
-      }, 5);
-      await expect(generate)
-        .rejects.toBeInstanceOf(PoolUnavailableError)
-        .finally(() => clearInterval(ticking));
+      const stop = ticking(clock, 200, 5);
+      await expect(generate).rejects.toBeInstanceOf(PoolUnavailableError).finally(stop);
       expect(policy.index.matchLength('gpu-0', keys) > 0, code).toBe(kept);
       client.close();
       policy.onMemberGone('gpu-0');
