@@ -496,12 +496,13 @@ const HEDGE =
  */
 function verdictOf(word: string, before: string): Judgement | undefined {
   const verdict: Judgement = word === 'correct' ? 'correct' : 'incorrect';
-  const clause = clauseBefore(before);
-  // A clause longer than the window: a negation at its start, out of sight, may be about this word.
-  if (clause === undefined) return undefined;
+  const { clause, cut } = clauseBefore(before);
   // Markdown and quotes off each word ("**not** correct").
   const all = clause.length > 0 ? clause.split(/\s+/).map((w) => w.replace(/[^a-z'’]/g, '')) : [];
-  const words = all.slice(all.map((w) => CLAUSE_START.test(w)).lastIndexOf(true) + 1);
+  const start = all.map((w) => CLAUSE_START.test(w)).lastIndexOf(true);
+  // Cut by the window with no new statement in sight: a negation at its start, out of sight, may be about this word.
+  if (cut && start < 0) return undefined;
+  const words = all.slice(start + 1);
   const negation = words.map((w) => NEGATION.test(w)).lastIndexOf(true);
   if (negation < 0) return verdict;
   if (!words.slice(negation + 1).every((w) => HEDGE.test(w))) return undefined;
@@ -512,21 +513,16 @@ function verdictOf(word: string, before: string): Judgement | undefined {
 const CLAUSE_WINDOW_CHARS = 400;
 
 /**
- * The clause a verdict word ends: back to the last punctuation mark; undefined when that is further back than
- * CLAUSE_WINDOW_CHARS and no new statement begins within them. Scanned from the end, so a judge that repeats its verdict thousands of times costs each repeat
- * the window, not the text before it.
+ * The clause a verdict word ends: back to the last punctuation mark, or `cut` where that is further back than
+ * CLAUSE_WINDOW_CHARS (the window's text, less the word it cuts). Scanned from the end, so a judge that repeats its
+ * verdict thousands of times costs each repeat the window, not the text before it.
  */
-function clauseBefore(before: string): string | undefined {
+function clauseBefore(before: string): { clause: string; cut: boolean } {
   const from = Math.max(0, before.length - CLAUSE_WINDOW_CHARS);
   let i = before.length - 1;
   while (i >= from && !'.,;:!?'.includes(before[i]!)) i--;
-  if (i >= from || from === 0) return before.slice(i + 1).trim();
-  // Cut by the window: readable only if a new statement begins within it ("… so it is correct"), which a negation
-  // before it cannot reach.
-  const visible = before.slice(from).replace(/^\S*/, '').trim();
-  return visible.split(/\s+/).some((w) => CLAUSE_START.test(w.replace(/[^a-z'’]/g, '')))
-    ? visible
-    : undefined;
+  if (i >= from || from === 0) return { clause: before.slice(i + 1).trim(), cut: false };
+  return { clause: before.slice(from).replace(/^\S*/, '').trim(), cut: true };
 }
 
 /**
