@@ -225,16 +225,16 @@ function inRetry(
     }));
 }
 
+/** Progress queries failing in a row before the follower says why; and the longest pause between them then. */
+const FAILED_QUERIES_TOLD = 5;
+const MAX_FAILED_QUERY_INTERVAL_MS = 5_000;
+
 /**
  * Polls progress until the trajectory ends; returns its result. `onUnanswered` hears, once, why there is no progress
  * when no worker answers (none running on the task queue), or when queries keep failing (a workflow task failing
  * after a deploy, say), instead of the wait going on without a word; failing queries are asked less often, up to
  * every 5 s, so a worker replaying a long history is not asked four times a second.
  */
-/** Progress queries failing in a row before the follower says why; and the longest pause between them then. */
-const FAILED_QUERIES_TOLD = 5;
-const MAX_FAILED_QUERY_INTERVAL_MS = 5_000;
-
 export async function followTrajectory(
   handle: WorkflowHandle<typeof trajectory>,
   onProgress: (p: TrajectoryProgress) => void,
