@@ -665,17 +665,18 @@ export class PoolClient {
         continue;
       }
       const timeout = Math.max(1, Math.min(remaining, attemptLimit));
+      const probeHoldMs = timeout + PROBE_HOLD_MARGIN_MS;
       // Prefer members not yet tried for this request; fall back to the queue group when none is known.
       let ticket: BreakerTicket | null = null;
       let memberId =
         ranked.find((m) => {
           if (tried.has(m)) return false;
-          ticket = this.members.get(m)?.breaker.tryAcquire(timeout + PROBE_HOLD_MARGIN_MS) ?? null;
+          ticket = this.members.get(m)?.breaker.tryAcquire(probeHoldMs) ?? null;
           return ticket !== null;
         }) ?? (ranked.length === 0 ? undefined : retryTarget(ranked, tried));
       if (memberId !== undefined && ticket === null) {
         // A member tried before gets the attempt through its breaker too: a half-open one only as its single probe.
-        ticket = this.members.get(memberId)?.breaker.tryAcquire(timeout + PROBE_HOLD_MARGIN_MS) ?? null;
+        ticket = this.members.get(memberId)?.breaker.tryAcquire(probeHoldMs) ?? null;
         if (ticket === null) memberId = undefined;
       }
       if (memberId === undefined && ranked.length > 0) {

@@ -178,17 +178,20 @@ export function namingServer(err: unknown, base: string): unknown {
   });
 }
 
+/** An error as servers describe it: a message, and perhaps a code (an HTTP status, or a name). */
+const ErrorDetail = z.object({ message: z.string(), code: z.unknown().optional() }).loose();
+
 /**
  * An error body some servers send with status 200 (or that a proxy or gateway relays): `{"error": "..."}`,
- * `{"error": {"message": ..., "code"?: ...}}`, or vLLM's `{"object": "error", "message": ..., "code": ...}`.
+ * `{"error": {"message": ..., "code"?: ...}}`, or vLLM's `{"object": "error", "message": ..., "code"?: ...}`; read as
+ * its detail.
  */
 const ServerError = z.union([
   z
-    .object({
-      error: z.union([z.string(), z.object({ message: z.string(), code: z.unknown().optional() }).loose()]),
-    })
-    .loose(),
-  z.object({ object: z.literal('error'), message: z.string(), code: z.unknown().optional() }).loose(),
+    .object({ error: z.union([z.string().transform((message) => ({ message })), ErrorDetail]) })
+    .loose()
+    .transform((body): { message: string; code?: unknown } => body.error),
+  ErrorDetail.extend({ object: z.literal('error') }),
 ]);
 
 /** The HTTP status an error body's `code` names (a number, or a numeric string); undefined for other codes. */
@@ -207,11 +210,8 @@ export function parseResponse<S extends z.ZodType>(schema: S, body: unknown, wha
   if (parsed.success) return parsed.data;
   const err = ServerError.safeParse(body);
   if (err.success) {
-    const e = (
-      'object' in err.data && err.data.object === 'error' ? err.data : (err.data as { error: unknown }).error
-    ) as string | { message: string; code?: unknown };
-    const message = typeof e === 'string' ? e : e.message;
-    const status = typeof e === 'string' ? undefined : statusOf(e.code);
+    const { message, code } = err.data;
+    const status = statusOf(code);
     if (CONTEXT_LENGTH_MESSAGE.test(message))
       throw new ContextLengthError(`${what}: server refused the prompt: ${message}`);
     // A gateway relaying an upstream's transient failure (a 429, a 504) in a 200: another try, or member, may succeed.
