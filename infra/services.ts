@@ -251,13 +251,14 @@ function hasExited(child: ChildProcess | undefined, pid: number): boolean {
   return !isProcessAlive(pid);
 }
 
-async function waitExit(child: ChildProcess | undefined, pid: number, timeoutMs: number): Promise<boolean> {
+/** Polls `done` every 50 ms for up to `timeoutMs`; whether it came true. */
+async function waitFor(done: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (hasExited(child, pid)) return true;
+    if (done()) return true;
     await sleep(50);
   }
-  return hasExited(child, pid);
+  return done();
 }
 
 /**
@@ -297,35 +298,24 @@ export async function stopProcess(
   opts: { timeoutMs?: number; child?: ChildProcess } = {},
 ): Promise<void> {
   const { child } = opts;
-  if (hasExited(child, pid) && !groupAlive(pid)) return;
+  const gone = () => hasExited(child, pid) && !groupAlive(pid);
+  if (gone()) return;
   try {
     signalServer(pid, 'SIGTERM');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
     throw err;
   }
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
-  const started = Date.now();
-  if (await waitExit(child, pid, timeoutMs)) {
-    // The leader is gone; what it forked gets the rest of the time, then SIGKILL.
-    while (groupAlive(pid) && Date.now() - started < timeoutMs) await sleep(50);
-    if (!groupAlive(pid)) return;
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      return; // gone meanwhile
-    }
-    const killedAt = Date.now();
-    while (groupAlive(pid) && Date.now() - killedAt < 5_000) await sleep(50);
-    return;
-  }
+  if (await waitFor(gone, opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS)) return;
   try {
     signalServer(pid, 'SIGKILL');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
     throw err;
   }
-  if (!(await waitExit(child, pid, 5_000))) throw new Error(`process ${pid} survived SIGKILL`);
+  // What is left of the group after SIGKILL can only be zombies no parent has reaped yet: the leader must be gone.
+  if (!(await waitFor(gone, 5_000)) && !hasExited(child, pid))
+    throw new Error(`process ${pid} survived SIGKILL`);
 }
 
 function fileSize(path: string): number {
