@@ -14,19 +14,57 @@ const words = (s: string) =>
 /**
  * SQuAD-style normalisation: lowercase, drop punctuation, drop the articles a/an/the, collapse whitespace.
  * NFKC first and Unicode punctuation/symbol classes instead of ASCII string.punctuation, so full-width forms and
- * CJK punctuation (BrowseComp-zh) normalise the same way. An answer that is nothing but an article is kept as that
- * word: 'A' is a multiple-choice answer, not an empty one.
+ * CJK punctuation (BrowseComp-zh) normalise the same way. Mathematical symbols outside ASCII (≤ ≥ √ ∞ ×) are kept:
+ * they carry the answer ('x ≥ 3' is not 'x ≤ 3'). A number is compared as a number, as GAIA's scorer does: '-5' is
+ * not '5', '3.5' is not '35', and '1,000', '$1000' and '1000.0' are one answer. An answer that is nothing but an
+ * article is kept as that word: 'A' is a multiple-choice answer, not an empty one.
  */
 export function normalizeAnswer(s: string): string {
+  const number = numberIn(s);
+  if (number !== undefined) return number;
   const bare = s
     .normalize('NFKC')
     .toLowerCase()
-    .replace(/[\p{P}\p{S}]/gu, '');
+    .replace(/[\p{P}\p{S}]/gu, (c) => (/\p{Sm}/u.test(c) && c > '\x7f' ? c : ''));
   return words(bare.replace(ARTICLES, ' ')) || words(bare);
 }
 
+/**
+ * Whether an answer says anything: a letter, a digit or another character beyond punctuation, symbols and spaces.
+ * An answer of symbols alone ('—', '∞') counts as none in the votes, as it always has.
+ */
+export function hasAnswerText(s: string): boolean {
+  return (
+    words(
+      s
+        .normalize('NFKC')
+        .toLowerCase()
+        .replace(/[\p{P}\p{S}]/gu, ''),
+    ) !== ''
+  );
+}
+
+/**
+ * The canonical form of an answer that is one number (a sign, thousands commas, a currency sign or a percent sign
+ * allowed), else undefined. Numbers of more than 15 significant digits (an ISBN, a phone number) stay text: as
+ * doubles two of them could compare equal.
+ */
+function numberIn(s: string): string | undefined {
+  const m = NUMBER.exec(s.normalize('NFKC').replace(/\u2212/gu, '-').trim());
+  if (!m || (m[2] === undefined && m[3] === undefined)) return undefined;
+  const digits = `${m[2] ?? ''}${m[3] ?? ''}`.replace(/[,.]/gu, '').replace(/^0+|0+$/gu, '');
+  if (digits.length > 15) return undefined;
+  const n = Number(`${m[1]}${(m[2] ?? '0').replace(/,/gu, '')}${m[3] ?? ''}`);
+  return String(n === 0 ? 0 : n);
+}
+/** Sign, currency sign, integer part (thousands commas in threes, or none), fraction, percent sign, full stop. */
+const NUMBER = /^([-+]?)[$€£¥]?(\d{1,3}(?:,\d{3})+|\d+)?(\.\d+)?%?\.?$/u;
+
 export function exactMatch(pred: string | null | undefined, gold: string): boolean {
   if (pred === null || pred === undefined) return false;
+  // Two answers of symbols alone normalise alike whatever they were ('∞' and '∅'): compare what was written.
+  if (!hasAnswerText(pred) || !hasAnswerText(gold))
+    return words(pred.normalize('NFKC').toLowerCase()) === words(gold.normalize('NFKC').toLowerCase());
   return normalizeAnswer(pred) === normalizeAnswer(gold);
 }
 
@@ -82,7 +120,7 @@ function meanUncertainty(g: Group): number {
  * - majority: most votes; ties to the lower mean uncertainty, then to the answer given first.
  * - confidence_weighted: largest sum of confidenceWeight; ties to more votes, lower mean uncertainty, first given.
  * - min_uncertainty: the answer of the single least uncertain rollout; ties to the earlier rollout.
- * Rollouts whose answer is null or normalises to nothing are excluded and listed.
+ * Rollouts whose answer is null or says nothing (hasAnswerText) are excluded and listed.
  */
 export function aggregate(name: AggregatorName, candidates: readonly AggregateCandidate[]): AggregateResult {
   const excluded: string[] = [];
@@ -91,11 +129,11 @@ export function aggregate(name: AggregatorName, candidates: readonly AggregateCa
 
   for (let index = 0; index < candidates.length; index++) {
     const c = candidates[index]!;
-    const key = c.answer === null ? '' : normalizeAnswer(c.answer);
-    if (c.answer === null || key === '') {
+    if (c.answer === null || !hasAnswerText(c.answer)) {
       excluded.push(c.rolloutId);
       continue;
     }
+    const key = normalizeAnswer(c.answer);
     const u = rankable(c.uncertainty);
     let g = groups.get(key);
     if (!g) {

@@ -35,6 +35,30 @@ describe('normalizeAnswer', () => {
     expect(aggregate('majority', votes)).toMatchObject({ answer: 'A', excluded: [] });
   });
 
+  it('compares numbers as numbers: a sign or a decimal point is not punctuation to drop', () => {
+    expect(exactMatch('-5', '5')).toBe(false);
+    expect(exactMatch('−5', '-5')).toBe(true);
+    expect(exactMatch('3.5', '35')).toBe(false);
+    expect(exactMatch('1,000', '1000')).toBe(true);
+    expect(exactMatch('$1,000', '1000.00')).toBe(true);
+    expect(exactMatch('50%', '50')).toBe(true);
+    expect(exactMatch('3 4', '34')).toBe(false);
+    // Past a double's precision, digits stay text.
+    expect(exactMatch('12345678901234567', '12345678901234568')).toBe(false);
+  });
+
+  it('keeps mathematical symbols, and answers of symbols alone match only themselves', () => {
+    expect(exactMatch('x ≥ 3', 'x ≤ 3')).toBe(false);
+    expect(exactMatch('√2', '2')).toBe(false);
+    expect(exactMatch('∞', '∅')).toBe(false);
+    expect(exactMatch(' ∞ ', '∞')).toBe(true);
+  });
+
+  it('votes for -5 and 5 apart, and still sets aside an answer of symbols alone', () => {
+    const votes = ['-5', '5', '5.0', '∞'].map((answer, i) => ({ rolloutId: `r${i}`, answer, uncertainty: 1 }));
+    expect(aggregate('majority', votes)).toEqual({ answer: '5', support: 2, excluded: ['r3'] });
+  });
+
   it('exactMatch compares normalised forms', () => {
     expect(exactMatch('the Beatles', 'Beatles')).toBe(true);
     expect(exactMatch('Beatles.', 'The Rolling Stones')).toBe(false);
