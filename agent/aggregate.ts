@@ -50,7 +50,12 @@ export function hasAnswerText(s: string): boolean {
  * doubles two of them could compare equal.
  */
 function numberIn(s: string): string | undefined {
-  const m = NUMBER.exec(s.normalize('NFKC').replace(/\u2212/gu, '-').trim());
+  const m = NUMBER.exec(
+    s
+      .normalize('NFKC')
+      .replace(/\u2212/gu, '-')
+      .trim(),
+  );
   if (!m || (m[2] === undefined && m[3] === undefined)) return undefined;
   const digits = `${m[2] ?? ''}${m[3] ?? ''}`.replace(/[,.]/gu, '').replace(/^0+|0+$/gu, '');
   if (digits.length > 15) return undefined;

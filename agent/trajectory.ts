@@ -75,6 +75,11 @@ export interface BranchableStep {
   contextBefore: string;
   completionTokens: number;
   toolCalled: boolean;
+  /**
+   * The prompt-token ratio this step's window checks used (null: none learned yet), so a branch from it renders the
+   * step's prompt as it was; absent in records from before it was kept, where a branch takes the parent's last.
+   */
+  promptTokenRatio?: number | null;
 }
 
 /** Where a partial rollout came from. */

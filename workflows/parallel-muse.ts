@@ -222,9 +222,7 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
                         ? { prefixSteps: reused }
                         : { prefixUncertainty: tallyTurns(reused.map((s) => s.regions)) }),
                       lineage,
-                      ...(branch.parent.promptTokenRatio !== undefined
-                        ? { promptTokenRatio: branch.parent.promptTokenRatio }
-                        : {}),
+                      ...branchRatio(branch.parent, branch.step),
                     },
                   }
                 : {}),
@@ -599,6 +597,17 @@ function containedFailure(err: unknown): string {
   if (isCancellation(err) || !(err instanceof ActivityFailure || err instanceof ApplicationFailure))
     throw err;
   return causeChainMessage(err);
+}
+
+/**
+ * The ratio a branch starts its window checks from: the one its parent's step used, so the branch renders that
+ * step's prompt as the parent did (an IterResearch workspace clips its last observation by it), not with a ratio the
+ * parent learned later.
+ */
+function branchRatio(parent: TrajectoryResult, step: number): { promptTokenRatio?: number } {
+  const recorded = parent.branchable?.[step]?.promptTokenRatio;
+  const ratio = recorded === undefined ? parent.promptTokenRatio : (recorded ?? undefined);
+  return ratio !== undefined ? { promptTokenRatio: ratio } : {};
 }
 
 const ORIGIN_ORDER: Record<RolloutOrigin, number> = { initial: 0, branch: 1, scratch: 2 };

@@ -230,6 +230,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
         });
       }
       const seed = stepSeed(spec.seed, step);
+      const ratioAtStep = promptTokenRatio;
       const r = await steps.llmStep({
         ...common,
         step,
@@ -328,6 +329,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
           contextBefore: r.contextRef,
           completionTokens: r.usage.completionTokens,
           toolCalled,
+          promptTokenRatio: ratioAtStep ?? null,
         });
       step++;
     }

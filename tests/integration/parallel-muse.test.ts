@@ -146,15 +146,28 @@ describe('ParallelMuse', () => {
         const calls = modelCalls.filter((c) => c.trajectoryId === `pm-default/${r.rolloutId}`);
         expect(calls.length).toBe(r.steps - r.lineage.reusedSteps);
         for (const c of calls) expect(c.step).toBeGreaterThanOrEqual(r.lineage.branchStep!);
-        // Its first window check is calibrated with the parent's ratio, not started over at 1.
+        // Its first window check uses the ratio the parent's own check at that step used (so it renders the step's
+        // prompt as the parent did), not one the parent learned later, nor 1.
+        const parentAtStep = modelCalls.find(
+          (c) => c.trajectoryId === 'pm-default/initial-0' && c.step === r.lineage.branchStep,
+        );
         expect(calls.find((c) => c.step === r.lineage.branchStep)?.promptTokenRatio).toBe(
-          parent.promptTokenRatio,
+          parentAtStep!.promptTokenRatio,
         );
         // No tool run for the reused prefix either: the branch ran exactly its own tool steps, none before its branch step.
         const tools = toolsOf(r.rolloutId);
         expect(tools.length).toBe(r.usage.toolCalls);
         for (const c of tools) expect(c.step).toBeGreaterThanOrEqual(r.lineage.branchStep!);
       }
+      // The ratio check tells the two apart only where the parent's ratio moved after the branch step.
+      expect(
+        branches.some(
+          (r) =>
+            modelCalls.find(
+              (c) => c.trajectoryId === 'pm-default/initial-0' && c.step === r.lineage.branchStep,
+            )?.promptTokenRatio !== parent.promptTokenRatio,
+        ),
+      ).toBe(true);
       // The check above means something only if some prefix had tool calls to repeat.
       expect(branches.some((r) => r.lineage.reusedToolCalls > 0)).toBe(true);
       expect(result.accounting.reuseFactor).toBeGreaterThan(1);
