@@ -4,6 +4,7 @@
 import type { ContextState, ContextStep } from '../agent/context.js';
 import type { ContextPolicyName } from '../agent/types.js';
 import { type BlobRef, type BlobStore, parseBlobRef } from '../common/blob-store.js';
+import { createLimiter } from '../common/limiter.js';
 
 interface StoredStep {
   turn: BlobRef;
@@ -140,7 +141,8 @@ export class ContextStore {
     policy: ContextPolicyName,
     state: ContextState,
   ): Promise<BlobRef> {
-    const put = (t: string) => this.putText(namespace, t);
+    const limit = createLimiter(CONTEXT_TEXTS_IN_FLIGHT);
+    const put = (t: string) => limit(() => this.putText(namespace, t));
     const steps = await Promise.all(
       state.steps.map(
         async (s): Promise<StoredStep> => ({
@@ -165,7 +167,8 @@ export class ContextStore {
     const stored = await this.blobs.get<StoredContext>(ref);
     if (stored?.kind !== 'muse.context')
       throw new TypeError(`content reference ${ref} does not hold a trajectory context`);
-    const get = (r: BlobRef) => this.getText(r);
+    const limit = createLimiter(CONTEXT_TEXTS_IN_FLIGHT);
+    const get = (r: BlobRef) => limit(() => this.getText(r));
     const steps = await Promise.all(
       stored.steps.map(
         async (s): Promise<ContextStep> => ({
@@ -186,3 +189,10 @@ export class ContextStore {
     };
   }
 }
+
+/**
+ * Texts of one context read or written at once. A long react context has thousands; on a cold cache (a new worker,
+ * or after a reconnect cleared it) all of them at once would queue thousands of KV requests per trajectory, and
+ * under load those time out together and fail the attempt.
+ */
+const CONTEXT_TEXTS_IN_FLIGHT = 32;
