@@ -26,7 +26,7 @@ import {
   temporalConnectionOptions,
 } from '../common/temporal.js';
 import type { PoolClient } from '../inference/pool-client.js';
-import { createToolRegistry } from '../tools/registry.js';
+import { createToolRegistry, type ToolRegistry } from '../tools/registry.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const workflowsPath = join(root, 'workflows', 'index.ts');
@@ -79,6 +79,8 @@ export interface RolloutWorkerOptions {
   identity?: string;
   onModelCall?: ActivityDeps['onModelCall'];
   onToolCall?: ActivityDeps['onToolCall'];
+  /** The tools trajectories may call (default: the simulated web's search and fetch). */
+  tools?: ToolRegistry;
   nc?: NatsConnection;
 }
 
@@ -130,7 +132,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   const activities = createActivities({
     nc,
     blobs,
-    tools: createToolRegistry('sim'),
+    tools: opts.tools ?? createToolRegistry('sim'),
     config,
     onModelCall: opts.onModelCall,
     onToolCall: opts.onToolCall,

@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { MuseActivities } from '../activities/index.js';
 import { appendBranchable } from '../agent/branching.js';
-import { clipText } from '../agent/clip.js';
+import { clipText, utf8Length } from '../agent/clip.js';
 import { type TrajectorySpec, TrajectorySpecSchema } from '../agent/job.js';
 import {
   addUsage,
@@ -159,6 +159,12 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
   let models = carried.models ?? [];
   const log = [...carried.log];
   const records: StepRecord[] = [];
+  /** What the records would take as the step-log write's input, about (their JSON's bytes). */
+  let recordBytes = 0;
+  const keep = (record: StepRecord) => {
+    records.push(record);
+    recordBytes += utf8Length(JSON.stringify(record));
+  };
   let finished:
     | { termination: Termination; prediction: string | null; error?: string; reason?: string }
     | undefined;
@@ -177,6 +183,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
     const ref = await bookkeeping.saveStepLog({ jobId, records: [...records] });
     log.push({ ref });
     records.length = 0;
+    recordBytes = 0;
   };
 
   const common = {
@@ -199,7 +206,11 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
       }
       if (
         records.length >= spec.stepsPerRun ||
-        (records.length > 0 && workflowInfo().continueAsNewSuggested)
+        (records.length > 0 && workflowInfo().continueAsNewSuggested) ||
+        // Records with long tool errors (up to 1,000 characters each, three bytes a character in CJK) could pass
+        // Temporal's 2 MB limit on the step-log write's input well within stepsPerRun, and the run would fail with
+        // its steps done. (Asked only when the records are that large: runs from before replay as they ran.)
+        (recordBytes >= STEP_LOG_BYTES && patched('step-log-by-size'))
       ) {
         await flushRecords();
         // A cancel that came in with the flush's completion would stay with this run, unseen by the next one.
@@ -312,7 +323,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
             // The run ends here: its log keeps the turn (counted in its usage), the one to look at. Histories from
             // before it was kept replay without it.
             if (patched('record-unfinished-turn'))
-              records.push({ ...record, unfinished: true, toolError: unfinishedBecause(err) });
+              keep({ ...record, unfinished: true, toolError: unfinishedBecause(err) });
             throw err;
           });
         contextRef = t.contextRef;
@@ -321,7 +332,7 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
         toolCalled = t.toolCalled;
         if (toolCalled) usage = addUsage(usage, { toolCalls: 1 });
       }
-      records.push(record);
+      keep(record);
       uncertainty = addTurnUncertainty(uncertainty, r.regions);
       if (input.keepBranchable !== false)
         branchable = appendBranchable(branchable, {
@@ -363,6 +374,12 @@ export async function trajectory(given: TrajectoryInput): Promise<TrajectoryResu
 }
 
 class CancelledByUser extends Error {}
+
+/**
+ * Bytes of step records at which a run writes its step log and continues as new, before stepsPerRun: Temporal warns
+ * of a payload past 512 KiB and refuses one past 2 MB.
+ */
+const STEP_LOG_BYTES = 512 * 1024;
 
 function unfinishedBecause(err: unknown): string {
   // Clipped: the record travels in history (the step-log write's input) beside the run's own error.

@@ -1,12 +1,14 @@
 // Long-horizon trajectories: 2048 durable iterresearch steps with bounded history per run, large
 // observations kept out of history, and a worker killed at continue-as-new boundaries.
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { exportTrajectory } from '../../client/content.js';
 import { historyChain } from '../../client/history.js';
 import { queryProgress, startTrajectory } from '../../client/trajectories.js';
 import { PoolMember } from '../../inference/member.js';
 import { SimBackend } from '../../sim/backend.js';
 import { sampleQuestions } from '../../sim/world.js';
+import { ToolRegistry } from '../../tools/registry.js';
 import {
   inProcessMember,
   inProcessWorker,
@@ -91,6 +93,58 @@ describe('long-horizon trajectories', () => {
       // Inline, the observations alone would be > 5 MB of history, and every prompt from the fifth big observation on
       // would pass Temporal's 2 MB payload limit.
       expect(totalBytes).toBeLessThan(2 * 1024 * 1024);
+    } finally {
+      await worker.stop();
+      await member.stop();
+    }
+  });
+
+  it('a run whose step records grow large (long CJK tool errors) writes its step log and continues as new before Temporal would refuse it', {
+    timeout: 300_000,
+  }, async () => {
+    const member = await inProcessMember(cfg, { backend: 'sim', timeScale: 0 }, { pool: 'errs' });
+    // Every search fails with a long message: each step's record keeps its first 1,000 characters, 3 bytes each.
+    const failing = new ToolRegistry([
+      {
+        name: 'search',
+        description: 'a search whose upstream always fails',
+        args: z.object({ query: z.array(z.string()) }),
+        run: async () => {
+          throw new Error(`上游服务错误：${'无法连接到搜索后端。'.repeat(200)}`);
+        },
+      },
+    ]);
+    const worker = await inProcessWorker(cfg, { tools: failing });
+    try {
+      const [q] = sampleQuestions(1, 34);
+      const handle = await startTrajectory(suite.client, cfg, {
+        question: `${q!.question} [sim:min-turns=400]`,
+        policy: 'iterresearch',
+        maxTurns: 200,
+        stepsPerRun: 1000,
+        pool: 'errs',
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('max_turns');
+      expect(result.steps).toBe(200);
+      // 200 records of about 4 KB are past the 512 KiB a run's step log may take, though within stepsPerRun.
+      expect(result.runs).toBeGreaterThan(1);
+      const runs = await historyChain(suite.client, handle.workflowId, handle.firstExecutionRunId);
+      for (const run of runs) {
+        const events = (await suite.client.workflow.getHandle(handle.workflowId, run.runId).fetchHistory())
+          .events!;
+        const logWrites = events
+          .map((e) => e.activityTaskScheduledEventAttributes)
+          .filter((a) => a?.activityType?.name === 'saveStepLog');
+        expect(logWrites).toHaveLength(1);
+        expect(logWrites[0]!.input!.payloads![0]!.data!.length).toBeLessThan(600 * 1024);
+      }
+      let n = 0;
+      for await (const step of exportTrajectory(suite.client, suite.nc, handle.workflowId)) {
+        expect(step.step).toBe(n++);
+        expect(step.toolError).toMatch(/^Error: tool 'search' failed: 上游服务错误/);
+      }
+      expect(n).toBe(200);
     } finally {
       await worker.stop();
       await member.stop();

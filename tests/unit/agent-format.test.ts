@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { clipMiddle, clipText, clipToShare, MAX_ANSWER_CHARS, wellFormed } from '../../agent/clip.js';
+import {
+  clipMiddle,
+  clipText,
+  clipToShare,
+  MAX_ANSWER_CHARS,
+  utf8Length,
+  wellFormed,
+} from '../../agent/clip.js';
 import {
   extractTag,
   outputComplete,
@@ -653,5 +660,16 @@ describe('tag helpers', () => {
     expect(parseJudgement("The prediction doesn't mention the year and is incorrect")).toBe('incorrect');
     // "wrong" is a verdict of incorrect, and "the correct answer" still is not one of correct.
     expect(parseJudgement('The prediction is wrong. The correct answer is Paris.')).toBe('incorrect');
+  });
+});
+
+describe('utf8Length', () => {
+  it('counts the bytes msgpack stores: 1-4 per character, a lone surrogate as U+FFFD', () => {
+    for (const text of ['', 'ascii', 'é', '上游服务', '😀 emoji', 'a\ud800b', '\udc00', 'x\ud83d']) {
+      expect(utf8Length(text), JSON.stringify(text)).toBe(Buffer.byteLength(wellFormed(text)));
+      // fixstr: a one-byte header, then the bytes.
+      expect(packValue(text).length, JSON.stringify(text)).toBe(utf8Length(text) + 1);
+    }
+    expect(utf8Length('上游服务错误'.repeat(100))).toBe(1800);
   });
 });
