@@ -66,7 +66,9 @@ export class ToolRegistry {
     // Thrown, not told the model: the tool never ran, so "it did not answer" would be false, and a retried step (with
     // a fresh attempt's time) would find that observation recorded and repeat it.
     if (ctx.deadline !== undefined && ctx.deadline <= started)
-      throw new Error(`tool '${call.name}' was not started: its step had no time left before the tool's deadline`);
+      throw new Error(
+        `tool '${call.name}' was not started: its step had no time left before the tool's deadline`,
+      );
     const deadline = Math.min(
       ctx.deadline ?? Number.POSITIVE_INFINITY,
       tool.timeoutMs === undefined ? Number.POSITIVE_INFINITY : started + tool.timeoutMs,

@@ -55,7 +55,11 @@ describe('normalizeAnswer', () => {
   });
 
   it('votes for -5 and 5 apart, and still sets aside an answer of symbols alone', () => {
-    const votes = ['-5', '5', '5.0', '∞'].map((answer, i) => ({ rolloutId: `r${i}`, answer, uncertainty: 1 }));
+    const votes = ['-5', '5', '5.0', '∞'].map((answer, i) => ({
+      rolloutId: `r${i}`,
+      answer,
+      uncertainty: 1,
+    }));
     expect(aggregate('majority', votes)).toEqual({ answer: '5', support: 2, excluded: ['r3'] });
   });
 
