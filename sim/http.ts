@@ -40,8 +40,11 @@ export interface SimHttpServer {
   close(): Promise<void>;
 }
 
-const MAX_BODY_BYTES = 512 * 1024 * 1024;
-const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+/**
+ * The largest body read (256 MiB), under V8's longest string (just below 512 MiB: a body near that would fail as a
+ * 500 when decoded, not a 413) and as much as a member reads of an answer.
+ */
+const MAX_BODY_BYTES = 256 * 1024 * 1024;
 
 class HttpError extends Error {
   constructor(
@@ -132,6 +135,10 @@ const CompletionBody = z.object({
   logit_bias: NoLogitBias,
 });
 
+/** A setting of SGLang's SamplingParams the simulator does not simulate: absent or null only. */
+const notSimulated = (name: string, what: string) =>
+  z.null({ error: `${name} is not simulated: the simulator has no ${what}` }).optional();
+
 const GenerateBody = z
   .object({
     text: z
@@ -168,6 +175,25 @@ const GenerateBody = z
           .literal(false, { error: 'no_stop_trim is not simulated: the text ends before its stop string' })
           .nullish(),
         n: z.literal(1).nullish(),
+        // SGLang's own fields the simulated model cannot follow: refused by name, as a setting it does not simulate,
+        // not taken for a wrong name (a plain 500, which a router counts against the member).
+        min_new_tokens: z
+          .literal(0, { error: 'min_new_tokens is not simulated: the simulated model ends its turns itself' })
+          .nullish(),
+        json_schema: notSimulated('json_schema', 'constrained decoding'),
+        regex: notSimulated('regex', 'constrained decoding'),
+        ebnf: notSimulated('ebnf', 'constrained decoding'),
+        structural_tag: notSimulated('structural_tag', 'constrained decoding'),
+        stop_regex: notSimulated('stop_regex', 'stopping at a pattern'),
+        logit_bias: z
+          .record(z.string(), z.number())
+          .refine((bias) => Object.keys(bias).length === 0, {
+            error: 'logit_bias is not simulated: the simulated model has no token ids to bias',
+          })
+          .nullish(),
+        // Accepted and of no effect here: how often a stream is sent (no streaming), custom logit processors' input.
+        stream_interval: z.number().int().nullish(),
+        custom_params: z.record(z.string(), z.unknown()).nullish(),
       })
       .strict()
       .optional(),
@@ -296,7 +322,8 @@ function sendError(res: ServerResponse, status: number, message: string): void {
 export async function startSimHttpServer(options: SimHttpServerOptions = {}): Promise<SimHttpServer> {
   const backend = options.backend ?? new SimBackend();
   const ownsBackend = options.backend === undefined;
-  const modelName = options.modelName ?? (backend instanceof SimBackend ? backend.modelName : 'muse-sim');
+  // One name for /v1/models, the 404 for another model and the answers' `model`: the simulator's own where it is one.
+  const modelName = backend instanceof SimBackend ? backend.modelName : (options.modelName ?? 'muse-sim');
   const maxModelLen = backend instanceof SimBackend ? backend.maxModelLen : DEFAULT_SIM_MAX_MODEL_LEN;
   const host = options.host ?? '127.0.0.1';
   // Without a seed a real server samples afresh each call; a counter keeps that behaviour deterministic.
@@ -311,20 +338,19 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     model: string | undefined,
     serving: SimServing = {},
   ): Promise<(RawGeneration & { stopMatched?: string }) | null> {
+    // As vLLM's OpenAI server: a model it does not serve is a 404 naming it (SGLang's /generate passes none).
+    if (model !== undefined && model !== modelName)
+      throw new HttpError(404, `The model \`${model}\` does not exist.`);
     const controller = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) controller.abort(new Error('client disconnected'));
     };
     res.on('close', onClose);
+    // Without the header, none: vLLM and SGLang run a request until it ends or its client goes away.
     const header = req.headers['x-request-deadline'];
     const deadlineHeader = Number(Array.isArray(header) ? header[0] : header);
     const deadline =
-      Number.isFinite(deadlineHeader) && deadlineHeader > 0
-        ? deadlineHeader
-        : Date.now() + DEFAULT_TIMEOUT_MS;
-    // As vLLM's OpenAI server: a model it does not serve is a 404 naming it (SGLang's /generate passes none).
-    if (model !== undefined && model !== modelName)
-      throw new HttpError(404, `The model \`${model}\` does not exist.`);
+      Number.isFinite(deadlineHeader) && deadlineHeader > 0 ? deadlineHeader : Number.POSITIVE_INFINITY;
     // As vLLM and SGLang: the generation runs until a stop string appears (stopAtString), so the stop is applied
     // as a server applies it rather than by the simulated model, which would drop the tokens that wrote it. The
     // simulator's backend cuts it there and decodes (times and caches) only that far; another backend is cut here.

@@ -224,6 +224,14 @@ describe('sim HTTP server', () => {
       ['ignore_eos', true],
       ['no_stop_trim', true],
       ['stop_token_ids', [151_645]],
+      // SGLang's own settings: a 400 naming them, not the 500 of a name SGLang does not know.
+      ['min_new_tokens', 8],
+      ['json_schema', '{"type": "object"}'],
+      ['regex', '[0-9]+'],
+      ['ebnf', 'root ::= "a"'],
+      ['structural_tag', '{}'],
+      ['stop_regex', '\\n\\n'],
+      ['logit_bias', { '151645': -100 }],
     ] as const) {
       const refused = await post('/generate', { text: 'a', sampling_params: { [setting]: value } });
       expect(refused.status).toBe(400);
@@ -231,7 +239,17 @@ describe('sim HTTP server', () => {
     }
     const followed = await post('/generate', {
       text: 'a',
-      sampling_params: { max_new_tokens: 4, ignore_eos: false, no_stop_trim: false, stop_token_ids: [] },
+      sampling_params: {
+        max_new_tokens: 4,
+        ignore_eos: false,
+        no_stop_trim: false,
+        stop_token_ids: [],
+        min_new_tokens: 0,
+        json_schema: null,
+        logit_bias: {},
+        stream_interval: 1,
+        custom_params: { any: 'thing' },
+      },
     });
     expect(followed.status).toBe(200);
     for (const [path, body, named] of [
@@ -317,6 +335,41 @@ describe('sim HTTP server', () => {
     });
     expect(res.status).toBe(504);
     expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/deadline/);
+  });
+});
+
+describe('sim HTTP server before another backend', () => {
+  it('runs a request without a deadline header unbounded, as vLLM does, and answers to the name it lists', async () => {
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const deadlines: number[] = [];
+    const wrapped = await startSimHttpServer({
+      port: 0,
+      modelName: 'alias',
+      backend: {
+        kind: 'recording',
+        generate: (req, signal) => {
+          deadlines.push(req.deadline);
+          return sim.generate(req, signal);
+        },
+      },
+    });
+    try {
+      const ask = (headers: Record<string, string>, model = 'alias') =>
+        fetch(`${wrapped.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify({ model, messages, max_tokens: 8 }),
+        });
+      const models = (await (await fetch(`${wrapped.url}/v1/models`)).json()) as { data: { id: string }[] };
+      expect(models.data.map((m) => m.id)).toEqual(['alias']);
+      expect((await ask({})).status).toBe(200);
+      const until = Date.now() + 60_000;
+      expect((await ask({ 'x-request-deadline': String(until) })).status).toBe(200);
+      expect(deadlines).toEqual([Number.POSITIVE_INFINITY, until]);
+      expect((await ask({}, 'muse-sim')).status).toBe(404);
+    } finally {
+      await wrapped.close();
+    }
   });
 });
 
