@@ -330,6 +330,12 @@ export class SimServer {
     if (this.closed) return Promise.reject(new Error('simulated server is closed'));
     if (signal.aborted) return Promise.reject(abortError(signal));
     const bs = this.profile.blockSize;
+    // NaN or Infinity would make the request's block count NaN or Infinity for good: it would fit nowhere and stall
+    // the queue behind it.
+    if (!Number.isFinite(completionTokens))
+      return Promise.reject(
+        new RangeError(`completion tokens must be a finite number, got ${completionTokens}`),
+      );
     const completion = Math.max(0, Math.floor(completionTokens));
     // The continuation replaces the prompt's last token: blocks ending before it are the prompt's own, and the
     // chain is picked up at the last such boundary.

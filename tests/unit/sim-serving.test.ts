@@ -31,6 +31,14 @@ describe('SimServer prefix cache', () => {
     expect(s.stats().cachedPromptTokens).toBe(176);
   });
 
+  it('refuses a completion count that is not a number, and keeps serving', async () => {
+    const s = new SimServer({ blockSize: 16 });
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY])
+      await expect(s.run(tokens('p', 20), bad, never())).rejects.toThrow(/finite number/);
+    expect((await s.run(tokens('p', 20), 4, never())).cachedPromptTokens).toBe(0);
+    expect(s.load().cacheUsedTokens).toBeGreaterThan(0);
+  });
+
   it('evicts least-recently-used blocks at capacity', async () => {
     const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 10 });
     await s.run(tokens('a', 64), 0, never()); // 4 blocks
