@@ -44,6 +44,8 @@ export function utf8Length(text: string): number {
  * so what is stored would differ from what the step used.
  */
 export function textPrefix(text: string, max: number): string {
+  // slice(0, -n) would keep all but n: a limit below zero keeps nothing, as textSuffix's does.
+  if (max <= 0) return '';
   const code = text.charCodeAt(max - 1);
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
 }

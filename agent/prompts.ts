@@ -1,7 +1,7 @@
 // Every prompt text Muse sends, in one place, plus the builders that wrap data in the tags the parsers
 // (and the simulator) expect. Workflow-safe: strings only.
 
-import { clipText } from './clip.js';
+import { clipMiddle, clipText } from './clip.js';
 import { parseTurn } from './format.js';
 import type { ChatMessage } from './types.js';
 
@@ -192,6 +192,10 @@ function renderStep(step: { turn: string; observation?: string }, i: number, opt
 
 /** Room kept for the marker that stands for the left-out steps. */
 const ELISION_MARKER_CHARS = 80;
+/** Room kept for clipMiddle's marker in a step cut in its middle. */
+const CLIP_MARKER_CHARS = 40;
+/** Kept of the first and last steps together however small the limit: a heading and the end of the last step. */
+const MIN_KEPT_CHARS = 400;
 
 /**
  * A trajectory as readable text for the report and summary calls: per step the reasoning, then the tool call
@@ -213,16 +217,28 @@ export function renderTrajectory(
   );
   const full = blocks.join('\n\n');
   const max = opts.maxChars;
-  if (max === undefined || full.length <= max || blocks.length <= 2) return full;
-  // The latest steps hold the findings the answer rests on (and iterresearch's most evolved report).
+  if (max === undefined || full.length <= max) return full;
   const last = blocks.length - 1;
+  const elided = (from: number) => {
+    const left = from - 1;
+    const which = left === 1 ? '1 step (step 2)' : `${left} steps (steps 2 to ${from})`;
+    return left > 0 ? [`[… ${which} left out to fit the length limit]`] : [];
+  };
+  // The first and last steps alone pass the limit (long reasoning against a small window): each is cut in its middle,
+  // the last step, which holds the findings, keeping three quarters of the room. Cut no further, the prompt would be
+  // refused as often as it is asked again.
+  const room = Math.max(MIN_KEPT_CHARS, max - ELISION_MARKER_CHARS - 2 * CLIP_MARKER_CHARS);
+  if (last === 0) return clipMiddle(blocks[0]!, room);
+  if (blocks[0]!.length + blocks[last]!.length + ELISION_MARKER_CHARS > max) {
+    const first = clipMiddle(blocks[0]!, Math.min(blocks[0]!.length, Math.floor(room / 4)));
+    const lastKept = clipMiddle(blocks[last]!, Math.max(0, room - first.length));
+    return [first, ...elided(last), lastKept].join('\n\n');
+  }
+  // The latest steps hold the findings the answer rests on (and iterresearch's most evolved report).
   let used = blocks[0]!.length + blocks[last]!.length + ELISION_MARKER_CHARS;
   let from = last;
   while (from - 1 > 0 && used + blocks[from - 1]!.length + 2 <= max) used += blocks[--from]!.length + 2;
-  const left = from - 1;
-  const which = left === 1 ? '1 step (step 2)' : `${left} steps (steps 2 to ${from})`;
-  const marker = `[… ${which} left out to fit the length limit]`;
-  return [blocks[0]!, marker, ...blocks.slice(from)].join('\n\n');
+  return [blocks[0]!, ...elided(from), ...blocks.slice(from)].join('\n\n');
 }
 
 export function reportMessages(question: string, trajectoryText: string): ChatMessage[] {

@@ -513,6 +513,11 @@ describe('tag helpers', () => {
     expect(clipText(once, 500)).toMatch(/^e{500}\n\[… \d+ more characters omitted\]$/);
   });
 
+  it('a limit below zero keeps nothing of the text, as zero does', () => {
+    expect(clipText('abcdefghij', -3)).toBe('\n[… 10 more characters omitted]');
+    expect(clipMiddle('abcdefghij', -3)).toBe('\n[… 10 characters omitted …]\n');
+  });
+
   it('clipText never cuts an emoji in half: what is stored reads back as the step used it', () => {
     const text = `${'a'.repeat(9)}🙂 and more`; // the emoji is units 9 and 10
     const clipped = clipText(text, 10);

@@ -117,10 +117,33 @@ describe('builders', () => {
     expect(text).toContain(
       `[… ${first - 2} steps (steps 2 to ${first - 1}) left out to fit the length limit]`,
     );
-    // Below what the first and last steps need, those two are still kept whole.
+    // Below what the first and last steps need, those two are cut in their middles, keeping their beginnings and the
+    // last step's end.
     const tight = renderTrajectory(steps, { maxChars: 10 });
     expect(tight).toContain('[… 39 steps (steps 2 to 40) left out');
-    expect(tight).toContain('## Step 1\n');
-    expect(tight).toContain('Answer: 42');
+    expect(tight.startsWith('## Step 1\n')).toBe(true);
+    expect(tight.endsWith('Answer: 42')).toBe(true);
+    expect(tight.length).toBeLessThan(600);
+  });
+
+  it('renderTrajectory cuts the first and last steps in their middles when those two alone pass maxChars', () => {
+    const long = (i: number, end: string) => ({
+      turn: `<think>step ${i} ${'r'.repeat(20_000)}</think>${end}`,
+      observation: `page ${i} ${'p'.repeat(5_000)}`,
+    });
+    for (const steps of [
+      [
+        long(0, '<tool_call>{"name":"search","arguments":{"query":["q"]}}</tool_call>'),
+        long(1, '<answer>42</answer>'),
+      ],
+      [long(0, '<answer>42</answer>')],
+    ]) {
+      const text = renderTrajectory(steps, { maxChars: 3000 });
+      expect(text.length).toBeLessThanOrEqual(3000);
+      expect(text.length).toBeGreaterThan(2000);
+      expect(text.startsWith('## Step 1\nThinking: step 0 ')).toBe(true);
+      expect(text).toContain('characters omitted');
+      expect(text).toContain(`## Step ${steps.length}\n`);
+    }
   });
 });
