@@ -90,28 +90,40 @@ async function main() {
     const rows: Record<string, string | number>[] = [];
     const overheads: string[] = [];
     // The plain loop has no dispatch to wait on, so a paused run would only repeat it: it runs once per shape.
-    const plainRuns = new Map<string, { steps: number; ms: number }>();
+    const plainRuns = new Map<string, { steps: number; ms: number; perQuestion: number[] }>();
+    // The comparison holds only if both engines ran the same trajectories: same steps per question, none failed.
+    const differing: string[] = [];
     for (const { label, qs, concurrency, pauseMs } of runs) {
       const shape = `${qs.length}x${concurrency}`;
       let plain = plainRuns.get(shape);
       let t0 = performance.now();
       if (!plain) {
-        const steps = sum(await mapPooled(qs, concurrency, (q, i) => plainLoop(q, i)));
-        plain = { steps, ms: performance.now() - t0 };
+        const perQuestion = await mapPooled(qs, concurrency, (q, i) => plainLoop(q, i));
+        const steps = sum(perQuestion);
+        plain = { steps, ms: performance.now() - t0, perQuestion };
         plainRuns.set(shape, plain);
         rows.push(row('plain in-process loop', label, qs.length, steps, plain.ms));
       }
       const { steps: plainSteps, ms: plainMs } = plain;
       t0 = performance.now();
-      const museSteps = sum(
-        await mapPooled(qs, concurrency, async (q, i) => {
-          if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
-          const h = await startTrajectory(client, cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
-          return (await h.result()).steps;
-        }),
-      );
+      const muse = await mapPooled(qs, concurrency, async (q, i) => {
+        // Timed, not assumed: a timer fires late under load, and that lateness is not Muse's.
+        const paused = performance.now();
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+        const pausedMs = performance.now() - paused;
+        const h = await startTrajectory(client, cfg, { question: q, maxTurns: MAX_TURNS, seed: i });
+        const { steps, termination } = await h.result();
+        return { steps, termination, pausedMs };
+      });
+      const museSteps = sum(muse.map((m) => m.steps));
+      muse.forEach((m, i) => {
+        if (m.termination === 'error' || m.steps !== plain.perQuestion[i])
+          differing.push(
+            `${label}, question ${i}: Muse ${m.steps} steps (${m.termination}), plain loop ${plain.perQuestion[i]}`,
+          );
+      });
       // Pauses only run one at a time (concurrency 1), so their sum is what the wall time holds of them.
-      const museMs = performance.now() - t0 - pauseMs * qs.length;
+      const museMs = performance.now() - t0 - (pauseMs > 0 ? sum(muse.map((m) => m.pausedMs)) : 0);
       rows.push(row('Muse (Temporal + NATS)', label, qs.length, museSteps, museMs));
       overheads.push(
         `${label}: plain/Muse steps/s ${((plainSteps / plainMs) * (museMs / museSteps)).toFixed(1)}x, ` +
@@ -122,10 +134,16 @@ async function main() {
     console.log(`step overhead: simulator at zero latency, trajectories of at least 12 steps\n`);
     console.log(table(rows));
     console.log(`\n${overheads.join('\n')}`);
+    if (differing.length > 0) {
+      console.log(
+        `\nthe engines did not run the same trajectories, so the comparison does not hold:\n${differing.join('\n')}`,
+      );
+      process.exitCode = 1;
+    }
   } finally {
     await stop();
   }
 }
 
 await main();
-process.exit(0);
+process.exit(process.exitCode ?? 0);
