@@ -74,11 +74,15 @@ async function main() {
         }
       }
       const failed = results.flatMap((r) =>
-        r.rollouts.filter((ro) => ro.termination === 'error').map((ro) => `${r.questionId}/${ro.rolloutId}`),
+        r.rollouts
+          .filter((ro) => ro.termination === 'error' || ro.termination === 'cancelled')
+          .map((ro) => `${r.questionId}/${ro.rolloutId} (${ro.termination})`),
       );
-      // A failed rollout generated nothing it could report: the ratios would count that as a saving.
+      // A failed or cancelled rollout generated less than it would have: the ratios would count that as a saving.
       if (failed.length > 0)
-        violations.push(`${c.name}: ${failed.length} rollouts failed (${failed.slice(0, 3).join(', ')})`);
+        violations.push(
+          `${c.name}: ${failed.length} rollouts failed or were cancelled (${failed.slice(0, 3).join(', ')})`,
+        );
       // Equal budget: every configuration runs N rollouts per question. One short of it would read as a saving.
       const rolloutCount = results.reduce((n, r) => n + r.rollouts.length, 0);
       if (rolloutCount !== N * results.length)
