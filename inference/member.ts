@@ -145,6 +145,9 @@ const STOPPED_REPLIES_MS = 1000;
 /** How long a stopping member waits for the server to confirm its subscriptions drained. */
 const SUBSCRIPTION_DRAIN_MS = 2000;
 
+/** How long a stopping member waits for its last messages (replies, the leave) to be flushed. */
+const FINAL_FLUSH_MS = 2000;
+
 /**
  * A request still waiting in this member's queue when its attempt is nearly over. Answered as `overloaded` a little
  * before the router's own timeout, so the router hears "busy" and tries elsewhere; a timeout would count against
@@ -269,6 +272,7 @@ export class PoolMember {
   private readonly health?: ServerHealth;
   private stopWatching?: () => void;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   /**
    * Each request's way out of the queue while it waits for a batch slot: aborted when the member stops (see stop).
    * Per request, not one signal for all: a long-lived signal in AbortSignal.any keeps an entry for every request.
@@ -385,9 +389,17 @@ export class PoolMember {
     }
   }
 
-  /** Stops taking work, tells routers, and waits (bounded) for requests in flight. */
-  async stop(timeoutMs = 10_000): Promise<void> {
-    if (this.stopping) return;
+  /**
+   * Stops taking work, tells routers, and waits (bounded) for requests in flight. A second call (SIGTERM, then
+   * SIGINT) waits for the first: returning at once, its caller would close the backend and the connection under the
+   * requests the first still waits for.
+   */
+  stop(timeoutMs = 10_000): Promise<void> {
+    this.stopped ??= this.stopNow(timeoutMs);
+    return this.stopped;
+  }
+
+  private async stopNow(timeoutMs: number): Promise<void> {
     this.stopping = true;
     clearInterval(this.timer);
     this.health?.stop();
@@ -400,7 +412,8 @@ export class PoolMember {
     } catch {
       // The connection is closed or draining: routers drop this member by its TTL instead.
     }
-    const until = Date.now() + timeoutMs;
+    // On the monotonic clock: a wall clock stepped back would hold the stop far past its limit.
+    const until = monotonicNow() + timeoutMs;
     // Requests still queued have not reached the server: answered shutting_down now, so routers fail them over at
     // once, instead of started one by one as running ones finish, past what the wait below allows.
     const stopped = new MemberStoppingError(`member ${this.id} is stopping`);
@@ -413,7 +426,7 @@ export class PoolMember {
     ).catch(() => {}); // a server that is down cannot confirm the drain: bounded
     for (const s of this.subs) if (!s.isClosed()) s.unsubscribe();
     const settled = async (by: number) => {
-      while ((this.inFlight > 0 || this.waiting.length > 0) && Date.now() < by) {
+      while ((this.inFlight > 0 || this.waiting.length > 0) && monotonicNow() < by) {
         await new Promise((r) => setTimeout(r, 20));
       }
     };
@@ -423,13 +436,15 @@ export class PoolMember {
       // over now instead of at their own timeout, and no generation runs on for nobody.
       const gaveUp = new MemberStoppingError(`member ${this.id} stopped before the request finished`);
       for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(gaveUp);
-      await settled(Date.now() + STOPPED_REPLIES_MS);
+      await settled(monotonicNow() + STOPPED_REPLIES_MS);
     }
     for (const s of this.cancelSubs) s.unsubscribe();
     clearInterval(this.leaseTimer);
     // Watched until here: leases are judged while the requests in hand finish, and not while the connection is down.
     this.stopWatching?.();
-    await this.opts.nc.flush().catch(() => {});
+    // Bounded: a connection that died unnoticed answers no ping until the client's own pings notice (~30 s), past
+    // what a pod's grace period leaves.
+    await untilAborted(this.opts.nc.flush(), AbortSignal.timeout(FINAL_FLUSH_MS)).catch(() => {});
   }
 
   private announcement(leaving = false): MemberAnnouncementWire {
@@ -477,6 +492,8 @@ export class PoolMember {
   }
 
   private async handle(msg: Msg): Promise<void> {
+    // Published without a reply subject: nobody could hear the answer, and the generation would hold a slot for it.
+    if (!msg.reply) return;
     let id = '?';
     try {
       const req = decodeWire(GenerateRequestWire, msg.data, 'generate request');

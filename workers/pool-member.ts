@@ -23,14 +23,26 @@ export async function startPoolMember(
 ): Promise<{ member: PoolMember; stop(): Promise<void> }> {
   initTelemetry(opts.config, 'pool-member');
   const backend = createBackend(opts.backend);
-  const nc = opts.nc ?? (await connectNats(opts.config, `muse-pool-${opts.pool}`));
-  const blobs = new BlobStore(nc, { ttlMs: opts.config.store.ttlMs, replicas: opts.config.store.replicas });
-  // Everything this process opened for the member, closed even when one step of it fails.
-  const release = async () => {
-    blobs.close();
+  let nc: NatsConnection;
+  try {
+    nc = opts.nc ?? (await connectNats(opts.config, `muse-pool-${opts.pool}`));
+  } catch (err) {
     await backend.close?.();
-    if (!opts.nc) await closeNats(nc);
-  };
+    throw err;
+  }
+  const blobs = new BlobStore(nc, { ttlMs: opts.config.store.ttlMs, replicas: opts.config.store.replicas });
+  // Everything this process opened for the member, closed once (a second stop waits for the first), each step even
+  // when one before it fails.
+  let released: Promise<void> | undefined;
+  const release = () =>
+    (released ??= (async () => {
+      try {
+        blobs.close();
+        await backend.close?.();
+      } finally {
+        if (!opts.nc) await closeNats(nc);
+      }
+    })());
   let member: PoolMember;
   try {
     member = new PoolMember({

@@ -671,18 +671,50 @@ describe('abandoned attempts and stopping members', () => {
     const pending = c.generate(messages(6), params, { deadline: Date.now() + 60_000, stickyKey });
     await waitUntil(() => release !== undefined, 5_000, 'request reached the slow member');
     const stopping = slow.stop(10_000);
+    // A second stop (SIGTERM, then SIGINT) waits for the first: its caller closes the backend and connection next.
+    let againDone = false;
+    const again = slow.stop(10_000).then(() => {
+      againDone = true;
+    });
     await waitUntil(
       () => !c.liveMembers().some((m) => m.id === 'slow'),
       5_000,
       'the stopping member is out of rotation',
     );
+    await new Promise((r) => setTimeout(r, 200));
+    expect(againDone).toBe(false);
     release!();
     const g = await pending;
     await stopping;
+    await again;
     expect(g.memberId).toBe('slow');
     expect(served).toEqual(['slow']);
     expect(other.member.stats.served).toBe(0);
   });
+  it('a request published with no reply subject is not generated: nobody could hear the answer', async () => {
+    const pool = `noreply-${randomUUID().slice(0, 8)}`;
+    const stall = stalling('stall');
+    await start(pool, 'stall', stall.backend);
+    const request = {
+      v: WIRE_VERSION,
+      id: randomUUID(),
+      pool,
+      messages: messages(2),
+      params: { maxTokens: 8, temperature: 1, topLogprobs: 1 },
+      deadline: Date.now() + 60_000,
+    };
+    suite.nc.publish(subjects.member(pool, 'stall'), encodeWire(request));
+    await suite.nc.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(stall.started()).toBe(0);
+    // The same request asked for properly is taken.
+    void suite.nc
+      .request(subjects.member(pool, 'stall'), encodeWire(request), { timeout: 5_000 })
+      .catch(() => {});
+    await waitUntil(() => stall.started() === 1, 5_000, 'the request with a reply subject started');
+    stall.releaseAll();
+  });
+
   it('a stopping member hands back at once what it has not started, and what outlasts its wait when the wait ends', async () => {
     const pool = `leave-queued-${randomUUID().slice(0, 8)}`;
     const stall = stalling('stall');
