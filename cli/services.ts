@@ -344,6 +344,12 @@ export function registerServiceCommands(program: Command): void {
         },
         onHealthChange: (healthy, why) =>
           console.error(healthy ? why : `${why}; out of rotation until a check passes`),
+        onIdShared: (other) =>
+          console.error(
+            `warning: another live process (instance ${other}) serves member id '${m?.member.id ?? o.id}' in pool ` +
+              `'${o.pool}': the two split its requests, and routers fail its work over each time they hear the other; ` +
+              'fine while a replacement takes over, otherwise give each member its own --id',
+          ),
       });
       try {
         m = await starting;

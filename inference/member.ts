@@ -29,7 +29,7 @@ import {
   type HeldWire,
   HoldsWire,
   LeaseWire,
-  type MemberAnnouncementWire,
+  MemberAnnouncementWire,
   ROUTER_HEADER,
   ROUTER_LEASE_HEADER,
   RouterId,
@@ -67,6 +67,11 @@ export interface PoolMemberOptions {
   healthCheck?: HealthCheckOptions;
   /** Told when the member leaves rotation for failed health checks, and when it comes back (for its operator's log). */
   onHealthChange?: (healthy: boolean, why: string) => void;
+  /**
+   * Told, once per process, when another live process announces this member's id in its pool: a replacement during
+   * a blue/green deploy, or two members given one id by mistake (for its operator's log).
+   */
+  onIdShared?: (otherInstance: string) => void;
 }
 
 /** This member's server failed its health checks: what it held, and what comes while it fails, goes elsewhere. */
@@ -279,6 +284,8 @@ export class PoolMember {
    */
   private readonly queuedCtls = new Set<AbortController>();
   private readonly instance = randomUUID();
+  /** Other processes heard announcing this member's id (see onIdShared). */
+  private readonly sharedWith = new Set<string>();
   private readonly capacity: number;
   private readonly maxQueue: number;
   private readonly model: string;
@@ -323,7 +330,30 @@ export class PoolMember {
     this.subs.push(
       nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }),
     );
-    this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
+    this.subs.push(
+      nc.subscribe(subjects.member(pool, this.id), {
+        queue: subjects.memberQueueGroup(pool, this.id),
+        callback: handler,
+      }),
+    );
+    // Another live process under this id is told to the operator: routers, seeing the id's process change with each
+    // announcement, would fail its work over again and again.
+    this.subs.push(
+      nc.subscribe(subjects.announce(pool), {
+        callback: (err, msg) => {
+          const a = err ? undefined : tryDecodeWire(MemberAnnouncementWire, msg.data, 'announcement');
+          if (!a || a.id !== this.id || a.instance === this.instance || a.leaving || this.stopping) return;
+          const other = a.instance ?? 'unnamed';
+          if (this.sharedWith.has(other)) return;
+          this.sharedWith.add(other);
+          try {
+            this.opts.onIdShared?.(other);
+          } catch {
+            // An observer's failure must not stop the member hearing its pool.
+          }
+        },
+      }),
+    );
     const onCancel = (err: Error | null, msg: Msg) => {
       if (!err) this.onCancel(msg.data);
     };

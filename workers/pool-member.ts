@@ -16,6 +16,7 @@ export interface PoolMemberProcessOptions {
   nc?: NatsConnection;
   healthCheck?: PoolMemberOptions['healthCheck'];
   onHealthChange?: PoolMemberOptions['onHealthChange'];
+  onIdShared?: PoolMemberOptions['onIdShared'];
 }
 
 export async function startPoolMember(
@@ -55,6 +56,7 @@ export async function startPoolMember(
       blobs,
       healthCheck: opts.healthCheck,
       onHealthChange: opts.onHealthChange,
+      onIdShared: opts.onIdShared,
     });
     await member.start();
   } catch (err) {

@@ -364,6 +364,57 @@ describe('pool routing', () => {
     expect((await c.generate(messages(4), params, { deadline: deadline() })).memberId).toBe('gpu0');
   });
 
+  it('two live processes under one id split its requests instead of each running every one, and each is told of the other', async () => {
+    const pool = `twins-${randomUUID().slice(0, 8)}`;
+    let generated = 0;
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const told: string[][] = [[], []];
+    const twins = [0, 1].map(
+      (i) =>
+        new PoolMember({
+          nc: suite.nc,
+          pool,
+          id: 'twin',
+          backend: {
+            kind: 'counting',
+            generate: (req, signal) => {
+              generated++;
+              return sim.generate(req, signal);
+            },
+          },
+          onIdShared: (other) => told[i]!.push(other),
+        }),
+    );
+    for (const t of twins) {
+      await t.start();
+      cleanups.push(() => t.stop(100));
+    }
+    const instances = twins.map((t) => (t as unknown as { instance: string }).instance);
+    await waitUntil(() => told[0]!.length > 0 && told[1]!.length > 0, 5_000, 'each twin told of the other');
+    // Told once each, naming the other process, however many announcements it hears.
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(told).toEqual([[instances[1]], [instances[0]]]);
+    const requests = 6;
+    await Promise.all(
+      Array.from({ length: requests }, () =>
+        suite.nc.request(
+          subjects.member(pool, 'twin'),
+          encodeWire({
+            v: WIRE_VERSION,
+            id: randomUUID(),
+            pool,
+            messages: messages(2),
+            params: { maxTokens: 8, temperature: 1, topLogprobs: 1 },
+            deadline: Date.now() + 60_000,
+          }),
+          { timeout: 10_000 },
+        ),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    expect(generated).toBe(requests);
+  });
+
   it("a reply over the server's max_payload is refused for good, naming the limit, not generated again on every member", async () => {
     const pool = `bigreply-${randomUUID().slice(0, 8)}`;
     const own = await connectNats(cfg, 'small-payload-member');
