@@ -85,9 +85,16 @@ export class ServerHealth {
 
   private fail(err: Error): void {
     this.failed++;
-    // Out of rotation already (before the first pass, or after failures): nothing changes.
-    if (this.failed < (this.opts.failures ?? 3) || this.reason !== undefined) return;
-    this.reason = `member ${this.memberId}'s server failed ${this.failed} health checks in a row: ${err.message}`;
-    this.onChange(false, this.reason);
+    const limit = this.opts.failures ?? 3;
+    if (this.failed < limit) return;
+    if (this.reason === undefined) {
+      this.reason = `member ${this.memberId}'s server failed ${this.failed} health checks in a row: ${err.message}`;
+      this.onChange(false, this.reason);
+    } else if (!this.endpointSeen && this.failed === limit) {
+      // Out of rotation since the start, so nothing changes for routers; but a server that never came up (a wrong
+      // --base-url) is told to the operator once, with why, instead of leaving a member that serves nothing unexplained.
+      this.reason = `member ${this.memberId}'s server has not passed a health check since the member started (${this.failed} failed): ${err.message}`;
+      this.onChange(false, this.reason);
+    }
   }
 }

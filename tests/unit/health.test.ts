@@ -32,9 +32,13 @@ describe('ServerHealth', () => {
     expect(health.reason).toBe("member gpu's server has not passed a health check yet");
     for (let waited = 0; checks() < 7 && waited < 2_000; waited += 2) await settle(2);
     health.stop();
-    // Not yet in rotation through the first two failures; in at the 404; out after two more; back at the next pass.
-    expect(changes.map((c) => c.healthy)).toEqual([true, false, true]);
-    expect(changes[1]!.why).toBe("member gpu's server failed 2 health checks in a row: no answer in time");
+    // Not yet in rotation through the first two failures, and told so with why once they reach the limit (a server
+    // that never comes up is not left unexplained); in at the 404; out after two more; back at the next pass.
+    expect(changes.map((c) => c.healthy)).toEqual([false, true, false, true]);
+    expect(changes[0]!.why).toBe(
+      "member gpu's server has not passed a health check since the member started (2 failed): no answer in time",
+    );
+    expect(changes[2]!.why).toBe("member gpu's server failed 2 health checks in a row: no answer in time");
     expect(health.reason).toBeUndefined();
   });
 
