@@ -49,6 +49,17 @@ function messages(i: number): ChatMessage[] {
 const params = { maxTokens: 32, temperature: 1, topLogprobs: 16 };
 const deadline = () => Date.now() + 20_000;
 
+/** A generate request as a router sends it, for tests that speak to a member's subject themselves. */
+const wireRequest = (pool: string) =>
+  encodeWire({
+    v: WIRE_VERSION,
+    id: randomUUID(),
+    pool,
+    messages: messages(2),
+    params: { maxTokens: 8, temperature: 1, topLogprobs: 1 },
+    deadline: Date.now() + 60_000,
+  });
+
 function client(pool: string, extra: Partial<ConstructorParameters<typeof PoolClient>[0]> = {}): PoolClient {
   const c = new PoolClient({ nc: suite.nc, pool, memberTtlMs: cfg.router.memberTtlMs, ...extra });
   cleanups.push(() => c.close());
@@ -397,18 +408,7 @@ describe('pool routing', () => {
     const requests = 6;
     await Promise.all(
       Array.from({ length: requests }, () =>
-        suite.nc.request(
-          subjects.member(pool, 'twin'),
-          encodeWire({
-            v: WIRE_VERSION,
-            id: randomUUID(),
-            pool,
-            messages: messages(2),
-            params: { maxTokens: 8, temperature: 1, topLogprobs: 1 },
-            deadline: Date.now() + 60_000,
-          }),
-          { timeout: 10_000 },
-        ),
+        suite.nc.request(subjects.member(pool, 'twin'), wireRequest(pool), { timeout: 10_000 }),
       ),
     );
     await new Promise((r) => setTimeout(r, 200));
@@ -746,22 +746,13 @@ describe('abandoned attempts and stopping members', () => {
     const pool = `noreply-${randomUUID().slice(0, 8)}`;
     const stall = stalling('stall');
     await start(pool, 'stall', stall.backend);
-    const request = {
-      v: WIRE_VERSION,
-      id: randomUUID(),
-      pool,
-      messages: messages(2),
-      params: { maxTokens: 8, temperature: 1, topLogprobs: 1 },
-      deadline: Date.now() + 60_000,
-    };
-    suite.nc.publish(subjects.member(pool, 'stall'), encodeWire(request));
+    const request = wireRequest(pool);
+    suite.nc.publish(subjects.member(pool, 'stall'), request);
     await suite.nc.flush();
     await new Promise((r) => setTimeout(r, 300));
     expect(stall.started()).toBe(0);
     // The same request asked for properly is taken.
-    void suite.nc
-      .request(subjects.member(pool, 'stall'), encodeWire(request), { timeout: 5_000 })
-      .catch(() => {});
+    void suite.nc.request(subjects.member(pool, 'stall'), request, { timeout: 5_000 }).catch(() => {});
     await waitUntil(() => stall.started() === 1, 5_000, 'the request with a reply subject started');
     stall.releaseAll();
   });
