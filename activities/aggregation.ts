@@ -8,7 +8,7 @@ import { integrationMessages, judgeMessages, renderTrajectory, reportMessages } 
 import type { StepLogSegment } from '../agent/trajectory.js';
 import type { ChatMessage, TokenUsage } from '../agent/types.js';
 import { type BlobStore, namespaceFor } from '../common/blob-store.js';
-import { createLimiter } from '../common/limiter.js';
+import { createFailFastLimiter } from '../common/limiter.js';
 import { readStepLog } from '../common/step-log.js';
 import { servedBy } from '../inference/types.js';
 import type { ContextStore } from './content.js';
@@ -121,22 +121,14 @@ export function createAggregationActivities(deps: {
       const records = await readStepLog(blobs, input.segments);
       // A long run's steps are read a few at a time, each observation cut to what the report shows as it arrives
       // (rendering leaves a text clipped that way as it is): a 2,048-step run of large pages is not held whole.
-      const limit = createLimiter(STEP_READS_IN_FLIGHT);
-      let trajectoryChars = 0;
       // After a failed read the step fails: the reads still waiting are not started.
-      let failed = false;
-      const read = (ref: string) =>
-        failed
-          ? Promise.reject(new Error('not read: an earlier step of the trajectory could not be read'))
-          : content.getText(ref).catch((err: unknown) => {
-              failed = true;
-              throw err;
-            });
+      const limit = createFailFastLimiter(STEP_READS_IN_FLIGHT);
+      let trajectoryChars = 0;
       const steps = await Promise.all(
         records.map((s) =>
           limit(async () => {
-            const turn = await read(s.turnRef);
-            const observation = s.observationRef ? await read(s.observationRef) : undefined;
+            const turn = await content.getText(s.turnRef);
+            const observation = s.observationRef ? await content.getText(s.observationRef) : undefined;
             trajectoryChars += turn.length + (observation?.length ?? 0);
             return {
               turn,

@@ -4,7 +4,7 @@
 import type { ContextState, ContextStep } from '../agent/context.js';
 import type { ContextPolicyName } from '../agent/types.js';
 import { type BlobRef, type BlobStore, parseBlobRef } from '../common/blob-store.js';
-import { createLimiter } from '../common/limiter.js';
+import { createFailFastLimiter } from '../common/limiter.js';
 
 interface StoredStep {
   turn: BlobRef;
@@ -141,7 +141,7 @@ export class ContextStore {
     policy: ContextPolicyName,
     state: ContextState,
   ): Promise<BlobRef> {
-    const limit = createLimiter(CONTEXT_TEXTS_IN_FLIGHT);
+    const limit = createFailFastLimiter(CONTEXT_TEXTS_IN_FLIGHT);
     const put = (t: string) => limit(() => this.putText(namespace, t));
     const steps = await Promise.all(
       state.steps.map(
@@ -167,7 +167,7 @@ export class ContextStore {
     const stored = await this.blobs.get<StoredContext>(ref);
     if (stored?.kind !== 'muse.context')
       throw new TypeError(`content reference ${ref} does not hold a trajectory context`);
-    const limit = createLimiter(CONTEXT_TEXTS_IN_FLIGHT);
+    const limit = createFailFastLimiter(CONTEXT_TEXTS_IN_FLIGHT);
     const get = (r: BlobRef) => limit(() => this.getText(r));
     const steps = await Promise.all(
       stored.steps.map(
@@ -193,6 +193,7 @@ export class ContextStore {
 /**
  * Texts of one context read or written at once. A long react context has thousands; on a cold cache (a new worker,
  * or after a reconnect cleared it) all of them at once would queue thousands of KV requests per trajectory, and
- * under load those time out together and fail the attempt.
+ * under load those time out together and fail the attempt. After one fails, the rest are not started: the attempt
+ * has failed, and its retry should not queue behind them.
  */
 const CONTEXT_TEXTS_IN_FLIGHT = 32;

@@ -14,19 +14,28 @@ const words = (s: string) =>
 /**
  * SQuAD-style normalisation: lowercase, drop punctuation, drop the articles a/an/the, collapse whitespace.
  * NFKC first and Unicode punctuation/symbol classes instead of ASCII string.punctuation, so full-width forms and
- * CJK punctuation (BrowseComp-zh) normalise the same way. Mathematical symbols outside ASCII (≤ ≥ √ ∞ ×) are kept:
- * they carry the answer ('x ≥ 3' is not 'x ≤ 3'). A number is compared as a number, as GAIA's scorer does: '-5' is
- * not '5', '3.5' is not '35', and '1,000', '$1000' and '1000.0' are one answer. An answer that is nothing but an
- * article is kept as that word: 'A' is a multiple-choice answer, not an empty one.
+ * CJK punctuation (BrowseComp-zh) normalise the same way. Mathematical symbols are kept: they carry the answer
+ * ('x ≥ 3' is not 'x ≤ 3', 'x > 3' is not 'x < 3', and 'x ≥ 3' is 'x >= 3'); a minus sign or dash is read as the
+ * hyphen, which goes with the punctuation. An answer that is one number is compared as a number, as GAIA's scorer
+ * does: '-5' is not '5', '3.5' is not '35', and '1,000', '$1000' and '1000.0' are one answer. An answer that is
+ * nothing but an article is kept as that word: 'A' is a multiple-choice answer, not an empty one.
  */
 export function normalizeAnswer(s: string): string {
   const number = numberIn(s);
   if (number !== undefined) return number;
-  const bare = s
+  const bare = canonical(s)
+    .replace(/[≥≤]/gu, (c) => (c === '≥' ? '>=' : '<='))
+    .replace(/[\p{P}\p{S}]/gu, (c) => (/\p{Sm}/u.test(c) ? c : ''));
+  return words(bare.replace(ARTICLES, ' ')) || words(bare);
+}
+
+/** NFKC, lowercase, every minus sign or dash as the hyphen-minus, and the fraction slash (NFKC's ½) as '/'. */
+function canonical(s: string): string {
+  return s
     .normalize('NFKC')
     .toLowerCase()
-    .replace(/[\p{P}\p{S}]/gu, (c) => (/\p{Sm}/u.test(c) && c > '\x7f' ? c : ''));
-  return words(bare.replace(ARTICLES, ' ')) || words(bare);
+    .replace(/[\u2010-\u2015\u2212\ufe58\ufe63\uff0d]/gu, '-')
+    .replace(/\u2044/gu, '/');
 }
 
 /**
@@ -50,26 +59,23 @@ export function hasAnswerText(s: string): boolean {
  * doubles two of them could compare equal.
  */
 function numberIn(s: string): string | undefined {
-  const m = NUMBER.exec(
-    s
-      .normalize('NFKC')
-      .replace(/\u2212/gu, '-')
-      .trim(),
-  );
-  if (!m || (m[2] === undefined && m[3] === undefined)) return undefined;
-  const digits = `${m[2] ?? ''}${m[3] ?? ''}`.replace(/[,.]/gu, '').replace(/^0+|0+$/gu, '');
+  const m = NUMBER.exec(canonical(s).trim());
+  if (!m || (m[1] && m[2]) || (m[3] === undefined && m[4] === undefined)) return undefined;
+  const digits = `${m[3] ?? ''}${m[4] ?? ''}`.replace(/[,.]/gu, '').replace(/^0+|0+$/gu, '');
   if (digits.length > 15) return undefined;
-  const n = Number(`${m[1]}${(m[2] ?? '0').replace(/,/gu, '')}${m[3] ?? ''}`);
+  const n = Number(`${m[1] || m[2]}${(m[3] ?? '0').replace(/,/gu, '')}${m[4] ?? ''}`);
   return String(n === 0 ? 0 : n);
 }
-/** Sign, currency sign, integer part (thousands commas in threes, or none), fraction, percent sign, full stop. */
-const NUMBER = /^([-+]?)[$€£¥]?(\d{1,3}(?:,\d{3})+|\d+)?(\.\d+)?%?\.?$/u;
+/**
+ * A sign (before or after a currency sign), the integer part (thousands commas in threes after a non-zero lead, or
+ * none), the fraction, a percent sign, a full stop.
+ */
+const NUMBER = /^([-+]?)[$€£¥]?([-+]?)([1-9]\d{0,2}(?:,\d{3})+|\d+)?(\.\d+)?%?\.?$/u;
 
 export function exactMatch(pred: string | null | undefined, gold: string): boolean {
   if (pred === null || pred === undefined) return false;
   // Two answers of symbols alone normalise alike whatever they were ('∞' and '∅'): compare what was written.
-  if (!hasAnswerText(pred) || !hasAnswerText(gold))
-    return words(pred.normalize('NFKC').toLowerCase()) === words(gold.normalize('NFKC').toLowerCase());
+  if (!hasAnswerText(pred) || !hasAnswerText(gold)) return words(canonical(pred)) === words(canonical(gold));
   return normalizeAnswer(pred) === normalizeAnswer(gold);
 }
 

@@ -295,13 +295,18 @@ export const QUESTION_HISTORY_BUDGET_BYTES = 40 * 1024 * 1024;
  * (up to MAX_ANSWER_CHARS, three bytes a character in CJK).
  */
 const ROLLOUT_OVERHEAD_BYTES = 4096 + 3 * MAX_ANSWER_CHARS;
-/** Per step of a rollout later rounds branch from: its branching facts (~235 B packed), in its result and again in its branches' inputs. */
+/**
+ * Per step of a rollout later rounds branch from: its branching facts (~245 B packed, ~280 B with the longest
+ * namespace since each carries its prompt-token ratio; the budget's 10 MB margin takes the difference, and a changed
+ * estimate would change which questions started by hand are refused), in its result and again in its branches' inputs.
+ */
 const BRANCHABLE_STEP_BYTES = 2 * 256;
 /** One step-log segment (a content reference and the step it ends at, ~110 B packed). */
 const LOG_SEGMENT_BYTES = 128;
 /**
  * The most steps one workflow run of a rollout holds: its stepsPerRun, or fewer once Temporal suggests continuing as
- * new (at ~4k events; a step is ~12).
+ * new (at ~4k events; a step is ~12), or once its step records reach 512 KiB (~140 steps of long CJK tool errors:
+ * more runs, so more log segments, than this counts; the margin takes them too).
  */
 const MAX_STEPS_PER_RUN_SEEN = 300;
 

@@ -158,7 +158,9 @@ export interface RenderOptions {
   /**
    * Overall budget in characters. Past it the first step (the plan) and the last step (the answer) stay in full,
    * as many steps before the last as fit stay too, and the steps between are replaced by a marker saying how many
-   * were left out. Those two steps are kept whatever their size, so the text can exceed a budget smaller than them.
+   * were left out. Where those two steps alone pass the budget, both are cut in their middles (keeping their starts
+   * and the last one's end), together to the budget but never below MIN_KEPT_CHARS and their markers (about 500
+   * characters), so a budget under that is exceeded.
    */
   maxChars?: number;
 }

@@ -347,7 +347,7 @@ export function registerServiceCommands(program: Command): void {
         onIdShared: (other) =>
           console.error(
             `warning: another live process (instance ${other}) serves member id '${m?.member.id ?? o.id}' in pool ` +
-              `'${o.pool}': the two split its requests, and routers fail its work over each time they hear the other; ` +
+              `'${o.pool}': both run every request sent to it, and routers fail its work over each time they hear the other; ` +
               'fine while a replacement takes over, otherwise give each member its own --id',
           ),
       });

@@ -20,3 +20,22 @@ export function createLimiter(max: number): <T>(fn: () => Promise<T>) => Promise
     }
   };
 }
+
+/**
+ * As createLimiter, for parts of one piece of work that fails as a whole: once a call has failed, those still waiting
+ * are not started (they reject at once), so a failed attempt leaves no backlog to compete with its retry.
+ */
+export function createFailFastLimiter(max: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  const limit = createLimiter(max);
+  let failed = false;
+  return <T>(fn: () => Promise<T>) =>
+    limit(async () => {
+      if (failed) throw new Error('not started: an earlier part of the same work failed');
+      try {
+        return await fn();
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    });
+}

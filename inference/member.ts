@@ -330,14 +330,12 @@ export class PoolMember {
     this.subs.push(
       nc.subscribe(subjects.generate(pool), { queue: subjects.queueGroup(pool), callback: handler }),
     );
-    this.subs.push(
-      nc.subscribe(subjects.member(pool, this.id), {
-        queue: subjects.memberQueueGroup(pool, this.id),
-        callback: handler,
-      }),
-    );
-    // Another live process under this id is told to the operator: routers, seeing the id's process change with each
-    // announcement, would fail its work over again and again.
+    // Not a queue group: a process under this id whose connection died unnoticed (a node lost) would stay in the
+    // group for minutes and take half the id's requests into nothing. Two live ones both run each request; the router
+    // takes the first answer.
+    this.subs.push(nc.subscribe(subjects.member(pool, this.id), { callback: handler }));
+    // Another live process under this id is told to the operator: both run every request sent to the id, and routers,
+    // seeing the id's process change with each announcement, fail its work over again and again.
     this.subs.push(
       nc.subscribe(subjects.announce(pool), {
         callback: (err, msg) => {

@@ -26,11 +26,6 @@ export const subjects = {
   queueGroup: (pool: string) => `muse-pool-${pool}`,
   /** One member, chosen by the router. */
   member: (pool: string, memberId: string) => `muse.pool.${pool}.member.${memberId}`,
-  /**
-   * The queue group on a member's subject: two processes under one id (a blue/green replacement, a misconfigured
-   * duplicate) split its requests instead of each running every one.
-   */
-  memberQueueGroup: (pool: string, memberId: string) => `muse-pool-${pool}-member-${memberId}`,
   /** Members publish their load here at a short interval. */
   announce: (pool: string) => `muse.pool.${pool}.announce`,
   /** A request here makes every live member announce itself at once (router start-up). */

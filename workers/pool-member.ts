@@ -39,9 +39,12 @@ export async function startPoolMember(
     (released ??= (async () => {
       try {
         blobs.close();
-        await backend.close?.();
       } finally {
-        if (!opts.nc) await closeNats(nc);
+        try {
+          await backend.close?.();
+        } finally {
+          if (!opts.nc) await closeNats(nc);
+        }
       }
     })());
   let member: PoolMember;

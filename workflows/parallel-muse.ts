@@ -21,6 +21,7 @@ import {
   type AggregateResult,
   aggregate,
   exactMatch,
+  hasAnswerText,
   withinErrorLimit,
   withinResultLimit,
 } from '../agent/aggregate.js';
@@ -488,7 +489,9 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       integrationContextChars: integrated.contextChars,
     };
     const support = integrated.answer
-      ? candidates.filter((c) => c.answer && exactMatch(c.answer, integrated.answer!)).length
+      ? candidates.filter(
+          (c) => c.answer && hasAnswerText(c.answer) && exactMatch(c.answer, integrated.answer!),
+        ).length
       : 0;
     return {
       answer: integrated.answer,

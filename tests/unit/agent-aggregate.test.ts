@@ -43,12 +43,21 @@ describe('normalizeAnswer', () => {
     expect(exactMatch('$1,000', '1000.00')).toBe(true);
     expect(exactMatch('50%', '50')).toBe(true);
     expect(exactMatch('3 4', '34')).toBe(false);
+    expect(exactMatch('0,001', '1')).toBe(false);
+    expect(exactMatch('$-5', '-5')).toBe(true);
+    expect(exactMatch('$-5', '5')).toBe(false);
+    expect(exactMatch('–5', '-5')).toBe(true);
     // Past a double's precision, digits stay text.
     expect(exactMatch('12345678901234567', '12345678901234568')).toBe(false);
   });
 
   it('keeps mathematical symbols, and answers of symbols alone match only themselves', () => {
     expect(exactMatch('x ≥ 3', 'x ≤ 3')).toBe(false);
+    expect(exactMatch('x > 3', 'x < 3')).toBe(false);
+    expect(exactMatch('x ≥ 3', 'x >= 3')).toBe(true);
+    // A minus sign or dash is the hyphen, and the fraction slash the slash, however they were typed.
+    expect(exactMatch('−40 °C', '-40 °C')).toBe(true);
+    expect(exactMatch('½', '1/2')).toBe(true);
     expect(exactMatch('√2', '2')).toBe(false);
     expect(exactMatch('∞', '∅')).toBe(false);
     expect(exactMatch(' ∞ ', '∞')).toBe(true);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLimiter } from '../../common/limiter.js';
+import { createFailFastLimiter, createLimiter } from '../../common/limiter.js';
 
 describe('createLimiter', () => {
   it('hands a finishing slot to the waiter, so a caller arriving in between cannot slip past the bound', async () => {
@@ -39,5 +39,32 @@ describe('createLimiter', () => {
 
   it('rejects a limit below one', () => {
     expect(() => createLimiter(0)).toThrow(/positive integer/);
+  });
+});
+
+describe('createFailFastLimiter', () => {
+  it('starts none of the calls still waiting once one has failed, and keeps the bound until then', async () => {
+    const limit = createFailFastLimiter(2);
+    const started: number[] = [];
+    const calls = Array.from({ length: 6 }, (_, i) =>
+      limit(async () => {
+        started.push(i);
+        await new Promise((r) => setTimeout(r, 5));
+        if (i === 1) throw new Error('read failed');
+        return i;
+      }),
+    );
+    const settled = await Promise.allSettled(calls);
+    // 0 and 1 ran together; 1 failed, and the one that had taken 0's slot meanwhile (2) was the last started.
+    expect(started).toEqual([0, 1, 2]);
+    expect(settled.map((s) => s.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'rejected',
+      'rejected',
+      'rejected',
+    ]);
+    expect((settled[3] as PromiseRejectedResult).reason.message).toMatch(/not started/);
   });
 });
