@@ -215,6 +215,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         let started = false;
         let jobId: string | undefined;
         let running = 0;
+        let skipped = 0;
         // Ctrl-C: exit through process.exit, so the results file's lock is removed ('exit' handler).
         const interrupted = (signal: NodeJS.Signals) => {
           bar?.stop();
@@ -240,9 +241,16 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
               jobId = e.jobId;
               process.stderr.write(`job ${e.jobId}: ${e.total} questions, results to ${o.out}\n`);
             },
+            onOutage: (why) => process.stderr.write(`${bar ? '\n' : ''}  waiting: ${why}\n`),
+            // Without a terminal, as it happens: a log read during a long batch (or one cut short) has the reasons.
+            onFailed: (f) => {
+              if (!bar) process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
+            },
             onProgress: (e) => {
               const grew = e.running > running;
               running = e.running;
+              const skip = e.skipped > skipped;
+              skipped = e.skipped;
               if (bar && !started) {
                 bar.start(e.total, 0, { last: '', running: 0 });
                 started = true;
@@ -252,19 +260,24 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
                   running: e.running,
                   ...(grew ? {} : { last: (e.last ?? '').slice(0, 40) }),
                 });
-              // Without a terminal, a line per question that ends (starts would double the log).
-              else if (!grew)
+              // Without a terminal, a line per question that ends (starts would double the log; a re-run's finished
+              // questions, found one after another, are counted in the next line instead of a line each).
+              else if (!grew && !skip)
                 process.stderr.write(
-                  `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}\n`,
+                  `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}${e.failed ? ` (${e.failed} failed)` : ''}\n`,
                 );
             },
           });
           bar?.stop();
-          for (const f of summary.failed)
-            process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
+          // Told as they failed without a terminal; under the bar, now.
+          if (bar)
+            for (const f of summary.failed)
+              process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
           console.log(
             `job ${summary.jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
-              (summary.scored ? `; accuracy ${summary.correct}/${summary.scored}` : '') +
+              (summary.scored
+                ? `; accuracy ${summary.correct}/${summary.scored}${summary.failed.length ? ' (failed questions are not in it)' : ''}`
+                : '') +
               (summary.unscored
                 ? ` (${summary.unscored} unscored: the judge gave no verdict, or the aggregator's calls failed; each result's judge.error says which)`
                 : ''),

@@ -26,7 +26,7 @@ import { tryLock } from '../infra/file-lock.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
 import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse, specHash } from './parallel-muse.js';
-import { failureMessage } from './trajectories.js';
+import { failureMessage, isServiceOutage } from './trajectories.js';
 
 export const BatchLineSchema = z
   .object({
@@ -316,6 +316,10 @@ export interface BatchOptions {
   timeouts?: StepTimeouts;
   /** Once the job is known, before any question starts. */
   onStart?: (e: { jobId: string; total: number }) => void;
+  /** When the Temporal service is out and the questions under way wait for it (said once per outage). */
+  onOutage?: (why: string) => void;
+  /** A question that failed, as it fails (the summary lists them again). */
+  onFailed?: (failure: { line: number; error: string }) => void;
   /** When a question starts or ends; `running` are the questions under way. */
   onProgress?: (e: {
     done: number;
@@ -446,8 +450,11 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       summary.scored++;
       if (correct) summary.correct++;
     };
+    // Taken by index: shift() would copy the rest of the queue for every question, quadratic in a large input.
+    let next = 0;
+    let outageTold = false;
     const worker = async () => {
-      for (let item = queue.shift(); item && stopped === undefined; item = queue.shift()) {
+      for (let item = queue[next++]; item && stopped === undefined; item = queue[next++]) {
         const recorded = done.get(item.workflowId);
         if (recorded) {
           summary.skipped++;
@@ -459,27 +466,42 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         running++;
         report();
         try {
-          ({ result } = await runParallelMuse(
-            client,
-            cfg,
-            {
-              ...o.spec,
-              trajectory: {
-                ...o.spec.trajectory,
-                question: item.question,
-                ...(item.answer !== undefined ? { answer: item.answer } : {}),
-              },
-            },
-            {
-              workflowId: item.workflowId,
-              jobId,
-              acceptOtherAnswer: true,
-              ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+          const question = item;
+          ({ result } = await throughOutages(
+            () =>
+              runParallelMuse(
+                client,
+                cfg,
+                {
+                  ...o.spec,
+                  trajectory: {
+                    ...o.spec.trajectory,
+                    question: question.question,
+                    ...(question.answer !== undefined ? { answer: question.answer } : {}),
+                  },
+                },
+                {
+                  workflowId: question.workflowId,
+                  jobId,
+                  acceptOtherAnswer: true,
+                  ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+                },
+              ),
+            (err) => {
+              if (outageTold) return;
+              outageTold = true;
+              o.onOutage?.(
+                `the Temporal server does not answer (${failureMessage(err)}); questions under way are waited for, ` +
+                  `up to ${OUTAGE_WAIT_MS / 60_000} minutes each`,
+              );
             },
           ));
+          outageTold = false;
         } catch (err) {
           running--;
-          summary.failed.push({ line: item.line, error: failureMessage(err) });
+          const failure = { line: item.line, error: failureMessage(err) };
+          summary.failed.push(failure);
+          o.onFailed?.(failure);
           report();
           continue;
         }
@@ -522,5 +544,29 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     return summary;
   } finally {
     unlock();
+  }
+}
+
+/** How long one question waits through an outage of the Temporal service before it counts as failed. */
+const OUTAGE_WAIT_MS = 10 * 60_000;
+
+/**
+ * A question's run, attached to again through outages of the Temporal service (a restart, a network drop): those fail
+ * the client's calls, not the question, whose workflow goes on. Counted as failed, it would give its slot to the next
+ * question while it still ran (more questions at once than --concurrency), and a long outage would fail the whole
+ * queue. Attaching again is safe: a question already started is found by its workflow id.
+ */
+export async function throughOutages<T>(run: () => Promise<T>, onOutage: (err: unknown) => void): Promise<T> {
+  let waitedMs = 0;
+  for (let pauseMs = 1_000; ; pauseMs = Math.min(2 * pauseMs, 30_000)) {
+    try {
+      return await run();
+    } catch (err) {
+      if (!isServiceOutage(err) || waitedMs >= OUTAGE_WAIT_MS) throw err;
+      onOutage(err);
+      // Unref'd: a batch stopped meanwhile (a write error) exits without waiting for the pause.
+      await new Promise((r) => setTimeout(r, pauseMs).unref());
+      waitedMs += pauseMs;
+    }
   }
 }

@@ -1,10 +1,12 @@
 // Starting, watching and reading trajectories from outside Temporal (CLI, tests, benchmarks).
 import { randomUUID } from 'node:crypto';
-import type {
-  Client,
-  WorkflowExecutionDescription,
-  WorkflowHandle,
-  WorkflowHandleWithFirstExecutionRunId,
+import {
+  type Client,
+  isGrpcServiceError,
+  ServiceError,
+  type WorkflowExecutionDescription,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
@@ -34,6 +36,22 @@ export function failureMessage(err: unknown): string {
     return `a workflow with id '${e.workflowId}' is already running or kept: see \`muse status ${e.workflowId}\`, or pass another id`;
   return causeChainMessage(err);
 }
+
+/**
+ * Whether a client call failed for an outage of the Temporal service or of the connection to it (a restart, a
+ * network drop, an overloaded frontend), which says nothing of the workflow it was about: that goes on, and can be
+ * attached to again once the service answers. The client's own retries (about 20 s) have been spent by then.
+ */
+export function isServiceOutage(err: unknown): boolean {
+  const grpc = isGrpcServiceError(err)
+    ? err
+    : err instanceof ServiceError && isGrpcServiceError(err.cause)
+      ? err.cause
+      : undefined;
+  return grpc !== undefined && OUTAGE_CODES.has(grpc.code);
+}
+/** gRPC's UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and ABORTED. */
+const OUTAGE_CODES = new Set([14, 4, 8, 10]);
 
 export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   const parsed = TrajectorySpecSchema.safeParse(input);
