@@ -158,19 +158,35 @@ export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Pr
 }
 
 /**
- * Says once, through `say`, when no worker polls the task queue `afterMs` after a run was started (a question waits
- * on its result without progress to show, and would otherwise wait without a word). Returns the cancel.
+ * Says, through `say`, when no worker polls the task queue `afterMs` after a run was started, and again whenever the
+ * workers go missing later (checked every `everyMs`: a batch runs for hours, and its workers can die in the middle),
+ * once per time they are missing: a question waits on its result without progress to show, and would otherwise wait
+ * without a word. The server lists a poller for a few minutes after it last polled, so workers that died are told
+ * that much later. Returns the cancel.
  */
-export function sayIfNoWorker(client: Client, cfg: MuseConfig, say: (why: string) => void, afterMs = 15_000) {
+export function sayIfNoWorker(
+  client: Client,
+  cfg: MuseConfig,
+  say: (why: string) => void,
+  afterMs = 15_000,
+  everyMs = 60_000,
+) {
   let cancelled = false;
-  const timer = setTimeout(async () => {
+  let told = false;
+  let timer: NodeJS.Timeout;
+  const check = async () => {
     const polling = await workflowWorkerPolling(client, cfg);
     // Cancelled while the server was asked: the run has ended, and nothing is to be said.
-    if (polling === false && !cancelled)
+    if (cancelled) return;
+    if (polling === false && !told)
       say(
         `no worker is polling task queue '${cfg.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
       );
-  }, afterMs);
+    if (polling !== undefined) told = !polling;
+    timer = setTimeout(check, everyMs);
+    timer.unref();
+  };
+  timer = setTimeout(check, afterMs);
   timer.unref();
   return () => {
     cancelled = true;

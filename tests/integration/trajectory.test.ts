@@ -81,9 +81,11 @@ describe('telling whether a worker is there', () => {
       'poller seen',
     );
     const said: string[] = [];
-    sayIfNoWorker(suite.client, nobody, (why) => said.push(why), 10);
-    const quiet = sayIfNoWorker(suite.client, cfg, (why) => said.push(why), 10);
+    // Checked every 50 ms here: told once while the workers stay missing, not at every check.
+    const quietNobody = sayIfNoWorker(suite.client, nobody, (why) => said.push(why), 10, 50);
+    const quiet = sayIfNoWorker(suite.client, cfg, (why) => said.push(why), 10, 50);
     await new Promise((r) => setTimeout(r, 500));
+    quietNobody();
     quiet();
     expect(said).toEqual([
       `no worker is polling task queue '${nobody.temporal.taskQueue}': is a rollout worker (muse worker) running?`,

@@ -1,7 +1,8 @@
-import { ServiceError } from '@temporalio/client';
+import { type Client, ServiceError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { throughOutages } from '../../client/batch.js';
-import { isServiceOutage } from '../../client/trajectories.js';
+import { isServiceOutage, sayIfNoWorker } from '../../client/trajectories.js';
+import type { MuseConfig } from '../../common/config.js';
 
 /** An error as the Temporal client's gRPC calls throw it. */
 function grpcError(code: number, details: string): Error {
@@ -47,5 +48,26 @@ describe('outages of the Temporal service', () => {
       ),
     ).rejects.toThrow('Permission denied');
     expect(calls).toBe(1);
+  });
+});
+
+describe('sayIfNoWorker', () => {
+  it('says so again when the workers go missing after they were back, once each time', async () => {
+    // The server's answers in turn: missing, missing, back, back, missing again, and then missing for good.
+    const answers = [false, false, true, true, false];
+    let asked = 0;
+    const client = {
+      withDeadline: (_: number, fn: () => unknown) => fn(),
+      workflowService: {
+        describeTaskQueue: async () => ({ pollers: (answers[asked++] ?? false) ? [{}] : [] }),
+      },
+    } as unknown as Client;
+    const cfg = { temporal: { namespace: 'default', taskQueue: 'rollouts' } } as MuseConfig;
+    const said: string[] = [];
+    const quiet = sayIfNoWorker(client, cfg, (why) => said.push(why), 1, 5);
+    for (let waited = 0; asked < 8 && waited < 5_000; waited += 5) await new Promise((r) => setTimeout(r, 5));
+    quiet();
+    expect(said).toHaveLength(2);
+    expect(said[0]).toMatch(/no worker is polling task queue/);
   });
 });
