@@ -68,6 +68,8 @@ export interface BatchItem {
    * other line its run (see assignWorkflowIds).
    */
   occurrence: number;
+  /** The line's other fields (a dataset's own id, its metadata), copied into the question's result line. */
+  fields?: Record<string, unknown>;
 }
 
 export function readBatchFile(path: string): { items: BatchItem[]; errors: BatchLineError[] } {
@@ -99,13 +101,16 @@ export function readBatchFile(path: string): { items: BatchItem[]; errors: Batch
           (value as { question?: unknown })?.question,
         );
         if (question.success) occurrenceOf(question.data);
-      } else
+      } else {
+        const { question, answer, ...fields } = parsed.data;
         items.push({
           line: i + 1,
-          question: parsed.data.question,
-          ...(parsed.data.answer !== undefined ? { answer: String(parsed.data.answer) } : {}),
-          occurrence: occurrenceOf(parsed.data.question),
+          question,
+          ...(answer !== undefined ? { answer: String(answer) } : {}),
+          occurrence: occurrenceOf(question),
+          ...(Object.keys(fields).length > 0 ? { fields } : {}),
         });
+      }
     });
   return { items, errors };
 }
@@ -271,12 +276,23 @@ function canonicalPath(path: string): string {
 /** How every result line begins (resultLine's first key), so a line cut short by a crash is told from other text. */
 const RESULT_LINE_START = '{"job":';
 
-/** One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape, accounting. */
-export function resultLine(jobId: string, workflowId: string, sharedHash: string, r: ParallelMuseResult) {
+/**
+ * One output line per question: the prediction, the aggregator, per-rollout records in the reference's shape,
+ * accounting; with the input line it ran from and that line's other fields (`fields`), so results join back to the
+ * dataset.
+ */
+export function resultLine(
+  jobId: string,
+  workflowId: string,
+  sharedHash: string,
+  r: ParallelMuseResult,
+  from?: Pick<BatchItem, 'line' | 'fields'>,
+) {
   return {
     job: jobId,
     workflowId,
     spec: sharedHash,
+    ...(from ? { line: from.line, ...(from.fields ? { fields: from.fields } : {}) } : {}),
     question: r.question,
     answer: r.answer ?? null,
     prediction: r.prediction,
@@ -510,7 +526,10 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         let size: number | undefined;
         try {
           size = statSync(o.output, { throwIfNoEntry: false })?.size ?? 0;
-          appendFileSync(o.output, `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result))}\n`);
+          appendFileSync(
+            o.output,
+            `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result, item))}\n`,
+          );
         } catch (err) {
           // Part of the line may have been written: taken back, so the next result is not glued onto it.
           try {

@@ -33,6 +33,23 @@ describe('batch input', () => {
     expect(errors).toEqual([{ line: 2, error: expect.stringMatching(/line 2 is not valid JSON/) }]);
   });
 
+  it("keeps a line's other fields (a dataset's id), and its result line carries them with the line number", () => {
+    const f = join(tmp(), 'q.jsonl');
+    writeFileSync(f, '{"id": "hotpot_123", "question": "When?", "answer": "1907", "level": "hard"}\n');
+    const { items } = readBatchFile(f);
+    expect(items).toEqual([
+      {
+        line: 1,
+        question: 'When?',
+        answer: '1907',
+        occurrence: 0,
+        fields: { id: 'hotpot_123', level: 'hard' },
+      },
+    ]);
+    const line = resultLine('j', 'w', 'h', { question: 'When?', rollouts: [] } as never, items[0]);
+    expect(line).toMatchObject({ line: 1, fields: { id: 'hotpot_123', level: 'hard' }, question: 'When?' });
+  });
+
   it('reports a numeric answer JSON has already changed (past 2^53, an exponent) as a bad line', () => {
     const f = join(tmp(), 'q.jsonl');
     writeFileSync(
