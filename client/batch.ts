@@ -21,7 +21,7 @@ import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } f
 import { noteModel } from '../agent/trajectory.js';
 import { type MuseConfig, readNamedFile, refuseDirectory } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
-import { replaceFileSync } from '../common/files.js';
+import { appendFileDurablySync, replaceFileSync } from '../common/files.js';
 import { tryLock } from '../infra/file-lock.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
@@ -526,7 +526,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         let size: number | undefined;
         try {
           size = statSync(o.output, { throwIfNoEntry: false })?.size ?? 0;
-          appendFileSync(
+          appendFileDurablySync(
             o.output,
             `${JSON.stringify(resultLine(jobId, item.workflowId, hash, result, item))}\n`,
           );

@@ -1,4 +1,5 @@
-// Small files that must never be read half-written: a process killed mid-write leaves the old one or the new one.
+// Files that must never be read half-written: a process killed mid-write leaves the old one or the new one, and an
+// appended line is on disk before it is counted as written.
 import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
@@ -22,5 +23,19 @@ export function replaceFileSync(path: string, text: string): void {
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Appends `text` to `path` and flushes it to disk before returning: a results line counted as written survives a
+ * power loss (the page cache alone would lose it, or leave a hole of zeros in the middle of the file).
+ */
+export function appendFileDurablySync(path: string, text: string): void {
+  const fd = openSync(path, 'a');
+  try {
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

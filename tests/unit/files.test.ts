@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { replaceFileSync } from '../../common/files.js';
+import { appendFileDurablySync, replaceFileSync } from '../../common/files.js';
 
 describe('replaceFileSync', () => {
   it('replaces the content and leaves no temporary file beside it', () => {
@@ -35,5 +35,14 @@ describe('replaceFileSync', () => {
     replaceFileSync(path, 'mine');
     expect(readFileSync(path, 'utf8')).toBe('mine');
     expect(readFileSync(theirs, 'utf8')).toBe('their half-written bundle');
+  });
+});
+
+describe('appendFileDurablySync', () => {
+  it('appends after what is there (creating the file), leaving earlier lines as they were', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'muse-files-')), 'results.jsonl');
+    appendFileDurablySync(path, '{"job":"a"}\n');
+    appendFileDurablySync(path, '{"job":"b"}\n');
+    expect(readFileSync(path, 'utf8')).toBe('{"job":"a"}\n{"job":"b"}\n');
   });
 });
