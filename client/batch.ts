@@ -424,6 +424,10 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       models: [],
     };
     const queue = assignWorkflowIds(items, jobId, hash);
+    // A finished results file may be read-only; one with questions still to write must not be, found now rather than
+    // when the first of them ends, maybe an hour in.
+    if (queue.some((item) => !done.has(item.workflowId)) && existsSync(o.output))
+      resultsFileSetup(o.output, () => accessSync(o.output, constants.W_OK));
     o.onStart?.({ jobId, total: items.length });
     let running = 0;
     const report = (last?: string) =>
