@@ -15,7 +15,7 @@ import {
   truncateSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { z } from 'zod';
 import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } from '../agent/job.js';
 import { noteModel } from '../agent/trajectory.js';
@@ -445,9 +445,12 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     let writeError: Error | undefined;
     let stopped: unknown;
     let stop: (err: unknown) => void = () => {};
+    // Ends the pauses of questions waiting out an outage, so none starts or attaches again once the batch stopped.
+    const stopping = new AbortController();
     const halted = new Promise<never>((_, reject) => {
       stop = (err) => {
         stopped ??= err;
+        stopping.abort(err);
         reject(err);
       };
     });
@@ -472,7 +475,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     };
     // Taken by index: shift() would copy the rest of the queue for every question, quadratic in a large input.
     let next = 0;
-    let outageTold = false;
+    const outages: OutageClock = {};
     const worker = async () => {
       for (let item = queue[next++]; item && stopped === undefined; item = queue[next++]) {
         const recorded = done.get(item.workflowId);
@@ -487,38 +490,39 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         report();
         try {
           const question = item;
-          ({ result } = await throughOutages(
-            () =>
-              runParallelMuse(
-                client,
-                cfg,
-                {
-                  ...o.spec,
-                  trajectory: {
-                    ...o.spec.trajectory,
-                    question: question.question,
-                    ...(question.answer !== undefined ? { answer: question.answer } : {}),
-                  },
-                },
-                {
-                  workflowId: question.workflowId,
-                  jobId,
-                  acceptOtherAnswer: true,
-                  ...(o.timeouts ? { timeouts: o.timeouts } : {}),
-                },
-              ),
-            (err) => {
-              if (outageTold) return;
-              outageTold = true;
-              o.onOutage?.(
-                `the Temporal server does not answer (${failureMessage(err)}); questions under way are waited for, ` +
-                  `up to ${OUTAGE_WAIT_MS / 60_000} minutes each`,
-              );
+          const spec = {
+            ...o.spec,
+            trajectory: {
+              ...o.spec.trajectory,
+              question: question.question,
+              ...(question.answer !== undefined ? { answer: question.answer } : {}),
             },
+          };
+          const runOptions = {
+            workflowId: question.workflowId,
+            jobId,
+            acceptOtherAnswer: true,
+            ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+          };
+          ({ result } = await throughOutages(
+            async (again) => {
+              // Once started, a question that failed during the outage is reported as failed, not started anew (its
+              // id takes a new run after a failed one: a re-run of the batch retries it, this run does not).
+              if (again) await failIfEnded(client, question.workflowId);
+              return runParallelMuse(client, cfg, spec, runOptions);
+            },
+            outages,
+            (err) =>
+              o.onOutage?.(
+                `the Temporal server does not answer (${failureMessage(err)}); the questions under way are waited ` +
+                  `for (they go on in Temporal), for ${OUTAGE_WAIT_MS / 60_000} minutes at most`,
+              ),
+            stopping.signal,
           ));
-          outageTold = false;
         } catch (err) {
           running--;
+          // The batch's own end (an outage past its limit, a stop), not this question's failure.
+          if (err instanceof BatchError || stopped !== undefined) throw err;
           const failure = { line: item.line, error: failureMessage(err) };
           summary.failed.push(failure);
           o.onFailed?.(failure);
@@ -570,26 +574,90 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
   }
 }
 
-/** How long one question waits through an outage of the Temporal service before it counts as failed. */
+/** How long the batch waits for the Temporal server to answer again before it stops. */
 const OUTAGE_WAIT_MS = 10 * 60_000;
 
+/** The batch's outages of the Temporal server: when the current one began, and when its last failure came. */
+export interface OutageClock {
+  since?: number;
+  lastAt?: number;
+}
+
+export interface OutageTimes {
+  /** How long an outage may last before the batch stops. */
+  limitMs: number;
+  /** A failure this long after the last one begins a new outage (told again, timed anew). */
+  quietMs: number;
+  firstPauseMs: number;
+  maxPauseMs: number;
+}
+const OUTAGE_TIMES: OutageTimes = {
+  limitMs: OUTAGE_WAIT_MS,
+  quietMs: 90_000,
+  firstPauseMs: 1_000,
+  maxPauseMs: 30_000,
+};
+
 /**
- * A question's run, attached to again through outages of the Temporal service (a restart, a network drop): those fail
- * the client's calls, not the question, whose workflow goes on. Counted as failed, it would give its slot to the next
- * question while it still ran (more questions at once than --concurrency), and a long outage would fail the whole
- * queue. Attaching again is safe: a question already started is found by its workflow id.
+ * A question's run, attached to again (`run(true)`) through outages of the Temporal service (a restart, a network
+ * drop): those fail the client's calls, not the question, whose workflow goes on. Counted as failed, it would give its
+ * slot to the next question while it still ran (more questions at once than --concurrency), and a long outage would
+ * fail the whole queue. An outage is timed for the whole batch, in wall time (the client's own retries included),
+ * from its first failure; past `limitMs` the batch stops (BatchError), its questions going on in Temporal for a
+ * re-run to collect. The pauses hold the process (a batch whose every question waits is still running), and end when
+ * `signal` aborts.
  */
-export async function throughOutages<T>(run: () => Promise<T>, onOutage: (err: unknown) => void): Promise<T> {
-  let waitedMs = 0;
-  for (let pauseMs = 1_000; ; pauseMs = Math.min(2 * pauseMs, 30_000)) {
+export async function throughOutages<T>(
+  run: (again: boolean) => Promise<T>,
+  clock: OutageClock,
+  onOutage: (err: unknown) => void,
+  signal: AbortSignal,
+  times: OutageTimes = OUTAGE_TIMES,
+): Promise<T> {
+  for (let again = false, pauseMs = times.firstPauseMs; ; again = true) {
     try {
-      return await run();
+      return await run(again);
     } catch (err) {
-      if (!isServiceOutage(err) || waitedMs >= OUTAGE_WAIT_MS) throw err;
-      onOutage(err);
-      // Unref'd: a batch stopped meanwhile (a write error) exits without waiting for the pause.
-      await new Promise((r) => setTimeout(r, pauseMs).unref());
-      waitedMs += pauseMs;
+      if (!isServiceOutage(err)) throw err;
+      const now = performance.now();
+      if (clock.since === undefined || clock.lastAt === undefined || now - clock.lastAt > times.quietMs) {
+        clock.since = now;
+        onOutage(err);
+      }
+      clock.lastAt = now;
+      if (now - clock.since >= times.limitMs)
+        throw new BatchError(
+          `the Temporal server has not answered for ${Math.round(times.limitMs / 60_000)} minutes ` +
+            `(${failureMessage(err)}): the batch stopped. Its questions under way go on in Temporal; re-run it once ` +
+            'the server is back to collect them',
+        );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, pauseMs);
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+        signal.addEventListener('abort', done, { once: true });
+      });
+      signal.throwIfAborted();
+      pauseMs = Math.min(2 * pauseMs, times.maxPauseMs);
     }
   }
+}
+
+/**
+ * Throws the failure of a question's workflow that ended other than completed (failed, timed out, terminated,
+ * cancelled); nothing while it runs, completed, or was never started.
+ */
+async function failIfEnded(client: Client, workflowId: string): Promise<void> {
+  const handle = client.workflow.getHandle(workflowId);
+  let status: string;
+  try {
+    status = (await handle.describe()).status.name;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return;
+    throw err;
+  }
+  if (status !== 'RUNNING' && status !== 'COMPLETED') await handle.result();
 }

@@ -1,7 +1,8 @@
 // Files that must never be read half-written: a process killed mid-write leaves the old one or the new one, and an
 // appended line is on disk before it is counted as written.
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /**
  * Writes `text` to `path` whole or not at all: into a file beside it, flushed to disk, then renamed over it. Writing
@@ -31,11 +32,21 @@ export function replaceFileSync(path: string, text: string): void {
  * power loss (the page cache alone would lose it, or leave a hole of zeros in the middle of the file).
  */
 export function appendFileDurablySync(path: string, text: string): void {
+  const created = !existsSync(path);
   const fd = openSync(path, 'a');
   try {
     writeFileSync(fd, text);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+  // A file just made is on disk only once its directory's entry for it is too.
+  if (created) {
+    const dir = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
   }
 }

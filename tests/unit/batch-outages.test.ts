@@ -1,6 +1,6 @@
 import { type Client, ServiceError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { throughOutages } from '../../client/batch.js';
+import { BatchError, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
 
@@ -21,19 +21,27 @@ describe('outages of the Temporal service', () => {
     expect(isServiceOutage(new Error('Workflow execution failed'))).toBe(false);
   });
 
+  const quick = { limitMs: 200, quietMs: 50, firstPauseMs: 1, maxPauseMs: 4 };
+  const never = new AbortController().signal;
+
   it('a question whose client calls fail for an outage is attached to again, and its result taken, not failed', async () => {
-    let calls = 0;
+    const runs: boolean[] = [];
     const told: unknown[] = [];
     const result = await throughOutages(
-      async () => {
-        if (++calls < 3) throw grpcError(14, 'No connection established');
+      async (again) => {
+        runs.push(again);
+        if (runs.length < 3) throw grpcError(14, 'No connection established');
         return 'answer';
       },
+      {},
       (err) => told.push(err),
+      never,
+      quick,
     );
     expect(result).toBe('answer');
-    expect(calls).toBe(3);
-    expect(told).toHaveLength(2);
+    // Attached to again (a question that failed meanwhile is then reported, not started anew), told once.
+    expect(runs).toEqual([false, true, true]);
+    expect(told).toHaveLength(1);
   });
 
   it('any other failure fails the question at once', async () => {
@@ -44,9 +52,46 @@ describe('outages of the Temporal service', () => {
           calls++;
           throw grpcError(7, 'Permission denied');
         },
+        {},
         () => {},
+        never,
+        quick,
       ),
     ).rejects.toThrow('Permission denied');
+    expect(calls).toBe(1);
+  });
+
+  it('an outage is timed for the whole batch: past its limit the batch stops, and one after a quiet spell is told anew', async () => {
+    const clock = {};
+    const told: unknown[] = [];
+    const down = async (): Promise<never> => {
+      throw grpcError(14, 'No connection established');
+    };
+    // Two questions waiting on one outage share its clock: told once between them.
+    const waits = [0, 1].map(() => throughOutages(down, clock, (e) => told.push(e), never, quick));
+    for (const w of waits) await expect(w).rejects.toThrow(/has not answered for .* the batch stopped/);
+    expect(told).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 80));
+    await expect(throughOutages(down, clock, (e) => told.push(e), never, quick)).rejects.toThrow(BatchError);
+    expect(told).toHaveLength(2);
+  });
+
+  it('a batch that stopped ends the pauses at once, and no question is attached to again', async () => {
+    const stopping = new AbortController();
+    let calls = 0;
+    const waiting = throughOutages(
+      async () => {
+        calls++;
+        throw grpcError(14, 'No connection established');
+      },
+      {},
+      () => {},
+      stopping.signal,
+      { ...quick, limitMs: 60_000, firstPauseMs: 60_000 },
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    stopping.abort(new Error('the batch stopped'));
+    await expect(waiting).rejects.toThrow('the batch stopped');
     expect(calls).toBe(1);
   });
 });
