@@ -345,6 +345,8 @@ const REJECT_RE = /Rejected: ([^|\n]+?) \| ([^|\n]+?) \| ([^|\n]+?)\.(?=\s|$)/g;
 /** Tool calls and answers as a rendered trajectory shows them ("Tool call: {...}", "Answer: X"). */
 const TOOL_LINE_RE = /^Tool call: (\{.*\})[ \t]*$/gm;
 const ANSWER_LINE_RE = /^Answer: (.+)$/gm;
+/** How the trajectory's rendering notes an answer that was not given (cut off, empty). */
+const NOT_GIVEN_RE = /^\([^)]*, not given\)$/;
 
 /**
  * Every closed <tag>…</tag>, in order, with where it opens. With indexOf: a lazy regex rescans to the end of the
@@ -863,10 +865,12 @@ function lastUser(messages: readonly ChatMessage[]): { index: number; content: s
 /** Which task the prompt asks for, judged from the last user message as a model would. */
 export function detectSimTask(messages: readonly ChatMessage[]): SimTask {
   const u = lastUser(messages).content;
-  if (u.includes('<gold>') && u.includes('<prediction>')) return 'judge';
-  if (u.includes('<reports>')) return 'integrate';
-  if (u.includes('<trajectory>')) return 'report';
-  if (u.includes('<history>')) return 'summary';
+  // Each task's section opens a line: a question that mentions a tag ('what does <history> do?') is still a question.
+  const opens = (tag: string) => new RegExp(`^<${tag}>`, 'm').test(u);
+  if (opens('gold') && opens('prediction')) return 'judge';
+  if (opens('reports')) return 'integrate';
+  if (opens('trajectory')) return 'report';
+  if (opens('history')) return 'summary';
   if (/^\s*<question>[\s\S]*?<\/question>\s*<report>/.test(u)) return 'iterresearch';
   return 'react';
 }
@@ -989,7 +993,9 @@ function summaryTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   const lastStep =
     steps.length > 0 ? history.slice(steps[steps.length - 1]!.index) : lastToolResponse(history);
   if (lastStep) readObservations(lastStep, mem, true);
-  const taken = Math.max(steps.length, history.split('</think>').length - 1);
+  // The last step's number, not the count of headings: a history cut to fit leaves the steps between out.
+  const lastNumber = steps.length > 0 ? Number(/\d+/.exec(steps[steps.length - 1]![0])![0]) : 0;
+  const taken = Math.max(lastNumber, history.split('</think>').length - 1);
   const { keep } = chainKeep(question, history, mem);
   w.write(`<summary>\n${serializeMemory(mem, keep, 'Turns', turns + taken)}\n</summary>`, 'plain');
 }
@@ -1050,7 +1056,10 @@ function reportTask(messages: readonly ChatMessage[], w: TurnWriter): void {
   readOwnText(traj, mem);
   const answers = [
     ...closedTags(traj, 'answer'),
-    ...[...traj.matchAll(ANSWER_LINE_RE)].map((m) => ({ at: m.index, body: m[1]! })),
+    ...[...traj.matchAll(ANSWER_LINE_RE)]
+      // The rendering's note for an answer cut off or left empty is not one.
+      .filter((m) => !NOT_GIVEN_RE.test(m[1]!))
+      .map((m) => ({ at: m.index, body: m[1]! })),
   ].sort((a, b) => a.at - b.at);
   const answer = answers.at(-1)?.body.trim() || null;
   const rejected = (c: Claim) => mem.isRejected(c);

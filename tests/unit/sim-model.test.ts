@@ -422,6 +422,42 @@ describe('context management and aggregation prompts', () => {
     expect(resumed.turns[0]).not.toContain('The question starts from');
   });
 
+  it('counts the turns of a history cut to fit by its last step, not by the steps shown', () => {
+    const summaryPrompt: ChatMessage[] = [
+      {
+        role: 'user',
+        content: `<question>${question}</question>\n<history>\n## Step 1\nThinking: start\n\n[… 7 steps (steps 2 to 8) left out to fit the length limit]\n\n## Step 9\nThinking: on\n\n## Step 10\nThinking: on\n</history>`,
+      },
+    ];
+    expect(simGenerate(summaryPrompt, params(1)).text).toMatch(/Turns: 10\n<\/summary>$/);
+  });
+
+  it('a report does not take the note for an answer that was not given as the final answer', () => {
+    const report = (answerLine: string) =>
+      simGenerate(
+        [
+          {
+            role: 'user',
+            content: `<question>${question}</question>\n<trajectory>\n## Step 1\nThinking: nothing found\n${answerLine}\n</trajectory>`,
+          },
+        ],
+        params(1),
+      ).text;
+    expect(report('Answer: (empty, not given)')).not.toContain('Final answer: (empty, not given)');
+    expect(report('Answer: (cut off at the token limit, not given)')).not.toContain('not given)');
+    expect(report('Answer: Castelmoor')).toContain('Final answer: Castelmoor');
+  });
+
+  it('a question that mentions a task tag is still a question', () => {
+    for (const tag of ['history', 'reports', 'trajectory'])
+      expect(detectSimTask([{ role: 'user', content: `What does the <${tag}> tag do in HTML?` }])).toBe(
+        'react',
+      );
+    expect(
+      detectSimTask([{ role: 'user', content: 'Is <gold> better than <prediction> in this markup?' }]),
+    ).toBe('react');
+  });
+
   it('distils a trajectory into a report with the facts and final answer', () => {
     const ep = reactEpisode(question, 1);
     const traj = ep.messages
