@@ -87,8 +87,14 @@ export function parseDirectives(text: string): SimDirectives {
   return d;
 }
 
+/**
+ * Anything written as a directive, known or not: a mistyped one (`[sim:garbage@1,2]`, `[SIM:min-turns=5]`) is removed
+ * too, so it does nothing rather than change the question, and with it the puzzle and its answer.
+ */
+const ANY_DIRECTIVE_RE = /\[sim:[^\]]*\]/gi;
+
 /** The question without its directives: the text the synthetic world is derived from. */
 export function stripDirectives(text: string): string {
-  const base = text.includes('[sim:') ? text.replace(DIRECTIVE_RE, ' ') : text;
+  const base = /\[sim:/i.test(text) ? text.replace(ANY_DIRECTIVE_RE, ' ') : text;
   return base.replace(/\s+/g, ' ').trim();
 }

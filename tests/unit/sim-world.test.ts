@@ -11,6 +11,14 @@ describe('synthetic world', () => {
     expect(b.start).toEqual(a.start);
     expect([...b.pages.keys()]).toEqual([...a.pages.keys()]);
     expect(b.difficulty).toBe(a.difficulty);
+    // A mistyped directive does nothing: it does not change the question, and so the answer.
+    for (const typo of [
+      '[sim:garbage@1,2]',
+      '[sim:difficulty=-0.5]',
+      '[SIM:garbage@1]',
+      '[sim:min-turns = 5]',
+    ])
+      expect(puzzleFor(`${q} ${typo}`).answer, typo).toBe(a.answer);
   });
 
   it('builds multi-hop puzzles with correct, misleading and irrelevant pages', () => {
