@@ -627,7 +627,7 @@ export async function throughOutages<T>(
       clock.lastAt = now;
       if (now - clock.since >= times.limitMs)
         throw new BatchError(
-          `the Temporal server has not answered for ${Math.round(times.limitMs / 60_000)} minutes ` +
+          `the Temporal server has not answered for ${times.limitMs >= 60_000 ? `${Math.round(times.limitMs / 60_000)} minutes` : `${times.limitMs / 1000} s`} ` +
             `(${failureMessage(err)}): the batch stopped. Its questions under way go on in Temporal; re-run it once ` +
             'the server is back to collect them',
         );
