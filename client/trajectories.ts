@@ -1,12 +1,10 @@
 // Starting, watching and reading trajectories from outside Temporal (CLI, tests, benchmarks).
 import { randomUUID } from 'node:crypto';
-import {
-  type Client,
-  isGrpcServiceError,
-  ServiceError,
-  type WorkflowExecutionDescription,
-  type WorkflowHandle,
-  type WorkflowHandleWithFirstExecutionRunId,
+import type {
+  Client,
+  WorkflowExecutionDescription,
+  WorkflowHandle,
+  WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
@@ -19,7 +17,7 @@ import {
 } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import type { MuseConfig } from '../common/config.js';
-import { causeChainMessage, formatZodError } from '../common/errors.js';
+import { causeChainMessage, causeCodes, formatZodError } from '../common/errors.js';
 import { progressQuery, type StepTimeouts, type trajectory } from '../workflows/trajectory.js';
 
 export class JobSpecError extends Error {
@@ -39,16 +37,12 @@ export function failureMessage(err: unknown): string {
 
 /**
  * Whether a client call failed for an outage of the Temporal service or of the connection to it (a restart, a
- * network drop, an overloaded frontend), which says nothing of the workflow it was about: that goes on, and can be
- * attached to again once the service answers. The client's own retries (about 20 s) have been spent by then.
+ * network drop, an overloaded frontend), a gRPC status anywhere in its causes (the client wraps a call's error in a
+ * ServiceError), which says nothing of the workflow it was about: that goes on, and can be attached to again once
+ * the service answers. The client's own retries have been spent by then.
  */
 export function isServiceOutage(err: unknown): boolean {
-  const grpc = isGrpcServiceError(err)
-    ? err
-    : err instanceof ServiceError && isGrpcServiceError(err.cause)
-      ? err.cause
-      : undefined;
-  return grpc !== undefined && OUTAGE_CODES.has(grpc.code);
+  return causeCodes(err).some((code) => OUTAGE_CODES.has(code));
 }
 /** gRPC's UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and ABORTED. */
 const OUTAGE_CODES = new Set([14, 4, 8, 10]);
@@ -196,11 +190,7 @@ export function sayIfNoWorker(
 
 /** gRPC's DEADLINE_EXCEEDED (status 4) anywhere in the failure's causes: the server may answer it a moment early. */
 function deadlineExceeded(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
-    if (e.code === 4) return true;
-    e = e.cause as typeof e;
-  }
-  return false;
+  return causeCodes(err).includes(4);
 }
 
 /** A step of a running workflow that has failed at least once: its next attempt is running or waiting to. */

@@ -14,6 +14,25 @@ export function formatZodError(err: Pick<z.ZodError, 'issues'>): string {
   return more > 0 ? `${named.join('; ')}; and ${more} more` : named.join('; ');
 }
 
+/** A field of a thrown value, or undefined: a thrown object's fields can be getters that throw themselves. */
+function field(e: unknown, key: 'message' | 'cause' | 'code'): unknown {
+  try {
+    return (e as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A failure and its causes, outermost first, each once: a cause chain can loop (a.cause = a), and ends at a cause
+ * that cannot be read.
+ */
+export function causeChain(err: unknown): unknown[] {
+  const chain = new Set<unknown>();
+  for (let e = err; e !== null && e !== undefined && !chain.has(e); e = field(e, 'cause')) chain.add(e);
+  return [...chain];
+}
+
 /**
  * The message of a failure and of its causes, outermost first: Temporal's failures say only "Workflow execution
  * failed" or "Child Workflow execution failed" and keep the reason in their causes. A message a cause repeats from
@@ -21,29 +40,20 @@ export function formatZodError(err: Pick<z.ZodError, 'issues'>): string {
  */
 export function causeChainMessage(err: unknown): string {
   const parts: string[] = [];
-  const seen = new Set<unknown>();
-  // A cause chain can loop (a.cause = a): each failure is read once.
-  // A thrown object's fields can be getters that throw themselves: the chain then ends there.
-  const field = (e: { message?: unknown; cause?: unknown }, key: 'message' | 'cause'): unknown => {
-    try {
-      return e[key];
-    } catch {
-      return undefined;
-    }
-  };
-  for (
-    let e = err as { message?: unknown; cause?: unknown } | null | undefined;
-    e;
-    e = field(e, 'cause') as typeof e
-  ) {
-    if (seen.has(e)) break;
-    seen.add(e);
+  for (const e of causeChain(err)) {
     // A cause may be a bare string (new Error('write failed', { cause: 'disk full' })): it is its own message.
     const message = typeof e === 'string' ? e : field(e, 'message');
     const m = typeof message === 'string' ? message : '';
     if (m && !parts.some((p) => p.includes(m))) parts.push(m);
   }
   return parts.join(': ') || thrownText(err);
+}
+
+/** The numeric codes in a failure and its causes, outermost first (gRPC statuses, where the Temporal client's are). */
+export function causeCodes(err: unknown): number[] {
+  return causeChain(err)
+    .map((e) => (typeof e === 'object' ? field(e, 'code') : undefined))
+    .filter((c): c is number => typeof c === 'number');
 }
 
 /** A thrown value's text is for people: a huge object thrown whole is cut to this. */
