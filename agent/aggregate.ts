@@ -43,14 +43,7 @@ function canonical(s: string): string {
  * An answer of symbols alone ('—', '∞') counts as none in the votes, as it always has.
  */
 export function hasAnswerText(s: string): boolean {
-  return (
-    words(
-      s
-        .normalize('NFKC')
-        .toLowerCase()
-        .replace(/[\p{P}\p{S}]/gu, ''),
-    ) !== ''
-  );
+  return words(canonical(s).replace(/[\p{P}\p{S}]/gu, '')) !== '';
 }
 
 /**

@@ -1,6 +1,6 @@
 // ParallelMuse stage 1 planning: where to branch (functionality-specified partial rollout) and how the sampling
 // budget splits between initial, partial and from-scratch rollouts. Workflow-safe: pure functions.
-import { MAX_ANSWER_CHARS } from './clip.js';
+import { MAX_ANSWER_CHARS, utf8Length } from './clip.js';
 import type { RegionScores } from './types.js';
 
 export type BranchMode = 'none' | 'all_ppl' | 'think_ppl' | 'tool_call_ppl' | 'mixed_ppl';
@@ -296,9 +296,10 @@ export const QUESTION_HISTORY_BUDGET_BYTES = 40 * 1024 * 1024;
  */
 const ROLLOUT_OVERHEAD_BYTES = 4096 + 3 * MAX_ANSWER_CHARS;
 /**
- * Per step of a rollout later rounds branch from: its branching facts (~245 B packed, ~280 B with the longest
- * namespace since each carries its prompt-token ratio; the budget's 10 MB margin takes the difference, and a changed
- * estimate would change which questions started by hand are refused), in its result and again in its branches' inputs.
+ * Per step of a rollout later rounds branch from: its branching facts, in its result and again in its branches'
+ * inputs. Packed (msgpack, measured): 208 B, 234 B since each carries its prompt-token ratio, 263 B with a job id of
+ * 48 characters; the budget's 10 MB margin takes the difference past 256, and a changed estimate would change which
+ * questions started by hand are refused.
  */
 const BRANCHABLE_STEP_BYTES = 2 * 256;
 /** One step-log segment (a content reference and the step it ends at, ~110 B packed). */
@@ -344,8 +345,7 @@ export function historyBudgetProblem(
     trajectory: { question: string; maxTurns: number; stepsPerRun: number };
   },
 ): string | undefined {
-  // TextEncoder, not Buffer: workflow code has no Buffer.
-  const questionBytes = new TextEncoder().encode(spec.trajectory.question).length;
+  const questionBytes = utf8Length(spec.trajectory.question);
   const history = questionHistoryBytes(plan, {
     rounds: spec.r,
     questionBytes,

@@ -18,25 +18,14 @@ export function wellFormed(text: string): string {
   return (text as string & { toWellFormed(): string }).toWellFormed();
 }
 
-/** The text's length in UTF-8 bytes, as msgpack stores it (a lone surrogate as U+FFFD's three). */
+/**
+ * The text's length in UTF-8 bytes, as msgpack stores it (a lone surrogate as U+FFFD's three). TextEncoder, not
+ * Buffer: workflow code has no Buffer.
+ */
 export function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (
-      c >= 0xd800 &&
-      c <= 0xdbff &&
-      i + 1 < text.length &&
-      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
-    ) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
+  return utf8.encode(text).length;
 }
+const utf8 = new TextEncoder();
 
 /**
  * The first `max` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair (an emoji, a rare CJK
