@@ -215,7 +215,6 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         let started = false;
         let jobId: string | undefined;
         let running = 0;
-        let skipped = 0;
         // Ctrl-C: exit through process.exit, so the results file's lock is removed ('exit' handler).
         const interrupted = (signal: NodeJS.Signals) => {
           bar?.stop();
@@ -242,15 +241,11 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
               process.stderr.write(`job ${e.jobId}: ${e.total} questions, results to ${o.out}\n`);
             },
             onOutage: (why) => process.stderr.write(`${bar ? '\n' : ''}  waiting: ${why}\n`),
-            // Without a terminal, as it happens: a log read during a long batch (or one cut short) has the reasons.
-            onFailed: (f) => {
-              if (!bar) process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
-            },
             onProgress: (e) => {
-              const grew = e.running > running;
               running = e.running;
-              const skip = e.skipped > skipped;
-              skipped = e.skipped;
+              // Without a terminal, as it happens: a log read during a long batch (or one cut short) has the reasons.
+              if (!bar && e.failure)
+                process.stderr.write(`  question on line ${e.failure.line} failed: ${e.failure.error}\n`);
               if (bar && !started) {
                 bar.start(e.total, 0, { last: '', running: 0 });
                 started = true;
@@ -258,11 +253,11 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
               if (bar)
                 bar.update(e.done, {
                   running: e.running,
-                  ...(grew ? {} : { last: (e.last ?? '').slice(0, 40) }),
+                  ...(e.event === 'started' ? {} : { last: (e.last ?? '').slice(0, 40) }),
                 });
               // Without a terminal, a line per question that ends (starts would double the log; a re-run's finished
               // questions, found one after another, are counted in the next line instead of a line each).
-              else if (!grew && !skip)
+              else if (e.event === 'completed' || e.event === 'failed')
                 process.stderr.write(
                   `  ${e.done}/${e.total} questions${e.skipped ? ` (${e.skipped} already done)` : ''}${e.failed ? ` (${e.failed} failed)` : ''}\n`,
                 );

@@ -15,6 +15,7 @@ import {
   truncateSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { z } from 'zod';
 import { GoldAnswerSchema, type ParallelMuseSpec, type ParallelMuseSpecInput } from '../agent/job.js';
@@ -334,16 +335,19 @@ export interface BatchOptions {
   onStart?: (e: { jobId: string; total: number }) => void;
   /** When the Temporal service is out and the questions under way wait for it (said once per outage). */
   onOutage?: (why: string) => void;
-  /** A question that failed, as it fails (the summary lists them again). */
-  onFailed?: (failure: { line: number; error: string }) => void;
-  /** When a question starts or ends; `running` are the questions under way. */
+  /**
+   * When a question starts, is found already done, ends, or fails (`failure`: its line and why; the summary lists
+   * them again); `running` are the questions under way.
+   */
   onProgress?: (e: {
+    event: 'started' | 'skipped' | 'completed' | 'failed';
     done: number;
     total: number;
     skipped: number;
     failed: number;
     running: number;
     last?: string;
+    failure?: { line: number; error: string };
   }) => void;
 }
 
@@ -430,14 +434,18 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
       resultsFileSetup(o.output, () => accessSync(o.output, constants.W_OK));
     o.onStart?.({ jobId, total: items.length });
     let running = 0;
-    const report = (last?: string) =>
+    const report = (
+      event: 'started' | 'skipped' | 'completed' | 'failed',
+      more: { last?: string; failure?: { line: number; error: string } } = {},
+    ) =>
       o.onProgress?.({
+        event,
         done: summary.completed + summary.skipped + summary.failed.length,
         total: summary.total,
         skipped: summary.skipped,
         failed: summary.failed.length,
         running,
-        last,
+        ...more,
       });
     // A result that cannot be written (a full disk) stops the batch at once: every later one would be lost the same
     // way. So does any other error a worker meets. Questions still under way go on in Temporal, as on Ctrl-C; a re-run
@@ -482,12 +490,12 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         if (recorded) {
           summary.skipped++;
           score(item, recorded.answer, recorded.correct);
-          report();
+          report('skipped');
           continue;
         }
         let result: ParallelMuseResult;
         running++;
-        report();
+        report('started');
         try {
           const question = item;
           const spec = {
@@ -525,8 +533,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           if (err instanceof BatchError || stopped !== undefined) throw err;
           const failure = { line: item.line, error: failureMessage(err) };
           summary.failed.push(failure);
-          o.onFailed?.(failure);
-          report();
+          report('failed', { failure });
           continue;
         }
         running--;
@@ -552,7 +559,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         summary.completed++;
         summary.models = (result.models ?? []).reduce(noteModel, summary.models);
         score(item, result.answer ?? null, result.correct ?? null);
-        report(result.prediction ?? '(no answer)');
+        report('completed', { last: result.prediction ?? '(no answer)' });
       }
     };
     halted.catch(() => {});
@@ -631,15 +638,7 @@ export async function throughOutages<T>(
             `(${failureMessage(err)}): the batch stopped. Its questions under way go on in Temporal; re-run it once ` +
             'the server is back to collect them',
         );
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, pauseMs);
-        function done() {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          resolve();
-        }
-        signal.addEventListener('abort', done, { once: true });
-      });
+      await sleep(pauseMs, undefined, { signal }).catch(() => {});
       signal.throwIfAborted();
       pauseMs = Math.min(2 * pauseMs, times.maxPauseMs);
     }
