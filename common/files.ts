@@ -12,14 +12,7 @@ export function replaceFileSync(path: string, text: string): void {
   // Not named by pid alone: two containers sharing a volume are both pid 1, and would write one file.
   const tmp = `${path}.${process.pid}-${randomUUID().slice(0, 8)}.tmp`;
   try {
-    const fd = openSync(tmp, 'w');
-    try {
-      // writeFileSync on a descriptor loops over short writes (a filling disk); one writeSync may write part.
-      writeFileSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    writeSynced(tmp, 'w', text);
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
@@ -33,20 +26,19 @@ export function replaceFileSync(path: string, text: string): void {
  */
 export function appendFileDurablySync(path: string, text: string): void {
   const created = !existsSync(path);
-  const fd = openSync(path, 'a');
+  writeSynced(path, 'a', text);
+  // A file just made is on disk only once its directory's entry for it is too.
+  if (created) writeSynced(dirname(path), 'r');
+}
+
+/** Writes `text` (if any) to `path` opened with `flags` and flushes it to disk; 'r' on a directory flushes its entries. */
+function writeSynced(path: string, flags: 'w' | 'a' | 'r', text?: string): void {
+  const fd = openSync(path, flags);
   try {
-    writeFileSync(fd, text);
+    // writeFileSync on a descriptor loops over short writes (a filling disk); one writeSync may write part.
+    if (text !== undefined) writeFileSync(fd, text);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
-  }
-  // A file just made is on disk only once its directory's entry for it is too.
-  if (created) {
-    const dir = openSync(dirname(path), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
   }
 }

@@ -86,15 +86,17 @@ export class ServerHealth {
   private fail(err: Error): void {
     this.failed++;
     const limit = this.opts.failures ?? 3;
-    if (this.failed < limit) return;
-    if (this.reason === undefined) {
-      this.reason = `member ${this.memberId}'s server failed ${this.failed} health checks in a row: ${err.message}`;
-      this.onChange(false, this.reason);
-    } else if (!this.endpointSeen && this.failed === limit) {
-      // Out of rotation since the start, so nothing changes for routers; but a server that never came up (a wrong
-      // --base-url) is told to the operator once, with why, instead of leaving a member that serves nothing unexplained.
-      this.reason = `member ${this.memberId}'s server has not passed a health check since the member started (${this.failed} failed): ${err.message}`;
-      this.onChange(false, this.reason);
-    }
+    // In rotation: out at the limit. Out since the start, nothing changes for routers; but a server that never came
+    // up (a wrong --base-url) is told to the operator once, with why, instead of a member that serves nothing
+    // unexplained. Out after failures: said already.
+    const why =
+      this.reason === undefined && this.failed >= limit
+        ? `failed ${this.failed} health checks in a row`
+        : !this.endpointSeen && this.failed === limit
+          ? `has not passed a health check since the member started (${this.failed} failed)`
+          : undefined;
+    if (why === undefined) return;
+    this.reason = `member ${this.memberId}'s server ${why}: ${err.message}`;
+    this.onChange(false, this.reason);
   }
 }

@@ -37,15 +37,12 @@ export async function startPoolMember(
   let released: Promise<void> | undefined;
   const release = () =>
     (released ??= (async () => {
-      try {
-        blobs.close();
-      } finally {
-        try {
-          await backend.close?.();
-        } finally {
-          if (!opts.nc) await closeNats(nc);
-        }
-      }
+      const failures: unknown[] = [];
+      for (const step of [() => blobs.close(), () => backend.close?.(), () => !opts.nc && closeNats(nc)])
+        await Promise.resolve()
+          .then(step)
+          .catch((err: unknown) => failures.push(err));
+      if (failures.length > 0) throw failures[0];
     })());
   let member: PoolMember;
   try {
