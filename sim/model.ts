@@ -364,7 +364,7 @@ function* closedTags(text: string, tag: string): Generator<{ at: number; body: s
     from = end + close.length;
   }
 }
-const STEP_RE = /^## Step \d+/gm;
+const STEP_RE = /^## Step (\d+)/gm;
 const EARLIER_SUMMARY = '## Summary of earlier work\n';
 
 /** Reads tool observations anywhere in `text` (one or several, possibly inside a flat history). */
@@ -862,11 +862,19 @@ function lastUser(messages: readonly ChatMessage[]): { index: number; content: s
   return { index: -1, content: '' };
 }
 
+/** A task's section opens a line: a question that mentions a tag ('what does <history> do?') is still a question. */
+const SECTION_OPENS = {
+  gold: /^<gold>/m,
+  prediction: /^<prediction>/m,
+  reports: /^<reports>/m,
+  trajectory: /^<trajectory>/m,
+  history: /^<history>/m,
+};
+
 /** Which task the prompt asks for, judged from the last user message as a model would. */
 export function detectSimTask(messages: readonly ChatMessage[]): SimTask {
   const u = lastUser(messages).content;
-  // Each task's section opens a line: a question that mentions a tag ('what does <history> do?') is still a question.
-  const opens = (tag: string) => new RegExp(`^<${tag}>`, 'm').test(u);
+  const opens = (tag: keyof typeof SECTION_OPENS) => SECTION_OPENS[tag].test(u);
   if (opens('gold') && opens('prediction')) return 'judge';
   if (opens('reports')) return 'integrate';
   if (opens('trajectory')) return 'report';
@@ -994,7 +1002,7 @@ function summaryTask(messages: readonly ChatMessage[], w: TurnWriter): void {
     steps.length > 0 ? history.slice(steps[steps.length - 1]!.index) : lastToolResponse(history);
   if (lastStep) readObservations(lastStep, mem, true);
   // The last step's number, not the count of headings: a history cut to fit leaves the steps between out.
-  const lastNumber = steps.length > 0 ? Number(/\d+/.exec(steps[steps.length - 1]![0])![0]) : 0;
+  const lastNumber = Number(steps.at(-1)?.[1] ?? 0);
   const taken = Math.max(lastNumber, history.split('</think>').length - 1);
   const { keep } = chainKeep(question, history, mem);
   w.write(`<summary>\n${serializeMemory(mem, keep, 'Turns', turns + taken)}\n</summary>`, 'plain');
