@@ -684,10 +684,11 @@ async function runWorkload(
     `prefix_affinity max/mean load (request-seconds): ${maxMean(pa.loadS).toFixed(3)} (target <= ${TARGETS.maxMeanLoad}: ${mark(maxMean(pa.loadS) <= TARGETS.maxMeanLoad, 'max/mean load')}); ` +
       `by requests served: ${maxMean(pa.served).toFixed(2)}; by token work: ${maxMean(pa.workTokens).toFixed(2)}`,
   );
-  // Checked on the lower of the two: busy time alone would count a member's wasted prefill as use of the pool.
-  const utilisation = Math.min(pa.utilisation, leastIdealS / pa.makespanS);
+  // Checked on utilisation of least work, never above the busy-time one (the least ideal makespan is at most
+  // prefix_affinity's own): busy time alone would count a member's wasted prefill as use of the pool.
+  const utilisation = leastIdealS / pa.makespanS;
   console.log(
-    `prefix_affinity utilisation: ${pa.utilisation.toFixed(3)}, of least work ${(leastIdealS / pa.makespanS).toFixed(3)} (target >= ${TARGETS.utilisation} for both: ${mark(utilisation >= TARGETS.utilisation, 'utilisation')})`,
+    `prefix_affinity utilisation: ${pa.utilisation.toFixed(3)}, of least work ${utilisation.toFixed(3)} (target >= ${TARGETS.utilisation} for both: ${mark(utilisation >= TARGETS.utilisation, 'utilisation')})`,
   );
   return { questionConcurrency, ceiling, rr, pa, missed };
 }

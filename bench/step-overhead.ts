@@ -123,7 +123,7 @@ async function main() {
           );
       });
       // Pauses only run one at a time (concurrency 1), so their sum is what the wall time holds of them.
-      const museMs = performance.now() - t0 - (pauseMs > 0 ? sum(muse.map((m) => m.pausedMs)) : 0);
+      const museMs = performance.now() - t0 - sum(muse.map((m) => m.pausedMs));
       rows.push(row('Muse (Temporal + NATS)', label, qs.length, museSteps, museMs));
       overheads.push(
         `${label}: plain/Muse steps/s ${((plainSteps / plainMs) * (museMs / museSteps)).toFixed(1)}x, ` +
