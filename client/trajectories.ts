@@ -155,7 +155,7 @@ export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Pr
  * Says, through `say`, when no worker polls the task queue `afterMs` after a run was started, and again whenever the
  * workers go missing later (checked every `everyMs`: a batch runs for hours, and its workers can die in the middle),
  * once per time they are missing: a question waits on its result without progress to show, and would otherwise wait
- * without a word. The server lists a poller for a few minutes after it last polled, so workers that died are told
+ * without a word. The server keeps listing a poller for a while after it last polled, so workers that died are told
  * that much later. Returns the cancel.
  */
 export function sayIfNoWorker(
