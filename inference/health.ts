@@ -2,12 +2,15 @@
 // in rotation. Started with the member, stopped with it; the member acts on each change (announces it, and fails
 // over what it holds when the server drops out).
 import { HealthCheckUnsupportedError } from './backends/http.js';
+import { monotonicNow } from './retry.js';
 
 /**
  * The member is in rotation once its server has passed a check (the first runs at start), and checks again
  * `intervalMs` after the last check ended (default 5 s; 0: no checks, and in rotation from the start), each check
  * given `timeoutMs` (default 5 s). After `failures` failed checks in a row (default 3; a server that stopped answering
- * is out after failures x (interval + timeout), 30 s by default) it is out of rotation until a check passes.
+ * is out after failures x (interval + timeout), 30 s by default) it is out of rotation until a check passes. A check
+ * that gets no answer in time while the server answered a generation (see answered) is not counted: the server is
+ * busy, not gone, and failing everything it holds would throw that work away.
  */
 export interface HealthCheckOptions {
   intervalMs?: number;
@@ -30,6 +33,8 @@ export class ServerHealth {
   private endpointSeen = false;
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  /** When the server last answered a generation (monotonic ms). */
+  private answeredAt = -Infinity;
 
   constructor(
     private readonly memberId: string,
@@ -53,11 +58,18 @@ export class ServerHealth {
     clearTimeout(this.timer);
   }
 
+  /** The server answered a generation: proof it serves, whatever a slow health endpoint says meanwhile. */
+  answered(): void {
+    this.answeredAt = monotonicNow();
+  }
+
   private async run(): Promise<void> {
     let failure: Error | undefined;
     let unsupported = false;
+    const startedAt = monotonicNow();
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 5000);
     try {
-      await this.check(AbortSignal.timeout(this.opts.timeoutMs ?? 5000));
+      await this.check(timeout);
       this.endpointSeen = true;
     } catch (err) {
       // An endpoint that answered before is there: its 404 now is a proxy's while the server restarts behind it.
@@ -65,7 +77,10 @@ export class ServerHealth {
       else failure = err as Error;
     }
     if (this.stopped) return; // what a stopping member holds, it finishes as it can
-    if (failure) this.fail(failure);
+    // A server under load can be slow to answer /health (SGLang's goes through its scheduler) while it keeps finishing
+    // requests: only a refusal, or silence while no generation was answered either, counts as a failure.
+    if (failure && timeout.aborted && this.answeredAt >= startedAt) this.failed = 0;
+    else if (failure) this.fail(failure);
     else {
       // No health endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
       // unless checks had failed (the server may be coming up behind a proxy), where they go on one more round.

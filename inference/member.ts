@@ -616,6 +616,7 @@ export class PoolMember {
         // Every later copy (the reply, the stored turn, history) goes through msgpack: see wellFormed.
         const text = wellFormed(raw.text);
         this.served++;
+        this.health?.answered();
         return {
           text,
           entropies,

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect as connectTcp, createServer, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { describe, expect, it } from 'vitest';
 import { reactSystemPrompt } from '../../agent/prompts.js';
@@ -1224,15 +1225,19 @@ describe('a connection that dies unnoticed', () => {
 });
 
 describe('a member whose server hangs', () => {
-  /** The simulator's HTTP server behind a relay that can hang: from then on it answers nothing, /health included. */
+  /**
+   * The simulator's HTTP server behind a relay that can hang: from then on it answers nothing, /health included; or,
+   * with hangHealth, nothing on /health while it serves generations (a server slow on /health under load).
+   */
   async function hangingServer() {
     const sim = await startSimHttpServer({ port: 0 });
     let hung = false;
+    let healthHung = false;
     const held: ServerResponse[] = [];
     /** Generation requests that came while it hung. */
     let heldGenerations = 0;
     const server = createHttpServer(async (req, res) => {
-      if (hung) {
+      if (hung || (healthHung && req.method === 'GET' && req.url === '/health')) {
         if (req.method === 'POST') heldGenerations++;
         held.push(res);
         return;
@@ -1255,6 +1260,9 @@ describe('a member whose server hangs', () => {
       hang: (on: boolean) => {
         hung = on;
         if (!on) for (const res of held.splice(0)) res.destroy();
+      },
+      hangHealth: (on: boolean) => {
+        healthHung = on;
       },
       close: async () => {
         server.closeAllConnections();
@@ -1326,6 +1334,39 @@ describe('a member whose server hangs', () => {
     )!.breaker;
     expect(breaker.state).toBe('closed');
     expect(changes.map((ch) => ch.healthy)).toEqual([true, false, true]);
+    expect(changes[1]!.why).toMatch(
+      /^member gpu's server failed 2 health checks in a row: GET .*\/health: no answer in time$/,
+    );
+  });
+
+  it('stays in rotation while its server answers generations but not /health in time, and leaves once those stop', async () => {
+    const { server, changes, other, c, healthyById } = await poolWithHangingServer('busy', {
+      hungFromStart: false,
+      healthCheck: { intervalMs: 100, timeoutMs: 400, failures: 2 },
+    });
+    await waitUntil(() => healthyById().gpu === true, 10_000, 'gpu in rotation');
+    server.hangHealth(true);
+    // Requests one after the other on gpu for several check rounds: each check waits out its timeout, while
+    // generations keep finishing.
+    const stickyKey = keyFor('gpu', 'other');
+    const servedBy: string[] = [];
+    const until = Date.now() + 2_500;
+    for (let i = 0; Date.now() < until; i++) {
+      const g = await c.generate(messages(20 + (i % 5)), params, {
+        deadline: Date.now() + 30_000,
+        stickyKey,
+      });
+      servedBy.push(g.memberId);
+      await sleep(50);
+    }
+    expect(servedBy.length).toBeGreaterThan(5);
+    expect(new Set(servedBy)).toEqual(new Set(['gpu']));
+    expect(other.member.stats.served).toBe(0);
+    expect(changes.map((ch) => ch.healthy)).toEqual([true]);
+    expect(healthyById()).toEqual({ gpu: true, other: true });
+    // No more generations: the checks' silence now counts, and gpu leaves after two.
+    await waitUntil(() => healthyById().gpu === false, 5_000, 'gpu out of rotation');
+    expect(changes.map((ch) => ch.healthy)).toEqual([true, false]);
     expect(changes[1]!.why).toMatch(
       /^member gpu's server failed 2 health checks in a row: GET .*\/health: no answer in time$/,
     );

@@ -92,4 +92,36 @@ describe('ServerHealth', () => {
     expect(checks).toBe(1);
     expect(changes).toEqual([]);
   });
+
+  it('a check with no answer in time is not counted while the server answers generations; it is once they stop', async () => {
+    let checks = 0;
+    let busy = true;
+    const changes: Array<{ healthy: boolean; why: string }> = [];
+    const health: ServerHealth = new ServerHealth(
+      'gpu',
+      (signal) => {
+        // The first check passes; later ones hang until their timeout, as /health behind a full batch can.
+        if (checks++ === 0) return Promise.resolve();
+        return new Promise<void>((_, reject) => {
+          // A generation finishes while the check waits (the member tells its health of every one).
+          if (busy) setTimeout(() => health.answered(), 2);
+          signal.addEventListener('abort', () => reject(new Error('no answer in time')), { once: true });
+        });
+      },
+      { intervalMs: 1, timeoutMs: 15, failures: 2 },
+      (healthy, why) => changes.push({ healthy, why }),
+    );
+    health.start();
+    for (let waited = 0; checks < 6 && waited < 2_000; waited += 2) await settle(2);
+    // Five checks timed out, each while a generation was answered: still in rotation.
+    expect(changes.map((c) => c.healthy)).toEqual([true]);
+    expect(health.reason).toBeUndefined();
+    busy = false;
+    const at = checks;
+    for (let waited = 0; checks < at + 3 && waited < 2_000; waited += 2) await settle(2);
+    health.stop();
+    // Silence with nothing answered: out after two in a row.
+    expect(changes.map((c) => c.healthy)).toEqual([true, false]);
+    expect(changes[1]!.why).toBe("member gpu's server failed 2 health checks in a row: no answer in time");
+  });
 });
