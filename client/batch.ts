@@ -26,7 +26,13 @@ import { appendFileDurablySync, replaceFileSync } from '../common/files.js';
 import { tryLock } from '../infra/file-lock.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
 import type { StepTimeouts } from '../workflows/trajectory.js';
-import { parseParallelMuseSpec, questionWorkflowId, runParallelMuse, specHash } from './parallel-muse.js';
+import {
+  parseParallelMuseSpec,
+  questionWorkflowId,
+  runIdentity,
+  runParallelMuse,
+  specHash,
+} from './parallel-muse.js';
 import { failureMessage, isServiceOutage } from './trajectories.js';
 
 export const BatchLineSchema = z
@@ -116,12 +122,25 @@ export function readBatchFile(path: string): { items: BatchItem[]; errors: Batch
   return { items, errors };
 }
 
-/** The shared spec (every option, no per-question field), validated, and its hash: what result lines record. */
-export function sharedBatchSpec(spec: BatchOptions['spec']): { spec: ParallelMuseSpec; hash: string } {
+/**
+ * The shared spec (every option, no per-question field), validated, and its hash (see runIdentity): what result lines
+ * record. `withLimit` is the hash earlier versions gave it, counting maxConcurrentRollouts: a results file they wrote
+ * carries that one where the limit was not the default.
+ */
+export function sharedBatchSpec(spec: BatchOptions['spec']): {
+  spec: ParallelMuseSpec;
+  hash: string;
+  withLimit: string;
+} {
   // Validated once with a stand-in question: a budget that cannot fit fails before any question starts.
   const full = parseParallelMuseSpec({ ...spec, trajectory: { ...spec.trajectory, question: 'validation' } });
   const { question: _q, answer: _a, ...trajectory } = full.trajectory;
-  return { spec: full, hash: specHash({ ...full, trajectory }).slice(0, 16) };
+  const shared = { ...full, trajectory };
+  return {
+    spec: full,
+    hash: specHash(runIdentity(shared)).slice(0, 16),
+    withLimit: specHash(shared).slice(0, 16),
+  };
 }
 
 /** Workflow ids by question text and occurrence among identical questions (BatchItem; see questionWorkflowId). */
@@ -169,6 +188,8 @@ export interface ResultsFile {
   done: Map<string, { answer: string | null; correct: boolean | null }>;
   /** The job its results belong to; undefined for an empty file or one of the older format. */
   job?: string;
+  /** The spec hash its lines carry, which the batch goes on under; undefined when none does. */
+  spec?: string;
 }
 
 /**
@@ -177,10 +198,17 @@ export interface ResultsFile {
  * again. Lines without a spec hash come from the older, line-numbered ids: they match no id now, so those questions
  * run once more. A last line cut short by a crash is removed.
  */
-export function openResults(output: string, sharedHash: string, jobId?: string): ResultsFile {
+export function openResults(
+  output: string,
+  sharedHash: string,
+  jobId?: string,
+  /** Taken as this spec's too (sharedBatchSpec's withLimit). */
+  earlierHash = sharedHash,
+): ResultsFile {
   const done: ResultsFile['done'] = new Map();
   if (!existsSync(output)) return { done };
   let job = jobId;
+  let spec: string | undefined;
   const bytes = readNamedFile('--out', output);
   const text = bytes.toString('utf8');
   const lines = text.split('\n');
@@ -213,7 +241,8 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     }
     if (typeof parsed !== 'object' || parsed === null || typeof parsed.workflowId !== 'string')
       throw notResults(i);
-    if (parsed.spec !== undefined && parsed.spec !== sharedHash)
+    if (parsed.spec === sharedHash || parsed.spec === earlierHash) spec ??= parsed.spec;
+    else if (parsed.spec !== undefined)
       throw new BatchError(
         `${output} (--out) holds results of this batch run with other options (spec ${parsed.spec}, now ${sharedHash}); ` +
           're-run with the same options to continue it, or pass another --out',
@@ -239,7 +268,7 @@ export function openResults(output: string, sharedHash: string, jobId?: string):
     if (lastCutShort) truncateSync(output, bytes.lastIndexOf(0x0a) + 1);
     else appendFileSync(output, '\n');
   }
-  return { done, ...(job !== undefined ? { job } : {}) };
+  return { done, ...(job !== undefined ? { job } : {}), ...(spec !== undefined ? { spec } : {}) };
 }
 
 /**
@@ -407,12 +436,14 @@ function resultsFileSetup<T>(output: string, setup: () => T): T {
 }
 
 export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions): Promise<BatchSummary> {
-  const { hash } = sharedBatchSpec(o.spec);
+  const shared = sharedBatchSpec(o.spec);
   const { items, errors } = readBatchQuestions(o.input, o.output);
   const unlock = resultsFileSetup(o.output, () => lockResults(o.output));
   try {
-    const results = openResults(o.output, hash, o.jobId);
+    const results = openResults(o.output, shared.hash, o.jobId, shared.withLimit);
     const { done } = results;
+    // A batch an earlier version began with a limit other than the default goes on under the ids it gave.
+    const hash = results.spec ?? shared.hash;
     const jobId = resultsFileSetup(o.output, () => batchJobId(o.output, o.jobId, results.job));
     const summary: BatchSummary = {
       jobId,

@@ -7,6 +7,7 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { historyBudgetProblem, planBudget } from '../agent/branching.js';
 import {
+  DEFAULT_MAX_CONCURRENT_ROLLOUTS,
   firstPromptProblem,
   type ParallelMuseSpec,
   type ParallelMuseSpecInput,
@@ -60,9 +61,18 @@ export function specHash(spec: unknown): string {
   return createHash('sha256').update(stableJson(spec)).digest('hex');
 }
 
-/** `muse run --mode parallel-muse`: the whole validated spec (question, answer and every option) names the run. */
+/**
+ * What names a run: the spec with its scheduling-only option, maxConcurrentRollouts, at the default, so a batch resumed
+ * with another limit goes on with its questions' runs instead of refusing them. At the default a spec hashes as every
+ * spec did before, when the limit counted, so those runs keep their ids.
+ */
+export function runIdentity<T extends Pick<ParallelMuseSpec, 'maxConcurrentRollouts'>>(spec: T): T {
+  return { ...spec, maxConcurrentRollouts: DEFAULT_MAX_CONCURRENT_ROLLOUTS };
+}
+
+/** `muse run --mode parallel-muse`: the validated spec (question, answer and every option; see runIdentity). */
 export function parallelMuseRunId(spec: ParallelMuseSpec): string {
-  return `pm-${specHash(spec).slice(0, 16)}`;
+  return `pm-${specHash(runIdentity(spec)).slice(0, 16)}`;
 }
 
 /**
@@ -102,9 +112,11 @@ export async function startParallelMuse(
   opts: RunQuestionOptions,
 ): Promise<{ handle: WorkflowHandle<typeof parallelMuse>; reused: boolean }> {
   const spec = parseParallelMuseSpec(specInput);
-  const hash = specHash(spec);
   const { answer: _answer, ...unscored } = spec.trajectory;
-  const unscoredHash = specHash({ ...spec, trajectory: unscored });
+  const hash = specHash(runIdentity(spec));
+  const unscoredHash = specHash(runIdentity({ ...spec, trajectory: unscored }));
+  // Runs started before runIdentity recorded the hashes of their spec as it was, limit included.
+  const withLimit = { hash: specHash(spec), unscoredHash: specHash({ ...spec, trajectory: unscored }) };
   try {
     const handle = await client.workflow.start<typeof parallelMuse>('parallelMuse', {
       taskQueue: cfg.temporal.taskQueue,
@@ -128,8 +140,8 @@ export async function startParallelMuse(
     // Runs started before the memo existed have none: attached as before; before `unscoredHash`, the full hash.
     const same =
       opts.acceptOtherAnswer && memo?.unscoredHash !== undefined
-        ? memo.unscoredHash === unscoredHash
-        : memo?.specHash === undefined || memo.specHash === hash;
+        ? memo.unscoredHash === unscoredHash || memo.unscoredHash === withLimit.unscoredHash
+        : memo?.specHash === undefined || memo.specHash === hash || memo.specHash === withLimit.hash;
     if (!same)
       throw new JobSpecError(
         `workflow ${opts.workflowId} already ran (or is running) with another question, answer or other options; ` +

@@ -1,5 +1,6 @@
 // ParallelMuse end to end on real Temporal + NATS with the simulator: branching, budget, reuse,
 // aggregation, crash recovery, and the batch runner.
+import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,12 @@ import { planBudget, questionHistoryBytes } from '../../agent/branching.js';
 import type { TrajectoryResult } from '../../agent/trajectory.js';
 import { tallyTurns } from '../../agent/uncertainty.js';
 import { assignWorkflowIds, resultLine, runBatch, sharedBatchSpec } from '../../client/batch.js';
-import { parseParallelMuseSpec, runParallelMuse, startParallelMuse } from '../../client/parallel-muse.js';
+import {
+  parseParallelMuseSpec,
+  runParallelMuse,
+  specHash,
+  startParallelMuse,
+} from '../../client/parallel-muse.js';
 import { failureMessage, JobSpecError, queryProgress, stepsInRetry } from '../../client/trajectories.js';
 import { unpackValue } from '../../common/msgpack.js';
 import { PoolMember } from '../../inference/member.js';
@@ -1063,6 +1069,10 @@ describe('ParallelMuse', () => {
     expect(paced.stdout).toMatch(
       new RegExp(`0 completed, 5 already done, 0 failed, 0 bad lines; accuracy ${correct}/5`),
     );
+    // Another limit of rollouts in flight is not other options: the same questions, nothing redone.
+    const relimited = await runMuse(batchArgs(['--max-concurrent-rollouts', '4']));
+    expect(relimited.code, relimited.stderr).toBe(0);
+    expect(relimited.stdout).toMatch(/0 completed, 5 already done, 0 failed, 0 bad lines/);
 
     // A corrected answer: that question's verdict was for the old one, so it is named and left out of the accuracy.
     lines[0] = JSON.stringify({ ...questions[0]!, answer: 'a corrected answer' });
@@ -1095,12 +1105,13 @@ describe('ParallelMuse', () => {
       late,
       `${JSON.stringify({ question: questions[5]!.question, answer: 'the corrected answer' })}\n`,
     );
+    // Re-run with another limit of rollouts in flight: still attached (the run keeps the limit it started with).
     const attached = await runBatch(suite.client, cfg, {
       input: late,
       output: lateOut,
       jobId: 'batch-late',
       concurrency: 1,
-      spec,
+      spec: { ...spec, maxConcurrentRollouts: 4 },
     });
     expect(attached).toMatchObject({
       completed: 1,
@@ -1112,6 +1123,36 @@ describe('ParallelMuse', () => {
       workflowId: pending!.workflowId,
       answer: 'the first answer',
     });
+
+    // A run an earlier version started, with a limit other than the default, recorded the hash of its spec with the
+    // limit: the same options still attach to it.
+    const earlier = {
+      ...spec,
+      maxConcurrentRollouts: 3,
+      trajectory: { question: questions[1]!.question, answer: questions[1]!.answer },
+    };
+    const earlierId = `batch-earlier-${randomUUID().slice(0, 8)}`;
+    const full = parseParallelMuseSpec(earlier);
+    await suite.client.workflow.start<typeof parallelMuse>('parallelMuse', {
+      taskQueue: cfg.temporal.taskQueue,
+      workflowId: earlierId,
+      args: [{ spec: full, jobId: 'batch-earlier' }],
+      memo: { specHash: specHash(full), jobId: 'batch-earlier' },
+    });
+    const reattached = await startParallelMuse(suite.client, cfg, earlier, {
+      workflowId: earlierId,
+      jobId: 'batch-earlier',
+    });
+    expect(reattached.reused).toBe(true);
+    await reattached.handle.result();
+    await expect(
+      startParallelMuse(
+        suite.client,
+        cfg,
+        { ...earlier, n: 3 },
+        { workflowId: earlierId, jobId: 'batch-earlier' },
+      ),
+    ).rejects.toThrow(/already ran .* with another question, answer or other options/);
     await killHard(child);
   });
 

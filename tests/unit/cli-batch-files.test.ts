@@ -103,6 +103,8 @@ describe('workflow ids', () => {
       pm({}, { question: 'Where else?' }),
     ].map(parallelMuseRunId);
     expect(new Set([base, ...changed]).size).toBe(changed.length + 1);
+    // Not the limit of rollouts in flight: it changes only how fast the run goes.
+    expect(parallelMuseRunId(pm({ n: 8, maxConcurrentRollouts: 4 }))).toBe(base);
   });
 
   /** The workflow id of each line of a questions file holding `text`, by line number. */
@@ -139,7 +141,12 @@ describe('workflow ids', () => {
     // Pinned: results files and running questions of earlier versions carry these hashes; others would refuse
     // them (other options) and start their questions again under new ids.
     expect(h({ n: 8, trajectory: {} })).toBe('ac737263ffc62e63');
-    expect(h({ n: 8, maxConcurrentRollouts: 32, trajectory: {} })).toBe('4eef77aaa8348664');
+    expect(sharedBatchSpec({ n: 8, maxConcurrentRollouts: 32, trajectory: {} }).withLimit).toBe(
+      '4eef77aaa8348664',
+    );
+    // The limit changes only how fast a question runs: not its ids (see the results file's test for earlier ones).
+    expect(h({ n: 8, maxConcurrentRollouts: 32, trajectory: {} })).toBe('ac737263ffc62e63');
+    expect(sharedBatchSpec({ n: 8, trajectory: {} }).withLimit).toBe('ac737263ffc62e63');
     expect(h({ n: 2, branchMode: 'none', trajectory: { maxTurns: 5 } })).not.toBe(base);
     expect(() => h({ n: 5, r: 2, trajectory: {} })).toThrow(/N=5/);
   });
@@ -154,12 +161,28 @@ describe('results file', () => {
     expect([...openResults(out, 'aaaa').done.keys()]).toEqual(['w1']);
   });
 
+  it('takes the hash an earlier version gave the same options (the limit counted then), and goes on under it', () => {
+    const out = join(tmp(), 'out.jsonl');
+    const shared = sharedBatchSpec({ n: 8, maxConcurrentRollouts: 32, trajectory: {} });
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'w1', spec: shared.withLimit })}\n`);
+    expect(openResults(out, shared.hash, undefined, shared.withLimit)).toEqual({
+      done: new Map([['w1', { answer: null, correct: null }]]),
+      spec: '4eef77aaa8348664',
+    });
+    // Another limit then was other options: its hash is neither.
+    const other = sharedBatchSpec({ n: 8, maxConcurrentRollouts: 64, trajectory: {} });
+    expect(() => openResults(out, other.hash, undefined, other.withLimit)).toThrow(/other options/);
+    writeFileSync(out, `${JSON.stringify({ workflowId: 'w2', spec: other.hash })}\n`);
+    expect(openResults(out, other.hash, undefined, other.withLimit).spec).toBe(other.hash);
+  });
+
   it('keeps the job the file records, and refuses another one, so a moved file or a new --job reruns nothing', () => {
     const out = join(tmp(), 'out.jsonl');
     writeFileSync(out, `${JSON.stringify({ job: 'batch-1', workflowId: 'batch-1-q0-h', spec: 'h' })}\n`);
     expect(openResults(out, 'h')).toEqual({
       done: new Map([['batch-1-q0-h', { answer: null, correct: null }]]),
       job: 'batch-1',
+      spec: 'h',
     });
     expect(openResults(out, 'h', 'batch-1').job).toBe('batch-1');
     expect(() => openResults(out, 'h', 'other')).toThrow(
