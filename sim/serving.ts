@@ -669,6 +669,31 @@ export class SimServer {
     this.tryAdmit();
   }
 
+  /**
+   * A prefill given up: the part of its window not yet spent is let go, and the prefills behind it in line move up by
+   * that much, as an engine's scheduler takes the next request's chunks at once (they keep the rate they were given).
+   */
+  private dropFromPrefillLine(job: Job): void {
+    const now = this.now();
+    const unspent = job.prefillUntil - Math.max(now, job.prefillFrom);
+    if (unspent <= 0) return;
+    // The line is contiguous from the given-up prefill on (each admitted one starts where the line ended).
+    for (const j of this.active) {
+      if (j === job || j.phase !== 'prefill' || j.prefillFrom < job.prefillUntil) continue;
+      j.prefillFrom -= unspent;
+      j.prefillUntil -= unspent;
+      if (j.timer) clearTimeout(j.timer);
+      j.timer = setTimeout(
+        () => {
+          j.timer = null;
+          this.startDecode(j);
+        },
+        this.realDelay(j.prefillUntil - now),
+      );
+    }
+    this.setPrefillFreeAt(Math.max(now, this.prefillFreeAt - unspent));
+  }
+
   private abort(job: Job): void {
     this.counters.aborted++;
     this.fail(job, abortError(job.signal));
@@ -686,14 +711,7 @@ export class SimServer {
       const i = this.queue.indexOf(job);
       if (i >= 0) this.queue.splice(i, 1);
     } else {
-      // The last prefill in line, given up: the line now ends with the latest prefill still in it, or now. (One in
-      // the middle of the line is left in place: those behind it keep their times. Its window is let go with the
-      // last of them, not taken to end where the given-up one began.)
-      if (phase === 'prefill' && job.prefillUntil === this.prefillFreeAt) {
-        let lineEnd = this.now();
-        for (const j of this.active) if (j.phase === 'prefill') lineEnd = Math.max(lineEnd, j.prefillUntil);
-        this.setPrefillFreeAt(lineEnd);
-      }
+      if (phase === 'prefill') this.dropFromPrefillLine(job);
       if (phase === 'decode' && this.decoding.has(job)) {
         this.advance();
         this.decoding.delete(job);

@@ -345,6 +345,31 @@ describe('SimServer batching and timing', () => {
     expect(serviceMs).toBeLessThan(500);
   });
 
+  it('a prefill given up in the middle of the line lets the prefills behind it move up', async () => {
+    const s = new SimServer({
+      ...profile,
+      maxBatch: 4,
+      prefillTokensPerSec: 1000,
+      maxBatchedTokens: 100_000,
+      cacheCapacityTokens: 1 << 20,
+      timeScale: 1,
+    });
+    // All admitted at once: A prefills until ~1000 simulated ms, B after it until ~2000, C after that.
+    const second = new AbortController();
+    const a = s.run(tokens('a', 1000), 1, never());
+    const b = s.run(tokens('b', 1000), 1, second.signal);
+    const c = s.run(tokens('c', 16), 1, never());
+    expect(s.load()).toMatchObject({ running: 3, queued: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    second.abort(new Error('router gave up'));
+    await expect(b).rejects.toThrow('router gave up');
+    // C prefills right after A (~1016 ms), not after B's abandoned window (~2016 ms); A keeps its time.
+    const [ra, rc] = await Promise.all([a, c]);
+    expect(ra.serviceMs).toBeGreaterThan(950);
+    expect(rc.serviceMs).toBeGreaterThan(950);
+    expect(rc.serviceMs).toBeLessThan(1700);
+  });
+
   it('rejects promptly on abort, queued or running', async () => {
     const s = new SimServer({ ...profile, maxBatch: 1, timeScale: 1 });
     const c1 = new AbortController();
