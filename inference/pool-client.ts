@@ -777,7 +777,12 @@ export class PoolClient {
         // them against the member, whose breaker would otherwise keep it nearly idle for minutes once it is back.
         if (code === 'payload_too_large') throw new SizeRefused(`${memberId ?? 'pool member'}: ${message}`);
         const turnedAway = NOT_MEMBER_FAULTS.has(code);
-        throw new MemberFailure(`${code}: ${message}`, retryable, !turnedAway, turnedAway);
+        throw new MemberFailure(
+          `${code}: ${message}`,
+          retryable,
+          !turnedAway,
+          turnedAway && (code === 'overloaded' ? 'busy' : 'turned_away'),
+        );
       } catch (err) {
         failure = err;
       } finally {
@@ -819,7 +824,8 @@ export class PoolClient {
       // Backpressure: turned away unserved (overloaded, stopping). No responders: never received. Either way the
       // member does not hold the prompt.
       const lost = failure instanceof LostAttempt;
-      const backpressure = failure instanceof MemberFailure && failure.unserved;
+      const unserved = failure instanceof MemberFailure ? failure.unserved : false;
+      const backpressure = unserved !== false;
       if (backpressure || noResponders) unroute?.();
       if (memberId && failure instanceof SizeRefused) {
         tried.set(memberId, 'size_refused');
@@ -828,7 +834,8 @@ export class PoolClient {
           throw new ContextLengthError(
             `pool '${this.opts.pool}': every member's server refused the request's size (HTTP 413): ${collapseRepeats(errors).join('; ')}`,
           );
-      } else if (memberId && backpressure) tried.set(memberId, 'backpressure');
+      } else if (memberId && backpressure)
+        tried.set(memberId, unserved === 'busy' ? 'backpressure' : 'turned_away');
       // Lost on the way: sent again at once as if it had never been, so usually to the same member, which may hold
       // the prompt.
       if (memberId && lost) tried.delete(memberId);
@@ -1002,10 +1009,11 @@ class MemberFailure extends Error {
     /** Whether it says something about the member's health (an overloaded member is healthy, just busy). */
     readonly memberFault = retryable,
     /**
-     * Turned away before the member read the prompt (overloaded, stopping, unhealthy, too large): it does not hold
-     * it. A member that ran out of time on the request has read it, and may well hold it.
+     * Turned away before the member read the prompt, so it does not hold it: `busy` (overloaded: it takes the request
+     * once a slot frees) or `turned_away` (stopping, unhealthy, too large: it will not). A member that ran out of time
+     * on the request has read it, and may well hold it.
      */
-    readonly unserved = false,
+    readonly unserved: false | 'busy' | 'turned_away' = false,
   ) {
     super(message);
   }
@@ -1024,7 +1032,7 @@ class LostAttempt extends MemberFailure {
  */
 class SizeRefused extends MemberFailure {
   constructor(message: string) {
-    super(message, true, false, true);
+    super(message, true, false, 'turned_away');
   }
 }
 
@@ -1042,20 +1050,29 @@ function restarted(before: MemberAnnouncementWire, now: MemberAnnouncementWire):
   return before.instance !== undefined && now.instance !== undefined && before.instance !== now.instance;
 }
 
-/** How a member's last attempt at a request ended; `size_refused`: its server refused the request's size (HTTP 413). */
-export type TriedOutcome = 'failed' | 'backpressure' | 'size_refused';
+/**
+ * How a member's last attempt at a request ended: `backpressure`, it answered overloaded; `turned_away`, it said it
+ * would not serve it (stopping, its server unhealthy, no blob store for a prompt sent by reference); `size_refused`,
+ * its server refused the request's size (HTTP 413).
+ */
+export type TriedOutcome = 'failed' | 'backpressure' | 'turned_away' | 'size_refused';
 
 /**
  * Where an attempt goes once every ranked member has been tried: one that only said it was busy, else the one tried
- * longest ago, not the policy's first choice, which is often the member that just hung for a whole attempt. Never one
+ * longest ago, not the policy's first choice, which is often the member that just hung for a whole attempt; one that
+ * turned the request away only when no other is left (it would answer the same while another may serve). Never one
  * that refused the request's size, which would refuse it again: undefined when only those are left.
  */
 export function retryTarget(ranked: string[], tried: Map<string, TriedOutcome>): string | undefined {
   const candidates = ranked.filter((m) => tried.get(m) !== 'size_refused');
   const busy = candidates.find((m) => tried.get(m) === 'backpressure');
   if (busy) return busy;
-  for (const m of tried.keys()) if (candidates.includes(m)) return m;
-  return candidates[0];
+  const willing = candidates.filter((m) => tried.get(m) !== 'turned_away');
+  for (const pick of [willing, candidates]) {
+    for (const m of tried.keys()) if (pick.includes(m)) return m;
+    if (pick[0] !== undefined) return pick[0];
+  }
+  return undefined;
 }
 
 /**

@@ -507,6 +507,68 @@ describe('pool routing', () => {
   });
 });
 
+describe('a member that turns a request away', () => {
+  it('is asked again only when no other member is left: the one that failed once serves the retry', async () => {
+    const pool = `turned-away-${randomUUID().slice(0, 8)}`;
+    // No blob store: it turns away every prompt sent by reference (code unhealthy), however often asked.
+    const noStore = new PoolMember({ nc: suite.nc, pool, id: 'a-nostore', backend: new SimBackend() });
+    await noStore.start();
+    cleanups.push(() => noStore.stop());
+    // Fails its first generation with an HTTP 500, then serves.
+    const sim = new SimBackend();
+    let failures = 0;
+    const blobs = new BlobStore(suite.nc);
+    cleanups.push(() => blobs.close());
+    const flaky = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'b-flaky',
+      blobs,
+      backend: {
+        kind: 'flaky',
+        generate: (req, signal) => {
+          if (failures++ === 0)
+            return Promise.reject(new BackendHttpError('http://gpu/v1/chat/completions', 500, 'boom', 1));
+          return sim.generate(req, signal);
+        },
+      },
+    });
+    await flaky.start();
+    cleanups.push(() => flaky.stop());
+    // a-nostore first whenever it is in rotation.
+    const c = client(pool, {
+      inlineRequestBytes: 1000,
+      blobs,
+      maxAttempts: 3,
+      policy: {
+        name: 'round_robin',
+        usesPrefixKeys: false,
+        rank: (_req, members) =>
+          members
+            .filter((m) => m.healthy)
+            .map((m) => m.id)
+            .sort(),
+        onMemberGone: () => {},
+      },
+    });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const namespace = `job-turned-away-${randomUUID().slice(0, 8)}`;
+    const big: ChatMessage[] = [
+      { role: 'user', content: `${questions[2]!.question} ${'context '.repeat(300)}` },
+    ];
+    const tried: (string | undefined)[] = [];
+    const g = await c.generate(big, params, {
+      deadline: deadline(),
+      blobNamespace: namespace,
+      onAttempt: (memberId) => tried.push(memberId),
+    });
+    expect(g.memberId).toBe('b-flaky');
+    expect(tried).toEqual(['a-nostore', 'b-flaky', 'b-flaky']);
+    await blobs.deleteNamespace(namespace);
+  });
+});
+
 describe('a request too large for one member', () => {
   /** A started member of `pool` whose server sits behind a proxy that refuses every request's size (HTTP 413). */
   async function behindAProxy(pool: string, id: string) {

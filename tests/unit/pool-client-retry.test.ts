@@ -20,6 +20,18 @@ describe('retryTarget', () => {
     expect(retryTarget(['a', 'b'], tried)).toBe('b');
   });
 
+  it('goes back to a member that turned the request away (stopping, unhealthy) only when no other is left', () => {
+    // a turned it away first, then b failed: b, though a was tried longer ago.
+    const tried = new Map<string, TriedOutcome>([
+      ['a', 'turned_away'],
+      ['b', 'failed'],
+    ]);
+    expect(retryTarget(['a', 'b'], tried)).toBe('b');
+    expect(retryTarget(['a'], tried)).toBe('a');
+    // Not taken for a busy one.
+    expect(retryTarget(['a', 'b'], new Map<string, TriedOutcome>([['a', 'turned_away']]))).toBe('b');
+  });
+
   it("never goes back to a member that refused the request's size (HTTP 413): it would refuse again", () => {
     const tried = new Map<string, TriedOutcome>([
       ['a', 'size_refused'],
