@@ -144,6 +144,13 @@ interface MemberState {
   leavingSince?: number;
   /** How the last request this router counted against the member failed: why its circuit is open. */
   lastFailure?: string;
+  /** When NATS last said nobody listens on the member's subject: out of rotation until it announces itself again. */
+  unreachableSince?: number;
+}
+
+/** Whether NATS said nobody listens on the member's subject, and it has not announced itself since. */
+function unreachable(m: MemberState): boolean {
+  return m.unreachableSince !== undefined && m.lastSeen <= m.unreachableSince;
 }
 
 /**
@@ -512,7 +519,7 @@ export class PoolClient {
         queued: m.info.queued,
         cacheCapacityTokens: m.info.cacheCapacityTokens,
         cacheUsedTokens: m.info.cacheUsedTokens,
-        healthy: m.info.healthy !== false && m.breaker.isAvailable(),
+        healthy: m.info.healthy !== false && m.breaker.isAvailable() && !unreachable(m),
       });
     }
     return views;
@@ -844,11 +851,15 @@ export class PoolClient {
         attempt--;
         continue;
       }
-      // Only NATS saying nobody listens on the member's subject means it is gone; a 503 a member relays from its
-      // server is that member failing one request, which the breaker already counts. A member that announced it is
-      // leaving stops listening once its leave is out, and finishes what it holds: not a reason to fail that over.
-      if (noResponders && !reconnecting && memberId && this.members.get(memberId)?.leavingSince === undefined)
-        this.dropMember(memberId, `member ${memberId} has no responders`);
+      // Only NATS saying nobody listens on the member's subject means it may be gone (a 503 a member relays from its
+      // server is that member failing one request, which the breaker already counts): out of rotation until it
+      // announces itself again. What it holds is not failed over: a member whose own connection is being redone
+      // (a NATS node restarting) has no subscriptions for a moment but goes on generating, and answers once back; a
+      // killed one is dropped when its announcements stop (memberTtlMs), and what it held fails over then. A member
+      // that announced it is leaving stops listening once its leave is out, and finishes what it holds.
+      const m = memberId === undefined ? undefined : this.members.get(memberId);
+      if (noResponders && !reconnecting && m && m.leavingSince === undefined)
+        m.unreachableSince = this.clock();
       if (failure instanceof MemberFailure && !failure.retryable) break;
       await pause(attempt);
     }
@@ -885,6 +896,7 @@ export class PoolClient {
       if (m.leavingSince !== undefined) return `${id}: stopping`;
       if (now - m.lastSeen > this.ttl) return `${id}: not heard from for ${Math.round(now - m.lastSeen)} ms`;
       if (m.info.healthy === false) return `${id}: its server is failing health checks`;
+      if (unreachable(m)) return `${id}: no responders on its subject`;
       return `${id}: circuit ${m.breaker.state.replace('_', '-')}${m.lastFailure ? ` after ${m.lastFailure}` : ''}`;
     });
     const more = this.members.size - named.length;

@@ -87,7 +87,7 @@ const keyFor = (id: string, other: string) => keysFor(id, other, 1)[0]!;
  * A started member of `pool` serving the simulator, whose first generation waits for `release()`: a request the test
  * knows to be in the member's hands.
  */
-async function gatedMember(pool: string, id: string) {
+async function gatedMember(pool: string, id: string, nc: NatsConnection = suite.nc) {
   const sim = new SimBackend({ profile: { timeScale: 0 } });
   let release!: () => void;
   const gate = new Promise<void>((resolve) => {
@@ -95,7 +95,7 @@ async function gatedMember(pool: string, id: string) {
   });
   let calls = 0;
   const m = new PoolMember({
-    nc: suite.nc,
+    nc,
     pool,
     id,
     backend: {
@@ -1221,44 +1221,60 @@ describe('connections that come back', () => {
   });
 });
 
-describe('a connection that dies unnoticed', () => {
-  /**
-   * A TCP relay to the NATS server whose open connections can be made to carry nothing from then on, in either
-   * direction, without being closed: a NATS node lost, a network partition. Connections made after still relay.
-   */
-  async function freezableRelay(natsUrl: string) {
-    const target = new URL(natsUrl);
-    const pairs = new Set<{ client: Socket; upstream: Socket; frozen: boolean }>();
-    const server = createServer((client) => {
-      const upstream = connectTcp(Number(target.port), target.hostname);
-      const pair = { client, upstream, frozen: false };
-      pairs.add(pair);
-      client.on('data', (d) => pair.frozen || upstream.write(d));
-      upstream.on('data', (d) => pair.frozen || client.write(d));
-      const end = () => {
-        pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      for (const socket of [client, upstream]) socket.on('close', end).on('error', end);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    return {
-      url: `nats://127.0.0.1:${port}`,
-      freeze: () => {
-        for (const pair of pairs) pair.frozen = true;
-      },
-      close: async () => {
-        for (const pair of pairs) {
-          pair.client.destroy();
-          pair.upstream.destroy();
-        }
-        await new Promise((r) => server.close(r));
-      },
+/**
+ * A TCP relay to the NATS server whose open connections can be made to carry nothing from then on, in either
+ * direction, without being closed: a NATS node lost, a network partition. Connections made after still relay. Or
+ * they can be cut, with new ones refused until `refuse(false)`: a NATS node restarting.
+ */
+async function freezableRelay(natsUrl: string) {
+  const target = new URL(natsUrl);
+  const pairs = new Set<{ client: Socket; upstream: Socket; frozen: boolean }>();
+  let refusing = false;
+  const server = createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = connectTcp(Number(target.port), target.hostname);
+    const pair = { client, upstream, frozen: false };
+    pairs.add(pair);
+    client.on('data', (d) => pair.frozen || upstream.write(d));
+    upstream.on('data', (d) => pair.frozen || client.write(d));
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
     };
-  }
+    for (const socket of [client, upstream]) socket.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    freeze: () => {
+      for (const pair of pairs) pair.frozen = true;
+    },
+    cut: () => {
+      refusing = true;
+      for (const pair of pairs) {
+        pair.client.destroy();
+        pair.upstream.destroy();
+      }
+    },
+    refuse: (on: boolean) => {
+      refusing = on;
+    },
+    close: async () => {
+      for (const pair of pairs) {
+        pair.client.destroy();
+        pair.upstream.destroy();
+      }
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
 
+describe('a connection that dies unnoticed', () => {
   it("a router whose connection went silent has it redone and sends again what was lost, instead of dropping the pool's members", async () => {
     const pool = `silent-${randomUUID().slice(0, 8)}`;
     const relay = await freezableRelay(cfg.nats.url);
@@ -1283,6 +1299,45 @@ describe('a connection that dies unnoticed', () => {
     // The first reply went into the dead connection; the request was sent again, to gpu, and answered.
     expect(gpu.member.stats.served).toBe(2);
     expect(Date.now() - frozenAt).toBeLessThan(15_000);
+  });
+});
+
+describe('a member whose connection is redone', () => {
+  it('is out of rotation while nobody listens on its subject, but what it holds is left to finish there', async () => {
+    const pool = `redone-${randomUUID().slice(0, 8)}`;
+    const relay = await freezableRelay(cfg.nats.url);
+    cleanups.push(() => relay.close());
+    const gpuNc = await connectNats({ ...cfg, nats: { ...cfg.nats, url: relay.url } }, 'redone-member');
+    cleanups.push(() => gpuNc.close());
+    const gpu = await gatedMember(pool, 'gpu', gpuNc);
+    const other = await member(pool, 'other');
+    // A TTL longer than the connection's gap: only "no responders" tells the router anything meanwhile.
+    const c = client(pool, { memberTtlMs: 15_000, attemptTimeoutMs: 60_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
+    const stickyKey = keyFor('gpu', 'other');
+    const held = c.generate(messages(8), params, { deadline: Date.now() + 90_000, stickyKey });
+    await waitUntil(() => gpu.calls() === 1, 5_000, 'the request reached gpu');
+    // gpu's NATS node goes away for a while: the server drops its subscriptions, the generation goes on.
+    relay.cut();
+    await sleep(200);
+    const tried: (string | undefined)[] = [];
+    const meanwhile = await c.generate(messages(9), params, {
+      deadline: Date.now() + 30_000,
+      stickyKey,
+      onAttempt: (memberId) => tried.push(memberId),
+    });
+    expect(tried).toEqual(['gpu', 'other']);
+    expect(meanwhile.memberId).toBe('other');
+    expect(c.liveMembers().find((m) => m.id === 'gpu')?.healthy).toBe(false);
+    // Back: it announces itself (a reconnect), the router asks what it holds, and its generation ends there.
+    relay.refuse(false);
+    await waitUntil(() => c.liveMembers().find((m) => m.id === 'gpu')?.healthy === true, 10_000, 'gpu back');
+    gpu.release();
+    const g = await held;
+    expect(g.memberId).toBe('gpu');
+    expect(gpu.member.stats.served).toBe(1);
+    expect(other.member.stats.served).toBe(1);
   });
 });
 
