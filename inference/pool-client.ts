@@ -144,13 +144,8 @@ interface MemberState {
   leavingSince?: number;
   /** How the last request this router counted against the member failed: why its circuit is open. */
   lastFailure?: string;
-  /** When NATS last said nobody listens on the member's subject: out of rotation until it announces itself again. */
-  unreachableSince?: number;
-}
-
-/** Whether NATS said nobody listens on the member's subject, and it has not announced itself since. */
-function unreachable(m: MemberState): boolean {
-  return m.unreachableSince !== undefined && m.lastSeen <= m.unreachableSince;
+  /** NATS said nobody listens on the member's subject: out of rotation until it announces itself again. */
+  unreachable?: boolean;
 }
 
 /**
@@ -519,7 +514,7 @@ export class PoolClient {
         queued: m.info.queued,
         cacheCapacityTokens: m.info.cacheCapacityTokens,
         cacheUsedTokens: m.info.cacheUsedTokens,
-        healthy: m.info.healthy !== false && m.breaker.isAvailable() && !unreachable(m),
+        healthy: m.info.healthy !== false && m.breaker.isAvailable() && !m.unreachable,
       });
     }
     return views;
@@ -858,8 +853,7 @@ export class PoolClient {
       // killed one is dropped when its announcements stop (memberTtlMs), and what it held fails over then. A member
       // that announced it is leaving stops listening once its leave is out, and finishes what it holds.
       const m = memberId === undefined ? undefined : this.members.get(memberId);
-      if (noResponders && !reconnecting && m && m.leavingSince === undefined)
-        m.unreachableSince = this.clock();
+      if (noResponders && !reconnecting && m && m.leavingSince === undefined) m.unreachable = true;
       if (failure instanceof MemberFailure && !failure.retryable) break;
       await pause(attempt);
     }
@@ -896,7 +890,7 @@ export class PoolClient {
       if (m.leavingSince !== undefined) return `${id}: stopping`;
       if (now - m.lastSeen > this.ttl) return `${id}: not heard from for ${Math.round(now - m.lastSeen)} ms`;
       if (m.info.healthy === false) return `${id}: its server is failing health checks`;
-      if (unreachable(m)) return `${id}: no responders on its subject`;
+      if (m.unreachable) return `${id}: no responders on its subject`;
       return `${id}: circuit ${m.breaker.state.replace('_', '-')}${m.lastFailure ? ` after ${m.lastFailure}` : ''}`;
     });
     const more = this.members.size - named.length;
@@ -973,6 +967,7 @@ export class PoolClient {
       if ((info.reconnects ?? 0) > (existing.info.reconnects ?? 0)) void this.recheckPending(existing);
       existing.info = info;
       existing.lastSeen = this.clock();
+      existing.unreachable = false;
       existing.leavingSince = undefined; // back: restarted by a member that does not name its process
     } else {
       this.members.set(info.id, {

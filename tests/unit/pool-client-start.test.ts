@@ -412,15 +412,21 @@ describe('PoolClient hearing no responders', () => {
   const noResponders = (subject: string) =>
     Promise.reject(new RequestError('no responders', { cause: new NoRespondersError(subject) }));
 
-  it('drops a member whose subject nobody listens on', async () => {
+  it('takes a member whose subject nobody listens on out of rotation until it announces itself again', async () => {
     const { client, announce, known } = routerOnFakeConnection({ request: noResponders });
     await client.start();
     announce('gpu-0');
     announce('gpu-1');
-    await expect(
-      client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 60_000 }),
-    ).rejects.toBeInstanceOf(PoolUnavailableError);
-    expect(known()).toEqual([]);
+    const failure = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
+      deadline: Date.now() + 60_000,
+    });
+    await expect(failure).rejects.toBeInstanceOf(PoolUnavailableError);
+    // Known still (what it holds stays with it), but not sent anything.
+    expect(known()).toEqual(['gpu-0', 'gpu-1']);
+    const healthy = () => Object.fromEntries(client.liveMembers().map((m) => [m.id, m.healthy]));
+    expect(healthy()).toEqual({ 'gpu-0': false, 'gpu-1': false });
+    announce('gpu-1');
+    expect(healthy()).toEqual({ 'gpu-0': false, 'gpu-1': true });
     client.close();
   });
 
