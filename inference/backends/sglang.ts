@@ -172,9 +172,11 @@ export class SGLangBackend implements InferenceBackend {
       const status = meta.finish_reason.status_code;
       const refused =
         typeof status === 'number' && status >= 400 && status < 500 && !isRetryableStatus(status);
+      // The status goes with it: a full request queue (429, or 503 "queue is full") is the member being busy, not
+      // failing (see the member's replyError).
       throw new BackendProtocolError(
         `sglang backend: the server aborted the generation${status ? ` (status ${status})` : ''}${meta.finish_reason.message ? `: ${meta.finish_reason.message}` : ''}`,
-        { retryable: !refused },
+        { retryable: !refused, ...(typeof status === 'number' ? { relayedStatus: status } : {}) },
       );
     }
     const out = meta.output_token_logprobs;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { SGLangBackend } from '../../inference/backends/sglang.js';
+import { replyError } from '../../inference/member.js';
 import { type BackendRequest, ContextLengthError } from '../../inference/types.js';
 import { fakeJsonServer } from '../helpers/fake-http.js';
 
@@ -208,7 +209,17 @@ describe('SGLangBackend', () => {
       }));
       const e = await new SGLangBackend({ baseUrl: busy.url }).generate(request, signal()).catch((x) => x);
       expect((e as BackendProtocolError).retryable).toBe(true);
+      expect((e as BackendProtocolError).relayedStatus).toBe(status_code);
     }
+    // A full request queue (SGLang's --max-queued-requests) is the member being busy: answered overloaded, which no
+    // circuit breaker counts, not backend_error.
+    const full = await fakeJsonServer(() => ({
+      body: generateBody({
+        finish_reason: { type: 'abort', message: 'The request queue is full.', status_code: 503 },
+      }),
+    }));
+    const e = await new SGLangBackend({ baseUrl: full.url }).generate(request, signal()).catch((x) => x);
+    expect(replyError(e).code).toBe('overloaded');
   });
 
   it('retries a 503 and does not retry a 400', async () => {
