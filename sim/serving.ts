@@ -262,8 +262,11 @@ export class SimServer {
     // An explicit undefined keeps the default rather than wiping it (NaN would then hang every request).
     const given = Object.fromEntries(Object.entries(profile).filter(([, v]) => v !== undefined));
     const p: SimServingProfile = { ...DEFAULT_SIM_SERVING_PROFILE, ...given };
-    if (!(p.maxBatch >= 1)) throw new Error(`maxBatch must be >= 1, got ${p.maxBatch}`);
-    if (!(p.blockSize >= 1)) throw new Error(`blockSize must be >= 1, got ${p.blockSize}`);
+    // Whole numbers: a block of 16.5 tokens would close every 33, and a batch of 1.5 would run two sequences.
+    if (!(Number.isInteger(p.maxBatch) && p.maxBatch >= 1))
+      throw new Error(`maxBatch must be a whole number >= 1, got ${p.maxBatch}`);
+    if (!(Number.isInteger(p.blockSize) && p.blockSize >= 1))
+      throw new Error(`blockSize must be a whole number >= 1, got ${p.blockSize}`);
     if (!(p.prefillTokensPerSec > 0) || !(p.decodeTokensPerSec > 0))
       throw new Error('throughputs must be > 0');
     if (!(p.timeScale >= 0)) throw new Error(`timeScale must be >= 0, got ${p.timeScale}`);

@@ -39,6 +39,13 @@ describe('SimServer prefix cache', () => {
     expect(s.load().cacheUsedTokens).toBeGreaterThan(0);
   });
 
+  it('refuses a profile whose block size or batch is not a whole number, naming it', () => {
+    expect(() => new SimServer({ blockSize: 16.5 })).toThrow('blockSize must be a whole number >= 1, got 16.5');
+    expect(() => new SimServer({ maxBatch: 1.5 })).toThrow('maxBatch must be a whole number >= 1, got 1.5');
+    expect(() => new SimServer({ maxBatch: 0 })).toThrow(/maxBatch/);
+    expect(new SimServer({ blockSize: 32, maxBatch: 2 }).load().cacheCapacityTokens).toBeGreaterThan(0);
+  });
+
   it('evicts least-recently-used blocks at capacity', async () => {
     const s = new SimServer({ blockSize: 16, cacheCapacityTokens: 16 * 10 });
     await s.run(tokens('a', 64), 0, never()); // 4 blocks
