@@ -40,7 +40,9 @@ describe('SimServer prefix cache', () => {
   });
 
   it('refuses a profile whose block size or batch is not a whole number, naming it', () => {
-    expect(() => new SimServer({ blockSize: 16.5 })).toThrow('blockSize must be a whole number >= 1, got 16.5');
+    expect(() => new SimServer({ blockSize: 16.5 })).toThrow(
+      'blockSize must be a whole number >= 1, got 16.5',
+    );
     expect(() => new SimServer({ maxBatch: 1.5 })).toThrow('maxBatch must be a whole number >= 1, got 1.5');
     expect(() => new SimServer({ maxBatch: 0 })).toThrow(/maxBatch/);
     expect(new SimServer({ blockSize: 32, maxBatch: 2 }).load().cacheCapacityTokens).toBeGreaterThan(0);
