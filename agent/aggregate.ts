@@ -17,16 +17,36 @@ const words = (s: string) =>
  * CJK punctuation (BrowseComp-zh) normalise the same way. Mathematical symbols are kept: they carry the answer
  * ('x ≥ 3' is not 'x ≤ 3', 'x > 3' is not 'x < 3', and 'x ≥ 3' is 'x >= 3'); a minus sign or dash is read as the
  * hyphen, which goes with the punctuation. An answer that is one number is compared as a number, as GAIA's scorer
- * does: '-5' is not '5', '3.5' is not '35', and '1,000', '$1000' and '1000.0' are one answer. An answer that is
- * nothing but an article is kept as that word: 'A' is a multiple-choice answer, not an empty one.
+ * does: '-5' is not '5', '3.5' is not '35', and '1,000', '$1000' and '1000.0' are one answer; a number within a
+ * longer answer keeps its sign, decimal point and fraction slash (see partOfNumber) and loses its thousands commas.
+ * An answer that is nothing but an article is kept as that word: 'A' is a multiple-choice answer, not an empty one.
  */
 export function normalizeAnswer(s: string): string {
   const number = numberIn(s);
   if (number !== undefined) return number;
   const bare = canonical(s)
+    .replace(THOUSANDS_COMMA, '')
     .replace(/[≥≤]/gu, (c) => (c === '≥' ? '>=' : '<='))
-    .replace(/[\p{P}\p{S}]/gu, (c) => (/\p{Sm}/u.test(c) ? c : ''));
+    .replace(/[\p{P}\p{S}]/gu, (c, at: number, text: string) =>
+      /\p{Sm}/u.test(c) || partOfNumber(c, text[at - 1], text[at + 1]) ? c : '',
+    );
   return words(bare.replace(ARTICLES, ' ')) || words(bare);
+}
+
+/** A comma between thousands groups ('1,000 km' is '1000 km'). */
+const THOUSANDS_COMMA = /(?<=\d),(?=\d{3}(?!\d))/gu;
+const DIGIT = /\p{Nd}/u;
+const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
+
+/**
+ * Punctuation that makes a number within a longer answer what it is, so it is kept: a decimal point, decimal comma or
+ * fraction slash between digits ('3.5 km' is not '35 km', '1/2' not '12'), and a sign before a number that does not
+ * follow a word or another number ('-5 °C' is not '5 °C'; the hyphen of 'COVID-19' or '2024-05-01' still goes).
+ */
+function partOfNumber(c: string, before: string | undefined, after: string | undefined): boolean {
+  if (after === undefined || !DIGIT.test(after)) return false;
+  if (c === '.' || c === ',' || c === '/') return before !== undefined && DIGIT.test(before);
+  return c === '-' && (before === undefined || !LETTER_OR_DIGIT.test(before));
 }
 
 /** NFKC, lowercase, every minus sign or dash as the hyphen-minus, and the fraction slash (NFKC's ½) as '/'. */

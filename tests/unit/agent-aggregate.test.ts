@@ -51,6 +51,22 @@ describe('normalizeAnswer', () => {
     expect(exactMatch('12345678901234567', '12345678901234568')).toBe(false);
   });
 
+  it('keeps what makes a number within a longer answer what it is: its sign, decimal point and fraction slash', () => {
+    expect(exactMatch('3.5 km', '35 km')).toBe(false);
+    expect(exactMatch('3.5 km.', '3.5 km')).toBe(true);
+    expect(exactMatch('-5 °C', '5 °C')).toBe(false);
+    expect(exactMatch('−5 °C', '-5 °C')).toBe(true);
+    expect(exactMatch('1/2 cup', '12 cup')).toBe(false);
+    expect(exactMatch('½ cup', '1/2 cup')).toBe(true);
+    expect(exactMatch('1,5 l', '15 l')).toBe(false);
+    // Thousands commas still go, and a hyphen after a word or a number is still punctuation.
+    expect(exactMatch('1,000 km', '1000 km')).toBe(true);
+    expect(exactMatch('12,345,678 people', '12345678 people')).toBe(true);
+    expect(exactMatch('COVID-19', 'covid19')).toBe(true);
+    expect(exactMatch('2024-05-01', '20240501')).toBe(true);
+    expect(exactMatch('pages 5-10', 'pages 510')).toBe(true);
+  });
+
   it('keeps mathematical symbols, and answers of symbols alone match only themselves', () => {
     expect(exactMatch('x ≥ 3', 'x ≤ 3')).toBe(false);
     expect(exactMatch('x > 3', 'x < 3')).toBe(false);
