@@ -418,7 +418,11 @@ export function parseTurn(text: string, finishReason?: 'stop' | 'length'): Parse
   if (action?.kind === 'answer' && !action.closed && finishReason === 'length')
     return withReport({ kind: 'no_action' as const, think, cutOffAnswer: true as const });
   if (action?.kind === 'answer') {
-    const answer = slice(action);
+    // An answer re-opened to redraft ('<answer>Paris. Wait…\n<answer>Lyon</answer>'): the last draft is the answer, as
+    // parseAnswer reads an integration's. The span (and the regions scored over it) stays the whole of it.
+    const whole = slice(action);
+    const redraft = whole.lastIndexOf('<answer>');
+    const answer = redraft < 0 ? whole : whole.slice(redraft + '<answer>'.length).trim();
     if (isEmptyAnswer(answer))
       return withReport({ kind: 'no_action' as const, think, emptyAnswer: true as const });
     return withReport({ kind: 'answer' as const, think, answer: clipText(answer, MAX_ANSWER_CHARS) });

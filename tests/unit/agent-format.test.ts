@@ -39,6 +39,18 @@ describe('parseTurn', () => {
     expect(t).toEqual({ kind: 'answer', think: 'done', answer: 'Paris' });
   });
 
+  it('an answer re-opened to redraft is its last draft, as parseAnswer reads one', () => {
+    const t = parseTurn('<think>x</think>\n<answer>Paris. Hmm, wait, reconsider.\n<answer>Lyon</answer>');
+    expect(t).toEqual({ kind: 'answer', think: 'x', answer: 'Lyon' });
+    expect(parseTurn('<answer>\n<answer> Lyon </answer>')).toMatchObject({ kind: 'answer', answer: 'Lyon' });
+    expect(parseAnswer('<answer>Paris. Hmm.\n<answer>Lyon</answer>')).toBe('Lyon');
+    // A redraft left empty is no answer.
+    expect(parseTurn('<answer>Paris\n<answer> </answer>')).toMatchObject({
+      kind: 'no_action',
+      emptyAnswer: true,
+    });
+  });
+
   it('turns invalid JSON into invalid_tool_call with the reference observation', () => {
     const t = parseTurn('<think>x</think><tool_call>{"name": "search", "arguments": {query: }</tool_call>');
     expect(t.kind).toBe('invalid_tool_call');
