@@ -116,7 +116,9 @@ interface Group {
   first: number;
   count: number;
   weight: number;
+  /** Over the votes whose uncertainty is known: one unknown does not make the whole group the least confident. */
   uncertaintySum: number;
+  scored: number;
 }
 
 /** Unknown uncertainty (NaN, ±Infinity, negative) ranks as the least confident. */
@@ -135,8 +137,9 @@ export function confidenceWeight(uncertainty: number): number {
   return 1 / Math.max(u, 1e-9);
 }
 
+/** Mean of the group's known uncertainties; unknown (ranked least confident) when none is known. */
 function meanUncertainty(g: Group): number {
-  return g.uncertaintySum / g.count;
+  return g.scored > 0 ? g.uncertaintySum / g.scored : Number.POSITIVE_INFINITY;
 }
 
 /**
@@ -161,12 +164,15 @@ export function aggregate(name: AggregatorName, candidates: readonly AggregateCa
     const u = rankable(c.uncertainty);
     let g = groups.get(key);
     if (!g) {
-      g = { answer: c.answer.trim(), first: index, count: 0, weight: 0, uncertaintySum: 0 };
+      g = { answer: c.answer.trim(), first: index, count: 0, weight: 0, uncertaintySum: 0, scored: 0 };
       groups.set(key, g);
     }
     g.count++;
     g.weight += confidenceWeight(c.uncertainty);
-    g.uncertaintySum += u;
+    if (u !== Number.POSITIVE_INFINITY) {
+      g.uncertaintySum += u;
+      g.scored++;
+    }
     if (best === null || u < best.u) best = { u, key };
   }
 

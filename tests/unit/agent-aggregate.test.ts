@@ -127,6 +127,20 @@ describe('aggregate', () => {
     expect(aggregate('majority', [c('a', 'Lyon', Infinity), c('b', 'Paris', Infinity)]).answer).toBe('Lyon');
   });
 
+  it('majority tie: a vote of unknown uncertainty does not make its whole group the least confident', () => {
+    const votes = [
+      c('a', 'Paris', 1.2),
+      c('b', 'paris.', Number.NaN),
+      c('c', 'Lyon', 1.5),
+      c('d', 'Lyon', 1.4),
+    ];
+    // Paris's known mean (1.2) is below Lyon's (1.45).
+    expect(aggregate('majority', votes).answer).toBe('Paris');
+    // A group with nothing known ranks below one with something known.
+    const unknown = [c('a', 'Paris', Number.NaN), c('b', 'Lyon', 3)];
+    expect(aggregate('majority', unknown).answer).toBe('Lyon');
+  });
+
   it('confidence_weighted sums 1/uncertainty', () => {
     // Paris: 1/2 + 1/2 = 1.0; Lyon: 1/1.1 ≈ 0.909 → Paris
     expect(
