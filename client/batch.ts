@@ -29,9 +29,10 @@ import type { StepTimeouts } from '../workflows/trajectory.js';
 import {
   parseParallelMuseSpec,
   questionWorkflowId,
+  type RunQuestionOptions,
   runIdentity,
-  runParallelMuse,
   specHash,
+  startParallelMuse,
 } from './parallel-muse.js';
 import { failureMessage, isServiceOutage } from './trajectories.js';
 
@@ -543,13 +544,8 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
             acceptOtherAnswer: true,
             ...(o.timeouts ? { timeouts: o.timeouts } : {}),
           };
-          ({ result } = await throughOutages(
-            async (again) => {
-              // Once started, a question that failed during the outage is reported as failed, not started anew (its
-              // id takes a new run after a failed one: a re-run of the batch retries it, this run does not).
-              if (again) await failIfEnded(client, question.workflowId);
-              return runParallelMuse(client, cfg, spec, runOptions);
-            },
+          result = await throughOutages(
+            questionRun(client, cfg, spec, runOptions),
             outages,
             (err) =>
               o.onOutage?.(
@@ -557,7 +553,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
                   `for (they go on in Temporal), for ${OUTAGE_WAIT_MS / 60_000} minutes at most`,
               ),
             stopping.signal,
-          ));
+          );
         } catch (err) {
           running--;
           // The batch's own end (an outage past its limit, a stop), not this question's failure.
@@ -674,6 +670,28 @@ export async function throughOutages<T>(
       pauseMs = Math.min(2 * pauseMs, times.maxPauseMs);
     }
   }
+}
+
+/**
+ * A question's run for throughOutages: starts or attaches to its workflow and waits for its result. Called again after
+ * an outage, once this process has started or attached to the run, a run that ended meanwhile other than completed is
+ * reported as failed, not started anew (its id takes a new run after a failed one: a re-run of the batch retries it,
+ * this one does not). Before then (the start never reached the server) the latest run under the id may be an earlier
+ * batch's failed one, which is this run's to retry.
+ */
+export function questionRun(
+  client: Client,
+  cfg: MuseConfig,
+  spec: ParallelMuseSpecInput,
+  options: RunQuestionOptions,
+): (again: boolean) => Promise<ParallelMuseResult> {
+  let attached = false;
+  return async (again) => {
+    if (again && attached) await failIfEnded(client, options.workflowId);
+    const { handle } = await startParallelMuse(client, cfg, spec, options);
+    attached = true;
+    return handle.result();
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { type Client, ServiceError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { BatchError, throughOutages } from '../../client/batch.js';
+import { BatchError, questionRun, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
 
@@ -42,6 +42,51 @@ describe('outages of the Temporal service', () => {
     // Attached to again (a question that failed meanwhile is then reported, not started anew), told once.
     expect(runs).toEqual([false, true, true]);
     expect(told).toHaveLength(1);
+  });
+
+  /**
+   * A Temporal client whose latest run under every id is an earlier batch's failed one; its start calls answer as
+   * `starts` says in turn (an outage, or a new run whose result is `result`).
+   */
+  function clientWithFailedRun(starts: Array<'outage' | (() => Promise<string>)>) {
+    let calls = 0;
+    const client = {
+      workflow: {
+        async start() {
+          const next = starts[calls++];
+          if (next === 'outage' || next === undefined) throw grpcError(14, 'No connection established');
+          return { result: next };
+        },
+        getHandle: () => ({
+          describe: async () => ({ status: { name: 'FAILED' } }),
+          result: async () => {
+            throw new Error('the earlier run failed');
+          },
+        }),
+      },
+    } as unknown as Client;
+    return { client, starts: () => calls };
+  }
+  const cfg = { temporal: { taskQueue: 'muse' } } as MuseConfig;
+  const spec = { n: 2, branchMode: 'none' as const, trajectory: { question: 'Where?' } };
+  const options = { workflowId: 'job-q', jobId: 'job' };
+
+  it('a start that never reached the server is made again, not taken for the earlier failed run under its id', async () => {
+    const { client, starts } = clientWithFailedRun(['outage', async () => 'answer']);
+    const run = questionRun(client, cfg, spec, options);
+    expect(await throughOutages(run, {}, () => {}, never, quick)).toBe('answer');
+    expect(starts()).toBe(2);
+  });
+
+  it('a run this batch started that ended during the outage is reported as failed, not started anew', async () => {
+    const { client, starts } = clientWithFailedRun([
+      async () => {
+        throw grpcError(14, 'No connection established');
+      },
+    ]);
+    const run = questionRun(client, cfg, spec, options);
+    await expect(throughOutages(run, {}, () => {}, never, quick)).rejects.toThrow('the earlier run failed');
+    expect(starts()).toBe(1);
   });
 
   it('any other failure fails the question at once', async () => {
