@@ -302,16 +302,25 @@ export function registerRunCommands(program: Command): void {
           try {
             const worker = await createRolloutWorker({ config: live });
             const running = worker.run();
+            // A worker that fails (its server connection lost past the SDK's retries) ends the demo with its error,
+            // and the servers are stopped: not an unhandled rejection, nor a question waiting for no worker.
+            const workerEnded = running.then(() => {
+              throw new Error('the rollout worker stopped before the question finished');
+            });
+            workerEnded.catch(() => {});
             const [sample] = sampleQuestions(1, 7);
             console.log(`\nQuestion: ${sample!.question}\n`);
             try {
-              await runOne(live, sample!.question, {
-                policy: o.policy,
-                maxTurns: 32,
-                seed: 0,
-                pool: 'default',
-                answer: sample!.answer,
-              });
+              await Promise.race([
+                runOne(live, sample!.question, {
+                  policy: o.policy,
+                  maxTurns: 32,
+                  seed: 0,
+                  pool: 'default',
+                  answer: sample!.answer,
+                }),
+                workerEnded,
+              ]);
             } finally {
               await worker.shutdown();
               await running;
