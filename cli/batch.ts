@@ -215,9 +215,16 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         let started = false;
         let jobId: string | undefined;
         let running = 0;
+        // Under the bar, failures are told once the bar is gone: when the batch ends, however it ends.
+        const failures: { line: number; error: string }[] = [];
+        const tellFailures = () => {
+          bar?.stop();
+          for (const f of failures.splice(0))
+            process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
+        };
         // Ctrl-C: exit through process.exit, so the results file's lock is removed ('exit' handler).
         const interrupted = (signal: NodeJS.Signals) => {
-          bar?.stop();
+          tellFailures();
           // The questions are workflows: they go on in Temporal whether or not this process waits for them.
           const inFlight =
             running > 0
@@ -244,8 +251,10 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             onProgress: (e) => {
               running = e.running;
               // Without a terminal, as it happens: a log read during a long batch (or one cut short) has the reasons.
-              if (!bar && e.failure)
-                process.stderr.write(`  question on line ${e.failure.line} failed: ${e.failure.error}\n`);
+              if (e.failure) {
+                failures.push(e.failure);
+                if (!bar) tellFailures();
+              }
               if (bar && !started) {
                 bar.start(e.total, 0, { last: '', running: 0 });
                 started = true;
@@ -263,11 +272,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
                 );
             },
           });
-          bar?.stop();
-          // Told as they failed without a terminal; under the bar, now.
-          if (bar)
-            for (const f of summary.failed)
-              process.stderr.write(`  question on line ${f.line} failed: ${f.error}\n`);
+          tellFailures();
           console.log(
             `job ${summary.jobId}: ${summary.completed} completed, ${summary.skipped} already done, ${summary.failed.length} failed, ${summary.badLines.length} bad lines` +
               (summary.scored
@@ -290,7 +295,8 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
           if (summary.failed.length || summary.badLines.length) process.exitCode = 1;
         } finally {
           quiet();
-          bar?.stop();
+          // Cut short (the outage limit, a results file it cannot write): the reasons are still told.
+          tellFailures();
           process.off('SIGINT', interrupted);
           process.off('SIGTERM', interrupted);
           await client.connection.close();
