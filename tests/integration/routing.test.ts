@@ -19,7 +19,11 @@ import { createBackend } from '../../inference/backends/index.js';
 import type { HealthCheckOptions } from '../../inference/health.js';
 import { PoolMember } from '../../inference/member.js';
 import { BackendRejectedError, PoolClient, RequestTooLargeError } from '../../inference/pool-client.js';
-import { PrefixAffinityPolicy, rendezvousScore } from '../../inference/router/policies.js';
+import {
+  PrefixAffinityPolicy,
+  type RoutingPolicy,
+  rendezvousScore,
+} from '../../inference/router/policies.js';
 import { messagesPrefixKeys } from '../../inference/router/prefix.js';
 import { BackendDeadlineError, ContextLengthError } from '../../inference/types.js';
 import {
@@ -507,6 +511,20 @@ describe('pool routing', () => {
   });
 });
 
+/** A policy ranking the members in rotation in one fixed order, so a test knows which is asked first. */
+function fixedOrder(order: (a: string, b: string) => number): RoutingPolicy {
+  return {
+    name: 'round_robin',
+    usesPrefixKeys: false,
+    rank: (_req, members) =>
+      members
+        .filter((m) => m.healthy)
+        .map((m) => m.id)
+        .sort(order),
+    onMemberGone: () => {},
+  };
+}
+
 describe('a member that turns a request away', () => {
   it('is asked again only when no other member is left: the one that failed once serves the retry', async () => {
     const pool = `turned-away-${randomUUID().slice(0, 8)}`;
@@ -540,16 +558,7 @@ describe('a member that turns a request away', () => {
       inlineRequestBytes: 1000,
       blobs,
       maxAttempts: 3,
-      policy: {
-        name: 'round_robin',
-        usesPrefixKeys: false,
-        rank: (_req, members) =>
-          members
-            .filter((m) => m.healthy)
-            .map((m) => m.id)
-            .sort(),
-        onMemberGone: () => {},
-      },
+      policy: fixedOrder((a, b) => a.localeCompare(b)),
     });
     await c.start();
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');
@@ -598,16 +607,7 @@ describe('a request too large for one member', () => {
     const other = await member(pool, 'other');
     // 'proxied' first whenever it is in rotation: an open breaker would show as it being left out.
     const c = client(pool, {
-      policy: {
-        name: 'round_robin',
-        usesPrefixKeys: false,
-        rank: (_req, members) =>
-          members
-            .filter((m) => m.healthy)
-            .map((m) => m.id)
-            .sort((a, b) => b.localeCompare(a)),
-        onMemberGone: () => {},
-      },
+      policy: fixedOrder((a, b) => b.localeCompare(a)),
     });
     await c.start();
     await waitUntil(() => c.liveMembers().length === 2, 10_000, 'both members live');

@@ -329,8 +329,9 @@ describe('SimServer batching and timing', () => {
     await stop();
   });
 
-  it('prefills given up in the order they came leave no phantom prefill behind them', async () => {
-    const s = new SimServer({
+  /** Slow prefill (1000 tokens a second), every request admitted at once: a line of prefills, each after the last. */
+  const wideOpenPrefillServer = () =>
+    new SimServer({
       ...profile,
       maxBatch: 4,
       prefillTokensPerSec: 1000,
@@ -338,6 +339,9 @@ describe('SimServer batching and timing', () => {
       cacheCapacityTokens: 1 << 20,
       timeScale: 1,
     });
+
+  it('prefills given up in the order they came leave no phantom prefill behind them', async () => {
+    const s = wideOpenPrefillServer();
     // Both admitted at once: the first prefills until ~1000 simulated ms, the second after it until ~2000.
     const first = new AbortController();
     const second = new AbortController();
@@ -355,14 +359,7 @@ describe('SimServer batching and timing', () => {
   });
 
   it('a prefill given up in the middle of the line lets the prefills behind it move up', async () => {
-    const s = new SimServer({
-      ...profile,
-      maxBatch: 4,
-      prefillTokensPerSec: 1000,
-      maxBatchedTokens: 100_000,
-      cacheCapacityTokens: 1 << 20,
-      timeScale: 1,
-    });
+    const s = wideOpenPrefillServer();
     // All admitted at once: A prefills until ~1000 simulated ms, B after it until ~2000, C after that.
     const second = new AbortController();
     const a = s.run(tokens('a', 1000), 1, never());
