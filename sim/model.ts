@@ -941,8 +941,12 @@ function iterresearch(messages: readonly ChatMessage[], w: (turn: number) => Tur
   const mem = new Memory(st.start.name);
   const turn = loadMemory(section(u, 'report') ?? '', mem);
   const lastAction = section(u, 'last_action') ?? '';
+  const lastObservation = section(u, 'last_observation') ?? '';
   readOwnText(lastAction, mem);
-  readObservations(section(u, 'last_observation') ?? '', mem, true);
+  readObservations(lastObservation, mem, true);
+  // A turn cut off in its reasoning wrote no report, so the report's round count did not move on: told it was cut
+  // off, the model knows its overthinking has happened (a [sim:cut-think] fires once, not every round after).
+  const cutOff = /cut off at the token limit before it gave/.test(lastObservation);
   const writer = w(turn);
   agentTurn(writer, {
     policy: 'iterresearch',
@@ -950,7 +954,7 @@ function iterresearch(messages: readonly ChatMessage[], w: (turn: number) => Tur
     st,
     mem,
     turn,
-    lastAction,
+    lastAction: cutOff ? `${lastAction}\n[sim] overthinking` : lastAction,
   });
   return writer;
 }

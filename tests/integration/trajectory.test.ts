@@ -728,6 +728,8 @@ describe('trajectory workflow', () => {
     });
     expect(log[1]!.usage.completionTokens).toBe(600);
     expect(log.length).toBeGreaterThan(2);
+    // Cut off once: the steps after it act.
+    expect(log.slice(2).filter((s) => s.kind === 'no_action')).toEqual([]);
   });
 
   it('an empty answer is not taken as the prediction: the model is told and answers again', async () => {
@@ -748,25 +750,32 @@ describe('trajectory workflow', () => {
     expect(log.length).toBeGreaterThan(2);
   });
 
-  it('a turn cut off at the token limit before it acted is recorded as such, and the model told, not as no action', async () => {
-    const [q] = sampleQuestions(1, 13);
-    const handle = await startTrajectory(suite.client, cfg, {
-      question: `${q!.question} [sim:cut-think@1]`,
-      maxTurns: 40,
-      sampling: { maxTokensPerTurn: 600 },
-    });
-    const result = await handle.result();
-    expect(result.termination).toBe('answer');
-    const log = await stepLog(result.log);
-    expect(log[1]).toMatchObject({
-      kind: 'no_action',
-      actionPreview: 'cut off at the token limit before an action',
-      toolError: CUT_OFF_TURN_OBSERVATION,
-    });
-    expect(await new BlobStore(suite.nc).getText(log[1]!.observationRef!)).toBe(CUT_OFF_TURN_OBSERVATION);
-    expect(log[1]!.usage.completionTokens).toBe(600);
-    expect(log.length).toBeGreaterThan(2);
-  });
+  it.each(['react', 'iterresearch'] as const)(
+    '%s: a turn cut off at the token limit before it acted is recorded as such, and the model told, not as no action',
+    async (policy) => {
+      const [q] = sampleQuestions(1, 13);
+      const handle = await startTrajectory(suite.client, cfg, {
+        question: `${q!.question} [sim:cut-think@1]`,
+        policy,
+        maxTurns: 40,
+        // Room for iterresearch's report, which grows past 600 tokens within the run.
+        sampling: { maxTokensPerTurn: 2048 },
+      });
+      const result = await handle.result();
+      expect(result.termination).toBe('answer');
+      const log = await stepLog(result.log);
+      expect(log[1]).toMatchObject({
+        kind: 'no_action',
+        actionPreview: 'cut off at the token limit before an action',
+        toolError: CUT_OFF_TURN_OBSERVATION,
+      });
+      expect(await new BlobStore(suite.nc).getText(log[1]!.observationRef!)).toBe(CUT_OFF_TURN_OBSERVATION);
+      expect(log[1]!.usage.completionTokens).toBe(2048);
+      expect(log.length).toBeGreaterThan(2);
+      // Cut off once: the steps after it act.
+      expect(log.slice(2).filter((s) => s.kind === 'no_action')).toEqual([]);
+    },
+  );
 
   it('ends each turn where the tool response would begin: what a model imagines past its call is never generated', async () => {
     const [q] = sampleQuestions(1, 13);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { CUT_OFF_TURN_OBSERVATION } from '../../activities/index.js';
 import type { ChatMessage } from '../../agent/types.js';
 import type { GenerateParams, TokenLogprob } from '../../inference/types.js';
 import { detectSimTask, type SimTokenLogprob, simGenerate } from '../../sim/model.js';
@@ -393,6 +394,32 @@ describe('simulated iterresearch agent', () => {
       action = `<tool_call>${body}</tool_call>`;
       obs = observe(q, g.text);
     }
+  });
+});
+
+describe('simulated iterresearch agent cut off in its reasoning', () => {
+  it('overthinks once: told it was cut off, it acts in the same round instead of overthinking again', () => {
+    const { question } = sampleQuestions(1, 8)[0]!;
+    const q = `${question} [sim:cut-think@1]`;
+    const prompt = (report: string, lastAction: string | null, lastObs: string | null): ChatMessage[] => {
+      let u = `<question>\n${q}\n</question>\n<report>\n${report}\n</report>`;
+      if (lastAction !== null)
+        u += `\n<last_action>\n${lastAction}\n</last_action>\n<last_observation>\n${lastObs}\n</last_observation>`;
+      return [{ role: 'user', content: u }];
+    };
+    const first = simGenerate(prompt('', null, null), params(1));
+    const report = /<report>\n?([\s\S]*?)\n?<\/report>/.exec(first.text)![1]!;
+    const call = /<tool_call>[\s\S]*?<\/tool_call>/.exec(first.text)![0];
+    const cut = simGenerate(prompt(report, call, observe(q, first.text)), params(1, { maxTokens: 600 }));
+    expect(cut.text).toMatch(/^<think>\[sim\] overthinking/);
+    expect(cut.finishReason).toBe('length');
+    // The engine keeps the report (none was written) and tells the model it was cut off.
+    const after = simGenerate(
+      prompt(report, '(no action)', CUT_OFF_TURN_OBSERVATION),
+      params(1, { maxTokens: 600 }),
+    );
+    expect(after.text).not.toContain('[sim] overthinking');
+    expect(after.text).toMatch(/<\/think>/);
   });
 });
 
