@@ -45,10 +45,11 @@ class TextRefCache {
   written(text: string, ref: BlobRef, writtenAt: number, generation: number): void {
     this.add(text, ref, writtenAt, generation);
   }
-  read(text: string, ref: BlobRef, writtenAt: number): void {
+  /** `generation`: the namespace's, read before the read began (a deletion during it leaves the reference stale). */
+  read(text: string, ref: BlobRef, writtenAt: number, generation: number): void {
     const e = this.map.get(text);
     if (!e || e.writtenAt < writtenAt || e.generation !== this.generationOf(e.ref))
-      this.add(text, ref, writtenAt, this.generationOf(ref));
+      this.add(text, ref, writtenAt, generation);
   }
   private generationOf(ref: BlobRef): number {
     return this.blobs.generation(parseBlobRef(ref).namespace);
@@ -93,8 +94,9 @@ export class ContextStore {
   }
 
   async getText(ref: BlobRef): Promise<string> {
+    const generation = this.blobs.generation(parseBlobRef(ref).namespace);
     const text = await this.blobs.getText(ref);
-    this.refs.read(text, ref, this.blobs.writtenAt(ref));
+    this.refs.read(text, ref, this.blobs.writtenAt(ref), generation);
     return text;
   }
 

@@ -171,11 +171,14 @@ export class BlobStore {
       write = this.write(kind, namespace, key, bytes).finally(() => this.writing.delete(writing));
       this.writing.set(writing, write);
     }
+    const generation = this.generation(namespace);
     const writtenAt = await write;
     // What the reference resolves to, not the caller's object: a caller changing it after the put would otherwise
     // change what the reference reads as in this process alone, and values msgpack does not keep as they are
-    // (undefined fields, class instances) would read differently here than in every other process.
-    if (this.cacheable(bytes.length)) this.remember(ref, unpackValue(bytes), bytes.length, writtenAt);
+    // (undefined fields, class instances) would read differently here than in every other process. Not when the
+    // namespace was deleted meanwhile: the write may have landed before the delete.
+    if (this.cacheable(bytes.length) && this.generation(namespace) === generation)
+      this.remember(ref, unpackValue(bytes), bytes.length, writtenAt);
     return ref;
   }
 
@@ -257,6 +260,8 @@ export class BlobStore {
       return hit.value as T;
     }
     const { kind, namespace, key } = parseBlobRef(ref);
+    // A deletion announced while the read is under way: what it returns may be gone, so it is not kept.
+    const generation = this.generation(namespace);
     let bytes: Uint8Array | null = null;
     // A KV entry carries its write time; an object's would take another request, so it stays unknown.
     let writtenAt = Number.NEGATIVE_INFINITY;
@@ -269,7 +274,7 @@ export class BlobStore {
     }
     if (!bytes || bytes.length === 0) throw new BlobNotFoundError(ref);
     const value = unpackValue<T>(bytes);
-    this.remember(ref, value, bytes.length, writtenAt);
+    if (this.generation(namespace) === generation) this.remember(ref, value, bytes.length, writtenAt);
     return value;
   }
 

@@ -230,6 +230,25 @@ describe('content store', () => {
     await worker.deleteNamespace(ns);
   });
 
+  it('a text read while its job is deleted is not remembered: its reference is written again, not handed out dead', async () => {
+    const worker = new BlobStore(suite.nc);
+    const content = new ContextStore(worker);
+    const ns = `read-deleted-${Date.now()}`;
+    const ref = await new BlobStore(suite.nc).put(ns, 'the page');
+    // The deletion notice is handled while the read waits for its reply.
+    const reading = content.getText(ref);
+    (worker as unknown as { dropNamespace(ns: string): void }).dropNamespace(ns);
+    expect(await reading).toBe('the page');
+    expect(worker.writtenAt(ref)).toBe(Number.NEGATIVE_INFINITY);
+    // The deletion itself, whose notice that was (no other reaches the worker).
+    await (await jetstreamManager(suite.nc)).streams.delete(`KV_muse-${ns}`);
+    // Asked for the text's reference, the context writes it again: the one read points at nothing now.
+    const written = await content.putText(ns, 'the page');
+    expect(written).toBe(ref);
+    expect(await new BlobStore(suite.nc).get(written)).toBe('the page');
+    await worker.deleteNamespace(ns);
+  });
+
   it('a context writes its texts again once half the store TTL has passed since the store wrote them, and not sooner', async () => {
     const writes: string[] = [];
     class CountingStore extends BlobStore {
