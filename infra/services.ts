@@ -949,7 +949,8 @@ export async function up(opts: UpOptions = {}): Promise<UpResult> {
     for (const { pid, start } of spawned) {
       if (!isProcessAlive(pid) || (start !== undefined && processStartTime(pid) !== start)) continue;
       try {
-        process.kill(pid, 'SIGTERM');
+        // Its whole group, as every other stop does: a wrapper script that does not exec would leave the server.
+        signalServer(pid, 'SIGTERM');
       } catch {
         // already gone
       }

@@ -584,8 +584,11 @@ function holdUpLock(dataDir: string) {
   return { holder, waitingFor };
 }
 
-/** `muse <command>` as a child process on a data directory and ports of its own; `output()` is all it printed. */
-async function museOnOwnPorts(command: 'up' | 'demo') {
+/**
+ * `muse <command>` as a child process on a data directory and ports of its own; `output()` is all it printed. `env`:
+ * more of its environment.
+ */
+async function museOnOwnPorts(command: 'up' | 'demo', env: NodeJS.ProcessEnv = {}) {
   const dataDir = tempDir();
   const [temporalPort, natsPort] = [await freePort(), await freePort()];
   const child = spawn(
@@ -600,7 +603,7 @@ async function museOnOwnPorts(command: 'up' | 'demo') {
       '--nats-port',
       String(natsPort),
     ],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   let printed = '';
   child.stdout!.on('data', (d: Buffer) => (printed += d.toString()));
@@ -611,23 +614,34 @@ async function museOnOwnPorts(command: 'up' | 'demo') {
 }
 
 describe('muse up', () => {
-  it('interrupted while its servers start, stops them instead of leaving them running unrecorded', async () => {
-    const { dataDir, child, output, exited } = await museOnOwnPorts('up');
-    // The servers of this data directory, by their command lines (both name a path inside it), read from /proc
-    // (slim images have no ps). A zombie's command line is empty, so only running servers are found.
-    const servers = () =>
-      processesWhoseCommandLine((args) => args.includes(dataDir) && !args.includes('muse.js'));
-    try {
-      await expect.poll(servers, { timeout: 30_000, interval: 20 }).not.toEqual([]);
-      child.kill('SIGINT');
-      expect(await exited).toBe(130);
-      expect(output()).toMatch(/interrupted \(SIGINT\) while starting the servers/);
-      await expect.poll(servers, { timeout: 15_000 }).toEqual([]);
-    } finally {
-      child.kill('SIGKILL');
-      for (const pid of servers()) process.kill(pid, 'SIGKILL');
-    }
-  });
+  it.each(['as installed', 'behind a wrapper script that does not exec'])(
+    'interrupted while its servers start (%s), stops them instead of leaving them running unrecorded',
+    async (how) => {
+      let env: NodeJS.ProcessEnv = {};
+      if (how !== 'as installed') {
+        // The server runs as the wrapper's child: signalled alone, the wrapper would die and leave it running.
+        const wrapper = join(tempDir(), 'temporal-wrapper');
+        writeFileSync(wrapper, `#!/bin/sh\n"${resolveBinary('temporal')}" "$@"\n`);
+        chmodSync(wrapper, 0o755);
+        env = { MUSE_TEMPORAL_BIN: wrapper };
+      }
+      const { dataDir, child, output, exited } = await museOnOwnPorts('up', env);
+      // The servers of this data directory, by their command lines (both name a path inside it), read from /proc
+      // (slim images have no ps). A zombie's command line is empty, so only running servers are found.
+      const servers = () =>
+        processesWhoseCommandLine((args) => args.includes(dataDir) && !args.includes('muse.js'));
+      try {
+        await expect.poll(servers, { timeout: 30_000, interval: 20 }).not.toEqual([]);
+        child.kill('SIGINT');
+        expect(await exited).toBe(130);
+        expect(output()).toMatch(/interrupted \(SIGINT\) while starting the servers/);
+        await expect.poll(servers, { timeout: 15_000 }).toEqual([]);
+      } finally {
+        child.kill('SIGKILL');
+        for (const pid of servers()) process.kill(pid, 'SIGKILL');
+      }
+    },
+  );
   it('killed while its servers start (SIGKILL cannot be caught), leaves them recorded: the next up keeps them', async () => {
     const { dataDir, child, exited } = await museOnOwnPorts('up');
     try {
