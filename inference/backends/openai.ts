@@ -383,12 +383,24 @@ export class OpenAIBackend implements InferenceBackend {
     // vLLM lists the sampled token first, then the top k less one when the sampled token is not among them: one more
     // is asked for (within the API's 20) and the best k kept, which is right whether or not the server does that.
     const asked = k > 0 ? Math.min(k + 1, MAX_TOP_LOGPROBS) : 0;
-    const body = await this.post(
-      '/chat/completions',
-      { ...this.commonParams(req), messages: req.messages, logprobs: true, top_logprobs: asked },
-      req,
-      signal,
-    );
+    const chat = (topLogprobs: number) =>
+      this.post(
+        '/chat/completions',
+        { ...this.commonParams(req), messages: req.messages, logprobs: true, top_logprobs: topLogprobs },
+        req,
+        signal,
+      );
+    // A server whose limit is exactly k (vLLM's --max-logprobs) refuses the one more: asked again for k, which it takes.
+    const body = await chat(asked).catch((err) => {
+      if (
+        asked > k &&
+        err instanceof BackendHttpError &&
+        err.status === 400 &&
+        /logprob/i.test(err.bodyExcerpt)
+      )
+        return chat(k);
+      throw err;
+    });
     const res = parseResponse(ChatResponse, body, 'openai backend (chat)');
     const choice = res.choices[0]!;
     const content = choice.logprobs?.content;

@@ -207,8 +207,19 @@ describe('OpenAIBackend (chat)', () => {
     expect(s.seen).toHaveLength(2);
   });
 
+  it('asks for k top logprobs when the server refuses one more (its --max-logprobs is k), and keeps them', async () => {
+    const s = await fakeServer((_, n) =>
+      n === 1
+        ? { status: 400, body: { error: { message: 'Requested top logprobs of 3 exceeds maximum of 2' } } }
+        : { body: chatBody() },
+    );
+    const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(s.seen.map((r) => r.body.top_logprobs)).toEqual([3, 2]);
+    expect(g.tokens[0]!.topLogprobs).toEqual([-0.1, -2.5]);
+  });
+
   it('does not retry a 400', async () => {
-    const s = await fakeServer(() => ({ status: 400, body: { error: { message: 'bad top_logprobs' } } }));
+    const s = await fakeServer(() => ({ status: 400, body: { error: { message: 'bad temperature' } } }));
     const err = await new OpenAIBackend({ baseUrl: s.url, model: 'm' })
       .generate(request(), signal())
       .catch((e) => e);
