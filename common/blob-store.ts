@@ -6,6 +6,7 @@
 // bucket (chunked, so a blob may exceed the NATS max payload). The namespace's lifetime is the job's:
 // a bucket TTL when set, and `deleteNamespace` when the job's content is no longer wanted.
 import { createHash, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type JetStreamManager, jetstreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import type { NatsConnection, Subscription } from '@nats-io/nats-core';
@@ -136,7 +137,17 @@ export class BlobStore {
           `MUSE_STORE_REPLICAS; store.ttlMs ${this.ttlMs}, MUSE_STORE_TTL_MS): ${(err as Error).message}`,
       );
     }
-    await (await this.manager()).streams.delete(`KV_${bucket}`).catch(() => {});
+    // Tried a few times: an empty stream left behind (a leader election under way) would stay for good, one per
+    // worker start, as a TTL only ages messages.
+    const jsm = await this.manager();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const gone = await jsm.streams.delete(`KV_${bucket}`).then(
+        () => true,
+        (err) => isStreamNotFound(err),
+      );
+      if (gone) return;
+      await sleep(250 * (attempt + 1));
+    }
   }
 
   /** Stops listening for deletions, for a store on a connection that outlives it (the connection is not closed). */

@@ -1,7 +1,7 @@
 // A durable trajectory end to end on the real Temporal dev server and nats-server, simulated pool.
 
 import { randomUUID } from 'node:crypto';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -521,6 +521,29 @@ describe('rollout worker lifecycle', () => {
     expect((err as Error).message).toMatch(/replicas > 1 not supported/);
     // The probe's bucket is not left behind.
     const jsm = await jetstreamManager(suite.nc);
+    const names: string[] = [];
+    for await (const name of jsm.streams.names()) names.push(name);
+    expect(names.filter((n) => n.includes('museprobe'))).toEqual([]);
+  });
+
+  it("the content store's probe bucket is deleted even when the first delete fails (a leader election under way)", async () => {
+    const store = new BlobStore(suite.nc);
+    const jsm = await jetstreamManager(suite.nc);
+    let deletes = 0;
+    // The store's JetStream manager, whose first stream delete fails as one during a leader election can.
+    (store as unknown as { jsm: Promise<JetStreamManager> }).jsm = Promise.resolve({
+      ...jsm,
+      streams: {
+        ...jsm.streams,
+        delete: (name: string) =>
+          ++deletes === 1
+            ? Promise.reject(new Error('JetStream system temporarily unavailable'))
+            : jsm.streams.delete(name),
+      },
+    } as JetStreamManager);
+    await store.checkSettings();
+    store.close();
+    expect(deletes).toBe(2);
     const names: string[] = [];
     for await (const name of jsm.streams.names()) names.push(name);
     expect(names.filter((n) => n.includes('museprobe'))).toEqual([]);
