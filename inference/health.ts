@@ -79,9 +79,10 @@ export class ServerHealth {
     if (this.stopped) return; // what a stopping member holds, it finishes as it can
     // A server under load can be slow to answer /health (SGLang's goes through its scheduler) while it keeps finishing
     // requests: only a refusal, or silence while no generation was answered either, counts as a failure.
-    if (failure && timeout.aborted && this.answeredAt >= startedAt) this.failed = 0;
-    else if (failure) this.fail(failure);
-    else {
+    // Such a check is not counted either way: the failures before and after it are still in a row.
+    const busy = failure !== undefined && timeout.aborted && this.answeredAt >= startedAt;
+    if (failure && !busy) this.fail(failure);
+    else if (!failure) {
       // No health endpoint: the server answers, so it is in rotation, and there is nothing to check from now on;
       // unless checks had failed (the server may be coming up behind a proxy), where they go on one more round.
       const keepChecking = !unsupported || this.failed > 0;

@@ -124,4 +124,29 @@ describe('ServerHealth', () => {
     expect(changes.map((c) => c.healthy)).toEqual([true, false]);
     expect(changes[1]!.why).toBe("member gpu's server failed 2 health checks in a row: no answer in time");
   });
+
+  it('a busy check between two silent ones leaves them in a row: out after the second', async () => {
+    let checks = 0;
+    const answers = [false, true, false];
+    const changes: boolean[] = [];
+    const health: ServerHealth = new ServerHealth(
+      'gpu',
+      (signal) => {
+        if (checks++ === 0) return Promise.resolve();
+        const generationMeanwhile = answers[checks - 2] ?? false;
+        return new Promise<void>((_, reject) => {
+          if (generationMeanwhile) setTimeout(() => health.answered(), 2);
+          signal.addEventListener('abort', () => reject(new Error('no answer in time')), { once: true });
+        });
+      },
+      { intervalMs: 1, timeoutMs: 15, failures: 2 },
+      (healthy) => changes.push(healthy),
+    );
+    health.start();
+    // Until the fourth check has ended (the fifth begun).
+    for (let waited = 0; checks < 5 && waited < 2_000; waited += 2) await settle(2);
+    health.stop();
+    // In at the first check; silent, busy (not counted), silent: two failures in a row, out.
+    expect(changes).toEqual([true, false]);
+  });
 });
