@@ -805,10 +805,12 @@ export class PoolClient {
       // Refused by this router's own connection (closed, draining), never sent: no member's doing, and no other
       // member would fare better.
       const unsent = failure instanceof ClosedConnectionError || failure instanceof DrainingConnectionError;
+      // No responders is not counted either: it takes the member out of rotation until its next announcement, and a
+      // breaker opened meanwhile would keep it out for its cooldown after that.
       if (
         !callerGaveUp &&
         !refused &&
-        !reconnecting &&
+        !noResponders &&
         !unsent &&
         countsAgainstMember(failure, timeout < attemptLimit)
       ) {

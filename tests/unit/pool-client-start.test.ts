@@ -427,6 +427,17 @@ describe('PoolClient hearing no responders', () => {
     expect(healthy()).toEqual({ 'gpu-0': false, 'gpu-1': false });
     announce('gpu-1');
     expect(healthy()).toEqual({ 'gpu-0': false, 'gpu-1': true });
+    // Past the breaker's five failures, each member back at its announcement: none of them counted.
+    for (let round = 0; round < 4; round++) {
+      announce('gpu-0');
+      announce('gpu-1');
+      await expect(
+        client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 60_000 }),
+      ).rejects.toBeInstanceOf(PoolUnavailableError);
+    }
+    announce('gpu-0');
+    announce('gpu-1');
+    expect(healthy()).toEqual({ 'gpu-0': true, 'gpu-1': true });
     client.close();
   });
 
