@@ -310,6 +310,8 @@ export class OpenAIBackend implements InferenceBackend {
   private readonly mode: 'chat' | 'completions';
   private readonly tokenizer: Tokenizer | undefined;
   private readonly inFlight: HttpBackendLoad;
+  /** The most top logprobs the server took, once it refused more (see chat): asked for from then on. */
+  private topLogprobsCap = MAX_TOP_LOGPROBS;
 
   constructor(private readonly opts: OpenAIBackendOptions) {
     this.base = opts.baseUrl.replace(/\/+$/, '');
@@ -382,7 +384,8 @@ export class OpenAIBackend implements InferenceBackend {
     const k = req.params.topLogprobs;
     // vLLM lists the sampled token first, then the top k less one when the sampled token is not among them: one more
     // is asked for (within the API's 20) and the best k kept, which is right whether or not the server does that.
-    const asked = k > 0 ? Math.min(k + 1, MAX_TOP_LOGPROBS) : 0;
+    // Never fewer than k: a job asking for more than the server takes hears its refusal, not fewer logprobs.
+    const asked = k > 0 ? Math.min(k + 1, MAX_TOP_LOGPROBS, Math.max(k, this.topLogprobsCap)) : 0;
     const chat = (topLogprobs: number) =>
       this.post(
         '/chat/completions',
@@ -390,16 +393,18 @@ export class OpenAIBackend implements InferenceBackend {
         req,
         signal,
       );
-    // A server whose limit is exactly k (vLLM's --max-logprobs) refuses the one more: asked again for k, which it takes.
-    const body = await chat(asked).catch((err) => {
-      if (
+    // A server whose limit is exactly k (vLLM's --max-logprobs) refuses the one more: asked again for k, which it takes,
+    // and asked for k from then on.
+    const body = await chat(asked).catch(async (err) => {
+      const refusedOneMore =
         asked > k &&
         err instanceof BackendHttpError &&
         err.status === 400 &&
-        /logprob/i.test(err.bodyExcerpt)
-      )
-        return chat(k);
-      throw err;
+        /logprob/i.test(err.bodyExcerpt);
+      if (!refusedOneMore) throw err;
+      const answer = await chat(k);
+      this.topLogprobsCap = k;
+      return answer;
     });
     const res = parseResponse(ChatResponse, body, 'openai backend (chat)');
     const choice = res.choices[0]!;

@@ -213,9 +213,17 @@ describe('OpenAIBackend (chat)', () => {
         ? { status: 400, body: { error: { message: 'Requested top logprobs of 3 exceeds maximum of 2' } } }
         : { body: chatBody() },
     );
-    const g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    const b = new OpenAIBackend({ baseUrl: s.url, model: 'm' });
+    const g = await b.generate(request(), signal());
     expect(s.seen.map((r) => r.body.top_logprobs)).toEqual([3, 2]);
     expect(g.tokens[0]!.topLogprobs).toEqual([-0.1, -2.5]);
+    // Asked for k from then on: not refused on every generation.
+    await b.generate(request(), signal());
+    expect(s.seen.map((r) => r.body.top_logprobs)).toEqual([3, 2, 2]);
+    // A request for more than that is asked for what it wants, for the server to say it cannot.
+    const more = request();
+    await b.generate({ ...more, params: { ...more.params, topLogprobs: 4 } }, signal());
+    expect(s.seen.at(-1)!.body.top_logprobs).toBe(4);
   });
 
   it('does not retry a 400', async () => {
