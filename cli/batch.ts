@@ -3,7 +3,7 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
 import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
-import { parallelMuseRunId, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
+import { parallelMuseRunIdFor, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { sayIfNoWorker } from '../client/trajectories.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
@@ -144,9 +144,9 @@ export async function runQuestionCommand(
   const spec = withSpecFlags(() => parseParallelMuseSpec(parallelMuseSpec(question, o.answer, o)));
   if (spec.judge === 'llm' && spec.trajectory.answer === undefined)
     throw new Error('--judge llm needs --answer: the judge compares the prediction with the ground truth');
-  const id = o.id ?? parallelMuseRunId(spec);
   const client = await connectClient(cfg);
   try {
+    const id = o.id ?? (await parallelMuseRunIdFor(client, spec));
     // On standard error with --json too: the id is how to find the run again.
     process.stderr.write(`ParallelMuse question ${id} (N=${o.n}, mode ${o.branchMode})…\n`);
     const { handle, reused } = await startParallelMuse(client, cfg, spec, { workflowId: id, jobId: id });

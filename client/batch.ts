@@ -33,6 +33,7 @@ import {
   runIdentity,
   specHash,
   startParallelMuse,
+  workflowExists,
 } from './parallel-muse.js';
 import { failureMessage, isServiceOutage } from './trajectories.js';
 
@@ -142,6 +143,25 @@ export function sharedBatchSpec(spec: BatchOptions['spec']): {
     hash: specHash(runIdentity(shared)).slice(0, 16),
     withLimit: specHash(shared).slice(0, 16),
   };
+}
+
+/**
+ * The spec hash the batch's workflow ids are made with: the one its results file carries, else the shared spec's. A
+ * batch an earlier version began with a maxConcurrentRollouts other than the default goes on under the ids it gave
+ * (see sharedBatchSpec's withLimit): found by its results, or before any was written by its first question's run (it
+ * started its questions in file order).
+ */
+export async function idsHash(
+  client: Client,
+  shared: { hash: string; withLimit: string },
+  fromResults: string | undefined,
+  jobId: string,
+  first: Pick<BatchItem, 'question' | 'occurrence'> | undefined,
+): Promise<string> {
+  if (fromResults !== undefined) return fromResults;
+  if (shared.withLimit === shared.hash || first === undefined) return shared.hash;
+  const earlier = questionWorkflowId(jobId, shared.withLimit, first.question, first.occurrence);
+  return (await workflowExists(client, earlier)) ? shared.withLimit : shared.hash;
 }
 
 /** Workflow ids by question text and occurrence among identical questions (BatchItem; see questionWorkflowId). */
@@ -443,9 +463,8 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
   try {
     const results = openResults(o.output, shared.hash, o.jobId, shared.withLimit);
     const { done } = results;
-    // A batch an earlier version began with a limit other than the default goes on under the ids it gave.
-    const hash = results.spec ?? shared.hash;
     const jobId = resultsFileSetup(o.output, () => batchJobId(o.output, o.jobId, results.job));
+    const hash = await idsHash(client, shared, results.spec, jobId, items[0]);
     const summary: BatchSummary = {
       jobId,
       total: items.length,

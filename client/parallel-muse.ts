@@ -3,7 +3,7 @@
 // a crash picks up finished and running questions instead of redoing them, and a changed option starts new work.
 import { createHash } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { historyBudgetProblem, planBudget } from '../agent/branching.js';
 import {
@@ -73,6 +73,27 @@ export function runIdentity<T extends Pick<ParallelMuseSpec, 'maxConcurrentRollo
 /** `muse run --mode parallel-muse`: the validated spec (question, answer and every option; see runIdentity). */
 export function parallelMuseRunId(spec: ParallelMuseSpec): string {
   return `pm-${specHash(runIdentity(spec)).slice(0, 16)}`;
+}
+
+/**
+ * The id `muse run --mode parallel-muse` runs the spec under: parallelMuseRunId, or the id an earlier version gave it
+ * (its maxConcurrentRollouts counted then) where a run under that one exists, so the same command attaches to it.
+ */
+export async function parallelMuseRunIdFor(client: Client, spec: ParallelMuseSpec): Promise<string> {
+  const id = parallelMuseRunId(spec);
+  const earlier = `pm-${specHash(spec).slice(0, 16)}`;
+  return earlier !== id && (await workflowExists(client, earlier)) ? earlier : id;
+}
+
+/** Whether a workflow (any run of it, finished or not) exists under the id. */
+export async function workflowExists(client: Client, workflowId: string): Promise<boolean> {
+  try {
+    await client.workflow.getHandle(workflowId).describe();
+    return true;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
 }
 
 /**

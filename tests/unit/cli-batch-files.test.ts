@@ -4,19 +4,27 @@ import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } fro
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import {
   assignWorkflowIds,
   BatchError,
   batchJobId,
   defaultJobId,
+  idsHash,
   lockResults,
   openResults,
   readBatchFile,
   resultLine,
   sharedBatchSpec,
 } from '../../client/batch.js';
-import { parallelMuseRunId, parseParallelMuseSpec } from '../../client/parallel-muse.js';
+import {
+  parallelMuseRunId,
+  parallelMuseRunIdFor,
+  parseParallelMuseSpec,
+  questionWorkflowId,
+  specHash,
+} from '../../client/parallel-muse.js';
 import { processStartTime } from '../../infra/processes.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'muse-batch-unit-'));
@@ -149,6 +157,48 @@ describe('workflow ids', () => {
     expect(sharedBatchSpec({ n: 8, trajectory: {} }).withLimit).toBe('ac737263ffc62e63');
     expect(h({ n: 2, branchMode: 'none', trajectory: { maxTurns: 5 } })).not.toBe(base);
     expect(() => h({ n: 5, r: 2, trajectory: {} })).toThrow(/N=5/);
+  });
+});
+
+describe('ids of runs an earlier version started (maxConcurrentRollouts counted then)', () => {
+  /** A Temporal client that knows workflows under `ids` only. */
+  const clientKnowing = (...ids: string[]) =>
+    ({
+      workflow: {
+        getHandle: (id: string) => ({
+          describe: async () => {
+            if (ids.includes(id)) return { status: { name: 'RUNNING' } };
+            throw new WorkflowNotFoundError('not found', id, undefined);
+          },
+        }),
+      },
+    }) as unknown as Client;
+
+  it('muse run attaches to the run under the earlier id where one exists, else takes the new one', async () => {
+    const spec = parseParallelMuseSpec({
+      n: 8,
+      maxConcurrentRollouts: 4,
+      trajectory: { question: 'Where?' },
+    });
+    const id = parallelMuseRunId(spec);
+    const earlier = `pm-${specHash(spec).slice(0, 16)}`;
+    expect(earlier).not.toBe(id);
+    expect(await parallelMuseRunIdFor(clientKnowing(earlier), spec)).toBe(earlier);
+    expect(await parallelMuseRunIdFor(clientKnowing(), spec)).toBe(id);
+    // At the default limit the two are one id: nothing to ask.
+    const plain = parseParallelMuseSpec({ n: 8, trajectory: { question: 'Where?' } });
+    expect(await parallelMuseRunIdFor({} as Client, plain)).toBe(parallelMuseRunId(plain));
+  });
+
+  it("a batch goes on under its results' hash, else under the earlier one where its first question runs under it", async () => {
+    const shared = sharedBatchSpec({ n: 8, maxConcurrentRollouts: 32, trajectory: {} });
+    const first = { question: 'Where?', occurrence: 0 };
+    const earlierId = questionWorkflowId('job', shared.withLimit, 'Where?', 0);
+    expect(await idsHash(clientKnowing(), shared, 'from-results', 'job', first)).toBe('from-results');
+    // Stopped before any result was written: its first question's run tells.
+    expect(await idsHash(clientKnowing(earlierId), shared, undefined, 'job', first)).toBe(shared.withLimit);
+    expect(await idsHash(clientKnowing(), shared, undefined, 'job', first)).toBe(shared.hash);
+    expect(await idsHash(clientKnowing(earlierId), shared, undefined, 'job', undefined)).toBe(shared.hash);
   });
 });
 
