@@ -118,10 +118,12 @@ export async function queryProgress(handle: WorkflowHandle): Promise<TrajectoryP
 export async function queryProgressWithin(
   handle: WorkflowHandle,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<{ progress: TrajectoryProgress } | { unanswered: string; noWorker?: true }> {
   const deadline = Date.now() + timeoutMs;
+  const query = () => handle.client.withDeadline(deadline, () => handle.query(progressQuery));
   try {
-    return { progress: await handle.client.withDeadline(deadline, () => handle.query(progressQuery)) };
+    return { progress: await (signal ? handle.client.withAbortSignal(signal, query) : query()) };
   } catch (err) {
     return Date.now() >= deadline || deadlineExceeded(err)
       ? {
@@ -264,19 +266,18 @@ export async function followTrajectory(
   onProgress: (p: TrajectoryProgress) => void,
   opts: { intervalMs?: number; unansweredMs?: number; onUnanswered?: (why: string) => void } = {},
 ): Promise<TrajectoryResult> {
-  let done = false;
+  // Ended with the result: a query then in flight is cancelled.
+  const ended = new AbortController();
   // Said once each: that no worker answers, and that queries keep failing for another reason.
   const told = { noWorker: false, failing: false };
-  const result = handle.result().finally(() => {
-    done = true;
-  });
+  const result = handle.result().finally(() => ended.abort());
   const intervalMs = opts.intervalMs ?? 250;
-  void (async () => {
+  const polling = (async () => {
     let failures = 0;
-    while (!done) {
+    while (!ended.signal.aborted) {
       // Longer than a worker's sticky queue timeout (10 s), which a query after a worker restart waits out.
-      const p = await queryProgressWithin(handle, opts.unansweredMs ?? 15_000);
-      if (done) break;
+      const p = await queryProgressWithin(handle, opts.unansweredMs ?? 15_000, ended.signal);
+      if (ended.signal.aborted) break;
       if ('progress' in p) {
         failures = 0;
         onProgress(p.progress);
@@ -293,6 +294,9 @@ export async function followTrajectory(
       // Cut short by the result: a command that has it must not sit out a pause of up to 5 s before it exits.
       await Promise.race([new Promise((r) => setTimeout(r, wait).unref()), result.catch(() => {})]);
     }
-  })();
-  return result;
+  })().catch(() => {});
+  // The last query ends before the caller may close the connection: one left in flight could fail when the server
+  // stops (muse demo stops it next) and be retried by the client's interceptor on a closed channel, which throws
+  // from a timer and ends the process.
+  return result.finally(() => polling);
 }

@@ -669,7 +669,10 @@ describe('following a run', () => {
     const handle = {
       result: () => new Promise((ok) => (finish = ok)),
       query: () => Promise.reject(noWorker),
-      client: { withDeadline: (_d: number, fn: () => Promise<unknown>) => fn() },
+      client: {
+        withDeadline: (_d: number, fn: () => Promise<unknown>) => fn(),
+        withAbortSignal: (_s: AbortSignal, fn: () => Promise<unknown>) => fn(),
+      },
     };
     const heard: string[] = [];
     const following = followTrajectory(handle as never, () => {}, {
@@ -685,6 +688,32 @@ describe('following a run', () => {
     ]);
   });
 
+  it('returns the result once the query in flight has ended (cancelled), so the caller may close the connection', async () => {
+    let finish!: (r: unknown) => void;
+    let inFlight = 0;
+    const handle = {
+      result: () => new Promise((ok) => (finish = ok)),
+      // A query no worker answers: it ends only when cancelled.
+      query: () => new Promise(() => {}),
+      client: {
+        withDeadline: (_d: number, fn: () => Promise<unknown>) => fn(),
+        withAbortSignal: (signal: AbortSignal, fn: () => Promise<unknown>) => {
+          inFlight++;
+          return new Promise((ok, fail) => {
+            signal.addEventListener('abort', () => fail(new Error('cancelled')), { once: true });
+            fn().then(ok, fail);
+          }).finally(() => inFlight--);
+        },
+      },
+    };
+    const following = followTrajectory(handle as never, () => {}, { intervalMs: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(inFlight).toBe(1);
+    finish({ termination: 'answer' });
+    expect(await following).toEqual({ termination: 'answer' });
+    expect(inFlight).toBe(0);
+  });
+
   it('says why when queries keep failing at once, and asks less often while they do', async () => {
     let finish!: (r: unknown) => void;
     let queries = 0;
@@ -695,7 +724,10 @@ describe('following a run', () => {
         queries++;
         return Promise.reject(new Error('workflow task failed: nondeterminism'));
       },
-      client: { withDeadline: (_d: number, fn: () => Promise<unknown>) => fn() },
+      client: {
+        withDeadline: (_d: number, fn: () => Promise<unknown>) => fn(),
+        withAbortSignal: (_s: AbortSignal, fn: () => Promise<unknown>) => fn(),
+      },
     };
     const heard: string[] = [];
     const following = followTrajectory(handle as never, () => {}, {
