@@ -157,8 +157,8 @@ export async function runQuestionCommand(
     const detach = noticeOnInterrupt('the question', id);
     const quiet = sayIfNoWorker(client, cfg, (why) => process.stderr.write(`  waiting: ${why}\n`));
     const result = await handle.result().finally(() => {
-      quiet();
       detach();
+      return quiet();
     });
     if (o.json) console.log(JSON.stringify({ ...result, reused }));
     else console.log(summarizeQuestion(result));
@@ -294,7 +294,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             );
           if (summary.failed.length || summary.badLines.length) process.exitCode = 1;
         } finally {
-          quiet();
+          await quiet();
           // Cut short (the outage limit, a results file it cannot write): the reasons are still told.
           tellFailures();
           process.off('SIGINT', interrupted);

@@ -138,15 +138,21 @@ export async function queryProgressWithin(
  * Whether any worker has polled the task queue for workflow tasks lately (the server keeps a few minutes of pollers);
  * undefined when the server could not say.
  */
-export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Promise<boolean | undefined> {
-  try {
-    const res = await client.withDeadline(Date.now() + 5_000, () =>
+export async function workflowWorkerPolling(
+  client: Client,
+  cfg: MuseConfig,
+  signal?: AbortSignal,
+): Promise<boolean | undefined> {
+  const describe = () =>
+    client.withDeadline(Date.now() + 5_000, () =>
       client.workflowService.describeTaskQueue({
         namespace: cfg.temporal.namespace,
         taskQueue: { name: cfg.temporal.taskQueue },
         taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
       }),
     );
+  try {
+    const res = await (signal ? client.withAbortSignal(signal, describe) : describe());
     return (res.pollers?.length ?? 0) > 0;
   } catch {
     return undefined;
@@ -158,7 +164,8 @@ export async function workflowWorkerPolling(client: Client, cfg: MuseConfig): Pr
  * workers go missing later (checked every `everyMs`: a batch runs for hours, and its workers can die in the middle),
  * once per time they are missing: a question waits on its result without progress to show, and would otherwise wait
  * without a word. The server keeps listing a poller for a while after it last polled, so workers that died are told
- * that much later. Returns the cancel.
+ * that much later. Returns the cancel, which stops a check in flight and settles once it has ended: awaited before the
+ * connection closes, no call is left for the client's retry interceptor to send again on a closed channel.
  */
 export function sayIfNoWorker(
   client: Client,
@@ -167,26 +174,31 @@ export function sayIfNoWorker(
   afterMs = 15_000,
   everyMs = 60_000,
 ) {
-  let cancelled = false;
+  const cancelled = new AbortController();
   let told = false;
   let timer: NodeJS.Timeout;
+  let inFlight: Promise<void> = Promise.resolve();
   const check = async () => {
-    const polling = await workflowWorkerPolling(client, cfg);
+    const polling = await workflowWorkerPolling(client, cfg, cancelled.signal);
     // Cancelled while the server was asked: the run has ended, and nothing is to be said.
-    if (cancelled) return;
+    if (cancelled.signal.aborted) return;
     if (polling === false && !told)
       say(
         `no worker is polling task queue '${cfg.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
       );
     if (polling !== undefined) told = !polling;
-    timer = setTimeout(check, everyMs);
+    timer = setTimeout(start, everyMs);
     timer.unref();
   };
-  timer = setTimeout(check, afterMs);
+  const start = () => {
+    inFlight = check().catch(() => {});
+  };
+  timer = setTimeout(start, afterMs);
   timer.unref();
-  return () => {
-    cancelled = true;
+  return (): Promise<void> => {
+    cancelled.abort();
     clearTimeout(timer);
+    return inFlight;
   };
 }
 

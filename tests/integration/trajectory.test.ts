@@ -85,8 +85,7 @@ describe('telling whether a worker is there', () => {
     const quietNobody = sayIfNoWorker(suite.client, nobody, (why) => said.push(why), 10, 50);
     const quiet = sayIfNoWorker(suite.client, cfg, (why) => said.push(why), 10, 50);
     await new Promise((r) => setTimeout(r, 500));
-    quietNobody();
-    quiet();
+    await Promise.all([quietNobody(), quiet()]);
     expect(said).toEqual([
       `no worker is polling task queue '${nobody.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
     ]);

@@ -151,6 +151,7 @@ describe('sayIfNoWorker', () => {
     let asked = 0;
     const client = {
       withDeadline: (_: number, fn: () => unknown) => fn(),
+      withAbortSignal: (_: AbortSignal, fn: () => unknown) => fn(),
       workflowService: {
         describeTaskQueue: async () => ({ pollers: (answers[asked++] ?? false) ? [{}] : [] }),
       },
@@ -162,5 +163,30 @@ describe('sayIfNoWorker', () => {
     quiet();
     expect(said).toHaveLength(2);
     expect(said[0]).toMatch(/no worker is polling task queue/);
+  });
+
+  it('its cancel stops a check in flight and settles once it has ended, so the connection can then close', async () => {
+    let inFlight = 0;
+    const client = {
+      withDeadline: (_: number, fn: () => unknown) => fn(),
+      withAbortSignal: (signal: AbortSignal, fn: () => Promise<unknown>) => {
+        inFlight++;
+        return new Promise((ok, fail) => {
+          signal.addEventListener('abort', () => fail(new Error('cancelled')), { once: true });
+          fn().then(ok, fail);
+        }).finally(() => inFlight--);
+      },
+      // A server slow to answer: the check is in flight until cancelled.
+      workflowService: { describeTaskQueue: () => new Promise(() => {}) },
+    } as unknown as Client;
+    const cfg = { temporal: { namespace: 'default', taskQueue: 'rollouts' } } as MuseConfig;
+    const said: string[] = [];
+    const quiet = sayIfNoWorker(client, cfg, (why) => said.push(why), 1, 5);
+    for (let waited = 0; inFlight === 0 && waited < 2_000; waited += 5)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(inFlight).toBe(1);
+    await quiet();
+    expect(inFlight).toBe(0);
+    expect(said).toEqual([]);
   });
 });
