@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchError, questionRun, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
+import { abortableCalls } from '../helpers/fake-temporal.js';
 
 /** An error as the Temporal client's gRPC calls throw it. */
 function grpcError(code: number, details: string): Error {
@@ -166,27 +167,20 @@ describe('sayIfNoWorker', () => {
   });
 
   it('its cancel stops a check in flight and settles once it has ended, so the connection can then close', async () => {
-    let inFlight = 0;
+    const calls = abortableCalls();
     const client = {
-      withDeadline: (_: number, fn: () => unknown) => fn(),
-      withAbortSignal: (signal: AbortSignal, fn: () => Promise<unknown>) => {
-        inFlight++;
-        return new Promise((ok, fail) => {
-          signal.addEventListener('abort', () => fail(new Error('cancelled')), { once: true });
-          fn().then(ok, fail);
-        }).finally(() => inFlight--);
-      },
+      ...calls,
       // A server slow to answer: the check is in flight until cancelled.
       workflowService: { describeTaskQueue: () => new Promise(() => {}) },
     } as unknown as Client;
     const cfg = { temporal: { namespace: 'default', taskQueue: 'rollouts' } } as MuseConfig;
     const said: string[] = [];
     const quiet = sayIfNoWorker(client, cfg, (why) => said.push(why), 1, 5);
-    for (let waited = 0; inFlight === 0 && waited < 2_000; waited += 5)
+    for (let waited = 0; calls.inFlight() === 0 && waited < 2_000; waited += 5)
       await new Promise((r) => setTimeout(r, 5));
-    expect(inFlight).toBe(1);
+    expect(calls.inFlight()).toBe(1);
     await quiet();
-    expect(inFlight).toBe(0);
+    expect(calls.inFlight()).toBe(0);
     expect(said).toEqual([]);
   });
 });

@@ -25,6 +25,7 @@ import { failureMessage, followTrajectory } from '../../client/trajectories.js';
 import { loadConfig } from '../../common/config.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { sdkLogLevel } from '../../workers/rollout-worker.js';
+import { abortableCalls } from '../helpers/fake-temporal.js';
 
 let dir: string;
 
@@ -669,10 +670,7 @@ describe('following a run', () => {
     const handle = {
       result: () => new Promise((ok) => (finish = ok)),
       query: () => Promise.reject(noWorker),
-      client: {
-        withDeadline: (_d: number, fn: () => Promise<unknown>) => fn(),
-        withAbortSignal: (_s: AbortSignal, fn: () => Promise<unknown>) => fn(),
-      },
+      client: abortableCalls(),
     };
     const heard: string[] = [];
     const following = followTrajectory(handle as never, () => {}, {
@@ -690,28 +688,19 @@ describe('following a run', () => {
 
   it('returns the result once the query in flight has ended (cancelled), so the caller may close the connection', async () => {
     let finish!: (r: unknown) => void;
-    let inFlight = 0;
+    const calls = abortableCalls();
     const handle = {
       result: () => new Promise((ok) => (finish = ok)),
       // A query no worker answers: it ends only when cancelled.
       query: () => new Promise(() => {}),
-      client: {
-        withDeadline: (_d: number, fn: () => Promise<unknown>) => fn(),
-        withAbortSignal: (signal: AbortSignal, fn: () => Promise<unknown>) => {
-          inFlight++;
-          return new Promise((ok, fail) => {
-            signal.addEventListener('abort', () => fail(new Error('cancelled')), { once: true });
-            fn().then(ok, fail);
-          }).finally(() => inFlight--);
-        },
-      },
+      client: calls,
     };
     const following = followTrajectory(handle as never, () => {}, { intervalMs: 1 });
     await new Promise((r) => setTimeout(r, 20));
-    expect(inFlight).toBe(1);
+    expect(calls.inFlight()).toBe(1);
     finish({ termination: 'answer' });
     expect(await following).toEqual({ termination: 'answer' });
-    expect(inFlight).toBe(0);
+    expect(calls.inFlight()).toBe(0);
   });
 
   it('says why when queries keep failing at once, and asks less often while they do', async () => {
@@ -724,10 +713,7 @@ describe('following a run', () => {
         queries++;
         return Promise.reject(new Error('workflow task failed: nondeterminism'));
       },
-      client: {
-        withDeadline: (_d: number, fn: () => Promise<unknown>) => fn(),
-        withAbortSignal: (_s: AbortSignal, fn: () => Promise<unknown>) => fn(),
-      },
+      client: abortableCalls(),
     };
     const heard: string[] = [];
     const following = followTrajectory(handle as never, () => {}, {
