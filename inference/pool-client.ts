@@ -783,7 +783,7 @@ export class PoolClient {
           `${code}: ${message}`,
           retryable,
           !turnedAway,
-          turnedAway && (code === 'overloaded' ? 'busy' : 'turned_away'),
+          turnedAway && (code === 'overloaded' ? 'backpressure' : 'turned_away'),
         );
       } catch (err) {
         failure = err;
@@ -838,8 +838,7 @@ export class PoolClient {
           throw new ContextLengthError(
             `pool '${this.opts.pool}': every member's server refused the request's size (HTTP 413): ${collapseRepeats(errors).join('; ')}`,
           );
-      } else if (memberId && backpressure)
-        tried.set(memberId, unserved === 'busy' ? 'backpressure' : 'turned_away');
+      } else if (memberId && backpressure) tried.set(memberId, unserved);
       // Lost on the way: sent again at once as if it had never been, so usually to the same member, which may hold
       // the prompt.
       if (memberId && lost) tried.delete(memberId);
@@ -1018,11 +1017,11 @@ class MemberFailure extends Error {
     /** Whether it says something about the member's health (an overloaded member is healthy, just busy). */
     readonly memberFault = retryable,
     /**
-     * Turned away before the member read the prompt, so it does not hold it: `busy` (overloaded: it takes the request
-     * once a slot frees) or `turned_away` (stopping, unhealthy, too large: it will not). A member that ran out of time
+     * Turned away before the member read the prompt, so it does not hold it: `backpressure` (overloaded: it takes the
+     * request once a slot frees) or `turned_away` (stopping, unhealthy, too large: it will not). A member that ran out of time
      * on the request has read it, and may well hold it.
      */
-    readonly unserved: false | 'busy' | 'turned_away' = false,
+    readonly unserved: false | Extract<TriedOutcome, 'backpressure' | 'turned_away'> = false,
   ) {
     super(message);
   }
