@@ -537,7 +537,9 @@ export async function parallelMuse(given: ParallelMuseInput): Promise<ParallelMu
       } catch (err) {
         judge = { method: 'llm', correct: null, error: containedFailure(err) };
       }
-    } else judge = { method: 'exact', correct: primary.correct ?? false };
+    }
+    // An exact judge, or no answer to judge: scored without a model call (no answer is wrong under either judge).
+    else judge = { method: spec.judge, correct: primary.correct ?? false };
   }
 
   const totals = rollouts.reduce((t, r) => addUsage(t, r.usage), emptyUsage());

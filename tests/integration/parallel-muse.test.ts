@@ -526,6 +526,32 @@ describe('ParallelMuse', () => {
     }
   });
 
+  it('a question with no answer to judge is scored wrong under the judge it asked for, with no judge call', async () => {
+    const worker = await inProcessWorker(cfg);
+    try {
+      const q = questions[2]!;
+      const workflowId = 'pm-judge-no-answer';
+      const { result } = await runParallelMuse(
+        suite.client,
+        cfg,
+        {
+          n: 2,
+          branchMode: 'none',
+          aggregators: ['majority'],
+          primaryAggregator: 'majority',
+          judge: 'llm',
+          // One turn: the simulated agent searches first, so no rollout answers.
+          trajectory: { question: q.question, answer: q.answer, maxTurns: 1 },
+        },
+        { workflowId, jobId: workflowId },
+      );
+      expect(result.prediction).toBeNull();
+      expect(result.judge).toEqual({ method: 'llm', correct: false });
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('reports a long iterresearch trajectory within the aggregation server window', async () => {
     // Every step repeats the evolving report: rendered whole, 30 steps would be far past 8000 tokens.
     const small = await inProcessMember(
