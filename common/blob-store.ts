@@ -48,6 +48,11 @@ export interface BlobStoreOptions {
   cacheBytes?: number;
   /** JetStream replicas of the buckets this store makes (servers of a cluster holding each namespace's content). */
   replicas?: number;
+  /**
+   * Namespaces whose bucket handles are kept open (least recently used closed first; reopened when used again). A
+   * worker that lives through many jobs would otherwise keep a handle for every job it ever served (about 3.5 KB each).
+   */
+  maxOpenNamespaces?: number;
 }
 
 const NAMESPACE_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -81,6 +86,9 @@ export class BlobStore {
   private readonly objm: Objm;
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly objs = new Map<string, Promise<ObjectStore>>();
+  /** Namespaces with open handles, least recently used first. */
+  private readonly open = new Map<string, true>();
+  private readonly maxOpenNamespaces: number;
   /** Writes under way, so concurrent puts of one value share a single write. */
   private readonly writing = new Map<BlobRef, Promise<number>>();
   /** Decoded values, with when the store last wrote them (ms; -Infinity when not known). */
@@ -90,6 +98,8 @@ export class BlobStore {
   private readonly bucketTtls = new Map<string, number>();
   /** Bumped each time a namespace's state is dropped (deleted here or elsewhere); see generation(). */
   private readonly generations = new Map<string, number>();
+  /** Bumped when every namespace's state is dropped at once (a reconnect): namespaces closed for the limit too. */
+  private epoch = 0;
   private readonly inlineLimit: number;
   private readonly ttlMs: number;
   private readonly cacheBytes: number;
@@ -108,6 +118,7 @@ export class BlobStore {
     this.ttlMs = opts.ttlMs ?? 0;
     this.cacheBytes = opts.cacheBytes ?? 64 * 1024 * 1024;
     this.replicas = opts.replicas ?? 1;
+    this.maxOpenNamespaces = Math.max(1, opts.maxOpenNamespaces ?? 1024);
     this.deletions = nc.subscribe(CONTENT_DELETED_SUBJECT, {
       callback: (err, msg) => {
         if (!err && NAMESPACE_RE.test(msg.string())) this.dropNamespace(msg.string());
@@ -161,7 +172,7 @@ export class BlobStore {
    * under an earlier generation may point at nothing and must be written again before it is handed out.
    */
   generation(namespace: string): number {
-    return this.generations.get(namespace) ?? 0;
+    return this.epoch + (this.generations.get(namespace) ?? 0);
   }
 
   /**
@@ -378,22 +389,23 @@ export class BlobStore {
 
   /** dropNamespace for every namespace at once: one pass, however many namespaces and cached values there are. */
   private dropAll(): void {
-    const known = new Set([...this.kvs.keys(), ...this.objs.keys(), ...this.generations.keys()]);
     this.kvs.clear();
     this.objs.clear();
+    this.open.clear();
     this.bucketTtls.clear();
     this.cache.clear();
     this.cacheSize = 0;
-    for (const namespace of known) this.generations.set(namespace, this.generation(namespace) + 1);
+    this.epoch++;
   }
 
   /** Forgets the namespace's bucket handles and decoded values, and starts its next generation. */
   private dropNamespace(namespace: string): void {
     this.kvs.delete(namespace);
     this.objs.delete(namespace);
+    this.open.delete(namespace);
     this.bucketTtls.delete(namespace);
     for (const ref of [...this.cache.keys()]) if (parseBlobRef(ref).namespace === namespace) this.forget(ref);
-    this.generations.set(namespace, this.generation(namespace) + 1);
+    this.generations.set(namespace, (this.generations.get(namespace) ?? 0) + 1);
   }
 
   /**
@@ -472,9 +484,12 @@ export class BlobStore {
         this.noteBucketTtl(namespace, (await kv.status()).ttl);
         return kv;
       });
-      p.catch(() => this.kvs.delete(namespace));
+      const opening = p;
+      // Only its own entry: the namespace may have been dropped and opened again meanwhile.
+      p.catch(() => this.kvs.get(namespace) === opening && this.kvs.delete(namespace));
       this.kvs.set(namespace, p);
     }
+    this.used(namespace);
     return p;
   }
 
@@ -494,10 +509,32 @@ export class BlobStore {
         this.noteBucketTtl(namespace, Math.round((await os.status()).ttl / 1_000_000));
         return os;
       });
-      p.catch(() => this.objs.delete(namespace));
+      const opening = p;
+      p.catch(() => this.objs.get(namespace) === opening && this.objs.delete(namespace));
       this.objs.set(namespace, p);
     }
+    this.used(namespace);
     return p;
+  }
+
+  /**
+   * Marks the namespace most recently used, and closes the handles of the least recently used one past the limit.
+   * Only the handles: what this process knows of the bucket (its TTL, its generation) and the values it read stay,
+   * since the bucket is not gone, and a handle opened again binds to the same bucket.
+   */
+  private used(namespace: string): void {
+    this.open.delete(namespace);
+    this.open.set(namespace, true);
+    if (this.open.size <= this.maxOpenNamespaces) return;
+    const oldest = this.open.keys().next().value!;
+    this.open.delete(oldest);
+    this.kvs.delete(oldest);
+    this.objs.delete(oldest);
+  }
+
+  /** Namespaces whose bucket handles this process holds (at most maxOpenNamespaces). */
+  get openNamespaces(): number {
+    return this.open.size;
   }
 
   /** Values larger than a quarter of the cache are not kept: one would push out many smaller ones. */

@@ -106,6 +106,40 @@ describe('content store', () => {
     }
   });
 
+  it('keeps bucket handles for its most recently used namespaces only, and opens a closed one again when it is used', async () => {
+    // No value cache: every read goes to the buckets.
+    const blobs = new BlobStore(nc, { maxOpenNamespaces: 2, cacheBytes: 0 });
+    stores.push(blobs);
+    const [a, b, c] = [namespace(), namespace(), namespace()];
+    const turn = await blobs.put(a, 'a turn of the first job');
+    const page = await blobs.put(a, 'a long page '.repeat(30_000));
+    expect(page.startsWith('obj:')).toBe(true);
+    await blobs.put(b, 'a turn of the second job');
+    await blobs.put(c, 'a turn of the third job');
+    expect(blobs.openNamespaces).toBe(2);
+    expect(await blobs.get(turn)).toBe('a turn of the first job');
+    expect(await blobs.get(page)).toBe('a long page '.repeat(30_000));
+    expect(await blobs.put(a, 'a turn of the first job')).toBe(turn);
+    expect(blobs.openNamespaces).toBe(2);
+  });
+
+  it('after a reconnect, a namespace whose handles were closed for the limit starts a new generation too', async () => {
+    const conn = await natsFor(testConfig());
+    try {
+      const blobs = new BlobStore(conn, { maxOpenNamespaces: 1 });
+      stores.push(blobs);
+      const [a, b] = [namespace(), namespace()];
+      await blobs.put(a, 'a turn');
+      await blobs.put(b, 'another job');
+      expect(blobs.openNamespaces).toBe(1);
+      const before = blobs.generation(a);
+      await conn.reconnect();
+      await expect.poll(() => blobs.generation(a), { timeout: 10_000 }).toBeGreaterThan(before);
+    } finally {
+      await conn.close();
+    }
+  });
+
   it("hands out a reference again only while the namespace's bucket surely keeps it, whatever this process's TTL", async () => {
     const ns = namespace();
     const maker = new BlobStore(nc, { ttlMs: 10_000 });
