@@ -13,7 +13,7 @@ import {
 import type { MuseConfig } from '../common/config.js';
 import { exitAsSignal } from '../common/signals.js';
 import { initTelemetry, shutdownTelemetry } from '../common/telemetry.js';
-import { connectClient } from '../common/temporal.js';
+import { connectClient, withCallSignal } from '../common/temporal.js';
 import { down, namespaceRetentionMs, up } from '../infra/services.js';
 import { sampleQuestions } from '../sim/world.js';
 import { startPoolMember } from '../workers/pool-member.js';
@@ -228,8 +228,7 @@ export function registerRunCommands(program: Command): void {
           // poll is aborted when it is over, so it does not hold the process open.
           const waiting = new AbortController();
           const timer = setTimeout(() => waiting.abort(), o.wait * 1000);
-          await client
-            .withAbortSignal(waiting.signal, () => handle.result())
+          await withCallSignal(client, waiting.signal, () => handle.result())
             .catch(() => undefined)
             .finally(() => clearTimeout(timer));
         }

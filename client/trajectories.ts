@@ -18,6 +18,7 @@ import {
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import type { MuseConfig } from '../common/config.js';
 import { causeChainMessage, causeCodes, formatZodError } from '../common/errors.js';
+import { withCallSignal } from '../common/temporal.js';
 import { progressQuery, type StepTimeouts, type trajectory } from '../workflows/trajectory.js';
 
 export class JobSpecError extends Error {
@@ -123,7 +124,7 @@ export async function queryProgressWithin(
   const deadline = Date.now() + timeoutMs;
   const query = () => handle.client.withDeadline(deadline, () => handle.query(progressQuery));
   try {
-    return { progress: await (signal ? handle.client.withAbortSignal(signal, query) : query()) };
+    return { progress: await (signal ? withCallSignal(handle.client, signal, query) : query()) };
   } catch (err) {
     return Date.now() >= deadline || deadlineExceeded(err)
       ? {
@@ -152,7 +153,7 @@ export async function workflowWorkerPolling(
       }),
     );
   try {
-    const res = await (signal ? client.withAbortSignal(signal, describe) : describe());
+    const res = await (signal ? withCallSignal(client, signal, describe) : describe());
     return (res.pollers?.length ?? 0) > 0;
   } catch {
     return undefined;

@@ -1,5 +1,6 @@
 // Temporal connection settings shared by every worker and client: the msgpack payload converter (by path,
 // as the SDK requires, so it also runs inside the workflow sandbox) and OpenTelemetry propagation.
+import { setMaxListeners } from 'node:events';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection, type TLSConfig, type WorkflowClientInterceptor } from '@temporalio/client';
@@ -88,4 +89,28 @@ function tracingClientInterceptor(): WorkflowClientInterceptor {
     cancel: (input, next) => otel.cancel(input, next),
     terminate: (input, next) => otel.terminate(input, next),
   };
+}
+
+/**
+ * Runs `fn` with the Temporal calls it makes cancelled by `signal`. The client adds an abort listener to the signal of
+ * every call and never removes it: on a signal that outlives many calls (a follower's, polling for hours) they would
+ * pile up (Node's MaxListenersExceededWarning, and memory). Each scope gets a signal of its own, which its calls'
+ * listeners go with, and which alone listens on `signal` while the scope runs.
+ */
+export async function withCallSignal<T>(
+  client: Pick<Client, 'withAbortSignal'>,
+  signal: AbortSignal,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const scope = new AbortController();
+  // A scope's calls (a result's long polls, say) may be many; their listeners live no longer than it does.
+  setMaxListeners(0, scope.signal);
+  const abort = () => scope.abort(signal.reason);
+  if (signal.aborted) abort();
+  else signal.addEventListener('abort', abort, { once: true });
+  try {
+    return await client.withAbortSignal(scope.signal, fn);
+  } finally {
+    signal.removeEventListener('abort', abort);
+  }
 }

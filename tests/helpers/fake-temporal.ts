@@ -5,11 +5,12 @@
 export function abortableCalls() {
   let inFlight = 0;
   return {
-    withDeadline: (_deadline: number, fn: () => Promise<unknown>) => fn(),
-    withAbortSignal: (signal: AbortSignal, fn: () => Promise<unknown>) => {
+    withDeadline: <R>(_deadline: number, fn: () => Promise<R>) => fn(),
+    withAbortSignal: <R>(signal: AbortSignal, fn: () => Promise<R>): Promise<R> => {
       inFlight++;
-      return new Promise((ok, fail) => {
-        signal.addEventListener('abort', () => fail(new Error('cancelled')), { once: true });
+      return new Promise<R>((ok, fail) => {
+        // Never removed, as the client's own listener is not.
+        signal.addEventListener('abort', () => fail(new Error('cancelled')));
         fn().then(ok, fail);
       }).finally(() => inFlight--);
     },

@@ -1,6 +1,7 @@
 // The `muse` commands' own checks, run through commander with no server up (the Temporal address points nowhere),
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
 import { spawn } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import { elsewhere } from '../../cli/services.js';
 import { runningRunsOfJob } from '../../client/content.js';
 import { failureMessage, followTrajectory } from '../../client/trajectories.js';
 import { loadConfig } from '../../common/config.js';
+import { withCallSignal } from '../../common/temporal.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { sdkLogLevel } from '../../workers/rollout-worker.js';
 import { abortableCalls } from '../helpers/fake-temporal.js';
@@ -700,6 +702,44 @@ describe('following a run', () => {
     expect(calls.inFlight()).toBe(1);
     finish({ termination: 'answer' });
     expect(await following).toEqual({ termination: 'answer' });
+    expect(calls.inFlight()).toBe(0);
+  });
+
+  it('leaves no abort listener behind per progress query (the client never removes its own)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      let finish!: (r: unknown) => void;
+      let queries = 0;
+      const handle = {
+        result: () => new Promise((ok) => (finish = ok)),
+        query: async () => {
+          queries++;
+          return { status: 'running', step: queries };
+        },
+        client: abortableCalls(),
+      };
+      const following = followTrajectory(handle as never, () => {}, { intervalMs: 1 });
+      await expect.poll(() => queries, { timeout: 5_000 }).toBeGreaterThan(30);
+      finish({ termination: 'answer' });
+      expect(await following).toEqual({ termination: 'answer' });
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it("withCallSignal: a scope listens on the caller's signal only while it runs, and is cancelled by it", async () => {
+    const calls = abortableCalls();
+    const outer = new AbortController();
+    for (let i = 0; i < 20; i++) await withCallSignal(calls, outer.signal, async () => i);
+    expect(getEventListeners(outer.signal, 'abort')).toHaveLength(0);
+    const hanging = withCallSignal(calls, outer.signal, () => new Promise(() => {}));
+    expect(getEventListeners(outer.signal, 'abort')).toHaveLength(1);
+    outer.abort();
+    await expect(hanging).rejects.toThrow('cancelled');
     expect(calls.inFlight()).toBe(0);
   });
 
