@@ -1,6 +1,7 @@
 // Job specs: what a user asks Muse to run. Validated at the trust boundary (CLI, batch files, client
 // API) so a bad field is reported by name before any workflow starts. Workflow-safe (zod is pure).
 import { z } from 'zod';
+import { utf8Length } from './clip.js';
 import { contextPolicy, estimateTokens, turnBudgetTokens } from './context.js';
 
 export const ContextPolicySchema = z.enum(['react', 'iterresearch', 'resum']);
@@ -57,9 +58,23 @@ function isCalendarDate(text: string): boolean {
   return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 
+/**
+ * The longest question (UTF-8 bytes). It travels in the workflow input of the question and of each of its rollouts,
+ * in history every time: a larger one would pass Temporal's payload limits (a 4 MB request, 2 MB a payload).
+ */
+export const MAX_QUESTION_BYTES = 256 * 1024;
+
 export const TrajectorySpecSchema = z
   .object({
-    question: z.string().trim().min(1, 'question must not be empty'),
+    question: z
+      .string()
+      .trim()
+      .min(1, 'question must not be empty')
+      .refine((q) => utf8Length(q) <= MAX_QUESTION_BYTES, {
+        error: (issue) =>
+          `question is ${utf8Length(String(issue.input)).toLocaleString('en-US')} bytes; at most ` +
+          `${MAX_QUESTION_BYTES.toLocaleString('en-US')} (256 KiB): it travels in the workflow input of the question and each of its rollouts`,
+      }),
     /** Ground truth, when known; used for scoring only, never shown to the model. */
     answer: GoldAnswerSchema.optional(),
     policy: ContextPolicySchema.default('react'),

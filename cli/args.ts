@@ -52,12 +52,19 @@ export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
  * An id or name given on the command line: an empty one would only fail later, further from the flag that set it, or
  * (a model name) be taken for none given.
  */
-export function idArg(name: string) {
+export function idArg(name: string, maxChars?: number) {
   return (v: string) => {
     if (v.trim() === '') throw new InvalidArgumentError(`${name} must not be empty`);
+    if (maxChars !== undefined && v.length > maxChars)
+      throw new InvalidArgumentError(
+        `${name} must be at most ${maxChars} characters, got ${v.length}: the runs under it add ids of their own, and Temporal takes workflow ids of up to 1,000`,
+      );
     return v;
   };
 }
+
+/** The longest job id or workflow id a command takes (--job, --id): a question's rollouts add about 40 characters. */
+export const MAX_RUN_ID_CHARS = 256;
 
 /** Job spec fields as the run and batch flags that set them, so a spec error names what the user typed. */
 const SPEC_FIELD_FLAGS: [RegExp, string][] = Object.entries({

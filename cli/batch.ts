@@ -8,7 +8,7 @@ import { sayIfNoWorker } from '../client/trajectories.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
-import { idArg, positiveIntArg, withSpecFlags } from './args.js';
+import { idArg, MAX_RUN_ID_CHARS, positiveIntArg, withSpecFlags } from './args.js';
 import { cliConfig } from './context.js';
 import { modelsLine, noticeOnInterrupt } from './render.js';
 
@@ -176,12 +176,13 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
     .requiredOption(
       '--out <file>',
       'JSONL results, one line per question (appended; re-runs with the same options skip finished questions)',
+      idArg('--out'),
     )
     .option('--concurrency <n>', 'questions in flight', positiveIntArg('--concurrency'), 4)
     .option(
       '--job <id>',
       'job id (default: the one --out records, else derived from its path, so a re-run resumes the same job)',
-      idArg('--job'),
+      idArg('--job', MAX_RUN_ID_CHARS),
     )
     .description('run every question of a JSONL file through ParallelMuse; safe to re-run after a crash')
     .action(

@@ -18,7 +18,7 @@ import { down, namespaceRetentionMs, up } from '../infra/services.js';
 import { sampleQuestions } from '../sim/world.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
-import { idArg, intArg, portArg, positiveIntArg, withSpecFlags } from './args.js';
+import { idArg, intArg, MAX_RUN_ID_CHARS, portArg, positiveIntArg, withSpecFlags } from './args.js';
 import {
   addParallelMuseOptions,
   type ParallelMuseCliOptions,
@@ -149,7 +149,7 @@ export function registerRunCommands(program: Command): void {
     .option(
       '--id <workflowId>',
       'workflow id (default: random; parallel-muse: derived from the question and options, so the same command reuses its run)',
-      idArg('--id'),
+      idArg('--id', MAX_RUN_ID_CHARS),
     )
     .option('--json', 'print one JSON object (prediction, termination, steps, usage)')
     .option('--mode <mode>', 'trajectory | parallel-muse', 'trajectory');

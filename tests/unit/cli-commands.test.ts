@@ -113,6 +113,19 @@ describe('options are checked before connecting', () => {
     );
   });
 
+  it('muse batch refuses an empty --out and an over-long --job before any question starts', async () => {
+    const q = join(dir, 'q.jsonl');
+    writeFileSync(q, '{"question": "a"}\n');
+    await expect(muse('batch', q, '--out', '')).rejects.toThrow(/--out must not be empty/);
+    await expect(
+      muse('batch', q, '--out', join(dir, 'out.jsonl'), '--job', 'j'.repeat(1200)),
+    ).rejects.toThrow(/--job must be at most 256 characters, got 1200/);
+    await expect(muse('run', '--id', 'i'.repeat(300), 'q')).rejects.toThrow(
+      /--id must be at most 256 characters, got 300/,
+    );
+    expect(readdirSync(dir).filter((f) => f.endsWith('.job'))).toEqual([]);
+  });
+
   it('muse run refuses ParallelMuse options without --mode parallel-muse instead of ignoring them', async () => {
     await expect(muse('run', '--n', '8', '--branch-mode', 'none', 'q')).rejects.toThrow(
       '--n, --branch-mode only apply with --mode parallel-muse',

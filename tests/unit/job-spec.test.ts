@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { inputActivities } from '../../activities/input.js';
-import { TrajectorySpecSchema } from '../../agent/job.js';
+import { MAX_QUESTION_BYTES, TrajectorySpecSchema } from '../../agent/job.js';
 import { parseParallelMuseSpec } from '../../client/parallel-muse.js';
 import { JobSpecError, parseTrajectorySpec } from '../../client/trajectories.js';
 
@@ -22,6 +22,19 @@ describe('job specs', () => {
     );
     expect(parseTrajectorySpec({ question: 'q', date: '2028-02-29' }).date).toBe('2028-02-29');
     expect(parseTrajectorySpec({ question: 'q', date: '0024-02-29' }).date).toBe('0024-02-29');
+  });
+
+  it('refuses a question too large for the workflow inputs it travels in, naming its size and the limit', () => {
+    // Three bytes a character: 100,000 characters are 300,000 bytes, past the 262,144-byte limit.
+    expect(() => parseTrajectorySpec({ question: '問'.repeat(100_000) })).toThrow(
+      /question: question is 300,000 bytes; at most 262,144 \(256 KiB\)/,
+    );
+    expect(() => parseParallelMuseSpec({ trajectory: { question: 'q'.repeat(300_000) } })).toThrow(
+      /trajectory\.question: question is 300,000 bytes/,
+    );
+    expect(parseTrajectorySpec({ question: 'q'.repeat(MAX_QUESTION_BYTES) }).question).toHaveLength(
+      MAX_QUESTION_BYTES,
+    );
   });
 
   it('names the offending field', () => {
