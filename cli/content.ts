@@ -1,7 +1,15 @@
 // Content commands: export a finished trajectory, delete a job's stored content, simulator questions.
 
 import { once } from 'node:events';
-import { createWriteStream, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import {
+  closeSync,
+  createWriteStream,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  type WriteStream,
+} from 'node:fs';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
@@ -19,15 +27,18 @@ export function registerContentCommands(program: Command): void {
     .command('export')
     .argument('<id>', 'workflow id of a finished trajectory', idArg('<id>'))
     .option('--out <file>', 'JSONL output (default: stdout)', idArg('--out'))
+    .option('--force', 'overwrite --out even when it is not an earlier export')
     .description(
       'export a finished trajectory as JSONL, one line per step with turn and observation resolved',
     )
-    .action(async (id: string, o: { out?: string }) => {
+    .action(async (id: string, o: { out?: string; force?: boolean }) => {
       const cfg = cliConfig(program.opts());
       // Written beside --out and renamed over it once complete: a failed export leaves an earlier one intact.
       const partial = o.out ? `${o.out}.partial-${process.pid}` : undefined;
       // Opened before anything else, so a path that cannot be written (no such directory) fails first, by name.
-      const out = partial ? createWriteStream(partial, { fd: openOut(partial, o.out!) }) : process.stdout;
+      const out = partial
+        ? createWriteStream(partial, { fd: openOut(partial, o.out!, o.force === true) })
+        : process.stdout;
       // Ctrl-C ends the process without running `finally`: the partial file is removed here instead.
       const interrupted = (signal: NodeJS.Signals) => {
         if (partial) rmSync(partial, { force: true });
@@ -124,9 +135,49 @@ export async function writeJsonLines(
   return n;
 }
 
-function openOut(path: string, named: string): number {
+/** Whether `path` is missing, empty, or an earlier export: its first line an exported step. */
+export function replaceableByExport(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw new Error(`--out: cannot read ${path}: ${(err as Error).message}`);
+  }
+  try {
+    // The first line only, read until its end: a step's turn and observation make it up to a few MB.
+    const chunks: Buffer[] = [];
+    let read = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(64 * 1024);
+      const n = readSync(fd, chunk, 0, chunk.length, read);
+      const end = chunk.subarray(0, n).indexOf(10);
+      chunks.push(chunk.subarray(0, end < 0 ? n : end));
+      read += n;
+      if (n === 0 || end >= 0 || read >= MAX_EXPORT_LINE_BYTES) break;
+    }
+    const first = Buffer.concat(chunks).toString('utf8').trim();
+    if (read === 0 || first === '') return read === 0;
+    try {
+      const step = JSON.parse(first) as Record<string, unknown>;
+      return typeof step.step === 'number' && typeof step.kind === 'string' && typeof step.turn === 'string';
+    } catch {
+      return false;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+const MAX_EXPORT_LINE_BYTES = 64 * 1024 * 1024;
+
+function openOut(path: string, named: string, force: boolean): number {
   // Checked first: a directory would fail only at the rename, after the whole export.
   refuseDirectory('--out', named);
+  // An earlier export is replaced; any other file (a batch's questions or results, say) only when asked to.
+  if (!force && !replaceableByExport(named))
+    throw new Error(
+      `--out: ${named} exists and is not an export (its first line is not an exported step); pass --force to overwrite it, or another path`,
+    );
   try {
     return openSync(path, 'w');
   } catch (err) {

@@ -2,7 +2,7 @@
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
 import { spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -347,6 +347,24 @@ describe('muse batch', () => {
     expect(stderr.trim()).toMatch(/^muse: .*ENOSPC/);
     expect(stderr.trim().split('\n')).toHaveLength(1);
   }, 20_000);
+
+  it('muse export --out replaces an earlier export, and any other file only with --force', async () => {
+    const questions = join(dir, 'questions.jsonl');
+    writeFileSync(questions, '{"question": "Which river?", "answer": "Rhine"}\n');
+    await expect(muse('export', 'traj-1', '--out', questions)).rejects.toThrow(
+      /^--out: .*questions\.jsonl exists and is not an export \(its first line is not an exported step\); pass --force/,
+    );
+    expect(readFileSync(questions, 'utf8')).toBe('{"question": "Which river?", "answer": "Rhine"}\n');
+    // Past the check: the export goes on to connect, which fails here (no server).
+    await expect(muse('export', 'traj-1', '--out', questions, '--force')).rejects.toThrow(/cannot reach/);
+    const earlier = join(dir, 'earlier.jsonl');
+    const step = { step: 0, kind: 'tool', actionPreview: 'search', turn: 'x'.repeat(200_000) };
+    writeFileSync(earlier, `${JSON.stringify(step)}\n${JSON.stringify({ ...step, step: 1 })}\n`);
+    await expect(muse('export', 'traj-1', '--out', earlier)).rejects.toThrow(/cannot reach/);
+    const empty = join(dir, 'empty.jsonl');
+    writeFileSync(empty, '');
+    await expect(muse('export', 'traj-1', '--out', empty)).rejects.toThrow(/cannot reach/);
+  });
 
   it('muse export --out into a directory that does not exist fails by name, before connecting', async () => {
     await expect(muse('export', 'traj-1', '--out', join(dir, 'no', 'x.jsonl'))).rejects.toThrow(
