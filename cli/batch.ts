@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
 import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
 import { parallelMuseRunIdFor, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
-import { sayIfNoWorker } from '../client/trajectories.js';
+import { sayIfNoWorker, sayIfStepsRetry } from '../client/trajectories.js';
 import { exitAsSignal } from '../common/signals.js';
 import { connectClient } from '../common/temporal.js';
 import type { ParallelMuseResult } from '../workflows/parallel-muse.js';
@@ -155,10 +155,12 @@ export async function runQuestionCommand(
         `  reusing run ${id}: it already ran (or is running) with this question and these options; change --seed for a new sample\n`,
       );
     const detach = noticeOnInterrupt('the question', id);
-    const quiet = sayIfNoWorker(client, cfg, (why) => process.stderr.write(`  waiting: ${why}\n`));
+    const waiting = (why: string) => process.stderr.write(`  waiting: ${why}\n`);
+    const quiet = sayIfNoWorker(client, cfg, waiting);
+    const retries = sayIfStepsRetry(client, handle, waiting);
     const result = await handle.result().finally(() => {
       detach();
-      return quiet();
+      return Promise.all([quiet(), retries()]);
     });
     if (o.json) console.log(JSON.stringify({ ...result, reused }));
     else console.log(summarizeQuestion(result));

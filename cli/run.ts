@@ -7,6 +7,7 @@ import {
   followTrajectory,
   parseTrajectorySpec,
   queryProgressWithin,
+  sayIfStepsRetry,
   startTrajectory,
   stepsInRetry,
 } from '../client/trajectories.js';
@@ -90,14 +91,17 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     process.stderr.write(`trajectory ${handle.workflowId} started (policy ${spec.policy ?? 'react'})\n`);
     const bar = o.json ? undefined : progressBar(o.maxTurns);
     const detach = noticeOnInterrupt('the trajectory', handle.workflowId);
-    const result = await followTrajectory(handle, (p) => bar?.update(p), {
-      // Below the bar's line on a terminal.
-      onUnanswered: (why) =>
-        process.stderr.write(`${bar && process.stderr.isTTY ? '\n' : ''}  waiting: ${why}\n`),
-    }).finally(() => {
-      bar?.stop();
-      detach();
-    });
+    // Below the bar's line on a terminal.
+    const waiting = (why: string) =>
+      process.stderr.write(`${bar && process.stderr.isTTY ? '\n' : ''}  waiting: ${why}\n`);
+    const retries = sayIfStepsRetry(client, handle, waiting);
+    const result = await followTrajectory(handle, (p) => bar?.update(p), { onUnanswered: waiting }).finally(
+      () => {
+        bar?.stop();
+        detach();
+        return retries();
+      },
+    );
     const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
     if (o.json) {
       console.log(

@@ -8,6 +8,7 @@ import type {
 } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
+import { clipText } from '../agent/clip.js';
 import {
   firstPromptProblem,
   samplingKeysProblem,
@@ -175,24 +176,80 @@ export function sayIfNoWorker(
   afterMs = 15_000,
   everyMs = 60_000,
 ) {
-  const cancelled = new AbortController();
   let told = false;
+  return everyUntilCancelled(
+    async (signal) => {
+      const polling = await workflowWorkerPolling(client, cfg, signal);
+      // Cancelled while the server was asked: the run has ended, and nothing is to be said.
+      if (signal.aborted) return;
+      if (polling === false && !told)
+        say(
+          `no worker is polling task queue '${cfg.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
+        );
+      if (polling !== undefined) told = !polling;
+    },
+    afterMs,
+    everyMs,
+  );
+}
+
+/**
+ * Says, through `say`, which steps of the workflow (and of its rollouts) keep failing, checked `afterMs` after the
+ * start and every `everyMs` after: a step retries for as long as its cause lasts (a pool nobody serves, a misspelled
+ * `--pool`, every member down), and the run would otherwise wait without a word while `muse status` knows why. A step
+ * is told again when its failure changes, or a minute after it was last told. Returns the cancel, as sayIfNoWorker.
+ */
+export function sayIfStepsRetry(
+  client: Client,
+  handle: WorkflowHandle,
+  say: (why: string) => void,
+  afterMs = 15_000,
+  everyMs = 15_000,
+) {
+  const told = new Map<string, { failure: string; at: number }>();
+  return everyUntilCancelled(
+    async (signal) => {
+      const retrying = await withCallSignal(client, signal, async () =>
+        stepsInRetry(client, await handle.describe()),
+      ).catch(() => []);
+      if (signal.aborted) return;
+      for (const r of retrying) {
+        const key = `${r.workflowId} ${r.activity}`;
+        const failure = r.lastFailure ?? 'no failure recorded';
+        const last = told.get(key);
+        if (last && last.failure === failure && Date.now() - last.at < RETRY_RETOLD_MS) continue;
+        told.set(key, { failure, at: Date.now() });
+        const where = r.workflowId === handle.workflowId ? '' : ` of ${r.workflowId}`;
+        say(`step ${r.activity}${where} is being retried (attempt ${r.attempt}): ${clipText(failure, 400)}`);
+      }
+    },
+    afterMs,
+    everyMs,
+  );
+}
+const RETRY_RETOLD_MS = 60_000;
+
+/**
+ * Runs `check` `afterMs` from now and every `everyMs` after it ends, until the returned cancel is called. The cancel
+ * aborts the check in flight and settles once it has ended: awaited before the connection closes, no call is left
+ * for the client's retry interceptor to send again on a closed channel.
+ */
+function everyUntilCancelled(
+  check: (signal: AbortSignal) => Promise<void>,
+  afterMs: number,
+  everyMs: number,
+): () => Promise<void> {
+  const cancelled = new AbortController();
   let timer: NodeJS.Timeout;
   let inFlight: Promise<void> = Promise.resolve();
-  const check = async () => {
-    const polling = await workflowWorkerPolling(client, cfg, cancelled.signal);
-    // Cancelled while the server was asked: the run has ended, and nothing is to be said.
-    if (cancelled.signal.aborted) return;
-    if (polling === false && !told)
-      say(
-        `no worker is polling task queue '${cfg.temporal.taskQueue}': is a rollout worker (muse worker) running?`,
-      );
-    if (polling !== undefined) told = !polling;
-    timer = setTimeout(start, everyMs);
-    timer.unref();
-  };
   const start = () => {
-    inFlight = check().catch(() => {});
+    inFlight = check(cancelled.signal)
+      .catch(() => {})
+      .then(() => {
+        if (cancelled.signal.aborted) return;
+        timer = setTimeout(start, everyMs);
+        timer.unref();
+      });
   };
   timer = setTimeout(start, afterMs);
   timer.unref();

@@ -1,7 +1,7 @@
 import { type Client, ServiceError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { BatchError, questionRun, throughOutages } from '../../client/batch.js';
-import { isServiceOutage, sayIfNoWorker } from '../../client/trajectories.js';
+import { isServiceOutage, sayIfNoWorker, sayIfStepsRetry } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
 import { abortableCalls } from '../helpers/fake-temporal.js';
 
@@ -176,6 +176,65 @@ describe('sayIfNoWorker', () => {
     const cfg = { temporal: { namespace: 'default', taskQueue: 'rollouts' } } as MuseConfig;
     const said: string[] = [];
     const quiet = sayIfNoWorker(client, cfg, (why) => said.push(why), 1, 5);
+    for (let waited = 0; calls.inFlight() === 0 && waited < 2_000; waited += 5)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(calls.inFlight()).toBe(1);
+    await quiet();
+    expect(calls.inFlight()).toBe(0);
+    expect(said).toEqual([]);
+  });
+});
+
+describe('sayIfStepsRetry', () => {
+  /** A run whose describe answers, in turn, the pending steps given. */
+  function describedRun(pending: { attempt: number; lastFailure?: string }[][]) {
+    const calls = abortableCalls();
+    let asked = 0;
+    const handle = {
+      workflowId: 'traj-1',
+      describe: async () => {
+        const now = pending[Math.min(asked++, pending.length - 1)]!;
+        return {
+          workflowId: 'traj-1',
+          raw: {
+            pendingActivities: now.map((a) => ({
+              activityType: { name: 'llmStep' },
+              attempt: a.attempt,
+              ...(a.lastFailure ? { lastFailure: { message: a.lastFailure } } : {}),
+            })),
+            pendingChildren: [],
+          },
+        };
+      },
+    };
+    return { client: calls as unknown as Client, handle: handle as never, calls, asked: () => asked };
+  }
+
+  it('says which step keeps failing and why, once per failure, and again when the failure changes', async () => {
+    const unavailable = "pool 'nobody' is unavailable: no responders";
+    const { client, handle, asked } = describedRun([
+      [{ attempt: 1 }],
+      [{ attempt: 2, lastFailure: unavailable }],
+      [{ attempt: 3, lastFailure: unavailable }],
+      [{ attempt: 4, lastFailure: unavailable }],
+      [{ attempt: 5, lastFailure: 'the member timed out' }],
+    ]);
+    const said: string[] = [];
+    const quiet = sayIfStepsRetry(client, handle, (why) => said.push(why), 1, 5);
+    for (let waited = 0; asked() < 7 && waited < 5_000; waited += 5)
+      await new Promise((r) => setTimeout(r, 5));
+    await quiet();
+    expect(said).toEqual([
+      `step llmStep is being retried (attempt 2): ${unavailable}`,
+      'step llmStep is being retried (attempt 5): the member timed out',
+    ]);
+  });
+
+  it('its cancel stops a describe in flight and settles once it has ended', async () => {
+    const calls = abortableCalls();
+    const handle = { workflowId: 'traj-1', describe: () => new Promise(() => {}) };
+    const said: string[] = [];
+    const quiet = sayIfStepsRetry(calls as unknown as Client, handle as never, (why) => said.push(why), 1, 5);
     for (let waited = 0; calls.inFlight() === 0 && waited < 2_000; waited += 5)
       await new Promise((r) => setTimeout(r, 5));
     expect(calls.inFlight()).toBe(1);
