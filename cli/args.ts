@@ -2,19 +2,32 @@ import { InvalidArgumentError } from 'commander';
 import { JobSpecError } from '../client/trajectories.js';
 import { decimalNumber } from '../common/config.js';
 
-export function intArg(name: string) {
+/**
+ * An integer flag, within `range` when given. Beyond 2^53 a number is not held exactly (99999999999999999999 would
+ * read as 100000000000000000000), so such a value is refused rather than taken for another.
+ */
+export function intArg(name: string, range?: { min: number; max: number }) {
   return (v: string) => {
     const n = decimalNumber(v);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer, got '${v}'`);
+    if (range && (!Number.isSafeInteger(n) || n < range.min || n > range.max))
+      throw new InvalidArgumentError(
+        `${name} must be an integer from ${range.min} to ${range.max}, got '${v}'`,
+      );
+    if (!Number.isSafeInteger(n))
+      throw new InvalidArgumentError(
+        `${name} must be an integer${Number.isInteger(n) ? ` of at most ${Number.MAX_SAFE_INTEGER} in size` : ''}, got '${v}'`,
+      );
     return n;
   };
 }
 
-export function positiveIntArg(name: string) {
+export function positiveIntArg(name: string, max = Number.MAX_SAFE_INTEGER) {
   return (v: string) => {
     const n = decimalNumber(v);
-    if (!Number.isInteger(n) || n < 1)
-      throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
+    if (!Number.isSafeInteger(n) || n < 1 || n > max)
+      throw new InvalidArgumentError(
+        `${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` of at most ${max}` : ''}, got '${v}'`,
+      );
     return n;
   };
 }

@@ -22,6 +22,9 @@ import { sampleQuestions } from '../sim/world.js';
 import { idArg, intArg, positiveIntArg } from './args.js';
 import { cliConfig } from './context.js';
 
+/** The most questions `muse sim questions` prints in one go (they are made in memory). */
+const MAX_SIM_QUESTIONS = 100_000;
+
 export function registerContentCommands(program: Command): void {
   program
     .command('export')
@@ -101,11 +104,15 @@ export function registerContentCommands(program: Command): void {
     .command('sim')
     .description('the simulator (synthetic questions with ground truth)')
     .command('questions')
-    .option('--n <n>', 'number of questions', positiveIntArg('--n'), 10)
-    .option('--seed <n>', 'seed', intArg('--seed'), 1)
+    .option('--n <n>', 'number of questions', positiveIntArg('--n', MAX_SIM_QUESTIONS), 10)
+    // The simulator's worlds are seeded with 32 bits: a seed outside them would give another seed's questions.
+    .option('--seed <n>', 'seed (0 to 4294967295)', intArg('--seed', { min: 0, max: 0xffff_ffff }), 1)
     .description('print simulator questions as JSONL ({"question","answer"}), for `muse batch`')
     .action((o: { n: number; seed: number }) => {
-      for (const q of sampleQuestions(o.n, o.seed)) console.log(JSON.stringify(q));
+      const questions = sampleQuestions(o.n, o.seed);
+      for (const q of questions) console.log(JSON.stringify(q));
+      if (questions.length < o.n)
+        process.stderr.write(`muse: only ${questions.length} distinct questions came of seed ${o.seed}\n`);
     });
 }
 

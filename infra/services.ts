@@ -1054,6 +1054,14 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   };
   mismatch('temporal', '--temporal-port', opts.temporalPort, temporalStatus);
   mismatch('nats', '--nats-port', opts.natsPort, natsStatus);
+  // Else the second to start would find the port taken by the first, and blame "the other process".
+  const temporalPort = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
+  const natsPort = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
+  if (temporalPort === natsPort)
+    throw new Error(
+      `Temporal and NATS would both listen on port ${temporalPort} (--temporal-port ${opts.temporalPort ?? `default ${temporalPort}`}, ` +
+        `--nats-port ${opts.natsPort ?? `default ${natsPort}`}): give each its own port`,
+    );
 
   const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);
   // The dev server creates a namespace when it starts with it (and 'default' always): a server kept running may not
@@ -1140,7 +1148,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
       // A live but unhealthy server holds the port and the SQLite file; replace it.
       if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
       // A server that died comes back where its clients and workers look for it.
-      const port = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
+      const port = temporalPort;
       const namespace = opts.namespace ?? 'default';
       const logFile = join(dataDir, 'logs', 'temporal.log');
       const address = `${host}:${port}`;
@@ -1166,7 +1174,7 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     }
     if (!keepNats) {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
-      const port = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
+      const port = natsPort;
       const maxPayload = opts.natsMaxPayload ?? DEFAULT_NATS_MAX_PAYLOAD;
       const logFile = join(dataDir, 'logs', 'nats.log');
       const record = spawnedRecord(

@@ -186,7 +186,19 @@ describe('spec errors name the short flags where they name the field', () => {
 describe('number and environment checks', () => {
   it('refuses a question count, worker concurrency or port that cannot work', async () => {
     await expect(muse('sim', 'questions', '--n', '0')).rejects.toThrow(
-      /--n must be a positive integer, got '0'/,
+      /--n must be a positive integer of at most 100000, got '0'/,
+    );
+    await expect(muse('sim', 'questions', '--n', '100000000')).rejects.toThrow(
+      /at most 100000, got '100000000'/,
+    );
+    // The simulator's seeds are 32 bits: -1 would give the questions of 4294967295, and 2^32 + 1 those of 1.
+    await expect(muse('sim', 'questions', '--seed', '-1')).rejects.toThrow(
+      /--seed must be an integer from 0 to 4294967295, got '-1'/,
+    );
+    await expect(muse('sim', 'questions', '--seed', '4294967297')).rejects.toThrow(/from 0 to 4294967295/);
+    // Past 2^53 a number is not held exactly: refused, not read as another.
+    await expect(muse('run', '--seed', '99999999999999999999', 'q')).rejects.toThrow(
+      /--seed must be an integer of at most 9007199254740991 in size, got '99999999999999999999'/,
     );
     await expect(muse('worker', '--concurrency', '-5')).rejects.toThrow(
       /--concurrency must be a positive integer/,
@@ -401,6 +413,16 @@ describe('muse content delete', () => {
 });
 
 describe('muse up', () => {
+  it('refuses one port for both servers, naming both flags, before starting either', async () => {
+    await expect(muse('up', '--temporal-port', '17299', '--nats-port', '17299')).rejects.toThrow(
+      'Temporal and NATS would both listen on port 17299 (--temporal-port 17299, --nats-port 17299): give each its own port',
+    );
+    await expect(muse('up', '--nats-port', '7233')).rejects.toThrow(
+      'Temporal and NATS would both listen on port 7233 (--temporal-port default 7233, --nats-port 7233)',
+    );
+    expect(readdirSync(dir).filter((f) => f !== 'logs')).toEqual([]);
+  });
+
   it('says when the configuration names other servers than the stack it runs, which later commands would use', () => {
     const stack = { temporalAddress: '127.0.0.1:7233', natsUrl: 'nats://127.0.0.1:4222' };
     const cfg = loadConfig({ env: { MUSE_TEMPORAL_ADDRESS: '127.0.0.1:17233' } });
