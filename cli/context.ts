@@ -12,11 +12,21 @@ export function cliConfig(opts: { config?: string; dataDir?: string }): MuseConf
       overrides: opts.dataDir ? { dataDir: opts.dataDir } : undefined,
     });
   const cfg = load();
-  // Checked here, where it can be named: a file there failed later, as a bare ENOTDIR from whatever touched it first.
-  if (statSync(cfg.dataDir, { throwIfNoEntry: false })?.isDirectory() === false)
-    throw new ConfigError(
-      `the data directory ${cfg.dataDir} (--data-dir, MUSE_DATA_DIR or the config's dataDir) is not a directory`,
+  // Checked here, where it can be named: a file there (or on the way there) failed later, as a bare ENOTDIR from
+  // whatever touched it first.
+  const notADirectory = (why: string) =>
+    new ConfigError(
+      `the data directory ${cfg.dataDir} (--data-dir, MUSE_DATA_DIR or the config's dataDir) ${why}`,
     );
+  let isDirectory: boolean | undefined;
+  try {
+    isDirectory = statSync(cfg.dataDir, { throwIfNoEntry: false })?.isDirectory();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      throw notADirectory('is under a file, not a directory');
+    throw notADirectory(`cannot be read: ${(err as Error).message}`);
+  }
+  if (isDirectory === false) throw notADirectory('is not a directory');
   const stack = readStackFile(cfg.dataDir);
   if (!stack) return cfg;
   // The running stack's addresses are defaults: a config file or MUSE_* variable naming other servers wins.

@@ -70,6 +70,9 @@ describe('paths given to every command', () => {
     expect(() => cliConfig({ dataDir: file })).toThrow(
       `the data directory ${file} (--data-dir, MUSE_DATA_DIR or the config's dataDir) is not a directory`,
     );
+    expect(() => cliConfig({ dataDir: join(file, 'x') })).toThrow(
+      `the data directory ${join(file, 'x')} (--data-dir, MUSE_DATA_DIR or the config's dataDir) is under a file, not a directory`,
+    );
     process.env.MUSE_DATA_DIR = file;
     expect(() => cliConfig({})).toThrow(/is not a directory/);
   });
