@@ -167,21 +167,15 @@ describe('sayIfNoWorker', () => {
   });
 
   it('its cancel stops a check in flight and settles once it has ended, so the connection can then close', async () => {
-    const calls = abortableCalls();
-    const client = {
-      ...calls,
-      // A server slow to answer: the check is in flight until cancelled.
-      workflowService: { describeTaskQueue: () => new Promise(() => {}) },
-    } as unknown as Client;
     const cfg = { temporal: { namespace: 'default', taskQueue: 'rollouts' } } as MuseConfig;
-    const said: string[] = [];
-    const quiet = sayIfNoWorker(client, cfg, (why) => said.push(why), 1, 5);
-    for (let waited = 0; calls.inFlight() === 0 && waited < 2_000; waited += 5)
-      await new Promise((r) => setTimeout(r, 5));
-    expect(calls.inFlight()).toBe(1);
-    await quiet();
-    expect(calls.inFlight()).toBe(0);
-    expect(said).toEqual([]);
+    await expectCancelEndsTheCallInFlight((calls, say) => {
+      const client = {
+        ...calls,
+        // A server slow to answer: the check is in flight until cancelled.
+        workflowService: { describeTaskQueue: () => new Promise(() => {}) },
+      } as unknown as Client;
+      return sayIfNoWorker(client, cfg, say, 1, 5);
+    });
   });
 });
 
@@ -231,15 +225,27 @@ describe('sayIfStepsRetry', () => {
   });
 
   it('its cancel stops a describe in flight and settles once it has ended', async () => {
-    const calls = abortableCalls();
     const handle = { workflowId: 'traj-1', describe: () => new Promise(() => {}) };
-    const said: string[] = [];
-    const quiet = sayIfStepsRetry(calls as unknown as Client, handle as never, (why) => said.push(why), 1, 5);
-    for (let waited = 0; calls.inFlight() === 0 && waited < 2_000; waited += 5)
-      await new Promise((r) => setTimeout(r, 5));
-    expect(calls.inFlight()).toBe(1);
-    await quiet();
-    expect(calls.inFlight()).toBe(0);
-    expect(said).toEqual([]);
+    await expectCancelEndsTheCallInFlight((calls, say) =>
+      sayIfStepsRetry(calls as unknown as Client, handle as never, say, 1, 5),
+    );
   });
 });
+
+/**
+ * Starts a periodic check whose server call never answers: once the call is in flight, the check's cancel must end it
+ * and settle only after, with nothing said.
+ */
+async function expectCancelEndsTheCallInFlight(
+  start: (calls: ReturnType<typeof abortableCalls>, say: (why: string) => void) => () => Promise<void>,
+): Promise<void> {
+  const calls = abortableCalls();
+  const said: string[] = [];
+  const cancel = start(calls, (why) => said.push(why));
+  for (let waited = 0; calls.inFlight() === 0 && waited < 2_000; waited += 5)
+    await new Promise((r) => setTimeout(r, 5));
+  expect(calls.inFlight()).toBe(1);
+  await cancel();
+  expect(calls.inFlight()).toBe(0);
+  expect(said).toEqual([]);
+}
