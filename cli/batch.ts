@@ -157,7 +157,7 @@ export async function runQuestionCommand(
     const detach = noticeOnInterrupt('the question', id);
     const waiting = (why: string) => process.stderr.write(`  waiting: ${why}\n`);
     const quiet = sayIfNoWorker(client, cfg, waiting);
-    const retries = sayIfStepsRetry(client, handle, waiting);
+    const retries = sayIfStepsRetry(client, () => handle, waiting);
     const result = await handle.result().finally(() => {
       detach();
       return Promise.all([quiet(), retries()]);
@@ -238,7 +238,19 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
         };
         process.once('SIGINT', interrupted);
         process.once('SIGTERM', interrupted);
-        const quiet = sayIfNoWorker(client, cfg, (why) => process.stderr.write(`\n  waiting: ${why}\n`));
+        const waiting = (why: string) => process.stderr.write(`\n  waiting: ${why}\n`);
+        const quiet = sayIfNoWorker(client, cfg, waiting);
+        // The questions under way, oldest first: the oldest is watched for steps in retry (a pool nobody serves
+        // holds every question alike).
+        const underWay = new Set<string>();
+        const retries = sayIfStepsRetry(
+          client,
+          () => {
+            const oldest = underWay.values().next().value;
+            return oldest === undefined ? undefined : client.workflow.getHandle(oldest);
+          },
+          waiting,
+        );
         try {
           const summary = await runBatch(client, cfg, {
             input: file,
@@ -253,6 +265,10 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             onOutage: (why) => process.stderr.write(`${bar ? '\n' : ''}  waiting: ${why}\n`),
             onProgress: (e) => {
               running = e.running;
+              if (e.workflowId !== undefined) {
+                if (e.event === 'started') underWay.add(e.workflowId);
+                else underWay.delete(e.workflowId);
+              }
               // Without a terminal, as it happens: a log read during a long batch (or one cut short) has the reasons.
               if (e.failure) {
                 failures.push(e.failure);
@@ -297,7 +313,7 @@ export function registerBatchCommand(program: Command, addRunOptions: (c: Comman
             );
           if (summary.failed.length || summary.badLines.length) process.exitCode = 1;
         } finally {
-          await quiet();
+          await Promise.all([quiet(), retries()]);
           // Cut short (the outage limit, a results file it cannot write): the reasons are still told.
           tellFailures();
           process.off('SIGINT', interrupted);

@@ -94,7 +94,7 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     // Below the bar's line on a terminal.
     const waiting = (why: string) =>
       process.stderr.write(`${bar && process.stderr.isTTY ? '\n' : ''}  waiting: ${why}\n`);
-    const retries = sayIfStepsRetry(client, handle, waiting);
+    const retries = sayIfStepsRetry(client, () => handle, waiting);
     const result = await followTrajectory(handle, (p) => bar?.update(p), { onUnanswered: waiting }).finally(
       () => {
         bar?.stop();

@@ -396,6 +396,8 @@ export interface BatchOptions {
     skipped: number;
     failed: number;
     running: number;
+    /** The question's run: given when it starts, ends or fails. */
+    workflowId?: string;
     last?: string;
     failure?: { line: number; error: string };
   }) => void;
@@ -487,7 +489,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
     let running = 0;
     const report = (
       event: 'started' | 'skipped' | 'completed' | 'failed',
-      more: { last?: string; failure?: { line: number; error: string } } = {},
+      more: { workflowId?: string; last?: string; failure?: { line: number; error: string } } = {},
     ) =>
       o.onProgress?.({
         event,
@@ -546,7 +548,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         }
         let result: ParallelMuseResult;
         running++;
-        report('started');
+        report('started', { workflowId: item.workflowId });
         try {
           const question = item;
           const spec = {
@@ -579,7 +581,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
           if (err instanceof BatchError || stopped !== undefined) throw err;
           const failure = { line: item.line, error: failureMessage(err) };
           summary.failed.push(failure);
-          report('failed', { failure });
+          report('failed', { workflowId: item.workflowId, failure });
           continue;
         }
         running--;
@@ -605,7 +607,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
         summary.completed++;
         summary.models = (result.models ?? []).reduce(noteModel, summary.models);
         score(item, result.answer ?? null, result.correct ?? null);
-        report('completed', { last: result.prediction ?? '(no answer)' });
+        report('completed', { workflowId: item.workflowId, last: result.prediction ?? '(no answer)' });
       }
     };
     halted.catch(() => {});

@@ -194,33 +194,45 @@ export function sayIfNoWorker(
 }
 
 /**
- * Says, through `say`, which steps of the workflow (and of its rollouts) keep failing, checked `afterMs` after the
+ * Says, through `say`, which steps of the watched workflow (and of its rollouts) keep failing, checked `afterMs` after the
  * start and every `everyMs` after: a step retries for as long as its cause lasts (a pool nobody serves, a misspelled
  * `--pool`, every member down), and the run would otherwise wait without a word while `muse status` knows why. A step
- * is told again when its failure changes, or a minute after it was last told. Returns the cancel, as sayIfNoWorker.
+ * is told again when its failure changes, or a minute after it was last told; steps failing alike (a question's
+ * rollouts on one pool) are told as one. Returns the cancel, as sayIfNoWorker.
  */
 export function sayIfStepsRetry(
   client: Client,
-  handle: WorkflowHandle,
+  /** The workflow to watch, asked before each check: a batch watches the oldest question under way. */
+  watched: () => WorkflowHandle | undefined,
   say: (why: string) => void,
   afterMs = 15_000,
   everyMs = 15_000,
 ) {
-  const told = new Map<string, { failure: string; at: number }>();
+  // When each step and failure was last told, keyed by both: a question's rollouts failing alike are told as one.
+  const told = new Map<string, number>();
   return everyUntilCancelled(
     async (signal) => {
+      const handle = watched();
+      if (!handle) return;
       const retrying = await withCallSignal(client, signal, async () =>
         stepsInRetry(client, await handle.describe()),
       ).catch(() => []);
       if (signal.aborted) return;
+      const alike = new Map<string, StepInRetry[]>();
       for (const r of retrying) {
-        const key = `${r.workflowId} ${r.activity}`;
-        const failure = r.lastFailure ?? 'no failure recorded';
+        const key = `${r.activity}\n${r.lastFailure ?? 'no failure recorded'}`;
+        alike.set(key, [...(alike.get(key) ?? []), r]);
+      }
+      for (const [key, [first, ...others]] of alike) {
         const last = told.get(key);
-        if (last && last.failure === failure && Date.now() - last.at < RETRY_RETOLD_MS) continue;
-        told.set(key, { failure, at: Date.now() });
-        const where = r.workflowId === handle.workflowId ? '' : ` of ${r.workflowId}`;
-        say(`step ${r.activity}${where} is being retried (attempt ${r.attempt}): ${clipText(failure, 400)}`);
+        if (!first || (last !== undefined && Date.now() - last < RETRY_RETOLD_MS)) continue;
+        told.set(key, Date.now());
+        const where = first.workflowId === handle.workflowId ? '' : ` of ${first.workflowId}`;
+        const more = others.length > 0 ? ` (and ${others.length} more alike)` : '';
+        const failure = first.lastFailure ?? 'no failure recorded';
+        say(
+          `step ${first.activity}${where}${more} is being retried (attempt ${first.attempt}): ${clipText(failure, 400)}`,
+        );
       }
     },
     afterMs,

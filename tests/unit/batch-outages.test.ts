@@ -214,7 +214,13 @@ describe('sayIfStepsRetry', () => {
       [{ attempt: 5, lastFailure: 'the member timed out' }],
     ]);
     const said: string[] = [];
-    const quiet = sayIfStepsRetry(client, handle, (why) => said.push(why), 1, 5);
+    const quiet = sayIfStepsRetry(
+      client,
+      () => handle,
+      (why) => said.push(why),
+      1,
+      5,
+    );
     for (let waited = 0; asked() < 7 && waited < 5_000; waited += 5)
       await new Promise((r) => setTimeout(r, 5));
     await quiet();
@@ -224,10 +230,47 @@ describe('sayIfStepsRetry', () => {
     ]);
   });
 
+  it("tells a question's rollouts failing alike as one line, naming the first", async () => {
+    const unavailable = "pool 'nobody' is unavailable: no responders";
+    const rollout = { activityType: { name: 'llmStep' }, attempt: 3, lastFailure: { message: unavailable } };
+    const client = {
+      ...abortableCalls(),
+      workflow: {
+        getHandle: (id: string) => ({
+          describe: async () => ({ workflowId: id, raw: { pendingActivities: [rollout] } }),
+        }),
+      },
+    } as unknown as Client;
+    const question = {
+      workflowId: 'q-1',
+      describe: async () => ({
+        workflowId: 'q-1',
+        raw: {
+          pendingActivities: [],
+          pendingChildren: [{ workflowId: 'q-1/initial-0' }, { workflowId: 'q-1/initial-1' }],
+        },
+      }),
+    };
+    const said: string[] = [];
+    const quiet = sayIfStepsRetry(
+      client,
+      () => question as never,
+      (why) => said.push(why),
+      1,
+      5,
+    );
+    await expect.poll(() => said.length, { timeout: 2_000 }).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    await quiet();
+    expect(said).toEqual([
+      `step llmStep of q-1/initial-0 (and 1 more alike) is being retried (attempt 3): ${unavailable}`,
+    ]);
+  });
+
   it('its cancel stops a describe in flight and settles once it has ended', async () => {
     const handle = { workflowId: 'traj-1', describe: () => new Promise(() => {}) };
     await expectCancelEndsTheCallInFlight((calls, say) =>
-      sayIfStepsRetry(calls as unknown as Client, handle as never, say, 1, 5),
+      sayIfStepsRetry(calls as unknown as Client, () => handle as never, say, 1, 5),
     );
   });
 });
