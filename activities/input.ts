@@ -4,7 +4,13 @@
 // non-determinism error that stalls the run until the old code is back.
 import type { BudgetPlan } from '../agent/branching.js';
 import { InvalidInputError, parseWorkflowInput, questionPlan } from '../agent/input-check.js';
-import { firstPromptProblem, ParallelMuseSpecSchema, TrajectorySpecSchema } from '../agent/job.js';
+import {
+  firstPromptProblem,
+  ParallelMuseSpecSchema,
+  questionSizeProblem,
+  startedAtOnce,
+  TrajectorySpecSchema,
+} from '../agent/job.js';
 
 export type CheckedWorkflow = 'trajectory' | 'parallelMuse';
 
@@ -16,11 +22,17 @@ export const inputActivities = {
   }): Promise<{ spec: unknown; plan?: BudgetPlan }> {
     if (req.workflow === 'trajectory') {
       const spec = parseWorkflowInput('trajectory', TrajectorySpecSchema, req.input);
+      const sizeProblem = questionSizeProblem(spec.question);
+      if (sizeProblem)
+        throw new InvalidInputError(`trajectory: invalid input: spec.question: ${sizeProblem}`);
       const problem = firstPromptProblem(spec);
       if (problem) throw new InvalidInputError(`trajectory: invalid input: spec.contextWindow: ${problem}`);
       return { spec };
     }
     const spec = parseWorkflowInput('parallelMuse', ParallelMuseSpecSchema, req.input);
+    const sizeProblem = questionSizeProblem(spec.trajectory.question, startedAtOnce(spec));
+    if (sizeProblem)
+      throw new InvalidInputError(`parallelMuse: invalid input: spec.trajectory.question: ${sizeProblem}`);
     const problem = firstPromptProblem(spec.trajectory);
     if (problem)
       throw new InvalidInputError(`parallelMuse: invalid input: spec.trajectory.contextWindow: ${problem}`);

@@ -58,23 +58,9 @@ function isCalendarDate(text: string): boolean {
   return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 
-/**
- * The longest question (UTF-8 bytes). It travels in the workflow input of the question and of each of its rollouts,
- * in history every time: a larger one would pass Temporal's payload limits (a 4 MB request, 2 MB a payload).
- */
-export const MAX_QUESTION_BYTES = 256 * 1024;
-
 export const TrajectorySpecSchema = z
   .object({
-    question: z
-      .string()
-      .trim()
-      .min(1, 'question must not be empty')
-      .refine((q) => utf8Length(q) <= MAX_QUESTION_BYTES, {
-        error: (issue) =>
-          `question is ${utf8Length(String(issue.input)).toLocaleString('en-US')} bytes; at most ` +
-          `${MAX_QUESTION_BYTES.toLocaleString('en-US')} (256 KiB): it travels in the workflow input of the question and each of its rollouts`,
-      }),
+    question: z.string().trim().min(1, 'question must not be empty'),
     /** Ground truth, when known; used for scoring only, never shown to the model. */
     answer: GoldAnswerSchema.optional(),
     policy: ContextPolicySchema.default('react'),
@@ -125,6 +111,40 @@ export function firstPromptProblem(s: TrajectorySpec): string | undefined {
     `${s.sampling.maxTokensPerTurn}, and the first prompt (the ${s.policy} system prompt and the question) takes ` +
     `about ${first}: raise contextWindow or lower sampling.maxTokensPerTurn`
   );
+}
+
+/**
+ * The longest question (UTF-8 bytes). It travels in the workflow input of the trajectory, or of the ParallelMuse
+ * question and each of its rollouts, in history every time: a larger one would pass Temporal's payload limits (2 MB a
+ * payload, 4 MB a request).
+ */
+export const MAX_QUESTION_BYTES = 256 * 1024;
+/** What the rollout starts of one workflow task may carry of the question together: under Temporal's 4 MB request. */
+const MAX_QUESTION_BURST_BYTES = 3 * 1024 * 1024;
+
+/**
+ * Why the question is too large for the workflow inputs it travels in, naming its size and the limit; undefined when
+ * it fits. `startedAtOnce` is how many rollouts a ParallelMuse question may start in one workflow task (each start
+ * carries the question): min(maxConcurrentRollouts, N). Said of `question`. Not part of the schema, as
+ * firstPromptProblem is not: a run an earlier version let start must still replay its input check.
+ */
+export function questionSizeProblem(question: string, startedAtOnce = 1): string | undefined {
+  const bytes = utf8Length(question);
+  const n = (b: number) => b.toLocaleString('en-US');
+  if (bytes > MAX_QUESTION_BYTES)
+    return `question is ${n(bytes)} bytes; at most ${n(MAX_QUESTION_BYTES)} (256 KiB): it travels in the workflow input of the question and each of its rollouts`;
+  if (bytes * startedAtOnce > MAX_QUESTION_BURST_BYTES)
+    return (
+      `question is ${n(bytes)} bytes, and the ${startedAtOnce} rollouts started at once (maxConcurrentRollouts, or N ` +
+      `when fewer) each carry it: about ${((bytes * startedAtOnce) / 1024 / 1024).toFixed(1)} MB in one request, past ` +
+      `the ${MAX_QUESTION_BURST_BYTES / 1024 / 1024} MB allowed (Temporal refuses 4 MB): lower maxConcurrentRollouts or shorten the question`
+    );
+  return undefined;
+}
+
+/** The rollouts a ParallelMuse question may start in one workflow task: see questionSizeProblem. */
+export function startedAtOnce(spec: { n: number; maxConcurrentRollouts: number }): number {
+  return Math.min(spec.n, spec.maxConcurrentRollouts);
 }
 
 /** A question's child workflows in flight at once, unless its spec says otherwise. */

@@ -20,11 +20,13 @@ export function cliConfig(opts: { config?: string; dataDir?: string }): MuseConf
     );
   let isDirectory: boolean | undefined;
   try {
-    isDirectory = statSync(cfg.dataDir, { throwIfNoEntry: false })?.isDirectory();
+    // Without throwIfNoEntry, which newer Node versions also apply to ENOTDIR (answering undefined for a path under
+    // a file, as for one not there yet).
+    isDirectory = statSync(cfg.dataDir).isDirectory();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR')
-      throw notADirectory('is under a file, not a directory');
-    throw notADirectory(`cannot be read: ${(err as Error).message}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw notADirectory('is under a file, not a directory');
+    if (code !== 'ENOENT') throw notADirectory(`cannot be read: ${(err as Error).message}`);
   }
   if (isDirectory === false) throw notADirectory('is not a directory');
   const stack = readStackFile(cfg.dataDir);

@@ -12,7 +12,9 @@ import {
   type ParallelMuseSpec,
   type ParallelMuseSpecInput,
   ParallelMuseSpecSchema,
+  questionSizeProblem,
   samplingKeysProblem,
+  startedAtOnce,
 } from '../agent/job.js';
 import type { MuseConfig } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
@@ -30,6 +32,8 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   );
   if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
   const s = parsed.data;
+  const sizeProblem = questionSizeProblem(s.trajectory.question, startedAtOnce(s));
+  if (sizeProblem) throw new JobSpecError(`invalid job spec: trajectory.question: ${sizeProblem}`);
   const promptProblem = firstPromptProblem(s.trajectory);
   if (promptProblem) throw new JobSpecError(`invalid job spec: trajectory.contextWindow: ${promptProblem}`);
   let plan: ReturnType<typeof planBudget>;

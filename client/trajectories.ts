@@ -11,6 +11,7 @@ import proto from '@temporalio/proto';
 import { clipText } from '../agent/clip.js';
 import {
   firstPromptProblem,
+  questionSizeProblem,
   samplingKeysProblem,
   type TrajectorySpec,
   type TrajectorySpecInput,
@@ -54,6 +55,8 @@ export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
   const keysProblem = samplingKeysProblem(input, 'sampling');
   if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
+  const sizeProblem = questionSizeProblem(parsed.data.question);
+  if (sizeProblem) throw new JobSpecError(`invalid job spec: question: ${sizeProblem}`);
   const promptProblem = firstPromptProblem(parsed.data);
   if (promptProblem) throw new JobSpecError(`invalid job spec: contextWindow: ${promptProblem}`);
   return parsed.data;

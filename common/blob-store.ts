@@ -486,7 +486,7 @@ export class BlobStore {
       });
       const opening = p;
       // Only its own entry: the namespace may have been dropped and opened again meanwhile.
-      p.catch(() => this.kvs.get(namespace) === opening && this.kvs.delete(namespace));
+      p.catch(() => this.kvs.get(namespace) === opening && this.closed(namespace, this.kvs));
       this.kvs.set(namespace, p);
     }
     this.used(namespace);
@@ -510,7 +510,7 @@ export class BlobStore {
         return os;
       });
       const opening = p;
-      p.catch(() => this.objs.get(namespace) === opening && this.objs.delete(namespace));
+      p.catch(() => this.objs.get(namespace) === opening && this.closed(namespace, this.objs));
       this.objs.set(namespace, p);
     }
     this.used(namespace);
@@ -530,6 +530,12 @@ export class BlobStore {
     this.open.delete(oldest);
     this.kvs.delete(oldest);
     this.objs.delete(oldest);
+  }
+
+  /** A handle that failed to open is forgotten; the namespace no longer counts as open once it has none. */
+  private closed(namespace: string, handles: Map<string, unknown>): void {
+    handles.delete(namespace);
+    if (!this.kvs.has(namespace) && !this.objs.has(namespace)) this.open.delete(namespace);
   }
 
   /** Namespaces whose bucket handles this process holds (at most maxOpenNamespaces). */

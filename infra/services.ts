@@ -1057,10 +1057,16 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   // Else the second to start would find the port taken by the first, and blame "the other process".
   const temporalPort = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
   const natsPort = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
+  const whence = (flag: string, given: number | undefined, before: number | undefined) =>
+    given !== undefined
+      ? `${flag} ${given}`
+      : before !== undefined
+        ? `${flag} of the stack's last start`
+        : `${flag}'s default`;
   if (temporalPort === natsPort)
     throw new Error(
-      `Temporal and NATS would both listen on port ${temporalPort} (--temporal-port ${opts.temporalPort ?? `default ${temporalPort}`}, ` +
-        `--nats-port ${opts.natsPort ?? `default ${natsPort}`}): give each its own port`,
+      `Temporal and NATS would both listen on port ${temporalPort} (${whence('--temporal-port', opts.temporalPort, previous?.temporal?.port)}, ` +
+        `${whence('--nats-port', opts.natsPort, previous?.nats?.port)}): give each its own port`,
     );
 
   const keepTemporal = Boolean(temporalStatus?.alive && temporalStatus.healthy && previous?.temporal);

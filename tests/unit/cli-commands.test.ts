@@ -418,7 +418,7 @@ describe('muse up', () => {
       'Temporal and NATS would both listen on port 17299 (--temporal-port 17299, --nats-port 17299): give each its own port',
     );
     await expect(muse('up', '--nats-port', '7233')).rejects.toThrow(
-      'Temporal and NATS would both listen on port 7233 (--temporal-port default 7233, --nats-port 7233)',
+      "Temporal and NATS would both listen on port 7233 (--temporal-port's default, --nats-port 7233)",
     );
     expect(readdirSync(dir).filter((f) => f !== 'logs')).toEqual([]);
   });

@@ -27,7 +27,7 @@ describe('job specs', () => {
   it('refuses a question too large for the workflow inputs it travels in, naming its size and the limit', () => {
     // Three bytes a character: 100,000 characters are 300,000 bytes, past the 262,144-byte limit.
     expect(() => parseTrajectorySpec({ question: '問'.repeat(100_000) })).toThrow(
-      /question: question is 300,000 bytes; at most 262,144 \(256 KiB\)/,
+      /^invalid job spec: question: question is 300,000 bytes; at most 262,144 \(256 KiB\)/,
     );
     expect(() => parseParallelMuseSpec({ trajectory: { question: 'q'.repeat(300_000) } })).toThrow(
       /trajectory\.question: question is 300,000 bytes/,
@@ -35,6 +35,22 @@ describe('job specs', () => {
     expect(parseTrajectorySpec({ question: 'q'.repeat(MAX_QUESTION_BYTES) }).question).toHaveLength(
       MAX_QUESTION_BYTES,
     );
+    // Not in the schema: a run an earlier version started with such a question replays its input check as it ran.
+    expect(TrajectorySpecSchema.safeParse({ question: 'q'.repeat(300_000) }).success).toBe(true);
+  });
+
+  it('refuses a question that the rollouts started at once would carry past one request to Temporal', () => {
+    const question = 'q'.repeat(250 * 1024);
+    const spec = (maxConcurrentRollouts: number) => ({
+      n: 16,
+      branchMode: 'none',
+      maxConcurrentRollouts,
+      trajectory: { question, contextWindow: 1_000_000, maxTurns: 4 },
+    });
+    expect(() => parseParallelMuseSpec(spec(16))).toThrow(
+      /trajectory\.question: question is 256,000 bytes, and the 16 rollouts started at once .* about 3\.9 MB in one request, past the 3 MB allowed .*: lower maxConcurrentRollouts/,
+    );
+    expect(parseParallelMuseSpec(spec(8)).maxConcurrentRollouts).toBe(8);
   });
 
   it('names the offending field', () => {
@@ -174,5 +190,18 @@ describe('the recorded input check of a workflow started by hand', () => {
     await expect(
       inputActivities.checkWorkflowInput({ workflow: 'trajectory', input: input({ question: 'q' }) }),
     ).resolves.toMatchObject({ spec: { contextWindow: 131_072 } });
+    // A question too large, started without the clients (by hand, another SDK): refused by name too.
+    await expect(
+      inputActivities.checkWorkflowInput({
+        workflow: 'trajectory',
+        input: input({ question: 'q'.repeat(300_000), contextWindow: 1_000_000 }),
+      }),
+    ).rejects.toThrow(/^trajectory: invalid input: spec\.question: question is 300,000 bytes/);
+    await expect(
+      inputActivities.checkWorkflowInput({
+        workflow: 'parallelMuse',
+        input: input({ trajectory: { question: 'q'.repeat(300_000), contextWindow: 1_000_000 } }),
+      }),
+    ).rejects.toThrow(/^parallelMuse: invalid input: spec\.trajectory\.question: question is 300,000 bytes/);
   });
 });
