@@ -852,11 +852,12 @@ describe('ParallelMuse', () => {
       );
       // muse export names what a question id is and leaves an earlier export alone; a rollout of it exports.
       const exported = join(mkdtempSync(join(tmpdir(), 'muse-export-')), 'steps.jsonl');
-      writeFileSync(exported, 'earlier export\n');
+      const earlier = `${JSON.stringify({ step: 0, kind: 'tool', turn: 'an earlier export' })}\n`;
+      writeFileSync(exported, earlier);
       const wrongKind = await runMuse(['export', a.questionId, '--out', exported]);
       expect(wrongKind.code).not.toBe(0);
       expect(wrongKind.stderr).toMatch(/is a parallelMuse workflow, not a trajectory/);
-      expect(readFileSync(exported, 'utf8')).toBe('earlier export\n');
+      expect(readFileSync(exported, 'utf8')).toBe(earlier);
       const rollout = await runMuse(['export', `${a.questionId}/initial-0`, '--out', exported]);
       expect(rollout.code, rollout.stderr).toBe(0);
       const lines = readFileSync(exported, 'utf8').trim().split('\n');
