@@ -5,11 +5,10 @@
 import type { BudgetPlan } from '../agent/branching.js';
 import { InvalidInputError, parseWorkflowInput, questionPlan } from '../agent/input-check.js';
 import {
-  firstPromptProblem,
   ParallelMuseSpecSchema,
-  questionSizeProblem,
   startedAtOnce,
   TrajectorySpecSchema,
+  trajectorySpecProblem,
 } from '../agent/job.js';
 
 export type CheckedWorkflow = 'trajectory' | 'parallelMuse';
@@ -22,20 +21,14 @@ export const inputActivities = {
   }): Promise<{ spec: unknown; plan?: BudgetPlan }> {
     if (req.workflow === 'trajectory') {
       const spec = parseWorkflowInput('trajectory', TrajectorySpecSchema, req.input);
-      const sizeProblem = questionSizeProblem(spec.question);
-      if (sizeProblem)
-        throw new InvalidInputError(`trajectory: invalid input: spec.question: ${sizeProblem}`);
-      const problem = firstPromptProblem(spec);
-      if (problem) throw new InvalidInputError(`trajectory: invalid input: spec.contextWindow: ${problem}`);
+      const p = trajectorySpecProblem(spec);
+      if (p) throw new InvalidInputError(`trajectory: invalid input: spec.${p.field}: ${p.problem}`);
       return { spec };
     }
     const spec = parseWorkflowInput('parallelMuse', ParallelMuseSpecSchema, req.input);
-    const sizeProblem = questionSizeProblem(spec.trajectory.question, startedAtOnce(spec));
-    if (sizeProblem)
-      throw new InvalidInputError(`parallelMuse: invalid input: spec.trajectory.question: ${sizeProblem}`);
-    const problem = firstPromptProblem(spec.trajectory);
-    if (problem)
-      throw new InvalidInputError(`parallelMuse: invalid input: spec.trajectory.contextWindow: ${problem}`);
+    const p = trajectorySpecProblem(spec.trajectory, startedAtOnce(spec));
+    if (p)
+      throw new InvalidInputError(`parallelMuse: invalid input: spec.trajectory.${p.field}: ${p.problem}`);
     return { spec, plan: questionPlan(spec) };
   },
 };

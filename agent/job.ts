@@ -97,10 +97,8 @@ export type TrajectorySpecInput = z.input<typeof TrajectorySpecSchema>;
 /**
  * Why a spec's window, beside a full turn, cannot hold its first prompt (the policy's system prompt and the
  * question), which would end the trajectory with max_context before its first model call; undefined when it can.
- * Said of `contextWindow`. Not part of the schema: runs whose input was checked in workflow code replay that check
- * with the schema, and one it let start must still replay. The clients and the recorded input check apply it.
  */
-export function firstPromptProblem(s: TrajectorySpec): string | undefined {
+function firstPromptProblem(s: TrajectorySpec): string | undefined {
   if (s.sampling.maxTokensPerTurn >= s.contextWindow) return undefined; // the schema says so
   const policy = contextPolicy(s.policy, s.date !== undefined ? { date: s.date } : {});
   const first = estimateTokens(policy.buildMessages(policy.initial(s.question)));
@@ -124,11 +122,9 @@ const MAX_QUESTION_BURST_BYTES = 3 * 1024 * 1024;
 
 /**
  * Why the question is too large for the workflow inputs it travels in, naming its size and the limit; undefined when
- * it fits. `startedAtOnce` is how many rollouts a ParallelMuse question may start in one workflow task (each start
- * carries the question): min(maxConcurrentRollouts, N). Said of `question`. Not part of the schema, as
- * firstPromptProblem is not: a run an earlier version let start must still replay its input check.
+ * it fits. `startedAtOnce` is how many rollouts may start in one workflow task, each start carrying the question.
  */
-export function questionSizeProblem(question: string, startedAtOnce = 1): string | undefined {
+function questionSizeProblem(question: string, startedAtOnce: number): string | undefined {
   const bytes = utf8Length(question);
   const n = (b: number) => b.toLocaleString('en-US');
   if (bytes > MAX_QUESTION_BYTES)
@@ -142,7 +138,24 @@ export function questionSizeProblem(question: string, startedAtOnce = 1): string
   return undefined;
 }
 
-/** The rollouts a ParallelMuse question may start in one workflow task: see questionSizeProblem. */
+/**
+ * What the schema cannot say of a trajectory spec, with the field it is said of: a question too large for the
+ * workflow inputs it travels in, or a window that cannot hold the first prompt. Undefined when there is none.
+ * `startedAtOnce`: 1 for a trajectory run alone, startedAtOnce(spec) for a ParallelMuse question's. The clients and
+ * the recorded input check apply it. Not part of the schema: runs whose input was checked in workflow code replay
+ * that check with the schema, and one an earlier version let start must still replay.
+ */
+export function trajectorySpecProblem(
+  s: TrajectorySpec,
+  startedAtOnce = 1,
+): { field: 'question' | 'contextWindow'; problem: string } | undefined {
+  const size = questionSizeProblem(s.question, startedAtOnce);
+  if (size) return { field: 'question', problem: size };
+  const prompt = firstPromptProblem(s);
+  return prompt ? { field: 'contextWindow', problem: prompt } : undefined;
+}
+
+/** The rollouts a ParallelMuse question may start in one workflow task: min(maxConcurrentRollouts, N). */
 export function startedAtOnce(spec: { n: number; maxConcurrentRollouts: number }): number {
   return Math.min(spec.n, spec.maxConcurrentRollouts);
 }

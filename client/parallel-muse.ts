@@ -8,13 +8,12 @@ import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { historyBudgetProblem, planBudget } from '../agent/branching.js';
 import {
   DEFAULT_MAX_CONCURRENT_ROLLOUTS,
-  firstPromptProblem,
   type ParallelMuseSpec,
   type ParallelMuseSpecInput,
   ParallelMuseSpecSchema,
-  questionSizeProblem,
   samplingKeysProblem,
   startedAtOnce,
+  trajectorySpecProblem,
 } from '../agent/job.js';
 import type { MuseConfig } from '../common/config.js';
 import { formatZodError } from '../common/errors.js';
@@ -32,10 +31,8 @@ export function parseParallelMuseSpec(input: unknown): ParallelMuseSpec {
   );
   if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
   const s = parsed.data;
-  const sizeProblem = questionSizeProblem(s.trajectory.question, startedAtOnce(s));
-  if (sizeProblem) throw new JobSpecError(`invalid job spec: trajectory.question: ${sizeProblem}`);
-  const promptProblem = firstPromptProblem(s.trajectory);
-  if (promptProblem) throw new JobSpecError(`invalid job spec: trajectory.contextWindow: ${promptProblem}`);
+  const p = trajectorySpecProblem(s.trajectory, startedAtOnce(s));
+  if (p) throw new JobSpecError(`invalid job spec: trajectory.${p.field}: ${p.problem}`);
   let plan: ReturnType<typeof planBudget>;
   try {
     plan = planBudget({ n: s.n, m: s.m, k: s.k, t: s.t, r: s.r, mode: s.branchMode });

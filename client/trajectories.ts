@@ -10,12 +10,11 @@ import { WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { clipText } from '../agent/clip.js';
 import {
-  firstPromptProblem,
-  questionSizeProblem,
   samplingKeysProblem,
   type TrajectorySpec,
   type TrajectorySpecInput,
   TrajectorySpecSchema,
+  trajectorySpecProblem,
 } from '../agent/job.js';
 import type { TrajectoryProgress, TrajectoryResult } from '../agent/trajectory.js';
 import type { MuseConfig } from '../common/config.js';
@@ -55,10 +54,8 @@ export function parseTrajectorySpec(input: unknown): TrajectorySpec {
   if (!parsed.success) throw new JobSpecError(`invalid job spec: ${formatZodError(parsed.error)}`);
   const keysProblem = samplingKeysProblem(input, 'sampling');
   if (keysProblem) throw new JobSpecError(`invalid job spec: ${keysProblem}`);
-  const sizeProblem = questionSizeProblem(parsed.data.question);
-  if (sizeProblem) throw new JobSpecError(`invalid job spec: question: ${sizeProblem}`);
-  const promptProblem = firstPromptProblem(parsed.data);
-  if (promptProblem) throw new JobSpecError(`invalid job spec: contextWindow: ${promptProblem}`);
+  const p = trajectorySpecProblem(parsed.data);
+  if (p) throw new JobSpecError(`invalid job spec: ${p.field}: ${p.problem}`);
   return parsed.data;
 }
 
