@@ -215,23 +215,26 @@ export function sayIfStepsRetry(
       const handle = watched();
       if (!handle) return;
       const retrying = await withCallSignal(client, signal, async () =>
-        stepsInRetry(client, await handle.describe()),
+        stepsInRetry(client, await handle.describe(), WATCHED_CHILDREN),
       ).catch(() => []);
       if (signal.aborted) return;
-      const alike = new Map<string, StepInRetry[]>();
+      // Keyed by step and failure: the first of each, and how many more fail alike.
+      const alike = new Map<string, { first: StepInRetry; failure: string; more: number }>();
       for (const r of retrying) {
-        const key = `${r.activity}\n${r.lastFailure ?? 'no failure recorded'}`;
-        alike.set(key, [...(alike.get(key) ?? []), r]);
+        const failure = r.lastFailure ?? 'no failure recorded';
+        const key = `${r.activity}\n${failure}`;
+        const seen = alike.get(key);
+        if (seen) seen.more++;
+        else alike.set(key, { first: r, failure, more: 0 });
       }
-      for (const [key, [first, ...others]] of alike) {
+      for (const [key, { first, failure, more }] of alike) {
         const last = told.get(key);
-        if (!first || (last !== undefined && Date.now() - last < RETRY_RETOLD_MS)) continue;
+        if (last !== undefined && Date.now() - last < RETRY_RETOLD_MS) continue;
         told.set(key, Date.now());
         const where = first.workflowId === handle.workflowId ? '' : ` of ${first.workflowId}`;
-        const more = others.length > 0 ? ` (and ${others.length} more alike)` : '';
-        const failure = first.lastFailure ?? 'no failure recorded';
+        const others = more > 0 ? ` (and ${more} more alike)` : '';
         say(
-          `step ${first.activity}${where}${more} is being retried (attempt ${first.attempt}): ${clipText(failure, 400)}`,
+          `step ${first.activity}${where}${others} is being retried (attempt ${first.attempt}): ${clipText(failure, 400)}`,
         );
       }
     },
@@ -240,6 +243,11 @@ export function sayIfStepsRetry(
   );
 }
 const RETRY_RETOLD_MS = 60_000;
+/**
+ * Rollouts described per check, of a question's up to 64 under way: a pool nobody serves fails them alike, and the
+ * check runs every 15 s for as long as the run lasts (muse status, asked once, describes them all).
+ */
+const WATCHED_CHILDREN = 8;
 
 /**
  * Runs `check` `afterMs` from now and every `everyMs` after it ends, until the returned cancel is called. The cancel
@@ -296,9 +304,10 @@ const MAX_CHILDREN_DESCRIBED = 64;
 export async function stepsInRetry(
   client: Client,
   desc: WorkflowExecutionDescription,
+  maxChildren = MAX_CHILDREN_DESCRIBED,
 ): Promise<StepInRetry[]> {
   const own = inRetry(desc.workflowId, desc.raw.pendingActivities);
-  const children = (desc.raw.pendingChildren ?? []).slice(0, MAX_CHILDREN_DESCRIBED);
+  const children = (desc.raw.pendingChildren ?? []).slice(0, maxChildren);
   const theirs = await Promise.all(
     children.map(async (c) => {
       if (!c.workflowId) return [];

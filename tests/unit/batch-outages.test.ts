@@ -230,7 +230,7 @@ describe('sayIfStepsRetry', () => {
     ]);
   });
 
-  it("tells a question's rollouts failing alike as one line, naming the first", async () => {
+  it("tells a question's rollouts failing alike as one line, naming the first, describing a few of them per check", async () => {
     const unavailable = "pool 'nobody' is unavailable: no responders";
     const rollout = { activityType: { name: 'llmStep' }, attempt: 3, lastFailure: { message: unavailable } };
     const client = {
@@ -247,7 +247,8 @@ describe('sayIfStepsRetry', () => {
         workflowId: 'q-1',
         raw: {
           pendingActivities: [],
-          pendingChildren: [{ workflowId: 'q-1/initial-0' }, { workflowId: 'q-1/initial-1' }],
+          // 20 rollouts under way: 8 are described per check.
+          pendingChildren: Array.from({ length: 20 }, (_, i) => ({ workflowId: `q-1/initial-${i}` })),
         },
       }),
     };
@@ -263,7 +264,7 @@ describe('sayIfStepsRetry', () => {
     await new Promise((r) => setTimeout(r, 50));
     await quiet();
     expect(said).toEqual([
-      `step llmStep of q-1/initial-0 (and 1 more alike) is being retried (attempt 3): ${unavailable}`,
+      `step llmStep of q-1/initial-0 (and 7 more alike) is being retried (attempt 3): ${unavailable}`,
     ]);
   });
 
