@@ -1054,7 +1054,8 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
   };
   mismatch('temporal', '--temporal-port', opts.temporalPort, temporalStatus);
   mismatch('nats', '--nats-port', opts.natsPort, natsStatus);
-  // Else the second to start would find the port taken by the first, and blame "the other process".
+  // A server that died comes back where its clients and workers look for it. One port for both is refused here:
+  // else the second to start would find it taken by the first, and blame "the other process".
   const temporalPort = opts.temporalPort ?? previous?.temporal?.port ?? DEFAULT_TEMPORAL_PORT;
   const natsPort = opts.natsPort ?? previous?.nats?.port ?? DEFAULT_NATS_PORT;
   const whence = (flag: string, given: number | undefined, before: number | undefined) =>
@@ -1153,16 +1154,14 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     if (!keepTemporal) {
       // A live but unhealthy server holds the port and the SQLite file; replace it.
       if (temporalStatus?.alive) await stopProcess(temporalStatus.record.pid);
-      // A server that died comes back where its clients and workers look for it.
-      const port = temporalPort;
       const namespace = opts.namespace ?? 'default';
       const logFile = join(dataDir, 'logs', 'temporal.log');
-      const address = `${host}:${port}`;
-      const record = spawnedRecord(resolveBinary('temporal'), host, port, address, logFile);
+      const address = `${host}:${temporalPort}`;
+      const record = spawnedRecord(resolveBinary('temporal'), host, temporalPort, address, logFile);
       const owner = mark(previous?.temporal);
       const h = await startTemporal({
         dataDir,
-        port,
+        port: temporalPort,
         host,
         uiPort: opts.temporalUiPort,
         namespace,
@@ -1180,20 +1179,19 @@ async function upLocked(dataDir: string, opts: UpOptions, onSpawn: (pid: number)
     }
     if (!keepNats) {
       if (natsStatus?.alive) await stopProcess(natsStatus.record.pid);
-      const port = natsPort;
       const maxPayload = opts.natsMaxPayload ?? DEFAULT_NATS_MAX_PAYLOAD;
       const logFile = join(dataDir, 'logs', 'nats.log');
       const record = spawnedRecord(
         resolveBinary('nats-server'),
         host,
-        port,
-        `nats://${host}:${port}`,
+        natsPort,
+        `nats://${host}:${natsPort}`,
         logFile,
       );
       const owner = mark(previous?.nats);
       const h = await startNats({
         dataDir,
-        port,
+        port: natsPort,
         host,
         maxPayload,
         detached: true,
