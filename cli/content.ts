@@ -143,7 +143,7 @@ export async function writeJsonLines(
 }
 
 /** Whether `path` is missing, empty, or an earlier export: its first line an exported step. */
-export function replaceableByExport(path: string): boolean {
+function replaceableByExport(path: string): boolean {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -163,10 +163,9 @@ export function replaceableByExport(path: string): boolean {
       read += n;
       if (n === 0 || end >= 0 || read >= MAX_EXPORT_LINE_BYTES) break;
     }
-    const first = Buffer.concat(chunks).toString('utf8').trim();
-    if (read === 0 || first === '') return read === 0;
+    if (read === 0) return true;
     try {
-      const step = JSON.parse(first) as Record<string, unknown>;
+      const step = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
       return typeof step.step === 'number' && typeof step.kind === 'string' && typeof step.turn === 'string';
     } catch {
       return false;

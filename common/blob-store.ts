@@ -50,7 +50,7 @@ export interface BlobStoreOptions {
   replicas?: number;
   /**
    * Namespaces whose bucket handles are kept open (least recently used closed first; reopened when used again). A
-   * worker that lives through many jobs would otherwise keep a handle for every job it ever served (about 3.5 KB each).
+   * worker that lives through many jobs would otherwise keep a handle for every job it ever served (about 3.4 KB of heap each).
    */
   maxOpenNamespaces?: number;
 }
