@@ -474,7 +474,11 @@ describe('ParallelMuse', () => {
     }
   });
 
-  it('an LLM judge that gives no verdict leaves the question unscored, not wrong', async () => {
+  /**
+   * A question of two rollouts, without branching, judged by an LLM on a pool of its own whose judge gives no verdict:
+   * its result, and how many times the judge was asked.
+   */
+  async function judgedByVerdictlessLlm(workflowId: string, maxTurns: number) {
     const sim = new SimBackend({ profile: { timeScale: 0 } });
     let judgeCalls = 0;
     const agg = new PoolMember({
@@ -495,7 +499,6 @@ describe('ParallelMuse', () => {
     const worker = await inProcessWorker(cfg);
     try {
       const q = questions[2]!;
-      const workflowId = 'pm-judge-no-verdict';
       const { result } = await runParallelMuse(
         suite.client,
         cfg,
@@ -506,50 +509,38 @@ describe('ParallelMuse', () => {
           primaryAggregator: 'majority',
           judge: 'llm',
           aggregatorPool: 'agg-no-verdict',
-          trajectory: { question: q.question, answer: q.answer, maxTurns: 30 },
+          trajectory: { question: q.question, answer: q.answer, maxTurns },
         },
         { workflowId, jobId: workflowId },
       );
-      expect(result.prediction).toBeTruthy();
-      expect(judgeCalls).toBe(1);
-      expect(result.judge).toEqual({
-        method: 'llm',
-        correct: null,
-        error: expect.stringMatching(/no verdict/),
-      });
-      expect(result.correct).toBeUndefined();
-      // In a batch's results file: unscored (null), which its accuracy leaves out, not false.
-      expect(resultLine(workflowId, workflowId, 'h', result).correct).toBeNull();
+      return { result, judgeCalls };
     } finally {
       await worker.stop();
       await agg.stop();
     }
+  }
+
+  it('an LLM judge that gives no verdict leaves the question unscored, not wrong', async () => {
+    const workflowId = 'pm-judge-no-verdict';
+    const { result, judgeCalls } = await judgedByVerdictlessLlm(workflowId, 30);
+    expect(result.prediction).toBeTruthy();
+    expect(judgeCalls).toBe(1);
+    expect(result.judge).toEqual({
+      method: 'llm',
+      correct: null,
+      error: expect.stringMatching(/no verdict/),
+    });
+    expect(result.correct).toBeUndefined();
+    // In a batch's results file: unscored (null), which its accuracy leaves out, not false.
+    expect(resultLine(workflowId, workflowId, 'h', result).correct).toBeNull();
   });
 
   it('a question with no answer to judge is scored wrong under the judge it asked for, with no judge call', async () => {
-    const worker = await inProcessWorker(cfg);
-    try {
-      const q = questions[2]!;
-      const workflowId = 'pm-judge-no-answer';
-      const { result } = await runParallelMuse(
-        suite.client,
-        cfg,
-        {
-          n: 2,
-          branchMode: 'none',
-          aggregators: ['majority'],
-          primaryAggregator: 'majority',
-          judge: 'llm',
-          // One turn: the simulated agent searches first, so no rollout answers.
-          trajectory: { question: q.question, answer: q.answer, maxTurns: 1 },
-        },
-        { workflowId, jobId: workflowId },
-      );
-      expect(result.prediction).toBeNull();
-      expect(result.judge).toEqual({ method: 'llm', correct: false });
-    } finally {
-      await worker.stop();
-    }
+    // One turn: the simulated agent searches first, so no rollout answers.
+    const { result, judgeCalls } = await judgedByVerdictlessLlm('pm-judge-no-answer', 1);
+    expect(result.prediction).toBeNull();
+    expect(judgeCalls).toBe(0);
+    expect(result.judge).toEqual({ method: 'llm', correct: false });
   });
 
   it('reports a long iterresearch trajectory within the aggregation server window', async () => {
