@@ -26,6 +26,7 @@ const BACKEND_FLAGS: Record<string, string> = {
   chatTemplate: '--chat-template',
   seedParam: '--seed-param',
   extraBody: '--extra-body',
+  logprobs: '--logprobs',
 };
 
 /** A JSON option's value, or an error naming the option. */
@@ -68,6 +69,7 @@ const BACKEND_OPTIONS: Record<string, readonly string[]> = {
     'tokenizeUrl',
     'chatTemplate',
     'extraBody',
+    'logprobs',
     ...HEALTH_OPTIONS,
   ],
   sglang: [
@@ -80,6 +82,7 @@ const BACKEND_OPTIONS: Record<string, readonly string[]> = {
     'chatTemplate',
     'seedParam',
     'extraBody',
+    'logprobs',
     ...HEALTH_OPTIONS,
   ],
 };
@@ -234,6 +237,10 @@ export function registerServiceCommands(program: Command): void {
     )
     .option('--extra-body <json>', 'openai / sglang: JSON object merged into every request body')
     .option(
+      '--logprobs <kind>',
+      "openai / sglang: the server's logprobs are raw (the model's: vLLM's default) or processed (after temperature: SGLang's default); default raw for openai, processed for sglang",
+    )
+    .option(
       '--health-interval <s>',
       "openai / sglang: seconds between checks of the server's GET /health (0: no checks)",
       secondsArg('--health-interval', { zeroAllowed: true }),
@@ -261,6 +268,7 @@ export function registerServiceCommands(program: Command): void {
         maxBatch: o.maxBatch,
         ...(o.cacheTokens !== undefined ? { cacheCapacityTokens: o.cacheTokens } : {}),
         ...(o.extraBody !== undefined ? { extraBody: jsonOption('--extra-body', o.extraBody) } : {}),
+        ...(o.logprobs !== undefined ? { logprobs: o.logprobs } : {}),
       };
       const chatTemplate =
         o.chatTemplate === undefined

@@ -264,6 +264,19 @@ function bytesOf(s: string): number[] {
   return [...Buffer.from(s, 'utf8')];
 }
 
+/**
+ * A token's logprobs as SGLang's /generate reports them: after the request's temperature (SGLang's default, unless the
+ * server runs with SGLANG_RETURN_ORIGINAL_LOGPROB=1), so the sglang backend's undoing of it is tested end to end. The
+ * simulator knows only the top alternatives, so they stand for the vocabulary in the tempered normaliser.
+ */
+function afterTemperature(t: TokenLogprob, temperature: number): { logprob: number; topLogprobs: number[] } {
+  if (!(temperature > 0) || temperature === 1 || t.topLogprobs.length === 0) return t;
+  const scaled = t.topLogprobs.map((l) => l / temperature);
+  const max = Math.max(...scaled);
+  const logZ = max + Math.log(scaled.reduce((z, l) => z + Math.exp(l - max), 0));
+  return { logprob: t.logprob / temperature - logZ, topLogprobs: scaled.map((l) => l - logZ) };
+}
+
 /** Strings of the top-k alternatives: the simulator provides them; other backends get placeholders. */
 function topTokenStrings(t: TokenLogprob): string[] {
   const given = (t as { topTokens?: unknown }).topTokens;
@@ -506,16 +519,19 @@ export async function startSimHttpServer(options: SimHttpServerOptions = {}): Pr
     };
     if (body.return_logprob) {
       const withText = body.return_text_in_logprobs === true;
-      meta.output_token_logprobs = gen.tokens.map((t) => [
-        t.logprob,
+      const tempered = gen.tokens.map((t) => afterTemperature(t, params.temperature));
+      meta.output_token_logprobs = gen.tokens.map((t, i) => [
+        tempered[i]!.logprob,
         simTokenId(t.token),
         withText ? t.token : null,
       ]);
-      meta.output_top_logprobs = gen.tokens.map((t) => {
+      meta.output_top_logprobs = gen.tokens.map((t, i) => {
         const alts = topTokenStrings(t);
-        return t.topLogprobs
-          .slice(0, k)
-          .map((lp, i) => [lp, simTokenId(alts[i]!), withText ? alts[i]! : null]);
+        return tempered[i]!.topLogprobs.slice(0, k).map((lp, j) => [
+          lp,
+          simTokenId(alts[j]!),
+          withText ? alts[j]! : null,
+        ]);
       });
     }
     const reply = { text: gen.text, meta_info: meta };

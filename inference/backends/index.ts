@@ -39,6 +39,11 @@ const httpFields = {
   cacheCapacityTokens: z.number().int().positive().optional(),
   /** Merged into every request body. */
   extraBody: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * What the server's logprobs are: `raw` (the model's distribution) or `processed` (after temperature). Default: raw
+   * for `openai` (vLLM's default), processed for `sglang` (SGLang's default).
+   */
+  logprobs: z.enum(['raw', 'processed']).optional(),
 };
 
 // Strict: a misspelled option would otherwise be dropped and the backend run without it.

@@ -178,6 +178,24 @@ export function topK(values: Iterable<number | null | undefined>, k: number): nu
 }
 
 /**
+ * What a server's logprobs are: `raw`, the model's own distribution (vLLM's default, `--logprobs-mode raw_logprobs`),
+ * or `processed`, taken after the request's temperature (SGLang's default, unless the server runs with
+ * SGLANG_RETURN_ORIGINAL_LOGPROB=1; vLLM's `--logprobs-mode processed_logprobs`).
+ */
+export type LogprobsMode = 'raw' | 'processed';
+
+/**
+ * Puts processed top-k logprobs back on the model's scale, so a turn's entropies do not depend on which server
+ * sampled it. After temperature T a server reports ℓ/T + c at each position (c: the tempered normaliser); times T that
+ * is ℓ + c·T, which topKEntropy's renormalisation over the top k turns into the raw distribution's entropy exactly.
+ * Greedy requests (T = 0) come back raw from either server. The sampled token's own logprob is left as reported.
+ */
+export function toModelScale(tokens: TokenLogprob[], temperature: unknown, mode: LogprobsMode): void {
+  if (mode === 'raw' || typeof temperature !== 'number' || !(temperature > 0) || temperature === 1) return;
+  for (const t of tokens) t.topLogprobs = t.topLogprobs.map((l) => l * temperature);
+}
+
+/**
  * A reply's usage, its cached tokens at most its prompt: servers have reported more (a cache hit counted in whole
  * blocks past the prompt's end), which would read as a hit rate over 100%.
  */
@@ -296,6 +314,8 @@ export interface OpenAIBackendOptions extends HttpClientOptions {
   maxBatch?: number;
   /** Reported by load(); 0 means unknown. */
   cacheCapacityTokens?: number;
+  /** What the server's logprobs are (see LogprobsMode). Default `raw`, as vLLM reports them. */
+  logprobs?: LogprobsMode;
 }
 
 /** The server has no model by the name the request gave: not retryable, no other member of the pool would have it. */
@@ -369,6 +389,11 @@ export class OpenAIBackend implements InferenceBackend {
     }
   }
 
+  /** The temperature the server sampled with: the request's, unless extraBody sets one. */
+  private sentTemperature(req: BackendRequest): unknown {
+    return this.opts.extraBody?.temperature ?? req.params.temperature;
+  }
+
   private commonParams(req: BackendRequest): Record<string, unknown> {
     const p = req.params;
     return {
@@ -439,6 +464,7 @@ export class OpenAIBackend implements InferenceBackend {
         `openai backend: choices[0].logprobs.content[].top_logprobs are all empty; the server ignored top_logprobs=${k}`,
       );
     }
+    toModelScale(tokens, this.sentTemperature(req), this.opts.logprobs ?? 'raw');
     const reasoning = choice.message.reasoning_content ?? choice.message.reasoning;
     let text = choice.message.content ?? '';
     // With a reasoning parser on, the server strips <think> from content while logprobs still cover it; the agent
@@ -504,6 +530,7 @@ export class OpenAIBackend implements InferenceBackend {
       throw new BackendProtocolError(
         `openai backend: choices[0].logprobs.top_logprobs entries are all empty; the server ignored logprobs=${k}`,
       );
+    toModelScale(tokens, this.sentTemperature(req), this.opts.logprobs ?? 'raw');
     return {
       text: choice.text,
       tokens,

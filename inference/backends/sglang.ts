@@ -24,9 +24,11 @@ import {
 } from './http.js';
 import {
   alignTokensToText,
+  type LogprobsMode,
   mapFinishReason,
   serverTokenizer,
   type Tokenizer,
+  toModelScale,
   topK,
   UNLIKELY_LOGPROB,
   usageOf,
@@ -55,6 +57,11 @@ export interface SGLangBackendOptions extends HttpClientOptions {
   maxBatch?: number;
   /** Reported by load(); 0 means unknown. */
   cacheCapacityTokens?: number;
+  /**
+   * What the server's logprobs are (see LogprobsMode). Default `processed`: SGLang reports them after temperature
+   * unless started with SGLANG_RETURN_ORIGINAL_LOGPROB=1 (then `raw`).
+   */
+  logprobs?: LogprobsMode;
 }
 
 /** [logprob, token_id, token_text]; the text is null unless return_text_in_logprobs was set. */
@@ -215,6 +222,7 @@ export class SGLangBackend implements InferenceBackend {
       throw new BackendProtocolError(
         `sglang backend: meta_info.output_top_logprobs entries are all empty; the server ignored top_logprobs_num=${k}`,
       );
+    toModelScale(tokens, sampling.temperature, this.opts.logprobs ?? 'processed');
     return {
       text: item.text,
       tokens,

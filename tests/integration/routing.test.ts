@@ -1549,6 +1549,8 @@ describe('real backends over HTTP, against the simulator serving the OpenAI and 
       completions: { backend: 'openai', baseUrl: `${http.url}/v1`, model: 'muse-sim', mode: 'completions' },
       sglang: { backend: 'sglang', baseUrl: http.url, model: 'muse-sim' },
     } as const;
+    const entropies = new Map<string, number[]>();
+    const warm = { ...params, temperature: 0.7, seed: 11 };
     for (const [name, spec] of Object.entries(specs)) {
       const pool = `http-${name}-${randomUUID().slice(0, 8)}`;
       const m = await inProcessMember(cfg, spec, { pool, id: name });
@@ -1557,17 +1559,23 @@ describe('real backends over HTTP, against the simulator serving the OpenAI and 
       await c.start();
       // In rotation once its server passed a health check.
       await waitUntil(() => c.liveMembers()[0]?.healthy === true, 10_000, `${name} member live`);
-      const first = await c.generate(messages(20), params, { deadline: deadline() });
+      const first = await c.generate(messages(20), warm, { deadline: deadline() });
       expect(first.memberId, name).toBe(name);
       expect(first.text.length, name).toBeGreaterThan(0);
       expect(first.usage.promptTokens, name).toBeGreaterThan(100);
       // Entropies come from the server's top logprobs, one per generated token.
       expect(first.entropies.length, name).toBe(first.usage.completionTokens);
       expect(Math.max(...first.entropies), name).toBeGreaterThan(0);
+      entropies.set(name, [...first.entropies]);
       // The same prompt again: the server's prefix cache, as its usage reports it.
       const again = await c.generate(messages(20), params, { deadline: deadline() });
       expect(again.usage.cachedPromptTokens, name).toBeGreaterThan(0);
     }
+    // One seeded sample, so one set of entropies whichever API served it: SGLang's logprobs come after temperature
+    // (as the simulator's /generate reports them too), and the sglang backend puts them back on the model's scale.
+    const chat = entropies.get('chat')!;
+    expect(entropies.get('sglang')!.length).toBe(chat.length);
+    for (const [i, h] of entropies.get('sglang')!.entries()) expect(h).toBeCloseTo(chat[i]!, 4);
   });
 
   it("a job naming a model the server does not have fails at once, naming it, without tripping the member's breaker", async () => {

@@ -147,6 +147,28 @@ describe('OpenAIBackend (chat)', () => {
     expect(b.load().running).toBe(0);
   });
 
+  it('keeps logprobs as reported by default (vLLM: raw), and scales processed ones by the temperature sent', async () => {
+    const s = await fakeServer(() => ({ body: chatBody() }));
+    const asIs = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(asIs.tokens[0]!.topLogprobs).toEqual([-0.1, -2.5]);
+    // An SGLang server behind its OpenAI API, or vLLM with --logprobs-mode processed_logprobs.
+    const processed = createBackend({ backend: 'openai', baseUrl: s.url, model: 'm', logprobs: 'processed' });
+    const g = await processed.generate(request(), signal());
+    expect(g.tokens[0]!.topLogprobs[0]).toBeCloseTo(-0.1 * 0.7, 12);
+    expect(g.tokens[0]!.topLogprobs[1]).toBeCloseTo(-2.5 * 0.7, 12);
+    // The temperature the server sampled with is the one sent, which extraBody may set.
+    const overridden = createBackend({
+      backend: 'openai',
+      baseUrl: s.url,
+      model: 'm',
+      logprobs: 'processed',
+      extraBody: { temperature: 0.5 },
+    });
+    const o = await overridden.generate(request(), signal());
+    expect(s.seen.at(-1)!.body.temperature).toBe(0.5);
+    expect(o.tokens[1]!.topLogprobs[1]).toBeCloseTo(-1.6 * 0.5, 12);
+  });
+
   it('keeps the true top k when the server lists a sampled token from outside them first', async () => {
     // vLLM's order when it sampled 'zebra' (-6), which is not among the two most likely: the sampled token first,
     // then the most likely, as many in all as asked for.

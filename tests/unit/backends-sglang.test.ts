@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { topKEntropy } from '../../agent/uncertainty.js';
 import { type BackendHttpError, BackendProtocolError } from '../../inference/backends/http.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { SGLangBackend } from '../../inference/backends/sglang.js';
@@ -97,6 +98,50 @@ describe('SGLangBackend', () => {
     const sampling = s.seen[0]!.body.sampling_params as Record<string, unknown>;
     expect(sampling.sampling_seed).toBeUndefined();
     expect(sampling.top_k).toBe(20);
+  });
+
+  it('puts logprobs SGLang reports after temperature back on the model scale, so entropies match a raw server', async () => {
+    // The model's own top logprobs at two positions, and what SGLang reports for them at temperature 0.5: ℓ/T less
+    // the tempered normaliser.
+    const raw = [
+      [-0.3, -1.5, -2.2],
+      [-0.05, -3.1, -4.0],
+    ];
+    const tempered = (top: number[]) => {
+      const scaled = top.map((l) => l / 0.5);
+      const logZ = Math.log(scaled.reduce((z, l) => z + Math.exp(l), 0));
+      return scaled.map((l) => l - logZ);
+    };
+    const body = () =>
+      generateBody({
+        output_token_logprobs: [
+          [-0.3, 1, 'ok'],
+          [-0.05, 2, '!'],
+        ],
+        output_top_logprobs: raw.map((top, i) => tempered(top).map((l, j) => [l, 10 * i + j, `t${j}`])),
+      });
+    const s = await fakeJsonServer(() => ({ body: { ...body(), text: 'ok!' } }));
+    const hot = { ...request, params: { ...request.params, temperature: 0.5, topLogprobs: 3 } };
+    const entropies = (g: { tokens: { topLogprobs: number[] }[] }) =>
+      g.tokens.map((t) => topKEntropy(t.topLogprobs));
+
+    const byDefault = await new SGLangBackend({ baseUrl: s.url }).generate(hot, signal());
+    for (const [i, h] of entropies(byDefault).entries()) expect(h).toBeCloseTo(topKEntropy(raw[i]!), 9);
+    // The tempered figures themselves are sharper: what the member would have reported without the scaling.
+    expect(topKEntropy(tempered(raw[0]!))).toBeLessThan(topKEntropy(raw[0]!) - 0.1);
+
+    // A server started with SGLANG_RETURN_ORIGINAL_LOGPROB=1 reports raw ones: the member is told so and keeps them.
+    const asReported = await createBackend({ backend: 'sglang', baseUrl: s.url, logprobs: 'raw' }).generate(
+      hot,
+      signal(),
+    );
+    expect(asReported.tokens[0]!.topLogprobs).toEqual(tempered(raw[0]!));
+    // Greedy requests come back raw from SGLang: nothing to undo.
+    const greedy = await new SGLangBackend({ baseUrl: s.url }).generate(
+      { ...hot, params: { ...hot.params, temperature: 0 } },
+      signal(),
+    );
+    expect(greedy.tokens[0]!.topLogprobs).toEqual(tempered(raw[0]!));
   });
 
   it("tells SGLang's context-length refusal apart, as a 400 or as an aborted generation", async () => {
