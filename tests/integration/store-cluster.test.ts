@@ -1,4 +1,4 @@
-// The content store on a 3-node NATS cluster (as k8s/nats.yaml runs it): with store.replicas 3 a job's content
+// The content store on a 3-node NATS cluster (as k8s/nats.yaml runs it, with k8s/nats.conf): with store.replicas 3 a job's content
 // outlives the node that led its buckets. Starts its own cluster on loopback ports and stops it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
