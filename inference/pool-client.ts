@@ -710,8 +710,11 @@ export class PoolClient {
       const state = memberId ? this.members.get(memberId) : undefined;
       const unroute = memberId ? this.policy.onRouted?.(memberId, route) : undefined;
       if (state) state.outstanding++;
+      const servedAtSend = state?.info.servedRequests;
       let answered = false;
       let failure: unknown;
+      /** The attempt ran out of time: the router's timer, or the member's own answer that it did. */
+      let outOfTime = false;
       try {
         const h = headers();
         injectTraceHeaders(h);
@@ -772,8 +775,10 @@ export class PoolClient {
         // The member's deadline is this attempt's (the header): its answer that it ran out is this attempt timing
         // out, and can beat the router's own timer by a millisecond. Fail over as on a timeout, counted against the
         // member as one is: unless the attempt ended at the request's own deadline.
-        if (code === 'deadline_exceeded')
+        if (code === 'deadline_exceeded') {
+          outOfTime = true;
           throw new MemberFailure(`${code}: ${message}`, true, timeout >= attemptLimit);
+        }
         // A full queue is backpressure, a stopping member is going anyway, an unhealthy one has said so in its
         // announcements (ranked out already), and a size refused is the request's: fail over without counting any of
         // them against the member, whose breaker would otherwise keep it nearly idle for minutes once it is back.
@@ -787,9 +792,15 @@ export class PoolClient {
         );
       } catch (err) {
         failure = err;
+        if (err instanceof TimeoutError) outOfTime = true;
       } finally {
         if (state) state.outstanding--;
       }
+      // Out of time on a member that finished other requests meanwhile (its announced count rose): busy, not broken.
+      // The request waited in its queue and started too late to end within the attempt; a breaker opened on that would
+      // take a saturated but healthy server out of rotation when the pool needs it most.
+      const busyMeanwhile =
+        outOfTime && servedAtSend !== undefined && (state?.info.servedRequests ?? 0) > servedAtSend;
       // Abandoned without an answer (timed out, member gone, caller cancelled): the member may still be working.
       if (!answered) this.cancelOn(memberId, requestId);
       const callerGaveUp = options.signal?.aborted === true;
@@ -812,6 +823,7 @@ export class PoolClient {
         !refused &&
         !noResponders &&
         !unsent &&
+        !busyMeanwhile &&
         countsAgainstMember(failure, timeout < attemptLimit)
       ) {
         state?.breaker.onFailure(ticket);

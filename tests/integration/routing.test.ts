@@ -1599,6 +1599,61 @@ describe('real backends over HTTP, against the simulator serving the OpenAI and 
   });
 });
 
+describe('a saturated member', () => {
+  it('keeps its circuit closed when requests run out of time after waiting in its queue, and not when it hangs', async () => {
+    const pool = `saturated-${randomUUID().slice(0, 8)}`;
+    let hang = false;
+    // One batch slot; every generation takes 600 ms, well inside the 1000 ms attempt limit (until it hangs).
+    const m = new PoolMember({
+      nc: suite.nc,
+      pool,
+      id: 'busy',
+      capacity: 1,
+      backend: {
+        kind: 'slow',
+        generate: (_req, signal) =>
+          new Promise((resolve, reject) => {
+            const t = hang
+              ? undefined
+              : setTimeout(
+                  () =>
+                    resolve({
+                      text: 'ok',
+                      tokens: [],
+                      usage: { promptTokens: 10, cachedPromptTokens: 0, completionTokens: 1 },
+                      finishReason: 'stop',
+                      model: 'slow',
+                    }),
+                  600,
+                );
+            signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+          }),
+      },
+    });
+    await m.start();
+    cleanups.push(() => m.stop(100));
+    const other = client(pool, { attemptTimeoutMs: 1000, maxAttempts: 1 });
+    const c = client(pool, { attemptTimeoutMs: 1000, maxAttempts: 1 });
+    await Promise.all([other.start(), c.start()]);
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
+    const quick = { ...params, maxTokens: 8 };
+    // Another worker's request holds the slot; ours waits 500 ms in the queue, then cannot end within its attempt. More
+    // of them than the breaker's 5 failures in a row.
+    for (let i = 0; i < 6; i++) {
+      const first = other.generate(messages(i), quick, { deadline: deadline() });
+      await new Promise((r) => setTimeout(r, 100));
+      await expect(c.generate(messages(i + 1), quick, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+      await first;
+    }
+    expect(c.liveMembers()[0]?.healthy).toBe(true);
+    // A member that finishes nothing while a request runs out of time is failing it: the breaker counts that.
+    hang = true;
+    for (let i = 0; i < 8 && c.liveMembers()[0]?.healthy; i++)
+      await expect(c.generate(messages(i), quick, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+    expect(c.liveMembers()[0]?.healthy).toBe(false);
+  });
+});
+
 describe('open circuits', () => {
   it('sends nothing to a member whose circuit is open, not even through the queue group', async () => {
     const pool = `open-${randomUUID().slice(0, 8)}`;
