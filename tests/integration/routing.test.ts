@@ -1626,7 +1626,11 @@ describe('a saturated member', () => {
                     }),
                   600,
                 );
-            signal.addEventListener('abort', () => (clearTimeout(t), reject(signal.reason)), { once: true });
+            const stop = () => {
+              clearTimeout(t);
+              reject(signal.reason);
+            };
+            signal.addEventListener('abort', stop, { once: true });
           }),
       },
     });
@@ -1642,7 +1646,9 @@ describe('a saturated member', () => {
     for (let i = 0; i < 6; i++) {
       const first = other.generate(messages(i), quick, { deadline: deadline() });
       await new Promise((r) => setTimeout(r, 100));
-      await expect(c.generate(messages(i + 1), quick, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+      await expect(c.generate(messages(i + 1), quick, { deadline: deadline() })).rejects.toThrow(
+        /unavailable/,
+      );
       await first;
     }
     expect(c.liveMembers()[0]?.healthy).toBe(true);
