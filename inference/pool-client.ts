@@ -552,7 +552,9 @@ export class PoolClient {
       id,
       pool: this.opts.pool,
       params,
-      deadline: options.deadline,
+      // Whole milliseconds, as the wire takes them: a computed deadline with a fraction would be refused as a bad
+      // request, which fails the step for good.
+      deadline: Math.floor(options.deadline),
       ...(options.model ? { model: options.model } : {}),
     };
     // The messages are encoded once, inline; only a request too large to send that way is encoded again, small,

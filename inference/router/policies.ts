@@ -270,11 +270,13 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
     // The guard orders the whole list, not only its head: a request whose first choice fails goes on to the next
     // member in this order, which must not be an overloaded one while others have room.
     const hasRoom = (m: MemberView) => !overloaded(m) && !full(m);
+    // Every member full (a pool at its throughput): each queues what it is sent, so being full tells none apart, and
+    // the request waits where its prefix is unless that member is overloaded against the rest. (Not every member can
+    // be overloaded: that is a load above the mean.)
+    const fits = preferred.some(hasRoom) ? hasRoom : (m: MemberView) => !overloaded(m);
     const first = preferred[0]!;
-    this.lastDecision = hasRoom(first) ? decision : overloaded(first) ? 'imbalanced' : 'affinity_full';
-    // Every member overloaded or full: least-loaded order, the best the pool can do.
-    if (!preferred.some(hasRoom)) return [...healthy].sort(leastLoaded).map((m) => m.id);
-    return [...preferred.filter(hasRoom), ...preferred.filter((m) => !hasRoom(m))].map((m) => m.id);
+    this.lastDecision = fits(first) ? decision : overloaded(first) ? 'imbalanced' : 'affinity_full';
+    return [...preferred.filter(fits), ...preferred.filter((m) => !fits(m))].map((m) => m.id);
   }
 
   onRouted(memberId: string, req: RouteRequest): () => void {

@@ -525,6 +525,17 @@ function fixedOrder(order: (a: string, b: string) => number): RoutingPolicy {
   };
 }
 
+describe('deadlines', () => {
+  it('a deadline with a fraction of a millisecond is sent whole, not refused as a bad request', async () => {
+    const pool = `fraction-${randomUUID().slice(0, 8)}`;
+    await member(pool, 'm1');
+    const c = client(pool);
+    await c.start();
+    const g = await c.generate(messages(3), params, { deadline: deadline() + 0.5 });
+    expect(g.memberId).toBe('m1');
+  });
+});
+
 describe('a member that turns a request away', () => {
   it('is asked again only when no other member is left: the one that failed once serves the retry', async () => {
     const pool = `turned-away-${randomUUID().slice(0, 8)}`;

@@ -187,6 +187,20 @@ describe('prefix_affinity', () => {
     expect(p.lastDecision).toBe('affinity_full');
   });
 
+  it('stays with the affinity member when every member is full, unless it is overloaded against the rest', () => {
+    const p = new PrefixAffinityPolicy();
+    p.onRouted('a', req(branch(1, 0)));
+    const full = (id: string, queued: number) => member(id, { capacity: 8, inFlight: 8, queued });
+    // A pool at its throughput: each member queues what it is sent, the holder one request more than the others.
+    expect(p.rank(req(branch(1, 1)), [full('a', 1), full('b', 0), full('c', 0), full('d', 0)])[0]).toBe('a');
+    expect(p.lastDecision).toBe('affinity');
+    // Its queue far past the others' (more than 6 above the mean and 1.25x it): the guard still moves the request.
+    const ranked = p.rank(req(branch(1, 1)), [full('a', 12), full('b', 0), full('c', 0), full('d', 0)]);
+    expect(ranked[0]).not.toBe('a');
+    expect(ranked.at(-1)).toBe('a');
+    expect(p.lastDecision).toBe('imbalanced');
+  });
+
   it('treats a small shared prefix below the cache threshold as cold', () => {
     const p = new PrefixAffinityPolicy({ cacheThreshold: 0.5 });
     const members = [member('a', { inFlight: 2 }), member('b')];
