@@ -54,7 +54,7 @@ import {
 
 /** Between failover attempts: short, since the next attempt goes to another member. */
 const FAILOVER_BACKOFF = { baseMs: 50 };
-/** How long a request waits between looks while members' announcements are awaited (see silentWhileHeld). */
+/** How long a request waits between looks while members' announcements are awaited (see announcementAwaited). */
 const ANNOUNCEMENT_WAIT_MS = 100;
 /** Sends lost on the way that go again without counting as attempts (see LostAttempt); past them, they count. */
 const MAX_LOST_RESENDS = 2;
@@ -643,15 +643,14 @@ export class PoolClient {
       const remaining = options.deadline - this.now();
       if (remaining <= 0) break;
       const ranked = this.policy.rank(route, this.liveMembers());
-      if (ranked.length === 0 && this.silentWhileHeld()) {
-        // Members silent only because this router's connection is in doubt or just came back: their announcements are
-        // on the way (every second). Waited for, within the deadline and two TTLs, rather than spending the attempts
-        // in 250 ms; a connection down for longer fails the request, for Temporal to retry.
+      const awaited = ranked.length === 0 ? this.announcementAwaited() : undefined;
+      if (awaited !== undefined) {
+        // Members out of rotation only for a moment (see announcementAwaited): their announcements are on the way
+        // (every second). Waited for, within the deadline and two TTLs, rather than spending the attempts in 250 ms;
+        // members still unheard after that fail the request, for Temporal to retry.
         if (waitingSince === undefined) {
           waitingSince = this.clock();
-          errors.push(
-            `waited for members' announcements (this router's connection was in doubt or reconnecting)`,
-          );
+          errors.push(`waited for members' announcements (${awaited})`);
         }
         if (this.clock() - waitingSince < 2 * this.ttl) {
           await sleep(Math.min(ANNOUNCEMENT_WAIT_MS, remaining), options.signal);
@@ -878,6 +877,26 @@ export class PoolClient {
         (deadlinePassed ? ", when the request's deadline passed" : '') +
         `: ${collapseRepeats(errors).join('; ') || 'no member was tried'}`,
     );
+  }
+
+  /**
+   * Why members out of rotation may be back within a moment, so a request finding none in rotation waits for their
+   * announcements; undefined when none may. Either this router's connection is in doubt or just came back (members
+   * silent meanwhile), or NATS found nobody listening on a member that is otherwise fine: a member whose own
+   * connection is being redone (its NATS node restarting) has no subscriptions for a moment and announces itself
+   * once back, while a killed one stops announcing and is dropped at its TTL.
+   */
+  private announcementAwaited(): string | undefined {
+    if (this.silentWhileHeld()) return "this router's connection was in doubt or reconnecting";
+    for (const m of this.members.values())
+      if (
+        m.unreachable &&
+        m.leavingSince === undefined &&
+        m.info.healthy !== false &&
+        m.breaker.isAvailable()
+      )
+        return 'no responders on their subjects, as while their connections are redone';
+    return undefined;
   }
 
   /** Whether a member is out of rotation only for being silent while this router holds off dropping members. */

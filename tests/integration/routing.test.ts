@@ -1352,6 +1352,37 @@ describe('a member whose connection is redone', () => {
   });
 });
 
+describe('a member whose connection is redone, alone in its pool', () => {
+  it('a request finding no responders waits for its announcement instead of failing at once', async () => {
+    const pool = `redone-alone-${randomUUID().slice(0, 8)}`;
+    const relay = await freezableRelay(cfg.nats.url);
+    cleanups.push(() => relay.close());
+    const gpuNc = await connectNats({ ...cfg, nats: { ...cfg.nats, url: relay.url } }, 'redone-alone');
+    cleanups.push(() => gpuNc.close());
+    const gpu = new PoolMember({ nc: gpuNc, pool, id: 'gpu', backend: new SimBackend() });
+    await gpu.start();
+    cleanups.push(() => gpu.stop(100));
+    // A TTL longer than the connection's gap: only "no responders" tells the router anything meanwhile.
+    const c = client(pool, { memberTtlMs: 15_000 });
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'gpu live');
+    relay.cut();
+    await sleep(200);
+    const tried: (string | undefined)[] = [];
+    const meanwhile = c.generate(messages(10), params, {
+      deadline: Date.now() + 30_000,
+      onAttempt: (memberId) => tried.push(memberId),
+    });
+    // Its node back 1.5 s later: the member reconnects and announces itself. Without the wait the router would have
+    // spent its four attempts in well under a second.
+    await sleep(1_500);
+    relay.refuse(false);
+    const g = await meanwhile;
+    expect(g.memberId).toBe('gpu');
+    expect(tried).toEqual(['gpu', 'gpu']);
+  });
+});
+
 describe('a member whose server hangs', () => {
   /**
    * The simulator's HTTP server behind a relay that can hang: from then on it answers nothing, /health included; or,
