@@ -435,11 +435,17 @@ export class PoolMember {
     // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
     // member's subject and waits for what it has here instead of failing it over. Cancels are still taken while the
     // requests in hand finish: a router that gives up on one frees its slot at once.
-    try {
-      this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
-    } catch {
-      // The connection is closed or draining: routers drop this member by its TTL instead.
-    }
+    const sayLeaving = () => {
+      try {
+        this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
+      } catch {
+        // The connection is closed or draining: routers drop this member by its TTL instead.
+      }
+    };
+    sayLeaving();
+    // Said again at each heartbeat while it finishes: a router whose connection was down when the first went out
+    // would drop this member at its TTL and fail over what it is finishing, to be generated twice.
+    const leaveAgain = setInterval(sayLeaving, this.opts.announceIntervalMs ?? 1000);
     // On the monotonic clock: a wall clock stepped back would hold the stop far past its limit.
     const until = monotonicNow() + timeoutMs;
     // Requests still queued have not reached the server: answered shutting_down now, so routers fail them over at
@@ -466,6 +472,7 @@ export class PoolMember {
       for (const ctls of this.active.values()) for (const ctl of ctls) ctl.abort(gaveUp);
       await settled(monotonicNow() + STOPPED_REPLIES_MS);
     }
+    clearInterval(leaveAgain);
     for (const s of this.cancelSubs) s.unsubscribe();
     clearInterval(this.leaseTimer);
     // Watched until here: leases are judged while the requests in hand finish, and not while the connection is down.

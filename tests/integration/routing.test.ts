@@ -658,6 +658,33 @@ describe('a request too large for one member', () => {
   });
 });
 
+describe('a stopping member', () => {
+  it('says it is leaving again at each heartbeat while it finishes, for routers that missed the first', async () => {
+    const pool = `leaving-${randomUUID().slice(0, 8)}`;
+    const gpu = await gatedMember(pool, 'gpu');
+    const c = client(pool);
+    await c.start();
+    await waitUntil(() => c.liveMembers().length === 1, 10_000, 'gpu live');
+    const held = c.generate(messages(11), params, { deadline: deadline() });
+    await waitUntil(() => gpu.calls() === 1, 5_000, 'the request reached gpu');
+    const stopped = gpu.member.stop(10_000);
+    await sleep(100);
+    // A router that comes to listen after the first leave went out (its connection was down then) still hears it.
+    const leaves: string[] = [];
+    const sub = suite.nc.subscribe(subjects.leave(pool), {
+      callback: (_err, msg) => {
+        leaves.push(decodeWire(MemberAnnouncementWire, msg.data, 'leave').id);
+      },
+    });
+    cleanups.push(() => sub.unsubscribe());
+    await waitUntil(() => leaves.length > 0, 3_000, 'a leave heard after the first');
+    expect(leaves[0]).toBe('gpu');
+    gpu.release();
+    expect((await held).memberId).toBe('gpu');
+    await stopped;
+  });
+});
+
 describe('abandoned attempts and stopping members', () => {
   /** A backend that never answers on its own: it resolves only when aborted, recording when and why. */
   function stalling(kind: string) {

@@ -413,13 +413,21 @@ describe('PoolClient hearing no responders', () => {
     Promise.reject(new RequestError('no responders', { cause: new NoRespondersError(subject) }));
 
   it('takes a member whose subject nobody listens on out of rotation until it announces itself again', async () => {
-    const { client, announce, known } = routerOnFakeConnection({ request: noResponders });
+    // The real clock, for the wait below to end at the request's deadline (a TTL the test does not reach).
+    const { client, announce, known } = routerOnFakeConnection(
+      { request: noResponders },
+      { now: Date.now, memberTtlMs: 60_000 },
+    );
     await client.start();
     announce('gpu-0');
     announce('gpu-1');
+    // With both out of rotation the request waits for their announcements, within its deadline (short here).
     const failure = client.generate([{ role: 'user', content: 'q' }], PARAMS, {
-      deadline: Date.now() + 60_000,
+      deadline: Date.now() + 600,
     });
+    await expect(failure).rejects.toThrow(
+      /waited for members' announcements \(no responders on their subjects, as while their connections are redone\)/,
+    );
     await expect(failure).rejects.toBeInstanceOf(PoolUnavailableError);
     // Known still (what it holds stays with it), but not sent anything.
     expect(known()).toEqual(['gpu-0', 'gpu-1']);
@@ -432,7 +440,7 @@ describe('PoolClient hearing no responders', () => {
       announce('gpu-0');
       announce('gpu-1');
       await expect(
-        client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 60_000 }),
+        client.generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 600 }),
       ).rejects.toBeInstanceOf(PoolUnavailableError);
     }
     announce('gpu-0');
