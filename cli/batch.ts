@@ -2,7 +2,13 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
-import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
+import {
+  BatchError,
+  followThroughOutages,
+  readBatchQuestions,
+  runBatch,
+  sharedBatchSpec,
+} from '../client/batch.js';
 import { parallelMuseRunIdFor, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { sayIfNoWorker, sayIfStepsRetry } from '../client/trajectories.js';
 import { exitAsSignal } from '../common/signals.js';
@@ -158,10 +164,12 @@ export async function runQuestionCommand(
     const waiting = (why: string) => process.stderr.write(`  waiting: ${why}\n`);
     const quiet = sayIfNoWorker(client, cfg, waiting);
     const retries = sayIfStepsRetry(client, () => handle, waiting);
-    const result = await handle.result().finally(() => {
-      detach();
-      return Promise.all([quiet(), retries()]);
-    });
+    const result = await followThroughOutages('the question', id, () => handle.result(), waiting).finally(
+      () => {
+        detach();
+        return Promise.all([quiet(), retries()]);
+      },
+    );
     if (o.json) console.log(JSON.stringify({ ...result, reused }));
     else console.log(summarizeQuestion(result));
   } finally {

@@ -2,6 +2,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
+import { followThroughOutages } from '../client/batch.js';
 import {
   failureMessage,
   followTrajectory,
@@ -95,13 +96,16 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     const waiting = (why: string) =>
       process.stderr.write(`${bar && process.stderr.isTTY ? '\n' : ''}  waiting: ${why}\n`);
     const retries = sayIfStepsRetry(client, () => handle, waiting);
-    const result = await followTrajectory(handle, (p) => bar?.update(p), { onUnanswered: waiting }).finally(
-      () => {
-        bar?.stop();
-        detach();
-        return retries();
-      },
-    );
+    const result = await followThroughOutages(
+      'the trajectory',
+      handle.workflowId,
+      () => followTrajectory(handle, (p) => bar?.update(p), { onUnanswered: waiting }),
+      waiting,
+    ).finally(() => {
+      bar?.stop();
+      detach();
+      return retries();
+    });
     const correct = o.answer !== undefined ? exactMatch(result.prediction, o.answer) : undefined;
     if (o.json) {
       console.log(

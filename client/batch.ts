@@ -630,7 +630,7 @@ export async function runBatch(client: Client, cfg: MuseConfig, o: BatchOptions)
 }
 
 /** How long the batch waits for the Temporal server to answer again before it stops. */
-const OUTAGE_WAIT_MS = 10 * 60_000;
+export const OUTAGE_WAIT_MS = 10 * 60_000;
 
 /** The batch's outages of the Temporal server: when the current one began, and when its last failure came. */
 export interface OutageClock {
@@ -668,6 +668,7 @@ export async function throughOutages<T>(
   onOutage: (err: unknown) => void,
   signal: AbortSignal,
   times: OutageTimes = OUTAGE_TIMES,
+  giveUp: (waited: string, err: unknown) => Error = batchStopped,
 ): Promise<T> {
   for (let again = false, pauseMs = times.firstPauseMs; ; again = true) {
     try {
@@ -681,16 +682,54 @@ export async function throughOutages<T>(
       }
       clock.lastAt = now;
       if (now - clock.since >= times.limitMs)
-        throw new BatchError(
-          `the Temporal server has not answered for ${times.limitMs >= 60_000 ? `${Math.round(times.limitMs / 60_000)} minutes` : `${times.limitMs / 1000} s`} ` +
-            `(${failureMessage(err)}): the batch stopped. Its questions under way go on in Temporal; re-run it once ` +
-            'the server is back to collect them',
+        throw giveUp(
+          times.limitMs >= 60_000
+            ? `${Math.round(times.limitMs / 60_000)} minutes`
+            : `${times.limitMs / 1000} s`,
+          err,
         );
       await sleep(pauseMs, undefined, { signal }).catch(() => {});
       signal.throwIfAborted();
       pauseMs = Math.min(2 * pauseMs, times.maxPauseMs);
     }
   }
+}
+
+/**
+ * One run followed through outages of the Temporal service, as a batch's questions are: `follow` (attach and wait for
+ * the result) is called again once the service answers, each outage is told once through `waiting`, and past
+ * OUTAGE_WAIT_MS the following stops with an error that says the run goes on. Without this a restart of the server
+ * ended `muse run` with a bare gRPC error while its run went on.
+ */
+export function followThroughOutages<T>(
+  what: string,
+  id: string,
+  follow: () => Promise<T>,
+  waiting: (why: string) => void,
+): Promise<T> {
+  return throughOutages(
+    follow,
+    {},
+    (err) =>
+      waiting(
+        `the Temporal server does not answer (${failureMessage(err)}); ${what} ${id} goes on in Temporal, and is ` +
+          `followed again once the server answers (for ${OUTAGE_WAIT_MS / 60_000} minutes at most)`,
+      ),
+    new AbortController().signal,
+    OUTAGE_TIMES,
+    (waited, err) =>
+      new Error(
+        `the Temporal server has not answered for ${waited} (${failureMessage(err)}); ${what} ${id} goes on in ` +
+          `Temporal: \`muse status ${id}\` once the server is back`,
+      ),
+  );
+}
+
+function batchStopped(waited: string, err: unknown): Error {
+  return new BatchError(
+    `the Temporal server has not answered for ${waited} (${failureMessage(err)}): the batch stopped. Its questions ` +
+      'under way go on in Temporal; re-run it once the server is back to collect them',
+  );
 }
 
 /**

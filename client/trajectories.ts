@@ -127,12 +127,31 @@ export async function queryProgressWithin(
   try {
     return { progress: await (signal ? withCallSignal(handle.client, signal, query) : query()) };
   } catch (err) {
-    return Date.now() >= deadline || deadlineExceeded(err)
-      ? {
+    if (!(Date.now() >= deadline || deadlineExceeded(err)))
+      return { unanswered: `no progress to show (${causeChainMessage(err)})` };
+    // Unanswered for as long as a worker may take: no worker polling, or no server answering at all (a restart),
+    // which is not the worker's doing.
+    const down = await serverUnreachable(handle.client, signal);
+    return down !== undefined
+      ? { unanswered: `the Temporal server does not answer (${down})` }
+      : {
           unanswered: `no worker answered within ${timeoutMs / 1000} s: is a rollout worker running on its task queue?`,
           noWorker: true,
-        }
-      : { unanswered: `no progress to show (${causeChainMessage(err)})` };
+        };
+  }
+}
+
+/** Why the Temporal server does not answer a call that needs no worker; undefined when it answers. */
+async function serverUnreachable(
+  client: WorkflowHandle['client'],
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  const ask = () => client.withDeadline(Date.now() + 3_000, () => client.workflowService.getSystemInfo({}));
+  try {
+    await (signal ? withCallSignal(client, signal, ask) : ask());
+    return undefined;
+  } catch (err) {
+    return isServiceOutage(err) ? failureMessage(err) : undefined;
   }
 }
 

@@ -1,6 +1,6 @@
 import { type Client, ServiceError } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { BatchError, questionRun, throughOutages } from '../../client/batch.js';
+import { BatchError, followThroughOutages, questionRun, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker, sayIfStepsRetry } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
 import { abortableCalls } from '../helpers/fake-temporal.js';
@@ -43,6 +43,36 @@ describe('outages of the Temporal service', () => {
     // Attached to again (a question that failed meanwhile is then reported, not started anew), told once.
     expect(runs).toEqual([false, true, true]);
     expect(told).toHaveLength(1);
+  });
+
+  it('muse run follows its run through an outage (a server restart) instead of ending with the gRPC error', async () => {
+    let calls = 0;
+    const told: string[] = [];
+    const result = await followThroughOutages(
+      'the trajectory',
+      'traj-1',
+      async () => {
+        if (++calls === 1) throw grpcError(14, 'No connection established');
+        return 'answer';
+      },
+      (why) => told.push(why),
+    );
+    expect(result).toBe('answer');
+    expect(calls).toBe(2);
+    expect(told).toEqual([
+      expect.stringMatching(
+        /^the Temporal server does not answer \(14 No connection established\); the trajectory traj-1 goes on in Temporal, and is followed again once the server answers/,
+      ),
+    ]);
+    // A failure of the run itself is not waited out.
+    await expect(
+      followThroughOutages(
+        'the trajectory',
+        'traj-2',
+        () => Promise.reject(new Error('Workflow execution failed')),
+        () => {},
+      ),
+    ).rejects.toThrow('Workflow execution failed');
   });
 
   /**

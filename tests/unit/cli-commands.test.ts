@@ -741,6 +741,27 @@ describe('following a run', () => {
     ]);
   });
 
+  it('blames the server, not the workers, when the server does not answer either (a restart)', async () => {
+    let finish!: (r: unknown) => void;
+    const unavailable = Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14 });
+    const handle = {
+      result: () => new Promise((ok) => (finish = ok)),
+      query: () => Promise.reject(Object.assign(new Error('deadline exceeded'), { code: 4 })),
+      client: { ...abortableCalls(), workflowService: { getSystemInfo: () => Promise.reject(unavailable) } },
+    };
+    const heard: string[] = [];
+    const following = followTrajectory(handle as never, () => {}, {
+      intervalMs: 1,
+      unansweredMs: 5,
+      onUnanswered: (why) => heard.push(why),
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    finish({ termination: 'answer' });
+    await following;
+    expect(heard[0]).toBe('the Temporal server does not answer (14 UNAVAILABLE: No connection established)');
+    expect(heard.some((h) => h.includes('no worker'))).toBe(false);
+  });
+
   it('returns the result once the query in flight has ended (cancelled), so the caller may close the connection', async () => {
     let finish!: (r: unknown) => void;
     const calls = abortableCalls();
