@@ -1,8 +1,10 @@
 // Process commands: the local stack (up/down), rollout workers and pool members.
+import type { NatsConnection } from '@nats-io/nats-core';
 import type { Command } from 'commander';
 import type { z } from 'zod';
 import { type MuseConfig, readNamedFile } from '../common/config.js';
 import { causeChainMessage } from '../common/errors.js';
+import { watchStatus } from '../common/nats.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, namespaceRetentionMs, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
@@ -127,6 +129,23 @@ export function elsewhere(
   return notes;
 }
 
+/**
+ * Says on standard error when a long-running process loses its NATS connection and when it has it back: otherwise an
+ * outage of NATS leaves every log silent while the work waits.
+ */
+export function tellNatsConnection(nc: NatsConnection, url: string, meanwhile: string): void {
+  let since: number | undefined;
+  watchStatus(nc, (type) => {
+    if (type === 'disconnect' && since === undefined) {
+      since = Date.now();
+      console.error(`NATS connection to ${url} lost; reconnecting (${meanwhile})`);
+    } else if (type === 'reconnect' && since !== undefined) {
+      console.error(`NATS connection to ${url} back after ${((Date.now() - since) / 1000).toFixed(1)} s`);
+      since = undefined;
+    }
+  });
+}
+
 export function registerServiceCommands(program: Command): void {
   program
     .command('up')
@@ -177,6 +196,7 @@ export function registerServiceCommands(program: Command): void {
       console.error(
         `rollout worker on task queue '${cfg.temporal.taskQueue}' (Temporal ${cfg.temporal.address}, NATS ${cfg.nats.url})`,
       );
+      tellNatsConnection(w.nc, cfg.nats.url, 'model calls wait for it, their steps still running');
       // A shutdown that fails (a connection that will not close) fails the run it waits on: reported once, where
       // run() ends, not again here as an unhandled rejection's stack trace.
       const stop = () => void w.shutdown().catch(() => {});
@@ -375,5 +395,6 @@ export function registerServiceCommands(program: Command): void {
       console.error(
         `pool member ${m.member.id} serving pool '${o.pool}' with backend ${o.backend} on ${cfg.nats.url}`,
       );
+      tellNatsConnection(m.nc, cfg.nats.url, 'routers cannot reach this member meanwhile');
     });
 }

@@ -21,7 +21,7 @@ export interface PoolMemberProcessOptions {
 
 export async function startPoolMember(
   opts: PoolMemberProcessOptions,
-): Promise<{ member: PoolMember; stop(): Promise<void> }> {
+): Promise<{ member: PoolMember; nc: NatsConnection; stop(): Promise<void> }> {
   initTelemetry(opts.config, 'pool-member');
   const backend = createBackend(opts.backend);
   let nc: NatsConnection;
@@ -65,6 +65,7 @@ export async function startPoolMember(
   }
   return {
     member,
+    nc,
     async stop() {
       try {
         await member.stop();

@@ -20,7 +20,7 @@ import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 
 import { writeJsonLines } from '../../cli/content.js';
 import { buildProgram } from '../../cli/program.js';
 import { modelsLine, noticeOnInterrupt, oneLine, progressBar, statusResult } from '../../cli/render.js';
-import { elsewhere } from '../../cli/services.js';
+import { elsewhere, tellNatsConnection } from '../../cli/services.js';
 import { runningRunsOfJob } from '../../client/content.js';
 import { failureMessage, followTrajectory } from '../../client/trajectories.js';
 import { loadConfig } from '../../common/config.js';
@@ -715,6 +715,39 @@ describe('writeJsonLines (muse export)', () => {
     const { sink, written } = failingSink(0, 'EIO');
     await expect(writeJsonLines(steps(3), sink, 'out.jsonl')).resolves.toBe(3);
     expect(written.join('')).toBe('{"step":0}\n{"step":1}\n{"step":2}\n');
+  });
+});
+
+describe('long-running processes', () => {
+  it('say when their NATS connection is lost and when it is back, once each, not at every reconnect attempt', async () => {
+    const events = [
+      'disconnect',
+      'reconnecting',
+      'reconnecting',
+      'reconnect',
+      'update',
+      'disconnect',
+      'reconnect',
+    ];
+    const nc = {
+      status: async function* () {
+        for (const type of events) {
+          await new Promise((r) => setTimeout(r, 5));
+          yield { type };
+        }
+      },
+    };
+    const said: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((m: string) => {
+      said.push(m);
+    });
+    onTestFinished(() => spy.mockRestore());
+    tellNatsConnection(nc as never, 'nats://n:4222', 'model calls wait for it');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(said).toHaveLength(4);
+    expect(said[0]).toBe('NATS connection to nats://n:4222 lost; reconnecting (model calls wait for it)');
+    expect(said[1]).toMatch(/^NATS connection to nats:\/\/n:4222 back after \d+\.\d s$/);
+    expect(said[2]).toBe(said[0]);
   });
 });
 
