@@ -15,25 +15,43 @@ export function markAttemptStart(ctx: Context, now = Date.now()): void {
   if (!startedAt.has(ctx)) startedAt.set(ctx, now);
 }
 
+/** What an activity's heartbeats carry while the worker knows why its step waits (see attemptInterceptor). */
+export interface WaitingDetails {
+  waiting: string;
+}
+
 /**
  * The rollout worker's activity interceptor: marks each attempt's start before the activity runs, and heartbeats
  * every third of the heartbeat timeout (within 200 ms to 2 s) until the attempt settles, so no part of an activity
- * (its content reads and writes included) can outlast the heartbeat timeout on a live worker.
+ * (its content reads and writes included) can outlast the heartbeat timeout on a live worker. While `waiting` says why
+ * the worker's steps wait (its NATS connection down, say), the heartbeats carry it (WaitingDetails), so `muse run`
+ * and `muse status` can tell a step that waits from one that works: the step is alive, not failing, and nothing
+ * else would show.
  */
-export const attemptInterceptor: ActivityInterceptorsFactory = (ctx) => ({
-  inbound: {
-    async execute(input, next) {
-      markAttemptStart(ctx);
-      const periodMs = Math.max(200, Math.min(2000, (ctx.info.heartbeatTimeoutMs ?? 10_000) / 3));
-      const beat = setInterval(() => ctx.heartbeat(), periodMs);
-      try {
-        return await next(input);
-      } finally {
-        clearInterval(beat);
-      }
+export const attemptInterceptor =
+  (waiting?: () => string | undefined): ActivityInterceptorsFactory =>
+  (ctx) => ({
+    inbound: {
+      async execute(input, next) {
+        markAttemptStart(ctx);
+        const periodMs = Math.max(200, Math.min(2000, (ctx.info.heartbeatTimeoutMs ?? 10_000) / 3));
+        // Once a wait was told, later beats say there is none (empty details) rather than leave it standing.
+        let told = false;
+        const beat = setInterval(() => {
+          const why = waiting?.();
+          if (why !== undefined) told = true;
+          ctx.heartbeat(
+            why !== undefined ? ({ waiting: why } satisfies WaitingDetails) : told ? {} : undefined,
+          );
+        }, periodMs);
+        try {
+          return await next(input);
+        } finally {
+          clearInterval(beat);
+        }
+      },
     },
-  },
-});
+  });
 
 /**
  * The time by which work inside the current activity attempt must end (a model call's deadline). Start-to-close

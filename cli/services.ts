@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { z } from 'zod';
 import { type MuseConfig, readNamedFile } from '../common/config.js';
 import { causeChainMessage } from '../common/errors.js';
-import { watchStatus } from '../common/nats.js';
+import { trackDowntime } from '../common/nats.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
 import { down, namespaceRetentionMs, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
@@ -134,16 +134,13 @@ export function elsewhere(
  * outage of NATS leaves every log silent while the work waits.
  */
 export function tellNatsConnection(nc: NatsConnection, url: string, meanwhile: string): void {
-  let since: number | undefined;
-  watchStatus(nc, (type) => {
-    if (type === 'disconnect' && since === undefined) {
-      since = Date.now();
-      console.error(`NATS connection to ${url} lost; reconnecting (${meanwhile})`);
-    } else if (type === 'reconnect' && since !== undefined) {
-      console.error(`NATS connection to ${url} back after ${((Date.now() - since) / 1000).toFixed(1)} s`);
-      since = undefined;
-    }
-  });
+  trackDowntime(nc, (down, downForMs) =>
+    console.error(
+      down
+        ? `NATS connection to ${url} lost; reconnecting (${meanwhile})`
+        : `NATS connection to ${url} back after ${(downForMs / 1000).toFixed(1)} s`,
+    ),
+  );
 }
 
 export function registerServiceCommands(program: Command): void {

@@ -6,8 +6,9 @@ import type {
   WorkflowHandle,
   WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
+import { type Payload, WorkflowIdReusePolicy } from '@temporalio/common';
 import proto from '@temporalio/proto';
+import type { WaitingDetails } from '../activities/heartbeat.js';
 import { clipText } from '../agent/clip.js';
 import {
   samplingKeysProblem,
@@ -240,7 +241,8 @@ export function sayIfStepsRetry(
       // Keyed by step and failure: the first of each, and how many more fail alike.
       const alike = new Map<string, { first: StepInRetry; failure: string; more: number }>();
       for (const r of retrying) {
-        const failure = r.lastFailure ?? 'no failure recorded';
+        // What its worker says now, if anything, over how its last attempt failed.
+        const failure = r.waiting ?? r.lastFailure ?? 'no failure recorded';
         const key = `${r.activity}\n${failure}`;
         const seen = alike.get(key);
         if (seen) seen.more++;
@@ -252,9 +254,10 @@ export function sayIfStepsRetry(
         told.set(key, Date.now());
         const where = first.workflowId === handle.workflowId ? '' : ` of ${first.workflowId}`;
         const others = more > 0 ? ` (and ${more} more alike)` : '';
-        say(
-          `step ${first.activity}${where}${others} is being retried (attempt ${first.attempt}): ${clipText(failure, 400)}`,
-        );
+        const state = first.waiting
+          ? `is waiting (attempt ${first.attempt})`
+          : `is being retried (attempt ${first.attempt})`;
+        say(`step ${first.activity}${where}${others} ${state}: ${clipText(failure, 400)}`);
       }
     },
     afterMs,
@@ -310,6 +313,8 @@ export interface StepInRetry {
   activity: string;
   attempt: number;
   lastFailure?: string;
+  /** Why the attempt under way waits, as the worker running it says (its NATS connection down, say). */
+  waiting?: string;
 }
 
 /** Child workflows described for their steps in retry; a ParallelMuse question runs a few dozen rollouts at once. */
@@ -325,7 +330,7 @@ export async function stepsInRetry(
   desc: WorkflowExecutionDescription,
   maxChildren = MAX_CHILDREN_DESCRIBED,
 ): Promise<StepInRetry[]> {
-  const own = inRetry(desc.workflowId, desc.raw.pendingActivities);
+  const own = inRetry(client, desc.workflowId, desc.raw.pendingActivities);
   const children = (desc.raw.pendingChildren ?? []).slice(0, maxChildren);
   const theirs = await Promise.all(
     children.map(async (c) => {
@@ -335,7 +340,7 @@ export async function stepsInRetry(
         .getHandle(c.workflowId)
         .describe()
         .catch(() => undefined); // ended or gone since the parent was described
-      return d ? inRetry(c.workflowId, d.raw.pendingActivities) : [];
+      return d ? inRetry(client, c.workflowId, d.raw.pendingActivities) : [];
     }),
   );
   return [...own, ...theirs.flat()];
@@ -345,20 +350,40 @@ interface PendingActivityLike {
   activityType?: { name?: string | null } | null;
   attempt?: number | null;
   lastFailure?: { message?: string | null } | null;
+  heartbeatDetails?: { payloads?: Payload[] | null } | null;
 }
 
+/** The steps of one workflow that failed before or say, in their heartbeats, why they wait (WaitingDetails). */
 function inRetry(
+  client: Client,
   workflowId: string,
   pending: readonly PendingActivityLike[] | null | undefined,
 ): StepInRetry[] {
-  return (pending ?? [])
-    .filter((a) => (a.attempt ?? 1) > 1 || a.lastFailure?.message)
-    .map((a) => ({
-      workflowId,
-      activity: a.activityType?.name ?? 'unknown',
-      attempt: a.attempt ?? 1,
-      ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
-    }));
+  return (pending ?? []).flatMap((a) => {
+    const waiting = waitingOf(client, a.heartbeatDetails?.payloads?.[0]);
+    if (!((a.attempt ?? 1) > 1 || a.lastFailure?.message || waiting)) return [];
+    return [
+      {
+        workflowId,
+        activity: a.activityType?.name ?? 'unknown',
+        attempt: a.attempt ?? 1,
+        ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
+        ...(waiting ? { waiting } : {}),
+      },
+    ];
+  });
+}
+
+/** Why a step waits, from its last heartbeat's details; undefined when they say nothing (or cannot be read). */
+function waitingOf(client: Client, details: Payload | undefined): string | undefined {
+  if (!details) return undefined;
+  try {
+    const value = client.options.loadedDataConverter.payloadConverter.fromPayload(details);
+    const waiting = (value as Partial<WaitingDetails> | null | undefined)?.waiting;
+    return typeof waiting === 'string' ? waiting : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Progress queries failing in a row before the follower says why; and the longest pause between them then. */

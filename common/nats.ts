@@ -63,3 +63,25 @@ export function watchStatus(nc: NatsConnection, onStatus: (type: string) => void
     (statuses as { stop?: () => void } | undefined)?.stop?.();
   };
 }
+
+/**
+ * Follows whether the connection is down (from a 'disconnect' until the 'reconnect'): `since()` is when it went, or
+ * undefined while it is up; `onChange` hears each change once (not each reconnect attempt).
+ */
+export function trackDowntime(
+  nc: NatsConnection,
+  onChange?: (down: boolean, downForMs: number) => void,
+): { since(): number | undefined; stop(): void } {
+  let since: number | undefined;
+  const stop = watchStatus(nc, (type) => {
+    if (type === 'disconnect' && since === undefined) {
+      since = Date.now();
+      onChange?.(true, 0);
+    } else if (type === 'reconnect' && since !== undefined) {
+      const downFor = Date.now() - since;
+      since = undefined;
+      onChange?.(false, downFor);
+    }
+  });
+  return { since: () => since, stop };
+}

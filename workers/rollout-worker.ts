@@ -18,7 +18,7 @@ import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
 import { replaceFileSync } from '../common/files.js';
-import { closeNats, connectNats } from '../common/nats.js';
+import { closeNats, connectNats, trackDowntime } from '../common/nats.js';
 import { initTelemetry, telemetryResource } from '../common/telemetry.js';
 import {
   otelWorkflowInterceptorsPath,
@@ -65,6 +65,9 @@ export async function workflowBundle(cacheDir: string): Promise<{ code: string }
   }
   return { code };
 }
+
+/** How long the worker's NATS connection is down before its steps' heartbeats say so: a blip is not worth telling. */
+const NATS_DOWN_TOLD_MS = 5_000;
 
 const noopExporter: SpanExporter = {
   export: (_spans, done) => done({ code: ExportResultCode.SUCCESS }),
@@ -129,6 +132,16 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     throw err;
   }
   const pools = new Map<string, PoolClient>();
+  // Told in the steps' heartbeats once the connection has been down a while: a step then waits, alive, for nothing
+  // else to show (see attemptInterceptor).
+  const natsDown = trackDowntime(nc);
+  const natsWait = {
+    why: () => {
+      const since = natsDown.since();
+      if (since === undefined || Date.now() - since < NATS_DOWN_TOLD_MS) return undefined;
+      return `the worker's NATS connection to ${config.nats.url} has been down for ${Math.round((Date.now() - since) / 1000)} s (its model calls and content wait for it)`;
+    },
+  };
   const activities = createActivities({
     nc,
     blobs,
@@ -142,6 +155,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   try {
     connection = await NativeConnection.connect(connectionOptions);
   } catch (err) {
+    natsDown.stop();
     blobs.close();
     if (!opts.nc) await nc.close();
     throw new Error(
@@ -153,6 +167,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
     // On a connection the worker was given, its routers' and content store's subscriptions would outlive it.
     for (const p of pools.values()) p.close();
     pools.clear();
+    natsDown.stop();
     blobs.close();
     await connection.close().catch(() => {});
     if (ownsNc) await closeNats(nc);
@@ -176,7 +191,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
             inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
             outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
           }),
-          attemptInterceptor,
+          attemptInterceptor(() => natsWait.why()),
         ],
       },
       sinks: { exporter: makeWorkflowExporter(new SimpleSpanProcessor(exporter), telemetryResource()!) },

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryProgress, startTrajectory } from '../../client/trajectories.js';
+import { queryProgress, startTrajectory, stepsInRetry } from '../../client/trajectories.js';
 import { BlobStore } from '../../common/blob-store.js';
 import { loadConfig, type MuseConfig } from '../../common/config.js';
 import { readStepLog } from '../../common/step-log.js';
@@ -71,7 +71,10 @@ async function crashAndRestart(
  * Runs a trajectory on an in-process worker and simulated member, crashes a server once three steps are done, and
  * returns the model requests per step (a react prompt's assistant messages: the step it asks for) with the result.
  */
-async function trajectoryAcrossCrash(pool: string, crash: () => Promise<void>) {
+async function trajectoryAcrossCrash(
+  pool: string,
+  crash: (handle: Awaited<ReturnType<typeof startTrajectory>>) => Promise<void>,
+) {
   const asked = new Map<number, number>();
   const nc = await natsFor(cfg);
   const member = new PoolMember({
@@ -103,7 +106,7 @@ async function trajectoryAcrossCrash(pool: string, crash: () => Promise<void>) {
       'three steps',
     );
     const crashedAt = Date.now();
-    await crash();
+    await crash(handle);
     const result = await handle.result();
     return { result, asked, finished, endedAfterCrashMs: Date.now() - crashedAt };
   } finally {
@@ -147,6 +150,27 @@ describe('servers killed and restarted mid-trajectory', () => {
     expect(await completedActivities(client.workflow.getHandle(run.result.trajectoryId), 'llmStep')).toBe(
       run.result.steps,
     );
+  });
+
+  it('the NATS server down for a while: a step says, in its heartbeats, that it waits for NATS; the run goes on after', async () => {
+    let waiting: string | undefined;
+    const run = await trajectoryAcrossCrash('nats-down', async (handle) => {
+      process.kill(nats.pid, 'SIGKILL');
+      await nats.stop();
+      // What muse run and muse status read (the step is alive, not failing: nothing else would show it).
+      await waitUntil(
+        async () => {
+          const steps = await stepsInRetry(client, await handle.describe());
+          waiting = steps.find((r) => r.waiting !== undefined)?.waiting;
+          return waiting !== undefined;
+        },
+        30_000,
+        'a step saying it waits for NATS',
+      );
+      nats = await startNatsOn(nats.port);
+    });
+    expect(waiting).toMatch(/^the worker's NATS connection to nats:\/\/\S+ has been down for \d+ s/);
+    expect(run.result.termination).toBe('answer');
   });
 
   it('the NATS server: content written before the crash is still there and the pool is found again', async () => {

@@ -4,13 +4,41 @@ import { describe, expect, it } from 'vitest';
 import { attemptDeadline, attemptInterceptor, markAttemptStart } from '../../activities/heartbeat.js';
 
 /** Runs `activity` as the worker does, through its attempt interceptor, in `env`. */
-async function intercepted(env: MockActivityEnvironment, activity: () => Promise<unknown>): Promise<unknown> {
+async function intercepted(
+  env: MockActivityEnvironment,
+  activity: () => Promise<unknown>,
+  waiting?: () => string | undefined,
+): Promise<unknown> {
   return env.run(() =>
-    attemptInterceptor(Context.current()).inbound!.execute!({ args: [], headers: {} }, activity),
+    attemptInterceptor(waiting)(Context.current()).inbound!.execute!({ args: [], headers: {} }, activity),
   );
 }
 
 describe("the worker's attempt interceptor", () => {
+  it("carries in its heartbeats why the worker's steps wait, while it says so, and nothing otherwise", async () => {
+    const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 600 });
+    const details: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => details.push(d));
+    let why: string | undefined;
+    let told = 0;
+    await intercepted(
+      env,
+      async () => {
+        await new Promise((r) => setTimeout(r, 450));
+        why = 'NATS down for 20 s';
+        await new Promise((r) => setTimeout(r, 450));
+        told = details.length;
+        why = undefined;
+        await new Promise((r) => setTimeout(r, 450));
+      },
+      () => why,
+    );
+    expect(details[0]).toBeUndefined();
+    expect(details[told - 1]).toEqual({ waiting: 'NATS down for 20 s' });
+    // Back: the beats say so, so the wait is not left standing as the step's last word.
+    expect(details.at(-1)).toEqual({});
+  });
+
   it('heartbeats through the whole attempt, whatever it waits on (a tool, a slow content read), and stops when it settles', async () => {
     // Heartbeat timeout 600 ms: a beat every 200 ms. The activity runs past the timeout, and on until it has seen 3
     // beats (~600 ms on an idle machine; a stalled one may need longer) or 10 s without them.
@@ -98,7 +126,7 @@ describe('attemptDeadline', () => {
     });
     const { deadline, started } = await env.run(async (): Promise<{ deadline: number; started: number }> => {
       const ctx = Context.current();
-      const execute = attemptInterceptor(ctx).inbound!.execute!;
+      const execute = attemptInterceptor()(ctx).inbound!.execute!;
       const started = Date.now();
       const deadline = (await execute({ args: [], headers: {} }, async () =>
         // The activity reads its inputs for 3 s before it asks.

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchError, followThroughOutages, questionRun, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker, sayIfStepsRetry } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
+import { payloadConverter } from '../../common/payload-converter.cjs';
 import { abortableCalls } from '../helpers/fake-temporal.js';
 
 /** An error as the Temporal client's gRPC calls throw it. */
@@ -258,6 +259,44 @@ describe('sayIfStepsRetry', () => {
       `step llmStep is being retried (attempt 2): ${unavailable}`,
       'step llmStep is being retried (attempt 5): the member timed out',
     ]);
+  });
+
+  it('says why a step waits when its worker says so in its heartbeats (its NATS connection down), failed or not', async () => {
+    const why = "the worker's NATS connection to nats://127.0.0.1:4222 has been down for 20 s";
+    const client = {
+      ...abortableCalls(),
+      options: { loadedDataConverter: { payloadConverter } },
+    } as unknown as Client;
+    const handle = {
+      workflowId: 'traj-1',
+      describe: async () => ({
+        workflowId: 'traj-1',
+        raw: {
+          pendingActivities: [
+            // A first attempt, alive and beating: nothing else would show it.
+            {
+              activityType: { name: 'llmStep' },
+              attempt: 1,
+              heartbeatDetails: { payloads: [payloadConverter.toPayload({ waiting: why })] },
+            },
+            // Heartbeats that say nothing of a wait: not told.
+            { activityType: { name: 'toolStep' }, attempt: 1, heartbeatDetails: { payloads: [] } },
+          ],
+          pendingChildren: [],
+        },
+      }),
+    };
+    const said: string[] = [];
+    const quiet = sayIfStepsRetry(
+      client,
+      () => handle as never,
+      (w) => said.push(w),
+      1,
+      5,
+    );
+    await expect.poll(() => said.length, { timeout: 2_000 }).toBe(1);
+    await quiet();
+    expect(said).toEqual([`step llmStep is waiting (attempt 1): ${why}`]);
   });
 
   it("tells a question's rollouts failing alike as one line, naming the first, describing a few of them per check", async () => {
