@@ -1,8 +1,7 @@
 // ParallelMuse end to end on real Temporal + NATS with the simulator: branching, budget, reuse,
 // aggregation, crash recovery, and the batch runner.
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { temporal } from '@temporalio/proto';
@@ -36,6 +35,7 @@ import {
   useSuite,
   waitUntil,
 } from '../helpers/stack.js';
+import { tempDir } from '../helpers/temp.js';
 
 const suite = useSuite();
 const { cfg } = suite;
@@ -842,7 +842,7 @@ describe('ParallelMuse', () => {
         new RegExp(`workflow ${a.questionId} already ran \\(or is running\\) with another question`),
       );
       // muse export names what a question id is and leaves an earlier export alone; a rollout of it exports.
-      const exported = join(mkdtempSync(join(tmpdir(), 'muse-export-')), 'steps.jsonl');
+      const exported = join(tempDir('muse-export-'), 'steps.jsonl');
       const earlier = `${JSON.stringify({ step: 0, kind: 'tool', turn: 'an earlier export' })}\n`;
       writeFileSync(exported, earlier);
       const wrongKind = await runMuse(['export', a.questionId, '--out', exported]);
@@ -928,7 +928,7 @@ describe('ParallelMuse', () => {
   });
 
   it('batch: a question that failed is left out of --out, the CLI names it and exits 1, and a re-run runs it again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-failed-'));
+    const dir = tempDir('muse-batch-failed-');
     const input = join(dir, 'q.jsonl');
     const out = join(dir, 'out.jsonl');
     const [fine, refused] = sampleQuestions(2, 406) as [(typeof questions)[0], (typeof questions)[0]];
@@ -982,7 +982,7 @@ describe('ParallelMuse', () => {
   });
 
   it('batch: reports bad lines by number, and a re-run after a kill does not redo finished questions', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-'));
+    const dir = tempDir('muse-batch-');
     const input = join(dir, 'q.jsonl');
     const out = join(dir, 'out.jsonl');
     const lines = questions.slice(0, 4).map((q) => JSON.stringify(q));
@@ -1175,7 +1175,7 @@ describe('ParallelMuse', () => {
   });
 
   it('batch: a result it cannot write stops the batch with the reason, instead of running every other question for nothing', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-unwritable-'));
+    const dir = tempDir('muse-batch-unwritable-');
     const input = join(dir, 'q.jsonl');
     const out = join(dir, 'out.jsonl');
     writeFileSync(
@@ -1205,7 +1205,7 @@ describe('ParallelMuse', () => {
   });
 
   it('batch: an error in one worker stops the others writing, since the lock goes with it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-crash-'));
+    const dir = tempDir('muse-batch-crash-');
     const input = join(dir, 'q.jsonl');
     const out = join(dir, 'out.jsonl');
     const asked = sampleQuestions(2, 408);
@@ -1249,7 +1249,7 @@ describe('ParallelMuse', () => {
   });
 
   it('batch: one copy at a time per results file; Ctrl-C removes the lock', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'muse-batch-lock-'));
+    const dir = tempDir('muse-batch-lock-');
     const input = join(dir, 'q.jsonl');
     const out = join(dir, 'out.jsonl');
     const question = `${questions[5]!.question} [lock test]`;

@@ -1,8 +1,7 @@
 // One OpenTelemetry trace per trajectory: client → workflow → activities → NATS → pool member.
 
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTrajectory } from '../../client/trajectories.js';
@@ -18,6 +17,7 @@ import {
   testConfig,
   waitUntil,
 } from '../helpers/stack.js';
+import { tempDir } from '../helpers/temp.js';
 
 /** `muse` processes this file started: any still running when a test ends (failed, timed out) is killed. */
 const children: ChildProcess[] = [];
@@ -84,7 +84,7 @@ describe('tracing', () => {
 
 /** A pool member and a rollout worker in this process, tracing to a fresh file; stopped, with telemetry, after. */
 async function withTracedStack(pool: string, fn: (cfg: MuseConfig, file: string) => Promise<void>) {
-  const file = join(mkdtempSync(join(tmpdir(), 'muse-trace-')), 'traces.jsonl');
+  const file = join(tempDir('muse-trace-'), 'traces.jsonl');
   const cfg = testConfig({ telemetry: { exporter: 'file', file } });
   // Whatever part started is stopped, so a failed start cannot leave the next test writing to this test's file.
   let member: Awaited<ReturnType<typeof inProcessMember>> | undefined;

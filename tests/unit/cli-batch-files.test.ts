@@ -1,7 +1,7 @@
 // The batch runner's files and ids, without a server: input lines, workflow ids, the results file and its lock.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
@@ -26,8 +26,9 @@ import {
   specHash,
 } from '../../client/parallel-muse.js';
 import { processStartTime } from '../../infra/processes.js';
+import { tempDir } from '../helpers/temp.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'muse-batch-unit-'));
+const tmp = () => tempDir('muse-batch-unit-');
 
 describe('batch input', () => {
   it('accepts numeric answers as text and reports bad lines by number', () => {

@@ -2,9 +2,8 @@
 // so an error that is not about the options shows up as "cannot reach the Temporal server".
 import { spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +27,7 @@ import { withCallSignal } from '../../common/temporal.js';
 import { createBackend } from '../../inference/backends/index.js';
 import { sdkLogLevel } from '../../workers/rollout-worker.js';
 import { abortableCalls } from '../helpers/fake-temporal.js';
+import { tempDir } from '../helpers/temp.js';
 
 let dir: string;
 
@@ -46,7 +46,7 @@ function muse(...args: string[]) {
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'muse-cli-'));
+  dir = tempDir('muse-cli-');
   vi.stubEnv('MUSE_TEMPORAL_ADDRESS', '127.0.0.1:1');
   vi.stubEnv('MUSE_NATS_URL', 'nats://127.0.0.1:1');
 });
@@ -254,7 +254,7 @@ describe('muse batch', () => {
   });
 
   it('export --out naming a directory is refused at once, by flag, and leaves nothing in it', async () => {
-    const into = mkdtempSync(join(tmpdir(), 'muse-export-dir-'));
+    const into = tempDir('muse-export-dir-');
     await expect(muse('export', 't1', '--out', into)).rejects.toThrow(
       /--out: .* is a directory; name a file/,
     );

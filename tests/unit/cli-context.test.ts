@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cliConfig } from '../../cli/context.js';
+import { tempDir } from '../helpers/temp.js';
 
 const saved = { ...process.env };
 afterEach(() => {
@@ -11,7 +11,7 @@ afterEach(() => {
 
 /** A data dir holding a running local stack's file (temporal on 7999, nats on 4999). */
 function withStack(): string {
-  const dataDir = mkdtempSync(join(tmpdir(), 'muse-cli-context-'));
+  const dataDir = tempDir('muse-cli-context-');
   mkdirSync(dataDir, { recursive: true });
   const service = (port: number, address: string, url: string) => ({
     pid: 1,
@@ -61,7 +61,7 @@ describe('cliConfig', () => {
 
 describe('paths given to every command', () => {
   it('a config file or data directory of the wrong kind is named as such', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'muse-cli-paths-'));
+    const dir = tempDir('muse-cli-paths-');
     expect(() => cliConfig({ config: dir })).toThrow(
       new RegExp(`^the config file: cannot read ${dir}: EISDIR`),
     );

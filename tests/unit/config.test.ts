@@ -1,13 +1,13 @@
 // Configuration from a file and MUSE_* variables: a wrong setting is refused, naming where it came from.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../common/config.js';
 import { temporalConnectionOptions } from '../../common/temporal.js';
+import { tempDir } from '../helpers/temp.js';
 
 function configFile(content: unknown): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'muse-config-')), 'muse.json');
+  const file = join(tempDir('muse-config-'), 'muse.json');
   writeFileSync(file, JSON.stringify(content));
   return file;
 }
@@ -113,7 +113,7 @@ describe('loadConfig', () => {
 
 describe('Temporal connection security', () => {
   const pem = (name: string, text: string) => {
-    const file = join(mkdtempSync(join(tmpdir(), 'muse-tls-')), name);
+    const file = join(tempDir('muse-tls-'), name);
     writeFileSync(file, text);
     return file;
   };
