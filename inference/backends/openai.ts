@@ -159,12 +159,21 @@ export function alignTokensToText(
   if (raw.length === 0) {
     throw new BackendProtocolError('backend returned generated text but no per-token logprobs for it');
   }
+  // vLLM started with --return-tokens-as-token-ids spells every token "token_id:<n>" (its bytes too): no alignment can
+  // place them in the text, and regions would be scored on wrong boundaries without a word.
+  if (raw.every((t) => TOKEN_ID_SPELLING.test(t)) && text.length > 0 && !TOKEN_ID_SPELLING.test(text))
+    throw new BackendProtocolError(
+      `backend spells its tokens as ids ('${raw[0]}'), not as text: start vLLM without --return-tokens-as-token-ids`,
+    );
   if (bytes && bytes.length === raw.length && bytes.every((b) => Array.isArray(b))) {
     const byBytes = alignByBytes(text, bytes as readonly (readonly number[])[]);
     if (byBytes) return { tokens: byBytes, exact: true };
   }
   return { tokens: alignGreedy(text, raw), exact: false };
 }
+
+/** A token as vLLM spells it with --return-tokens-as-token-ids. */
+const TOKEN_ID_SPELLING = /^token_id:\d+$/;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Shared parsing helpers

@@ -448,6 +448,16 @@ describe('chat templates and token alignment', () => {
     expect(serverRoot('http://h:8000')).toBe('http://h:8000');
   });
 
+  it("refuses tokens spelled as ids (vLLM's --return-tokens-as-token-ids), which cannot be placed in the text", () => {
+    expect(() =>
+      alignTokensToText('Search for <tool_call>', ['token_id:1001', 'token_id:369', 'token_id:151657']),
+    ).toThrow(
+      /spells its tokens as ids \('token_id:1001'\), not as text: start vLLM without --return-tokens-as-token-ids/,
+    );
+    // A model that writes such a string as its text is another matter.
+    expect(alignTokensToText('token_id:7', ['token_id:7']).tokens).toEqual(['token_id:7']);
+  });
+
   it('keeps exact tokens as they are', () => {
     expect(alignTokensToText('ab', ['a', 'b'])).toEqual({ tokens: ['a', 'b'], exact: true });
   });
