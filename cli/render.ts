@@ -110,8 +110,8 @@ export function trajectoryJson(r: TrajectoryResult & { answer?: string; correct?
   };
 }
 
-/** `muse status` of an ended workflow: the prediction and how it ended, by workflow type. */
-export function statusResult(type: string, result: unknown) {
+/** `muse status` of an ended workflow (`workflowId`): the prediction and how it ended, by workflow type. */
+export function statusResult(type: string, result: unknown, workflowId: string) {
   if (type === 'trajectory') return trajectoryJson(result as TrajectoryResult);
   if (type !== 'parallelMuse') return result;
   const r = result as ParallelMuseResult;
@@ -122,8 +122,8 @@ export function statusResult(type: string, result: unknown) {
     aggregator: r.aggregator,
     ...(r.answer !== undefined ? { answer: r.answer, correct: r.correct } : {}),
     rollouts: r.rollouts.length,
-    // What `muse export <question>/<rollout id>` takes.
-    rolloutIds: r.rollouts.map((ro) => ro.rolloutId),
+    // Each rollout's own workflow id, as `muse export` and `muse status` take it.
+    rolloutIds: r.rollouts.map((ro) => `${workflowId}/${ro.rolloutId}`),
     terminations,
     plan: r.plan,
     ...(r.models ? { models: r.models } : {}),

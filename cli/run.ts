@@ -61,7 +61,7 @@ async function workflowStatus(client: Client, handle: WorkflowHandle): Promise<R
     };
   }
   const ended = await handle.result().then(
-    (r) => ({ result: statusResult(desc.type, r) }),
+    (r) => ({ result: statusResult(desc.type, r, handle.workflowId) }),
     (err: Error) => ({ error: failureMessage(err) }),
   );
   return { ...base, ...ended };

@@ -23,7 +23,7 @@ export async function* exportTrajectory(
   if (type !== 'trajectory')
     throw new Error(
       `${workflowId} is a ${type} workflow, not a trajectory: export one of its rollouts (${workflowId}/<rollout id>, ` +
-        'listed by muse status)',
+        'each listed under rolloutIds by muse status)',
     );
   // A running trajectory would hold the export until it ended (a continued-as-new one reads as running too).
   if (status.name === 'RUNNING')

@@ -859,7 +859,11 @@ describe('ParallelMuse', () => {
       expect(status.code, status.stderr).toBe(0);
       expect(JSON.parse(status.stdout)).toMatchObject({
         status: 'COMPLETED',
-        result: { prediction: a.prediction, rollouts: 2, rolloutIds: expect.arrayContaining(['initial-0']) },
+        result: {
+          prediction: a.prediction,
+          rollouts: 2,
+          rolloutIds: expect.arrayContaining([`${a.questionId}/initial-0`]),
+        },
       });
       // muse content delete removes the job's stored content (its id is the question's workflow id): the rollout
       // no longer exports, and a second delete finds nothing.

@@ -609,14 +609,18 @@ describe('progress bar on a terminal', () => {
 
 describe('muse status', () => {
   it('shows an ended trajectory’s prediction and termination', () => {
-    const r = statusResult('trajectory', {
-      trajectoryId: 't1',
-      prediction: 'Paris',
-      termination: 'answer',
-      steps: 3,
-      usage: {},
-      runs: 1,
-    });
+    const r = statusResult(
+      'trajectory',
+      {
+        trajectoryId: 't1',
+        prediction: 'Paris',
+        termination: 'answer',
+        steps: 3,
+        usage: {},
+        runs: 1,
+      },
+      't1',
+    );
     expect(r).toMatchObject({ id: 't1', prediction: 'Paris', termination: 'answer', steps: 3 });
     // Recorded before results named their model: no models field, rather than an empty list that reads as none.
     expect(r).not.toHaveProperty('models');
@@ -631,24 +635,28 @@ describe('muse status', () => {
   });
 
   it('shows an ended ParallelMuse question’s prediction and its rollouts’ terminations', () => {
-    const r = statusResult('parallelMuse', {
-      prediction: 'Paris',
-      aggregator: 'compressed',
-      answer: 'Paris',
-      correct: true,
-      rollouts: [
-        { rolloutId: 'initial-0', termination: 'answer' },
-        { rolloutId: 'initial-1', termination: 'answer' },
-        { rolloutId: 'initial-0-s3-b0', termination: 'max_turns' },
-      ],
-      plan: { n: 3, initial: 3, partial: 0, scratch: 0, rounds: 0 },
-    });
+    const r = statusResult(
+      'parallelMuse',
+      {
+        prediction: 'Paris',
+        aggregator: 'compressed',
+        answer: 'Paris',
+        correct: true,
+        rollouts: [
+          { rolloutId: 'initial-0', termination: 'answer' },
+          { rolloutId: 'initial-1', termination: 'answer' },
+          { rolloutId: 'initial-0-s3-b0', termination: 'max_turns' },
+        ],
+        plan: { n: 3, initial: 3, partial: 0, scratch: 0, rounds: 0 },
+      },
+      'pm-1',
+    );
     expect(r).toMatchObject({
       prediction: 'Paris',
       correct: true,
       rollouts: 3,
-      // What muse export takes, as its error for a question's id says.
-      rolloutIds: ['initial-0', 'initial-1', 'initial-0-s3-b0'],
+      // Their own workflow ids, which muse export takes, as its error for a question's id says.
+      rolloutIds: ['pm-1/initial-0', 'pm-1/initial-1', 'pm-1/initial-0-s3-b0'],
       terminations: { answer: 2, max_turns: 1 },
     });
   });
