@@ -50,13 +50,15 @@ export function numberArg(name: string) {
 }
 
 /** A duration in seconds: above 0, or from 0 where 0 switches the thing off (`zeroAllowed`). */
-export function secondsArg(name: string, opts: { zeroAllowed?: boolean } = {}) {
+export function secondsArg(name: string, opts: { zeroAllowed?: boolean; max?: number } = {}) {
   return (v: string) => {
     const n = decimalNumber(v);
     if (!Number.isFinite(n) || n < 0 || (n === 0 && !opts.zeroAllowed))
       throw new InvalidArgumentError(
         `${name} must be a number of seconds ${opts.zeroAllowed ? 'of at least 0' : 'above 0'}, got '${v}'`,
       );
+    if (opts.max !== undefined && n > opts.max)
+      throw new InvalidArgumentError(`${name} must be at most ${opts.max} seconds, got '${v}'`);
     return n;
   };
 }

@@ -88,7 +88,7 @@ const BACKEND_OPTIONS: Record<string, readonly string[]> = {
     ...HEALTH_OPTIONS,
   ],
 };
-const COMMON_OPTIONS = ['backend', 'pool', 'id', 'capacity'];
+const COMMON_OPTIONS = ['backend', 'pool', 'id', 'capacity', 'drainTimeout'];
 
 /** An option given on the command line that the chosen backend would not use is an error, not silently dropped. */
 function refuseInapplicableOptions(cmd: Command, backend: string): void {
@@ -258,6 +258,12 @@ export function registerServiceCommands(program: Command): void {
       "openai / sglang: the server's logprobs are raw (the model's: vLLM's default) or processed (after temperature: SGLang's default); default raw for openai, processed for sglang",
     )
     .option(
+      '--drain-timeout <s>',
+      'on SIGTERM/SIGINT: seconds to wait for requests in hand before giving the rest up (routers wait as long)',
+      secondsArg('--drain-timeout', { zeroAllowed: true, max: 3600 }),
+      10,
+    )
+    .option(
       '--health-interval <s>',
       "openai / sglang: seconds between checks of the server's GET /health (0: no checks)",
       secondsArg('--health-interval', { zeroAllowed: true }),
@@ -362,6 +368,7 @@ export function registerServiceCommands(program: Command): void {
         backend: checked.data,
         id: o.id,
         capacity: o.capacity,
+        drainTimeoutMs: o.drainTimeout * 1000,
         healthCheck: {
           intervalMs: o.healthInterval * 1000,
           timeoutMs: o.healthTimeout * 1000,

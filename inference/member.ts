@@ -147,6 +147,9 @@ const MAX_ERROR_CHARS = 4096;
 /** How long a stopping member gives the requests it gave up to send their replies. */
 const STOPPED_REPLIES_MS = 1000;
 
+/** The longest wait on stop a member tells routers of (the wire's limit); longer ones are told as this. */
+const MAX_DRAIN_MS = 3_600_000;
+
 /** How long a stopping member waits for the server to confirm its subscriptions drained. */
 const SUBSCRIPTION_DRAIN_MS = 2000;
 
@@ -437,7 +440,10 @@ export class PoolMember {
     // requests in hand finish: a router that gives up on one frees its slot at once.
     const sayLeaving = () => {
       try {
-        this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement(true)));
+        this.opts.nc.publish(
+          subjects.leave(this.opts.pool),
+          encodeWire(this.announcement({ drainMs: Math.min(Math.round(timeoutMs), MAX_DRAIN_MS) })),
+        );
       } catch {
         // The connection is closed or draining: routers drop this member by its TTL instead.
       }
@@ -482,7 +488,7 @@ export class PoolMember {
     await untilAborted(this.opts.nc.flush(), AbortSignal.timeout(FINAL_FLUSH_MS)).catch(() => {});
   }
 
-  private announcement(leaving = false): MemberAnnouncementWire {
+  private announcement(leaving?: { drainMs: number }): MemberAnnouncementWire {
     const load = this.opts.backend.load?.();
     const backendQueued = Math.min(this.inFlight, load?.queued ?? 0);
     return {
@@ -502,7 +508,7 @@ export class PoolMember {
       instance: this.instance,
       reconnects: this.reconnects,
       healthy: this.health?.reason === undefined,
-      ...(leaving ? { leaving: true } : {}),
+      ...(leaving ? { leaving: true, drainMs: leaving.drainMs } : {}),
     };
   }
 

@@ -142,6 +142,13 @@ interface MemberState {
   breaker: CircuitBreaker;
   /** When the member said it is stopping: out of rotation, but what it is finishing is still awaited. */
   leavingSince?: number;
+  /** How long after leavingSince what it is finishing is awaited (see leaveGraceMs). */
+  leaveGraceMs?: number;
+  /**
+   * The member says it is leaving at each heartbeat while it finishes (members that tell their drainMs do): silent for
+   * a TTL, it died while finishing, and what it held fails over then rather than at the end of its grace.
+   */
+  leaveRepeats?: boolean;
   /** How the last request this router counted against the member failed: why its circuit is open. */
   lastFailure?: string;
   /** NATS said nobody listens on the member's subject: out of rotation until it announces itself again. */
@@ -168,10 +175,13 @@ const CONNECTION_CHECK_MS = 2_000;
 const MEMBERS_NAMED = 3;
 
 /**
- * How long a stopping member's requests in flight are awaited before they fail over. Longer than a member's own
- * bounded wait for them on stop (10 s), so work it finishes is not thrown away.
+ * How long a stopping member's requests in flight are awaited before they fail over: 5 s longer than the member says it
+ * waits for them on stop (its leave's drainMs; 10 s for members that do not say), so work it finishes is not thrown
+ * away.
  */
-const LEAVE_GRACE_MS = 15_000;
+function leaveGraceMs(leave: MemberAnnouncementWire): number {
+  return (leave.drainMs ?? 10_000) + 5_000;
+}
 
 /** Failures a member reports that say nothing of its health: failed over without counting against its breaker. */
 const NOT_MEMBER_FAULTS = new Set<string>(['overloaded', 'shutting_down', 'unhealthy']);
@@ -487,8 +497,13 @@ export class PoolClient {
     }
     this.lastSweepAt = now;
     const holdDrops = this.connectionInDoubt(now);
+    // A leaving member is let go once what it finishes is done, its grace is over, or it fell silent (died meanwhile).
+    const leaveOver = (m: MemberState) =>
+      m.outstanding === 0 ||
+      now - m.leavingSince! > m.leaveGraceMs! ||
+      (m.leaveRepeats === true && now - m.lastSeen > this.ttl && !this.dropsHeld(now) && !holdDrops);
     for (const m of this.departing) {
-      if (m.outstanding === 0 || now - m.leavingSince! > LEAVE_GRACE_MS) {
+      if (leaveOver(m)) {
         this.departing.delete(m);
         this.failOver(m, `member ${m.info.id}'s previous process left the pool`);
       }
@@ -496,8 +511,7 @@ export class PoolClient {
     const views: MemberView[] = [];
     for (const [id, m] of this.members) {
       if (m.leavingSince !== undefined) {
-        if (m.outstanding === 0 || now - m.leavingSince > LEAVE_GRACE_MS)
-          this.dropMember(id, `member ${id} left the pool`);
+        if (leaveOver(m)) this.dropMember(id, `member ${id} left the pool`);
         continue;
       }
       if (now - m.lastSeen > this.ttl) {
@@ -1018,14 +1032,21 @@ export class PoolClient {
     if (info) this.retire(info);
   }
 
-  /** A stopping member: no new work; what it is finishing is awaited (LEAVE_GRACE_MS), then it is dropped. */
+  /** A stopping member: no new work; what it is finishing is awaited (leaveGraceMs), then it is dropped. */
   private retire(leave: MemberAnnouncementWire): void {
     const { id } = leave;
+    // Said again while it finishes: heard from, so alive (the process in rotation, or one it replaced).
+    for (const m of [this.members.get(id), ...this.departing])
+      if (m?.info.id === id && m.leavingSince !== undefined && !restarted(m.info, leave))
+        m.lastSeen = this.clock();
     const m = this.members.get(id);
     // A leave from an earlier process under this id (one that overlapped its replacement) says nothing of the
     // process in rotation now.
     if (!m || m.leavingSince !== undefined || restarted(m.info, leave)) return;
     m.leavingSince = this.clock();
+    m.lastSeen = this.clock();
+    m.leaveGraceMs = leaveGraceMs(leave);
+    m.leaveRepeats = leave.drainMs !== undefined;
     if (m.outstanding === 0) this.dropMember(id, `member ${id} left the pool`);
   }
 

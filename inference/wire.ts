@@ -175,6 +175,11 @@ export const MemberAnnouncementWire = z.object({
   healthy: z.boolean().optional(),
   /** Set on the last announcement of a member that is stopping. */
   leaving: z.boolean().optional(),
+  /**
+   * With `leaving`: how long the member waits for what it is finishing before it gives the rest up, so routers wait
+   * as long. Absent: members that predate it, which wait 10 s.
+   */
+  drainMs: z.number().int().nonnegative().max(3_600_000).optional(),
 });
 export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
 

@@ -17,6 +17,8 @@ export interface PoolMemberProcessOptions {
   healthCheck?: PoolMemberOptions['healthCheck'];
   onHealthChange?: PoolMemberOptions['onHealthChange'];
   onIdShared?: PoolMemberOptions['onIdShared'];
+  /** How long stop() waits for the requests in hand before it gives the rest up (default 10 s). */
+  drainTimeoutMs?: number;
 }
 
 export async function startPoolMember(
@@ -68,7 +70,7 @@ export async function startPoolMember(
     nc,
     async stop() {
       try {
-        await member.stop();
+        await member.stop(opts.drainTimeoutMs);
       } finally {
         await release();
       }

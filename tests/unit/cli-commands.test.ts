@@ -494,6 +494,21 @@ describe('muse pool serve', () => {
     );
   });
 
+  it('takes a drain timeout for any backend, within the hour routers are told of', async () => {
+    await expect(serve('--backend sim --drain-timeout 3601')).rejects.toThrow(
+      /--drain-timeout must be at most 3600 seconds, got '3601'/,
+    );
+    await expect(serve('--backend sim --drain-timeout -1')).rejects.toThrow(
+      /--drain-timeout must be a number of seconds of at least 0, got '-1'/,
+    );
+    await expect(serve('--backend sglang --logprobs sometimes --base-url http://h:30000')).rejects.toThrow(
+      /^pool serve --backend sglang: --logprobs: /,
+    );
+    await expect(serve('--backend sim --logprobs raw')).rejects.toThrow(
+      /^pool serve --backend sim: --logprobs does not apply to this backend$/,
+    );
+  });
+
   it('createBackend names the fields too (callers other than the CLI)', () => {
     expect(() => createBackend({ backend: 'openai' } as never)).toThrow(
       /^invalid backend spec: baseUrl: .*; model: /,

@@ -640,6 +640,57 @@ describe('PoolClient placements', () => {
   });
 });
 
+describe('PoolClient and a member that is leaving', () => {
+  async function leavingWithWorkInHand() {
+    const harness = routerOnFakeConnection({ request: () => new Promise(() => {}) });
+    await harness.client.start();
+    harness.announce('gpu-0', { instance: 'one' });
+    void harness.client
+      .generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 600_000 })
+      .catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    return harness;
+  }
+
+  it('awaits what it finishes for as long as it says it drains, while it says so, and not once it falls silent', async () => {
+    const { client, clock, announce, known } = await leavingWithWorkInHand();
+    const leave = () => announce('gpu-0', { instance: 'one', leaving: true, drainMs: 60_000 });
+    leave();
+    // Past the 15 s a member that does not say gets, saying it again every second: still awaited.
+    for (let s = 0; s < 30; s++) {
+      clock.now += 1_000;
+      leave();
+      client.liveMembers();
+    }
+    expect(known()).toEqual(['gpu-0']);
+    // Silent for a TTL (3 s): it died while finishing, and what it held fails over now, not at 65 s. (Swept every
+    // half second: a longer gap between sweeps reads as this router having stalled, which holds drops a moment.)
+    for (let ms = 0; ms < 3_500; ms += 500) {
+      clock.now += 500;
+      client.liveMembers();
+    }
+    expect(known()).toEqual([]);
+    client.close();
+  });
+
+  it('gives a member that does not say how long it drains (an older one, saying it once) 15 s', async () => {
+    const { client, clock, announce, known } = await leavingWithWorkInHand();
+    announce('gpu-0', { instance: 'one', leaving: true });
+    const sweepFor = (ms: number) => {
+      for (let t = 0; t < ms; t += 500) {
+        clock.now += 500;
+        client.liveMembers();
+      }
+    };
+    // Not dropped at its TTL although it says nothing more: it never says it again.
+    sweepFor(14_000);
+    expect(known()).toEqual(['gpu-0']);
+    sweepFor(1_500);
+    expect(known()).toEqual([]);
+    client.close();
+  });
+});
+
 describe('PoolClient.generate that runs into its own deadline', () => {
   it('keeps what it routed recorded: the member read the prompt and may hold it, unlike one it turned away', async () => {
     const policy = new PrefixAffinityPolicy();
