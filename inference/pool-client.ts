@@ -773,7 +773,7 @@ export class PoolClient {
           const g = reply.generation as Generation;
           // A process that has since been replaced under its id (departing) served it: the new one does not hold it.
           if (memberId && !replacedSince(state, this.members.get(memberId)))
-            this.noteServed(memberId, route, g);
+            this.noteServed(memberId, route, g, state?.info.instance);
           return g;
         }
         const { code, message, retryable } = reply.error;
@@ -965,7 +965,12 @@ export class PoolClient {
    * Routing hints from a served request: the policy's own bookkeeping, and the placement for the other routers. A
    * hint that cannot be sent (connection draining at shutdown) must not turn the generation in hand into a failure.
    */
-  private noteServed(memberId: string, route: RouteRequest, g: Generation): void {
+  private noteServed(
+    memberId: string,
+    route: RouteRequest,
+    g: Generation,
+    instance: string | undefined,
+  ): void {
     try {
       this.policy.onServed?.(memberId, route, g.usage.promptTokens);
       if (!this.sharePlacements || route.prefixKeys.length === 0) return;
@@ -974,6 +979,7 @@ export class PoolClient {
         router: this.routerId,
         member: memberId,
         keys: packPrefixKeys(route.prefixKeys.slice(0, MAX_PLACEMENT_KEYS)),
+        ...(instance !== undefined ? { instance } : {}),
       };
       this.opts.nc.publish(subjects.placed(this.opts.pool), encodeWire(event));
     } catch {
@@ -984,8 +990,16 @@ export class PoolClient {
   private onPlacement(data: Uint8Array): void {
     const event = tryDecodeWire(PlacementWire, data, 'placement event');
     // Malformed events only lose a hint; own ones were recorded when sent; ones for members out of rotation would
-    // only hold memory.
-    if (!event || event.router === this.routerId || !this.members.has(event.member)) return;
+    // only hold memory; ones served by a process since replaced under the id (the sender had not heard of the
+    // replacement yet) would tell of prefixes the new process's cold cache does not hold.
+    const member = event && this.members.get(event.member);
+    if (!event || event.router === this.routerId || !member) return;
+    if (
+      event.instance !== undefined &&
+      member.info.instance !== undefined &&
+      event.instance !== member.info.instance
+    )
+      return;
     this.policy.onPeerServed?.(event.member, unpackPrefixKeys(event.keys));
   }
 

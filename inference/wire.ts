@@ -204,6 +204,11 @@ export const PlacementWire = z.object({
     .instanceof(Uint8Array)
     .refine((b) => b.length % 8 === 0, 'keys must be whole 8-byte keys')
     .refine((b) => b.length <= MAX_PLACEMENT_KEYS * 8, `at most ${MAX_PLACEMENT_KEYS} keys`),
+  /**
+   * The member's process that served it (its announcements' `instance`): a router that knows a newer process under the
+   * id, whose cache is cold, does not record it. Absent from routers that predate it.
+   */
+  instance: z.string().min(1).max(100).optional(),
 });
 export type PlacementWire = z.infer<typeof PlacementWire>;
 

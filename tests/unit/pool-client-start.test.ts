@@ -11,7 +11,7 @@ import type { BlobStore } from '../../common/blob-store.js';
 import { PoolClient, PoolUnavailableError, RequestTooLargeError } from '../../inference/pool-client.js';
 import type { CircuitBreaker } from '../../inference/router/breaker.js';
 import { PrefixAffinityPolicy } from '../../inference/router/policies.js';
-import { messagesPrefixKeys } from '../../inference/router/prefix.js';
+import { messagesPrefixKeys, packPrefixKeys } from '../../inference/router/prefix.js';
 import { encodeWire, type MemberAnnouncementWire, subjects, WIRE_VERSION } from '../../inference/wire.js';
 
 /** Just enough of a connection for start(): subscriptions it counts, and a flush that fails while "disconnected". */
@@ -162,7 +162,9 @@ function routerOnFakeConnection(
   });
   /** The members the router knows. */
   const known = () => [...(client as unknown as { members: Map<string, unknown> }).members.keys()];
-  return { client, clock, announce, known };
+  /** A message on `subject` as the connection would hand it to the router's subscription. */
+  const deliver = (subject: string, data: Uint8Array) => callbacks.get(subject)!(null, { data });
+  return { client, clock, announce, known, deliver };
 }
 
 /** A connection whose status events the test emits (disconnect, reconnect). */
@@ -636,6 +638,40 @@ describe('PoolClient placements', () => {
     expect((await generate).memberId).toBe('gpu-0');
     // The replacement's cache is cold: other routers must not be told it holds the prompt.
     expect(placed).toEqual([]);
+    client.close();
+  });
+});
+
+describe("PoolClient hearing other routers' placements", () => {
+  it('records one only for the process it knows under the id, not for one since replaced there', async () => {
+    const policy = new PrefixAffinityPolicy();
+    const { client, announce, deliver } = routerOnFakeConnection({}, { policy });
+    await client.start();
+    announce('gpu-0', { instance: 'second' });
+    announce('gpu-1', { instance: 'other' });
+    const messages = [{ role: 'user' as const, content: 'q'.repeat(4_000) }];
+    const keys = messagesPrefixKeys(messages);
+    const placement = (instance?: string) =>
+      deliver(
+        subjects.placed('p'),
+        encodeWire({
+          v: WIRE_VERSION,
+          router: 'peer',
+          member: 'gpu-0',
+          keys: packPrefixKeys(keys),
+          ...(instance ? { instance } : {}),
+        }),
+      );
+    const decision = () => {
+      policy.rank({ prefixKeys: keys }, client.liveMembers());
+      return policy.lastDecision;
+    };
+    // Served by the process gpu-0 ran before 'second' (the peer had not heard of the restart): cold.
+    placement('first');
+    expect(decision()).toBe('cold_least_loaded');
+    // Served by the process it knows, or by a peer too old to say which: recorded.
+    placement('second');
+    expect(decision()).toBe('affinity');
     client.close();
   });
 });
