@@ -172,6 +172,22 @@ export function alignTokensToText(
   return { tokens: alignGreedy(text, raw), exact: false };
 }
 
+/**
+ * `rebuilt` as `written` has it: the start of `written` up to where the last non-space character of `rebuilt` is, when
+ * the two agree on every non-space character (a server rebuilt the text with whitespace trimmed); else `rebuilt`. What
+ * `written` holds past that (an end-of-turn token, a stop string the server left out) stays out, as from the text.
+ */
+export function asWritten(rebuilt: string, written: string): string {
+  let at = 0;
+  for (let i = 0; i < rebuilt.length; i++) {
+    if (/\s/.test(rebuilt[i]!)) continue;
+    while (at < written.length && /\s/.test(written[at]!)) at++;
+    if (written[at] !== rebuilt[i]) return rebuilt;
+    at++;
+  }
+  return written.slice(0, at);
+}
+
 /** A token as vLLM spells it with --return-tokens-as-token-ids. */
 const TOKEN_ID_SPELLING = /^token_id:\d+$/;
 
@@ -480,8 +496,21 @@ export class OpenAIBackend implements InferenceBackend {
     // parses the Tongyi format itself, so the think block is put back where the model wrote it. It is closed only
     // where the model closed it: a generation cut off mid-thought comes back as reasoning alone (content null).
     if (reasoning) {
-      const closed = choice.message.content != null || rawTokens.some((t) => t.includes('</think>'));
+      // The tokens' bytes, where the server gave them all, are the text as written: SGLang's parser strips the
+      // whitespace around the reasoning and the content, and splits at a tool call the model opened without closing
+      // its thought.
+      const written =
+        bytes.length > 0 && bytes.every((b) => Array.isArray(b))
+          ? new TextDecoder('utf-8', { ignoreBOM: true }).decode(
+              Uint8Array.from((bytes as number[][]).flat()),
+            )
+          : undefined;
+      const closed =
+        written !== undefined
+          ? written.includes('</think>')
+          : choice.message.content != null || rawTokens.some((t) => t.includes('</think>'));
       text = `<think>${reasoning}${closed ? '</think>' : ''}${text}`;
+      if (written !== undefined) text = asWritten(text, written);
     }
     const aligned = alignTokensToText(text, rawTokens, bytes);
     for (let i = 0; i < tokens.length; i++) tokens[i]!.token = aligned.tokens[i]!;

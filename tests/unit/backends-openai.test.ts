@@ -289,6 +289,49 @@ describe('OpenAIBackend (chat)', () => {
     expect(g.tokens.map((t) => t.token).join('')).toBe(g.text);
   });
 
+  it("keeps the whitespace a reasoning parser trimmed (SGLang's), and adds no </think> the model did not write", async () => {
+    const reply = (tokens: string[], message: Record<string, unknown>) => {
+      const body = chatBody({
+        logprobs: {
+          content: tokens.map((token) => ({
+            token,
+            logprob: -1,
+            bytes: [...new TextEncoder().encode(token)],
+            top_logprobs: [{ token, logprob: -1 }],
+          })),
+        },
+      });
+      Object.assign(body.choices[0]!.message, message);
+      return body;
+    };
+    // SGLang strips the reasoning and the content: the model wrote "<think>\nplan\n</think>\n\nanswer".
+    const trimmed = reply(['<think>', '\n', 'plan', '\n', '</think>', '\n\n', 'answer', '<|im_end|>'], {
+      content: 'answer',
+      reasoning_content: 'plan',
+    });
+    let s = await fakeServer(() => ({ body: trimmed }));
+    let g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(g.text).toBe('<think>\nplan\n</think>\n\nanswer');
+    expect(g.tokens.map((t) => t.token)).toEqual([
+      '<think>',
+      '\n',
+      'plan',
+      '\n',
+      '</think>',
+      '\n\n',
+      'answer',
+      '',
+    ]);
+    // Split at a tool call the model opened without closing its thought.
+    const split = reply(['<think>', 'look', ' up', '\n', '<tool_call>', '{}', '</tool_call>'], {
+      content: '<tool_call>{}</tool_call>',
+      reasoning_content: 'look up',
+    });
+    s = await fakeServer(() => ({ body: split }));
+    g = await new OpenAIBackend({ baseUrl: s.url, model: 'm' }).generate(request(), signal());
+    expect(g.text).toBe('<think>look up\n<tool_call>{}</tool_call>');
+  });
+
   it('leaves a think block open when the generation was cut off inside it', async () => {
     const body = chatBody({
       logprobs: {
