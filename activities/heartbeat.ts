@@ -15,9 +15,13 @@ export function markAttemptStart(ctx: Context, now = Date.now()): void {
   if (!startedAt.has(ctx)) startedAt.set(ctx, now);
 }
 
-/** What an activity's heartbeats carry while the worker knows why its step waits (see attemptInterceptor). */
+/**
+ * What an activity's heartbeats carry while the worker knows why its step waits (see attemptInterceptor): the reason,
+ * the same text for as long as the wait lasts (a notice keyed on it is told once), and since when (epoch ms).
+ */
 export interface WaitingDetails {
   waiting: string;
+  since: number;
 }
 
 /**
@@ -29,21 +33,14 @@ export interface WaitingDetails {
  * else would show.
  */
 export const attemptInterceptor =
-  (waiting?: () => string | undefined): ActivityInterceptorsFactory =>
+  (waiting?: () => WaitingDetails | undefined): ActivityInterceptorsFactory =>
   (ctx) => ({
     inbound: {
       async execute(input, next) {
         markAttemptStart(ctx);
         const periodMs = Math.max(200, Math.min(2000, (ctx.info.heartbeatTimeoutMs ?? 10_000) / 3));
-        // Once a wait was told, later beats say there is none (empty details) rather than leave it standing.
-        let told = false;
-        const beat = setInterval(() => {
-          const why = waiting?.();
-          if (why !== undefined) told = true;
-          ctx.heartbeat(
-            why !== undefined ? ({ waiting: why } satisfies WaitingDetails) : told ? {} : undefined,
-          );
-        }, periodMs);
+        // Each beat's details replace the last ones the server holds, so a beat without a wait clears one told before.
+        const beat = setInterval(() => ctx.heartbeat(waiting?.()), periodMs);
         try {
           return await next(input);
         } finally {

@@ -6,7 +6,8 @@ import type {
   WorkflowHandle,
   WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { type Payload, WorkflowIdReusePolicy } from '@temporalio/common';
+import { type Payload, type Timestamp, WorkflowIdReusePolicy } from '@temporalio/common';
+import { optionalTsToMs } from '@temporalio/common/lib/time.js';
 import proto from '@temporalio/proto';
 import type { WaitingDetails } from '../activities/heartbeat.js';
 import { clipText } from '../agent/clip.js';
@@ -254,9 +255,10 @@ export function sayIfStepsRetry(
         told.set(key, Date.now());
         const where = first.workflowId === handle.workflowId ? '' : ` of ${first.workflowId}`;
         const others = more > 0 ? ` (and ${more} more alike)` : '';
-        const state = first.waiting
-          ? `is waiting (attempt ${first.attempt})`
-          : `is being retried (attempt ${first.attempt})`;
+        const state =
+          first.waitingSince !== undefined
+            ? `is waiting (attempt ${first.attempt}, for ${Math.round((Date.now() - Date.parse(first.waitingSince)) / 1000)} s)`
+            : `is being retried (attempt ${first.attempt})`;
         say(`step ${first.activity}${where}${others} ${state}: ${clipText(failure, 400)}`);
       }
     },
@@ -313,8 +315,10 @@ export interface StepInRetry {
   activity: string;
   attempt: number;
   lastFailure?: string;
-  /** Why the attempt under way waits, as the worker running it says (its NATS connection down, say). */
+  /** Why the attempt under way waits, as the worker running it says now (its NATS connection down, say). */
   waiting?: string;
+  /** Since when it waits (ISO time), with `waiting`. */
+  waitingSince?: string;
 }
 
 /** Child workflows described for their steps in retry; a ParallelMuse question runs a few dozen rollouts at once. */
@@ -350,7 +354,10 @@ interface PendingActivityLike {
   activityType?: { name?: string | null } | null;
   attempt?: number | null;
   lastFailure?: { message?: string | null } | null;
+  state?: number | null;
   heartbeatDetails?: { payloads?: Payload[] | null } | null;
+  lastHeartbeatTime?: Timestamp | null;
+  lastStartedTime?: Timestamp | null;
 }
 
 /** The steps of one workflow that failed before or say, in their heartbeats, why they wait (WaitingDetails). */
@@ -360,7 +367,7 @@ function inRetry(
   pending: readonly PendingActivityLike[] | null | undefined,
 ): StepInRetry[] {
   return (pending ?? []).flatMap((a) => {
-    const waiting = waitingOf(client, a.heartbeatDetails?.payloads?.[0]);
+    const waiting = waitingNow(client, a);
     if (!((a.attempt ?? 1) > 1 || a.lastFailure?.message || waiting)) return [];
     return [
       {
@@ -368,23 +375,32 @@ function inRetry(
         activity: a.activityType?.name ?? 'unknown',
         attempt: a.attempt ?? 1,
         ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
-        ...(waiting ? { waiting } : {}),
+        ...(waiting ? { waiting: waiting.waiting, waitingSince: new Date(waiting.since).toISOString() } : {}),
       },
     ];
   });
 }
 
-/** Why a step waits, from its last heartbeat's details; undefined when they say nothing (or cannot be read). */
-function waitingOf(client: Client, details: Payload | undefined): string | undefined {
-  if (!details) return undefined;
+/**
+ * Why a step waits, from its heartbeats' details, when they are the running attempt's own: the server keeps an
+ * attempt's last details past its end (a worker that died while it waited), where they would hide the failure that
+ * followed. Undefined when they say nothing, are an earlier attempt's, or cannot be read.
+ */
+function waitingNow(client: Client, a: PendingActivityLike): WaitingDetails | undefined {
+  const details = a.heartbeatDetails?.payloads?.[0];
+  if (!details || a.state !== PENDING_STARTED) return undefined;
+  const beatAt = optionalTsToMs(a.lastHeartbeatTime);
+  const startedAt = optionalTsToMs(a.lastStartedTime);
+  if (beatAt === undefined || startedAt === undefined || beatAt < startedAt) return undefined;
   try {
     const value = client.options.loadedDataConverter.payloadConverter.fromPayload(details);
-    const waiting = (value as Partial<WaitingDetails> | null | undefined)?.waiting;
-    return typeof waiting === 'string' ? waiting : undefined;
+    const { waiting, since } = (value ?? {}) as Partial<WaitingDetails>;
+    return typeof waiting === 'string' && typeof since === 'number' ? { waiting, since } : undefined;
   } catch {
     return undefined;
   }
 }
+const PENDING_STARTED = proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
 
 /** Progress queries failing in a row before the follower says why; and the longest pause between them then. */
 const FAILED_QUERIES_TOLD = 5;

@@ -13,7 +13,7 @@ import {
   OpenTelemetryActivityOutboundInterceptor,
 } from '@temporalio/interceptors-opentelemetry';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { attemptInterceptor } from '../activities/heartbeat.js';
+import { attemptInterceptor, type WaitingDetails } from '../activities/heartbeat.js';
 import { type ActivityDeps, createActivities } from '../activities/index.js';
 import { BlobStore } from '../common/blob-store.js';
 import type { MuseConfig } from '../common/config.js';
@@ -136,10 +136,13 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   // else to show (see attemptInterceptor).
   const natsDown = trackDowntime(nc);
   const natsWait = {
-    why: () => {
+    why: (): WaitingDetails | undefined => {
       const since = natsDown.since();
       if (since === undefined || Date.now() - since < NATS_DOWN_TOLD_MS) return undefined;
-      return `the worker's NATS connection to ${config.nats.url} has been down for ${Math.round((Date.now() - since) / 1000)} s (its model calls and content wait for it)`;
+      return {
+        waiting: `the worker's NATS connection to ${config.nats.url} is down (its model calls and content wait for it)`,
+        since,
+      };
     },
   };
   const activities = createActivities({

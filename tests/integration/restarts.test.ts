@@ -169,7 +169,7 @@ describe('servers killed and restarted mid-trajectory', () => {
       );
       nats = await startNatsOn(nats.port);
     });
-    expect(waiting).toMatch(/^the worker's NATS connection to nats:\/\/\S+ has been down for \d+ s/);
+    expect(waiting).toMatch(/^the worker's NATS connection to nats:\/\/\S+ is down/);
     expect(run.result.termination).toBe('answer');
   });
 

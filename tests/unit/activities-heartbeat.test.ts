@@ -1,13 +1,18 @@
 import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { attemptDeadline, attemptInterceptor, markAttemptStart } from '../../activities/heartbeat.js';
+import {
+  attemptDeadline,
+  attemptInterceptor,
+  markAttemptStart,
+  type WaitingDetails,
+} from '../../activities/heartbeat.js';
 
 /** Runs `activity` as the worker does, through its attempt interceptor, in `env`. */
 async function intercepted(
   env: MockActivityEnvironment,
   activity: () => Promise<unknown>,
-  waiting?: () => string | undefined,
+  waiting?: () => WaitingDetails | undefined,
 ): Promise<unknown> {
   return env.run(() =>
     attemptInterceptor(waiting)(Context.current()).inbound!.execute!({ args: [], headers: {} }, activity),
@@ -19,13 +24,13 @@ describe("the worker's attempt interceptor", () => {
     const env = new MockActivityEnvironment({ heartbeatTimeoutMs: 600 });
     const details: unknown[] = [];
     env.on('heartbeat', (d: unknown) => details.push(d));
-    let why: string | undefined;
+    let why: WaitingDetails | undefined;
     let told = 0;
     await intercepted(
       env,
       async () => {
         await new Promise((r) => setTimeout(r, 450));
-        why = 'NATS down for 20 s';
+        why = { waiting: 'NATS down', since: 1_000 };
         await new Promise((r) => setTimeout(r, 450));
         told = details.length;
         why = undefined;
@@ -34,9 +39,9 @@ describe("the worker's attempt interceptor", () => {
       () => why,
     );
     expect(details[0]).toBeUndefined();
-    expect(details[told - 1]).toEqual({ waiting: 'NATS down for 20 s' });
-    // Back: the beats say so, so the wait is not left standing as the step's last word.
-    expect(details.at(-1)).toEqual({});
+    expect(details[told - 1]).toEqual({ waiting: 'NATS down', since: 1_000 });
+    // Back: the beats carry nothing, which replaces the wait the server held.
+    expect(details.at(-1)).toBeUndefined();
   });
 
   it('heartbeats through the whole attempt, whatever it waits on (a tool, a slow content read), and stops when it settles', async () => {

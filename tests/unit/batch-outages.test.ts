@@ -1,4 +1,5 @@
 import { type Client, ServiceError } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time.js';
 import { describe, expect, it } from 'vitest';
 import { BatchError, followThroughOutages, questionRun, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker, sayIfStepsRetry } from '../../client/trajectories.js';
@@ -261,30 +262,51 @@ describe('sayIfStepsRetry', () => {
     ]);
   });
 
-  it('says why a step waits when its worker says so in its heartbeats (its NATS connection down), failed or not', async () => {
-    const why = "the worker's NATS connection to nats://127.0.0.1:4222 has been down for 20 s";
+  it('says why a step waits when its worker says so in its heartbeats (its NATS connection down), once per wait', async () => {
+    const why = "the worker's NATS connection to nats://127.0.0.1:4222 is down";
     const client = {
       ...abortableCalls(),
       options: { loadedDataConverter: { payloadConverter } },
     } as unknown as Client;
+    const STARTED = 2;
+    // As the server's descriptions carry them (seconds as a Long).
+    const at = (ms: number) => msToTs(ms);
+    const waitingSince = Date.now() - 20_000;
+    const details = { payloads: [payloadConverter.toPayload({ waiting: why, since: waitingSince })] };
+    let described = 0;
     const handle = {
       workflowId: 'traj-1',
-      describe: async () => ({
-        workflowId: 'traj-1',
-        raw: {
-          pendingActivities: [
-            // A first attempt, alive and beating: nothing else would show it.
-            {
-              activityType: { name: 'llmStep' },
-              attempt: 1,
-              heartbeatDetails: { payloads: [payloadConverter.toPayload({ waiting: why })] },
-            },
-            // Heartbeats that say nothing of a wait: not told.
-            { activityType: { name: 'toolStep' }, attempt: 1, heartbeatDetails: { payloads: [] } },
-          ],
-          pendingChildren: [],
-        },
-      }),
+      describe: async () => {
+        described++;
+        const now = Date.now();
+        return {
+          workflowId: 'traj-1',
+          raw: {
+            pendingActivities: [
+              // A first attempt, alive and beating: nothing else would show it. Two of them (two steps alike).
+              ...[1, 2].map(() => ({
+                activityType: { name: 'llmStep' },
+                attempt: 1,
+                state: STARTED,
+                lastStartedTime: at(now - 30_000),
+                lastHeartbeatTime: at(now - 1_000),
+                heartbeatDetails: details,
+              })),
+              // An attempt that failed after its worker said it waited (the server keeps the details): its failure.
+              {
+                activityType: { name: 'toolStep' },
+                attempt: 2,
+                state: 1, // scheduled, waiting for a worker
+                lastStartedTime: at(now - 5_000),
+                lastHeartbeatTime: at(now - 9_000),
+                heartbeatDetails: details,
+                lastFailure: { message: 'activity Heartbeat timeout' },
+              },
+            ],
+            pendingChildren: [],
+          },
+        };
+      },
     };
     const said: string[] = [];
     const quiet = sayIfStepsRetry(
@@ -294,9 +316,14 @@ describe('sayIfStepsRetry', () => {
       1,
       5,
     );
-    await expect.poll(() => said.length, { timeout: 2_000 }).toBe(1);
+    await expect.poll(() => described, { timeout: 2_000 }).toBeGreaterThan(3);
     await quiet();
-    expect(said).toEqual([`step llmStep is waiting (attempt 1): ${why}`]);
+    // Told once over several checks (the reason stays the same text while the wait lasts), the two steps as one.
+    expect(said).toHaveLength(2);
+    expect(said[0]).toMatch(
+      new RegExp(`^step llmStep \\(and 1 more alike\\) is waiting \\(attempt 1, for 2\\d s\\): ${why}$`),
+    );
+    expect(said[1]).toBe('step toolStep is being retried (attempt 2): activity Heartbeat timeout');
   });
 
   it("tells a question's rollouts failing alike as one line, naming the first, describing a few of them per check", async () => {
