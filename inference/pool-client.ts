@@ -724,11 +724,16 @@ export class PoolClient {
         : subjects.generate(this.opts.pool);
       const state = memberId ? this.members.get(memberId) : undefined;
       const unroute = memberId ? this.policy.onRouted?.(memberId, route) : undefined;
+      // Full when sent: the request waits in the member's queue behind others (see busyMeanwhile).
+      const fullAtSend =
+        state !== undefined &&
+        Math.max(state.info.inFlight + state.info.queued, state.outstanding) >= state.info.capacity;
       if (state) state.outstanding++;
       const servedAtSend = state?.info.servedRequests;
       let answered = false;
       let failure: unknown;
-      /** The attempt ran out of time: the router's timer, or the member's own answer that it did. */
+      // Set by the router's timer or the member's own answer that the attempt's time ran out: busy or broken, which
+      // busyMeanwhile tells apart.
       let outOfTime = false;
       try {
         const h = headers();
@@ -811,11 +816,15 @@ export class PoolClient {
       } finally {
         if (state) state.outstanding--;
       }
-      // Out of time on a member that finished other requests meanwhile (its announced count rose): busy, not broken.
-      // The request waited in its queue and started too late to end within the attempt; a breaker opened on that would
-      // take a saturated but healthy server out of rotation when the pool needs it most.
+      // Out of time on a member that was full when the request was sent and finished other requests meanwhile (its
+      // announced count rose): busy, not broken. The request waited in its queue and started too late to end within
+      // the attempt; a breaker opened on that would take a saturated but healthy server out of rotation when the pool
+      // needs it most. One with room that served others while this request ran out of time stalled it: counted.
       const busyMeanwhile =
-        outOfTime && servedAtSend !== undefined && (state?.info.servedRequests ?? 0) > servedAtSend;
+        outOfTime &&
+        fullAtSend &&
+        servedAtSend !== undefined &&
+        (state?.info.servedRequests ?? 0) > servedAtSend;
       // Abandoned without an answer (timed out, member gone, caller cancelled): the member may still be working.
       if (!answered) this.cancelOn(memberId, requestId);
       const callerGaveUp = options.signal?.aborted === true;

@@ -272,7 +272,8 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
     const hasRoom = (m: MemberView) => !overloaded(m) && !full(m);
     // Every member full (a pool at its throughput): each queues what it is sent, so being full tells none apart, and
     // the request waits where its prefix is unless that member is overloaded against the rest. (Not every member can
-    // be overloaded: that is a load above the mean.)
+    // be overloaded: that is a load above the mean. Nor can one with free slots be, while every other member is full:
+    // loads are scaled by capacity, so a full member's is at least any with free slots.)
     const fits = preferred.some(hasRoom) ? hasRoom : (m: MemberView) => !overloaded(m);
     const first = preferred[0]!;
     this.lastDecision = fits(first) ? decision : overloaded(first) ? 'imbalanced' : 'affinity_full';

@@ -1669,32 +1669,30 @@ describe('real backends over HTTP, against the simulator serving the OpenAI and 
 });
 
 describe('a saturated member', () => {
-  it('keeps its circuit closed when requests run out of time after waiting in its queue, and not when it hangs', async () => {
-    const pool = `saturated-${randomUUID().slice(0, 8)}`;
-    let hang = false;
-    // One batch slot; every generation takes 600 ms, well inside the 1000 ms attempt limit (until it hangs).
+  /**
+   * Pool `prefix` with one member of `capacity` slots whose generations take `ms`, except those whose prompt holds
+   * "stall", which hang until given up on; and two routers, each attempt given 1 s, once.
+   */
+  async function slowMember(prefix: string, capacity: number, ms: number) {
+    const pool = `${prefix}-${randomUUID().slice(0, 8)}`;
     const m = new PoolMember({
       nc: suite.nc,
       pool,
       id: 'busy',
-      capacity: 1,
+      capacity,
       backend: {
         kind: 'slow',
-        generate: (_req, signal) =>
+        generate: (req, signal) =>
           new Promise((resolve, reject) => {
-            const t = hang
-              ? undefined
-              : setTimeout(
-                  () =>
-                    resolve({
-                      text: 'ok',
-                      tokens: [],
-                      usage: { promptTokens: 10, cachedPromptTokens: 0, completionTokens: 1 },
-                      finishReason: 'stop',
-                      model: 'slow',
-                    }),
-                  600,
-                );
+            const stalls = req.messages.some((msg) => msg.content.includes('stall'));
+            const reply = {
+              text: 'ok',
+              tokens: [],
+              usage: { promptTokens: 10, cachedPromptTokens: 0, completionTokens: 1 },
+              finishReason: 'stop' as const,
+              model: 'slow',
+            };
+            const t = stalls ? undefined : setTimeout(() => resolve(reply), ms);
             const stop = () => {
               clearTimeout(t);
               reject(signal.reason);
@@ -1709,12 +1707,19 @@ describe('a saturated member', () => {
     const c = client(pool, { attemptTimeoutMs: 1000, maxAttempts: 1 });
     await Promise.all([other.start(), c.start()]);
     await waitUntil(() => c.liveMembers().length === 1, 10_000, 'member live');
-    const quick = { ...params, maxTokens: 8 };
-    // Another worker's request holds the slot; ours waits 500 ms in the queue, then cannot end within its attempt. More
-    // of them than the breaker's 5 failures in a row.
+    return { other, c };
+  }
+  const quick = { ...params, maxTokens: 8 };
+  const stall: ChatMessage[] = [{ role: 'user', content: 'stall' }];
+
+  it('keeps its circuit closed when requests run out of time after waiting in its queue, and not when it hangs', async () => {
+    // One batch slot; every generation takes 700 ms, well inside the 1000 ms attempt limit.
+    const { other, c } = await slowMember('saturated', 1, 700);
+    // Another worker's request holds the slot; ours, sent when the member says it is full, waits 500 ms in its queue
+    // and cannot end within its attempt. More of them than the breaker's 5 failures in a row.
     for (let i = 0; i < 6; i++) {
       const first = other.generate(messages(i), quick, { deadline: deadline() });
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 200));
       await expect(c.generate(messages(i + 1), quick, { deadline: deadline() })).rejects.toThrow(
         /unavailable/,
       );
@@ -1722,9 +1727,21 @@ describe('a saturated member', () => {
     }
     expect(c.liveMembers()[0]?.healthy).toBe(true);
     // A member that finishes nothing while a request runs out of time is failing it: the breaker counts that.
-    hang = true;
     for (let i = 0; i < 8 && c.liveMembers()[0]?.healthy; i++)
-      await expect(c.generate(messages(i), quick, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+      await expect(c.generate(stall, quick, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+    expect(c.liveMembers()[0]?.healthy).toBe(false);
+  });
+
+  it('counts a request that ran out of time on a member with room, though it finished others meanwhile', async () => {
+    // Two slots: ours is never queued, and the other worker's requests end while ours hangs (a stalled generation).
+    const { other, c } = await slowMember('stalling', 2, 200);
+    for (let i = 0; i < 8 && c.liveMembers()[0]?.healthy; i++) {
+      const theirs = (async () => {
+        for (let j = 0; j < 3; j++) await other.generate(messages(j), quick, { deadline: deadline() });
+      })();
+      await expect(c.generate(stall, quick, { deadline: deadline() })).rejects.toThrow(/unavailable/);
+      await theirs;
+    }
     expect(c.liveMembers()[0]?.healthy).toBe(false);
   });
 });
