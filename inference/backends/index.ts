@@ -91,7 +91,18 @@ export const BackendSpecSchema = z.discriminatedUnion('backend', [
       /** Merged into sampling_params. */
       extraSamplingParams: z.record(z.string(), z.unknown()).optional(),
     })
-    .strict(),
+    .strict()
+    .refine(
+      (s) => {
+        const sp = s.extraBody?.sampling_params;
+        return sp === undefined || (typeof sp === 'object' && sp !== null && !Array.isArray(sp));
+      },
+      {
+        message:
+          'extraBody.sampling_params must be an object: it is merged into the request’s sampling_params',
+        path: ['extraBody'],
+      },
+    ),
 ]);
 export type BackendSpec = z.input<typeof BackendSpecSchema>;
 

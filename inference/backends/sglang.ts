@@ -130,12 +130,16 @@ export class SGLangBackend implements InferenceBackend {
       ? { input_ids: await this.tokenizer(rendered, signal, req.deadline) }
       : { text: rendered };
     const seedParam = this.opts.seedParam === undefined ? 'sampling_seed' : this.opts.seedParam;
+    // Sampling parameters given in extraBody (`--extra-body '{"sampling_params": {...}}'`) join the request's rather
+    // than replace them: the server would otherwise sample with its own temperature and no token limit.
+    const { sampling_params: extraSampling, ...extraBody } = this.opts.extraBody ?? {};
     const sampling: Record<string, unknown> = {
       max_new_tokens: p.maxTokens,
       temperature: p.temperature,
       ...(p.stop && p.stop.length > 0 ? { stop: p.stop } : {}),
       ...(seedParam && p.seed !== undefined ? { [seedParam]: p.seed } : {}),
       ...this.opts.extraSamplingParams,
+      ...(extraSampling as Record<string, unknown> | undefined),
     };
     const body = await postBackendJson(
       `${this.base}/generate`,
@@ -146,7 +150,7 @@ export class SGLangBackend implements InferenceBackend {
         top_logprobs_num: k,
         return_text_in_logprobs: true,
         stream: false,
-        ...this.opts.extraBody,
+        ...extraBody,
       },
       this.opts,
       req.deadline,

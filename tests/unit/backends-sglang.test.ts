@@ -144,6 +144,34 @@ describe('SGLangBackend', () => {
     expect(greedy.tokens[0]!.topLogprobs).toEqual(tempered(raw[0]!));
   });
 
+  it("merges sampling_params given in extraBody into the request's, and scales logprobs by the temperature sent", async () => {
+    const s = await fakeJsonServer(() => ({ body: generateBody() }));
+    const hot = { ...request, params: { ...request.params, temperature: 0.5 } };
+    const b = createBackend({
+      backend: 'sglang',
+      baseUrl: s.url,
+      extraBody: { sampling_params: { top_p: 0.95 }, lora_path: 'a' },
+    });
+    const g = await b.generate(hot, signal());
+    expect(s.seen[0]!.body).toMatchObject({
+      lora_path: 'a',
+      sampling_params: { max_new_tokens: 32, temperature: 0.5, top_p: 0.95, sampling_seed: 3 },
+    });
+    expect(g.tokens[0]!.topLogprobs[0]).toBeCloseTo(-0.5 * 0.5, 12);
+    // A temperature given there is the one the server samples with, and the one its logprobs are scaled back by.
+    const own = createBackend({
+      backend: 'sglang',
+      baseUrl: s.url,
+      extraBody: { sampling_params: { temperature: 0.25 } },
+    });
+    const o = await own.generate(hot, signal());
+    expect((s.seen.at(-1)!.body.sampling_params as Record<string, unknown>).temperature).toBe(0.25);
+    expect(o.tokens[0]!.topLogprobs[0]).toBeCloseTo(-0.5 * 0.25, 12);
+    expect(() =>
+      createBackend({ backend: 'sglang', baseUrl: s.url, extraBody: { sampling_params: 'top_p=0.9' } }),
+    ).toThrow(/extraBody: extraBody\.sampling_params must be an object/);
+  });
+
   it("tells SGLang's context-length refusal apart, as a 400 or as an aborted generation", async () => {
     const refusal = 'Input length (140000 tokens) exceeds the maximum allowed length (131072 tokens).';
     const as400 = await fakeJsonServer(() => ({ status: 400, body: { error: { message: refusal } } }));
