@@ -96,10 +96,12 @@ async function runOne(cfg: MuseConfig, question: string, o: RunOptions): Promise
     const waiting = (why: string) =>
       process.stderr.write(`${bar && process.stderr.isTTY ? '\n' : ''}  waiting: ${why}\n`);
     const retries = sayIfStepsRetry(client, () => handle, waiting);
+    // Told once for the whole run, however often an outage has it followed again.
+    const told = { noWorker: false, failing: false };
     const result = await followThroughOutages(
       'the trajectory',
       handle.workflowId,
-      () => followTrajectory(handle, (p) => bar?.update(p), { onUnanswered: waiting }),
+      () => followTrajectory(handle, (p) => bar?.update(p), { onUnanswered: waiting, told }),
       waiting,
     ).finally(() => {
       bar?.stop();

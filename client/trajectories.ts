@@ -415,12 +415,18 @@ const MAX_FAILED_QUERY_INTERVAL_MS = 5_000;
 export async function followTrajectory(
   handle: WorkflowHandle<typeof trajectory>,
   onProgress: (p: TrajectoryProgress) => void,
-  opts: { intervalMs?: number; unansweredMs?: number; onUnanswered?: (why: string) => void } = {},
+  opts: {
+    intervalMs?: number;
+    unansweredMs?: number;
+    onUnanswered?: (why: string) => void;
+    /** What has been said already, shared by a caller that follows the run again (after a server outage). */
+    told?: { noWorker: boolean; failing: boolean };
+  } = {},
 ): Promise<TrajectoryResult> {
   // Ended with the result: a query then in flight is cancelled.
   const ended = new AbortController();
   // Said once each: that no worker answers, and that queries keep failing for another reason.
-  const told = { noWorker: false, failing: false };
+  const told = opts.told ?? { noWorker: false, failing: false };
   const result = handle.result().finally(() => ended.abort());
   const intervalMs = opts.intervalMs ?? 250;
   const polling = (async () => {

@@ -797,6 +797,29 @@ describe('following a run', () => {
     ]);
   });
 
+  it('tells once across follows that share what was told (muse run following its run again after an outage)', async () => {
+    const told = { noWorker: false, failing: false };
+    const heard: string[] = [];
+    for (let follow = 0; follow < 2; follow++) {
+      let finish!: (r: unknown) => void;
+      const handle = {
+        result: () => new Promise((ok) => (finish = ok)),
+        query: () => Promise.reject(Object.assign(new Error('deadline exceeded'), { code: 4 })),
+        client: abortableCalls(),
+      };
+      const following = followTrajectory(handle as never, () => {}, {
+        intervalMs: 1,
+        unansweredMs: 5,
+        onUnanswered: (why) => heard.push(why),
+        told,
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      finish({ termination: 'answer' });
+      await following;
+    }
+    expect(heard).toHaveLength(1);
+  });
+
   it('blames the server, not the workers, when the server does not answer either (a restart)', async () => {
     let finish!: (r: unknown) => void;
     const unavailable = Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14 });
