@@ -4,7 +4,6 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -12,7 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -41,6 +40,7 @@ import {
 } from '../../infra/services.js';
 import { onFreePorts, startAll } from '../helpers/servers.js';
 import { repoRoot } from '../helpers/stack.js';
+import { tempDir } from '../helpers/temp.js';
 
 /** Pids of the processes whose command line (arguments joined by spaces) matches, read from /proc. */
 function processesWhoseCommandLine(matches: (args: string) => boolean): number[] {
@@ -58,12 +58,9 @@ function processesWhoseCommandLine(matches: (args: string) => boolean): number[]
   return pids;
 }
 
+const infraDir = () => tempDir('muse-infra-');
+/** Directories a test makes beside its temporary ones (a sibling named after one), removed at the end too. */
 const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'muse-infra-'));
-  dirs.push(dir);
-  return dir;
-}
 
 async function occupy(port: number): Promise<Server> {
   const server = createServer();
@@ -98,7 +95,7 @@ describe('global setup', () => {
 
 describe('startTemporal / startNats', () => {
   it('start, answer health checks, and stop', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     let temporalPort = 0;
     let natsPort = 0;
     const [temporal, nats] = await startAll<[TemporalHandle, NatsHandle]>([
@@ -148,7 +145,7 @@ describe('startTemporal / startNats', () => {
   });
 
   it('a retention the server refuses is a warning, not a failed start: the server is up and answers', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     const temporal = await onFreePorts((port) => startTemporal({ dataDir, port, retentionMs: -3_600_000 }));
     try {
       expect(temporal.retentionWarning).toMatch(
@@ -164,12 +161,12 @@ describe('startTemporal / startNats', () => {
     const port = await freePort();
     const blocker = await occupy(port);
     try {
-      const nats = startNats({ dataDir: tempDir(), port });
+      const nats = startNats({ dataDir: infraDir(), port });
       await expect(nats).rejects.toBeInstanceOf(PortInUseError);
       await expect(nats).rejects.toThrow(
         `port ${port} on 127.0.0.1 is already in use; pass --nats-port or stop the other process`,
       );
-      await expect(startTemporal({ dataDir: tempDir(), port })).rejects.toThrow(
+      await expect(startTemporal({ dataDir: infraDir(), port })).rejects.toThrow(
         `port ${port} on 127.0.0.1 is already in use; pass --temporal-port or stop the other process`,
       );
     } finally {
@@ -197,18 +194,18 @@ describe('startTemporal / startNats', () => {
     it('a missing binary gives MissingBinaryError with an install hint', async () => {
       process.env.MUSE_NATS_SERVER_BIN = '/nonexistent';
       expect(() => resolveBinary('nats-server')).toThrow(MissingBinaryError);
-      const start = startNats({ dataDir: tempDir(), port: await freePort() });
+      const start = startNats({ dataDir: infraDir(), port: await freePort() });
       await expect(start).rejects.toBeInstanceOf(MissingBinaryError);
       await expect(start).rejects.toThrow(/nats-server-bin/);
 
       process.env.MUSE_TEMPORAL_BIN = '/nonexistent/temporal';
-      await expect(startTemporal({ dataDir: tempDir(), port: await freePort() })).rejects.toThrow(
+      await expect(startTemporal({ dataDir: infraDir(), port: await freePort() })).rejects.toThrow(
         MissingBinaryError,
       );
     });
 
     it('a server that dies during startup fails fast with its log tail', async () => {
-      const dir = tempDir();
+      const dir = infraDir();
       const fake = join(dir, 'nats-server');
       writeFileSync(fake, '#!/bin/sh\necho "fake nats-server: config rejected" >&2\nexit 3\n');
       chmodSync(fake, 0o755);
@@ -221,7 +218,7 @@ describe('startTemporal / startNats', () => {
     });
 
     it('a server that lost its port to another one is not taken for healthy because that one answers', async () => {
-      const dir = tempDir();
+      const dir = infraDir();
       const pidFile = join(dir, 'other.pid');
       // The port race, staged: the spawned "server" starts another nats-server on its port (detached, not its
       // descendant, as another data directory's server starting at that moment would be), then fails to bind.
@@ -257,7 +254,7 @@ describe('up / down', () => {
   let natsPort: number;
 
   beforeAll(async () => {
-    dataDir = tempDir();
+    dataDir = infraDir();
     temporalPort = await freePort();
     natsPort = await freePort();
   });
@@ -432,13 +429,13 @@ describe('a stale stack file', () => {
   }
 
   it("never stops another data directory's servers, even when its pids now name them", async () => {
-    const mine = tempDir();
+    const mine = infraDir();
     // As this directory's own up recorded its servers: with this directory, and their start times.
-    await downSparesTheirs(mine, tempDir(), (r) => ({ ...r, dataDir: mine, processStart: '1' }));
+    await downSparesTheirs(mine, infraDir(), (r) => ({ ...r, dataDir: mine, processStart: '1' }));
   });
 
   it('written by an older muse (no start times), a sibling directory whose name extends this one is not this one', async () => {
-    const mine = tempDir();
+    const mine = infraDir();
     dirs.push(`${mine}-2`);
     await downSparesTheirs(mine, `${mine}-2`, ({ dataDir: _d, dataDirId: _i, processStart: _s, ...r }) => r);
   });
@@ -450,8 +447,8 @@ describe('the servers a stack file records', () => {
     processesWhoseCommandLine((args) => args.includes(`${dataDir}/`) && !args.includes('muse.js'));
 
   it('are stopped by down through another path to the same directory (a symlink), as they were started', async () => {
-    const real = tempDir();
-    const link = `${tempDir()}/link`;
+    const real = infraDir();
+    const link = `${infraDir()}/link`;
     symlinkSync(real, link);
     const started = await up({ dataDir: link, temporalPort: await freePort(), natsPort: await freePort() });
     try {
@@ -465,8 +462,8 @@ describe('the servers a stack file records', () => {
   });
 
   it("are not a copy's: a data directory copied with its stack file (a backup) does not stop or take the original's", async () => {
-    const original = tempDir();
-    const copy = tempDir();
+    const original = infraDir();
+    const copy = infraDir();
     const started = await up({
       dataDir: original,
       temporalPort: await freePort(),
@@ -484,7 +481,7 @@ describe('the servers a stack file records', () => {
   });
 
   it('are not left running when their record cannot be written: up fails and stops them', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     // A directory where stack.json goes: it cannot be replaced, as on a full or read-only disk.
     mkdirSync(join(dataDir, 'stack.json', 'in-the-way'), { recursive: true });
     try {
@@ -498,7 +495,7 @@ describe('the servers a stack file records', () => {
   });
 
   it('a server muse up started, restarted by muse demo, stays up when the demo ends', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
     try {
       const first = await up({ dataDir, ...ports });
@@ -519,7 +516,7 @@ describe('the servers a stack file records', () => {
 
 describe('two muse up at once', () => {
   it('on one data directory, the second waits for the first and finds its stack running', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
     try {
       const [a, b] = await Promise.all([up({ dataDir, ...ports }), up({ dataDir, ...ports })]);
@@ -535,7 +532,7 @@ describe('two muse up at once', () => {
   });
 
   it('down waits for an up under way on its data directory, instead of acting on the stack file it is rewriting', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
     await up({ dataDir, ...ports });
     const { holder, waitingFor } = holdUpLock(dataDir);
@@ -553,7 +550,7 @@ describe('two muse up at once', () => {
   });
 
   it('says whom it waits for once the wait is noticeable, and goes on when that process is gone', async () => {
-    const dataDir = tempDir();
+    const dataDir = infraDir();
     const ports = { temporalPort: await freePort(), natsPort: await freePort() };
     const { holder, waitingFor } = holdUpLock(dataDir);
     const told: string[] = [];
@@ -589,7 +586,7 @@ function holdUpLock(dataDir: string) {
  * more of its environment.
  */
 async function museOnOwnPorts(command: 'up' | 'demo', env: NodeJS.ProcessEnv = {}) {
-  const dataDir = tempDir();
+  const dataDir = infraDir();
   const [temporalPort, natsPort] = [await freePort(), await freePort()];
   const child = spawn(
     process.execPath,
@@ -620,7 +617,7 @@ describe('muse up', () => {
       let env: NodeJS.ProcessEnv = {};
       if (how !== 'as installed') {
         // The server runs as the wrapper's child: signalled alone, the wrapper would die and leave it running.
-        const wrapper = join(tempDir(), 'temporal-wrapper');
+        const wrapper = join(infraDir(), 'temporal-wrapper');
         writeFileSync(wrapper, `#!/bin/sh\n"${resolveBinary('temporal')}" "$@"\n`);
         chmodSync(wrapper, 0o755);
         env = { MUSE_TEMPORAL_BIN: wrapper };

@@ -2,14 +2,14 @@
 // make a run in flight fail its replay (a non-determinism error, the run stuck until the old code is back) fails
 // here first. Each fixture is a history exported with `temporal workflow show --output json` (compacted); the file
 // names say what kind of run it is, and the list below what each one guards.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from '@temporalio/worker';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { payloadConverterPath } from '../../common/temporal.js';
 import { workflowBundle } from '../../workers/rollout-worker.js';
+import { tempDir } from '../helpers/temp.js';
 
 const fixtures = fileURLToPath(new URL('../fixtures/histories/', import.meta.url));
 
@@ -83,8 +83,7 @@ const FIXTURES: Record<string, { workflowId: string; guards: string }> = {
   },
 };
 
-const cacheDir = mkdtempSync(join(tmpdir(), 'muse-replay-'));
-afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+const cacheDir = tempDir('muse-replay-');
 // Bundled once for every fixture, as a worker bundles once for every run.
 let bundle: ReturnType<typeof workflowBundle> | undefined;
 

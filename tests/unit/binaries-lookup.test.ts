@@ -1,18 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MissingBinaryError, resolveBinary } from '../../infra/binaries.js';
 import {
   type BinaryName,
@@ -21,20 +11,12 @@ import {
   resolveOverride,
   SYSTEM_DIRS,
 } from '../../infra/binaries-lookup.mjs';
+import { tempDir } from '../helpers/temp.js';
 
 // Every lookup here is confined to temp dirs (PATH, root, cwd, python scripts and system dirs are all
 // injected), so nothing installed on the machine shows up and nothing gets installed.
 
-const temps: string[] = [];
-afterAll(() => {
-  for (const dir of temps) rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'muse-binaries-'));
-  temps.push(dir);
-  return dir;
-}
+const binariesDir = () => tempDir('muse-binaries-');
 
 /**
  * An executable stand-in that answers `--version`; by default with a version of the temporal line install.mjs is
@@ -49,7 +31,7 @@ function exe(dir: string, name: string, version = '1.9.1'): string {
 }
 
 function isolated(over: LookupOptions & { pathDirs?: string[] } = {}): LookupOptions {
-  const root = over.root ?? tempDir();
+  const root = over.root ?? binariesDir();
   return {
     root,
     cwd: over.cwd ?? root,
@@ -70,7 +52,7 @@ describe('env override', () => {
   });
 
   it('each binary has its own variable', () => {
-    const path = exe(tempDir(), 'nats');
+    const path = exe(binariesDir(), 'nats');
     const options = isolated({ env: { MUSE_NATS_SERVER_BIN: path } });
     expect(resolveOverride('nats-server', options)).toEqual({
       envVar: 'MUSE_NATS_SERVER_BIN',
@@ -81,8 +63,8 @@ describe('env override', () => {
   });
 
   it('a value with a slash is a file path, relative to the working directory, never looked up on PATH', () => {
-    const cwd = tempDir();
-    const pathDir = tempDir();
+    const cwd = binariesDir();
+    const pathDir = binariesDir();
     const local = exe(join(cwd, 'tools'), 'temporal');
     exe(join(pathDir, 'elsewhere'), 'temporal');
     const at = (value: string) =>
@@ -96,7 +78,7 @@ describe('env override', () => {
   });
 
   it('a non-executable file or a directory is not accepted', () => {
-    const dir = tempDir();
+    const dir = binariesDir();
     const plain = join(dir, 'temporal');
     writeFileSync(plain, '#!/bin/sh\n');
     const at = (value: string) =>
@@ -106,10 +88,10 @@ describe('env override', () => {
   });
 
   it('a bare name is a file in the working directory, else looked up on PATH', () => {
-    const cwd = tempDir();
-    const pathDir = tempDir();
+    const cwd = binariesDir();
+    const pathDir = binariesDir();
     const options = () =>
-      isolated({ cwd, pathDirs: [tempDir(), pathDir], env: { MUSE_TEMPORAL_BIN: 'my-temporal' } });
+      isolated({ cwd, pathDirs: [binariesDir(), pathDir], env: { MUSE_TEMPORAL_BIN: 'my-temporal' } });
     expect(resolveOverride('temporal', options())?.path).toBeUndefined();
 
     const onPath = exe(pathDir, 'my-temporal');
@@ -125,10 +107,10 @@ describe('env override', () => {
 
 describe('candidate order', () => {
   it('bin-paths.json (checkout, then cwd), PATH, python scripts dirs, tools venvs, system dirs', () => {
-    const root = tempDir();
-    const cwd = tempDir();
-    const recordedRoot = exe(tempDir(), 'temporal');
-    const recordedCwd = exe(tempDir(), 'temporal');
+    const root = binariesDir();
+    const cwd = binariesDir();
+    const recordedRoot = exe(binariesDir(), 'temporal');
+    const recordedCwd = exe(binariesDir(), 'temporal');
     mkdirSync(join(root, '.muse'));
     mkdirSync(join(cwd, '.muse'));
     writeFileSync(
@@ -136,19 +118,19 @@ describe('candidate order', () => {
       JSON.stringify({ temporal: { path: recordedRoot } }),
     );
     writeFileSync(join(cwd, '.muse', 'bin-paths.json'), JSON.stringify({ temporal: recordedCwd }));
-    const pathDir = tempDir();
+    const pathDir = binariesDir();
     const onPath = exe(pathDir, 'temporal');
-    const scripts = tempDir();
+    const scripts = binariesDir();
     const inScripts = exe(scripts, 'temporal');
     const venvRoot = exe(join(root, '.muse', 'tools-venv', 'bin'), 'temporal');
     const venvCwd = exe(join(cwd, '.muse', 'tools-venv', 'bin'), 'temporal');
-    const system = tempDir();
+    const system = binariesDir();
     const inSystem = exe(system, 'temporal');
 
     const options = isolated({
       root,
       cwd,
-      pathDirs: [tempDir(), pathDir],
+      pathDirs: [binariesDir(), pathDir],
       pythonScripts: () => [scripts],
       systemDirs: [system],
     });
@@ -165,15 +147,15 @@ describe('candidate order', () => {
   });
 
   it('skips bin-paths entries it cannot use, and lists a path once', () => {
-    const root = tempDir();
-    const pathDir = tempDir();
+    const root = binariesDir();
+    const pathDir = binariesDir();
     const onPath = exe(pathDir, 'temporal');
-    const plain = join(tempDir(), 'temporal');
+    const plain = join(binariesDir(), 'temporal');
     writeFileSync(plain, '');
     mkdirSync(join(root, '.muse'));
     const options = isolated({ root, pathDirs: [pathDir, pathDir], systemDirs: [pathDir] });
     for (const entry of [
-      { path: join(tempDir(), 'gone') },
+      { path: join(binariesDir(), 'gone') },
       { path: 5 },
       { path: 'relative/temporal' },
       plain,
@@ -192,9 +174,9 @@ describe('candidate order', () => {
   });
 
   it('puts a pyenv shim on PATH after the real binary behind it', () => {
-    const shims = join(tempDir(), 'shims');
+    const shims = join(binariesDir(), 'shims');
     const shim = exe(shims, 'temporal');
-    const scripts = tempDir();
+    const scripts = binariesDir();
     const real = exe(scripts, 'temporal');
     expect(all('temporal', isolated({ pathDirs: [shims], pythonScripts: () => [scripts] }))).toEqual([
       real,
@@ -204,7 +186,7 @@ describe('candidate order', () => {
   });
 
   it('asks python only when nothing earlier matched', () => {
-    const pathDir = tempDir();
+    const pathDir = binariesDir();
     exe(pathDir, 'temporal');
     const pythonScripts = vi.fn(() => []);
     const options = isolated({ pathDirs: [pathDir], pythonScripts });
@@ -221,7 +203,7 @@ describe('resolveBinary (binaries.ts) uses the same rules', () => {
   });
 
   it('a bare-name override is found on PATH', () => {
-    const pathDir = tempDir();
+    const pathDir = binariesDir();
     const fake = exe(pathDir, 'muse-test-fake-temporal');
     vi.stubEnv('PATH', pathDir);
     vi.stubEnv('MUSE_TEMPORAL_BIN', 'muse-test-fake-temporal');
@@ -230,7 +212,7 @@ describe('resolveBinary (binaries.ts) uses the same rules', () => {
   });
 
   it('an override naming nothing is an error with an install hint, not a fallthrough', () => {
-    vi.stubEnv('PATH', tempDir());
+    vi.stubEnv('PATH', binariesDir());
     vi.stubEnv('MUSE_NATS_SERVER_BIN', 'muse-test-no-such-binary');
     expect(() => resolveBinary('nats-server')).toThrow(MissingBinaryError);
     expect(() => resolveBinary('nats-server')).toThrow(
@@ -244,7 +226,7 @@ describe('install.mjs uses the same rules', () => {
 
   /** A copy of install.mjs and its lookup module in a temp checkout: it never touches this checkout's .muse. */
   function checkout(): string {
-    const root = tempDir();
+    const root = binariesDir();
     mkdirSync(join(root, 'infra'));
     for (const file of ['install.mjs', 'binaries-lookup.mjs']) {
       copyFileSync(join(repoInfra, file), join(root, 'infra', file));
@@ -280,7 +262,7 @@ describe('install.mjs uses the same rules', () => {
     "when every way to install fails, says what each way answered (pip's error line, not its notes)",
     () => {
       const root = checkout();
-      const pathDir = tempDir();
+      const pathDir = binariesDir();
       // A python whose pip refuses everything (PEP 668), and which cannot make a venv either.
       writeFileSync(
         join(pathDir, 'python3'),
@@ -299,7 +281,7 @@ describe('install.mjs uses the same rules', () => {
 
   it('accepts bare-name overrides as resolveOverride resolves them, and does not record them', () => {
     const root = checkout();
-    const pathDir = tempDir();
+    const pathDir = binariesDir();
     const temporal = exe(pathDir, 'fake-temporal', '1.9.1');
     const nats = exe(pathDir, 'fake-nats', '2.15.1');
     const env = { PATH: pathDir, MUSE_TEMPORAL_BIN: 'fake-temporal', MUSE_NATS_SERVER_BIN: 'fake-nats' };
@@ -322,7 +304,7 @@ describe('install.mjs uses the same rules', () => {
 
   it('warns of a temporal CLI of another release line than the pinned one (its flags may differ), not of nats-server', () => {
     const root = checkout();
-    const pathDir = tempDir();
+    const pathDir = binariesDir();
     exe(pathDir, 'old-temporal', '0.9.0');
     exe(pathDir, 'old-nats', '2.9.25');
     const r = install(root, {
@@ -342,7 +324,7 @@ describe('install.mjs uses the same rules', () => {
     const root = checkout();
     mkdirSync(join(root, '.muse'));
     writeFileSync(join(root, '.muse', 'bin-paths.json'), JSON.stringify({ temporal: { path: 5 } }));
-    const shims = join(tempDir(), 'shims');
+    const shims = join(binariesDir(), 'shims');
     exe(shims, 'temporal');
     const real = exe(join(root, '.muse', 'tools-venv', 'bin'), 'temporal');
     const nats = exe(shims, 'nats-server');

@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { context, propagation, SpanStatusCode, trace } from '@opentelemetry/api';
@@ -10,7 +9,7 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../common/config.js';
 import {
   currentTracer,
@@ -19,6 +18,7 @@ import {
   shutdownTelemetry,
   tracer,
 } from '../../common/telemetry.js';
+import { tempDir } from '../helpers/temp.js';
 
 describe('JSON lines span export', () => {
   it("writes a failed span's status and recorded exception, so it does not read as a success", async () => {
@@ -53,7 +53,7 @@ describe('JSON lines span export', () => {
 });
 
 describe('process telemetry', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'muse-telemetry-'));
+  const dir = tempDir('muse-telemetry-');
   const fileConfig = (name: string) =>
     loadConfig({ env: {}, overrides: { telemetry: { exporter: 'file', file: join(dir, name) } } });
   const spanNames = (file: string) =>
@@ -71,8 +71,6 @@ describe('process telemetry', () => {
     context.disable();
     vi.restoreAllMocks();
   });
-
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('refuses a span file it cannot write, by name, instead of losing every span without a word', () => {
     // A directory where the file should be.
