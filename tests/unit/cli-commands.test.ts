@@ -775,23 +775,35 @@ describe('long-running processes', () => {
 });
 
 describe('following a run', () => {
-  it('says once, when no worker answers, why there is no progress, and still returns the result', async () => {
+  /**
+   * Follows a run whose progress queries all time out (no worker answers them) for `ms`, on `client`, then ends it;
+   * returns what the follower said and the result.
+   */
+  async function unansweredFollow(
+    client: object,
+    opts: { told?: { noWorker: boolean; failing: boolean }; ms?: number } = {},
+  ) {
     let finish!: (r: unknown) => void;
-    const noWorker = Object.assign(new Error('deadline exceeded'), { code: 4 });
     const handle = {
       result: () => new Promise((ok) => (finish = ok)),
-      query: () => Promise.reject(noWorker),
-      client: abortableCalls(),
+      query: () => Promise.reject(Object.assign(new Error('deadline exceeded'), { code: 4 })),
+      client,
     };
     const heard: string[] = [];
     const following = followTrajectory(handle as never, () => {}, {
       intervalMs: 1,
       unansweredMs: 5,
       onUnanswered: (why) => heard.push(why),
+      ...(opts.told ? { told: opts.told } : {}),
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, opts.ms ?? 100));
     finish({ termination: 'answer' });
-    expect(await following).toEqual({ termination: 'answer' });
+    return { heard, result: await following };
+  }
+
+  it('says once, when no worker answers, why there is no progress, and still returns the result', async () => {
+    const { heard, result } = await unansweredFollow(abortableCalls());
+    expect(result).toEqual({ termination: 'answer' });
     expect(heard).toEqual([
       'no worker answered within 0.005 s: is a rollout worker running on its task queue?',
     ]);
@@ -799,44 +811,18 @@ describe('following a run', () => {
 
   it('tells once across follows that share what was told (muse run following its run again after an outage)', async () => {
     const told = { noWorker: false, failing: false };
-    const heard: string[] = [];
-    for (let follow = 0; follow < 2; follow++) {
-      let finish!: (r: unknown) => void;
-      const handle = {
-        result: () => new Promise((ok) => (finish = ok)),
-        query: () => Promise.reject(Object.assign(new Error('deadline exceeded'), { code: 4 })),
-        client: abortableCalls(),
-      };
-      const following = followTrajectory(handle as never, () => {}, {
-        intervalMs: 1,
-        unansweredMs: 5,
-        onUnanswered: (why) => heard.push(why),
-        told,
-      });
-      await new Promise((r) => setTimeout(r, 50));
-      finish({ termination: 'answer' });
-      await following;
-    }
-    expect(heard).toHaveLength(1);
+    const first = await unansweredFollow(abortableCalls(), { told, ms: 50 });
+    const second = await unansweredFollow(abortableCalls(), { told, ms: 50 });
+    expect(first.heard).toHaveLength(1);
+    expect(second.heard).toEqual([]);
   });
 
   it('blames the server, not the workers, when the server does not answer either (a restart)', async () => {
-    let finish!: (r: unknown) => void;
     const unavailable = Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14 });
-    const handle = {
-      result: () => new Promise((ok) => (finish = ok)),
-      query: () => Promise.reject(Object.assign(new Error('deadline exceeded'), { code: 4 })),
-      client: { ...abortableCalls(), workflowService: { getSystemInfo: () => Promise.reject(unavailable) } },
-    };
-    const heard: string[] = [];
-    const following = followTrajectory(handle as never, () => {}, {
-      intervalMs: 1,
-      unansweredMs: 5,
-      onUnanswered: (why) => heard.push(why),
+    const { heard } = await unansweredFollow({
+      ...abortableCalls(),
+      workflowService: { getSystemInfo: () => Promise.reject(unavailable) },
     });
-    await new Promise((r) => setTimeout(r, 100));
-    finish({ termination: 'answer' });
-    await following;
     expect(heard[0]).toBe('the Temporal server does not answer (14 UNAVAILABLE: No connection established)');
     expect(heard.some((h) => h.includes('no worker'))).toBe(false);
   });
