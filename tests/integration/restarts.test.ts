@@ -21,6 +21,7 @@ import {
   inProcessWorker,
   natsFor,
   recordingBackend,
+  runMuse,
   waitUntil,
 } from '../helpers/stack.js';
 
@@ -151,6 +152,56 @@ describe('servers killed and restarted mid-trajectory', () => {
       run.result.steps,
     );
   });
+
+  it('the Temporal server down long enough to fail the client: muse run says so, follows the run again, and prints its end', async () => {
+    const pool = 'cli-temporal-down';
+    const nc = await natsFor(cfg);
+    const member = new PoolMember({
+      nc,
+      pool,
+      id: `${pool}-member`,
+      backend: new SimBackend({ profile: { timeScale: 0.2 } }),
+    });
+    await member.start();
+    const worker = await inProcessWorker(cfg);
+    try {
+      const [q] = sampleQuestions(1, 34);
+      const run = runMuse(cfg, [
+        'run',
+        '--pool',
+        pool,
+        '--max-turns',
+        '30',
+        `${q!.question} [sim:min-turns=8]`,
+      ]);
+      let stderr = '';
+      run.child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      await waitUntil(() => /step [3-9]\//.test(stderr), 60_000, 'three steps');
+      process.kill(temporal.pid, 'SIGKILL');
+      await temporal.stop();
+      // Down until the command's own calls have failed (their retries spent), as a restart that takes a while does.
+      await waitUntil(
+        () => stderr.includes('the Temporal server does not answer'),
+        90_000,
+        'the outage told',
+      );
+      temporal = await startTemporalOn(temporal.port);
+      const r = await run.done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/termination: answer/);
+      expect(r.stderr).toMatch(
+        /waiting: the Temporal server does not answer \(.*\); the trajectory traj-\S+ goes on in Temporal, and is followed again once the server answers/,
+      );
+      // Told once, not at every failed call.
+      expect(r.stderr.match(/the trajectory traj-\S+ goes on in Temporal/g)).toHaveLength(1);
+    } finally {
+      await worker.stop();
+      await member.stop();
+      await nc.close().catch(() => {});
+    }
+  }, 180_000);
 
   it('the NATS server down for a while: a step says, in its heartbeats, that it waits for NATS; the run goes on after', async () => {
     let waiting: string | undefined;
