@@ -147,6 +147,29 @@ export function runMuse(cfg: MuseConfig, args: string[]) {
   return { child, done };
 }
 
+/**
+ * `muse <args>` on a terminal of its own (a pseudo-terminal from util-linux's `script`), as a person runs it: what a
+ * command does only on a terminal (progress bars) runs. Standard output and error come back as one stream.
+ */
+export function runMuseOnTerminal(cfg: MuseConfig, args: string[]) {
+  const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+  const line = [process.execPath, join(repoRoot, 'bin', 'muse.js'), ...args].map(quote).join(' ');
+  const child = spawn('script', ['-qec', line, '/dev/null'], {
+    cwd: repoRoot,
+    env: { ...configEnv(cfg), COLUMNS: '160' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  for (const stream of [child.stdout!, child.stderr!])
+    stream.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+  const done = new Promise<{ code: number | null; output: string }>((resolve) =>
+    child.once('close', (code) => resolve({ code, output })),
+  );
+  return { child, done };
+}
+
 /** `muse <args>` as runMuse runs it, its child killed with the suite's if the test ends first (a hang, a failure). */
 export function runMuseInSuite(suite: Suite, cfg: MuseConfig, args: string[]) {
   const run = runMuse(cfg, args);

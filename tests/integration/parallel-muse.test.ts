@@ -30,6 +30,7 @@ import {
   inProcessWorker,
   killHard,
   runMuseInSuite,
+  runMuseOnTerminal,
   scriptedMember,
   spawnMuse,
   useSuite,
@@ -978,6 +979,49 @@ describe('ParallelMuse', () => {
         expect(second.code, second.stderr).toBe(0);
         expect(second.stdout).toMatch(/job batch-failed: 1 completed, 1 already done, 0 failed, 0 bad lines/);
         expect(results().map((r) => r.question)).toEqual([fine.question, refused.question]);
+      });
+    } finally {
+      await flaky.stop();
+      await sim.close();
+    }
+  });
+
+  it('batch on a terminal: a progress bar, and the failures told once it is gone, with the summary', async () => {
+    const dir = tempDir('muse-batch-tty-');
+    const input = join(dir, 'q.jsonl');
+    const out = join(dir, 'out.jsonl');
+    const [fine, refused] = sampleQuestions(2, 407) as [(typeof questions)[0], (typeof questions)[0]];
+    writeFileSync(input, `${JSON.stringify(fine)}\n${JSON.stringify(refused)}\n`);
+    const sim = new SimBackend({ profile: { timeScale: 0 } });
+    const flaky = await scriptedMember(suite.nc, 'refuses-one-tty', (req, signal) =>
+      JSON.stringify(req.messages).includes(refused.question) ? notServed() : sim.generate(req, signal),
+    );
+    try {
+      await withWorker(async () => {
+        const run = runMuseOnTerminal(cfg, [
+          'batch',
+          input,
+          '--out',
+          out,
+          '--n',
+          '2',
+          '--branch-mode',
+          'none',
+          '--pool',
+          'refuses-one-tty',
+          '--job',
+          'batch-tty',
+        ]);
+        suite.children.push(run.child);
+        const { code, output } = await run.done;
+        expect(code, output).toBe(1);
+        // The bar (cli-progress redraws it in place: carriage returns, no line per question as without a terminal).
+        expect(output).toMatch(/[░█]{10,} 2\/2 questions, 0 running/);
+        expect(output).not.toMatch(/^ {2}\d+\/2 questions/m);
+        // The failure, after the bar's last drawing, and the summary.
+        const failure = output.search(/question on line 2 failed: .*every rollout of the question failed/);
+        expect(failure).toBeGreaterThan(output.lastIndexOf('2/2 questions'));
+        expect(output).toMatch(/job batch-tty: 1 completed, 0 already done, 1 failed, 0 bad lines/);
       });
     } finally {
       await flaky.stop();
