@@ -932,36 +932,53 @@ describe('ParallelMuse', () => {
     });
   });
 
-  it('batch: a question that failed is left out of --out, the CLI names it and exits 1, and a re-run runs it again', async () => {
-    const dir = tempDir('muse-batch-failed-');
+  /** `muse batch` of `input` into `out` at a budget of 2 rollouts a question, without branching, and `more`. */
+  const smallBatch = (input: string, out: string, ...more: string[]) => [
+    'batch',
+    input,
+    '--out',
+    out,
+    '--n',
+    '2',
+    '--branch-mode',
+    'none',
+    ...more,
+  ];
+
+  /**
+   * Two simulator questions in a file, the second refused for good (a model the server does not have) by the member
+   * of pool `job` while `refusing()` says so, and the `muse batch` arguments that run them under job `job`.
+   */
+  async function batchWithRefusedQuestion(job: string, seed: number, refusing: () => boolean = () => true) {
+    const dir = tempDir(`muse-${job}-`);
     const input = join(dir, 'q.jsonl');
     const out = join(dir, 'out.jsonl');
-    const [fine, refused] = sampleQuestions(2, 406) as [(typeof questions)[0], (typeof questions)[0]];
+    const [fine, refused] = sampleQuestions(2, seed) as [(typeof questions)[0], (typeof questions)[0]];
     writeFileSync(input, `${JSON.stringify(fine)}\n${JSON.stringify(refused)}\n`);
-    // Until it is fixed, the server refuses every request of the second question for good.
-    let refusing = true;
     const sim = new SimBackend({ profile: { timeScale: 0 } });
-    const flaky = await scriptedMember(suite.nc, 'refuses-one', (req, signal) =>
-      refusing && JSON.stringify(req.messages).includes(refused.question)
+    const flaky = await scriptedMember(suite.nc, job, (req, signal) =>
+      refusing() && JSON.stringify(req.messages).includes(refused.question)
         ? notServed()
         : sim.generate(req, signal),
     );
+    const args = smallBatch(input, out, '--pool', job, '--job', job);
+    const stop = async () => {
+      await flaky.stop();
+      await sim.close();
+    };
+    return { out, fine, refused, args, stop };
+  }
+
+  it('batch: a question that failed is left out of --out, the CLI names it and exits 1, and a re-run runs it again', async () => {
+    // Until it is fixed, the server refuses every request of the second question for good.
+    let refusing = true;
+    const { out, fine, refused, args, stop } = await batchWithRefusedQuestion(
+      'batch-failed',
+      406,
+      () => refusing,
+    );
     try {
       await withWorker(async () => {
-        const args = [
-          'batch',
-          input,
-          '--out',
-          out,
-          '--n',
-          '2',
-          '--branch-mode',
-          'none',
-          '--pool',
-          'refuses-one',
-          '--job',
-          'batch-failed',
-        ];
         const first = await runMuse(args);
         expect(first.code).toBe(1);
         expect(first.stdout).toMatch(/job batch-failed: 1 completed, 0 already done, 1 failed, 0 bad lines/);
@@ -981,37 +998,15 @@ describe('ParallelMuse', () => {
         expect(results().map((r) => r.question)).toEqual([fine.question, refused.question]);
       });
     } finally {
-      await flaky.stop();
-      await sim.close();
+      await stop();
     }
   });
 
   it('batch on a terminal: a progress bar, and the failures told once it is gone, with the summary', async () => {
-    const dir = tempDir('muse-batch-tty-');
-    const input = join(dir, 'q.jsonl');
-    const out = join(dir, 'out.jsonl');
-    const [fine, refused] = sampleQuestions(2, 407) as [(typeof questions)[0], (typeof questions)[0]];
-    writeFileSync(input, `${JSON.stringify(fine)}\n${JSON.stringify(refused)}\n`);
-    const sim = new SimBackend({ profile: { timeScale: 0 } });
-    const flaky = await scriptedMember(suite.nc, 'refuses-one-tty', (req, signal) =>
-      JSON.stringify(req.messages).includes(refused.question) ? notServed() : sim.generate(req, signal),
-    );
+    const { args, stop } = await batchWithRefusedQuestion('batch-tty', 407);
     try {
       await withWorker(async () => {
-        const run = runMuseOnTerminal(cfg, [
-          'batch',
-          input,
-          '--out',
-          out,
-          '--n',
-          '2',
-          '--branch-mode',
-          'none',
-          '--pool',
-          'refuses-one-tty',
-          '--job',
-          'batch-tty',
-        ]);
+        const run = runMuseOnTerminal(cfg, args);
         suite.children.push(run.child);
         const { code, output } = await run.done;
         expect(code, output).toBe(1);
@@ -1024,8 +1019,7 @@ describe('ParallelMuse', () => {
         expect(output).toMatch(/job batch-tty: 1 completed, 0 already done, 1 failed, 0 bad lines/);
       });
     } finally {
-      await flaky.stop();
-      await sim.close();
+      await stop();
     }
   });
 
@@ -1038,21 +1032,8 @@ describe('ParallelMuse', () => {
     writeFileSync(input, `${lines.join('\n')}\n`);
     const child = await spawnMuse(cfg, ['worker'], /rollout worker on task queue/);
     suite.children.push(child);
-    const batchArgs = (extra: string[] = []) => [
-      'batch',
-      input,
-      '--out',
-      out,
-      '--n',
-      '2',
-      '--branch-mode',
-      'none',
-      '--concurrency',
-      '1',
-      '--job',
-      'batch-it',
-      ...extra,
-    ];
+    const batchArgs = (extra: string[] = []) =>
+      smallBatch(input, out, '--concurrency', '1', '--job', 'batch-it', ...extra);
     const batch = await spawnMuse(cfg, batchArgs(), /questions|line/);
     suite.children.push(batch);
     await waitUntil(
@@ -1303,18 +1284,7 @@ describe('ParallelMuse', () => {
     const question = `${questions[5]!.question} [lock test]`;
     writeFileSync(input, `${JSON.stringify({ question })}\n`);
     // No worker on this queue: the batch waits on its question, holding the lock.
-    const { child, done } = startMuse([
-      'batch',
-      input,
-      '--out',
-      out,
-      '--n',
-      '2',
-      '--branch-mode',
-      'none',
-      '--job',
-      'batch-lock',
-    ]);
+    const { child, done } = startMuse(smallBatch(input, out, '--job', 'batch-lock'));
     await waitUntil(() => existsSync(`${out}.lock`), 60_000, 'the batch lock');
     // Recorded before any result: a re-run without --job continues this job.
     await waitUntil(() => existsSync(`${out}.job`), 10_000, 'the recorded job');
