@@ -257,7 +257,7 @@ export function sayIfStepsRetry(
         const others = more > 0 ? ` (and ${more} more alike)` : '';
         const state =
           first.waitingSince !== undefined
-            ? `is waiting (attempt ${first.attempt}, for ${Math.round((Date.now() - Date.parse(first.waitingSince)) / 1000)} s)`
+            ? `is waiting (attempt ${first.attempt}, for ${Math.max(0, Math.round((Date.now() - Date.parse(first.waitingSince)) / 1000))} s)`
             : `is being retried (attempt ${first.attempt})`;
         say(`step ${first.activity}${where}${others} ${state}: ${clipText(failure, 400)}`);
       }
@@ -391,7 +391,8 @@ function waitingNow(client: Client, a: PendingActivityLike): WaitingDetails | un
   if (!details || a.state !== PENDING_STARTED) return undefined;
   const beatAt = optionalTsToMs(a.lastHeartbeatTime);
   const startedAt = optionalTsToMs(a.lastStartedTime);
-  if (beatAt === undefined || startedAt === undefined || beatAt < startedAt) return undefined;
+  // Strictly after: the server sets an attempt's heartbeat time to its start, beside the last attempt's details.
+  if (beatAt === undefined || startedAt === undefined || beatAt <= startedAt) return undefined;
   try {
     const value = client.options.loadedDataConverter.payloadConverter.fromPayload(details);
     const { waiting, since } = (value ?? {}) as Partial<WaitingDetails>;

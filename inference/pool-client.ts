@@ -452,7 +452,9 @@ export class PoolClient {
     let newestSeen = -Infinity;
     let inRotation = 0;
     for (const m of this.members.values()) {
-      if (m.leavingSince !== undefined) continue;
+      // A leaving member that says so at each heartbeat is heard like one in rotation: its silence, with every other
+      // member's, may be this router's connection, not its death.
+      if (m.leavingSince !== undefined && !m.leaveRepeats) continue;
       if (now - m.lastSeen <= this.ttl) return false;
       inRotation++;
       newestSeen = Math.max(newestSeen, m.lastSeen);
@@ -724,10 +726,11 @@ export class PoolClient {
         : subjects.generate(this.opts.pool);
       const state = memberId ? this.members.get(memberId) : undefined;
       const unroute = memberId ? this.policy.onRouted?.(memberId, route) : undefined;
-      // Full when sent: the request waits in the member's queue behind others (see busyMeanwhile).
+      // Full when sent: the request waits in the member's queue behind others (see busyMeanwhile). Its server may
+      // queue some short of the member's capacity (no KV blocks free): those count as queued too.
       const fullAtSend =
         state !== undefined &&
-        Math.max(state.info.inFlight + state.info.queued, state.outstanding) >= state.info.capacity;
+        (state.info.queued > 0 || Math.max(state.info.inFlight, state.outstanding) >= state.info.capacity);
       if (state) state.outstanding++;
       const servedAtSend = state?.info.servedRequests;
       let answered = false;

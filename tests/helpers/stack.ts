@@ -156,7 +156,8 @@ export function runMuseOnTerminal(cfg: MuseConfig, args: string[]) {
   const line = [process.execPath, join(repoRoot, 'bin', 'muse.js'), ...args].map(quote).join(' ');
   const child = spawn('script', ['-qec', line, '/dev/null'], {
     cwd: repoRoot,
-    env: { ...configEnv(cfg), COLUMNS: '160' },
+    // script runs the line with $SHELL: the quoting above is a POSIX shell's.
+    env: { ...configEnv(cfg), COLUMNS: '160', SHELL: '/bin/sh' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

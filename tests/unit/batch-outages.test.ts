@@ -292,6 +292,17 @@ describe('sayIfStepsRetry', () => {
                 lastHeartbeatTime: at(now - 1_000),
                 heartbeatDetails: details,
               })),
+              // A retry just started: the server sets its heartbeat time to its start, beside the last attempt's
+              // details. Its failure, not the old wait.
+              {
+                activityType: { name: 'summarizeStep' },
+                attempt: 3,
+                state: STARTED,
+                lastStartedTime: at(now - 500),
+                lastHeartbeatTime: at(now - 500),
+                heartbeatDetails: details,
+                lastFailure: { message: 'activity StartToClose timeout' },
+              },
               // An attempt that failed after its worker said it waited (the server keeps the details): its failure.
               {
                 activityType: { name: 'toolStep' },
@@ -319,11 +330,14 @@ describe('sayIfStepsRetry', () => {
     await expect.poll(() => described, { timeout: 2_000 }).toBeGreaterThan(3);
     await quiet();
     // Told once over several checks (the reason stays the same text while the wait lasts), the two steps as one.
-    expect(said).toHaveLength(2);
+    expect(said).toHaveLength(3);
     expect(said[0]).toMatch(
       new RegExp(`^step llmStep \\(and 1 more alike\\) is waiting \\(attempt 1, for 2\\d s\\): ${why}$`),
     );
-    expect(said[1]).toBe('step toolStep is being retried (attempt 2): activity Heartbeat timeout');
+    expect(said.slice(1).sort()).toEqual([
+      'step summarizeStep is being retried (attempt 3): activity StartToClose timeout',
+      'step toolStep is being retried (attempt 2): activity Heartbeat timeout',
+    ]);
   });
 
   it("tells a question's rollouts failing alike as one line, naming the first, describing a few of them per check", async () => {

@@ -700,12 +700,39 @@ describe('PoolClient and a member that is leaving', () => {
     }
     expect(known()).toEqual(['gpu-0']);
     // Silent for a TTL (3 s): it died while finishing, and what it held fails over now, not at 65 s. (Swept every
-    // half second: a longer gap between sweeps reads as this router having stalled, which holds drops a moment.)
-    for (let ms = 0; ms < 3_500; ms += 500) {
+    // half second: a longer gap between sweeps reads as this router having stalled, which holds drops a moment. The
+    // only member silent, the router first checks its own connection: answered at once here.)
+    for (let ms = 0; ms < 4_000; ms += 500) {
       clock.now += 500;
       client.liveMembers();
+      await new Promise((r) => setTimeout(r, 0));
     }
     expect(known()).toEqual([]);
+    client.close();
+  });
+
+  it("keeps it while its silence may be this router's connection (a check of the connection unanswered)", async () => {
+    // The connection answers until the member has said it leaves, then no check of it is answered.
+    let answering = true;
+    const harness = routerOnFakeConnection({
+      request: () => new Promise(() => {}),
+      flush: () => (answering ? Promise.resolve() : new Promise(() => {})),
+    });
+    const { client, clock, announce, known } = harness;
+    await client.start();
+    announce('gpu-0', { instance: 'one' });
+    void client
+      .generate([{ role: 'user', content: 'q' }], PARAMS, { deadline: Date.now() + 600_000 })
+      .catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    announce('gpu-0', { instance: 'one', leaving: true, drainMs: 60_000 });
+    answering = false;
+    for (let ms = 0; ms < 6_000; ms += 500) {
+      clock.now += 500;
+      client.liveMembers();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    expect(known()).toEqual(['gpu-0']);
     client.close();
   });
 
