@@ -6,6 +6,7 @@ import { type MuseConfig, readNamedFile } from '../common/config.js';
 import { causeChainMessage } from '../common/errors.js';
 import { trackDowntime } from '../common/nats.js';
 import { BackendSpecSchema } from '../inference/backends/index.js';
+import { MAX_DRAIN_MS } from '../inference/wire.js';
 import { down, namespaceRetentionMs, stackStatus, up } from '../infra/services.js';
 import { startPoolMember } from '../workers/pool-member.js';
 import { createRolloutWorker } from '../workers/rollout-worker.js';
@@ -260,7 +261,7 @@ export function registerServiceCommands(program: Command): void {
     .option(
       '--drain-timeout <s>',
       'on SIGTERM/SIGINT: seconds to wait for requests in hand before giving the rest up (routers wait as long)',
-      secondsArg('--drain-timeout', { zeroAllowed: true, max: 3600 }),
+      secondsArg('--drain-timeout', { zeroAllowed: true, max: MAX_DRAIN_MS / 1000 }),
       10,
     )
     .option(

@@ -29,6 +29,7 @@ import {
   type HeldWire,
   HoldsWire,
   LeaseWire,
+  MAX_DRAIN_MS,
   MemberAnnouncementWire,
   ROUTER_HEADER,
   ROUTER_LEASE_HEADER,
@@ -146,9 +147,6 @@ const MAX_ERROR_CHARS = 4096;
 
 /** How long a stopping member gives the requests it gave up to send their replies. */
 const STOPPED_REPLIES_MS = 1000;
-
-/** The longest wait on stop a member tells routers of (the wire's limit); longer ones are told as this. */
-const MAX_DRAIN_MS = 3_600_000;
 
 /** How long a stopping member waits for the server to confirm its subscriptions drained. */
 const SUBSCRIPTION_DRAIN_MS = 2000;
@@ -438,12 +436,11 @@ export class PoolMember {
     // The leave goes out before the subscriptions end, so a router reads it before any "no responders" for this
     // member's subject and waits for what it has here instead of failing it over. Cancels are still taken while the
     // requests in hand finish: a router that gives up on one frees its slot at once.
+    // Longer waits than the wire takes are told as its limit.
+    const drainMs = Math.min(Math.round(timeoutMs), MAX_DRAIN_MS);
     const sayLeaving = () => {
       try {
-        this.opts.nc.publish(
-          subjects.leave(this.opts.pool),
-          encodeWire(this.announcement({ drainMs: Math.min(Math.round(timeoutMs), MAX_DRAIN_MS) })),
-        );
+        this.opts.nc.publish(subjects.leave(this.opts.pool), encodeWire(this.announcement({ drainMs })));
       } catch {
         // The connection is closed or draining: routers drop this member by its TTL instead.
       }

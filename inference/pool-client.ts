@@ -21,7 +21,13 @@ import { watchStatus, withinMaxPayload } from '../common/nats.js';
 import { injectTraceHeaders, tracer } from '../common/telemetry.js';
 import { backoffDelay, monotonicNow, sleep, timerDeadline, untilAborted } from './retry.js';
 import { type BreakerTicket, CircuitBreaker } from './router/breaker.js';
-import { createPolicy, type MemberView, type RouteRequest, type RoutingPolicy } from './router/policies.js';
+import {
+  createPolicy,
+  isFull,
+  type MemberView,
+  type RouteRequest,
+  type RoutingPolicy,
+} from './router/policies.js';
 import {
   messagesPrefixChars,
   messagesPrefixKeys,
@@ -140,15 +146,11 @@ interface MemberState {
   /** Requests this router has outstanding on the member (fresher than the member's own report). */
   outstanding: number;
   breaker: CircuitBreaker;
-  /** When the member said it is stopping: out of rotation, but what it is finishing is still awaited. */
-  leavingSince?: number;
-  /** How long after leavingSince what it is finishing is awaited (see leaveGraceMs). */
-  leaveGraceMs?: number;
   /**
-   * The member says it is leaving at each heartbeat while it finishes (members that tell their drainMs do): silent for
-   * a TTL, it died while finishing, and what it held fails over then rather than at the end of its grace.
+   * When the member said it is stopping: out of rotation, but what it is finishing is still awaited (its `info` is
+   * then its leave, which says for how long: see leaveGraceMs, leaveRepeats).
    */
-  leaveRepeats?: boolean;
+  leavingSince?: number;
   /** How the last request this router counted against the member failed: why its circuit is open. */
   lastFailure?: string;
   /** NATS said nobody listens on the member's subject: out of rotation until it announces itself again. */
@@ -181,6 +183,14 @@ const MEMBERS_NAMED = 3;
  */
 function leaveGraceMs(leave: MemberAnnouncementWire): number {
   return (leave.drainMs ?? 10_000) + 5_000;
+}
+
+/**
+ * Whether a leaving member says it is leaving at each heartbeat while it finishes (members that tell their drainMs
+ * do): silent for a TTL, it died while finishing, and what it held fails over then rather than at the end of its grace.
+ */
+function leaveRepeats(leave: MemberAnnouncementWire): boolean {
+  return leave.drainMs !== undefined;
 }
 
 /** Failures a member reports that say nothing of its health: failed over without counting against its breaker. */
@@ -454,7 +464,7 @@ export class PoolClient {
     for (const m of this.members.values()) {
       // A leaving member that says so at each heartbeat is heard like one in rotation: its silence, with every other
       // member's, may be this router's connection, not its death.
-      if (m.leavingSince !== undefined && !m.leaveRepeats) continue;
+      if (m.leavingSince !== undefined && !leaveRepeats(m.info)) continue;
       if (now - m.lastSeen <= this.ttl) return false;
       inRotation++;
       newestSeen = Math.max(newestSeen, m.lastSeen);
@@ -499,11 +509,13 @@ export class PoolClient {
     }
     this.lastSweepAt = now;
     const holdDrops = this.connectionInDoubt(now);
+    // Unheard for a TTL, and not for this router's own connection.
+    const gone = (m: MemberState) => now - m.lastSeen > this.ttl && !this.dropsHeld(now) && !holdDrops;
     // A leaving member is let go once what it finishes is done, its grace is over, or it fell silent (died meanwhile).
     const leaveOver = (m: MemberState) =>
       m.outstanding === 0 ||
-      now - m.leavingSince! > m.leaveGraceMs! ||
-      (m.leaveRepeats === true && now - m.lastSeen > this.ttl && !this.dropsHeld(now) && !holdDrops);
+      now - m.leavingSince! > leaveGraceMs(m.info) ||
+      (leaveRepeats(m.info) && gone(m));
     for (const m of this.departing) {
       if (leaveOver(m)) {
         this.departing.delete(m);
@@ -516,22 +528,13 @@ export class PoolClient {
         if (leaveOver(m)) this.dropMember(id, `member ${id} left the pool`);
         continue;
       }
-      if (now - m.lastSeen > this.ttl) {
-        if (this.dropsHeld(now) || holdDrops) continue;
+      if (gone(m)) {
         this.dropMember(id, `member ${id} stopped announcing (no heartbeat for ${this.ttl} ms)`);
         continue;
       }
-      views.push({
-        id,
-        capacity: m.info.capacity,
-        // What this router sent since may not be in the member's last report yet; what the member queues is part of
-        // both, so the total is the larger of the two, not their sum.
-        inFlight: Math.max(m.info.inFlight, m.outstanding - m.info.queued),
-        queued: m.info.queued,
-        cacheCapacityTokens: m.info.cacheCapacityTokens,
-        cacheUsedTokens: m.info.cacheUsedTokens,
-        healthy: m.info.healthy !== false && m.breaker.isAvailable() && !m.unreachable,
-      });
+      // Silent past its TTL while drops are held: kept, but out of this sweep's view.
+      if (now - m.lastSeen > this.ttl) continue;
+      views.push(memberView(id, m));
     }
     return views;
   }
@@ -729,8 +732,7 @@ export class PoolClient {
       // Full when sent: the request waits in the member's queue behind others (see busyMeanwhile). Its server may
       // queue some short of the member's capacity (no KV blocks free): those count as queued too.
       const fullAtSend =
-        state !== undefined &&
-        (state.info.queued > 0 || Math.max(state.info.inFlight, state.outstanding) >= state.info.capacity);
+        state !== undefined && (state.info.queued > 0 || isFull(memberView(memberId!, state)));
       if (state) state.outstanding++;
       const servedAtSend = state?.info.servedRequests;
       let answered = false;
@@ -1005,13 +1007,7 @@ export class PoolClient {
     // only hold memory; ones served by a process since replaced under the id (the sender had not heard of the
     // replacement yet) would tell of prefixes the new process's cold cache does not hold.
     const member = event && this.members.get(event.member);
-    if (!event || event.router === this.routerId || !member) return;
-    if (
-      event.instance !== undefined &&
-      member.info.instance !== undefined &&
-      event.instance !== member.info.instance
-    )
-      return;
+    if (!event || event.router === this.routerId || !member || restarted(member.info, event)) return;
     this.policy.onPeerServed?.(event.member, unpackPrefixKeys(event.keys));
   }
 
@@ -1063,16 +1059,17 @@ export class PoolClient {
     const { id } = leave;
     // Said again while it finishes: heard from, so alive (the process in rotation, or one it replaced).
     for (const m of [this.members.get(id), ...this.departing])
-      if (m?.info.id === id && m.leavingSince !== undefined && !restarted(m.info, leave))
+      if (m?.info.id === id && m.leavingSince !== undefined && !restarted(m.info, leave)) {
+        m.info = leave;
         m.lastSeen = this.clock();
+      }
     const m = this.members.get(id);
     // A leave from an earlier process under this id (one that overlapped its replacement) says nothing of the
     // process in rotation now.
     if (!m || m.leavingSince !== undefined || restarted(m.info, leave)) return;
+    m.info = leave;
     m.leavingSince = this.clock();
     m.lastSeen = this.clock();
-    m.leaveGraceMs = leaveGraceMs(leave);
-    m.leaveRepeats = leave.drainMs !== undefined;
     if (m.outstanding === 0) this.dropMember(id, `member ${id} left the pool`);
   }
 
@@ -1124,6 +1121,21 @@ class SizeRefused extends MemberFailure {
   }
 }
 
+/** A member as the policies see it. */
+function memberView(id: string, m: MemberState): MemberView {
+  return {
+    id,
+    capacity: m.info.capacity,
+    // What this router sent since may not be in the member's last report yet; what the member queues is part of
+    // both, so the total is the larger of the two, not their sum.
+    inFlight: Math.max(m.info.inFlight, m.outstanding - m.info.queued),
+    queued: m.info.queued,
+    cacheCapacityTokens: m.info.cacheCapacityTokens,
+    cacheUsedTokens: m.info.cacheUsedTokens,
+    healthy: m.info.healthy !== false && m.breaker.isAvailable() && !m.unreachable,
+  };
+}
+
 /**
  * Whether the process a request was sent to is no longer the one the router knows under its id: dropped and not
  * back, or replaced (one dropped for silence and heard again from the same process still holds what it served).
@@ -1133,8 +1145,11 @@ function replacedSince(sentTo: MemberState | undefined, now: MemberState | undef
   return now !== sentTo && restarted(sentTo.info, now.info);
 }
 
-/** Both announcements name their process and the processes differ (members that predate the field never match). */
-function restarted(before: MemberAnnouncementWire, now: MemberAnnouncementWire): boolean {
+/**
+ * Both messages (announcements, or a placement against the announcement) name their process and the processes differ
+ * (members and routers that predate the field never match).
+ */
+function restarted(before: { instance?: string }, now: { instance?: string }): boolean {
   return before.instance !== undefined && now.instance !== undefined && before.instance !== now.instance;
 }
 

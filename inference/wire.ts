@@ -148,6 +148,9 @@ export type GenerateReplyWire = z.infer<typeof GenerateReplyWire>;
 /** Room a message's headers (trace context, the attempt's timeout) take beside its payload in one NATS message. */
 export const HEADER_ROOM_BYTES = 16 * 1024;
 
+/** The longest wait on stop a member can tell routers of (an hour). */
+export const MAX_DRAIN_MS = 3_600_000;
+
 export const MemberAnnouncementWire = z.object({
   v: z.literal(WIRE_VERSION),
   id: z.string().regex(SUBJECT_TOKEN_RE),
@@ -173,13 +176,13 @@ export const MemberAnnouncementWire = z.object({
   reconnects: z.number().int().nonnegative().optional(),
   /** False while the member's server fails its health checks: routers send it nothing. Absent: healthy. */
   healthy: z.boolean().optional(),
-  /** Set on the last announcement of a member that is stopping. */
+  /** Set on the announcements (on `leave`) of a member that is stopping. */
   leaving: z.boolean().optional(),
   /**
    * With `leaving`: how long the member waits for what it is finishing before it gives the rest up, so routers wait
-   * as long. Absent: members that predate it, which wait 10 s.
+   * as long. Absent: members that predate it, which wait 10 s and say they leave once.
    */
-  drainMs: z.number().int().nonnegative().max(3_600_000).optional(),
+  drainMs: z.number().int().nonnegative().max(MAX_DRAIN_MS).optional(),
 });
 export type MemberAnnouncementWire = z.infer<typeof MemberAnnouncementWire>;
 

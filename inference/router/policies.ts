@@ -55,6 +55,11 @@ function outstanding(m: MemberView): number {
   return m.inFlight + m.queued;
 }
 
+/** In flight plus queued at or above what the member runs at once: what it is sent now waits in a queue. */
+export function isFull(m: MemberView): boolean {
+  return outstanding(m) >= Math.max(1, m.capacity);
+}
+
 function byId(a: MemberView, b: MemberView): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
@@ -265,11 +270,10 @@ export class PrefixAffinityPolicy implements RoutingPolicy {
       const l = loads.get(m.id)!;
       return l - mean > this.o.balanceAbsThreshold && l > this.o.balanceRelThreshold * mean;
     };
-    const full = (m: MemberView) => outstanding(m) >= Math.max(1, m.capacity);
 
     // The guard orders the whole list, not only its head: a request whose first choice fails goes on to the next
     // member in this order, which must not be an overloaded one while others have room.
-    const hasRoom = (m: MemberView) => !overloaded(m) && !full(m);
+    const hasRoom = (m: MemberView) => !overloaded(m) && !isFull(m);
     // Every member full (a pool at its throughput): each queues what it is sent, so being full tells none apart, and
     // the request waits where its prefix is unless that member is overloaded against the rest. (Not every member can
     // be overloaded: that is a load above the mean. Nor can one with free slots be, while every other member is full:
