@@ -135,15 +135,13 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
   // Told in the steps' heartbeats once the connection has been down a while: a step then waits, alive, for nothing
   // else to show (see attemptInterceptor).
   const natsDown = trackDowntime(nc);
-  const natsWait = {
-    why: (): WaitingDetails | undefined => {
-      const since = natsDown.since();
-      if (since === undefined || Date.now() - since < NATS_DOWN_TOLD_MS) return undefined;
-      return {
-        waiting: `the worker's NATS connection to ${config.nats.url} is down (its model calls and content wait for it)`,
-        since,
-      };
-    },
+  const natsWaiting = (): WaitingDetails | undefined => {
+    const since = natsDown.since();
+    if (since === undefined || Date.now() - since < NATS_DOWN_TOLD_MS) return undefined;
+    return {
+      waiting: `the worker's NATS connection to ${config.nats.url} is down (its model calls and content wait for it)`,
+      since,
+    };
   };
   const activities = createActivities({
     nc,
@@ -194,7 +192,7 @@ export async function createRolloutWorker(opts: RolloutWorkerOptions): Promise<R
             inbound: new OpenTelemetryActivityInboundInterceptor(ctx),
             outbound: new OpenTelemetryActivityOutboundInterceptor(ctx),
           }),
-          attemptInterceptor(() => natsWait.why()),
+          attemptInterceptor(natsWaiting),
         ],
       },
       sinks: { exporter: makeWorkflowExporter(new SimpleSpanProcessor(exporter), telemetryResource()!) },

@@ -1,5 +1,6 @@
 import { type Client, ServiceError } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
+import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
 import { BatchError, followThroughOutages, questionRun, throughOutages } from '../../client/batch.js';
 import { isServiceOutage, sayIfNoWorker, sayIfStepsRetry } from '../../client/trajectories.js';
@@ -268,11 +269,28 @@ describe('sayIfStepsRetry', () => {
       ...abortableCalls(),
       options: { loadedDataConverter: { payloadConverter } },
     } as unknown as Client;
-    const STARTED = 2;
-    // As the server's descriptions carry them (seconds as a Long).
-    const at = (ms: number) => msToTs(ms);
+    const { PENDING_ACTIVITY_STATE_STARTED: STARTED, PENDING_ACTIVITY_STATE_SCHEDULED: SCHEDULED } =
+      proto.temporal.api.enums.v1.PendingActivityState;
     const waitingSince = Date.now() - 20_000;
     const details = { payloads: [payloadConverter.toPayload({ waiting: why, since: waitingSince })] };
+    /** A pending step as a description lists it, with the wait its heartbeats carried. */
+    const pending = (
+      name: string,
+      attempt: number,
+      state: number,
+      startedAt: number,
+      beatAt: number,
+      failure?: string,
+    ) => ({
+      activityType: { name },
+      attempt,
+      state,
+      // As the server's descriptions carry them (seconds as a Long).
+      lastStartedTime: msToTs(startedAt),
+      lastHeartbeatTime: msToTs(beatAt),
+      heartbeatDetails: details,
+      ...(failure ? { lastFailure: { message: failure } } : {}),
+    });
     let described = 0;
     const handle = {
       workflowId: 'traj-1',
@@ -284,35 +302,14 @@ describe('sayIfStepsRetry', () => {
           raw: {
             pendingActivities: [
               // A first attempt, alive and beating: nothing else would show it. Two of them (two steps alike).
-              ...[1, 2].map(() => ({
-                activityType: { name: 'llmStep' },
-                attempt: 1,
-                state: STARTED,
-                lastStartedTime: at(now - 30_000),
-                lastHeartbeatTime: at(now - 1_000),
-                heartbeatDetails: details,
-              })),
+              pending('llmStep', 1, STARTED, now - 30_000, now - 1_000),
+              pending('llmStep', 1, STARTED, now - 30_000, now - 1_000),
               // A retry just started: the server sets its heartbeat time to its start, beside the last attempt's
               // details. Its failure, not the old wait.
-              {
-                activityType: { name: 'summarizeStep' },
-                attempt: 3,
-                state: STARTED,
-                lastStartedTime: at(now - 500),
-                lastHeartbeatTime: at(now - 500),
-                heartbeatDetails: details,
-                lastFailure: { message: 'activity StartToClose timeout' },
-              },
+              pending('summarizeStep', 3, STARTED, now - 500, now - 500, 'activity StartToClose timeout'),
               // An attempt that failed after its worker said it waited (the server keeps the details): its failure.
-              {
-                activityType: { name: 'toolStep' },
-                attempt: 2,
-                state: 1, // scheduled, waiting for a worker
-                lastStartedTime: at(now - 5_000),
-                lastHeartbeatTime: at(now - 9_000),
-                heartbeatDetails: details,
-                lastFailure: { message: 'activity Heartbeat timeout' },
-              },
+              // Scheduled, waiting for a worker.
+              pending('toolStep', 2, SCHEDULED, now - 5_000, now - 9_000, 'activity Heartbeat timeout'),
             ],
             pendingChildren: [],
           },
