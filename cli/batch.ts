@@ -2,13 +2,8 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { DEFAULT_MAX_CONCURRENT_ROLLOUTS, type TrajectorySpecInput } from '../agent/job.js';
-import {
-  BatchError,
-  followThroughOutages,
-  readBatchQuestions,
-  runBatch,
-  sharedBatchSpec,
-} from '../client/batch.js';
+import { BatchError, readBatchQuestions, runBatch, sharedBatchSpec } from '../client/batch.js';
+import { followThroughOutages } from '../client/outages.js';
 import { parallelMuseRunIdFor, parseParallelMuseSpec, startParallelMuse } from '../client/parallel-muse.js';
 import { sayIfNoWorker, sayIfStepsRetry } from '../client/trajectories.js';
 import { exitAsSignal } from '../common/signals.js';

@@ -2,7 +2,7 @@
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { type Command, InvalidArgumentError } from 'commander';
 import { exactMatch } from '../agent/aggregate.js';
-import { followThroughOutages } from '../client/batch.js';
+import { followThroughOutages } from '../client/outages.js';
 import {
   failureMessage,
   followTrajectory,

@@ -2,7 +2,8 @@ import { type Client, ServiceError } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import proto from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { BatchError, followThroughOutages, questionRun, throughOutages } from '../../client/batch.js';
+import { BatchError, batchStopped, questionRun } from '../../client/batch.js';
+import { followThroughOutages, throughOutages } from '../../client/outages.js';
 import { isServiceOutage, sayIfNoWorker, sayIfStepsRetry } from '../../client/trajectories.js';
 import type { MuseConfig } from '../../common/config.js';
 import { payloadConverter } from '../../common/payload-converter.cjs';
@@ -41,6 +42,7 @@ describe('outages of the Temporal service', () => {
       (err) => told.push(err),
       never,
       quick,
+      batchStopped,
     );
     expect(result).toBe('answer');
     // Attached to again (a question that failed meanwhile is then reported, not started anew), told once.
@@ -108,7 +110,7 @@ describe('outages of the Temporal service', () => {
   it('a start that never reached the server is made again, not taken for the earlier failed run under its id', async () => {
     const { client, starts } = clientWithFailedRun(['outage', async () => 'answer']);
     const run = questionRun(client, cfg, spec, options);
-    expect(await throughOutages(run, {}, () => {}, never, quick)).toBe('answer');
+    expect(await throughOutages(run, {}, () => {}, never, quick, batchStopped)).toBe('answer');
     expect(starts()).toBe(2);
   });
 
@@ -119,7 +121,9 @@ describe('outages of the Temporal service', () => {
       },
     ]);
     const run = questionRun(client, cfg, spec, options);
-    await expect(throughOutages(run, {}, () => {}, never, quick)).rejects.toThrow('the earlier run failed');
+    await expect(throughOutages(run, {}, () => {}, never, quick, batchStopped)).rejects.toThrow(
+      'the earlier run failed',
+    );
     expect(starts()).toBe(1);
   });
 
@@ -135,6 +139,7 @@ describe('outages of the Temporal service', () => {
         () => {},
         never,
         quick,
+        batchStopped,
       ),
     ).rejects.toThrow('Permission denied');
     expect(calls).toBe(1);
@@ -147,14 +152,18 @@ describe('outages of the Temporal service', () => {
       throw grpcError(14, 'No connection established');
     };
     // Two questions waiting on one outage share its clock: told once between them.
-    const waits = [0, 1].map(() => throughOutages(down, clock, (e) => told.push(e), never, quick));
+    const waits = [0, 1].map(() =>
+      throughOutages(down, clock, (e) => told.push(e), never, quick, batchStopped),
+    );
     // Both awaited at once: the second may reject while the first is awaited.
     await Promise.all(
       waits.map((w) => expect(w).rejects.toThrow(/has not answered for 0\.2 s .* the batch stopped/)),
     );
     expect(told).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 80));
-    await expect(throughOutages(down, clock, (e) => told.push(e), never, quick)).rejects.toThrow(BatchError);
+    await expect(
+      throughOutages(down, clock, (e) => told.push(e), never, quick, batchStopped),
+    ).rejects.toThrow(BatchError);
     expect(told).toHaveLength(2);
   });
 
@@ -170,6 +179,7 @@ describe('outages of the Temporal service', () => {
       () => {},
       stopping.signal,
       { ...quick, limitMs: 60_000, firstPauseMs: 60_000 },
+      batchStopped,
     );
     await new Promise((r) => setTimeout(r, 20));
     stopping.abort(new Error('the batch stopped'));
